@@ -1,0 +1,80 @@
+//! The `aerekos` command. Thin: it parses arguments and configuration and calls the libraries.
+//!
+//! - `aerekos up`: the all-in-one platform on this machine (today: the conductor; the local worker
+//!   and services join it as they land), with state in `./data`.
+//! - `aerekos conductor`: the control plane alone, configured from the environment.
+//! - `aerekos hash-password`: reads a password on stdin, prints its argon2id hash for `AEREKOS_USERS_FILE`.
+
+use std::io::Read as _;
+
+use aerekos_conductor::{ADMIN_PASSWORD_FILE, ConductorConfig};
+use anyhow::Context as _;
+
+const USAGE: &str = "usage: aerekos <command>
+
+commands:
+  up              run the platform on this machine (state in ./data; see .env_example)
+  conductor       run the conductor alone, configured from the environment
+  hash-password   read a password on stdin, print its argon2id hash
+  version         print the version";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("up") => run(true),
+        Some("conductor") => run(false),
+        Some("hash-password") => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!password.is_empty(), "no password on stdin");
+            println!("{}", aerekos_conductor::hash_password(password));
+            Ok(())
+        }
+        Some("version" | "--version" | "-V") => {
+            println!("aerekos {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => {
+            eprintln!("aerekos: unknown command {other:?}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(all_in_one: bool) -> anyhow::Result<()> {
+    aerekos_common::telemetry::init_from_env();
+    let config = ConductorConfig::from_env()?;
+    let password_file = config.data_dir.join(ADMIN_PASSWORD_FILE);
+    let conductor = aerekos_conductor::start(config.clone()).await.context("starting the conductor")?;
+    let url = conductor.url();
+    // Scripts and tests read this line to find the port (CONDUCTOR_PORT=0 picks a free one).
+    println!("aerekos conductor listening on {url}");
+    if all_in_one {
+        println!("  Swagger UI:     {url}/docs");
+        println!("  OpenAPI spec:   {url}/openapi.json");
+        if config.admin_password.is_some() {
+            println!("  admin login:    {} (password from AEREKOS_ADMIN_PASSWORD)", config.admin_username);
+        } else if password_file.exists() {
+            println!("  admin login:    {} (password in {})", config.admin_username, password_file.display());
+        }
+        println!("  Ctrl-C stops; state stays in {}", config.data_dir.display());
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    conductor.shutdown().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

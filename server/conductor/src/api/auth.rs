@@ -1,0 +1,34 @@
+use std::sync::Arc;
+
+use aerekos_common::ApiResult;
+use poem::web::Data;
+use poem_openapi::{OpenApi, payload::Json};
+
+use super::{ApiTags, UserAuth};
+use crate::{
+    AppState,
+    model::{Jwks, LoginRequest, LoginResponse, User},
+};
+
+pub struct AuthApi;
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Log in with a seeded user's credentials and get a signed token.
+    #[oai(path = "/api/auth/login", method = "post", operation_id = "login")]
+    async fn login(&self, state: Data<&Arc<AppState>>, body: Json<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+        state.auth.login(&body.username, &body.password).await.map(Json)
+    }
+
+    /// The user the token belongs to.
+    #[oai(path = "/api/auth/me", method = "get", operation_id = "get_me")]
+    async fn me(&self, state: Data<&Arc<AppState>>, auth: UserAuth) -> ApiResult<Json<User>> {
+        state.auth.me(&auth.0).await.map(Json)
+    }
+
+    /// The public keys that verify the conductor's tokens (JWKS), for services and workers.
+    #[oai(path = "/api/auth/jwks", method = "get", operation_id = "get_jwks")]
+    async fn jwks(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Jwks>> {
+        Ok(Json(state.auth.jwks()))
+    }
+}

@@ -1,0 +1,59 @@
+use std::sync::Arc;
+
+use aerekos_common::{ApiError, ApiResult, metrics::write_gauge};
+use poem::web::Data;
+use poem_openapi::{
+    OpenApi,
+    payload::{Json, PlainText},
+};
+
+use super::ApiTags;
+use crate::{
+    AppState,
+    model::{Health, Readiness},
+};
+
+pub struct SystemApi;
+
+#[OpenApi(tag = "ApiTags::System")]
+impl SystemApi {
+    /// Liveness: the process is up.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self) -> ApiResult<Json<Health>> {
+        Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+    }
+
+    /// Readiness: the database answers. 503 otherwise.
+    #[oai(path = "/ready", method = "get", operation_id = "ready")]
+    async fn ready(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Readiness>> {
+        match state.db.ping().await {
+            Ok(()) => Ok(Json(Readiness { status: "ready".into() })),
+            Err(e) => Err(ApiError::unavailable("database_unavailable", format!("the database does not answer: {e}"))),
+        }
+    }
+
+    /// Prometheus metrics (text exposition format).
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&Arc<AppState>>) -> ApiResult<PlainText<String>> {
+        let mut out = String::new();
+        state.metrics.render_http(&mut out);
+        let resources = state.workers.resources().await?;
+        write_gauge(
+            &mut out,
+            "aerekos_workers",
+            "Registered workers by status.",
+            &[
+                ("status=\"live\"".into(), resources.live_workers as f64),
+                ("status=\"lost\"".into(), resources.lost_workers as f64),
+            ],
+        );
+        write_gauge(&mut out, "aerekos_cluster_cpu_cores", "CPU cores of live workers.", &[(String::new(), resources.cpu_cores as f64)]);
+        write_gauge(
+            &mut out,
+            "aerekos_cluster_memory_available_bytes",
+            "Available memory on live workers.",
+            &[(String::new(), resources.memory_available_bytes as f64)],
+        );
+        Ok(PlainText(out))
+    }
+}

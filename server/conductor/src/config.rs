@@ -1,0 +1,125 @@
+//! Conductor configuration: environment variables with defaults that need nothing set to start
+//! locally. Every variable is listed, with its default, in `server/.env_example`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+#[derive(Debug, Clone)]
+pub struct ConductorConfig {
+    /// `CONDUCTOR_HOST`:`CONDUCTOR_PORT`, default 0.0.0.0:8080 (workers on other machines must reach it).
+    pub bind: SocketAddr,
+    /// `DATA_DIR`, default `./data`: the signing key, the generated admin password, the database.
+    pub data_dir: PathBuf,
+    /// `DATABASE_PATH`, default `<DATA_DIR>/conductor.db`.
+    pub database_path: PathBuf,
+    /// `AEREKOS_ADMIN_USERNAME`, default `admin`.
+    pub admin_username: String,
+    /// `AEREKOS_ADMIN_PASSWORD`: the admin password. Unset → generated on first start and written
+    /// to `<DATA_DIR>/admin-password` (0600). Set → applied at every start (a way to reset it).
+    pub admin_password: Option<String>,
+    /// `AEREKOS_USERS_FILE`: a JSON file of further seeded users, applied at every start.
+    pub users_file: Option<PathBuf>,
+    /// `JWT_EXPIRES_IN`, default `24h` (humantime, e.g. `30m`, `7d`, or plain seconds).
+    pub jwt_expires_in: Duration,
+    /// `HEARTBEAT_INTERVAL`, default 10 s: what workers are told to use.
+    pub heartbeat_interval: Duration,
+    /// `WORKER_TTL`, default 3 × the heartbeat interval: silent longer than this → lost.
+    pub worker_ttl: Duration,
+    /// `MAX_BODY_BYTES`, default 1 MiB: larger request bodies get 413.
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConductorConfig {
+    /// Defaults for a conductor keeping its state in `data_dir`, bound to `bind`.
+    pub fn new(data_dir: impl Into<PathBuf>, bind: SocketAddr) -> Self {
+        let data_dir = data_dir.into();
+        let heartbeat_interval = Duration::from_secs(10);
+        Self {
+            bind,
+            database_path: data_dir.join("conductor.db"),
+            data_dir,
+            admin_username: "admin".to_owned(),
+            admin_password: None,
+            users_file: None,
+            jwt_expires_in: Duration::from_secs(24 * 3600),
+            heartbeat_interval,
+            worker_ttl: heartbeat_interval * 3,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+
+    /// Reads the environment (see `server/.env_example`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let host = get("CONDUCTOR_HOST").unwrap_or_else(|| "0.0.0.0".to_owned());
+        let port: u16 = parse(&get, "CONDUCTOR_PORT", 8080)?;
+        let bind: SocketAddr = format!("{host}:{port}")
+            .parse()
+            .or_else(|_| format!("[{host}]:{port}").parse())
+            .map_err(|_| ConfigError(format!("CONDUCTOR_HOST={host:?} is not an IP address")))?;
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
+        let mut config = Self::new(data_dir, bind);
+        if let Some(path) = get("DATABASE_PATH") {
+            config.database_path = path.into();
+        }
+        if let Some(name) = get("AEREKOS_ADMIN_USERNAME") {
+            config.admin_username = name;
+        }
+        config.admin_password = get("AEREKOS_ADMIN_PASSWORD").filter(|p| !p.is_empty());
+        config.users_file = get("AEREKOS_USERS_FILE").map(PathBuf::from);
+        if let Some(v) = get("JWT_EXPIRES_IN") {
+            config.jwt_expires_in = parse_duration("JWT_EXPIRES_IN", &v)?;
+        }
+        if let Some(v) = get("HEARTBEAT_INTERVAL") {
+            config.heartbeat_interval = parse_duration("HEARTBEAT_INTERVAL", &v)?;
+            config.worker_ttl = config.heartbeat_interval * 3;
+        }
+        if let Some(v) = get("WORKER_TTL") {
+            config.worker_ttl = parse_duration("WORKER_TTL", &v)?;
+        }
+        config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_expires_in < Duration::from_secs(60) {
+            return Err(ConfigError("JWT_EXPIRES_IN must be at least 60s".into()));
+        }
+        if self.heartbeat_interval < Duration::from_secs(1) {
+            return Err(ConfigError("HEARTBEAT_INTERVAL must be at least 1s".into()));
+        }
+        if self.worker_ttl <= self.heartbeat_interval {
+            return Err(ConfigError("WORKER_TTL must be longer than HEARTBEAT_INTERVAL".into()));
+        }
+        if let Some(p) = &self.admin_password {
+            if p.chars().count() < 12 {
+                return Err(ConfigError("AEREKOS_ADMIN_PASSWORD must be at least 12 characters".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a valid number"))),
+    }
+}
+
+/// `90` (seconds) or a humantime duration such as `24h`, `30m`, `1h 30m`.
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ConfigError> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(value)
+        .map_err(|e| ConfigError(format!("{name}={value:?} is not a duration ({e}); use e.g. 24h, 30m or seconds")))
+}

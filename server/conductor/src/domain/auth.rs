@@ -1,0 +1,262 @@
+//! Users, logins and tokens.
+//!
+//! Users are seeded from configuration only (no sign-up). Tokens are EdDSA JWTs signed with a key
+//! generated on first start into the data directory; its public half is published as a JWKS so other
+//! components verify tokens without a shared secret.
+
+use std::{path::Path, time::Duration};
+
+use aerekos_common::{
+    ApiError, ApiResult,
+    auth::{Claims, ISSUER, TokenError, TokenVerifier},
+};
+use base64::Engine as _;
+use ed25519_dalek::{
+    SigningKey,
+    pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, spki::der::pem::LineEnding},
+};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Deserialize;
+use sha2::Digest as _;
+use uuid::Uuid;
+
+use super::{from_ms, passwords, random_secret, secrets::write_secret_file};
+use crate::{
+    config::ConductorConfig,
+    model::{Jwk, Jwks, LoginResponse, Role, User},
+    store::{Db, users, users::UserRow},
+    StartError,
+};
+
+const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
+/// The caller of a request, as its token says.
+#[derive(Debug, Clone)]
+pub struct AuthedUser {
+    pub id: Uuid,
+    pub username: String,
+    pub role: Role,
+}
+
+impl AuthedUser {
+    /// 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> ApiResult<()> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Viewer => Err(ApiError::forbidden(
+                "forbidden",
+                format!("user {:?} has the viewer role, which may only read; this needs an admin", self.username),
+            )),
+        }
+    }
+}
+
+pub struct AuthService {
+    db: Db,
+    encoding_key: EncodingKey,
+    verifier: TokenVerifier,
+    jwk: Jwk,
+    expires_in: Duration,
+    /// Verified against when the username is unknown, so a login takes as long either way and does
+    /// not reveal which usernames exist.
+    dummy_hash: String,
+}
+
+/// A user listed in `AEREKOS_USERS_FILE`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedUser {
+    username: String,
+    role: String,
+    /// A plain password (hashed at start) …
+    password: Option<String>,
+    /// … or an argon2 PHC hash (`aerekos hash-password` prints one).
+    password_hash: Option<String>,
+}
+
+impl AuthService {
+    pub async fn start(db: Db, config: &ConductorConfig) -> Result<Self, StartError> {
+        let signing_key = load_or_create_signing_key(&config.data_dir.join(SIGNING_KEY_FILE))?;
+        let public = signing_key.verifying_key().to_bytes();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public);
+        let kid = hex(&sha2::Sha256::digest(public)[..8]);
+        let der = signing_key.to_pkcs8_der().map_err(|e| StartError::Key(e.to_string()))?;
+        let encoding_key = EncodingKey::from_ed_der(der.as_bytes());
+        let verifier = TokenVerifier::from_ed25519_jwk(&kid, &x).map_err(|e| StartError::Key(e.to_string()))?;
+        let jwk = Jwk {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x,
+            kid,
+            alg: "EdDSA".into(),
+            use_: "sig".into(),
+        };
+        let dummy_hash = passwords::hash(random_secret("", 16)).await;
+        let service = Self { db, encoding_key, verifier, jwk, expires_in: config.jwt_expires_in, dummy_hash };
+        service.seed_users(config).await?;
+        Ok(service)
+    }
+
+    async fn seed_users(&self, config: &ConductorConfig) -> Result<(), StartError> {
+        let admin = users::find_by_username(&self.db, &config.admin_username).await?;
+        match (admin, &config.admin_password) {
+            (None, Some(password)) => {
+                self.upsert_user(&config.admin_username, Role::Admin, passwords::hash(password.clone()).await).await?;
+                tracing::info!(username = %config.admin_username, "created the admin user from AEREKOS_ADMIN_PASSWORD");
+            }
+            (None, None) => {
+                let password = random_secret("", 18);
+                let path = config.data_dir.join(ADMIN_PASSWORD_FILE);
+                write_secret_file(&path, format!("{password}\n").as_bytes())?;
+                self.upsert_user(&config.admin_username, Role::Admin, passwords::hash(password).await).await?;
+                tracing::info!(
+                    username = %config.admin_username,
+                    password_file = %path.display(),
+                    "created the admin user with a generated password; it is in the password file (mode 0600)"
+                );
+            }
+            (Some(existing), Some(password)) => {
+                if !passwords::verify(existing.password_hash.clone(), password.clone()).await || existing.role != "admin" {
+                    let hash = passwords::hash(password.clone()).await;
+                    users::update_credentials(&self.db, &existing.id, &hash, "admin").await?;
+                    tracing::info!(username = %config.admin_username, "admin password set from AEREKOS_ADMIN_PASSWORD");
+                }
+            }
+            (Some(_), None) => {}
+        }
+        if let Some(file) = &config.users_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| StartError::Seed(format!("cannot read AEREKOS_USERS_FILE {}: {e}", file.display())))?;
+            let seeds: Vec<SeedUser> = serde_json::from_str(&text).map_err(|e| {
+                StartError::Seed(format!(
+                    "AEREKOS_USERS_FILE {} is not a JSON list of {{username, role, password | password_hash}}: {e}",
+                    file.display()
+                ))
+            })?;
+            for seed in seeds {
+                self.apply_seed(seed).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_seed(&self, seed: SeedUser) -> Result<(), StartError> {
+        let bad = |msg: String| StartError::Seed(format!("seeded user {:?}: {msg}", seed.username));
+        validate_username(&seed.username).map_err(bad)?;
+        let role = Role::parse(&seed.role).ok_or_else(|| bad(format!("role {:?} is not admin or viewer", seed.role)))?;
+        let existing = users::find_by_username(&self.db, &seed.username).await?;
+        let hash = match (&seed.password, &seed.password_hash) {
+            (Some(_), Some(_)) | (None, None) => return Err(bad("give exactly one of password and password_hash".into())),
+            (None, Some(hash)) if passwords::is_phc_hash(hash) => hash.clone(),
+            (None, Some(_)) => return Err(bad("password_hash is not an argon2 PHC string".into())),
+            (Some(password), None) => {
+                // Re-hash only when the password changed, so restarts stay fast.
+                match &existing {
+                    Some(u) if passwords::verify(u.password_hash.clone(), password.clone()).await => u.password_hash.clone(),
+                    _ => passwords::hash(password.clone()).await,
+                }
+            }
+        };
+        self.upsert_user(&seed.username, role, hash).await?;
+        Ok(())
+    }
+
+    async fn upsert_user(&self, username: &str, role: Role, password_hash: String) -> Result<(), sqlx::Error> {
+        match users::find_by_username(&self.db, username).await? {
+            Some(u) if u.password_hash == password_hash && u.role == role.as_str() => Ok(()),
+            Some(u) => users::update_credentials(&self.db, &u.id, &password_hash, role.as_str()).await,
+            None => users::insert(&self.db, &Uuid::new_v4().to_string(), username, &password_hash, role.as_str()).await,
+        }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> ApiResult<LoginResponse> {
+        let row = users::find_by_username(&self.db, username).await.map_err(ApiError::internal)?;
+        let hash = row.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let matches = passwords::verify(hash, password.to_owned()).await;
+        let row = match row {
+            Some(row) if matches => row,
+            _ => {
+                return Err(ApiError::unauthorized("invalid_credentials", "wrong username or password"));
+            }
+        };
+        let user = user_from_row(&row)?;
+        let now = chrono::Utc::now();
+        let exp = now + chrono::Duration::from_std(self.expires_in).map_err(ApiError::internal)?;
+        let claims = Claims {
+            sub: user.id.to_string(),
+            name: user.username.clone(),
+            role: user.role.as_str().to_owned(),
+            iss: ISSUER.to_owned(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            jti: Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.jwk.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key).map_err(ApiError::internal)?;
+        tracing::info!(username = %user.username, "login");
+        Ok(LoginResponse {
+            token,
+            token_type: "Bearer".into(),
+            expires_at: exp,
+            expires_in_secs: self.expires_in.as_secs(),
+            user,
+        })
+    }
+
+    /// The caller behind a bearer token, or 401 saying why not.
+    pub fn authenticate(&self, token: &str) -> ApiResult<AuthedUser> {
+        let claims = self.verifier.verify(token).map_err(|e| match e {
+            TokenError::Expired => ApiError::unauthorized("token_expired", e.to_string()),
+            _ => ApiError::unauthorized("invalid_token", e.to_string()),
+        })?;
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized("invalid_token", "token subject is not a user id"))?;
+        let role = Role::parse(&claims.role).ok_or_else(|| ApiError::unauthorized("invalid_token", "token carries an unknown role"))?;
+        Ok(AuthedUser { id, username: claims.name, role })
+    }
+
+    pub async fn me(&self, caller: &AuthedUser) -> ApiResult<User> {
+        let row = users::find_by_id(&self.db, &caller.id.to_string()).await.map_err(ApiError::internal)?;
+        let row = row.ok_or_else(|| ApiError::unauthorized("user_removed", "the user of this token no longer exists"))?;
+        user_from_row(&row)
+    }
+
+    pub fn jwks(&self) -> Jwks {
+        Jwks { keys: vec![self.jwk.clone()] }
+    }
+}
+
+pub fn validate_username(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok { Ok(()) } else { Err("usernames are 1–64 characters of a–z, 0–9, '.', '_' or '-'".into()) }
+}
+
+fn user_from_row(row: &UserRow) -> ApiResult<User> {
+    Ok(User {
+        id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
+        username: row.username.clone(),
+        role: Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("user {} has role {:?}", row.id, row.role)))?,
+        created_at: from_ms(row.created_at),
+    })
+}
+
+fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, StartError> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| StartError::Key(format!("{} is not an Ed25519 PKCS#8 key: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| StartError::Key(e.to_string()))?;
+            write_secret_file(path, pem.as_bytes())?;
+            tracing::info!(path = %path.display(), "generated the token-signing key");
+            Ok(key)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

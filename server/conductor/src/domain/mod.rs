@@ -1,0 +1,25 @@
+//! Business logic: rules, validation, orchestration of repositories. No HTTP request or response
+//! types here; operations return the contract's models and [`aerekos_common::ApiError`].
+
+pub mod auth;
+pub mod catalog;
+pub mod passwords;
+pub mod registration;
+pub mod secrets;
+pub mod workers;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// A timestamp column (Unix milliseconds) as a UTC time.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A fresh random secret: `bytes` random bytes, base64url without padding, behind `prefix`.
+pub fn random_secret(prefix: &str, bytes: usize) -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}

@@ -1,0 +1,108 @@
+//! The aerekos conductor: the control plane, as a library.
+//!
+//! [`start`] opens the state, seeds users and keys, binds the HTTP server and returns a
+//! [`ConductorHandle`] with the bound address; the `aerekos` binary only parses configuration and
+//! calls it. Layers: `api` (thin poem-openapi endpoints) → `domain` (logic) → `store` (sqlx).
+
+mod api;
+pub mod config;
+mod domain;
+pub mod model;
+mod store;
+
+use std::{net::SocketAddr, os::unix::fs::PermissionsExt as _, sync::Arc};
+
+use aerekos_common::{edge::Edge, metrics::Metrics, server::ServerHandle};
+use poem::{EndpointExt as _, Route, endpoint::make_sync, web::Redirect};
+
+pub use config::{ConductorConfig, ConfigError};
+pub use domain::auth::ADMIN_PASSWORD_FILE;
+use domain::{auth::AuthService, catalog::CatalogService, registration::RegistrationTokens, workers::WorkerService};
+use store::Db;
+
+/// Everything the endpoints need, built once at start.
+pub(crate) struct AppState {
+    db: Db,
+    auth: AuthService,
+    tokens: RegistrationTokens,
+    workers: WorkerService,
+    catalog: CatalogService,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("token-signing key: {0}")]
+    Key(String),
+    #[error("seeding users: {0}")]
+    Seed(String),
+}
+
+/// A running conductor.
+pub struct ConductorHandle {
+    server: ServerHandle,
+    state: Arc<AppState>,
+}
+
+impl ConductorHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The base URL clients use, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Stops serving (in-flight requests finish) and closes the database cleanly.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let result = self.server.shutdown().await;
+        self.state.db.close().await;
+        result
+    }
+}
+
+/// Starts the conductor described by `config`.
+pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartError> {
+    config.validate()?;
+    if !config.data_dir.exists() {
+        std::fs::create_dir_all(&config.data_dir)?;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let db = Db::open(&config.database_path).await?;
+    let auth = AuthService::start(db.clone(), &config).await?;
+    let tokens = RegistrationTokens::start(db.clone()).await?;
+    let catalog = CatalogService::start(db.clone()).await?;
+    let workers = WorkerService::new(db.clone(), config.heartbeat_interval, config.worker_ttl);
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(AppState { db, auth, tokens, workers, catalog, metrics: metrics.clone() });
+
+    let api = api::service();
+    let app = Route::new()
+        .at("/", make_sync(|_| Redirect::see_other("/docs")))
+        .at("/openapi.json", api.spec_endpoint())
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api)
+        .data(state.clone())
+        .with(Edge::new(metrics, config.max_body_bytes).quiet(&["worker_heartbeat", "health", "ready", "metrics"]));
+
+    let server = aerekos_common::server::serve(config.bind, app).await?;
+    tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
+    Ok(ConductorHandle { server, state })
+}
+
+/// The conductor's OpenAPI document (what `cargo xtask openapi` writes to `openapi/conductor.json`).
+pub fn openapi_spec() -> String {
+    api::service().spec()
+}
+
+/// An argon2id PHC hash of `password`, for `AEREKOS_USERS_FILE` entries.
+pub fn hash_password(password: &str) -> String {
+    domain::passwords::hash_blocking(password)
+}

@@ -1,0 +1,304 @@
+//! The conductor API's data shapes. Doc comments here are spec text: they are part of the contract.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use uuid::Uuid;
+
+/// What a user may do: `admin` may change things, `viewer` may only read.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// A seeded user of the platform.
+#[derive(Object, Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Credentials of a seeded user.
+#[derive(Object, Debug, Clone)]
+pub struct LoginRequest {
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub username: String,
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub password: String,
+}
+
+/// A signed access token for the user.
+#[derive(Object, Debug, Clone)]
+pub struct LoginResponse {
+    /// The JWT: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    pub expires_in_secs: u64,
+    pub user: User,
+}
+
+/// The conductor's token-signing public keys, as a JSON Web Key Set (RFC 7517). Services and
+/// workers verify user tokens with these; no secret is shared.
+#[derive(Object, Debug, Clone)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// One Ed25519 public key (RFC 8037).
+#[derive(Object, Debug, Clone)]
+pub struct Jwk {
+    /// Key type: `OKP`.
+    pub kty: String,
+    /// Curve: `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url without padding.
+    pub x: String,
+    /// Key id; tokens name it in their `kid` header.
+    pub kid: String,
+    /// Algorithm: `EdDSA`.
+    pub alg: String,
+    /// Use: `sig`.
+    #[oai(rename = "use")]
+    pub use_: String,
+}
+
+/// The token a new worker presents to register.
+#[derive(Object, Debug, Clone)]
+pub struct RegistrationToken {
+    pub token: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One network interface of a worker.
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct NetworkInterface {
+    pub name: String,
+    /// IP addresses of the interface.
+    #[oai(default)]
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[oai(default)]
+    #[serde(default)]
+    pub rx_bytes: u64,
+    #[oai(default)]
+    #[serde(default)]
+    pub tx_bytes: u64,
+}
+
+/// A runtime a worker can run instances with.
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RuntimeDriver {
+    /// `docker` or `process`.
+    pub name: String,
+    /// e.g. the Docker engine version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// What a worker reports about its machine.
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct WorkerResources {
+    #[oai(validator(minimum(value = "1")))]
+    pub cpu_cores: u32,
+    /// Average CPU use over all cores, 0–100.
+    #[oai(validator(minimum(value = "0"), maximum(value = "100")))]
+    pub cpu_usage_percent: f64,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    /// Size of the volume holding the worker's data directory.
+    pub disk_total_bytes: u64,
+    pub disk_free_bytes: u64,
+    #[oai(default)]
+    #[serde(default)]
+    pub network: Vec<NetworkInterface>,
+    /// Operating system name and version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// Runtime drivers usable on this worker.
+    #[oai(default)]
+    #[serde(default)]
+    pub drivers: Vec<RuntimeDriver>,
+}
+
+/// A worker asking to join (or rejoin) the cluster.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RegisterWorkerRequest {
+    /// The cluster's registration token (`GET /api/token`).
+    pub registration_token: String,
+    /// The id this worker was given before, to keep its identity across restarts and IP changes.
+    pub worker_id: Option<Uuid>,
+    /// The credential that came with `worker_id`.
+    pub worker_credential: Option<String>,
+    /// A display name; defaults to the hostname.
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub name: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 253))]
+    pub hostname: String,
+    /// The address the conductor and other workers reach this worker at.
+    pub ip_address: String,
+    /// Labels for placement constraints, e.g. `{"zone": "rack-1"}`.
+    #[oai(default)]
+    pub labels: BTreeMap<String, String>,
+    pub resources: WorkerResources,
+}
+
+/// The identity a worker keeps in its data directory.
+#[derive(Object, Debug, Clone)]
+pub struct RegisterWorkerResponse {
+    pub worker_id: Uuid,
+    /// Send it as `Authorization: Bearer <credential>` on heartbeats. Keep it secret.
+    pub worker_credential: String,
+    /// How often to heartbeat.
+    pub heartbeat_interval_secs: u64,
+    /// False when an existing worker was recognised and updated.
+    pub created: bool,
+}
+
+/// A worker's periodic report.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct HeartbeatRequest {
+    pub resources: WorkerResources,
+    /// The worker's current address, when it may have changed.
+    pub ip_address: Option<String>,
+}
+
+/// The conductor's answer to a heartbeat.
+#[derive(Object, Debug, Clone)]
+pub struct HeartbeatResponse {
+    pub heartbeat_interval_secs: u64,
+    pub server_time: DateTime<Utc>,
+}
+
+/// `live`: heard from within the worker TTL; `lost`: silent for longer.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum WorkerStatus {
+    Live,
+    Lost,
+}
+
+/// A machine of the cluster.
+#[derive(Object, Debug, Clone)]
+pub struct Worker {
+    pub id: Uuid,
+    pub name: String,
+    pub hostname: String,
+    pub ip_address: String,
+    pub labels: BTreeMap<String, String>,
+    pub status: WorkerStatus,
+    pub resources: WorkerResources,
+    pub registered_at: DateTime<Utc>,
+    pub last_heartbeat_at: DateTime<Utc>,
+}
+
+/// One page of workers, ordered by id.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct WorkerPage {
+    pub workers: Vec<Worker>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Resources summed over live workers.
+#[derive(Object, Debug, Clone)]
+pub struct ClusterResources {
+    pub live_workers: u64,
+    pub lost_workers: u64,
+    pub cpu_cores: u64,
+    /// Average CPU use over all live cores, 0–100.
+    pub cpu_usage_percent: f64,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub disk_free_bytes: u64,
+}
+
+/// Resources an instance reserves.
+#[derive(Object, Debug, Clone)]
+pub struct ResourceSpec {
+    /// CPU in thousandths of a core.
+    pub cpu_millicores: u32,
+    pub memory_mb: u32,
+    pub disk_mb: u32,
+}
+
+/// A service of the catalog.
+#[derive(Object, Debug, Clone)]
+pub struct Service {
+    /// e.g. `key_manager`; also the gateway prefix `/api/<name>/…`.
+    pub name: String,
+    pub description: String,
+    /// The port an instance listens on.
+    pub port: u16,
+    /// The path probed for health.
+    pub health_path: String,
+    pub default_resources: ResourceSpec,
+    pub default_replicas: u32,
+    /// Services that must run for this one to work; enabling it enables them.
+    pub depends_on: Vec<String>,
+    pub enabled: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An instance of a service on a worker.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Deployment {
+    pub id: Uuid,
+    pub service: String,
+    pub worker_id: Option<Uuid>,
+    /// e.g. `starting`, `running`, `exited`, `failed`.
+    pub state: String,
+    /// `host:port` where the instance answers.
+    pub address: Option<String>,
+    /// `unknown`, `healthy` or `unhealthy`.
+    pub health: String,
+    pub health_reason: Option<String>,
+    pub restarts: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Liveness.
+#[derive(Object, Debug, Clone)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    pub version: String,
+}
+
+/// Readiness: whether the server can serve requests (its database answers).
+#[derive(Object, Debug, Clone)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+}

@@ -1,0 +1,74 @@
+//! Verifying the conductor's user and service tokens.
+//!
+//! The conductor signs JWTs with an Ed25519 key that never leaves it and publishes the public half
+//! (`GET /api/auth/jwks`). Every other server verifies tokens with that public key alone, so no
+//! secret is shared between components.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+/// The `iss` of every token the conductor signs.
+pub const ISSUER: &str = "aerekos-conductor";
+
+/// The claims of a conductor-signed token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// The username, for logs and audit records.
+    pub name: String,
+    /// `admin` or `viewer` for users.
+    pub role: String,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// A unique token id.
+    pub jti: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token has expired; log in again")]
+    Expired,
+    #[error("the token was signed by a key this server does not trust (key id {0:?})")]
+    UnknownKey(Option<String>),
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Checks tokens against one Ed25519 public key.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    key_id: String,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    /// From a JWK's `kid` and `x` (the base64url public key), as the conductor publishes them.
+    pub fn from_ed25519_jwk(key_id: &str, x_base64url: &str) -> Result<Self, TokenError> {
+        let key = DecodingKey::from_ed_components(x_base64url)
+            .map_err(|e| TokenError::Invalid(format!("bad public key: {e}")))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 30;
+        Ok(Self { key_id: key_id.to_owned(), key, validation })
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.kid.as_deref() != Some(self.key_id.as_str()) {
+            return Err(TokenError::UnknownKey(header.kid));
+        }
+        match decode::<Claims>(token, &self.key, &self.validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+            Err(e) => Err(TokenError::Invalid(e.to_string())),
+        }
+    }
+}

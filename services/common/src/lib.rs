@@ -1,0 +1,18 @@
+//! What every aerekos server shares, so each concept lives in one place:
+//!
+//! - [`error`]: the one JSON [`ErrorBody`] every non-2xx response carries, and [`ApiError`];
+//! - [`edge`]: the middleware in front of every server (request id, body limit, access log, metrics,
+//!   and turning the framework's own plain-text errors into `ErrorBody`);
+//! - [`metrics`]: the Prometheus text registry behind `/metrics`;
+//! - [`auth`]: verifying the conductor's EdDSA JWTs with its public key (no shared secret);
+//! - [`server`]: binding a listener (port 0 in tests) and serving with graceful shutdown;
+//! - [`telemetry`]: tracing set-up for binaries.
+
+pub mod auth;
+pub mod edge;
+pub mod error;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{ApiError, ApiResult, ErrorBody};

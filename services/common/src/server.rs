@@ -1,0 +1,74 @@
+//! Binding and serving: every aerekos server is a library whose `start` returns a [`ServerHandle`].
+
+use std::{io, net::SocketAddr, time::Duration};
+
+use poem::{
+    Endpoint, Server,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// How long in-flight requests get to finish after shutdown is asked for.
+const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// A running server: its bound address and the means to stop it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl ServerHandle {
+    /// The address actually bound (the real port when port 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, with 0.0.0.0 / :: replaced by loopback so it can be dialled.
+    pub fn url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        format!("http://{addr}")
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to 10 s), and waits.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.map_err(io::Error::other)?
+    }
+
+    /// Waits until the server stops (it only stops by itself on an I/O error).
+    pub async fn wait(self) -> io::Result<()> {
+        self.task.await.map_err(io::Error::other)?
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves `ep` on a background task.
+pub async fn serve<E>(addr: SocketAddr, ep: E) -> io::Result<ServerHandle>
+where
+    E: Endpoint + 'static,
+{
+    let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+    let bound = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| io::Error::other("listener reported no local address"))?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                ep,
+                async {
+                    let _ = rx.await;
+                },
+                Some(GRACEFUL_SHUTDOWN),
+            )
+            .await
+    });
+    Ok(ServerHandle { addr: bound, shutdown: Some(tx), task })
+}
