@@ -1,1 +1,149 @@
+//! `aerekos-sdk`: the Rust SDK for aerekos-cloud.
+//!
+//! Generated clients, one module per API (`conductor`, …), produced by `cargo xtask sdk` from the
+//! committed specs in `openapi/`, plus a small hand-written layer: log in and get an authorized
+//! client, set a token, pass on request ids, retry what is safe to retry.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), aerekos_sdk::SdkError> {
+//! let c = aerekos_sdk::Conductor::login("http://127.0.0.1:8080", "admin", "secret").await?;
+//! let page = c.list_workers().send().await?;
+//! for worker in &page.workers {
+//!     println!("{} {} {:?}", worker.id, worker.hostname, worker.status);
+//! }
+//! # Ok(()) }
+//! ```
 
+#[allow(clippy::all, unused_imports, unused_mut, dead_code)]
+#[rustfmt::skip]
+mod generated {
+    pub mod conductor;
+}
+mod transport;
+
+use std::{ops::Deref, time::Duration};
+
+pub use generated::conductor;
+pub use progenitor_client::{Error as ClientError, ResponseValue};
+pub use transport::{REQUEST_ID_HEADER, RetryPolicy, Transport};
+
+/// The body of every error response of every aerekos API.
+pub use conductor::types::ErrorBody;
+
+/// What an SDK call can fail with, reduced to what a caller acts on.
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    /// The server answered with an error status and an [`ErrorBody`].
+    #[error("{status} {}: {} (request id {})", body.code, body.message, body.request_id)]
+    Api { status: u16, body: ErrorBody },
+    /// The server could not be reached or the exchange broke off.
+    #[error("could not reach the server: {0}")]
+    Transport(String),
+    /// The server answered with something that is not the API's.
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
+}
+
+impl SdkError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SdkError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The [`ErrorBody`], when the server answered with one.
+    pub fn body(&self) -> Option<&ErrorBody> {
+        match self {
+            SdkError::Api { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+}
+
+impl From<ClientError<ErrorBody>> for SdkError {
+    fn from(err: ClientError<ErrorBody>) -> Self {
+        match err {
+            ClientError::ErrorResponse(rv) => SdkError::Api { status: rv.status().as_u16(), body: rv.into_inner() },
+            ClientError::CommunicationError(e) => SdkError::Transport(e.to_string()),
+            other => {
+                let status = other.status().map(|s| s.as_u16());
+                SdkError::Unexpected(match status {
+                    Some(s) => format!("status {s}: {other}"),
+                    None => other.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A reqwest client with the SDK's defaults (timeouts; no proxy surprises on loopback).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("building the HTTP client")
+}
+
+/// A conductor client; dereferences to the generated [`conductor::Client`], so every operation is
+/// a method: `c.list_workers().send().await?`.
+#[derive(Clone, Debug)]
+pub struct Conductor {
+    client: conductor::Client,
+}
+
+impl Deref for Conductor {
+    type Target = conductor::Client;
+    fn deref(&self) -> &conductor::Client {
+        &self.client
+    }
+}
+
+impl Conductor {
+    /// A client without credentials (for login, health, registration).
+    pub fn new(base_url: &str) -> Self {
+        Self::with_transport(base_url, Transport::new())
+    }
+
+    /// A client sending `token` as its bearer credential.
+    pub fn with_token(base_url: &str, token: impl Into<String>) -> Self {
+        Self::with_transport(base_url, Transport::new().with_token(token))
+    }
+
+    pub fn with_transport(base_url: &str, transport: Transport) -> Self {
+        let base = base_url.trim_end_matches('/');
+        Self { client: conductor::Client::new_with_client(base, http_client(), transport) }
+    }
+
+    /// Logs in and returns a client carrying the user's token.
+    pub async fn login(base_url: &str, username: &str, password: &str) -> Result<Self, SdkError> {
+        let c = Self::new(base_url);
+        c.login_as(username, password).await?;
+        Ok(c)
+    }
+
+    /// Logs in with this client and keeps the token for its next calls.
+    pub async fn login_as(&self, username: &str, password: &str) -> Result<conductor::types::LoginResponse, SdkError> {
+        let response = self
+            .client
+            .login()
+            .body_map(|b| b.username(username).password(password))
+            .send()
+            .await?
+            .into_inner();
+        self.set_token(Some(response.token.clone()));
+        Ok(response)
+    }
+
+    pub fn set_token(&self, token: Option<String>) {
+        use progenitor_client::ClientInfo as _;
+        self.client.inner().set_token(token);
+    }
+
+    pub fn token(&self) -> Option<String> {
+        use progenitor_client::ClientInfo as _;
+        self.client.inner().token()
+    }
+}

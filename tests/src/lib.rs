@@ -1,1 +1,133 @@
+//! Test support: real servers started in-process on 127.0.0.1:0 with their state in a temporary
+//! directory, and SDK clients for them. Tests talk to servers only through `aerekos-sdk` (raw HTTP
+//! only where a test must send what the SDK cannot, such as malformed JSON).
 
+use std::net::SocketAddr;
+
+use aerekos_conductor::{ConductorConfig, ConductorHandle};
+use aerekos_sdk::{Conductor, conductor::types};
+use tempfile::TempDir;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const VIEWER_USERNAME: &str = "vera";
+pub const VIEWER_PASSWORD: &str = "viewer-password-for-tests";
+
+/// A conductor with an admin and a viewer, its state in a temp dir that outlives restarts.
+pub struct TestConductor {
+    handle: Option<ConductorHandle>,
+    pub url: String,
+    pub config: ConductorConfig,
+    pub dir: TempDir,
+}
+
+impl TestConductor {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test defaults, after `adjust` has changed the configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut ConductorConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let users_file = dir.path().join("users.json");
+        std::fs::write(
+            &users_file,
+            serde_json::json!([{ "username": VIEWER_USERNAME, "role": "viewer", "password": VIEWER_PASSWORD }]).to_string(),
+        )
+        .expect("users file");
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = ConductorConfig::new(dir.path().join("data"), bind);
+        config.admin_password = Some(ADMIN_PASSWORD.to_owned());
+        config.users_file = Some(users_file);
+        adjust(&mut config);
+        let handle = aerekos_conductor::start(config.clone()).await.expect("conductor starts");
+        let url = handle.url();
+        Self { handle: Some(handle), url, config, dir }
+    }
+
+    /// Stops the conductor and starts it again on the same state (on a new port).
+    pub async fn restart(&mut self) {
+        self.handle.take().expect("running").shutdown().await.expect("clean shutdown");
+        let handle = aerekos_conductor::start(self.config.clone()).await.expect("conductor restarts");
+        self.url = handle.url();
+        self.handle = Some(handle);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub async fn admin(&self) -> Conductor {
+        Conductor::login(&self.url, "admin", ADMIN_PASSWORD).await.expect("admin logs in")
+    }
+
+    pub async fn viewer(&self) -> Conductor {
+        Conductor::login(&self.url, VIEWER_USERNAME, VIEWER_PASSWORD).await.expect("viewer logs in")
+    }
+
+    pub fn anonymous(&self) -> Conductor {
+        Conductor::new(&self.url)
+    }
+
+    pub async fn registration_token(&self) -> String {
+        self.admin().await.get_registration_token().send().await.expect("token").into_inner().token
+    }
+}
+
+/// A plausible machine report.
+pub fn resources(cpu_usage_percent: f64, memory_available_bytes: u64) -> types::WorkerResources {
+    types::WorkerResources {
+        cpu_cores: std::num::NonZeroU32::new(8).unwrap(),
+        cpu_usage_percent,
+        memory_total_bytes: 32 << 30,
+        memory_available_bytes,
+        disk_total_bytes: 500 << 30,
+        disk_free_bytes: 200 << 30,
+        network: vec![types::NetworkInterface {
+            name: "eth0".into(),
+            addresses: vec!["10.0.0.5".into()],
+            rx_bytes: 1000,
+            tx_bytes: 2000,
+        }],
+        os: Some("Debian 12".into()),
+        drivers: vec![types::RuntimeDriver { name: "process".into(), version: None }],
+    }
+}
+
+pub fn register_request(token: &str, hostname: &str, ip: &str) -> types::RegisterWorkerRequest {
+    types::RegisterWorkerRequest {
+        registration_token: token.to_owned(),
+        worker_id: None,
+        worker_credential: None,
+        name: None,
+        hostname: hostname.to_owned(),
+        ip_address: ip.to_owned(),
+        labels: [("zone".to_owned(), "rack-1".to_owned())].into_iter().collect(),
+        resources: resources(12.5, 16 << 30),
+    }
+}
+
+/// Asserts `err` is an API error with `status` and `code`, and a request id; returns the body.
+#[track_caller]
+pub fn expect_api_error(err: aerekos_sdk::SdkError, status: u16, code: &str) -> types::ErrorBody {
+    match err {
+        aerekos_sdk::SdkError::Api { status: got, body } => {
+            assert_eq!(got, status, "status of {body:?}");
+            assert_eq!(body.code, code, "code of {body:?}");
+            assert!(!body.request_id.is_empty() && body.request_id != "none", "request id in {body:?}");
+            assert!(!body.message.is_empty(), "message in {body:?}");
+            body
+        }
+        other => panic!("expected an API error {status} {code}, got {other:?}"),
+    }
+}
+
+/// The error of a call that must fail.
+#[track_caller]
+pub fn failure<T: std::fmt::Debug>(result: Result<T, aerekos_sdk::ClientError<types::ErrorBody>>) -> aerekos_sdk::SdkError {
+    match result {
+        Ok(v) => panic!("expected the call to fail, it returned {v:?}"),
+        Err(e) => e.into(),
+    }
+}

@@ -1,1 +1,63 @@
-fn main() {}
+//! Repository automation. `cargo xtask <command>`:
+//!
+//! - `openapi [--check]`: write `openapi/<api>.json` from the poem-openapi code (no server started),
+//!   and lint the specs against the contract conventions.
+//! - `sdk [--check]`: generate `sdk-rust/src/generated/` (progenitor) and `sdk-ts/src/generated/`
+//!   (openapi-typescript) from the committed specs.
+//! - `test`: the whole test suite, installing what it needs (the README's test command).
+//! - `bench`: the benchmarks behind `docs/benchmarks.md`.
+
+mod bench;
+mod lint;
+mod openapi;
+mod sdk;
+mod test;
+
+use std::path::{Path, PathBuf};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let check = args.iter().any(|a| a == "--check");
+    match args.first().map(String::as_str) {
+        Some("openapi") => openapi::run(check),
+        Some("sdk") => sdk::run(check),
+        Some("test") => test::run(),
+        Some("bench") => bench::run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask openapi [--check] | sdk [--check] | test | bench");
+            std::process::exit(2);
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo").to_path_buf()
+}
+
+/// The APIs whose specs live in `openapi/`, with the function producing each.
+pub fn apis() -> Vec<(&'static str, fn() -> String)> {
+    vec![("conductor", aerekos_conductor::openapi_spec)]
+}
+
+/// Compares `want` with the file at `path`; in check mode a difference is an error naming the fix,
+/// otherwise the file is (re)written.
+pub fn write_or_check(path: &Path, want: &str, check: bool, regenerate: &str) -> anyhow::Result<bool> {
+    let have = std::fs::read_to_string(path).ok();
+    if have.as_deref() == Some(want) {
+        return Ok(true);
+    }
+    if check {
+        eprintln!(
+            "{} is out of date with the code{}; run `{regenerate}` and commit the result",
+            path.strip_prefix(repo_root()).unwrap_or(path).display(),
+            if have.is_none() { " (missing)" } else { "" }
+        );
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, want)?;
+    println!("wrote {}", path.strip_prefix(repo_root()).unwrap_or(path).display());
+    Ok(true)
+}

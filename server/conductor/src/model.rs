@@ -42,9 +42,7 @@ pub struct User {
 /// Credentials of a seeded user.
 #[derive(Object, Debug, Clone)]
 pub struct LoginRequest {
-    #[oai(validator(min_length = 1, max_length = 64))]
     pub username: String,
-    #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: String,
 }
 
@@ -156,10 +154,9 @@ pub struct RegisterWorkerRequest {
     pub worker_id: Option<Uuid>,
     /// The credential that came with `worker_id`.
     pub worker_credential: Option<String>,
-    /// A display name; defaults to the hostname.
-    #[oai(validator(min_length = 1, max_length = 128))]
+    /// A display name (at most 128 bytes); defaults to the hostname.
     pub name: Option<String>,
-    #[oai(validator(min_length = 1, max_length = 253))]
+    /// The machine's hostname (1–253 bytes).
     pub hostname: String,
     /// The address the conductor and other workers reach this worker at.
     pub ip_address: String,

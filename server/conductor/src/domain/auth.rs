@@ -171,6 +171,12 @@ impl AuthService {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> ApiResult<LoginResponse> {
+        if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
+            return Err(ApiError::bad_request(
+                "invalid_login",
+                "username (1–64 bytes) and password (1–1024 bytes) are both required",
+            ));
+        }
         let row = users::find_by_username(&self.db, username).await.map_err(ApiError::internal)?;
         let hash = row.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let matches = passwords::verify(hash, password.to_owned()).await;

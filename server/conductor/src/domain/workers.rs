@@ -47,6 +47,12 @@ impl WorkerService {
 
     pub async fn register(&self, tokens: &RegistrationTokens, req: RegisterWorkerRequest) -> ApiResult<RegisterWorkerResponse> {
         tokens.check(&req.registration_token).await?;
+        if req.hostname.trim().is_empty() || req.hostname.len() > 253 {
+            return Err(ApiError::bad_request("invalid_hostname", "hostname must be 1–253 bytes"));
+        }
+        if req.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.len() > 128) {
+            return Err(ApiError::bad_request("invalid_name", "name must be 1–128 bytes, or left out to use the hostname"));
+        }
         let ip = validate_ip(&req.ip_address)?;
         validate_labels(&req.labels)?;
         validate_resources(&req.resources)?;

@@ -1,0 +1,357 @@
+//! The conductor's core API, end to end through the Rust SDK against a conductor started
+//! in-process on 127.0.0.1:0 with a real SQLite file.
+
+use aerekos_common::auth::TokenVerifier;
+use aerekos_sdk::{Conductor, Transport, conductor::types};
+use aerekos_tests::*;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn login_succeeds_and_wrong_password_is_401_error_body() {
+    let c = TestConductor::start().await;
+    let admin = c.admin().await;
+    let token = admin.token().expect("token kept after login");
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+
+    let err = failure(
+        c.anonymous()
+            .login()
+            .body_map(|b| b.username("admin").password("not-the-password"))
+            .send()
+            .await,
+    );
+    let body = expect_api_error(err, 401, "invalid_credentials");
+    assert_eq!(body.message, "wrong username or password");
+
+    // An unknown user gets the very same answer: usernames are not revealed.
+    let err = failure(c.anonymous().login().body_map(|b| b.username("nobody").password("whatever")).send().await);
+    expect_api_error(err, 401, "invalid_credentials");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn me_returns_the_tokens_user() {
+    let c = TestConductor::start().await;
+    let me = c.admin().await.get_me().send().await.unwrap().into_inner();
+    assert_eq!(me.username, "admin");
+    assert_eq!(me.role, types::Role::Admin);
+    let me = c.viewer().await.get_me().send().await.unwrap().into_inner();
+    assert_eq!(me.username, VIEWER_USERNAME);
+    assert_eq!(me.role, types::Role::Viewer);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn missing_or_tampered_tokens_are_401() {
+    let c = TestConductor::start().await;
+    let err = failure(c.anonymous().list_workers().send().await);
+    expect_api_error(err, 401, "unauthorized");
+
+    let admin = c.admin().await;
+    let mut token = admin.token().unwrap();
+    token.pop();
+    token.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let err = failure(Conductor::with_token(&c.url, token).list_workers().send().await);
+    expect_api_error(err, 401, "invalid_token");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_verify_with_the_published_public_key() {
+    let c = TestConductor::start().await;
+    let admin = c.admin().await;
+    let jwks = c.anonymous().get_jwks().send().await.unwrap().into_inner();
+    assert_eq!(jwks.keys.len(), 1);
+    let jwk = &jwks.keys[0];
+    assert_eq!((jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str()), ("OKP", "Ed25519", "EdDSA"));
+    let verifier = TokenVerifier::from_ed25519_jwk(&jwk.kid, &jwk.x).unwrap();
+    let claims = verifier.verify(&admin.token().unwrap()).expect("the conductor's token verifies");
+    let me = admin.get_me().send().await.unwrap().into_inner();
+    assert_eq!(claims.sub, me.id.to_string());
+    assert_eq!(claims.role, "admin");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn viewer_may_read_but_gets_403_on_mutations() {
+    let c = TestConductor::start().await;
+    let viewer = c.viewer().await;
+    viewer.list_workers().send().await.expect("viewer reads workers");
+    viewer.list_services().send().await.expect("viewer reads services");
+
+    let body = expect_api_error(failure(viewer.regenerate_registration_token().send().await), 403, "forbidden");
+    assert!(body.message.contains("viewer"), "{body:?}");
+    expect_api_error(failure(viewer.get_registration_token().send().await), 403, "forbidden");
+    expect_api_error(failure(viewer.enable_service().name("key_manager").send().await), 403, "forbidden");
+    // Nothing changed.
+    let svc = viewer.get_service().name("key_manager").send().await.unwrap().into_inner();
+    assert!(!svc.enabled);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn regenerated_token_replaces_the_old_one_at_registration() {
+    let c = TestConductor::start().await;
+    let admin = c.admin().await;
+    let old = admin.get_registration_token().send().await.unwrap().into_inner().token;
+    let new = admin.regenerate_registration_token().send().await.unwrap().into_inner().token;
+    assert_ne!(old, new);
+    assert_eq!(admin.get_registration_token().send().await.unwrap().into_inner().token, new);
+
+    let anon = c.anonymous();
+    let err = failure(anon.register_worker().body(register_request(&old, "w1", "10.0.0.1")).send().await);
+    expect_api_error(err, 401, "invalid_registration_token");
+    let reg = anon.register_worker().body(register_request(&new, "w1", "10.0.0.1")).send().await.unwrap().into_inner();
+    assert!(reg.created);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeat_updates_resources_and_last_seen() {
+    let c = TestConductor::start().await;
+    let token = c.registration_token().await;
+    let reg = c.anonymous().register_worker().body(register_request(&token, "w1", "10.0.0.1")).send().await.unwrap().into_inner();
+    assert_eq!(reg.heartbeat_interval_secs, 10);
+    let admin = c.admin().await;
+    let before = admin.get_worker().id(reg.worker_id).send().await.unwrap().into_inner();
+    assert_eq!(before.status, types::WorkerStatus::Live);
+    assert_eq!(before.resources.cpu_usage_percent, 12.5);
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let worker = Conductor::with_token(&c.url, reg.worker_credential.clone());
+    worker
+        .worker_heartbeat()
+        .id(reg.worker_id)
+        .body(types::HeartbeatRequest { resources: resources(77.0, 3 << 30), ip_address: None })
+        .send()
+        .await
+        .unwrap();
+    let after = admin.get_worker().id(reg.worker_id).send().await.unwrap().into_inner();
+    assert_eq!(after.resources.cpu_usage_percent, 77.0);
+    assert_eq!(after.resources.memory_available_bytes, 3 << 30);
+    assert!(after.last_heartbeat_at > before.last_heartbeat_at, "{:?} !> {:?}", after.last_heartbeat_at, before.last_heartbeat_at);
+    assert_eq!(after.ip_address, "10.0.0.1");
+
+    let totals = admin.get_resources().send().await.unwrap().into_inner();
+    assert_eq!((totals.live_workers, totals.cpu_cores, totals.memory_available_bytes), (1, 8, 3 << 30));
+
+    // A wrong credential, and an unknown worker (which must register again), are told apart.
+    let err = failure(
+        Conductor::with_token(&c.url, "aerekos_wkr_wrong")
+            .worker_heartbeat()
+            .id(reg.worker_id)
+            .body(types::HeartbeatRequest { resources: resources(1.0, 1), ip_address: None })
+            .send()
+            .await,
+    );
+    expect_api_error(err, 401, "invalid_worker_credential");
+    let err = failure(
+        worker
+            .worker_heartbeat()
+            .id(Uuid::new_v4())
+            .body(types::HeartbeatRequest { resources: resources(1.0, 1), ip_address: None })
+            .send()
+            .await,
+    );
+    expect_api_error(err, 404, "worker_not_found");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn reregistering_with_the_same_identity_from_a_new_ip_updates_the_worker() {
+    let c = TestConductor::start().await;
+    let token = c.registration_token().await;
+    let anon = c.anonymous();
+    let first = anon.register_worker().body(register_request(&token, "w1", "10.0.0.1")).send().await.unwrap().into_inner();
+
+    let mut again = register_request(&token, "w1", "10.0.0.99");
+    again.worker_id = Some(first.worker_id);
+    again.worker_credential = Some(first.worker_credential.clone());
+    let second = anon.register_worker().body(again.clone()).send().await.unwrap().into_inner();
+    assert_eq!(second.worker_id, first.worker_id);
+    assert!(!second.created);
+
+    let admin = c.admin().await;
+    let page = admin.list_workers().send().await.unwrap().into_inner();
+    assert_eq!(page.workers.len(), 1, "no duplicate: {:?}", page.workers);
+    assert_eq!(page.workers[0].ip_address, "10.0.0.99");
+
+    // Someone else claiming the id without its credential is refused and changes nothing.
+    again.worker_credential = Some("aerekos_wkr_stolen".into());
+    again.ip_address = "10.6.6.6".into();
+    expect_api_error(failure(anon.register_worker().body(again).send().await), 409, "worker_identity_conflict");
+    let w = admin.get_worker().id(first.worker_id).send().await.unwrap().into_inner();
+    assert_eq!(w.ip_address, "10.0.0.99");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn workers_are_listed_paged_and_fetched_and_unknown_is_404() {
+    let c = TestConductor::start().await;
+    let token = c.registration_token().await;
+    let anon = c.anonymous();
+    let mut ids = vec![];
+    for i in 0..5 {
+        let reg = anon.register_worker().body(register_request(&token, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+        ids.push(reg.into_inner().worker_id);
+    }
+    ids.sort();
+    let admin = c.admin().await;
+    let mut seen = vec![];
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = admin.list_workers().limit(2);
+        if let Some(cur) = &cursor {
+            req = req.cursor(cur.clone());
+        }
+        let page = req.send().await.unwrap().into_inner();
+        assert!(page.workers.len() <= 2);
+        seen.extend(page.workers.iter().map(|w| w.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every worker once, in id order");
+
+    let live = admin.list_workers().status(types::WorkerStatus::Live).send().await.unwrap().into_inner();
+    assert_eq!(live.workers.len(), 5);
+    let lost = admin.list_workers().status(types::WorkerStatus::Lost).send().await.unwrap().into_inner();
+    assert!(lost.workers.is_empty());
+
+    let one = admin.get_worker().id(ids[3]).send().await.unwrap().into_inner();
+    assert_eq!(one.id, ids[3]);
+    assert_eq!(one.labels.get("zone").map(String::as_str), Some("rack-1"));
+
+    let missing = Uuid::new_v4();
+    let body = expect_api_error(failure(admin.get_worker().id(missing).send().await), 404, "worker_not_found");
+    assert!(body.message.contains(&missing.to_string()));
+    expect_api_error(failure(admin.list_workers().limit(0).send().await), 400, "invalid_limit");
+
+    admin.delete_worker().id(ids[0]).send().await.unwrap();
+    expect_api_error(failure(admin.get_worker().id(ids[0]).send().await), 404, "worker_not_found");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_registration_fields_are_400_with_a_message() {
+    let c = TestConductor::start().await;
+    let token = c.registration_token().await;
+    let anon = c.anonymous();
+    let body = expect_api_error(
+        failure(anon.register_worker().body(register_request(&token, "w1", "not-an-ip")).send().await),
+        400,
+        "invalid_ip_address",
+    );
+    assert!(body.message.contains("not-an-ip"));
+    let mut req = register_request(&token, "w1", "10.0.0.1");
+    req.resources.memory_available_bytes = req.resources.memory_total_bytes + 1;
+    expect_api_error(failure(anon.register_worker().body(req).send().await), 400, "invalid_resources");
+    let mut req = register_request(&token, "w1", "10.0.0.1");
+    req.labels.insert("bad key!".into(), "x".into());
+    expect_api_error(failure(anon.register_worker().body(req).send().await), 400, "invalid_labels");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn an_over_large_body_is_413_error_body() {
+    let c = TestConductor::start_with(|config| config.max_body_bytes = 64 * 1024).await;
+    let token = c.registration_token().await;
+    let mut req = register_request(&token, "w1", "10.0.0.1");
+    req.name = Some("x".repeat(100 * 1024));
+    let err = failure(c.anonymous().register_worker().body(req).send().await);
+    let body = expect_api_error(err, 413, "payload_too_large");
+    assert!(body.message.contains("65536"), "{body:?}");
+    let admin = c.admin().await;
+    assert!(admin.list_workers().send().await.unwrap().into_inner().workers.is_empty(), "nothing half-written");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn the_callers_request_id_is_echoed_in_errors() {
+    let c = TestConductor::start().await;
+    let client = Conductor::with_transport(&c.url, Transport::new().with_request_id_source(|| Some("trace-me-42".to_owned())));
+    let body = expect_api_error(failure(client.list_workers().send().await), 401, "unauthorized");
+    assert_eq!(body.request_id, "trace-me-42");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn service_catalog_enable_disable_and_deployments() {
+    let c = TestConductor::start().await;
+    let admin = c.admin().await;
+    let services = admin.list_services().send().await.unwrap().into_inner();
+    let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["key_manager", "storage_manager"]);
+    assert!(services.iter().all(|s| !s.enabled && s.port > 0 && s.default_resources.memory_mb > 0));
+
+    // Enabling storage_manager brings its dependency along.
+    let s = admin.enable_service().name("storage_manager").send().await.unwrap().into_inner();
+    assert!(s.enabled);
+    assert_eq!(s.depends_on, ["key_manager"]);
+    assert!(admin.get_service().name("key_manager").send().await.unwrap().into_inner().enabled);
+
+    // key_manager cannot go while storage_manager needs it.
+    let body = expect_api_error(failure(admin.disable_service().name("key_manager").send().await), 409, "service_has_dependents");
+    assert!(body.message.contains("storage_manager"));
+    admin.disable_service().name("storage_manager").send().await.unwrap();
+    let km = admin.disable_service().name("key_manager").send().await.unwrap().into_inner();
+    assert!(!km.enabled);
+
+    let deployments = admin.list_deployments().name("key_manager").send().await.unwrap().into_inner();
+    assert!(deployments.is_empty(), "no scheduler places instances yet");
+    let body = expect_api_error(failure(admin.get_service().name("nope").send().await), 404, "service_not_found");
+    assert!(body.message.contains("key_manager"));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_users_workers_token_and_catalog_state() {
+    let mut c = TestConductor::start().await;
+    let admin = c.admin().await;
+    let token = admin.regenerate_registration_token().send().await.unwrap().into_inner().token;
+    let reg = c.anonymous().register_worker().body(register_request(&token, "w1", "10.0.0.1")).send().await.unwrap().into_inner();
+    admin.enable_service().name("key_manager").send().await.unwrap();
+    let jwks_before = c.anonymous().get_jwks().send().await.unwrap().into_inner();
+
+    c.restart().await;
+
+    let admin_after = c.admin().await;
+    c.viewer().await;
+    assert_eq!(admin_after.get_registration_token().send().await.unwrap().into_inner().token, token);
+    let w = admin_after.get_worker().id(reg.worker_id).send().await.unwrap().into_inner();
+    assert_eq!(w.hostname, "w1");
+    assert!(admin_after.get_service().name("key_manager").send().await.unwrap().into_inner().enabled);
+    // Tokens issued before the restart still verify: the signing key persisted.
+    let old_session = Conductor::with_token(&c.url, admin.token().unwrap());
+    old_session.get_me().send().await.expect("pre-restart token still valid");
+    assert_eq!(c.anonymous().get_jwks().send().await.unwrap().into_inner().keys[0].x, jwks_before.keys[0].x);
+    // The worker's credential survived too.
+    Conductor::with_token(&c.url, reg.worker_credential)
+        .worker_heartbeat()
+        .id(reg.worker_id)
+        .body(types::HeartbeatRequest { resources: resources(5.0, 1 << 30), ip_address: Some("10.0.0.2".into()) })
+        .send()
+        .await
+        .unwrap();
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let c = TestConductor::start().await;
+    let anon = c.anonymous();
+    assert_eq!(anon.health().send().await.unwrap().into_inner().status, "ok");
+    assert_eq!(anon.ready().send().await.unwrap().into_inner().status, "ready");
+    let _ = anon.list_workers().send().await; // a 401, counted
+    let mut stream = anon.metrics().send().await.unwrap().into_inner().into_inner();
+    let mut body = String::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        body.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(body.contains("aerekos_http_requests_total{operation=\"list_workers\",status=\"401\"} 1"), "{body}");
+    assert!(body.contains("aerekos_http_requests_total{operation=\"health\",status=\"200\"} 1"), "{body}");
+    assert!(body.contains("aerekos_workers{status=\"live\"} 0"), "{body}");
+    c.stop().await;
+}
+

@@ -1,0 +1,79 @@
+//! Checks a spec against the contract conventions that progenitor and the SDKs rely on.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+/// Operations reachable without a token. Everything else must declare a security requirement.
+const PUBLIC_OPERATIONS: &[&str] = &["login", "get_jwks", "register_worker", "health", "ready", "metrics"];
+
+pub fn lint(spec: &Value) -> Vec<String> {
+    let mut problems = vec![];
+    let Some(paths) = spec.get("paths").and_then(Value::as_object) else {
+        return vec!["no paths".into()];
+    };
+    let mut seen_ids = BTreeSet::new();
+    for (path, item) in paths {
+        let Some(item) = item.as_object() else { continue };
+        for (method, op) in item {
+            if !["get", "put", "post", "delete", "patch", "head", "options"].contains(&method.as_str()) {
+                continue;
+            }
+            let at = format!("{} {path}", method.to_uppercase());
+            let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+                problems.push(format!("{at}: no operation_id"));
+                continue;
+            };
+            if !seen_ids.insert(id.to_owned()) {
+                problems.push(format!("{at}: operation_id {id} is used twice"));
+            }
+            let tags = op.get("tags").and_then(Value::as_array).map_or(0, Vec::len);
+            if tags != 1 {
+                problems.push(format!("{at} ({id}): {tags} tags, exactly one wanted"));
+            }
+            let responses = op.get("responses").and_then(Value::as_object).cloned().unwrap_or_default();
+            let mut success = BTreeSet::new();
+            let mut errors = BTreeSet::new();
+            for (status, response) in &responses {
+                let body = body_schema(response);
+                if status.starts_with('2') {
+                    success.insert(body);
+                } else {
+                    errors.insert(body);
+                }
+            }
+            if success.len() > 1 {
+                problems.push(format!("{at} ({id}): {} different success bodies; progenitor needs one", success.len()));
+            }
+            if errors.len() > 1 {
+                problems.push(format!("{at} ({id}): {} different error bodies; use ErrorBody for all", errors.len()));
+            }
+            if let Some(body) = errors.iter().next() {
+                if body.as_deref() != Some("#/components/schemas/ErrorBody") {
+                    problems.push(format!("{at} ({id}): error responses must be ErrorBody, found {body:?}"));
+                }
+            }
+            let secured = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
+            let public = PUBLIC_OPERATIONS.contains(&id);
+            if !secured && !public {
+                problems.push(format!("{at} ({id}): no security requirement (add a token, or list it as public in xtask/src/lint.rs)"));
+            }
+            if let Some(content) = op.pointer("/requestBody/content").and_then(Value::as_object) {
+                if content.contains_key("multipart/form-data") {
+                    problems.push(format!("{at} ({id}): multipart/form-data bodies are not supported by progenitor"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The schema `$ref` (or an inline description) of a response's body; None for no body.
+fn body_schema(response: &Value) -> Option<String> {
+    let content = response.get("content")?.as_object()?;
+    let (media, body) = content.iter().next()?;
+    match body.pointer("/schema/$ref").and_then(Value::as_str) {
+        Some(r) => Some(r.to_owned()),
+        None => Some(format!("{media}:{}", body.get("schema").map(Value::to_string).unwrap_or_default())),
+    }
+}
