@@ -77,3 +77,52 @@ fn body_schema(response: &Value) -> Option<String> {
         None => Some(format!("{media}:{}", body.get("schema").map(Value::to_string).unwrap_or_default())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::lint;
+
+    fn op(extra: serde_json::Value) -> serde_json::Value {
+        let mut op = json!({
+            "operationId": "list_things",
+            "tags": ["Things"],
+            "security": [{"UserAuth": []}],
+            "responses": {
+                "200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}},
+                "404": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            }
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() { op.as_object_mut().unwrap().remove(k); } else { op[k] = v.clone(); }
+        }
+        json!({"paths": {"/things": {"get": op}}})
+    }
+
+    #[test]
+    fn a_conforming_operation_passes() {
+        assert!(lint(&op(json!({}))).is_empty());
+    }
+
+    #[test]
+    fn each_convention_is_enforced() {
+        let cases = [
+            (json!({"operationId": null}), "no operation_id"),
+            (json!({"tags": ["A", "B"]}), "exactly one wanted"),
+            (json!({"security": null}), "no security requirement"),
+            (json!({"responses": {
+                "200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}},
+                "201": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/B"}}}}
+            }}), "different success bodies"),
+            (json!({"responses": {
+                "200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}},
+                "400": {"content": {"text/plain": {"schema": {"type": "string"}}}}
+            }}), "must be ErrorBody"),
+        ];
+        for (change, expected) in cases {
+            let problems = lint(&op(change.clone()));
+            assert!(problems.iter().any(|p| p.contains(expected)), "{change} → {problems:?}");
+        }
+    }
+}

@@ -61,3 +61,36 @@ pub fn write_or_check(path: &Path, want: &str, check: bool, regenerate: &str) ->
     println!("wrote {}", path.strip_prefix(repo_root()).unwrap_or(path).display());
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_mode_reports_a_hand_edited_file_and_leaves_it_alone() {
+        let dir = std::env::temp_dir().join(format!("xtask-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conductor.json");
+        std::fs::write(&path, "{\"edited\": \"by hand\"}\n").unwrap();
+        assert!(!write_or_check(&path, "{}\n", true, "cargo xtask openapi").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"edited\": \"by hand\"}\n");
+        assert!(write_or_check(&path, "{}\n", false, "cargo xtask openapi").unwrap());
+        assert!(write_or_check(&path, "{}\n", true, "cargo xtask openapi").unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn committed_files_match_what_the_code_generates() {
+        // The same comparison `--check` makes, as a test: a hand edit to a spec or a generated
+        // Rust SDK file fails here too.
+        for (name, spec) in apis() {
+            let value: serde_json::Value = serde_json::from_str(&spec()).unwrap();
+            let want = serde_json::to_string_pretty(&value).unwrap() + "\n";
+            let path = repo_root().join(format!("openapi/{name}.json"));
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), want, "{} drifted: run cargo xtask openapi", path.display());
+            let rust = sdk::generate_rust(name, &want).unwrap();
+            let path = repo_root().join(format!("sdk-rust/src/generated/{name}.rs"));
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), rust, "{} drifted: run cargo xtask sdk", path.display());
+        }
+    }
+}

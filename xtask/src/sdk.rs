@@ -63,7 +63,13 @@ fn generate_typescript(name: &str, spec_path: &Path) -> anyhow::Result<String> {
         }
     }
     let tmp = std::env::temp_dir().join(format!("aerekos-sdk-{name}-{}.ts", std::process::id()));
-    let output = Command::new(&bin).arg(spec_path).arg("-o").arg(&tmp).current_dir(&sdk_ts).output()
+    // Fields with a default stay optional in request bodies: the server fills them in.
+    let output = Command::new(&bin)
+        .arg(spec_path)
+        .args(["--default-non-nullable", "false", "-o"])
+        .arg(&tmp)
+        .current_dir(&sdk_ts)
+        .output()
         .context("running openapi-typescript")?;
     if !output.status.success() {
         bail!("openapi-typescript failed: {}", String::from_utf8_lossy(&output.stderr));

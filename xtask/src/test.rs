@@ -1,3 +1,128 @@
+//! `cargo xtask test`: the README's test command and what `.ci/run` runs. It installs what the
+//! suite needs (Node.js packages), checks the committed specs and SDKs, runs every Rust test and
+//! the TypeScript SDK's tests, and ends with one line of totals.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::repo_root;
+
+#[derive(Default, Debug, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    skipped: u64,
+}
+
 pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+    let root = repo_root();
+    ensure_node()?;
+
+    println!("==> contract: specs and SDKs match the code");
+    crate::openapi::run(true)?;
+    crate::sdk::run(true)?;
+
+    let mut totals = Totals::default();
+    let mut failures = vec![];
+
+    println!("==> Rust: cargo test --workspace");
+    // The TypeScript tests start the real binary, so it is built here too.
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--bin", "aerekos"]).current_dir(&root);
+    if !cargo.status()?.success() {
+        bail!("building the aerekos binary failed");
+    }
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["test", "--workspace", "--no-fail-fast"]).current_dir(&root);
+    if !stream_and_count(cargo, &mut totals)? {
+        failures.push("Rust tests");
+    }
+
+    println!("==> TypeScript: npm test in sdk-ts");
+    let sdk_ts = root.join("sdk-ts");
+    if !sdk_ts.join("node_modules/.bin/tsc").exists() {
+        let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&sdk_ts).status()?;
+        if !status.success() {
+            bail!("npm ci in sdk-ts failed");
+        }
+    }
+    let mut npm = Command::new("npm");
+    npm.arg("test").current_dir(&sdk_ts).env("AEREKOS_BIN", root.join("target/debug/aerekos"));
+    if !stream_and_count(npm, &mut totals)? {
+        failures.push("TypeScript tests");
+    }
+
+    println!();
+    println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.skipped);
+    if !failures.is_empty() {
+        bail!("failed: {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+/// Node.js and npm come with this machine image; on a bare Debian they are installed.
+fn ensure_node() -> anyhow::Result<()> {
+    let have = |cmd: &str| Command::new(cmd).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    if have("node") && have("npm") {
+        return Ok(());
+    }
+    println!("==> installing Node.js and npm (apt-get)");
+    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
+        && Command::new("apt-get").args(["install", "-y", "nodejs", "npm"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        bail!("Node.js and npm are needed for the TypeScript SDK tests and could not be installed");
+    }
+    Ok(())
+}
+
+/// Runs `cmd`, echoing its output, and adds the test counts it reports to `totals`.
+fn stream_and_count(mut cmd: Command, totals: &mut Totals) -> anyhow::Result<bool> {
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        count_line(&line, totals);
+    }
+    Ok(child.wait()?.success())
+}
+
+/// Reads cargo's `test result: ok. 3 passed; 0 failed; 1 ignored; …` and node's `# pass 3` lines.
+fn count_line(line: &str, totals: &mut Totals) {
+    let number_before = |text: &str, word: &str| -> Option<u64> {
+        let at = text.find(word)?;
+        text[..at].trim_end().rsplit([' ', '.']).next()?.parse().ok()
+    };
+    if let Some(rest) = line.strip_prefix("test result: ") {
+        totals.passed += number_before(rest, " passed").unwrap_or(0);
+        totals.failed += number_before(rest, " failed").unwrap_or(0);
+        totals.skipped += number_before(rest, " ignored").unwrap_or(0);
+    } else if let Some(n) = line.strip_prefix("# pass ") {
+        totals.passed += n.trim().parse().unwrap_or(0);
+    } else if let Some(n) = line.strip_prefix("# fail ") {
+        totals.failed += n.trim().parse().unwrap_or(0);
+    } else if let Some(n) = line.strip_prefix("# skipped ") {
+        totals.skipped += n.trim().parse().unwrap_or(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_cargo_and_node_summaries() {
+        let mut t = Totals::default();
+        count_line("test result: ok. 15 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.93s", &mut t);
+        count_line("# pass 7", &mut t);
+        count_line("# fail 1", &mut t);
+        count_line("# skipped 2", &mut t);
+        count_line("test something ... ok", &mut t);
+        assert_eq!(t, Totals { passed: 22, failed: 3, skipped: 3 });
+    }
 }

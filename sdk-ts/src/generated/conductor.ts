@@ -476,18 +476,18 @@ export interface components {
              * @description IP addresses of the interface.
              * @default []
              */
-            addresses: string[];
+            addresses?: string[];
             name: string;
             /**
              * Format: uint64
              * @default 0
              */
-            rx_bytes: number;
+            rx_bytes?: number;
             /**
              * Format: uint64
              * @default 0
              */
-            tx_bytes: number;
+            tx_bytes?: number;
         };
         /**
          * Readiness
@@ -510,7 +510,7 @@ export interface components {
              * @description Labels for placement constraints, e.g. `{"zone": "rack-1"}`.
              * @default {}
              */
-            labels: {
+            labels?: {
                 [key: string]: string;
             };
             /** @description A display name (at most 128 bytes); defaults to the hostname. */
@@ -670,13 +670,13 @@ export interface components {
              * @description Runtime drivers usable on this worker.
              * @default []
              */
-            drivers: components["schemas"]["RuntimeDriver"][];
+            drivers?: components["schemas"]["RuntimeDriver"][];
             /** Format: uint64 */
             memory_available_bytes: number;
             /** Format: uint64 */
             memory_total_bytes: number;
             /** @default [] */
-            network: components["schemas"]["NetworkInterface"][];
+            network?: components["schemas"]["NetworkInterface"][];
             /** @description Operating system name and version. */
             os?: string;
         };
