@@ -1,0 +1,207 @@
+//! Conductor benchmarks, each a ratio against a reference measured in the same run on the same
+//! machine, written to docs/benchmarks.md. Run: `cargo bench -p aerekos-tests --bench conductor`
+//! (or `cargo xtask bench`).
+//!
+//! Servers and the load generator share the process and its cores, for the conductor and the
+//! reference alike; the load generator is the same raw reqwest loop for both, so the ratio
+//! measures the servers.
+
+use std::{
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use aerekos_sdk::conductor::types;
+use aerekos_tests::{ADMIN_PASSWORD, TestConductor, register_request, resources};
+use poem::{EndpointExt as _, Route, handler, post, get, web::Json};
+
+const CONCURRENCY: usize = 32;
+const WARMUP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(5);
+
+/// Sends requests made by `make` from `CONCURRENCY` tasks for `MEASURE`; returns successful req/s.
+async fn load<F>(make: F) -> f64
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+    let ok = Arc::new(AtomicU64::new(0));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = vec![];
+    for t in 0..CONCURRENCY {
+        let (make, client, ok, measuring, stop) = (make.clone(), client.clone(), ok.clone(), measuring.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = t as u64;
+            while !stop.load(Ordering::Relaxed) {
+                let resp = make(&client, i).send().await.expect("request");
+                let good = resp.status().is_success();
+                let _ = resp.bytes().await;
+                assert!(good, "a benchmark request failed");
+                if measuring.load(Ordering::Relaxed) {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                i += CONCURRENCY as u64;
+            }
+        }));
+    }
+    tokio::time::sleep(WARMUP).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(MEASURE).await;
+    let count = ok.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// The reference: a bare poem server serving the same bytes, and accepting the same heartbeat body.
+async fn bare_server(list_body: Vec<u8>) -> aerekos_common::server::ServerHandle {
+    #[handler]
+    fn heartbeat(body: Json<types::HeartbeatRequest>) -> Json<serde_json::Value> {
+        let _ = body;
+        Json(serde_json::json!({"heartbeat_interval_secs": 10, "server_time": "2026-01-01T00:00:00Z"}))
+    }
+    let list_body = Arc::new(list_body);
+    let app = Route::new()
+        .at(
+            "/api/workers",
+            get(poem::endpoint::make(move |_| {
+                let body = list_body.clone();
+                async move { poem::Response::builder().content_type("application/json").body(body.as_ref().clone()) }
+            })),
+        )
+        .at("/api/workers/:id/heartbeat", post(heartbeat))
+        .map_to_response();
+    aerekos_common::server::serve("127.0.0.1:0".parse().unwrap(), app).await.unwrap()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let c = TestConductor::start().await;
+    let admin = c.admin().await;
+    let token = admin.token().unwrap();
+    let reg_token = c.registration_token().await;
+
+    // 1. Authenticated GET /api/workers (a page of 10 workers) vs the bare handler serving the same bytes.
+    let mut credentials = vec![];
+    for i in 0..10 {
+        let r = c.anonymous().register_worker().body(register_request(&reg_token, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+        let r = r.into_inner();
+        credentials.push((r.worker_id, r.worker_credential));
+    }
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/api/workers", c.url)).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+    let bare = bare_server(page.to_vec()).await;
+    let bare_url = bare.url();
+
+    let url = format!("{}/api/workers", c.url);
+    let tok = token.clone();
+    let conductor_list = load(move |client, _| client.get(&url).bearer_auth(&tok)).await;
+    let url = format!("{bare_url}/api/workers");
+    let bare_list = load(move |client, _| client.get(&url)).await;
+
+    // 2. Heartbeats: 1,000 registered workers, each request a heartbeat of one of them (a real SQLite
+    //    write), vs the bare handler parsing the same body.
+    for i in 10..1000 {
+        let r = c.anonymous().register_worker().body(register_request(&reg_token, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+        let r = r.into_inner();
+        credentials.push((r.worker_id, r.worker_credential));
+    }
+    let body = serde_json::to_vec(&types::HeartbeatRequest { resources: resources(42.0, 8 << 30), ip_address: None }).unwrap();
+    let creds = Arc::new(credentials);
+    let (base, b, cr) = (c.url.clone(), body.clone(), creds.clone());
+    let conductor_hb = load(move |client, i| {
+        let (id, cred) = &cr[(i as usize) % cr.len()];
+        client
+            .post(format!("{base}/api/workers/{id}/heartbeat"))
+            .bearer_auth(cred)
+            .header("content-type", "application/json")
+            .body(b.clone())
+    })
+    .await;
+    let (base, b, cr) = (bare_url.clone(), body.clone(), creds.clone());
+    let bare_hb = load(move |client, i| {
+        let (id, _) = &cr[(i as usize) % cr.len()];
+        client.post(format!("{base}/api/workers/{id}/heartbeat")).header("content-type", "application/json").body(b.clone())
+    })
+    .await;
+    // The heartbeats really landed: last-seen moved for the workers.
+    let w = admin.get_worker().id(creds[500].0).send().await.unwrap().into_inner();
+    assert_eq!(w.resources.cpu_usage_percent, 42.0, "heartbeats were recorded");
+
+    // 3. Login latency (argon2id verify + JWT signing) vs the argon2id verification alone in-process.
+    let mut login_ms = vec![];
+    for _ in 0..20 {
+        let t = Instant::now();
+        let resp = http
+            .post(format!("{}/api/auth/login", c.url))
+            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        login_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    login_ms.sort_by(f64::total_cmp);
+    let hash = aerekos_conductor::hash_password(ADMIN_PASSWORD);
+    let mut verify_ms = vec![];
+    for _ in 0..20 {
+        let t = Instant::now();
+        use argon2::PasswordVerifier as _;
+        let parsed = argon2::PasswordHash::new(&hash).unwrap();
+        assert!(argon2::Argon2::default().verify_password(ADMIN_PASSWORD.as_bytes(), &parsed).is_ok());
+        verify_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    verify_ms.sort_by(f64::total_cmp);
+
+    bare.shutdown().await.unwrap();
+    c.stop().await;
+
+    let mut md = String::new();
+    writeln!(md, "# Benchmarks\n").unwrap();
+    writeln!(md, "Produced by `cargo xtask bench` (= `cargo bench -p aerekos-tests --bench conductor`, release build) on the").unwrap();
+    writeln!(md, "project's 2-core machine; servers and load generator share the process. Figures are noisy here,").unwrap();
+    writeln!(md, "so each is given against a reference measured in the same run. Last run: {}.\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")).unwrap();
+    writeln!(md, "## Conductor\n").unwrap();
+    writeln!(md, "| what | conductor | reference | ratio | aim |").unwrap();
+    writeln!(md, "|---|---|---|---|---|").unwrap();
+    writeln!(
+        md,
+        "| authenticated `GET /api/workers` (page of 10 workers, JWT check + SQLite read), {CONCURRENCY} connections | {conductor_list:.0} req/s | bare poem handler serving the same bytes: {bare_list:.0} req/s | {:.2} | ≥ 0.5 |",
+        conductor_list / bare_list
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| heartbeats (credential check + SQLite UPDATE, 1,000 workers), {CONCURRENCY} connections | {conductor_hb:.0} /s | bare poem handler parsing the same body: {bare_hb:.0} /s | {:.2} | ≥ 5,000 /s absolute |",
+        conductor_hb / bare_hb
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| login latency p50 / p95 (argon2id m=19 MiB t=2 p=1, then EdDSA JWT) | {:.1} / {:.1} ms | argon2id verify alone, in-process: {:.1} / {:.1} ms | {:.2} (p50) | dominated by the hash |",
+        percentile(&login_ms, 0.5),
+        percentile(&login_ms, 0.95),
+        percentile(&verify_ms, 0.5),
+        percentile(&verify_ms, 0.95),
+        percentile(&login_ms, 0.5) / percentile(&verify_ms, 0.5)
+    )
+    .unwrap();
+    print!("{md}");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+    std::fs::write(&path, md).unwrap();
+    println!("\nwrote {}", path.display());
+}
