@@ -47,11 +47,16 @@ async fn missing_or_tampered_tokens_are_401() {
     let err = failure(c.anonymous().list_workers().send().await);
     expect_api_error(err, 401, "unauthorized");
 
-    let admin = c.admin().await;
-    let mut token = admin.token().unwrap();
-    token.pop();
-    token.push(if token.ends_with('A') { 'B' } else { 'A' });
-    let err = failure(Conductor::with_token(&c.url, token).list_workers().send().await);
+    // A viewer rewrites its token's claims to become admin; the signature no longer matches.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let viewer_token = c.viewer().await.token().unwrap();
+    let parts: Vec<&str> = viewer_token.split('.').collect();
+    let claims = String::from_utf8(b64.decode(parts[1]).unwrap()).unwrap();
+    assert!(claims.contains("\"role\":\"viewer\""), "{claims}");
+    let forged_claims = b64.encode(claims.replace("\"role\":\"viewer\"", "\"role\":\"admin\""));
+    let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
+    let err = failure(Conductor::with_token(&c.url, forged).regenerate_registration_token().send().await);
     expect_api_error(err, 401, "invalid_token");
     c.stop().await;
 }
