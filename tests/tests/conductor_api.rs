@@ -318,6 +318,14 @@ async fn a_restart_keeps_users_workers_token_and_catalog_state() {
     let reg = c.anonymous().register_worker().body(register_request(&token, "w1", "10.0.0.1")).send().await.unwrap().into_inner();
     admin.enable_service().name("key_manager").send().await.unwrap();
     let jwks_before = c.anonymous().get_jwks().send().await.unwrap().into_inner();
+    // A heartbeat just before the restart (written behind) is not lost by a clean shutdown.
+    Conductor::with_token(&c.url, reg.worker_credential.clone())
+        .worker_heartbeat()
+        .id(reg.worker_id)
+        .body(types::HeartbeatRequest { resources: resources(66.0, 7 << 30), ip_address: Some("10.0.0.7".into()) })
+        .send()
+        .await
+        .unwrap();
 
     c.restart().await;
 
@@ -326,6 +334,7 @@ async fn a_restart_keeps_users_workers_token_and_catalog_state() {
     assert_eq!(admin_after.get_registration_token().send().await.unwrap().into_inner().token, token);
     let w = admin_after.get_worker().id(reg.worker_id).send().await.unwrap().into_inner();
     assert_eq!(w.hostname, "w1");
+    assert_eq!((w.ip_address.as_str(), w.resources.cpu_usage_percent), ("10.0.0.7", 66.0));
     assert!(admin_after.get_service().name("key_manager").send().await.unwrap().into_inner().enabled);
     // Tokens issued before the restart still verify: the signing key persisted.
     let old_session = Conductor::with_token(&c.url, admin.token().unwrap());

@@ -48,6 +48,7 @@ pub enum StartError {
 pub struct ConductorHandle {
     server: ServerHandle,
     state: Arc<AppState>,
+    flusher: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
 }
 
 impl ConductorHandle {
@@ -63,6 +64,13 @@ impl ConductorHandle {
     /// Stops serving (in-flight requests finish) and closes the database cleanly.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let result = self.server.shutdown().await;
+        let (stop, task) = self.flusher;
+        let _ = stop.send(());
+        let _ = task.await;
+        // Whatever heartbeats arrived last are stored before the database closes.
+        if let Err(e) = self.state.workers.flush().await {
+            tracing::error!(error = %e, "storing the last heartbeats failed");
+        }
         self.state.db.close().await;
         result
     }
@@ -79,7 +87,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let auth = AuthService::start(db.clone(), &config).await?;
     let tokens = RegistrationTokens::start(db.clone()).await?;
     let catalog = CatalogService::start(db.clone()).await?;
-    let workers = WorkerService::new(db.clone(), config.heartbeat_interval, config.worker_ttl);
+    let workers = WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?;
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(AppState { db, auth, tokens, workers, catalog, metrics: metrics.clone() });
 
@@ -94,7 +102,29 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
 
     let server = aerekos_common::server::serve(config.bind, app).await?;
     tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
-    Ok(ConductorHandle { server, state })
+    let flusher = spawn_heartbeat_flusher(state.clone());
+    Ok(ConductorHandle { server, state, flusher })
+}
+
+/// Writes heartbeats behind to SQLite every [`domain::workers::FLUSH_INTERVAL`] until told to stop.
+fn spawn_heartbeat_flusher(state: Arc<AppState>) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(domain::workers::FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tick.tick() => {
+                    if let Err(e) = state.workers.flush().await {
+                        // The heartbeats stay in memory and the next ones are tried again.
+                        tracing::error!(error = %e, "writing heartbeats to the database failed");
+                    }
+                }
+            }
+        }
+    });
+    (stop, task)
 }
 
 /// The conductor's OpenAPI document (what `cargo xtask openapi` writes to `openapi/conductor.json`).

@@ -1,8 +1,20 @@
 //! The worker registry: registration (and recognising a worker that comes back), heartbeats,
 //! listing, and the cluster's resources. Live or lost is derived from the last heartbeat at read
 //! time, so there is no state to keep in step.
+//!
+//! The registry is held in memory and SQLite is its durable copy: reads never touch the database.
+//! Registrations and removals are committed to SQLite before they are applied in memory and
+//! answered (one at a time, so the two never disagree). Heartbeats are applied in memory at once and
+//! written behind: a flush stores the latest heartbeat of every worker heard from in one transaction
+//! every [`FLUSH_INTERVAL`], and once more at shutdown. A crash loses at most that much last-seen
+//! and resource data, which the next heartbeats restore.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
 
 use aerekos_common::{ApiError, ApiResult};
 use sha2::Digest as _;
@@ -16,9 +28,26 @@ use crate::{
     },
     store::{
         Db, now_ms,
-        workers::{self, ResourceFigures, WorkerReport, WorkerRow},
+        workers::{self, HeartbeatRecord, ResourceFigures, WorkerReport, WorkerRow},
     },
 };
+
+/// How often heartbeats are written behind to SQLite.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One worker as the registry holds it.
+struct Entry {
+    worker: Worker,
+    credential_hash: String,
+    last_heartbeat_ms: i64,
+}
+
+#[derive(Default)]
+struct Registry {
+    workers: RwLock<BTreeMap<Uuid, Entry>>,
+    /// Heartbeats applied in memory and not yet flushed, latest per worker.
+    pending: Mutex<HashMap<Uuid, HeartbeatRecord>>,
+}
 
 pub const MAX_PAGE: u32 = 1000;
 pub const DEFAULT_PAGE: u32 = 500;
@@ -28,6 +57,9 @@ pub struct WorkerService {
     db: Db,
     heartbeat_interval: Duration,
     ttl: Duration,
+    registry: Arc<Registry>,
+    /// Registrations and removals go one at a time: database first, then memory.
+    mutation: tokio::sync::Mutex<()>,
 }
 
 fn credential_hash(credential: &str) -> String {
@@ -37,9 +69,36 @@ fn credential_hash(credential: &str) -> String {
 }
 
 impl WorkerService {
-    pub fn new(db: Db, heartbeat_interval: Duration, ttl: Duration) -> Self {
-        Self { db, heartbeat_interval, ttl }
+    /// Loads the registry from the database.
+    pub async fn start(db: Db, heartbeat_interval: Duration, ttl: Duration) -> Result<Self, sqlx::Error> {
+        let registry = Arc::new(Registry::default());
+        {
+            let rows = workers::load_all(&db).await?;
+            let mut map = registry.workers.write().expect("registry lock");
+            for (row, credential_hash) in rows {
+                match entry_from_row(&row, credential_hash) {
+                    Ok(entry) => {
+                        map.insert(entry.worker.id, entry);
+                    }
+                    Err(e) => tracing::error!(worker_id = %row.id, error = %e, "skipping an unreadable worker row"),
+                }
+            }
+        }
+        Ok(Self { db, heartbeat_interval, ttl, registry, mutation: tokio::sync::Mutex::new(()) })
     }
+
+    /// Writes the pending heartbeats to SQLite. Called every [`FLUSH_INTERVAL`] and at shutdown.
+    pub async fn flush(&self) -> Result<(), sqlx::Error> {
+        let batch: Vec<HeartbeatRecord> = {
+            let mut pending = self.registry.pending.lock().expect("pending lock");
+            pending.drain().map(|(_, record)| record).collect()
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        workers::record_heartbeats(&self.db, &batch).await
+    }
+
 
     fn live_since(&self) -> i64 {
         now_ms() - self.ttl.as_millis() as i64
@@ -69,10 +128,12 @@ impl WorkerService {
         };
         let now = now_ms();
         let interval = self.heartbeat_interval.as_secs();
+        let _one_at_a_time = self.mutation.lock().await;
 
         if let Some(id) = req.worker_id {
             let id_text = id.to_string();
-            match workers::credential_hash(&self.db, &id_text).await.map_err(ApiError::internal)? {
+            let stored = self.registry.workers.read().expect("registry lock").get(&id).map(|e| e.credential_hash.clone());
+            match stored {
                 Some(stored) => {
                     let presented = req.worker_credential.as_deref().map(credential_hash);
                     if presented.as_deref() != Some(stored.as_str()) {
@@ -84,6 +145,7 @@ impl WorkerService {
                         ));
                     }
                     workers::update_registration(&self.db, &id_text, &report, now).await.map_err(ApiError::internal)?;
+                    self.put(id, stored, &name, &req, &ip, now, None);
                     tracing::info!(worker_id = %id, ip = %ip, "worker re-registered");
                     return Ok(RegisterWorkerResponse {
                         worker_id: id,
@@ -96,9 +158,9 @@ impl WorkerService {
                     // The conductor forgot this worker (database reset, or it was removed): it joins
                     // again under the id it already has, so its identity stays stable.
                     let credential = random_secret("aerekos_wkr_", 32);
-                    workers::insert(&self.db, &id_text, &credential_hash(&credential), &report, now)
-                        .await
-                        .map_err(ApiError::internal)?;
+                    let hash = credential_hash(&credential);
+                    workers::insert(&self.db, &id_text, &hash, &report, now).await.map_err(ApiError::internal)?;
+                    self.put(id, hash, &name, &req, &ip, now, Some(now));
                     tracing::info!(worker_id = %id, ip = %ip, "known worker id registered anew");
                     return Ok(RegisterWorkerResponse { worker_id: id, worker_credential: credential, heartbeat_interval_secs: interval, created: true });
                 }
@@ -106,40 +168,42 @@ impl WorkerService {
         }
         let id = Uuid::new_v4();
         let credential = random_secret("aerekos_wkr_", 32);
-        workers::insert(&self.db, &id.to_string(), &credential_hash(&credential), &report, now)
-            .await
-            .map_err(ApiError::internal)?;
+        let hash = credential_hash(&credential);
+        workers::insert(&self.db, &id.to_string(), &hash, &report, now).await.map_err(ApiError::internal)?;
+        self.put(id, hash, &name, &req, &ip, now, Some(now));
         tracing::info!(worker_id = %id, hostname = %req.hostname, ip = %ip, "worker registered");
         Ok(RegisterWorkerResponse { worker_id: id, worker_credential: credential, heartbeat_interval_secs: interval, created: true })
     }
 
+    /// Applies `req` to `id` in memory after checking its credential; the database follows within
+    /// [`FLUSH_INTERVAL`].
     pub async fn heartbeat(&self, id: Uuid, credential: &str, req: HeartbeatRequest) -> ApiResult<HeartbeatResponse> {
         validate_resources(&req.resources)?;
         let ip = req.ip_address.as_deref().map(validate_ip).transpose()?;
         let resources_json = serde_json::to_string(&req.resources).map_err(ApiError::internal)?;
-        let id_text = id.to_string();
-        let recorded = workers::record_heartbeat(
-            &self.db,
-            &id_text,
-            &credential_hash(credential),
-            ip.as_deref(),
-            figures(&req.resources),
-            &resources_json,
-            now_ms(),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-        if !recorded {
-            let known = workers::credential_hash(&self.db, &id_text).await.map_err(ApiError::internal)?.is_some();
-            return Err(if known {
-                ApiError::unauthorized("invalid_worker_credential", format!("the credential is not worker {id}'s"))
-            } else {
-                ApiError::not_found(
+        let presented = credential_hash(credential);
+        let now = now_ms();
+        let ip_address = {
+            let mut map = self.registry.workers.write().expect("registry lock");
+            let Some(entry) = map.get_mut(&id) else {
+                return Err(ApiError::not_found(
                     "worker_not_found",
                     format!("worker {id} is not registered with this conductor; register again"),
-                )
-            });
-        }
+                ));
+            };
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(entry.credential_hash.as_bytes(), presented.as_bytes())) {
+                return Err(ApiError::unauthorized("invalid_worker_credential", format!("the credential is not worker {id}'s")));
+            }
+            if let Some(ip) = ip {
+                entry.worker.ip_address = ip;
+            }
+            entry.worker.resources = req.resources.clone();
+            entry.worker.last_heartbeat_at = from_ms(now);
+            entry.last_heartbeat_ms = now;
+            entry.worker.ip_address.clone()
+        };
+        let record = HeartbeatRecord { id: id.to_string(), ip_address, resources: figures(&req.resources), resources_json, at: now };
+        self.registry.pending.lock().expect("pending lock").insert(id, record);
         Ok(HeartbeatResponse { heartbeat_interval_secs: self.heartbeat_interval.as_secs(), server_time: chrono::Utc::now() })
     }
 
@@ -151,70 +215,129 @@ impl WorkerService {
         if let Some(c) = &cursor {
             Uuid::parse_str(c).map_err(|_| ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page"))?;
         }
+        let after = cursor.as_deref().map(Uuid::parse_str).transpose().map_err(|_| ApiError::internal("cursor"))?;
         let since = self.live_since();
-        let (live_since, lost_before) = match status {
-            None => (None, None),
-            Some(WorkerStatus::Live) => (Some(since), None),
-            Some(WorkerStatus::Lost) => (None, Some(since)),
+        let map = self.registry.workers.read().expect("registry lock");
+        let range = match after {
+            Some(after) => map.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => map.range(..),
         };
-        // One extra row tells whether another page follows.
-        let mut rows = workers::list(&self.db, cursor.as_deref(), live_since, lost_before, i64::from(limit) + 1)
-            .await
-            .map_err(ApiError::internal)?;
-        let next_cursor = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
-        let workers = rows.iter().map(|r| self.to_model(r, since)).collect::<ApiResult<_>>()?;
+        let mut workers = Vec::with_capacity(limit.min(64) as usize);
+        let mut next_cursor = None;
+        for (_, entry) in range {
+            let state = status_of(entry, since);
+            if status.is_some_and(|wanted| wanted != state) {
+                continue;
+            }
+            if workers.len() == limit as usize {
+                // Another match follows: the page is full and there is a next one.
+                next_cursor = workers.last().map(|w: &Worker| w.id.to_string());
+                break;
+            }
+            workers.push(with_status(entry, state));
+        }
         Ok(WorkerPage { workers, next_cursor })
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<Worker> {
-        let row = workers::find(&self.db, &id.to_string()).await.map_err(ApiError::internal)?;
-        let row = row.ok_or_else(|| ApiError::not_found("worker_not_found", format!("no worker with id {id}")))?;
-        self.to_model(&row, self.live_since())
+        let map = self.registry.workers.read().expect("registry lock");
+        let entry = map.get(&id).ok_or_else(|| ApiError::not_found("worker_not_found", format!("no worker with id {id}")))?;
+        Ok(with_status(entry, status_of(entry, self.live_since())))
     }
 
     pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
-        if workers::delete(&self.db, &id.to_string()).await.map_err(ApiError::internal)? {
-            tracing::info!(worker_id = %id, "worker removed");
-            Ok(())
-        } else {
-            Err(ApiError::not_found("worker_not_found", format!("no worker with id {id}")))
+        let _one_at_a_time = self.mutation.lock().await;
+        if !workers::delete(&self.db, &id.to_string()).await.map_err(ApiError::internal)? {
+            return Err(ApiError::not_found("worker_not_found", format!("no worker with id {id}")));
         }
+        self.registry.workers.write().expect("registry lock").remove(&id);
+        self.registry.pending.lock().expect("pending lock").remove(&id);
+        tracing::info!(worker_id = %id, "worker removed");
+        Ok(())
     }
 
     pub async fn resources(&self) -> ApiResult<ClusterResources> {
-        let totals = workers::totals(&self.db, self.live_since()).await.map_err(ApiError::internal)?;
-        let all = workers::count(&self.db).await.map_err(ApiError::internal)?;
-        let u = |v: i64| u64::try_from(v).unwrap_or(0);
-        Ok(ClusterResources {
-            live_workers: u(totals.workers),
-            lost_workers: u(all - totals.workers),
-            cpu_cores: u(totals.cpu_cores),
-            cpu_usage_percent: totals.cpu_usage_percent,
-            memory_total_bytes: u(totals.memory_total_bytes),
-            memory_available_bytes: u(totals.memory_available_bytes),
-            disk_total_bytes: u(totals.disk_total_bytes),
-            disk_free_bytes: u(totals.disk_free_bytes),
-        })
+        let since = self.live_since();
+        let map = self.registry.workers.read().expect("registry lock");
+        let mut out = ClusterResources {
+            live_workers: 0,
+            lost_workers: 0,
+            cpu_cores: 0,
+            cpu_usage_percent: 0.0,
+            memory_total_bytes: 0,
+            memory_available_bytes: 0,
+            disk_total_bytes: 0,
+            disk_free_bytes: 0,
+        };
+        let mut weighted_usage = 0.0;
+        for entry in map.values() {
+            if status_of(entry, since) == WorkerStatus::Lost {
+                out.lost_workers += 1;
+                continue;
+            }
+            let r = &entry.worker.resources;
+            out.live_workers += 1;
+            out.cpu_cores += u64::from(r.cpu_cores);
+            weighted_usage += r.cpu_usage_percent * f64::from(r.cpu_cores);
+            out.memory_total_bytes += r.memory_total_bytes;
+            out.memory_available_bytes += r.memory_available_bytes;
+            out.disk_total_bytes += r.disk_total_bytes;
+            out.disk_free_bytes += r.disk_free_bytes;
+        }
+        if out.cpu_cores > 0 {
+            out.cpu_usage_percent = weighted_usage / out.cpu_cores as f64;
+        }
+        Ok(out)
     }
 
-    fn to_model(&self, row: &WorkerRow, live_since: i64) -> ApiResult<Worker> {
-        Ok(Worker {
-            id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
+    /// Applies a committed registration in memory.
+    #[allow(clippy::too_many_arguments)]
+    fn put(&self, id: Uuid, credential_hash: String, name: &str, req: &RegisterWorkerRequest, ip: &str, now: i64, registered_at: Option<i64>) {
+        let mut map = self.registry.workers.write().expect("registry lock");
+        let registered_at = registered_at.or_else(|| map.get(&id).map(|e| e.worker.registered_at.timestamp_millis())).unwrap_or(now);
+        let worker = Worker {
+            id,
+            name: name.to_owned(),
+            hostname: req.hostname.clone(),
+            ip_address: ip.to_owned(),
+            labels: req.labels.clone(),
+            status: WorkerStatus::Live,
+            resources: req.resources.clone(),
+            registered_at: from_ms(registered_at),
+            last_heartbeat_at: from_ms(now),
+        };
+        map.insert(id, Entry { worker, credential_hash, last_heartbeat_ms: now });
+        // A registration carries the newest report; an older pending heartbeat must not overwrite it.
+        self.registry.pending.lock().expect("pending lock").remove(&id);
+    }
+}
+
+fn status_of(entry: &Entry, live_since: i64) -> WorkerStatus {
+    if entry.last_heartbeat_ms >= live_since { WorkerStatus::Live } else { WorkerStatus::Lost }
+}
+
+fn with_status(entry: &Entry, status: WorkerStatus) -> Worker {
+    let mut worker = entry.worker.clone();
+    worker.status = status;
+    worker
+}
+
+fn entry_from_row(row: &WorkerRow, credential_hash: String) -> Result<Entry, String> {
+    Ok(Entry {
+        worker: Worker {
+            id: Uuid::parse_str(&row.id).map_err(|e| e.to_string())?,
             name: row.name.clone(),
             hostname: row.hostname.clone(),
             ip_address: row.ip_address.clone(),
-            labels: serde_json::from_str(&row.labels).map_err(ApiError::internal)?,
-            status: if row.last_heartbeat_at >= live_since { WorkerStatus::Live } else { WorkerStatus::Lost },
-            resources: serde_json::from_str(&row.resources).map_err(ApiError::internal)?,
+            labels: serde_json::from_str(&row.labels).map_err(|e| e.to_string())?,
+            status: WorkerStatus::Live,
+            resources: serde_json::from_str(&row.resources).map_err(|e| e.to_string())?,
             registered_at: from_ms(row.registered_at),
             last_heartbeat_at: from_ms(row.last_heartbeat_at),
-        })
-    }
+        },
+        credential_hash,
+        last_heartbeat_ms: row.last_heartbeat_at,
+    })
 }
 
 fn figures(r: &WorkerResources) -> ResourceFigures {
