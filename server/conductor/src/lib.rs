@@ -13,7 +13,7 @@ mod store;
 use std::{net::SocketAddr, os::unix::fs::PermissionsExt as _, sync::Arc};
 
 use aerekos_common::{edge::Edge, metrics::Metrics, server::ServerHandle};
-use poem::{EndpointExt as _, Route, endpoint::make_sync, web::Redirect};
+use poem::{EndpointExt as _, Route};
 
 pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
@@ -93,7 +93,6 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
 
     let api = api::service();
     let app = Route::new()
-        .at("/", make_sync(|_| Redirect::see_other("/docs")))
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/", api)
