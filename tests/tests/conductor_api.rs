@@ -369,3 +369,31 @@ async fn health_ready_and_metrics() {
     c.stop().await;
 }
 
+
+#[tokio::test]
+async fn admins_issue_service_tokens_that_services_can_verify() {
+    let c = TestConductor::start().await;
+    let admin = c.admin().await;
+    let issued = admin
+        .create_service_token()
+        .body_map(|b| b.service("storage_manager").expires_in_secs(Some(3600)))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(issued.service, "storage_manager");
+    let jwk = c.anonymous().get_jwks().send().await.unwrap().into_inner().keys.remove(0);
+    let claims = TokenVerifier::from_ed25519_jwk(&jwk.kid, &jwk.x).unwrap().verify(&issued.token).unwrap();
+    let caller = aerekos_common::auth::Caller::from_claims(&claims).unwrap();
+    assert_eq!(caller, aerekos_common::auth::Caller::Service { name: "storage_manager".into() });
+    assert_eq!(caller.actor(), "service:storage_manager");
+
+    // A service token is not a user token: the conductor's user API refuses it.
+    let err = failure(Conductor::with_token(&c.url, issued.token).list_workers().send().await);
+    expect_api_error(err, 403, "service_token_not_allowed");
+    let err = failure(c.viewer().await.create_service_token().body_map(|b| b.service("x")).send().await);
+    expect_api_error(err, 403, "forbidden");
+    let err = failure(admin.create_service_token().body_map(|b| b.service("Bad Name")).send().await);
+    expect_api_error(err, 400, "invalid_service");
+    c.stop().await;
+}

@@ -354,6 +354,33 @@ workers verify user tokens with these; no secret is shared.*/
             Default::default()
         }
     }
+    ///A signed service token.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct ServiceToken {
+        pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub service: ::std::string::String,
+        ///Send it as `Authorization: Bearer <token>`.
+        pub token: ::std::string::String,
+    }
+    impl ServiceToken {
+        pub fn builder() -> builder::ServiceToken {
+            Default::default()
+        }
+    }
+    ///A request for a token a platform service uses to call other services.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct ServiceTokenRequest {
+        ///Lifetime in seconds; default 30 days, at most 365 days.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub expires_in_secs: ::std::option::Option<u64>,
+        ///The service's name, e.g. `storage_manager` (1–64 of a–z, 0–9, `_`).
+        pub service: ::std::string::String,
+    }
+    impl ServiceTokenRequest {
+        pub fn builder() -> builder::ServiceTokenRequest {
+            Default::default()
+        }
+    }
     ///A seeded user of the platform.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct User {
@@ -2283,6 +2310,147 @@ workers verify user tokens with these; no secret is shared.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct ServiceToken {
+            expires_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+            token: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for ServiceToken {
+            fn default() -> Self {
+                Self {
+                    expires_at: Err("no value supplied for expires_at".to_string()),
+                    service: Err("no value supplied for service".to_string()),
+                    token: Err("no value supplied for token".to_string()),
+                }
+            }
+        }
+        impl ServiceToken {
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_at: {e}")
+                    });
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+            pub fn token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for token: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ServiceToken> for super::ServiceToken {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ServiceToken,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    expires_at: value.expires_at?,
+                    service: value.service?,
+                    token: value.token?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ServiceToken> for ServiceToken {
+            fn from(value: super::ServiceToken) -> Self {
+                Self {
+                    expires_at: Ok(value.expires_at),
+                    service: Ok(value.service),
+                    token: Ok(value.token),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ServiceTokenRequest {
+            expires_in_secs: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for ServiceTokenRequest {
+            fn default() -> Self {
+                Self {
+                    expires_in_secs: Ok(Default::default()),
+                    service: Err("no value supplied for service".to_string()),
+                }
+            }
+        }
+        impl ServiceTokenRequest {
+            pub fn expires_in_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_in_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for expires_in_secs: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ServiceTokenRequest>
+        for super::ServiceTokenRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ServiceTokenRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    expires_in_secs: value.expires_in_secs?,
+                    service: value.service?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ServiceTokenRequest> for ServiceTokenRequest {
+            fn from(value: super::ServiceTokenRequest) -> Self {
+                Self {
+                    expires_in_secs: Ok(value.expires_in_secs),
+                    service: Ok(value.service),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct User {
             created_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
@@ -2978,6 +3146,20 @@ let response = client.get_me()
     pub fn get_me(&self) -> builder::GetMe<'_> {
         builder::GetMe::new(self)
     }
+    /**Issue a token for a platform service to call other services with (admin only). Services
+accept it for the operations they allow services (e.g. key_manager: encrypt, decrypt, data keys)
+
+Sends a `POST` request to `/api/auth/service-tokens`
+
+```ignore
+let response = client.create_service_token()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn create_service_token(&self) -> builder::CreateServiceToken<'_> {
+        builder::CreateServiceToken::new(self)
+    }
     /**CPU, memory and disk summed over live workers
 
 Sends a `GET` request to `/api/resources`
@@ -3479,6 +3661,144 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "get_me",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::create_service_token`]
+
+[`Client::create_service_token`]: super::Client::create_service_token*/
+    #[derive(Debug, Clone)]
+    pub struct CreateServiceToken<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::ServiceTokenRequest, String>,
+    }
+    impl<'a> CreateServiceToken<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ServiceTokenRequest>,
+            <V as std::convert::TryInto<
+                types::ServiceTokenRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ServiceTokenRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::ServiceTokenRequest,
+            ) -> types::builder::ServiceTokenRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/auth/service-tokens`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::ServiceToken>, Error<types::ErrorBody>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| {
+                    types::ServiceTokenRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/auth/service-tokens", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_service_token",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

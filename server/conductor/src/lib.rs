@@ -83,7 +83,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         std::fs::create_dir_all(&config.data_dir)?;
         std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let db = Db::open(&config.database_path).await?;
+    let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let auth = AuthService::start(db.clone(), &config).await?;
     let tokens = RegistrationTokens::start(db.clone()).await?;
     let catalog = CatalogService::start(db.clone()).await?;

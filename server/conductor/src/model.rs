@@ -58,6 +58,25 @@ pub struct LoginResponse {
     pub user: User,
 }
 
+/// A request for a token a platform service uses to call other services.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ServiceTokenRequest {
+    /// The service's name, e.g. `storage_manager` (1–64 of a–z, 0–9, `_`).
+    pub service: String,
+    /// Lifetime in seconds; default 30 days, at most 365 days.
+    pub expires_in_secs: Option<u64>,
+}
+
+/// A signed service token.
+#[derive(Object, Debug, Clone)]
+pub struct ServiceToken {
+    /// Send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub service: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// The conductor's token-signing public keys, as a JSON Web Key Set (RFC 7517). Services and
 /// workers verify user tokens with these; no secret is shared.
 #[derive(Object, Debug, Clone)]

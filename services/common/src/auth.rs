@@ -72,3 +72,41 @@ impl TokenVerifier {
         }
     }
 }
+
+/// The `role` claim of a service token; its `sub` is `service:<name>`.
+pub const SERVICE_ROLE: &str = "service";
+
+/// Who is calling, as a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A seeded user; `admin` may change things, `viewer` may only read.
+    User { id: String, username: String, admin: bool },
+    /// A platform service (e.g. storage_manager), with a service token from the conductor.
+    Service { name: String },
+}
+
+impl Caller {
+    pub fn from_claims(claims: &Claims) -> Result<Self, TokenError> {
+        match claims.role.as_str() {
+            "admin" | "viewer" => Ok(Caller::User {
+                id: claims.sub.clone(),
+                username: claims.name.clone(),
+                admin: claims.role == "admin",
+            }),
+            SERVICE_ROLE => Ok(Caller::Service { name: claims.name.clone() }),
+            other => Err(TokenError::Invalid(format!("unknown role {other:?}"))),
+        }
+    }
+
+    /// How audit records and logs name the caller: `user:<name>` or `service:<name>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::User { username, .. } => format!("user:{username}"),
+            Caller::Service { name } => format!("service:{name}"),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Caller::User { admin: true, .. })
+    }
+}

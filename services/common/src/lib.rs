@@ -5,13 +5,17 @@
 //!   and turning the framework's own plain-text errors into `ErrorBody`);
 //! - [`metrics`]: the Prometheus text registry behind `/metrics`;
 //! - [`auth`]: verifying the conductor's EdDSA JWTs with its public key (no shared secret);
+//! - [`db`]: the SQLite set-up (WAL, one writer pool, a reader pool, migrations);
+//! - [`secrets`]: 0600 files written whole or not at all;
 //! - [`server`]: binding a listener (port 0 in tests) and serving with graceful shutdown;
 //! - [`telemetry`]: tracing set-up for binaries.
 
 pub mod auth;
+pub mod db;
 pub mod edge;
 pub mod error;
 pub mod metrics;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;
 

@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 
 use aerekos_common::{
     ApiError, ApiResult,
-    auth::{Claims, ISSUER, TokenError, TokenVerifier},
+    auth::{Claims, ISSUER, SERVICE_ROLE, TokenError, TokenVerifier},
 };
 use base64::Engine as _;
 use ed25519_dalek::{
@@ -20,10 +20,12 @@ use serde::Deserialize;
 use sha2::Digest as _;
 use uuid::Uuid;
 
-use super::{from_ms, passwords, random_secret, secrets::write_secret_file};
+use aerekos_common::secrets::write_secret_file;
+
+use super::{from_ms, passwords, random_secret};
 use crate::{
     config::ConductorConfig,
-    model::{Jwk, Jwks, LoginResponse, Role, User},
+    model::{Jwk, Jwks, LoginResponse, Role, ServiceToken, User},
     store::{Db, users, users::UserRow},
     StartError,
 };
@@ -31,6 +33,8 @@ use crate::{
 const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 const TOKEN_CACHE_SIZE: usize = 10_000;
+const SERVICE_TOKEN_DEFAULT_SECS: u64 = 30 * 24 * 3600;
+const SERVICE_TOKEN_MAX_SECS: u64 = 365 * 24 * 3600;
 
 /// The caller of a request, as its token says.
 #[derive(Debug, Clone)]
@@ -199,20 +203,7 @@ impl AuthService {
             }
         };
         let user = user_from_row(&row)?;
-        let now = chrono::Utc::now();
-        let exp = now + chrono::Duration::from_std(self.expires_in).map_err(ApiError::internal)?;
-        let claims = Claims {
-            sub: user.id.to_string(),
-            name: user.username.clone(),
-            role: user.role.as_str().to_owned(),
-            iss: ISSUER.to_owned(),
-            iat: now.timestamp(),
-            exp: exp.timestamp(),
-            jti: Uuid::new_v4().to_string(),
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.jwk.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key).map_err(ApiError::internal)?;
+        let (token, exp) = self.sign(user.id.to_string(), &user.username, user.role.as_str(), self.expires_in)?;
         tracing::info!(username = %user.username, "login");
         Ok(LoginResponse {
             token,
@@ -221,6 +212,43 @@ impl AuthService {
             expires_in_secs: self.expires_in.as_secs(),
             user,
         })
+    }
+
+    /// A token for the platform service `service` (admin only, checked by the caller).
+    pub fn service_token(&self, service: &str, expires_in: Option<u64>) -> ApiResult<ServiceToken> {
+        let name_ok = (1..=64).contains(&service.len())
+            && service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return Err(ApiError::bad_request("invalid_service", "service must be 1–64 characters of a–z, 0–9 and '_'"));
+        }
+        let secs = expires_in.unwrap_or(SERVICE_TOKEN_DEFAULT_SECS);
+        if !(60..=SERVICE_TOKEN_MAX_SECS).contains(&secs) {
+            return Err(ApiError::bad_request(
+                "invalid_expiry",
+                format!("expires_in_secs must be between 60 and {SERVICE_TOKEN_MAX_SECS}"),
+            ));
+        }
+        let (token, expires_at) = self.sign(format!("service:{service}"), service, SERVICE_ROLE, Duration::from_secs(secs))?;
+        tracing::info!(service, "service token issued");
+        Ok(ServiceToken { token, service: service.to_owned(), expires_at })
+    }
+
+    fn sign(&self, sub: String, name: &str, role: &str, lifetime: Duration) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
+        let now = chrono::Utc::now();
+        let exp = now + chrono::Duration::from_std(lifetime).map_err(ApiError::internal)?;
+        let claims = Claims {
+            sub,
+            name: name.to_owned(),
+            role: role.to_owned(),
+            iss: ISSUER.to_owned(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            jti: Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.jwk.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key).map_err(ApiError::internal)?;
+        Ok((token, exp))
     }
 
     /// The caller behind a bearer token, or 401 saying why not.
@@ -239,6 +267,12 @@ impl AuthService {
             TokenError::Expired => ApiError::unauthorized("token_expired", e.to_string()),
             _ => ApiError::unauthorized("invalid_token", e.to_string()),
         })?;
+        if claims.role == SERVICE_ROLE {
+            return Err(ApiError::forbidden(
+                "service_token_not_allowed",
+                "service tokens are for calling services; the conductor's API needs a user token",
+            ));
+        }
         let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized("invalid_token", "token subject is not a user id"))?;
         let role = Role::parse(&claims.role).ok_or_else(|| ApiError::unauthorized("invalid_token", "token carries an unknown role"))?;
         let user = AuthedUser { id, username: claims.name, role };

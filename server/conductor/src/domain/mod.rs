@@ -5,15 +5,9 @@ pub mod auth;
 pub mod catalog;
 pub mod passwords;
 pub mod registration;
-pub mod secrets;
 pub mod workers;
 
-use chrono::{DateTime, TimeZone, Utc};
-
-/// A timestamp column (Unix milliseconds) as a UTC time.
-pub fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
+pub use aerekos_common::db::from_ms;
 
 /// A fresh random secret: `bytes` random bytes, base64url without padding, behind `prefix`.
 pub fn random_secret(prefix: &str, bytes: usize) -> String {

@@ -1,0 +1,63 @@
+//! SQLite state for every aerekos server: one file, WAL, embedded migrations.
+//!
+//! SQLite allows one writer at a time, so writes go through a one-connection pool (they queue in
+//! process instead of spinning on SQLITE_BUSY) and reads through a pool of their own (WAL lets them
+//! run beside the writer).
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use sqlx::{
+    migrate::Migrator,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+};
+
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
+#[derive(Clone)]
+pub struct Db {
+    pub read: SqlitePool,
+    pub write: SqlitePool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and applies `migrations`.
+    pub async fn open(path: &Path, migrations: &Migrator) -> DbResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        // WAL + synchronous=NORMAL: a committed transaction survives a process crash; a power cut
+        // can lose the last moments of commits but never corrupts the file (SQLite's documented
+        // trade).
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        migrations.run(&write).await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(Self { read, write })
+    }
+
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Now, as the Unix milliseconds every timestamp column holds.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A timestamp column (Unix milliseconds) as a UTC time.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
