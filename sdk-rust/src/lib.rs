@@ -18,17 +18,26 @@
 #[rustfmt::skip]
 mod generated {
     pub mod conductor;
+    pub mod key_manager;
 }
 mod transport;
 
 use std::{ops::Deref, time::Duration};
 
-pub use generated::conductor;
+pub use generated::{conductor, key_manager};
 pub use progenitor_client::{Error as ClientError, ResponseValue};
 pub use transport::{REQUEST_ID_HEADER, RetryPolicy, Transport};
 
-/// The body of every error response of every aerekos API.
-pub use conductor::types::ErrorBody;
+/// The body of every error response of every aerekos API (the generated modules all use this one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// A stable, machine-readable error code, e.g. `invalid_credentials` or `worker_not_found`.
+    pub code: String,
+    /// What went wrong and what to change.
+    pub message: String,
+    /// The request id (also in the `X-Request-Id` response header).
+    pub request_id: String,
+}
 
 /// What an SDK call can fail with, reduced to what a caller acts on.
 #[derive(Debug, thiserror::Error)]
@@ -87,36 +96,66 @@ pub fn http_client() -> reqwest::Client {
         .expect("building the HTTP client")
 }
 
-/// A conductor client; dereferences to the generated [`conductor::Client`], so every operation is
-/// a method: `c.list_workers().send().await?`.
-#[derive(Clone, Debug)]
-pub struct Conductor {
-    client: conductor::Client,
+/// Defines a client type for one API: it dereferences to the generated client, so every operation
+/// is a method (`c.list_workers().send().await?`), and carries its credential in its [`Transport`].
+macro_rules! api_client {
+    ($(#[$doc:meta])* $name:ident, $module:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            client: $module::Client,
+        }
+
+        impl Deref for $name {
+            type Target = $module::Client;
+            fn deref(&self) -> &$module::Client {
+                &self.client
+            }
+        }
+
+        impl $name {
+            /// A client without credentials.
+            pub fn new(base_url: &str) -> Self {
+                Self::with_transport(base_url, Transport::new())
+            }
+
+            /// A client sending `token` as its bearer credential.
+            pub fn with_token(base_url: &str, token: impl Into<String>) -> Self {
+                Self::with_transport(base_url, Transport::new().with_token(token))
+            }
+
+            pub fn with_transport(base_url: &str, transport: Transport) -> Self {
+                let base = base_url.trim_end_matches('/');
+                Self { client: $module::Client::new_with_client(base, http_client(), transport) }
+            }
+
+            pub fn set_token(&self, token: Option<String>) {
+                use progenitor_client::ClientInfo as _;
+                self.client.inner().set_token(token);
+            }
+
+            pub fn token(&self) -> Option<String> {
+                use progenitor_client::ClientInfo as _;
+                self.client.inner().token()
+            }
+        }
+    };
 }
 
-impl Deref for Conductor {
-    type Target = conductor::Client;
-    fn deref(&self) -> &conductor::Client {
-        &self.client
-    }
-}
+api_client!(
+    /// A conductor client.
+    Conductor,
+    conductor
+);
+
+api_client!(
+    /// A key_manager client; the same client works against the service or the conductor's gateway.
+    /// Give it a user token (`Conductor::token()`) or a service token.
+    KeyManager,
+    key_manager
+);
 
 impl Conductor {
-    /// A client without credentials (for login, health, registration).
-    pub fn new(base_url: &str) -> Self {
-        Self::with_transport(base_url, Transport::new())
-    }
-
-    /// A client sending `token` as its bearer credential.
-    pub fn with_token(base_url: &str, token: impl Into<String>) -> Self {
-        Self::with_transport(base_url, Transport::new().with_token(token))
-    }
-
-    pub fn with_transport(base_url: &str, transport: Transport) -> Self {
-        let base = base_url.trim_end_matches('/');
-        Self { client: conductor::Client::new_with_client(base, http_client(), transport) }
-    }
-
     /// Logs in and returns a client carrying the user's token.
     pub async fn login(base_url: &str, username: &str, password: &str) -> Result<Self, SdkError> {
         let c = Self::new(base_url);
@@ -126,24 +165,8 @@ impl Conductor {
 
     /// Logs in with this client and keeps the token for its next calls.
     pub async fn login_as(&self, username: &str, password: &str) -> Result<conductor::types::LoginResponse, SdkError> {
-        let response = self
-            .client
-            .login()
-            .body_map(|b| b.username(username).password(password))
-            .send()
-            .await?
-            .into_inner();
+        let response = self.client.login().body_map(|b| b.username(username).password(password)).send().await?.into_inner();
         self.set_token(Some(response.token.clone()));
         Ok(response)
-    }
-
-    pub fn set_token(&self, token: Option<String>) {
-        use progenitor_client::ClientInfo as _;
-        self.client.inner().set_token(token);
-    }
-
-    pub fn token(&self) -> Option<String> {
-        use progenitor_client::ClientInfo as _;
-        self.client.inner().token()
     }
 }

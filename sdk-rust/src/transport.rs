@@ -175,3 +175,4 @@ macro_rules! transport_hooks {
 }
 
 transport_hooks!(crate::conductor::Client);
+transport_hooks!(crate::key_manager::Client);

@@ -44,7 +44,9 @@ pub fn generate_rust(name: &str, spec_text: &str) -> anyhow::Result<String> {
         .with_interface(InterfaceStyle::Builder)
         .with_tag(TagStyle::Merged)
         .with_hooks(HooksMode::Expected)
-        .with_inner_type(quote!(crate::transport::Transport));
+        .with_inner_type(quote!(crate::transport::Transport))
+        // Every API shares one ErrorBody: the SDK defines it once (sdk-rust/src/lib.rs).
+        .with_replacement("ErrorBody", "crate::ErrorBody", std::iter::empty());
     let tokens = Generator::new(&settings)
         .generate_tokens(&spec)
         .map_err(|e| anyhow::anyhow!("progenitor failed on openapi/{name}.json: {e}"))?;

@@ -50,21 +50,6 @@ pub mod types {
             Default::default()
         }
     }
-    ///The body of every error response of every aerekos API.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
-    pub struct ErrorBody {
-        ///A stable, machine-readable error code, e.g. `invalid_credentials` or `worker_not_found`.
-        pub code: ::std::string::String,
-        ///What went wrong and, where it can be, what to change to make the request succeed.
-        pub message: ::std::string::String,
-        ///The request id (also in the `X-Request-Id` response header); quote it when reporting a problem.
-        pub request_id: ::std::string::String,
-    }
-    impl ErrorBody {
-        pub fn builder() -> builder::ErrorBody {
-            Default::default()
-        }
-    }
     ///Liveness.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct Health {
@@ -880,83 +865,6 @@ workers verify user tokens with these; no secret is shared.*/
                     state: Ok(value.state),
                     updated_at: Ok(value.updated_at),
                     worker_id: Ok(value.worker_id),
-                }
-            }
-        }
-        #[derive(Clone, Debug)]
-        pub struct ErrorBody {
-            code: ::std::result::Result<::std::string::String, ::std::string::String>,
-            message: ::std::result::Result<::std::string::String, ::std::string::String>,
-            request_id: ::std::result::Result<
-                ::std::string::String,
-                ::std::string::String,
-            >,
-        }
-        impl ::std::default::Default for ErrorBody {
-            fn default() -> Self {
-                Self {
-                    code: Err("no value supplied for code".to_string()),
-                    message: Err("no value supplied for message".to_string()),
-                    request_id: Err("no value supplied for request_id".to_string()),
-                }
-            }
-        }
-        impl ErrorBody {
-            pub fn code<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::string::String>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.code = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for code: {e}")
-                    });
-                self
-            }
-            pub fn message<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::string::String>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.message = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for message: {e}")
-                    });
-                self
-            }
-            pub fn request_id<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::string::String>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.request_id = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for request_id: {e}")
-                    });
-                self
-            }
-        }
-        impl ::std::convert::TryFrom<ErrorBody> for super::ErrorBody {
-            type Error = super::error::ConversionError;
-            fn try_from(
-                value: ErrorBody,
-            ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self {
-                    code: value.code?,
-                    message: value.message?,
-                    request_id: value.request_id?,
-                })
-            }
-        }
-        impl ::std::convert::From<super::ErrorBody> for ErrorBody {
-            fn from(value: super::ErrorBody) -> Self {
-                Self {
-                    code: Ok(value.code),
-                    message: Ok(value.message),
-                    request_id: Ok(value.request_id),
                 }
             }
         }
@@ -3398,7 +3306,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/auth/jwks`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Jwks>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Jwks>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/api/auth/jwks", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -3528,7 +3436,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/auth/login`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::LoginResponse>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::LoginResponse>, Error<crate::ErrorBody>> {
             let Self { client, body } = self;
             let body = body
                 .and_then(|v| {
@@ -3638,7 +3546,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/auth/me`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::User>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::User>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/api/auth/me", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -3770,7 +3678,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/auth/service-tokens`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::ServiceToken>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::ServiceToken>, Error<crate::ErrorBody>> {
             let Self { client, body } = self;
             let body = body
                 .and_then(|v| {
@@ -3880,7 +3788,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/resources`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::ClusterResources>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::ClusterResources>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/api/resources", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -3986,7 +3894,7 @@ pub mod builder {
             self,
         ) -> Result<
             ResponseValue<::std::vec::Vec<types::Service>>,
-            Error<types::ErrorBody>,
+            Error<crate::ErrorBody>,
         > {
             let Self { client } = self;
             let url = format!("{}/api/services", client.baseurl,);
@@ -4107,7 +4015,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/services/{name}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Service>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Service>, Error<crate::ErrorBody>> {
             let Self { client, name } = self;
             let name = name.map_err(Error::InvalidRequest)?;
             let url = format!(
@@ -4232,7 +4140,7 @@ pub mod builder {
             self,
         ) -> Result<
             ResponseValue<::std::vec::Vec<types::Deployment>>,
-            Error<types::ErrorBody>,
+            Error<crate::ErrorBody>,
         > {
             let Self { client, name } = self;
             let name = name.map_err(Error::InvalidRequest)?;
@@ -4357,7 +4265,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/services/{name}/disable`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Service>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Service>, Error<crate::ErrorBody>> {
             let Self { client, name } = self;
             let name = name.map_err(Error::InvalidRequest)?;
             let url = format!(
@@ -4481,7 +4389,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/services/{name}/enable`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Service>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Service>, Error<crate::ErrorBody>> {
             let Self { client, name } = self;
             let name = name.map_err(Error::InvalidRequest)?;
             let url = format!(
@@ -4589,7 +4497,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/token`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::RegistrationToken>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::RegistrationToken>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/api/token", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -4693,7 +4601,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/token/regenerate`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::RegistrationToken>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::RegistrationToken>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/api/token/regenerate", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -4840,7 +4748,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/workers`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::WorkerPage>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::WorkerPage>, Error<crate::ErrorBody>> {
             let Self { client, cursor, limit, status } = self;
             let cursor = cursor.map_err(Error::InvalidRequest)?;
             let limit = limit.map_err(Error::InvalidRequest)?;
@@ -4982,7 +4890,7 @@ pub mod builder {
             self,
         ) -> Result<
             ResponseValue<types::RegisterWorkerResponse>,
-            Error<types::ErrorBody>,
+            Error<crate::ErrorBody>,
         > {
             let Self { client, body } = self;
             let body = body
@@ -5108,7 +5016,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/workers/{id}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Worker>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Worker>, Error<crate::ErrorBody>> {
             let Self { client, id } = self;
             let id = id.map_err(Error::InvalidRequest)?;
             let url = format!(
@@ -5228,7 +5136,7 @@ pub mod builder {
             self
         }
         ///Sends a `DELETE` request to `/api/workers/{id}`
-        pub async fn send(self) -> Result<ResponseValue<()>, Error<types::ErrorBody>> {
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
             let Self { client, id } = self;
             let id = id.map_err(Error::InvalidRequest)?;
             let url = format!(
@@ -5376,7 +5284,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/workers/{id}/heartbeat`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::HeartbeatResponse>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::HeartbeatResponse>, Error<crate::ErrorBody>> {
             let Self { client, id, body } = self;
             let id = id.map_err(Error::InvalidRequest)?;
             let body = body
@@ -5490,7 +5398,7 @@ pub mod builder {
         ///Sends a `GET` request to `/health`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Health>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Health>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/health", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -5594,7 +5502,7 @@ pub mod builder {
         ///Sends a `GET` request to `/metrics`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<ByteStream>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<ByteStream>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/metrics", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -5690,7 +5598,7 @@ pub mod builder {
         ///Sends a `GET` request to `/ready`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Readiness>, Error<types::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Readiness>, Error<crate::ErrorBody>> {
             let Self { client } = self;
             let url = format!("{}/ready", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);

@@ -1,13 +1,16 @@
 //! The `aerekos` command. Thin: it parses arguments and configuration and calls the libraries.
 //!
-//! - `aerekos up`: the all-in-one platform on this machine (today: the conductor; the local worker
-//!   and services join it as they land), with state in `./data`.
+//! - `aerekos up`: the all-in-one platform on this machine (today: the conductor and key_manager in
+//!   one process; the local worker and further services join as they land), with state in `./data`.
 //! - `aerekos conductor`: the control plane alone, configured from the environment.
+//! - `aerekos service key-manager`: one service alone (its own environment; `CONDUCTOR_URL` names
+//!   the conductor whose tokens it accepts).
 //! - `aerekos hash-password`: reads a password on stdin, prints its argon2id hash for `AEREKOS_USERS_FILE`.
 
 use std::io::Read as _;
 
 use aerekos_conductor::{ADMIN_PASSWORD_FILE, ConductorConfig};
+use aerekos_key_manager::KeyManagerConfig;
 use anyhow::Context as _;
 
 const USAGE: &str = "usage: aerekos <command>
@@ -15,6 +18,8 @@ const USAGE: &str = "usage: aerekos <command>
 commands:
   up              run the platform on this machine (state in ./data; see .env_example)
   conductor       run the conductor alone, configured from the environment
+  service key-manager
+                  run key_manager alone (CONDUCTOR_URL names the conductor whose tokens it trusts)
   hash-password   read a password on stdin, print its argon2id hash
   version         print the version";
 
@@ -23,6 +28,13 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => run(true),
         Some("conductor") => run(false),
+        Some("service") => match args.get(1).map(String::as_str) {
+            Some("key-manager" | "key_manager") => run_key_manager(),
+            other => {
+                eprintln!("aerekos: unknown service {other:?}; services: key-manager\n\n{USAGE}");
+                std::process::exit(2);
+            }
+        },
         Some("hash-password") => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
@@ -55,6 +67,19 @@ async fn run(all_in_one: bool) -> anyhow::Result<()> {
     let url = conductor.url();
     // Scripts and tests read this line to find the port (CONDUCTOR_PORT=0 picks a free one).
     println!("aerekos conductor listening on {url}");
+    let key_manager = if all_in_one {
+        // One process, one environment: DATA_DIR and DATABASE_PATH are the conductor's, so each
+        // service keeps its state in a folder of its own inside the conductor's data directory.
+        let mut km = KeyManagerConfig::from_env()?;
+        km.data_dir = config.data_dir.join("key_manager");
+        km.database_path = km.data_dir.join("key_manager.db");
+        km.conductor_url = url.clone();
+        let handle = aerekos_key_manager::start(km).await.context("starting key_manager")?;
+        println!("key_manager listening on {}", handle.url());
+        Some(handle)
+    } else {
+        None
+    };
     if all_in_one {
         println!("  Swagger UI:     {url}/docs");
         println!("  OpenAPI spec:   {url}/openapi.json");
@@ -67,7 +92,22 @@ async fn run(all_in_one: bool) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(km) = key_manager {
+        km.shutdown().await?;
+    }
     conductor.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn run_key_manager() -> anyhow::Result<()> {
+    aerekos_common::telemetry::init_from_env();
+    let config = KeyManagerConfig::from_env()?;
+    let handle = aerekos_key_manager::start(config).await.context("starting key_manager")?;
+    println!("key_manager listening on {}", handle.url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await?;
     Ok(())
 }
 
