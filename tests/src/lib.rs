@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use aerekos_conductor::{ConductorConfig, ConductorHandle};
-use aerekos_sdk::{Conductor, conductor::types};
+use aerekos_key_manager::{KeyManagerConfig, KeyManagerHandle};
+use aerekos_sdk::{Conductor, KeyManager, conductor::types};
 use tempfile::TempDir;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -110,7 +111,7 @@ pub fn register_request(token: &str, hostname: &str, ip: &str) -> types::Registe
 
 /// Asserts `err` is an API error with `status` and `code`, and a request id; returns the body.
 #[track_caller]
-pub fn expect_api_error(err: aerekos_sdk::SdkError, status: u16, code: &str) -> types::ErrorBody {
+pub fn expect_api_error(err: aerekos_sdk::SdkError, status: u16, code: &str) -> aerekos_sdk::ErrorBody {
     match err {
         aerekos_sdk::SdkError::Api { status: got, body } => {
             assert_eq!(got, status, "status of {body:?}");
@@ -125,9 +126,55 @@ pub fn expect_api_error(err: aerekos_sdk::SdkError, status: u16, code: &str) -> 
 
 /// The error of a call that must fail.
 #[track_caller]
-pub fn failure<T: std::fmt::Debug>(result: Result<T, aerekos_sdk::ClientError<types::ErrorBody>>) -> aerekos_sdk::SdkError {
+pub fn failure<T: std::fmt::Debug>(result: Result<T, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>) -> aerekos_sdk::SdkError {
     match result {
         Ok(v) => panic!("expected the call to fail, it returned {v:?}"),
         Err(e) => e.into(),
+    }
+}
+
+/// The master key the test key_manager runs with (base64 of 32 bytes), so tests can inspect what
+/// is stored at rest.
+pub const TEST_MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// A key_manager trusting a test conductor, its state in a temp dir that outlives restarts.
+pub struct TestKeyManager {
+    handle: Option<KeyManagerHandle>,
+    pub url: String,
+    pub config: KeyManagerConfig,
+    pub dir: TempDir,
+}
+
+impl TestKeyManager {
+    pub async fn start(conductor: &TestConductor) -> Self {
+        Self::start_with(conductor, |_| {}).await
+    }
+
+    pub async fn start_with(conductor: &TestConductor, adjust: impl FnOnce(&mut KeyManagerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = KeyManagerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap(), conductor.url.clone());
+        config.master_key = Some(TEST_MASTER_KEY.to_owned());
+        config.deletion_waiting_period = std::time::Duration::from_secs(1);
+        adjust(&mut config);
+        let handle = aerekos_key_manager::start(config.clone()).await.expect("key_manager starts");
+        Self { url: handle.url(), handle: Some(handle), config, dir }
+    }
+
+    pub async fn restart(&mut self) {
+        self.handle.take().expect("running").shutdown().await.expect("clean shutdown");
+        let handle = aerekos_key_manager::start(self.config.clone()).await.expect("key_manager restarts");
+        self.url = handle.url();
+        self.handle = Some(handle);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// A client for this key_manager carrying `conductor_client`'s token.
+    pub fn client(&self, conductor_client: &Conductor) -> KeyManager {
+        KeyManager::with_token(&self.url, conductor_client.token().expect("logged in"))
     }
 }
