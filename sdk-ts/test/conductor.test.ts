@@ -2,117 +2,17 @@
 // error fallbacks that a real conductor never produces (proxy pages, network failures).
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import {
-  AerekosApiError,
   createConductorClient,
   login,
   unwrap,
   type ConductorClient,
   type WorkerResources,
 } from '../src/index.js';
-
-// This file runs from dist-test/test/, so the sdk-ts directory is two levels up.
-const SDK_DIR = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = resolve(SDK_DIR, process.env.AEREKOS_BIN ?? '../target/debug/aerekos');
-const ADMIN_PASSWORD = `sdk-test-${randomUUID()}`;
-const STARTUP_TIMEOUT_MS = 30_000;
-
-interface Conductor {
-  proc: ChildProcess;
-  baseUrl: string;
-  dataDir: string;
-  stderr: () => string;
-}
-
-async function startConductor(): Promise<Conductor> {
-  if (!existsSync(BIN)) {
-    throw new Error(`conductor binary not found at ${BIN}; build it or set AEREKOS_BIN`);
-  }
-  const dataDir = await mkdtemp(join(tmpdir(), 'aerekos-sdk-ts-'));
-  const proc = spawn(BIN, ['conductor'], {
-    env: {
-      ...process.env,
-      CONDUCTOR_HOST: '127.0.0.1',
-      CONDUCTOR_PORT: '0',
-      DATA_DIR: dataDir,
-      AEREKOS_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      NO_COLOR: '1',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // Keep draining both pipes for the whole run: a full pipe would block the conductor's logging.
-  let stdout = '';
-  let stderr = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout = (stdout + chunk).slice(-64_000);
-  });
-  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr = (stderr + chunk).slice(-64_000);
-  });
-
-  const baseUrl = await new Promise<string>((resolveUrl, reject) => {
-    const fail = (why: string) => {
-      cleanup();
-      reject(new Error(`conductor did not start: ${why}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`));
-    };
-    const onData = () => {
-      const m = /aerekos conductor listening on (http:\/\/\S+)/.exec(stdout);
-      if (m) {
-        cleanup();
-        resolveUrl(m[1]!);
-      }
-    };
-    const onExit = (code: number | null, signal: string | null) => fail(`exited (code ${code}, signal ${signal})`);
-    const onError = (err: Error) => fail(err.message);
-    const timer = setTimeout(() => fail(`no listening line within ${STARTUP_TIMEOUT_MS} ms`), STARTUP_TIMEOUT_MS);
-    const cleanup = () => {
-      clearTimeout(timer);
-      proc.stdout!.off('data', onData);
-      proc.off('exit', onExit);
-      proc.off('error', onError);
-    };
-    proc.stdout!.on('data', onData);
-    proc.on('exit', onExit);
-    proc.on('error', onError);
-  }).catch(async (err: unknown) => {
-    proc.kill('SIGKILL');
-    await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  });
-
-  return { proc, baseUrl, dataDir, stderr: () => stderr };
-}
-
-async function stopConductor(c: Conductor): Promise<void> {
-  if (c.proc.exitCode === null && c.proc.signalCode === null) {
-    const exited = new Promise<void>((done) => c.proc.once('exit', () => done()));
-    c.proc.kill('SIGTERM');
-    const timer = setTimeout(() => c.proc.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  await rm(c.dataDir, { recursive: true, force: true });
-}
-
-/** Asserts that `promise` rejects with an AerekosApiError and returns it for further checks. */
-async function apiError(promise: Promise<unknown>): Promise<AerekosApiError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof AerekosApiError, `expected AerekosApiError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected the call to fail');
-}
+import { apiError, startConductor, stopServer, type Conductor } from './support.js';
 
 const resources: WorkerResources = {
   cpu_cores: 4,
@@ -134,11 +34,11 @@ describe('conductor API through @aerekos/sdk', () => {
   });
 
   after(async () => {
-    if (conductor) await stopConductor(conductor);
+    if (conductor) await stopServer(conductor);
   });
 
   it('logs in as admin and `me` returns the admin user', async () => {
-    const { client, session } = await login(conductor.baseUrl, 'admin', ADMIN_PASSWORD);
+    const { client, session } = await login(conductor.baseUrl, 'admin', conductor.adminPassword);
     admin = client;
     assert.equal(session.token_type, 'Bearer');
     assert.ok(session.token.length > 20, 'token looks like a JWT');

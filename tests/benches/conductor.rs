@@ -6,63 +6,37 @@
 //! reference alike; the load generator is the same raw reqwest loop for both, so the ratio
 //! measures the servers.
 
-use std::{
-    fmt::Write as _,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, sync::Arc, time::Instant};
 
 use aerekos_sdk::conductor::types;
-use aerekos_tests::{ADMIN_PASSWORD, TestConductor, register_request, resources};
+use aerekos_tests::{
+    ADMIN_PASSWORD, TestConductor,
+    bench::{self, MEASURE, median},
+    register_request, resources, write_benchmark_section,
+};
 use poem::{EndpointExt as _, Route, handler, post, get, web::Json};
 
 const CONCURRENCY: usize = 32;
 /// Each comparison alternates conductor and reference this many times; medians are reported.
 const ROUNDS: usize = 3;
-const WARMUP: Duration = Duration::from_secs(1);
-const MEASURE: Duration = Duration::from_secs(5);
 
-/// Sends requests made by `make` from `CONCURRENCY` tasks for `MEASURE`; returns successful req/s.
+/// Sends requests made by `make` with the shared load loop; returns successful req/s.
 async fn load<F>(make: F) -> f64
 where
     F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
-    let make = Arc::new(make);
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
-    let ok = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = vec![];
-    for t in 0..CONCURRENCY {
-        let (make, client, ok, measuring, stop) = (make.clone(), client.clone(), ok.clone(), measuring.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = t as u64;
-            while !stop.load(Ordering::Relaxed) {
-                let resp = make(&client, i).send().await.expect("request");
-                let good = resp.status().is_success();
-                let _ = resp.bytes().await;
-                assert!(good, "a benchmark request failed");
-                if measuring.load(Ordering::Relaxed) {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                }
-                i += CONCURRENCY as u64;
-            }
-        }));
-    }
-    tokio::time::sleep(WARMUP).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(MEASURE).await;
-    let count = ok.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    count as f64 / elapsed.as_secs_f64()
+    let make = Arc::new(make);
+    bench::load(CONCURRENCY, move |i| {
+        let request = make(&client, i);
+        async move {
+            let resp = request.send().await.expect("request");
+            let good = resp.status().is_success();
+            let _ = resp.bytes().await;
+            assert!(good, "a benchmark request failed");
+        }
+    })
+    .await
 }
 
 /// The reference: a bare poem server serving the same bytes, and accepting the same heartbeat body.
@@ -84,11 +58,6 @@ async fn bare_server(list_body: Vec<u8>) -> aerekos_common::server::ServerHandle
         .at("/api/workers/:id/heartbeat", post(heartbeat))
         .map_to_response();
     aerekos_common::server::serve("127.0.0.1:0".parse().unwrap(), app).await.unwrap()
-}
-
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -195,11 +164,10 @@ async fn main() {
     c.stop().await;
 
     let mut md = String::new();
-    writeln!(md, "# Benchmarks\n").unwrap();
-    writeln!(md, "Produced by `cargo xtask bench` (= `cargo bench -p aerekos-tests --bench conductor`, release build) on the").unwrap();
-    writeln!(md, "project's 2-core machine; servers and load generator share the process. Figures are noisy here,").unwrap();
-    writeln!(md, "so each is given against a reference measured in the same run ({ROUNDS} alternating rounds of {}s, medians).\nLast run: {}.\n", MEASURE.as_secs(), chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")).unwrap();
     writeln!(md, "## Conductor\n").unwrap();
+    writeln!(md, "`cargo bench -p aerekos-tests --bench conductor` (release; also run by `cargo xtask bench`). Servers and the").unwrap();
+    writeln!(md, "load generator (raw reqwest, {CONCURRENCY} concurrent requests) share the process; {ROUNDS} alternating rounds of {}s,", MEASURE.as_secs()).unwrap();
+    writeln!(md, "medians. Last run: {}.\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")).unwrap();
     writeln!(md, "| what | conductor | reference | ratio | aim |").unwrap();
     writeln!(md, "|---|---|---|---|---|").unwrap();
     writeln!(
@@ -225,7 +193,5 @@ async fn main() {
     )
     .unwrap();
     print!("{md}");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
-    std::fs::write(&path, md).unwrap();
-    println!("\nwrote {}", path.display());
+    write_benchmark_section("conductor", &md);
 }

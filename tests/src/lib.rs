@@ -2,6 +2,8 @@
 //! directory, and SDK clients for them. Tests talk to servers only through `aerekos-sdk` (raw HTTP
 //! only where a test must send what the SDK cannot, such as malformed JSON).
 
+pub mod bench;
+
 use std::net::SocketAddr;
 
 use aerekos_conductor::{ConductorConfig, ConductorHandle};
@@ -177,4 +179,22 @@ impl TestKeyManager {
     pub fn client(&self, conductor_client: &Conductor) -> KeyManager {
         KeyManager::with_token(&self.url, conductor_client.token().expect("logged in"))
     }
+}
+
+/// Replaces this benchmark's section of docs/benchmarks.md (between `<!-- bench:NAME -->` markers),
+/// keeping the other benchmarks' sections.
+pub fn write_benchmark_section(name: &str, markdown: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let (start, end) = (format!("<!-- bench:{name} -->"), format!("<!-- /bench:{name} -->"));
+    let section = format!("{start}\n{}\n{end}", markdown.trim_end());
+    let header = "# Benchmarks\n\nEach figure comes from the command named in its section, on the project's 2-core machine.\n\
+                  Timings here are noisy, so each is given against a reference measured in the same run.\n";
+    let updated = match (existing.find(&start), existing.find(&end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &existing[..a], section, &existing[b + end.len()..]),
+        _ if existing.trim().starts_with("# Benchmarks") && existing.contains("<!-- bench:") => format!("{}\n\n{section}\n", existing.trim_end()),
+        _ => format!("{header}\n{section}\n"),
+    };
+    std::fs::write(&path, updated).expect("writing docs/benchmarks.md");
+    println!("wrote {}", path.display());
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: runs the benchmarks (release build) that write docs/benchmarks.md.
+//! `cargo xtask bench`: installs what the benchmarks compare against (moto's KMS server, from PyPI)
+//! and runs every benchmark (release builds); each writes its section of docs/benchmarks.md.
 
 use std::process::Command;
 
@@ -6,13 +7,25 @@ use anyhow::bail;
 
 use crate::repo_root;
 
+const BENCHES: &[&str] = &["conductor", "key_manager"];
+
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(["bench", "-p", "aerekos-tests", "--bench", "conductor"])
-        .current_dir(repo_root())
-        .status()?;
-    if !status.success() {
-        bail!("the conductor benchmark failed");
+    let have_moto = Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success());
+    if !have_moto {
+        println!("==> installing moto[server] (PyPI) for the key_manager comparison");
+        let ok = Command::new("python3").args(["-m", "pip", "install", "--quiet", "moto[server]"]).status().is_ok_and(|s| s.success());
+        if !ok {
+            println!("moto could not be installed; the key_manager benchmark will say so");
+        }
+    }
+    for bench in BENCHES {
+        let status = Command::new(env!("CARGO"))
+            .args(["bench", "-p", "aerekos-tests", "--bench", bench])
+            .current_dir(repo_root())
+            .status()?;
+        if !status.success() {
+            bail!("the {bench} benchmark failed");
+        }
     }
     Ok(())
 }

@@ -37,12 +37,19 @@ pub enum TokenError {
 }
 
 /// Checks tokens against one Ed25519 public key.
+///
+/// Verified tokens are remembered until they expire (the map is cleared when it holds
+/// [`VERIFIED_CACHE_SIZE`] tokens), so a client's repeated calls cost a map lookup instead of an
+/// Ed25519 verification each. Clones share the memory.
 #[derive(Clone)]
 pub struct TokenVerifier {
     key_id: String,
     key: DecodingKey,
     validation: Validation,
+    verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Claims>>>,
 }
+
+pub const VERIFIED_CACHE_SIZE: usize = 10_000;
 
 impl TokenVerifier {
     /// From a JWK's `kid` and `x` (the base64url public key), as the conductor publishes them.
@@ -53,7 +60,7 @@ impl TokenVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 30;
-        Ok(Self { key_id: key_id.to_owned(), key, validation })
+        Ok(Self { key_id: key_id.to_owned(), key, validation, verified: Default::default() })
     }
 
     pub fn key_id(&self) -> &str {
@@ -61,6 +68,22 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        if let Some(claims) = self.verified.lock().expect("token cache").get(token) {
+            if claims.exp > now {
+                return Ok(claims.clone());
+            }
+        }
+        let claims = self.verify_signature(token)?;
+        let mut cache = self.verified.lock().expect("token cache");
+        if cache.len() >= VERIFIED_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.kid.as_deref() != Some(self.key_id.as_str()) {
             return Err(TokenError::UnknownKey(header.kid));

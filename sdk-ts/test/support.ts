@@ -1,0 +1,140 @@
+// Shared by the end-to-end tests: starting and stopping the real aerekos binary (conductor and
+// services), and asserting on AerekosApiError.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { AerekosApiError } from '../src/index.js';
+
+// This file runs from dist-test/test/, so the sdk-ts directory is two levels up.
+const SDK_DIR = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = resolve(SDK_DIR, process.env.AEREKOS_BIN ?? '../target/debug/aerekos');
+const STARTUP_TIMEOUT_MS = 30_000;
+
+/** A running aerekos process with its own temporary data directory. */
+export interface Server {
+  name: string;
+  proc: ChildProcess;
+  /** The URL from the process's `... listening on <url>` line. */
+  baseUrl: string;
+  dataDir: string;
+  stdout: () => string;
+  stderr: () => string;
+}
+
+/**
+ * Starts `aerekos <args>` with a fresh DATA_DIR and `env`, and waits until its stdout matches
+ * `listening` (whose first group is the base URL). Fails with the process's output if it exits or
+ * takes longer than 30 s.
+ */
+export async function startServer(opts: {
+  name: string;
+  args: string[];
+  env: Record<string, string>;
+  listening: RegExp;
+}): Promise<Server> {
+  if (!existsSync(BIN)) {
+    throw new Error(`aerekos binary not found at ${BIN}; build it or set AEREKOS_BIN`);
+  }
+  const dataDir = await mkdtemp(join(tmpdir(), `aerekos-sdk-ts-${opts.name}-`));
+  const proc = spawn(BIN, opts.args, {
+    env: { ...process.env, ...opts.env, DATA_DIR: dataDir, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Keep draining both pipes for the whole run: a full pipe would block the process's logging.
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout = (stdout + chunk).slice(-64_000);
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-64_000);
+  });
+
+  const baseUrl = await new Promise<string>((resolveUrl, reject) => {
+    const fail = (why: string) => {
+      cleanup();
+      reject(new Error(`${opts.name} did not start: ${why}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`));
+    };
+    const onData = () => {
+      const m = opts.listening.exec(stdout);
+      if (m) {
+        cleanup();
+        resolveUrl(m[1]!);
+      }
+    };
+    const onExit = (code: number | null, signal: string | null) => fail(`exited (code ${code}, signal ${signal})`);
+    const onError = (err: Error) => fail(err.message);
+    const timer = setTimeout(() => fail(`no listening line within ${STARTUP_TIMEOUT_MS} ms`), STARTUP_TIMEOUT_MS);
+    const cleanup = () => {
+      clearTimeout(timer);
+      proc.stdout!.off('data', onData);
+      proc.off('exit', onExit);
+      proc.off('error', onError);
+    };
+    proc.stdout!.on('data', onData);
+    proc.on('exit', onExit);
+    proc.on('error', onError);
+  }).catch(async (err: unknown) => {
+    proc.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  });
+
+  return { name: opts.name, proc, baseUrl, dataDir, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Stops the process with SIGTERM (SIGKILL after 10 s) and removes its data directory. */
+export async function stopServer(s: Server): Promise<void> {
+  if (s.proc.exitCode === null && s.proc.signalCode === null) {
+    const exited = new Promise<void>((done) => s.proc.once('exit', () => done()));
+    s.proc.kill('SIGTERM');
+    const timer = setTimeout(() => s.proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  await rm(s.dataDir, { recursive: true, force: true });
+}
+
+/** A conductor whose `admin` user has `adminPassword`. */
+export interface Conductor extends Server {
+  adminPassword: string;
+}
+
+export async function startConductor(): Promise<Conductor> {
+  const adminPassword = `sdk-test-${randomUUID()}`;
+  const server = await startServer({
+    name: 'conductor',
+    args: ['conductor'],
+    env: { CONDUCTOR_HOST: '127.0.0.1', CONDUCTOR_PORT: '0', AEREKOS_ADMIN_PASSWORD: adminPassword },
+    listening: /aerekos conductor listening on (http:\/\/\S+)/,
+  });
+  return { ...server, adminPassword };
+}
+
+/** key_manager, trusting the tokens of the conductor at `conductorUrl`. */
+export async function startKeyManager(conductorUrl: string): Promise<Server> {
+  return startServer({
+    name: 'key_manager',
+    args: ['service', 'key-manager'],
+    env: { CONDUCTOR_URL: conductorUrl, KEY_MANAGER_HOST: '127.0.0.1', KEY_MANAGER_PORT: '0' },
+    listening: /key_manager listening on (http:\/\/\S+)/,
+  });
+}
+
+/** Asserts that `promise` rejects with an AerekosApiError and returns it for further checks. */
+export async function apiError(promise: Promise<unknown>): Promise<AerekosApiError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof AerekosApiError, `expected AerekosApiError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected the call to fail');
+}
