@@ -10,10 +10,9 @@ mod domain;
 pub mod model;
 mod store;
 
-use std::{net::SocketAddr, os::unix::fs::PermissionsExt as _, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use aerekos_common::{edge::Edge, metrics::Metrics, server::ServerHandle};
-use poem::{EndpointExt as _, Route};
 
 pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
@@ -79,10 +78,7 @@ impl ConductorHandle {
 /// Starts the conductor described by `config`.
 pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartError> {
     config.validate()?;
-    if !config.data_dir.exists() {
-        std::fs::create_dir_all(&config.data_dir)?;
-        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
-    }
+    aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let auth = AuthService::start(db.clone(), &config).await?;
     let tokens = RegistrationTokens::start(db.clone()).await?;
@@ -91,15 +87,8 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(AppState { db, auth, tokens, workers, catalog, metrics: metrics.clone() });
 
-    let api = api::service();
-    let app = Route::new()
-        .at("/openapi.json", api.spec_endpoint())
-        .nest("/docs", api.swagger_ui())
-        .nest("/", api)
-        .data(state.clone())
-        .with(Edge::new(metrics, config.max_body_bytes).quiet(&["worker_heartbeat", "health", "ready", "metrics"]));
-
-    let server = aerekos_common::server::serve(config.bind, app).await?;
+    let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["worker_heartbeat", "health", "ready", "metrics"]);
+    let server = aerekos_common::server::serve_api(config.bind, api::service(), state.clone(), edge).await?;
     tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
     let flusher = spawn_heartbeat_flusher(state.clone());
     Ok(ConductorHandle { server, state, flusher })

@@ -27,3 +27,13 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     // Make the rename itself durable.
     fs::File::open(dir)?.sync_all()
 }
+
+/// Creates `dir` (and its parents) readable by the owner only, if it does not exist yet.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}

@@ -3,9 +3,12 @@
 use std::{io, net::SocketAddr, time::Duration};
 
 use poem::{
-    Endpoint, Server,
+    Endpoint, EndpointExt as _, Route, Server,
     listener::{Acceptor, Listener, TcpListener},
 };
+use poem_openapi::{OpenApi, OpenApiService};
+
+use crate::edge::Edge;
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// How long in-flight requests get to finish after shutdown is asked for.
@@ -71,4 +74,20 @@ where
             .await
     });
     Ok(ServerHandle { addr: bound, shutdown: Some(tx), task })
+}
+
+/// Serves an API the way every aerekos server does: its spec at `/openapi.json`, Swagger UI at
+/// `/docs`, the operations themselves, `state` attached for the endpoints, all behind `edge`.
+pub async fn serve_api<T, S>(addr: SocketAddr, api: OpenApiService<T, ()>, state: S, edge: Edge) -> io::Result<ServerHandle>
+where
+    T: OpenApi + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let app = Route::new()
+        .at("/openapi.json", api.spec_endpoint())
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api)
+        .data(state)
+        .with(edge);
+    serve(addr, app).await
 }

@@ -10,11 +10,10 @@ mod domain;
 pub mod model;
 mod store;
 
-use std::{net::SocketAddr, os::unix::fs::PermissionsExt as _, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use aerekos_common::{auth::TokenVerifier, db::Db, edge::Edge, metrics::Metrics, secrets::write_secret_file, server::ServerHandle};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use poem::{EndpointExt as _, Route};
 use zeroize::Zeroizing;
 
 pub use config::{ConfigError, KeyManagerConfig};
@@ -80,10 +79,7 @@ impl KeyManagerHandle {
 }
 
 pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartError> {
-    if !config.data_dir.exists() {
-        std::fs::create_dir_all(&config.data_dir)?;
-        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
-    }
+    aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let master = load_master_key(&config)?;
     let verifier = fetch_verifier(&config.conductor_url).await?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
@@ -98,14 +94,8 @@ pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartEr
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(State { db, keys, verifier, metrics: metrics.clone() });
 
-    let api = api::service();
-    let app = Route::new()
-        .at("/openapi.json", api.spec_endpoint())
-        .nest("/docs", api.swagger_ui())
-        .nest("/", api)
-        .data(state.clone())
-        .with(Edge::new(metrics, config.max_body_bytes).quiet(&["health", "ready", "metrics"]));
-    let server = aerekos_common::server::serve(config.bind, app).await?;
+    let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["health", "ready", "metrics"]);
+    let server = aerekos_common::server::serve_api(config.bind, api::service(), state.clone(), edge).await?;
     tracing::info!(url = %server.url(), "key_manager listening");
 
     let purger = {
