@@ -397,3 +397,82 @@ async fn admins_issue_service_tokens_that_services_can_verify() {
     expect_api_error(err, 400, "invalid_service");
     c.stop().await;
 }
+
+fn command_spec(cmd: &[&str]) -> types::InstanceSpec {
+    types::InstanceSpec {
+        image: None,
+        command: cmd.iter().map(|s| (*s).to_owned()).collect(),
+        env: Default::default(),
+        ports: vec![],
+        resources: None,
+        health_path: None,
+    }
+}
+
+#[tokio::test]
+async fn instances_are_assigned_fetched_by_their_worker_and_reported() {
+    let c = TestConductor::start().await;
+    let token = c.registration_token().await;
+    let anon = c.anonymous();
+    let w1 = anon.register_worker().body(register_request(&token, "w1", "10.0.0.1")).send().await.unwrap().into_inner();
+    let w2 = anon.register_worker().body(register_request(&token, "w2", "10.0.0.2")).send().await.unwrap().into_inner();
+    let admin = c.admin().await;
+
+    let inst = admin
+        .create_instance()
+        .id(w1.worker_id)
+        .body_map(|b| b.service(Some("key_manager".to_owned())).spec(command_spec(&["sleep", "60"])))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((inst.state, inst.desired_state), (types::InstanceState::Pending, types::DesiredState::Running));
+
+    // The worker sees it with its own credential; another worker's credential does not open it.
+    let worker1 = Conductor::with_token(&c.url, w1.worker_credential.clone());
+    let assigned = worker1.get_assignments().id(w1.worker_id).send().await.unwrap().into_inner();
+    assert_eq!(assigned.iter().map(|i| i.id).collect::<Vec<_>>(), [inst.id]);
+    let worker2 = Conductor::with_token(&c.url, w2.worker_credential.clone());
+    expect_api_error(failure(worker2.get_assignments().id(w1.worker_id).send().await), 401, "invalid_worker_credential");
+    assert!(worker2.get_assignments().id(w2.worker_id).send().await.unwrap().into_inner().is_empty());
+
+    worker1
+        .report_instance_status()
+        .id(w1.worker_id)
+        .instance_id(inst.id)
+        .body_map(|b| b.state(types::InstanceState::Running).address(Some("10.0.0.1:9000".into())).restarts(2))
+        .send()
+        .await
+        .unwrap();
+    let seen = admin.get_instance().instance_id(inst.id).send().await.unwrap().into_inner();
+    assert_eq!((seen.state, seen.address.as_deref(), seen.restarts), (types::InstanceState::Running, Some("10.0.0.1:9000"), 2));
+    let deployments = admin.list_deployments().name("key_manager").send().await.unwrap().into_inner();
+    assert_eq!(deployments.iter().map(|i| i.id).collect::<Vec<_>>(), [inst.id]);
+
+    // A report about an instance that is not the worker's says so (the worker then stops it).
+    let err = failure(
+        worker2
+            .report_instance_status()
+            .id(w2.worker_id)
+            .instance_id(inst.id)
+            .body_map(|b| b.state(types::InstanceState::Running).restarts(0))
+            .send()
+            .await,
+    );
+    expect_api_error(err, 404, "instance_not_found");
+
+    // Invalid specs, unknown workers and viewers are refused.
+    let mut empty = command_spec(&["x"]);
+    empty.command = vec![];
+    let err = failure(admin.create_instance().id(w1.worker_id).body_map(|b| b.spec(empty)).send().await);
+    expect_api_error(err, 400, "invalid_spec");
+    let err = failure(admin.create_instance().id(Uuid::new_v4()).body_map(|b| b.spec(command_spec(&["true"]))).send().await);
+    expect_api_error(err, 404, "worker_not_found");
+    let viewer = c.viewer().await;
+    let err = failure(viewer.create_instance().id(w1.worker_id).body_map(|b| b.spec(command_spec(&["true"]))).send().await);
+    expect_api_error(err, 403, "forbidden");
+
+    admin.delete_instance().instance_id(inst.id).send().await.unwrap();
+    assert!(worker1.get_assignments().id(w1.worker_id).send().await.unwrap().into_inner().is_empty());
+    c.stop().await;
+}

@@ -25,29 +25,72 @@ pub mod types {
             Default::default()
         }
     }
-    ///An instance of a service on a worker.
+    ///Assign an instance to a worker.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
-    pub struct Deployment {
-        ///`host:port` where the instance answers.
+    pub struct CreateInstanceRequest {
+        ///The catalog service this is an instance of, if any.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub address: ::std::option::Option<::std::string::String>,
-        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
-        ///`unknown`, `healthy` or `unhealthy`.
-        pub health: ::std::string::String,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub health_reason: ::std::option::Option<::std::string::String>,
-        pub id: ::uuid::Uuid,
-        pub restarts: u32,
-        pub service: ::std::string::String,
-        ///e.g. `starting`, `running`, `exited`, `failed`.
-        pub state: ::std::string::String,
-        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub worker_id: ::std::option::Option<::uuid::Uuid>,
+        pub service: ::std::option::Option<::std::string::String>,
+        pub spec: InstanceSpec,
     }
-    impl Deployment {
-        pub fn builder() -> builder::Deployment {
+    impl CreateInstanceRequest {
+        pub fn builder() -> builder::CreateInstanceRequest {
             Default::default()
+        }
+    }
+    ///What the conductor wants of an instance.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum DesiredState {
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "stopped")]
+        Stopped,
+    }
+    impl ::std::fmt::Display for DesiredState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Running => f.write_str("running"),
+                Self::Stopped => f.write_str("stopped"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for DesiredState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "running" => Ok(Self::Running),
+                "stopped" => Ok(Self::Stopped),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for DesiredState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for DesiredState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///Liveness.
@@ -83,6 +126,160 @@ pub mod types {
     }
     impl HeartbeatResponse {
         pub fn builder() -> builder::HeartbeatResponse {
+            Default::default()
+        }
+    }
+    ///One running copy of a service (or of a user's image or command) on a worker.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct Instance {
+        ///`host:port` where it answers, once running.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub address: ::std::option::Option<::std::string::String>,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub desired_state: DesiredState,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub exit_code: ::std::option::Option<i32>,
+        pub id: ::uuid::Uuid,
+        ///Why it failed or is unhealthy.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub reason: ::std::option::Option<::std::string::String>,
+        ///How many times its worker restarted it.
+        pub restarts: u32,
+        ///The catalog service; absent for a user's own instance.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub service: ::std::option::Option<::std::string::String>,
+        pub spec: InstanceSpec,
+        pub state: InstanceState,
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub worker_id: ::uuid::Uuid,
+    }
+    impl Instance {
+        pub fn builder() -> builder::Instance {
+            Default::default()
+        }
+    }
+    ///How an instance runs. Give an image (docker driver) or a command (process driver), or both.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    pub struct InstanceSpec {
+        ///The program and its arguments; with an image, replaces the image's command.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub command: ::std::vec::Vec<::std::string::String>,
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        ///An HTTP path answering 2xx when the instance is healthy, e.g. `/health`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub health_path: ::std::option::Option<::std::string::String>,
+        ///A Docker image present on the worker, e.g. `aerekos/service:0.1.0`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub image: ::std::option::Option<::std::string::String>,
+        ///TCP ports the instance listens on (published on the worker's address under the same number).
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub ports: ::std::vec::Vec<u16>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub resources: ::std::option::Option<ResourceSpec>,
+    }
+    impl InstanceSpec {
+        pub fn builder() -> builder::InstanceSpec {
+            Default::default()
+        }
+    }
+    /**What an instance is doing, as its worker last reported: `pending` (not picked up yet),
+`starting`, `running`, `unhealthy`, `exited` (with a code), `failed` (could not start, with a
+reason), `stopped` (on purpose).*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum InstanceState {
+        #[serde(rename = "pending")]
+        Pending,
+        #[serde(rename = "starting")]
+        Starting,
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "unhealthy")]
+        Unhealthy,
+        #[serde(rename = "exited")]
+        Exited,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "stopped")]
+        Stopped,
+    }
+    impl ::std::fmt::Display for InstanceState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pending => f.write_str("pending"),
+                Self::Starting => f.write_str("starting"),
+                Self::Running => f.write_str("running"),
+                Self::Unhealthy => f.write_str("unhealthy"),
+                Self::Exited => f.write_str("exited"),
+                Self::Failed => f.write_str("failed"),
+                Self::Stopped => f.write_str("stopped"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for InstanceState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pending" => Ok(Self::Pending),
+                "starting" => Ok(Self::Starting),
+                "running" => Ok(Self::Running),
+                "unhealthy" => Ok(Self::Unhealthy),
+                "exited" => Ok(Self::Exited),
+                "failed" => Ok(Self::Failed),
+                "stopped" => Ok(Self::Stopped),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for InstanceState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for InstanceState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///A worker's report on one of its instances.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct InstanceStatusReport {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub address: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub exit_code: ::std::option::Option<i32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub reason: ::std::option::Option<::std::string::String>,
+        pub restarts: u32,
+        pub state: InstanceState,
+    }
+    impl InstanceStatusReport {
+        pub fn builder() -> builder::InstanceStatusReport {
             Default::default()
         }
     }
@@ -670,123 +867,25 @@ workers verify user tokens with these; no secret is shared.*/
             }
         }
         #[derive(Clone, Debug)]
-        pub struct Deployment {
-            address: ::std::result::Result<
+        pub struct CreateInstanceRequest {
+            service: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
-            created_at: ::std::result::Result<
-                ::chrono::DateTime<::chrono::offset::Utc>,
-                ::std::string::String,
-            >,
-            health: ::std::result::Result<::std::string::String, ::std::string::String>,
-            health_reason: ::std::result::Result<
-                ::std::option::Option<::std::string::String>,
-                ::std::string::String,
-            >,
-            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
-            restarts: ::std::result::Result<u32, ::std::string::String>,
-            service: ::std::result::Result<::std::string::String, ::std::string::String>,
-            state: ::std::result::Result<::std::string::String, ::std::string::String>,
-            updated_at: ::std::result::Result<
-                ::chrono::DateTime<::chrono::offset::Utc>,
-                ::std::string::String,
-            >,
-            worker_id: ::std::result::Result<
-                ::std::option::Option<::uuid::Uuid>,
-                ::std::string::String,
-            >,
+            spec: ::std::result::Result<super::InstanceSpec, ::std::string::String>,
         }
-        impl ::std::default::Default for Deployment {
+        impl ::std::default::Default for CreateInstanceRequest {
             fn default() -> Self {
                 Self {
-                    address: Ok(Default::default()),
-                    created_at: Err("no value supplied for created_at".to_string()),
-                    health: Err("no value supplied for health".to_string()),
-                    health_reason: Ok(Default::default()),
-                    id: Err("no value supplied for id".to_string()),
-                    restarts: Err("no value supplied for restarts".to_string()),
-                    service: Err("no value supplied for service".to_string()),
-                    state: Err("no value supplied for state".to_string()),
-                    updated_at: Err("no value supplied for updated_at".to_string()),
-                    worker_id: Ok(Default::default()),
+                    service: Ok(Default::default()),
+                    spec: Err("no value supplied for spec".to_string()),
                 }
             }
         }
-        impl Deployment {
-            pub fn address<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.address = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for address: {e}")
-                    });
-                self
-            }
-            pub fn created_at<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.created_at = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for created_at: {e}")
-                    });
-                self
-            }
-            pub fn health<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::string::String>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.health = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for health: {e}")
-                    });
-                self
-            }
-            pub fn health_reason<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.health_reason = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for health_reason: {e}")
-                    });
-                self
-            }
-            pub fn id<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::uuid::Uuid>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.id = value
-                    .try_into()
-                    .map_err(|e| format!("error converting supplied value for id: {e}"));
-                self
-            }
-            pub fn restarts<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<u32>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.restarts = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for restarts: {e}")
-                    });
-                self
-            }
+        impl CreateInstanceRequest {
             pub fn service<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::string::String>,
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.service = value
@@ -796,75 +895,37 @@ workers verify user tokens with these; no secret is shared.*/
                     });
                 self
             }
-            pub fn state<T>(mut self, value: T) -> Self
+            pub fn spec<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::string::String>,
+                T: ::std::convert::TryInto<super::InstanceSpec>,
                 T::Error: ::std::fmt::Display,
             {
-                self.state = value
+                self.spec = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for state: {e}")
-                    });
-                self
-            }
-            pub fn updated_at<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.updated_at = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for updated_at: {e}")
-                    });
-                self
-            }
-            pub fn worker_id<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.worker_id = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for worker_id: {e}")
+                        format!("error converting supplied value for spec: {e}")
                     });
                 self
             }
         }
-        impl ::std::convert::TryFrom<Deployment> for super::Deployment {
+        impl ::std::convert::TryFrom<CreateInstanceRequest>
+        for super::CreateInstanceRequest {
             type Error = super::error::ConversionError;
             fn try_from(
-                value: Deployment,
+                value: CreateInstanceRequest,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
-                    address: value.address?,
-                    created_at: value.created_at?,
-                    health: value.health?,
-                    health_reason: value.health_reason?,
-                    id: value.id?,
-                    restarts: value.restarts?,
                     service: value.service?,
-                    state: value.state?,
-                    updated_at: value.updated_at?,
-                    worker_id: value.worker_id?,
+                    spec: value.spec?,
                 })
             }
         }
-        impl ::std::convert::From<super::Deployment> for Deployment {
-            fn from(value: super::Deployment) -> Self {
+        impl ::std::convert::From<super::CreateInstanceRequest>
+        for CreateInstanceRequest {
+            fn from(value: super::CreateInstanceRequest) -> Self {
                 Self {
-                    address: Ok(value.address),
-                    created_at: Ok(value.created_at),
-                    health: Ok(value.health),
-                    health_reason: Ok(value.health_reason),
-                    id: Ok(value.id),
-                    restarts: Ok(value.restarts),
                     service: Ok(value.service),
-                    state: Ok(value.state),
-                    updated_at: Ok(value.updated_at),
-                    worker_id: Ok(value.worker_id),
+                    spec: Ok(value.spec),
                 }
             }
         }
@@ -1052,6 +1113,506 @@ workers verify user tokens with these; no secret is shared.*/
                 Self {
                     heartbeat_interval_secs: Ok(value.heartbeat_interval_secs),
                     server_time: Ok(value.server_time),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Instance {
+            address: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            desired_state: ::std::result::Result<
+                super::DesiredState,
+                ::std::string::String,
+            >,
+            exit_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            restarts: ::std::result::Result<u32, ::std::string::String>,
+            service: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            spec: ::std::result::Result<super::InstanceSpec, ::std::string::String>,
+            state: ::std::result::Result<super::InstanceState, ::std::string::String>,
+            updated_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for Instance {
+            fn default() -> Self {
+                Self {
+                    address: Ok(Default::default()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    desired_state: Err(
+                        "no value supplied for desired_state".to_string(),
+                    ),
+                    exit_code: Ok(Default::default()),
+                    id: Err("no value supplied for id".to_string()),
+                    reason: Ok(Default::default()),
+                    restarts: Err("no value supplied for restarts".to_string()),
+                    service: Ok(Default::default()),
+                    spec: Err("no value supplied for spec".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                    updated_at: Err("no value supplied for updated_at".to_string()),
+                    worker_id: Err("no value supplied for worker_id".to_string()),
+                }
+            }
+        }
+        impl Instance {
+            pub fn address<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.address = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for address: {e}")
+                    });
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn desired_state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::DesiredState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.desired_state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for desired_state: {e}")
+                    });
+                self
+            }
+            pub fn exit_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exit_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+            pub fn restarts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.restarts = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for restarts: {e}")
+                    });
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+            pub fn spec<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::InstanceSpec>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.spec = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spec: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::InstanceState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+            pub fn updated_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.updated_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for updated_at: {e}")
+                    });
+                self
+            }
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Instance> for super::Instance {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Instance,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    address: value.address?,
+                    created_at: value.created_at?,
+                    desired_state: value.desired_state?,
+                    exit_code: value.exit_code?,
+                    id: value.id?,
+                    reason: value.reason?,
+                    restarts: value.restarts?,
+                    service: value.service?,
+                    spec: value.spec?,
+                    state: value.state?,
+                    updated_at: value.updated_at?,
+                    worker_id: value.worker_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Instance> for Instance {
+            fn from(value: super::Instance) -> Self {
+                Self {
+                    address: Ok(value.address),
+                    created_at: Ok(value.created_at),
+                    desired_state: Ok(value.desired_state),
+                    exit_code: Ok(value.exit_code),
+                    id: Ok(value.id),
+                    reason: Ok(value.reason),
+                    restarts: Ok(value.restarts),
+                    service: Ok(value.service),
+                    spec: Ok(value.spec),
+                    state: Ok(value.state),
+                    updated_at: Ok(value.updated_at),
+                    worker_id: Ok(value.worker_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct InstanceSpec {
+            command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            health_path: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            image: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            ports: ::std::result::Result<::std::vec::Vec<u16>, ::std::string::String>,
+            resources: ::std::result::Result<
+                ::std::option::Option<super::ResourceSpec>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for InstanceSpec {
+            fn default() -> Self {
+                Self {
+                    command: Ok(Default::default()),
+                    env: Ok(Default::default()),
+                    health_path: Ok(Default::default()),
+                    image: Ok(Default::default()),
+                    ports: Ok(Default::default()),
+                    resources: Ok(Default::default()),
+                }
+            }
+        }
+        impl InstanceSpec {
+            pub fn command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
+            pub fn health_path<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.health_path = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for health_path: {e}")
+                    });
+                self
+            }
+            pub fn image<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.image = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for image: {e}")
+                    });
+                self
+            }
+            pub fn ports<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<u16>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ports = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ports: {e}")
+                    });
+                self
+            }
+            pub fn resources<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::ResourceSpec>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.resources = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for resources: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<InstanceSpec> for super::InstanceSpec {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: InstanceSpec,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    command: value.command?,
+                    env: value.env?,
+                    health_path: value.health_path?,
+                    image: value.image?,
+                    ports: value.ports?,
+                    resources: value.resources?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::InstanceSpec> for InstanceSpec {
+            fn from(value: super::InstanceSpec) -> Self {
+                Self {
+                    command: Ok(value.command),
+                    env: Ok(value.env),
+                    health_path: Ok(value.health_path),
+                    image: Ok(value.image),
+                    ports: Ok(value.ports),
+                    resources: Ok(value.resources),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct InstanceStatusReport {
+            address: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            exit_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            restarts: ::std::result::Result<u32, ::std::string::String>,
+            state: ::std::result::Result<super::InstanceState, ::std::string::String>,
+        }
+        impl ::std::default::Default for InstanceStatusReport {
+            fn default() -> Self {
+                Self {
+                    address: Ok(Default::default()),
+                    exit_code: Ok(Default::default()),
+                    reason: Ok(Default::default()),
+                    restarts: Err("no value supplied for restarts".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                }
+            }
+        }
+        impl InstanceStatusReport {
+            pub fn address<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.address = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for address: {e}")
+                    });
+                self
+            }
+            pub fn exit_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exit_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+            pub fn restarts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.restarts = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for restarts: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::InstanceState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<InstanceStatusReport>
+        for super::InstanceStatusReport {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: InstanceStatusReport,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    address: value.address?,
+                    exit_code: value.exit_code?,
+                    reason: value.reason?,
+                    restarts: value.restarts?,
+                    state: value.state?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::InstanceStatusReport> for InstanceStatusReport {
+            fn from(value: super::InstanceStatusReport) -> Self {
+                Self {
+                    address: Ok(value.address),
+                    exit_code: Ok(value.exit_code),
+                    reason: Ok(value.reason),
+                    restarts: Ok(value.restarts),
+                    state: Ok(value.state),
                 }
             }
         }
@@ -3068,6 +3629,32 @@ let response = client.create_service_token()
     pub fn create_service_token(&self) -> builder::CreateServiceToken<'_> {
         builder::CreateServiceToken::new(self)
     }
+    /**One instance
+
+Sends a `GET` request to `/api/instances/{instance_id}`
+
+```ignore
+let response = client.get_instance()
+    .instance_id(instance_id)
+    .send()
+    .await;
+```*/
+    pub fn get_instance(&self) -> builder::GetInstance<'_> {
+        builder::GetInstance::new(self)
+    }
+    /**Remove an instance (admin only); its worker stops it
+
+Sends a `DELETE` request to `/api/instances/{instance_id}`
+
+```ignore
+let response = client.delete_instance()
+    .instance_id(instance_id)
+    .send()
+    .await;
+```*/
+    pub fn delete_instance(&self) -> builder::DeleteInstance<'_> {
+        builder::DeleteInstance::new(self)
+    }
     /**CPU, memory and disk summed over live workers
 
 Sends a `GET` request to `/api/resources`
@@ -3105,7 +3692,7 @@ let response = client.get_service()
     pub fn get_service(&self) -> builder::GetService<'_> {
         builder::GetService::new(self)
     }
-    /**The service's instances: worker, address, state, health, restarts
+    /**The service's instances: worker, address, state, restarts
 
 Sends a `GET` request to `/api/services/{name}/deployments`
 
@@ -3231,6 +3818,20 @@ let response = client.delete_worker()
     pub fn delete_worker(&self) -> builder::DeleteWorker<'_> {
         builder::DeleteWorker::new(self)
     }
+    /**What the worker should run (worker credential): every instance assigned to it. An instance
+it runs that is not listed must be stopped
+
+Sends a `GET` request to `/api/workers/{id}/assignments`
+
+```ignore
+let response = client.get_assignments()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn get_assignments(&self) -> builder::GetAssignments<'_> {
+        builder::GetAssignments::new(self)
+    }
     /**A worker's periodic report of its resources (worker credential). 404 means the conductor no
 longer knows the worker: register again
 
@@ -3245,6 +3846,50 @@ let response = client.worker_heartbeat()
 ```*/
     pub fn worker_heartbeat(&self) -> builder::WorkerHeartbeat<'_> {
         builder::WorkerHeartbeat::new(self)
+    }
+    /**The instances assigned to a worker, with their reported state
+
+Sends a `GET` request to `/api/workers/{id}/instances`
+
+```ignore
+let response = client.list_worker_instances()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn list_worker_instances(&self) -> builder::ListWorkerInstances<'_> {
+        builder::ListWorkerInstances::new(self)
+    }
+    /**Assign an instance (an image or a command) to a worker (admin only). Its worker starts it
+at its next reconcile and reports its state
+
+Sends a `POST` request to `/api/workers/{id}/instances`
+
+```ignore
+let response = client.create_instance()
+    .id(id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn create_instance(&self) -> builder::CreateInstance<'_> {
+        builder::CreateInstance::new(self)
+    }
+    /**A worker's report on one of its instances (worker credential). 404 means the instance is not
+assigned to it (any more): stop it
+
+Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/status`
+
+```ignore
+let response = client.report_instance_status()
+    .id(id)
+    .instance_id(instance_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn report_instance_status(&self) -> builder::ReportInstanceStatus<'_> {
+        builder::ReportInstanceStatus::new(self)
     }
     /**Liveness: the process is up
 
@@ -3774,6 +4419,250 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::get_instance`]
+
+[`Client::get_instance`]: super::Client::get_instance*/
+    #[derive(Debug, Clone)]
+    pub struct GetInstance<'a> {
+        client: &'a super::Client,
+        instance_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetInstance<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                instance_id: Err("instance_id was not initialized".to_string()),
+            }
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/instances/{instance_id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Instance>, Error<crate::ErrorBody>> {
+            let Self { client, instance_id } = self;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/instances/{}", client.baseurl, encode_path(& instance_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_instance",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::delete_instance`]
+
+[`Client::delete_instance`]: super::Client::delete_instance*/
+    #[derive(Debug, Clone)]
+    pub struct DeleteInstance<'a> {
+        client: &'a super::Client,
+        instance_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> DeleteInstance<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                instance_id: Err("instance_id was not initialized".to_string()),
+            }
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `DELETE` request to `/api/instances/{instance_id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, instance_id } = self;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/instances/{}", client.baseurl, encode_path(& instance_id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "delete_instance",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::get_resources`]
 
 [`Client::get_resources`]: super::Client::get_resources*/
@@ -4139,7 +5028,7 @@ pub mod builder {
         pub async fn send(
             self,
         ) -> Result<
-            ResponseValue<::std::vec::Vec<types::Deployment>>,
+            ResponseValue<::std::vec::Vec<types::Instance>>,
             Error<crate::ErrorBody>,
         > {
             let Self { client, name } = self;
@@ -5229,6 +6118,132 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::get_assignments`]
+
+[`Client::get_assignments`]: super::Client::get_assignments*/
+    #[derive(Debug, Clone)]
+    pub struct GetAssignments<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetAssignments<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/workers/{id}/assignments`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::Instance>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/assignments", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_assignments",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::worker_heartbeat`]
 
 [`Client::worker_heartbeat`]: super::Client::worker_heartbeat*/
@@ -5324,6 +6339,458 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_worker_instances`]
+
+[`Client::list_worker_instances`]: super::Client::list_worker_instances*/
+    #[derive(Debug, Clone)]
+    pub struct ListWorkerInstances<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> ListWorkerInstances<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/workers/{id}/instances`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::Instance>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_worker_instances",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::create_instance`]
+
+[`Client::create_instance`]: super::Client::create_instance*/
+    #[derive(Debug, Clone)]
+    pub struct CreateInstance<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::CreateInstanceRequest, String>,
+    }
+    impl<'a> CreateInstance<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::CreateInstanceRequest>,
+            <V as std::convert::TryInto<
+                types::CreateInstanceRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!(
+                        "conversion to `CreateInstanceRequest` for body failed: {}", s
+                    )
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::CreateInstanceRequest,
+            ) -> types::builder::CreateInstanceRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/instances`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Instance>, Error<crate::ErrorBody>> {
+            let Self { client, id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::CreateInstanceRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_instance",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::report_instance_status`]
+
+[`Client::report_instance_status`]: super::Client::report_instance_status*/
+    #[derive(Debug, Clone)]
+    pub struct ReportInstanceStatus<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        instance_id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::InstanceStatusReport, String>,
+    }
+    impl<'a> ReportInstanceStatus<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                instance_id: Err("instance_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::InstanceStatusReport>,
+            <V as std::convert::TryInto<
+                types::InstanceStatusReport,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!(
+                        "conversion to `InstanceStatusReport` for body failed: {}", s
+                    )
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::InstanceStatusReport,
+            ) -> types::builder::InstanceStatusReport,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/status`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, id, instance_id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::InstanceStatusReport::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances/{}/status", client.baseurl, encode_path(& id
+                .to_string()), encode_path(& instance_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "report_instance_status",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

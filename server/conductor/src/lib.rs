@@ -16,7 +16,10 @@ use aerekos_common::{edge::Edge, metrics::Metrics, server::ServerHandle};
 
 pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
-use domain::{auth::AuthService, catalog::CatalogService, registration::RegistrationTokens, workers::WorkerService};
+use domain::{
+    auth::AuthService, catalog::CatalogService, instances::InstanceService, registration::RegistrationTokens,
+    workers::WorkerService,
+};
 use store::Db;
 
 /// Everything the endpoints need, built once at start.
@@ -26,6 +29,7 @@ pub(crate) struct AppState {
     tokens: RegistrationTokens,
     workers: WorkerService,
     catalog: CatalogService,
+    instances: InstanceService,
     metrics: Arc<Metrics>,
 }
 
@@ -84,8 +88,9 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let tokens = RegistrationTokens::start(db.clone()).await?;
     let catalog = CatalogService::start(db.clone()).await?;
     let workers = WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?;
+    let instances = InstanceService::new(db.clone());
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(AppState { db, auth, tokens, workers, catalog, metrics: metrics.clone() });
+    let state = Arc::new(AppState { db, auth, tokens, workers, catalog, instances, metrics: metrics.clone() });
 
     let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["worker_heartbeat", "health", "ready", "metrics"]);
     let server = aerekos_common::server::serve_api(config.bind, api::service(), state.clone(), edge).await?;

@@ -259,7 +259,7 @@ pub struct ClusterResources {
 }
 
 /// Resources an instance reserves.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ResourceSpec {
     /// CPU in thousandths of a core.
     pub cpu_millicores: u32,
@@ -285,23 +285,94 @@ pub struct Service {
     pub updated_at: DateTime<Utc>,
 }
 
-/// An instance of a service on a worker.
+/// How an instance runs. Give an image (docker driver) or a command (process driver), or both.
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct InstanceSpec {
+    /// A Docker image present on the worker, e.g. `aerekos/service:0.1.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The program and its arguments; with an image, replaces the image's command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[oai(default)]
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// TCP ports the instance listens on (published on the worker's address under the same number).
+    #[oai(default)]
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// What it reserves on the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceSpec>,
+    /// An HTTP path answering 2xx when the instance is healthy, e.g. `/health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
+}
+
+/// What the conductor wants of an instance.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+}
+
+/// What an instance is doing, as its worker last reported: `pending` (not picked up yet),
+/// `starting`, `running`, `unhealthy`, `exited` (with a code), `failed` (could not start, with a
+/// reason), `stopped` (on purpose).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum InstanceState {
+    Pending,
+    Starting,
+    Running,
+    Unhealthy,
+    Exited,
+    Failed,
+    Stopped,
+}
+
+/// One running copy of a service (or of a user's image or command) on a worker.
 #[derive(Object, Debug, Clone)]
 #[oai(skip_serializing_if_is_none)]
-pub struct Deployment {
+pub struct Instance {
     pub id: Uuid,
-    pub service: String,
-    pub worker_id: Option<Uuid>,
-    /// e.g. `starting`, `running`, `exited`, `failed`.
-    pub state: String,
-    /// `host:port` where the instance answers.
+    pub worker_id: Uuid,
+    /// The catalog service; absent for a user's own instance.
+    pub service: Option<String>,
+    pub spec: InstanceSpec,
+    pub desired_state: DesiredState,
+    pub state: InstanceState,
+    /// `host:port` where it answers, once running.
     pub address: Option<String>,
-    /// `unknown`, `healthy` or `unhealthy`.
-    pub health: String,
-    pub health_reason: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Why it failed or is unhealthy.
+    pub reason: Option<String>,
+    /// How many times its worker restarted it.
     pub restarts: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Assign an instance to a worker.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct CreateInstanceRequest {
+    /// The catalog service this is an instance of, if any.
+    pub service: Option<String>,
+    pub spec: InstanceSpec,
+}
+
+/// A worker's report on one of its instances.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct InstanceStatusReport {
+    pub state: InstanceState,
+    pub address: Option<String>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub restarts: u32,
 }
 
 /// Liveness.

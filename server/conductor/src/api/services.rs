@@ -7,7 +7,7 @@ use poem_openapi::{OpenApi, param::Path, payload::Json};
 use super::{ApiTags, UserAuth};
 use crate::{
     AppState,
-    model::{Deployment, Service},
+    model::{Instance, Service},
 };
 
 pub struct ServicesApi;
@@ -40,9 +40,9 @@ impl ServicesApi {
         state.catalog.disable(&name.0).await.map(Json)
     }
 
-    /// The service's instances: worker, address, state, health, restarts.
+    /// The service's instances: worker, address, state, restarts.
     #[oai(path = "/api/services/:name/deployments", method = "get", operation_id = "list_deployments")]
-    async fn deployments(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<Vec<Deployment>>> {
-        state.catalog.deployments(&name.0).await.map(Json)
+    async fn deployments(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<Vec<Instance>>> {
+        state.instances.for_service(&name.0).await.map(Json)
     }
 }

@@ -13,8 +13,8 @@ use super::{ApiTags, UserAuth, WorkerAuth};
 use crate::{
     AppState,
     model::{
-        ClusterResources, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest, RegisterWorkerResponse, Worker,
-        WorkerPage, WorkerStatus,
+        ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
+        RegisterWorkerRequest, RegisterWorkerResponse, Worker, WorkerPage, WorkerStatus,
     },
 };
 
@@ -23,7 +23,7 @@ pub struct WorkersApi;
 /// Done; nothing to return.
 #[derive(ApiResponse)]
 pub enum Removed {
-    /// Removed.
+    /// Done.
     #[oai(status = 204)]
     NoContent,
 }
@@ -84,5 +84,63 @@ impl WorkersApi {
     #[oai(path = "/api/resources", method = "get", operation_id = "get_resources")]
     async fn resources(&self, state: Data<&Arc<AppState>>, _auth: UserAuth) -> ApiResult<Json<ClusterResources>> {
         state.workers.resources().await.map(Json)
+    }
+
+    /// Assign an instance (an image or a command) to a worker (admin only). Its worker starts it
+    /// at its next reconcile and reports its state.
+    #[oai(path = "/api/workers/:id/instances", method = "post", operation_id = "create_instance")]
+    async fn create_instance(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: UserAuth,
+        id: Path<Uuid>,
+        body: Json<CreateInstanceRequest>,
+    ) -> ApiResult<Json<Instance>> {
+        auth.0.require_admin()?;
+        state.workers.ensure_exists(id.0)?;
+        state.instances.create(id.0, body.0).await.map(Json)
+    }
+
+    /// The instances assigned to a worker, with their reported state.
+    #[oai(path = "/api/workers/:id/instances", method = "get", operation_id = "list_worker_instances")]
+    async fn list_instances(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, id: Path<Uuid>) -> ApiResult<Json<Vec<Instance>>> {
+        state.workers.ensure_exists(id.0)?;
+        state.instances.for_worker(id.0).await.map(Json)
+    }
+
+    /// What the worker should run (worker credential): every instance assigned to it. An instance
+    /// it runs that is not listed must be stopped.
+    #[oai(path = "/api/workers/:id/assignments", method = "get", operation_id = "get_assignments")]
+    async fn assignments(&self, state: Data<&Arc<AppState>>, auth: WorkerAuth, id: Path<Uuid>) -> ApiResult<Json<Vec<Instance>>> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        state.instances.for_worker(id.0).await.map(Json)
+    }
+
+    /// A worker's report on one of its instances (worker credential). 404 means the instance is not
+    /// assigned to it (any more): stop it.
+    #[oai(path = "/api/workers/:id/instances/:instance_id/status", method = "post", operation_id = "report_instance_status")]
+    async fn report_status(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        instance_id: Path<Uuid>,
+        body: Json<InstanceStatusReport>,
+    ) -> ApiResult<Removed> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        state.instances.report(id.0, instance_id.0, body.0).await.map(|_| Removed::NoContent)
+    }
+
+    /// One instance.
+    #[oai(path = "/api/instances/:instance_id", method = "get", operation_id = "get_instance")]
+    async fn get_instance(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, instance_id: Path<Uuid>) -> ApiResult<Json<Instance>> {
+        state.instances.get(instance_id.0).await.map(Json)
+    }
+
+    /// Remove an instance (admin only); its worker stops it.
+    #[oai(path = "/api/instances/:instance_id", method = "delete", operation_id = "delete_instance")]
+    async fn delete_instance(&self, state: Data<&Arc<AppState>>, auth: UserAuth, instance_id: Path<Uuid>) -> ApiResult<Removed> {
+        auth.0.require_admin()?;
+        state.instances.remove(instance_id.0).await.map(|_| Removed::NoContent)
     }
 }

@@ -3,11 +3,9 @@
 //! records it writes.
 
 use aerekos_common::{ApiError, ApiResult};
-use uuid::Uuid;
-
 use super::from_ms;
 use crate::{
-    model::{Deployment, ResourceSpec, Service},
+    model::{ResourceSpec, Service},
     store::{Db, services, services::ServiceStateRow},
 };
 
@@ -112,27 +110,6 @@ impl CatalogService {
         services::set_enabled(&self.db, &[name], false).await.map_err(ApiError::internal)?;
         tracing::info!(service = name, "service disabled");
         self.get(name).await
-    }
-
-    pub async fn deployments(&self, name: &str) -> ApiResult<Vec<Deployment>> {
-        entry(name)?;
-        let rows = services::deployments(&self.db, name).await.map_err(ApiError::internal)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Deployment {
-                    id: Uuid::parse_str(&r.id).map_err(ApiError::internal)?,
-                    service: r.service,
-                    worker_id: r.worker_id.as_deref().map(Uuid::parse_str).transpose().map_err(ApiError::internal)?,
-                    state: r.state,
-                    address: r.address,
-                    health: r.health,
-                    health_reason: r.health_reason,
-                    restarts: u32::try_from(r.restarts).unwrap_or(u32::MAX),
-                    created_at: from_ms(r.created_at),
-                    updated_at: from_ms(r.updated_at),
-                })
-            })
-            .collect()
     }
 }
 

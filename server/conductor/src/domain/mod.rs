@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod instances;
 pub mod passwords;
 pub mod registration;
 pub mod workers;

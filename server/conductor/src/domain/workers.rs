@@ -175,6 +175,35 @@ impl WorkerService {
         Ok(RegisterWorkerResponse { worker_id: id, worker_credential: credential, heartbeat_interval_secs: interval, created: true })
     }
 
+    /// 401 unless `credential` is worker `id`'s; 404 if the conductor does not know the worker.
+    pub fn authenticate(&self, id: Uuid, credential: &str) -> ApiResult<()> {
+        let presented = credential_hash(credential);
+        let map = self.registry.workers.read().expect("registry lock");
+        let entry = map.get(&id).ok_or_else(|| Self::unknown(id))?;
+        Self::check_credential(entry, id, &presented)
+    }
+
+    fn unknown(id: Uuid) -> ApiError {
+        ApiError::not_found("worker_not_found", format!("worker {id} is not registered with this conductor; register again"))
+    }
+
+    fn check_credential(entry: &Entry, id: Uuid, presented_hash: &str) -> ApiResult<()> {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(entry.credential_hash.as_bytes(), presented_hash.as_bytes())) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized("invalid_worker_credential", format!("the credential is not worker {id}'s")))
+        }
+    }
+
+    /// 404 unless worker `id` is registered.
+    pub fn ensure_exists(&self, id: Uuid) -> ApiResult<()> {
+        if self.registry.workers.read().expect("registry lock").contains_key(&id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("worker_not_found", format!("no worker with id {id}")))
+        }
+    }
+
     /// Applies `req` to `id` in memory after checking its credential; the database follows within
     /// [`FLUSH_INTERVAL`].
     pub async fn heartbeat(&self, id: Uuid, credential: &str, req: HeartbeatRequest) -> ApiResult<HeartbeatResponse> {
@@ -186,14 +215,9 @@ impl WorkerService {
         let ip_address = {
             let mut map = self.registry.workers.write().expect("registry lock");
             let Some(entry) = map.get_mut(&id) else {
-                return Err(ApiError::not_found(
-                    "worker_not_found",
-                    format!("worker {id} is not registered with this conductor; register again"),
-                ));
+                return Err(Self::unknown(id));
             };
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(entry.credential_hash.as_bytes(), presented.as_bytes())) {
-                return Err(ApiError::unauthorized("invalid_worker_credential", format!("the credential is not worker {id}'s")));
-            }
+            Self::check_credential(entry, id, &presented)?;
             if let Some(ip) = ip {
                 entry.worker.ip_address = ip;
             }

@@ -9,20 +9,6 @@ pub struct ServiceStateRow {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub struct DeploymentRow {
-    pub id: String,
-    pub service: String,
-    pub worker_id: Option<String>,
-    pub state: String,
-    pub address: Option<String>,
-    pub health: String,
-    pub health_reason: Option<String>,
-    pub restarts: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
 /// Adds a row for each catalog service that has none yet (disabled); existing state is kept.
 pub async fn ensure(db: &Db, names: &[&str]) -> DbResult<()> {
     let mut tx = db.write.begin().await?;
@@ -62,14 +48,4 @@ pub async fn set_enabled(db: &Db, names: &[&str], enabled: bool) -> DbResult<()>
             .await?;
     }
     tx.commit().await
-}
-
-pub async fn deployments(db: &Db, service: &str) -> DbResult<Vec<DeploymentRow>> {
-    sqlx::query_as(
-        "SELECT id, service, worker_id, state, address, health, health_reason, restarts, created_at, updated_at
-         FROM deployments WHERE service = ? ORDER BY created_at, id",
-    )
-    .bind(service)
-    .fetch_all(&db.read)
-    .await
 }

@@ -1,0 +1,173 @@
+//! Instances: what runs where. An admin (and, later, the scheduler) assigns instances to workers;
+//! each worker fetches its assignments, runs them, and reports their state back.
+
+use aerekos_common::{ApiError, ApiResult};
+use uuid::Uuid;
+
+use super::{catalog, from_ms};
+use crate::{
+    model::{CreateInstanceRequest, DesiredState, Instance, InstanceSpec, InstanceState, InstanceStatusReport},
+    store::{
+        Db, now_ms,
+        instances::{self, InstanceRow},
+    },
+};
+
+pub struct InstanceService {
+    db: Db,
+}
+
+fn state_name(s: InstanceState) -> &'static str {
+    match s {
+        InstanceState::Pending => "pending",
+        InstanceState::Starting => "starting",
+        InstanceState::Running => "running",
+        InstanceState::Unhealthy => "unhealthy",
+        InstanceState::Exited => "exited",
+        InstanceState::Failed => "failed",
+        InstanceState::Stopped => "stopped",
+    }
+}
+
+fn parse_state(s: &str) -> InstanceState {
+    match s {
+        "starting" => InstanceState::Starting,
+        "running" => InstanceState::Running,
+        "unhealthy" => InstanceState::Unhealthy,
+        "exited" => InstanceState::Exited,
+        "failed" => InstanceState::Failed,
+        "stopped" => InstanceState::Stopped,
+        _ => InstanceState::Pending,
+    }
+}
+
+fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
+    let bad = |m: String| Err(ApiError::bad_request("invalid_spec", m));
+    match (&spec.image, &spec.command) {
+        (None, None) => return bad("give an image (docker driver) or a command (process driver)".into()),
+        (_, Some(cmd)) if cmd[0].trim().is_empty() => return bad("command must name a program".into()),
+        (Some(image), _) if image.trim().is_empty() => return bad("image must not be empty".into()),
+        _ => {}
+    }
+    if spec.ports.len() > 32 || spec.ports.contains(&0) {
+        return bad("ports: at most 32, each 1–65535".into());
+    }
+    for key in spec.env.keys() {
+        let ok = !key.is_empty() && !key.starts_with(|c: char| c.is_ascii_digit()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return bad(format!("environment variable name {key:?} must be letters, digits and '_', not starting with a digit"));
+        }
+    }
+    if spec.health_path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+        return bad("health_path must start with '/'".into());
+    }
+    if spec.health_path.is_some() && spec.ports.is_empty() {
+        return bad("a health_path needs a port to probe".into());
+    }
+    Ok(())
+}
+
+impl InstanceService {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Assigns a new instance to `worker_id` (which the caller has checked exists).
+    pub async fn create(&self, worker_id: Uuid, mut req: CreateInstanceRequest) -> ApiResult<Instance> {
+        // An empty command is no command (clients may send `[]` for "use the image's").
+        req.spec.command = req.spec.command.filter(|c| !c.is_empty());
+        validate_spec(&req.spec)?;
+        if let Some(service) = &req.service {
+            catalog::entry(service)?;
+        }
+        let now = now_ms();
+        let row = InstanceRow {
+            id: Uuid::new_v4().to_string(),
+            worker_id: worker_id.to_string(),
+            service: req.service,
+            spec: serde_json::to_string(&req.spec).map_err(ApiError::internal)?,
+            desired_state: "running".into(),
+            state: "pending".into(),
+            address: None,
+            exit_code: None,
+            reason: None,
+            restarts: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        instances::insert(&self.db, &row).await.map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                ApiError::not_found("worker_not_found", format!("no worker with id {worker_id}"))
+            }
+            _ => ApiError::internal(e),
+        })?;
+        tracing::info!(instance_id = %row.id, worker_id = %worker_id, "instance assigned");
+        to_model(row)
+    }
+
+    pub async fn get(&self, id: Uuid) -> ApiResult<Instance> {
+        let row = instances::get(&self.db, &id.to_string()).await.map_err(ApiError::internal)?;
+        to_model(row.ok_or_else(|| ApiError::not_found("instance_not_found", format!("no instance with id {id}")))?)
+    }
+
+    pub async fn for_worker(&self, worker_id: Uuid) -> ApiResult<Vec<Instance>> {
+        let rows = instances::for_worker(&self.db, &worker_id.to_string()).await.map_err(ApiError::internal)?;
+        rows.into_iter().map(to_model).collect()
+    }
+
+    pub async fn for_service(&self, service: &str) -> ApiResult<Vec<Instance>> {
+        catalog::entry(service)?;
+        let rows = instances::for_service(&self.db, service).await.map_err(ApiError::internal)?;
+        rows.into_iter().map(to_model).collect()
+    }
+
+    /// Removes the instance; its worker stops it when it next fetches its assignments.
+    pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
+        if instances::delete(&self.db, &id.to_string()).await.map_err(ApiError::internal)? {
+            tracing::info!(instance_id = %id, "instance removed");
+            Ok(())
+        } else {
+            Err(ApiError::not_found("instance_not_found", format!("no instance with id {id}")))
+        }
+    }
+
+    pub async fn report(&self, worker_id: Uuid, instance_id: Uuid, report: InstanceStatusReport) -> ApiResult<()> {
+        let recorded = instances::report(
+            &self.db,
+            &instance_id.to_string(),
+            &worker_id.to_string(),
+            state_name(report.state),
+            report.address.as_deref(),
+            report.exit_code.map(i64::from),
+            report.reason.as_deref(),
+            i64::from(report.restarts),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        if recorded {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(
+                "instance_not_found",
+                format!("instance {instance_id} is not assigned to worker {worker_id}; stop it"),
+            ))
+        }
+    }
+}
+
+fn to_model(row: InstanceRow) -> ApiResult<Instance> {
+    Ok(Instance {
+        id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
+        worker_id: Uuid::parse_str(&row.worker_id).map_err(ApiError::internal)?,
+        service: row.service,
+        spec: serde_json::from_str(&row.spec).map_err(ApiError::internal)?,
+        desired_state: if row.desired_state == "stopped" { DesiredState::Stopped } else { DesiredState::Running },
+        state: parse_state(&row.state),
+        address: row.address,
+        exit_code: row.exit_code.map(|c| c as i32),
+        reason: row.reason,
+        restarts: u32::try_from(row.restarts).unwrap_or(u32::MAX),
+        created_at: from_ms(row.created_at),
+        updated_at: from_ms(row.updated_at),
+    })
+}

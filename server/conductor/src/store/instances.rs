@@ -1,0 +1,92 @@
+use sqlx::FromRow;
+
+use super::{Db, DbResult, now_ms};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct InstanceRow {
+    pub id: String,
+    pub worker_id: String,
+    pub service: Option<String>,
+    pub spec: String,
+    pub desired_state: String,
+    pub state: String,
+    pub address: Option<String>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub restarts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, worker_id, service, spec, desired_state, state, address, exit_code, reason, restarts, created_at, updated_at";
+
+pub async fn insert(db: &Db, row: &InstanceRow) -> DbResult<()> {
+    sqlx::query(&format!("INSERT INTO instances ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        .bind(&row.id)
+        .bind(&row.worker_id)
+        .bind(&row.service)
+        .bind(&row.spec)
+        .bind(&row.desired_state)
+        .bind(&row.state)
+        .bind(&row.address)
+        .bind(row.exit_code)
+        .bind(&row.reason)
+        .bind(row.restarts)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&db.write)
+        .await
+        .map(|_| ())
+}
+
+pub async fn get(db: &Db, id: &str) -> DbResult<Option<InstanceRow>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = ?")).bind(id).fetch_optional(&db.read).await
+}
+
+pub async fn for_worker(db: &Db, worker_id: &str) -> DbResult<Vec<InstanceRow>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE worker_id = ? ORDER BY created_at, id"))
+        .bind(worker_id)
+        .fetch_all(&db.read)
+        .await
+}
+
+pub async fn for_service(db: &Db, service: &str) -> DbResult<Vec<InstanceRow>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE service = ? ORDER BY created_at, id"))
+        .bind(service)
+        .fetch_all(&db.read)
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Records a worker's report; false when the instance is not (or no longer) that worker's.
+pub async fn report(
+    db: &Db,
+    id: &str,
+    worker_id: &str,
+    state: &str,
+    address: Option<&str>,
+    exit_code: Option<i64>,
+    reason: Option<&str>,
+    restarts: i64,
+) -> DbResult<bool> {
+    let done = sqlx::query(
+        "UPDATE instances SET state = ?, address = ?, exit_code = ?, reason = ?, restarts = ?, updated_at = ?
+         WHERE id = ? AND worker_id = ?",
+    )
+    .bind(state)
+    .bind(address)
+    .bind(exit_code)
+    .bind(reason)
+    .bind(restarts)
+    .bind(now_ms())
+    .bind(id)
+    .bind(worker_id)
+    .execute(&db.write)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
+    let done = sqlx::query("DELETE FROM instances WHERE id = ?").bind(id).execute(&db.write).await?;
+    Ok(done.rows_affected() == 1)
+}
