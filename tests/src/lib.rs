@@ -47,6 +47,30 @@ impl TestConductor {
         Self { handle: Some(handle), url, config, dir }
     }
 
+    /// Stops the conductor (as an outage would), keeping its state.
+    pub async fn stop_for_now(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Starts a stopped conductor again on the same address and state.
+    pub async fn start_again_on_same_address(&mut self) {
+        let addr: SocketAddr = self.url.trim_start_matches("http://").parse().expect("url is an address");
+        let mut config = self.config.clone();
+        config.bind = addr;
+        let handle = aerekos_conductor::start(config).await.expect("conductor restarts on its address");
+        self.handle = Some(handle);
+    }
+
+    /// Deletes the conductor's database (it must be stopped), as a reset would.
+    pub fn wipe_database(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", self.config.database_path.display());
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Stops the conductor and starts it again on the same state (on a new port).
     pub async fn restart(&mut self) {
         self.handle.take().expect("running").shutdown().await.expect("clean shutdown");

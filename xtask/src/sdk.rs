@@ -45,6 +45,7 @@ pub fn generate_rust(name: &str, spec_text: &str) -> anyhow::Result<String> {
         .with_tag(TagStyle::Merged)
         .with_hooks(HooksMode::Expected)
         .with_inner_type(quote!(crate::transport::Transport))
+        .with_derive("PartialEq")
         // Every API shares one ErrorBody: the SDK defines it once (sdk-rust/src/lib.rs).
         .with_replacement("ErrorBody", "crate::ErrorBody", std::iter::empty());
     let tokens = Generator::new(&settings)

@@ -8,7 +8,7 @@ use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderE
 #[allow(clippy::all)]
 pub mod types {
     ///Resources summed over live workers.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ClusterResources {
         pub cpu_cores: u64,
         ///Average CPU use over all live cores, 0–100.
@@ -26,7 +26,7 @@ pub mod types {
         }
     }
     ///Assign an instance to a worker.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreateInstanceRequest {
         ///The catalog service this is an instance of, if any.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -94,7 +94,7 @@ pub mod types {
         }
     }
     ///Liveness.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Health {
         ///`ok`.
         pub status: ::std::string::String,
@@ -106,7 +106,7 @@ pub mod types {
         }
     }
     ///A worker's periodic report.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct HeartbeatRequest {
         ///The worker's current address, when it may have changed.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -119,7 +119,7 @@ pub mod types {
         }
     }
     ///The conductor's answer to a heartbeat.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct HeartbeatResponse {
         pub heartbeat_interval_secs: u64,
         pub server_time: ::chrono::DateTime<::chrono::offset::Utc>,
@@ -130,7 +130,7 @@ pub mod types {
         }
     }
     ///One running copy of a service (or of a user's image or command) on a worker.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Instance {
         ///`host:port` where it answers, once running.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -159,7 +159,7 @@ pub mod types {
         }
     }
     ///How an instance runs. Give an image (docker driver) or a command (process driver), or both.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct InstanceSpec {
         ///The program and its arguments; with an image, replaces the image's command.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
@@ -267,7 +267,7 @@ reason), `stopped` (on purpose).*/
         }
     }
     ///A worker's report on one of its instances.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct InstanceStatusReport {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub address: ::std::option::Option<::std::string::String>,
@@ -284,7 +284,7 @@ reason), `stopped` (on purpose).*/
         }
     }
     ///One Ed25519 public key (RFC 8037).
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Jwk {
         ///Algorithm: `EdDSA`.
         pub alg: ::std::string::String,
@@ -307,7 +307,7 @@ reason), `stopped` (on purpose).*/
     }
     /**The conductor's token-signing public keys, as a JSON Web Key Set (RFC 7517). Services and
 workers verify user tokens with these; no secret is shared.*/
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Jwks {
         pub keys: ::std::vec::Vec<Jwk>,
     }
@@ -317,7 +317,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///Credentials of a seeded user.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct LoginRequest {
         pub password: ::std::string::String,
         pub username: ::std::string::String,
@@ -328,7 +328,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A signed access token for the user.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct LoginResponse {
         pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub expires_in_secs: u64,
@@ -344,7 +344,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///One network interface of a worker.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct NetworkInterface {
         ///IP addresses of the interface.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
@@ -361,7 +361,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///Readiness: whether the server can serve requests (its database answers).
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Readiness {
         ///`ready`.
         pub status: ::std::string::String,
@@ -372,7 +372,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A worker asking to join (or rejoin) the cluster.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RegisterWorkerRequest {
         ///The machine's hostname (1–253 bytes).
         pub hostname: ::std::string::String,
@@ -406,7 +406,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///The identity a worker keeps in its data directory.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RegisterWorkerResponse {
         ///False when an existing worker was recognised and updated.
         pub created: bool,
@@ -422,7 +422,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///The token a new worker presents to register.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RegistrationToken {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub token: ::std::string::String,
@@ -433,7 +433,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///Resources an instance reserves.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ResourceSpec {
         ///CPU in thousandths of a core.
         pub cpu_millicores: u32,
@@ -501,7 +501,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A runtime a worker can run instances with.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RuntimeDriver {
         ///`docker` or `process`.
         pub name: ::std::string::String,
@@ -515,7 +515,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A service of the catalog.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Service {
         pub default_replicas: u32,
         pub default_resources: ResourceSpec,
@@ -537,7 +537,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A signed service token.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ServiceToken {
         pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub service: ::std::string::String,
@@ -550,7 +550,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A request for a token a platform service uses to call other services.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ServiceTokenRequest {
         ///Lifetime in seconds; default 30 days, at most 365 days.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -564,7 +564,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A seeded user of the platform.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct User {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub id: ::uuid::Uuid,
@@ -577,7 +577,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///A machine of the cluster.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Worker {
         pub hostname: ::std::string::String,
         pub id: ::uuid::Uuid,
@@ -598,7 +598,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///One page of workers, ordered by id.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct WorkerPage {
         ///Pass as `cursor` to get the next page; absent on the last page.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -611,7 +611,7 @@ workers verify user tokens with these; no secret is shared.*/
         }
     }
     ///What a worker reports about its machine.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct WorkerResources {
         pub cpu_cores: ::std::num::NonZeroU32,
         ///Average CPU use over all cores, 0–100.

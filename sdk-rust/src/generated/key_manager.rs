@@ -8,7 +8,7 @@ use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderE
 #[allow(clippy::all)]
 pub mod types {
     ///Newest first.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct AuditPage {
         ///Pass as `before_id` for older records.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -21,7 +21,7 @@ pub mod types {
         }
     }
     ///One recorded use of a key.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct AuditRecord {
         ///`user:<name>` or `service:<name>`.
         pub actor: ::std::string::String,
@@ -44,7 +44,7 @@ pub mod types {
         }
     }
     ///`BatchDecryptRequest`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct BatchDecryptRequest {
         pub items: ::std::vec::Vec<DecryptRequest>,
     }
@@ -54,7 +54,7 @@ pub mod types {
         }
     }
     ///`BatchDecryptResponse`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct BatchDecryptResponse {
         ///In the order of the request's items.
         pub results: ::std::vec::Vec<BatchDecryptResult>,
@@ -65,7 +65,7 @@ pub mod types {
         }
     }
     ///`BatchDecryptResult`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct BatchDecryptResult {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub error: ::std::option::Option<crate::ErrorBody>,
@@ -80,7 +80,7 @@ pub mod types {
         }
     }
     ///`BatchEncryptRequest`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct BatchEncryptRequest {
         pub items: ::std::vec::Vec<EncryptRequest>,
     }
@@ -90,7 +90,7 @@ pub mod types {
         }
     }
     ///`BatchEncryptResponse`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct BatchEncryptResponse {
         ///In the order of the request's items.
         pub results: ::std::vec::Vec<BatchEncryptResult>,
@@ -101,7 +101,7 @@ pub mod types {
         }
     }
     ///One item's outcome: a result or an error.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct BatchEncryptResult {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub ciphertext: ::std::option::Option<::std::string::String>,
@@ -116,7 +116,7 @@ pub mod types {
         }
     }
     ///A new key.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreateKeyRequest {
         ///Whether the key may ever be deleted; default false. Can be changed later.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -134,7 +134,7 @@ pub mod types {
         }
     }
     ///A data key for envelope encryption.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DataKeyRequest {
         ///128, 256 or 512.
         pub bits: u32,
@@ -156,7 +156,7 @@ pub mod types {
         }
     }
     ///`DataKeyResponse`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DataKeyResponse {
         pub bits: u32,
         ///The data key wrapped by the key: store it beside the data; `decrypt` unwraps it.
@@ -172,7 +172,7 @@ pub mod types {
         }
     }
     ///A ciphertext to open.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DecryptRequest {
         pub ciphertext: ::std::string::String,
         ///The context given at encryption.
@@ -191,7 +191,7 @@ pub mod types {
         }
     }
     ///`DecryptResponse`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DecryptResponse {
         pub key_version: u32,
         ///The data, base64.
@@ -203,7 +203,7 @@ pub mod types {
         }
     }
     ///Data to encrypt.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct EncryptRequest {
         ///Must be given again, identical, to decrypt.
         #[serde(
@@ -226,7 +226,7 @@ pub mod types {
         }
     }
     ///`EncryptResponse`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct EncryptResponse {
         ///`aerekos:v<version>:<base64>`.
         pub ciphertext: ::std::string::String,
@@ -238,7 +238,7 @@ pub mod types {
         }
     }
     ///`Health`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Health {
         pub status: ::std::string::String,
         pub version: ::std::string::String,
@@ -249,7 +249,7 @@ pub mod types {
         }
     }
     ///A key and its settings.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Key {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub deletion_allowed: bool,
@@ -387,7 +387,7 @@ pub mod types {
         }
     }
     ///One version of a key's material (the material itself never leaves the service).
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct KeyVersion {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub version: u32,
@@ -398,7 +398,7 @@ pub mod types {
         }
     }
     ///Random bytes from the operating system's CSPRNG.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RandomRequest {
         ///1–1024.
         pub bytes: u32,
@@ -409,7 +409,7 @@ pub mod types {
         }
     }
     ///`RandomResponse`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RandomResponse {
         ///base64.
         pub random: ::std::string::String,
@@ -420,7 +420,7 @@ pub mod types {
         }
     }
     ///Scheduling a key's deletion.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct ScheduleDeletionRequest {
         /**Wait this long before destroying the key; at least the service's configured waiting period
 (the default).*/
@@ -433,7 +433,7 @@ pub mod types {
         }
     }
     ///Changes to a key's settings; absent fields stay as they are.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct UpdateKeyRequest {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub deletion_allowed: ::std::option::Option<bool>,

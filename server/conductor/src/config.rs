@@ -18,6 +18,10 @@ pub struct ConductorConfig {
     pub admin_password: Option<String>,
     /// `AEREKOS_USERS_FILE`: a JSON file of further seeded users, applied at every start.
     pub users_file: Option<PathBuf>,
+    /// `AEREKOS_REGISTRATION_TOKEN`: the cluster's worker registration token to start with. Unset →
+    /// generated on first start. Either way an admin can regenerate it; a database created anew (a
+    /// reset) starts from this value again, so configured workers rejoin by themselves.
+    pub registration_token: Option<String>,
     /// `JWT_EXPIRES_IN`, default `24h` (humantime, e.g. `30m`, `7d`, or plain seconds).
     pub jwt_expires_in: Duration,
     /// `HEARTBEAT_INTERVAL`, default 10 s: what workers are told to use.
@@ -44,6 +48,7 @@ impl ConductorConfig {
             admin_username: "admin".to_owned(),
             admin_password: None,
             users_file: None,
+            registration_token: None,
             jwt_expires_in: Duration::from_secs(24 * 3600),
             heartbeat_interval,
             worker_ttl: heartbeat_interval * 3,
@@ -73,6 +78,7 @@ impl ConductorConfig {
         }
         config.admin_password = get("AEREKOS_ADMIN_PASSWORD").filter(|p| !p.is_empty());
         config.users_file = get("AEREKOS_USERS_FILE").map(PathBuf::from);
+        config.registration_token = get("AEREKOS_REGISTRATION_TOKEN").filter(|t| !t.is_empty());
         if let Some(v) = get("JWT_EXPIRES_IN") {
             config.jwt_expires_in = parse_duration("JWT_EXPIRES_IN", &v)?;
         }
@@ -97,6 +103,9 @@ impl ConductorConfig {
         }
         if self.worker_ttl <= self.heartbeat_interval {
             return Err(ConfigError("WORKER_TTL must be longer than HEARTBEAT_INTERVAL".into()));
+        }
+        if self.registration_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError("AEREKOS_REGISTRATION_TOKEN must be at least 16 characters".into()));
         }
         if let Some(p) = &self.admin_password {
             if p.chars().count() < 12 {

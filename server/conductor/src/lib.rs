@@ -85,7 +85,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let auth = AuthService::start(db.clone(), &config).await?;
-    let tokens = RegistrationTokens::start(db.clone()).await?;
+    let tokens = RegistrationTokens::start(db.clone(), config.registration_token.as_deref()).await?;
     let catalog = CatalogService::start(db.clone()).await?;
     let workers = WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?;
     let instances = InstanceService::new(db.clone());

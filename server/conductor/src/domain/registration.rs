@@ -13,8 +13,10 @@ pub struct RegistrationTokens {
 }
 
 impl RegistrationTokens {
-    pub async fn start(db: Db) -> Result<Self, sqlx::Error> {
-        tokens::insert_if_missing(&db, &random_secret(PREFIX, 32)).await?;
+    /// Creates the token on first start: `configured`, or a random one.
+    pub async fn start(db: Db, configured: Option<&str>) -> Result<Self, sqlx::Error> {
+        let initial = configured.map_or_else(|| random_secret(PREFIX, 32), str::to_owned);
+        tokens::insert_if_missing(&db, &initial).await?;
         Ok(Self { db })
     }
 

@@ -1,0 +1,308 @@
+//! The worker agent with the process driver, end to end: a real conductor and real worker agents
+//! in this test process, real child processes serving HTTP on loopback ports.
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aerekos_sdk::conductor::types::{self, InstanceState};
+use aerekos_tests::*;
+use aerekos_worker::{AdvertiseIp, WorkerConfig, WorkerHandle};
+use uuid::Uuid;
+
+const CLUSTER_TOKEN: &str = "aerekos_reg_test-cluster-token-0123456789";
+
+async fn conductor() -> TestConductor {
+    TestConductor::start_with(|c| {
+        c.heartbeat_interval = Duration::from_secs(1);
+        c.worker_ttl = Duration::from_secs(3);
+        c.registration_token = Some(CLUSTER_TOKEN.to_owned());
+    })
+    .await
+}
+
+fn worker_config(c: &TestConductor, data_dir: &Path) -> WorkerConfig {
+    let mut config = WorkerConfig::new(c.url.clone(), CLUSTER_TOKEN, data_dir);
+    config.advertise_ip = AdvertiseIp::Fixed(IpAddr::from([127, 0, 0, 1]));
+    config.name = Some("test-worker".into());
+    config
+}
+
+async fn start_worker(config: WorkerConfig) -> (WorkerHandle, Uuid) {
+    let handle = aerekos_worker::start(config).await.expect("worker starts");
+    let id = tokio::time::timeout(Duration::from_secs(10), handle.joined()).await.expect("worker joins");
+    (handle, id)
+}
+
+/// A worker's data directory that, when dropped (a test passing or panicking), kills every instance
+/// process group still recorded in it, so no test leaves processes behind.
+struct WorkerDir(tempfile::TempDir);
+
+impl WorkerDir {
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for WorkerDir {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.0.path().join("instances")) else { return };
+        for entry in entries.flatten() {
+            if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
+                let _ = std::process::Command::new("kill").args(["-9", &format!("-{}", pid.trim())]).status();
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A small HTTP server as an instance: python's http.server on `port`.
+fn http_server_spec(port: u16) -> types::InstanceSpec {
+    types::InstanceSpec {
+        image: None,
+        command: ["python3", "-u", "-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"].map(String::from).to_vec(),
+        env: Default::default(),
+        ports: vec![port],
+        resources: None,
+        health_path: None,
+    }
+}
+
+/// Polls `probe` until it returns Some, for up to `secs` seconds.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn instance(admin: &aerekos_sdk::Conductor, id: Uuid) -> types::Instance {
+    admin.get_instance().instance_id(id).send().await.unwrap().into_inner()
+}
+
+async fn wait_running(admin: &aerekos_sdk::Conductor, id: Uuid, min_restarts: u32) -> types::Instance {
+    eventually(20, "instance running", || async {
+        let i = instance(admin, id).await;
+        (i.state == InstanceState::Running && i.restarts >= min_restarts).then_some(i)
+    })
+    .await
+}
+
+async fn http_ok(address: &str) -> bool {
+    reqwest::get(format!("http://{address}/")).await.is_ok_and(|r| r.status().is_success())
+}
+
+fn pid_of(worker_dir: &Path, instance: Uuid) -> Option<u32> {
+    std::fs::read_to_string(worker_dir.join("instances").join(instance.to_string()).join("pid")).ok()?.trim().parse().ok()
+}
+
+async fn assign(admin: &aerekos_sdk::Conductor, worker: Uuid, spec: types::InstanceSpec) -> Uuid {
+    admin.create_instance().id(worker).body_map(|b| b.spec(spec)).send().await.unwrap().into_inner().id
+}
+
+#[tokio::test]
+async fn an_instance_runs_is_reachable_logs_and_is_restarted_after_a_kill() {
+    let c = conductor().await;
+    let dir = WorkerDir::new();
+    let (worker, worker_id) = start_worker(worker_config(&c, dir.path())).await;
+    let admin = c.admin().await;
+    let w = admin.get_worker().id(worker_id).send().await.unwrap().into_inner();
+    assert_eq!(w.name, "test-worker");
+    assert!(w.resources.memory_total_bytes > 0 && w.resources.disk_total_bytes > 0, "real resources: {:?}", w.resources);
+    assert_eq!(w.resources.drivers.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["process"]);
+
+    let port = free_port();
+    let id = assign(&admin, worker_id, http_server_spec(port)).await;
+    let running = wait_running(&admin, id, 0).await;
+    let address = running.address.expect("an address");
+    assert_eq!(address, format!("127.0.0.1:{port}"));
+    eventually(10, "instance answers HTTP", || async { http_ok(&address).await.then_some(()) }).await;
+    let logs = eventually(10, "request in the logs", || async {
+        worker.logs(id, 64 * 1024).await.ok().filter(|l| l.contains("\"GET / HTTP/1.1\" 200"))
+    })
+    .await;
+    assert!(logs.contains("GET /"), "{logs}");
+
+    // Killed from outside: the worker restarts it by itself and says so.
+    let pid = pid_of(dir.path(), id).expect("pid file");
+    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    let again = wait_running(&admin, id, 1).await;
+    assert_eq!(again.restarts, 1);
+    let new_pid = pid_of(dir.path(), id).expect("pid file");
+    assert_ne!(new_pid, pid);
+    eventually(10, "restarted instance answers", || async { http_ok(&address).await.then_some(()) }).await;
+
+    // Removing the assignment stops it.
+    admin.delete_instance().instance_id(id).send().await.unwrap();
+    eventually(10, "instance stopped", || async { (!http_ok(&address).await && pid_of(dir.path(), id).is_none()).then_some(()) }).await;
+    worker.shutdown_and_stop_instances().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_worker_keeps_its_id_and_adopts_its_instances() {
+    let c = conductor().await;
+    let dir = WorkerDir::new();
+    let (worker, worker_id) = start_worker(worker_config(&c, dir.path())).await;
+    let admin = c.admin().await;
+    let port = free_port();
+    let id = assign(&admin, worker_id, http_server_spec(port)).await;
+    let address = wait_running(&admin, id, 0).await.address.unwrap();
+    eventually(10, "instance answers HTTP", || async { http_ok(&address).await.then_some(()) }).await;
+    let pid = pid_of(dir.path(), id).unwrap();
+
+    worker.shutdown().await;
+    assert!(http_ok(&address).await, "instances outlive the worker process");
+
+    let (worker, again) = start_worker(worker_config(&c, dir.path())).await;
+    assert_eq!(again, worker_id, "same identity");
+    // A few reconcile rounds later: the same process, not a second copy.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pid_of(dir.path(), id), Some(pid), "adopted, not restarted");
+    let i = wait_running(&admin, id, 0).await;
+    assert_eq!(i.restarts, 0);
+    assert!(http_ok(&address).await);
+    let workers = admin.list_workers().send().await.unwrap().into_inner().workers;
+    assert_eq!(workers.len(), 1, "no duplicate worker");
+    worker.shutdown_and_stop_instances().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_conductor_outage_leaves_instances_running_and_the_worker_reconnects() {
+    let mut c = conductor().await;
+    let dir = WorkerDir::new();
+    let (worker, worker_id) = start_worker(worker_config(&c, dir.path())).await;
+    let admin = c.admin().await;
+    let port = free_port();
+    let id = assign(&admin, worker_id, http_server_spec(port)).await;
+    let address = wait_running(&admin, id, 0).await.address.unwrap();
+    eventually(10, "instance answers HTTP", || async { http_ok(&address).await.then_some(()) }).await;
+    let pid = pid_of(dir.path(), id).unwrap();
+
+    c.stop_for_now().await;
+    // Longer than three heartbeat intervals.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(http_ok(&address).await, "the instance kept running");
+    assert_eq!(pid_of(dir.path(), id), Some(pid));
+
+    c.start_again_on_same_address().await;
+    let admin = c.admin().await;
+    let before = chrono::Utc::now();
+    eventually(20, "worker heartbeats again", || async {
+        let w = admin.get_worker().id(worker_id).send().await.unwrap().into_inner();
+        (w.last_heartbeat_at > before && w.status == types::WorkerStatus::Live).then_some(())
+    })
+    .await;
+    assert_eq!(pid_of(dir.path(), id), Some(pid), "never restarted");
+    worker.shutdown_and_stop_instances().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_wiped_conductor_database_is_rejoined_under_the_same_id() {
+    let mut c = conductor().await;
+    let dir = WorkerDir::new();
+    let (worker, worker_id) = start_worker(worker_config(&c, dir.path())).await;
+    c.stop_for_now().await;
+    c.wipe_database();
+    c.start_again_on_same_address().await;
+    let admin = c.admin().await;
+    let w = eventually(20, "worker rejoins", || async {
+        admin.get_worker().id(worker_id).send().await.ok().map(|w| w.into_inner())
+    })
+    .await;
+    assert_eq!(w.id, worker_id);
+    assert_eq!(admin.list_workers().send().await.unwrap().into_inner().workers.len(), 1);
+    worker.shutdown().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_ip_updates_the_existing_worker() {
+    let c = conductor().await;
+    let dir = WorkerDir::new();
+    let ip = Arc::new(Mutex::new(IpAddr::from([10, 0, 0, 5])));
+    let mut config = worker_config(&c, dir.path());
+    let source = ip.clone();
+    config.advertise_ip = AdvertiseIp::Dynamic(Arc::new(move || Some(*source.lock().unwrap())));
+    let (worker, worker_id) = start_worker(config).await;
+    let admin = c.admin().await;
+    assert_eq!(admin.get_worker().id(worker_id).send().await.unwrap().into_inner().ip_address, "10.0.0.5");
+    *ip.lock().unwrap() = IpAddr::from([10, 0, 0, 77]);
+    eventually(10, "new ip recorded", || async {
+        let w = admin.get_worker().id(worker_id).send().await.unwrap().into_inner();
+        (w.ip_address == "10.0.0.77").then_some(())
+    })
+    .await;
+    assert_eq!(admin.list_workers().send().await.unwrap().into_inner().workers.len(), 1);
+    worker.shutdown().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn bad_assignments_fail_with_a_reason_and_the_worker_carries_on() {
+    let c = conductor().await;
+    let dir = WorkerDir::new();
+    let (worker, worker_id) = start_worker(worker_config(&c, dir.path())).await;
+    let admin = c.admin().await;
+
+    let mut missing = http_server_spec(free_port());
+    missing.command = vec!["/nonexistent/aerekos-test-binary".into()];
+    let not_found = assign(&admin, worker_id, missing).await;
+
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let busy = assign(&admin, worker_id, http_server_spec(taken_port)).await;
+
+    let image_only = types::InstanceSpec { image: Some("alpine:3".into()), ..http_server_spec(free_port()) };
+    let image_only = types::InstanceSpec { command: vec![], ..image_only };
+    let no_command = assign(&admin, worker_id, image_only).await;
+
+    let good_port = free_port();
+    let good = assign(&admin, worker_id, http_server_spec(good_port)).await;
+
+    for (id, expected) in [
+        (not_found, "command not found: /nonexistent/aerekos-test-binary".to_owned()),
+        (busy, format!("port {taken_port} is already in use on this worker")),
+        (no_command, "the process driver runs commands".to_owned()),
+    ] {
+        let i = eventually(20, "instance failed", || async {
+            let i = instance(&admin, id).await;
+            (i.state == InstanceState::Failed).then_some(i)
+        })
+        .await;
+        let reason = i.reason.unwrap_or_default();
+        assert!(reason.contains(&expected), "{reason:?} should say {expected:?}");
+    }
+    // The good one runs beside them, and the worker keeps heartbeating.
+    let running = wait_running(&admin, good, 0).await;
+    let address = running.address.unwrap();
+    eventually(10, "the good instance answers", || async { http_ok(&address).await.then_some(()) }).await;
+    let before = chrono::Utc::now();
+    eventually(10, "heartbeats continue", || async {
+        let w = admin.get_worker().id(worker_id).send().await.unwrap().into_inner();
+        (w.last_heartbeat_at > before).then_some(())
+    })
+    .await;
+    drop(taken);
+    worker.shutdown_and_stop_instances().await;
+    c.stop().await;
+}

@@ -1,0 +1,93 @@
+//! Worker configuration: the seed's environment variables (listed with their defaults in
+//! `worker/.env_example`).
+
+use std::{collections::BTreeMap, fmt, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
+
+/// Where the worker's advertised address comes from.
+#[derive(Clone)]
+pub enum AdvertiseIp {
+    /// The local address the route to the conductor leaves from (follows DHCP changes).
+    Auto,
+    /// `WORKER_IP`.
+    Fixed(IpAddr),
+    /// Asked anew at every heartbeat (an embedding process that knows better).
+    Dynamic(Arc<dyn Fn() -> Option<IpAddr> + Send + Sync>),
+}
+
+impl fmt::Debug for AdvertiseIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdvertiseIp::Auto => f.write_str("Auto"),
+            AdvertiseIp::Fixed(ip) => write!(f, "Fixed({ip})"),
+            AdvertiseIp::Dynamic(_) => f.write_str("Dynamic"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `CONDUCTOR_URL`, or `http://CONDUCTOR_IP:CONDUCTOR_PORT`; default `http://127.0.0.1:8080`.
+    pub conductor_url: String,
+    /// `CONDUCTOR_TOKEN`: the cluster's registration token (only needed to register).
+    pub registration_token: String,
+    /// `HEARTBEAT_INTERVAL` (seconds), default 10; the conductor's answer takes precedence.
+    pub heartbeat_interval: Duration,
+    /// `DATA_DIR`, default `./data/worker`: identity, instance logs, last known assignments.
+    pub data_dir: PathBuf,
+    /// `WORKER_NAME`, default the hostname.
+    pub name: Option<String>,
+    /// `WORKER_LABELS`, e.g. `zone=rack-1,ssd=true`.
+    pub labels: BTreeMap<String, String>,
+    /// `WORKER_IP`; default: detected.
+    pub advertise_ip: AdvertiseIp,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl WorkerConfig {
+    pub fn new(conductor_url: impl Into<String>, registration_token: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            conductor_url: conductor_url.into(),
+            registration_token: registration_token.into(),
+            heartbeat_interval: Duration::from_secs(10),
+            data_dir: data_dir.into(),
+            name: None,
+            labels: BTreeMap::new(),
+            advertise_ip: AdvertiseIp::Auto,
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let url = match (get("CONDUCTOR_URL"), get("CONDUCTOR_IP")) {
+            (Some(url), _) => url,
+            (None, Some(ip)) => format!("http://{ip}:{}", get("CONDUCTOR_PORT").unwrap_or_else(|| "8080".into())),
+            (None, None) => "http://127.0.0.1:8080".into(),
+        };
+        let mut c = Self::new(url, get("CONDUCTOR_TOKEN").unwrap_or_default(), get("DATA_DIR").unwrap_or_else(|| "./data/worker".into()));
+        if let Some(v) = get("HEARTBEAT_INTERVAL") {
+            let secs: u64 = v.parse().map_err(|_| ConfigError(format!("HEARTBEAT_INTERVAL={v:?} is not a number of seconds")))?;
+            c.heartbeat_interval = Duration::from_secs(secs.max(1));
+        }
+        c.name = get("WORKER_NAME");
+        if let Some(v) = get("WORKER_LABELS") {
+            c.labels = parse_labels(&v)?;
+        }
+        if let Some(v) = get("WORKER_IP") {
+            c.advertise_ip = AdvertiseIp::Fixed(v.parse().map_err(|_| ConfigError(format!("WORKER_IP={v:?} is not an IP address")))?);
+        }
+        Ok(c)
+    }
+}
+
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').ok_or_else(|| ConfigError(format!("WORKER_LABELS: {pair:?} is not key=value")))?;
+            Ok((k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}

@@ -1,0 +1,194 @@
+//! The process driver: instances are child processes of the worker, each in its own process group
+//! (so they outlive a worker restart and are adopted by the next one), with their output appended to
+//! `<data dir>/instances/<id>/output.log`.
+//!
+//! An instance is recognised after a restart by its pid file *and* the `AEREKOS_INSTANCE_ID` in the
+//! process's environment, so a recycled pid is never mistaken for it.
+
+use std::{
+    collections::HashMap,
+    io::{Read as _, Seek as _, SeekFrom},
+    path::PathBuf,
+    sync::Mutex,
+    time::Duration,
+};
+
+use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
+use futures_util::future::BoxFuture;
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+use uuid::Uuid;
+
+use super::{Driver, DriverError, Observed};
+
+const INSTANCE_ENV: &str = "AEREKOS_INSTANCE_ID";
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub struct ProcessDriver {
+    dir: PathBuf,
+    /// Children this worker process started (their exit codes can be collected).
+    children: Mutex<HashMap<Uuid, tokio::process::Child>>,
+}
+
+impl ProcessDriver {
+    pub fn new(data_dir: &std::path::Path) -> std::io::Result<Self> {
+        let dir = data_dir.join("instances");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir, children: Mutex::new(HashMap::new()) })
+    }
+
+    fn instance_dir(&self, id: Uuid) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+
+    fn pid_of(&self, id: Uuid) -> Option<u32> {
+        if let Some(child) = self.children.lock().expect("children lock").get(&id) {
+            return child.id();
+        }
+        let pid: u32 = std::fs::read_to_string(self.instance_dir(id).join("pid")).ok()?.trim().parse().ok()?;
+        is_our_process(pid, id).then_some(pid)
+    }
+
+    fn observe_now(&self, id: Uuid) -> Observed {
+        let mut children = self.children.lock().expect("children lock");
+        if let Some(child) = children.get_mut(&id) {
+            return match child.try_wait() {
+                Ok(None) => Observed::Running,
+                Ok(Some(status)) => {
+                    children.remove(&id);
+                    let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
+                    Observed::Exited { code: status.code() }
+                }
+                Err(_) => Observed::Exited { code: None },
+            };
+        }
+        drop(children);
+        match std::fs::read_to_string(self.instance_dir(id).join("pid")) {
+            Ok(text) => match text.trim().parse::<u32>() {
+                Ok(pid) if is_our_process(pid, id) => Observed::Running,
+                _ => {
+                    let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
+                    Observed::Exited { code: None }
+                }
+            },
+            Err(_) => Observed::Missing,
+        }
+    }
+}
+
+/// Whether `pid` is alive and is instance `id` (its environment names it).
+fn is_our_process(pid: u32, id: Uuid) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name; a zombie has already exited.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, None | Some('Z' | 'X')) {
+        return false;
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let needle = format!("{INSTANCE_ENV}={id}");
+    environ.split(|b| *b == 0).any(|var| var == needle.as_bytes())
+}
+
+impl Driver for ProcessDriver {
+    fn info(&self) -> RuntimeDriver {
+        RuntimeDriver { name: "process".into(), version: None }
+    }
+
+    fn start<'a>(&'a self, id: Uuid, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move {
+            let Some(program) = spec.command.first() else {
+                return Err(DriverError::Refused(format!(
+                    "the process driver runs commands; this instance names only the image {:?}",
+                    spec.image.as_deref().unwrap_or("")
+                )));
+            };
+            for port in &spec.ports {
+                if std::net::TcpListener::bind(("0.0.0.0", *port)).is_err() {
+                    return Err(DriverError::Refused(format!("port {port} is already in use on this worker")));
+                }
+            }
+            let dir = self.instance_dir(id);
+            std::fs::create_dir_all(&dir)?;
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log"))?;
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(&spec.command[1..])
+                .envs(&spec.env)
+                .env(INSTANCE_ENV, id.to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .current_dir(&dir)
+                // Its own process group: it survives the worker's Ctrl-C and restart.
+                .process_group(0)
+                .kill_on_drop(false);
+            if let Some(port) = spec.ports.first() {
+                cmd.env("PORT", port.to_string());
+            }
+            let child = cmd.spawn().map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => DriverError::Refused(format!("command not found: {program}")),
+                std::io::ErrorKind::PermissionDenied => DriverError::Refused(format!("command not executable: {program}")),
+                _ => DriverError::Refused(format!("{program} could not start: {e}")),
+            })?;
+            let pid = child.id().ok_or_else(|| DriverError::Refused("the process exited at once".into()))?;
+            std::fs::write(dir.join("pid"), pid.to_string())?;
+            self.children.lock().expect("children lock").insert(id, child);
+            tracing::info!(instance_id = %id, pid, program = %program, "instance started");
+            Ok(())
+        })
+    }
+
+    fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move {
+            if let Some(pid) = self.pid_of(id) {
+                let group = Pid::from_raw(pid as i32);
+                let _ = killpg(group, Signal::SIGTERM);
+                let deadline = tokio::time::Instant::now() + STOP_GRACE;
+                while self.observe_now(id) == Observed::Running && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if self.observe_now(id) == Observed::Running {
+                    let _ = killpg(group, Signal::SIGKILL);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tracing::info!(instance_id = %id, pid, "instance stopped");
+            }
+            if let Some(mut child) = self.children.lock().expect("children lock").remove(&id) {
+                let _ = child.try_wait();
+            }
+            let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
+            Ok(())
+        })
+    }
+
+    fn observe(&self, id: Uuid) -> BoxFuture<'_, Observed> {
+        Box::pin(async move { self.observe_now(id) })
+    }
+
+    fn instances(&self) -> BoxFuture<'_, Vec<Uuid>> {
+        Box::pin(async move {
+            let mut ids: Vec<Uuid> = self.children.lock().expect("children lock").keys().copied().collect();
+            if let Ok(entries) = std::fs::read_dir(&self.dir) {
+                for entry in entries.flatten() {
+                    let Some(id) = entry.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else { continue };
+                    if entry.path().join("pid").exists() && !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+            ids
+        })
+    }
+
+    fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
+        Box::pin(async move {
+            let mut file = std::fs::File::open(self.instance_dir(id).join("output.log"))?;
+            let len = file.metadata()?.len();
+            file.seek(SeekFrom::Start(len.saturating_sub(max_bytes as u64)))?;
+            let mut buf = Vec::new();
+            file.read_to_end(&mut buf)?;
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        })
+    }
+}

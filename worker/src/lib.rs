@@ -1,0 +1,164 @@
+//! The aerekos worker agent, as a library.
+//!
+//! [`start`] loads the worker's identity from its data directory, then runs two loops: the `agent`
+//! (join the conductor, heartbeat, fetch assignments) and `reconcile` (make the driver run what is
+//! assigned). They share only [`Shared`]: the identity, the last known assignments (also saved to
+//! disk, so a worker that restarts while the conductor is down still knows what to run) and the
+//! heartbeat interval. Stopping the worker leaves its instances running; the next start adopts them.
+
+mod agent;
+pub mod config;
+pub mod driver;
+mod identity;
+mod reconcile;
+mod resources;
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use aerekos_sdk::conductor::types::Instance;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use config::{AdvertiseIp, ConfigError, WorkerConfig};
+use driver::{Driver, process::ProcessDriver};
+use identity::Identity;
+
+const ASSIGNMENTS_FILE: &str = "assignments.json";
+
+pub(crate) struct Shared {
+    config: WorkerConfig,
+    driver: Arc<dyn Driver>,
+    identity: RwLock<Option<Identity>>,
+    registered: watch::Sender<Option<Uuid>>,
+    /// The last assignments from the conductor; None until the first (or a saved) answer.
+    desired: Mutex<Option<Vec<Instance>>>,
+    interval: Mutex<Duration>,
+}
+
+impl Shared {
+    fn advertise_ip(&self) -> IpAddr {
+        let detected = match &self.config.advertise_ip {
+            AdvertiseIp::Fixed(ip) => Some(*ip),
+            AdvertiseIp::Dynamic(source) => source(),
+            AdvertiseIp::Auto => resources::route_ip(&self.config.conductor_url),
+        };
+        detected.unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    fn desired(&self) -> Option<Vec<Instance>> {
+        self.desired.lock().expect("desired lock").clone()
+    }
+
+    /// Takes new assignments, saving them when they changed.
+    fn set_desired(&self, instances: Vec<Instance>) {
+        let mut desired = self.desired.lock().expect("desired lock");
+        let changed = desired.as_ref().is_none_or(|d| serde_json::to_string(d).ok() != serde_json::to_string(&instances).ok());
+        if changed {
+            match serde_json::to_vec(&instances) {
+                Ok(bytes) => {
+                    if let Err(e) = aerekos_common::secrets::write_secret_file(&self.config.data_dir.join(ASSIGNMENTS_FILE), &bytes) {
+                        tracing::error!(error = %e, "could not save the assignments");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not encode the assignments"),
+            }
+        }
+        *desired = Some(instances);
+    }
+
+    fn forget_desired(&self, id: Uuid) {
+        if let Some(d) = self.desired.lock().expect("desired lock").as_mut() {
+            d.retain(|i| i.id != id);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running worker agent.
+pub struct WorkerHandle {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// The worker's id once it has joined a conductor.
+    pub fn worker_id(&self) -> Option<Uuid> {
+        *self.shared.registered.borrow()
+    }
+
+    /// Waits until the worker has joined a conductor (again, if `after` is its previous id).
+    pub async fn joined(&self) -> Uuid {
+        let mut rx = self.shared.registered.subscribe();
+        loop {
+            if let Some(id) = *rx.borrow_and_update() {
+                return id;
+            }
+            if rx.changed().await.is_err() {
+                panic!("the worker stopped before joining");
+            }
+        }
+    }
+
+    /// The last `max_bytes` of an instance's output.
+    pub async fn logs(&self, instance: Uuid, max_bytes: usize) -> Result<String, driver::DriverError> {
+        self.shared.driver.logs(instance, max_bytes).await
+    }
+
+    /// Stops the agent; its instances keep running and are adopted by the next start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the agent and every instance it runs.
+    pub async fn shutdown_and_stop_instances(self) {
+        let driver = self.shared.driver.clone();
+        self.shutdown().await;
+        for id in driver.instances().await {
+            let _ = driver.stop(id).await;
+        }
+    }
+}
+
+/// Starts a worker with the process driver.
+pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
+    aerekos_common::secrets::create_private_dir(&config.data_dir)?;
+    let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(&config.data_dir)?);
+    let identity = identity::load(&config.data_dir)?;
+    if let Some(id) = &identity {
+        tracing::info!(worker_id = %id.worker_id, "worker identity loaded");
+    }
+    // What ran before a restart keeps running even if the conductor is not there to say so.
+    let saved: Option<Vec<Instance>> = std::fs::read(config.data_dir.join(ASSIGNMENTS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let (registered, _) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        interval: Mutex::new(config.heartbeat_interval),
+        config,
+        driver,
+        identity: RwLock::new(identity),
+        registered,
+        desired: Mutex::new(saved),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(agent::run(shared.clone(), stopped.clone())),
+        tokio::spawn(reconcile::run(shared.clone(), stopped)),
+    ];
+    Ok(WorkerHandle { shared, stop, tasks })
+}

@@ -1,0 +1,201 @@
+//! The reconcile loop: what should run (the last assignments the conductor gave) against what does
+//! run (the driver), every tick. Missing instances are started, crashed ones restarted with
+//! exponential backoff — without waiting for the conductor — and ones no longer assigned are
+//! stopped. Every change of an instance's state is reported to the conductor, and reported again
+//! until the conductor has it.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::Duration,
+};
+
+use aerekos_sdk::{
+    Conductor, SdkError,
+    conductor::types::{DesiredState, Instance, InstanceState, InstanceStatusReport},
+};
+use tokio::{sync::watch, time::Instant};
+use uuid::Uuid;
+
+use crate::{
+    Shared,
+    agent::Backoff,
+    driver::{self, DriverError, Observed},
+};
+
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// What the worker knows of one assigned instance.
+struct Tracked {
+    state: InstanceState,
+    address: Option<String>,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+    restarts: u32,
+    /// No start before this (backoff after a crash or a failed start).
+    not_before: Instant,
+    backoff: Backoff,
+    /// The last report the conductor accepted.
+    reported: Option<InstanceStatusReport>,
+}
+
+impl Tracked {
+    fn new() -> Self {
+        Self {
+            state: InstanceState::Pending,
+            address: None,
+            exit_code: None,
+            reason: None,
+            restarts: 0,
+            not_before: Instant::now(),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            reported: None,
+        }
+    }
+
+    fn report(&self) -> InstanceStatusReport {
+        InstanceStatusReport {
+            state: self.state,
+            address: self.address.clone(),
+            exit_code: self.exit_code,
+            reason: self.reason.clone(),
+            restarts: self.restarts,
+        }
+    }
+}
+
+pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let conductor = Conductor::new(&shared.config.conductor_url);
+    let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
+    loop {
+        tick(&shared, &conductor, &mut tracked).await;
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn tick(shared: &Shared, conductor: &Conductor, tracked: &mut HashMap<Uuid, Tracked>) {
+    // Until the conductor (or the last saved copy) has said what should run, nothing is touched.
+    let Some(desired) = shared.desired() else { return };
+    let driver = &shared.driver;
+
+    // Stop what is no longer assigned (or assigned as stopped).
+    let wanted: HashMap<Uuid, &Instance> =
+        desired.iter().filter(|i| i.desired_state == DesiredState::Running).map(|i| (i.id, i)).collect();
+    for id in driver.instances().await {
+        if !wanted.contains_key(&id) {
+            tracing::info!(instance_id = %id, "stopping an instance that is no longer assigned");
+            if let Err(e) = driver.stop(id).await {
+                tracing::error!(instance_id = %id, error = %e, "stopping failed");
+            }
+        }
+    }
+    tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
+    for inst in desired.iter().filter(|i| i.desired_state == DesiredState::Stopped) {
+        let t = tracked.entry(inst.id).or_insert_with(Tracked::new);
+        t.state = InstanceState::Stopped;
+        t.address = None;
+    }
+
+    // Start or restart what should run.
+    let ip = shared.advertise_ip();
+    for (id, inst) in &wanted {
+        let t = tracked.entry(*id).or_insert_with(|| {
+            let mut t = Tracked::new();
+            // The conductor's count survives a worker restart.
+            t.restarts = inst.restarts;
+            t
+        });
+        match driver.observe(*id).await {
+            Observed::Running => {
+                if t.state != InstanceState::Running {
+                    t.state = InstanceState::Running;
+                    t.address = driver::address(ip, &inst.spec);
+                    t.exit_code = None;
+                    t.reason = None;
+                }
+            }
+            observed => {
+                if t.state == InstanceState::Running {
+                    // It was running and is not: a crash (or a kill from outside).
+                    let code = match observed {
+                        Observed::Exited { code } => code,
+                        _ => None,
+                    };
+                    tracing::warn!(instance_id = %id, exit_code = ?code, "instance exited; restarting it after a backoff");
+                    t.state = InstanceState::Exited;
+                    t.exit_code = code;
+                    t.address = None;
+                    t.not_before = Instant::now() + t.backoff.next_delay();
+                }
+                if Instant::now() >= t.not_before {
+                    let restarting = matches!(t.state, InstanceState::Exited | InstanceState::Failed);
+                    match driver.start(*id, &inst.spec).await {
+                        Ok(()) => {
+                            if restarting {
+                                t.restarts += 1;
+                            }
+                            t.state = InstanceState::Running;
+                            t.address = driver::address(ip, &inst.spec);
+                            t.reason = None;
+                            t.exit_code = None;
+                        }
+                        Err(e) => {
+                            let reason = match e {
+                                DriverError::Refused(reason) => reason,
+                                DriverError::Io(e) => format!("the worker could not start it: {e}"),
+                            };
+                            if t.reason.as_deref() != Some(&reason) {
+                                tracing::warn!(instance_id = %id, %reason, "instance failed to start");
+                            }
+                            t.state = InstanceState::Failed;
+                            t.reason = Some(reason);
+                            t.address = None;
+                            t.not_before = Instant::now() + t.backoff.next_delay();
+                        }
+                    }
+                }
+            }
+        }
+        // A long healthy run forgives earlier crashes.
+        if t.state == InstanceState::Running && Instant::now() > t.not_before + Duration::from_secs(60) {
+            t.backoff.reset();
+        }
+    }
+
+    report_changes(shared, conductor, tracked).await;
+}
+
+async fn report_changes(shared: &Shared, conductor: &Conductor, tracked: &mut HashMap<Uuid, Tracked>) {
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return };
+    conductor.set_token(Some(identity.credential.clone()));
+    let mut not_ours = vec![];
+    for (id, t) in tracked.iter_mut() {
+        let report = t.report();
+        if t.reported.as_ref() == Some(&report) {
+            continue;
+        }
+        match conductor
+            .report_instance_status()
+            .id(identity.worker_id)
+            .instance_id(*id)
+            .body(report.clone())
+            .send()
+            .await
+            .map_err(SdkError::from)
+        {
+            Ok(_) => t.reported = Some(report),
+            Err(SdkError::Api { status: 404, body }) if body.code == "instance_not_found" => not_ours.push(*id),
+            // Unreachable or refusing: reported again next tick.
+            Err(e) => tracing::debug!(instance_id = %id, error = %e, "status report not delivered yet"),
+        }
+    }
+    for id in not_ours {
+        tracing::info!(instance_id = %id, "the conductor says this instance is not assigned here; stopping it");
+        shared.forget_desired(id);
+        let _ = shared.driver.stop(id).await;
+        tracked.remove(&id);
+    }
+}

@@ -1,0 +1,84 @@
+//! What the worker tells the conductor about its machine, read with sysinfo.
+
+use std::{net::IpAddr, path::Path};
+
+use aerekos_sdk::conductor::types::{NetworkInterface, RuntimeDriver, WorkerResources};
+use sysinfo::{Disks, Networks, System};
+
+/// Keeps the sysinfo handles between heartbeats (CPU usage is a difference between two readings).
+pub struct Probe {
+    system: System,
+    networks: Networks,
+}
+
+impl Probe {
+    pub fn new() -> Self {
+        let mut system = System::new();
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        Self { system, networks: Networks::new_with_refreshed_list() }
+    }
+
+    pub fn hostname() -> String {
+        System::host_name().unwrap_or_else(|| "unknown".into())
+    }
+
+    pub fn sample(&mut self, data_dir: &Path, drivers: &[RuntimeDriver]) -> WorkerResources {
+        self.system.refresh_cpu_usage();
+        self.system.refresh_memory();
+        self.networks.refresh(true);
+        let (disk_total, disk_free) = disk_of(data_dir);
+        let network = self
+            .networks
+            .iter()
+            .map(|(name, data)| NetworkInterface {
+                name: name.clone(),
+                addresses: data.ip_networks().iter().map(|n| n.addr.to_string()).collect(),
+                rx_bytes: data.total_received(),
+                tx_bytes: data.total_transmitted(),
+            })
+            .collect();
+        let cores = self.system.cpus().len().max(1) as u32;
+        WorkerResources {
+            cpu_cores: std::num::NonZeroU32::new(cores).expect("at least one"),
+            cpu_usage_percent: f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0),
+            memory_total_bytes: self.system.total_memory(),
+            memory_available_bytes: self.system.available_memory().min(self.system.total_memory()),
+            disk_total_bytes: disk_total,
+            disk_free_bytes: disk_free.min(disk_total),
+            network,
+            os: System::long_os_version(),
+            drivers: drivers.to_vec(),
+        }
+    }
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Total and free bytes of the volume holding `dir` (the longest mount point containing it).
+fn disk_of(dir: &Path) -> (u64, u64) {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let disks = Disks::new_with_refreshed_list();
+    disks
+        .iter()
+        .filter(|d| dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map_or((0, 0), |d| (d.total_space(), d.available_space()))
+}
+
+/// The local address the route to `conductor_url` leaves from: a UDP "connect" picks it without
+/// sending anything.
+pub fn route_ip(conductor_url: &str) -> Option<IpAddr> {
+    let rest = conductor_url.split("://").nth(1).unwrap_or(conductor_url);
+    let authority = rest.split('/').next()?;
+    let target = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:80") };
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&target).ok()?.next()?;
+    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(addr).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}
