@@ -1,7 +1,8 @@
 //! The `aerekos` command. Thin: it parses arguments and configuration and calls the libraries.
 //!
-//! - `aerekos up`: the all-in-one platform on this machine (today: the conductor and key_manager in
-//!   one process; the local worker and further services join as they land), with state in `./data`.
+//! - `aerekos up`: the all-in-one platform on this machine: the conductor, key_manager and a local
+//!   worker (process driver) in one process, with state in `./data`.
+//! - `aerekos worker`: the worker agent for this machine, configured from the environment.
 //! - `aerekos conductor`: the control plane alone, configured from the environment.
 //! - `aerekos service key-manager`: one service alone (its own environment; `CONDUCTOR_URL` names
 //!   the conductor whose tokens it accepts).
@@ -11,6 +12,7 @@ use std::io::Read as _;
 
 use aerekos_conductor::{ADMIN_PASSWORD_FILE, ConductorConfig};
 use aerekos_key_manager::KeyManagerConfig;
+use aerekos_worker::WorkerConfig;
 use anyhow::Context as _;
 
 const USAGE: &str = "usage: aerekos <command>
@@ -18,6 +20,7 @@ const USAGE: &str = "usage: aerekos <command>
 commands:
   up              run the platform on this machine (state in ./data; see .env_example)
   conductor       run the conductor alone, configured from the environment
+  worker          run this machine's worker agent (CONDUCTOR_URL, CONDUCTOR_TOKEN; see worker/.env_example)
   service key-manager
                   run key_manager alone (CONDUCTOR_URL names the conductor whose tokens it trusts)
   hash-password   read a password on stdin, print its argon2id hash
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => run(true),
         Some("conductor") => run(false),
+        Some("worker") => run_worker(),
         Some("service") => match args.get(1).map(String::as_str) {
             Some("key-manager" | "key_manager") => run_key_manager(),
             other => {
@@ -80,6 +84,16 @@ async fn run(all_in_one: bool) -> anyhow::Result<()> {
     } else {
         None
     };
+    let worker = if all_in_one {
+        let mut wc = WorkerConfig::new(url.clone(), conductor.registration_token().await?, config.data_dir.join("worker"));
+        wc.advertise_ip = aerekos_worker::AdvertiseIp::Fixed([127, 0, 0, 1].into());
+        wc.name = Some("local".into());
+        let handle = aerekos_worker::start(wc).await.context("starting the local worker")?;
+        println!("local worker started (process driver), state in {}", config.data_dir.join("worker").display());
+        Some(handle)
+    } else {
+        None
+    };
     if all_in_one {
         println!("  Swagger UI:     {url}/docs");
         println!("  OpenAPI spec:   {url}/openapi.json");
@@ -92,10 +106,30 @@ async fn run(all_in_one: bool) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(worker) = worker {
+        // Its instances keep running and are adopted at the next `aerekos up`.
+        worker.shutdown().await;
+    }
     if let Some(km) = key_manager {
         km.shutdown().await?;
     }
     conductor.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn run_worker() -> anyhow::Result<()> {
+    aerekos_common::telemetry::init_from_env();
+    let config = WorkerConfig::from_env()?;
+    anyhow::ensure!(
+        !config.registration_token.is_empty() || config.data_dir.join("identity.json").exists(),
+        "CONDUCTOR_TOKEN is not set: an admin shows it with GET /api/token (or `aerekos token show`)"
+    );
+    let handle = aerekos_worker::start(config).await.context("starting the worker")?;
+    println!("aerekos worker started; joining the conductor");
+    shutdown_signal().await;
+    tracing::info!("shutting down; instances keep running");
+    handle.shutdown().await;
     Ok(())
 }
 

@@ -64,6 +64,11 @@ impl ConductorHandle {
         self.server.url()
     }
 
+    /// The current worker registration token (for embedding a local worker).
+    pub async fn registration_token(&self) -> Result<String, aerekos_common::ApiError> {
+        self.state.tokens.current().await.map(|t| t.token)
+    }
+
     /// Stops serving (in-flight requests finish) and closes the database cleanly.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let result = self.server.shutdown().await;

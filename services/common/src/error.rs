@@ -139,6 +139,8 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+impl std::error::Error for ApiError {}
+
 /// The stable code used for a status when the framework, not an endpoint, produced the error.
 pub fn code_for_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
