@@ -25,7 +25,10 @@ export type { paths as ConductorPaths, components as ConductorComponents } from 
 
 type Schemas = components['schemas'];
 export type ClusterResources = Schemas['ClusterResources'];
-export type Deployment = Schemas['Deployment'];
+export type CreateInstanceRequest = Schemas['CreateInstanceRequest'];
+export type Instance = Schemas['Instance'];
+export type InstanceSpec = Schemas['InstanceSpec'];
+export type InstanceState = Schemas['InstanceState'];
 export type Jwks = Schemas['Jwks'];
 export type LoginRequest = Schemas['LoginRequest'];
 export type LoginResponse = Schemas['LoginResponse'];

@@ -55,6 +55,10 @@ pub fn run() -> anyhow::Result<()> {
     if !stream_and_count(npm, &mut totals)? {
         failures.push("TypeScript tests");
     }
+    // A stage that failed before any test could fail (a type error, a build error) still counts.
+    if totals.failed == 0 && !failures.is_empty() {
+        totals.failed = failures.len() as u64;
+    }
 
     println!();
     println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.skipped);
