@@ -19,12 +19,13 @@
 mod generated {
     pub mod conductor;
     pub mod key_manager;
+    pub mod worker;
 }
 mod transport;
 
 use std::{ops::Deref, time::Duration};
 
-pub use generated::{conductor, key_manager};
+pub use generated::{conductor, key_manager, worker};
 pub use progenitor_client::{Error as ClientError, ResponseValue};
 pub use transport::{REQUEST_ID_HEADER, RetryPolicy, Transport};
 
@@ -153,6 +154,13 @@ api_client!(
     /// Give it a user token (`Conductor::token()`) or a service token.
     KeyManager,
     key_manager
+);
+
+api_client!(
+    /// A worker's own API (its instances and their output); give it a user token. Its address is
+    /// the worker's `api_url` in the conductor's registry.
+    WorkerAgent,
+    worker
 );
 
 impl Conductor {

@@ -127,6 +127,7 @@ pub fn register_request(token: &str, hostname: &str, ip: &str) -> types::Registe
         registration_token: token.to_owned(),
         worker_id: None,
         worker_credential: None,
+        api_url: None,
         name: None,
         hostname: hostname.to_owned(),
         ip_address: ip.to_owned(),

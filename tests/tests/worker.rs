@@ -28,6 +28,8 @@ fn worker_config(c: &TestConductor, data_dir: &Path) -> WorkerConfig {
     let mut config = WorkerConfig::new(c.url.clone(), CLUSTER_TOKEN, data_dir);
     config.advertise_ip = AdvertiseIp::Fixed(IpAddr::from([127, 0, 0, 1]));
     config.name = Some("test-worker".into());
+    // Tests run side by side: each worker API on a port of its own.
+    config.api_bind = Some("127.0.0.1:0".parse().unwrap());
     config
 }
 
@@ -139,6 +141,26 @@ async fn an_instance_runs_is_reachable_logs_and_is_restarted_after_a_kill() {
     })
     .await;
     assert!(logs.contains("GET /"), "{logs}");
+
+    // The worker's own API shows the instance and its output to a user, and to nobody else.
+    let api_url = admin.get_worker().id(worker_id).send().await.unwrap().into_inner().api_url.expect("api_url registered");
+    assert_eq!(Some(api_url.clone()), worker.api_url());
+    let agent = aerekos_sdk::WorkerAgent::with_token(&api_url, admin.token().unwrap());
+    let listed = agent.list_instances().send().await.unwrap().into_inner();
+    assert_eq!(listed.iter().map(|i| (i.id, i.state.as_str())).collect::<Vec<_>>(), [(id, "running")]);
+    let mut stream = agent.get_instance_logs().id(id).max_bytes(4096).send().await.unwrap().into_inner().into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        text.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(String::from_utf8_lossy(&text).contains("GET /"), "logs through the API");
+    let viewer = aerekos_sdk::WorkerAgent::with_token(&api_url, c.viewer().await.token().unwrap());
+    viewer.list_instances().send().await.expect("viewers read");
+    let anon = aerekos_sdk::WorkerAgent::new(&api_url);
+    expect_api_error(failure(anon.list_instances().send().await), 401, "unauthorized");
+    let missing = agent.get_instance_logs().id(Uuid::new_v4()).send().await.map(|_| ());
+    expect_api_error(failure(missing), 404, "instance_not_found");
+    assert_eq!(anon.health().send().await.unwrap().into_inner().worker_id, Some(worker_id));
 
     // Killed from outside: the worker restarts it by itself and says so.
     let pid = pid_of(dir.path(), id).expect("pid file");

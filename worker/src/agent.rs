@@ -106,6 +106,7 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
         ip_address: shared.advertise_ip().to_string(),
         labels: shared.config.labels.clone().into_iter().collect(),
         resources: probe.sample(&shared.config.data_dir, &[shared.driver.info()]),
+        api_url: shared.api_url(),
     };
     match conductor.register_worker().body(request).send().await.map_err(SdkError::from) {
         Ok(answer) => {
@@ -120,6 +121,13 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
             *shared.interval.lock().expect("interval lock") = Duration::from_secs(answer.heartbeat_interval_secs.max(1));
             *shared.identity.write().expect("identity lock") = Some(identity.clone());
             let _ = shared.registered.send(Some(identity.worker_id));
+            // The conductor answers, so its public key can be had now (for the worker API).
+            if shared.verifier.read().expect("verifier lock").is_none() {
+                match aerekos_trust::conductor_verifier(&shared.config.conductor_url, Duration::ZERO).await {
+                    Ok(v) => *shared.verifier.write().expect("verifier lock") = Some(v),
+                    Err(e) => tracing::warn!(error = %e, "could not fetch the conductor's public key; will try at the next join"),
+                }
+            }
             Joined::Yes
         }
         Err(SdkError::Api { status: 409, body }) => {

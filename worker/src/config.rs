@@ -1,7 +1,14 @@
 //! Worker configuration: the seed's environment variables (listed with their defaults in
 //! `worker/.env_example`).
 
-use std::{collections::BTreeMap, fmt, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 /// Where the worker's advertised address comes from.
 #[derive(Clone)]
@@ -40,6 +47,8 @@ pub struct WorkerConfig {
     pub labels: BTreeMap<String, String>,
     /// `WORKER_IP`; default: detected.
     pub advertise_ip: AdvertiseIp,
+    /// `WORKER_API_HOST`:`WORKER_API_PORT`, default 0.0.0.0:8201; `WORKER_API_PORT=off` serves no API.
+    pub api_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +65,7 @@ impl WorkerConfig {
             name: None,
             labels: BTreeMap::new(),
             advertise_ip: AdvertiseIp::Auto,
+            api_bind: Some(SocketAddr::from(([0, 0, 0, 0], 8201))),
         }
     }
 
@@ -77,6 +87,16 @@ impl WorkerConfig {
         }
         if let Some(v) = get("WORKER_IP") {
             c.advertise_ip = AdvertiseIp::Fixed(v.parse().map_err(|_| ConfigError(format!("WORKER_IP={v:?} is not an IP address")))?);
+        }
+        match get("WORKER_API_PORT").as_deref() {
+            Some("off") => c.api_bind = None,
+            port => {
+                let host = get("WORKER_API_HOST").unwrap_or_else(|| "0.0.0.0".into());
+                let port = port.unwrap_or("8201");
+                c.api_bind = Some(
+                    format!("{host}:{port}").parse().map_err(|_| ConfigError(format!("WORKER_API_HOST/PORT {host}:{port} is not an address")))?,
+                );
+            }
         }
         Ok(c)
     }

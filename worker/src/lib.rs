@@ -7,6 +7,7 @@
 //! heartbeat interval. Stopping the worker leaves its instances running; the next start adopts them.
 
 mod agent;
+mod api;
 pub mod config;
 pub mod driver;
 mod identity;
@@ -19,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use aerekos_common::{auth::TokenVerifier, edge::Edge, metrics::Metrics, server::ServerHandle};
 use aerekos_sdk::conductor::types::Instance;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -37,6 +39,13 @@ pub(crate) struct Shared {
     /// The last assignments from the conductor; None until the first (or a saved) answer.
     desired: Mutex<Option<Vec<Instance>>>,
     interval: Mutex<Duration>,
+    /// Checks users' tokens on the worker API; fetched from the conductor once it is reached.
+    verifier: RwLock<Option<TokenVerifier>>,
+    /// The instances as the reconcile loop last saw them, for the worker API.
+    view: Mutex<Vec<api::WorkerInstance>>,
+    metrics: Arc<Metrics>,
+    /// `http://<advertised ip>:<port>` of the worker API, when it serves one.
+    api_port: Option<u16>,
 }
 
 impl Shared {
@@ -47,6 +56,10 @@ impl Shared {
             AdvertiseIp::Auto => resources::route_ip(&self.config.conductor_url),
         };
         detected.unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    fn api_url(&self) -> Option<String> {
+        self.api_port.map(|port| format!("http://{}", std::net::SocketAddr::new(self.advertise_ip(), port)))
     }
 
     fn desired(&self) -> Option<Vec<Instance>> {
@@ -90,6 +103,7 @@ pub struct WorkerHandle {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    api: Option<ServerHandle>,
 }
 
 impl WorkerHandle {
@@ -111,6 +125,11 @@ impl WorkerHandle {
         }
     }
 
+    /// The worker API's base URL (loopback form), when it serves one.
+    pub fn api_url(&self) -> Option<String> {
+        self.api.as_ref().map(ServerHandle::url)
+    }
+
     /// The last `max_bytes` of an instance's output.
     pub async fn logs(&self, instance: Uuid, max_bytes: usize) -> Result<String, driver::DriverError> {
         self.shared.driver.logs(instance, max_bytes).await
@@ -121,6 +140,9 @@ impl WorkerHandle {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(api) = self.api {
+            let _ = api.shutdown().await;
         }
     }
 
@@ -147,6 +169,13 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let (registered, _) = watch::channel(None);
+    // The API's listener is bound first, so the worker can tell the conductor where it is.
+    let listener = match config.api_bind {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let api_port = listener.as_ref().map(|l| l.local_addr()).transpose()?.map(|a| a.port());
+    let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
         interval: Mutex::new(config.heartbeat_interval),
         config,
@@ -154,11 +183,29 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         identity: RwLock::new(identity),
         registered,
         desired: Mutex::new(saved),
+        verifier: RwLock::new(None),
+        view: Mutex::new(Vec::new()),
+        metrics: metrics.clone(),
+        api_port,
     });
+    let api = match listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            drop(listener);
+            let edge = Edge::new(metrics, 64 * 1024).quiet(&["health", "metrics"]);
+            Some(aerekos_common::server::serve_api(addr, api::service(), shared.clone(), edge).await?)
+        }
+        None => None,
+    };
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(agent::run(shared.clone(), stopped.clone())),
         tokio::spawn(reconcile::run(shared.clone(), stopped)),
     ];
-    Ok(WorkerHandle { shared, stop, tasks })
+    Ok(WorkerHandle { shared, stop, tasks, api })
+}
+
+/// The worker API's spec (what `cargo xtask openapi` writes to `openapi/worker.json`).
+pub fn openapi_spec() -> String {
+    api::service().spec()
 }

@@ -166,6 +166,23 @@ async fn tick(shared: &Shared, conductor: &Conductor, tracked: &mut HashMap<Uuid
     }
 
     report_changes(shared, conductor, tracked).await;
+
+    let view = desired
+        .iter()
+        .filter_map(|inst| {
+            let t = tracked.get(&inst.id)?;
+            Some(crate::api::WorkerInstance {
+                id: inst.id,
+                service: inst.service.clone(),
+                state: t.state.to_string(),
+                address: t.address.clone(),
+                exit_code: t.exit_code,
+                reason: t.reason.clone(),
+                restarts: t.restarts,
+            })
+        })
+        .collect();
+    *shared.view.lock().expect("view lock") = view;
 }
 
 async fn report_changes(shared: &Shared, conductor: &Conductor, tracked: &mut HashMap<Uuid, Tracked>) {

@@ -36,7 +36,11 @@ pub fn repo_root() -> PathBuf {
 
 /// The APIs whose specs live in `openapi/`, with the function producing each.
 pub fn apis() -> Vec<(&'static str, fn() -> String)> {
-    vec![("conductor", aerekos_conductor::openapi_spec), ("key_manager", aerekos_key_manager::openapi_spec)]
+    vec![
+        ("conductor", aerekos_conductor::openapi_spec),
+        ("key_manager", aerekos_key_manager::openapi_spec),
+        ("worker", aerekos_worker::openapi_spec),
+    ]
 }
 
 /// Compares `want` with the file at `path`; in check mode a difference is an error naming the fix,

@@ -374,6 +374,9 @@ workers verify user tokens with these; no secret is shared.*/
     ///A worker asking to join (or rejoin) the cluster.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RegisterWorkerRequest {
+        ///Where the worker's own API (its instances, their logs) answers, e.g. `http://10.0.0.5:8201`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub api_url: ::std::option::Option<::std::string::String>,
         ///The machine's hostname (1–253 bytes).
         pub hostname: ::std::string::String,
         ///The address the conductor and other workers reach this worker at.
@@ -579,6 +582,9 @@ workers verify user tokens with these; no secret is shared.*/
     ///A machine of the cluster.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Worker {
+        ///Where the worker's own API answers.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub api_url: ::std::option::Option<::std::string::String>,
         pub hostname: ::std::string::String,
         pub id: ::uuid::Uuid,
         pub ip_address: ::std::string::String,
@@ -2090,6 +2096,10 @@ workers verify user tokens with these; no secret is shared.*/
         }
         #[derive(Clone, Debug)]
         pub struct RegisterWorkerRequest {
+            api_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
             hostname: ::std::result::Result<
                 ::std::string::String,
                 ::std::string::String,
@@ -2129,6 +2139,7 @@ workers verify user tokens with these; no secret is shared.*/
         impl ::std::default::Default for RegisterWorkerRequest {
             fn default() -> Self {
                 Self {
+                    api_url: Ok(Default::default()),
                     hostname: Err("no value supplied for hostname".to_string()),
                     ip_address: Err("no value supplied for ip_address".to_string()),
                     labels: Ok(Default::default()),
@@ -2143,6 +2154,18 @@ workers verify user tokens with these; no secret is shared.*/
             }
         }
         impl RegisterWorkerRequest {
+            pub fn api_url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.api_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for api_url: {e}")
+                    });
+                self
+            }
             pub fn hostname<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -2256,6 +2279,7 @@ workers verify user tokens with these; no secret is shared.*/
                 value: RegisterWorkerRequest,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    api_url: value.api_url?,
                     hostname: value.hostname?,
                     ip_address: value.ip_address?,
                     labels: value.labels?,
@@ -2271,6 +2295,7 @@ workers verify user tokens with these; no secret is shared.*/
         for RegisterWorkerRequest {
             fn from(value: super::RegisterWorkerRequest) -> Self {
                 Self {
+                    api_url: Ok(value.api_url),
                     hostname: Ok(value.hostname),
                     ip_address: Ok(value.ip_address),
                     labels: Ok(value.labels),
@@ -3015,6 +3040,10 @@ workers verify user tokens with these; no secret is shared.*/
         }
         #[derive(Clone, Debug)]
         pub struct Worker {
+            api_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
             hostname: ::std::result::Result<
                 ::std::string::String,
                 ::std::string::String,
@@ -3049,6 +3078,7 @@ workers verify user tokens with these; no secret is shared.*/
         impl ::std::default::Default for Worker {
             fn default() -> Self {
                 Self {
+                    api_url: Ok(Default::default()),
                     hostname: Err("no value supplied for hostname".to_string()),
                     id: Err("no value supplied for id".to_string()),
                     ip_address: Err("no value supplied for ip_address".to_string()),
@@ -3066,6 +3096,18 @@ workers verify user tokens with these; no secret is shared.*/
             }
         }
         impl Worker {
+            pub fn api_url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.api_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for api_url: {e}")
+                    });
+                self
+            }
             pub fn hostname<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -3186,6 +3228,7 @@ workers verify user tokens with these; no secret is shared.*/
                 value: Worker,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    api_url: value.api_url?,
                     hostname: value.hostname?,
                     id: value.id?,
                     ip_address: value.ip_address?,
@@ -3201,6 +3244,7 @@ workers verify user tokens with these; no secret is shared.*/
         impl ::std::convert::From<super::Worker> for Worker {
             fn from(value: super::Worker) -> Self {
                 Self {
+                    api_url: Ok(value.api_url),
                     hostname: Ok(value.hostname),
                     id: Ok(value.id),
                     ip_address: Ok(value.ip_address),

@@ -664,6 +664,8 @@ export interface components {
          * @description A worker asking to join (or rejoin) the cluster.
          */
         RegisterWorkerRequest: {
+            /** @description Where the worker's own API (its instances, their logs) answers, e.g. `http://10.0.0.5:8201`. */
+            api_url?: string;
             /** @description The machine's hostname (1–253 bytes). */
             hostname: string;
             /** @description The address the conductor and other workers reach this worker at. */
@@ -809,6 +811,8 @@ export interface components {
          * @description A machine of the cluster.
          */
         Worker: {
+            /** @description Where the worker's own API answers. */
+            api_url?: string;
             hostname: string;
             /** Format: uuid */
             id: string;

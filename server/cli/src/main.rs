@@ -88,6 +88,8 @@ async fn run(all_in_one: bool) -> anyhow::Result<()> {
         let mut wc = WorkerConfig::new(url.clone(), conductor.registration_token().await?, config.data_dir.join("worker"));
         wc.advertise_ip = aerekos_worker::AdvertiseIp::Fixed([127, 0, 0, 1].into());
         wc.name = Some("local".into());
+        // WORKER_API_HOST/PORT apply to the local worker too (WORKER_API_PORT=off serves none).
+        wc.api_bind = WorkerConfig::from_env()?.api_bind;
         let handle = aerekos_worker::start(wc).await.context("starting the local worker")?;
         println!("local worker started (process driver), state in {}", config.data_dir.join("worker").display());
         Some(handle)

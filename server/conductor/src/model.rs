@@ -183,6 +183,8 @@ pub struct RegisterWorkerRequest {
     #[oai(default)]
     pub labels: BTreeMap<String, String>,
     pub resources: WorkerResources,
+    /// Where the worker's own API (its instances, their logs) answers, e.g. `http://10.0.0.5:8201`.
+    pub api_url: Option<String>,
 }
 
 /// The identity a worker keeps in its data directory.
@@ -223,6 +225,7 @@ pub enum WorkerStatus {
 
 /// A machine of the cluster.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Worker {
     pub id: Uuid,
     pub name: String,
@@ -231,6 +234,8 @@ pub struct Worker {
     pub labels: BTreeMap<String, String>,
     pub status: WorkerStatus,
     pub resources: WorkerResources,
+    /// Where the worker's own API answers.
+    pub api_url: Option<String>,
     pub registered_at: DateTime<Utc>,
     pub last_heartbeat_at: DateTime<Utc>,
 }

@@ -81,7 +81,7 @@ impl KeyManagerHandle {
 pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let master = load_master_key(&config)?;
-    let verifier = fetch_verifier(&config.conductor_url).await?;
+    let verifier = aerekos_trust::conductor_verifier(&config.conductor_url, JWKS_WAIT).await.map_err(StartError::Jwks)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let (audit, audit_writer) = AuditLog::start(db.clone());
     let limits = Limits {
@@ -141,25 +141,5 @@ fn load_master_key(config: &KeyManagerConfig) -> Result<Material, StartError> {
             Ok(material)
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// The conductor's token-signing public key, fetched through the SDK (retrying while it starts).
-async fn fetch_verifier(conductor_url: &str) -> Result<TokenVerifier, StartError> {
-    let conductor = aerekos_sdk::Conductor::new(conductor_url);
-    let deadline = tokio::time::Instant::now() + JWKS_WAIT;
-    loop {
-        match conductor.get_jwks().send().await {
-            Ok(jwks) => {
-                let jwks = jwks.into_inner();
-                let jwk = jwks.keys.first().ok_or_else(|| StartError::Jwks("the conductor published no key".into()))?;
-                return TokenVerifier::from_ed25519_jwk(&jwk.kid, &jwk.x).map_err(|e| StartError::Jwks(e.to_string()));
-            }
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(conductor = conductor_url, error = %e, "waiting for the conductor's public key");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(StartError::Jwks(format!("{conductor_url}: {e}"))),
-        }
     }
 }

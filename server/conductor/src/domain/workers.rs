@@ -114,6 +114,9 @@ impl WorkerService {
         }
         let ip = validate_ip(&req.ip_address)?;
         validate_labels(&req.labels)?;
+        if req.api_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 256) {
+            return Err(ApiError::bad_request("invalid_api_url", "api_url must be an http(s) URL of at most 256 bytes"));
+        }
         validate_resources(&req.resources)?;
         let labels_json = serde_json::to_string(&req.labels).map_err(ApiError::internal)?;
         let resources_json = serde_json::to_string(&req.resources).map_err(ApiError::internal)?;
@@ -125,6 +128,7 @@ impl WorkerService {
             labels_json: &labels_json,
             resources: figures(&req.resources),
             resources_json: &resources_json,
+            api_url: req.api_url.as_deref(),
         };
         let now = now_ms();
         let interval = self.heartbeat_interval.as_secs();
@@ -327,6 +331,7 @@ impl WorkerService {
             labels: req.labels.clone(),
             status: WorkerStatus::Live,
             resources: req.resources.clone(),
+            api_url: req.api_url.clone(),
             registered_at: from_ms(registered_at),
             last_heartbeat_at: from_ms(now),
         };
@@ -356,6 +361,7 @@ fn entry_from_row(row: &WorkerRow, credential_hash: String) -> Result<Entry, Str
             labels: serde_json::from_str(&row.labels).map_err(|e| e.to_string())?,
             status: WorkerStatus::Live,
             resources: serde_json::from_str(&row.resources).map_err(|e| e.to_string())?,
+            api_url: row.api_url.clone(),
             registered_at: from_ms(row.registered_at),
             last_heartbeat_at: from_ms(row.last_heartbeat_at),
         },

@@ -10,6 +10,7 @@ pub struct WorkerRow {
     pub ip_address: String,
     pub labels: String,
     pub resources: String,
+    pub api_url: Option<String>,
     pub registered_at: i64,
     pub last_heartbeat_at: i64,
 }
@@ -22,6 +23,7 @@ pub struct WorkerReport<'a> {
     pub labels_json: &'a str,
     pub resources: ResourceFigures,
     pub resources_json: &'a str,
+    pub api_url: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,16 +38,17 @@ pub struct ResourceFigures {
 
 /// Every worker with its credential hash, to load the in-memory registry at start.
 pub async fn load_all(db: &Db) -> DbResult<Vec<(WorkerRow, String)>> {
-    let rows: Vec<(String, String, String, String, String, String, i64, i64, String)> = sqlx::query_as(
-        "SELECT id, name, hostname, ip_address, labels, resources, registered_at, last_heartbeat_at, credential_hash
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(String, String, String, String, String, String, Option<String>, i64, i64, String)> = sqlx::query_as(
+        "SELECT id, name, hostname, ip_address, labels, resources, api_url, registered_at, last_heartbeat_at, credential_hash
          FROM workers ORDER BY id",
     )
     .fetch_all(&db.read)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, hostname, ip_address, labels, resources, registered_at, last_heartbeat_at, hash)| {
-            (WorkerRow { id, name, hostname, ip_address, labels, resources, registered_at, last_heartbeat_at }, hash)
+        .map(|(id, name, hostname, ip_address, labels, resources, api_url, registered_at, last_heartbeat_at, hash)| {
+            (WorkerRow { id, name, hostname, ip_address, labels, resources, api_url, registered_at, last_heartbeat_at }, hash)
         })
         .collect())
 }
@@ -55,8 +58,8 @@ pub async fn insert(db: &Db, id: &str, credential_hash: &str, report: &WorkerRep
     sqlx::query(
         "INSERT INTO workers (id, name, hostname, ip_address, labels, credential_hash,
             cpu_cores, cpu_usage_percent, memory_total_bytes, memory_available_bytes,
-            disk_total_bytes, disk_free_bytes, resources, registered_at, last_heartbeat_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            disk_total_bytes, disk_free_bytes, resources, api_url, registered_at, last_heartbeat_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
     .bind(report.name)
@@ -71,6 +74,7 @@ pub async fn insert(db: &Db, id: &str, credential_hash: &str, report: &WorkerRep
     .bind(r.disk_total_bytes)
     .bind(r.disk_free_bytes)
     .bind(report.resources_json)
+    .bind(report.api_url)
     .bind(now)
     .bind(now)
     .execute(&db.write)
@@ -84,7 +88,7 @@ pub async fn update_registration(db: &Db, id: &str, report: &WorkerReport<'_>, n
     sqlx::query(
         "UPDATE workers SET name = ?, hostname = ?, ip_address = ?, labels = ?,
             cpu_cores = ?, cpu_usage_percent = ?, memory_total_bytes = ?, memory_available_bytes = ?,
-            disk_total_bytes = ?, disk_free_bytes = ?, resources = ?, last_heartbeat_at = ?
+            disk_total_bytes = ?, disk_free_bytes = ?, resources = ?, api_url = ?, last_heartbeat_at = ?
          WHERE id = ?",
     )
     .bind(report.name)
@@ -98,6 +102,7 @@ pub async fn update_registration(db: &Db, id: &str, report: &WorkerReport<'_>, n
     .bind(r.disk_total_bytes)
     .bind(r.disk_free_bytes)
     .bind(report.resources_json)
+    .bind(report.api_url)
     .bind(now)
     .bind(id)
     .execute(&db.write)
