@@ -4,6 +4,31 @@
 
 pub mod bench;
 
+/// The image Docker tests run (no registry is reachable, so it is imported locally).
+pub mod docker_image {
+    use std::path::Path;
+
+    pub const TEST_IMAGE: &str = "aerekos-test/busybox:1";
+
+    /// Imports the test image (busybox's static binary and one page) if the engine lacks it.
+    pub fn ensure_test_image() {
+        let present = std::process::Command::new("docker").args(["image", "inspect", TEST_IMAGE]).output().is_ok_and(|o| o.status.success());
+        if present {
+            return;
+        }
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.exists(), "the Docker test image is built from /bin/busybox (Debian's busybox-static)");
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        std::fs::create_dir_all(root.path().join("www")).unwrap();
+        std::fs::copy(busybox, root.path().join("bin/busybox")).unwrap();
+        std::fs::write(root.path().join("www/index.html"), "hello from an aerekos test container\n").unwrap();
+        let script = format!("tar -C {} -c . | docker import - {TEST_IMAGE}", root.path().display());
+        let status = std::process::Command::new("sh").args(["-c", &script]).status().unwrap();
+        assert!(status.success(), "docker import of the test image failed");
+    }
+}
+
 use std::net::SocketAddr;
 
 use aerekos_conductor::{ConductorConfig, ConductorHandle};

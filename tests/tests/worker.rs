@@ -28,6 +28,8 @@ fn worker_config(c: &TestConductor, data_dir: &Path) -> WorkerConfig {
     let mut config = WorkerConfig::new(c.url.clone(), CLUSTER_TOKEN, data_dir);
     config.advertise_ip = AdvertiseIp::Fixed(IpAddr::from([127, 0, 0, 1]));
     config.name = Some("test-worker".into());
+    // These tests are about the process driver (tests/tests/drivers.rs covers Docker).
+    config.docker = false;
     // Tests run side by side: each worker API on a port of its own.
     config.api_bind = Some("127.0.0.1:0".parse().unwrap());
     config
@@ -304,7 +306,7 @@ async fn bad_assignments_fail_with_a_reason_and_the_worker_carries_on() {
     for (id, expected) in [
         (not_found, "command not found: /nonexistent/aerekos-test-binary".to_owned()),
         (busy, format!("port {taken_port} is already in use on this worker")),
-        (no_command, "the process driver runs commands".to_owned()),
+        (no_command, "image alpine:3 needs the docker driver, and no Docker engine answers on this worker".to_owned()),
     ] {
         let i = eventually(20, "instance failed", || async {
             let i = instance(&admin, id).await;
@@ -326,5 +328,49 @@ async fn bad_assignments_fail_with_a_reason_and_the_worker_carries_on() {
     .await;
     drop(taken);
     worker.shutdown_and_stop_instances().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker engine; `cargo xtask test` starts one and runs this"]
+async fn a_docker_instance_runs_and_is_adopted_after_a_worker_restart() {
+    aerekos_tests::docker_image::ensure_test_image();
+    let c = conductor().await;
+    let dir = WorkerDir::new();
+    let mut config = worker_config(&c, dir.path());
+    config.docker = true;
+    let (worker, worker_id) = start_worker(config.clone()).await;
+    let admin = c.admin().await;
+    let drivers = admin.get_worker().id(worker_id).send().await.unwrap().into_inner().resources.drivers;
+    assert!(drivers.iter().any(|d| d.name == "docker" && d.version.is_some()), "{drivers:?}");
+
+    let port = free_port();
+    let spec = types::InstanceSpec {
+        image: Some(aerekos_tests::docker_image::TEST_IMAGE.into()),
+        command: ["/bin/busybox", "httpd", "-f", "-v", "-p", &port.to_string(), "-h", "/www"].map(String::from).to_vec(),
+        env: Default::default(),
+        ports: vec![port],
+        resources: None,
+        health_path: None,
+    };
+    let id = assign(&admin, worker_id, spec).await;
+    let address = wait_running(&admin, id, 0).await.address.unwrap();
+    eventually(20, "container answers HTTP", || async { http_ok(&address).await.then_some(()) }).await;
+    let container_id = |id: Uuid| {
+        let out = std::process::Command::new("docker").args(["inspect", "-f", "{{.Id}}", &format!("aerekos-{id}")]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let before = container_id(id);
+    assert!(!before.is_empty());
+
+    worker.shutdown().await;
+    let (worker, again) = start_worker(config).await;
+    assert_eq!(again, worker_id);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(container_id(id), before, "the same container, adopted");
+    assert_eq!(wait_running(&admin, id, 0).await.restarts, 0);
+    assert!(http_ok(&address).await);
+    worker.shutdown_and_stop_instances().await;
+    assert!(container_id(id).is_empty(), "the container is removed when stopped");
     c.stop().await;
 }

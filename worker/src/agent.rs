@@ -105,7 +105,7 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
         hostname,
         ip_address: shared.advertise_ip().to_string(),
         labels: shared.config.labels.clone().into_iter().collect(),
-        resources: probe.sample(&shared.config.data_dir, &[shared.driver.info()]),
+        resources: probe.sample(&shared.config.data_dir, &shared.driver.info()),
         api_url: shared.api_url(),
     };
     match conductor.register_worker().body(request).send().await.map_err(SdkError::from) {
@@ -151,7 +151,7 @@ async fn heartbeat(shared: &Shared, conductor: &Conductor, probe: &mut Probe) ->
     };
     conductor.set_token(Some(identity.credential.clone()));
     let request = HeartbeatRequest {
-        resources: probe.sample(&shared.config.data_dir, &[shared.driver.info()]),
+        resources: probe.sample(&shared.config.data_dir, &shared.driver.info()),
         ip_address: Some(shared.advertise_ip().to_string()),
     };
     let answer = conductor.worker_heartbeat().id(identity.worker_id).body(request).send().await?.into_inner();

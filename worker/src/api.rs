@@ -66,7 +66,8 @@ pub struct WorkerHealth {
     pub version: String,
     /// Absent until the worker has joined a conductor.
     pub worker_id: Option<Uuid>,
-    pub driver: String,
+    /// The runtime drivers it has: `process`, and `docker` where an engine answers.
+    pub drivers: Vec<String>,
 }
 
 pub struct InstancesApi;
@@ -115,7 +116,7 @@ impl SystemApi {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             worker_id: *shared.registered.borrow(),
-            driver: shared.driver.info().name,
+            drivers: shared.driver.info().into_iter().map(|d| d.name).collect(),
         }))
     }
 

@@ -49,6 +49,8 @@ pub struct WorkerConfig {
     pub advertise_ip: AdvertiseIp,
     /// `WORKER_API_HOST`:`WORKER_API_PORT`, default 0.0.0.0:8201; `WORKER_API_PORT=off` serves no API.
     pub api_bind: Option<SocketAddr>,
+    /// `WORKER_DOCKER`, default on: use the local Docker engine when one answers (`off`: processes only).
+    pub docker: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,7 @@ impl WorkerConfig {
             labels: BTreeMap::new(),
             advertise_ip: AdvertiseIp::Auto,
             api_bind: Some(SocketAddr::from(([0, 0, 0, 0], 8201))),
+            docker: true,
         }
     }
 
@@ -88,6 +91,7 @@ impl WorkerConfig {
         if let Some(v) = get("WORKER_IP") {
             c.advertise_ip = AdvertiseIp::Fixed(v.parse().map_err(|_| ConfigError(format!("WORKER_IP={v:?} is not an IP address")))?);
         }
+        c.docker = get("WORKER_DOCKER").is_none_or(|v| v != "off");
         match get("WORKER_API_PORT").as_deref() {
             Some("off") => c.api_bind = None,
             port => {

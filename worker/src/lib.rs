@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use config::{AdvertiseIp, ConfigError, WorkerConfig};
-use driver::{Driver, process::ProcessDriver};
+use driver::{Driver, Runtimes, docker::DockerDriver, process::ProcessDriver};
 use identity::Identity;
 
 const ASSIGNMENTS_FILE: &str = "assignments.json";
@@ -156,10 +156,21 @@ impl WorkerHandle {
     }
 }
 
-/// Starts a worker with the process driver.
+/// Starts a worker: processes always, Docker too when an engine answers (and `config.docker`).
 pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
-    let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(&config.data_dir)?);
+    let docker = if config.docker {
+        match DockerDriver::connect().await {
+            Ok(d) => Some(d),
+            Err(why) => {
+                tracing::info!(%why, "no Docker engine; instances run as processes only");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let driver: Arc<dyn Driver> = Arc::new(Runtimes::new(ProcessDriver::new(&config.data_dir)?, docker));
     let identity = identity::load(&config.data_dir)?;
     if let Some(id) = &identity {
         tracing::info!(worker_id = %id.worker_id, "worker identity loaded");

@@ -10,7 +10,8 @@ pub mod types {
     ///`WorkerHealth`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct WorkerHealth {
-        pub driver: ::std::string::String,
+        ///The runtime drivers it has: `process`, and `docker` where an engine answers.
+        pub drivers: ::std::vec::Vec<::std::string::String>,
         ///`ok`.
         pub status: ::std::string::String,
         pub version: ::std::string::String,
@@ -49,7 +50,10 @@ pub mod types {
     pub mod builder {
         #[derive(Clone, Debug)]
         pub struct WorkerHealth {
-            driver: ::std::result::Result<::std::string::String, ::std::string::String>,
+            drivers: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
             status: ::std::result::Result<::std::string::String, ::std::string::String>,
             version: ::std::result::Result<::std::string::String, ::std::string::String>,
             worker_id: ::std::result::Result<
@@ -60,7 +64,7 @@ pub mod types {
         impl ::std::default::Default for WorkerHealth {
             fn default() -> Self {
                 Self {
-                    driver: Err("no value supplied for driver".to_string()),
+                    drivers: Err("no value supplied for drivers".to_string()),
                     status: Err("no value supplied for status".to_string()),
                     version: Err("no value supplied for version".to_string()),
                     worker_id: Ok(Default::default()),
@@ -68,15 +72,15 @@ pub mod types {
             }
         }
         impl WorkerHealth {
-            pub fn driver<T>(mut self, value: T) -> Self
+            pub fn drivers<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::string::String>,
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.driver = value
+                self.drivers = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for driver: {e}")
+                        format!("error converting supplied value for drivers: {e}")
                     });
                 self
             }
@@ -123,7 +127,7 @@ pub mod types {
                 value: WorkerHealth,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
-                    driver: value.driver?,
+                    drivers: value.drivers?,
                     status: value.status?,
                     version: value.version?,
                     worker_id: value.worker_id?,
@@ -133,7 +137,7 @@ pub mod types {
         impl ::std::convert::From<super::WorkerHealth> for WorkerHealth {
             fn from(value: super::WorkerHealth) -> Self {
                 Self {
-                    driver: Ok(value.driver),
+                    drivers: Ok(value.drivers),
                     status: Ok(value.status),
                     version: Ok(value.version),
                     worker_id: Ok(value.worker_id),

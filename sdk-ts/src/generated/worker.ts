@@ -92,7 +92,8 @@ export interface components {
         };
         /** WorkerHealth */
         WorkerHealth: {
-            driver: string;
+            /** @description The runtime drivers it has: `process`, and `docker` where an engine answers. */
+            drivers: string[];
             /** @description `ok`. */
             status: string;
             version: string;

@@ -1,7 +1,7 @@
 //! The `aerekos` command. Thin: it parses arguments and configuration and calls the libraries.
 //!
 //! - `aerekos up`: the all-in-one platform on this machine: the conductor, key_manager and a local
-//!   worker (process driver) in one process, with state in `./data`.
+//!   worker in one process, with state in `./data`.
 //! - `aerekos worker`: the worker agent for this machine, configured from the environment.
 //! - `aerekos conductor`: the control plane alone, configured from the environment.
 //! - `aerekos service key-manager`: one service alone (its own environment; `CONDUCTOR_URL` names
@@ -91,7 +91,7 @@ async fn run(all_in_one: bool) -> anyhow::Result<()> {
         // WORKER_API_HOST/PORT apply to the local worker too (WORKER_API_PORT=off serves none).
         wc.api_bind = WorkerConfig::from_env()?.api_bind;
         let handle = aerekos_worker::start(wc).await.context("starting the local worker")?;
-        println!("local worker started (process driver), state in {}", config.data_dir.join("worker").display());
+        println!("local worker started, state in {}", config.data_dir.join("worker").display());
         Some(handle)
     } else {
         None

@@ -21,9 +21,8 @@ use nix::{
 };
 use uuid::Uuid;
 
-use super::{Driver, DriverError, Observed};
+use super::{Driver, DriverError, INSTANCE_ENV, Observed, port_in_use};
 
-const INSTANCE_ENV: &str = "AEREKOS_INSTANCE_ID";
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct ProcessDriver {
@@ -92,8 +91,8 @@ fn is_our_process(pid: u32, id: Uuid) -> bool {
 }
 
 impl Driver for ProcessDriver {
-    fn info(&self) -> RuntimeDriver {
-        RuntimeDriver { name: "process".into(), version: None }
+    fn info(&self) -> Vec<RuntimeDriver> {
+        vec![RuntimeDriver { name: "process".into(), version: None }]
     }
 
     fn start<'a>(&'a self, id: Uuid, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), DriverError>> {
@@ -104,10 +103,8 @@ impl Driver for ProcessDriver {
                     spec.image.as_deref().unwrap_or("")
                 )));
             };
-            for port in &spec.ports {
-                if std::net::TcpListener::bind(("0.0.0.0", *port)).is_err() {
-                    return Err(DriverError::Refused(format!("port {port} is already in use on this worker")));
-                }
+            if let Some(port) = port_in_use(&spec.ports) {
+                return Err(DriverError::Refused(format!("port {port} is already in use on this worker")));
             }
             let dir = self.instance_dir(id);
             std::fs::create_dir_all(&dir)?;

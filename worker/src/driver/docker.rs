@@ -1,0 +1,191 @@
+//! The docker driver: instances are containers of the local Docker engine, reached through bollard.
+//! Each container is named `aerekos-<instance id>` and labelled as this worker's, so a restarted
+//! worker adopts running containers instead of starting duplicates. Images are never pulled (there
+//! may be no registry): an image must be present on the worker.
+
+use std::collections::HashMap;
+
+use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
+use bollard::{
+    Docker,
+    errors::Error as DockerError,
+    models::{ContainerCreateBody, HostConfig, PortBinding},
+    query_parameters::{
+        CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    },
+};
+use futures_util::{StreamExt as _, future::BoxFuture};
+use uuid::Uuid;
+
+use super::{Driver, DriverError, INSTANCE_ENV, Observed, port_in_use};
+
+const MANAGED_LABEL: &str = "aerekos.managed";
+const INSTANCE_LABEL: &str = "aerekos.instance";
+
+pub struct DockerDriver {
+    docker: Docker,
+    version: String,
+}
+
+fn container_name(id: Uuid) -> String {
+    format!("aerekos-{id}")
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// Docker's own message, without bollard's wrapping.
+fn docker_message(e: &DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl DockerDriver {
+    /// Connects to the local engine (DOCKER_HOST or the default socket); Err when none answers.
+    pub async fn connect() -> Result<Self, String> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
+        let version = tokio::time::timeout(std::time::Duration::from_secs(3), docker.version())
+            .await
+            .map_err(|_| "the Docker engine did not answer within 3 s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok(Self { docker, version: version.version.unwrap_or_default() })
+    }
+
+    async fn remove(&self, id: Uuid) {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        if let Err(e) = self.docker.remove_container(&container_name(id), Some(options)).await {
+            if !is_not_found(&e) {
+                tracing::warn!(instance_id = %id, error = %e, "removing the container failed");
+            }
+        }
+    }
+}
+
+impl Driver for DockerDriver {
+    fn info(&self) -> Vec<RuntimeDriver> {
+        vec![RuntimeDriver { name: "docker".into(), version: Some(self.version.clone()) }]
+    }
+
+    fn start<'a>(&'a self, id: Uuid, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move {
+            let Some(image) = spec.image.as_deref() else {
+                return Err(DriverError::Refused("the docker driver runs images; this instance names no image".into()));
+            };
+            if let Err(e) = self.docker.inspect_image(image).await {
+                return Err(DriverError::Refused(if is_not_found(&e) {
+                    format!("image {image} is not on this worker (images are not pulled: build or load it here first)")
+                } else {
+                    format!("the Docker engine could not look up image {image}: {}", docker_message(&e))
+                }));
+            }
+            if let Some(port) = port_in_use(&spec.ports) {
+                return Err(DriverError::Refused(format!("port {port} is already in use on this worker")));
+            }
+            // A container left from an earlier run of this instance (exited) is replaced.
+            self.remove(id).await;
+            let mut exposed = HashMap::new();
+            let mut bindings = HashMap::new();
+            for port in &spec.ports {
+                let key = format!("{port}/tcp");
+                exposed.insert(key.clone(), HashMap::new());
+                bindings.insert(key, Some(vec![PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some(port.to_string()) }]));
+            }
+            let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            env.push(format!("{INSTANCE_ENV}={id}"));
+            if let Some(port) = spec.ports.first() {
+                env.push(format!("PORT={port}"));
+            }
+            let labels = HashMap::from([(MANAGED_LABEL.to_owned(), "true".to_owned()), (INSTANCE_LABEL.to_owned(), id.to_string())]);
+            let body = ContainerCreateBody {
+                image: Some(image.to_owned()),
+                cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+                env: Some(env),
+                labels: Some(labels),
+                exposed_ports: Some(exposed),
+                host_config: Some(HostConfig { port_bindings: Some(bindings), ..Default::default() }),
+                ..Default::default()
+            };
+            let name = container_name(id);
+            let options = CreateContainerOptionsBuilder::default().name(&name).build();
+            self.docker
+                .create_container(Some(options), body)
+                .await
+                .map_err(|e| DriverError::Refused(format!("the Docker engine could not create it: {}", docker_message(&e))))?;
+            if let Err(e) = self.docker.start_container(&name, None::<StartContainerOptions>).await {
+                self.remove(id).await;
+                return Err(DriverError::Refused(format!("the Docker engine could not start it: {}", docker_message(&e))));
+            }
+            tracing::info!(instance_id = %id, image, "container started");
+            Ok(())
+        })
+    }
+
+    fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move {
+            let options = StopContainerOptionsBuilder::default().t(5).build();
+            match self.docker.stop_container(&container_name(id), Some(options)).await {
+                Ok(()) => tracing::info!(instance_id = %id, "container stopped"),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => tracing::warn!(instance_id = %id, error = %e, "stopping the container failed; removing it by force"),
+            }
+            self.remove(id).await;
+            Ok(())
+        })
+    }
+
+    fn observe(&self, id: Uuid) -> BoxFuture<'_, Observed> {
+        Box::pin(async move {
+            match self.docker.inspect_container(&container_name(id), None::<InspectContainerOptions>).await {
+                Ok(info) => {
+                    let state = info.state.unwrap_or_default();
+                    if state.running == Some(true) {
+                        Observed::Running
+                    } else {
+                        Observed::Exited { code: state.exit_code.map(|c| c as i32) }
+                    }
+                }
+                Err(_) => Observed::Missing,
+            }
+        })
+    }
+
+    fn instances(&self) -> BoxFuture<'_, Vec<Uuid>> {
+        Box::pin(async move {
+            let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
+            let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+            match self.docker.list_containers(Some(options)).await {
+                Ok(containers) => containers
+                    .iter()
+                    .filter_map(|c| c.labels.as_ref()?.get(INSTANCE_LABEL).and_then(|id| Uuid::parse_str(id).ok()))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing containers failed");
+                    Vec::new()
+                }
+            }
+        })
+    }
+
+    fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
+        Box::pin(async move {
+            let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail("2000").build();
+            let mut stream = self.docker.logs(&container_name(id), Some(options));
+            let mut out = Vec::new();
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(chunk) => out.extend_from_slice(chunk.as_ref()),
+                    Err(e) if is_not_found(&e) => {
+                        return Err(DriverError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "no such container")));
+                    }
+                    Err(e) => return Err(DriverError::Io(std::io::Error::other(e.to_string()))),
+                }
+            }
+            let start = out.len().saturating_sub(max_bytes);
+            Ok(String::from_utf8_lossy(&out[start..]).into_owned())
+        })
+    }
+}
