@@ -431,10 +431,10 @@ async fn instances_are_assigned_fetched_by_their_worker_and_reported() {
     // The worker sees it with its own credential; another worker's credential does not open it.
     let worker1 = Conductor::with_token(&c.url, w1.worker_credential.clone());
     let assigned = worker1.get_assignments().id(w1.worker_id).send().await.unwrap().into_inner();
-    assert_eq!(assigned.iter().map(|i| i.id).collect::<Vec<_>>(), [inst.id]);
+    assert_eq!(assigned.instances.iter().map(|i| i.id).collect::<Vec<_>>(), [inst.id]);
     let worker2 = Conductor::with_token(&c.url, w2.worker_credential.clone());
     expect_api_error(failure(worker2.get_assignments().id(w1.worker_id).send().await), 401, "invalid_worker_credential");
-    assert!(worker2.get_assignments().id(w2.worker_id).send().await.unwrap().into_inner().is_empty());
+    assert!(worker2.get_assignments().id(w2.worker_id).send().await.unwrap().into_inner().instances.is_empty());
 
     worker1
         .report_instance_status()
@@ -473,6 +473,28 @@ async fn instances_are_assigned_fetched_by_their_worker_and_reported() {
     expect_api_error(err, 403, "forbidden");
 
     admin.delete_instance().instance_id(inst.id).send().await.unwrap();
-    assert!(worker1.get_assignments().id(w1.worker_id).send().await.unwrap().into_inner().is_empty());
+    let after = worker1.get_assignments().id(w1.worker_id).send().await.unwrap().into_inner();
+    assert!(after.instances.is_empty());
+    assert!(after.version > assigned.version, "removal is a new version");
+
+    // A worker waiting on its version hears of a new assignment as soon as it is made.
+    let waiting = tokio::spawn({
+        let worker1 = worker1.clone();
+        let id = w1.worker_id;
+        let known = after.version;
+        async move {
+            let started = std::time::Instant::now();
+            let next = worker1.get_assignments().id(id).after_version(known).wait_secs(30).send().await.unwrap().into_inner();
+            (next, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let new = admin.create_instance().id(w1.worker_id).body_map(|b| b.spec(command_spec(&["true"]))).send().await.unwrap().into_inner();
+    let (next, waited) = waiting.await.unwrap();
+    assert_eq!(next.instances.iter().map(|i| i.id).collect::<Vec<_>>(), [new.id]);
+    assert!(next.version > after.version);
+    assert!(waited < std::time::Duration::from_secs(30), "answered on the change, not at the end of the wait");
+    let err = failure(worker1.get_assignments().id(w1.worker_id).after_version(0).wait_secs(61).send().await);
+    expect_api_error(err, 400, "invalid_wait");
     c.stop().await;
 }

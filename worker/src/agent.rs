@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use aerekos_sdk::{
     Conductor, SdkError,
-    conductor::types::{HeartbeatRequest, Instance, RegisterWorkerRequest},
+    conductor::types::{HeartbeatRequest, RegisterWorkerRequest},
 };
 use rand::Rng as _;
 use tokio::sync::watch;
@@ -156,7 +156,49 @@ async fn heartbeat(shared: &Shared, conductor: &Conductor, probe: &mut Probe) ->
     };
     let answer = conductor.worker_heartbeat().id(identity.worker_id).body(request).send().await?.into_inner();
     *shared.interval.lock().expect("interval lock") = Duration::from_secs(answer.heartbeat_interval_secs.max(1));
-    let assigned: Vec<Instance> = conductor.get_assignments().id(identity.worker_id).send().await?.into_inner();
-    shared.set_desired(assigned);
+    let assigned = conductor.get_assignments().id(identity.worker_id).send().await?.into_inner();
+    shared.set_desired(assigned.version, assigned.instances);
     Ok(())
 }
+
+/// Waits on the conductor for new assignments (a long poll), so new work starts at once rather than
+/// at the next heartbeat. The heartbeat still fetches them too, so a broken watch only slows things.
+pub async fn watch_assignments(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let conductor = Conductor::new(&shared.config.conductor_url);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let identity = shared.identity.read().expect("identity lock").clone();
+        let wait = match identity {
+            // Not joined yet: the agent loop is on it.
+            None => Duration::from_millis(500),
+            Some(identity) => {
+                conductor.set_token(Some(identity.credential.clone()));
+                let known = *shared.assignments_version.lock().expect("version lock");
+                let request = conductor.get_assignments().id(identity.worker_id).after_version(known).wait_secs(LONG_POLL_SECS);
+                let answer = tokio::select! {
+                    answer = request.send() => answer.map_err(SdkError::from),
+                    _ = stop.changed() => return,
+                };
+                match answer {
+                    Ok(assigned) => {
+                        let assigned = assigned.into_inner();
+                        shared.set_desired(assigned.version, assigned.instances);
+                        backoff.reset();
+                        Duration::ZERO
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "waiting for assignments failed; retrying");
+                        backoff.next_delay()
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How long one wait for new assignments is held open.
+const LONG_POLL_SECS: u64 = 25;

@@ -38,6 +38,10 @@ pub(crate) struct Shared {
     registered: watch::Sender<Option<Uuid>>,
     /// The last assignments from the conductor; None until the first (or a saved) answer.
     desired: Mutex<Option<Vec<Instance>>>,
+    /// The conductor's version of those assignments (0: none known).
+    assignments_version: Mutex<u64>,
+    /// Wakes the reconcile loop when the assignments change.
+    reconcile_now: tokio::sync::Notify,
     interval: Mutex<Duration>,
     /// Checks users' tokens on the worker API; fetched from the conductor once it is reached.
     verifier: RwLock<Option<TokenVerifier>>,
@@ -66,8 +70,9 @@ impl Shared {
         self.desired.lock().expect("desired lock").clone()
     }
 
-    /// Takes new assignments, saving them when they changed.
-    fn set_desired(&self, instances: Vec<Instance>) {
+    /// Takes new assignments, saving them when they changed, and wakes the reconcile loop.
+    fn set_desired(&self, version: u64, instances: Vec<Instance>) {
+        *self.assignments_version.lock().expect("version lock") = version;
         let mut desired = self.desired.lock().expect("desired lock");
         let changed = desired.as_ref().is_none_or(|d| serde_json::to_string(d).ok() != serde_json::to_string(&instances).ok());
         if changed {
@@ -81,6 +86,10 @@ impl Shared {
             }
         }
         *desired = Some(instances);
+        drop(desired);
+        if changed {
+            self.reconcile_now.notify_one();
+        }
     }
 
     fn forget_desired(&self, id: Uuid) {
@@ -194,6 +203,8 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         identity: RwLock::new(identity),
         registered,
         desired: Mutex::new(saved),
+        assignments_version: Mutex::new(0),
+        reconcile_now: tokio::sync::Notify::new(),
         verifier: RwLock::new(None),
         view: Mutex::new(Vec::new()),
         metrics: metrics.clone(),
@@ -211,6 +222,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(agent::run(shared.clone(), stopped.clone())),
+        tokio::spawn(agent::watch_assignments(shared.clone(), stopped.clone())),
         tokio::spawn(reconcile::run(shared.clone(), stopped)),
     ];
     Ok(WorkerHandle { shared, stop, tasks, api })

@@ -71,6 +71,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         tick(&shared, &conductor, &mut tracked).await;
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
+            _ = shared.reconcile_now.notified() => {}
             _ = stop.changed() => return,
         }
     }

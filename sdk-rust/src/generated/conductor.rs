@@ -7,6 +7,19 @@ use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderE
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
+    ///A worker's assignments and their version.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Assignments {
+        pub instances: ::std::vec::Vec<Instance>,
+        /**Changes whenever the worker's assignments change; pass it back as `after_version` to wait
+for the next change.*/
+        pub version: u64,
+    }
+    impl Assignments {
+        pub fn builder() -> builder::Assignments {
+            Default::default()
+        }
+    }
     ///Resources summed over live workers.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ClusterResources {
@@ -698,6 +711,67 @@ workers verify user tokens with these; no secret is shared.*/
     }
     /// Types for composing complex structures.
     pub mod builder {
+        #[derive(Clone, Debug)]
+        pub struct Assignments {
+            instances: ::std::result::Result<
+                ::std::vec::Vec<super::Instance>,
+                ::std::string::String,
+            >,
+            version: ::std::result::Result<u64, ::std::string::String>,
+        }
+        impl ::std::default::Default for Assignments {
+            fn default() -> Self {
+                Self {
+                    instances: Err("no value supplied for instances".to_string()),
+                    version: Err("no value supplied for version".to_string()),
+                }
+            }
+        }
+        impl Assignments {
+            pub fn instances<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Instance>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.instances = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for instances: {e}")
+                    });
+                self
+            }
+            pub fn version<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.version = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for version: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Assignments> for super::Assignments {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Assignments,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    instances: value.instances?,
+                    version: value.version?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Assignments> for Assignments {
+            fn from(value: super::Assignments) -> Self {
+                Self {
+                    instances: Ok(value.instances),
+                    version: Ok(value.version),
+                }
+            }
+        }
         #[derive(Clone, Debug)]
         pub struct ClusterResources {
             cpu_cores: ::std::result::Result<u64, ::std::string::String>,
@@ -3863,13 +3937,21 @@ let response = client.delete_worker()
         builder::DeleteWorker::new(self)
     }
     /**What the worker should run (worker credential): every instance assigned to it. An instance
-it runs that is not listed must be stopped
+it runs that is not listed must be stopped. With `after_version` (the version it has) the
+answer waits up to `wait_secs` for a change, so workers learn of new work at once without
+polling
 
 Sends a `GET` request to `/api/workers/{id}/assignments`
 
+Arguments:
+- `id`
+- `after_version`: The version the worker already has.
+- `wait_secs`: How long to wait for a change past `after_version` (0–60, default 0).
 ```ignore
 let response = client.get_assignments()
     .id(id)
+    .after_version(after_version)
+    .wait_secs(wait_secs)
     .send()
     .await;
 ```*/
@@ -6169,12 +6251,16 @@ pub mod builder {
     pub struct GetAssignments<'a> {
         client: &'a super::Client,
         id: Result<::uuid::Uuid, String>,
+        after_version: Result<Option<u64>, String>,
+        wait_secs: Result<Option<u64>, String>,
     }
     impl<'a> GetAssignments<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
                 id: Err("id was not initialized".to_string()),
+                after_version: Ok(None),
+                wait_secs: Ok(None),
             }
         }
         pub fn id<V>(mut self, value: V) -> Self
@@ -6188,15 +6274,34 @@ pub mod builder {
                 });
             self
         }
+        pub fn after_version<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<u64>,
+        {
+            self.after_version = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `u64` for after_version failed".to_string());
+            self
+        }
+        pub fn wait_secs<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<u64>,
+        {
+            self.wait_secs = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `u64` for wait_secs failed".to_string());
+            self
+        }
         ///Sends a `GET` request to `/api/workers/{id}/assignments`
         pub async fn send(
             self,
-        ) -> Result<
-            ResponseValue<::std::vec::Vec<types::Instance>>,
-            Error<crate::ErrorBody>,
-        > {
-            let Self { client, id } = self;
+        ) -> Result<ResponseValue<types::Assignments>, Error<crate::ErrorBody>> {
+            let Self { client, id, after_version, wait_secs } = self;
             let id = id.map_err(Error::InvalidRequest)?;
+            let after_version = after_version.map_err(Error::InvalidRequest)?;
+            let wait_secs = wait_secs.map_err(Error::InvalidRequest)?;
             let url = format!(
                 "{}/api/workers/{}/assignments", client.baseurl, encode_path(& id
                 .to_string()),
@@ -6217,6 +6322,10 @@ pub mod builder {
                     ::reqwest::header::ACCEPT,
                     ::reqwest::header::HeaderValue::from_static("application/json"),
                 )
+                .query(
+                    &progenitor_client::QueryParam::new("after_version", &after_version),
+                )
+                .query(&progenitor_client::QueryParam::new("wait_secs", &wait_secs))
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo {

@@ -301,7 +301,9 @@ export interface paths {
         };
         /**
          * What the worker should run (worker credential): every instance assigned to it. An instance
-         *     it runs that is not listed must be stopped.
+         *     it runs that is not listed must be stopped. With `after_version` (the version it has) the
+         *     answer waits up to `wait_secs` for a change, so workers learn of new work at once without
+         *     polling.
          */
         get: operations["get_assignments"];
         put?: never;
@@ -428,6 +430,19 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * Assignments
+         * @description A worker's assignments and their version.
+         */
+        Assignments: {
+            instances: components["schemas"]["Instance"][];
+            /**
+             * Format: uint64
+             * @description Changes whenever the worker's assignments change; pass it back as `after_version` to wait
+             *     for the next change.
+             */
+            version: number;
+        };
         /**
          * ClusterResources
          * @description Resources summed over live workers.
@@ -2557,7 +2572,12 @@ export interface operations {
     };
     get_assignments: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The version the worker already has. */
+                after_version?: number;
+                /** @description How long to wait for a change past `after_version` (0–60, default 0). */
+                wait_secs?: number;
+            };
             header?: never;
             path: {
                 id: string;
@@ -2571,7 +2591,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Instance"][];
+                    "application/json; charset=utf-8": components["schemas"]["Assignments"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */

@@ -71,6 +71,8 @@ impl ConductorHandle {
 
     /// Stops serving (in-flight requests finish) and closes the database cleanly.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        // Workers waiting on their assignments are answered now, not at the end of their wait.
+        self.state.instances.close();
         let result = self.server.shutdown().await;
         let (stop, task) = self.flusher;
         let _ = stop.send(());

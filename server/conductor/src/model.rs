@@ -360,6 +360,15 @@ pub struct Instance {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A worker's assignments and their version.
+#[derive(Object, Debug, Clone)]
+pub struct Assignments {
+    /// Changes whenever the worker's assignments change; pass it back as `after_version` to wait
+    /// for the next change.
+    pub version: u64,
+    pub instances: Vec<Instance>,
+}
+
 /// Assign an instance to a worker.
 #[derive(Object, Debug, Clone)]
 #[oai(skip_serializing_if_is_none)]

@@ -13,7 +13,7 @@ use super::{ApiTags, UserAuth, WorkerAuth};
 use crate::{
     AppState,
     model::{
-        ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
+        Assignments, ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
         RegisterWorkerRequest, RegisterWorkerResponse, Worker, WorkerPage, WorkerStatus,
     },
 };
@@ -109,11 +109,23 @@ impl WorkersApi {
     }
 
     /// What the worker should run (worker credential): every instance assigned to it. An instance
-    /// it runs that is not listed must be stopped.
+    /// it runs that is not listed must be stopped. With `after_version` (the version it has) the
+    /// answer waits up to `wait_secs` for a change, so workers learn of new work at once without
+    /// polling.
     #[oai(path = "/api/workers/:id/assignments", method = "get", operation_id = "get_assignments")]
-    async fn assignments(&self, state: Data<&Arc<AppState>>, auth: WorkerAuth, id: Path<Uuid>) -> ApiResult<Json<Vec<Instance>>> {
+    async fn assignments(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        /// The version the worker already has.
+        after_version: Query<Option<u64>>,
+        /// How long to wait for a change past `after_version` (0–60, default 0).
+        wait_secs: Query<Option<u64>>,
+    ) -> ApiResult<Json<Assignments>> {
         state.workers.authenticate(id.0, &auth.0.token)?;
-        state.instances.for_worker(id.0).await.map(Json)
+        let wait = std::time::Duration::from_secs(wait_secs.0.unwrap_or(0));
+        state.instances.assignments(id.0, after_version.0, wait).await.map(Json)
     }
 
     /// A worker's report on one of its instances (worker credential). 404 means the instance is not

@@ -1,12 +1,15 @@
 //! Instances: what runs where. An admin (and, later, the scheduler) assigns instances to workers;
 //! each worker fetches its assignments, runs them, and reports their state back.
 
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
 use aerekos_common::{ApiError, ApiResult};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{catalog, from_ms};
 use crate::{
-    model::{CreateInstanceRequest, DesiredState, Instance, InstanceSpec, InstanceState, InstanceStatusReport},
+    model::{Assignments, CreateInstanceRequest, DesiredState, Instance, InstanceSpec, InstanceState, InstanceStatusReport},
     store::{
         Db, now_ms,
         instances::{self, InstanceRow},
@@ -15,7 +18,18 @@ use crate::{
 
 pub struct InstanceService {
     db: Db,
+    /// Per-worker assignment versions, so a worker can wait for a change instead of polling.
+    /// They start from the conductor's start time, so versions from before a restart never match.
+    versions: Mutex<HashMap<Uuid, u64>>,
+    base_version: u64,
+    /// Ticks on every change of any worker's assignments; waiters re-check their own version.
+    changed: watch::Sender<u64>,
+    /// Set at shutdown: waits end at once, so a graceful shutdown is not held up by them.
+    closing: std::sync::atomic::AtomicBool,
 }
+
+/// The longest a worker's wait for new assignments is held open.
+pub const MAX_ASSIGNMENT_WAIT: Duration = Duration::from_secs(60);
 
 fn state_name(s: InstanceState) -> &'static str {
     match s {
@@ -69,7 +83,54 @@ fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
 
 impl InstanceService {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        let base_version = u64::try_from(now_ms()).unwrap_or(1);
+        Self {
+            db,
+            versions: Mutex::new(HashMap::new()),
+            base_version,
+            changed: watch::channel(0).0,
+            closing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Ends every wait for assignments (the conductor is shutting down).
+    pub fn close(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn version(&self, worker_id: Uuid) -> u64 {
+        *self.versions.lock().expect("versions lock").get(&worker_id).unwrap_or(&self.base_version)
+    }
+
+    fn bump(&self, worker_id: Uuid) {
+        let mut versions = self.versions.lock().expect("versions lock");
+        let v = versions.entry(worker_id).or_insert(self.base_version);
+        *v += 1;
+        drop(versions);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// The worker's assignments; when `after_version` is its current version, first waits up to
+    /// `wait` for a change (a long poll).
+    pub async fn assignments(&self, worker_id: Uuid, after_version: Option<u64>, wait: Duration) -> ApiResult<Assignments> {
+        if wait > MAX_ASSIGNMENT_WAIT {
+            return Err(ApiError::bad_request(
+                "invalid_wait",
+                format!("wait_secs is at most {}", MAX_ASSIGNMENT_WAIT.as_secs()),
+            ));
+        }
+        if let Some(known) = after_version {
+            let mut changes = self.changed.subscribe();
+            let deadline = tokio::time::Instant::now() + wait;
+            while self.version(worker_id) == known && !self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let version = self.version(worker_id);
+        Ok(Assignments { version, instances: self.for_worker(worker_id).await? })
     }
 
     /// Assigns a new instance to `worker_id` (which the caller has checked exists).
@@ -101,6 +162,7 @@ impl InstanceService {
             }
             _ => ApiError::internal(e),
         })?;
+        self.bump(worker_id);
         tracing::info!(instance_id = %row.id, worker_id = %worker_id, "instance assigned");
         to_model(row)
     }
@@ -123,7 +185,11 @@ impl InstanceService {
 
     /// Removes the instance; its worker stops it when it next fetches its assignments.
     pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
+        let worker = instances::get(&self.db, &id.to_string()).await.map_err(ApiError::internal)?.map(|r| r.worker_id);
         if instances::delete(&self.db, &id.to_string()).await.map_err(ApiError::internal)? {
+            if let Some(worker) = worker.and_then(|w| Uuid::parse_str(&w).ok()) {
+                self.bump(worker);
+            }
             tracing::info!(instance_id = %id, "instance removed");
             Ok(())
         } else {
