@@ -5,8 +5,8 @@
 //! until the conductor has it.
 
 use std::{
-    collections::HashMap,
-    sync::Arc,
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -67,8 +67,9 @@ impl Tracked {
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let conductor = Conductor::new(&shared.config.conductor_url);
     let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
+    let stopping: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     loop {
-        tick(&shared, &conductor, &mut tracked).await;
+        tick(&shared, &conductor, &mut tracked, &stopping).await;
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shared.reconcile_now.notified() => {}
@@ -77,7 +78,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn tick(shared: &Shared, conductor: &Conductor, tracked: &mut HashMap<Uuid, Tracked>) {
+async fn tick(shared: &Arc<Shared>, conductor: &Conductor, tracked: &mut HashMap<Uuid, Tracked>, stopping: &Arc<Mutex<HashSet<Uuid>>>) {
     // Until the conductor (or the last saved copy) has said what should run, nothing is touched.
     let Some(desired) = shared.desired() else { return };
     let driver = &shared.driver;
@@ -85,12 +86,17 @@ async fn tick(shared: &Shared, conductor: &Conductor, tracked: &mut HashMap<Uuid
     // Stop what is no longer assigned (or assigned as stopped).
     let wanted: HashMap<Uuid, &Instance> =
         desired.iter().filter(|i| i.desired_state == DesiredState::Running).map(|i| (i.id, i)).collect();
+    // Stops run in the background: a container's grace period must not hold up starting others.
     for id in driver.instances().await {
-        if !wanted.contains_key(&id) {
+        if !wanted.contains_key(&id) && stopping.lock().expect("stopping lock").insert(id) {
             tracing::info!(instance_id = %id, "stopping an instance that is no longer assigned");
-            if let Err(e) = driver.stop(id).await {
-                tracing::error!(instance_id = %id, error = %e, "stopping failed");
-            }
+            let (shared, stopping) = (shared.clone(), stopping.clone());
+            tokio::spawn(async move {
+                if let Err(e) = shared.driver.stop(id).await {
+                    tracing::error!(instance_id = %id, error = %e, "stopping failed");
+                }
+                stopping.lock().expect("stopping lock").remove(&id);
+            });
         }
     }
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: installs what the benchmarks compare against (moto's KMS server, from PyPI)
-//! and runs every benchmark (release builds); each writes its section of docs/benchmarks.md.
+//! `cargo xtask bench`: installs what the benchmarks compare against (moto's KMS server, from PyPI),
+//! builds the release binary, and runs every benchmark (release builds); each writes its section of
+//! docs/benchmarks.md. The worker benchmark needs a Docker engine (`cargo xtask test` starts one).
 
 use std::process::Command;
 
@@ -7,7 +8,7 @@ use anyhow::bail;
 
 use crate::repo_root;
 
-const BENCHES: &[&str] = &["conductor", "key_manager"];
+const BENCHES: &[&str] = &["conductor", "key_manager", "worker"];
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let have_moto = Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success());
@@ -17,6 +18,11 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         if !ok {
             println!("moto could not be installed; the key_manager benchmark will say so");
         }
+    }
+    // The worker benchmark measures the memory of the real binary.
+    let status = Command::new(env!("CARGO")).args(["build", "--release", "--bin", "aerekos"]).current_dir(repo_root()).status()?;
+    if !status.success() {
+        bail!("building the release aerekos binary failed");
     }
     for bench in BENCHES {
         let status = Command::new(env!("CARGO"))
