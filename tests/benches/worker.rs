@@ -12,7 +12,12 @@ use std::{
 };
 
 use aerekos_sdk::conductor::types::{InstanceSpec, InstanceState};
-use aerekos_tests::{TestConductor, bench::median, docker_image::{TEST_IMAGE, ensure_test_image}, write_benchmark_section};
+use aerekos_tests::{
+    TestConductor,
+    bench::median,
+    docker_image::{TEST_IMAGE, ensure_test_image},
+    free_port, write_benchmark_section,
+};
 use bollard::{
     Docker,
     models::{ContainerCreateBody, HostConfig, PortBinding},
@@ -23,9 +28,6 @@ use uuid::Uuid;
 const ROUNDS: usize = 10;
 const CLUSTER_TOKEN: &str = "aerekos_reg_bench-cluster-token-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn busybox(port: u16) -> InstanceSpec {
     InstanceSpec {

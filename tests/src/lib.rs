@@ -248,3 +248,24 @@ pub fn write_benchmark_section(name: &str, markdown: &str) {
     std::fs::write(&path, updated).expect("writing docs/benchmarks.md");
     println!("wrote {}", path.display());
 }
+
+/// A port free on this machine right now (for an instance or server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `probe` until it returns Some, for up to `secs` seconds; fails the test naming `what`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -4,17 +4,17 @@
 //! `cargo xtask test` starts dockerd and runs it by name (and in CI fails if no engine can be had),
 //! so it is reported as skipped, never as passed, where it did not run.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc};
 
 use aerekos_sdk::conductor::types::InstanceSpec;
 use aerekos_worker::driver::{Driver, DriverError, Observed, docker::DockerDriver, process::ProcessDriver};
 use uuid::Uuid;
 
-use aerekos_tests::docker_image::{TEST_IMAGE, ensure_test_image};
+use aerekos_tests::{
+    docker_image::{TEST_IMAGE, ensure_test_image},
+    eventually, free_port,
+};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn http_get(port: u16) -> Option<String> {
     let resp = reqwest::get(format!("http://127.0.0.1:{port}/")).await.ok()?;
@@ -22,20 +22,6 @@ async fn http_get(port: u16) -> Option<String> {
     resp.text().await.ok()
 }
 
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// What differs between the drivers; everything else in the suite is the same.
 struct Case {

@@ -65,9 +65,6 @@ impl Drop for WorkerDir {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A small HTTP server as an instance: python's http.server on `port`.
 fn http_server_spec(port: u16) -> types::InstanceSpec {
@@ -81,21 +78,6 @@ fn http_server_spec(port: u16) -> types::InstanceSpec {
     }
 }
 
-/// Polls `probe` until it returns Some, for up to `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn instance(admin: &aerekos_sdk::Conductor, id: Uuid) -> types::Instance {
     admin.get_instance().instance_id(id).send().await.unwrap().into_inner()
