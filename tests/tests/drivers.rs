@@ -158,3 +158,71 @@ async fn the_docker_driver_passes_the_driver_suite() {
     };
     driver_suite(new_driver, case, dir.path()).await;
 }
+
+#[test]
+fn only_static_executables_qualify_for_the_scratch_image() {
+    use aerekos_worker::driver::image::{build_context, is_static_executable};
+    // This test binary is dynamically linked (it has a program interpreter).
+    let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    assert!(!is_static_executable(&me));
+    assert!(!is_static_executable(b"#!/bin/sh\necho not an ELF\n"));
+    let busybox = Path::new("/bin/busybox");
+    if busybox.exists() {
+        assert!(is_static_executable(&std::fs::read(busybox).unwrap()), "Debian's busybox-static is static");
+    }
+    // The build context holds the Dockerfile and the executable, nothing else.
+    let context = build_context(b"binary").unwrap();
+    let mut archive = tar::Archive::new(context.as_slice());
+    let names: Vec<String> = archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    assert_eq!(names, ["Dockerfile", "aerekos"]);
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker engine and a static aerekos build; `cargo xtask test` provides both"]
+async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs_it() {
+    let exe = std::env::var("AEREKOS_STATIC_BIN").expect("AEREKOS_STATIC_BIN names a statically linked aerekos");
+    let docker = DockerDriver::connect().await.expect("a Docker engine answers");
+    let tag = aerekos_worker::driver::image::service_image_tag();
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+
+    let built = docker.ensure_service_image(Path::new(&exe)).await.expect("the image builds");
+    assert_eq!(built, tag);
+    let inspect = std::process::Command::new("docker").args(["image", "inspect", "-f", "{{json .Config.Entrypoint}}", &tag]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "[\"/aerekos\"]");
+
+    // The image runs aerekos: here a conductor inside the container, answering on a published port.
+    let port = free_port();
+    let spec = InstanceSpec {
+        image: Some(tag.clone()),
+        command: vec!["conductor".into()],
+        env: [
+            ("CONDUCTOR_HOST", "0.0.0.0".to_owned()),
+            ("CONDUCTOR_PORT", port.to_string()),
+            ("DATA_DIR", "/data".to_owned()),
+            ("AEREKOS_ADMIN_PASSWORD", "container-admin-password".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        ports: vec![port],
+        resources: None,
+        health_path: Some("/health".into()),
+    };
+    let id = Uuid::new_v4();
+    docker.start(id, &spec).await.expect("the service container starts");
+    let health = eventually(30, "the containerised conductor answers", || async {
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}/health")).await.ok()?;
+        resp.status().is_success().then_some(())?;
+        resp.json::<serde_json::Value>().await.ok()
+    })
+    .await;
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    docker.stop(id).await.unwrap();
+
+    // A dynamically linked executable is refused with the reason, not built into a broken image.
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+    let err = docker.ensure_service_image(&std::env::current_exe().unwrap()).await.unwrap_err();
+    assert!(err.contains("dynamically linked"), "{err}");
+    // Leave the image built for whatever runs next.
+    docker.ensure_service_image(Path::new(&exe)).await.unwrap();
+}

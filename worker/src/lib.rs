@@ -170,7 +170,17 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let docker = if config.docker {
         match DockerDriver::connect().await {
-            Ok(d) => Some(d),
+            Ok(d) => {
+                // Services run from an image built here, from this executable (when it is static).
+                match std::env::current_exe() {
+                    Ok(exe) => match d.ensure_service_image(&exe).await {
+                        Ok(tag) => tracing::info!(image = %tag, "the aerekos service image is ready"),
+                        Err(why) => tracing::info!(%why, "no aerekos service image: services will not run in containers here"),
+                    },
+                    Err(e) => tracing::info!(error = %e, "cannot find this executable to build the service image"),
+                }
+                Some(d)
+            }
             Err(why) => {
                 tracing::info!(%why, "no Docker engine; instances run as processes only");
                 None

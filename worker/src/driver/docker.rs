@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
 use bollard::{
     Docker,
+    body_full,
     errors::Error as DockerError,
     models::{ContainerCreateBody, HostConfig, PortBinding},
     query_parameters::{
-        CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
+        BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
         RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
     },
 };
@@ -53,6 +54,27 @@ impl DockerDriver {
             .map_err(|_| "the Docker engine did not answer within 3 s".to_owned())?
             .map_err(|e| e.to_string())?;
         Ok(Self { docker, version: version.version.unwrap_or_default() })
+    }
+
+    /// Builds the aerekos service image from the executable at `exe` unless it is present already;
+    /// returns its tag. Err says why not (the executable is not static, or the build failed).
+    pub async fn ensure_service_image(&self, exe: &std::path::Path) -> Result<String, String> {
+        let tag = super::image::service_image_tag();
+        if self.docker.inspect_image(&tag).await.is_ok() {
+            return Ok(tag);
+        }
+        let executable = super::image::read_static_executable(exe)?;
+        let context = super::image::build_context(&executable).map_err(|e| e.to_string())?;
+        let options = BuildImageOptionsBuilder::default().t(&tag).dockerfile("Dockerfile").rm(true).build();
+        let mut build = self.docker.build_image(options, None, Some(body_full(context.into())));
+        while let Some(step) = build.next().await {
+            let step = step.map_err(|e| format!("building {tag}: {}", docker_message(&e)))?;
+            if let Some(error) = step.error {
+                return Err(format!("building {tag}: {error}"));
+            }
+        }
+        tracing::info!(image = %tag, from = %exe.display(), "built the aerekos service image");
+        Ok(tag)
     }
 
     async fn remove(&self, id: Uuid) {
