@@ -131,8 +131,9 @@ async fn the_process_driver_passes_the_driver_suite() {
             "command not found: /nonexistent/aerekos-binary",
         ),
         kill: |id, dir| {
-            let pid = std::fs::read_to_string(dir.join("instances").join(id.to_string()).join("pid")).unwrap();
-            assert!(std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap().success());
+            let pid: i32 = std::fs::read_to_string(dir.join("instances").join(id.to_string()).join("pid")).unwrap().trim().parse().unwrap();
+            assert!(pid > 1);
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
         },
     };
     driver_suite(new_driver, case, dir.path()).await;

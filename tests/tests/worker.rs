@@ -58,8 +58,10 @@ impl Drop for WorkerDir {
     fn drop(&mut self) {
         let Ok(entries) = std::fs::read_dir(self.0.path().join("instances")) else { return };
         for entry in entries.flatten() {
-            if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
-                let _ = std::process::Command::new("kill").args(["-9", &format!("-{}", pid.trim())]).status();
+            // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
+            let pid = std::fs::read_to_string(entry.path().join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|p| *p > 1) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -148,7 +150,8 @@ async fn an_instance_runs_is_reachable_logs_and_is_restarted_after_a_kill() {
 
     // Killed from outside: the worker restarts it by itself and says so.
     let pid = pid_of(dir.path(), id).expect("pid file");
-    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    assert!(pid > 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let again = wait_running(&admin, id, 1).await;
     assert_eq!(again.restarts, 1);
     let new_pid = pid_of(dir.path(), id).expect("pid file");
@@ -354,5 +357,69 @@ async fn a_docker_instance_runs_and_is_adopted_after_a_worker_restart() {
     assert!(http_ok(&address).await);
     worker.shutdown_and_stop_instances().await;
     assert!(container_id(id).is_empty(), "the container is removed when stopped");
+    c.stop().await;
+}
+
+/// A server whose /health answers 200, or 503 while a file `unhealthy` sits in its working
+/// directory (the instance's directory, for the process driver).
+fn health_toggling_spec(port: u16) -> types::InstanceSpec {
+    let script = r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 503 if os.path.exists('unhealthy') else 200
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b'ok' if code == 200 else b'sick')
+http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()
+"#;
+    types::InstanceSpec {
+        image: None,
+        command: vec!["python3".into(), "-c".into(), script.into()],
+        env: Default::default(),
+        ports: vec![port],
+        resources: None,
+        health_path: Some("/health".into()),
+    }
+}
+
+#[tokio::test]
+async fn health_paths_make_instances_starting_running_and_unhealthy() {
+    let c = conductor().await;
+    let dir = WorkerDir::new();
+    let (worker, worker_id) = start_worker(worker_config(&c, dir.path())).await;
+    let admin = c.admin().await;
+    let id = assign(&admin, worker_id, health_toggling_spec(free_port())).await;
+    // Healthy once /health answers.
+    wait_running(&admin, id, 0).await;
+
+    let flag = dir.path().join("instances").join(id.to_string()).join("unhealthy");
+    std::fs::write(&flag, "").unwrap();
+    let sick = eventually(20, "instance unhealthy", || async {
+        let i = instance(&admin, id).await;
+        (i.state == InstanceState::Unhealthy).then_some(i)
+    })
+    .await;
+    let reason = sick.reason.unwrap_or_default();
+    assert!(reason.contains("/health answered 503"), "{reason}");
+    assert_eq!(sick.restarts, 0, "unhealthy is reported, not restarted by the worker");
+
+    std::fs::remove_file(&flag).unwrap();
+    let well = wait_running(&admin, id, 0).await;
+    assert!(well.reason.is_none());
+
+    // A health path that never answers keeps a fresh instance `starting`, with the reason.
+    let mut never = health_toggling_spec(free_port());
+    never.health_path = Some("/missing-but-404-is-not-2xx".into());
+    never.command = ["python3", "-u", "-m", "http.server", &never.ports[0].to_string()].map(String::from).to_vec();
+    let stuck = assign(&admin, worker_id, never).await;
+    // (Its first probes may find nothing listening yet; then the server answers 404.)
+    let starting = eventually(20, "instance starting with the probe's answer", || async {
+        let i = instance(&admin, stuck).await;
+        (i.state == InstanceState::Starting && i.reason.as_deref().is_some_and(|r| r.contains("answered 404"))).then_some(i)
+    })
+    .await;
+    assert_eq!(starting.restarts, 0);
+    worker.shutdown_and_stop_instances().await;
     c.stop().await;
 }

@@ -1,8 +1,9 @@
 //! The reconcile loop: what should run (the last assignments the conductor gave) against what does
 //! run (the driver), every tick. Missing instances are started, crashed ones restarted with
 //! exponential backoff — without waiting for the conductor — and ones no longer assigned are
-//! stopped. Every change of an instance's state is reported to the conductor, and reported again
-//! until the conductor has it.
+//! stopped. An instance with a health path is `starting` until that path answers 2xx, `running`
+//! while it does, and `unhealthy` after [`UNHEALTHY_AFTER`] failed probes in a row. Every change of an
+//! instance's state is reported to the conductor, and reported again until the conductor has it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -24,6 +25,10 @@ use crate::{
 };
 
 pub const TICK: Duration = Duration::from_millis(500);
+/// How often an instance's health path is probed, and how long a probe may take.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Failed probes in a row that make a running instance unhealthy.
+const UNHEALTHY_AFTER: u32 = 3;
 
 /// What the worker knows of one assigned instance.
 struct Tracked {
@@ -37,6 +42,18 @@ struct Tracked {
     backoff: Backoff,
     /// The last report the conductor accepted.
     reported: Option<InstanceStatusReport>,
+    probe_failures: u32,
+    next_probe: Instant,
+}
+
+/// Whether the instance's process or container is up (whatever its health).
+fn is_up(state: InstanceState) -> bool {
+    matches!(state, InstanceState::Starting | InstanceState::Running | InstanceState::Unhealthy)
+}
+
+/// The state of an instance that just came up: `starting` until its health path answers.
+fn up_state(spec: &aerekos_sdk::conductor::types::InstanceSpec) -> InstanceState {
+    if spec.health_path.is_some() && !spec.ports.is_empty() { InstanceState::Starting } else { InstanceState::Running }
 }
 
 impl Tracked {
@@ -50,6 +67,8 @@ impl Tracked {
             not_before: Instant::now(),
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             reported: None,
+            probe_failures: 0,
+            next_probe: Instant::now(),
         }
     }
 
@@ -66,10 +85,14 @@ impl Tracked {
 
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let conductor = Conductor::new(&shared.config.conductor_url);
+    let http = reqwest::Client::builder().timeout(PROBE_EVERY).build().expect("an HTTP client");
     let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
     let stopping: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     loop {
-        tick(&shared, &conductor, &mut tracked, &stopping).await;
+        tick(&shared, &mut tracked, &stopping).await;
+        probe_health(&shared, &http, &mut tracked).await;
+        report_changes(&shared, &conductor, &mut tracked).await;
+        publish_view(&shared, &tracked);
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shared.reconcile_now.notified() => {}
@@ -78,7 +101,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn tick(shared: &Arc<Shared>, conductor: &Conductor, tracked: &mut HashMap<Uuid, Tracked>, stopping: &Arc<Mutex<HashSet<Uuid>>>) {
+async fn tick(shared: &Arc<Shared>, tracked: &mut HashMap<Uuid, Tracked>, stopping: &Arc<Mutex<HashSet<Uuid>>>) {
     // Until the conductor (or the last saved copy) has said what should run, nothing is touched.
     let Some(desired) = shared.desired() else { return };
     let driver = &shared.driver;
@@ -117,15 +140,16 @@ async fn tick(shared: &Arc<Shared>, conductor: &Conductor, tracked: &mut HashMap
         });
         match driver.observe(*id).await {
             Observed::Running => {
-                if t.state != InstanceState::Running {
-                    t.state = InstanceState::Running;
+                if !is_up(t.state) {
+                    // Started earlier (adopted after a worker restart, or just started).
+                    t.state = up_state(&inst.spec);
                     t.address = driver::address(ip, &inst.spec);
                     t.exit_code = None;
                     t.reason = None;
                 }
             }
             observed => {
-                if t.state == InstanceState::Running {
+                if is_up(t.state) {
                     // It was running and is not: a crash (or a kill from outside).
                     let code = match observed {
                         Observed::Exited { code } => code,
@@ -144,10 +168,12 @@ async fn tick(shared: &Arc<Shared>, conductor: &Conductor, tracked: &mut HashMap
                             if restarting {
                                 t.restarts += 1;
                             }
-                            t.state = InstanceState::Running;
+                            t.state = up_state(&inst.spec);
                             t.address = driver::address(ip, &inst.spec);
                             t.reason = None;
                             t.exit_code = None;
+                            t.probe_failures = 0;
+                            t.next_probe = Instant::now();
                         }
                         Err(e) => {
                             let reason = match e {
@@ -171,9 +197,58 @@ async fn tick(shared: &Arc<Shared>, conductor: &Conductor, tracked: &mut HashMap
             t.backoff.reset();
         }
     }
+}
 
-    report_changes(shared, conductor, tracked).await;
+/// Probes the health path of every instance that is up and due, all at once.
+async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut HashMap<Uuid, Tracked>) {
+    let Some(desired) = shared.desired() else { return };
+    let now = Instant::now();
+    let due: Vec<(Uuid, String)> = desired
+        .iter()
+        .filter_map(|inst| {
+            let t = tracked.get(&inst.id)?;
+            let (path, port) = (inst.spec.health_path.as_ref()?, inst.spec.ports.first()?);
+            (is_up(t.state) && now >= t.next_probe).then(|| (inst.id, format!("http://127.0.0.1:{port}{path}")))
+        })
+        .collect();
+    let probes = due.into_iter().map(|(id, url)| async move {
+        let outcome = match http.get(&url).send().await {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => Err(format!("GET {url} answered {}", resp.status().as_u16())),
+            Err(e) if e.is_timeout() => Err(format!("GET {url} did not answer within {}s", PROBE_EVERY.as_secs())),
+            Err(_) => Err(format!("GET {url} could not connect")),
+        };
+        (id, outcome)
+    });
+    for (id, outcome) in futures_util::future::join_all(probes).await {
+        let Some(t) = tracked.get_mut(&id) else { continue };
+        t.next_probe = Instant::now() + PROBE_EVERY;
+        match outcome {
+            Ok(()) => {
+                t.probe_failures = 0;
+                if t.state != InstanceState::Running {
+                    tracing::info!(instance_id = %id, "instance is healthy");
+                }
+                t.state = InstanceState::Running;
+                t.reason = None;
+            }
+            Err(why) => {
+                t.probe_failures += 1;
+                if t.state == InstanceState::Running && t.probe_failures >= UNHEALTHY_AFTER {
+                    tracing::warn!(instance_id = %id, reason = %why, "instance is unhealthy");
+                    t.state = InstanceState::Unhealthy;
+                }
+                if t.state != InstanceState::Running {
+                    t.reason = Some(why);
+                }
+            }
+        }
+    }
+}
 
+/// What the worker API shows.
+fn publish_view(shared: &Shared, tracked: &HashMap<Uuid, Tracked>) {
+    let Some(desired) = shared.desired() else { return };
     let view = desired
         .iter()
         .filter_map(|inst| {

@@ -138,7 +138,8 @@ impl Driver for ProcessDriver {
 
     fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
-            if let Some(pid) = self.pid_of(id) {
+            // Never signal group 0 or 1 (the caller's own group, or every process).
+            if let Some(pid) = self.pid_of(id).filter(|pid| *pid > 1) {
                 let group = Pid::from_raw(pid as i32);
                 let _ = killpg(group, Signal::SIGTERM);
                 let deadline = tokio::time::Instant::now() + STOP_GRACE;
