@@ -99,7 +99,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(AppState { db, auth, tokens, workers, catalog, instances, metrics: metrics.clone() });
 
-    let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["worker_heartbeat", "health", "ready", "metrics"]);
+    let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["worker_heartbeat", "get_assignments", "health", "ready", "metrics"]);
     let server = aerekos_common::server::serve_api(config.bind, api::service(), state.clone(), edge).await?;
     tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
     let flusher = spawn_heartbeat_flusher(state.clone());
