@@ -20,6 +20,7 @@ export {
   type TokenControl,
 } from './core.js';
 export * from './key_manager.js';
+export * from './worker.js';
 
 export type { paths as ConductorPaths, components as ConductorComponents } from './generated/conductor.js';
 

@@ -128,6 +128,24 @@ export async function startKeyManager(conductorUrl: string): Promise<Server> {
   });
 }
 
+/** A worker agent joining the conductor at `conductorUrl` with its registration token (processes only). */
+export async function startWorker(conductorUrl: string, registrationToken: string): Promise<Server> {
+  return startServer({
+    name: 'worker',
+    args: ['worker'],
+    env: {
+      CONDUCTOR_URL: conductorUrl,
+      CONDUCTOR_TOKEN: registrationToken,
+      WORKER_NAME: 'sdk-ts-worker',
+      WORKER_IP: '127.0.0.1',
+      WORKER_API_HOST: '127.0.0.1',
+      WORKER_API_PORT: '0',
+      WORKER_DOCKER: 'off',
+    },
+    listening: /aerekos worker API listening on (http:\/\/\S+)/,
+  });
+}
+
 /** Asserts that `promise` rejects with an AerekosApiError and returns it for further checks. */
 export async function apiError(promise: Promise<unknown>): Promise<AerekosApiError> {
   try {

@@ -120,7 +120,8 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
             tracing::info!(worker_id = %identity.worker_id, created = answer.created, "joined the conductor");
             *shared.interval.lock().expect("interval lock") = Duration::from_secs(answer.heartbeat_interval_secs.max(1));
             *shared.identity.write().expect("identity lock") = Some(identity.clone());
-            let _ = shared.registered.send(Some(identity.worker_id));
+            // send_replace: the value must be stored even while nobody is subscribed.
+            shared.registered.send_replace(Some(identity.worker_id));
             // The conductor answers, so its public key can be had now (for the worker API).
             if shared.verifier.read().expect("verifier lock").is_none() {
                 match aerekos_trust::conductor_verifier(&shared.config.conductor_url, Duration::ZERO).await {

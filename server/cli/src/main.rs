@@ -129,6 +129,10 @@ async fn run_worker() -> anyhow::Result<()> {
     );
     let handle = aerekos_worker::start(config).await.context("starting the worker")?;
     println!("aerekos worker started; joining the conductor");
+    if let Some(url) = handle.api_url() {
+        // Scripts and tests read this line to find the API (WORKER_API_PORT=0 picks a free port).
+        println!("aerekos worker API listening on {url}");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down; instances keep running");
     handle.shutdown().await;
