@@ -1,6 +1,6 @@
 //! key_manager's repositories (SQL only).
 
-use aerekos_common::db::{Db, DbResult, now_ms};
+use aerekos_common::db::{Db, DbResult};
 use sqlx::FromRow;
 
 use crate::domain::audit::AuditEntry;
@@ -166,8 +166,4 @@ pub async fn list_audit(db: &Db, key_id: Option<&str>, before_id: Option<i64>, l
     .bind(limit)
     .fetch_all(&db.read)
     .await
-}
-
-pub fn now() -> i64 {
-    now_ms()
 }

@@ -1,8 +1,7 @@
-use sqlx::FromRow;
-
 use super::{Db, DbResult};
 
-#[derive(Debug, Clone, FromRow)]
+/// A worker as stored (read by `load_all`, which also returns its credential hash).
+#[derive(Debug, Clone)]
 pub struct WorkerRow {
     pub id: String,
     pub name: String,

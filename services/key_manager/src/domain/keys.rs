@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use aerekos_common::{ApiError, ApiResult, auth::Caller, db::{Db, from_ms}, edge::current_request_id};
+use aerekos_common::{ApiError, ApiResult, auth::Caller, db::{Db, from_ms, now_ms}, edge::current_request_id};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use uuid::Uuid;
 
@@ -164,7 +164,7 @@ impl KeyService {
         let id = Uuid::parse_str(key_ref).ok().or_else(|| ring.by_name.get(key_ref).copied());
         let entry = id.and_then(|id| ring.by_id.get(&id)).cloned();
         match entry {
-            Some(e) if !e.row.deletion_at.is_some_and(|at| at <= store::now()) => Ok(e),
+            Some(e) if !e.row.deletion_at.is_some_and(|at| at <= now_ms()) => Ok(e),
             _ => Err(ApiError::not_found("key_not_found", format!("no key {key_ref:?} (by id or name)"))),
         }
     }
@@ -201,7 +201,7 @@ impl KeyService {
 
     pub fn list(&self) -> Vec<Key> {
         let ring = self.ring.read().expect("ring lock");
-        let now = store::now();
+        let now = now_ms();
         let mut keys: Vec<Key> = ring
             .by_id
             .values()
@@ -234,7 +234,7 @@ impl KeyService {
             return Outcome::err(None, ApiError::conflict("key_exists", format!("a key named {:?} exists already", req.name)));
         }
         let id = Uuid::new_v4();
-        let now = store::now();
+        let now = now_ms();
         let material = crypto::random_material();
         let row = KeyRow {
             id: id.to_string(),
@@ -291,7 +291,7 @@ impl KeyService {
                 Ok(rotate) => rotate,
                 Err(e) => return Outcome::err(Some(id), e),
             };
-            let now = store::now();
+            let now = now_ms();
             row.updated_at = now;
             let mut versions = entry.versions.clone();
             let mut new_version = None;
@@ -394,7 +394,7 @@ impl KeyService {
                     format!("the waiting period must be at least {}s", minimum.as_secs()),
                 ));
             }
-            row.deletion_at = Some(store::now() + waiting.as_millis() as i64);
+            row.deletion_at = Some(now_ms() + waiting.as_millis() as i64);
             Ok(false)
         })
         .await
@@ -416,7 +416,7 @@ impl KeyService {
     /// Destroys keys whose deletion date has passed. Returns how many.
     pub async fn purge_due(&self) -> Result<usize, sqlx::Error> {
         let _one_at_a_time = self.mutation.lock().await;
-        let now = store::now();
+        let now = now_ms();
         let due: Vec<Arc<KeyEntry>> = {
             let ring = self.ring.read().expect("ring lock");
             ring.by_id.values().filter(|e| e.row.deletion_at.is_some_and(|at| at <= now)).cloned().collect()
