@@ -37,6 +37,7 @@ fn busybox(port: u16) -> InstanceSpec {
         ports: vec![port],
         resources: None,
         health_path: None,
+        volume: None,
     }
 }
 

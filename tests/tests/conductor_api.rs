@@ -288,13 +288,16 @@ async fn service_catalog_enable_disable_and_deployments() {
     let services = admin.list_services().send().await.unwrap().into_inner();
     let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["key_manager", "storage_manager"]);
-    assert!(services.iter().all(|s| !s.enabled && s.port > 0 && s.default_resources.memory_mb > 0));
+    assert!(services.iter().all(|s| !s.enabled && s.builtin && s.default_resources.memory_mb > 0 && s.health_path == "/health"));
 
-    // Enabling storage_manager brings its dependency along.
+    // Enabling storage_manager brings its dependency along; with no worker yet, both wait for one.
     let s = admin.enable_service().name("storage_manager").send().await.unwrap().into_inner();
     assert!(s.enabled);
-    assert_eq!(s.depends_on, ["key_manager"]);
-    assert!(admin.get_service().name("key_manager").send().await.unwrap().into_inner().enabled);
+    assert_eq!(s.waiting_for, ["key_manager"]);
+    assert!(s.problem.unwrap_or_default().contains("no live worker"));
+    let km = admin.get_service().name("key_manager").send().await.unwrap().into_inner();
+    assert!(km.enabled);
+    assert_eq!(km.deployment.map(|d| d.replicas), Some(1));
 
     // key_manager cannot go while storage_manager needs it.
     let body = expect_api_error(failure(admin.disable_service().name("key_manager").send().await), 409, "service_has_dependents");
@@ -303,8 +306,8 @@ async fn service_catalog_enable_disable_and_deployments() {
     let km = admin.disable_service().name("key_manager").send().await.unwrap().into_inner();
     assert!(!km.enabled);
 
-    let deployments = admin.list_deployments().name("key_manager").send().await.unwrap().into_inner();
-    assert!(deployments.is_empty(), "no scheduler places instances yet");
+    let deployment = admin.get_deployment().name("key_manager").send().await.unwrap().into_inner();
+    assert!(deployment.instances.is_empty() && !deployment.enabled);
     let body = expect_api_error(failure(admin.get_service().name("nope").send().await), 404, "service_not_found");
     assert!(body.message.contains("key_manager"));
     c.stop().await;
@@ -406,6 +409,7 @@ fn command_spec(cmd: &[&str]) -> types::InstanceSpec {
         ports: vec![],
         resources: None,
         health_path: None,
+        volume: None,
     }
 }
 
@@ -446,8 +450,8 @@ async fn instances_are_assigned_fetched_by_their_worker_and_reported() {
         .unwrap();
     let seen = admin.get_instance().instance_id(inst.id).send().await.unwrap().into_inner();
     assert_eq!((seen.state, seen.address.as_deref(), seen.restarts), (types::InstanceState::Running, Some("10.0.0.1:9000"), 2));
-    let deployments = admin.list_deployments().name("key_manager").send().await.unwrap().into_inner();
-    assert_eq!(deployments.iter().map(|i| i.id).collect::<Vec<_>>(), [inst.id]);
+    let deployment = admin.get_deployment().name("key_manager").send().await.unwrap().into_inner();
+    assert_eq!(deployment.instances.iter().map(|i| i.id).collect::<Vec<_>>(), [inst.id]);
 
     // A report about an instance that is not the worker's says so (the worker then stops it).
     let err = failure(

@@ -101,6 +101,7 @@ fn python_http(port: u16) -> InstanceSpec {
         ports: vec![port],
         resources: None,
         health_path: None,
+        volume: None,
     }
 }
 
@@ -112,6 +113,7 @@ fn busybox_http(port: u16) -> InstanceSpec {
         ports: vec![port],
         resources: None,
         health_path: None,
+        volume: None,
     }
 }
 
@@ -120,7 +122,12 @@ async fn the_process_driver_passes_the_driver_suite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let new_driver = async || -> Arc<dyn Driver> {
-        let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(&path).unwrap());
+        let platform = aerekos_worker::driver::Platform {
+            conductor_url: "http://127.0.0.1:9".into(),
+            executable: None,
+            volumes_dir: path.join("volumes"),
+        };
+        let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(&path, platform).unwrap());
         driver
     };
     let case = Case {
@@ -208,6 +215,7 @@ async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs
         ports: vec![port],
         resources: None,
         health_path: Some("/health".into()),
+        volume: None,
     };
     let id = Uuid::new_v4();
     docker.start(id, &spec).await.expect("the service container starts");

@@ -51,6 +51,9 @@ pub struct WorkerConfig {
     pub api_bind: Option<SocketAddr>,
     /// `WORKER_DOCKER`, default on: use the local Docker engine when one answers (`off`: processes only).
     pub docker: bool,
+    /// `AEREKOS_EXECUTABLE`, default this program: the aerekos executable that built-in services
+    /// run from (`aerekos service <name>`), and that the service image is built from.
+    pub platform_executable: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,7 @@ impl WorkerConfig {
             advertise_ip: AdvertiseIp::Auto,
             api_bind: Some(SocketAddr::from(([0, 0, 0, 0], 8201))),
             docker: true,
+            platform_executable: std::env::current_exe().ok(),
         }
     }
 
@@ -92,6 +96,9 @@ impl WorkerConfig {
             c.advertise_ip = AdvertiseIp::Fixed(v.parse().map_err(|_| ConfigError(format!("WORKER_IP={v:?} is not an IP address")))?);
         }
         c.docker = get("WORKER_DOCKER").is_none_or(|v| v != "off");
+        if let Some(v) = get("AEREKOS_EXECUTABLE") {
+            c.platform_executable = Some(v.into());
+        }
         match get("WORKER_API_PORT").as_deref() {
             Some("off") => c.api_bind = None,
             port => {

@@ -168,18 +168,23 @@ impl WorkerHandle {
 /// Starts a worker: processes always, Docker too when an engine answers (and `config.docker`).
 pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
+    let platform = driver::Platform {
+        conductor_url: config.conductor_url.clone(),
+        executable: config.platform_executable.clone(),
+        volumes_dir: config.data_dir.join("volumes"),
+    };
     let docker = if config.docker {
         match DockerDriver::connect().await {
             Ok(d) => {
-                // Services run from an image built here, from this executable (when it is static).
-                match std::env::current_exe() {
-                    Ok(exe) => match d.ensure_service_image(&exe).await {
+                // Services run from an image built here, from the aerekos executable (when it is static).
+                match &config.platform_executable {
+                    Some(exe) => match d.ensure_service_image(exe).await {
                         Ok(tag) => tracing::info!(image = %tag, "the aerekos service image is ready"),
                         Err(why) => tracing::info!(%why, "no aerekos service image: services will not run in containers here"),
                     },
-                    Err(e) => tracing::info!(error = %e, "cannot find this executable to build the service image"),
+                    None => tracing::info!("cannot find the aerekos executable to build the service image"),
                 }
-                Some(d)
+                Some(d.with_platform(platform.clone()))
             }
             Err(why) => {
                 tracing::info!(%why, "no Docker engine; instances run as processes only");
@@ -189,7 +194,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     } else {
         None
     };
-    let driver: Arc<dyn Driver> = Arc::new(Runtimes::new(ProcessDriver::new(&config.data_dir)?, docker));
+    let driver: Arc<dyn Driver> = Arc::new(Runtimes::new(ProcessDriver::new(&config.data_dir, platform)?, docker));
     let identity = identity::load(&config.data_dir)?;
     if let Some(id) = &identity {
         tracing::info!(worker_id = %id.worker_id, "worker identity loaded");

@@ -29,6 +29,9 @@ pub const TICK: Duration = Duration::from_millis(500);
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Failed probes in a row that make a running instance unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
+/// Failed probes in a row after which an unhealthy instance is restarted (with backoff, as after
+/// a crash): a short hiccup takes it out of the gateway's routes, a lasting one restarts it.
+const RESTART_AFTER: u32 = 2 * UNHEALTHY_AFTER;
 
 /// What the worker knows of one assigned instance.
 struct Tracked {
@@ -220,6 +223,7 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
         };
         (id, outcome)
     });
+    let mut to_restart = vec![];
     for (id, outcome) in futures_util::future::join_all(probes).await {
         let Some(t) = tracked.get_mut(&id) else { continue };
         t.next_probe = Instant::now() + PROBE_EVERY;
@@ -238,10 +242,27 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
                     tracing::warn!(instance_id = %id, reason = %why, "instance is unhealthy");
                     t.state = InstanceState::Unhealthy;
                 }
-                if t.state != InstanceState::Running {
+                if t.state == InstanceState::Unhealthy && t.probe_failures >= RESTART_AFTER {
+                    to_restart.push(id);
+                    t.reason = Some(format!("restarted after {} failed health checks: {why}", t.probe_failures));
+                } else if t.state != InstanceState::Running {
                     t.reason = Some(why);
                 }
             }
+        }
+    }
+    for id in to_restart {
+        tracing::warn!(instance_id = %id, "restarting an unhealthy instance");
+        if let Err(e) = shared.driver.stop(id).await {
+            tracing::error!(instance_id = %id, error = %e, "stopping an unhealthy instance failed");
+        }
+        if let Some(t) = tracked.get_mut(&id) {
+            // The next tick starts it again after the backoff, counting a restart.
+            t.state = InstanceState::Exited;
+            t.exit_code = None;
+            t.address = None;
+            t.probe_failures = 0;
+            t.not_before = Instant::now() + t.backoff.next_delay();
         }
     }
 }

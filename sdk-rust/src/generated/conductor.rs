@@ -51,6 +51,87 @@ for the next change.*/
             Default::default()
         }
     }
+    /**Deploy a service: every field is optional and defaults to the service's current deployment,
+or else to the catalog's defaults.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct DeployRequest {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub driver: ::std::option::Option<DriverKind>,
+        ///Place only on workers with all these labels.
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub labels: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub load_balancing: ::std::option::Option<LoadBalancing>,
+        ///How many instances to keep running (0 stops them all but keeps the service enabled).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub replicas: ::std::option::Option<u32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub resources: ::std::option::Option<ResourceSpec>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub strategy: ::std::option::Option<PlacementStrategy>,
+        ///Place only on these workers.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub worker_ids: ::std::vec::Vec<::uuid::Uuid>,
+    }
+    impl DeployRequest {
+        pub fn builder() -> builder::DeployRequest {
+            Default::default()
+        }
+    }
+    ///A service's deployment: what was asked for and the instances that serve it.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Deployment {
+        pub enabled: bool,
+        ///Instances with a healthy health check on a live worker.
+        pub healthy: u32,
+        pub instances: ::std::vec::Vec<Instance>,
+        pub load_balancing: LoadBalancing,
+        ///Why instances are missing, when they are (e.g. no worker has room for them).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub problem: ::std::option::Option<::std::string::String>,
+        pub service: ::std::string::String,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub spec: ::std::option::Option<DeploymentSpec>,
+        ///Dependencies with no healthy instance yet; this service's instances are placed once they have one.
+        pub waiting_for: ::std::vec::Vec<::std::string::String>,
+    }
+    impl Deployment {
+        pub fn builder() -> builder::Deployment {
+            Default::default()
+        }
+    }
+    ///What a service's deployment asks for; the conductor keeps this many instances running.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct DeploymentSpec {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub driver: ::std::option::Option<DriverKind>,
+        ///Only workers carrying all these labels.
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub labels: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        pub replicas: u32,
+        pub resources: ResourceSpec,
+        pub strategy: PlacementStrategy,
+        ///Only these workers (empty: any).
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub worker_ids: ::std::vec::Vec<::uuid::Uuid>,
+    }
+    impl DeploymentSpec {
+        pub fn builder() -> builder::DeploymentSpec {
+            Default::default()
+        }
+    }
     ///What the conductor wants of an instance.
     #[derive(
         ::serde::Deserialize,
@@ -106,6 +187,76 @@ for the next change.*/
             value.parse()
         }
     }
+    ///A runtime driver: `process` runs a service's command, `docker` its image.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum DriverKind {
+        #[serde(rename = "process")]
+        Process,
+        #[serde(rename = "docker")]
+        Docker,
+    }
+    impl ::std::fmt::Display for DriverKind {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Process => f.write_str("process"),
+                Self::Docker => f.write_str("docker"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for DriverKind {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "process" => Ok(Self::Process),
+                "docker" => Ok(Self::Docker),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for DriverKind {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for DriverKind {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///A healthy instance of a service, where it answers.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Endpoint {
+        ///`host:port`.
+        pub address: ::std::string::String,
+        pub instance_id: ::uuid::Uuid,
+        ///`http://host:port`.
+        pub url: ::std::string::String,
+        pub worker_id: ::uuid::Uuid,
+    }
+    impl Endpoint {
+        pub fn builder() -> builder::Endpoint {
+            Default::default()
+        }
+    }
     ///Liveness.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Health {
@@ -152,6 +303,7 @@ for the next change.*/
         pub desired_state: DesiredState,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub exit_code: ::std::option::Option<i32>,
+        pub health: InstanceHealth,
         pub id: ::uuid::Uuid,
         ///Why it failed or is unhealthy.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -169,6 +321,74 @@ for the next change.*/
     impl Instance {
         pub fn builder() -> builder::Instance {
             Default::default()
+        }
+    }
+    /**`healthy` (running, health path answering, worker live), `starting`, `unhealthy` (see
+`reason`), `stopped`, or `lost` (its worker stopped sending heartbeats).*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum InstanceHealth {
+        #[serde(rename = "healthy")]
+        Healthy,
+        #[serde(rename = "starting")]
+        Starting,
+        #[serde(rename = "unhealthy")]
+        Unhealthy,
+        #[serde(rename = "stopped")]
+        Stopped,
+        #[serde(rename = "lost")]
+        Lost,
+    }
+    impl ::std::fmt::Display for InstanceHealth {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Healthy => f.write_str("healthy"),
+                Self::Starting => f.write_str("starting"),
+                Self::Unhealthy => f.write_str("unhealthy"),
+                Self::Stopped => f.write_str("stopped"),
+                Self::Lost => f.write_str("lost"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for InstanceHealth {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "healthy" => Ok(Self::Healthy),
+                "starting" => Ok(Self::Starting),
+                "unhealthy" => Ok(Self::Unhealthy),
+                "stopped" => Ok(Self::Stopped),
+                "lost" => Ok(Self::Lost),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for InstanceHealth {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for InstanceHealth {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///How an instance runs. Give an image (docker driver) or a command (process driver), or both.
@@ -196,6 +416,10 @@ for the next change.*/
         pub ports: ::std::vec::Vec<u16>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<ResourceSpec>,
+        /**A named directory on the worker that outlives the instance: passed as `DATA_DIR` (process)
+or mounted at `/data` (docker).*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub volume: ::std::option::Option<::std::string::String>,
     }
     impl InstanceSpec {
         pub fn builder() -> builder::InstanceSpec {
@@ -329,6 +553,65 @@ workers verify user tokens with these; no secret is shared.*/
             Default::default()
         }
     }
+    ///How the gateway picks an instance of a service for each request.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum LoadBalancing {
+        #[serde(rename = "round_robin")]
+        RoundRobin,
+        #[serde(rename = "least_connections")]
+        LeastConnections,
+        #[serde(rename = "ip_hash")]
+        IpHash,
+    }
+    impl ::std::fmt::Display for LoadBalancing {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::RoundRobin => f.write_str("round_robin"),
+                Self::LeastConnections => f.write_str("least_connections"),
+                Self::IpHash => f.write_str("ip_hash"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for LoadBalancing {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "round_robin" => Ok(Self::RoundRobin),
+                "least_connections" => Ok(Self::LeastConnections),
+                "ip_hash" => Ok(Self::IpHash),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for LoadBalancing {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for LoadBalancing {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///Credentials of a seeded user.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct LoginRequest {
@@ -371,6 +654,61 @@ workers verify user tokens with these; no secret is shared.*/
     impl NetworkInterface {
         pub fn builder() -> builder::NetworkInterface {
             Default::default()
+        }
+    }
+    ///How the scheduler chooses among the workers an instance fits on.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum PlacementStrategy {
+        #[serde(rename = "spread")]
+        Spread,
+        #[serde(rename = "binpack")]
+        Binpack,
+    }
+    impl ::std::fmt::Display for PlacementStrategy {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Spread => f.write_str("spread"),
+                Self::Binpack => f.write_str("binpack"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for PlacementStrategy {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "spread" => Ok(Self::Spread),
+                "binpack" => Ok(Self::Binpack),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for PlacementStrategy {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for PlacementStrategy {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///Readiness: whether the server can serve requests (its database answers).
@@ -530,25 +868,104 @@ workers verify user tokens with these; no secret is shared.*/
             Default::default()
         }
     }
-    ///A service of the catalog.
+    ///A service of the catalog: a built-in one, or one an admin defined.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Service {
+        ///Part of the platform (cannot be removed).
+        pub builtin: bool,
+        ///What the process driver runs. The program `aerekos` is the worker's own executable.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub command: ::std::vec::Vec<::std::string::String>,
         pub default_replicas: u32,
         pub default_resources: ResourceSpec,
-        ///Services that must run for this one to work; enabling it enables them.
+        /**Services that must run for this one to work; deploying it deploys them, and its instances
+are placed once they are healthy.*/
         pub depends_on: ::std::vec::Vec<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub deployment: ::std::option::Option<DeploymentSpec>,
         pub description: ::std::string::String,
         pub enabled: bool,
-        ///The path probed for health.
+        /**Environment of every instance. The worker adds `PORT` (where to listen), `CONDUCTOR_URL`
+and, for a stateful service, `DATA_DIR`.*/
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        ///The path probed for health; instances serve it on `$PORT`.
         pub health_path: ::std::string::String,
+        ///What the docker driver runs (an image present on the worker).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub image: ::std::option::Option<::std::string::String>,
+        ///The container's command with `image`, in place of the image's own.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub image_command: ::std::vec::Vec<::std::string::String>,
+        pub load_balancing: LoadBalancing,
         ///e.g. `key_manager`; also the gateway prefix `/api/<name>/…`.
         pub name: ::std::string::String,
-        ///The port an instance listens on.
-        pub port: u16,
+        ///Keeps state in a directory on its worker that outlives its instances; runs one replica.
+        pub stateful: bool,
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
     }
     impl Service {
         pub fn builder() -> builder::Service {
+            Default::default()
+        }
+    }
+    /**Define a service of your own; the gateway routes `/api/<name>/…` to its instances, which
+listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ServiceDefinition {
+        ///For the process driver: the program and its arguments.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub command: ::std::vec::Vec<::std::string::String>,
+        ///Default 1.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub default_replicas: ::std::option::Option<u32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub default_resources: ::std::option::Option<ResourceSpec>,
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub depends_on: ::std::vec::Vec<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<::std::string::String>,
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        ///Default `/health`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub health_path: ::std::option::Option<::std::string::String>,
+        ///For the docker driver: an image present on the workers.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub image: ::std::option::Option<::std::string::String>,
+        ///The container's command with `image`.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub image_command: ::std::vec::Vec<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub load_balancing: ::std::option::Option<LoadBalancing>,
+        ///1–48 of a–z, 0–9 and `_`, starting with a letter; not a conductor path such as `workers`.
+        pub name: ::std::string::String,
+        ///Default false.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stateful: ::std::option::Option<bool>,
+    }
+    impl ServiceDefinition {
+        pub fn builder() -> builder::ServiceDefinition {
+            Default::default()
+        }
+    }
+    ///The healthy endpoints of a service.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ServiceEndpoints {
+        pub endpoints: ::std::vec::Vec<Endpoint>,
+        pub load_balancing: LoadBalancing,
+        pub service: ::std::string::String,
+    }
+    impl ServiceEndpoints {
+        pub fn builder() -> builder::ServiceEndpoints {
             Default::default()
         }
     }
@@ -1010,6 +1427,582 @@ workers verify user tokens with these; no secret is shared.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct DeployRequest {
+            driver: ::std::result::Result<
+                ::std::option::Option<super::DriverKind>,
+                ::std::string::String,
+            >,
+            labels: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            load_balancing: ::std::result::Result<
+                ::std::option::Option<super::LoadBalancing>,
+                ::std::string::String,
+            >,
+            replicas: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+            resources: ::std::result::Result<
+                ::std::option::Option<super::ResourceSpec>,
+                ::std::string::String,
+            >,
+            strategy: ::std::result::Result<
+                ::std::option::Option<super::PlacementStrategy>,
+                ::std::string::String,
+            >,
+            worker_ids: ::std::result::Result<
+                ::std::vec::Vec<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for DeployRequest {
+            fn default() -> Self {
+                Self {
+                    driver: Ok(Default::default()),
+                    labels: Ok(Default::default()),
+                    load_balancing: Ok(Default::default()),
+                    replicas: Ok(Default::default()),
+                    resources: Ok(Default::default()),
+                    strategy: Ok(Default::default()),
+                    worker_ids: Ok(Default::default()),
+                }
+            }
+        }
+        impl DeployRequest {
+            pub fn driver<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::DriverKind>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.driver = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for driver: {e}")
+                    });
+                self
+            }
+            pub fn labels<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.labels = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for labels: {e}")
+                    });
+                self
+            }
+            pub fn load_balancing<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::LoadBalancing>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.load_balancing = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for load_balancing: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn replicas<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.replicas = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for replicas: {e}")
+                    });
+                self
+            }
+            pub fn resources<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::ResourceSpec>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.resources = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for resources: {e}")
+                    });
+                self
+            }
+            pub fn strategy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::PlacementStrategy>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.strategy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for strategy: {e}")
+                    });
+                self
+            }
+            pub fn worker_ids<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_ids = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_ids: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<DeployRequest> for super::DeployRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: DeployRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    driver: value.driver?,
+                    labels: value.labels?,
+                    load_balancing: value.load_balancing?,
+                    replicas: value.replicas?,
+                    resources: value.resources?,
+                    strategy: value.strategy?,
+                    worker_ids: value.worker_ids?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::DeployRequest> for DeployRequest {
+            fn from(value: super::DeployRequest) -> Self {
+                Self {
+                    driver: Ok(value.driver),
+                    labels: Ok(value.labels),
+                    load_balancing: Ok(value.load_balancing),
+                    replicas: Ok(value.replicas),
+                    resources: Ok(value.resources),
+                    strategy: Ok(value.strategy),
+                    worker_ids: Ok(value.worker_ids),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Deployment {
+            enabled: ::std::result::Result<bool, ::std::string::String>,
+            healthy: ::std::result::Result<u32, ::std::string::String>,
+            instances: ::std::result::Result<
+                ::std::vec::Vec<super::Instance>,
+                ::std::string::String,
+            >,
+            load_balancing: ::std::result::Result<
+                super::LoadBalancing,
+                ::std::string::String,
+            >,
+            problem: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+            spec: ::std::result::Result<
+                ::std::option::Option<super::DeploymentSpec>,
+                ::std::string::String,
+            >,
+            waiting_for: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for Deployment {
+            fn default() -> Self {
+                Self {
+                    enabled: Err("no value supplied for enabled".to_string()),
+                    healthy: Err("no value supplied for healthy".to_string()),
+                    instances: Err("no value supplied for instances".to_string()),
+                    load_balancing: Err(
+                        "no value supplied for load_balancing".to_string(),
+                    ),
+                    problem: Ok(Default::default()),
+                    service: Err("no value supplied for service".to_string()),
+                    spec: Ok(Default::default()),
+                    waiting_for: Err("no value supplied for waiting_for".to_string()),
+                }
+            }
+        }
+        impl Deployment {
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn healthy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.healthy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for healthy: {e}")
+                    });
+                self
+            }
+            pub fn instances<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Instance>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.instances = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for instances: {e}")
+                    });
+                self
+            }
+            pub fn load_balancing<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::LoadBalancing>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.load_balancing = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for load_balancing: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn problem<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.problem = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for problem: {e}")
+                    });
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+            pub fn spec<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::DeploymentSpec>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.spec = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spec: {e}")
+                    });
+                self
+            }
+            pub fn waiting_for<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.waiting_for = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for waiting_for: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Deployment> for super::Deployment {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Deployment,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    enabled: value.enabled?,
+                    healthy: value.healthy?,
+                    instances: value.instances?,
+                    load_balancing: value.load_balancing?,
+                    problem: value.problem?,
+                    service: value.service?,
+                    spec: value.spec?,
+                    waiting_for: value.waiting_for?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Deployment> for Deployment {
+            fn from(value: super::Deployment) -> Self {
+                Self {
+                    enabled: Ok(value.enabled),
+                    healthy: Ok(value.healthy),
+                    instances: Ok(value.instances),
+                    load_balancing: Ok(value.load_balancing),
+                    problem: Ok(value.problem),
+                    service: Ok(value.service),
+                    spec: Ok(value.spec),
+                    waiting_for: Ok(value.waiting_for),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct DeploymentSpec {
+            driver: ::std::result::Result<
+                ::std::option::Option<super::DriverKind>,
+                ::std::string::String,
+            >,
+            labels: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            replicas: ::std::result::Result<u32, ::std::string::String>,
+            resources: ::std::result::Result<super::ResourceSpec, ::std::string::String>,
+            strategy: ::std::result::Result<
+                super::PlacementStrategy,
+                ::std::string::String,
+            >,
+            worker_ids: ::std::result::Result<
+                ::std::vec::Vec<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for DeploymentSpec {
+            fn default() -> Self {
+                Self {
+                    driver: Ok(Default::default()),
+                    labels: Ok(Default::default()),
+                    replicas: Err("no value supplied for replicas".to_string()),
+                    resources: Err("no value supplied for resources".to_string()),
+                    strategy: Err("no value supplied for strategy".to_string()),
+                    worker_ids: Ok(Default::default()),
+                }
+            }
+        }
+        impl DeploymentSpec {
+            pub fn driver<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::DriverKind>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.driver = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for driver: {e}")
+                    });
+                self
+            }
+            pub fn labels<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.labels = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for labels: {e}")
+                    });
+                self
+            }
+            pub fn replicas<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.replicas = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for replicas: {e}")
+                    });
+                self
+            }
+            pub fn resources<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ResourceSpec>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.resources = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for resources: {e}")
+                    });
+                self
+            }
+            pub fn strategy<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::PlacementStrategy>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.strategy = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for strategy: {e}")
+                    });
+                self
+            }
+            pub fn worker_ids<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_ids = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_ids: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<DeploymentSpec> for super::DeploymentSpec {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: DeploymentSpec,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    driver: value.driver?,
+                    labels: value.labels?,
+                    replicas: value.replicas?,
+                    resources: value.resources?,
+                    strategy: value.strategy?,
+                    worker_ids: value.worker_ids?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::DeploymentSpec> for DeploymentSpec {
+            fn from(value: super::DeploymentSpec) -> Self {
+                Self {
+                    driver: Ok(value.driver),
+                    labels: Ok(value.labels),
+                    replicas: Ok(value.replicas),
+                    resources: Ok(value.resources),
+                    strategy: Ok(value.strategy),
+                    worker_ids: Ok(value.worker_ids),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Endpoint {
+            address: ::std::result::Result<::std::string::String, ::std::string::String>,
+            instance_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            url: ::std::result::Result<::std::string::String, ::std::string::String>,
+            worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for Endpoint {
+            fn default() -> Self {
+                Self {
+                    address: Err("no value supplied for address".to_string()),
+                    instance_id: Err("no value supplied for instance_id".to_string()),
+                    url: Err("no value supplied for url".to_string()),
+                    worker_id: Err("no value supplied for worker_id".to_string()),
+                }
+            }
+        }
+        impl Endpoint {
+            pub fn address<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.address = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for address: {e}")
+                    });
+                self
+            }
+            pub fn instance_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.instance_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for instance_id: {e}")
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Endpoint> for super::Endpoint {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Endpoint,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    address: value.address?,
+                    instance_id: value.instance_id?,
+                    url: value.url?,
+                    worker_id: value.worker_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Endpoint> for Endpoint {
+            fn from(value: super::Endpoint) -> Self {
+                Self {
+                    address: Ok(value.address),
+                    instance_id: Ok(value.instance_id),
+                    url: Ok(value.url),
+                    worker_id: Ok(value.worker_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Health {
             status: ::std::result::Result<::std::string::String, ::std::string::String>,
             version: ::std::result::Result<::std::string::String, ::std::string::String>,
@@ -1214,6 +2207,7 @@ workers verify user tokens with these; no secret is shared.*/
                 ::std::option::Option<i32>,
                 ::std::string::String,
             >,
+            health: ::std::result::Result<super::InstanceHealth, ::std::string::String>,
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
             reason: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
@@ -1241,6 +2235,7 @@ workers verify user tokens with these; no secret is shared.*/
                         "no value supplied for desired_state".to_string(),
                     ),
                     exit_code: Ok(Default::default()),
+                    health: Err("no value supplied for health".to_string()),
                     id: Err("no value supplied for id".to_string()),
                     reason: Ok(Default::default()),
                     restarts: Err("no value supplied for restarts".to_string()),
@@ -1298,6 +2293,18 @@ workers verify user tokens with these; no secret is shared.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn health<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::InstanceHealth>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.health = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for health: {e}")
                     });
                 self
             }
@@ -1406,6 +2413,7 @@ workers verify user tokens with these; no secret is shared.*/
                     created_at: value.created_at?,
                     desired_state: value.desired_state?,
                     exit_code: value.exit_code?,
+                    health: value.health?,
                     id: value.id?,
                     reason: value.reason?,
                     restarts: value.restarts?,
@@ -1424,6 +2432,7 @@ workers verify user tokens with these; no secret is shared.*/
                     created_at: Ok(value.created_at),
                     desired_state: Ok(value.desired_state),
                     exit_code: Ok(value.exit_code),
+                    health: Ok(value.health),
                     id: Ok(value.id),
                     reason: Ok(value.reason),
                     restarts: Ok(value.restarts),
@@ -1461,6 +2470,10 @@ workers verify user tokens with these; no secret is shared.*/
                 ::std::option::Option<super::ResourceSpec>,
                 ::std::string::String,
             >,
+            volume: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for InstanceSpec {
             fn default() -> Self {
@@ -1471,6 +2484,7 @@ workers verify user tokens with these; no secret is shared.*/
                     image: Ok(Default::default()),
                     ports: Ok(Default::default()),
                     resources: Ok(Default::default()),
+                    volume: Ok(Default::default()),
                 }
             }
         }
@@ -1552,6 +2566,18 @@ workers verify user tokens with these; no secret is shared.*/
                     });
                 self
             }
+            pub fn volume<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volume = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for volume: {e}")
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<InstanceSpec> for super::InstanceSpec {
             type Error = super::error::ConversionError;
@@ -1565,6 +2591,7 @@ workers verify user tokens with these; no secret is shared.*/
                     image: value.image?,
                     ports: value.ports?,
                     resources: value.resources?,
+                    volume: value.volume?,
                 })
             }
         }
@@ -1577,6 +2604,7 @@ workers verify user tokens with these; no secret is shared.*/
                     image: Ok(value.image),
                     ports: Ok(value.ports),
                     resources: Ok(value.resources),
+                    volume: Ok(value.volume),
                 }
             }
         }
@@ -2686,6 +3714,11 @@ workers verify user tokens with these; no secret is shared.*/
         }
         #[derive(Clone, Debug)]
         pub struct Service {
+            builtin: ::std::result::Result<bool, ::std::string::String>,
+            command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
             default_replicas: ::std::result::Result<u32, ::std::string::String>,
             default_resources: ::std::result::Result<
                 super::ResourceSpec,
@@ -2695,17 +3728,40 @@ workers verify user tokens with these; no secret is shared.*/
                 ::std::vec::Vec<::std::string::String>,
                 ::std::string::String,
             >,
+            deployment: ::std::result::Result<
+                ::std::option::Option<super::DeploymentSpec>,
+                ::std::string::String,
+            >,
             description: ::std::result::Result<
                 ::std::string::String,
                 ::std::string::String,
             >,
             enabled: ::std::result::Result<bool, ::std::string::String>,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
             health_path: ::std::result::Result<
                 ::std::string::String,
                 ::std::string::String,
             >,
+            image: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            image_command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            load_balancing: ::std::result::Result<
+                super::LoadBalancing,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
-            port: ::std::result::Result<u16, ::std::string::String>,
+            stateful: ::std::result::Result<bool, ::std::string::String>,
             updated_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
@@ -2714,6 +3770,8 @@ workers verify user tokens with these; no secret is shared.*/
         impl ::std::default::Default for Service {
             fn default() -> Self {
                 Self {
+                    builtin: Err("no value supplied for builtin".to_string()),
+                    command: Ok(Default::default()),
                     default_replicas: Err(
                         "no value supplied for default_replicas".to_string(),
                     ),
@@ -2721,16 +3779,47 @@ workers verify user tokens with these; no secret is shared.*/
                         "no value supplied for default_resources".to_string(),
                     ),
                     depends_on: Err("no value supplied for depends_on".to_string()),
+                    deployment: Ok(Default::default()),
                     description: Err("no value supplied for description".to_string()),
                     enabled: Err("no value supplied for enabled".to_string()),
+                    env: Err("no value supplied for env".to_string()),
                     health_path: Err("no value supplied for health_path".to_string()),
+                    image: Ok(Default::default()),
+                    image_command: Ok(Default::default()),
+                    load_balancing: Err(
+                        "no value supplied for load_balancing".to_string(),
+                    ),
                     name: Err("no value supplied for name".to_string()),
-                    port: Err("no value supplied for port".to_string()),
+                    stateful: Err("no value supplied for stateful".to_string()),
                     updated_at: Err("no value supplied for updated_at".to_string()),
                 }
             }
         }
         impl Service {
+            pub fn builtin<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.builtin = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for builtin: {e}")
+                    });
+                self
+            }
+            pub fn command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
             pub fn default_replicas<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<u32>,
@@ -2771,6 +3860,18 @@ workers verify user tokens with these; no secret is shared.*/
                     });
                 self
             }
+            pub fn deployment<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::DeploymentSpec>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.deployment = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for deployment: {e}")
+                    });
+                self
+            }
             pub fn description<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -2795,6 +3896,23 @@ workers verify user tokens with these; no secret is shared.*/
                     });
                 self
             }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
             pub fn health_path<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -2804,6 +3922,44 @@ workers verify user tokens with these; no secret is shared.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for health_path: {e}")
+                    });
+                self
+            }
+            pub fn image<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.image = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for image: {e}")
+                    });
+                self
+            }
+            pub fn image_command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.image_command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for image_command: {e}")
+                    });
+                self
+            }
+            pub fn load_balancing<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::LoadBalancing>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.load_balancing = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for load_balancing: {e}"
+                        )
                     });
                 self
             }
@@ -2819,15 +3975,15 @@ workers verify user tokens with these; no secret is shared.*/
                     });
                 self
             }
-            pub fn port<T>(mut self, value: T) -> Self
+            pub fn stateful<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<u16>,
+                T: ::std::convert::TryInto<bool>,
                 T::Error: ::std::fmt::Display,
             {
-                self.port = value
+                self.stateful = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for port: {e}")
+                        format!("error converting supplied value for stateful: {e}")
                     });
                 self
             }
@@ -2850,14 +4006,21 @@ workers verify user tokens with these; no secret is shared.*/
                 value: Service,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    builtin: value.builtin?,
+                    command: value.command?,
                     default_replicas: value.default_replicas?,
                     default_resources: value.default_resources?,
                     depends_on: value.depends_on?,
+                    deployment: value.deployment?,
                     description: value.description?,
                     enabled: value.enabled?,
+                    env: value.env?,
                     health_path: value.health_path?,
+                    image: value.image?,
+                    image_command: value.image_command?,
+                    load_balancing: value.load_balancing?,
                     name: value.name?,
-                    port: value.port?,
+                    stateful: value.stateful?,
                     updated_at: value.updated_at?,
                 })
             }
@@ -2865,15 +4028,371 @@ workers verify user tokens with these; no secret is shared.*/
         impl ::std::convert::From<super::Service> for Service {
             fn from(value: super::Service) -> Self {
                 Self {
+                    builtin: Ok(value.builtin),
+                    command: Ok(value.command),
+                    default_replicas: Ok(value.default_replicas),
+                    default_resources: Ok(value.default_resources),
+                    depends_on: Ok(value.depends_on),
+                    deployment: Ok(value.deployment),
+                    description: Ok(value.description),
+                    enabled: Ok(value.enabled),
+                    env: Ok(value.env),
+                    health_path: Ok(value.health_path),
+                    image: Ok(value.image),
+                    image_command: Ok(value.image_command),
+                    load_balancing: Ok(value.load_balancing),
+                    name: Ok(value.name),
+                    stateful: Ok(value.stateful),
+                    updated_at: Ok(value.updated_at),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ServiceDefinition {
+            command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            default_replicas: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+            default_resources: ::std::result::Result<
+                ::std::option::Option<super::ResourceSpec>,
+                ::std::string::String,
+            >,
+            depends_on: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            description: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            health_path: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            image: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            image_command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            load_balancing: ::std::result::Result<
+                ::std::option::Option<super::LoadBalancing>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            stateful: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for ServiceDefinition {
+            fn default() -> Self {
+                Self {
+                    command: Ok(Default::default()),
+                    default_replicas: Ok(Default::default()),
+                    default_resources: Ok(Default::default()),
+                    depends_on: Ok(Default::default()),
+                    description: Ok(Default::default()),
+                    env: Ok(Default::default()),
+                    health_path: Ok(Default::default()),
+                    image: Ok(Default::default()),
+                    image_command: Ok(Default::default()),
+                    load_balancing: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    stateful: Ok(Default::default()),
+                }
+            }
+        }
+        impl ServiceDefinition {
+            pub fn command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn default_replicas<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.default_replicas = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for default_replicas: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn default_resources<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::ResourceSpec>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.default_resources = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for default_resources: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn depends_on<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.depends_on = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for depends_on: {e}")
+                    });
+                self
+            }
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for description: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
+            pub fn health_path<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.health_path = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for health_path: {e}")
+                    });
+                self
+            }
+            pub fn image<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.image = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for image: {e}")
+                    });
+                self
+            }
+            pub fn image_command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.image_command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for image_command: {e}")
+                    });
+                self
+            }
+            pub fn load_balancing<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::LoadBalancing>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.load_balancing = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for load_balancing: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn stateful<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stateful = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stateful: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ServiceDefinition> for super::ServiceDefinition {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ServiceDefinition,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    command: value.command?,
+                    default_replicas: value.default_replicas?,
+                    default_resources: value.default_resources?,
+                    depends_on: value.depends_on?,
+                    description: value.description?,
+                    env: value.env?,
+                    health_path: value.health_path?,
+                    image: value.image?,
+                    image_command: value.image_command?,
+                    load_balancing: value.load_balancing?,
+                    name: value.name?,
+                    stateful: value.stateful?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ServiceDefinition> for ServiceDefinition {
+            fn from(value: super::ServiceDefinition) -> Self {
+                Self {
+                    command: Ok(value.command),
                     default_replicas: Ok(value.default_replicas),
                     default_resources: Ok(value.default_resources),
                     depends_on: Ok(value.depends_on),
                     description: Ok(value.description),
-                    enabled: Ok(value.enabled),
+                    env: Ok(value.env),
                     health_path: Ok(value.health_path),
+                    image: Ok(value.image),
+                    image_command: Ok(value.image_command),
+                    load_balancing: Ok(value.load_balancing),
                     name: Ok(value.name),
-                    port: Ok(value.port),
-                    updated_at: Ok(value.updated_at),
+                    stateful: Ok(value.stateful),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ServiceEndpoints {
+            endpoints: ::std::result::Result<
+                ::std::vec::Vec<super::Endpoint>,
+                ::std::string::String,
+            >,
+            load_balancing: ::std::result::Result<
+                super::LoadBalancing,
+                ::std::string::String,
+            >,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for ServiceEndpoints {
+            fn default() -> Self {
+                Self {
+                    endpoints: Err("no value supplied for endpoints".to_string()),
+                    load_balancing: Err(
+                        "no value supplied for load_balancing".to_string(),
+                    ),
+                    service: Err("no value supplied for service".to_string()),
+                }
+            }
+        }
+        impl ServiceEndpoints {
+            pub fn endpoints<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Endpoint>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.endpoints = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for endpoints: {e}")
+                    });
+                self
+            }
+            pub fn load_balancing<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::LoadBalancing>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.load_balancing = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for load_balancing: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ServiceEndpoints> for super::ServiceEndpoints {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ServiceEndpoints,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    endpoints: value.endpoints?,
+                    load_balancing: value.load_balancing?,
+                    service: value.service?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ServiceEndpoints> for ServiceEndpoints {
+            fn from(value: super::ServiceEndpoints) -> Self {
+                Self {
+                    endpoints: Ok(value.endpoints),
+                    load_balancing: Ok(value.load_balancing),
+                    service: Ok(value.service),
                 }
             }
         }
@@ -3773,6 +5292,19 @@ let response = client.delete_instance()
     pub fn delete_instance(&self) -> builder::DeleteInstance<'_> {
         builder::DeleteInstance::new(self)
     }
+    /**The healthy endpoints of a service (user or service token): how services find each other
+
+Sends a `GET` request to `/api/registry/{service}`
+
+```ignore
+let response = client.get_registry()
+    .service(service)
+    .send()
+    .await;
+```*/
+    pub fn get_registry(&self) -> builder::GetRegistry<'_> {
+        builder::GetRegistry::new(self)
+    }
     /**CPU, memory and disk summed over live workers
 
 Sends a `GET` request to `/api/resources`
@@ -3797,6 +5329,19 @@ let response = client.list_services()
     pub fn list_services(&self) -> builder::ListServices<'_> {
         builder::ListServices::new(self)
     }
+    /**Add a service of your own to the catalog (admin only). It is disabled until deployed
+
+Sends a `POST` request to `/api/services`
+
+```ignore
+let response = client.define_service()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn define_service(&self) -> builder::DefineService<'_> {
+        builder::DefineService::new(self)
+    }
     /**One service of the catalog
 
 Sends a `GET` request to `/api/services/{name}`
@@ -3810,20 +5355,50 @@ let response = client.get_service()
     pub fn get_service(&self) -> builder::GetService<'_> {
         builder::GetService::new(self)
     }
-    /**The service's instances: worker, address, state, restarts
+    /**Remove a service you defined (admin only); it must be disabled, and nothing may depend on it
 
-Sends a `GET` request to `/api/services/{name}/deployments`
+Sends a `DELETE` request to `/api/services/{name}`
 
 ```ignore
-let response = client.list_deployments()
+let response = client.remove_service()
     .name(name)
     .send()
     .await;
 ```*/
-    pub fn list_deployments(&self) -> builder::ListDeployments<'_> {
-        builder::ListDeployments::new(self)
+    pub fn remove_service(&self) -> builder::RemoveService<'_> {
+        builder::RemoveService::new(self)
     }
-    /**Disable a service (admin only); refused while an enabled service depends on it
+    /**Deploy a service (admin only): place instances on live workers with room for them, its
+dependencies first. Nothing fits → 409 naming what is short on which worker
+
+Sends a `POST` request to `/api/services/{name}/deploy`
+
+```ignore
+let response = client.deploy_service()
+    .name(name)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn deploy_service(&self) -> builder::DeployService<'_> {
+        builder::DeployService::new(self)
+    }
+    /**The service's deployment: what it asks for, and each instance with its worker, address,
+state, health and restarts
+
+Sends a `GET` request to `/api/services/{name}/deployments`
+
+```ignore
+let response = client.get_deployment()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn get_deployment(&self) -> builder::GetDeployment<'_> {
+        builder::GetDeployment::new(self)
+    }
+    /**Disable a service (admin only): every instance stops. Refused while an enabled service
+depends on it
 
 Sends a `POST` request to `/api/services/{name}/disable`
 
@@ -3836,7 +5411,8 @@ let response = client.disable_service()
     pub fn disable_service(&self) -> builder::DisableService<'_> {
         builder::DisableService::new(self)
     }
-    /**Enable a service and the services it depends on (admin only)
+    /**Enable a service (admin only): deploy it with its last deployment or the catalog's
+defaults, with the services it depends on
 
 Sends a `POST` request to `/api/services/{name}/enable`
 
@@ -4789,6 +6365,129 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::get_registry`]
+
+[`Client::get_registry`]: super::Client::get_registry*/
+    #[derive(Debug, Clone)]
+    pub struct GetRegistry<'a> {
+        client: &'a super::Client,
+        service: Result<::std::string::String, String>,
+    }
+    impl<'a> GetRegistry<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                service: Err("service was not initialized".to_string()),
+            }
+        }
+        pub fn service<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.service = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for service failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/registry/{service}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::ServiceEndpoints>, Error<crate::ErrorBody>> {
+            let Self { client, service } = self;
+            let service = service.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/registry/{}", client.baseurl, encode_path(& service.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_registry",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::get_resources`]
 
 [`Client::get_resources`]: super::Client::get_resources*/
@@ -5000,6 +6699,144 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::define_service`]
+
+[`Client::define_service`]: super::Client::define_service*/
+    #[derive(Debug, Clone)]
+    pub struct DefineService<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::ServiceDefinition, String>,
+    }
+    impl<'a> DefineService<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ServiceDefinition>,
+            <V as std::convert::TryInto<
+                types::ServiceDefinition,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ServiceDefinition` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::ServiceDefinition,
+            ) -> types::builder::ServiceDefinition,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/services`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Service>, Error<crate::ErrorBody>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| {
+                    types::ServiceDefinition::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/services", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "define_service",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::get_service`]
 
 [`Client::get_service`]: super::Client::get_service*/
@@ -5123,15 +6960,290 @@ pub mod builder {
             }
         }
     }
-    /**Builder for [`Client::list_deployments`]
+    /**Builder for [`Client::remove_service`]
 
-[`Client::list_deployments`]: super::Client::list_deployments*/
+[`Client::remove_service`]: super::Client::remove_service*/
     #[derive(Debug, Clone)]
-    pub struct ListDeployments<'a> {
+    pub struct RemoveService<'a> {
         client: &'a super::Client,
         name: Result<::std::string::String, String>,
     }
-    impl<'a> ListDeployments<'a> {
+    impl<'a> RemoveService<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `DELETE` request to `/api/services/{name}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/services/{}", client.baseurl, encode_path(& name.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "remove_service",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::deploy_service`]
+
+[`Client::deploy_service`]: super::Client::deploy_service*/
+    #[derive(Debug, Clone)]
+    pub struct DeployService<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+        body: Result<types::builder::DeployRequest, String>,
+    }
+    impl<'a> DeployService<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::DeployRequest>,
+            <V as std::convert::TryInto<types::DeployRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `DeployRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::DeployRequest,
+            ) -> types::builder::DeployRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/services/{name}/deploy`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Deployment>, Error<crate::ErrorBody>> {
+            let Self { client, name, body } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::DeployRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/services/{}/deploy", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "deploy_service",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_deployment`]
+
+[`Client::get_deployment`]: super::Client::get_deployment*/
+    #[derive(Debug, Clone)]
+    pub struct GetDeployment<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> GetDeployment<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
@@ -5153,10 +7265,7 @@ pub mod builder {
         ///Sends a `GET` request to `/api/services/{name}/deployments`
         pub async fn send(
             self,
-        ) -> Result<
-            ResponseValue<::std::vec::Vec<types::Instance>>,
-            Error<crate::ErrorBody>,
-        > {
+        ) -> Result<ResponseValue<types::Deployment>, Error<crate::ErrorBody>> {
             let Self { client, name } = self;
             let name = name.map_err(Error::InvalidRequest)?;
             let url = format!(
@@ -5182,7 +7291,7 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo {
-                operation_id: "list_deployments",
+                operation_id: "get_deployment",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -5280,7 +7389,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/services/{name}/disable`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Service>, Error<crate::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Deployment>, Error<crate::ErrorBody>> {
             let Self { client, name } = self;
             let name = name.map_err(Error::InvalidRequest)?;
             let url = format!(
@@ -5404,7 +7513,7 @@ pub mod builder {
         ///Sends a `POST` request to `/api/services/{name}/enable`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Service>, Error<crate::ErrorBody>> {
+        ) -> Result<ResponseValue<types::Deployment>, Error<crate::ErrorBody>> {
             let Self { client, name } = self;
             let name = name.map_err(Error::InvalidRequest)?;
             let url = format!(

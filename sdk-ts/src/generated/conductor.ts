@@ -95,6 +95,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/registry/{service}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The healthy endpoints of a service (user or service token): how services find each other. */
+        get: operations["get_registry"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/resources": {
         parameters: {
             query?: never;
@@ -122,7 +139,8 @@ export interface paths {
         /** The service catalog with each service's state. */
         get: operations["list_services"];
         put?: never;
-        post?: never;
+        /** Add a service of your own to the catalog (admin only). It is disabled until deployed. */
+        post: operations["define_service"];
         delete?: never;
         options?: never;
         head?: never;
@@ -140,6 +158,27 @@ export interface paths {
         get: operations["get_service"];
         put?: never;
         post?: never;
+        /** Remove a service you defined (admin only); it must be disabled, and nothing may depend on it. */
+        delete: operations["remove_service"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/services/{name}/deploy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deploy a service (admin only): place instances on live workers with room for them, its
+         *     dependencies first. Nothing fits → 409 naming what is short on which worker.
+         */
+        post: operations["deploy_service"];
         delete?: never;
         options?: never;
         head?: never;
@@ -153,8 +192,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The service's instances: worker, address, state, restarts. */
-        get: operations["list_deployments"];
+        /**
+         * The service's deployment: what it asks for, and each instance with its worker, address,
+         *     state, health and restarts.
+         */
+        get: operations["get_deployment"];
         put?: never;
         post?: never;
         delete?: never;
@@ -172,7 +214,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Disable a service (admin only); refused while an enabled service depends on it. */
+        /**
+         * Disable a service (admin only): every instance stops. Refused while an enabled service
+         *     depends on it.
+         */
         post: operations["disable_service"];
         delete?: never;
         options?: never;
@@ -189,7 +234,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Enable a service and the services it depends on (admin only). */
+        /**
+         * Enable a service (admin only): deploy it with its last deployment or the catalog's
+         *     defaults, with the services it depends on.
+         */
         post: operations["enable_service"];
         delete?: never;
         options?: never;
@@ -478,10 +526,98 @@ export interface components {
             spec: components["schemas"]["InstanceSpec"];
         };
         /**
+         * DeployRequest
+         * @description Deploy a service: every field is optional and defaults to the service's current deployment,
+         *     or else to the catalog's defaults.
+         */
+        DeployRequest: {
+            driver?: components["schemas"]["DriverKind"];
+            /** @description Place only on workers with all these labels. */
+            labels?: {
+                [key: string]: string;
+            };
+            /** @description How the gateway spreads requests over the instances. */
+            load_balancing?: components["schemas"]["LoadBalancing"] & unknown;
+            /**
+             * Format: uint32
+             * @description How many instances to keep running (0 stops them all but keeps the service enabled).
+             */
+            replicas?: number;
+            resources?: components["schemas"]["ResourceSpec"];
+            strategy?: components["schemas"]["PlacementStrategy"];
+            /** @description Place only on these workers. */
+            worker_ids?: string[];
+        };
+        /**
+         * Deployment
+         * @description A service's deployment: what was asked for and the instances that serve it.
+         */
+        Deployment: {
+            enabled: boolean;
+            /**
+             * Format: uint32
+             * @description Instances with a healthy health check on a live worker.
+             */
+            healthy: number;
+            instances: components["schemas"]["Instance"][];
+            load_balancing: components["schemas"]["LoadBalancing"];
+            /** @description Why instances are missing, when they are (e.g. no worker has room for them). */
+            problem?: string;
+            service: string;
+            /** @description Absent until the service is enabled or deployed. */
+            spec?: components["schemas"]["DeploymentSpec"] & unknown;
+            /** @description Dependencies with no healthy instance yet; this service's instances are placed once they have one. */
+            waiting_for: string[];
+        };
+        /**
+         * DeploymentSpec
+         * @description What a service's deployment asks for; the conductor keeps this many instances running.
+         */
+        DeploymentSpec: {
+            /** @description Only this driver (absent: docker where a worker has it and the service has an image, else process). */
+            driver?: components["schemas"]["DriverKind"] & unknown;
+            /**
+             * @description Only workers carrying all these labels.
+             * @default {}
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            /** Format: uint32 */
+            replicas: number;
+            /** @description What each instance reserves on its worker. */
+            resources: components["schemas"]["ResourceSpec"] & unknown;
+            strategy: components["schemas"]["PlacementStrategy"];
+            /**
+             * @description Only these workers (empty: any).
+             * @default []
+             */
+            worker_ids?: string[];
+        };
+        /**
          * @description What the conductor wants of an instance.
          * @enum {string}
          */
         DesiredState: "running" | "stopped";
+        /**
+         * @description A runtime driver: `process` runs a service's command, `docker` its image.
+         * @enum {string}
+         */
+        DriverKind: "process" | "docker";
+        /**
+         * Endpoint
+         * @description A healthy instance of a service, where it answers.
+         */
+        Endpoint: {
+            /** @description `host:port`. */
+            address: string;
+            /** Format: uuid */
+            instance_id: string;
+            /** @description `http://host:port`. */
+            url: string;
+            /** Format: uuid */
+            worker_id: string;
+        };
         /**
          * ErrorBody
          * @description The body of every error response of every aerekos API.
@@ -534,6 +670,8 @@ export interface components {
             desired_state: components["schemas"]["DesiredState"];
             /** Format: int32 */
             exit_code?: number;
+            /** @description What its health checks and its worker's heartbeats say. */
+            health: components["schemas"]["InstanceHealth"] & unknown;
             /** Format: uuid */
             id: string;
             /** @description Why it failed or is unhealthy. */
@@ -552,6 +690,12 @@ export interface components {
             /** Format: uuid */
             worker_id: string;
         };
+        /**
+         * @description `healthy` (running, health path answering, worker live), `starting`, `unhealthy` (see
+         *     `reason`), `stopped`, or `lost` (its worker stopped sending heartbeats).
+         * @enum {string}
+         */
+        InstanceHealth: "healthy" | "starting" | "unhealthy" | "stopped" | "lost";
         /**
          * InstanceSpec
          * @description How an instance runs. Give an image (docker driver) or a command (process driver), or both.
@@ -574,6 +718,11 @@ export interface components {
             ports?: number[];
             /** @description What it reserves on the worker. */
             resources?: components["schemas"]["ResourceSpec"] & unknown;
+            /**
+             * @description A named directory on the worker that outlives the instance: passed as `DATA_DIR` (process)
+             *     or mounted at `/data` (docker).
+             */
+            volume?: string;
         };
         /**
          * @description What an instance is doing, as its worker last reported: `pending` (not picked up yet),
@@ -622,6 +771,11 @@ export interface components {
             keys: components["schemas"]["Jwk"][];
         };
         /**
+         * @description How the gateway picks an instance of a service for each request.
+         * @enum {string}
+         */
+        LoadBalancing: "round_robin" | "least_connections" | "ip_hash";
+        /**
          * LoginRequest
          * @description Credentials of a seeded user.
          */
@@ -666,6 +820,11 @@ export interface components {
              */
             tx_bytes?: number;
         };
+        /**
+         * @description How the scheduler chooses among the workers an instance fits on.
+         * @enum {string}
+         */
+        PlacementStrategy: "spread" | "binpack";
         /**
          * Readiness
          * @description Readiness: whether the server can serve requests (its database answers).
@@ -763,27 +922,86 @@ export interface components {
         };
         /**
          * Service
-         * @description A service of the catalog.
+         * @description A service of the catalog: a built-in one, or one an admin defined.
          */
         Service: {
+            /** @description Part of the platform (cannot be removed). */
+            builtin: boolean;
+            /** @description What the process driver runs. The program `aerekos` is the worker's own executable. */
+            command?: string[];
             /** Format: uint32 */
             default_replicas: number;
             default_resources: components["schemas"]["ResourceSpec"];
-            /** @description Services that must run for this one to work; enabling it enables them. */
+            /**
+             * @description Services that must run for this one to work; deploying it deploys them, and its instances
+             *     are placed once they are healthy.
+             */
             depends_on: string[];
+            /** @description The deployment the conductor keeps running, once enabled or deployed. */
+            deployment?: components["schemas"]["DeploymentSpec"] & unknown;
             description: string;
             enabled: boolean;
-            /** @description The path probed for health. */
+            /**
+             * @description Environment of every instance. The worker adds `PORT` (where to listen), `CONDUCTOR_URL`
+             *     and, for a stateful service, `DATA_DIR`.
+             */
+            env: {
+                [key: string]: string;
+            };
+            /** @description The path probed for health; instances serve it on `$PORT`. */
             health_path: string;
+            /** @description What the docker driver runs (an image present on the worker). */
+            image?: string;
+            /** @description The container's command with `image`, in place of the image's own. */
+            image_command?: string[];
+            load_balancing: components["schemas"]["LoadBalancing"];
             /** @description e.g. `key_manager`; also the gateway prefix `/api/<name>/…`. */
             name: string;
-            /**
-             * Format: uint16
-             * @description The port an instance listens on.
-             */
-            port: number;
+            /** @description Keeps state in a directory on its worker that outlives its instances; runs one replica. */
+            stateful: boolean;
             /** Format: date-time */
             updated_at: string;
+        };
+        /**
+         * ServiceDefinition
+         * @description Define a service of your own; the gateway routes `/api/<name>/…` to its instances, which
+         *     listen on `$PORT` and serve paths under `/api/<name>/` unchanged.
+         */
+        ServiceDefinition: {
+            /** @description For the process driver: the program and its arguments. */
+            command?: string[];
+            /**
+             * Format: uint32
+             * @description Default 1.
+             */
+            default_replicas?: number;
+            /** @description Default 100 millicores, 64 MB memory, 64 MB disk. */
+            default_resources?: components["schemas"]["ResourceSpec"] & unknown;
+            depends_on?: string[];
+            description?: string;
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Default `/health`. */
+            health_path?: string;
+            /** @description For the docker driver: an image present on the workers. */
+            image?: string;
+            /** @description The container's command with `image`. */
+            image_command?: string[];
+            load_balancing?: components["schemas"]["LoadBalancing"];
+            /** @description 1–48 of a–z, 0–9 and `_`, starting with a letter; not a conductor path such as `workers`. */
+            name: string;
+            /** @description Default false. */
+            stateful?: boolean;
+        };
+        /**
+         * ServiceEndpoints
+         * @description The healthy endpoints of a service.
+         */
+        ServiceEndpoints: {
+            endpoints: components["schemas"]["Endpoint"][];
+            load_balancing: components["schemas"]["LoadBalancing"];
+            service: string;
         };
         /**
          * ServiceToken
@@ -1456,6 +1674,99 @@ export interface operations {
             };
         };
     };
+    get_registry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                service: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ServiceEndpoints"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_resources: {
         parameters: {
             query?: never;
@@ -1638,6 +1949,101 @@ export interface operations {
             };
         };
     };
+    define_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["ServiceDefinition"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Service"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_service: {
         parameters: {
             query?: never;
@@ -1731,7 +2137,196 @@ export interface operations {
             };
         };
     };
-    list_deployments: {
+    remove_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deploy_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["DeployRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Deployment"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_deployment: {
         parameters: {
             query?: never;
             header?: never;
@@ -1747,7 +2342,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Instance"][];
+                    "application/json; charset=utf-8": components["schemas"]["Deployment"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
@@ -1840,7 +2435,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Service"];
+                    "application/json; charset=utf-8": components["schemas"]["Deployment"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
@@ -1933,7 +2528,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Service"];
+                    "application/json; charset=utf-8": components["schemas"]["Deployment"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */

@@ -28,8 +28,12 @@ pub struct ConductorConfig {
     pub heartbeat_interval: Duration,
     /// `WORKER_TTL`, default 3 × the heartbeat interval: silent longer than this → lost.
     pub worker_ttl: Duration,
-    /// `MAX_BODY_BYTES`, default 1 MiB: larger request bodies get 413.
+    /// `MAX_BODY_BYTES`, default 1 MiB: larger request bodies to the conductor's own API get 413
+    /// (requests the gateway forwards are streamed and limited by the service).
     pub max_body_bytes: u64,
+    /// `AEREKOS_INSTANCE_PORTS`, default `20000-29999`: the ports given to service instances, each
+    /// unique on its worker's address. Keep it outside the OS's ephemeral range.
+    pub instance_ports: std::ops::RangeInclusive<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,7 @@ impl ConductorConfig {
             heartbeat_interval,
             worker_ttl: heartbeat_interval * 3,
             max_body_bytes: 1024 * 1024,
+            instance_ports: 20000..=29999,
         }
     }
 
@@ -90,6 +95,14 @@ impl ConductorConfig {
             config.worker_ttl = parse_duration("WORKER_TTL", &v)?;
         }
         config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
+        if let Some(v) = get("AEREKOS_INSTANCE_PORTS") {
+            let range = v
+                .split_once('-')
+                .and_then(|(a, b)| Some(a.trim().parse::<u16>().ok()?..=b.trim().parse::<u16>().ok()?))
+                .filter(|r| *r.start() > 0 && r.start() <= r.end())
+                .ok_or_else(|| ConfigError(format!("AEREKOS_INSTANCE_PORTS={v:?} is not a port range such as 20000-29999")))?;
+            config.instance_ports = range;
+        }
         config.validate()?;
         Ok(config)
     }

@@ -7,18 +7,20 @@
 mod api;
 pub mod config;
 mod domain;
+mod gateway;
 pub mod model;
 mod store;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use aerekos_common::{edge::Edge, metrics::Metrics, server::ServerHandle};
+use poem::{EndpointExt as _, Route};
 
 pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
 use domain::{
-    auth::AuthService, catalog::CatalogService, instances::InstanceService, registration::RegistrationTokens,
-    workers::WorkerService,
+    auth::AuthService, catalog::CatalogService, deployments::DeploymentService, instances::InstanceService,
+    registration::RegistrationTokens, routes::Routes, workers::WorkerService,
 };
 use store::Db;
 
@@ -27,9 +29,11 @@ pub(crate) struct AppState {
     db: Db,
     auth: AuthService,
     tokens: RegistrationTokens,
-    workers: WorkerService,
-    catalog: CatalogService,
-    instances: InstanceService,
+    workers: Arc<WorkerService>,
+    catalog: Arc<CatalogService>,
+    instances: Arc<InstanceService>,
+    deployments: DeploymentService,
+    routes: Arc<Routes>,
     metrics: Arc<Metrics>,
 }
 
@@ -52,6 +56,7 @@ pub struct ConductorHandle {
     server: ServerHandle,
     state: Arc<AppState>,
     flusher: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
+    deployment_loop: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
 }
 
 impl ConductorHandle {
@@ -73,6 +78,9 @@ impl ConductorHandle {
     pub async fn shutdown(self) -> std::io::Result<()> {
         // Workers waiting on their assignments are answered now, not at the end of their wait.
         self.state.instances.close();
+        let (stop, task) = self.deployment_loop;
+        let _ = stop.send(());
+        let _ = task.await;
         let result = self.server.shutdown().await;
         let (stop, task) = self.flusher;
         let _ = stop.send(());
@@ -93,17 +101,57 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let auth = AuthService::start(db.clone(), &config).await?;
     let tokens = RegistrationTokens::start(db.clone(), config.registration_token.as_deref()).await?;
-    let catalog = CatalogService::start(db.clone()).await?;
-    let workers = WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?;
-    let instances = InstanceService::new(db.clone());
+    let catalog = Arc::new(CatalogService::start(db.clone()).await?);
+    let workers = Arc::new(WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?);
+    let instances = Arc::new(InstanceService::new(db.clone(), workers.clone()));
+    let routes = Arc::new(Routes::default());
+    let deployments =
+        DeploymentService::new(catalog.clone(), workers.clone(), instances.clone(), routes.clone(), config.instance_ports.clone());
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(AppState { db, auth, tokens, workers, catalog, instances, metrics: metrics.clone() });
+    let state =
+        Arc::new(AppState { db, auth, tokens, workers, catalog, instances, deployments, routes: routes.clone(), metrics: metrics.clone() });
+    // The routes exist before the first request, so the gateway never mistakes a service for an
+    // unknown path.
+    if let Err(e) = state.deployments.tick().await {
+        tracing::error!(error = %e.body().message, "the first deployment pass failed; the loop tries again");
+    }
 
-    let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["worker_heartbeat", "get_assignments", "health", "ready", "metrics"]);
-    let server = aerekos_common::server::serve_api(config.bind, api::service(), state.clone(), edge).await?;
+    let edge = Edge::new(metrics, config.max_body_bytes)
+        .quiet(&["worker_heartbeat", "get_assignments", "health", "ready", "metrics"])
+        .body_limit_exempt(Arc::new(move |path: &str| {
+            gateway::service_of(path).is_some_and(|s| routes.snapshot().services.contains_key(s))
+        }));
+    let spec = api::service();
+    let app = Route::new()
+        .at("/openapi.json", spec.spec_endpoint())
+        .nest("/docs", spec.swagger_ui())
+        .nest("/", spec)
+        .data(state.clone());
+    let app = gateway::Gateway::new(app, state.clone()).with(edge);
+    let server = aerekos_common::server::serve(config.bind, app).await?;
     tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
     let flusher = spawn_heartbeat_flusher(state.clone());
-    Ok(ConductorHandle { server, state, flusher })
+    let deployment_loop = spawn_deployment_loop(state.clone());
+    Ok(ConductorHandle { server, state, flusher, deployment_loop })
+}
+
+/// Runs [`DeploymentService::tick`] every [`domain::deployments::TICK`], and at once after an
+/// instance report, until told to stop.
+fn spawn_deployment_loop(state: Arc<AppState>) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tokio::time::sleep(domain::deployments::TICK) => {}
+                _ = state.instances.reported.notified() => {}
+            }
+            if let Err(e) = state.deployments.tick().await {
+                tracing::error!(error = %e.body().message, "deployment pass failed; retrying next tick");
+            }
+        }
+    });
+    (stop, task)
 }
 
 /// Writes heartbeats behind to SQLite every [`domain::workers::FLUSH_INTERVAL`] until told to stop.

@@ -264,7 +264,7 @@ pub struct ClusterResources {
 }
 
 /// Resources an instance reserves.
-#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Object, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceSpec {
     /// CPU in thousandths of a core.
     pub cpu_millicores: u32,
@@ -272,22 +272,190 @@ pub struct ResourceSpec {
     pub disk_mb: u32,
 }
 
-/// A service of the catalog.
+/// How the gateway picks an instance of a service for each request.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    /// Each request to the next healthy instance in turn.
+    #[default]
+    RoundRobin,
+    /// To the instance with the fewest requests in flight through the gateway.
+    LeastConnections,
+    /// By the client's IP address: one client keeps reaching the same instance while it is healthy.
+    IpHash,
+}
+
+/// How the scheduler chooses among the workers an instance fits on.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementStrategy {
+    /// The worker with the most room left (instances spread over the cluster).
+    #[default]
+    Spread,
+    /// The fullest worker that still fits (instances packed, whole workers kept free).
+    Binpack,
+}
+
+/// A runtime driver: `process` runs a service's command, `docker` its image.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    Process,
+    Docker,
+}
+
+impl DriverKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverKind::Process => "process",
+            DriverKind::Docker => "docker",
+        }
+    }
+}
+
+/// What a service's deployment asks for; the conductor keeps this many instances running.
+#[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DeploymentSpec {
+    pub replicas: u32,
+    /// What each instance reserves on its worker.
+    pub resources: ResourceSpec,
+    /// Only these workers (empty: any).
+    #[oai(default)]
+    #[serde(default)]
+    pub worker_ids: Vec<Uuid>,
+    /// Only workers carrying all these labels.
+    #[oai(default)]
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub strategy: PlacementStrategy,
+    /// Only this driver (absent: docker where a worker has it and the service has an image, else process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverKind>,
+}
+
+/// Deploy a service: every field is optional and defaults to the service's current deployment,
+/// or else to the catalog's defaults.
+#[derive(Object, Debug, Clone, Default)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DeployRequest {
+    /// How many instances to keep running (0 stops them all but keeps the service enabled).
+    pub replicas: Option<u32>,
+    pub resources: Option<ResourceSpec>,
+    /// Place only on these workers.
+    pub worker_ids: Option<Vec<Uuid>>,
+    /// Place only on workers with all these labels.
+    pub labels: Option<BTreeMap<String, String>>,
+    pub strategy: Option<PlacementStrategy>,
+    pub driver: Option<DriverKind>,
+    /// How the gateway spreads requests over the instances.
+    pub load_balancing: Option<LoadBalancing>,
+}
+
+/// A service's deployment: what was asked for and the instances that serve it.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Deployment {
+    pub service: String,
+    pub enabled: bool,
+    /// Absent until the service is enabled or deployed.
+    pub spec: Option<DeploymentSpec>,
+    pub load_balancing: LoadBalancing,
+    /// Instances with a healthy health check on a live worker.
+    pub healthy: u32,
+    /// Dependencies with no healthy instance yet; this service's instances are placed once they have one.
+    pub waiting_for: Vec<String>,
+    /// Why instances are missing, when they are (e.g. no worker has room for them).
+    pub problem: Option<String>,
+    pub instances: Vec<Instance>,
+}
+
+/// A service of the catalog: a built-in one, or one an admin defined.
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Service {
     /// e.g. `key_manager`; also the gateway prefix `/api/<name>/…`.
     pub name: String,
     pub description: String,
-    /// The port an instance listens on.
-    pub port: u16,
-    /// The path probed for health.
+    /// Part of the platform (cannot be removed).
+    pub builtin: bool,
+    /// What the process driver runs. The program `aerekos` is the worker's own executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// What the docker driver runs (an image present on the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The container's command with `image`, in place of the image's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_command: Option<Vec<String>>,
+    /// Environment of every instance. The worker adds `PORT` (where to listen), `CONDUCTOR_URL`
+    /// and, for a stateful service, `DATA_DIR`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The path probed for health; instances serve it on `$PORT`.
     pub health_path: String,
     pub default_resources: ResourceSpec,
     pub default_replicas: u32,
-    /// Services that must run for this one to work; enabling it enables them.
+    /// Keeps state in a directory on its worker that outlives its instances; runs one replica.
+    pub stateful: bool,
+    /// Services that must run for this one to work; deploying it deploys them, and its instances
+    /// are placed once they are healthy.
     pub depends_on: Vec<String>,
+    pub load_balancing: LoadBalancing,
     pub enabled: bool,
+    /// The deployment the conductor keeps running, once enabled or deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentSpec>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Define a service of your own; the gateway routes `/api/<name>/…` to its instances, which
+/// listen on `$PORT` and serve paths under `/api/<name>/` unchanged.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ServiceDefinition {
+    /// 1–48 of a–z, 0–9 and `_`, starting with a letter; not a conductor path such as `workers`.
+    pub name: String,
+    pub description: Option<String>,
+    /// For the process driver: the program and its arguments.
+    pub command: Option<Vec<String>>,
+    /// For the docker driver: an image present on the workers.
+    pub image: Option<String>,
+    /// The container's command with `image`.
+    pub image_command: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    /// Default `/health`.
+    pub health_path: Option<String>,
+    /// Default 100 millicores, 64 MB memory, 64 MB disk.
+    pub default_resources: Option<ResourceSpec>,
+    /// Default 1.
+    pub default_replicas: Option<u32>,
+    /// Default false.
+    pub stateful: Option<bool>,
+    pub depends_on: Option<Vec<String>>,
+    pub load_balancing: Option<LoadBalancing>,
+}
+
+/// A healthy instance of a service, where it answers.
+#[derive(Object, Debug, Clone)]
+pub struct Endpoint {
+    pub instance_id: Uuid,
+    pub worker_id: Uuid,
+    /// `host:port`.
+    pub address: String,
+    /// `http://host:port`.
+    pub url: String,
+}
+
+/// The healthy endpoints of a service.
+#[derive(Object, Debug, Clone)]
+pub struct ServiceEndpoints {
+    pub service: String,
+    pub load_balancing: LoadBalancing,
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// How an instance runs. Give an image (docker driver) or a command (process driver), or both.
@@ -313,6 +481,10 @@ pub struct InstanceSpec {
     /// An HTTP path answering 2xx when the instance is healthy, e.g. `/health`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_path: Option<String>,
+    /// A named directory on the worker that outlives the instance: passed as `DATA_DIR` (process)
+    /// or mounted at `/data` (docker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
 }
 
 /// What the conductor wants of an instance.
@@ -338,6 +510,18 @@ pub enum InstanceState {
     Stopped,
 }
 
+/// `healthy` (running, health path answering, worker live), `starting`, `unhealthy` (see
+/// `reason`), `stopped`, or `lost` (its worker stopped sending heartbeats).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum InstanceHealth {
+    Healthy,
+    Starting,
+    Unhealthy,
+    Stopped,
+    Lost,
+}
+
 /// One running copy of a service (or of a user's image or command) on a worker.
 #[derive(Object, Debug, Clone)]
 #[oai(skip_serializing_if_is_none)]
@@ -356,6 +540,8 @@ pub struct Instance {
     pub reason: Option<String>,
     /// How many times its worker restarted it.
     pub restarts: u32,
+    /// What its health checks and its worker's heartbeats say.
+    pub health: InstanceHealth,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

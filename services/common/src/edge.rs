@@ -47,16 +47,27 @@ fn accept_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// Decides, from its path, whether a request's body is exempt from the limit.
+pub type BodyLimitExemption = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Edge {
     max_body_bytes: u64,
     metrics: Arc<Metrics>,
     quiet_operations: Arc<HashSet<&'static str>>,
+    exempt: Option<BodyLimitExemption>,
 }
 
 impl Edge {
     pub fn new(metrics: Arc<Metrics>, max_body_bytes: u64) -> Self {
-        Self { max_body_bytes, metrics, quiet_operations: Arc::default() }
+        Self { max_body_bytes, metrics, quiet_operations: Arc::default(), exempt: None }
+    }
+
+    /// Requests for which `exempt(path)` holds are not held to the body limit (the conductor's
+    /// gateway streams them on; the service behind it has its own limit).
+    pub fn body_limit_exempt(mut self, exempt: BodyLimitExemption) -> Self {
+        self.exempt = Some(exempt);
+        self
     }
 
     /// Operations whose successful requests are logged at debug, not info (health probes,
@@ -92,6 +103,7 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         let path = req.uri().path().to_owned();
         let started = Instant::now();
         let span = tracing::info_span!("request", request_id = %request_id);
+        let limited = !self.edge.exempt.as_ref().is_some_and(|exempt| exempt(&path));
 
         let (mut resp, operation) = REQUEST_ID
             .scope(request_id.clone(), async {
@@ -100,13 +112,13 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
-                if declared_len.is_some_and(|len| len > self.edge.max_body_bytes) {
+                if limited && declared_len.is_some_and(|len| len > self.edge.max_body_bytes) {
                     return (self.too_large(), None);
                 }
                 // A body without a length is counted as it streams; past the limit the stream fails
                 // and the answer is 413 whatever the endpoint made of the broken body.
                 let overflowed = Arc::new(AtomicBool::new(false));
-                if declared_len.is_none() {
+                if limited && declared_len.is_none() {
                     let limit = self.edge.max_body_bytes;
                     let seen = AtomicU64::new(0);
                     let flag = overflowed.clone();

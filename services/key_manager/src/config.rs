@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 #[derive(Debug, Clone)]
 pub struct KeyManagerConfig {
-    /// `KEY_MANAGER_HOST`:`KEY_MANAGER_PORT`, default 0.0.0.0:8301.
+    /// `KEY_MANAGER_HOST`:`KEY_MANAGER_PORT` (else `PORT`, which a worker sets), default 0.0.0.0:8301.
     pub bind: SocketAddr,
     /// `DATA_DIR`, default `./data/key_manager`: the database and the generated master key.
     pub data_dir: PathBuf,
@@ -50,7 +50,7 @@ impl KeyManagerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let host = get("KEY_MANAGER_HOST").unwrap_or_else(|| "0.0.0.0".into());
-        let port = get("KEY_MANAGER_PORT").unwrap_or_else(|| "8301".into());
+        let port = get("KEY_MANAGER_PORT").or_else(|| get("PORT")).unwrap_or_else(|| "8301".into());
         let bind = format!("{host}:{port}")
             .parse()
             .map_err(|_| ConfigError(format!("KEY_MANAGER_HOST/PORT {host}:{port} is not an address")))?;

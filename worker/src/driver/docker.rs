@@ -10,7 +10,7 @@ use bollard::{
     Docker,
     body_full,
     errors::Error as DockerError,
-    models::{ContainerCreateBody, HostConfig, PortBinding},
+    models::{ContainerCreateBody, HostConfig},
     query_parameters::{
         BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
         RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
@@ -19,7 +19,7 @@ use bollard::{
 use futures_util::{StreamExt as _, future::BoxFuture};
 use uuid::Uuid;
 
-use super::{Driver, DriverError, INSTANCE_ENV, Observed, port_in_use};
+use super::{Driver, DriverError, INSTANCE_ENV, Observed, Platform, port_in_use};
 
 const MANAGED_LABEL: &str = "aerekos.managed";
 const INSTANCE_LABEL: &str = "aerekos.instance";
@@ -27,6 +27,7 @@ const INSTANCE_LABEL: &str = "aerekos.instance";
 pub struct DockerDriver {
     docker: Docker,
     version: String,
+    platform: Option<Platform>,
 }
 
 fn container_name(id: Uuid) -> String {
@@ -53,7 +54,13 @@ impl DockerDriver {
             .await
             .map_err(|_| "the Docker engine did not answer within 3 s".to_owned())?
             .map_err(|e| e.to_string())?;
-        Ok(Self { docker, version: version.version.unwrap_or_default() })
+        Ok(Self { docker, version: version.version.unwrap_or_default(), platform: None })
+    }
+
+    /// Gives containers the platform's environment and volumes.
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.platform = Some(platform);
+        self
     }
 
     /// Builds the aerekos service image from the executable at `exe` unless it is present already;
@@ -109,17 +116,21 @@ impl Driver for DockerDriver {
             }
             // A container left from an earlier run of this instance (exited) is replaced.
             self.remove(id).await;
-            let mut exposed = HashMap::new();
-            let mut bindings = HashMap::new();
-            for port in &spec.ports {
-                let key = format!("{port}/tcp");
-                exposed.insert(key.clone(), HashMap::new());
-                bindings.insert(key, Some(vec![PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some(port.to_string()) }]));
-            }
+            // Host networking: the instance listens on its worker's own address and port, and reaches
+            // the conductor at the address the worker does (even 127.0.0.1).
             let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
             env.push(format!("{INSTANCE_ENV}={id}"));
-            if let Some(port) = spec.ports.first() {
-                env.push(format!("PORT={port}"));
+            let mut binds = vec![];
+            let data_dir = match (&spec.volume, &self.platform) {
+                (Some(volume), Some(platform)) => {
+                    binds.push(format!("{}:/data", platform.volume(volume)?.display()));
+                    Some("/data".to_owned())
+                }
+                _ => None,
+            };
+            match &self.platform {
+                Some(platform) => env.extend(platform.env(spec, data_dir).into_iter().map(|(k, v)| format!("{k}={v}"))),
+                None => env.extend(spec.ports.first().map(|port| format!("PORT={port}"))),
             }
             let labels = HashMap::from([(MANAGED_LABEL.to_owned(), "true".to_owned()), (INSTANCE_LABEL.to_owned(), id.to_string())]);
             let body = ContainerCreateBody {
@@ -127,8 +138,11 @@ impl Driver for DockerDriver {
                 cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
                 env: Some(env),
                 labels: Some(labels),
-                exposed_ports: Some(exposed),
-                host_config: Some(HostConfig { port_bindings: Some(bindings), ..Default::default() }),
+                host_config: Some(HostConfig {
+                    network_mode: Some("host".into()),
+                    binds: (!binds.is_empty()).then_some(binds),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             let name = container_name(id);

@@ -55,6 +55,41 @@ pub trait Driver: Send + Sync + 'static {
 /// The environment variable naming the instance inside it (how a restarted worker recognises it).
 pub const INSTANCE_ENV: &str = "AEREKOS_INSTANCE_ID";
 
+/// What the worker adds to every instance it starts: where the conductor is, which executable the
+/// program name `aerekos` means, and where named volumes live.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub conductor_url: String,
+    /// The aerekos executable (built-in services run `aerekos service <name>`).
+    pub executable: Option<std::path::PathBuf>,
+    /// `<data dir>/volumes`: a directory per volume name, outliving the instances that use it.
+    pub volumes_dir: std::path::PathBuf,
+}
+
+impl Platform {
+    /// The directory of volume `name`, created if need be.
+    pub fn volume(&self, name: &str) -> std::io::Result<std::path::PathBuf> {
+        let dir = std::path::absolute(self.volumes_dir.join(name))?;
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Variables every instance gets unless its spec sets them: `PORT`, `CONDUCTOR_URL`, and
+    /// `DATA_DIR` (= `data_dir`) when it has a volume.
+    pub fn env(&self, spec: &InstanceSpec, data_dir: Option<String>) -> Vec<(String, String)> {
+        let mut env = vec![];
+        if let Some(port) = spec.ports.first() {
+            env.push(("PORT".to_owned(), port.to_string()));
+        }
+        env.push(("CONDUCTOR_URL".to_owned(), self.conductor_url.clone()));
+        if let Some(dir) = data_dir {
+            env.push(("DATA_DIR".to_owned(), dir));
+        }
+        env.retain(|(k, _)| !spec.env.contains_key(k));
+        env
+    }
+}
+
 /// The first of `ports` that something on this machine already listens on.
 pub fn port_in_use(ports: &[u16]) -> Option<u16> {
     ports.iter().copied().find(|port| std::net::TcpListener::bind(("0.0.0.0", *port)).is_err())

@@ -21,21 +21,22 @@ use nix::{
 };
 use uuid::Uuid;
 
-use super::{Driver, DriverError, INSTANCE_ENV, Observed, port_in_use};
+use super::{Driver, DriverError, INSTANCE_ENV, Observed, Platform, port_in_use};
 
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct ProcessDriver {
     dir: PathBuf,
+    platform: Platform,
     /// Children this worker process started (their exit codes can be collected).
     children: Mutex<HashMap<Uuid, tokio::process::Child>>,
 }
 
 impl ProcessDriver {
-    pub fn new(data_dir: &std::path::Path) -> std::io::Result<Self> {
+    pub fn new(data_dir: &std::path::Path, platform: Platform) -> std::io::Result<Self> {
         let dir = data_dir.join("instances");
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir, children: Mutex::new(HashMap::new()) })
+        Ok(Self { dir, platform, children: Mutex::new(HashMap::new()) })
     }
 
     fn instance_dir(&self, id: Uuid) -> PathBuf {
@@ -109,9 +110,16 @@ impl Driver for ProcessDriver {
             let dir = self.instance_dir(id);
             std::fs::create_dir_all(&dir)?;
             let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log"))?;
-            let mut cmd = tokio::process::Command::new(program);
+            // `aerekos` is the platform's own executable (how built-in services run).
+            let executable = match (program.as_str(), &self.platform.executable) {
+                ("aerekos", Some(exe)) => exe.clone(),
+                _ => PathBuf::from(program),
+            };
+            let data_dir = spec.volume.as_deref().map(|v| self.platform.volume(v)).transpose()?;
+            let mut cmd = tokio::process::Command::new(&executable);
             cmd.args(&spec.command[1..])
                 .envs(&spec.env)
+                .envs(self.platform.env(spec, data_dir.map(|d| d.display().to_string())))
                 .env(INSTANCE_ENV, id.to_string())
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
@@ -120,9 +128,6 @@ impl Driver for ProcessDriver {
                 // Its own process group: it survives the worker's Ctrl-C and restart.
                 .process_group(0)
                 .kill_on_drop(false);
-            if let Some(port) = spec.ports.first() {
-                cmd.env("PORT", port.to_string());
-            }
             let child = cmd.spawn().map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => DriverError::Refused(format!("command not found: {program}")),
                 std::io::ErrorKind::PermissionDenied => DriverError::Refused(format!("command not executable: {program}")),

@@ -5,7 +5,7 @@ mod auth;
 mod services;
 mod system;
 mod token;
-mod workers;
+pub(crate) mod workers;
 
 use std::sync::Arc;
 
@@ -36,6 +36,16 @@ pub struct UserAuth(AuthedUser);
 async fn check_user(req: &Request, bearer: Bearer) -> poem::Result<AuthedUser> {
     let state = req.data::<Arc<AppState>>().expect("AppState is attached to every route");
     state.auth.authenticate(&bearer.token).map_err(Into::into)
+}
+
+/// A user's token, or a service token from `POST /api/auth/service-tokens`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_caller")]
+pub struct CallerAuth(#[allow(dead_code)] aerekos_common::auth::Claims);
+
+async fn check_caller(req: &Request, bearer: Bearer) -> poem::Result<aerekos_common::auth::Claims> {
+    let state = req.data::<Arc<AppState>>().expect("AppState is attached to every route");
+    state.auth.verify(&bearer.token).map_err(Into::into)
 }
 
 /// A worker's credential from `POST /api/workers/register`, as `Authorization: Bearer <credential>`.

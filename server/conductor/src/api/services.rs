@@ -1,13 +1,13 @@
 use std::sync::Arc;
 
-use aerekos_common::ApiResult;
+use aerekos_common::{ApiError, ApiResult};
 use poem::web::Data;
 use poem_openapi::{OpenApi, param::Path, payload::Json};
 
-use super::{ApiTags, UserAuth};
+use super::{ApiTags, CallerAuth, UserAuth, workers::Removed};
 use crate::{
     AppState,
-    model::{Instance, Service},
+    model::{DeployRequest, Deployment, Endpoint, Service, ServiceDefinition, ServiceEndpoints},
 };
 
 pub struct ServicesApi;
@@ -20,29 +20,83 @@ impl ServicesApi {
         state.catalog.list().await.map(Json)
     }
 
+    /// Add a service of your own to the catalog (admin only). It is disabled until deployed.
+    #[oai(path = "/api/services", method = "post", operation_id = "define_service")]
+    async fn define(&self, state: Data<&Arc<AppState>>, auth: UserAuth, body: Json<ServiceDefinition>) -> ApiResult<Json<Service>> {
+        auth.0.require_admin()?;
+        state.catalog.define(body.0).await.map(Json)
+    }
+
     /// One service of the catalog.
     #[oai(path = "/api/services/:name", method = "get", operation_id = "get_service")]
     async fn get(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<Service>> {
         state.catalog.get(&name.0).await.map(Json)
     }
 
-    /// Enable a service and the services it depends on (admin only).
+    /// Remove a service you defined (admin only); it must be disabled, and nothing may depend on it.
+    #[oai(path = "/api/services/:name", method = "delete", operation_id = "remove_service")]
+    async fn remove(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>) -> ApiResult<Removed> {
+        auth.0.require_admin()?;
+        state.catalog.remove(&name.0).await.map(|()| Removed::NoContent)
+    }
+
+    /// Deploy a service (admin only): place instances on live workers with room for them, its
+    /// dependencies first. Nothing fits → 409 naming what is short on which worker.
+    #[oai(path = "/api/services/:name/deploy", method = "post", operation_id = "deploy_service")]
+    async fn deploy(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: UserAuth,
+        name: Path<String>,
+        body: Json<DeployRequest>,
+    ) -> ApiResult<Json<Deployment>> {
+        auth.0.require_admin()?;
+        state.deployments.deploy(&name.0, body.0).await.map(Json)
+    }
+
+    /// Enable a service (admin only): deploy it with its last deployment or the catalog's
+    /// defaults, with the services it depends on.
     #[oai(path = "/api/services/:name/enable", method = "post", operation_id = "enable_service")]
-    async fn enable(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>) -> ApiResult<Json<Service>> {
+    async fn enable(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>) -> ApiResult<Json<Deployment>> {
         auth.0.require_admin()?;
-        state.catalog.enable(&name.0).await.map(Json)
+        state.deployments.enable(&name.0).await.map(Json)
     }
 
-    /// Disable a service (admin only); refused while an enabled service depends on it.
+    /// Disable a service (admin only): every instance stops. Refused while an enabled service
+    /// depends on it.
     #[oai(path = "/api/services/:name/disable", method = "post", operation_id = "disable_service")]
-    async fn disable(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>) -> ApiResult<Json<Service>> {
+    async fn disable(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>) -> ApiResult<Json<Deployment>> {
         auth.0.require_admin()?;
-        state.catalog.disable(&name.0).await.map(Json)
+        state.deployments.disable(&name.0).await.map(Json)
     }
 
-    /// The service's instances: worker, address, state, restarts.
-    #[oai(path = "/api/services/:name/deployments", method = "get", operation_id = "list_deployments")]
-    async fn deployments(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<Vec<Instance>>> {
-        state.instances.for_service(&name.0).await.map(Json)
+    /// The service's deployment: what it asks for, and each instance with its worker, address,
+    /// state, health and restarts.
+    #[oai(path = "/api/services/:name/deployments", method = "get", operation_id = "get_deployment")]
+    async fn deployment(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<Deployment>> {
+        state.deployments.deployment(&name.0).await.map(Json)
+    }
+
+    /// The healthy endpoints of a service (user or service token): how services find each other.
+    #[oai(path = "/api/registry/:service", method = "get", operation_id = "get_registry")]
+    async fn registry(&self, state: Data<&Arc<AppState>>, _auth: CallerAuth, service: Path<String>) -> ApiResult<Json<ServiceEndpoints>> {
+        let table = state.routes.snapshot();
+        let route = table.services.get(&service.0).ok_or_else(|| {
+            ApiError::not_found("service_not_found", format!("no service {:?} in the catalog", service.0))
+        })?;
+        Ok(Json(ServiceEndpoints {
+            service: service.0.clone(),
+            load_balancing: route.load_balancing,
+            endpoints: route
+                .endpoints
+                .iter()
+                .map(|e| Endpoint {
+                    instance_id: e.instance_id,
+                    worker_id: e.worker_id,
+                    address: e.address.clone(),
+                    url: format!("http://{}", e.address),
+                })
+                .collect(),
+        }))
     }
 }

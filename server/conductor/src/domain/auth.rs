@@ -246,12 +246,17 @@ impl AuthService {
         Ok((token, exp))
     }
 
-    /// The caller behind a bearer token, or 401 saying why not.
-    pub fn authenticate(&self, token: &str) -> ApiResult<AuthedUser> {
-        let claims = self.verifier.verify(token).map_err(|e| match e {
+    /// The claims of a valid user or service token, or 401 saying why not (the gateway's check).
+    pub fn verify(&self, token: &str) -> ApiResult<aerekos_common::auth::Claims> {
+        self.verifier.verify(token).map_err(|e| match e {
             TokenError::Expired => ApiError::unauthorized("token_expired", e.to_string()),
             _ => ApiError::unauthorized("invalid_token", e.to_string()),
-        })?;
+        })
+    }
+
+    /// The caller behind a bearer token, or 401 saying why not.
+    pub fn authenticate(&self, token: &str) -> ApiResult<AuthedUser> {
+        let claims = self.verify(token)?;
         if claims.role == SERVICE_ROLE {
             return Err(ApiError::forbidden(
                 "service_token_not_allowed",

@@ -1,57 +1,74 @@
-//! The service catalog: which services the platform offers (defined here, in code) and whether each
-//! is enabled (kept in the database). Placement of instances is the scheduler's; this keeps the
-//! records it writes.
+//! The service catalog: the platform's built-in services (defined here, in code) and the services
+//! admins define (kept in the database), each with its state: enabled, its deployment, its load
+//! balancing. Placing and keeping instances is [`super::deployments`]'s work.
+
+use std::collections::BTreeMap;
 
 use aerekos_common::{ApiError, ApiResult};
+
 use super::from_ms;
 use crate::{
-    model::{ResourceSpec, Service},
-    store::{Db, services, services::ServiceStateRow},
+    model::{LoadBalancing, ResourceSpec, Service, ServiceDefinition},
+    store::{Db, services, services::ServiceRow},
 };
 
-/// One service the platform can run.
-pub struct CatalogEntry {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub port: u16,
-    pub health_path: &'static str,
-    pub cpu_millicores: u32,
-    pub memory_mb: u32,
-    pub disk_mb: u32,
-    pub replicas: u32,
-    pub depends_on: &'static [&'static str],
+/// The image the docker driver runs built-in services from: the aerekos executable itself, which
+/// every worker with a Docker engine builds from its own static executable.
+pub fn platform_image() -> String {
+    format!("aerekos/aerekos:{}", env!("CARGO_PKG_VERSION"))
 }
 
-pub const CATALOG: &[CatalogEntry] = &[
-    CatalogEntry {
+/// A built-in service: `aerekos service <subcommand>`.
+struct Builtin {
+    name: &'static str,
+    subcommand: &'static str,
+    description: &'static str,
+    resources: ResourceSpec,
+    depends_on: &'static [&'static str],
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
         name: "key_manager",
+        subcommand: "key-manager",
         description: "Key management (KMS): named keys with versions and rotation, encrypt/decrypt, data keys for envelope encryption.",
-        port: 8301,
-        health_path: "/health",
-        cpu_millicores: 250,
-        memory_mb: 128,
-        disk_mb: 256,
-        replicas: 1,
+        resources: ResourceSpec { cpu_millicores: 250, memory_mb: 128, disk_mb: 256 },
         depends_on: &[],
     },
-    CatalogEntry {
+    Builtin {
         name: "storage_manager",
+        subcommand: "storage-manager",
         description: "S3-compatible object storage: buckets and objects, encrypted at rest through key_manager.",
-        port: 8302,
-        health_path: "/health",
-        cpu_millicores: 500,
-        memory_mb: 256,
-        disk_mb: 10240,
-        replicas: 1,
+        resources: ResourceSpec { cpu_millicores: 500, memory_mb: 256, disk_mb: 1024 },
         depends_on: &["key_manager"],
     },
 ];
 
-pub fn entry(name: &str) -> ApiResult<&'static CatalogEntry> {
-    CATALOG.iter().find(|e| e.name == name).ok_or_else(|| {
-        let known: Vec<_> = CATALOG.iter().map(|e| e.name).collect();
-        ApiError::not_found("service_not_found", format!("no service {name:?} in the catalog; it has {}", known.join(", ")))
-    })
+/// Names that are the conductor's own paths under `/api/`, so no service may take them.
+const RESERVED: &[&str] = &["auth", "token", "workers", "services", "instances", "registry", "cluster", "health", "ready", "metrics"];
+
+fn builtin_service(b: &Builtin) -> Service {
+    let upper = b.name.to_uppercase();
+    Service {
+        name: b.name.to_owned(),
+        description: b.description.to_owned(),
+        builtin: true,
+        command: Some(vec!["aerekos".into(), "service".into(), b.subcommand.into()]),
+        image: Some(platform_image()),
+        image_command: Some(vec!["service".into(), b.subcommand.into()]),
+        // The service listens on every interface of its worker, on the PORT the worker passes.
+        env: BTreeMap::from([(format!("{upper}_HOST"), "0.0.0.0".to_owned())]),
+        health_path: "/health".into(),
+        default_resources: b.resources,
+        default_replicas: 1,
+        // Keys and objects live in one instance's database until replication exists.
+        stateful: true,
+        depends_on: b.depends_on.iter().map(|d| (*d).to_owned()).collect(),
+        load_balancing: LoadBalancing::RoundRobin,
+        enabled: false,
+        deployment: None,
+        updated_at: from_ms(0),
+    }
 }
 
 pub struct CatalogService {
@@ -60,81 +77,167 @@ pub struct CatalogService {
 
 impl CatalogService {
     pub async fn start(db: Db) -> Result<Self, sqlx::Error> {
-        let names: Vec<_> = CATALOG.iter().map(|e| e.name).collect();
+        let names: Vec<_> = BUILTINS.iter().map(|b| b.name).collect();
         services::ensure(&db, &names).await?;
         Ok(Self { db })
     }
 
     pub async fn list(&self) -> ApiResult<Vec<Service>> {
-        let states = services::all(&self.db).await.map_err(ApiError::internal)?;
-        CATALOG
-            .iter()
-            .map(|e| {
-                let state = states.iter().find(|s| s.name == e.name);
-                Ok(to_model(e, state))
-            })
-            .collect()
+        let rows = services::all(&self.db).await.map_err(ApiError::internal)?;
+        Ok(rows.iter().filter_map(|row| with_state(row).ok()).collect())
     }
 
     pub async fn get(&self, name: &str) -> ApiResult<Service> {
-        let entry = entry(name)?;
-        let state = services::get(&self.db, name).await.map_err(ApiError::internal)?;
-        Ok(to_model(entry, state.as_ref()))
+        match services::get(&self.db, name).await.map_err(ApiError::internal)? {
+            Some(row) => with_state(&row),
+            None => Err(self.not_found(name).await),
+        }
     }
 
-    /// Enables the service and, in the same transaction, everything it depends on.
-    pub async fn enable(&self, name: &str) -> ApiResult<Service> {
-        let mut names = vec![];
-        collect_dependencies(entry(name)?, &mut names);
-        services::set_enabled(&self.db, &names, true).await.map_err(ApiError::internal)?;
-        tracing::info!(service = name, with = ?names, "service enabled");
-        self.get(name).await
+    async fn not_found(&self, name: &str) -> ApiError {
+        let known: Vec<String> = self.list().await.map(|l| l.into_iter().map(|s| s.name).collect()).unwrap_or_default();
+        ApiError::not_found("service_not_found", format!("no service {name:?} in the catalog; it has {}", known.join(", ")))
     }
 
-    /// Disables the service; refused while an enabled service depends on it.
-    pub async fn disable(&self, name: &str) -> ApiResult<Service> {
-        entry(name)?;
-        let states = services::all(&self.db).await.map_err(ApiError::internal)?;
-        let dependents: Vec<_> = CATALOG
-            .iter()
-            .filter(|e| e.depends_on.contains(&name))
-            .filter(|e| states.iter().any(|s| s.name == e.name && s.enabled))
-            .map(|e| e.name)
-            .collect();
+    /// Adds a service of an admin's own to the catalog (disabled until enabled or deployed).
+    pub async fn define(&self, def: ServiceDefinition) -> ApiResult<Service> {
+        let service = validate_definition(def)?;
+        for dep in &service.depends_on {
+            self.get(dep).await.map_err(|_| {
+                ApiError::bad_request("invalid_service", format!("depends_on names {dep:?}, which is not in the catalog"))
+            })?;
+        }
+        let json = serde_json::to_string(&service).map_err(ApiError::internal)?;
+        let lb = lb_name(service.load_balancing);
+        if !services::insert_defined(&self.db, &service.name, &json, lb).await.map_err(ApiError::internal)? {
+            return Err(ApiError::conflict("service_exists", format!("the catalog already has a service {:?}", service.name)));
+        }
+        tracing::info!(service = %service.name, "service defined");
+        self.get(&service.name).await
+    }
+
+    /// Removes a service an admin defined; refused for built-ins and while it is enabled or needed.
+    pub async fn remove(&self, name: &str) -> ApiResult<()> {
+        let service = self.get(name).await?;
+        if service.builtin {
+            return Err(ApiError::conflict("service_builtin", format!("{name} is part of the platform; disable it instead")));
+        }
+        if service.enabled {
+            return Err(ApiError::conflict("service_enabled", format!("{name} is enabled; disable it first")));
+        }
+        let dependents: Vec<String> =
+            self.list().await?.into_iter().filter(|s| s.depends_on.iter().any(|d| d == name)).map(|s| s.name).collect();
         if !dependents.is_empty() {
-            return Err(ApiError::conflict(
-                "service_has_dependents",
-                format!("{name} is needed by {}; disable {} first", dependents.join(", "), dependents.join(" and ")),
-            ));
+            return Err(ApiError::conflict("service_has_dependents", format!("{name} is needed by {}", dependents.join(", "))));
         }
-        services::set_enabled(&self.db, &[name], false).await.map_err(ApiError::internal)?;
-        tracing::info!(service = name, "service disabled");
-        self.get(name).await
+        services::delete_defined(&self.db, name).await.map_err(ApiError::internal)?;
+        tracing::info!(service = name, "service removed from the catalog");
+        Ok(())
     }
 }
 
-fn collect_dependencies(entry: &'static CatalogEntry, out: &mut Vec<&'static str>) {
-    if out.contains(&entry.name) {
-        return;
-    }
-    out.push(entry.name);
-    for dep in entry.depends_on {
-        if let Ok(dep) = self::entry(dep) {
-            collect_dependencies(dep, out);
-        }
+pub fn lb_name(lb: LoadBalancing) -> &'static str {
+    match lb {
+        LoadBalancing::RoundRobin => "round_robin",
+        LoadBalancing::LeastConnections => "least_connections",
+        LoadBalancing::IpHash => "ip_hash",
     }
 }
 
-fn to_model(e: &CatalogEntry, state: Option<&ServiceStateRow>) -> Service {
-    Service {
-        name: e.name.to_owned(),
-        description: e.description.to_owned(),
-        port: e.port,
-        health_path: e.health_path.to_owned(),
-        default_resources: ResourceSpec { cpu_millicores: e.cpu_millicores, memory_mb: e.memory_mb, disk_mb: e.disk_mb },
-        default_replicas: e.replicas,
-        depends_on: e.depends_on.iter().map(|d| (*d).to_owned()).collect(),
-        enabled: state.is_some_and(|s| s.enabled),
-        updated_at: from_ms(state.map_or(0, |s| s.updated_at)),
+fn parse_lb(s: &str) -> LoadBalancing {
+    match s {
+        "least_connections" => LoadBalancing::LeastConnections,
+        "ip_hash" => LoadBalancing::IpHash,
+        _ => LoadBalancing::RoundRobin,
     }
+}
+
+/// The service a row describes, with its state.
+fn with_state(row: &ServiceRow) -> ApiResult<Service> {
+    let mut service = match &row.definition {
+        Some(json) => serde_json::from_str::<Service>(json).map_err(ApiError::internal)?,
+        None => {
+            let b = BUILTINS
+                .iter()
+                .find(|b| b.name == row.name)
+                .ok_or_else(|| ApiError::internal(format!("service row {:?} is neither built in nor defined", row.name)))?;
+            builtin_service(b)
+        }
+    };
+    service.enabled = row.enabled;
+    service.load_balancing = parse_lb(&row.load_balancing);
+    service.deployment = row.deployment.as_deref().map(serde_json::from_str).transpose().map_err(ApiError::internal)?;
+    service.updated_at = from_ms(row.updated_at);
+    Ok(service)
+}
+
+fn validate_definition(def: ServiceDefinition) -> ApiResult<Service> {
+    let bad = |m: String| Err(ApiError::bad_request("invalid_service", m));
+    let name = def.name.trim().to_owned();
+    let name_ok = (1..=48).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return bad(format!("name {name:?} must be 1–48 of a–z, 0–9 and '_', starting with a letter"));
+    }
+    if RESERVED.contains(&name.as_str()) {
+        return bad(format!("{name:?} is one of the conductor's own paths (/api/{name}); choose another name"));
+    }
+    let command = def.command.filter(|c| !c.is_empty());
+    let image = def.image.map(|i| i.trim().to_owned()).filter(|i| !i.is_empty());
+    if command.is_none() && image.is_none() {
+        return bad("give a command (process driver), an image (docker driver), or both".into());
+    }
+    if command.as_ref().is_some_and(|c| c[0].trim().is_empty()) {
+        return bad("command must name a program".into());
+    }
+    if def.image_command.is_some() && image.is_none() {
+        return bad("image_command goes with an image".into());
+    }
+    let health_path = def.health_path.unwrap_or_else(|| "/health".into());
+    if !health_path.starts_with('/') {
+        return bad("health_path must start with '/'".into());
+    }
+    let default_replicas = def.default_replicas.unwrap_or(1);
+    let stateful = def.stateful.unwrap_or(false);
+    if stateful && default_replicas > 1 {
+        return bad("a stateful service runs one replica".into());
+    }
+    let default_resources = def.default_resources.unwrap_or(ResourceSpec { cpu_millicores: 100, memory_mb: 64, disk_mb: 64 });
+    validate_resources(&default_resources)?;
+    let mut depends_on = def.depends_on.unwrap_or_default();
+    depends_on.sort();
+    depends_on.dedup();
+    if depends_on.contains(&name) {
+        return bad("a service cannot depend on itself".into());
+    }
+    Ok(Service {
+        description: def.description.unwrap_or_default(),
+        builtin: false,
+        command,
+        image,
+        image_command: def.image_command.filter(|c| !c.is_empty()),
+        env: def.env.unwrap_or_default(),
+        health_path,
+        default_resources,
+        default_replicas,
+        stateful,
+        depends_on,
+        load_balancing: def.load_balancing.unwrap_or_default(),
+        enabled: false,
+        deployment: None,
+        updated_at: from_ms(0),
+        name,
+    })
+}
+
+/// Resources an instance may reserve: something, and not absurd.
+pub fn validate_resources(r: &ResourceSpec) -> ApiResult<()> {
+    if r.cpu_millicores == 0 || r.memory_mb == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_resources",
+            "resources: cpu_millicores and memory_mb must be at least 1 (disk_mb may be 0)",
+        ));
+    }
+    Ok(())
 }

@@ -1,23 +1,32 @@
 //! Instances: what runs where. An admin (and, later, the scheduler) assigns instances to workers;
 //! each worker fetches its assignments, runs them, and reports their state back.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aerekos_common::{ApiError, ApiResult};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{catalog, from_ms};
+use super::{from_ms, workers::WorkerService};
 use crate::{
-    model::{Assignments, CreateInstanceRequest, DesiredState, Instance, InstanceSpec, InstanceState, InstanceStatusReport},
+    model::{
+        Assignments, CreateInstanceRequest, DesiredState, Instance, InstanceHealth, InstanceSpec, InstanceState,
+        InstanceStatusReport,
+    },
     store::{
         Db, now_ms,
         instances::{self, InstanceRow},
+        services::{self, DeploymentUpdate},
     },
 };
 
 pub struct InstanceService {
     db: Db,
+    workers: Arc<WorkerService>,
     /// Per-worker assignment versions, so a worker can wait for a change instead of polling.
     /// They start from the conductor's start time, so versions from before a restart never match.
     versions: Mutex<HashMap<Uuid, u64>>,
@@ -26,6 +35,8 @@ pub struct InstanceService {
     changed: watch::Sender<u64>,
     /// Set at shutdown: waits end at once, so a graceful shutdown is not held up by them.
     closing: std::sync::atomic::AtomicBool,
+    /// Woken by every status report, so the deployment loop reacts at once.
+    pub reported: tokio::sync::Notify,
 }
 
 /// The longest a worker's wait for new assignments is held open.
@@ -55,7 +66,7 @@ fn parse_state(s: &str) -> InstanceState {
     }
 }
 
-fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
+pub fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::bad_request("invalid_spec", m));
     match (&spec.image, &spec.command) {
         (None, None) => return bad("give an image (docker driver) or a command (process driver)".into()),
@@ -78,18 +89,23 @@ fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
     if spec.health_path.is_some() && spec.ports.is_empty() {
         return bad("a health_path needs a port to probe".into());
     }
+    if spec.volume.as_ref().is_some_and(|v| v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))) {
+        return bad("volume must be 1–64 of letters, digits, '_' and '-'".into());
+    }
     Ok(())
 }
 
 impl InstanceService {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, workers: Arc<WorkerService>) -> Self {
         let base_version = u64::try_from(now_ms()).unwrap_or(1);
         Self {
             db,
+            workers,
             versions: Mutex::new(HashMap::new()),
             base_version,
             changed: watch::channel(0).0,
             closing: std::sync::atomic::AtomicBool::new(false),
+            reported: tokio::sync::Notify::new(),
         }
     }
 
@@ -139,7 +155,9 @@ impl InstanceService {
         req.spec.command = req.spec.command.filter(|c| !c.is_empty());
         validate_spec(&req.spec)?;
         if let Some(service) = &req.service {
-            catalog::entry(service)?;
+            if services::get(&self.db, service).await.map_err(ApiError::internal)?.is_none() {
+                return Err(ApiError::not_found("service_not_found", format!("no service {service:?} in the catalog")));
+            }
         }
         let now = now_ms();
         let row = InstanceRow {
@@ -164,23 +182,79 @@ impl InstanceService {
         })?;
         self.bump(worker_id);
         tracing::info!(instance_id = %row.id, worker_id = %worker_id, "instance assigned");
-        to_model(row)
+        self.to_model(row)
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<Instance> {
         let row = instances::get(&self.db, &id.to_string()).await.map_err(ApiError::internal)?;
-        to_model(row.ok_or_else(|| ApiError::not_found("instance_not_found", format!("no instance with id {id}")))?)
+        self.to_model(row.ok_or_else(|| ApiError::not_found("instance_not_found", format!("no instance with id {id}")))?)
     }
 
     pub async fn for_worker(&self, worker_id: Uuid) -> ApiResult<Vec<Instance>> {
         let rows = instances::for_worker(&self.db, &worker_id.to_string()).await.map_err(ApiError::internal)?;
-        rows.into_iter().map(to_model).collect()
+        rows.into_iter().map(|r| self.to_model(r)).collect()
     }
 
     pub async fn for_service(&self, service: &str) -> ApiResult<Vec<Instance>> {
-        catalog::entry(service)?;
         let rows = instances::for_service(&self.db, service).await.map_err(ApiError::internal)?;
-        rows.into_iter().map(to_model).collect()
+        rows.into_iter().map(|r| self.to_model(r)).collect()
+    }
+
+    /// Every instance of the cluster.
+    pub async fn all(&self) -> ApiResult<Vec<Instance>> {
+        let rows = instances::all(&self.db).await.map_err(ApiError::internal)?;
+        rows.into_iter().map(|r| self.to_model(r)).collect()
+    }
+
+    /// Commits a deployment change in one transaction: services' new deployment state, instances
+    /// placed, instances removed. Then the workers concerned are woken.
+    pub async fn apply(&self, updates: &[DeploymentUpdate<'_>], placed: Vec<(Uuid, Option<String>, InstanceSpec)>, removed: &[Instance]) -> ApiResult<Vec<Instance>> {
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(placed.len());
+        for (worker_id, service, spec) in placed {
+            validate_spec(&spec)?;
+            rows.push(InstanceRow {
+                id: Uuid::new_v4().to_string(),
+                worker_id: worker_id.to_string(),
+                service,
+                spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
+                desired_state: "running".into(),
+                state: "pending".into(),
+                address: None,
+                exit_code: None,
+                reason: None,
+                restarts: 0,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+        let commit = async {
+            let mut tx = self.db.write.begin().await?;
+            services::update_deployments(&mut tx, updates).await?;
+            for row in &rows {
+                instances::insert_in(&mut tx, row).await?;
+            }
+            for inst in removed {
+                instances::delete_in(&mut tx, &inst.id.to_string()).await?;
+            }
+            tx.commit().await
+        };
+        commit.await.map_err(ApiError::internal)?;
+        let touched: BTreeSet<Uuid> = rows
+            .iter()
+            .filter_map(|r| Uuid::parse_str(&r.worker_id).ok())
+            .chain(removed.iter().map(|i| i.worker_id))
+            .collect();
+        for worker in touched {
+            self.bump(worker);
+        }
+        for row in &rows {
+            tracing::info!(instance_id = %row.id, worker_id = %row.worker_id, service = ?row.service, "instance placed");
+        }
+        for inst in removed {
+            tracing::info!(instance_id = %inst.id, worker_id = %inst.worker_id, service = ?inst.service, "instance removed");
+        }
+        rows.into_iter().map(|r| self.to_model(r)).collect()
     }
 
     /// Removes the instance; its worker stops it when it next fetches its assignments.
@@ -211,6 +285,7 @@ impl InstanceService {
         .await
         .map_err(ApiError::internal)?;
         if recorded {
+            self.reported.notify_one();
             Ok(())
         } else {
             Err(ApiError::not_found(
@@ -221,14 +296,38 @@ impl InstanceService {
     }
 }
 
-fn to_model(row: InstanceRow) -> ApiResult<Instance> {
+impl InstanceService {
+    fn to_model(&self, row: InstanceRow) -> ApiResult<Instance> {
+        let worker_id = Uuid::parse_str(&row.worker_id).map_err(ApiError::internal)?;
+        let state = parse_state(&row.state);
+        let desired_state = if row.desired_state == "stopped" { DesiredState::Stopped } else { DesiredState::Running };
+        let health = if !self.workers.is_live(worker_id) {
+            InstanceHealth::Lost
+        } else {
+            health_of(desired_state, state)
+        };
+        to_model(row, worker_id, state, desired_state, health)
+    }
+}
+
+fn health_of(desired: DesiredState, state: InstanceState) -> InstanceHealth {
+    match (desired, state) {
+        (DesiredState::Stopped, _) | (_, InstanceState::Stopped) => InstanceHealth::Stopped,
+        (_, InstanceState::Running) => InstanceHealth::Healthy,
+        (_, InstanceState::Pending | InstanceState::Starting) => InstanceHealth::Starting,
+        (_, InstanceState::Unhealthy | InstanceState::Exited | InstanceState::Failed) => InstanceHealth::Unhealthy,
+    }
+}
+
+fn to_model(row: InstanceRow, worker_id: Uuid, state: InstanceState, desired_state: DesiredState, health: InstanceHealth) -> ApiResult<Instance> {
     Ok(Instance {
         id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
-        worker_id: Uuid::parse_str(&row.worker_id).map_err(ApiError::internal)?,
+        worker_id,
         service: row.service,
         spec: serde_json::from_str(&row.spec).map_err(ApiError::internal)?,
-        desired_state: if row.desired_state == "stopped" { DesiredState::Stopped } else { DesiredState::Running },
-        state: parse_state(&row.state),
+        desired_state,
+        state,
+        health,
         address: row.address,
         exit_code: row.exit_code.map(|c| c as i32),
         reason: row.reason,

@@ -3,9 +3,12 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod deployments;
 pub mod instances;
 pub mod passwords;
 pub mod registration;
+pub mod routes;
+pub mod scheduler;
 pub mod workers;
 
 pub use aerekos_common::db::from_ms;

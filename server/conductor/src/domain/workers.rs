@@ -273,6 +273,18 @@ impl WorkerService {
         Ok(with_status(entry, status_of(entry, self.live_since())))
     }
 
+    /// Whether worker `id` is registered and heard from within the TTL.
+    pub fn is_live(&self, id: Uuid) -> bool {
+        let since = self.live_since();
+        self.registry.workers.read().expect("registry lock").get(&id).is_some_and(|e| status_of(e, since) == WorkerStatus::Live)
+    }
+
+    /// Every registered worker with its current status (what the scheduler places on).
+    pub fn snapshot(&self) -> Vec<Worker> {
+        let since = self.live_since();
+        self.registry.workers.read().expect("registry lock").values().map(|e| with_status(e, status_of(e, since))).collect()
+    }
+
     pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
         let _one_at_a_time = self.mutation.lock().await;
         if !workers::delete(&self.db, &id.to_string()).await.map_err(ApiError::internal)? {

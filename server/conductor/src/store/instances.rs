@@ -21,6 +21,12 @@ pub struct InstanceRow {
 const COLUMNS: &str = "id, worker_id, service, spec, desired_state, state, address, exit_code, reason, restarts, created_at, updated_at";
 
 pub async fn insert(db: &Db, row: &InstanceRow) -> DbResult<()> {
+    let mut tx = db.write.begin().await?;
+    insert_in(&mut tx, row).await?;
+    tx.commit().await
+}
+
+pub async fn insert_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &InstanceRow) -> DbResult<()> {
     sqlx::query(&format!("INSERT INTO instances ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
         .bind(&row.id)
         .bind(&row.worker_id)
@@ -34,9 +40,18 @@ pub async fn insert(db: &Db, row: &InstanceRow) -> DbResult<()> {
         .bind(row.restarts)
         .bind(row.created_at)
         .bind(row.updated_at)
-        .execute(&db.write)
+        .execute(&mut **tx)
         .await
         .map(|_| ())
+}
+
+pub async fn all(db: &Db) -> DbResult<Vec<InstanceRow>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances ORDER BY created_at, id")).fetch_all(&db.read).await
+}
+
+pub async fn delete_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> DbResult<bool> {
+    let done = sqlx::query("DELETE FROM instances WHERE id = ?").bind(id).execute(&mut **tx).await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn get(db: &Db, id: &str) -> DbResult<Option<InstanceRow>> {

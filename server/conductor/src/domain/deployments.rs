@@ -1,0 +1,500 @@
+//! Deployments: keeping each enabled service at the number of healthy instances it asks for.
+//!
+//! A deploy (or enable) records what the service wants and places what is missing at once, all in
+//! one transaction with the service's new state; nothing fits → 409 naming the short resource on
+//! each worker, and nothing is written. Then [`DeploymentService::tick`] (every second, and at
+//! once after any instance report) keeps it so:
+//! - an instance whose worker is lost is replaced on a live worker; the lost one is removed only
+//!   once the service has all its replicas healthy again, so a worker coming back in between
+//!   leaves no duplicates: extras are removed, unhealthy and newest first;
+//! - a service's instances are placed only once every service it depends on has a healthy one;
+//!
+//! Restarting crashed or unhealthy instances is their worker's job (with backoff); the conductor
+//! records their health from the workers' reports. Each tick also rebuilds the gateway's routes.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    ops::RangeInclusive,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aerekos_common::{ApiError, ApiResult};
+use uuid::Uuid;
+
+use super::{
+    catalog::{self, CatalogService},
+    instances::InstanceService,
+    routes::{RouteSpec, Routes},
+    scheduler::{self, Amounts, Candidate},
+    workers::WorkerService,
+};
+use crate::{
+    model::{
+        DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth, InstanceSpec, Service, Worker,
+        WorkerStatus,
+    },
+    store::services::DeploymentUpdate,
+};
+
+/// How often the loop runs when nothing wakes it.
+pub const TICK: Duration = Duration::from_secs(1);
+/// At most this many replicas per service.
+pub const MAX_REPLICAS: u32 = 100;
+
+pub struct DeploymentService {
+    catalog: Arc<CatalogService>,
+    workers: Arc<WorkerService>,
+    instances: Arc<InstanceService>,
+    routes: Arc<Routes>,
+    ports: RangeInclusive<u16>,
+    /// One placement at a time: reservations are read and written together.
+    placement: tokio::sync::Mutex<()>,
+    /// Per service, why the last tick could not place what was missing.
+    problems: Mutex<HashMap<String, String>>,
+}
+
+/// What one service needs changed.
+#[derive(Default)]
+struct Outcome {
+    place: Vec<(Uuid, InstanceSpec)>,
+    remove: Vec<Instance>,
+    waiting_for: Vec<String>,
+}
+
+/// The cluster as a plan sees it: reservations and ports taken, updated as instances are placed.
+struct Cluster {
+    services: Vec<Service>,
+    instances: Vec<Instance>,
+    workers: Vec<Worker>,
+    reserved: HashMap<Uuid, Amounts>,
+    ports_by_ip: HashMap<String, HashSet<u16>>,
+}
+
+impl Cluster {
+    fn new(services: Vec<Service>, instances: Vec<Instance>, workers: Vec<Worker>) -> Self {
+        let ip_of: HashMap<Uuid, &str> = workers.iter().map(|w| (w.id, w.ip_address.as_str())).collect();
+        let mut reserved: HashMap<Uuid, Amounts> = HashMap::new();
+        let mut ports_by_ip: HashMap<String, HashSet<u16>> = HashMap::new();
+        for inst in &instances {
+            if let Some(r) = &inst.spec.resources {
+                reserved.entry(inst.worker_id).or_default().add(Amounts::of(r));
+            }
+            if let Some(ip) = ip_of.get(&inst.worker_id) {
+                ports_by_ip.entry((*ip).to_owned()).or_default().extend(inst.spec.ports.iter().copied());
+            }
+        }
+        Self { services, instances, workers, reserved, ports_by_ip }
+    }
+
+    fn healthy(&self, service: &str) -> usize {
+        self.instances.iter().filter(|i| i.service.as_deref() == Some(service) && i.health == InstanceHealth::Healthy).count()
+    }
+
+    fn candidates(&self, service: &str) -> Vec<Candidate> {
+        self.workers
+            .iter()
+            .filter(|w| w.status == WorkerStatus::Live)
+            .map(|w| Candidate {
+                id: w.id,
+                name: w.name.clone(),
+                labels: w.labels.clone(),
+                drivers: w
+                    .resources
+                    .drivers
+                    .iter()
+                    .filter_map(|d| match d.name.as_str() {
+                        "process" => Some(DriverKind::Process),
+                        "docker" => Some(DriverKind::Docker),
+                        _ => None,
+                    })
+                    .collect(),
+                capacity: Amounts {
+                    cpu: u64::from(w.resources.cpu_cores) * 1000,
+                    memory: w.resources.memory_total_bytes >> 20,
+                    disk: w.resources.disk_free_bytes >> 20,
+                },
+                reserved: self.reserved.get(&w.id).copied().unwrap_or_default(),
+                same_service: self
+                    .instances
+                    .iter()
+                    .filter(|i| i.worker_id == w.id && i.service.as_deref() == Some(service) && i.health != InstanceHealth::Lost)
+                    .count() as u32,
+            })
+            .collect()
+    }
+
+    /// A free port on the worker's address (workers sharing an address share its ports).
+    fn allocate_port(&mut self, worker_id: Uuid, range: &RangeInclusive<u16>) -> ApiResult<u16> {
+        let ip = self.workers.iter().find(|w| w.id == worker_id).map(|w| w.ip_address.clone()).unwrap_or_default();
+        let taken = self.ports_by_ip.entry(ip.clone()).or_default();
+        let span = u32::from(*range.end() - *range.start()) + 1;
+        let start = rand::random::<u32>() % span;
+        for k in 0..span {
+            let port = *range.start() + ((start + k) % span) as u16;
+            if taken.insert(port) {
+                return Ok(port);
+            }
+        }
+        Err(ApiError::conflict("no_free_port", format!("every instance port ({range:?}) on {ip} is taken")))
+    }
+}
+
+/// The drivers `service` can run with, preferred first, limited to `only` when given.
+fn usable_drivers(service: &Service, only: Option<DriverKind>) -> Vec<DriverKind> {
+    let mut drivers = vec![];
+    if service.image.is_some() {
+        drivers.push(DriverKind::Docker);
+    }
+    if service.command.is_some() {
+        drivers.push(DriverKind::Process);
+    }
+    drivers.retain(|d| only.is_none_or(|o| o == *d));
+    drivers
+}
+
+fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, port: u16) -> InstanceSpec {
+    let (image, command) = match driver {
+        DriverKind::Docker => (service.image.clone(), service.image_command.clone()),
+        DriverKind::Process => (None, service.command.clone()),
+    };
+    InstanceSpec {
+        image,
+        command,
+        env: service.env.clone(),
+        ports: vec![port],
+        resources: Some(spec.resources),
+        health_path: Some(service.health_path.clone()),
+        volume: service.stateful.then(|| service.name.clone()),
+    }
+}
+
+/// Services in an order where each comes after what it depends on.
+fn dependency_order(services: &[Service]) -> Vec<&Service> {
+    let mut out: Vec<&Service> = Vec::with_capacity(services.len());
+    while out.len() < services.len() {
+        let before = out.len();
+        for s in services {
+            let done = out.iter().any(|o| o.name == s.name);
+            if !done && s.depends_on.iter().all(|d| out.iter().any(|o| &o.name == d) || !services.iter().any(|x| &x.name == d)) {
+                out.push(s);
+            }
+        }
+        if out.len() == before {
+            // A cycle cannot be defined (dependencies must exist first); keep the rest as they are.
+            let rest: Vec<&Service> = services.iter().filter(|s| !out.iter().any(|o| o.name == s.name)).collect();
+            out.extend(rest);
+        }
+    }
+    out
+}
+
+impl DeploymentService {
+    pub fn new(
+        catalog: Arc<CatalogService>,
+        workers: Arc<WorkerService>,
+        instances: Arc<InstanceService>,
+        routes: Arc<Routes>,
+        ports: RangeInclusive<u16>,
+    ) -> Self {
+        Self { catalog, workers, instances, routes, ports, placement: tokio::sync::Mutex::new(()), problems: Mutex::default() }
+    }
+
+    async fn cluster(&self) -> ApiResult<Cluster> {
+        let services = self.catalog.list().await?;
+        let instances = self.instances.all().await?;
+        Ok(Cluster::new(services, instances, self.workers.snapshot()))
+    }
+
+    /// What `service` needs changed to match `spec`; placements are reserved in `cluster`.
+    fn reconcile(&self, cluster: &mut Cluster, service: &Service, spec: &DeploymentSpec) -> Result<Outcome, String> {
+        let mut out = Outcome::default();
+        let mine: Vec<Instance> = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(&service.name)).cloned().collect();
+        let (lost, mut live): (Vec<Instance>, Vec<Instance>) = mine.into_iter().partition(|i| i.health == InstanceHealth::Lost);
+        let wanted = spec.replicas as usize;
+        if live.len() > wanted {
+            // Keep the healthy and the oldest; remove the rest.
+            live.sort_by_key(|i| (i.health != InstanceHealth::Healthy, i.created_at));
+            out.remove.extend(live.drain(wanted..));
+        }
+        let healthy = live.iter().filter(|i| i.health == InstanceHealth::Healthy).count();
+        if healthy >= wanted {
+            out.remove.extend(lost);
+        }
+        out.waiting_for = service.depends_on.iter().filter(|d| cluster.healthy(d) == 0).cloned().collect();
+        let missing = wanted.saturating_sub(live.len()) as u32;
+        if missing > 0 {
+            let drivers = usable_drivers(service, spec.driver);
+            let mut candidates = cluster.candidates(&service.name);
+            let request = scheduler::Request {
+                count: missing,
+                resources: spec.resources,
+                worker_ids: &spec.worker_ids,
+                labels: &spec.labels,
+                strategy: spec.strategy,
+                drivers: &drivers,
+            };
+            let placements = scheduler::place(&mut candidates, &request).map_err(|s| format!("{}: {}", service.name, s.message))?;
+            // Waiting for a dependency: the check above says it would fit; nothing is placed yet.
+            if out.waiting_for.is_empty() {
+                for p in placements {
+                    let port = cluster.allocate_port(p.worker_id, &self.ports).map_err(|e| e.to_string())?;
+                    cluster.reserved.entry(p.worker_id).or_default().add(Amounts::of(&spec.resources));
+                    out.place.push((p.worker_id, instance_spec(service, spec, p.driver, port)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The deployment `req` asks of `service`, over its current one or the catalog's defaults.
+    fn merged_spec(&self, service: &Service, req: &DeployRequest, cluster: &Cluster) -> ApiResult<DeploymentSpec> {
+        let base = service.deployment.clone().unwrap_or_else(|| DeploymentSpec {
+            replicas: service.default_replicas,
+            resources: service.default_resources,
+            worker_ids: vec![],
+            labels: BTreeMap::new(),
+            strategy: Default::default(),
+            driver: None,
+        });
+        let spec = DeploymentSpec {
+            replicas: req.replicas.unwrap_or(base.replicas),
+            resources: req.resources.unwrap_or(base.resources),
+            worker_ids: req.worker_ids.clone().unwrap_or(base.worker_ids),
+            labels: req.labels.clone().unwrap_or(base.labels),
+            strategy: req.strategy.unwrap_or(base.strategy),
+            driver: req.driver.or(base.driver),
+        };
+        let bad = |m: String| Err(ApiError::bad_request("invalid_deployment", m));
+        if spec.replicas > MAX_REPLICAS {
+            return bad(format!("replicas: at most {MAX_REPLICAS}"));
+        }
+        if service.stateful && spec.replicas > 1 {
+            return bad(format!(
+                "{} keeps its state on one worker and runs one replica (asked for {})",
+                service.name, spec.replicas
+            ));
+        }
+        catalog::validate_resources(&spec.resources)?;
+        let unknown: Vec<String> =
+            spec.worker_ids.iter().filter(|id| !cluster.workers.iter().any(|w| w.id == **id)).map(Uuid::to_string).collect();
+        if !unknown.is_empty() {
+            return bad(format!("worker_ids: no worker {}", unknown.join(", ")));
+        }
+        if usable_drivers(service, spec.driver).is_empty() {
+            let what = if spec.driver == Some(DriverKind::Docker) { "an image" } else { "a command" };
+            return bad(format!(
+                "{} cannot run with the {} driver: it has no {what}",
+                service.name,
+                spec.driver.map_or("", DriverKind::as_str)
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// Deploys `name` (and, with their defaults, whatever it depends on that is not deployed yet).
+    pub async fn deploy(&self, name: &str, req: DeployRequest) -> ApiResult<Deployment> {
+        let service = self.catalog.get(name).await?;
+        let _one_at_a_time = self.placement.lock().await;
+        let mut cluster = self.cluster().await?;
+        let spec = self.merged_spec(&service, &req, &cluster)?;
+
+        // Dependencies first, each with its own deployment (or the catalog's defaults).
+        let mut chain = vec![];
+        collect_dependencies(&cluster.services, &service, &mut chain);
+        let mut targets: Vec<(Service, DeploymentSpec)> = vec![];
+        for dep in chain.into_iter().filter(|d| d.name != service.name) {
+            let dep_spec = match (&dep.deployment, dep.enabled) {
+                (Some(s), true) => s.clone(),
+                _ => self.merged_spec(&dep, &DeployRequest { driver: req.driver, ..Default::default() }, &cluster)?,
+            };
+            targets.push((dep, dep_spec));
+        }
+        targets.push((service.clone(), spec));
+
+        let mut placed = vec![];
+        let mut removed = vec![];
+        let mut problems = vec![];
+        let mut serialized = vec![];
+        for (s, spec) in &targets {
+            match self.reconcile(&mut cluster, s, spec) {
+                Ok(outcome) => {
+                    placed.extend(outcome.place.into_iter().map(|(w, i)| (w, Some(s.name.clone()), i)));
+                    removed.extend(outcome.remove);
+                }
+                Err(why) => problems.push((s.name.clone(), why)),
+            }
+            serialized.push(serde_json::to_string(spec).map_err(ApiError::internal)?);
+        }
+        // With no live worker at all the deployment is recorded and placed when one joins (as
+        // `aerekos up` does before its local worker has registered); with workers that lack room
+        // it is refused, and nothing is written.
+        let any_live = cluster.workers.iter().any(|w| w.status == WorkerStatus::Live);
+        if !problems.is_empty() && any_live {
+            let text: Vec<&str> = problems.iter().map(|(_, why)| why.as_str()).collect();
+            return Err(ApiError::conflict("insufficient_resources", text.join("; ")));
+        }
+        let lb = req.load_balancing.unwrap_or(service.load_balancing);
+        let updates: Vec<DeploymentUpdate<'_>> = targets
+            .iter()
+            .zip(&serialized)
+            .map(|((s, _), json)| DeploymentUpdate {
+                name: &s.name,
+                enabled: true,
+                deployment: Some(json),
+                load_balancing: catalog::lb_name(if s.name == service.name { lb } else { s.load_balancing }),
+            })
+            .collect();
+        self.instances.apply(&updates, placed, &removed).await?;
+        {
+            let mut known = self.problems.lock().expect("problems lock");
+            for (s, _) in &targets {
+                known.remove(&s.name);
+            }
+            known.extend(problems);
+        }
+        tracing::info!(service = name, "service deployed");
+        drop(_one_at_a_time);
+        self.refresh_routes().await;
+        self.deployment(name).await
+    }
+
+    /// Deploys with the service's current deployment, or the catalog's defaults.
+    pub async fn enable(&self, name: &str) -> ApiResult<Deployment> {
+        self.deploy(name, DeployRequest::default()).await
+    }
+
+    /// Stops every instance of `name`; refused while an enabled service depends on it.
+    pub async fn disable(&self, name: &str) -> ApiResult<Deployment> {
+        let service = self.catalog.get(name).await?;
+        let _one_at_a_time = self.placement.lock().await;
+        let cluster = self.cluster().await?;
+        let dependents: Vec<&str> = cluster
+            .services
+            .iter()
+            .filter(|s| s.enabled && s.depends_on.iter().any(|d| d == name))
+            .map(|s| s.name.as_str())
+            .collect();
+        if !dependents.is_empty() {
+            return Err(ApiError::conflict(
+                "service_has_dependents",
+                format!("{name} is needed by {}; disable {} first", dependents.join(", "), dependents.join(" and ")),
+            ));
+        }
+        let removed: Vec<Instance> = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(name)).cloned().collect();
+        let json = service.deployment.as_ref().map(serde_json::to_string).transpose().map_err(ApiError::internal)?;
+        let update = DeploymentUpdate {
+            name,
+            enabled: false,
+            deployment: json.as_deref(),
+            load_balancing: catalog::lb_name(service.load_balancing),
+        };
+        self.instances.apply(&[update], vec![], &removed).await?;
+        tracing::info!(service = name, stopped = removed.len(), "service disabled");
+        drop(_one_at_a_time);
+        self.refresh_routes().await;
+        self.deployment(name).await
+    }
+
+    /// The service's deployment and instances.
+    pub async fn deployment(&self, name: &str) -> ApiResult<Deployment> {
+        let service = self.catalog.get(name).await?;
+        let instances = self.instances.for_service(name).await?;
+        let mut waiting_for = vec![];
+        if service.enabled {
+            for dep in &service.depends_on {
+                if !self.instances.for_service(dep).await?.iter().any(|i| i.health == InstanceHealth::Healthy) {
+                    waiting_for.push(dep.clone());
+                }
+            }
+        }
+        Ok(Deployment {
+            service: service.name.clone(),
+            enabled: service.enabled,
+            spec: service.deployment,
+            load_balancing: service.load_balancing,
+            healthy: instances.iter().filter(|i| i.health == InstanceHealth::Healthy).count() as u32,
+            waiting_for,
+            problem: self.problems.lock().expect("problems lock").get(name).cloned(),
+            instances,
+        })
+    }
+
+    /// One pass of the loop: replace, trim, place what waited, stop what is disabled; then rebuild
+    /// the routes.
+    pub async fn tick(&self) -> ApiResult<()> {
+        let guard = self.placement.lock().await;
+        let mut cluster = self.cluster().await?;
+        let services = cluster.services.clone();
+        let mut placed = vec![];
+        let mut removed = vec![];
+        let mut problems = HashMap::new();
+        // (A disabled service's instances went in the same transaction that disabled it.)
+        for service in dependency_order(&services) {
+            let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled) else { continue };
+            match self.reconcile(&mut cluster, service, spec) {
+                Ok(outcome) => {
+                    placed.extend(outcome.place.into_iter().map(|(w, i)| (w, Some(service.name.clone()), i)));
+                    removed.extend(outcome.remove);
+                }
+                Err(why) => {
+                    problems.insert(service.name.clone(), why);
+                }
+            }
+        }
+        {
+            let mut known = self.problems.lock().expect("problems lock");
+            for (name, why) in &problems {
+                if known.get(name) != Some(why) {
+                    tracing::warn!(service = %name, problem = %why, "cannot place the instances a service is missing");
+                }
+            }
+            *known = problems;
+        }
+        if !placed.is_empty() || !removed.is_empty() {
+            self.instances.apply(&[], placed, &removed).await?;
+        }
+        drop(guard);
+        let gone: HashSet<Uuid> = removed.iter().map(|i| i.id).collect();
+        self.publish_routes(&cluster, &gone);
+        Ok(())
+    }
+
+    async fn refresh_routes(&self) {
+        match self.cluster().await {
+            Ok(cluster) => self.publish_routes(&cluster, &HashSet::new()),
+            Err(e) => tracing::error!(error = %e.body().message, "rebuilding the gateway routes failed"),
+        }
+    }
+
+    fn publish_routes(&self, cluster: &Cluster, gone: &HashSet<Uuid>) {
+        let specs = cluster
+            .services
+            .iter()
+            .map(|s| RouteSpec {
+                service: s.name.clone(),
+                load_balancing: s.load_balancing,
+                endpoints: cluster
+                    .instances
+                    .iter()
+                    .filter(|i| i.service.as_deref() == Some(&s.name) && i.health == InstanceHealth::Healthy && !gone.contains(&i.id))
+                    .filter_map(|i| Some((i.id, i.worker_id, i.address.clone()?)))
+                    .collect(),
+            })
+            .collect();
+        self.routes.replace(specs);
+    }
+}
+
+/// `service` and, depth first, everything it depends on (dependencies before dependents).
+fn collect_dependencies(all: &[Service], service: &Service, out: &mut Vec<Service>) {
+    if out.iter().any(|s| s.name == service.name) {
+        return;
+    }
+    for dep in &service.depends_on {
+        if let Some(d) = all.iter().find(|s| &s.name == dep) {
+            collect_dependencies(all, d, out);
+        }
+    }
+    out.push(service.clone());
+}
