@@ -66,6 +66,7 @@ impl TestConductor {
         let mut config = ConductorConfig::new(dir.path().join("data"), bind);
         config.admin_password = Some(ADMIN_PASSWORD.to_owned());
         config.users_file = Some(users_file);
+        config.instance_ports = instance_port_block();
         adjust(&mut config);
         let handle = aerekos_conductor::start(config.clone()).await.expect("conductor starts");
         let url = handle.url();
@@ -267,5 +268,41 @@ where
         }
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A block of instance ports of its own for each conductor a test starts: tests run side by side
+/// on one machine, where every worker shares 127.0.0.1.
+pub fn instance_port_block() -> std::ops::RangeInclusive<u16> {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 190;
+    let start = 20000 + n * 50;
+    start..=start + 49
+}
+
+/// A worker's data directory that, when dropped (a test passing or panicking), kills every instance
+/// process group still recorded in it, so no test leaves processes behind.
+pub struct WorkerDir(TempDir);
+
+impl WorkerDir {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+    pub fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for WorkerDir {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.0.path().join("instances")) else { return };
+        for entry in entries.flatten() {
+            // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
+            let pid = std::fs::read_to_string(entry.path().join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|p| *p > 1) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
     }
 }

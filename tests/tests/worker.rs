@@ -41,31 +41,6 @@ async fn start_worker(config: WorkerConfig) -> (WorkerHandle, Uuid) {
     (handle, id)
 }
 
-/// A worker's data directory that, when dropped (a test passing or panicking), kills every instance
-/// process group still recorded in it, so no test leaves processes behind.
-struct WorkerDir(tempfile::TempDir);
-
-impl WorkerDir {
-    fn new() -> Self {
-        Self(tempfile::tempdir().unwrap())
-    }
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for WorkerDir {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.0.path().join("instances")) else { return };
-        for entry in entries.flatten() {
-            // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
-            let pid = std::fs::read_to_string(entry.path().join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
-            if let Some(pid) = pid.filter(|p| *p > 1) {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
-}
 
 
 /// A small HTTP server as an instance: python's http.server on `port`.
