@@ -287,11 +287,18 @@ async fn service_catalog_enable_disable_and_deployments() {
     let admin = c.admin().await;
     let services = admin.list_services().send().await.unwrap().into_inner();
     let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["key_manager", "storage_manager"]);
+    assert_eq!(names, ["key_manager"]);
     assert!(services.iter().all(|s| !s.enabled && s.builtin && s.default_resources.memory_mb > 0 && s.health_path == "/health"));
 
-    // Enabling storage_manager brings its dependency along; with no worker yet, both wait for one.
-    let s = admin.enable_service().name("storage_manager").send().await.unwrap().into_inner();
+    // A service of one's own that needs key_manager: enabling it brings key_manager along; with no
+    // worker yet, both wait for one.
+    let app = types::ServiceDefinition::builder()
+        .name("vault_app")
+        .command(vec!["vault-app".to_owned()])
+        .depends_on(vec!["key_manager".to_owned()]);
+    let defined = admin.define_service().body(app).send().await.unwrap().into_inner();
+    assert!(!defined.builtin && !defined.enabled && !defined.stateful);
+    let s = admin.enable_service().name("vault_app").send().await.unwrap().into_inner();
     assert!(s.enabled);
     assert_eq!(s.waiting_for, ["key_manager"]);
     assert!(s.problem.unwrap_or_default().contains("no live worker"));
@@ -299,10 +306,14 @@ async fn service_catalog_enable_disable_and_deployments() {
     assert!(km.enabled);
     assert_eq!(km.deployment.map(|d| d.replicas), Some(1));
 
-    // key_manager cannot go while storage_manager needs it.
+    // key_manager cannot go while vault_app needs it; vault_app cannot be removed while enabled.
     let body = expect_api_error(failure(admin.disable_service().name("key_manager").send().await), 409, "service_has_dependents");
-    assert!(body.message.contains("storage_manager"));
-    admin.disable_service().name("storage_manager").send().await.unwrap();
+    assert!(body.message.contains("vault_app"));
+    expect_api_error(failure(admin.remove_service().name("vault_app").send().await), 409, "service_enabled");
+    expect_api_error(failure(admin.remove_service().name("key_manager").send().await), 409, "service_builtin");
+    admin.disable_service().name("vault_app").send().await.unwrap();
+    admin.remove_service().name("vault_app").send().await.unwrap();
+    expect_api_error(failure(admin.get_service().name("vault_app").send().await), 404, "service_not_found");
     let km = admin.disable_service().name("key_manager").send().await.unwrap().into_inner();
     assert!(!km.enabled);
 

@@ -74,6 +74,16 @@ impl ConductorHandle {
         self.state.tokens.current().await.map(|t| t.token)
     }
 
+    /// Deploys built-in service `name` with `driver` unless it has been deployed before (then the
+    /// admin's choices stand): how `aerekos up` turns the platform's services on at first start.
+    pub async fn deploy_if_never_deployed(&self, name: &str, driver: model::DriverKind) -> Result<bool, aerekos_common::ApiError> {
+        if self.state.catalog.get(name).await?.deployment.is_some() {
+            return Ok(false);
+        }
+        let req = model::DeployRequest { driver: Some(driver), ..Default::default() };
+        self.state.deployments.deploy(name, req).await.map(|_| true)
+    }
+
     /// Stops serving (in-flight requests finish) and closes the database cleanly.
     pub async fn shutdown(self) -> std::io::Result<()> {
         // Workers waiting on their assignments are answered now, not at the end of their wait.

@@ -25,6 +25,9 @@ use super::{Driver, DriverError, INSTANCE_ENV, Observed, Platform, port_in_use};
 
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The worker's environment variables an instance process inherits.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "RUST_LOG", "LOG_FORMAT"];
+
 pub struct ProcessDriver {
     dir: PathBuf,
     platform: Platform,
@@ -117,7 +120,12 @@ impl Driver for ProcessDriver {
             };
             let data_dir = spec.volume.as_deref().map(|v| self.platform.volume(v)).transpose()?;
             let mut cmd = tokio::process::Command::new(&executable);
-            cmd.args(&spec.command[1..])
+            // An instance gets its own environment, not the worker's (whose DATA_DIR or
+            // DATABASE_PATH would otherwise become the service's): only what locates programs and
+            // shapes logs passes through.
+            cmd.env_clear()
+                .envs(std::env::vars().filter(|(k, _)| INHERITED_ENV.contains(&k.as_str())))
+                .args(&spec.command[1..])
                 .envs(&spec.env)
                 .envs(self.platform.env(spec, data_dir.map(|d| d.display().to_string())))
                 .env(INSTANCE_ENV, id.to_string())

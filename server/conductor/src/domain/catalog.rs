@@ -27,6 +27,7 @@ struct Builtin {
     depends_on: &'static [&'static str],
 }
 
+// storage_manager joins when it exists (issue 6), depending on key_manager.
 const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "key_manager",
@@ -35,17 +36,10 @@ const BUILTINS: &[Builtin] = &[
         resources: ResourceSpec { cpu_millicores: 250, memory_mb: 128, disk_mb: 256 },
         depends_on: &[],
     },
-    Builtin {
-        name: "storage_manager",
-        subcommand: "storage-manager",
-        description: "S3-compatible object storage: buckets and objects, encrypted at rest through key_manager.",
-        resources: ResourceSpec { cpu_millicores: 500, memory_mb: 256, disk_mb: 1024 },
-        depends_on: &["key_manager"],
-    },
 ];
 
 /// Names that are the conductor's own paths under `/api/`, so no service may take them.
-const RESERVED: &[&str] = &["auth", "token", "workers", "services", "instances", "registry", "cluster", "health", "ready", "metrics"];
+const RESERVED: &[&str] = &["auth", "token", "workers", "services", "instances", "registry", "resources", "cluster", "health", "ready", "metrics"];
 
 fn builtin_service(b: &Builtin) -> Service {
     let upper = b.name.to_uppercase();

@@ -169,6 +169,14 @@ fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, p
     }
 }
 
+/// Whether `inst` no longer matches the deployment `spec` asks for.
+fn is_outdated(inst: &Instance, spec: &DeploymentSpec) -> bool {
+    let driver = if inst.spec.image.is_some() { DriverKind::Docker } else { DriverKind::Process };
+    inst.spec.resources != Some(spec.resources)
+        || (!spec.worker_ids.is_empty() && !spec.worker_ids.contains(&inst.worker_id))
+        || spec.driver.is_some_and(|d| d != driver)
+}
+
 /// Services in an order where each comes after what it depends on.
 fn dependency_order(services: &[Service]) -> Vec<&Service> {
     let mut out: Vec<&Service> = Vec::with_capacity(services.len());
@@ -210,7 +218,10 @@ impl DeploymentService {
     fn reconcile(&self, cluster: &mut Cluster, service: &Service, spec: &DeploymentSpec) -> Result<Outcome, String> {
         let mut out = Outcome::default();
         let mine: Vec<Instance> = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(&service.name)).cloned().collect();
-        let (lost, mut live): (Vec<Instance>, Vec<Instance>) = mine.into_iter().partition(|i| i.health == InstanceHealth::Lost);
+        let (lost, live): (Vec<Instance>, Vec<Instance>) = mine.into_iter().partition(|i| i.health == InstanceHealth::Lost);
+        // Instances placed under an earlier deployment (other resources, workers or driver) are
+        // replaced like lost ones: removed once the new ones are healthy.
+        let (outdated, mut live): (Vec<Instance>, Vec<Instance>) = live.into_iter().partition(|i| is_outdated(i, spec));
         let wanted = spec.replicas as usize;
         if live.len() > wanted {
             // Keep the healthy and the oldest; remove the rest.
@@ -220,6 +231,7 @@ impl DeploymentService {
         let healthy = live.iter().filter(|i| i.health == InstanceHealth::Healthy).count();
         if healthy >= wanted {
             out.remove.extend(lost);
+            out.remove.extend(outdated);
         }
         out.waiting_for = service.depends_on.iter().filter(|d| cluster.healthy(d) == 0).cloned().collect();
         let missing = wanted.saturating_sub(live.len()) as u32;
@@ -280,6 +292,18 @@ impl DeploymentService {
             spec.worker_ids.iter().filter(|id| !cluster.workers.iter().any(|w| w.id == **id)).map(Uuid::to_string).collect();
         if !unknown.is_empty() {
             return bad(format!("worker_ids: no worker {}", unknown.join(", ")));
+        }
+        // A stateful service's data lives on its worker: moving it elsewhere would leave it behind.
+        let running = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(&service.name));
+        if service.stateful && running.clone().any(|i| is_outdated(i, &spec)) {
+            return Err(ApiError::conflict(
+                "stateful_service_running",
+                format!(
+                    "{} keeps its state on its worker, so its resources, workers and driver cannot change while it runs; \
+                     disable it and deploy again (its data stays on the worker it ran on)",
+                    service.name
+                ),
+            ));
         }
         if usable_drivers(service, spec.driver).is_empty() {
             let what = if spec.driver == Some(DriverKind::Docker) { "an image" } else { "a command" };

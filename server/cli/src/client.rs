@@ -1,0 +1,392 @@
+//! The CLI's client commands, on `aerekos-sdk` only: log in once, then workers, services,
+//! deployments and the registration token. The token is kept in `<config dir>/credentials.json`
+//! (0600): `$AEREKOS_CONFIG_DIR`, else `$XDG_CONFIG_HOME/aerekos`, else `~/.config/aerekos`.
+
+use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Duration};
+
+use aerekos_sdk::{
+    Conductor, SdkError,
+    conductor::types::{self, DeployRequest, Deployment},
+};
+use anyhow::{Context as _, bail};
+use uuid::Uuid;
+
+use crate::output::{self, Format, bytes};
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Options every client command takes.
+#[derive(clap::Args)]
+pub struct Global {
+    /// The conductor (default: the one you logged in to, else http://127.0.0.1:8080).
+    #[arg(long, env = "AEREKOS_URL", global = true)]
+    url: Option<String>,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short, value_enum, default_value = "table", global = true)]
+    output: Format,
+}
+
+#[derive(clap::Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    global: Global,
+    #[arg(long, short, default_value = "admin")]
+    username: String,
+    /// Read the password from stdin (else AEREKOS_PASSWORD, else a prompt).
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum WorkersCommand {
+    /// Every worker with its status and resources.
+    Ls,
+    /// One worker in full, with its instances.
+    Show { id: Uuid },
+}
+
+#[derive(clap::Subcommand)]
+pub enum ServicesCommand {
+    /// The catalog with each service's state.
+    Ls,
+    /// Deploy with the last deployment or the catalog's defaults (dependencies too).
+    Enable {
+        name: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Stop every instance of the service.
+    Disable { name: String },
+    /// Deploy: place instances on workers with room, then wait for them to be healthy.
+    Deploy(DeployArgs),
+}
+
+#[derive(clap::Args)]
+pub struct Wait {
+    /// Return at once instead of waiting for the instances to be healthy.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for health, in seconds.
+    #[arg(long, default_value = "120")]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    name: String,
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// CPU per instance, in millicores.
+    #[arg(long)]
+    cpu: Option<u32>,
+    /// Memory per instance, in MB.
+    #[arg(long)]
+    memory: Option<u32>,
+    /// Disk per instance, in MB.
+    #[arg(long)]
+    disk: Option<u32>,
+    /// Only on these workers (repeat the flag for several).
+    #[arg(long = "worker")]
+    workers: Vec<Uuid>,
+    /// Only on workers with this label, as key=value (repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    #[arg(long, value_parser = ["spread", "binpack"])]
+    strategy: Option<String>,
+    #[arg(long, value_parser = ["process", "docker"])]
+    driver: Option<String>,
+    #[arg(long, value_parser = ["round_robin", "least_connections", "ip_hash"])]
+    load_balancing: Option<String>,
+    #[command(flatten)]
+    wait: Wait,
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// The current token, and the command that joins a worker with it.
+    Show,
+    /// Replace the token; workers that already joined keep working.
+    Regenerate,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Credentials {
+    url: String,
+    username: String,
+    token: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn config_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("AEREKOS_CONFIG_DIR") {
+        return Ok(dir.into());
+    }
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Ok(PathBuf::from(dir).join("aerekos"));
+    }
+    let home = std::env::var_os("HOME").context("neither AEREKOS_CONFIG_DIR nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".config/aerekos"))
+}
+
+fn load_credentials() -> Option<Credentials> {
+    let path = config_dir().ok()?.join("credentials.json");
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// An authenticated client for the chosen conductor, or a message saying to log in.
+fn connect(global: &Global) -> anyhow::Result<Conductor> {
+    let saved = load_credentials();
+    let url = global.url.clone().or_else(|| saved.as_ref().map(|c| c.url.clone())).unwrap_or_else(|| DEFAULT_URL.into());
+    match saved {
+        Some(c) if c.url == url && c.expires_at > chrono::Utc::now() => Ok(Conductor::with_token(&url, c.token)),
+        Some(c) if c.url == url => bail!("your login to {url} expired at {}; run `aerekos login`", c.expires_at),
+        _ => bail!("not logged in to {url}; run `aerekos login --url {url}`"),
+    }
+}
+
+/// Runs a client command on a small runtime of its own.
+pub fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
+}
+
+fn api<T>(r: Result<aerekos_sdk::ResponseValue<T>, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>) -> anyhow::Result<T> {
+    r.map(aerekos_sdk::ResponseValue::into_inner).map_err(|e| anyhow::anyhow!(SdkError::from(e)))
+}
+
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let url = args.global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else if let Ok(p) = std::env::var("AEREKOS_PASSWORD") {
+        p
+    } else {
+        rpassword::prompt_password(format!("password for {} at {url}: ", args.username))?
+    };
+    let client = Conductor::new(&url);
+    let session = client.login_as(&args.username, &password).await?;
+    let creds = Credentials { url: url.clone(), username: args.username.clone(), token: session.token, expires_at: session.expires_at };
+    let dir = config_dir()?;
+    aerekos_common::secrets::create_private_dir(&dir)?;
+    let path = dir.join("credentials.json");
+    aerekos_common::secrets::write_secret_file(&path, serde_json::to_string_pretty(&creds)?.as_bytes())?;
+    match args.global.output {
+        Format::Json => println!("{}", serde_json::json!({ "url": url, "username": args.username, "role": session.user.role, "expires_at": session.expires_at })),
+        Format::Table => println!("logged in to {url} as {} ({}) until {}", args.username, session.user.role, session.expires_at),
+    }
+    Ok(())
+}
+
+pub async fn workers(global: Global, command: WorkersCommand) -> anyhow::Result<()> {
+    let c = connect(&global)?;
+    match command {
+        WorkersCommand::Ls => {
+            let mut all = vec![];
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut request = c.list_workers().limit(1000);
+                if let Some(cursor) = &cursor {
+                    request = request.cursor(cursor.clone());
+                }
+                let page = api(request.send().await)?;
+                all.extend(page.workers);
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            let rows = all
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.id.to_string(),
+                        w.name.clone(),
+                        w.status.to_string(),
+                        w.ip_address.clone(),
+                        format!("{} ({:.0}%)", w.resources.cpu_cores, w.resources.cpu_usage_percent),
+                        format!("{} / {}", bytes(w.resources.memory_available_bytes), bytes(w.resources.memory_total_bytes)),
+                        w.resources.drivers.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(","),
+                        w.last_heartbeat_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    ]
+                })
+                .collect();
+            output::print(global.output, &all, &["ID", "NAME", "STATUS", "IP", "CPUS", "MEMORY FREE", "DRIVERS", "LAST HEARTBEAT"], rows)
+        }
+        WorkersCommand::Show { id } => {
+            let w = api(c.get_worker().id(id).send().await)?;
+            let instances = api(c.list_worker_instances().id(id).send().await)?;
+            if global.output == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "worker": w, "instances": instances }))?);
+                return Ok(());
+            }
+            let r = &w.resources;
+            let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("worker {} ({})", w.name, w.id);
+            println!("  status:     {} (last heartbeat {})", w.status, w.last_heartbeat_at);
+            println!("  address:    {} (hostname {})", w.ip_address, w.hostname);
+            println!("  labels:     {}", if labels.is_empty() { "-".into() } else { labels.join(", ") });
+            println!("  cpu:        {} cores, {:.0}% used", r.cpu_cores, r.cpu_usage_percent);
+            println!("  memory:     {} free of {}", bytes(r.memory_available_bytes), bytes(r.memory_total_bytes));
+            println!("  disk:       {} free of {}", bytes(r.disk_free_bytes), bytes(r.disk_total_bytes));
+            println!("  drivers:    {}", r.drivers.iter().map(|d| format!("{} {}", d.name, d.version.clone().unwrap_or_default())).collect::<Vec<_>>().join(", "));
+            println!("  instances:");
+            print!("{}", output::table(&INSTANCE_HEADERS, &instances.iter().map(instance_row).collect::<Vec<_>>()));
+            Ok(())
+        }
+    }
+}
+
+const INSTANCE_HEADERS: [&str; 7] = ["INSTANCE", "SERVICE", "WORKER", "ADDRESS", "STATE", "HEALTH", "RESTARTS"];
+
+fn instance_row(i: &types::Instance) -> Vec<String> {
+    vec![
+        i.id.to_string(),
+        i.service.clone().unwrap_or_else(|| "-".into()),
+        i.worker_id.to_string(),
+        i.address.clone().unwrap_or_else(|| "-".into()),
+        i.state.to_string(),
+        match &i.reason {
+            Some(reason) if i.health != types::InstanceHealth::Healthy => format!("{} ({reason})", i.health),
+            _ => i.health.to_string(),
+        },
+        i.restarts.to_string(),
+    ]
+}
+
+pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Result<()> {
+    let c = connect(&global)?;
+    match command {
+        ServicesCommand::Ls => {
+            let all = api(c.list_services().send().await)?;
+            let rows = all
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        if s.enabled { "enabled".into() } else { "disabled".into() },
+                        s.deployment.as_ref().map_or("-".into(), |d| d.replicas.to_string()),
+                        s.depends_on.join(","),
+                        s.load_balancing.to_string(),
+                        s.description.clone(),
+                    ]
+                })
+                .collect();
+            output::print(global.output, &all, &["NAME", "STATE", "REPLICAS", "DEPENDS ON", "LOAD BALANCING", "DESCRIPTION"], rows)
+        }
+        ServicesCommand::Enable { name, wait } => {
+            let d = api(c.enable_service().name(&name).send().await)?;
+            finish_deploy(&c, global.output, d, &wait).await
+        }
+        ServicesCommand::Disable { name } => {
+            let d = api(c.disable_service().name(&name).send().await)?;
+            match global.output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+                Format::Table => println!("{name} disabled"),
+            }
+            Ok(())
+        }
+        ServicesCommand::Deploy(args) => {
+            let resources = match (args.cpu, args.memory, args.disk) {
+                (None, None, None) => None,
+                (cpu, memory, disk) => {
+                    let current = api(c.get_service().name(&args.name).send().await)?;
+                    let base = current.deployment.map_or(current.default_resources, |d| d.resources);
+                    Some(types::ResourceSpec {
+                        cpu_millicores: cpu.unwrap_or(base.cpu_millicores),
+                        memory_mb: memory.unwrap_or(base.memory_mb),
+                        disk_mb: disk.unwrap_or(base.disk_mb),
+                    })
+                }
+            };
+            let mut labels = HashMap::new();
+            for pair in &args.labels {
+                let (k, v) = pair.split_once('=').with_context(|| format!("--label {pair:?} is not key=value"))?;
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+            let req = DeployRequest {
+                replicas: args.replicas,
+                resources,
+                worker_ids: args.workers.clone(),
+                labels,
+                strategy: parse_choice(&args.strategy)?,
+                driver: parse_choice(&args.driver)?,
+                load_balancing: parse_choice(&args.load_balancing)?,
+            };
+            let d = api(c.deploy_service().name(&args.name).body(req).send().await)?;
+            finish_deploy(&c, global.output, d, &args.wait).await
+        }
+    }
+}
+
+/// An enum of the API from its wire name (clap has already checked it is one of them).
+fn parse_choice<T: serde::de::DeserializeOwned>(value: &Option<String>) -> anyhow::Result<Option<T>> {
+    Ok(value.as_deref().map(|v| serde_json::from_value(serde_json::Value::String(v.to_owned()))).transpose()?)
+}
+
+/// Waits for the deployment's instances to be healthy, showing progress on stderr, then prints it.
+async fn finish_deploy(c: &Conductor, format: Format, mut d: Deployment, wait: &Wait) -> anyhow::Result<()> {
+    let wanted = d.spec.as_ref().map_or(0, |s| s.replicas);
+    let interactive = format == Format::Table;
+    if !wait.no_wait {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
+        loop {
+            let done = d.healthy >= wanted && d.instances.len() as u32 == wanted;
+            if interactive {
+                let mut status = format!("\r{}: {}/{} healthy", d.service, d.healthy, wanted);
+                if !d.waiting_for.is_empty() {
+                    status.push_str(&format!(", waiting for {}", d.waiting_for.join(", ")));
+                }
+                if let Some(problem) = &d.problem {
+                    status.push_str(&format!(" ({problem})"));
+                }
+                eprint!("{status:<80}");
+                let _ = std::io::stderr().flush();
+            }
+            if done {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if interactive {
+                    eprintln!();
+                }
+                print_deployment(format, &d)?;
+                bail!("{} has {}/{} healthy instances after {}s", d.service, d.healthy, wanted, wait.timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            d = api(c.get_deployment().name(&d.service).send().await)?;
+        }
+        if interactive {
+            eprintln!();
+        }
+    }
+    print_deployment(format, &d)
+}
+
+fn print_deployment(format: Format, d: &Deployment) -> anyhow::Result<()> {
+    let rows = d.instances.iter().map(instance_row).collect();
+    output::print(format, d, &INSTANCE_HEADERS, rows)
+}
+
+pub async fn deployments(global: Global, service: String) -> anyhow::Result<()> {
+    let c = connect(&global)?;
+    let d = api(c.get_deployment().name(&service).send().await)?;
+    print_deployment(global.output, &d)
+}
+
+pub async fn token(global: Global, command: TokenCommand) -> anyhow::Result<()> {
+    let c = connect(&global)?;
+    let t = match command {
+        TokenCommand::Show => api(c.get_registration_token().send().await)?,
+        TokenCommand::Regenerate => api(c.regenerate_registration_token().send().await)?,
+    };
+    match global.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&t)?),
+        Format::Table => {
+            println!("{}", t.token);
+            let url = global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
+            eprintln!("join a worker:  CONDUCTOR_URL={url} CONDUCTOR_TOKEN={} aerekos worker", t.token);
+        }
+    }
+    Ok(())
+}
