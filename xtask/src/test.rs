@@ -47,6 +47,8 @@ pub fn run() -> anyhow::Result<()> {
     }
     let mut cargo = Command::new(env!("CARGO"));
     cargo.args(["test", "--workspace", "--no-fail-fast"]).current_dir(&root);
+    // The tests of `aerekos up` and the CLI run the executable built above.
+    cargo.env("AEREKOS_BIN", root.join("target/debug/aerekos"));
     if docker {
         // The service image is built from a statically linked aerekos (it runs FROM scratch).
         println!("==> building a static aerekos for the service image");
