@@ -266,6 +266,6 @@ async fn main() {
         through / direct,
         if through / direct >= 0.7 { "met" } else { "**not met**" },
     ));
-    md.push_str("\nThe gateway and the instance share the machine's two cores with the load generator, so the gateway's own CPU comes out of the instance's share: on separate machines the ratio would be higher.\n");
+    md.push_str("\nThe gateway, the instance and the load generator share the machine's two cores, so the gateway's own CPU comes out of the instance's share; how the ratio looks with them on separate machines has not been measured.\n");
     write_benchmark_section("orchestration", &md);
 }
