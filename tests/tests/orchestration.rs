@@ -413,7 +413,8 @@ async fn dependencies_are_placed_and_healthy_first() {
     assert_eq!(cluster.deployment("base").await.instances.len(), 1);
     let base = cluster.healthy("base", 1, 30).await;
     let app = cluster.healthy("app", 1, 30).await;
-    assert!(app.instances[0].created_at >= base.instances[0].updated_at || app.waiting_for.is_empty());
+    // app was placed after base reported itself healthy (its last change).
+    assert!(app.instances[0].created_at >= base.instances[0].updated_at, "{:?} / {:?}", app.instances[0], base.instances[0]);
 
     // base cannot be disabled under app; a stateful service runs one replica.
     let err = failure(cluster.admin.disable_service().name("base").send().await);

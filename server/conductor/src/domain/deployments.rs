@@ -294,8 +294,8 @@ impl DeploymentService {
             return bad(format!("worker_ids: no worker {}", unknown.join(", ")));
         }
         // A stateful service's data lives on its worker: moving it elsewhere would leave it behind.
-        let running = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(&service.name));
-        if service.stateful && running.clone().any(|i| is_outdated(i, &spec)) {
+        let moves_running = cluster.instances.iter().any(|i| i.service.as_deref() == Some(&service.name) && is_outdated(i, &spec));
+        if service.stateful && moves_running {
             return Err(ApiError::conflict(
                 "stateful_service_running",
                 format!(

@@ -159,21 +159,7 @@ impl InstanceService {
                 return Err(ApiError::not_found("service_not_found", format!("no service {service:?} in the catalog")));
             }
         }
-        let now = now_ms();
-        let row = InstanceRow {
-            id: Uuid::new_v4().to_string(),
-            worker_id: worker_id.to_string(),
-            service: req.service,
-            spec: serde_json::to_string(&req.spec).map_err(ApiError::internal)?,
-            desired_state: "running".into(),
-            state: "pending".into(),
-            address: None,
-            exit_code: None,
-            reason: None,
-            restarts: 0,
-            created_at: now,
-            updated_at: now,
-        };
+        let row = new_row(worker_id, req.service, &req.spec, now_ms())?;
         instances::insert(&self.db, &row).await.map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
                 ApiError::not_found("worker_not_found", format!("no worker with id {worker_id}"))
@@ -213,20 +199,7 @@ impl InstanceService {
         let mut rows = Vec::with_capacity(placed.len());
         for (worker_id, service, spec) in placed {
             validate_spec(&spec)?;
-            rows.push(InstanceRow {
-                id: Uuid::new_v4().to_string(),
-                worker_id: worker_id.to_string(),
-                service,
-                spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
-                desired_state: "running".into(),
-                state: "pending".into(),
-                address: None,
-                exit_code: None,
-                reason: None,
-                restarts: 0,
-                created_at: now,
-                updated_at: now,
-            });
+            rows.push(new_row(worker_id, service, &spec, now)?);
         }
         let commit = async {
             let mut tx = self.db.write.begin().await?;
@@ -308,6 +281,24 @@ impl InstanceService {
         };
         to_model(row, worker_id, state, desired_state, health)
     }
+}
+
+/// A freshly assigned instance: to run, not picked up yet.
+fn new_row(worker_id: Uuid, service: Option<String>, spec: &InstanceSpec, now: i64) -> ApiResult<InstanceRow> {
+    Ok(InstanceRow {
+        id: Uuid::new_v4().to_string(),
+        worker_id: worker_id.to_string(),
+        service,
+        spec: serde_json::to_string(spec).map_err(ApiError::internal)?,
+        desired_state: "running".into(),
+        state: "pending".into(),
+        address: None,
+        exit_code: None,
+        reason: None,
+        restarts: 0,
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 fn health_of(desired: DesiredState, state: InstanceState) -> InstanceHealth {
