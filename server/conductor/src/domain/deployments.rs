@@ -92,6 +92,13 @@ impl Cluster {
     }
 
     fn candidates(&self, service: &str) -> Vec<Candidate> {
+        // Instances of `service` per worker, counted once rather than once per worker.
+        let mut same_service: HashMap<Uuid, u32> = HashMap::new();
+        for i in &self.instances {
+            if i.service.as_deref() == Some(service) && i.health != InstanceHealth::Lost {
+                *same_service.entry(i.worker_id).or_default() += 1;
+            }
+        }
         self.workers
             .iter()
             .filter(|w| w.status == WorkerStatus::Live)
@@ -115,11 +122,7 @@ impl Cluster {
                     disk: w.resources.disk_free_bytes >> 20,
                 },
                 reserved: self.reserved.get(&w.id).copied().unwrap_or_default(),
-                same_service: self
-                    .instances
-                    .iter()
-                    .filter(|i| i.worker_id == w.id && i.service.as_deref() == Some(service) && i.health != InstanceHealth::Lost)
-                    .count() as u32,
+                same_service: same_service.get(&w.id).copied().unwrap_or(0),
             })
             .collect()
     }
@@ -370,6 +373,12 @@ impl DeploymentService {
             })
             .collect();
         self.instances.apply(&updates, placed, &removed).await?;
+        // The routes follow at once: the new load balancing, removed instances gone (new ones
+        // join when healthy).
+        if let Some(s) = cluster.services.iter_mut().find(|s| s.name == service.name) {
+            s.load_balancing = lb;
+        }
+        self.publish_routes(&cluster, &removed.iter().map(|i| i.id).collect());
         {
             let mut known = self.problems.lock().expect("problems lock");
             for (s, _) in &targets {
@@ -379,7 +388,6 @@ impl DeploymentService {
         }
         tracing::info!(service = name, "service deployed");
         drop(_one_at_a_time);
-        self.refresh_routes().await;
         self.deployment(name).await
     }
 
@@ -414,9 +422,9 @@ impl DeploymentService {
             load_balancing: catalog::lb_name(service.load_balancing),
         };
         self.instances.apply(&[update], vec![], &removed).await?;
+        self.publish_routes(&cluster, &removed.iter().map(|i| i.id).collect());
         tracing::info!(service = name, stopped = removed.len(), "service disabled");
         drop(_one_at_a_time);
-        self.refresh_routes().await;
         self.deployment(name).await
     }
 
@@ -482,13 +490,6 @@ impl DeploymentService {
         let gone: HashSet<Uuid> = removed.iter().map(|i| i.id).collect();
         self.publish_routes(&cluster, &gone);
         Ok(())
-    }
-
-    async fn refresh_routes(&self) {
-        match self.cluster().await {
-            Ok(cluster) => self.publish_routes(&cluster, &HashSet::new()),
-            Err(e) => tracing::error!(error = %e.body().message, "rebuilding the gateway routes failed"),
-        }
     }
 
     fn publish_routes(&self, cluster: &Cluster, gone: &HashSet<Uuid>) {
