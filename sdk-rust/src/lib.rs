@@ -19,13 +19,14 @@
 mod generated {
     pub mod conductor;
     pub mod key_manager;
+    pub mod storage_manager;
     pub mod worker;
 }
 mod transport;
 
 use std::{ops::Deref, time::Duration};
 
-pub use generated::{conductor, key_manager, worker};
+pub use generated::{conductor, key_manager, storage_manager, worker};
 pub use progenitor_client::{Error as ClientError, ResponseValue};
 pub use transport::{REQUEST_ID_HEADER, RetryPolicy, Transport};
 
@@ -97,10 +98,23 @@ pub fn http_client() -> reqwest::Client {
         .expect("building the HTTP client")
 }
 
+/// For APIs whose bodies stream (objects of any size): no limit on a whole exchange, but one on
+/// each wait for the next bytes, so a stalled server is still noticed.
+pub fn streaming_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .expect("building the HTTP client")
+}
+
 /// Defines a client type for one API: it dereferences to the generated client, so every operation
 /// is a method (`c.list_workers().send().await?`), and carries its credential in its [`Transport`].
 macro_rules! api_client {
     ($(#[$doc:meta])* $name:ident, $module:ident) => {
+        api_client!($(#[$doc])* $name, $module, http_client);
+    };
+    ($(#[$doc:meta])* $name:ident, $module:ident, $http:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug)]
         pub struct $name {
@@ -127,7 +141,7 @@ macro_rules! api_client {
 
             pub fn with_transport(base_url: &str, transport: Transport) -> Self {
                 let base = base_url.trim_end_matches('/');
-                Self { client: $module::Client::new_with_client(base, http_client(), transport) }
+                Self { client: $module::Client::new_with_client(base, $http(), transport) }
             }
 
             pub fn set_token(&self, token: Option<String>) {
@@ -154,6 +168,15 @@ api_client!(
     /// Give it a user token (`Conductor::token()`) or a service token.
     KeyManager,
     key_manager
+);
+
+api_client!(
+    /// A storage_manager client (buckets, objects, S3 access keys); the same client works against the
+    /// service or the conductor's gateway. Object bodies stream both ways, so its HTTP client has no
+    /// whole-request timeout (only one per read).
+    StorageManager,
+    storage_manager,
+    streaming_http_client
 );
 
 api_client!(

@@ -29,7 +29,7 @@ enum Command {
     Worker,
     /// Run one service alone (CONDUCTOR_URL names the conductor whose tokens it trusts).
     Service {
-        #[arg(value_parser = ["key-manager", "key_manager"])]
+        #[arg(value_parser = ["key-manager", "key_manager", "storage-manager", "storage_manager"])]
         name: String,
     },
     /// Read a password on stdin, print its argon2id hash (for AEREKOS_USERS_FILE).
@@ -71,6 +71,7 @@ fn main() {
         Command::Up { driver } => platform::up(&driver),
         Command::Conductor => platform::conductor(),
         Command::Worker => platform::worker(),
+        Command::Service { name } if name.starts_with("storage") => platform::storage_manager(),
         Command::Service { .. } => platform::key_manager(),
         Command::HashPassword => platform::hash_password(),
         Command::Login(args) => client::run(client::login(args)),

@@ -5,11 +5,12 @@ use std::io::Read as _;
 
 use aerekos_conductor::{ADMIN_PASSWORD_FILE, ConductorConfig, model::DriverKind};
 use aerekos_key_manager::KeyManagerConfig;
+use aerekos_storage_manager::StorageManagerConfig;
 use aerekos_worker::WorkerConfig;
 use anyhow::Context as _;
 
 /// The built-in services `aerekos up` turns on at first start.
-const PLATFORM_SERVICES: &[&str] = &["key_manager"];
+const PLATFORM_SERVICES: &[&str] = &["key_manager", "storage_manager"];
 
 #[tokio::main]
 pub async fn up(driver: &str) -> anyhow::Result<()> {
@@ -40,7 +41,7 @@ pub async fn up(driver: &str) -> anyhow::Result<()> {
             Err(e) => eprintln!("{service} could not be deployed: {}", e.body().message),
         }
     }
-    println!("  dashboard:      {url}/ (the dashboard is not built yet; / shows the API docs)");
+    println!("  dashboard:      {url}/");
     println!("  Swagger UI:     {url}/docs");
     println!("  OpenAPI spec:   {url}/openapi.json");
     if config.admin_password.is_some() {
@@ -98,6 +99,18 @@ pub async fn key_manager() -> anyhow::Result<()> {
     let config = KeyManagerConfig::from_env()?;
     let handle = aerekos_key_manager::start(config).await.context("starting key_manager")?;
     println!("key_manager listening on {}", handle.url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main]
+pub async fn storage_manager() -> anyhow::Result<()> {
+    aerekos_common::telemetry::init_from_env();
+    let config = StorageManagerConfig::from_env()?;
+    let handle = aerekos_storage_manager::start(config).await.context("starting storage_manager")?;
+    println!("storage_manager listening on {} (own API under /api/storage_manager, S3 on every other path)", handle.url());
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;

@@ -193,14 +193,15 @@ pub fn error_response(status: StatusCode, code: &str, message: String) -> Respon
         .body(serde_json::to_vec(&body).expect("ErrorBody serializes"))
 }
 
-/// Error responses that are not JSON yet (the framework's) become an [`ErrorBody`] with the same status.
+/// Error responses that are not JSON yet (the framework's) become an [`ErrorBody`] with the same
+/// status. XML errors are left alone: they are a protocol's own (S3's `<Error>`), which its clients parse.
 async fn normalize_error(mut resp: Response, matched_operation: bool, method: &poem::http::Method, path: &str) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp.content_type().is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
+    let structured = resp.content_type().is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("application/xml"));
+    if structured {
         return resp;
     }
     let text = resp.take_body().into_string().await.unwrap_or_default();

@@ -1,0 +1,86 @@
+//! S3 access key pairs: created and revoked by admins through the API, looked up by the S3
+//! endpoint to check SigV4 signatures (which needs the secret itself, so it is stored; the
+//! database lives in the service's private data directory).
+
+use aerekos_common::{
+    ApiError, ApiResult,
+    auth::Caller,
+    db::{Db, from_ms, now_ms},
+};
+use rand::{Rng as _, distributions::Alphanumeric};
+
+use crate::{
+    model::AccessKey,
+    store::{self, AccessKeyRow},
+};
+
+pub struct AccessKeys {
+    db: Db,
+}
+
+fn db_err(e: sqlx::Error) -> ApiError {
+    ApiError::internal(format!("database: {e}"))
+}
+
+impl AccessKeys {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub async fn create(&self, caller: &Caller, description: &str) -> ApiResult<AccessKey> {
+        let description = description.trim();
+        if description.is_empty() || description.len() > 256 {
+            return Err(ApiError::bad_request("invalid_description", "describe what the key is for in 1 to 256 characters"));
+        }
+        // AWS's shapes: a 20-character upper-case id, a 40-character secret.
+        let (id, secret) = {
+            let mut rng = rand::thread_rng();
+            let id: String = "AK".chars().chain((0..18).map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char)).collect();
+            let secret: String = (0..40).map(|_| rng.sample(Alphanumeric) as char).collect();
+            (id, secret)
+        };
+        let created_by = match caller {
+            Caller::User { username, .. } => username.clone(),
+            Caller::Service { name } => format!("service:{name}"),
+        };
+        let row = AccessKeyRow {
+            id,
+            secret: secret.clone(),
+            description: description.to_owned(),
+            created_by,
+            created_at: now_ms(),
+            revoked_at: None,
+        };
+        store::insert_access_key(&self.db, &row).await.map_err(db_err)?;
+        Ok(AccessKey { secret: Some(secret), ..model(row) })
+    }
+
+    pub async fn list(&self) -> ApiResult<Vec<AccessKey>> {
+        Ok(store::list_access_keys(&self.db).await.map_err(db_err)?.into_iter().map(model).collect())
+    }
+
+    pub async fn revoke(&self, id: &str) -> ApiResult<AccessKey> {
+        if !store::revoke_access_key(&self.db, id, now_ms()).await.map_err(db_err)? {
+            return Err(ApiError::not_found("access_key_not_found", format!("no access key {id:?}")));
+        }
+        let row = store::get_access_key(&self.db, id).await.map_err(db_err)?.ok_or_else(|| ApiError::internal("revoked key vanished"))?;
+        Ok(model(row))
+    }
+
+    /// The secret of an active (not revoked) key.
+    pub async fn active_secret(&self, id: &str) -> ApiResult<Option<String>> {
+        let row = store::get_access_key(&self.db, id).await.map_err(db_err)?;
+        Ok(row.filter(|r| r.revoked_at.is_none()).map(|r| r.secret))
+    }
+}
+
+fn model(row: AccessKeyRow) -> AccessKey {
+    AccessKey {
+        id: row.id,
+        secret: None,
+        description: row.description,
+        created_by: row.created_by,
+        created_at: from_ms(row.created_at),
+        revoked_at: row.revoked_at.map(from_ms),
+    }
+}

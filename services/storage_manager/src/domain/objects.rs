@@ -1,0 +1,697 @@
+//! Buckets and objects: the one place where uploads become visible, reads are served, listings are
+//! paged and multipart uploads are assembled. Both faces of the service (its own API and the S3
+//! protocol) call this; neither touches the database or the files directly.
+
+use std::{collections::BTreeMap, io, ops::Range};
+
+use aerekos_common::{
+    ApiError, ApiResult,
+    db::{Db, from_ms as ts, now_ms},
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use md5::{Digest as _, Md5};
+
+use super::{
+    blobs::{BlobStore, BlobWriter, ByteStream, Seal, WrittenBlob, hex},
+    envelope::Envelope,
+    names::{check_bucket_name, check_key, check_metadata},
+};
+use crate::{
+    model::{Bucket, ObjectInfo, ObjectList},
+    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, PartStored, Replaced, UploadFinished, UploadRow},
+};
+
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+/// The most entries one listing page holds (S3's limit too).
+pub const MAX_PAGE: u32 = 1000;
+/// S3's part numbers.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+/// The nonce domain of a finished object's chunks; parts use their part number.
+const OBJECT_DOMAIN: u32 = 0;
+
+pub struct Storage {
+    db: Db,
+    blobs: BlobStore,
+    envelope: Envelope,
+    max_object_bytes: u64,
+}
+
+/// What an upload says about the object besides its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct NewObject {
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// A key_manager key for this object; else the bucket's default, else none.
+    pub encryption_key: Option<String>,
+}
+
+/// A `Range` request, as HTTP and S3 express it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-` or `bytes=first-last` (inclusive).
+    From { first: u64, last: Option<u64> },
+    /// `bytes=-length`: the last `length` bytes.
+    Suffix { length: u64 },
+}
+
+impl ByteRange {
+    /// Parses a `Range` header value (one range; S3 does not serve several either).
+    pub fn parse(header: &str) -> ApiResult<Self> {
+        let bad = || {
+            ApiError::bad_request(
+                "invalid_range",
+                format!("Range {header:?} is not one of bytes=<first>-<last>, bytes=<first>- or bytes=-<length>"),
+            )
+        };
+        let spec = header.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+        match (a.trim().is_empty(), b.trim().is_empty()) {
+            (true, false) => Ok(Self::Suffix { length: num(b)? }),
+            (false, true) => Ok(Self::From { first: num(a)?, last: None }),
+            (false, false) => {
+                let (first, last) = (num(a)?, num(b)?);
+                if last < first {
+                    return Err(bad());
+                }
+                Ok(Self::From { first, last: Some(last) })
+            }
+            (true, true) => Err(bad()),
+        }
+    }
+
+    /// The bytes this range selects from an object of `size` bytes.
+    pub fn resolve(self, size: u64) -> ApiResult<Range<u64>> {
+        let range = match self {
+            Self::From { first, last } => first..last.map_or(size, |l| l.saturating_add(1).min(size)),
+            Self::Suffix { length } => size.saturating_sub(length)..size,
+        };
+        if range.start >= range.end {
+            return Err(ApiError::bad_request(
+                "range_not_satisfiable",
+                format!("the range asks for bytes the object does not have (it is {size} bytes)"),
+            ));
+        }
+        Ok(range)
+    }
+}
+
+/// An object being read: its metadata, the bytes served, and the stream of them.
+pub struct Download {
+    pub info: ObjectInfo,
+    pub range: Range<u64>,
+    /// Whether a `Range` was asked for (206 rather than 200).
+    pub partial: bool,
+    pub body: ByteStream,
+}
+
+pub struct UploadInfo {
+    pub upload_id: String,
+    pub bucket: String,
+    pub key: String,
+}
+
+pub struct PartInfo {
+    pub part_number: u32,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where to copy from and what the copy's metadata is.
+pub struct CopySource {
+    pub bucket: String,
+    pub key: String,
+    /// None: keep the source's content type and metadata (S3's `COPY` directive).
+    pub replace_metadata: Option<NewObject>,
+    pub encryption_key: Option<String>,
+}
+
+fn db_err(e: sqlx::Error) -> ApiError {
+    ApiError::internal(format!("database: {e}"))
+}
+
+fn io_err(e: io::Error) -> ApiError {
+    ApiError::internal(format!("object storage: {e}"))
+}
+
+fn no_bucket(name: &str) -> ApiError {
+    ApiError::not_found("bucket_not_found", format!("no bucket named {name:?}"))
+}
+
+fn no_object(bucket: &str, key: &str) -> ApiError {
+    ApiError::not_found("object_not_found", format!("no object {key:?} in bucket {bucket:?}"))
+}
+
+fn no_upload(id: &str) -> ApiError {
+    ApiError::not_found("upload_not_found", format!("no multipart upload {id:?} in progress (completed, aborted or never begun)"))
+}
+
+impl Storage {
+    pub fn new(db: Db, blobs: BlobStore, envelope: Envelope, max_object_bytes: u64) -> Self {
+        Self { db, blobs, envelope, max_object_bytes }
+    }
+
+    /// Removes what a crash or a dropped upload left behind; run at start, before serving.
+    pub async fn sweep(&self) -> ApiResult<()> {
+        let referenced = store::referenced_blobs(&self.db).await.map_err(db_err)?;
+        let (temporary, orphans) = self.blobs.sweep(referenced).await.map_err(io_err)?;
+        if temporary + orphans > 0 {
+            tracing::info!(temporary, orphans, "removed the files of uploads that did not finish");
+        }
+        Ok(())
+    }
+
+    // ---- buckets
+
+    pub async fn create_bucket(&self, name: &str, default_key: Option<String>) -> ApiResult<Bucket> {
+        check_bucket_name(name)?;
+        if name == "api" {
+            return Err(ApiError::bad_request(
+                "invalid_bucket_name",
+                "bucket name \"api\" is reserved: S3 paths under it would collide with this service's own API",
+            ));
+        }
+        let default_key = default_key.filter(|k| !k.trim().is_empty());
+        if let Some(key) = &default_key {
+            self.envelope.check_key(key).await?;
+        }
+        let row = BucketRow { name: name.to_owned(), default_key, created_at: now_ms() };
+        if !store::insert_bucket(&self.db, &row).await.map_err(db_err)? {
+            return Err(ApiError::conflict("bucket_exists", format!("a bucket named {name:?} exists already")));
+        }
+        Ok(bucket_model(row))
+    }
+
+    pub async fn list_buckets(&self) -> ApiResult<Vec<Bucket>> {
+        Ok(store::list_buckets(&self.db).await.map_err(db_err)?.into_iter().map(bucket_model).collect())
+    }
+
+    pub async fn bucket(&self, name: &str) -> ApiResult<Bucket> {
+        self.bucket_row(name).await.map(bucket_model)
+    }
+
+    async fn bucket_row(&self, name: &str) -> ApiResult<BucketRow> {
+        store::get_bucket(&self.db, name).await.map_err(db_err)?.ok_or_else(|| no_bucket(name))
+    }
+
+    pub async fn delete_bucket(&self, name: &str) -> ApiResult<()> {
+        match store::delete_bucket(&self.db, name).await.map_err(db_err)? {
+            BucketDeletion::NotFound => Err(no_bucket(name)),
+            BucketDeletion::NotEmpty { objects } => Err(ApiError::conflict(
+                "bucket_not_empty",
+                format!("bucket {name:?} still holds {objects} object(s); delete them first"),
+            )),
+            BucketDeletion::Deleted { part_blobs } => {
+                for blob in part_blobs {
+                    self.blobs.remove(&blob).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- objects
+
+    /// Stores `body` as `bucket/key`. The previous version stays readable until the new one is
+    /// complete and durable; an upload that fails or is cut off changes nothing.
+    pub async fn put_object<S, E>(&self, bucket: &str, key: &str, new: NewObject, body: S) -> ApiResult<ObjectInfo>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        check_key(key)?;
+        check_metadata(&new.metadata)?;
+        let bucket_row = self.bucket_row(bucket).await?;
+        let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
+        let (seal, wrapped) = self.new_seal(key_ref.as_deref(), OBJECT_DOMAIN).await?;
+        let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
+        self.copy_body(&mut writer, body).await?;
+        let blob = writer.finish().await.map_err(io_err)?;
+        let row = object_row(bucket, key, &blob, blob.md5_hex.clone(), &new, key_ref, wrapped)?;
+        self.commit_object(row).await
+    }
+
+    async fn commit_object(&self, row: ObjectRow) -> ApiResult<ObjectInfo> {
+        match store::put_object(&self.db, &row).await {
+            Ok(Replaced::Committed { old_blob }) => {
+                if let Some(old) = old_blob {
+                    self.blobs.remove(&old).await;
+                }
+                object_model(row)
+            }
+            Ok(Replaced::NoBucket) => {
+                self.blobs.remove(&row.blob_id).await;
+                Err(no_bucket(&row.bucket))
+            }
+            Err(e) => {
+                self.blobs.remove(&row.blob_id).await;
+                Err(db_err(e))
+            }
+        }
+    }
+
+    async fn new_seal(&self, key_ref: Option<&str>, domain: u32) -> ApiResult<(Option<Seal>, Option<String>)> {
+        match key_ref {
+            None => Ok((None, None)),
+            Some(key_ref) => {
+                let (key, wrapped) = self.envelope.new_data_key(key_ref).await?;
+                Ok((Some(Seal { key, domain }), Some(wrapped)))
+            }
+        }
+    }
+
+    async fn copy_body<S, E>(&self, writer: &mut BlobWriter, body: S) -> ApiResult<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request("upload_incomplete", format!("the upload broke off before its end: {e}; nothing was stored"))
+            })?;
+            if writer.size() + chunk.len() as u64 > self.max_object_bytes {
+                return Err(ApiError::new(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "object_too_large",
+                    format!("objects may be at most {} bytes", self.max_object_bytes),
+                ));
+            }
+            writer.write(&chunk).await.map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    pub async fn head_object(&self, bucket: &str, key: &str) -> ApiResult<ObjectInfo> {
+        object_model(self.object_row(bucket, key).await?)
+    }
+
+    async fn object_row(&self, bucket: &str, key: &str) -> ApiResult<ObjectRow> {
+        match store::get_object(&self.db, bucket, key).await.map_err(db_err)? {
+            Some(row) => Ok(row),
+            None => {
+                self.bucket_row(bucket).await?;
+                Err(no_object(bucket, key))
+            }
+        }
+    }
+
+    pub async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> ApiResult<Download> {
+        // The row can be replaced between reading it and opening its file (an overwrite removes the
+        // old file); then the new row is read once more.
+        for attempt in 0..2 {
+            let row = self.object_row(bucket, key).await?;
+            let size = row.size as u64;
+            let byte_range = match range {
+                Some(r) => r.resolve(size)?,
+                None => 0..size,
+            };
+            let seal = self.seal_of(&row.key_ref, &row.wrapped_key, OBJECT_DOMAIN).await?;
+            match self.blobs.read(&row.blob_id, size, byte_range.clone(), seal).await {
+                Ok(body) => return Ok(Download { info: object_model(row)?, range: byte_range, partial: range.is_some(), body }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn seal_of(&self, key_ref: &Option<String>, wrapped: &Option<String>, domain: u32) -> ApiResult<Option<Seal>> {
+        match (key_ref, wrapped) {
+            (Some(key_ref), Some(wrapped)) => {
+                Ok(Some(Seal { key: self.envelope.open_data_key(key_ref, wrapped).await?, domain }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes an object; false when there was none (S3 treats that as success, the API as 404).
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> ApiResult<bool> {
+        match store::delete_object(&self.db, bucket, key).await.map_err(db_err)? {
+            Some(blob) => {
+                self.blobs.remove(&blob).await;
+                Ok(true)
+            }
+            None => {
+                self.bucket_row(bucket).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// A page of `bucket`'s keys starting with `prefix`, in byte order. With a delimiter, keys that
+    /// have it after the prefix are rolled up into one common prefix each. `start_after` (S3's) and
+    /// `continuation_token` (from the previous page) say where to begin.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        continuation_token: Option<&str>,
+        page_size: u32,
+    ) -> ApiResult<ObjectList> {
+        self.bucket_row(bucket).await?;
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let page_size = page_size.clamp(1, MAX_PAGE);
+        // `from` is the smallest key still to consider; `upper` bounds the prefix's range.
+        let mut from: Vec<u8> = prefix.as_bytes().to_vec();
+        if let Some(after) = start_after {
+            from = from.max(successor_of_key(after.as_bytes()));
+        }
+        if let Some(token) = continuation_token {
+            let decoded = URL_SAFE_NO_PAD.decode(token).map_err(|_| {
+                ApiError::bad_request("invalid_continuation_token", "the continuation token is not one this service gave out")
+            })?;
+            from = from.max(decoded);
+        }
+        let upper = prefix_upper_bound(prefix.as_bytes());
+
+        let mut objects = Vec::new();
+        let mut common_prefixes: Vec<String> = Vec::new();
+        let mut more = false;
+        'pages: loop {
+            let left = page_size as usize - objects.len() - common_prefixes.len();
+            let rows = store::objects_in_range(&self.db, bucket, &from, upper.as_deref(), left as u32 + 1)
+                .await
+                .map_err(db_err)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                if objects.len() + common_prefixes.len() == page_size as usize {
+                    more = true;
+                    break 'pages;
+                }
+                let key = String::from_utf8(row.key.clone()).map_err(ApiError::internal)?;
+                if let Some(d) = delimiter {
+                    if let Some(at) = key[prefix.len()..].find(d) {
+                        let common = &key[..prefix.len() + at + d.len()];
+                        common_prefixes.push(common.to_owned());
+                        match prefix_upper_bound(common.as_bytes()) {
+                            Some(next) => from = next,
+                            None => break 'pages,
+                        }
+                        continue 'pages;
+                    }
+                }
+                from = successor_of_key(&row.key);
+                objects.push(object_model(row)?);
+            }
+        }
+        Ok(ObjectList {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            delimiter: delimiter.map(str::to_owned),
+            objects,
+            common_prefixes,
+            next_continuation_token: more.then(|| URL_SAFE_NO_PAD.encode(&from)),
+        })
+    }
+
+    /// Copies an object (re-encrypting under the destination's key when it has one).
+    pub async fn copy_object(&self, source: CopySource, bucket: &str, key: &str) -> ApiResult<ObjectInfo> {
+        check_key(key)?;
+        let download = self.get_object(&source.bucket, &source.key, None).await?;
+        let new = match source.replace_metadata {
+            Some(new) => NewObject { encryption_key: source.encryption_key, ..new },
+            None => NewObject {
+                content_type: Some(download.info.content_type.clone()),
+                metadata: download.info.metadata.clone(),
+                encryption_key: source.encryption_key,
+            },
+        };
+        self.put_object(bucket, key, new, download.body).await
+    }
+
+    // ---- multipart uploads
+
+    pub async fn create_upload(&self, bucket: &str, key: &str, new: NewObject) -> ApiResult<UploadInfo> {
+        check_key(key)?;
+        check_metadata(&new.metadata)?;
+        let bucket_row = self.bucket_row(bucket).await?;
+        let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
+        let wrapped = match &key_ref {
+            Some(k) => Some(self.envelope.new_data_key(k).await?.1),
+            None => None,
+        };
+        let row = UploadRow {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            bucket: bucket.to_owned(),
+            key: key.as_bytes().to_vec(),
+            content_type: new.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+            metadata: serde_json::to_string(&new.metadata).map_err(ApiError::internal)?,
+            key_ref,
+            wrapped_key: wrapped,
+            created_at: now_ms(),
+        };
+        store::insert_upload(&self.db, &row).await.map_err(db_err)?;
+        Ok(UploadInfo { upload_id: row.id, bucket: bucket.to_owned(), key: key.to_owned() })
+    }
+
+    async fn upload_row(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<UploadRow> {
+        match store::get_upload(&self.db, upload_id).await.map_err(db_err)? {
+            Some(row) if row.bucket == bucket && row.key == key.as_bytes() => Ok(row),
+            _ => Err(no_upload(upload_id)),
+        }
+    }
+
+    /// Stores one part; returns its ETag (the MD5 of its bytes).
+    pub async fn upload_part<S, E>(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, body: S) -> ApiResult<String>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(ApiError::bad_request("invalid_part_number", format!("part numbers are 1 to {MAX_PART_NUMBER}")));
+        }
+        let upload = self.upload_row(bucket, key, upload_id).await?;
+        let seal = self.seal_of(&upload.key_ref, &upload.wrapped_key, part_number).await?;
+        let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
+        self.copy_body(&mut writer, body).await?;
+        let blob = writer.finish().await.map_err(io_err)?;
+        let row = PartRow {
+            upload_id: upload_id.to_owned(),
+            part_number: part_number.into(),
+            blob_id: blob.id.clone(),
+            size: blob.size as i64,
+            md5: blob.md5_hex.clone(),
+            created_at: now_ms(),
+        };
+        match store::put_part(&self.db, &row).await {
+            Ok(PartStored::Committed { old_blob }) => {
+                if let Some(old) = old_blob {
+                    self.blobs.remove(&old).await;
+                }
+                Ok(blob.md5_hex)
+            }
+            Ok(PartStored::NoUpload) => {
+                self.blobs.remove(&blob.id).await;
+                Err(no_upload(upload_id))
+            }
+            Err(e) => {
+                self.blobs.remove(&blob.id).await;
+                Err(db_err(e))
+            }
+        }
+    }
+
+    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<Vec<PartInfo>> {
+        self.upload_row(bucket, key, upload_id).await?;
+        let parts = store::list_parts(&self.db, upload_id).await.map_err(db_err)?;
+        Ok(parts
+            .into_iter()
+            .map(|p| PartInfo { part_number: p.part_number as u32, size: p.size as u64, etag: p.md5, last_modified: ts(p.created_at) })
+            .collect())
+    }
+
+    pub async fn list_uploads(&self, bucket: &str) -> ApiResult<Vec<UploadInfo>> {
+        self.bucket_row(bucket).await?;
+        let rows = store::list_uploads(&self.db, bucket).await.map_err(db_err)?;
+        rows.into_iter()
+            .map(|r| {
+                let key = String::from_utf8(r.key).map_err(ApiError::internal)?;
+                Ok(UploadInfo { upload_id: r.id, bucket: r.bucket, key })
+            })
+            .collect()
+    }
+
+    /// Joins the named parts, in order, into the object; the key's previous version stays until
+    /// the joined object is durable.
+    pub async fn complete_upload(&self, bucket: &str, key: &str, upload_id: &str, parts: &[(u32, String)]) -> ApiResult<ObjectInfo> {
+        let upload = self.upload_row(bucket, key, upload_id).await?;
+        if parts.is_empty() {
+            return Err(ApiError::bad_request("invalid_part_list", "name at least one part to complete an upload"));
+        }
+        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(ApiError::bad_request("invalid_part_order", "list the parts in ascending part-number order, each once"));
+        }
+        let stored: BTreeMap<u32, PartRow> = store::list_parts(&self.db, upload_id)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|p| (p.part_number as u32, p))
+            .collect();
+        let mut chosen = Vec::with_capacity(parts.len());
+        for (number, etag) in parts {
+            let part = stored.get(number).ok_or_else(|| {
+                ApiError::bad_request("invalid_part", format!("part {number} was not uploaded (or was replaced)"))
+            })?;
+            if etag.trim_matches('"') != part.md5 {
+                return Err(ApiError::bad_request(
+                    "invalid_part",
+                    format!("part {number}'s ETag is {:?}, not {etag:?}: upload it again or name its current ETag", part.md5),
+                ));
+            }
+            chosen.push(part.clone());
+        }
+
+        let data_key = match (&upload.key_ref, &upload.wrapped_key) {
+            (Some(k), Some(w)) => Some(self.envelope.open_data_key(k, w).await?),
+            _ => None,
+        };
+        let seal_for = |domain| data_key.clone().map(|key| Seal { key, domain });
+        let mut writer = self.blobs.create(seal_for(OBJECT_DOMAIN)).await.map_err(io_err)?;
+        let mut md5s = Md5::new();
+        for part in &chosen {
+            let size = part.size as u64;
+            let body = self.blobs.read(&part.blob_id, size, 0..size, seal_for(part.part_number as u32)).await.map_err(io_err)?;
+            self.copy_body(&mut writer, body).await?;
+            md5s.update(decode_hex(&part.md5)?);
+        }
+        let blob = writer.finish().await.map_err(io_err)?;
+        let etag = format!("{}-{}", hex(&md5s.finalize()), chosen.len());
+        let new = NewObject {
+            content_type: Some(upload.content_type.clone()),
+            metadata: serde_json::from_str(&upload.metadata).map_err(ApiError::internal)?,
+            encryption_key: None,
+        };
+        let row = object_row(bucket, key, &blob, etag, &new, upload.key_ref.clone(), upload.wrapped_key.clone())?;
+        match store::complete_upload(&self.db, upload_id, &row).await {
+            Ok(UploadFinished::Done { unused_blobs }) => {
+                for b in unused_blobs {
+                    self.blobs.remove(&b).await;
+                }
+                object_model(row)
+            }
+            Ok(UploadFinished::NoUpload) => {
+                self.blobs.remove(&blob.id).await;
+                Err(no_upload(upload_id))
+            }
+            Ok(UploadFinished::NoBucket) => {
+                self.blobs.remove(&blob.id).await;
+                Err(no_bucket(bucket))
+            }
+            Err(e) => {
+                self.blobs.remove(&blob.id).await;
+                Err(db_err(e))
+            }
+        }
+    }
+
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<()> {
+        self.upload_row(bucket, key, upload_id).await?;
+        let blobs = store::abort_upload(&self.db, upload_id).await.map_err(db_err)?.ok_or_else(|| no_upload(upload_id))?;
+        for b in blobs {
+            self.blobs.remove(&b).await;
+        }
+        Ok(())
+    }
+}
+
+fn decode_hex(s: &str) -> ApiResult<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16).map_err(ApiError::internal))
+        .collect()
+}
+
+/// The smallest byte string greater than `key` (the next possible key).
+fn successor_of_key(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}
+
+/// The smallest byte string greater than every string beginning with `prefix`; None: there is none
+/// (empty prefix, or all 0xFF, which UTF-8 never has).
+fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bound = prefix.to_vec();
+    while let Some(last) = bound.pop() {
+        if last < 0xFF {
+            bound.push(last + 1);
+            return Some(bound);
+        }
+    }
+    None
+}
+
+fn object_row(
+    bucket: &str,
+    key: &str,
+    blob: &WrittenBlob,
+    etag: String,
+    new: &NewObject,
+    key_ref: Option<String>,
+    wrapped_key: Option<String>,
+) -> ApiResult<ObjectRow> {
+    Ok(ObjectRow {
+        bucket: bucket.to_owned(),
+        key: key.as_bytes().to_vec(),
+        blob_id: blob.id.clone(),
+        size: blob.size as i64,
+        etag,
+        content_type: new.content_type.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+        metadata: serde_json::to_string(&new.metadata).map_err(ApiError::internal)?,
+        key_ref,
+        wrapped_key,
+        created_at: now_ms(),
+    })
+}
+
+fn bucket_model(row: BucketRow) -> Bucket {
+    Bucket { name: row.name, default_encryption_key: row.default_key, created_at: ts(row.created_at) }
+}
+
+fn object_model(row: ObjectRow) -> ApiResult<ObjectInfo> {
+    Ok(ObjectInfo {
+        key: String::from_utf8(row.key).map_err(ApiError::internal)?,
+        bucket: row.bucket,
+        size: row.size as u64,
+        etag: row.etag,
+        content_type: row.content_type,
+        metadata: serde_json::from_str(&row.metadata).map_err(ApiError::internal)?,
+        encryption_key: row.key_ref,
+        last_modified: ts(row.created_at),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(ByteRange::parse("bytes=0-9").unwrap().resolve(100).unwrap(), 0..10);
+        assert_eq!(ByteRange::parse("bytes=90-").unwrap().resolve(100).unwrap(), 90..100);
+        assert_eq!(ByteRange::parse("bytes=-10").unwrap().resolve(100).unwrap(), 90..100);
+        assert_eq!(ByteRange::parse("bytes=-1000").unwrap().resolve(100).unwrap(), 0..100);
+        assert_eq!(ByteRange::parse("bytes=95-1000").unwrap().resolve(100).unwrap(), 95..100);
+        assert!(ByteRange::parse("bytes=100-").unwrap().resolve(100).is_err());
+        assert!(ByteRange::parse("bytes=0-0").unwrap().resolve(0).is_err());
+        for bad in ["0-9", "bytes=9-0", "bytes=-", "bytes=a-b", "items=0-1"] {
+            assert!(ByteRange::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_bounds() {
+        assert_eq!(prefix_upper_bound(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_upper_bound(b""), None);
+        assert_eq!(prefix_upper_bound(&[b'a', 0xFF]), Some(b"b".to_vec()));
+        assert_eq!(successor_of_key(b"a"), b"a\0".to_vec());
+    }
+}

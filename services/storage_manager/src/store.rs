@@ -1,0 +1,332 @@
+//! storage_manager's repositories (SQL only). Object keys are bound as bytes (see the migration).
+
+use std::collections::HashSet;
+
+use aerekos_common::db::{Db, DbResult};
+use sqlx::FromRow;
+
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone, FromRow)]
+pub struct BucketRow {
+    pub name: String,
+    pub default_key: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ObjectRow {
+    pub bucket: String,
+    pub key: Vec<u8>,
+    pub blob_id: String,
+    pub size: i64,
+    pub etag: String,
+    pub content_type: String,
+    pub metadata: String,
+    pub key_ref: Option<String>,
+    pub wrapped_key: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UploadRow {
+    pub id: String,
+    pub bucket: String,
+    pub key: Vec<u8>,
+    pub content_type: String,
+    pub metadata: String,
+    pub key_ref: Option<String>,
+    pub wrapped_key: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct PartRow {
+    pub upload_id: String,
+    pub part_number: i64,
+    pub blob_id: String,
+    pub size: i64,
+    pub md5: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AccessKeyRow {
+    pub id: String,
+    pub secret: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+// ---- buckets
+
+/// false: a bucket of that name exists.
+pub async fn insert_bucket(db: &Db, row: &BucketRow) -> DbResult<bool> {
+    let result = sqlx::query("INSERT INTO buckets (name, default_key, created_at) VALUES (?, ?, ?)")
+        .bind(&row.name)
+        .bind(&row.default_key)
+        .bind(row.created_at)
+        .execute(&db.write)
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn list_buckets(db: &Db) -> DbResult<Vec<BucketRow>> {
+    sqlx::query_as("SELECT * FROM buckets ORDER BY name").fetch_all(&db.read).await
+}
+
+pub async fn get_bucket(db: &Db, name: &str) -> DbResult<Option<BucketRow>> {
+    sqlx::query_as("SELECT * FROM buckets WHERE name = ?").bind(name).fetch_optional(&db.read).await
+}
+
+pub enum BucketDeletion {
+    Deleted { part_blobs: Vec<String> },
+    NotFound,
+    NotEmpty { objects: i64 },
+}
+
+/// Deletes an empty bucket and any unfinished multipart uploads in it, in one transaction.
+pub async fn delete_bucket(db: &Db, name: &str) -> DbResult<BucketDeletion> {
+    let mut tx = db.write.begin().await?;
+    if sqlx::query("SELECT 1 FROM buckets WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?.is_none() {
+        return Ok(BucketDeletion::NotFound);
+    }
+    let objects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE bucket = ?").bind(name).fetch_one(&mut *tx).await?;
+    if objects > 0 {
+        return Ok(BucketDeletion::NotEmpty { objects });
+    }
+    let part_blobs: Vec<String> =
+        sqlx::query_scalar("SELECT p.blob_id FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE u.bucket = ?")
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?;
+    sqlx::query("DELETE FROM uploads WHERE bucket = ?").bind(name).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(BucketDeletion::Deleted { part_blobs })
+}
+
+// ---- objects
+
+pub async fn get_object(db: &Db, bucket: &str, key: &str) -> DbResult<Option<ObjectRow>> {
+    sqlx::query_as("SELECT * FROM objects WHERE bucket = ? AND key = ?")
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .fetch_optional(&db.read)
+        .await
+}
+
+pub enum Replaced {
+    /// The object is visible; the blob it replaced (if any) can go.
+    Committed { old_blob: Option<String> },
+    NoBucket,
+}
+
+/// Makes `row` the current version of its key, in one transaction.
+pub async fn put_object(db: &Db, row: &ObjectRow) -> DbResult<Replaced> {
+    let mut tx = db.write.begin().await?;
+    let replaced = upsert_object(&mut tx, row).await?;
+    if matches!(replaced, Replaced::Committed { .. }) {
+        tx.commit().await?;
+    }
+    Ok(replaced)
+}
+
+async fn upsert_object(tx: &mut sqlx::SqliteConnection, row: &ObjectRow) -> DbResult<Replaced> {
+    if sqlx::query("SELECT 1 FROM buckets WHERE name = ?").bind(&row.bucket).fetch_optional(&mut *tx).await?.is_none() {
+        return Ok(Replaced::NoBucket);
+    }
+    let old_blob: Option<String> = sqlx::query_scalar("SELECT blob_id FROM objects WHERE bucket = ? AND key = ?")
+        .bind(&row.bucket)
+        .bind(&row.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.bucket)
+    .bind(&row.key)
+    .bind(&row.blob_id)
+    .bind(row.size)
+    .bind(&row.etag)
+    .bind(&row.content_type)
+    .bind(&row.metadata)
+    .bind(&row.key_ref)
+    .bind(&row.wrapped_key)
+    .bind(row.created_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Replaced::Committed { old_blob })
+}
+
+/// The removed object's blob, if there was one.
+pub async fn delete_object(db: &Db, bucket: &str, key: &str) -> DbResult<Option<String>> {
+    sqlx::query_scalar("DELETE FROM objects WHERE bucket = ? AND key = ? RETURNING blob_id")
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .fetch_optional(&db.write)
+        .await
+}
+
+/// Up to `limit` objects with `from <= key < to`, in key order.
+pub async fn objects_in_range(db: &Db, bucket: &str, from: &[u8], to: Option<&[u8]>, limit: u32) -> DbResult<Vec<ObjectRow>> {
+    match to {
+        Some(to) => sqlx::query_as("SELECT * FROM objects WHERE bucket = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?")
+            .bind(bucket)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&db.read)
+            .await,
+        None => sqlx::query_as("SELECT * FROM objects WHERE bucket = ? AND key >= ? ORDER BY key LIMIT ?")
+            .bind(bucket)
+            .bind(from)
+            .bind(limit)
+            .fetch_all(&db.read)
+            .await,
+    }
+}
+
+/// Every blob a row refers to (what the start-up sweep keeps).
+pub async fn referenced_blobs(db: &Db) -> DbResult<HashSet<String>> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT blob_id FROM objects UNION ALL SELECT blob_id FROM parts").fetch_all(&db.read).await?;
+    Ok(ids.into_iter().collect())
+}
+
+// ---- multipart uploads
+
+pub async fn insert_upload(db: &Db, row: &UploadRow) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO uploads (id, bucket, key, content_type, metadata, key_ref, wrapped_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(&row.bucket)
+    .bind(&row.key)
+    .bind(&row.content_type)
+    .bind(&row.metadata)
+    .bind(&row.key_ref)
+    .bind(&row.wrapped_key)
+    .bind(row.created_at)
+    .execute(&db.write)
+    .await
+    .map(|_| ())
+}
+
+pub async fn get_upload(db: &Db, id: &str) -> DbResult<Option<UploadRow>> {
+    sqlx::query_as("SELECT * FROM uploads WHERE id = ?").bind(id).fetch_optional(&db.read).await
+}
+
+pub async fn list_uploads(db: &Db, bucket: &str) -> DbResult<Vec<UploadRow>> {
+    sqlx::query_as("SELECT * FROM uploads WHERE bucket = ? ORDER BY key, created_at").bind(bucket).fetch_all(&db.read).await
+}
+
+pub enum PartStored {
+    Committed { old_blob: Option<String> },
+    NoUpload,
+}
+
+pub async fn put_part(db: &Db, row: &PartRow) -> DbResult<PartStored> {
+    let mut tx = db.write.begin().await?;
+    if sqlx::query("SELECT 1 FROM uploads WHERE id = ?").bind(&row.upload_id).fetch_optional(&mut *tx).await?.is_none() {
+        return Ok(PartStored::NoUpload);
+    }
+    let old_blob: Option<String> = sqlx::query_scalar("SELECT blob_id FROM parts WHERE upload_id = ? AND part_number = ?")
+        .bind(&row.upload_id)
+        .bind(row.part_number)
+        .fetch_optional(&mut *tx)
+        .await?;
+    sqlx::query("INSERT OR REPLACE INTO parts (upload_id, part_number, blob_id, size, md5, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(&row.upload_id)
+        .bind(row.part_number)
+        .bind(&row.blob_id)
+        .bind(row.size)
+        .bind(&row.md5)
+        .bind(row.created_at)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(PartStored::Committed { old_blob })
+}
+
+pub async fn list_parts(db: &Db, upload_id: &str) -> DbResult<Vec<PartRow>> {
+    sqlx::query_as("SELECT * FROM parts WHERE upload_id = ? ORDER BY part_number").bind(upload_id).fetch_all(&db.read).await
+}
+
+pub enum UploadFinished {
+    /// The upload is gone; these blobs (its parts and any object it replaced) can go.
+    Done { unused_blobs: Vec<String> },
+    NoUpload,
+    NoBucket,
+}
+
+/// Completes an upload: its object row replaces the key's current one and the upload and its
+/// parts are deleted, all in one transaction.
+pub async fn complete_upload(db: &Db, upload_id: &str, object: &ObjectRow) -> DbResult<UploadFinished> {
+    let mut tx = db.write.begin().await?;
+    let part_blobs: Vec<String> =
+        sqlx::query_scalar("SELECT blob_id FROM parts WHERE upload_id = ?").bind(upload_id).fetch_all(&mut *tx).await?;
+    if sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&mut *tx).await?.rows_affected() == 0 {
+        return Ok(UploadFinished::NoUpload);
+    }
+    let Replaced::Committed { old_blob } = upsert_object(&mut tx, object).await? else {
+        return Ok(UploadFinished::NoBucket);
+    };
+    tx.commit().await?;
+    Ok(UploadFinished::Done { unused_blobs: part_blobs.into_iter().chain(old_blob).collect() })
+}
+
+/// Deletes an upload; its part blobs, or None when there was no such upload.
+pub async fn abort_upload(db: &Db, upload_id: &str) -> DbResult<Option<Vec<String>>> {
+    let mut tx = db.write.begin().await?;
+    let part_blobs: Vec<String> =
+        sqlx::query_scalar("SELECT blob_id FROM parts WHERE upload_id = ?").bind(upload_id).fetch_all(&mut *tx).await?;
+    if sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&mut *tx).await?.rows_affected() == 0 {
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(part_blobs))
+}
+
+// ---- access keys
+
+pub async fn insert_access_key(db: &Db, row: &AccessKeyRow) -> DbResult<()> {
+    sqlx::query("INSERT INTO access_keys (id, secret, description, created_by, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)")
+        .bind(&row.id)
+        .bind(&row.secret)
+        .bind(&row.description)
+        .bind(&row.created_by)
+        .bind(row.created_at)
+        .execute(&db.write)
+        .await
+        .map(|_| ())
+}
+
+pub async fn list_access_keys(db: &Db) -> DbResult<Vec<AccessKeyRow>> {
+    sqlx::query_as("SELECT * FROM access_keys ORDER BY created_at, id").fetch_all(&db.read).await
+}
+
+pub async fn get_access_key(db: &Db, id: &str) -> DbResult<Option<AccessKeyRow>> {
+    sqlx::query_as("SELECT * FROM access_keys WHERE id = ?").bind(id).fetch_optional(&db.read).await
+}
+
+/// false: no such key.
+pub async fn revoke_access_key(db: &Db, id: &str, now: i64) -> DbResult<bool> {
+    let done = sqlx::query("UPDATE access_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+        .bind(now)
+        .bind(id)
+        .execute(&db.write)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
