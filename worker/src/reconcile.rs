@@ -92,7 +92,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
     let stopping: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     loop {
-        tick(&shared, &mut tracked, &stopping).await;
+        tick(&shared, &conductor, &mut tracked, &stopping).await;
         probe_health(&shared, &http, &mut tracked).await;
         report_changes(&shared, &conductor, &mut tracked).await;
         publish_view(&shared, &tracked);
@@ -104,7 +104,12 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn tick(shared: &Arc<Shared>, tracked: &mut HashMap<Uuid, Tracked>, stopping: &Arc<Mutex<HashSet<Uuid>>>) {
+async fn tick(
+    shared: &Arc<Shared>,
+    conductor: &Conductor,
+    tracked: &mut HashMap<Uuid, Tracked>,
+    stopping: &Arc<Mutex<HashSet<Uuid>>>,
+) {
     // Until the conductor (or the last saved copy) has said what should run, nothing is touched.
     let Some(desired) = shared.desired() else { return };
     let driver = &shared.driver;
@@ -166,7 +171,8 @@ async fn tick(shared: &Arc<Shared>, tracked: &mut HashMap<Uuid, Tracked>, stoppi
                 }
                 if Instant::now() >= t.not_before {
                     let restarting = matches!(t.state, InstanceState::Exited | InstanceState::Failed);
-                    match driver.start(*id, &inst.spec).await {
+                    let spec = with_service_token(shared, conductor, inst).await;
+                    match driver.start(*id, &spec).await {
                         Ok(()) => {
                             if restarting {
                                 t.restarts += 1;
@@ -265,6 +271,32 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
             t.not_before = Instant::now() + t.backoff.next_delay();
         }
     }
+}
+
+/// The variable a platform service finds its service token in.
+const SERVICE_TOKEN_ENV: &str = "AEREKOS_SERVICE_TOKEN";
+
+/// An instance of a platform service gets a fresh service token from the conductor at each start,
+/// so it can call the other services (storage_manager → key_manager). Without one (the conductor
+/// is away, or the service is not a built-in) it starts anyway; what needs the token says so.
+async fn with_service_token(
+    shared: &Shared,
+    conductor: &Conductor,
+    inst: &Instance,
+) -> aerekos_sdk::conductor::types::InstanceSpec {
+    let mut spec = inst.spec.clone();
+    if inst.service.is_none() || spec.env.contains_key(SERVICE_TOKEN_ENV) {
+        return spec;
+    }
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return spec };
+    conductor.set_token(Some(identity.credential.clone()));
+    match conductor.issue_instance_service_token().id(identity.worker_id).instance_id(inst.id).send().await {
+        Ok(token) => {
+            spec.env.insert(SERVICE_TOKEN_ENV.to_owned(), token.into_inner().token);
+        }
+        Err(e) => tracing::info!(instance_id = %inst.id, error = %SdkError::from(e), "starting the instance without a service token"),
+    }
+    spec
 }
 
 /// What the worker API shows.

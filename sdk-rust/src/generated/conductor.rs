@@ -5577,6 +5577,24 @@ let response = client.create_instance()
     pub fn create_instance(&self) -> builder::CreateInstance<'_> {
         builder::CreateInstance::new(self)
     }
+    /**A service token for one of the worker's instances of a built-in service (worker
+credential), which the worker passes to it as `AEREKOS_SERVICE_TOKEN` when it starts it: how
+platform services call each other (storage_manager → key_manager). Each start gets a fresh one
+
+Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/service-token`
+
+```ignore
+let response = client.issue_instance_service_token()
+    .id(id)
+    .instance_id(instance_id)
+    .send()
+    .await;
+```*/
+    pub fn issue_instance_service_token(
+        &self,
+    ) -> builder::IssueInstanceServiceToken<'_> {
+        builder::IssueInstanceServiceToken::new(self)
+    }
     /**A worker's report on one of its instances (worker credential). 404 means the instance is not
 assigned to it (any more): stop it
 
@@ -8877,6 +8895,143 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "create_instance",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::issue_instance_service_token`]
+
+[`Client::issue_instance_service_token`]: super::Client::issue_instance_service_token*/
+    #[derive(Debug, Clone)]
+    pub struct IssueInstanceServiceToken<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        instance_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> IssueInstanceServiceToken<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                instance_id: Err("instance_id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/service-token`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::ServiceToken>, Error<crate::ErrorBody>> {
+            let Self { client, id, instance_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances/{}/service-token", client.baseurl,
+                encode_path(& id.to_string()), encode_path(& instance_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "issue_instance_service_token",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

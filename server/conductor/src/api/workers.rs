@@ -14,7 +14,7 @@ use crate::{
     AppState,
     model::{
         Assignments, ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
-        RegisterWorkerRequest, RegisterWorkerResponse, Worker, WorkerPage, WorkerStatus,
+        RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, Worker, WorkerPage, WorkerStatus,
     },
 };
 
@@ -141,6 +141,37 @@ impl WorkersApi {
     ) -> ApiResult<Removed> {
         state.workers.authenticate(id.0, &auth.0.token)?;
         state.instances.report(id.0, instance_id.0, body.0).await.map(|_| Removed::NoContent)
+    }
+
+    /// A service token for one of the worker's instances of a built-in service (worker
+    /// credential), which the worker passes to it as `AEREKOS_SERVICE_TOKEN` when it starts it: how
+    /// platform services call each other (storage_manager → key_manager). Each start gets a fresh one.
+    #[oai(path = "/api/workers/:id/instances/:instance_id/service-token", method = "post", operation_id = "issue_instance_service_token")]
+    async fn instance_service_token(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        instance_id: Path<Uuid>,
+    ) -> ApiResult<Json<ServiceToken>> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        let instance = state.instances.get(instance_id.0).await?;
+        if instance.worker_id != id.0 {
+            return Err(aerekos_common::ApiError::not_found(
+                "instance_not_found",
+                format!("instance {} is not assigned to this worker", instance_id.0),
+            ));
+        }
+        let service = match &instance.service {
+            Some(name) if state.catalog.get(name).await.is_ok_and(|s| s.builtin) => name.clone(),
+            _ => {
+                return Err(aerekos_common::ApiError::forbidden(
+                    "service_token_not_allowed",
+                    "only instances of the platform's built-in services get service tokens",
+                ));
+            }
+        };
+        state.auth.service_token(&service, Some(crate::domain::auth::INSTANCE_SERVICE_TOKEN_SECS)).map(Json)
     }
 
     /// One instance.

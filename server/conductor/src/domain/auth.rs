@@ -34,6 +34,8 @@ const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 const SERVICE_TOKEN_DEFAULT_SECS: u64 = 30 * 24 * 3600;
 const SERVICE_TOKEN_MAX_SECS: u64 = 365 * 24 * 3600;
+/// The life of the token a worker gets for an instance it starts (a restart gets a new one).
+pub const INSTANCE_SERVICE_TOKEN_SECS: u64 = SERVICE_TOKEN_MAX_SECS;
 
 /// The caller of a request, as its token says.
 #[derive(Debug, Clone)]

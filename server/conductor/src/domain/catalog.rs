@@ -27,7 +27,6 @@ struct Builtin {
     depends_on: &'static [&'static str],
 }
 
-// storage_manager joins when it exists (issue 6), depending on key_manager.
 const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "key_manager",
@@ -35,6 +34,13 @@ const BUILTINS: &[Builtin] = &[
         description: "Key management (KMS): named keys with versions and rotation, encrypt/decrypt, data keys for envelope encryption.",
         resources: ResourceSpec { cpu_millicores: 250, memory_mb: 128, disk_mb: 256 },
         depends_on: &[],
+    },
+    Builtin {
+        name: "storage_manager",
+        subcommand: "storage-manager",
+        description: "Object storage (S3): buckets and objects, streamed and durable, encrypted at rest through key_manager; its own API and the S3 protocol.",
+        resources: ResourceSpec { cpu_millicores: 500, memory_mb: 256, disk_mb: 1024 },
+        depends_on: &["key_manager"],
     },
 ];
 
