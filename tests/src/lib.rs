@@ -250,6 +250,15 @@ pub fn write_benchmark_section(name: &str, markdown: &str) {
     println!("wrote {}", path.display());
 }
 
+/// The real `aerekos` executable (`AEREKOS_BIN`, which `cargo xtask test` sets, else the debug build).
+pub fn aerekos_bin() -> std::path::PathBuf {
+    let path = std::env::var_os("AEREKOS_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/aerekos"));
+    assert!(path.exists(), "{} is missing: run `cargo build --bin aerekos` (cargo xtask test does)", path.display());
+    path
+}
+
 /// A port free on this machine right now (for an instance or server a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -304,5 +313,103 @@ impl Drop for WorkerDir {
                 let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
+    }
+}
+
+/// A storage_manager run as its own process (`aerekos service storage-manager`), so tests can
+/// measure its memory and kill it mid-upload. It trusts `conductor`'s tokens, encrypts through the
+/// key_manager at `key_manager_url` with a service token from that conductor, and keeps its state
+/// in a temp dir that outlives restarts.
+pub struct TestStorageManager {
+    child: Option<std::process::Child>,
+    pub url: String,
+    pub dir: TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl TestStorageManager {
+    pub async fn start(conductor: &TestConductor, key_manager_url: &str) -> Self {
+        let admin = conductor.admin().await;
+        let token = admin.create_service_token().body_map(|b| b.service("storage_manager")).send().await.unwrap().into_inner().token;
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env = vec![
+            ("STORAGE_MANAGER_HOST".to_owned(), "127.0.0.1".to_owned()),
+            ("STORAGE_MANAGER_PORT".to_owned(), port.to_string()),
+            ("DATA_DIR".to_owned(), dir.path().join("data").display().to_string()),
+            ("CONDUCTOR_URL".to_owned(), conductor.url.clone()),
+            ("KEY_MANAGER_URL".to_owned(), key_manager_url.to_owned()),
+            ("AEREKOS_SERVICE_TOKEN".to_owned(), token),
+            ("RUST_LOG".to_owned(), "warn".to_owned()),
+        ];
+        let mut sm = Self { child: None, url: format!("http://127.0.0.1:{port}"), dir, env };
+        sm.spawn().await;
+        sm
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("service.log")).unwrap();
+        let child = std::process::Command::new(aerekos_bin())
+            .args(["service", "storage-manager"])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting storage_manager");
+        self.child = Some(child);
+        let health = format!("{}/health", self.url);
+        let http = reqwest::Client::new();
+        eventually(30, "storage_manager answers /health", || {
+            let (http, health) = (http.clone(), health.clone());
+            async move { http.get(&health).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Kills the process outright (SIGKILL): no shutdown, no cleanup.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory (after [`Self::kill`]).
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        self.spawn().await;
+    }
+
+    /// A line of `/proc/<pid>/status` in KiB: `VmHWM` is the peak resident memory so far, `VmRSS` now.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The log the process wrote (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+
+    /// A client for this storage_manager carrying `conductor_client`'s token.
+    pub fn client(&self, conductor_client: &Conductor) -> aerekos_sdk::StorageManager {
+        aerekos_sdk::StorageManager::with_token(&self.url, conductor_client.token().expect("logged in"))
+    }
+}
+
+impl Drop for TestStorageManager {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

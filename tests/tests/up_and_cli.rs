@@ -3,7 +3,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -12,14 +12,6 @@ use aerekos_sdk::{Conductor, KeyManager};
 use aerekos_tests::*;
 
 const PASSWORD: &str = "up-test-admin-password";
-
-fn aerekos_bin() -> PathBuf {
-    let path = std::env::var_os("AEREKOS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/aerekos"));
-    assert!(path.exists(), "{} is missing: run `cargo build --bin aerekos` (cargo xtask test does)", path.display());
-    path
-}
 
 struct Up {
     child: Child,
