@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` runs. It installs what the
-//! suite needs (Node.js packages; the Docker engine and busybox for the Docker driver's tests) and
+//! suite needs (Node.js packages; boto3; the Docker engine and busybox for the Docker driver's tests) and
 //! starts dockerd where none runs, checks the committed specs and SDKs, runs every Rust test and
 //! the TypeScript SDK's tests, and ends with one line of totals. Where no Docker engine can be had,
 //! the Docker tests are reported as skipped — except in CI (`CI=true`), where that is a failure.
@@ -26,6 +26,7 @@ struct Totals {
 pub fn run() -> anyhow::Result<()> {
     let root = repo_root();
     ensure_node()?;
+    ensure_boto3()?;
     let docker = ensure_docker(&root);
     if !docker && std::env::var("CI").is_ok_and(|v| v == "true") {
         bail!("no Docker engine could be started, and in CI the Docker driver's tests must run");
@@ -92,6 +93,23 @@ pub fn run() -> anyhow::Result<()> {
     println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.skipped);
     if !failures.is_empty() {
         bail!("failed: {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+/// boto3 drives the S3 protocol tests (tests/s3/boto3_suite.py); it comes from PyPI.
+fn ensure_boto3() -> anyhow::Result<()> {
+    let have = || Command::new("python3").args(["-c", "import boto3"]).output().is_ok_and(|o| o.status.success());
+    if have() {
+        return Ok(());
+    }
+    println!("==> installing boto3 (PyPI) for the S3 protocol tests");
+    let ok = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "boto3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok || !have() {
+        bail!("boto3 is needed for the S3 protocol tests and could not be installed with pip");
     }
     Ok(())
 }
