@@ -58,6 +58,8 @@ impl Endpoint for S3Endpoint {
         };
         let mut out = Response::builder().status(parts.status).body(body);
         out.headers_mut().extend(parts.headers);
+        // The access log and metrics label S3 requests as one operation.
+        out.set_data(poem_openapi::OperationId("s3"));
         Ok(out)
     }
 }

@@ -70,12 +70,12 @@ impl BlobStore {
     pub async fn create(&self, seal: Option<Seal>) -> io::Result<BlobWriter> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let tmp_path = self.tmp.join(&id);
-        let file = File::create(&tmp_path).await?;
         Ok(BlobWriter {
             final_path: self.path(&id),
             id,
             tmp_path,
-            file: Some(file),
+            file: None,
+            finished: false,
             md5: Md5::new(),
             size: 0,
             seal,
@@ -180,11 +180,14 @@ struct SealedRead {
 }
 
 /// A blob being written. Dropped before [`BlobWriter::finish`], it removes its temporary file.
+/// The temporary file is created with the first batch written, so a small object is written,
+/// fsynced and renamed in one trip to the blocking pool.
 pub struct BlobWriter {
     id: String,
     tmp_path: PathBuf,
     final_path: PathBuf,
     file: Option<File>,
+    finished: bool,
     md5: Md5,
     size: u64,
     seal: Option<Seal>,
@@ -213,7 +216,7 @@ impl BlobWriter {
                     if data.is_empty() {
                         return Ok(());
                     }
-                    self.flush_chunk(false).await?;
+                    self.flush_chunk().await?;
                 }
                 None => {
                     self.pending.extend_from_slice(data);
@@ -226,15 +229,19 @@ impl BlobWriter {
         }
     }
 
-    async fn flush_chunk(&mut self, last: bool) -> io::Result<()> {
+    /// Seals and writes a full chunk that is not the object's last.
+    async fn flush_chunk(&mut self) -> io::Result<()> {
         let seal = self.seal.as_ref().expect("sealed writer");
-        seal.key.seal(seal.domain, self.index, last, &mut self.pending);
+        seal.key.seal(seal.domain, self.index, false, &mut self.pending);
         self.index += 1;
         self.write_pending().await
     }
 
     async fn write_pending(&mut self) -> io::Result<()> {
-        let file = self.file.as_mut().expect("not finished");
+        if self.file.is_none() {
+            self.file = Some(File::create(&self.tmp_path).await?);
+        }
+        let file = self.file.as_mut().expect("created above");
         file.write_all(&self.pending).await?;
         self.pending.clear();
         Ok(())
@@ -242,16 +249,28 @@ impl BlobWriter {
 
     /// Makes the blob durable under its final name. The caller commits the row that refers to it.
     pub async fn finish(mut self) -> io::Result<WrittenBlob> {
-        if self.seal.is_some() {
-            self.flush_chunk(true).await?;
-        } else if !self.pending.is_empty() {
-            self.write_pending().await?;
+        if let Some(seal) = &self.seal {
+            // The last chunk is sealed here and written below with the rest.
+            seal.key.seal(seal.domain, self.index, true, &mut self.pending);
         }
-        let mut file = self.file.take().expect("not finished");
-        file.flush().await?;
-        let file = file.into_std().await;
+        let open = match self.file.take() {
+            Some(mut file) => {
+                file.flush().await?;
+                Some(file.into_std().await)
+            }
+            None => None,
+        };
+        let tail = std::mem::take(&mut self.pending);
         let (tmp, fin) = (self.tmp_path.clone(), self.final_path.clone());
+        // From here on the temporary file is removed by this function, not by Drop.
+        self.finished = true;
         let moved = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            use std::io::Write as _;
+            let mut file = match open {
+                Some(file) => file,
+                None => std::fs::File::create(&tmp)?,
+            };
+            file.write_all(&tail)?;
             file.sync_all()?;
             drop(file);
             let dir = fin.parent().expect("blob path has a shard directory");
@@ -272,7 +291,7 @@ impl BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if self.file.is_some() {
+        if !self.finished {
             let _ = std::fs::remove_file(&self.tmp_path);
         }
     }
