@@ -287,8 +287,9 @@ async fn service_catalog_enable_disable_and_deployments() {
     let admin = c.admin().await;
     let services = admin.list_services().send().await.unwrap().into_inner();
     let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["key_manager"]);
+    assert_eq!(names, ["key_manager", "storage_manager"]);
     assert!(services.iter().all(|s| !s.enabled && s.builtin && s.default_resources.memory_mb > 0 && s.health_path == "/health"));
+    assert_eq!(services[1].depends_on, ["key_manager"], "storage_manager encrypts through key_manager");
 
     // A service of one's own that needs key_manager: enabling it brings key_manager along; with no
     // worker yet, both wait for one.
@@ -463,6 +464,30 @@ async fn instances_are_assigned_fetched_by_their_worker_and_reported() {
     assert_eq!((seen.state, seen.address.as_deref(), seen.restarts), (types::InstanceState::Running, Some("10.0.0.1:9000"), 2));
     let deployment = admin.get_deployment().name("key_manager").send().await.unwrap().into_inner();
     assert_eq!(deployment.instances.iter().map(|i| i.id).collect::<Vec<_>>(), [inst.id]);
+
+    // Its worker gets a service token for it (how platform services call each other); the token
+    // verifies as key_manager's and is nowhere in what users read. Another worker gets none.
+    let issued = worker1.issue_instance_service_token().id(w1.worker_id).instance_id(inst.id).send().await.unwrap().into_inner();
+    assert_eq!(issued.service, "key_manager");
+    let jwk = c.anonymous().get_jwks().send().await.unwrap().into_inner().keys.remove(0);
+    let claims = TokenVerifier::from_ed25519_jwk(&jwk.kid, &jwk.x).unwrap().verify(&issued.token).expect("a conductor-signed token");
+    assert_eq!((claims.role.as_str(), claims.name.as_str()), ("service", "key_manager"));
+    assert!(!serde_json::to_string(&seen).unwrap().contains(&issued.token));
+    let err = failure(worker2.issue_instance_service_token().id(w2.worker_id).instance_id(inst.id).send().await);
+    expect_api_error(err, 404, "instance_not_found");
+    let plain = admin
+        .create_instance()
+        .id(w1.worker_id)
+        .body_map(|b| b.spec(command_spec(&["sleep", "60"])))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let err = failure(worker1.issue_instance_service_token().id(w1.worker_id).instance_id(plain.id).send().await);
+    expect_api_error(err, 403, "service_token_not_allowed");
+    let err = failure(admin.issue_instance_service_token().id(w1.worker_id).instance_id(inst.id).send().await);
+    expect_api_error(err, 401, "invalid_worker_credential");
+    admin.delete_instance().instance_id(plain.id).send().await.unwrap();
 
     // A report about an instance that is not the worker's says so (the worker then stops it).
     let err = failure(

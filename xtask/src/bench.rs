@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: installs what the benchmarks compare against (moto's KMS server, from PyPI),
-//! builds the release binary, and runs every benchmark (release builds); each writes its section of
+//! `cargo xtask bench`: installs what the benchmarks compare against (moto's KMS server, from PyPI;
+//! Garage, the S3 server, with `cargo install garage` into `target/tools`), builds the release binary, and runs every benchmark (release builds); each writes its section of
 //! docs/benchmarks.md. The worker benchmark needs a Docker engine (`cargo xtask test` starts one).
 
 use std::process::Command;
@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use crate::repo_root;
 
-const BENCHES: &[&str] = &["conductor", "key_manager", "worker", "orchestration"];
+const BENCHES: &[&str] = &["conductor", "key_manager", "worker", "orchestration", "storage_manager"];
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let have_moto = Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success());
@@ -19,6 +19,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             println!("moto could not be installed; the key_manager benchmark will say so");
         }
     }
+    let garage = garage()?;
     // The worker benchmark measures the memory of the real binary.
     let status = Command::new(env!("CARGO")).args(["build", "--release", "--bin", "aerekos"]).current_dir(repo_root()).status()?;
     if !status.success() {
@@ -27,6 +28,8 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     for bench in BENCHES {
         let status = Command::new(env!("CARGO"))
             .args(["bench", "-p", "aerekos-tests", "--bench", bench])
+            .env("AEREKOS_BIN", repo_root().join("target/release/aerekos"))
+            .env("GARAGE_BIN", &garage)
             .current_dir(repo_root())
             .status()?;
         if !status.success() {
@@ -34,4 +37,22 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Garage for the storage_manager comparison: `GARAGE_BIN`, else `target/tools/bin/garage`, built
+/// from crates.io the first time (several minutes).
+fn garage() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(bin) = std::env::var_os("GARAGE_BIN") {
+        return Ok(bin.into());
+    }
+    let root = repo_root().join("target/tools");
+    let bin = root.join("bin/garage");
+    if !bin.exists() {
+        println!("==> installing Garage (cargo install garage) for the storage_manager comparison");
+        let status = Command::new(env!("CARGO")).args(["install", "garage", "--root"]).arg(&root).status()?;
+        if !status.success() {
+            bail!("cargo install garage failed");
+        }
+    }
+    Ok(bin)
 }
