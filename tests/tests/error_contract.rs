@@ -92,11 +92,12 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(generated.len(), 36, "a generated uuid: {generated}");
     let resp = http.get(format!("{}/health", c.url)).header("x-request-id", "from-the-caller").send().await.unwrap();
     assert_eq!(resp.headers().get("x-request-id").unwrap(), "from-the-caller");
-    // `/` sends a browser to Swagger UI; Swagger UI and the spec are served.
-    let root = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = root.get(format!("{}/", c.url)).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert_eq!(resp.headers().get("location").unwrap(), "/docs");
+    // `/` is the dashboard (its built bundle, embedded); Swagger UI and the spec are served beside it.
+    let resp = http.get(format!("{}/", c.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+    assert!(resp.headers().get("x-request-id").is_some());
+    assert!(resp.text().await.unwrap().contains("/assets/index.js"), "the page loads the bundle");
     let spec: serde_json::Value = http.get(format!("{}/openapi.json", c.url)).send().await.unwrap().json().await.unwrap();
     assert!(spec["paths"]["/api/workers"]["get"]["operationId"] == "list_workers");
     let docs = http.get(format!("{}/docs", c.url)).send().await.unwrap();

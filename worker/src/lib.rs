@@ -229,8 +229,19 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         Some(listener) => {
             let addr = listener.local_addr()?;
             drop(listener);
+            use poem::EndpointExt as _;
             let edge = Edge::new(metrics, 64 * 1024).quiet(&["health", "metrics"]);
-            Some(aerekos_common::server::serve_api(addr, api::service(), shared.clone(), edge).await?)
+            let spec = api::service();
+            let app = poem::Route::new()
+                .at("/openapi.json", spec.spec_endpoint())
+                .nest("/docs", spec.swagger_ui())
+                .nest("/", spec)
+                .data(shared.clone())
+                .with(edge)
+                // The dashboard, served by the conductor (another origin), reads the instances and
+                // their output here with a user's bearer token: no cookies, so any origin may ask.
+                .with(poem::middleware::Cors::new());
+            Some(aerekos_common::server::serve(addr, app).await?)
         }
         None => None,
     };

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` runs. It installs what the
-//! suite needs (Node.js packages; boto3; the Docker engine and busybox for the Docker driver's tests) and
+//! suite needs (Node.js packages; boto3; Chromium for the dashboard; the Docker engine and busybox for the Docker driver's tests) and
 //! starts dockerd where none runs, checks the committed specs and SDKs, runs every Rust test and
 //! the TypeScript SDK's tests, and ends with one line of totals. Where no Docker engine can be had,
 //! the Docker tests are reported as skipped — except in CI (`CI=true`), where that is a failure.
@@ -84,6 +84,12 @@ pub fn run() -> anyhow::Result<()> {
     if !stream_and_count(npm, &mut totals)? {
         failures.push("TypeScript tests");
     }
+
+    println!("==> dashboard: the committed bundle is current; browser tests in headless Chromium");
+    if let Err(e) = dashboard(&root, &mut totals) {
+        eprintln!("dashboard: {e:#}");
+        failures.push("dashboard");
+    }
     // A stage that failed before any test could fail (a type error, a build error) still counts.
     if totals.failed == 0 && !failures.is_empty() {
         totals.failed = failures.len() as u64;
@@ -93,6 +99,39 @@ pub fn run() -> anyhow::Result<()> {
     println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.skipped);
     if !failures.is_empty() {
         bail!("failed: {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+/// The dashboard's stages: its bundle checked against its sources (`npm run check-dist`), then its
+/// browser tests against a real `aerekos up` in Debian's Chromium (installed if missing). Their
+/// screenshots go to target/screenshots here, so a test run leaves docs/screenshots as committed
+/// (`npm test` in server/dashboard rewrites those).
+fn dashboard(root: &std::path::Path, totals: &mut Totals) -> anyhow::Result<()> {
+    if !std::path::Path::new("/usr/bin/chromium").exists() && !apt_install(&["chromium"]) {
+        bail!("Debian's chromium is needed for the dashboard tests and could not be installed");
+    }
+    let npm = |dir: &std::path::Path, args: &[&str]| -> anyhow::Result<()> {
+        let status = Command::new("npm").args(args).current_dir(dir).status().with_context(|| format!("npm {args:?}"))?;
+        if !status.success() {
+            bail!("npm {} in {} failed", args.join(" "), dir.strip_prefix(root).unwrap_or(dir).display());
+        }
+        Ok(())
+    };
+    // The dashboard imports the SDK's build output.
+    npm(&root.join("sdk-ts"), &["run", "build"])?;
+    let dir = root.join("server/dashboard");
+    if !dir.join("node_modules/.bin/vite").exists() {
+        npm(&dir, &["ci", "--no-audit", "--no-fund"])?;
+    }
+    npm(&dir, &["run", "check-dist"])?;
+    let mut test = Command::new("npm");
+    test.arg("test")
+        .current_dir(&dir)
+        .env("AEREKOS_BIN", root.join("target/debug/aerekos"))
+        .env("DASHBOARD_SCREENSHOTS", root.join("target/screenshots"));
+    if !stream_and_count(test, totals)? {
+        bail!("the browser tests failed");
     }
     Ok(())
 }

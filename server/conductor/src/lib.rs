@@ -6,6 +6,7 @@
 
 mod api;
 pub mod config;
+mod dashboard;
 mod domain;
 mod gateway;
 pub mod model;
@@ -137,7 +138,9 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         .nest("/docs", spec.swagger_ui())
         .nest("/", spec)
         .data(state.clone());
-    let app = gateway::Gateway::new(app, state.clone()).with(edge);
+    let app = gateway::Gateway::new(app, state.clone());
+    // The web dashboard at `/` (and its client routes); `/api/…` passes through untouched.
+    let app = dashboard::Dashboard::new(app).with(edge);
     let server = aerekos_common::server::serve(config.bind, app).await?;
     tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
     let flusher = spawn_heartbeat_flusher(state.clone());

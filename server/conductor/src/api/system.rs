@@ -3,7 +3,7 @@ use std::sync::Arc;
 use aerekos_common::{ApiError, ApiResult, metrics::write_gauge};
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, OpenApi,
+    OpenApi,
     payload::{Json, PlainText},
 };
 
@@ -15,21 +15,8 @@ use crate::{
 
 pub struct SystemApi;
 
-/// Where `/` sends a browser (Swagger UI until the dashboard is served there).
-#[derive(ApiResponse)]
-pub enum RootRedirect {
-    #[oai(status = 303)]
-    SeeOther(#[oai(header = "Location")] String),
-}
-
 #[OpenApi(tag = "ApiTags::System")]
 impl SystemApi {
-    /// Not part of the contract (hidden from the spec).
-    #[oai(path = "/", method = "get", hidden)]
-    async fn root(&self) -> RootRedirect {
-        RootRedirect::SeeOther("/docs".into())
-    }
-
     /// Liveness: the process is up.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self) -> ApiResult<Json<Health>> {

@@ -1,0 +1,68 @@
+import { useEffect } from 'react';
+
+import { SessionProvider, useSession } from './hooks/useSession';
+import { RouterProvider, useRouter } from './router';
+import { Shell } from './Shell';
+import { KeysScreen } from './screens/KeysScreen';
+import { LoginScreen } from './screens/LoginScreen';
+import { NotFoundScreen } from './screens/NotFoundScreen';
+import { OverviewScreen } from './screens/OverviewScreen';
+import { ServicesScreen } from './screens/ServicesScreen';
+import { SettingsScreen } from './screens/SettingsScreen';
+import { StorageScreen } from './screens/StorageScreen';
+import { WorkerDetailScreen } from './screens/WorkerDetailScreen';
+import { WorkersScreen } from './screens/WorkersScreen';
+
+function Root() {
+  const { session } = useSession();
+  const { route, navigate } = useRouter();
+
+  // Signed out (by the user, or by an expired token): the address becomes /login.
+  // Signed in on /login: on to the overview.
+  useEffect(() => {
+    if (!session && route.name !== 'login') navigate({ name: 'login' }, { replace: true });
+    if (session && route.name === 'login') navigate({ name: 'overview' }, { replace: true });
+  }, [session, route.name, navigate]);
+
+  if (!session || route.name === 'login') return <LoginScreen />;
+  let screen;
+  switch (route.name) {
+    case 'overview':
+      screen = <OverviewScreen />;
+      break;
+    case 'workers':
+      screen = <WorkersScreen />;
+      break;
+    case 'worker':
+      screen = <WorkerDetailScreen id={route.id} />;
+      break;
+    case 'services':
+      screen = <ServicesScreen />;
+      break;
+    case 'service':
+      screen = <ServicesScreen selected={route.service} />;
+      break;
+    case 'keys':
+      screen = <KeysScreen />;
+      break;
+    case 'storage':
+      screen = <StorageScreen bucket={route.bucket} prefix={route.prefix ?? ''} />;
+      break;
+    case 'settings':
+      screen = <SettingsScreen />;
+      break;
+    default:
+      screen = <NotFoundScreen path={route.path} />;
+  }
+  return <Shell>{screen}</Shell>;
+}
+
+export function App() {
+  return (
+    <SessionProvider>
+      <RouterProvider>
+        <Root />
+      </RouterProvider>
+    </SessionProvider>
+  );
+}

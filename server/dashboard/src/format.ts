@@ -1,0 +1,56 @@
+// Numbers and dates as people read them.
+
+export function bytes(n: number | undefined | null): string {
+  if (n === undefined || n === null || !Number.isFinite(n)) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 100 || i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
+}
+
+export function percent(part: number, whole: number): number {
+  return whole > 0 ? Math.max(0, Math.min(100, (part / whole) * 100)) : 0;
+}
+
+export function pct(n: number | undefined): string {
+  return n === undefined || !Number.isFinite(n) ? '—' : `${n.toFixed(n < 10 ? 1 : 0)}%`;
+}
+
+/** "12 s ago", "3 min ago", … relative to now. */
+export function ago(iso: string | undefined, now = Date.now()): string {
+  if (!iso) return '—';
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  const s = Math.max(0, Math.round((now - t) / 1000));
+  if (s < 60) return `${s} s ago`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.round(m / 60);
+  if (h < 48) return `${h} h ago`;
+  return `${Math.round(h / 24)} d ago`;
+}
+
+export function dateTime(iso: string | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+export function shortId(id: string | undefined): string {
+  return id ? id.slice(0, 8) : '—';
+}
+
+/** The message of any error, for an ErrorBanner. */
+export function errorMessage(e: unknown): string {
+  if (e && typeof e === 'object' && 'status' in e && 'message' in e) {
+    const err = e as { status: number; code: string; message: string; body?: { message: string }; requestId?: string };
+    if (err.status === 0) return `The conductor cannot be reached (${err.body?.message ?? err.message}).`;
+    const msg = err.body?.message ?? err.message;
+    return err.requestId ? `${msg} (request id ${err.requestId})` : msg;
+  }
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,90 @@
+// A small router on the History API: the conductor answers every non-/api path with the app,
+// so each screen has its own address (reload and deep links work).
+
+import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
+
+export type Route =
+  | { name: 'overview' }
+  | { name: 'workers' }
+  | { name: 'worker'; id: string }
+  | { name: 'services' }
+  | { name: 'service'; service: string }
+  | { name: 'keys' }
+  | { name: 'storage'; bucket?: string; prefix?: string }
+  | { name: 'settings' }
+  | { name: 'login' }
+  | { name: 'not_found'; path: string };
+
+export function parse(pathname: string, search = ''): Route {
+  const parts = pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  const [first, second] = parts;
+  switch (first) {
+    case undefined:
+      return { name: 'overview' };
+    case 'login':
+      return { name: 'login' };
+    case 'workers':
+      return second ? { name: 'worker', id: second } : { name: 'workers' };
+    case 'services':
+      return second ? { name: 'service', service: second } : { name: 'services' };
+    case 'keys':
+      return { name: 'keys' };
+    case 'storage': {
+      const prefix = new URLSearchParams(search).get('prefix') ?? undefined;
+      return second ? { name: 'storage', bucket: second, ...(prefix ? { prefix } : {}) } : { name: 'storage' };
+    }
+    case 'settings':
+      return { name: 'settings' };
+    default:
+      return { name: 'not_found', path: pathname };
+  }
+}
+
+export function href(route: Route): string {
+  switch (route.name) {
+    case 'overview':
+      return '/';
+    case 'worker':
+      return `/workers/${encodeURIComponent(route.id)}`;
+    case 'service':
+      return `/services/${encodeURIComponent(route.service)}`;
+    case 'storage':
+      if (!route.bucket) return '/storage';
+      return `/storage/${encodeURIComponent(route.bucket)}${route.prefix ? `?prefix=${encodeURIComponent(route.prefix)}` : ''}`;
+    case 'not_found':
+      return route.path;
+    default:
+      return `/${route.name}`;
+  }
+}
+
+interface RouterState {
+  route: Route;
+  navigate(to: Route, options?: { replace?: boolean }): void;
+}
+
+const RouterContext = createContext<RouterState | null>(null);
+
+export function RouterProvider({ children }: { children: ReactNode }) {
+  const [route, setRoute] = useState<Route>(() => parse(window.location.pathname, window.location.search));
+  useEffect(() => {
+    const onPop = () => setRoute(parse(window.location.pathname, window.location.search));
+    window.addEventListener('popstate', onPop);
+    return () => window.removeEventListener('popstate', onPop);
+  }, []);
+  const navigate = useCallback((to: Route, options?: { replace?: boolean }) => {
+    const url = href(to);
+    if (options?.replace) window.history.replaceState(null, '', url);
+    else window.history.pushState(null, '', url);
+    setRoute(parse(window.location.pathname, window.location.search));
+    window.scrollTo?.(0, 0);
+  }, []);
+  const value = useMemo(() => ({ route, navigate }), [route, navigate]);
+  return <RouterContext.Provider value={value}>{children}</RouterContext.Provider>;
+}
+
+export function useRouter(): RouterState {
+  const r = useContext(RouterContext);
+  if (!r) throw new Error('useRouter outside RouterProvider');
+  return r;
+}

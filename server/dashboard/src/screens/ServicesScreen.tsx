@@ -1,0 +1,206 @@
+// The service catalog, each service's deployment and instances, and what admins do with them:
+// enable, disable, deploy with a number of replicas; the recent output of an instance.
+
+import type { Instance, Worker } from '@aerekos/sdk';
+import { useState } from 'react';
+import { Text, View } from 'react-native';
+
+import { Button } from '../components/Button';
+import { Card } from '../components/Card';
+import { CodeBlock } from '../components/Code';
+import { ConfirmDialog } from '../components/ConfirmDialog';
+import { ErrorBanner, InfoBanner } from '../components/ErrorBanner';
+import { Field } from '../components/Field';
+import { Screen } from '../components/Screen';
+import { Spinner } from '../components/Spinner';
+import { StatusBadge } from '../components/StatusBadge';
+import { Table } from '../components/Table';
+import { ago, shortId } from '../format';
+import { useAction } from '../hooks/useAsync';
+import { serviceHealth, useDeployment, useInstanceLogs, useServiceActions, useServices } from '../hooks/useServices';
+import { useSession } from '../hooks/useSession';
+import { useWorkers } from '../hooks/useWorkers';
+import { useRouter } from '../router';
+import { servicesStyles as s } from './services.styles';
+
+export function ServicesScreen({ selected }: { selected?: string }) {
+  const services = useServices();
+  const { navigate } = useRouter();
+  return (
+    <Screen kicker="The catalog" title="Services" subtitle="Built-in services and those admins defined, with the instances that serve them. Select a service to manage it." testID="services-screen">
+      <Card title="Catalog">
+        <ErrorBanner error={services.error} onRetry={() => void services.reload()} />
+        {!services.data && !services.error ? <Spinner label="Loading the catalog…" /> : null}
+        {services.data ? (
+          <Table
+            testID="services-table"
+            data={services.data}
+            keyOf={(x) => x.service.name}
+            selectedKey={selected}
+            onPress={(x) => navigate({ name: 'service', service: x.service.name })}
+            empty="The catalog is empty."
+            columns={[
+              {
+                key: 'name',
+                title: 'Service',
+                flex: 3,
+                render: (x) => (
+                  <View>
+                    <Text style={s.name}>{x.service.name}</Text>
+                    <Text style={s.description} numberOfLines={1}>
+                      {x.service.description}
+                    </Text>
+                  </View>
+                ),
+              },
+              { key: 'state', title: 'State', render: (x) => <StatusBadge status={serviceHealth(x)} testID={`service-state-${x.service.name}`} /> },
+              {
+                key: 'replicas',
+                title: 'Healthy',
+                render: (x) => (x.service.enabled ? `${x.deployment?.healthy ?? 0} / ${x.deployment?.spec?.replicas ?? '—'}` : '—'),
+              },
+              { key: 'kind', title: 'Kind', render: (x) => (x.service.builtin ? 'built-in' : 'defined') + (x.service.stateful ? ', stateful' : '') },
+            ]}
+          />
+        ) : null}
+      </Card>
+      {selected ? <ServiceDetail key={selected} name={selected} /> : null}
+    </Screen>
+  );
+}
+
+function ServiceDetail({ name }: { name: string }) {
+  const { isAdmin } = useSession();
+  const deployment = useDeployment(name);
+  const workers = useWorkers(10000);
+  const actions = useServiceActions();
+  // What the admin typed; until then, the deployment's current replicas.
+  const [typed, setReplicas] = useState<string | null>(null);
+  const [confirmDisable, setConfirmDisable] = useState(false);
+  const [logsOf, setLogsOf] = useState<Instance | undefined>(undefined);
+  const d = deployment.data;
+
+  const replicas = typed ?? String(d?.spec?.replicas ?? 1);
+
+  const act = useAction(async (what: 'enable' | 'disable' | 'deploy') => {
+    if (what === 'enable') await actions.enable(name);
+    if (what === 'disable') await actions.disable(name);
+    if (what === 'deploy') {
+      const n = Number(replicas);
+      if (!Number.isInteger(n) || n < 0) throw new Error('Replicas must be a whole number, 0 or more.');
+      await actions.deploy(name, n);
+    }
+    await deployment.reload();
+  });
+
+  const workerOf = (id: string): Worker | undefined => workers.data?.find((w) => w.id === id);
+
+  return (
+    <Card title={name} subtitle="Deployment and instances" testID="service-detail" actions={d ? <StatusBadge status={d.enabled ? 'enabled' : 'disabled'} testID="service-enabled" /> : null}>
+      <ErrorBanner error={deployment.error} onRetry={() => void deployment.reload()} />
+      <ErrorBanner error={act.error} testID="service-action-error" />
+      {!d && !deployment.error ? <Spinner label="Loading the deployment…" /> : null}
+      {d ? (
+        <>
+          {isAdmin ? (
+            <View style={s.actions}>
+              {d.enabled ? (
+                <Button label="Disable" variant="danger" onPress={() => setConfirmDisable(true)} busy={act.running} testID="service-disable" />
+              ) : (
+                <Button label="Enable" variant="primary" onPress={() => void act.run('enable')} busy={act.running} testID="service-enable" />
+              )}
+              <Field label="Replicas" value={replicas} onChangeText={setReplicas} numeric style={s.replicas} testID="service-replicas" />
+              <Button label="Deploy" onPress={() => void act.run('deploy')} busy={act.running} testID="service-deploy" />
+            </View>
+          ) : null}
+          <View style={s.specRow}>
+            <Spec label="Healthy" value={`${d.healthy} / ${d.spec?.replicas ?? 0}`} testID="service-healthy" />
+            <Spec label="CPU" value={d.spec ? `${d.spec.resources.cpu_millicores} m` : '—'} />
+            <Spec label="Memory" value={d.spec ? `${d.spec.resources.memory_mb} MB` : '—'} />
+            <Spec label="Strategy" value={d.spec?.strategy ?? '—'} />
+            <Spec label="Driver" value={d.spec?.driver ?? 'any'} />
+            <Spec label="Balancing" value={d.load_balancing.replace(/_/g, ' ')} />
+          </View>
+          {d.problem ? <ErrorBanner error={new Error(d.problem)} /> : null}
+          {d.waiting_for.length > 0 ? <InfoBanner>{`Waiting for ${d.waiting_for.join(', ')} to have a healthy instance.`}</InfoBanner> : null}
+          <Table
+            testID="service-instances"
+            data={d.instances}
+            keyOf={(i) => i.id}
+            selectedKey={logsOf?.id}
+            empty={d.enabled ? 'No instance yet.' : 'Disabled: nothing runs.'}
+            columns={[
+              { key: 'id', title: 'Instance', render: (i) => shortId(i.id) },
+              { key: 'worker', title: 'Worker', flex: 1.4, render: (i) => workerOf(i.worker_id)?.name ?? shortId(i.worker_id) },
+              {
+                key: 'health',
+                title: 'Health',
+                flex: 1.4,
+                render: (i) => (
+                  <View>
+                    <StatusBadge status={i.health} testID={`instance-health-${i.id}`} />
+                    {i.reason ? (
+                      <Text style={s.reason} numberOfLines={1}>
+                        {i.reason}
+                      </Text>
+                    ) : null}
+                  </View>
+                ),
+              },
+              { key: 'state', title: 'State', render: (i) => <StatusBadge status={i.state} /> },
+              { key: 'restarts', title: 'Restarts', render: (i) => String(i.restarts) },
+              { key: 'address', title: 'Address', flex: 1.4, render: (i) => i.address ?? '—' },
+              { key: 'updated', title: 'Updated', render: (i) => ago(i.updated_at) },
+              {
+                key: 'logs',
+                title: '',
+                render: (i) => <Button label={logsOf?.id === i.id ? 'Hide logs' : 'Logs'} size="small" variant="ghost" onPress={() => setLogsOf(logsOf?.id === i.id ? undefined : i)} testID={`instance-logs-${i.id}`} />,
+              },
+            ]}
+          />
+          {logsOf ? <InstanceLogs instance={logsOf} worker={workerOf(logsOf.worker_id)} /> : null}
+        </>
+      ) : null}
+      <ConfirmDialog
+        visible={confirmDisable}
+        title={`Disable ${name}?`}
+        message="Its instances are stopped and the gateway stops routing to it. Its data stays on its worker; enabling it again starts it from there."
+        confirmLabel="Disable"
+        danger
+        busy={act.running}
+        onCancel={() => setConfirmDisable(false)}
+        onConfirm={() => {
+          void act.run('disable').then(() => setConfirmDisable(false));
+        }}
+      />
+    </Card>
+  );
+}
+
+function Spec({ label, value, testID }: { label: string; value: string; testID?: string }) {
+  return (
+    <View style={s.spec}>
+      <Text style={s.specLabel}>{label}</Text>
+      <Text style={s.specValue} testID={testID}>
+        {value}
+      </Text>
+    </View>
+  );
+}
+
+function InstanceLogs({ instance, worker }: { instance: Instance; worker: Worker | undefined }) {
+  const logs = useInstanceLogs(worker, instance.id);
+  return (
+    <View testID="instance-logs">
+      <View style={s.logsHeader}>
+        <Text style={s.logsTitle}>
+          Recent output of {shortId(instance.id)} on {worker?.name ?? shortId(instance.worker_id)}
+        </Text>
+        <Button label="Refresh" size="small" variant="ghost" onPress={() => void logs.reload()} />
+      </View>
+      <ErrorBanner error={logs.error} />
+      {logs.data === undefined && !logs.error ? <Spinner label="Reading the output…" /> : null}
+      {logs.data !== undefined ? <CodeBlock text={logs.data || '(no output yet)'} testID="instance-logs-text" /> : null}
+    </View>
+  );
+}

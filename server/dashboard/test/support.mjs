@@ -1,0 +1,158 @@
+// What the browser tests share: starting the real platform (`aerekos up` in a fresh directory,
+// as a user runs it) and a headless Chromium driven by playwright-core.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+export const DASHBOARD_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO_DIR = resolve(DASHBOARD_DIR, '../..');
+export const BIN = resolve(DASHBOARD_DIR, process.env.AEREKOS_BIN ?? '../../target/debug/aerekos');
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// Where the screenshots go: the README's images by default; elsewhere with DASHBOARD_SCREENSHOTS
+// (e.g. a CI run that should leave the working tree as it was).
+export const SCREENSHOTS = resolve(process.env.DASHBOARD_SCREENSHOTS ?? join(REPO_DIR, 'docs/screenshots'));
+
+export const ADMIN_PASSWORD = 'dashboard-test-admin-password';
+export const VIEWER = { username: 'ann', password: 'dashboard-test-viewer-password' };
+
+/** A free TCP port on 127.0.0.1 (the OS picks; closed again before use). */
+export function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns a truthy value (returned) or `timeoutMs` passes (throws `what`). */
+export async function eventually(what, timeoutMs, check) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+/**
+ * `aerekos up` in a fresh temporary directory: the conductor on a free port, the local worker's
+ * API on another, an admin password and a viewer user of our choosing. Resolves once the
+ * platform printed its summary (the "Ctrl-C stops" line) and /health answers.
+ */
+export async function startPlatform() {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build -p aerekos\` (or set AEREKOS_BIN)`);
+  const dir = await mkdtemp(join(tmpdir(), 'aerekos-dashboard-'));
+  const usersFile = join(dir, 'users.json');
+  await writeFile(usersFile, JSON.stringify([{ username: VIEWER.username, role: 'viewer', password: VIEWER.password }]));
+  const port = await freePort();
+  const workerPort = await freePort();
+  // Instance ports away from the Rust tests' blocks (20000–29549).
+  const instancePorts = process.env.AEREKOS_INSTANCE_PORTS ?? '29600-29699';
+  const env = {
+    ...process.env,
+    DATA_DIR: join(dir, 'data'),
+    CONDUCTOR_HOST: '127.0.0.1',
+    CONDUCTOR_PORT: String(port),
+    WORKER_API_HOST: '127.0.0.1',
+    WORKER_API_PORT: String(workerPort),
+    AEREKOS_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    AEREKOS_USERS_FILE: usersFile,
+    AEREKOS_INSTANCE_PORTS: instancePorts,
+    HEARTBEAT_INTERVAL: '1',
+    RUST_LOG: process.env.RUST_LOG ?? 'warn',
+  };
+  delete env.DATABASE_PATH;
+  const proc = spawn(BIN, ['up'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (d) => (stdout += d));
+  proc.stderr.on('data', (d) => (stderr += d));
+  let exited = null;
+  proc.on('exit', (code, signal) => (exited = { code, signal }));
+
+  const platform = {
+    dir,
+    proc,
+    url: `http://127.0.0.1:${port}`,
+    workerUrl: `http://127.0.0.1:${workerPort}`,
+    output: () => `--- stdout\n${stdout}\n--- stderr\n${stderr.slice(-4000)}`,
+    /** Ctrl-C, as a user stops it; then the directory goes. */
+    async stop() {
+      if (exited === null) {
+        proc.kill('SIGINT');
+        const stopped = await eventually('aerekos up to stop after SIGINT', 30_000, () => exited !== null).catch(() => false);
+        if (!stopped) proc.kill('SIGKILL');
+      }
+      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    },
+  };
+  try {
+    await eventually('aerekos up to print its summary', 60_000, () => {
+      if (exited !== null) throw new Error(`aerekos up exited early (${JSON.stringify(exited)})\n${platform.output()}`);
+      return stdout.includes('Ctrl-C stops');
+    });
+    const listening = /aerekos conductor listening on (\S+)/.exec(stdout);
+    if (!listening || listening[1] !== platform.url) throw new Error(`unexpected listening line\n${platform.output()}`);
+    await eventually('/health', 30_000, async () => (await fetch(`${platform.url}/health`)).ok);
+  } catch (e) {
+    await platform.stop();
+    throw e;
+  }
+  return platform;
+}
+
+/** Headless Chromium (Debian's) in a fresh profile; downloads accepted. */
+export async function startBrowser() {
+  const profile = await mkdtemp(join(tmpdir(), 'aerekos-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1440, height: 900 },
+    deviceScaleFactor: 1,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  return {
+    context,
+    async close() {
+      await context.close().catch(() => {});
+      await rm(profile, { recursive: true, force: true, maxRetries: 3 });
+    },
+  };
+}
+
+/** Saves a screenshot of the page as docs/screenshots/<name>.png. */
+export async function screenshot(page, name) {
+  await mkdir(SCREENSHOTS, { recursive: true });
+  // Let fonts and the last answers settle so the picture is the screen as people see it.
+  await page.evaluate(() => document.fonts.ready);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: false });
+}
