@@ -4,7 +4,8 @@ use std::{io, net::SocketAddr, time::Duration};
 
 use poem::{
     Endpoint, EndpointExt as _, Route, Server,
-    listener::{Acceptor, Listener, TcpListener},
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    web::{LocalAddr, RemoteAddr},
 };
 use poem_openapi::{OpenApi, OpenApiService};
 
@@ -55,7 +56,7 @@ pub async fn serve<E>(addr: SocketAddr, ep: E) -> io::Result<ServerHandle>
 where
     E: Endpoint + 'static,
 {
-    let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+    let acceptor = NoDelay(TcpListener::bind(addr).into_acceptor().await?);
     let bound = acceptor
         .local_addr()
         .first()
@@ -90,4 +91,24 @@ where
         .data(state)
         .with(edge);
     serve(addr, app).await
+}
+
+/// Accepts TCP connections with Nagle's algorithm off. A response whose body streams goes out as
+/// headers, then body: with Nagle on, the body waits for the client's (delayed, up to 40 ms) ACK
+/// of the headers, which capped small object GETs at ~450/s over 16 connections.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        let accepted = self.0.accept().await?;
+        // Best effort: a socket that refuses the option still serves, only slower.
+        let _ = accepted.0.set_nodelay(true);
+        Ok(accepted)
+    }
 }

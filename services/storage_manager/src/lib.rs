@@ -54,6 +54,7 @@ pub enum StartError {
 pub struct StorageManagerHandle {
     server: ServerHandle,
     state: Arc<State>,
+    collector: tokio::task::JoinHandle<()>,
 }
 
 impl StorageManagerHandle {
@@ -68,6 +69,7 @@ impl StorageManagerHandle {
     /// Stops serving (in-flight requests finish) and closes the database.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let result = self.server.shutdown().await;
+        self.collector.abort();
         self.state.db.close().await;
         result
     }
@@ -82,9 +84,10 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
         tracing::warn!("no AEREKOS_SERVICE_TOKEN: encrypted buckets and uploads will be refused");
     }
     let envelope = Envelope::new(&config.key_manager_url, config.service_token.clone());
-    let storage = Arc::new(Storage::new(db.clone(), blobs, envelope, config.max_object_bytes));
+    let storage = Arc::new(Storage::load(db.clone(), blobs, envelope, config.max_object_bytes).await?);
     storage.sweep().await.map_err(|e| StartError::Sweep(e.body().message.clone()))?;
-    let access_keys = Arc::new(AccessKeys::new(db.clone()));
+    let collector = storage.spawn_collector();
+    let access_keys = Arc::new(AccessKeys::load(db.clone()).await?);
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(State { db, storage: storage.clone(), access_keys: access_keys.clone(), verifier, metrics: metrics.clone() });
 
@@ -103,7 +106,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
     let app = FrontDoor { own, s3 }.with(edge);
     let server = aerekos_common::server::serve(config.bind, app).await?;
     tracing::info!(url = %server.url(), "storage_manager listening (own API and S3)");
-    Ok(StorageManagerHandle { server, state })
+    Ok(StorageManagerHandle { server, state, collector })
 }
 
 /// Sends each request to the service's own API or to the S3 protocol, by path.

@@ -71,13 +71,9 @@ struct AccessKeyAuth {
 #[async_trait::async_trait]
 impl S3Auth for AccessKeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.access_keys.active_secret(access_key).await {
-            Ok(Some(secret)) => Ok(SecretKey::from(secret)),
-            Ok(None) => Err(S3Error::with_message(
-                S3ErrorCode::InvalidAccessKeyId,
-                "the access key does not exist or was revoked",
-            )),
-            Err(e) => Err(to_s3(e)),
+        match self.access_keys.active_secret(access_key) {
+            Some(secret) => Ok(SecretKey::from(secret)),
+            None => Err(S3Error::with_message(S3ErrorCode::InvalidAccessKeyId, "the access key does not exist or was revoked")),
         }
     }
 }

@@ -85,17 +85,14 @@ pub async fn list_buckets(db: &Db) -> DbResult<Vec<BucketRow>> {
     sqlx::query_as("SELECT * FROM buckets ORDER BY name").fetch_all(&db.read).await
 }
 
-pub async fn get_bucket(db: &Db, name: &str) -> DbResult<Option<BucketRow>> {
-    sqlx::query_as("SELECT * FROM buckets WHERE name = ?").bind(name).fetch_optional(&db.read).await
-}
-
 pub enum BucketDeletion {
-    Deleted { part_blobs: Vec<String> },
+    Deleted,
     NotFound,
     NotEmpty { objects: i64 },
 }
 
-/// Deletes an empty bucket and any unfinished multipart uploads in it, in one transaction.
+/// Deletes an empty bucket and any unfinished multipart uploads in it, in one transaction (their
+/// parts' blobs go to `garbage`).
 pub async fn delete_bucket(db: &Db, name: &str) -> DbResult<BucketDeletion> {
     let mut tx = db.write.begin().await?;
     if sqlx::query("SELECT 1 FROM buckets WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?.is_none() {
@@ -105,15 +102,10 @@ pub async fn delete_bucket(db: &Db, name: &str) -> DbResult<BucketDeletion> {
     if objects > 0 {
         return Ok(BucketDeletion::NotEmpty { objects });
     }
-    let part_blobs: Vec<String> =
-        sqlx::query_scalar("SELECT p.blob_id FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE u.bucket = ?")
-            .bind(name)
-            .fetch_all(&mut *tx)
-            .await?;
     sqlx::query("DELETE FROM uploads WHERE bucket = ?").bind(name).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(BucketDeletion::Deleted { part_blobs })
+    Ok(BucketDeletion::Deleted)
 }
 
 // ---- objects
@@ -126,57 +118,44 @@ pub async fn get_object(db: &Db, bucket: &str, key: &str) -> DbResult<Option<Obj
         .await
 }
 
-pub enum Replaced {
-    /// The object is visible; the blob it replaced (if any) can go.
-    Committed { old_blob: Option<String> },
-    NoBucket,
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
-/// Makes `row` the current version of its key, in one transaction.
-pub async fn put_object(db: &Db, row: &ObjectRow) -> DbResult<Replaced> {
-    let mut tx = db.write.begin().await?;
-    let replaced = upsert_object(&mut tx, row).await?;
-    if matches!(replaced, Replaced::Committed { .. }) {
-        tx.commit().await?;
-    }
-    Ok(replaced)
-}
+const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (bucket, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size, etag = excluded.etag, \
+     content_type = excluded.content_type, metadata = excluded.metadata, key_ref = excluded.key_ref, \
+     wrapped_key = excluded.wrapped_key, created_at = excluded.created_at";
 
-async fn upsert_object(tx: &mut sqlx::SqliteConnection, row: &ObjectRow) -> DbResult<Replaced> {
-    if sqlx::query("SELECT 1 FROM buckets WHERE name = ?").bind(&row.bucket).fetch_optional(&mut *tx).await?.is_none() {
-        return Ok(Replaced::NoBucket);
-    }
-    let old_blob: Option<String> = sqlx::query_scalar("SELECT blob_id FROM objects WHERE bucket = ? AND key = ?")
+fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sqlx::query(UPSERT_OBJECT)
         .bind(&row.bucket)
         .bind(&row.key)
-        .fetch_optional(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT OR REPLACE INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.bucket)
-    .bind(&row.key)
-    .bind(&row.blob_id)
-    .bind(row.size)
-    .bind(&row.etag)
-    .bind(&row.content_type)
-    .bind(&row.metadata)
-    .bind(&row.key_ref)
-    .bind(&row.wrapped_key)
-    .bind(row.created_at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Replaced::Committed { old_blob })
+        .bind(&row.blob_id)
+        .bind(row.size)
+        .bind(&row.etag)
+        .bind(&row.content_type)
+        .bind(&row.metadata)
+        .bind(&row.key_ref)
+        .bind(&row.wrapped_key)
+        .bind(row.created_at)
 }
 
-/// The removed object's blob, if there was one.
-pub async fn delete_object(db: &Db, bucket: &str, key: &str) -> DbResult<Option<String>> {
-    sqlx::query_scalar("DELETE FROM objects WHERE bucket = ? AND key = ? RETURNING blob_id")
-        .bind(bucket)
-        .bind(key.as_bytes())
-        .fetch_optional(&db.write)
-        .await
+/// Makes `row` the current version of its key in one statement (the replaced blob goes to
+/// `garbage` by trigger). false: the bucket does not exist.
+pub async fn put_object(db: &Db, row: &ObjectRow) -> DbResult<bool> {
+    match upsert_object(row).execute(&db.write).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_foreign_key_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// false: there was no such object.
+pub async fn delete_object(db: &Db, bucket: &str, key: &str) -> DbResult<bool> {
+    let done = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key.as_bytes()).execute(&db.write).await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Up to `limit` objects with `from <= key < to`, in key order.
@@ -203,6 +182,20 @@ pub async fn referenced_blobs(db: &Db) -> DbResult<HashSet<String>> {
     let ids: Vec<String> =
         sqlx::query_scalar("SELECT blob_id FROM objects UNION ALL SELECT blob_id FROM parts").fetch_all(&db.read).await?;
     Ok(ids.into_iter().collect())
+}
+
+/// Takes up to `limit` blob ids off the garbage list (their files are removed next; a crash in
+/// between leaves files the start-up sweep removes).
+pub async fn take_garbage(db: &Db, limit: u32) -> DbResult<Vec<String>> {
+    sqlx::query_scalar("DELETE FROM garbage WHERE blob_id IN (SELECT blob_id FROM garbage LIMIT ?) RETURNING blob_id")
+        .bind(limit)
+        .fetch_all(&db.write)
+        .await
+}
+
+/// Empties the garbage list (after the start-up sweep, which removed every unreferenced file).
+pub async fn clear_garbage(db: &Db) -> DbResult<()> {
+    sqlx::query("DELETE FROM garbage").execute(&db.write).await.map(|_| ())
 }
 
 // ---- multipart uploads
@@ -232,32 +225,26 @@ pub async fn list_uploads(db: &Db, bucket: &str) -> DbResult<Vec<UploadRow>> {
     sqlx::query_as("SELECT * FROM uploads WHERE bucket = ? ORDER BY key, created_at").bind(bucket).fetch_all(&db.read).await
 }
 
-pub enum PartStored {
-    Committed { old_blob: Option<String> },
-    NoUpload,
-}
-
-pub async fn put_part(db: &Db, row: &PartRow) -> DbResult<PartStored> {
-    let mut tx = db.write.begin().await?;
-    if sqlx::query("SELECT 1 FROM uploads WHERE id = ?").bind(&row.upload_id).fetch_optional(&mut *tx).await?.is_none() {
-        return Ok(PartStored::NoUpload);
+/// Stores a part in one statement (a replaced part's blob goes to `garbage`). false: no such upload.
+pub async fn put_part(db: &Db, row: &PartRow) -> DbResult<bool> {
+    let result = sqlx::query(
+        "INSERT INTO parts (upload_id, part_number, blob_id, size, md5, created_at) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (upload_id, part_number) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size, \
+         md5 = excluded.md5, created_at = excluded.created_at",
+    )
+    .bind(&row.upload_id)
+    .bind(row.part_number)
+    .bind(&row.blob_id)
+    .bind(row.size)
+    .bind(&row.md5)
+    .bind(row.created_at)
+    .execute(&db.write)
+    .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_foreign_key_violation(&e) => Ok(false),
+        Err(e) => Err(e),
     }
-    let old_blob: Option<String> = sqlx::query_scalar("SELECT blob_id FROM parts WHERE upload_id = ? AND part_number = ?")
-        .bind(&row.upload_id)
-        .bind(row.part_number)
-        .fetch_optional(&mut *tx)
-        .await?;
-    sqlx::query("INSERT OR REPLACE INTO parts (upload_id, part_number, blob_id, size, md5, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(&row.upload_id)
-        .bind(row.part_number)
-        .bind(&row.blob_id)
-        .bind(row.size)
-        .bind(&row.md5)
-        .bind(row.created_at)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(PartStored::Committed { old_blob })
 }
 
 pub async fn list_parts(db: &Db, upload_id: &str) -> DbResult<Vec<PartRow>> {
@@ -265,38 +252,31 @@ pub async fn list_parts(db: &Db, upload_id: &str) -> DbResult<Vec<PartRow>> {
 }
 
 pub enum UploadFinished {
-    /// The upload is gone; these blobs (its parts and any object it replaced) can go.
-    Done { unused_blobs: Vec<String> },
+    Done,
     NoUpload,
     NoBucket,
 }
 
 /// Completes an upload: its object row replaces the key's current one and the upload and its
-/// parts are deleted, all in one transaction.
+/// parts are deleted (their blobs to `garbage`), all in one transaction.
 pub async fn complete_upload(db: &Db, upload_id: &str, object: &ObjectRow) -> DbResult<UploadFinished> {
     let mut tx = db.write.begin().await?;
-    let part_blobs: Vec<String> =
-        sqlx::query_scalar("SELECT blob_id FROM parts WHERE upload_id = ?").bind(upload_id).fetch_all(&mut *tx).await?;
     if sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&mut *tx).await?.rows_affected() == 0 {
         return Ok(UploadFinished::NoUpload);
     }
-    let Replaced::Committed { old_blob } = upsert_object(&mut tx, object).await? else {
-        return Ok(UploadFinished::NoBucket);
-    };
-    tx.commit().await?;
-    Ok(UploadFinished::Done { unused_blobs: part_blobs.into_iter().chain(old_blob).collect() })
-}
-
-/// Deletes an upload; its part blobs, or None when there was no such upload.
-pub async fn abort_upload(db: &Db, upload_id: &str) -> DbResult<Option<Vec<String>>> {
-    let mut tx = db.write.begin().await?;
-    let part_blobs: Vec<String> =
-        sqlx::query_scalar("SELECT blob_id FROM parts WHERE upload_id = ?").bind(upload_id).fetch_all(&mut *tx).await?;
-    if sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&mut *tx).await?.rows_affected() == 0 {
-        return Ok(None);
+    match upsert_object(object).execute(&mut *tx).await {
+        Ok(_) => {}
+        Err(e) if is_foreign_key_violation(&e) => return Ok(UploadFinished::NoBucket),
+        Err(e) => return Err(e),
     }
     tx.commit().await?;
-    Ok(Some(part_blobs))
+    Ok(UploadFinished::Done)
+}
+
+/// Deletes an upload and its parts (their blobs to `garbage`). false: there was no such upload.
+pub async fn abort_upload(db: &Db, upload_id: &str) -> DbResult<bool> {
+    let done = sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&db.write).await?;
+    Ok(done.rows_affected() > 0)
 }
 
 // ---- access keys

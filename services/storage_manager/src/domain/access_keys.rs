@@ -1,6 +1,8 @@
 //! S3 access key pairs: created and revoked by admins through the API, looked up by the S3
 //! endpoint to check SigV4 signatures (which needs the secret itself, so it is stored; the
-//! database lives in the service's private data directory).
+//! database lives in the service's private data directory). Every S3 request needs one, so the
+//! active pairs are also kept in memory; this service is the only writer of its database, and the
+//! map changes only after the database has.
 
 use aerekos_common::{
     ApiError, ApiResult,
@@ -16,6 +18,8 @@ use crate::{
 
 pub struct AccessKeys {
     db: Db,
+    /// Active (not revoked) key id → secret.
+    active: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
 
 fn db_err(e: sqlx::Error) -> ApiError {
@@ -23,8 +27,10 @@ fn db_err(e: sqlx::Error) -> ApiError {
 }
 
 impl AccessKeys {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub async fn load(db: Db) -> Result<Self, sqlx::Error> {
+        let rows = store::list_access_keys(&db).await?;
+        let active = rows.into_iter().filter(|r| r.revoked_at.is_none()).map(|r| (r.id, r.secret)).collect();
+        Ok(Self { db, active: std::sync::RwLock::new(active) })
     }
 
     pub async fn create(&self, caller: &Caller, description: &str) -> ApiResult<AccessKey> {
@@ -52,6 +58,7 @@ impl AccessKeys {
             revoked_at: None,
         };
         store::insert_access_key(&self.db, &row).await.map_err(db_err)?;
+        self.active.write().expect("access keys lock").insert(row.id.clone(), row.secret.clone());
         Ok(AccessKey { secret: Some(secret), ..model(row) })
     }
 
@@ -63,14 +70,14 @@ impl AccessKeys {
         if !store::revoke_access_key(&self.db, id, now_ms()).await.map_err(db_err)? {
             return Err(ApiError::not_found("access_key_not_found", format!("no access key {id:?}")));
         }
+        self.active.write().expect("access keys lock").remove(id);
         let row = store::get_access_key(&self.db, id).await.map_err(db_err)?.ok_or_else(|| ApiError::internal("revoked key vanished"))?;
         Ok(model(row))
     }
 
     /// The secret of an active (not revoked) key.
-    pub async fn active_secret(&self, id: &str) -> ApiResult<Option<String>> {
-        let row = store::get_access_key(&self.db, id).await.map_err(db_err)?;
-        Ok(row.filter(|r| r.revoked_at.is_none()).map(|r| r.secret))
+    pub fn active_secret(&self, id: &str) -> Option<String> {
+        self.active.read().expect("access keys lock").get(id).cloned()
     }
 }
 

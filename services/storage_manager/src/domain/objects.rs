@@ -2,7 +2,7 @@
 //! paged and multipart uploads are assembled. Both faces of the service (its own API and the S3
 //! protocol) call this; neither touches the database or the files directly.
 
-use std::{collections::BTreeMap, io, ops::Range};
+use std::{collections::BTreeMap, io, ops::Range, sync::Arc, time::Duration};
 
 use aerekos_common::{
     ApiError, ApiResult,
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     model::{Bucket, ObjectInfo, ObjectList},
-    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, PartStored, Replaced, UploadFinished, UploadRow},
+    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, UploadFinished, UploadRow},
 };
 
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -31,11 +31,21 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// The nonce domain of a finished object's chunks; parts use their part number.
 const OBJECT_DOMAIN: u32 = 0;
 
+/// Blob ids taken off the garbage list per collector round.
+const GARBAGE_BATCH: u32 = 500;
+
 pub struct Storage {
     db: Db,
     blobs: BlobStore,
     envelope: Envelope,
     max_object_bytes: u64,
+    /// Woken after every change that may have left blobs on the garbage list.
+    garbage: Arc<tokio::sync::Notify>,
+    /// Every bucket, by name: each upload and listing needs its bucket, and buckets change rarely.
+    /// This service is the only writer of its database; the map changes after the database does.
+    buckets: std::sync::RwLock<BTreeMap<String, BucketRow>>,
+    /// Creating and deleting buckets one at a time keeps the map in the database's order.
+    bucket_changes: tokio::sync::Mutex<()>,
 }
 
 /// What an upload says about the object besides its bytes.
@@ -150,14 +160,43 @@ fn no_upload(id: &str) -> ApiError {
 }
 
 impl Storage {
-    pub fn new(db: Db, blobs: BlobStore, envelope: Envelope, max_object_bytes: u64) -> Self {
-        Self { db, blobs, envelope, max_object_bytes }
+    pub async fn load(db: Db, blobs: BlobStore, envelope: Envelope, max_object_bytes: u64) -> Result<Self, sqlx::Error> {
+        let buckets = store::list_buckets(&db).await?.into_iter().map(|b| (b.name.clone(), b)).collect();
+        Ok(Self { db, blobs, envelope, max_object_bytes, garbage: Arc::default(), buckets: std::sync::RwLock::new(buckets), bucket_changes: Default::default() })
+    }
+
+    /// Removes the files of replaced and deleted objects and parts, in batches, after the changes
+    /// that listed them have committed (so readers that opened a file first keep reading it).
+    pub fn spawn_collector(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let storage = self.clone();
+        tokio::spawn(async move {
+            loop {
+                storage.garbage.notified().await;
+                loop {
+                    match store::take_garbage(&storage.db, GARBAGE_BATCH).await {
+                        Ok(ids) => {
+                            for id in &ids {
+                                storage.blobs.remove(id).await;
+                            }
+                            if ids.len() < GARBAGE_BATCH as usize {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the garbage list failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// Removes what a crash or a dropped upload left behind; run at start, before serving.
     pub async fn sweep(&self) -> ApiResult<()> {
         let referenced = store::referenced_blobs(&self.db).await.map_err(db_err)?;
         let (temporary, orphans) = self.blobs.sweep(referenced).await.map_err(io_err)?;
+        store::clear_garbage(&self.db).await.map_err(db_err)?;
         if temporary + orphans > 0 {
             tracing::info!(temporary, orphans, "removed the files of uploads that did not finish");
         }
@@ -179,14 +218,16 @@ impl Storage {
             self.envelope.check_key(key).await?;
         }
         let row = BucketRow { name: name.to_owned(), default_key, created_at: now_ms() };
+        let _one_at_a_time = self.bucket_changes.lock().await;
         if !store::insert_bucket(&self.db, &row).await.map_err(db_err)? {
             return Err(ApiError::conflict("bucket_exists", format!("a bucket named {name:?} exists already")));
         }
+        self.buckets.write().expect("buckets lock").insert(row.name.clone(), row.clone());
         Ok(bucket_model(row))
     }
 
     pub async fn list_buckets(&self) -> ApiResult<Vec<Bucket>> {
-        Ok(store::list_buckets(&self.db).await.map_err(db_err)?.into_iter().map(bucket_model).collect())
+        Ok(self.buckets.read().expect("buckets lock").values().cloned().map(bucket_model).collect())
     }
 
     pub async fn bucket(&self, name: &str) -> ApiResult<Bucket> {
@@ -194,20 +235,20 @@ impl Storage {
     }
 
     async fn bucket_row(&self, name: &str) -> ApiResult<BucketRow> {
-        store::get_bucket(&self.db, name).await.map_err(db_err)?.ok_or_else(|| no_bucket(name))
+        self.buckets.read().expect("buckets lock").get(name).cloned().ok_or_else(|| no_bucket(name))
     }
 
     pub async fn delete_bucket(&self, name: &str) -> ApiResult<()> {
+        let _one_at_a_time = self.bucket_changes.lock().await;
         match store::delete_bucket(&self.db, name).await.map_err(db_err)? {
             BucketDeletion::NotFound => Err(no_bucket(name)),
             BucketDeletion::NotEmpty { objects } => Err(ApiError::conflict(
                 "bucket_not_empty",
                 format!("bucket {name:?} still holds {objects} object(s); delete them first"),
             )),
-            BucketDeletion::Deleted { part_blobs } => {
-                for blob in part_blobs {
-                    self.blobs.remove(&blob).await;
-                }
+            BucketDeletion::Deleted => {
+                self.buckets.write().expect("buckets lock").remove(name);
+                self.garbage.notify_one();
                 Ok(())
             }
         }
@@ -236,13 +277,11 @@ impl Storage {
 
     async fn commit_object(&self, row: ObjectRow) -> ApiResult<ObjectInfo> {
         match store::put_object(&self.db, &row).await {
-            Ok(Replaced::Committed { old_blob }) => {
-                if let Some(old) = old_blob {
-                    self.blobs.remove(&old).await;
-                }
+            Ok(true) => {
+                self.garbage.notify_one();
                 object_model(row)
             }
-            Ok(Replaced::NoBucket) => {
+            Ok(false) => {
                 self.blobs.remove(&row.blob_id).await;
                 Err(no_bucket(&row.bucket))
             }
@@ -330,15 +369,12 @@ impl Storage {
 
     /// Deletes an object; false when there was none (S3 treats that as success, the API as 404).
     pub async fn delete_object(&self, bucket: &str, key: &str) -> ApiResult<bool> {
-        match store::delete_object(&self.db, bucket, key).await.map_err(db_err)? {
-            Some(blob) => {
-                self.blobs.remove(&blob).await;
-                Ok(true)
-            }
-            None => {
-                self.bucket_row(bucket).await?;
-                Ok(false)
-            }
+        if store::delete_object(&self.db, bucket, key).await.map_err(db_err)? {
+            self.garbage.notify_one();
+            Ok(true)
+        } else {
+            self.bucket_row(bucket).await?;
+            Ok(false)
         }
     }
 
@@ -482,13 +518,11 @@ impl Storage {
             created_at: now_ms(),
         };
         match store::put_part(&self.db, &row).await {
-            Ok(PartStored::Committed { old_blob }) => {
-                if let Some(old) = old_blob {
-                    self.blobs.remove(&old).await;
-                }
+            Ok(true) => {
+                self.garbage.notify_one();
                 Ok(blob.md5_hex)
             }
-            Ok(PartStored::NoUpload) => {
+            Ok(false) => {
                 self.blobs.remove(&blob.id).await;
                 Err(no_upload(upload_id))
             }
@@ -571,10 +605,8 @@ impl Storage {
         };
         let row = object_row(bucket, key, &blob, etag, &new, upload.key_ref.clone(), upload.wrapped_key.clone())?;
         match store::complete_upload(&self.db, upload_id, &row).await {
-            Ok(UploadFinished::Done { unused_blobs }) => {
-                for b in unused_blobs {
-                    self.blobs.remove(&b).await;
-                }
+            Ok(UploadFinished::Done) => {
+                self.garbage.notify_one();
                 object_model(row)
             }
             Ok(UploadFinished::NoUpload) => {
@@ -594,10 +626,10 @@ impl Storage {
 
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<()> {
         self.upload_row(bucket, key, upload_id).await?;
-        let blobs = store::abort_upload(&self.db, upload_id).await.map_err(db_err)?.ok_or_else(|| no_upload(upload_id))?;
-        for b in blobs {
-            self.blobs.remove(&b).await;
+        if !store::abort_upload(&self.db, upload_id).await.map_err(db_err)? {
+            return Err(no_upload(upload_id));
         }
+        self.garbage.notify_one();
         Ok(())
     }
 }
