@@ -36,8 +36,7 @@ async fn check_user(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     let verifier = verifier.ok_or_else(|| {
         ApiError::unavailable("conductor_not_reached", "this worker has not reached its conductor yet, so it cannot check tokens")
     })?;
-    let claims = verifier.verify(&bearer.token).map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
-    match Caller::from_claims(&claims).map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))? {
+    match verifier.caller(&bearer.token)? {
         user @ Caller::User { .. } => Ok(user),
         Caller::Service { .. } => Err(ApiError::forbidden("forbidden", "the worker API is for users").into()),
     }

@@ -108,6 +108,18 @@ pub enum Caller {
     Service { name: String },
 }
 
+impl TokenVerifier {
+    /// Who a bearer token says is calling, or the 401 a server answers (`token_expired` or
+    /// `invalid_token`, with what was wrong).
+    pub fn caller(&self, token: &str) -> Result<Caller, crate::ApiError> {
+        let claims = self.verify(token).map_err(|e| {
+            let code = if matches!(e, TokenError::Expired) { "token_expired" } else { "invalid_token" };
+            crate::ApiError::unauthorized(code, e.to_string())
+        })?;
+        Caller::from_claims(&claims).map_err(|e| crate::ApiError::unauthorized("invalid_token", e.to_string()))
+    }
+}
+
 impl Caller {
     pub fn from_claims(claims: &Claims) -> Result<Self, TokenError> {
         match claims.role.as_str() {

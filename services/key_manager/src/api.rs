@@ -41,11 +41,7 @@ struct CallerAuth(Caller);
 
 async fn check_caller(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     let state = req.data::<Arc<State>>().expect("State is attached");
-    let claims = state.verifier.verify(&bearer.token).map_err(|e| {
-        let code = if matches!(e, aerekos_common::auth::TokenError::Expired) { "token_expired" } else { "invalid_token" };
-        poem::Error::from(ApiError::unauthorized(code, e.to_string()))
-    })?;
-    Caller::from_claims(&claims).map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()).into())
+    state.verifier.caller(&bearer.token).map_err(Into::into)
 }
 
 /// Listing and reading keys: every authenticated caller.
