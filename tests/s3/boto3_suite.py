@@ -217,6 +217,24 @@ class Signatures(unittest.TestCase):
         self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPStatusCode"], 403)
         self.assertEqual(error_code(e.exception), "SignatureDoesNotMatch")
 
+    def test_body_changed_after_signing_is_refused_and_not_stored(self):
+        # A PUT signed over the SHA-256 of one body, sent with another of the same length.
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        url = "%s/%s/tampered" % (ENDPOINT, self.bucket)
+        signed = AWSRequest(method="PUT", url=url, data=b"original body",
+                            headers={"x-amz-content-sha256": hashlib.sha256(b"original body").hexdigest()})
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(signed)
+        req = urllib.request.Request(url, data=b"tampered body", method="PUT", headers=dict(signed.headers.items()))
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req)
+        self.assertGreaterEqual(e.exception.code, 400)
+        self.assertLess(e.exception.code, 500)
+        with self.assertRaises(ClientError) as e:
+            S3.head_object(Bucket=self.bucket, Key="tampered")
+        self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPStatusCode"], 404)
+
     def test_unknown_access_key_is_403(self):
         with self.assertRaises(ClientError) as e:
             client(access="AKNOSUCHKEY000000000").list_buckets()

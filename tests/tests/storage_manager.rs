@@ -503,7 +503,7 @@ async fn s3_protocol_via_boto3() {
     let report = String::from_utf8_lossy(&out.stderr);
     println!("{report}");
     assert!(out.status.success(), "boto3 suite failed:\n{report}\nservice log:\n{}", e.service.log());
-    assert!(report.contains("Ran 16 tests"), "the suite ran every test:\n{report}");
+    assert!(report.contains("Ran 17 tests"), "the suite ran every test:\n{report}");
 
     // Every multipart part, replaced object and deleted object left no file behind: one blob per
     // object still listed.
