@@ -329,8 +329,21 @@ pub struct TestStorageManager {
 
 impl TestStorageManager {
     pub async fn start(conductor: &TestConductor, key_manager_url: &str) -> Self {
+        Self::start_with(conductor, key_manager_url, None, &[]).await
+    }
+
+    /// With a service token living `token_secs` (default: the conductor's 30 days) and more
+    /// environment.
+    pub async fn start_with(conductor: &TestConductor, key_manager_url: &str, token_secs: Option<u64>, extra_env: &[(&str, &str)]) -> Self {
         let admin = conductor.admin().await;
-        let token = admin.create_service_token().body_map(|b| b.service("storage_manager")).send().await.unwrap().into_inner().token;
+        let token = admin
+            .create_service_token()
+            .body_map(|b| b.service("storage_manager").expires_in_secs(token_secs))
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let env = vec![
@@ -342,6 +355,7 @@ impl TestStorageManager {
             ("AEREKOS_SERVICE_TOKEN".to_owned(), token),
             ("RUST_LOG".to_owned(), "warn".to_owned()),
         ];
+        let env = env.into_iter().chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).collect();
         let mut sm = Self { child: None, url: format!("http://127.0.0.1:{port}"), dir, env };
         sm.spawn().await;
         sm
@@ -357,9 +371,10 @@ impl TestStorageManager {
             .spawn()
             .expect("starting storage_manager");
         self.child = Some(child);
-        let health = format!("{}/health", self.url);
+        // Ready (its database answers), not /health, which may fail on purpose (token renewal).
+        let health = format!("{}/ready", self.url);
         let http = reqwest::Client::new();
-        eventually(30, "storage_manager answers /health", || {
+        eventually(30, "storage_manager answers /ready", || {
             let (http, health) = (http.clone(), health.clone());
             async move { http.get(&health).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
         })

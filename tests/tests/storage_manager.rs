@@ -532,3 +532,24 @@ async fn s3_protocol_via_boto3() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "InvalidAccessKeyId", "{}", String::from_utf8_lossy(&out.stderr));
     expect_api_error(failure(e.storage.revoke_access_key().id("AKNOPE").send().await), 404, "access_key_not_found");
 }
+
+/// A service token is renewed by a restart: from SERVICE_TOKEN_RENEW_BEFORE ahead of its expiry
+/// `/health` fails, so the worker (which restarts instances unhealthy for 6 probes, as the
+/// orchestration tests show) starts it again with a fresh token while the old one still works.
+#[tokio::test]
+async fn health_fails_ahead_of_the_service_token_expiry() {
+    let conductor = TestConductor::start().await;
+    let key_manager = TestKeyManager::start(&conductor).await;
+    let due = TestStorageManager::start_with(&conductor, &key_manager.url, Some(120), &[("SERVICE_TOKEN_RENEW_BEFORE", "3600")]).await;
+    let resp = reqwest::get(format!("{}/health", due.url)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "service_token_expiring", "{body}");
+    // It still serves meanwhile: the token is valid until it expires.
+    let admin = conductor.admin().await;
+    create_bucket(&due.client(&admin), "still-serving", None).await;
+
+    // A 30-day token against the default window of a day: healthy.
+    let fresh = TestStorageManager::start(&conductor, &key_manager.url).await;
+    assert_eq!(reqwest::get(format!("{}/health", fresh.url)).await.unwrap().status().as_u16(), 200);
+}

@@ -1120,7 +1120,8 @@ let response = client.head_object()
     pub fn head_object(&self) -> builder::HeadObject<'_> {
         builder::HeadObject::new(self)
     }
-    /**Liveness
+    /**Liveness. 503 from `SERVICE_TOKEN_RENEW_BEFORE` ahead of the service token's expiry, so the
+worker restarts the instance with a fresh token while the old one still works
 
 Sends a `GET` request to `/health`
 

@@ -131,7 +131,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness. */
+        /**
+         * Liveness. 503 from `SERVICE_TOKEN_RENEW_BEFORE` ahead of the service token's expiry, so the
+         *     worker restarts the instance with a fresh token while the old one still works.
+         */
         get: operations["health"];
         put?: never;
         post?: never;

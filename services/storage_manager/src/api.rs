@@ -295,9 +295,20 @@ pub struct SystemApi;
 
 #[OpenApi(tag = "ApiTags::System")]
 impl SystemApi {
-    /// Liveness.
+    /// Liveness. 503 from `SERVICE_TOKEN_RENEW_BEFORE` ahead of the service token's expiry, so the
+    /// worker restarts the instance with a fresh token while the old one still works.
     #[oai(path = "/health", method = "get", operation_id = "health")]
-    async fn health(&self) -> ApiResult<Json<Health>> {
+    async fn health(&self, state: Data<&Arc<State>>) -> ApiResult<Json<Health>> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(at) = state.renew_token_at.filter(|at| now >= *at) {
+            return Err(ApiError::unavailable(
+                "service_token_expiring",
+                format!(
+                    "this instance's service token is due for renewal since {}; its worker restarts it with a fresh one",
+                    aerekos_common::db::from_ms(at * 1000)
+                ),
+            ));
+        }
         Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
     }
 

@@ -27,6 +27,10 @@ pub struct StorageManagerConfig {
     pub max_body_bytes: u64,
     /// `MAX_OBJECT_BYTES`, default 5 TiB (S3's limit).
     pub max_object_bytes: u64,
+    /// `SERVICE_TOKEN_RENEW_BEFORE`, default 1 day: from this long before the service token expires,
+    /// `/health` answers 503, so the worker restarts the instance and gives it a fresh token
+    /// before encryption stops working.
+    pub service_token_renew_before: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,7 @@ impl StorageManagerConfig {
             s3_region: "us-east-1".into(),
             max_body_bytes: 1024 * 1024,
             max_object_bytes: 5 << 40,
+            service_token_renew_before: std::time::Duration::from_secs(24 * 3600),
         }
     }
 
@@ -75,6 +80,8 @@ impl StorageManagerConfig {
         };
         c.max_body_bytes = num("MAX_BODY_BYTES", c.max_body_bytes)?;
         c.max_object_bytes = num("MAX_OBJECT_BYTES", c.max_object_bytes)?;
+        c.service_token_renew_before =
+            std::time::Duration::from_secs(num("SERVICE_TOKEN_RENEW_BEFORE", c.service_token_renew_before.as_secs())?);
         Ok(c)
     }
 }

@@ -35,6 +35,9 @@ pub(crate) struct State {
     access_keys: Arc<AccessKeys>,
     verifier: TokenVerifier,
     metrics: Arc<Metrics>,
+    /// When `/health` starts failing so the worker restarts this instance with a fresh service
+    /// token (Unix seconds); None without a token.
+    renew_token_at: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,24 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
     let collector = storage.spawn_collector();
     let access_keys = Arc::new(AccessKeys::load(db.clone()).await?);
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State { db, storage: storage.clone(), access_keys: access_keys.clone(), verifier, metrics: metrics.clone() });
+    let renew_token_at = match &config.service_token {
+        Some(token) => match verifier.verify(token) {
+            Ok(claims) => Some(claims.exp - config.service_token_renew_before.as_secs() as i64),
+            Err(e) => {
+                tracing::warn!(error = %e, "AEREKOS_SERVICE_TOKEN is not a token this conductor signed; key_manager will refuse it");
+                None
+            }
+        },
+        None => None,
+    };
+    let state = Arc::new(State {
+        db,
+        storage: storage.clone(),
+        access_keys: access_keys.clone(),
+        verifier,
+        metrics: metrics.clone(),
+        renew_token_at,
+    });
 
     let api = api::service();
     let own = Route::new()
