@@ -207,6 +207,23 @@ async fn objects_round_trip_at_every_size_with_ranges_and_metadata() {
     assert_eq!(header(head.headers(), "x-object-content-type"), "text/plain; charset=utf-8");
     let metadata: serde_json::Value = serde_json::from_str(header(head.headers(), "x-object-metadata")).unwrap();
     assert_eq!(metadata, serde_json::json!({"owner": "ci", "note": "déjà vu"}));
+    // Without the parameter, a specific request Content-Type becomes the object's; a generic one does not.
+    let raw = reqwest::Client::new();
+    for (sent, stored) in [("image/png", "image/png"), ("application/octet-stream", "application/octet-stream")] {
+        let url = format!("{}/api/storage_manager/buckets/data/objects?key=typed", e.service.url);
+        let info: serde_json::Value = raw
+            .post(url)
+            .bearer_auth(e.admin.token().unwrap())
+            .header("content-type", sent)
+            .body("bytes")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["content_type"], stored, "{sent}: {info}");
+    }
 
     // An overwrite replaces; a delete removes, and a second delete is 404.
     put(&e.storage, "data", "one", vec![7, 7]).await;
@@ -220,7 +237,7 @@ async fn objects_round_trip_at_every_size_with_ranges_and_metadata() {
     let blobs_dir = e.service.data_dir().join("blobs");
     eventually(10, "one blob file per live object", || {
         let n = files_under(&blobs_dir).len();
-        async move { (n == 3).then_some(()) }
+        async move { (n == 4).then_some(()) }
     })
     .await;
 }

@@ -1053,7 +1053,9 @@ Sends a `POST` request to `/api/storage_manager/buckets/{bucket}/objects`
 
 Arguments:
 - `bucket`
-- `content_type`: Stored and served back as the object's `Content-Type` (default `application/octet-stream`).
+- `content_type`: Stored and served back as the object's `Content-Type`. Default: the request's own
+`Content-Type`, unless that is `application/octet-stream` or a form encoding (what
+generic clients send), else `application/octet-stream`.
 - `encryption_key`: A key_manager key to encrypt this object with (default: the bucket's).
 - `key`: The object key: any UTF-8 up to 1024 bytes, `/` included.
 - `metadata`: User metadata as a JSON object of strings, e.g. `{"owner":"ci"}`.

@@ -1044,7 +1044,11 @@ export interface operations {
             query: {
                 /** @description The object key: any UTF-8 up to 1024 bytes, `/` included. */
                 key: string;
-                /** @description Stored and served back as the object's `Content-Type` (default `application/octet-stream`). */
+                /**
+                 * @description Stored and served back as the object's `Content-Type`. Default: the request's own
+                 *     `Content-Type`, unless that is `application/octet-stream` or a form encoding (what
+                 *     generic clients send), else `application/octet-stream`.
+                 */
                 content_type?: string;
                 /** @description User metadata as a JSON object of strings, e.g. `{"owner":"ci"}`. */
                 metadata?: string;

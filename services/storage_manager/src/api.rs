@@ -151,12 +151,15 @@ impl ObjectsApi {
     #[allow(clippy::too_many_arguments)]
     async fn put(
         &self,
+        req: &Request,
         state: Data<&Arc<State>>,
         auth: CallerAuth,
         bucket: Path<String>,
         /// The object key: any UTF-8 up to 1024 bytes, `/` included.
         key: Query<String>,
-        /// Stored and served back as the object's `Content-Type` (default `application/octet-stream`).
+        /// Stored and served back as the object's `Content-Type`. Default: the request's own
+        /// `Content-Type`, unless that is `application/octet-stream` or a form encoding (what
+        /// generic clients send), else `application/octet-stream`.
         content_type: Query<Option<String>>,
         /// User metadata as a JSON object of strings, e.g. `{"owner":"ci"}`.
         metadata: Query<Option<String>>,
@@ -171,7 +174,9 @@ impl ObjectsApi {
                 ApiError::bad_request("invalid_metadata", format!("metadata must be a JSON object of strings: {e}"))
             })?,
         };
-        let new = NewObject { content_type: content_type.0, metadata, encryption_key: encryption_key.0 };
+        let generic = |ct: &&str| ct.starts_with("application/octet-stream") || ct.starts_with("application/x-www-form-urlencoded");
+        let content_type = content_type.0.or_else(|| req.content_type().filter(|ct| !generic(ct)).map(str::to_owned));
+        let new = NewObject { content_type, metadata, encryption_key: encryption_key.0 };
         state.storage.put_object(&bucket.0, &key.0, new, body.0.into_bytes_stream()).await.map(Json)
     }
 

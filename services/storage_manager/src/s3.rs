@@ -19,7 +19,7 @@ use s3s::{
 use crate::{
     domain::{
         access_keys::AccessKeys,
-        objects::{ByteRange, CopySource, NewObject, Storage},
+        objects::{ByteRange, CopySource, NewObject, Storage, refuse_upload},
     },
     model::ObjectInfo,
 };
@@ -182,9 +182,12 @@ impl S3 for S3Front {
 
     async fn put_object(&self, req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let input = req.input;
-        let encryption_key = requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id)?;
-        let new = NewObject { content_type: input.content_type, metadata: user_metadata(input.metadata), encryption_key };
         let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
+        let encryption_key = match requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id) {
+            Ok(key) => key,
+            Err(e) => return Err(refuse_upload(e, body).await),
+        };
+        let new = NewObject { content_type: input.content_type, metadata: user_metadata(input.metadata), encryption_key };
         let info = self.storage.put_object(&input.bucket, &input.key, new, body).await.map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
         Ok(S3Response::new(dto::PutObjectOutput {

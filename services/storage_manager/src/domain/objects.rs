@@ -263,11 +263,18 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        check_key(key)?;
-        check_metadata(&new.metadata)?;
-        let bucket_row = self.bucket_row(bucket).await?;
-        let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
-        let (seal, wrapped) = self.new_seal(key_ref.as_deref(), OBJECT_DOMAIN).await?;
+        let checked = async {
+            check_key(key)?;
+            check_metadata(&new.metadata)?;
+            let bucket_row = self.bucket_row(bucket).await?;
+            let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
+            let (seal, wrapped) = self.new_seal(key_ref.as_deref(), OBJECT_DOMAIN).await?;
+            Ok((key_ref, seal, wrapped))
+        };
+        let (key_ref, seal, wrapped) = match checked.await {
+            Ok(checked) => checked,
+            Err(e) => return Err(refuse_upload(e, body).await),
+        };
         let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
         self.copy_body(&mut writer, body).await?;
         let blob = writer.finish().await.map_err(io_err)?;
@@ -501,11 +508,17 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-            return Err(ApiError::bad_request("invalid_part_number", format!("part numbers are 1 to {MAX_PART_NUMBER}")));
-        }
-        let upload = self.upload_row(bucket, key, upload_id).await?;
-        let seal = self.seal_of(&upload.key_ref, &upload.wrapped_key, part_number).await?;
+        let checked = async {
+            if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+                return Err(ApiError::bad_request("invalid_part_number", format!("part numbers are 1 to {MAX_PART_NUMBER}")));
+            }
+            let upload = self.upload_row(bucket, key, upload_id).await?;
+            self.seal_of(&upload.key_ref, &upload.wrapped_key, part_number).await
+        };
+        let seal = match checked.await {
+            Ok(seal) => seal,
+            Err(e) => return Err(refuse_upload(e, body).await),
+        };
         let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
         self.copy_body(&mut writer, body).await?;
         let blob = writer.finish().await.map_err(io_err)?;
@@ -632,6 +645,28 @@ impl Storage {
         self.garbage.notify_one();
         Ok(())
     }
+}
+
+/// The most of a refused upload's body read (and dropped) before answering.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads a refused upload's body (up to [`DRAIN_LIMIT`]) before the refusal is sent. A server
+/// that answers and closes with request bytes still unread makes the kernel reset the connection,
+/// and the client can lose the answer with it (seen: boto3 got a bare 400 with no S3 error code).
+/// Past the limit the connection is closed anyway: no point reading gigabytes to say no.
+pub async fn refuse_upload<T, S, E>(refusal: T, body: S) -> T
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut read = 0;
+    while read <= DRAIN_LIMIT {
+        match body.next().await {
+            Some(Ok(chunk)) => read += chunk.len(),
+            _ => break,
+        }
+    }
+    refusal
 }
 
 fn decode_hex(s: &str) -> ApiResult<Vec<u8>> {
