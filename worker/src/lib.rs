@@ -231,12 +231,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
             drop(listener);
             use poem::EndpointExt as _;
             let edge = Edge::new(metrics, 64 * 1024).quiet(&["health", "metrics"]);
-            let spec = api::service();
-            let app = poem::Route::new()
-                .at("/openapi.json", spec.spec_endpoint())
-                .nest("/docs", spec.swagger_ui())
-                .nest("/", spec)
-                .data(shared.clone())
+            let app = aerekos_common::server::api_routes(api::service(), shared.clone())
                 .with(edge)
                 // The dashboard, served by the conductor (another origin), reads the instances and
                 // their output here with a user's bearer token: no cookies, so any origin may ask.

@@ -123,13 +123,13 @@ impl BucketsApi {
     /// Every bucket, by name.
     #[oai(path = "/buckets", method = "get", operation_id = "list_buckets")]
     async fn list(&self, state: Data<&Arc<State>>, _auth: CallerAuth) -> ApiResult<Json<Vec<Bucket>>> {
-        state.storage.list_buckets().await.map(Json)
+        Ok(Json(state.storage.list_buckets()))
     }
 
     /// One bucket.
     #[oai(path = "/buckets/:bucket", method = "get", operation_id = "get_bucket")]
     async fn get(&self, state: Data<&Arc<State>>, _auth: CallerAuth, bucket: Path<String>) -> ApiResult<Json<Bucket>> {
-        state.storage.bucket(&bucket.0).await.map(Json)
+        state.storage.bucket(&bucket.0).map(Json)
     }
 
     /// Delete an empty bucket (admins and services); a bucket with objects is refused (409).
@@ -329,7 +329,7 @@ impl SystemApi {
     async fn metrics(&self, state: Data<&Arc<State>>) -> ApiResult<PlainText<String>> {
         let mut out = String::new();
         state.metrics.render_http(&mut out);
-        let buckets = state.storage.list_buckets().await?.len();
+        let buckets = state.storage.list_buckets().len();
         write_gauge(&mut out, "aerekos_storage_buckets", "Buckets.", &[(String::new(), buckets as f64)]);
         Ok(PlainText(out))
     }

@@ -17,7 +17,7 @@ mod store;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use aerekos_common::{auth::TokenVerifier, db::Db, edge::Edge, metrics::Metrics, server::ServerHandle};
-use poem::{Endpoint, EndpointExt as _, Request, Response, Route};
+use poem::{Endpoint, EndpointExt as _, Request, Response};
 
 pub use config::{ConfigError, StorageManagerConfig};
 use domain::{access_keys::AccessKeys, blobs::BlobStore, envelope::Envelope, objects::Storage};
@@ -111,13 +111,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
         renew_token_at,
     });
 
-    let api = api::service();
-    let own = Route::new()
-        .at("/openapi.json", api.spec_endpoint())
-        .nest("/docs", api.swagger_ui())
-        .nest("/", api)
-        .data(state.clone())
-        .boxed();
+    let own = aerekos_common::server::api_routes(api::service(), state.clone()).boxed();
     let s3 = s3::S3Endpoint(s3::service(storage, access_keys)).boxed();
     // Object bodies stream past the JSON body limit: uploads through the API and everything S3.
     let edge = Edge::new(metrics, config.max_body_bytes)

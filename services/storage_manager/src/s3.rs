@@ -149,7 +149,7 @@ fn sse_of(info: &ObjectInfo) -> (Option<dto::ServerSideEncryption>, Option<Strin
 #[async_trait::async_trait]
 impl S3 for S3Front {
     async fn list_buckets(&self, _req: S3Request<dto::ListBucketsInput>) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        let buckets = self.storage.list_buckets().await.map_err(to_s3)?;
+        let buckets = self.storage.list_buckets();
         let buckets = buckets
             .into_iter()
             .map(|b| dto::Bucket { name: Some(b.name), creation_date: Some(timestamp(&b.created_at)), bucket_region: None })
@@ -163,7 +163,7 @@ impl S3 for S3Front {
     }
 
     async fn head_bucket(&self, req: S3Request<dto::HeadBucketInput>) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        self.storage.bucket(&req.input.bucket).await.map_err(to_s3)?;
+        self.storage.bucket(&req.input.bucket).map_err(to_s3)?;
         Ok(S3Response::new(dto::HeadBucketOutput::default()))
     }
 
@@ -171,7 +171,7 @@ impl S3 for S3Front {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        self.storage.bucket(&req.input.bucket).await.map_err(to_s3)?;
+        self.storage.bucket(&req.input.bucket).map_err(to_s3)?;
         Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
     }
 
@@ -249,7 +249,7 @@ impl S3 for S3Front {
 
     async fn delete_objects(&self, req: S3Request<dto::DeleteObjectsInput>) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
         let input = req.input;
-        self.storage.bucket(&input.bucket).await.map_err(to_s3)?;
+        self.storage.bucket(&input.bucket).map_err(to_s3)?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
@@ -282,7 +282,7 @@ impl S3 for S3Front {
         let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
         let prefix = input.prefix.clone().unwrap_or_default();
         let (objects, prefixes, next) = if max_keys == 0 {
-            self.storage.bucket(&input.bucket).await.map_err(to_s3)?;
+            self.storage.bucket(&input.bucket).map_err(to_s3)?;
             (Vec::new(), Vec::new(), None)
         } else {
             let page = self

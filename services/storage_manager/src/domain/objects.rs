@@ -226,15 +226,15 @@ impl Storage {
         Ok(bucket_model(row))
     }
 
-    pub async fn list_buckets(&self) -> ApiResult<Vec<Bucket>> {
-        Ok(self.buckets.read().expect("buckets lock").values().cloned().map(bucket_model).collect())
+    pub fn list_buckets(&self) -> Vec<Bucket> {
+        self.buckets.read().expect("buckets lock").values().cloned().map(bucket_model).collect()
     }
 
-    pub async fn bucket(&self, name: &str) -> ApiResult<Bucket> {
-        self.bucket_row(name).await.map(bucket_model)
+    pub fn bucket(&self, name: &str) -> ApiResult<Bucket> {
+        self.bucket_row(name).map(bucket_model)
     }
 
-    async fn bucket_row(&self, name: &str) -> ApiResult<BucketRow> {
+    fn bucket_row(&self, name: &str) -> ApiResult<BucketRow> {
         self.buckets.read().expect("buckets lock").get(name).cloned().ok_or_else(|| no_bucket(name))
     }
 
@@ -266,7 +266,7 @@ impl Storage {
         let checked = async {
             check_key(key)?;
             check_metadata(&new.metadata)?;
-            let bucket_row = self.bucket_row(bucket).await?;
+            let bucket_row = self.bucket_row(bucket)?;
             let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
             let (seal, wrapped) = self.new_seal(key_ref.as_deref(), OBJECT_DOMAIN).await?;
             Ok((key_ref, seal, wrapped))
@@ -339,7 +339,7 @@ impl Storage {
         match store::get_object(&self.db, bucket, key).await.map_err(db_err)? {
             Some(row) => Ok(row),
             None => {
-                self.bucket_row(bucket).await?;
+                self.bucket_row(bucket)?;
                 Err(no_object(bucket, key))
             }
         }
@@ -380,7 +380,7 @@ impl Storage {
             self.garbage.notify_one();
             Ok(true)
         } else {
-            self.bucket_row(bucket).await?;
+            self.bucket_row(bucket)?;
             Ok(false)
         }
     }
@@ -397,7 +397,7 @@ impl Storage {
         continuation_token: Option<&str>,
         page_size: u32,
     ) -> ApiResult<ObjectList> {
-        self.bucket_row(bucket).await?;
+        self.bucket_row(bucket)?;
         let delimiter = delimiter.filter(|d| !d.is_empty());
         let page_size = page_size.clamp(1, MAX_PAGE);
         // `from` is the smallest key still to consider; `upper` bounds the prefix's range.
@@ -475,7 +475,7 @@ impl Storage {
     pub async fn create_upload(&self, bucket: &str, key: &str, new: NewObject) -> ApiResult<UploadInfo> {
         check_key(key)?;
         check_metadata(&new.metadata)?;
-        let bucket_row = self.bucket_row(bucket).await?;
+        let bucket_row = self.bucket_row(bucket)?;
         let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
         let wrapped = match &key_ref {
             Some(k) => Some(self.envelope.new_data_key(k).await?.1),
@@ -556,7 +556,7 @@ impl Storage {
     }
 
     pub async fn list_uploads(&self, bucket: &str) -> ApiResult<Vec<UploadInfo>> {
-        self.bucket_row(bucket).await?;
+        self.bucket_row(bucket)?;
         let rows = store::list_uploads(&self.db, bucket).await.map_err(db_err)?;
         rows.into_iter()
             .map(|r| {
