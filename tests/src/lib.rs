@@ -3,6 +3,7 @@
 //! only where a test must send what the SDK cannot, such as malformed JSON).
 
 pub mod bench;
+pub mod processes;
 
 /// The image Docker tests run (no registry is reachable, so it is imported locally).
 pub mod docker_image {
@@ -145,6 +146,7 @@ pub fn resources(cpu_usage_percent: f64, memory_available_bytes: u64) -> types::
         }],
         os: Some("Debian 12".into()),
         drivers: vec![types::RuntimeDriver { name: "process".into(), version: None }],
+        volumes: vec![],
     }
 }
 

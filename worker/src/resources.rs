@@ -1,22 +1,33 @@
 //! What the worker tells the conductor about its machine, read with sysinfo.
 
-use std::{net::IpAddr, path::Path};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
 
-use aerekos_sdk::conductor::types::{NetworkInterface, RuntimeDriver, WorkerResources};
+use aerekos_sdk::conductor::types::{NetworkInterface, RuntimeDriver, VolumeReport, WorkerResources};
 use sysinfo::{Disks, Networks, System};
 
 /// Keeps the sysinfo handles between heartbeats (CPU usage is a difference between two readings).
 pub struct Probe {
     system: System,
     networks: Networks,
+    /// Volume sizes and when each was measured: walking a volume of many files at every heartbeat
+    /// would cost more than the figure is worth.
+    volume_sizes: HashMap<String, (u64, Instant)>,
 }
+
+/// How long a measured volume size is reported before it is measured again.
+const VOLUME_SIZE_MAX_AGE: Duration = Duration::from_secs(60);
 
 impl Probe {
     pub fn new() -> Self {
         let mut system = System::new();
         system.refresh_cpu_usage();
         system.refresh_memory();
-        Self { system, networks: Networks::new_with_refreshed_list() }
+        Self { system, networks: Networks::new_with_refreshed_list(), volume_sizes: HashMap::new() }
     }
 
     pub fn hostname() -> String {
@@ -49,8 +60,48 @@ impl Probe {
             network,
             os: System::long_os_version(),
             drivers: drivers.to_vec(),
+            volumes: self.volumes(&data_dir.join("volumes")),
         }
     }
+
+    /// The volume directories under `dir`, every one at every call (the conductor learns of a new
+    /// copy at once), with sizes at most [`VOLUME_SIZE_MAX_AGE`] old.
+    fn volumes(&mut self, dir: &Path) -> Vec<VolumeReport> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+        let mut names: Vec<String> =
+            entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).filter_map(|e| e.file_name().into_string().ok()).collect();
+        names.sort();
+        self.volume_sizes.retain(|name, _| names.contains(name));
+        names
+            .into_iter()
+            .map(|name| {
+                let fresh = self.volume_sizes.get(&name).filter(|(_, at)| at.elapsed() < VOLUME_SIZE_MAX_AGE).map(|(size, _)| *size);
+                let size_bytes = fresh.unwrap_or_else(|| {
+                    let size = size_of_tree(&dir.join(&name));
+                    self.volume_sizes.insert(name.clone(), (size, Instant::now()));
+                    size
+                });
+                VolumeReport { name, size_bytes }
+            })
+            .collect()
+    }
+}
+
+/// Bytes of the regular files below `dir` (symbolic links are not followed).
+fn size_of_tree(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 impl Default for Probe {

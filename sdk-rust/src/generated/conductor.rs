@@ -73,6 +73,11 @@ or else to the catalog's defaults.*/
         pub replicas: ::std::option::Option<u32>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<ResourceSpec>,
+        /**For a stateful service only: `true` starts it with no data on a worker that holds no copy
+of its volume, leaving the old copy where it is (it is not deleted, and is no longer used).
+Without it, a stateful service runs only where its volume is.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub start_empty: ::std::option::Option<bool>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub strategy: ::std::option::Option<PlacementStrategy>,
         ///Place only on these workers.
@@ -100,6 +105,8 @@ or else to the catalog's defaults.*/
         pub spec: ::std::option::Option<DeploymentSpec>,
         ///Dependencies with no healthy instance yet; this service's instances are placed once they have one.
         pub waiting_for: ::std::vec::Vec<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub waiting_for_volume: ::std::option::Option<VolumeWait>,
     }
     impl Deployment {
         pub fn builder() -> builder::Deployment {
@@ -1009,6 +1016,72 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
             Default::default()
         }
     }
+    /**A stateful service's data directory, as the conductor records it. A stateful service's instance
+is placed only on the worker holding its volume.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Volume {
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///When the last backup of it completed; absent when none has.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_backup_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        ///The volume's name (a stateful service's volume is named after it).
+        pub name: ::std::string::String,
+        /**Other workers that report a directory of this name: old copies no longer in use (for
+example after `start_empty`), which the platform leaves alone.*/
+        pub other_copies: ::std::vec::Vec<::uuid::Uuid>,
+        ///The service whose data it is.
+        pub service: ::std::string::String,
+        ///Bytes, as the holding worker last reported them; absent until it has.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub size_bytes: ::std::option::Option<u64>,
+        ///When the holder last changed (created, adopted, started empty elsewhere).
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The worker holding the copy in use.
+        pub worker_id: ::uuid::Uuid,
+        ///Absent when that worker was removed from the registry.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub worker_name: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub worker_status: ::std::option::Option<WorkerStatus>,
+    }
+    impl Volume {
+        pub fn builder() -> builder::Volume {
+            Default::default()
+        }
+    }
+    ///A volume directory a worker holds.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct VolumeReport {
+        pub name: ::std::string::String,
+        ///Bytes of the files in it (measured at most once a minute).
+        pub size_bytes: u64,
+    }
+    impl VolumeReport {
+        pub fn builder() -> builder::VolumeReport {
+            Default::default()
+        }
+    }
+    ///What a stateful service waits for: the worker holding its volume to come back.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct VolumeWait {
+        ///The worker's last heartbeat; absent when the worker was removed from the registry.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub lost_since: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///What the wait means, for people.
+        pub message: ::std::string::String,
+        pub volume: ::std::string::String,
+        pub worker_id: ::uuid::Uuid,
+        ///The worker's name; absent when the worker was removed from the registry.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub worker_name: ::std::option::Option<::std::string::String>,
+    }
+    impl VolumeWait {
+        pub fn builder() -> builder::VolumeWait {
+            Default::default()
+        }
+    }
     ///A machine of the cluster.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Worker {
@@ -1065,6 +1138,10 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
         ///Operating system name and version.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub os: ::std::option::Option<::std::string::String>,
+        /**The volume directories this worker holds (`<data dir>/volumes/<name>`), whether or not an
+instance uses them now.*/
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub volumes: ::std::vec::Vec<VolumeReport>,
     }
     impl WorkerResources {
         pub fn builder() -> builder::WorkerResources {
@@ -1451,6 +1528,10 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                 ::std::option::Option<super::ResourceSpec>,
                 ::std::string::String,
             >,
+            start_empty: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
             strategy: ::std::result::Result<
                 ::std::option::Option<super::PlacementStrategy>,
                 ::std::string::String,
@@ -1468,6 +1549,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     load_balancing: Ok(Default::default()),
                     replicas: Ok(Default::default()),
                     resources: Ok(Default::default()),
+                    start_empty: Ok(Default::default()),
                     strategy: Ok(Default::default()),
                     worker_ids: Ok(Default::default()),
                 }
@@ -1541,6 +1623,18 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     });
                 self
             }
+            pub fn start_empty<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.start_empty = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for start_empty: {e}")
+                    });
+                self
+            }
             pub fn strategy<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
@@ -1579,6 +1673,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     load_balancing: value.load_balancing?,
                     replicas: value.replicas?,
                     resources: value.resources?,
+                    start_empty: value.start_empty?,
                     strategy: value.strategy?,
                     worker_ids: value.worker_ids?,
                 })
@@ -1592,6 +1687,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     load_balancing: Ok(value.load_balancing),
                     replicas: Ok(value.replicas),
                     resources: Ok(value.resources),
+                    start_empty: Ok(value.start_empty),
                     strategy: Ok(value.strategy),
                     worker_ids: Ok(value.worker_ids),
                 }
@@ -1622,6 +1718,10 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                 ::std::vec::Vec<::std::string::String>,
                 ::std::string::String,
             >,
+            waiting_for_volume: ::std::result::Result<
+                ::std::option::Option<super::VolumeWait>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for Deployment {
             fn default() -> Self {
@@ -1636,6 +1736,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     service: Err("no value supplied for service".to_string()),
                     spec: Ok(Default::default()),
                     waiting_for: Err("no value supplied for waiting_for".to_string()),
+                    waiting_for_volume: Ok(Default::default()),
                 }
             }
         }
@@ -1738,6 +1839,20 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     });
                 self
             }
+            pub fn waiting_for_volume<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::VolumeWait>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.waiting_for_volume = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for waiting_for_volume: {e}"
+                        )
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<Deployment> for super::Deployment {
             type Error = super::error::ConversionError;
@@ -1753,6 +1868,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     service: value.service?,
                     spec: value.spec?,
                     waiting_for: value.waiting_for?,
+                    waiting_for_volume: value.waiting_for_volume?,
                 })
             }
         }
@@ -1767,6 +1883,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     service: Ok(value.service),
                     spec: Ok(value.spec),
                     waiting_for: Ok(value.waiting_for),
+                    waiting_for_volume: Ok(value.waiting_for_volume),
                 }
             }
         }
@@ -4632,6 +4749,389 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct Volume {
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            last_backup_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            other_copies: ::std::result::Result<
+                ::std::vec::Vec<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+            size_bytes: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+            updated_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            worker_name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            worker_status: ::std::result::Result<
+                ::std::option::Option<super::WorkerStatus>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for Volume {
+            fn default() -> Self {
+                Self {
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    last_backup_at: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    other_copies: Err("no value supplied for other_copies".to_string()),
+                    service: Err("no value supplied for service".to_string()),
+                    size_bytes: Ok(Default::default()),
+                    updated_at: Err("no value supplied for updated_at".to_string()),
+                    worker_id: Err("no value supplied for worker_id".to_string()),
+                    worker_name: Ok(Default::default()),
+                    worker_status: Ok(Default::default()),
+                }
+            }
+        }
+        impl Volume {
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn last_backup_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_backup_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for last_backup_at: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn other_copies<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.other_copies = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for other_copies: {e}")
+                    });
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+            pub fn size_bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.size_bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for size_bytes: {e}")
+                    });
+                self
+            }
+            pub fn updated_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.updated_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for updated_at: {e}")
+                    });
+                self
+            }
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+            pub fn worker_name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_name: {e}")
+                    });
+                self
+            }
+            pub fn worker_status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::WorkerStatus>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_status: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Volume> for super::Volume {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Volume,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    created_at: value.created_at?,
+                    last_backup_at: value.last_backup_at?,
+                    name: value.name?,
+                    other_copies: value.other_copies?,
+                    service: value.service?,
+                    size_bytes: value.size_bytes?,
+                    updated_at: value.updated_at?,
+                    worker_id: value.worker_id?,
+                    worker_name: value.worker_name?,
+                    worker_status: value.worker_status?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Volume> for Volume {
+            fn from(value: super::Volume) -> Self {
+                Self {
+                    created_at: Ok(value.created_at),
+                    last_backup_at: Ok(value.last_backup_at),
+                    name: Ok(value.name),
+                    other_copies: Ok(value.other_copies),
+                    service: Ok(value.service),
+                    size_bytes: Ok(value.size_bytes),
+                    updated_at: Ok(value.updated_at),
+                    worker_id: Ok(value.worker_id),
+                    worker_name: Ok(value.worker_name),
+                    worker_status: Ok(value.worker_status),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct VolumeReport {
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            size_bytes: ::std::result::Result<u64, ::std::string::String>,
+        }
+        impl ::std::default::Default for VolumeReport {
+            fn default() -> Self {
+                Self {
+                    name: Err("no value supplied for name".to_string()),
+                    size_bytes: Err("no value supplied for size_bytes".to_string()),
+                }
+            }
+        }
+        impl VolumeReport {
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn size_bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.size_bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for size_bytes: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<VolumeReport> for super::VolumeReport {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: VolumeReport,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    name: value.name?,
+                    size_bytes: value.size_bytes?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::VolumeReport> for VolumeReport {
+            fn from(value: super::VolumeReport) -> Self {
+                Self {
+                    name: Ok(value.name),
+                    size_bytes: Ok(value.size_bytes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct VolumeWait {
+            lost_since: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            message: ::std::result::Result<::std::string::String, ::std::string::String>,
+            volume: ::std::result::Result<::std::string::String, ::std::string::String>,
+            worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            worker_name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for VolumeWait {
+            fn default() -> Self {
+                Self {
+                    lost_since: Ok(Default::default()),
+                    message: Err("no value supplied for message".to_string()),
+                    volume: Err("no value supplied for volume".to_string()),
+                    worker_id: Err("no value supplied for worker_id".to_string()),
+                    worker_name: Ok(Default::default()),
+                }
+            }
+        }
+        impl VolumeWait {
+            pub fn lost_since<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.lost_since = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for lost_since: {e}")
+                    });
+                self
+            }
+            pub fn message<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.message = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for message: {e}")
+                    });
+                self
+            }
+            pub fn volume<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volume = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for volume: {e}")
+                    });
+                self
+            }
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+            pub fn worker_name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_name: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<VolumeWait> for super::VolumeWait {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: VolumeWait,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    lost_since: value.lost_since?,
+                    message: value.message?,
+                    volume: value.volume?,
+                    worker_id: value.worker_id?,
+                    worker_name: value.worker_name?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::VolumeWait> for VolumeWait {
+            fn from(value: super::VolumeWait) -> Self {
+                Self {
+                    lost_since: Ok(value.lost_since),
+                    message: Ok(value.message),
+                    volume: Ok(value.volume),
+                    worker_id: Ok(value.worker_id),
+                    worker_name: Ok(value.worker_name),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Worker {
             api_url: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
@@ -4937,6 +5437,10 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
+            volumes: ::std::result::Result<
+                ::std::vec::Vec<super::VolumeReport>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for WorkerResources {
             fn default() -> Self {
@@ -4960,6 +5464,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     ),
                     network: Ok(Default::default()),
                     os: Ok(Default::default()),
+                    volumes: Ok(Default::default()),
                 }
             }
         }
@@ -5080,6 +5585,18 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     .map_err(|e| format!("error converting supplied value for os: {e}"));
                 self
             }
+            pub fn volumes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::VolumeReport>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volumes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for volumes: {e}")
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<WorkerResources> for super::WorkerResources {
             type Error = super::error::ConversionError;
@@ -5096,6 +5613,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     memory_total_bytes: value.memory_total_bytes?,
                     network: value.network?,
                     os: value.os?,
+                    volumes: value.volumes?,
                 })
             }
         }
@@ -5111,6 +5629,7 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
                     memory_total_bytes: Ok(value.memory_total_bytes),
                     network: Ok(value.network),
                     os: Ok(value.os),
+                    volumes: Ok(value.volumes),
                 }
             }
         }
@@ -5451,6 +5970,32 @@ let response = client.regenerate_registration_token()
         &self,
     ) -> builder::RegenerateRegistrationToken<'_> {
         builder::RegenerateRegistrationToken::new(self)
+    }
+    /**Every volume: each stateful service's data directory, the worker holding it, its size, and
+other workers holding old copies. A stateful service runs only where its volume is
+
+Sends a `GET` request to `/api/volumes`
+
+```ignore
+let response = client.list_volumes()
+    .send()
+    .await;
+```*/
+    pub fn list_volumes(&self) -> builder::ListVolumes<'_> {
+        builder::ListVolumes::new(self)
+    }
+    /**One volume
+
+Sends a `GET` request to `/api/volumes/{name}`
+
+```ignore
+let response = client.get_volume()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn get_volume(&self) -> builder::GetVolume<'_> {
+        builder::GetVolume::new(self)
     }
     /**Workers, ordered by id, a page at a time
 
@@ -7766,6 +8311,236 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "regenerate_registration_token",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_volumes`]
+
+[`Client::list_volumes`]: super::Client::list_volumes*/
+    #[derive(Debug, Clone)]
+    pub struct ListVolumes<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> ListVolumes<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/api/volumes`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::Volume>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client } = self;
+            let url = format!("{}/api/volumes", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_volumes",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_volume`]
+
+[`Client::get_volume`]: super::Client::get_volume*/
+    #[derive(Debug, Clone)]
+    pub struct GetVolume<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> GetVolume<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/volumes/{name}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Volume>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/volumes/{}", client.baseurl, encode_path(& name.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_volume",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -282,6 +282,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/volumes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every volume: each stateful service's data directory, the worker holding it, its size, and
+         *     other workers holding old copies. A stateful service runs only where its volume is.
+         */
+        get: operations["list_volumes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/volumes/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One volume. */
+        get: operations["get_volume"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workers": {
         parameters: {
             query?: never;
@@ -565,6 +602,12 @@ export interface components {
              */
             replicas?: number;
             resources?: components["schemas"]["ResourceSpec"];
+            /**
+             * @description For a stateful service only: `true` starts it with no data on a worker that holds no copy
+             *     of its volume, leaving the old copy where it is (it is not deleted, and is no longer used).
+             *     Without it, a stateful service runs only where its volume is.
+             */
+            start_empty?: boolean;
             strategy?: components["schemas"]["PlacementStrategy"];
             /** @description Place only on these workers. */
             worker_ids?: string[];
@@ -589,6 +632,11 @@ export interface components {
             spec?: components["schemas"]["DeploymentSpec"] & unknown;
             /** @description Dependencies with no healthy instance yet; this service's instances are placed once they have one. */
             waiting_for: string[];
+            /**
+             * @description A stateful service whose volume is on a lost worker waits for that worker: it is never
+             *     started elsewhere without its data.
+             */
+            waiting_for_volume?: components["schemas"]["VolumeWait"] & unknown;
         };
         /**
          * DeploymentSpec
@@ -1061,6 +1109,78 @@ export interface components {
             username: string;
         };
         /**
+         * Volume
+         * @description A stateful service's data directory, as the conductor records it. A stateful service's instance
+         *     is placed only on the worker holding its volume.
+         */
+        Volume: {
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When the last backup of it completed; absent when none has.
+             */
+            last_backup_at?: string;
+            /** @description The volume's name (a stateful service's volume is named after it). */
+            name: string;
+            /**
+             * @description Other workers that report a directory of this name: old copies no longer in use (for
+             *     example after `start_empty`), which the platform leaves alone.
+             */
+            other_copies: string[];
+            /** @description The service whose data it is. */
+            service: string;
+            /**
+             * Format: uint64
+             * @description Bytes, as the holding worker last reported them; absent until it has.
+             */
+            size_bytes?: number;
+            /**
+             * Format: date-time
+             * @description When the holder last changed (created, adopted, started empty elsewhere).
+             */
+            updated_at: string;
+            /**
+             * Format: uuid
+             * @description The worker holding the copy in use.
+             */
+            worker_id: string;
+            /** @description Absent when that worker was removed from the registry. */
+            worker_name?: string;
+            /** @description Whether the holding worker is live; absent when it was removed from the registry. */
+            worker_status?: components["schemas"]["WorkerStatus"] & unknown;
+        };
+        /**
+         * VolumeReport
+         * @description A volume directory a worker holds.
+         */
+        VolumeReport: {
+            name: string;
+            /**
+             * Format: uint64
+             * @description Bytes of the files in it (measured at most once a minute).
+             */
+            size_bytes: number;
+        };
+        /**
+         * VolumeWait
+         * @description What a stateful service waits for: the worker holding its volume to come back.
+         */
+        VolumeWait: {
+            /**
+             * Format: date-time
+             * @description The worker's last heartbeat; absent when the worker was removed from the registry.
+             */
+            lost_since?: string;
+            /** @description What the wait means, for people. */
+            message: string;
+            volume: string;
+            /** Format: uuid */
+            worker_id: string;
+            /** @description The worker's name; absent when the worker was removed from the registry. */
+            worker_name?: string;
+        };
+        /**
          * Worker
          * @description A machine of the cluster.
          */
@@ -1123,6 +1243,12 @@ export interface components {
             network?: components["schemas"]["NetworkInterface"][];
             /** @description Operating system name and version. */
             os?: string;
+            /**
+             * @description The volume directories this worker holds (`<data dir>/volumes/<name>`), whether or not an
+             *     instance uses them now.
+             * @default []
+             */
+            volumes?: components["schemas"]["VolumeReport"][];
         };
         /**
          * @description `live`: heard from within the worker TTL; `lost`: silent for longer.
@@ -2732,6 +2858,190 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["RegistrationToken"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_volumes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Volume"][];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_volume: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Volume"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */

@@ -97,8 +97,19 @@ pub struct DeployArgs {
     driver: Option<String>,
     #[arg(long, value_parser = ["round_robin", "least_connections", "ip_hash"])]
     load_balancing: Option<String>,
+    /// A stateful service only: start it with NO DATA on a worker holding no copy of its volume.
+    /// The old copy stays where it is, unused. Without this flag a stateful service runs only
+    /// where its volume is.
+    #[arg(long)]
+    start_empty: bool,
     #[command(flatten)]
     wait: Wait,
+}
+
+#[derive(clap::Subcommand)]
+pub enum VolumesCommand {
+    /// Every volume: the service it belongs to, the worker holding it, its size.
+    Ls,
 }
 
 #[derive(clap::Subcommand)]
@@ -312,6 +323,7 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                 strategy: parse_choice(&args.strategy)?,
                 driver: parse_choice(&args.driver)?,
                 load_balancing: parse_choice(&args.load_balancing)?,
+                start_empty: args.start_empty.then_some(true),
             };
             let d = api(c.deploy_service().name(&args.name).body(req).send().await)?;
             finish_deploy(&c, global.output, d, &args.wait).await
@@ -371,7 +383,34 @@ fn print_deployment(format: Format, d: &Deployment) -> anyhow::Result<()> {
 pub async fn deployments(global: Global, service: String) -> anyhow::Result<()> {
     let c = connect(&global)?;
     let d = api(c.get_deployment().name(&service).send().await)?;
+    if let (Some(wait), Format::Table) = (&d.waiting_for_volume, global.output) {
+        eprintln!("{}: waiting: {}", d.service, wait.message);
+    }
     print_deployment(global.output, &d)
+}
+
+pub async fn volumes(global: Global, command: VolumesCommand) -> anyhow::Result<()> {
+    let c = connect(&global)?;
+    match command {
+        VolumesCommand::Ls => {
+            let all = api(c.list_volumes().send().await)?;
+            let rows = all
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.name.clone(),
+                        v.service.clone(),
+                        format!("{} ({})", v.worker_name.as_deref().unwrap_or("removed"), v.worker_id),
+                        v.worker_status.map_or_else(|| "removed".into(), |s| s.to_string()),
+                        v.size_bytes.map_or_else(|| "-".into(), bytes),
+                        v.last_backup_at.map_or_else(|| "never".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                        v.other_copies.len().to_string(),
+                    ]
+                })
+                .collect();
+            output::print(global.output, &all, &["NAME", "SERVICE", "WORKER", "WORKER STATUS", "SIZE", "LAST BACKUP", "OLD COPIES"], rows)
+        }
+    }
 }
 
 pub async fn token(global: Global, command: TokenCommand) -> anyhow::Result<()> {

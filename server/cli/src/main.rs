@@ -56,6 +56,13 @@ enum Command {
         global: client::Global,
         service: String,
     },
+    /// Volumes: where each stateful service's data is.
+    Volumes {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: client::VolumesCommand,
+    },
     /// The worker registration token.
     Token {
         #[command(flatten)]
@@ -78,6 +85,7 @@ fn main() {
         Command::Workers { global, command } => client::run(client::workers(global, command)),
         Command::Services { global, command } => client::run(client::services(global, command)),
         Command::Deployments { global, service } => client::run(client::deployments(global, service)),
+        Command::Volumes { global, command } => client::run(client::volumes(global, command)),
         Command::Token { global, command } => client::run(client::token(global, command)),
     };
     if let Err(e) = result {

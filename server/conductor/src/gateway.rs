@@ -116,6 +116,11 @@ impl<E> Gateway<E> {
         let mut tried = vec![];
         loop {
             let Some(endpoint) = route.pick(client_ip, &tried) else {
+                if let (Some(why), true) = (&route.unavailable, tried.is_empty()) {
+                    let mut resp = gateway_error(StatusCode::SERVICE_UNAVAILABLE, "volume_unavailable", format!("{service} is unavailable: {why}"));
+                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return resp;
+                }
                 let message = if tried.is_empty() {
                     format!("no healthy instance of {service}; see GET /api/services/{service}/deployments")
                 } else {

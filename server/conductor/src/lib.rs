@@ -21,7 +21,7 @@ pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
 use domain::{
     auth::AuthService, catalog::CatalogService, deployments::DeploymentService, instances::InstanceService,
-    registration::RegistrationTokens, routes::Routes, workers::WorkerService,
+    registration::RegistrationTokens, routes::Routes, volumes::VolumeService, workers::WorkerService,
 };
 use store::Db;
 
@@ -33,6 +33,7 @@ pub(crate) struct AppState {
     workers: Arc<WorkerService>,
     catalog: Arc<CatalogService>,
     instances: Arc<InstanceService>,
+    volumes: Arc<VolumeService>,
     deployments: DeploymentService,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
@@ -115,12 +116,30 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let catalog = Arc::new(CatalogService::start(db.clone()).await?);
     let workers = Arc::new(WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?);
     let instances = Arc::new(InstanceService::new(db.clone(), workers.clone()));
+    let volumes = Arc::new(VolumeService::new(db.clone(), workers.clone()));
     let routes = Arc::new(Routes::default());
-    let deployments =
-        DeploymentService::new(catalog.clone(), workers.clone(), instances.clone(), routes.clone(), config.instance_ports.clone());
+    let deployments = DeploymentService::new(
+        catalog.clone(),
+        workers.clone(),
+        instances.clone(),
+        volumes.clone(),
+        routes.clone(),
+        config.instance_ports.clone(),
+    );
     let metrics = Arc::new(Metrics::new());
     let state =
-        Arc::new(AppState { db, auth, tokens, workers, catalog, instances, deployments, routes: routes.clone(), metrics: metrics.clone() });
+        Arc::new(AppState {
+        db,
+        auth,
+        tokens,
+        workers,
+        catalog,
+        instances,
+        volumes,
+        deployments,
+        routes: routes.clone(),
+        metrics: metrics.clone(),
+    });
     // The routes exist before the first request, so the gateway never mistakes a service for an
     // unknown path.
     if let Err(e) = state.deployments.tick().await {

@@ -161,6 +161,19 @@ pub struct WorkerResources {
     #[oai(default)]
     #[serde(default)]
     pub drivers: Vec<RuntimeDriver>,
+    /// The volume directories this worker holds (`<data dir>/volumes/<name>`), whether or not an
+    /// instance uses them now.
+    #[oai(default)]
+    #[serde(default)]
+    pub volumes: Vec<VolumeReport>,
+}
+
+/// A volume directory a worker holds.
+#[derive(Object, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeReport {
+    pub name: String,
+    /// Bytes of the files in it (measured at most once a minute).
+    pub size_bytes: u64,
 }
 
 /// A worker asking to join (or rejoin) the cluster.
@@ -353,6 +366,10 @@ pub struct DeployRequest {
     pub driver: Option<DriverKind>,
     /// How the gateway spreads requests over the instances.
     pub load_balancing: Option<LoadBalancing>,
+    /// For a stateful service only: `true` starts it with no data on a worker that holds no copy
+    /// of its volume, leaving the old copy where it is (it is not deleted, and is no longer used).
+    /// Without it, a stateful service runs only where its volume is.
+    pub start_empty: Option<bool>,
 }
 
 /// A service's deployment: what was asked for and the instances that serve it.
@@ -370,7 +387,50 @@ pub struct Deployment {
     pub waiting_for: Vec<String>,
     /// Why instances are missing, when they are (e.g. no worker has room for them).
     pub problem: Option<String>,
+    /// A stateful service whose volume is on a lost worker waits for that worker: it is never
+    /// started elsewhere without its data.
+    pub waiting_for_volume: Option<VolumeWait>,
     pub instances: Vec<Instance>,
+}
+
+/// What a stateful service waits for: the worker holding its volume to come back.
+#[derive(Object, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeWait {
+    pub volume: String,
+    pub worker_id: Uuid,
+    /// The worker's name; absent when the worker was removed from the registry.
+    pub worker_name: Option<String>,
+    /// The worker's last heartbeat; absent when the worker was removed from the registry.
+    pub lost_since: Option<DateTime<Utc>>,
+    /// What the wait means, for people.
+    pub message: String,
+}
+
+/// A stateful service's data directory, as the conductor records it. A stateful service's instance
+/// is placed only on the worker holding its volume.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Volume {
+    /// The volume's name (a stateful service's volume is named after it).
+    pub name: String,
+    /// The service whose data it is.
+    pub service: String,
+    /// The worker holding the copy in use.
+    pub worker_id: Uuid,
+    /// Absent when that worker was removed from the registry.
+    pub worker_name: Option<String>,
+    /// Whether the holding worker is live; absent when it was removed from the registry.
+    pub worker_status: Option<WorkerStatus>,
+    /// Bytes, as the holding worker last reported them; absent until it has.
+    pub size_bytes: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    /// When the holder last changed (created, adopted, started empty elsewhere).
+    pub updated_at: DateTime<Utc>,
+    /// When the last backup of it completed; absent when none has.
+    pub last_backup_at: Option<DateTime<Utc>>,
+    /// Other workers that report a directory of this name: old copies no longer in use (for
+    /// example after `start_empty`), which the platform leaves alone.
+    pub other_copies: Vec<Uuid>,
 }
 
 /// A service of the catalog: a built-in one, or one an admin defined.

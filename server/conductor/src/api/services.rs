@@ -7,7 +7,7 @@ use poem_openapi::{OpenApi, param::Path, payload::Json};
 use super::{ApiTags, CallerAuth, UserAuth, workers::Removed};
 use crate::{
     AppState,
-    model::{DeployRequest, Deployment, Endpoint, Service, ServiceDefinition, ServiceEndpoints},
+    model::{DeployRequest, Deployment, Endpoint, Service, ServiceDefinition, ServiceEndpoints, Volume},
 };
 
 pub struct ServicesApi;
@@ -75,6 +75,19 @@ impl ServicesApi {
     #[oai(path = "/api/services/:name/deployments", method = "get", operation_id = "get_deployment")]
     async fn deployment(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<Deployment>> {
         state.deployments.deployment(&name.0).await.map(Json)
+    }
+
+    /// Every volume: each stateful service's data directory, the worker holding it, its size, and
+    /// other workers holding old copies. A stateful service runs only where its volume is.
+    #[oai(path = "/api/volumes", method = "get", operation_id = "list_volumes")]
+    async fn volumes(&self, state: Data<&Arc<AppState>>, _auth: UserAuth) -> ApiResult<Json<Vec<Volume>>> {
+        state.volumes.list().await.map(Json)
+    }
+
+    /// One volume.
+    #[oai(path = "/api/volumes/:name", method = "get", operation_id = "get_volume")]
+    async fn volume(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<Volume>> {
+        state.volumes.get(&name.0).await.map(Json)
     }
 
     /// The healthy endpoints of a service (user or service token): how services find each other.

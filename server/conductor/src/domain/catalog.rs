@@ -45,7 +45,7 @@ const BUILTINS: &[Builtin] = &[
 ];
 
 /// Names that are the conductor's own paths under `/api/`, so no service may take them.
-const RESERVED: &[&str] = &["auth", "token", "workers", "services", "instances", "registry", "resources", "cluster", "health", "ready", "metrics"];
+const RESERVED: &[&str] = &["auth", "token", "workers", "services", "instances", "registry", "resources", "cluster", "health", "ready", "metrics", "volumes", "backups"];
 
 fn builtin_service(b: &Builtin) -> Service {
     let upper = b.name.to_uppercase();

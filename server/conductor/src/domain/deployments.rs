@@ -8,6 +8,8 @@
 //!   once the service has all its replicas healthy again, so a worker coming back in between
 //!   leaves no duplicates: extras are removed, unhealthy and newest first;
 //! - a service's instances are placed only once every service it depends on has a healthy one;
+//! - a stateful service runs only on the worker holding its volume, and waits while that worker is
+//!   lost; its lost instance there is kept, to be used again (see [`super::volumes`]);
 //!
 //! Restarting crashed or unhealthy instances is their worker's job (with backoff); the conductor
 //! records their health from the workers' reports. Each tick also rebuilds the gateway's routes.
@@ -27,6 +29,7 @@ use super::{
     instances::InstanceService,
     routes::{RouteSpec, Routes},
     scheduler::{self, Amounts, Candidate},
+    volumes::{self, Site, VolumeService},
     workers::WorkerService,
 };
 use crate::{
@@ -34,7 +37,7 @@ use crate::{
         DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth, InstanceSpec, Service, Worker,
         WorkerStatus,
     },
-    store::services::DeploymentUpdate,
+    store::{now_ms, services::DeploymentUpdate, volumes::VolumeRow},
 };
 
 /// How often the loop runs when nothing wakes it.
@@ -46,6 +49,7 @@ pub struct DeploymentService {
     catalog: Arc<CatalogService>,
     workers: Arc<WorkerService>,
     instances: Arc<InstanceService>,
+    volumes: Arc<VolumeService>,
     routes: Arc<Routes>,
     ports: RangeInclusive<u16>,
     /// One placement at a time: reservations are read and written together.
@@ -60,6 +64,10 @@ struct Outcome {
     place: Vec<(Uuid, InstanceSpec)>,
     remove: Vec<Instance>,
     waiting_for: Vec<String>,
+    /// Volume records to write with the placements (a fresh or adopted volume).
+    volumes: Vec<VolumeRow>,
+    /// Why a stateful service waits for its volume's worker (nothing was placed).
+    volume_wait: Option<String>,
 }
 
 /// The cluster as a plan sees it: reservations and ports taken, updated as instances are placed.
@@ -67,12 +75,13 @@ struct Cluster {
     services: Vec<Service>,
     instances: Vec<Instance>,
     workers: Vec<Worker>,
+    volumes: Vec<VolumeRow>,
     reserved: HashMap<Uuid, Amounts>,
     ports_by_ip: HashMap<String, HashSet<u16>>,
 }
 
 impl Cluster {
-    fn new(services: Vec<Service>, instances: Vec<Instance>, workers: Vec<Worker>) -> Self {
+    fn new(services: Vec<Service>, instances: Vec<Instance>, workers: Vec<Worker>, volumes: Vec<VolumeRow>) -> Self {
         let ip_of: HashMap<Uuid, &str> = workers.iter().map(|w| (w.id, w.ip_address.as_str())).collect();
         let mut reserved: HashMap<Uuid, Amounts> = HashMap::new();
         let mut ports_by_ip: HashMap<String, HashSet<u16>> = HashMap::new();
@@ -84,7 +93,16 @@ impl Cluster {
                 ports_by_ip.entry((*ip).to_owned()).or_default().extend(inst.spec.ports.iter().copied());
             }
         }
-        Self { services, instances, workers, reserved, ports_by_ip }
+        Self { services, instances, workers, volumes, reserved, ports_by_ip }
+    }
+
+    fn volume(&self, name: &str) -> Option<&VolumeRow> {
+        self.volumes.iter().find(|v| v.name == name)
+    }
+
+    /// Where the stateful `service` may run (its volume is named after it).
+    fn site(&self, service: &Service, only: &[Uuid], start_empty: bool) -> Site {
+        volumes::site(&service.name, self.volume(&service.name), &self.workers, only, start_empty)
     }
 
     fn healthy(&self, service: &str) -> usize {
@@ -205,23 +223,66 @@ impl DeploymentService {
         catalog: Arc<CatalogService>,
         workers: Arc<WorkerService>,
         instances: Arc<InstanceService>,
+        volumes: Arc<VolumeService>,
         routes: Arc<Routes>,
         ports: RangeInclusive<u16>,
     ) -> Self {
-        Self { catalog, workers, instances, routes, ports, placement: tokio::sync::Mutex::new(()), problems: Mutex::default() }
+        Self {
+            catalog,
+            workers,
+            instances,
+            volumes,
+            routes,
+            ports,
+            placement: tokio::sync::Mutex::new(()),
+            problems: Mutex::default(),
+        }
     }
 
     async fn cluster(&self) -> ApiResult<Cluster> {
         let services = self.catalog.list().await?;
         let instances = self.instances.all().await?;
-        Ok(Cluster::new(services, instances, self.workers.snapshot()))
+        let volumes = self.volumes.records().await?;
+        Ok(Cluster::new(services, instances, self.workers.snapshot(), volumes))
     }
 
     /// What `service` needs changed to match `spec`; placements are reserved in `cluster`.
-    fn reconcile(&self, cluster: &mut Cluster, service: &Service, spec: &DeploymentSpec) -> Result<Outcome, String> {
+    /// `start_empty` is an admin's explicit word to start a stateful service with no data.
+    fn reconcile(&self, cluster: &mut Cluster, service: &Service, spec: &DeploymentSpec, start_empty: bool) -> Result<Outcome, String> {
         let mut out = Outcome::default();
-        let mine: Vec<Instance> = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(&service.name)).cloned().collect();
+        let site = service.stateful.then(|| {
+            // With no record yet (a cluster from before volumes were recorded), the copy an
+            // instance is using now is the one to adopt.
+            let in_use = cluster
+                .instances
+                .iter()
+                .find(|i| i.service.as_deref() == Some(&service.name) && i.health != InstanceHealth::Lost)
+                .map(|i| i.worker_id);
+            match in_use {
+                Some(worker_id) if cluster.volume(&service.name).is_none() && !start_empty => Site::On { worker_id, record: true },
+                _ => cluster.site(service, &spec.worker_ids, start_empty),
+            }
+        });
+        if let Some(Site::On { worker_id, record: true }) = &site {
+            let running_there = cluster.instances.iter().any(|i| i.service.as_deref() == Some(&service.name) && i.worker_id == *worker_id);
+            if running_there {
+                out.volumes.push(volumes::new_record(&service.name, &service.name, *worker_id, now_ms()));
+            }
+        }
+        let holder = match &site {
+            Some(Site::On { worker_id, .. }) => Some(*worker_id),
+            Some(Site::Wait(wait)) => Some(wait.worker_id),
+            _ => None,
+        };
+        let mut mine: Vec<Instance> = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(&service.name)).cloned().collect();
+        if service.stateful && start_empty {
+            // The old instance works on the volume being left behind: it stops now.
+            out.remove.append(&mut mine);
+        }
         let (lost, live): (Vec<Instance>, Vec<Instance>) = mine.into_iter().partition(|i| i.health == InstanceHealth::Lost);
+        // A stateful service's lost instance on the worker holding its volume is still its
+        // instance: it serves again, with its data, when that worker returns.
+        let (kept, lost): (Vec<Instance>, Vec<Instance>) = lost.into_iter().partition(|i| holder == Some(i.worker_id));
         // Instances placed under an earlier deployment (other resources, workers or driver) are
         // replaced like lost ones: removed once the new ones are healthy.
         let (outdated, mut live): (Vec<Instance>, Vec<Instance>) = live.into_iter().partition(|i| is_outdated(i, spec));
@@ -237,10 +298,30 @@ impl DeploymentService {
             out.remove.extend(outdated);
         }
         out.waiting_for = service.depends_on.iter().filter(|d| cluster.healthy(d) == 0).cloned().collect();
-        let missing = wanted.saturating_sub(live.len()) as u32;
+        let missing = wanted.saturating_sub(live.len() + kept.len()) as u32;
         if missing > 0 {
             let drivers = usable_drivers(service, spec.driver);
             let mut candidates = cluster.candidates(&service.name);
+            // Where the volume lets it go: the holder only, or (a fresh volume) no worker with a copy.
+            let mut why_here = String::new();
+            match &site {
+                None => {}
+                Some(Site::On { worker_id, .. }) => {
+                    candidates.retain(|c| c.id == *worker_id);
+                    why_here = format!(" (its volume is on worker {worker_id}, so it runs there only)");
+                }
+                Some(Site::Fresh { exclude }) => {
+                    candidates.retain(|c| !exclude.contains(&c.id));
+                    if !exclude.is_empty() {
+                        why_here = " (workers holding an old copy of its volume are left out)".into();
+                    }
+                }
+                Some(Site::Wait(wait)) => {
+                    out.volume_wait = Some(wait.message.clone());
+                    return Ok(out);
+                }
+                Some(Site::Choose(why)) => return Err(format!("{}: {why}", service.name)),
+            }
             let request = scheduler::Request {
                 count: missing,
                 resources: spec.resources,
@@ -249,13 +330,22 @@ impl DeploymentService {
                 strategy: spec.strategy,
                 drivers: &drivers,
             };
-            let placements = scheduler::place(&mut candidates, &request).map_err(|s| format!("{}: {}", service.name, s.message))?;
+            let placements =
+                scheduler::place(&mut candidates, &request).map_err(|s| format!("{}{why_here}: {}", service.name, s.message))?;
             // Waiting for a dependency: the check above says it would fit; nothing is placed yet.
             if out.waiting_for.is_empty() {
                 for p in placements {
                     let port = cluster.allocate_port(p.worker_id, &self.ports).map_err(|e| e.to_string())?;
                     cluster.reserved.entry(p.worker_id).or_default().add(Amounts::of(&spec.resources));
-                    out.place.push((p.worker_id, instance_spec(service, spec, p.driver, port)));
+                    let spec = instance_spec(service, spec, p.driver, port);
+                    if let (Some(volume), Some(Site::Fresh { .. } | Site::On { record: true, .. })) = (&spec.volume, &site) {
+                        let row = volumes::new_record(volume, &service.name, p.worker_id, now_ms());
+                        tracing::info!(volume = %volume, worker_id = %p.worker_id, fresh = matches!(site, Some(Site::Fresh { .. })), "volume recorded");
+                        cluster.volumes.retain(|v| v.name != row.name);
+                        cluster.volumes.push(row.clone());
+                        out.volumes.push(row);
+                    }
+                    out.place.push((p.worker_id, spec));
                 }
             }
         }
@@ -296,14 +386,30 @@ impl DeploymentService {
         if !unknown.is_empty() {
             return bad(format!("worker_ids: no worker {}", unknown.join(", ")));
         }
+        let start_empty = req.start_empty == Some(true);
+        if start_empty && !service.stateful {
+            return bad(format!("start_empty applies to stateful services only, and {} keeps no state", service.name));
+        }
         // A stateful service's data lives on its worker: moving it elsewhere would leave it behind.
+        let holder = cluster.volume(&service.name).and_then(|v| Uuid::parse_str(&v.worker_id).ok());
+        if let Some(holder) = holder.filter(|h| service.stateful && !start_empty && !spec.worker_ids.is_empty() && !spec.worker_ids.contains(h)) {
+            return Err(ApiError::conflict(
+                "volume_elsewhere",
+                format!(
+                    "the data of {name} (volume {name}) is on worker {holder}, which worker_ids leaves out; include that \
+                     worker, or deploy with start_empty: true to start {name} with no data elsewhere (the old copy is \
+                     left where it is)",
+                    name = service.name
+                ),
+            ));
+        }
         let moves_running = cluster.instances.iter().any(|i| i.service.as_deref() == Some(&service.name) && is_outdated(i, &spec));
-        if service.stateful && moves_running {
+        if service.stateful && moves_running && !start_empty {
             return Err(ApiError::conflict(
                 "stateful_service_running",
                 format!(
                     "{} keeps its state on its worker, so its resources, workers and driver cannot change while it runs; \
-                     disable it and deploy again (its data stays on the worker it ran on)",
+                     disable it and deploy again (it starts again on the worker holding its volume)",
                     service.name
                 ),
             ));
@@ -342,12 +448,17 @@ impl DeploymentService {
         let mut placed = vec![];
         let mut removed = vec![];
         let mut problems = vec![];
+        let mut waits = vec![];
         let mut serialized = vec![];
+        let mut volume_rows = vec![];
         for (s, spec) in &targets {
-            match self.reconcile(&mut cluster, s, spec) {
+            let start_empty = s.name == service.name && req.start_empty == Some(true);
+            match self.reconcile(&mut cluster, s, spec, start_empty) {
                 Ok(outcome) => {
                     placed.extend(outcome.place.into_iter().map(|(w, i)| (w, Some(s.name.clone()), i)));
                     removed.extend(outcome.remove);
+                    volume_rows.extend(outcome.volumes);
+                    waits.extend(outcome.volume_wait.map(|w| (s.name.clone(), w)));
                 }
                 Err(why) => problems.push((s.name.clone(), why)),
             }
@@ -372,7 +483,7 @@ impl DeploymentService {
                 load_balancing: catalog::lb_name(if s.name == service.name { lb } else { s.load_balancing }),
             })
             .collect();
-        self.instances.apply(&updates, placed, &removed).await?;
+        self.instances.apply(&updates, placed, &removed, &volume_rows).await?;
         // The routes follow at once: the new load balancing, removed instances gone (new ones
         // join when healthy).
         if let Some(s) = cluster.services.iter_mut().find(|s| s.name == service.name) {
@@ -385,6 +496,7 @@ impl DeploymentService {
                 known.remove(&s.name);
             }
             known.extend(problems);
+            known.extend(waits);
         }
         tracing::info!(service = name, "service deployed");
         drop(_one_at_a_time);
@@ -421,7 +533,7 @@ impl DeploymentService {
             deployment: json.as_deref(),
             load_balancing: catalog::lb_name(service.load_balancing),
         };
-        self.instances.apply(&[update], vec![], &removed).await?;
+        self.instances.apply(&[update], vec![], &removed, &[]).await?;
         self.publish_routes(&cluster, &removed.iter().map(|i| i.id).collect());
         tracing::info!(service = name, stopped = removed.len(), "service disabled");
         drop(_one_at_a_time);
@@ -432,6 +544,16 @@ impl DeploymentService {
     pub async fn deployment(&self, name: &str) -> ApiResult<Deployment> {
         let service = self.catalog.get(name).await?;
         let instances = self.instances.for_service(name).await?;
+        let waiting_for_volume = if service.stateful && service.enabled {
+            let records = self.volumes.records().await?;
+            let only = service.deployment.as_ref().map_or(&[][..], |d| &d.worker_ids[..]);
+            match volumes::site(name, records.iter().find(|v| v.name == name), &self.workers.snapshot(), only, false) {
+                Site::Wait(wait) => Some(*wait),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let mut waiting_for = vec![];
         if service.enabled {
             for dep in &service.depends_on {
@@ -448,6 +570,7 @@ impl DeploymentService {
             healthy: instances.iter().filter(|i| i.health == InstanceHealth::Healthy).count() as u32,
             waiting_for,
             problem: self.problems.lock().expect("problems lock").get(name).cloned(),
+            waiting_for_volume,
             instances,
         })
     }
@@ -460,14 +583,19 @@ impl DeploymentService {
         let services = cluster.services.clone();
         let mut placed = vec![];
         let mut removed = vec![];
+        let mut volume_rows = vec![];
         let mut problems = HashMap::new();
         // (A disabled service's instances went in the same transaction that disabled it.)
         for service in dependency_order(&services) {
             let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled) else { continue };
-            match self.reconcile(&mut cluster, service, spec) {
+            match self.reconcile(&mut cluster, service, spec, false) {
                 Ok(outcome) => {
                     placed.extend(outcome.place.into_iter().map(|(w, i)| (w, Some(service.name.clone()), i)));
                     removed.extend(outcome.remove);
+                    volume_rows.extend(outcome.volumes);
+                    if let Some(wait) = outcome.volume_wait {
+                        problems.insert(service.name.clone(), wait);
+                    }
                 }
                 Err(why) => {
                     problems.insert(service.name.clone(), why);
@@ -483,8 +611,8 @@ impl DeploymentService {
             }
             *known = problems;
         }
-        if !placed.is_empty() || !removed.is_empty() {
-            self.instances.apply(&[], placed, &removed).await?;
+        if !placed.is_empty() || !removed.is_empty() || !volume_rows.is_empty() {
+            self.instances.apply(&[], placed, &removed, &volume_rows).await?;
         }
         drop(guard);
         let gone: HashSet<Uuid> = removed.iter().map(|i| i.id).collect();
@@ -499,6 +627,11 @@ impl DeploymentService {
             .map(|s| RouteSpec {
                 service: s.name.clone(),
                 load_balancing: s.load_balancing,
+                // Why a stateful service has no endpoint while its volume's worker is away.
+                unavailable: match s.stateful.then(|| cluster.site(s, &[], false)) {
+                    Some(Site::Wait(wait)) => Some(wait.message),
+                    _ => None,
+                },
                 endpoints: cluster
                     .instances
                     .iter()

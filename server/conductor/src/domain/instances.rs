@@ -21,6 +21,7 @@ use crate::{
         Db, now_ms,
         instances::{self, InstanceRow},
         services::{self, DeploymentUpdate},
+        volumes::{self, VolumeRow},
     },
 };
 
@@ -194,7 +195,15 @@ impl InstanceService {
 
     /// Commits a deployment change in one transaction: services' new deployment state, instances
     /// placed, instances removed. Then the workers concerned are woken.
-    pub async fn apply(&self, updates: &[DeploymentUpdate<'_>], placed: Vec<(Uuid, Option<String>, InstanceSpec)>, removed: &[Instance]) -> ApiResult<Vec<Instance>> {
+    /// Volume records (a stateful service's fresh or adopted volume) are written in the same
+    /// transaction as the placement that uses them.
+    pub async fn apply(
+        &self,
+        updates: &[DeploymentUpdate<'_>],
+        placed: Vec<(Uuid, Option<String>, InstanceSpec)>,
+        removed: &[Instance],
+        volume_records: &[VolumeRow],
+    ) -> ApiResult<Vec<Instance>> {
         let now = now_ms();
         let mut rows = Vec::with_capacity(placed.len());
         for (worker_id, service, spec) in placed {
@@ -209,6 +218,9 @@ impl InstanceService {
             }
             for inst in removed {
                 instances::delete_in(&mut tx, &inst.id.to_string()).await?;
+            }
+            for record in volume_records {
+                volumes::upsert_in(&mut tx, record).await?;
             }
             tx.commit().await
         };

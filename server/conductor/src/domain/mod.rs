@@ -9,6 +9,7 @@ pub mod passwords;
 pub mod registration;
 pub mod routes;
 pub mod scheduler;
+pub mod volumes;
 pub mod workers;
 
 pub use aerekos_common::db::from_ms;

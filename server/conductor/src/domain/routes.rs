@@ -31,6 +31,9 @@ pub struct RouteEndpoint {
 pub struct ServiceRoute {
     pub load_balancing: LoadBalancing,
     pub endpoints: Vec<RouteEndpoint>,
+    /// Why there is no endpoint, when the reason is known (a stateful service's volume is on a
+    /// worker that is away).
+    pub unavailable: Option<String>,
     next: Arc<AtomicUsize>,
 }
 
@@ -73,6 +76,7 @@ pub struct RouteSpec {
     pub load_balancing: LoadBalancing,
     /// (instance, worker, address)
     pub endpoints: Vec<(Uuid, Uuid, String)>,
+    pub unavailable: Option<String>,
 }
 
 #[derive(Default)]
@@ -103,7 +107,10 @@ impl Routes {
                     })
                     .collect();
                 let next = previous.map_or_else(Arc::default, |p| p.next.clone());
-                (spec.service, Arc::new(ServiceRoute { load_balancing: spec.load_balancing, endpoints, next }))
+                (
+                    spec.service,
+                    Arc::new(ServiceRoute { load_balancing: spec.load_balancing, endpoints, unavailable: spec.unavailable, next }),
+                )
             })
             .collect();
         *self.table.write().expect("routes lock") = Arc::new(RouteTable { services });
@@ -125,6 +132,7 @@ mod tests {
                     in_flight: Arc::default(),
                 })
                 .collect(),
+            unavailable: None,
             next: Arc::default(),
         }
     }

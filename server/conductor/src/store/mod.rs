@@ -5,6 +5,7 @@ pub mod instances;
 pub mod services;
 pub mod tokens;
 pub mod users;
+pub mod volumes;
 pub mod workers;
 
 pub use aerekos_common::db::{Db, DbResult, now_ms};

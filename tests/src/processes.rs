@@ -1,0 +1,223 @@
+//! A cluster of separate processes: a conductor (`aerekos conductor`) and workers (`aerekos
+//! worker`), each with its own data directory and ports, as they run on separate machines. Fault
+//! tests pause them (SIGSTOP, as a network cut looks to the others), kill them with SIGKILL and
+//! start them again on the same state.
+//!
+//! Every process writes its log to `<its dir>/log`; a failing test prints them (see
+//! [`ProcessCluster::logs`]).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::Duration,
+};
+
+use aerekos_sdk::{Conductor, conductor::types::WorkerStatus};
+use nix::{sys::signal::Signal, unistd::Pid};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::{ADMIN_PASSWORD, WorkerDir, aerekos_bin, eventually, free_port, instance_port_block};
+
+/// One `aerekos` process with its environment, restartable on the same state.
+struct Process {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(aerekos_bin())
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting aerekos");
+        self.child = Some(child);
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = self.child.as_ref().expect("running").id();
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), signal).expect("signal");
+    }
+
+    /// SIGKILL: no shutdown, no cleanup (a paused process is killed too).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A conductor process.
+pub struct ConductorProcess {
+    process: Process,
+    pub url: String,
+    pub dir: TempDir,
+}
+
+/// A worker process; its instances run as its children (in their own process groups) and are
+/// killed when this is dropped.
+pub struct WorkerProcess {
+    process: Process,
+    pub name: String,
+    pub dir: WorkerDir,
+}
+
+pub const CLUSTER_TOKEN: &str = "aerekos_reg_process-cluster-token-0123456789";
+/// Heartbeats every second; lost after 4 s of silence.
+pub const WORKER_TTL: Duration = Duration::from_secs(4);
+
+impl ConductorProcess {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let ports = instance_port_block();
+        let env = [
+            ("CONDUCTOR_HOST", "127.0.0.1".to_owned()),
+            ("CONDUCTOR_PORT", port.to_string()),
+            ("DATA_DIR", dir.path().join("data").display().to_string()),
+            ("AEREKOS_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ("AEREKOS_REGISTRATION_TOKEN", CLUSTER_TOKEN.to_owned()),
+            ("HEARTBEAT_INTERVAL", "1s".to_owned()),
+            ("WORKER_TTL", format!("{}s", WORKER_TTL.as_secs())),
+            ("AEREKOS_INSTANCE_PORTS", format!("{}-{}", ports.start(), ports.end())),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        let process = Process {
+            args: vec!["conductor".into()],
+            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            log: dir.path().join("log"),
+            child: None,
+        };
+        let mut conductor = Self { process, url: format!("http://127.0.0.1:{port}"), dir };
+        conductor.start_again().await;
+        conductor
+    }
+
+    /// Starts the (killed) conductor again on its address and state; returns once it is ready.
+    pub async fn start_again(&mut self) {
+        self.process.spawn();
+        let ready = format!("{}/ready", self.url);
+        let http = reqwest::Client::new();
+        eventually(30, "the conductor answers /ready", || {
+            let (http, ready) = (http.clone(), ready.clone());
+            async move { http.get(&ready).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+    }
+
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Deletes the conductor's whole data directory (database, signing key): it must be killed.
+    pub fn wipe(&self) {
+        assert!(self.process.child.is_none(), "kill the conductor first");
+        std::fs::remove_dir_all(self.dir.path().join("data")).expect("wiping the conductor's data");
+    }
+
+    pub async fn admin(&self) -> Conductor {
+        Conductor::login(&self.url, "admin", ADMIN_PASSWORD).await.expect("admin logs in")
+    }
+}
+
+impl WorkerProcess {
+    pub fn start(conductor: &ConductorProcess, name: &str) -> Self {
+        let dir = WorkerDir::new();
+        let env = [
+            ("CONDUCTOR_URL", conductor.url.clone()),
+            ("CONDUCTOR_TOKEN", CLUSTER_TOKEN.to_owned()),
+            ("DATA_DIR", dir.path().display().to_string()),
+            ("WORKER_NAME", name.to_owned()),
+            ("WORKER_IP", "127.0.0.1".to_owned()),
+            ("WORKER_API_HOST", "127.0.0.1".to_owned()),
+            ("WORKER_API_PORT", free_port().to_string()),
+            ("WORKER_DOCKER", "off".to_owned()),
+            ("HEARTBEAT_INTERVAL", "1".to_owned()),
+            ("AEREKOS_EXECUTABLE", aerekos_bin().display().to_string()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        let log = dir.path().join("agent.log");
+        let mut process =
+            Process { args: vec!["worker".into()], env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), log, child: None };
+        process.spawn();
+        Self { process, name: name.to_owned(), dir }
+    }
+
+    /// The id the worker was given (once it has joined).
+    pub async fn id(&self) -> Uuid {
+        let path = self.dir.path().join("identity.json");
+        eventually(30, &format!("{} has joined", self.name), || {
+            let path = path.clone();
+            async move {
+                let text = std::fs::read_to_string(path).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                v["worker_id"].as_str()?.parse().ok()
+            }
+        })
+        .await
+    }
+
+    /// SIGSTOP: the agent stops answering and heartbeating; its instances keep running.
+    pub fn pause(&self) {
+        self.process.signal(Signal::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.process.signal(Signal::SIGCONT);
+    }
+
+    /// SIGKILL of the agent alone: its instances keep running, to be adopted at the next start.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.process.child.is_none(), "kill it first");
+        self.process.spawn();
+    }
+
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("volumes").join(name)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+}
+
+/// Waits until the conductor sees `worker` with `status`.
+pub async fn wait_for_worker(admin: &Conductor, worker: Uuid, status: WorkerStatus, secs: u64) {
+    eventually(secs, &format!("worker {worker} {status}"), || async {
+        let w = admin.get_worker().id(worker).send().await.ok()?.into_inner();
+        (w.status == status).then_some(())
+    })
+    .await;
+}
+
+/// The last lines of each process's log, for a failing test's message.
+pub fn tail_of(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl ConductorProcess {
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail_of(&self.dir.path().join("log"), lines)
+    }
+}
