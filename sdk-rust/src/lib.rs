@@ -181,9 +181,11 @@ api_client!(
 
 api_client!(
     /// A worker's own API (its instances and their output); give it a user token. Its address is
-    /// the worker's `api_url` in the conductor's registry.
+    /// the worker's `api_url` in the conductor's registry. Volume exports stream, so its HTTP
+    /// client has no whole-request timeout (only one per read).
     WorkerAgent,
-    worker
+    worker,
+    streaming_http_client
 );
 
 impl Conductor {

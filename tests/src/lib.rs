@@ -261,6 +261,25 @@ pub fn aerekos_bin() -> std::path::PathBuf {
     path
 }
 
+/// Runs the `aerekos` CLI with its credentials in `config`; (success, stdout, stderr).
+pub fn cli(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(aerekos_bin())
+        .args(args)
+        .env("AEREKOS_CONFIG_DIR", config)
+        .env_remove("AEREKOS_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// A port free on this machine right now (for an instance or server a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -137,6 +137,11 @@ impl ConductorProcess {
 
 impl WorkerProcess {
     pub fn start(conductor: &ConductorProcess, name: &str) -> Self {
+        Self::start_with(conductor, name, &[])
+    }
+
+    /// With more environment (e.g. `WORKER_TRANSFER_RATE`).
+    pub fn start_with(conductor: &ConductorProcess, name: &str, extra_env: &[(&str, &str)]) -> Self {
         let dir = WorkerDir::new();
         let env = [
             ("CONDUCTOR_URL", conductor.url.clone()),
@@ -152,8 +157,8 @@ impl WorkerProcess {
             ("RUST_LOG", "info".to_owned()),
         ];
         let log = dir.path().join("agent.log");
-        let mut process =
-            Process { args: vec!["worker".into()], env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), log, child: None };
+        let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut process = Process { args: vec!["worker".into()], env: env.collect(), log, child: None };
         process.spawn();
         Self { process, name: name.to_owned(), dir }
     }

@@ -2,7 +2,7 @@
 //! `cargo xtask test` builds; else `target/debug/aerekos`) in a fresh directory.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -67,24 +67,6 @@ impl Up {
         let _ = self.child.kill();
         panic!("aerekos up did not stop within 30 s of Ctrl-C");
     }
-}
-
-/// Runs the CLI; (success, stdout, stderr).
-fn cli(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(aerekos_bin())
-        .args(args)
-        .env("AEREKOS_CONFIG_DIR", config)
-        .env_remove("AEREKOS_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn json(text: &str) -> serde_json::Value {

@@ -6,11 +6,17 @@
 //! the volume and the worker while it is away, and the same instance serves the same data when the
 //! worker returns.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use aerekos_sdk::{
     Conductor, KeyManager, SdkError, StorageManager,
-    conductor::types::{DeployRequest, Deployment, InstanceHealth, PlacementStrategy, WorkerStatus},
+    conductor::types::{DeployRequest, Deployment, InstanceHealth, MoveRequest, MoveState, PlacementStrategy, VolumeMove, WorkerStatus},
 };
 use aerekos_tests::{
     expect_api_error, failure,
@@ -38,13 +44,18 @@ impl Cluster {
     /// key_manager is deployed while `a` is the only worker, and storage_manager spreads to `b`,
     /// the worker with more room.
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With more environment for both workers.
+    async fn start_with(worker_env: &[(&str, &str)]) -> Self {
         let conductor = ConductorProcess::start().await;
         let admin = conductor.admin().await;
-        let a = WorkerProcess::start(&conductor, "worker-a");
+        let a = WorkerProcess::start_with(&conductor, "worker-a", worker_env);
         let a_id = a.id().await;
         wait_for_worker(&admin, a_id, WorkerStatus::Live, 30).await;
         admin.enable_service().name("key_manager").send().await.expect("enable key_manager");
-        let b = WorkerProcess::start(&conductor, "worker-b");
+        let b = WorkerProcess::start_with(&conductor, "worker-b", worker_env);
         let b_id = b.id().await;
         wait_for_worker(&admin, b_id, WorkerStatus::Live, 30).await;
         let cluster = Self { conductor, admin, a, b, a_id, b_id };
@@ -330,4 +341,249 @@ async fn a_conductor_made_anew_adopts_the_copy_a_worker_holds_instead_of_startin
     let volumes = c.admin.list_volumes().send().await.unwrap().into_inner();
     let holders: Vec<(String, Uuid)> = volumes.iter().map(|v| (v.name.clone(), v.worker_id)).collect();
     assert_eq!(holders, vec![("key_manager".to_owned(), c.a_id), ("storage_manager".to_owned(), c.b_id)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moves with data
+
+impl Cluster {
+    async fn begin_move(&self, service: &str, to: Uuid) -> VolumeMove {
+        self.admin
+            .move_service()
+            .name(service)
+            .body(MoveRequest { worker_id: to })
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("move {service}: {}", SdkError::from(e)))
+            .into_inner()
+    }
+
+    /// Waits for the move to reach `state` (or end), and returns it.
+    async fn move_reaches(&self, id: Uuid, state: MoveState, secs: u64) -> VolumeMove {
+        let what = format!("move {id} reaching {state}");
+        let found = tokio::time::timeout(Duration::from_secs(secs), async {
+            loop {
+                if let Ok(m) = self.admin.get_move().id(id).send().await {
+                    let m = m.into_inner();
+                    if m.state == state || matches!(m.state, MoveState::Done | MoveState::Failed) {
+                        return m;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let m = found.unwrap_or_else(|_| panic!("timed out waiting for {what}\nconductor log:\n{}", self.conductor.log_tail(40)));
+        assert_eq!(m.state, state, "{m:?}");
+        m
+    }
+
+    /// The worker's volume directory entries (names), for leftovers.
+    fn volume_entries(worker: &WorkerProcess) -> Vec<String> {
+        std::fs::read_dir(worker.dir.path().join("volumes"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// What clients saw during a move: answers with the right data, 503s, and anything else (wrong).
+#[derive(Default, Debug)]
+struct Seen {
+    right: usize,
+    unavailable: usize,
+    wrong: Vec<String>,
+}
+
+/// Loops `probe` until `stop`; each probe gives Ok(true) for right data, Ok(false) for a 503.
+fn load<F, Fut>(stop: Arc<AtomicBool>, probe: F) -> tokio::task::JoinHandle<Seen>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<bool, String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut seen = Seen::default();
+        while !stop.load(Ordering::Relaxed) {
+            match probe().await {
+                Ok(true) => seen.right += 1,
+                Ok(false) => seen.unavailable += 1,
+                Err(e) => seen.wrong.push(e),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    })
+}
+
+/// A 503 from the gateway (the service is moving or has no healthy instance) is expected; any
+/// other failure is not.
+fn classify(e: SdkError) -> Result<bool, String> {
+    match e.status() {
+        Some(503) => Ok(false),
+        _ => Err(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moves_carry_the_data_to_the_new_worker_while_clients_see_only_503s_in_between() {
+    let c = Cluster::start().await;
+    let written = Arc::new(write_data(&c).await);
+
+    // storage_manager b → a, while clients read every object in a loop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (storage, objects) = (c.storage(), written.clone());
+    let readers = load(stop.clone(), move || {
+        let (storage, objects) = (storage.clone(), objects.clone());
+        async move {
+            for (key, data) in &objects.objects {
+                match get_object(&storage, "vault", key).await {
+                    Ok(got) if got == *data => {}
+                    Ok(got) => return Err(format!("{key}: {} bytes that are not what was written", got.len())),
+                    Err(e) => return classify(e),
+                }
+            }
+            Ok(true)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = c.begin_move("storage_manager", c.a_id).await;
+    assert_eq!((m.state, m.source_worker_id, m.target_worker_id), (MoveState::Stopping, c.b_id, c.a_id));
+    let m = c.move_reaches(m.id, MoveState::Done, 90).await;
+    assert!(m.bytes_copied >= 3 << 20, "{m:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = readers.await.unwrap();
+    assert!(seen.wrong.is_empty(), "clients saw wrong or missing data: {:?}", seen.wrong);
+    assert!(seen.right > 0 && seen.unavailable > 0, "{seen:?}");
+    c.healthy("storage_manager", c.a_id).await;
+    assert!(!c.b.volume_dir("storage_manager").exists(), "the old copy is deleted once the move is done");
+    assert_eq!(c.admin.get_volume().name("storage_manager").send().await.unwrap().worker_id, c.a_id);
+
+    // key_manager a → b, while clients encrypt and decrypt in a loop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (km, old) = (c.key_manager(), written.ciphertext.clone());
+    let crypto = load(stop.clone(), move || {
+        let (km, old) = (km.clone(), old.clone());
+        async move {
+            let plain = Uuid::new_v4().to_string();
+            let sealed = km.encrypt().key("precious").body_map(|b| b.plaintext(STANDARD.encode(&plain))).send().await;
+            let sealed = match sealed {
+                Ok(r) => r.into_inner().ciphertext,
+                Err(e) => return classify(e.into()),
+            };
+            for (ciphertext, expected) in [(sealed.as_str(), plain.as_bytes()), (old.as_str(), b"the crown jewels".as_slice())] {
+                match decrypt(&km, ciphertext).await {
+                    Ok(got) if got == expected => {}
+                    Ok(_) => return Err("decrypted to other bytes".into()),
+                    Err(e) => return classify(e),
+                }
+            }
+            Ok(true)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // This one through the CLI, as an operator would: it waits for the move and prints it.
+    let config = tempfile::tempdir().unwrap();
+    let (ok, _, err) = cli(config.path(), &["login", "--url", &c.conductor.url, "--password-stdin"], Some(&format!("{ADMIN_PASSWORD}\n")));
+    assert!(ok, "{err}");
+    let args = ["services", "move", "key_manager", "--to", &c.b_id.to_string(), "-o", "json"].map(str::to_owned);
+    let dir = config.path().to_owned();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || cli(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), None)).await.unwrap();
+    assert!(ok, "{err}");
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed["state"], "done", "{out}");
+    let (ok, out, _) = cli(config.path(), &["volumes", "ls", "-o", "json"], None);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && listed.as_array().unwrap().iter().any(|v| v["name"] == "key_manager" && v["worker_id"] == c.b_id.to_string()), "{out}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = crypto.await.unwrap();
+    assert!(seen.wrong.is_empty(), "clients saw wrong or missing keys: {:?}", seen.wrong);
+    assert!(seen.right > 0 && seen.unavailable > 0, "{seen:?}");
+    c.healthy("key_manager", c.b_id).await;
+    assert!(!c.a.volume_dir("key_manager").exists());
+    data_intact(&c, &written).await;
+
+    // A move is refused where it cannot work, each with its reason.
+    let refused = |r: Result<_, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>, code: &str| {
+        let err = failure(r);
+        expect_api_error(err, if code == "not_movable" { 400 } else { 409 }, code);
+    };
+    refused(c.admin.move_service().name("key_manager").body(MoveRequest { worker_id: c.b_id }).send().await, "already_there");
+    c.admin.define_service().body(aerekos_sdk::conductor::types::ServiceDefinition::builder().name("plain_app").command(vec!["sleep".to_owned()])).send().await.unwrap();
+    refused(c.admin.move_service().name("plain_app").body(MoveRequest { worker_id: c.b_id }).send().await, "not_movable");
+}
+
+/// Waits until a worker has left no transfer leftovers and, unless it holds it, no copy of `volume`.
+async fn no_leftovers(worker: &WorkerProcess, volume: &str) {
+    eventually(30, &format!("{} holds no copy of {volume} and no transfer leftovers", worker.name), || async {
+        let entries = Cluster::volume_entries(worker);
+        (!entries.iter().any(|e| e == volume || e.starts_with('.'))).then_some(())
+    })
+    .await;
+}
+
+/// One MB a second: a 3 MB volume takes seconds to copy, long enough to interrupt.
+const SLOW_TRANSFERS: &[(&str, &str)] = &[("WORKER_TRANSFER_RATE", "1000000")];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_move_whose_new_or_old_worker_is_killed_mid_copy_leaves_the_service_whole_where_it_was() {
+    let mut c = Cluster::start_with(SLOW_TRANSFERS).await;
+    let written = write_data(&c).await;
+
+    // The receiving worker (a) is killed mid-copy.
+    let m = c.begin_move("storage_manager", c.a_id).await;
+    c.move_reaches(m.id, MoveState::Copying, 30).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.a.kill();
+    let failed = c.move_reaches(m.id, MoveState::Failed, 60).await;
+    assert!(failed.error.is_some(), "{failed:?}");
+    c.a.start_again();
+    c.healthy("storage_manager", c.b_id).await;
+    c.healthy("key_manager", c.a_id).await;
+    data_intact(&c, &written).await;
+    no_leftovers(&c.a, "storage_manager").await;
+
+    // The worker holding the volume (b) is killed mid-copy; it comes back with its data.
+    let m = c.begin_move("storage_manager", c.a_id).await;
+    c.move_reaches(m.id, MoveState::Copying, 30).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.b.kill();
+    c.move_reaches(m.id, MoveState::Failed, 60).await;
+    c.b.start_again();
+    c.healthy("storage_manager", c.b_id).await;
+    data_intact(&c, &written).await;
+    no_leftovers(&c.a, "storage_manager").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_move_interrupted_by_a_killed_conductor_or_a_lost_holder_leaves_the_service_whole_where_it_was() {
+    let mut c = Cluster::start_with(SLOW_TRANSFERS).await;
+    let written = write_data(&c).await;
+
+    // The conductor is killed mid-copy: when it is back the move has failed, and the service
+    // runs on its old worker again; the receiving worker drops what it got.
+    let m = c.begin_move("storage_manager", c.a_id).await;
+    c.move_reaches(m.id, MoveState::Copying, 30).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.conductor.kill();
+    c.conductor.start_again().await;
+    c.admin = c.conductor.admin().await;
+    let failed = c.move_reaches(m.id, MoveState::Failed, 30).await;
+    assert!(failed.error.as_deref().is_some_and(|e| e.contains("conductor restarted")), "{failed:?}");
+    c.healthy("storage_manager", c.b_id).await;
+    data_intact(&c, &written).await;
+    no_leftovers(&c.a, "storage_manager").await;
+
+    // The holder's agent cannot stop the instance (paused), then is killed: the move fails when
+    // it is lost, and the service comes back on it with its data.
+    c.b.pause();
+    let m = c.begin_move("storage_manager", c.a_id).await;
+    assert_eq!(m.state, MoveState::Stopping);
+    c.b.kill();
+    let failed = c.move_reaches(m.id, MoveState::Failed, 60).await;
+    assert!(failed.error.as_deref().is_some_and(|e| e.contains("lost")), "{failed:?}");
+    c.b.start_again();
+    c.healthy("storage_manager", c.b_id).await;
+    data_intact(&c, &written).await;
+    assert!(!c.a.volume_dir("storage_manager").exists());
 }

@@ -158,7 +158,7 @@ async fn heartbeat(shared: &Shared, conductor: &Conductor, probe: &mut Probe) ->
     let answer = conductor.worker_heartbeat().id(identity.worker_id).body(request).send().await?.into_inner();
     *shared.interval.lock().expect("interval lock") = Duration::from_secs(answer.heartbeat_interval_secs.max(1));
     let assigned = conductor.get_assignments().id(identity.worker_id).send().await?.into_inner();
-    shared.set_desired(assigned.version, assigned.instances);
+    shared.take_assignments(assigned);
     Ok(())
 }
 
@@ -182,8 +182,7 @@ pub async fn watch_assignments(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                 };
                 match answer {
                     Ok(assigned) => {
-                        let assigned = assigned.into_inner();
-                        shared.set_desired(assigned.version, assigned.instances);
+                        shared.take_assignments(assigned.into_inner());
                         backoff.reset();
                         Duration::ZERO
                     }

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use aerekos_common::{ApiError, ApiResult, auth::Caller, metrics::write_gauge};
-use poem::{Request, web::Data};
+use poem::{Body, Request, web::Data};
 use poem_openapi::{
-    Object, OpenApi, OpenApiService, SecurityScheme, Tags,
+    ApiResponse, Object, OpenApi, OpenApiService, SecurityScheme, Tags,
     auth::Bearer,
     param::{Path, Query},
-    payload::{Json, PlainText},
+    payload::{Binary, Json, PlainText},
 };
 use uuid::Uuid;
 
@@ -21,6 +21,8 @@ use crate::Shared;
 enum ApiTags {
     /// What this worker runs.
     Instances,
+    /// The volumes this worker holds, as moves copy them between workers.
+    Volumes,
     /// Health and metrics.
     System,
 }
@@ -39,6 +41,46 @@ async fn check_user(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     match verifier.caller(&bearer.token)? {
         user @ Caller::User { .. } => Ok(user),
         Caller::Service { .. } => Err(ApiError::forbidden("forbidden", "the worker API is for users").into()),
+    }
+}
+
+/// A one-time grant from the conductor to fetch one volume from this worker, as
+/// `Authorization: Bearer <grant>` (the receiving worker finds it in its assignments).
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_grant")]
+struct VolumeGrant(aerekos_common::auth::Claims);
+
+async fn check_grant(req: &Request, bearer: Bearer) -> poem::Result<aerekos_common::auth::Claims> {
+    let shared = req.data::<Arc<Shared>>().expect("Shared is attached");
+    let verifier = shared.verifier.read().expect("verifier lock").clone();
+    let verifier = verifier.ok_or_else(|| {
+        ApiError::unavailable("conductor_not_reached", "this worker has not reached its conductor yet, so it cannot check grants")
+    })?;
+    let claims = verifier.verify(&bearer.token).map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+    if claims.role != aerekos_common::auth::VOLUME_TRANSFER_ROLE {
+        return Err(ApiError::forbidden("not_a_grant", "volume exports take a volume transfer grant from the conductor").into());
+    }
+    Ok(claims)
+}
+
+/// A volume as a stream.
+#[derive(ApiResponse)]
+enum VolumeArchive {
+    /// A tar archive of the volume whose last entry, `.aerekos-volume-sha256`, is the SHA-256 of
+    /// every entry before it (type, path, size and content).
+    #[oai(status = 200)]
+    Archive(Binary<Body>),
+}
+
+pub struct VolumesApi;
+
+#[OpenApi(prefix_path = "/api/worker", tag = "ApiTags::Volumes")]
+impl VolumesApi {
+    /// Stream a volume to the worker it is moving to (volume transfer grant, good once). Refused
+    /// with 409 `volume_in_use` while an instance here still runs on it.
+    #[oai(path = "/volumes/:name/export", method = "get", operation_id = "export_volume")]
+    async fn export(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, name: Path<String>) -> ApiResult<VolumeArchive> {
+        crate::volumes::export(&shared, &grant.0, &name.0).await.map(|body| VolumeArchive::Archive(Binary(body)))
     }
 }
 
@@ -141,7 +183,7 @@ impl SystemApi {
     }
 }
 
-pub fn service() -> OpenApiService<(InstancesApi, SystemApi), ()> {
-    OpenApiService::new((InstancesApi, SystemApi), "aerekos worker", env!("CARGO_PKG_VERSION"))
-        .description("A worker's own API: the instances it runs and their output.")
+pub fn service() -> OpenApiService<(InstancesApi, VolumesApi, SystemApi), ()> {
+    OpenApiService::new((InstancesApi, VolumesApi, SystemApi), "aerekos worker", env!("CARGO_PKG_VERSION"))
+        .description("A worker's own API: the instances it runs and their output, and volume exports for moves.")
 }

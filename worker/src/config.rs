@@ -54,6 +54,9 @@ pub struct WorkerConfig {
     /// `AEREKOS_EXECUTABLE`, default this program: the aerekos executable that built-in services
     /// run from (`aerekos service <name>`), and that the service image is built from.
     pub platform_executable: Option<PathBuf>,
+    /// `WORKER_TRANSFER_RATE`, bytes per second a volume export sends at most (moves); default
+    /// unlimited. Keeps a large move from filling the network link.
+    pub transfer_rate: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,7 @@ impl WorkerConfig {
             api_bind: Some(SocketAddr::from(([0, 0, 0, 0], 8201))),
             docker: true,
             platform_executable: std::env::current_exe().ok(),
+            transfer_rate: None,
         }
     }
 
@@ -98,6 +102,10 @@ impl WorkerConfig {
         c.docker = get("WORKER_DOCKER").is_none_or(|v| v != "off");
         if let Some(v) = get("AEREKOS_EXECUTABLE") {
             c.platform_executable = Some(v.into());
+        }
+        if let Some(v) = get("WORKER_TRANSFER_RATE") {
+            let rate: u64 = v.parse().map_err(|_| ConfigError(format!("WORKER_TRANSFER_RATE={v:?} is not a number of bytes per second")))?;
+            c.transfer_rate = (rate > 0).then_some(rate);
         }
         match get("WORKER_API_PORT").as_deref() {
             Some("off") => c.api_bind = None,

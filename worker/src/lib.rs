@@ -13,6 +13,7 @@ pub mod driver;
 mod identity;
 mod reconcile;
 mod resources;
+mod volumes;
 
 use std::{
     net::IpAddr,
@@ -21,7 +22,7 @@ use std::{
 };
 
 use aerekos_common::{auth::TokenVerifier, edge::Edge, metrics::Metrics, server::ServerHandle};
-use aerekos_sdk::conductor::types::Instance;
+use aerekos_sdk::conductor::types::{Assignments, Instance, VolumeTransfer};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -50,6 +51,13 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     /// `http://<advertised ip>:<port>` of the worker API, when it serves one.
     api_port: Option<u16>,
+    /// Volume work of moves under way, from the assignments: volumes to fetch, volumes to delete.
+    volume_work: Mutex<(Vec<VolumeTransfer>, Vec<String>)>,
+    volume_work_changed: tokio::sync::Notify,
+    /// Volume transfer grants this worker has honoured.
+    used_grants: volumes::UsedGrants,
+    /// Volumes being exported, each with the flag that calls its export off.
+    exports: Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl Shared {
@@ -90,6 +98,22 @@ impl Shared {
         if changed {
             self.reconcile_now.notify_one();
         }
+    }
+
+    /// Takes an answer of the conductor's: the instances to run and the volume work.
+    fn take_assignments(&self, assigned: Assignments) {
+        let work = (assigned.volume_transfers, assigned.release_volumes);
+        let mut current = self.volume_work.lock().expect("volume work lock");
+        if *current != work {
+            *current = work;
+            self.volume_work_changed.notify_one();
+        }
+        drop(current);
+        self.set_desired(assigned.version, assigned.instances);
+    }
+
+    fn volume_work(&self) -> (Vec<VolumeTransfer>, Vec<String>) {
+        self.volume_work.lock().expect("volume work lock").clone()
     }
 
     fn forget_desired(&self, id: Uuid) {
@@ -224,6 +248,10 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         view: Mutex::new(Vec::new()),
         metrics: metrics.clone(),
         api_port,
+        volume_work: Mutex::default(),
+        volume_work_changed: tokio::sync::Notify::new(),
+        used_grants: volumes::UsedGrants::default(),
+        exports: Mutex::default(),
     });
     let api = match listener {
         Some(listener) => {
@@ -244,6 +272,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     let tasks = vec![
         tokio::spawn(agent::run(shared.clone(), stopped.clone())),
         tokio::spawn(agent::watch_assignments(shared.clone(), stopped.clone())),
+        tokio::spawn(volumes::run(shared.clone(), stopped.clone())),
         tokio::spawn(reconcile::run(shared.clone(), stopped)),
     ];
     Ok(WorkerHandle { shared, stop, tasks, api })

@@ -169,7 +169,8 @@ async fn tick(
                     t.address = None;
                     t.not_before = Instant::now() + t.backoff.next_delay();
                 }
-                if Instant::now() >= t.not_before {
+                let volume_free = inst.spec.volume.as_deref().is_none_or(|v| crate::volumes::ready_to_start_on(shared, v));
+                if Instant::now() >= t.not_before && volume_free {
                     let restarting = matches!(t.state, InstanceState::Exited | InstanceState::Failed);
                     let spec = with_service_token(shared, conductor, inst).await;
                     match driver.start(*id, &spec).await {

@@ -69,7 +69,12 @@ impl Probe {
     fn volumes(&mut self, dir: &Path) -> Vec<VolumeReport> {
         let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
         let mut names: Vec<String> =
-            entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).filter_map(|e| e.file_name().into_string().ok()).collect();
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| crate::volumes::is_volume_name(name))
+                .collect();
         names.sort();
         self.volume_sizes.retain(|name, _| names.contains(name));
         names

@@ -11,9 +11,16 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Assignments {
         pub instances: ::std::vec::Vec<Instance>,
+        /**Volume directories to delete: this worker's copy was moved to another worker, whose new
+instance is healthy. Delete only while no instance here uses it.*/
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub release_volumes: ::std::vec::Vec<::std::string::String>,
         /**Changes whenever the worker's assignments change; pass it back as `after_version` to wait
 for the next change.*/
         pub version: u64,
+        ///Volumes to fetch from another worker (moves in their copying step).
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub volume_transfers: ::std::vec::Vec<VolumeTransfer>,
     }
     impl Assignments {
         pub fn builder() -> builder::Assignments {
@@ -646,6 +653,92 @@ workers verify user tokens with these; no secret is shared.*/
             Default::default()
         }
     }
+    ///Move a stateful service, with its data, to another worker.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct MoveRequest {
+        ///The worker to move it to (live, not the one holding it now).
+        pub worker_id: ::uuid::Uuid,
+    }
+    impl MoveRequest {
+        pub fn builder() -> builder::MoveRequest {
+            Default::default()
+        }
+    }
+    /**The steps of a move, in order: `stopping` (the instance on the holder stops), `copying` (the
+new worker fetches the volume straight from the holder, streamed and checksummed), `starting`
+(the volume is recorded on the new worker and the instance starts there), `cleaning` (the new
+instance is healthy; the old copy is deleted), then `done`. Any step that fails or is
+interrupted ends in `failed`, with the service on its old worker and its data there intact.*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum MoveState {
+        #[serde(rename = "stopping")]
+        Stopping,
+        #[serde(rename = "copying")]
+        Copying,
+        #[serde(rename = "starting")]
+        Starting,
+        #[serde(rename = "cleaning")]
+        Cleaning,
+        #[serde(rename = "done")]
+        Done,
+        #[serde(rename = "failed")]
+        Failed,
+    }
+    impl ::std::fmt::Display for MoveState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Stopping => f.write_str("stopping"),
+                Self::Copying => f.write_str("copying"),
+                Self::Starting => f.write_str("starting"),
+                Self::Cleaning => f.write_str("cleaning"),
+                Self::Done => f.write_str("done"),
+                Self::Failed => f.write_str("failed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for MoveState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "stopping" => Ok(Self::Stopping),
+                "copying" => Ok(Self::Copying),
+                "starting" => Ok(Self::Starting),
+                "cleaning" => Ok(Self::Cleaning),
+                "done" => Ok(Self::Done),
+                "failed" => Ok(Self::Failed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for MoveState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for MoveState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///One network interface of a worker.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct NetworkInterface {
@@ -1003,6 +1096,78 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
             Default::default()
         }
     }
+    ///How a volume transfer is going, as the receiving worker reports it.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum TransferOutcome {
+        #[serde(rename = "copying")]
+        Copying,
+        #[serde(rename = "copied")]
+        Copied,
+        #[serde(rename = "failed")]
+        Failed,
+    }
+    impl ::std::fmt::Display for TransferOutcome {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Copying => f.write_str("copying"),
+                Self::Copied => f.write_str("copied"),
+                Self::Failed => f.write_str("failed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TransferOutcome {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "copying" => Ok(Self::Copying),
+                "copied" => Ok(Self::Copied),
+                "failed" => Ok(Self::Failed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TransferOutcome {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TransferOutcome {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///A receiving worker's report on a volume transfer.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct TransferReport {
+        pub bytes: u64,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<::std::string::String>,
+        pub outcome: TransferOutcome,
+    }
+    impl TransferReport {
+        pub fn builder() -> builder::TransferReport {
+            Default::default()
+        }
+    }
     ///A seeded user of the platform.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct User {
@@ -1051,6 +1216,28 @@ example after `start_empty`), which the platform leaves alone.*/
             Default::default()
         }
     }
+    ///A move of a stateful service and its volume from one worker to another.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct VolumeMove {
+        ///Bytes the new worker has received so far.
+        pub bytes_copied: u64,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///Why it failed.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<::std::string::String>,
+        pub id: ::uuid::Uuid,
+        pub service: ::std::string::String,
+        pub source_worker_id: ::uuid::Uuid,
+        pub state: MoveState,
+        pub target_worker_id: ::uuid::Uuid,
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub volume: ::std::string::String,
+    }
+    impl VolumeMove {
+        pub fn builder() -> builder::VolumeMove {
+            Default::default()
+        }
+    }
     ///A volume directory a worker holds.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct VolumeReport {
@@ -1060,6 +1247,22 @@ example after `start_empty`), which the platform leaves alone.*/
     }
     impl VolumeReport {
         pub fn builder() -> builder::VolumeReport {
+            Default::default()
+        }
+    }
+    /**Fetch a volume from the worker holding it (`GET <source_url>/api/worker/volumes/<volume>/export`
+with `grant` as the bearer token), check it, put it in place, and report.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct VolumeTransfer {
+        ///A one-time grant the source worker checks with the conductor's public key.
+        pub grant: ::std::string::String,
+        pub move_id: ::uuid::Uuid,
+        ///The source worker's API, e.g. `http://10.0.0.5:8201`.
+        pub source_url: ::std::string::String,
+        pub volume: ::std::string::String,
+    }
+    impl VolumeTransfer {
+        pub fn builder() -> builder::VolumeTransfer {
             Default::default()
         }
     }
@@ -1211,13 +1414,23 @@ instance uses them now.*/
                 ::std::vec::Vec<super::Instance>,
                 ::std::string::String,
             >,
+            release_volumes: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
             version: ::std::result::Result<u64, ::std::string::String>,
+            volume_transfers: ::std::result::Result<
+                ::std::vec::Vec<super::VolumeTransfer>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for Assignments {
             fn default() -> Self {
                 Self {
                     instances: Err("no value supplied for instances".to_string()),
+                    release_volumes: Ok(Default::default()),
                     version: Err("no value supplied for version".to_string()),
+                    volume_transfers: Ok(Default::default()),
                 }
             }
         }
@@ -1234,6 +1447,20 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn release_volumes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.release_volumes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for release_volumes: {e}"
+                        )
+                    });
+                self
+            }
             pub fn version<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<u64>,
@@ -1246,6 +1473,20 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn volume_transfers<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::VolumeTransfer>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volume_transfers = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for volume_transfers: {e}"
+                        )
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<Assignments> for super::Assignments {
             type Error = super::error::ConversionError;
@@ -1254,7 +1495,9 @@ instance uses them now.*/
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     instances: value.instances?,
+                    release_volumes: value.release_volumes?,
                     version: value.version?,
+                    volume_transfers: value.volume_transfers?,
                 })
             }
         }
@@ -1262,7 +1505,9 @@ instance uses them now.*/
             fn from(value: super::Assignments) -> Self {
                 Self {
                     instances: Ok(value.instances),
+                    release_volumes: Ok(value.release_volumes),
                     version: Ok(value.version),
+                    volume_transfers: Ok(value.volume_transfers),
                 }
             }
         }
@@ -3183,6 +3428,48 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct MoveRequest {
+            worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for MoveRequest {
+            fn default() -> Self {
+                Self {
+                    worker_id: Err("no value supplied for worker_id".to_string()),
+                }
+            }
+        }
+        impl MoveRequest {
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<MoveRequest> for super::MoveRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: MoveRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    worker_id: value.worker_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::MoveRequest> for MoveRequest {
+            fn from(value: super::MoveRequest) -> Self {
+                Self {
+                    worker_id: Ok(value.worker_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct NetworkInterface {
             addresses: ::std::result::Result<
                 ::std::vec::Vec<::std::string::String>,
@@ -4655,6 +4942,86 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct TransferReport {
+            bytes: ::std::result::Result<u64, ::std::string::String>,
+            error: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            outcome: ::std::result::Result<
+                super::TransferOutcome,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for TransferReport {
+            fn default() -> Self {
+                Self {
+                    bytes: Err("no value supplied for bytes".to_string()),
+                    error: Ok(Default::default()),
+                    outcome: Err("no value supplied for outcome".to_string()),
+                }
+            }
+        }
+        impl TransferReport {
+            pub fn bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for bytes: {e}")
+                    });
+                self
+            }
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for error: {e}")
+                    });
+                self
+            }
+            pub fn outcome<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TransferOutcome>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.outcome = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for outcome: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TransferReport> for super::TransferReport {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: TransferReport,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    bytes: value.bytes?,
+                    error: value.error?,
+                    outcome: value.outcome?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::TransferReport> for TransferReport {
+            fn from(value: super::TransferReport) -> Self {
+                Self {
+                    bytes: Ok(value.bytes),
+                    error: Ok(value.error),
+                    outcome: Ok(value.outcome),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct User {
             created_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
@@ -4960,6 +5327,207 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct VolumeMove {
+            bytes_copied: ::std::result::Result<u64, ::std::string::String>,
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            error: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+            source_worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            state: ::std::result::Result<super::MoveState, ::std::string::String>,
+            target_worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            updated_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            volume: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for VolumeMove {
+            fn default() -> Self {
+                Self {
+                    bytes_copied: Err("no value supplied for bytes_copied".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    error: Ok(Default::default()),
+                    id: Err("no value supplied for id".to_string()),
+                    service: Err("no value supplied for service".to_string()),
+                    source_worker_id: Err(
+                        "no value supplied for source_worker_id".to_string(),
+                    ),
+                    state: Err("no value supplied for state".to_string()),
+                    target_worker_id: Err(
+                        "no value supplied for target_worker_id".to_string(),
+                    ),
+                    updated_at: Err("no value supplied for updated_at".to_string()),
+                    volume: Err("no value supplied for volume".to_string()),
+                }
+            }
+        }
+        impl VolumeMove {
+            pub fn bytes_copied<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.bytes_copied = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for bytes_copied: {e}")
+                    });
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for error: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+            pub fn source_worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.source_worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for source_worker_id: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::MoveState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+            pub fn target_worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.target_worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for target_worker_id: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn updated_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.updated_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for updated_at: {e}")
+                    });
+                self
+            }
+            pub fn volume<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volume = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for volume: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<VolumeMove> for super::VolumeMove {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: VolumeMove,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    bytes_copied: value.bytes_copied?,
+                    created_at: value.created_at?,
+                    error: value.error?,
+                    id: value.id?,
+                    service: value.service?,
+                    source_worker_id: value.source_worker_id?,
+                    state: value.state?,
+                    target_worker_id: value.target_worker_id?,
+                    updated_at: value.updated_at?,
+                    volume: value.volume?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::VolumeMove> for VolumeMove {
+            fn from(value: super::VolumeMove) -> Self {
+                Self {
+                    bytes_copied: Ok(value.bytes_copied),
+                    created_at: Ok(value.created_at),
+                    error: Ok(value.error),
+                    id: Ok(value.id),
+                    service: Ok(value.service),
+                    source_worker_id: Ok(value.source_worker_id),
+                    state: Ok(value.state),
+                    target_worker_id: Ok(value.target_worker_id),
+                    updated_at: Ok(value.updated_at),
+                    volume: Ok(value.volume),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct VolumeReport {
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
             size_bytes: ::std::result::Result<u64, ::std::string::String>,
@@ -5014,6 +5582,99 @@ instance uses them now.*/
                 Self {
                     name: Ok(value.name),
                     size_bytes: Ok(value.size_bytes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct VolumeTransfer {
+            grant: ::std::result::Result<::std::string::String, ::std::string::String>,
+            move_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            source_url: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            volume: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for VolumeTransfer {
+            fn default() -> Self {
+                Self {
+                    grant: Err("no value supplied for grant".to_string()),
+                    move_id: Err("no value supplied for move_id".to_string()),
+                    source_url: Err("no value supplied for source_url".to_string()),
+                    volume: Err("no value supplied for volume".to_string()),
+                }
+            }
+        }
+        impl VolumeTransfer {
+            pub fn grant<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.grant = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for grant: {e}")
+                    });
+                self
+            }
+            pub fn move_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.move_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for move_id: {e}")
+                    });
+                self
+            }
+            pub fn source_url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.source_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for source_url: {e}")
+                    });
+                self
+            }
+            pub fn volume<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volume = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for volume: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<VolumeTransfer> for super::VolumeTransfer {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: VolumeTransfer,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    grant: value.grant?,
+                    move_id: value.move_id?,
+                    source_url: value.source_url?,
+                    volume: value.volume?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::VolumeTransfer> for VolumeTransfer {
+            fn from(value: super::VolumeTransfer) -> Self {
+                Self {
+                    grant: Ok(value.grant),
+                    move_id: Ok(value.move_id),
+                    source_url: Ok(value.source_url),
+                    volume: Ok(value.volume),
                 }
             }
         }
@@ -5811,6 +6472,31 @@ let response = client.delete_instance()
     pub fn delete_instance(&self) -> builder::DeleteInstance<'_> {
         builder::DeleteInstance::new(self)
     }
+    /**The newest moves (at most 100), under way or ended
+
+Sends a `GET` request to `/api/moves`
+
+```ignore
+let response = client.list_moves()
+    .send()
+    .await;
+```*/
+    pub fn list_moves(&self) -> builder::ListMoves<'_> {
+        builder::ListMoves::new(self)
+    }
+    /**One move, with its step and the bytes copied so far
+
+Sends a `GET` request to `/api/moves/{id}`
+
+```ignore
+let response = client.get_move()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn get_move(&self) -> builder::GetMove<'_> {
+        builder::GetMove::new(self)
+    }
     /**The healthy endpoints of a service (user or service token): how services find each other
 
 Sends a `GET` request to `/api/registry/{service}`
@@ -5943,6 +6629,24 @@ let response = client.enable_service()
 ```*/
     pub fn enable_service(&self) -> builder::EnableService<'_> {
         builder::EnableService::new(self)
+    }
+    /**Move a stateful service, with its data, to another worker (admin only): its instance
+stops, the new worker copies the volume straight from the old one (streamed, checksummed),
+the service starts there, and the old copy is deleted once it is healthy. Follow it with
+`GET /api/moves/{id}`; the gateway answers 503 `service_moving` meanwhile. If anything
+fails on the way, the service is back on its old worker with its data
+
+Sends a `POST` request to `/api/services/{name}/move`
+
+```ignore
+let response = client.move_service()
+    .name(name)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn move_service(&self) -> builder::MoveService<'_> {
+        builder::MoveService::new(self)
     }
     /**The current worker registration token (admin only)
 
@@ -6155,6 +6859,22 @@ let response = client.report_instance_status()
 ```*/
     pub fn report_instance_status(&self) -> builder::ReportInstanceStatus<'_> {
         builder::ReportInstanceStatus::new(self)
+    }
+    /**A receiving worker's report on a volume transfer (worker credential): progress, done
+(checked and in place), or failed. 404 or 409: the move is over; drop the copy
+
+Sends a `POST` request to `/api/workers/{id}/moves/{move_id}/report`
+
+```ignore
+let response = client.report_transfer()
+    .id(id)
+    .move_id(move_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn report_transfer(&self) -> builder::ReportTransfer<'_> {
+        builder::ReportTransfer::new(self)
     }
     /**Liveness: the process is up
 
@@ -6868,6 +7588,235 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_moves`]
+
+[`Client::list_moves`]: super::Client::list_moves*/
+    #[derive(Debug, Clone)]
+    pub struct ListMoves<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> ListMoves<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/api/moves`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::VolumeMove>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client } = self;
+            let url = format!("{}/api/moves", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_moves",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_move`]
+
+[`Client::get_move`]: super::Client::get_move*/
+    #[derive(Debug, Clone)]
+    pub struct GetMove<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetMove<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/moves/{id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::VolumeMove>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/moves/{}", client.baseurl, encode_path(& id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_move",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
                 400u16 => {
                     Err(
                         Error::ErrorResponse(
@@ -8103,6 +9052,158 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "enable_service",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::move_service`]
+
+[`Client::move_service`]: super::Client::move_service*/
+    #[derive(Debug, Clone)]
+    pub struct MoveService<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+        body: Result<types::builder::MoveRequest, String>,
+    }
+    impl<'a> MoveService<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::MoveRequest>,
+            <V as std::convert::TryInto<types::MoveRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `MoveRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::MoveRequest,
+            ) -> types::builder::MoveRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/services/{name}/move`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::VolumeMove>, Error<crate::ErrorBody>> {
+            let Self { client, name, body } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::MoveRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/services/{}/move", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "move_service",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -9976,6 +11077,173 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "report_instance_status",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::report_transfer`]
+
+[`Client::report_transfer`]: super::Client::report_transfer*/
+    #[derive(Debug, Clone)]
+    pub struct ReportTransfer<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        move_id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::TransferReport, String>,
+    }
+    impl<'a> ReportTransfer<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                move_id: Err("move_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn move_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.move_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for move_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::TransferReport>,
+            <V as std::convert::TryInto<
+                types::TransferReport,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `TransferReport` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::TransferReport,
+            ) -> types::builder::TransferReport,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/moves/{move_id}/report`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, id, move_id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let move_id = move_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::TransferReport::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/moves/{}/report", client.baseurl, encode_path(& id
+                .to_string()), encode_path(& move_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "report_transfer",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

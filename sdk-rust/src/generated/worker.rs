@@ -329,7 +329,7 @@ pub mod types {
 #[derive(Clone, Debug)]
 /**Client for aerekos worker
 
-A worker's own API: the instances it runs and their output.
+A worker's own API: the instances it runs and their output, and volume exports for moves.
 
 Version: 0.1.0*/
 pub struct Client {
@@ -421,6 +421,20 @@ let response = client.get_instance_logs()
 ```*/
     pub fn get_instance_logs(&self) -> builder::GetInstanceLogs<'_> {
         builder::GetInstanceLogs::new(self)
+    }
+    /**Stream a volume to the worker it is moving to (volume transfer grant, good once). Refused
+with 409 `volume_in_use` while an instance here still runs on it
+
+Sends a `GET` request to `/api/worker/volumes/{name}/export`
+
+```ignore
+let response = client.export_volume()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn export_volume(&self) -> builder::ExportVolume<'_> {
+        builder::ExportVolume::new(self)
     }
     /**Liveness
 
@@ -629,6 +643,122 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "get_instance_logs",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::stream(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::export_volume`]
+
+[`Client::export_volume`]: super::Client::export_volume*/
+    #[derive(Debug, Clone)]
+    pub struct ExportVolume<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> ExportVolume<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/worker/volumes/{name}/export`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<ByteStream>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/volumes/{}/export", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client.client.get(url).headers(header_map).build()?;
+            let info = OperationInfo {
+                operation_id: "export_volume",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -95,6 +95,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/moves": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The newest moves (at most 100), under way or ended. */
+        get: operations["list_moves"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/moves/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One move, with its step and the bytes copied so far. */
+        get: operations["get_move"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/registry/{service}": {
         parameters: {
             query?: never;
@@ -239,6 +273,29 @@ export interface paths {
          *     defaults, with the services it depends on.
          */
         post: operations["enable_service"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/services/{name}/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move a stateful service, with its data, to another worker (admin only): its instance
+         *     stops, the new worker copies the volume straight from the old one (streamed, checksummed),
+         *     the service starts there, and the old copy is deleted once it is healthy. Follow it with
+         *     `GET /api/moves/{id}`; the gateway answers 503 `service_moving` meanwhile. If anything
+         *     fails on the way, the service is back on its old worker with its data.
+         */
+        post: operations["move_service"];
         delete?: never;
         options?: never;
         head?: never;
@@ -481,6 +538,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workers/{id}/moves/{move_id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A receiving worker's report on a volume transfer (worker credential): progress, done
+         *     (checked and in place), or failed. 404 or 409: the move is over; drop the copy.
+         */
+        post: operations["report_transfer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -543,11 +620,22 @@ export interface components {
         Assignments: {
             instances: components["schemas"]["Instance"][];
             /**
+             * @description Volume directories to delete: this worker's copy was moved to another worker, whose new
+             *     instance is healthy. Delete only while no instance here uses it.
+             * @default []
+             */
+            release_volumes?: string[];
+            /**
              * Format: uint64
              * @description Changes whenever the worker's assignments change; pass it back as `after_version` to wait
              *     for the next change.
              */
             version: number;
+            /**
+             * @description Volumes to fetch from another worker (moves in their copying step).
+             * @default []
+             */
+            volume_transfers?: components["schemas"]["VolumeTransfer"][];
         };
         /**
          * ClusterResources
@@ -868,6 +956,26 @@ export interface components {
             user: components["schemas"]["User"];
         };
         /**
+         * MoveRequest
+         * @description Move a stateful service, with its data, to another worker.
+         */
+        MoveRequest: {
+            /**
+             * Format: uuid
+             * @description The worker to move it to (live, not the one holding it now).
+             */
+            worker_id: string;
+        };
+        /**
+         * @description The steps of a move, in order: `stopping` (the instance on the holder stops), `copying` (the
+         *     new worker fetches the volume straight from the holder, streamed and checksummed), `starting`
+         *     (the volume is recorded on the new worker and the instance starts there), `cleaning` (the new
+         *     instance is healthy; the old copy is deleted), then `done`. Any step that fails or is
+         *     interrupted ends in `failed`, with the service on its old worker and its data there intact.
+         * @enum {string}
+         */
+        MoveState: "stopping" | "copying" | "starting" | "cleaning" | "done" | "failed";
+        /**
          * NetworkInterface
          * @description One network interface of a worker.
          */
@@ -1097,6 +1205,21 @@ export interface components {
             service: string;
         };
         /**
+         * @description How a volume transfer is going, as the receiving worker reports it.
+         * @enum {string}
+         */
+        TransferOutcome: "copying" | "copied" | "failed";
+        /**
+         * TransferReport
+         * @description A receiving worker's report on a volume transfer.
+         */
+        TransferReport: {
+            /** Format: uint64 */
+            bytes: number;
+            error?: string;
+            outcome: components["schemas"]["TransferOutcome"];
+        };
+        /**
          * User
          * @description A seeded user of the platform.
          */
@@ -1151,6 +1274,32 @@ export interface components {
             worker_status?: components["schemas"]["WorkerStatus"] & unknown;
         };
         /**
+         * VolumeMove
+         * @description A move of a stateful service and its volume from one worker to another.
+         */
+        VolumeMove: {
+            /**
+             * Format: uint64
+             * @description Bytes the new worker has received so far.
+             */
+            bytes_copied: number;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Why it failed. */
+            error?: string;
+            /** Format: uuid */
+            id: string;
+            service: string;
+            /** Format: uuid */
+            source_worker_id: string;
+            state: components["schemas"]["MoveState"];
+            /** Format: uuid */
+            target_worker_id: string;
+            /** Format: date-time */
+            updated_at: string;
+            volume: string;
+        };
+        /**
          * VolumeReport
          * @description A volume directory a worker holds.
          */
@@ -1161,6 +1310,20 @@ export interface components {
              * @description Bytes of the files in it (measured at most once a minute).
              */
             size_bytes: number;
+        };
+        /**
+         * VolumeTransfer
+         * @description Fetch a volume from the worker holding it (`GET <source_url>/api/worker/volumes/<volume>/export`
+         *     with `grant` as the bearer token), check it, put it in place, and report.
+         */
+        VolumeTransfer: {
+            /** @description A one-time grant the source worker checks with the conductor's public key. */
+            grant: string;
+            /** Format: uuid */
+            move_id: string;
+            /** @description The source worker's API, e.g. `http://10.0.0.5:8201`. */
+            source_url: string;
+            volume: string;
         };
         /**
          * VolumeWait
@@ -1746,6 +1909,190 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_moves: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["VolumeMove"][];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_move: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["VolumeMove"];
+                };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
             400: {
@@ -2676,6 +3023,103 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["Deployment"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    move_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["MoveRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["VolumeMove"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
@@ -3988,6 +4432,103 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json; charset=utf-8": components["schemas"]["InstanceStatusReport"];
+            };
+        };
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report_transfer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                move_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["TransferReport"];
             };
         };
         responses: {

@@ -59,6 +59,15 @@ pub enum ServicesCommand {
     Disable { name: String },
     /// Deploy: place instances on workers with room, then wait for them to be healthy.
     Deploy(DeployArgs),
+    /// Move a stateful service, with its data, to another worker; waits until the move is done.
+    Move {
+        name: String,
+        /// The worker to move it to.
+        #[arg(long)]
+        to: Uuid,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(clap::Args)]
@@ -294,6 +303,33 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
             match global.output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
                 Format::Table => println!("{name} disabled"),
+            }
+            Ok(())
+        }
+        ServicesCommand::Move { name, to, wait } => {
+            let mut m = api(c.move_service().name(&name).body(types::MoveRequest { worker_id: to }).send().await)?;
+            let interactive = global.output == Format::Table;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
+            while !wait.no_wait && !matches!(m.state, types::MoveState::Done | types::MoveState::Failed) {
+                if interactive {
+                    eprint!("\r{:<80}", format!("{name}: {} ({} copied)", m.state, bytes(m.bytes_copied)));
+                    let _ = std::io::stderr().flush();
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("the move of {name} is still at step {} after {}s (GET /api/moves/{})", m.state, wait.timeout, m.id);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                m = api(c.get_move().id(m.id).send().await)?;
+            }
+            if interactive && !wait.no_wait {
+                eprintln!();
+            }
+            match global.output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&m)?),
+                Format::Table => println!("{name}: move {} {}", m.id, m.state),
+            }
+            if m.state == types::MoveState::Failed {
+                bail!("the move failed: {}; {name} stays on its old worker", m.error.as_deref().unwrap_or("no reason given"));
             }
             Ok(())
         }

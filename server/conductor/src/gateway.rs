@@ -117,7 +117,7 @@ impl<E> Gateway<E> {
         loop {
             let Some(endpoint) = route.pick(client_ip, &tried) else {
                 if let (Some(why), true) = (&route.unavailable, tried.is_empty()) {
-                    let mut resp = gateway_error(StatusCode::SERVICE_UNAVAILABLE, "volume_unavailable", format!("{service} is unavailable: {why}"));
+                    let mut resp = gateway_error(StatusCode::SERVICE_UNAVAILABLE, why.code, format!("{service} is unavailable: {}", why.message));
                     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                     return resp;
                 }

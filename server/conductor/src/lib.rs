@@ -21,19 +21,20 @@ pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
 use domain::{
     auth::AuthService, catalog::CatalogService, deployments::DeploymentService, instances::InstanceService,
-    registration::RegistrationTokens, routes::Routes, volumes::VolumeService, workers::WorkerService,
+    moves::MoveService, registration::RegistrationTokens, routes::Routes, volumes::VolumeService, workers::WorkerService,
 };
 use store::Db;
 
 /// Everything the endpoints need, built once at start.
 pub(crate) struct AppState {
     db: Db,
-    auth: AuthService,
+    auth: Arc<AuthService>,
     tokens: RegistrationTokens,
     workers: Arc<WorkerService>,
     catalog: Arc<CatalogService>,
     instances: Arc<InstanceService>,
     volumes: Arc<VolumeService>,
+    moves: Arc<MoveService>,
     deployments: DeploymentService,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
@@ -111,18 +112,20 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     config.validate()?;
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
-    let auth = AuthService::start(db.clone(), &config).await?;
+    let auth = Arc::new(AuthService::start(db.clone(), &config).await?);
     let tokens = RegistrationTokens::start(db.clone(), config.registration_token.as_deref()).await?;
     let catalog = Arc::new(CatalogService::start(db.clone()).await?);
     let workers = Arc::new(WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?);
     let instances = Arc::new(InstanceService::new(db.clone(), workers.clone()));
     let volumes = Arc::new(VolumeService::new(db.clone(), workers.clone()));
+    let moves = Arc::new(MoveService::start(db.clone(), auth.clone(), workers.clone(), instances.clone()).await?);
     let routes = Arc::new(Routes::default());
     let deployments = DeploymentService::new(
         catalog.clone(),
         workers.clone(),
         instances.clone(),
         volumes.clone(),
+        moves.clone(),
         routes.clone(),
         config.instance_ports.clone(),
     );
@@ -136,6 +139,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         catalog,
         instances,
         volumes,
+        moves,
         deployments,
         routes: routes.clone(),
         metrics: metrics.clone(),

@@ -613,6 +613,87 @@ pub struct Assignments {
     /// for the next change.
     pub version: u64,
     pub instances: Vec<Instance>,
+    /// Volumes to fetch from another worker (moves in their copying step).
+    #[oai(default)]
+    pub volume_transfers: Vec<VolumeTransfer>,
+    /// Volume directories to delete: this worker's copy was moved to another worker, whose new
+    /// instance is healthy. Delete only while no instance here uses it.
+    #[oai(default)]
+    pub release_volumes: Vec<String>,
+}
+
+/// Fetch a volume from the worker holding it (`GET <source_url>/api/worker/volumes/<volume>/export`
+/// with `grant` as the bearer token), check it, put it in place, and report.
+#[derive(Object, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeTransfer {
+    pub move_id: Uuid,
+    pub volume: String,
+    /// The source worker's API, e.g. `http://10.0.0.5:8201`.
+    pub source_url: String,
+    /// A one-time grant the source worker checks with the conductor's public key.
+    pub grant: String,
+}
+
+/// Move a stateful service, with its data, to another worker.
+#[derive(Object, Debug, Clone)]
+pub struct MoveRequest {
+    /// The worker to move it to (live, not the one holding it now).
+    pub worker_id: Uuid,
+}
+
+/// The steps of a move, in order: `stopping` (the instance on the holder stops), `copying` (the
+/// new worker fetches the volume straight from the holder, streamed and checksummed), `starting`
+/// (the volume is recorded on the new worker and the instance starts there), `cleaning` (the new
+/// instance is healthy; the old copy is deleted), then `done`. Any step that fails or is
+/// interrupted ends in `failed`, with the service on its old worker and its data there intact.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum MoveState {
+    Stopping,
+    Copying,
+    Starting,
+    Cleaning,
+    Done,
+    Failed,
+}
+
+/// A move of a stateful service and its volume from one worker to another.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct VolumeMove {
+    pub id: Uuid,
+    pub service: String,
+    pub volume: String,
+    pub source_worker_id: Uuid,
+    pub target_worker_id: Uuid,
+    pub state: MoveState,
+    /// Bytes the new worker has received so far.
+    pub bytes_copied: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a volume transfer is going, as the receiving worker reports it.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum TransferOutcome {
+    /// Still receiving (a progress report).
+    Copying,
+    /// Received, checked against the source's checksum, synced to disk and in place.
+    Copied,
+    /// Given up; `error` says why.
+    Failed,
+}
+
+/// A receiving worker's report on a volume transfer.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TransferReport {
+    pub outcome: TransferOutcome,
+    pub bytes: u64,
+    pub error: Option<String>,
 }
 
 /// Assign an instance to a worker.

@@ -24,6 +24,10 @@ pub struct Claims {
     pub exp: i64,
     /// A unique token id.
     pub jti: String,
+    /// What a grant allows, for tokens that are neither a user's nor a service's (e.g. a volume
+    /// transfer grant: `volume_export:<worker id>:<volume>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,6 +102,16 @@ impl TokenVerifier {
 
 /// The `role` claim of a service token; its `sub` is `service:<name>`.
 pub const SERVICE_ROLE: &str = "service";
+
+/// The `role` claim of a one-time grant to fetch a volume from the worker holding it; its `sub` is
+/// `move:<move id>` and its `scope` `volume_export:<source worker id>:<volume>`. Nothing but that
+/// worker's export endpoint accepts it.
+pub const VOLUME_TRANSFER_ROLE: &str = "volume_transfer";
+
+/// The `scope` of a grant to export `volume` from worker `worker_id`.
+pub fn volume_export_scope(worker_id: &str, volume: &str) -> String {
+    format!("volume_export:{worker_id}:{volume}")
+}
 
 /// Who is calling, as a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use poem_openapi::{OpenApi, param::Path, payload::Json};
 use super::{ApiTags, CallerAuth, UserAuth, workers::Removed};
 use crate::{
     AppState,
-    model::{DeployRequest, Deployment, Endpoint, Service, ServiceDefinition, ServiceEndpoints, Volume},
+    model::{DeployRequest, Deployment, Endpoint, MoveRequest, Service, ServiceDefinition, ServiceEndpoints, Volume, VolumeMove},
 };
 
 pub struct ServicesApi;
@@ -82,6 +82,29 @@ impl ServicesApi {
     #[oai(path = "/api/volumes", method = "get", operation_id = "list_volumes")]
     async fn volumes(&self, state: Data<&Arc<AppState>>, _auth: UserAuth) -> ApiResult<Json<Vec<Volume>>> {
         state.volumes.list().await.map(Json)
+    }
+
+    /// Move a stateful service, with its data, to another worker (admin only): its instance
+    /// stops, the new worker copies the volume straight from the old one (streamed, checksummed),
+    /// the service starts there, and the old copy is deleted once it is healthy. Follow it with
+    /// `GET /api/moves/{id}`; the gateway answers 503 `service_moving` meanwhile. If anything
+    /// fails on the way, the service is back on its old worker with its data.
+    #[oai(path = "/api/services/:name/move", method = "post", operation_id = "move_service")]
+    async fn move_service(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>, body: Json<MoveRequest>) -> ApiResult<Json<VolumeMove>> {
+        auth.0.require_admin()?;
+        state.deployments.move_service(&name.0, body.0).await.map(Json)
+    }
+
+    /// The newest moves (at most 100), under way or ended.
+    #[oai(path = "/api/moves", method = "get", operation_id = "list_moves")]
+    async fn moves(&self, state: Data<&Arc<AppState>>, _auth: UserAuth) -> ApiResult<Json<Vec<VolumeMove>>> {
+        state.moves.list().await.map(Json)
+    }
+
+    /// One move, with its step and the bytes copied so far.
+    #[oai(path = "/api/moves/:id", method = "get", operation_id = "get_move")]
+    async fn get_move(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, id: Path<uuid::Uuid>) -> ApiResult<Json<VolumeMove>> {
+        state.moves.get(id.0).await.map(Json)
     }
 
     /// One volume.

@@ -14,7 +14,7 @@ use crate::{
     AppState,
     model::{
         Assignments, ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
-        RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, Worker, WorkerPage, WorkerStatus,
+        RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
     },
 };
 
@@ -141,6 +141,21 @@ impl WorkersApi {
     ) -> ApiResult<Removed> {
         state.workers.authenticate(id.0, &auth.0.token)?;
         state.instances.report(id.0, instance_id.0, body.0).await.map(|_| Removed::NoContent)
+    }
+
+    /// A receiving worker's report on a volume transfer (worker credential): progress, done
+    /// (checked and in place), or failed. 404 or 409: the move is over; drop the copy.
+    #[oai(path = "/api/workers/:id/moves/:move_id/report", method = "post", operation_id = "report_transfer")]
+    async fn report_transfer(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        move_id: Path<Uuid>,
+        body: Json<TransferReport>,
+    ) -> ApiResult<Removed> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        state.moves.report(id.0, move_id.0, body.0).await.map(|()| Removed::NoContent)
     }
 
     /// A service token for one of the worker's instances of a built-in service (worker

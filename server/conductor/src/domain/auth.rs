@@ -230,7 +230,26 @@ impl AuthService {
         Ok(ServiceToken { token, service: service.to_owned(), expires_at })
     }
 
+    /// A one-time grant for `target`'s fetch of `volume` from worker `source` during move `move_id`
+    /// (see [`aerekos_common::auth::VOLUME_TRANSFER_ROLE`]).
+    pub fn volume_transfer_grant(&self, move_id: Uuid, volume: &str, source: Uuid, lifetime: Duration) -> ApiResult<String> {
+        let scope = aerekos_common::auth::volume_export_scope(&source.to_string(), volume);
+        let role = aerekos_common::auth::VOLUME_TRANSFER_ROLE;
+        self.sign_scoped(format!("move:{move_id}"), volume, role, lifetime, Some(scope)).map(|(token, _)| token)
+    }
+
     fn sign(&self, sub: String, name: &str, role: &str, lifetime: Duration) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
+        self.sign_scoped(sub, name, role, lifetime, None)
+    }
+
+    fn sign_scoped(
+        &self,
+        sub: String,
+        name: &str,
+        role: &str,
+        lifetime: Duration,
+        scope: Option<String>,
+    ) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
         let now = chrono::Utc::now();
         let exp = now + chrono::Duration::from_std(lifetime).map_err(ApiError::internal)?;
         let claims = Claims {
@@ -241,6 +260,7 @@ impl AuthService {
             iat: now.timestamp(),
             exp: exp.timestamp(),
             jti: Uuid::new_v4().to_string(),
+            scope,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.jwk.kid.clone());
@@ -250,10 +270,14 @@ impl AuthService {
 
     /// The claims of a valid user or service token, or 401 saying why not (the gateway's check).
     pub fn verify(&self, token: &str) -> ApiResult<aerekos_common::auth::Claims> {
-        self.verifier.verify(token).map_err(|e| match e {
+        let claims = self.verifier.verify(token).map_err(|e| match e {
             TokenError::Expired => ApiError::unauthorized("token_expired", e.to_string()),
             _ => ApiError::unauthorized("invalid_token", e.to_string()),
-        })
+        })?;
+        if claims.role == aerekos_common::auth::VOLUME_TRANSFER_ROLE {
+            return Err(ApiError::unauthorized("invalid_token", "a volume transfer grant is accepted only by the worker holding the volume"));
+        }
+        Ok(claims)
     }
 
     /// The caller behind a bearer token, or 401 saying why not.

@@ -27,15 +27,16 @@ use uuid::Uuid;
 use super::{
     catalog::{self, CatalogService},
     instances::InstanceService,
-    routes::{RouteSpec, Routes},
+    moves::MoveService,
+    routes::{RouteSpec, Routes, Unavailable},
     scheduler::{self, Amounts, Candidate},
     volumes::{self, Site, VolumeService},
     workers::WorkerService,
 };
 use crate::{
     model::{
-        DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth, InstanceSpec, Service, Worker,
-        WorkerStatus,
+        DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth, InstanceSpec, MoveRequest, Service,
+        VolumeMove, Worker, WorkerStatus,
     },
     store::{now_ms, services::DeploymentUpdate, volumes::VolumeRow},
 };
@@ -50,6 +51,7 @@ pub struct DeploymentService {
     workers: Arc<WorkerService>,
     instances: Arc<InstanceService>,
     volumes: Arc<VolumeService>,
+    moves: Arc<MoveService>,
     routes: Arc<Routes>,
     ports: RangeInclusive<u16>,
     /// One placement at a time: reservations are read and written together.
@@ -224,6 +226,7 @@ impl DeploymentService {
         workers: Arc<WorkerService>,
         instances: Arc<InstanceService>,
         volumes: Arc<VolumeService>,
+        moves: Arc<MoveService>,
         routes: Arc<Routes>,
         ports: RangeInclusive<u16>,
     ) -> Self {
@@ -232,6 +235,7 @@ impl DeploymentService {
             workers,
             instances,
             volumes,
+            moves,
             routes,
             ports,
             placement: tokio::sync::Mutex::new(()),
@@ -250,6 +254,10 @@ impl DeploymentService {
     /// `start_empty` is an admin's explicit word to start a stateful service with no data.
     fn reconcile(&self, cluster: &mut Cluster, service: &Service, spec: &DeploymentSpec, start_empty: bool) -> Result<Outcome, String> {
         let mut out = Outcome::default();
+        if self.moves.holds(&service.name) {
+            // Its move is stopping or copying it: the move decides what runs.
+            return Ok(out);
+        }
         let site = service.stateful.then(|| {
             // With no record yet (a cluster from before volumes were recorded), the copy an
             // instance is using now is the one to adopt.
@@ -429,6 +437,7 @@ impl DeploymentService {
     pub async fn deploy(&self, name: &str, req: DeployRequest) -> ApiResult<Deployment> {
         let service = self.catalog.get(name).await?;
         let _one_at_a_time = self.placement.lock().await;
+        self.refuse_while_moving(name)?;
         let mut cluster = self.cluster().await?;
         let spec = self.merged_spec(&service, &req, &cluster)?;
 
@@ -512,6 +521,7 @@ impl DeploymentService {
     pub async fn disable(&self, name: &str) -> ApiResult<Deployment> {
         let service = self.catalog.get(name).await?;
         let _one_at_a_time = self.placement.lock().await;
+        self.refuse_while_moving(name)?;
         let cluster = self.cluster().await?;
         let dependents: Vec<&str> = cluster
             .services
@@ -538,6 +548,81 @@ impl DeploymentService {
         tracing::info!(service = name, stopped = removed.len(), "service disabled");
         drop(_one_at_a_time);
         self.deployment(name).await
+    }
+
+    fn refuse_while_moving(&self, name: &str) -> ApiResult<()> {
+        match self.moves.under_way(name) {
+            Some((state, target)) if state != crate::model::MoveState::Cleaning => Err(ApiError::conflict(
+                "service_moving",
+                format!("{name} is being moved to worker {target}; wait until the move is done or failed (GET /api/moves)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves stateful service `name`, with its volume, to worker `req.worker_id` (see
+    /// [`super::moves`]). Refused unless the service runs healthy on the live worker holding its
+    /// volume and fits on the target.
+    pub async fn move_service(&self, name: &str, req: MoveRequest) -> ApiResult<VolumeMove> {
+        let service = self.catalog.get(name).await?;
+        let _one_at_a_time = self.placement.lock().await;
+        let cluster = self.cluster().await?;
+        let refuse = |code: &str, m: String| Err(ApiError::conflict(code, m));
+        let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled && service.stateful) else {
+            return Err(ApiError::bad_request(
+                "not_movable",
+                format!("{name} is not an enabled stateful service: only a running service with a volume is moved with its data"),
+            ));
+        };
+        let target = cluster.workers.iter().find(|w| w.id == req.worker_id).ok_or_else(|| {
+            ApiError::bad_request("worker_not_found", format!("worker_id: no worker {}", req.worker_id))
+        })?;
+        let Some(holder) = cluster.volume(name).and_then(|v| Uuid::parse_str(&v.worker_id).ok()) else {
+            return refuse("volume_not_found", format!("{name} has no volume yet: deploy it first"));
+        };
+        let Some(source) = cluster.workers.iter().find(|w| w.id == holder) else {
+            return refuse("holder_lost", format!("worker {holder} holding {name}'s volume was removed: restore a backup instead"));
+        };
+        if source.status != WorkerStatus::Live {
+            return refuse("holder_lost", format!("worker {} holding {name}'s volume is lost: a move needs it live", source.name));
+        }
+        if target.id == source.id {
+            return refuse("already_there", format!("{name}'s volume is already on worker {}", target.name));
+        }
+        if target.status != WorkerStatus::Live {
+            return refuse("target_lost", format!("worker {} is lost", target.name));
+        }
+        if !spec.worker_ids.is_empty() && !spec.worker_ids.contains(&target.id) {
+            return refuse(
+                "move_outside_deployment",
+                format!("{name}'s deployment allows only workers {:?}; move it to one of those", spec.worker_ids),
+            );
+        }
+        let healthy_on_source =
+            cluster.instances.iter().any(|i| i.service.as_deref() == Some(name) && i.worker_id == holder && i.health == InstanceHealth::Healthy);
+        if !healthy_on_source {
+            return refuse("not_healthy", format!("{name} is not healthy on worker {}; a move starts from a healthy service", source.name));
+        }
+        // It must fit on the target, as the scheduler would place it there.
+        let mut candidates = cluster.candidates(name);
+        candidates.retain(|c| c.id == target.id);
+        let drivers = usable_drivers(&service, spec.driver);
+        let request = scheduler::Request {
+            count: 1,
+            resources: spec.resources,
+            worker_ids: &[],
+            labels: &spec.labels,
+            strategy: spec.strategy,
+            drivers: &drivers,
+        };
+        if let Err(short) = scheduler::place(&mut candidates, &request) {
+            return refuse("insufficient_resources", format!("{name} does not fit on worker {}: {}", target.name, short.message));
+        }
+        let begun = self.moves.begin(name, name, source, target).await?;
+        // The gateway stops sending requests to the instance now, before its worker stops it.
+        let cluster = self.cluster().await?;
+        self.publish_routes(&cluster, &HashSet::new());
+        Ok(begun)
     }
 
     /// The service's deployment and instances.
@@ -579,6 +664,7 @@ impl DeploymentService {
     /// the routes.
     pub async fn tick(&self) -> ApiResult<()> {
         let guard = self.placement.lock().await;
+        self.moves.advance().await?;
         let mut cluster = self.cluster().await?;
         let services = cluster.services.clone();
         let mut placed = vec![];
@@ -627,9 +713,14 @@ impl DeploymentService {
             .map(|s| RouteSpec {
                 service: s.name.clone(),
                 load_balancing: s.load_balancing,
-                // Why a stateful service has no endpoint while its volume's worker is away.
-                unavailable: match s.stateful.then(|| cluster.site(s, &[], false)) {
-                    Some(Site::Wait(wait)) => Some(wait.message),
+                // Why a stateful service has no endpoint: it is being moved, or its volume's
+                // worker is away.
+                unavailable: match (self.moves.under_way(&s.name), s.stateful.then(|| cluster.site(s, &[], false))) {
+                    (Some((_, target)), _) => Some(Unavailable {
+                        code: "service_moving",
+                        message: format!("it is being moved, with its data, to worker {target}; it answers again once the move is done"),
+                    }),
+                    (None, Some(Site::Wait(wait))) => Some(Unavailable { code: "volume_unavailable", message: wait.message }),
                     _ => None,
                 },
                 endpoints: cluster

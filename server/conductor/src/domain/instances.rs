@@ -15,7 +15,7 @@ use super::{from_ms, workers::WorkerService};
 use crate::{
     model::{
         Assignments, CreateInstanceRequest, DesiredState, Instance, InstanceHealth, InstanceSpec, InstanceState,
-        InstanceStatusReport,
+        InstanceStatusReport, VolumeTransfer,
     },
     store::{
         Db, now_ms,
@@ -38,6 +38,15 @@ pub struct InstanceService {
     closing: std::sync::atomic::AtomicBool,
     /// Woken by every status report, so the deployment loop reacts at once.
     pub reported: tokio::sync::Notify,
+    /// Per worker, the volume work of moves under way (set by the move service).
+    volume_work: Mutex<HashMap<Uuid, VolumeWork>>,
+}
+
+/// What a worker is told to do with volumes: fetch some, delete others.
+#[derive(Default, Clone, PartialEq, Eq)]
+struct VolumeWork {
+    transfers: Vec<VolumeTransfer>,
+    releases: Vec<String>,
 }
 
 /// The longest a worker's wait for new assignments is held open.
@@ -107,6 +116,7 @@ impl InstanceService {
             changed: watch::channel(0).0,
             closing: std::sync::atomic::AtomicBool::new(false),
             reported: tokio::sync::Notify::new(),
+            volume_work: Mutex::default(),
         }
     }
 
@@ -120,7 +130,24 @@ impl InstanceService {
         *self.versions.lock().expect("versions lock").get(&worker_id).unwrap_or(&self.base_version)
     }
 
-    fn bump(&self, worker_id: Uuid) {
+    /// Replaces every worker's volume work; workers whose work changed are woken.
+    pub fn set_volume_work(&self, mut transfers: HashMap<Uuid, Vec<VolumeTransfer>>, mut releases: HashMap<Uuid, Vec<String>>) {
+        let workers: BTreeSet<Uuid> = transfers.keys().chain(releases.keys()).copied().collect();
+        let mut next: HashMap<Uuid, VolumeWork> = HashMap::new();
+        for w in workers {
+            next.insert(w, VolumeWork { transfers: transfers.remove(&w).unwrap_or_default(), releases: releases.remove(&w).unwrap_or_default() });
+        }
+        let mut work = self.volume_work.lock().expect("volume work lock");
+        let changed: BTreeSet<Uuid> = work.keys().chain(next.keys()).filter(|w| work.get(w) != next.get(w)).copied().collect();
+        *work = next;
+        drop(work);
+        for w in changed {
+            self.bump(w);
+        }
+    }
+
+    /// Wakes `worker_id`'s wait for assignments: they changed.
+    pub fn bump(&self, worker_id: Uuid) {
         let mut versions = self.versions.lock().expect("versions lock");
         let v = versions.entry(worker_id).or_insert(self.base_version);
         *v += 1;
@@ -147,7 +174,13 @@ impl InstanceService {
             }
         }
         let version = self.version(worker_id);
-        Ok(Assignments { version, instances: self.for_worker(worker_id).await? })
+        let work = self.volume_work.lock().expect("volume work lock").get(&worker_id).cloned().unwrap_or_default();
+        Ok(Assignments {
+            version,
+            instances: self.for_worker(worker_id).await?,
+            volume_transfers: work.transfers,
+            release_volumes: work.releases,
+        })
     }
 
     /// Assigns a new instance to `worker_id` (which the caller has checked exists).

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod catalog;
 pub mod deployments;
 pub mod instances;
+pub mod moves;
 pub mod passwords;
 pub mod registration;
 pub mod routes;

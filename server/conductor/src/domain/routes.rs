@@ -32,8 +32,8 @@ pub struct ServiceRoute {
     pub load_balancing: LoadBalancing,
     pub endpoints: Vec<RouteEndpoint>,
     /// Why there is no endpoint, when the reason is known (a stateful service's volume is on a
-    /// worker that is away).
-    pub unavailable: Option<String>,
+    /// worker that is away, or being moved).
+    pub unavailable: Option<Unavailable>,
     next: Arc<AtomicUsize>,
 }
 
@@ -76,7 +76,15 @@ pub struct RouteSpec {
     pub load_balancing: LoadBalancing,
     /// (instance, worker, address)
     pub endpoints: Vec<(Uuid, Uuid, String)>,
-    pub unavailable: Option<String>,
+    pub unavailable: Option<Unavailable>,
+}
+
+/// The gateway's 503 for a service with no endpoint for a known reason.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    /// `volume_unavailable` or `service_moving`.
+    pub code: &'static str,
+    pub message: String,
 }
 
 #[derive(Default)]

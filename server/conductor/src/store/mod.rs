@@ -2,6 +2,7 @@
 //! transaction. The connection handling is `aerekos_common::db`.
 
 pub mod instances;
+pub mod moves;
 pub mod services;
 pub mod tokens;
 pub mod users;

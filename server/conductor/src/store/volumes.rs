@@ -36,3 +36,16 @@ pub async fn upsert_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &Volum
     .await
     .map(|_| ())
 }
+
+/// Records `worker_id` as the holder of `name` (a move's new worker, or its old one again). A
+/// changed holder has no backup yet.
+pub async fn set_holder_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, name: &str, worker_id: &str, now: i64) -> DbResult<()> {
+    sqlx::query("UPDATE volumes SET worker_id = ?, updated_at = ?, last_backup_at = CASE WHEN worker_id = ? THEN last_backup_at END WHERE name = ?")
+        .bind(worker_id)
+        .bind(now)
+        .bind(worker_id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
