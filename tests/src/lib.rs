@@ -322,10 +322,9 @@ impl WorkerDir {
     pub fn path(&self) -> &std::path::Path {
         self.0.path()
     }
-}
 
-impl Drop for WorkerDir {
-    fn drop(&mut self) {
+    /// Kills every instance process group recorded here.
+    pub fn kill_instances(&self) {
         let Ok(entries) = std::fs::read_dir(self.0.path().join("instances")) else { return };
         for entry in entries.flatten() {
             // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
@@ -336,6 +335,13 @@ impl Drop for WorkerDir {
         }
     }
 }
+
+impl Drop for WorkerDir {
+    fn drop(&mut self) {
+        self.kill_instances();
+    }
+}
+
 
 /// A storage_manager run as its own process (`aerekos service storage-manager`), so tests can
 /// measure its memory and kill it mid-upload. It trusts `conductor`'s tokens, encrypts through the

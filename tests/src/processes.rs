@@ -83,6 +83,11 @@ pub const WORKER_TTL: Duration = Duration::from_secs(4);
 
 impl ConductorProcess {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With more environment (e.g. `BACKUP_INTERVAL`).
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let ports = instance_port_block();
@@ -99,7 +104,11 @@ impl ConductorProcess {
         ];
         let process = Process {
             args: vec!["conductor".into()],
-            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            env: env
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+                .collect(),
             log: dir.path().join("log"),
             child: None,
         };
@@ -194,6 +203,17 @@ impl WorkerProcess {
     pub fn start_again(&mut self) {
         assert!(self.process.child.is_none(), "kill it first");
         self.process.spawn();
+    }
+
+    /// The machine is gone for good: the agent and every instance it started are killed, and its
+    /// whole data directory is deleted.
+    pub fn lose_for_good(&mut self) {
+        self.kill();
+        self.dir.kill_instances();
+        for entry in std::fs::read_dir(self.dir.path()).expect("worker dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.expect("deleting the worker's data");
+        }
     }
 
     pub fn volume_dir(&self, name: &str) -> PathBuf {

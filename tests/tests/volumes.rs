@@ -16,7 +16,10 @@ use std::{
 
 use aerekos_sdk::{
     Conductor, KeyManager, SdkError, StorageManager,
-    conductor::types::{DeployRequest, Deployment, InstanceHealth, MoveRequest, MoveState, PlacementStrategy, VolumeMove, WorkerStatus},
+    conductor::types::{
+        Backup, BackupState, DeployRequest, Deployment, InstanceHealth, MoveRequest, MoveState, PlacementStrategy, RestoreRequest, VolumeMove,
+        WorkerStatus,
+    },
 };
 use aerekos_tests::{
     expect_api_error, failure,
@@ -586,4 +589,123 @@ async fn a_move_interrupted_by_a_killed_conductor_or_a_lost_holder_leaves_the_se
     c.healthy("storage_manager", c.b_id).await;
     data_intact(&c, &written).await;
     assert!(!c.a.volume_dir("storage_manager").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backups and restores
+
+impl Cluster {
+    /// Backs `volume` up now and waits for the backup to be done.
+    async fn backup(&self, volume: &str) -> Backup {
+        let b = self.admin.backup_volume().name(volume).send().await.unwrap_or_else(|e| panic!("backup {volume}: {}", SdkError::from(e))).into_inner();
+        let done = eventually(120, &format!("the backup of {volume} done"), || async {
+            let b = self.admin.get_backup().id(b.id).send().await.ok()?.into_inner();
+            (b.state != BackupState::Running).then_some(b)
+        })
+        .await;
+        assert_eq!(done.state, BackupState::Done, "{done:?}\nconductor log:\n{}", self.conductor.log_tail(30));
+        done
+    }
+
+    async fn restore(&self, service: &str, backup: Uuid, onto: Uuid) -> VolumeMove {
+        let m = self
+            .admin
+            .restore_service()
+            .name(service)
+            .body(RestoreRequest { backup_id: backup, worker_id: onto })
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("restore {service}: {}", SdkError::from(e)))
+            .into_inner();
+        self.move_reaches(m.id, MoveState::Done, 120).await
+    }
+}
+
+/// Whether any file below `dir` contains `needle`.
+fn any_file_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            any_file_contains(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|data| data.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_are_incremental_and_encrypted_and_restore_every_service_after_its_machine_is_lost_for_good() {
+    let mut c = Cluster::start().await;
+    let written = write_data(&c).await;
+
+    // storage_manager's volume (on b) is backed up to a's store; the second backup sends almost
+    // nothing, since only the database snapshot is new.
+    let first = c.backup("storage_manager").await;
+    assert_eq!((first.source_worker_id, first.store_worker_id), (c.b_id, c.a_id));
+    assert!(first.bytes >= 3 << 20 && first.bytes_sent == first.bytes, "{first:?}");
+    let second = c.backup("storage_manager").await;
+    assert!(second.bytes_sent * 10 < second.bytes, "an unchanged volume's backup sent {} of {} bytes", second.bytes_sent, second.bytes);
+    let v = c.admin.get_volume().name("storage_manager").send().await.unwrap().into_inner();
+    assert!(v.last_backup_at.is_some());
+    // The store holds ciphertext only: neither the bucket's object names nor its key's name.
+    let store = c.a.dir.path().join("backups/storage_manager");
+    assert!(store.is_dir());
+    assert!(!any_file_contains(&store, b"dir/large.bin") && !any_file_contains(&store, b"precious"));
+    assert!(any_file_contains(&c.b.volume_dir("storage_manager"), b"dir/large.bin"), "the marker is in the volume itself");
+
+    // b is lost for good: its agent, its instances and its whole data directory are gone.
+    c.b.lose_for_good();
+    wait_for_worker(&c.admin, c.b_id, WorkerStatus::Lost, 30).await;
+    c.waits_for_volume("storage_manager", c.b_id, "worker-b").await;
+    // The admin restores it onto a from the latest backup.
+    let restored = c.restore("storage_manager", second.id, c.a_id).await;
+    assert_eq!(restored.backup_id, Some(second.id));
+    c.healthy("storage_manager", c.a_id).await;
+    data_intact(&c, &written).await;
+
+    // A new machine joins; both services (now on a) are backed up to it, and then a is lost for
+    // good too. Both come back on the new machine with every key and object.
+    let c_worker = WorkerProcess::start(&c.conductor, "worker-c");
+    let c_id = c_worker.id().await;
+    wait_for_worker(&c.admin, c_id, WorkerStatus::Live, 30).await;
+    let km_backup = c.backup("key_manager").await;
+    let sm_backup = c.backup("storage_manager").await;
+    assert_eq!((km_backup.store_worker_id, sm_backup.store_worker_id), (c_id, c_id));
+    let list = c.admin.list_backups().volume("key_manager").send().await.unwrap().into_inner();
+    assert_eq!(list.first().map(|b| b.id), Some(km_backup.id));
+    c.a.lose_for_good();
+    wait_for_worker(&c.admin, c.a_id, WorkerStatus::Lost, 30).await;
+    c.restore("key_manager", km_backup.id, c_id).await;
+    c.restore("storage_manager", sm_backup.id, c_id).await;
+    c.healthy("key_manager", c_id).await;
+    c.healthy("storage_manager", c_id).await;
+    data_intact(&c, &written).await;
+
+    // A restore never overwrites the copy in use.
+    let err = failure(c.admin.restore_service().name("key_manager").body(RestoreRequest { backup_id: km_backup.id, worker_id: c_id }).send().await);
+    expect_api_error(err, 409, "restore_over_current_copy");
+    drop(c_worker);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_stateful_volume_is_backed_up_on_its_schedule() {
+    let conductor = ConductorProcess::start_with(&[("BACKUP_INTERVAL", "3s")]).await;
+    let admin = conductor.admin().await;
+    let a = WorkerProcess::start(&conductor, "worker-a");
+    let b = WorkerProcess::start(&conductor, "worker-b");
+    let (a_id, b_id) = (a.id().await, b.id().await);
+    wait_for_worker(&admin, a_id, WorkerStatus::Live, 30).await;
+    wait_for_worker(&admin, b_id, WorkerStatus::Live, 30).await;
+    admin.enable_service().name("storage_manager").send().await.unwrap();
+    // With no request, each volume gets backups, kept on the worker not holding it.
+    let backups = eventually(90, "two scheduled backups of each volume", || async {
+        let all = admin.list_backups().send().await.ok()?.into_inner();
+        let done = |v: &str| all.iter().filter(|b| b.volume == v && b.state == BackupState::Done).count();
+        (done("key_manager") >= 2 && done("storage_manager") >= 2).then_some(all)
+    })
+    .await;
+    for b in backups.iter().filter(|b| b.state == BackupState::Done) {
+        assert_ne!(b.source_worker_id, b.store_worker_id, "{b:?}");
+    }
 }

@@ -72,10 +72,69 @@ enum VolumeArchive {
     Archive(Binary<Body>),
 }
 
+/// Chunk names (64 lowercase hex digits each).
+#[derive(Object, Debug, Clone)]
+pub struct ChunkList {
+    pub chunks: Vec<String>,
+}
+
+/// Stored; nothing to return.
+#[derive(ApiResponse)]
+enum Stored {
+    /// Stored, synced to disk.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+/// A stored backup object (sealed: only the cluster's backup key opens it).
+#[derive(ApiResponse)]
+enum StoredBytes {
+    #[oai(status = 200)]
+    Bytes(Binary<Body>),
+}
+
 pub struct VolumesApi;
 
 #[OpenApi(prefix_path = "/api/worker", tag = "ApiTags::Volumes")]
 impl VolumesApi {
+    /// Which of these contents this worker's backup store lacks for the volume (a backup's grant).
+    #[oai(path = "/backups/:volume/missing", method = "post", operation_id = "missing_backup_chunks")]
+    async fn missing(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, body: Json<ChunkList>) -> ApiResult<Json<ChunkList>> {
+        let store = crate::backup::check_store_grant(&shared, &grant.0, "read", &volume.0)?;
+        crate::backup::missing(&store, body.0.chunks).map(|chunks| Json(ChunkList { chunks }))
+    }
+
+    /// Store one sealed content of a volume's backups (a backup's grant); written whole or not at all.
+    #[oai(path = "/backups/:volume/chunks/:chunk", method = "put", operation_id = "put_backup_chunk")]
+    async fn put_chunk(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, chunk: Path<String>, body: Binary<Body>) -> ApiResult<Stored> {
+        let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
+        let path = crate::backup::chunk_file(&store, &chunk.0)?;
+        crate::backup::store_file(path, body.0).await.map(|()| Stored::NoContent)
+    }
+
+    /// Store a backup's sealed manifest (a backup's grant): the backup exists from then on.
+    #[oai(path = "/backups/:volume/manifests/:backup_id", method = "put", operation_id = "put_backup_manifest")]
+    async fn put_manifest(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, backup_id: Path<Uuid>, body: Binary<Body>) -> ApiResult<Stored> {
+        let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
+        crate::backup::store_file(crate::backup::manifest_file(&store, backup_id.0), body.0).await.map(|()| Stored::NoContent)
+    }
+
+    /// A backup's sealed manifest (a restore's grant).
+    #[oai(path = "/backups/:volume/manifests/:backup_id", method = "get", operation_id = "get_backup_manifest")]
+    async fn get_manifest(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, backup_id: Path<Uuid>) -> ApiResult<StoredBytes> {
+        let store = crate::backup::check_store_grant(&shared, &grant.0, "read", &volume.0)?;
+        let body = crate::backup::read_file(&crate::backup::manifest_file(&store, backup_id.0), &format!("backup {}", backup_id.0)).await?;
+        Ok(StoredBytes::Bytes(Binary(body)))
+    }
+
+    /// One sealed content (a restore's grant).
+    #[oai(path = "/backups/:volume/chunks/:chunk", method = "get", operation_id = "get_backup_chunk")]
+    async fn get_chunk(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, chunk: Path<String>) -> ApiResult<StoredBytes> {
+        let store = crate::backup::check_store_grant(&shared, &grant.0, "read", &volume.0)?;
+        let body = crate::backup::read_file(&crate::backup::chunk_file(&store, &chunk.0)?, &format!("content {}", chunk.0)).await?;
+        Ok(StoredBytes::Bytes(Binary(body)))
+    }
+
     /// Stream a volume to the worker it is moving to (volume transfer grant, good once). Refused
     /// with 409 `volume_in_use` while an instance here still runs on it.
     #[oai(path = "/volumes/:name/export", method = "get", operation_id = "export_volume")]

@@ -8,6 +8,7 @@
 
 mod agent;
 mod api;
+mod backup;
 pub mod config;
 pub mod driver;
 mod identity;
@@ -22,7 +23,7 @@ use std::{
 };
 
 use aerekos_common::{auth::TokenVerifier, edge::Edge, metrics::Metrics, server::ServerHandle};
-use aerekos_sdk::conductor::types::{Assignments, Instance, VolumeTransfer};
+use aerekos_sdk::conductor::types::{Assignments, BackupJob, Instance, VolumeTransfer};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -51,8 +52,8 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     /// `http://<advertised ip>:<port>` of the worker API, when it serves one.
     api_port: Option<u16>,
-    /// Volume work of moves under way, from the assignments: volumes to fetch, volumes to delete.
-    volume_work: Mutex<(Vec<VolumeTransfer>, Vec<String>)>,
+    /// Volume work from the assignments: volumes to fetch, to delete, to back up.
+    volume_work: Mutex<VolumeWork>,
     volume_work_changed: tokio::sync::Notify,
     /// Volume transfer grants this worker has honoured.
     used_grants: volumes::UsedGrants,
@@ -102,7 +103,7 @@ impl Shared {
 
     /// Takes an answer of the conductor's: the instances to run and the volume work.
     fn take_assignments(&self, assigned: Assignments) {
-        let work = (assigned.volume_transfers, assigned.release_volumes);
+        let work = VolumeWork { transfers: assigned.volume_transfers, releases: assigned.release_volumes, backups: assigned.backup_jobs };
         let mut current = self.volume_work.lock().expect("volume work lock");
         if *current != work {
             *current = work;
@@ -112,7 +113,7 @@ impl Shared {
         self.set_desired(assigned.version, assigned.instances);
     }
 
-    fn volume_work(&self) -> (Vec<VolumeTransfer>, Vec<String>) {
+    fn volume_work(&self) -> VolumeWork {
         self.volume_work.lock().expect("volume work lock").clone()
     }
 
@@ -121,6 +122,14 @@ impl Shared {
             d.retain(|i| i.id != id);
         }
     }
+}
+
+/// What the conductor asks of this worker's volumes.
+#[derive(Default, Clone, PartialEq)]
+struct VolumeWork {
+    transfers: Vec<VolumeTransfer>,
+    releases: Vec<String>,
+    backups: Vec<BackupJob>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +267,10 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
             let addr = listener.local_addr()?;
             drop(listener);
             use poem::EndpointExt as _;
-            let edge = Edge::new(metrics, 64 * 1024).quiet(&["health", "metrics"]);
+            // Backup contents stream in of any size; the store writes them to disk as they come.
+            let edge = Edge::new(metrics, 64 * 1024)
+                .quiet(&["health", "metrics"])
+                .body_limit_exempt(Arc::new(|path: &str| path.starts_with("/api/worker/backups/")));
             let app = aerekos_common::server::api_routes(api::service(), shared.clone())
                 .with(edge)
                 // The dashboard, served by the conductor (another origin), reads the instances and

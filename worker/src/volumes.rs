@@ -74,6 +74,9 @@ fn walk(root: &Path) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
         children.sort_by_key(fs::DirEntry::file_name);
         let mut dirs = vec![];
         for child in children {
+            if rel.as_os_str().is_empty() && aerekos_common::volume_hold::is_platform_file(&child.file_name().to_string_lossy()) {
+                continue;
+            }
             let path = rel.join(child.file_name());
             let meta = fs::symlink_metadata(child.path())?;
             if meta.is_dir() {
@@ -279,9 +282,9 @@ impl Write for ChannelWriter {
 }
 
 /// A reader taking chunks from a channel (an HTTP body read on the async side).
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
+pub(crate) struct ChannelReader {
+    pub(crate) rx: mpsc::Receiver<io::Result<Bytes>>,
+    pub(crate) current: Bytes,
 }
 
 impl Read for ChannelReader {
@@ -408,8 +411,17 @@ pub fn ready_to_start_on(shared: &Shared, volume: &str) -> bool {
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let running: Arc<std::sync::Mutex<HashSet<Uuid>>> = Arc::default();
     loop {
-        let (transfers, releases) = shared.volume_work();
-        for t in transfers {
+        let work = shared.volume_work();
+        for job in work.backups {
+            if running.lock().expect("running lock").insert(job.backup_id) {
+                let (shared, running) = (shared.clone(), running.clone());
+                tokio::spawn(async move {
+                    crate::backup::run_job(&shared, &job).await;
+                    running.lock().expect("running lock").remove(&job.backup_id);
+                });
+            }
+        }
+        for t in work.transfers {
             if running.lock().expect("running lock").insert(t.move_id) {
                 let (shared, running) = (shared.clone(), running.clone());
                 tokio::spawn(async move {
@@ -418,7 +430,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 });
             }
         }
-        for volume in releases {
+        for volume in work.releases {
             release(&shared, &volume).await;
         }
         let busy: HashSet<Uuid> = running.lock().expect("running lock").clone();
@@ -507,6 +519,16 @@ async fn fetch_and_install(shared: &Arc<Shared>, t: &VolumeTransfer, progress: &
     let incoming = volumes.join(format!("{INCOMING_PREFIX}{}", t.move_id));
     if incoming.exists() {
         fs::remove_dir_all(&incoming).map_err(|e| e.to_string())?;
+    }
+    if let Some(backup) = &t.backup {
+        // A restore: from the backup's store rather than from the old worker.
+        if let Err(why) = crate::backup::restore_into(backup, &t.volume, &incoming, progress).await {
+            let _ = fs::remove_dir_all(&incoming);
+            return Err(why);
+        }
+        return install(shared, &volumes, &incoming, t).await.inspect_err(|_| {
+            let _ = fs::remove_dir_all(&incoming);
+        });
     }
     let source = WorkerAgent::with_token(&t.source_url, t.grant.clone());
     // The old instance may still be stopping: its worker refuses until it has.

@@ -10,6 +10,9 @@ pub mod types {
     ///A worker's assignments and their version.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Assignments {
+        ///Backups to make of volumes this worker holds.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub backup_jobs: ::std::vec::Vec<BackupJob>,
         pub instances: ::std::vec::Vec<Instance>,
         /**Volume directories to delete: this worker's copy was moved to another worker, whose new
 instance is healthy. Delete only while no instance here uses it.*/
@@ -25,6 +28,144 @@ for the next change.*/
     impl Assignments {
         pub fn builder() -> builder::Assignments {
             Default::default()
+        }
+    }
+    /**A backup of a volume: a consistent snapshot (SQLite databases copied online, other files as
+they were while deletions were held), encrypted, in the backup store of a worker other than
+the one holding the volume whenever there is one.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Backup {
+        pub bytes: u64,
+        ///Bytes sent to the store by this backup (files the store already had are not sent again).
+        pub bytes_sent: u64,
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<::std::string::String>,
+        ///Files and bytes in the backup.
+        pub files: u64,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub finished_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        pub id: ::uuid::Uuid,
+        pub service: ::std::string::String,
+        ///The worker whose copy was backed up.
+        pub source_worker_id: ::uuid::Uuid,
+        pub state: BackupState,
+        ///The worker whose backup store holds it.
+        pub store_worker_id: ::uuid::Uuid,
+        pub volume: ::std::string::String,
+    }
+    impl Backup {
+        pub fn builder() -> builder::Backup {
+            Default::default()
+        }
+    }
+    /**Back up a volume this worker holds into the backup store of the worker at `store_url`: hold
+the volume (the service defers deletions), snapshot its SQLite databases online, send the
+files the store lacks, encrypted, then the manifest; report.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BackupJob {
+        pub backup_id: ::uuid::Uuid,
+        ///Grants writing this volume's backups to that store.
+        pub grant: ::std::string::String,
+        ///The cluster's backup key (base64, 32 bytes): files are encrypted under it.
+        pub key: ::std::string::String,
+        pub store_url: ::std::string::String,
+        pub volume: ::std::string::String,
+    }
+    impl BackupJob {
+        pub fn builder() -> builder::BackupJob {
+            Default::default()
+        }
+    }
+    ///A worker's report on a backup job.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BackupReport {
+        pub bytes: u64,
+        pub bytes_sent: u64,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<::std::string::String>,
+        pub files: u64,
+        pub state: BackupState,
+    }
+    impl BackupReport {
+        pub fn builder() -> builder::BackupReport {
+            Default::default()
+        }
+    }
+    ///Where a restore reads from: a backup in a worker's backup store.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BackupSource {
+        pub backup_id: ::uuid::Uuid,
+        ///Grants reading this volume's backups from that store.
+        pub grant: ::std::string::String,
+        ///The cluster's backup key (base64).
+        pub key: ::std::string::String,
+        pub store_url: ::std::string::String,
+    }
+    impl BackupSource {
+        pub fn builder() -> builder::BackupSource {
+            Default::default()
+        }
+    }
+    ///`running`, `done` or `failed`.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum BackupState {
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "done")]
+        Done,
+        #[serde(rename = "failed")]
+        Failed,
+    }
+    impl ::std::fmt::Display for BackupState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Running => f.write_str("running"),
+                Self::Done => f.write_str("done"),
+                Self::Failed => f.write_str("failed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for BackupState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "running" => Ok(Self::Running),
+                "done" => Ok(Self::Done),
+                "failed" => Ok(Self::Failed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for BackupState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for BackupState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///Resources summed over live workers.
@@ -62,6 +203,10 @@ for the next change.*/
 or else to the catalog's defaults.*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct DeployRequest {
+        /**A stateful service's backup schedule, in seconds (0: none; the default is the conductor's
+`BACKUP_INTERVAL`).*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub backup_interval_secs: ::std::option::Option<u64>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub driver: ::std::option::Option<DriverKind>,
         ///Place only on workers with all these labels.
@@ -123,6 +268,10 @@ Without it, a stateful service runs only where its volume is.*/
     ///What a service's deployment asks for; the conductor keeps this many instances running.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DeploymentSpec {
+        /**A stateful service's volume is backed up this often (absent: the conductor's
+`BACKUP_INTERVAL`, default hourly; 0: no scheduled backups).*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub backup_interval_secs: ::std::option::Option<u64>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub driver: ::std::option::Option<DriverKind>,
         ///Only workers carrying all these labels.
@@ -899,6 +1048,20 @@ interrupted ends in `failed`, with the service on its old worker and its data th
             Default::default()
         }
     }
+    /**Restore a stateful service from one of its backups onto a worker: what an admin does when the
+worker holding its volume is gone for good. The service's current data, if its worker is live,
+is left where it is (as an unused old copy).*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct RestoreRequest {
+        pub backup_id: ::uuid::Uuid,
+        ///The worker to restore onto (live).
+        pub worker_id: ::uuid::Uuid,
+    }
+    impl RestoreRequest {
+        pub fn builder() -> builder::RestoreRequest {
+            Default::default()
+        }
+    }
     ///What a user may do: `admin` may change things, `viewer` may only read.
     #[derive(
         ::serde::Deserialize,
@@ -1219,6 +1382,9 @@ example after `start_empty`), which the platform leaves alone.*/
     ///A move of a stateful service and its volume from one worker to another.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct VolumeMove {
+        ///Set for a restore: the backup the data comes from (the old worker's copy is left alone).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub backup_id: ::std::option::Option<::uuid::Uuid>,
         ///Bytes the new worker has received so far.
         pub bytes_copied: u64,
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
@@ -1251,13 +1417,16 @@ example after `start_empty`), which the platform leaves alone.*/
         }
     }
     /**Fetch a volume from the worker holding it (`GET <source_url>/api/worker/volumes/<volume>/export`
-with `grant` as the bearer token), check it, put it in place, and report.*/
+with `grant` as the bearer token) or, for a restore, from a backup; check it, put it in place,
+and report.*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct VolumeTransfer {
-        ///A one-time grant the source worker checks with the conductor's public key.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub backup: ::std::option::Option<BackupSource>,
+        ///A one-time grant the source worker checks with the conductor's public key (a move).
         pub grant: ::std::string::String,
         pub move_id: ::uuid::Uuid,
-        ///The source worker's API, e.g. `http://10.0.0.5:8201`.
+        ///The source worker's API, e.g. `http://10.0.0.5:8201` (a move).
         pub source_url: ::std::string::String,
         pub volume: ::std::string::String,
     }
@@ -1410,6 +1579,10 @@ instance uses them now.*/
     pub mod builder {
         #[derive(Clone, Debug)]
         pub struct Assignments {
+            backup_jobs: ::std::result::Result<
+                ::std::vec::Vec<super::BackupJob>,
+                ::std::string::String,
+            >,
             instances: ::std::result::Result<
                 ::std::vec::Vec<super::Instance>,
                 ::std::string::String,
@@ -1427,6 +1600,7 @@ instance uses them now.*/
         impl ::std::default::Default for Assignments {
             fn default() -> Self {
                 Self {
+                    backup_jobs: Ok(Default::default()),
                     instances: Err("no value supplied for instances".to_string()),
                     release_volumes: Ok(Default::default()),
                     version: Err("no value supplied for version".to_string()),
@@ -1435,6 +1609,18 @@ instance uses them now.*/
             }
         }
         impl Assignments {
+            pub fn backup_jobs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::BackupJob>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup_jobs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for backup_jobs: {e}")
+                    });
+                self
+            }
             pub fn instances<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::vec::Vec<super::Instance>>,
@@ -1494,6 +1680,7 @@ instance uses them now.*/
                 value: Assignments,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    backup_jobs: value.backup_jobs?,
                     instances: value.instances?,
                     release_volumes: value.release_volumes?,
                     version: value.version?,
@@ -1504,10 +1691,557 @@ instance uses them now.*/
         impl ::std::convert::From<super::Assignments> for Assignments {
             fn from(value: super::Assignments) -> Self {
                 Self {
+                    backup_jobs: Ok(value.backup_jobs),
                     instances: Ok(value.instances),
                     release_volumes: Ok(value.release_volumes),
                     version: Ok(value.version),
                     volume_transfers: Ok(value.volume_transfers),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Backup {
+            bytes: ::std::result::Result<u64, ::std::string::String>,
+            bytes_sent: ::std::result::Result<u64, ::std::string::String>,
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            error: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            files: ::std::result::Result<u64, ::std::string::String>,
+            finished_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+            source_worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            state: ::std::result::Result<super::BackupState, ::std::string::String>,
+            store_worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            volume: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for Backup {
+            fn default() -> Self {
+                Self {
+                    bytes: Err("no value supplied for bytes".to_string()),
+                    bytes_sent: Err("no value supplied for bytes_sent".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    error: Ok(Default::default()),
+                    files: Err("no value supplied for files".to_string()),
+                    finished_at: Ok(Default::default()),
+                    id: Err("no value supplied for id".to_string()),
+                    service: Err("no value supplied for service".to_string()),
+                    source_worker_id: Err(
+                        "no value supplied for source_worker_id".to_string(),
+                    ),
+                    state: Err("no value supplied for state".to_string()),
+                    store_worker_id: Err(
+                        "no value supplied for store_worker_id".to_string(),
+                    ),
+                    volume: Err("no value supplied for volume".to_string()),
+                }
+            }
+        }
+        impl Backup {
+            pub fn bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for bytes: {e}")
+                    });
+                self
+            }
+            pub fn bytes_sent<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.bytes_sent = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for bytes_sent: {e}")
+                    });
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for error: {e}")
+                    });
+                self
+            }
+            pub fn files<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.files = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for files: {e}")
+                    });
+                self
+            }
+            pub fn finished_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.finished_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for finished_at: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+            pub fn source_worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.source_worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for source_worker_id: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::BackupState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+            pub fn store_worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.store_worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for store_worker_id: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn volume<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volume = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for volume: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Backup> for super::Backup {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Backup,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    bytes: value.bytes?,
+                    bytes_sent: value.bytes_sent?,
+                    created_at: value.created_at?,
+                    error: value.error?,
+                    files: value.files?,
+                    finished_at: value.finished_at?,
+                    id: value.id?,
+                    service: value.service?,
+                    source_worker_id: value.source_worker_id?,
+                    state: value.state?,
+                    store_worker_id: value.store_worker_id?,
+                    volume: value.volume?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Backup> for Backup {
+            fn from(value: super::Backup) -> Self {
+                Self {
+                    bytes: Ok(value.bytes),
+                    bytes_sent: Ok(value.bytes_sent),
+                    created_at: Ok(value.created_at),
+                    error: Ok(value.error),
+                    files: Ok(value.files),
+                    finished_at: Ok(value.finished_at),
+                    id: Ok(value.id),
+                    service: Ok(value.service),
+                    source_worker_id: Ok(value.source_worker_id),
+                    state: Ok(value.state),
+                    store_worker_id: Ok(value.store_worker_id),
+                    volume: Ok(value.volume),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BackupJob {
+            backup_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            grant: ::std::result::Result<::std::string::String, ::std::string::String>,
+            key: ::std::result::Result<::std::string::String, ::std::string::String>,
+            store_url: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            volume: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for BackupJob {
+            fn default() -> Self {
+                Self {
+                    backup_id: Err("no value supplied for backup_id".to_string()),
+                    grant: Err("no value supplied for grant".to_string()),
+                    key: Err("no value supplied for key".to_string()),
+                    store_url: Err("no value supplied for store_url".to_string()),
+                    volume: Err("no value supplied for volume".to_string()),
+                }
+            }
+        }
+        impl BackupJob {
+            pub fn backup_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for backup_id: {e}")
+                    });
+                self
+            }
+            pub fn grant<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.grant = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for grant: {e}")
+                    });
+                self
+            }
+            pub fn key<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for key: {e}")
+                    });
+                self
+            }
+            pub fn store_url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.store_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for store_url: {e}")
+                    });
+                self
+            }
+            pub fn volume<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.volume = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for volume: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BackupJob> for super::BackupJob {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: BackupJob,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    backup_id: value.backup_id?,
+                    grant: value.grant?,
+                    key: value.key?,
+                    store_url: value.store_url?,
+                    volume: value.volume?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::BackupJob> for BackupJob {
+            fn from(value: super::BackupJob) -> Self {
+                Self {
+                    backup_id: Ok(value.backup_id),
+                    grant: Ok(value.grant),
+                    key: Ok(value.key),
+                    store_url: Ok(value.store_url),
+                    volume: Ok(value.volume),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BackupReport {
+            bytes: ::std::result::Result<u64, ::std::string::String>,
+            bytes_sent: ::std::result::Result<u64, ::std::string::String>,
+            error: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            files: ::std::result::Result<u64, ::std::string::String>,
+            state: ::std::result::Result<super::BackupState, ::std::string::String>,
+        }
+        impl ::std::default::Default for BackupReport {
+            fn default() -> Self {
+                Self {
+                    bytes: Err("no value supplied for bytes".to_string()),
+                    bytes_sent: Err("no value supplied for bytes_sent".to_string()),
+                    error: Ok(Default::default()),
+                    files: Err("no value supplied for files".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                }
+            }
+        }
+        impl BackupReport {
+            pub fn bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for bytes: {e}")
+                    });
+                self
+            }
+            pub fn bytes_sent<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.bytes_sent = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for bytes_sent: {e}")
+                    });
+                self
+            }
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for error: {e}")
+                    });
+                self
+            }
+            pub fn files<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.files = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for files: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::BackupState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BackupReport> for super::BackupReport {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: BackupReport,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    bytes: value.bytes?,
+                    bytes_sent: value.bytes_sent?,
+                    error: value.error?,
+                    files: value.files?,
+                    state: value.state?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::BackupReport> for BackupReport {
+            fn from(value: super::BackupReport) -> Self {
+                Self {
+                    bytes: Ok(value.bytes),
+                    bytes_sent: Ok(value.bytes_sent),
+                    error: Ok(value.error),
+                    files: Ok(value.files),
+                    state: Ok(value.state),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BackupSource {
+            backup_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            grant: ::std::result::Result<::std::string::String, ::std::string::String>,
+            key: ::std::result::Result<::std::string::String, ::std::string::String>,
+            store_url: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for BackupSource {
+            fn default() -> Self {
+                Self {
+                    backup_id: Err("no value supplied for backup_id".to_string()),
+                    grant: Err("no value supplied for grant".to_string()),
+                    key: Err("no value supplied for key".to_string()),
+                    store_url: Err("no value supplied for store_url".to_string()),
+                }
+            }
+        }
+        impl BackupSource {
+            pub fn backup_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for backup_id: {e}")
+                    });
+                self
+            }
+            pub fn grant<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.grant = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for grant: {e}")
+                    });
+                self
+            }
+            pub fn key<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for key: {e}")
+                    });
+                self
+            }
+            pub fn store_url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.store_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for store_url: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BackupSource> for super::BackupSource {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: BackupSource,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    backup_id: value.backup_id?,
+                    grant: value.grant?,
+                    key: value.key?,
+                    store_url: value.store_url?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::BackupSource> for BackupSource {
+            fn from(value: super::BackupSource) -> Self {
+                Self {
+                    backup_id: Ok(value.backup_id),
+                    grant: Ok(value.grant),
+                    key: Ok(value.key),
+                    store_url: Ok(value.store_url),
                 }
             }
         }
@@ -1750,6 +2484,10 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct DeployRequest {
+            backup_interval_secs: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
             driver: ::std::result::Result<
                 ::std::option::Option<super::DriverKind>,
                 ::std::string::String,
@@ -1789,6 +2527,7 @@ instance uses them now.*/
         impl ::std::default::Default for DeployRequest {
             fn default() -> Self {
                 Self {
+                    backup_interval_secs: Ok(Default::default()),
                     driver: Ok(Default::default()),
                     labels: Ok(Default::default()),
                     load_balancing: Ok(Default::default()),
@@ -1801,6 +2540,20 @@ instance uses them now.*/
             }
         }
         impl DeployRequest {
+            pub fn backup_interval_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup_interval_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for backup_interval_secs: {e}"
+                        )
+                    });
+                self
+            }
             pub fn driver<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::DriverKind>>,
@@ -1913,6 +2666,7 @@ instance uses them now.*/
                 value: DeployRequest,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    backup_interval_secs: value.backup_interval_secs?,
                     driver: value.driver?,
                     labels: value.labels?,
                     load_balancing: value.load_balancing?,
@@ -1927,6 +2681,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::DeployRequest> for DeployRequest {
             fn from(value: super::DeployRequest) -> Self {
                 Self {
+                    backup_interval_secs: Ok(value.backup_interval_secs),
                     driver: Ok(value.driver),
                     labels: Ok(value.labels),
                     load_balancing: Ok(value.load_balancing),
@@ -2134,6 +2889,10 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct DeploymentSpec {
+            backup_interval_secs: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
             driver: ::std::result::Result<
                 ::std::option::Option<super::DriverKind>,
                 ::std::string::String,
@@ -2159,6 +2918,7 @@ instance uses them now.*/
         impl ::std::default::Default for DeploymentSpec {
             fn default() -> Self {
                 Self {
+                    backup_interval_secs: Ok(Default::default()),
                     driver: Ok(Default::default()),
                     labels: Ok(Default::default()),
                     replicas: Err("no value supplied for replicas".to_string()),
@@ -2169,6 +2929,20 @@ instance uses them now.*/
             }
         }
         impl DeploymentSpec {
+            pub fn backup_interval_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup_interval_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for backup_interval_secs: {e}"
+                        )
+                    });
+                self
+            }
             pub fn driver<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::DriverKind>>,
@@ -2253,6 +3027,7 @@ instance uses them now.*/
                 value: DeploymentSpec,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    backup_interval_secs: value.backup_interval_secs?,
                     driver: value.driver?,
                     labels: value.labels?,
                     replicas: value.replicas?,
@@ -2265,6 +3040,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::DeploymentSpec> for DeploymentSpec {
             fn from(value: super::DeploymentSpec) -> Self {
                 Self {
+                    backup_interval_secs: Ok(value.backup_interval_secs),
                     driver: Ok(value.driver),
                     labels: Ok(value.labels),
                     replicas: Ok(value.replicas),
@@ -4056,6 +4832,64 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct RestoreRequest {
+            backup_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for RestoreRequest {
+            fn default() -> Self {
+                Self {
+                    backup_id: Err("no value supplied for backup_id".to_string()),
+                    worker_id: Err("no value supplied for worker_id".to_string()),
+                }
+            }
+        }
+        impl RestoreRequest {
+            pub fn backup_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for backup_id: {e}")
+                    });
+                self
+            }
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<RestoreRequest> for super::RestoreRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: RestoreRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    backup_id: value.backup_id?,
+                    worker_id: value.worker_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::RestoreRequest> for RestoreRequest {
+            fn from(value: super::RestoreRequest) -> Self {
+                Self {
+                    backup_id: Ok(value.backup_id),
+                    worker_id: Ok(value.worker_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct RuntimeDriver {
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
             version: ::std::result::Result<
@@ -5328,6 +6162,10 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct VolumeMove {
+            backup_id: ::std::result::Result<
+                ::std::option::Option<::uuid::Uuid>,
+                ::std::string::String,
+            >,
             bytes_copied: ::std::result::Result<u64, ::std::string::String>,
             created_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
@@ -5351,6 +6189,7 @@ instance uses them now.*/
         impl ::std::default::Default for VolumeMove {
             fn default() -> Self {
                 Self {
+                    backup_id: Ok(Default::default()),
                     bytes_copied: Err("no value supplied for bytes_copied".to_string()),
                     created_at: Err("no value supplied for created_at".to_string()),
                     error: Ok(Default::default()),
@@ -5369,6 +6208,18 @@ instance uses them now.*/
             }
         }
         impl VolumeMove {
+            pub fn backup_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for backup_id: {e}")
+                    });
+                self
+            }
             pub fn bytes_copied<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<u64>,
@@ -5498,6 +6349,7 @@ instance uses them now.*/
                 value: VolumeMove,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    backup_id: value.backup_id?,
                     bytes_copied: value.bytes_copied?,
                     created_at: value.created_at?,
                     error: value.error?,
@@ -5514,6 +6366,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::VolumeMove> for VolumeMove {
             fn from(value: super::VolumeMove) -> Self {
                 Self {
+                    backup_id: Ok(value.backup_id),
                     bytes_copied: Ok(value.bytes_copied),
                     created_at: Ok(value.created_at),
                     error: Ok(value.error),
@@ -5587,6 +6440,10 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct VolumeTransfer {
+            backup: ::std::result::Result<
+                ::std::option::Option<super::BackupSource>,
+                ::std::string::String,
+            >,
             grant: ::std::result::Result<::std::string::String, ::std::string::String>,
             move_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
             source_url: ::std::result::Result<
@@ -5598,6 +6455,7 @@ instance uses them now.*/
         impl ::std::default::Default for VolumeTransfer {
             fn default() -> Self {
                 Self {
+                    backup: Ok(Default::default()),
                     grant: Err("no value supplied for grant".to_string()),
                     move_id: Err("no value supplied for move_id".to_string()),
                     source_url: Err("no value supplied for source_url".to_string()),
@@ -5606,6 +6464,18 @@ instance uses them now.*/
             }
         }
         impl VolumeTransfer {
+            pub fn backup<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::BackupSource>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backup = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for backup: {e}")
+                    });
+                self
+            }
             pub fn grant<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -5661,6 +6531,7 @@ instance uses them now.*/
                 value: VolumeTransfer,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    backup: value.backup?,
                     grant: value.grant?,
                     move_id: value.move_id?,
                     source_url: value.source_url?,
@@ -5671,6 +6542,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::VolumeTransfer> for VolumeTransfer {
             fn from(value: super::VolumeTransfer) -> Self {
                 Self {
+                    backup: Ok(value.backup),
                     grant: Ok(value.grant),
                     move_id: Ok(value.move_id),
                     source_url: Ok(value.source_url),
@@ -6446,6 +7318,32 @@ let response = client.create_service_token()
     pub fn create_service_token(&self) -> builder::CreateServiceToken<'_> {
         builder::CreateServiceToken::new(self)
     }
+    /**Backups, newest first (at most 200), of one volume when `volume` is given
+
+Sends a `GET` request to `/api/backups`
+
+```ignore
+let response = client.list_backups()
+    .volume(volume)
+    .send()
+    .await;
+```*/
+    pub fn list_backups(&self) -> builder::ListBackups<'_> {
+        builder::ListBackups::new(self)
+    }
+    /**One backup
+
+Sends a `GET` request to `/api/backups/{id}`
+
+```ignore
+let response = client.get_backup()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn get_backup(&self) -> builder::GetBackup<'_> {
+        builder::GetBackup::new(self)
+    }
     /**One instance
 
 Sends a `GET` request to `/api/instances/{instance_id}`
@@ -6648,6 +7546,23 @@ let response = client.move_service()
     pub fn move_service(&self) -> builder::MoveService<'_> {
         builder::MoveService::new(self)
     }
+    /**Restore a stateful service from one of its backups onto a worker (admin only): what to do
+when the worker holding its volume is gone for good. Like a move, followed with
+`GET /api/moves/{id}`; the service's current copy, if its worker is live, is kept there
+unused
+
+Sends a `POST` request to `/api/services/{name}/restore`
+
+```ignore
+let response = client.restore_service()
+    .name(name)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn restore_service(&self) -> builder::RestoreService<'_> {
+        builder::RestoreService::new(self)
+    }
     /**The current worker registration token (admin only)
 
 Sends a `GET` request to `/api/token`
@@ -6700,6 +7615,19 @@ let response = client.get_volume()
 ```*/
     pub fn get_volume(&self) -> builder::GetVolume<'_> {
         builder::GetVolume::new(self)
+    }
+    /**Back up a volume now (admin only); it is also backed up on its service's schedule
+
+Sends a `POST` request to `/api/volumes/{name}/backups`
+
+```ignore
+let response = client.backup_volume()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn backup_volume(&self) -> builder::BackupVolume<'_> {
+        builder::BackupVolume::new(self)
     }
     /**Workers, ordered by id, a page at a time
 
@@ -6782,6 +7710,22 @@ let response = client.get_assignments()
 ```*/
     pub fn get_assignments(&self) -> builder::GetAssignments<'_> {
         builder::GetAssignments::new(self)
+    }
+    /**The holding worker's report on a backup job (worker credential). 404: the backup is over
+(failed meanwhile); drop it
+
+Sends a `POST` request to `/api/workers/{id}/backups/{backup_id}/report`
+
+```ignore
+let response = client.report_backup()
+    .id(id)
+    .backup_id(backup_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn report_backup(&self) -> builder::ReportBackup<'_> {
+        builder::ReportBackup::new(self)
     }
     /**A worker's periodic report of its resources (worker credential). 404 means the conductor no
 longer knows the worker: register again
@@ -7337,6 +8281,254 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "create_service_token",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_backups`]
+
+[`Client::list_backups`]: super::Client::list_backups*/
+    #[derive(Debug, Clone)]
+    pub struct ListBackups<'a> {
+        client: &'a super::Client,
+        volume: Result<Option<::std::string::String>, String>,
+    }
+    impl<'a> ListBackups<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Ok(None),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/backups`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::Backup>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client, volume } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/backups", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("volume", &volume))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_backups",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_backup`]
+
+[`Client::get_backup`]: super::Client::get_backup*/
+    #[derive(Debug, Clone)]
+    pub struct GetBackup<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetBackup<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/backups/{id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Backup>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/backups/{}", client.baseurl, encode_path(& id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_backup",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -9271,6 +10463,162 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::restore_service`]
+
+[`Client::restore_service`]: super::Client::restore_service*/
+    #[derive(Debug, Clone)]
+    pub struct RestoreService<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+        body: Result<types::builder::RestoreRequest, String>,
+    }
+    impl<'a> RestoreService<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::RestoreRequest>,
+            <V as std::convert::TryInto<
+                types::RestoreRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `RestoreRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::RestoreRequest,
+            ) -> types::builder::RestoreRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/services/{name}/restore`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::VolumeMove>, Error<crate::ErrorBody>> {
+            let Self { client, name, body } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::RestoreRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/services/{}/restore", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "restore_service",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::get_registration_token`]
 
 [`Client::get_registration_token`]: super::Client::get_registration_token*/
@@ -9642,6 +10990,130 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "get_volume",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::backup_volume`]
+
+[`Client::backup_volume`]: super::Client::backup_volume*/
+    #[derive(Debug, Clone)]
+    pub struct BackupVolume<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> BackupVolume<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/volumes/{name}/backups`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Backup>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/volumes/{}/backups", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "backup_volume",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -10340,6 +11812,171 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::report_backup`]
+
+[`Client::report_backup`]: super::Client::report_backup*/
+    #[derive(Debug, Clone)]
+    pub struct ReportBackup<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        backup_id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::BackupReport, String>,
+    }
+    impl<'a> ReportBackup<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                backup_id: Err("backup_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn backup_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.backup_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for backup_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::BackupReport>,
+            <V as std::convert::TryInto<types::BackupReport>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `BackupReport` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::BackupReport,
+            ) -> types::builder::BackupReport,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/backups/{backup_id}/report`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, id, backup_id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let backup_id = backup_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::BackupReport::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/backups/{}/report", client.baseurl, encode_path(& id
+                .to_string()), encode_path(& backup_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "report_backup",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

@@ -7,6 +7,16 @@ use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderE
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
+    ///Chunk names (64 lowercase hex digits each).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ChunkList {
+        pub chunks: ::std::vec::Vec<::std::string::String>,
+    }
+    impl ChunkList {
+        pub fn builder() -> builder::ChunkList {
+            Default::default()
+        }
+    }
     ///`WorkerHealth`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct WorkerHealth {
@@ -48,6 +58,47 @@ pub mod types {
     }
     /// Types for composing complex structures.
     pub mod builder {
+        #[derive(Clone, Debug)]
+        pub struct ChunkList {
+            chunks: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for ChunkList {
+            fn default() -> Self {
+                Self {
+                    chunks: Err("no value supplied for chunks".to_string()),
+                }
+            }
+        }
+        impl ChunkList {
+            pub fn chunks<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.chunks = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for chunks: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ChunkList> for super::ChunkList {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ChunkList,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { chunks: value.chunks? })
+            }
+        }
+        impl ::std::convert::From<super::ChunkList> for ChunkList {
+            fn from(value: super::ChunkList) -> Self {
+                Self { chunks: Ok(value.chunks) }
+            }
+        }
         #[derive(Clone, Debug)]
         pub struct WorkerHealth {
             drivers: ::std::result::Result<
@@ -393,6 +444,78 @@ const _: () = {
     {}
 };
 impl Client {
+    /**One sealed content (a restore's grant)
+
+Sends a `GET` request to `/api/worker/backups/{volume}/chunks/{chunk}`
+
+```ignore
+let response = client.get_backup_chunk()
+    .volume(volume)
+    .chunk(chunk)
+    .send()
+    .await;
+```*/
+    pub fn get_backup_chunk(&self) -> builder::GetBackupChunk<'_> {
+        builder::GetBackupChunk::new(self)
+    }
+    /**Store one sealed content of a volume's backups (a backup's grant); written whole or not at all
+
+Sends a `PUT` request to `/api/worker/backups/{volume}/chunks/{chunk}`
+
+```ignore
+let response = client.put_backup_chunk()
+    .volume(volume)
+    .chunk(chunk)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn put_backup_chunk(&self) -> builder::PutBackupChunk<'_> {
+        builder::PutBackupChunk::new(self)
+    }
+    /**A backup's sealed manifest (a restore's grant)
+
+Sends a `GET` request to `/api/worker/backups/{volume}/manifests/{backup_id}`
+
+```ignore
+let response = client.get_backup_manifest()
+    .volume(volume)
+    .backup_id(backup_id)
+    .send()
+    .await;
+```*/
+    pub fn get_backup_manifest(&self) -> builder::GetBackupManifest<'_> {
+        builder::GetBackupManifest::new(self)
+    }
+    /**Store a backup's sealed manifest (a backup's grant): the backup exists from then on
+
+Sends a `PUT` request to `/api/worker/backups/{volume}/manifests/{backup_id}`
+
+```ignore
+let response = client.put_backup_manifest()
+    .volume(volume)
+    .backup_id(backup_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn put_backup_manifest(&self) -> builder::PutBackupManifest<'_> {
+        builder::PutBackupManifest::new(self)
+    }
+    /**Which of these contents this worker's backup store lacks for the volume (a backup's grant)
+
+Sends a `POST` request to `/api/worker/backups/{volume}/missing`
+
+```ignore
+let response = client.missing_backup_chunks()
+    .volume(volume)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn missing_backup_chunks(&self) -> builder::MissingBackupChunks<'_> {
+        builder::MissingBackupChunks::new(self)
+    }
     /**The instances this worker runs or was assigned, with their state
 
 Sends a `GET` request to `/api/worker/instances`
@@ -470,6 +593,732 @@ pub mod builder {
         encode_path, ByteStream, ClientInfo, ClientHooks, Error, OperationInfo,
         RequestBuilderExt, ResponseValue,
     };
+    /**Builder for [`Client::get_backup_chunk`]
+
+[`Client::get_backup_chunk`]: super::Client::get_backup_chunk*/
+    #[derive(Debug, Clone)]
+    pub struct GetBackupChunk<'a> {
+        client: &'a super::Client,
+        volume: Result<::std::string::String, String>,
+        chunk: Result<::std::string::String, String>,
+    }
+    impl<'a> GetBackupChunk<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Err("volume was not initialized".to_string()),
+                chunk: Err("chunk was not initialized".to_string()),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn chunk<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.chunk = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for chunk failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/worker/backups/{volume}/chunks/{chunk}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<ByteStream>, Error<crate::ErrorBody>> {
+            let Self { client, volume, chunk } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let chunk = chunk.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/backups/{}/chunks/{}", client.baseurl, encode_path(&
+                volume.to_string()), encode_path(& chunk.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client.client.get(url).headers(header_map).build()?;
+            let info = OperationInfo {
+                operation_id: "get_backup_chunk",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::stream(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::put_backup_chunk`]
+
+[`Client::put_backup_chunk`]: super::Client::put_backup_chunk*/
+    #[derive(Debug)]
+    pub struct PutBackupChunk<'a> {
+        client: &'a super::Client,
+        volume: Result<::std::string::String, String>,
+        chunk: Result<::std::string::String, String>,
+        body: Result<reqwest::Body, String>,
+    }
+    impl<'a> PutBackupChunk<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Err("volume was not initialized".to_string()),
+                chunk: Err("chunk was not initialized".to_string()),
+                body: Err("body was not initialized".to_string()),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn chunk<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.chunk = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for chunk failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<B>(mut self, value: B) -> Self
+        where
+            B: std::convert::TryInto<reqwest::Body>,
+        {
+            self.body = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `reqwest::Body` for body failed".to_string()
+                });
+            self
+        }
+        ///Sends a `PUT` request to `/api/worker/backups/{volume}/chunks/{chunk}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, volume, chunk, body } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let chunk = chunk.map_err(Error::InvalidRequest)?;
+            let body = body.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/backups/{}/chunks/{}", client.baseurl, encode_path(&
+                volume.to_string()), encode_path(& chunk.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .put(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .header(
+                    ::reqwest::header::CONTENT_TYPE,
+                    ::reqwest::header::HeaderValue::from_static(
+                        "application/octet-stream",
+                    ),
+                )
+                .body(body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "put_backup_chunk",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_backup_manifest`]
+
+[`Client::get_backup_manifest`]: super::Client::get_backup_manifest*/
+    #[derive(Debug, Clone)]
+    pub struct GetBackupManifest<'a> {
+        client: &'a super::Client,
+        volume: Result<::std::string::String, String>,
+        backup_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetBackupManifest<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Err("volume was not initialized".to_string()),
+                backup_id: Err("backup_id was not initialized".to_string()),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn backup_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.backup_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for backup_id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/worker/backups/{volume}/manifests/{backup_id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<ByteStream>, Error<crate::ErrorBody>> {
+            let Self { client, volume, backup_id } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let backup_id = backup_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/backups/{}/manifests/{}", client.baseurl, encode_path(&
+                volume.to_string()), encode_path(& backup_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client.client.get(url).headers(header_map).build()?;
+            let info = OperationInfo {
+                operation_id: "get_backup_manifest",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::stream(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::put_backup_manifest`]
+
+[`Client::put_backup_manifest`]: super::Client::put_backup_manifest*/
+    #[derive(Debug)]
+    pub struct PutBackupManifest<'a> {
+        client: &'a super::Client,
+        volume: Result<::std::string::String, String>,
+        backup_id: Result<::uuid::Uuid, String>,
+        body: Result<reqwest::Body, String>,
+    }
+    impl<'a> PutBackupManifest<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Err("volume was not initialized".to_string()),
+                backup_id: Err("backup_id was not initialized".to_string()),
+                body: Err("body was not initialized".to_string()),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn backup_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.backup_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for backup_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<B>(mut self, value: B) -> Self
+        where
+            B: std::convert::TryInto<reqwest::Body>,
+        {
+            self.body = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `reqwest::Body` for body failed".to_string()
+                });
+            self
+        }
+        ///Sends a `PUT` request to `/api/worker/backups/{volume}/manifests/{backup_id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, volume, backup_id, body } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let backup_id = backup_id.map_err(Error::InvalidRequest)?;
+            let body = body.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/backups/{}/manifests/{}", client.baseurl, encode_path(&
+                volume.to_string()), encode_path(& backup_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .put(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .header(
+                    ::reqwest::header::CONTENT_TYPE,
+                    ::reqwest::header::HeaderValue::from_static(
+                        "application/octet-stream",
+                    ),
+                )
+                .body(body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "put_backup_manifest",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::missing_backup_chunks`]
+
+[`Client::missing_backup_chunks`]: super::Client::missing_backup_chunks*/
+    #[derive(Debug, Clone)]
+    pub struct MissingBackupChunks<'a> {
+        client: &'a super::Client,
+        volume: Result<::std::string::String, String>,
+        body: Result<types::builder::ChunkList, String>,
+    }
+    impl<'a> MissingBackupChunks<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Err("volume was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ChunkList>,
+            <V as std::convert::TryInto<types::ChunkList>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ChunkList` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::ChunkList) -> types::builder::ChunkList,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/worker/backups/{volume}/missing`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::ChunkList>, Error<crate::ErrorBody>> {
+            let Self { client, volume, body } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::ChunkList::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/backups/{}/missing", client.baseurl, encode_path(& volume
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "missing_backup_chunks",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::list_instances`]
 
 [`Client::list_instances`]: super::Client::list_instances*/

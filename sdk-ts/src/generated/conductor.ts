@@ -77,6 +77,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/backups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Backups, newest first (at most 200), of one volume when `volume` is given. */
+        get: operations["list_backups"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/backups/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One backup. */
+        get: operations["get_backup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/instances/{instance_id}": {
         parameters: {
             query?: never;
@@ -302,6 +336,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/services/{name}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore a stateful service from one of its backups onto a worker (admin only): what to do
+         *     when the worker holding its volume is gone for good. Like a move, followed with
+         *     `GET /api/moves/{id}`; the service's current copy, if its worker is live, is kept there
+         *     unused.
+         */
+        post: operations["restore_service"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/token": {
         parameters: {
             query?: never;
@@ -370,6 +426,23 @@ export interface paths {
         get: operations["get_volume"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/volumes/{name}/backups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Back up a volume now (admin only); it is also backed up on its service's schedule. */
+        post: operations["backup_volume"];
         delete?: never;
         options?: never;
         head?: never;
@@ -450,6 +523,26 @@ export interface paths {
         get: operations["get_assignments"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workers/{id}/backups/{backup_id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The holding worker's report on a backup job (worker credential). 404: the backup is over
+         *     (failed meanwhile); drop it.
+         */
+        post: operations["report_backup"];
         delete?: never;
         options?: never;
         head?: never;
@@ -618,6 +711,11 @@ export interface components {
          * @description A worker's assignments and their version.
          */
         Assignments: {
+            /**
+             * @description Backups to make of volumes this worker holds.
+             * @default []
+             */
+            backup_jobs?: components["schemas"]["BackupJob"][];
             instances: components["schemas"]["Instance"][];
             /**
              * @description Volume directories to delete: this worker's copy was moved to another worker, whose new
@@ -637,6 +735,95 @@ export interface components {
              */
             volume_transfers?: components["schemas"]["VolumeTransfer"][];
         };
+        /**
+         * Backup
+         * @description A backup of a volume: a consistent snapshot (SQLite databases copied online, other files as
+         *     they were while deletions were held), encrypted, in the backup store of a worker other than
+         *     the one holding the volume whenever there is one.
+         */
+        Backup: {
+            /** Format: uint64 */
+            bytes: number;
+            /**
+             * Format: uint64
+             * @description Bytes sent to the store by this backup (files the store already had are not sent again).
+             */
+            bytes_sent: number;
+            /** Format: date-time */
+            created_at: string;
+            error?: string;
+            /**
+             * Format: uint64
+             * @description Files and bytes in the backup.
+             */
+            files: number;
+            /** Format: date-time */
+            finished_at?: string;
+            /** Format: uuid */
+            id: string;
+            service: string;
+            /**
+             * Format: uuid
+             * @description The worker whose copy was backed up.
+             */
+            source_worker_id: string;
+            state: components["schemas"]["BackupState"];
+            /**
+             * Format: uuid
+             * @description The worker whose backup store holds it.
+             */
+            store_worker_id: string;
+            volume: string;
+        };
+        /**
+         * BackupJob
+         * @description Back up a volume this worker holds into the backup store of the worker at `store_url`: hold
+         *     the volume (the service defers deletions), snapshot its SQLite databases online, send the
+         *     files the store lacks, encrypted, then the manifest; report.
+         */
+        BackupJob: {
+            /** Format: uuid */
+            backup_id: string;
+            /** @description Grants writing this volume's backups to that store. */
+            grant: string;
+            /** @description The cluster's backup key (base64, 32 bytes): files are encrypted under it. */
+            key: string;
+            store_url: string;
+            volume: string;
+        };
+        /**
+         * BackupReport
+         * @description A worker's report on a backup job.
+         */
+        BackupReport: {
+            /** Format: uint64 */
+            bytes: number;
+            /** Format: uint64 */
+            bytes_sent: number;
+            error?: string;
+            /** Format: uint64 */
+            files: number;
+            /** @description `done` or `failed` (`running` reports progress). */
+            state: components["schemas"]["BackupState"] & unknown;
+        };
+        /**
+         * BackupSource
+         * @description Where a restore reads from: a backup in a worker's backup store.
+         */
+        BackupSource: {
+            /** Format: uuid */
+            backup_id: string;
+            /** @description Grants reading this volume's backups from that store. */
+            grant: string;
+            /** @description The cluster's backup key (base64). */
+            key: string;
+            store_url: string;
+        };
+        /**
+         * @description `running`, `done` or `failed`.
+         * @enum {string}
+         */
+        BackupState: "running" | "done" | "failed";
         /**
          * ClusterResources
          * @description Resources summed over live workers.
@@ -677,6 +864,12 @@ export interface components {
          *     or else to the catalog's defaults.
          */
         DeployRequest: {
+            /**
+             * Format: uint64
+             * @description A stateful service's backup schedule, in seconds (0: none; the default is the conductor's
+             *     `BACKUP_INTERVAL`).
+             */
+            backup_interval_secs?: number;
             driver?: components["schemas"]["DriverKind"];
             /** @description Place only on workers with all these labels. */
             labels?: {
@@ -731,6 +924,12 @@ export interface components {
          * @description What a service's deployment asks for; the conductor keeps this many instances running.
          */
         DeploymentSpec: {
+            /**
+             * Format: uint64
+             * @description A stateful service's volume is backed up this often (absent: the conductor's
+             *     `BACKUP_INTERVAL`, default hourly; 0: no scheduled backups).
+             */
+            backup_interval_secs?: number;
             /** @description Only this driver (absent: docker where a worker has it and the service has an image, else process). */
             driver?: components["schemas"]["DriverKind"] & unknown;
             /**
@@ -1083,6 +1282,21 @@ export interface components {
             memory_mb: number;
         };
         /**
+         * RestoreRequest
+         * @description Restore a stateful service from one of its backups onto a worker: what an admin does when the
+         *     worker holding its volume is gone for good. The service's current data, if its worker is live,
+         *     is left where it is (as an unused old copy).
+         */
+        RestoreRequest: {
+            /** Format: uuid */
+            backup_id: string;
+            /**
+             * Format: uuid
+             * @description The worker to restore onto (live).
+             */
+            worker_id: string;
+        };
+        /**
          * @description What a user may do: `admin` may change things, `viewer` may only read.
          * @enum {string}
          */
@@ -1279,6 +1493,11 @@ export interface components {
          */
         VolumeMove: {
             /**
+             * Format: uuid
+             * @description Set for a restore: the backup the data comes from (the old worker's copy is left alone).
+             */
+            backup_id?: string;
+            /**
              * Format: uint64
              * @description Bytes the new worker has received so far.
              */
@@ -1314,14 +1533,17 @@ export interface components {
         /**
          * VolumeTransfer
          * @description Fetch a volume from the worker holding it (`GET <source_url>/api/worker/volumes/<volume>/export`
-         *     with `grant` as the bearer token), check it, put it in place, and report.
+         *     with `grant` as the bearer token) or, for a restore, from a backup; check it, put it in place,
+         *     and report.
          */
         VolumeTransfer: {
-            /** @description A one-time grant the source worker checks with the conductor's public key. */
+            /** @description Restore from this backup instead (a restore). */
+            backup?: components["schemas"]["BackupSource"] & unknown;
+            /** @description A one-time grant the source worker checks with the conductor's public key (a move). */
             grant: string;
             /** Format: uuid */
             move_id: string;
-            /** @description The source worker's API, e.g. `http://10.0.0.5:8201`. */
+            /** @description The source worker's API, e.g. `http://10.0.0.5:8201` (a move). */
             source_url: string;
             volume: string;
         };
@@ -1723,6 +1945,192 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["ServiceToken"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_backups: {
+        parameters: {
+            query?: {
+                volume?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Backup"][];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Backup"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
@@ -3196,6 +3604,103 @@ export interface operations {
             };
         };
     };
+    restore_service: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["RestoreRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["VolumeMove"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_registration_token: {
         parameters: {
             query?: never;
@@ -3486,6 +3991,99 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["Volume"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    backup_volume: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Backup"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
@@ -3963,6 +4561,103 @@ export interface operations {
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["Assignments"];
                 };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                backup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["BackupReport"];
+            };
+        };
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
             400: {

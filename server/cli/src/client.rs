@@ -59,6 +59,19 @@ pub enum ServicesCommand {
     Disable { name: String },
     /// Deploy: place instances on workers with room, then wait for them to be healthy.
     Deploy(DeployArgs),
+    /// Restore a stateful service from one of its backups onto a worker (when the worker holding
+    /// it is gone for good); waits until it runs there.
+    Restore {
+        name: String,
+        /// The backup (see `aerekos backups ls`).
+        #[arg(long)]
+        backup: Uuid,
+        /// The worker to restore onto.
+        #[arg(long)]
+        to: Uuid,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Move a stateful service, with its data, to another worker; waits until the move is done.
     Move {
         name: String,
@@ -111,8 +124,27 @@ pub struct DeployArgs {
     /// where its volume is.
     #[arg(long)]
     start_empty: bool,
+    /// A stateful service's backup schedule, in seconds (0: no scheduled backups).
+    #[arg(long)]
+    backup_every: Option<u64>,
     #[command(flatten)]
     wait: Wait,
+}
+
+#[derive(clap::Subcommand)]
+pub enum BackupsCommand {
+    /// Backups, newest first, with their state and sizes.
+    Ls {
+        /// Only this volume's.
+        #[arg(long)]
+        volume: Option<String>,
+    },
+    /// Back up a volume now, and wait until it is done.
+    Create {
+        volume: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -306,32 +338,13 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
             }
             Ok(())
         }
+        ServicesCommand::Restore { name, backup, to, wait } => {
+            let m = api(c.restore_service().name(&name).body(types::RestoreRequest { backup_id: backup, worker_id: to }).send().await)?;
+            follow_move(&c, &global, &name, m, &wait).await
+        }
         ServicesCommand::Move { name, to, wait } => {
-            let mut m = api(c.move_service().name(&name).body(types::MoveRequest { worker_id: to }).send().await)?;
-            let interactive = global.output == Format::Table;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
-            while !wait.no_wait && !matches!(m.state, types::MoveState::Done | types::MoveState::Failed) {
-                if interactive {
-                    eprint!("\r{:<80}", format!("{name}: {} ({} copied)", m.state, bytes(m.bytes_copied)));
-                    let _ = std::io::stderr().flush();
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    bail!("the move of {name} is still at step {} after {}s (GET /api/moves/{})", m.state, wait.timeout, m.id);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                m = api(c.get_move().id(m.id).send().await)?;
-            }
-            if interactive && !wait.no_wait {
-                eprintln!();
-            }
-            match global.output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&m)?),
-                Format::Table => println!("{name}: move {} {}", m.id, m.state),
-            }
-            if m.state == types::MoveState::Failed {
-                bail!("the move failed: {}; {name} stays on its old worker", m.error.as_deref().unwrap_or("no reason given"));
-            }
-            Ok(())
+            let m = api(c.move_service().name(&name).body(types::MoveRequest { worker_id: to }).send().await)?;
+            follow_move(&c, &global, &name, m, &wait).await
         }
         ServicesCommand::Deploy(args) => {
             let resources = match (args.cpu, args.memory, args.disk) {
@@ -360,12 +373,41 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                 driver: parse_choice(&args.driver)?,
                 load_balancing: parse_choice(&args.load_balancing)?,
                 start_empty: args.start_empty.then_some(true),
+                backup_interval_secs: args.backup_every,
             };
             let d = api(c.deploy_service().name(&args.name).body(req).send().await)?;
             finish_deploy(&c, global.output, d, &args.wait).await
         }
     }
 }
+
+/// Shows a move's (or a restore's) steps until it ends; fails when it failed.
+async fn follow_move(c: &Conductor, global: &Global, name: &str, mut m: types::VolumeMove, wait: &Wait) -> anyhow::Result<()> {
+            let interactive = global.output == Format::Table;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
+    while !wait.no_wait && !matches!(m.state, types::MoveState::Done | types::MoveState::Failed) {
+        if interactive {
+            eprint!("\r{:<80}", format!("{name}: {} ({} copied)", m.state, bytes(m.bytes_copied)));
+            let _ = std::io::stderr().flush();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the move of {name} is still at step {} after {}s (GET /api/moves/{})", m.state, wait.timeout, m.id);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        m = api(c.get_move().id(m.id).send().await)?;
+    }
+    if interactive && !wait.no_wait {
+        eprintln!();
+    }
+    match global.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&m)?),
+        Format::Table => println!("{name}: move {} {}", m.id, m.state),
+    }
+    if m.state == types::MoveState::Failed {
+        bail!("the move failed: {}; {name} stays on its old worker", m.error.as_deref().unwrap_or("no reason given"));
+    }
+    Ok(())
+        }
 
 /// An enum of the API from its wire name (clap has already checked it is one of them).
 fn parse_choice<T: serde::de::DeserializeOwned>(value: &Option<String>) -> anyhow::Result<Option<T>> {
@@ -423,6 +465,55 @@ pub async fn deployments(global: Global, service: String) -> anyhow::Result<()> 
         eprintln!("{}: waiting: {}", d.service, wait.message);
     }
     print_deployment(global.output, &d)
+}
+
+pub async fn backups(global: Global, command: BackupsCommand) -> anyhow::Result<()> {
+    let c = connect(&global)?;
+    match command {
+        BackupsCommand::Ls { volume } => {
+            let mut call = c.list_backups();
+            if let Some(v) = &volume {
+                call = call.volume(v);
+            }
+            let all = api(call.send().await)?;
+            let rows = all
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.id.to_string(),
+                        b.volume.clone(),
+                        b.state.to_string(),
+                        b.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        b.files.to_string(),
+                        bytes(b.bytes),
+                        bytes(b.bytes_sent),
+                        b.store_worker_id.to_string(),
+                        b.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::print(global.output, &all, &["ID", "VOLUME", "STATE", "CREATED", "FILES", "SIZE", "SENT", "KEPT ON", "ERROR"], rows)
+        }
+        BackupsCommand::Create { volume, wait } => {
+            let mut b = api(c.backup_volume().name(&volume).send().await)?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
+            while !wait.no_wait && b.state == types::BackupState::Running {
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("the backup of {volume} is still running after {}s (aerekos backups ls)", wait.timeout);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                b = api(c.get_backup().id(b.id).send().await)?;
+            }
+            match global.output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&b)?),
+                Format::Table => println!("backup {} of {volume}: {} ({} files, {}, {} sent)", b.id, b.state, b.files, bytes(b.bytes), bytes(b.bytes_sent)),
+            }
+            if b.state == types::BackupState::Failed {
+                bail!("the backup failed: {}", b.error.as_deref().unwrap_or("no reason given"));
+            }
+            Ok(())
+        }
+    }
 }
 
 pub async fn volumes(global: Global, command: VolumesCommand) -> anyhow::Result<()> {

@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         command: client::VolumesCommand,
     },
+    /// Backups of volumes: list, make one now (restore: `aerekos services restore`).
+    Backups {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: client::BackupsCommand,
+    },
     /// The worker registration token.
     Token {
         #[command(flatten)]
@@ -86,6 +93,7 @@ fn main() {
         Command::Services { global, command } => client::run(client::services(global, command)),
         Command::Deployments { global, service } => client::run(client::deployments(global, service)),
         Command::Volumes { global, command } => client::run(client::volumes(global, command)),
+        Command::Backups { global, command } => client::run(client::backups(global, command)),
         Command::Token { global, command } => client::run(client::token(global, command)),
     };
     if let Err(e) = result {

@@ -34,6 +34,9 @@ pub struct ConductorConfig {
     /// `AEREKOS_INSTANCE_PORTS`, default `20000-29999`: the ports given to service instances, each
     /// unique on its worker's address. Keep it outside the OS's ephemeral range.
     pub instance_ports: std::ops::RangeInclusive<u16>,
+    /// `BACKUP_INTERVAL`, default `1h`: how often each stateful service's volume is backed up when
+    /// its deployment does not say (`0` turns scheduled backups off).
+    pub backup_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,7 @@ impl ConductorConfig {
             worker_ttl: heartbeat_interval * 3,
             max_body_bytes: 1024 * 1024,
             instance_ports: 20000..=29999,
+            backup_interval: Duration::from_secs(3600),
         }
     }
 
@@ -95,6 +99,9 @@ impl ConductorConfig {
             config.worker_ttl = parse_duration("WORKER_TTL", &v)?;
         }
         config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
+        if let Some(v) = get("BACKUP_INTERVAL") {
+            config.backup_interval = if v.trim() == "0" { Duration::ZERO } else { parse_duration("BACKUP_INTERVAL", &v)? };
+        }
         if let Some(v) = get("AEREKOS_INSTANCE_PORTS") {
             let range = v
                 .split_once('-')

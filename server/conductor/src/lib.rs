@@ -20,7 +20,8 @@ use poem::{EndpointExt as _, Route};
 pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
 use domain::{
-    auth::AuthService, catalog::CatalogService, deployments::DeploymentService, instances::InstanceService,
+    auth::AuthService,
+    backups::BackupService, catalog::CatalogService, deployments::DeploymentService, instances::InstanceService,
     moves::MoveService, registration::RegistrationTokens, routes::Routes, volumes::VolumeService, workers::WorkerService,
 };
 use store::Db;
@@ -35,6 +36,7 @@ pub(crate) struct AppState {
     instances: Arc<InstanceService>,
     volumes: Arc<VolumeService>,
     moves: Arc<MoveService>,
+    backups: Arc<BackupService>,
     deployments: DeploymentService,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
@@ -119,6 +121,9 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let instances = Arc::new(InstanceService::new(db.clone(), workers.clone()));
     let volumes = Arc::new(VolumeService::new(db.clone(), workers.clone()));
     let moves = Arc::new(MoveService::start(db.clone(), auth.clone(), workers.clone(), instances.clone()).await?);
+    let backups = Arc::new(
+        BackupService::start(db.clone(), &config.data_dir, auth.clone(), workers.clone(), instances.clone(), config.backup_interval).await?,
+    );
     let routes = Arc::new(Routes::default());
     let deployments = DeploymentService::new(
         catalog.clone(),
@@ -126,6 +131,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         instances.clone(),
         volumes.clone(),
         moves.clone(),
+        backups.clone(),
         routes.clone(),
         config.instance_ports.clone(),
     );
@@ -140,6 +146,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         instances,
         volumes,
         moves,
+        backups,
         deployments,
         routes: routes.clone(),
         metrics: metrics.clone(),

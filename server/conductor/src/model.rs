@@ -348,6 +348,10 @@ pub struct DeploymentSpec {
     /// Only this driver (absent: docker where a worker has it and the service has an image, else process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<DriverKind>,
+    /// A stateful service's volume is backed up this often (absent: the conductor's
+    /// `BACKUP_INTERVAL`, default hourly; 0: no scheduled backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_interval_secs: Option<u64>,
 }
 
 /// Deploy a service: every field is optional and defaults to the service's current deployment,
@@ -366,6 +370,9 @@ pub struct DeployRequest {
     pub driver: Option<DriverKind>,
     /// How the gateway spreads requests over the instances.
     pub load_balancing: Option<LoadBalancing>,
+    /// A stateful service's backup schedule, in seconds (0: none; the default is the conductor's
+    /// `BACKUP_INTERVAL`).
+    pub backup_interval_secs: Option<u64>,
     /// For a stateful service only: `true` starts it with no data on a worker that holds no copy
     /// of its volume, leaving the old copy where it is (it is not deleted, and is no longer used).
     /// Without it, a stateful service runs only where its volume is.
@@ -620,18 +627,105 @@ pub struct Assignments {
     /// instance is healthy. Delete only while no instance here uses it.
     #[oai(default)]
     pub release_volumes: Vec<String>,
+    /// Backups to make of volumes this worker holds.
+    #[oai(default)]
+    pub backup_jobs: Vec<BackupJob>,
+}
+
+/// Back up a volume this worker holds into the backup store of the worker at `store_url`: hold
+/// the volume (the service defers deletions), snapshot its SQLite databases online, send the
+/// files the store lacks, encrypted, then the manifest; report.
+#[derive(Object, Debug, Clone, PartialEq, Eq)]
+pub struct BackupJob {
+    pub backup_id: Uuid,
+    pub volume: String,
+    pub store_url: String,
+    /// Grants writing this volume's backups to that store.
+    pub grant: String,
+    /// The cluster's backup key (base64, 32 bytes): files are encrypted under it.
+    pub key: String,
+}
+
+/// Where a restore reads from: a backup in a worker's backup store.
+#[derive(Object, Debug, Clone, PartialEq, Eq)]
+pub struct BackupSource {
+    pub backup_id: Uuid,
+    pub store_url: String,
+    /// Grants reading this volume's backups from that store.
+    pub grant: String,
+    /// The cluster's backup key (base64).
+    pub key: String,
+}
+
+/// `running`, `done` or `failed`.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum BackupState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// A backup of a volume: a consistent snapshot (SQLite databases copied online, other files as
+/// they were while deletions were held), encrypted, in the backup store of a worker other than
+/// the one holding the volume whenever there is one.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Backup {
+    pub id: Uuid,
+    pub volume: String,
+    pub service: String,
+    /// The worker whose copy was backed up.
+    pub source_worker_id: Uuid,
+    /// The worker whose backup store holds it.
+    pub store_worker_id: Uuid,
+    pub state: BackupState,
+    /// Files and bytes in the backup.
+    pub files: u64,
+    pub bytes: u64,
+    /// Bytes sent to the store by this backup (files the store already had are not sent again).
+    pub bytes_sent: u64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A worker's report on a backup job.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct BackupReport {
+    /// `done` or `failed` (`running` reports progress).
+    pub state: BackupState,
+    pub files: u64,
+    pub bytes: u64,
+    pub bytes_sent: u64,
+    pub error: Option<String>,
+}
+
+/// Restore a stateful service from one of its backups onto a worker: what an admin does when the
+/// worker holding its volume is gone for good. The service's current data, if its worker is live,
+/// is left where it is (as an unused old copy).
+#[derive(Object, Debug, Clone)]
+pub struct RestoreRequest {
+    pub backup_id: Uuid,
+    /// The worker to restore onto (live).
+    pub worker_id: Uuid,
 }
 
 /// Fetch a volume from the worker holding it (`GET <source_url>/api/worker/volumes/<volume>/export`
-/// with `grant` as the bearer token), check it, put it in place, and report.
+/// with `grant` as the bearer token) or, for a restore, from a backup; check it, put it in place,
+/// and report.
 #[derive(Object, Debug, Clone, PartialEq, Eq)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VolumeTransfer {
     pub move_id: Uuid,
     pub volume: String,
-    /// The source worker's API, e.g. `http://10.0.0.5:8201`.
+    /// The source worker's API, e.g. `http://10.0.0.5:8201` (a move).
     pub source_url: String,
-    /// A one-time grant the source worker checks with the conductor's public key.
+    /// A one-time grant the source worker checks with the conductor's public key (a move).
     pub grant: String,
+    /// Restore from this backup instead (a restore).
+    pub backup: Option<BackupSource>,
 }
 
 /// Move a stateful service, with its data, to another worker.
@@ -664,6 +758,8 @@ pub struct VolumeMove {
     pub id: Uuid,
     pub service: String,
     pub volume: String,
+    /// Set for a restore: the backup the data comes from (the old worker's copy is left alone).
+    pub backup_id: Option<Uuid>,
     pub source_worker_id: Uuid,
     pub target_worker_id: Uuid,
     pub state: MoveState,

@@ -113,6 +113,12 @@ pub fn volume_export_scope(worker_id: &str, volume: &str) -> String {
     format!("volume_export:{worker_id}:{volume}")
 }
 
+/// The `scope` of a grant to `access` (`read` or `write`) the backups of `volume` kept by worker
+/// `worker_id`'s backup store.
+pub fn backup_store_scope(access: &str, worker_id: &str, volume: &str) -> String {
+    format!("backup_{access}:{worker_id}:{volume}")
+}
+
 /// Who is calling, as a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {

@@ -8,7 +8,8 @@
 //! - [`db`]: the SQLite set-up (WAL, one writer pool, a reader pool, migrations);
 //! - [`secrets`]: 0600 files written whole or not at all;
 //! - [`server`]: binding a listener (port 0 in tests) and serving with graceful shutdown;
-//! - [`telemetry`]: tracing set-up for binaries.
+//! - [`telemetry`]: tracing set-up for binaries;
+//! - [`volume_hold`]: the backup hold a stateful service respects before deleting files.
 
 pub mod auth;
 pub mod db;
@@ -18,5 +19,6 @@ pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;
+pub mod volume_hold;
 
 pub use error::{ApiError, ApiResult, ErrorBody};

@@ -2,12 +2,19 @@ use std::sync::Arc;
 
 use aerekos_common::{ApiError, ApiResult};
 use poem::web::Data;
-use poem_openapi::{OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 
 use super::{ApiTags, CallerAuth, UserAuth, workers::Removed};
 use crate::{
     AppState,
-    model::{DeployRequest, Deployment, Endpoint, MoveRequest, Service, ServiceDefinition, ServiceEndpoints, Volume, VolumeMove},
+    model::{
+        Backup, DeployRequest, Deployment, Endpoint, MoveRequest, RestoreRequest, Service, ServiceDefinition, ServiceEndpoints, Volume,
+        VolumeMove,
+    },
 };
 
 pub struct ServicesApi;
@@ -93,6 +100,35 @@ impl ServicesApi {
     async fn move_service(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>, body: Json<MoveRequest>) -> ApiResult<Json<VolumeMove>> {
         auth.0.require_admin()?;
         state.deployments.move_service(&name.0, body.0).await.map(Json)
+    }
+
+    /// Restore a stateful service from one of its backups onto a worker (admin only): what to do
+    /// when the worker holding its volume is gone for good. Like a move, followed with
+    /// `GET /api/moves/{id}`; the service's current copy, if its worker is live, is kept there
+    /// unused.
+    #[oai(path = "/api/services/:name/restore", method = "post", operation_id = "restore_service")]
+    async fn restore(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>, body: Json<RestoreRequest>) -> ApiResult<Json<VolumeMove>> {
+        auth.0.require_admin()?;
+        state.deployments.restore_service(&name.0, body.0).await.map(Json)
+    }
+
+    /// Back up a volume now (admin only); it is also backed up on its service's schedule.
+    #[oai(path = "/api/volumes/:name/backups", method = "post", operation_id = "backup_volume")]
+    async fn backup(&self, state: Data<&Arc<AppState>>, auth: UserAuth, name: Path<String>) -> ApiResult<Json<Backup>> {
+        auth.0.require_admin()?;
+        state.deployments.backup_volume(&name.0).await.map(Json)
+    }
+
+    /// Backups, newest first (at most 200), of one volume when `volume` is given.
+    #[oai(path = "/api/backups", method = "get", operation_id = "list_backups")]
+    async fn backups(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, volume: Query<Option<String>>) -> ApiResult<Json<Vec<Backup>>> {
+        state.backups.list(volume.0.as_deref()).await.map(Json)
+    }
+
+    /// One backup.
+    #[oai(path = "/api/backups/:id", method = "get", operation_id = "get_backup")]
+    async fn get_backup(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, id: Path<uuid::Uuid>) -> ApiResult<Json<Backup>> {
+        state.backups.get(id.0).await.map(Json)
     }
 
     /// The newest moves (at most 100), under way or ended.

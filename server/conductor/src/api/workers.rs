@@ -14,7 +14,7 @@ use crate::{
     AppState,
     model::{
         Assignments, ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
-        RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
+        BackupReport, RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
     },
 };
 
@@ -156,6 +156,21 @@ impl WorkersApi {
     ) -> ApiResult<Removed> {
         state.workers.authenticate(id.0, &auth.0.token)?;
         state.moves.report(id.0, move_id.0, body.0).await.map(|()| Removed::NoContent)
+    }
+
+    /// The holding worker's report on a backup job (worker credential). 404: the backup is over
+    /// (failed meanwhile); drop it.
+    #[oai(path = "/api/workers/:id/backups/:backup_id/report", method = "post", operation_id = "report_backup")]
+    async fn report_backup(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        backup_id: Path<Uuid>,
+        body: Json<BackupReport>,
+    ) -> ApiResult<Removed> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        state.backups.report(id.0, backup_id.0, body.0).await.map(|()| Removed::NoContent)
     }
 
     /// A service token for one of the worker's instances of a built-in service (worker

@@ -234,8 +234,14 @@ impl AuthService {
     /// (see [`aerekos_common::auth::VOLUME_TRANSFER_ROLE`]).
     pub fn volume_transfer_grant(&self, move_id: Uuid, volume: &str, source: Uuid, lifetime: Duration) -> ApiResult<String> {
         let scope = aerekos_common::auth::volume_export_scope(&source.to_string(), volume);
+        self.volume_grant(&format!("move:{move_id}"), volume, scope, lifetime)
+    }
+
+    /// A grant for a worker-to-worker volume operation (`sub` names the move, backup or restore;
+    /// `scope` says what and where), accepted only by the worker API that `scope` names.
+    pub fn volume_grant(&self, sub: &str, volume: &str, scope: String, lifetime: Duration) -> ApiResult<String> {
         let role = aerekos_common::auth::VOLUME_TRANSFER_ROLE;
-        self.sign_scoped(format!("move:{move_id}"), volume, role, lifetime, Some(scope)).map(|(token, _)| token)
+        self.sign_scoped(sub.to_owned(), volume, role, lifetime, Some(scope)).map(|(token, _)| token)
     }
 
     fn sign(&self, sub: String, name: &str, role: &str, lifetime: Duration) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {

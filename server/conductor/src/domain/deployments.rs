@@ -25,6 +25,7 @@ use aerekos_common::{ApiError, ApiResult};
 use uuid::Uuid;
 
 use super::{
+    backups::BackupService,
     catalog::{self, CatalogService},
     instances::InstanceService,
     moves::MoveService,
@@ -52,6 +53,7 @@ pub struct DeploymentService {
     instances: Arc<InstanceService>,
     volumes: Arc<VolumeService>,
     moves: Arc<MoveService>,
+    backups: Arc<BackupService>,
     routes: Arc<Routes>,
     ports: RangeInclusive<u16>,
     /// One placement at a time: reservations are read and written together.
@@ -227,6 +229,7 @@ impl DeploymentService {
         instances: Arc<InstanceService>,
         volumes: Arc<VolumeService>,
         moves: Arc<MoveService>,
+        backups: Arc<BackupService>,
         routes: Arc<Routes>,
         ports: RangeInclusive<u16>,
     ) -> Self {
@@ -236,6 +239,7 @@ impl DeploymentService {
             instances,
             volumes,
             moves,
+            backups,
             routes,
             ports,
             placement: tokio::sync::Mutex::new(()),
@@ -369,6 +373,7 @@ impl DeploymentService {
             labels: BTreeMap::new(),
             strategy: Default::default(),
             driver: None,
+            backup_interval_secs: None,
         });
         let spec = DeploymentSpec {
             replicas: req.replicas.unwrap_or(base.replicas),
@@ -377,6 +382,7 @@ impl DeploymentService {
             labels: req.labels.clone().unwrap_or(base.labels),
             strategy: req.strategy.unwrap_or(base.strategy),
             driver: req.driver.or(base.driver),
+            backup_interval_secs: req.backup_interval_secs.or(base.backup_interval_secs),
         };
         let bad = |m: String| Err(ApiError::bad_request("invalid_deployment", m));
         if spec.replicas > MAX_REPLICAS {
@@ -625,6 +631,69 @@ impl DeploymentService {
         Ok(begun)
     }
 
+    /// Backs up volume `name` now (admin's on-demand backup).
+    pub async fn backup_volume(&self, name: &str) -> ApiResult<crate::model::Backup> {
+        let cluster = self.cluster().await?;
+        let record = cluster.volume(name).ok_or_else(|| ApiError::not_found("volume_not_found", format!("no volume {name:?}")))?;
+        let holder = cluster.workers.iter().find(|w| w.id.to_string() == record.worker_id && w.status == WorkerStatus::Live);
+        let holder = holder.ok_or_else(|| {
+            ApiError::conflict("holder_lost", format!("the worker holding volume {name} is not live; a backup is made from its copy"))
+        })?;
+        self.backups.backup_now(name, &record.service, holder).await
+    }
+
+    /// Restores stateful service `name` from one of its backups onto a worker (see
+    /// [`super::moves`]): the admin's path when the worker holding its volume is gone.
+    pub async fn restore_service(&self, name: &str, req: crate::model::RestoreRequest) -> ApiResult<VolumeMove> {
+        let service = self.catalog.get(name).await?;
+        let _one_at_a_time = self.placement.lock().await;
+        let cluster = self.cluster().await?;
+        let refuse = |code: &str, m: String| Err(ApiError::conflict(code, m));
+        let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled && service.stateful) else {
+            return Err(ApiError::bad_request("not_restorable", format!("{name} is not an enabled stateful service")));
+        };
+        let target = cluster
+            .workers
+            .iter()
+            .find(|w| w.id == req.worker_id)
+            .ok_or_else(|| ApiError::bad_request("worker_not_found", format!("worker_id: no worker {}", req.worker_id)))?;
+        if target.status != WorkerStatus::Live {
+            return refuse("target_lost", format!("worker {} is lost", target.name));
+        }
+        let Some(holder) = cluster.volume(name).and_then(|v| Uuid::parse_str(&v.worker_id).ok()) else {
+            return refuse("volume_not_found", format!("{name} has no volume record; deploy it first"));
+        };
+        let holder_live = cluster.workers.iter().any(|w| w.id == holder && w.status == WorkerStatus::Live);
+        if holder_live && target.id == holder {
+            return refuse(
+                "restore_over_current_copy",
+                format!("worker {} holds {name}'s current data; restore onto another worker (the current copy is kept)", target.name),
+            );
+        }
+        if !spec.worker_ids.is_empty() && !spec.worker_ids.contains(&target.id) {
+            return refuse("move_outside_deployment", format!("{name}'s deployment allows only workers {:?}", spec.worker_ids));
+        }
+        let mut candidates = cluster.candidates(name);
+        candidates.retain(|c| c.id == target.id);
+        let drivers = usable_drivers(&service, spec.driver);
+        let request = scheduler::Request {
+            count: 1,
+            resources: spec.resources,
+            worker_ids: &[],
+            labels: &spec.labels,
+            strategy: spec.strategy,
+            drivers: &drivers,
+        };
+        if let Err(short) = scheduler::place(&mut candidates, &request) {
+            return refuse("insufficient_resources", format!("{name} does not fit on worker {}: {}", target.name, short.message));
+        }
+        let (source, store) = self.backups.source_for_restore(req.backup_id, name).await?;
+        let begun = self.moves.begin_restore(name, name, holder, holder_live, target, source, store.id).await?;
+        let cluster = self.cluster().await?;
+        self.publish_routes(&cluster, &HashSet::new());
+        Ok(begun)
+    }
+
     /// The service's deployment and instances.
     pub async fn deployment(&self, name: &str) -> ApiResult<Deployment> {
         let service = self.catalog.get(name).await?;
@@ -665,7 +734,9 @@ impl DeploymentService {
     pub async fn tick(&self) -> ApiResult<()> {
         let guard = self.placement.lock().await;
         self.moves.advance().await?;
+        self.backups.advance().await?;
         let mut cluster = self.cluster().await?;
+        self.backups.schedule(&cluster.services, &cluster.volumes, &cluster.workers).await?;
         let services = cluster.services.clone();
         let mut placed = vec![];
         let mut removed = vec![];

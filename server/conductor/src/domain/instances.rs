@@ -15,7 +15,7 @@ use super::{from_ms, workers::WorkerService};
 use crate::{
     model::{
         Assignments, CreateInstanceRequest, DesiredState, Instance, InstanceHealth, InstanceSpec, InstanceState,
-        InstanceStatusReport, VolumeTransfer,
+        InstanceStatusReport, VolumeTransfer, BackupJob,
     },
     store::{
         Db, now_ms,
@@ -47,6 +47,7 @@ pub struct InstanceService {
 struct VolumeWork {
     transfers: Vec<VolumeTransfer>,
     releases: Vec<String>,
+    backup_jobs: Vec<BackupJob>,
 }
 
 /// The longest a worker's wait for new assignments is held open.
@@ -130,16 +131,36 @@ impl InstanceService {
         *self.versions.lock().expect("versions lock").get(&worker_id).unwrap_or(&self.base_version)
     }
 
-    /// Replaces every worker's volume work; workers whose work changed are woken.
+    /// Replaces every worker's moves work (transfers and releases); workers whose work changed
+    /// are woken.
     pub fn set_volume_work(&self, mut transfers: HashMap<Uuid, Vec<VolumeTransfer>>, mut releases: HashMap<Uuid, Vec<String>>) {
-        let workers: BTreeSet<Uuid> = transfers.keys().chain(releases.keys()).copied().collect();
-        let mut next: HashMap<Uuid, VolumeWork> = HashMap::new();
-        for w in workers {
-            next.insert(w, VolumeWork { transfers: transfers.remove(&w).unwrap_or_default(), releases: releases.remove(&w).unwrap_or_default() });
-        }
+        let workers: Vec<Uuid> = transfers.keys().chain(releases.keys()).copied().collect();
+        self.change_work_for(&workers, |worker, work| {
+            work.transfers = transfers.remove(&worker).unwrap_or_default();
+            work.releases = releases.remove(&worker).unwrap_or_default();
+        });
+    }
+
+    /// Replaces every worker's backup jobs; workers whose jobs changed are woken.
+    pub fn set_backup_jobs(&self, mut jobs: HashMap<Uuid, Vec<BackupJob>>) {
+        let workers: Vec<Uuid> = jobs.keys().copied().collect();
+        self.change_work_for(&workers, |worker, work| work.backup_jobs = jobs.remove(&worker).unwrap_or_default());
+    }
+
+    /// Applies `set` to the work of every worker that has some, and of `also`.
+    fn change_work_for(&self, also: &[Uuid], mut set: impl FnMut(Uuid, &mut VolumeWork)) {
         let mut work = self.volume_work.lock().expect("volume work lock");
-        let changed: BTreeSet<Uuid> = work.keys().chain(next.keys()).filter(|w| work.get(w) != next.get(w)).copied().collect();
-        *work = next;
+        let workers: BTreeSet<Uuid> = work.keys().chain(also).copied().collect();
+        let mut changed = vec![];
+        for w in workers {
+            let entry = work.entry(w).or_default();
+            let before = entry.clone();
+            set(w, entry);
+            if *entry != before {
+                changed.push(w);
+            }
+        }
+        work.retain(|_, v| *v != VolumeWork::default());
         drop(work);
         for w in changed {
             self.bump(w);
@@ -180,6 +201,7 @@ impl InstanceService {
             instances: self.for_worker(worker_id).await?,
             volume_transfers: work.transfers,
             release_volumes: work.releases,
+            backup_jobs: work.backup_jobs,
         })
     }
 

@@ -2,6 +2,7 @@
 //! types here; operations return the contract's models and [`aerekos_common::ApiError`].
 
 pub mod auth;
+pub mod backups;
 pub mod catalog;
 pub mod deployments;
 pub mod instances;

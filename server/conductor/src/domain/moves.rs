@@ -11,6 +11,11 @@
 //! 4. `cleaning`: once that instance is healthy the old worker is told to delete its copy (it does
 //!    so only while nothing there uses it); `done` when it no longer reports the directory.
 //!
+//! A restore is a move whose data comes from a backup: the new worker reads it from the backup's
+//! store instead of the old worker (which may be gone for good), there is nothing to stop when the
+//! old worker is lost, and it ends at `starting` → `done`: the old worker's copy, if it still has
+//! one, is left alone, since it may hold newer data than the backup.
+//!
 //! Any failure or interruption before `cleaning` — either worker lost, the copy stalled or
 //! refused, the conductor restarted during steps 1–2, the new instance not healthy in time — ends
 //! in `failed` and puts the service back on the old worker, whose copy was never touched. While a
@@ -28,7 +33,10 @@ use uuid::Uuid;
 
 use super::{auth::AuthService, from_ms, instances::InstanceService, workers::WorkerService};
 use crate::{
-    model::{InstanceHealth, InstanceState, MoveState, TransferOutcome, TransferReport, VolumeMove, VolumeTransfer, Worker, WorkerStatus},
+    model::{
+        BackupSource, InstanceHealth, InstanceState, MoveState, TransferOutcome, TransferReport, VolumeMove, VolumeTransfer, Worker,
+        WorkerStatus,
+    },
     store::{
         Db, now_ms,
         moves::{self, MoveRow},
@@ -50,6 +58,8 @@ struct Active {
     /// The grant of the copying step (kept in memory only: a conductor restart fails the copy).
     grant: Option<String>,
     source_url: String,
+    /// A restore's source, and the worker keeping that backup.
+    restore: Option<(BackupSource, Uuid)>,
     /// When the current step began, or the copy last reported progress.
     since: Instant,
 }
@@ -99,6 +109,7 @@ fn to_model(row: &MoveRow) -> VolumeMove {
         error: row.error.clone(),
         created_at: from_ms(row.created_at),
         updated_at: from_ms(row.updated_at),
+        backup_id: row.backup_id.as_deref().and_then(|b| Uuid::parse_str(b).ok()),
     }
 }
 
@@ -114,7 +125,7 @@ impl MoveService {
         let service = Self { db: db.clone(), auth, workers, instances, active: Mutex::default(), step: tokio::sync::Mutex::new(()) };
         for row in moves::under_way(&db).await? {
             let source_url = String::new();
-            let active = Active { row, grant: None, source_url, since: Instant::now() };
+            let active = Active { row, grant: None, source_url, restore: None, since: Instant::now() };
             let interrupted = matches!(parse_state(&active.row.state), MoveState::Stopping | MoveState::Copying);
             let volume = active.row.volume.clone();
             service.active.lock().expect("moves lock").insert(volume.clone(), active);
@@ -167,6 +178,7 @@ impl MoveService {
             error: None,
             created_at: now,
             updated_at: now,
+            backup_id: None,
         };
         let commit = async {
             let mut tx = self.db.write.begin().await?;
@@ -178,7 +190,50 @@ impl MoveService {
         self.instances.bump(source.id);
         tracing::info!(move_id = %row.id, service, from = %source.id, to = %target.id, "volume move begun: stopping the instance");
         let model = to_model(&row);
-        self.active.lock().expect("moves lock").insert(volume.to_owned(), Active { row, grant: None, source_url, since: Instant::now() });
+        self.active
+            .lock()
+            .expect("moves lock")
+            .insert(volume.to_owned(), Active { row, grant: None, source_url, restore: None, since: Instant::now() });
+        Ok(model)
+    }
+
+    /// Begins restoring `service`'s volume from a backup onto `target`. `holder` is the worker
+    /// holding the volume now (the record's), which may be lost or gone; when it is live its
+    /// instance is stopped first, and its copy is left in place.
+    pub async fn begin_restore(&self, service: &str, volume: &str, holder: Uuid, holder_live: bool, target: &Worker, source: BackupSource, store: Uuid) -> ApiResult<VolumeMove> {
+        let _step = self.step.lock().await;
+        if let Some((state, _)) = self.under_way(service) {
+            return Err(ApiError::conflict("move_under_way", format!("{service} is already being moved (step {})", state_name(state))));
+        }
+        let now = now_ms();
+        let state = if holder_live { MoveState::Stopping } else { MoveState::Copying };
+        let row = MoveRow {
+            id: Uuid::new_v4().to_string(),
+            service: service.to_owned(),
+            volume: volume.to_owned(),
+            source_worker_id: holder.to_string(),
+            target_worker_id: target.id.to_string(),
+            state: state_name(state).into(),
+            bytes_copied: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            backup_id: Some(source.backup_id.to_string()),
+        };
+        let commit = async {
+            let mut tx = self.db.write.begin().await?;
+            moves::insert_in(&mut tx, &row).await?;
+            moves::set_desired_in(&mut tx, service, &row.source_worker_id, "stopped").await?;
+            tx.commit().await
+        };
+        commit.await.map_err(ApiError::internal)?;
+        self.instances.bump(holder);
+        tracing::info!(move_id = %row.id, service, backup_id = %source.backup_id, to = %target.id, "restore begun");
+        let model = to_model(&row);
+        let grant = Some(source.grant.clone());
+        let active = Active { row, grant, source_url: source.store_url.clone(), restore: Some((source, store)), since: Instant::now() };
+        self.active.lock().expect("moves lock").insert(volume.to_owned(), active);
+        self.publish_work();
         Ok(model)
     }
 
@@ -316,14 +371,17 @@ impl MoveService {
     /// worker is lost or a step overran. Called by every pass of the deployment loop.
     pub async fn advance(&self) -> ApiResult<()> {
         let _step = self.step.lock().await;
-        let snapshot: Vec<(String, MoveState, Uuid, Uuid, String, Duration)> = self
+        // (volume, step, old worker, new worker, service, time in step, the backup store of a restore)
+        type Step = (String, MoveState, Uuid, Uuid, String, Duration, Option<Uuid>);
+        let snapshot: Vec<Step> = self
             .active
             .lock()
             .expect("moves lock")
             .values()
             .map(|a| {
                 let (source, target) = (uuid(&a.row.source_worker_id), uuid(&a.row.target_worker_id));
-                (a.row.volume.clone(), parse_state(&a.row.state), source, target, a.row.service.clone(), a.since.elapsed())
+                let store = a.restore.as_ref().map(|(_, store)| *store);
+                (a.row.volume.clone(), parse_state(&a.row.state), source, target, a.row.service.clone(), a.since.elapsed(), store)
             })
             .collect();
         if snapshot.is_empty() {
@@ -333,8 +391,15 @@ impl MoveService {
         let worker = |id: Uuid| workers.iter().find(|w| w.id == id);
         let live = |id: Uuid| worker(id).is_some_and(|w| w.status == WorkerStatus::Live);
         let name = |id: Uuid| worker(id).map_or_else(|| id.to_string(), |w| w.name.clone());
-        for (volume, state, source, target, service, elapsed) in snapshot {
-            let lost = [source, target].into_iter().find(|w| !live(*w));
+        for (volume, state, source, target, service, elapsed, store) in snapshot {
+            // A move needs both workers; a restore needs the new one and the backup's store (the
+            // old worker only while its instance is being stopped).
+            let needed = match (store, state) {
+                (None, _) => vec![source, target],
+                (Some(store), MoveState::Stopping) => vec![source, target, store],
+                (Some(store), _) => vec![target, store],
+            };
+            let lost = needed.into_iter().find(|w| !live(*w));
             match state {
                 MoveState::Stopping | MoveState::Copying if lost.is_some() => {
                     let w = lost.expect("some");
@@ -344,9 +409,15 @@ impl MoveService {
                     let instances = self.instances.for_service(&service).await?;
                     let old: Vec<_> = instances.iter().filter(|i| i.worker_id == source).collect();
                     if old.iter().all(|i| i.state == InstanceState::Stopped) {
-                        let move_id = self.active.lock().expect("moves lock").get(&volume).map(|a| uuid(&a.row.id)).unwrap_or_default();
-                        let grant = self.auth.volume_transfer_grant(move_id, &volume, source, GRANT_LIFETIME)?;
-                        self.set_state(&volume, MoveState::Copying, Some(grant)).await?;
+                        let grant = match store {
+                            // A restore's grant (to read the backup) came with it.
+                            Some(_) => self.active.lock().expect("moves lock").get(&volume).and_then(|a| a.grant.clone()),
+                            None => {
+                                let move_id = self.active.lock().expect("moves lock").get(&volume).map(|a| uuid(&a.row.id)).unwrap_or_default();
+                                Some(self.auth.volume_transfer_grant(move_id, &volume, source, GRANT_LIFETIME)?)
+                            }
+                        };
+                        self.set_state(&volume, MoveState::Copying, grant).await?;
                     } else if elapsed > STOP_TIMEOUT {
                         self.fail(&volume, format!("the instance on {} did not stop within {} s", name(source), STOP_TIMEOUT.as_secs())).await?;
                     }
@@ -358,7 +429,9 @@ impl MoveService {
                 MoveState::Starting => {
                     let instances = self.instances.for_service(&service).await?;
                     if instances.iter().any(|i| i.worker_id == target && i.health == InstanceHealth::Healthy) {
-                        self.set_state(&volume, MoveState::Cleaning, None).await?;
+                        // A restore leaves the old copy alone: it may be newer than the backup.
+                        let next = if store.is_some() { MoveState::Done } else { MoveState::Cleaning };
+                        self.set_state(&volume, next, None).await?;
                     } else if !live(target) {
                         self.fail(&volume, format!("worker {} was lost before the service started there", name(target))).await?;
                     } else if elapsed > START_TIMEOUT {
@@ -389,6 +462,7 @@ impl MoveService {
                     volume: a.row.volume.clone(),
                     source_url: a.source_url.clone(),
                     grant: grant.clone(),
+                    backup: a.restore.as_ref().map(|(source, _)| source.clone()),
                 }),
                 (MoveState::Cleaning, _) => releases.entry(uuid(&a.row.source_worker_id)).or_default().push(a.row.volume.clone()),
                 _ => {}

@@ -1,6 +1,7 @@
 //! Repositories: SQL in, rows out, no business rules. Every write that belongs with another is one
 //! transaction. The connection handling is `aerekos_common::db`.
 
+pub mod backups;
 pub mod instances;
 pub mod moves;
 pub mod services;

@@ -14,12 +14,14 @@ pub struct MoveRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set for a restore: the backup the data comes from.
+    pub backup_id: Option<String>,
 }
 
-const COLUMNS: &str = "id, service, volume, source_worker_id, target_worker_id, state, bytes_copied, error, created_at, updated_at";
+const COLUMNS: &str = "id, service, volume, source_worker_id, target_worker_id, state, bytes_copied, error, created_at, updated_at, backup_id";
 
 pub async fn insert_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &MoveRow) -> DbResult<()> {
-    sqlx::query(&format!("INSERT INTO volume_moves ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+    sqlx::query(&format!("INSERT INTO volume_moves ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
         .bind(&row.id)
         .bind(&row.service)
         .bind(&row.volume)
@@ -30,6 +32,7 @@ pub async fn insert_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &MoveR
         .bind(&row.error)
         .bind(row.created_at)
         .bind(row.updated_at)
+        .bind(&row.backup_id)
         .execute(&mut **tx)
         .await
         .map(|_| ())

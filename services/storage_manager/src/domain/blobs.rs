@@ -41,6 +41,8 @@ pub struct Seal {
 
 #[derive(Clone)]
 pub struct BlobStore {
+    /// The volume (`DATA_DIR`): where a backup's hold marker appears.
+    root: PathBuf,
     blobs: PathBuf,
     tmp: PathBuf,
 }
@@ -57,7 +59,7 @@ pub struct WrittenBlob {
 
 impl BlobStore {
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let store = Self { blobs: data_dir.join("blobs"), tmp: data_dir.join("tmp") };
+        let store = Self { root: data_dir.to_path_buf(), blobs: data_dir.join("blobs"), tmp: data_dir.join("tmp") };
         std::fs::create_dir_all(&store.blobs)?;
         std::fs::create_dir_all(&store.tmp)?;
         Ok(store)
@@ -82,6 +84,12 @@ impl BlobStore {
             pending: Vec::with_capacity(WRITE_BATCH.max(CHUNK + TAG)),
             index: 0,
         })
+    }
+
+    /// Whether a backup holds the volume: blobs are not deleted meanwhile (see
+    /// [`aerekos_common::volume_hold`]).
+    pub fn held(&self) -> bool {
+        aerekos_common::volume_hold::held(&self.root)
     }
 
     /// Removes a blob; one already gone is fine (a sweep or an earlier attempt removed it).
@@ -138,7 +146,7 @@ impl BlobStore {
     /// (written, but the process died before their row was committed, or after it was deleted).
     /// Returns (temporary files, orphaned blobs) removed.
     pub async fn sweep(&self, referenced: HashSet<String>) -> io::Result<(usize, usize)> {
-        let (blobs, tmp) = (self.blobs.clone(), self.tmp.clone());
+        let (root, blobs, tmp) = (self.root.clone(), self.blobs.clone(), self.tmp.clone());
         tokio::task::spawn_blocking(move || {
             let mut temporary = 0;
             for entry in std::fs::read_dir(&tmp)? {
@@ -146,6 +154,10 @@ impl BlobStore {
                 temporary += 1;
             }
             let mut orphans = 0;
+            if aerekos_common::volume_hold::held(&root) {
+                // A backup is copying the blobs its snapshot names; orphans wait for the next start.
+                return Ok((temporary, orphans));
+            }
             for shard in std::fs::read_dir(&blobs)? {
                 let shard = shard?;
                 if !shard.file_type()?.is_dir() {

@@ -173,6 +173,11 @@ impl Storage {
             loop {
                 storage.garbage.notified().await;
                 loop {
+                    // While a backup holds the volume the garbage stays listed (in the database),
+                    // so nothing its snapshot names is deleted before it is copied.
+                    while storage.blobs.held() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                     match store::take_garbage(&storage.db, GARBAGE_BATCH).await {
                         Ok(ids) => {
                             for id in &ids {
