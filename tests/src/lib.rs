@@ -325,13 +325,18 @@ impl WorkerDir {
 
     /// Kills every instance process group recorded here.
     pub fn kill_instances(&self) {
-        let Ok(entries) = std::fs::read_dir(self.0.path().join("instances")) else { return };
-        for entry in entries.flatten() {
-            // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
-            let pid = std::fs::read_to_string(entry.path().join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
-            if let Some(pid) = pid.filter(|p| *p > 1) {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
+        kill_instances_of(self.0.path());
+    }
+}
+
+/// Kills every instance process group recorded in the worker data directory `dir`.
+pub fn kill_instances_of(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("instances")) else { return };
+    for entry in entries.flatten() {
+        // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
+        let pid = std::fs::read_to_string(entry.path().join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| *p > 1) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

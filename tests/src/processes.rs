@@ -17,7 +17,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::{ADMIN_PASSWORD, WorkerDir, aerekos_bin, eventually, free_port, instance_port_block};
+use crate::{ADMIN_PASSWORD, WorkerDir, aerekos_bin, eventually, free_port, instance_port_block, kill_instances_of};
 
 /// One `aerekos` process with its environment, restartable on the same state.
 struct Process {
@@ -244,5 +244,56 @@ pub fn tail_of(path: &Path, lines: usize) -> String {
 impl ConductorProcess {
     pub fn log_tail(&self, lines: usize) -> String {
         tail_of(&self.dir.path().join("log"), lines)
+    }
+}
+
+/// `aerekos up` (conductor, local worker, services in one process) on `data_dir`, on ports of its
+/// own and with no admin password given (so only the database's users can log in).
+pub struct UpProcess {
+    process: Process,
+    pub url: String,
+    data_dir: PathBuf,
+}
+
+impl UpProcess {
+    pub async fn start(data_dir: &Path) -> Self {
+        let port = free_port();
+        let ports = instance_port_block();
+        let env = [
+            ("DATA_DIR", data_dir.display().to_string()),
+            ("CONDUCTOR_HOST", "127.0.0.1".to_owned()),
+            ("CONDUCTOR_PORT", port.to_string()),
+            ("WORKER_API_HOST", "127.0.0.1".to_owned()),
+            ("WORKER_API_PORT", free_port().to_string()),
+            ("HEARTBEAT_INTERVAL", "1s".to_owned()),
+            ("AEREKOS_INSTANCE_PORTS", format!("{}-{}", ports.start(), ports.end())),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        let log = data_dir.with_extension("up.log");
+        let mut process = Process { args: vec!["up".into()], env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), log, child: None };
+        process.spawn();
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = format!("{url}/ready");
+        let http = reqwest::Client::new();
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while !http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let up = Self { process, url, data_dir: data_dir.to_path_buf() };
+        assert!(answered.is_ok(), "aerekos up did not answer /ready within 30 s:\n{}", up.log_tail(30));
+        up
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail_of(&self.process.log, lines)
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        self.process.kill();
+        kill_instances_of(&self.data_dir.join("worker"));
     }
 }

@@ -23,7 +23,7 @@ use aerekos_sdk::{
 };
 use aerekos_tests::{
     expect_api_error, failure,
-    processes::{ConductorProcess, WORKER_TTL, WorkerProcess, wait_for_worker},
+    processes::{ConductorProcess, UpProcess, WORKER_TTL, WorkerProcess, wait_for_worker},
     *,
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -194,9 +194,15 @@ async fn write_data(c: &Cluster) -> Written {
 
 /// Every earlier ciphertext decrypts and every object reads back byte-identical.
 async fn data_intact(c: &Cluster, w: &Written) {
-    let plain = eventually(30, "the earlier ciphertext decrypts", || async { decrypt(&c.key_manager(), &w.ciphertext).await.ok() }).await;
+    data_intact_at(&c.conductor.url, &c.admin.token().expect("logged in"), w).await;
+}
+
+/// The same through the gateway at `url`, with `token`.
+async fn data_intact_at(url: &str, token: &str, w: &Written) {
+    let km = KeyManager::with_token(url, token);
+    let plain = eventually(30, "the earlier ciphertext decrypts", || async { decrypt(&km, &w.ciphertext).await.ok() }).await;
     assert_eq!(plain, b"the crown jewels");
-    let storage = c.storage();
+    let storage = StorageManager::with_token(url, token);
     for (key, data) in &w.objects {
         let got = eventually(30, &format!("{key} reads back"), || async { get_object(&storage, "vault", key).await.ok() }).await;
         assert!(got == *data, "{key}: {} bytes back, {} written, or different bytes", got.len(), data.len());
@@ -708,4 +714,65 @@ async fn every_stateful_volume_is_backed_up_on_its_schedule() {
     for b in backups.iter().filter(|b| b.state == BackupState::Done) {
         assert_ne!(b.source_worker_id, b.store_worker_id, "{b:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_platform_restores_from_one_passphrase_sealed_file_onto_a_fresh_machine() {
+    let mut c = Cluster::start().await;
+    let written = write_data(&c).await;
+    c.backup("key_manager").await;
+    c.backup("storage_manager").await;
+
+    // The admin writes the whole platform to one file.
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("cli");
+    let (ok, _, err) = cli(&config, &["login", "--url", &c.conductor.url, "--password-stdin"], Some(&format!("{ADMIN_PASSWORD}\n")));
+    assert!(ok, "{err}");
+    let file = work.path().join("platform.aek");
+    let passphrase = "correct horse battery staple";
+    let (config2, file2) = (config.clone(), file.display().to_string());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        cli(&config2, &["backup", "--out", &file2, "--passphrase-stdin"], Some(&format!("{passphrase}\n")))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let sealed = std::fs::read(&file).unwrap();
+    assert!(sealed.len() > 3 << 20, "{} bytes", sealed.len());
+    for plain in [&b"dir/large.bin"[..], b"precious", b"BEGIN PRIVATE KEY"] {
+        assert!(!sealed.windows(plain.len()).any(|w| w == plain), "the file holds {:?} in the clear", String::from_utf8_lossy(plain));
+    }
+
+    // Every machine of the cluster is gone.
+    c.conductor.kill();
+    c.a.lose_for_good();
+    c.b.lose_for_good();
+
+    // A wrong passphrase: a clear error, and nothing written.
+    let fresh = work.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let data = fresh.join("data");
+    let restore = |pass: &str| {
+        cli(&config, &["restore", "--from", &file.display().to_string(), "--data-dir", &data.display().to_string(), "--passphrase-stdin"], Some(&format!("{pass}\n")))
+    };
+    let (ok, _, err) = restore("not the passphrase at all");
+    assert!(!ok && err.contains("wrong passphrase"), "{err}");
+    assert_eq!(std::fs::read_dir(&fresh).unwrap().count(), 0, "a refused restore left files behind");
+    let (ok, out, err) = restore(passphrase);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = restore(passphrase);
+    assert!(!ok && err.contains("fresh directory"), "a second restore over the first must be refused: {err}");
+
+    // `aerekos up` on the restored directory: the old admin password logs in, the services start
+    // on this machine with their data, every ciphertext decrypts and every object reads back.
+    let up = UpProcess::start(&data).await;
+    let admin = Conductor::login(&up.url, "admin", ADMIN_PASSWORD).await.unwrap_or_else(|e| panic!("old password: {e}\n{}", up.log_tail(30)));
+    for service in ["key_manager", "storage_manager"] {
+        eventually(90, &format!("{service} healthy after the restore"), || async {
+            let d = admin.get_deployment().name(service).send().await.ok()?.into_inner();
+            (d.healthy == 1).then_some(())
+        })
+        .await;
+    }
+    data_intact_at(&up.url, &admin.token().unwrap(), &written).await;
 }

@@ -60,6 +60,10 @@ const MISSING_BATCH: usize = 1000;
 pub struct BackupKey([u8; 32]);
 
 impl BackupKey {
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+
     pub fn from_base64(text: &str) -> Result<Self, String> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| format!("backup key: {e}"))?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| "backup key: not 32 bytes".to_owned())?;
@@ -217,7 +221,7 @@ struct FileToSend {
 }
 
 /// Runs `job` and reports how it went.
-pub async fn run_job(shared: &Arc<Shared>, job: &BackupJob) {
+pub(crate) async fn run_job(shared: &Arc<Shared>, job: &BackupJob) {
     let progress = Arc::new(AtomicU64::new(0));
     let reporter = {
         let (shared, progress, id) = (shared.clone(), progress.clone(), job.backup_id);
@@ -511,7 +515,7 @@ async fn send_report(shared: &Shared, backup_id: Uuid, report: BackupReport) -> 
 // The backup store (a worker keeping other workers' backups)
 
 /// Checks that `grant` lets its holder `access` (`read` or `write`) this worker's backups of `volume`.
-pub fn check_store_grant(shared: &Shared, grant: &Claims, access: &str, volume: &str) -> ApiResult<PathBuf> {
+pub(crate) fn check_store_grant(shared: &Shared, grant: &Claims, access: &str, volume: &str) -> ApiResult<PathBuf> {
     let me = (*shared.registered.borrow()).ok_or_else(|| ApiError::unavailable("not_joined", "this worker has not joined yet"))?;
     let allowed: Vec<String> = match access {
         // Writing a backup also asks what the store has.
@@ -593,6 +597,85 @@ pub async fn read_file(path: &Path, what: &str) -> ApiResult<poem::Body> {
 
 /// Restores the backup `source` names into `dest` (created here): every file is fetched, opened,
 /// checked against its content name, written and synced. Returns the bytes restored.
+/// Restores backup `backup_id` of `volume` from a backup store's directory on this machine (as
+/// `aerekos restore` unpacks a platform backup) into `dest` (created here).
+pub fn restore_from_store_dir(store: &Path, volume: &str, backup_id: Uuid, key: &BackupKey, dest: &Path) -> Result<u64, String> {
+    let sealed = fs::read(manifest_file(store, backup_id)).map_err(|e| format!("the manifest of backup {backup_id}: {e}"))?;
+    let manifest = open_manifest(key, &sealed, volume, backup_id)?;
+    let mut writer = RestoreWriter::new(dest)?;
+    let progress = AtomicU64::new(0);
+    for entry in &manifest.entries {
+        if let Some(chunk) = writer.place(entry)? {
+            let file = fs::File::open(chunk_path(store, &chunk)).map_err(|e| format!("{}: {e}", entry.path.display()))?;
+            let size = restore_file(key, &chunk, io::BufReader::new(file), &dest.join(&entry.path), entry.mode, &progress)
+                .map_err(|e| format!("{}: {e}", entry.path.display()))?;
+            writer.check_size(entry, size)?;
+        }
+    }
+    writer.finish()
+}
+
+fn open_manifest(key: &BackupKey, sealed: &[u8], volume: &str, backup_id: Uuid) -> Result<Manifest, String> {
+    let mut plain = vec![];
+    open(key, &manifest_label(backup_id), sealed, &mut plain, &AtomicU64::new(0)).map_err(|e| e.to_string())?;
+    let manifest: Manifest = serde_json::from_slice(&plain).map_err(|e| format!("the manifest: {e}"))?;
+    if manifest.volume != volume || manifest.backup_id != backup_id {
+        return Err("the manifest is of another backup".into());
+    }
+    Ok(manifest)
+}
+
+/// Lays out a restored volume: directories and links as the manifest goes, files by the caller.
+struct RestoreWriter {
+    dest: PathBuf,
+    dirs: Vec<PathBuf>,
+    total: u64,
+}
+
+impl RestoreWriter {
+    fn new(dest: &Path) -> Result<Self, String> {
+        fs::create_dir(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        Ok(Self { dest: dest.to_path_buf(), dirs: vec![dest.to_path_buf()], total: 0 })
+    }
+
+    /// Places a directory or link; for a file, the name of the content to write there.
+    fn place(&mut self, entry: &Entry) -> Result<Option<String>, String> {
+        if entry.path.as_os_str().is_empty() || !entry.path.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(format!("the manifest names a path outside the volume: {}", entry.path.display()));
+        }
+        let path = self.dest.join(&entry.path);
+        match entry.kind {
+            'd' => {
+                fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+                self.dirs.push(path);
+                Ok(None)
+            }
+            'l' => {
+                std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(Path::new("")), &path).map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+            'f' => entry.chunk.clone().map(Some).ok_or_else(|| "a file without content in the manifest".to_owned()),
+            other => Err(format!("the manifest has an entry of unknown kind {other:?}")),
+        }
+    }
+
+    fn check_size(&mut self, entry: &Entry, size: u64) -> Result<(), String> {
+        if size != entry.size {
+            return Err(format!("{}: {size} bytes restored, the manifest says {}", entry.path.display(), entry.size));
+        }
+        self.total += size;
+        Ok(())
+    }
+
+    /// Syncs every directory; the bytes restored.
+    fn finish(self) -> Result<u64, String> {
+        for dir in self.dirs.iter().rev() {
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+        }
+        Ok(self.total)
+    }
+}
+
 pub async fn restore_into(source: &BackupSource, volume: &str, dest: &Path, progress: &Arc<AtomicU64>) -> Result<u64, String> {
     let key = BackupKey::from_base64(&source.key)?;
     let store = WorkerAgent::with_token(&source.store_url, source.grant.clone());
@@ -604,60 +687,33 @@ pub async fn restore_into(source: &BackupSource, volume: &str, dest: &Path, prog
         .await
         .map_err(|e| format!("fetching the manifest: {}", SdkError::from(e)))?;
     let sealed = collect(sealed.into_inner().into_inner()).await?;
-    let mut plain = vec![];
-    open(&key, &manifest_label(source.backup_id), &sealed[..], &mut plain, &AtomicU64::new(0)).map_err(|e| e.to_string())?;
-    let manifest: Manifest = serde_json::from_slice(&plain).map_err(|e| format!("the manifest: {e}"))?;
-    if manifest.volume != volume || manifest.backup_id != source.backup_id {
-        return Err("the manifest is of another backup".into());
-    }
-    fs::create_dir(dest).map_err(|e| e.to_string())?;
-    let mut dirs = vec![dest.to_path_buf()];
-    let mut total = 0;
+    let manifest = open_manifest(&key, &sealed, volume, source.backup_id)?;
+    let mut writer = RestoreWriter::new(dest)?;
     for entry in &manifest.entries {
-        if entry.path.as_os_str().is_empty() || !entry.path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(format!("the manifest names a path outside the volume: {}", entry.path.display()));
-        }
-        let path = dest.join(&entry.path);
-        match entry.kind {
-            'd' => {
-                fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-                dirs.push(path);
+        let Some(chunk) = writer.place(entry)? else { continue };
+        let response = store
+            .get_backup_chunk()
+            .volume(volume)
+            .chunk(&chunk)
+            .send()
+            .await
+            .map_err(|e| format!("fetching {}: {}", entry.path.display(), SdkError::from(e)))?;
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+        let (key, path, counter, mode) = (key.clone(), dest.join(&entry.path), progress.clone(), entry.mode);
+        let file_writer = tokio::task::spawn_blocking(move || restore_file(&key, &chunk, ChannelReader { rx, current: Bytes::new() }, &path, mode, &counter));
+        let mut body = response.into_inner().into_inner();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| io::Error::other(format!("the store's stream broke: {e}")));
+            let failed = piece.is_err();
+            if tx.send(piece).await.is_err() || failed {
+                break;
             }
-            'l' => std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(Path::new("")), &path).map_err(|e| e.to_string())?,
-            'f' => {
-                let chunk = entry.chunk.clone().ok_or("a file without content in the manifest")?;
-                let response = store
-                    .get_backup_chunk()
-                    .volume(volume)
-                    .chunk(&chunk)
-                    .send()
-                    .await
-                    .map_err(|e| format!("fetching {}: {}", entry.path.display(), SdkError::from(e)))?;
-                let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
-                let (key, path2, label, counter, mode) = (key.clone(), path.clone(), chunk.clone(), progress.clone(), entry.mode);
-                let writer = tokio::task::spawn_blocking(move || restore_file(&key, &label, ChannelReader { rx, current: Bytes::new() }, &path2, mode, &counter));
-                let mut body = response.into_inner().into_inner();
-                while let Some(piece) = body.next().await {
-                    let piece = piece.map_err(|e| io::Error::other(format!("the store's stream broke: {e}")));
-                    let failed = piece.is_err();
-                    if tx.send(piece).await.is_err() || failed {
-                        break;
-                    }
-                }
-                drop(tx);
-                let size = writer.await.map_err(|e| e.to_string())?.map_err(|e| format!("{}: {e}", entry.path.display()))?;
-                if size != entry.size {
-                    return Err(format!("{}: {size} bytes restored, the manifest says {}", entry.path.display(), entry.size));
-                }
-                total += size;
-            }
-            other => return Err(format!("the manifest has an entry of unknown kind {other:?}")),
         }
+        drop(tx);
+        let size = file_writer.await.map_err(|e| e.to_string())?.map_err(|e| format!("{}: {e}", entry.path.display()))?;
+        writer.check_size(entry, size)?;
     }
-    for dir in dirs.iter().rev() {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
-    }
-    Ok(total)
+    writer.finish()
 }
 
 /// Opens one sealed file into `path`, checking its content name; synced before it returns.

@@ -89,7 +89,12 @@ impl WorkerConfig {
         };
         let mut c = Self::new(url, get("CONDUCTOR_TOKEN").unwrap_or_default(), get("DATA_DIR").unwrap_or_else(|| "./data/worker".into()));
         if let Some(v) = get("HEARTBEAT_INTERVAL") {
-            let secs: u64 = v.parse().map_err(|_| ConfigError(format!("HEARTBEAT_INTERVAL={v:?} is not a number of seconds")))?;
+            // Seconds, or a duration as the conductor reads it (`aerekos up` reads both from one
+            // environment): `10`, `10s`, `1m`.
+            let secs: u64 = v
+                .parse()
+                .or_else(|_| humantime::parse_duration(&v).map(|d| d.as_secs()))
+                .map_err(|_| ConfigError(format!("HEARTBEAT_INTERVAL={v:?} is not a number of seconds or a duration such as 10s")))?;
             c.heartbeat_interval = Duration::from_secs(secs.max(1));
         }
         c.name = get("WORKER_NAME");

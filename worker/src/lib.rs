@@ -8,7 +8,7 @@
 
 mod agent;
 mod api;
-mod backup;
+pub mod backup;
 pub mod config;
 pub mod driver;
 mod identity;

@@ -7395,6 +7395,21 @@ let response = client.get_move()
     pub fn get_move(&self) -> builder::GetMove<'_> {
         builder::GetMove::new(self)
     }
+    /**The conductor's part of a whole-platform backup (admin only; what `aerekos backup` starts
+from): a tar of `conductor.db` (an online copy), the token-signing key, the backup key and
+`platform.json` (each volume's latest backup, where it is kept and a grant to read it). It
+holds the cluster's keys: keep it as secret as the data directory
+
+Sends a `POST` request to `/api/platform/export`
+
+```ignore
+let response = client.export_platform()
+    .send()
+    .await;
+```*/
+    pub fn export_platform(&self) -> builder::ExportPlatform<'_> {
+        builder::ExportPlatform::new(self)
+    }
     /**The healthy endpoints of a service (user or service token): how services find each other
 
 Sends a `GET` request to `/api/registry/{service}`
@@ -9009,6 +9024,102 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::export_platform`]
+
+[`Client::export_platform`]: super::Client::export_platform*/
+    #[derive(Debug, Clone)]
+    pub struct ExportPlatform<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> ExportPlatform<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `POST` request to `/api/platform/export`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<ByteStream>, Error<crate::ErrorBody>> {
+            let Self { client } = self;
+            let url = format!("{}/api/platform/export", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client.client.post(url).headers(header_map).build()?;
+            let info = OperationInfo {
+                operation_id: "export_platform",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::stream(response)),
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

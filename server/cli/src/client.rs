@@ -186,7 +186,7 @@ fn load_credentials() -> Option<Credentials> {
 }
 
 /// An authenticated client for the chosen conductor, or a message saying to log in.
-fn connect(global: &Global) -> anyhow::Result<Conductor> {
+pub(crate) fn connect(global: &Global) -> anyhow::Result<Conductor> {
     let saved = load_credentials();
     let url = global.url.clone().or_else(|| saved.as_ref().map(|c| c.url.clone())).unwrap_or_else(|| DEFAULT_URL.into());
     match saved {

@@ -1,6 +1,7 @@
 //! The `aerekos` command. Thin: it parses arguments and configuration and calls the libraries
 //! ([`platform`]) or, as a client of a running platform, the SDK ([`client`]).
 
+mod artifact;
 mod client;
 mod output;
 mod platform;
@@ -63,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: client::VolumesCommand,
     },
+    /// Write the whole platform to one file sealed under a passphrase: the conductor's state and
+    /// the latest backup of every volume.
+    Backup(artifact::BackupArgs),
+    /// Restore the whole platform from `aerekos backup`'s file into a fresh data directory.
+    Restore(artifact::RestoreArgs),
     /// Backups of volumes: list, make one now (restore: `aerekos services restore`).
     Backups {
         #[command(flatten)]
@@ -94,6 +100,8 @@ fn main() {
         Command::Deployments { global, service } => client::run(client::deployments(global, service)),
         Command::Volumes { global, command } => client::run(client::volumes(global, command)),
         Command::Backups { global, command } => client::run(client::backups(global, command)),
+        Command::Backup(args) => client::run(artifact::backup(args)),
+        Command::Restore(args) => artifact::restore(args),
         Command::Token { global, command } => client::run(client::token(global, command)),
     };
     if let Err(e) = result {

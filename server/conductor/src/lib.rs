@@ -29,6 +29,7 @@ use store::Db;
 /// Everything the endpoints need, built once at start.
 pub(crate) struct AppState {
     db: Db,
+    data_dir: std::path::PathBuf,
     auth: Arc<AuthService>,
     tokens: RegistrationTokens,
     workers: Arc<WorkerService>,
@@ -139,6 +140,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let state =
         Arc::new(AppState {
         db,
+        data_dir: config.data_dir.clone(),
         auth,
         tokens,
         workers,
@@ -222,6 +224,17 @@ fn spawn_heartbeat_flusher(state: Arc<AppState>) -> (tokio::sync::oneshot::Sende
 pub fn openapi_spec() -> String {
     api::service().spec()
 }
+
+/// Prepares the database restored from a platform backup at `path` for a cluster of new machines
+/// (see `store::platform::forget_machines`); applies any newer migrations first.
+pub async fn forget_machines(path: &std::path::Path) -> Result<(), sqlx::Error> {
+    let db = Db::open(path, &store::MIGRATIONS).await?;
+    store::platform::forget_machines(&db).await?;
+    db.close().await;
+    Ok(())
+}
+
+pub use domain::platform::{PlatformManifest, VolumeInExport};
 
 /// An argon2id PHC hash of `password`, for `AEREKOS_USERS_FILE` entries.
 pub fn hash_password(password: &str) -> String {

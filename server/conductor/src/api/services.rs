@@ -5,7 +5,7 @@ use poem::web::Data;
 use poem_openapi::{
     OpenApi,
     param::{Path, Query},
-    payload::Json,
+    payload::{Binary, Json},
 };
 
 use super::{ApiTags, CallerAuth, UserAuth, workers::Removed};
@@ -129,6 +129,17 @@ impl ServicesApi {
     #[oai(path = "/api/backups/:id", method = "get", operation_id = "get_backup")]
     async fn get_backup(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, id: Path<uuid::Uuid>) -> ApiResult<Json<Backup>> {
         state.backups.get(id.0).await.map(Json)
+    }
+
+    /// The conductor's part of a whole-platform backup (admin only; what `aerekos backup` starts
+    /// from): a tar of `conductor.db` (an online copy), the token-signing key, the backup key and
+    /// `platform.json` (each volume's latest backup, where it is kept and a grant to read it). It
+    /// holds the cluster's keys: keep it as secret as the data directory.
+    #[oai(path = "/api/platform/export", method = "post", operation_id = "export_platform")]
+    async fn export_platform(&self, state: Data<&Arc<AppState>>, auth: UserAuth) -> ApiResult<Binary<Vec<u8>>> {
+        auth.0.require_admin()?;
+        let volumes: Vec<(String, String)> = state.volumes.list().await?.into_iter().map(|v| (v.name, v.service)).collect();
+        crate::domain::platform::export(&state.db, &state.data_dir, &state.backups, &volumes).await.map(Binary)
     }
 
     /// The newest moves (at most 100), under way or ended.

@@ -30,7 +30,7 @@ use crate::{
     StartError,
 };
 
-const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
+pub const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 const SERVICE_TOKEN_DEFAULT_SECS: u64 = 30 * 24 * 3600;
 const SERVICE_TOKEN_MAX_SECS: u64 = 365 * 24 * 3600;

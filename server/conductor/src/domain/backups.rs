@@ -33,7 +33,7 @@ use crate::{
     },
 };
 
-const KEY_FILE: &str = "backup.key";
+pub const KEY_FILE: &str = "backup.key";
 /// A running backup that has not reported for this long has failed.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the grants of a backup or a restore are good for.
@@ -131,11 +131,6 @@ impl BackupService {
             backups::finish(&db, &row).await?;
         }
         Ok(service)
-    }
-
-    /// The cluster's backup key (base64), for the whole-platform backup.
-    pub fn key(&self) -> &str {
-        &self.key
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<Backup> {

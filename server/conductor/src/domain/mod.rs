@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod instances;
 pub mod moves;
 pub mod passwords;
+pub mod platform;
 pub mod registration;
 pub mod routes;
 pub mod scheduler;

@@ -4,6 +4,7 @@
 pub mod backups;
 pub mod instances;
 pub mod moves;
+pub mod platform;
 pub mod services;
 pub mod tokens;
 pub mod users;
