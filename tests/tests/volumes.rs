@@ -113,19 +113,20 @@ impl Cluster {
         // The gateway names the volume and the worker, with Retry-After (from the next pass of the
         // deployment loop, which rebuilds its routes).
         let http = reqwest::Client::new();
-        let resp = eventually(5, "the gateway answers 503", || async {
+        // (Until then a request may still find the instance gone: a plain 503.)
+        let (retry_after, body) = eventually(5, "the gateway answers 503 volume_unavailable", || async {
             let resp = http
                 .get(format!("{}/api/{service}/anything", self.conductor.url))
                 .bearer_auth(self.admin.token().unwrap())
                 .send()
                 .await
                 .unwrap();
-            (resp.status() == 503).then_some(resp)
+            let (status, retry_after) = (resp.status(), resp.headers().contains_key("retry-after"));
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            (status == 503 && body["code"] == "volume_unavailable").then_some((retry_after, body))
         })
         .await;
-        assert!(resp.headers().contains_key("retry-after"));
-        let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(body["code"], "volume_unavailable", "{body}");
+        assert!(retry_after, "{body}");
         let message = body["message"].as_str().unwrap();
         assert!(message.contains(&format!("volume {service}")) && message.contains(worker_name) && message.contains(&worker.to_string()), "{message}");
         d

@@ -377,34 +377,13 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
     Ok((count, bytes, sent))
 }
 
-/// Every entry of the volume (platform files and databases' side files left out), parents first.
+/// Every entry of the volume, parents first; databases' side files are left out (their online
+/// copy includes what they hold).
 fn list(dir: &Path) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
-    let mut out = vec![];
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let mut children: Vec<_> = fs::read_dir(dir.join(&rel))?.collect::<Result<_, _>>()?;
-        children.sort_by_key(fs::DirEntry::file_name);
-        let mut dirs = vec![];
-        for child in children {
-            let name = child.file_name().to_string_lossy().into_owned();
-            if rel.as_os_str().is_empty() && volume_hold::is_platform_file(&name) {
-                continue;
-            }
-            // A database's journal and shared memory: its online copy includes what they hold.
-            let side = ["-wal", "-shm", "-journal"].iter().find_map(|s| name.strip_suffix(s));
-            if side.is_some_and(|base| is_sqlite(&dir.join(&rel).join(base))) {
-                continue;
-            }
-            let path = rel.join(&name);
-            let meta = fs::symlink_metadata(child.path())?;
-            if meta.is_dir() {
-                dirs.push(path.clone());
-            }
-            out.push((path, meta));
-        }
-        stack.extend(dirs.into_iter().rev());
-    }
-    Ok(out)
+    crate::volumes::walk(dir, |rel, name| {
+        let side = ["-wal", "-shm", "-journal"].iter().find_map(|s| name.strip_suffix(s));
+        side.is_some_and(|base| is_sqlite(&dir.join(rel).join(base)))
+    })
 }
 
 /// Copies the database at `path` to `copy` online: one read transaction, the writer carries on.

@@ -233,7 +233,8 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
     let mut to_restart = vec![];
     for (id, outcome) in futures_util::future::join_all(probes).await {
         let Some(t) = tracked.get_mut(&id) else { continue };
-        t.next_probe = Instant::now() + PROBE_EVERY;
+        // A starting instance is probed at every tick, so it serves as soon as it answers.
+        t.next_probe = Instant::now() + if outcome.is_err() && t.state == InstanceState::Starting { TICK } else { PROBE_EVERY };
         match outcome {
             Ok(()) => {
                 t.probe_failures = 0;

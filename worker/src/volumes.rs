@@ -66,7 +66,9 @@ fn hash_entry(hasher: &mut Sha256, kind: u8, path: &Path, size: u64) {
 }
 
 /// Every entry below `root`, parents before children, in name order: (relative path, metadata).
-fn walk(root: &Path) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
+/// Platform files at the top (`.aerekos-*`) are left out, and so is any entry `skip` names (given
+/// the directory it is in, relative, and its name).
+pub(crate) fn walk(root: &Path, skip: impl Fn(&Path, &str) -> bool) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
     let mut out = vec![];
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -74,10 +76,11 @@ fn walk(root: &Path) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
         children.sort_by_key(fs::DirEntry::file_name);
         let mut dirs = vec![];
         for child in children {
-            if rel.as_os_str().is_empty() && aerekos_common::volume_hold::is_platform_file(&child.file_name().to_string_lossy()) {
+            let name = child.file_name().to_string_lossy().into_owned();
+            if (rel.as_os_str().is_empty() && aerekos_common::volume_hold::is_platform_file(&name)) || skip(&rel, &name) {
                 continue;
             }
-            let path = rel.join(child.file_name());
+            let path = rel.join(&name);
             let meta = fs::symlink_metadata(child.path())?;
             if meta.is_dir() {
                 dirs.push(path.clone());
@@ -96,7 +99,7 @@ pub fn write_archive(dir: &Path, out: impl Write) -> io::Result<u64> {
     let mut builder = tar::Builder::new(out);
     let mut hasher = Sha256::new();
     let mut total = 0;
-    for (rel, meta) in walk(dir)? {
+    for (rel, meta) in walk(dir, |_, _| false)? {
         let mut header = tar::Header::new_gnu();
         header.set_mode(meta.permissions().mode() & 0o7777);
         header.set_mtime(meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs()));
@@ -111,7 +114,9 @@ pub fn write_archive(dir: &Path, out: impl Write) -> io::Result<u64> {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(size);
             let file = fs::File::open(dir.join(&rel))?;
-            let mut reader = HashingReader { inner: file.take(size), hasher: &mut hasher, read: 0 };
+            // Read in large pieces: tar copies through a small buffer, which would cost a system
+            // call per 8 KiB.
+            let mut reader = HashingReader { inner: io::BufReader::with_capacity(CHUNK, file.take(size)), hasher: &mut hasher, read: 0 };
             builder.append_data(&mut header, &rel, &mut reader)?;
             if reader.read != size {
                 return Err(io::Error::other(format!("{} changed while it was exported", rel.display())));
@@ -159,7 +164,8 @@ fn bad_data(message: String) -> io::Error {
 
 /// Reads an archive [`write_archive`] wrote into `dest` (created here; its parent must exist),
 /// refusing any path that would leave it and any archive whose checksum is missing or wrong.
-/// Every file and directory is synced before this returns. `progress` is told the content bytes
+/// Every file and directory is synced before this returns (each file as soon as it is written, so
+/// the disk works while the next one arrives). `progress` is told the content bytes
 /// written so far.
 pub fn read_archive(input: impl Read, dest: &Path, progress: &AtomicU64) -> io::Result<u64> {
     use std::os::unix::fs::PermissionsExt as _;

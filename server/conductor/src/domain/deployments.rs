@@ -609,21 +609,7 @@ impl DeploymentService {
         if !healthy_on_source {
             return refuse("not_healthy", format!("{name} is not healthy on worker {}; a move starts from a healthy service", source.name));
         }
-        // It must fit on the target, as the scheduler would place it there.
-        let mut candidates = cluster.candidates(name);
-        candidates.retain(|c| c.id == target.id);
-        let drivers = usable_drivers(&service, spec.driver);
-        let request = scheduler::Request {
-            count: 1,
-            resources: spec.resources,
-            worker_ids: &[],
-            labels: &spec.labels,
-            strategy: spec.strategy,
-            drivers: &drivers,
-        };
-        if let Err(short) = scheduler::place(&mut candidates, &request) {
-            return refuse("insufficient_resources", format!("{name} does not fit on worker {}: {}", target.name, short.message));
-        }
+        fits_on(&cluster, &service, spec, target)?;
         let begun = self.moves.begin(name, name, source, target).await?;
         // The gateway stops sending requests to the instance now, before its worker stops it.
         let cluster = self.cluster().await?;
@@ -673,20 +659,7 @@ impl DeploymentService {
         if !spec.worker_ids.is_empty() && !spec.worker_ids.contains(&target.id) {
             return refuse("move_outside_deployment", format!("{name}'s deployment allows only workers {:?}", spec.worker_ids));
         }
-        let mut candidates = cluster.candidates(name);
-        candidates.retain(|c| c.id == target.id);
-        let drivers = usable_drivers(&service, spec.driver);
-        let request = scheduler::Request {
-            count: 1,
-            resources: spec.resources,
-            worker_ids: &[],
-            labels: &spec.labels,
-            strategy: spec.strategy,
-            drivers: &drivers,
-        };
-        if let Err(short) = scheduler::place(&mut candidates, &request) {
-            return refuse("insufficient_resources", format!("{name} does not fit on worker {}: {}", target.name, short.message));
-        }
+        fits_on(&cluster, &service, spec, target)?;
         let (source, store) = self.backups.source_for_restore(req.backup_id, name).await?;
         let begun = self.moves.begin_restore(name, name, holder, holder_live, target, source, store.id).await?;
         let cluster = self.cluster().await?;
@@ -804,6 +777,25 @@ impl DeploymentService {
             .collect();
         self.routes.replace(specs);
     }
+}
+
+/// Whether one instance of `service` fits on `target`, as the scheduler would place it there (a
+/// move's or a restore's destination); 409 naming what is short otherwise.
+fn fits_on(cluster: &Cluster, service: &Service, spec: &DeploymentSpec, target: &Worker) -> ApiResult<()> {
+    let mut candidates = cluster.candidates(&service.name);
+    candidates.retain(|c| c.id == target.id);
+    let drivers = usable_drivers(service, spec.driver);
+    let request = scheduler::Request {
+        count: 1,
+        resources: spec.resources,
+        worker_ids: &[],
+        labels: &spec.labels,
+        strategy: spec.strategy,
+        drivers: &drivers,
+    };
+    scheduler::place(&mut candidates, &request).map(|_| ()).map_err(|short| {
+        ApiError::conflict("insufficient_resources", format!("{} does not fit on worker {}: {}", service.name, target.name, short.message))
+    })
 }
 
 /// `service` and, depth first, everything it depends on (dependencies before dependents).
