@@ -10,6 +10,7 @@ import { OverviewScreen } from './screens/OverviewScreen';
 import { ServicesScreen } from './screens/ServicesScreen';
 import { SettingsScreen } from './screens/SettingsScreen';
 import { StorageScreen } from './screens/StorageScreen';
+import { VolumesScreen } from './screens/VolumesScreen';
 import { WorkerDetailScreen } from './screens/WorkerDetailScreen';
 import { WorkersScreen } from './screens/WorkersScreen';
 
@@ -41,6 +42,9 @@ function Root() {
       break;
     case 'service':
       screen = <ServicesScreen selected={route.service} />;
+      break;
+    case 'volumes':
+      screen = <VolumesScreen selected={route.volume} />;
       break;
     case 'keys':
       screen = <KeysScreen />;

@@ -14,6 +14,7 @@ const NAV: { label: string; route: Route; matches: Route['name'][] }[] = [
   { label: 'Overview', route: { name: 'overview' }, matches: ['overview'] },
   { label: 'Workers', route: { name: 'workers' }, matches: ['workers', 'worker'] },
   { label: 'Services', route: { name: 'services' }, matches: ['services', 'service'] },
+  { label: 'Volumes', route: { name: 'volumes' }, matches: ['volumes'] },
   { label: 'Keys', route: { name: 'keys' }, matches: ['keys'] },
   { label: 'Storage', route: { name: 'storage' }, matches: ['storage'] },
   { label: 'Settings', route: { name: 'settings' }, matches: ['settings'] },

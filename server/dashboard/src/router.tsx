@@ -9,6 +9,7 @@ export type Route =
   | { name: 'worker'; id: string }
   | { name: 'services' }
   | { name: 'service'; service: string }
+  | { name: 'volumes'; volume?: string }
   | { name: 'keys' }
   | { name: 'storage'; bucket?: string; prefix?: string }
   | { name: 'settings' }
@@ -27,6 +28,8 @@ export function parse(pathname: string, search = ''): Route {
       return second ? { name: 'worker', id: second } : { name: 'workers' };
     case 'services':
       return second ? { name: 'service', service: second } : { name: 'services' };
+    case 'volumes':
+      return second ? { name: 'volumes', volume: second } : { name: 'volumes' };
     case 'keys':
       return { name: 'keys' };
     case 'storage': {
@@ -48,6 +51,8 @@ export function href(route: Route): string {
       return `/workers/${encodeURIComponent(route.id)}`;
     case 'service':
       return `/services/${encodeURIComponent(route.service)}`;
+    case 'volumes':
+      return route.volume ? `/volumes/${encodeURIComponent(route.volume)}` : '/volumes';
     case 'storage':
       if (!route.bucket) return '/storage';
       return `/storage/${encodeURIComponent(route.bucket)}${route.prefix ? `?prefix=${encodeURIComponent(route.prefix)}` : ''}`;

@@ -3,10 +3,10 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
@@ -155,4 +155,30 @@ export async function screenshot(page, name) {
   await page.evaluate(() => document.fonts.ready);
   await page.waitForTimeout(300);
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: false });
+}
+
+const DIST = join(DASHBOARD_DIR, 'dist');
+
+async function distFiles(dir = DIST) {
+  const out = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await distFiles(p)));
+    else out.push(relative(DIST, p).split('\\').join('/'));
+  }
+  return out.sort();
+}
+
+/**
+ * The files of dist/ that the platform at `url` does not serve byte for byte: the executable embeds
+ * the bundle at compile time, so one built before the last `npm run build` serves an older one.
+ */
+export async function staleBundleFiles(url) {
+  const stale = [];
+  for (const file of await distFiles()) {
+    const served = await fetch(`${url}/${file === 'index.html' ? '' : file}`);
+    const body = Buffer.from(await served.arrayBuffer());
+    if (!served.ok || !body.equals(await readFile(join(DIST, file)))) stale.push(file);
+  }
+  return stale;
 }

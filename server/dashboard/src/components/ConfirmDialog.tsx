@@ -1,5 +1,7 @@
-// Asks before something that cannot be undone (regenerating the token, disabling a service or a key).
+// Asks before something that cannot be undone (regenerating the token, disabling a service or a key),
+// or before something that needs a choice first (`children`: e.g. the worker to move a service to).
 
+import type { ReactNode } from 'react';
 import { Modal, Text, View } from 'react-native';
 
 import { Button } from './Button';
@@ -12,22 +14,28 @@ export interface ConfirmDialogProps {
   confirmLabel: string;
   danger?: boolean;
   busy?: boolean;
+  /** The confirm button is greyed out (nothing chosen yet, nothing to choose). */
+  confirmDisabled?: boolean;
+  /** Shown between the message and the buttons: choices, an error of the last attempt. */
+  children?: ReactNode;
+  testID?: string;
   onConfirm: () => void;
   onCancel: () => void;
 }
 
-export function ConfirmDialog({ visible, title, message, confirmLabel, danger, busy, onConfirm, onCancel }: ConfirmDialogProps) {
+export function ConfirmDialog({ visible, title, message, confirmLabel, danger, busy, confirmDisabled, children, testID, onConfirm, onCancel }: ConfirmDialogProps) {
   if (!visible) return null;
   // A Modal renders above everything else on the page (on the web: a portal at the end of <body>).
   return (
     <Modal visible transparent animationType="none" onRequestClose={onCancel}>
-      <View style={s.overlay} role="alertdialog" aria-label={title} aria-modal>
+      <View style={s.overlay} role="alertdialog" aria-label={title} aria-modal testID={testID}>
         <View style={s.dialog}>
           <Text style={s.title}>{title}</Text>
-          <Text style={s.message}>{message}</Text>
+          <Text style={[s.message, children ? s.messageBeforeContent : null]}>{message}</Text>
+          {children ? <View style={s.content}>{children}</View> : null}
           <View style={s.buttons}>
             <Button label="Cancel" variant="ghost" onPress={onCancel} disabled={busy} />
-            <Button label={confirmLabel} variant={danger ? 'danger' : 'primary'} onPress={onConfirm} busy={busy} />
+            <Button label={confirmLabel} variant={danger ? 'danger' : 'primary'} onPress={onConfirm} busy={busy} disabled={confirmDisabled} />
           </View>
         </View>
       </View>

@@ -26,3 +26,24 @@ export function InfoBanner({ children, testID }: { children: string; testID?: st
     </View>
   );
 }
+
+/** Something people should act on or know is blocking (a service waiting for its data's worker). */
+export function WarnBanner({ title, children, testID }: { title?: string; children: string; testID?: string }) {
+  return (
+    <View style={[s.banner, s.warn]} role="status" testID={testID}>
+      <View style={s.body}>
+        {title ? <Text style={[s.text, s.warnTitle]}>{title}</Text> : null}
+        <Text style={[s.text, s.warnText]}>{children}</Text>
+      </View>
+    </View>
+  );
+}
+
+/** Something that went as asked (a move that finished). */
+export function SuccessBanner({ children, testID }: { children: string; testID?: string }) {
+  return (
+    <View style={[s.banner, s.ok]} role="status" testID={testID}>
+      <Text style={[s.text, s.okText]}>{children}</Text>
+    </View>
+  );
+}

@@ -128,6 +128,8 @@ export const dialogStyles = StyleSheet.create({
   },
   title: { fontFamily: fonts.heading, fontSize: fontSize.xl, color: colors.parchment, letterSpacing: 1.2, marginBottom: space.md },
   message: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.text, lineHeight: 21, marginBottom: space.xl },
+  messageBeforeContent: { marginBottom: space.lg },
+  content: { marginBottom: space.lg },
   buttons: { flexDirection: 'row', justifyContent: 'flex-end', gap: space.sm },
 });
 
@@ -144,9 +146,15 @@ export const bannerStyles = StyleSheet.create({
   },
   error: { borderColor: colors.danger, backgroundColor: colors.dangerFaint },
   info: { borderColor: colors.goldDim, backgroundColor: colors.goldFaint },
+  warn: { borderColor: colors.warn, backgroundColor: colors.warnFaint },
+  ok: { borderColor: colors.ok, backgroundColor: colors.okFaint },
+  body: { flex: 1 },
   text: { flex: 1, fontFamily: fonts.body, fontSize: fontSize.md, lineHeight: 20 },
   errorText: { color: '#f0b3aa' },
   infoText: { color: colors.parchment },
+  warnTitle: { color: colors.warn, fontWeight: '600', marginBottom: 2 },
+  warnText: { color: colors.parchment },
+  okText: { color: colors.parchment },
   retry: { marginLeft: space.md },
 });
 

@@ -79,3 +79,55 @@ export function useAction<A extends unknown[]>(action: (...args: A) => Promise<u
   const clear = useCallback(() => setError(undefined), []);
   return { running, error, run, clear };
 }
+
+/**
+ * Follows something that runs on the platform (a move, a backup): asks for it every `intervalMs`
+ * until `ended` says it is over, then stops. `started` is what the call that began it answered
+ * (shown until the first poll answers). A failed poll is shown as `error` and polling goes on (the
+ * conductor may answer again). A new `started` (a new id) starts a new poll.
+ */
+export function useFollow<T extends { id: string }>(
+  started: T | undefined,
+  load: (id: string) => Promise<T>,
+  ended: (value: T) => boolean,
+  deps: unknown[],
+  intervalMs = 1000,
+): { value: T | undefined; error: unknown } {
+  const [value, setValue] = useState<T | undefined>(started);
+  const [error, setError] = useState<unknown>(undefined);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+  const endedRef = useRef(ended);
+  endedRef.current = ended;
+  const id = started?.id;
+
+  useEffect(() => {
+    setValue(started);
+    setError(undefined);
+    if (!started || endedRef.current(started)) return;
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const poll = async () => {
+      try {
+        const v = await loadRef.current(started.id);
+        if (stopped) return;
+        setValue(v);
+        setError(undefined);
+        if (endedRef.current(v)) return;
+      } catch (e) {
+        if (stopped) return;
+        setError(e);
+      }
+      timer = setTimeout(() => void poll(), intervalMs);
+    };
+    timer = setTimeout(() => void poll(), intervalMs);
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    };
+    // The same thing's object changing does not restart the poll; `deps` are the caller's (the client).
+  }, [id, intervalMs, ...deps]);
+
+  // Until the first poll of a new one answers, what began it.
+  return { value: value && value.id === id ? value : started, error };
+}

@@ -8,6 +8,8 @@ import { useClients } from './useSession';
 import { useAsync } from './useAsync';
 
 export type Deployment = ConductorComponents['schemas']['Deployment'];
+/** A stateful service waiting for the worker that holds its volume to come back. */
+export type VolumeWait = ConductorComponents['schemas']['VolumeWait'];
 
 export interface ServiceWithDeployment {
   service: Service;

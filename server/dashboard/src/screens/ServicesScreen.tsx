@@ -9,7 +9,7 @@ import { Button } from '../components/Button';
 import { Card } from '../components/Card';
 import { CodeBlock } from '../components/Code';
 import { ConfirmDialog } from '../components/ConfirmDialog';
-import { ErrorBanner, InfoBanner } from '../components/ErrorBanner';
+import { ErrorBanner, InfoBanner, WarnBanner } from '../components/ErrorBanner';
 import { Field } from '../components/Field';
 import { Screen } from '../components/Screen';
 import { Spinner } from '../components/Spinner';
@@ -17,7 +17,7 @@ import { StatusBadge } from '../components/StatusBadge';
 import { Table } from '../components/Table';
 import { ago, shortId } from '../format';
 import { useAction } from '../hooks/useAsync';
-import { serviceHealth, useDeployment, useInstanceLogs, useServiceActions, useServices } from '../hooks/useServices';
+import { serviceHealth, useDeployment, useInstanceLogs, useServiceActions, useServices, type VolumeWait } from '../hooks/useServices';
 import { useSession } from '../hooks/useSession';
 import { useWorkers } from '../hooks/useWorkers';
 import { useRouter } from '../router';
@@ -102,6 +102,11 @@ function ServiceDetail({ name }: { name: string }) {
       {!d && !deployment.error ? <Spinner label="Loading the deployment…" /> : null}
       {d ? (
         <>
+          {d.waiting_for_volume ? (
+            <WarnBanner title={volumeWaitTitle(d.waiting_for_volume)} testID="service-waiting-for-volume">
+              {d.waiting_for_volume.message}
+            </WarnBanner>
+          ) : null}
           {isAdmin ? (
             <View style={s.actions}>
               {d.enabled ? (
@@ -175,6 +180,13 @@ function ServiceDetail({ name }: { name: string }) {
       />
     </Card>
   );
+}
+
+/** "Waiting for worker w1 (lost 5 min ago), which holds its volume key_manager". */
+function volumeWaitTitle(w: VolumeWait): string {
+  const worker = w.worker_name ? `worker ${w.worker_name}` : `worker ${shortId(w.worker_id)} (removed)`;
+  const since = w.lost_since ? ` (lost ${ago(w.lost_since)})` : '';
+  return `Waiting for ${worker}${since}, which holds its volume ${w.volume}`;
 }
 
 function Spec({ label, value, testID }: { label: string; value: string; testID?: string }) {

@@ -1,0 +1,61 @@
+import { StyleSheet } from 'react-native';
+
+import { colors, fonts, fontSize, radius, space } from '../theme';
+
+export const volumesStyles = StyleSheet.create({
+  name: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.parchment, fontWeight: '600' },
+  sub: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textFaint, marginTop: 2 },
+  holder: { flexDirection: 'row', alignItems: 'center', flexWrap: 'wrap', gap: space.sm },
+  holderName: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.text },
+  holderLost: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.warn, marginTop: 4 },
+  never: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.textFaint, fontStyle: 'italic' },
+  rowActions: { flexDirection: 'row', flexWrap: 'wrap', justifyContent: 'flex-end', gap: space.xs },
+  route: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.text },
+  arrow: { color: colors.goldDim },
+  moveError: { fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.danger },
+  // The move and restore dialogs: the backup to restore, the workers to pick from.
+  facts: {
+    borderWidth: 1,
+    borderColor: colors.border,
+    borderRadius: radius.sm,
+    backgroundColor: colors.background,
+    paddingVertical: space.sm,
+    paddingHorizontal: space.md,
+    marginBottom: space.md,
+  },
+  factsTitle: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.parchment, fontWeight: '600' },
+  pickLabel: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textMuted, textTransform: 'uppercase', letterSpacing: 1.2, marginBottom: 6 },
+  options: { gap: space.xs, marginBottom: space.md },
+  option: {
+    flexDirection: 'row',
+    alignItems: 'center',
+    justifyContent: 'space-between',
+    borderWidth: 1,
+    borderColor: colors.border,
+    borderRadius: radius.sm,
+    paddingVertical: space.sm,
+    paddingHorizontal: space.md,
+    cursor: 'pointer',
+  },
+  optionHover: { backgroundColor: colors.surfaceHover },
+  optionPicked: { borderColor: colors.gold, backgroundColor: colors.goldFaint },
+  optionName: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.parchment, fontWeight: '600' },
+  optionDetail: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textMuted, marginTop: 2 },
+  // A move under way: its steps, then what it copied.
+  steps: { flexDirection: 'row', flexWrap: 'wrap', alignItems: 'center', gap: space.xs, marginBottom: space.md },
+  step: {
+    paddingVertical: 3,
+    paddingHorizontal: space.sm,
+    borderRadius: radius.sm,
+    borderWidth: 1,
+    borderColor: colors.border,
+  },
+  stepText: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textFaint, textTransform: 'uppercase', letterSpacing: 1 },
+  stepPast: { borderColor: colors.goldDim },
+  stepPastText: { color: colors.goldDim },
+  stepCurrent: { borderColor: colors.gold, backgroundColor: colors.goldFaint },
+  stepCurrentText: { color: colors.goldBright, fontWeight: '600' },
+  stepSep: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textFaint },
+  now: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.text, marginBottom: space.md },
+  progressButtons: { flexDirection: 'row', justifyContent: 'flex-end' },
+});
