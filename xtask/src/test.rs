@@ -23,8 +23,42 @@ struct Totals {
     skipped: u64,
 }
 
+/// Each stage's name and how long it took, printed at the end (CI has a time limit to keep to).
+#[derive(Default)]
+struct Stages(Vec<(&'static str, std::time::Duration)>, Option<(&'static str, std::time::Instant)>);
+
+impl Stages {
+    fn start(&mut self, name: &'static str) {
+        self.end();
+        self.1 = Some((name, std::time::Instant::now()));
+    }
+
+    fn end(&mut self) {
+        if let Some((name, started)) = self.1.take() {
+            self.0.push((name, started.elapsed()));
+        }
+    }
+
+    fn print(&mut self) {
+        self.end();
+        println!("stage durations:");
+        for (name, took) in &self.0 {
+            println!("  {name:<40} {:>6.0} s", took.as_secs_f64());
+        }
+        println!("  {:<40} {:>6.0} s", "total", self.0.iter().map(|(_, t)| t.as_secs_f64()).sum::<f64>());
+    }
+}
+
 pub fn run() -> anyhow::Result<()> {
+    let mut stages = Stages::default();
+    let result = run_stages(&mut stages);
+    stages.print();
+    result
+}
+
+fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     let root = repo_root();
+    stages.start("installing what the tests need");
     ensure_node()?;
     ensure_boto3()?;
     let docker = ensure_docker(&root);
@@ -32,6 +66,7 @@ pub fn run() -> anyhow::Result<()> {
         bail!("no Docker engine could be started, and in CI the Docker driver's tests must run");
     }
 
+    stages.start("contract: specs and SDKs match the code");
     println!("==> contract: specs and SDKs match the code");
     crate::openapi::run(true)?;
     crate::sdk::run(true)?;
@@ -39,6 +74,7 @@ pub fn run() -> anyhow::Result<()> {
     let mut totals = Totals::default();
     let mut failures = vec![];
 
+    stages.start("Rust: building");
     println!("==> Rust: cargo test --workspace");
     // The TypeScript tests start the real binary, so it is built here too.
     let mut cargo = Command::new(env!("CARGO"));
@@ -52,6 +88,7 @@ pub fn run() -> anyhow::Result<()> {
     cargo.env("AEREKOS_BIN", root.join("target/debug/aerekos"));
     if docker {
         // The service image is built from a statically linked aerekos (it runs FROM scratch).
+        stages.start("Rust: static build for the service image");
         println!("==> building a static aerekos for the service image");
         let mut build = Command::new(env!("CARGO"));
         build
@@ -67,10 +104,12 @@ pub fn run() -> anyhow::Result<()> {
     } else {
         println!("==> no Docker engine: the tests that need one are reported as ignored (skipped)");
     }
+    stages.start("Rust: tests (builds the tests first)");
     if !stream_and_count(cargo, &mut totals)? {
         failures.push("Rust tests");
     }
 
+    stages.start("TypeScript SDK tests");
     println!("==> TypeScript: npm test in sdk-ts");
     let sdk_ts = root.join("sdk-ts");
     if !sdk_ts.join("node_modules/.bin/tsc").exists() {
@@ -85,6 +124,7 @@ pub fn run() -> anyhow::Result<()> {
         failures.push("TypeScript tests");
     }
 
+    stages.start("dashboard: bundle check and browser tests");
     println!("==> dashboard: the committed bundle is current; browser tests in headless Chromium");
     if let Err(e) = dashboard(&root, &mut totals) {
         eprintln!("dashboard: {e:#}");
