@@ -696,8 +696,8 @@ async fn backups_are_incremental_and_encrypted_and_restore_every_service_after_i
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_stateful_volume_is_backed_up_on_its_schedule() {
-    let conductor = ConductorProcess::start_with(&[("BACKUP_INTERVAL", "3s")]).await;
+async fn every_stateful_volume_is_backed_up_on_its_schedule_and_stores_keep_the_newest() {
+    let conductor = ConductorProcess::start_with(&[("BACKUP_INTERVAL", "3s"), ("BACKUP_KEEP", "2")]).await;
     let admin = conductor.admin().await;
     let a = WorkerProcess::start(&conductor, "worker-a");
     let b = WorkerProcess::start(&conductor, "worker-b");
@@ -706,14 +706,37 @@ async fn every_stateful_volume_is_backed_up_on_its_schedule() {
     wait_for_worker(&admin, b_id, WorkerStatus::Live, 30).await;
     admin.enable_service().name("storage_manager").send().await.unwrap();
     // With no request, each volume gets backups, kept on the worker not holding it.
-    let backups = eventually(90, "two scheduled backups of each volume", || async {
+    let finished = |b: &Backup| matches!(b.state, BackupState::Done | BackupState::Expired);
+    let backups = eventually(120, "four scheduled backups of each volume", || async {
         let all = admin.list_backups().send().await.ok()?.into_inner();
-        let done = |v: &str| all.iter().filter(|b| b.volume == v && b.state == BackupState::Done).count();
-        (done("key_manager") >= 2 && done("storage_manager") >= 2).then_some(all)
+        let count = |v: &str| all.iter().filter(|b| b.volume == v && finished(b)).count();
+        (count("key_manager") >= 4 && count("storage_manager") >= 4).then_some(all)
     })
     .await;
-    for b in backups.iter().filter(|b| b.state == BackupState::Done) {
+    for b in backups.iter().filter(|b| finished(b)) {
         assert_ne!(b.source_worker_id, b.store_worker_id, "{b:?}");
+    }
+    // Each store keeps the newest two of each volume; the older ones are marked expired, and the
+    // contents only they used are gone from the store.
+    for volume in ["key_manager", "storage_manager"] {
+        let all = admin.list_backups().volume(volume).send().await.unwrap().into_inner();
+        let newest_done: Vec<&Backup> = all.iter().filter(|b| b.state == BackupState::Done).collect();
+        assert!(newest_done.len() <= 2, "{volume}: {} backups still done", newest_done.len());
+        assert!(all.iter().any(|b| b.state == BackupState::Expired), "{volume}: none expired");
+        let store = newest_done[0].store_worker_id;
+        let store_dir = if store == a_id { a.dir.path() } else { b.dir.path() }.join("backups").join(volume);
+        let manifests: Vec<String> = std::fs::read_dir(store_dir.join("manifests"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".chunks") && !n.starts_with('.'))
+            .collect();
+        let kept: Vec<String> = all.iter().filter(|b| b.store_worker_id == store && b.state == BackupState::Done).map(|b| b.id.to_string()).collect();
+        // (A backup may be running now: its manifest is there before its report.)
+        assert!(kept.iter().all(|k| manifests.contains(k)) && manifests.len() <= 3, "{volume}: {manifests:?} kept, {kept:?} done");
+        let contents = std::fs::read_dir(store_dir.join("chunks")).unwrap().flatten().map(|d| std::fs::read_dir(d.path()).unwrap().count()).sum::<usize>();
+        let files = newest_done[0].files as usize;
+        assert!(contents <= 3 * files.max(1), "{volume}: {contents} contents stored for backups of {files} files");
     }
 }
 

@@ -78,6 +78,20 @@ pub struct ChunkList {
     pub chunks: Vec<String>,
 }
 
+/// Backup ids.
+#[derive(Object, Debug, Clone)]
+pub struct BackupIds {
+    pub keep: Vec<Uuid>,
+}
+
+/// What a prune deleted from a backup store.
+#[derive(Object, Debug, Clone)]
+pub struct Pruned {
+    pub backups: u64,
+    pub contents: u64,
+    pub bytes: u64,
+}
+
 /// Stored; nothing to return.
 #[derive(ApiResponse)]
 enum Stored {
@@ -117,6 +131,27 @@ impl VolumesApi {
     async fn put_manifest(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, backup_id: Path<Uuid>, body: Binary<Body>) -> ApiResult<Stored> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
         crate::backup::store_file(crate::backup::manifest_file(&store, backup_id.0), body.0).await.map(|()| Stored::NoContent)
+    }
+
+    /// The contents a backup's manifest names (a backup's grant), so the store can tell which
+    /// contents its remaining backups still use without being able to open them.
+    #[oai(path = "/backups/:volume/manifests/:backup_id/chunks", method = "put", operation_id = "put_backup_chunk_list")]
+    async fn put_chunk_list(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, backup_id: Path<Uuid>, body: Json<ChunkList>) -> ApiResult<Stored> {
+        let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
+        crate::backup::store_chunk_list(&store, backup_id.0, body.0.chunks).await.map(|()| Stored::NoContent)
+    }
+
+    /// Keep only these backups of the volume (a backup's grant): the others are deleted, and so are
+    /// the contents none of the kept ones uses.
+    #[oai(path = "/backups/:volume/prune", method = "post", operation_id = "prune_backups")]
+    async fn prune(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, body: Json<BackupIds>) -> ApiResult<Json<Pruned>> {
+        let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
+        let keep = body.0.keep;
+        let (backups, contents, bytes) = tokio::task::spawn_blocking(move || crate::backup::prune(&store, &keep))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        Ok(Json(Pruned { backups, contents, bytes }))
     }
 
     /// A backup's sealed manifest (a restore's grant).

@@ -32,7 +32,7 @@ use aerekos_common::{ApiError, ApiResult, auth::Claims, volume_hold};
 use aerekos_sdk::{
     Conductor, SdkError, WorkerAgent,
     conductor::types::{BackupJob, BackupReport, BackupSource, BackupState},
-    worker::types::ChunkList,
+    worker::types::{BackupIds, ChunkList},
 };
 use aes_gcm::{Aes256Gcm, KeyInit as _, aead::Aead as _};
 use base64::Engine as _;
@@ -359,6 +359,15 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
         created_at: chrono::Utc::now().to_rfc3339(),
         entries: files.iter().map(|f| f.entry.clone()).collect(),
     };
+    // The contents it uses first (the store keeps them for pruning), then the manifest.
+    store
+        .put_backup_chunk_list()
+        .volume(&job.volume)
+        .backup_id(job.backup_id)
+        .body(ChunkList { chunks: wanted.clone() })
+        .send()
+        .await
+        .map_err(|e| format!("sending the content list: {}", SdkError::from(e)))?;
     let plain = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     let mut sealed = Vec::with_capacity(plain.len() + HEADER + TAG * 4);
     seal(key, &manifest_label(job.backup_id), plain.len() as u64, &plain[..], &mut sealed).map_err(|e| e.to_string())?;
@@ -370,6 +379,14 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
         .send()
         .await
         .map_err(|e| format!("sending the manifest: {}", SdkError::from(e)))?;
+    // The store keeps the newest backups only; a failed prune is retried with the next backup.
+    match store.prune_backups().volume(&job.volume).body(BackupIds { keep: job.keep.clone() }).send().await {
+        Ok(p) => {
+            let p = p.into_inner();
+            tracing::info!(volume = %job.volume, backups = p.backups, contents = p.contents, bytes = p.bytes, "older backups pruned from the store");
+        }
+        Err(e) => tracing::warn!(volume = %job.volume, error = %SdkError::from(e), "pruning older backups failed"),
+    }
     fs::create_dir_all(cache_path.parent().expect("a parent")).map_err(|e| e.to_string())?;
     aerekos_common::secrets::write_secret_file(&cache_path, &serde_json::to_vec(&cache).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let count = files.iter().filter(|f| f.entry.kind == 'f').count() as u64;
@@ -560,6 +577,56 @@ pub fn chunk_file(store: &Path, chunk: &str) -> ApiResult<PathBuf> {
 
 pub fn manifest_file(store: &Path, backup_id: Uuid) -> PathBuf {
     store.join("manifests").join(backup_id.to_string())
+}
+
+fn chunk_list_file(store: &Path, backup_id: Uuid) -> PathBuf {
+    store.join("manifests").join(format!("{backup_id}.chunks"))
+}
+
+/// Stores the list of contents backup `backup_id` uses.
+pub async fn store_chunk_list(store: &Path, backup_id: Uuid, chunks: Vec<String>) -> ApiResult<()> {
+    for c in &chunks {
+        valid_chunk(c)?;
+    }
+    let json = serde_json::to_vec(&chunks).map_err(ApiError::internal)?;
+    store_file(chunk_list_file(store, backup_id), poem::Body::from_vec(json)).await
+}
+
+/// Deletes every backup in `store` but `keep`, then every content no kept backup uses (unless a
+/// kept backup's content list is missing: then no content is deleted). Returns (backups,
+/// contents, bytes) deleted.
+pub fn prune(store: &Path, keep: &[Uuid]) -> io::Result<(u64, u64, u64)> {
+    let manifests = store.join("manifests");
+    let mut backups = 0;
+    for entry in fs::read_dir(&manifests)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let id = name.strip_suffix(".chunks").unwrap_or(&name);
+        if Uuid::parse_str(id).is_ok_and(|id| !keep.contains(&id)) {
+            fs::remove_file(entry.path())?;
+            backups += u64::from(!name.ends_with(".chunks"));
+        }
+    }
+    let mut used = std::collections::HashSet::new();
+    for id in keep {
+        let Ok(list) = fs::read(chunk_list_file(store, *id)) else {
+            tracing::warn!(backup_id = %id, "a kept backup has no content list; no content is deleted");
+            return Ok((backups, 0, 0));
+        };
+        used.extend(serde_json::from_slice::<Vec<String>>(&list).map_err(io::Error::other)?);
+    }
+    let (mut contents, mut bytes) = (0, 0);
+    let Ok(shards) = fs::read_dir(store.join("chunks")) else { return Ok((backups, 0, 0)) };
+    for shard in shards.flatten() {
+        for entry in fs::read_dir(shard.path())?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !used.contains(&name) {
+                bytes += entry.metadata().map_or(0, |m| m.len());
+                fs::remove_file(entry.path())?;
+                contents += 1;
+            }
+        }
+    }
+    Ok((backups, contents, bytes))
 }
 
 /// A stored file as a response body; 404 naming `what` when it is not there.

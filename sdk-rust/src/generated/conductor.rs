@@ -69,6 +69,10 @@ files the store lacks, encrypted, then the manifest; report.*/
         pub backup_id: ::uuid::Uuid,
         ///Grants writing this volume's backups to that store.
         pub grant: ::std::string::String,
+        /**The backups of this volume the store keeps after this one is stored (this one included);
+the others are deleted from it, with the contents only they used.*/
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub keep: ::std::vec::Vec<::uuid::Uuid>,
         ///The cluster's backup key (base64, 32 bytes): files are encrypted under it.
         pub key: ::std::string::String,
         pub store_url: ::std::string::String,
@@ -109,7 +113,8 @@ files the store lacks, encrypted, then the manifest; report.*/
             Default::default()
         }
     }
-    ///`running`, `done` or `failed`.
+    /**`running`, `done`, `failed`, or `expired` (deleted from its store: more recent backups of the
+volume took its place, see `BACKUP_KEEP`).*/
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -129,6 +134,8 @@ files the store lacks, encrypted, then the manifest; report.*/
         Done,
         #[serde(rename = "failed")]
         Failed,
+        #[serde(rename = "expired")]
+        Expired,
     }
     impl ::std::fmt::Display for BackupState {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -136,6 +143,7 @@ files the store lacks, encrypted, then the manifest; report.*/
                 Self::Running => f.write_str("running"),
                 Self::Done => f.write_str("done"),
                 Self::Failed => f.write_str("failed"),
+                Self::Expired => f.write_str("expired"),
             }
         }
     }
@@ -148,6 +156,7 @@ files the store lacks, encrypted, then the manifest; report.*/
                 "running" => Ok(Self::Running),
                 "done" => Ok(Self::Done),
                 "failed" => Ok(Self::Failed),
+                "expired" => Ok(Self::Expired),
                 _ => Err("invalid value".into()),
             }
         }
@@ -1938,6 +1947,10 @@ instance uses them now.*/
         pub struct BackupJob {
             backup_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
             grant: ::std::result::Result<::std::string::String, ::std::string::String>,
+            keep: ::std::result::Result<
+                ::std::vec::Vec<::uuid::Uuid>,
+                ::std::string::String,
+            >,
             key: ::std::result::Result<::std::string::String, ::std::string::String>,
             store_url: ::std::result::Result<
                 ::std::string::String,
@@ -1950,6 +1963,7 @@ instance uses them now.*/
                 Self {
                     backup_id: Err("no value supplied for backup_id".to_string()),
                     grant: Err("no value supplied for grant".to_string()),
+                    keep: Ok(Default::default()),
                     key: Err("no value supplied for key".to_string()),
                     store_url: Err("no value supplied for store_url".to_string()),
                     volume: Err("no value supplied for volume".to_string()),
@@ -1978,6 +1992,18 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for grant: {e}")
+                    });
+                self
+            }
+            pub fn keep<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.keep = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for keep: {e}")
                     });
                 self
             }
@@ -2026,6 +2052,7 @@ instance uses them now.*/
                 Ok(Self {
                     backup_id: value.backup_id?,
                     grant: value.grant?,
+                    keep: value.keep?,
                     key: value.key?,
                     store_url: value.store_url?,
                     volume: value.volume?,
@@ -2037,6 +2064,7 @@ instance uses them now.*/
                 Self {
                     backup_id: Ok(value.backup_id),
                     grant: Ok(value.grant),
+                    keep: Ok(value.keep),
                     key: Ok(value.key),
                     store_url: Ok(value.store_url),
                     volume: Ok(value.volume),

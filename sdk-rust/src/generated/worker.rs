@@ -7,6 +7,16 @@ use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderE
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
+    ///Backup ids.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct BackupIds {
+        pub keep: ::std::vec::Vec<::uuid::Uuid>,
+    }
+    impl BackupIds {
+        pub fn builder() -> builder::BackupIds {
+            Default::default()
+        }
+    }
     ///Chunk names (64 lowercase hex digits each).
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ChunkList {
@@ -14,6 +24,18 @@ pub mod types {
     }
     impl ChunkList {
         pub fn builder() -> builder::ChunkList {
+            Default::default()
+        }
+    }
+    ///What a prune deleted from a backup store.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Pruned {
+        pub backups: u64,
+        pub bytes: u64,
+        pub contents: u64,
+    }
+    impl Pruned {
+        pub fn builder() -> builder::Pruned {
             Default::default()
         }
     }
@@ -59,6 +81,47 @@ pub mod types {
     /// Types for composing complex structures.
     pub mod builder {
         #[derive(Clone, Debug)]
+        pub struct BackupIds {
+            keep: ::std::result::Result<
+                ::std::vec::Vec<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for BackupIds {
+            fn default() -> Self {
+                Self {
+                    keep: Err("no value supplied for keep".to_string()),
+                }
+            }
+        }
+        impl BackupIds {
+            pub fn keep<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.keep = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for keep: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BackupIds> for super::BackupIds {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: BackupIds,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { keep: value.keep? })
+            }
+        }
+        impl ::std::convert::From<super::BackupIds> for BackupIds {
+            fn from(value: super::BackupIds) -> Self {
+                Self { keep: Ok(value.keep) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct ChunkList {
             chunks: ::std::result::Result<
                 ::std::vec::Vec<::std::string::String>,
@@ -97,6 +160,80 @@ pub mod types {
         impl ::std::convert::From<super::ChunkList> for ChunkList {
             fn from(value: super::ChunkList) -> Self {
                 Self { chunks: Ok(value.chunks) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Pruned {
+            backups: ::std::result::Result<u64, ::std::string::String>,
+            bytes: ::std::result::Result<u64, ::std::string::String>,
+            contents: ::std::result::Result<u64, ::std::string::String>,
+        }
+        impl ::std::default::Default for Pruned {
+            fn default() -> Self {
+                Self {
+                    backups: Err("no value supplied for backups".to_string()),
+                    bytes: Err("no value supplied for bytes".to_string()),
+                    contents: Err("no value supplied for contents".to_string()),
+                }
+            }
+        }
+        impl Pruned {
+            pub fn backups<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.backups = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for backups: {e}")
+                    });
+                self
+            }
+            pub fn bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for bytes: {e}")
+                    });
+                self
+            }
+            pub fn contents<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.contents = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for contents: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Pruned> for super::Pruned {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Pruned,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    backups: value.backups?,
+                    bytes: value.bytes?,
+                    contents: value.contents?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Pruned> for Pruned {
+            fn from(value: super::Pruned) -> Self {
+                Self {
+                    backups: Ok(value.backups),
+                    bytes: Ok(value.bytes),
+                    contents: Ok(value.contents),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -502,6 +639,22 @@ let response = client.put_backup_manifest()
     pub fn put_backup_manifest(&self) -> builder::PutBackupManifest<'_> {
         builder::PutBackupManifest::new(self)
     }
+    /**The contents a backup's manifest names (a backup's grant), so the store can tell which
+contents its remaining backups still use without being able to open them
+
+Sends a `PUT` request to `/api/worker/backups/{volume}/manifests/{backup_id}/chunks`
+
+```ignore
+let response = client.put_backup_chunk_list()
+    .volume(volume)
+    .backup_id(backup_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn put_backup_chunk_list(&self) -> builder::PutBackupChunkList<'_> {
+        builder::PutBackupChunkList::new(self)
+    }
     /**Which of these contents this worker's backup store lacks for the volume (a backup's grant)
 
 Sends a `POST` request to `/api/worker/backups/{volume}/missing`
@@ -515,6 +668,21 @@ let response = client.missing_backup_chunks()
 ```*/
     pub fn missing_backup_chunks(&self) -> builder::MissingBackupChunks<'_> {
         builder::MissingBackupChunks::new(self)
+    }
+    /**Keep only these backups of the volume (a backup's grant): the others are deleted, and so are
+the contents none of the kept ones uses
+
+Sends a `POST` request to `/api/worker/backups/{volume}/prune`
+
+```ignore
+let response = client.prune_backups()
+    .volume(volume)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn prune_backups(&self) -> builder::PruneBackups<'_> {
+        builder::PruneBackups::new(self)
     }
     /**The instances this worker runs or was assigned, with their state
 
@@ -1169,6 +1337,168 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::put_backup_chunk_list`]
+
+[`Client::put_backup_chunk_list`]: super::Client::put_backup_chunk_list*/
+    #[derive(Debug, Clone)]
+    pub struct PutBackupChunkList<'a> {
+        client: &'a super::Client,
+        volume: Result<::std::string::String, String>,
+        backup_id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::ChunkList, String>,
+    }
+    impl<'a> PutBackupChunkList<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Err("volume was not initialized".to_string()),
+                backup_id: Err("backup_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn backup_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.backup_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for backup_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ChunkList>,
+            <V as std::convert::TryInto<types::ChunkList>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ChunkList` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::ChunkList) -> types::builder::ChunkList,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `PUT` request to `/api/worker/backups/{volume}/manifests/{backup_id}/chunks`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, volume, backup_id, body } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let backup_id = backup_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::ChunkList::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/backups/{}/manifests/{}/chunks", client.baseurl,
+                encode_path(& volume.to_string()), encode_path(& backup_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .put(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "put_backup_chunk_list",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::missing_backup_chunks`]
 
 [`Client::missing_backup_chunks`]: super::Client::missing_backup_chunks*/
@@ -1252,6 +1582,156 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "missing_backup_chunks",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::prune_backups`]
+
+[`Client::prune_backups`]: super::Client::prune_backups*/
+    #[derive(Debug, Clone)]
+    pub struct PruneBackups<'a> {
+        client: &'a super::Client,
+        volume: Result<::std::string::String, String>,
+        body: Result<types::builder::BackupIds, String>,
+    }
+    impl<'a> PruneBackups<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                volume: Err("volume was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn volume<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.volume = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for volume failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::BackupIds>,
+            <V as std::convert::TryInto<types::BackupIds>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `BackupIds` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::BackupIds) -> types::builder::BackupIds,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/worker/backups/{volume}/prune`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Pruned>, Error<crate::ErrorBody>> {
+            let Self { client, volume, body } = self;
+            let volume = volume.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::BackupIds::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/backups/{}/prune", client.baseurl, encode_path(& volume
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "prune_backups",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -808,6 +808,12 @@ export interface components {
             backup_id: string;
             /** @description Grants writing this volume's backups to that store. */
             grant: string;
+            /**
+             * @description The backups of this volume the store keeps after this one is stored (this one included);
+             *     the others are deleted from it, with the contents only they used.
+             * @default []
+             */
+            keep?: string[];
             /** @description The cluster's backup key (base64, 32 bytes): files are encrypted under it. */
             key: string;
             store_url: string;
@@ -842,10 +848,11 @@ export interface components {
             store_url: string;
         };
         /**
-         * @description `running`, `done` or `failed`.
+         * @description `running`, `done`, `failed`, or `expired` (deleted from its store: more recent backups of the
+         *     volume took its place, see `BACKUP_KEEP`).
          * @enum {string}
          */
-        BackupState: "running" | "done" | "failed";
+        BackupState: "running" | "done" | "failed" | "expired";
         /**
          * ClusterResources
          * @description Resources summed over live workers.

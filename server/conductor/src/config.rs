@@ -37,6 +37,9 @@ pub struct ConductorConfig {
     /// `BACKUP_INTERVAL`, default `1h`: how often each stateful service's volume is backed up when
     /// its deployment does not say (`0` turns scheduled backups off).
     pub backup_interval: Duration,
+    /// `BACKUP_KEEP`, default 24: how many backups of each volume a store keeps (older ones, and
+    /// the contents only they used, are deleted when a new one is stored).
+    pub backup_keep: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,7 @@ impl ConductorConfig {
             max_body_bytes: 1024 * 1024,
             instance_ports: 20000..=29999,
             backup_interval: Duration::from_secs(3600),
+            backup_keep: 24,
         }
     }
 
@@ -99,6 +103,10 @@ impl ConductorConfig {
             config.worker_ttl = parse_duration("WORKER_TTL", &v)?;
         }
         config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
+        config.backup_keep = parse(&get, "BACKUP_KEEP", config.backup_keep)?;
+        if config.backup_keep == 0 {
+            return Err(ConfigError("BACKUP_KEEP must be at least 1".into()));
+        }
         if let Some(v) = get("BACKUP_INTERVAL") {
             config.backup_interval = if v.trim() == "0" { Duration::ZERO } else { parse_duration("BACKUP_INTERVAL", &v)? };
         }

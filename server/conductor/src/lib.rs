@@ -123,7 +123,8 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let volumes = Arc::new(VolumeService::new(db.clone(), workers.clone()));
     let moves = Arc::new(MoveService::start(db.clone(), auth.clone(), workers.clone(), instances.clone()).await?);
     let backups = Arc::new(
-        BackupService::start(db.clone(), &config.data_dir, auth.clone(), workers.clone(), instances.clone(), config.backup_interval).await?,
+        BackupService::start(db.clone(), &config.data_dir, auth.clone(), workers.clone(), instances.clone(), config.backup_interval, config.backup_keep)
+            .await?,
     );
     let routes = Arc::new(Routes::default());
     let deployments = DeploymentService::new(

@@ -644,6 +644,10 @@ pub struct BackupJob {
     pub grant: String,
     /// The cluster's backup key (base64, 32 bytes): files are encrypted under it.
     pub key: String,
+    /// The backups of this volume the store keeps after this one is stored (this one included);
+    /// the others are deleted from it, with the contents only they used.
+    #[oai(default)]
+    pub keep: Vec<Uuid>,
 }
 
 /// Where a restore reads from: a backup in a worker's backup store.
@@ -657,13 +661,15 @@ pub struct BackupSource {
     pub key: String,
 }
 
-/// `running`, `done` or `failed`.
+/// `running`, `done`, `failed`, or `expired` (deleted from its store: more recent backups of the
+/// volume took its place, see `BACKUP_KEEP`).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
 pub enum BackupState {
     Running,
     Done,
     Failed,
+    Expired,
 }
 
 /// A backup of a volume: a consistent snapshot (SQLite databases copied online, other files as

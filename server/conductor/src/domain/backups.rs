@@ -58,6 +58,8 @@ pub struct BackupService {
     /// The cluster's backup key, base64.
     key: String,
     default_interval: Duration,
+    /// How many backups of a volume a store keeps.
+    keep: u32,
     /// Backups under way, by volume.
     running: Mutex<HashMap<String, Running>>,
     step: tokio::sync::Mutex<()>,
@@ -67,6 +69,7 @@ fn state_of(s: &str) -> BackupState {
     match s {
         "running" => BackupState::Running,
         "done" => BackupState::Done,
+        "expired" => BackupState::Expired,
         _ => BackupState::Failed,
     }
 }
@@ -110,6 +113,7 @@ impl BackupService {
         workers: Arc<WorkerService>,
         instances: Arc<InstanceService>,
         default_interval: Duration,
+        keep: u32,
     ) -> Result<Self, crate::StartError> {
         let key = load_or_create_key(&data_dir.join(KEY_FILE))?;
         let service = Self {
@@ -119,6 +123,7 @@ impl BackupService {
             instances,
             key,
             default_interval,
+            keep,
             running: Mutex::default(),
             step: tokio::sync::Mutex::new(()),
         };
@@ -185,12 +190,8 @@ impl BackupService {
             return Err(ApiError::conflict("backup_running", format!("a backup of {volume} is under way")));
         }
         let workers = self.workers.snapshot();
-        let last_store = backups::list(&self.db, Some(volume), 20)
-            .await
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .find(|b| b.state == "done")
-            .and_then(|b| Uuid::parse_str(&b.store_worker_id).ok());
+        let earlier = backups::list(&self.db, Some(volume), 200).await.map_err(ApiError::internal)?;
+        let last_store = earlier.iter().find(|b| b.state == "done").and_then(|b| Uuid::parse_str(&b.store_worker_id).ok());
         let store = choose_store(holder.id, last_store, &workers);
         let url = store.api_url.clone().ok_or_else(|| {
             ApiError::conflict("store_has_no_api", format!("worker {} serves no worker API to keep backups in", store.name))
@@ -216,7 +217,17 @@ impl BackupService {
             tracing::warn!(volume, "no other live worker: the backup is kept on the worker holding the volume");
         }
         tracing::info!(backup_id = %id, volume, holder = %holder.id, store = %store.id, "backup begun");
-        let job = BackupJob { backup_id: id, volume: volume.to_owned(), store_url: url, grant, key: self.key.clone() };
+        // This one and the newest done ones in the same store, BACKUP_KEEP in all.
+        let keep: Vec<Uuid> = std::iter::once(id)
+            .chain(
+                earlier
+                    .iter()
+                    .filter(|b| b.state == "done" && b.store_worker_id == store.id.to_string())
+                    .filter_map(|b| Uuid::parse_str(&b.id).ok())
+                    .take(self.keep.saturating_sub(1) as usize),
+            )
+            .collect();
+        let job = BackupJob { backup_id: id, volume: volume.to_owned(), store_url: url, grant, key: self.key.clone(), keep };
         let model = to_model(&row);
         self.running.lock().expect("backups lock").insert(volume.to_owned(), Running { row, job, holder: holder.id, since: Instant::now() });
         self.publish_jobs();
@@ -307,7 +318,13 @@ impl BackupService {
         }
         row.error = error;
         row.finished_at = Some(now_ms());
+        let keep = self.running.lock().expect("backups lock").get(volume).map(|r| r.job.keep.clone()).unwrap_or_default();
         backups::finish(&self.db, &row).await.map_err(ApiError::internal)?;
+        if state == BackupState::Done {
+            // The store deleted its older backups of the volume as it stored this one.
+            let keep: Vec<String> = keep.iter().map(Uuid::to_string).collect();
+            backups::expire_others(&self.db, volume, &row.store_worker_id, &keep).await.map_err(ApiError::internal)?;
+        }
         match state {
             BackupState::Done => tracing::info!(backup_id = %row.id, volume, files = row.files, bytes = row.bytes, sent = row.bytes_sent, "backup done"),
             _ => tracing::warn!(backup_id = %row.id, volume, reason = ?row.error, "backup failed"),

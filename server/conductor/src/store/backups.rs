@@ -64,6 +64,22 @@ pub async fn finish(db: &Db, row: &BackupRow) -> DbResult<()> {
     tx.commit().await
 }
 
+/// Marks the done backups of `volume` in `store` that are not in `keep` as expired (their store
+/// deleted them).
+pub async fn expire_others(db: &Db, volume: &str, store: &str, keep: &[String]) -> DbResult<u64> {
+    let keep = serde_json::to_string(keep).expect("a list of strings");
+    let done = sqlx::query(
+        "UPDATE backups SET state = 'expired' WHERE volume = ? AND store_worker_id = ? AND state = 'done' \
+         AND id NOT IN (SELECT value FROM json_each(?))",
+    )
+    .bind(volume)
+    .bind(store)
+    .bind(keep)
+    .execute(&db.write)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn get(db: &Db, id: &str) -> DbResult<Option<BackupRow>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM backups WHERE id = ?")).bind(id).fetch_optional(&db.read).await
 }
