@@ -42,7 +42,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::{Shared, volumes::ChannelReader};
+use crate::{Shared, volumes::read_blocking};
 
 /// Plaintext bytes per sealed segment.
 const SEGMENT: usize = 1 << 20;
@@ -744,19 +744,11 @@ pub async fn restore_into(source: &BackupSource, volume: &str, dest: &Path, prog
             .send()
             .await
             .map_err(|e| format!("fetching {}: {}", entry.path.display(), SdkError::from(e)))?;
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
         let (key, path, counter, mode) = (key.clone(), dest.join(&entry.path), progress.clone(), entry.mode);
-        let file_writer = tokio::task::spawn_blocking(move || restore_file(&key, &chunk, ChannelReader { rx, current: Bytes::new() }, &path, mode, &counter));
-        let mut body = response.into_inner().into_inner();
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|e| io::Error::other(format!("the store's stream broke: {e}")));
-            let failed = piece.is_err();
-            if tx.send(piece).await.is_err() || failed {
-                break;
-            }
-        }
-        drop(tx);
-        let size = file_writer.await.map_err(|e| e.to_string())?.map_err(|e| format!("{}: {e}", entry.path.display()))?;
+        let body = response.into_inner().into_inner();
+        let size = read_blocking(body, move |input| restore_file(&key, &chunk, input, &path, mode, &counter))
+            .await
+            .map_err(|e| format!("{}: {e}", entry.path.display()))?;
         writer.check_size(entry, size)?;
     }
     writer.finish()

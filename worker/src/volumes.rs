@@ -293,6 +293,25 @@ pub(crate) struct ChannelReader {
     pub(crate) current: Bytes,
 }
 
+/// Runs `consume` on a blocking thread, reading `body` as it arrives; its result, or why the
+/// stream or the thread failed.
+pub(crate) async fn read_blocking<T: Send + 'static>(
+    mut body: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin,
+    consume: impl FnOnce(ChannelReader) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+    let reader = tokio::task::spawn_blocking(move || consume(ChannelReader { rx, current: Bytes::new() }));
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| io::Error::other(format!("the stream broke: {e}")));
+        let failed = piece.is_err();
+        if tx.send(piece).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    reader.await.map_err(io::Error::other)?
+}
+
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
@@ -548,23 +567,11 @@ async fn fetch_and_install(shared: &Arc<Shared>, t: &VolumeTransfer, progress: &
             Err(e) => return Err(format!("fetching from {}: {e}", t.source_url)),
         }
     };
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
-    let dest = incoming.clone();
-    let counter = progress.clone();
-    let reader = tokio::task::spawn_blocking(move || read_archive(ChannelReader { rx, current: Bytes::new() }, &dest, &counter));
-    let mut body = response.into_inner().into_inner();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| io::Error::other(format!("the stream from the source broke: {e}")));
-        let failed = chunk.is_err();
-        if tx.send(chunk).await.is_err() || failed {
-            break;
-        }
-    }
-    drop(tx);
-    let result = reader.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
-    if let Err(why) = result {
+    let (dest, counter) = (incoming.clone(), progress.clone());
+    let body = response.into_inner().into_inner();
+    if let Err(e) = read_blocking(body, move |input| read_archive(input, &dest, &counter)).await {
         let _ = fs::remove_dir_all(&incoming);
-        return Err(why);
+        return Err(format!("from {}: {e}", t.source_url));
     }
     install(shared, &volumes, &incoming, t).await.inspect_err(|_| {
         let _ = fs::remove_dir_all(&incoming);

@@ -113,6 +113,24 @@ fn to_model(row: &MoveRow) -> VolumeMove {
     }
 }
 
+/// The row of a move beginning now.
+fn new_row(service: &str, volume: &str, source: Uuid, target: Uuid, state: MoveState, backup_id: Option<Uuid>) -> MoveRow {
+    let now = now_ms();
+    MoveRow {
+        id: Uuid::new_v4().to_string(),
+        service: service.to_owned(),
+        volume: volume.to_owned(),
+        source_worker_id: source.to_string(),
+        target_worker_id: target.to_string(),
+        state: state_name(state).into(),
+        bytes_copied: 0,
+        error: None,
+        created_at: now,
+        updated_at: now,
+        backup_id: backup_id.map(|b| b.to_string()),
+    }
+}
+
 fn uuid(s: &str) -> Uuid {
     Uuid::parse_str(s).unwrap_or_default()
 }
@@ -153,86 +171,47 @@ impl MoveService {
     /// Begins moving `service` (whose volume `volume` is on `source`) to `target`. The caller has
     /// checked that the service may go there; this records the move and stops the old instance.
     pub async fn begin(&self, service: &str, volume: &str, source: &Worker, target: &Worker) -> ApiResult<VolumeMove> {
-        let _step = self.step.lock().await;
-        if let Some((state, _)) = self.under_way(service) {
-            return Err(ApiError::conflict(
-                "move_under_way",
-                format!("{service} is already being moved (step {})", state_name(state)),
-            ));
-        }
         let source_url = source.api_url.clone().ok_or_else(|| {
             ApiError::conflict(
                 "source_has_no_api",
                 format!("worker {} serves no worker API (WORKER_API_PORT=off), so its volume cannot be fetched from it", source.name),
             )
         })?;
-        let now = now_ms();
-        let row = MoveRow {
-            id: Uuid::new_v4().to_string(),
-            service: service.to_owned(),
-            volume: volume.to_owned(),
-            source_worker_id: source.id.to_string(),
-            target_worker_id: target.id.to_string(),
-            state: state_name(MoveState::Stopping).into(),
-            bytes_copied: 0,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            backup_id: None,
-        };
-        let commit = async {
-            let mut tx = self.db.write.begin().await?;
-            moves::insert_in(&mut tx, &row).await?;
-            moves::set_desired_in(&mut tx, service, &row.source_worker_id, "stopped").await?;
-            tx.commit().await
-        };
-        commit.await.map_err(ApiError::internal)?;
-        self.instances.bump(source.id);
+        let row = new_row(service, volume, source.id, target.id, MoveState::Stopping, None);
         tracing::info!(move_id = %row.id, service, from = %source.id, to = %target.id, "volume move begun: stopping the instance");
-        let model = to_model(&row);
-        self.active
-            .lock()
-            .expect("moves lock")
-            .insert(volume.to_owned(), Active { row, grant: None, source_url, restore: None, since: Instant::now() });
-        Ok(model)
+        self.record(Active { row, grant: None, source_url, restore: None, since: Instant::now() }).await
     }
 
     /// Begins restoring `service`'s volume from a backup onto `target`. `holder` is the worker
     /// holding the volume now (the record's), which may be lost or gone; when it is live its
     /// instance is stopped first, and its copy is left in place.
     pub async fn begin_restore(&self, service: &str, volume: &str, holder: Uuid, holder_live: bool, target: &Worker, source: BackupSource, store: Uuid) -> ApiResult<VolumeMove> {
+        let state = if holder_live { MoveState::Stopping } else { MoveState::Copying };
+        let row = new_row(service, volume, holder, target.id, state, Some(source.backup_id));
+        tracing::info!(move_id = %row.id, service, backup_id = %source.backup_id, to = %target.id, "restore begun");
+        let grant = Some(source.grant.clone());
+        self.record(Active { row, grant, source_url: source.store_url.clone(), restore: Some((source, store)), since: Instant::now() }).await
+    }
+
+    /// Records a move that begins now and stops its service's old instance, in one transaction,
+    /// unless the service is being moved already.
+    async fn record(&self, active: Active) -> ApiResult<VolumeMove> {
         let _step = self.step.lock().await;
-        if let Some((state, _)) = self.under_way(service) {
+        let service = active.row.service.clone();
+        if let Some((state, _)) = self.under_way(&service) {
             return Err(ApiError::conflict("move_under_way", format!("{service} is already being moved (step {})", state_name(state))));
         }
-        let now = now_ms();
-        let state = if holder_live { MoveState::Stopping } else { MoveState::Copying };
-        let row = MoveRow {
-            id: Uuid::new_v4().to_string(),
-            service: service.to_owned(),
-            volume: volume.to_owned(),
-            source_worker_id: holder.to_string(),
-            target_worker_id: target.id.to_string(),
-            state: state_name(state).into(),
-            bytes_copied: 0,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            backup_id: Some(source.backup_id.to_string()),
-        };
+        let row = &active.row;
         let commit = async {
             let mut tx = self.db.write.begin().await?;
-            moves::insert_in(&mut tx, &row).await?;
-            moves::set_desired_in(&mut tx, service, &row.source_worker_id, "stopped").await?;
+            moves::insert_in(&mut tx, row).await?;
+            moves::set_desired_in(&mut tx, &service, &row.source_worker_id, "stopped").await?;
             tx.commit().await
         };
         commit.await.map_err(ApiError::internal)?;
-        self.instances.bump(holder);
-        tracing::info!(move_id = %row.id, service, backup_id = %source.backup_id, to = %target.id, "restore begun");
-        let model = to_model(&row);
-        let grant = Some(source.grant.clone());
-        let active = Active { row, grant, source_url: source.store_url.clone(), restore: Some((source, store)), since: Instant::now() };
-        self.active.lock().expect("moves lock").insert(volume.to_owned(), active);
+        self.instances.bump(uuid(&row.source_worker_id));
+        let model = to_model(row);
+        self.active.lock().expect("moves lock").insert(row.volume.clone(), active);
         self.publish_work();
         Ok(model)
     }
