@@ -56,7 +56,7 @@ async fn check_grant(req: &Request, bearer: Bearer) -> poem::Result<aerekos_comm
     let verifier = verifier.ok_or_else(|| {
         ApiError::unavailable("conductor_not_reached", "this worker has not reached its conductor yet, so it cannot check grants")
     })?;
-    let claims = verifier.verify(&bearer.token).map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+    let claims = verifier.verify(&bearer.token).map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
     if claims.role != aerekos_common::auth::VOLUME_TRANSFER_ROLE {
         return Err(ApiError::forbidden("not_a_grant", "volume exports take a volume transfer grant from the conductor").into());
     }

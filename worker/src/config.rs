@@ -57,6 +57,11 @@ pub struct WorkerConfig {
     /// `WORKER_TRANSFER_RATE`, bytes per second a volume export sends at most (moves); default
     /// unlimited. Keeps a large move from filling the network link.
     pub transfer_rate: Option<u64>,
+    /// `RATE_LIMIT_PER_ADDRESS`, `RATE_LIMIT_PER_CALLER`: see `aerekos_common::throttle`.
+    pub throttle: aerekos_common::throttle::ThrottleConfig,
+    /// `CORS_ALLOWED_ORIGINS` (comma-separated), default the conductor's origin: the browser
+    /// origins whose pages (the dashboard) may call the worker API.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +70,10 @@ pub struct ConfigError(pub String);
 
 impl WorkerConfig {
     pub fn new(conductor_url: impl Into<String>, registration_token: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        let conductor_url = conductor_url.into();
         Self {
-            conductor_url: conductor_url.into(),
+            cors_allowed_origins: aerekos_common::server::origins_of(&conductor_url),
+            conductor_url,
             registration_token: registration_token.into(),
             heartbeat_interval: Duration::from_secs(10),
             data_dir: data_dir.into(),
@@ -77,6 +84,7 @@ impl WorkerConfig {
             docker: true,
             platform_executable: std::env::current_exe().ok(),
             transfer_rate: None,
+            throttle: Default::default(),
         }
     }
 
@@ -111,6 +119,10 @@ impl WorkerConfig {
         if let Some(v) = get("WORKER_TRANSFER_RATE") {
             let rate: u64 = v.parse().map_err(|_| ConfigError(format!("WORKER_TRANSFER_RATE={v:?} is not a number of bytes per second")))?;
             c.transfer_rate = (rate > 0).then_some(rate);
+        }
+        c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
+        if let Some(origins) = aerekos_common::server::cors_origins_from_env(|name| get(name)) {
+            c.cors_allowed_origins = origins;
         }
         match get("WORKER_API_PORT").as_deref() {
             Some("off") => c.api_bind = None,

@@ -270,12 +270,13 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
             // Backup contents stream in of any size; the store writes them to disk as they come.
             let edge = Edge::new(metrics, 64 * 1024)
                 .quiet(&["health", "metrics"])
+                .throttle(&shared.config.throttle)
                 .body_limit_exempt(Arc::new(|path: &str| path.starts_with("/api/worker/backups/")));
             let app = aerekos_common::server::api_routes(api::service(), shared.clone())
                 .with(edge)
                 // The dashboard, served by the conductor (another origin), reads the instances and
-                // their output here with a user's bearer token: no cookies, so any origin may ask.
-                .with(poem::middleware::Cors::new());
+                // their output here with a user's bearer token; other origins are refused.
+                .with(aerekos_common::server::cors_allow_list(shared.config.cors_allowed_origins.clone()));
             Some(aerekos_common::server::serve(addr, app).await?)
         }
         None => None,

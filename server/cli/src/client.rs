@@ -26,6 +26,12 @@ pub struct Global {
     output: Format,
 }
 
+impl Global {
+    pub fn output(&self) -> Format {
+        self.output
+    }
+}
+
 #[derive(clap::Args)]
 pub struct LoginArgs {
     #[command(flatten)]
@@ -201,28 +207,55 @@ pub fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
 }
 
-fn api<T>(r: Result<aerekos_sdk::ResponseValue<T>, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>) -> anyhow::Result<T> {
+pub(crate) fn api<T>(r: Result<aerekos_sdk::ResponseValue<T>, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>) -> anyhow::Result<T> {
     r.map(aerekos_sdk::ResponseValue::into_inner).map_err(|e| anyhow::anyhow!(SdkError::from(e)))
+}
+
+/// A password or other secret: one line of stdin, else the variable `env`, else a prompt.
+pub(crate) fn read_secret(from_stdin: bool, env: &str, prompt: &str) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    } else if let Ok(p) = std::env::var(env) {
+        Ok(p)
+    } else {
+        Ok(rpassword::prompt_password(prompt)?)
+    }
+}
+
+fn credentials_path() -> anyhow::Result<PathBuf> {
+    Ok(config_dir()?.join("credentials.json"))
+}
+
+fn save_credentials(creds: &Credentials) -> anyhow::Result<()> {
+    let dir = config_dir()?;
+    aerekos_common::secrets::create_private_dir(&dir)?;
+    aerekos_common::secrets::write_secret_file(&credentials_path()?, serde_json::to_string_pretty(creds)?.as_bytes())?;
+    Ok(())
+}
+
+/// Replaces the saved token with `session`'s (after a password change).
+pub(crate) fn save_session(global: &Global, session: &types::LoginResponse) -> anyhow::Result<()> {
+    let url = global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
+    let username = session.user.username.clone();
+    save_credentials(&Credentials { url, username, token: session.token.clone(), expires_at: session.expires_at })
+}
+
+pub(crate) fn forget_credentials() -> anyhow::Result<()> {
+    match std::fs::remove_file(credentials_path()?) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let url = args.global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
-    let password = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        line.trim_end_matches(['\n', '\r']).to_owned()
-    } else if let Ok(p) = std::env::var("AEREKOS_PASSWORD") {
-        p
-    } else {
-        rpassword::prompt_password(format!("password for {} at {url}: ", args.username))?
-    };
+    let password = read_secret(args.password_stdin, "AEREKOS_PASSWORD", &format!("password for {} at {url}: ", args.username))?;
     let client = Conductor::new(&url);
     let session = client.login_as(&args.username, &password).await?;
     let creds = Credentials { url: url.clone(), username: args.username.clone(), token: session.token, expires_at: session.expires_at };
-    let dir = config_dir()?;
-    aerekos_common::secrets::create_private_dir(&dir)?;
-    let path = dir.join("credentials.json");
-    aerekos_common::secrets::write_secret_file(&path, serde_json::to_string_pretty(&creds)?.as_bytes())?;
+    save_credentials(&creds)?;
     match args.global.output {
         Format::Json => println!("{}", serde_json::json!({ "url": url, "username": args.username, "role": session.user.role, "expires_at": session.expires_at })),
         Format::Table => println!("logged in to {url} as {} ({}) until {}", args.username, session.user.role, session.expires_at),

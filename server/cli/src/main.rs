@@ -1,6 +1,7 @@
 //! The `aerekos` command. Thin: it parses arguments and configuration and calls the libraries
 //! ([`platform`]) or, as a client of a running platform, the SDK ([`client`]).
 
+mod access;
 mod artifact;
 mod client;
 mod output;
@@ -76,6 +77,35 @@ enum Command {
         #[command(subcommand)]
         command: client::BackupsCommand,
     },
+    /// Users: list, add, change role, disable or enable, delete, reset a password.
+    Users {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: access::UsersCommand,
+    },
+    /// Sessions and service tokens: list, revoke.
+    Tokens {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: access::TokensCommand,
+    },
+    /// Revoke your saved token and forget it.
+    Logout {
+        #[command(flatten)]
+        global: client::Global,
+    },
+    /// Change your password (all your sessions end; a new one is saved).
+    Password {
+        #[command(flatten)]
+        global: client::Global,
+        /// Read the current, then the new password from two lines of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// The audit trail: who changed what, newest first.
+    Audit(access::AuditArgs),
     /// The worker registration token.
     Token {
         #[command(flatten)]
@@ -103,6 +133,11 @@ fn main() {
         Command::Backup(args) => client::run(artifact::backup(args)),
         Command::Restore(args) => artifact::restore(args),
         Command::Token { global, command } => client::run(client::token(global, command)),
+        Command::Users { global, command } => client::run(access::users(global, command)),
+        Command::Tokens { global, command } => client::run(access::tokens(global, command)),
+        Command::Logout { global } => client::run(access::logout(global)),
+        Command::Password { global, password_stdin } => client::run(access::password(global, password_stdin)),
+        Command::Audit(args) => client::run(access::audit(args)),
     };
     if let Err(e) = result {
         // One readable line (the SDK's errors carry the status, code, message and request id).

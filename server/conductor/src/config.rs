@@ -40,6 +40,11 @@ pub struct ConductorConfig {
     /// `BACKUP_KEEP`, default 24: how many backups of each volume a store keeps (older ones, and
     /// the contents only they used, are deleted when a new one is stored).
     pub backup_keep: u32,
+    /// `RATE_LIMIT_PER_ADDRESS`, `RATE_LIMIT_PER_CALLER`: see `aerekos_common::throttle`.
+    pub throttle: aerekos_common::throttle::ThrottleConfig,
+    /// `CORS_ALLOWED_ORIGINS` (comma-separated), default none: browser origins other than the
+    /// conductor's own whose pages may call its API. The dashboard is same-origin and needs none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,8 @@ impl ConductorConfig {
             instance_ports: 20000..=29999,
             backup_interval: Duration::from_secs(3600),
             backup_keep: 24,
+            throttle: Default::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 
@@ -103,6 +110,8 @@ impl ConductorConfig {
             config.worker_ttl = parse_duration("WORKER_TTL", &v)?;
         }
         config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
+        config.throttle = aerekos_common::throttle::ThrottleConfig::from_lookup(&get).map_err(ConfigError)?;
+        config.cors_allowed_origins = aerekos_common::server::cors_origins_from_env(&get).unwrap_or_default();
         config.backup_keep = parse(&get, "BACKUP_KEEP", config.backup_keep)?;
         if config.backup_keep == 0 {
             return Err(ConfigError("BACKUP_KEEP must be at least 1".into()));

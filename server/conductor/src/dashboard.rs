@@ -10,6 +10,10 @@
 //! - any other GET the API does not know (`/workers/…`, `/keys`, a reload on a client route) is
 //!   the app too, so the dashboard's own routing takes over. The API's own non-`/api` paths
 //!   (`/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs`) answer as before.
+//!
+//! Every file of the bundle carries the security headers ([`security_headers`]): a strict CSP
+//! (scripts only from the bundle, no inline script; API calls only to this origin and to the
+//! workers' APIs, for instance output), no sniffing, no framing, no referrer to other origins.
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
@@ -17,6 +21,7 @@ use poem::{
     http::{Method, StatusCode, header},
 };
 use rust_embed::RustEmbed;
+use std::sync::Arc;
 
 #[derive(RustEmbed)]
 #[folder = "../dashboard/dist"]
@@ -24,14 +29,47 @@ struct Bundle;
 
 const INDEX: &str = "index.html";
 
+/// The origins, besides the conductor's own, that the dashboard's pages may call (the workers' APIs).
+pub type ConnectSources = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 pub struct Dashboard<E> {
     inner: E,
+    connect_sources: ConnectSources,
 }
 
 impl<E> Dashboard<E> {
-    pub fn new(inner: E) -> Self {
-        Self { inner }
+    pub fn new(inner: E, connect_sources: ConnectSources) -> Self {
+        Self { inner, connect_sources }
     }
+}
+
+/// The Content-Security-Policy of the dashboard. Styles may be inline: react-native-web writes its
+/// style sheet at run time (styles cannot run code; scripts are held to the bundle's own file).
+pub fn content_security_policy(connect_sources: &[String]) -> String {
+    let mut connect = String::from("'self'");
+    for origin in connect_sources {
+        // Only well-formed origins: a worker's api_url must not be able to inject directives.
+        if origin.bytes().all(|b| b.is_ascii_alphanumeric() || b":/.-[]".contains(&b)) {
+            connect.push(' ');
+            connect.push_str(origin);
+        }
+    }
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         font-src 'self'; connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
+         object-src 'none'"
+    )
+}
+
+fn security_headers(resp: &mut Response, connect_sources: &[String]) {
+    let headers = resp.headers_mut();
+    if let Ok(csp) = header::HeaderValue::from_str(&content_security_policy(connect_sources)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    headers.insert("cross-origin-opener-policy", header::HeaderValue::from_static("same-origin"));
 }
 
 fn is_api(path: &str) -> bool {
@@ -67,21 +105,27 @@ impl<E: Endpoint> Endpoint for Dashboard<E> {
         if is_api(&path) || !matches!(*req.method(), Method::GET | Method::HEAD) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
+        // Every file of the bundle goes out with the security headers.
+        let serve = |req: Request, file: String| async move {
+            let mut resp = serve(req, &file).await?;
+            security_headers(&mut resp, &(self.connect_sources)());
+            poem::Result::Ok(resp)
+        };
         if path == "/" || path == "/index.html" {
-            return serve(req, INDEX).await;
+            return serve(req, INDEX.to_owned()).await;
         }
         let file = path.trim_start_matches('/');
         if Bundle::get(file).is_some() {
-            return serve(req, file).await;
+            return serve(req, file.to_owned()).await;
         }
         // Not a file of the bundle: the API's own paths first, then the app's client routes.
         let fallback = Request::builder().method(req.method().clone()).uri_str("/").finish();
         match self.inner.call(req).await {
             Ok(resp) => {
                 let resp = resp.into_response();
-                if resp.status() == StatusCode::NOT_FOUND { serve(fallback, INDEX).await } else { Ok(resp) }
+                if resp.status() == StatusCode::NOT_FOUND { serve(fallback, INDEX.to_owned()).await } else { Ok(resp) }
             }
-            Err(e) if e.status() == StatusCode::NOT_FOUND => serve(fallback, INDEX).await,
+            Err(e) if e.status() == StatusCode::NOT_FOUND => serve(fallback, INDEX.to_owned()).await,
             Err(e) => Err(e),
         }
     }

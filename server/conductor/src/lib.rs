@@ -63,6 +63,7 @@ pub struct ConductorHandle {
     state: Arc<AppState>,
     flusher: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
     deployment_loop: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 impl ConductorHandle {
@@ -94,6 +95,7 @@ impl ConductorHandle {
     pub async fn shutdown(self) -> std::io::Result<()> {
         // Workers waiting on their assignments are answered now, not at the end of their wait.
         self.state.instances.close();
+        self.housekeeping.abort();
         let (stop, task) = self.deployment_loop;
         let _ = stop.send(());
         let _ = task.await;
@@ -162,6 +164,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
 
     let edge = Edge::new(metrics, config.max_body_bytes)
         .quiet(&["worker_heartbeat", "get_assignments", "health", "ready", "metrics"])
+        .throttle(&config.throttle)
         .body_limit_exempt(Arc::new(move |path: &str| {
             gateway::service_of(path).is_some_and(|s| routes.snapshot().services.contains_key(s))
         }));
@@ -171,14 +174,31 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         .nest("/docs", spec.swagger_ui())
         .nest("/", spec)
         .data(state.clone());
+    let app = domain::audit::Audited::new(app, state.clone());
     let app = gateway::Gateway::new(app, state.clone());
     // The web dashboard at `/` (and its client routes); `/api/…` passes through untouched.
-    let app = dashboard::Dashboard::new(app).with(edge);
+    let workers_for_csp = state.workers.clone();
+    let worker_origins: dashboard::ConnectSources = Arc::new(move || {
+        let mut origins: Vec<String> = workers_for_csp
+            .snapshot()
+            .iter()
+            .filter_map(|w| w.api_url.as_deref())
+            .flat_map(aerekos_common::server::origins_of)
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    });
+    let app = dashboard::Dashboard::new(app, worker_origins)
+        // Without an allow-list there is no CORS at all: browsers keep other origins out.
+        .with_if(!config.cors_allowed_origins.is_empty(), aerekos_common::server::cors_allow_list(config.cors_allowed_origins.clone()))
+        .with(edge);
     let server = aerekos_common::server::serve(config.bind, app).await?;
     tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
     let flusher = spawn_heartbeat_flusher(state.clone());
     let deployment_loop = spawn_deployment_loop(state.clone());
-    Ok(ConductorHandle { server, state, flusher, deployment_loop })
+    let housekeeping = spawn_housekeeping(state.clone());
+    Ok(ConductorHandle { server, state, flusher, deployment_loop, housekeeping })
 }
 
 /// Runs [`DeploymentService::tick`] every [`domain::deployments::TICK`], and at once after an
@@ -198,6 +218,23 @@ fn spawn_deployment_loop(state: Arc<AppState>) -> (tokio::sync::oneshot::Sender<
         }
     });
     (stop, task)
+}
+
+/// Every hour: forgets expired tokens and revocations, and audit records past their retention.
+fn spawn_housekeeping(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.auth.prune_expired().await {
+                tracing::warn!(error = %e, "pruning expired tokens failed; trying again in an hour");
+            }
+            if let Err(e) = domain::audit::prune(&state.db).await {
+                tracing::warn!(error = %e, "pruning old audit records failed; trying again in an hour");
+            }
+        }
+    })
 }
 
 /// Writes heartbeats behind to SQLite every [`domain::workers::FLUSH_INTERVAL`] until told to stop.

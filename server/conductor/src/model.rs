@@ -30,13 +30,135 @@ impl Role {
     }
 }
 
-/// A seeded user of the platform.
+/// A user of the platform.
 #[derive(Object, Debug, Clone)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
     pub role: Role,
+    /// A disabled user cannot log in, and its tokens were revoked when it was disabled.
+    pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The platform's users.
+#[derive(Object, Debug, Clone)]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+/// A new user (admin only).
+#[derive(Object, Debug, Clone)]
+pub struct CreateUserRequest {
+    /// 1–64 characters of a–z, 0–9, `.`, `_` or `-`.
+    pub username: String,
+    pub role: Role,
+    /// 12–1024 bytes.
+    pub password: String,
+}
+
+/// Changes to a user (admin only); what is left out stays. Disabling or demoting an admin revokes
+/// the user's tokens; the last enabled admin can be neither.
+#[derive(Object, Debug, Clone, Default)]
+#[oai(skip_serializing_if_is_none)]
+pub struct UpdateUserRequest {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+}
+
+/// A new password set by an admin; the user's tokens are revoked.
+#[derive(Object, Debug, Clone)]
+pub struct SetPasswordRequest {
+    /// 12–1024 bytes.
+    pub password: String,
+}
+
+/// A user changing their own password.
+#[derive(Object, Debug, Clone)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 12–1024 bytes.
+    pub new_password: String,
+}
+
+/// What a token the conductor signed is for.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum IssuedTokenKind {
+    /// A user's login.
+    Session,
+    /// A service token (from `POST /api/auth/service-tokens`, or one a worker got for an instance).
+    Service,
+}
+
+/// A token the conductor signed that is still valid. The token itself is never shown again.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct IssuedToken {
+    /// The token's id (its `jti` claim); revoke it with `DELETE /api/auth/tokens/{id}`.
+    pub id: String,
+    pub kind: IssuedTokenKind,
+    /// The user of a session.
+    pub user_id: Option<Uuid>,
+    /// The username or service name.
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Valid tokens, newest first (at most 1,000).
+#[derive(Object, Debug, Clone)]
+pub struct IssuedTokenList {
+    pub tokens: Vec<IssuedToken>,
+}
+
+/// A revoked token, refused until it expires.
+#[derive(Object, Debug, Clone)]
+pub struct Revocation {
+    /// The token's `jti`.
+    pub token_id: String,
+    /// Its `exp` (Unix seconds): after it the token is refused anyway.
+    pub expires_at: i64,
+}
+
+/// What services and workers learn from `GET /api/auth/revocations`.
+#[derive(Object, Debug, Clone)]
+pub struct RevocationFeed {
+    /// Unexpired revocations after the `after` asked for, oldest first (at most 1,000).
+    pub revocations: Vec<Revocation>,
+    /// The `after` to ask with next.
+    pub next_after: i64,
+    /// True when the feed was sent from its start because `after` was ahead of it (the
+    /// conductor's database was replaced): the follower should drop what it knew.
+    pub restarted: bool,
+}
+
+/// One record of the audit trail.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `user:<name>`, `service:<name>`, `worker:<id>` or `anonymous`.
+    pub actor: String,
+    /// The operation id, e.g. `deploy_service` or `login`.
+    pub action: String,
+    /// The path asked for, e.g. `/api/services/key_manager/deploy`.
+    pub target: String,
+    /// The HTTP status answered: 2xx done, 4xx refused, 5xx failed.
+    pub status: u16,
+    pub request_id: String,
+    pub client_ip: Option<String>,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
 }
 
 /// Credentials of a seeded user.
@@ -73,6 +195,8 @@ pub struct ServiceTokenRequest {
 pub struct ServiceToken {
     /// Send it as `Authorization: Bearer <token>`.
     pub token: String,
+    /// Its id, to revoke it with `DELETE /api/auth/tokens/{id}`.
+    pub token_id: String,
     pub service: String,
     pub expires_at: DateTime<Utc>,
 }

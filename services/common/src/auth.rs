@@ -34,10 +34,23 @@ pub struct Claims {
 pub enum TokenError {
     #[error("the token has expired; log in again")]
     Expired,
+    #[error("the token has been revoked (logged out, its user disabled, removed or given a new password, or revoked by an admin); log in again")]
+    Revoked,
     #[error("the token was signed by a key this server does not trust (key id {0:?})")]
     UnknownKey(Option<String>),
     #[error("the token is not valid: {0}")]
     Invalid(String),
+}
+
+impl TokenError {
+    /// The `ErrorBody` code of the 401 a server answers with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "token_expired",
+            TokenError::Revoked => "token_revoked",
+            _ => "invalid_token",
+        }
+    }
 }
 
 /// Checks tokens against one Ed25519 public key.
@@ -51,6 +64,50 @@ pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
     verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Claims>>>,
+    revoked: Revocations,
+}
+
+/// The ids (`jti`) of tokens revoked before they expire, with each one's expiry (Unix seconds),
+/// after which the token is refused anyway and the entry can go. In the conductor they are added
+/// as tokens are revoked; every other server learns them from the conductor's revocation feed
+/// (`aerekos_trust::follow_revocations`). Clones share the set.
+#[derive(Clone, Default)]
+pub struct Revocations(std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, i64>>>);
+
+impl Revocations {
+    /// Refuses token `jti` (which expires at `expires_at`, Unix seconds) from now on.
+    pub fn revoke(&self, jti: &str, expires_at: i64) {
+        let mut set = self.0.write().expect("revocations lock");
+        let now = unix_now();
+        if set.len() >= VERIFIED_CACHE_SIZE {
+            set.retain(|_, exp| *exp + LEEWAY_SECS as i64 >= now);
+        }
+        set.insert(jti.to_owned(), expires_at);
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.0.read().expect("revocations lock").contains_key(jti)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().expect("revocations lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when no verifier shares this set any more (a follower of the feed can stop).
+    pub fn is_abandoned(&self) -> bool {
+        std::sync::Arc::strong_count(&self.0) == 1
+    }
+}
+
+/// Clock skew tolerated on `exp` between the conductor and the server checking a token.
+const LEEWAY_SECS: u64 = 30;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 pub const VERIFIED_CACHE_SIZE: usize = 10_000;
@@ -63,21 +120,33 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 30;
-        Ok(Self { key_id: key_id.to_owned(), key, validation, verified: Default::default() })
+        validation.leeway = LEEWAY_SECS;
+        Ok(Self { key_id: key_id.to_owned(), key, validation, verified: Default::default(), revoked: Revocations::default() })
     }
 
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
 
+    /// The revoked tokens this verifier refuses (shared with its clones).
+    pub fn revocations(&self) -> &Revocations {
+        &self.revoked
+    }
+
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        if let Some(claims) = self.verified.lock().expect("token cache").get(token) {
-            if claims.exp > now {
-                return Ok(claims.clone());
-            }
+        let now = unix_now();
+        let cached = self.verified.lock().expect("token cache").get(token).filter(|c| c.exp > now).cloned();
+        let claims = match cached {
+            Some(claims) => claims,
+            None => self.verify_and_remember(token)?,
+        };
+        if self.revoked.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked);
         }
+        Ok(claims)
+    }
+
+    fn verify_and_remember(&self, token: &str) -> Result<Claims, TokenError> {
         let claims = self.verify_signature(token)?;
         let mut cache = self.verified.lock().expect("token cache");
         if cache.len() >= VERIFIED_CACHE_SIZE {
@@ -133,7 +202,7 @@ impl TokenVerifier {
     /// `invalid_token`, with what was wrong).
     pub fn caller(&self, token: &str) -> Result<Caller, crate::ApiError> {
         let claims = self.verify(token).map_err(|e| {
-            let code = if matches!(e, TokenError::Expired) { "token_expired" } else { "invalid_token" };
+            let code = e.code();
             crate::ApiError::unauthorized(code, e.to_string())
         })?;
         Caller::from_claims(&claims).map_err(|e| crate::ApiError::unauthorized("invalid_token", e.to_string()))

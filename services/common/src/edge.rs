@@ -56,11 +56,18 @@ pub struct Edge {
     metrics: Arc<Metrics>,
     quiet_operations: Arc<HashSet<&'static str>>,
     exempt: Option<BodyLimitExemption>,
+    throttle: Option<crate::throttle::Throttle>,
 }
 
 impl Edge {
     pub fn new(metrics: Arc<Metrics>, max_body_bytes: u64) -> Self {
-        Self { max_body_bytes, metrics, quiet_operations: Arc::default(), exempt: None }
+        Self { max_body_bytes, metrics, quiet_operations: Arc::default(), exempt: None, throttle: None }
+    }
+
+    /// Requests over `config`'s limits are answered 429 here (see [`crate::throttle`]).
+    pub fn throttle(mut self, config: &crate::throttle::ThrottleConfig) -> Self {
+        self.throttle = Some(crate::throttle::Throttle::new(config));
+        self
     }
 
     /// Requests for which `exempt(path)` holds are not held to the body limit (the conductor's
@@ -107,6 +114,9 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
 
         let (mut resp, operation) = REQUEST_ID
             .scope(request_id.clone(), async {
+                if let Some(wait_secs) = self.edge.throttle.as_ref().and_then(|t| t.check(&req).err()) {
+                    return (crate::throttle::too_many_requests(wait_secs), None);
+                }
                 let declared_len = req
                     .headers()
                     .get(header::CONTENT_LENGTH)

@@ -43,6 +43,10 @@ pub enum ApiError {
     /// The request body is larger than the server accepts.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// Too many requests (from this address or this caller), or too many failed logins: try again
+    /// after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// The server failed; the request id finds the details in its log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -67,6 +71,7 @@ impl ApiError {
             404 => Self::NotFound(body),
             409 => Self::Conflict(body),
             413 => Self::PayloadTooLarge(body),
+            429 => Self::TooManyRequests(body, 1),
             503 => Self::Unavailable(body),
             s if s >= 500 => Self::Internal(body),
             _ => Self::BadRequest(body),
@@ -87,6 +92,11 @@ impl ApiError {
     }
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
+    }
+    /// A 429 telling the caller to wait `retry_after_secs` (also sent as `Retry-After`).
+    pub fn too_many_requests(code: &str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let body = Json(ErrorBody { code: code.into(), message: message.into(), request_id: current_request_id() });
+        Self::TooManyRequests(body, retry_after_secs.max(1))
     }
     pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
@@ -112,6 +122,7 @@ impl ApiError {
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
             Self::PayloadTooLarge(_) => 413,
+            Self::TooManyRequests(..) => 429,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
         };
@@ -126,6 +137,7 @@ impl ApiError {
             | Self::NotFound(b)
             | Self::Conflict(b)
             | Self::PayloadTooLarge(b)
+            | Self::TooManyRequests(b, _)
             | Self::Internal(b)
             | Self::Unavailable(b) => &b.0,
         }

@@ -8,6 +8,7 @@
 //! - [`db`]: the SQLite set-up (WAL, one writer pool, a reader pool, migrations);
 //! - [`secrets`]: 0600 files written whole or not at all;
 //! - [`server`]: binding a listener (port 0 in tests) and serving with graceful shutdown;
+//! - [`throttle`]: token buckets per client address and per caller (429 with `Retry-After`);
 //! - [`telemetry`]: tracing set-up for binaries;
 //! - [`volume_hold`]: the backup hold a stateful service respects before deleting files.
 
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;
+pub mod throttle;
 pub mod volume_hold;
 
 pub use error::{ApiError, ApiResult, ErrorBody};

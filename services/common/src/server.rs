@@ -115,3 +115,46 @@ impl Acceptor for NoDelay {
         Ok(accepted)
     }
 }
+
+/// CORS answered only for `origins` (each `scheme://host[:port]`): a preflight from any other
+/// origin is refused with 403 and no `Access-Control-Allow-Origin`, so browsers block the call.
+pub fn cors_allow_list(origins: Vec<String>) -> poem::middleware::Cors {
+    poem::middleware::Cors::new()
+        .allow_origins_fn(move |origin| origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin)))
+        .expose_header(crate::edge::REQUEST_ID_HEADER)
+}
+
+/// The origin of `url` as a browser sends it; a loopback host in each spelling a browser may use
+/// (`127.0.0.1`, `localhost`, `[::1]`), since the dashboard of `aerekos up` is opened either way.
+pub fn origins_of(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else { return Vec::new() };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() && !h.ends_with(':') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    let loopback = ["127.0.0.1", "localhost", "[::1]"];
+    if loopback.contains(&host) {
+        loopback.iter().map(|h| format!("{scheme}://{h}{port}")).collect()
+    } else {
+        vec![format!("{scheme}://{host}{port}")]
+    }
+}
+
+/// `CORS_ALLOWED_ORIGINS`: a comma-separated list of origins, or None when unset.
+pub fn cors_origins_from_env(get: impl Fn(&str) -> Option<String>) -> Option<Vec<String>> {
+    get("CORS_ALLOWED_ORIGINS").map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn origins_of_loopback_and_other_hosts() {
+        assert_eq!(
+            super::origins_of("http://127.0.0.1:8080/"),
+            ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"]
+        );
+        assert_eq!(super::origins_of("https://cloud.example.com"), ["https://cloud.example.com"]);
+    }
+}

@@ -25,6 +25,8 @@ pub struct KeyManagerConfig {
     /// `KEY_DELETION_WAITING_PERIOD`, default 7 days: the shortest time between scheduling a key's
     /// deletion and its destruction.
     pub deletion_waiting_period: Duration,
+    /// `RATE_LIMIT_PER_ADDRESS`, `RATE_LIMIT_PER_CALLER`: see `aerekos_common::throttle`.
+    pub throttle: aerekos_common::throttle::ThrottleConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,7 @@ impl KeyManagerConfig {
             max_batch_items: 1000,
             max_body_bytes: 16 * 1024 * 1024,
             deletion_waiting_period: Duration::from_secs(7 * 24 * 3600),
+            throttle: Default::default(),
         }
     }
 
@@ -71,6 +74,7 @@ impl KeyManagerConfig {
             c.deletion_waiting_period = humantime::parse_duration(&v)
                 .map_err(|e| ConfigError(format!("KEY_DELETION_WAITING_PERIOD={v:?}: {e}")))?;
         }
+        c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
         Ok(c)
     }
 }

@@ -31,6 +31,8 @@ pub struct StorageManagerConfig {
     /// `/health` answers 503, so the worker restarts the instance and gives it a fresh token
     /// before encryption stops working.
     pub service_token_renew_before: std::time::Duration,
+    /// `RATE_LIMIT_PER_ADDRESS`, `RATE_LIMIT_PER_CALLER`: see `aerekos_common::throttle`.
+    pub throttle: aerekos_common::throttle::ThrottleConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,7 @@ impl StorageManagerConfig {
             max_body_bytes: 1024 * 1024,
             max_object_bytes: 5 << 40,
             service_token_renew_before: std::time::Duration::from_secs(24 * 3600),
+            throttle: Default::default(),
         }
     }
 
@@ -82,6 +85,7 @@ impl StorageManagerConfig {
         c.max_object_bytes = num("MAX_OBJECT_BYTES", c.max_object_bytes)?;
         c.service_token_renew_before =
             std::time::Duration::from_secs(num("SERVICE_TOKEN_RENEW_BEFORE", c.service_token_renew_before.as_secs())?);
+        c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
         Ok(c)
     }
 }

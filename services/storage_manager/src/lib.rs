@@ -116,6 +116,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
     // Object bodies stream past the JSON body limit: uploads through the API and everything S3.
     let edge = Edge::new(metrics, config.max_body_bytes)
         .quiet(&["health", "ready", "metrics"])
+        .throttle(&aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url))
         .body_limit_exempt(Arc::new(|path: &str| !is_own_path(path) || is_upload_path(path)));
     let app = FrontDoor { own, s3 }.with(edge);
     let server = aerekos_common::server::serve(config.bind, app).await?;

@@ -1,10 +1,12 @@
 //! The HTTP surface: thin poem-openapi endpoints that check the caller, call the domain layer and
 //! return its answer. The spec in `openapi/conductor.json` is generated from these.
 
+mod audit;
 mod auth;
 mod services;
 mod system;
 mod token;
+mod users;
 pub(crate) mod workers;
 
 use std::sync::Arc;
@@ -20,6 +22,10 @@ pub enum ApiTags {
     Auth,
     /// The worker registration token.
     Token,
+    /// Users: who may log in, with which role.
+    Users,
+    /// The audit trail of changes.
+    Audit,
     /// Workers: registration, heartbeats, the registry, cluster resources.
     Workers,
     /// The service catalog and its deployments.
@@ -53,13 +59,21 @@ async fn check_caller(req: &Request, bearer: Bearer) -> poem::Result<aerekos_com
 #[oai(ty = "bearer")]
 pub struct WorkerAuth(Bearer);
 
-pub type ConductorApi = (auth::AuthApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, system::SystemApi);
+pub type ConductorApi = (
+    auth::AuthApi,
+    users::UsersApi,
+    token::TokenApi,
+    workers::WorkersApi,
+    services::ServicesApi,
+    audit::AuditApi,
+    system::SystemApi,
+);
 
 /// The conductor's OpenAPI service. Building it needs no state, so the spec can be written without
 /// starting a server.
 pub fn service() -> OpenApiService<ConductorApi, ()> {
     OpenApiService::new(
-        (auth::AuthApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, system::SystemApi),
+        (auth::AuthApi, users::UsersApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, audit::AuditApi, system::SystemApi),
         "aerekos conductor",
         env!("CARGO_PKG_VERSION"),
     )

@@ -201,7 +201,7 @@ impl WorkersApi {
                 ));
             }
         };
-        state.auth.service_token(&service, Some(crate::domain::auth::INSTANCE_SERVICE_TOKEN_SECS)).map(Json)
+        state.auth.service_token(&service, Some(crate::domain::auth::INSTANCE_SERVICE_TOKEN_SECS)).await.map(Json)
     }
 
     /// One instance.

@@ -1,8 +1,16 @@
-//! Users, logins and tokens.
+//! Logins and tokens.
 //!
-//! Users are seeded from configuration only (no sign-up). Tokens are EdDSA JWTs signed with a key
-//! generated on first start into the data directory; its public half is published as a JWKS so other
-//! components verify tokens without a shared secret.
+//! Users are seeded from configuration and managed by admins through the API (`users.rs`; no
+//! sign-up). Tokens are EdDSA JWTs signed with a key generated on first start into the data
+//! directory; its public half is published as a JWKS so other components verify tokens without a
+//! shared secret.
+//!
+//! Revocation: every session and service token is recorded (`issued_tokens`) when signed. Revoking
+//! one (logout, a user disabled, deleted or given a new password, an admin's revoke) appends its id
+//! to the revocation feed in the same transaction, adds it to this conductor's verifier at once, and
+//! wakes the followers of `GET /api/auth/revocations` (every service and worker keeps one long poll
+//! open, see `aerekos_trust::follow_revocations`), so the token is refused everywhere within about
+//! a round trip while the conductor is reachable.
 
 use std::{path::Path, time::Duration};
 
@@ -25,8 +33,8 @@ use aerekos_common::secrets::write_secret_file;
 use super::{from_ms, passwords, random_secret};
 use crate::{
     config::ConductorConfig,
-    model::{Jwk, Jwks, LoginResponse, Role, ServiceToken, User},
-    store::{Db, users, users::UserRow},
+    model::{IssuedToken, IssuedTokenKind, Jwk, Jwks, LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User},
+    store::{Db, issued_tokens, users, users::UserRow},
     StartError,
 };
 
@@ -43,6 +51,8 @@ pub struct AuthedUser {
     pub id: Uuid,
     pub username: String,
     pub role: Role,
+    /// The `jti` of the token presented.
+    pub token_id: String,
 }
 
 impl AuthedUser {
@@ -67,7 +77,13 @@ pub struct AuthService {
     /// Verified against when the username is unknown, so a login takes as long either way and does
     /// not reveal which usernames exist.
     dummy_hash: String,
+    login_guard: super::login_guard::LoginGuard,
+    /// The number of the newest revocation; followers of the feed wait for it to change.
+    feed: tokio::sync::watch::Sender<i64>,
 }
+
+/// The most revocations one answer of the feed carries.
+const FEED_PAGE: i64 = 1000;
 
 /// A user listed in `AEREKOS_USERS_FILE`.
 #[derive(Debug, Deserialize)]
@@ -99,6 +115,20 @@ impl AuthService {
             use_: "sig".into(),
         };
         let dummy_hash = passwords::hash(random_secret("", 16)).await;
+        // Tokens revoked before a restart stay refused after it.
+        let now = chrono::Utc::now().timestamp();
+        let mut after = 0;
+        loop {
+            let page = issued_tokens::revocations_after(&db, after, now, FEED_PAGE).await?;
+            for (_, jti, exp) in &page {
+                verifier.revocations().revoke(jti, *exp);
+            }
+            match page.last() {
+                Some((seq, ..)) if page.len() as i64 == FEED_PAGE => after = *seq,
+                _ => break,
+            }
+        }
+        let (feed, _) = tokio::sync::watch::channel(issued_tokens::last_revocation(&db).await?);
         let service = Self {
             db,
             encoding_key,
@@ -106,6 +136,8 @@ impl AuthService {
             jwk,
             expires_in: config.jwt_expires_in,
             dummy_hash,
+            login_guard: Default::default(),
+            feed,
         };
         service.seed_users(config).await?;
         Ok(service)
@@ -183,11 +215,20 @@ impl AuthService {
         }
     }
 
-    pub async fn login(&self, username: &str, password: &str) -> ApiResult<LoginResponse> {
+    /// Logs `username` in from `client`. Failed attempts back off (see [`super::login_guard`]).
+    pub async fn login(&self, username: &str, password: &str, client: std::net::IpAddr) -> ApiResult<LoginResponse> {
         if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
             return Err(ApiError::bad_request(
                 "invalid_login",
                 "username (1–64 bytes) and password (1–1024 bytes) are both required",
+            ));
+        }
+        if let Some(wait) = self.login_guard.wait(username, client) {
+            let secs = wait.as_secs_f64().ceil() as u64;
+            return Err(ApiError::too_many_requests(
+                "login_throttled",
+                format!("too many failed logins for this username from this address; try again in {secs} s"),
+                secs,
             ));
         }
         let row = users::find_by_username(&self.db, username).await.map_err(ApiError::internal)?;
@@ -196,23 +237,122 @@ impl AuthService {
         let row = match row {
             Some(row) if matches => row,
             _ => {
+                self.login_guard.failed(username, client);
                 return Err(ApiError::unauthorized("invalid_credentials", "wrong username or password"));
             }
         };
+        self.login_guard.succeeded(username, client);
+        if row.disabled {
+            return Err(ApiError::forbidden("user_disabled", format!("user {username:?} is disabled; an admin can enable it")));
+        }
         let user = user_from_row(&row)?;
-        let (token, exp) = self.sign(user.id.to_string(), &user.username, user.role.as_str(), self.expires_in)?;
         tracing::info!(username = %user.username, "login");
+        self.session(user).await
+    }
+
+    /// A new recorded session token for `user`.
+    pub(super) async fn session(&self, user: User) -> ApiResult<LoginResponse> {
+        let (token, claims) = self.sign_scoped(user.id.to_string(), &user.username, user.role.as_str(), self.expires_in, None)?;
+        let user_id = user.id.to_string();
+        issued_tokens::insert(&self.db, &claims.jti, "session", Some(&user_id), &user.username, claims.exp)
+            .await
+            .map_err(ApiError::internal)?;
         Ok(LoginResponse {
             token,
             token_type: "Bearer".into(),
-            expires_at: exp,
+            expires_at: from_secs(claims.exp),
             expires_in_secs: self.expires_in.as_secs(),
             user,
         })
     }
 
+    /// Revokes the token the caller presented (logout).
+    pub async fn logout(&self, caller: &AuthedUser) -> ApiResult<()> {
+        self.revoke_token(&caller.token_id).await.map(|_| ())
+    }
+
+    /// Revokes token `jti`; false if it was unknown, expired or already revoked.
+    pub async fn revoke_token(&self, jti: &str) -> ApiResult<bool> {
+        match issued_tokens::revoke(&self.db, jti).await.map_err(ApiError::internal)? {
+            Some(exp) => {
+                self.revoked(&[(jti.to_owned(), exp)]).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Makes revocations already committed to the feed take effect here and tells the followers.
+    pub(super) async fn revoked(&self, tokens: &[(String, i64)]) {
+        for (jti, exp) in tokens {
+            self.verifier.revocations().revoke(jti, *exp);
+        }
+        if !tokens.is_empty() {
+            tracing::info!(count = tokens.len(), "tokens revoked");
+            match issued_tokens::last_revocation(&self.db).await {
+                Ok(last) => {
+                    self.feed.send_if_modified(|seen| {
+                        let newer = last > *seen;
+                        *seen = (*seen).max(last);
+                        newer
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "reading the revocation feed's position failed; followers learn at their next poll"),
+            }
+        }
+    }
+
+    /// The valid (unexpired, unrevoked) sessions and service tokens, optionally of one user.
+    pub async fn list_tokens(&self, user_id: Option<Uuid>) -> ApiResult<Vec<IssuedToken>> {
+        let user = user_id.map(|u| u.to_string());
+        let rows = issued_tokens::list_valid(&self.db, user.as_deref(), chrono::Utc::now().timestamp())
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| IssuedToken {
+                id: r.jti,
+                kind: if r.kind == "service" { IssuedTokenKind::Service } else { IssuedTokenKind::Session },
+                user_id: r.user_id.and_then(|u| Uuid::parse_str(&u).ok()),
+                name: r.name,
+                created_at: from_ms(r.created_at),
+                expires_at: from_secs(r.expires_at),
+            })
+            .collect())
+    }
+
+    /// The revocations after `after`, waiting up to `wait` for one when there is none yet. A
+    /// follower ahead of the feed (the conductor's database was replaced) gets it from the start.
+    pub async fn revocation_feed(&self, after: i64, wait: Duration) -> ApiResult<RevocationFeed> {
+        let mut changes = self.feed.subscribe();
+        let mut last = *changes.borrow_and_update();
+        let from = if after > last { 0 } else { after };
+        if from == last && !wait.is_zero() {
+            let _ = tokio::time::timeout(wait, changes.changed()).await;
+            last = *changes.borrow_and_update();
+        }
+        let rows = issued_tokens::revocations_after(&self.db, from, chrono::Utc::now().timestamp(), FEED_PAGE)
+            .await
+            .map_err(ApiError::internal)?;
+        let next_after = match rows.last() {
+            Some((seq, ..)) if rows.len() as i64 == FEED_PAGE => *seq,
+            Some((seq, ..)) => last.max(*seq),
+            None => last,
+        };
+        Ok(RevocationFeed {
+            revocations: rows.into_iter().map(|(_, token_id, expires_at)| Revocation { token_id, expires_at }).collect(),
+            next_after,
+            restarted: from != after,
+        })
+    }
+
+    /// Forgets tokens and revocations expired for a day (they are refused by their expiry alone).
+    pub async fn prune_expired(&self) -> Result<(), sqlx::Error> {
+        issued_tokens::prune_expired(&self.db, chrono::Utc::now().timestamp(), 24 * 3600).await
+    }
+
     /// A token for the platform service `service` (admin only, checked by the caller).
-    pub fn service_token(&self, service: &str, expires_in: Option<u64>) -> ApiResult<ServiceToken> {
+    pub async fn service_token(&self, service: &str, expires_in: Option<u64>) -> ApiResult<ServiceToken> {
         let name_ok = (1..=64).contains(&service.len())
             && service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !name_ok {
@@ -225,9 +365,10 @@ impl AuthService {
                 format!("expires_in_secs must be between 60 and {SERVICE_TOKEN_MAX_SECS}"),
             ));
         }
-        let (token, expires_at) = self.sign(format!("service:{service}"), service, SERVICE_ROLE, Duration::from_secs(secs))?;
+        let (token, claims) = self.sign_scoped(format!("service:{service}"), service, SERVICE_ROLE, Duration::from_secs(secs), None)?;
+        issued_tokens::insert(&self.db, &claims.jti, "service", None, service, claims.exp).await.map_err(ApiError::internal)?;
         tracing::info!(service, "service token issued");
-        Ok(ServiceToken { token, service: service.to_owned(), expires_at })
+        Ok(ServiceToken { token, service: service.to_owned(), expires_at: from_secs(claims.exp), token_id: claims.jti })
     }
 
     /// A one-time grant for `target`'s fetch of `volume` from worker `source` during move `move_id`
@@ -244,10 +385,6 @@ impl AuthService {
         self.sign_scoped(sub.to_owned(), volume, role, lifetime, Some(scope)).map(|(token, _)| token)
     }
 
-    fn sign(&self, sub: String, name: &str, role: &str, lifetime: Duration) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
-        self.sign_scoped(sub, name, role, lifetime, None)
-    }
-
     fn sign_scoped(
         &self,
         sub: String,
@@ -255,7 +392,7 @@ impl AuthService {
         role: &str,
         lifetime: Duration,
         scope: Option<String>,
-    ) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
+    ) -> ApiResult<(String, Claims)> {
         let now = chrono::Utc::now();
         let exp = now + chrono::Duration::from_std(lifetime).map_err(ApiError::internal)?;
         let claims = Claims {
@@ -271,15 +408,12 @@ impl AuthService {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.jwk.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key).map_err(ApiError::internal)?;
-        Ok((token, exp))
+        Ok((token, claims))
     }
 
     /// The claims of a valid user or service token, or 401 saying why not (the gateway's check).
     pub fn verify(&self, token: &str) -> ApiResult<aerekos_common::auth::Claims> {
-        let claims = self.verifier.verify(token).map_err(|e| match e {
-            TokenError::Expired => ApiError::unauthorized("token_expired", e.to_string()),
-            _ => ApiError::unauthorized("invalid_token", e.to_string()),
-        })?;
+        let claims = self.verifier.verify(token).map_err(|e: TokenError| ApiError::unauthorized(e.code(), e.to_string()))?;
         if claims.role == aerekos_common::auth::VOLUME_TRANSFER_ROLE {
             return Err(ApiError::unauthorized("invalid_token", "a volume transfer grant is accepted only by the worker holding the volume"));
         }
@@ -297,13 +431,17 @@ impl AuthService {
         }
         let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized("invalid_token", "token subject is not a user id"))?;
         let role = Role::parse(&claims.role).ok_or_else(|| ApiError::unauthorized("invalid_token", "token carries an unknown role"))?;
-        Ok(AuthedUser { id, username: claims.name, role })
+        Ok(AuthedUser { id, username: claims.name, role, token_id: claims.jti })
     }
 
     pub async fn me(&self, caller: &AuthedUser) -> ApiResult<User> {
         let row = users::find_by_id(&self.db, &caller.id.to_string()).await.map_err(ApiError::internal)?;
         let row = row.ok_or_else(|| ApiError::unauthorized("user_removed", "the user of this token no longer exists"))?;
         user_from_row(&row)
+    }
+
+    pub(super) fn db(&self) -> &Db {
+        &self.db
     }
 
     pub fn jwks(&self) -> Jwks {
@@ -317,13 +455,19 @@ pub fn validate_username(name: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err("usernames are 1–64 characters of a–z, 0–9, '.', '_' or '-'".into()) }
 }
 
-fn user_from_row(row: &UserRow) -> ApiResult<User> {
+pub(super) fn user_from_row(row: &UserRow) -> ApiResult<User> {
     Ok(User {
         id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
         username: row.username.clone(),
         role: Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("user {} has role {:?}", row.id, row.role)))?,
+        disabled: row.disabled,
         created_at: from_ms(row.created_at),
+        updated_at: from_ms(row.updated_at),
     })
+}
+
+fn from_secs(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
 
 fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, StartError> {

@@ -1,17 +1,20 @@
 //! Business logic: rules, validation, orchestration of repositories. No HTTP request or response
 //! types here; operations return the contract's models and [`aerekos_common::ApiError`].
 
+pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod catalog;
 pub mod deployments;
 pub mod instances;
+pub mod login_guard;
 pub mod moves;
 pub mod passwords;
 pub mod platform;
 pub mod registration;
 pub mod routes;
 pub mod scheduler;
+pub mod users;
 pub mod volumes;
 pub mod workers;
 

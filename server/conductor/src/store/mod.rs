@@ -1,8 +1,10 @@
 //! Repositories: SQL in, rows out, no business rules. Every write that belongs with another is one
 //! transaction. The connection handling is `aerekos_common::db`.
 
+pub mod audit;
 pub mod backups;
 pub mod instances;
+pub mod issued_tokens;
 pub mod moves;
 pub mod platform;
 pub mod services;
