@@ -1,0 +1,412 @@
+//! Safe to expose (issue 13, the parts built so far): users managed through the API, revocation
+//! that every server honours within about a second, throttling, login back-off, the dashboard's
+//! security headers, CORS allow-lists and the audit trail.
+//!
+//! Revocation runs on a cluster of processes: a conductor, a worker, and key_manager and
+//! storage_manager deployed onto it as processes of their own; each check calls the services at
+//! their instance addresses directly (not through the gateway, which the conductor guards itself).
+
+use std::{net::IpAddr, time::Duration};
+
+use aerekos_sdk::{
+    Conductor, KeyManager, SdkError, StorageManager, WorkerAgent,
+    conductor::types::{self, Role, WorkerStatus},
+};
+use aerekos_tests::{
+    expect_api_error, failure,
+    processes::{ConductorProcess, WorkerProcess, wait_for_worker},
+    *,
+};
+use uuid::Uuid;
+
+const ALICE_PASSWORD: &str = "alice-password-long-enough";
+
+/// How long a revocation may take to reach every server here: the design bound is one round trip
+/// of the feed's long poll while the conductor is reachable; the allowance covers a loaded CI box.
+const REVOCATION_BOUND: Duration = Duration::from_secs(5);
+
+struct Servers {
+    conductor: String,
+    key_manager: String,
+    storage_manager: String,
+    worker_api: String,
+}
+
+/// 401 `token_revoked` from each server, waiting at most [`REVOCATION_BOUND`] for each.
+async fn refused_everywhere(servers: &Servers, token: &str) {
+    let deadline = tokio::time::Instant::now() + REVOCATION_BOUND;
+    for (server, probe) in [
+        ("conductor", 0),
+        ("key_manager", 1),
+        ("storage_manager", 2),
+        ("worker API", 3),
+    ] {
+        loop {
+            let result: Result<(), SdkError> = match probe {
+                0 => Conductor::with_token(&servers.conductor, token).get_me().send().await.map(|_| ()).map_err(Into::into),
+                1 => KeyManager::with_token(&servers.key_manager, token).list_keys().send().await.map(|_| ()).map_err(Into::into),
+                2 => StorageManager::with_token(&servers.storage_manager, token).list_buckets().send().await.map(|_| ()).map_err(Into::into),
+                _ => WorkerAgent::with_token(&servers.worker_api, token).list_instances().send().await.map(|_| ()).map_err(Into::into),
+            };
+            match result {
+                Err(SdkError::Api { status: 401, body }) => {
+                    assert_eq!(body.code, "token_revoked", "{server}: {body:?}");
+                    break;
+                }
+                other => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{server} still accepts the revoked token after {REVOCATION_BOUND:?}: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Every server takes `token` (before it is revoked).
+async fn accepted_everywhere(servers: &Servers, token: &str) {
+    Conductor::with_token(&servers.conductor, token).get_me().send().await.expect("conductor accepts the token");
+    KeyManager::with_token(&servers.key_manager, token).list_keys().send().await.expect("key_manager accepts the token");
+    StorageManager::with_token(&servers.storage_manager, token).list_buckets().send().await.expect("storage_manager accepts the token");
+    WorkerAgent::with_token(&servers.worker_api, token).list_instances().send().await.expect("the worker API accepts the token");
+}
+
+async fn instance_url(admin: &Conductor, service: &str) -> String {
+    eventually(90, &format!("{service} healthy"), || async {
+        let d = admin.get_deployment().name(service).send().await.ok()?.into_inner();
+        let i = d.instances.iter().find(|i| i.health == types::InstanceHealth::Healthy)?;
+        i.address.as_ref().map(|a| format!("http://{a}"))
+    })
+    .await
+}
+
+async fn alice(conductor: &str) -> (Conductor, String) {
+    let c = Conductor::login(conductor, "alice", ALICE_PASSWORD).await.expect("alice logs in");
+    let token = c.token().expect("token");
+    (c, token)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_revocation_reaches_the_conductor_key_manager_storage_manager_and_the_worker_within_seconds() {
+    let mut conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let worker = WorkerProcess::start(&conductor, "worker-a");
+    let worker_id = worker.id().await;
+    wait_for_worker(&admin, worker_id, WorkerStatus::Live, 30).await;
+    for service in ["key_manager", "storage_manager"] {
+        admin.enable_service().name(service).send().await.expect("enable");
+    }
+    let worker_api = admin.get_worker().id(worker_id).send().await.unwrap().into_inner().api_url.expect("worker API url");
+    let servers = Servers {
+        conductor: conductor.url.clone(),
+        key_manager: instance_url(&admin, "key_manager").await,
+        storage_manager: instance_url(&admin, "storage_manager").await,
+        worker_api,
+    };
+    let user = admin
+        .create_user()
+        .body(types::CreateUserRequest { username: "alice".into(), role: Role::Admin, password: ALICE_PASSWORD.into() })
+        .send()
+        .await
+        .expect("create alice")
+        .into_inner();
+
+    // Logout.
+    let (c, token) = alice(&conductor.url).await;
+    accepted_everywhere(&servers, &token).await;
+    c.logout().send().await.expect("logout");
+    refused_everywhere(&servers, &token).await;
+
+    // An admin revokes one session by id; another session of the same user keeps working.
+    let (_, token) = alice(&conductor.url).await;
+    let (_, other) = alice(&conductor.url).await;
+    let sessions = admin.list_tokens().user_id(user.id).send().await.unwrap().into_inner().tokens;
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let claims = jwt_id(&token);
+    admin.revoke_token().id(&claims).send().await.expect("revoke by id");
+    refused_everywhere(&servers, &token).await;
+    accepted_everywhere(&servers, &other).await;
+
+    // Disabled: every session ends, and logging in is refused until enabled again.
+    let disable = types::UpdateUserRequest { disabled: Some(true), role: None };
+    admin.update_user().id(user.id).body(disable).send().await.expect("disable");
+    refused_everywhere(&servers, &other).await;
+    let err: SdkError = Conductor::login(&conductor.url, "alice", ALICE_PASSWORD).await.expect_err("a disabled user cannot log in");
+    expect_api_error(err, 403, "user_disabled");
+    let enable = types::UpdateUserRequest { disabled: Some(false), role: None };
+    admin.update_user().id(user.id).body(enable).send().await.expect("enable");
+
+    // A password reset by an admin.
+    let (_, token) = alice(&conductor.url).await;
+    let reset = types::SetPasswordRequest { password: format!("{ALICE_PASSWORD}-2") };
+    admin.reset_user_password().id(user.id).body(reset).send().await.expect("reset");
+    refused_everywhere(&servers, &token).await;
+
+    // Her own password change: the old session ends, the new one works.
+    let c = Conductor::login(&conductor.url, "alice", &format!("{ALICE_PASSWORD}-2")).await.expect("new password");
+    let token = c.token().unwrap();
+    let change = types::ChangePasswordRequest { current_password: format!("{ALICE_PASSWORD}-2"), new_password: ALICE_PASSWORD.into() };
+    let fresh = c.change_password().body(change).send().await.expect("change password").into_inner();
+    refused_everywhere(&servers, &token).await;
+    accepted_everywhere(&servers, &fresh.token).await;
+
+    // A service token revoked by id.
+    let service = admin
+        .create_service_token()
+        .body(types::ServiceTokenRequest { service: "reporting".into(), expires_in_secs: None })
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    KeyManager::with_token(&servers.key_manager, &service.token).list_keys().send().await.expect("service token works");
+    admin.revoke_token().id(&service.token_id).send().await.expect("revoke service token");
+    let deadline = tokio::time::Instant::now() + REVOCATION_BOUND;
+    loop {
+        match KeyManager::with_token(&servers.key_manager, &service.token).list_keys().send().await.map_err(SdkError::from) {
+            Err(SdkError::Api { status: 401, body }) if body.code == "token_revoked" => break,
+            other => assert!(tokio::time::Instant::now() < deadline, "key_manager still accepts the revoked service token: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The conductor killed with SIGKILL and started again: what was revoked stays revoked, and the
+    // services' followers reconnect and learn revocations made after the restart.
+    conductor.kill();
+    conductor.start_again().await;
+    refused_everywhere(&servers, &token).await;
+    let (_, token) = alice(&conductor.url).await;
+    accepted_everywhere(&servers, &token).await;
+    admin_again(&conductor).await.delete_user().id(user.id).send().await.expect("delete alice");
+    refused_everywhere(&servers, &token).await;
+    refused_everywhere(&servers, &fresh.token).await;
+    let err = Conductor::login(&conductor.url, "alice", ALICE_PASSWORD).await.expect_err("a deleted user cannot log in");
+    expect_api_error(err, 401, "invalid_credentials");
+}
+
+async fn admin_again(conductor: &ConductorProcess) -> Conductor {
+    conductor.admin().await
+}
+
+/// The `jti` of a JWT (its payload decoded without checking it: the test only needs the id).
+fn jwt_id(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims["jti"].as_str().expect("jti").to_owned()
+}
+
+#[tokio::test]
+async fn users_are_managed_through_the_api_and_the_last_admin_is_kept() {
+    let conductor = TestConductor::start().await;
+    let admin = conductor.admin().await;
+    let viewer = conductor.viewer().await;
+    let me = admin.get_me().send().await.unwrap().into_inner();
+
+    let weak = types::CreateUserRequest { username: "bob".into(), role: Role::Viewer, password: "short".into() };
+    expect_api_error(failure(admin.create_user().body(weak).send().await), 400, "weak_password");
+    let bad = types::CreateUserRequest { username: "Bob Smith".into(), role: Role::Viewer, password: ALICE_PASSWORD.into() };
+    expect_api_error(failure(admin.create_user().body(bad).send().await), 400, "invalid_username");
+    let bob = types::CreateUserRequest { username: "bob".into(), role: Role::Viewer, password: ALICE_PASSWORD.into() };
+    expect_api_error(failure(viewer.create_user().body(bob.clone()).send().await), 403, "forbidden");
+    let created = admin.create_user().body(bob.clone()).send().await.expect("create").into_inner();
+    assert_eq!((created.role, created.disabled), (Role::Viewer, false));
+    expect_api_error(failure(admin.create_user().body(bob).send().await), 409, "user_exists");
+    let names: Vec<String> = admin.list_users().send().await.unwrap().into_inner().users.into_iter().map(|u| u.username).collect();
+    assert_eq!(names, ["admin", "bob", VIEWER_USERNAME]);
+
+    // Bob, made an admin, logs in with the admin role.
+    let promote = types::UpdateUserRequest { role: Some(Role::Admin), disabled: None };
+    admin.update_user().id(created.id).body(promote).send().await.expect("promote");
+    let bob = Conductor::login(&conductor.url, "bob", ALICE_PASSWORD).await.unwrap();
+    assert_eq!(bob.get_me().send().await.unwrap().into_inner().role, Role::Admin);
+
+    // Demoting bob revokes his session (his token says admin).
+    let demote = types::UpdateUserRequest { role: Some(Role::Viewer), disabled: None };
+    admin.update_user().id(created.id).body(demote).send().await.expect("demote");
+    expect_api_error(failure(bob.get_me().send().await), 401, "token_revoked");
+
+    // The only admin can be neither disabled, demoted nor deleted.
+    let disable = types::UpdateUserRequest { disabled: Some(true), role: None };
+    expect_api_error(failure(admin.update_user().id(me.id).body(disable).send().await), 409, "last_admin");
+    expect_api_error(failure(admin.delete_user().id(me.id).send().await), 409, "last_admin");
+    expect_api_error(failure(admin.delete_user().id(Uuid::new_v4()).send().await), 404, "user_not_found");
+
+    // Changing one's own password needs the current one.
+    let wrong = types::ChangePasswordRequest { current_password: "not it".into(), new_password: ALICE_PASSWORD.into() };
+    expect_api_error(failure(viewer.change_password().body(wrong).send().await), 403, "wrong_password");
+}
+
+#[tokio::test]
+async fn requests_over_the_configured_rate_get_429_with_retry_after_per_address_and_per_caller() {
+    let conductor = TestConductor::start_with(|c| {
+        c.throttle.per_address = Some(aerekos_common::throttle::Limit { per_second: 5, burst: 5 });
+        c.throttle.per_caller = None;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut throttled = None;
+    for _ in 0..20 {
+        let resp = http.get(format!("{}/health", conductor.url)).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 && throttled.is_none() {
+            let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            let body: serde_json::Value = resp.json().await.unwrap();
+            throttled = Some((retry, body));
+        }
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 200), "the burst of 5 passes: {statuses:?}");
+    let (retry, body) = throttled.unwrap_or_else(|| panic!("20 requests at once over 5/s: {statuses:?}"));
+    assert!(retry >= 1, "{retry}");
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = http.get(format!("{}/health", conductor.url)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the bucket refills at the configured rate");
+
+    // Per caller: one token's bucket runs dry, another caller's does not.
+    let conductor = TestConductor::start_with(|c| {
+        c.throttle.per_address = None;
+        c.throttle.per_caller = Some(aerekos_common::throttle::Limit { per_second: 3, burst: 3 });
+    })
+    .await;
+    let admin = conductor.admin().await;
+    let viewer = conductor.viewer().await;
+    let mut refused = None;
+    for _ in 0..10 {
+        if let Err(e) = admin.list_workers().send().await {
+            refused = Some(SdkError::from(e));
+            break;
+        }
+    }
+    expect_api_error(refused.expect("the admin's token is throttled"), 429, "rate_limited");
+    viewer.list_workers().send().await.expect("another caller is not throttled");
+}
+
+/// A client whose connections come from `source` (any 127.x address is this machine).
+fn client_from(source: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder().local_address(IpAddr::from(source)).build().unwrap()
+}
+
+async fn login_status(http: &reqwest::Client, url: &str, username: &str, password: &str) -> (u16, Option<u64>, String) {
+    let resp = http
+        .post(format!("{url}/api/auth/login"))
+        .json(&serde_json::json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    (status, retry, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn failed_logins_back_off_per_username_and_address_without_locking_the_user_out_elsewhere() {
+    let conductor = TestConductor::start().await;
+    let attacker = client_from([127, 0, 0, 2]);
+    let colleague = client_from([127, 0, 0, 3]);
+    for _ in 0..3 {
+        assert_eq!(login_status(&attacker, &conductor.url, "admin", "guess").await.0, 401);
+    }
+    assert_eq!(login_status(&attacker, &conductor.url, "admin", "guess").await.0, 401, "the 4th failure is answered, then blocks");
+    let (status, retry, code) = login_status(&attacker, &conductor.url, "admin", ADMIN_PASSWORD).await;
+    assert_eq!((status, code.as_str()), (429, "login_throttled"), "even the right password waits");
+    assert!(retry.is_some_and(|r| r >= 1));
+    // The same answer for a username that does not exist.
+    for _ in 0..4 {
+        login_status(&attacker, &conductor.url, "nobody", "guess").await;
+    }
+    assert_eq!(login_status(&attacker, &conductor.url, "nobody", "guess").await.2, "login_throttled");
+    // The real admin, from another address, is not locked out.
+    let (status, _, code) = login_status(&colleague, &conductor.url, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200, "{code}");
+}
+
+#[tokio::test]
+async fn the_dashboard_carries_a_strict_csp_and_foreign_origins_get_no_cors() {
+    let conductor = TestConductor::start().await;
+    let http = reqwest::Client::new();
+    for path in ["/", "/workers", "/assets/index.js"] {
+        let resp = http.get(format!("{}{path}", conductor.url)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self';") && !csp.contains("script-src 'self' 'unsafe-inline'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    }
+    // A CORS preflight from another origin is not allowed by the conductor …
+    let preflight = |url: String| {
+        http.request(reqwest::Method::OPTIONS, url)
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let resp = preflight(format!("{}/api/workers", conductor.url)).await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none(), "{:?}", resp.headers());
+
+    // … nor by a worker's API, which allows the conductor's origin (the dashboard) only.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = aerekos_worker::WorkerConfig::new(conductor.url.clone(), conductor.registration_token().await, dir.path());
+    config.advertise_ip = aerekos_worker::AdvertiseIp::Fixed(IpAddr::from([127, 0, 0, 1]));
+    config.docker = false;
+    config.api_bind = Some("127.0.0.1:0".parse().unwrap());
+    let worker = aerekos_worker::start(config).await.expect("worker starts");
+    tokio::time::timeout(Duration::from_secs(10), worker.joined()).await.expect("worker joins");
+    let api = worker.api_url().expect("worker API");
+    let resp = preflight(format!("{api}/api/worker/instances")).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let resp = http
+        .request(reqwest::Method::OPTIONS, format!("{api}/api/worker/instances"))
+        .header("origin", conductor.url.replace("127.0.0.1", "localhost"))
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], conductor.url.replace("127.0.0.1", "localhost"));
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_who_changed_what_and_what_was_refused() {
+    let conductor = TestConductor::start().await;
+    let admin = conductor.admin().await;
+    let viewer = conductor.viewer().await;
+    let bob = types::CreateUserRequest { username: "bob".into(), role: Role::Viewer, password: ALICE_PASSWORD.into() };
+    let created = admin.create_user().body(bob.clone()).send().await.unwrap().into_inner();
+    failure(viewer.create_user().body(bob).send().await);
+    let _ = Conductor::login(&conductor.url, "mallory", "guess").await;
+    admin.delete_user().id(created.id).send().await.unwrap();
+    admin.get_registration_token().send().await.unwrap();
+    admin.list_workers().send().await.unwrap();
+
+    let page = admin.list_audit_events().send().await.unwrap().into_inner();
+    let seen: Vec<(String, String, u16)> = page.events.iter().map(|e| (e.actor.clone(), e.action.clone(), e.status)).collect();
+    let expect = [
+        ("user:admin", "get_registration_token", 200),
+        ("user:admin", "delete_user", 200),
+        ("user:mallory", "login", 401),
+        ("user:vera", "create_user", 403),
+        ("user:admin", "create_user", 200),
+    ];
+    for (i, (actor, action, status)) in expect.iter().enumerate() {
+        assert_eq!(seen[i], ((*actor).into(), (*action).into(), *status), "newest first: {seen:?}");
+    }
+    assert!(!seen.iter().any(|(_, a, _)| a == "list_workers"), "plain reads are not changes: {seen:?}");
+    assert!(page.events.iter().all(|e| !e.request_id.is_empty() && e.client_ip.as_deref() == Some("127.0.0.1")));
+    assert_eq!(page.events[1].target, format!("/api/users/{}", created.id));
+
+    let refused = admin.list_audit_events().failed(true).send().await.unwrap().into_inner().events;
+    assert!(refused.iter().all(|e| e.status >= 400) && refused.len() >= 2, "{refused:?}");
+    let first = admin.list_audit_events().limit(2).send().await.unwrap().into_inner();
+    let next = admin.list_audit_events().limit(2).before(first.next_before.expect("more")).send().await.unwrap().into_inner();
+    assert_eq!(next.events[0].id, page.events[2].id, "pages follow on");
+    expect_api_error(failure(viewer.list_audit_events().send().await), 403, "forbidden");
+}
