@@ -8,6 +8,7 @@
 
 use std::{fmt::Write as _, sync::Arc, time::Instant};
 
+use aerekos_common::throttle::{Limit, ThrottleConfig};
 use aerekos_sdk::conductor::types;
 use aerekos_tests::{
     ADMIN_PASSWORD, TestConductor,
@@ -66,7 +67,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let c = TestConductor::start().await;
+    // Throttling off here; row 4 measures what the limiter costs.
+    let c = TestConductor::start_with(|c| c.throttle = ThrottleConfig::off()).await;
     let admin = c.admin().await;
     let token = admin.token().unwrap();
     let reg_token = c.registration_token().await;
@@ -92,6 +94,30 @@ async fn main() {
         bare_runs.push(load(move |client, _| client.get(&url)).await);
     }
     let (conductor_list, bare_list) = (median(conductor_runs), median(bare_runs));
+
+    // 4. The rate limiter's cost on a request it lets through: the same authenticated page from a
+    //    second conductor whose buckets (per address and per caller) are checked on every request
+    //    but set too high to refuse any, against this one without them.
+    let limited = TestConductor::start_with(|c| {
+        let never = Some(Limit { per_second: 10_000_000, burst: 10_000_000 });
+        c.throttle.per_address = never;
+        c.throttle.per_caller = never;
+    })
+    .await;
+    let limited_token = limited.admin().await.token().unwrap();
+    let limited_reg = limited.registration_token().await;
+    for i in 0..10 {
+        limited.anonymous().register_worker().body(register_request(&limited_reg, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+    }
+    let (mut with_limiter, mut without_limiter) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let (url, tok) = (format!("{}/api/workers", limited.url), limited_token.clone());
+        with_limiter.push(load(move |client, _| client.get(&url).bearer_auth(&tok)).await);
+        let (url, tok) = (format!("{}/api/workers", c.url), token.clone());
+        without_limiter.push(load(move |client, _| client.get(&url).bearer_auth(&tok)).await);
+    }
+    let (with_limiter, without_limiter) = (median(with_limiter), median(without_limiter));
+    limited.stop().await;
 
     // 2. Heartbeats: 1,000 registered workers, each request a heartbeat of one of them (a real SQLite
     //    write), vs the bare handler parsing the same body.
@@ -190,6 +216,13 @@ async fn main() {
         percentile(&verify_ms, 0.5),
         percentile(&verify_ms, 0.95),
         percentile(&login_ms, 0.5) / percentile(&verify_ms, 0.5)
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| the rate limiter on a request it lets through (buckets per address and per caller checked, limits never reached), authenticated `GET /api/workers`, {CONCURRENCY} connections | {with_limiter:.0} req/s | the same conductor without the limiter: {without_limiter:.0} req/s | {:.3} (overhead {:.1}%) | overhead ≤ 5% |",
+        with_limiter / without_limiter,
+        (1.0 - with_limiter / without_limiter) * 100.0
     )
     .unwrap();
     print!("{md}");

@@ -2,6 +2,7 @@
 //! AES-256-GCM in-process and against moto's KMS server (PyPI `moto[server]`), all in one run.
 //! Run: `cargo bench -p aerekos-tests --bench key_manager` (or `cargo xtask bench`, which installs moto).
 
+use aerekos_common::throttle::ThrottleConfig;
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -142,8 +143,9 @@ async fn moto_rates(moto: &Moto) -> (f64, f64) {
 
 #[tokio::main]
 async fn main() {
-    let conductor = TestConductor::start().await;
-    let km = TestKeyManager::start(&conductor).await;
+    // Throttling off: these rows measure the KMS, not the limiter (the conductor bench does).
+    let conductor = TestConductor::start_with(|c| c.throttle = ThrottleConfig::off()).await;
+    let km = TestKeyManager::start_with(&conductor, |c| c.throttle = ThrottleConfig::off()).await;
     let client: KeyManager = km.client(&conductor.admin().await);
     client.create_key().body_map(|b| b.name("bench")).send().await.unwrap();
     let plaintext = STANDARD.encode(vec![1u8; PAYLOAD]);

@@ -61,6 +61,7 @@ async fn placements() -> (f64, f64) {
         c.heartbeat_interval = Duration::from_secs(600);
         c.worker_ttl = Duration::from_secs(3600);
         c.instance_ports = 20000..=29999;
+        c.throttle = aerekos_common::throttle::ThrottleConfig::off();
     })
     .await;
     let admin = c.admin().await;
@@ -145,6 +146,7 @@ async fn heartbeats() -> (Vec<f64>, Vec<f64>, u32) {
     let c = TestConductor::start_with(|c| {
         c.heartbeat_interval = HEARTBEAT_INTERVAL;
         c.worker_ttl = HEARTBEAT_INTERVAL * 3;
+        c.throttle = aerekos_common::throttle::ThrottleConfig::off();
     })
     .await;
     let token = c.registration_token().await;
@@ -187,6 +189,7 @@ async fn gateway(aerekos: PathBuf) -> (f64, f64) {
     let c = TestConductor::start_with(|c| {
         c.heartbeat_interval = Duration::from_secs(1);
         c.worker_ttl = Duration::from_secs(5);
+        c.throttle = aerekos_common::throttle::ThrottleConfig::off();
     })
     .await;
     let dir = WorkerDir::new();

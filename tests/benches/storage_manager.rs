@@ -7,6 +7,7 @@
 //! garage` if `GARAGE_BIN` is unset and none is on PATH), or
 //! `AEREKOS_BIN=target/release/aerekos GARAGE_BIN=… cargo bench -p aerekos-tests --bench storage_manager`.
 
+use aerekos_common::throttle::ThrottleConfig;
 use std::{
     fmt::Write as _,
     io::Write as _,
@@ -279,9 +280,16 @@ async fn run() {
     let loopback = loopback_reference().await;
     println!("references: disk write+fsync {disk_write:.0} MB/s, read {disk_read:.0} MB/s, loopback TCP {loopback:.0} MB/s");
 
-    let conductor = TestConductor::start().await;
-    let key_manager = TestKeyManager::start(&conductor).await;
-    let service = TestStorageManager::start(&conductor, &key_manager.url).await;
+    // Throttling off: these rows measure storage, not the limiter (the conductor bench does).
+    let conductor = TestConductor::start_with(|c| c.throttle = ThrottleConfig::off()).await;
+    let key_manager = TestKeyManager::start_with(&conductor, |c| c.throttle = ThrottleConfig::off()).await;
+    let service = TestStorageManager::start_with(
+        &conductor,
+        &key_manager.url,
+        None,
+        &[("RATE_LIMIT_PER_ADDRESS", "off"), ("RATE_LIMIT_PER_CALLER", "off")],
+    )
+    .await;
     let storage = service.client(&conductor.admin().await);
     storage.create_bucket().body_map(|b| b.name("bench")).send().await.unwrap();
     let key = storage.create_access_key().body_map(|b| b.description("benchmark")).send().await.unwrap().into_inner();

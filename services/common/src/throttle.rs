@@ -72,9 +72,9 @@ impl Limit {
 /// The limits of one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottleConfig {
-    /// `RATE_LIMIT_PER_ADDRESS`, default `1000/s,burst=2000`.
+    /// `RATE_LIMIT_PER_ADDRESS`, default `5000/s,burst=10000`.
     pub per_address: Option<Limit>,
-    /// `RATE_LIMIT_PER_CALLER`, default `1000/s,burst=2000`.
+    /// `RATE_LIMIT_PER_CALLER`, default `5000/s,burst=10000`.
     pub per_caller: Option<Limit>,
     /// Peers whose `X-Forwarded-For` names the client (the conductor, for services behind its
     /// gateway). Set by the server, not the environment.
@@ -83,7 +83,8 @@ pub struct ThrottleConfig {
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        let limit = Some(Limit { per_second: 1000, burst: 2000 });
+        // Generous: they stop floods, not a busy app (a KMS or S3 client from one host).
+        let limit = Some(Limit { per_second: 5000, burst: 10_000 });
         Self { per_address: limit, per_caller: limit, trusted_proxies: Vec::new() }
     }
 }
