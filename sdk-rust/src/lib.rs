@@ -22,12 +22,14 @@ mod generated {
     pub mod storage_manager;
     pub mod worker;
 }
+pub mod tls;
 mod transport;
 
 use std::{ops::Deref, time::Duration};
 
 pub use generated::{conductor, key_manager, storage_manager, worker};
 pub use progenitor_client::{Error as ClientError, ResponseValue};
+pub use tls::{Trust, fetch_ca, fetch_pinned_ca};
 pub use transport::{REQUEST_ID_HEADER, RetryPolicy, Transport};
 
 /// The body of every error response of every aerekos API (the generated modules all use this one).
@@ -77,7 +79,7 @@ impl From<ClientError<ErrorBody>> for SdkError {
     fn from(err: ClientError<ErrorBody>) -> Self {
         match err {
             ClientError::ErrorResponse(rv) => SdkError::Api { status: rv.status().as_u16(), body: rv.into_inner() },
-            ClientError::CommunicationError(e) => SdkError::Transport(e.to_string()),
+            ClientError::CommunicationError(e) => SdkError::Transport(error_chain(&e)),
             other => {
                 let status = other.status().map(|s| s.as_u16());
                 SdkError::Unexpected(match status {
@@ -89,21 +91,43 @@ impl From<ClientError<ErrorBody>> for SdkError {
     }
 }
 
-/// A reqwest client with the SDK's defaults (timeouts; no proxy surprises on loopback).
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
+/// An error and its causes on one line (reqwest's own message leaves out why: a refused
+/// certificate, a refused connection).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+impl SdkError {
+    /// True when the server's certificate was refused (not trusted, expired, or for another name).
+    pub fn is_certificate_refused(&self) -> bool {
+        matches!(self, SdkError::Transport(m) if m.contains("certificate") || m.contains("UnknownIssuer"))
+    }
+}
+
+/// A reqwest client with the SDK's defaults (timeouts; no proxy surprises on loopback), believing
+/// the servers `trust` says.
+pub fn http_client(trust: &Trust) -> reqwest::Client {
+    trust
+        .apply(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(60)))
         .build()
         .expect("building the HTTP client")
 }
 
 /// For APIs whose bodies stream (objects of any size): no limit on a whole exchange, but one on
 /// each wait for the next bytes, so a stalled server is still noticed.
-pub fn streaming_http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(60))
+pub fn streaming_http_client(trust: &Trust) -> reqwest::Client {
+    trust
+        .apply(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).read_timeout(Duration::from_secs(60)))
         .build()
         .expect("building the HTTP client")
 }
@@ -139,9 +163,16 @@ macro_rules! api_client {
                 Self::with_transport(base_url, Transport::new().with_token(token))
             }
 
+            /// With `transport`, believing the servers of `AEREKOS_CA_FILE` when it is set (else
+            /// the system's roots).
             pub fn with_transport(base_url: &str, transport: Transport) -> Self {
+                Self::with_trust(base_url, transport, &Trust::from_env())
+            }
+
+            /// With `transport`, believing only the servers `trust` says (e.g. the cluster CA).
+            pub fn with_trust(base_url: &str, transport: Transport, trust: &Trust) -> Self {
                 let base = base_url.trim_end_matches('/');
-                Self { client: $module::Client::new_with_client(base, $http(), transport) }
+                Self { client: $module::Client::new_with_client(base, $http(trust), transport) }
             }
 
             pub fn set_token(&self, token: Option<String>) {

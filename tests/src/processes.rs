@@ -67,6 +67,8 @@ pub struct ConductorProcess {
     process: Process,
     pub url: String,
     pub dir: TempDir,
+    /// The cluster CA bundle, when the conductor serves TLS (`CONDUCTOR_TLS=on`).
+    pub ca_pem: Option<String>,
 }
 
 /// A worker process; its instances run as its children (in their own process groups) and are
@@ -89,7 +91,9 @@ impl ConductorProcess {
     /// With more environment (e.g. `BACKUP_INTERVAL`).
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let given = |name: &str| extra_env.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let port = given("CONDUCTOR_PORT").map_or_else(free_port, |p| p.parse().expect("CONDUCTOR_PORT"));
+        let tls = given("CONDUCTOR_TLS") == Some("on");
         let ports = instance_port_block();
         let env = [
             ("CONDUCTOR_HOST", "127.0.0.1".to_owned()),
@@ -112,8 +116,13 @@ impl ConductorProcess {
             log: dir.path().join("log"),
             child: None,
         };
-        let mut conductor = Self { process, url: format!("http://127.0.0.1:{port}"), dir };
+        let scheme = if tls { "https" } else { "http" };
+        let mut conductor = Self { process, url: format!("{scheme}://127.0.0.1:{port}"), dir, ca_pem: None };
         conductor.start_again().await;
+        if tls {
+            let pem = std::fs::read_to_string(conductor.dir.path().join("data/tls/ca.pem")).expect("the cluster CA");
+            conductor.ca_pem = Some(pem);
+        }
         conductor
     }
 
@@ -121,7 +130,8 @@ impl ConductorProcess {
     pub async fn start_again(&mut self) {
         self.process.spawn();
         let ready = format!("{}/ready", self.url);
-        let http = reqwest::Client::new();
+        // Readiness only: which certificate the conductor presents is for the tests to check.
+        let http = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap();
         eventually(30, "the conductor answers /ready", || {
             let (http, ready) = (http.clone(), ready.clone());
             async move { http.get(&ready).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
@@ -140,7 +150,22 @@ impl ConductorProcess {
     }
 
     pub async fn admin(&self) -> Conductor {
-        Conductor::login(&self.url, "admin", ADMIN_PASSWORD).await.expect("admin logs in")
+        let c = Conductor::with_trust(&self.url, aerekos_sdk::Transport::new(), &self.trust());
+        c.login_as("admin", ADMIN_PASSWORD).await.expect("admin logs in");
+        c
+    }
+
+    /// What a client of this conductor believes: its cluster CA when it serves TLS.
+    pub fn trust(&self) -> aerekos_sdk::Trust {
+        match &self.ca_pem {
+            Some(pem) => aerekos_sdk::Trust::ca_bundle(pem.as_bytes().to_vec()).expect("the CA bundle"),
+            None => aerekos_sdk::Trust::system(),
+        }
+    }
+
+    /// The pin workers and the CLI are given (`sha256:…` of the CA bundle).
+    pub fn ca_pin(&self) -> String {
+        aerekos_sdk::tls::fingerprint(self.ca_pem.as_deref().expect("a TLS conductor").as_bytes()).unwrap()
     }
 }
 
@@ -222,6 +247,18 @@ impl WorkerProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+
+    /// Waits up to `secs` for the agent to exit by itself; its exit status.
+    pub async fn exited(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let child = self.process.child.as_mut().expect("running");
+        for _ in 0..secs * 10 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 }
 

@@ -1,6 +1,6 @@
-//! Safe to expose (issue 13, the parts built so far): users managed through the API, revocation
-//! that every server honours within about a second, throttling, login back-off, the dashboard's
-//! security headers, CORS allow-lists and the audit trail.
+//! Safe to expose (issue 13): TLS with a pinned cluster CA, users managed through the API,
+//! revocation that every server honours within about a second, throttling, login back-off, the
+//! dashboard's security headers, CORS allow-lists and the audit trail.
 //!
 //! Revocation runs on a cluster of processes: a conductor, a worker, and key_manager and
 //! storage_manager deployed onto it as processes of their own; each check calls the services at
@@ -409,4 +409,87 @@ async fn the_audit_trail_records_who_changed_what_and_what_was_refused() {
     let next = admin.list_audit_events().limit(2).before(first.next_before.expect("more")).send().await.unwrap().into_inner();
     assert_eq!(next.events[0].id, page.events[2].id, "pages follow on");
     expect_api_error(failure(viewer.list_audit_events().send().await), 403, "forbidden");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
+    let mut conductor = ConductorProcess::start_with(&[("CONDUCTOR_TLS", "on")]).await;
+    assert!(conductor.url.starts_with("https://"));
+    let pin = conductor.ca_pin();
+    let admin = conductor.admin().await;
+    let served = admin.get_tls_ca().send().await.unwrap().into_inner();
+    assert_eq!(served.fingerprint.as_deref(), Some(pin.as_str()), "the conductor names the fingerprint clients compute");
+
+    // A worker with the right pin joins over TLS, and the service it runs trusts the conductor too
+    // (key_manager fetches the conductor's keys over https with the CA the worker hands it).
+    let worker = WorkerProcess::start_with(&conductor, "pinned", &[("CONDUCTOR_CA_PIN", &pin)]);
+    let worker_id = worker.id().await;
+    wait_for_worker(&admin, worker_id, WorkerStatus::Live, 30).await;
+    admin.enable_service().name("key_manager").send().await.unwrap();
+    instance_url(&admin, "key_manager").await;
+    let kms = KeyManager::with_trust(&conductor.url, aerekos_sdk::Transport::new().with_token(admin.token().unwrap()), &conductor.trust());
+    kms.list_keys().send().await.expect("key_manager through the gateway over TLS");
+
+    // A wrong pin: the worker refuses the conductor and stops, naming both fingerprints.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let mut refused = WorkerProcess::start_with(&conductor, "wrong-pin", &[("CONDUCTOR_CA_PIN", &wrong)]);
+    let status = refused.exited(30).await.expect("a worker with a wrong pin stops");
+    assert!(!status.success());
+    let log = refused.log();
+    assert!(log.contains("not the pinned") && log.contains(&pin), "{log}");
+    assert!(!refused.dir.path().join("identity.json").exists(), "it never registered");
+
+    // The CLI logs in with the pin.
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("cli");
+    let login = ["login", "--url", conductor.url.as_str(), "--password-stdin", "--ca-pin", pin.as_str()];
+    let (ok, _, err) = cli(&config, &login, Some(&format!("{ADMIN_PASSWORD}\n")));
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&config, &["workers", "ls"], None);
+    assert!(ok && out.contains("pinned"), "{out}{err}");
+    let (ok, _, err) = cli(&config, &["login", "--url", conductor.url.as_str(), "--password-stdin", "--ca-pin", wrong.as_str()], Some(&format!("{ADMIN_PASSWORD}\n")));
+    assert!(!ok && err.contains("not the pinned"), "{err}");
+
+    // A man in the middle: an impostor on the conductor's address with a certificate of another CA.
+    let port = conductor.url.rsplit(':').next().unwrap().to_owned();
+    conductor.kill();
+    let impostor = ConductorProcess::start_with(&[("CONDUCTOR_TLS", "on"), ("CONDUCTOR_PORT", &port)]).await;
+    assert_ne!(impostor.ca_pin(), pin);
+    // … refused by the SDK trusting the pinned CA,
+    let sdk = Conductor::with_trust(&conductor.url, aerekos_sdk::Transport::new(), &conductor.trust());
+    let err: SdkError = sdk.login_as("admin", ADMIN_PASSWORD).await.expect_err("the impostor's certificate is refused");
+    assert!(err.is_certificate_refused(), "{err}");
+    // … by the CLI, saying what it means,
+    let (ok, _, err) = cli(&config, &["workers", "ls"], None);
+    assert!(!ok && err.contains("does not chain to the CA pinned at login") && err.contains(&pin), "{err}");
+    // … by a worker joining with the pin,
+    let mut fooled = WorkerProcess::start_with(&impostor, "fooled", &[("CONDUCTOR_URL", &conductor.url), ("CONDUCTOR_CA_PIN", &pin)]);
+    assert!(fooled.exited(30).await.is_some_and(|s| !s.success()), "{}", fooled.log());
+    // … and by the worker that joined before, which keeps the CA it pinned.
+    eventually(30, "the joined worker refuses the impostor's certificate", || async {
+        let log = worker.log();
+        (log.contains("UnknownIssuer") || log.contains("invalid peer certificate")).then_some(())
+    })
+    .await;
+}
+
+#[test]
+fn plain_http_on_an_address_other_machines_reach_needs_the_explicit_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        std::process::Command::new(aerekos_bin())
+            .arg("conductor")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATA_DIR", dir.path())
+            .env("CONDUCTOR_HOST", "0.0.0.0")
+            .env("CONDUCTOR_PORT", free_port().to_string())
+            .env("CONDUCTOR_TLS", "off")
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("AEREKOS_ALLOW_PLAIN_HTTP") && text.contains("CONDUCTOR_TLS"), "{text}");
 }

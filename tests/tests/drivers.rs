@@ -124,6 +124,7 @@ async fn the_process_driver_passes_the_driver_suite() {
     let new_driver = async || -> Arc<dyn Driver> {
         let platform = aerekos_worker::driver::Platform {
             conductor_url: "http://127.0.0.1:9".into(),
+            ca_pem: None,
             executable: None,
             volumes_dir: path.join("volumes"),
         };

@@ -46,7 +46,7 @@ enum Joined {
 }
 
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let conductor = Conductor::new(&shared.config.conductor_url);
+    let conductor = shared.conductor(None);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut probe = Probe::new();
     let mut joined = false;
@@ -124,7 +124,7 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
             shared.registered.send_replace(Some(identity.worker_id));
             // The conductor answers, so its public key can be had now (for the worker API).
             if shared.verifier.read().expect("verifier lock").is_none() {
-                match aerekos_trust::conductor_verifier(&shared.config.conductor_url, Duration::ZERO).await {
+                match aerekos_trust::conductor_verifier(&shared.conductor(None), Duration::ZERO).await {
                     Ok(v) => *shared.verifier.write().expect("verifier lock") = Some(v),
                     Err(e) => tracing::warn!(error = %e, "could not fetch the conductor's public key; will try at the next join"),
                 }
@@ -165,7 +165,7 @@ async fn heartbeat(shared: &Shared, conductor: &Conductor, probe: &mut Probe) ->
 /// Waits on the conductor for new assignments (a long poll), so new work starts at once rather than
 /// at the next heartbeat. The heartbeat still fetches them too, so a broken watch only slows things.
 pub async fn watch_assignments(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let conductor = Conductor::new(&shared.config.conductor_url);
+    let conductor = shared.conductor(None);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         let identity = shared.identity.read().expect("identity lock").clone();

@@ -30,7 +30,7 @@ use std::{
 
 use aerekos_common::{ApiError, ApiResult, auth::Claims, volume_hold};
 use aerekos_sdk::{
-    Conductor, SdkError, WorkerAgent,
+    SdkError, WorkerAgent,
     conductor::types::{BackupJob, BackupReport, BackupSource, BackupState},
     worker::types::{BackupIds, ChunkList},
 };
@@ -492,7 +492,7 @@ impl Write for Sender {
 /// Reports to the conductor; false when it no longer expects this backup.
 async fn send_report(shared: &Shared, backup_id: Uuid, report: BackupReport) -> bool {
     let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return true };
-    let conductor = Conductor::with_token(&shared.config.conductor_url, identity.credential.clone());
+    let conductor = shared.conductor(Some(identity.credential.clone()));
     for attempt in 1..=10 {
         match conductor.report_backup().id(identity.worker_id).backup_id(backup_id).body(report.clone()).send().await.map_err(SdkError::from) {
             Ok(_) => return true,

@@ -62,6 +62,11 @@ pub struct WorkerConfig {
     /// `CORS_ALLOWED_ORIGINS` (comma-separated), default the conductor's origin: the browser
     /// origins whose pages (the dashboard) may call the worker API.
     pub cors_allowed_origins: Vec<String>,
+    /// `CONDUCTOR_CA_PIN` (`sha256:<hex>`): the fingerprint of the conductor's CA bundle, checked
+    /// before the worker trusts it (see `trust.rs`).
+    pub conductor_ca_pin: Option<String>,
+    /// The conductor's CA bundle given outright (`aerekos up`, which runs both in one process).
+    pub conductor_ca_pem: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +90,8 @@ impl WorkerConfig {
             platform_executable: std::env::current_exe().ok(),
             transfer_rate: None,
             throttle: Default::default(),
+            conductor_ca_pin: None,
+            conductor_ca_pem: None,
         }
     }
 
@@ -106,6 +113,7 @@ impl WorkerConfig {
             c.heartbeat_interval = Duration::from_secs(secs.max(1));
         }
         c.name = get("WORKER_NAME");
+        c.conductor_ca_pin = get("CONDUCTOR_CA_PIN");
         if let Some(v) = get("WORKER_LABELS") {
             c.labels = parse_labels(&v)?;
         }

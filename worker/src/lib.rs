@@ -10,6 +10,7 @@ mod agent;
 mod api;
 pub mod backup;
 pub mod config;
+mod trust;
 pub mod driver;
 mod identity;
 mod reconcile;
@@ -35,6 +36,8 @@ const ASSIGNMENTS_FILE: &str = "assignments.json";
 
 pub(crate) struct Shared {
     config: WorkerConfig,
+    /// The conductor's CA (or the system's roots): see [`trust`].
+    trust: aerekos_sdk::Trust,
     driver: Arc<dyn Driver>,
     identity: RwLock<Option<Identity>>,
     registered: watch::Sender<Option<Uuid>>,
@@ -62,6 +65,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A client of the conductor, believing what this worker trusts; `token` is the worker's
+    /// credential where one is needed.
+    pub(crate) fn conductor(&self, token: Option<String>) -> aerekos_sdk::Conductor {
+        let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| aerekos_sdk::Transport::new().with_token(t));
+        aerekos_sdk::Conductor::with_trust(&self.config.conductor_url, transport, &self.trust)
+    }
+
     fn advertise_ip(&self) -> IpAddr {
         let detected = match &self.config.advertise_ip {
             AdvertiseIp::Fixed(ip) => Some(*ip),
@@ -138,6 +148,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("trusting the conductor: {0}")]
+    Trust(String),
 }
 
 /// A running worker agent.
@@ -201,7 +213,9 @@ impl WorkerHandle {
 /// Starts a worker: processes always, Docker too when an engine answers (and `config.docker`).
 pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
+    let (trust, ca_pem) = trust::resolve(&config).await?;
     let platform = driver::Platform {
+        ca_pem,
         conductor_url: config.conductor_url.clone(),
         executable: config.platform_executable.clone(),
         volumes_dir: config.data_dir.join("volumes"),
@@ -247,6 +261,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     let shared = Arc::new(Shared {
         interval: Mutex::new(config.heartbeat_interval),
         config,
+        trust,
         driver,
         identity: RwLock::new(identity),
         registered,

@@ -87,7 +87,7 @@ impl Tracked {
 }
 
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let conductor = Conductor::new(&shared.config.conductor_url);
+    let conductor = shared.conductor(None);
     let http = reqwest::Client::builder().timeout(PROBE_EVERY).build().expect("an HTTP client");
     let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
     let stopping: Arc<Mutex<HashSet<Uuid>>> = Arc::default();

@@ -24,7 +24,7 @@ use std::{
 
 use aerekos_common::{ApiError, ApiResult, auth::Claims};
 use aerekos_sdk::{
-    Conductor, SdkError, WorkerAgent,
+    SdkError, WorkerAgent,
     conductor::types::{DesiredState, TransferOutcome, TransferReport, VolumeTransfer},
 };
 use bytes::Bytes;
@@ -617,7 +617,7 @@ enum Reported {
 /// conductor restarting is back within seconds).
 async fn report(shared: &Shared, move_id: Uuid, outcome: TransferOutcome, bytes: u64, error: Option<String>) -> Reported {
     let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return Reported::Unknown };
-    let conductor = Conductor::with_token(&shared.config.conductor_url, identity.credential.clone());
+    let conductor = shared.conductor(Some(identity.credential.clone()));
     let body = TransferReport { outcome, bytes, error };
     let attempts = if outcome == TransferOutcome::Copying { 1 } else { 30 };
     for attempt in 1..=attempts {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 /// Operations reachable without a token. Everything else must declare a security requirement.
-const PUBLIC_OPERATIONS: &[&str] = &["login", "get_jwks", "get_revocations", "register_worker", "health", "ready", "metrics"];
+const PUBLIC_OPERATIONS: &[&str] = &["login", "get_jwks", "get_revocations", "get_tls_ca", "register_worker", "health", "ready", "metrics"];
 
 pub fn lint(spec: &Value) -> Vec<String> {
     let mut problems = vec![];

@@ -1455,6 +1455,25 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
             Default::default()
         }
     }
+    ///The CA bundle that the conductor's certificate chains to, for workers and the CLI to pin.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct TlsCa {
+        ///Whether the conductor serves TLS. When false, the other fields are absent.
+        pub enabled: bool,
+        /**`sha256:<hex>` over the bundle's DER certificates in order: what `CONDUCTOR_CA_PIN` and
+`aerekos login --ca-pin` compare against. A client must compute it itself from `pem`,
+never take this field's word for it.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub fingerprint: ::std::option::Option<::std::string::String>,
+        ///The bundle (PEM): the cluster CA, then the admin's CA when the admin gave the certificate.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub pem: ::std::option::Option<::std::string::String>,
+    }
+    impl TlsCa {
+        pub fn builder() -> builder::TlsCa {
+            Default::default()
+        }
+    }
     ///How a volume transfer is going, as the receiving worker reports it.
     #[derive(
         ::serde::Deserialize,
@@ -6761,6 +6780,86 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct TlsCa {
+            enabled: ::std::result::Result<bool, ::std::string::String>,
+            fingerprint: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            pem: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for TlsCa {
+            fn default() -> Self {
+                Self {
+                    enabled: Err("no value supplied for enabled".to_string()),
+                    fingerprint: Ok(Default::default()),
+                    pem: Ok(Default::default()),
+                }
+            }
+        }
+        impl TlsCa {
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for enabled: {e}")
+                    });
+                self
+            }
+            pub fn fingerprint<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.fingerprint = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for fingerprint: {e}")
+                    });
+                self
+            }
+            pub fn pem<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.pem = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for pem: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TlsCa> for super::TlsCa {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: TlsCa,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    enabled: value.enabled?,
+                    fingerprint: value.fingerprint?,
+                    pem: value.pem?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::TlsCa> for TlsCa {
+            fn from(value: super::TlsCa) -> Self {
+                Self {
+                    enabled: Ok(value.enabled),
+                    fingerprint: Ok(value.fingerprint),
+                    pem: Ok(value.pem),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct TransferReport {
             bytes: ::std::result::Result<u64, ::std::string::String>,
             error: ::std::result::Result<
@@ -8803,6 +8902,20 @@ let response = client.restore_service()
 ```*/
     pub fn restore_service(&self) -> builder::RestoreService<'_> {
         builder::RestoreService::new(self)
+    }
+    /**The CA bundle the conductor's certificate chains to, and its fingerprint. Public: clients
+fetch it before they trust the connection, and accept it only if its fingerprint matches
+the pin they were given (`CONDUCTOR_CA_PIN`, `aerekos login --ca-pin`)
+
+Sends a `GET` request to `/api/tls/ca`
+
+```ignore
+let response = client.get_tls_ca()
+    .send()
+    .await;
+```*/
+    pub fn get_tls_ca(&self) -> builder::GetTlsCa<'_> {
+        builder::GetTlsCa::new(self)
     }
     /**The current worker registration token (admin only)
 
@@ -13014,6 +13127,117 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "restore_service",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_tls_ca`]
+
+[`Client::get_tls_ca`]: super::Client::get_tls_ca*/
+    #[derive(Debug, Clone)]
+    pub struct GetTlsCa<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> GetTlsCa<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/api/tls/ca`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::TlsCa>, Error<crate::ErrorBody>> {
+            let Self { client } = self;
+            let url = format!("{}/api/tls/ca", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_tls_ca",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

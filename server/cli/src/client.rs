@@ -41,6 +41,10 @@ pub struct LoginArgs {
     /// Read the password from stdin (else AEREKOS_PASSWORD, else a prompt).
     #[arg(long)]
     password_stdin: bool,
+    /// For an https conductor: the fingerprint of its CA (`sha256:…`, printed by the conductor at
+    /// start and by `aerekos token show`). Without it, the fingerprint is shown and asked about.
+    #[arg(long, env = "AEREKOS_CA_PIN")]
+    ca_pin: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -173,6 +177,40 @@ struct Credentials {
     username: String,
     token: String,
     expires_at: chrono::DateTime<chrono::Utc>,
+    /// The conductor's CA bundle, pinned at login (https only): every later command believes
+    /// only certificates chaining to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_pem: Option<String>,
+}
+
+/// The pin of the CA the current command trusts, for the message when a certificate is refused.
+static PINNED_CA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A client of `url` believing `ca_pem` when given (else the system's roots).
+fn client_for(url: &str, token: Option<String>, ca_pem: Option<&str>) -> anyhow::Result<Conductor> {
+    let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| aerekos_sdk::Transport::new().with_token(t));
+    let trust = match ca_pem {
+        Some(pem) => {
+            if let Ok(pin) = aerekos_sdk::tls::fingerprint(pem.as_bytes()) {
+                let _ = PINNED_CA.set(pin);
+            }
+            aerekos_sdk::Trust::ca_bundle(pem.as_bytes().to_vec())?
+        }
+        None => aerekos_sdk::Trust::from_env(),
+    };
+    Ok(Conductor::with_trust(url, transport, &trust))
+}
+
+/// An SDK error as the CLI reports it: a refused certificate says what it means and what to do.
+fn explain(e: SdkError) -> anyhow::Error {
+    match PINNED_CA.get() {
+        Some(pin) if e.is_certificate_refused() => anyhow::anyhow!(
+            "the conductor's certificate does not chain to the CA pinned at login ({pin}): this is another server, or someone \
+             in the middle. If the conductor's CA really changed, log in again with `aerekos login --ca-pin <new pin>` \
+             (`aerekos token show` on a trusted machine prints it). Details: {e}"
+        ),
+        _ => anyhow::anyhow!(e),
+    }
 }
 
 fn config_dir() -> anyhow::Result<PathBuf> {
@@ -196,7 +234,7 @@ pub(crate) fn connect(global: &Global) -> anyhow::Result<Conductor> {
     let saved = load_credentials();
     let url = global.url.clone().or_else(|| saved.as_ref().map(|c| c.url.clone())).unwrap_or_else(|| DEFAULT_URL.into());
     match saved {
-        Some(c) if c.url == url && c.expires_at > chrono::Utc::now() => Ok(Conductor::with_token(&url, c.token)),
+        Some(c) if c.url == url && c.expires_at > chrono::Utc::now() => client_for(&url, Some(c.token), c.ca_pem.as_deref()),
         Some(c) if c.url == url => bail!("your login to {url} expired at {}; run `aerekos login`", c.expires_at),
         _ => bail!("not logged in to {url}; run `aerekos login --url {url}`"),
     }
@@ -208,7 +246,26 @@ pub fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow
 }
 
 pub(crate) fn api<T>(r: Result<aerekos_sdk::ResponseValue<T>, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>) -> anyhow::Result<T> {
-    r.map(aerekos_sdk::ResponseValue::into_inner).map_err(|e| anyhow::anyhow!(SdkError::from(e)))
+    r.map(aerekos_sdk::ResponseValue::into_inner).map_err(|e| explain(SdkError::from(e)))
+}
+
+/// The conductor's CA bundle, accepted because its fingerprint is `pin`, or (without a pin) because
+/// the person at the terminal says so after seeing it. Scripts must give the pin.
+async fn pin_ca(url: &str, pin: Option<&str>) -> anyhow::Result<String> {
+    if let Some(pin) = pin {
+        return aerekos_sdk::fetch_pinned_ca(url, pin).await.map_err(|e| anyhow::anyhow!(e));
+    }
+    let (pem, seen) = aerekos_sdk::fetch_ca(url).await?;
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("{url} presents CA {seen}; to trust it, give it with --ca-pin (compare it with `aerekos token show` on a trusted machine)");
+    }
+    eprint!("{url} presents CA {seen}.\nCompare it with what the conductor printed at start (or `aerekos token show`). Trust it? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("not trusted; nothing saved");
+    }
+    Ok(pem)
 }
 
 /// A password or other secret: one line of stdin, else the variable `env`, else a prompt.
@@ -239,7 +296,8 @@ fn save_credentials(creds: &Credentials) -> anyhow::Result<()> {
 pub(crate) fn save_session(global: &Global, session: &types::LoginResponse) -> anyhow::Result<()> {
     let url = global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
     let username = session.user.username.clone();
-    save_credentials(&Credentials { url, username, token: session.token.clone(), expires_at: session.expires_at })
+    let ca_pem = load_credentials().filter(|c| c.url == url).and_then(|c| c.ca_pem);
+    save_credentials(&Credentials { url, username, token: session.token.clone(), expires_at: session.expires_at, ca_pem })
 }
 
 pub(crate) fn forget_credentials() -> anyhow::Result<()> {
@@ -252,9 +310,10 @@ pub(crate) fn forget_credentials() -> anyhow::Result<()> {
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let url = args.global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
     let password = read_secret(args.password_stdin, "AEREKOS_PASSWORD", &format!("password for {} at {url}: ", args.username))?;
-    let client = Conductor::new(&url);
-    let session = client.login_as(&args.username, &password).await?;
-    let creds = Credentials { url: url.clone(), username: args.username.clone(), token: session.token, expires_at: session.expires_at };
+    let ca_pem = if url.starts_with("https://") { Some(pin_ca(&url, args.ca_pin.as_deref()).await?) } else { None };
+    let client = client_for(&url, None, ca_pem.as_deref())?;
+    let session = client.login_as(&args.username, &password).await.map_err(explain)?;
+    let creds = Credentials { url: url.clone(), username: args.username.clone(), token: session.token, expires_at: session.expires_at, ca_pem };
     save_credentials(&creds)?;
     match args.global.output {
         Format::Json => println!("{}", serde_json::json!({ "url": url, "username": args.username, "role": session.user.role, "expires_at": session.expires_at })),
@@ -584,7 +643,9 @@ pub async fn token(global: Global, command: TokenCommand) -> anyhow::Result<()> 
         Format::Table => {
             println!("{}", t.token);
             let url = global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
-            eprintln!("join a worker:  CONDUCTOR_URL={url} CONDUCTOR_TOKEN={} aerekos worker", t.token);
+            let ca = api(c.get_tls_ca().send().await)?;
+            let pin = ca.fingerprint.map(|p| format!(" CONDUCTOR_CA_PIN={p}")).unwrap_or_default();
+            eprintln!("join a worker:  CONDUCTOR_URL={url} CONDUCTOR_TOKEN={}{pin} aerekos worker", t.token);
         }
     }
     Ok(())

@@ -16,7 +16,11 @@ const PLATFORM_SERVICES: &[&str] = &["key_manager", "storage_manager"];
 pub async fn up(driver: &str) -> anyhow::Result<()> {
     aerekos_common::telemetry::init_from_env();
     let driver = if driver == "docker" { DriverKind::Docker } else { DriverKind::Process };
-    let config = ConductorConfig::from_env()?;
+    // The laptop case: loopback and plain HTTP unless CONDUCTOR_HOST says otherwise (another
+    // address turns TLS on; see CONDUCTOR_TLS).
+    let config = ConductorConfig::from_lookup(|name| {
+        std::env::var(name).ok().or_else(|| (name == "CONDUCTOR_HOST").then(|| "127.0.0.1".to_owned()))
+    })?;
     let password_file = config.data_dir.join(ADMIN_PASSWORD_FILE);
     let conductor = aerekos_conductor::start(config.clone()).await.context("starting the conductor")?;
     let url = conductor.url();
@@ -26,6 +30,7 @@ pub async fn up(driver: &str) -> anyhow::Result<()> {
     let mut wc = WorkerConfig::new(url.clone(), conductor.registration_token().await?, config.data_dir.join("worker"));
     wc.advertise_ip = aerekos_worker::AdvertiseIp::Fixed([127, 0, 0, 1].into());
     wc.name = Some("local".into());
+    wc.conductor_ca_pem = conductor.tls_ca().map(|(_, pem)| pem);
     wc.docker = driver == DriverKind::Docker;
     // WORKER_API_HOST/PORT apply to the local worker too (WORKER_API_PORT=off serves none).
     wc.api_bind = WorkerConfig::from_env()?.api_bind;
@@ -49,7 +54,13 @@ pub async fn up(driver: &str) -> anyhow::Result<()> {
     } else if password_file.exists() {
         println!("  admin login:    {} (password in {})", config.admin_username, password_file.display());
     }
-    println!("  CLI:            aerekos login --url {url}");
+    match conductor.tls_ca() {
+        Some((pin, _)) => {
+            println!("  CLI:            aerekos login --url {url} --ca-pin {pin}");
+            println!("  CA pin:         {pin} (workers: CONDUCTOR_CA_PIN; `aerekos token show` prints the join command)");
+        }
+        None => println!("  CLI:            aerekos login --url {url}"),
+    }
     println!("  Ctrl-C stops everything; state stays in {}", config.data_dir.display());
 
     shutdown_signal().await;

@@ -45,11 +45,62 @@ pub struct ConductorConfig {
     /// `CORS_ALLOWED_ORIGINS` (comma-separated), default none: browser origins other than the
     /// conductor's own whose pages may call its API. The dashboard is same-origin and needs none.
     pub cors_allowed_origins: Vec<String>,
+    /// TLS on the conductor's listener: see [`TlsConfig`].
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
+
+/// `CONDUCTOR_TLS`: `auto` (the default: TLS unless the conductor listens on loopback only), `on`
+/// or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: the admin's PEM certificate chain and key for the
+    /// conductor. Unset: a certificate issued by the cluster CA (made in `<DATA_DIR>/tls`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// `TLS_CA_FILE`: the CA (PEM) that issued `TLS_CERT_FILE`, added to the bundle clients pin.
+    pub ca_file: Option<PathBuf>,
+    /// `TLS_SANS`: more names (DNS or IP, comma-separated) for the cluster-issued certificate,
+    /// e.g. the address workers and browsers use.
+    pub sans: Vec<String>,
+    /// `AEREKOS_ALLOW_PLAIN_HTTP=yes`: the explicit opt-out that lets the conductor listen on a
+    /// non-loopback address without TLS (behind a TLS-terminating proxy, say).
+    pub allow_plain_http: bool,
+}
+
+impl TlsConfig {
+    /// Whether the conductor bound to `bind` serves TLS, or why it must not start.
+    pub fn enabled_for(&self, bind: std::net::IpAddr) -> Result<bool, ConfigError> {
+        let enabled = match self.mode {
+            TlsMode::On => true,
+            TlsMode::Auto => !bind.is_loopback(),
+            TlsMode::Off => false,
+        };
+        if !enabled && !bind.is_loopback() && !self.allow_plain_http {
+            return Err(ConfigError(format!(
+                "CONDUCTOR_TLS=off on {bind}, which other machines can reach, would send passwords and tokens in the clear; \
+                 turn TLS on (CONDUCTOR_TLS=auto or on), listen on loopback (CONDUCTOR_HOST=127.0.0.1), or set \
+                 AEREKOS_ALLOW_PLAIN_HTTP=yes to accept plain HTTP (e.g. behind a TLS-terminating proxy)"
+            )));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither".into()));
+        }
+        Ok(enabled)
+    }
+}
 
 impl ConductorConfig {
     /// Defaults for a conductor keeping its state in `data_dir`, bound to `bind`.
@@ -73,6 +124,7 @@ impl ConductorConfig {
             backup_keep: 24,
             throttle: Default::default(),
             cors_allowed_origins: Vec::new(),
+            tls: TlsConfig::default(),
         }
     }
 
@@ -112,6 +164,17 @@ impl ConductorConfig {
         config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
         config.throttle = aerekos_common::throttle::ThrottleConfig::from_lookup(&get).map_err(ConfigError)?;
         config.cors_allowed_origins = aerekos_common::server::cors_origins_from_env(&get).unwrap_or_default();
+        config.tls.mode = match get("CONDUCTOR_TLS").as_deref().map(str::trim) {
+            None | Some("") | Some("auto") => TlsMode::Auto,
+            Some("on") => TlsMode::On,
+            Some("off") => TlsMode::Off,
+            Some(other) => return Err(ConfigError(format!("CONDUCTOR_TLS={other:?}: use auto, on or off"))),
+        };
+        config.tls.cert_file = get("TLS_CERT_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
+        config.tls.key_file = get("TLS_KEY_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
+        config.tls.ca_file = get("TLS_CA_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
+        config.tls.sans = get("TLS_SANS").map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+        config.tls.allow_plain_http = get("AEREKOS_ALLOW_PLAIN_HTTP").is_some_and(|v| matches!(v.trim(), "yes" | "1" | "true"));
         config.backup_keep = parse(&get, "BACKUP_KEEP", config.backup_keep)?;
         if config.backup_keep == 0 {
             return Err(ConfigError("BACKUP_KEEP must be at least 1".into()));
@@ -141,6 +204,7 @@ impl ConductorConfig {
         if self.worker_ttl <= self.heartbeat_interval {
             return Err(ConfigError("WORKER_TTL must be longer than HEARTBEAT_INTERVAL".into()));
         }
+        self.tls.enabled_for(self.bind.ip())?;
         if self.registration_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError("AEREKOS_REGISTRATION_TOKEN must be at least 16 characters".into()));
         }

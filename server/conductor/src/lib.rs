@@ -41,6 +41,8 @@ pub(crate) struct AppState {
     deployments: DeploymentService,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
+    /// The conductor's TLS, when it serves TLS.
+    tls: Option<Arc<domain::tls::ConductorTls>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,8 @@ pub enum StartError {
     Key(String),
     #[error("seeding users: {0}")]
     Seed(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running conductor.
@@ -74,6 +78,11 @@ impl ConductorHandle {
     /// The base URL clients use, e.g. `http://127.0.0.1:8080`.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The fingerprint workers pin (`CONDUCTOR_CA_PIN`) and the CA bundle, when serving TLS.
+    pub fn tls_ca(&self) -> Option<(String, String)> {
+        self.state.tls.as_ref().map(|t| (t.fingerprint.clone(), t.bundle_pem.clone()))
     }
 
     /// The current worker registration token (for embedding a local worker).
@@ -116,6 +125,17 @@ impl ConductorHandle {
 pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartError> {
     config.validate()?;
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
+    let tls = match config.tls.enabled_for(config.bind.ip())? {
+        true => Some(Arc::new(domain::tls::ConductorTls::start(&config.data_dir, &config.tls, config.bind.ip())?)),
+        false if !config.bind.ip().is_loopback() => {
+            tracing::warn!(
+                bind = %config.bind,
+                "PLAIN HTTP on an address other machines can reach (AEREKOS_ALLOW_PLAIN_HTTP=yes): passwords and tokens cross the network in the clear unless a TLS proxy is in front"
+            );
+            None
+        }
+        false => None,
+    };
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let auth = Arc::new(AuthService::start(db.clone(), &config).await?);
     let tokens = RegistrationTokens::start(db.clone(), config.registration_token.as_deref()).await?;
@@ -155,6 +175,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         deployments,
         routes: routes.clone(),
         metrics: metrics.clone(),
+        tls: tls.clone(),
     });
     // The routes exist before the first request, so the gateway never mistakes a service for an
     // unknown path.
@@ -193,8 +214,11 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         // Without an allow-list there is no CORS at all: browsers keep other origins out.
         .with_if(!config.cors_allowed_origins.is_empty(), aerekos_common::server::cors_allow_list(config.cors_allowed_origins.clone()))
         .with(edge);
-    let server = aerekos_common::server::serve(config.bind, app).await?;
-    tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening");
+    let server = aerekos_common::server::serve_tls(config.bind, app, tls.as_ref().map(|t| t.server.clone())).await?;
+    match &tls {
+        Some(t) => tracing::info!(url = %server.url(), database = %config.database_path.display(), ca_pin = %t.fingerprint, "conductor listening (TLS)"),
+        None => tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening"),
+    }
     let flusher = spawn_heartbeat_flusher(state.clone());
     let deployment_loop = spawn_deployment_loop(state.clone());
     let housekeeping = spawn_housekeeping(state.clone());

@@ -956,3 +956,17 @@ pub struct Readiness {
     /// `ready`.
     pub status: String,
 }
+
+/// The CA bundle that the conductor's certificate chains to, for workers and the CLI to pin.
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TlsCa {
+    /// Whether the conductor serves TLS. When false, the other fields are absent.
+    pub enabled: bool,
+    /// The bundle (PEM): the cluster CA, then the admin's CA when the admin gave the certificate.
+    pub pem: Option<String>,
+    /// `sha256:<hex>` over the bundle's DER certificates in order: what `CONDUCTOR_CA_PIN` and
+    /// `aerekos login --ca-pin` compare against. A client must compute it itself from `pem`,
+    /// never take this field's word for it.
+    pub fingerprint: Option<String>,
+}

@@ -3,6 +3,7 @@ import { useEffect } from 'react';
 import { SessionProvider, useSession } from './hooks/useSession';
 import { RouterProvider, useRouter } from './router';
 import { Shell } from './Shell';
+import { AuditScreen } from './screens/AuditScreen';
 import { KeysScreen } from './screens/KeysScreen';
 import { LoginScreen } from './screens/LoginScreen';
 import { NotFoundScreen } from './screens/NotFoundScreen';
@@ -10,6 +11,7 @@ import { OverviewScreen } from './screens/OverviewScreen';
 import { ServicesScreen } from './screens/ServicesScreen';
 import { SettingsScreen } from './screens/SettingsScreen';
 import { StorageScreen } from './screens/StorageScreen';
+import { UsersScreen } from './screens/UsersScreen';
 import { VolumesScreen } from './screens/VolumesScreen';
 import { WorkerDetailScreen } from './screens/WorkerDetailScreen';
 import { WorkersScreen } from './screens/WorkersScreen';
@@ -51,6 +53,12 @@ function Root() {
       break;
     case 'storage':
       screen = <StorageScreen bucket={route.bucket} prefix={route.prefix ?? ''} />;
+      break;
+    case 'users':
+      screen = <UsersScreen selected={route.user} />;
+      break;
+    case 'audit':
+      screen = <AuditScreen actor={route.actor} action={route.action} failed={route.failed} />;
       break;
     case 'settings':
       screen = <SettingsScreen />;

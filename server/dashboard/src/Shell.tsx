@@ -1,13 +1,16 @@
-// The signed-in frame: the sidebar (brand, screens, the user and sign-out) and the screen.
+// The signed-in frame: the sidebar (brand, screens, the user: change password, sign out) and the
+// screen.
 
-import type { ReactNode } from 'react';
+import { useState, type ReactNode } from 'react';
 import { Pressable, Text, View } from 'react-native';
 
 import { Button } from './components/Button';
 import { StatusBadge } from './components/StatusBadge';
+import { useAction } from './hooks/useAsync';
 import { useSession } from './hooks/useSession';
 import { useResourceSampler } from './hooks/useResources';
 import { useRouter, type Route } from './router';
+import { ChangePasswordDialog } from './screens/ChangePasswordDialog';
 import { shellStyles as s } from './styles/shell.styles';
 
 const NAV: { label: string; route: Route; matches: Route['name'][] }[] = [
@@ -17,12 +20,17 @@ const NAV: { label: string; route: Route; matches: Route['name'][] }[] = [
   { label: 'Volumes', route: { name: 'volumes' }, matches: ['volumes'] },
   { label: 'Keys', route: { name: 'keys' }, matches: ['keys'] },
   { label: 'Storage', route: { name: 'storage' }, matches: ['storage'] },
+  { label: 'Users', route: { name: 'users' }, matches: ['users'] },
+  { label: 'Audit', route: { name: 'audit' }, matches: ['audit'] },
   { label: 'Settings', route: { name: 'settings' }, matches: ['settings'] },
 ];
 
 export function Shell({ children }: { children: ReactNode }) {
   const { session, signOut } = useSession();
   const { route, navigate } = useRouter();
+  const [changingPassword, setChangingPassword] = useState(false);
+  // Signing out asks the conductor to revoke the token first (a moment; the button says so).
+  const leave = useAction(() => signOut());
   useResourceSampler();
   return (
     <View style={s.root}>
@@ -58,10 +66,14 @@ export function Shell({ children }: { children: ReactNode }) {
             </Text>
             <StatusBadge status={session?.user.role ?? ''} />
           </View>
-          <Button label="Sign out" size="small" variant="ghost" onPress={() => signOut()} testID="sign-out" />
+          <View style={s.userActions}>
+            <Button label="Change password" size="small" variant="ghost" onPress={() => setChangingPassword(true)} testID="change-password" />
+            <Button label="Sign out" size="small" variant="ghost" onPress={() => void leave.run()} busy={leave.running} testID="sign-out" />
+          </View>
         </View>
       </View>
       <View style={s.main}>{children}</View>
+      {changingPassword ? <ChangePasswordDialog onClose={() => setChangingPassword(false)} /> : null}
     </View>
   );
 }

@@ -54,3 +54,8 @@ export function errorMessage(e: unknown): string {
   }
   return e instanceof Error ? e.message : String(e);
 }
+
+/** The length of `text` in UTF-8 bytes (what the conductor measures passwords in). */
+export function utf8Bytes(text: string): number {
+  return new TextEncoder().encode(text).length;
+}

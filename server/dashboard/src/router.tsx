@@ -12,6 +12,8 @@ export type Route =
   | { name: 'volumes'; volume?: string }
   | { name: 'keys' }
   | { name: 'storage'; bucket?: string; prefix?: string }
+  | { name: 'users'; user?: string }
+  | { name: 'audit'; actor?: string; action?: string; failed?: boolean }
   | { name: 'settings' }
   | { name: 'login' }
   | { name: 'not_found'; path: string };
@@ -36,6 +38,15 @@ export function parse(pathname: string, search = ''): Route {
       const prefix = new URLSearchParams(search).get('prefix') ?? undefined;
       return second ? { name: 'storage', bucket: second, ...(prefix ? { prefix } : {}) } : { name: 'storage' };
     }
+    case 'users':
+      return second ? { name: 'users', user: second } : { name: 'users' };
+    case 'audit': {
+      const q = new URLSearchParams(search);
+      const actor = q.get('actor') || undefined;
+      const action = q.get('action') || undefined;
+      const failed = q.get('failed') === '1' || q.get('failed') === 'true';
+      return { name: 'audit', ...(actor ? { actor } : {}), ...(action ? { action } : {}), ...(failed ? { failed } : {}) };
+    }
     case 'settings':
       return { name: 'settings' };
     default:
@@ -56,6 +67,16 @@ export function href(route: Route): string {
     case 'storage':
       if (!route.bucket) return '/storage';
       return `/storage/${encodeURIComponent(route.bucket)}${route.prefix ? `?prefix=${encodeURIComponent(route.prefix)}` : ''}`;
+    case 'users':
+      return route.user ? `/users/${encodeURIComponent(route.user)}` : '/users';
+    case 'audit': {
+      const q = new URLSearchParams();
+      if (route.actor) q.set('actor', route.actor);
+      if (route.action) q.set('action', route.action);
+      if (route.failed) q.set('failed', '1');
+      const query = q.toString();
+      return query ? `/audit?${query}` : '/audit';
+    }
     case 'not_found':
       return route.path;
     default:

@@ -9,6 +9,7 @@
 //! - [`secrets`]: 0600 files written whole or not at all;
 //! - [`server`]: binding a listener (port 0 in tests) and serving with graceful shutdown;
 //! - [`throttle`]: token buckets per client address and per caller (429 with `Retry-After`);
+//! - [`tls`]: serving over TLS, and the CA fingerprint workers and the CLI pin;
 //! - [`telemetry`]: tracing set-up for binaries;
 //! - [`volume_hold`]: the backup hold a stateful service respects before deleting files.
 
@@ -21,6 +22,7 @@ pub mod secrets;
 pub mod server;
 pub mod telemetry;
 pub mod throttle;
+pub mod tls;
 pub mod volume_hold;
 
 pub use error::{ApiError, ApiResult, ErrorBody};

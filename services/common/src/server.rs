@@ -18,6 +18,7 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 /// A running server: its bound address and the means to stop it.
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<io::Result<()>>,
 }
@@ -28,13 +29,14 @@ impl ServerHandle {
         self.addr
     }
 
-    /// `http://<addr>`, with 0.0.0.0 / :: replaced by loopback so it can be dialled.
+    /// `http://<addr>` (`https://` when serving TLS), with 0.0.0.0 / :: replaced by loopback so
+    /// it can be dialled.
     pub fn url(&self) -> String {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
-        format!("http://{addr}")
+        format!("{}://{addr}", if self.tls { "https" } else { "http" })
     }
 
     /// Stops accepting connections, lets in-flight requests finish (up to 10 s), and waits.
@@ -51,8 +53,16 @@ impl ServerHandle {
     }
 }
 
-/// Binds `addr` (port 0 picks a free port) and serves `ep` on a background task.
+/// Binds `addr` (port 0 picks a free port) and serves `ep` in plain HTTP on a background task.
 pub async fn serve<E>(addr: SocketAddr, ep: E) -> io::Result<ServerHandle>
+where
+    E: Endpoint + 'static,
+{
+    serve_tls(addr, ep, None).await
+}
+
+/// Like [`serve`], over TLS when `tls` is given (see [`crate::tls`]).
+pub async fn serve_tls<E>(addr: SocketAddr, ep: E, tls: Option<std::sync::Arc<crate::tls::ServerConfig>>) -> io::Result<ServerHandle>
 where
     E: Endpoint + 'static,
 {
@@ -63,18 +73,18 @@ where
         .and_then(|a| a.as_socket_addr().copied())
         .ok_or_else(|| io::Error::other("listener reported no local address"))?;
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                ep,
-                async {
-                    let _ = rx.await;
-                },
-                Some(GRACEFUL_SHUTDOWN),
-            )
-            .await
-    });
-    Ok(ServerHandle { addr: bound, shutdown: Some(tx), task })
+    let stopped = async {
+        let _ = rx.await;
+    };
+    let is_tls = tls.is_some();
+    let task = match tls {
+        Some(config) => {
+            let acceptor = crate::tls::TlsAcceptor::new(acceptor, config);
+            tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(ep, stopped, Some(GRACEFUL_SHUTDOWN)))
+        }
+        None => tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(ep, stopped, Some(GRACEFUL_SHUTDOWN))),
+    };
+    Ok(ServerHandle { addr: bound, tls: is_tls, shutdown: Some(tx), task })
 }
 
 /// An API the way every aerekos server exposes it: its spec at `/openapi.json`, Swagger UI at

@@ -81,7 +81,7 @@ impl KeyManagerHandle {
 pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let master = load_master_key(&config)?;
-    let verifier = aerekos_trust::conductor_verifier(&config.conductor_url, JWKS_WAIT).await.map_err(StartError::Jwks)?;
+    let verifier = aerekos_trust::conductor_verifier(&aerekos_sdk::Conductor::new(&config.conductor_url), JWKS_WAIT).await.map_err(StartError::Jwks)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let (audit, audit_writer) = AuditLog::start(db.clone());
     let limits = Limits {

@@ -80,7 +80,7 @@ impl StorageManagerHandle {
 
 pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
-    let verifier = aerekos_trust::conductor_verifier(&config.conductor_url, JWKS_WAIT).await.map_err(StartError::Jwks)?;
+    let verifier = aerekos_trust::conductor_verifier(&aerekos_sdk::Conductor::new(&config.conductor_url), JWKS_WAIT).await.map_err(StartError::Jwks)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let blobs = BlobStore::open(&config.data_dir)?;
     if config.service_token.is_none() {

@@ -15,9 +15,11 @@ const FEED_WAIT_SECS: u64 = 25;
 /// The verifier for `conductor_url`'s tokens, retrying for up to `wait` while the conductor starts.
 /// It refuses revoked tokens: a background task follows the conductor's revocation feed for as
 /// long as the verifier (or a clone) is alive.
-pub async fn conductor_verifier(conductor_url: &str, wait: Duration) -> Result<TokenVerifier, String> {
-    let verifier = fetch_verifier(conductor_url, wait).await?;
-    tokio::spawn(follow_revocations(aerekos_sdk::Conductor::new(conductor_url), verifier.revocations().clone()));
+/// `conductor` is a client without credentials, believing the servers its caller trusts (the
+/// cluster CA when the conductor serves TLS).
+pub async fn conductor_verifier(conductor: &aerekos_sdk::Conductor, wait: Duration) -> Result<TokenVerifier, String> {
+    let verifier = fetch_verifier(conductor, wait).await?;
+    tokio::spawn(follow_revocations(conductor.clone(), verifier.revocations().clone()));
     Ok(verifier)
 }
 
@@ -54,8 +56,8 @@ async fn follow_revocations(conductor: aerekos_sdk::Conductor, revocations: Revo
     }
 }
 
-async fn fetch_verifier(conductor_url: &str, wait: Duration) -> Result<TokenVerifier, String> {
-    let conductor = aerekos_sdk::Conductor::new(conductor_url);
+async fn fetch_verifier(conductor: &aerekos_sdk::Conductor, wait: Duration) -> Result<TokenVerifier, String> {
+    let conductor_url = { use aerekos_sdk::conductor::ClientInfo as _; conductor.baseurl().to_owned() };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match conductor.get_jwks().send().await {
@@ -65,7 +67,7 @@ async fn fetch_verifier(conductor_url: &str, wait: Duration) -> Result<TokenVeri
                 return TokenVerifier::from_ed25519_jwk(&jwk.kid, &jwk.x).map_err(|e| e.to_string());
             }
             Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(conductor = conductor_url, error = %e, "waiting for the conductor's public key");
+                tracing::warn!(conductor = %conductor_url, error = %e, "waiting for the conductor's public key");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(format!("{conductor_url}: {e}")),

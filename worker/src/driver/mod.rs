@@ -60,6 +60,8 @@ pub const INSTANCE_ENV: &str = "AEREKOS_INSTANCE_ID";
 #[derive(Debug, Clone)]
 pub struct Platform {
     pub conductor_url: String,
+    /// The conductor's CA bundle when it is a pinned cluster CA; instances get it in `AEREKOS_CA_PEM`.
+    pub ca_pem: Option<String>,
     /// The aerekos executable (built-in services run `aerekos service <name>`).
     pub executable: Option<std::path::PathBuf>,
     /// `<data dir>/volumes`: a directory per volume name, outliving the instances that use it.
@@ -74,14 +76,18 @@ impl Platform {
         Ok(dir)
     }
 
-    /// Variables every instance gets unless its spec sets them: `PORT`, `CONDUCTOR_URL`, and
-    /// `DATA_DIR` (= `data_dir`) when it has a volume.
+    /// Variables every instance gets unless its spec sets them: `PORT`, `CONDUCTOR_URL`, the
+    /// conductor's CA (`AEREKOS_CA_PEM`) when it serves TLS, and `DATA_DIR` (= `data_dir`) when it
+    /// has a volume.
     pub fn env(&self, spec: &InstanceSpec, data_dir: Option<String>) -> Vec<(String, String)> {
         let mut env = vec![];
         if let Some(port) = spec.ports.first() {
             env.push(("PORT".to_owned(), port.to_string()));
         }
         env.push(("CONDUCTOR_URL".to_owned(), self.conductor_url.clone()));
+        if let Some(pem) = &self.ca_pem {
+            env.push((aerekos_sdk::tls::CA_PEM_ENV.to_owned(), pem.clone()));
+        }
         if let Some(dir) = data_dir {
             env.push(("DATA_DIR".to_owned(), dir));
         }

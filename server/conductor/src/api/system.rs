@@ -10,7 +10,7 @@ use poem_openapi::{
 use super::ApiTags;
 use crate::{
     AppState,
-    model::{Health, Readiness},
+    model::{Health, Readiness, TlsCa},
 };
 
 pub struct SystemApi;
@@ -30,6 +30,17 @@ impl SystemApi {
             Ok(()) => Ok(Json(Readiness { status: "ready".into() })),
             Err(e) => Err(ApiError::unavailable("database_unavailable", format!("the database does not answer: {e}"))),
         }
+    }
+
+    /// The CA bundle the conductor's certificate chains to, and its fingerprint. Public: clients
+    /// fetch it before they trust the connection, and accept it only if its fingerprint matches
+    /// the pin they were given (`CONDUCTOR_CA_PIN`, `aerekos login --ca-pin`).
+    #[oai(path = "/api/tls/ca", method = "get", operation_id = "get_tls_ca")]
+    async fn tls_ca(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<TlsCa>> {
+        Ok(Json(match &state.tls {
+            Some(tls) => TlsCa { enabled: true, pem: Some(tls.bundle_pem.clone()), fingerprint: Some(tls.fingerprint.clone()) },
+            None => TlsCa { enabled: false, pem: None, fingerprint: None },
+        }))
     }
 
     /// Prometheus metrics (text exposition format).

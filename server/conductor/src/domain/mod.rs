@@ -14,6 +14,7 @@ pub mod platform;
 pub mod registration;
 pub mod routes;
 pub mod scheduler;
+pub mod tls;
 pub mod users;
 pub mod volumes;
 pub mod workers;

@@ -35,3 +35,20 @@ export function saveSession(login: LoginResponse): Session {
 export function clearSession(): void {
   sessionStorage.removeItem(KEY);
 }
+
+/**
+ * The id of a session's token (its `jti` claim), which the conductor lists it by: read from the
+ * JWT's payload without verifying it (the conductor does that). Undefined if it cannot be read.
+ */
+export function tokenId(token: string): string | undefined {
+  try {
+    const payload = token.split('.')[1];
+    if (!payload) return undefined;
+    const b64 = payload.replace(/-/g, '+').replace(/_/g, '/');
+    const json = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+    const jti = (JSON.parse(json) as { jti?: unknown }).jti;
+    return typeof jti === 'string' ? jti : undefined;
+  } catch {
+    return undefined;
+  }
+}

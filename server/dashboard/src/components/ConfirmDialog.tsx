@@ -18,12 +18,14 @@ export interface ConfirmDialogProps {
   confirmDisabled?: boolean;
   /** Shown between the message and the buttons: choices, an error of the last attempt. */
   children?: ReactNode;
+  /** Only the confirm button (the dialog is done: it says what came of it). */
+  hideCancel?: boolean;
   testID?: string;
   onConfirm: () => void;
   onCancel: () => void;
 }
 
-export function ConfirmDialog({ visible, title, message, confirmLabel, danger, busy, confirmDisabled, children, testID, onConfirm, onCancel }: ConfirmDialogProps) {
+export function ConfirmDialog({ visible, title, message, confirmLabel, danger, busy, confirmDisabled, children, hideCancel, testID, onConfirm, onCancel }: ConfirmDialogProps) {
   if (!visible) return null;
   // A Modal renders above everything else on the page (on the web: a portal at the end of <body>).
   return (
@@ -34,7 +36,7 @@ export function ConfirmDialog({ visible, title, message, confirmLabel, danger, b
           <Text style={[s.message, children ? s.messageBeforeContent : null]}>{message}</Text>
           {children ? <View style={s.content}>{children}</View> : null}
           <View style={s.buttons}>
-            <Button label="Cancel" variant="ghost" onPress={onCancel} disabled={busy} />
+            {hideCancel ? null : <Button label="Cancel" variant="ghost" onPress={onCancel} disabled={busy} />}
             <Button label={confirmLabel} variant={danger ? 'danger' : 'primary'} onPress={onConfirm} busy={busy} disabled={confirmDisabled} />
           </View>
         </View>

@@ -271,3 +271,27 @@ export const textStyles = StyleSheet.create({
   label: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textMuted, textTransform: 'uppercase', letterSpacing: 1.2 },
   heading: { fontFamily: fonts.heading, fontSize: fontSize.lg, color: colors.parchment, letterSpacing: 1.2 },
 });
+
+export const passwordStyles = StyleSheet.create({
+  wrap: { marginBottom: space.md },
+  field: { marginBottom: 0 },
+  hint: { fontFamily: fonts.body, fontSize: fontSize.xs, marginTop: 5 },
+});
+
+export const checkboxStyles = StyleSheet.create({
+  row: { flexDirection: 'row', alignItems: 'center', gap: space.sm, cursor: 'pointer', paddingVertical: 6 },
+  box: {
+    width: 16,
+    height: 16,
+    borderRadius: radius.sm,
+    borderWidth: 1,
+    borderColor: colors.borderStrong,
+    backgroundColor: colors.background,
+    alignItems: 'center',
+    justifyContent: 'center',
+  },
+  boxHover: { borderColor: colors.gold },
+  boxChecked: { borderColor: colors.gold, backgroundColor: colors.gold },
+  tick: { width: 6, height: 6, borderRadius: 1, backgroundColor: colors.background },
+  label: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.text },
+});

@@ -51,7 +51,7 @@ export function SettingsScreen() {
             </>
           ) : null}
           <View style={s.buttons}>
-            <Button label="Sign out" onPress={() => signOut()} />
+            <Button label="Sign out" onPress={() => void signOut()} />
           </View>
         </Card>
       </View>

@@ -34,5 +34,6 @@ export const shellStyles = StyleSheet.create({
   footer: { paddingHorizontal: space.xl, paddingTop: space.lg, borderTopWidth: 1, borderTopColor: colors.border },
   user: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.parchment, marginBottom: 6 },
   userRow: { flexDirection: 'row', alignItems: 'center', justifyContent: 'space-between', marginBottom: space.md },
+  userActions: { alignItems: 'flex-start', gap: 2 },
   main: { flex: 1, minWidth: 0 },
 });
