@@ -180,6 +180,9 @@ describe('users and audit', { concurrency: false }, () => {
     assert.match(await byTestId('sessions-table').innerText(), new RegExp(id));
     await eventually("carol's session counted", 10_000, async () => (await byTestId('user-sessions-carol').innerText()).trim() === '1');
     assert.equal((await api('GET', '/api/auth/me', { token: session.token })).status, 200);
+    // The screen as it opens (without the refusals of the form above), for the picture.
+    await page.reload();
+    await byTestId(`session-revoke-${id}`).waitFor();
     await screenshot(page, 'users');
     await byTestId(`session-revoke-${id}`).click();
     await byTestId(`session-revoke-${id}`).waitFor({ state: 'detached' });

@@ -113,10 +113,10 @@ function AuditTrail({ actor, action, failed }: AuditFilter) {
               {
                 key: 'at',
                 title: 'Time',
-                flex: 1.3,
+                flex: 1.5,
                 render: (e) => (
                   <View>
-                    <Text style={s.text}>{dateTime(e.at)}</Text>
+                    <Text style={s.time}>{dateTime(e.at)}</Text>
                     <Text style={s.sub}>{ago(e.at)}</Text>
                   </View>
                 ),
@@ -135,7 +135,7 @@ function AuditTrail({ actor, action, failed }: AuditFilter) {
               {
                 key: 'target',
                 title: 'Target',
-                flex: 2,
+                flex: 1.9,
                 render: (e) => (
                   <Text style={s.mono} numberOfLines={1} selectable>
                     {e.target}
@@ -161,7 +161,7 @@ function AuditTrail({ actor, action, failed }: AuditFilter) {
               {
                 key: 'request',
                 title: 'Request id',
-                flex: 1.4,
+                flex: 1.3,
                 render: (e) => (
                   <Text style={s.monoFaint} numberOfLines={1} selectable>
                     {e.request_id || '—'}

@@ -100,7 +100,7 @@ function UsersAdmin({ selected }: { selected?: string }) {
               {
                 key: 'user',
                 title: 'User',
-                flex: 1.5,
+                flex: 1.3,
                 render: (u) => (
                   <View>
                     <Text style={s.name} testID={`user-name-${u.username}`}>
@@ -127,11 +127,11 @@ function UsersAdmin({ selected }: { selected?: string }) {
                   </Text>
                 ),
               },
-              { key: 'created', title: 'Created', flex: 0.9, render: (u) => ago(u.created_at) },
+              { key: 'created', title: 'Created', flex: 0.8, render: (u) => ago(u.created_at) },
               {
                 key: 'actions',
                 title: '',
-                flex: 3.2,
+                flex: 3.6,
                 render: (u: User) => (
                   <View style={s.rowActions}>
                     {u.role === 'admin' ? (

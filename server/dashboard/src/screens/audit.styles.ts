@@ -6,7 +6,7 @@ export const auditStyles = StyleSheet.create({
   filters: { flexDirection: 'row', flexWrap: 'wrap', alignItems: 'flex-end', gap: space.md },
   filterField: { flexGrow: 1, flexBasis: 200, marginBottom: 0 },
   filterButtons: { flexDirection: 'row', alignItems: 'center', gap: space.sm },
-  text: { fontFamily: fonts.body, fontSize: fontSize.md, color: colors.text },
+  time: { fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.text },
   sub: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textFaint, marginTop: 2 },
   mono: { fontFamily: fonts.mono, fontSize: fontSize.xs, color: colors.text },
   monoFaint: { fontFamily: fonts.mono, fontSize: fontSize.xs, color: colors.textMuted },
