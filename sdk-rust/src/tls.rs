@@ -65,7 +65,8 @@ impl Trust {
         self.ca_pem.as_deref().map(Vec::as_slice)
     }
 
-    pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    /// `builder`, made to believe only what this trusts.
+    pub fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         match &self.ca_pem {
             Some(pem) => {
                 let certs = reqwest::Certificate::from_pem_bundle(pem).expect("checked when the Trust was made");

@@ -26,7 +26,15 @@ async fn load<F>(make: F) -> f64
 where
     F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+    load_with(reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY), make).await
+}
+
+/// [`load`] with a client built from `builder` (a CA to trust, no connection reuse).
+async fn load_with<F>(builder: reqwest::ClientBuilder, make: F) -> f64
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let client = builder.build().unwrap();
     let make = Arc::new(make);
     bench::load(CONCURRENCY, move |i| {
         let request = make(&client, i);
@@ -118,6 +126,44 @@ async fn main() {
     }
     let (with_limiter, without_limiter) = (median(with_limiter), median(without_limiter));
     limited.stop().await;
+
+    // 5. TLS: the same authenticated page from a conductor serving TLS (its cluster CA, ECDSA
+    //    P-256, TLS 1.3), over kept-alive connections, against this one in plain HTTP; and new
+    //    connections per second (each request on a connection of its own), TLS against plain.
+    let secure = TestConductor::start_with(|c| {
+        c.throttle = ThrottleConfig::off();
+        c.tls.mode = aerekos_conductor::config::TlsMode::On;
+    })
+    .await;
+    assert!(secure.url.starts_with("https://"));
+    let ca = std::fs::read(secure.dir.path().join("data/tls/ca.pem")).unwrap();
+    let trusting = || {
+        reqwest::Client::builder().tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+    };
+    let secure_admin = aerekos_sdk::Conductor::with_trust(
+        &secure.url,
+        aerekos_sdk::Transport::new(),
+        &aerekos_sdk::Trust::ca_bundle(ca.clone()).unwrap(),
+    );
+    secure_admin.login_as("admin", ADMIN_PASSWORD).await.unwrap();
+    let secure_token = secure_admin.token().unwrap();
+    let secure_reg = secure_admin.get_registration_token().send().await.unwrap().into_inner().token;
+    for i in 0..10 {
+        secure_admin.register_worker().body(register_request(&secure_reg, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+    }
+    let (mut tls_runs, mut plain_runs, mut tls_new, mut plain_new) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let (url, tok) = (format!("{}/api/workers", secure.url), secure_token.clone());
+        tls_runs.push(load_with(trusting().pool_max_idle_per_host(CONCURRENCY), move |client, _| client.get(&url).bearer_auth(&tok)).await);
+        let (url, tok) = (format!("{}/api/workers", c.url), token.clone());
+        plain_runs.push(load(move |client, _| client.get(&url).bearer_auth(&tok)).await);
+        let url = format!("{}/health", secure.url);
+        tls_new.push(load_with(trusting().pool_max_idle_per_host(0), move |client, _| client.get(&url)).await);
+        let url = format!("{}/health", c.url);
+        plain_new.push(load_with(reqwest::Client::builder().pool_max_idle_per_host(0), move |client, _| client.get(&url)).await);
+    }
+    let (tls_list, plain_list, tls_new, plain_new) = (median(tls_runs), median(plain_runs), median(tls_new), median(plain_new));
+    secure.stop().await;
 
     // 2. Heartbeats: 1,000 registered workers, each request a heartbeat of one of them (a real SQLite
     //    write), vs the bare handler parsing the same body.
@@ -223,6 +269,18 @@ async fn main() {
         "| the rate limiter on a request it lets through (buckets per address and per caller checked, limits never reached), authenticated `GET /api/workers`, {CONCURRENCY} connections | {with_limiter:.0} req/s | the same conductor without the limiter: {without_limiter:.0} req/s | {:.3} (overhead {:.1}%) | overhead ≤ 5% |",
         with_limiter / without_limiter,
         (1.0 - with_limiter / without_limiter) * 100.0
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| authenticated `GET /api/workers` over TLS (cluster CA, ECDSA P-256, TLS 1.3), kept-alive connections, {CONCURRENCY} at once | {tls_list:.0} req/s | the same in plain HTTP: {plain_list:.0} req/s | {:.2} | ≥ 0.8 |",
+        tls_list / plain_list
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| new TLS connections (each `GET /health` on a connection of its own: TCP + TLS 1.3 handshake), {CONCURRENCY} at once | {tls_new:.0} /s | new plain connections: {plain_new:.0} /s | {:.2} | — (reported) |",
+        tls_new / plain_new
     )
     .unwrap();
     print!("{md}");

@@ -38,6 +38,7 @@ fn busybox(port: u16) -> InstanceSpec {
         resources: None,
         health_path: None,
         volume: None,
+        tls: false,
     }
 }
 

@@ -425,10 +425,42 @@ async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
     let worker = WorkerProcess::start_with(&conductor, "pinned", &[("CONDUCTOR_CA_PIN", &pin)]);
     let worker_id = worker.id().await;
     wait_for_worker(&admin, worker_id, WorkerStatus::Live, 30).await;
-    admin.enable_service().name("key_manager").send().await.unwrap();
-    instance_url(&admin, "key_manager").await;
+    for service in ["key_manager", "storage_manager"] {
+        admin.enable_service().name(service).send().await.unwrap();
+    }
+    let kms_address = instance_url(&admin, "key_manager").await.trim_start_matches("http://").to_owned();
+    let s3_address = instance_url(&admin, "storage_manager").await.trim_start_matches("http://").to_owned();
     let kms = KeyManager::with_trust(&conductor.url, aerekos_sdk::Transport::new().with_token(admin.token().unwrap()), &conductor.trust());
     kms.list_keys().send().await.expect("key_manager through the gateway over TLS");
+
+    // Instance traffic is TLS too: the gateway reaches the instances over HTTPS (the registry says
+    // so), the instances and the worker API present certificates of the cluster CA, and plain
+    // HTTP to them gets no answer.
+    let mut urls = vec![];
+    for service in ["key_manager", "storage_manager"] {
+        let endpoints = admin.get_registry().service(service).send().await.unwrap().into_inner().endpoints;
+        urls.extend(endpoints.into_iter().map(|e| e.url));
+    }
+    assert!(urls.len() == 2 && urls.iter().all(|u| u.starts_with("https://")), "{urls:?}");
+    let trusting = conductor.trust().apply(reqwest::Client::builder()).build().unwrap();
+    let plain = reqwest::Client::new();
+    let worker_api = admin.get_worker().id(worker_id).send().await.unwrap().into_inner().api_url.expect("worker API");
+    assert!(worker_api.starts_with("https://"), "{worker_api}");
+    for base in [format!("https://{kms_address}"), format!("https://{s3_address}"), worker_api.clone()] {
+        let resp = trusting.get(format!("{base}/health")).send().await.unwrap_or_else(|e| panic!("{base}: {e:?}"));
+        assert!(resp.status().is_success(), "{base}");
+        let refused = reqwest::Client::new().get(format!("{base}/health")).send().await;
+        assert!(refused.is_err(), "{base} must not be believed without the cluster CA");
+        let plain_answer = plain.get(format!("{}/health", base.replacen("https://", "http://", 1))).send().await;
+        assert!(plain_answer.map(|r| r.status().is_success()).unwrap_or(false) == false, "{base} answers plain HTTP");
+    }
+    let instances = WorkerAgent::with_trust(&worker_api, aerekos_sdk::Transport::new().with_token(admin.token().unwrap()), &conductor.trust())
+        .list_instances()
+        .send()
+        .await
+        .expect("the worker API over TLS")
+        .into_inner();
+    assert!(instances.len() >= 2, "{instances:?}");
 
     // A wrong pin: the worker refuses the conductor and stops, naming both fingerprints.
     let wrong = format!("sha256:{}", "0".repeat(64));

@@ -422,6 +422,7 @@ fn command_spec(cmd: &[&str]) -> types::InstanceSpec {
         resources: None,
         health_path: None,
         volume: None,
+        tls: false,
     }
 }
 

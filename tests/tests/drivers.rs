@@ -102,6 +102,7 @@ fn python_http(port: u16) -> InstanceSpec {
         resources: None,
         health_path: None,
         volume: None,
+        tls: false,
     }
 }
 
@@ -114,6 +115,7 @@ fn busybox_http(port: u16) -> InstanceSpec {
         resources: None,
         health_path: None,
         volume: None,
+        tls: false,
     }
 }
 
@@ -217,6 +219,7 @@ async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs
         resources: None,
         health_path: Some("/health".into()),
         volume: None,
+        tls: false,
     };
     let id = Uuid::new_v4();
     docker.start(id, &spec).await.expect("the service container starts");

@@ -53,6 +53,7 @@ fn http_server_spec(port: u16) -> types::InstanceSpec {
         resources: None,
         health_path: None,
         volume: None,
+        tls: false,
     }
 }
 
@@ -314,6 +315,7 @@ async fn a_docker_instance_runs_and_is_adopted_after_a_worker_restart() {
         resources: None,
         health_path: None,
         volume: None,
+        tls: false,
     };
     let id = assign(&admin, worker_id, spec).await;
     let address = wait_running(&admin, id, 0).await.address.unwrap();
@@ -358,6 +360,7 @@ http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()
         resources: None,
         health_path: Some("/health".into()),
         volume: None,
+        tls: false,
     }
 }
 

@@ -120,6 +120,12 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
             tracing::info!(worker_id = %identity.worker_id, created = answer.created, "joined the conductor");
             *shared.interval.lock().expect("interval lock") = Duration::from_secs(answer.heartbeat_interval_secs.max(1));
             *shared.identity.write().expect("identity lock") = Some(identity.clone());
+            // A certificate for the worker API at each join: the address may be new.
+            if let Some(certs) = &shared.certs {
+                if let Err(e) = certs.renew_api(&shared.conductor(Some(identity.credential.clone())), identity.worker_id).await {
+                    tracing::warn!(error = %e, "could not get a certificate for the worker API; asking again at the next join");
+                }
+            }
             // send_replace: the value must be stored even while nobody is subscribed.
             shared.registered.send_replace(Some(identity.worker_id));
             // The conductor answers, so its public key can be had now (for the worker API).

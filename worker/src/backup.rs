@@ -320,7 +320,7 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
         let cache_path = cache_path.clone();
         tokio::task::spawn_blocking(move || name_contents(&key, files, &cache_path)).await.map_err(|e| e.to_string())?.map_err(|e| format!("reading files: {e}"))?
     };
-    let store = WorkerAgent::with_token(&job.store_url, job.grant.clone());
+    let store = shared.worker_agent(&job.store_url, job.grant.clone());
     // Ask the store which contents it lacks.
     let mut wanted: Vec<String> = files.iter().filter_map(|f| f.entry.chunk.clone()).collect();
     wanted.sort();
@@ -722,9 +722,9 @@ impl RestoreWriter {
     }
 }
 
-pub async fn restore_into(source: &BackupSource, volume: &str, dest: &Path, progress: &Arc<AtomicU64>) -> Result<u64, String> {
+/// `store` is a client of the backup store `source` names, with its grant.
+pub async fn restore_into(store: &WorkerAgent, source: &BackupSource, volume: &str, dest: &Path, progress: &Arc<AtomicU64>) -> Result<u64, String> {
     let key = BackupKey::from_base64(&source.key)?;
-    let store = WorkerAgent::with_token(&source.store_url, source.grant.clone());
     let sealed = store
         .get_backup_manifest()
         .volume(volume)

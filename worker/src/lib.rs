@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     config: WorkerConfig,
     /// The conductor's CA (or the system's roots): see [`trust`].
     trust: aerekos_sdk::Trust,
+    /// The certificates from the cluster CA, when the conductor serves TLS: then the worker API
+    /// and the instances whose spec says `tls` serve HTTPS.
+    certs: Option<trust::Certificates>,
     driver: Arc<dyn Driver>,
     identity: RwLock<Option<Identity>>,
     registered: watch::Sender<Option<Uuid>>,
@@ -82,7 +85,13 @@ impl Shared {
     }
 
     fn api_url(&self) -> Option<String> {
-        self.api_port.map(|port| format!("http://{}", std::net::SocketAddr::new(self.advertise_ip(), port)))
+        let scheme = if self.certs.is_some() { "https" } else { "http" };
+        self.api_port.map(|port| format!("{scheme}://{}", std::net::SocketAddr::new(self.advertise_ip(), port)))
+    }
+
+    /// A client of another worker's API (volume exports, backup stores), believing this worker's CA.
+    pub(crate) fn worker_agent(&self, url: &str, grant: String) -> aerekos_sdk::WorkerAgent {
+        aerekos_sdk::WorkerAgent::with_trust(url, aerekos_sdk::Transport::new().with_token(grant), &self.trust)
     }
 
     fn desired(&self) -> Option<Vec<Instance>> {
@@ -214,6 +223,7 @@ impl WorkerHandle {
 pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let (trust, ca_pem) = trust::resolve(&config).await?;
+    let certs = if config.conductor_url.starts_with("https://") { Some(trust::Certificates::open(&config.data_dir)?) } else { None };
     let platform = driver::Platform {
         ca_pem,
         conductor_url: config.conductor_url.clone(),
@@ -262,6 +272,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         interval: Mutex::new(config.heartbeat_interval),
         config,
         trust,
+        certs,
         driver,
         identity: RwLock::new(identity),
         registered,
@@ -292,7 +303,13 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
                 // The dashboard, served by the conductor (another origin), reads the instances and
                 // their output here with a user's bearer token; other origins are refused.
                 .with(aerekos_common::server::cors_allow_list(shared.config.cors_allowed_origins.clone()));
-            Some(aerekos_common::server::serve(addr, app).await?)
+            // Over TLS the API presents the certificate the conductor issues at each join (until
+            // the first, handshakes fail: nothing can be served before the worker is known).
+            let tls = match &shared.certs {
+                Some(certs) => Some(certs.api.server_config().map_err(|e| StartError::Trust(e.to_string()))?),
+                None => None,
+            };
+            Some(aerekos_common::server::serve_tls(addr, app, tls).await?)
         }
         None => None,
     };

@@ -88,7 +88,8 @@ impl Tracked {
 
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let conductor = shared.conductor(None);
-    let http = reqwest::Client::builder().timeout(PROBE_EVERY).build().expect("an HTTP client");
+    // Health checks of instances serving HTTPS believe the cluster CA (their certificates name 127.0.0.1).
+    let http = shared.trust.apply(reqwest::Client::builder().timeout(PROBE_EVERY)).build().expect("an HTTP client");
     let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
     let stopping: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     loop {
@@ -131,6 +132,9 @@ async fn tick(
         }
     }
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
+    if let Some(certs) = &shared.certs {
+        certs.forget_instances_except(&desired.iter().map(|i| i.id).collect());
+    }
     for inst in desired.iter().filter(|i| i.desired_state == DesiredState::Stopped) {
         let t = tracked.entry(inst.id).or_insert_with(Tracked::new);
         t.state = InstanceState::Stopped;
@@ -172,7 +176,10 @@ async fn tick(
                 let volume_free = inst.spec.volume.as_deref().is_none_or(|v| crate::volumes::ready_to_start_on(shared, v));
                 if Instant::now() >= t.not_before && volume_free {
                     let restarting = matches!(t.state, InstanceState::Exited | InstanceState::Failed);
-                    let spec = with_service_token(shared, conductor, inst).await;
+                    let Some(spec) = prepared(shared, conductor, inst).await else {
+                        t.not_before = Instant::now() + t.backoff.next_delay();
+                        continue;
+                    };
                     match driver.start(*id, &spec).await {
                         Ok(()) => {
                             if restarting {
@@ -218,7 +225,8 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
         .filter_map(|inst| {
             let t = tracked.get(&inst.id)?;
             let (path, port) = (inst.spec.health_path.as_ref()?, inst.spec.ports.first()?);
-            (is_up(t.state) && now >= t.next_probe).then(|| (inst.id, format!("http://127.0.0.1:{port}{path}")))
+            let scheme = if inst.spec.tls { "https" } else { "http" };
+            (is_up(t.state) && now >= t.next_probe).then(|| (inst.id, format!("{scheme}://127.0.0.1:{port}{path}")))
         })
         .collect();
     let probes = due.into_iter().map(|(id, url)| async move {
@@ -278,27 +286,42 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
 /// The variable a platform service finds its service token in.
 const SERVICE_TOKEN_ENV: &str = "AEREKOS_SERVICE_TOKEN";
 
-/// An instance of a platform service gets a fresh service token from the conductor at each start,
-/// so it can call the other services (storage_manager → key_manager). Without one (the conductor
-/// is away, or the service is not a built-in) it starts anyway; what needs the token says so.
-async fn with_service_token(
-    shared: &Shared,
-    conductor: &Conductor,
-    inst: &Instance,
-) -> aerekos_sdk::conductor::types::InstanceSpec {
+/// The spec an instance starts with: an instance whose spec says `tls` gets its certificate from
+/// the cluster CA (kept on disk, so it restarts while the conductor is away; without one it does
+/// not start yet, since the gateway will speak HTTPS to it). An instance of a platform service gets
+/// a fresh service token at each start, so it can call the other services (storage_manager →
+/// key_manager); without one (the conductor is away) it starts anyway, and what needs the token
+/// says so.
+async fn prepared(shared: &Shared, conductor: &Conductor, inst: &Instance) -> Option<aerekos_sdk::conductor::types::InstanceSpec> {
     let mut spec = inst.spec.clone();
-    if inst.service.is_none() || spec.env.contains_key(SERVICE_TOKEN_ENV) {
-        return spec;
-    }
-    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return spec };
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return Some(spec) };
     conductor.set_token(Some(identity.credential.clone()));
+    if spec.tls {
+        let Some(certs) = &shared.certs else {
+            tracing::warn!(instance_id = %inst.id, "the instance is to serve TLS but this worker's conductor is not https; not starting it");
+            return None;
+        };
+        match certs.for_instance(conductor, identity.worker_id, inst.id).await {
+            Ok((chain, key)) => {
+                spec.env.insert(aerekos_common::tls::CERT_PEM_ENV.to_owned(), chain);
+                spec.env.insert(aerekos_common::tls::KEY_PEM_ENV.to_owned(), key);
+            }
+            Err(e) => {
+                tracing::warn!(instance_id = %inst.id, error = %e, "no certificate for the instance yet; it starts once there is one");
+                return None;
+            }
+        }
+    }
+    if inst.service.is_none() || spec.env.contains_key(SERVICE_TOKEN_ENV) {
+        return Some(spec);
+    }
     match conductor.issue_instance_service_token().id(identity.worker_id).instance_id(inst.id).send().await {
         Ok(token) => {
             spec.env.insert(SERVICE_TOKEN_ENV.to_owned(), token.into_inner().token);
         }
         Err(e) => tracing::info!(instance_id = %inst.id, error = %SdkError::from(e), "starting the instance without a service token"),
     }
-    spec
+    Some(spec)
 }
 
 /// What the worker API shows.

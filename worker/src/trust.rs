@@ -73,3 +73,103 @@ fn read(path: &Path) -> Result<Option<String>, StartError> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// The worker's certificates from the cluster CA: one for its own API, one per instance whose
+/// spec says `tls`. Each is kept on disk (0600, certificate chain then key) so a worker restarting
+/// while the conductor is away still serves and starts its instances; a certificate within
+/// [`RENEW_BEFORE`] of its end is asked for again.
+pub struct Certificates {
+    dir: std::path::PathBuf,
+    /// What the worker API presents; replaced at each join (a new address needs a new one).
+    pub api: std::sync::Arc<aerekos_common::tls::ReloadableCert>,
+}
+
+const RENEW_BEFORE: chrono::Duration = chrono::Duration::days(30);
+
+/// A kept certificate: PEM chain and key, and when it ends.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    certificate_pem: String,
+    private_key_pem: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Certificates {
+    /// The certificates under `<data dir>/certs`; the API's kept one is served at once.
+    pub fn open(data_dir: &Path) -> Result<Self, StartError> {
+        let dir = data_dir.join("certs");
+        aerekos_common::secrets::create_private_dir(&dir)?;
+        let certs = Self { dir, api: Default::default() };
+        if let Some(kept) = certs.kept("api") {
+            certs.serve_api(&kept)?;
+        }
+        Ok(certs)
+    }
+
+    fn kept(&self, name: &str) -> Option<Kept> {
+        let kept: Kept = serde_json::from_slice(&std::fs::read(self.dir.join(format!("{name}.json"))).ok()?).ok()?;
+        (kept.expires_at - chrono::Utc::now() > RENEW_BEFORE).then_some(kept)
+    }
+
+    fn keep(&self, name: &str, cert: &aerekos_sdk::conductor::types::IssuedCertificate) -> Kept {
+        let kept = Kept {
+            certificate_pem: cert.certificate_pem.clone(),
+            private_key_pem: cert.private_key_pem.clone(),
+            expires_at: cert.expires_at,
+        };
+        let bytes = serde_json::to_vec(&kept).expect("a certificate serializes");
+        if let Err(e) = aerekos_common::secrets::write_secret_file(&self.dir.join(format!("{name}.json")), &bytes) {
+            tracing::warn!(error = %e, name, "could not keep the certificate on disk; it is asked for again at the next start");
+        }
+        kept
+    }
+
+    fn serve_api(&self, kept: &Kept) -> Result<(), StartError> {
+        self.api
+            .set(kept.certificate_pem.as_bytes(), kept.private_key_pem.as_bytes())
+            .map_err(|e| StartError::Trust(format!("the worker API's certificate: {e}")))
+    }
+
+    /// Asks the conductor for a new API certificate (at each join) and serves it.
+    pub async fn renew_api(&self, conductor: &aerekos_sdk::Conductor, worker_id: uuid::Uuid) -> Result<(), String> {
+        let cert = conductor.issue_worker_certificate().id(worker_id).send().await.map_err(|e| SdkError::from(e).to_string())?;
+        let kept = self.keep("api", &cert.into_inner());
+        self.serve_api(&kept).map_err(|e| e.to_string())
+    }
+
+    /// The certificate for instance `instance`, kept or newly issued: (chain PEM, key PEM).
+    pub async fn for_instance(
+        &self,
+        conductor: &aerekos_sdk::Conductor,
+        worker_id: uuid::Uuid,
+        instance: uuid::Uuid,
+    ) -> Result<(String, String), String> {
+        let name = format!("instance-{instance}");
+        let kept = match self.kept(&name) {
+            Some(kept) => kept,
+            None => {
+                let cert = conductor
+                    .issue_instance_certificate()
+                    .id(worker_id)
+                    .instance_id(instance)
+                    .send()
+                    .await
+                    .map_err(|e| SdkError::from(e).to_string())?;
+                self.keep(&name, &cert.into_inner())
+            }
+        };
+        Ok((kept.certificate_pem, kept.private_key_pem))
+    }
+
+    /// Forgets the certificates of instances no longer assigned here.
+    pub fn forget_instances_except(&self, keep: &std::collections::HashSet<uuid::Uuid>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix("instance-").and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok());
+            if id.is_some_and(|id| !keep.contains(&id)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}

@@ -24,7 +24,7 @@ use std::{
 
 use aerekos_common::{ApiError, ApiResult, auth::Claims};
 use aerekos_sdk::{
-    SdkError, WorkerAgent,
+    SdkError,
     conductor::types::{DesiredState, TransferOutcome, TransferReport, VolumeTransfer},
 };
 use bytes::Bytes;
@@ -547,7 +547,7 @@ async fn fetch_and_install(shared: &Arc<Shared>, t: &VolumeTransfer, progress: &
     }
     if let Some(backup) = &t.backup {
         // A restore: from the backup's store rather than from the old worker.
-        if let Err(why) = crate::backup::restore_into(backup, &t.volume, &incoming, progress).await {
+        if let Err(why) = crate::backup::restore_into(&shared.worker_agent(&backup.store_url, backup.grant.clone()), backup, &t.volume, &incoming, progress).await {
             let _ = fs::remove_dir_all(&incoming);
             return Err(why);
         }
@@ -555,7 +555,7 @@ async fn fetch_and_install(shared: &Arc<Shared>, t: &VolumeTransfer, progress: &
             let _ = fs::remove_dir_all(&incoming);
         });
     }
-    let source = WorkerAgent::with_token(&t.source_url, t.grant.clone());
+    let source = shared.worker_agent(&t.source_url, t.grant.clone());
     // The old instance may still be stopping: its worker refuses until it has.
     let deadline = Instant::now() + IN_USE_PATIENCE;
     let response = loop {

@@ -481,7 +481,7 @@ Without it, a stateful service runs only where its volume is.*/
         ///`host:port`.
         pub address: ::std::string::String,
         pub instance_id: ::uuid::Uuid,
-        ///`http://host:port`.
+        ///`http://host:port`, or `https://` when the instance serves TLS (trust the cluster CA).
         pub url: ::std::string::String,
         pub worker_id: ::uuid::Uuid,
     }
@@ -649,6 +649,11 @@ Without it, a stateful service runs only where its volume is.*/
         pub ports: ::std::vec::Vec<u16>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<ResourceSpec>,
+        /**The instance serves HTTPS with a certificate its worker gets for it from the cluster CA
+(`TLS_CERT_PEM`, `TLS_KEY_PEM`): instances of the built-in services, when the conductor
+serves TLS. The gateway and the worker's health checks then speak HTTPS to it.*/
+        #[serde(default)]
+        pub tls: bool,
         /**A named directory on the worker that outlives the instance: passed as `DATA_DIR` (process)
 or mounted at `/data` (docker).*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -750,6 +755,22 @@ reason), `stopped` (on purpose).*/
     }
     impl InstanceStatusReport {
         pub fn builder() -> builder::InstanceStatusReport {
+            Default::default()
+        }
+    }
+    ///A server certificate the cluster CA issued, with its private key (sent once, over TLS).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct IssuedCertificate {
+        ///The certificate, then the CA (PEM).
+        pub certificate_pem: ::std::string::String,
+        pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The names it is valid for (IP addresses and DNS names).
+        pub names: ::std::vec::Vec<::std::string::String>,
+        ///Its private key (PKCS#8 PEM).
+        pub private_key_pem: ::std::string::String,
+    }
+    impl IssuedCertificate {
+        pub fn builder() -> builder::IssuedCertificate {
             Default::default()
         }
     }
@@ -4242,6 +4263,7 @@ instance uses them now.*/
                 ::std::option::Option<super::ResourceSpec>,
                 ::std::string::String,
             >,
+            tls: ::std::result::Result<bool, ::std::string::String>,
             volume: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
@@ -4256,6 +4278,7 @@ instance uses them now.*/
                     image: Ok(Default::default()),
                     ports: Ok(Default::default()),
                     resources: Ok(Default::default()),
+                    tls: Ok(Default::default()),
                     volume: Ok(Default::default()),
                 }
             }
@@ -4338,6 +4361,18 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn tls<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tls = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for tls: {e}")
+                    });
+                self
+            }
             pub fn volume<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
@@ -4363,6 +4398,7 @@ instance uses them now.*/
                     image: value.image?,
                     ports: value.ports?,
                     resources: value.resources?,
+                    tls: value.tls?,
                     volume: value.volume?,
                 })
             }
@@ -4376,6 +4412,7 @@ instance uses them now.*/
                     image: Ok(value.image),
                     ports: Ok(value.ports),
                     resources: Ok(value.resources),
+                    tls: Ok(value.tls),
                     volume: Ok(value.volume),
                 }
             }
@@ -4493,6 +4530,116 @@ instance uses them now.*/
                     reason: Ok(value.reason),
                     restarts: Ok(value.restarts),
                     state: Ok(value.state),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct IssuedCertificate {
+            certificate_pem: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            expires_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            names: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            private_key_pem: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for IssuedCertificate {
+            fn default() -> Self {
+                Self {
+                    certificate_pem: Err(
+                        "no value supplied for certificate_pem".to_string(),
+                    ),
+                    expires_at: Err("no value supplied for expires_at".to_string()),
+                    names: Err("no value supplied for names".to_string()),
+                    private_key_pem: Err(
+                        "no value supplied for private_key_pem".to_string(),
+                    ),
+                }
+            }
+        }
+        impl IssuedCertificate {
+            pub fn certificate_pem<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.certificate_pem = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for certificate_pem: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_at: {e}")
+                    });
+                self
+            }
+            pub fn names<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.names = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for names: {e}")
+                    });
+                self
+            }
+            pub fn private_key_pem<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.private_key_pem = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for private_key_pem: {e}"
+                        )
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<IssuedCertificate> for super::IssuedCertificate {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: IssuedCertificate,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    certificate_pem: value.certificate_pem?,
+                    expires_at: value.expires_at?,
+                    names: value.names?,
+                    private_key_pem: value.private_key_pem?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::IssuedCertificate> for IssuedCertificate {
+            fn from(value: super::IssuedCertificate) -> Self {
+                Self {
+                    certificate_pem: Ok(value.certificate_pem),
+                    expires_at: Ok(value.expires_at),
+                    names: Ok(value.names),
+                    private_key_pem: Ok(value.private_key_pem),
                 }
             }
         }
@@ -9148,6 +9295,21 @@ let response = client.report_backup()
     pub fn report_backup(&self) -> builder::ReportBackup<'_> {
         builder::ReportBackup::new(self)
     }
+    /**A server certificate from the cluster CA for the worker's own API (worker credential): for
+its address, hostname and loopback. Asked at each join, so a new address gets a new one.
+409 `tls_off` when the conductor does not serve TLS
+
+Sends a `POST` request to `/api/workers/{id}/certificate`
+
+```ignore
+let response = client.issue_worker_certificate()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn issue_worker_certificate(&self) -> builder::IssueWorkerCertificate<'_> {
+        builder::IssueWorkerCertificate::new(self)
+    }
     /**A worker's periodic report of its resources (worker credential). 404 means the conductor no
 longer knows the worker: register again
 
@@ -9190,6 +9352,21 @@ let response = client.create_instance()
 ```*/
     pub fn create_instance(&self) -> builder::CreateInstance<'_> {
         builder::CreateInstance::new(self)
+    }
+    /**A server certificate from the cluster CA for one of the worker's instances whose spec says
+`tls` (worker credential), which the worker passes to it as `TLS_CERT_PEM`/`TLS_KEY_PEM`
+
+Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/certificate`
+
+```ignore
+let response = client.issue_instance_certificate()
+    .id(id)
+    .instance_id(instance_id)
+    .send()
+    .await;
+```*/
+    pub fn issue_instance_certificate(&self) -> builder::IssueInstanceCertificate<'_> {
+        builder::IssueInstanceCertificate::new(self)
     }
     /**A service token for one of the worker's instances of a built-in service (worker
 credential), which the worker passes to it as `AEREKOS_SERVICE_TOKEN` when it starts it: how
@@ -15513,6 +15690,136 @@ pub mod builder {
             }
         }
     }
+    /**Builder for [`Client::issue_worker_certificate`]
+
+[`Client::issue_worker_certificate`]: super::Client::issue_worker_certificate*/
+    #[derive(Debug, Clone)]
+    pub struct IssueWorkerCertificate<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> IssueWorkerCertificate<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/certificate`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::IssuedCertificate>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/certificate", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "issue_worker_certificate",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     /**Builder for [`Client::worker_heartbeat`]
 
 [`Client::worker_heartbeat`]: super::Client::worker_heartbeat*/
@@ -15898,6 +16205,150 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "create_instance",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::issue_instance_certificate`]
+
+[`Client::issue_instance_certificate`]: super::Client::issue_instance_certificate*/
+    #[derive(Debug, Clone)]
+    pub struct IssueInstanceCertificate<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        instance_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> IssueInstanceCertificate<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                instance_id: Err("instance_id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/certificate`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::IssuedCertificate>, Error<crate::ErrorBody>> {
+            let Self { client, id, instance_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances/{}/certificate", client.baseurl,
+                encode_path(& id.to_string()), encode_path(& instance_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "issue_instance_certificate",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -767,6 +767,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workers/{id}/certificate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A server certificate from the cluster CA for the worker's own API (worker credential): for
+         *     its address, hostname and loopback. Asked at each join, so a new address gets a new one.
+         *     409 `tls_off` when the conductor does not serve TLS.
+         */
+        post: operations["issue_worker_certificate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workers/{id}/heartbeat": {
         parameters: {
             query?: never;
@@ -802,6 +823,26 @@ export interface paths {
          *     at its next reconcile and reports its state.
          */
         post: operations["create_instance"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workers/{id}/instances/{instance_id}/certificate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A server certificate from the cluster CA for one of the worker's instances whose spec says
+         *     `tls` (worker credential), which the worker passes to it as `TLS_CERT_PEM`/`TLS_KEY_PEM`.
+         */
+        post: operations["issue_instance_certificate"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1249,7 +1290,7 @@ export interface components {
             address: string;
             /** Format: uuid */
             instance_id: string;
-            /** @description `http://host:port`. */
+            /** @description `http://host:port`, or `https://` when the instance serves TLS (trust the cluster CA). */
             url: string;
             /** Format: uuid */
             worker_id: string;
@@ -1355,6 +1396,13 @@ export interface components {
             /** @description What it reserves on the worker. */
             resources?: components["schemas"]["ResourceSpec"] & unknown;
             /**
+             * @description The instance serves HTTPS with a certificate its worker gets for it from the cluster CA
+             *     (`TLS_CERT_PEM`, `TLS_KEY_PEM`): instances of the built-in services, when the conductor
+             *     serves TLS. The gateway and the worker's health checks then speak HTTPS to it.
+             * @default false
+             */
+            tls?: boolean;
+            /**
              * @description A named directory on the worker that outlives the instance: passed as `DATA_DIR` (process)
              *     or mounted at `/data` (docker).
              */
@@ -1379,6 +1427,20 @@ export interface components {
             /** Format: uint32 */
             restarts: number;
             state: components["schemas"]["InstanceState"];
+        };
+        /**
+         * IssuedCertificate
+         * @description A server certificate the cluster CA issued, with its private key (sent once, over TLS).
+         */
+        IssuedCertificate: {
+            /** @description The certificate, then the CA (PEM). */
+            certificate_pem: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** @description The names it is valid for (IP addresses and DNS names). */
+            names: string[];
+            /** @description Its private key (PKCS#8 PEM). */
+            private_key_pem: string;
         };
         /**
          * IssuedToken
@@ -6941,6 +7003,112 @@ export interface operations {
             };
         };
     };
+    issue_worker_certificate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["IssuedCertificate"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Too many requests (from this address or this caller), or too many failed logins: try again
+             *     after `Retry-After` seconds.
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     worker_heartbeat: {
         parameters: {
             query?: never;
@@ -7178,6 +7346,113 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["Instance"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Too many requests (from this address or this caller), or too many failed logins: try again
+             *     after `Retry-After` seconds.
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    issue_instance_certificate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                instance_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["IssuedCertificate"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */

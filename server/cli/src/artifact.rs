@@ -19,7 +19,7 @@ use std::{
 };
 
 use aerekos_conductor::PlatformManifest;
-use aerekos_sdk::{SdkError, WorkerAgent};
+use aerekos_sdk::SdkError;
 use aerekos_worker::backup::{self, BackupKey, Manifest};
 use anyhow::{Context as _, bail};
 use futures_util::StreamExt as _;
@@ -153,7 +153,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     }
     let mut total = 0u64;
     for v in &manifest.volumes {
-        let store = WorkerAgent::with_token(&v.store_url, v.grant.clone());
+        let store = crate::client::worker_agent(&v.store_url, v.grant.clone())?;
         let sealed = store.get_backup_manifest().volume(&v.volume).backup_id(v.backup_id).send().await.map_err(|e| anyhow::anyhow!(SdkError::from(e)))?;
         let mut sealed_manifest = vec![];
         collect(sealed.into_inner().into_inner(), &mut sealed_manifest).await?;

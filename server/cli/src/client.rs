@@ -201,6 +201,15 @@ fn client_for(url: &str, token: Option<String>, ca_pem: Option<&str>) -> anyhow:
     Ok(Conductor::with_trust(url, transport, &trust))
 }
 
+/// A client of a worker's API (a backup store), believing the CA pinned at login.
+pub(crate) fn worker_agent(url: &str, grant: String) -> anyhow::Result<aerekos_sdk::WorkerAgent> {
+    let trust = match load_credentials().and_then(|c| c.ca_pem) {
+        Some(pem) => aerekos_sdk::Trust::ca_bundle(pem.into_bytes())?,
+        None => aerekos_sdk::Trust::from_env(),
+    };
+    Ok(aerekos_sdk::WorkerAgent::with_trust(url, aerekos_sdk::Transport::new().with_token(grant), &trust))
+}
+
 /// An SDK error as the CLI reports it: a refused certificate says what it means and what to do.
 fn explain(e: SdkError) -> anyhow::Error {
     match PINNED_CA.get() {

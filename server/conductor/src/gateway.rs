@@ -38,13 +38,17 @@ pub struct Gateway<E> {
 
 impl<E> Gateway<E> {
     pub fn new(api: E, state: Arc<AppState>) -> Self {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .pool_max_idle_per_host(256)
-            .build()
-            .expect("an HTTP client");
+            .pool_max_idle_per_host(256);
+        // Instances serving HTTPS present certificates of the cluster CA, and nothing else is believed.
+        if let Some(tls) = &state.tls {
+            let ca = reqwest::Certificate::from_pem_bundle(tls.ca.pem().as_bytes()).expect("the cluster CA parses");
+            client = client.tls_certs_only(ca);
+        }
+        let client = client.build().expect("an HTTP client");
         Self { api, state, client }
     }
 }
@@ -128,7 +132,8 @@ impl<E> Gateway<E> {
                 };
                 return gateway_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message);
             };
-            let url = format!("http://{}{}", endpoint.address, path_and_query);
+            let scheme = if endpoint.tls { "https" } else { "http" };
+            let url = format!("{scheme}://{}{}", endpoint.address, path_and_query);
             let outgoing = match body.take() {
                 Some(b) if has_body => reqwest::Body::wrap_stream(b.into_bytes_stream()),
                 _ => reqwest::Body::from(Vec::new()),

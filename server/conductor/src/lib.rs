@@ -158,6 +158,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         backups.clone(),
         routes.clone(),
         config.instance_ports.clone(),
+        tls.is_some(),
     );
     let metrics = Arc::new(Metrics::new());
     let state =

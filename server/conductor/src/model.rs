@@ -637,7 +637,7 @@ pub struct Endpoint {
     pub worker_id: Uuid,
     /// `host:port`.
     pub address: String,
-    /// `http://host:port`.
+    /// `http://host:port`, or `https://` when the instance serves TLS (trust the cluster CA).
     pub url: String,
 }
 
@@ -676,6 +676,11 @@ pub struct InstanceSpec {
     /// or mounted at `/data` (docker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
+    /// The instance serves HTTPS with a certificate its worker gets for it from the cluster CA
+    /// (`TLS_CERT_PEM`, `TLS_KEY_PEM`): instances of the built-in services, when the conductor
+    /// serves TLS. The gateway and the worker's health checks then speak HTTPS to it.
+    #[oai(default)]
+    pub tls: bool,
 }
 
 /// What the conductor wants of an instance.
@@ -969,4 +974,16 @@ pub struct TlsCa {
     /// `aerekos login --ca-pin` compare against. A client must compute it itself from `pem`,
     /// never take this field's word for it.
     pub fingerprint: Option<String>,
+}
+
+/// A server certificate the cluster CA issued, with its private key (sent once, over TLS).
+#[derive(Object, Debug, Clone)]
+pub struct IssuedCertificate {
+    /// The certificate, then the CA (PEM).
+    pub certificate_pem: String,
+    /// Its private key (PKCS#8 PEM).
+    pub private_key_pem: String,
+    /// The names it is valid for (IP addresses and DNS names).
+    pub names: Vec<String>,
+    pub expires_at: DateTime<Utc>,
 }

@@ -97,13 +97,19 @@ where
     Route::new().at("/openapi.json", api.spec_endpoint()).nest("/docs", api.swagger_ui()).nest("/", api).data(state)
 }
 
-/// Serves [`api_routes`] behind `edge`.
-pub async fn serve_api<T, S>(addr: SocketAddr, api: OpenApiService<T, ()>, state: S, edge: Edge) -> io::Result<ServerHandle>
+/// Serves [`api_routes`] behind `edge`, over TLS when `tls` is given.
+pub async fn serve_api<T, S>(
+    addr: SocketAddr,
+    api: OpenApiService<T, ()>,
+    state: S,
+    edge: Edge,
+    tls: Option<std::sync::Arc<crate::tls::ServerConfig>>,
+) -> io::Result<ServerHandle>
 where
     T: OpenApi + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    serve(addr, api_routes(api, state).with(edge)).await
+    serve_tls(addr, api_routes(api, state).with(edge), tls).await
 }
 
 /// Accepts TCP connections with Nagle's algorithm off. A response whose body streams goes out as

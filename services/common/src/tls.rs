@@ -49,6 +49,63 @@ pub fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfi
     Ok(Arc::new(config))
 }
 
+/// A server certificate that can be replaced while serving (a worker's, re-issued when it joins
+/// again, say after its address changed). Until one is set, handshakes fail.
+#[derive(Debug, Default)]
+pub struct ReloadableCert(std::sync::RwLock<Option<Arc<rustls::sign::CertifiedKey>>>);
+
+impl ReloadableCert {
+    /// Serves `chain_pem` (leaf first) with `key_pem` from now on.
+    pub fn set(&self, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let chain = certificates(chain_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
+        let signing = provider().key_provider.load_private_key(key)?;
+        *self.0.write().expect("certificate lock") = Some(Arc::new(rustls::sign::CertifiedKey::new(chain, signing)));
+        Ok(())
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.read().expect("certificate lock").is_some()
+    }
+
+    /// A server configuration that presents whatever certificate is set at each handshake.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.read().expect("certificate lock").clone()
+    }
+}
+
+/// The variables through which a worker gives an instance its certificate (chain, then key, PEM).
+pub const CERT_PEM_ENV: &str = "TLS_CERT_PEM";
+pub const KEY_PEM_ENV: &str = "TLS_KEY_PEM";
+
+/// A service's TLS from its environment: `TLS_CERT_PEM` and `TLS_KEY_PEM` (what a worker gives the
+/// instances it starts), or the files `TLS_CERT_FILE` and `TLS_KEY_FILE` (an admin's). None when
+/// neither pair is set: the service serves plain HTTP.
+pub fn service_tls_from_env() -> Result<Option<Arc<ServerConfig>>, String> {
+    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let pair = match (get(CERT_PEM_ENV), get(KEY_PEM_ENV), get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
+        (Some(cert), Some(key), _, _) => (cert.into_bytes(), key.into_bytes()),
+        (_, _, Some(cert), Some(key)) => (
+            std::fs::read(&cert).map_err(|e| format!("TLS_CERT_FILE={cert}: {e}"))?,
+            std::fs::read(&key).map_err(|e| format!("TLS_KEY_FILE={key}: {e}"))?,
+        ),
+        (None, None, None, None) => return Ok(None),
+        _ => return Err("give a certificate and its key together: TLS_CERT_PEM and TLS_KEY_PEM, or TLS_CERT_FILE and TLS_KEY_FILE".into()),
+    };
+    server_config(&pair.0, &pair.1).map(Some).map_err(|e| e.to_string())
+}
+
 /// `sha256:<hex>` over the DER certificates of `bundle_pem`, in order.
 pub fn fingerprint(bundle_pem: &[u8]) -> Result<String, TlsError> {
     let mut hash = Sha256::new();

@@ -27,6 +27,9 @@ pub struct KeyManagerConfig {
     pub deletion_waiting_period: Duration,
     /// `RATE_LIMIT_PER_ADDRESS`, `RATE_LIMIT_PER_CALLER`: see `aerekos_common::throttle`.
     pub throttle: aerekos_common::throttle::ThrottleConfig,
+    /// `TLS_CERT_PEM`/`TLS_KEY_PEM` (a worker gives them to the instances it starts when the
+    /// conductor serves TLS) or `TLS_CERT_FILE`/`TLS_KEY_FILE`: serve HTTPS. Unset: plain HTTP.
+    pub tls: Option<std::sync::Arc<aerekos_common::tls::ServerConfig>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,7 @@ impl KeyManagerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             deletion_waiting_period: Duration::from_secs(7 * 24 * 3600),
             throttle: Default::default(),
+            tls: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl KeyManagerConfig {
                 .map_err(|e| ConfigError(format!("KEY_DELETION_WAITING_PERIOD={v:?}: {e}")))?;
         }
         c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
+        c.tls = aerekos_common::tls::service_tls_from_env().map_err(ConfigError)?;
         Ok(c)
     }
 }

@@ -96,7 +96,7 @@ pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartEr
 
     let throttle = aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url);
     let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["health", "ready", "metrics"]).throttle(&throttle);
-    let server = aerekos_common::server::serve_api(config.bind, api::service(), state.clone(), edge).await?;
+    let server = aerekos_common::server::serve_api(config.bind, api::service(), state.clone(), edge, config.tls.clone()).await?;
     tracing::info!(url = %server.url(), "key_manager listening");
 
     let purger = {

@@ -33,6 +33,9 @@ pub struct StorageManagerConfig {
     pub service_token_renew_before: std::time::Duration,
     /// `RATE_LIMIT_PER_ADDRESS`, `RATE_LIMIT_PER_CALLER`: see `aerekos_common::throttle`.
     pub throttle: aerekos_common::throttle::ThrottleConfig,
+    /// `TLS_CERT_PEM`/`TLS_KEY_PEM` (a worker gives them to the instances it starts when the
+    /// conductor serves TLS) or `TLS_CERT_FILE`/`TLS_KEY_FILE`: serve HTTPS. Unset: plain HTTP.
+    pub tls: Option<std::sync::Arc<aerekos_common::tls::ServerConfig>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,7 @@ impl StorageManagerConfig {
             max_object_bytes: 5 << 40,
             service_token_renew_before: std::time::Duration::from_secs(24 * 3600),
             throttle: Default::default(),
+            tls: None,
         }
     }
 
@@ -86,6 +90,7 @@ impl StorageManagerConfig {
         c.service_token_renew_before =
             std::time::Duration::from_secs(num("SERVICE_TOKEN_RENEW_BEFORE", c.service_token_renew_before.as_secs())?);
         c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
+        c.tls = aerekos_common::tls::service_tls_from_env().map_err(ConfigError)?;
         Ok(c)
     }
 }

@@ -119,7 +119,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
         .throttle(&aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url))
         .body_limit_exempt(Arc::new(|path: &str| !is_own_path(path) || is_upload_path(path)));
     let app = FrontDoor { own, s3 }.with(edge);
-    let server = aerekos_common::server::serve(config.bind, app).await?;
+    let server = aerekos_common::server::serve_tls(config.bind, app, config.tls.clone()).await?;
     tracing::info!(url = %server.url(), "storage_manager listening (own API and S3)");
     Ok(StorageManagerHandle { server, state, collector })
 }

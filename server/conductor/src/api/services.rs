@@ -177,7 +177,7 @@ impl ServicesApi {
                     instance_id: e.instance_id,
                     worker_id: e.worker_id,
                     address: e.address.clone(),
-                    url: format!("http://{}", e.address),
+                    url: format!("{}://{}", if e.tls { "https" } else { "http" }, e.address),
                 })
                 .collect(),
         }))

@@ -14,7 +14,7 @@ use crate::{
     AppState,
     model::{
         Assignments, ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
-        BackupReport, RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
+        BackupReport, IssuedCertificate, RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
     },
 };
 
@@ -184,14 +184,7 @@ impl WorkersApi {
         id: Path<Uuid>,
         instance_id: Path<Uuid>,
     ) -> ApiResult<Json<ServiceToken>> {
-        state.workers.authenticate(id.0, &auth.0.token)?;
-        let instance = state.instances.get(instance_id.0).await?;
-        if instance.worker_id != id.0 {
-            return Err(aerekos_common::ApiError::not_found(
-                "instance_not_found",
-                format!("instance {} is not assigned to this worker", instance_id.0),
-            ));
-        }
+        let instance = assigned_instance(&state, id.0, &auth.0.token, instance_id.0).await?;
         let service = match &instance.service {
             Some(name) if state.catalog.get(name).await.is_ok_and(|s| s.builtin) => name.clone(),
             _ => {
@@ -202,6 +195,31 @@ impl WorkersApi {
             }
         };
         state.auth.service_token(&service, Some(crate::domain::auth::INSTANCE_SERVICE_TOKEN_SECS)).await.map(Json)
+    }
+
+    /// A server certificate from the cluster CA for the worker's own API (worker credential): for
+    /// its address, hostname and loopback. Asked at each join, so a new address gets a new one.
+    /// 409 `tls_off` when the conductor does not serve TLS.
+    #[oai(path = "/api/workers/:id/certificate", method = "post", operation_id = "issue_worker_certificate")]
+    async fn worker_certificate(&self, state: Data<&Arc<AppState>>, auth: WorkerAuth, id: Path<Uuid>) -> ApiResult<Json<IssuedCertificate>> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        let worker = state.workers.get(id.0).await?;
+        tls_of(&state)?.issue_for_worker(&worker, "worker API").map(Json)
+    }
+
+    /// A server certificate from the cluster CA for one of the worker's instances whose spec says
+    /// `tls` (worker credential), which the worker passes to it as `TLS_CERT_PEM`/`TLS_KEY_PEM`.
+    #[oai(path = "/api/workers/:id/instances/:instance_id/certificate", method = "post", operation_id = "issue_instance_certificate")]
+    async fn instance_certificate(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        instance_id: Path<Uuid>,
+    ) -> ApiResult<Json<IssuedCertificate>> {
+        assigned_instance(&state, id.0, &auth.0.token, instance_id.0).await?;
+        let worker = state.workers.get(id.0).await?;
+        tls_of(&state)?.issue_for_worker(&worker, &format!("instance {}", instance_id.0)).map(Json)
     }
 
     /// One instance.
@@ -216,4 +234,24 @@ impl WorkersApi {
         auth.0.require_admin()?;
         state.instances.remove(instance_id.0).await.map(|_| Removed::NoContent)
     }
+}
+
+fn tls_of(state: &AppState) -> ApiResult<&crate::domain::tls::ConductorTls> {
+    state
+        .tls
+        .as_deref()
+        .ok_or_else(|| aerekos_common::ApiError::conflict("tls_off", "the conductor does not serve TLS, so it issues no certificates"))
+}
+
+/// Instance `instance_id`, once the worker's credential is checked and the instance is its own.
+async fn assigned_instance(state: &AppState, worker_id: Uuid, credential: &str, instance_id: Uuid) -> ApiResult<Instance> {
+    state.workers.authenticate(worker_id, credential)?;
+    let instance = state.instances.get(instance_id).await?;
+    if instance.worker_id != worker_id {
+        return Err(aerekos_common::ApiError::not_found(
+            "instance_not_found",
+            format!("instance {instance_id} is not assigned to this worker"),
+        ));
+    }
+    Ok(instance)
 }

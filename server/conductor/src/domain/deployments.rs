@@ -56,6 +56,8 @@ pub struct DeploymentService {
     backups: Arc<BackupService>,
     routes: Arc<Routes>,
     ports: RangeInclusive<u16>,
+    /// Whether the conductor serves TLS: then the built-in services' new instances serve HTTPS.
+    tls: bool,
     /// One placement at a time: reservations are read and written together.
     placement: tokio::sync::Mutex<()>,
     /// Per service, why the last tick could not place what was missing.
@@ -178,7 +180,7 @@ fn usable_drivers(service: &Service, only: Option<DriverKind>) -> Vec<DriverKind
     drivers
 }
 
-fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, port: u16) -> InstanceSpec {
+fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, port: u16, tls: bool) -> InstanceSpec {
     let (image, command) = match driver {
         DriverKind::Docker => (service.image.clone(), service.image_command.clone()),
         DriverKind::Process => (None, service.command.clone()),
@@ -191,6 +193,7 @@ fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, p
         resources: Some(spec.resources),
         health_path: Some(service.health_path.clone()),
         volume: service.stateful.then(|| service.name.clone()),
+        tls,
     }
 }
 
@@ -232,6 +235,7 @@ impl DeploymentService {
         backups: Arc<BackupService>,
         routes: Arc<Routes>,
         ports: RangeInclusive<u16>,
+        tls: bool,
     ) -> Self {
         Self {
             catalog,
@@ -242,6 +246,7 @@ impl DeploymentService {
             backups,
             routes,
             ports,
+            tls,
             placement: tokio::sync::Mutex::new(()),
             problems: Mutex::default(),
         }
@@ -349,7 +354,7 @@ impl DeploymentService {
                 for p in placements {
                     let port = cluster.allocate_port(p.worker_id, &self.ports).map_err(|e| e.to_string())?;
                     cluster.reserved.entry(p.worker_id).or_default().add(Amounts::of(&spec.resources));
-                    let spec = instance_spec(service, spec, p.driver, port);
+                    let spec = instance_spec(service, spec, p.driver, port, self.tls && service.builtin);
                     if let (Some(volume), Some(Site::Fresh { .. } | Site::On { record: true, .. })) = (&spec.volume, &site) {
                         let row = volumes::new_record(volume, &service.name, p.worker_id, now_ms());
                         tracing::info!(volume = %volume, worker_id = %p.worker_id, fresh = matches!(site, Some(Site::Fresh { .. })), "volume recorded");
@@ -771,7 +776,7 @@ impl DeploymentService {
                     .instances
                     .iter()
                     .filter(|i| i.service.as_deref() == Some(&s.name) && i.health == InstanceHealth::Healthy && !gone.contains(&i.id))
-                    .filter_map(|i| Some((i.id, i.worker_id, i.address.clone()?)))
+                    .filter_map(|i| Some((i.id, i.worker_id, i.address.clone()?, i.spec.tls)))
                     .collect(),
             })
             .collect();

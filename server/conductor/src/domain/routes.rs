@@ -23,6 +23,8 @@ pub struct RouteEndpoint {
     pub worker_id: Uuid,
     /// `host:port`.
     pub address: String,
+    /// The instance serves HTTPS (its certificate from the cluster CA).
+    pub tls: bool,
     /// Requests in flight through the gateway (for least_connections); survives table rebuilds.
     pub in_flight: Arc<AtomicUsize>,
 }
@@ -75,7 +77,8 @@ pub struct RouteSpec {
     pub service: String,
     pub load_balancing: LoadBalancing,
     /// (instance, worker, address)
-    pub endpoints: Vec<(Uuid, Uuid, String)>,
+    /// (instance, worker, `host:port`, serves HTTPS)
+    pub endpoints: Vec<(Uuid, Uuid, String, bool)>,
     pub unavailable: Option<Unavailable>,
 }
 
@@ -107,11 +110,11 @@ impl Routes {
                 let endpoints = spec
                     .endpoints
                     .into_iter()
-                    .map(|(instance_id, worker_id, address)| {
+                    .map(|(instance_id, worker_id, address, tls)| {
                         let in_flight = previous
                             .and_then(|p| p.endpoints.iter().find(|e| e.instance_id == instance_id))
                             .map_or_else(Arc::default, |e| e.in_flight.clone());
-                        RouteEndpoint { instance_id, worker_id, address, in_flight }
+                        RouteEndpoint { instance_id, worker_id, address, tls, in_flight }
                     })
                     .collect();
                 let next = previous.map_or_else(Arc::default, |p| p.next.clone());
@@ -137,6 +140,7 @@ mod tests {
                     instance_id: Uuid::from_bytes([i; 16]),
                     worker_id: Uuid::nil(),
                     address: format!("127.0.0.1:{}", 20000 + u16::from(i)),
+                    tls: false,
                     in_flight: Arc::default(),
                 })
                 .collect(),

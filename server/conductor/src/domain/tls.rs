@@ -86,6 +86,11 @@ impl ClusterCa {
     }
 }
 
+/// How long a certificate the CA issues is valid (for the answer's `expires_at`).
+pub fn leaf_lifetime() -> chrono::Duration {
+    chrono::Duration::days(LEAF_DAYS)
+}
+
 fn name(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -155,5 +160,18 @@ impl ConductorTls {
         }
         let fingerprint = tls::fingerprint(bundle_pem.as_bytes()).map_err(|e| StartError::Tls(e.to_string()))?;
         Ok(Self { server, bundle_pem, fingerprint, ca })
+    }
+}
+
+impl ConductorTls {
+    /// A certificate for what listens on `worker`'s machine (its API, or an instance of it): its
+    /// address, its hostname and loopback.
+    pub fn issue_for_worker(&self, worker: &crate::model::Worker, what: &str) -> aerekos_common::ApiResult<crate::model::IssuedCertificate> {
+        let mut names = vec![worker.ip_address.clone(), worker.hostname.clone(), "127.0.0.1".into(), "::1".into(), "localhost".into()];
+        names.retain(|n| !n.is_empty());
+        names.dedup();
+        let (certificate_pem, private_key_pem) =
+            self.ca.issue(&format!("{what} on {}", worker.name), &names).map_err(aerekos_common::ApiError::internal)?;
+        Ok(crate::model::IssuedCertificate { certificate_pem, private_key_pem, names, expires_at: chrono::Utc::now() + leaf_lifetime() })
     }
 }
