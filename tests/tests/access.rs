@@ -525,3 +525,91 @@ fn plain_http_on_an_address_other_machines_reach_needs_the_explicit_opt_out() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("AEREKOS_ALLOW_PLAIN_HTTP") && text.contains("CONDUCTOR_TLS"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_do_only_what_their_scopes_grant_and_are_revoked_everywhere() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let worker = WorkerProcess::start(&conductor, "worker-a");
+    wait_for_worker(&admin, worker.id().await, WorkerStatus::Live, 30).await;
+    for service in ["key_manager", "storage_manager"] {
+        admin.enable_service().name(service).send().await.unwrap();
+    }
+    let kms_direct = instance_url(&admin, "key_manager").await;
+    let s3_direct = instance_url(&admin, "storage_manager").await;
+    let token = admin.token().unwrap();
+    let kms_admin = KeyManager::with_token(&conductor.url, &token);
+    for name in ["payments", "hr"] {
+        kms_admin.create_key().body_map(|b| b.name(name)).send().await.expect("create key");
+    }
+    let s3_admin = StorageManager::with_token(&conductor.url, &token);
+    for bucket in ["invoices", "private"] {
+        s3_admin.create_bucket().body_map(|b| b.name(bucket)).send().await.expect("create bucket");
+        s3_admin.put_object().bucket(bucket).key("a.txt").body(b"hello".to_vec()).send().await.expect("put");
+    }
+
+    // Bad scopes are refused with what to fix.
+    let bad = types::CreateApiKeyRequest { name: "shop".into(), scopes: vec!["key_manager:delete:payments".into()], expires_in_secs: None };
+    let body = expect_api_error(failure(admin.create_api_key().body(bad).send().await), 400, "invalid_scope");
+    assert!(body.message.contains("encrypt"), "{}", body.message);
+
+    let scopes = vec!["key_manager:encrypt:payments".to_owned(), "storage_manager:read:invoices".to_owned()];
+    let created = admin
+        .create_api_key()
+        .body(types::CreateApiKeyRequest { name: "shop".into(), scopes: scopes.clone(), expires_in_secs: None })
+        .send()
+        .await
+        .expect("create API key")
+        .into_inner();
+    let listed = admin.list_tokens().send().await.unwrap().into_inner().tokens;
+    let entry = listed.iter().find(|t| t.id == created.id).expect("the key is listed");
+    assert_eq!((entry.kind, &entry.scopes), (types::IssuedTokenKind::ApiKey, &scopes));
+
+    // Through the gateway and straight to the instances alike.
+    for (kms_url, s3_url) in [(conductor.url.clone(), conductor.url.clone()), (kms_direct.clone(), s3_direct.clone())] {
+        let kms = KeyManager::with_token(&kms_url, &created.key);
+        kms.encrypt().key("payments").body_map(|b| b.plaintext(b64(b"4111"))).send().await.expect("encrypt with payments");
+        let err = failure(kms.encrypt().key("hr").body_map(|b| b.plaintext(b64(b"x"))).send().await);
+        let body = expect_api_error(err, 403, "scope_missing");
+        assert!(body.message.contains("key_manager:encrypt:hr"), "{}", body.message);
+        let sealed = kms_admin.encrypt().key("payments").body_map(|b| b.plaintext(b64(b"x"))).send().await.unwrap().into_inner();
+        expect_api_error(failure(kms.decrypt().key("payments").body_map(|b| b.ciphertext(sealed.ciphertext)).send().await), 403, "scope_missing");
+        assert!(kms.list_keys().send().await.unwrap().into_inner().is_empty(), "no read scope: no key is listed");
+        expect_api_error(failure(kms.create_key().body_map(|b| b.name("mine")).send().await), 403, "forbidden");
+
+        let s3 = StorageManager::with_token(&s3_url, &created.key);
+        s3.get_object().bucket("invoices").key("a.txt").send().await.expect("read invoices");
+        let refused = s3.get_object().bucket("private").key("a.txt").send().await.map(|_| ()).map_err(SdkError::from);
+        expect_api_error(refused.expect_err("no scope for the bucket"), 403, "scope_missing");
+        expect_api_error(failure(s3.put_object().bucket("invoices").key("b.txt").body(b"x".to_vec()).send().await), 403, "scope_missing");
+        let buckets: Vec<String> = s3.list_buckets().send().await.unwrap().into_inner().into_iter().map(|b| b.name).collect();
+        assert_eq!(buckets, ["invoices"]);
+    }
+    // The conductor's own API is not for API keys.
+    let as_app = Conductor::with_token(&conductor.url, &created.key);
+    expect_api_error(failure(as_app.list_workers().send().await), 403, "api_key_not_allowed");
+
+    // Revoked: refused by the gateway and by both services within the bound.
+    admin.revoke_token().id(&created.id).send().await.expect("revoke");
+    let deadline = tokio::time::Instant::now() + REVOCATION_BOUND;
+    for url in [conductor.url.clone(), kms_direct] {
+        let kms = KeyManager::with_token(&url, &created.key);
+        loop {
+            match kms.encrypt().key("payments").body_map(|b| b.plaintext(b64(b"x"))).send().await.map_err(SdkError::from) {
+                Err(SdkError::Api { status: 401, body }) if body.code == "token_revoked" => break,
+                other => assert!(tokio::time::Instant::now() < deadline, "{url} still accepts the revoked API key: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let s3 = StorageManager::with_token(&s3_direct, &created.key);
+    loop {
+        match s3.get_object().bucket("invoices").key("a.txt").send().await.map_err(SdkError::from) {
+            Err(SdkError::Api { status: 401, body }) if body.code == "token_revoked" => break,
+            other => assert!(tokio::time::Instant::now() < deadline, "storage_manager still accepts the revoked API key: {:?}", other.map(|_| ())),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -40,7 +40,7 @@ async fn check_user(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     })?;
     match verifier.caller(&bearer.token)? {
         user @ Caller::User { .. } => Ok(user),
-        Caller::Service { .. } => Err(ApiError::forbidden("forbidden", "the worker API is for users").into()),
+        Caller::Service { .. } | Caller::ApiKey { .. } => Err(ApiError::forbidden("forbidden", "the worker API is for users").into()),
     }
 }
 

@@ -7,6 +7,22 @@ use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderE
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
+    ///An API key, as created. `key` is in this answer only: keep it; it cannot be shown again.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ApiKey {
+        pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///Revoke it with `DELETE /api/auth/tokens/{id}`.
+        pub id: ::std::string::String,
+        ///Send it as `Authorization: Bearer <key>` to the services (through the gateway).
+        pub key: ::std::string::String,
+        pub name: ::std::string::String,
+        pub scopes: ::std::vec::Vec<::std::string::String>,
+    }
+    impl ApiKey {
+        pub fn builder() -> builder::ApiKey {
+            Default::default()
+        }
+    }
     ///A worker's assignments and their version.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Assignments {
@@ -239,6 +255,25 @@ volume took its place, see `BACKUP_KEEP`).*/
     }
     impl ClusterResources {
         pub fn builder() -> builder::ClusterResources {
+            Default::default()
+        }
+    }
+    ///A new API key for an app (admin only).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct CreateApiKeyRequest {
+        ///Lifetime in seconds; default 90 days, at most 2 years.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub expires_in_secs: ::std::option::Option<u64>,
+        ///1–64 characters of a–z, A–Z, 0–9, `-`, `_`, `.`; names the app in audit records.
+        pub name: ::std::string::String,
+        /**What the key may do, each `<service>:<action>:<resource>` with the resource a key or bucket
+name or `*`: `key_manager:` `encrypt`, `decrypt`, `generate_data_key`, `read`;
+`storage_manager:` `read`, `write`. E.g. `key_manager:encrypt:payments`,
+`storage_manager:read:invoices`.*/
+        pub scopes: ::std::vec::Vec<::std::string::String>,
+    }
+    impl CreateApiKeyRequest {
+        pub fn builder() -> builder::CreateApiKeyRequest {
             Default::default()
         }
     }
@@ -782,8 +817,10 @@ reason), `stopped` (on purpose).*/
         ///The token's id (its `jti` claim); revoke it with `DELETE /api/auth/tokens/{id}`.
         pub id: ::std::string::String,
         pub kind: IssuedTokenKind,
-        ///The username or service name.
+        ///The username, service name or API key name.
         pub name: ::std::string::String,
+        ///What an API key grants (empty for the others).
+        pub scopes: ::std::vec::Vec<::std::string::String>,
         ///The user of a session.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub user_id: ::std::option::Option<::uuid::Uuid>,
@@ -811,12 +848,15 @@ reason), `stopped` (on purpose).*/
         Session,
         #[serde(rename = "service")]
         Service,
+        #[serde(rename = "api_key")]
+        ApiKey,
     }
     impl ::std::fmt::Display for IssuedTokenKind {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
             match *self {
                 Self::Session => f.write_str("session"),
                 Self::Service => f.write_str("service"),
+                Self::ApiKey => f.write_str("api_key"),
             }
         }
     }
@@ -828,6 +868,7 @@ reason), `stopped` (on purpose).*/
             match value {
                 "session" => Ok(Self::Session),
                 "service" => Ok(Self::Service),
+                "api_key" => Ok(Self::ApiKey),
                 _ => Err("invalid value".into()),
             }
         }
@@ -1840,6 +1881,116 @@ instance uses them now.*/
     }
     /// Types for composing complex structures.
     pub mod builder {
+        #[derive(Clone, Debug)]
+        pub struct ApiKey {
+            expires_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::std::string::String, ::std::string::String>,
+            key: ::std::result::Result<::std::string::String, ::std::string::String>,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            scopes: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for ApiKey {
+            fn default() -> Self {
+                Self {
+                    expires_at: Err("no value supplied for expires_at".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    key: Err("no value supplied for key".to_string()),
+                    name: Err("no value supplied for name".to_string()),
+                    scopes: Err("no value supplied for scopes".to_string()),
+                }
+            }
+        }
+        impl ApiKey {
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_at: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn key<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for key: {e}")
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn scopes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.scopes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for scopes: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ApiKey> for super::ApiKey {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ApiKey,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    expires_at: value.expires_at?,
+                    id: value.id?,
+                    key: value.key?,
+                    name: value.name?,
+                    scopes: value.scopes?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ApiKey> for ApiKey {
+            fn from(value: super::ApiKey) -> Self {
+                Self {
+                    expires_at: Ok(value.expires_at),
+                    id: Ok(value.id),
+                    key: Ok(value.key),
+                    name: Ok(value.name),
+                    scopes: Ok(value.scopes),
+                }
+            }
+        }
         #[derive(Clone, Debug)]
         pub struct Assignments {
             backup_jobs: ::std::result::Result<
@@ -2991,6 +3142,89 @@ instance uses them now.*/
                     lost_workers: Ok(value.lost_workers),
                     memory_available_bytes: Ok(value.memory_available_bytes),
                     memory_total_bytes: Ok(value.memory_total_bytes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct CreateApiKeyRequest {
+            expires_in_secs: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            scopes: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for CreateApiKeyRequest {
+            fn default() -> Self {
+                Self {
+                    expires_in_secs: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    scopes: Err("no value supplied for scopes".to_string()),
+                }
+            }
+        }
+        impl CreateApiKeyRequest {
+            pub fn expires_in_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_in_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for expires_in_secs: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn scopes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.scopes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for scopes: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<CreateApiKeyRequest>
+        for super::CreateApiKeyRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: CreateApiKeyRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    expires_in_secs: value.expires_in_secs?,
+                    name: value.name?,
+                    scopes: value.scopes?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::CreateApiKeyRequest> for CreateApiKeyRequest {
+            fn from(value: super::CreateApiKeyRequest) -> Self {
+                Self {
+                    expires_in_secs: Ok(value.expires_in_secs),
+                    name: Ok(value.name),
+                    scopes: Ok(value.scopes),
                 }
             }
         }
@@ -4656,6 +4890,10 @@ instance uses them now.*/
             id: ::std::result::Result<::std::string::String, ::std::string::String>,
             kind: ::std::result::Result<super::IssuedTokenKind, ::std::string::String>,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            scopes: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
             user_id: ::std::result::Result<
                 ::std::option::Option<::uuid::Uuid>,
                 ::std::string::String,
@@ -4669,6 +4907,7 @@ instance uses them now.*/
                     id: Err("no value supplied for id".to_string()),
                     kind: Err("no value supplied for kind".to_string()),
                     name: Err("no value supplied for name".to_string()),
+                    scopes: Err("no value supplied for scopes".to_string()),
                     user_id: Ok(Default::default()),
                 }
             }
@@ -4732,6 +4971,18 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn scopes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.scopes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for scopes: {e}")
+                    });
+                self
+            }
             pub fn user_id<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
@@ -4756,6 +5007,7 @@ instance uses them now.*/
                     id: value.id?,
                     kind: value.kind?,
                     name: value.name?,
+                    scopes: value.scopes?,
                     user_id: value.user_id?,
                 })
             }
@@ -4768,6 +5020,7 @@ instance uses them now.*/
                     id: Ok(value.id),
                     kind: Ok(value.kind),
                     name: Ok(value.name),
+                    scopes: Ok(value.scopes),
                     user_id: Ok(value.user_id),
                 }
             }
@@ -8668,6 +8921,21 @@ let response = client.list_audit_events()
     pub fn list_audit_events(&self) -> builder::ListAuditEvents<'_> {
         builder::ListAuditEvents::new(self)
     }
+    /**Create an API key for an app (admin only): a token granting only its scopes (e.g.
+`key_manager:encrypt:payments`), for the services' APIs through the gateway. The key is in
+this answer only; it is revoked like any token (`DELETE /api/auth/tokens/{id}`)
+
+Sends a `POST` request to `/api/auth/api-keys`
+
+```ignore
+let response = client.create_api_key()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn create_api_key(&self) -> builder::CreateApiKey<'_> {
+        builder::CreateApiKey::new(self)
+    }
     /**The public keys that verify the conductor's tokens (JWKS), for services and workers
 
 Sends a `GET` request to `/api/auth/jwks`
@@ -8763,7 +9031,8 @@ let response = client.create_service_token()
     pub fn create_service_token(&self) -> builder::CreateServiceToken<'_> {
         builder::CreateServiceToken::new(self)
     }
-    /**The valid sessions and service tokens (admin only; `user_id` narrows to one user's)
+    /**The valid sessions, service tokens and API keys (admin only; `user_id` narrows to one
+user's sessions and the API keys they created)
 
 Sends a `GET` request to `/api/auth/tokens`
 
@@ -9640,6 +9909,151 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "list_audit_events",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::create_api_key`]
+
+[`Client::create_api_key`]: super::Client::create_api_key*/
+    #[derive(Debug, Clone)]
+    pub struct CreateApiKey<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::CreateApiKeyRequest, String>,
+    }
+    impl<'a> CreateApiKey<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::CreateApiKeyRequest>,
+            <V as std::convert::TryInto<
+                types::CreateApiKeyRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `CreateApiKeyRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::CreateApiKeyRequest,
+            ) -> types::builder::CreateApiKeyRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/auth/api-keys`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::ApiKey>, Error<crate::ErrorBody>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| {
+                    types::CreateApiKeyRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/auth/api-keys", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_api_key",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -2346,7 +2346,7 @@ let response = client.list_audit_records()
     pub fn list_audit_records(&self) -> builder::ListAuditRecords<'_> {
         builder::ListAuditRecords::new(self)
     }
-    /**Every key, by name
+    /**Every key, by name (for an API key: those its `key_manager:read` scopes name)
 
 Sends a `GET` request to `/api/key_manager/keys`
 
@@ -2371,7 +2371,7 @@ let response = client.create_key()
     pub fn create_key(&self) -> builder::CreateKey<'_> {
         builder::CreateKey::new(self)
     }
-    /**One key, by id or name
+    /**One key, by id or name (an API key needs `key_manager:read` on it)
 
 Sends a `GET` request to `/api/key_manager/keys/{key}`
 

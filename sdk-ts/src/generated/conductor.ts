@@ -26,6 +26,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/api-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create an API key for an app (admin only): a token granting only its scopes (e.g.
+         *     `key_manager:encrypt:payments`), for the services' APIs through the gateway. The key is in
+         *     this answer only; it is revoked like any token (`DELETE /api/auth/tokens/{id}`).
+         */
+        post: operations["create_api_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/jwks": {
         parameters: {
             query?: never;
@@ -166,7 +187,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The valid sessions and service tokens (admin only; `user_id` narrows to one user's). */
+        /**
+         * The valid sessions, service tokens and API keys (admin only; `user_id` narrows to one
+         *     user's sessions and the API keys they created).
+         */
         get: operations["list_tokens"];
         put?: never;
         post?: never;
@@ -966,6 +990,20 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * ApiKey
+         * @description An API key, as created. `key` is in this answer only: keep it; it cannot be shown again.
+         */
+        ApiKey: {
+            /** Format: date-time */
+            expires_at: string;
+            /** @description Revoke it with `DELETE /api/auth/tokens/{id}`. */
+            id: string;
+            /** @description Send it as `Authorization: Bearer <key>` to the services (through the gateway). */
+            key: string;
+            name: string;
+            scopes: string[];
+        };
+        /**
          * Assignments
          * @description A worker's assignments and their version.
          */
@@ -1158,6 +1196,26 @@ export interface components {
             memory_available_bytes: number;
             /** Format: uint64 */
             memory_total_bytes: number;
+        };
+        /**
+         * CreateApiKeyRequest
+         * @description A new API key for an app (admin only).
+         */
+        CreateApiKeyRequest: {
+            /**
+             * Format: uint64
+             * @description Lifetime in seconds; default 90 days, at most 2 years.
+             */
+            expires_in_secs?: number;
+            /** @description 1–64 characters of a–z, A–Z, 0–9, `-`, `_`, `.`; names the app in audit records. */
+            name: string;
+            /**
+             * @description What the key may do, each `<service>:<action>:<resource>` with the resource a key or bucket
+             *     name or `*`: `key_manager:` `encrypt`, `decrypt`, `generate_data_key`, `read`;
+             *     `storage_manager:` `read`, `write`. E.g. `key_manager:encrypt:payments`,
+             *     `storage_manager:read:invoices`.
+             */
+            scopes: string[];
         };
         /**
          * CreateInstanceRequest
@@ -1454,8 +1512,10 @@ export interface components {
             /** @description The token's id (its `jti` claim); revoke it with `DELETE /api/auth/tokens/{id}`. */
             id: string;
             kind: components["schemas"]["IssuedTokenKind"];
-            /** @description The username or service name. */
+            /** @description The username, service name or API key name. */
             name: string;
+            /** @description What an API key grants (empty for the others). */
+            scopes: string[];
             /**
              * Format: uuid
              * @description The user of a session.
@@ -1466,7 +1526,7 @@ export interface components {
          * @description What a token the conductor signed is for.
          * @enum {string}
          */
-        IssuedTokenKind: "session" | "service";
+        IssuedTokenKind: "session" | "service" | "api_key";
         /**
          * IssuedTokenList
          * @description Valid tokens, newest first (at most 1,000).
@@ -2130,6 +2190,114 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Too many requests (from this address or this caller), or too many failed logins: try again
+             *     after `Retry-After` seconds.
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["CreateApiKeyRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ApiKey"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */

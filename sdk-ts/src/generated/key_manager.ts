@@ -30,7 +30,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every key, by name. */
+        /** Every key, by name (for an API key: those its `key_manager:read` scopes name). */
         get: operations["list_keys"];
         put?: never;
         /** Create a key (admin). Its first version is generated inside the service and never leaves it. */
@@ -48,7 +48,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One key, by id or name. */
+        /** One key, by id or name (an API key needs `key_manager:read` on it). */
         get: operations["get_key"];
         put?: never;
         post?: never;

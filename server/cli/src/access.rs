@@ -51,8 +51,22 @@ pub enum TokensCommand {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Revoke a token by its id; every server refuses it within about a second.
+    /// Revoke a token or API key by its id; every server refuses it within about a second.
     Revoke { id: String },
+    /// Create an API key for an app; the key is printed once.
+    CreateApiKey {
+        /// Names the app in audit records.
+        #[arg(long)]
+        name: String,
+        /// What it may do (repeat): `key_manager:encrypt:<key>`, `key_manager:decrypt:<key>`,
+        /// `key_manager:generate_data_key:<key>`, `key_manager:read:<key>`,
+        /// `storage_manager:read:<bucket>`, `storage_manager:write:<bucket>`; `*` for all.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// How long it lives, e.g. `90d` (the default), `1y`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -160,12 +174,25 @@ pub async fn tokens(global: Global, command: TokensCommand) -> anyhow::Result<()
                         t.id.clone(),
                         t.kind.to_string(),
                         t.name.clone(),
+                        t.scopes.join(" "),
                         t.created_at.format("%Y-%m-%d %H:%M").to_string(),
                         t.expires_at.format("%Y-%m-%d %H:%M").to_string(),
                     ]
                 })
                 .collect();
-            output::print(global.output(), &list, &["ID", "KIND", "NAME", "CREATED", "EXPIRES"], rows)
+            output::print(global.output(), &list, &["ID", "KIND", "NAME", "SCOPES", "CREATED", "EXPIRES"], rows)
+        }
+        TokensCommand::CreateApiKey { name, scopes, expires } => {
+            let body = types::CreateApiKeyRequest { name, scopes, expires_in_secs: expires.map(|d| d.as_secs()) };
+            let key = api(c.create_api_key().body(body).send().await)?;
+            match global.output() {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&key)?),
+                Format::Table => {
+                    println!("{}", key.key);
+                    eprintln!("API key {} ({}) until {}; it is shown only now. Revoke: aerekos tokens revoke {}", key.name, key.scopes.join(" "), key.expires_at, key.id);
+                }
+            }
+            Ok(())
         }
         TokensCommand::Revoke { id } => {
             api(c.revoke_token().id(&id).send().await)?;

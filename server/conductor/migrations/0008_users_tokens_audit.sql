@@ -1,13 +1,15 @@
 -- Users managed through the API: a disabled user cannot log in and its tokens are revoked.
 ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 
--- Every user session and service token the conductor signs, so each can be listed and revoked
--- before it expires. kind: session (a user's login) or service (a service token).
+-- Every user session, service token and API key the conductor signs, so each can be listed and
+-- revoked before it expires (the token itself is never stored). kind: session (a user's login),
+-- service (a service token) or api_key (an app's key; scopes: what it grants, space-separated).
 CREATE TABLE issued_tokens (
     jti        TEXT PRIMARY KEY,
-    kind       TEXT NOT NULL CHECK (kind IN ('session', 'service')),
+    kind       TEXT NOT NULL CHECK (kind IN ('session', 'service', 'api_key')),
     user_id    TEXT,
     name       TEXT NOT NULL,
+    scopes     TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     revoked_at INTEGER

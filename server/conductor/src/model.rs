@@ -90,6 +90,36 @@ pub enum IssuedTokenKind {
     Session,
     /// A service token (from `POST /api/auth/service-tokens`, or one a worker got for an instance).
     Service,
+    /// An app's API key (from `POST /api/auth/api-keys`).
+    #[oai(rename = "api_key")]
+    ApiKey,
+}
+
+/// A new API key for an app (admin only).
+#[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
+pub struct CreateApiKeyRequest {
+    /// 1–64 characters of a–z, A–Z, 0–9, `-`, `_`, `.`; names the app in audit records.
+    pub name: String,
+    /// What the key may do, each `<service>:<action>:<resource>` with the resource a key or bucket
+    /// name or `*`: `key_manager:` `encrypt`, `decrypt`, `generate_data_key`, `read`;
+    /// `storage_manager:` `read`, `write`. E.g. `key_manager:encrypt:payments`,
+    /// `storage_manager:read:invoices`.
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds; default 90 days, at most 2 years.
+    pub expires_in_secs: Option<u64>,
+}
+
+/// An API key, as created. `key` is in this answer only: keep it; it cannot be shown again.
+#[derive(Object, Debug, Clone)]
+pub struct ApiKey {
+    /// Revoke it with `DELETE /api/auth/tokens/{id}`.
+    pub id: String,
+    pub name: String,
+    /// Send it as `Authorization: Bearer <key>` to the services (through the gateway).
+    pub key: String,
+    pub scopes: Vec<String>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A token the conductor signed that is still valid. The token itself is never shown again.
@@ -101,8 +131,10 @@ pub struct IssuedToken {
     pub kind: IssuedTokenKind,
     /// The user of a session.
     pub user_id: Option<Uuid>,
-    /// The username or service name.
+    /// The username, service name or API key name.
     pub name: String,
+    /// What an API key grants (empty for the others).
+    pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }

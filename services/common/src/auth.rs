@@ -188,6 +188,46 @@ pub fn backup_store_scope(access: &str, worker_id: &str, volume: &str) -> String
     format!("backup_{access}:{worker_id}:{volume}")
 }
 
+/// The `role` claim of an app's API key; its `sub` is `api_key:<id>`, its `name` the key's name and
+/// its `scope` the scopes it grants, space-separated (see [`scope_grants`]).
+pub const API_KEY_ROLE: &str = "api_key";
+
+/// What each service lets an API key be scoped to: `<service>:<action>:<resource>`, the resource a
+/// key (id or name) or bucket name, or `*` for all of them.
+pub const API_KEY_ACTIONS: &[(&str, &[&str])] =
+    &[("key_manager", &["encrypt", "decrypt", "generate_data_key", "read"]), ("storage_manager", &["read", "write"])];
+
+/// Checks a scope's form (`<service>:<action>:<resource>`, service and action among
+/// [`API_KEY_ACTIONS`]); the error says what is wrong.
+pub fn validate_scope(scope: &str) -> Result<(), String> {
+    let mut parts = scope.splitn(3, ':');
+    let (Some(service), Some(action), Some(resource)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("scope {scope:?} is not <service>:<action>:<resource> (e.g. key_manager:encrypt:payments or storage_manager:read:*)"));
+    };
+    let Some((_, actions)) = API_KEY_ACTIONS.iter().find(|(s, _)| *s == service) else {
+        let known: Vec<&str> = API_KEY_ACTIONS.iter().map(|(s, _)| *s).collect();
+        return Err(format!("scope {scope:?}: the service is one of {known:?}"));
+    };
+    if !actions.contains(&action) {
+        return Err(format!("scope {scope:?}: {service}'s actions are {actions:?}"));
+    }
+    let resource_ok = (1..=255).contains(&resource.len()) && resource.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+    if !resource_ok {
+        return Err(format!("scope {scope:?}: the resource is a key or bucket name, or *"));
+    }
+    Ok(())
+}
+
+/// Whether `scopes` grant `action` on `service` for a resource known by any of `names`.
+pub fn scope_grants(scopes: &[String], service: &str, action: &str, names: &[&str]) -> bool {
+    scopes.iter().any(|scope| {
+        let mut parts = scope.splitn(3, ':');
+        parts.next() == Some(service)
+            && parts.next() == Some(action)
+            && parts.next().is_some_and(|r| r == "*" || names.contains(&r))
+    })
+}
+
 /// Who is calling, as a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -195,6 +235,8 @@ pub enum Caller {
     User { id: String, username: String, admin: bool },
     /// A platform service (e.g. storage_manager), with a service token from the conductor.
     Service { name: String },
+    /// An app with an API key: it may do only what its scopes grant.
+    ApiKey { id: String, name: String, scopes: Vec<String> },
 }
 
 impl TokenVerifier {
@@ -218,15 +260,38 @@ impl Caller {
                 admin: claims.role == "admin",
             }),
             SERVICE_ROLE => Ok(Caller::Service { name: claims.name.clone() }),
+            API_KEY_ROLE => Ok(Caller::ApiKey {
+                id: claims.jti.clone(),
+                name: claims.name.clone(),
+                scopes: claims.scope.as_deref().unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
+            }),
             other => Err(TokenError::Invalid(format!("unknown role {other:?}"))),
         }
     }
 
-    /// How audit records and logs name the caller: `user:<name>` or `service:<name>`.
+    /// How audit records and logs name the caller: `user:<name>`, `service:<name>` or
+    /// `api_key:<name>`.
     pub fn actor(&self) -> String {
         match self {
             Caller::User { username, .. } => format!("user:{username}"),
             Caller::Service { name } => format!("service:{name}"),
+            Caller::ApiKey { name, .. } => format!("api_key:{name}"),
+        }
+    }
+
+    /// For an API key: 403 `scope_missing` unless its scopes grant `action` on `service` for the
+    /// resource known by any of `names` (a key's id and name, say). Other callers pass: their
+    /// role is the service's to check.
+    pub fn require_scope(&self, service: &str, action: &str, names: &[&str]) -> Result<(), crate::ApiError> {
+        match self {
+            Caller::ApiKey { name, scopes, .. } if !scope_grants(scopes, service, action, names) => Err(crate::ApiError::forbidden(
+                "scope_missing",
+                format!(
+                    "API key {name:?} has no scope {service}:{action}:{} (nor {service}:{action}:*)",
+                    names.last().copied().unwrap_or("*")
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 

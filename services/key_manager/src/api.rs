@@ -14,6 +14,7 @@ use poem_openapi::{
 
 use crate::{
     State,
+    domain::keys::require_key_scope,
     model::{
         AuditPage, AuditRecord, BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse,
         CreateKeyRequest, DataKeyRequest, DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
@@ -59,18 +60,22 @@ impl KeysApi {
         state.keys.create(&auth.0, body.0).await.map(Json)
     }
 
-    /// Every key, by name.
+    /// Every key, by name (for an API key: those its `key_manager:read` scopes name).
     #[oai(path = "/keys", method = "get", operation_id = "list_keys")]
     async fn list(&self, state: Data<&Arc<State>>, auth: CallerAuth) -> ApiResult<Json<Vec<Key>>> {
         may_read(&auth.0)?;
-        Ok(Json(state.keys.list()))
+        let mut keys = state.keys.list();
+        keys.retain(|k| require_key_scope(&auth.0, "read", k).is_ok());
+        Ok(Json(keys))
     }
 
-    /// One key, by id or name.
+    /// One key, by id or name (an API key needs `key_manager:read` on it).
     #[oai(path = "/keys/:key", method = "get", operation_id = "get_key")]
     async fn get(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>) -> ApiResult<Json<Key>> {
         may_read(&auth.0)?;
-        state.keys.get(&key.0).map(Json)
+        let key = state.keys.get(&key.0)?;
+        require_key_scope(&auth.0, "read", &key)?;
+        Ok(Json(key))
     }
 
     /// Change a key's description, version floors, or whether it may be deleted (admin).

@@ -42,12 +42,19 @@ async fn check_caller(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     state.verifier.caller(&bearer.token).map_err(Into::into)
 }
 
-/// Changing buckets and objects: admins and services.
-fn may_write(caller: &Caller) -> ApiResult<()> {
+/// Changing buckets and objects: admins, services, and API keys with `storage_manager:write` on
+/// the bucket.
+fn may_write(caller: &Caller, bucket: &str) -> ApiResult<()> {
     match caller {
         Caller::User { admin: false, .. } => Err(ApiError::forbidden("forbidden", "viewers may read buckets and objects, not change them")),
-        _ => Ok(()),
+        _ => caller.require_scope("storage_manager", "write", &[bucket]),
     }
+}
+
+/// Reading buckets and objects: every user and service, and API keys with `storage_manager:read`
+/// on the bucket.
+fn may_read(caller: &Caller, bucket: &str) -> ApiResult<()> {
+    caller.require_scope("storage_manager", "read", &[bucket])
 }
 
 fn admin_only(caller: &Caller) -> ApiResult<()> {
@@ -116,26 +123,29 @@ impl BucketsApi {
     /// Create a bucket (admins and services), optionally encrypting new objects with a key_manager key.
     #[oai(path = "/buckets", method = "post", operation_id = "create_bucket")]
     async fn create(&self, state: Data<&Arc<State>>, auth: CallerAuth, body: Json<CreateBucketRequest>) -> ApiResult<Json<Bucket>> {
-        may_write(&auth.0)?;
+        may_write(&auth.0, &body.0.name)?;
         state.storage.create_bucket(&body.0.name, body.0.default_encryption_key).await.map(Json)
     }
 
     /// Every bucket, by name.
     #[oai(path = "/buckets", method = "get", operation_id = "list_buckets")]
-    async fn list(&self, state: Data<&Arc<State>>, _auth: CallerAuth) -> ApiResult<Json<Vec<Bucket>>> {
-        Ok(Json(state.storage.list_buckets()))
+    async fn list(&self, state: Data<&Arc<State>>, auth: CallerAuth) -> ApiResult<Json<Vec<Bucket>>> {
+        let mut buckets = state.storage.list_buckets();
+        buckets.retain(|b| may_read(&auth.0, &b.name).is_ok());
+        Ok(Json(buckets))
     }
 
     /// One bucket.
     #[oai(path = "/buckets/:bucket", method = "get", operation_id = "get_bucket")]
-    async fn get(&self, state: Data<&Arc<State>>, _auth: CallerAuth, bucket: Path<String>) -> ApiResult<Json<Bucket>> {
+    async fn get(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>) -> ApiResult<Json<Bucket>> {
+        may_read(&auth.0, &bucket.0)?;
         state.storage.bucket(&bucket.0).map(Json)
     }
 
     /// Delete an empty bucket (admins and services); a bucket with objects is refused (409).
     #[oai(path = "/buckets/:bucket", method = "delete", operation_id = "delete_bucket")]
     async fn delete(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>) -> ApiResult<Deleted> {
-        may_write(&auth.0)?;
+        may_write(&auth.0, &bucket.0)?;
         state.storage.delete_bucket(&bucket.0).await.map(|()| Deleted::NoContent)
     }
 }
@@ -167,7 +177,7 @@ impl ObjectsApi {
         encryption_key: Query<Option<String>>,
         body: Binary<Body>,
     ) -> ApiResult<Json<ObjectInfo>> {
-        may_write(&auth.0)?;
+        may_write(&auth.0, &bucket.0)?;
         let metadata: BTreeMap<String, String> = match metadata.0.as_deref() {
             None | Some("") => BTreeMap::new(),
             Some(text) => serde_json::from_str(text).map_err(|e| {
@@ -187,7 +197,7 @@ impl ObjectsApi {
     async fn list(
         &self,
         state: Data<&Arc<State>>,
-        _auth: CallerAuth,
+        auth: CallerAuth,
         bucket: Path<String>,
         prefix: Query<Option<String>>,
         delimiter: Query<Option<String>>,
@@ -198,6 +208,7 @@ impl ObjectsApi {
         /// Begin after this key.
         start_after: Query<Option<String>>,
     ) -> ApiResult<Json<ObjectList>> {
+        may_read(&auth.0, &bucket.0)?;
         let page_size = page_size.0.unwrap_or(crate::domain::objects::MAX_PAGE);
         if !(1..=crate::domain::objects::MAX_PAGE).contains(&page_size) {
             return Err(ApiError::bad_request("invalid_page_size", "page_size must be between 1 and 1000"));
@@ -222,13 +233,14 @@ impl ObjectsApi {
     async fn get(
         &self,
         state: Data<&Arc<State>>,
-        _auth: CallerAuth,
+        auth: CallerAuth,
         bucket: Path<String>,
         key: Path<String>,
         /// One range: `bytes=<first>-<last>`, `bytes=<first>-` or `bytes=-<length>`.
         #[oai(name = "Range")]
         range: Header<Option<String>>,
     ) -> ApiResult<Response<ObjectBytes>> {
+        may_read(&auth.0, &bucket.0)?;
         let range = range.0.as_deref().map(ByteRange::parse).transpose()?;
         let Download { info, range, partial, body } = state.storage.get_object(&bucket.0, &key.0, range).await?;
         let len = range.end - range.start;
@@ -245,7 +257,8 @@ impl ObjectsApi {
 
     /// An object's metadata, in headers.
     #[oai(path = "/buckets/:bucket/objects/:key", method = "head", operation_id = "head_object")]
-    async fn head(&self, state: Data<&Arc<State>>, _auth: CallerAuth, bucket: Path<String>, key: Path<String>) -> ApiResult<ObjectHead> {
+    async fn head(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>, key: Path<String>) -> ApiResult<ObjectHead> {
+        may_read(&auth.0, &bucket.0)?;
         let info = state.storage.head_object(&bucket.0, &key.0).await?;
         let metadata = ascii_json(&serde_json::to_string(&info.metadata).map_err(ApiError::internal)?);
         Ok(ObjectHead::Found(
@@ -261,7 +274,7 @@ impl ObjectsApi {
     /// Delete an object (admins and services).
     #[oai(path = "/buckets/:bucket/objects/:key", method = "delete", operation_id = "delete_object")]
     async fn delete(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>, key: Path<String>) -> ApiResult<Deleted> {
-        may_write(&auth.0)?;
+        may_write(&auth.0, &bucket.0)?;
         if state.storage.delete_object(&bucket.0, &key.0).await? {
             Ok(Deleted::NoContent)
         } else {

@@ -14,7 +14,7 @@ use crate::{
     AppState,
     domain::audit,
     model::{
-        ChangePasswordRequest, IssuedTokenList, Jwks, LoginRequest, LoginResponse, RevocationFeed, ServiceToken,
+        ApiKey, ChangePasswordRequest, CreateApiKeyRequest, IssuedTokenList, Jwks, LoginRequest, LoginResponse, RevocationFeed, ServiceToken,
         ServiceTokenRequest, User,
     },
 };
@@ -72,7 +72,17 @@ impl AuthApi {
         state.auth.service_token(&body.service, body.expires_in_secs).await.map(Json)
     }
 
-    /// The valid sessions and service tokens (admin only; `user_id` narrows to one user's).
+    /// Create an API key for an app (admin only): a token granting only its scopes (e.g.
+    /// `key_manager:encrypt:payments`), for the services' APIs through the gateway. The key is in
+    /// this answer only; it is revoked like any token (`DELETE /api/auth/tokens/{id}`).
+    #[oai(path = "/api/auth/api-keys", method = "post", operation_id = "create_api_key")]
+    async fn create_api_key(&self, state: Data<&Arc<AppState>>, auth: UserAuth, body: Json<CreateApiKeyRequest>) -> ApiResult<Json<ApiKey>> {
+        auth.0.require_admin()?;
+        state.auth.create_api_key(&auth.0, &body).await.map(Json)
+    }
+
+    /// The valid sessions, service tokens and API keys (admin only; `user_id` narrows to one
+    /// user's sessions and the API keys they created).
     #[oai(path = "/api/auth/tokens", method = "get", operation_id = "list_tokens")]
     async fn list_tokens(&self, state: Data<&Arc<AppState>>, auth: UserAuth, user_id: Query<Option<Uuid>>) -> ApiResult<Json<IssuedTokenList>> {
         auth.0.require_admin()?;

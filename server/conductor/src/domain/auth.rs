@@ -33,7 +33,7 @@ use aerekos_common::secrets::write_secret_file;
 use super::{from_ms, passwords, random_secret};
 use crate::{
     config::ConductorConfig,
-    model::{IssuedToken, IssuedTokenKind, Jwk, Jwks, LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User},
+    model::{ApiKey, CreateApiKeyRequest, IssuedToken, IssuedTokenKind, Jwk, Jwks, LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User},
     store::{Db, issued_tokens, users, users::UserRow},
     StartError,
 };
@@ -42,6 +42,8 @@ pub const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 const SERVICE_TOKEN_DEFAULT_SECS: u64 = 30 * 24 * 3600;
 const SERVICE_TOKEN_MAX_SECS: u64 = 365 * 24 * 3600;
+const API_KEY_DEFAULT_SECS: u64 = 90 * 24 * 3600;
+const API_KEY_MAX_SECS: u64 = 2 * 365 * 24 * 3600;
 /// The life of the token a worker gets for an instance it starts (a restart gets a new one).
 pub const INSTANCE_SERVICE_TOKEN_SECS: u64 = SERVICE_TOKEN_MAX_SECS;
 
@@ -254,7 +256,7 @@ impl AuthService {
     pub(super) async fn session(&self, user: User) -> ApiResult<LoginResponse> {
         let (token, claims) = self.sign_scoped(user.id.to_string(), &user.username, user.role.as_str(), self.expires_in, None)?;
         let user_id = user.id.to_string();
-        issued_tokens::insert(&self.db, &claims.jti, "session", Some(&user_id), &user.username, claims.exp)
+        issued_tokens::insert(&self.db, &claims.jti, "session", Some(&user_id), &user.username, "", claims.exp)
             .await
             .map_err(ApiError::internal)?;
         Ok(LoginResponse {
@@ -312,7 +314,12 @@ impl AuthService {
             .into_iter()
             .map(|r| IssuedToken {
                 id: r.jti,
-                kind: if r.kind == "service" { IssuedTokenKind::Service } else { IssuedTokenKind::Session },
+                kind: match r.kind.as_str() {
+                    "service" => IssuedTokenKind::Service,
+                    "api_key" => IssuedTokenKind::ApiKey,
+                    _ => IssuedTokenKind::Session,
+                },
+                scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
                 user_id: r.user_id.and_then(|u| Uuid::parse_str(&u).ok()),
                 name: r.name,
                 created_at: from_ms(r.created_at),
@@ -366,9 +373,44 @@ impl AuthService {
             ));
         }
         let (token, claims) = self.sign_scoped(format!("service:{service}"), service, SERVICE_ROLE, Duration::from_secs(secs), None)?;
-        issued_tokens::insert(&self.db, &claims.jti, "service", None, service, claims.exp).await.map_err(ApiError::internal)?;
+        issued_tokens::insert(&self.db, &claims.jti, "service", None, service, "", claims.exp).await.map_err(ApiError::internal)?;
         tracing::info!(service, "service token issued");
         Ok(ServiceToken { token, service: service.to_owned(), expires_at: from_secs(claims.exp), token_id: claims.jti })
+    }
+
+    /// An API key for an app (admin only, checked by the caller): a token granting only `scopes`,
+    /// shown in this answer and never stored (only its id, to list and revoke it).
+    pub async fn create_api_key(&self, caller: &AuthedUser, req: &CreateApiKeyRequest) -> ApiResult<ApiKey> {
+        let name_ok = (1..=64).contains(&req.name.len()) && req.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            return Err(ApiError::bad_request("invalid_name", "name must be 1–64 characters of a–z, A–Z, 0–9, '-', '_' or '.'"));
+        }
+        if req.scopes.is_empty() || req.scopes.len() > 50 {
+            return Err(ApiError::bad_request("invalid_scopes", "give 1–50 scopes, e.g. key_manager:encrypt:payments"));
+        }
+        for scope in &req.scopes {
+            aerekos_common::auth::validate_scope(scope).map_err(|m| ApiError::bad_request("invalid_scope", m))?;
+        }
+        let secs = req.expires_in_secs.unwrap_or(API_KEY_DEFAULT_SECS);
+        if !(60..=API_KEY_MAX_SECS).contains(&secs) {
+            return Err(ApiError::bad_request("invalid_expiry", format!("expires_in_secs must be between 60 and {API_KEY_MAX_SECS}")));
+        }
+        let scopes = req.scopes.join(" ");
+        let id = Uuid::new_v4();
+        let (key, claims) = self.sign_with_id(
+            format!("api_key:{id}"),
+            &req.name,
+            aerekos_common::auth::API_KEY_ROLE,
+            Duration::from_secs(secs),
+            Some(scopes.clone()),
+            id.to_string(),
+        )?;
+        let creator = caller.id.to_string();
+        issued_tokens::insert(&self.db, &claims.jti, "api_key", Some(&creator), &req.name, &scopes, claims.exp)
+            .await
+            .map_err(ApiError::internal)?;
+        tracing::info!(name = %req.name, scopes = %scopes, by = %caller.username, "API key created");
+        Ok(ApiKey { id: claims.jti, name: req.name.clone(), key, scopes: req.scopes.clone(), expires_at: from_secs(claims.exp) })
     }
 
     /// A one-time grant for `target`'s fetch of `volume` from worker `source` during move `move_id`
@@ -393,6 +435,18 @@ impl AuthService {
         lifetime: Duration,
         scope: Option<String>,
     ) -> ApiResult<(String, Claims)> {
+        self.sign_with_id(sub, name, role, lifetime, scope, Uuid::new_v4().to_string())
+    }
+
+    fn sign_with_id(
+        &self,
+        sub: String,
+        name: &str,
+        role: &str,
+        lifetime: Duration,
+        scope: Option<String>,
+        jti: String,
+    ) -> ApiResult<(String, Claims)> {
         let now = chrono::Utc::now();
         let exp = now + chrono::Duration::from_std(lifetime).map_err(ApiError::internal)?;
         let claims = Claims {
@@ -402,7 +456,7 @@ impl AuthService {
             iss: ISSUER.to_owned(),
             iat: now.timestamp(),
             exp: exp.timestamp(),
-            jti: Uuid::new_v4().to_string(),
+            jti,
             scope,
         };
         let mut header = Header::new(Algorithm::EdDSA);
@@ -427,6 +481,12 @@ impl AuthService {
             return Err(ApiError::forbidden(
                 "service_token_not_allowed",
                 "service tokens are for calling services; the conductor's API needs a user token",
+            ));
+        }
+        if claims.role == aerekos_common::auth::API_KEY_ROLE {
+            return Err(ApiError::forbidden(
+                "api_key_not_allowed",
+                "API keys are for the services' APIs (through the gateway, /api/<service>/…); the conductor's API needs a user token",
             ));
         }
         let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized("invalid_token", "token subject is not a user id"))?;

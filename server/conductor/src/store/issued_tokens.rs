@@ -10,19 +10,21 @@ pub struct IssuedTokenRow {
     pub kind: String,
     pub user_id: Option<String>,
     pub name: String,
+    pub scopes: String,
     pub created_at: i64,
     pub expires_at: i64,
 }
 
-const COLUMNS: &str = "jti, kind, user_id, name, created_at, expires_at";
+const COLUMNS: &str = "jti, kind, user_id, name, scopes, created_at, expires_at";
 
-/// `expires_at` in Unix seconds (the token's `exp`).
-pub async fn insert(db: &Db, jti: &str, kind: &str, user_id: Option<&str>, name: &str, expires_at: i64) -> DbResult<()> {
-    sqlx::query("INSERT INTO issued_tokens (jti, kind, user_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)")
+/// `expires_at` in Unix seconds (the token's `exp`); `scopes` space-separated (API keys).
+pub async fn insert(db: &Db, jti: &str, kind: &str, user_id: Option<&str>, name: &str, scopes: &str, expires_at: i64) -> DbResult<()> {
+    sqlx::query("INSERT INTO issued_tokens (jti, kind, user_id, name, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .bind(jti)
         .bind(kind)
         .bind(user_id)
         .bind(name)
+        .bind(scopes)
         .bind(now_ms())
         .bind(expires_at)
         .execute(&db.write)

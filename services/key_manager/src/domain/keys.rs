@@ -108,16 +108,22 @@ fn require_admin(caller: &Caller) -> ApiResult<()> {
     }
 }
 
-/// Encrypt, decrypt, rewrap and data keys: admins and services.
+/// Encrypt, decrypt, rewrap and data keys: admins, services, and API keys scoped to the action
+/// on this key (checked once the key is known, see [`KeyService::usable_key`]).
 fn require_crypto(caller: &Caller) -> ApiResult<()> {
     match caller {
-        Caller::Service { .. } => Ok(()),
+        Caller::Service { .. } | Caller::ApiKey { .. } => Ok(()),
         Caller::User { admin: true, .. } => Ok(()),
         Caller::User { .. } => Err(ApiError::forbidden(
             "forbidden",
             format!("{} has the viewer role, which may list keys but not use them", caller.actor()),
         )),
     }
+}
+
+/// For an API key, 403 unless its scopes grant `action` on `key` (named by its id or its name).
+pub fn require_key_scope(caller: &Caller, action: &str, key: &Key) -> ApiResult<()> {
+    caller.require_scope("key_manager", action, &[&key.id.to_string(), &key.name])
 }
 
 fn validate_name(name: &str) -> ApiResult<()> {
@@ -506,21 +512,25 @@ impl KeyService {
     }
 
     /// Resolves the key and checks the caller may use it and that it is usable.
-    fn usable_key(&self, caller: &Caller, key_ref: &str) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
+    /// `actions` are what an API key's scopes must grant on this key (a rewrap decrypts and encrypts).
+    fn usable_key(&self, caller: &Caller, key_ref: &str, actions: &[&str]) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
         require_crypto(caller).map_err(|e| (None, e))?;
         let entry = self.resolve(key_ref).map_err(|e| (None, e))?;
+        for action in actions {
+            caller.require_scope("key_manager", action, &[&entry.row.id, &entry.row.name]).map_err(|e| (Some(entry.id()), e))?;
+        }
         Self::usable(&entry).map_err(|e| (Some(entry.id()), e))?;
         Ok(entry)
     }
 
-    fn usable_batch_key(&self, caller: &Caller, key_ref: &str, items: usize) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
-        let entry = self.usable_key(caller, key_ref)?;
+    fn usable_batch_key(&self, caller: &Caller, key_ref: &str, action: &str, items: usize) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
+        let entry = self.usable_key(caller, key_ref, &[action])?;
         self.check_batch(items).map_err(|e| (Some(entry.id()), e))?;
         Ok(entry)
     }
 
     pub async fn encrypt(&self, caller: &Caller, key_ref: &str, req: EncryptRequest) -> ApiResult<EncryptResponse> {
-        let outcome = match self.usable_key(caller, key_ref) {
+        let outcome = match self.usable_key(caller, key_ref, &["encrypt"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let (version, result) = self.encrypt_one(&entry, &req.plaintext, req.context.as_ref(), req.key_version);
@@ -531,7 +541,7 @@ impl KeyService {
     }
 
     pub async fn decrypt(&self, caller: &Caller, key_ref: &str, req: DecryptRequest) -> ApiResult<DecryptResponse> {
-        let outcome = match self.usable_key(caller, key_ref) {
+        let outcome = match self.usable_key(caller, key_ref, &["decrypt"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let (version, result) = self.decrypt_bytes(&entry, &req.ciphertext, req.context.as_ref());
@@ -544,7 +554,7 @@ impl KeyService {
 
     /// Decrypts and re-encrypts under the newest allowed version; the plaintext never leaves.
     pub async fn rewrap(&self, caller: &Caller, key_ref: &str, req: DecryptRequest) -> ApiResult<EncryptResponse> {
-        let outcome = match self.usable_key(caller, key_ref) {
+        let outcome = match self.usable_key(caller, key_ref, &["decrypt", "encrypt"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let (old, opened) = self.decrypt_bytes(&entry, &req.ciphertext, req.context.as_ref());
@@ -560,7 +570,7 @@ impl KeyService {
     }
 
     pub async fn data_key(&self, caller: &Caller, key_ref: &str, req: DataKeyRequest) -> ApiResult<DataKeyResponse> {
-        let outcome = match self.usable_key(caller, key_ref) {
+        let outcome = match self.usable_key(caller, key_ref, &["generate_data_key"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let id = Some(entry.id());
@@ -595,7 +605,7 @@ impl KeyService {
     }
 
     pub async fn encrypt_batch(&self, caller: &Caller, key_ref: &str, items: Vec<EncryptRequest>) -> ApiResult<BatchEncryptResponse> {
-        let outcome = match self.usable_batch_key(caller, key_ref, items.len()) {
+        let outcome = match self.usable_batch_key(caller, key_ref, "encrypt", items.len()) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let mut failed = 0;
@@ -617,7 +627,7 @@ impl KeyService {
     }
 
     pub async fn decrypt_batch(&self, caller: &Caller, key_ref: &str, items: Vec<DecryptRequest>) -> ApiResult<BatchDecryptResponse> {
-        let outcome = match self.usable_batch_key(caller, key_ref, items.len()) {
+        let outcome = match self.usable_batch_key(caller, key_ref, "decrypt", items.len()) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let mut failed = 0;

@@ -47,7 +47,7 @@ impl AccessKeys {
         };
         let created_by = match caller {
             Caller::User { username, .. } => username.clone(),
-            Caller::Service { name } => format!("service:{name}"),
+            other => other.actor(),
         };
         let row = AccessKeyRow {
             id,
