@@ -107,13 +107,23 @@ export interface Conductor extends Server {
   adminPassword: string;
 }
 
-export async function startConductor(): Promise<Conductor> {
+/**
+ * `aerekos conductor` on 127.0.0.1 and a free port. With `tls`, it serves HTTPS
+ * (`CONDUCTOR_TLS=on`; on loopback the default is plain HTTP) with a certificate from the cluster
+ * CA it makes in `<dataDir>/tls/ca.pem`, and `baseUrl` is `https://...`.
+ */
+export async function startConductor(opts: { tls?: boolean } = {}): Promise<Conductor> {
   const adminPassword = `sdk-test-${randomUUID()}`;
   const server = await startServer({
     name: 'conductor',
     args: ['conductor'],
-    env: { CONDUCTOR_HOST: '127.0.0.1', CONDUCTOR_PORT: '0', AEREKOS_ADMIN_PASSWORD: adminPassword },
-    listening: /aerekos conductor listening on (http:\/\/\S+)/,
+    env: {
+      CONDUCTOR_HOST: '127.0.0.1',
+      CONDUCTOR_PORT: '0',
+      AEREKOS_ADMIN_PASSWORD: adminPassword,
+      CONDUCTOR_TLS: opts.tls ? 'on' : 'off',
+    },
+    listening: opts.tls ? /aerekos conductor listening on (https:\/\/\S+)/ : /aerekos conductor listening on (http:\/\/\S+)/,
   });
   return { ...server, adminPassword };
 }

@@ -338,6 +338,7 @@ async fn the_dashboard_carries_a_strict_csp_and_foreign_origins_get_no_cors() {
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["x-frame-options"], "DENY");
         assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(h.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
     }
     // A CORS preflight from another origin is not allowed by the conductor …
     let preflight = |url: String| {
@@ -419,6 +420,8 @@ async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
     let admin = conductor.admin().await;
     let served = admin.get_tls_ca().send().await.unwrap().into_inner();
     assert_eq!(served.fingerprint.as_deref(), Some(pin.as_str()), "the conductor names the fingerprint clients compute");
+    let page = conductor.trust().apply(reqwest::Client::builder()).build().unwrap().get(&conductor.url).send().await.unwrap();
+    assert_eq!(page.headers()["strict-transport-security"], "max-age=31536000", "HSTS with TLS on");
 
     // A worker with the right pin joins over TLS, and the service it runs trusts the conductor too
     // (key_manager fetches the conductor's keys over https with the CA the worker hands it).
@@ -612,4 +615,45 @@ async fn api_keys_do_only_what_their_scopes_grant_and_are_revoked_everywhere() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admins_own_certificate_is_served_and_its_ca_is_in_the_pinned_bundle() {
+    // The admin's CA, and a certificate for this host that it issued.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Example Corp CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let path = |name: &str| files.path().join(name).display().to_string();
+    std::fs::write(path("cert.pem"), format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    std::fs::write(path("key.pem"), leaf_key.serialize_pem()).unwrap();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    let conductor = ConductorProcess::start_with(&[
+        ("CONDUCTOR_TLS", "on"),
+        ("TLS_CERT_FILE", &path("cert.pem")),
+        ("TLS_KEY_FILE", &path("key.pem")),
+        ("TLS_CA_FILE", &path("ca.pem")),
+    ])
+    .await;
+
+    // The bundle clients pin holds the cluster CA (workers' and instances' certificates) and the
+    // admin's; its fingerprint is computed by the client, and matches the one served.
+    let (bundle, fingerprint) = aerekos_sdk::fetch_ca(&conductor.url).await.expect("the CA bundle");
+    assert!(bundle.contains(ca.pem().trim()) && bundle.contains(conductor.ca_pem.as_deref().unwrap().trim()), "{bundle}");
+    let trusting = |pem: &str| Conductor::with_trust(&conductor.url, aerekos_sdk::Transport::new(), &aerekos_sdk::Trust::ca_bundle(pem.as_bytes().to_vec()).unwrap());
+    let admin = trusting(&bundle);
+    admin.login_as("admin", ADMIN_PASSWORD).await.expect("a client of the pinned bundle logs in");
+    assert_eq!(admin.get_tls_ca().send().await.unwrap().into_inner().fingerprint, Some(fingerprint));
+    // The conductor presents the admin's certificate: the admin's CA alone is enough, the cluster
+    // CA alone is not.
+    trusting(&ca.pem()).login_as("admin", ADMIN_PASSWORD).await.expect("the admin's CA verifies the conductor");
+    let err = trusting(conductor.ca_pem.as_deref().unwrap()).login_as("admin", ADMIN_PASSWORD).await.expect_err("not the cluster CA's");
+    assert!(err.is_certificate_refused(), "{err}");
 }

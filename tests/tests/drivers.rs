@@ -202,6 +202,8 @@ async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs
     assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "[\"/aerekos\"]");
 
     // The image runs aerekos: here a conductor inside the container, answering on a published port.
+    // It listens on 0.0.0.0, so it serves TLS (its own cluster CA, made inside the container): the
+    // static executable's TLS works from scratch.
     let port = free_port();
     let spec = InstanceSpec {
         image: Some(tag.clone()),
@@ -223,8 +225,10 @@ async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs
     };
     let id = Uuid::new_v4();
     docker.start(id, &spec).await.expect("the service container starts");
-    let health = eventually(30, "the containerised conductor answers", || async {
-        let resp = reqwest::get(format!("http://127.0.0.1:{port}/health")).await.ok()?;
+    // The CA is inside the container; which certificate it presents is for the TLS tests.
+    let http = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap();
+    let health = eventually(30, "the containerised conductor answers over TLS", || async {
+        let resp = http.get(format!("https://127.0.0.1:{port}/health")).send().await.ok()?;
         resp.status().is_success().then_some(())?;
         resp.json::<serde_json::Value>().await.ok()
     })

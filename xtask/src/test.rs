@@ -112,7 +112,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     stages.start("TypeScript SDK tests");
     println!("==> TypeScript: npm test in sdk-ts");
     let sdk_ts = root.join("sdk-ts");
-    if !sdk_ts.join("node_modules/.bin/tsc").exists() {
+    if needs_npm_ci(&sdk_ts) {
         let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&sdk_ts).status()?;
         if !status.success() {
             bail!("npm ci in sdk-ts failed");
@@ -161,7 +161,7 @@ fn dashboard(root: &std::path::Path, totals: &mut Totals) -> anyhow::Result<()> 
     // The dashboard imports the SDK's build output.
     npm(&root.join("sdk-ts"), &["run", "build"])?;
     let dir = root.join("server/dashboard");
-    if !dir.join("node_modules/.bin/vite").exists() {
+    if needs_npm_ci(&dir) {
         npm(&dir, &["ci", "--no-audit", "--no-fund"])?;
     }
     npm(&dir, &["run", "check-dist"])?;
@@ -301,5 +301,15 @@ mod tests {
         count_line("# skipped 2", &mut t);
         count_line("test something ... ok", &mut t);
         assert_eq!(t, Totals { passed: 22, failed: 3, skipped: 3 });
+    }
+}
+
+/// Whether `dir`'s node_modules is missing or older than its package-lock.json (a dependency was
+/// added since the last install), so `npm ci` must run.
+fn needs_npm_ci(dir: &std::path::Path) -> bool {
+    let modified = |p: std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(dir.join("node_modules/.package-lock.json")), modified(dir.join("package-lock.json"))) {
+        (Some(installed), Some(locked)) => installed < locked,
+        _ => true,
     }
 }

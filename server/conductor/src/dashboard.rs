@@ -13,7 +13,8 @@
 //!
 //! Every file of the bundle carries the security headers ([`security_headers`]): a strict CSP
 //! (scripts only from the bundle, no inline script; API calls only to this origin and to the
-//! workers' APIs, for instance output), no sniffing, no framing, no referrer to other origins.
+//! workers' APIs, for instance output), no sniffing, no framing, no referrer to other origins, and
+//! HSTS when the conductor serves TLS.
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
@@ -35,11 +36,13 @@ pub type ConnectSources = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 pub struct Dashboard<E> {
     inner: E,
     connect_sources: ConnectSources,
+    /// The conductor serves TLS: browsers are told to use nothing else (HSTS).
+    tls: bool,
 }
 
 impl<E> Dashboard<E> {
-    pub fn new(inner: E, connect_sources: ConnectSources) -> Self {
-        Self { inner, connect_sources }
+    pub fn new(inner: E, connect_sources: ConnectSources, tls: bool) -> Self {
+        Self { inner, connect_sources, tls }
     }
 }
 
@@ -62,8 +65,11 @@ pub fn content_security_policy(connect_sources: &[String]) -> String {
     )
 }
 
-fn security_headers(resp: &mut Response, connect_sources: &[String]) {
+fn security_headers(resp: &mut Response, connect_sources: &[String], tls: bool) {
     let headers = resp.headers_mut();
+    if tls {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, header::HeaderValue::from_static("max-age=31536000"));
+    }
     if let Ok(csp) = header::HeaderValue::from_str(&content_security_policy(connect_sources)) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
@@ -109,7 +115,7 @@ impl<E: Endpoint> Endpoint for Dashboard<E> {
         // Every file of the bundle goes out with the security headers.
         let serve = |req: Request, file: String| async move {
             let mut resp = serve(req, &file).await?;
-            security_headers(&mut resp, &(self.connect_sources)());
+            security_headers(&mut resp, &(self.connect_sources)(), self.tls);
             poem::Result::Ok(resp)
         };
         if path == "/" || path == "/index.html" {

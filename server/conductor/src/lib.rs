@@ -211,7 +211,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         origins.dedup();
         origins
     });
-    let app = dashboard::Dashboard::new(app, worker_origins)
+    let app = dashboard::Dashboard::new(app, worker_origins, tls.is_some())
         // Without an allow-list there is no CORS at all: browsers keep other origins out.
         .with_if(!config.cors_allowed_origins.is_empty(), aerekos_common::server::cors_allow_list(config.cors_allowed_origins.clone()))
         .with(edge);
