@@ -95,6 +95,17 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Joined {
+    // The conductor's public key first: once the conductor lists this worker, its API must be able
+    // to check the tokens users bring (a worker listed but answering 503 is a race for clients).
+    if shared.verifier.read().expect("verifier lock").is_none() {
+        match aerekos_trust::conductor_verifier(&shared.conductor(None), Duration::ZERO).await {
+            Ok(v) => *shared.verifier.write().expect("verifier lock") = Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fetch the conductor's public key; retrying");
+                return Joined::Later;
+            }
+        }
+    }
     let known = shared.identity.read().expect("identity lock").clone();
     let hostname = Probe::hostname();
     let request = RegisterWorkerRequest {
@@ -128,13 +139,6 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
             }
             // send_replace: the value must be stored even while nobody is subscribed.
             shared.registered.send_replace(Some(identity.worker_id));
-            // The conductor answers, so its public key can be had now (for the worker API).
-            if shared.verifier.read().expect("verifier lock").is_none() {
-                match aerekos_trust::conductor_verifier(&shared.conductor(None), Duration::ZERO).await {
-                    Ok(v) => *shared.verifier.write().expect("verifier lock") = Some(v),
-                    Err(e) => tracing::warn!(error = %e, "could not fetch the conductor's public key; will try at the next join"),
-                }
-            }
             Joined::Yes
         }
         Err(SdkError::Api { status: 409, body }) => {
