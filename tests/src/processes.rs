@@ -143,6 +143,12 @@ impl ConductorProcess {
         self.process.kill();
     }
 
+    /// Sets `name` for the next start (an operator changing the configuration).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.process.env.retain(|(k, _)| k != name);
+        self.process.env.push((name.to_owned(), value.to_owned()));
+    }
+
     /// Deletes the conductor's whole data directory (database, signing key): it must be killed.
     pub fn wipe(&self) {
         assert!(self.process.child.is_none(), "kill the conductor first");

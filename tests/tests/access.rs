@@ -181,6 +181,16 @@ async fn every_kind_of_revocation_reaches_the_conductor_key_manager_storage_mana
     refused_everywhere(&servers, &fresh.token).await;
     let err = Conductor::login(&conductor.url, "alice", ALICE_PASSWORD).await.expect_err("a deleted user cannot log in");
     expect_api_error(err, 401, "invalid_credentials");
+
+    // The operator resets the seeded admin's password (AEREKOS_ADMIN_PASSWORD) and restarts the
+    // conductor: the admin's old sessions end too, as with a password change through the API.
+    let old_admin = conductor.admin().await.token().unwrap();
+    accepted_everywhere(&servers, &old_admin).await;
+    conductor.kill();
+    conductor.set_env("AEREKOS_ADMIN_PASSWORD", "a-new-admin-password-from-the-operator");
+    conductor.start_again().await;
+    refused_everywhere(&servers, &old_admin).await;
+    Conductor::login(&conductor.url, "admin", "a-new-admin-password-from-the-operator").await.expect("the new password works");
 }
 
 async fn admin_again(conductor: &ConductorProcess) -> Conductor {

@@ -166,8 +166,9 @@ impl AuthService {
             (Some(existing), Some(password)) => {
                 if !passwords::verify(existing.password_hash.clone(), password.clone()).await || existing.role != "admin" {
                     let hash = passwords::hash(password.clone()).await;
-                    users::update_credentials(&self.db, &existing.id, &hash, "admin").await?;
-                    tracing::info!(username = %config.admin_username, "admin password set from AEREKOS_ADMIN_PASSWORD");
+                    let revoked = users::update_credentials(&self.db, &existing.id, &hash, "admin").await?;
+                    self.revoked(&revoked).await;
+                    tracing::info!(username = %config.admin_username, "admin password set from AEREKOS_ADMIN_PASSWORD; its sessions are revoked");
                 }
             }
             (Some(_), None) => {}
@@ -212,7 +213,12 @@ impl AuthService {
     async fn upsert_user(&self, username: &str, role: Role, password_hash: String) -> Result<(), sqlx::Error> {
         match users::find_by_username(&self.db, username).await? {
             Some(u) if u.password_hash == password_hash && u.role == role.as_str() => Ok(()),
-            Some(u) => users::update_credentials(&self.db, &u.id, &password_hash, role.as_str()).await,
+            // A seed that changes a user's password or role ends its sessions, as the API does.
+            Some(u) => {
+                let revoked = users::update_credentials(&self.db, &u.id, &password_hash, role.as_str()).await?;
+                self.revoked(&revoked).await;
+                Ok(())
+            }
             None => users::insert(&self.db, &Uuid::new_v4().to_string(), username, &password_hash, role.as_str()).await,
         }
     }

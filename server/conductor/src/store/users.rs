@@ -43,15 +43,20 @@ pub async fn insert(db: &Db, id: &str, username: &str, password_hash: &str, role
         .map(|_| ())
 }
 
-pub async fn update_credentials(db: &Db, id: &str, password_hash: &str, role: &str) -> DbResult<()> {
+/// A seed's new password and role, with the user's sessions revoked in the same transaction
+/// (returned, see [`super::issued_tokens::revoke_user_sessions`]).
+pub async fn update_credentials(db: &Db, id: &str, password_hash: &str, role: &str) -> DbResult<Vec<(String, i64)>> {
+    let mut tx = db.write.begin().await?;
     sqlx::query("UPDATE users SET password_hash = ?, role = ?, updated_at = ? WHERE id = ?")
         .bind(password_hash)
         .bind(role)
         .bind(now_ms())
         .bind(id)
-        .execute(&db.write)
-        .await
-        .map(|_| ())
+        .execute(&mut *tx)
+        .await?;
+    let revoked = super::issued_tokens::revoke_user_sessions(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(revoked)
 }
 
 pub async fn list(db: &Db) -> DbResult<Vec<UserRow>> {
