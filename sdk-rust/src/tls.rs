@@ -60,11 +60,6 @@ impl Trust {
             .clone()
     }
 
-    /// The bundle, when this trusts one.
-    pub fn ca_pem(&self) -> Option<&[u8]> {
-        self.ca_pem.as_deref().map(Vec::as_slice)
-    }
-
     /// `builder`, made to believe only what this trusts.
     pub fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         match &self.ca_pem {

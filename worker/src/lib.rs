@@ -79,7 +79,10 @@ impl Shared {
         let detected = match &self.config.advertise_ip {
             AdvertiseIp::Fixed(ip) => Some(*ip),
             AdvertiseIp::Dynamic(source) => source(),
-            AdvertiseIp::Auto => resources::route_ip(&self.config.conductor_url),
+            // The address on the route to the conductor: what it, and so the other workers, reach.
+            AdvertiseIp::Auto => {
+                aerekos_common::net::resolve_url_host(&self.config.conductor_url).first().and_then(|a| aerekos_common::net::outward_address(*a))
+            }
         };
         detected.unwrap_or(IpAddr::from([127, 0, 0, 1]))
     }
@@ -104,6 +107,10 @@ impl Shared {
         let mut desired = self.desired.lock().expect("desired lock");
         let changed = desired.as_ref().is_none_or(|d| serde_json::to_string(d).ok() != serde_json::to_string(&instances).ok());
         if changed {
+            // Certificates of instances no longer assigned here go with them.
+            if let Some(certs) = &self.certs {
+                certs.forget_instances_except(&instances.iter().map(|i| i.id).collect());
+            }
             match serde_json::to_vec(&instances) {
                 Ok(bytes) => {
                     if let Err(e) = aerekos_common::secrets::write_secret_file(&self.config.data_dir.join(ASSIGNMENTS_FILE), &bytes) {

@@ -132,9 +132,6 @@ async fn tick(
         }
     }
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
-    if let Some(certs) = &shared.certs {
-        certs.forget_instances_except(&desired.iter().map(|i| i.id).collect());
-    }
     for inst in desired.iter().filter(|i| i.desired_state == DesiredState::Stopped) {
         let t = tracked.entry(inst.id).or_insert_with(Tracked::new);
         t.state = InstanceState::Stopped;

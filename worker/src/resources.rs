@@ -2,7 +2,6 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     path::Path,
     time::{Duration, Instant},
 };
@@ -126,15 +125,3 @@ fn disk_of(dir: &Path) -> (u64, u64) {
         .map_or((0, 0), |d| (d.total_space(), d.available_space()))
 }
 
-/// The local address the route to `conductor_url` leaves from: a UDP "connect" picks it without
-/// sending anything.
-pub fn route_ip(conductor_url: &str) -> Option<IpAddr> {
-    let rest = conductor_url.split("://").nth(1).unwrap_or(conductor_url);
-    let authority = rest.split('/').next()?;
-    let target = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:80") };
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&target).ok()?.next()?;
-    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-    let socket = std::net::UdpSocket::bind(bind).ok()?;
-    socket.connect(addr).ok()?;
-    socket.local_addr().ok().map(|a| a.ip())
-}

@@ -186,27 +186,25 @@ struct Credentials {
 /// The pin of the CA the current command trusts, for the message when a certificate is refused.
 static PINNED_CA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// What the CLI believes: the CA pinned at login (`ca_pem`) when there is one, else the system's
+/// roots (or `AEREKOS_CA_FILE`).
+fn trust(ca_pem: Option<&str>) -> anyhow::Result<aerekos_sdk::Trust> {
+    let Some(pem) = ca_pem else { return Ok(aerekos_sdk::Trust::from_env()) };
+    if let Ok(pin) = aerekos_sdk::tls::fingerprint(pem.as_bytes()) {
+        let _ = PINNED_CA.set(pin);
+    }
+    Ok(aerekos_sdk::Trust::ca_bundle(pem.as_bytes().to_vec())?)
+}
+
 /// A client of `url` believing `ca_pem` when given (else the system's roots).
 fn client_for(url: &str, token: Option<String>, ca_pem: Option<&str>) -> anyhow::Result<Conductor> {
     let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| aerekos_sdk::Transport::new().with_token(t));
-    let trust = match ca_pem {
-        Some(pem) => {
-            if let Ok(pin) = aerekos_sdk::tls::fingerprint(pem.as_bytes()) {
-                let _ = PINNED_CA.set(pin);
-            }
-            aerekos_sdk::Trust::ca_bundle(pem.as_bytes().to_vec())?
-        }
-        None => aerekos_sdk::Trust::from_env(),
-    };
-    Ok(Conductor::with_trust(url, transport, &trust))
+    Ok(Conductor::with_trust(url, transport, &trust(ca_pem)?))
 }
 
 /// A client of a worker's API (a backup store), believing the CA pinned at login.
 pub(crate) fn worker_agent(url: &str, grant: String) -> anyhow::Result<aerekos_sdk::WorkerAgent> {
-    let trust = match load_credentials().and_then(|c| c.ca_pem) {
-        Some(pem) => aerekos_sdk::Trust::ca_bundle(pem.into_bytes())?,
-        None => aerekos_sdk::Trust::from_env(),
-    };
+    let trust = trust(load_credentials().and_then(|c| c.ca_pem).as_deref())?;
     Ok(aerekos_sdk::WorkerAgent::with_trust(url, aerekos_sdk::Transport::new().with_token(grant), &trust))
 }
 

@@ -8,7 +8,6 @@
 //! The request id travels on as `X-Request-Id`; the service checks the token again itself.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -97,7 +96,7 @@ impl<E> Gateway<E> {
             return gateway_error(StatusCode::UNAUTHORIZED, &e.body().code, e.body().message.clone());
         }
 
-        let client_ip = req.remote_addr().as_socket_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let client_ip = aerekos_common::net::peer_address(&req);
         let method = req.method().clone();
         let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let mut headers = HeaderMap::new();

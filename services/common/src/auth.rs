@@ -89,14 +89,6 @@ impl Revocations {
         self.0.read().expect("revocations lock").contains_key(jti)
     }
 
-    pub fn len(&self) -> usize {
-        self.0.read().expect("revocations lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// True when no verifier shares this set any more (a follower of the feed can stop).
     pub fn is_abandoned(&self) -> bool {
         std::sync::Arc::strong_count(&self.0) == 1

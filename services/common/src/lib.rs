@@ -6,6 +6,7 @@
 //! - [`metrics`]: the Prometheus text registry behind `/metrics`;
 //! - [`auth`]: verifying the conductor's EdDSA JWTs with its public key (no shared secret);
 //! - [`db`]: the SQLite set-up (WAL, one writer pool, a reader pool, migrations);
+//! - [`net`]: a request's client address, a URL's host, this machine's outward address;
 //! - [`secrets`]: 0600 files written whole or not at all;
 //! - [`server`]: binding a listener (port 0 in tests) and serving with graceful shutdown;
 //! - [`throttle`]: token buckets per client address and per caller (429 with `Retry-After`);
@@ -18,6 +19,7 @@ pub mod db;
 pub mod edge;
 pub mod error;
 pub mod metrics;
+pub mod net;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;

@@ -159,7 +159,7 @@ impl Throttle {
             not_until.wait_time_from(DefaultClock::default().now()).as_secs_f64().ceil().max(1.0) as u64
         };
         if let Some(limiter) = &b.per_address {
-            limiter.check_key(&client_address(req, &b.trusted_proxies)).map_err(wait)?;
+            limiter.check_key(&crate::net::client_address(req, &b.trusted_proxies)).map_err(wait)?;
         }
         if let (Some(limiter), Some(caller)) = (&b.per_caller, caller_of(req)) {
             limiter.check_key(&b.hasher.hash_one(caller)).map_err(wait)?;
@@ -172,35 +172,8 @@ impl Throttle {
 /// `X-Forwarded-For` names the client.
 pub fn behind_gateway(config: &ThrottleConfig, conductor_url: &str) -> ThrottleConfig {
     let mut config = config.clone();
-    config.trusted_proxies.extend(proxy_addresses(conductor_url));
+    config.trusted_proxies.extend(crate::net::resolve_url_host(conductor_url).into_iter().map(|a| a.ip()));
     config
-}
-
-/// The addresses of the host in `url` (a service trusts its conductor's gateway this way);
-/// empty when it does not resolve.
-pub fn proxy_addresses(url: &str) -> Vec<IpAddr> {
-    use std::net::ToSocketAddrs as _;
-    let authority = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default();
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    with_port.to_socket_addrs().map(|addrs| addrs.map(|a| a.ip()).collect()).unwrap_or_default()
-}
-
-/// The client's address: the peer, or what a trusted proxy says the peer is.
-pub fn client_address(req: &Request, trusted_proxies: &[IpAddr]) -> IpAddr {
-    let peer = req.remote_addr().as_socket_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    if !trusted_proxies.contains(&peer) {
-        return peer;
-    }
-    req.headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or(peer)
 }
 
 /// Who the request says it is: the bearer token, or an S3 signature's access key id.

@@ -64,10 +64,6 @@ impl ReloadableCert {
         Ok(())
     }
 
-    pub fn is_set(&self) -> bool {
-        self.0.read().expect("certificate lock").is_some()
-    }
-
     /// A server configuration that presents whatever certificate is set at each handshake.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(provider())

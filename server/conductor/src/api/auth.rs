@@ -1,4 +1,4 @@
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use aerekos_common::{ApiError, ApiResult};
 use poem::{Request, web::Data};
@@ -32,7 +32,7 @@ impl AuthApi {
     #[oai(path = "/api/auth/login", method = "post", operation_id = "login")]
     async fn login(&self, state: Data<&Arc<AppState>>, req: &Request, body: Json<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
         audit::set_actor(format!("user:{}", body.username.chars().take(64).collect::<String>()));
-        state.auth.login(&body.username, &body.password, client_ip(req)).await.map(Json)
+        state.auth.login(&body.username, &body.password, aerekos_common::net::peer_address(req)).await.map(Json)
     }
 
     /// Revoke the token this request carries. Every server refuses it within about a second.
@@ -125,9 +125,4 @@ impl AuthApi {
     async fn jwks(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Jwks>> {
         Ok(Json(state.auth.jwks()))
     }
-}
-
-/// The address the request came from (the TCP peer; no proxy header is trusted).
-pub(crate) fn client_ip(req: &Request) -> IpAddr {
-    req.remote_addr().as_socket_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }

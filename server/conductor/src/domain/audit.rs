@@ -55,7 +55,7 @@ impl<E: Endpoint> Endpoint for Audited<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let method = req.method().clone();
         let target = req.uri().path().to_owned();
-        let client_ip = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string());
+        let client_ip = Some(aerekos_common::net::peer_address(&req).to_string());
         let bearer = req
             .headers()
             .get(poem::http::header::AUTHORIZATION)

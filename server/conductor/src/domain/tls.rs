@@ -126,13 +126,9 @@ pub fn conductor_names(bind: IpAddr, extra: &[String]) -> Vec<String> {
     if !bind.is_unspecified() {
         names.push(bind.to_string());
     }
-    // Connecting a UDP socket sends nothing; it only picks the interface the route goes out of.
-    if let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") {
-        if socket.connect("192.0.2.1:9").is_ok() {
-            if let Ok(local) = socket.local_addr() {
-                names.push(local.ip().to_string());
-            }
-        }
+    // The address on the route out (to a documentation address: nothing is sent).
+    if let Some(outward) = aerekos_common::net::outward_address(std::net::SocketAddr::from(([192, 0, 2, 1], 9))) {
+        names.push(outward.to_string());
     }
     names.retain(|n| !n.is_empty());
     names.sort();
