@@ -77,12 +77,13 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     stages.start("Rust: building");
     println!("==> Rust: cargo test --workspace");
     // The TypeScript tests start the real binary, so it is built here too.
-    let mut cargo = Command::new(env!("CARGO"));
+    print_disk_free(&root);
+    let mut cargo = cargo_command();
     cargo.args(["build", "--bin", "aerekos"]).current_dir(&root);
     if !cargo.status()?.success() {
         bail!("building the aerekos binary failed");
     }
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = cargo_command();
     cargo.args(["test", "--workspace", "--no-fail-fast"]).current_dir(&root);
     // The tests of `aerekos up` and the CLI run the executable built above.
     cargo.env("AEREKOS_BIN", root.join("target/debug/aerekos"));
@@ -90,7 +91,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
         // The service image is built from a statically linked aerekos (it runs FROM scratch).
         stages.start("Rust: static build for the service image");
         println!("==> building a static aerekos for the service image");
-        let mut build = Command::new(env!("CARGO"));
+        let mut build = cargo_command();
         build
             .args(["build", "--release", "--target", STATIC_TARGET, "--bin", "aerekos"])
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -108,6 +109,8 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     if !stream_and_count(cargo, &mut totals)? {
         failures.push("Rust tests");
     }
+
+    print_disk_free(&root);
 
     stages.start("TypeScript SDK tests");
     println!("==> TypeScript: npm test in sdk-ts");
@@ -141,6 +144,31 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
         bail!("failed: {}", failures.join(", "));
     }
     Ok(())
+}
+
+/// A cargo command for the stages. In CI (a clean checkout, built once) incremental caches would
+/// only take disk: they roughly double what the workspace's own crates leave in target/.
+fn cargo_command() -> Command {
+    let mut cargo = Command::new(env!("CARGO"));
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        cargo.env("CARGO_INCREMENTAL", "0");
+    }
+    cargo
+}
+
+/// What target/ takes and what the disk has left, so a run that fails for lack of space says so.
+fn print_disk_free(root: &std::path::Path) {
+    let target = root.join("target");
+    let used = Command::new("du").arg("-sh").arg(&target).output().ok().filter(|o| o.status.success());
+    let free = Command::new("df").args(["-h", "--output=avail"]).arg(root).output().ok().filter(|o| o.status.success());
+    let first_word = |o: std::process::Output, line: usize| {
+        String::from_utf8_lossy(&o.stdout).lines().nth(line).unwrap_or("?").split_whitespace().next().unwrap_or("?").to_string()
+    };
+    println!(
+        "==> disk: target/ holds {}, {} free",
+        used.map(|o| first_word(o, 0)).unwrap_or_else(|| "nothing yet".into()),
+        free.map(|o| first_word(o, 1)).unwrap_or_else(|| "?".into())
+    );
 }
 
 /// The dashboard's stages: its bundle checked against its sources (`npm run check-dist`), then its
