@@ -56,7 +56,16 @@ async fn unknown_route_and_wrong_method_are_error_bodies() {
     let resp = http.get(format!("{}/api/nothing-here", c.url)).send().await.unwrap();
     let body = error_body(resp, StatusCode::NOT_FOUND, "not_found").await;
     assert!(body.message.contains("/api/nothing-here"), "{body:?}");
+    // A 405 says which methods the path takes (RFC 9110), read off the spec, parameters included.
     let resp = http.request(Method::DELETE, format!("{}/api/auth/login", c.url)).send().await.unwrap();
+    assert_eq!(resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned()).as_deref(), Some("POST"));
+    error_body(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    let spec: serde_json::Value = http.get(format!("{}/openapi.json", c.url)).send().await.unwrap().json().await.unwrap();
+    let mut want: Vec<String> = spec["paths"]["/api/workers/{id}"].as_object().unwrap().keys().map(|m| m.to_uppercase()).collect();
+    want.push("HEAD".into());
+    want.sort();
+    let resp = http.request(Method::PUT, format!("{}/api/workers/{}", c.url, uuid::Uuid::new_v4())).send().await.unwrap();
+    assert_eq!(resp.headers().get("allow").unwrap().to_str().unwrap(), want.join(", "));
     error_body(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     c.stop().await;
 }

@@ -15,7 +15,7 @@ mod store;
 use std::{net::SocketAddr, sync::Arc};
 
 use aerekos_common::{edge::Edge, metrics::Metrics, server::ServerHandle};
-use poem::{EndpointExt as _, Route};
+use poem::EndpointExt as _;
 
 pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
@@ -190,12 +190,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         .body_limit_exempt(Arc::new(move |path: &str| {
             gateway::service_of(path).is_some_and(|s| routes.snapshot().services.contains_key(s))
         }));
-    let spec = api::service();
-    let app = Route::new()
-        .at("/openapi.json", spec.spec_endpoint())
-        .nest("/docs", spec.swagger_ui())
-        .nest("/", spec)
-        .data(state.clone());
+    let app = aerekos_common::server::api_routes(api::service(), state.clone());
     let app = domain::audit::Audited::new(app, state.clone());
     let app = gateway::Gateway::new(app, state.clone());
     // The web dashboard at `/` (and its client routes); `/api/…` passes through untouched.

@@ -88,13 +88,80 @@ where
 }
 
 /// An API the way every aerekos server exposes it: its spec at `/openapi.json`, Swagger UI at
-/// `/docs`, the operations themselves, `state` attached for the endpoints (no middleware yet).
+/// `/docs`, the operations themselves (405s naming the methods a path has), `state` attached for
+/// the endpoints (no middleware yet).
 pub fn api_routes<T, S>(api: OpenApiService<T, ()>, state: S) -> impl Endpoint<Output = poem::Response> + 'static
 where
     T: OpenApi + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    Route::new().at("/openapi.json", api.spec_endpoint()).nest("/docs", api.swagger_ui()).nest("/", api).data(state)
+    let allowed = AllowedMethods::from_spec(&api.spec());
+    let routes = Route::new().at("/openapi.json", api.spec_endpoint()).nest("/docs", api.swagger_ui()).nest("/", api).data(state);
+    WithAllow { inner: routes, allowed }
+}
+
+/// The methods each path of an API takes, read off its spec (a `{param}` matches one segment):
+/// RFC 9110 wants every 405 to carry `Allow`, and poem's router does not say.
+#[derive(Clone, Debug, Default)]
+pub struct AllowedMethods(std::sync::Arc<Vec<(Vec<Option<String>>, String)>>);
+
+impl AllowedMethods {
+    pub fn from_spec(spec_json: &str) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
+        let mut table = Vec::new();
+        for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+            let template = path
+                .split('/')
+                .map(|segment| (!(segment.starts_with('{') && segment.ends_with('}'))).then(|| segment.to_owned()))
+                .collect();
+            let mut methods: Vec<String> = operations.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()).collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            methods.sort();
+            table.push((template, methods.join(", ")));
+        }
+        Self(std::sync::Arc::new(table))
+    }
+
+    /// The `Allow` value for a request path, if the API has that path.
+    pub fn for_path(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0.iter().find_map(|(template, methods)| {
+            let fits = template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| t.as_deref().map_or(!s.is_empty(), |t| t == *s));
+            fits.then_some(methods.as_str())
+        })
+    }
+}
+
+/// Adds `Allow` to the 405s of the endpoint it wraps.
+pub struct WithAllow<E> {
+    pub inner: E,
+    pub allowed: AllowedMethods,
+}
+
+impl<E: Endpoint> Endpoint for WithAllow<E> {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        use poem::IntoResponse as _;
+        let path = req.uri().path().to_owned();
+        let allow = |mut resp: poem::Response| {
+            if let Some(value) = self.allowed.for_path(&path).and_then(|m| poem::http::HeaderValue::from_str(m).ok()) {
+                resp.headers_mut().insert(poem::http::header::ALLOW, value);
+            }
+            resp
+        };
+        match self.inner.call(req).await {
+            Ok(resp) => {
+                let resp = resp.into_response();
+                Ok(if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED { allow(resp) } else { resp })
+            }
+            Err(e) if e.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED => Ok(allow(e.into_response())),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Serves [`api_routes`] behind `edge`, over TLS when `tls` is given.
@@ -161,6 +228,21 @@ pub fn origins_of(url: &str) -> Vec<String> {
 /// `CORS_ALLOWED_ORIGINS`: a comma-separated list of origins, or None when unset.
 pub fn cors_origins_from_env(get: impl Fn(&str) -> Option<String>) -> Option<Vec<String>> {
     get("CORS_ALLOWED_ORIGINS").map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect())
+}
+
+#[cfg(test)]
+mod allow_tests {
+    use super::AllowedMethods;
+
+    #[test]
+    fn allow_names_the_methods_of_the_matching_path() {
+        let spec = r#"{"paths": {"/api/keys": {"get": {}, "post": {}}, "/api/keys/{key}": {"delete": {}}}}"#;
+        let allowed = AllowedMethods::from_spec(spec);
+        assert_eq!(allowed.for_path("/api/keys"), Some("GET, HEAD, POST"));
+        assert_eq!(allowed.for_path("/api/keys/k1"), Some("DELETE"));
+        assert_eq!(allowed.for_path("/api/keys/"), None);
+        assert_eq!(allowed.for_path("/api/other"), None);
+    }
 }
 
 #[cfg(test)]
