@@ -8,13 +8,20 @@ an access key through the service's own API and passes it here:
 `cargo xtask test` installs boto3 from PyPI. Every test uses its own bucket.
 """
 
+import base64
+import datetime
 import hashlib
+import hmac
 import io
 import os
+import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+import xml.etree.ElementTree as ET
+import zlib
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -50,6 +57,37 @@ def new_bucket():
 
 def error_code(err):
     return err.response["Error"]["Code"]
+
+
+def status(err):
+    return err.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def keys_of(bucket):
+    return [o["Key"] for page in S3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", [])]
+
+
+def signed_request(method, path, query="", body=b"", headers=None):
+    """A request signed by botocore but sent by urllib, to see S3's raw answer (XML, status)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    url = "%s%s%s" % (ENDPOINT, urllib.parse.quote(path), "?" + query if query else "")
+    headers = dict(headers or {})
+    headers.setdefault("x-amz-content-sha256", hashlib.sha256(body).hexdigest())
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(request)
+    req = urllib.request.Request(url, data=body or None, method=method, headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def xml_texts(document, tag):
+    """The text of every element named `tag` (any namespace) in an XML answer."""
+    return [e.text or "" for e in ET.fromstring(document).iter() if e.tag.split("}")[-1] == tag]
 
 
 class Buckets(unittest.TestCase):
@@ -189,6 +227,456 @@ class Objects(unittest.TestCase):
             S3.head_object(Bucket=self.bucket, Key="n")
 
 
+class Listings(unittest.TestCase):
+    """ListObjects v1 and v2 as S3 clients use them (boto3 asks for EncodingType=url by default)."""
+
+    AWKWARD_KEYS = ["asdf+b", "100%/done", "with space", "ünïcödé/日本", "q?x=1&y=2", "plus+and space", "~tilde"]
+
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def test_keys_needing_url_encoding_list_with_v1_and_v2_and_delete(self):
+        for k in self.AWKWARD_KEYS:
+            S3.put_object(Bucket=self.bucket, Key=k, Body=k.encode())
+        want = sorted(self.AWKWARD_KEYS, key=lambda k: k.encode())
+        self.assertEqual([o["Key"] for o in S3.list_objects(Bucket=self.bucket)["Contents"]], want)
+        self.assertEqual([o["Key"] for o in S3.list_objects_v2(Bucket=self.bucket)["Contents"]], want)
+        # On the wire: percent-encoded, '/' kept, and EncodingType echoed.
+        code, doc = signed_request("GET", "/" + self.bucket, "encoding-type=url&list-type=2")
+        self.assertEqual(code, 200)
+        self.assertIn("asdf%2Bb", xml_texts(doc, "Key"))
+        self.assertIn("100%25/done", xml_texts(doc, "Key"))
+        self.assertEqual(xml_texts(doc, "EncodingType"), ["url"])
+        # Without it, keys come back as they are.
+        code, doc = signed_request("GET", "/" + self.bucket, "list-type=2")
+        self.assertIn("asdf+b", xml_texts(doc, "Key"))
+        # Every key listed can be fetched and deleted by what the listing said.
+        for k in want:
+            self.assertEqual(S3.get_object(Bucket=self.bucket, Key=k)["Body"].read(), k.encode())
+        out = S3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys_of(self.bucket)]})
+        self.assertEqual(len(out["Deleted"]), len(want))
+        self.assertEqual(keys_of(self.bucket), [])
+        S3.delete_bucket(Bucket=self.bucket)
+
+    def test_v1_pages_by_marker_with_and_without_delimiter(self):
+        keys = ["a/1", "a/2", "b", "c/1", "c/2", "d"] + ["p%02d" % i for i in range(12)]
+        for k in keys:
+            S3.put_object(Bucket=self.bucket, Key=k, Body=b"x")
+        pages = list(S3.get_paginator("list_objects").paginate(Bucket=self.bucket, PaginationConfig={"PageSize": 5}))
+        self.assertEqual(len(pages), 4)
+        self.assertEqual([o["Key"] for p in pages for o in p.get("Contents", [])], sorted(keys))
+        self.assertNotIn("NextMarker", pages[0])  # S3 gives NextMarker only with a delimiter
+        # With a delimiter, a page can end on a common prefix; the next one does not repeat it.
+        first = S3.list_objects(Bucket=self.bucket, Delimiter="/", MaxKeys=2)
+        self.assertTrue(first["IsTruncated"])
+        self.assertEqual([o["Key"] for o in first.get("Contents", [])], ["b"])
+        self.assertEqual([p["Prefix"] for p in first["CommonPrefixes"]], ["a/"])
+        self.assertEqual(first["NextMarker"], "b")
+        second = S3.list_objects(Bucket=self.bucket, Delimiter="/", MaxKeys=1, Marker="b")
+        self.assertEqual(second["NextMarker"], "c/")
+        third = S3.list_objects(Bucket=self.bucket, Delimiter="/", MaxKeys=1, Marker="c/")
+        self.assertEqual([o["Key"] for o in third["Contents"]], ["d"])
+        self.assertNotIn("CommonPrefixes", third)
+        everything = S3.get_paginator("list_objects").paginate(Bucket=self.bucket, Delimiter="/", PaginationConfig={"PageSize": 2})
+        seen = [(o["Key"]) for p in everything for o in p.get("Contents", [])]
+        self.assertEqual(seen, ["b", "d"] + ["p%02d" % i for i in range(12)])
+
+    def test_owner_and_an_empty_delimiter(self):
+        S3.put_object(Bucket=self.bucket, Key="k", Body=b"x")
+        v2 = S3.list_objects_v2(Bucket=self.bucket, FetchOwner=True)
+        self.assertTrue(v2["Contents"][0]["Owner"]["ID"])
+        self.assertNotIn("Owner", S3.list_objects_v2(Bucket=self.bucket)["Contents"][0])
+        self.assertEqual(S3.list_objects(Bucket=self.bucket)["Contents"][0]["Owner"]["ID"], v2["Contents"][0]["Owner"]["ID"])
+        self.assertNotIn("Delimiter", S3.list_objects_v2(Bucket=self.bucket, Delimiter=""))
+        self.assertNotIn("Delimiter", S3.list_objects(Bucket=self.bucket, Delimiter=""))
+        with self.assertRaises(ClientError) as e:
+            S3.list_objects(Bucket=self.bucket, EncodingType="base64")
+        self.assertEqual(error_code(e.exception), "InvalidArgument")
+
+    def test_delete_objects_takes_at_most_1000_keys(self):
+        with self.assertRaises(ClientError) as e:
+            S3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": "k%d" % i} for i in range(1001)]})
+        self.assertEqual(error_code(e.exception), "MalformedXML")
+
+    def test_missing_bucket_is_404_no_such_bucket_everywhere(self):
+        missing = "missing-" + uuid.uuid4().hex[:8]
+        calls = [
+            lambda: S3.list_objects(Bucket=missing),
+            lambda: S3.list_objects_v2(Bucket=missing),
+            lambda: S3.get_bucket_versioning(Bucket=missing),
+            lambda: S3.get_bucket_acl(Bucket=missing),
+            lambda: S3.get_bucket_cors(Bucket=missing),
+            lambda: S3.get_bucket_policy(Bucket=missing),
+            lambda: S3.get_bucket_lifecycle_configuration(Bucket=missing),
+            lambda: S3.get_bucket_tagging(Bucket=missing),
+            lambda: S3.get_bucket_encryption(Bucket=missing),
+            lambda: S3.put_object(Bucket=missing, Key="k", Body=b"x"),
+            lambda: S3.delete_objects(Bucket=missing, Delete={"Objects": [{"Key": "k"}]}),
+        ]
+        for call in calls:
+            with self.assertRaises(ClientError) as e:
+                call()
+            self.assertEqual((status(e.exception), error_code(e.exception)), (404, "NoSuchBucket"))
+
+    def test_settings_not_configured_answer_as_s3_does(self):
+        self.assertNotIn("Status", S3.get_bucket_versioning(Bucket=self.bucket))
+        acl = S3.get_bucket_acl(Bucket=self.bucket)
+        self.assertEqual([g["Permission"] for g in acl["Grants"]], ["FULL_CONTROL"])
+        for call, want in [
+            (S3.get_bucket_cors, (404, "NoSuchCORSConfiguration")),
+            (S3.get_bucket_policy, (404, "NoSuchBucketPolicy")),
+            (S3.get_bucket_lifecycle_configuration, (404, "NoSuchLifecycleConfiguration")),
+            (S3.get_bucket_tagging, (404, "NoSuchTagSet")),
+            (S3.get_public_access_block, (404, "NoSuchPublicAccessBlockConfiguration")),
+            (S3.get_bucket_encryption, (400, "ServerSideEncryptionConfigurationNotFoundError")),
+        ]:
+            with self.assertRaises(ClientError) as e:
+                call(Bucket=self.bucket)
+            self.assertEqual((status(e.exception), error_code(e.exception)), want, call)
+        # The canned ACL every bucket has is accepted; one that would publish it is not offered.
+        S3.put_bucket_acl(Bucket=self.bucket, ACL="private")
+        with self.assertRaises(ClientError) as e:
+            S3.put_object(Bucket=self.bucket, Key="k", Body=b"x", ACL="public-read")
+        self.assertEqual(error_code(e.exception), "NotImplemented")
+
+
+class WritesAndReads(unittest.TestCase):
+    """Integrity checks, conditional requests and the headers an object keeps."""
+
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def test_content_md5_is_checked(self):
+        body = b"checked bytes"
+        good = base64.b64encode(hashlib.md5(body).digest()).decode()
+        S3.put_object(Bucket=self.bucket, Key="ok", Body=body, ContentMD5=good)
+        wrong = base64.b64encode(hashlib.md5(b"other bytes").digest()).decode()
+        with self.assertRaises(ClientError) as e:
+            S3.put_object(Bucket=self.bucket, Key="bad", Body=body, ContentMD5=wrong)
+        self.assertEqual((status(e.exception), error_code(e.exception)), (400, "BadDigest"))
+        with self.assertRaises(ClientError) as e:
+            S3.put_object(Bucket=self.bucket, Key="bad", Body=body, ContentMD5="not-a-digest")
+        self.assertEqual((status(e.exception), error_code(e.exception)), (400, "InvalidDigest"))
+        self.assertEqual(keys_of(self.bucket), ["ok"])
+        # A wrong digest leaves an existing object as it was.
+        with self.assertRaises(ClientError):
+            S3.put_object(Bucket=self.bucket, Key="ok", Body=b"replacement", ContentMD5=wrong)
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="ok")["Body"].read(), body)
+
+    def test_conditional_get_and_head(self):
+        etag = S3.put_object(Bucket=self.bucket, Key="c", Body=b"conditional")["ETag"]
+        modified = S3.head_object(Bucket=self.bucket, Key="c")["LastModified"]
+        before, after = modified - datetime.timedelta(hours=1), modified + datetime.timedelta(hours=1)
+        for read in (S3.get_object, S3.head_object):
+            ok = [dict(IfMatch=etag), dict(IfMatch="*"), dict(IfNoneMatch='"0123"'), dict(IfModifiedSince=before),
+                  dict(IfUnmodifiedSince=after), dict(IfMatch=etag, IfUnmodifiedSince=before)]
+            for headers in ok:
+                self.assertEqual(read(Bucket=self.bucket, Key="c", **headers)["ResponseMetadata"]["HTTPStatusCode"], 200, headers)
+            for headers, want in [(dict(IfMatch='"0123"'), 412), (dict(IfUnmodifiedSince=before), 412),
+                                  (dict(IfNoneMatch=etag), 304), (dict(IfNoneMatch="*"), 304),
+                                  (dict(IfModifiedSince=after), 304), (dict(IfModifiedSince=modified), 304),
+                                  (dict(IfNoneMatch=etag, IfModifiedSince=before), 304)]:
+                with self.assertRaises(ClientError) as e:
+                    read(Bucket=self.bucket, Key="c", **headers)
+                self.assertEqual(status(e.exception), want, (read.__name__, headers))
+        with self.assertRaises(ClientError) as e:
+            S3.get_object(Bucket=self.bucket, Key="c", IfMatch='"0123"')
+        self.assertEqual(error_code(e.exception), "PreconditionFailed")
+
+    def test_conditional_writes(self):
+        first = S3.put_object(Bucket=self.bucket, Key="once", Body=b"first", IfNoneMatch="*")
+        with self.assertRaises(ClientError) as e:
+            S3.put_object(Bucket=self.bucket, Key="once", Body=b"second", IfNoneMatch="*")
+        self.assertEqual((status(e.exception), error_code(e.exception)), (412, "PreconditionFailed"))
+        with self.assertRaises(ClientError) as e:
+            S3.put_object(Bucket=self.bucket, Key="once", Body=b"second", IfMatch='"0123"')
+        self.assertEqual(status(e.exception), 412)
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="once")["Body"].read(), b"first")
+        S3.put_object(Bucket=self.bucket, Key="once", Body=b"second", IfMatch=first["ETag"])
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="once")["Body"].read(), b"second")
+        # A multipart completion is a write too.
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="once")
+        part = S3.upload_part(Bucket=self.bucket, Key="once", UploadId=up["UploadId"], PartNumber=1, Body=b"mp")
+        with self.assertRaises(ClientError) as e:
+            S3.complete_multipart_upload(Bucket=self.bucket, Key="once", UploadId=up["UploadId"], IfNoneMatch="*",
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        self.assertEqual(status(e.exception), 412)
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="once")["Body"].read(), b"second")
+        S3.abort_multipart_upload(Bucket=self.bucket, Key="once", UploadId=up["UploadId"])
+
+    def test_headers_are_kept_and_response_overrides_apply(self):
+        expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+        kept = dict(CacheControl="max-age=60", ContentDisposition='attachment; filename="r.txt"', ContentEncoding="gzip",
+                    ContentLanguage="de-DE", Expires=expires)
+        S3.put_object(Bucket=self.bucket, Key="h", Body=b"headers", **kept)
+        for read in (S3.get_object, S3.head_object):
+            got = read(Bucket=self.bucket, Key="h")
+            for name in ["CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage"]:
+                self.assertEqual(got[name], kept[name], (read.__name__, name))
+            self.assertEqual(got["ResponseMetadata"]["HTTPHeaders"]["expires"], "Wed, 02 Jan 2030 03:04:05 GMT")
+        # Multipart uploads and copies keep them too.
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="mp", **kept)
+        part = S3.upload_part(Bucket=self.bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p")
+        S3.complete_multipart_upload(Bucket=self.bucket, Key="mp", UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        S3.copy_object(Bucket=self.bucket, Key="copy", CopySource={"Bucket": self.bucket, "Key": "h"})
+        for key in ["mp", "copy"]:
+            self.assertEqual(S3.head_object(Bucket=self.bucket, Key=key)["CacheControl"], "max-age=60", key)
+        # response-* parameters (as in presigned download links) override what is stored.
+        url = S3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": "h",
+                                        "ResponseContentDisposition": "inline", "ResponseContentType": "text/plain"})
+        with urllib.request.urlopen(url) as r:
+            self.assertEqual((r.headers["Content-Disposition"], r.headers["Content-Type"]), ("inline", "text/plain"))
+
+    def test_streaming_sigv4_chunked_upload(self):
+        data = os.urandom(200_000)
+        code, answer = streaming_put(self.bucket, "chunked.bin", data, chunk_size=64 * 1024)
+        self.assertEqual(code, 200, answer)
+        got = S3.get_object(Bucket=self.bucket, Key="chunked.bin")
+        self.assertEqual(got["Body"].read(), data)
+        self.assertEqual(got["ETag"], '"%s"' % hashlib.md5(data).hexdigest())
+        # aws-chunked is how the bytes travelled, not how they are stored.
+        self.assertNotIn("ContentEncoding", got)
+        # A chunk changed after signing is refused and nothing is stored.
+        code, _ = streaming_put(self.bucket, "tampered.bin", data, chunk_size=64 * 1024, tamper=True)
+        self.assertEqual(code, 403)
+        self.assertEqual(keys_of(self.bucket), ["chunked.bin"])
+
+    def test_transfer_encoding_chunked_without_a_length(self):
+        import http.client
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        data = os.urandom(300_000)
+        url = urllib.parse.urlparse("%s/%s/te-chunked" % (ENDPOINT, self.bucket))
+        for name, sha256 in [("signed", hashlib.sha256(data).hexdigest()), ("unsigned", "UNSIGNED-PAYLOAD")]:
+            signed = AWSRequest(method="PUT", url=url.geturl() + name, data=data, headers={"x-amz-content-sha256": sha256})
+            SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(signed)
+            headers = {k: v for k, v in signed.headers.items() if k.lower() != "content-length"}
+            connection = (http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection)(url.netloc)
+            # An iterable body and no length: http.client sends it chunked.
+            connection.request("PUT", url.path + name, body=iter([data[i:i + 65536] for i in range(0, len(data), 65536)]),
+                               headers=headers)
+            answer = connection.getresponse()
+            self.assertEqual(answer.status, 200, (name, answer.read()))
+            self.assertEqual(S3.get_object(Bucket=self.bucket, Key="te-chunked" + name)["Body"].read(), data)
+
+
+class Checksums(unittest.TestCase):
+    """x-amz-checksum-*: verified on upload, in a header or an aws-chunked trailer, and served back."""
+
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def test_header_checksums_are_verified_and_returned(self):
+        body = os.urandom(100_000)
+        sha256 = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        out = S3.put_object(Bucket=self.bucket, Key="sha", Body=body, ChecksumSHA256=sha256)
+        self.assertEqual(out["ChecksumSHA256"], sha256)
+        head = S3.head_object(Bucket=self.bucket, Key="sha", ChecksumMode="ENABLED")
+        self.assertEqual(head["ChecksumSHA256"], sha256)
+        self.assertNotIn("ChecksumSHA256", S3.head_object(Bucket=self.bucket, Key="sha"))
+        got = S3.get_object(Bucket=self.bucket, Key="sha", ChecksumMode="ENABLED")
+        self.assertEqual((got["Body"].read(), got["ChecksumSHA256"]), (body, sha256))
+        # boto3 computes one itself by default (CRC32 today) and checks what comes back.
+        out = S3.put_object(Bucket=self.bucket, Key="default", Body=body)
+        crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        self.assertEqual(out.get("ChecksumCRC32"), crc32)
+        for wrong in [dict(ChecksumCRC32="AAAAAA=="), dict(ChecksumSHA1=base64.b64encode(hashlib.sha1(b"x").digest()).decode())]:
+            with self.assertRaises(ClientError) as e:
+                S3.put_object(Bucket=self.bucket, Key="wrong", Body=body, **wrong)
+            self.assertEqual((status(e.exception), error_code(e.exception)), (400, "BadDigest"))
+        self.assertEqual(sorted(keys_of(self.bucket)), ["default", "sha"])
+        # Parts are checked too.
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="mp")["UploadId"]
+        with self.assertRaises(ClientError) as e:
+            S3.upload_part(Bucket=self.bucket, Key="mp", UploadId=up, PartNumber=1, Body=body, ChecksumCRC32="AAAAAA==")
+        self.assertEqual(error_code(e.exception), "BadDigest")
+        self.assertEqual(S3.list_parts(Bucket=self.bucket, Key="mp", UploadId=up).get("Parts", []), [])
+        S3.abort_multipart_upload(Bucket=self.bucket, Key="mp", UploadId=up)
+
+    def test_trailer_checksum_of_an_aws_chunked_upload(self):
+        data = os.urandom(150_000)
+        crc32 = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+        self.assertEqual(trailer_put(self.bucket, "trailed", data, crc32)[0], 200)
+        head = S3.head_object(Bucket=self.bucket, Key="trailed", ChecksumMode="ENABLED")
+        self.assertEqual((head["ContentLength"], head["ChecksumCRC32"]), (len(data), crc32))
+        code, answer = trailer_put(self.bucket, "bad-trailer", data, "AAAAAA==")
+        self.assertEqual(code, 400)
+        self.assertIn(b"<Code>BadDigest</Code>", answer)
+        self.assertEqual(keys_of(self.bucket), ["trailed"])
+
+
+def trailer_put(bucket, key, data, crc32, chunk_size=64 * 1024):
+    """An unsigned aws-chunked PUT whose CRC32 comes in a trailer after the body
+    (STREAMING-UNSIGNED-PAYLOAD-TRAILER), as current AWS SDKs send uploads over HTTPS."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    body = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + chunk_size]), data[i:i + chunk_size]) for i in range(0, len(data), chunk_size))
+    body += b"0\r\nx-amz-checksum-crc32:%s\r\n\r\n" % crc32.encode()
+    url = "%s/%s/%s" % (ENDPOINT, bucket, key)
+    headers = {"content-encoding": "aws-chunked", "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+               "x-amz-decoded-content-length": str(len(data)), "x-amz-trailer": "x-amz-checksum-crc32"}
+    signed = AWSRequest(method="PUT", url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(signed)
+    req = urllib.request.Request(url, data=body, method="PUT", headers=dict(signed.headers.items()))
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def streaming_put(bucket, key, data, chunk_size, tamper=False):
+    """A PUT signed chunk by chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD, aws-chunked), as the AWS
+    SDKs for Java and Go send uploads. Written out here because botocore does not send it."""
+    def hmac_sha256(key, text):
+        return hmac.new(key, text.encode() if isinstance(text, str) else text, hashlib.sha256)
+    amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    scope = "%s/us-east-1/s3/aws4_request" % amz_date[:8]
+    signing_key = ("AWS4" + SECRET_KEY).encode()
+    for part in [amz_date[:8], "us-east-1", "s3", "aws4_request"]:
+        signing_key = hmac_sha256(signing_key, part).digest()
+    chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] + [b""]
+    encoded_length = sum(len("%x;chunk-signature=" % len(c)) + 64 + 2 + len(c) + 2 for c in chunks)
+    url = urllib.parse.urlparse("%s/%s/%s" % (ENDPOINT, bucket, key))
+    headers = {
+        "content-encoding": "aws-chunked",
+        "content-length": str(encoded_length),
+        "host": url.netloc,
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "x-amz-date": amz_date,
+        "x-amz-decoded-content-length": str(len(data)),
+    }
+    signed = sorted(headers)
+    canonical = "\n".join(["PUT", url.path, "", "".join("%s:%s\n" % (h, headers[h]) for h in signed), ";".join(signed),
+                           "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    previous = hmac_sha256(signing_key, to_sign).hexdigest()
+    headers["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        ACCESS_KEY, scope, ";".join(signed), previous)
+    body = b""
+    empty = hashlib.sha256(b"").hexdigest()
+    for chunk in chunks:
+        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous, empty, hashlib.sha256(chunk).hexdigest()])
+        previous = hmac_sha256(signing_key, to_sign).hexdigest()
+        sent = chunk if not (tamper and chunk) else bytes([chunk[0] ^ 1]) + chunk[1:]
+        body += ("%x;chunk-signature=%s\r\n" % (len(chunk), previous)).encode() + sent + b"\r\n"
+    req = urllib.request.Request(url.geturl(), data=body, method="PUT", headers=headers)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class MultipartRules(unittest.TestCase):
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def complete(self, key, upload_id, etags):
+        return S3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": e} for n, e in etags]})
+
+    def test_parts_but_the_last_are_at_least_5_mib(self):
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="small")["UploadId"]
+        e1 = S3.upload_part(Bucket=self.bucket, Key="small", UploadId=up, PartNumber=1, Body=b"a" * 1024)["ETag"]
+        e2 = S3.upload_part(Bucket=self.bucket, Key="small", UploadId=up, PartNumber=2, Body=b"b")["ETag"]
+        with self.assertRaises(ClientError) as e:
+            self.complete("small", up, [(1, e1), (2, e2)])
+        self.assertEqual((status(e.exception), error_code(e.exception)), (400, "EntityTooSmall"))
+        # The upload is still there: part 1 sent again at full size completes it.
+        big = os.urandom(5 * MIB)
+        e1 = S3.upload_part(Bucket=self.bucket, Key="small", UploadId=up, PartNumber=1, Body=big)["ETag"]
+        self.complete("small", up, [(1, e1), (2, e2)])
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="small")["Body"].read(), big + b"b")
+
+    def test_a_part_sent_again_replaces_the_first(self):
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="again")["UploadId"]
+        first = S3.upload_part(Bucket=self.bucket, Key="again", UploadId=up, PartNumber=1, Body=b"first try")["ETag"]
+        second = S3.upload_part(Bucket=self.bucket, Key="again", UploadId=up, PartNumber=1, Body=b"second try")["ETag"]
+        parts = S3.list_parts(Bucket=self.bucket, Key="again", UploadId=up)["Parts"]
+        self.assertEqual([(p["PartNumber"], p["ETag"]) for p in parts], [(1, second)])
+        with self.assertRaises(ClientError) as e:
+            self.complete("again", up, [(1, first)])
+        self.assertEqual(error_code(e.exception), "InvalidPart")
+        self.complete("again", up, [(1, second)])
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="again")["Body"].read(), b"second try")
+
+    def test_upload_part_copy(self):
+        source = os.urandom(5 * MIB + 1234)
+        S3.put_object(Bucket=self.bucket, Key="source", Body=source)
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="assembled")["UploadId"]
+        copied = S3.upload_part_copy(Bucket=self.bucket, Key="assembled", UploadId=up, PartNumber=1,
+                                     CopySource={"Bucket": self.bucket, "Key": "source"}, CopySourceRange="bytes=0-%d" % (5 * MIB - 1))
+        e1 = copied["CopyPartResult"]["ETag"]
+        self.assertEqual(e1, '"%s"' % hashlib.md5(source[:5 * MIB]).hexdigest())
+        e2 = S3.upload_part_copy(Bucket=self.bucket, Key="assembled", UploadId=up, PartNumber=2,
+                                 CopySource={"Bucket": self.bucket, "Key": "source"},
+                                 CopySourceRange="bytes=%d-%d" % (5 * MIB, len(source) - 1))["CopyPartResult"]["ETag"]
+        self.complete("assembled", up, [(1, e1), (2, e2)])
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="assembled")["Body"].read(), source)
+        # A whole object as a part, and a source condition that fails.
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="whole")["UploadId"]
+        S3.upload_part_copy(Bucket=self.bucket, Key="whole", UploadId=up, PartNumber=1, CopySource={"Bucket": self.bucket, "Key": "source"})
+        with self.assertRaises(ClientError) as e:
+            S3.upload_part_copy(Bucket=self.bucket, Key="whole", UploadId=up, PartNumber=2, CopySourceIfMatch='"0123"',
+                                CopySource={"Bucket": self.bucket, "Key": "source"})
+        self.assertEqual(status(e.exception), 412)
+        with self.assertRaises(ClientError) as e:
+            S3.upload_part_copy(Bucket=self.bucket, Key="whole", UploadId=up, PartNumber=2, CopySourceRange="bytes=0-",
+                                CopySource={"Bucket": self.bucket, "Key": "source"})
+        self.assertEqual(error_code(e.exception), "InvalidArgument")
+        S3.abort_multipart_upload(Bucket=self.bucket, Key="whole", UploadId=up)
+
+
+class CopiesAndTags(unittest.TestCase):
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def test_copy_onto_itself_must_change_something(self):
+        S3.put_object(Bucket=self.bucket, Key="self", Body=b"me", Metadata={"v": "1"})
+        with self.assertRaises(ClientError) as e:
+            S3.copy_object(Bucket=self.bucket, Key="self", CopySource={"Bucket": self.bucket, "Key": "self"})
+        self.assertEqual((status(e.exception), error_code(e.exception)), (400, "InvalidRequest"))
+        S3.copy_object(Bucket=self.bucket, Key="self", CopySource={"Bucket": self.bucket, "Key": "self"},
+                       MetadataDirective="REPLACE", Metadata={"v": "2"})
+        got = S3.get_object(Bucket=self.bucket, Key="self")
+        self.assertEqual((got["Body"].read(), got["Metadata"]), (b"me", {"v": "2"}))
+        with self.assertRaises(ClientError) as e:
+            S3.copy_object(Bucket=self.bucket, Key="other", CopySource={"Bucket": self.bucket, "Key": "self"},
+                           CopySourceIfNoneMatch=got["ETag"])
+        self.assertEqual(status(e.exception), 412, e.exception.response)
+
+    def test_object_tagging(self):
+        S3.put_object(Bucket=self.bucket, Key="t", Body=b"tagged", Tagging="team=storage&note=a%2Bb c")
+        tags = {t["Key"]: t["Value"] for t in S3.get_object_tagging(Bucket=self.bucket, Key="t")["TagSet"]}
+        self.assertEqual(tags, {"team": "storage", "note": "a+b c"})
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="t")["TagCount"], 2)
+        etag = S3.head_object(Bucket=self.bucket, Key="t")["ETag"]
+        S3.put_object_tagging(Bucket=self.bucket, Key="t", Tagging={"TagSet": [{"Key": "only", "Value": "one"}]})
+        self.assertEqual(S3.get_object_tagging(Bucket=self.bucket, Key="t")["TagSet"], [{"Key": "only", "Value": "one"}])
+        self.assertEqual(S3.head_object(Bucket=self.bucket, Key="t")["ETag"], etag)  # tags are not the content
+        # Copies keep the tags unless told to replace them.
+        S3.copy_object(Bucket=self.bucket, Key="kept", CopySource={"Bucket": self.bucket, "Key": "t"})
+        S3.copy_object(Bucket=self.bucket, Key="replaced", CopySource={"Bucket": self.bucket, "Key": "t"},
+                       TaggingDirective="REPLACE", Tagging="new=1")
+        self.assertEqual(S3.get_object_tagging(Bucket=self.bucket, Key="kept")["TagSet"], [{"Key": "only", "Value": "one"}])
+        self.assertEqual(S3.get_object_tagging(Bucket=self.bucket, Key="replaced")["TagSet"], [{"Key": "new", "Value": "1"}])
+        S3.delete_object_tagging(Bucket=self.bucket, Key="t")
+        self.assertEqual(S3.get_object_tagging(Bucket=self.bucket, Key="t")["TagSet"], [])
+        self.assertNotIn("TagCount", S3.get_object(Bucket=self.bucket, Key="t"))
+        for bad in [[{"Key": "aws:x", "Value": "1"}], [{"Key": "k%d" % i, "Value": "v"} for i in range(11)],
+                    [{"Key": "k", "Value": "semi;colon"}]]:
+            with self.assertRaises(ClientError) as e:
+                S3.put_object_tagging(Bucket=self.bucket, Key="t", Tagging={"TagSet": bad})
+            self.assertEqual((status(e.exception), error_code(e.exception)), (400, "InvalidTag"))
+        with self.assertRaises(ClientError) as e:
+            S3.get_object_tagging(Bucket=self.bucket, Key="missing")
+        self.assertEqual(error_code(e.exception), "NoSuchKey")
+
+
 class Signatures(unittest.TestCase):
     def setUp(self):
         self.bucket = new_bucket()
@@ -229,8 +717,8 @@ class Signatures(unittest.TestCase):
         req = urllib.request.Request(url, data=b"tampered body", method="PUT", headers=dict(signed.headers.items()))
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req)
-        self.assertGreaterEqual(e.exception.code, 400)
-        self.assertLess(e.exception.code, 500)
+        self.assertEqual(e.exception.code, 400)
+        self.assertIn(b"<Code>XAmzContentSHA256Mismatch</Code>", e.exception.read())
         with self.assertRaises(ClientError) as e:
             S3.head_object(Bucket=self.bucket, Key="tampered")
         self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPStatusCode"], 404)

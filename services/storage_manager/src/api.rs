@@ -15,7 +15,7 @@ use poem_openapi::{
 
 use crate::{
     State,
-    domain::objects::{ByteRange, Download, NewObject},
+    domain::objects::{ByteRange, Download, NewObject, WriteChecks},
     model::{AccessKey, Bucket, CreateAccessKeyRequest, CreateBucketRequest, Health, ObjectInfo, ObjectList},
 };
 
@@ -186,8 +186,9 @@ impl ObjectsApi {
         };
         let generic = |ct: &&str| ct.starts_with("application/octet-stream") || ct.starts_with("application/x-www-form-urlencoded");
         let content_type = content_type.0.or_else(|| req.content_type().filter(|ct| !generic(ct)).map(str::to_owned));
-        let new = NewObject { content_type, metadata, encryption_key: encryption_key.0 };
-        state.storage.put_object(&bucket.0, &key.0, new, body.0.into_bytes_stream()).await.map(Json)
+        let new = NewObject { content_type, metadata, encryption_key: encryption_key.0, ..Default::default() };
+        let checks = WriteChecks::default();
+        state.storage.put_object(&bucket.0, &key.0, new, checks, body.0.into_bytes_stream()).await.map(Json)
     }
 
     /// One page of the bucket's objects, in key order: those starting with `prefix`; with a

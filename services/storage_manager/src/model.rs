@@ -39,6 +39,15 @@ pub struct ObjectInfo {
     /// The key_manager key the object is encrypted with; absent: stored unencrypted.
     pub encryption_key: Option<String>,
     pub last_modified: DateTime<Utc>,
+    /// HTTP headers the upload set (Cache-Control and the like), served by the S3 face.
+    #[oai(skip)]
+    pub headers: BTreeMap<String, String>,
+    /// The object's tags (S3 object tagging).
+    #[oai(skip)]
+    pub tags: BTreeMap<String, String>,
+    /// `<ALGORITHM>:<base64>`: the S3 checksum the upload was verified against.
+    #[oai(skip)]
+    pub checksum: Option<String>,
 }
 
 /// One page of a listing.

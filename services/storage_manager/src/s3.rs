@@ -2,6 +2,10 @@
 //! requests, checks SigV4 (headers and presigned URLs) against the access keys in `AccessKeys`,
 //! and calls this `S3` implementation, which maps each operation onto `Storage`. Path style only
 //! (`/<bucket>/<key>`), on the service's one port beside its own API.
+//!
+//! What S3 does that this service does not (versioning, bucket policies, lifecycle, CORS
+//! configuration, ...) answers as a bucket with nothing configured where S3 has such an answer,
+//! and `NotImplemented` where it has none.
 
 use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
@@ -12,38 +16,106 @@ use poem::{Endpoint, IntoResponse as _, Request, Response};
 use s3s::{
     S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
     auth::{S3Auth, SecretKey},
-    dto::{self, ETag, StreamingBlob, Timestamp},
+    dto::{self, ETag, ETagCondition, StreamingBlob, Timestamp, TimestampFormat},
     service::{S3Service, S3ServiceBuilder},
 };
 
 use crate::{
     domain::{
         access_keys::AccessKeys,
-        objects::{ByteRange, CopySource, NewObject, Storage, refuse_upload},
+        objects::{BodyCheck, ByteRange, CopySource, NewObject, Precondition, ReadConditions, Storage, WriteChecks, refuse_upload},
     },
-    model::ObjectInfo,
+    model::{ObjectInfo, ObjectList},
 };
 
 const SSE_KMS: &str = "aws:kms";
+/// S3's limit on the keys one DeleteObjects request names.
+const MAX_DELETE_KEYS: usize = 1000;
 
 /// Builds the S3 service over `storage`, signed requests checked against `access_keys`.
 pub fn service(storage: Arc<Storage>, access_keys: Arc<AccessKeys>) -> S3Service {
-    let mut builder = S3ServiceBuilder::new(S3Front { storage });
+    let mut builder = S3ServiceBuilder::new(S3Front { storage, access_keys: access_keys.clone() });
     builder.set_auth(AccessKeyAuth { access_keys });
     builder.build()
 }
 
 /// Serves S3 requests inside the poem app: converts the request, runs s3s, converts the answer.
 /// Bodies stream through in both directions.
-pub struct S3Endpoint(pub S3Service);
+pub struct S3Endpoint {
+    pub service: S3Service,
+    pub spool: Spool,
+}
+
+/// Where a body sent without a length (`Transfer-Encoding: chunked`, not aws-chunked) is measured:
+/// s3s, like S3, needs the length before it checks a payload's signature, so such a body is
+/// written to an unlinked file in `dir` (the data directory's `tmp/`), at most `max_bytes`, and
+/// read back from there with its length. aws-chunked bodies carry their decoded length already.
+pub struct Spool {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
+}
+
+impl Spool {
+    fn needed(req: &Request) -> bool {
+        let header = |name: http::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+        header(http::header::CONTENT_LENGTH).is_none()
+            && header(http::header::TRANSFER_ENCODING).is_some_and(|te| te.contains("chunked"))
+            && !header(http::HeaderName::from_static("x-amz-content-sha256")).is_some_and(|sha| sha.starts_with("streaming-"))
+    }
+
+    /// The body's length and a stream of it read back from disk.
+    async fn measure(&self, body: poem::Body) -> Result<(u64, poem::Body), S3Error> {
+        use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+        let path = self.dir.join(format!("spool-{}", uuid::Uuid::new_v4().simple()));
+        let failed = |e: std::io::Error| S3Error::with_message(S3ErrorCode::InternalError, format!("spooling the upload: {e}"));
+        let mut file = tokio::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).await.map_err(failed)?;
+        // Unlinked at once: the open file is all there is, and it goes when the request does.
+        let _ = tokio::fs::remove_file(&path).await;
+        let mut body = std::pin::pin!(body.into_bytes_stream());
+        let mut length = 0u64;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+            let chunk = chunk.map_err(|e| S3Error::with_message(S3ErrorCode::IncompleteBody, format!("the upload broke off: {e}")))?;
+            length += chunk.len() as u64;
+            if length > self.max_bytes {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::EntityTooLarge,
+                    format!("objects may be at most {} bytes", self.max_bytes),
+                ));
+            }
+            file.write_all(&chunk).await.map_err(failed)?;
+        }
+        file.rewind().await.map_err(failed)?;
+        let stream = futures_util::stream::try_unfold(file, |mut file| async move {
+            let mut buf = bytes::BytesMut::with_capacity(256 * 1024);
+            let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf).await?;
+            Ok::<_, std::io::Error>((n > 0).then(|| (buf.freeze(), file)))
+        });
+        Ok((length, poem::Body::from_bytes_stream(stream)))
+    }
+}
+
+impl S3Endpoint {
+    async fn s3_request(&self, mut req: Request) -> Result<http::Request<s3s::Body>, S3Error> {
+        if Spool::needed(&req) {
+            let (length, body) = self.spool.measure(req.take_body()).await?;
+            req.headers_mut().remove(http::header::TRANSFER_ENCODING);
+            req.headers_mut().insert(http::header::CONTENT_LENGTH, length.into());
+            req.set_body(body);
+        }
+        let req: http::Request<_> = req.into();
+        Ok(req.map(s3s::Body::http_body))
+    }
+}
 
 impl Endpoint for S3Endpoint {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let req: http::Request<_> = req.into();
-        let req = req.map(s3s::Body::http_body);
-        let resp = match self.0.call(req).await {
+        let answer = match self.s3_request(req).await {
+            Ok(req) => self.service.call(req).await.map_err(|e| format!("{e:?}")),
+            Err(refusal) => refusal.to_http_response().map_err(|e| format!("{e:?}")),
+        };
+        let resp = match answer {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::error!(error = ?e, "the S3 layer failed");
@@ -53,6 +125,8 @@ impl Endpoint for S3Endpoint {
         let (parts, body) = resp.into_parts();
         // (`take_bytes` would empty a streaming body too: look first.)
         let body = match body.bytes() {
+            // A 304 has no body (s3s writes its error document into every error).
+            _ if parts.status == http::StatusCode::NOT_MODIFIED => poem::Body::empty(),
             Some(bytes) => poem::Body::from(bytes),
             None => poem::Body::from_bytes_stream(body.map_err(std::io::Error::other)),
         };
@@ -80,6 +154,225 @@ impl S3Auth for AccessKeyAuth {
 
 struct S3Front {
     storage: Arc<Storage>,
+    access_keys: Arc<AccessKeys>,
+}
+
+impl S3Front {
+    /// The owner S3 names in listings and ACLs: whoever created the access key that signed.
+    fn owner<T>(&self, req: &S3Request<T>) -> dto::Owner {
+        let name = req.credentials.as_ref().and_then(|c| self.access_keys.owner(&c.access_key)).unwrap_or_default();
+        dto::Owner { display_name: Some(name.clone()), id: Some(name) }
+    }
+
+    /// Refuses an operation on a bucket that does not exist, as S3 does before anything else.
+    fn bucket_exists(&self, bucket: &str) -> S3Result<()> {
+        self.storage.bucket(bucket).map(|_| ()).map_err(to_s3)
+    }
+
+    /// One listing page for ListObjects and ListObjectsV2 (`max_keys` 0 only checks the bucket).
+    #[allow(clippy::too_many_arguments)]
+    async fn page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        continuation_token: Option<&str>,
+        max_keys: i32,
+    ) -> S3Result<ObjectList> {
+        if max_keys == 0 {
+            self.bucket_exists(bucket)?;
+            return Ok(ObjectList {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+                delimiter: delimiter.map(str::to_owned),
+                objects: vec![],
+                common_prefixes: vec![],
+                next_continuation_token: None,
+            });
+        }
+        self.storage
+            .list_objects(bucket, prefix, delimiter, start_after, continuation_token, max_keys as u32)
+            .await
+            .map_err(to_s3)
+    }
+}
+
+/// `EncodingType=url` in a listing: keys, prefixes, delimiters and markers in the answer are
+/// percent-encoded (boto3 asks for it by default and decodes them, `+` included).
+#[derive(Clone, Copy)]
+struct ListEncoding {
+    url: bool,
+}
+
+/// What S3 leaves unencoded in a url-encoded listing: RFC 3986's unreserved characters and `/`.
+const LISTING_UNENCODED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
+impl ListEncoding {
+    fn of(encoding_type: Option<&dto::EncodingType>) -> S3Result<Self> {
+        match encoding_type.map(|e| e.as_str()) {
+            None => Ok(Self { url: false }),
+            Some(e) if e.eq_ignore_ascii_case("url") => Ok(Self { url: true }),
+            Some(other) => Err(S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                format!("EncodingType {other:?} is not offered: the one encoding is \"url\""),
+            )),
+        }
+    }
+
+    fn apply(self, text: String) -> String {
+        if self.url { percent_encoding::utf8_percent_encode(&text, LISTING_UNENCODED).to_string() } else { text }
+    }
+
+    fn apply_opt(self, text: Option<String>) -> Option<String> {
+        text.map(|t| self.apply(t))
+    }
+
+    fn echo(self) -> Option<dto::EncodingType> {
+        self.url.then(|| dto::EncodingType::from_static(dto::EncodingType::URL))
+    }
+}
+
+fn list_entry(info: &ObjectInfo, owner: Option<&dto::Owner>, encoding: ListEncoding) -> dto::Object {
+    dto::Object {
+        key: Some(encoding.apply(info.key.clone())),
+        size: Some(info.size as i64),
+        e_tag: Some(etag(info)),
+        last_modified: Some(timestamp(&info.last_modified)),
+        storage_class: Some(dto::ObjectStorageClass::from_static(dto::ObjectStorageClass::STANDARD)),
+        owner: owner.cloned(),
+        ..Default::default()
+    }
+}
+
+fn common_prefix_entries(page: &ObjectList, encoding: ListEncoding) -> Option<Vec<dto::CommonPrefix>> {
+    let prefixes: Vec<_> =
+        page.common_prefixes.iter().map(|p| dto::CommonPrefix { prefix: Some(encoding.apply(p.clone())) }).collect();
+    (!prefixes.is_empty()).then_some(prefixes)
+}
+
+/// S3's conditional read headers as the domain evaluates them.
+fn read_conditions(
+    if_match: Option<ETagCondition>,
+    if_none_match: Option<ETagCondition>,
+    if_modified_since: Option<Timestamp>,
+    if_unmodified_since: Option<Timestamp>,
+) -> ReadConditions {
+    ReadConditions {
+        if_match: if_match.map(|c| condition_text(&c)),
+        if_none_match: if_none_match.map(|c| condition_text(&c)),
+        if_modified_since: if_modified_since.map(chrono_time),
+        if_unmodified_since: if_unmodified_since.map(chrono_time),
+    }
+}
+
+fn condition_text(condition: &ETagCondition) -> String {
+    match condition {
+        ETagCondition::Any => "*".to_owned(),
+        ETagCondition::ETag(tag) => tag.value().to_owned(),
+    }
+}
+
+fn chrono_time(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
+    let t = time::OffsetDateTime::from(t);
+    chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()).unwrap_or_default()
+}
+
+/// What a PUT (or a multipart completion) with `If-Match`/`If-None-Match` requires of the key.
+fn write_precondition(if_match: Option<ETagCondition>, if_none_match: Option<ETagCondition>) -> S3Result<Precondition> {
+    match (if_match, if_none_match) {
+        (None, None) => Ok(Precondition::None),
+        (None, Some(ETagCondition::Any)) => Ok(Precondition::Absent),
+        (Some(ETagCondition::ETag(tag)), None) => Ok(Precondition::ETag(tag.value().to_owned())),
+        (Some(ETagCondition::Any), None) => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "If-Match on a write takes an ETag; to write only where nothing is, use If-None-Match: *",
+        )),
+        (None, Some(ETagCondition::ETag(_))) => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "If-None-Match on a write takes only *, which writes only where there is no object yet",
+        )),
+        (Some(_), Some(_)) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "give If-Match or If-None-Match on a write, not both",
+        )),
+    }
+}
+
+/// The HTTP headers an upload asks the object to keep (S3 drops the `aws-chunked` transfer
+/// coding from Content-Encoding).
+fn stored_headers(
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<Timestamp>,
+) -> BTreeMap<String, String> {
+    let content_encoding = content_encoding
+        .map(|e| e.split(',').map(str::trim).filter(|c| !c.eq_ignore_ascii_case("aws-chunked")).collect::<Vec<_>>().join(", "))
+        .filter(|e| !e.is_empty());
+    let expires = expires.and_then(|t| {
+        let mut text = Vec::new();
+        t.format(TimestampFormat::HttpDate, &mut text).ok()?;
+        String::from_utf8(text).ok()
+    });
+    [
+        ("cache-control", cache_control),
+        ("content-disposition", content_disposition),
+        ("content-encoding", content_encoding),
+        ("content-language", content_language),
+        ("expires", expires),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+    .collect()
+}
+
+fn header_of(info: &ObjectInfo, name: &str) -> Option<String> {
+    info.headers.get(name).cloned()
+}
+
+fn expires_of(info: &ObjectInfo) -> Option<Timestamp> {
+    info.headers.get("expires").and_then(|t| Timestamp::parse(TimestampFormat::HttpDate, t).ok())
+}
+
+/// The `x-amz-tagging` header (`k1=v1&k2=v2`, URL-encoded).
+fn tagging_header(header: Option<&str>) -> BTreeMap<String, String> {
+    header.map(|h| form_urlencoded::parse(h.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+fn tag_set(tags: BTreeMap<String, String>) -> Vec<dto::Tag> {
+    tags.into_iter().map(|(key, value)| dto::Tag { key: Some(key), value: Some(value) }).collect()
+}
+
+fn tag_count(info: &ObjectInfo) -> Option<i32> {
+    (!info.tags.is_empty()).then_some(info.tags.len() as i32)
+}
+
+/// Canned ACLs this service can honour: `private` (what every bucket and object is).
+fn only_private_acl(acl: Option<&str>) -> S3Result<()> {
+    match acl {
+        None | Some("private") => Ok(()),
+        Some(other) => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            format!("canned ACL {other:?} is not offered: buckets and objects are private to the platform's access keys"),
+        )),
+    }
+}
+
+fn owner_full_control(owner: dto::Owner) -> (Option<Vec<dto::Grant>>, Option<dto::Owner>) {
+    let grant = dto::Grant {
+        grantee: Some(dto::Grantee {
+            display_name: owner.display_name.clone(),
+            id: owner.id.clone(),
+            type_: dto::Type::from_static(dto::Type::CANONICAL_USER),
+            email_address: None,
+            uri: None,
+        }),
+        permission: Some(dto::Permission::from_static(dto::Permission::FULL_CONTROL)),
+    };
+    (Some(vec![grant]), Some(owner))
 }
 
 /// Our API's errors in S3's terms (codes S3 SDKs know and act on).
@@ -97,6 +390,15 @@ fn to_s3(e: ApiError) -> S3Error {
         "range_not_satisfiable" => S3ErrorCode::InvalidRange,
         "object_too_large" => S3ErrorCode::EntityTooLarge,
         "upload_incomplete" => S3ErrorCode::IncompleteBody,
+        "precondition_failed" => S3ErrorCode::PreconditionFailed,
+        "not_modified" => S3ErrorCode::NotModified,
+        "bad_digest" => S3ErrorCode::BadDigest,
+        "invalid_digest" => S3ErrorCode::InvalidDigest,
+        "part_too_small" => S3ErrorCode::EntityTooSmall,
+        "copy_onto_itself" => S3ErrorCode::InvalidRequest,
+        "invalid_tag" => S3ErrorCode::InvalidTag,
+        "invalid_continuation_token" => S3ErrorCode::InvalidArgument,
+        "invalid_request" => S3ErrorCode::InvalidRequest,
         "encryption_key_not_found" => S3ErrorCode::Custom("KMS.NotFoundException".into()),
         "encryption_key_unusable" => S3ErrorCode::Custom("KMS.DisabledException".into()),
         _ => match e.status().as_u16() {
@@ -113,6 +415,128 @@ fn to_s3(e: ApiError) -> S3Error {
         err.set_status_code(http::StatusCode::BAD_REQUEST);
     }
     err
+}
+
+/// S3's additional checksums (`x-amz-checksum-crc32`, `-crc32c`, `-crc64nvme`, `-sha1`,
+/// `-sha256`): the one an upload sends, in a header or (aws-chunked uploads) in a trailer after the
+/// body, is computed over the bytes as they are stored and compared before the object is visible.
+struct S3Checksum {
+    algorithm: &'static str,
+    hasher: s3s::checksum::ChecksumHasher,
+    expected: ExpectedChecksum,
+}
+
+enum ExpectedChecksum {
+    Header(String),
+    Trailer(s3s::TrailingHeaders),
+}
+
+const CHECKSUM_ALGORITHMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
+
+impl S3Checksum {
+    /// The check an S3 upload asks for, from its headers: a value in `x-amz-checksum-<algorithm>`,
+    /// or one promised in `x-amz-trailer`.
+    fn of<T>(req: &S3Request<T>) -> S3Result<Option<Box<dyn BodyCheck>>> {
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut given = CHECKSUM_ALGORITHMS.iter().filter_map(|a| Some((*a, header(&format!("x-amz-checksum-{a}"))?)));
+        let first = given.next();
+        if given.next().is_some() {
+            return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "send one x-amz-checksum-* header, not several"));
+        }
+        let (algorithm, expected) = match (first, header("x-amz-trailer")) {
+            (Some((algorithm, value)), _) => (algorithm, ExpectedChecksum::Header(value)),
+            (None, Some(trailer)) => {
+                let trailer = trailer.trim().to_ascii_lowercase();
+                let Some(algorithm) = CHECKSUM_ALGORITHMS.iter().find(|a| trailer == format!("x-amz-checksum-{a}")) else {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::InvalidRequest,
+                        format!("x-amz-trailer {trailer:?} is not an x-amz-checksum-* header"),
+                    ));
+                };
+                let Some(trailers) = req.trailing_headers.clone() else {
+                    return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "x-amz-trailer needs an aws-chunked body"));
+                };
+                (*algorithm, ExpectedChecksum::Trailer(trailers))
+            }
+            (None, None) => return Ok(None),
+        };
+        let mut hasher = s3s::checksum::ChecksumHasher::default();
+        use s3s::crypto::Checksum as _;
+        match algorithm {
+            "crc32" => hasher.crc32 = Some(s3s::crypto::Crc32::new()),
+            "crc32c" => hasher.crc32c = Some(s3s::crypto::Crc32c::new()),
+            "crc64nvme" => hasher.crc64nvme = Some(s3s::crypto::Crc64Nvme::new()),
+            "sha1" => hasher.sha1 = Some(s3s::crypto::Sha1::new()),
+            _ => hasher.sha256 = Some(s3s::crypto::Sha256::new()),
+        }
+        Ok(Some(Box::new(Self { algorithm, hasher, expected })))
+    }
+}
+
+impl BodyCheck for S3Checksum {
+    fn update(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+    }
+
+    fn verdict(self: Box<Self>) -> Result<Option<String>, ApiError> {
+        let name = format!("x-amz-checksum-{}", self.algorithm);
+        let sums = self.hasher.finalize();
+        let computed = [sums.checksum_crc32, sums.checksum_crc32c, sums.checksum_crc64nvme, sums.checksum_sha1, sums.checksum_sha256]
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_default();
+        let expected = match self.expected {
+            ExpectedChecksum::Header(value) => Some(value),
+            ExpectedChecksum::Trailer(trailers) => trailers.read(|h| h.get(&name).and_then(|v| v.to_str().ok()).map(str::to_owned)).flatten(),
+        };
+        match expected {
+            Some(expected) if expected.trim() == computed => Ok(Some(format!("{}:{computed}", self.algorithm.to_ascii_uppercase()))),
+            Some(expected) => Err(ApiError::bad_request(
+                "bad_digest",
+                format!("{name} is {expected} but the bytes received have {computed}; nothing was stored"),
+            )),
+            None => Err(ApiError::bad_request("invalid_request", format!("the trailer promised {name} and did not send it; nothing was stored"))),
+        }
+    }
+}
+
+/// The stored checksum in the fields S3 answers carry.
+fn checksum_fields(info: &ObjectInfo) -> dto::Checksum {
+    let mut out = dto::Checksum::default();
+    if let Some((algorithm, value)) = info.checksum.as_deref().and_then(|c| c.split_once(':')) {
+        let value = Some(value.to_owned());
+        match algorithm {
+            "CRC32" => out.checksum_crc32 = value,
+            "CRC32C" => out.checksum_crc32c = value,
+            "CRC64NVME" => out.checksum_crc64nvme = value,
+            "SHA1" => out.checksum_sha1 = value,
+            "SHA256" => out.checksum_sha256 = value,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An upload refused because its body stream failed: where s3s's check of the signed bytes failed
+/// (a chunk signature, the payload's SHA-256), the error S3 gives for that. s3s's stream errors
+/// are private types, so their text is what tells them apart.
+fn body_refusal(e: ApiError) -> S3Error {
+    let message = e.body().message.clone();
+    if e.body().code == "upload_incomplete" {
+        if message.contains("SignatureMismatch") {
+            return S3Error::with_message(S3ErrorCode::SignatureDoesNotMatch, "a chunk's signature does not match its bytes; nothing was stored");
+        }
+        if message.contains("Sha256Mismatch") {
+            let mut err = S3Error::with_message(
+                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "the body's SHA-256 is not the x-amz-content-sha256 it was signed with; nothing was stored",
+            );
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            return err;
+        }
+    }
+    to_s3(e)
 }
 
 fn timestamp(t: &chrono::DateTime<chrono::Utc>) -> Timestamp {
@@ -148,22 +572,24 @@ fn sse_of(info: &ObjectInfo) -> (Option<dto::ServerSideEncryption>, Option<Strin
 
 #[async_trait::async_trait]
 impl S3 for S3Front {
-    async fn list_buckets(&self, _req: S3Request<dto::ListBucketsInput>) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+    async fn list_buckets(&self, req: S3Request<dto::ListBucketsInput>) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+        let owner = self.owner(&req);
         let buckets = self.storage.list_buckets();
         let buckets = buckets
             .into_iter()
             .map(|b| dto::Bucket { name: Some(b.name), creation_date: Some(timestamp(&b.created_at)), bucket_region: None })
             .collect();
-        Ok(S3Response::new(dto::ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
+        Ok(S3Response::new(dto::ListBucketsOutput { buckets: Some(buckets), owner: Some(owner), ..Default::default() }))
     }
 
     async fn create_bucket(&self, req: S3Request<dto::CreateBucketInput>) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        only_private_acl(req.input.acl.as_ref().map(|a| a.as_str()))?;
         let bucket = self.storage.create_bucket(&req.input.bucket, None).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateBucketOutput { location: Some(format!("/{}", bucket.name)), ..Default::default() }))
     }
 
     async fn head_bucket(&self, req: S3Request<dto::HeadBucketInput>) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        self.storage.bucket(&req.input.bucket).map_err(to_s3)?;
+        self.bucket_exists(&req.input.bucket)?;
         Ok(S3Response::new(dto::HeadBucketOutput::default()))
     }
 
@@ -171,7 +597,7 @@ impl S3 for S3Front {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        self.storage.bucket(&req.input.bucket).map_err(to_s3)?;
+        self.bucket_exists(&req.input.bucket)?;
         Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
     }
 
@@ -180,18 +606,159 @@ impl S3 for S3Front {
         Ok(S3Response::new(dto::DeleteBucketOutput {}))
     }
 
+    // ---- bucket settings this service does not offer: S3's answers for a bucket without them
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<dto::GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
+        // Never enabled: S3 answers with no status.
+        self.bucket_exists(&req.input.bucket)?;
+        Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
+    }
+
+    async fn get_bucket_acl(&self, req: S3Request<dto::GetBucketAclInput>) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        let (grants, owner) = owner_full_control(self.owner(&req));
+        Ok(S3Response::new(dto::GetBucketAclOutput { grants, owner }))
+    }
+
+    async fn put_bucket_acl(&self, req: S3Request<dto::PutBucketAclInput>) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        only_private_acl(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        if req.input.access_control_policy.is_some() {
+            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "ACL grants are not offered: only the canned ACL private"));
+        }
+        Ok(S3Response::new(dto::PutBucketAclOutput {}))
+    }
+
+    async fn get_object_acl(&self, req: S3Request<dto::GetObjectAclInput>) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
+        self.storage.head_object(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
+        let (grants, owner) = owner_full_control(self.owner(&req));
+        Ok(S3Response::new(dto::GetObjectAclOutput { grants, owner, ..Default::default() }))
+    }
+
+    async fn put_object_acl(&self, req: S3Request<dto::PutObjectAclInput>) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
+        self.storage.head_object(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
+        only_private_acl(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        if req.input.access_control_policy.is_some() {
+            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "ACL grants are not offered: only the canned ACL private"));
+        }
+        Ok(S3Response::new(dto::PutObjectAclOutput::default()))
+    }
+
+    async fn get_bucket_cors(&self, req: S3Request<dto::GetBucketCorsInput>) -> S3Result<S3Response<dto::GetBucketCorsOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        Err(S3Error::with_message(S3ErrorCode::NoSuchCORSConfiguration, "the bucket has no CORS configuration"))
+    }
+
+    async fn get_bucket_policy(&self, req: S3Request<dto::GetBucketPolicyInput>) -> S3Result<S3Response<dto::GetBucketPolicyOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        Err(S3Error::with_message(S3ErrorCode::NoSuchBucketPolicy, "the bucket has no policy"))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        Err(S3Error::with_message(S3ErrorCode::NoSuchLifecycleConfiguration, "the bucket has no lifecycle configuration"))
+    }
+
+    async fn get_bucket_tagging(&self, req: S3Request<dto::GetBucketTaggingInput>) -> S3Result<S3Response<dto::GetBucketTaggingOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        Err(S3Error::with_message(S3ErrorCode::NoSuchTagSet, "the bucket has no tags"))
+    }
+
+    async fn get_bucket_website(&self, req: S3Request<dto::GetBucketWebsiteInput>) -> S3Result<S3Response<dto::GetBucketWebsiteOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        Err(S3Error::with_message(S3ErrorCode::NoSuchWebsiteConfiguration, "the bucket has no website configuration"))
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<dto::GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::GetPublicAccessBlockOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        let mut none = S3Error::with_message(
+            S3ErrorCode::Custom("NoSuchPublicAccessBlockConfiguration".into()),
+            "the bucket has no public access block configuration (nothing here is public)",
+        );
+        none.set_status_code(http::StatusCode::NOT_FOUND);
+        Err(none)
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<dto::GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLockConfigurationOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        Err(S3Error::with_message(S3ErrorCode::ObjectLockConfigurationNotFoundError, "object lock is not configured on the bucket"))
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<dto::GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<dto::GetBucketEncryptionOutput>> {
+        let bucket = self.storage.bucket(&req.input.bucket).map_err(to_s3)?;
+        let Some(key) = bucket.default_encryption_key else {
+            return Err(S3Error::with_message(
+                S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
+                "the bucket has no default encryption key",
+            ));
+        };
+        let rule = dto::ServerSideEncryptionRule {
+            apply_server_side_encryption_by_default: Some(dto::ServerSideEncryptionByDefault {
+                sse_algorithm: dto::ServerSideEncryption::from(SSE_KMS.to_owned()),
+                kms_master_key_id: Some(key),
+            }),
+            bucket_key_enabled: None,
+        };
+        Ok(S3Response::new(dto::GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(dto::ServerSideEncryptionConfiguration { rules: vec![rule] }),
+        }))
+    }
+
+    // ---- objects
+
     async fn put_object(&self, req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let body_check = S3Checksum::of(&req);
         let input = req.input;
         let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
-        let encryption_key = match requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id) {
-            Ok(key) => key,
+        let checked = (|| {
+            only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
+            let encryption_key = requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id)?;
+            let precondition = write_precondition(input.if_match, input.if_none_match)?;
+            Ok((encryption_key, precondition, body_check?))
+        })();
+        let (encryption_key, precondition, body_check) = match checked {
+            Ok(checked) => checked,
             Err(e) => return Err(refuse_upload(e, body).await),
         };
-        let new = NewObject { content_type: input.content_type, metadata: user_metadata(input.metadata), encryption_key };
-        let info = self.storage.put_object(&input.bucket, &input.key, new, body).await.map_err(to_s3)?;
+        let new = NewObject {
+            content_type: input.content_type,
+            metadata: user_metadata(input.metadata),
+            headers: stored_headers(
+                input.cache_control,
+                input.content_disposition,
+                input.content_encoding,
+                input.content_language,
+                input.expires,
+            ),
+            tags: tagging_header(input.tagging.as_deref()),
+            encryption_key,
+        };
+        let checks = WriteChecks { content_md5: input.content_md5, precondition, body_check };
+        let info = self.storage.put_object(&input.bucket, &input.key, new, checks, body).await.map_err(body_refusal)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
+        let sums = checksum_fields(&info);
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&info)),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             server_side_encryption,
             ssekms_key_id,
             ..Default::default()
@@ -204,21 +771,40 @@ impl S3 for S3Front {
             dto::Range::Int { first, last } => ByteRange::From { first, last },
             dto::Range::Suffix { length } => ByteRange::Suffix { length },
         });
-        let download = self.storage.get_object(&input.bucket, &input.key, range).await.map_err(to_s3)?;
+        let conditions = read_conditions(input.if_match, input.if_none_match, input.if_modified_since, input.if_unmodified_since);
+        let download = self.storage.get_object_if(&input.bucket, &input.key, range, &conditions).await.map_err(to_s3)?;
         let info = download.info;
         let content_range = download
             .partial
             .then(|| format!("bytes {}-{}/{}", download.range.start, download.range.end - 1, info.size));
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
+        // The whole object's checksum, when asked for and the whole object is served.
+        let sums = if checksum_mode_enabled(input.checksum_mode.as_ref()) && !download.partial {
+            checksum_fields(&info)
+        } else {
+            dto::Checksum::default()
+        };
+        // `response-*` query parameters (presigned download links use them) override what is stored.
         Ok(S3Response::new(dto::GetObjectOutput {
             body: Some(StreamingBlob::wrap(download.body)),
             content_length: Some((download.range.end - download.range.start) as i64),
             content_range,
             accept_ranges: Some("bytes".into()),
-            content_type: Some(info.content_type.clone()),
+            content_type: Some(input.response_content_type.unwrap_or_else(|| info.content_type.clone())),
+            cache_control: input.response_cache_control.or_else(|| header_of(&info, "cache-control")),
+            content_disposition: input.response_content_disposition.or_else(|| header_of(&info, "content-disposition")),
+            content_encoding: input.response_content_encoding.or_else(|| header_of(&info, "content-encoding")),
+            content_language: input.response_content_language.or_else(|| header_of(&info, "content-language")),
+            expires: input.response_expires.or_else(|| expires_of(&info)),
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(&info.last_modified)),
             metadata: Some(info.metadata.clone().into_iter().collect()),
+            tag_count: tag_count(&info),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             server_side_encryption,
             ssekms_key_id,
             ..Default::default()
@@ -226,15 +812,28 @@ impl S3 for S3Front {
     }
 
     async fn head_object(&self, req: S3Request<dto::HeadObjectInput>) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        let info = self.storage.head_object(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
+        let input = req.input;
+        let conditions = read_conditions(input.if_match, input.if_none_match, input.if_modified_since, input.if_unmodified_since);
+        let info = self.storage.head_object_if(&input.bucket, &input.key, &conditions).await.map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
+        let sums = if checksum_mode_enabled(input.checksum_mode.as_ref()) { checksum_fields(&info) } else { dto::Checksum::default() };
         Ok(S3Response::new(dto::HeadObjectOutput {
             content_length: Some(info.size as i64),
             accept_ranges: Some("bytes".into()),
-            content_type: Some(info.content_type.clone()),
+            content_type: Some(input.response_content_type.unwrap_or_else(|| info.content_type.clone())),
+            cache_control: input.response_cache_control.or_else(|| header_of(&info, "cache-control")),
+            content_disposition: input.response_content_disposition.or_else(|| header_of(&info, "content-disposition")),
+            content_encoding: input.response_content_encoding.or_else(|| header_of(&info, "content-encoding")),
+            content_language: input.response_content_language.or_else(|| header_of(&info, "content-language")),
+            expires: input.response_expires.or_else(|| expires_of(&info)),
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(&info.last_modified)),
             metadata: Some(info.metadata.clone().into_iter().collect()),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             server_side_encryption,
             ssekms_key_id,
             ..Default::default()
@@ -249,7 +848,13 @@ impl S3 for S3Front {
 
     async fn delete_objects(&self, req: S3Request<dto::DeleteObjectsInput>) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
         let input = req.input;
-        self.storage.bucket(&input.bucket).map_err(to_s3)?;
+        self.bucket_exists(&input.bucket)?;
+        if input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                format!("{} keys named; one DeleteObjects request takes at most {MAX_DELETE_KEYS}", input.delete.objects.len()),
+            ));
+        }
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
@@ -277,75 +882,104 @@ impl S3 for S3Front {
         }))
     }
 
-    async fn list_objects_v2(&self, req: S3Request<dto::ListObjectsV2Input>) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+    /// ListObjects (v1): pages by `Marker`, the last key (or common prefix) seen.
+    async fn list_objects(&self, req: S3Request<dto::ListObjectsInput>) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+        let owner = self.owner(&req);
         let input = req.input;
+        let encoding = ListEncoding::of(input.encoding_type.as_ref())?;
         let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
+        let delimiter = input.delimiter.filter(|d| !d.is_empty());
         let prefix = input.prefix.clone().unwrap_or_default();
-        let (objects, prefixes, next) = if max_keys == 0 {
-            self.storage.bucket(&input.bucket).map_err(to_s3)?;
-            (Vec::new(), Vec::new(), None)
-        } else {
-            let page = self
-                .storage
-                .list_objects(
-                    &input.bucket,
-                    &prefix,
-                    input.delimiter.as_deref(),
-                    input.start_after.as_deref(),
-                    input.continuation_token.as_deref(),
-                    max_keys as u32,
-                )
-                .await
-                .map_err(to_s3)?;
-            (page.objects, page.common_prefixes, page.next_continuation_token)
-        };
-        let key_count = (objects.len() + prefixes.len()) as i32;
-        let contents: Vec<dto::Object> = objects
-            .iter()
-            .map(|o| dto::Object {
-                key: Some(o.key.clone()),
-                size: Some(o.size as i64),
-                e_tag: Some(etag(o)),
-                last_modified: Some(timestamp(&o.last_modified)),
-                storage_class: Some(dto::ObjectStorageClass::from_static(dto::ObjectStorageClass::STANDARD)),
-                ..Default::default()
-            })
-            .collect();
-        let common_prefixes: Vec<dto::CommonPrefix> =
-            prefixes.into_iter().map(|p| dto::CommonPrefix { prefix: Some(p) }).collect();
+        let marker = input.marker.filter(|m| !m.is_empty());
+        let page = self.page(&input.bucket, &prefix, delimiter.as_deref(), marker.as_deref(), None, max_keys).await?;
+        let truncated = page.next_continuation_token.is_some();
+        // S3 gives NextMarker only with a delimiter; without one clients use the last key.
+        let last_key = page.objects.last().map(|o| o.key.clone());
+        let last_prefix = page.common_prefixes.last().cloned();
+        let next_marker = (truncated && delimiter.is_some()).then(|| last_key.max(last_prefix)).flatten();
+        let contents: Vec<_> = page.objects.iter().map(|o| list_entry(o, Some(&owner), encoding)).collect();
+        Ok(S3Response::new(dto::ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: Some(encoding.apply(prefix)),
+            delimiter: encoding.apply_opt(delimiter),
+            marker: Some(encoding.apply(marker.unwrap_or_default())),
+            next_marker: encoding.apply_opt(next_marker),
+            max_keys: Some(max_keys),
+            is_truncated: Some(truncated),
+            encoding_type: encoding.echo(),
+            common_prefixes: common_prefix_entries(&page, encoding),
+            contents: (!contents.is_empty()).then_some(contents),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<dto::ListObjectsV2Input>) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        let owner = req.input.fetch_owner.unwrap_or(false).then(|| self.owner(&req));
+        let input = req.input;
+        let encoding = ListEncoding::of(input.encoding_type.as_ref())?;
+        let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
+        let delimiter = input.delimiter.filter(|d| !d.is_empty());
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let page = self
+            .page(
+                &input.bucket,
+                &prefix,
+                delimiter.as_deref(),
+                input.start_after.as_deref(),
+                input.continuation_token.as_deref(),
+                max_keys,
+            )
+            .await?;
+        let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;
+        let contents: Vec<_> = page.objects.iter().map(|o| list_entry(o, owner.as_ref(), encoding)).collect();
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
+            prefix: Some(encoding.apply(prefix)),
+            delimiter: encoding.apply_opt(delimiter),
             max_keys: Some(max_keys),
             key_count: Some(key_count),
-            is_truncated: Some(next.is_some()),
+            is_truncated: Some(page.next_continuation_token.is_some()),
             continuation_token: input.continuation_token,
-            next_continuation_token: next,
-            start_after: input.start_after,
-            encoding_type: input.encoding_type,
+            next_continuation_token: page.next_continuation_token.clone(),
+            start_after: encoding.apply_opt(input.start_after),
+            encoding_type: encoding.echo(),
+            common_prefixes: common_prefix_entries(&page, encoding),
             contents: (!contents.is_empty()).then_some(contents),
-            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
             ..Default::default()
         }))
     }
 
     async fn copy_object(&self, req: S3Request<dto::CopyObjectInput>) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let input = req.input;
-        let dto::CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
-            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "copy from access points is not offered"));
-        };
+        only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
         let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
+        let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
         let encryption_key = requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id)?;
+        let source = copy_source(
+            &input.copy_source,
+            read_conditions(
+                input.copy_source_if_match,
+                input.copy_source_if_none_match,
+                input.copy_source_if_modified_since,
+                input.copy_source_if_unmodified_since,
+            ),
+        )?;
         let source = CopySource {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
             replace_metadata: replace.then(|| NewObject {
                 content_type: input.content_type,
                 metadata: user_metadata(input.metadata),
-                encryption_key: None,
+                headers: stored_headers(
+                    input.cache_control,
+                    input.content_disposition,
+                    input.content_encoding,
+                    input.content_language,
+                    input.expires,
+                ),
+                ..Default::default()
             }),
+            replace_tags: replace_tags.then(|| tagging_header(input.tagging.as_deref())),
             encryption_key,
+            ..source
         };
         let info = self.storage.copy_object(source, &input.bucket, &input.key).await.map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
@@ -361,13 +995,56 @@ impl S3 for S3Front {
         }))
     }
 
+    // ---- tags
+
+    async fn get_object_tagging(&self, req: S3Request<dto::GetObjectTaggingInput>) -> S3Result<S3Response<dto::GetObjectTaggingOutput>> {
+        let tags = self.storage.object_tags(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::GetObjectTaggingOutput { tag_set: tag_set(tags), version_id: None }))
+    }
+
+    async fn put_object_tagging(&self, req: S3Request<dto::PutObjectTaggingInput>) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
+        let input = req.input;
+        let mut tags = BTreeMap::new();
+        for tag in input.tagging.tag_set {
+            let key = tag.key.unwrap_or_default();
+            if tags.insert(key.clone(), tag.value.unwrap_or_default()).is_some() {
+                return Err(S3Error::with_message(S3ErrorCode::InvalidTag, format!("tag key {key:?} is given twice")));
+            }
+        }
+        self.storage.set_object_tags(&input.bucket, &input.key, tags).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutObjectTaggingOutput::default()))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<dto::DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
+        self.storage.set_object_tags(&req.input.bucket, &req.input.key, BTreeMap::new()).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteObjectTaggingOutput::default()))
+    }
+
+    // ---- multipart uploads
+
     async fn create_multipart_upload(
         &self,
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
         let input = req.input;
+        only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
         let encryption_key = requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id)?;
-        let new = NewObject { content_type: input.content_type, metadata: user_metadata(input.metadata), encryption_key };
+        let new = NewObject {
+            content_type: input.content_type,
+            metadata: user_metadata(input.metadata),
+            headers: stored_headers(
+                input.cache_control,
+                input.content_disposition,
+                input.content_encoding,
+                input.content_language,
+                input.expires,
+            ),
+            tags: tagging_header(input.tagging.as_deref()),
+            encryption_key,
+        };
         let upload = self.storage.create_upload(&input.bucket, &input.key, new).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {
             bucket: Some(upload.bucket),
@@ -378,16 +1055,60 @@ impl S3 for S3Front {
     }
 
     async fn upload_part(&self, req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        // A part's checksum is verified; it is not kept (objects made of parts carry no checksum).
+        let body_check = S3Checksum::of(&req);
         let input = req.input;
-        let part_number = u32::try_from(input.part_number)
-            .map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "part numbers are 1 to 10000"))?;
         let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
+        let (part_number, body_check) = match part_number(input.part_number).and_then(|n| Ok((n, body_check?))) {
+            Ok(checked) => checked,
+            Err(e) => return Err(refuse_upload(e, body).await),
+        };
         let md5 = self
             .storage
-            .upload_part(&input.bucket, &input.key, &input.upload_id, part_number, body)
+            .upload_part(&input.bucket, &input.key, &input.upload_id, part_number, body_check, body)
+            .await
+            .map_err(body_refusal)?;
+        Ok(S3Response::new(dto::UploadPartOutput { e_tag: Some(ETag::Strong(md5)), ..Default::default() }))
+    }
+
+    async fn upload_part_copy(&self, req: S3Request<dto::UploadPartCopyInput>) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let input = req.input;
+        let part_number = part_number(input.part_number)?;
+        let source = copy_source(
+            &input.copy_source,
+            read_conditions(
+                input.copy_source_if_match,
+                input.copy_source_if_none_match,
+                input.copy_source_if_modified_since,
+                input.copy_source_if_unmodified_since,
+            ),
+        )?;
+        let range = match input.copy_source_range.as_deref() {
+            None => None,
+            // Only `bytes=first-last` here (S3's rule for UploadPartCopy).
+            Some(text) => match ByteRange::parse(text) {
+                Ok(range @ ByteRange::From { last: Some(_), .. }) => Some(range),
+                _ => {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::InvalidArgument,
+                        format!("x-amz-copy-source-range {text:?} must be bytes=<first>-<last>"),
+                    ));
+                }
+            },
+        };
+        let part = self
+            .storage
+            .upload_part_copy(&input.bucket, &input.key, &input.upload_id, part_number, &source, range)
             .await
             .map_err(to_s3)?;
-        Ok(S3Response::new(dto::UploadPartOutput { e_tag: Some(ETag::Strong(md5)), ..Default::default() }))
+        Ok(S3Response::new(dto::UploadPartCopyOutput {
+            copy_part_result: Some(dto::CopyPartResult {
+                e_tag: Some(ETag::Strong(part.etag)),
+                last_modified: Some(timestamp(&part.last_modified)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
     }
 
     async fn list_parts(&self, req: S3Request<dto::ListPartsInput>) -> S3Result<S3Response<dto::ListPartsOutput>> {
@@ -436,6 +1157,7 @@ impl S3 for S3Front {
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
         let input = req.input;
+        let precondition = write_precondition(input.if_match, input.if_none_match)?;
         let parts: Vec<(u32, String)> = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -452,7 +1174,7 @@ impl S3 for S3Front {
             .collect();
         let info = self
             .storage
-            .complete_upload(&input.bucket, &input.key, &input.upload_id, &parts)
+            .complete_upload(&input.bucket, &input.key, &input.upload_id, &parts, &precondition)
             .await
             .map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
@@ -474,4 +1196,28 @@ impl S3 for S3Front {
         self.storage.abort_upload(&input.bucket, &input.key, &input.upload_id).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
     }
+}
+
+fn checksum_mode_enabled(mode: Option<&dto::ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(dto::ChecksumMode::ENABLED))
+}
+
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n).map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "part numbers are 1 to 10000"))
+}
+
+/// The object a copy reads, with the conditions it must meet; what the copy writes is filled in by
+/// the caller.
+fn copy_source(source: &dto::CopySource, conditions: ReadConditions) -> S3Result<CopySource> {
+    let dto::CopySource::Bucket { bucket, key, .. } = source else {
+        return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "copy from access points is not offered"));
+    };
+    Ok(CopySource {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        replace_metadata: None,
+        replace_tags: None,
+        encryption_key: None,
+        conditions,
+    })
 }

@@ -26,6 +26,12 @@ pub struct ObjectRow {
     pub key_ref: Option<String>,
     pub wrapped_key: Option<String>,
     pub created_at: i64,
+    /// Cache-Control and the other stored HTTP headers, a JSON object.
+    pub headers: String,
+    /// The object's tags, a JSON object.
+    pub tags: String,
+    /// `<ALGORITHM>:<base64>` of the checksum the upload was verified against.
+    pub checksum: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -38,6 +44,8 @@ pub struct UploadRow {
     pub key_ref: Option<String>,
     pub wrapped_key: Option<String>,
     pub created_at: i64,
+    pub headers: String,
+    pub tags: String,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -122,11 +130,12 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
-const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (bucket, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size, etag = excluded.etag, \
      content_type = excluded.content_type, metadata = excluded.metadata, key_ref = excluded.key_ref, \
-     wrapped_key = excluded.wrapped_key, created_at = excluded.created_at";
+     wrapped_key = excluded.wrapped_key, created_at = excluded.created_at, headers = excluded.headers, tags = excluded.tags, \
+     checksum = excluded.checksum";
 
 fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
     sqlx::query(UPSERT_OBJECT)
@@ -140,16 +149,71 @@ fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::
         .bind(&row.key_ref)
         .bind(&row.wrapped_key)
         .bind(row.created_at)
+        .bind(&row.headers)
+        .bind(&row.tags)
+        .bind(&row.checksum)
 }
 
-/// Makes `row` the current version of its key in one statement (the replaced blob goes to
-/// `garbage` by trigger). false: the bucket does not exist.
-pub async fn put_object(db: &Db, row: &ObjectRow) -> DbResult<bool> {
-    match upsert_object(row).execute(&db.write).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_foreign_key_violation(&e) => Ok(false),
-        Err(e) => Err(e),
+/// What must hold of a key's current object for a write to replace it (S3's conditional writes:
+/// `If-None-Match: *` and `If-Match: <etag>`), checked in the write's own transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// There is no object at the key.
+    Absent,
+    /// The object at the key has this ETag (unquoted).
+    ETag(String),
+}
+
+pub enum PutOutcome {
+    Done,
+    NoBucket,
+    PreconditionFailed,
+}
+
+/// Whether the key's current object satisfies `precondition`, read inside the write's transaction.
+async fn precondition_holds(tx: &mut sqlx::SqliteConnection, row: &ObjectRow, precondition: &Precondition) -> DbResult<bool> {
+    if *precondition == Precondition::None {
+        return Ok(true);
     }
+    let current: Option<String> = sqlx::query_scalar("SELECT etag FROM objects WHERE bucket = ? AND key = ?")
+        .bind(&row.bucket)
+        .bind(&row.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(match precondition {
+        Precondition::None => true,
+        Precondition::Absent => current.is_none(),
+        Precondition::ETag(want) => current.as_deref() == Some(want.as_str()),
+    })
+}
+
+/// Makes `row` the current version of its key if `precondition` holds (the replaced blob goes to
+/// `garbage` by trigger).
+pub async fn put_object(db: &Db, row: &ObjectRow, precondition: &Precondition) -> DbResult<PutOutcome> {
+    let mut tx = db.write.begin().await?;
+    if !precondition_holds(&mut tx, row, precondition).await? {
+        return Ok(PutOutcome::PreconditionFailed);
+    }
+    match upsert_object(row).execute(&mut *tx).await {
+        Ok(_) => {}
+        Err(e) if is_foreign_key_violation(&e) => return Ok(PutOutcome::NoBucket),
+        Err(e) => return Err(e),
+    }
+    tx.commit().await?;
+    Ok(PutOutcome::Done)
+}
+
+/// Replaces an object's tags, leaving its bytes, ETag and modification time. false: no such object.
+pub async fn set_object_tags(db: &Db, bucket: &str, key: &str, tags: &str) -> DbResult<bool> {
+    let done = sqlx::query("UPDATE objects SET tags = ? WHERE bucket = ? AND key = ?")
+        .bind(tags)
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .execute(&db.write)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// false: there was no such object.
@@ -202,7 +266,8 @@ pub async fn clear_garbage(db: &Db) -> DbResult<()> {
 
 pub async fn insert_upload(db: &Db, row: &UploadRow) -> DbResult<()> {
     sqlx::query(
-        "INSERT INTO uploads (id, bucket, key, content_type, metadata, key_ref, wrapped_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO uploads (id, bucket, key, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.id)
     .bind(&row.bucket)
@@ -212,6 +277,8 @@ pub async fn insert_upload(db: &Db, row: &UploadRow) -> DbResult<()> {
     .bind(&row.key_ref)
     .bind(&row.wrapped_key)
     .bind(row.created_at)
+    .bind(&row.headers)
+    .bind(&row.tags)
     .execute(&db.write)
     .await
     .map(|_| ())
@@ -255,12 +322,16 @@ pub enum UploadFinished {
     Done,
     NoUpload,
     NoBucket,
+    PreconditionFailed,
 }
 
-/// Completes an upload: its object row replaces the key's current one and the upload and its
-/// parts are deleted (their blobs to `garbage`), all in one transaction.
-pub async fn complete_upload(db: &Db, upload_id: &str, object: &ObjectRow) -> DbResult<UploadFinished> {
+/// Completes an upload: if `precondition` holds, its object row replaces the key's current one
+/// and the upload and its parts are deleted (their blobs to `garbage`), all in one transaction.
+pub async fn complete_upload(db: &Db, upload_id: &str, object: &ObjectRow, precondition: &Precondition) -> DbResult<UploadFinished> {
     let mut tx = db.write.begin().await?;
+    if !precondition_holds(&mut tx, object, precondition).await? {
+        return Ok(UploadFinished::PreconditionFailed);
+    }
     if sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&mut *tx).await?.rows_affected() == 0 {
         return Ok(UploadFinished::NoUpload);
     }

@@ -16,10 +16,16 @@ use crate::{
     store::{self, AccessKeyRow},
 };
 
+#[derive(Clone)]
+struct ActiveKey {
+    secret: String,
+    owner: String,
+}
+
 pub struct AccessKeys {
     db: Db,
-    /// Active (not revoked) key id → secret.
-    active: std::sync::RwLock<std::collections::HashMap<String, String>>,
+    /// Active (not revoked) key id → its secret and who created it.
+    active: std::sync::RwLock<std::collections::HashMap<String, ActiveKey>>,
 }
 
 fn db_err(e: sqlx::Error) -> ApiError {
@@ -29,7 +35,11 @@ fn db_err(e: sqlx::Error) -> ApiError {
 impl AccessKeys {
     pub async fn load(db: Db) -> Result<Self, sqlx::Error> {
         let rows = store::list_access_keys(&db).await?;
-        let active = rows.into_iter().filter(|r| r.revoked_at.is_none()).map(|r| (r.id, r.secret)).collect();
+        let active = rows
+            .into_iter()
+            .filter(|r| r.revoked_at.is_none())
+            .map(|r| (r.id, ActiveKey { secret: r.secret, owner: r.created_by }))
+            .collect();
         Ok(Self { db, active: std::sync::RwLock::new(active) })
     }
 
@@ -58,7 +68,8 @@ impl AccessKeys {
             revoked_at: None,
         };
         store::insert_access_key(&self.db, &row).await.map_err(db_err)?;
-        self.active.write().expect("access keys lock").insert(row.id.clone(), row.secret.clone());
+        let active = ActiveKey { secret: row.secret.clone(), owner: row.created_by.clone() };
+        self.active.write().expect("access keys lock").insert(row.id.clone(), active);
         Ok(AccessKey { secret: Some(secret), ..model(row) })
     }
 
@@ -77,7 +88,12 @@ impl AccessKeys {
 
     /// The secret of an active (not revoked) key.
     pub fn active_secret(&self, id: &str) -> Option<String> {
-        self.active.read().expect("access keys lock").get(id).cloned()
+        self.active.read().expect("access keys lock").get(id).map(|k| k.secret.clone())
+    }
+
+    /// Who created an active key: the owner S3 answers name (ListBuckets, listings with owners).
+    pub fn owner(&self, id: &str) -> Option<String> {
+        self.active.read().expect("access keys lock").get(id).map(|k| k.owner.clone())
     }
 }
 

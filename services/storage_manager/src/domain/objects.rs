@@ -16,11 +16,12 @@ use md5::{Digest as _, Md5};
 use super::{
     blobs::{BlobStore, BlobWriter, ByteStream, Seal, WrittenBlob, hex},
     envelope::Envelope,
-    names::{check_bucket_name, check_key, check_metadata},
+    names::{check_bucket_name, check_headers, check_key, check_metadata, check_tags},
 };
+pub use crate::store::Precondition;
 use crate::{
     model::{Bucket, ObjectInfo, ObjectList},
-    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, UploadFinished, UploadRow},
+    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, PutOutcome, UploadFinished, UploadRow},
 };
 
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -28,6 +29,8 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 pub const MAX_PAGE: u32 = 1000;
 /// S3's part numbers.
 pub const MAX_PART_NUMBER: u32 = 10_000;
+/// S3's smallest part, for every part of a completed upload but the last.
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// The nonce domain of a finished object's chunks; parts use their part number.
 const OBJECT_DOMAIN: u32 = 0;
 
@@ -53,8 +56,84 @@ pub struct Storage {
 pub struct NewObject {
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// HTTP headers served back on reads: lowercase names from [`super::names::STORED_HEADERS`].
+    pub headers: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
     /// A key_manager key for this object; else the bucket's default, else none.
     pub encryption_key: Option<String>,
+}
+
+/// What a write must satisfy before it replaces anything: the bytes' integrity and the key's
+/// current state. A write that fails either stores nothing.
+#[derive(Default)]
+pub struct WriteChecks {
+    /// `Content-MD5`: the base64 MD5 the bytes must have.
+    pub content_md5: Option<String>,
+    pub precondition: Precondition,
+    /// A check of the bytes that only a protocol knows how to make (S3's `x-amz-checksum-*`).
+    pub body_check: Option<Box<dyn BodyCheck>>,
+}
+
+/// A check fed every chunk of an upload as it is stored and asked for its verdict before the
+/// object becomes visible.
+pub trait BodyCheck: Send + Sync {
+    fn update(&mut self, chunk: &[u8]);
+    /// The value to keep with the object (`<ALGORITHM>:<base64>`), or the refusal.
+    fn verdict(self: Box<Self>) -> ApiResult<Option<String>>;
+}
+
+impl WriteChecks {
+    /// The MD5 the bytes must have, or a refusal of a malformed header (before any byte is read).
+    fn expected_md5(&self) -> ApiResult<Option<String>> {
+        let Some(given) = &self.content_md5 else { return Ok(None) };
+        match base64::engine::general_purpose::STANDARD.decode(given.trim()) {
+            Ok(digest) if digest.len() == 16 => Ok(Some(hex(&digest))),
+            _ => Err(ApiError::bad_request(
+                "invalid_digest",
+                format!("Content-MD5 {given:?} is not the base64 of a 16-byte MD5 digest"),
+            )),
+        }
+    }
+}
+
+/// HTTP's conditional read headers (RFC 9110 section 13), as S3 evaluates them on GET and HEAD.
+#[derive(Debug, Clone, Default)]
+pub struct ReadConditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub if_unmodified_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ReadConditions {
+    /// 412 when If-Match (or, without it, If-Unmodified-Since) fails; 304 when If-None-Match
+    /// matches (or, without it, the object is unmodified since If-Modified-Since). Times compare
+    /// in whole seconds, as HTTP dates carry them.
+    pub fn check(&self, info: &ObjectInfo) -> ApiResult<()> {
+        let matches = |condition: &str| {
+            condition.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == info.etag)
+        };
+        let modified = info.last_modified.timestamp();
+        let failed = match &self.if_match {
+            Some(condition) => !matches(condition),
+            None => self.if_unmodified_since.is_some_and(|since| modified > since.timestamp()),
+        };
+        if failed {
+            return Err(ApiError::new(
+                http::StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("the object's ETag is \"{}\" and it was last modified at {}: the request's condition does not hold", info.etag, info.last_modified),
+            ));
+        }
+        let not_modified = match &self.if_none_match {
+            Some(condition) => matches(condition),
+            None => self.if_modified_since.is_some_and(|since| modified <= since.timestamp()),
+        };
+        if not_modified {
+            return Err(ApiError::new(http::StatusCode::NOT_MODIFIED, "not_modified", "the object has not changed"));
+        }
+        Ok(())
+    }
 }
 
 /// A `Range` request, as HTTP and S3 express it.
@@ -134,9 +213,13 @@ pub struct PartInfo {
 pub struct CopySource {
     pub bucket: String,
     pub key: String,
-    /// None: keep the source's content type and metadata (S3's `COPY` directive).
+    /// None: keep the source's content type, metadata and headers (S3's `COPY` directive).
     pub replace_metadata: Option<NewObject>,
+    /// None: keep the source's tags.
+    pub replace_tags: Option<BTreeMap<String, String>>,
     pub encryption_key: Option<String>,
+    /// What must hold of the source (`x-amz-copy-source-if-*`); a failure is 412.
+    pub conditions: ReadConditions,
 }
 
 fn db_err(e: sqlx::Error) -> ApiError {
@@ -153,6 +236,19 @@ fn no_bucket(name: &str) -> ApiError {
 
 fn no_object(bucket: &str, key: &str) -> ApiError {
     ApiError::not_found("object_not_found", format!("no object {key:?} in bucket {bucket:?}"))
+}
+
+fn precondition_failed(bucket: &str, key: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        format!("the write's condition (If-Match or If-None-Match) does not hold for {key:?} in bucket {bucket:?}; nothing was stored"),
+    )
+}
+
+/// A copy's conditions name its source; S3 answers 412 whichever way they fail (no 304).
+fn source_condition_failed(e: ApiError, source: &CopySource) -> ApiError {
+    if e.body().code == "not_modified" { precondition_failed(&source.bucket, &source.key) } else { e }
 }
 
 fn no_upload(id: &str) -> ApiError {
@@ -263,44 +359,60 @@ impl Storage {
 
     /// Stores `body` as `bucket/key`. The previous version stays readable until the new one is
     /// complete and durable; an upload that fails or is cut off changes nothing.
-    pub async fn put_object<S, E>(&self, bucket: &str, key: &str, new: NewObject, body: S) -> ApiResult<ObjectInfo>
+    pub async fn put_object<S, E>(&self, bucket: &str, key: &str, new: NewObject, mut checks: WriteChecks, body: S) -> ApiResult<ObjectInfo>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
         let checked = async {
             check_key(key)?;
-            check_metadata(&new.metadata)?;
+            check_new_object(&new)?;
+            let expected_md5 = checks.expected_md5()?;
             let bucket_row = self.bucket_row(bucket)?;
             let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
             let (seal, wrapped) = self.new_seal(key_ref.as_deref(), OBJECT_DOMAIN).await?;
-            Ok((key_ref, seal, wrapped))
+            Ok((key_ref, seal, wrapped, expected_md5))
         };
-        let (key_ref, seal, wrapped) = match checked.await {
+        let (key_ref, seal, wrapped, expected_md5) = match checked.await {
             Ok(checked) => checked,
             Err(e) => return Err(refuse_upload(e, body).await),
         };
         let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
-        self.copy_body(&mut writer, body).await?;
+        self.copy_body(&mut writer, body, checks.body_check.as_deref_mut()).await?;
         let blob = writer.finish().await.map_err(io_err)?;
-        let row = object_row(bucket, key, &blob, blob.md5_hex.clone(), &new, key_ref, wrapped)?;
-        self.commit_object(row).await
+        let checksum = match checks.body_check.take().map(BodyCheck::verdict).transpose() {
+            Ok(checksum) => checksum.flatten(),
+            Err(refusal) => {
+                self.blobs.remove(&blob.id).await;
+                return Err(refusal);
+            }
+        };
+        if let Some(expected) = expected_md5
+            && expected != blob.md5_hex
+        {
+            self.blobs.remove(&blob.id).await;
+            return Err(ApiError::bad_request(
+                "bad_digest",
+                format!("the bytes received have MD5 {} but Content-MD5 says {expected}; nothing was stored", blob.md5_hex),
+            ));
+        }
+        let mut row = object_row(bucket, key, &blob, blob.md5_hex.clone(), &new, key_ref, wrapped)?;
+        row.checksum = checksum;
+        self.commit_object(row, &checks.precondition).await
     }
 
-    async fn commit_object(&self, row: ObjectRow) -> ApiResult<ObjectInfo> {
-        match store::put_object(&self.db, &row).await {
-            Ok(true) => {
+    async fn commit_object(&self, row: ObjectRow, precondition: &Precondition) -> ApiResult<ObjectInfo> {
+        let outcome = store::put_object(&self.db, &row, precondition).await;
+        if !matches!(outcome, Ok(PutOutcome::Done)) {
+            self.blobs.remove(&row.blob_id).await;
+        }
+        match outcome.map_err(db_err)? {
+            PutOutcome::Done => {
                 self.garbage.notify_one();
                 object_model(row)
             }
-            Ok(false) => {
-                self.blobs.remove(&row.blob_id).await;
-                Err(no_bucket(&row.bucket))
-            }
-            Err(e) => {
-                self.blobs.remove(&row.blob_id).await;
-                Err(db_err(e))
-            }
+            PutOutcome::NoBucket => Err(no_bucket(&row.bucket)),
+            PutOutcome::PreconditionFailed => Err(precondition_failed(&row.bucket, &String::from_utf8_lossy(&row.key))),
         }
     }
 
@@ -314,7 +426,7 @@ impl Storage {
         }
     }
 
-    async fn copy_body<S, E>(&self, writer: &mut BlobWriter, body: S) -> ApiResult<()>
+    async fn copy_body<S, E>(&self, writer: &mut BlobWriter, body: S, mut check: Option<&mut (dyn BodyCheck + 'static)>) -> ApiResult<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -330,6 +442,9 @@ impl Storage {
                     "object_too_large",
                     format!("objects may be at most {} bytes", self.max_object_bytes),
                 ));
+            }
+            if let Some(check) = check.as_deref_mut() {
+                check.update(&chunk);
             }
             writer.write(&chunk).await.map_err(io_err)?;
         }
@@ -350,11 +465,24 @@ impl Storage {
         }
     }
 
+    /// An object's metadata, if `conditions` hold for it.
+    pub async fn head_object_if(&self, bucket: &str, key: &str, conditions: &ReadConditions) -> ApiResult<ObjectInfo> {
+        let info = self.head_object(bucket, key).await?;
+        conditions.check(&info)?;
+        Ok(info)
+    }
+
     pub async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> ApiResult<Download> {
+        self.get_object_if(bucket, key, range, &ReadConditions::default()).await
+    }
+
+    /// An object's bytes (or a range of them), if `conditions` hold for the version served.
+    pub async fn get_object_if(&self, bucket: &str, key: &str, range: Option<ByteRange>, conditions: &ReadConditions) -> ApiResult<Download> {
         // The row can be replaced between reading it and opening its file (an overwrite removes the
         // old file); then the new row is read once more.
         for attempt in 0..2 {
             let row = self.object_row(bucket, key).await?;
+            conditions.check(&object_model(row.clone())?)?;
             let size = row.size as u64;
             let byte_range = match range {
                 Some(r) => r.resolve(size)?,
@@ -438,7 +566,11 @@ impl Storage {
                 if let Some(d) = delimiter {
                     if let Some(at) = key[prefix.len()..].find(d) {
                         let common = &key[..prefix.len() + at + d.len()];
-                        common_prefixes.push(common.to_owned());
+                        // A marker may name a common prefix itself (ListObjects' NextMarker does):
+                        // what rolls up into it was listed on an earlier page.
+                        if start_after.is_none_or(|after| common > after) {
+                            common_prefixes.push(common.to_owned());
+                        }
                         match prefix_upper_bound(common.as_bytes()) {
                             Some(next) => from = next,
                             None => break 'pages,
@@ -463,23 +595,55 @@ impl Storage {
     /// Copies an object (re-encrypting under the destination's key when it has one).
     pub async fn copy_object(&self, source: CopySource, bucket: &str, key: &str) -> ApiResult<ObjectInfo> {
         check_key(key)?;
-        let download = self.get_object(&source.bucket, &source.key, None).await?;
-        let new = match source.replace_metadata {
-            Some(new) => NewObject { encryption_key: source.encryption_key, ..new },
+        let download = self
+            .get_object_if(&source.bucket, &source.key, None, &source.conditions)
+            .await
+            .map_err(|e| source_condition_failed(e, &source))?;
+        let onto_itself = source.bucket == bucket && source.key == key;
+        if onto_itself && source.replace_metadata.is_none() && source.replace_tags.is_none() && source.encryption_key.is_none() {
+            return Err(ApiError::bad_request(
+                "copy_onto_itself",
+                "copying an object onto itself must change something: replace its metadata (MetadataDirective REPLACE), its tags or its encryption key",
+            ));
+        }
+        let info = &download.info;
+        let mut new = match source.replace_metadata {
+            Some(new) => new,
             None => NewObject {
-                content_type: Some(download.info.content_type.clone()),
-                metadata: download.info.metadata.clone(),
-                encryption_key: source.encryption_key,
+                content_type: Some(info.content_type.clone()),
+                metadata: info.metadata.clone(),
+                headers: info.headers.clone(),
+                ..Default::default()
             },
         };
-        self.put_object(bucket, key, new, download.body).await
+        new.tags = source.replace_tags.unwrap_or_else(|| info.tags.clone());
+        // As in S3: unless the copy names a key, the destination bucket's default applies.
+        new.encryption_key = source.encryption_key;
+        self.put_object(bucket, key, new, WriteChecks::default(), download.body).await
+    }
+
+    // ---- tags
+
+    pub async fn object_tags(&self, bucket: &str, key: &str) -> ApiResult<BTreeMap<String, String>> {
+        Ok(self.head_object(bucket, key).await?.tags)
+    }
+
+    /// Replaces an object's tags (an empty set deletes them).
+    pub async fn set_object_tags(&self, bucket: &str, key: &str, tags: BTreeMap<String, String>) -> ApiResult<()> {
+        check_tags(&tags)?;
+        let json = serde_json::to_string(&tags).map_err(ApiError::internal)?;
+        if !store::set_object_tags(&self.db, bucket, key, &json).await.map_err(db_err)? {
+            self.bucket_row(bucket)?;
+            return Err(no_object(bucket, key));
+        }
+        Ok(())
     }
 
     // ---- multipart uploads
 
     pub async fn create_upload(&self, bucket: &str, key: &str, new: NewObject) -> ApiResult<UploadInfo> {
         check_key(key)?;
-        check_metadata(&new.metadata)?;
+        check_new_object(&new)?;
         let bucket_row = self.bucket_row(bucket)?;
         let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
         let wrapped = match &key_ref {
@@ -495,6 +659,8 @@ impl Storage {
             key_ref,
             wrapped_key: wrapped,
             created_at: now_ms(),
+            headers: serde_json::to_string(&new.headers).map_err(ApiError::internal)?,
+            tags: serde_json::to_string(&new.tags).map_err(ApiError::internal)?,
         };
         store::insert_upload(&self.db, &row).await.map_err(db_err)?;
         Ok(UploadInfo { upload_id: row.id, bucket: bucket.to_owned(), key: key.to_owned() })
@@ -507,8 +673,16 @@ impl Storage {
         }
     }
 
-    /// Stores one part; returns its ETag (the MD5 of its bytes).
-    pub async fn upload_part<S, E>(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, body: S) -> ApiResult<String>
+    /// Stores one part, if `check` (when given) accepts its bytes; returns its ETag (the MD5 of its bytes).
+    pub async fn upload_part<S, E>(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        mut check: Option<Box<dyn BodyCheck>>,
+        body: S,
+    ) -> ApiResult<String>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -525,8 +699,12 @@ impl Storage {
             Err(e) => return Err(refuse_upload(e, body).await),
         };
         let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
-        self.copy_body(&mut writer, body).await?;
+        self.copy_body(&mut writer, body, check.as_deref_mut()).await?;
         let blob = writer.finish().await.map_err(io_err)?;
+        if let Some(Err(refusal)) = check.map(BodyCheck::verdict) {
+            self.blobs.remove(&blob.id).await;
+            return Err(refusal);
+        }
         let row = PartRow {
             upload_id: upload_id.to_owned(),
             part_number: part_number.into(),
@@ -551,6 +729,26 @@ impl Storage {
         }
     }
 
+    /// Stores one part copied from (a range of) an existing object (S3's UploadPartCopy).
+    pub async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source: &CopySource,
+        range: Option<ByteRange>,
+    ) -> ApiResult<PartInfo> {
+        self.upload_row(bucket, key, upload_id).await?;
+        let download = self
+            .get_object_if(&source.bucket, &source.key, range, &source.conditions)
+            .await
+            .map_err(|e| source_condition_failed(e, source))?;
+        let size = download.range.end - download.range.start;
+        let etag = self.upload_part(bucket, key, upload_id, part_number, None, download.body).await?;
+        Ok(PartInfo { part_number, size, etag, last_modified: chrono::Utc::now() })
+    }
+
     pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<Vec<PartInfo>> {
         self.upload_row(bucket, key, upload_id).await?;
         let parts = store::list_parts(&self.db, upload_id).await.map_err(db_err)?;
@@ -573,7 +771,14 @@ impl Storage {
 
     /// Joins the named parts, in order, into the object; the key's previous version stays until
     /// the joined object is durable.
-    pub async fn complete_upload(&self, bucket: &str, key: &str, upload_id: &str, parts: &[(u32, String)]) -> ApiResult<ObjectInfo> {
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        precondition: &Precondition,
+    ) -> ApiResult<ObjectInfo> {
         let upload = self.upload_row(bucket, key, upload_id).await?;
         if parts.is_empty() {
             return Err(ApiError::bad_request("invalid_part_list", "name at least one part to complete an upload"));
@@ -600,6 +805,16 @@ impl Storage {
             }
             chosen.push(part.clone());
         }
+        let all_but_last = &chosen[..chosen.len() - 1];
+        if let Some(small) = all_but_last.iter().find(|p| (p.size as u64) < MIN_PART_BYTES) {
+            return Err(ApiError::bad_request(
+                "part_too_small",
+                format!(
+                    "part {} is {} bytes: every part but the last must be at least {MIN_PART_BYTES} bytes (5 MiB)",
+                    small.part_number, small.size
+                ),
+            ));
+        }
 
         let data_key = match (&upload.key_ref, &upload.wrapped_key) {
             (Some(k), Some(w)) => Some(self.envelope.open_data_key(k, w).await?),
@@ -611,7 +826,7 @@ impl Storage {
         for part in &chosen {
             let size = part.size as u64;
             let body = self.blobs.read(&part.blob_id, size, 0..size, seal_for(part.part_number as u32)).await.map_err(io_err)?;
-            self.copy_body(&mut writer, body).await?;
+            self.copy_body(&mut writer, body, None).await?;
             md5s.update(decode_hex(&part.md5)?);
         }
         let blob = writer.finish().await.map_err(io_err)?;
@@ -619,10 +834,12 @@ impl Storage {
         let new = NewObject {
             content_type: Some(upload.content_type.clone()),
             metadata: serde_json::from_str(&upload.metadata).map_err(ApiError::internal)?,
+            headers: serde_json::from_str(&upload.headers).map_err(ApiError::internal)?,
+            tags: serde_json::from_str(&upload.tags).map_err(ApiError::internal)?,
             encryption_key: None,
         };
         let row = object_row(bucket, key, &blob, etag, &new, upload.key_ref.clone(), upload.wrapped_key.clone())?;
-        match store::complete_upload(&self.db, upload_id, &row).await {
+        match store::complete_upload(&self.db, upload_id, &row, precondition).await {
             Ok(UploadFinished::Done) => {
                 self.garbage.notify_one();
                 object_model(row)
@@ -634,6 +851,10 @@ impl Storage {
             Ok(UploadFinished::NoBucket) => {
                 self.blobs.remove(&blob.id).await;
                 Err(no_bucket(bucket))
+            }
+            Ok(UploadFinished::PreconditionFailed) => {
+                self.blobs.remove(&blob.id).await;
+                Err(precondition_failed(bucket, key))
             }
             Err(e) => {
                 self.blobs.remove(&blob.id).await;
@@ -721,7 +942,16 @@ fn object_row(
         key_ref,
         wrapped_key,
         created_at: now_ms(),
+        headers: serde_json::to_string(&new.headers).map_err(ApiError::internal)?,
+        tags: serde_json::to_string(&new.tags).map_err(ApiError::internal)?,
+        checksum: None,
     })
+}
+
+fn check_new_object(new: &NewObject) -> ApiResult<()> {
+    check_metadata(&new.metadata)?;
+    check_headers(&new.headers)?;
+    check_tags(&new.tags)
 }
 
 fn bucket_model(row: BucketRow) -> Bucket {
@@ -738,6 +968,9 @@ fn object_model(row: ObjectRow) -> ApiResult<ObjectInfo> {
         metadata: serde_json::from_str(&row.metadata).map_err(ApiError::internal)?,
         encryption_key: row.key_ref,
         last_modified: ts(row.created_at),
+        headers: serde_json::from_str(&row.headers).map_err(ApiError::internal)?,
+        tags: serde_json::from_str(&row.tags).map_err(ApiError::internal)?,
+        checksum: row.checksum,
     })
 }
 

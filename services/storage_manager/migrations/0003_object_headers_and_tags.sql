@@ -1,0 +1,11 @@
+-- What S3 clients set on an upload and expect back on GET and HEAD besides the content type and
+-- user metadata: the HTTP headers Cache-Control, Content-Disposition, Content-Encoding,
+-- Content-Language and Expires (a JSON object, lowercase header name -> value), and the object's
+-- tags (a JSON object, key -> value). A multipart upload keeps them until it completes.
+ALTER TABLE objects ADD COLUMN headers TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE objects ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE uploads ADD COLUMN headers TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+-- The checksum an S3 upload sent (x-amz-checksum-*), verified on the way in and served back:
+-- "<ALGORITHM>:<base64 value>", e.g. "CRC32:AAAAAA=="; NULL: none was sent.
+ALTER TABLE objects ADD COLUMN checksum TEXT;
