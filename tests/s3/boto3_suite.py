@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import hmac
 import io
+import json
 import os
 import time
 import unittest
@@ -675,6 +676,187 @@ class CopiesAndTags(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             S3.get_object_tagging(Bucket=self.bucket, Key="missing")
         self.assertEqual(error_code(e.exception), "NoSuchKey")
+
+
+def unsigned(method, bucket, key="", headers=None, body=None):
+    """A request with no signature, as a browser or curl sends one: (status, headers, body)."""
+    req = urllib.request.Request("%s/%s/%s" % (ENDPOINT, bucket, urllib.parse.quote(key)), data=body, method=method,
+                                 headers=headers or {})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def public_read_policy(bucket, prefix):
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+        "Resource": "arn:aws:s3:::%s/%s*" % (bucket, prefix)}]})
+
+
+class Policies(unittest.TestCase):
+    """Bucket policies, canned ACLs and the public access block decide who may do what."""
+
+    def setUp(self):
+        self.bucket = new_bucket()
+        S3.put_object(Bucket=self.bucket, Key="public/a.txt", Body=b"for everyone")
+        S3.put_object(Bucket=self.bucket, Key="private/b.txt", Body=b"for us")
+
+    def test_a_policy_makes_a_prefix_public_read(self):
+        self.assertEqual(unsigned("GET", self.bucket, "public/a.txt")[0], 403)
+        S3.put_bucket_policy(Bucket=self.bucket, Policy=public_read_policy(self.bucket, "public/"))
+        code, _, body = unsigned("GET", self.bucket, "public/a.txt")
+        self.assertEqual((code, body), (200, b"for everyone"))
+        self.assertEqual(unsigned("GET", self.bucket, "private/b.txt")[0], 403)
+        self.assertEqual(unsigned("PUT", self.bucket, "public/new.txt", body=b"x")[0], 403)
+        self.assertEqual(unsigned("GET", self.bucket)[0], 403)  # listing was not granted
+        self.assertEqual(json.loads(S3.get_bucket_policy(Bucket=self.bucket)["Policy"])["Statement"][0]["Sid"], "PublicRead")
+        self.assertTrue(S3.get_bucket_policy_status(Bucket=self.bucket)["PolicyStatus"]["IsPublic"])
+        # RestrictPublicBuckets shuts the door without touching the policy.
+        S3.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration={"RestrictPublicBuckets": True})
+        self.assertEqual(unsigned("GET", self.bucket, "public/a.txt")[0], 403)
+        self.assertFalse(S3.get_bucket_policy_status(Bucket=self.bucket)["PolicyStatus"]["IsPublic"])
+        S3.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration={"BlockPublicPolicy": True})
+        self.assertEqual(unsigned("GET", self.bucket, "public/a.txt")[0], 200)
+        with self.assertRaises(ClientError) as e:
+            S3.put_bucket_policy(Bucket=self.bucket, Policy=public_read_policy(self.bucket, ""))
+        self.assertEqual((status(e.exception), error_code(e.exception)), (403, "AccessDenied"))
+        S3.delete_public_access_block(Bucket=self.bucket)
+        S3.delete_bucket_policy(Bucket=self.bucket)
+        self.assertEqual(unsigned("GET", self.bucket, "public/a.txt")[0], 403)
+
+    def test_a_deny_statement_binds_access_keys(self):
+        deny = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": {"AWS": [ACCESS_KEY]},
+                "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::%s/private/*" % self.bucket}]}
+        S3.put_bucket_policy(Bucket=self.bucket, Policy=json.dumps(deny))
+        with self.assertRaises(ClientError) as e:
+            S3.delete_object(Bucket=self.bucket, Key="private/b.txt")
+        self.assertEqual((status(e.exception), error_code(e.exception)), (403, "AccessDenied"))
+        out = S3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": "private/b.txt"}, {"Key": "public/a.txt"}]})
+        self.assertEqual([(x["Key"], x["Code"]) for x in out["Errors"]], [("private/b.txt", "AccessDenied")])
+        self.assertEqual([d["Key"] for d in out["Deleted"]], ["public/a.txt"])
+        self.assertEqual(keys_of(self.bucket), ["private/b.txt"])
+        S3.delete_bucket_policy(Bucket=self.bucket)
+        S3.delete_object(Bucket=self.bucket, Key="private/b.txt")
+
+    def test_malformed_or_unenforceable_policies_are_refused(self):
+        for policy in ["not json", json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                                               "Resource": "arn:aws:s3:::other-bucket/*"}]}),
+                       json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                                  "Resource": "arn:aws:s3:::%s/*" % self.bucket,
+                                                  "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]})]:
+            with self.assertRaises(ClientError) as e:
+                S3.put_bucket_policy(Bucket=self.bucket, Policy=policy)
+            self.assertEqual((status(e.exception), error_code(e.exception)), (400, "MalformedPolicy"), policy)
+        with self.assertRaises(ClientError) as e:
+            S3.get_bucket_policy(Bucket=self.bucket)
+        self.assertEqual(error_code(e.exception), "NoSuchBucketPolicy")
+
+    def test_canned_acls_map_onto_public_grants(self):
+        public = "pub-" + uuid.uuid4().hex[:12]
+        S3.create_bucket(Bucket=public, ACL="public-read")
+        S3.put_object(Bucket=public, Key="k", Body=b"visible")
+        self.assertEqual(unsigned("GET", public, "k")[:3:2], (200, b"visible"))
+        self.assertEqual(unsigned("GET", public)[0], 200)  # listing, too
+        self.assertEqual(unsigned("PUT", public, "k", body=b"x")[0], 403)
+        grants = S3.get_bucket_acl(Bucket=public)["Grants"]
+        self.assertIn(("http://acs.amazonaws.com/groups/global/AllUsers", "READ"),
+                      [(g["Grantee"].get("URI"), g["Permission"]) for g in grants])
+        S3.put_public_access_block(Bucket=public, PublicAccessBlockConfiguration={"IgnorePublicAcls": True})
+        self.assertEqual(unsigned("GET", public, "k")[0], 403)
+        S3.put_public_access_block(Bucket=public, PublicAccessBlockConfiguration={"BlockPublicAcls": True})
+        with self.assertRaises(ClientError) as e:
+            S3.put_bucket_acl(Bucket=public, ACL="public-read-write")
+        self.assertEqual(error_code(e.exception), "AccessDenied")
+        S3.put_bucket_acl(Bucket=public, ACL="private")
+        S3.delete_public_access_block(Bucket=public)
+        self.assertEqual(unsigned("GET", public, "k")[0], 403)
+        S3.delete_object(Bucket=public, Key="k")
+        S3.delete_bucket(Bucket=public)
+
+
+class Cors(unittest.TestCase):
+    ORIGIN = "https://app.example.com"
+
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def preflight(self, origin, method, headers=""):
+        h = {"Origin": origin, "Access-Control-Request-Method": method}
+        if headers:
+            h["Access-Control-Request-Headers"] = headers
+        return unsigned("OPTIONS", self.bucket, "upload.bin", headers=h)
+
+    def test_preflights_and_answers_follow_the_bucket_rules(self):
+        self.assertEqual(self.preflight(self.ORIGIN, "PUT")[0], 403)  # no CORS configuration yet
+        S3.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": [
+            {"AllowedOrigins": [self.ORIGIN], "AllowedMethods": ["PUT", "GET"], "AllowedHeaders": ["*"],
+             "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600}]})
+        code, headers, _ = self.preflight(self.ORIGIN, "PUT", "content-type, x-amz-date")
+        self.assertEqual(code, 200)
+        self.assertEqual(headers["Access-Control-Allow-Origin"], self.ORIGIN)
+        self.assertIn("PUT", headers["Access-Control-Allow-Methods"])
+        self.assertEqual(headers["Access-Control-Allow-Headers"], "content-type, x-amz-date")
+        self.assertEqual(headers["Access-Control-Max-Age"], "600")
+        self.assertEqual(self.preflight("https://evil.example.net", "PUT")[0], 403)
+        self.assertEqual(self.preflight(self.ORIGIN, "DELETE")[0], 403)
+        # The answer to the request itself carries the headers a browser needs to read it.
+        S3.put_object(Bucket=self.bucket, Key="upload.bin", Body=b"x")
+        url = S3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": "upload.bin"})
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Origin": self.ORIGIN})) as r:
+            self.assertEqual((r.headers["Access-Control-Allow-Origin"], r.headers["Access-Control-Expose-Headers"]),
+                             (self.ORIGIN, "ETag"))
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Origin": "https://evil.example.net"})) as r:
+            self.assertIsNone(r.headers["Access-Control-Allow-Origin"])
+        rules = S3.get_bucket_cors(Bucket=self.bucket)["CORSRules"]
+        self.assertEqual((rules[0]["AllowedOrigins"], rules[0]["MaxAgeSeconds"]), ([self.ORIGIN], 600))
+        with self.assertRaises(ClientError) as e:
+            S3.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": [
+                {"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}]})
+        self.assertEqual(status(e.exception), 400)
+        S3.delete_bucket_cors(Bucket=self.bucket)
+        self.assertEqual(self.preflight(self.ORIGIN, "PUT")[0], 403)
+
+
+class Lifecycle(unittest.TestCase):
+    """The service under test runs with a 2-second lifecycle "day", applied every second."""
+
+    def test_an_expiration_rule_removes_objects_under_its_prefix(self):
+        bucket = new_bucket()
+        S3.put_object(Bucket=bucket, Key="tmp/old.log", Body=b"expires")
+        S3.put_object(Bucket=bucket, Key="tmp/tagged-keep.log", Body=b"kept: not tagged", Tagging="kind=keep")
+        S3.put_object(Bucket=bucket, Key="keep/forever.txt", Body=b"stays")
+        up = S3.create_multipart_upload(Bucket=bucket, Key="tmp/stale-upload")["UploadId"]
+        S3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
+            {"ID": "tmp", "Status": "Enabled", "Filter": {"And": {"Prefix": "tmp/", "Tags": [{"Key": "kind", "Value": "scratch"}]}},
+             "Expiration": {"Days": 1}},
+            {"ID": "tmp-untagged", "Status": "Enabled", "Filter": {"Prefix": "tmp/old"}, "Expiration": {"Days": 1},
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+            {"ID": "tmp-stale", "Status": "Enabled", "Filter": {"Prefix": "tmp/stale"},
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+            {"ID": "off", "Status": "Disabled", "Filter": {"Prefix": "keep/"}, "Expiration": {"Days": 1}}]})
+        rules = S3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        self.assertEqual([r["ID"] for r in rules], ["tmp", "tmp-untagged", "tmp-stale", "off"])
+        deadline = time.time() + 30
+        while time.time() < deadline and "tmp/old.log" in keys_of(bucket):
+            time.sleep(0.5)
+        while time.time() < deadline and S3.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            time.sleep(0.5)
+        self.assertEqual(keys_of(bucket), ["keep/forever.txt", "tmp/tagged-keep.log"])
+        self.assertEqual(S3.list_multipart_uploads(Bucket=bucket).get("Uploads", []), [])
+        with self.assertRaises(ClientError) as e:
+            S3.list_parts(Bucket=bucket, Key="tmp/stale-upload", UploadId=up)
+        self.assertEqual(error_code(e.exception), "NoSuchUpload")
+        with self.assertRaises(ClientError) as e:
+            S3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
+                {"ID": "glacier", "Status": "Enabled", "Filter": {"Prefix": ""},
+                 "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}]})
+        self.assertEqual(error_code(e.exception), "NotImplemented")
+        S3.delete_bucket_lifecycle(Bucket=bucket)
+        with self.assertRaises(ClientError) as e:
+            S3.get_bucket_lifecycle_configuration(Bucket=bucket)
+        self.assertEqual(error_code(e.exception), "NoSuchLifecycleConfiguration")
 
 
 class Signatures(unittest.TestCase):

@@ -18,9 +18,13 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(&[]).await
+}
+
+async fn env_with(extra_env: &[(&str, &str)]) -> Env {
     let conductor = TestConductor::start().await;
     let key_manager = TestKeyManager::start(&conductor).await;
-    let service = TestStorageManager::start(&conductor, &key_manager.url).await;
+    let service = TestStorageManager::start_with(&conductor, &key_manager.url, None, extra_env).await;
     let admin = conductor.admin().await;
     let storage = service.client(&admin);
     Env { conductor, key_manager, service, admin, storage }
@@ -495,7 +499,8 @@ async fn encrypted_objects_need_their_key_manager_key() {
 /// conditional requests, kept headers, tagging, SSE-KMS. Then a revoked access key is refused.
 #[tokio::test]
 async fn s3_protocol_via_boto3() {
-    let e = env().await;
+    // Lifecycle rules are tested with a 2-second "day", applied every second.
+    let e = env_with(&[("LIFECYCLE_DAY_SECS", "2"), ("LIFECYCLE_INTERVAL_SECS", "1")]).await;
     let km = KeyManager::with_token(&e.key_manager.url, e.admin.token().unwrap());
     km.create_key().body_map(|b| b.name("s3-kms-key")).send().await.unwrap();
     let key = e.storage.create_access_key().body_map(|b| b.description("boto3 suite")).send().await.unwrap().into_inner();

@@ -9,3 +9,6 @@ ALTER TABLE uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
 -- The checksum an S3 upload sent (x-amz-checksum-*), verified on the way in and served back:
 -- "<ALGORITHM>:<base64 value>", e.g. "CRC32:AAAAAA=="; NULL: none was sent.
 ALTER TABLE objects ADD COLUMN checksum TEXT;
+-- What the bucket's owner configured on it (policy, canned ACL, public access block, CORS,
+-- lifecycle, tags): one JSON document, written whole by each change.
+ALTER TABLE buckets ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';

@@ -36,6 +36,10 @@ pub struct StorageManagerConfig {
     /// `TLS_CERT_PEM`/`TLS_KEY_PEM` (a worker gives them to the instances it starts when the
     /// conductor serves TLS) or `TLS_CERT_FILE`/`TLS_KEY_FILE`: serve HTTPS. Unset: plain HTTP.
     pub tls: Option<std::sync::Arc<aerekos_common::tls::ServerConfig>>,
+    /// How often buckets' lifecycle rules are applied (`LIFECYCLE_INTERVAL_SECS`).
+    pub lifecycle_interval: std::time::Duration,
+    /// How long a lifecycle rule's "day" is (`LIFECYCLE_DAY_SECS`; shorter only to test rules).
+    pub lifecycle_day: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ impl StorageManagerConfig {
             service_token_renew_before: std::time::Duration::from_secs(24 * 3600),
             throttle: Default::default(),
             tls: None,
+            lifecycle_interval: std::time::Duration::from_secs(3600),
+            lifecycle_day: std::time::Duration::from_secs(86_400),
         }
     }
 
@@ -89,6 +95,14 @@ impl StorageManagerConfig {
         c.max_object_bytes = num("MAX_OBJECT_BYTES", c.max_object_bytes)?;
         c.service_token_renew_before =
             std::time::Duration::from_secs(num("SERVICE_TOKEN_RENEW_BEFORE", c.service_token_renew_before.as_secs())?);
+        let positive_secs = |name: &str, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
+            match num(name, default.as_secs())? {
+                0 => Err(ConfigError(format!("{name} must be at least 1"))),
+                secs => Ok(std::time::Duration::from_secs(secs)),
+            }
+        };
+        c.lifecycle_interval = positive_secs("LIFECYCLE_INTERVAL_SECS", c.lifecycle_interval)?;
+        c.lifecycle_day = positive_secs("LIFECYCLE_DAY_SECS", c.lifecycle_day)?;
         c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
         c.tls = aerekos_common::tls::service_tls_from_env().map_err(ConfigError)?;
         Ok(c)

@@ -58,6 +58,7 @@ pub struct StorageManagerHandle {
     server: ServerHandle,
     state: Arc<State>,
     collector: tokio::task::JoinHandle<()>,
+    lifecycle: tokio::task::JoinHandle<()>,
 }
 
 impl StorageManagerHandle {
@@ -73,6 +74,7 @@ impl StorageManagerHandle {
     pub async fn shutdown(self) -> std::io::Result<()> {
         let result = self.server.shutdown().await;
         self.collector.abort();
+        self.lifecycle.abort();
         self.state.db.close().await;
         result
     }
@@ -90,6 +92,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
     let storage = Arc::new(Storage::load(db.clone(), blobs, envelope, config.max_object_bytes).await?);
     storage.sweep().await.map_err(|e| StartError::Sweep(e.body().message.clone()))?;
     let collector = storage.spawn_collector();
+    let lifecycle = domain::lifecycle::spawn(storage.clone(), config.lifecycle_interval, config.lifecycle_day);
     let access_keys = Arc::new(AccessKeys::load(db.clone()).await?);
     let metrics = Arc::new(Metrics::new());
     let renew_token_at = match &config.service_token {
@@ -113,7 +116,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
 
     let own = aerekos_common::server::api_routes(api::service(), state.clone()).boxed();
     let spool = s3::Spool { dir: config.data_dir.join("tmp"), max_bytes: config.max_object_bytes };
-    let s3 = s3::S3Endpoint { service: s3::service(storage, access_keys), spool }.boxed();
+    let s3 = s3::S3Endpoint { service: s3::service(storage.clone(), access_keys), spool, storage }.boxed();
     // Object bodies stream past the JSON body limit: uploads through the API and everything S3.
     let edge = Edge::new(metrics, config.max_body_bytes)
         .quiet(&["health", "ready", "metrics"])
@@ -122,7 +125,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
     let app = FrontDoor { own, s3 }.with(edge);
     let server = aerekos_common::server::serve_tls(config.bind, app, config.tls.clone()).await?;
     tracing::info!(url = %server.url(), "storage_manager listening (own API and S3)");
-    Ok(StorageManagerHandle { server, state, collector })
+    Ok(StorageManagerHandle { server, state, collector, lifecycle })
 }
 
 /// Sends each request to the service's own API or to the S3 protocol, by path.

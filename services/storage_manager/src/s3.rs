@@ -23,6 +23,9 @@ use s3s::{
 use crate::{
     domain::{
         access_keys::AccessKeys,
+        bucket_settings::{self, BucketSettings, CorsRule, LifecycleRule, PublicAccessBlock, check_cors, check_lifecycle},
+        policy::{self, Principal},
+        names::check_tags,
         objects::{BodyCheck, ByteRange, CopySource, NewObject, Precondition, ReadConditions, Storage, WriteChecks, refuse_upload},
     },
     model::{ObjectInfo, ObjectList},
@@ -34,9 +37,59 @@ const MAX_DELETE_KEYS: usize = 1000;
 
 /// Builds the S3 service over `storage`, signed requests checked against `access_keys`.
 pub fn service(storage: Arc<Storage>, access_keys: Arc<AccessKeys>) -> S3Service {
-    let mut builder = S3ServiceBuilder::new(S3Front { storage, access_keys: access_keys.clone() });
-    builder.set_auth(AccessKeyAuth { access_keys });
+    let mut builder = S3ServiceBuilder::new(S3Front { storage: storage.clone(), access_keys: access_keys.clone() });
+    builder.set_auth(AccessKeyAuth { access_keys: access_keys.clone() });
+    builder.set_access(PolicyAccess { storage, access_keys });
     builder.build()
+}
+
+/// Who signed a request (nobody: unsigned), as bucket policies name principals.
+fn principal_of(access_keys: &AccessKeys, credentials: Option<&s3s::auth::Credentials>) -> Principal {
+    match credentials {
+        Some(c) => Principal { access_key: Some(c.access_key.clone()), owner: access_keys.owner(&c.access_key) },
+        None => Principal::anonymous(),
+    }
+}
+
+/// The bucket's policy decision on `action` over the bucket or one of its objects. A bucket that
+/// does not exist is left to the operation (NoSuchBucket) for signed requests.
+fn allowed(storage: &Storage, principal: &Principal, action: &str, bucket: &str, key: Option<&str>) -> bool {
+    let resource = match key {
+        Some(key) => policy::object_arn(bucket, key),
+        None => policy::bucket_arn(bucket),
+    };
+    match storage.known_bucket(bucket) {
+        Ok(known) => known.access.decide(principal, &policy::Request { action, resource }),
+        Err(_) => principal.access_key.is_some(),
+    }
+}
+
+fn access_denied() -> S3Error {
+    S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied")
+}
+
+/// Every S3 request's authorization, after s3s checked its signature (if it has one): the
+/// bucket's policy, canned ACL and public access block decide ([`policy::BucketAccess`]).
+struct PolicyAccess {
+    storage: Arc<Storage>,
+    access_keys: Arc<AccessKeys>,
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for PolicyAccess {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        let principal = principal_of(&self.access_keys, cx.credentials());
+        let operation = cx.s3_op().name();
+        let action = policy::action_of(operation);
+        let ok = match cx.s3_path() {
+            s3s::path::S3Path::Root => principal.access_key.is_some(),
+            // Decided key by key in the operation itself.
+            s3s::path::S3Path::Bucket { .. } if operation == "DeleteObjects" => true,
+            s3s::path::S3Path::Bucket { bucket } => allowed(&self.storage, &principal, &action, bucket, None),
+            s3s::path::S3Path::Object { bucket, key } => allowed(&self.storage, &principal, &action, bucket, Some(key)),
+        };
+        if ok { Ok(()) } else { Err(access_denied()) }
+    }
 }
 
 /// Serves S3 requests inside the poem app: converts the request, runs s3s, converts the answer.
@@ -44,6 +97,8 @@ pub fn service(storage: Arc<Storage>, access_keys: Arc<AccessKeys>) -> S3Service
 pub struct S3Endpoint {
     pub service: S3Service,
     pub spool: Spool,
+    /// For the buckets' CORS rules, which s3s knows nothing of.
+    pub storage: Arc<Storage>,
 }
 
 /// Where a body sent without a length (`Transfer-Encoding: chunked`, not aws-chunked) is measured:
@@ -107,10 +162,91 @@ impl S3Endpoint {
     }
 }
 
+/// A bucket's CORS rules applied to browser requests: preflights (`OPTIONS`) are answered here,
+/// and answers to requests with an `Origin` a rule allows get the CORS headers.
+impl S3Endpoint {
+    fn cors_rules(&self, path: &str) -> Option<Vec<CorsRule>> {
+        let bucket = path.trim_start_matches('/').split('/').next().filter(|b| !b.is_empty())?;
+        self.storage.known_bucket(bucket).ok()?.settings.cors.clone()
+    }
+
+    fn preflight(&self, req: &Request) -> Response {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let refuse = |status: http::StatusCode, code: &str, message: &str| {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            );
+            Response::builder().status(status).content_type("application/xml").body(body)
+        };
+        let (Some(origin), Some(method)) = (header("origin"), header("access-control-request-method")) else {
+            return refuse(
+                http::StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "Insufficient information. Origin and Access-Control-Request-Method request headers are needed.",
+            );
+        };
+        let Some(rules) = self.cors_rules(req.uri().path()) else {
+            return refuse(http::StatusCode::FORBIDDEN, "AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.");
+        };
+        let requested: Vec<String> = header("access-control-request-headers")
+            .map(|h| h.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
+            .unwrap_or_default();
+        let Some(rule) = bucket_settings::cors_rule_for(&rules, &origin, &method, &requested) else {
+            return refuse(
+                http::StatusCode::FORBIDDEN,
+                "AccessForbidden",
+                "CORSResponse: This CORS request is not allowed: the bucket's CORS rules do not allow this origin, method or these headers.",
+            );
+        };
+        let mut resp = Response::builder().status(http::StatusCode::OK).finish();
+        cors_headers(&mut resp, rule, &origin);
+        let set = |resp: &mut Response, name: &'static str, value: String| {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        };
+        if !requested.is_empty() {
+            set(&mut resp, "access-control-allow-headers", requested.join(", "));
+        }
+        if let Some(age) = rule.max_age_seconds {
+            set(&mut resp, "access-control-max-age", age.to_string());
+        }
+        set(&mut resp, "vary", "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".into());
+        resp
+    }
+}
+
+/// The CORS headers a matching rule puts on an answer to `origin`.
+fn cors_headers(resp: &mut Response, rule: &CorsRule, origin: &str) {
+    let any = rule.allowed_origins.iter().any(|o| o == "*");
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    };
+    set("access-control-allow-origin", if any { "*".into() } else { origin.to_owned() });
+    if !any {
+        set("access-control-allow-credentials", "true".into());
+    }
+    set("access-control-allow-methods", rule.allowed_methods.join(", "));
+    if !rule.expose_headers.is_empty() {
+        set("access-control-expose-headers", rule.expose_headers.join(", "));
+    }
+    set("vary", "Origin".into());
+}
+
 impl Endpoint for S3Endpoint {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
+        if req.method() == http::Method::OPTIONS {
+            return Ok(self.preflight(&req));
+        }
+        let cors = req.headers().get("origin").and_then(|v| v.to_str().ok()).and_then(|origin| {
+            let rules = self.cors_rules(req.uri().path())?;
+            let rule = bucket_settings::cors_rule_for(&rules, origin, req.method().as_str(), &[])?.clone();
+            Some((rule, origin.to_owned()))
+        });
         let answer = match self.s3_request(req).await {
             Ok(req) => self.service.call(req).await.map_err(|e| format!("{e:?}")),
             Err(refusal) => refusal.to_http_response().map_err(|e| format!("{e:?}")),
@@ -132,6 +268,9 @@ impl Endpoint for S3Endpoint {
         };
         let mut out = Response::builder().status(parts.status).body(body);
         out.headers_mut().extend(parts.headers);
+        if let Some((rule, origin)) = cors {
+            cors_headers(&mut out, &rule, &origin);
+        }
         // The access log and metrics label S3 requests as one operation.
         out.set_data(poem_openapi::OperationId("s3"));
         Ok(out)
@@ -162,6 +301,13 @@ impl S3Front {
     fn owner<T>(&self, req: &S3Request<T>) -> dto::Owner {
         let name = req.credentials.as_ref().and_then(|c| self.access_keys.owner(&c.access_key)).unwrap_or_default();
         dto::Owner { display_name: Some(name.clone()), id: Some(name) }
+    }
+
+    /// A copy reads its source: the source bucket's policy must allow that too.
+    fn may_read_source<T>(&self, req: &S3Request<T>, source: &dto::CopySource) -> S3Result<()> {
+        let dto::CopySource::Bucket { bucket, key, .. } = source else { return Ok(()) };
+        let principal = principal_of(&self.access_keys, req.credentials.as_ref());
+        if allowed(&self.storage, &principal, "s3:GetObject", bucket, Some(key)) { Ok(()) } else { Err(access_denied()) }
     }
 
     /// Refuses an operation on a bucket that does not exist, as S3 does before anything else.
@@ -346,6 +492,109 @@ fn tag_set(tags: BTreeMap<String, String>) -> Vec<dto::Tag> {
     tags.into_iter().map(|(key, value)| dto::Tag { key: Some(key), value: Some(value) }).collect()
 }
 
+/// A TagSet as a map; a key given twice is S3's InvalidTag.
+fn tag_map(tag_set: Vec<dto::Tag>) -> S3Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    for tag in tag_set {
+        let key = tag.key.unwrap_or_default();
+        if tags.insert(key.clone(), tag.value.unwrap_or_default()).is_some() {
+            return Err(S3Error::with_message(S3ErrorCode::InvalidTag, format!("tag key {key:?} is given twice")));
+        }
+    }
+    Ok(tags)
+}
+
+/// A canned bucket ACL kept as a setting; `private` is the absence of one.
+fn set_canned_acl(settings: &mut BucketSettings, bucket: &str, acl: &str) -> Result<(), ApiError> {
+    check_canned_acl(bucket, acl)?;
+    settings.canned_acl = (acl != "private").then(|| acl.to_owned());
+    settings.check_against_block(bucket)
+}
+
+fn check_canned_acl(bucket: &str, acl: &str) -> Result<(), ApiError> {
+    crate::domain::policy::canned_acl_grants(bucket, acl).map(|_| ())
+}
+
+/// An S3 lifecycle rule as the lifecycle task applies it (expiration and aborting uploads; the
+/// transitions and noncurrent-version actions of versioned, tiered storage are refused).
+fn lifecycle_rule(rule: dto::LifecycleRule) -> S3Result<LifecycleRule> {
+    let unsupported = |what: &str| {
+        Err(S3Error::with_message(S3ErrorCode::NotImplemented, format!("lifecycle {what} is not offered: only Expiration and AbortIncompleteMultipartUpload")))
+    };
+    if rule.transitions.as_ref().is_some_and(|t| !t.is_empty()) {
+        return unsupported("transitions");
+    }
+    if rule.noncurrent_version_expiration.is_some() || rule.noncurrent_version_transitions.as_ref().is_some_and(|t| !t.is_empty()) {
+        return unsupported("noncurrent-version actions");
+    }
+    let (mut prefix, mut tags) = (rule.prefix.unwrap_or_default(), BTreeMap::new());
+    if let Some(filter) = rule.filter {
+        if filter.object_size_greater_than.is_some() || filter.object_size_less_than.is_some() {
+            return unsupported("size filters");
+        }
+        if let Some(p) = filter.prefix {
+            prefix = p;
+        }
+        if let Some(tag) = filter.tag {
+            tags.insert(tag.key.unwrap_or_default(), tag.value.unwrap_or_default());
+        }
+        if let Some(and) = filter.and {
+            if and.object_size_greater_than.is_some() || and.object_size_less_than.is_some() {
+                return unsupported("size filters");
+            }
+            prefix = and.prefix.unwrap_or(prefix);
+            tags.extend(tag_map(and.tags.unwrap_or_default())?);
+        }
+    }
+    let days = |d: Option<i32>| -> S3Result<Option<u32>> {
+        d.map(|d| u32::try_from(d).map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "Days must be a positive number")))
+            .transpose()
+    };
+    let expiration = rule.expiration.unwrap_or_default();
+    if expiration.expired_object_delete_marker.is_some() {
+        return unsupported("ExpiredObjectDeleteMarker (there is no versioning)");
+    }
+    Ok(LifecycleRule {
+        id: rule.id,
+        enabled: rule.status.as_str() == dto::ExpirationStatus::ENABLED,
+        prefix,
+        tags,
+        expiration_days: days(expiration.days)?,
+        expiration_date: expiration.date.map(|d| chrono_time(d).timestamp()),
+        abort_incomplete_days: days(rule.abort_incomplete_multipart_upload.and_then(|a| a.days_after_initiation))?,
+    })
+}
+
+fn lifecycle_rule_dto(rule: &LifecycleRule) -> dto::LifecycleRule {
+    let tags = tag_set(rule.tags.clone());
+    let filter = match tags.len() {
+        0 => dto::LifecycleRuleFilter { prefix: Some(rule.prefix.clone()), ..Default::default() },
+        1 if rule.prefix.is_empty() => dto::LifecycleRuleFilter { tag: tags.into_iter().next(), ..Default::default() },
+        _ => dto::LifecycleRuleFilter {
+            and: Some(dto::LifecycleRuleAndOperator { prefix: Some(rule.prefix.clone()), tags: Some(tags), ..Default::default() }),
+            ..Default::default()
+        },
+    };
+    let expiration = (rule.expiration_days.is_some() || rule.expiration_date.is_some()).then(|| dto::LifecycleExpiration {
+        days: rule.expiration_days.map(|d| d as i32),
+        date: rule.expiration_date.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| timestamp(&t)),
+        ..Default::default()
+    });
+    dto::LifecycleRule {
+        id: rule.id.clone(),
+        status: dto::ExpirationStatus::from_static(if rule.enabled { dto::ExpirationStatus::ENABLED } else { dto::ExpirationStatus::DISABLED }),
+        filter: Some(filter),
+        expiration,
+        abort_incomplete_multipart_upload: rule
+            .abort_incomplete_days
+            .map(|d| dto::AbortIncompleteMultipartUpload { days_after_initiation: Some(d as i32) }),
+        noncurrent_version_expiration: None,
+        noncurrent_version_transitions: None,
+        prefix: None,
+        transitions: None,
+    }
+}
+
 fn tag_count(info: &ObjectInfo) -> Option<i32> {
     (!info.tags.is_empty()).then_some(info.tags.len() as i32)
 }
@@ -399,6 +648,10 @@ fn to_s3(e: ApiError) -> S3Error {
         "invalid_tag" => S3ErrorCode::InvalidTag,
         "invalid_continuation_token" => S3ErrorCode::InvalidArgument,
         "invalid_request" => S3ErrorCode::InvalidRequest,
+        "malformed_policy" => S3ErrorCode::MalformedPolicy,
+        "public_access_blocked" => S3ErrorCode::AccessDenied,
+        "malformed_cors" | "malformed_lifecycle" => S3ErrorCode::MalformedXML,
+        "invalid_acl" => S3ErrorCode::InvalidArgument,
         "encryption_key_not_found" => S3ErrorCode::Custom("KMS.NotFoundException".into()),
         "encryption_key_unusable" => S3ErrorCode::Custom("KMS.DisabledException".into()),
         _ => match e.status().as_u16() {
@@ -583,8 +836,12 @@ impl S3 for S3Front {
     }
 
     async fn create_bucket(&self, req: S3Request<dto::CreateBucketInput>) -> S3Result<S3Response<dto::CreateBucketOutput>> {
-        only_private_acl(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        let acl = req.input.acl.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_else(|| "private".into());
+        check_canned_acl(&req.input.bucket, &acl).map_err(to_s3)?;
         let bucket = self.storage.create_bucket(&req.input.bucket, None).await.map_err(to_s3)?;
+        if acl != "private" {
+            self.storage.update_bucket_settings(&bucket.name, |s| set_canned_acl(s, &bucket.name, &acl)).await.map_err(to_s3)?;
+        }
         Ok(S3Response::new(dto::CreateBucketOutput { location: Some(format!("/{}", bucket.name)), ..Default::default() }))
     }
 
@@ -606,7 +863,257 @@ impl S3 for S3Front {
         Ok(S3Response::new(dto::DeleteBucketOutput {}))
     }
 
+    // ---- bucket settings (policy, ACL, public access block, CORS, lifecycle, tags)
+
+    async fn get_bucket_acl(&self, req: S3Request<dto::GetBucketAclInput>) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        let (mut grants, owner) = owner_full_control(self.owner(&req));
+        let public = |permission: &'static str| dto::Grant {
+            grantee: Some(dto::Grantee {
+                type_: dto::Type::from_static(dto::Type::GROUP),
+                uri: Some("http://acs.amazonaws.com/groups/global/AllUsers".into()),
+                display_name: None,
+                email_address: None,
+                id: None,
+            }),
+            permission: Some(dto::Permission::from_static(permission)),
+        };
+        let list = grants.get_or_insert_with(Vec::new);
+        match bucket.settings.canned_acl.as_deref() {
+            Some("public-read") => list.push(public(dto::Permission::READ)),
+            Some("public-read-write") => list.extend([public(dto::Permission::READ), public(dto::Permission::WRITE)]),
+            _ => {}
+        }
+        Ok(S3Response::new(dto::GetBucketAclOutput { grants, owner }))
+    }
+
+    async fn put_bucket_acl(&self, req: S3Request<dto::PutBucketAclInput>) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
+        let input = req.input;
+        if input.access_control_policy.is_some() || input.grant_read.is_some() || input.grant_write.is_some() || input.grant_full_control.is_some() {
+            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "ACL grants are not offered: use a canned ACL or a bucket policy"));
+        }
+        let acl = input.acl.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "private".into());
+        self.storage.update_bucket_settings(&input.bucket, |s| set_canned_acl(s, &input.bucket, &acl)).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutBucketAclOutput {}))
+    }
+
+    async fn put_bucket_policy(&self, req: S3Request<dto::PutBucketPolicyInput>) -> S3Result<S3Response<dto::PutBucketPolicyOutput>> {
+        let input = req.input;
+        self.storage
+            .update_bucket_settings(&input.bucket, |s| {
+                s.policy = Some(input.policy.clone());
+                s.check_against_block(&input.bucket)
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutBucketPolicyOutput {}))
+    }
+
+    async fn get_bucket_policy(&self, req: S3Request<dto::GetBucketPolicyInput>) -> S3Result<S3Response<dto::GetBucketPolicyOutput>> {
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        match &bucket.settings.policy {
+            Some(policy) => Ok(S3Response::new(dto::GetBucketPolicyOutput { policy: Some(policy.clone()) })),
+            None => Err(S3Error::with_message(S3ErrorCode::NoSuchBucketPolicy, "the bucket has no policy")),
+        }
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<dto::GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<dto::GetBucketPolicyStatusOutput>> {
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        let Some(policy) = &bucket.access.policy else {
+            return Err(S3Error::with_message(S3ErrorCode::NoSuchBucketPolicy, "the bucket has no policy"));
+        };
+        let is_public = policy.is_public() && !bucket.access.restrict_public;
+        Ok(S3Response::new(dto::GetBucketPolicyStatusOutput { policy_status: Some(dto::PolicyStatus { is_public: Some(is_public) }) }))
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<dto::DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketPolicyOutput>> {
+        self.storage.update_bucket_settings(&req.input.bucket, |s| Ok(s.policy = None)).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteBucketPolicyOutput {}))
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<dto::PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::PutPublicAccessBlockOutput>> {
+        let c = req.input.public_access_block_configuration;
+        let block = PublicAccessBlock {
+            block_public_acls: c.block_public_acls.unwrap_or(false),
+            ignore_public_acls: c.ignore_public_acls.unwrap_or(false),
+            block_public_policy: c.block_public_policy.unwrap_or(false),
+            restrict_public_buckets: c.restrict_public_buckets.unwrap_or(false),
+        };
+        // A block does not refuse what is already there (S3 neither): it governs later changes
+        // and, through IgnorePublicAcls and RestrictPublicBuckets, what the settings grant.
+        self.storage
+            .update_bucket_settings(&req.input.bucket, |s| {
+                s.public_access_block = Some(block);
+                Ok(())
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutPublicAccessBlockOutput {}))
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<dto::GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::GetPublicAccessBlockOutput>> {
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        let Some(block) = bucket.settings.public_access_block else {
+            let mut none = S3Error::with_message(
+                S3ErrorCode::Custom("NoSuchPublicAccessBlockConfiguration".into()),
+                "the bucket has no public access block configuration",
+            );
+            none.set_status_code(http::StatusCode::NOT_FOUND);
+            return Err(none);
+        };
+        Ok(S3Response::new(dto::GetPublicAccessBlockOutput {
+            public_access_block_configuration: Some(dto::PublicAccessBlockConfiguration {
+                block_public_acls: Some(block.block_public_acls),
+                ignore_public_acls: Some(block.ignore_public_acls),
+                block_public_policy: Some(block.block_public_policy),
+                restrict_public_buckets: Some(block.restrict_public_buckets),
+            }),
+        }))
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<dto::DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::DeletePublicAccessBlockOutput>> {
+        self.storage.update_bucket_settings(&req.input.bucket, |s| Ok(s.public_access_block = None)).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeletePublicAccessBlockOutput {}))
+    }
+
+    async fn put_bucket_cors(&self, req: S3Request<dto::PutBucketCorsInput>) -> S3Result<S3Response<dto::PutBucketCorsOutput>> {
+        let rules: Vec<CorsRule> = req
+            .input
+            .cors_configuration
+            .cors_rules
+            .into_iter()
+            .map(|r| CorsRule {
+                id: r.id,
+                allowed_origins: r.allowed_origins,
+                allowed_methods: r.allowed_methods,
+                allowed_headers: r.allowed_headers.unwrap_or_default(),
+                expose_headers: r.expose_headers.unwrap_or_default(),
+                max_age_seconds: r.max_age_seconds,
+            })
+            .collect();
+        self.storage
+            .update_bucket_settings(&req.input.bucket, |s| {
+                check_cors(&rules)?;
+                s.cors = Some(rules);
+                Ok(())
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(&self, req: S3Request<dto::GetBucketCorsInput>) -> S3Result<S3Response<dto::GetBucketCorsOutput>> {
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        let Some(rules) = &bucket.settings.cors else {
+            return Err(S3Error::with_message(S3ErrorCode::NoSuchCORSConfiguration, "the bucket has no CORS configuration"));
+        };
+        let rules = rules
+            .iter()
+            .map(|r| dto::CORSRule {
+                id: r.id.clone(),
+                allowed_origins: r.allowed_origins.clone(),
+                allowed_methods: r.allowed_methods.clone(),
+                allowed_headers: (!r.allowed_headers.is_empty()).then(|| r.allowed_headers.clone()),
+                expose_headers: (!r.expose_headers.is_empty()).then(|| r.expose_headers.clone()),
+                max_age_seconds: r.max_age_seconds,
+            })
+            .collect();
+        Ok(S3Response::new(dto::GetBucketCorsOutput { cors_rules: Some(rules) }))
+    }
+
+    async fn delete_bucket_cors(&self, req: S3Request<dto::DeleteBucketCorsInput>) -> S3Result<S3Response<dto::DeleteBucketCorsOutput>> {
+        self.storage.update_bucket_settings(&req.input.bucket, |s| Ok(s.cors = None)).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteBucketCorsOutput {}))
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutBucketLifecycleConfigurationOutput>> {
+        let input = req.input;
+        let rules = input.lifecycle_configuration.map(|c| c.rules).unwrap_or_default();
+        let rules = rules.into_iter().map(lifecycle_rule).collect::<S3Result<Vec<_>>>()?;
+        self.storage
+            .update_bucket_settings(&input.bucket, |s| {
+                check_lifecycle(&rules)?;
+                s.lifecycle = Some(rules);
+                Ok(())
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutBucketLifecycleConfigurationOutput::default()))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        let Some(rules) = &bucket.settings.lifecycle else {
+            return Err(S3Error::with_message(S3ErrorCode::NoSuchLifecycleConfiguration, "the bucket has no lifecycle configuration"));
+        };
+        let rules = rules.iter().map(lifecycle_rule_dto).collect();
+        Ok(S3Response::new(dto::GetBucketLifecycleConfigurationOutput { rules: Some(rules), ..Default::default() }))
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<dto::DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketLifecycleOutput>> {
+        self.storage.update_bucket_settings(&req.input.bucket, |s| Ok(s.lifecycle = None)).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteBucketLifecycleOutput {}))
+    }
+
+    async fn put_bucket_tagging(&self, req: S3Request<dto::PutBucketTaggingInput>) -> S3Result<S3Response<dto::PutBucketTaggingOutput>> {
+        let tags = tag_map(req.input.tagging.tag_set)?;
+        self.storage
+            .update_bucket_settings(&req.input.bucket, |s| {
+                check_tags(&tags)?;
+                s.tags = Some(tags);
+                Ok(())
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutBucketTaggingOutput {}))
+    }
+
+    async fn get_bucket_tagging(&self, req: S3Request<dto::GetBucketTaggingInput>) -> S3Result<S3Response<dto::GetBucketTaggingOutput>> {
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        match &bucket.settings.tags {
+            Some(tags) => Ok(S3Response::new(dto::GetBucketTaggingOutput { tag_set: tag_set(tags.clone()) })),
+            None => Err(S3Error::with_message(S3ErrorCode::NoSuchTagSet, "the bucket has no tags")),
+        }
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<dto::DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketTaggingOutput>> {
+        self.storage.update_bucket_settings(&req.input.bucket, |s| Ok(s.tags = None)).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteBucketTaggingOutput {}))
+    }
+
     // ---- bucket settings this service does not offer: S3's answers for a bucket without them
+
+    async fn get_bucket_website(&self, req: S3Request<dto::GetBucketWebsiteInput>) -> S3Result<S3Response<dto::GetBucketWebsiteOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        Err(S3Error::with_message(S3ErrorCode::NoSuchWebsiteConfiguration, "the bucket has no website configuration"))
+    }
 
     async fn get_bucket_versioning(
         &self,
@@ -615,21 +1122,6 @@ impl S3 for S3Front {
         // Never enabled: S3 answers with no status.
         self.bucket_exists(&req.input.bucket)?;
         Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
-    }
-
-    async fn get_bucket_acl(&self, req: S3Request<dto::GetBucketAclInput>) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        let (grants, owner) = owner_full_control(self.owner(&req));
-        Ok(S3Response::new(dto::GetBucketAclOutput { grants, owner }))
-    }
-
-    async fn put_bucket_acl(&self, req: S3Request<dto::PutBucketAclInput>) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        only_private_acl(req.input.acl.as_ref().map(|a| a.as_str()))?;
-        if req.input.access_control_policy.is_some() {
-            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "ACL grants are not offered: only the canned ACL private"));
-        }
-        Ok(S3Response::new(dto::PutBucketAclOutput {}))
     }
 
     async fn get_object_acl(&self, req: S3Request<dto::GetObjectAclInput>) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
@@ -645,47 +1137,6 @@ impl S3 for S3Front {
             return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "ACL grants are not offered: only the canned ACL private"));
         }
         Ok(S3Response::new(dto::PutObjectAclOutput::default()))
-    }
-
-    async fn get_bucket_cors(&self, req: S3Request<dto::GetBucketCorsInput>) -> S3Result<S3Response<dto::GetBucketCorsOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        Err(S3Error::with_message(S3ErrorCode::NoSuchCORSConfiguration, "the bucket has no CORS configuration"))
-    }
-
-    async fn get_bucket_policy(&self, req: S3Request<dto::GetBucketPolicyInput>) -> S3Result<S3Response<dto::GetBucketPolicyOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        Err(S3Error::with_message(S3ErrorCode::NoSuchBucketPolicy, "the bucket has no policy"))
-    }
-
-    async fn get_bucket_lifecycle_configuration(
-        &self,
-        req: S3Request<dto::GetBucketLifecycleConfigurationInput>,
-    ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        Err(S3Error::with_message(S3ErrorCode::NoSuchLifecycleConfiguration, "the bucket has no lifecycle configuration"))
-    }
-
-    async fn get_bucket_tagging(&self, req: S3Request<dto::GetBucketTaggingInput>) -> S3Result<S3Response<dto::GetBucketTaggingOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        Err(S3Error::with_message(S3ErrorCode::NoSuchTagSet, "the bucket has no tags"))
-    }
-
-    async fn get_bucket_website(&self, req: S3Request<dto::GetBucketWebsiteInput>) -> S3Result<S3Response<dto::GetBucketWebsiteOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        Err(S3Error::with_message(S3ErrorCode::NoSuchWebsiteConfiguration, "the bucket has no website configuration"))
-    }
-
-    async fn get_public_access_block(
-        &self,
-        req: S3Request<dto::GetPublicAccessBlockInput>,
-    ) -> S3Result<S3Response<dto::GetPublicAccessBlockOutput>> {
-        self.bucket_exists(&req.input.bucket)?;
-        let mut none = S3Error::with_message(
-            S3ErrorCode::Custom("NoSuchPublicAccessBlockConfiguration".into()),
-            "the bucket has no public access block configuration (nothing here is public)",
-        );
-        none.set_status_code(http::StatusCode::NOT_FOUND);
-        Err(none)
     }
 
     async fn get_object_lock_configuration(
@@ -847,6 +1298,7 @@ impl S3 for S3Front {
     }
 
     async fn delete_objects(&self, req: S3Request<dto::DeleteObjectsInput>) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let principal = principal_of(&self.access_keys, req.credentials.as_ref());
         let input = req.input;
         self.bucket_exists(&input.bucket)?;
         if input.delete.objects.len() > MAX_DELETE_KEYS {
@@ -858,6 +1310,15 @@ impl S3 for S3Front {
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
+            if !allowed(&self.storage, &principal, "s3:DeleteObject", &input.bucket, Some(&object.key)) {
+                errors.push(dto::Error {
+                    key: Some(object.key),
+                    code: Some("AccessDenied".into()),
+                    message: Some("Access Denied".into()),
+                    ..Default::default()
+                });
+                continue;
+            }
             match self.storage.delete_object(&input.bucket, &object.key).await {
                 Ok(_) => {
                     if !quiet {
@@ -950,6 +1411,7 @@ impl S3 for S3Front {
     }
 
     async fn copy_object(&self, req: S3Request<dto::CopyObjectInput>) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        self.may_read_source(&req, &req.input.copy_source)?;
         let input = req.input;
         only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
         let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
@@ -1004,13 +1466,7 @@ impl S3 for S3Front {
 
     async fn put_object_tagging(&self, req: S3Request<dto::PutObjectTaggingInput>) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
         let input = req.input;
-        let mut tags = BTreeMap::new();
-        for tag in input.tagging.tag_set {
-            let key = tag.key.unwrap_or_default();
-            if tags.insert(key.clone(), tag.value.unwrap_or_default()).is_some() {
-                return Err(S3Error::with_message(S3ErrorCode::InvalidTag, format!("tag key {key:?} is given twice")));
-            }
-        }
+        let tags = tag_map(input.tagging.tag_set)?;
         self.storage.set_object_tags(&input.bucket, &input.key, tags).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::PutObjectTaggingOutput::default()))
     }
@@ -1072,6 +1528,7 @@ impl S3 for S3Front {
     }
 
     async fn upload_part_copy(&self, req: S3Request<dto::UploadPartCopyInput>) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        self.may_read_source(&req, &req.input.copy_source)?;
         let input = req.input;
         let part_number = part_number(input.part_number)?;
         let source = copy_source(
@@ -1142,7 +1599,12 @@ impl S3 for S3Front {
         let uploads = self.storage.list_uploads(&input.bucket).await.map_err(to_s3)?;
         let uploads = uploads
             .into_iter()
-            .map(|u| dto::MultipartUpload { key: Some(u.key), upload_id: Some(u.upload_id), ..Default::default() })
+            .map(|u| dto::MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(u.upload_id),
+                initiated: Some(timestamp(&u.created_at)),
+                ..Default::default()
+            })
             .collect();
         Ok(S3Response::new(dto::ListMultipartUploadsOutput {
             bucket: Some(input.bucket),

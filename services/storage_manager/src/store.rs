@@ -12,6 +12,8 @@ pub struct BucketRow {
     pub name: String,
     pub default_key: Option<String>,
     pub created_at: i64,
+    /// `BucketSettings` as JSON.
+    pub settings: String,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -87,6 +89,12 @@ pub async fn insert_bucket(db: &Db, row: &BucketRow) -> DbResult<bool> {
         Err(e) if is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Replaces a bucket's settings document. false: no such bucket.
+pub async fn set_bucket_settings(db: &Db, name: &str, settings: &str) -> DbResult<bool> {
+    let done = sqlx::query("UPDATE buckets SET settings = ? WHERE name = ?").bind(settings).bind(name).execute(&db.write).await?;
+    Ok(done.rows_affected() > 0)
 }
 
 pub async fn list_buckets(db: &Db) -> DbResult<Vec<BucketRow>> {
@@ -219,6 +227,18 @@ pub async fn set_object_tags(db: &Db, bucket: &str, key: &str, tags: &str) -> Db
 /// false: there was no such object.
 pub async fn delete_object(db: &Db, bucket: &str, key: &str) -> DbResult<bool> {
     let done = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key.as_bytes()).execute(&db.write).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Deletes the object at a key only if it is still the version with this ETag and time. true: deleted.
+pub async fn delete_object_version(db: &Db, bucket: &str, key: &str, etag: &str, created_at: i64) -> DbResult<bool> {
+    let done = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ? AND etag = ? AND created_at = ?")
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .bind(etag)
+        .bind(created_at)
+        .execute(&db.write)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 

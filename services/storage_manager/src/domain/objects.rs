@@ -15,6 +15,8 @@ use md5::{Digest as _, Md5};
 
 use super::{
     blobs::{BlobStore, BlobWriter, ByteStream, Seal, WrittenBlob, hex},
+    bucket_settings::BucketSettings,
+    policy::BucketAccess,
     envelope::Envelope,
     names::{check_bucket_name, check_headers, check_key, check_metadata, check_tags},
 };
@@ -46,9 +48,27 @@ pub struct Storage {
     garbage: Arc<tokio::sync::Notify>,
     /// Every bucket, by name: each upload and listing needs its bucket, and buckets change rarely.
     /// This service is the only writer of its database; the map changes after the database does.
-    buckets: std::sync::RwLock<BTreeMap<String, BucketRow>>,
+    buckets: std::sync::RwLock<BTreeMap<String, Arc<KnownBucket>>>,
     /// Creating and deleting buckets one at a time keeps the map in the database's order.
     bucket_changes: tokio::sync::Mutex<()>,
+}
+
+/// A bucket as held in memory: its row, its settings and the access decisions they make.
+pub struct KnownBucket {
+    pub row: BucketRow,
+    pub settings: BucketSettings,
+    pub access: BucketAccess,
+}
+
+impl KnownBucket {
+    fn new(row: BucketRow) -> Self {
+        let settings = BucketSettings::from_json(&row.settings);
+        let access = settings.access(&row.name).unwrap_or_else(|e| {
+            tracing::error!(bucket = %row.name, error = %e.body().message, "a stored bucket policy does not parse; it grants nothing");
+            BucketAccess::default()
+        });
+        Self { row, settings, access }
+    }
 }
 
 /// What an upload says about the object besides its bytes.
@@ -200,6 +220,7 @@ pub struct UploadInfo {
     pub upload_id: String,
     pub bucket: String,
     pub key: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub struct PartInfo {
@@ -257,7 +278,7 @@ fn no_upload(id: &str) -> ApiError {
 
 impl Storage {
     pub async fn load(db: Db, blobs: BlobStore, envelope: Envelope, max_object_bytes: u64) -> Result<Self, sqlx::Error> {
-        let buckets = store::list_buckets(&db).await?.into_iter().map(|b| (b.name.clone(), b)).collect();
+        let buckets = store::list_buckets(&db).await?.into_iter().map(|b| (b.name.clone(), Arc::new(KnownBucket::new(b)))).collect();
         Ok(Self { db, blobs, envelope, max_object_bytes, garbage: Arc::default(), buckets: std::sync::RwLock::new(buckets), bucket_changes: Default::default() })
     }
 
@@ -318,17 +339,17 @@ impl Storage {
         if let Some(key) = &default_key {
             self.envelope.check_key(key).await?;
         }
-        let row = BucketRow { name: name.to_owned(), default_key, created_at: now_ms() };
+        let row = BucketRow { name: name.to_owned(), default_key, created_at: now_ms(), settings: "{}".to_owned() };
         let _one_at_a_time = self.bucket_changes.lock().await;
         if !store::insert_bucket(&self.db, &row).await.map_err(db_err)? {
             return Err(ApiError::conflict("bucket_exists", format!("a bucket named {name:?} exists already")));
         }
-        self.buckets.write().expect("buckets lock").insert(row.name.clone(), row.clone());
+        self.buckets.write().expect("buckets lock").insert(row.name.clone(), Arc::new(KnownBucket::new(row.clone())));
         Ok(bucket_model(row))
     }
 
     pub fn list_buckets(&self) -> Vec<Bucket> {
-        self.buckets.read().expect("buckets lock").values().cloned().map(bucket_model).collect()
+        self.buckets.read().expect("buckets lock").values().map(|b| bucket_model(b.row.clone())).collect()
     }
 
     pub fn bucket(&self, name: &str) -> ApiResult<Bucket> {
@@ -336,7 +357,46 @@ impl Storage {
     }
 
     fn bucket_row(&self, name: &str) -> ApiResult<BucketRow> {
+        self.known_bucket(name).map(|b| b.row.clone())
+    }
+
+    /// Every bucket with its settings.
+    pub fn known_buckets(&self) -> Vec<Arc<KnownBucket>> {
+        self.buckets.read().expect("buckets lock").values().cloned().collect()
+    }
+
+    /// Deletes an object if it is still the version `seen` (a lifecycle rule decided on that one;
+    /// a newer upload under the key is left alone). true: deleted.
+    pub async fn expire_object(&self, seen: &ObjectInfo) -> ApiResult<bool> {
+        let deleted = store::delete_object_version(&self.db, &seen.bucket, &seen.key, &seen.etag, seen.last_modified.timestamp_millis())
+            .await
+            .map_err(db_err)?;
+        if deleted {
+            self.garbage.notify_one();
+        }
+        Ok(deleted)
+    }
+
+    /// A bucket with its settings and access decisions.
+    pub fn known_bucket(&self, name: &str) -> ApiResult<Arc<KnownBucket>> {
         self.buckets.read().expect("buckets lock").get(name).cloned().ok_or_else(|| no_bucket(name))
+    }
+
+    /// Changes a bucket's settings: `change` edits a copy, which is checked as a whole (a policy
+    /// parses and names the bucket), stored, then served.
+    pub async fn update_bucket_settings(&self, name: &str, change: impl FnOnce(&mut BucketSettings) -> ApiResult<()>) -> ApiResult<()> {
+        let _one_at_a_time = self.bucket_changes.lock().await;
+        let current = self.known_bucket(name)?;
+        let mut settings = current.settings.clone();
+        change(&mut settings)?;
+        settings.access(name)?;
+        let json = settings.to_json();
+        if !store::set_bucket_settings(&self.db, name, &json).await.map_err(db_err)? {
+            return Err(no_bucket(name));
+        }
+        let row = BucketRow { settings: json, ..current.row.clone() };
+        self.buckets.write().expect("buckets lock").insert(name.to_owned(), Arc::new(KnownBucket::new(row)));
+        Ok(())
     }
 
     pub async fn delete_bucket(&self, name: &str) -> ApiResult<()> {
@@ -663,7 +723,7 @@ impl Storage {
             tags: serde_json::to_string(&new.tags).map_err(ApiError::internal)?,
         };
         store::insert_upload(&self.db, &row).await.map_err(db_err)?;
-        Ok(UploadInfo { upload_id: row.id, bucket: bucket.to_owned(), key: key.to_owned() })
+        Ok(UploadInfo { upload_id: row.id, bucket: bucket.to_owned(), key: key.to_owned(), created_at: ts(row.created_at) })
     }
 
     async fn upload_row(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<UploadRow> {
@@ -764,7 +824,7 @@ impl Storage {
         rows.into_iter()
             .map(|r| {
                 let key = String::from_utf8(r.key).map_err(ApiError::internal)?;
-                Ok(UploadInfo { upload_id: r.id, bucket: r.bucket, key })
+                Ok(UploadInfo { upload_id: r.id, bucket: r.bucket, key, created_at: ts(r.created_at) })
             })
             .collect()
     }
