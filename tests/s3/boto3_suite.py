@@ -859,6 +859,39 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(error_code(e.exception), "NoSuchLifecycleConfiguration")
 
 
+class VirtualHosts(unittest.TestCase):
+    """The service under test runs with S3_DOMAIN=s3.test: <bucket>.s3.test names the bucket."""
+
+    def request(self, method, bucket, path, query="", body=b""):
+        import http.client
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        endpoint = urllib.parse.urlparse(ENDPOINT)
+        host = "%s.s3.test:%d" % (bucket, endpoint.port)
+        url = "http://%s%s%s" % (host, path, "?" + query if query else "")
+        signed = AWSRequest(method=method, url=url, data=body, headers={"x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(signed)
+        headers = dict(signed.headers.items())
+        headers["Host"] = host
+        # The name does not resolve: connect to the service's address and name the bucket in Host.
+        connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port)
+        connection.request(method, path + ("?" + query if query else ""), body=body or None, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+
+    def test_buckets_are_addressed_by_host_name(self):
+        bucket = new_bucket()
+        self.assertEqual(self.request("PUT", bucket, "/dir/hosted.txt", body=b"by virtual host")[0], 200)
+        self.assertEqual(S3.get_object(Bucket=bucket, Key="dir/hosted.txt")["Body"].read(), b"by virtual host")
+        self.assertEqual(self.request("GET", bucket, "/dir/hosted.txt"), (200, b"by virtual host"))
+        code, listing = self.request("GET", bucket, "/", "list-type=2")
+        self.assertEqual((code, xml_texts(listing, "Key")), (200, ["dir/hosted.txt"]))
+        code, answer = self.request("GET", "no-such-" + uuid.uuid4().hex[:8], "/k")
+        self.assertEqual(code, 404)
+        self.assertIn(b"NoSuchBucket", answer)
+
+
 class Signatures(unittest.TestCase):
     def setUp(self):
         self.bucket = new_bucket()

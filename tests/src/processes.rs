@@ -98,6 +98,8 @@ impl ConductorProcess {
         let env = [
             ("CONDUCTOR_HOST", "127.0.0.1".to_owned()),
             ("CONDUCTOR_PORT", port.to_string()),
+            // The S3 edge is tested where it is used (up_and_cli.rs); here it would take port 9000.
+            ("CONDUCTOR_S3_PORT", "off".to_owned()),
             ("DATA_DIR", dir.path().join("data").display().to_string()),
             ("AEREKOS_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
             ("AEREKOS_REGISTRATION_TOKEN", CLUSTER_TOKEN.to_owned()),
@@ -306,6 +308,7 @@ impl UpProcess {
             ("DATA_DIR", data_dir.display().to_string()),
             ("CONDUCTOR_HOST", "127.0.0.1".to_owned()),
             ("CONDUCTOR_PORT", port.to_string()),
+            ("CONDUCTOR_S3_PORT", "off".to_owned()),
             ("WORKER_API_HOST", "127.0.0.1".to_owned()),
             ("WORKER_API_PORT", free_port().to_string()),
             ("HEARTBEAT_INTERVAL", "1s".to_owned()),

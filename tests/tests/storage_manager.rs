@@ -499,8 +499,9 @@ async fn encrypted_objects_need_their_key_manager_key() {
 /// conditional requests, kept headers, tagging, SSE-KMS. Then a revoked access key is refused.
 #[tokio::test]
 async fn s3_protocol_via_boto3() {
-    // Lifecycle rules are tested with a 2-second "day", applied every second.
-    let e = env_with(&[("LIFECYCLE_DAY_SECS", "2"), ("LIFECYCLE_INTERVAL_SECS", "1")]).await;
+    // Lifecycle rules are tested with a 2-second "day", applied every second; buckets are also
+    // virtual hosts under s3.test.
+    let e = env_with(&[("LIFECYCLE_DAY_SECS", "2"), ("LIFECYCLE_INTERVAL_SECS", "1"), ("S3_DOMAIN", "s3.test")]).await;
     let km = KeyManager::with_token(&e.key_manager.url, e.admin.token().unwrap());
     km.create_key().body_map(|b| b.name("s3-kms-key")).send().await.unwrap();
     let key = e.storage.create_access_key().body_map(|b| b.description("boto3 suite")).send().await.unwrap().into_inner();

@@ -16,6 +16,8 @@ const PASSWORD: &str = "up-test-admin-password";
 struct Up {
     child: Child,
     url: String,
+    /// The conductor's S3 edge (on a free port here; 9000 by default).
+    s3: Option<String>,
     lines: Vec<String>,
 }
 
@@ -25,6 +27,7 @@ fn up(dir: &Path, ports: &std::ops::RangeInclusive<u16>) -> Up {
         .current_dir(dir)
         .env("CONDUCTOR_PORT", "0")
         .env("CONDUCTOR_HOST", "127.0.0.1")
+        .env("CONDUCTOR_S3_PORT", "0")
         .env("WORKER_API_PORT", "off")
         .env("HEARTBEAT_INTERVAL", "1")
         .env("AEREKOS_ADMIN_PASSWORD", PASSWORD)
@@ -36,7 +39,7 @@ fn up(dir: &Path, ports: &std::ops::RangeInclusive<u16>) -> Up {
         .unwrap();
     let mut lines = vec![];
     let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut url = None;
+    let (mut url, mut s3) = (None, None);
     // Everything up prints before it waits for Ctrl-C ends with the Ctrl-C line.
     loop {
         let mut line = String::new();
@@ -44,12 +47,15 @@ fn up(dir: &Path, ports: &std::ops::RangeInclusive<u16>) -> Up {
         if let Some(u) = line.trim().strip_prefix("aerekos conductor listening on ") {
             url = Some(u.to_owned());
         }
+        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
+            s3 = rest.split_whitespace().next().map(str::to_owned);
+        }
         lines.push(line.trim_end().to_owned());
         if line.contains("Ctrl-C stops") {
             break;
         }
     }
-    Up { child, url: url.expect("the listening line"), lines }
+    Up { child, url: url.expect("the listening line"), s3, lines }
 }
 
 impl Up {
@@ -150,4 +156,88 @@ async fn up_runs_key_manager_behind_the_gateway_the_cli_drives_it_and_a_restart_
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The AWS CLI `cargo xtask test` installs (AEREKOS_AWS_CLI), else an `aws` on the PATH.
+fn aws_cli() -> std::path::PathBuf {
+    std::env::var_os("AEREKOS_AWS_CLI").map(Into::into).unwrap_or_else(|| "aws".into())
+}
+
+/// S3 clients reach storage_manager at one fixed address, the conductor's S3 edge, and never an
+/// instance's port: the AWS CLI as a user runs it (`mb`, `sync` both ways with a 12 MiB file that
+/// goes multipart, `ls --recursive`, `cp`, a second `sync` that finds nothing to do, `rm`, `rb`),
+/// with an access key made through the API.
+#[tokio::test]
+async fn the_aws_cli_works_against_the_s3_edge() {
+    let dir = WorkerDir::new();
+    let ports = instance_port_block();
+    let platform = up(dir.path(), &ports);
+    let s3 = platform.s3.clone().unwrap_or_else(|| panic!("up names the S3 endpoint: {:?}", platform.lines));
+    let admin = Conductor::login(&platform.url, "admin", PASSWORD).await.unwrap();
+    let storage = aerekos_sdk::StorageManager::with_token(&platform.url, admin.token().unwrap());
+    let key = eventually(90, "storage_manager answers through the gateway", || async {
+        storage.create_access_key().body_map(|b| b.description("aws cli test")).send().await.ok().map(|k| k.into_inner())
+    })
+    .await;
+    let secret = key.secret.clone().unwrap();
+    let aws = |args: &[&str]| {
+        let mut command = Command::new(aws_cli());
+        command.args(["--endpoint-url", s3.as_str()]).args(args);
+        // Transfers report progress unless told not to (`ls`, `mb` and the rest take no such option).
+        if args.first() == Some(&"s3") && matches!(args.get(1), Some(&("cp" | "sync"))) {
+            command.arg("--no-progress");
+        }
+        let out = command
+            .env("AWS_ACCESS_KEY_ID", &key.id)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-aws-credentials"))
+            .output()
+            .unwrap_or_else(|e| panic!("running {} (cargo xtask test installs it): {e}", aws_cli().display()));
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "aws {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    };
+
+    // A tree to upload: nested, a name needing encoding, and a file past the CLI's 8 MiB
+    // multipart threshold.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("docs/nested")).unwrap();
+    let big: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("readme.txt", b"hello from the aws cli".to_vec()),
+        ("docs/nested/notes+plus & space.md", b"# encoded keys".to_vec()),
+        ("docs/ünïcode.txt", "grüße".as_bytes().to_vec()),
+        ("big.bin", big.clone()),
+    ];
+    for (name, data) in &files {
+        std::fs::write(tree.join(name), data).unwrap();
+    }
+    aws(&["s3", "mb", "s3://cli-bucket"]);
+    aws(&["s3", "sync", tree.to_str().unwrap(), "s3://cli-bucket/tree/"]);
+    let listing = aws(&["s3", "ls", "--recursive", "s3://cli-bucket/"]);
+    for (name, data) in &files {
+        let line = listing.lines().find(|l| l.ends_with(&format!("tree/{name}"))).unwrap_or_else(|| panic!("{name} listed:\n{listing}"));
+        assert!(line.split_whitespace().nth(2) == Some(&data.len().to_string()), "{name} has its size: {line}");
+    }
+    // Nothing changed: a second sync uploads nothing.
+    assert_eq!(aws(&["s3", "sync", tree.to_str().unwrap(), "s3://cli-bucket/tree/"]).trim(), "");
+    // Back down, byte for byte, one file and the whole tree.
+    let copy = dir.path().join("big-copy.bin");
+    aws(&["s3", "cp", "s3://cli-bucket/tree/big.bin", copy.to_str().unwrap()]);
+    assert!(std::fs::read(&copy).unwrap() == big, "the 12 MiB file comes back as it went");
+    let back = dir.path().join("back");
+    aws(&["s3", "sync", "s3://cli-bucket/tree/", back.to_str().unwrap()]);
+    for (name, data) in &files {
+        assert!(std::fs::read(back.join(name)).unwrap() == *data, "{name} round-trips");
+    }
+    // The multipart upload kept S3's ETag shape (md5-of-parts and the part count).
+    let head = aws(&["s3api", "head-object", "--bucket", "cli-bucket", "--key", "tree/big.bin"]);
+    assert!(json(&head)["ETag"].as_str().unwrap().ends_with("-2\""), "{head}");
+    aws(&["s3", "rm", "--recursive", "s3://cli-bucket/"]);
+    aws(&["s3", "rb", "s3://cli-bucket"]);
+    assert!(!aws(&["s3", "ls"]).contains("cli-bucket"));
+    assert!(platform.interrupt().success());
 }

@@ -61,6 +61,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     stages.start("installing what the tests need");
     ensure_node()?;
     ensure_boto3()?;
+    let aws_cli = ensure_aws_cli(&root)?;
     let docker = ensure_docker(&root);
     if !docker && std::env::var("CI").is_ok_and(|v| v == "true") {
         bail!("no Docker engine could be started, and in CI the Docker driver's tests must run");
@@ -87,6 +88,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     cargo.args(["test", "--workspace", "--no-fail-fast"]).current_dir(&root);
     // The tests of `aerekos up` and the CLI run the executable built above.
     cargo.env("AEREKOS_BIN", root.join("target/debug/aerekos"));
+    cargo.env("AEREKOS_AWS_CLI", &aws_cli);
     if docker {
         // The service image is built from a statically linked aerekos (it runs FROM scratch).
         stages.start("Rust: static build for the service image");
@@ -219,6 +221,28 @@ fn ensure_boto3() -> anyhow::Result<()> {
         bail!("boto3 is needed for the S3 protocol tests and could not be installed with pip");
     }
     Ok(())
+}
+
+/// The AWS CLI (v1, from PyPI) drives the S3 edge test (tests/tests/up_and_cli.rs). It gets a
+/// virtual environment of its own under target/tools: its pinned botocore would otherwise fight
+/// boto3's over the one site-packages.
+fn ensure_aws_cli(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let venv = root.join("target/tools/awscli");
+    let aws = venv.join("bin/aws");
+    let works = || Command::new(&aws).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if works() {
+        return Ok(aws);
+    }
+    println!("==> installing the AWS CLI (PyPI) into {} for the S3 edge test", venv.display());
+    let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "awscli"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok || !works() {
+        bail!("the AWS CLI is needed for the S3 edge test and could not be installed with pip into {}", venv.display());
+    }
+    Ok(aws)
 }
 
 /// Node.js and npm come with this machine image; on a bare Debian they are installed.

@@ -49,6 +49,9 @@ pub async fn up(driver: &str) -> anyhow::Result<()> {
     println!("  dashboard:      {url}/");
     println!("  Swagger UI:     {url}/docs");
     println!("  OpenAPI spec:   {url}/openapi.json");
+    if let Some(s3) = conductor.s3_url() {
+        println!("  S3 endpoint:    {s3} (path style; access keys: POST {url}/api/storage_manager/access-keys)");
+    }
     if config.admin_password.is_some() {
         println!("  admin login:    {} (password from AEREKOS_ADMIN_PASSWORD)", config.admin_username);
     } else if password_file.exists() {
@@ -78,6 +81,9 @@ pub async fn conductor() -> anyhow::Result<()> {
     let config = ConductorConfig::from_env()?;
     let conductor = aerekos_conductor::start(config).await.context("starting the conductor")?;
     println!("aerekos conductor listening on {}", conductor.url());
+    if let Some(s3) = conductor.s3_url() {
+        println!("S3 edge listening on {s3}");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     conductor.shutdown().await?;

@@ -47,6 +47,16 @@ pub struct ConductorConfig {
     pub cors_allowed_origins: Vec<String>,
     /// TLS on the conductor's listener: see [`TlsConfig`].
     pub tls: TlsConfig,
+    /// `CONDUCTOR_S3_PORT`: the S3 edge's listener on `CONDUCTOR_HOST` (default 9000; `off`: none).
+    /// [`ConductorConfig::new`] leaves it off.
+    pub s3_edge: Option<S3EdgeConfig>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct S3EdgeConfig {
+    pub bind: SocketAddr,
+    /// Set by the admin (a failure to bind stops the start), not the default (only a warning).
+    pub required: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +135,7 @@ impl ConductorConfig {
             throttle: Default::default(),
             cors_allowed_origins: Vec::new(),
             tls: TlsConfig::default(),
+            s3_edge: None,
         }
     }
 
@@ -162,6 +173,14 @@ impl ConductorConfig {
             config.worker_ttl = parse_duration("WORKER_TTL", &v)?;
         }
         config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
+        config.s3_edge = match get("CONDUCTOR_S3_PORT").as_deref().map(str::trim) {
+            Some("off") => None,
+            None | Some("") => Some(S3EdgeConfig { bind: SocketAddr::new(bind.ip(), 9000), required: false }),
+            Some(port) => {
+                let port: u16 = port.parse().map_err(|_| ConfigError(format!("CONDUCTOR_S3_PORT={port:?}: give a port number or off")))?;
+                Some(S3EdgeConfig { bind: SocketAddr::new(bind.ip(), port), required: true })
+            }
+        };
         config.throttle = aerekos_common::throttle::ThrottleConfig::from_lookup(&get).map_err(ConfigError)?;
         config.cors_allowed_origins = aerekos_common::server::cors_origins_from_env(&get).unwrap_or_default();
         config.tls.mode = match get("CONDUCTOR_TLS").as_deref().map(str::trim) {

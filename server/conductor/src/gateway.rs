@@ -32,11 +32,23 @@ pub fn service_of(path: &str) -> Option<&str> {
 pub struct Gateway<E> {
     api: E,
     state: Arc<AppState>,
-    client: reqwest::Client,
+    forwarder: Arc<Forwarder>,
 }
 
 impl<E> Gateway<E> {
-    pub fn new(api: E, state: Arc<AppState>) -> Self {
+    pub fn new(api: E, state: Arc<AppState>, forwarder: Arc<Forwarder>) -> Self {
+        Self { api, state, forwarder }
+    }
+}
+
+/// Sends requests on to service instances and their answers back: what the gateway and the S3
+/// edge ([`crate::s3_edge`]) share.
+pub struct Forwarder {
+    client: reqwest::Client,
+}
+
+impl Forwarder {
+    pub fn new(state: &AppState) -> Self {
         let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
@@ -48,7 +60,7 @@ impl<E> Gateway<E> {
             client = client.tls_certs_only(ca);
         }
         let client = client.build().expect("an HTTP client");
-        Self { api, state, client }
+        Self { client }
     }
 }
 
@@ -72,14 +84,15 @@ impl<E: Endpoint> Endpoint for Gateway<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let routed = service_of(req.uri().path()).and_then(|name| self.state.routes.snapshot().services.get(name).cloned().map(|r| (name.to_owned(), r)));
         match routed {
-            Some((service, route)) => Ok(self.forward(req, &service, &route).await),
+            Some((service, route)) => Ok(self.checked_forward(req, &service, &route).await),
             None => self.api.call(req).await.map(IntoResponse::into_response),
         }
     }
 }
 
 impl<E> Gateway<E> {
-    async fn forward(&self, mut req: Request, service: &str, route: &crate::domain::routes::ServiceRoute) -> Response {
+    /// Requests through the gateway carry a user's or service's token: checked here first.
+    async fn checked_forward(&self, req: Request, service: &str, route: &crate::domain::routes::ServiceRoute) -> Response {
         let token = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -95,7 +108,14 @@ impl<E> Gateway<E> {
         if let Err(e) = self.state.auth.verify(token) {
             return gateway_error(StatusCode::UNAUTHORIZED, &e.body().code, e.body().message.clone());
         }
+        self.forwarder.forward(req, service, route, false).await
+    }
+}
 
+impl Forwarder {
+    /// Forwards `req` to an instance of `service`. With `keep_host` the client's `Host` goes on
+    /// unchanged (S3 signatures cover it, and virtual-host buckets are named in it).
+    pub async fn forward(&self, mut req: Request, service: &str, route: &crate::domain::routes::ServiceRoute, keep_host: bool) -> Response {
         let client_ip = aerekos_common::net::peer_address(&req);
         let method = req.method().clone();
         let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -110,6 +130,9 @@ impl<E> Gateway<E> {
         }
         if let Ok(ip) = HeaderValue::from_str(&client_ip.to_string()) {
             headers.insert("x-forwarded-for", ip);
+        }
+        if keep_host && let Some(host) = req.headers().get(header::HOST) {
+            headers.insert(header::HOST, host.clone());
         }
         let has_body = headers.contains_key(header::CONTENT_LENGTH) && headers[header::CONTENT_LENGTH] != "0"
             || req.headers().contains_key(header::TRANSFER_ENCODING);

@@ -9,6 +9,7 @@ pub mod config;
 mod dashboard;
 mod domain;
 mod gateway;
+mod s3_edge;
 pub mod model;
 mod store;
 
@@ -64,6 +65,8 @@ pub enum StartError {
 /// A running conductor.
 pub struct ConductorHandle {
     server: ServerHandle,
+    /// The S3 edge's listener (see [`s3_edge`]), when configured and bound.
+    s3_edge: Option<ServerHandle>,
     state: Arc<AppState>,
     flusher: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
     deployment_loop: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
@@ -78,6 +81,11 @@ impl ConductorHandle {
     /// The base URL clients use, e.g. `http://127.0.0.1:8080`.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The S3 edge's URL (S3 clients' endpoint), when it listens.
+    pub fn s3_url(&self) -> Option<String> {
+        self.s3_edge.as_ref().map(ServerHandle::url)
     }
 
     /// The fingerprint workers pin (`CONDUCTOR_CA_PIN`) and the CA bundle, when serving TLS.
@@ -108,6 +116,9 @@ impl ConductorHandle {
         let (stop, task) = self.deployment_loop;
         let _ = stop.send(());
         let _ = task.await;
+        if let Some(edge) = self.s3_edge {
+            let _ = edge.shutdown().await;
+        }
         let result = self.server.shutdown().await;
         let (stop, task) = self.flusher;
         let _ = stop.send(());
@@ -192,7 +203,8 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         }));
     let app = aerekos_common::server::api_routes(api::service(), state.clone());
     let app = domain::audit::Audited::new(app, state.clone());
-    let app = gateway::Gateway::new(app, state.clone());
+    let forwarder = Arc::new(gateway::Forwarder::new(&state));
+    let app = gateway::Gateway::new(app, state.clone(), forwarder.clone());
     // The web dashboard at `/` (and its client routes); `/api/…` passes through untouched.
     let workers_for_csp = state.workers.clone();
     let worker_origins: dashboard::ConnectSources = Arc::new(move || {
@@ -215,10 +227,38 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         Some(t) => tracing::info!(url = %server.url(), database = %config.database_path.display(), ca_pin = %t.fingerprint, "conductor listening (TLS)"),
         None => tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening"),
     }
+    let s3_edge = start_s3_edge(&config, &state, forwarder, tls.as_ref().map(|t| t.server.clone())).await?;
     let flusher = spawn_heartbeat_flusher(state.clone());
     let deployment_loop = spawn_deployment_loop(state.clone());
     let housekeeping = spawn_housekeeping(state.clone());
-    Ok(ConductorHandle { server, state, flusher, deployment_loop, housekeeping })
+    Ok(ConductorHandle { server, s3_edge, state, flusher, deployment_loop, housekeeping })
+}
+
+/// The S3 edge's listener, when configured. The default port being taken is a warning (a laptop
+/// may run another S3 server there); a port the admin chose must be had.
+async fn start_s3_edge(
+    config: &ConductorConfig,
+    state: &Arc<AppState>,
+    forwarder: Arc<gateway::Forwarder>,
+    tls: Option<Arc<aerekos_common::tls::ServerConfig>>,
+) -> Result<Option<ServerHandle>, StartError> {
+    let Some(edge_config) = &config.s3_edge else { return Ok(None) };
+    let edge = Edge::new(state.metrics.clone(), config.max_body_bytes)
+        .throttle(&config.throttle)
+        // Object bodies stream on; storage_manager holds them to its own limits.
+        .body_limit_exempt(Arc::new(|_: &str| true));
+    let app = s3_edge::S3Edge::new(state.clone(), forwarder).with(edge);
+    match aerekos_common::server::serve_tls(edge_config.bind, app, tls).await {
+        Ok(server) => {
+            tracing::info!(url = %server.url(), "S3 edge listening (storage_manager's S3 protocol)");
+            Ok(Some(server))
+        }
+        Err(e) if !edge_config.required => {
+            tracing::warn!(address = %edge_config.bind, error = %e, "the S3 edge could not listen on its default port; set CONDUCTOR_S3_PORT to another (or off)");
+            Ok(None)
+        }
+        Err(e) => Err(ConfigError(format!("the S3 edge cannot listen on {} (CONDUCTOR_S3_PORT): {e}", edge_config.bind)).into()),
+    }
 }
 
 /// Runs [`DeploymentService::tick`] every [`domain::deployments::TICK`], and at once after an

@@ -36,6 +36,9 @@ pub struct StorageManagerConfig {
     /// `TLS_CERT_PEM`/`TLS_KEY_PEM` (a worker gives them to the instances it starts when the
     /// conductor serves TLS) or `TLS_CERT_FILE`/`TLS_KEY_FILE`: serve HTTPS. Unset: plain HTTP.
     pub tls: Option<std::sync::Arc<aerekos_common::tls::ServerConfig>>,
+    /// `S3_DOMAIN` (comma-separated): domains under which buckets are addressed as virtual hosts
+    /// (`<bucket>.<domain>`); path style works on every host either way.
+    pub s3_domains: Vec<String>,
     /// How often buckets' lifecycle rules are applied (`LIFECYCLE_INTERVAL_SECS`).
     pub lifecycle_interval: std::time::Duration,
     /// How long a lifecycle rule's "day" is (`LIFECYCLE_DAY_SECS`; shorter only to test rules).
@@ -63,6 +66,7 @@ impl StorageManagerConfig {
             service_token_renew_before: std::time::Duration::from_secs(24 * 3600),
             throttle: Default::default(),
             tls: None,
+            s3_domains: Vec::new(),
             lifecycle_interval: std::time::Duration::from_secs(3600),
             lifecycle_day: std::time::Duration::from_secs(86_400),
         }
@@ -88,6 +92,7 @@ impl StorageManagerConfig {
         if let Some(region) = get("S3_REGION") {
             c.s3_region = region;
         }
+        c.s3_domains = get("S3_DOMAIN").map(|v| v.split(',').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect()).unwrap_or_default();
         let num = |name: &str, default: u64| -> Result<u64, ConfigError> {
             get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a number"))))
         };

@@ -116,7 +116,8 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
 
     let own = aerekos_common::server::api_routes(api::service(), state.clone()).boxed();
     let spool = s3::Spool { dir: config.data_dir.join("tmp"), max_bytes: config.max_object_bytes };
-    let s3 = s3::S3Endpoint { service: s3::service(storage.clone(), access_keys), spool, storage }.boxed();
+    let service = s3::service(storage.clone(), access_keys, &config.s3_domains).map_err(|e| StartError::Config(ConfigError(e)))?;
+    let s3 = s3::S3Endpoint { service, spool, storage, domains: config.s3_domains.clone() }.boxed();
     // Object bodies stream past the JSON body limit: uploads through the API and everything S3.
     let edge = Edge::new(metrics, config.max_body_bytes)
         .quiet(&["health", "ready", "metrics"])

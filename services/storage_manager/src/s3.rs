@@ -35,12 +35,44 @@ const SSE_KMS: &str = "aws:kms";
 /// S3's limit on the keys one DeleteObjects request names.
 const MAX_DELETE_KEYS: usize = 1000;
 
-/// Builds the S3 service over `storage`, signed requests checked against `access_keys`.
-pub fn service(storage: Arc<Storage>, access_keys: Arc<AccessKeys>) -> S3Service {
+/// Builds the S3 service over `storage`, signed requests checked against `access_keys`; buckets
+/// are also virtual hosts under `domains`.
+pub fn service(storage: Arc<Storage>, access_keys: Arc<AccessKeys>, domains: &[String]) -> Result<S3Service, String> {
     let mut builder = S3ServiceBuilder::new(S3Front { storage: storage.clone(), access_keys: access_keys.clone() });
+    if !domains.is_empty() {
+        if let Some(bad) = domains.iter().find(|d| d.contains(':') || d.split('.').any(|label| label.is_empty())) {
+            return Err(format!("S3_DOMAIN {bad:?} is not a domain name (give names such as s3.example.com, without ports)"));
+        }
+        builder.set_host(VirtualHostDomains(domains.to_vec()));
+    }
     builder.set_auth(AccessKeyAuth { access_keys: access_keys.clone() });
     builder.set_access(PolicyAccess { storage, access_keys });
-    builder.build()
+    Ok(builder.build())
+}
+
+/// `S3_DOMAIN`: a host `<bucket>.<domain>` (any port) names the bucket; every other host is path
+/// style. (s3s's own parsers compare the host with its port, and take any other host name for a
+/// bucket.)
+struct VirtualHostDomains(Vec<String>);
+
+impl s3s::host::S3Host for VirtualHostDomains {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        Ok(match bucket_in_host(&self.0, host) {
+            Some((domain, bucket)) => s3s::host::VirtualHost::new(domain).with_bucket(bucket),
+            None => s3s::host::VirtualHost::new(host_name(host)),
+        })
+    }
+}
+
+/// A Host header's name, without its port.
+fn host_name(host: &str) -> &str {
+    host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(name, _)| name)
+}
+
+/// The domain and bucket a Host header names (`<bucket>.<domain>[:port]`), if it names one.
+fn bucket_in_host<'d, 'h>(domains: &'d [String], host: &'h str) -> Option<(&'d str, &'h str)> {
+    let name = host_name(host);
+    domains.iter().find_map(|d| Some((d.as_str(), name.strip_suffix(d.as_str())?.strip_suffix('.')?)))
 }
 
 /// Who signed a request (nobody: unsigned), as bucket policies name principals.
@@ -99,6 +131,8 @@ pub struct S3Endpoint {
     pub spool: Spool,
     /// For the buckets' CORS rules, which s3s knows nothing of.
     pub storage: Arc<Storage>,
+    /// `S3_DOMAIN`: a request's bucket may be named in its host.
+    pub domains: Vec<String>,
 }
 
 /// Where a body sent without a length (`Transfer-Encoding: chunked`, not aws-chunked) is measured:
@@ -165,9 +199,16 @@ impl S3Endpoint {
 /// A bucket's CORS rules applied to browser requests: preflights (`OPTIONS`) are answered here,
 /// and answers to requests with an `Origin` a rule allows get the CORS headers.
 impl S3Endpoint {
-    fn cors_rules(&self, path: &str) -> Option<Vec<CorsRule>> {
-        let bucket = path.trim_start_matches('/').split('/').next().filter(|b| !b.is_empty())?;
-        self.storage.known_bucket(bucket).ok()?.settings.cors.clone()
+    /// The bucket a request is for: the host's first label under an `S3_DOMAIN`, else the first
+    /// path segment.
+    fn bucket_of<'a>(&self, req: &'a Request) -> Option<&'a str> {
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let virtual_host = bucket_in_host(&self.domains, host).map(|(_, bucket)| bucket);
+        virtual_host.or_else(|| req.uri().path().trim_start_matches('/').split('/').next()).filter(|b| !b.is_empty())
+    }
+
+    fn cors_rules(&self, req: &Request) -> Option<Vec<CorsRule>> {
+        self.storage.known_bucket(self.bucket_of(req)?).ok()?.settings.cors.clone()
     }
 
     fn preflight(&self, req: &Request) -> Response {
@@ -185,7 +226,7 @@ impl S3Endpoint {
                 "Insufficient information. Origin and Access-Control-Request-Method request headers are needed.",
             );
         };
-        let Some(rules) = self.cors_rules(req.uri().path()) else {
+        let Some(rules) = self.cors_rules(req) else {
             return refuse(http::StatusCode::FORBIDDEN, "AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.");
         };
         let requested: Vec<String> = header("access-control-request-headers")
@@ -243,7 +284,7 @@ impl Endpoint for S3Endpoint {
             return Ok(self.preflight(&req));
         }
         let cors = req.headers().get("origin").and_then(|v| v.to_str().ok()).and_then(|origin| {
-            let rules = self.cors_rules(req.uri().path())?;
+            let rules = self.cors_rules(&req)?;
             let rule = bucket_settings::cors_rule_for(&rules, origin, req.method().as_str(), &[])?.clone();
             Some((rule, origin.to_owned()))
         });
