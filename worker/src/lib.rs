@@ -332,5 +332,5 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
 
 /// The worker API's spec (what `cargo xtask openapi` writes to `openapi/worker.json`).
 pub fn openapi_spec() -> String {
-    api::service().spec()
+    aerekos_common::server::finished_spec(&api::service().spec())
 }

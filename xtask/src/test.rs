@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` runs. It installs what the
-//! suite needs (Node.js packages; boto3; Chromium for the dashboard; the Docker engine and busybox for the Docker driver's tests) and
+//! suite needs (Node.js packages; boto3, the AWS CLI and schemathesis; Chromium for the dashboard; the Docker engine and busybox for the Docker driver's tests) and
 //! starts dockerd where none runs, checks the committed specs and SDKs, runs every Rust test and
 //! the TypeScript SDK's tests, and ends with one line of totals. Where no Docker engine can be had,
 //! the Docker tests are reported as skipped — except in CI (`CI=true`), where that is a failure.
@@ -62,6 +62,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     ensure_node()?;
     ensure_boto3()?;
     let aws_cli = ensure_aws_cli(&root)?;
+    let schemathesis = ensure_schemathesis(&root)?;
     let docker = ensure_docker(&root);
     if !docker && std::env::var("CI").is_ok_and(|v| v == "true") {
         bail!("no Docker engine could be started, and in CI the Docker driver's tests must run");
@@ -113,6 +114,17 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     }
 
     print_disk_free(&root);
+
+    stages.start("API fuzzing: schemathesis over every spec");
+    println!("==> schemathesis over the conductor, key_manager, storage_manager and worker specs against aerekos up");
+    let mut fuzz = Command::new(schemathesis.join("python"));
+    fuzz.arg(root.join("tests/api/fuzz_specs.py"))
+        .env("AEREKOS_BIN", root.join("target/debug/aerekos"))
+        .env("ST", schemathesis.join("st"))
+        .current_dir(&root);
+    if !stream_and_count(fuzz, &mut totals)? {
+        failures.push("API fuzzing");
+    }
 
     stages.start("TypeScript SDK tests");
     println!("==> TypeScript: npm test in sdk-ts");
@@ -243,6 +255,31 @@ fn ensure_aws_cli(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> 
         bail!("the AWS CLI is needed for the S3 edge test and could not be installed with pip into {}", venv.display());
     }
     Ok(aws)
+}
+
+/// Schemathesis (PyPI, a pinned version so a run is repeatable) fuzzes the servers against their
+/// specs (tests/api/fuzz_specs.py); a virtual environment of its own under target/tools. Returns
+/// the environment's bin directory.
+fn ensure_schemathesis(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    const VERSION: &str = "4.32.5";
+    let bin = root.join("target/tools/schemathesis/bin");
+    let works = || {
+        Command::new(bin.join("st")).arg("--version").output().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(VERSION))
+    };
+    if works() {
+        return Ok(bin);
+    }
+    let venv = root.join("target/tools/schemathesis");
+    println!("==> installing schemathesis {VERSION} (PyPI) into {}", venv.display());
+    let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+        && Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", &format!("schemathesis=={VERSION}")])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok || !works() {
+        bail!("schemathesis is needed to fuzz the APIs and could not be installed with pip into {}", venv.display());
+    }
+    Ok(bin)
 }
 
 /// Node.js and npm come with this machine image; on a bare Debian they are installed.

@@ -2246,6 +2246,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2354,6 +2363,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2451,6 +2469,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2566,6 +2593,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2661,6 +2697,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2765,6 +2810,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2880,6 +2934,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2980,6 +3043,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3095,6 +3167,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -3201,6 +3282,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -3298,6 +3388,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3411,6 +3510,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -3510,6 +3618,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3623,6 +3740,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -3728,6 +3854,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -3825,6 +3960,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3938,6 +4082,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -4035,6 +4188,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4148,6 +4310,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -4252,6 +4423,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -4349,6 +4529,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4464,6 +4653,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -4570,6 +4768,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -4668,6 +4875,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4785,6 +5001,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -4884,6 +5109,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4997,6 +5231,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -5096,6 +5339,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5213,6 +5465,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -5316,6 +5577,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5427,6 +5697,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -5524,6 +5803,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5635,6 +5923,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -5732,6 +6029,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5847,6 +6153,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -5944,6 +6259,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6061,6 +6385,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -6171,6 +6504,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -6268,6 +6610,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6381,6 +6732,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -6480,6 +6840,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6598,6 +6967,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -6699,6 +7077,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6812,6 +7199,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -6910,6 +7306,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7028,6 +7433,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -7138,6 +7552,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -7237,6 +7660,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7354,6 +7786,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -7453,6 +7894,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7570,6 +8020,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -7677,6 +8136,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -7777,6 +8245,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7894,6 +8371,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -7997,6 +8483,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8108,6 +8603,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -8212,6 +8716,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -8309,6 +8822,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

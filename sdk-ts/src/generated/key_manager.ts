@@ -676,6 +676,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -773,6 +782,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -888,6 +906,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -987,6 +1014,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1104,6 +1140,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1203,6 +1248,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1320,6 +1374,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1423,6 +1486,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1540,6 +1612,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1646,6 +1727,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1745,6 +1835,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1862,6 +1961,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1965,6 +2073,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2082,6 +2199,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2181,6 +2307,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2298,6 +2433,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2399,6 +2543,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2510,6 +2663,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2614,6 +2776,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -2711,6 +2882,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

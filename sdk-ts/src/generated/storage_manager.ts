@@ -358,6 +358,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -459,6 +468,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -572,6 +590,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -669,6 +696,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -784,6 +820,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -890,6 +935,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -988,6 +1042,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1103,6 +1166,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1226,6 +1298,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1363,6 +1444,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1462,6 +1552,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1584,6 +1683,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1681,6 +1789,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1792,6 +1909,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1889,6 +2015,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -343,6 +343,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -453,6 +462,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -553,6 +571,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -670,6 +697,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -773,6 +809,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -890,6 +935,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -993,6 +1047,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1104,6 +1167,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1206,6 +1278,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1323,6 +1404,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1427,6 +1517,15 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /**
              * @description Too many requests (from this address or this caller), or too many failed logins: try again
              *     after `Retry-After` seconds.
@@ -1524,6 +1623,15 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -320,7 +320,7 @@ fn spawn_heartbeat_flusher(state: Arc<AppState>) -> (tokio::sync::oneshot::Sende
 
 /// The conductor's OpenAPI document (what `cargo xtask openapi` writes to `openapi/conductor.json`).
 pub fn openapi_spec() -> String {
-    api::service().spec()
+    aerekos_common::server::finished_spec(&api::service().spec())
 }
 
 /// Prepares the database restored from a platform backup at `path` for a cluster of new machines

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The request body is larger than the server accepts.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The request body's `Content-Type` is missing or not one the operation takes.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Too many requests (from this address or this caller), or too many failed logins: try again
     /// after `Retry-After` seconds.
     #[oai(status = 429)]
@@ -71,6 +74,7 @@ impl ApiError {
             404 => Self::NotFound(body),
             409 => Self::Conflict(body),
             413 => Self::PayloadTooLarge(body),
+            415 => Self::UnsupportedMediaType(body),
             429 => Self::TooManyRequests(body, 1),
             503 => Self::Unavailable(body),
             s if s >= 500 => Self::Internal(body),
@@ -122,6 +126,7 @@ impl ApiError {
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
             Self::PayloadTooLarge(_) => 413,
+            Self::UnsupportedMediaType(_) => 415,
             Self::TooManyRequests(..) => 429,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
@@ -137,6 +142,7 @@ impl ApiError {
             | Self::NotFound(b)
             | Self::Conflict(b)
             | Self::PayloadTooLarge(b)
+            | Self::UnsupportedMediaType(b)
             | Self::TooManyRequests(b, _)
             | Self::Internal(b)
             | Self::Unavailable(b) => &b.0,

@@ -95,9 +95,36 @@ where
     T: OpenApi + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    let allowed = AllowedMethods::from_spec(&api.spec());
-    let routes = Route::new().at("/openapi.json", api.spec_endpoint()).nest("/docs", api.swagger_ui()).nest("/", api).data(state);
+    let spec = finished_spec(&api.spec());
+    let allowed = AllowedMethods::from_spec(&spec);
+    let spec_endpoint = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
+    });
+    let routes = Route::new().at("/openapi.json", spec_endpoint).nest("/docs", api.swagger_ui()).nest("/", api).data(state);
     WithAllow { inner: routes, allowed }
+}
+
+/// An API's spec as it is served and committed: poem-openapi's, plus what poem-openapi leaves
+/// out that the servers enforce: an unsigned integer (`format: uint32`/`uint64`) is never
+/// negative (`minimum: 0`), so clients and fuzzers are not told a negative number is valid.
+pub fn finished_spec(spec: &str) -> String {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let unsigned = map.get("type").and_then(|t| t.as_str()) == Some("integer")
+                    && map.get("format").and_then(|f| f.as_str()).is_some_and(|f| f.starts_with("uint"));
+                if unsigned && !map.contains_key("minimum") {
+                    map.insert("minimum".into(), 0.into());
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut doc: serde_json::Value = serde_json::from_str(spec).expect("poem-openapi writes JSON");
+    walk(&mut doc);
+    serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
 }
 
 /// The methods each path of an API takes, read off its spec (a `{param}` matches one segment):

@@ -116,7 +116,7 @@ pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartEr
 
 /// The spec `cargo xtask openapi` writes to `openapi/key_manager.json`.
 pub fn openapi_spec() -> String {
-    api::service().spec()
+    aerekos_common::server::finished_spec(&api::service().spec())
 }
 
 /// From `KEY_MANAGER_MASTER_KEY`, else `<data dir>/master.key`, generated (0600) on first start.

@@ -153,5 +153,5 @@ fn is_upload_path(path: &str) -> bool {
 
 /// The spec `cargo xtask openapi` writes to `openapi/storage_manager.json`.
 pub fn openapi_spec() -> String {
-    api::service().spec()
+    aerekos_common::server::finished_spec(&api::service().spec())
 }
