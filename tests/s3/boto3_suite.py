@@ -3,7 +3,8 @@
 Run by tests/tests/storage_manager.rs (`s3_protocol_via_boto3`), which starts the platform, creates
 an access key through the service's own API and passes it here:
 
-    S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_KMS_KEY (a key_manager key name)
+    S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_KMS_KEY (a key_manager key name),
+    S3_API_URL, S3_ADMIN_TOKEN (the service's own API, to make access keys with scopes)
 
 `cargo xtask test` installs boto3 from PyPI. Every test uses its own bucket.
 """
@@ -33,6 +34,9 @@ ENDPOINT = os.environ["S3_ENDPOINT"]
 ACCESS_KEY = os.environ["S3_ACCESS_KEY"]
 SECRET_KEY = os.environ["S3_SECRET_KEY"]
 KMS_KEY = os.environ["S3_KMS_KEY"]
+# storage_manager's own API and an admin's token, to make access keys with scopes.
+API_URL = os.environ["S3_API_URL"]
+ADMIN_TOKEN = os.environ["S3_ADMIN_TOKEN"]
 MIB = 1024 * 1024
 
 
@@ -890,6 +894,66 @@ class VirtualHosts(unittest.TestCase):
         code, answer = self.request("GET", "no-such-" + uuid.uuid4().hex[:8], "/k")
         self.assertEqual(code, 404)
         self.assertIn(b"NoSuchBucket", answer)
+
+
+def create_access_key(description, scopes):
+    """An access key made through storage_manager's own API (what an admin does): (status, answer)."""
+    req = urllib.request.Request(API_URL + "/api/storage_manager/access-keys", method="POST",
+                                 data=json.dumps({"description": description, "scopes": scopes}).encode(),
+                                 headers={"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+class ScopedAccessKeys(unittest.TestCase):
+    """An access key limited to buckets and kinds of access, enforced with the bucket policies."""
+
+    def test_a_read_only_key_for_one_bucket_and_a_write_only_key_for_a_prefix(self):
+        suffix = uuid.uuid4().hex[:8]
+        photos, uploads, other = "photos-" + suffix, "uploads-" + suffix, "other-" + suffix
+        for bucket in (photos, uploads, other):
+            S3.create_bucket(Bucket=bucket)
+        S3.put_object(Bucket=photos, Key="cat.jpg", Body=b"meow")
+        S3.put_object(Bucket=other, Key="secret", Body=b"no")
+        code, reader = create_access_key("read-only photos", ["read:" + photos])
+        self.assertEqual(code, 200, reader)
+        self.assertEqual(reader["scopes"], ["read:" + photos])
+        code, writer = create_access_key("uploader", ["write:uploads-*"])
+        self.assertEqual(code, 200, writer)
+        read_only = client(access=reader["id"], secret=reader["secret"])
+        upload_only = client(access=writer["id"], secret=writer["secret"])
+
+        self.assertEqual(read_only.get_object(Bucket=photos, Key="cat.jpg")["Body"].read(), b"meow")
+        self.assertEqual([o["Key"] for o in read_only.list_objects_v2(Bucket=photos)["Contents"]], ["cat.jpg"])
+        self.assertEqual([b["Name"] for b in read_only.list_buckets()["Buckets"]], [photos])
+        denied = [
+            lambda: read_only.put_object(Bucket=photos, Key="dog.jpg", Body=b"woof"),
+            lambda: read_only.delete_object(Bucket=photos, Key="cat.jpg"),
+            lambda: read_only.get_object(Bucket=other, Key="secret"),
+            lambda: read_only.create_bucket(Bucket="new-" + suffix),
+            lambda: read_only.put_bucket_policy(Bucket=photos, Policy=public_read_policy(photos, "")),
+            lambda: upload_only.get_object(Bucket=photos, Key="cat.jpg"),
+            lambda: upload_only.put_object(Bucket=other, Key="x", Body=b"x"),
+            lambda: upload_only.copy_object(Bucket=uploads, Key="copied", CopySource={"Bucket": photos, "Key": "cat.jpg"}),
+        ]
+        for call in denied:
+            with self.assertRaises(ClientError) as e:
+                call()
+            self.assertEqual((status(e.exception), error_code(e.exception)), (403, "AccessDenied"))
+        upload_only.put_object(Bucket=uploads, Key="in.txt", Body=b"dropped off")
+        with self.assertRaises(ClientError) as e:
+            upload_only.get_object(Bucket=uploads, Key="in.txt")
+        self.assertEqual(error_code(e.exception), "AccessDenied")
+        self.assertEqual(S3.get_object(Bucket=uploads, Key="in.txt")["Body"].read(), b"dropped off")
+        self.assertEqual(sorted(keys_of(photos)), ["cat.jpg"])
+
+    def test_scopes_that_do_not_parse_are_refused(self):
+        for scopes in [["delete:b"], ["read"], ["read:Bad_Name"], ["read:b"] * 51]:
+            code, answer = create_access_key("bad", scopes)
+            self.assertEqual((code, answer["code"]), (400, "invalid_scopes"), scopes)
 
 
 class Signatures(unittest.TestCase):

@@ -521,6 +521,8 @@ async fn s3_protocol_via_boto3() {
         .env("S3_ACCESS_KEY", &key.id)
         .env("S3_SECRET_KEY", &secret)
         .env("S3_KMS_KEY", "s3-kms-key")
+        .env("S3_API_URL", &e.service.url)
+        .env("S3_ADMIN_TOKEN", e.admin.token().unwrap())
         .output()
         .await
         .expect("running python3 (cargo xtask test installs boto3)");

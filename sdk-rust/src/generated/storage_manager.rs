@@ -18,6 +18,8 @@ pub mod types {
         ///Set once revoked: requests signed with it are refused from then on.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub revoked_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///What the key may do (see `CreateAccessKeyRequest.scopes`); empty: everything.
+        pub scopes: ::std::vec::Vec<::std::string::String>,
         ///The secret (`AWS_SECRET_ACCESS_KEY`): only in the answer to its creation.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub secret: ::std::option::Option<::std::string::String>,
@@ -45,6 +47,12 @@ pub mod types {
     pub struct CreateAccessKeyRequest {
         ///What the key is for, e.g. "backup job on db-1".
         pub description: ::std::string::String,
+        /**What the key may do, at most 50: `read:<bucket>` (get, head, list), `write:<bucket>` (put,
+delete, multipart, object tags), `admin:<bucket>` (create and delete the bucket, its
+policy, CORS, lifecycle and tags); `<bucket>` may be `*` or end in `*`. Absent or empty:
+everything on every bucket.*/
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub scopes: ::std::vec::Vec<::std::string::String>,
     }
     impl CreateAccessKeyRequest {
         pub fn builder() -> builder::CreateAccessKeyRequest {
@@ -142,6 +150,10 @@ ones (as S3 does).*/
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
+            scopes: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
             secret: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
@@ -155,6 +167,7 @@ ones (as S3 does).*/
                     description: Err("no value supplied for description".to_string()),
                     id: Err("no value supplied for id".to_string()),
                     revoked_at: Ok(Default::default()),
+                    scopes: Err("no value supplied for scopes".to_string()),
                     secret: Ok(Default::default()),
                 }
             }
@@ -220,6 +233,18 @@ ones (as S3 does).*/
                     });
                 self
             }
+            pub fn scopes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.scopes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for scopes: {e}")
+                    });
+                self
+            }
             pub fn secret<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
@@ -244,6 +269,7 @@ ones (as S3 does).*/
                     description: value.description?,
                     id: value.id?,
                     revoked_at: value.revoked_at?,
+                    scopes: value.scopes?,
                     secret: value.secret?,
                 })
             }
@@ -256,6 +282,7 @@ ones (as S3 does).*/
                     description: Ok(value.description),
                     id: Ok(value.id),
                     revoked_at: Ok(value.revoked_at),
+                    scopes: Ok(value.scopes),
                     secret: Ok(value.secret),
                 }
             }
@@ -348,11 +375,16 @@ ones (as S3 does).*/
                 ::std::string::String,
                 ::std::string::String,
             >,
+            scopes: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for CreateAccessKeyRequest {
             fn default() -> Self {
                 Self {
                     description: Err("no value supplied for description".to_string()),
+                    scopes: Ok(Default::default()),
                 }
             }
         }
@@ -369,6 +401,18 @@ ones (as S3 does).*/
                     });
                 self
             }
+            pub fn scopes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.scopes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for scopes: {e}")
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<CreateAccessKeyRequest>
         for super::CreateAccessKeyRequest {
@@ -378,6 +422,7 @@ ones (as S3 does).*/
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     description: value.description?,
+                    scopes: value.scopes?,
                 })
             }
         }
@@ -386,6 +431,7 @@ ones (as S3 does).*/
             fn from(value: super::CreateAccessKeyRequest) -> Self {
                 Self {
                     description: Ok(value.description),
+                    scopes: Ok(value.scopes),
                 }
             }
         }

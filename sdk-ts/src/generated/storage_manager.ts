@@ -198,6 +198,8 @@ export interface components {
              * @description Set once revoked: requests signed with it are refused from then on.
              */
             revoked_at?: string;
+            /** @description What the key may do (see `CreateAccessKeyRequest.scopes`); empty: everything. */
+            scopes: string[];
             /** @description The secret (`AWS_SECRET_ACCESS_KEY`): only in the answer to its creation. */
             secret?: string;
         };
@@ -212,6 +214,13 @@ export interface components {
         CreateAccessKeyRequest: {
             /** @description What the key is for, e.g. "backup job on db-1". */
             description: string;
+            /**
+             * @description What the key may do, at most 50: `read:<bucket>` (get, head, list), `write:<bucket>` (put,
+             *     delete, multipart, object tags), `admin:<bucket>` (create and delete the bucket, its
+             *     policy, CORS, lifecycle and tags); `<bucket>` may be `*` or end in `*`. Absent or empty:
+             *     everything on every bucket.
+             */
+            scopes?: string[];
         };
         /** CreateBucketRequest */
         CreateBucketRequest: {

@@ -12,3 +12,6 @@ ALTER TABLE objects ADD COLUMN checksum TEXT;
 -- What the bucket's owner configured on it (policy, canned ACL, public access block, CORS,
 -- lifecycle, tags): one JSON document, written whole by each change.
 ALTER TABLE buckets ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+-- What an access key may do: a JSON list of scopes ("read:<bucket>", "write:<bucket>",
+-- "admin:<bucket>"; a bucket may be "*" or end in "*"). Empty: everything (keys made before scopes).
+ALTER TABLE access_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]';

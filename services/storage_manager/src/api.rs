@@ -292,7 +292,7 @@ impl AccessKeysApi {
     #[oai(path = "/access-keys", method = "post", operation_id = "create_access_key")]
     async fn create(&self, state: Data<&Arc<State>>, auth: CallerAuth, body: Json<CreateAccessKeyRequest>) -> ApiResult<Json<AccessKey>> {
         admin_only(&auth.0)?;
-        state.access_keys.create(&auth.0, &body.0.description).await.map(Json)
+        state.access_keys.create(&auth.0, &body.0.description, body.0.scopes.as_deref().unwrap_or_default()).await.map(Json)
     }
 
     /// Every access key, revoked ones included, without secrets (admin).

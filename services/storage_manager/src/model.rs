@@ -68,6 +68,11 @@ pub struct ObjectList {
 pub struct CreateAccessKeyRequest {
     /// What the key is for, e.g. "backup job on db-1".
     pub description: String,
+    /// What the key may do, at most 50: `read:<bucket>` (get, head, list), `write:<bucket>` (put,
+    /// delete, multipart, object tags), `admin:<bucket>` (create and delete the bucket, its
+    /// policy, CORS, lifecycle and tags); `<bucket>` may be `*` or end in `*`. Absent or empty:
+    /// everything on every bucket.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// An S3 access key pair. The secret is shown once, when the pair is created.
@@ -79,6 +84,8 @@ pub struct AccessKey {
     /// The secret (`AWS_SECRET_ACCESS_KEY`): only in the answer to its creation.
     pub secret: Option<String>,
     pub description: String,
+    /// What the key may do (see `CreateAccessKeyRequest.scopes`); empty: everything.
+    pub scopes: Vec<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     /// Set once revoked: requests signed with it are refused from then on.

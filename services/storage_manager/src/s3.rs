@@ -78,7 +78,7 @@ fn bucket_in_host<'d, 'h>(domains: &'d [String], host: &'h str) -> Option<(&'d s
 /// Who signed a request (nobody: unsigned), as bucket policies name principals.
 fn principal_of(access_keys: &AccessKeys, credentials: Option<&s3s::auth::Credentials>) -> Principal {
     match credentials {
-        Some(c) => Principal { access_key: Some(c.access_key.clone()), owner: access_keys.owner(&c.access_key) },
+        Some(c) => access_keys.principal(&c.access_key).unwrap_or_else(|| Principal { access_key: Some(c.access_key.clone()), ..Default::default() }),
         None => Principal::anonymous(),
     }
 }
@@ -92,7 +92,10 @@ fn allowed(storage: &Storage, principal: &Principal, action: &str, bucket: &str,
     };
     match storage.known_bucket(bucket) {
         Ok(known) => known.access.decide(principal, &policy::Request { action, resource }),
-        Err(_) => principal.access_key.is_some(),
+        // No such bucket (yet): a signed request within its key's scopes goes on to the operation.
+        Err(_) => {
+            principal.access_key.is_some() && principal.scopes.as_ref().is_none_or(|s| s.allows(policy::Access::of(action), bucket))
+        }
     }
 }
 
@@ -868,9 +871,12 @@ fn sse_of(info: &ObjectInfo) -> (Option<dto::ServerSideEncryption>, Option<Strin
 impl S3 for S3Front {
     async fn list_buckets(&self, req: S3Request<dto::ListBucketsInput>) -> S3Result<S3Response<dto::ListBucketsOutput>> {
         let owner = self.owner(&req);
+        // A key limited by scopes sees the buckets its scopes name.
+        let principal = principal_of(&self.access_keys, req.credentials.as_ref());
         let buckets = self.storage.list_buckets();
         let buckets = buckets
             .into_iter()
+            .filter(|b| principal.scopes.as_ref().is_none_or(|s| s.touches(&b.name)))
             .map(|b| dto::Bucket { name: Some(b.name), creation_date: Some(timestamp(&b.created_at)), bucket_region: None })
             .collect();
         Ok(S3Response::new(dto::ListBucketsOutput { buckets: Some(buckets), owner: Some(owner), ..Default::default() }))

@@ -68,6 +68,8 @@ pub struct AccessKeyRow {
     pub created_by: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// `KeyScopes` as a JSON list; empty: everything.
+    pub scopes: String,
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -373,12 +375,13 @@ pub async fn abort_upload(db: &Db, upload_id: &str) -> DbResult<bool> {
 // ---- access keys
 
 pub async fn insert_access_key(db: &Db, row: &AccessKeyRow) -> DbResult<()> {
-    sqlx::query("INSERT INTO access_keys (id, secret, description, created_by, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)")
+    sqlx::query("INSERT INTO access_keys (id, secret, description, created_by, created_at, revoked_at, scopes) VALUES (?, ?, ?, ?, ?, NULL, ?)")
         .bind(&row.id)
         .bind(&row.secret)
         .bind(&row.description)
         .bind(&row.created_by)
         .bind(row.created_at)
+        .bind(&row.scopes)
         .execute(&db.write)
         .await
         .map(|_| ())

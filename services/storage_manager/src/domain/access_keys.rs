@@ -11,6 +11,9 @@ use aerekos_common::{
 };
 use rand::{Rng as _, distributions::Alphanumeric};
 
+use std::sync::Arc;
+
+use super::policy::{KeyScopes, Principal};
 use crate::{
     model::AccessKey,
     store::{self, AccessKeyRow},
@@ -20,6 +23,25 @@ use crate::{
 struct ActiveKey {
     secret: String,
     owner: String,
+    /// None: everything (no scopes were given).
+    scopes: Option<Arc<KeyScopes>>,
+}
+
+impl ActiveKey {
+    fn of(row: &AccessKeyRow) -> Self {
+        let scopes: Vec<String> = serde_json::from_str(&row.scopes).unwrap_or_default();
+        let scopes = match KeyScopes::parse(&scopes) {
+            Ok(parsed) if parsed.0.is_empty() => None,
+            Ok(parsed) => Some(Arc::new(parsed)),
+            Err(e) => {
+                // Stored scopes were checked when the key was made; if they no longer parse, the
+                // key may do nothing rather than everything.
+                tracing::error!(key = %row.id, error = %e.body().message, "an access key's stored scopes do not parse");
+                Some(Arc::new(KeyScopes::default()))
+            }
+        };
+        Self { secret: row.secret.clone(), owner: row.created_by.clone(), scopes }
+    }
 }
 
 pub struct AccessKeys {
@@ -35,19 +57,16 @@ fn db_err(e: sqlx::Error) -> ApiError {
 impl AccessKeys {
     pub async fn load(db: Db) -> Result<Self, sqlx::Error> {
         let rows = store::list_access_keys(&db).await?;
-        let active = rows
-            .into_iter()
-            .filter(|r| r.revoked_at.is_none())
-            .map(|r| (r.id, ActiveKey { secret: r.secret, owner: r.created_by }))
-            .collect();
+        let active = rows.iter().filter(|r| r.revoked_at.is_none()).map(|r| (r.id.clone(), ActiveKey::of(r))).collect();
         Ok(Self { db, active: std::sync::RwLock::new(active) })
     }
 
-    pub async fn create(&self, caller: &Caller, description: &str) -> ApiResult<AccessKey> {
+    pub async fn create(&self, caller: &Caller, description: &str, scopes: &[String]) -> ApiResult<AccessKey> {
         let description = description.trim();
         if description.is_empty() || description.len() > 256 {
             return Err(ApiError::bad_request("invalid_description", "describe what the key is for in 1 to 256 characters"));
         }
+        KeyScopes::parse(scopes)?;
         // AWS's shapes: a 20-character upper-case id, a 40-character secret.
         let (id, secret) = {
             let mut rng = rand::thread_rng();
@@ -66,10 +85,10 @@ impl AccessKeys {
             created_by,
             created_at: now_ms(),
             revoked_at: None,
+            scopes: serde_json::to_string(scopes).map_err(ApiError::internal)?,
         };
         store::insert_access_key(&self.db, &row).await.map_err(db_err)?;
-        let active = ActiveKey { secret: row.secret.clone(), owner: row.created_by.clone() };
-        self.active.write().expect("access keys lock").insert(row.id.clone(), active);
+        self.active.write().expect("access keys lock").insert(row.id.clone(), ActiveKey::of(&row));
         Ok(AccessKey { secret: Some(secret), ..model(row) })
     }
 
@@ -95,6 +114,13 @@ impl AccessKeys {
     pub fn owner(&self, id: &str) -> Option<String> {
         self.active.read().expect("access keys lock").get(id).map(|k| k.owner.clone())
     }
+
+    /// The principal an active key signs as: the key, its owner and its scopes.
+    pub fn principal(&self, id: &str) -> Option<Principal> {
+        let active = self.active.read().expect("access keys lock");
+        let key = active.get(id)?;
+        Some(Principal { access_key: Some(id.to_owned()), owner: Some(key.owner.clone()), scopes: key.scopes.clone() })
+    }
 }
 
 fn model(row: AccessKeyRow) -> AccessKey {
@@ -102,6 +128,7 @@ fn model(row: AccessKeyRow) -> AccessKey {
         id: row.id,
         secret: None,
         description: row.description,
+        scopes: serde_json::from_str(&row.scopes).unwrap_or_default(),
         created_by: row.created_by,
         created_at: from_ms(row.created_at),
         revoked_at: row.revoked_at.map(from_ms),

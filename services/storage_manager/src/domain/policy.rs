@@ -34,11 +34,77 @@ pub struct Policy {
     pub statements: Vec<Statement>,
 }
 
-/// Who is asking: an access key and its owner, or nobody (an unsigned request).
+/// Who is asking: an access key, its owner and what the key may do, or nobody (an unsigned request).
 #[derive(Debug, Clone, Default)]
 pub struct Principal {
     pub access_key: Option<String>,
     pub owner: Option<String>,
+    /// None: the key may do everything a policy allows.
+    pub scopes: Option<std::sync::Arc<KeyScopes>>,
+}
+
+/// What kind of access an action is, as access key scopes name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Access {
+    pub fn of(action: &str) -> Self {
+        match action.strip_prefix("s3:").unwrap_or(action) {
+            "GetObject" | "ListBucket" | "GetObjectTagging" | "GetObjectAcl" | "ListMultipartUploadParts" | "ListBucketMultipartUploads"
+            | "GetBucketLocation" => Self::Read,
+            "PutObject" | "DeleteObject" | "AbortMultipartUpload" | "PutObjectTagging" | "DeleteObjectTagging" | "PutObjectAcl" => Self::Write,
+            _ => Self::Admin,
+        }
+    }
+}
+
+/// An access key's scopes: `read|write|admin:<bucket pattern>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyScopes(pub Vec<(Access, String)>);
+
+/// The most scopes one key carries.
+pub const MAX_KEY_SCOPES: usize = 50;
+
+impl KeyScopes {
+    pub fn parse(scopes: &[String]) -> ApiResult<Self> {
+        let bad = |why: String| Err(ApiError::bad_request("invalid_scopes", why));
+        if scopes.len() > MAX_KEY_SCOPES {
+            return bad(format!("{} scopes given; a key takes at most {MAX_KEY_SCOPES}", scopes.len()));
+        }
+        let mut parsed = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            let Some((access, bucket)) = scope.split_once(':') else {
+                return bad(format!("scope {scope:?} is not <read|write|admin>:<bucket>"));
+            };
+            let access = match access {
+                "read" => Access::Read,
+                "write" => Access::Write,
+                "admin" => Access::Admin,
+                other => return bad(format!("scope {scope:?}: {other:?} is not read, write or admin")),
+            };
+            let name = bucket.strip_suffix('*').unwrap_or(bucket);
+            let name_ok = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if bucket.is_empty() || !name_ok || name.contains('*') {
+                return bad(format!("scope {scope:?}: the bucket is a bucket name, *, or a name ending in *"));
+            }
+            parsed.push((access, bucket.to_owned()));
+        }
+        Ok(Self(parsed))
+    }
+
+    pub fn allows(&self, access: Access, bucket: &str) -> bool {
+        self.0.iter().any(|(a, pattern)| *a == access && wildcard_match(pattern, bucket))
+    }
+
+    /// Whether the key may do anything at all with `bucket` (what ListBuckets shows it).
+    pub fn touches(&self, bucket: &str) -> bool {
+        self.0.iter().any(|(_, pattern)| wildcard_match(pattern, bucket))
+    }
 }
 
 impl Principal {
@@ -174,6 +240,12 @@ impl BucketAccess {
         if self.policy.as_ref().is_some_and(|p| p.matching(Effect::Deny, principal, request)) {
             return false;
         }
+        if let Some(scopes) = &principal.scopes {
+            let bucket = request.resource.strip_prefix("arn:aws:s3:::").unwrap_or_default().split('/').next().unwrap_or_default();
+            if !scopes.allows(Access::of(request.action), bucket) {
+                return false;
+            }
+        }
         if principal.access_key.is_some() {
             return true;
         }
@@ -284,7 +356,7 @@ mod tests {
         let put = Request { action: "s3:PutObject", resource: object_arn("pub", "public/a.txt") };
         assert!(!access.decide(&Principal::anonymous(), &put));
         // Signed requests are the owner's: allowed unless denied.
-        let key = Principal { access_key: Some("AK1".into()), owner: Some("alice".into()) };
+        let key = Principal { access_key: Some("AK1".into()), owner: Some("alice".into()), ..Default::default() };
         assert!(access.decide(&key, &put));
         // RestrictPublicBuckets shuts unsigned requests out whatever the policy says.
         let restricted = BucketAccess { restrict_public: true, ..access };
@@ -301,9 +373,9 @@ mod tests {
         .unwrap();
         let put = Request { action: "s3:PutObject", resource: object_arn("b", "k") };
         let access = BucketAccess { policy: Some(policy), ..Default::default() };
-        assert!(!access.decide(&Principal { access_key: Some("AKREADONLY".into()), owner: Some("alice".into()) }, &put));
-        assert!(!access.decide(&Principal { access_key: Some("AKOTHER".into()), owner: Some("bob".into()) }, &put));
-        assert!(access.decide(&Principal { access_key: Some("AKOTHER".into()), owner: Some("alice".into()) }, &put));
+        assert!(!access.decide(&Principal { access_key: Some("AKREADONLY".into()), owner: Some("alice".into()), ..Default::default() }, &put));
+        assert!(!access.decide(&Principal { access_key: Some("AKOTHER".into()), owner: Some("bob".into()), ..Default::default() }, &put));
+        assert!(access.decide(&Principal { access_key: Some("AKOTHER".into()), owner: Some("alice".into()), ..Default::default() }, &put));
     }
 
     #[test]
@@ -318,6 +390,23 @@ mod tests {
         ] {
             let err = Policy::parse(bad, "b").unwrap_err();
             assert_eq!(err.body().code, "malformed_policy", "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_scopes_limit_a_key_to_buckets_and_kinds_of_access() {
+        let scopes = KeyScopes::parse(&["read:photos".into(), "write:uploads-*".into()]).unwrap();
+        let key = Principal { access_key: Some("AK1".into()), owner: Some("alice".into()), scopes: Some(std::sync::Arc::new(scopes)) };
+        let open = BucketAccess::default();
+        let ask = |action: &'static str, bucket: &str| open.decide(&key, &Request { action, resource: object_arn(bucket, "k") });
+        assert!(ask("s3:GetObject", "photos"));
+        assert!(!ask("s3:PutObject", "photos"));
+        assert!(ask("s3:PutObject", "uploads-2026"));
+        assert!(!ask("s3:GetObject", "uploads-2026"));
+        assert!(!ask("s3:GetObject", "secrets"));
+        assert!(!ask("s3:PutBucketPolicy", "photos"));
+        for bad in ["read", "delete:b", "read:", "read:Bad_Name", "read:a*b*"] {
+            assert_eq!(KeyScopes::parse(&[bad.into()]).unwrap_err().body().code, "invalid_scopes", "{bad}");
         }
     }
 
