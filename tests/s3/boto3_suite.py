@@ -956,6 +956,62 @@ class ScopedAccessKeys(unittest.TestCase):
             self.assertEqual((code, answer["code"]), (400, "invalid_scopes"), scopes)
 
 
+def post_form(url, fields, file_name, data):
+    """A browser's form upload: multipart/form-data, the file last. (status, headers, body)."""
+    boundary = "----aerekos" + uuid.uuid4().hex
+    body = b""
+    for name, value in fields.items():
+        body += ('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (boundary, name, value)).encode()
+    body += ('--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\nContent-Type: text/plain\r\n\r\n'
+             % (boundary, file_name)).encode() + data + ("\r\n--%s--\r\n" % boundary).encode()
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    try:
+        with urllib.request.build_opener(NoRedirect).open(req) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+class PostObject(unittest.TestCase):
+    """Browser form uploads (POST object) with a signed policy."""
+
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def test_form_uploads_follow_their_policy(self):
+        post = S3.generate_presigned_post(self.bucket, "uploads/form.txt",
+                                          Fields={"success_action_status": "201"},
+                                          Conditions=[{"success_action_status": "201"}, ["content-length-range", 1, 1000]])
+        code, _, body = post_form(post["url"], post["fields"], "form.txt", b"from a form")
+        self.assertEqual(code, 201, body)
+        self.assertEqual(xml_texts(body, "Key"), ["uploads/form.txt"])
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="uploads/form.txt")["Body"].read(), b"from a form")
+        # Too large for the policy's content-length-range: refused, nothing stored.
+        post = S3.generate_presigned_post(self.bucket, "uploads/big.txt", Conditions=[["content-length-range", 1, 10]])
+        code, _, body = post_form(post["url"], post["fields"], "big.txt", b"x" * 100)
+        self.assertEqual(code, 400, body)
+        self.assertIn(b"EntityTooLarge", body)
+        # A key outside the policy's starts-with: refused.
+        post = S3.generate_presigned_post(self.bucket, "uploads/ok.txt", Conditions=[["starts-with", "$key", "uploads/"]])
+        fields = dict(post["fields"], key="elsewhere/x.txt")
+        code, _, body = post_form(post["url"], fields, "x.txt", b"x")
+        self.assertEqual(code, 403, body)
+        self.assertIn(b"<Code>AccessDenied</Code><Message>Invalid according to Policy", body)
+        # success_action_redirect: 303 to the page, naming what was stored.
+        page = "https://app.example.com/uploaded"
+        post = S3.generate_presigned_post(self.bucket, "uploads/r.txt", Fields={"success_action_redirect": page},
+                                          Conditions=[{"success_action_redirect": page}])
+        code, headers, _ = post_form(post["url"], post["fields"], "r.txt", b"redirected")
+        self.assertEqual(code, 303)
+        self.assertTrue(headers["Location"].startswith(page + "?"), headers["Location"])
+        self.assertIn("key=uploads%2Fr.txt", headers["Location"])
+        self.assertEqual(sorted(keys_of(self.bucket)), ["uploads/form.txt", "uploads/r.txt"])
+
+
 class Signatures(unittest.TestCase):
     def setUp(self):
         self.bucket = new_bucket()

@@ -260,6 +260,20 @@ impl S3Endpoint {
     }
 }
 
+/// A form upload whose fields break its signed policy: s3s answers 400 InvalidPolicyDocument, S3
+/// answers 403 AccessDenied "Invalid according to Policy" (what browser-upload code checks for).
+fn post_policy_refusal(status: http::StatusCode, body: &[u8]) -> Option<String> {
+    if status != http::StatusCode::BAD_REQUEST {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let message = text.split_once("<Code>InvalidPolicyDocument</Code><Message>Policy condition")?.1;
+    let message = message.split_once("</Message>")?.0;
+    Some(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Invalid according to Policy: Policy condition{message}</Message></Error>"
+    ))
+}
+
 /// The CORS headers a matching rule puts on an answer to `origin`.
 fn cors_headers(resp: &mut Response, rule: &CorsRule, origin: &str) {
     let any = rule.allowed_origins.iter().any(|o| o == "*");
@@ -303,14 +317,21 @@ impl Endpoint for S3Endpoint {
             }
         };
         let (parts, body) = resp.into_parts();
+        let mut status = parts.status;
         // (`take_bytes` would empty a streaming body too: look first.)
         let body = match body.bytes() {
             // A 304 has no body (s3s writes its error document into every error).
-            _ if parts.status == http::StatusCode::NOT_MODIFIED => poem::Body::empty(),
-            Some(bytes) => poem::Body::from(bytes),
+            _ if status == http::StatusCode::NOT_MODIFIED => poem::Body::empty(),
+            Some(bytes) => match post_policy_refusal(status, &bytes) {
+                Some(refusal) => {
+                    status = http::StatusCode::FORBIDDEN;
+                    poem::Body::from(refusal)
+                }
+                None => poem::Body::from(bytes),
+            },
             None => poem::Body::from_bytes_stream(body.map_err(std::io::Error::other)),
         };
-        let mut out = Response::builder().status(parts.status).body(body);
+        let mut out = Response::builder().status(status).body(body);
         out.headers_mut().extend(parts.headers);
         if let Some((rule, origin)) = cors {
             cors_headers(&mut out, &rule, &origin);
