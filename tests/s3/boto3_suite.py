@@ -500,6 +500,28 @@ class Checksums(unittest.TestCase):
         self.assertEqual(S3.list_parts(Bucket=self.bucket, Key="mp", UploadId=up).get("Parts", []), [])
         S3.abort_multipart_upload(Bucket=self.bucket, Key="mp", UploadId=up)
 
+    def test_get_object_attributes(self):
+        body = os.urandom(1000)
+        sha256 = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        put = S3.put_object(Bucket=self.bucket, Key="attrs", Body=body, ChecksumSHA256=sha256)
+        attrs = S3.get_object_attributes(Bucket=self.bucket, Key="attrs",
+                                         ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "Checksum", "ObjectParts"])
+        self.assertEqual((attrs["ETag"].strip('"'), attrs["ObjectSize"], attrs["StorageClass"]),
+                         (put["ETag"].strip('"'), 1000, "STANDARD"))
+        self.assertEqual(attrs["Checksum"]["ChecksumSHA256"], sha256)
+        self.assertNotIn("ObjectParts", attrs)
+        self.assertNotIn("ObjectSize", S3.get_object_attributes(Bucket=self.bucket, Key="attrs", ObjectAttributes=["ETag"]))
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="parts")["UploadId"]
+        e1 = S3.upload_part(Bucket=self.bucket, Key="parts", UploadId=up, PartNumber=1, Body=os.urandom(5 * MIB))["ETag"]
+        e2 = S3.upload_part(Bucket=self.bucket, Key="parts", UploadId=up, PartNumber=2, Body=b"end")["ETag"]
+        S3.complete_multipart_upload(Bucket=self.bucket, Key="parts", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+        attrs = S3.get_object_attributes(Bucket=self.bucket, Key="parts", ObjectAttributes=["ObjectParts", "ObjectSize"])
+        self.assertEqual((attrs["ObjectParts"]["TotalPartsCount"], attrs["ObjectSize"]), (2, 5 * MIB + 3))
+        with self.assertRaises(ClientError) as e:
+            S3.get_object_attributes(Bucket=self.bucket, Key="missing", ObjectAttributes=["ETag"])
+        self.assertEqual(status(e.exception), 404)
+
     def test_trailer_checksum_of_an_aws_chunked_upload(self):
         data = os.urandom(150_000)
         crc32 = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()

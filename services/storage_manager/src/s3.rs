@@ -1359,6 +1359,32 @@ impl S3 for S3Front {
         }))
     }
 
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<dto::GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<dto::GetObjectAttributesOutput>> {
+        let input = req.input;
+        let info = self.storage.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        // One header may list them all, comma-separated.
+        let wants = |name: &str| {
+            input.object_attributes.iter().flat_map(|a| a.as_str().split(',')).any(|a| a.trim().eq_ignore_ascii_case(name))
+        };
+        let sums = checksum_fields(&info);
+        // A multipart object's ETag ends in "-<parts>"; the parts themselves are not kept apart.
+        let parts = info.etag.rsplit_once('-').and_then(|(_, n)| n.parse::<i32>().ok());
+        Ok(S3Response::new(dto::GetObjectAttributesOutput {
+            e_tag: wants(dto::ObjectAttributes::ETAG).then(|| etag(&info)),
+            object_size: wants(dto::ObjectAttributes::OBJECT_SIZE).then_some(info.size as i64),
+            storage_class: wants(dto::ObjectAttributes::STORAGE_CLASS)
+                .then(|| dto::StorageClass::from_static(dto::StorageClass::STANDARD)),
+            checksum: (wants(dto::ObjectAttributes::CHECKSUM) && info.checksum.is_some()).then_some(sums),
+            object_parts: (wants(dto::ObjectAttributes::OBJECT_PARTS) && parts.is_some())
+                .then(|| dto::GetObjectAttributesParts { total_parts_count: parts, ..Default::default() }),
+            last_modified: Some(timestamp(&info.last_modified)),
+            ..Default::default()
+        }))
+    }
+
     async fn delete_object(&self, req: S3Request<dto::DeleteObjectInput>) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         // S3 answers 204 whether or not the key existed.
         self.storage.delete_object(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
