@@ -631,6 +631,27 @@ class MultipartRules(unittest.TestCase):
         self.complete("again", up, [(1, second)])
         self.assertEqual(S3.get_object(Bucket=self.bucket, Key="again")["Body"].read(), b"second try")
 
+    def test_uploads_and_parts_are_listed_in_pages(self):
+        ids = [(k, S3.create_multipart_upload(Bucket=self.bucket, Key=k)["UploadId"]) for k in ["a/1", "a/2", "b", "b", "c"]]
+        pages = list(S3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, PaginationConfig={"PageSize": 2}))
+        self.assertEqual(len(pages), 3)
+        listed = [(u["Key"], u["UploadId"]) for p in pages for u in p.get("Uploads", [])]
+        self.assertEqual(sorted(listed), sorted(ids))
+        self.assertEqual([k for k, _ in listed], ["a/1", "a/2", "b", "b", "c"])
+        rolled = S3.list_multipart_uploads(Bucket=self.bucket, Delimiter="/")
+        self.assertEqual([p["Prefix"] for p in rolled["CommonPrefixes"]], ["a/"])
+        self.assertEqual([u["Key"] for u in rolled["Uploads"]], ["b", "b", "c"])
+        self.assertEqual([u["Key"] for u in S3.list_multipart_uploads(Bucket=self.bucket, Prefix="a/")["Uploads"]], ["a/1", "a/2"])
+        key, upload = ids[0]
+        for n in range(1, 4):
+            S3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=n, Body=b"%d" % n)
+        first = S3.list_parts(Bucket=self.bucket, Key=key, UploadId=upload, MaxParts=2)
+        self.assertEqual(([p["PartNumber"] for p in first["Parts"]], first["IsTruncated"], first["NextPartNumberMarker"]), ([1, 2], True, 2))
+        rest = S3.list_parts(Bucket=self.bucket, Key=key, UploadId=upload, PartNumberMarker=2)
+        self.assertEqual(([p["PartNumber"] for p in rest["Parts"]], rest["IsTruncated"]), ([3], False))
+        for k, u in ids:
+            S3.abort_multipart_upload(Bucket=self.bucket, Key=k, UploadId=u)
+
     def test_upload_part_copy(self):
         source = os.urandom(5 * MIB + 1234)
         S3.put_object(Bucket=self.bucket, Key="source", Body=source)

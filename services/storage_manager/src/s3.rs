@@ -1664,8 +1664,14 @@ impl S3 for S3Front {
 
     async fn list_parts(&self, req: S3Request<dto::ListPartsInput>) -> S3Result<S3Response<dto::ListPartsOutput>> {
         let input = req.input;
+        let max_parts = input.max_parts.unwrap_or(1000).clamp(1, 1000);
+        let marker = input.part_number_marker.unwrap_or(0);
         let parts = self.storage.list_parts(&input.bucket, &input.key, &input.upload_id).await.map_err(to_s3)?;
-        let parts = parts
+        let mut page: Vec<_> = parts.into_iter().filter(|p| p.part_number as i32 > marker).collect();
+        let truncated = page.len() > max_parts as usize;
+        page.truncate(max_parts as usize);
+        let next_marker = page.last().map(|p| p.part_number as i32);
+        let parts = page
             .into_iter()
             .map(|p| dto::Part {
                 part_number: Some(p.part_number as i32),
@@ -1680,30 +1686,77 @@ impl S3 for S3Front {
             key: Some(input.key),
             upload_id: Some(input.upload_id),
             parts: Some(parts),
-            is_truncated: Some(false),
+            max_parts: Some(max_parts),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: truncated.then_some(next_marker).flatten(),
+            is_truncated: Some(truncated),
             ..Default::default()
         }))
     }
 
+    /// Uploads in key order (then by when they began), paged by key and upload id markers, with
+    /// `prefix` and `delimiter` as in listings.
     async fn list_multipart_uploads(
         &self,
         req: S3Request<dto::ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
         let input = req.input;
-        let uploads = self.storage.list_uploads(&input.bucket).await.map_err(to_s3)?;
-        let uploads = uploads
-            .into_iter()
-            .map(|u| dto::MultipartUpload {
-                key: Some(u.key),
-                upload_id: Some(u.upload_id),
-                initiated: Some(timestamp(&u.created_at)),
-                ..Default::default()
-            })
-            .collect();
+        let encoding = ListEncoding::of(input.encoding_type.as_ref())?;
+        let max_uploads = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let all = self.storage.list_uploads(&input.bucket).await.map_err(to_s3)?;
+        // Past the markers: keys after the key marker, or the marker's key after the upload id marker.
+        let after_markers = match &input.upload_id_marker {
+            Some(id) if !key_marker.is_empty() => {
+                let at = all.iter().position(|u| u.key == key_marker && &u.upload_id == id);
+                all.iter().enumerate().filter(|(i, u)| u.key > key_marker || (u.key == key_marker && at.is_some_and(|at| *i > at))).map(|(_, u)| u).collect::<Vec<_>>()
+            }
+            _ => all.iter().filter(|u| u.key > key_marker).collect(),
+        };
+        let (mut uploads, mut common_prefixes, mut truncated) = (Vec::new(), Vec::<String>::new(), false);
+        let mut last = None;
+        for upload in after_markers.into_iter().filter(|u| u.key.starts_with(&prefix)) {
+            let rolled = delimiter.as_deref().and_then(|d| upload.key[prefix.len()..].find(d).map(|at| upload.key[..prefix.len() + at + d.len()].to_owned()));
+            if let Some(common) = &rolled
+                && common_prefixes.last() == Some(common)
+            {
+                continue;
+            }
+            if uploads.len() + common_prefixes.len() == max_uploads {
+                truncated = true;
+                break;
+            }
+            last = Some((upload.key.clone(), upload.upload_id.clone()));
+            match rolled {
+                Some(common) => common_prefixes.push(common),
+                None => uploads.push(dto::MultipartUpload {
+                    key: Some(encoding.apply(upload.key.clone())),
+                    upload_id: Some(upload.upload_id.clone()),
+                    initiated: Some(timestamp(&upload.created_at)),
+                    ..Default::default()
+                }),
+            }
+        }
+        let (next_key, next_id) = match (truncated, last) {
+            (true, Some((key, id))) => (Some(encoding.apply(key)), Some(id)),
+            _ => (None, None),
+        };
+        let common_prefixes: Vec<_> = common_prefixes.into_iter().map(|p| dto::CommonPrefix { prefix: Some(encoding.apply(p)) }).collect();
         Ok(S3Response::new(dto::ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
+            prefix: Some(encoding.apply(prefix)),
+            delimiter: encoding.apply_opt(delimiter),
+            key_marker: input.key_marker.map(|k| encoding.apply(k)),
+            upload_id_marker: input.upload_id_marker,
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            max_uploads: Some(max_uploads as i32),
+            encoding_type: encoding.echo(),
+            is_truncated: Some(truncated),
             uploads: Some(uploads),
-            is_truncated: Some(false),
+            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
             ..Default::default()
         }))
     }
