@@ -165,8 +165,9 @@ fn aws_cli() -> std::path::PathBuf {
 
 /// S3 clients reach storage_manager at one fixed address, the conductor's S3 edge, and never an
 /// instance's port: the AWS CLI as a user runs it (`mb`, `sync` both ways with a 12 MiB file that
-/// goes multipart, `ls --recursive`, `cp`, a second `sync` that finds nothing to do, `rm`, `rb`),
-/// with an access key made through the API.
+/// goes multipart, `ls --recursive`, `cp`, a second `sync` that finds nothing to do, `rm`, `rb`)
+/// and rclone (`copy`, `check`, `sync` of a deletion, `lsf`), with an access key made through the
+/// API.
 #[tokio::test]
 async fn the_aws_cli_works_against_the_s3_edge() {
     let dir = WorkerDir::new();
@@ -236,6 +237,35 @@ async fn the_aws_cli_works_against_the_s3_edge() {
     // The multipart upload kept S3's ETag shape (md5-of-parts and the part count).
     let head = aws(&["s3api", "head-object", "--bucket", "cli-bucket", "--key", "tree/big.bin"]);
     assert!(json(&head)["ETag"].as_str().unwrap().ends_with("-2\""), "{head}");
+    // rclone (Debian's) against the same edge: copy, check, sync a deletion, list.
+    let rclone = |args: &[&str]| {
+        let out = Command::new("rclone")
+            .args(args)
+            // rclone 1.60 cannot load a CA bundle into its transport (and the edge here is plain HTTP).
+            .env_remove("AWS_CA_BUNDLE")
+            .env("RCLONE_CONFIG", dir.path().join("no-rclone.conf"))
+            .env("RCLONE_CONFIG_EDGE_TYPE", "s3")
+            .env("RCLONE_CONFIG_EDGE_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_EDGE_ENDPOINT", &s3)
+            .env("RCLONE_CONFIG_EDGE_ACCESS_KEY_ID", &key.id)
+            .env("RCLONE_CONFIG_EDGE_SECRET_ACCESS_KEY", &secret)
+            .env("RCLONE_CONFIG_EDGE_REGION", "us-east-1")
+            .env("RCLONE_CONFIG_EDGE_FORCE_PATH_STYLE", "true")
+            .output()
+            .expect("running rclone (cargo xtask test installs Debian's)");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "rclone {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    };
+    rclone(&["copy", tree.to_str().unwrap(), "edge:cli-bucket/rclone"]);
+    rclone(&["check", tree.to_str().unwrap(), "edge:cli-bucket/rclone"]);
+    std::fs::remove_file(tree.join("readme.txt")).unwrap();
+    rclone(&["sync", tree.to_str().unwrap(), "edge:cli-bucket/rclone"]);
+    let listed = rclone(&["lsf", "-R", "--files-only", "edge:cli-bucket/rclone"]);
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort();
+    assert_eq!(listed, ["big.bin", "docs/nested/notes+plus & space.md", "docs/ünïcode.txt"], "the deleted file went, the rest stayed");
+
     aws(&["s3", "rm", "--recursive", "s3://cli-bucket/"]);
     aws(&["s3", "rb", "s3://cli-bucket"]);
     assert!(!aws(&["s3", "ls"]).contains("cli-bucket"));

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` runs. It installs what the
-//! suite needs (Node.js packages; boto3, the AWS CLI and schemathesis; Chromium for the dashboard; the Docker engine and busybox for the Docker driver's tests) and
+//! suite needs (Node.js packages; boto3, the AWS CLI, rclone and schemathesis; Chromium for the dashboard; the Docker engine and busybox for the Docker driver's tests) and
 //! starts dockerd where none runs, checks the committed specs and SDKs, runs every Rust test and
 //! the TypeScript SDK's tests, and ends with one line of totals. Where no Docker engine can be had,
 //! the Docker tests are reported as skipped — except in CI (`CI=true`), where that is a failure.
@@ -63,6 +63,11 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     ensure_boto3()?;
     let aws_cli = ensure_aws_cli(&root)?;
     let schemathesis = ensure_schemathesis(&root)?;
+    // rclone (Debian's) syncs through the S3 edge in the same test as the AWS CLI.
+    let have_rclone = || Command::new("rclone").arg("version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !have_rclone() && !(apt_install(&["rclone"]) && have_rclone()) {
+        bail!("rclone (Debian's package) is needed for the S3 edge test and could not be installed");
+    }
     let docker = ensure_docker(&root);
     if !docker && std::env::var("CI").is_ok_and(|v| v == "true") {
         bail!("no Docker engine could be started, and in CI the Docker driver's tests must run");
