@@ -315,6 +315,10 @@ class Listings(unittest.TestCase):
             lambda: S3.get_bucket_lifecycle_configuration(Bucket=missing),
             lambda: S3.get_bucket_tagging(Bucket=missing),
             lambda: S3.get_bucket_encryption(Bucket=missing),
+            lambda: S3.get_bucket_logging(Bucket=missing),
+            lambda: S3.get_bucket_notification_configuration(Bucket=missing),
+            lambda: S3.put_bucket_versioning(Bucket=missing, VersioningConfiguration={"Status": "Enabled"}),
+            lambda: S3.list_object_versions(Bucket=missing),
             lambda: S3.put_object(Bucket=missing, Key="k", Body=b"x"),
             lambda: S3.delete_objects(Bucket=missing, Delete={"Objects": [{"Key": "k"}]}),
         ]

@@ -305,9 +305,18 @@ impl Endpoint for S3Endpoint {
             let rule = bucket_settings::cors_rule_for(&rules, origin, req.method().as_str(), &[])?.clone();
             Some((rule, origin.to_owned()))
         });
+        // An operation this service does not offer, on a bucket that does not exist, is S3's
+        // NoSuchBucket (clients probe settings that way), not NotImplemented.
+        let missing_bucket = self.bucket_of(&req).filter(|b| self.storage.known_bucket(b).is_err()).map(str::to_owned);
         let answer = match self.s3_request(req).await {
             Ok(req) => self.service.call(req).await.map_err(|e| format!("{e:?}")),
             Err(refusal) => refusal.to_http_response().map_err(|e| format!("{e:?}")),
+        };
+        let answer = match (answer, missing_bucket) {
+            (Ok(resp), Some(bucket)) if resp.status() == http::StatusCode::NOT_IMPLEMENTED => {
+                S3Error::with_message(S3ErrorCode::NoSuchBucket, format!("no bucket named {bucket:?}")).to_http_response().map_err(|e| format!("{e:?}"))
+            }
+            (answer, _) => answer,
         };
         let resp = match answer {
             Ok(resp) => resp,
