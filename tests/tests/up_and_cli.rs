@@ -15,6 +15,8 @@ const PASSWORD: &str = "up-test-admin-password";
 
 struct Up {
     child: Child,
+    /// Where its worker keeps instances (killed with it if a test fails half-way).
+    worker_dir: std::path::PathBuf,
     url: String,
     /// The conductor's S3 edge (on a free port here; 9000 by default).
     s3: Option<String>,
@@ -55,7 +57,19 @@ fn up(dir: &Path, ports: &std::ops::RangeInclusive<u16>) -> Up {
             break;
         }
     }
-    Up { child, url: url.expect("the listening line"), s3, lines }
+    Up { child, worker_dir: dir.join("data/worker"), url: url.expect("the listening line"), s3, lines }
+}
+
+/// A test that fails half-way leaves neither `aerekos up` nor its instances running: they would
+/// hold instance ports the next test binary's platforms are given.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        kill_instances_of(&self.worker_dir);
+    }
 }
 
 impl Up {
