@@ -1059,6 +1059,85 @@ class PostObject(unittest.TestCase):
         self.assertEqual(sorted(keys_of(self.bucket)), ["uploads/form.txt", "uploads/r.txt"])
 
 
+class Versioning(unittest.TestCase):
+    """Per-bucket versioning: version ids, reads and deletes by version, delete markers, suspension."""
+
+    def test_versions_markers_and_suspension(self):
+        b = new_bucket()
+        S3.put_object(Bucket=b, Key="k", Body=b"before")  # written unversioned: the null version
+        self.assertNotIn("Status", S3.get_bucket_versioning(Bucket=b))
+        S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        self.assertEqual(S3.get_bucket_versioning(Bucket=b)["Status"], "Enabled")
+        v1 = S3.put_object(Bucket=b, Key="k", Body=b"one")["VersionId"]
+        v2 = S3.put_object(Bucket=b, Key="k", Body=b"two")["VersionId"]
+        self.assertNotEqual(v1, v2)
+        got = S3.get_object(Bucket=b, Key="k")
+        self.assertEqual((got["Body"].read(), got["VersionId"]), (b"two", v2))
+        self.assertEqual(S3.get_object(Bucket=b, Key="k", VersionId=v1)["Body"].read(), b"one")
+        self.assertEqual(S3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read(), b"before")
+        self.assertEqual(S3.head_object(Bucket=b, Key="k", VersionId=v1)["ContentLength"], 3)
+        listed = S3.list_object_versions(Bucket=b)
+        self.assertEqual([(v["VersionId"], v["IsLatest"]) for v in listed["Versions"]], [(v2, True), (v1, False), ("null", False)])
+        with self.assertRaises(ClientError) as e:
+            S3.get_object(Bucket=b, Key="k", VersionId="no-such-version")
+        self.assertEqual((status(e.exception), error_code(e.exception)), (404, "NoSuchVersion"))
+
+        # A delete leaves the versions behind a delete marker.
+        deleted = S3.delete_object(Bucket=b, Key="k")
+        self.assertTrue(deleted["DeleteMarker"])
+        marker = deleted["VersionId"]
+        with self.assertRaises(ClientError) as e:
+            S3.get_object(Bucket=b, Key="k")
+        self.assertEqual(status(e.exception), 404)
+        self.assertEqual(keys_of(b), [])
+        listed = S3.list_object_versions(Bucket=b)
+        self.assertEqual([(m["VersionId"], m["IsLatest"]) for m in listed["DeleteMarkers"]], [(marker, True)])
+        self.assertEqual(len(listed["Versions"]), 3)
+        with self.assertRaises(ClientError) as e:
+            S3.delete_bucket(Bucket=b)
+        self.assertEqual(error_code(e.exception), "BucketNotEmpty")
+        # Removing the marker brings the newest version back; removing that, the one before.
+        S3.delete_object(Bucket=b, Key="k", VersionId=marker)
+        self.assertEqual(S3.get_object(Bucket=b, Key="k")["Body"].read(), b"two")
+        S3.delete_object(Bucket=b, Key="k", VersionId=v2)
+        self.assertEqual(S3.get_object(Bucket=b, Key="k")["Body"].read(), b"one")
+
+        # Suspended: writes replace the null version and keep the others.
+        S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+        S3.put_object(Bucket=b, Key="k", Body=b"suspended")
+        self.assertEqual(S3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read(), b"suspended")
+        self.assertEqual([v["VersionId"] for v in S3.list_object_versions(Bucket=b)["Versions"]], ["null", v1])
+        self.assertEqual(S3.get_object(Bucket=b, Key="k", VersionId=v1)["Body"].read(), b"one")
+
+        # Paging, then every version removed by id empties the bucket.
+        for i in range(3):
+            S3.put_object(Bucket=b, Key="p%d" % i, Body=b"x")
+        pages = list(S3.get_paginator("list_object_versions").paginate(Bucket=b, PaginationConfig={"PageSize": 2}))
+        everything = [(v["Key"], v["VersionId"]) for p in pages for v in p.get("Versions", []) + p.get("DeleteMarkers", [])]
+        self.assertEqual(len(everything), 5)
+        out = S3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": k, "VersionId": v} for k, v in everything]})
+        self.assertEqual(len(out["Deleted"]), 5)
+        self.assertNotIn("Versions", S3.list_object_versions(Bucket=b))
+        S3.delete_bucket(Bucket=b)
+
+    def test_copies_and_multipart_make_versions(self):
+        b = new_bucket()
+        S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        v1 = S3.put_object(Bucket=b, Key="src", Body=b"first")["VersionId"]
+        S3.put_object(Bucket=b, Key="src", Body=b"second")
+        copied = S3.copy_object(Bucket=b, Key="dst", CopySource={"Bucket": b, "Key": "src", "VersionId": v1})
+        self.assertTrue(copied["VersionId"])
+        self.assertEqual(S3.get_object(Bucket=b, Key="dst")["Body"].read(), b"first")
+        up = S3.create_multipart_upload(Bucket=b, Key="dst")["UploadId"]
+        e = S3.upload_part(Bucket=b, Key="dst", UploadId=up, PartNumber=1, Body=b"multipart")["ETag"]
+        done = S3.complete_multipart_upload(Bucket=b, Key="dst", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+        self.assertNotEqual(done["VersionId"], copied["VersionId"])
+        self.assertEqual(S3.get_object(Bucket=b, Key="dst", VersionId=copied["VersionId"])["Body"].read(), b"first")
+        versions = S3.list_object_versions(Bucket=b)["Versions"]
+        S3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
+        S3.delete_bucket(Bucket=b)
+
+
 class Signatures(unittest.TestCase):
     def setUp(self):
         self.bucket = new_bucket()

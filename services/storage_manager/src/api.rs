@@ -276,7 +276,7 @@ impl ObjectsApi {
     #[oai(path = "/buckets/:bucket/objects/:key", method = "delete", operation_id = "delete_object")]
     async fn delete(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>, key: Path<String>) -> ApiResult<Deleted> {
         may_write(&auth.0, &bucket.0)?;
-        if state.storage.delete_object(&bucket.0, &key.0).await? {
+        if state.storage.delete_object(&bucket.0, &key.0).await?.existed {
             Ok(Deleted::NoContent)
         } else {
             Err(ApiError::not_found("object_not_found", format!("no object {:?} in bucket {:?}", key.0, bucket.0)))

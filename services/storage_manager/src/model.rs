@@ -48,6 +48,9 @@ pub struct ObjectInfo {
     /// `<ALGORITHM>:<base64>`: the S3 checksum the upload was verified against.
     #[oai(skip)]
     pub checksum: Option<String>,
+    /// The version's id when the bucket keeps versions (S3 versioning); None: the null version.
+    #[oai(skip)]
+    pub version_id: Option<String>,
 }
 
 /// One page of a listing.

@@ -722,6 +722,8 @@ fn to_s3(e: ApiError) -> S3Error {
         "invalid_tag" => S3ErrorCode::InvalidTag,
         "invalid_continuation_token" => S3ErrorCode::InvalidArgument,
         "invalid_request" => S3ErrorCode::InvalidRequest,
+        "version_not_found" => S3ErrorCode::NoSuchVersion,
+        "delete_marker" => S3ErrorCode::MethodNotAllowed,
         "malformed_policy" => S3ErrorCode::MalformedPolicy,
         "public_access_blocked" => S3ErrorCode::AccessDenied,
         "malformed_cors" | "malformed_lifecycle" => S3ErrorCode::MalformedXML,
@@ -1197,8 +1199,99 @@ impl S3 for S3Front {
         req: S3Request<dto::GetBucketVersioningInput>,
     ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
         // Never enabled: S3 answers with no status.
-        self.bucket_exists(&req.input.bucket)?;
-        Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
+        let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
+        let status = bucket.settings.versioning.clone().map(dto::BucketVersioningStatus::from);
+        Ok(S3Response::new(dto::GetBucketVersioningOutput { status, mfa_delete: None }))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<dto::PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
+        let input = req.input;
+        let config = input.versioning_configuration;
+        if config.mfa_delete.as_ref().is_some_and(|m| m.as_str() == dto::MFADelete::ENABLED) {
+            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "MFA delete is not offered"));
+        }
+        let status = match config.status.as_ref().map(|s| s.as_str()) {
+            Some(s @ ("Enabled" | "Suspended")) => s.to_owned(),
+            other => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::MalformedXML,
+                    format!("versioning Status {other:?} is not Enabled or Suspended"),
+                ));
+            }
+        };
+        self.storage
+            .update_bucket_settings(&input.bucket, |s| {
+                // Once enabled, a bucket is versioned or suspended, never unversioned again (as in S3).
+                if s.versioning.is_none() && status == "Suspended" {
+                    return Ok(());
+                }
+                s.versioning = Some(status);
+                Ok(())
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutBucketVersioningOutput {}))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<dto::ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
+        let owner = self.owner(&req);
+        let input = req.input;
+        if input.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
+            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "a delimiter in ListObjectVersions is not offered"));
+        }
+        let encoding = ListEncoding::of(input.encoding_type.as_ref())?;
+        let max_keys = input.max_keys.unwrap_or(1000).clamp(1, 1000);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let page = self
+            .storage
+            .list_versions(&input.bucket, &prefix, input.key_marker.as_deref(), input.version_id_marker.as_deref(), max_keys as u32)
+            .await
+            .map_err(to_s3)?;
+        let (mut versions, mut markers) = (Vec::new(), Vec::new());
+        for entry in page.entries {
+            if entry.delete_marker {
+                markers.push(dto::DeleteMarkerEntry {
+                    key: Some(encoding.apply(entry.key)),
+                    version_id: Some(entry.version_id),
+                    is_latest: Some(entry.is_latest),
+                    last_modified: Some(timestamp(&entry.last_modified)),
+                    owner: Some(owner.clone()),
+                });
+            } else {
+                versions.push(dto::ObjectVersion {
+                    key: Some(encoding.apply(entry.key)),
+                    version_id: Some(entry.version_id),
+                    is_latest: Some(entry.is_latest),
+                    last_modified: Some(timestamp(&entry.last_modified)),
+                    e_tag: Some(ETag::Strong(entry.etag)),
+                    size: Some(entry.size as i64),
+                    storage_class: Some(dto::ObjectVersionStorageClass::from_static(dto::ObjectVersionStorageClass::STANDARD)),
+                    owner: Some(owner.clone()),
+                    ..Default::default()
+                });
+            }
+        }
+        let (next_key, next_version) = page.next.map_or((None, None), |(k, v)| (Some(encoding.apply(k)), Some(v)));
+        Ok(S3Response::new(dto::ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            prefix: Some(encoding.apply(prefix)),
+            key_marker: input.key_marker.map(|k| encoding.apply(k)),
+            version_id_marker: input.version_id_marker,
+            max_keys: Some(max_keys),
+            is_truncated: Some(next_key.is_some()),
+            next_key_marker: next_key,
+            next_version_id_marker: next_version,
+            encoding_type: encoding.echo(),
+            versions: (!versions.is_empty()).then_some(versions),
+            delete_markers: (!markers.is_empty()).then_some(markers),
+            ..Default::default()
+        }))
     }
 
     async fn get_object_acl(&self, req: S3Request<dto::GetObjectAclInput>) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
@@ -1282,6 +1375,7 @@ impl S3 for S3Front {
         let sums = checksum_fields(&info);
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&info)),
+            version_id: info.version_id.clone(),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -1300,7 +1394,8 @@ impl S3 for S3Front {
             dto::Range::Suffix { length } => ByteRange::Suffix { length },
         });
         let conditions = read_conditions(input.if_match, input.if_none_match, input.if_modified_since, input.if_unmodified_since);
-        let download = self.storage.get_object_if(&input.bucket, &input.key, range, &conditions).await.map_err(to_s3)?;
+        let version = input.version_id.as_deref();
+        let download = self.storage.get_object_if(&input.bucket, &input.key, version, range, &conditions).await.map_err(to_s3)?;
         let info = download.info;
         let content_range = download
             .partial
@@ -1328,6 +1423,7 @@ impl S3 for S3Front {
             last_modified: Some(timestamp(&info.last_modified)),
             metadata: Some(info.metadata.clone().into_iter().collect()),
             tag_count: tag_count(&info),
+            version_id: info.version_id.clone(),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -1342,7 +1438,7 @@ impl S3 for S3Front {
     async fn head_object(&self, req: S3Request<dto::HeadObjectInput>) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let input = req.input;
         let conditions = read_conditions(input.if_match, input.if_none_match, input.if_modified_since, input.if_unmodified_since);
-        let info = self.storage.head_object_if(&input.bucket, &input.key, &conditions).await.map_err(to_s3)?;
+        let info = self.storage.head_object_if(&input.bucket, &input.key, input.version_id.as_deref(), &conditions).await.map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
         let sums = if checksum_mode_enabled(input.checksum_mode.as_ref()) { checksum_fields(&info) } else { dto::Checksum::default() };
         Ok(S3Response::new(dto::HeadObjectOutput {
@@ -1357,6 +1453,7 @@ impl S3 for S3Front {
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(&info.last_modified)),
             metadata: Some(info.metadata.clone().into_iter().collect()),
+            version_id: info.version_id.clone(),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -1395,9 +1492,24 @@ impl S3 for S3Front {
     }
 
     async fn delete_object(&self, req: S3Request<dto::DeleteObjectInput>) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
-        // S3 answers 204 whether or not the key existed.
-        self.storage.delete_object(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
-        Ok(S3Response::new(dto::DeleteObjectOutput::default()))
+        // S3 answers 204 whether or not the key (or version) existed.
+        let input = req.input;
+        let output = match &input.version_id {
+            Some(version) => {
+                let removed = self.storage.delete_version(&input.bucket, &input.key, version).await.map_err(to_s3)?;
+                dto::DeleteObjectOutput {
+                    version_id: Some(version.clone()),
+                    delete_marker: removed.is_some_and(|r| r.delete_marker).then_some(true),
+                    ..Default::default()
+                }
+            }
+            None => {
+                let deleted = self.storage.delete_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+                let marker = deleted.delete_marker;
+                dto::DeleteObjectOutput { delete_marker: marker.is_some().then_some(true), version_id: marker, ..Default::default() }
+            }
+        };
+        Ok(S3Response::new(output))
     }
 
     async fn delete_objects(&self, req: S3Request<dto::DeleteObjectsInput>) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
@@ -1422,10 +1534,22 @@ impl S3 for S3Front {
                 });
                 continue;
             }
-            match self.storage.delete_object(&input.bucket, &object.key).await {
-                Ok(_) => {
+            let done = match &object.version_id {
+                Some(version) => self.storage.delete_version(&input.bucket, &object.key, version).await.map(|removed| dto::DeletedObject {
+                    version_id: Some(version.clone()),
+                    delete_marker: removed.is_some_and(|r| r.delete_marker).then_some(true),
+                    ..Default::default()
+                }),
+                None => self.storage.delete_object(&input.bucket, &object.key).await.map(|d| dto::DeletedObject {
+                    delete_marker: d.delete_marker.is_some().then_some(true),
+                    delete_marker_version_id: d.delete_marker,
+                    ..Default::default()
+                }),
+            };
+            match done {
+                Ok(entry) => {
                     if !quiet {
-                        deleted.push(dto::DeletedObject { key: Some(object.key), ..Default::default() });
+                        deleted.push(dto::DeletedObject { key: Some(object.key), ..entry });
                     }
                 }
                 Err(e) => {
@@ -1546,6 +1670,7 @@ impl S3 for S3Front {
             encryption_key,
             ..source
         };
+        let copy_source_version = source.version.clone();
         let info = self.storage.copy_object(source, &input.bucket, &input.key).await.map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
         Ok(S3Response::new(dto::CopyObjectOutput {
@@ -1554,6 +1679,8 @@ impl S3 for S3Front {
                 last_modified: Some(timestamp(&info.last_modified)),
                 ..Default::default()
             }),
+            version_id: info.version_id.clone(),
+            copy_source_version_id: copy_source_version,
             server_side_encryption,
             ssekms_key_id,
             ..Default::default()
@@ -1797,6 +1924,7 @@ impl S3 for S3Front {
             .map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
         Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+            version_id: info.version_id.clone(),
             bucket: Some(info.bucket.clone()),
             key: Some(info.key.clone()),
             e_tag: Some(etag(&info)),
@@ -1827,7 +1955,7 @@ fn part_number(n: i32) -> S3Result<u32> {
 /// The object a copy reads, with the conditions it must meet; what the copy writes is filled in by
 /// the caller.
 fn copy_source(source: &dto::CopySource, conditions: ReadConditions) -> S3Result<CopySource> {
-    let dto::CopySource::Bucket { bucket, key, .. } = source else {
+    let dto::CopySource::Bucket { bucket, key, version_id } = source else {
         return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "copy from access points is not offered"));
     };
     Ok(CopySource {
@@ -1837,5 +1965,6 @@ fn copy_source(source: &dto::CopySource, conditions: ReadConditions) -> S3Result
         replace_tags: None,
         encryption_key: None,
         conditions,
+        version: version_id.as_ref().map(|v| v.to_string()),
     })
 }

@@ -34,6 +34,65 @@ pub struct ObjectRow {
     pub tags: String,
     /// `<ALGORITHM>:<base64>` of the checksum the upload was verified against.
     pub checksum: Option<String>,
+    /// None: the "null" version (written while the bucket's versioning was off or suspended).
+    pub version_id: Option<String>,
+}
+
+/// A version kept in `object_versions`: an earlier version of a key, or a delete marker.
+#[derive(Debug, Clone, FromRow)]
+pub struct VersionRow {
+    pub seq: i64,
+    pub bucket: String,
+    pub key: Vec<u8>,
+    pub version_id: String,
+    pub delete_marker: bool,
+    pub blob_id: Option<String>,
+    pub size: i64,
+    pub etag: String,
+    pub content_type: String,
+    pub metadata: String,
+    pub key_ref: Option<String>,
+    pub wrapped_key: Option<String>,
+    pub created_at: i64,
+    pub headers: String,
+    pub tags: String,
+    pub checksum: Option<String>,
+}
+
+impl VersionRow {
+    /// The version as an object row (None for a delete marker).
+    pub fn object(&self) -> Option<ObjectRow> {
+        Some(ObjectRow {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            blob_id: self.blob_id.clone()?,
+            size: self.size,
+            etag: self.etag.clone(),
+            content_type: self.content_type.clone(),
+            metadata: self.metadata.clone(),
+            key_ref: self.key_ref.clone(),
+            wrapped_key: self.wrapped_key.clone(),
+            created_at: self.created_at,
+            headers: self.headers.clone(),
+            tags: self.tags.clone(),
+            checksum: self.checksum.clone(),
+            version_id: (self.version_id != NULL_VERSION).then(|| self.version_id.clone()),
+        })
+    }
+}
+
+/// How S3 names the version written while versioning was off or suspended.
+pub const NULL_VERSION: &str = "null";
+
+/// A bucket's versioning, as writes apply it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionMode {
+    /// Never enabled: a write replaces the key's object.
+    Off,
+    /// Every write makes a new version; the one it replaces is kept.
+    Enabled,
+    /// Writes make the null version (replacing the earlier null version); other versions are kept.
+    Suspended,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -116,7 +175,13 @@ pub async fn delete_bucket(db: &Db, name: &str) -> DbResult<BucketDeletion> {
     if sqlx::query("SELECT 1 FROM buckets WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?.is_none() {
         return Ok(BucketDeletion::NotFound);
     }
-    let objects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE bucket = ?").bind(name).fetch_one(&mut *tx).await?;
+    // Earlier versions and delete markers count: S3 deletes only a bucket with no version left.
+    let objects: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM objects WHERE bucket = ?1) + (SELECT COUNT(*) FROM object_versions WHERE bucket = ?1)",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await?;
     if objects > 0 {
         return Ok(BucketDeletion::NotEmpty { objects });
     }
@@ -140,12 +205,12 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
-const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum, version_id) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (bucket, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size, etag = excluded.etag, \
      content_type = excluded.content_type, metadata = excluded.metadata, key_ref = excluded.key_ref, \
      wrapped_key = excluded.wrapped_key, created_at = excluded.created_at, headers = excluded.headers, tags = excluded.tags, \
-     checksum = excluded.checksum";
+     checksum = excluded.checksum, version_id = excluded.version_id";
 
 fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
     sqlx::query(UPSERT_OBJECT)
@@ -162,6 +227,57 @@ fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::
         .bind(&row.headers)
         .bind(&row.tags)
         .bind(&row.checksum)
+        .bind(&row.version_id)
+}
+
+/// Before a key's current object is replaced or removed under versioning: keeps it as an earlier
+/// version (Enabled: always; Suspended: unless it is the null version, which is replaced), and
+/// under Suspended drops the earlier null version the new one replaces.
+async fn archive_current(tx: &mut sqlx::SqliteConnection, bucket: &str, key: &[u8], mode: VersionMode) -> DbResult<()> {
+    if mode == VersionMode::Off {
+        return Ok(());
+    }
+    if mode == VersionMode::Suspended {
+        sqlx::query("DELETE FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?")
+            .bind(bucket)
+            .bind(key)
+            .bind(NULL_VERSION)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO object_versions (bucket, key, version_id, delete_marker, blob_id, size, etag, content_type, metadata, key_ref, \
+         wrapped_key, created_at, headers, tags, checksum) \
+         SELECT bucket, key, COALESCE(version_id, ?), 0, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, \
+         headers, tags, checksum FROM objects WHERE bucket = ? AND key = ? AND (? OR version_id IS NOT NULL)",
+    )
+    .bind(NULL_VERSION)
+    .bind(bucket)
+    .bind(key)
+    .bind(mode == VersionMode::Enabled)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// After a key's current version was removed: the newest earlier version becomes current again,
+/// unless it is a delete marker (then the key stays deleted).
+async fn restore_newest(tx: &mut sqlx::SqliteConnection, bucket: &str, key: &[u8]) -> DbResult<()> {
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).fetch_optional(&mut *tx).await?;
+    if current.is_some() {
+        return Ok(());
+    }
+    let newest: Option<VersionRow> = sqlx::query_as("SELECT * FROM object_versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1")
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(row) = newest.as_ref().and_then(VersionRow::object) {
+        upsert_object(&row).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM object_versions WHERE seq = ?").bind(newest.map(|n| n.seq)).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// What must hold of a key's current object for a write to replace it (S3's conditional writes:
@@ -201,11 +317,12 @@ async fn precondition_holds(tx: &mut sqlx::SqliteConnection, row: &ObjectRow, pr
 
 /// Makes `row` the current version of its key if `precondition` holds (the replaced blob goes to
 /// `garbage` by trigger).
-pub async fn put_object(db: &Db, row: &ObjectRow, precondition: &Precondition) -> DbResult<PutOutcome> {
+pub async fn put_object(db: &Db, row: &ObjectRow, precondition: &Precondition, mode: VersionMode) -> DbResult<PutOutcome> {
     let mut tx = db.write.begin().await?;
     if !precondition_holds(&mut tx, row, precondition).await? {
         return Ok(PutOutcome::PreconditionFailed);
     }
+    archive_current(&mut tx, &row.bucket, &row.key, mode).await?;
     match upsert_object(row).execute(&mut *tx).await {
         Ok(_) => {}
         Err(e) if is_foreign_key_violation(&e) => return Ok(PutOutcome::NoBucket),
@@ -226,22 +343,153 @@ pub async fn set_object_tags(db: &Db, bucket: &str, key: &str, tags: &str) -> Db
     Ok(done.rows_affected() > 0)
 }
 
-/// false: there was no such object.
-pub async fn delete_object(db: &Db, bucket: &str, key: &str) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key.as_bytes()).execute(&db.write).await?;
-    Ok(done.rows_affected() > 0)
+/// Removes a key's current object. Under versioning the object is kept as an earlier version and a
+/// delete marker (`marker_version`) becomes the newest (even where there was no object, as in S3).
+/// With `only_if` (ETag, time) nothing happens unless that is still the current version. true:
+/// there was an object.
+pub async fn delete_object(
+    db: &Db,
+    bucket: &str,
+    key: &str,
+    mode: VersionMode,
+    marker_version: &str,
+    only_if: Option<(&str, i64)>,
+) -> DbResult<bool> {
+    let key = key.as_bytes();
+    let mut tx = db.write.begin().await?;
+    if let Some((etag, created_at)) = only_if {
+        let same: Option<i64> = sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = ? AND key = ? AND etag = ? AND created_at = ?")
+            .bind(bucket)
+            .bind(key)
+            .bind(etag)
+            .bind(created_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if same.is_none() {
+            return Ok(false);
+        }
+    }
+    archive_current(&mut tx, bucket, key, mode).await?;
+    let deleted = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).execute(&mut *tx).await?.rows_affected() > 0;
+    if mode != VersionMode::Off {
+        sqlx::query("INSERT INTO object_versions (bucket, key, version_id, delete_marker, created_at) VALUES (?, ?, ?, 1, ?)")
+            .bind(bucket)
+            .bind(key)
+            .bind(marker_version)
+            .bind(aerekos_common::db::now_ms())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
-/// Deletes the object at a key only if it is still the version with this ETag and time. true: deleted.
-pub async fn delete_object_version(db: &Db, bucket: &str, key: &str, etag: &str, created_at: i64) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ? AND etag = ? AND created_at = ?")
+/// Removes one version for good (the current one, an earlier one or a delete marker); the newest
+/// remaining version becomes current if the current one went. The removed version, if any.
+pub async fn delete_version(db: &Db, bucket: &str, key: &str, version_id: &str) -> DbResult<Option<VersionRow>> {
+    let key = key.as_bytes();
+    let mut tx = db.write.begin().await?;
+    let current: Option<ObjectRow> = sqlx::query_as("SELECT * FROM objects WHERE bucket = ? AND key = ? AND COALESCE(version_id, ?) = ?")
+        .bind(bucket)
+        .bind(key)
+        .bind(NULL_VERSION)
+        .bind(version_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let removed = match current {
+        Some(row) => {
+            sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).execute(&mut *tx).await?;
+            Some(VersionRow {
+                seq: 0,
+                bucket: row.bucket,
+                key: row.key,
+                version_id: version_id.to_owned(),
+                delete_marker: false,
+                blob_id: Some(row.blob_id),
+                size: row.size,
+                etag: row.etag,
+                content_type: row.content_type,
+                metadata: row.metadata,
+                key_ref: row.key_ref,
+                wrapped_key: row.wrapped_key,
+                created_at: row.created_at,
+                headers: row.headers,
+                tags: row.tags,
+                checksum: row.checksum,
+            })
+        }
+        None => {
+            sqlx::query_as("DELETE FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ? RETURNING *")
+                .bind(bucket)
+                .bind(key)
+                .bind(version_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+    };
+    restore_newest(&mut tx, bucket, key).await?;
+    tx.commit().await?;
+    Ok(removed)
+}
+
+/// One version of a key: the current object, an earlier version or a delete marker.
+pub async fn get_version(db: &Db, bucket: &str, key: &str, version_id: &str) -> DbResult<Option<VersionRow>> {
+    if let Some(row) = sqlx::query_as::<_, ObjectRow>("SELECT * FROM objects WHERE bucket = ? AND key = ? AND COALESCE(version_id, ?) = ?")
         .bind(bucket)
         .bind(key.as_bytes())
-        .bind(etag)
-        .bind(created_at)
-        .execute(&db.write)
-        .await?;
-    Ok(done.rows_affected() > 0)
+        .bind(NULL_VERSION)
+        .bind(version_id)
+        .fetch_optional(&db.read)
+        .await?
+    {
+        return Ok(Some(VersionRow {
+            seq: i64::MAX,
+            bucket: row.bucket,
+            key: row.key,
+            version_id: version_id.to_owned(),
+            delete_marker: false,
+            blob_id: Some(row.blob_id),
+            size: row.size,
+            etag: row.etag,
+            content_type: row.content_type,
+            metadata: row.metadata,
+            key_ref: row.key_ref,
+            wrapped_key: row.wrapped_key,
+            created_at: row.created_at,
+            headers: row.headers,
+            tags: row.tags,
+            checksum: row.checksum,
+        }));
+    }
+    sqlx::query_as("SELECT * FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?")
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .bind(version_id)
+        .fetch_optional(&db.read)
+        .await
+}
+
+/// Every version of the keys in `from <= key < to` (current ones first per key, then newest
+/// first), up to `limit` rows; `seq` is `i64::MAX` for current versions.
+pub async fn versions_in_range(db: &Db, bucket: &str, from: &[u8], to: Option<&[u8]>, limit: u32) -> DbResult<Vec<VersionRow>> {
+    let to = to.map(<[u8]>::to_vec).unwrap_or_else(|| vec![0xFF; 1025]);
+    sqlx::query_as(
+        "SELECT * FROM ( \
+           SELECT 9223372036854775807 AS seq, bucket, key, COALESCE(version_id, 'null') AS version_id, 0 AS delete_marker, blob_id, size, \
+                  etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum \
+             FROM objects WHERE bucket = ?1 AND key >= ?2 AND key < ?3 \
+           UNION ALL \
+           SELECT seq, bucket, key, version_id, delete_marker, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, \
+                  created_at, headers, tags, checksum \
+             FROM object_versions WHERE bucket = ?1 AND key >= ?2 AND key < ?3 \
+         ) ORDER BY key, seq DESC LIMIT ?4",
+    )
+    .bind(bucket)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(&db.read)
+    .await
 }
 
 /// Up to `limit` objects with `from <= key < to`, in key order.
@@ -265,8 +513,12 @@ pub async fn objects_in_range(db: &Db, bucket: &str, from: &[u8], to: Option<&[u
 
 /// Every blob a row refers to (what the start-up sweep keeps).
 pub async fn referenced_blobs(db: &Db) -> DbResult<HashSet<String>> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT blob_id FROM objects UNION ALL SELECT blob_id FROM parts").fetch_all(&db.read).await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT blob_id FROM objects UNION ALL SELECT blob_id FROM parts UNION ALL \
+         SELECT blob_id FROM object_versions WHERE blob_id IS NOT NULL",
+    )
+    .fetch_all(&db.read)
+    .await?;
     Ok(ids.into_iter().collect())
 }
 
@@ -349,11 +601,18 @@ pub enum UploadFinished {
 
 /// Completes an upload: if `precondition` holds, its object row replaces the key's current one
 /// and the upload and its parts are deleted (their blobs to `garbage`), all in one transaction.
-pub async fn complete_upload(db: &Db, upload_id: &str, object: &ObjectRow, precondition: &Precondition) -> DbResult<UploadFinished> {
+pub async fn complete_upload(
+    db: &Db,
+    upload_id: &str,
+    object: &ObjectRow,
+    precondition: &Precondition,
+    mode: VersionMode,
+) -> DbResult<UploadFinished> {
     let mut tx = db.write.begin().await?;
     if !precondition_holds(&mut tx, object, precondition).await? {
         return Ok(UploadFinished::PreconditionFailed);
     }
+    archive_current(&mut tx, &object.bucket, &object.key, mode).await?;
     if sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&mut *tx).await?.rows_affected() == 0 {
         return Ok(UploadFinished::NoUpload);
     }

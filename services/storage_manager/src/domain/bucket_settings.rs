@@ -20,6 +20,8 @@ pub struct BucketSettings {
     pub cors: Option<Vec<CorsRule>>,
     pub lifecycle: Option<Vec<LifecycleRule>>,
     pub tags: Option<BTreeMap<String, String>>,
+    /// S3 versioning: "Enabled" or "Suspended"; None: never enabled.
+    pub versioning: Option<String>,
 }
 
 /// S3's four public access switches.

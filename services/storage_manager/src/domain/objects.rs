@@ -23,7 +23,7 @@ use super::{
 pub use crate::store::Precondition;
 use crate::{
     model::{Bucket, ObjectInfo, ObjectList},
-    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, PutOutcome, UploadFinished, UploadRow},
+    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, PutOutcome, UploadFinished, UploadRow, VersionMode, VersionRow},
 };
 
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -51,6 +51,47 @@ pub struct Storage {
     buckets: std::sync::RwLock<BTreeMap<String, Arc<KnownBucket>>>,
     /// Creating and deleting buckets one at a time keeps the map in the database's order.
     bucket_changes: tokio::sync::Mutex<()>,
+}
+
+/// What a delete did.
+pub struct Deleted {
+    pub existed: bool,
+    /// Under versioning: the delete marker's version id.
+    pub delete_marker: Option<String>,
+}
+
+/// One version in a listing of versions.
+pub struct VersionEntry {
+    pub key: String,
+    pub version_id: String,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+pub struct VersionPage {
+    pub entries: Vec<VersionEntry>,
+    /// The key and version to continue after, when there is more.
+    pub next: Option<(String, String)>,
+}
+
+fn version_entry(row: &VersionRow, is_latest: bool) -> ApiResult<VersionEntry> {
+    Ok(VersionEntry {
+        key: String::from_utf8(row.key.clone()).map_err(ApiError::internal)?,
+        version_id: row.version_id.clone(),
+        is_latest,
+        delete_marker: row.delete_marker,
+        size: row.size as u64,
+        etag: row.etag.clone(),
+        last_modified: ts(row.created_at),
+    })
+}
+
+/// A new version's id under `mode` (None: the null version).
+fn new_version_id(mode: VersionMode) -> Option<String> {
+    (mode == VersionMode::Enabled).then(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
 /// A bucket as held in memory: its row, its settings and the access decisions they make.
@@ -241,6 +282,8 @@ pub struct CopySource {
     pub encryption_key: Option<String>,
     /// What must hold of the source (`x-amz-copy-source-if-*`); a failure is 412.
     pub conditions: ReadConditions,
+    /// A version of the source other than its current one.
+    pub version: Option<String>,
 }
 
 fn db_err(e: sqlx::Error) -> ApiError {
@@ -368,9 +411,11 @@ impl Storage {
     /// Deletes an object if it is still the version `seen` (a lifecycle rule decided on that one;
     /// a newer upload under the key is left alone). true: deleted.
     pub async fn expire_object(&self, seen: &ObjectInfo) -> ApiResult<bool> {
-        let deleted = store::delete_object_version(&self.db, &seen.bucket, &seen.key, &seen.etag, seen.last_modified.timestamp_millis())
-            .await
-            .map_err(db_err)?;
+        // Under versioning an expiration is a delete: the version stays behind a delete marker.
+        let mode = self.version_mode(&seen.bucket)?;
+        let marker = new_version_id(mode).unwrap_or_else(|| store::NULL_VERSION.to_owned());
+        let only_if = Some((seen.etag.as_str(), seen.last_modified.timestamp_millis()));
+        let deleted = store::delete_object(&self.db, &seen.bucket, &seen.key, mode, &marker, only_if).await.map_err(db_err)?;
         if deleted {
             self.garbage.notify_one();
         }
@@ -456,13 +501,21 @@ impl Storage {
                 format!("the bytes received have MD5 {} but Content-MD5 says {expected}; nothing was stored", blob.md5_hex),
             ));
         }
+        let mode = match self.version_mode(bucket) {
+            Ok(mode) => mode,
+            Err(e) => {
+                self.blobs.remove(&blob.id).await;
+                return Err(e);
+            }
+        };
         let mut row = object_row(bucket, key, &blob, blob.md5_hex.clone(), &new, key_ref, wrapped)?;
         row.checksum = checksum;
-        self.commit_object(row, &checks.precondition).await
+        row.version_id = new_version_id(mode);
+        self.commit_object(row, &checks.precondition, mode).await
     }
 
-    async fn commit_object(&self, row: ObjectRow, precondition: &Precondition) -> ApiResult<ObjectInfo> {
-        let outcome = store::put_object(&self.db, &row, precondition).await;
+    async fn commit_object(&self, row: ObjectRow, precondition: &Precondition, mode: VersionMode) -> ApiResult<ObjectInfo> {
+        let outcome = store::put_object(&self.db, &row, precondition, mode).await;
         if !matches!(outcome, Ok(PutOutcome::Done)) {
             self.blobs.remove(&row.blob_id).await;
         }
@@ -512,11 +565,25 @@ impl Storage {
     }
 
     pub async fn head_object(&self, bucket: &str, key: &str) -> ApiResult<ObjectInfo> {
-        object_model(self.object_row(bucket, key).await?)
+        object_model(self.object_row(bucket, key, None).await?)
     }
 
-    async fn object_row(&self, bucket: &str, key: &str) -> ApiResult<ObjectRow> {
-        match store::get_object(&self.db, bucket, key).await.map_err(db_err)? {
+    /// The key's current object, or the version asked for.
+    async fn object_row(&self, bucket: &str, key: &str, version: Option<&str>) -> ApiResult<ObjectRow> {
+        let found = match version {
+            None => store::get_object(&self.db, bucket, key).await.map_err(db_err)?,
+            Some(version) => match store::get_version(&self.db, bucket, key, version).await.map_err(db_err)? {
+                Some(v) if v.delete_marker => {
+                    return Err(ApiError::bad_request("delete_marker", format!("version {version:?} of {key:?} is a delete marker")));
+                }
+                Some(v) => v.object(),
+                None => {
+                    self.bucket_row(bucket)?;
+                    return Err(ApiError::not_found("version_not_found", format!("{key:?} has no version {version:?}")));
+                }
+            },
+        };
+        match found {
             Some(row) => Ok(row),
             None => {
                 self.bucket_row(bucket)?;
@@ -525,23 +592,31 @@ impl Storage {
         }
     }
 
-    /// An object's metadata, if `conditions` hold for it.
-    pub async fn head_object_if(&self, bucket: &str, key: &str, conditions: &ReadConditions) -> ApiResult<ObjectInfo> {
-        let info = self.head_object(bucket, key).await?;
+    /// An object's metadata (the current version or the one asked for), if `conditions` hold for it.
+    pub async fn head_object_if(&self, bucket: &str, key: &str, version: Option<&str>, conditions: &ReadConditions) -> ApiResult<ObjectInfo> {
+        let info = object_model(self.object_row(bucket, key, version).await?)?;
         conditions.check(&info)?;
         Ok(info)
     }
 
     pub async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> ApiResult<Download> {
-        self.get_object_if(bucket, key, range, &ReadConditions::default()).await
+        self.get_object_if(bucket, key, None, range, &ReadConditions::default()).await
     }
 
-    /// An object's bytes (or a range of them), if `conditions` hold for the version served.
-    pub async fn get_object_if(&self, bucket: &str, key: &str, range: Option<ByteRange>, conditions: &ReadConditions) -> ApiResult<Download> {
+    /// An object's bytes (or a range of them) — the current version or the one asked for — if
+    /// `conditions` hold for the version served.
+    pub async fn get_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        range: Option<ByteRange>,
+        conditions: &ReadConditions,
+    ) -> ApiResult<Download> {
         // The row can be replaced between reading it and opening its file (an overwrite removes the
         // old file); then the new row is read once more.
         for attempt in 0..2 {
-            let row = self.object_row(bucket, key).await?;
+            let row = self.object_row(bucket, key, version).await?;
             conditions.check(&object_model(row.clone())?)?;
             let size = row.size as u64;
             let byte_range = match range {
@@ -567,15 +642,76 @@ impl Storage {
         }
     }
 
-    /// Deletes an object; false when there was none (S3 treats that as success, the API as 404).
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> ApiResult<bool> {
-        if store::delete_object(&self.db, bucket, key).await.map_err(db_err)? {
+    /// Deletes a key's object: under versioning it is kept as an earlier version behind a new
+    /// delete marker. `existed` false: there was none (S3 treats that as success, the API as 404).
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> ApiResult<Deleted> {
+        let mode = self.version_mode(bucket)?;
+        let marker = new_version_id(mode).unwrap_or_else(|| store::NULL_VERSION.to_owned());
+        let existed = store::delete_object(&self.db, bucket, key, mode, &marker, None).await.map_err(db_err)?;
+        if existed {
             self.garbage.notify_one();
-            Ok(true)
-        } else {
-            self.bucket_row(bucket)?;
-            Ok(false)
         }
+        Ok(Deleted { existed, delete_marker: (mode != VersionMode::Off).then_some(marker) })
+    }
+
+    /// Removes one version for good; the newest remaining one becomes current. None: there was no
+    /// such version.
+    pub async fn delete_version(&self, bucket: &str, key: &str, version: &str) -> ApiResult<Option<VersionEntry>> {
+        self.bucket_row(bucket)?;
+        let removed = store::delete_version(&self.db, bucket, key, version).await.map_err(db_err)?;
+        self.garbage.notify_one();
+        removed.map(|v| version_entry(&v, false)).transpose()
+    }
+
+    /// How the bucket's writes treat versions.
+    fn version_mode(&self, bucket: &str) -> ApiResult<VersionMode> {
+        Ok(match self.known_bucket(bucket)?.settings.versioning.as_deref() {
+            Some("Enabled") => VersionMode::Enabled,
+            Some("Suspended") => VersionMode::Suspended,
+            _ => VersionMode::Off,
+        })
+    }
+
+    /// A page of every version of `bucket`'s keys under `prefix`, keys in order and each key's
+    /// newest first, after (`key_marker`, `version_marker`).
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        version_marker: Option<&str>,
+        page_size: u32,
+    ) -> ApiResult<VersionPage> {
+        self.bucket_row(bucket)?;
+        let page_size = page_size.clamp(1, MAX_PAGE) as usize;
+        let upper = prefix_upper_bound(prefix.as_bytes());
+        let mut entries = Vec::new();
+        let mut from = prefix.as_bytes().to_vec();
+        if let Some(marker) = key_marker.filter(|m| !m.is_empty()) {
+            if let Some(version) = version_marker.filter(|v| !v.is_empty()) {
+                // The rest of the marker's key, after its marker version.
+                let key_end = successor_of_key(marker.as_bytes());
+                let rows = store::versions_in_range(&self.db, bucket, marker.as_bytes(), Some(&key_end), u32::MAX).await.map_err(db_err)?;
+                let after = rows.iter().position(|r| r.version_id == version).map_or(rows.len(), |at| at + 1);
+                for (i, row) in rows.iter().enumerate().skip(after) {
+                    if row.key.starts_with(prefix.as_bytes()) {
+                        entries.push(version_entry(row, i == 0)?);
+                    }
+                }
+            }
+            from = from.max(successor_of_key(marker.as_bytes()));
+        }
+        let rows = store::versions_in_range(&self.db, bucket, &from, upper.as_deref(), (page_size + 1) as u32).await.map_err(db_err)?;
+        let mut previous_key: Option<Vec<u8>> = None;
+        for row in &rows {
+            let newest = previous_key.as_deref() != Some(&row.key[..]);
+            previous_key = Some(row.key.clone());
+            entries.push(version_entry(row, newest)?);
+        }
+        let truncated = entries.len() > page_size;
+        entries.truncate(page_size);
+        let next = truncated.then(|| entries.last().map(|e| (e.key.clone(), e.version_id.clone()))).flatten();
+        Ok(VersionPage { entries, next })
     }
 
     /// A page of `bucket`'s keys starting with `prefix`, in byte order. With a delimiter, keys that
@@ -656,10 +792,10 @@ impl Storage {
     pub async fn copy_object(&self, source: CopySource, bucket: &str, key: &str) -> ApiResult<ObjectInfo> {
         check_key(key)?;
         let download = self
-            .get_object_if(&source.bucket, &source.key, None, &source.conditions)
+            .get_object_if(&source.bucket, &source.key, source.version.as_deref(), None, &source.conditions)
             .await
             .map_err(|e| source_condition_failed(e, &source))?;
-        let onto_itself = source.bucket == bucket && source.key == key;
+        let onto_itself = source.bucket == bucket && source.key == key && source.version.is_none();
         if onto_itself && source.replace_metadata.is_none() && source.replace_tags.is_none() && source.encryption_key.is_none() {
             return Err(ApiError::bad_request(
                 "copy_onto_itself",
@@ -801,7 +937,7 @@ impl Storage {
     ) -> ApiResult<PartInfo> {
         self.upload_row(bucket, key, upload_id).await?;
         let download = self
-            .get_object_if(&source.bucket, &source.key, range, &source.conditions)
+            .get_object_if(&source.bucket, &source.key, source.version.as_deref(), range, &source.conditions)
             .await
             .map_err(|e| source_condition_failed(e, source))?;
         let size = download.range.end - download.range.start;
@@ -898,8 +1034,10 @@ impl Storage {
             tags: serde_json::from_str(&upload.tags).map_err(ApiError::internal)?,
             encryption_key: None,
         };
-        let row = object_row(bucket, key, &blob, etag, &new, upload.key_ref.clone(), upload.wrapped_key.clone())?;
-        match store::complete_upload(&self.db, upload_id, &row, precondition).await {
+        let mode = self.version_mode(bucket)?;
+        let mut row = object_row(bucket, key, &blob, etag, &new, upload.key_ref.clone(), upload.wrapped_key.clone())?;
+        row.version_id = new_version_id(mode);
+        match store::complete_upload(&self.db, upload_id, &row, precondition, mode).await {
             Ok(UploadFinished::Done) => {
                 self.garbage.notify_one();
                 object_model(row)
@@ -1005,6 +1143,7 @@ fn object_row(
         headers: serde_json::to_string(&new.headers).map_err(ApiError::internal)?,
         tags: serde_json::to_string(&new.tags).map_err(ApiError::internal)?,
         checksum: None,
+        version_id: None,
     })
 }
 
@@ -1031,6 +1170,7 @@ fn object_model(row: ObjectRow) -> ApiResult<ObjectInfo> {
         headers: serde_json::from_str(&row.headers).map_err(ApiError::internal)?,
         tags: serde_json::from_str(&row.tags).map_err(ApiError::internal)?,
         checksum: row.checksum,
+        version_id: row.version_id,
     })
 }
 
