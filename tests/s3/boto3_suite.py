@@ -1138,6 +1138,32 @@ class Versioning(unittest.TestCase):
         S3.delete_bucket(Bucket=b)
 
 
+class LifecycleOfVersions(unittest.TestCase):
+    """Noncurrent-version expiration (the service under test has a 2-second lifecycle day)."""
+
+    def test_earlier_versions_expire_and_current_ones_stay(self):
+        b = new_bucket()
+        S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        old = S3.put_object(Bucket=b, Key="logs/a", Body=b"old")["VersionId"]
+        new = S3.put_object(Bucket=b, Key="logs/a", Body=b"new")["VersionId"]
+        kept_old = S3.put_object(Bucket=b, Key="keep/x", Body=b"1")["VersionId"]
+        S3.put_object(Bucket=b, Key="keep/x", Body=b"2")
+        S3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": [
+            {"ID": "old-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}]})
+        rule = S3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"][0]
+        self.assertEqual(rule["NoncurrentVersionExpiration"]["NoncurrentDays"], 1)
+        deadline = time.time() + 30
+        ids = lambda: [v["VersionId"] for v in S3.list_object_versions(Bucket=b, Prefix="logs/").get("Versions", [])]
+        while time.time() < deadline and old in ids():
+            time.sleep(0.5)
+        self.assertEqual(ids(), [new])
+        self.assertEqual(S3.get_object(Bucket=b, Key="logs/a")["Body"].read(), b"new")
+        self.assertEqual(S3.get_object(Bucket=b, Key="keep/x", VersionId=kept_old)["Body"].read(), b"1")
+        versions = S3.list_object_versions(Bucket=b)["Versions"]
+        S3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
+        S3.delete_bucket(Bucket=b)
+
+
 class Signatures(unittest.TestCase):
     def setUp(self):
         self.bucket = new_bucket()

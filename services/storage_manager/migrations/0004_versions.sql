@@ -22,6 +22,8 @@ CREATE TABLE object_versions (
     headers       TEXT    NOT NULL DEFAULT '{}',
     tags          TEXT    NOT NULL DEFAULT '{}',
     checksum      TEXT,
+    -- When it stopped being current (lifecycle rules count noncurrent days from here).
+    archived_at   INTEGER NOT NULL DEFAULT 0,
     UNIQUE (bucket, key, version_id)
 );
 CREATE INDEX object_versions_by_key ON object_versions (bucket, key, seq);

@@ -247,11 +247,12 @@ async fn archive_current(tx: &mut sqlx::SqliteConnection, bucket: &str, key: &[u
     }
     sqlx::query(
         "INSERT INTO object_versions (bucket, key, version_id, delete_marker, blob_id, size, etag, content_type, metadata, key_ref, \
-         wrapped_key, created_at, headers, tags, checksum) \
+         wrapped_key, created_at, headers, tags, checksum, archived_at) \
          SELECT bucket, key, COALESCE(version_id, ?), 0, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, \
-         headers, tags, checksum FROM objects WHERE bucket = ? AND key = ? AND (? OR version_id IS NOT NULL)",
+         headers, tags, checksum, ? FROM objects WHERE bucket = ? AND key = ? AND (? OR version_id IS NOT NULL)",
     )
     .bind(NULL_VERSION)
+    .bind(aerekos_common::db::now_ms())
     .bind(bucket)
     .bind(key)
     .bind(mode == VersionMode::Enabled)
@@ -372,10 +373,11 @@ pub async fn delete_object(
     archive_current(&mut tx, bucket, key, mode).await?;
     let deleted = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).execute(&mut *tx).await?.rows_affected() > 0;
     if mode != VersionMode::Off {
-        sqlx::query("INSERT INTO object_versions (bucket, key, version_id, delete_marker, created_at) VALUES (?, ?, ?, 1, ?)")
+        sqlx::query("INSERT INTO object_versions (bucket, key, version_id, delete_marker, created_at, archived_at) VALUES (?, ?, ?, 1, ?, ?)")
             .bind(bucket)
             .bind(key)
             .bind(marker_version)
+            .bind(aerekos_common::db::now_ms())
             .bind(aerekos_common::db::now_ms())
             .execute(&mut *tx)
             .await?;
@@ -467,6 +469,23 @@ pub async fn get_version(db: &Db, bucket: &str, key: &str, version_id: &str) -> 
         .bind(version_id)
         .fetch_optional(&db.read)
         .await
+}
+
+/// Earlier versions (not delete markers) under `prefix` that stopped being current before `before`
+/// (ms), at most `limit`.
+pub async fn noncurrent_versions(db: &Db, bucket: &str, prefix: &[u8], to: Option<&[u8]>, before: i64, limit: u32) -> DbResult<Vec<VersionRow>> {
+    let to = to.map(<[u8]>::to_vec).unwrap_or_else(|| vec![0xFF; 1025]);
+    sqlx::query_as(
+        "SELECT * FROM object_versions WHERE bucket = ? AND key >= ? AND key < ? AND delete_marker = 0 AND archived_at < ? \
+         ORDER BY seq LIMIT ?",
+    )
+    .bind(bucket)
+    .bind(prefix)
+    .bind(to)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(&db.read)
+    .await
 }
 
 /// Every version of the keys in `from <= key < to` (current ones first per key, then newest

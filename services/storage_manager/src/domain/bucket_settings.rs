@@ -66,6 +66,8 @@ pub struct LifecycleRule {
     /// Unix seconds.
     pub expiration_date: Option<i64>,
     pub abort_incomplete_days: Option<u32>,
+    /// Earlier versions are deleted this many days after they stopped being current.
+    pub noncurrent_days: Option<u32>,
 }
 
 /// S3's limits.
@@ -150,13 +152,19 @@ pub fn check_lifecycle(rules: &[LifecycleRule]) -> ApiResult<()> {
         {
             return bad(format!("rule ID {id:?} is used twice"));
         }
-        if rule.expiration_days.is_none() && rule.expiration_date.is_none() && rule.abort_incomplete_days.is_none() {
-            return bad("each rule needs an Expiration (Days or Date) or an AbortIncompleteMultipartUpload".into());
+        if rule.expiration_days.is_none()
+            && rule.expiration_date.is_none()
+            && rule.abort_incomplete_days.is_none()
+            && rule.noncurrent_days.is_none()
+        {
+            return bad(
+                "each rule needs an Expiration (Days or Date), a NoncurrentVersionExpiration or an AbortIncompleteMultipartUpload".into(),
+            );
         }
         if rule.expiration_days.is_some() && rule.expiration_date.is_some() {
             return bad("an Expiration gives Days or Date, not both".into());
         }
-        if rule.expiration_days == Some(0) || rule.abort_incomplete_days == Some(0) {
+        if rule.expiration_days == Some(0) || rule.abort_incomplete_days == Some(0) || rule.noncurrent_days == Some(0) {
             return bad("Days must be a positive number".into());
         }
     }

@@ -1,6 +1,7 @@
 //! Buckets' lifecycle rules, applied by a background task: objects past their expiration are
-//! deleted (only the version the rule judged: an upload since then is left alone) and multipart
-//! uploads left incomplete past their limit are aborted.
+//! deleted (only the version the rule judged: an upload since then is left alone; under
+//! versioning the deletion leaves a delete marker), earlier versions past their noncurrent days
+//! are deleted for good, and multipart uploads left incomplete past their limit are aborted.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,6 +17,8 @@ use super::{
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expired {
     pub objects: usize,
+    /// Earlier (noncurrent) versions.
+    pub versions: usize,
     pub uploads: usize,
 }
 
@@ -26,7 +29,12 @@ pub fn spawn(storage: Arc<Storage>, interval: Duration, day: Duration) -> tokio:
             tokio::time::sleep(interval).await;
             match apply(&storage, day, Utc::now()).await {
                 Ok(expired) if expired != Expired::default() => {
-                    tracing::info!(objects = expired.objects, uploads = expired.uploads, "lifecycle rules expired objects and uploads");
+                    tracing::info!(
+                        objects = expired.objects,
+                        versions = expired.versions,
+                        uploads = expired.uploads,
+                        "lifecycle rules expired objects, earlier versions and uploads"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e.body().message, "applying lifecycle rules failed; the next pass retries"),
@@ -65,6 +73,10 @@ pub async fn apply(storage: &Storage, day: Duration, now: DateTime<Utc>) -> ApiR
                         break;
                     }
                 }
+            }
+            if let Some(days) = rule.noncurrent_days {
+                let before = now - chrono::Duration::from_std(day * days).unwrap_or_default();
+                expired.versions += storage.expire_noncurrent(name, &rule.prefix, &rule.tags, before).await?;
             }
             if let Some(days) = rule.abort_incomplete_days {
                 for upload in storage.list_uploads(name).await? {

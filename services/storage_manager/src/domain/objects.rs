@@ -672,6 +672,37 @@ impl Storage {
         })
     }
 
+    /// Deletes earlier versions under `prefix` (and carrying `tags`) that stopped being current
+    /// before `before`; how many.
+    pub async fn expire_noncurrent(&self, bucket: &str, prefix: &str, tags: &BTreeMap<String, String>, before: chrono::DateTime<chrono::Utc>) -> ApiResult<usize> {
+        let upper = prefix_upper_bound(prefix.as_bytes());
+        let mut expired = 0;
+        loop {
+            let rows = store::noncurrent_versions(&self.db, bucket, prefix.as_bytes(), upper.as_deref(), before.timestamp_millis(), GARBAGE_BATCH)
+                .await
+                .map_err(db_err)?;
+            let mut removed_any = false;
+            for row in &rows {
+                let row_tags: BTreeMap<String, String> = serde_json::from_str(&row.tags).unwrap_or_default();
+                if !tags.iter().all(|(k, v)| row_tags.get(k) == Some(v)) {
+                    continue;
+                }
+                let key = String::from_utf8(row.key.clone()).map_err(ApiError::internal)?;
+                if store::delete_version(&self.db, bucket, &key, &row.version_id).await.map_err(db_err)?.is_some() {
+                    expired += 1;
+                    removed_any = true;
+                }
+            }
+            if rows.len() < GARBAGE_BATCH as usize || !removed_any {
+                break;
+            }
+        }
+        if expired > 0 {
+            self.garbage.notify_one();
+        }
+        Ok(expired)
+    }
+
     /// A page of every version of `bucket`'s keys under `prefix`, keys in order and each key's
     /// newest first, after (`key_marker`, `version_marker`).
     pub async fn list_versions(

@@ -176,8 +176,8 @@ pub(super) fn check_canned_acl(bucket: &str, acl: &str) -> Result<(), ApiError> 
     crate::domain::policy::canned_acl_grants(bucket, acl).map(|_| ())
 }
 
-/// An S3 lifecycle rule as the lifecycle task applies it (expiration and aborting uploads; the
-/// transitions and noncurrent-version actions of versioned, tiered storage are refused).
+/// An S3 lifecycle rule as the lifecycle task applies it (expiration, noncurrent-version
+/// expiration and aborting uploads; the transitions of tiered storage are refused).
 pub(super) fn lifecycle_rule(rule: dto::LifecycleRule) -> S3Result<LifecycleRule> {
     let unsupported = |what: &str| {
         Err(S3Error::with_message(S3ErrorCode::NotImplemented, format!("lifecycle {what} is not offered: only Expiration and AbortIncompleteMultipartUpload")))
@@ -185,8 +185,11 @@ pub(super) fn lifecycle_rule(rule: dto::LifecycleRule) -> S3Result<LifecycleRule
     if rule.transitions.as_ref().is_some_and(|t| !t.is_empty()) {
         return unsupported("transitions");
     }
-    if rule.noncurrent_version_expiration.is_some() || rule.noncurrent_version_transitions.as_ref().is_some_and(|t| !t.is_empty()) {
-        return unsupported("noncurrent-version actions");
+    if rule.noncurrent_version_transitions.as_ref().is_some_and(|t| !t.is_empty()) {
+        return unsupported("noncurrent-version transitions");
+    }
+    if rule.noncurrent_version_expiration.as_ref().is_some_and(|n| n.newer_noncurrent_versions.is_some()) {
+        return unsupported("NewerNoncurrentVersions");
     }
     let (mut prefix, mut tags) = (rule.prefix.unwrap_or_default(), BTreeMap::new());
     if let Some(filter) = rule.filter {
@@ -223,6 +226,7 @@ pub(super) fn lifecycle_rule(rule: dto::LifecycleRule) -> S3Result<LifecycleRule
         expiration_days: days(expiration.days)?,
         expiration_date: expiration.date.map(|d| chrono_time(d).timestamp()),
         abort_incomplete_days: days(rule.abort_incomplete_multipart_upload.and_then(|a| a.days_after_initiation))?,
+        noncurrent_days: days(rule.noncurrent_version_expiration.and_then(|n| n.noncurrent_days))?,
     })
 }
 
@@ -249,7 +253,9 @@ pub(super) fn lifecycle_rule_dto(rule: &LifecycleRule) -> dto::LifecycleRule {
         abort_incomplete_multipart_upload: rule
             .abort_incomplete_days
             .map(|d| dto::AbortIncompleteMultipartUpload { days_after_initiation: Some(d as i32) }),
-        noncurrent_version_expiration: None,
+        noncurrent_version_expiration: rule
+            .noncurrent_days
+            .map(|d| dto::NoncurrentVersionExpiration { noncurrent_days: Some(d as i32), newer_noncurrent_versions: None }),
         noncurrent_version_transitions: None,
         prefix: None,
         transitions: None,
