@@ -1120,6 +1120,23 @@ class Versioning(unittest.TestCase):
         self.assertNotIn("Versions", S3.list_object_versions(Bucket=b))
         S3.delete_bucket(Bucket=b)
 
+    def test_version_listings_roll_up_by_delimiter_and_page(self):
+        b = new_bucket()
+        S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        for key in ["a/1", "a/1", "a/2", "b", "b"]:
+            S3.put_object(Bucket=b, Key=key, Body=key.encode())
+        top = S3.list_object_versions(Bucket=b, Delimiter="/")
+        self.assertEqual([p["Prefix"] for p in top["CommonPrefixes"]], ["a/"])
+        self.assertEqual([(v["Key"], v["IsLatest"]) for v in top["Versions"]], [("b", True), ("b", False)])
+        pages = list(S3.get_paginator("list_object_versions").paginate(Bucket=b, Delimiter="/", PaginationConfig={"PageSize": 1}))
+        self.assertEqual([p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])], ["a/"])
+        self.assertEqual([v["Key"] for page in pages for v in page.get("Versions", [])], ["b", "b"])
+        inside = S3.list_object_versions(Bucket=b, Prefix="a/", Delimiter="/")
+        self.assertEqual([v["Key"] for v in inside["Versions"]], ["a/1", "a/1", "a/2"])
+        versions = S3.list_object_versions(Bucket=b)["Versions"]
+        S3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
+        S3.delete_bucket(Bucket=b)
+
     def test_copies_and_multipart_make_versions(self):
         b = new_bucket()
         S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})

@@ -73,8 +73,15 @@ pub struct VersionEntry {
 
 pub struct VersionPage {
     pub entries: Vec<VersionEntry>,
-    /// The key and version to continue after, when there is more.
-    pub next: Option<(String, String)>,
+    /// With a delimiter: the key prefixes up to and including it, each once.
+    pub common_prefixes: Vec<String>,
+    /// The key (and version) to continue after, when there is more.
+    pub next: Option<(String, Option<String>)>,
+}
+
+enum VersionItem {
+    Version(VersionEntry),
+    Prefix(String),
 }
 
 fn version_entry(row: &VersionRow, is_latest: bool) -> ApiResult<VersionEntry> {
@@ -704,21 +711,25 @@ impl Storage {
     }
 
     /// A page of every version of `bucket`'s keys under `prefix`, keys in order and each key's
-    /// newest first, after (`key_marker`, `version_marker`).
+    /// newest first, after (`key_marker`, `version_marker`). With a delimiter, keys that have it
+    /// after the prefix are rolled up into one common prefix each (as in listings).
     pub async fn list_versions(
         &self,
         bucket: &str,
         prefix: &str,
+        delimiter: Option<&str>,
         key_marker: Option<&str>,
         version_marker: Option<&str>,
         page_size: u32,
     ) -> ApiResult<VersionPage> {
         self.bucket_row(bucket)?;
         let page_size = page_size.clamp(1, MAX_PAGE) as usize;
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let key_marker = key_marker.filter(|m| !m.is_empty());
         let upper = prefix_upper_bound(prefix.as_bytes());
-        let mut entries = Vec::new();
+        let mut items: Vec<VersionItem> = Vec::new();
         let mut from = prefix.as_bytes().to_vec();
-        if let Some(marker) = key_marker.filter(|m| !m.is_empty()) {
+        if let Some(marker) = key_marker {
             if let Some(version) = version_marker.filter(|v| !v.is_empty()) {
                 // The rest of the marker's key, after its marker version.
                 let key_end = successor_of_key(marker.as_bytes());
@@ -726,23 +737,57 @@ impl Storage {
                 let after = rows.iter().position(|r| r.version_id == version).map_or(rows.len(), |at| at + 1);
                 for (i, row) in rows.iter().enumerate().skip(after) {
                     if row.key.starts_with(prefix.as_bytes()) {
-                        entries.push(version_entry(row, i == 0)?);
+                        items.push(VersionItem::Version(version_entry(row, i == 0)?));
                     }
                 }
             }
             from = from.max(successor_of_key(marker.as_bytes()));
         }
-        let rows = store::versions_in_range(&self.db, bucket, &from, upper.as_deref(), (page_size + 1) as u32).await.map_err(db_err)?;
-        let mut previous_key: Option<Vec<u8>> = None;
-        for row in &rows {
-            let newest = previous_key.as_deref() != Some(&row.key[..]);
-            previous_key = Some(row.key.clone());
-            entries.push(version_entry(row, newest)?);
+        // Rows come key by key; a roll-up jumps past its prefix and reads on from there.
+        'pages: while items.len() <= page_size {
+            let left = page_size + 1 - items.len();
+            let rows = store::versions_in_range(&self.db, bucket, &from, upper.as_deref(), left as u32).await.map_err(db_err)?;
+            let mut previous_key: Option<Vec<u8>> = None;
+            for row in &rows {
+                let key = String::from_utf8(row.key.clone()).map_err(ApiError::internal)?;
+                if let Some(d) = delimiter
+                    && let Some(at) = key[prefix.len()..].find(d)
+                {
+                    let common = key[..prefix.len() + at + d.len()].to_owned();
+                    let next = prefix_upper_bound(common.as_bytes());
+                    // A marker naming the common prefix itself was a page's end: not again.
+                    if key_marker.is_none_or(|m| common.as_str() > m) {
+                        items.push(VersionItem::Prefix(common));
+                    }
+                    match next {
+                        Some(next) => from = next,
+                        None => break 'pages,
+                    }
+                    continue 'pages;
+                }
+                let newest = previous_key.as_deref() != Some(&row.key[..]);
+                previous_key = Some(row.key.clone());
+                items.push(VersionItem::Version(version_entry(row, newest)?));
+            }
+            break;
         }
-        let truncated = entries.len() > page_size;
-        entries.truncate(page_size);
-        let next = truncated.then(|| entries.last().map(|e| (e.key.clone(), e.version_id.clone()))).flatten();
-        Ok(VersionPage { entries, next })
+        let truncated = items.len() > page_size;
+        items.truncate(page_size);
+        let next = truncated
+            .then(|| match items.last() {
+                Some(VersionItem::Version(e)) => Some((e.key.clone(), Some(e.version_id.clone()))),
+                Some(VersionItem::Prefix(p)) => Some((p.clone(), None)),
+                None => None,
+            })
+            .flatten();
+        let (mut entries, mut common_prefixes) = (Vec::new(), Vec::new());
+        for item in items {
+            match item {
+                VersionItem::Version(e) => entries.push(e),
+                VersionItem::Prefix(p) => common_prefixes.push(p),
+            }
+        }
+        Ok(VersionPage { entries, common_prefixes, next })
     }
 
     /// A page of `bucket`'s keys starting with `prefix`, in byte order. With a delimiter, keys that

@@ -402,15 +402,19 @@ impl S3 for S3Front {
     ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
         let owner = self.owner(&req);
         let input = req.input;
-        if input.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
-            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "a delimiter in ListObjectVersions is not offered"));
-        }
         let encoding = ListEncoding::of(input.encoding_type.as_ref())?;
         let max_keys = input.max_keys.unwrap_or(1000).clamp(1, 1000);
         let prefix = input.prefix.clone().unwrap_or_default();
         let page = self
             .storage
-            .list_versions(&input.bucket, &prefix, input.key_marker.as_deref(), input.version_id_marker.as_deref(), max_keys as u32)
+            .list_versions(
+                &input.bucket,
+                &prefix,
+                input.delimiter.as_deref(),
+                input.key_marker.as_deref(),
+                input.version_id_marker.as_deref(),
+                max_keys as u32,
+            )
             .await
             .map_err(to_s3)?;
         let (mut versions, mut markers) = (Vec::new(), Vec::new());
@@ -437,7 +441,8 @@ impl S3 for S3Front {
                 });
             }
         }
-        let (next_key, next_version) = page.next.map_or((None, None), |(k, v)| (Some(encoding.apply(k)), Some(v)));
+        let (next_key, next_version) = page.next.map_or((None, None), |(k, v)| (Some(encoding.apply(k)), v));
+        let common_prefixes: Vec<_> = page.common_prefixes.into_iter().map(|p| dto::CommonPrefix { prefix: Some(encoding.apply(p)) }).collect();
         Ok(S3Response::new(dto::ListObjectVersionsOutput {
             name: Some(input.bucket),
             prefix: Some(encoding.apply(prefix)),
@@ -450,6 +455,8 @@ impl S3 for S3Front {
             encoding_type: encoding.echo(),
             versions: (!versions.is_empty()).then_some(versions),
             delete_markers: (!markers.is_empty()).then_some(markers),
+            delimiter: encoding.apply_opt(input.delimiter.filter(|d| !d.is_empty())),
+            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
             ..Default::default()
         }))
     }
