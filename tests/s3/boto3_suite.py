@@ -1066,6 +1066,7 @@ class Versioning(unittest.TestCase):
         b = new_bucket()
         S3.put_object(Bucket=b, Key="k", Body=b"before")  # written unversioned: the null version
         self.assertNotIn("Status", S3.get_bucket_versioning(Bucket=b))
+        self.assertNotIn("VersionId", S3.head_object(Bucket=b, Key="k"))  # never versioned: no version id
         S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
         self.assertEqual(S3.get_bucket_versioning(Bucket=b)["Status"], "Enabled")
         v1 = S3.put_object(Bucket=b, Key="k", Body=b"one")["VersionId"]
@@ -1104,8 +1105,9 @@ class Versioning(unittest.TestCase):
 
         # Suspended: writes replace the null version and keep the others.
         S3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
-        S3.put_object(Bucket=b, Key="k", Body=b"suspended")
-        self.assertEqual(S3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read(), b"suspended")
+        self.assertEqual(S3.put_object(Bucket=b, Key="k", Body=b"suspended")["VersionId"], "null")
+        got = S3.get_object(Bucket=b, Key="k", VersionId="null")
+        self.assertEqual((got["Body"].read(), got["VersionId"]), (b"suspended", "null"))
         self.assertEqual([v["VersionId"] for v in S3.list_object_versions(Bucket=b)["Versions"]], ["null", v1])
         self.assertEqual(S3.get_object(Bucket=b, Key="k", VersionId=v1)["Body"].read(), b"one")
 

@@ -18,6 +18,15 @@ impl S3Front {
         dto::Owner { display_name: Some(name.clone()), id: Some(name) }
     }
 
+    /// The `x-amz-version-id` S3 answers for an object: its version id, "null" for the null version
+    /// of a bucket that has had versioning, nothing for a bucket that never had it.
+    pub(super) fn version_header(&self, info: &ObjectInfo) -> Option<String> {
+        info.version_id.clone().or_else(|| {
+            let versioned = self.storage.known_bucket(&info.bucket).is_ok_and(|b| b.settings.versioning.is_some());
+            versioned.then(|| crate::store::NULL_VERSION.to_owned())
+        })
+    }
+
     /// A copy reads its source: the source bucket's policy must allow that too.
     pub(super) fn may_read_source<T>(&self, req: &S3Request<T>, source: &dto::CopySource) -> S3Result<()> {
         let dto::CopySource::Bucket { bucket, key, .. } = source else { return Ok(()) };
@@ -542,7 +551,7 @@ impl S3 for S3Front {
         let sums = checksum_fields(&info);
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&info)),
-            version_id: info.version_id.clone(),
+            version_id: self.version_header(&info),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -590,7 +599,7 @@ impl S3 for S3Front {
             last_modified: Some(timestamp(&info.last_modified)),
             metadata: Some(info.metadata.clone().into_iter().collect()),
             tag_count: tag_count(&info),
-            version_id: info.version_id.clone(),
+            version_id: self.version_header(&info),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -620,7 +629,7 @@ impl S3 for S3Front {
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(&info.last_modified)),
             metadata: Some(info.metadata.clone().into_iter().collect()),
-            version_id: info.version_id.clone(),
+            version_id: self.version_header(&info),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -846,7 +855,7 @@ impl S3 for S3Front {
                 last_modified: Some(timestamp(&info.last_modified)),
                 ..Default::default()
             }),
-            version_id: info.version_id.clone(),
+            version_id: self.version_header(&info),
             copy_source_version_id: copy_source_version,
             server_side_encryption,
             ssekms_key_id,
@@ -1091,7 +1100,7 @@ impl S3 for S3Front {
             .map_err(to_s3)?;
         let (server_side_encryption, ssekms_key_id) = sse_of(&info);
         Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
-            version_id: info.version_id.clone(),
+            version_id: self.version_header(&info),
             bucket: Some(info.bucket.clone()),
             key: Some(info.key.clone()),
             e_tag: Some(etag(&info)),
