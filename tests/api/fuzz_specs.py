@@ -107,7 +107,8 @@ def main():
                        "--phases", "examples,coverage,fuzzing", "--max-examples", "20", "--seed", "1",
                        "--workers", "2", "--no-color"]
             print("==> schemathesis: %s spec against %s" % (spec, url), flush=True)
-            result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            # In the run's own directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+            result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=data)
             print(result.stdout, flush=True)
             if result.returncode == 0:
                 passed += 1
