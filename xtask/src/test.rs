@@ -240,49 +240,51 @@ fn ensure_boto3() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The AWS CLI (v1, from PyPI) drives the S3 edge test (tests/tests/up_and_cli.rs). It gets a
-/// virtual environment of its own under target/tools: its pinned botocore would otherwise fight
-/// boto3's over the one site-packages.
+/// The AWS CLI (v1, from PyPI) drives the S3 edge test (tests/tests/up_and_cli.rs). Returns its
+/// path.
 fn ensure_aws_cli(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let venv = root.join("target/tools/awscli");
-    let aws = venv.join("bin/aws");
-    let works = || Command::new(&aws).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if works() {
-        return Ok(aws);
-    }
-    println!("==> installing the AWS CLI (PyPI) into {} for the S3 edge test", venv.display());
-    let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "awscli"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok || !works() {
-        bail!("the AWS CLI is needed for the S3 edge test and could not be installed with pip into {}", venv.display());
-    }
-    Ok(aws)
+    let bin = ensure_python_tool(root, "awscli", "awscli", "aws", None, "the S3 edge test")?;
+    Ok(bin.join("aws"))
 }
 
-/// Schemathesis (PyPI, a pinned version so a run is repeatable) fuzzes the servers against their
-/// specs (tests/api/fuzz_specs.py); a virtual environment of its own under target/tools. Returns
-/// the environment's bin directory.
+/// Schemathesis (a pinned version so a run is repeatable) fuzzes the servers against their specs
+/// (tests/api/fuzz_specs.py). Returns its environment's bin directory.
 fn ensure_schemathesis(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     const VERSION: &str = "4.32.5";
-    let bin = root.join("target/tools/schemathesis/bin");
+    ensure_python_tool(root, "schemathesis", &format!("schemathesis=={VERSION}"), "st", Some(VERSION), "fuzzing the APIs")
+}
+
+/// A tool from PyPI in a virtual environment of its own under target/tools/`name` (a tool's
+/// pinned dependencies would otherwise fight boto3's over the one site-packages): `requirement`
+/// installed unless `program --version` already answers (with `version` in it, when given).
+/// Returns the environment's bin directory.
+fn ensure_python_tool(
+    root: &std::path::Path,
+    name: &str,
+    requirement: &str,
+    program: &str,
+    version: Option<&str>,
+    needed_for: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let venv = root.join("target/tools").join(name);
+    let bin = venv.join("bin");
     let works = || {
-        Command::new(bin.join("st")).arg("--version").output().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(VERSION))
+        Command::new(bin.join(program)).arg("--version").output().is_ok_and(|o| {
+            let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            o.status.success() && version.is_none_or(|v| said.contains(v))
+        })
     };
     if works() {
         return Ok(bin);
     }
-    let venv = root.join("target/tools/schemathesis");
-    println!("==> installing schemathesis {VERSION} (PyPI) into {}", venv.display());
+    println!("==> installing {requirement} (PyPI) into {} for {needed_for}", venv.display());
     let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
         && Command::new(bin.join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", &format!("schemathesis=={VERSION}")])
+            .args(["install", "--quiet", "--disable-pip-version-check", requirement])
             .status()
             .is_ok_and(|s| s.success());
     if !ok || !works() {
-        bail!("schemathesis is needed to fuzz the APIs and could not be installed with pip into {}", venv.display());
+        bail!("{requirement} is needed for {needed_for} and could not be installed with pip into {}", venv.display());
     }
     Ok(bin)
 }

@@ -60,6 +60,28 @@ pub struct VersionRow {
 }
 
 impl VersionRow {
+    /// A key's current object as a version (`seq` highest, as `versions_in_range` lists it).
+    fn current(row: ObjectRow) -> Self {
+        Self {
+            seq: i64::MAX,
+            bucket: row.bucket,
+            key: row.key,
+            version_id: row.version_id.unwrap_or_else(|| NULL_VERSION.to_owned()),
+            delete_marker: false,
+            blob_id: Some(row.blob_id),
+            size: row.size,
+            etag: row.etag,
+            content_type: row.content_type,
+            metadata: row.metadata,
+            key_ref: row.key_ref,
+            wrapped_key: row.wrapped_key,
+            created_at: row.created_at,
+            headers: row.headers,
+            tags: row.tags,
+            checksum: row.checksum,
+        }
+    }
+
     /// The version as an object row (None for a delete marker).
     pub fn object(&self) -> Option<ObjectRow> {
         Some(ObjectRow {
@@ -401,24 +423,7 @@ pub async fn delete_version(db: &Db, bucket: &str, key: &str, version_id: &str) 
     let removed = match current {
         Some(row) => {
             sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).execute(&mut *tx).await?;
-            Some(VersionRow {
-                seq: 0,
-                bucket: row.bucket,
-                key: row.key,
-                version_id: version_id.to_owned(),
-                delete_marker: false,
-                blob_id: Some(row.blob_id),
-                size: row.size,
-                etag: row.etag,
-                content_type: row.content_type,
-                metadata: row.metadata,
-                key_ref: row.key_ref,
-                wrapped_key: row.wrapped_key,
-                created_at: row.created_at,
-                headers: row.headers,
-                tags: row.tags,
-                checksum: row.checksum,
-            })
+            Some(VersionRow::current(row))
         }
         None => {
             sqlx::query_as("DELETE FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ? RETURNING *")
@@ -444,24 +449,7 @@ pub async fn get_version(db: &Db, bucket: &str, key: &str, version_id: &str) -> 
         .fetch_optional(&db.read)
         .await?
     {
-        return Ok(Some(VersionRow {
-            seq: i64::MAX,
-            bucket: row.bucket,
-            key: row.key,
-            version_id: version_id.to_owned(),
-            delete_marker: false,
-            blob_id: Some(row.blob_id),
-            size: row.size,
-            etag: row.etag,
-            content_type: row.content_type,
-            metadata: row.metadata,
-            key_ref: row.key_ref,
-            wrapped_key: row.wrapped_key,
-            created_at: row.created_at,
-            headers: row.headers,
-            tags: row.tags,
-            checksum: row.checksum,
-        }));
+        return Ok(Some(VersionRow::current(row)));
     }
     sqlx::query_as("SELECT * FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?")
         .bind(bucket)

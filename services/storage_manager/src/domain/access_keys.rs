@@ -110,11 +110,6 @@ impl AccessKeys {
         self.active.read().expect("access keys lock").get(id).map(|k| k.secret.clone())
     }
 
-    /// Who created an active key: the owner S3 answers name (ListBuckets, listings with owners).
-    pub fn owner(&self, id: &str) -> Option<String> {
-        self.active.read().expect("access keys lock").get(id).map(|k| k.owner.clone())
-    }
-
     /// The principal an active key signs as: the key, its owner and its scopes.
     pub fn principal(&self, id: &str) -> Option<Principal> {
         let active = self.active.read().expect("access keys lock");

@@ -14,7 +14,7 @@ pub(super) struct S3Front {
 impl S3Front {
     /// The owner S3 names in listings and ACLs: whoever created the access key that signed.
     pub(super) fn owner<T>(&self, req: &S3Request<T>) -> dto::Owner {
-        let name = req.credentials.as_ref().and_then(|c| self.access_keys.owner(&c.access_key)).unwrap_or_default();
+        let name = principal_of(&self.access_keys, req.credentials.as_ref()).owner.unwrap_or_default();
         dto::Owner { display_name: Some(name.clone()), id: Some(name) }
     }
 
