@@ -129,6 +129,7 @@ async fn the_process_driver_passes_the_driver_suite() {
             ca_pem: None,
             executable: None,
             volumes_dir: path.join("volumes"),
+            instance_host: [127, 0, 0, 1].into(),
         };
         let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(&path, platform).unwrap());
         driver

@@ -47,8 +47,12 @@ pub struct WorkerConfig {
     pub labels: BTreeMap<String, String>,
     /// `WORKER_IP`; default: detected.
     pub advertise_ip: AdvertiseIp,
-    /// `WORKER_API_HOST`:`WORKER_API_PORT`, default 0.0.0.0:8201; `WORKER_API_PORT=off` serves no API.
+    /// `WORKER_API_HOST`:`WORKER_API_PORT`, default 0.0.0.0:8201 (127.0.0.1 when the conductor is
+    /// plain HTTP and plain HTTP is not allowed); `WORKER_API_PORT=off` serves no API.
     pub api_bind: Option<SocketAddr>,
+    /// `AEREKOS_ALLOW_PLAIN_HTTP=yes`: a worker of a plain-HTTP conductor may serve its API and its
+    /// instances on addresses other machines reach. Without it, they stay on loopback.
+    pub allow_plain_http: bool,
     /// `WORKER_DOCKER`, default on: use the local Docker engine when one answers (`off`: processes only).
     pub docker: bool,
     /// `AEREKOS_EXECUTABLE`, default this program: the aerekos executable that built-in services
@@ -75,7 +79,9 @@ pub struct ConfigError(pub String);
 
 impl WorkerConfig {
     pub fn new(conductor_url: impl Into<String>, registration_token: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
-        let conductor_url = conductor_url.into();
+        let conductor_url: String = conductor_url.into();
+        // Loopback for a plain-HTTP conductor (see `check_plain_http`).
+        let api_host = if conductor_url.starts_with("https://") { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
         Self {
             cors_allowed_origins: aerekos_common::server::origins_of(&conductor_url),
             conductor_url,
@@ -85,7 +91,8 @@ impl WorkerConfig {
             name: None,
             labels: BTreeMap::new(),
             advertise_ip: AdvertiseIp::Auto,
-            api_bind: Some(SocketAddr::from(([0, 0, 0, 0], 8201))),
+            api_bind: Some(SocketAddr::from((api_host, 8201))),
+            allow_plain_http: false,
             docker: true,
             platform_executable: std::env::current_exe().ok(),
             transfer_rate: None,
@@ -132,17 +139,57 @@ impl WorkerConfig {
         if let Some(origins) = aerekos_common::server::cors_origins_from_env(|name| get(name)) {
             c.cors_allowed_origins = origins;
         }
-        match get("WORKER_API_PORT").as_deref() {
-            Some("off") => c.api_bind = None,
-            port => {
-                let host = get("WORKER_API_HOST").unwrap_or_else(|| "0.0.0.0".into());
-                let port = port.unwrap_or("8201");
-                c.api_bind = Some(
-                    format!("{host}:{port}").parse().map_err(|_| ConfigError(format!("WORKER_API_HOST/PORT {host}:{port} is not an address")))?,
-                );
-            }
-        }
+        c.allow_plain_http = aerekos_common::tls::plain_http_allowed(get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref());
+        c.api_bind = api_bind_from(get, c.serves_plain_http(), c.allow_plain_http)?;
         Ok(c)
+    }
+}
+
+/// `WORKER_API_HOST`:`WORKER_API_PORT` as read from `get`, for a worker that serves plain HTTP
+/// (`plain`, its conductor being plain) or TLS. Its default host is every interface, but loopback
+/// for a plain worker without the opt-out (`aerekos up` on a laptop).
+pub fn api_bind_from(get: impl Fn(&str) -> Option<String>, plain: bool, allow_plain_http: bool) -> Result<Option<SocketAddr>, ConfigError> {
+    let port = get("WORKER_API_PORT");
+    if port.as_deref() == Some("off") {
+        return Ok(None);
+    }
+    let default_host = if plain && !allow_plain_http { "127.0.0.1" } else { "0.0.0.0" };
+    let host = get("WORKER_API_HOST").unwrap_or_else(|| default_host.into());
+    let port = port.unwrap_or_else(|| "8201".into());
+    format!("{host}:{port}")
+        .parse()
+        .map(Some)
+        .map_err(|_| ConfigError(format!("WORKER_API_HOST/PORT {host}:{port} is not an address")))
+}
+
+impl WorkerConfig {
+    /// Whether this worker serves plain HTTP: its conductor does, so there is no cluster CA to
+    /// issue it certificates.
+    pub fn serves_plain_http(&self) -> bool {
+        !self.conductor_url.starts_with("https://")
+    }
+
+    /// Refuses plain HTTP on an address other machines reach, unless explicitly allowed: the
+    /// worker API carries users' tokens and instances' output, instances carry keys and objects.
+    pub fn check_plain_http(&self) -> Result<(), ConfigError> {
+        let Some(bind) = self.api_bind.filter(|_| self.serves_plain_http() && !self.allow_plain_http) else {
+            return Ok(());
+        };
+        if bind.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(ConfigError(format!(
+            "the worker API would serve plain HTTP on {bind}, which other machines can reach, because the conductor ({}) is plain HTTP; \
+             join a conductor that serves TLS (https:// with CONDUCTOR_CA_PIN), listen on loopback (WORKER_API_HOST=127.0.0.1), \
+             or set AEREKOS_ALLOW_PLAIN_HTTP=yes to accept plain HTTP",
+            self.conductor_url
+        )))
+    }
+
+    /// Where the instances listen (their `HOST`): every interface, but loopback for a plain worker
+    /// without the opt-out, as its API.
+    pub fn instance_host(&self) -> IpAddr {
+        if self.serves_plain_http() && !self.allow_plain_http { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0, 0, 0, 0]) }
     }
 }
 

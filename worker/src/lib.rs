@@ -228,6 +228,13 @@ impl WorkerHandle {
 
 /// Starts a worker: processes always, Docker too when an engine answers (and `config.docker`).
 pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
+    config.check_plain_http()?;
+    if config.serves_plain_http() && config.allow_plain_http {
+        tracing::warn!(
+            conductor = %config.conductor_url,
+            "PLAIN HTTP on addresses other machines can reach (AEREKOS_ALLOW_PLAIN_HTTP=yes): tokens, keys and objects cross the network in the clear"
+        );
+    }
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let (trust, ca_pem) = trust::resolve(&config).await?;
     let certs = if config.conductor_url.starts_with("https://") { Some(trust::Certificates::open(&config.data_dir)?) } else { None };
@@ -235,6 +242,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         ca_pem,
         conductor_url: config.conductor_url.clone(),
         executable: config.platform_executable.clone(),
+        instance_host: config.instance_host(),
         volumes_dir: config.data_dir.join("volumes"),
     };
     let docker = if config.docker {

@@ -193,7 +193,7 @@ impl ConductorConfig {
         config.tls.key_file = get("TLS_KEY_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
         config.tls.ca_file = get("TLS_CA_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
         config.tls.sans = get("TLS_SANS").map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-        config.tls.allow_plain_http = get("AEREKOS_ALLOW_PLAIN_HTTP").is_some_and(|v| matches!(v.trim(), "yes" | "1" | "true"));
+        config.tls.allow_plain_http = aerekos_common::tls::plain_http_allowed(get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref());
         config.backup_keep = parse(&get, "BACKUP_KEEP", config.backup_keep)?;
         if config.backup_keep == 0 {
             return Err(ConfigError("BACKUP_KEEP must be at least 1".into()));

@@ -53,6 +53,17 @@ impl ServerHandle {
     }
 }
 
+/// A service's listening address from its environment: `<PREFIX>_HOST` else `HOST` (which a worker
+/// sets for its instances: loopback where it serves plain HTTP) else every interface, and
+/// `<PREFIX>_PORT` else `PORT` (which a worker sets) else `default_port`.
+pub fn bind_from_env(get: impl Fn(&str) -> Option<String>, prefix: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let host = get(&format!("{prefix}_HOST")).or_else(|| get("HOST")).unwrap_or_else(|| "0.0.0.0".into());
+    let port = get(&format!("{prefix}_PORT")).or_else(|| get("PORT")).unwrap_or_else(|| default_port.to_string());
+    // An IPv6 literal needs brackets to be read with its port.
+    let joined = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    joined.parse().map_err(|_| format!("{prefix}_HOST/PORT {host}:{port} is not an address"))
+}
+
 /// Binds `addr` (port 0 picks a free port) and serves `ep` in plain HTTP on a background task.
 pub async fn serve<E>(addr: SocketAddr, ep: E) -> io::Result<ServerHandle>
 where

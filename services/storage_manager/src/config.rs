@@ -74,11 +74,7 @@ impl StorageManagerConfig {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let host = get("STORAGE_MANAGER_HOST").unwrap_or_else(|| "0.0.0.0".into());
-        let port = get("STORAGE_MANAGER_PORT").or_else(|| get("PORT")).unwrap_or_else(|| "8302".into());
-        let bind = format!("{host}:{port}")
-            .parse()
-            .map_err(|_| ConfigError(format!("STORAGE_MANAGER_HOST/PORT {host}:{port} is not an address")))?;
+        let bind = aerekos_common::server::bind_from_env(get, "STORAGE_MANAGER", 8302).map_err(ConfigError)?;
         let data_dir = get("DATA_DIR").unwrap_or_else(|| "./data/storage_manager".into());
         let conductor = get("CONDUCTOR_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let mut c = Self::new(data_dir, bind, conductor);

@@ -48,7 +48,6 @@ const BUILTINS: &[Builtin] = &[
 const RESERVED: &[&str] = &["auth", "token", "workers", "services", "instances", "registry", "resources", "cluster", "health", "ready", "metrics", "volumes", "backups"];
 
 fn builtin_service(b: &Builtin) -> Service {
-    let upper = b.name.to_uppercase();
     Service {
         name: b.name.to_owned(),
         description: b.description.to_owned(),
@@ -56,8 +55,9 @@ fn builtin_service(b: &Builtin) -> Service {
         command: Some(vec!["aerekos".into(), "service".into(), b.subcommand.into()]),
         image: Some(platform_image()),
         image_command: Some(vec!["service".into(), b.subcommand.into()]),
-        // The service listens on every interface of its worker, on the PORT the worker passes.
-        env: BTreeMap::from([(format!("{upper}_HOST"), "0.0.0.0".to_owned())]),
+        // The service listens where its worker says (HOST, PORT): every interface, or loopback
+        // on a worker that serves plain HTTP.
+        env: BTreeMap::new(),
         health_path: "/health".into(),
         default_resources: b.resources,
         default_replicas: 1,
