@@ -424,7 +424,8 @@ async fn the_audit_trail_records_who_changed_what_and_what_was_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
-    let mut conductor = ConductorProcess::start_with(&[("CONDUCTOR_TLS", "on")]).await;
+    let s3_edge_port = free_port().to_string();
+    let mut conductor = ConductorProcess::start_with(&[("CONDUCTOR_TLS", "on"), ("CONDUCTOR_S3_PORT", &s3_edge_port)]).await;
     assert!(conductor.url.starts_with("https://"));
     let pin = conductor.ca_pin();
     let admin = conductor.admin().await;
@@ -475,6 +476,47 @@ async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
         .into_inner();
     assert!(instances.len() >= 2, "{instances:?}");
 
+    // S3 over TLS: the conductor's S3 edge presents the cluster's certificate. The AWS CLI given
+    // the CA bundle works through it; without the bundle, or in plain HTTP, it gets nowhere.
+    let storage = StorageManager::with_trust(&conductor.url, aerekos_sdk::Transport::new().with_token(admin.token().unwrap()), &conductor.trust());
+    let access_key = storage.create_access_key().body_map(|b| b.description("S3 over TLS")).send().await.expect("an access key").into_inner();
+    let s3_dir = tempfile::tempdir().unwrap();
+    let ca_file = s3_dir.path().join("cluster-ca.pem");
+    std::fs::write(&ca_file, conductor.ca_pem.as_deref().unwrap()).unwrap();
+    std::fs::write(s3_dir.path().join("object.txt"), b"sealed in transit").unwrap();
+    let aws = |endpoint: &str, bundle: Option<&std::path::Path>, args: &[&str]| {
+        let mut command = std::process::Command::new(aws_cli());
+        command.args(["--endpoint-url", endpoint, "--cli-read-timeout", "10", "--cli-connect-timeout", "5"]);
+        if let Some(bundle) = bundle {
+            command.arg("--ca-bundle").arg(bundle);
+        }
+        let out = command
+            .args(args)
+            .env_remove("AWS_CA_BUNDLE")
+            .env("AWS_ACCESS_KEY_ID", &access_key.id)
+            .env("AWS_SECRET_ACCESS_KEY", access_key.secret.as_deref().unwrap())
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_CONFIG_FILE", s3_dir.path().join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", s3_dir.path().join("no-aws-credentials"))
+            .output()
+            .unwrap_or_else(|e| panic!("running {} (cargo xtask test installs it): {e}", aws_cli().display()));
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let edge = format!("https://127.0.0.1:{s3_edge_port}");
+    let object = s3_dir.path().join("object.txt");
+    let (ok, out) = aws(&edge, Some(&ca_file), &["s3", "mb", "s3://tls-bucket"]);
+    assert!(ok, "{out}");
+    let (ok, out) = aws(&edge, Some(&ca_file), &["s3", "cp", "--no-progress", object.to_str().unwrap(), "s3://tls-bucket/object.txt"]);
+    assert!(ok, "{out}");
+    let (ok, out) = aws(&edge, Some(&ca_file), &["s3", "ls", "s3://tls-bucket/"]);
+    assert!(ok && out.contains("object.txt"), "{out}");
+    let (ok, out) = aws(&edge, None, &["s3", "ls", "s3://tls-bucket/"]);
+    assert!(!ok && out.contains("CERTIFICATE_VERIFY_FAILED"), "without the cluster CA the edge is not believed: {out}");
+    let (ok, out) = aws(&format!("http://127.0.0.1:{s3_edge_port}"), None, &["s3", "ls", "s3://tls-bucket/"]);
+    assert!(!ok && !out.contains("object.txt"), "plain HTTP to the edge gets no listing: {out}");
+
     // A wrong pin: the worker refuses the conductor and stops, naming both fingerprints.
     let wrong = format!("sha256:{}", "0".repeat(64));
     let mut refused = WorkerProcess::start_with(&conductor, "wrong-pin", &[("CONDUCTOR_CA_PIN", &wrong)]);
@@ -510,6 +552,7 @@ async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
     // … by a worker joining with the pin,
     let mut fooled = WorkerProcess::start_with(&impostor, "fooled", &[("CONDUCTOR_URL", &conductor.url), ("CONDUCTOR_CA_PIN", &pin)]);
     assert!(fooled.exited(30).await.is_some_and(|s| !s.success()), "{}", fooled.log());
+    assert!(fooled.log().contains("not the pinned"), "it stops because the CA is not the pinned one: {}", fooled.log());
     // … and by the worker that joined before, which keeps the CA it pinned.
     eventually(30, "the joined worker refuses the impostor's certificate", || async {
         let log = worker.log();
@@ -518,25 +561,85 @@ async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
     .await;
 }
 
-#[test]
-fn plain_http_on_an_address_other_machines_reach_needs_the_explicit_opt_out() {
+/// Plain HTTP where other machines reach it takes the explicit opt-out, for the conductor and for
+/// a worker of a plain conductor alike; with the opt-out each starts and says so loudly.
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_on_an_address_other_machines_reach_needs_the_explicit_opt_out() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |extra: &[(&str, &str)]| {
-        std::process::Command::new(aerekos_bin())
-            .arg("conductor")
+    let command = |args: &[&str], env: &[(&str, String)]| {
+        let mut c = std::process::Command::new(aerekos_bin());
+        c.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DATA_DIR", dir.path())
-            .env("CONDUCTOR_HOST", "0.0.0.0")
-            .env("CONDUCTOR_PORT", free_port().to_string())
-            .env("CONDUCTOR_TLS", "off")
-            .envs(extra.iter().copied())
-            .output()
-            .unwrap()
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        c
     };
-    let out = run(&[]);
+    let port = free_port();
+    let conductor_env = |extra: &[(&'static str, &str)]| {
+        let mut env = vec![
+            ("DATA_DIR", dir.path().join("conductor").display().to_string()),
+            ("CONDUCTOR_HOST", "0.0.0.0".to_owned()),
+            ("CONDUCTOR_PORT", port.to_string()),
+            ("CONDUCTOR_S3_PORT", "off".to_owned()),
+            ("CONDUCTOR_TLS", "off".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
+    let out = command(&["conductor"], &conductor_env(&[])).output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("AEREKOS_ALLOW_PLAIN_HTTP") && text.contains("CONDUCTOR_TLS"), "{text}");
+
+    // With the opt-out it serves plain HTTP, and its log says so.
+    let log_path = dir.path().join("conductor.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut conductor = command(&["conductor"], &conductor_env(&[("AEREKOS_ALLOW_PLAIN_HTTP", "yes")]))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let plain = reqwest::Client::new();
+    eventually(30, "the opted-out conductor answers plain HTTP", || async {
+        plain.get(format!("http://127.0.0.1:{port}/health")).send().await.ok()?.status().is_success().then_some(())
+    })
+    .await;
+    let _ = conductor.kill();
+    let _ = conductor.wait();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.contains("PLAIN HTTP"), "{logged}");
+
+    // A worker of a plain conductor: its API on every interface is refused, naming what to set …
+    let worker_env = |extra: &[(&'static str, &str)]| {
+        let mut env = vec![
+            ("CONDUCTOR_URL", format!("http://127.0.0.1:{}", free_port())),
+            ("CONDUCTOR_TOKEN", "unused".to_owned()),
+            ("DATA_DIR", dir.path().join("worker").display().to_string()),
+            ("WORKER_API_HOST", "0.0.0.0".to_owned()),
+            ("WORKER_API_PORT", free_port().to_string()),
+            ("WORKER_DOCKER", "off".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
+    let out = command(&["worker"], &worker_env(&[])).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("AEREKOS_ALLOW_PLAIN_HTTP") && text.contains("WORKER_API_HOST"), "{text}");
+    // … and with the opt-out it starts (and keeps trying to reach the conductor), saying so.
+    let log_path = dir.path().join("worker.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut worker = command(&["worker"], &worker_env(&[("AEREKOS_ALLOW_PLAIN_HTTP", "yes")]))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    eventually(30, "the opted-out worker warns that it serves plain HTTP", || async {
+        std::fs::read_to_string(&log_path).ok()?.contains("PLAIN HTTP").then_some(())
+    })
+    .await;
+    assert!(worker.try_wait().unwrap().is_none(), "the opted-out worker keeps running");
+    let _ = worker.kill();
+    let _ = worker.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -579,6 +682,23 @@ async fn api_keys_do_only_what_their_scopes_grant_and_are_revoked_everywhere() {
     let listed = admin.list_tokens().send().await.unwrap().into_inner().tokens;
     let entry = listed.iter().find(|t| t.id == created.id).expect("the key is listed");
     assert_eq!((entry.kind, &entry.scopes), (types::IssuedTokenKind::ApiKey, &scopes));
+    // The listing never shows the key itself.
+    let listing = serde_json::to_string(&listed).unwrap();
+    assert!(!listing.contains(&created.key), "the key is shown once only");
+
+    // An expiry outside 60 s … 2 years is refused; one of a minute is honoured (checked at the end).
+    let expiring = |secs| types::CreateApiKeyRequest { name: "brief".into(), scopes: scopes.clone(), expires_in_secs: Some(secs) };
+    let body = expect_api_error(failure(admin.create_api_key().body(expiring(59)).send().await), 400, "invalid_expiry");
+    assert!(body.message.contains("between 60"), "{}", body.message);
+    let brief = admin.create_api_key().body(expiring(60)).send().await.expect("a key of a minute").into_inner();
+    let brief_made = tokio::time::Instant::now();
+    KeyManager::with_token(&kms_direct, &brief.key)
+        .encrypt()
+        .key("payments")
+        .body_map(|b| b.plaintext(b64(b"x")))
+        .send()
+        .await
+        .expect("the brief key works before it expires");
 
     // Through the gateway and straight to the instances alike.
     for (kms_url, s3_url) in [(conductor.url.clone(), conductor.url.clone()), (kms_direct.clone(), s3_direct.clone())] {
@@ -607,7 +727,7 @@ async fn api_keys_do_only_what_their_scopes_grant_and_are_revoked_everywhere() {
     // Revoked: refused by the gateway and by both services within the bound.
     admin.revoke_token().id(&created.id).send().await.expect("revoke");
     let deadline = tokio::time::Instant::now() + REVOCATION_BOUND;
-    for url in [conductor.url.clone(), kms_direct] {
+    for url in [conductor.url.clone(), kms_direct.clone()] {
         let kms = KeyManager::with_token(&url, &created.key);
         loop {
             match kms.encrypt().key("payments").body_map(|b| b.plaintext(b64(b"x"))).send().await.map_err(SdkError::from) {
@@ -625,6 +745,16 @@ async fn api_keys_do_only_what_their_scopes_grant_and_are_revoked_everywhere() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Expired: past its minute (and the 30 s of clock skew servers allow) it is refused everywhere.
+    tokio::time::sleep_until(brief_made + Duration::from_secs(60 + 30 + 2)).await;
+    for url in [conductor.url.clone(), kms_direct.clone()] {
+        let kms = KeyManager::with_token(&url, &brief.key);
+        let err = failure(kms.encrypt().key("payments").body_map(|b| b.plaintext(b64(b"x"))).send().await);
+        expect_api_error(err, 401, "token_expired");
+    }
+    let refused = StorageManager::with_token(&s3_direct, &brief.key).get_object().bucket("invoices").key("a.txt").send().await;
+    expect_api_error(refused.map(|_| ()).map_err(SdkError::from).expect_err("the expired key is refused"), 401, "token_expired");
 }
 
 #[tokio::test(flavor = "multi_thread")]

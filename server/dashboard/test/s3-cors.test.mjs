@@ -7,10 +7,9 @@
 
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import http from 'node:http';
 import { after, before, test } from 'node:test';
 
-import { ADMIN_PASSWORD, eventually, startBrowser, startPlatform } from './support.mjs';
+import { ADMIN_PASSWORD, eventually, lowerKeys, pageServer, recordRequests, startBrowser, startPlatform } from './support.mjs';
 
 const REGION = 'us-east-1';
 const BODY = 'uploaded from the browser';
@@ -59,9 +58,6 @@ function signature(secret, date, canonicalRequest) {
   const toSign = ['AWS4-HMAC-SHA256', date, `${day}/${REGION}/s3/aws4_request`, sha256(canonicalRequest)].join('\n');
   return createHmac('sha256', key).update(toSign).digest('hex');
 }
-
-/** Header names in lower case, as SigV4 signs them and to read headers as Chromium reports them. */
-const lowerKeys = (headers = {}) => Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
 
 /** An S3 client of the endpoint at `endpoint`, signing with the access key `{ id, secret }`. */
 function s3Client(endpoint, { id, secret }) {
@@ -127,42 +123,17 @@ const PAGE = `<!doctype html>
 </script>
 `;
 
-/** An HTTP server on 127.0.0.1 (a port of its own: an origin of its own) serving PAGE. */
-async function pageServer() {
-  const server = http.createServer((req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(PAGE);
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    origin: `http://127.0.0.1:${server.address().port}`,
-    // Chromium keeps a connection to the page's server open after the page closes: close()
-    // alone waits for Node to time it out (about two minutes).
-    close: () => new Promise((r) => {
-      server.close(r);
-      server.closeAllConnections();
-    }),
-  };
-}
-
 /**
  * Opens PAGE from `origin` to PUT to `url`. Resolves to what its script saw, with the requests
- * Chromium sent to the S3 endpoint and their answers or CORS errors, read from the DevTools
- * protocol (Playwright leaves preflights out of its own network events).
+ * Chromium sent to the S3 endpoint and their answers or CORS errors (see recordRequests).
  */
 async function uploadFrom(origin, url) {
   const page = await browser.context.newPage();
-  const cdp = await browser.context.newCDPSession(page);
-  const requests = new Map();
-  const seen = (id) => requests.get(id) ?? requests.set(id, {}).get(id);
-  cdp.on('Network.requestWillBeSent', (e) => Object.assign(seen(e.requestId), { method: e.request.method, url: e.request.url, headers: lowerKeys(e.request.headers) }));
-  cdp.on('Network.responseReceived', (e) => Object.assign(seen(e.requestId), { status: e.response.status, responseHeaders: lowerKeys(e.response.headers) }));
-  cdp.on('Network.loadingFailed', (e) => Object.assign(seen(e.requestId), { failed: e.errorText, corsError: e.corsErrorStatus?.corsError }));
-  await cdp.send('Network.enable');
+  const requests = await recordRequests(browser.context, page);
   try {
     await page.goto(`${origin}/?put=${encodeURIComponent(url)}`);
     const result = await (await page.waitForFunction(() => window.upload, null, { timeout: 15_000 })).jsonValue();
-    const toS3 = [...requests.values()].filter((r) => r.url === url);
+    const toS3 = requests.to(url);
     const report = JSON.stringify({ result, toS3 }, null, 2);
     return { ...result, preflights: toS3.filter((r) => r.method === 'OPTIONS'), puts: toS3.filter((r) => r.method === 'PUT'), report };
   } finally {
@@ -201,8 +172,8 @@ test('a page on an origin the bucket\'s CORS rule allows uploads with a presigne
   const s3 = s3Client(endpoint, key);
 
   // Two origins: 127.0.0.1 on two ports, neither the S3 endpoint's.
-  const allowed = await pageServer();
-  const other = await pageServer();
+  const allowed = await pageServer(PAGE);
+  const other = await pageServer(PAGE);
   const bucket = `cors-${randomBytes(6).toString('hex')}`;
   try {
     const made = await s3.request('PUT', bucket);

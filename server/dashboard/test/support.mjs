@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -80,6 +81,8 @@ export async function startPlatform() {
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
   };
   delete env.DATABASE_PATH;
+  // The tests count on the default allow-lists (the conductor: none; the worker: the conductor's origin).
+  delete env.CORS_ALLOWED_ORIGINS;
   const proc = spawn(BIN, ['up'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: false });
   let stdout = '';
   let stderr = '';
@@ -145,6 +148,52 @@ export async function startBrowser() {
       await context.close().catch(() => {});
       await rm(profile, { recursive: true, force: true, maxRetries: 3 });
     },
+  };
+}
+
+/** Header names in lower case: to read headers as Chromium reports them (in any case), and as SigV4 signs them. */
+export const lowerKeys = (headers = {}) => Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+
+/**
+ * An HTTP server on 127.0.0.1 (a port of its own: an origin of its own, neither the conductor's
+ * nor a worker's) serving `html` at every path.
+ */
+export async function pageServer(html = '<!doctype html><meta charset="utf-8"><title>elsewhere</title>') {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(html);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    // Chromium keeps a connection to the page's server open after the page closes: close()
+    // alone waits for Node to time it out (about two minutes).
+    close: () => new Promise((r) => {
+      server.close(r);
+      server.closeAllConnections();
+    }),
+  };
+}
+
+/**
+ * Records the requests Chromium sends for `page` (a page of `context`), with their answers or CORS
+ * errors, from the DevTools protocol: Playwright leaves preflights out of its own network events.
+ * `to(url)` lists those to `url` as `{ method, url, headers, status, responseHeaders, failed,
+ * corsError }` (header names in lower case); `preflights(url)` and `actual(url)` split them.
+ */
+export async function recordRequests(context, page) {
+  const cdp = await context.newCDPSession(page);
+  const requests = new Map();
+  const seen = (id) => requests.get(id) ?? requests.set(id, {}).get(id);
+  cdp.on('Network.requestWillBeSent', (e) => Object.assign(seen(e.requestId), { method: e.request.method, url: e.request.url, headers: lowerKeys(e.request.headers) }));
+  cdp.on('Network.responseReceived', (e) => Object.assign(seen(e.requestId), { status: e.response.status, responseHeaders: lowerKeys(e.response.headers) }));
+  cdp.on('Network.loadingFailed', (e) => Object.assign(seen(e.requestId), { failed: e.errorText, corsError: e.corsErrorStatus?.corsError }));
+  await cdp.send('Network.enable');
+  const to = (url) => [...requests.values()].filter((r) => r.url === url);
+  return {
+    to,
+    preflights: (url) => to(url).filter((r) => r.method === 'OPTIONS'),
+    actual: (url) => to(url).filter((r) => r.method !== 'OPTIONS'),
   };
 }
 
