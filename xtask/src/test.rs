@@ -21,7 +21,13 @@ struct Totals {
     passed: u64,
     failed: u64,
     skipped: u64,
+    /// The last lines of each command that failed, printed again at the end: CI's report keeps
+    /// only the tail of a run, where the failure itself would otherwise have scrolled away.
+    failed_tails: Vec<Vec<String>>,
 }
+
+/// How many of a failed command's last lines are printed again at the end.
+const FAILURE_TAIL_LINES: usize = 60;
 
 /// Each stage's name and how long it took, printed at the end (CI has a time limit to keep to).
 #[derive(Default)]
@@ -157,6 +163,13 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
         totals.failed = failures.len() as u64;
     }
 
+    for tail in &totals.failed_tails {
+        println!();
+        println!("==> the last lines of a command that failed (its whole output is above):");
+        for line in tail {
+            println!("{line}");
+        }
+    }
     println!();
     println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.skipped);
     if !failures.is_empty() {
@@ -357,12 +370,21 @@ fn stream_and_count(mut cmd: Command, totals: &mut Totals) -> anyhow::Result<boo
     cmd.stdout(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let stdout = child.stdout.take().expect("piped");
+    let mut tail = std::collections::VecDeque::with_capacity(FAILURE_TAIL_LINES);
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
         count_line(&line, totals);
+        if tail.len() == FAILURE_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
     }
-    Ok(child.wait()?.success())
+    let ok = child.wait()?.success();
+    if !ok {
+        totals.failed_tails.push(tail.into());
+    }
+    Ok(ok)
 }
 
 /// Reads cargo's `test result: ok. 3 passed; 0 failed; 1 ignored; …` and node's `# pass 3` lines.
@@ -396,7 +418,7 @@ mod tests {
         count_line("# fail 1", &mut t);
         count_line("# skipped 2", &mut t);
         count_line("test something ... ok", &mut t);
-        assert_eq!(t, Totals { passed: 22, failed: 3, skipped: 3 });
+        assert_eq!(t, Totals { passed: 22, failed: 3, skipped: 3, ..Totals::default() });
     }
 }
 
