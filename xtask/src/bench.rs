@@ -39,6 +39,9 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Garage release the storage_manager benchmark compares against (docs/benchmarks.md names it).
+const GARAGE_VERSION: &str = "2.5.0";
+
 /// Garage for the storage_manager comparison: `GARAGE_BIN`, else `target/tools/bin/garage`, built
 /// from crates.io the first time (several minutes).
 fn garage() -> anyhow::Result<std::path::PathBuf> {
@@ -49,7 +52,9 @@ fn garage() -> anyhow::Result<std::path::PathBuf> {
     let bin = root.join("bin/garage");
     if !bin.exists() {
         println!("==> installing Garage (cargo install garage) for the storage_manager comparison");
-        let status = Command::new(env!("CARGO")).args(["install", "garage", "--root"]).arg(&root).status()?;
+        // Pinned, with Garage's own lock file, so every run compares against the same server.
+        let status =
+            Command::new(env!("CARGO")).args(["install", "garage", "--version", GARAGE_VERSION, "--locked", "--root"]).arg(&root).status()?;
         if !status.success() {
             bail!("cargo install garage failed");
         }
