@@ -25,17 +25,16 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Checks left out, both about what input the specs declare (the open part of issue 14):
-# - positive_data_acceptance (ST202, "schema-valid request rejected"): the servers enforce limits
-#   their specs do not declare yet (page sizes, name lengths, "a command or an image");
-# - negative_data_rejection (ST201, "schema-violating request accepted"): poem-openapi accepts
-#   `null` for optional fields the spec does not mark nullable, and reads a JSON scalar where a
-#   string is declared as its text.
-EXCLUDED_CHECKS = ["positive_data_acceptance", "negative_data_rejection"]
+# Which checks run, and the operations where positive_data_acceptance (ST202, "schema-valid
+# request rejected") cannot hold, with the reason each, are in schemathesis.toml beside this
+# script: the limits the servers enforce are declared in their specs (aerekos_common::limits).
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemathesis.toml")
 
 # Operations left out: they end the fuzzer's own session or take apart the platform it runs
-# against (its services, its users, its worker). The API tests cover each of them.
+# against (its services, its users, its worker), or they are long polls that hold each request
+# for up to wait_secs (the revocation feed, a worker's assignments). The API tests cover each.
 EXCLUDED_OPERATIONS = [
+    "get_revocations", "get_assignments",
     "logout", "change_password", "revoke_token", "regenerate_registration_token",
     "create_user", "update_user", "delete_user", "reset_user_password",
     "deploy_service", "remove_service", "disable_service", "move_service", "restore_service",
@@ -113,9 +112,8 @@ def main():
             urls[service] = json.loads(body)["endpoints"][0]["url"]
         for spec in SPECS:
             url = urls[spec]
-            command = [os.environ["ST"], "run", os.path.join(ROOT, "openapi", spec + ".json"), "--url", url,
-                       "-H", "Authorization: Bearer " + token, "--checks", "all",
-                       "--exclude-checks", ",".join(EXCLUDED_CHECKS),
+            command = [os.environ["ST"], "--config-file", CONFIG, "run", os.path.join(ROOT, "openapi", spec + ".json"), "--url", url,
+                       "-H", "Authorization: Bearer " + token,
                        "--exclude-operation-id-regex", "^(%s)$" % "|".join(EXCLUDED_OPERATIONS),
                        "--phases", "examples,coverage,fuzzing", "--max-examples", "20", "--seed", "1",
                        # One worker: with a fixed seed the requests then come in a fixed order,

@@ -132,7 +132,7 @@ impl TestConductor {
 /// A plausible machine report.
 pub fn resources(cpu_usage_percent: f64, memory_available_bytes: u64) -> types::WorkerResources {
     types::WorkerResources {
-        cpu_cores: std::num::NonZeroU32::new(8).unwrap(),
+        cpu_cores: 8,
         cpu_usage_percent,
         memory_total_bytes: 32 << 30,
         memory_available_bytes,

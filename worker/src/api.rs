@@ -227,8 +227,8 @@ impl InstancesApi {
     ) -> ApiResult<PlainText<String>> {
         tracing::debug!(caller = %auth.0.actor(), instance_id = %id.0, "instance logs read");
         let max = max_bytes.0.unwrap_or(64 * 1024);
-        if !(1..=1024 * 1024).contains(&max) {
-            return Err(ApiError::bad_request("invalid_max_bytes", "max_bytes must be between 1 and 1048576"));
+        if !(1..=MAX_LOG_BYTES).contains(&max) {
+            return Err(ApiError::bad_request("invalid_max_bytes", format!("max_bytes must be between 1 and {MAX_LOG_BYTES}")));
         }
         match shared.driver.logs(id.0, max as usize).await {
             Ok(text) => Ok(PlainText(text)),
@@ -276,6 +276,14 @@ impl SystemApi {
         Ok(PlainText(out))
     }
 }
+
+/// The limits the worker API enforces, declared in its spec (see `aerekos_common::limits`).
+pub fn limits() -> Vec<aerekos_common::limits::Limit> {
+    vec![aerekos_common::limits::Limit::param("get_instance_logs", "max_bytes", serde_json::json!({"minimum": 1, "maximum": MAX_LOG_BYTES}))]
+}
+
+/// The most output one `get_instance_logs` answer carries.
+const MAX_LOG_BYTES: u32 = 1024 * 1024;
 
 pub fn service() -> OpenApiService<(InstancesApi, VolumesApi, SystemApi), ()> {
     OpenApiService::new((InstancesApi, VolumesApi, SystemApi), "aerekos worker", env!("CARGO_PKG_VERSION"))

@@ -313,7 +313,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
                 .quiet(&["health", "metrics"])
                 .throttle(&shared.config.throttle)
                 .body_limit_exempt(Arc::new(|path: &str| path.starts_with("/api/worker/backups/")));
-            let app = aerekos_common::server::api_routes(api::service(), shared.clone())
+            let app = aerekos_common::server::api_routes(api::service(), &api::limits(), shared.clone())
                 .with(edge)
                 // The dashboard, served by the conductor (another origin), reads the instances and
                 // their output here with a user's bearer token; other origins are refused.
@@ -340,5 +340,5 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
 
 /// The worker API's spec (what `cargo xtask openapi` writes to `openapi/worker.json`).
 pub fn openapi_spec() -> String {
-    aerekos_common::server::finished_spec(&api::service().spec())
+    aerekos_common::server::finished_spec(&api::service().spec(), &api::limits())
 }

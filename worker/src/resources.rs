@@ -50,7 +50,7 @@ impl Probe {
             .collect();
         let cores = self.system.cpus().len().max(1) as u32;
         WorkerResources {
-            cpu_cores: std::num::NonZeroU32::new(cores).expect("at least one"),
+            cpu_cores: cores,
             cpu_usage_percent: f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0),
             memory_total_bytes: self.system.total_memory(),
             memory_available_bytes: self.system.available_memory().min(self.system.total_memory()),

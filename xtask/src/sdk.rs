@@ -38,7 +38,9 @@ fn header(name: &str, comment: &str) -> String {
 }
 
 pub fn generate_rust(name: &str, spec_text: &str) -> anyhow::Result<String> {
-    let spec: openapiv3::OpenAPI = serde_json::from_str(spec_text).context("parsing the spec for progenitor")?;
+    let mut doc: serde_json::Value = serde_json::from_str(spec_text).context("parsing the spec")?;
+    without_validation(&mut doc);
+    let spec: openapiv3::OpenAPI = serde_json::from_value(doc).context("parsing the spec for progenitor")?;
     let mut settings = GenerationSettings::new();
     settings
         .with_interface(InterfaceStyle::Builder)
@@ -53,6 +55,35 @@ pub fn generate_rust(name: &str, spec_text: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("progenitor failed on openapi/{name}.json: {e}"))?;
     let file: syn::File = syn::parse2(tokens).context("progenitor produced invalid Rust")?;
     Ok(header(name, "//") + &prettyplease::unparse(&file))
+}
+
+/// The spec as progenitor reads it: without the limits the servers declare and enforce
+/// (`aerekos_common::limits`), which typify would turn into a newtype per constrained string or
+/// number. The servers check; the SDK's types stay plain `String`s and integers.
+fn without_validation(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for keyword in aerekos_common::limits::VALIDATION_KEYWORDS {
+                map.remove(*keyword);
+            }
+            // An enumeration of integers (a data key's bits): typify has no type for it.
+            if map.get("type").and_then(|t| t.as_str()) == Some("integer") {
+                map.remove("enum");
+            }
+            for (key, child) in map.iter_mut() {
+                match (key.as_str(), child) {
+                    // A map of names (properties, schemas, paths): its keys are names, not
+                    // keywords, so only what each name holds is looked at.
+                    ("properties" | "schemas" | "paths" | "responses", serde_json::Value::Object(named)) => {
+                        named.values_mut().for_each(without_validation)
+                    }
+                    (_, child) => without_validation(child),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_validation),
+        _ => {}
+    }
 }
 
 fn generate_typescript(name: &str, spec_path: &Path) -> anyhow::Result<String> {

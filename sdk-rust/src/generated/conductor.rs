@@ -1798,7 +1798,7 @@ and report.*/
     ///What a worker reports about its machine.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct WorkerResources {
-        pub cpu_cores: ::std::num::NonZeroU32,
+        pub cpu_cores: u32,
         ///Average CPU use over all cores, 0–100.
         pub cpu_usage_percent: f64,
         pub disk_free_bytes: u64,
@@ -8573,10 +8573,7 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct WorkerResources {
-            cpu_cores: ::std::result::Result<
-                ::std::num::NonZeroU32,
-                ::std::string::String,
-            >,
+            cpu_cores: ::std::result::Result<u32, ::std::string::String>,
             cpu_usage_percent: ::std::result::Result<f64, ::std::string::String>,
             disk_free_bytes: ::std::result::Result<u64, ::std::string::String>,
             disk_total_bytes: ::std::result::Result<u64, ::std::string::String>,
@@ -8628,7 +8625,7 @@ instance uses them now.*/
         impl WorkerResources {
             pub fn cpu_cores<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
+                T: ::std::convert::TryInto<u32>,
                 T::Error: ::std::fmt::Display,
             {
                 self.cpu_cores = value

@@ -412,8 +412,9 @@ export interface components {
             /**
              * Format: uint32
              * @description 128, 256 or 512.
+             * @enum {integer}
              */
-            bits: number;
+            bits: 128 | 256 | 512;
             context?: {
                 [key: string]: string;
             };

@@ -201,7 +201,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         .body_limit_exempt(Arc::new(move |path: &str| {
             gateway::service_of(path).is_some_and(|s| routes.snapshot().services.contains_key(s))
         }));
-    let app = aerekos_common::server::api_routes(api::service(), state.clone());
+    let app = aerekos_common::server::api_routes(api::service(), &api::limits(), state.clone());
     let app = domain::audit::Audited::new(app, state.clone());
     let forwarder = Arc::new(gateway::Forwarder::new(&state));
     let app = gateway::Gateway::new(app, state.clone(), forwarder.clone());
@@ -320,7 +320,7 @@ fn spawn_heartbeat_flusher(state: Arc<AppState>) -> (tokio::sync::oneshot::Sende
 
 /// The conductor's OpenAPI document (what `cargo xtask openapi` writes to `openapi/conductor.json`).
 pub fn openapi_spec() -> String {
-    aerekos_common::server::finished_spec(&api::service().spec())
+    aerekos_common::server::finished_spec(&api::service().spec(), &api::limits())
 }
 
 /// Prepares the database restored from a platform backup at `path` for a cluster of new machines

@@ -210,6 +210,13 @@ pub fn validate_scope(scope: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What [`validate_scope`] accepts, as a regular expression for the specs that take scopes.
+pub fn scope_pattern() -> String {
+    let services: Vec<String> = API_KEY_ACTIONS.iter().map(|(service, actions)| format!("{service}:({})", actions.join("|"))).collect();
+    // The resource: 1–255 visible ASCII characters but ','.
+    format!("^({}):[!-+\\--~]{{1,255}}$", services.join("|"))
+}
+
 /// Whether `scopes` grant `action` on `service` for a resource known by any of `names`.
 pub fn scope_grants(scopes: &[String], service: &str, action: &str, names: &[&str]) -> bool {
     scopes.iter().any(|scope| {
@@ -289,5 +296,21 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         matches!(self, Caller::User { admin: true, .. })
+    }
+}
+
+#[cfg(test)]
+mod scope_pattern_tests {
+    use super::*;
+
+    #[test]
+    fn the_scope_pattern_accepts_what_validate_scope_accepts() {
+        let pattern = regex::Regex::new(&scope_pattern()).unwrap();
+        for scope in ["key_manager:encrypt:payments", "storage_manager:read:*", "key_manager:read:a/b.c-d_e", "storage_manager:write:x"] {
+            assert!(validate_scope(scope).is_ok() && pattern.is_match(scope), "{scope}");
+        }
+        for scope in ["", "key_manager:encrypt:", "key_manager:delete:x", "s3:read:x", "storage_manager:read:a,b", "storage_manager:read:a b"] {
+            assert!(validate_scope(scope).is_err() && !pattern.is_match(scope), "{scope}");
+        }
     }
 }

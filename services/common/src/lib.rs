@@ -3,6 +3,7 @@
 //! - [`error`]: the one JSON [`ErrorBody`] every non-2xx response carries, and [`ApiError`];
 //! - [`edge`]: the middleware in front of every server (request id, body limit, access log, metrics,
 //!   and turning the framework's own plain-text errors into `ErrorBody`);
+//! - [`limits`]: the limits a server's domain enforces, declared in its spec;
 //! - [`metrics`]: the Prometheus text registry behind `/metrics`;
 //! - [`auth`]: verifying the conductor's EdDSA JWTs with its public key (no shared secret);
 //! - [`db`]: the SQLite set-up (WAL, one writer pool, a reader pool, migrations);
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod secrets;

@@ -9,7 +9,7 @@ use poem::{
 };
 use poem_openapi::{OpenApi, OpenApiService};
 
-use crate::edge::Edge;
+use crate::{edge::Edge, limits::Limit};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// How long in-flight requests get to finish after shutdown is asked for.
@@ -101,12 +101,12 @@ where
 /// An API the way every aerekos server exposes it: its spec at `/openapi.json`, Swagger UI at
 /// `/docs`, the operations themselves (405s naming the methods a path has), `state` attached for
 /// the endpoints (no middleware yet).
-pub fn api_routes<T, S>(api: OpenApiService<T, ()>, state: S) -> impl Endpoint<Output = poem::Response> + 'static
+pub fn api_routes<T, S>(api: OpenApiService<T, ()>, limits: &[Limit], state: S) -> impl Endpoint<Output = poem::Response> + 'static
 where
     T: OpenApi + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    let spec = finished_spec(&api.spec());
+    let spec = finished_spec(&api.spec(), limits);
     let allowed = AllowedMethods::from_spec(&spec);
     let spec_endpoint = poem::endpoint::make_sync(move |_| {
         poem::Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
@@ -116,16 +116,23 @@ where
 }
 
 /// An API's spec as it is served and committed: poem-openapi's, plus what poem-openapi leaves
-/// out that the servers enforce: an unsigned integer (`format: uint32`/`uint64`) is never
-/// negative (`minimum: 0`), so clients and fuzzers are not told a negative number is valid.
-pub fn finished_spec(spec: &str) -> String {
+/// out that the servers enforce: an integer of a sized format (`uint32`, `int64`, …) stays in
+/// that format's range (`minimum`, `maximum`), so clients and fuzzers are not told a negative or
+/// 30-digit number is valid; and the `limits` the server's domain enforces (see [`crate::limits`]).
+pub fn finished_spec(spec: &str, limits: &[Limit]) -> String {
     fn walk(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
-                let unsigned = map.get("type").and_then(|t| t.as_str()) == Some("integer")
-                    && map.get("format").and_then(|f| f.as_str()).is_some_and(|f| f.starts_with("uint"));
-                if unsigned && !map.contains_key("minimum") {
-                    map.insert("minimum".into(), 0.into());
+                let range = match (map.get("type").and_then(|t| t.as_str()), map.get("format").and_then(|f| f.as_str())) {
+                    (Some("integer"), Some("uint32")) => Some((serde_json::Value::from(0), serde_json::Value::from(u32::MAX))),
+                    (Some("integer"), Some("uint64")) => Some((0.into(), u64::MAX.into())),
+                    (Some("integer"), Some("int32")) => Some((i32::MIN.into(), i32::MAX.into())),
+                    (Some("integer"), Some("int64")) => Some((i64::MIN.into(), i64::MAX.into())),
+                    _ => None,
+                };
+                if let Some((min, max)) = range {
+                    map.entry("minimum").or_insert(min);
+                    map.entry("maximum").or_insert(max);
                 }
                 map.values_mut().for_each(walk);
             }
@@ -134,6 +141,8 @@ pub fn finished_spec(spec: &str) -> String {
         }
     }
     let mut doc: serde_json::Value = serde_json::from_str(spec).expect("poem-openapi writes JSON");
+    // Declared limits first: a narrower minimum or maximum wins over the format's range.
+    crate::limits::declare(&mut doc, limits);
     walk(&mut doc);
     serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
 }
@@ -206,6 +215,7 @@ impl<E: Endpoint> Endpoint for WithAllow<E> {
 pub async fn serve_api<T, S>(
     addr: SocketAddr,
     api: OpenApiService<T, ()>,
+    limits: &[Limit],
     state: S,
     edge: Edge,
     tls: Option<std::sync::Arc<crate::tls::ServerConfig>>,
@@ -214,7 +224,7 @@ where
     T: OpenApi + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    serve_tls(addr, api_routes(api, state).with(edge), tls).await
+    serve_tls(addr, api_routes(api, limits, state).with(edge), tls).await
 }
 
 /// Accepts TCP connections with Nagle's algorithm off. A response whose body streams goes out as

@@ -37,6 +37,9 @@ pub struct KeyManagerConfig {
 pub struct ConfigError(pub String);
 
 impl KeyManagerConfig {
+    /// `MAX_BATCH_ITEMS`'s default, which the committed spec declares.
+    pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1000;
+
     pub fn new(data_dir: impl Into<PathBuf>, bind: SocketAddr, conductor_url: impl Into<String>) -> Self {
         let data_dir = data_dir.into();
         Self {
@@ -46,7 +49,7 @@ impl KeyManagerConfig {
             master_key: None,
             conductor_url: conductor_url.into(),
             max_plaintext_bytes: 64 * 1024,
-            max_batch_items: 1000,
+            max_batch_items: Self::DEFAULT_MAX_BATCH_ITEMS,
             max_body_bytes: 16 * 1024 * 1024,
             deletion_waiting_period: Duration::from_secs(7 * 24 * 3600),
             throttle: Default::default(),

@@ -114,7 +114,7 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
         renew_token_at,
     });
 
-    let own = aerekos_common::server::api_routes(api::service(), state.clone()).boxed();
+    let own = aerekos_common::server::api_routes(api::service(), &api::limits(), state.clone()).boxed();
     let spool = s3::Spool { dir: config.data_dir.join("tmp"), max_bytes: config.max_object_bytes };
     let service = s3::service(storage.clone(), access_keys, &config.s3_domains).map_err(|e| StartError::Config(ConfigError(e)))?;
     let s3 = s3::S3Endpoint { service, spool, storage, domains: config.s3_domains.clone() }.boxed();
@@ -153,5 +153,5 @@ fn is_upload_path(path: &str) -> bool {
 
 /// The spec `cargo xtask openapi` writes to `openapi/storage_manager.json`.
 pub fn openapi_spec() -> String {
-    aerekos_common::server::finished_spec(&api::service().spec())
+    aerekos_common::server::finished_spec(&api::service().spec(), &api::limits())
 }

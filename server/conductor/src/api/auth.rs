@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The longest a follower of the revocation feed may wait for news.
-const MAX_FEED_WAIT_SECS: u64 = 30;
+pub const MAX_FEED_WAIT_SECS: u64 = 30;
 
 pub struct AuthApi;
 

@@ -69,6 +69,43 @@ pub type ConductorApi = (
     system::SystemApi,
 );
 
+/// The limits the conductor's domain enforces, declared in its spec (see `aerekos_common::limits`).
+/// Left undeclared, and named in tests/api/schemathesis.toml with the reason: what JSON Schema
+/// cannot say without making the SDK's types unions (a service definition's "a command or an
+/// image", an instance spec's likewise, a worker's address being IPv4 or IPv6).
+pub fn limits() -> Vec<aerekos_common::limits::Limit> {
+    use crate::domain::{audit, auth as domain_auth, workers};
+    use aerekos_common::limits::Limit;
+    use serde_json::json;
+    vec![
+        Limit::param("list_audit_events", "limit", json!({"minimum": 1, "maximum": audit::MAX_PAGE})),
+        Limit::param("list_workers", "limit", json!({"minimum": 1, "maximum": workers::MAX_PAGE})),
+        // A cursor is a worker's id (the last of the previous page).
+        Limit::param("list_workers", "cursor", json!({"pattern": aerekos_common::limits::UUID_PATTERN})),
+        Limit::param("get_revocations", "after", json!({"minimum": 0})),
+        Limit::param("get_revocations", "wait_secs", json!({"maximum": auth::MAX_FEED_WAIT_SECS})),
+        Limit::property("LoginRequest", "username", json!({"minLength": 1, "maxLength": domain_auth::MAX_USERNAME_CHARS})),
+        Limit::property("LoginRequest", "password", json!({"minLength": 1, "maxLength": domain_auth::MAX_PASSWORD_CHARS})),
+        Limit::property("ServiceTokenRequest", "service", json!({"pattern": "^[a-z0-9_]{1,64}$"})),
+        Limit::property(
+            "ServiceTokenRequest",
+            "expires_in_secs",
+            json!({"minimum": domain_auth::MIN_TOKEN_SECS, "maximum": domain_auth::SERVICE_TOKEN_MAX_SECS}),
+        ),
+        Limit::property("CreateApiKeyRequest", "name", json!({"pattern": "^[A-Za-z0-9._-]{1,64}$"})),
+        Limit::property(
+            "CreateApiKeyRequest",
+            "scopes",
+            json!({"minItems": 1, "maxItems": domain_auth::MAX_API_KEY_SCOPES, "items": {"pattern": aerekos_common::auth::scope_pattern()}}),
+        ),
+        Limit::property(
+            "CreateApiKeyRequest",
+            "expires_in_secs",
+            json!({"minimum": domain_auth::MIN_TOKEN_SECS, "maximum": domain_auth::API_KEY_MAX_SECS}),
+        ),
+    ]
+}
+
 /// The conductor's OpenAPI service. Building it needs no state, so the spec can be written without
 /// starting a server.
 pub fn service() -> OpenApiService<ConductorApi, ()> {

@@ -120,10 +120,13 @@ impl<E> Audited<E> {
     }
 }
 
+/// The most events one page of `GET /api/audit` holds.
+pub const MAX_PAGE: i64 = 1000;
+
 /// `GET /api/audit`: newest first, `limit` at a time, paged by `before`.
 pub async fn list(db: &Db, mut filter: AuditFilter) -> ApiResult<AuditPage> {
-    if !(1..=1000).contains(&filter.limit) {
-        return Err(ApiError::bad_request("invalid_limit", "limit must be between 1 and 1000"));
+    if !(1..=MAX_PAGE).contains(&filter.limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
     }
     let limit = filter.limit;
     filter.limit += 1; // one more tells whether there is a next page

@@ -41,9 +41,16 @@ use crate::{
 pub const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 const SERVICE_TOKEN_DEFAULT_SECS: u64 = 30 * 24 * 3600;
-const SERVICE_TOKEN_MAX_SECS: u64 = 365 * 24 * 3600;
+pub const SERVICE_TOKEN_MAX_SECS: u64 = 365 * 24 * 3600;
 const API_KEY_DEFAULT_SECS: u64 = 90 * 24 * 3600;
-const API_KEY_MAX_SECS: u64 = 2 * 365 * 24 * 3600;
+/// How many scopes one API key may carry.
+pub const MAX_API_KEY_SCOPES: usize = 50;
+pub const API_KEY_MAX_SECS: u64 = 2 * 365 * 24 * 3600;
+/// The longest username and password a login takes (characters, as a spec's maxLength counts).
+pub const MAX_USERNAME_CHARS: usize = 64;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+/// The shortest a service token or an API key may live.
+pub const MIN_TOKEN_SECS: u64 = 60;
 /// The life of the token a worker gets for an instance it starts (a restart gets a new one).
 pub const INSTANCE_SERVICE_TOKEN_SECS: u64 = SERVICE_TOKEN_MAX_SECS;
 
@@ -225,10 +232,11 @@ impl AuthService {
 
     /// Logs `username` in from `client`. Failed attempts back off (see [`super::login_guard`]).
     pub async fn login(&self, username: &str, password: &str, client: std::net::IpAddr) -> ApiResult<LoginResponse> {
-        if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
+        let (username_chars, password_chars) = (username.chars().count(), password.chars().count());
+        if !(1..=MAX_USERNAME_CHARS).contains(&username_chars) || !(1..=MAX_PASSWORD_CHARS).contains(&password_chars) {
             return Err(ApiError::bad_request(
                 "invalid_login",
-                "username (1–64 bytes) and password (1–1024 bytes) are both required",
+                format!("username (1–{MAX_USERNAME_CHARS} characters) and password (1–{MAX_PASSWORD_CHARS} characters) are both required"),
             ));
         }
         if let Some(wait) = self.login_guard.wait(username, client) {
@@ -372,7 +380,7 @@ impl AuthService {
             return Err(ApiError::bad_request("invalid_service", "service must be 1–64 characters of a–z, 0–9 and '_'"));
         }
         let secs = expires_in.unwrap_or(SERVICE_TOKEN_DEFAULT_SECS);
-        if !(60..=SERVICE_TOKEN_MAX_SECS).contains(&secs) {
+        if !(MIN_TOKEN_SECS..=SERVICE_TOKEN_MAX_SECS).contains(&secs) {
             return Err(ApiError::bad_request(
                 "invalid_expiry",
                 format!("expires_in_secs must be between 60 and {SERVICE_TOKEN_MAX_SECS}"),
@@ -391,14 +399,14 @@ impl AuthService {
         if !name_ok {
             return Err(ApiError::bad_request("invalid_name", "name must be 1–64 characters of a–z, A–Z, 0–9, '-', '_' or '.'"));
         }
-        if req.scopes.is_empty() || req.scopes.len() > 50 {
+        if req.scopes.is_empty() || req.scopes.len() > MAX_API_KEY_SCOPES {
             return Err(ApiError::bad_request("invalid_scopes", "give 1–50 scopes, e.g. key_manager:encrypt:payments"));
         }
         for scope in &req.scopes {
             aerekos_common::auth::validate_scope(scope).map_err(|m| ApiError::bad_request("invalid_scope", m))?;
         }
         let secs = req.expires_in_secs.unwrap_or(API_KEY_DEFAULT_SECS);
-        if !(60..=API_KEY_MAX_SECS).contains(&secs) {
+        if !(MIN_TOKEN_SECS..=API_KEY_MAX_SECS).contains(&secs) {
             return Err(ApiError::bad_request("invalid_expiry", format!("expires_in_secs must be between 60 and {API_KEY_MAX_SECS}")));
         }
         let scopes = req.scopes.join(" ");

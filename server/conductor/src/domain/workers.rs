@@ -240,10 +240,13 @@ impl WorkerService {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
         }
-        if let Some(c) = &cursor {
-            Uuid::parse_str(c).map_err(|_| ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page"))?;
-        }
-        let after = cursor.as_deref().map(Uuid::parse_str).transpose().map_err(|_| ApiError::internal("cursor"))?;
+        // An empty cursor (`?cursor=`) is the first page, as no cursor is.
+        let after = cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(Uuid::parse_str)
+            .transpose()
+            .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page"))?;
         let since = self.live_since();
         let map = self.registry.workers.read().expect("registry lock");
         let range = match after {

@@ -63,6 +63,13 @@ struct Ring {
 }
 
 /// Limits from the configuration.
+/// The sizes a data key may have.
+pub const DATA_KEY_BITS: [u32; 3] = [128, 256, 512];
+/// The most random bytes one request gets.
+pub const MAX_RANDOM_BYTES: u32 = 1024;
+/// The longest description a key takes.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_plaintext_bytes: usize,
@@ -232,8 +239,8 @@ impl KeyService {
             return Outcome::err(None, e);
         }
         let description = req.description.unwrap_or_default();
-        if description.len() > 1024 {
-            return Outcome::err(None, ApiError::bad_request("invalid_description", "description is at most 1024 bytes"));
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Outcome::err(None, ApiError::bad_request("invalid_description", format!("description is at most {MAX_DESCRIPTION_CHARS} characters")));
         }
         let _one_at_a_time = self.mutation.lock().await;
         if self.ring.read().expect("ring lock").by_name.contains_key(&req.name) {
@@ -335,8 +342,8 @@ impl KeyService {
         self.modify(caller, "update", key_ref, |entry, row| {
             let latest = entry.latest();
             if let Some(d) = req.description {
-                if d.len() > 1024 {
-                    return Err(ApiError::bad_request("invalid_description", "description is at most 1024 bytes"));
+                if d.chars().count() > MAX_DESCRIPTION_CHARS {
+                    return Err(ApiError::bad_request("invalid_description", format!("description is at most {MAX_DESCRIPTION_CHARS} characters")));
                 }
                 row.description = d;
             }
@@ -574,7 +581,7 @@ impl KeyService {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let id = Some(entry.id());
-                if !matches!(req.bits, 128 | 256 | 512) {
+                if !DATA_KEY_BITS.contains(&req.bits) {
                     Outcome::err(id, ApiError::bad_request("invalid_bits", "bits must be 128, 256 or 512"))
                 } else {
                     let data_key = crypto::random_bytes(req.bits as usize / 8);
@@ -649,8 +656,8 @@ impl KeyService {
     }
 
     pub fn random(&self, bytes: u32) -> ApiResult<RandomResponse> {
-        if !(1..=1024).contains(&bytes) {
-            return Err(ApiError::bad_request("invalid_bytes", "bytes must be between 1 and 1024"));
+        if !(1..=MAX_RANDOM_BYTES).contains(&bytes) {
+            return Err(ApiError::bad_request("invalid_bytes", format!("bytes must be between 1 and {MAX_RANDOM_BYTES}")));
         }
         Ok(RandomResponse { random: STANDARD.encode(&*crypto::random_bytes(bytes as usize)) })
     }

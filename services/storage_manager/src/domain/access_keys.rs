@@ -54,6 +54,9 @@ fn db_err(e: sqlx::Error) -> ApiError {
     ApiError::internal(format!("database: {e}"))
 }
 
+/// The longest description an access key takes.
+pub const MAX_DESCRIPTION_CHARS: usize = 256;
+
 impl AccessKeys {
     pub async fn load(db: Db) -> Result<Self, sqlx::Error> {
         let rows = store::list_access_keys(&db).await?;
@@ -63,8 +66,11 @@ impl AccessKeys {
 
     pub async fn create(&self, caller: &Caller, description: &str, scopes: &[String]) -> ApiResult<AccessKey> {
         let description = description.trim();
-        if description.is_empty() || description.len() > 256 {
-            return Err(ApiError::bad_request("invalid_description", "describe what the key is for in 1 to 256 characters"));
+        if description.is_empty() || description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(ApiError::bad_request(
+                "invalid_description",
+                format!("describe what the key is for in 1 to {MAX_DESCRIPTION_CHARS} characters"),
+            ));
         }
         KeyScopes::parse(scopes)?;
         // AWS's shapes: a 20-character upper-case id, a 40-character secret.
