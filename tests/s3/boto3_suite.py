@@ -1105,6 +1105,28 @@ class PostObject(unittest.TestCase):
         self.assertIn("key=uploads%2Fr.txt", headers["Location"])
         self.assertEqual(sorted(keys_of(self.bucket)), ["uploads/form.txt", "uploads/r.txt"])
 
+    def test_filename_in_the_key_is_the_uploaded_files_name(self):
+        # As S3 does: `${filename}` in the form's key becomes the file part's own name, in the
+        # stored key, in the 201 answer and in the redirect.
+        post = S3.generate_presigned_post(self.bucket, "inbox/${filename}", Fields={"success_action_status": "201"},
+                                          Conditions=[["starts-with", "$key", "inbox/"], {"success_action_status": "201"}])
+        code, _, body = post_form(post["url"], post["fields"], "Q3 report & notes.pdf", b"%PDF-1.4 a report")
+        self.assertEqual(code, 201, body)
+        self.assertEqual(xml_texts(body, "Key"), ["inbox/Q3 report & notes.pdf"])
+        got = S3.get_object(Bucket=self.bucket, Key="inbox/Q3 report & notes.pdf")
+        self.assertEqual(got["Body"].read(), b"%PDF-1.4 a report")
+        page = "https://app.example.com/done"
+        post = S3.generate_presigned_post(self.bucket, "inbox/${filename}", Fields={"success_action_redirect": page},
+                                          Conditions=[["starts-with", "$key", "inbox/"], {"success_action_redirect": page}])
+        code, headers, _ = post_form(post["url"], post["fields"], "photo.jpg", b"jpeg bytes")
+        self.assertEqual(code, 303)
+        self.assertIn("key=inbox%2Fphoto.jpg", headers["Location"])
+        self.assertEqual(sorted(keys_of(self.bucket)), ["inbox/Q3 report & notes.pdf", "inbox/photo.jpg"])
+        # A key without the placeholder is kept as given, whatever the file is called.
+        post = S3.generate_presigned_post(self.bucket, "inbox/fixed.bin")
+        self.assertIn(post_form(post["url"], post["fields"], "other-name.bin", b"x")[0], (200, 204))
+        self.assertIn("inbox/fixed.bin", keys_of(self.bucket))
+
 
 class Versioning(unittest.TestCase):
     """Per-bucket versioning: version ids, reads and deletes by version, delete markers, suspension."""

@@ -89,17 +89,96 @@ impl Spool {
     }
 }
 
+/// The file name of a form upload's (POST object's) file part, read off the body as it streams to
+/// s3s, which keeps it to itself: S3 puts it where the form's key says `${filename}`.
+#[derive(Clone, Default)]
+pub(super) struct FormFileName(Arc<std::sync::OnceLock<String>>);
+
+impl FormFileName {
+    pub(super) const PLACEHOLDER: &'static str = "${filename}";
+    /// How far into a form its file part's headers are looked for (the fields before it are small).
+    const LOOK_AT_MOST: usize = 1 << 20;
+
+    pub(super) fn get(&self) -> Option<String> {
+        self.0.get().cloned()
+    }
+
+    /// A form's body that notes its file part's name as it passes.
+    fn watch(&self, body: poem::Body) -> poem::Body {
+        let found = self.0.clone();
+        let mut seen: Vec<u8> = Vec::new();
+        let stream = futures_util::StreamExt::map(body.into_bytes_stream(), move |chunk| {
+            if let Ok(bytes) = &chunk
+                && found.get().is_none()
+                && seen.len() < Self::LOOK_AT_MOST
+            {
+                seen.extend_from_slice(bytes);
+                if let Some(name) = file_part_name(&seen) {
+                    let _ = found.set(name);
+                    seen = Vec::new();
+                }
+            }
+            chunk
+        });
+        poem::Body::from_bytes_stream(stream)
+    }
+}
+
+/// `a.txt` from a form's `Content-Disposition: form-data; name="file"; filename="a.txt"` line.
+fn file_part_name(form: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(form);
+    text.split("\r\n").find_map(|line| {
+        // Lower-casing ASCII keeps every byte where it was, so positions carry over to `line`.
+        let lower = line.to_ascii_lowercase();
+        if !(lower.starts_with("content-disposition:") && lower.contains("form-data; name=\"file\"")) {
+            return None;
+        }
+        let start = lower.find("filename=\"")? + "filename=\"".len();
+        let rest = &line[start..];
+        Some(rest[..rest.find('"')?].to_owned())
+    })
+}
+
+/// The answer to a form upload names the key as stored: s3s wrote it as the form gave it.
+fn with_file_name(status: http::StatusCode, body: bytes::Bytes, headers: &mut http::HeaderMap, name: &str) -> bytes::Bytes {
+    if let Some(location) = headers.get(http::header::LOCATION).and_then(|l| l.to_str().ok()) {
+        let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        let location = location.replace("%24%7Bfilename%7D", &encoded);
+        if let Ok(value) = http::HeaderValue::from_str(&location) {
+            headers.insert(http::header::LOCATION, value);
+        }
+    }
+    if status != http::StatusCode::CREATED {
+        return body;
+    }
+    let escaped = name.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    String::from_utf8_lossy(&body).replace(FormFileName::PLACEHOLDER, &escaped).into_bytes().into()
+}
+
 impl S3Endpoint {
-    pub(super) async fn s3_request(&self, mut req: Request) -> Result<http::Request<s3s::Body>, S3Error> {
+    pub(super) async fn s3_request(&self, mut req: Request, file_name: Option<&FormFileName>) -> Result<http::Request<s3s::Body>, S3Error> {
         if Spool::needed(&req) {
             let (length, body) = self.spool.measure(req.take_body()).await?;
             req.headers_mut().remove(http::header::TRANSFER_ENCODING);
             req.headers_mut().insert(http::header::CONTENT_LENGTH, length.into());
             req.set_body(body);
         }
-        let req: http::Request<_> = req.into();
+        if let Some(file_name) = file_name {
+            let body = file_name.watch(req.take_body());
+            req.set_body(body);
+        }
+        let mut req: http::Request<_> = req.into();
+        if let Some(file_name) = file_name {
+            req.extensions_mut().insert(file_name.clone());
+        }
         Ok(req.map(s3s::Body::http_body))
     }
+}
+
+/// Whether `req` is a form upload (POST object).
+fn is_form_upload(req: &Request) -> bool {
+    req.method() == http::Method::POST
+        && req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
 /// A bucket's CORS rules applied to browser requests: preflights (`OPTIONS`) are answered here,
@@ -211,7 +290,8 @@ impl Endpoint for S3Endpoint {
         // An operation this service does not offer, on a bucket that does not exist, is S3's
         // NoSuchBucket (clients probe settings that way), not NotImplemented.
         let missing_bucket = self.bucket_of(&req).filter(|b| self.storage.known_bucket(b).is_err()).map(str::to_owned);
-        let answer = match self.s3_request(req).await {
+        let file_name = is_form_upload(&req).then(FormFileName::default);
+        let answer = match self.s3_request(req, file_name.as_ref()).await {
             Ok(req) => self.service.call(req).await.map_err(|e| format!("{e:?}")),
             Err(refusal) => refusal.to_http_response().map_err(|e| format!("{e:?}")),
         };
@@ -228,8 +308,9 @@ impl Endpoint for S3Endpoint {
                 return Ok(http::StatusCode::INTERNAL_SERVER_ERROR.into_response());
             }
         };
-        let (parts, body) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
         let mut status = parts.status;
+        let file_name = file_name.as_ref().and_then(FormFileName::get);
         // (`take_bytes` would empty a streaming body too: look first.)
         let body = match body.bytes() {
             // A 304 has no body (s3s writes its error document into every error).
@@ -239,7 +320,10 @@ impl Endpoint for S3Endpoint {
                     status = http::StatusCode::FORBIDDEN;
                     poem::Body::from(refusal)
                 }
-                None => poem::Body::from(bytes),
+                None => match &file_name {
+                    Some(name) => poem::Body::from(with_file_name(status, bytes, &mut parts.headers, name)),
+                    None => poem::Body::from(bytes),
+                },
             },
             None => poem::Body::from_bytes_stream(body.map_err(std::io::Error::other)),
         };

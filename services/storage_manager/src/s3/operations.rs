@@ -520,7 +520,13 @@ impl S3 for S3Front {
 
     async fn put_object(&self, req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let body_check = S3Checksum::of(&req);
-        let input = req.input;
+        // A form upload (POST object, which s3s hands on as a PUT) names its key with the file's
+        // own name where the form says `${filename}`.
+        let file_name = req.extensions.get::<FormFileName>().and_then(FormFileName::get);
+        let mut input = req.input;
+        if let Some(name) = file_name {
+            input.key = input.key.replace(FormFileName::PLACEHOLDER, &name);
+        }
         let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
         let checked = (|| {
             only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
