@@ -260,10 +260,11 @@ impl SystemApi {
 pub type KeyManagerApi = (KeysApi, CryptoApi, AuditApi, SystemApi);
 
 /// The limits key_manager's domain enforces, declared in its spec (see `aerekos_common::limits`);
-/// `max_batch_items` is the configured one (`MAX_BATCH_ITEMS`). Left undeclared, and named in
+/// `max_batch_items` and `deletion_waiting_period` are the configured ones (`MAX_BATCH_ITEMS`,
+/// `KEY_DELETION_WAITING_PERIOD`). Left undeclared, and named in
 /// tests/api/schemathesis.toml: what depends on the key rather than the request's shape (a
 /// ciphertext's validity, the versions a key encrypts or decrypts with).
-pub fn limits(max_batch_items: usize) -> Vec<aerekos_common::limits::Limit> {
+pub fn limits(max_batch_items: usize, deletion_waiting_period: std::time::Duration) -> Vec<aerekos_common::limits::Limit> {
     use aerekos_common::limits::Limit;
     use serde_json::json;
     let batch = json!({"minItems": 1, "maxItems": max_batch_items});
@@ -275,6 +276,7 @@ pub fn limits(max_batch_items: usize) -> Vec<aerekos_common::limits::Limit> {
         Limit::property("UpdateKeyRequest", "description", json!({"maxLength": crate::domain::keys::MAX_DESCRIPTION_CHARS})),
         Limit::property("DataKeyRequest", "bits", json!({"enum": crate::domain::keys::DATA_KEY_BITS})),
         Limit::property("RandomRequest", "bytes", json!({"minimum": 1, "maximum": crate::domain::keys::MAX_RANDOM_BYTES})),
+        Limit::property("ScheduleDeletionRequest", "waiting_period_secs", json!({"minimum": deletion_waiting_period.as_secs()})),
         Limit::property("BatchEncryptRequest", "items", batch.clone()),
         Limit::property("BatchDecryptRequest", "items", batch),
     ]

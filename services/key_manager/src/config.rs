@@ -39,6 +39,8 @@ pub struct ConfigError(pub String);
 impl KeyManagerConfig {
     /// `MAX_BATCH_ITEMS`'s default, which the committed spec declares.
     pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1000;
+    /// `KEY_DELETION_WAITING_PERIOD`'s default (a week), which the committed spec declares.
+    pub const DEFAULT_DELETION_WAITING_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
 
     pub fn new(data_dir: impl Into<PathBuf>, bind: SocketAddr, conductor_url: impl Into<String>) -> Self {
         let data_dir = data_dir.into();
@@ -51,7 +53,7 @@ impl KeyManagerConfig {
             max_plaintext_bytes: 64 * 1024,
             max_batch_items: Self::DEFAULT_MAX_BATCH_ITEMS,
             max_body_bytes: 16 * 1024 * 1024,
-            deletion_waiting_period: Duration::from_secs(7 * 24 * 3600),
+            deletion_waiting_period: Self::DEFAULT_DELETION_WAITING_PERIOD,
             throttle: Default::default(),
             tls: None,
         }

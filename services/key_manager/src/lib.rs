@@ -96,7 +96,7 @@ pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartEr
 
     let throttle = aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url);
     let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["health", "ready", "metrics"]).throttle(&throttle);
-    let server = aerekos_common::server::serve_api(config.bind, api::service(), &api::limits(config.max_batch_items), state.clone(), edge, config.tls.clone()).await?;
+    let server = aerekos_common::server::serve_api(config.bind, api::service(), &api::limits(config.max_batch_items, config.deletion_waiting_period), state.clone(), edge, config.tls.clone()).await?;
     tracing::info!(url = %server.url(), "key_manager listening");
 
     let purger = {
@@ -116,7 +116,7 @@ pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartEr
 
 /// The spec `cargo xtask openapi` writes to `openapi/key_manager.json`.
 pub fn openapi_spec() -> String {
-    aerekos_common::server::finished_spec(&api::service().spec(), &api::limits(KeyManagerConfig::DEFAULT_MAX_BATCH_ITEMS))
+    aerekos_common::server::finished_spec(&api::service().spec(), &api::limits(KeyManagerConfig::DEFAULT_MAX_BATCH_ITEMS, KeyManagerConfig::DEFAULT_DELETION_WAITING_PERIOD))
 }
 
 /// From `KEY_MANAGER_MASTER_KEY`, else `<data dir>/master.key`, generated (0600) on first start.

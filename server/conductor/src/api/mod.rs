@@ -80,8 +80,8 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
     vec![
         Limit::param("list_audit_events", "limit", json!({"minimum": 1, "maximum": audit::MAX_PAGE})),
         Limit::param("list_workers", "limit", json!({"minimum": 1, "maximum": workers::MAX_PAGE})),
-        // A cursor is a worker's id (the last of the previous page).
-        Limit::param("list_workers", "cursor", json!({"pattern": aerekos_common::limits::UUID_PATTERN})),
+        // A cursor is a worker's id (the last of the previous page); empty is the first page.
+        Limit::param("list_workers", "cursor", json!({"pattern": format!("^$|{}", aerekos_common::limits::UUID_PATTERN)})),
         Limit::param("get_revocations", "after", json!({"minimum": 0})),
         Limit::param("get_revocations", "wait_secs", json!({"maximum": auth::MAX_FEED_WAIT_SECS})),
         Limit::property("LoginRequest", "username", json!({"minLength": 1, "maxLength": domain_auth::MAX_USERNAME_CHARS})),
