@@ -610,13 +610,14 @@ async fn plain_http_on_an_address_other_machines_reach_needs_the_explicit_opt_ou
     assert!(logged.contains("PLAIN HTTP"), "{logged}");
 
     // A worker of a plain conductor: its API on every interface is refused, naming what to set …
+    let worker_api_port = free_port();
     let worker_env = |extra: &[(&'static str, &str)]| {
         let mut env = vec![
             ("CONDUCTOR_URL", format!("http://127.0.0.1:{}", free_port())),
             ("CONDUCTOR_TOKEN", "unused".to_owned()),
             ("DATA_DIR", dir.path().join("worker").display().to_string()),
             ("WORKER_API_HOST", "0.0.0.0".to_owned()),
-            ("WORKER_API_PORT", free_port().to_string()),
+            ("WORKER_API_PORT", worker_api_port.to_string()),
             ("WORKER_DOCKER", "off".to_owned()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
@@ -635,6 +636,10 @@ async fn plain_http_on_an_address_other_machines_reach_needs_the_explicit_opt_ou
         .unwrap();
     eventually(30, "the opted-out worker warns that it serves plain HTTP", || async {
         std::fs::read_to_string(&log_path).ok()?.contains("PLAIN HTTP").then_some(())
+    })
+    .await;
+    eventually(30, "the opted-out worker's API answers plain HTTP on every interface", || async {
+        plain.get(format!("http://127.0.0.1:{worker_api_port}/health")).send().await.ok()?.status().is_success().then_some(())
     })
     .await;
     assert!(worker.try_wait().unwrap().is_none(), "the opted-out worker keeps running");

@@ -81,7 +81,7 @@ impl WorkerConfig {
     pub fn new(conductor_url: impl Into<String>, registration_token: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
         let conductor_url: String = conductor_url.into();
         // Loopback for a plain-HTTP conductor (see `check_plain_http`).
-        let api_host = if conductor_url.starts_with("https://") { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
+        let api_host = if plain_conductor(&conductor_url) { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
         Self {
             cors_allowed_origins: aerekos_common::server::origins_of(&conductor_url),
             conductor_url,
@@ -145,6 +145,12 @@ impl WorkerConfig {
     }
 }
 
+/// Whether a worker of the conductor at `conductor_url` serves plain HTTP: the conductor does, so
+/// there is no cluster CA to issue the worker certificates.
+fn plain_conductor(conductor_url: &str) -> bool {
+    !conductor_url.starts_with("https://")
+}
+
 /// `WORKER_API_HOST`:`WORKER_API_PORT` as read from `get`, for a worker that serves plain HTTP
 /// (`plain`, its conductor being plain) or TLS. Its default host is every interface, but loopback
 /// for a plain worker without the opt-out (`aerekos up` on a laptop).
@@ -156,40 +162,56 @@ pub fn api_bind_from(get: impl Fn(&str) -> Option<String>, plain: bool, allow_pl
     let default_host = if plain && !allow_plain_http { "127.0.0.1" } else { "0.0.0.0" };
     let host = get("WORKER_API_HOST").unwrap_or_else(|| default_host.into());
     let port = port.unwrap_or_else(|| "8201".into());
-    format!("{host}:{port}")
-        .parse()
+    aerekos_common::server::socket_addr(&host, &port)
         .map(Some)
-        .map_err(|_| ConfigError(format!("WORKER_API_HOST/PORT {host}:{port} is not an address")))
+        .ok_or_else(|| ConfigError(format!("WORKER_API_HOST/PORT {host}:{port} is not an address")))
 }
 
 impl WorkerConfig {
-    /// Whether this worker serves plain HTTP: its conductor does, so there is no cluster CA to
-    /// issue it certificates.
+    /// Whether this worker serves plain HTTP (see `plain_conductor`).
     pub fn serves_plain_http(&self) -> bool {
-        !self.conductor_url.starts_with("https://")
+        plain_conductor(&self.conductor_url)
+    }
+
+    /// Whether this worker keeps its API and instances on loopback: it serves plain HTTP and has no
+    /// opt-out.
+    fn loopback_only(&self) -> bool {
+        self.serves_plain_http() && !self.allow_plain_http
     }
 
     /// Refuses plain HTTP on an address other machines reach, unless explicitly allowed: the
     /// worker API carries users' tokens and instances' output, instances carry keys and objects.
+    /// A plain conductor on another machine is refused too: this worker's API and instances, kept
+    /// on loopback, could not be reached from there.
     pub fn check_plain_http(&self) -> Result<(), ConfigError> {
-        let Some(bind) = self.api_bind.filter(|_| self.serves_plain_http() && !self.allow_plain_http) else {
-            return Ok(());
-        };
-        if bind.ip().is_loopback() {
+        if !self.loopback_only() {
             return Ok(());
         }
-        Err(ConfigError(format!(
-            "the worker API would serve plain HTTP on {bind}, which other machines can reach, because the conductor ({}) is plain HTTP; \
-             join a conductor that serves TLS (https:// with CONDUCTOR_CA_PIN), listen on loopback (WORKER_API_HOST=127.0.0.1), \
-             or set AEREKOS_ALLOW_PLAIN_HTTP=yes to accept plain HTTP",
-            self.conductor_url
-        )))
+        const WAYS_OUT: &str = "join a conductor that serves TLS (https:// with CONDUCTOR_CA_PIN), \
+             or set AEREKOS_ALLOW_PLAIN_HTTP=yes to accept plain HTTP (e.g. behind a TLS-terminating proxy)";
+        if let Some(bind) = self.api_bind.filter(|b| !b.ip().is_loopback()) {
+            return Err(ConfigError(format!(
+                "the worker API would serve plain HTTP on {bind}, which other machines can reach, because the conductor ({}) is plain HTTP; \
+                 listen on loopback (WORKER_API_HOST=127.0.0.1), {WAYS_OUT}",
+                self.conductor_url
+            )));
+        }
+        // Unresolved (no network yet after a power cut, say): the worker starts and keeps trying.
+        let conductor = aerekos_common::net::resolve_url_host(&self.conductor_url);
+        if conductor.iter().any(|a| !a.ip().is_loopback()) {
+            return Err(ConfigError(format!(
+                "the conductor ({}) is plain HTTP on another machine: this worker would have to serve its API and instances in plain HTTP \
+                 where that machine reaches them; {WAYS_OUT} on both",
+                self.conductor_url
+            )));
+        }
+        Ok(())
     }
 
-    /// Where the instances listen (their `HOST`): every interface, but loopback for a plain worker
-    /// without the opt-out, as its API.
+    /// Where the instances listen (their `AEREKOS_INSTANCE_HOST`): every interface, but loopback
+    /// for a plain worker without the opt-out, as its API.
     pub fn instance_host(&self) -> IpAddr {
-        if self.serves_plain_http() && !self.allow_plain_http { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0, 0, 0, 0]) }
+        if self.loopback_only() { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0, 0, 0, 0]) }
     }
 }
 
@@ -201,4 +223,52 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, ConfigError>
             Ok((k.trim().to_owned(), v.trim().to_owned()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Configs are only checked here: nothing is bound or dialled (the addresses are IP literals).
+    fn config(conductor: &str, api: Option<&str>, allow: bool) -> WorkerConfig {
+        let mut c = WorkerConfig::new(conductor, "token", "/nonexistent");
+        if let Some(api) = api {
+            c.api_bind = Some(api.parse().unwrap());
+        }
+        c.allow_plain_http = allow;
+        c
+    }
+
+    #[test]
+    fn plain_http_stays_on_loopback_unless_allowed() {
+        // aerekos up on a laptop: loopback conductor, loopback API and instances.
+        let laptop = config("http://127.0.0.1:8080", None, false);
+        assert!(laptop.check_plain_http().is_ok());
+        assert!(laptop.api_bind.unwrap().ip().is_loopback() && laptop.instance_host().is_loopback());
+        // A reachable API of a plain worker is refused, naming the ways out.
+        let err = config("http://127.0.0.1:8080", Some("0.0.0.0:8201"), false).check_plain_http().unwrap_err().0;
+        assert!(err.contains("WORKER_API_HOST") && err.contains("AEREKOS_ALLOW_PLAIN_HTTP"), "{err}");
+        // So is a plain conductor on another machine: nothing it could reach would listen.
+        let err = config("http://192.0.2.10:8080", Some("127.0.0.1:8201"), false).check_plain_http().unwrap_err().0;
+        assert!(err.contains("another machine") && err.contains("AEREKOS_ALLOW_PLAIN_HTTP"), "{err}");
+        assert!(config("http://192.0.2.10:8080", None, false).check_plain_http().is_err(), "the default API host too");
+        // With the opt-out both start, listening everywhere.
+        for c in [config("http://127.0.0.1:8080", Some("0.0.0.0:8201"), true), config("http://192.0.2.10:8080", Some("0.0.0.0:8201"), true)] {
+            assert!(c.check_plain_http().is_ok());
+            assert!(c.instance_host().is_unspecified());
+        }
+        // A TLS conductor: every interface, nothing to opt out of.
+        let tls = config("https://192.0.2.10:8080", None, false);
+        assert!(tls.check_plain_http().is_ok() && tls.api_bind.unwrap().ip().is_unspecified() && tls.instance_host().is_unspecified());
+    }
+
+    #[test]
+    fn the_api_address_takes_ipv6_and_off() {
+        let get = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
+        assert_eq!(api_bind_from(get(&[("WORKER_API_HOST", "::1"), ("WORKER_API_PORT", "9")]), true, false).unwrap(), Some("[::1]:9".parse().unwrap()));
+        assert_eq!(api_bind_from(get(&[("WORKER_API_PORT", "off")]), true, false).unwrap(), None);
+        assert_eq!(api_bind_from(get(&[]), true, false).unwrap(), Some("127.0.0.1:8201".parse().unwrap()));
+        assert_eq!(api_bind_from(get(&[]), false, false).unwrap(), Some("0.0.0.0:8201".parse().unwrap()));
+        assert!(api_bind_from(get(&[("WORKER_API_HOST", "not an address")]), true, false).is_err());
+    }
 }

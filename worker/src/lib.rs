@@ -237,7 +237,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     }
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let (trust, ca_pem) = trust::resolve(&config).await?;
-    let certs = if config.conductor_url.starts_with("https://") { Some(trust::Certificates::open(&config.data_dir)?) } else { None };
+    let certs = if config.serves_plain_http() { None } else { Some(trust::Certificates::open(&config.data_dir)?) };
     let platform = driver::Platform {
         ca_pem,
         conductor_url: config.conductor_url.clone(),

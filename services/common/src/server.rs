@@ -53,15 +53,23 @@ impl ServerHandle {
     }
 }
 
-/// A service's listening address from its environment: `<PREFIX>_HOST` else `HOST` (which a worker
-/// sets for its instances: loopback where it serves plain HTTP) else every interface, and
-/// `<PREFIX>_PORT` else `PORT` (which a worker sets) else `default_port`.
+/// Where a worker tells its instances to listen: every interface, or loopback on a worker that
+/// serves plain HTTP (a name of the platform's own: a shell's `HOST` holds the machine's name).
+pub const INSTANCE_HOST_ENV: &str = "AEREKOS_INSTANCE_HOST";
+
+/// A service's listening address from its environment: `<PREFIX>_HOST` else
+/// [`INSTANCE_HOST_ENV`] (which a worker sets) else every interface, and `<PREFIX>_PORT` else
+/// `PORT` (which a worker sets) else `default_port`.
 pub fn bind_from_env(get: impl Fn(&str) -> Option<String>, prefix: &str, default_port: u16) -> Result<SocketAddr, String> {
-    let host = get(&format!("{prefix}_HOST")).or_else(|| get("HOST")).unwrap_or_else(|| "0.0.0.0".into());
+    let host = get(&format!("{prefix}_HOST")).or_else(|| get(INSTANCE_HOST_ENV)).unwrap_or_else(|| "0.0.0.0".into());
     let port = get(&format!("{prefix}_PORT")).or_else(|| get("PORT")).unwrap_or_else(|| default_port.to_string());
-    // An IPv6 literal needs brackets to be read with its port.
+    socket_addr(&host, &port).ok_or_else(|| format!("{prefix}_HOST/PORT {host}:{port} is not an address"))
+}
+
+/// `host` (an IP address, IPv6 with or without brackets) and `port` as one address.
+pub fn socket_addr(host: &str, port: &str) -> Option<SocketAddr> {
     let joined = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    joined.parse().map_err(|_| format!("{prefix}_HOST/PORT {host}:{port} is not an address"))
+    joined.parse().ok()
 }
 
 /// Binds `addr` (port 0 picks a free port) and serves `ep` in plain HTTP on a background task.
@@ -124,8 +132,12 @@ pub fn finished_spec(spec: &str, limits: &[Limit]) -> String {
         match value {
             serde_json::Value::Object(map) => {
                 let range = match (map.get("type").and_then(|t| t.as_str()), map.get("format").and_then(|f| f.as_str())) {
-                    (Some("integer"), Some("uint32")) => Some((serde_json::Value::from(0), serde_json::Value::from(u32::MAX))),
+                    (Some("integer"), Some("uint8")) => Some((serde_json::Value::from(0), serde_json::Value::from(u8::MAX))),
+                    (Some("integer"), Some("uint16")) => Some((0.into(), u16::MAX.into())),
+                    (Some("integer"), Some("uint32")) => Some((0.into(), u32::MAX.into())),
                     (Some("integer"), Some("uint64")) => Some((0.into(), u64::MAX.into())),
+                    (Some("integer"), Some("int8")) => Some((i8::MIN.into(), i8::MAX.into())),
+                    (Some("integer"), Some("int16")) => Some((i16::MIN.into(), i16::MAX.into())),
                     (Some("integer"), Some("int32")) => Some((i32::MIN.into(), i32::MAX.into())),
                     (Some("integer"), Some("int64")) => Some((i64::MIN.into(), i64::MAX.into())),
                     _ => None,

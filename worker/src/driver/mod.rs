@@ -66,7 +66,7 @@ pub struct Platform {
     pub executable: Option<std::path::PathBuf>,
     /// `<data dir>/volumes`: a directory per volume name, outliving the instances that use it.
     pub volumes_dir: std::path::PathBuf,
-    /// Where instances listen (`HOST`): loopback on a worker that serves plain HTTP without the
+    /// Where instances listen (`AEREKOS_INSTANCE_HOST`): loopback on a worker that serves plain HTTP without the
     /// opt-out (see `WorkerConfig::instance_host`).
     pub instance_host: std::net::IpAddr,
 }
@@ -79,7 +79,7 @@ impl Platform {
         Ok(dir)
     }
 
-    /// Variables every instance gets unless its spec sets them: `PORT`, `HOST`, `CONDUCTOR_URL`, the
+    /// Variables every instance gets unless its spec sets them: `PORT`, `AEREKOS_INSTANCE_HOST`, `CONDUCTOR_URL`, the
     /// conductor's CA (`AEREKOS_CA_PEM`) when it serves TLS, and `DATA_DIR` (= `data_dir`) when it
     /// has a volume.
     pub fn env(&self, spec: &InstanceSpec, data_dir: Option<String>) -> Vec<(String, String)> {
@@ -87,7 +87,7 @@ impl Platform {
         if let Some(port) = spec.ports.first() {
             env.push(("PORT".to_owned(), port.to_string()));
         }
-        env.push(("HOST".to_owned(), self.instance_host.to_string()));
+        env.push((aerekos_common::server::INSTANCE_HOST_ENV.to_owned(), self.instance_host.to_string()));
         env.push(("CONDUCTOR_URL".to_owned(), self.conductor_url.clone()));
         if let Some(pem) = &self.ca_pem {
             env.push((aerekos_sdk::tls::CA_PEM_ENV.to_owned(), pem.clone()));

@@ -55,7 +55,7 @@ fn builtin_service(b: &Builtin) -> Service {
         command: Some(vec!["aerekos".into(), "service".into(), b.subcommand.into()]),
         image: Some(platform_image()),
         image_command: Some(vec!["service".into(), b.subcommand.into()]),
-        // The service listens where its worker says (HOST, PORT): every interface, or loopback
+        // The service listens where its worker says (AEREKOS_INSTANCE_HOST, PORT): every interface, or loopback
         // on a worker that serves plain HTTP.
         env: BTreeMap::new(),
         health_path: "/health".into(),
