@@ -280,12 +280,12 @@ pub fn cli(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (boo
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A port free on this machine right now (for an instance or server a test starts).
 /// The AWS CLI: `AEREKOS_AWS_CLI` (which `cargo xtask test` installs into target/tools), else `aws`.
 pub fn aws_cli() -> std::path::PathBuf {
     std::env::var_os("AEREKOS_AWS_CLI").map(Into::into).unwrap_or_else(|| "aws".into())
 }
 
+/// A port free on this machine right now (for an instance or server a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

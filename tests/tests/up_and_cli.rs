@@ -172,7 +172,6 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The AWS CLI `cargo xtask test` installs (AEREKOS_AWS_CLI), else an `aws` on the PATH.
 /// S3 clients reach storage_manager at one fixed address, the conductor's S3 edge, and never an
 /// instance's port: the AWS CLI as a user runs it (`mb`, `sync` both ways with a 12 MiB file that
 /// goes multipart, `ls --recursive`, `cp`, a second `sync` that finds nothing to do, `rm`, `rb`)

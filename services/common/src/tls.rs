@@ -81,7 +81,6 @@ impl rustls::server::ResolvesServerCert for ReloadableCert {
     }
 }
 
-/// The variables through which a worker gives an instance its certificate (chain, then key, PEM).
 /// The explicit, loudly logged opt-out that lets a component serve plain HTTP on an address other
 /// machines reach (behind a TLS-terminating proxy, say); the conductor and the worker read it alike.
 pub const ALLOW_PLAIN_HTTP_ENV: &str = "AEREKOS_ALLOW_PLAIN_HTTP";
@@ -91,6 +90,7 @@ pub fn plain_http_allowed(value: Option<&str>) -> bool {
     value.is_some_and(|v| matches!(v.trim(), "yes" | "1" | "true"))
 }
 
+/// The variables through which a worker gives an instance its certificate (chain, then key, PEM).
 pub const CERT_PEM_ENV: &str = "TLS_CERT_PEM";
 pub const KEY_PEM_ENV: &str = "TLS_KEY_PEM";
 

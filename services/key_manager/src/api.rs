@@ -276,7 +276,11 @@ pub fn limits(max_batch_items: usize, deletion_waiting_period: std::time::Durati
         Limit::property("UpdateKeyRequest", "description", json!({"maxLength": crate::domain::keys::MAX_DESCRIPTION_CHARS})),
         Limit::property("DataKeyRequest", "bits", json!({"enum": crate::domain::keys::DATA_KEY_BITS})),
         Limit::property("RandomRequest", "bytes", json!({"minimum": 1, "maximum": crate::domain::keys::MAX_RANDOM_BYTES})),
-        Limit::property("ScheduleDeletionRequest", "waiting_period_secs", json!({"minimum": deletion_waiting_period.as_secs()})),
+        Limit::property(
+            "ScheduleDeletionRequest",
+            "waiting_period_secs",
+            json!({"minimum": deletion_waiting_period.as_secs(), "maximum": crate::domain::keys::MAX_DELETION_WAITING_PERIOD.as_secs()}),
+        ),
         Limit::property("BatchEncryptRequest", "items", batch.clone()),
         Limit::property("BatchDecryptRequest", "items", batch),
     ]

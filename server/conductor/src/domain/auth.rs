@@ -383,7 +383,7 @@ impl AuthService {
         if !(MIN_TOKEN_SECS..=SERVICE_TOKEN_MAX_SECS).contains(&secs) {
             return Err(ApiError::bad_request(
                 "invalid_expiry",
-                format!("expires_in_secs must be between 60 and {SERVICE_TOKEN_MAX_SECS}"),
+                format!("expires_in_secs must be between {MIN_TOKEN_SECS} and {SERVICE_TOKEN_MAX_SECS}"),
             ));
         }
         let (token, claims) = self.sign_scoped(format!("service:{service}"), service, SERVICE_ROLE, Duration::from_secs(secs), None)?;
@@ -400,14 +400,14 @@ impl AuthService {
             return Err(ApiError::bad_request("invalid_name", "name must be 1–64 characters of a–z, A–Z, 0–9, '-', '_' or '.'"));
         }
         if req.scopes.is_empty() || req.scopes.len() > MAX_API_KEY_SCOPES {
-            return Err(ApiError::bad_request("invalid_scopes", "give 1–50 scopes, e.g. key_manager:encrypt:payments"));
+            return Err(ApiError::bad_request("invalid_scopes", format!("give 1–{MAX_API_KEY_SCOPES} scopes, e.g. key_manager:encrypt:payments")));
         }
         for scope in &req.scopes {
             aerekos_common::auth::validate_scope(scope).map_err(|m| ApiError::bad_request("invalid_scope", m))?;
         }
         let secs = req.expires_in_secs.unwrap_or(API_KEY_DEFAULT_SECS);
         if !(MIN_TOKEN_SECS..=API_KEY_MAX_SECS).contains(&secs) {
-            return Err(ApiError::bad_request("invalid_expiry", format!("expires_in_secs must be between 60 and {API_KEY_MAX_SECS}")));
+            return Err(ApiError::bad_request("invalid_expiry", format!("expires_in_secs must be between {MIN_TOKEN_SECS} and {API_KEY_MAX_SECS}")));
         }
         let scopes = req.scopes.join(" ");
         let id = Uuid::new_v4();

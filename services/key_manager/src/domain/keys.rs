@@ -62,14 +62,17 @@ struct Ring {
     by_name: HashMap<String, Uuid>,
 }
 
-/// Limits from the configuration.
 /// The sizes a data key may have.
 pub const DATA_KEY_BITS: [u32; 3] = [128, 256, 512];
 /// The most random bytes one request gets.
 pub const MAX_RANDOM_BYTES: u32 = 1024;
+/// The longest a key's deletion may be scheduled ahead (ten years): beyond it, the deletion time
+/// would not fit the store's millisecond timestamps.
+pub const MAX_DELETION_WAITING_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The longest description a key takes.
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 
+/// Limits from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_plaintext_bytes: usize,
@@ -401,12 +404,13 @@ impl KeyService {
                 ));
             }
             let waiting = waiting.unwrap_or(minimum);
-            if waiting < minimum {
+            if waiting < minimum || waiting > MAX_DELETION_WAITING_PERIOD {
                 return Err(ApiError::bad_request(
                     "invalid_waiting_period",
-                    format!("the waiting period must be at least {}s", minimum.as_secs()),
+                    format!("the waiting period must be between {}s and {}s", minimum.as_secs(), MAX_DELETION_WAITING_PERIOD.as_secs()),
                 ));
             }
+            // Within the bound above, milliseconds from now fit an i64 by far.
             row.deletion_at = Some(now_ms() + waiting.as_millis() as i64);
             Ok(false)
         })
