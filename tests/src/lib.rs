@@ -285,6 +285,22 @@ pub fn aws_cli() -> std::path::PathBuf {
     std::env::var_os("AEREKOS_AWS_CLI").map(Into::into).unwrap_or_else(|| "aws".into())
 }
 
+/// The AWS CLI against `endpoint` with the access key `id`/`secret` and nothing else of the
+/// machine's: no config or credentials files (they would be looked for in `scratch`, which has
+/// none), no instance metadata, region us-east-1.
+pub fn aws_command(endpoint: &str, id: &str, secret: &str, scratch: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(aws_cli());
+    command
+        .args(["--endpoint-url", endpoint])
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", scratch.join("no-aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", scratch.join("no-aws-credentials"));
+    command
+}
+
 /// A port free on this machine right now (for an instance or server a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -485,21 +485,16 @@ async fn workers_the_sdk_and_the_cli_trust_only_the_pinned_cluster_ca() {
     std::fs::write(&ca_file, conductor.ca_pem.as_deref().unwrap()).unwrap();
     std::fs::write(s3_dir.path().join("object.txt"), b"sealed in transit").unwrap();
     let aws = |endpoint: &str, bundle: Option<&std::path::Path>, args: &[&str]| {
-        let mut command = std::process::Command::new(aws_cli());
-        command.args(["--endpoint-url", endpoint, "--cli-read-timeout", "10", "--cli-connect-timeout", "5"]);
+        let mut command = aws_command(endpoint, &access_key.id, access_key.secret.as_deref().unwrap(), s3_dir.path());
+        command.args(["--cli-read-timeout", "10", "--cli-connect-timeout", "5"]);
         if let Some(bundle) = bundle {
             command.arg("--ca-bundle").arg(bundle);
         }
+        // The machine's own bundle is not the cluster's: only what --ca-bundle says is believed.
         let out = command
             .args(args)
             .env_remove("AWS_CA_BUNDLE")
-            .env("AWS_ACCESS_KEY_ID", &access_key.id)
-            .env("AWS_SECRET_ACCESS_KEY", access_key.secret.as_deref().unwrap())
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_MAX_ATTEMPTS", "1")
-            .env("AWS_CONFIG_FILE", s3_dir.path().join("no-aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", s3_dir.path().join("no-aws-credentials"))
             .output()
             .unwrap_or_else(|e| panic!("running {} (cargo xtask test installs it): {e}", aws_cli().display()));
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))

@@ -191,19 +191,13 @@ async fn the_aws_cli_works_against_the_s3_edge() {
     .await;
     let secret = key.secret.clone().unwrap();
     let aws = |args: &[&str]| {
-        let mut command = Command::new(aws_cli());
-        command.args(["--endpoint-url", s3.as_str()]).args(args);
+        let mut command = aws_command(&s3, &key.id, &secret, dir.path());
+        command.args(args);
         // Transfers report progress unless told not to (`ls`, `mb` and the rest take no such option).
         if args.first() == Some(&"s3") && matches!(args.get(1), Some(&("cp" | "sync"))) {
             command.arg("--no-progress");
         }
         let out = command
-            .env("AWS_ACCESS_KEY_ID", &key.id)
-            .env("AWS_SECRET_ACCESS_KEY", &secret)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-aws-credentials"))
             .output()
             .unwrap_or_else(|e| panic!("running {} (cargo xtask test installs it): {e}", aws_cli().display()));
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
