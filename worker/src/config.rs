@@ -139,9 +139,16 @@ impl WorkerConfig {
         if let Some(origins) = aerekos_common::server::cors_origins_from_env(|name| get(name)) {
             c.cors_allowed_origins = origins;
         }
-        c.allow_plain_http = aerekos_common::tls::plain_http_allowed(get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref());
-        c.api_bind = api_bind_from(get, c.serves_plain_http(), c.allow_plain_http)?;
+        c.listen_from(get)?;
         Ok(c)
+    }
+
+    /// `AEREKOS_ALLOW_PLAIN_HTTP` and `WORKER_API_HOST`/`WORKER_API_PORT` from `get`, for this
+    /// config's conductor (`aerekos up` calls it on a config it built for its own conductor).
+    pub fn listen_from(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        self.allow_plain_http = aerekos_common::tls::plain_http_allowed(get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref());
+        self.api_bind = api_bind_from(get, self.serves_plain_http(), self.allow_plain_http)?;
+        Ok(())
     }
 }
 
@@ -154,7 +161,7 @@ fn plain_conductor(conductor_url: &str) -> bool {
 /// `WORKER_API_HOST`:`WORKER_API_PORT` as read from `get`, for a worker that serves plain HTTP
 /// (`plain`, its conductor being plain) or TLS. Its default host is every interface, but loopback
 /// for a plain worker without the opt-out (`aerekos up` on a laptop).
-pub fn api_bind_from(get: impl Fn(&str) -> Option<String>, plain: bool, allow_plain_http: bool) -> Result<Option<SocketAddr>, ConfigError> {
+fn api_bind_from(get: impl Fn(&str) -> Option<String>, plain: bool, allow_plain_http: bool) -> Result<Option<SocketAddr>, ConfigError> {
     let port = get("WORKER_API_PORT");
     if port.as_deref() == Some("off") {
         return Ok(None);

@@ -34,9 +34,7 @@ pub async fn up(driver: &str) -> anyhow::Result<()> {
     wc.docker = driver == DriverKind::Docker;
     // WORKER_API_HOST/PORT and AEREKOS_ALLOW_PLAIN_HTTP apply to the local worker too
     // (WORKER_API_PORT=off serves none); on a plain-HTTP laptop its API and instances stay on loopback.
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    wc.allow_plain_http = aerekos_common::tls::plain_http_allowed(env(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref());
-    wc.api_bind = aerekos_worker::config::api_bind_from(env, wc.serves_plain_http(), wc.allow_plain_http)?;
+    wc.listen_from(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))?;
     let worker = aerekos_worker::start(wc).await.context("starting the local worker")?;
     println!("local worker started ({} driver), state in {}", driver.as_str(), config.data_dir.join("worker").display());
 
