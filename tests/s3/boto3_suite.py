@@ -342,11 +342,12 @@ class Listings(unittest.TestCase):
             with self.assertRaises(ClientError) as e:
                 call(Bucket=self.bucket)
             self.assertEqual((status(e.exception), error_code(e.exception)), want, call)
-        # The canned ACL every bucket has is accepted; one that would publish it is not offered.
+        # The canned ACL every bucket has is accepted; ACL grants are refused, not ignored.
         S3.put_bucket_acl(Bucket=self.bucket, ACL="private")
         with self.assertRaises(ClientError) as e:
-            S3.put_object(Bucket=self.bucket, Key="k", Body=b"x", ACL="public-read")
+            S3.put_object(Bucket=self.bucket, Key="k", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"')
         self.assertEqual(error_code(e.exception), "NotImplemented")
+        self.assertNotIn("k", keys_of(self.bucket))
 
 
 class WritesAndReads(unittest.TestCase):
@@ -682,6 +683,43 @@ class MultipartRules(unittest.TestCase):
         self.complete("again", up, [(1, second)])
         self.assertEqual(S3.get_object(Bucket=self.bucket, Key="again")["Body"].read(), b"second try")
 
+    def test_a_part_sent_twice_at_once_is_the_one_that_finished_last(self):
+        """The part whose first upload starts first but finishes last (a client's retry racing a
+        slow original): the later finish is the part, and completion takes its ETag."""
+        import http.client
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        up = S3.create_multipart_upload(Bucket=self.bucket, Key="raced")["UploadId"]
+        slow_body = b"s" * (256 * 1024)
+        url = "%s/%s/raced?partNumber=1&uploadId=%s" % (ENDPOINT, self.bucket, up)
+        signed = AWSRequest(method="PUT", url=url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+                                                            "Content-Length": str(len(slow_body))})
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(signed)
+        endpoint = urllib.parse.urlparse(ENDPOINT)
+        slow = http.client.HTTPConnection(endpoint.hostname, endpoint.port)
+        slow.putrequest("PUT", "/%s/raced?partNumber=1&uploadId=%s" % (self.bucket, up), skip_accept_encoding=True)
+        for name, value in signed.headers.items():
+            if name.lower() != "host":
+                slow.putheader(name, value)
+        slow.endheaders()
+        slow.send(slow_body[:1024])  # the original has begun ...
+        time.sleep(0.5)
+        fast = S3.upload_part(Bucket=self.bucket, Key="raced", UploadId=up, PartNumber=1, Body=b"the retry")["ETag"]
+        slow.send(slow_body[1024:])  # ... and ends after its retry
+        answer = slow.getresponse()
+        self.assertEqual(answer.status, 200, answer.read())
+        slow_etag = answer.getheader("ETag")
+        slow.close()
+        self.assertEqual(slow_etag, '"%s"' % hashlib.md5(slow_body).hexdigest())
+        parts = S3.list_parts(Bucket=self.bucket, Key="raced", UploadId=up)["Parts"]
+        self.assertEqual([(p["PartNumber"], p["ETag"]) for p in parts], [(1, slow_etag)])
+        with self.assertRaises(ClientError) as e:
+            self.complete("raced", up, [(1, fast)])
+        self.assertEqual(error_code(e.exception), "InvalidPart")
+        self.complete("raced", up, [(1, slow_etag)])
+        self.assertEqual(S3.get_object(Bucket=self.bucket, Key="raced")["Body"].read(), slow_body)
+
     def test_uploads_and_parts_are_listed_in_pages(self):
         ids = [(k, S3.create_multipart_upload(Bucket=self.bucket, Key=k)["UploadId"]) for k in ["a/1", "a/2", "b", "b", "c"]]
         pages = list(S3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, PaginationConfig={"PageSize": 2}))
@@ -872,6 +910,97 @@ class Policies(unittest.TestCase):
         self.assertEqual(unsigned("GET", public, "k")[0], 403)
         S3.delete_object(Bucket=public, Key="k")
         S3.delete_bucket(Bucket=public)
+
+
+class ObjectAcls(unittest.TestCase):
+    """Canned ACLs on objects: PutObject, CopyObject, multipart uploads and PutObjectAcl."""
+
+    ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+    def setUp(self):
+        self.bucket = new_bucket()
+
+    def public_grants(self, key, **version):
+        grants = S3.get_object_acl(Bucket=self.bucket, Key=key, **version)["Grants"]
+        return sorted(g["Permission"] for g in grants if g["Grantee"].get("URI") == self.ALL_USERS)
+
+    def test_a_public_read_object_in_a_private_bucket(self):
+        S3.put_object(Bucket=self.bucket, Key="open.txt", Body=b"anyone", ACL="public-read")
+        S3.put_object(Bucket=self.bucket, Key="closed.txt", Body=b"us only")
+        self.assertEqual(unsigned("GET", self.bucket, "open.txt")[::2], (200, b"anyone"))
+        self.assertEqual(unsigned("HEAD", self.bucket, "open.txt")[0], 200)
+        self.assertEqual(unsigned("GET", self.bucket, "closed.txt")[0], 403)
+        self.assertEqual(unsigned("GET", self.bucket)[0], 403)  # the bucket is not listable
+        self.assertEqual(unsigned("PUT", self.bucket, "open.txt", body=b"vandal")[0], 403)
+        self.assertEqual(unsigned("DELETE", self.bucket, "open.txt")[0], 403)
+        self.assertEqual(self.public_grants("open.txt"), ["READ"])
+        self.assertEqual(self.public_grants("closed.txt"), [])
+        # An overwrite without an ACL makes the object private again, as in S3.
+        S3.put_object(Bucket=self.bucket, Key="open.txt", Body=b"now private")
+        self.assertEqual(unsigned("GET", self.bucket, "open.txt")[0], 403)
+        # PutObjectAcl publishes and withdraws an existing object.
+        S3.put_object_acl(Bucket=self.bucket, Key="closed.txt", ACL="public-read")
+        self.assertEqual(unsigned("GET", self.bucket, "closed.txt")[::2], (200, b"us only"))
+        S3.put_object_acl(Bucket=self.bucket, Key="closed.txt", ACL="private")
+        self.assertEqual(unsigned("GET", self.bucket, "closed.txt")[0], 403)
+        with self.assertRaises(ClientError) as e:
+            S3.put_object_acl(Bucket=self.bucket, Key="missing.txt", ACL="public-read")
+        self.assertEqual(error_code(e.exception), "NoSuchKey")
+
+    def test_copies_and_multipart_uploads_take_the_acl_they_are_given(self):
+        S3.put_object(Bucket=self.bucket, Key="src", Body=b"source", ACL="public-read")
+        S3.copy_object(Bucket=self.bucket, Key="copy-private", CopySource={"Bucket": self.bucket, "Key": "src"})
+        S3.copy_object(Bucket=self.bucket, Key="copy-public", CopySource={"Bucket": self.bucket, "Key": "src"}, ACL="public-read")
+        self.assertEqual(unsigned("GET", self.bucket, "copy-private")[0], 403)  # never the source's ACL
+        self.assertEqual(unsigned("GET", self.bucket, "copy-public")[::2], (200, b"source"))
+        upload = S3.create_multipart_upload(Bucket=self.bucket, Key="big", ACL="public-read")["UploadId"]
+        part = S3.upload_part(Bucket=self.bucket, Key="big", UploadId=upload, PartNumber=1, Body=b"m" * 1000)
+        S3.complete_multipart_upload(Bucket=self.bucket, Key="big", UploadId=upload,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        self.assertEqual(unsigned("GET", self.bucket, "big")[::2], (200, b"m" * 1000))
+        self.assertEqual(self.public_grants("big"), ["READ"])
+        S3.put_object(Bucket=self.bucket, Key="rw", Body=b"x", ACL="public-read-write")
+        self.assertEqual(self.public_grants("rw"), ["READ", "WRITE"])
+        self.assertEqual(unsigned("PUT", self.bucket, "rw", body=b"y")[0], 403)  # WRITE means nothing on an object
+        with self.assertRaises(ClientError) as e:
+            S3.put_object(Bucket=self.bucket, Key="bad", Body=b"x", ACL="log-delivery-write")
+        self.assertEqual((status(e.exception), error_code(e.exception)), (400, "InvalidArgument"))
+        self.assertNotIn("bad", keys_of(self.bucket))
+
+    def test_the_public_access_block_and_a_deny_policy_win(self):
+        S3.put_object(Bucket=self.bucket, Key="open.txt", Body=b"anyone", ACL="public-read")
+        S3.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration={"IgnorePublicAcls": True})
+        self.assertEqual(unsigned("GET", self.bucket, "open.txt")[0], 403)
+        S3.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration={"BlockPublicAcls": True})
+        self.assertEqual(unsigned("GET", self.bucket, "open.txt")[0], 200)  # a block governs later changes
+        for call in [lambda: S3.put_object(Bucket=self.bucket, Key="new.txt", Body=b"x", ACL="public-read"),
+                     lambda: S3.put_object_acl(Bucket=self.bucket, Key="open.txt", ACL="public-read-write"),
+                     lambda: S3.create_multipart_upload(Bucket=self.bucket, Key="new.txt", ACL="public-read")]:
+            with self.assertRaises(ClientError) as e:
+                call()
+            self.assertEqual((status(e.exception), error_code(e.exception)), (403, "AccessDenied"))
+        self.assertNotIn("new.txt", keys_of(self.bucket))
+        S3.delete_public_access_block(Bucket=self.bucket)
+        S3.put_bucket_policy(Bucket=self.bucket, Policy=json.dumps({"Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/*" % self.bucket}]}))
+        self.assertEqual(unsigned("GET", self.bucket, "open.txt")[0], 403)
+
+    def test_each_version_keeps_its_own_acl(self):
+        S3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        first = S3.put_object(Bucket=self.bucket, Key="doc", Body=b"v1", ACL="public-read")["VersionId"]
+        second = S3.put_object(Bucket=self.bucket, Key="doc", Body=b"v2")["VersionId"]
+        self.assertEqual(unsigned("GET", self.bucket, "doc")[0], 403)
+        self.assertEqual(self.public_grants("doc", VersionId=first), ["READ"])
+        self.assertEqual(self.public_grants("doc", VersionId=second), [])
+        # An unsigned GET of the first version is decided by that version's ACL.
+        with urllib.request.urlopen("%s/%s/doc?versionId=%s" % (ENDPOINT, self.bucket, first)) as r:
+            self.assertEqual(r.read(), b"v1")
+        S3.put_object_acl(Bucket=self.bucket, Key="doc", VersionId=second, ACL="public-read")
+        self.assertEqual(unsigned("GET", self.bucket, "doc")[::2], (200, b"v2"))
+        S3.put_object_acl(Bucket=self.bucket, Key="doc", VersionId=first, ACL="private")
+        self.assertEqual(self.public_grants("doc", VersionId=first), [])
+        for version in (first, second):  # the suite counts one file per current object at its end
+            S3.delete_object(Bucket=self.bucket, Key="doc", VersionId=version)
 
 
 class Cors(unittest.TestCase):
@@ -1126,6 +1255,39 @@ class PostObject(unittest.TestCase):
         post = S3.generate_presigned_post(self.bucket, "inbox/fixed.bin")
         self.assertIn(post_form(post["url"], post["fields"], "other-name.bin", b"x")[0], (200, 204))
         self.assertIn("inbox/fixed.bin", keys_of(self.bucket))
+
+    def signed_fields(self, key, policy):
+        """The form fields of a POST policy document signed here by hand (botocore always writes
+        a valid expiration, and these tests need policies it would not write)."""
+        amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        credential = "%s/%s/us-east-1/s3/aws4_request" % (ACCESS_KEY, amz_date[:8])
+        policy = dict(policy, conditions=policy.get("conditions", []) + [
+            {"bucket": self.bucket}, {"key": key}, {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+            {"x-amz-credential": credential}, {"x-amz-date": amz_date}])
+        encoded = base64.b64encode(json.dumps(policy).encode()).decode()
+        signing_key = ("AWS4" + SECRET_KEY).encode()
+        for part in [amz_date[:8], "us-east-1", "s3", "aws4_request"]:
+            signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+        return {"key": key, "x-amz-algorithm": "AWS4-HMAC-SHA256", "x-amz-credential": credential, "x-amz-date": amz_date,
+                "policy": encoded, "x-amz-signature": hmac.new(signing_key, encoded.encode(), hashlib.sha256).hexdigest()}
+
+    def test_a_policy_past_its_expiration_or_without_a_valid_one_is_refused(self):
+        url = "%s/%s" % (ENDPOINT, self.bucket)
+        in_an_hour = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # The hand-signed form is accepted while its policy is valid ...
+        code, _, body = post_form(url, self.signed_fields("ok.txt", {"expiration": in_an_hour}), "ok.txt", b"x")
+        self.assertIn(code, (200, 204), body)
+        # ... and refused once it has expired (boto3's own form, made to expire a minute ago).
+        post = S3.generate_presigned_post(self.bucket, "late.txt", ExpiresIn=-60)
+        code, _, body = post_form(post["url"], post["fields"], "late.txt", b"too late")
+        self.assertEqual(code, 403, body)
+        self.assertIn(b"<Code>AccessDenied</Code>", body)
+        # A policy without an expiration, or with one that is no date, is not a policy.
+        for policy in [{"conditions": []}, {"expiration": "next tuesday"}]:
+            code, _, body = post_form(url, self.signed_fields("bad.txt", policy), "bad.txt", b"x")
+            self.assertEqual(code, 400, (policy, body))
+            self.assertIn(b"<Code>InvalidPolicyDocument</Code>", body)
+        self.assertEqual(keys_of(self.bucket), ["ok.txt"])
 
 
 class Versioning(unittest.TestCase):

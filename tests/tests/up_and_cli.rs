@@ -240,6 +240,15 @@ async fn the_aws_cli_works_against_the_s3_edge() {
     // The multipart upload kept S3's ETag shape (md5-of-parts and the part count).
     let head = aws(&["s3api", "head-object", "--bucket", "cli-bucket", "--key", "tree/big.bin"]);
     assert!(json(&head)["ETag"].as_str().unwrap().ends_with("-2\""), "{head}");
+    // `cp --acl public-read` publishes one object: anyone reads it through the edge, unsigned;
+    // its neighbours stay private.
+    aws(&["s3", "cp", tree.join("readme.txt").to_str().unwrap(), "s3://cli-bucket/public/readme.txt", "--acl", "public-read"]);
+    let anyone = reqwest::Client::new();
+    let public = anyone.get(format!("{s3}/cli-bucket/public/readme.txt")).send().await.unwrap();
+    assert_eq!(public.status(), 200);
+    assert_eq!(public.bytes().await.unwrap(), b"hello from the aws cli".as_slice());
+    let private = anyone.get(format!("{s3}/cli-bucket/tree/readme.txt")).send().await.unwrap();
+    assert_eq!(private.status(), 403);
     // rclone (Debian's) against the same edge: copy, check, sync a deletion, list.
     let rclone = |args: &[&str]| {
         let out = Command::new("rclone")

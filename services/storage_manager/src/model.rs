@@ -51,6 +51,9 @@ pub struct ObjectInfo {
     /// The version's id when the bucket keeps versions (S3 versioning); None: the null version.
     #[oai(skip)]
     pub version_id: Option<String>,
+    /// The object's canned S3 ACL (`public-read`, …); None: private.
+    #[oai(skip)]
+    pub acl: Option<String>,
 }
 
 /// One page of a listing.

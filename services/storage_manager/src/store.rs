@@ -36,6 +36,8 @@ pub struct ObjectRow {
     pub checksum: Option<String>,
     /// None: the "null" version (written while the bucket's versioning was off or suspended).
     pub version_id: Option<String>,
+    /// The object's canned ACL; None: private.
+    pub acl: Option<String>,
 }
 
 /// A version kept in `object_versions`: an earlier version of a key, or a delete marker.
@@ -57,6 +59,7 @@ pub struct VersionRow {
     pub headers: String,
     pub tags: String,
     pub checksum: Option<String>,
+    pub acl: Option<String>,
 }
 
 impl VersionRow {
@@ -79,6 +82,7 @@ impl VersionRow {
             headers: row.headers,
             tags: row.tags,
             checksum: row.checksum,
+            acl: row.acl,
         }
     }
 
@@ -99,6 +103,7 @@ impl VersionRow {
             tags: self.tags.clone(),
             checksum: self.checksum.clone(),
             version_id: (self.version_id != NULL_VERSION).then(|| self.version_id.clone()),
+            acl: self.acl.clone(),
         })
     }
 }
@@ -129,6 +134,7 @@ pub struct UploadRow {
     pub created_at: i64,
     pub headers: String,
     pub tags: String,
+    pub acl: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -227,12 +233,12 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
-const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum, version_id) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum, version_id, acl) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (bucket, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size, etag = excluded.etag, \
      content_type = excluded.content_type, metadata = excluded.metadata, key_ref = excluded.key_ref, \
      wrapped_key = excluded.wrapped_key, created_at = excluded.created_at, headers = excluded.headers, tags = excluded.tags, \
-     checksum = excluded.checksum, version_id = excluded.version_id";
+     checksum = excluded.checksum, version_id = excluded.version_id, acl = excluded.acl";
 
 fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
     sqlx::query(UPSERT_OBJECT)
@@ -250,6 +256,7 @@ fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::
         .bind(&row.tags)
         .bind(&row.checksum)
         .bind(&row.version_id)
+        .bind(&row.acl)
 }
 
 /// Before a key's current object is replaced or removed under versioning: keeps it as an earlier
@@ -269,9 +276,9 @@ async fn archive_current(tx: &mut sqlx::SqliteConnection, bucket: &str, key: &[u
     }
     sqlx::query(
         "INSERT INTO object_versions (bucket, key, version_id, delete_marker, blob_id, size, etag, content_type, metadata, key_ref, \
-         wrapped_key, created_at, headers, tags, checksum, archived_at) \
+         wrapped_key, created_at, headers, tags, checksum, acl, archived_at) \
          SELECT bucket, key, COALESCE(version_id, ?), 0, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, created_at, \
-         headers, tags, checksum, ? FROM objects WHERE bucket = ? AND key = ? AND (? OR version_id IS NOT NULL)",
+         headers, tags, checksum, acl, ? FROM objects WHERE bucket = ? AND key = ? AND (? OR version_id IS NOT NULL)",
     )
     .bind(NULL_VERSION)
     .bind(aerekos_common::db::now_ms())
@@ -364,6 +371,28 @@ pub async fn set_object_tags(db: &Db, bucket: &str, key: &str, tags: &str) -> Db
         .execute(&db.write)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Replaces the canned ACL of a key's current object, or of the version named (the current one or
+/// an earlier one; never a delete marker). false: no such object or version.
+pub async fn set_object_acl(db: &Db, bucket: &str, key: &str, version: Option<&str>, acl: Option<&str>) -> DbResult<bool> {
+    let current = sqlx::query("UPDATE objects SET acl = ?1 WHERE bucket = ?2 AND key = ?3 AND (?4 IS NULL OR COALESCE(version_id, ?5) = ?4)")
+        .bind(acl)
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .bind(version)
+        .bind(NULL_VERSION)
+        .execute(&db.write)
+        .await?;
+    let Some(version) = version.filter(|_| current.rows_affected() == 0) else { return Ok(current.rows_affected() > 0) };
+    let earlier = sqlx::query("UPDATE object_versions SET acl = ? WHERE bucket = ? AND key = ? AND version_id = ? AND delete_marker = 0")
+        .bind(acl)
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .bind(version)
+        .execute(&db.write)
+        .await?;
+    Ok(earlier.rows_affected() > 0)
 }
 
 /// Removes a key's current object. Under versioning the object is kept as an earlier version and a
@@ -483,11 +512,11 @@ pub async fn versions_in_range(db: &Db, bucket: &str, from: &[u8], to: Option<&[
     sqlx::query_as(
         "SELECT * FROM ( \
            SELECT 9223372036854775807 AS seq, bucket, key, COALESCE(version_id, 'null') AS version_id, 0 AS delete_marker, blob_id, size, \
-                  etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum \
+                  etag, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, checksum, acl \
              FROM objects WHERE bucket = ?1 AND key >= ?2 AND key < ?3 \
            UNION ALL \
            SELECT seq, bucket, key, version_id, delete_marker, blob_id, size, etag, content_type, metadata, key_ref, wrapped_key, \
-                  created_at, headers, tags, checksum \
+                  created_at, headers, tags, checksum, acl \
              FROM object_versions WHERE bucket = ?1 AND key >= ?2 AND key < ?3 \
          ) ORDER BY key, seq DESC LIMIT ?4",
     )
@@ -547,8 +576,8 @@ pub async fn clear_garbage(db: &Db) -> DbResult<()> {
 
 pub async fn insert_upload(db: &Db, row: &UploadRow) -> DbResult<()> {
     sqlx::query(
-        "INSERT INTO uploads (id, bucket, key, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO uploads (id, bucket, key, content_type, metadata, key_ref, wrapped_key, created_at, headers, tags, acl) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.id)
     .bind(&row.bucket)
@@ -560,6 +589,7 @@ pub async fn insert_upload(db: &Db, row: &UploadRow) -> DbResult<()> {
     .bind(row.created_at)
     .bind(&row.headers)
     .bind(&row.tags)
+    .bind(&row.acl)
     .execute(&db.write)
     .await
     .map(|_| ())

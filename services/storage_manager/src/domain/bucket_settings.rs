@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use aerekos_common::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 
-use super::policy::{BucketAccess, Policy, canned_acl_grants};
+use super::policy::{BucketAccess, Policy, canned_acl_grants, is_public_acl};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -96,7 +96,12 @@ impl BucketSettings {
             (Some(acl), false) => canned_acl_grants(bucket, acl)?,
             _ => Policy::default(),
         };
-        Ok(BucketAccess { policy, public_grants, restrict_public: block.restrict_public_buckets })
+        Ok(BucketAccess {
+            policy,
+            public_grants,
+            restrict_public: block.restrict_public_buckets,
+            ignore_public_acls: block.ignore_public_acls,
+        })
     }
 
     /// Refusals S3 makes when a policy or ACL is put: a public one under a block saying no. (A
@@ -114,7 +119,7 @@ impl BucketSettings {
         if block.block_public_policy && access.policy.as_ref().is_some_and(Policy::is_public) {
             return denied("a policy that allows anyone");
         }
-        if block.block_public_acls && self.canned_acl.as_deref().is_some_and(|a| a.starts_with("public-")) {
+        if block.block_public_acls && self.canned_acl.as_deref().is_some_and(is_public_acl) {
             return denied("a public canned ACL");
         }
         Ok(())

@@ -16,7 +16,7 @@ use md5::{Digest as _, Md5};
 use super::{
     blobs::{BlobStore, BlobWriter, ByteStream, Seal, WrittenBlob, hex},
     bucket_settings::BucketSettings,
-    policy::BucketAccess,
+    policy::{self, BucketAccess},
     envelope::Envelope,
     names::{check_bucket_name, check_headers, check_key, check_metadata, check_tags},
 };
@@ -129,6 +129,8 @@ pub struct NewObject {
     pub tags: BTreeMap<String, String>,
     /// A key_manager key for this object; else the bucket's default, else none.
     pub encryption_key: Option<String>,
+    /// The object's canned ACL (one of [`policy::OBJECT_CANNED_ACLS`]); None: private.
+    pub acl: Option<String>,
 }
 
 /// What a write must satisfy before it replaces anything: the bytes' integrity and the key's
@@ -286,6 +288,8 @@ pub struct CopySource {
     pub replace_metadata: Option<NewObject>,
     /// None: keep the source's tags.
     pub replace_tags: Option<BTreeMap<String, String>>,
+    /// The copy's canned ACL (as in S3, never the source's); None: private.
+    pub acl: Option<String>,
     pub encryption_key: Option<String>,
     /// What must hold of the source (`x-amz-copy-source-if-*`); a failure is 412.
     pub conditions: ReadConditions,
@@ -481,6 +485,7 @@ impl Storage {
             check_new_object(&new)?;
             let expected_md5 = checks.expected_md5()?;
             let bucket_row = self.bucket_row(bucket)?;
+            self.check_acl_allowed(bucket, new.acl.as_deref())?;
             let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
             let (seal, wrapped) = self.new_seal(key_ref.as_deref(), OBJECT_DOMAIN).await?;
             Ok((key_ref, seal, wrapped, expected_md5))
@@ -889,6 +894,7 @@ impl Storage {
             },
         };
         new.tags = source.replace_tags.unwrap_or_else(|| info.tags.clone());
+        new.acl = source.acl;
         // As in S3: unless the copy names a key, the destination bucket's default applies.
         new.encryption_key = source.encryption_key;
         self.put_object(bucket, key, new, WriteChecks::default(), download.body).await
@@ -911,12 +917,45 @@ impl Storage {
         Ok(())
     }
 
+    // ---- object ACLs
+
+    /// The canned ACL of the key's current object or of the version asked for (None: private).
+    pub async fn object_acl(&self, bucket: &str, key: &str, version: Option<&str>) -> ApiResult<Option<String>> {
+        Ok(self.object_row(bucket, key, version).await?.acl)
+    }
+
+    /// Replaces the canned ACL of the key's current object or of a version ("private": None).
+    pub async fn set_object_acl(&self, bucket: &str, key: &str, version: Option<&str>, acl: &str) -> ApiResult<()> {
+        policy::check_object_acl(acl)?;
+        self.check_acl_allowed(bucket, Some(acl))?;
+        let acl = (acl != "private").then_some(acl);
+        if !store::set_object_acl(&self.db, bucket, key, version, acl).await.map_err(db_err)? {
+            // The precise refusal: no bucket, no object, no such version or a delete marker.
+            self.object_row(bucket, key, version).await?;
+            return Err(no_object(bucket, key));
+        }
+        Ok(())
+    }
+
+    /// A bucket whose public access block has BlockPublicAcls refuses public ACLs on its objects.
+    fn check_acl_allowed(&self, bucket: &str, acl: Option<&str>) -> ApiResult<()> {
+        let blocked = self.known_bucket(bucket)?.settings.public_access_block.is_some_and(|b| b.block_public_acls);
+        if blocked && acl.is_some_and(policy::is_public_acl) {
+            return Err(ApiError::forbidden(
+                "public_access_blocked",
+                "the bucket's public access block refuses a public ACL; change the block first",
+            ));
+        }
+        Ok(())
+    }
+
     // ---- multipart uploads
 
     pub async fn create_upload(&self, bucket: &str, key: &str, new: NewObject) -> ApiResult<UploadInfo> {
         check_key(key)?;
         check_new_object(&new)?;
         let bucket_row = self.bucket_row(bucket)?;
+        self.check_acl_allowed(bucket, new.acl.as_deref())?;
         let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
         let wrapped = match &key_ref {
             Some(k) => Some(self.envelope.new_data_key(k).await?.1),
@@ -933,6 +972,7 @@ impl Storage {
             created_at: now_ms(),
             headers: serde_json::to_string(&new.headers).map_err(ApiError::internal)?,
             tags: serde_json::to_string(&new.tags).map_err(ApiError::internal)?,
+            acl: new.acl,
         };
         store::insert_upload(&self.db, &row).await.map_err(db_err)?;
         Ok(UploadInfo { upload_id: row.id, bucket: bucket.to_owned(), key: key.to_owned(), created_at: ts(row.created_at) })
@@ -1109,6 +1149,7 @@ impl Storage {
             headers: serde_json::from_str(&upload.headers).map_err(ApiError::internal)?,
             tags: serde_json::from_str(&upload.tags).map_err(ApiError::internal)?,
             encryption_key: None,
+            acl: upload.acl.clone(),
         };
         let mode = self.version_mode(bucket)?;
         let mut row = object_row(bucket, key, &blob, etag, &new, upload.key_ref.clone(), upload.wrapped_key.clone())?;
@@ -1220,13 +1261,15 @@ fn object_row(
         tags: serde_json::to_string(&new.tags).map_err(ApiError::internal)?,
         checksum: None,
         version_id: None,
+        acl: new.acl.clone(),
     })
 }
 
 fn check_new_object(new: &NewObject) -> ApiResult<()> {
     check_metadata(&new.metadata)?;
     check_headers(&new.headers)?;
-    check_tags(&new.tags)
+    check_tags(&new.tags)?;
+    new.acl.as_deref().map_or(Ok(()), policy::check_object_acl)
 }
 
 fn bucket_model(row: BucketRow) -> Bucket {
@@ -1247,6 +1290,7 @@ fn object_model(row: ObjectRow) -> ApiResult<ObjectInfo> {
         tags: serde_json::from_str(&row.tags).map_err(ApiError::internal)?,
         checksum: row.checksum,
         version_id: row.version_id,
+        acl: row.acl,
     })
 }
 

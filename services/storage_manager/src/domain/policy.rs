@@ -230,6 +230,9 @@ pub struct BucketAccess {
     /// A public access block's RestrictPublicBuckets: statements allowing anyone do not let
     /// unsigned requests in.
     pub restrict_public: bool,
+    /// A public access block's IgnorePublicAcls: public canned ACLs, the bucket's and its
+    /// objects', grant nothing.
+    pub ignore_public_acls: bool,
 }
 
 impl BucketAccess {
@@ -253,6 +256,40 @@ impl BucketAccess {
             && (self.policy.as_ref().is_some_and(|p| p.matching(Effect::Allow, principal, request))
                 || self.public_grants.matching(Effect::Allow, principal, request))
     }
+}
+
+impl BucketAccess {
+    /// Whether an object's own ACL may still let in a request [`Self::decide`] refused: an unsigned
+    /// read of the object, that no statement denies, on a bucket that does not ignore public ACLs.
+    /// (Signed requests never need it: this platform's access keys hold every bucket.)
+    pub fn object_acl_may_allow(&self, principal: &Principal, request: &Request<'_>) -> bool {
+        principal.access_key.is_none()
+            && request.action.eq_ignore_ascii_case("s3:GetObject")
+            && !self.ignore_public_acls
+            && !self.policy.as_ref().is_some_and(|p| p.matching(Effect::Deny, principal, request))
+    }
+}
+
+/// The canned ACLs an object may have (S3's list). Only the public ones grant anything here:
+/// this platform's access keys are the only authenticated users, and they hold every bucket.
+pub const OBJECT_CANNED_ACLS: [&str; 7] =
+    ["private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control"];
+
+pub fn check_object_acl(acl: &str) -> ApiResult<()> {
+    if OBJECT_CANNED_ACLS.contains(&acl) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request("invalid_acl", format!("canned ACL {acl:?} is not one of {}", OBJECT_CANNED_ACLS.join(", "))))
+}
+
+/// A canned ACL that lets anyone read (what a public access block's BlockPublicAcls refuses).
+pub fn is_public_acl(acl: &str) -> bool {
+    acl.starts_with("public-")
+}
+
+/// A canned ACL that lets anyone read an object.
+pub fn acl_grants_anyone_read(acl: &str) -> bool {
+    matches!(acl, "public-read" | "public-read-write")
 }
 
 /// `*` matches any run of characters, `?` any one.
@@ -408,6 +445,21 @@ mod tests {
         for bad in ["read", "delete:b", "read:", "read:Bad_Name", "read:a*b*"] {
             assert_eq!(KeyScopes::parse(&[bad.into()]).unwrap_err().body().code, "invalid_scopes", "{bad}");
         }
+    }
+
+    #[test]
+    fn an_object_acl_is_asked_only_for_unsigned_reads_nothing_denies() {
+        let (anyone, get) = anonymous_get("b", "k");
+        assert!(BucketAccess::default().object_acl_may_allow(&anyone, &get));
+        let put = Request { action: "s3:PutObject", resource: object_arn("b", "k") };
+        assert!(!BucketAccess::default().object_acl_may_allow(&anyone, &put));
+        let ignoring = BucketAccess { ignore_public_acls: true, ..Default::default() };
+        assert!(!ignoring.object_acl_may_allow(&anyone, &get));
+        let deny = Policy::parse(r#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/k"}}"#, "b");
+        let denying = BucketAccess { policy: Some(deny.unwrap()), ..Default::default() };
+        assert!(!denying.object_acl_may_allow(&anyone, &get));
+        assert!(check_object_acl("bucket-owner-full-control").is_ok());
+        assert_eq!(check_object_acl("log-delivery-write").unwrap_err().body().code, "invalid_acl");
     }
 
     #[test]

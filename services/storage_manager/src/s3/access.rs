@@ -49,9 +49,28 @@ impl s3s::access::S3Access for PolicyAccess {
             // Decided key by key in the operation itself.
             s3s::path::S3Path::Bucket { .. } if operation == "DeleteObjects" => true,
             s3s::path::S3Path::Bucket { bucket } => allowed(&self.storage, &principal, &action, bucket, None),
-            s3s::path::S3Path::Object { bucket, key } => allowed(&self.storage, &principal, &action, bucket, Some(key)),
+            s3s::path::S3Path::Object { bucket, key } => {
+                allowed(&self.storage, &principal, &action, bucket, Some(key))
+                    || self.object_acl_allows(&principal, &action, bucket, key, cx.uri()).await
+            }
         };
         if ok { Ok(()) } else { Err(access_denied()) }
+    }
+}
+
+impl PolicyAccess {
+    /// What the bucket refused, an object's public canned ACL may still allow: an unsigned read of
+    /// that object (the version the query names, else the current one).
+    async fn object_acl_allows(&self, principal: &Principal, action: &str, bucket: &str, key: &str, uri: &http::Uri) -> bool {
+        let Ok(known) = self.storage.known_bucket(bucket) else { return false };
+        let request = policy::Request { action, resource: policy::object_arn(bucket, key) };
+        if !known.access.object_acl_may_allow(principal, &request) {
+            return false;
+        }
+        let version = uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes()).find(|(name, _)| name == "versionId").map(|(_, value)| value.into_owned())
+        });
+        matches!(self.storage.object_acl(bucket, key, version.as_deref()).await, Ok(Some(acl)) if policy::acl_grants_anyone_read(&acl))
     }
 }
 

@@ -266,29 +266,53 @@ pub(super) fn tag_count(info: &ObjectInfo) -> Option<i32> {
     (!info.tags.is_empty()).then_some(info.tags.len() as i32)
 }
 
-/// Canned ACLs this service can honour: `private` (what every bucket and object is).
-pub(super) fn only_private_acl(acl: Option<&str>) -> S3Result<()> {
-    match acl {
-        None | Some("private") => Ok(()),
-        Some(other) => Err(S3Error::with_message(
+/// An object's canned ACL as a request gives it (`x-amz-acl`; None: private). ACL grants
+/// (`x-amz-grant-*`) are refused rather than ignored: a grant not kept would be a lie about who
+/// can read the object.
+pub(super) fn requested_object_acl(acl: Option<&dto::ObjectCannedACL>, grants: bool) -> S3Result<Option<String>> {
+    if grants {
+        return Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
-            format!("canned ACL {other:?} is not offered: buckets and objects are private to the platform's access keys"),
-        )),
+            "ACL grants (x-amz-grant-*, an AccessControlPolicy) are not offered: use a canned ACL (x-amz-acl) or a bucket policy",
+        ));
     }
+    let Some(acl) = acl.map(|a| a.as_str()) else { return Ok(None) };
+    crate::domain::policy::check_object_acl(acl).map_err(to_s3)?;
+    Ok((acl != "private").then(|| acl.to_owned()))
 }
 
-pub(super) fn owner_full_control(owner: dto::Owner) -> (Option<Vec<dto::Grant>>, Option<dto::Owner>) {
-    let grant = dto::Grant {
-        grantee: Some(dto::Grantee {
-            display_name: owner.display_name.clone(),
-            id: owner.id.clone(),
-            type_: dto::Type::from_static(dto::Type::CANONICAL_USER),
-            email_address: None,
-            uri: None,
-        }),
-        permission: Some(dto::Permission::from_static(dto::Permission::FULL_CONTROL)),
+/// An ACL as S3 lists it: the owner's FULL_CONTROL, and what a canned ACL grants S3's groups.
+pub(super) fn canned_acl_listing(owner: dto::Owner, acl: Option<&str>) -> (Option<Vec<dto::Grant>>, Option<dto::Owner>) {
+    let grant = |grantee: dto::Grantee, permission: &'static str| dto::Grant {
+        grantee: Some(grantee),
+        permission: Some(dto::Permission::from_static(permission)),
     };
-    (Some(vec![grant]), Some(owner))
+    let group = |uri: &str| dto::Grantee {
+        type_: dto::Type::from_static(dto::Type::GROUP),
+        uri: Some(uri.to_owned()),
+        display_name: None,
+        email_address: None,
+        id: None,
+    };
+    const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+    const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
+    let owner_grantee = dto::Grantee {
+        display_name: owner.display_name.clone(),
+        id: owner.id.clone(),
+        type_: dto::Type::from_static(dto::Type::CANONICAL_USER),
+        email_address: None,
+        uri: None,
+    };
+    let mut grants = vec![grant(owner_grantee, dto::Permission::FULL_CONTROL)];
+    match acl {
+        Some("public-read") => grants.push(grant(group(ALL_USERS), dto::Permission::READ)),
+        Some("public-read-write") => {
+            grants.extend([grant(group(ALL_USERS), dto::Permission::READ), grant(group(ALL_USERS), dto::Permission::WRITE)]);
+        }
+        Some("authenticated-read") => grants.push(grant(group(AUTHENTICATED_USERS), dto::Permission::READ)),
+        _ => {}
+    }
+    (Some(grants), Some(owner))
 }
 
 /// Our API's errors in S3's terms (codes S3 SDKs know and act on).
@@ -512,6 +536,7 @@ pub(super) fn copy_source(source: &dto::CopySource, conditions: ReadConditions) 
         replace_metadata: None,
         replace_tags: None,
         encryption_key: None,
+        acl: None,
         conditions,
         version: version_id.as_ref().map(|v| v.to_string()),
     })

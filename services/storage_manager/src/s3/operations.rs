@@ -115,23 +115,7 @@ impl S3 for S3Front {
 
     async fn get_bucket_acl(&self, req: S3Request<dto::GetBucketAclInput>) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
         let bucket = self.storage.known_bucket(&req.input.bucket).map_err(to_s3)?;
-        let (mut grants, owner) = owner_full_control(self.owner(&req));
-        let public = |permission: &'static str| dto::Grant {
-            grantee: Some(dto::Grantee {
-                type_: dto::Type::from_static(dto::Type::GROUP),
-                uri: Some("http://acs.amazonaws.com/groups/global/AllUsers".into()),
-                display_name: None,
-                email_address: None,
-                id: None,
-            }),
-            permission: Some(dto::Permission::from_static(permission)),
-        };
-        let list = grants.get_or_insert_with(Vec::new);
-        match bucket.settings.canned_acl.as_deref() {
-            Some("public-read") => list.push(public(dto::Permission::READ)),
-            Some("public-read-write") => list.extend([public(dto::Permission::READ), public(dto::Permission::WRITE)]),
-            _ => {}
-        }
+        let (grants, owner) = canned_acl_listing(self.owner(&req), bucket.settings.canned_acl.as_deref());
         Ok(S3Response::new(dto::GetBucketAclOutput { grants, owner }))
     }
 
@@ -471,17 +455,23 @@ impl S3 for S3Front {
     }
 
     async fn get_object_acl(&self, req: S3Request<dto::GetObjectAclInput>) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
-        self.storage.head_object(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
-        let (grants, owner) = owner_full_control(self.owner(&req));
+        let input = &req.input;
+        let acl = self.storage.object_acl(&input.bucket, &input.key, input.version_id.as_deref()).await.map_err(to_s3)?;
+        let (grants, owner) = canned_acl_listing(self.owner(&req), acl.as_deref());
         Ok(S3Response::new(dto::GetObjectAclOutput { grants, owner, ..Default::default() }))
     }
 
     async fn put_object_acl(&self, req: S3Request<dto::PutObjectAclInput>) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
-        self.storage.head_object(&req.input.bucket, &req.input.key).await.map_err(to_s3)?;
-        only_private_acl(req.input.acl.as_ref().map(|a| a.as_str()))?;
-        if req.input.access_control_policy.is_some() {
-            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "ACL grants are not offered: only the canned ACL private"));
-        }
+        let input = req.input;
+        let grants = input.access_control_policy.is_some()
+            || input.grant_full_control.is_some()
+            || input.grant_read.is_some()
+            || input.grant_read_acp.is_some()
+            || input.grant_write.is_some()
+            || input.grant_write_acp.is_some();
+        let acl = requested_object_acl(input.acl.as_ref(), grants)?;
+        let acl = acl.as_deref().unwrap_or("private");
+        self.storage.set_object_acl(&input.bucket, &input.key, input.version_id.as_deref(), acl).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::PutObjectAclOutput::default()))
     }
 
@@ -529,12 +519,13 @@ impl S3 for S3Front {
         }
         let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
         let checked = (|| {
-            only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
+            let grants = input.grant_full_control.is_some() || input.grant_read.is_some() || input.grant_read_acp.is_some() || input.grant_write_acp.is_some();
+            let acl = requested_object_acl(input.acl.as_ref(), grants)?;
             let encryption_key = requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id)?;
             let precondition = write_precondition(input.if_match, input.if_none_match)?;
-            Ok((encryption_key, precondition, body_check?))
+            Ok((acl, encryption_key, precondition, body_check?))
         })();
-        let (encryption_key, precondition, body_check) = match checked {
+        let (acl, encryption_key, precondition, body_check) = match checked {
             Ok(checked) => checked,
             Err(e) => return Err(refuse_upload(e, body).await),
         };
@@ -550,6 +541,7 @@ impl S3 for S3Front {
             ),
             tags: tagging_header(input.tagging.as_deref()),
             encryption_key,
+            acl,
         };
         let checks = WriteChecks { content_md5: input.content_md5, precondition, body_check };
         let info = self.storage.put_object(&input.bucket, &input.key, new, checks, body).await.map_err(body_refusal)?;
@@ -822,7 +814,8 @@ impl S3 for S3Front {
     async fn copy_object(&self, req: S3Request<dto::CopyObjectInput>) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         self.may_read_source(&req, &req.input.copy_source)?;
         let input = req.input;
-        only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
+        let grants = input.grant_full_control.is_some() || input.grant_read.is_some() || input.grant_read_acp.is_some() || input.grant_write_acp.is_some();
+        let acl = requested_object_acl(input.acl.as_ref(), grants)?;
         let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
         let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
         let encryption_key = requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id)?;
@@ -850,6 +843,7 @@ impl S3 for S3Front {
             }),
             replace_tags: replace_tags.then(|| tagging_header(input.tagging.as_deref())),
             encryption_key,
+            acl,
             ..source
         };
         let copy_source_version = source.version.clone();
@@ -898,7 +892,8 @@ impl S3 for S3Front {
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
         let input = req.input;
-        only_private_acl(input.acl.as_ref().map(|a| a.as_str()))?;
+        let grants = input.grant_full_control.is_some() || input.grant_read.is_some() || input.grant_read_acp.is_some() || input.grant_write_acp.is_some();
+        let acl = requested_object_acl(input.acl.as_ref(), grants)?;
         let encryption_key = requested_key(input.server_side_encryption.as_ref(), input.ssekms_key_id)?;
         let new = NewObject {
             content_type: input.content_type,
@@ -912,6 +907,7 @@ impl S3 for S3Front {
             ),
             tags: tagging_header(input.tagging.as_deref()),
             encryption_key,
+            acl,
         };
         let upload = self.storage.create_upload(&input.bucket, &input.key, new).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {
