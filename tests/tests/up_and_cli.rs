@@ -249,6 +249,31 @@ async fn the_aws_cli_works_against_the_s3_edge() {
     assert_eq!(public.bytes().await.unwrap(), b"hello from the aws cli".as_slice());
     let private = anyone.get(format!("{s3}/cli-bucket/tree/readme.txt")).send().await.unwrap();
     assert_eq!(private.status(), 403);
+
+    // Virtual-host buckets through the edge: storage_manager deployed with S3_DOMAIN (a stateful
+    // service changes its env only while disabled), then `<bucket>.<domain>` at the edge's port.
+    let env = std::collections::HashMap::from([("S3_DOMAIN".to_owned(), "s3.aerekos.test".to_owned())]);
+    let deploy = |env: std::collections::HashMap<String, String>| {
+        admin.deploy_service().name("storage_manager").body(aerekos_sdk::conductor::types::DeployRequest { env, ..Default::default() }).send()
+    };
+    expect_api_error(failure(deploy(env.clone()).await), 409, "stateful_service_running");
+    let platform_set = std::collections::HashMap::from([("DATA_DIR".to_owned(), "/elsewhere".to_owned())]);
+    expect_api_error(failure(deploy(platform_set).await), 400, "invalid_env");
+    admin.disable_service().name("storage_manager").send().await.unwrap();
+    let deployed = deploy(env).await.unwrap().into_inner();
+    assert_eq!(deployed.spec.unwrap().env.get("S3_DOMAIN").map(String::as_str), Some("s3.aerekos.test"));
+    let edge_port = reqwest::Url::parse(&s3).unwrap().port().unwrap();
+    let hosted = eventually(90, "the public object by virtual host at the edge", || async {
+        let answer = anyone
+            .get(format!("{s3}/public/readme.txt"))
+            .header(reqwest::header::HOST, format!("cli-bucket.s3.aerekos.test:{edge_port}"))
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 200).then_some(answer)
+    })
+    .await;
+    assert_eq!(hosted.bytes().await.unwrap(), b"hello from the aws cli".as_slice());
     // rclone (Debian's) against the same edge: copy, check, sync a deletion, list.
     let rclone = |args: &[&str]| {
         let out = Command::new("rclone")

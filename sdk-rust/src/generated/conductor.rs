@@ -314,6 +314,18 @@ or else to the catalog's defaults.*/
         pub backup_interval_secs: ::std::option::Option<u64>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub driver: ::std::option::Option<DriverKind>,
+        /**Environment variables for the instances, replacing the deployment's as a whole (`{}`
+clears them). Names are `[A-Za-z_][A-Za-z0-9_]*`; those the worker sets itself (`PORT`,
+`DATA_DIR`, `CONDUCTOR_URL`, `TLS_CERT_PEM`, `TLS_KEY_PEM`, `AEREKOS_*`) are refused.
+Changing them replaces the instances; a stateful service's must be disabled first.*/
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
         ///Place only on workers with all these labels.
         #[serde(
             default,
@@ -379,6 +391,16 @@ Without it, a stateful service runs only where its volume is.*/
         pub backup_interval_secs: ::std::option::Option<u64>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub driver: ::std::option::Option<DriverKind>,
+        /**Environment variables every instance gets, over the service's own (`S3_DOMAIN` for
+storage_manager, an app's settings).*/
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
         ///Only workers carrying all these labels.
         #[serde(
             default,
@@ -3381,6 +3403,13 @@ instance uses them now.*/
                 ::std::option::Option<super::DriverKind>,
                 ::std::string::String,
             >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
             labels: ::std::result::Result<
                 ::std::collections::HashMap<
                     ::std::string::String,
@@ -3418,6 +3447,7 @@ instance uses them now.*/
                 Self {
                     backup_interval_secs: Ok(Default::default()),
                     driver: Ok(Default::default()),
+                    env: Ok(Default::default()),
                     labels: Ok(Default::default()),
                     load_balancing: Ok(Default::default()),
                     replicas: Ok(Default::default()),
@@ -3452,6 +3482,23 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for driver: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
                     });
                 self
             }
@@ -3557,6 +3604,7 @@ instance uses them now.*/
                 Ok(Self {
                     backup_interval_secs: value.backup_interval_secs?,
                     driver: value.driver?,
+                    env: value.env?,
                     labels: value.labels?,
                     load_balancing: value.load_balancing?,
                     replicas: value.replicas?,
@@ -3572,6 +3620,7 @@ instance uses them now.*/
                 Self {
                     backup_interval_secs: Ok(value.backup_interval_secs),
                     driver: Ok(value.driver),
+                    env: Ok(value.env),
                     labels: Ok(value.labels),
                     load_balancing: Ok(value.load_balancing),
                     replicas: Ok(value.replicas),
@@ -3786,6 +3835,13 @@ instance uses them now.*/
                 ::std::option::Option<super::DriverKind>,
                 ::std::string::String,
             >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
             labels: ::std::result::Result<
                 ::std::collections::HashMap<
                     ::std::string::String,
@@ -3809,6 +3865,7 @@ instance uses them now.*/
                 Self {
                     backup_interval_secs: Ok(Default::default()),
                     driver: Ok(Default::default()),
+                    env: Ok(Default::default()),
                     labels: Ok(Default::default()),
                     replicas: Err("no value supplied for replicas".to_string()),
                     resources: Err("no value supplied for resources".to_string()),
@@ -3841,6 +3898,23 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for driver: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
                     });
                 self
             }
@@ -3918,6 +3992,7 @@ instance uses them now.*/
                 Ok(Self {
                     backup_interval_secs: value.backup_interval_secs?,
                     driver: value.driver?,
+                    env: value.env?,
                     labels: value.labels?,
                     replicas: value.replicas?,
                     resources: value.resources?,
@@ -3931,6 +4006,7 @@ instance uses them now.*/
                 Self {
                     backup_interval_secs: Ok(value.backup_interval_secs),
                     driver: Ok(value.driver),
+                    env: Ok(value.env),
                     labels: Ok(value.labels),
                     replicas: Ok(value.replicas),
                     resources: Ok(value.resources),

@@ -1250,6 +1250,15 @@ export interface components {
              */
             backup_interval_secs?: number;
             driver?: components["schemas"]["DriverKind"];
+            /**
+             * @description Environment variables for the instances, replacing the deployment's as a whole (`{}`
+             *     clears them). Names are `[A-Za-z_][A-Za-z0-9_]*`; those the worker sets itself (`PORT`,
+             *     `DATA_DIR`, `CONDUCTOR_URL`, `TLS_CERT_PEM`, `TLS_KEY_PEM`, `AEREKOS_*`) are refused.
+             *     Changing them replaces the instances; a stateful service's must be disabled first.
+             */
+            env?: {
+                [key: string]: string;
+            };
             /** @description Place only on workers with all these labels. */
             labels?: {
                 [key: string]: string;
@@ -1311,6 +1320,14 @@ export interface components {
             backup_interval_secs?: number;
             /** @description Only this driver (absent: docker where a worker has it and the service has an image, else process). */
             driver?: components["schemas"]["DriverKind"] & unknown;
+            /**
+             * @description Environment variables every instance gets, over the service's own (`S3_DOMAIN` for
+             *     storage_manager, an app's settings).
+             * @default {}
+             */
+            env?: {
+                [key: string]: string;
+            };
             /**
              * @description Only workers carrying all these labels.
              * @default {}

@@ -123,6 +123,10 @@ pub struct DeployArgs {
     /// Only on workers with this label, as key=value (repeatable).
     #[arg(long = "label")]
     labels: Vec<String>,
+    /// An environment variable for the instances, as NAME=value (repeatable); given at all, the
+    /// set replaces the deployment's. Not for secrets: arguments are visible to the machine's users.
+    #[arg(long = "env")]
+    env: Vec<String>,
     #[arg(long, value_parser = ["spread", "binpack"])]
     strategy: Option<String>,
     #[arg(long, value_parser = ["process", "docker"])]
@@ -458,11 +462,17 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                     })
                 }
             };
-            let mut labels = HashMap::new();
-            for pair in &args.labels {
-                let (k, v) = pair.split_once('=').with_context(|| format!("--label {pair:?} is not key=value"))?;
-                labels.insert(k.to_owned(), v.to_owned());
-            }
+            let pairs = |flag: &str, given: &[String]| -> anyhow::Result<HashMap<String, String>> {
+                given
+                    .iter()
+                    .map(|pair| {
+                        let (k, v) = pair.split_once('=').with_context(|| format!("--{flag} {pair:?} is not NAME=value"))?;
+                        Ok((k.to_owned(), v.to_owned()))
+                    })
+                    .collect()
+            };
+            let labels = pairs("label", &args.labels)?;
+            let env = pairs("env", &args.env)?;
             let req = DeployRequest {
                 replicas: args.replicas,
                 resources,
@@ -473,6 +483,7 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                 load_balancing: parse_choice(&args.load_balancing)?,
                 start_empty: args.start_empty.then_some(true),
                 backup_interval_secs: args.backup_every,
+                env,
             };
             let d = api(c.deploy_service().name(&args.name).body(req).send().await)?;
             finish_deploy(&c, global.output, d, &args.wait).await

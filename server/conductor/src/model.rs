@@ -508,6 +508,11 @@ pub struct DeploymentSpec {
     /// `BACKUP_INTERVAL`, default hourly; 0: no scheduled backups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_interval_secs: Option<u64>,
+    /// Environment variables every instance gets, over the service's own (`S3_DOMAIN` for
+    /// storage_manager, an app's settings).
+    #[oai(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Deploy a service: every field is optional and defaults to the service's current deployment,
@@ -533,6 +538,11 @@ pub struct DeployRequest {
     /// of its volume, leaving the old copy where it is (it is not deleted, and is no longer used).
     /// Without it, a stateful service runs only where its volume is.
     pub start_empty: Option<bool>,
+    /// Environment variables for the instances, replacing the deployment's as a whole (`{}`
+    /// clears them). Names are `[A-Za-z_][A-Za-z0-9_]*`; those the worker sets itself (`PORT`,
+    /// `DATA_DIR`, `CONDUCTOR_URL`, `TLS_CERT_PEM`, `TLS_KEY_PEM`, `AEREKOS_*`) are refused.
+    /// Changing them replaces the instances; a stateful service's must be disabled first.
+    pub env: Option<BTreeMap<String, String>>,
 }
 
 /// A service's deployment: what was asked for and the instances that serve it.

@@ -93,7 +93,7 @@ pub const UUID_PATTERN: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 /// The keywords [`declare`] adds that a client generator should not turn into types of their own:
 /// `cargo xtask sdk` removes them before progenitor reads a spec.
 pub const VALIDATION_KEYWORDS: &[&str] =
-    &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems"];
+    &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "maxProperties"];
 
 #[cfg(test)]
 mod tests {

@@ -74,7 +74,7 @@ pub type ConductorApi = (
 /// cannot say without making the SDK's types unions (a service definition's "a command or an
 /// image", an instance spec's likewise, a worker's address being IPv4 or IPv6).
 pub fn limits() -> Vec<aerekos_common::limits::Limit> {
-    use crate::domain::{audit, auth as domain_auth, workers};
+    use crate::domain::{audit, auth as domain_auth, deployments, workers};
     use aerekos_common::limits::Limit;
     use serde_json::json;
     vec![
@@ -91,6 +91,12 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
             "ServiceTokenRequest",
             "expires_in_secs",
             json!({"minimum": domain_auth::MIN_TOKEN_SECS, "maximum": domain_auth::SERVICE_TOKEN_MAX_SECS}),
+        ),
+        // Variable names ([A-Za-z_][A-Za-z0-9_]*, none the worker sets) have no OpenAPI 3.0 keyword.
+        Limit::property(
+            "DeployRequest",
+            "env",
+            json!({"maxProperties": deployments::MAX_ENV_VARS, "additionalProperties": {"maxLength": deployments::MAX_ENV_VALUE_CHARS}}),
         ),
         Limit::property("CreateApiKeyRequest", "name", json!({"pattern": "^[A-Za-z0-9._-]{1,64}$"})),
         Limit::property(

@@ -188,7 +188,7 @@ fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, p
     InstanceSpec {
         image,
         command,
-        env: service.env.clone(),
+        env: instance_env(service, spec),
         ports: vec![port],
         resources: Some(spec.resources),
         health_path: Some(service.health_path.clone()),
@@ -197,12 +197,50 @@ fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, p
     }
 }
 
-/// Whether `inst` no longer matches the deployment `spec` asks for.
-fn is_outdated(inst: &Instance, spec: &DeploymentSpec) -> bool {
+/// An instance's environment: the service's, with the deployment's over it.
+fn instance_env(service: &Service, spec: &DeploymentSpec) -> BTreeMap<String, String> {
+    let mut env = service.env.clone();
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// Whether `inst` no longer matches the deployment `spec` asks for of `service`.
+fn is_outdated(inst: &Instance, service: &Service, spec: &DeploymentSpec) -> bool {
     let driver = if inst.spec.image.is_some() { DriverKind::Docker } else { DriverKind::Process };
     inst.spec.resources != Some(spec.resources)
         || (!spec.worker_ids.is_empty() && !spec.worker_ids.contains(&inst.worker_id))
         || spec.driver.is_some_and(|d| d != driver)
+        || inst.spec.env != instance_env(service, spec)
+}
+
+/// The most variables a deployment's env holds, and the longest value (in characters).
+pub const MAX_ENV_VARS: usize = 100;
+pub const MAX_ENV_VALUE_CHARS: usize = 32 * 1024;
+
+/// Names the worker gives every instance itself (`worker::driver`): a deployment may not change
+/// where its instance listens, keeps its data or finds its conductor.
+const PLATFORM_ENV: &[&str] = &["PORT", "DATA_DIR", "CONDUCTOR_URL", "TLS_CERT_PEM", "TLS_KEY_PEM"];
+
+fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
+    let bad = |m: String| Err(ApiError::bad_request("invalid_env", m));
+    if env.len() > MAX_ENV_VARS {
+        return bad(format!("env has {} variables; at most {MAX_ENV_VARS}", env.len()));
+    }
+    for (name, value) in env {
+        let mut chars = name.chars();
+        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return bad(format!("env: {name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+        }
+        if PLATFORM_ENV.contains(&name.as_str()) || name.starts_with("AEREKOS_") {
+            return bad(format!("env: {name} is set by the worker for every instance; a deployment cannot change it"));
+        }
+        if value.chars().count() > MAX_ENV_VALUE_CHARS || value.contains('\0') {
+            return bad(format!("env: {name}'s value must be at most {MAX_ENV_VALUE_CHARS} characters, without NUL"));
+        }
+    }
+    Ok(())
 }
 
 /// Services in an order where each comes after what it depends on.
@@ -302,7 +340,7 @@ impl DeploymentService {
         let (kept, lost): (Vec<Instance>, Vec<Instance>) = lost.into_iter().partition(|i| holder == Some(i.worker_id));
         // Instances placed under an earlier deployment (other resources, workers or driver) are
         // replaced like lost ones: removed once the new ones are healthy.
-        let (outdated, mut live): (Vec<Instance>, Vec<Instance>) = live.into_iter().partition(|i| is_outdated(i, spec));
+        let (outdated, mut live): (Vec<Instance>, Vec<Instance>) = live.into_iter().partition(|i| is_outdated(i, service, spec));
         let wanted = spec.replicas as usize;
         if live.len() > wanted {
             // Keep the healthy and the oldest; remove the rest.
@@ -379,6 +417,7 @@ impl DeploymentService {
             strategy: Default::default(),
             driver: None,
             backup_interval_secs: None,
+            env: BTreeMap::new(),
         });
         let spec = DeploymentSpec {
             replicas: req.replicas.unwrap_or(base.replicas),
@@ -388,6 +427,7 @@ impl DeploymentService {
             strategy: req.strategy.unwrap_or(base.strategy),
             driver: req.driver.or(base.driver),
             backup_interval_secs: req.backup_interval_secs.or(base.backup_interval_secs),
+            env: req.env.clone().unwrap_or(base.env),
         };
         let bad = |m: String| Err(ApiError::bad_request("invalid_deployment", m));
         if spec.replicas > MAX_REPLICAS {
@@ -400,6 +440,7 @@ impl DeploymentService {
             ));
         }
         catalog::validate_resources(&spec.resources)?;
+        check_env(&spec.env)?;
         let unknown: Vec<String> =
             spec.worker_ids.iter().filter(|id| !cluster.workers.iter().any(|w| w.id == **id)).map(Uuid::to_string).collect();
         if !unknown.is_empty() {
@@ -422,12 +463,12 @@ impl DeploymentService {
                 ),
             ));
         }
-        let moves_running = cluster.instances.iter().any(|i| i.service.as_deref() == Some(&service.name) && is_outdated(i, &spec));
+        let moves_running = cluster.instances.iter().any(|i| i.service.as_deref() == Some(&service.name) && is_outdated(i, service, &spec));
         if service.stateful && moves_running && !start_empty {
             return Err(ApiError::conflict(
                 "stateful_service_running",
                 format!(
-                    "{} keeps its state on its worker, so its resources, workers and driver cannot change while it runs; \
+                    "{} keeps its state on its worker, so its resources, workers, driver and env cannot change while it runs; \
                      disable it and deploy again (it starts again on the worker holding its volume)",
                     service.name
                 ),
