@@ -46,6 +46,23 @@ async fn malformed_json_is_400_error_body() {
         .await
         .unwrap();
     error_body(resp, StatusCode::BAD_REQUEST, "bad_request").await;
+
+    // JSON of the wrong type for a string, or null for an optional field the spec does not call
+    // nullable: refused, naming the field, and nothing is made (poem-openapi alone would have
+    // read `false` as the name "false").
+    let token = admin.token().unwrap();
+    let api_keys = format!("{}/api/auth/api-keys", c.url);
+    for (sent, field) in [
+        (serde_json::json!({"name": false, "scopes": ["key_manager:encrypt:*"]}), "\"name\""),
+        (serde_json::json!({"name": "app", "scopes": ["key_manager:encrypt:*", 7]}), "\"scopes\"[1]"),
+        (serde_json::json!({"name": "app", "scopes": ["key_manager:encrypt:*"], "expires_in_secs": null}), "\"expires_in_secs\""),
+    ] {
+        let resp = http.post(&api_keys).bearer_auth(&token).json(&sent).send().await.unwrap();
+        let body = error_body(resp, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(body.message.starts_with(field), "{sent}: {body:?}");
+    }
+    let listed = admin.list_tokens().send().await.unwrap().into_inner().tokens;
+    assert!(!listed.iter().any(|t| t.name == "false" || t.name == "app"), "nothing was made: {listed:?}");
     c.stop().await;
 }
 

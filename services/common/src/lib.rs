@@ -10,6 +10,7 @@
 //! - [`net`]: a request's client address, a URL's host, this machine's outward address;
 //! - [`secrets`]: 0600 files written whole or not at all;
 //! - [`server`]: binding a listener (port 0 in tests) and serving with graceful shutdown;
+//! - [`strict_json`]: JSON request bodies held to the string and null rules of their spec;
 //! - [`throttle`]: token buckets per client address and per caller (429 with `Retry-After`);
 //! - [`tls`]: serving over TLS, and the CA fingerprint workers and the CLI pin;
 //! - [`telemetry`]: tracing set-up for binaries;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod net;
 pub mod secrets;
 pub mod server;
+pub mod strict_json;
 pub mod telemetry;
 pub mod throttle;
 pub mod tls;

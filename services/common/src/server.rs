@@ -107,8 +107,9 @@ where
 }
 
 /// An API the way every aerekos server exposes it: its spec at `/openapi.json`, Swagger UI at
-/// `/docs`, the operations themselves (405s naming the methods a path has), `state` attached for
-/// the endpoints (no middleware yet).
+/// `/docs`, the operations themselves (405s naming the methods a path has, JSON bodies held to
+/// their declared types: [`crate::strict_json`]), `state` attached for the endpoints (no
+/// middleware yet).
 pub fn api_routes<T, S>(api: OpenApiService<T, ()>, limits: &[Limit], state: S) -> impl Endpoint<Output = poem::Response> + 'static
 where
     T: OpenApi + 'static,
@@ -116,11 +117,12 @@ where
 {
     let spec = finished_spec(&api.spec(), limits);
     let allowed = AllowedMethods::from_spec(&spec);
+    let bodies = crate::strict_json::JsonBodies::from_spec(&spec);
     let spec_endpoint = poem::endpoint::make_sync(move |_| {
         poem::Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
     });
     let routes = Route::new().at("/openapi.json", spec_endpoint).nest("/docs", api.swagger_ui()).nest("/", api).data(state);
-    WithAllow { inner: routes, allowed }
+    WithAllow { inner: crate::strict_json::StrictJson { inner: routes, bodies }, allowed }
 }
 
 /// An API's spec as it is served and committed: poem-openapi's, plus what poem-openapi leaves
@@ -159,38 +161,46 @@ pub fn finished_spec(spec: &str, limits: &[Limit]) -> String {
     serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
 }
 
-/// The methods each path of an API takes, read off its spec (a `{param}` matches one segment):
-/// RFC 9110 wants every 405 to carry `Allow`, and poem's router does not say.
+/// A spec's path (`/api/keys/{key}`) as requests are matched against it: a `{param}` matches one
+/// non-empty segment.
+#[derive(Clone, Debug)]
+pub struct PathTemplate(Vec<Option<String>>);
+
+impl PathTemplate {
+    pub fn new(path: &str) -> Self {
+        Self(path.split('/').map(|segment| (!(segment.starts_with('{') && segment.ends_with('}'))).then(|| segment.to_owned())).collect())
+    }
+
+    pub fn fits(&self, path: &str) -> bool {
+        let mut segments = path.split('/');
+        let fits = self.0.iter().all(|t| segments.next().is_some_and(|s| t.as_deref().map_or(!s.is_empty(), |t| t == s)));
+        fits && segments.next().is_none()
+    }
+}
+
+/// The methods each path of an API takes, read off its spec: RFC 9110 wants every 405 to carry
+/// `Allow`, and poem's router does not say.
 #[derive(Clone, Debug, Default)]
-pub struct AllowedMethods(std::sync::Arc<Vec<(Vec<Option<String>>, String)>>);
+pub struct AllowedMethods(std::sync::Arc<Vec<(PathTemplate, String)>>);
 
 impl AllowedMethods {
     pub fn from_spec(spec_json: &str) -> Self {
         let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
         let mut table = Vec::new();
         for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
-            let template = path
-                .split('/')
-                .map(|segment| (!(segment.starts_with('{') && segment.ends_with('}'))).then(|| segment.to_owned()))
-                .collect();
             let mut methods: Vec<String> = operations.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()).collect();
             if methods.iter().any(|m| m == "GET") {
                 methods.push("HEAD".into());
             }
             methods.sort();
-            table.push((template, methods.join(", ")));
+            table.push((PathTemplate::new(path), methods.join(", ")));
         }
         Self(std::sync::Arc::new(table))
     }
 
     /// The `Allow` value for a request path, if the API has that path.
     pub fn for_path(&self, path: &str) -> Option<&str> {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.0.iter().find_map(|(template, methods)| {
-            let fits = template.len() == segments.len()
-                && template.iter().zip(&segments).all(|(t, s)| t.as_deref().map_or(!s.is_empty(), |t| t == *s));
-            fits.then_some(methods.as_str())
-        })
+        self.0.iter().find_map(|(template, methods)| template.fits(path).then_some(methods.as_str()))
     }
 }
 
