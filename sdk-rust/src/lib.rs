@@ -19,6 +19,7 @@
 mod generated {
     pub mod conductor;
     pub mod key_manager;
+    pub mod secrets_manager;
     pub mod storage_manager;
     pub mod worker;
 }
@@ -27,7 +28,7 @@ mod transport;
 
 use std::{ops::Deref, time::Duration};
 
-pub use generated::{conductor, key_manager, storage_manager, worker};
+pub use generated::{conductor, key_manager, secrets_manager, storage_manager, worker};
 pub use progenitor_client::{Error as ClientError, ResponseValue};
 pub use tls::{Trust, fetch_ca, fetch_pinned_ca};
 pub use transport::{REQUEST_ID_HEADER, RetryPolicy, Transport};
@@ -199,6 +200,13 @@ api_client!(
     /// Give it a user token (`Conductor::token()`) or a service token.
     KeyManager,
     key_manager
+);
+
+api_client!(
+    /// A secrets_manager client (secrets, their versions, labels and rotation); the same client
+    /// works against the service or the conductor's gateway. Give it a user token or an API key.
+    SecretsManager,
+    secrets_manager
 );
 
 api_client!(

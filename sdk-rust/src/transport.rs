@@ -177,4 +177,5 @@ macro_rules! transport_hooks {
 transport_hooks!(crate::conductor::Client);
 transport_hooks!(crate::key_manager::Client);
 transport_hooks!(crate::storage_manager::Client);
+transport_hooks!(crate::secrets_manager::Client);
 transport_hooks!(crate::worker::Client);

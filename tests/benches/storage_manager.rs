@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aerekos_tests::{TestConductor, TestKeyManager, TestStorageManager, bench, eventually, free_port, write_benchmark_section};
+use aerekos_tests::{STORAGE_MANAGER, TestConductor, TestKeyManager, TestService, bench, eventually, free_port, write_benchmark_section};
 use bytes::Bytes;
 use futures_util::stream;
 use hmac::{Hmac, Mac as _};
@@ -283,14 +283,15 @@ async fn run() {
     // Throttling off: these rows measure storage, not the limiter (the conductor bench does).
     let conductor = TestConductor::start_with(|c| c.throttle = ThrottleConfig::off()).await;
     let key_manager = TestKeyManager::start_with(&conductor, |c| c.throttle = ThrottleConfig::off()).await;
-    let service = TestStorageManager::start_with(
+    let service = TestService::start_with(
+        &STORAGE_MANAGER,
         &conductor,
         &key_manager.url,
         None,
         &[("RATE_LIMIT_PER_ADDRESS", "off"), ("RATE_LIMIT_PER_CALLER", "off")],
     )
     .await;
-    let storage = service.client(&conductor.admin().await);
+    let storage = service.storage_client(&conductor.admin().await);
     storage.create_bucket().body_map(|b| b.name("bench")).send().await.unwrap();
     let key = storage.create_access_key().body_map(|b| b.description("benchmark")).send().await.unwrap().into_inner();
     let ours = S3Target {

@@ -369,29 +369,48 @@ impl Drop for WorkerDir {
 }
 
 
-/// A storage_manager run as its own process (`aerekos service storage-manager`), so tests can
-/// measure its memory and kill it mid-upload. It trusts `conductor`'s tokens, encrypts through the
-/// key_manager at `key_manager_url` with a service token from that conductor, and keeps its state
-/// in a temp dir that outlives restarts.
-pub struct TestStorageManager {
+/// A platform service that encrypts through key_manager, as `aerekos service <subcommand>` runs it.
+pub struct ServiceKind {
+    /// Its catalog name (and its service token's).
+    pub name: &'static str,
+    pub subcommand: &'static str,
+    /// `<PREFIX>_HOST` and `<PREFIX>_PORT` are where it listens.
+    pub env_prefix: &'static str,
+}
+
+pub const STORAGE_MANAGER: ServiceKind = ServiceKind { name: "storage_manager", subcommand: "storage-manager", env_prefix: "STORAGE_MANAGER" };
+pub const SECRETS_MANAGER: ServiceKind = ServiceKind { name: "secrets_manager", subcommand: "secrets-manager", env_prefix: "SECRETS_MANAGER" };
+
+/// A platform service run as its own process (storage_manager, secrets_manager), so tests can
+/// measure its memory and kill it mid-operation. It trusts `conductor`'s tokens, encrypts through
+/// the key_manager at `key_manager_url` with a service token from that conductor, and keeps its
+/// state in a temp dir that outlives restarts.
+pub struct TestService {
+    kind: &'static ServiceKind,
     child: Option<std::process::Child>,
     pub url: String,
     pub dir: TempDir,
     env: Vec<(String, String)>,
 }
 
-impl TestStorageManager {
-    pub async fn start(conductor: &TestConductor, key_manager_url: &str) -> Self {
-        Self::start_with(conductor, key_manager_url, None, &[]).await
+impl TestService {
+    pub async fn start(kind: &'static ServiceKind, conductor: &TestConductor, key_manager_url: &str) -> Self {
+        Self::start_with(kind, conductor, key_manager_url, None, &[]).await
     }
 
     /// With a service token living `token_secs` (default: the conductor's 30 days) and more
     /// environment.
-    pub async fn start_with(conductor: &TestConductor, key_manager_url: &str, token_secs: Option<u64>, extra_env: &[(&str, &str)]) -> Self {
+    pub async fn start_with(
+        kind: &'static ServiceKind,
+        conductor: &TestConductor,
+        key_manager_url: &str,
+        token_secs: Option<u64>,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let admin = conductor.admin().await;
         let token = admin
             .create_service_token()
-            .body_map(|b| b.service("storage_manager").expires_in_secs(token_secs))
+            .body_map(|b| b.service(kind.name).expires_in_secs(token_secs))
             .send()
             .await
             .unwrap()
@@ -400,8 +419,8 @@ impl TestStorageManager {
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let env = vec![
-            ("STORAGE_MANAGER_HOST".to_owned(), "127.0.0.1".to_owned()),
-            ("STORAGE_MANAGER_PORT".to_owned(), port.to_string()),
+            (format!("{}_HOST", kind.env_prefix), "127.0.0.1".to_owned()),
+            (format!("{}_PORT", kind.env_prefix), port.to_string()),
             ("DATA_DIR".to_owned(), dir.path().join("data").display().to_string()),
             ("CONDUCTOR_URL".to_owned(), conductor.url.clone()),
             ("KEY_MANAGER_URL".to_owned(), key_manager_url.to_owned()),
@@ -409,7 +428,7 @@ impl TestStorageManager {
             ("RUST_LOG".to_owned(), "warn".to_owned()),
         ];
         let env = env.into_iter().chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).collect();
-        let mut sm = Self { child: None, url: format!("http://127.0.0.1:{port}"), dir, env };
+        let mut sm = Self { kind, child: None, url: format!("http://127.0.0.1:{port}"), dir, env };
         sm.spawn().await;
         sm
     }
@@ -417,17 +436,17 @@ impl TestStorageManager {
     async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("service.log")).unwrap();
         let child = std::process::Command::new(aerekos_bin())
-            .args(["service", "storage-manager"])
+            .args(["service", self.kind.subcommand])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("starting storage_manager");
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.kind.name));
         self.child = Some(child);
         // Ready (its database answers), not /health, which may fail on purpose (token renewal).
         let health = format!("{}/ready", self.url);
         let http = reqwest::Client::new();
-        eventually(30, "storage_manager answers /ready", || {
+        eventually(30, &format!("{} answers /ready", self.kind.name), || {
             let (http, health) = (http.clone(), health.clone());
             async move { http.get(&health).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
         })
@@ -470,14 +489,34 @@ impl TestStorageManager {
         std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
     }
 
-    /// A client for this storage_manager carrying `conductor_client`'s token.
-    pub fn client(&self, conductor_client: &Conductor) -> aerekos_sdk::StorageManager {
+    /// A storage_manager client for this service carrying `conductor_client`'s token.
+    pub fn storage_client(&self, conductor_client: &Conductor) -> aerekos_sdk::StorageManager {
         aerekos_sdk::StorageManager::with_token(&self.url, conductor_client.token().expect("logged in"))
+    }
+
+    /// A secrets_manager client for this service carrying `token`.
+    pub fn secrets_client(&self, token: impl Into<String>) -> aerekos_sdk::SecretsManager {
+        aerekos_sdk::SecretsManager::with_token(&self.url, token)
     }
 }
 
-impl Drop for TestStorageManager {
+impl Drop for TestService {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Files under `dir`, recursively (none if it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

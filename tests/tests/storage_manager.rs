@@ -12,7 +12,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 struct Env {
     conductor: TestConductor,
     key_manager: TestKeyManager,
-    service: TestStorageManager,
+    service: TestService,
     admin: Conductor,
     storage: StorageManager,
 }
@@ -24,9 +24,9 @@ async fn env() -> Env {
 async fn env_with(extra_env: &[(&str, &str)]) -> Env {
     let conductor = TestConductor::start().await;
     let key_manager = TestKeyManager::start(&conductor).await;
-    let service = TestStorageManager::start_with(&conductor, &key_manager.url, None, extra_env).await;
+    let service = TestService::start_with(&STORAGE_MANAGER, &conductor, &key_manager.url, None, extra_env).await;
     let admin = conductor.admin().await;
-    let storage = service.client(&admin);
+    let storage = service.storage_client(&admin);
     Env { conductor, key_manager, service, admin, storage }
 }
 
@@ -81,21 +81,6 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Files under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -140,7 +125,7 @@ async fn bucket_lifecycle_names_and_permissions() {
 
     // Viewers read but do not change; no token is 401; keys are checked too.
     create_bucket(&e.storage, "shared", None).await;
-    let viewer = e.service.client(&e.conductor.viewer().await);
+    let viewer = e.service.storage_client(&e.conductor.viewer().await);
     assert_eq!(viewer.list_buckets().send().await.unwrap().into_inner().len(), 1);
     expect_api_error(failure(viewer.create_bucket().body_map(|b| b.name("mine")).send().await), 403, "forbidden");
     let err = failure(viewer.put_object().bucket("shared").key("x").body(vec![1u8]).send().await);
@@ -510,7 +495,7 @@ async fn s3_protocol_via_boto3() {
     // Only its creation shows the secret; viewers cannot manage keys.
     let listed = e.storage.list_access_keys().send().await.unwrap().into_inner();
     assert!(listed.iter().all(|k| k.secret.is_none()));
-    let viewer = e.service.client(&e.conductor.viewer().await);
+    let viewer = e.service.storage_client(&e.conductor.viewer().await);
     expect_api_error(failure(viewer.list_access_keys().send().await), 403, "forbidden");
 
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/boto3_suite.py");
@@ -567,17 +552,17 @@ async fn s3_protocol_via_boto3() {
 async fn health_fails_ahead_of_the_service_token_expiry() {
     let conductor = TestConductor::start().await;
     let key_manager = TestKeyManager::start(&conductor).await;
-    let due = TestStorageManager::start_with(&conductor, &key_manager.url, Some(120), &[("SERVICE_TOKEN_RENEW_BEFORE", "3600")]).await;
+    let due = TestService::start_with(&STORAGE_MANAGER, &conductor, &key_manager.url, Some(120), &[("SERVICE_TOKEN_RENEW_BEFORE", "3600")]).await;
     let resp = reqwest::get(format!("{}/health", due.url)).await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "service_token_expiring", "{body}");
     // It still serves meanwhile: the token is valid until it expires.
     let admin = conductor.admin().await;
-    create_bucket(&due.client(&admin), "still-serving", None).await;
+    create_bucket(&due.storage_client(&admin), "still-serving", None).await;
 
     // A 30-day token against the default window of a day: healthy.
-    let fresh = TestStorageManager::start(&conductor, &key_manager.url).await;
+    let fresh = TestService::start(&STORAGE_MANAGER, &conductor, &key_manager.url).await;
     assert_eq!(reqwest::get(format!("{}/health", fresh.url)).await.unwrap().status().as_u16(), 200);
 }
 

@@ -40,6 +40,7 @@ pub fn apis() -> Vec<(&'static str, fn() -> String)> {
         ("conductor", aerekos_conductor::openapi_spec),
         ("key_manager", aerekos_key_manager::openapi_spec),
         ("storage_manager", aerekos_storage_manager::openapi_spec),
+        ("secrets_manager", aerekos_secrets_manager::openapi_spec),
         ("worker", aerekos_worker::openapi_spec),
     ]
 }

@@ -5,12 +5,13 @@ use std::io::Read as _;
 
 use aerekos_conductor::{ADMIN_PASSWORD_FILE, ConductorConfig, model::DriverKind};
 use aerekos_key_manager::KeyManagerConfig;
+use aerekos_secrets_manager::SecretsManagerConfig;
 use aerekos_storage_manager::StorageManagerConfig;
 use aerekos_worker::WorkerConfig;
 use anyhow::Context as _;
 
 /// The built-in services `aerekos up` turns on at first start.
-const PLATFORM_SERVICES: &[&str] = &["key_manager", "storage_manager"];
+const PLATFORM_SERVICES: &[&str] = &["key_manager", "storage_manager", "secrets_manager"];
 
 #[tokio::main]
 pub async fn up(driver: &str) -> anyhow::Result<()> {
@@ -129,6 +130,18 @@ pub async fn storage_manager() -> anyhow::Result<()> {
     let config = StorageManagerConfig::from_env()?;
     let handle = aerekos_storage_manager::start(config).await.context("starting storage_manager")?;
     println!("storage_manager listening on {} (own API under /api/storage_manager, S3 on every other path)", handle.url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main]
+pub async fn secrets_manager() -> anyhow::Result<()> {
+    aerekos_common::telemetry::init_from_env();
+    let config = SecretsManagerConfig::from_env()?;
+    let handle = aerekos_secrets_manager::start(config).await.context("starting secrets_manager")?;
+    println!("secrets_manager listening on {}", handle.url());
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;

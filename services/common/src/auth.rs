@@ -185,9 +185,13 @@ pub fn backup_store_scope(access: &str, worker_id: &str, volume: &str) -> String
 pub const API_KEY_ROLE: &str = "api_key";
 
 /// What each service lets an API key be scoped to: `<service>:<action>:<resource>`, the resource a
-/// key (id or name) or bucket name, or `*` for all of them.
-pub const API_KEY_ACTIONS: &[(&str, &[&str])] =
-    &[("key_manager", &["encrypt", "decrypt", "generate_data_key", "read"]), ("storage_manager", &["read", "write"])];
+/// key (id or name), bucket or secret name, a prefix of names ending in `*` (`apps/shop/*`), or
+/// `*` for all of them.
+pub const API_KEY_ACTIONS: &[(&str, &[&str])] = &[
+    ("key_manager", &["encrypt", "decrypt", "generate_data_key", "read"]),
+    ("storage_manager", &["read", "write"]),
+    ("secrets_manager", &["read", "write"]),
+];
 
 /// Checks a scope's form (`<service>:<action>:<resource>`, service and action among
 /// [`API_KEY_ACTIONS`]); the error says what is wrong.
@@ -205,7 +209,7 @@ pub fn validate_scope(scope: &str) -> Result<(), String> {
     }
     let resource_ok = (1..=255).contains(&resource.len()) && resource.bytes().all(|b| b.is_ascii_graphic() && b != b',');
     if !resource_ok {
-        return Err(format!("scope {scope:?}: the resource is a key or bucket name, or *"));
+        return Err(format!("scope {scope:?}: the resource is a key, bucket or secret name, a prefix ending in *, or *"));
     }
     Ok(())
 }
@@ -217,13 +221,17 @@ pub fn scope_pattern() -> String {
     format!("^({}):[!-+\\--~]{{1,255}}$", services.join("|"))
 }
 
-/// Whether `scopes` grant `action` on `service` for a resource known by any of `names`.
+/// Whether `scopes` grant `action` on `service` for a resource known by any of `names` (a
+/// resource ending in `*` grants every name it is a prefix of).
 pub fn scope_grants(scopes: &[String], service: &str, action: &str, names: &[&str]) -> bool {
     scopes.iter().any(|scope| {
         let mut parts = scope.splitn(3, ':');
         parts.next() == Some(service)
             && parts.next() == Some(action)
-            && parts.next().is_some_and(|r| r == "*" || names.contains(&r))
+            && parts.next().is_some_and(|r| match r.strip_suffix('*') {
+                Some(prefix) => names.iter().any(|n| n.starts_with(prefix)),
+                None => names.contains(&r),
+            })
     })
 }
 
@@ -306,11 +314,63 @@ mod scope_pattern_tests {
     #[test]
     fn the_scope_pattern_accepts_what_validate_scope_accepts() {
         let pattern = regex::Regex::new(&scope_pattern()).unwrap();
-        for scope in ["key_manager:encrypt:payments", "storage_manager:read:*", "key_manager:read:a/b.c-d_e", "storage_manager:write:x"] {
+        for scope in ["key_manager:encrypt:payments", "storage_manager:read:*", "key_manager:read:a/b.c-d_e", "storage_manager:write:x", "secrets_manager:read:apps/shop/*"] {
             assert!(validate_scope(scope).is_ok() && pattern.is_match(scope), "{scope}");
         }
         for scope in ["", "key_manager:encrypt:", "key_manager:delete:x", "s3:read:x", "storage_manager:read:a,b", "storage_manager:read:a b"] {
             assert!(validate_scope(scope).is_err() && !pattern.is_match(scope), "{scope}");
         }
+    }
+}
+
+/// When a platform service's own token (`AEREKOS_SERVICE_TOKEN`, which the worker fetches at each
+/// start) is due for renewal: from `renew_before` ahead of its expiry, the service's `/health`
+/// answers 503 ([`TokenRenewal::check`]), so its worker restarts it with a fresh token while the
+/// old one still works.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenRenewal {
+    /// Unix seconds; None: no token (or one this conductor did not sign), nothing to renew.
+    due_at: Option<i64>,
+}
+
+impl TokenRenewal {
+    pub fn new(verifier: &TokenVerifier, token: Option<&str>, renew_before: std::time::Duration) -> Self {
+        let due_at = token.and_then(|token| match verifier.verify(token) {
+            Ok(claims) => Some(claims.exp - renew_before.as_secs() as i64),
+            Err(e) => {
+                tracing::warn!(error = %e, "AEREKOS_SERVICE_TOKEN is not a token this conductor signed; other services will refuse it");
+                None
+            }
+        });
+        Self { due_at }
+    }
+
+    /// 503 `service_token_expiring` once the token is due for renewal.
+    pub fn check(&self) -> Result<(), crate::ApiError> {
+        match self.due_at.filter(|at| chrono::Utc::now().timestamp() >= *at) {
+            Some(at) => Err(crate::ApiError::unavailable(
+                "service_token_expiring",
+                format!(
+                    "this instance's service token is due for renewal since {}; its worker restarts it with a fresh one",
+                    crate::db::from_ms(at * 1000)
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod scope_grant_tests {
+    use super::*;
+
+    #[test]
+    fn a_trailing_star_grants_a_prefix_and_nothing_else_does() {
+        let scopes = vec!["secrets_manager:read:apps/shop/*".to_owned(), "key_manager:encrypt:payments".to_owned()];
+        assert!(scope_grants(&scopes, "secrets_manager", "read", &["apps/shop/db-password"]));
+        assert!(!scope_grants(&scopes, "secrets_manager", "read", &["apps/shopping/x"]));
+        assert!(!scope_grants(&scopes, "secrets_manager", "write", &["apps/shop/db-password"]));
+        assert!(scope_grants(&scopes, "key_manager", "encrypt", &["id-1", "payments"]));
+        assert!(!scope_grants(&scopes, "key_manager", "encrypt", &["payments-2"]));
     }
 }

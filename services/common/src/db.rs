@@ -23,6 +23,16 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the database file and applies `migrations`.
     pub async fn open(path: &Path, migrations: &Migrator) -> DbResult<Self> {
+        Self::open_with(path, migrations, false).await
+    }
+
+    /// [`Db::open`] for a database whose removed rows must not linger in its free pages (secret
+    /// values): SQLite's `secure_delete` overwrites what a delete or update frees.
+    pub async fn open_secure(path: &Path, migrations: &Migrator) -> DbResult<Self> {
+        Self::open_with(path, migrations, true).await
+    }
+
+    async fn open_with(path: &Path, migrations: &Migrator, secure_delete: bool) -> DbResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -36,6 +46,7 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let options = if secure_delete { options.pragma("secure_delete", "ON") } else { options };
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         migrations.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;

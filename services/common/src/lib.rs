@@ -3,6 +3,7 @@
 //! - [`error`]: the one JSON [`ErrorBody`] every non-2xx response carries, and [`ApiError`];
 //! - [`edge`]: the middleware in front of every server (request id, body limit, access log, metrics,
 //!   and turning the framework's own plain-text errors into `ErrorBody`);
+//! - [`group_commit`]: records (audit trails) stored in batches before their requests are answered;
 //! - [`limits`]: the limits a server's domain enforces, declared in its spec;
 //! - [`metrics`]: the Prometheus text registry behind `/metrics`;
 //! - [`auth`]: verifying the conductor's EdDSA JWTs with its public key (no shared secret);
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod group_commit;
 pub mod limits;
 pub mod metrics;
 pub mod net;

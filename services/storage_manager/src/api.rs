@@ -318,16 +318,7 @@ impl SystemApi {
     /// worker restarts the instance with a fresh token while the old one still works.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&Arc<State>>) -> ApiResult<Json<Health>> {
-        let now = chrono::Utc::now().timestamp();
-        if let Some(at) = state.renew_token_at.filter(|at| now >= *at) {
-            return Err(ApiError::unavailable(
-                "service_token_expiring",
-                format!(
-                    "this instance's service token is due for renewal since {}; its worker restarts it with a fresh one",
-                    aerekos_common::db::from_ms(at * 1000)
-                ),
-            ));
-        }
+        state.token_renewal.check()?;
         Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
     }
 

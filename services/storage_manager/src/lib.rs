@@ -16,11 +16,12 @@ mod store;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use aerekos_common::{auth::TokenVerifier, db::Db, edge::Edge, metrics::Metrics, server::ServerHandle};
+use aerekos_common::{auth::{TokenRenewal, TokenVerifier}, db::Db, edge::Edge, metrics::Metrics, server::ServerHandle};
 use poem::{Endpoint, EndpointExt as _, Request, Response};
 
 pub use config::{ConfigError, StorageManagerConfig};
-use domain::{access_keys::AccessKeys, blobs::BlobStore, envelope::Envelope, objects::Storage};
+use aerekos_envelope::Envelope;
+use domain::{access_keys::AccessKeys, blobs::BlobStore, objects::Storage};
 
 /// How long start waits for the conductor's public key.
 const JWKS_WAIT: Duration = Duration::from_secs(30);
@@ -35,9 +36,8 @@ pub(crate) struct State {
     access_keys: Arc<AccessKeys>,
     verifier: TokenVerifier,
     metrics: Arc<Metrics>,
-    /// When `/health` starts failing so the worker restarts this instance with a fresh service
-    /// token (Unix seconds); None without a token.
-    renew_token_at: Option<i64>,
+    /// When `/health` starts failing so the worker restarts this instance with a fresh service token.
+    token_renewal: TokenRenewal,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,30 +88,21 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
     if config.service_token.is_none() {
         tracing::warn!("no AEREKOS_SERVICE_TOKEN: encrypted buckets and uploads will be refused");
     }
-    let envelope = Envelope::new(&config.key_manager_url, config.service_token.clone());
+    let envelope = Envelope::new("storage_manager", &config.key_manager_url, config.service_token.clone());
     let storage = Arc::new(Storage::load(db.clone(), blobs, envelope, config.max_object_bytes).await?);
     storage.sweep().await.map_err(|e| StartError::Sweep(e.body().message.clone()))?;
     let collector = storage.spawn_collector();
     let lifecycle = domain::lifecycle::spawn(storage.clone(), config.lifecycle_interval, config.lifecycle_day);
     let access_keys = Arc::new(AccessKeys::load(db.clone()).await?);
     let metrics = Arc::new(Metrics::new());
-    let renew_token_at = match &config.service_token {
-        Some(token) => match verifier.verify(token) {
-            Ok(claims) => Some(claims.exp - config.service_token_renew_before.as_secs() as i64),
-            Err(e) => {
-                tracing::warn!(error = %e, "AEREKOS_SERVICE_TOKEN is not a token this conductor signed; key_manager will refuse it");
-                None
-            }
-        },
-        None => None,
-    };
+    let token_renewal = TokenRenewal::new(&verifier, config.service_token.as_deref(), config.service_token_renew_before);
     let state = Arc::new(State {
         db,
         storage: storage.clone(),
         access_keys: access_keys.clone(),
         verifier,
         metrics: metrics.clone(),
-        renew_token_at,
+        token_renewal,
     });
 
     let own = aerekos_common::server::api_routes(api::service(), &api::limits(), state.clone()).boxed();

@@ -42,6 +42,13 @@ const BUILTINS: &[Builtin] = &[
         resources: ResourceSpec { cpu_millicores: 500, memory_mb: 256, disk_mb: 1024 },
         depends_on: &["key_manager"],
     },
+    Builtin {
+        name: "secrets_manager",
+        subcommand: "secrets-manager",
+        description: "Secrets: versioned values for apps and services, encrypted through key_manager, with staging labels, rotation and an audit record of every read.",
+        resources: ResourceSpec { cpu_millicores: 250, memory_mb: 128, disk_mb: 256 },
+        depends_on: &["key_manager"],
+    },
 ];
 
 /// Names that are the conductor's own paths under `/api/`, so no service may take them.

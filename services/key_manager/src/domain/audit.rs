@@ -5,12 +5,9 @@
 //! transaction, then answers each request. A request is answered only after its record is stored,
 //! and thousands of requests a second share a handful of commits.
 
-use aerekos_common::{ApiError, ApiResult, db::Db};
-use tokio::sync::{mpsc, oneshot};
+use aerekos_common::{ApiResult, db::Db, group_commit::GroupCommit};
 
 use crate::store::{self, AuditRow};
-
-const MAX_BATCH: usize = 2048;
 
 /// What a key use is recorded as.
 #[derive(Debug, Clone)]
@@ -25,45 +22,32 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
-type Job = (AuditEntry, oneshot::Sender<bool>);
-
+/// key_manager's audit log: [`GroupCommit`] of [`AuditEntry`]s into the `audit` table.
 #[derive(Clone)]
-pub struct AuditLog {
-    tx: mpsc::Sender<Job>,
-}
+pub struct AuditLog(GroupCommit<AuditEntry>);
 
 impl AuditLog {
     /// Starts the writer; it ends when every `AuditLog` clone is dropped.
     pub fn start(db: Db) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Job>(16 * 1024);
-        let task = tokio::spawn(async move {
-            let mut jobs = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let (log, task) = GroupCommit::start(move |entries: Vec<AuditEntry>| {
+            let db = db.clone();
+            async move {
                 let now = aerekos_common::db::now_ms();
-                let rows: Vec<AuditRow> = jobs.iter().map(|(e, _)| AuditRow::from_entry(e, now)).collect();
-                let stored = match store::insert_audit(&db, &rows).await {
+                let rows: Vec<AuditRow> = entries.iter().map(|e| AuditRow::from_entry(e, now)).collect();
+                match store::insert_audit(&db, &rows).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::error!(error = %e, records = rows.len(), "writing audit records failed");
                         false
                     }
-                };
-                for (_, done) in jobs.drain(..) {
-                    let _ = done.send(stored);
                 }
             }
         });
-        (Self { tx }, task)
+        (Self(log), task)
     }
 
     /// Stores `entry`; an operation whose use cannot be recorded does not happen (503).
     pub async fn record(&self, entry: AuditEntry) -> ApiResult<()> {
-        let (done, stored) = oneshot::channel();
-        let unavailable = || ApiError::unavailable("audit_unavailable", "the audit log cannot be written; the operation was not performed");
-        self.tx.send((entry, done)).await.map_err(|_| unavailable())?;
-        match stored.await {
-            Ok(true) => Ok(()),
-            _ => Err(unavailable()),
-        }
+        self.0.record(entry).await
     }
 }

@@ -4,7 +4,6 @@ pub mod access_keys;
 pub mod blobs;
 pub mod bucket_settings;
 pub mod crypto;
-pub mod envelope;
 pub mod lifecycle;
 pub mod names;
 pub mod objects;

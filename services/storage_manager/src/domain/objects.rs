@@ -13,11 +13,13 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use md5::{Digest as _, Md5};
 
+use aerekos_envelope::Envelope;
+
 use super::{
     blobs::{BlobStore, BlobWriter, ByteStream, Seal, WrittenBlob, hex},
+    crypto::DataKey,
     bucket_settings::BucketSettings,
     policy::{self, BucketAccess},
-    envelope::Envelope,
     names::{check_bucket_name, check_headers, check_key, check_metadata, check_tags},
 };
 pub use crate::store::Precondition;
@@ -541,11 +543,22 @@ impl Storage {
         }
     }
 
+    /// A new data key for an object under key_manager key `key_ref`, and its wrapped copy.
+    async fn new_data_key(&self, key_ref: &str) -> ApiResult<(Arc<DataKey>, String)> {
+        let (bytes, wrapped) = self.envelope.new_data_key(key_ref, &Default::default()).await?;
+        Ok((Arc::new(DataKey::new(&bytes).ok_or_else(|| ApiError::internal("a data key is not 32 bytes"))?), wrapped))
+    }
+
+    async fn open_data_key(&self, key_ref: &str, wrapped: &str) -> ApiResult<Arc<DataKey>> {
+        let bytes = self.envelope.open_data_key(key_ref, wrapped, &Default::default()).await?;
+        Ok(Arc::new(DataKey::new(&bytes).ok_or_else(|| ApiError::internal("a data key is not 32 bytes"))?))
+    }
+
     async fn new_seal(&self, key_ref: Option<&str>, domain: u32) -> ApiResult<(Option<Seal>, Option<String>)> {
         match key_ref {
             None => Ok((None, None)),
             Some(key_ref) => {
-                let (key, wrapped) = self.envelope.new_data_key(key_ref).await?;
+                let (key, wrapped) = self.new_data_key(key_ref).await?;
                 Ok((Some(Seal { key, domain }), Some(wrapped)))
             }
         }
@@ -648,7 +661,7 @@ impl Storage {
     async fn seal_of(&self, key_ref: &Option<String>, wrapped: &Option<String>, domain: u32) -> ApiResult<Option<Seal>> {
         match (key_ref, wrapped) {
             (Some(key_ref), Some(wrapped)) => {
-                Ok(Some(Seal { key: self.envelope.open_data_key(key_ref, wrapped).await?, domain }))
+                Ok(Some(Seal { key: self.open_data_key(key_ref, wrapped).await?, domain }))
             }
             _ => Ok(None),
         }
@@ -958,7 +971,7 @@ impl Storage {
         self.check_acl_allowed(bucket, new.acl.as_deref())?;
         let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
         let wrapped = match &key_ref {
-            Some(k) => Some(self.envelope.new_data_key(k).await?.1),
+            Some(k) => Some(self.new_data_key(k).await?.1),
             None => None,
         };
         let row = UploadRow {
@@ -1129,7 +1142,7 @@ impl Storage {
         }
 
         let data_key = match (&upload.key_ref, &upload.wrapped_key) {
-            (Some(k), Some(w)) => Some(self.envelope.open_data_key(k, w).await?),
+            (Some(k), Some(w)) => Some(self.open_data_key(k, w).await?),
             _ => None,
         };
         let seal_for = |domain| data_key.clone().map(|key| Seal { key, domain });
