@@ -39,6 +39,8 @@ fn busybox(port: u16) -> InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     }
 }
 

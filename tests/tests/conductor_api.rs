@@ -423,6 +423,8 @@ fn command_spec(cmd: &[&str]) -> types::InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     }
 }
 

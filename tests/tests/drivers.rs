@@ -103,6 +103,8 @@ fn python_http(port: u16) -> InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     }
 }
 
@@ -116,6 +118,8 @@ fn busybox_http(port: u16) -> InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     }
 }
 
@@ -223,6 +227,8 @@ async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs
         health_path: Some("/health".into()),
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     };
     let id = Uuid::new_v4();
     docker.start(id, &spec).await.expect("the service container starts");

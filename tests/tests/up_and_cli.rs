@@ -308,3 +308,244 @@ async fn the_aws_cli_works_against_the_s3_edge() {
     assert!(!aws(&["s3", "ls"]).contains("cli-bucket"));
     assert!(platform.interrupt().success());
 }
+
+/// A Python app for the process driver: `GET /api/<name>/secret` answers its `DB_PASSWORD`;
+/// `POST /api/<name>/rotate` answers a rotation (`{"value": {"bytes": …}}` of a fresh value),
+/// `POST /api/<name>/fail` a failed one.
+const SECRET_APP: &str = r#"
+import base64, json, os, sys, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+NAME = sys.argv[1]
+class H(BaseHTTPRequestHandler):
+    def answer(self, code, body, kind="text/plain"):
+        self.send_response(code); self.send_header("content-type", kind); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/health": return self.answer(200, b"ok")
+        if self.path == "/api/%s/secret" % NAME: return self.answer(200, os.environ.get("DB_PASSWORD", "<unset>").encode())
+        self.answer(404, b"")
+    def do_POST(self):
+        length = int(self.headers.get("content-length", 0)); call = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/api/%s/rotate" % NAME:
+            value = "rotated-%s-after-%d" % (uuid.uuid4().hex[:8], call.get("current_version", -1))
+            return self.answer(200, json.dumps({"value": {"bytes": base64.b64encode(value.encode()).decode()}}).encode(), "application/json")
+        self.answer(500, b"the rotation endpoint is down")
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+async fn secret_app(platform: &Up, admin: &Conductor, name: &str, dir: &Path, extra: impl FnOnce(&mut aerekos_sdk::conductor::types::ServiceDefinition)) {
+    let script = dir.join(format!("{name}.py"));
+    std::fs::write(&script, SECRET_APP).unwrap();
+    let mut def: aerekos_sdk::conductor::types::ServiceDefinition =
+        aerekos_sdk::conductor::types::ServiceDefinition::builder().name(name).try_into().unwrap();
+    def.command = vec!["python3".into(), "-u".into(), script.display().to_string(), name.into()];
+    def.default_resources = Some(aerekos_sdk::conductor::types::ResourceSpec { cpu_millicores: 50, memory_mb: 32, disk_mb: 0 });
+    extra(&mut def);
+    admin.define_service().body(def).send().await.unwrap();
+    let _ = platform;
+}
+
+async fn get_text(http: &reqwest::Client, url: &str, token: &str) -> Option<String> {
+    let answer = http.get(url).bearer_auth(token).send().await.ok()?;
+    answer.status().is_success().then_some(())?;
+    answer.text().await.ok()
+}
+
+/// secrets_manager under `aerekos up`: an app's deployment names a secret in `secret_env`; its
+/// worker reads it just before the start with a token that only that start may use, and the app
+/// finds it in its environment; the deployment and the data directory never hold it; a new value
+/// arrives with a restart; rotation through an endpoint of the platform moves the labels.
+#[tokio::test]
+async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labels() {
+    use aerekos_sdk::secrets_manager::types::{CreateSecretRequest, PutValueRequest, SecretValue, SetRotationRequest};
+    use base64::Engine as _;
+    let dir = WorkerDir::new();
+    let ports = instance_port_block();
+    let platform = up(dir.path(), &ports);
+    let admin = Conductor::login(&platform.url, "admin", PASSWORD).await.unwrap();
+    let token = admin.token().unwrap();
+    let secrets = aerekos_sdk::SecretsManager::with_token(&platform.url, &token);
+    let b64 = |v: &str| SecretValue { bytes: Some(base64::engine::general_purpose::STANDARD.encode(v)), json: Default::default() };
+    let first = format!("first-{}", uuid::Uuid::new_v4().simple());
+    eventually(120, "secrets_manager answers through the gateway", || async {
+        let req = CreateSecretRequest {
+            name: "apps/shop/db-password".into(),
+            description: None,
+            encryption_key: None,
+            max_versions: None,
+            tags: Default::default(),
+            value: Some(b64(&first)),
+        };
+        secrets.create_secret().body(req).send().await.ok()
+    })
+    .await;
+
+    secret_app(&platform, &admin, "shop", dir.path(), |_| {}).await;
+    let secret_env = std::collections::HashMap::from([(
+        "DB_PASSWORD".to_owned(),
+        aerekos_sdk::conductor::types::SecretRef { secret: "apps/shop/db-password".into(), version: None, label: None },
+    )]);
+    let deploy = |restart: bool| {
+        let req = aerekos_sdk::conductor::types::DeployRequest {
+            secret_env: secret_env.clone(),
+            restart: restart.then_some(true),
+            ..Default::default()
+        };
+        admin.deploy_service().name("shop").body(req).send()
+    };
+    deploy(false).await.unwrap();
+    let http = reqwest::Client::new();
+    let secret_url = format!("{}/api/shop/secret", platform.url);
+    let seen = eventually(60, "the app answers with its secret", || get_text(&http, &secret_url, &token)).await;
+    assert_eq!(seen, first);
+    // The start's token is gone once used: no instance token is left valid.
+    let tokens = admin.list_tokens().send().await.unwrap().into_inner().tokens;
+    assert!(!tokens.iter().any(|t| t.name.starts_with("instance-")), "the secrets token was revoked after the start: {tokens:?}");
+    // Only the reference is stored: not in the deployment, nor anywhere in the platform's files.
+    let deployment = serde_json::to_string(&admin.get_deployment().name("shop").send().await.unwrap().into_inner()).unwrap();
+    assert!(deployment.contains("apps/shop/db-password") && !deployment.contains(&first), "{deployment}");
+    let files = files_under(&dir.path().join("data"));
+    assert!(files.iter().any(|f| f.ends_with("secrets_manager.db")), "the search covers the services' data: {files:?}");
+    for file in files {
+        let content = std::fs::read(&file).unwrap_or_default();
+        assert!(!content.windows(first.len()).any(|w| w == first.as_bytes()), "{} holds the secret", file.display());
+    }
+
+    // A new value reaches the app with a restart (a rolling one: the new instance reads it).
+    let second = format!("second-{}", uuid::Uuid::new_v4().simple());
+    let put = PutValueRequest { value: b64(&second), cas: Some(1), labels: vec![] };
+    secrets.put_secret_value().name("apps/shop/db-password").body(put).send().await.unwrap();
+    assert_eq!(get_text(&http, &secret_url, &token).await.as_deref(), Some(first.as_str()), "the running instance keeps the value it started with");
+    deploy(true).await.unwrap();
+    eventually(60, "the restarted app has the new value", || async {
+        (get_text(&http, &secret_url, &token).await.as_deref() == Some(second.as_str())).then_some(())
+    })
+    .await;
+
+    // A secret that cannot be read keeps the instance from starting, and says why.
+    secret_app(&platform, &admin, "broken", dir.path(), |def| {
+        def.secret_env = std::collections::HashMap::from([(
+            "DB_PASSWORD".to_owned(),
+            aerekos_sdk::conductor::types::SecretRef { secret: "apps/missing".into(), version: None, label: None },
+        )]);
+    })
+    .await;
+    admin.deploy_service().name("broken").body(aerekos_sdk::conductor::types::DeployRequest::default()).send().await.unwrap();
+    let reason = eventually(60, "the broken app's instance says why it did not start", || async {
+        let d = admin.get_deployment().name("broken").send().await.ok()?.into_inner();
+        d.instances.first()?.reason.clone().filter(|r| r.contains("apps/missing"))
+    })
+    .await;
+    assert!(reason.contains("secret_not_found") || reason.contains("no secret"), "{reason}");
+
+    // Rotation through the shop app's own endpoint (through the gateway, with secrets_manager's token).
+    let rotation = SetRotationRequest { service: "shop".into(), path: "/rotate".into(), interval_secs: 3600 };
+    secrets.set_secret_rotation().name("apps/shop/db-password").body(rotation).send().await.unwrap();
+    let rotated = secrets.rotate_secret().name("apps/shop/db-password").send().await.unwrap().into_inner();
+    assert_eq!(rotated.current_version, Some(3));
+    assert!(rotated.rotation.as_ref().unwrap().last_rotated_at.is_some());
+    let current = secrets.get_secret_value().name("apps/shop/db-password").send().await.unwrap().into_inner();
+    let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(current.value.bytes.unwrap()).unwrap()).unwrap();
+    assert!(text.starts_with("rotated-") && text.ends_with("-after-2"), "{text}");
+    let previous = secrets.get_secret_value().name("apps/shop/db-password").label("AWSPREVIOUS").send().await.unwrap().into_inner();
+    assert_eq!(previous.version, 2);
+    // A failing endpoint changes nothing and is kept as the schedule's last error.
+    let failing = SetRotationRequest { service: "shop".into(), path: "/fail".into(), interval_secs: 3600 };
+    secrets.set_secret_rotation().name("apps/shop/db-password").body(failing).send().await.unwrap();
+    let refused = expect_api_error(failure(secrets.rotate_secret().name("apps/shop/db-password").send().await), 503, "rotation_failed");
+    assert!(refused.message.contains("500"), "{refused:?}");
+    let after = secrets.get_secret().name("apps/shop/db-password").send().await.unwrap().into_inner();
+    assert_eq!(after.current_version, Some(3), "a failed rotation leaves the current version");
+    assert!(after.rotation.unwrap().last_error.is_some_and(|e| e.contains("down")));
+    assert!(platform.interrupt().success());
+}
+
+/// The same for an instance in a Docker container, on a second worker (its own process and data
+/// directory) that joins the platform `aerekos up` started.
+#[tokio::test]
+#[ignore = "needs a Docker engine; `cargo xtask test` starts one and runs this"]
+async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment() {
+    use aerekos_sdk::secrets_manager::types::{CreateSecretRequest, SecretValue};
+    use base64::Engine as _;
+    docker_image::ensure_test_image();
+    let dir = WorkerDir::new();
+    let ports = instance_port_block();
+    let platform = up(dir.path(), &ports);
+    let admin = Conductor::login(&platform.url, "admin", PASSWORD).await.unwrap();
+    let token = admin.token().unwrap();
+    let secrets = aerekos_sdk::SecretsManager::with_token(&platform.url, &token);
+    let value = format!("in-a-container-{}", uuid::Uuid::new_v4().simple());
+    eventually(120, "secrets_manager answers through the gateway", || async {
+        let req = CreateSecretRequest {
+            name: "apps/box/db-password".into(),
+            description: None,
+            encryption_key: None,
+            max_versions: None,
+            tags: Default::default(),
+            value: Some(SecretValue { bytes: Some(base64::engine::general_purpose::STANDARD.encode(&value)), json: Default::default() }),
+        };
+        secrets.create_secret().body(req).send().await.ok()
+    })
+    .await;
+
+    // A second worker, as its own process with its own data directory, with the Docker engine.
+    let registration = admin.get_registration_token().send().await.unwrap().into_inner().token;
+    let second_dir = WorkerDir::new();
+    let mut second = Command::new(aerekos_bin())
+        .arg("worker")
+        .env("CONDUCTOR_URL", &platform.url)
+        .env("CONDUCTOR_TOKEN", registration)
+        .env("DATA_DIR", second_dir.path())
+        .env("WORKER_NAME", "docker-worker")
+        .env("WORKER_API_PORT", "off")
+        .env("HEARTBEAT_INTERVAL", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let docker_worker = eventually(60, "the second worker joins", || async {
+        let workers = admin.list_workers().send().await.ok()?.into_inner().workers;
+        workers.into_iter().find(|w| w.name == "docker-worker").map(|w| w.id)
+    })
+    .await;
+
+    let mut def: aerekos_sdk::conductor::types::ServiceDefinition =
+        aerekos_sdk::conductor::types::ServiceDefinition::builder().name("boxapp").try_into().unwrap();
+    def.image = Some(docker_image::TEST_IMAGE.into());
+    let script = "/bin/busybox mkdir -p /tmp/www/api/boxapp && printf %s \"$DB_PASSWORD\" > /tmp/www/api/boxapp/secret \
+                  && echo ok > /tmp/www/health && exec /bin/busybox httpd -f -p $PORT -h /tmp/www";
+    def.image_command = vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script.into()];
+    def.default_resources = Some(aerekos_sdk::conductor::types::ResourceSpec { cpu_millicores: 50, memory_mb: 32, disk_mb: 0 });
+    def.secret_env = std::collections::HashMap::from([(
+        "DB_PASSWORD".to_owned(),
+        aerekos_sdk::conductor::types::SecretRef { secret: "apps/box/db-password".into(), version: None, label: None },
+    )]);
+    admin.define_service().body(def).send().await.unwrap();
+    let req = aerekos_sdk::conductor::types::DeployRequest {
+        worker_ids: vec![docker_worker],
+        driver: Some(aerekos_sdk::conductor::types::DriverKind::Docker),
+        ..Default::default()
+    };
+    admin.deploy_service().name("boxapp").body(req).send().await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/boxapp/secret", platform.url);
+    let seen = eventually(120, "the container answers with its secret", || get_text(&http, &url, &token)).await;
+    assert_eq!(seen, value);
+    let deployment = admin.get_deployment().name("boxapp").send().await.unwrap().into_inner();
+    let container = format!("aerekos-{}", deployment.instances[0].id);
+    assert!(!serde_json::to_string(&deployment).unwrap().contains(&value));
+    // The container's environment has it; its stored spec (what users see) does not.
+    let inspect = Command::new("docker").args(["inspect", "--format", "{{json .Config.Env}}", &container]).output().unwrap();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains(&format!("DB_PASSWORD={value}")));
+    // Disabled, its worker stops and removes the container before the worker goes.
+    admin.disable_service().name("boxapp").send().await.unwrap();
+    eventually(60, "the container is removed", || async {
+        let out = Command::new("docker").args(["inspect", &container]).output().ok()?;
+        (!out.status.success()).then_some(())
+    })
+    .await;
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(platform.interrupt().success());
+}

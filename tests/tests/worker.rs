@@ -54,6 +54,8 @@ fn http_server_spec(port: u16) -> types::InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     }
 }
 
@@ -316,6 +318,8 @@ async fn a_docker_instance_runs_and_is_adopted_after_a_worker_restart() {
         health_path: None,
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     };
     let id = assign(&admin, worker_id, spec).await;
     let address = wait_running(&admin, id, 0).await.address.unwrap();
@@ -361,6 +365,8 @@ http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()
         health_path: Some("/health".into()),
         volume: None,
         tls: false,
+        secret_env: Default::default(),
+        generation: 0,
     }
 }
 

@@ -14,6 +14,7 @@ mod trust;
 pub mod driver;
 mod identity;
 mod reconcile;
+mod secrets;
 mod resources;
 mod volumes;
 
@@ -73,6 +74,11 @@ impl Shared {
     pub(crate) fn conductor(&self, token: Option<String>) -> aerekos_sdk::Conductor {
         let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| aerekos_sdk::Transport::new().with_token(t));
         aerekos_sdk::Conductor::with_trust(&self.config.conductor_url, transport, &self.trust)
+    }
+
+    /// A secrets_manager client through the conductor's gateway, carrying `token`.
+    pub(crate) fn secrets_manager(&self, token: String) -> aerekos_sdk::SecretsManager {
+        aerekos_sdk::SecretsManager::with_trust(&self.config.conductor_url, aerekos_sdk::Transport::new().with_token(token), &self.trust)
     }
 
     fn advertise_ip(&self) -> IpAddr {

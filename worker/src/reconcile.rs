@@ -173,9 +173,22 @@ async fn tick(
                 let volume_free = inst.spec.volume.as_deref().is_none_or(|v| crate::volumes::ready_to_start_on(shared, v));
                 if Instant::now() >= t.not_before && volume_free {
                     let restarting = matches!(t.state, InstanceState::Exited | InstanceState::Failed);
-                    let Some(spec) = prepared(shared, conductor, inst).await else {
-                        t.not_before = Instant::now() + t.backoff.next_delay();
-                        continue;
+                    let spec = match prepared(shared, conductor, inst).await {
+                        Ok(spec) => spec,
+                        Err(why) => {
+                            // Not yet (no certificate), or not at all until it changes (a secret
+                            // it names cannot be read): tried again after the backoff.
+                            if let Some(reason) = why {
+                                if t.reason.as_deref() != Some(&reason) {
+                                    tracing::warn!(instance_id = %id, %reason, "instance not started");
+                                }
+                                t.state = InstanceState::Failed;
+                                t.reason = Some(reason);
+                                t.address = None;
+                            }
+                            t.not_before = Instant::now() + t.backoff.next_delay();
+                            continue;
+                        }
                     };
                     match driver.start(*id, &spec).await {
                         Ok(()) => {
@@ -288,15 +301,16 @@ const SERVICE_TOKEN_ENV: &str = "AEREKOS_SERVICE_TOKEN";
 /// not start yet, since the gateway will speak HTTPS to it). An instance of a platform service gets
 /// a fresh service token at each start, so it can call the other services (storage_manager →
 /// key_manager); without one (the conductor is away) it starts anyway, and what needs the token
-/// says so.
-async fn prepared(shared: &Shared, conductor: &Conductor, inst: &Instance) -> Option<aerekos_sdk::conductor::types::InstanceSpec> {
+/// says so. An instance naming secrets gets their values in its environment, read at each start;
+/// until they can be read it does not start (Err with the reason). Err(None): not yet, silently.
+async fn prepared(shared: &Shared, conductor: &Conductor, inst: &Instance) -> Result<aerekos_sdk::conductor::types::InstanceSpec, Option<String>> {
     let mut spec = inst.spec.clone();
-    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return Some(spec) };
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return Ok(spec) };
     conductor.set_token(Some(identity.credential.clone()));
     if spec.tls {
         let Some(certs) = &shared.certs else {
             tracing::warn!(instance_id = %inst.id, "the instance is to serve TLS but this worker's conductor is not https; not starting it");
-            return None;
+            return Err(None);
         };
         match certs.for_instance(conductor, identity.worker_id, inst.id).await {
             Ok((chain, key)) => {
@@ -305,12 +319,16 @@ async fn prepared(shared: &Shared, conductor: &Conductor, inst: &Instance) -> Op
             }
             Err(e) => {
                 tracing::warn!(instance_id = %inst.id, error = %e, "no certificate for the instance yet; it starts once there is one");
-                return None;
+                return Err(None);
             }
         }
     }
+    if !spec.secret_env.is_empty() {
+        let values = crate::secrets::read_for_start(shared, conductor, identity.worker_id, inst.id, &spec.secret_env).await.map_err(Some)?;
+        spec.env.extend(values);
+    }
     if inst.service.is_none() || spec.env.contains_key(SERVICE_TOKEN_ENV) {
-        return Some(spec);
+        return Ok(spec);
     }
     match conductor.issue_instance_service_token().id(identity.worker_id).instance_id(inst.id).send().await {
         Ok(token) => {
@@ -318,7 +336,7 @@ async fn prepared(shared: &Shared, conductor: &Conductor, inst: &Instance) -> Op
         }
         Err(e) => tracing::info!(instance_id = %inst.id, error = %SdkError::from(e), "starting the instance without a service token"),
     }
-    Some(spec)
+    Ok(spec)
 }
 
 /// What the worker API shows.

@@ -342,6 +342,20 @@ Changing them replaces the instances; a stateful service's must be disabled firs
         pub replicas: ::std::option::Option<u32>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<ResourceSpec>,
+        /**`true`: replace every instance even if nothing else changed, as a rolling restart (new
+instances start, reading their secrets anew, and the old ones go once the new are healthy).
+A stateful service's must be disabled first, like any change.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub restart: ::std::option::Option<bool>,
+        /**Environment variables whose values are secrets from secrets_manager
+(`{"DB_PASSWORD": {"secret": "apps/shop/db-password"}}`), replacing the deployment's as a
+whole. Each instance's worker reads them just before starting it, with a token scoped to
+those secrets; only the references are stored.*/
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub secret_env: ::std::collections::HashMap<::std::string::String, SecretRef>,
         /**For a stateful service only: `true` starts it with no data on a worker that holds no copy
 of its volume, leaving the old copy where it is (it is not deleted, and is no longer used).
 Without it, a stateful service runs only where its volume is.*/
@@ -401,6 +415,9 @@ storage_manager, an app's settings).*/
             ::std::string::String,
             ::std::string::String,
         >,
+        ///Counts the deploys that asked for `restart`: instances of an older generation are replaced.
+        #[serde(default)]
+        pub generation: u64,
         ///Only workers carrying all these labels.
         #[serde(
             default,
@@ -412,6 +429,12 @@ storage_manager, an app's settings).*/
         >,
         pub replicas: u32,
         pub resources: ResourceSpec,
+        ///Environment variables whose values are secrets from secrets_manager, over the service's own.
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub secret_env: ::std::collections::HashMap<::std::string::String, SecretRef>,
         pub strategy: PlacementStrategy,
         ///Only these workers (empty: any).
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
@@ -681,7 +704,20 @@ storage_manager, an app's settings).*/
             value.parse()
         }
     }
-    ///How an instance runs. Give an image (docker driver) or a command (process driver), or both.
+    /**A token an instance's start reads its secrets with: an API key scoped to reading exactly the
+secrets its spec names, living two minutes; the worker revokes it once they are read.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct InstanceSecretsToken {
+        pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub token: ::std::string::String,
+        pub token_id: ::std::string::String,
+    }
+    impl InstanceSecretsToken {
+        pub fn builder() -> builder::InstanceSecretsToken {
+            Default::default()
+        }
+    }
+    ///`InstanceSpec`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct InstanceSpec {
         ///The program and its arguments; with an image, replaces the image's command.
@@ -695,6 +731,9 @@ storage_manager, an app's settings).*/
             ::std::string::String,
             ::std::string::String,
         >,
+        ///The deployment generation it was placed for (see `DeploymentSpec.generation`).
+        #[serde(default)]
+        pub generation: u64,
         ///An HTTP path answering 2xx when the instance is healthy, e.g. `/health`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub health_path: ::std::option::Option<::std::string::String>,
@@ -706,6 +745,12 @@ storage_manager, an app's settings).*/
         pub ports: ::std::vec::Vec<u16>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<ResourceSpec>,
+        ///Environment variables whose values are secrets, read by the worker at each start.
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub secret_env: ::std::collections::HashMap<::std::string::String, SecretRef>,
         /**The instance serves HTTPS with a certificate its worker gets for it from the cluster CA
 (`TLS_CERT_PEM`, `TLS_KEY_PEM`): instances of the built-in services, when the conductor
 serves TLS. The gateway and the worker's health checks then speak HTTPS to it.*/
@@ -1398,6 +1443,24 @@ conductor's database was replaced): the follower should drop what it knew.*/
             Default::default()
         }
     }
+    /**How an instance runs. Give an image (docker driver) or a command (process driver), or both.
+A secrets_manager secret an instance gets in an environment variable: its worker reads the
+value just before starting it (the version or staging label named, else `AWSCURRENT`'s). Only
+the reference is stored: the value never appears in a spec, a listing or a log.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct SecretRef {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub label: ::std::option::Option<::std::string::String>,
+        ///The secret's name, e.g. `apps/shop/db-password`.
+        pub secret: ::std::string::String,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub version: ::std::option::Option<u64>,
+    }
+    impl SecretRef {
+        pub fn builder() -> builder::SecretRef {
+            Default::default()
+        }
+    }
     ///A service of the catalog: a built-in one, or one an admin defined.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Service {
@@ -1432,6 +1495,13 @@ and, for a stateful service, `DATA_DIR`.*/
         pub load_balancing: LoadBalancing,
         ///e.g. `key_manager`; also the gateway prefix `/api/<name>/…`.
         pub name: ::std::string::String,
+        /**Environment variables whose values are secrets from secrets_manager, read by the worker
+at each start.*/
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub secret_env: ::std::collections::HashMap<::std::string::String, SecretRef>,
         ///Keeps state in a directory on its worker that outlives its instances; runs one replica.
         pub stateful: bool,
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
@@ -1478,6 +1548,12 @@ listen on `$PORT` and serve paths under `/api/<name>/` unchanged.*/
         pub load_balancing: ::std::option::Option<LoadBalancing>,
         ///1–48 of a–z, 0–9 and `_`, starting with a letter; not a conductor path such as `workers`.
         pub name: ::std::string::String,
+        ///Environment variables whose values are secrets from secrets_manager.
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub secret_env: ::std::collections::HashMap<::std::string::String, SecretRef>,
         ///Default false.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub stateful: ::std::option::Option<bool>,
@@ -3429,6 +3505,14 @@ instance uses them now.*/
                 ::std::option::Option<super::ResourceSpec>,
                 ::std::string::String,
             >,
+            restart: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            secret_env: ::std::result::Result<
+                ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                ::std::string::String,
+            >,
             start_empty: ::std::result::Result<
                 ::std::option::Option<bool>,
                 ::std::string::String,
@@ -3452,6 +3536,8 @@ instance uses them now.*/
                     load_balancing: Ok(Default::default()),
                     replicas: Ok(Default::default()),
                     resources: Ok(Default::default()),
+                    restart: Ok(Default::default()),
+                    secret_env: Ok(Default::default()),
                     start_empty: Ok(Default::default()),
                     strategy: Ok(Default::default()),
                     worker_ids: Ok(Default::default()),
@@ -3557,6 +3643,32 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn restart<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.restart = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for restart: {e}")
+                    });
+                self
+            }
+            pub fn secret_env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret_env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for secret_env: {e}")
+                    });
+                self
+            }
             pub fn start_empty<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
@@ -3609,6 +3721,8 @@ instance uses them now.*/
                     load_balancing: value.load_balancing?,
                     replicas: value.replicas?,
                     resources: value.resources?,
+                    restart: value.restart?,
+                    secret_env: value.secret_env?,
                     start_empty: value.start_empty?,
                     strategy: value.strategy?,
                     worker_ids: value.worker_ids?,
@@ -3625,6 +3739,8 @@ instance uses them now.*/
                     load_balancing: Ok(value.load_balancing),
                     replicas: Ok(value.replicas),
                     resources: Ok(value.resources),
+                    restart: Ok(value.restart),
+                    secret_env: Ok(value.secret_env),
                     start_empty: Ok(value.start_empty),
                     strategy: Ok(value.strategy),
                     worker_ids: Ok(value.worker_ids),
@@ -3842,6 +3958,7 @@ instance uses them now.*/
                 >,
                 ::std::string::String,
             >,
+            generation: ::std::result::Result<u64, ::std::string::String>,
             labels: ::std::result::Result<
                 ::std::collections::HashMap<
                     ::std::string::String,
@@ -3851,6 +3968,10 @@ instance uses them now.*/
             >,
             replicas: ::std::result::Result<u32, ::std::string::String>,
             resources: ::std::result::Result<super::ResourceSpec, ::std::string::String>,
+            secret_env: ::std::result::Result<
+                ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                ::std::string::String,
+            >,
             strategy: ::std::result::Result<
                 super::PlacementStrategy,
                 ::std::string::String,
@@ -3866,9 +3987,11 @@ instance uses them now.*/
                     backup_interval_secs: Ok(Default::default()),
                     driver: Ok(Default::default()),
                     env: Ok(Default::default()),
+                    generation: Ok(Default::default()),
                     labels: Ok(Default::default()),
                     replicas: Err("no value supplied for replicas".to_string()),
                     resources: Err("no value supplied for resources".to_string()),
+                    secret_env: Ok(Default::default()),
                     strategy: Err("no value supplied for strategy".to_string()),
                     worker_ids: Ok(Default::default()),
                 }
@@ -3918,6 +4041,18 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn generation<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.generation = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for generation: {e}")
+                    });
+                self
+            }
             pub fn labels<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
@@ -3959,6 +4094,20 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn secret_env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret_env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for secret_env: {e}")
+                    });
+                self
+            }
             pub fn strategy<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<super::PlacementStrategy>,
@@ -3993,9 +4142,11 @@ instance uses them now.*/
                     backup_interval_secs: value.backup_interval_secs?,
                     driver: value.driver?,
                     env: value.env?,
+                    generation: value.generation?,
                     labels: value.labels?,
                     replicas: value.replicas?,
                     resources: value.resources?,
+                    secret_env: value.secret_env?,
                     strategy: value.strategy?,
                     worker_ids: value.worker_ids?,
                 })
@@ -4007,9 +4158,11 @@ instance uses them now.*/
                     backup_interval_secs: Ok(value.backup_interval_secs),
                     driver: Ok(value.driver),
                     env: Ok(value.env),
+                    generation: Ok(value.generation),
                     labels: Ok(value.labels),
                     replicas: Ok(value.replicas),
                     resources: Ok(value.resources),
+                    secret_env: Ok(value.secret_env),
                     strategy: Ok(value.strategy),
                     worker_ids: Ok(value.worker_ids),
                 }
@@ -4548,6 +4701,87 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct InstanceSecretsToken {
+            expires_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            token: ::std::result::Result<::std::string::String, ::std::string::String>,
+            token_id: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for InstanceSecretsToken {
+            fn default() -> Self {
+                Self {
+                    expires_at: Err("no value supplied for expires_at".to_string()),
+                    token: Err("no value supplied for token".to_string()),
+                    token_id: Err("no value supplied for token_id".to_string()),
+                }
+            }
+        }
+        impl InstanceSecretsToken {
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_at: {e}")
+                    });
+                self
+            }
+            pub fn token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for token: {e}")
+                    });
+                self
+            }
+            pub fn token_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for token_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<InstanceSecretsToken>
+        for super::InstanceSecretsToken {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: InstanceSecretsToken,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    expires_at: value.expires_at?,
+                    token: value.token?,
+                    token_id: value.token_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::InstanceSecretsToken> for InstanceSecretsToken {
+            fn from(value: super::InstanceSecretsToken) -> Self {
+                Self {
+                    expires_at: Ok(value.expires_at),
+                    token: Ok(value.token),
+                    token_id: Ok(value.token_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct InstanceSpec {
             command: ::std::result::Result<
                 ::std::vec::Vec<::std::string::String>,
@@ -4560,6 +4794,7 @@ instance uses them now.*/
                 >,
                 ::std::string::String,
             >,
+            generation: ::std::result::Result<u64, ::std::string::String>,
             health_path: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
@@ -4573,6 +4808,10 @@ instance uses them now.*/
                 ::std::option::Option<super::ResourceSpec>,
                 ::std::string::String,
             >,
+            secret_env: ::std::result::Result<
+                ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                ::std::string::String,
+            >,
             tls: ::std::result::Result<bool, ::std::string::String>,
             volume: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
@@ -4584,10 +4823,12 @@ instance uses them now.*/
                 Self {
                     command: Ok(Default::default()),
                     env: Ok(Default::default()),
+                    generation: Ok(Default::default()),
                     health_path: Ok(Default::default()),
                     image: Ok(Default::default()),
                     ports: Ok(Default::default()),
                     resources: Ok(Default::default()),
+                    secret_env: Ok(Default::default()),
                     tls: Ok(Default::default()),
                     volume: Ok(Default::default()),
                 }
@@ -4620,6 +4861,18 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
+            pub fn generation<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.generation = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for generation: {e}")
                     });
                 self
             }
@@ -4671,6 +4924,20 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn secret_env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret_env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for secret_env: {e}")
+                    });
+                self
+            }
             pub fn tls<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<bool>,
@@ -4704,10 +4971,12 @@ instance uses them now.*/
                 Ok(Self {
                     command: value.command?,
                     env: value.env?,
+                    generation: value.generation?,
                     health_path: value.health_path?,
                     image: value.image?,
                     ports: value.ports?,
                     resources: value.resources?,
+                    secret_env: value.secret_env?,
                     tls: value.tls?,
                     volume: value.volume?,
                 })
@@ -4718,10 +4987,12 @@ instance uses them now.*/
                 Self {
                     command: Ok(value.command),
                     env: Ok(value.env),
+                    generation: Ok(value.generation),
                     health_path: Ok(value.health_path),
                     image: Ok(value.image),
                     ports: Ok(value.ports),
                     resources: Ok(value.resources),
+                    secret_env: Ok(value.secret_env),
                     tls: Ok(value.tls),
                     volume: Ok(value.volume),
                 }
@@ -6369,6 +6640,86 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct SecretRef {
+            label: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            secret: ::std::result::Result<::std::string::String, ::std::string::String>,
+            version: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for SecretRef {
+            fn default() -> Self {
+                Self {
+                    label: Ok(Default::default()),
+                    secret: Err("no value supplied for secret".to_string()),
+                    version: Ok(Default::default()),
+                }
+            }
+        }
+        impl SecretRef {
+            pub fn label<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.label = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for label: {e}")
+                    });
+                self
+            }
+            pub fn secret<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for secret: {e}")
+                    });
+                self
+            }
+            pub fn version<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.version = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for version: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SecretRef> for super::SecretRef {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SecretRef,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    label: value.label?,
+                    secret: value.secret?,
+                    version: value.version?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::SecretRef> for SecretRef {
+            fn from(value: super::SecretRef) -> Self {
+                Self {
+                    label: Ok(value.label),
+                    secret: Ok(value.secret),
+                    version: Ok(value.version),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Service {
             builtin: ::std::result::Result<bool, ::std::string::String>,
             command: ::std::result::Result<
@@ -6417,6 +6768,10 @@ instance uses them now.*/
                 ::std::string::String,
             >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            secret_env: ::std::result::Result<
+                ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                ::std::string::String,
+            >,
             stateful: ::std::result::Result<bool, ::std::string::String>,
             updated_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
@@ -6446,6 +6801,7 @@ instance uses them now.*/
                         "no value supplied for load_balancing".to_string(),
                     ),
                     name: Err("no value supplied for name".to_string()),
+                    secret_env: Ok(Default::default()),
                     stateful: Err("no value supplied for stateful".to_string()),
                     updated_at: Err("no value supplied for updated_at".to_string()),
                 }
@@ -6631,6 +6987,20 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn secret_env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret_env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for secret_env: {e}")
+                    });
+                self
+            }
             pub fn stateful<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<bool>,
@@ -6676,6 +7046,7 @@ instance uses them now.*/
                     image_command: value.image_command?,
                     load_balancing: value.load_balancing?,
                     name: value.name?,
+                    secret_env: value.secret_env?,
                     stateful: value.stateful?,
                     updated_at: value.updated_at?,
                 })
@@ -6698,6 +7069,7 @@ instance uses them now.*/
                     image_command: Ok(value.image_command),
                     load_balancing: Ok(value.load_balancing),
                     name: Ok(value.name),
+                    secret_env: Ok(value.secret_env),
                     stateful: Ok(value.stateful),
                     updated_at: Ok(value.updated_at),
                 }
@@ -6749,6 +7121,10 @@ instance uses them now.*/
                 ::std::string::String,
             >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            secret_env: ::std::result::Result<
+                ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                ::std::string::String,
+            >,
             stateful: ::std::result::Result<
                 ::std::option::Option<bool>,
                 ::std::string::String,
@@ -6768,6 +7144,7 @@ instance uses them now.*/
                     image_command: Ok(Default::default()),
                     load_balancing: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
+                    secret_env: Ok(Default::default()),
                     stateful: Ok(Default::default()),
                 }
             }
@@ -6916,6 +7293,20 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn secret_env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret_env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for secret_env: {e}")
+                    });
+                self
+            }
             pub fn stateful<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
@@ -6946,6 +7337,7 @@ instance uses them now.*/
                     image_command: value.image_command?,
                     load_balancing: value.load_balancing?,
                     name: value.name?,
+                    secret_env: value.secret_env?,
                     stateful: value.stateful?,
                 })
             }
@@ -6964,6 +7356,7 @@ instance uses them now.*/
                     image_command: Ok(value.image_command),
                     load_balancing: Ok(value.load_balancing),
                     name: Ok(value.name),
+                    secret_env: Ok(value.secret_env),
                     stateful: Ok(value.stateful),
                 }
             }
@@ -9709,6 +10102,43 @@ let response = client.issue_instance_certificate()
 ```*/
     pub fn issue_instance_certificate(&self) -> builder::IssueInstanceCertificate<'_> {
         builder::IssueInstanceCertificate::new(self)
+    }
+    /**The token the start of one of the worker's instances reads its secrets with (worker
+credential): an API key scoped to reading exactly the secrets its spec's `secret_env`
+names, living two minutes. The worker revokes it once they are read. 409 `no_secrets`
+when the instance names none
+
+Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/secrets-token`
+
+```ignore
+let response = client.issue_instance_secrets_token()
+    .id(id)
+    .instance_id(instance_id)
+    .send()
+    .await;
+```*/
+    pub fn issue_instance_secrets_token(
+        &self,
+    ) -> builder::IssueInstanceSecretsToken<'_> {
+        builder::IssueInstanceSecretsToken::new(self)
+    }
+    /**Revokes a secrets token issued for one of the worker's instances
+(worker credential), once the instance's secrets are read
+
+Sends a `DELETE` request to `/api/workers/{id}/instances/{instance_id}/secrets-token/{token_id}`
+
+```ignore
+let response = client.revoke_instance_secrets_token()
+    .id(id)
+    .instance_id(instance_id)
+    .token_id(token_id)
+    .send()
+    .await;
+```*/
+    pub fn revoke_instance_secrets_token(
+        &self,
+    ) -> builder::RevokeInstanceSecretsToken<'_> {
+        builder::RevokeInstanceSecretsToken::new(self)
     }
     /**A service token for one of the worker's instances of a built-in service (worker
 credential), which the worker passes to it as `AEREKOS_SERVICE_TOKEN` when it starts it: how
@@ -17200,6 +17630,325 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::issue_instance_secrets_token`]
+
+[`Client::issue_instance_secrets_token`]: super::Client::issue_instance_secrets_token*/
+    #[derive(Debug, Clone)]
+    pub struct IssueInstanceSecretsToken<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        instance_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> IssueInstanceSecretsToken<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                instance_id: Err("instance_id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/secrets-token`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<types::InstanceSecretsToken>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client, id, instance_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances/{}/secrets-token", client.baseurl,
+                encode_path(& id.to_string()), encode_path(& instance_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "issue_instance_secrets_token",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::revoke_instance_secrets_token`]
+
+[`Client::revoke_instance_secrets_token`]: super::Client::revoke_instance_secrets_token*/
+    #[derive(Debug, Clone)]
+    pub struct RevokeInstanceSecretsToken<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        instance_id: Result<::uuid::Uuid, String>,
+        token_id: Result<::std::string::String, String>,
+    }
+    impl<'a> RevokeInstanceSecretsToken<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                instance_id: Err("instance_id was not initialized".to_string()),
+                token_id: Err("token_id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        pub fn token_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.token_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for token_id failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `DELETE` request to `/api/workers/{id}/instances/{instance_id}/secrets-token/{token_id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, id, instance_id, token_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let token_id = token_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances/{}/secrets-token/{}", client.baseurl,
+                encode_path(& id.to_string()), encode_path(& instance_id.to_string()),
+                encode_path(& token_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "revoke_instance_secrets_token",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

@@ -2249,7 +2249,7 @@ let response = client.restore_secret()
     pub fn restore_secret(&self) -> builder::RestoreSecret<'_> {
         builder::RestoreSecret::new(self)
     }
-    /**Rotate now (admin); 502 `rotation_failed`, naming the endpoint's answer, when it fails
+    /**Rotate now (admin); 503 `rotation_failed`, naming the endpoint's answer, when it fails (the value stays)
 
 Sends a `POST` request to `/api/secrets_manager/secrets/{name}/rotate`
 

@@ -873,6 +873,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workers/{id}/instances/{instance_id}/secrets-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The token the start of one of the worker's instances reads its secrets with (worker
+         *     credential): an API key scoped to reading exactly the secrets its spec's `secret_env`
+         *     names, living two minutes. The worker revokes it once they are read. 409 `no_secrets`
+         *     when the instance names none.
+         */
+        post: operations["issue_instance_secrets_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workers/{id}/instances/{instance_id}/secrets-token/{token_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revokes a secrets token issued for one of the worker's instances
+         *     (worker credential), once the instance's secrets are read.
+         */
+        delete: operations["revoke_instance_secrets_token"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workers/{id}/instances/{instance_id}/service-token": {
         parameters: {
             query?: never;
@@ -1272,6 +1314,21 @@ export interface components {
             replicas?: number;
             resources?: components["schemas"]["ResourceSpec"];
             /**
+             * @description `true`: replace every instance even if nothing else changed, as a rolling restart (new
+             *     instances start, reading their secrets anew, and the old ones go once the new are healthy).
+             *     A stateful service's must be disabled first, like any change.
+             */
+            restart?: boolean;
+            /**
+             * @description Environment variables whose values are secrets from secrets_manager
+             *     (`{"DB_PASSWORD": {"secret": "apps/shop/db-password"}}`), replacing the deployment's as a
+             *     whole. Each instance's worker reads them just before starting it, with a token scoped to
+             *     those secrets; only the references are stored.
+             */
+            secret_env?: {
+                [key: string]: components["schemas"]["SecretRef"];
+            };
+            /**
              * @description For a stateful service only: `true` starts it with no data on a worker that holds no copy
              *     of its volume, leaving the old copy where it is (it is not deleted, and is no longer used).
              *     Without it, a stateful service runs only where its volume is.
@@ -1329,6 +1386,12 @@ export interface components {
                 [key: string]: string;
             };
             /**
+             * Format: uint64
+             * @description Counts the deploys that asked for `restart`: instances of an older generation are replaced.
+             * @default 0
+             */
+            generation?: number;
+            /**
              * @description Only workers carrying all these labels.
              * @default {}
              */
@@ -1339,6 +1402,13 @@ export interface components {
             replicas: number;
             /** @description What each instance reserves on its worker. */
             resources: components["schemas"]["ResourceSpec"] & unknown;
+            /**
+             * @description Environment variables whose values are secrets from secrets_manager, over the service's own.
+             * @default {}
+             */
+            secret_env?: {
+                [key: string]: components["schemas"]["SecretRef"];
+            };
             strategy: components["schemas"]["PlacementStrategy"];
             /**
              * @description Only these workers (empty: any).
@@ -1449,9 +1519,17 @@ export interface components {
          */
         InstanceHealth: "healthy" | "starting" | "unhealthy" | "stopped" | "lost";
         /**
-         * InstanceSpec
-         * @description How an instance runs. Give an image (docker driver) or a command (process driver), or both.
+         * InstanceSecretsToken
+         * @description A token an instance's start reads its secrets with: an API key scoped to reading exactly the
+         *     secrets its spec names, living two minutes; the worker revokes it once they are read.
          */
+        InstanceSecretsToken: {
+            /** Format: date-time */
+            expires_at: string;
+            token: string;
+            token_id: string;
+        };
+        /** InstanceSpec */
         InstanceSpec: {
             /** @description The program and its arguments; with an image, replaces the image's command. */
             command?: string[];
@@ -1459,6 +1537,12 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /**
+             * Format: uint64
+             * @description The deployment generation it was placed for (see `DeploymentSpec.generation`).
+             * @default 0
+             */
+            generation?: number;
             /** @description An HTTP path answering 2xx when the instance is healthy, e.g. `/health`. */
             health_path?: string;
             /** @description A Docker image present on the worker, e.g. `aerekos/service:0.1.0`. */
@@ -1470,6 +1554,13 @@ export interface components {
             ports?: number[];
             /** @description What it reserves on the worker. */
             resources?: components["schemas"]["ResourceSpec"] & unknown;
+            /**
+             * @description Environment variables whose values are secrets, read by the worker at each start.
+             * @default {}
+             */
+            secret_env?: {
+                [key: string]: components["schemas"]["SecretRef"];
+            };
             /**
              * @description The instance serves HTTPS with a certificate its worker gets for it from the cluster CA
              *     (`TLS_CERT_PEM`, `TLS_KEY_PEM`): instances of the built-in services, when the conductor
@@ -1794,6 +1885,20 @@ export interface components {
             version?: string;
         };
         /**
+         * SecretRef
+         * @description How an instance runs. Give an image (docker driver) or a command (process driver), or both.
+         *     A secrets_manager secret an instance gets in an environment variable: its worker reads the
+         *     value just before starting it (the version or staging label named, else `AWSCURRENT`'s). Only
+         *     the reference is stored: the value never appears in a spec, a listing or a log.
+         */
+        SecretRef: {
+            label?: string;
+            /** @description The secret's name, e.g. `apps/shop/db-password`. */
+            secret: string;
+            /** Format: uint64 */
+            version?: number;
+        };
+        /**
          * Service
          * @description A service of the catalog: a built-in one, or one an admin defined.
          */
@@ -1830,6 +1935,14 @@ export interface components {
             load_balancing: components["schemas"]["LoadBalancing"];
             /** @description e.g. `key_manager`; also the gateway prefix `/api/<name>/…`. */
             name: string;
+            /**
+             * @description Environment variables whose values are secrets from secrets_manager, read by the worker
+             *     at each start.
+             * @default {}
+             */
+            secret_env?: {
+                [key: string]: components["schemas"]["SecretRef"];
+            };
             /** @description Keeps state in a directory on its worker that outlives its instances; runs one replica. */
             stateful: boolean;
             /** Format: date-time */
@@ -1864,6 +1977,10 @@ export interface components {
             load_balancing?: components["schemas"]["LoadBalancing"];
             /** @description 1–48 of a–z, 0–9 and `_`, starting with a letter; not a conductor path such as `workers`. */
             name: string;
+            /** @description Environment variables whose values are secrets from secrets_manager. */
+            secret_env?: {
+                [key: string]: components["schemas"]["SecretRef"];
+            };
             /** @description Default false. */
             stateful?: boolean;
         };
@@ -8098,6 +8215,238 @@ export interface operations {
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["IssuedCertificate"];
                 };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Too many requests (from this address or this caller), or too many failed logins: try again
+             *     after `Retry-After` seconds.
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    issue_instance_secrets_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                instance_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["InstanceSecretsToken"];
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Too many requests (from this address or this caller), or too many failed logins: try again
+             *     after `Retry-After` seconds.
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_instance_secrets_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                instance_id: string;
+                token_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
             400: {

@@ -120,7 +120,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Rotate now (admin); 502 `rotation_failed`, naming the endpoint's answer, when it fails. */
+        /** Rotate now (admin); 503 `rotation_failed`, naming the endpoint's answer, when it fails (the value stays). */
         post: operations["rotate_secret"];
         delete?: never;
         options?: never;

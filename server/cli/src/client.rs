@@ -127,6 +127,14 @@ pub struct DeployArgs {
     /// set replaces the deployment's. Not for secrets: arguments are visible to the machine's users.
     #[arg(long = "env")]
     env: Vec<String>,
+    /// An environment variable whose value is a secret from secrets_manager, read by the worker
+    /// at each start: NAME=secret (its AWSCURRENT), NAME=secret@version or NAME=secret#label
+    /// (repeatable; given at all, the set replaces the deployment's).
+    #[arg(long = "secret-env")]
+    secret_env: Vec<String>,
+    /// Replace every instance even if nothing else changed (a rolling restart: secrets are read anew).
+    #[arg(long)]
+    restart: bool,
     #[arg(long, value_parser = ["spread", "binpack"])]
     strategy: Option<String>,
     #[arg(long, value_parser = ["process", "docker"])]
@@ -473,6 +481,10 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
             };
             let labels = pairs("label", &args.labels)?;
             let env = pairs("env", &args.env)?;
+            let secret_env = pairs("secret-env", &args.secret_env)?
+                .into_iter()
+                .map(|(var, reference)| Ok((var, secret_ref(&reference)?)))
+                .collect::<anyhow::Result<HashMap<_, _>>>()?;
             let req = DeployRequest {
                 replicas: args.replicas,
                 resources,
@@ -484,6 +496,8 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                 start_empty: args.start_empty.then_some(true),
                 backup_interval_secs: args.backup_every,
                 env,
+                secret_env,
+                restart: args.restart.then_some(true),
             };
             let d = api(c.deploy_service().name(&args.name).body(req).send().await)?;
             finish_deploy(&c, global.output, d, &args.wait).await
@@ -667,4 +681,16 @@ pub async fn token(global: Global, command: TokenCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// `name`, `name@version` or `name#label`, as `--secret-env` takes a secret.
+fn secret_ref(reference: &str) -> anyhow::Result<types::SecretRef> {
+    if let Some((secret, version)) = reference.split_once('@') {
+        let version = version.parse().with_context(|| format!("{reference:?}: the version after '@' is a number"))?;
+        return Ok(types::SecretRef { secret: secret.to_owned(), version: Some(version), label: None });
+    }
+    if let Some((secret, label)) = reference.split_once('#') {
+        return Ok(types::SecretRef { secret: secret.to_owned(), version: None, label: Some(label.to_owned()) });
+    }
+    Ok(types::SecretRef { secret: reference.to_owned(), version: None, label: None })
 }

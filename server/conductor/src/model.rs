@@ -513,6 +513,14 @@ pub struct DeploymentSpec {
     #[oai(default)]
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets from secrets_manager, over the service's own.
+    #[oai(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, SecretRef>,
+    /// Counts the deploys that asked for `restart`: instances of an older generation are replaced.
+    #[oai(default)]
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// Deploy a service: every field is optional and defaults to the service's current deployment,
@@ -543,6 +551,15 @@ pub struct DeployRequest {
     /// `DATA_DIR`, `CONDUCTOR_URL`, `TLS_CERT_PEM`, `TLS_KEY_PEM`, `AEREKOS_*`) are refused.
     /// Changing them replaces the instances; a stateful service's must be disabled first.
     pub env: Option<BTreeMap<String, String>>,
+    /// Environment variables whose values are secrets from secrets_manager
+    /// (`{"DB_PASSWORD": {"secret": "apps/shop/db-password"}}`), replacing the deployment's as a
+    /// whole. Each instance's worker reads them just before starting it, with a token scoped to
+    /// those secrets; only the references are stored.
+    pub secret_env: Option<BTreeMap<String, SecretRef>>,
+    /// `true`: replace every instance even if nothing else changed, as a rolling restart (new
+    /// instances start, reading their secrets anew, and the old ones go once the new are healthy).
+    /// A stateful service's must be disabled first, like any change.
+    pub restart: Option<bool>,
 }
 
 /// A service's deployment: what was asked for and the instances that serve it.
@@ -628,6 +645,11 @@ pub struct Service {
     /// and, for a stateful service, `DATA_DIR`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets from secrets_manager, read by the worker
+    /// at each start.
+    #[oai(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, SecretRef>,
     /// The path probed for health; instances serve it on `$PORT`.
     pub health_path: String,
     pub default_resources: ResourceSpec,
@@ -660,6 +682,8 @@ pub struct ServiceDefinition {
     /// The container's command with `image`.
     pub image_command: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, String>>,
+    /// Environment variables whose values are secrets from secrets_manager.
+    pub secret_env: Option<BTreeMap<String, SecretRef>>,
     /// Default `/health`.
     pub health_path: Option<String>,
     /// Default 100 millicores, 64 MB memory, 64 MB disk.
@@ -692,6 +716,29 @@ pub struct ServiceEndpoints {
 }
 
 /// How an instance runs. Give an image (docker driver) or a command (process driver), or both.
+/// A secrets_manager secret an instance gets in an environment variable: its worker reads the
+/// value just before starting it (the version or staging label named, else `AWSCURRENT`'s). Only
+/// the reference is stored: the value never appears in a spec, a listing or a log.
+#[derive(Object, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SecretRef {
+    /// The secret's name, e.g. `apps/shop/db-password`.
+    pub secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// A token an instance's start reads its secrets with: an API key scoped to reading exactly the
+/// secrets its spec names, living two minutes; the worker revokes it once they are read.
+#[derive(Object, Debug, Clone)]
+pub struct InstanceSecretsToken {
+    pub token: String,
+    pub token_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[oai(skip_serializing_if_is_none)]
 pub struct InstanceSpec {
@@ -704,6 +751,14 @@ pub struct InstanceSpec {
     #[oai(default)]
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets, read by the worker at each start.
+    #[oai(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, SecretRef>,
+    /// The deployment generation it was placed for (see `DeploymentSpec.generation`).
+    #[oai(default)]
+    #[serde(default)]
+    pub generation: u64,
     /// TCP ports the instance listens on (published on the worker's address under the same number).
     #[oai(default)]
     #[serde(default)]

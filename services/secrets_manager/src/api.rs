@@ -200,7 +200,7 @@ impl RotationApi {
         state.rotator.remove(&auth.0.0, &name.0).await.map(Json)
     }
 
-    /// Rotate now (admin); 502 `rotation_failed`, naming the endpoint's answer, when it fails.
+    /// Rotate now (admin); 503 `rotation_failed`, naming the endpoint's answer, when it fails (the value stays).
     #[oai(path = "/secrets/:name/rotate", method = "post", operation_id = "rotate_secret")]
     async fn rotate(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>) -> ApiResult<Json<Secret>> {
         state.rotator.rotate_now(&auth.0.0, &name.0).await.map(Json)

@@ -14,7 +14,7 @@ use crate::{
     AppState,
     model::{
         Assignments, ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
-        BackupReport, IssuedCertificate, RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
+        BackupReport, InstanceSecretsToken, IssuedCertificate, RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
     },
 };
 
@@ -195,6 +195,48 @@ impl WorkersApi {
             }
         };
         state.auth.service_token(&service, Some(crate::domain::auth::INSTANCE_SERVICE_TOKEN_SECS)).await.map(Json)
+    }
+
+    /// The token the start of one of the worker's instances reads its secrets with (worker
+    /// credential): an API key scoped to reading exactly the secrets its spec's `secret_env`
+    /// names, living two minutes. The worker revokes it once they are read. 409 `no_secrets`
+    /// when the instance names none.
+    #[oai(path = "/api/workers/:id/instances/:instance_id/secrets-token", method = "post", operation_id = "issue_instance_secrets_token")]
+    async fn instance_secrets_token(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        instance_id: Path<Uuid>,
+    ) -> ApiResult<Json<InstanceSecretsToken>> {
+        let instance = assigned_instance(&state, id.0, &auth.0.token, instance_id.0).await?;
+        let mut secrets: Vec<String> = instance.spec.secret_env.values().map(|r| r.secret.clone()).collect();
+        secrets.sort();
+        secrets.dedup();
+        if secrets.is_empty() {
+            return Err(aerekos_common::ApiError::conflict("no_secrets", "the instance's spec names no secrets"));
+        }
+        state.auth.instance_secrets_token(instance.id, &secrets).await.map(Json)
+    }
+
+    /// Revokes a secrets token issued for one of the worker's instances
+    /// (worker credential), once the instance's secrets are read.
+    #[oai(path = "/api/workers/:id/instances/:instance_id/secrets-token/:token_id", method = "delete", operation_id = "revoke_instance_secrets_token")]
+    async fn revoke_instance_secrets_token(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        instance_id: Path<Uuid>,
+        token_id: Path<String>,
+    ) -> ApiResult<Removed> {
+        let instance = assigned_instance(&state, id.0, &auth.0.token, instance_id.0).await?;
+        let theirs = state.auth.token_named(&token_id.0).await?.is_some_and(|name| name == format!("instance-{}", instance.id));
+        if !theirs {
+            return Err(aerekos_common::ApiError::not_found("token_not_found", format!("no secrets token {} of instance {}", token_id.0, instance.id)));
+        }
+        state.auth.revoke_token(&token_id.0).await?;
+        Ok(Removed::NoContent)
     }
 
     /// A server certificate from the cluster CA for the worker's own API (worker credential): for

@@ -33,7 +33,7 @@ use aerekos_common::secrets::write_secret_file;
 use super::{from_ms, passwords, random_secret};
 use crate::{
     config::ConductorConfig,
-    model::{ApiKey, CreateApiKeyRequest, IssuedToken, IssuedTokenKind, Jwk, Jwks, LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User},
+    model::{ApiKey, CreateApiKeyRequest, InstanceSecretsToken, IssuedToken, IssuedTokenKind, Jwk, Jwks, LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User},
     store::{Db, issued_tokens, users, users::UserRow},
     StartError,
 };
@@ -53,6 +53,9 @@ pub const MAX_PASSWORD_CHARS: usize = 1024;
 pub const MIN_TOKEN_SECS: u64 = 60;
 /// The life of the token a worker gets for an instance it starts (a restart gets a new one).
 pub const INSTANCE_SERVICE_TOKEN_SECS: u64 = SERVICE_TOKEN_MAX_SECS;
+/// How long the token an instance's start reads its secrets with lives (the worker revokes it
+/// as soon as they are read).
+pub const INSTANCE_SECRETS_TOKEN_SECS: u64 = 120;
 
 /// The caller of a request, as its token says.
 #[derive(Debug, Clone)]
@@ -288,6 +291,11 @@ impl AuthService {
     }
 
     /// Revokes token `jti`; false if it was unknown, expired or already revoked.
+    /// The name token `jti` was issued under (None: no such token).
+    pub async fn token_named(&self, jti: &str) -> ApiResult<Option<String>> {
+        issued_tokens::name_of(&self.db, jti).await.map_err(ApiError::internal)
+    }
+
     pub async fn revoke_token(&self, jti: &str) -> ApiResult<bool> {
         match issued_tokens::revoke(&self.db, jti).await.map_err(ApiError::internal)? {
             Some(exp) => {
@@ -390,6 +398,27 @@ impl AuthService {
         issued_tokens::insert(&self.db, &claims.jti, "service", None, service, "", claims.exp).await.map_err(ApiError::internal)?;
         tracing::info!(service, "service token issued");
         Ok(ServiceToken { token, service: service.to_owned(), expires_at: from_secs(claims.exp), token_id: claims.jti })
+    }
+
+    /// The token an instance's start reads its secrets with (see [`InstanceSecretsToken`]): an
+    /// API key named after the instance, scoped to reading exactly `secrets`, living
+    /// [`INSTANCE_SECRETS_TOKEN_SECS`]; recorded, so it lists and is revoked like any token.
+    pub async fn instance_secrets_token(&self, instance_id: Uuid, secrets: &[String]) -> ApiResult<InstanceSecretsToken> {
+        let scopes: Vec<String> = secrets.iter().map(|name| format!("secrets_manager:read:{name}")).collect();
+        for scope in &scopes {
+            aerekos_common::auth::validate_scope(scope).map_err(|m| ApiError::bad_request("invalid_scope", m))?;
+        }
+        let scopes = scopes.join(" ");
+        let name = format!("instance-{instance_id}");
+        let (token, claims) = self.sign_scoped(
+            format!("instance:{instance_id}"),
+            &name,
+            aerekos_common::auth::API_KEY_ROLE,
+            Duration::from_secs(INSTANCE_SECRETS_TOKEN_SECS),
+            Some(scopes.clone()),
+        )?;
+        issued_tokens::insert(&self.db, &claims.jti, "api_key", None, &name, &scopes, claims.exp).await.map_err(ApiError::internal)?;
+        Ok(InstanceSecretsToken { token, token_id: claims.jti, expires_at: from_secs(claims.exp) })
     }
 
     /// An API key for an app (admin only, checked by the caller): a token granting only `scopes`,

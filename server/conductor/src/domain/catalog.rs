@@ -65,6 +65,7 @@ fn builtin_service(b: &Builtin) -> Service {
         // The service listens where its worker says (AEREKOS_INSTANCE_HOST, PORT): every interface, or loopback
         // on a worker that serves plain HTTP.
         env: BTreeMap::new(),
+        secret_env: BTreeMap::new(),
         health_path: "/health".into(),
         default_resources: b.resources,
         default_replicas: 1,
@@ -212,6 +213,9 @@ fn validate_definition(def: ServiceDefinition) -> ApiResult<Service> {
     }
     let default_resources = def.default_resources.unwrap_or(ResourceSpec { cpu_millicores: 100, memory_mb: 64, disk_mb: 64 });
     validate_resources(&default_resources)?;
+    let env = def.env.unwrap_or_default();
+    let secret_env = def.secret_env.unwrap_or_default();
+    super::deployments::check_secret_env(&secret_env, &env)?;
     let mut depends_on = def.depends_on.unwrap_or_default();
     depends_on.sort();
     depends_on.dedup();
@@ -224,7 +228,8 @@ fn validate_definition(def: ServiceDefinition) -> ApiResult<Service> {
         command,
         image,
         image_command: def.image_command.filter(|c| !c.is_empty()),
-        env: def.env.unwrap_or_default(),
+        env,
+        secret_env,
         health_path,
         default_resources,
         default_replicas,

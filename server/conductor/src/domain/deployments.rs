@@ -36,8 +36,8 @@ use super::{
 };
 use crate::{
     model::{
-        DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth, InstanceSpec, MoveRequest, Service,
-        VolumeMove, Worker, WorkerStatus,
+        DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth, InstanceSpec, MoveRequest, SecretRef,
+        Service, VolumeMove, Worker, WorkerStatus,
     },
     store::{now_ms, services::DeploymentUpdate, volumes::VolumeRow},
 };
@@ -189,6 +189,8 @@ fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, p
         image,
         command,
         env: instance_env(service, spec),
+        secret_env: instance_secret_env(service, spec),
+        generation: spec.generation,
         ports: vec![port],
         resources: Some(spec.resources),
         health_path: Some(service.health_path.clone()),
@@ -204,6 +206,13 @@ fn instance_env(service: &Service, spec: &DeploymentSpec) -> BTreeMap<String, St
     env
 }
 
+/// An instance's secret references: the service's, with the deployment's over them.
+fn instance_secret_env(service: &Service, spec: &DeploymentSpec) -> BTreeMap<String, SecretRef> {
+    let mut env = service.secret_env.clone();
+    env.extend(spec.secret_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
 /// Whether `inst` no longer matches the deployment `spec` asks for of `service`.
 fn is_outdated(inst: &Instance, service: &Service, spec: &DeploymentSpec) -> bool {
     let driver = if inst.spec.image.is_some() { DriverKind::Docker } else { DriverKind::Process };
@@ -211,6 +220,8 @@ fn is_outdated(inst: &Instance, service: &Service, spec: &DeploymentSpec) -> boo
         || (!spec.worker_ids.is_empty() && !spec.worker_ids.contains(&inst.worker_id))
         || spec.driver.is_some_and(|d| d != driver)
         || inst.spec.env != instance_env(service, spec)
+        || inst.spec.secret_env != instance_secret_env(service, spec)
+        || inst.spec.generation != spec.generation
 }
 
 /// The most variables a deployment's env holds, and the longest value (in characters).
@@ -221,23 +232,55 @@ pub const MAX_ENV_VALUE_CHARS: usize = 32 * 1024;
 /// where its instance listens, keeps its data or finds its conductor.
 const PLATFORM_ENV: &[&str] = &["PORT", "DATA_DIR", "CONDUCTOR_URL", "TLS_CERT_PEM", "TLS_KEY_PEM"];
 
-fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
+fn check_env_name(field: &str, name: &str) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::bad_request("invalid_env", m));
+    let mut chars = name.chars();
+    let well_formed =
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        return bad(format!("{field}: {name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+    }
+    if PLATFORM_ENV.contains(&name) || name.starts_with("AEREKOS_") {
+        return bad(format!("{field}: {name} is set by the worker for every instance; a deployment cannot change it"));
+    }
+    Ok(())
+}
+
+fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
     if env.len() > MAX_ENV_VARS {
-        return bad(format!("env has {} variables; at most {MAX_ENV_VARS}", env.len()));
+        return Err(ApiError::bad_request("invalid_env", format!("env has {} variables; at most {MAX_ENV_VARS}", env.len())));
     }
     for (name, value) in env {
-        let mut chars = name.chars();
-        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !well_formed {
-            return bad(format!("env: {name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"));
-        }
-        if PLATFORM_ENV.contains(&name.as_str()) || name.starts_with("AEREKOS_") {
-            return bad(format!("env: {name} is set by the worker for every instance; a deployment cannot change it"));
-        }
+        check_env_name("env", name)?;
         if value.chars().count() > MAX_ENV_VALUE_CHARS || value.contains('\0') {
-            return bad(format!("env: {name}'s value must be at most {MAX_ENV_VALUE_CHARS} characters, without NUL"));
+            return Err(ApiError::bad_request(
+                "invalid_env",
+                format!("env: {name}'s value must be at most {MAX_ENV_VALUE_CHARS} characters, without NUL"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Secret references: variable names as for `env` and none set in `env` too, secret names in
+/// secrets_manager's grammar, a version or a label (not both).
+pub(crate) fn check_secret_env(secret_env: &BTreeMap<String, SecretRef>, env: &BTreeMap<String, String>) -> ApiResult<()> {
+    let bad = |m: String| Err(ApiError::bad_request("invalid_env", m));
+    if secret_env.len() > MAX_ENV_VARS {
+        return bad(format!("secret_env has {} variables; at most {MAX_ENV_VARS}", secret_env.len()));
+    }
+    for (name, reference) in secret_env {
+        check_env_name("secret_env", name)?;
+        if env.contains_key(name) {
+            return bad(format!("{name} is in both env and secret_env; give it once"));
+        }
+        let secret_ok = (1..=512).contains(&reference.secret.len())
+            && reference.secret.split('/').all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+        if !secret_ok {
+            return bad(format!("secret_env: {name} names {:?}, which is not a secret name (segments of letters, digits, '.', '_', '-' joined by '/')", reference.secret));
+        }
+        if reference.version.is_some() && reference.label.is_some() {
+            return bad(format!("secret_env: {name} gives a version and a label; give one"));
         }
     }
     Ok(())
@@ -418,6 +461,8 @@ impl DeploymentService {
             driver: None,
             backup_interval_secs: None,
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            generation: 0,
         });
         let spec = DeploymentSpec {
             replicas: req.replicas.unwrap_or(base.replicas),
@@ -428,6 +473,8 @@ impl DeploymentService {
             driver: req.driver.or(base.driver),
             backup_interval_secs: req.backup_interval_secs.or(base.backup_interval_secs),
             env: req.env.clone().unwrap_or(base.env),
+            secret_env: req.secret_env.clone().unwrap_or(base.secret_env),
+            generation: base.generation + u64::from(req.restart == Some(true)),
         };
         let bad = |m: String| Err(ApiError::bad_request("invalid_deployment", m));
         if spec.replicas > MAX_REPLICAS {
@@ -441,6 +488,7 @@ impl DeploymentService {
         }
         catalog::validate_resources(&spec.resources)?;
         check_env(&spec.env)?;
+        check_secret_env(&spec.secret_env, &instance_env(service, &spec))?;
         let unknown: Vec<String> =
             spec.worker_ids.iter().filter(|id| !cluster.workers.iter().any(|w| w.id == **id)).map(Uuid::to_string).collect();
         if !unknown.is_empty() {
@@ -468,7 +516,7 @@ impl DeploymentService {
             return Err(ApiError::conflict(
                 "stateful_service_running",
                 format!(
-                    "{} keeps its state on its worker, so its resources, workers, driver and env cannot change while it runs; \
+                    "{} keeps its state on its worker, so its resources, workers, driver, env and secret_env cannot change, nor can it restart by a deploy, while it runs; \
                      disable it and deploy again (it starts again on the worker holding its volume)",
                     service.name
                 ),

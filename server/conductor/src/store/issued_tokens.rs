@@ -32,6 +32,11 @@ pub async fn insert(db: &Db, jti: &str, kind: &str, user_id: Option<&str>, name:
         .map(|_| ())
 }
 
+/// The name a token was issued under, if it was.
+pub async fn name_of(db: &Db, jti: &str) -> DbResult<Option<String>> {
+    sqlx::query_scalar("SELECT name FROM issued_tokens WHERE jti = ?").bind(jti).fetch_optional(&db.read).await
+}
+
 /// The tokens still valid (neither expired nor revoked), newest first, optionally of one user.
 pub async fn list_valid(db: &Db, user_id: Option<&str>, now_secs: i64) -> DbResult<Vec<IssuedTokenRow>> {
     sqlx::query_as(&format!(

@@ -125,7 +125,7 @@ impl Rotator {
             .await
     }
 
-    /// Rotates now (admins): 502 `rotation_failed` with the endpoint's answer when it fails.
+    /// Rotates now (admins): 503 `rotation_failed`, naming the endpoint's answer, when it fails.
     pub async fn rotate_now(&self, caller: &Caller, name: &str) -> ApiResult<Secret> {
         self.secrets
             .audited_change(caller, "rotate_now", name, async {
@@ -137,7 +137,7 @@ impl Rotator {
                     .find(|(n, _)| n == name)
                     .map(|(_, s)| s)
                     .ok_or_else(|| ApiError::conflict("no_rotation", format!("secret {name:?} has no rotation schedule; set one first")))?;
-                self.rotate(name, schedule).await.map_err(|why| ApiError::new(http::StatusCode::BAD_GATEWAY, "rotation_failed", why))?;
+                self.rotate(name, schedule).await.map_err(|why| ApiError::unavailable("rotation_failed", why))?;
                 self.secrets.describe_name(name).await
             })
             .await
@@ -182,7 +182,7 @@ impl Rotator {
         if let Err(e) = self.secrets.set_rotation_row(name, Some(&schedule)).await {
             tracing::error!(secret = %name, error = %e.body().message, "storing the rotation's outcome failed");
         }
-        let result = written.as_ref().map(|_| ()).map_err(|why| ApiError::new(http::StatusCode::BAD_GATEWAY, "rotation_failed", why.clone()));
+        let result = written.as_ref().map(|_| ()).map_err(|why| ApiError::unavailable("rotation_failed", why.clone()));
         let _ = self.secrets.record(&rotator, "rotate", name, written.as_ref().ok().copied(), result).await;
         written
     }
