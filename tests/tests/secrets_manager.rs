@@ -132,7 +132,7 @@ async fn versions_labels_check_and_set_and_pruning() {
     expect_api_error(failure(s.get_secret_value().name("apps/shop/db-password").label("blue").send().await), 404, "label_not_found");
 
     // Bad input: clear 4xx, nothing made.
-    for (name, code) in [("apps//x", "invalid_name"), ("/abs", "invalid_name"), ("apps/shop/config", "secret_exists")] {
+    for (name, code) in [("apps//x", "invalid_name"), ("/abs", "invalid_name"), ("apps/../x", "invalid_name"), ("..", "invalid_name"), ("apps/shop/config", "secret_exists")] {
         expect_api_error(failure(s.create_secret().body(new_secret(name, None)).send().await), if code == "secret_exists" { 409 } else { 400 }, code);
     }
     let neither = SecretValue { bytes: None, json: Default::default() };
@@ -162,12 +162,19 @@ async fn soft_delete_undelete_destroy_and_the_whole_secrets_recovery_window() {
     expect_api_error(failure(s.get_secret_value().name("ops/token").version(1).send().await), 404, "version_destroyed");
     expect_api_error(failure(s.undelete_secret_version().name("ops/token").version(1).send().await), 409, "version_destroyed");
 
-    // The whole secret: reads and writes refused during the window, restore brings it back.
+    // The version AWSCURRENT names stays readable.
+    expect_api_error(failure(s.delete_secret_version().name("ops/token").version(2).send().await), 409, "version_is_current");
+    expect_api_error(failure(s.destroy_secret_version().name("ops/token").version(2).send().await), 409, "version_is_current");
+
+    // The whole secret: reads and changes refused during the window, restore brings it back.
     expect_api_error(failure(s.delete_secret().name("ops/token").recovery_days(3).send().await), 400, "invalid_recovery_window");
     let scheduled = s.delete_secret().name("ops/token").recovery_days(7).send().await.unwrap().into_inner();
     assert!(scheduled.deletion_date.is_some());
     expect_api_error(failure(s.get_secret_value().name("ops/token").send().await), 409, "secret_scheduled_for_deletion");
     expect_api_error(failure(s.put_secret_value().name("ops/token").body(put(bytes(b"v3"), None)).send().await), 409, "secret_scheduled_for_deletion");
+    let change = UpdateSecretRequest { description: Some("changed".into()), ..Default::default() };
+    expect_api_error(failure(s.update_secret().name("ops/token").body(change).send().await), 409, "secret_scheduled_for_deletion");
+    expect_api_error(failure(s.destroy_secret_version().name("ops/token").version(2).send().await), 409, "secret_scheduled_for_deletion");
     s.restore_secret().name("ops/token").send().await.unwrap();
     assert_eq!(read(s, "ops/token").await, (2, b"v2".to_vec()));
     // Deleted for good once the window (7 "days" of a second here) has passed.
@@ -241,6 +248,11 @@ async fn a_disabled_key_refuses_reads_and_values_never_reach_disk_logs_or_metada
     assert_eq!(text_of(&s.get_secret_value().name("team/marker").version(1).send().await.unwrap().into_inner().value), marker.as_bytes());
 
     km.disable_key().key("team-key").send().await.unwrap();
+    // A create whose first value cannot be sealed makes nothing.
+    let mut refused = new_secret("team/never", Some(bytes(b"x")));
+    refused.encryption_key = Some("team-key".into());
+    expect_api_error(failure(s.create_secret().body(refused).send().await), 409, "encryption_key_unusable");
+    expect_api_error(failure(s.get_secret().name("team/never").send().await), 404, "secret_not_found");
     let refused = expect_api_error(failure(s.get_secret_value().name("team/marker").send().await), 409, "encryption_key_unusable");
     assert!(refused.message.contains("team-key"), "{refused:?}");
     expect_api_error(failure(s.put_secret_value().name("team/marker").body(put(bytes(b"x"), None)).send().await), 409, "encryption_key_unusable");

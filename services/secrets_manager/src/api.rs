@@ -281,6 +281,8 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
         Limit::property("UpdateSecretRequest", "description", description),
         Limit::property("UpdateSecretRequest", "max_versions", max_versions),
         Limit::property("UpdateSecretRequest", "tags", tags),
+        // An empty value is refused; a value's own size limit is after decoding (see above).
+        Limit::property("SecretValue", "bytes", json!({"minLength": 1})),
         Limit::property("PutValueRequest", "labels", json!({"maxItems": names::MAX_LABELS, "items": label.clone()})),
         Limit::property("SetRotationRequest", "service", json!({"pattern": rotation::SERVICE_PATTERN})),
         Limit::property("SetRotationRequest", "path", json!({"pattern": "^/[^\\s]*$"})),

@@ -79,7 +79,10 @@ pub enum PutOutcome {
     Raced,
 }
 
-pub async fn insert_secret(db: &Db, row: &SecretRow) -> DbResult<bool> {
+/// Creates a secret, with its first version (labelled `AWSCURRENT`) when one is given, in one
+/// transaction. false: the name is taken (nothing was written).
+pub async fn insert_secret(db: &Db, row: &SecretRow, first: Option<&NewVersion<'_>>) -> DbResult<bool> {
+    let mut tx = db.write.begin().await?;
     let done = sqlx::query(
         "INSERT INTO secrets (name, description, key_ref, max_versions, tags, latest_version, created_at, updated_at) \
          VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (name) DO NOTHING",
@@ -91,9 +94,38 @@ pub async fn insert_secret(db: &Db, row: &SecretRow) -> DbResult<bool> {
     .bind(&row.tags)
     .bind(row.created_at)
     .bind(row.updated_at)
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if let Some(first) = first {
+        insert_version(&mut tx, &row.name, first, row.created_at).await?;
+        sqlx::query("UPDATE secrets SET latest_version = ? WHERE name = ?").bind(first.version).bind(&row.name).execute(&mut *tx).await?;
+        set_label(&mut tx, &row.name, CURRENT, first.version).await?;
+        for label in first.labels {
+            set_label(&mut tx, &row.name, label, first.version).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn insert_version(tx: &mut sqlx::SqliteConnection, name: &str, new: &NewVersion<'_>, now: i64) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO versions (secret, version, kind, sealed, key_ref, wrapped_key, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(name)
+    .bind(new.version)
+    .bind(new.kind)
+    .bind(new.sealed)
+    .bind(new.key_ref)
+    .bind(new.wrapped_key)
+    .bind(now)
+    .bind(new.created_by)
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
 }
 
 pub async fn get_secret(db: &Db, name: &str) -> DbResult<Option<SecretRow>> {
@@ -148,19 +180,7 @@ pub async fn put_version(db: &Db, name: &str, cas: Option<i64>, new: &NewVersion
     if version != new.version {
         return Ok(PutOutcome::Raced);
     }
-    sqlx::query(
-        "INSERT INTO versions (secret, version, kind, sealed, key_ref, wrapped_key, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(name)
-    .bind(version)
-    .bind(new.kind)
-    .bind(new.sealed)
-    .bind(new.key_ref)
-    .bind(new.wrapped_key)
-    .bind(now)
-    .bind(new.created_by)
-    .execute(&mut *tx)
-    .await?;
+    insert_version(&mut tx, name, new, now).await?;
     sqlx::query("UPDATE secrets SET latest_version = ?, updated_at = ? WHERE name = ?").bind(version).bind(now).bind(name).execute(&mut *tx).await?;
     let current: Option<i64> =
         sqlx::query_scalar("SELECT version FROM labels WHERE secret = ? AND label = ?").bind(name).bind(CURRENT).fetch_optional(&mut *tx).await?;

@@ -275,7 +275,9 @@ pub(crate) fn check_secret_env(secret_env: &BTreeMap<String, SecretRef>, env: &B
             return bad(format!("{name} is in both env and secret_env; give it once"));
         }
         let secret_ok = (1..=512).contains(&reference.secret.len())
-            && reference.secret.split('/').all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            && reference.secret.split('/').all(|s| {
+                !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            });
         if !secret_ok {
             return bad(format!("secret_env: {name} names {:?}, which is not a secret name (segments of letters, digits, '.', '_', '-' joined by '/')", reference.secret));
         }

@@ -14,22 +14,28 @@ pub const MAX_TAG_CHARS: usize = 256;
 /// The most versions a secret may be told to keep.
 pub const MAX_VERSIONS_LIMIT: u32 = 1000;
 
-/// The spec's pattern for a secret name (what [`check_name`] accepts, but for its length).
-pub const NAME_PATTERN: &str = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$";
+/// The spec's pattern for a secret name (what [`check_name`] accepts, but for its length): a
+/// segment is not `.` or `..` (a URL would lose it on the way).
+pub const NAME_PATTERN: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*$";
 pub const LABEL_PATTERN: &str = r"^[A-Za-z0-9._-]{1,64}$";
 
 fn segment_ok(segment: &str) -> bool {
     !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A name's segment: not `.` or `..`, which URL normalisation removes from a path.
+fn name_segment_ok(segment: &str) -> bool {
+    segment_ok(segment) && segment != "." && segment != ".."
+}
+
 /// `apps/shop/db-password`: segments of letters, digits, `.`, `_`, `-` joined by `/`.
 pub fn check_name(name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > MAX_NAME_CHARS || !name.split('/').all(segment_ok) {
+    if name.is_empty() || name.len() > MAX_NAME_CHARS || !name.split('/').all(name_segment_ok) {
         return Err(ApiError::bad_request(
             "invalid_name",
             format!(
-                "secret name {name:?}: give 1–{MAX_NAME_CHARS} characters, segments of letters, digits, '.', '_' and '-' joined by '/' \
-                 (e.g. apps/shop/db-password)"
+                "secret name {name:?}: give 1–{MAX_NAME_CHARS} characters, segments of letters, digits, '.', '_' and '-' joined by '/', \
+                 none of them '.' or '..' (e.g. apps/shop/db-password)"
             ),
         ));
     }
@@ -84,12 +90,12 @@ mod tests {
         for ok in ["db", "apps/shop/db-password", "a.b_c-d/e", "x/y/z/0"] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/a", "a/", "a//b", "a b", "apps/shop/ü", "a\\b", &"x".repeat(513)] {
+        for bad in ["", "/a", "a/", "a//b", "a b", "apps/shop/ü", "a\\b", ".", "..", "a/../b", "a/./b", &"x".repeat(513)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         // The spec's pattern accepts and refuses the same names (its length is maxLength's).
         let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
-        for name in ["db", "apps/shop/db-password", "", "/a", "a/", "a//b", "a b", "apps/shop/ü"] {
+        for name in ["db", "apps/shop/db-password", "", "/a", "a/", "a//b", "a b", "apps/shop/ü", ".", "..", "a/../b", ".env", "..x", "...", "a."] {
             assert_eq!(pattern.is_match(name), check_name(name).is_ok(), "{name}");
         }
         let label = regex::Regex::new(LABEL_PATTERN).unwrap();

@@ -155,6 +155,25 @@ fn decode_value(kind: &str, plaintext: &[u8]) -> ApiResult<SecretValue> {
     }
 }
 
+/// A value ready to be sealed as some version of a secret: its plaintext and a fresh data key.
+struct Sealer {
+    kind: &'static str,
+    plaintext: Zeroizing<Vec<u8>>,
+    data_key: aerekos_envelope::DataKeyBytes,
+    wrapped: String,
+    key_ref: String,
+}
+
+impl Sealer {
+    fn seal(&self, name: &str, version: i64) -> ApiResult<Vec<u8>> {
+        crypto::seal(&self.data_key, name, version as u64, self.kind, &self.plaintext).ok_or_else(|| ApiError::internal("sealing a value failed"))
+    }
+
+    fn version<'a>(&'a self, version: i64, sealed: &'a [u8], created_by: &'a str, labels: &'a [String]) -> NewVersion<'a> {
+        NewVersion { version, kind: self.kind, sealed, key_ref: &self.key_ref, wrapped_key: &self.wrapped, created_by, labels }
+    }
+}
+
 /// key_manager's encryption context for a secret's data keys: a wrapped key opens only for it.
 fn context(name: &str) -> HashMap<String, String> {
     HashMap::from([("secret".to_owned(), name.to_owned())])
@@ -237,9 +256,6 @@ impl SecretService {
             check_tags(&tags)?;
             let max_versions = req.max_versions.unwrap_or(self.limits.default_max_versions);
             check_max_versions(max_versions)?;
-            if let Some(value) = &req.value {
-                encode_value(value, self.limits.max_value_bytes)?;
-            }
             Ok((description, tags, max_versions))
         })();
         let (description, tags, max_versions) = match checked {
@@ -250,6 +266,15 @@ impl SecretService {
         if let Err(e) = self.usable_key(caller, token, &key_ref).await {
             return Outcome::err(None, e);
         }
+        // The first value is sealed before anything is written: a create either makes the secret
+        // with it or nothing at all.
+        let sealer = match &req.value {
+            Some(value) => match self.sealer(&req.name, &key_ref, value).await {
+                Ok(sealer) => Some(sealer),
+                Err(e) => return Outcome::err(None, e),
+            },
+            None => None,
+        };
         let now = now_ms();
         let row = SecretRow {
             name: req.name.clone(),
@@ -263,21 +288,27 @@ impl SecretService {
             deletion_date: None,
             rotation: None,
         };
-        match store::insert_secret(&self.db, &row).await {
+        let created_by = caller.actor();
+        let sealed = match sealer.as_ref().map(|s| s.seal(&row.name, 1)).transpose() {
+            Ok(sealed) => sealed,
+            Err(e) => return Outcome::err(None, e),
+        };
+        let first = sealer.as_ref().zip(sealed.as_deref()).map(|(s, sealed)| s.version(1, sealed, &created_by, &[]));
+        match store::insert_secret(&self.db, &row, first.as_ref()).await {
             Ok(true) => {}
             Ok(false) => {
                 return Outcome::err(None, ApiError::conflict("secret_exists", format!("a secret named {:?} exists already", req.name)));
             }
             Err(e) => return Outcome::err(None, db_err(e)),
         }
-        let mut version = None;
-        if let Some(value) = &req.value {
-            match self.write_version(caller, &row.name, value, None, &[]).await {
-                Ok(v) => version = Some(v),
-                Err(e) => return Outcome::err(None, e),
-            }
-        }
-        Outcome { version, result: self.describe_name(&row.name).await }
+        Outcome { version: first.map(|_| 1), result: self.describe_name(&row.name).await }
+    }
+
+    /// Checks `value` and gets a fresh data key for it under `key_ref`.
+    async fn sealer(&self, name: &str, key_ref: &str, value: &SecretValue) -> ApiResult<Sealer> {
+        let (kind, plaintext) = encode_value(value, self.limits.max_value_bytes)?;
+        let (data_key, wrapped) = self.envelope.new_data_key(key_ref, &context(name)).await?;
+        Ok(Sealer { kind, plaintext, data_key, wrapped, key_ref: key_ref.to_owned() })
     }
 
     /// Checks that key_manager has `key_ref`. The default key is made when missing, with the
@@ -361,6 +392,7 @@ impl SecretService {
             if let Some(m) = req.max_versions {
                 check_max_versions(m)?;
             }
+            self.live_secret(name).await?;
             let key_ref = req.encryption_key.as_deref().map(str::trim).filter(|k| !k.is_empty());
             if let Some(key) = key_ref {
                 self.usable_key(caller, token, key).await?;
@@ -458,7 +490,7 @@ impl SecretService {
 
     /// Seals `value` under a fresh data key and writes it as the next version; returns its number.
     pub(super) async fn write_version(&self, caller: &Caller, name: &str, value: &SecretValue, cas: Option<u64>, labels: &[String]) -> ApiResult<u64> {
-        let (kind, plaintext) = encode_value(value, self.limits.max_value_bytes)?;
+        encode_value(value, self.limits.max_value_bytes)?;
         if labels.len() > super::names::MAX_LABELS {
             return Err(ApiError::bad_request("invalid_label", format!("at most {} labels per write", super::names::MAX_LABELS)));
         }
@@ -472,14 +504,13 @@ impl SecretService {
         if row.deletion_date.is_some() {
             return Err(scheduled(name, &row));
         }
-        let (data_key, wrapped) = self.envelope.new_data_key(&row.key_ref, &context(name)).await?;
+        let sealer = self.sealer(name, &row.key_ref, value).await?;
         let created_by = caller.actor();
         let mut latest = row.latest_version;
         for _ in 0..WRITE_ATTEMPTS {
             let version = latest + 1;
-            let sealed = crypto::seal(&data_key, name, version as u64, kind, &plaintext)
-                .ok_or_else(|| ApiError::internal("sealing a value failed"))?;
-            let new = NewVersion { version, kind, sealed: &sealed, key_ref: &row.key_ref, wrapped_key: &wrapped, created_by: &created_by, labels };
+            let sealed = sealer.seal(name, version)?;
+            let new = sealer.version(version, &sealed, &created_by, labels);
             match store::put_version(&self.db, name, cas.map(|c| c as i64), &new, now_ms()).await.map_err(db_err)? {
                 PutOutcome::Written(v) => return Ok(v as u64),
                 PutOutcome::NoSecret => return Err(no_secret(name)),
@@ -571,6 +602,9 @@ impl SecretService {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             self.live_secret(name).await?;
+            if deleted {
+                self.not_current(name, version, "deleted").await?;
+            }
             let at = deleted.then(now_ms);
             if !store::set_version_deleted(&self.db, name, version as i64, at).await.map_err(db_err)? {
                 return Err(self.why_no_version(name, version).await);
@@ -585,7 +619,8 @@ impl SecretService {
     pub async fn destroy_version(&self, caller: &Caller, name: &str, version: u64) -> ApiResult<SecretVersion> {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
-            self.row(name).await?;
+            self.live_secret(name).await?;
+            self.not_current(name, version, "destroyed").await?;
             if !store::destroy_version(&self.db, name, version as i64, now_ms()).await.map_err(db_err)? {
                 return Err(no_version(name, version));
             }
@@ -635,6 +670,17 @@ impl SecretService {
             return Err(scheduled(name, &row));
         }
         Ok(row)
+    }
+
+    /// The version `AWSCURRENT` names stays readable: it is not deleted or destroyed while it is current.
+    async fn not_current(&self, name: &str, version: u64, what: &str) -> ApiResult<()> {
+        if store::version_of_label(&self.db, name, CURRENT).await.map_err(db_err)? == Some(version as i64) {
+            return Err(ApiError::conflict(
+                "version_is_current",
+                format!("version {version} of {name:?} is AWSCURRENT and cannot be {what}; write a new value or move AWSCURRENT first"),
+            ));
+        }
+        Ok(())
     }
 
     async fn why_no_version(&self, name: &str, version: u64) -> ApiError {
