@@ -17,6 +17,7 @@ import { Agent } from 'undici';
 import {
   createConductorClient as createConductorClientBase,
   createKeyManagerClient as createKeyManagerClientBase,
+  createSecretsManagerClient as createSecretsManagerClientBase,
   createStorageManagerClient as createStorageManagerClientBase,
   createWorkerClient as createWorkerClientBase,
   login as loginBase,
@@ -26,6 +27,8 @@ import {
   type KeyManagerClient,
   type KeyManagerClientOptions,
   type LoginResponse,
+  type SecretsManagerClient,
+  type SecretsManagerClientOptions,
   type StorageManagerClient,
   type StorageManagerClientOptions,
   type WorkerClient,
@@ -196,6 +199,11 @@ export async function login(
 /** `createKeyManagerClient` of `@aerekos/sdk`, plus `ca`: the CA bundle to believe. */
 export function createKeyManagerClient(options: KeyManagerClientOptions & TrustOptions): KeyManagerClient {
   return createKeyManagerClientBase(withTrust(options));
+}
+
+/** `createSecretsManagerClient` of `@aerekos/sdk`, plus `ca`: the CA bundle to believe. */
+export function createSecretsManagerClient(options: SecretsManagerClientOptions & TrustOptions): SecretsManagerClient {
+  return createSecretsManagerClientBase(withTrust(options));
 }
 
 /** `createStorageManagerClient` of `@aerekos/sdk`, plus `ca`: the CA bundle to believe. */

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,13 +38,18 @@ export async function startServer(opts: {
   args: string[];
   env: Record<string, string>;
   listening: RegExp;
+  /** Called with the fresh data directory before the process starts: files to write there, and more env. */
+  setup?: (dataDir: string) => Promise<Record<string, string>>;
+  /** How long the listening line may take (default 30 s). */
+  startupTimeoutMs?: number;
 }): Promise<Server> {
   if (!existsSync(BIN)) {
     throw new Error(`aerekos binary not found at ${BIN}; build it or set AEREKOS_BIN`);
   }
   const dataDir = await mkdtemp(join(tmpdir(), `aerekos-sdk-ts-${opts.name}-`));
+  const extraEnv = opts.setup ? await opts.setup(dataDir) : {};
   const proc = spawn(BIN, opts.args, {
-    env: { ...process.env, ...opts.env, DATA_DIR: dataDir, NO_COLOR: '1' },
+    env: { ...process.env, ...opts.env, ...extraEnv, DATA_DIR: dataDir, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // Keep draining both pipes for the whole run: a full pipe would block the process's logging.
@@ -71,7 +76,8 @@ export async function startServer(opts: {
     };
     const onExit = (code: number | null, signal: string | null) => fail(`exited (code ${code}, signal ${signal})`);
     const onError = (err: Error) => fail(err.message);
-    const timer = setTimeout(() => fail(`no listening line within ${STARTUP_TIMEOUT_MS} ms`), STARTUP_TIMEOUT_MS);
+    const timeoutMs = opts.startupTimeoutMs ?? STARTUP_TIMEOUT_MS;
+    const timer = setTimeout(() => fail(`no listening line within ${timeoutMs} ms`), timeoutMs);
     const cleanup = () => {
       clearTimeout(timer);
       proc.stdout!.off('data', onData);
@@ -154,6 +160,69 @@ export async function startWorker(conductorUrl: string, registrationToken: strin
     },
     listening: /aerekos worker API listening on (http:\/\/\S+)/,
   });
+}
+
+/** A whole platform (`aerekos up`): an admin, and a viewer user. */
+export interface Platform extends Server {
+  adminPassword: string;
+  viewer: { username: string; password: string };
+}
+
+/**
+ * `aerekos up` in a fresh data directory, as a user runs it: the conductor on 127.0.0.1 and a free
+ * port (plain HTTP, no S3 edge), a local worker (processes only) running the built-in services
+ * (key_manager, storage_manager, secrets_manager, reached through the conductor's gateway at
+ * `baseUrl/api/<service>/…`), the `admin` user with `adminPassword` and a `viewer`-role user.
+ * Resolves once the platform printed its summary; the services may still be starting (see
+ * `waitForService`). `stopServer` stops it (SIGTERM stops its instances too).
+ */
+export async function startPlatform(): Promise<Platform> {
+  const adminPassword = `sdk-test-${randomUUID()}`;
+  const viewer = { username: 'sdk-viewer', password: `sdk-viewer-${randomUUID()}` };
+  const server = await startServer({
+    name: 'up',
+    args: ['up'],
+    env: {
+      CONDUCTOR_HOST: '127.0.0.1',
+      CONDUCTOR_PORT: '0',
+      CONDUCTOR_TLS: 'off',
+      CONDUCTOR_S3_PORT: 'off',
+      WORKER_API_HOST: '127.0.0.1',
+      WORKER_API_PORT: '0',
+      AEREKOS_ADMIN_PASSWORD: adminPassword,
+      // Instance ports away from the Rust tests' (20000–29549) and the dashboard tests' (29600–29699).
+      AEREKOS_INSTANCE_PORTS: process.env.AEREKOS_INSTANCE_PORTS ?? '29700-29799',
+      HEARTBEAT_INTERVAL: '1',
+    },
+    setup: async (dataDir) => {
+      const usersFile = join(dataDir, 'users.json');
+      await writeFile(usersFile, JSON.stringify([{ username: viewer.username, role: 'viewer', password: viewer.password }]));
+      return { AEREKOS_USERS_FILE: usersFile };
+    },
+    // The summary's last line: by then the conductor listens and the services are deployed.
+    listening: /aerekos conductor listening on (http:\/\/\S+)[\s\S]*Ctrl-C stops/,
+    startupTimeoutMs: 60_000,
+  });
+  return { ...server, adminPassword, viewer };
+}
+
+/**
+ * Waits until `probe` (a call through the gateway to a service) stops failing with 502/503/404
+ * (the gateway's answers while the service has no healthy instance yet), for up to `ms`.
+ */
+export async function waitForService<T>(what: string, probe: () => Promise<T>, ms = 90_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await probe();
+    } catch (err) {
+      const starting = err instanceof AerekosApiError && [0, 404, 502, 503].includes(err.status);
+      if (!starting || Date.now() > deadline) {
+        throw new Error(`${what} did not come up within ${ms} ms: ${String(err)}`, { cause: err });
+      }
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** Asserts that `promise` rejects with an AerekosApiError and returns it for further checks. */

@@ -8,6 +8,7 @@ import { KeysScreen } from './screens/KeysScreen';
 import { LoginScreen } from './screens/LoginScreen';
 import { NotFoundScreen } from './screens/NotFoundScreen';
 import { OverviewScreen } from './screens/OverviewScreen';
+import { SecretsScreen } from './screens/SecretsScreen';
 import { ServicesScreen } from './screens/ServicesScreen';
 import { SettingsScreen } from './screens/SettingsScreen';
 import { StorageScreen } from './screens/StorageScreen';
@@ -53,6 +54,9 @@ function Root() {
       break;
     case 'storage':
       screen = <StorageScreen bucket={route.bucket} prefix={route.prefix ?? ''} />;
+      break;
+    case 'secrets':
+      screen = <SecretsScreen selected={route.secret} />;
       break;
     case 'users':
       screen = <UsersScreen selected={route.user} />;

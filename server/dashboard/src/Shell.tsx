@@ -20,6 +20,7 @@ const NAV: { label: string; route: Route; matches: Route['name'][] }[] = [
   { label: 'Volumes', route: { name: 'volumes' }, matches: ['volumes'] },
   { label: 'Keys', route: { name: 'keys' }, matches: ['keys'] },
   { label: 'Storage', route: { name: 'storage' }, matches: ['storage'] },
+  { label: 'Secrets', route: { name: 'secrets' }, matches: ['secrets'] },
   { label: 'Users', route: { name: 'users' }, matches: ['users'] },
   { label: 'Audit', route: { name: 'audit' }, matches: ['audit'] },
   { label: 'Settings', route: { name: 'settings' }, matches: ['settings'] },

@@ -12,6 +12,7 @@ export type Route =
   | { name: 'volumes'; volume?: string }
   | { name: 'keys' }
   | { name: 'storage'; bucket?: string; prefix?: string }
+  | { name: 'secrets'; secret?: string }
   | { name: 'users'; user?: string }
   | { name: 'audit'; actor?: string; action?: string; failed?: boolean }
   | { name: 'settings' }
@@ -37,6 +38,11 @@ export function parse(pathname: string, search = ''): Route {
     case 'storage': {
       const prefix = new URLSearchParams(search).get('prefix') ?? undefined;
       return second ? { name: 'storage', bucket: second, ...(prefix ? { prefix } : {}) } : { name: 'storage' };
+    }
+    case 'secrets': {
+      // A secret's name has `/`s: one encoded segment (as href makes it), or typed out as segments.
+      const secret = parts.slice(1).join('/');
+      return secret ? { name: 'secrets', secret } : { name: 'secrets' };
     }
     case 'users':
       return second ? { name: 'users', user: second } : { name: 'users' };
@@ -67,6 +73,9 @@ export function href(route: Route): string {
     case 'storage':
       if (!route.bucket) return '/storage';
       return `/storage/${encodeURIComponent(route.bucket)}${route.prefix ? `?prefix=${encodeURIComponent(route.prefix)}` : ''}`;
+    case 'secrets':
+      // One segment (`/` as %2F), so that no `.` or `..` segment of a name is taken for a path step.
+      return route.secret ? `/secrets/${encodeURIComponent(route.secret)}` : '/secrets';
     case 'users':
       return route.user ? `/users/${encodeURIComponent(route.user)}` : '/users';
     case 'audit': {

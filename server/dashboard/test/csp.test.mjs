@@ -179,6 +179,20 @@ describe('content security policy', { concurrency: false }, () => {
       await byTestId('storage-screen').waitFor();
       await page.waitForTimeout(1000);
     });
+    // A secret's versions, one value revealed (secrets_manager may still be starting: the list waits).
+    await visit('/secrets', async () => {
+      await byTestId('secrets-screen').waitFor();
+      await byTestId('secrets-table').waitFor({ timeout: 90_000 });
+    });
+    const made = await page.request.post(`${platform.url}/api/secrets_manager/secrets`, {
+      headers: await authHeader(),
+      data: { name: 'csp/probe', value: { bytes: Buffer.from('a value for the CSP test').toString('base64') } },
+    });
+    assert.equal(made.status(), 200, await made.text());
+    await visit(`/secrets/${encodeURIComponent('csp/probe')}`, async () => {
+      await byTestId('secret-reveal-1').click();
+      await byTestId('secret-value-1').waitFor();
+    });
     await visit('/users', async () => {
       await byTestId('users-table').waitFor();
       await byTestId('user-name-admin').click();
@@ -213,6 +227,7 @@ describe('content security policy', { concurrency: false }, () => {
       ['nav-volumes', 'volumes-screen'],
       ['nav-keys', 'keys-screen'],
       ['nav-storage', 'storage-screen'],
+      ['nav-secrets', 'secrets-screen'],
       ['nav-users', 'users-screen'],
       ['nav-audit', 'audit-screen'],
       ['nav-settings', 'settings-screen'],
@@ -243,6 +258,9 @@ describe('content security policy', { concurrency: false }, () => {
     });
     await visit('/audit', async () => {
       await byTestId('audit-admins-only').waitFor();
+    });
+    await visit(`/secrets/${encodeURIComponent('csp/probe')}`, async () => {
+      await byTestId('secret-viewer-note').waitFor();
     });
 
     assertNoViolations();

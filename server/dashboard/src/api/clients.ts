@@ -1,14 +1,16 @@
 // The SDK clients the screens use, all made from one session. The platform is reached only
-// through @aerekos/sdk: the conductor's API, key_manager (and storage_manager) through the
-// conductor's gateway at the same origin, and a worker's own API at its `api_url`.
+// through @aerekos/sdk: the conductor's API, key_manager, storage_manager and secrets_manager
+// through the conductor's gateway at the same origin, and a worker's own API at its `api_url`.
 
 import {
   createConductorClient,
   createKeyManagerClient,
+  createSecretsManagerClient,
   createStorageManagerClient,
   createWorkerClient,
   type ConductorClient,
   type KeyManagerClient,
+  type SecretsManagerClient,
   type StorageManagerClient,
   type WorkerClient,
 } from '@aerekos/sdk';
@@ -18,6 +20,7 @@ export interface Clients {
   conductor: ConductorClient;
   keyManager: KeyManagerClient;
   storage: StorageManagerClient;
+  secrets: SecretsManagerClient;
   worker(apiUrl: string): WorkerClient;
   token: string;
 }
@@ -46,6 +49,7 @@ export function createClients(token: string, onUnauthorized: () => void): Client
     conductor: createConductorClient(options),
     keyManager: createKeyManagerClient(options),
     storage: createStorageManagerClient(options),
+    secrets: createSecretsManagerClient(options),
     worker(apiUrl: string) {
       let c = workers.get(apiUrl);
       if (!c) {
