@@ -357,7 +357,7 @@ async fn get_text(http: &reqwest::Client, url: &str, token: &str) -> Option<Stri
 /// arrives with a restart; rotation through an endpoint of the platform moves the labels.
 #[tokio::test]
 async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labels() {
-    use aerekos_sdk::secrets_manager::types::{CreateSecretRequest, PutValueRequest, SecretValue, SetRotationRequest};
+    use aerekos_sdk::secrets_manager::types::{CreateSecretRequest, SecretValue, SetRotationRequest};
     use base64::Engine as _;
     let dir = WorkerDir::new();
     let ports = instance_port_block();
@@ -411,10 +411,23 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
         assert!(!content.windows(first.len()).any(|w| w == first.as_bytes()), "{} holds the secret", file.display());
     }
 
-    // A new value reaches the app with a restart (a rolling one: the new instance reads it).
+    // A new value, written with the CLI from stdin (never an argument), reaches the app with a
+    // restart (a rolling one: the new instance reads it).
     let second = format!("second-{}", uuid::Uuid::new_v4().simple());
-    let put = PutValueRequest { value: b64(&second), cas: Some(1), labels: vec![] };
-    secrets.put_secret_value().name("apps/shop/db-password").body(put).send().await.unwrap();
+    let config = dir.path().join("cli");
+    let (ok, _, err) = cli(&config, &["login", "--url", &platform.url, "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&config, &["secrets", "put", "apps/shop/db-password", "--cas", "1"], Some(&format!("{second}\n")));
+    assert!(ok && out.contains("version 2"), "{out}{err}");
+    let (ok, out, err) = cli(&config, &["secrets", "get", "apps/shop/db-password"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out, second, "get prints the value as it is, without the newline stdin gave");
+    let (ok, out, _) = cli(&config, &["secrets", "get", "apps/shop/db-password", "--label", "AWSPREVIOUS"], None);
+    assert!(ok && out == first);
+    let (ok, out, _) = cli(&config, &["secrets", "ls", "--prefix", "apps/"], None);
+    assert!(ok && out.contains("apps/shop/db-password") && !out.contains(&second), "{out}");
+    let (ok, out, _) = cli(&config, &["secrets", "show", "apps/shop/db-password", "-o", "json"], None);
+    assert!(ok && json(&out)["current_version"] == 2 && !out.contains(&second), "{out}");
     assert_eq!(get_text(&http, &secret_url, &token).await.as_deref(), Some(first.as_str()), "the running instance keeps the value it started with");
     deploy(true).await.unwrap();
     eventually(60, "the restarted app has the new value", || async {

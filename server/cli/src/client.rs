@@ -248,15 +248,29 @@ fn load_credentials() -> Option<Credentials> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// An authenticated client for the chosen conductor, or a message saying to log in.
-pub(crate) fn connect(global: &Global) -> anyhow::Result<Conductor> {
+/// The saved login for the chosen conductor (its URL, token and pinned CA), or a message saying
+/// to log in.
+fn session(global: &Global) -> anyhow::Result<Credentials> {
     let saved = load_credentials();
     let url = global.url.clone().or_else(|| saved.as_ref().map(|c| c.url.clone())).unwrap_or_else(|| DEFAULT_URL.into());
     match saved {
-        Some(c) if c.url == url && c.expires_at > chrono::Utc::now() => client_for(&url, Some(c.token), c.ca_pem.as_deref()),
+        Some(c) if c.url == url && c.expires_at > chrono::Utc::now() => Ok(c),
         Some(c) if c.url == url => bail!("your login to {url} expired at {}; run `aerekos login`", c.expires_at),
         _ => bail!("not logged in to {url}; run `aerekos login --url {url}`"),
     }
+}
+
+/// An authenticated client for the chosen conductor, or a message saying to log in.
+pub(crate) fn connect(global: &Global) -> anyhow::Result<Conductor> {
+    let c = session(global)?;
+    client_for(&c.url, Some(c.token), c.ca_pem.as_deref())
+}
+
+/// An authenticated secrets_manager client, through the chosen conductor's gateway.
+pub(crate) fn connect_secrets(global: &Global) -> anyhow::Result<aerekos_sdk::SecretsManager> {
+    let c = session(global)?;
+    let transport = aerekos_sdk::Transport::new().with_token(c.token);
+    Ok(aerekos_sdk::SecretsManager::with_trust(&c.url, transport, &trust(c.ca_pem.as_deref())?))
 }
 
 /// Runs a client command on a small runtime of its own.

@@ -6,6 +6,7 @@ mod artifact;
 mod client;
 mod output;
 mod platform;
+mod secrets;
 
 use clap::{Parser, Subcommand};
 
@@ -106,6 +107,13 @@ enum Command {
     },
     /// The audit trail: who changed what, newest first.
     Audit(access::AuditArgs),
+    /// Secrets (secrets_manager): values from stdin or a file, never from an argument.
+    Secrets {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
     /// The worker registration token.
     Token {
         #[command(flatten)]
@@ -136,6 +144,7 @@ fn main() {
         Command::Token { global, command } => client::run(client::token(global, command)),
         Command::Users { global, command } => client::run(access::users(global, command)),
         Command::Tokens { global, command } => client::run(access::tokens(global, command)),
+        Command::Secrets { global, command } => client::run(secrets::secrets(global, command)),
         Command::Logout { global } => client::run(access::logout(global)),
         Command::Password { global, password_stdin } => client::run(access::password(global, password_stdin)),
         Command::Audit(args) => client::run(access::audit(args)),
