@@ -43,7 +43,7 @@ EXCLUDED_OPERATIONS = [
 
 # Each spec is fuzzed where it is served: the services at their instance's own address (their
 # /health, /ready and /metrics are not behind the gateway), the worker's API on its listener.
-SPECS = ["conductor", "key_manager", "storage_manager", "worker"]
+SPECS = ["conductor", "key_manager", "storage_manager", "secrets_manager", "worker"]
 
 
 def free_port():
@@ -103,11 +103,12 @@ def main():
                                        headers={"content-type": "application/json"}, method="POST")
         with urllib.request.urlopen(login) as r:
             token = json.load(r)["token"]
-        for service, probe in [("key_manager", "/api/key_manager/keys"), ("storage_manager", "/api/storage_manager/buckets")]:
+        for service, probe in [("key_manager", "/api/key_manager/keys"), ("storage_manager", "/api/storage_manager/buckets"),
+                               ("secrets_manager", "/api/secrets_manager/secrets")]:
             wait_for(service, lambda: get(base + probe, token)[0] == 200)
         wait_for("the worker's API", lambda: get(worker + "/health")[0] == 200)
         urls = {"conductor": base, "worker": worker}
-        for service in ["key_manager", "storage_manager"]:
+        for service in ["key_manager", "storage_manager", "secrets_manager"]:
             code, body = get("%s/api/registry/%s" % (base, service), token)
             urls[service] = json.loads(body)["endpoints"][0]["url"]
         for spec in SPECS:

@@ -127,7 +127,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     print_disk_free(&root);
 
     stages.start("API fuzzing: schemathesis over every spec");
-    println!("==> schemathesis over the conductor, key_manager, storage_manager and worker specs against aerekos up");
+    println!("==> schemathesis over the conductor, key_manager, storage_manager, secrets_manager and worker specs against aerekos up");
     let mut fuzz = Command::new(schemathesis.join("python"));
     fuzz.arg(root.join("tests/api/fuzz_specs.py"))
         .env("AEREKOS_BIN", root.join("target/debug/aerekos"))

@@ -120,7 +120,7 @@ the version it named).*/
 gateway, with this service's token; the answer is a [`RotationAnswer`].*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct RotationSchedule {
-        ///How often, in seconds (at least 60).
+        ///How often, in seconds (a minute to a year).
         pub interval_secs: u64,
         ///Why the last attempt failed (cleared by a success); the value was left as it was.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]

@@ -398,7 +398,7 @@ export interface components {
         RotationSchedule: {
             /**
              * Format: uint64
-             * @description How often, in seconds (at least 60).
+             * @description How often, in seconds (a minute to a year).
              */
             interval_secs: number;
             /** @description Why the last attempt failed (cleared by a success); the value was left as it was. */

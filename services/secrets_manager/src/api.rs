@@ -176,8 +176,7 @@ impl ValuesApi {
         version: Query<Option<u64>>,
         label: Query<Option<String>>,
     ) -> ApiResult<Json<SecretValueResponse>> {
-        let label = label.0.filter(|l| !l.is_empty());
-        state.secrets.read_value(&auth.0.0, &name.0, version.0, label.as_deref()).await.map(Json)
+        state.secrets.read_value(&auth.0.0, &name.0, version.0, label.0.as_deref()).await.map(Json)
     }
 }
 
@@ -285,8 +284,8 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
         Limit::property("SecretValue", "bytes", json!({"minLength": 1})),
         Limit::property("PutValueRequest", "labels", json!({"maxItems": names::MAX_LABELS, "items": label.clone()})),
         Limit::property("SetRotationRequest", "service", json!({"pattern": rotation::SERVICE_PATTERN})),
-        Limit::property("SetRotationRequest", "path", json!({"pattern": "^/[^\\s]*$"})),
-        Limit::property("SetRotationRequest", "interval_secs", json!({"minimum": rotation::MIN_INTERVAL_SECS})),
+        Limit::property("SetRotationRequest", "path", json!({"pattern": rotation::PATH_PATTERN})),
+        Limit::property("SetRotationRequest", "interval_secs", json!({"minimum": rotation::MIN_INTERVAL_SECS, "maximum": rotation::MAX_INTERVAL_SECS})),
         Limit::param("list_secrets", "limit", page.clone()),
         Limit::param("list_secret_audit_records", "limit", page),
         Limit::param("delete_secret", "recovery_days", json!({"minimum": secrets::MIN_RECOVERY_DAYS, "maximum": secrets::MAX_RECOVERY_DAYS})),

@@ -97,7 +97,7 @@ pub struct RotationSchedule {
     pub service: String,
     /// The path under the service's gateway prefix, starting with `/`.
     pub path: String,
-    /// How often, in seconds (at least 60).
+    /// How often, in seconds (a minute to a year).
     pub interval_secs: u64,
     /// When the next rotation is due.
     pub next_at: Option<DateTime<Utc>>,

@@ -15,13 +15,23 @@ use serde::{Deserialize, Serialize};
 use super::secrets::SecretService;
 use crate::model::{RotationSchedule, Secret, SecretValue, SetRotationRequest};
 
-/// The shortest rotation interval.
+/// The shortest and the longest rotation interval (a year; longer would overflow nothing here,
+/// but is no rotation schedule).
 pub const MIN_INTERVAL_SECS: u64 = 60;
+pub const MAX_INTERVAL_SECS: u64 = 366 * 24 * 3600;
 /// After a failed rotation the next attempt comes this soon (or at the interval, if shorter).
 const RETRY_AFTER: Duration = Duration::from_secs(300);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The spec's pattern for the service a rotation calls (a catalog name).
 pub const SERVICE_PATTERN: &str = "^[a-z0-9_]{1,64}$";
+/// The spec's pattern for a rotation path: `/` and then URL path characters (RFC 3986's pchar and
+/// `/`), never `..` (a dot is followed by something else, or ends the path). [`path_ok`] says the same.
+pub const PATH_PATTERN: &str = r"^/(?:[A-Za-z0-9_~!$&'()*+,;=:@%/-]|\.[A-Za-z0-9_~!$&'()*+,;=:@%/-])*\.?$";
+
+fn path_ok(path: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_~!$&'()*+,;=:@%/-.".contains(c);
+    path.starts_with('/') && path.chars().all(allowed) && !path.contains("..")
+}
 
 /// A rotation schedule as stored on its secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,11 +89,11 @@ fn check(req: &SetRotationRequest) -> ApiResult<()> {
     if !service_ok {
         return bad(format!("service {:?} is not a catalog service name (lowercase letters, digits, '_')", req.service));
     }
-    if !req.path.starts_with('/') || req.path.contains("..") || req.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad(format!("path {:?} must start with '/' and hold no spaces or '..'", req.path));
+    if !path_ok(&req.path) {
+        return bad(format!("path {:?} must start with '/' and hold only URL path characters, never '..'", req.path));
     }
-    if req.interval_secs < MIN_INTERVAL_SECS {
-        return bad(format!("interval_secs must be at least {MIN_INTERVAL_SECS}"));
+    if !(MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS).contains(&req.interval_secs) {
+        return bad(format!("interval_secs must be between {MIN_INTERVAL_SECS} and {MAX_INTERVAL_SECS} (a year)"));
     }
     Ok(())
 }
@@ -203,5 +213,18 @@ impl Rotator {
         let answer: RotationAnswer =
             response.json().await.map_err(|e| format!("{url} did not answer {{\"value\": {{\"bytes\"|\"json\": …}}}}: {e}"))?;
         Ok(SecretValue { bytes: answer.value.bytes, json: answer.value.json })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_pattern_says_what_path_ok_checks() {
+        let pattern = regex::Regex::new(PATH_PATTERN).unwrap();
+        for path in ["/rotate", "/a/b.c", "/.", "/x.", "/", "/a..b", "/../x", "rotate", "/a b", "/é", "/a\u{85}", "/%2e%2e", "/a.b/c.d"] {
+            assert_eq!(pattern.is_match(path), path_ok(path), "{path:?}");
+        }
     }
 }

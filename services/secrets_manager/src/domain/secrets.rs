@@ -497,7 +497,7 @@ impl SecretService {
         for label in labels {
             check_label(label)?;
             if label == PREVIOUS {
-                return Err(ApiError::bad_request("invalid_label", "AWSPREVIOUS is moved by the service itself"));
+                return Err(ApiError::conflict("label_managed", "AWSPREVIOUS is moved by the service itself"));
             }
         }
         let row = self.row(name).await?;
@@ -548,6 +548,7 @@ impl SecretService {
                 (Some(v), None) => v,
                 (None, label) => {
                     let label = label.unwrap_or(CURRENT);
+                    check_label(label)?;
                     match store::version_of_label(&self.db, name, label).await.map_err(db_err)? {
                         Some(v) => v as u64,
                         None if label == CURRENT => {
@@ -636,7 +637,7 @@ impl SecretService {
             allow(caller, Need::Manage, name)?;
             check_label(label)?;
             if label == PREVIOUS {
-                return Err(ApiError::bad_request("invalid_label", "AWSPREVIOUS is moved by the service itself (when AWSCURRENT moves)"));
+                return Err(ApiError::conflict("label_managed", "AWSPREVIOUS is moved by the service itself (when AWSCURRENT moves)"));
             }
             self.live_secret(name).await?;
             if !store::move_label(&self.db, name, label, version as i64, now_ms()).await.map_err(db_err)? {
@@ -652,7 +653,7 @@ impl SecretService {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             if label == CURRENT {
-                return Err(ApiError::bad_request("invalid_label", "AWSCURRENT cannot be removed, only moved to another version"));
+                return Err(ApiError::conflict("label_managed", "AWSCURRENT cannot be removed, only moved to another version"));
             }
             self.live_secret(name).await?;
             if !store::remove_label(&self.db, name, label).await.map_err(db_err)? {
