@@ -520,3 +520,21 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A secrets_manager value of these bytes.
+pub fn secret_bytes(value: &[u8]) -> aerekos_sdk::secrets_manager::types::SecretValue {
+    use base64::Engine as _;
+    aerekos_sdk::secrets_manager::types::SecretValue { bytes: Some(base64::engine::general_purpose::STANDARD.encode(value)), json: Default::default() }
+}
+
+/// A secret to create, with `value` as its version 1 when given.
+pub fn new_secret(name: &str, value: Option<aerekos_sdk::secrets_manager::types::SecretValue>) -> aerekos_sdk::secrets_manager::types::CreateSecretRequest {
+    aerekos_sdk::secrets_manager::types::CreateSecretRequest {
+        name: name.into(),
+        description: None,
+        encryption_key: None,
+        max_versions: None,
+        tags: Default::default(),
+        value,
+    }
+}

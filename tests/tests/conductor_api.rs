@@ -287,9 +287,11 @@ async fn service_catalog_enable_disable_and_deployments() {
     let admin = c.admin().await;
     let services = admin.list_services().send().await.unwrap().into_inner();
     let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["key_manager", "storage_manager"]);
+    assert_eq!(names, ["key_manager", "secrets_manager", "storage_manager"]);
     assert!(services.iter().all(|s| !s.enabled && s.builtin && s.default_resources.memory_mb > 0 && s.health_path == "/health"));
-    assert_eq!(services[1].depends_on, ["key_manager"], "storage_manager encrypts through key_manager");
+    for sealing in &services[1..] {
+        assert_eq!(sealing.depends_on, ["key_manager"], "{} encrypts through key_manager", sealing.name);
+    }
 
     // A service of one's own that needs key_manager: enabling it brings key_manager along; with no
     // worker yet, both wait for one.

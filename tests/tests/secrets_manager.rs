@@ -4,7 +4,7 @@
 
 use aerekos_sdk::{
     Conductor, SecretsManager,
-    secrets_manager::types::{CreateSecretRequest, MoveLabelRequest, PutValueRequest, SecretValue, UpdateSecretRequest},
+    secrets_manager::types::{MoveLabelRequest, PutValueRequest, SecretValue, UpdateSecretRequest},
 };
 use aerekos_tests::*;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -28,7 +28,7 @@ async fn env() -> Env {
 }
 
 fn bytes(value: &[u8]) -> SecretValue {
-    SecretValue { bytes: Some(STANDARD.encode(value)), json: Default::default() }
+    secret_bytes(value)
 }
 
 fn json(value: serde_json::Value) -> SecretValue {
@@ -37,17 +37,6 @@ fn json(value: serde_json::Value) -> SecretValue {
 
 fn text_of(value: &SecretValue) -> Vec<u8> {
     STANDARD.decode(value.bytes.as_deref().expect("a bytes value")).unwrap()
-}
-
-fn new_secret(name: &str, value: Option<SecretValue>) -> CreateSecretRequest {
-    CreateSecretRequest {
-        name: name.into(),
-        description: Some("for the tests".into()),
-        encryption_key: None,
-        max_versions: None,
-        tags: Default::default(),
-        value,
-    }
 }
 
 fn put(value: SecretValue, cas: Option<u64>) -> PutValueRequest {

@@ -357,7 +357,7 @@ async fn get_text(http: &reqwest::Client, url: &str, token: &str) -> Option<Stri
 /// arrives with a restart; rotation through an endpoint of the platform moves the labels.
 #[tokio::test]
 async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labels() {
-    use aerekos_sdk::secrets_manager::types::{CreateSecretRequest, SecretValue, SetRotationRequest};
+    use aerekos_sdk::secrets_manager::types::SetRotationRequest;
     use base64::Engine as _;
     let dir = WorkerDir::new();
     let ports = instance_port_block();
@@ -365,18 +365,10 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
     let admin = Conductor::login(&platform.url, "admin", PASSWORD).await.unwrap();
     let token = admin.token().unwrap();
     let secrets = aerekos_sdk::SecretsManager::with_token(&platform.url, &token);
-    let b64 = |v: &str| SecretValue { bytes: Some(base64::engine::general_purpose::STANDARD.encode(v)), json: Default::default() };
+    let b64 = |v: &str| secret_bytes(v.as_bytes());
     let first = format!("first-{}", uuid::Uuid::new_v4().simple());
     eventually(120, "secrets_manager answers through the gateway", || async {
-        let req = CreateSecretRequest {
-            name: "apps/shop/db-password".into(),
-            description: None,
-            encryption_key: None,
-            max_versions: None,
-            tags: Default::default(),
-            value: Some(b64(&first)),
-        };
-        secrets.create_secret().body(req).send().await.ok()
+        secrets.create_secret().body(new_secret("apps/shop/db-password", Some(b64(&first)))).send().await.ok()
     })
     .await;
 
@@ -478,8 +470,6 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
 #[tokio::test]
 #[ignore = "needs a Docker engine; `cargo xtask test` starts one and runs this"]
 async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment() {
-    use aerekos_sdk::secrets_manager::types::{CreateSecretRequest, SecretValue};
-    use base64::Engine as _;
     docker_image::ensure_test_image();
     let dir = WorkerDir::new();
     let ports = instance_port_block();
@@ -489,15 +479,7 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
     let secrets = aerekos_sdk::SecretsManager::with_token(&platform.url, &token);
     let value = format!("in-a-container-{}", uuid::Uuid::new_v4().simple());
     eventually(120, "secrets_manager answers through the gateway", || async {
-        let req = CreateSecretRequest {
-            name: "apps/box/db-password".into(),
-            description: None,
-            encryption_key: None,
-            max_versions: None,
-            tags: Default::default(),
-            value: Some(SecretValue { bytes: Some(base64::engine::general_purpose::STANDARD.encode(&value)), json: Default::default() }),
-        };
-        secrets.create_secret().body(req).send().await.ok()
+        secrets.create_secret().body(new_secret("apps/box/db-password", Some(secret_bytes(value.as_bytes())))).send().await.ok()
     })
     .await;
 

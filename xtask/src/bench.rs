@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use crate::repo_root;
 
-const BENCHES: &[&str] = &["conductor", "key_manager", "worker", "orchestration", "storage_manager", "volumes"];
+const BENCHES: &[&str] = &["conductor", "key_manager", "worker", "orchestration", "storage_manager", "volumes", "secrets_manager"];
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let have_moto = Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success());

@@ -26,18 +26,27 @@ impl<R> Clone for GroupCommit<R> {
 }
 
 impl<R: Send + 'static> GroupCommit<R> {
-    /// Starts the writer: `store` writes one batch in one transaction (true: stored).
-    pub fn start<F, Fut>(store: F) -> (Self, tokio::task::JoinHandle<()>)
+    /// Starts the writer: `store` writes one batch in one transaction; a batch it fails to store
+    /// is logged and its requests refused.
+    pub fn start<F, Fut, E>(store: F) -> (Self, tokio::task::JoinHandle<()>)
     where
         F: Fn(Vec<R>) -> Fut + Send + 'static,
-        Fut: Future<Output = bool> + Send,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: std::fmt::Display,
     {
         let (tx, mut rx) = mpsc::channel::<Job<R>>(16 * 1024);
         let task = tokio::spawn(async move {
             let mut jobs = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
                 let (records, waiting): (Vec<R>, Vec<oneshot::Sender<bool>>) = jobs.drain(..).unzip();
-                let stored = store(records).await;
+                let count = records.len();
+                let stored = match store(records).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, records = count, "storing a batch of records failed; their requests are refused");
+                        false
+                    }
+                };
                 for done in waiting {
                     let _ = done.send(stored);
                 }
@@ -72,10 +81,10 @@ mod tests {
             let sink = sink.clone();
             async move {
                 if batch.contains(&13) {
-                    return false;
+                    return Err("13 is refused");
                 }
                 sink.lock().unwrap().extend(batch);
-                true
+                Ok(())
             }
         });
         let answers = futures_util::future::join_all((100..200).map(|i| log.record(i))).await;

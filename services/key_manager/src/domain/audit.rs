@@ -34,13 +34,7 @@ impl AuditLog {
             async move {
                 let now = aerekos_common::db::now_ms();
                 let rows: Vec<AuditRow> = entries.iter().map(|e| AuditRow::from_entry(e, now)).collect();
-                match store::insert_audit(&db, &rows).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(error = %e, records = rows.len(), "writing audit records failed");
-                        false
-                    }
-                }
+                store::insert_audit(&db, &rows).await
             }
         });
         (Self(log), task)

@@ -39,13 +39,7 @@ impl AuditLog {
                         outcome: e.outcome,
                     })
                     .collect();
-                match store::insert_audit(&db, &rows).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(error = %e, records = rows.len(), "writing audit records failed");
-                        false
-                    }
-                }
+                store::insert_audit(&db, &rows).await
             }
         });
         (Self(log), task)
