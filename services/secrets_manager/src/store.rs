@@ -75,7 +75,7 @@ pub enum PutOutcome {
     ScheduledForDeletion,
     /// The latest version was this one, not the one check-and-set named.
     CasMismatch(i64),
-    /// Another version was written since this one was sealed: seal again for the next number.
+    /// Another version was written since this one was sealed for its number.
     Raced,
 }
 

@@ -34,8 +34,6 @@ pub const DEFAULT_PAGE: u32 = 100;
 /// A deleted secret's recovery window, in days (AWS Secrets Manager's bounds).
 pub const MIN_RECOVERY_DAYS: u32 = 7;
 pub const MAX_RECOVERY_DAYS: u32 = 30;
-/// How often a write sealed for a version number another writer took is sealed again.
-const WRITE_ATTEMPTS: usize = 8;
 
 /// What a version's value is given back as.
 const KIND_BYTES: &str = "bytes";
@@ -57,6 +55,10 @@ pub struct SecretService {
     limits: Limits,
     /// key_manager, for making the default key with an admin's own token.
     key_manager_url: String,
+    /// Writers of versions take turns from reading the latest number to committing the next
+    /// (the data key is fetched before, so the turn is a seal and a commit): a value is sealed for
+    /// its version number, so two writers must not both seal for the same one.
+    writes: tokio::sync::Mutex<()>,
 }
 
 /// What a caller may ask.
@@ -181,7 +183,7 @@ fn context(name: &str) -> HashMap<String, String> {
 
 impl SecretService {
     pub fn new(db: Db, envelope: Envelope, audit: AuditLog, limits: Limits, key_manager_url: String) -> Self {
-        Self { db, envelope, audit, limits, key_manager_url }
+        Self { db, envelope, audit, limits, key_manager_url, writes: tokio::sync::Mutex::new(()) }
     }
 
     /// Records what `outcome` came to, then answers it; an unrecordable one is 503.
@@ -506,25 +508,21 @@ impl SecretService {
         }
         let sealer = self.sealer(name, &row.key_ref, value).await?;
         let created_by = caller.actor();
-        let mut latest = row.latest_version;
-        for _ in 0..WRITE_ATTEMPTS {
-            let version = latest + 1;
-            let sealed = sealer.seal(name, version)?;
-            let new = sealer.version(version, &sealed, &created_by, labels);
-            match store::put_version(&self.db, name, cas.map(|c| c as i64), &new, now_ms()).await.map_err(db_err)? {
-                PutOutcome::Written(v) => return Ok(v as u64),
-                PutOutcome::NoSecret => return Err(no_secret(name)),
-                PutOutcome::ScheduledForDeletion => return Err(scheduled(name, &self.row(name).await?)),
-                PutOutcome::CasMismatch(actual) => {
-                    return Err(ApiError::conflict(
-                        "cas_mismatch",
-                        format!("check-and-set expected version {} but the latest is {actual}; nothing was written", cas.unwrap_or_default()),
-                    ));
-                }
-                PutOutcome::Raced => latest = self.row(name).await?.latest_version,
-            }
+        let _turn = self.writes.lock().await;
+        let version = self.row(name).await?.latest_version + 1;
+        let sealed = sealer.seal(name, version)?;
+        let new = sealer.version(version, &sealed, &created_by, labels);
+        match store::put_version(&self.db, name, cas.map(|c| c as i64), &new, now_ms()).await.map_err(db_err)? {
+            PutOutcome::Written(v) => Ok(v as u64),
+            PutOutcome::NoSecret => Err(no_secret(name)),
+            PutOutcome::ScheduledForDeletion => Err(scheduled(name, &self.row(name).await?)),
+            PutOutcome::CasMismatch(actual) => Err(ApiError::conflict(
+                "cas_mismatch",
+                format!("check-and-set expected version {} but the latest is {actual}; nothing was written", cas.unwrap_or_default()),
+            )),
+            // Only another process writing the same database (never the platform's own set-up).
+            PutOutcome::Raced => Err(ApiError::conflict("write_raced", "another writer took this version number at the same moment; try again")),
         }
-        Err(ApiError::unavailable("write_contended", format!("secret {name:?} is being written too often at once; try again")))
     }
 
     /// A version's value: the one `version` or `label` names, else `AWSCURRENT`'s (admin, or an
