@@ -333,7 +333,7 @@ class H(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#;
 
-async fn secret_app(platform: &Up, admin: &Conductor, name: &str, dir: &Path, extra: impl FnOnce(&mut aerekos_sdk::conductor::types::ServiceDefinition)) {
+async fn secret_app(admin: &Conductor, name: &str, dir: &Path, extra: impl FnOnce(&mut aerekos_sdk::conductor::types::ServiceDefinition)) {
     let script = dir.join(format!("{name}.py"));
     std::fs::write(&script, SECRET_APP).unwrap();
     let mut def: aerekos_sdk::conductor::types::ServiceDefinition =
@@ -342,7 +342,6 @@ async fn secret_app(platform: &Up, admin: &Conductor, name: &str, dir: &Path, ex
     def.default_resources = Some(aerekos_sdk::conductor::types::ResourceSpec { cpu_millicores: 50, memory_mb: 32, disk_mb: 0 });
     extra(&mut def);
     admin.define_service().body(def).send().await.unwrap();
-    let _ = platform;
 }
 
 async fn get_text(http: &reqwest::Client, url: &str, token: &str) -> Option<String> {
@@ -372,7 +371,7 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
     })
     .await;
 
-    secret_app(&platform, &admin, "shop", dir.path(), |_| {}).await;
+    secret_app(&admin, "shop", dir.path(), |_| {}).await;
     let secret_env = std::collections::HashMap::from([(
         "DB_PASSWORD".to_owned(),
         aerekos_sdk::conductor::types::SecretRef { secret: "apps/shop/db-password".into(), version: None, label: None },
@@ -428,7 +427,7 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
     .await;
 
     // A secret that cannot be read keeps the instance from starting, and says why.
-    secret_app(&platform, &admin, "broken", dir.path(), |def| {
+    secret_app(&admin, "broken", dir.path(), |def| {
         def.secret_env = std::collections::HashMap::from([(
             "DB_PASSWORD".to_owned(),
             aerekos_sdk::conductor::types::SecretRef { secret: "apps/missing".into(), version: None, label: None },

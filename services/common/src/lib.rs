@@ -5,6 +5,7 @@
 //!   and turning the framework's own plain-text errors into `ErrorBody`);
 //! - [`group_commit`]: records (audit trails) stored in batches before their requests are answered;
 //! - [`limits`]: the limits a server's domain enforces, declared in its spec;
+//! - [`names`]: names several components check (a secret's);
 //! - [`metrics`]: the Prometheus text registry behind `/metrics`;
 //! - [`auth`]: verifying the conductor's EdDSA JWTs with its public key (no shared secret);
 //! - [`db`]: the SQLite set-up (WAL, one writer pool, a reader pool, migrations);
@@ -24,6 +25,7 @@ pub mod error;
 pub mod group_commit;
 pub mod limits;
 pub mod metrics;
+pub mod names;
 pub mod net;
 pub mod secrets;
 pub mod server;

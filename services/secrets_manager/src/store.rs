@@ -132,9 +132,20 @@ pub async fn get_secret(db: &Db, name: &str) -> DbResult<Option<SecretRow>> {
     sqlx::query_as("SELECT * FROM secrets WHERE name = ?").bind(name).fetch_optional(&db.read).await
 }
 
+/// A secret in a listing, with the version `AWSCURRENT` names.
+#[derive(Debug, Clone, FromRow)]
+pub struct ListedSecret {
+    #[sqlx(flatten)]
+    pub row: SecretRow,
+    pub current_version: Option<i64>,
+}
+
 /// Secrets whose name starts with `prefix`, after `after` (by name), at most `limit`.
-pub async fn list_secrets(db: &Db, prefix: &str, after: &str, limit: u32) -> DbResult<Vec<SecretRow>> {
-    sqlx::query_as("SELECT * FROM secrets WHERE name > ?1 AND substr(name, 1, length(?2)) = ?2 ORDER BY name LIMIT ?3")
+pub async fn list_secrets(db: &Db, prefix: &str, after: &str, limit: u32) -> DbResult<Vec<ListedSecret>> {
+    sqlx::query_as(
+        "SELECT s.*, l.version AS current_version FROM secrets s LEFT JOIN labels l ON l.secret = s.name AND l.label = 'AWSCURRENT' \
+         WHERE s.name > ?1 AND substr(s.name, 1, length(?2)) = ?2 ORDER BY s.name LIMIT ?3",
+    )
         .bind(after)
         .bind(prefix)
         .bind(limit)
@@ -152,6 +163,11 @@ pub async fn versions_of(db: &Db, name: &str) -> DbResult<Vec<VersionRow>> {
 
 pub async fn labels_of(db: &Db, name: &str) -> DbResult<Vec<LabelRow>> {
     sqlx::query_as("SELECT label, version FROM labels WHERE secret = ? ORDER BY label").bind(name).fetch_all(&db.read).await
+}
+
+/// The labels naming one version.
+pub async fn labels_of_version(db: &Db, name: &str, version: i64) -> DbResult<Vec<String>> {
+    sqlx::query_scalar("SELECT label FROM labels WHERE secret = ? AND version = ? ORDER BY label").bind(name).bind(version).fetch_all(&db.read).await
 }
 
 pub async fn get_version(db: &Db, name: &str, version: i64) -> DbResult<Option<VersionRow>> {

@@ -199,18 +199,19 @@ fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, p
     }
 }
 
+/// `base` with `over` laid over it: how a deployment's variables override its service's.
+fn layered<V: Clone>(base: &BTreeMap<String, V>, over: &BTreeMap<String, V>) -> BTreeMap<String, V> {
+    base.iter().chain(over).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// An instance's environment: the service's, with the deployment's over it.
 fn instance_env(service: &Service, spec: &DeploymentSpec) -> BTreeMap<String, String> {
-    let mut env = service.env.clone();
-    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env
+    layered(&service.env, &spec.env)
 }
 
 /// An instance's secret references: the service's, with the deployment's over them.
 fn instance_secret_env(service: &Service, spec: &DeploymentSpec) -> BTreeMap<String, SecretRef> {
-    let mut env = service.secret_env.clone();
-    env.extend(spec.secret_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env
+    layered(&service.secret_env, &spec.secret_env)
 }
 
 /// Whether `inst` no longer matches the deployment `spec` asks for of `service`.
@@ -274,11 +275,7 @@ pub(crate) fn check_secret_env(secret_env: &BTreeMap<String, SecretRef>, env: &B
         if env.contains_key(name) {
             return bad(format!("{name} is in both env and secret_env; give it once"));
         }
-        let secret_ok = (1..=512).contains(&reference.secret.len())
-            && reference.secret.split('/').all(|s| {
-                !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            });
-        if !secret_ok {
+        if !aerekos_common::names::is_secret_name(&reference.secret) {
             return bad(format!("secret_env: {name} names {:?}, which is not a secret name (segments of letters, digits, '.', '_', '-' joined by '/')", reference.secret));
         }
         if reference.version.is_some() && reference.label.is_some() {

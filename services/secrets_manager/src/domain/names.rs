@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aerekos_common::{ApiError, ApiResult};
 
-pub const MAX_NAME_CHARS: usize = 512;
+pub use aerekos_common::names::MAX_SECRET_NAME_CHARS as MAX_NAME_CHARS;
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 pub const MAX_LABEL_CHARS: usize = 64;
 /// Labels one write may add, and tags one secret may carry.
@@ -23,14 +23,10 @@ fn segment_ok(segment: &str) -> bool {
     !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A name's segment: not `.` or `..`, which URL normalisation removes from a path.
-fn name_segment_ok(segment: &str) -> bool {
-    segment_ok(segment) && segment != "." && segment != ".."
-}
 
 /// `apps/shop/db-password`: segments of letters, digits, `.`, `_`, `-` joined by `/`.
 pub fn check_name(name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > MAX_NAME_CHARS || !name.split('/').all(name_segment_ok) {
+    if !aerekos_common::names::is_secret_name(name) {
         return Err(ApiError::bad_request(
             "invalid_name",
             format!(

@@ -141,11 +141,8 @@ impl Rotator {
             .audited_change(caller, "rotate_now", name, async {
                 let schedule = self
                     .secrets
-                    .rotating()
+                    .rotation_of(name)
                     .await?
-                    .into_iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, s)| s)
                     .ok_or_else(|| ApiError::conflict("no_rotation", format!("secret {name:?} has no rotation schedule; set one first")))?;
                 self.rotate(name, schedule).await.map_err(|why| ApiError::unavailable("rotation_failed", why))?;
                 self.secrets.describe_name(name).await

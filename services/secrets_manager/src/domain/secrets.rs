@@ -356,12 +356,12 @@ impl SecretService {
             allow(caller, Need::See, "")?;
         }
         let rows = store::list_secrets(&self.db, prefix.unwrap_or(""), cursor.unwrap_or(""), limit).await.map_err(db_err)?;
-        let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.name.clone())).flatten();
-        let mut secrets = rows
+        let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.row.name.clone())).flatten();
+        let secrets = rows
             .into_iter()
-            .filter(|row| allow(caller, Need::See, &row.name).is_ok())
-            .map(|row| SecretSummary {
-                current_version: None,
+            .filter(|listed| allow(caller, Need::See, &listed.row.name).is_ok())
+            .map(|store::ListedSecret { row, current_version }| SecretSummary {
+                current_version: current_version.map(|v| v as u64),
                 description: row.description,
                 tags: serde_json::from_str(&row.tags).unwrap_or_default(),
                 latest_version: row.latest_version as u64,
@@ -369,10 +369,7 @@ impl SecretService {
                 deletion_date: row.deletion_date.map(ts),
                 name: row.name,
             })
-            .collect::<Vec<_>>();
-        for s in &mut secrets {
-            s.current_version = store::version_of_label(&self.db, &s.name, CURRENT).await.map_err(db_err)?.map(|v| v as u64);
-        }
+            .collect();
         Ok(SecretList { secrets, next_cursor })
     }
 
@@ -486,8 +483,8 @@ impl SecretService {
 
     async fn version_info(&self, name: &str, version: u64) -> ApiResult<SecretVersion> {
         let row = store::get_version(&self.db, name, version as i64).await.map_err(db_err)?.ok_or_else(|| no_version(name, version))?;
-        let labels = store::labels_of(&self.db, name).await.map_err(db_err)?;
-        Ok(version_model(&row, labels.into_iter().filter(|l| l.version == row.version).map(|l| l.label).collect()))
+        let labels = store::labels_of_version(&self.db, name, row.version).await.map_err(db_err)?;
+        Ok(version_model(&row, labels))
     }
 
     /// Seals `value` under a fresh data key and writes it as the next version; returns its number.
@@ -583,11 +580,10 @@ impl SecretService {
         let data_key = self.envelope.open_data_key(&row.key_ref, wrapped, &context(name)).await?;
         let plaintext = crypto::open(&data_key, name, version, &row.kind, sealed)
             .ok_or_else(|| ApiError::internal(format!("version {version} of {name:?} does not authenticate under its data key")))?;
-        let labels = store::labels_of(&self.db, name).await.map_err(db_err)?;
         Ok(SecretValueResponse {
             name: name.to_owned(),
             version,
-            labels: labels.into_iter().filter(|l| l.version == row.version).map(|l| l.label).collect(),
+            labels: store::labels_of_version(&self.db, name, row.version).await.map_err(db_err)?,
             created_at: ts(row.created_at),
             value: decode_value(&row.kind, &plaintext)?,
         })
@@ -699,6 +695,11 @@ impl SecretService {
             return Err(no_secret(name));
         }
         Ok(())
+    }
+
+    /// One secret's rotation schedule, if it has one.
+    pub(super) async fn rotation_of(&self, name: &str) -> ApiResult<Option<super::rotation::Schedule>> {
+        Ok(self.row(name).await?.rotation.as_deref().and_then(|r| serde_json::from_str(r).ok()))
     }
 
     pub(super) async fn rotating(&self) -> ApiResult<Vec<(String, super::rotation::Schedule)>> {
