@@ -79,7 +79,10 @@ impl SdkError {
 impl From<ClientError<ErrorBody>> for SdkError {
     fn from(err: ClientError<ErrorBody>) -> Self {
         match err {
-            ClientError::ErrorResponse(rv) => SdkError::Api { status: rv.status().as_u16(), body: rv.into_inner() },
+            ClientError::ErrorResponse(rv) => SdkError::Api {
+                status: rv.status().as_u16(),
+                body: rv.into_inner(),
+            },
             ClientError::CommunicationError(e) => SdkError::Transport(error_chain(&e)),
             other => {
                 let status = other.status().map(|s| s.as_u16());
@@ -119,7 +122,11 @@ impl SdkError {
 /// the servers `trust` says.
 pub fn http_client(trust: &Trust) -> reqwest::Client {
     trust
-        .apply(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(60)))
+        .apply(
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(60)),
+        )
         .build()
         .expect("building the HTTP client")
 }
@@ -128,7 +135,11 @@ pub fn http_client(trust: &Trust) -> reqwest::Client {
 /// each wait for the next bytes, so a stalled server is still noticed.
 pub fn streaming_http_client(trust: &Trust) -> reqwest::Client {
     trust
-        .apply(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).read_timeout(Duration::from_secs(60)))
+        .apply(
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(60)),
+        )
         .build()
         .expect("building the HTTP client")
 }
@@ -236,8 +247,18 @@ impl Conductor {
     }
 
     /// Logs in with this client and keeps the token for its next calls.
-    pub async fn login_as(&self, username: &str, password: &str) -> Result<conductor::types::LoginResponse, SdkError> {
-        let response = self.client.login().body_map(|b| b.username(username).password(password)).send().await?.into_inner();
+    pub async fn login_as(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<conductor::types::LoginResponse, SdkError> {
+        let response = self
+            .client
+            .login()
+            .body_map(|b| b.username(username).password(password))
+            .send()
+            .await?
+            .into_inner();
         self.set_token(Some(response.token.clone()));
         Ok(response)
     }

@@ -36,7 +36,9 @@ impl Trust {
     pub fn ca_bundle(pem: impl Into<Vec<u8>>) -> Result<Self, SdkError> {
         let pem = pem.into();
         certificates(&pem)?;
-        Ok(Self { ca_pem: Some(Arc::new(pem)) })
+        Ok(Self {
+            ca_pem: Some(Arc::new(pem)),
+        })
     }
 
     /// The bundle in `AEREKOS_CA_PEM` or the file `AEREKOS_CA_FILE` when set, else the system's
@@ -47,13 +49,16 @@ impl Trust {
         FROM_ENV
             .get_or_init(|| {
                 if let Some(pem) = std::env::var_os(CA_PEM_ENV).filter(|v| !v.is_empty()) {
-                    return Trust::ca_bundle(pem.into_encoded_bytes()).unwrap_or_else(|e| panic!("{CA_PEM_ENV}: {e}"));
+                    return Trust::ca_bundle(pem.into_encoded_bytes())
+                        .unwrap_or_else(|e| panic!("{CA_PEM_ENV}: {e}"));
                 }
                 match std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()) {
                     Some(path) => std::fs::read(&path)
                         .map_err(|e| SdkError::Unexpected(e.to_string()))
                         .and_then(Trust::ca_bundle)
-                        .unwrap_or_else(|e| panic!("{CA_FILE_ENV}={}: {e}", path.to_string_lossy())),
+                        .unwrap_or_else(|e| {
+                            panic!("{CA_FILE_ENV}={}: {e}", path.to_string_lossy())
+                        }),
                     None => Trust::system(),
                 }
             })
@@ -64,7 +69,8 @@ impl Trust {
     pub fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         match &self.ca_pem {
             Some(pem) => {
-                let certs = reqwest::Certificate::from_pem_bundle(pem).expect("checked when the Trust was made");
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .expect("checked when the Trust was made");
                 builder.tls_certs_only(certs)
             }
             None => builder,
@@ -77,7 +83,9 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, SdkError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SdkError::Unexpected(format!("not a PEM certificate bundle: {e}")))?;
     if certs.is_empty() {
-        return Err(SdkError::Unexpected("the CA bundle holds no certificate".into()));
+        return Err(SdkError::Unexpected(
+            "the CA bundle holds no certificate".into(),
+        ));
     }
     Ok(certs)
 }
@@ -88,7 +96,13 @@ pub fn fingerprint(bundle_pem: &[u8]) -> Result<String, SdkError> {
     for cert in certificates(bundle_pem)? {
         hash.update(cert.as_ref());
     }
-    Ok(format!("sha256:{}", hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "sha256:{}",
+        hash.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
 }
 
 /// Fetches the conductor's CA bundle (`GET /api/tls/ca`, over a connection not yet trusted) and
@@ -115,14 +129,28 @@ pub async fn fetch_ca(base_url: &str) -> Result<(String, String), SdkError> {
         .build()
         .map_err(|e| SdkError::Transport(e.to_string()))?;
     let url = format!("{}/api/tls/ca", base_url.trim_end_matches('/'));
-    let resp = unverified.get(&url).send().await.map_err(|e| SdkError::Transport(crate::error_chain(&e)))?;
+    let resp = unverified
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| SdkError::Transport(crate::error_chain(&e)))?;
     if !resp.status().is_success() {
-        return Err(SdkError::Unexpected(format!("GET {url}: status {}", resp.status())));
+        return Err(SdkError::Unexpected(format!(
+            "GET {url}: status {}",
+            resp.status()
+        )));
     }
-    let ca: serde_json::Value = resp.json().await.map_err(|e| SdkError::Unexpected(e.to_string()))?;
+    let ca: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| SdkError::Unexpected(e.to_string()))?;
     let pem = match (ca["enabled"].as_bool(), ca["pem"].as_str()) {
         (Some(true), Some(pem)) => pem.to_owned(),
-        _ => return Err(SdkError::Unexpected(format!("{base_url} does not serve TLS, so there is no CA to pin"))),
+        _ => {
+            return Err(SdkError::Unexpected(format!(
+                "{base_url} does not serve TLS, so there is no CA to pin"
+            )));
+        }
     };
     let seen = fingerprint(pem.as_bytes())?;
     Ok((pem, seen))

@@ -34,7 +34,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { retries: 3, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2) }
+        Self {
+            retries: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
     }
 }
 
@@ -50,7 +54,10 @@ pub struct Transport {
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the credential.
-        f.debug_struct("Transport").field("has_token", &self.token().is_some()).field("retry", &self.retry).finish()
+        f.debug_struct("Transport")
+            .field("has_token", &self.token().is_some())
+            .field("retry", &self.retry)
+            .finish()
     }
 }
 
@@ -67,7 +74,10 @@ impl Transport {
 
     /// Where the request id of the current call comes from, e.g. the server's own request id so a
     /// call made while serving a request carries that request's id downstream.
-    pub fn with_request_id_source(mut self, source: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn with_request_id_source(
+        mut self,
+        source: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
         self.request_id = Some(Arc::new(source));
         self
     }
@@ -91,11 +101,16 @@ impl Transport {
 }
 
 fn is_idempotent(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS)
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
 }
 
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let exp = policy.initial_backoff.saturating_mul(1u32 << attempt.min(16));
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.min(16));
     let capped = exp.min(policy.max_backoff);
     // Full jitter: spread retries of many clients apart.
     let nanos = capped.as_nanos() as u64;
@@ -135,12 +150,17 @@ pub(crate) async fn execute(
     let mut request = request;
     loop {
         // A streaming body cannot be cloned; such a request gets one try.
-        let spare = if attempt < policy.retries { request.try_clone() } else { None };
+        let spare = if attempt < policy.retries {
+            request.try_clone()
+        } else {
+            None
+        };
         let idempotent = is_idempotent(request.method());
         match client.execute(request).await {
             Ok(response) => return Ok(response),
             Err(err) => {
-                let retriable = err.is_connect() || (idempotent && (err.is_request() || err.is_body()) && !err.is_timeout());
+                let retriable = err.is_connect()
+                    || (idempotent && (err.is_request() || err.is_body()) && !err.is_timeout());
                 match spare {
                     Some(next) if retriable => {
                         tokio::time::sleep(backoff(&policy, attempt)).await;
@@ -167,7 +187,11 @@ macro_rules! transport_hooks {
                 Ok(())
             }
 
-            async fn exec(&self, request: reqwest::Request, _info: &OperationInfo) -> reqwest::Result<reqwest::Response> {
+            async fn exec(
+                &self,
+                request: reqwest::Request,
+                _info: &OperationInfo,
+            ) -> reqwest::Result<reqwest::Response> {
                 execute(self.inner(), self.client(), request).await
             }
         }

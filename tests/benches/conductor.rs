@@ -15,7 +15,7 @@ use aerekos_tests::{
     bench::{self, MEASURE, median},
     register_request, resources, write_benchmark_section,
 };
-use poem::{EndpointExt as _, Route, handler, post, get, web::Json};
+use poem::{EndpointExt as _, Route, get, handler, post, web::Json};
 
 const CONCURRENCY: usize = 32;
 /// Each comparison alternates conductor and reference this many times; medians are reported.
@@ -26,7 +26,11 @@ async fn load<F>(make: F) -> f64
 where
     F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
-    load_with(reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY), make).await
+    load_with(
+        reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY),
+        make,
+    )
+    .await
 }
 
 /// [`load`] with a client built from `builder` (a CA to trust, no connection reuse).
@@ -53,7 +57,9 @@ async fn bare_server(list_body: Vec<u8>) -> aerekos_common::server::ServerHandle
     #[handler]
     fn heartbeat(body: Json<types::HeartbeatRequest>) -> Json<serde_json::Value> {
         let _ = body;
-        Json(serde_json::json!({"heartbeat_interval_secs": 10, "server_time": "2026-01-01T00:00:00Z"}))
+        Json(
+            serde_json::json!({"heartbeat_interval_secs": 10, "server_time": "2026-01-01T00:00:00Z"}),
+        )
     }
     let list_body = Arc::new(list_body);
     let app = Route::new()
@@ -61,21 +67,34 @@ async fn bare_server(list_body: Vec<u8>) -> aerekos_common::server::ServerHandle
             "/api/workers",
             get(poem::endpoint::make(move |_| {
                 let body = list_body.clone();
-                async move { poem::Response::builder().content_type("application/json").body(body.as_ref().clone()) }
+                async move {
+                    poem::Response::builder()
+                        .content_type("application/json")
+                        .body(body.as_ref().clone())
+                }
             })),
         )
         .at("/api/workers/:id/heartbeat", post(heartbeat))
         .map_to_response();
-    aerekos_common::server::serve("127.0.0.1:0".parse().unwrap(), app).await.unwrap()
+    aerekos_common::server::serve("127.0.0.1:0".parse().unwrap(), app)
+        .await
+        .unwrap()
 }
 
 /// `conductor` once it has 10 registered workers, with an admin token.
-async fn page_of_ten(conductor: impl std::future::Future<Output = TestConductor>) -> (TestConductor, String) {
+async fn page_of_ten(
+    conductor: impl std::future::Future<Output = TestConductor>,
+) -> (TestConductor, String) {
     let c = conductor.await;
     let token = c.admin().await.token().unwrap();
     let reg = c.registration_token().await;
     for i in 0..10 {
-        c.anonymous().register_worker().body(register_request(&reg, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+        c.anonymous()
+            .register_worker()
+            .body(register_request(&reg, &format!("w{i}"), "10.0.0.1"))
+            .send()
+            .await
+            .unwrap();
     }
     (c, token)
 }
@@ -95,12 +114,26 @@ async fn main() {
     // 1. Authenticated GET /api/workers (a page of 10 workers) vs the bare handler serving the same bytes.
     let mut credentials = vec![];
     for i in 0..10 {
-        let r = c.anonymous().register_worker().body(register_request(&reg_token, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+        let r = c
+            .anonymous()
+            .register_worker()
+            .body(register_request(&reg_token, &format!("w{i}"), "10.0.0.1"))
+            .send()
+            .await
+            .unwrap();
         let r = r.into_inner();
         credentials.push((r.worker_id, r.worker_credential));
     }
     let http = reqwest::Client::new();
-    let page = http.get(format!("{}/api/workers", c.url)).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+    let page = http
+        .get(format!("{}/api/workers", c.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let bare = bare_server(page.to_vec()).await;
     let bare_url = bare.url();
 
@@ -117,16 +150,25 @@ async fn main() {
     // 4. The rate limiter's cost on a request it lets through: the same authenticated page (10
     //    workers) from two fresh conductors alike but for the limiter: one checks its buckets (per
     //    address and per caller) on every request, set too high to refuse any; the other has none.
-    let never = Some(Limit { per_second: 10_000_000, burst: 10_000_000 });
+    let never = Some(Limit {
+        per_second: 10_000_000,
+        burst: 10_000_000,
+    });
     let (mut with_limiter, mut without_limiter) = (vec![], vec![]);
     let limited = page_of_ten(TestConductor::start_with(|c| {
         c.throttle.per_address = never;
         c.throttle.per_caller = never;
     }))
     .await;
-    let unlimited = page_of_ten(TestConductor::start_with(|c| c.throttle = ThrottleConfig::off())).await;
+    let unlimited = page_of_ten(TestConductor::start_with(|c| {
+        c.throttle = ThrottleConfig::off()
+    }))
+    .await;
     for _ in 0..ROUNDS {
-        for ((conductor, tok), runs) in [(&limited, &mut with_limiter), (&unlimited, &mut without_limiter)] {
+        for ((conductor, tok), runs) in [
+            (&limited, &mut with_limiter),
+            (&unlimited, &mut without_limiter),
+        ] {
             let (url, tok) = (format!("{}/api/workers", conductor.url), tok.clone());
             runs.push(load(move |client, _| client.get(&url).bearer_auth(&tok)).await);
         }
@@ -146,41 +188,89 @@ async fn main() {
     assert!(secure.url.starts_with("https://"));
     let ca = std::fs::read(secure.dir.path().join("data/tls/ca.pem")).unwrap();
     let trusting = || {
-        reqwest::Client::builder().tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+        reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
     };
     let secure_admin = aerekos_sdk::Conductor::with_trust(
         &secure.url,
         aerekos_sdk::Transport::new(),
         &aerekos_sdk::Trust::ca_bundle(ca.clone()).unwrap(),
     );
-    secure_admin.login_as("admin", ADMIN_PASSWORD).await.unwrap();
+    secure_admin
+        .login_as("admin", ADMIN_PASSWORD)
+        .await
+        .unwrap();
     let secure_token = secure_admin.token().unwrap();
-    let secure_reg = secure_admin.get_registration_token().send().await.unwrap().into_inner().token;
+    let secure_reg = secure_admin
+        .get_registration_token()
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
     for i in 0..10 {
-        secure_admin.register_worker().body(register_request(&secure_reg, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+        secure_admin
+            .register_worker()
+            .body(register_request(&secure_reg, &format!("w{i}"), "10.0.0.1"))
+            .send()
+            .await
+            .unwrap();
     }
-    let (mut tls_runs, mut plain_runs, mut tls_new, mut plain_new) = (vec![], vec![], vec![], vec![]);
+    let (mut tls_runs, mut plain_runs, mut tls_new, mut plain_new) =
+        (vec![], vec![], vec![], vec![]);
     for _ in 0..ROUNDS {
         let (url, tok) = (format!("{}/api/workers", secure.url), secure_token.clone());
-        tls_runs.push(load_with(trusting().pool_max_idle_per_host(CONCURRENCY), move |client, _| client.get(&url).bearer_auth(&tok)).await);
+        tls_runs.push(
+            load_with(
+                trusting().pool_max_idle_per_host(CONCURRENCY),
+                move |client, _| client.get(&url).bearer_auth(&tok),
+            )
+            .await,
+        );
         let (url, tok) = (format!("{}/api/workers", c.url), token.clone());
         plain_runs.push(load(move |client, _| client.get(&url).bearer_auth(&tok)).await);
         let url = format!("{}/health", secure.url);
-        tls_new.push(load_with(trusting().pool_max_idle_per_host(0), move |client, _| client.get(&url)).await);
+        tls_new.push(
+            load_with(trusting().pool_max_idle_per_host(0), move |client, _| {
+                client.get(&url)
+            })
+            .await,
+        );
         let url = format!("{}/health", c.url);
-        plain_new.push(load_with(reqwest::Client::builder().pool_max_idle_per_host(0), move |client, _| client.get(&url)).await);
+        plain_new.push(
+            load_with(
+                reqwest::Client::builder().pool_max_idle_per_host(0),
+                move |client, _| client.get(&url),
+            )
+            .await,
+        );
     }
-    let (tls_list, plain_list, tls_new, plain_new) = (median(tls_runs), median(plain_runs), median(tls_new), median(plain_new));
+    let (tls_list, plain_list, tls_new, plain_new) = (
+        median(tls_runs),
+        median(plain_runs),
+        median(tls_new),
+        median(plain_new),
+    );
     secure.stop().await;
 
     // 2. Heartbeats: 1,000 registered workers, each request a heartbeat of one of them (a real SQLite
     //    write), vs the bare handler parsing the same body.
     for i in 10..1000 {
-        let r = c.anonymous().register_worker().body(register_request(&reg_token, &format!("w{i}"), "10.0.0.1")).send().await.unwrap();
+        let r = c
+            .anonymous()
+            .register_worker()
+            .body(register_request(&reg_token, &format!("w{i}"), "10.0.0.1"))
+            .send()
+            .await
+            .unwrap();
         let r = r.into_inner();
         credentials.push((r.worker_id, r.worker_credential));
     }
-    let body = serde_json::to_vec(&types::HeartbeatRequest { resources: resources(42.0, 8 << 30), ip_address: None }).unwrap();
+    let body = serde_json::to_vec(&types::HeartbeatRequest {
+        resources: resources(42.0, 8 << 30),
+        ip_address: None,
+    })
+    .unwrap();
     let creds = Arc::new(credentials);
     let (mut conductor_runs, mut bare_runs) = (vec![], vec![]);
     for _ in 0..ROUNDS {
@@ -200,20 +290,41 @@ async fn main() {
         bare_runs.push(
             load(move |client, i| {
                 let (id, _) = &cr[(i as usize) % cr.len()];
-                client.post(format!("{base}/api/workers/{id}/heartbeat")).header("content-type", "application/json").body(b.clone())
+                client
+                    .post(format!("{base}/api/workers/{id}/heartbeat"))
+                    .header("content-type", "application/json")
+                    .body(b.clone())
             })
             .await,
         );
     }
     let (conductor_hb, bare_hb) = (median(conductor_runs), median(bare_runs));
     // The heartbeats really landed, in memory and (after the write-behind flush) in SQLite.
-    let w = admin.get_worker().id(creds[500].0).send().await.unwrap().into_inner();
-    assert_eq!(w.resources.cpu_usage_percent, 42.0, "heartbeats were recorded");
+    let w = admin
+        .get_worker()
+        .id(creds[500].0)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        w.resources.cpu_usage_percent, 42.0,
+        "heartbeats were recorded"
+    );
     let mut c = c;
     c.restart().await;
     let admin = c.admin().await;
-    let w = admin.get_worker().id(creds[500].0).send().await.unwrap().into_inner();
-    assert_eq!(w.resources.cpu_usage_percent, 42.0, "heartbeats were stored");
+    let w = admin
+        .get_worker()
+        .id(creds[500].0)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        w.resources.cpu_usage_percent, 42.0,
+        "heartbeats were stored"
+    );
 
     // 3. Login latency (argon2id verify + JWT signing) vs the argon2id verification alone in-process.
     let mut login_ms = vec![];
@@ -235,7 +346,11 @@ async fn main() {
         let t = Instant::now();
         use argon2::PasswordVerifier as _;
         let parsed = argon2::PasswordHash::new(&hash).unwrap();
-        assert!(argon2::Argon2::default().verify_password(ADMIN_PASSWORD.as_bytes(), &parsed).is_ok());
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(ADMIN_PASSWORD.as_bytes(), &parsed)
+                .is_ok()
+        );
         verify_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     verify_ms.sort_by(f64::total_cmp);
@@ -247,7 +362,12 @@ async fn main() {
     writeln!(md, "## Conductor\n").unwrap();
     writeln!(md, "`cargo bench -p aerekos-tests --bench conductor` (release; also run by `cargo xtask bench`). Servers and the").unwrap();
     writeln!(md, "load generator (raw reqwest, {CONCURRENCY} concurrent requests) share the process; {ROUNDS} alternating rounds of {}s,", MEASURE.as_secs()).unwrap();
-    writeln!(md, "medians. Last run: {}.\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")).unwrap();
+    writeln!(
+        md,
+        "medians. Last run: {}.\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    )
+    .unwrap();
     writeln!(md, "| what | conductor | reference | ratio | aim |").unwrap();
     writeln!(md, "|---|---|---|---|---|").unwrap();
     writeln!(

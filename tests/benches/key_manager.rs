@@ -34,15 +34,25 @@ fn raw_aes_gcm(open: bool) -> f64 {
             std::thread::spawn(move || {
                 let cipher = Aes256Gcm::new_from_slice(&[7u8; 32]).unwrap();
                 let data = vec![1u8; PAYLOAD];
-                let sealed = cipher.encrypt(&Nonce::from([0u8; 12]), data.as_slice()).unwrap();
+                let sealed = cipher
+                    .encrypt(&Nonce::from([0u8; 12]), data.as_slice())
+                    .unwrap();
                 let mut n = 0u64;
                 let mut nonce = [0u8; 12];
                 while !stop.load(Ordering::Relaxed) {
                     if open {
-                        std::hint::black_box(cipher.decrypt(&Nonce::from([0u8; 12]), sealed.as_slice()).unwrap());
+                        std::hint::black_box(
+                            cipher
+                                .decrypt(&Nonce::from([0u8; 12]), sealed.as_slice())
+                                .unwrap(),
+                        );
                     } else {
                         nonce[..8].copy_from_slice(&n.to_le_bytes());
-                        std::hint::black_box(cipher.encrypt(&Nonce::from(nonce), data.as_slice()).unwrap());
+                        std::hint::black_box(
+                            cipher
+                                .encrypt(&Nonce::from(nonce), data.as_slice())
+                                .unwrap(),
+                        );
                     }
                     n += 1;
                 }
@@ -66,13 +76,19 @@ struct Moto {
 
 impl Moto {
     async fn start() -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("moto_server could not start ({e}); `pip install 'moto[server]'`"))?;
+            .map_err(|e| {
+                format!("moto_server could not start ({e}); `pip install 'moto[server]'`")
+            })?;
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         for _ in 0..100 {
@@ -84,7 +100,12 @@ impl Moto {
         Err("moto_server did not answer within 10 s".into())
     }
 
-    fn request(&self, http: &reqwest::Client, target: &str, body: serde_json::Value) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        target: &str,
+        body: serde_json::Value,
+    ) -> reqwest::RequestBuilder {
         http.post(format!("{}/", self.url))
             .header("X-Amz-Target", format!("TrentService.{target}"))
             .header("Content-Type", "application/x-amz-json-1.1")
@@ -102,12 +123,26 @@ impl Drop for Moto {
 }
 
 async fn moto_rates(moto: &Moto) -> (f64, f64) {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
-    let key: serde_json::Value = moto.request(&http, "CreateKey", serde_json::json!({})).send().await.unwrap().json().await.unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let key: serde_json::Value = moto
+        .request(&http, "CreateKey", serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let key_id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
     let plaintext = STANDARD.encode(vec![1u8; PAYLOAD]);
     let sealed: serde_json::Value = moto
-        .request(&http, "Encrypt", serde_json::json!({"KeyId": key_id, "Plaintext": plaintext}))
+        .request(
+            &http,
+            "Encrypt",
+            serde_json::json!({"KeyId": key_id, "Plaintext": plaintext}),
+        )
         .send()
         .await
         .unwrap()
@@ -147,7 +182,12 @@ async fn main() {
     let conductor = TestConductor::start_with(|c| c.throttle = ThrottleConfig::off()).await;
     let km = TestKeyManager::start_with(&conductor, |c| c.throttle = ThrottleConfig::off()).await;
     let client: KeyManager = km.client(&conductor.admin().await);
-    client.create_key().body_map(|b| b.name("bench")).send().await.unwrap();
+    client
+        .create_key()
+        .body_map(|b| b.name("bench"))
+        .send()
+        .await
+        .unwrap();
     let plaintext = STANDARD.encode(vec![1u8; PAYLOAD]);
     let ciphertext = client
         .encrypt()
@@ -163,7 +203,12 @@ async fn main() {
     let sdk_encrypt = bench::load(CONCURRENCY, move |_| {
         let (c, p) = (c.clone(), p.clone());
         async move {
-            c.encrypt().key("bench").body_map(|b| b.plaintext(p)).send().await.expect("encrypt");
+            c.encrypt()
+                .key("bench")
+                .body_map(|b| b.plaintext(p))
+                .send()
+                .await
+                .expect("encrypt");
         }
     })
     .await;
@@ -171,7 +216,13 @@ async fn main() {
     let sdk_decrypt = bench::load(CONCURRENCY, move |_| {
         let (c, ct) = (c.clone(), ct.clone());
         async move {
-            let out = c.decrypt().key("bench").body_map(|b| b.ciphertext(ct).context(HashMap::new())).send().await.expect("decrypt");
+            let out = c
+                .decrypt()
+                .key("bench")
+                .body_map(|b| b.ciphertext(ct).context(HashMap::new()))
+                .send()
+                .await
+                .expect("decrypt");
             assert_eq!(out.into_inner().plaintext.len(), 1368, "1 KiB back");
         }
     })
@@ -179,8 +230,12 @@ async fn main() {
     km.stop().await;
     conductor.stop().await;
 
-    let raw_encrypt = tokio::task::spawn_blocking(|| raw_aes_gcm(false)).await.unwrap();
-    let raw_decrypt = tokio::task::spawn_blocking(|| raw_aes_gcm(true)).await.unwrap();
+    let raw_encrypt = tokio::task::spawn_blocking(|| raw_aes_gcm(false))
+        .await
+        .unwrap();
+    let raw_decrypt = tokio::task::spawn_blocking(|| raw_aes_gcm(true))
+        .await
+        .unwrap();
 
     let moto = match Moto::start().await {
         Ok(moto) => {
@@ -199,8 +254,18 @@ async fn main() {
     writeln!(md, "| operation | key_manager (SDK over HTTP) | raw AES-256-GCM in-process | ratio | moto KMS server | key_manager / moto | aim |").unwrap();
     writeln!(md, "|---|---|---|---|---|---|---|").unwrap();
     for (name, ours, raw, moto_rate) in [
-        ("encrypt", sdk_encrypt, raw_encrypt, moto.as_ref().ok().map(|r| r.0)),
-        ("decrypt", sdk_decrypt, raw_decrypt, moto.as_ref().ok().map(|r| r.1)),
+        (
+            "encrypt",
+            sdk_encrypt,
+            raw_encrypt,
+            moto.as_ref().ok().map(|r| r.0),
+        ),
+        (
+            "decrypt",
+            sdk_decrypt,
+            raw_decrypt,
+            moto.as_ref().ok().map(|r| r.1),
+        ),
     ] {
         let (moto_cell, vs) = match moto_rate {
             Some(m) => (format!("{m:.0} ops/s"), format!("{:.1}×", ours / m)),
@@ -210,7 +275,11 @@ async fn main() {
             md,
             "| {name} | {ours:.0} ops/s | {raw:.0} ops/s | {:.4} | {moto_cell} | {vs} | {} |",
             ours / raw,
-            if name == "encrypt" { "well above 10,000/s" } else { "" }
+            if name == "encrypt" {
+                "well above 10,000/s"
+            } else {
+                ""
+            }
         )
         .unwrap();
     }

@@ -13,8 +13,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aerekos_sdk::conductor::types::{self, DeployRequest, InstanceHealth, ServiceDefinition, WorkerStatus};
-use aerekos_tests::{TestConductor, WorkerDir, bench, eventually, register_request, resources, write_benchmark_section};
+use aerekos_sdk::conductor::types::{
+    self, DeployRequest, InstanceHealth, ServiceDefinition, WorkerStatus,
+};
+use aerekos_tests::{
+    TestConductor, WorkerDir, bench, eventually, register_request, resources,
+    write_benchmark_section,
+};
 use poem::{EndpointExt as _, Route, handler, post, web::Json};
 
 const PLACEMENT_WORKERS: usize = 500;
@@ -67,12 +72,25 @@ async fn placements() -> (f64, f64) {
     let admin = c.admin().await;
     let token = c.registration_token().await;
     for i in 0..PLACEMENT_WORKERS {
-        let mut req = register_request(&token, &format!("w{i}"), &format!("10.0.{}.{}", i / 250, i % 250 + 1));
+        let mut req = register_request(
+            &token,
+            &format!("w{i}"),
+            &format!("10.0.{}.{}", i / 250, i % 250 + 1),
+        );
         req.resources = resources(10.0, 30 << 30);
-        c.anonymous().register_worker().body(req).send().await.unwrap();
+        c.anonymous()
+            .register_worker()
+            .body(req)
+            .send()
+            .await
+            .unwrap();
     }
     for i in 0..DEPLOYS {
-        let def: ServiceDefinition = ServiceDefinition::builder().name(format!("svc{i}")).command(vec!["true".to_owned()]).try_into().unwrap();
+        let def: ServiceDefinition = ServiceDefinition::builder()
+            .name(format!("svc{i}"))
+            .command(vec!["true".to_owned()])
+            .try_into()
+            .unwrap();
         admin.define_service().body(def).send().await.unwrap();
     }
     let a = Arc::new(admin);
@@ -81,7 +99,14 @@ async fn placements() -> (f64, f64) {
         timed(DEPLOYS, move |i| {
             let a = a.clone();
             async move {
-                let d = a.deploy_service().name(format!("svc{i}")).body(DeployRequest::default()).send().await.unwrap().into_inner();
+                let d = a
+                    .deploy_service()
+                    .name(format!("svc{i}"))
+                    .body(DeployRequest::default())
+                    .send()
+                    .await
+                    .unwrap()
+                    .into_inner();
                 assert_eq!(d.instances.len(), 1, "one instance placed");
             }
         })
@@ -92,25 +117,56 @@ async fn placements() -> (f64, f64) {
         timed(DEPLOYS, move |i| {
             let a = a.clone();
             async move {
-                a.get_service().name(format!("svc{i}")).send().await.unwrap();
+                a.get_service()
+                    .name(format!("svc{i}"))
+                    .send()
+                    .await
+                    .unwrap();
             }
         })
         .await
     };
     // Spread: every worker got two of the thousand.
-    let page = a.list_workers().limit(1000).send().await.unwrap().into_inner();
+    let page = a
+        .list_workers()
+        .limit(1000)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     let mut per_worker = std::collections::HashMap::<uuid::Uuid, usize>::new();
     for w in &page.workers {
-        per_worker.insert(w.id, a.list_worker_instances().id(w.id).send().await.unwrap().into_inner().len());
+        per_worker.insert(
+            w.id,
+            a.list_worker_instances()
+                .id(w.id)
+                .send()
+                .await
+                .unwrap()
+                .into_inner()
+                .len(),
+        );
     }
-    assert!(per_worker.values().all(|n| *n == DEPLOYS / PLACEMENT_WORKERS), "spread evenly");
+    assert!(
+        per_worker
+            .values()
+            .all(|n| *n == DEPLOYS / PLACEMENT_WORKERS),
+        "spread evenly"
+    );
     c.stop().await;
     (deploys, reads)
 }
 
 /// Sends every worker's heartbeat once per interval, evenly spread; latencies in ms.
-async fn heartbeat_schedule(base: String, workers: Arc<Vec<(uuid::Uuid, String)>>, body: Vec<u8>) -> Vec<f64> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
+async fn heartbeat_schedule(
+    base: String,
+    workers: Arc<Vec<(uuid::Uuid, String)>>,
+    body: Vec<u8>,
+) -> Vec<f64> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let gap = HEARTBEAT_INTERVAL / workers.len() as u32;
     let start = tokio::time::Instant::now();
@@ -118,7 +174,12 @@ async fn heartbeat_schedule(base: String, workers: Arc<Vec<(uuid::Uuid, String)>
     for k in 0..(workers.len() * HEARTBEAT_ROUNDS as usize) {
         tokio::time::sleep_until(start + gap * k as u32).await;
         let (id, credential) = workers[k % workers.len()].clone();
-        let (client, latencies, body, base) = (client.clone(), latencies.clone(), body.clone(), base.clone());
+        let (client, latencies, body, base) = (
+            client.clone(),
+            latencies.clone(),
+            body.clone(),
+            base.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             let resp = client
@@ -129,9 +190,16 @@ async fn heartbeat_schedule(base: String, workers: Arc<Vec<(uuid::Uuid, String)>
                 .send()
                 .await
                 .unwrap();
-            assert!(resp.status().is_success(), "heartbeat refused: {}", resp.status());
+            assert!(
+                resp.status().is_success(),
+                "heartbeat refused: {}",
+                resp.status()
+            );
             let _ = resp.bytes().await;
-            latencies.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+            latencies
+                .lock()
+                .unwrap()
+                .push(t.elapsed().as_secs_f64() * 1000.0);
         }));
     }
     for t in tasks {
@@ -163,20 +231,37 @@ async fn heartbeats() -> (Vec<f64>, Vec<f64>, u32) {
         workers.push((r.worker_id, r.worker_credential));
     }
     let workers = Arc::new(workers);
-    let body = serde_json::to_vec(&types::HeartbeatRequest { resources: resources(12.0, 8 << 30), ip_address: None }).unwrap();
+    let body = serde_json::to_vec(&types::HeartbeatRequest {
+        resources: resources(12.0, 8 << 30),
+        ip_address: None,
+    })
+    .unwrap();
     let conductor = heartbeat_schedule(c.url.clone(), workers.clone(), body.clone()).await;
     let admin = c.admin().await;
-    let lost = admin.list_workers().status(WorkerStatus::Lost).limit(1000).send().await.unwrap().into_inner().workers.len() as u32;
+    let lost = admin
+        .list_workers()
+        .status(WorkerStatus::Lost)
+        .limit(1000)
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .workers
+        .len() as u32;
     c.stop().await;
 
     #[handler]
     fn bare_heartbeat(body: Json<types::HeartbeatRequest>) -> Json<serde_json::Value> {
         let _ = body;
-        Json(serde_json::json!({"heartbeat_interval_secs": 10, "server_time": "2026-01-01T00:00:00Z"}))
+        Json(
+            serde_json::json!({"heartbeat_interval_secs": 10, "server_time": "2026-01-01T00:00:00Z"}),
+        )
     }
     let bare = aerekos_common::server::serve(
         "127.0.0.1:0".parse().unwrap(),
-        Route::new().at("/api/workers/:id/heartbeat", post(bare_heartbeat)).map_to_response(),
+        Route::new()
+            .at("/api/workers/:id/heartbeat", post(bare_heartbeat))
+            .map_to_response(),
     )
     .await
     .unwrap();
@@ -193,27 +278,48 @@ async fn gateway(aerekos: PathBuf) -> (f64, f64) {
     })
     .await;
     let dir = WorkerDir::new();
-    let mut config = aerekos_worker::WorkerConfig::new(c.url.clone(), c.registration_token().await, dir.path());
+    let mut config =
+        aerekos_worker::WorkerConfig::new(c.url.clone(), c.registration_token().await, dir.path());
     config.advertise_ip = aerekos_worker::AdvertiseIp::Fixed([127, 0, 0, 1].into());
     config.docker = false;
     config.api_bind = None;
     config.platform_executable = Some(aerekos);
     let worker = aerekos_worker::start(config).await.unwrap();
     let admin = c.admin().await;
-    admin.deploy_service().name("key_manager").body(DeployRequest { driver: Some(types::DriverKind::Process), ..Default::default() }).send().await.unwrap();
+    admin
+        .deploy_service()
+        .name("key_manager")
+        .body(DeployRequest {
+            driver: Some(types::DriverKind::Process),
+            ..Default::default()
+        })
+        .send()
+        .await
+        .unwrap();
     let d = eventually(60, "key_manager healthy", || async {
-        let d = admin.get_deployment().name("key_manager").send().await.unwrap().into_inner();
+        let d = admin
+            .get_deployment()
+            .name("key_manager")
+            .send()
+            .await
+            .unwrap()
+            .into_inner();
         (d.healthy == 1).then_some(d)
     })
     .await;
     assert_eq!(d.instances[0].health, InstanceHealth::Healthy);
     let direct_base = format!("http://{}", d.instances[0].address.clone().unwrap());
     let token = admin.token().unwrap();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(32).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap();
     let run = |base: String| {
         let (client, token) = (client.clone(), token.clone());
         bench::load(32, move |_| {
-            let request = client.get(format!("{base}/api/key_manager/keys")).bearer_auth(&token);
+            let request = client
+                .get(format!("{base}/api/key_manager/keys"))
+                .bearer_auth(&token);
             async move {
                 let resp = request.send().await.expect("request");
                 assert!(resp.status().is_success(), "{}", resp.status());
@@ -235,13 +341,23 @@ async fn gateway(aerekos: PathBuf) -> (f64, f64) {
 async fn main() {
     let aerekos = std::env::var_os("AEREKOS_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/aerekos"));
-    assert!(aerekos.exists(), "{} is missing: `cargo xtask bench` builds it", aerekos.display());
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/aerekos")
+        });
+    assert!(
+        aerekos.exists(),
+        "{} is missing: `cargo xtask bench` builds it",
+        aerekos.display()
+    );
 
     let (deploys, reads) = placements().await;
     println!("placements: {deploys:.0}/s (reads {reads:.0}/s)");
     let (hb, hb_ref, lost) = heartbeats().await;
-    println!("heartbeats: p99 {:.2} ms (bare {:.2} ms), lost {lost}", percentile(&hb, 0.99), percentile(&hb_ref, 0.99));
+    println!(
+        "heartbeats: p99 {:.2} ms (bare {:.2} ms), lost {lost}",
+        percentile(&hb, 0.99),
+        percentile(&hb_ref, 0.99)
+    );
     let (through, direct) = gateway(aerekos).await;
     println!("gateway: {through:.0}/s vs {direct:.0}/s");
 

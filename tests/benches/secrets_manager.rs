@@ -25,25 +25,72 @@ const RUNS: usize = 3;
 
 #[tokio::main]
 async fn main() {
-    let unthrottled = [("RATE_LIMIT_PER_ADDRESS", "off"), ("RATE_LIMIT_PER_CALLER", "off")];
-    let conductor = ConductorProcess::start_with(&[unthrottled[0], unthrottled[1], ("RUST_LOG", "warn")]).await;
+    let unthrottled = [
+        ("RATE_LIMIT_PER_ADDRESS", "off"),
+        ("RATE_LIMIT_PER_CALLER", "off"),
+    ];
+    let conductor =
+        ConductorProcess::start_with(&[unthrottled[0], unthrottled[1], ("RUST_LOG", "warn")]).await;
     let _worker = WorkerProcess::start_with(&conductor, "bench", &[("RUST_LOG", "warn")]);
     let admin = conductor.admin().await;
-    let env: HashMap<String, String> = unthrottled.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).chain([("RUST_LOG".into(), "warn".into())]).collect();
+    let env: HashMap<String, String> = unthrottled
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain([("RUST_LOG".into(), "warn".into())])
+        .collect();
     for service in ["key_manager", "secrets_manager"] {
-        let req = DeployRequest { env: env.clone(), ..Default::default() };
-        eventually(60, "the worker joins and the service deploys", || async { admin.deploy_service().name(service).body(req.clone()).send().await.ok() }).await;
+        let req = DeployRequest {
+            env: env.clone(),
+            ..Default::default()
+        };
+        eventually(60, "the worker joins and the service deploys", || async {
+            admin
+                .deploy_service()
+                .name(service)
+                .body(req.clone())
+                .send()
+                .await
+                .ok()
+        })
+        .await;
     }
     let token = admin.token().unwrap();
     let km = KeyManager::with_token(&conductor.url, &token);
     let secrets = SecretsManager::with_token(&conductor.url, &token);
     let payload = STANDARD.encode(vec![7u8; PAYLOAD]);
-    eventually(120, "key_manager answers through the gateway", || async { km.create_key().body_map(|b| b.name("bench")).send().await.ok() }).await;
-    let ciphertext = km.encrypt().key("bench").body_map(|b| b.plaintext(payload.clone())).send().await.unwrap().into_inner().ciphertext;
-    let value = SecretValue { bytes: Some(payload.clone()), json: Default::default() };
-    eventually(120, "secrets_manager answers through the gateway", || async {
-        secrets.create_secret().body(new_secret("bench/one-kib", Some(value.clone()))).send().await.ok()
+    eventually(120, "key_manager answers through the gateway", || async {
+        km.create_key()
+            .body_map(|b| b.name("bench"))
+            .send()
+            .await
+            .ok()
     })
+    .await;
+    let ciphertext = km
+        .encrypt()
+        .key("bench")
+        .body_map(|b| b.plaintext(payload.clone()))
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .ciphertext;
+    let value = SecretValue {
+        bytes: Some(payload.clone()),
+        json: Default::default(),
+    };
+    eventually(
+        120,
+        "secrets_manager answers through the gateway",
+        || async {
+            secrets
+                .create_secret()
+                .body(new_secret("bench/one-kib", Some(value.clone())))
+                .send()
+                .await
+                .ok()
+        },
+    )
     .await;
 
     let (mut decrypts, mut reads, mut writes) = (vec![], vec![], vec![]);
@@ -53,7 +100,12 @@ async fn main() {
             bench::load(CONCURRENCY, move |_| {
                 let (km, ciphertext) = (km.clone(), ciphertext.clone());
                 async move {
-                    km.decrypt().key("bench").body_map(|b| b.ciphertext(ciphertext)).send().await.expect("decrypt");
+                    km.decrypt()
+                        .key("bench")
+                        .body_map(|b| b.ciphertext(ciphertext))
+                        .send()
+                        .await
+                        .expect("decrypt");
                 }
             })
             .await,
@@ -63,8 +115,18 @@ async fn main() {
             bench::load(CONCURRENCY, move |_| {
                 let s = s.clone();
                 async move {
-                    let got = s.get_secret_value().name("bench/one-kib").send().await.expect("read");
-                    assert!(got.into_inner().value.bytes.is_some_and(|b| b.len() > PAYLOAD));
+                    let got = s
+                        .get_secret_value()
+                        .name("bench/one-kib")
+                        .send()
+                        .await
+                        .expect("read");
+                    assert!(
+                        got.into_inner()
+                            .value
+                            .bytes
+                            .is_some_and(|b| b.len() > PAYLOAD)
+                    );
                 }
             })
             .await,
@@ -74,14 +136,27 @@ async fn main() {
             bench::load(CONCURRENCY, move |_| {
                 let (s, value) = (s.clone(), value.clone());
                 async move {
-                    let req = PutValueRequest { value, cas: None, labels: vec![] };
-                    s.put_secret_value().name("bench/one-kib").body(req).send().await.expect("write");
+                    let req = PutValueRequest {
+                        value,
+                        cas: None,
+                        labels: vec![],
+                    };
+                    s.put_secret_value()
+                        .name("bench/one-kib")
+                        .body(req)
+                        .send()
+                        .await
+                        .expect("write");
                 }
             })
             .await,
         );
     }
-    let (decrypt, read, write) = (bench::median(decrypts.clone()), bench::median(reads.clone()), bench::median(writes.clone()));
+    let (decrypt, read, write) = (
+        bench::median(decrypts.clone()),
+        bench::median(reads.clone()),
+        bench::median(writes.clone()),
+    );
     println!("decrypt {decrypts:?} read {reads:?} write {writes:?}");
     let ratio = read / decrypt;
     let verdict = if ratio >= 0.8 { "met" } else { "not met" };

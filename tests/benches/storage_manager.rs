@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aerekos_tests::{STORAGE_MANAGER, TestConductor, TestKeyManager, TestService, bench, eventually, free_port, write_benchmark_section};
+use aerekos_tests::{
+    STORAGE_MANAGER, TestConductor, TestKeyManager, TestService, bench, eventually, free_port,
+    write_benchmark_section,
+};
 use bytes::Bytes;
 use futures_util::stream;
 use hmac::{Hmac, Mac as _};
@@ -55,17 +58,26 @@ impl S3Target {
     /// A SigV4-signed request (UNSIGNED-PAYLOAD) for a path-style `/bucket/key` with plain ASCII names.
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let now = chrono::Utc::now();
-        let (date, amz_date) = (now.format("%Y%m%d").to_string(), now.format("%Y%m%dT%H%M%SZ").to_string());
+        let (date, amz_date) = (
+            now.format("%Y%m%d").to_string(),
+            now.format("%Y%m%dT%H%M%SZ").to_string(),
+        );
         let host = self.endpoint.trim_start_matches("http://");
         let canonical = format!(
             "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{amz_date}\n\n\
              host;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD"
         );
         let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical.as_bytes()))
+        );
         let key = [date.as_str(), &self.region, "s3", "aws4_request"]
             .iter()
-            .fold(format!("AWS4{}", self.secret_key).into_bytes(), |k, part| hmac(&k, part));
+            .fold(
+                format!("AWS4{}", self.secret_key).into_bytes(),
+                |k, part| hmac(&k, part),
+            );
         let signature = hex(&hmac(&key, &to_sign));
         self.http
             .request(method, format!("{}{path}", self.endpoint))
@@ -81,15 +93,33 @@ impl S3Target {
     }
 
     async fn put(&self, path: &str, body: reqwest::Body, len: u64) {
-        let response = self.request(reqwest::Method::PUT, path).header("content-length", len).body(body).send().await.expect("PUT");
+        let response = self
+            .request(reqwest::Method::PUT, path)
+            .header("content-length", len)
+            .body(body)
+            .send()
+            .await
+            .expect("PUT");
         let status = response.status();
-        assert!(status.is_success(), "PUT {path}: {status} {}", response.text().await.unwrap_or_default());
+        assert!(
+            status.is_success(),
+            "PUT {path}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     /// GETs `path`, draining the body; returns its length.
     async fn get(&self, path: &str) -> u64 {
-        let mut response = self.request(reqwest::Method::GET, path).send().await.expect("GET");
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        let mut response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET");
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         let mut n = 0;
         while let Some(chunk) = response.chunk().await.expect("GET body") {
             n += chunk.len() as u64;
@@ -99,7 +129,10 @@ impl S3Target {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(CLIENTS * 2).build().unwrap()
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS * 2)
+        .build()
+        .unwrap()
 }
 
 /// The four measurements for one server, each the median of [`RUNS`]: (PUT 4 KiB/s, GET 4 KiB/s,
@@ -118,7 +151,13 @@ async fn measure(target: &S3Target, bucket: &str) -> [f64; 4] {
         );
     }
     for i in 0..GET_SET {
-        target.put(&format!("/{bucket}/get-{i}"), small.clone().into(), SMALL as u64).await;
+        target
+            .put(
+                &format!("/{bucket}/get-{i}"),
+                small.clone().into(),
+                SMALL as u64,
+            )
+            .await;
     }
     let mut get_small = vec![];
     for _ in 0..RUNS {
@@ -136,15 +175,30 @@ async fn measure(target: &S3Target, bucket: &str) -> [f64; 4] {
     let (mut put_large, mut get_large) = (vec![], vec![]);
     for _ in 0..RUNS {
         let block = Bytes::from(vec![0xA5u8; MIB]);
-        let body = stream::iter((0..LARGE_MIB).map(move |_| Ok::<_, std::io::Error>(block.clone())));
+        let body =
+            stream::iter((0..LARGE_MIB).map(move |_| Ok::<_, std::io::Error>(block.clone())));
         let started = Instant::now();
-        target.put(&format!("/{bucket}/large"), reqwest::Body::wrap_stream(body), (LARGE_MIB * MIB) as u64).await;
+        target
+            .put(
+                &format!("/{bucket}/large"),
+                reqwest::Body::wrap_stream(body),
+                (LARGE_MIB * MIB) as u64,
+            )
+            .await;
         put_large.push(mb_per_s(started.elapsed()));
         let started = Instant::now();
-        assert_eq!(target.get(&format!("/{bucket}/large")).await, (LARGE_MIB * MIB) as u64);
+        assert_eq!(
+            target.get(&format!("/{bucket}/large")).await,
+            (LARGE_MIB * MIB) as u64
+        );
         get_large.push(mb_per_s(started.elapsed()));
     }
-    [bench::median(put_small), bench::median(get_small), bench::median(put_large), bench::median(get_large)]
+    [
+        bench::median(put_small),
+        bench::median(get_small),
+        bench::median(put_large),
+        bench::median(get_large),
+    ]
 }
 
 fn mb_per_s(elapsed: Duration) -> f64 {
@@ -216,13 +270,20 @@ fn garage_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GARAGE_BIN") {
         return Some(p.into());
     }
-    Command::new("garage").arg("--version").output().ok().filter(|o| o.status.success()).map(|_| "garage".into())
+    Command::new("garage")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "garage".into())
 }
 
 async fn start_garage(bin: &Path, dir: &Path) -> Garage {
     let (s3_port, rpc_port) = (free_port(), free_port());
     let config = dir.join("garage.toml");
-    let secret: String = (0..32).map(|i| format!("{:02x}", (i * 37 + 11) as u8)).collect();
+    let secret: String = (0..32)
+        .map(|i| format!("{:02x}", (i * 37 + 11) as u8))
+        .collect();
     std::fs::write(
         &config,
         format!(
@@ -236,8 +297,17 @@ async fn start_garage(bin: &Path, dir: &Path) -> Garage {
     .unwrap();
     std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let cli = |args: &[&str]| -> String {
-        let out = Command::new(bin).arg("-c").arg(&config).args(args).output().expect("garage CLI");
-        assert!(out.status.success(), "garage {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("garage CLI");
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let log = std::fs::File::create(dir.join("garage.log")).unwrap();
@@ -251,8 +321,16 @@ async fn start_garage(bin: &Path, dir: &Path) -> Garage {
         .spawn()
         .expect("starting garage");
     let node = eventually(30, "garage answers its CLI", || {
-        let out = Command::new(bin).arg("-c").arg(&config).args(["node", "id", "-q"]).output();
-        async move { out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()) }
+        let out = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .args(["node", "id", "-q"])
+            .output();
+        async move {
+            out.ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        }
     })
     .await;
     let node = node.split('@').next().unwrap().to_owned();
@@ -260,17 +338,38 @@ async fn start_garage(bin: &Path, dir: &Path) -> Garage {
     cli(&["layout", "apply", "--version", "1"]);
     let key = cli(&["key", "create", "bench-key"]);
     let field = |name: &str| {
-        key.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap_or_else(|| panic!("no {name} in {key}"))
+        key.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {key}"))
     };
     let (access_key, secret_key) = (field("Key ID:"), field("Secret key:"));
     cli(&["bucket", "create", "bench"]);
-    cli(&["bucket", "allow", "--read", "--write", "--owner", "bench", "--key", "bench-key"]);
-    let target = S3Target { endpoint: format!("http://127.0.0.1:{s3_port}"), access_key, secret_key, region: "garage".into(), http: client() };
+    cli(&[
+        "bucket",
+        "allow",
+        "--read",
+        "--write",
+        "--owner",
+        "bench",
+        "--key",
+        "bench-key",
+    ]);
+    let target = S3Target {
+        endpoint: format!("http://127.0.0.1:{s3_port}"),
+        access_key,
+        secret_key,
+        region: "garage".into(),
+        http: client(),
+    };
     Garage { child, target }
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(run());
 }
 
@@ -278,22 +377,39 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let (disk_write, disk_read) = disk_reference(dir.path());
     let loopback = loopback_reference().await;
-    println!("references: disk write+fsync {disk_write:.0} MB/s, read {disk_read:.0} MB/s, loopback TCP {loopback:.0} MB/s");
+    println!(
+        "references: disk write+fsync {disk_write:.0} MB/s, read {disk_read:.0} MB/s, loopback TCP {loopback:.0} MB/s"
+    );
 
     // Throttling off: these rows measure storage, not the limiter (the conductor bench does).
     let conductor = TestConductor::start_with(|c| c.throttle = ThrottleConfig::off()).await;
-    let key_manager = TestKeyManager::start_with(&conductor, |c| c.throttle = ThrottleConfig::off()).await;
+    let key_manager =
+        TestKeyManager::start_with(&conductor, |c| c.throttle = ThrottleConfig::off()).await;
     let service = TestService::start_with(
         &STORAGE_MANAGER,
         &conductor,
         &key_manager.url,
         None,
-        &[("RATE_LIMIT_PER_ADDRESS", "off"), ("RATE_LIMIT_PER_CALLER", "off")],
+        &[
+            ("RATE_LIMIT_PER_ADDRESS", "off"),
+            ("RATE_LIMIT_PER_CALLER", "off"),
+        ],
     )
     .await;
     let storage = service.storage_client(&conductor.admin().await);
-    storage.create_bucket().body_map(|b| b.name("bench")).send().await.unwrap();
-    let key = storage.create_access_key().body_map(|b| b.description("benchmark")).send().await.unwrap().into_inner();
+    storage
+        .create_bucket()
+        .body_map(|b| b.name("bench"))
+        .send()
+        .await
+        .unwrap();
+    let key = storage
+        .create_access_key()
+        .body_map(|b| b.description("benchmark"))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     let ours = S3Target {
         endpoint: service.url.clone(),
         access_key: key.id,
@@ -315,12 +431,18 @@ async fn run() {
             Some(figures)
         }
         None => {
-            println!("garage is not installed (set GARAGE_BIN or `cargo install garage`): no comparison");
+            println!(
+                "garage is not installed (set GARAGE_BIN or `cargo install garage`): no comparison"
+            );
             None
         }
     };
 
-    let build = if std::env::var("AEREKOS_BIN").is_ok_and(|b| b.contains("release")) { "release" } else { "debug" };
+    let build = if std::env::var("AEREKOS_BIN").is_ok_and(|b| b.contains("release")) {
+        "release"
+    } else {
+        "debug"
+    };
     let mut md = String::new();
     writeln!(md, "## storage_manager: S3 endpoint against Garage\n").unwrap();
     writeln!(
@@ -335,7 +457,11 @@ async fn run() {
         bench::WARMUP.as_secs()
     )
     .unwrap();
-    writeln!(md, "| row | storage_manager | Garage | ratio (ours ÷ Garage) | machine limit, same run |").unwrap();
+    writeln!(
+        md,
+        "| row | storage_manager | Garage | ratio (ours ÷ Garage) | machine limit, same run |"
+    )
+    .unwrap();
     writeln!(md, "|---|---|---|---|---|").unwrap();
     let rows = [
         ("4 KiB PUT, objects/s", 0, "—"),
@@ -356,7 +482,12 @@ async fn run() {
         };
         writeln!(md, "| {name} | {ours:.0} | {garage} | {ratio} | {limit} |").unwrap();
     }
-    writeln!(md, "\nstorage_manager's peak resident memory over the whole run: {} MiB.", ours_peak / 1024).unwrap();
+    writeln!(
+        md,
+        "\nstorage_manager's peak resident memory over the whole run: {} MiB.",
+        ours_peak / 1024
+    )
+    .unwrap();
     if let Some(g) = &garage_figures {
         writeln!(
             md,
@@ -376,8 +507,18 @@ async fn run() {
 
 fn garage_version() -> String {
     garage_bin()
-        .and_then(|b| Command::new(b).arg("--version").stdout(Stdio::piped()).output().ok())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().replace("garage ", ""))
+        .and_then(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::piped())
+                .output()
+                .ok()
+        })
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .replace("garage ", "")
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "(not installed)".into())
 }

@@ -60,14 +60,25 @@ async fn put_objects(storage: &StorageManager, indexes: impl Iterator<Item = usi
 
 fn timed_shell(script: &str) -> Duration {
     let started = Instant::now();
-    let status = Command::new("sh").args(["-c", script]).status().expect("sh");
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .expect("sh");
     assert!(status.success(), "{script}");
     started.elapsed()
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let out = Command::new("du").args(["-sb"]).arg(dir).output().expect("du");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    let out = Command::new("du")
+        .args(["-sb"])
+        .arg(dir)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::main]
@@ -79,17 +90,40 @@ async fn main() {
     let (a_id, b_id) = (a.id().await, b.id().await);
     wait_for_worker(&admin, a_id, WorkerStatus::Live, 30).await;
     wait_for_worker(&admin, b_id, WorkerStatus::Live, 30).await;
-    admin.enable_service().name("storage_manager").send().await.expect("enable storage_manager");
+    admin
+        .enable_service()
+        .name("storage_manager")
+        .send()
+        .await
+        .expect("enable storage_manager");
     let holder = eventually(60, "storage_manager healthy", || async {
-        let d = admin.get_deployment().name("storage_manager").send().await.ok()?.into_inner();
-        d.instances.iter().find(|i| i.health == InstanceHealth::Healthy).map(|i| i.worker_id)
+        let d = admin
+            .get_deployment()
+            .name("storage_manager")
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        d.instances
+            .iter()
+            .find(|i| i.health == InstanceHealth::Healthy)
+            .map(|i| i.worker_id)
     })
     .await;
-    let (from, to) = if holder == a_id { (&a, (&b, b_id)) } else { (&b, (&a, a_id)) };
+    let (from, to) = if holder == a_id {
+        (&a, (&b, b_id))
+    } else {
+        (&b, (&a, a_id))
+    };
 
     // 1 GiB in 1,024 objects of 1 MiB (no encryption: the volume's bytes are what is measured).
     let storage = StorageManager::with_token(&conductor.url, admin.token().unwrap());
-    storage.create_bucket().body_map(|b| b.name("bench")).send().await.expect("bucket");
+    storage
+        .create_bucket()
+        .body_map(|b| b.name("bench"))
+        .send()
+        .await
+        .expect("bucket");
     put_objects(&storage, 0..OBJECTS, 0).await;
     let volume = from.volume_dir("storage_manager");
     let volume_bytes = dir_bytes(&volume);
@@ -98,33 +132,69 @@ async fn main() {
     let scratch = tempfile::tempdir_in(from.dir.path()).unwrap();
     let copy = scratch.path().join("copy");
     timed_shell("sync");
-    let cp = timed_shell(&format!("cp -a '{}' '{}' && sync", volume.display(), copy.display()));
+    let cp = timed_shell(&format!(
+        "cp -a '{}' '{}' && sync",
+        volume.display(),
+        copy.display()
+    ));
     std::fs::remove_dir_all(&copy).unwrap();
 
     // The move, from the request to done (the service stopped, copied, started, healthy, and the
     // old copy deleted).
     timed_shell("sync");
     let started = Instant::now();
-    let m = admin.move_service().name("storage_manager").body(MoveRequest { worker_id: to.1 }).send().await.expect("move").into_inner();
+    let m = admin
+        .move_service()
+        .name("storage_manager")
+        .body(MoveRequest { worker_id: to.1 })
+        .send()
+        .await
+        .expect("move")
+        .into_inner();
     // When each step was first seen (polled every 50 ms).
     let mut seen: Vec<(MoveState, Duration)> = vec![(MoveState::Stopping, Duration::ZERO)];
     let moved = loop {
-        let m = admin.get_move().id(m.id).send().await.expect("the move").into_inner();
+        let m = admin
+            .get_move()
+            .id(m.id)
+            .send()
+            .await
+            .expect("the move")
+            .into_inner();
         if seen.last().is_none_or(|(s, _)| *s != m.state) {
             seen.push((m.state, started.elapsed()));
         }
         if matches!(m.state, MoveState::Done | MoveState::Failed) {
             break m;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "the move took over 10 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the move took over 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let move_time = started.elapsed();
-    let at = |state: MoveState| seen.iter().find(|(s, _)| *s == state).map_or(Duration::ZERO, |(_, t)| *t);
-    let steps = [MoveState::Stopping, MoveState::Copying, MoveState::Starting, MoveState::Cleaning, MoveState::Done];
+    let at = |state: MoveState| {
+        seen.iter()
+            .find(|(s, _)| *s == state)
+            .map_or(Duration::ZERO, |(_, t)| *t)
+    };
+    let steps = [
+        MoveState::Stopping,
+        MoveState::Copying,
+        MoveState::Starting,
+        MoveState::Cleaning,
+        MoveState::Done,
+    ];
     let phases: Vec<String> = steps
         .windows(2)
-        .map(|w| format!("{} {:.1} s", w[0], (at(w[1]).saturating_sub(at(w[0]))).as_secs_f64()))
+        .map(|w| {
+            format!(
+                "{} {:.1} s",
+                w[0],
+                (at(w[1]).saturating_sub(at(w[0]))).as_secs_f64()
+            )
+        })
         .collect();
     let copy_time = at(MoveState::Starting).saturating_sub(at(MoveState::Copying));
     assert_eq!(moved.state, MoveState::Done, "{moved:?}");
@@ -133,14 +203,24 @@ async fn main() {
     let volume = to.0.volume_dir("storage_manager");
     let tar_file = scratch.path().join("volume.tar");
     timed_shell("sync");
-    let tar = timed_shell(&format!("tar -cf '{}' -C '{}' . && sync", tar_file.display(), volume.display()));
+    let tar = timed_shell(&format!(
+        "tar -cf '{}' -C '{}' . && sync",
+        tar_file.display(),
+        volume.display()
+    ));
     std::fs::remove_file(&tar_file).unwrap();
 
     let backup = |label: &'static str| {
         let admin = admin.clone();
         async move {
             let started = Instant::now();
-            let b = admin.backup_volume().name("storage_manager").send().await.expect(label).into_inner();
+            let b = admin
+                .backup_volume()
+                .name("storage_manager")
+                .send()
+                .await
+                .expect(label)
+                .into_inner();
             let done = eventually(900, label, || async {
                 let b = admin.get_backup().id(b.id).send().await.ok()?.into_inner();
                 (b.state != BackupState::Running).then_some(b)
@@ -153,7 +233,12 @@ async fn main() {
     timed_shell("sync");
     let (full_time, full) = backup("the full backup").await;
     // 1% of the objects rewritten, then a backup.
-    put_objects(&storage, (0..OBJECTS).step_by(OBJECTS / CHANGED).take(CHANGED), 1).await;
+    put_objects(
+        &storage,
+        (0..OBJECTS).step_by(OBJECTS / CHANGED).take(CHANGED),
+        1,
+    )
+    .await;
     let (incr_time, incremental) = backup("the incremental backup").await;
 
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
@@ -209,7 +294,12 @@ async fn main() {
     )
     .unwrap();
     writeln!(md).unwrap();
-    writeln!(md, "The move's steps in this run (each as first seen, polled every 50 ms): {}.", phases.join(", ")).unwrap();
+    writeln!(
+        md,
+        "The move's steps in this run (each as first seen, polled every 50 ms): {}.",
+        phases.join(", ")
+    )
+    .unwrap();
     writeln!(
         md,
         "The first backup's bytes sent equal its size ({:.0} MiB); the incremental one sends the rewritten objects and \

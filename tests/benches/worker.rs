@@ -21,18 +21,29 @@ use aerekos_tests::{
 use bollard::{
     Docker,
     models::{ContainerCreateBody, HostConfig, PortBinding},
-    query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions},
+    query_parameters::{
+        CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    },
 };
 use uuid::Uuid;
 
 const ROUNDS: usize = 10;
 const CLUSTER_TOKEN: &str = "aerekos_reg_bench-cluster-token-0123456789";
 
-
 fn busybox(port: u16) -> InstanceSpec {
     InstanceSpec {
         image: Some(TEST_IMAGE.into()),
-        command: ["/bin/busybox", "httpd", "-f", "-p", &port.to_string(), "-h", "/www"].map(String::from).to_vec(),
+        command: [
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            &port.to_string(),
+            "-h",
+            "/www",
+        ]
+        .map(String::from)
+        .to_vec(),
         env: Default::default(),
         ports: vec![port],
         resources: None,
@@ -53,16 +64,37 @@ async fn raw_docker_start(docker: &Docker, port: u16) -> Duration {
         cmd: Some(busybox(port).command),
         exposed_ports: Some(HashMap::from([(key.clone(), HashMap::new())])),
         host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(key, Some(vec![PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some(port.to_string()) }]))])),
+            port_bindings: Some(HashMap::from([(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: Some("0.0.0.0".into()),
+                    host_port: Some(port.to_string()),
+                }]),
+            )])),
             ..Default::default()
         }),
         ..Default::default()
     };
     let started = Instant::now();
-    docker.create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body).await.unwrap();
-    docker.start_container(&name, None::<StartContainerOptions>).await.unwrap();
+    docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
+        .await
+        .unwrap();
+    docker
+        .start_container(&name, None::<StartContainerOptions>)
+        .await
+        .unwrap();
     let took = started.elapsed();
-    docker.remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build())).await.unwrap();
+    docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await
+        .unwrap();
     took
 }
 
@@ -79,12 +111,15 @@ fn rss_kib(pid: u32) -> u64 {
 async fn main() {
     ensure_test_image();
     let docker = Docker::connect_with_local_defaults().expect("a Docker engine");
-    let c = TestConductor::start_with(|config| config.registration_token = Some(CLUSTER_TOKEN.into())).await;
+    let c =
+        TestConductor::start_with(|config| config.registration_token = Some(CLUSTER_TOKEN.into()))
+            .await;
     let admin = c.admin().await;
 
     // 1. Assignment to running container, through the in-process worker.
     let worker_dir = tempfile::tempdir().unwrap();
-    let mut config = aerekos_worker::WorkerConfig::new(c.url.clone(), CLUSTER_TOKEN, worker_dir.path());
+    let mut config =
+        aerekos_worker::WorkerConfig::new(c.url.clone(), CLUSTER_TOKEN, worker_dir.path());
     config.advertise_ip = aerekos_worker::AdvertiseIp::Fixed([127, 0, 0, 1].into());
     config.api_bind = Some("127.0.0.1:0".parse().unwrap());
     let worker = aerekos_worker::start(config).await.unwrap();
@@ -95,9 +130,23 @@ async fn main() {
     for _ in 0..ROUNDS {
         raw.push(raw_docker_start(&docker, free_port()).await.as_secs_f64() * 1000.0);
         let started = Instant::now();
-        let id = admin.create_instance().id(worker_id).body_map(|b| b.spec(busybox(free_port()))).send().await.unwrap().into_inner().id;
+        let id = admin
+            .create_instance()
+            .id(worker_id)
+            .body_map(|b| b.spec(busybox(free_port())))
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
         loop {
-            let i = admin.get_instance().instance_id(id).send().await.unwrap().into_inner();
+            let i = admin
+                .get_instance()
+                .instance_id(id)
+                .send()
+                .await
+                .unwrap()
+                .into_inner();
             if i.state == InstanceState::Running {
                 break;
             }
@@ -105,7 +154,12 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         ours.push(started.elapsed().as_secs_f64() * 1000.0);
-        admin.delete_instance().instance_id(id).send().await.unwrap();
+        admin
+            .delete_instance()
+            .instance_id(id)
+            .send()
+            .await
+            .unwrap();
     }
     worker.shutdown_and_stop_instances().await;
     let (ours_ms, raw_ms) = (median(ours), median(raw));
@@ -140,13 +194,41 @@ async fn main() {
         let idle = rss_kib(pid);
         let mut ids = vec![];
         for _ in 0..20 {
-            let spec = InstanceSpec { image: None, command: vec!["sleep".into(), "600".into()], ..busybox(free_port()) };
-            let spec = InstanceSpec { ports: vec![], ..spec };
-            ids.push(admin.create_instance().id(id).body_map(|b| b.spec(spec)).send().await.unwrap().into_inner().id);
+            let spec = InstanceSpec {
+                image: None,
+                command: vec!["sleep".into(), "600".into()],
+                ..busybox(free_port())
+            };
+            let spec = InstanceSpec {
+                ports: vec![],
+                ..spec
+            };
+            ids.push(
+                admin
+                    .create_instance()
+                    .id(id)
+                    .body_map(|b| b.spec(spec))
+                    .send()
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .id,
+            );
         }
         loop {
-            let all = admin.list_worker_instances().id(id).send().await.unwrap().into_inner();
-            if all.iter().filter(|i| i.state == InstanceState::Running).count() == 20 {
+            let all = admin
+                .list_worker_instances()
+                .id(id)
+                .send()
+                .await
+                .unwrap()
+                .into_inner();
+            if all
+                .iter()
+                .filter(|i| i.state == InstanceState::Running)
+                .count()
+                == 20
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

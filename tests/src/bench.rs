@@ -26,7 +26,8 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = vec![];
     for t in 0..concurrency {
-        let (op, done, measuring, stop) = (op.clone(), done.clone(), measuring.clone(), stop.clone());
+        let (op, done, measuring, stop) =
+            (op.clone(), done.clone(), measuring.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = t as u64;
             while !stop.load(Ordering::Relaxed) {

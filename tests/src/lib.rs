@@ -13,19 +13,35 @@ pub mod docker_image {
 
     /// Imports the test image (busybox's static binary and one page) if the engine lacks it.
     pub fn ensure_test_image() {
-        let present = std::process::Command::new("docker").args(["image", "inspect", TEST_IMAGE]).output().is_ok_and(|o| o.status.success());
+        let present = std::process::Command::new("docker")
+            .args(["image", "inspect", TEST_IMAGE])
+            .output()
+            .is_ok_and(|o| o.status.success());
         if present {
             return;
         }
         let busybox = Path::new("/bin/busybox");
-        assert!(busybox.exists(), "the Docker test image is built from /bin/busybox (Debian's busybox-static)");
+        assert!(
+            busybox.exists(),
+            "the Docker test image is built from /bin/busybox (Debian's busybox-static)"
+        );
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("bin")).unwrap();
         std::fs::create_dir_all(root.path().join("www")).unwrap();
         std::fs::copy(busybox, root.path().join("bin/busybox")).unwrap();
-        std::fs::write(root.path().join("www/index.html"), "hello from an aerekos test container\n").unwrap();
-        let script = format!("tar -C {} -c . | docker import - {TEST_IMAGE}", root.path().display());
-        let status = std::process::Command::new("sh").args(["-c", &script]).status().unwrap();
+        std::fs::write(
+            root.path().join("www/index.html"),
+            "hello from an aerekos test container\n",
+        )
+        .unwrap();
+        let script = format!(
+            "tar -C {} -c . | docker import - {TEST_IMAGE}",
+            root.path().display()
+        );
+        let status = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap();
         assert!(status.success(), "docker import of the test image failed");
     }
 }
@@ -69,9 +85,16 @@ impl TestConductor {
         config.users_file = Some(users_file);
         config.instance_ports = instance_port_block();
         adjust(&mut config);
-        let handle = aerekos_conductor::start(config.clone()).await.expect("conductor starts");
+        let handle = aerekos_conductor::start(config.clone())
+            .await
+            .expect("conductor starts");
         let url = handle.url();
-        Self { handle: Some(handle), url, config, dir }
+        Self {
+            handle: Some(handle),
+            url,
+            config,
+            dir,
+        }
     }
 
     /// Stops the conductor (as an outage would), keeping its state.
@@ -83,10 +106,16 @@ impl TestConductor {
 
     /// Starts a stopped conductor again on the same address and state.
     pub async fn start_again_on_same_address(&mut self) {
-        let addr: SocketAddr = self.url.trim_start_matches("http://").parse().expect("url is an address");
+        let addr: SocketAddr = self
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("url is an address");
         let mut config = self.config.clone();
         config.bind = addr;
-        let handle = aerekos_conductor::start(config).await.expect("conductor restarts on its address");
+        let handle = aerekos_conductor::start(config)
+            .await
+            .expect("conductor restarts on its address");
         self.handle = Some(handle);
     }
 
@@ -100,8 +129,15 @@ impl TestConductor {
 
     /// Stops the conductor and starts it again on the same state (on a new port).
     pub async fn restart(&mut self) {
-        self.handle.take().expect("running").shutdown().await.expect("clean shutdown");
-        let handle = aerekos_conductor::start(self.config.clone()).await.expect("conductor restarts");
+        self.handle
+            .take()
+            .expect("running")
+            .shutdown()
+            .await
+            .expect("clean shutdown");
+        let handle = aerekos_conductor::start(self.config.clone())
+            .await
+            .expect("conductor restarts");
         self.url = handle.url();
         self.handle = Some(handle);
     }
@@ -113,11 +149,15 @@ impl TestConductor {
     }
 
     pub async fn admin(&self) -> Conductor {
-        Conductor::login(&self.url, "admin", ADMIN_PASSWORD).await.expect("admin logs in")
+        Conductor::login(&self.url, "admin", ADMIN_PASSWORD)
+            .await
+            .expect("admin logs in")
     }
 
     pub async fn viewer(&self) -> Conductor {
-        Conductor::login(&self.url, VIEWER_USERNAME, VIEWER_PASSWORD).await.expect("viewer logs in")
+        Conductor::login(&self.url, VIEWER_USERNAME, VIEWER_PASSWORD)
+            .await
+            .expect("viewer logs in")
     }
 
     pub fn anonymous(&self) -> Conductor {
@@ -125,7 +165,14 @@ impl TestConductor {
     }
 
     pub async fn registration_token(&self) -> String {
-        self.admin().await.get_registration_token().send().await.expect("token").into_inner().token
+        self.admin()
+            .await
+            .get_registration_token()
+            .send()
+            .await
+            .expect("token")
+            .into_inner()
+            .token
     }
 }
 
@@ -145,7 +192,10 @@ pub fn resources(cpu_usage_percent: f64, memory_available_bytes: u64) -> types::
             tx_bytes: 2000,
         }],
         os: Some("Debian 12".into()),
-        drivers: vec![types::RuntimeDriver { name: "process".into(), version: None }],
+        drivers: vec![types::RuntimeDriver {
+            name: "process".into(),
+            version: None,
+        }],
         volumes: vec![],
     }
 }
@@ -159,19 +209,28 @@ pub fn register_request(token: &str, hostname: &str, ip: &str) -> types::Registe
         name: None,
         hostname: hostname.to_owned(),
         ip_address: ip.to_owned(),
-        labels: [("zone".to_owned(), "rack-1".to_owned())].into_iter().collect(),
+        labels: [("zone".to_owned(), "rack-1".to_owned())]
+            .into_iter()
+            .collect(),
         resources: resources(12.5, 16 << 30),
     }
 }
 
 /// Asserts `err` is an API error with `status` and `code`, and a request id; returns the body.
 #[track_caller]
-pub fn expect_api_error(err: aerekos_sdk::SdkError, status: u16, code: &str) -> aerekos_sdk::ErrorBody {
+pub fn expect_api_error(
+    err: aerekos_sdk::SdkError,
+    status: u16,
+    code: &str,
+) -> aerekos_sdk::ErrorBody {
     match err {
         aerekos_sdk::SdkError::Api { status: got, body } => {
             assert_eq!(got, status, "status of {body:?}");
             assert_eq!(body.code, code, "code of {body:?}");
-            assert!(!body.request_id.is_empty() && body.request_id != "none", "request id in {body:?}");
+            assert!(
+                !body.request_id.is_empty() && body.request_id != "none",
+                "request id in {body:?}"
+            );
             assert!(!body.message.is_empty(), "message in {body:?}");
             body
         }
@@ -181,7 +240,9 @@ pub fn expect_api_error(err: aerekos_sdk::SdkError, status: u16, code: &str) -> 
 
 /// The error of a call that must fail.
 #[track_caller]
-pub fn failure<T: std::fmt::Debug>(result: Result<T, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>) -> aerekos_sdk::SdkError {
+pub fn failure<T: std::fmt::Debug>(
+    result: Result<T, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>,
+) -> aerekos_sdk::SdkError {
     match result {
         Ok(v) => panic!("expected the call to fail, it returned {v:?}"),
         Err(e) => e.into(),
@@ -205,19 +266,40 @@ impl TestKeyManager {
         Self::start_with(conductor, |_| {}).await
     }
 
-    pub async fn start_with(conductor: &TestConductor, adjust: impl FnOnce(&mut KeyManagerConfig)) -> Self {
+    pub async fn start_with(
+        conductor: &TestConductor,
+        adjust: impl FnOnce(&mut KeyManagerConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = KeyManagerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap(), conductor.url.clone());
+        let mut config = KeyManagerConfig::new(
+            dir.path().join("data"),
+            "127.0.0.1:0".parse().unwrap(),
+            conductor.url.clone(),
+        );
         config.master_key = Some(TEST_MASTER_KEY.to_owned());
         config.deletion_waiting_period = std::time::Duration::from_secs(1);
         adjust(&mut config);
-        let handle = aerekos_key_manager::start(config.clone()).await.expect("key_manager starts");
-        Self { url: handle.url(), handle: Some(handle), config, dir }
+        let handle = aerekos_key_manager::start(config.clone())
+            .await
+            .expect("key_manager starts");
+        Self {
+            url: handle.url(),
+            handle: Some(handle),
+            config,
+            dir,
+        }
     }
 
     pub async fn restart(&mut self) {
-        self.handle.take().expect("running").shutdown().await.expect("clean shutdown");
-        let handle = aerekos_key_manager::start(self.config.clone()).await.expect("key_manager restarts");
+        self.handle
+            .take()
+            .expect("running")
+            .shutdown()
+            .await
+            .expect("clean shutdown");
+        let handle = aerekos_key_manager::start(self.config.clone())
+            .await
+            .expect("key_manager restarts");
         self.url = handle.url();
         self.handle = Some(handle);
     }
@@ -239,13 +321,23 @@ impl TestKeyManager {
 pub fn write_benchmark_section(name: &str, markdown: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
-    let (start, end) = (format!("<!-- bench:{name} -->"), format!("<!-- /bench:{name} -->"));
+    let (start, end) = (
+        format!("<!-- bench:{name} -->"),
+        format!("<!-- /bench:{name} -->"),
+    );
     let section = format!("{start}\n{}\n{end}", markdown.trim_end());
     let header = "# Benchmarks\n\nEach figure comes from the command named in its section, on the project's 2-core machine.\n\
                   Timings here are noisy, so each is given against a reference measured in the same run.\n";
     let updated = match (existing.find(&start), existing.find(&end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &existing[..a], section, &existing[b + end.len()..]),
-        _ if existing.trim().starts_with("# Benchmarks") && existing.contains("<!-- bench:") => format!("{}\n\n{section}\n", existing.trim_end()),
+        (Some(a), Some(b)) if b > a => format!(
+            "{}{}{}",
+            &existing[..a],
+            section,
+            &existing[b + end.len()..]
+        ),
+        _ if existing.trim().starts_with("# Benchmarks") && existing.contains("<!-- bench:") => {
+            format!("{}\n\n{section}\n", existing.trim_end())
+        }
         _ => format!("{header}\n{section}\n"),
     };
     std::fs::write(&path, updated).expect("writing docs/benchmarks.md");
@@ -256,8 +348,14 @@ pub fn write_benchmark_section(name: &str, markdown: &str) {
 pub fn aerekos_bin() -> std::path::PathBuf {
     let path = std::env::var_os("AEREKOS_BIN")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/aerekos"));
-    assert!(path.exists(), "{} is missing: run `cargo build --bin aerekos` (cargo xtask test does)", path.display());
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/aerekos")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bin aerekos` (cargo xtask test does)",
+        path.display()
+    );
     path
 }
 
@@ -274,21 +372,37 @@ pub fn cli(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (boo
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The AWS CLI: `AEREKOS_AWS_CLI` (which `cargo xtask test` installs into target/tools), else `aws`.
 pub fn aws_cli() -> std::path::PathBuf {
-    std::env::var_os("AEREKOS_AWS_CLI").map(Into::into).unwrap_or_else(|| "aws".into())
+    std::env::var_os("AEREKOS_AWS_CLI")
+        .map(Into::into)
+        .unwrap_or_else(|| "aws".into())
 }
 
 /// The AWS CLI against `endpoint` with the access key `id`/`secret` and nothing else of the
 /// machine's: no config or credentials files (they would be looked for in `scratch`, which has
 /// none), no instance metadata, region us-east-1.
-pub fn aws_command(endpoint: &str, id: &str, secret: &str, scratch: &std::path::Path) -> std::process::Command {
+pub fn aws_command(
+    endpoint: &str,
+    id: &str,
+    secret: &str,
+    scratch: &std::path::Path,
+) -> std::process::Command {
     let mut command = std::process::Command::new(aws_cli());
     command
         .args(["--endpoint-url", endpoint])
@@ -297,13 +411,20 @@ pub fn aws_command(endpoint: &str, id: &str, secret: &str, scratch: &std::path::
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", scratch.join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", scratch.join("no-aws-credentials"));
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            scratch.join("no-aws-credentials"),
+        );
     command
 }
 
 /// A port free on this machine right now (for an instance or server a test starts).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `probe` until it returns Some, for up to `secs` seconds; fails the test naming `what`.
@@ -317,7 +438,10 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
@@ -352,12 +476,19 @@ impl WorkerDir {
 
 /// Kills every instance process group recorded in the worker data directory `dir`.
 pub fn kill_instances_of(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir.join("instances")) else { return };
+    let Ok(entries) = std::fs::read_dir(dir.join("instances")) else {
+        return;
+    };
     for entry in entries.flatten() {
         // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
-        let pid = std::fs::read_to_string(entry.path().join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        let pid = std::fs::read_to_string(entry.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
         if let Some(pid) = pid.filter(|p| *p > 1) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -368,7 +499,6 @@ impl Drop for WorkerDir {
     }
 }
 
-
 /// A platform service that encrypts through key_manager, as `aerekos service <subcommand>` runs it.
 pub struct ServiceKind {
     /// Its catalog name (and its service token's).
@@ -378,8 +508,16 @@ pub struct ServiceKind {
     pub env_prefix: &'static str,
 }
 
-pub const STORAGE_MANAGER: ServiceKind = ServiceKind { name: "storage_manager", subcommand: "storage-manager", env_prefix: "STORAGE_MANAGER" };
-pub const SECRETS_MANAGER: ServiceKind = ServiceKind { name: "secrets_manager", subcommand: "secrets-manager", env_prefix: "SECRETS_MANAGER" };
+pub const STORAGE_MANAGER: ServiceKind = ServiceKind {
+    name: "storage_manager",
+    subcommand: "storage-manager",
+    env_prefix: "STORAGE_MANAGER",
+};
+pub const SECRETS_MANAGER: ServiceKind = ServiceKind {
+    name: "secrets_manager",
+    subcommand: "secrets-manager",
+    env_prefix: "SECRETS_MANAGER",
+};
 
 /// A platform service run as its own process (storage_manager, secrets_manager), so tests can
 /// measure its memory and kill it mid-operation. It trusts `conductor`'s tokens, encrypts through
@@ -394,7 +532,11 @@ pub struct TestService {
 }
 
 impl TestService {
-    pub async fn start(kind: &'static ServiceKind, conductor: &TestConductor, key_manager_url: &str) -> Self {
+    pub async fn start(
+        kind: &'static ServiceKind,
+        conductor: &TestConductor,
+        key_manager_url: &str,
+    ) -> Self {
         Self::start_with(kind, conductor, key_manager_url, None, &[]).await
     }
 
@@ -421,20 +563,40 @@ impl TestService {
         let env = vec![
             (format!("{}_HOST", kind.env_prefix), "127.0.0.1".to_owned()),
             (format!("{}_PORT", kind.env_prefix), port.to_string()),
-            ("DATA_DIR".to_owned(), dir.path().join("data").display().to_string()),
+            (
+                "DATA_DIR".to_owned(),
+                dir.path().join("data").display().to_string(),
+            ),
             ("CONDUCTOR_URL".to_owned(), conductor.url.clone()),
             ("KEY_MANAGER_URL".to_owned(), key_manager_url.to_owned()),
             ("AEREKOS_SERVICE_TOKEN".to_owned(), token),
             ("RUST_LOG".to_owned(), "warn".to_owned()),
         ];
-        let env = env.into_iter().chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).collect();
-        let mut sm = Self { kind, child: None, url: format!("http://127.0.0.1:{port}"), dir, env };
+        let env = env
+            .into_iter()
+            .chain(
+                extra_env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect();
+        let mut sm = Self {
+            kind,
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            env,
+        };
         sm.spawn().await;
         sm
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("service.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("service.log"))
+            .unwrap();
         let child = std::process::Command::new(aerekos_bin())
             .args(["service", self.kind.subcommand])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -448,7 +610,14 @@ impl TestService {
         let http = reqwest::Client::new();
         eventually(30, &format!("{} answers /ready", self.kind.name), || {
             let (http, health) = (http.clone(), health.clone());
-            async move { http.get(&health).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+            async move {
+                http.get(&health)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
     }
@@ -473,10 +642,19 @@ impl TestService {
 
     /// A line of `/proc/<pid>/status` in KiB: `VmHWM` is the peak resident memory so far, `VmRSS` now.
     pub fn memory_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(field)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 
@@ -491,7 +669,10 @@ impl TestService {
 
     /// A storage_manager client for this service carrying `conductor_client`'s token.
     pub fn storage_client(&self, conductor_client: &Conductor) -> aerekos_sdk::StorageManager {
-        aerekos_sdk::StorageManager::with_token(&self.url, conductor_client.token().expect("logged in"))
+        aerekos_sdk::StorageManager::with_token(
+            &self.url,
+            conductor_client.token().expect("logged in"),
+        )
     }
 
     /// A secrets_manager client for this service carrying `token`.
@@ -509,7 +690,9 @@ impl Drop for TestService {
 /// Files under `dir`, recursively (none if it does not exist).
 pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![];
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -524,11 +707,17 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// A secrets_manager value of these bytes.
 pub fn secret_bytes(value: &[u8]) -> aerekos_sdk::secrets_manager::types::SecretValue {
     use base64::Engine as _;
-    aerekos_sdk::secrets_manager::types::SecretValue { bytes: Some(base64::engine::general_purpose::STANDARD.encode(value)), json: Default::default() }
+    aerekos_sdk::secrets_manager::types::SecretValue {
+        bytes: Some(base64::engine::general_purpose::STANDARD.encode(value)),
+        json: Default::default(),
+    }
 }
 
 /// A secret to create, with `value` as its version 1 when given.
-pub fn new_secret(name: &str, value: Option<aerekos_sdk::secrets_manager::types::SecretValue>) -> aerekos_sdk::secrets_manager::types::CreateSecretRequest {
+pub fn new_secret(
+    name: &str,
+    value: Option<aerekos_sdk::secrets_manager::types::SecretValue>,
+) -> aerekos_sdk::secrets_manager::types::CreateSecretRequest {
     aerekos_sdk::secrets_manager::types::CreateSecretRequest {
         name: name.into(),
         description: None,

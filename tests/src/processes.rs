@@ -17,7 +17,10 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::{ADMIN_PASSWORD, WorkerDir, aerekos_bin, eventually, free_port, instance_port_block, kill_instances_of};
+use crate::{
+    ADMIN_PASSWORD, WorkerDir, aerekos_bin, eventually, free_port, instance_port_block,
+    kill_instances_of,
+};
 
 /// One `aerekos` process with its environment, restartable on the same state.
 struct Process {
@@ -29,7 +32,11 @@ struct Process {
 
 impl Process {
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(aerekos_bin())
             .args(&self.args)
             .env_clear()
@@ -92,7 +99,8 @@ impl ConductorProcess {
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let given = |name: &str| extra_env.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-        let port = given("CONDUCTOR_PORT").map_or_else(free_port, |p| p.parse().expect("CONDUCTOR_PORT"));
+        let port =
+            given("CONDUCTOR_PORT").map_or_else(free_port, |p| p.parse().expect("CONDUCTOR_PORT"));
         let tls = given("CONDUCTOR_TLS") == Some("on");
         let ports = instance_port_block();
         let env = [
@@ -105,7 +113,10 @@ impl ConductorProcess {
             ("AEREKOS_REGISTRATION_TOKEN", CLUSTER_TOKEN.to_owned()),
             ("HEARTBEAT_INTERVAL", "1s".to_owned()),
             ("WORKER_TTL", format!("{}s", WORKER_TTL.as_secs())),
-            ("AEREKOS_INSTANCE_PORTS", format!("{}-{}", ports.start(), ports.end())),
+            (
+                "AEREKOS_INSTANCE_PORTS",
+                format!("{}-{}", ports.start(), ports.end()),
+            ),
             ("RUST_LOG", "info".to_owned()),
         ];
         let process = Process {
@@ -113,16 +124,26 @@ impl ConductorProcess {
             env: env
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
-                .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+                .chain(
+                    extra_env
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+                )
                 .collect(),
             log: dir.path().join("log"),
             child: None,
         };
         let scheme = if tls { "https" } else { "http" };
-        let mut conductor = Self { process, url: format!("{scheme}://127.0.0.1:{port}"), dir, ca_pem: None };
+        let mut conductor = Self {
+            process,
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            dir,
+            ca_pem: None,
+        };
         conductor.start_again().await;
         if tls {
-            let pem = std::fs::read_to_string(conductor.dir.path().join("data/tls/ca.pem")).expect("the cluster CA");
+            let pem = std::fs::read_to_string(conductor.dir.path().join("data/tls/ca.pem"))
+                .expect("the cluster CA");
             conductor.ca_pem = Some(pem);
         }
         conductor
@@ -133,10 +154,20 @@ impl ConductorProcess {
         self.process.spawn();
         let ready = format!("{}/ready", self.url);
         // Readiness only: which certificate the conductor presents is for the tests to check.
-        let http = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap();
+        let http = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
         eventually(30, "the conductor answers /ready", || {
             let (http, ready) = (http.clone(), ready.clone());
-            async move { http.get(&ready).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+            async move {
+                http.get(&ready)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
     }
@@ -159,21 +190,26 @@ impl ConductorProcess {
 
     pub async fn admin(&self) -> Conductor {
         let c = Conductor::with_trust(&self.url, aerekos_sdk::Transport::new(), &self.trust());
-        c.login_as("admin", ADMIN_PASSWORD).await.expect("admin logs in");
+        c.login_as("admin", ADMIN_PASSWORD)
+            .await
+            .expect("admin logs in");
         c
     }
 
     /// What a client of this conductor believes: its cluster CA when it serves TLS.
     pub fn trust(&self) -> aerekos_sdk::Trust {
         match &self.ca_pem {
-            Some(pem) => aerekos_sdk::Trust::ca_bundle(pem.as_bytes().to_vec()).expect("the CA bundle"),
+            Some(pem) => {
+                aerekos_sdk::Trust::ca_bundle(pem.as_bytes().to_vec()).expect("the CA bundle")
+            }
             None => aerekos_sdk::Trust::system(),
         }
     }
 
     /// The pin workers and the CLI are given (`sha256:…` of the CA bundle).
     pub fn ca_pin(&self) -> String {
-        aerekos_sdk::tls::fingerprint(self.ca_pem.as_deref().expect("a TLS conductor").as_bytes()).unwrap()
+        aerekos_sdk::tls::fingerprint(self.ca_pem.as_deref().expect("a TLS conductor").as_bytes())
+            .unwrap()
     }
 }
 
@@ -183,7 +219,11 @@ impl WorkerProcess {
     }
 
     /// With more environment (e.g. `WORKER_TRANSFER_RATE`).
-    pub fn start_with(conductor: &ConductorProcess, name: &str, extra_env: &[(&str, &str)]) -> Self {
+    pub fn start_with(
+        conductor: &ConductorProcess,
+        name: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let dir = WorkerDir::new();
         let env = [
             ("CONDUCTOR_URL", conductor.url.clone()),
@@ -199,10 +239,23 @@ impl WorkerProcess {
             ("RUST_LOG", "info".to_owned()),
         ];
         let log = dir.path().join("agent.log");
-        let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let mut process = Process { args: vec!["worker".into()], env: env.collect(), log, child: None };
+        let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).chain(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let mut process = Process {
+            args: vec!["worker".into()],
+            env: env.collect(),
+            log,
+            child: None,
+        };
         process.spawn();
-        Self { process, name: name.to_owned(), dir }
+        Self {
+            process,
+            name: name.to_owned(),
+            dir,
+        }
     }
 
     /// The id the worker was given (once it has joined).
@@ -243,9 +296,17 @@ impl WorkerProcess {
     pub fn lose_for_good(&mut self) {
         self.kill();
         self.dir.kill_instances();
-        for entry in std::fs::read_dir(self.dir.path()).expect("worker dir").flatten() {
+        for entry in std::fs::read_dir(self.dir.path())
+            .expect("worker dir")
+            .flatten()
+        {
             let path = entry.path();
-            if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.expect("deleting the worker's data");
+            if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            }
+            .expect("deleting the worker's data");
         }
     }
 
@@ -273,7 +334,13 @@ impl WorkerProcess {
 /// Waits until the conductor sees `worker` with `status`.
 pub async fn wait_for_worker(admin: &Conductor, worker: Uuid, status: WorkerStatus, secs: u64) {
     eventually(secs, &format!("worker {worker} {status}"), || async {
-        let w = admin.get_worker().id(worker).send().await.ok()?.into_inner();
+        let w = admin
+            .get_worker()
+            .id(worker)
+            .send()
+            .await
+            .ok()?
+            .into_inner();
         (w.status == status).then_some(())
     })
     .await;
@@ -312,23 +379,44 @@ impl UpProcess {
             ("WORKER_API_HOST", "127.0.0.1".to_owned()),
             ("WORKER_API_PORT", free_port().to_string()),
             ("HEARTBEAT_INTERVAL", "1s".to_owned()),
-            ("AEREKOS_INSTANCE_PORTS", format!("{}-{}", ports.start(), ports.end())),
+            (
+                "AEREKOS_INSTANCE_PORTS",
+                format!("{}-{}", ports.start(), ports.end()),
+            ),
             ("RUST_LOG", "info".to_owned()),
         ];
         let log = data_dir.with_extension("up.log");
-        let mut process = Process { args: vec!["up".into()], env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), log, child: None };
+        let mut process = Process {
+            args: vec!["up".into()],
+            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            log,
+            child: None,
+        };
         process.spawn();
         let url = format!("http://127.0.0.1:{port}");
         let ready = format!("{url}/ready");
         let http = reqwest::Client::new();
         let answered = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-            while !http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+            while !http
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         })
         .await;
-        let up = Self { process, url, data_dir: data_dir.to_path_buf() };
-        assert!(answered.is_ok(), "aerekos up did not answer /ready within 30 s:\n{}", up.log_tail(30));
+        let up = Self {
+            process,
+            url,
+            data_dir: data_dir.to_path_buf(),
+        };
+        assert!(
+            answered.is_ok(),
+            "aerekos up did not answer /ready within 30 s:\n{}",
+            up.log_tail(30)
+        );
         up
     }
 

@@ -24,10 +24,23 @@ async fn env() -> Env {
 async fn env_with(extra_env: &[(&str, &str)]) -> Env {
     let conductor = TestConductor::start().await;
     let key_manager = TestKeyManager::start(&conductor).await;
-    let service = TestService::start_with(&STORAGE_MANAGER, &conductor, &key_manager.url, None, extra_env).await;
+    let service = TestService::start_with(
+        &STORAGE_MANAGER,
+        &conductor,
+        &key_manager.url,
+        None,
+        extra_env,
+    )
+    .await;
     let admin = conductor.admin().await;
     let storage = service.storage_client(&admin);
-    Env { conductor, key_manager, service, admin, storage }
+    Env {
+        conductor,
+        key_manager,
+        service,
+        admin,
+        storage,
+    }
 }
 
 async fn create_bucket(storage: &StorageManager, name: &str, key: Option<&str>) -> types::Bucket {
@@ -40,7 +53,12 @@ async fn create_bucket(storage: &StorageManager, name: &str, key: Option<&str>) 
         .into_inner()
 }
 
-async fn put(storage: &StorageManager, bucket: &str, key: &str, data: Vec<u8>) -> types::ObjectInfo {
+async fn put(
+    storage: &StorageManager,
+    bucket: &str,
+    key: &str,
+    data: Vec<u8>,
+) -> types::ObjectInfo {
     storage
         .put_object()
         .bucket(bucket)
@@ -53,19 +71,32 @@ async fn put(storage: &StorageManager, bucket: &str, key: &str, data: Vec<u8>) -
 }
 
 /// Status, headers and bytes of a download.
-async fn get(storage: &StorageManager, bucket: &str, key: &str, range: Option<&str>) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), SdkError> {
+async fn get(
+    storage: &StorageManager,
+    bucket: &str,
+    key: &str,
+    range: Option<&str>,
+) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), SdkError> {
     let mut call = storage.get_object().bucket(bucket).key(key);
     if let Some(r) = range {
         call = call.range(r);
     }
     let response = call.send().await?;
     let (status, headers) = (response.status().as_u16(), response.headers().clone());
-    let body: Vec<Bytes> = response.into_inner().into_inner().try_collect().await.map_err(|e| SdkError::Transport(e.to_string()))?;
+    let body: Vec<Bytes> = response
+        .into_inner()
+        .into_inner()
+        .try_collect()
+        .await
+        .map_err(|e| SdkError::Transport(e.to_string()))?;
     Ok((status, headers, body.concat()))
 }
 
 fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("no {name} header"))
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header"))
 }
 
 /// Deterministic bytes that differ at every offset (so a misplaced range shows).
@@ -92,7 +123,13 @@ async fn bucket_lifecycle_names_and_permissions() {
     assert_eq!(b.name, "photos-2026");
     assert!(b.default_encryption_key.is_none());
 
-    let err = failure(e.storage.create_bucket().body_map(|b| b.name("photos-2026")).send().await);
+    let err = failure(
+        e.storage
+            .create_bucket()
+            .body_map(|b| b.name("photos-2026"))
+            .send()
+            .await,
+    );
     expect_api_error(err, 409, "bucket_exists");
     for (bad, hint) in [
         ("ab", "3 to 63"),
@@ -103,42 +140,158 @@ async fn bucket_lifecycle_names_and_permissions() {
         ("10.0.0.1", "IP address"),
         ("api", "reserved"),
     ] {
-        let err = failure(e.storage.create_bucket().body_map(|b| b.name(bad)).send().await);
+        let err = failure(
+            e.storage
+                .create_bucket()
+                .body_map(|b| b.name(bad))
+                .send()
+                .await,
+        );
         let body = expect_api_error(err, 400, "invalid_bucket_name");
         assert!(body.message.contains(hint), "{bad}: {}", body.message);
     }
 
-    let names: Vec<String> = e.storage.list_buckets().send().await.unwrap().into_inner().into_iter().map(|b| b.name).collect();
+    let names: Vec<String> = e
+        .storage
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
     assert_eq!(names, ["photos-2026"]);
-    assert_eq!(e.storage.get_bucket().bucket("photos-2026").send().await.unwrap().into_inner().name, "photos-2026");
-    expect_api_error(failure(e.storage.get_bucket().bucket("nope-bucket").send().await), 404, "bucket_not_found");
+    assert_eq!(
+        e.storage
+            .get_bucket()
+            .bucket("photos-2026")
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .name,
+        "photos-2026"
+    );
+    expect_api_error(
+        failure(e.storage.get_bucket().bucket("nope-bucket").send().await),
+        404,
+        "bucket_not_found",
+    );
 
     // Not empty: refused, with the count; emptied: deleted.
     put(&e.storage, "photos-2026", "a.jpg", b"jpeg".to_vec()).await;
     let err = failure(e.storage.delete_bucket().bucket("photos-2026").send().await);
     let body = expect_api_error(err, 409, "bucket_not_empty");
     assert!(body.message.contains("1 object"), "{}", body.message);
-    e.storage.delete_object().bucket("photos-2026").key("a.jpg").send().await.unwrap();
-    e.storage.delete_bucket().bucket("photos-2026").send().await.unwrap();
-    assert!(e.storage.list_buckets().send().await.unwrap().into_inner().is_empty());
-    expect_api_error(failure(e.storage.delete_bucket().bucket("photos-2026").send().await), 404, "bucket_not_found");
+    e.storage
+        .delete_object()
+        .bucket("photos-2026")
+        .key("a.jpg")
+        .send()
+        .await
+        .unwrap();
+    e.storage
+        .delete_bucket()
+        .bucket("photos-2026")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        e.storage
+            .list_buckets()
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .is_empty()
+    );
+    expect_api_error(
+        failure(e.storage.delete_bucket().bucket("photos-2026").send().await),
+        404,
+        "bucket_not_found",
+    );
 
     // Viewers read but do not change; no token is 401; keys are checked too.
     create_bucket(&e.storage, "shared", None).await;
     let viewer = e.service.storage_client(&e.conductor.viewer().await);
-    assert_eq!(viewer.list_buckets().send().await.unwrap().into_inner().len(), 1);
-    expect_api_error(failure(viewer.create_bucket().body_map(|b| b.name("mine")).send().await), 403, "forbidden");
-    let err = failure(viewer.put_object().bucket("shared").key("x").body(vec![1u8]).send().await);
+    assert_eq!(
+        viewer
+            .list_buckets()
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .len(),
+        1
+    );
+    expect_api_error(
+        failure(
+            viewer
+                .create_bucket()
+                .body_map(|b| b.name("mine"))
+                .send()
+                .await,
+        ),
+        403,
+        "forbidden",
+    );
+    let err = failure(
+        viewer
+            .put_object()
+            .bucket("shared")
+            .key("x")
+            .body(vec![1u8])
+            .send()
+            .await,
+    );
     expect_api_error(err, 403, "forbidden");
     let anonymous = StorageManager::new(&e.service.url);
-    expect_api_error(failure(anonymous.list_buckets().send().await), 401, "unauthorized");
-    let err = failure(e.storage.put_object().bucket("shared").key("").body(vec![1u8]).send().await);
+    expect_api_error(
+        failure(anonymous.list_buckets().send().await),
+        401,
+        "unauthorized",
+    );
+    let err = failure(
+        e.storage
+            .put_object()
+            .bucket("shared")
+            .key("")
+            .body(vec![1u8])
+            .send()
+            .await,
+    );
     expect_api_error(err, 400, "invalid_object_key");
-    let err = failure(e.storage.put_object().bucket("shared").key("k".repeat(1025)).body(vec![1u8]).send().await);
+    let err = failure(
+        e.storage
+            .put_object()
+            .bucket("shared")
+            .key("k".repeat(1025))
+            .body(vec![1u8])
+            .send()
+            .await,
+    );
     expect_api_error(err, 400, "invalid_object_key");
-    let err = failure(e.storage.put_object().bucket("no-such-bucket").key("k").body(vec![1u8]).send().await);
+    let err = failure(
+        e.storage
+            .put_object()
+            .bucket("no-such-bucket")
+            .key("k")
+            .body(vec![1u8])
+            .send()
+            .await,
+    );
     expect_api_error(err, 404, "bucket_not_found");
-    let err = failure(e.storage.put_object().bucket("shared").key("k").metadata("not json").body(vec![1u8]).send().await);
+    let err = failure(
+        e.storage
+            .put_object()
+            .bucket("shared")
+            .key("k")
+            .metadata("not json")
+            .body(vec![1u8])
+            .send()
+            .await,
+    );
     expect_api_error(err, 400, "invalid_metadata");
 }
 
@@ -147,7 +300,11 @@ async fn objects_round_trip_at_every_size_with_ranges_and_metadata() {
     let e = env().await;
     create_bucket(&e.storage, "data", None).await;
     let ten_mib = pattern(10 << 20, 1);
-    for (key, data) in [("empty", vec![]), ("one", vec![42u8]), ("dir/sub dir/ten-MiB ü 日本.bin", ten_mib.clone())] {
+    for (key, data) in [
+        ("empty", vec![]),
+        ("one", vec![42u8]),
+        ("dir/sub dir/ten-MiB ü 日本.bin", ten_mib.clone()),
+    ] {
         let info = put(&e.storage, "data", key, data.clone()).await;
         assert_eq!((info.key.as_str(), info.size), (key, data.len() as u64));
         let (status, headers, body) = get(&e.storage, "data", key, None).await.unwrap();
@@ -158,26 +315,75 @@ async fn objects_round_trip_at_every_size_with_ranges_and_metadata() {
         assert_eq!(header(&headers, "content-length"), data.len().to_string());
     }
     // The ETag of a single upload is the MD5 of its bytes (empty: d41d8cd9…).
-    let empty = e.storage.head_object().bucket("data").key("empty").send().await.unwrap();
-    assert_eq!(header(empty.headers(), "etag"), "\"d41d8cd98f00b204e9800998ecf8427e\"");
+    let empty = e
+        .storage
+        .head_object()
+        .bucket("data")
+        .key("empty")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(empty.headers(), "etag"),
+        "\"d41d8cd98f00b204e9800998ecf8427e\""
+    );
 
     // Ranges: first byte, a middle slice across a 256 KiB read boundary, a suffix, an open end.
     let key = "dir/sub dir/ten-MiB ü 日本.bin";
     let mid = 262_140usize;
     for (range, want, content_range) in [
-        ("bytes=0-0", &ten_mib[..1], format!("bytes 0-0/{}", ten_mib.len())),
-        (&format!("bytes={mid}-{}", mid + 9) as &str, &ten_mib[mid..mid + 10], format!("bytes {mid}-{}/{}", mid + 9, ten_mib.len())),
-        ("bytes=-5", &ten_mib[ten_mib.len() - 5..], format!("bytes {}-{}/{}", ten_mib.len() - 5, ten_mib.len() - 1, ten_mib.len())),
-        (&format!("bytes={}-", ten_mib.len() - 3), &ten_mib[ten_mib.len() - 3..], format!("bytes {}-{}/{}", ten_mib.len() - 3, ten_mib.len() - 1, ten_mib.len())),
+        (
+            "bytes=0-0",
+            &ten_mib[..1],
+            format!("bytes 0-0/{}", ten_mib.len()),
+        ),
+        (
+            &format!("bytes={mid}-{}", mid + 9) as &str,
+            &ten_mib[mid..mid + 10],
+            format!("bytes {mid}-{}/{}", mid + 9, ten_mib.len()),
+        ),
+        (
+            "bytes=-5",
+            &ten_mib[ten_mib.len() - 5..],
+            format!(
+                "bytes {}-{}/{}",
+                ten_mib.len() - 5,
+                ten_mib.len() - 1,
+                ten_mib.len()
+            ),
+        ),
+        (
+            &format!("bytes={}-", ten_mib.len() - 3),
+            &ten_mib[ten_mib.len() - 3..],
+            format!(
+                "bytes {}-{}/{}",
+                ten_mib.len() - 3,
+                ten_mib.len() - 1,
+                ten_mib.len()
+            ),
+        ),
     ] {
         let (status, headers, body) = get(&e.storage, "data", key, Some(range)).await.unwrap();
         assert_eq!(status, 206, "{range}");
         assert_eq!(body, want, "{range}");
         assert_eq!(header(&headers, "content-range"), content_range);
     }
-    let err = get(&e.storage, "data", key, Some(&format!("bytes={}-", ten_mib.len()))).await.unwrap_err();
+    let err = get(
+        &e.storage,
+        "data",
+        key,
+        Some(&format!("bytes={}-", ten_mib.len())),
+    )
+    .await
+    .unwrap_err();
     expect_api_error(err, 400, "range_not_satisfiable");
-    expect_api_error(get(&e.storage, "data", key, Some("bytes=9-1")).await.unwrap_err(), 400, "invalid_range");
+    expect_api_error(
+        get(&e.storage, "data", key, Some("bytes=9-1"))
+            .await
+            .unwrap_err(),
+        400,
+        "invalid_range",
+    );
 
     // Content type and user metadata come back on download, HEAD and listing.
     e.storage
@@ -190,16 +396,41 @@ async fn objects_round_trip_at_every_size_with_ranges_and_metadata() {
         .send()
         .await
         .unwrap();
-    let (_, headers, _) = get(&e.storage, "data", "notes/readme.txt", None).await.unwrap();
-    assert_eq!(header(&headers, "content-type"), "text/plain; charset=utf-8");
-    let head = e.storage.head_object().bucket("data").key("notes/readme.txt").send().await.unwrap();
-    assert_eq!(header(head.headers(), "x-object-content-type"), "text/plain; charset=utf-8");
-    let metadata: serde_json::Value = serde_json::from_str(header(head.headers(), "x-object-metadata")).unwrap();
-    assert_eq!(metadata, serde_json::json!({"owner": "ci", "note": "déjà vu"}));
+    let (_, headers, _) = get(&e.storage, "data", "notes/readme.txt", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&headers, "content-type"),
+        "text/plain; charset=utf-8"
+    );
+    let head = e
+        .storage
+        .head_object()
+        .bucket("data")
+        .key("notes/readme.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(head.headers(), "x-object-content-type"),
+        "text/plain; charset=utf-8"
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(header(head.headers(), "x-object-metadata")).unwrap();
+    assert_eq!(
+        metadata,
+        serde_json::json!({"owner": "ci", "note": "déjà vu"})
+    );
     // Without the parameter, a specific request Content-Type becomes the object's; a generic one does not.
     let raw = reqwest::Client::new();
-    for (sent, stored) in [("image/png", "image/png"), ("application/octet-stream", "application/octet-stream")] {
-        let url = format!("{}/api/storage_manager/buckets/data/objects?key=typed", e.service.url);
+    for (sent, stored) in [
+        ("image/png", "image/png"),
+        ("application/octet-stream", "application/octet-stream"),
+    ] {
+        let url = format!(
+            "{}/api/storage_manager/buckets/data/objects?key=typed",
+            e.service.url
+        );
         let info: serde_json::Value = raw
             .post(url)
             .bearer_auth(e.admin.token().unwrap())
@@ -216,10 +447,34 @@ async fn objects_round_trip_at_every_size_with_ranges_and_metadata() {
 
     // An overwrite replaces; a delete removes, and a second delete is 404.
     put(&e.storage, "data", "one", vec![7, 7]).await;
-    assert_eq!(get(&e.storage, "data", "one", None).await.unwrap().2, [7, 7]);
-    e.storage.delete_object().bucket("data").key("one").send().await.unwrap();
-    expect_api_error(get(&e.storage, "data", "one", None).await.unwrap_err(), 404, "object_not_found");
-    expect_api_error(failure(e.storage.delete_object().bucket("data").key("one").send().await), 404, "object_not_found");
+    assert_eq!(
+        get(&e.storage, "data", "one", None).await.unwrap().2,
+        [7, 7]
+    );
+    e.storage
+        .delete_object()
+        .bucket("data")
+        .key("one")
+        .send()
+        .await
+        .unwrap();
+    expect_api_error(
+        get(&e.storage, "data", "one", None).await.unwrap_err(),
+        404,
+        "object_not_found",
+    );
+    expect_api_error(
+        failure(
+            e.storage
+                .delete_object()
+                .bucket("data")
+                .key("one")
+                .send()
+                .await,
+        ),
+        404,
+        "object_not_found",
+    );
 
     // The replaced and deleted objects' files are removed (after their changes commit): one file
     // per live object.
@@ -236,7 +491,9 @@ async fn listing_2500_keys_with_prefix_delimiter_and_pages() {
     let e = env().await;
     create_bucket(&e.storage, "logs", None).await;
     // 2,500 keys: 2,000 under 5 "day" folders, 400 at top level, 100 under a deeper folder.
-    let mut keys: Vec<String> = (0..2000).map(|i| format!("2026/day-{}/entry-{i:04}.log", i % 5)).collect();
+    let mut keys: Vec<String> = (0..2000)
+        .map(|i| format!("2026/day-{}/entry-{i:04}.log", i % 5))
+        .collect();
     keys.extend((0..400).map(|i| format!("top-{i:04}")));
     keys.extend((0..100).map(|i| format!("2026/archive/old/{i:03}")));
     stream::iter(keys.clone())
@@ -270,14 +527,28 @@ async fn listing_2500_keys_with_prefix_delimiter_and_pages() {
     assert_eq!(seen, sorted);
 
     // One level: 400 top-level objects and one common prefix "2026/".
-    let page = e.storage.list_objects().bucket("logs").delimiter("/").send().await.unwrap().into_inner();
+    let page = e
+        .storage
+        .list_objects()
+        .bucket("logs")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(page.objects.len(), 400);
     assert_eq!(page.common_prefixes, ["2026/"]);
 
     // Inside 2026/: the five days and the archive as folders, no objects; paged 2 at a time.
     let (mut folders, mut token) = (Vec::new(), None::<String>);
     loop {
-        let mut call = e.storage.list_objects().bucket("logs").prefix("2026/").delimiter("/").page_size(2u32);
+        let mut call = e
+            .storage
+            .list_objects()
+            .bucket("logs")
+            .prefix("2026/")
+            .delimiter("/")
+            .page_size(2u32);
         if let Some(t) = &token {
             call = call.continuation_token(t.clone());
         }
@@ -290,21 +561,67 @@ async fn listing_2500_keys_with_prefix_delimiter_and_pages() {
             None => break,
         }
     }
-    assert_eq!(folders, ["2026/archive/", "2026/day-0/", "2026/day-1/", "2026/day-2/", "2026/day-3/", "2026/day-4/"]);
+    assert_eq!(
+        folders,
+        [
+            "2026/archive/",
+            "2026/day-0/",
+            "2026/day-1/",
+            "2026/day-2/",
+            "2026/day-3/",
+            "2026/day-4/"
+        ]
+    );
 
     // A prefix alone: 400 entries of day 3, each one of them.
-    let page = e.storage.list_objects().bucket("logs").prefix("2026/day-3/").send().await.unwrap().into_inner();
+    let page = e
+        .storage
+        .list_objects()
+        .bucket("logs")
+        .prefix("2026/day-3/")
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     let day3: BTreeSet<String> = page.objects.into_iter().map(|o| o.key).collect();
     assert_eq!(day3.len(), 400);
     assert!(day3.iter().all(|k| k.starts_with("2026/day-3/entry-")));
     assert!(page.next_continuation_token.is_none());
 
     // start_after and bad arguments.
-    let page = e.storage.list_objects().bucket("logs").start_after("top-0397").send().await.unwrap().into_inner();
-    assert_eq!(page.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["top-0398", "top-0399"]);
-    let err = failure(e.storage.list_objects().bucket("logs").page_size(0u32).send().await);
+    let page = e
+        .storage
+        .list_objects()
+        .bucket("logs")
+        .start_after("top-0397")
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        page.objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
+        ["top-0398", "top-0399"]
+    );
+    let err = failure(
+        e.storage
+            .list_objects()
+            .bucket("logs")
+            .page_size(0u32)
+            .send()
+            .await,
+    );
     expect_api_error(err, 400, "invalid_page_size");
-    let err = failure(e.storage.list_objects().bucket("logs").continuation_token("%%%").send().await);
+    let err = failure(
+        e.storage
+            .list_objects()
+            .bucket("logs")
+            .continuation_token("%%%")
+            .send()
+            .await,
+    );
     expect_api_error(err, 400, "invalid_continuation_token");
 }
 
@@ -340,7 +657,14 @@ async fn one_gib_streams_through_with_flat_memory() {
         .into_inner();
     assert_eq!(info.size, (TOTAL_MIB * MIB) as u64);
 
-    let response = e.storage.get_object().bucket("big").key("one-gib.bin").send().await.expect("1 GiB download");
+    let response = e
+        .storage
+        .get_object()
+        .bucket("big")
+        .key("one-gib.bin")
+        .send()
+        .await
+        .expect("1 GiB download");
     let mut body = response.into_inner().into_inner();
     let (mut offset, mut pending) = (0usize, Vec::with_capacity(2 * MIB));
     while let Some(chunk) = body.next().await {
@@ -358,7 +682,11 @@ async fn one_gib_streams_through_with_flat_memory() {
     let after = e.service.memory_kib("VmHWM");
     println!("storage_manager peak RSS: {before} KiB before, {after} KiB after 1 GiB up and down");
     // Flat: the peak grew by far less than the object (nothing holds it whole).
-    assert!(after - before < 64 * 1024, "peak memory grew by {} KiB moving 1 GiB", after - before);
+    assert!(
+        after - before < 64 * 1024,
+        "peak memory grew by {} KiB moving 1 GiB",
+        after - before
+    );
 }
 
 /// An upload cut off (client gone) or killed (process gone) halfway leaves the previous version,
@@ -373,45 +701,94 @@ async fn interrupted_uploads_leave_the_previous_version_and_no_files() {
 
     // An upload that sends 8 MiB and then stalls forever.
     let stalled_upload = |storage: StorageManager| {
-        let first = stream::iter((0..8).map(|i| Ok::<_, io::Error>(Bytes::from(pattern(1 << 20, 100 + i)))));
+        let first = stream::iter(
+            (0..8).map(|i| Ok::<_, io::Error>(Bytes::from(pattern(1 << 20, 100 + i)))),
+        );
         let body = first.chain(stream::pending());
-        tokio::spawn(async move { storage.put_object().bucket("safe").key("doc").body(reqwest::Body::wrap_stream(body)).send().await })
+        tokio::spawn(async move {
+            storage
+                .put_object()
+                .bucket("safe")
+                .key("doc")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+        })
     };
 
     // 1. The client goes away mid-upload.
     let upload = stalled_upload(e.storage.clone());
-    eventually(30, "the upload's temporary file holds 7 of the 8 MiB sent (the rest is in a write batch)", || {
-        let tmp = tmp.clone();
-        async move { files_under(&tmp).iter().any(|f| f.metadata().map(|m| m.len()).unwrap_or(0) >= 7 << 20).then_some(()) }
-    })
+    eventually(
+        30,
+        "the upload's temporary file holds 7 of the 8 MiB sent (the rest is in a write batch)",
+        || {
+            let tmp = tmp.clone();
+            async move {
+                files_under(&tmp)
+                    .iter()
+                    .any(|f| f.metadata().map(|m| m.len()).unwrap_or(0) >= 7 << 20)
+                    .then_some(())
+            }
+        },
+    )
     .await;
     upload.abort();
-    eventually(10, "the temporary file is removed when the connection drops", || {
-        let tmp = tmp.clone();
-        async move { files_under(&tmp).is_empty().then_some(()) }
-    })
+    eventually(
+        10,
+        "the temporary file is removed when the connection drops",
+        || {
+            let tmp = tmp.clone();
+            async move { files_under(&tmp).is_empty().then_some(()) }
+        },
+    )
     .await;
-    assert!(get(&e.storage, "safe", "doc", None).await.unwrap().2 == v1, "the previous version is intact");
+    assert!(
+        get(&e.storage, "safe", "doc", None).await.unwrap().2 == v1,
+        "the previous version is intact"
+    );
 
     // 2. The process is killed mid-upload; after a restart nothing of it is left.
     let mut service = e.service;
     let upload = stalled_upload(e.storage.clone());
     eventually(30, "the second upload's temporary file holds 7 MiB", || {
         let tmp = tmp.clone();
-        async move { files_under(&tmp).iter().any(|f| f.metadata().map(|m| m.len()).unwrap_or(0) >= 7 << 20).then_some(()) }
+        async move {
+            files_under(&tmp)
+                .iter()
+                .any(|f| f.metadata().map(|m| m.len()).unwrap_or(0) >= 7 << 20)
+                .then_some(())
+        }
     })
     .await;
     service.kill();
-    assert!(!files_under(&tmp).is_empty(), "the kill left the partial upload on disk");
+    assert!(
+        !files_under(&tmp).is_empty(),
+        "the kill left the partial upload on disk"
+    );
     let _ = upload.await;
     service.start_again().await;
-    assert!(files_under(&tmp).is_empty(), "the restart removed the partial upload: {:?}", files_under(&tmp));
+    assert!(
+        files_under(&tmp).is_empty(),
+        "the restart removed the partial upload: {:?}",
+        files_under(&tmp)
+    );
     let (_, headers, body) = get(&e.storage, "safe", "doc", None).await.unwrap();
     assert!(body == v1, "the previous version is intact after the kill");
     assert_eq!(header(&headers, "content-length"), v1.len().to_string());
-    let page = e.storage.list_objects().bucket("safe").send().await.unwrap().into_inner();
+    let page = e
+        .storage
+        .list_objects()
+        .bucket("safe")
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(page.objects.len(), 1);
-    assert_eq!(files_under(&service.data_dir().join("blobs")).len(), 1, "only the intact version's file remains");
+    assert_eq!(
+        files_under(&service.data_dir().join("blobs")).len(),
+        1,
+        "only the intact version's file remains"
+    );
     drop((e.key_manager, e.conductor));
 }
 
@@ -419,11 +796,28 @@ async fn interrupted_uploads_leave_the_previous_version_and_no_files() {
 async fn encrypted_objects_need_their_key_manager_key() {
     let e = env().await;
     let km = KeyManager::with_token(&e.key_manager.url, e.admin.token().unwrap());
-    km.create_key().body_map(|b| b.name("vault-key")).send().await.unwrap();
-    km.create_key().body_map(|b| b.name("other-key")).send().await.unwrap();
+    km.create_key()
+        .body_map(|b| b.name("vault-key"))
+        .send()
+        .await
+        .unwrap();
+    km.create_key()
+        .body_map(|b| b.name("other-key"))
+        .send()
+        .await
+        .unwrap();
 
     // A bucket naming a key that does not exist is refused up front.
-    let err = failure(e.storage.create_bucket().body_map(|b| b.name("bad-vault").default_encryption_key(Some("no-such-key".into()))).send().await);
+    let err = failure(
+        e.storage
+            .create_bucket()
+            .body_map(|b| {
+                b.name("bad-vault")
+                    .default_encryption_key(Some("no-such-key".into()))
+            })
+            .send()
+            .await,
+    );
     expect_api_error(err, 400, "encryption_key_not_found");
 
     let bucket = create_bucket(&e.storage, "vault", Some("vault-key")).await;
@@ -436,9 +830,17 @@ async fn encrypted_objects_need_their_key_manager_key() {
     }
     let info = put(&e.storage, "vault", "secret.bin", secret.clone()).await;
     assert_eq!(info.encryption_key.as_deref(), Some("vault-key"));
-    assert!(get(&e.storage, "vault", "secret.bin", None).await.unwrap().2 == secret);
+    assert!(
+        get(&e.storage, "vault", "secret.bin", None)
+            .await
+            .unwrap()
+            .2
+            == secret
+    );
     // A range across a chunk boundary decrypts just those chunks.
-    let (status, _, slice) = get(&e.storage, "vault", "secret.bin", Some("bytes=65500-65600")).await.unwrap();
+    let (status, _, slice) = get(&e.storage, "vault", "secret.bin", Some("bytes=65500-65600"))
+        .await
+        .unwrap();
     assert_eq!(status, 206);
     assert_eq!(slice, &secret[65_500..=65_600]);
 
@@ -446,35 +848,96 @@ async fn encrypted_objects_need_their_key_manager_key() {
     let blobs = files_under(&e.service.data_dir().join("blobs"));
     assert_eq!(blobs.len(), 1);
     let on_disk = std::fs::read(&blobs[0]).unwrap();
-    assert_eq!(on_disk.len(), secret.len() + 19 * 16, "1.2 MB in 19 chunks, each with its 16-byte tag");
+    assert_eq!(
+        on_disk.len(),
+        secret.len() + 19 * 16,
+        "1.2 MB in 19 chunks, each with its 16-byte tag"
+    );
     for file in files_under(&e.service.data_dir()) {
-        assert!(!contains(&std::fs::read(&file).unwrap(), marker), "{} holds the plaintext marker", file.display());
+        assert!(
+            !contains(&std::fs::read(&file).unwrap(), marker),
+            "{} holds the plaintext marker",
+            file.display()
+        );
     }
 
     // An upload may name another key; a plaintext bucket stays plaintext.
-    let other = e.storage.put_object().bucket("vault").key("other").encryption_key("other-key").body(b"x".to_vec()).send().await.unwrap();
-    assert_eq!(other.into_inner().encryption_key.as_deref(), Some("other-key"));
+    let other = e
+        .storage
+        .put_object()
+        .bucket("vault")
+        .key("other")
+        .encryption_key("other-key")
+        .body(b"x".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other.into_inner().encryption_key.as_deref(),
+        Some("other-key")
+    );
 
     // Disabled key: reads refused with a clear error, not garbage; other keys unaffected.
     km.disable_key().key("vault-key").send().await.unwrap();
-    let err = get(&e.storage, "vault", "secret.bin", None).await.unwrap_err();
+    let err = get(&e.storage, "vault", "secret.bin", None)
+        .await
+        .unwrap_err();
     let body = expect_api_error(err, 409, "encryption_key_unusable");
-    assert!(body.message.contains("vault-key") && body.message.contains("disabled"), "{}", body.message);
-    let err = failure(e.storage.put_object().bucket("vault").key("new").body(b"y".to_vec()).send().await);
+    assert!(
+        body.message.contains("vault-key") && body.message.contains("disabled"),
+        "{}",
+        body.message
+    );
+    let err = failure(
+        e.storage
+            .put_object()
+            .bucket("vault")
+            .key("new")
+            .body(b"y".to_vec())
+            .send()
+            .await,
+    );
     expect_api_error(err, 409, "encryption_key_unusable");
-    assert_eq!(get(&e.storage, "vault", "other", None).await.unwrap().2, b"x");
+    assert_eq!(
+        get(&e.storage, "vault", "other", None).await.unwrap().2,
+        b"x"
+    );
 
     // Enabled and rotated: the old object still reads, new ones use the new version.
     km.enable_key().key("vault-key").send().await.unwrap();
     km.rotate_key().key("vault-key").send().await.unwrap();
-    assert!(get(&e.storage, "vault", "secret.bin", None).await.unwrap().2 == secret);
+    assert!(
+        get(&e.storage, "vault", "secret.bin", None)
+            .await
+            .unwrap()
+            .2
+            == secret
+    );
     put(&e.storage, "vault", "after-rotation", b"fresh".to_vec()).await;
-    assert_eq!(get(&e.storage, "vault", "after-rotation", None).await.unwrap().2, b"fresh");
+    assert_eq!(
+        get(&e.storage, "vault", "after-rotation", None)
+            .await
+            .unwrap()
+            .2,
+        b"fresh"
+    );
 
     // Scheduled for deletion: refused again.
-    km.update_key().key("vault-key").body_map(|b| b.deletion_allowed(Some(true))).send().await.unwrap();
-    km.schedule_key_deletion().key("vault-key").body_map(|b| b.waiting_period_secs(Some(3600))).send().await.unwrap();
-    let err = get(&e.storage, "vault", "secret.bin", None).await.unwrap_err();
+    km.update_key()
+        .key("vault-key")
+        .body_map(|b| b.deletion_allowed(Some(true)))
+        .send()
+        .await
+        .unwrap();
+    km.schedule_key_deletion()
+        .key("vault-key")
+        .body_map(|b| b.waiting_period_secs(Some(3600)))
+        .send()
+        .await
+        .unwrap();
+    let err = get(&e.storage, "vault", "secret.bin", None)
+        .await
+        .unwrap_err();
     expect_api_error(err, 409, "encryption_key_unusable");
 }
 
@@ -486,17 +949,46 @@ async fn encrypted_objects_need_their_key_manager_key() {
 async fn s3_protocol_via_boto3() {
     // Lifecycle rules are tested with a 2-second "day", applied every second; buckets are also
     // virtual hosts under s3.test.
-    let e = env_with(&[("LIFECYCLE_DAY_SECS", "2"), ("LIFECYCLE_INTERVAL_SECS", "1"), ("S3_DOMAIN", "s3.test")]).await;
+    let e = env_with(&[
+        ("LIFECYCLE_DAY_SECS", "2"),
+        ("LIFECYCLE_INTERVAL_SECS", "1"),
+        ("S3_DOMAIN", "s3.test"),
+    ])
+    .await;
     let km = KeyManager::with_token(&e.key_manager.url, e.admin.token().unwrap());
-    km.create_key().body_map(|b| b.name("s3-kms-key")).send().await.unwrap();
-    let key = e.storage.create_access_key().body_map(|b| b.description("boto3 suite")).send().await.unwrap().into_inner();
-    let secret = key.secret.clone().expect("the secret comes with the new key");
+    km.create_key()
+        .body_map(|b| b.name("s3-kms-key"))
+        .send()
+        .await
+        .unwrap();
+    let key = e
+        .storage
+        .create_access_key()
+        .body_map(|b| b.description("boto3 suite"))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let secret = key
+        .secret
+        .clone()
+        .expect("the secret comes with the new key");
     assert!(key.id.starts_with("AK") && key.id.len() == 20 && secret.len() == 40);
     // Only its creation shows the secret; viewers cannot manage keys.
-    let listed = e.storage.list_access_keys().send().await.unwrap().into_inner();
+    let listed = e
+        .storage
+        .list_access_keys()
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     assert!(listed.iter().all(|k| k.secret.is_none()));
     let viewer = e.service.storage_client(&e.conductor.viewer().await);
-    expect_api_error(failure(viewer.list_access_keys().send().await), 403, "forbidden");
+    expect_api_error(
+        failure(viewer.list_access_keys().send().await),
+        403,
+        "forbidden",
+    );
 
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/boto3_suite.py");
     // Async: key_manager runs on this test's runtime and must keep answering while boto3 works.
@@ -513,15 +1005,34 @@ async fn s3_protocol_via_boto3() {
         .expect("running python3 (cargo xtask test installs boto3)");
     let report = String::from_utf8_lossy(&out.stderr);
     println!("{report}");
-    assert!(out.status.success(), "boto3 suite failed:\n{report}\nservice log:\n{}", e.service.log());
-    let tests = std::fs::read_to_string(&suite).unwrap().matches("    def test_").count();
-    assert!(report.contains(&format!("Ran {tests} tests")), "the suite ran every one of its {tests} tests:\n{report}");
+    assert!(
+        out.status.success(),
+        "boto3 suite failed:\n{report}\nservice log:\n{}",
+        e.service.log()
+    );
+    let tests = std::fs::read_to_string(&suite)
+        .unwrap()
+        .matches("    def test_")
+        .count();
+    assert!(
+        report.contains(&format!("Ran {tests} tests")),
+        "the suite ran every one of its {tests} tests:\n{report}"
+    );
 
     // Every multipart part, replaced object and deleted object left no file behind: one blob per
     // object still listed.
     let mut objects = 0;
     for bucket in e.storage.list_buckets().send().await.unwrap().into_inner() {
-        objects += e.storage.list_objects().bucket(&bucket.name).send().await.unwrap().into_inner().objects.len();
+        objects += e
+            .storage
+            .list_objects()
+            .bucket(&bucket.name)
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .objects
+            .len();
     }
     let blobs_dir = e.service.data_dir().join("blobs");
     eventually(10, "one blob file per object", || {
@@ -531,7 +1042,14 @@ async fn s3_protocol_via_boto3() {
     .await;
 
     // Revoked: the same pair is refused from then on.
-    let revoked = e.storage.revoke_access_key().id(&key.id).send().await.unwrap().into_inner();
+    let revoked = e
+        .storage
+        .revoke_access_key()
+        .id(&key.id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     assert!(revoked.revoked_at.is_some());
     let out = tokio::process::Command::new("python3")
         .args(["-c", "import boto3,os\nfrom botocore.config import Config\ns3=boto3.client('s3',endpoint_url=os.environ['E'],aws_access_key_id=os.environ['A'],aws_secret_access_key=os.environ['S'],region_name='us-east-1',config=Config(s3={'addressing_style':'path'}))\ntry:\n s3.list_buckets(); print('ALLOWED')\nexcept Exception as e:\n print(e.response['Error']['Code'])"])
@@ -541,8 +1059,17 @@ async fn s3_protocol_via_boto3() {
         .output()
         .await
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "InvalidAccessKeyId", "{}", String::from_utf8_lossy(&out.stderr));
-    expect_api_error(failure(e.storage.revoke_access_key().id("AKNOPE").send().await), 404, "access_key_not_found");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "InvalidAccessKeyId",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect_api_error(
+        failure(e.storage.revoke_access_key().id("AKNOPE").send().await),
+        404,
+        "access_key_not_found",
+    );
 }
 
 /// A service token is renewed by a restart: from SERVICE_TOKEN_RENEW_BEFORE ahead of its expiry
@@ -552,7 +1079,14 @@ async fn s3_protocol_via_boto3() {
 async fn health_fails_ahead_of_the_service_token_expiry() {
     let conductor = TestConductor::start().await;
     let key_manager = TestKeyManager::start(&conductor).await;
-    let due = TestService::start_with(&STORAGE_MANAGER, &conductor, &key_manager.url, Some(120), &[("SERVICE_TOKEN_RENEW_BEFORE", "3600")]).await;
+    let due = TestService::start_with(
+        &STORAGE_MANAGER,
+        &conductor,
+        &key_manager.url,
+        Some(120),
+        &[("SERVICE_TOKEN_RENEW_BEFORE", "3600")],
+    )
+    .await;
     let resp = reqwest::get(format!("{}/health", due.url)).await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -563,7 +1097,14 @@ async fn health_fails_ahead_of_the_service_token_expiry() {
 
     // A 30-day token against the default window of a day: healthy.
     let fresh = TestService::start(&STORAGE_MANAGER, &conductor, &key_manager.url).await;
-    assert_eq!(reqwest::get(format!("{}/health", fresh.url)).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/health", fresh.url))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 }
 
 /// Runs `script` with boto3 against the service's S3 endpoint (`s3` is the client); its stdout.
@@ -580,7 +1121,11 @@ async fn boto3(service_url: &str, key: &types::AccessKey, script: &str) -> Strin
         .output()
         .await
         .expect("python3 with boto3 (cargo xtask test installs it)");
-    assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -590,7 +1135,14 @@ async fn boto3(service_url: &str, key: &types::AccessKey, script: &str) -> Strin
 #[tokio::test]
 async fn earlier_versions_survive_a_kill_and_a_restart() {
     let e = env().await;
-    let key = e.storage.create_access_key().body_map(|b| b.description("versions")).send().await.unwrap().into_inner();
+    let key = e
+        .storage
+        .create_access_key()
+        .body_map(|b| b.description("versions"))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
     let versions = boto3(
         &e.service.url,
         &key,
@@ -613,6 +1165,10 @@ async fn earlier_versions_survive_a_kill_and_a_restart() {
         versions
     );
     assert_eq!(boto3(&service.url, &key, &script).await, "first second 1");
-    assert_eq!(files_under(&service.data_dir().join("blobs")).len(), 2, "one file per kept version, none lost, none left over");
+    assert_eq!(
+        files_under(&service.data_dir().join("blobs")).len(),
+        2,
+        "one file per kept version, none lost, none left over"
+    );
     drop((e.key_manager, e.conductor));
 }

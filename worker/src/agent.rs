@@ -26,7 +26,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { next: initial, initial, max }
+        Self {
+            next: initial,
+            initial,
+            max,
+        }
     }
     pub fn reset(&mut self) {
         self.next = self.initial;
@@ -70,7 +74,9 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     *shared.interval.lock().expect("interval lock")
                 }
                 Err(SdkError::Api { status: 404, body }) if body.code == "worker_not_found" => {
-                    tracing::warn!("the conductor does not know this worker (reset or removed); rejoining with the same identity");
+                    tracing::warn!(
+                        "the conductor does not know this worker (reset or removed); rejoining with the same identity"
+                    );
                     joined = false;
                     Duration::ZERO
                 }
@@ -119,21 +125,37 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
         resources: probe.sample(&shared.config.data_dir, &shared.driver.info()),
         api_url: shared.api_url(),
     };
-    match conductor.register_worker().body(request).send().await.map_err(SdkError::from) {
+    match conductor
+        .register_worker()
+        .body(request)
+        .send()
+        .await
+        .map_err(SdkError::from)
+    {
         Ok(answer) => {
             let answer = answer.into_inner();
-            let identity = Identity { worker_id: answer.worker_id, credential: answer.worker_credential };
+            let identity = Identity {
+                worker_id: answer.worker_id,
+                credential: answer.worker_credential,
+            };
             if known.as_ref() != Some(&identity) {
                 if let Err(e) = identity::store(&shared.config.data_dir, &identity) {
                     tracing::error!(error = %e, "could not store the worker identity; it will be asked for again");
                 }
             }
             tracing::info!(worker_id = %identity.worker_id, created = answer.created, "joined the conductor");
-            *shared.interval.lock().expect("interval lock") = Duration::from_secs(answer.heartbeat_interval_secs.max(1));
+            *shared.interval.lock().expect("interval lock") =
+                Duration::from_secs(answer.heartbeat_interval_secs.max(1));
             *shared.identity.write().expect("identity lock") = Some(identity.clone());
             // A certificate for the worker API at each join: the address may be new.
             if let Some(certs) = &shared.certs {
-                if let Err(e) = certs.renew_api(&shared.conductor(Some(identity.credential.clone())), identity.worker_id).await {
+                if let Err(e) = certs
+                    .renew_api(
+                        &shared.conductor(Some(identity.credential.clone())),
+                        identity.worker_id,
+                    )
+                    .await
+                {
                     tracing::warn!(error = %e, "could not get a certificate for the worker API; asking again at the next join");
                 }
             }
@@ -153,11 +175,19 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
     }
 }
 
-async fn heartbeat(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Result<(), SdkError> {
+async fn heartbeat(
+    shared: &Shared,
+    conductor: &Conductor,
+    probe: &mut Probe,
+) -> Result<(), SdkError> {
     let Some(identity) = shared.identity.read().expect("identity lock").clone() else {
         return Err(SdkError::Api {
             status: 404,
-            body: aerekos_sdk::ErrorBody { code: "worker_not_found".into(), message: "no identity".into(), request_id: String::new() },
+            body: aerekos_sdk::ErrorBody {
+                code: "worker_not_found".into(),
+                message: "no identity".into(),
+                request_id: String::new(),
+            },
         });
     };
     conductor.set_token(Some(identity.credential.clone()));
@@ -165,9 +195,21 @@ async fn heartbeat(shared: &Shared, conductor: &Conductor, probe: &mut Probe) ->
         resources: probe.sample(&shared.config.data_dir, &shared.driver.info()),
         ip_address: Some(shared.advertise_ip().to_string()),
     };
-    let answer = conductor.worker_heartbeat().id(identity.worker_id).body(request).send().await?.into_inner();
-    *shared.interval.lock().expect("interval lock") = Duration::from_secs(answer.heartbeat_interval_secs.max(1));
-    let assigned = conductor.get_assignments().id(identity.worker_id).send().await?.into_inner();
+    let answer = conductor
+        .worker_heartbeat()
+        .id(identity.worker_id)
+        .body(request)
+        .send()
+        .await?
+        .into_inner();
+    *shared.interval.lock().expect("interval lock") =
+        Duration::from_secs(answer.heartbeat_interval_secs.max(1));
+    let assigned = conductor
+        .get_assignments()
+        .id(identity.worker_id)
+        .send()
+        .await?
+        .into_inner();
     shared.take_assignments(assigned);
     Ok(())
 }
@@ -185,7 +227,11 @@ pub async fn watch_assignments(shared: Arc<Shared>, mut stop: watch::Receiver<bo
             Some(identity) => {
                 conductor.set_token(Some(identity.credential.clone()));
                 let known = *shared.assignments_version.lock().expect("version lock");
-                let request = conductor.get_assignments().id(identity.worker_id).after_version(known).wait_secs(LONG_POLL_SECS);
+                let request = conductor
+                    .get_assignments()
+                    .id(identity.worker_id)
+                    .after_version(known)
+                    .wait_secs(LONG_POLL_SECS);
                 let answer = tokio::select! {
                     answer = request.send() => answer.map_err(SdkError::from),
                     _ = stop.changed() => return,

@@ -36,11 +36,16 @@ async fn check_user(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     let shared = req.data::<Arc<Shared>>().expect("Shared is attached");
     let verifier = shared.verifier.read().expect("verifier lock").clone();
     let verifier = verifier.ok_or_else(|| {
-        ApiError::unavailable("conductor_not_reached", "this worker has not reached its conductor yet, so it cannot check tokens")
+        ApiError::unavailable(
+            "conductor_not_reached",
+            "this worker has not reached its conductor yet, so it cannot check tokens",
+        )
     })?;
     match verifier.caller(&bearer.token)? {
         user @ Caller::User { .. } => Ok(user),
-        Caller::Service { .. } | Caller::ApiKey { .. } => Err(ApiError::forbidden("forbidden", "the worker API is for users").into()),
+        Caller::Service { .. } | Caller::ApiKey { .. } => {
+            Err(ApiError::forbidden("forbidden", "the worker API is for users").into())
+        }
     }
 }
 
@@ -54,11 +59,20 @@ async fn check_grant(req: &Request, bearer: Bearer) -> poem::Result<aerekos_comm
     let shared = req.data::<Arc<Shared>>().expect("Shared is attached");
     let verifier = shared.verifier.read().expect("verifier lock").clone();
     let verifier = verifier.ok_or_else(|| {
-        ApiError::unavailable("conductor_not_reached", "this worker has not reached its conductor yet, so it cannot check grants")
+        ApiError::unavailable(
+            "conductor_not_reached",
+            "this worker has not reached its conductor yet, so it cannot check grants",
+        )
     })?;
-    let claims = verifier.verify(&bearer.token).map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
+    let claims = verifier
+        .verify(&bearer.token)
+        .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
     if claims.role != aerekos_common::auth::VOLUME_TRANSFER_ROLE {
-        return Err(ApiError::forbidden("not_a_grant", "volume exports take a volume transfer grant from the conductor").into());
+        return Err(ApiError::forbidden(
+            "not_a_grant",
+            "volume exports take a volume transfer grant from the conductor",
+        )
+        .into());
     }
     Ok(claims)
 }
@@ -112,69 +126,172 @@ pub struct VolumesApi;
 #[OpenApi(prefix_path = "/api/worker", tag = "ApiTags::Volumes")]
 impl VolumesApi {
     /// Which of these contents this worker's backup store lacks for the volume (a backup's grant).
-    #[oai(path = "/backups/:volume/missing", method = "post", operation_id = "missing_backup_chunks")]
-    async fn missing(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, body: Json<ChunkList>) -> ApiResult<Json<ChunkList>> {
+    #[oai(
+        path = "/backups/:volume/missing",
+        method = "post",
+        operation_id = "missing_backup_chunks"
+    )]
+    async fn missing(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        volume: Path<String>,
+        body: Json<ChunkList>,
+    ) -> ApiResult<Json<ChunkList>> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "read", &volume.0)?;
         crate::backup::missing(&store, body.0.chunks).map(|chunks| Json(ChunkList { chunks }))
     }
 
     /// Store one sealed content of a volume's backups (a backup's grant); written whole or not at all.
-    #[oai(path = "/backups/:volume/chunks/:chunk", method = "put", operation_id = "put_backup_chunk")]
-    async fn put_chunk(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, chunk: Path<String>, body: Binary<Body>) -> ApiResult<Stored> {
+    #[oai(
+        path = "/backups/:volume/chunks/:chunk",
+        method = "put",
+        operation_id = "put_backup_chunk"
+    )]
+    async fn put_chunk(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        volume: Path<String>,
+        chunk: Path<String>,
+        body: Binary<Body>,
+    ) -> ApiResult<Stored> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
         let path = crate::backup::chunk_file(&store, &chunk.0)?;
-        crate::backup::store_file(path, body.0).await.map(|()| Stored::NoContent)
+        crate::backup::store_file(path, body.0)
+            .await
+            .map(|()| Stored::NoContent)
     }
 
     /// Store a backup's sealed manifest (a backup's grant): the backup exists from then on.
-    #[oai(path = "/backups/:volume/manifests/:backup_id", method = "put", operation_id = "put_backup_manifest")]
-    async fn put_manifest(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, backup_id: Path<Uuid>, body: Binary<Body>) -> ApiResult<Stored> {
+    #[oai(
+        path = "/backups/:volume/manifests/:backup_id",
+        method = "put",
+        operation_id = "put_backup_manifest"
+    )]
+    async fn put_manifest(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        volume: Path<String>,
+        backup_id: Path<Uuid>,
+        body: Binary<Body>,
+    ) -> ApiResult<Stored> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
-        crate::backup::store_file(crate::backup::manifest_file(&store, backup_id.0), body.0).await.map(|()| Stored::NoContent)
+        crate::backup::store_file(crate::backup::manifest_file(&store, backup_id.0), body.0)
+            .await
+            .map(|()| Stored::NoContent)
     }
 
     /// The contents a backup's manifest names (a backup's grant), so the store can tell which
     /// contents its remaining backups still use without being able to open them.
-    #[oai(path = "/backups/:volume/manifests/:backup_id/chunks", method = "put", operation_id = "put_backup_chunk_list")]
-    async fn put_chunk_list(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, backup_id: Path<Uuid>, body: Json<ChunkList>) -> ApiResult<Stored> {
+    #[oai(
+        path = "/backups/:volume/manifests/:backup_id/chunks",
+        method = "put",
+        operation_id = "put_backup_chunk_list"
+    )]
+    async fn put_chunk_list(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        volume: Path<String>,
+        backup_id: Path<Uuid>,
+        body: Json<ChunkList>,
+    ) -> ApiResult<Stored> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
-        crate::backup::store_chunk_list(&store, backup_id.0, body.0.chunks).await.map(|()| Stored::NoContent)
+        crate::backup::store_chunk_list(&store, backup_id.0, body.0.chunks)
+            .await
+            .map(|()| Stored::NoContent)
     }
 
     /// Keep only these backups of the volume (a backup's grant): the others are deleted, and so are
     /// the contents none of the kept ones uses.
-    #[oai(path = "/backups/:volume/prune", method = "post", operation_id = "prune_backups")]
-    async fn prune(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, body: Json<BackupIds>) -> ApiResult<Json<Pruned>> {
+    #[oai(
+        path = "/backups/:volume/prune",
+        method = "post",
+        operation_id = "prune_backups"
+    )]
+    async fn prune(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        volume: Path<String>,
+        body: Json<BackupIds>,
+    ) -> ApiResult<Json<Pruned>> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "write", &volume.0)?;
         let keep = body.0.keep;
-        let (backups, contents, bytes) = tokio::task::spawn_blocking(move || crate::backup::prune(&store, &keep))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-        Ok(Json(Pruned { backups, contents, bytes }))
+        let (backups, contents, bytes) =
+            tokio::task::spawn_blocking(move || crate::backup::prune(&store, &keep))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+        Ok(Json(Pruned {
+            backups,
+            contents,
+            bytes,
+        }))
     }
 
     /// A backup's sealed manifest (a restore's grant).
-    #[oai(path = "/backups/:volume/manifests/:backup_id", method = "get", operation_id = "get_backup_manifest")]
-    async fn get_manifest(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, backup_id: Path<Uuid>) -> ApiResult<StoredBytes> {
+    #[oai(
+        path = "/backups/:volume/manifests/:backup_id",
+        method = "get",
+        operation_id = "get_backup_manifest"
+    )]
+    async fn get_manifest(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        volume: Path<String>,
+        backup_id: Path<Uuid>,
+    ) -> ApiResult<StoredBytes> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "read", &volume.0)?;
-        let body = crate::backup::read_file(&crate::backup::manifest_file(&store, backup_id.0), &format!("backup {}", backup_id.0)).await?;
+        let body = crate::backup::read_file(
+            &crate::backup::manifest_file(&store, backup_id.0),
+            &format!("backup {}", backup_id.0),
+        )
+        .await?;
         Ok(StoredBytes::Bytes(Binary(body)))
     }
 
     /// One sealed content (a restore's grant).
-    #[oai(path = "/backups/:volume/chunks/:chunk", method = "get", operation_id = "get_backup_chunk")]
-    async fn get_chunk(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, volume: Path<String>, chunk: Path<String>) -> ApiResult<StoredBytes> {
+    #[oai(
+        path = "/backups/:volume/chunks/:chunk",
+        method = "get",
+        operation_id = "get_backup_chunk"
+    )]
+    async fn get_chunk(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        volume: Path<String>,
+        chunk: Path<String>,
+    ) -> ApiResult<StoredBytes> {
         let store = crate::backup::check_store_grant(&shared, &grant.0, "read", &volume.0)?;
-        let body = crate::backup::read_file(&crate::backup::chunk_file(&store, &chunk.0)?, &format!("content {}", chunk.0)).await?;
+        let body = crate::backup::read_file(
+            &crate::backup::chunk_file(&store, &chunk.0)?,
+            &format!("content {}", chunk.0),
+        )
+        .await?;
         Ok(StoredBytes::Bytes(Binary(body)))
     }
 
     /// Stream a volume to the worker it is moving to (volume transfer grant, good once). Refused
     /// with 409 `volume_in_use` while an instance here still runs on it.
-    #[oai(path = "/volumes/:name/export", method = "get", operation_id = "export_volume")]
-    async fn export(&self, shared: Data<&Arc<Shared>>, grant: VolumeGrant, name: Path<String>) -> ApiResult<VolumeArchive> {
-        crate::volumes::export(&shared, &grant.0, &name.0).await.map(|body| VolumeArchive::Archive(Binary(body)))
+    #[oai(
+        path = "/volumes/:name/export",
+        method = "get",
+        operation_id = "export_volume"
+    )]
+    async fn export(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        grant: VolumeGrant,
+        name: Path<String>,
+    ) -> ApiResult<VolumeArchive> {
+        crate::volumes::export(&shared, &grant.0, &name.0)
+            .await
+            .map(|body| VolumeArchive::Archive(Binary(body)))
     }
 }
 
@@ -211,12 +328,20 @@ pub struct InstancesApi;
 impl InstancesApi {
     /// The instances this worker runs or was assigned, with their state.
     #[oai(path = "/instances", method = "get", operation_id = "list_instances")]
-    async fn list(&self, shared: Data<&Arc<Shared>>, _auth: UserToken) -> ApiResult<Json<Vec<WorkerInstance>>> {
+    async fn list(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        _auth: UserToken,
+    ) -> ApiResult<Json<Vec<WorkerInstance>>> {
         Ok(Json(shared.view.lock().expect("view lock").clone()))
     }
 
     /// The end of an instance's output (stdout and stderr together).
-    #[oai(path = "/instances/:id/logs", method = "get", operation_id = "get_instance_logs")]
+    #[oai(
+        path = "/instances/:id/logs",
+        method = "get",
+        operation_id = "get_instance_logs"
+    )]
     async fn logs(
         &self,
         shared: Data<&Arc<Shared>>,
@@ -228,12 +353,18 @@ impl InstancesApi {
         tracing::debug!(caller = %auth.0.actor(), instance_id = %id.0, "instance logs read");
         let max = max_bytes.0.unwrap_or(64 * 1024);
         if !(1..=MAX_LOG_BYTES).contains(&max) {
-            return Err(ApiError::bad_request("invalid_max_bytes", format!("max_bytes must be between 1 and {MAX_LOG_BYTES}")));
+            return Err(ApiError::bad_request(
+                "invalid_max_bytes",
+                format!("max_bytes must be between 1 and {MAX_LOG_BYTES}"),
+            ));
         }
         match shared.driver.logs(id.0, max as usize).await {
             Ok(text) => Ok(PlainText(text)),
             Err(crate::driver::DriverError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(ApiError::not_found("instance_not_found", format!("this worker has no output of instance {}", id.0)))
+                Err(ApiError::not_found(
+                    "instance_not_found",
+                    format!("this worker has no output of instance {}", id.0),
+                ))
             }
             Err(e) => Err(ApiError::internal(e)),
         }
@@ -265,13 +396,24 @@ impl SystemApi {
         for i in &view {
             *by_state.entry(i.state.clone()).or_default() += 1.0;
         }
-        let samples: Vec<_> = by_state.into_iter().map(|(s, n)| (format!("state=\"{s}\""), n)).collect();
-        write_gauge(&mut out, "aerekos_worker_instances", "Instances on this worker by state.", &samples);
+        let samples: Vec<_> = by_state
+            .into_iter()
+            .map(|(s, n)| (format!("state=\"{s}\""), n))
+            .collect();
+        write_gauge(
+            &mut out,
+            "aerekos_worker_instances",
+            "Instances on this worker by state.",
+            &samples,
+        );
         write_gauge(
             &mut out,
             "aerekos_worker_instance_restarts",
             "Restarts of this worker's instances, summed.",
-            &[(String::new(), view.iter().map(|i| f64::from(i.restarts)).sum())],
+            &[(
+                String::new(),
+                view.iter().map(|i| f64::from(i.restarts)).sum(),
+            )],
         );
         Ok(PlainText(out))
     }
@@ -279,13 +421,23 @@ impl SystemApi {
 
 /// The limits the worker API enforces, declared in its spec (see `aerekos_common::limits`).
 pub fn limits() -> Vec<aerekos_common::limits::Limit> {
-    vec![aerekos_common::limits::Limit::param("get_instance_logs", "max_bytes", serde_json::json!({"minimum": 1, "maximum": MAX_LOG_BYTES}))]
+    vec![aerekos_common::limits::Limit::param(
+        "get_instance_logs",
+        "max_bytes",
+        serde_json::json!({"minimum": 1, "maximum": MAX_LOG_BYTES}),
+    )]
 }
 
 /// The most output one `get_instance_logs` answer carries.
 const MAX_LOG_BYTES: u32 = 1024 * 1024;
 
 pub fn service() -> OpenApiService<(InstancesApi, VolumesApi, SystemApi), ()> {
-    OpenApiService::new((InstancesApi, VolumesApi, SystemApi), "aerekos worker", env!("CARGO_PKG_VERSION"))
-        .description("A worker's own API: the instances it runs and their output, and volume exports for moves.")
+    OpenApiService::new(
+        (InstancesApi, VolumesApi, SystemApi),
+        "aerekos worker",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "A worker's own API: the instances it runs and their output, and volume exports for moves.",
+    )
 }

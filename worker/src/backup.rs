@@ -65,8 +65,12 @@ impl BackupKey {
     }
 
     pub fn from_base64(text: &str) -> Result<Self, String> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| format!("backup key: {e}"))?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| "backup key: not 32 bytes".to_owned())?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("backup key: {e}"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "backup key: not 32 bytes".to_owned())?;
         Ok(Self(key))
     }
 
@@ -106,7 +110,13 @@ fn segments(len: u64) -> u64 {
 }
 
 /// Seals `len` bytes read from `input` as object `label`, writing to `out`.
-pub fn seal(key: &BackupKey, label: &str, len: u64, mut input: impl Read, mut out: impl Write) -> io::Result<()> {
+pub fn seal(
+    key: &BackupKey,
+    label: &str,
+    len: u64,
+    mut input: impl Read,
+    mut out: impl Write,
+) -> io::Result<()> {
     use rand::RngCore as _;
     let mut prefix = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut prefix);
@@ -119,9 +129,19 @@ pub fn seal(key: &BackupKey, label: &str, len: u64, mut input: impl Read, mut ou
     let mut left = len;
     for index in 0..count {
         let take = usize::try_from(left.min(SEGMENT as u64)).expect("at most a segment");
-        input.read_exact(&mut buf[..take]).map_err(|e| io::Error::other(format!("{label} changed while being backed up: {e}")))?;
-        let payload = aes_gcm::aead::Payload { msg: &buf[..take], aad: &aad(label, len, index + 1 == count) };
-        let sealed = cipher.encrypt(&nonce(&prefix, u32::try_from(index).expect("segments")).into(), payload).map_err(|_| io::Error::other("sealing failed"))?;
+        input
+            .read_exact(&mut buf[..take])
+            .map_err(|e| io::Error::other(format!("{label} changed while being backed up: {e}")))?;
+        let payload = aes_gcm::aead::Payload {
+            msg: &buf[..take],
+            aad: &aad(label, len, index + 1 == count),
+        };
+        let sealed = cipher
+            .encrypt(
+                &nonce(&prefix, u32::try_from(index).expect("segments")).into(),
+                payload,
+            )
+            .map_err(|_| io::Error::other("sealing failed"))?;
         out.write_all(&sealed)?;
         left -= take as u64;
     }
@@ -130,10 +150,18 @@ pub fn seal(key: &BackupKey, label: &str, len: u64, mut input: impl Read, mut ou
 
 /// Opens what [`seal`] wrote for `label`, writing the plaintext to `out`; fails on any change.
 /// Returns the plaintext length.
-pub fn open(key: &BackupKey, label: &str, mut input: impl Read, mut out: impl Write, progress: &AtomicU64) -> io::Result<u64> {
+pub fn open(
+    key: &BackupKey,
+    label: &str,
+    mut input: impl Read,
+    mut out: impl Write,
+    progress: &AtomicU64,
+) -> io::Result<u64> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{label}: {m}"));
     let mut header = [0u8; HEADER];
-    input.read_exact(&mut header).map_err(|_| bad("too short"))?;
+    input
+        .read_exact(&mut header)
+        .map_err(|_| bad("too short"))?;
     if &header[..4] != MAGIC {
         return Err(bad("not a sealed backup object"));
     }
@@ -145,11 +173,21 @@ pub fn open(key: &BackupKey, label: &str, mut input: impl Read, mut out: impl Wr
     let mut left = len;
     for index in 0..count {
         let take = usize::try_from(left.min(SEGMENT as u64)).expect("at most a segment") + TAG;
-        input.read_exact(&mut buf[..take]).map_err(|_| bad("cut short"))?;
-        let payload = aes_gcm::aead::Payload { msg: &buf[..take], aad: &aad(label, len, index + 1 == count) };
+        input
+            .read_exact(&mut buf[..take])
+            .map_err(|_| bad("cut short"))?;
+        let payload = aes_gcm::aead::Payload {
+            msg: &buf[..take],
+            aad: &aad(label, len, index + 1 == count),
+        };
         let plain = cipher
-            .decrypt(&nonce(&prefix, u32::try_from(index).expect("segments")).into(), payload)
-            .map_err(|_| bad("does not open under the backup key (altered, or another cluster's)"))?;
+            .decrypt(
+                &nonce(&prefix, u32::try_from(index).expect("segments")).into(),
+                payload,
+            )
+            .map_err(|_| {
+                bad("does not open under the backup key (altered, or another cluster's)")
+            })?;
         out.write_all(&plain)?;
         left -= plain.len() as u64;
         progress.fetch_add(plain.len() as u64, Ordering::Relaxed);
@@ -204,12 +242,19 @@ struct Seen {
 
 fn seen_of(meta: &fs::Metadata) -> (u64, i128, u64) {
     use std::os::unix::fs::MetadataExt as _;
-    (meta.len(), i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()), meta.ino())
+    (
+        meta.len(),
+        i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        meta.ino(),
+    )
 }
 
 fn is_sqlite(path: &Path) -> bool {
     let mut head = [0u8; 16];
-    fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == SQLITE_MAGIC
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == SQLITE_MAGIC
 }
 
 /// A file of the backup: where its content is read from (a database's snapshot, or the volume).
@@ -229,7 +274,13 @@ pub(crate) async fn run_job(shared: &Arc<Shared>, job: &BackupJob) {
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
                 let sent = progress.load(Ordering::Relaxed);
-                let report = BackupReport { state: BackupState::Running, files: 0, bytes: 0, bytes_sent: sent, error: None };
+                let report = BackupReport {
+                    state: BackupState::Running,
+                    files: 0,
+                    bytes: 0,
+                    bytes_sent: sent,
+                    error: None,
+                };
                 if !send_report(&shared, id, report).await {
                     return;
                 }
@@ -244,22 +295,43 @@ pub(crate) async fn run_job(shared: &Arc<Shared>, job: &BackupJob) {
     let report = match outcome {
         Ok((files, bytes, bytes_sent)) => {
             tracing::info!(volume = %job.volume, backup_id = %job.backup_id, files, bytes, bytes_sent, "backup made");
-            BackupReport { state: BackupState::Done, files, bytes, bytes_sent, error: None }
+            BackupReport {
+                state: BackupState::Done,
+                files,
+                bytes,
+                bytes_sent,
+                error: None,
+            }
         }
         Err(why) => {
             tracing::warn!(volume = %job.volume, backup_id = %job.backup_id, reason = %why, "backup failed");
-            BackupReport { state: BackupState::Failed, files: 0, bytes: 0, bytes_sent: progress.load(Ordering::Relaxed), error: Some(why) }
+            BackupReport {
+                state: BackupState::Failed,
+                files: 0,
+                bytes: 0,
+                bytes_sent: progress.load(Ordering::Relaxed),
+                error: Some(why),
+            }
         }
     };
     send_report(shared, job.backup_id, report).await;
 }
 
 fn staging_dir(shared: &Shared, backup_id: Uuid) -> PathBuf {
-    shared.config.data_dir.join("backup-staging").join(backup_id.to_string())
+    shared
+        .config
+        .data_dir
+        .join("backup-staging")
+        .join(backup_id.to_string())
 }
 
 /// Makes the backup: (files, bytes, bytes sent).
-async fn make(shared: &Arc<Shared>, job: &BackupJob, volume_dir: &Path, progress: &Arc<AtomicU64>) -> Result<(u64, u64, u64), String> {
+async fn make(
+    shared: &Arc<Shared>,
+    job: &BackupJob,
+    volume_dir: &Path,
+    progress: &Arc<AtomicU64>,
+) -> Result<(u64, u64, u64), String> {
     let key = BackupKey::from_base64(&job.key)?;
     if !volume_dir.is_dir() {
         return Err(format!("this worker holds no volume {:?}", job.volume));
@@ -283,42 +355,93 @@ async fn make(shared: &Arc<Shared>, job: &BackupJob, volume_dir: &Path, progress
     result
 }
 
-async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKey, volume_dir: &Path, progress: &Arc<AtomicU64>) -> Result<(u64, u64, u64), String> {
+async fn snapshot_and_send(
+    shared: &Arc<Shared>,
+    job: &BackupJob,
+    key: &BackupKey,
+    volume_dir: &Path,
+    progress: &Arc<AtomicU64>,
+) -> Result<(u64, u64, u64), String> {
     let staging = staging_dir(shared, job.backup_id);
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
     // The tree, with each SQLite database copied online first.
     let listed = {
         let dir = volume_dir.to_path_buf();
-        tokio::task::spawn_blocking(move || list(&dir)).await.map_err(|e| e.to_string())?.map_err(|e| format!("reading the volume: {e}"))?
+        tokio::task::spawn_blocking(move || list(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading the volume: {e}"))?
     };
     let mut files = vec![];
     for (rel, meta) in listed {
         let path = volume_dir.join(&rel);
         let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
         if meta.is_dir() {
-            files.push(FileToSend { entry: Entry { path: rel, kind: 'd', mode, size: 0, chunk: None, link: None }, from: path, snapshot: false });
+            files.push(FileToSend {
+                entry: Entry {
+                    path: rel,
+                    kind: 'd',
+                    mode,
+                    size: 0,
+                    chunk: None,
+                    link: None,
+                },
+                from: path,
+                snapshot: false,
+            });
         } else if meta.file_type().is_symlink() {
             let link = fs::read_link(&path).map_err(|e| e.to_string())?;
-            files.push(FileToSend { entry: Entry { path: rel, kind: 'l', mode, size: 0, chunk: None, link: Some(link) }, from: path, snapshot: false });
+            files.push(FileToSend {
+                entry: Entry {
+                    path: rel,
+                    kind: 'l',
+                    mode,
+                    size: 0,
+                    chunk: None,
+                    link: Some(link),
+                },
+                from: path,
+                snapshot: false,
+            });
         } else if meta.is_file() {
             let snapshot = is_sqlite(&path);
             let from = if snapshot {
                 let copy = staging.join(format!("{}.db", files.len()));
-                snapshot_database(&path, &copy).await.map_err(|e| format!("snapshot of {}: {e}", rel.display()))?;
+                snapshot_database(&path, &copy)
+                    .await
+                    .map_err(|e| format!("snapshot of {}: {e}", rel.display()))?;
                 copy
             } else {
                 path
             };
-            files.push(FileToSend { entry: Entry { path: rel, kind: 'f', mode, size: 0, chunk: None, link: None }, from, snapshot });
+            files.push(FileToSend {
+                entry: Entry {
+                    path: rel,
+                    kind: 'f',
+                    mode,
+                    size: 0,
+                    chunk: None,
+                    link: None,
+                },
+                from,
+                snapshot,
+            });
         }
     }
     // Name every file's content (from the cache where the file is unchanged).
-    let cache_path = shared.config.data_dir.join("backup-cache").join(format!("{}.json", job.volume));
+    let cache_path = shared
+        .config
+        .data_dir
+        .join("backup-cache")
+        .join(format!("{}.json", job.volume));
     let (files, cache) = {
         let key = key.clone();
         let cache_path = cache_path.clone();
-        tokio::task::spawn_blocking(move || name_contents(&key, files, &cache_path)).await.map_err(|e| e.to_string())?.map_err(|e| format!("reading files: {e}"))?
+        tokio::task::spawn_blocking(move || name_contents(&key, files, &cache_path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading files: {e}"))?
     };
     let store = shared.worker_agent(&job.store_url, job.grant.clone());
     // Ask the store which contents it lacks.
@@ -330,7 +453,9 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
         let answer = store
             .missing_backup_chunks()
             .volume(&job.volume)
-            .body(ChunkList { chunks: batch.to_vec() })
+            .body(ChunkList {
+                chunks: batch.to_vec(),
+            })
             .send()
             .await
             .map_err(|e| format!("asking the store: {}", SdkError::from(e)))?;
@@ -339,7 +464,9 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
     // Send what it lacks, each content once.
     let mut sent = 0u64;
     for f in &files {
-        let Some(chunk) = f.entry.chunk.as_ref().filter(|c| missing.remove(*c)) else { continue };
+        let Some(chunk) = f.entry.chunk.as_ref().filter(|c| missing.remove(*c)) else {
+            continue;
+        };
         let body = sealed_stream(key.clone(), chunk.clone(), f.entry.size, f.from.clone());
         store
             .put_backup_chunk()
@@ -364,13 +491,22 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
         .put_backup_chunk_list()
         .volume(&job.volume)
         .backup_id(job.backup_id)
-        .body(ChunkList { chunks: wanted.clone() })
+        .body(ChunkList {
+            chunks: wanted.clone(),
+        })
         .send()
         .await
         .map_err(|e| format!("sending the content list: {}", SdkError::from(e)))?;
     let plain = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     let mut sealed = Vec::with_capacity(plain.len() + HEADER + TAG * 4);
-    seal(key, &manifest_label(job.backup_id), plain.len() as u64, &plain[..], &mut sealed).map_err(|e| e.to_string())?;
+    seal(
+        key,
+        &manifest_label(job.backup_id),
+        plain.len() as u64,
+        &plain[..],
+        &mut sealed,
+    )
+    .map_err(|e| e.to_string())?;
     store
         .put_backup_manifest()
         .volume(&job.volume)
@@ -380,15 +516,29 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
         .await
         .map_err(|e| format!("sending the manifest: {}", SdkError::from(e)))?;
     // The store keeps the newest backups only; a failed prune is retried with the next backup.
-    match store.prune_backups().volume(&job.volume).body(BackupIds { keep: job.keep.clone() }).send().await {
+    match store
+        .prune_backups()
+        .volume(&job.volume)
+        .body(BackupIds {
+            keep: job.keep.clone(),
+        })
+        .send()
+        .await
+    {
         Ok(p) => {
             let p = p.into_inner();
             tracing::info!(volume = %job.volume, backups = p.backups, contents = p.contents, bytes = p.bytes, "older backups pruned from the store");
         }
-        Err(e) => tracing::warn!(volume = %job.volume, error = %SdkError::from(e), "pruning older backups failed"),
+        Err(e) => {
+            tracing::warn!(volume = %job.volume, error = %SdkError::from(e), "pruning older backups failed")
+        }
     }
     fs::create_dir_all(cache_path.parent().expect("a parent")).map_err(|e| e.to_string())?;
-    aerekos_common::secrets::write_secret_file(&cache_path, &serde_json::to_vec(&cache).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    aerekos_common::secrets::write_secret_file(
+        &cache_path,
+        &serde_json::to_vec(&cache).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     let count = files.iter().filter(|f| f.entry.kind == 'f').count() as u64;
     let bytes = files.iter().map(|f| f.entry.size).sum();
     Ok((count, bytes, sent))
@@ -398,7 +548,9 @@ async fn snapshot_and_send(shared: &Arc<Shared>, job: &BackupJob, key: &BackupKe
 /// copy includes what they hold).
 fn list(dir: &Path) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
     crate::volumes::walk(dir, |rel, name| {
-        let side = ["-wal", "-shm", "-journal"].iter().find_map(|s| name.strip_suffix(s));
+        let side = ["-wal", "-shm", "-journal"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s));
         side.is_some_and(|base| is_sqlite(&dir.join(rel).join(base)))
     })
 }
@@ -413,13 +565,23 @@ async fn snapshot_database(path: &Path, copy: &Path) -> Result<(), sqlx::Error> 
         .disable_statement_logging()
         .connect()
         .await?;
-    sqlx::query("VACUUM INTO ?").bind(copy.display().to_string()).execute(&mut conn).await?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(copy.display().to_string())
+        .execute(&mut conn)
+        .await?;
     sqlx::Connection::close(conn).await
 }
 
 /// Names each file's content, reading only files the cache does not vouch for.
-fn name_contents(key: &BackupKey, mut files: Vec<FileToSend>, cache_path: &Path) -> io::Result<(Vec<FileToSend>, HashMap<PathBuf, Seen>)> {
-    let old: HashMap<PathBuf, Seen> = fs::read(cache_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+fn name_contents(
+    key: &BackupKey,
+    mut files: Vec<FileToSend>,
+    cache_path: &Path,
+) -> io::Result<(Vec<FileToSend>, HashMap<PathBuf, Seen>)> {
+    let old: HashMap<PathBuf, Seen> = fs::read(cache_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut new = HashMap::new();
     for f in files.iter_mut().filter(|f| f.entry.kind == 'f') {
         let meta = fs::metadata(&f.from)?;
@@ -427,7 +589,9 @@ fn name_contents(key: &BackupKey, mut files: Vec<FileToSend>, cache_path: &Path)
         f.entry.size = size;
         // Database snapshots are new files every time; only the volume's own files are cached.
         let cacheable = !f.snapshot;
-        let known = old.get(&f.entry.path).filter(|s| cacheable && s.size == size && s.mtime_ns == mtime_ns && s.ino == ino);
+        let known = old
+            .get(&f.entry.path)
+            .filter(|s| cacheable && s.size == size && s.mtime_ns == mtime_ns && s.ino == ino);
         let chunk = match known {
             Some(s) => s.chunk.clone(),
             None => {
@@ -445,7 +609,15 @@ fn name_contents(key: &BackupKey, mut files: Vec<FileToSend>, cache_path: &Path)
             }
         };
         if cacheable {
-            new.insert(f.entry.path.clone(), Seen { size, mtime_ns, ino, chunk: chunk.clone() });
+            new.insert(
+                f.entry.path.clone(),
+                Seen {
+                    size,
+                    mtime_ns,
+                    ino,
+                    chunk: chunk.clone(),
+                },
+            );
         }
         f.entry.chunk = Some(chunk);
     }
@@ -453,11 +625,27 @@ fn name_contents(key: &BackupKey, mut files: Vec<FileToSend>, cache_path: &Path)
 }
 
 /// The sealed bytes of the file at `from`, as a stream.
-fn sealed_stream(key: BackupKey, chunk: String, size: u64, from: PathBuf) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+fn sealed_stream(
+    key: BackupKey,
+    chunk: String,
+    size: u64,
+    from: PathBuf,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let errors = tx.clone();
-        let result = fs::File::open(&from).and_then(|file| seal(&key, &chunk, size, file, Sender { tx, buf: Vec::with_capacity(SEGMENT + TAG) }));
+        let result = fs::File::open(&from).and_then(|file| {
+            seal(
+                &key,
+                &chunk,
+                size,
+                file,
+                Sender {
+                    tx,
+                    buf: Vec::with_capacity(SEGMENT + TAG),
+                },
+            )
+        });
         if let Err(e) = result {
             let _ = errors.blocking_send(Err(e));
         }
@@ -485,16 +673,28 @@ impl Write for Sender {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the store went away"))
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the store went away"))
     }
 }
 
 /// Reports to the conductor; false when it no longer expects this backup.
 async fn send_report(shared: &Shared, backup_id: Uuid, report: BackupReport) -> bool {
-    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return true };
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else {
+        return true;
+    };
     let conductor = shared.conductor(Some(identity.credential.clone()));
     for attempt in 1..=10 {
-        match conductor.report_backup().id(identity.worker_id).backup_id(backup_id).body(report.clone()).send().await.map_err(SdkError::from) {
+        match conductor
+            .report_backup()
+            .id(identity.worker_id)
+            .backup_id(backup_id)
+            .body(report.clone())
+            .send()
+            .await
+            .map_err(SdkError::from)
+        {
             Ok(_) => return true,
             Err(SdkError::Api { status: 404, .. }) => return false,
             Err(e) if attempt < 10 => {
@@ -511,27 +711,55 @@ async fn send_report(shared: &Shared, backup_id: Uuid, report: BackupReport) -> 
 // The backup store (a worker keeping other workers' backups)
 
 /// Checks that `grant` lets its holder `access` (`read` or `write`) this worker's backups of `volume`.
-pub(crate) fn check_store_grant(shared: &Shared, grant: &Claims, access: &str, volume: &str) -> ApiResult<PathBuf> {
-    let me = (*shared.registered.borrow()).ok_or_else(|| ApiError::unavailable("not_joined", "this worker has not joined yet"))?;
+pub(crate) fn check_store_grant(
+    shared: &Shared,
+    grant: &Claims,
+    access: &str,
+    volume: &str,
+) -> ApiResult<PathBuf> {
+    let me = (*shared.registered.borrow())
+        .ok_or_else(|| ApiError::unavailable("not_joined", "this worker has not joined yet"))?;
     let allowed: Vec<String> = match access {
         // Writing a backup also asks what the store has.
-        "read" => vec![aerekos_common::auth::backup_store_scope("read", &me.to_string(), volume), aerekos_common::auth::backup_store_scope("write", &me.to_string(), volume)],
-        _ => vec![aerekos_common::auth::backup_store_scope(access, &me.to_string(), volume)],
+        "read" => vec![
+            aerekos_common::auth::backup_store_scope("read", &me.to_string(), volume),
+            aerekos_common::auth::backup_store_scope("write", &me.to_string(), volume),
+        ],
+        _ => vec![aerekos_common::auth::backup_store_scope(
+            access,
+            &me.to_string(),
+            volume,
+        )],
     };
     if !grant.scope.as_ref().is_some_and(|s| allowed.contains(s)) {
-        return Err(ApiError::forbidden("grant_mismatch", format!("this grant does not allow {access} of volume {volume}'s backups here")));
+        return Err(ApiError::forbidden(
+            "grant_mismatch",
+            format!("this grant does not allow {access} of volume {volume}'s backups here"),
+        ));
     }
-    if volume.is_empty() || !Path::new(volume).components().all(|c| matches!(c, Component::Normal(_))) || volume.contains('/') {
+    if volume.is_empty()
+        || !Path::new(volume)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        || volume.contains('/')
+    {
         return Err(ApiError::bad_request("invalid_volume", "not a volume name"));
     }
     Ok(shared.config.data_dir.join("backups").join(volume))
 }
 
 fn valid_chunk(chunk: &str) -> ApiResult<()> {
-    if chunk.len() == 64 && chunk.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if chunk.len() == 64
+        && chunk
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         Ok(())
     } else {
-        Err(ApiError::bad_request("invalid_chunk", "a chunk name is 64 lowercase hex digits"))
+        Err(ApiError::bad_request(
+            "invalid_chunk",
+            "a chunk name is 64 lowercase hex digits",
+        ))
     }
 }
 
@@ -544,13 +772,18 @@ pub fn missing(store: &Path, chunks: Vec<String>) -> ApiResult<Vec<String>> {
     for c in &chunks {
         valid_chunk(c)?;
     }
-    Ok(chunks.into_iter().filter(|c| !chunk_path(store, c).exists()).collect())
+    Ok(chunks
+        .into_iter()
+        .filter(|c| !chunk_path(store, c).exists())
+        .collect())
 }
 
 /// Writes `body` to `path` whole or not at all (temporary name, fsync, rename, directory fsync).
 pub async fn store_file(path: PathBuf, body: poem::Body) -> ApiResult<()> {
     let dir = path.parent().expect("a parent").to_path_buf();
-    tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
     let tmp = dir.join(format!(".tmp-{}", Uuid::new_v4()));
     let result = async {
         let mut file = tokio::fs::File::create(&tmp).await?;
@@ -565,7 +798,10 @@ pub async fn store_file(path: PathBuf, body: poem::Body) -> ApiResult<()> {
     .await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(ApiError::bad_request("upload_failed", format!("the upload broke off: {e}")));
+        return Err(ApiError::bad_request(
+            "upload_failed",
+            format!("the upload broke off: {e}"),
+        ));
     }
     Ok(())
 }
@@ -589,7 +825,11 @@ pub async fn store_chunk_list(store: &Path, backup_id: Uuid, chunks: Vec<String>
         valid_chunk(c)?;
     }
     let json = serde_json::to_vec(&chunks).map_err(ApiError::internal)?;
-    store_file(chunk_list_file(store, backup_id), poem::Body::from_vec(json)).await
+    store_file(
+        chunk_list_file(store, backup_id),
+        poem::Body::from_vec(json),
+    )
+    .await
 }
 
 /// Deletes every backup in `store` but `keep`, then every content no kept backup uses (unless a
@@ -615,7 +855,9 @@ pub fn prune(store: &Path, keep: &[Uuid]) -> io::Result<(u64, u64, u64)> {
         used.extend(serde_json::from_slice::<Vec<String>>(&list).map_err(io::Error::other)?);
     }
     let (mut contents, mut bytes) = (0, 0);
-    let Ok(shards) = fs::read_dir(store.join("chunks")) else { return Ok((backups, 0, 0)) };
+    let Ok(shards) = fs::read_dir(store.join("chunks")) else {
+        return Ok((backups, 0, 0));
+    };
     for shard in shards.flatten() {
         for entry in fs::read_dir(shard.path())?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -633,7 +875,10 @@ pub fn prune(store: &Path, keep: &[Uuid]) -> io::Result<(u64, u64, u64)> {
 pub async fn read_file(path: &Path, what: &str) -> ApiResult<poem::Body> {
     match tokio::fs::File::open(path).await {
         Ok(file) => Ok(poem::Body::from_async_read(file)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ApiError::not_found("not_in_store", format!("this store holds no {what}"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ApiError::not_found(
+            "not_in_store",
+            format!("this store holds no {what}"),
+        )),
         Err(e) => Err(ApiError::internal(e)),
     }
 }
@@ -645,26 +890,54 @@ pub async fn read_file(path: &Path, what: &str) -> ApiResult<poem::Body> {
 /// checked against its content name, written and synced. Returns the bytes restored.
 /// Restores backup `backup_id` of `volume` from a backup store's directory on this machine (as
 /// `aerekos restore` unpacks a platform backup) into `dest` (created here).
-pub fn restore_from_store_dir(store: &Path, volume: &str, backup_id: Uuid, key: &BackupKey, dest: &Path) -> Result<u64, String> {
-    let sealed = fs::read(manifest_file(store, backup_id)).map_err(|e| format!("the manifest of backup {backup_id}: {e}"))?;
+pub fn restore_from_store_dir(
+    store: &Path,
+    volume: &str,
+    backup_id: Uuid,
+    key: &BackupKey,
+    dest: &Path,
+) -> Result<u64, String> {
+    let sealed = fs::read(manifest_file(store, backup_id))
+        .map_err(|e| format!("the manifest of backup {backup_id}: {e}"))?;
     let manifest = open_manifest(key, &sealed, volume, backup_id)?;
     let mut writer = RestoreWriter::new(dest)?;
     let progress = AtomicU64::new(0);
     for entry in &manifest.entries {
         if let Some(chunk) = writer.place(entry)? {
-            let file = fs::File::open(chunk_path(store, &chunk)).map_err(|e| format!("{}: {e}", entry.path.display()))?;
-            let size = restore_file(key, &chunk, io::BufReader::new(file), &dest.join(&entry.path), entry.mode, &progress)
+            let file = fs::File::open(chunk_path(store, &chunk))
                 .map_err(|e| format!("{}: {e}", entry.path.display()))?;
+            let size = restore_file(
+                key,
+                &chunk,
+                io::BufReader::new(file),
+                &dest.join(&entry.path),
+                entry.mode,
+                &progress,
+            )
+            .map_err(|e| format!("{}: {e}", entry.path.display()))?;
             writer.check_size(entry, size)?;
         }
     }
     writer.finish()
 }
 
-fn open_manifest(key: &BackupKey, sealed: &[u8], volume: &str, backup_id: Uuid) -> Result<Manifest, String> {
+fn open_manifest(
+    key: &BackupKey,
+    sealed: &[u8],
+    volume: &str,
+    backup_id: Uuid,
+) -> Result<Manifest, String> {
     let mut plain = vec![];
-    open(key, &manifest_label(backup_id), sealed, &mut plain, &AtomicU64::new(0)).map_err(|e| e.to_string())?;
-    let manifest: Manifest = serde_json::from_slice(&plain).map_err(|e| format!("the manifest: {e}"))?;
+    open(
+        key,
+        &manifest_label(backup_id),
+        sealed,
+        &mut plain,
+        &AtomicU64::new(0),
+    )
+    .map_err(|e| e.to_string())?;
+    let manifest: Manifest =
+        serde_json::from_slice(&plain).map_err(|e| format!("the manifest: {e}"))?;
     if manifest.volume != volume || manifest.backup_id != backup_id {
         return Err("the manifest is of another backup".into());
     }
@@ -681,13 +954,25 @@ struct RestoreWriter {
 impl RestoreWriter {
     fn new(dest: &Path) -> Result<Self, String> {
         fs::create_dir(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
-        Ok(Self { dest: dest.to_path_buf(), dirs: vec![dest.to_path_buf()], total: 0 })
+        Ok(Self {
+            dest: dest.to_path_buf(),
+            dirs: vec![dest.to_path_buf()],
+            total: 0,
+        })
     }
 
     /// Places a directory or link; for a file, the name of the content to write there.
     fn place(&mut self, entry: &Entry) -> Result<Option<String>, String> {
-        if entry.path.as_os_str().is_empty() || !entry.path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(format!("the manifest names a path outside the volume: {}", entry.path.display()));
+        if entry.path.as_os_str().is_empty()
+            || !entry
+                .path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(format!(
+                "the manifest names a path outside the volume: {}",
+                entry.path.display()
+            ));
         }
         let path = self.dest.join(&entry.path);
         match entry.kind {
@@ -697,17 +982,28 @@ impl RestoreWriter {
                 Ok(None)
             }
             'l' => {
-                std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(Path::new("")), &path).map_err(|e| e.to_string())?;
+                std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(Path::new("")), &path)
+                    .map_err(|e| e.to_string())?;
                 Ok(None)
             }
-            'f' => entry.chunk.clone().map(Some).ok_or_else(|| "a file without content in the manifest".to_owned()),
-            other => Err(format!("the manifest has an entry of unknown kind {other:?}")),
+            'f' => entry
+                .chunk
+                .clone()
+                .map(Some)
+                .ok_or_else(|| "a file without content in the manifest".to_owned()),
+            other => Err(format!(
+                "the manifest has an entry of unknown kind {other:?}"
+            )),
         }
     }
 
     fn check_size(&mut self, entry: &Entry, size: u64) -> Result<(), String> {
         if size != entry.size {
-            return Err(format!("{}: {size} bytes restored, the manifest says {}", entry.path.display(), entry.size));
+            return Err(format!(
+                "{}: {size} bytes restored, the manifest says {}",
+                entry.path.display(),
+                entry.size
+            ));
         }
         self.total += size;
         Ok(())
@@ -716,14 +1012,22 @@ impl RestoreWriter {
     /// Syncs every directory; the bytes restored.
     fn finish(self) -> Result<u64, String> {
         for dir in self.dirs.iter().rev() {
-            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
         }
         Ok(self.total)
     }
 }
 
 /// `store` is a client of the backup store `source` names, with its grant.
-pub async fn restore_into(store: &WorkerAgent, source: &BackupSource, volume: &str, dest: &Path, progress: &Arc<AtomicU64>) -> Result<u64, String> {
+pub async fn restore_into(
+    store: &WorkerAgent,
+    source: &BackupSource,
+    volume: &str,
+    dest: &Path,
+    progress: &Arc<AtomicU64>,
+) -> Result<u64, String> {
     let key = BackupKey::from_base64(&source.key)?;
     let sealed = store
         .get_backup_manifest()
@@ -736,7 +1040,9 @@ pub async fn restore_into(store: &WorkerAgent, source: &BackupSource, volume: &s
     let manifest = open_manifest(&key, &sealed, volume, source.backup_id)?;
     let mut writer = RestoreWriter::new(dest)?;
     for entry in &manifest.entries {
-        let Some(chunk) = writer.place(entry)? else { continue };
+        let Some(chunk) = writer.place(entry)? else {
+            continue;
+        };
         let response = store
             .get_backup_chunk()
             .volume(volume)
@@ -744,18 +1050,32 @@ pub async fn restore_into(store: &WorkerAgent, source: &BackupSource, volume: &s
             .send()
             .await
             .map_err(|e| format!("fetching {}: {}", entry.path.display(), SdkError::from(e)))?;
-        let (key, path, counter, mode) = (key.clone(), dest.join(&entry.path), progress.clone(), entry.mode);
+        let (key, path, counter, mode) = (
+            key.clone(),
+            dest.join(&entry.path),
+            progress.clone(),
+            entry.mode,
+        );
         let body = response.into_inner().into_inner();
-        let size = read_blocking(body, move |input| restore_file(&key, &chunk, input, &path, mode, &counter))
-            .await
-            .map_err(|e| format!("{}: {e}", entry.path.display()))?;
+        let size = read_blocking(body, move |input| {
+            restore_file(&key, &chunk, input, &path, mode, &counter)
+        })
+        .await
+        .map_err(|e| format!("{}: {e}", entry.path.display()))?;
         writer.check_size(entry, size)?;
     }
     writer.finish()
 }
 
 /// Opens one sealed file into `path`, checking its content name; synced before it returns.
-fn restore_file(key: &BackupKey, chunk: &str, input: impl Read, path: &Path, mode: u32, progress: &AtomicU64) -> io::Result<u64> {
+fn restore_file(
+    key: &BackupKey,
+    chunk: &str,
+    input: impl Read,
+    path: &Path,
+    mode: u32,
+    progress: &AtomicU64,
+) -> io::Result<u64> {
     use std::os::unix::fs::PermissionsExt as _;
     struct Hashing<W> {
         inner: W,
@@ -771,11 +1091,20 @@ fn restore_file(key: &BackupKey, chunk: &str, input: impl Read, path: &Path, mod
             self.inner.flush()
         }
     }
-    let file = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-    let mut out = Hashing { inner: io::BufWriter::with_capacity(SEGMENT, file), hasher: key.hasher() };
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let mut out = Hashing {
+        inner: io::BufWriter::with_capacity(SEGMENT, file),
+        hasher: key.hasher(),
+    };
     let size = open(key, chunk, input, &mut out, progress)?;
     if hex(&out.hasher.finalize_reset()) != chunk {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "its content does not match its name"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "its content does not match its name",
+        ));
     }
     let file = out.inner.into_inner().map_err(|e| e.into_error())?;
     file.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -783,7 +1112,9 @@ fn restore_file(key: &BackupKey, chunk: &str, input: impl Read, path: &Path, mod
     Ok(size)
 }
 
-async fn collect(mut body: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin) -> Result<Vec<u8>, String> {
+async fn collect(
+    mut body: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin,
+) -> Result<Vec<u8>, String> {
     let mut out = vec![];
     while let Some(piece) = body.next().await {
         out.extend_from_slice(&piece.map_err(|e| e.to_string())?);
@@ -801,7 +1132,14 @@ mod tests {
 
     #[test]
     fn sealed_objects_open_only_unaltered_and_under_their_name() {
-        for len in [0usize, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 3 * SEGMENT + 17] {
+        for len in [
+            0usize,
+            1,
+            SEGMENT - 1,
+            SEGMENT,
+            SEGMENT + 1,
+            3 * SEGMENT + 17,
+        ] {
             let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             let mut sealed = vec![];
             seal(&key(), "a", len as u64, &plain[..], &mut sealed).unwrap();
@@ -814,8 +1152,26 @@ mod tests {
             let at = flipped.len() - 1;
             flipped[at] ^= 1;
             assert!(open(&key(), "a", &flipped[..], &mut vec![], &AtomicU64::new(0)).is_err());
-            assert!(open(&key(), "a", &sealed[..sealed.len() - 1], &mut vec![], &AtomicU64::new(0)).is_err());
-            assert!(open(&BackupKey([8u8; 32]), "a", &sealed[..], &mut vec![], &AtomicU64::new(0)).is_err());
+            assert!(
+                open(
+                    &key(),
+                    "a",
+                    &sealed[..sealed.len() - 1],
+                    &mut vec![],
+                    &AtomicU64::new(0)
+                )
+                .is_err()
+            );
+            assert!(
+                open(
+                    &BackupKey([8u8; 32]),
+                    "a",
+                    &sealed[..],
+                    &mut vec![],
+                    &AtomicU64::new(0)
+                )
+                .is_err()
+            );
         }
     }
 }

@@ -78,10 +78,18 @@ pub struct WorkerConfig {
 pub struct ConfigError(pub String);
 
 impl WorkerConfig {
-    pub fn new(conductor_url: impl Into<String>, registration_token: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        conductor_url: impl Into<String>,
+        registration_token: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
         let conductor_url: String = conductor_url.into();
         // Loopback for a plain-HTTP conductor (see `check_plain_http`).
-        let api_host = if plain_conductor(&conductor_url) { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+        let api_host = if plain_conductor(&conductor_url) {
+            [127, 0, 0, 1]
+        } else {
+            [0, 0, 0, 0]
+        };
         Self {
             cors_allowed_origins: aerekos_common::server::origins_of(&conductor_url),
             conductor_url,
@@ -106,10 +114,17 @@ impl WorkerConfig {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let url = match (get("CONDUCTOR_URL"), get("CONDUCTOR_IP")) {
             (Some(url), _) => url,
-            (None, Some(ip)) => format!("http://{ip}:{}", get("CONDUCTOR_PORT").unwrap_or_else(|| "8080".into())),
+            (None, Some(ip)) => format!(
+                "http://{ip}:{}",
+                get("CONDUCTOR_PORT").unwrap_or_else(|| "8080".into())
+            ),
             (None, None) => "http://127.0.0.1:8080".into(),
         };
-        let mut c = Self::new(url, get("CONDUCTOR_TOKEN").unwrap_or_default(), get("DATA_DIR").unwrap_or_else(|| "./data/worker".into()));
+        let mut c = Self::new(
+            url,
+            get("CONDUCTOR_TOKEN").unwrap_or_default(),
+            get("DATA_DIR").unwrap_or_else(|| "./data/worker".into()),
+        );
         if let Some(v) = get("HEARTBEAT_INTERVAL") {
             // Seconds, or a duration as the conductor reads it (`aerekos up` reads both from one
             // environment): `10`, `10s`, `1m`.
@@ -125,14 +140,21 @@ impl WorkerConfig {
             c.labels = parse_labels(&v)?;
         }
         if let Some(v) = get("WORKER_IP") {
-            c.advertise_ip = AdvertiseIp::Fixed(v.parse().map_err(|_| ConfigError(format!("WORKER_IP={v:?} is not an IP address")))?);
+            c.advertise_ip = AdvertiseIp::Fixed(
+                v.parse()
+                    .map_err(|_| ConfigError(format!("WORKER_IP={v:?} is not an IP address")))?,
+            );
         }
         c.docker = get("WORKER_DOCKER").is_none_or(|v| v != "off");
         if let Some(v) = get("AEREKOS_EXECUTABLE") {
             c.platform_executable = Some(v.into());
         }
         if let Some(v) = get("WORKER_TRANSFER_RATE") {
-            let rate: u64 = v.parse().map_err(|_| ConfigError(format!("WORKER_TRANSFER_RATE={v:?} is not a number of bytes per second")))?;
+            let rate: u64 = v.parse().map_err(|_| {
+                ConfigError(format!(
+                    "WORKER_TRANSFER_RATE={v:?} is not a number of bytes per second"
+                ))
+            })?;
             c.transfer_rate = (rate > 0).then_some(rate);
         }
         c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
@@ -146,7 +168,9 @@ impl WorkerConfig {
     /// `AEREKOS_ALLOW_PLAIN_HTTP` and `WORKER_API_HOST`/`WORKER_API_PORT` from `get`, for this
     /// config's conductor (`aerekos up` calls it on a config it built for its own conductor).
     pub fn listen_from(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        self.allow_plain_http = aerekos_common::tls::plain_http_allowed(get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref());
+        self.allow_plain_http = aerekos_common::tls::plain_http_allowed(
+            get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref(),
+        );
         self.api_bind = api_bind_from(get, self.serves_plain_http(), self.allow_plain_http)?;
         Ok(())
     }
@@ -161,17 +185,29 @@ fn plain_conductor(conductor_url: &str) -> bool {
 /// `WORKER_API_HOST`:`WORKER_API_PORT` as read from `get`, for a worker that serves plain HTTP
 /// (`plain`, its conductor being plain) or TLS. Its default host is every interface, but loopback
 /// for a plain worker without the opt-out (`aerekos up` on a laptop).
-fn api_bind_from(get: impl Fn(&str) -> Option<String>, plain: bool, allow_plain_http: bool) -> Result<Option<SocketAddr>, ConfigError> {
+fn api_bind_from(
+    get: impl Fn(&str) -> Option<String>,
+    plain: bool,
+    allow_plain_http: bool,
+) -> Result<Option<SocketAddr>, ConfigError> {
     let port = get("WORKER_API_PORT");
     if port.as_deref() == Some("off") {
         return Ok(None);
     }
-    let default_host = if plain && !allow_plain_http { "127.0.0.1" } else { "0.0.0.0" };
+    let default_host = if plain && !allow_plain_http {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
     let host = get("WORKER_API_HOST").unwrap_or_else(|| default_host.into());
     let port = port.unwrap_or_else(|| "8201".into());
     aerekos_common::server::socket_addr(&host, &port)
         .map(Some)
-        .ok_or_else(|| ConfigError(format!("WORKER_API_HOST/PORT {host}:{port} is not an address")))
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "WORKER_API_HOST/PORT {host}:{port} is not an address"
+            ))
+        })
 }
 
 impl WorkerConfig {
@@ -218,7 +254,11 @@ impl WorkerConfig {
     /// Where the instances listen (their `AEREKOS_INSTANCE_HOST`): every interface, but loopback
     /// for a plain worker without the opt-out, as its API.
     pub fn instance_host(&self) -> IpAddr {
-        if self.loopback_only() { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0, 0, 0, 0]) }
+        if self.loopback_only() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        }
     }
 }
 
@@ -226,7 +266,9 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, ConfigError>
     text.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
-            let (k, v) = pair.split_once('=').ok_or_else(|| ConfigError(format!("WORKER_LABELS: {pair:?} is not key=value")))?;
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("WORKER_LABELS: {pair:?} is not key=value")))?;
             Ok((k.trim().to_owned(), v.trim().to_owned()))
         })
         .collect()
@@ -251,31 +293,81 @@ mod tests {
         // aerekos up on a laptop: loopback conductor, loopback API and instances.
         let laptop = config("http://127.0.0.1:8080", None, false);
         assert!(laptop.check_plain_http().is_ok());
-        assert!(laptop.api_bind.unwrap().ip().is_loopback() && laptop.instance_host().is_loopback());
+        assert!(
+            laptop.api_bind.unwrap().ip().is_loopback() && laptop.instance_host().is_loopback()
+        );
         // A reachable API of a plain worker is refused, naming the ways out.
-        let err = config("http://127.0.0.1:8080", Some("0.0.0.0:8201"), false).check_plain_http().unwrap_err().0;
-        assert!(err.contains("WORKER_API_HOST") && err.contains("AEREKOS_ALLOW_PLAIN_HTTP"), "{err}");
+        let err = config("http://127.0.0.1:8080", Some("0.0.0.0:8201"), false)
+            .check_plain_http()
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("WORKER_API_HOST") && err.contains("AEREKOS_ALLOW_PLAIN_HTTP"),
+            "{err}"
+        );
         // So is a plain conductor on another machine: nothing it could reach would listen.
-        let err = config("http://192.0.2.10:8080", Some("127.0.0.1:8201"), false).check_plain_http().unwrap_err().0;
-        assert!(err.contains("another machine") && err.contains("AEREKOS_ALLOW_PLAIN_HTTP"), "{err}");
-        assert!(config("http://192.0.2.10:8080", None, false).check_plain_http().is_err(), "the default API host too");
+        let err = config("http://192.0.2.10:8080", Some("127.0.0.1:8201"), false)
+            .check_plain_http()
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("another machine") && err.contains("AEREKOS_ALLOW_PLAIN_HTTP"),
+            "{err}"
+        );
+        assert!(
+            config("http://192.0.2.10:8080", None, false)
+                .check_plain_http()
+                .is_err(),
+            "the default API host too"
+        );
         // With the opt-out both start, listening everywhere.
-        for c in [config("http://127.0.0.1:8080", Some("0.0.0.0:8201"), true), config("http://192.0.2.10:8080", Some("0.0.0.0:8201"), true)] {
+        for c in [
+            config("http://127.0.0.1:8080", Some("0.0.0.0:8201"), true),
+            config("http://192.0.2.10:8080", Some("0.0.0.0:8201"), true),
+        ] {
             assert!(c.check_plain_http().is_ok());
             assert!(c.instance_host().is_unspecified());
         }
         // A TLS conductor: every interface, nothing to opt out of.
         let tls = config("https://192.0.2.10:8080", None, false);
-        assert!(tls.check_plain_http().is_ok() && tls.api_bind.unwrap().ip().is_unspecified() && tls.instance_host().is_unspecified());
+        assert!(
+            tls.check_plain_http().is_ok()
+                && tls.api_bind.unwrap().ip().is_unspecified()
+                && tls.instance_host().is_unspecified()
+        );
     }
 
     #[test]
     fn the_api_address_takes_ipv6_and_off() {
-        let get = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
-        assert_eq!(api_bind_from(get(&[("WORKER_API_HOST", "::1"), ("WORKER_API_PORT", "9")]), true, false).unwrap(), Some("[::1]:9".parse().unwrap()));
-        assert_eq!(api_bind_from(get(&[("WORKER_API_PORT", "off")]), true, false).unwrap(), None);
-        assert_eq!(api_bind_from(get(&[]), true, false).unwrap(), Some("127.0.0.1:8201".parse().unwrap()));
-        assert_eq!(api_bind_from(get(&[]), false, false).unwrap(), Some("0.0.0.0:8201".parse().unwrap()));
+        let get = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            api_bind_from(
+                get(&[("WORKER_API_HOST", "::1"), ("WORKER_API_PORT", "9")]),
+                true,
+                false
+            )
+            .unwrap(),
+            Some("[::1]:9".parse().unwrap())
+        );
+        assert_eq!(
+            api_bind_from(get(&[("WORKER_API_PORT", "off")]), true, false).unwrap(),
+            None
+        );
+        assert_eq!(
+            api_bind_from(get(&[]), true, false).unwrap(),
+            Some("127.0.0.1:8201".parse().unwrap())
+        );
+        assert_eq!(
+            api_bind_from(get(&[]), false, false).unwrap(),
+            Some("0.0.0.0:8201".parse().unwrap())
+        );
         assert!(api_bind_from(get(&[("WORKER_API_HOST", "not an address")]), true, false).is_err());
     }
 }

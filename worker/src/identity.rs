@@ -16,13 +16,17 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("worker_id", &self.worker_id).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
     }
 }
 
 pub fn load(data_dir: &Path) -> io::Result<Option<Identity>> {
     match std::fs::read(data_dir.join(FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

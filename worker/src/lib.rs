@@ -10,12 +10,12 @@ mod agent;
 mod api;
 pub mod backup;
 pub mod config;
-mod trust;
 pub mod driver;
 mod identity;
 mod reconcile;
-mod secrets;
 mod resources;
+mod secrets;
+mod trust;
 mod volumes;
 
 use std::{
@@ -72,13 +72,19 @@ impl Shared {
     /// A client of the conductor, believing what this worker trusts; `token` is the worker's
     /// credential where one is needed.
     pub(crate) fn conductor(&self, token: Option<String>) -> aerekos_sdk::Conductor {
-        let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| aerekos_sdk::Transport::new().with_token(t));
+        let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| {
+            aerekos_sdk::Transport::new().with_token(t)
+        });
         aerekos_sdk::Conductor::with_trust(&self.config.conductor_url, transport, &self.trust)
     }
 
     /// A secrets_manager client through the conductor's gateway, carrying `token`.
     pub(crate) fn secrets_manager(&self, token: String) -> aerekos_sdk::SecretsManager {
-        aerekos_sdk::SecretsManager::with_trust(&self.config.conductor_url, aerekos_sdk::Transport::new().with_token(token), &self.trust)
+        aerekos_sdk::SecretsManager::with_trust(
+            &self.config.conductor_url,
+            aerekos_sdk::Transport::new().with_token(token),
+            &self.trust,
+        )
     }
 
     fn advertise_ip(&self) -> IpAddr {
@@ -86,21 +92,34 @@ impl Shared {
             AdvertiseIp::Fixed(ip) => Some(*ip),
             AdvertiseIp::Dynamic(source) => source(),
             // The address on the route to the conductor: what it, and so the other workers, reach.
-            AdvertiseIp::Auto => {
-                aerekos_common::net::resolve_url_host(&self.config.conductor_url).first().and_then(|a| aerekos_common::net::outward_address(*a))
-            }
+            AdvertiseIp::Auto => aerekos_common::net::resolve_url_host(&self.config.conductor_url)
+                .first()
+                .and_then(|a| aerekos_common::net::outward_address(*a)),
         };
         detected.unwrap_or(IpAddr::from([127, 0, 0, 1]))
     }
 
     fn api_url(&self) -> Option<String> {
-        let scheme = if self.certs.is_some() { "https" } else { "http" };
-        self.api_port.map(|port| format!("{scheme}://{}", std::net::SocketAddr::new(self.advertise_ip(), port)))
+        let scheme = if self.certs.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.api_port.map(|port| {
+            format!(
+                "{scheme}://{}",
+                std::net::SocketAddr::new(self.advertise_ip(), port)
+            )
+        })
     }
 
     /// A client of another worker's API (volume exports, backup stores), believing this worker's CA.
     pub(crate) fn worker_agent(&self, url: &str, grant: String) -> aerekos_sdk::WorkerAgent {
-        aerekos_sdk::WorkerAgent::with_trust(url, aerekos_sdk::Transport::new().with_token(grant), &self.trust)
+        aerekos_sdk::WorkerAgent::with_trust(
+            url,
+            aerekos_sdk::Transport::new().with_token(grant),
+            &self.trust,
+        )
     }
 
     fn desired(&self) -> Option<Vec<Instance>> {
@@ -111,7 +130,9 @@ impl Shared {
     fn set_desired(&self, version: u64, instances: Vec<Instance>) {
         *self.assignments_version.lock().expect("version lock") = version;
         let mut desired = self.desired.lock().expect("desired lock");
-        let changed = desired.as_ref().is_none_or(|d| serde_json::to_string(d).ok() != serde_json::to_string(&instances).ok());
+        let changed = desired.as_ref().is_none_or(|d| {
+            serde_json::to_string(d).ok() != serde_json::to_string(&instances).ok()
+        });
         if changed {
             // Certificates of instances no longer assigned here go with them.
             if let Some(certs) = &self.certs {
@@ -119,7 +140,10 @@ impl Shared {
             }
             match serde_json::to_vec(&instances) {
                 Ok(bytes) => {
-                    if let Err(e) = aerekos_common::secrets::write_secret_file(&self.config.data_dir.join(ASSIGNMENTS_FILE), &bytes) {
+                    if let Err(e) = aerekos_common::secrets::write_secret_file(
+                        &self.config.data_dir.join(ASSIGNMENTS_FILE),
+                        &bytes,
+                    ) {
                         tracing::error!(error = %e, "could not save the assignments");
                     }
                 }
@@ -135,7 +159,11 @@ impl Shared {
 
     /// Takes an answer of the conductor's: the instances to run and the volume work.
     fn take_assignments(&self, assigned: Assignments) {
-        let work = VolumeWork { transfers: assigned.volume_transfers, releases: assigned.release_volumes, backups: assigned.backup_jobs };
+        let work = VolumeWork {
+            transfers: assigned.volume_transfers,
+            releases: assigned.release_volumes,
+            backups: assigned.backup_jobs,
+        };
         let mut current = self.volume_work.lock().expect("volume work lock");
         if *current != work {
             *current = work;
@@ -207,7 +235,11 @@ impl WorkerHandle {
     }
 
     /// The last `max_bytes` of an instance's output.
-    pub async fn logs(&self, instance: Uuid, max_bytes: usize) -> Result<String, driver::DriverError> {
+    pub async fn logs(
+        &self,
+        instance: Uuid,
+        max_bytes: usize,
+    ) -> Result<String, driver::DriverError> {
         self.shared.driver.logs(instance, max_bytes).await
     }
 
@@ -243,7 +275,11 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     }
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let (trust, ca_pem) = trust::resolve(&config).await?;
-    let certs = if config.serves_plain_http() { None } else { Some(trust::Certificates::open(&config.data_dir)?) };
+    let certs = if config.serves_plain_http() {
+        None
+    } else {
+        Some(trust::Certificates::open(&config.data_dir)?)
+    };
     let platform = driver::Platform {
         ca_pem,
         conductor_url: config.conductor_url.clone(),
@@ -257,10 +293,16 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
                 // Services run from an image built here, from the aerekos executable (when it is static).
                 match &config.platform_executable {
                     Some(exe) => match d.ensure_service_image(exe).await {
-                        Ok(tag) => tracing::info!(image = %tag, "the aerekos service image is ready"),
-                        Err(why) => tracing::info!(%why, "no aerekos service image: services will not run in containers here"),
+                        Ok(tag) => {
+                            tracing::info!(image = %tag, "the aerekos service image is ready")
+                        }
+                        Err(why) => {
+                            tracing::info!(%why, "no aerekos service image: services will not run in containers here")
+                        }
                     },
-                    None => tracing::info!("cannot find the aerekos executable to build the service image"),
+                    None => tracing::info!(
+                        "cannot find the aerekos executable to build the service image"
+                    ),
                 }
                 Some(d.with_platform(platform.clone()))
             }
@@ -272,7 +314,10 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     } else {
         None
     };
-    let driver: Arc<dyn Driver> = Arc::new(Runtimes::new(ProcessDriver::new(&config.data_dir, platform)?, docker));
+    let driver: Arc<dyn Driver> = Arc::new(Runtimes::new(
+        ProcessDriver::new(&config.data_dir, platform)?,
+        docker,
+    ));
     let identity = identity::load(&config.data_dir)?;
     if let Some(id) = &identity {
         tracing::info!(worker_id = %id.worker_id, "worker identity loaded");
@@ -287,7 +332,11 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
         None => None,
     };
-    let api_port = listener.as_ref().map(|l| l.local_addr()).transpose()?.map(|a| a.port());
+    let api_port = listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?
+        .map(|a| a.port());
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
         interval: Mutex::new(config.heartbeat_interval),
@@ -318,16 +367,26 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
             let edge = Edge::new(metrics, 64 * 1024)
                 .quiet(&["health", "metrics"])
                 .throttle(&shared.config.throttle)
-                .body_limit_exempt(Arc::new(|path: &str| path.starts_with("/api/worker/backups/")));
-            let app = aerekos_common::server::api_routes(api::service(), &api::limits(), shared.clone())
-                .with(edge)
-                // The dashboard, served by the conductor (another origin), reads the instances and
-                // their output here with a user's bearer token; other origins are refused.
-                .with(aerekos_common::server::cors_allow_list(shared.config.cors_allowed_origins.clone()));
+                .body_limit_exempt(Arc::new(|path: &str| {
+                    path.starts_with("/api/worker/backups/")
+                }));
+            let app =
+                aerekos_common::server::api_routes(api::service(), &api::limits(), shared.clone())
+                    .with(edge)
+                    // The dashboard, served by the conductor (another origin), reads the instances and
+                    // their output here with a user's bearer token; other origins are refused.
+                    .with(aerekos_common::server::cors_allow_list(
+                        shared.config.cors_allowed_origins.clone(),
+                    ));
             // Over TLS the API presents the certificate the conductor issues at each join (until
             // the first, handshakes fail: nothing can be served before the worker is known).
             let tls = match &shared.certs {
-                Some(certs) => Some(certs.api.server_config().map_err(|e| StartError::Trust(e.to_string()))?),
+                Some(certs) => Some(
+                    certs
+                        .api
+                        .server_config()
+                        .map_err(|e| StartError::Trust(e.to_string()))?,
+                ),
                 None => None,
             };
             Some(aerekos_common::server::serve_tls(addr, app, tls).await?)
@@ -341,7 +400,12 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         tokio::spawn(volumes::run(shared.clone(), stopped.clone())),
         tokio::spawn(reconcile::run(shared.clone(), stopped)),
     ];
-    Ok(WorkerHandle { shared, stop, tasks, api })
+    Ok(WorkerHandle {
+        shared,
+        stop,
+        tasks,
+        api,
+    })
 }
 
 /// The worker API's spec (what `cargo xtask openapi` writes to `openapi/worker.json`).

@@ -51,12 +51,19 @@ struct Tracked {
 
 /// Whether the instance's process or container is up (whatever its health).
 fn is_up(state: InstanceState) -> bool {
-    matches!(state, InstanceState::Starting | InstanceState::Running | InstanceState::Unhealthy)
+    matches!(
+        state,
+        InstanceState::Starting | InstanceState::Running | InstanceState::Unhealthy
+    )
 }
 
 /// The state of an instance that just came up: `starting` until its health path answers.
 fn up_state(spec: &aerekos_sdk::conductor::types::InstanceSpec) -> InstanceState {
-    if spec.health_path.is_some() && !spec.ports.is_empty() { InstanceState::Starting } else { InstanceState::Running }
+    if spec.health_path.is_some() && !spec.ports.is_empty() {
+        InstanceState::Starting
+    } else {
+        InstanceState::Running
+    }
 }
 
 impl Tracked {
@@ -89,7 +96,11 @@ impl Tracked {
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let conductor = shared.conductor(None);
     // Health checks of instances serving HTTPS believe the cluster CA (their certificates name 127.0.0.1).
-    let http = shared.trust.apply(reqwest::Client::builder().timeout(PROBE_EVERY)).build().expect("an HTTP client");
+    let http = shared
+        .trust
+        .apply(reqwest::Client::builder().timeout(PROBE_EVERY))
+        .build()
+        .expect("an HTTP client");
     let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
     let stopping: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     loop {
@@ -112,12 +123,17 @@ async fn tick(
     stopping: &Arc<Mutex<HashSet<Uuid>>>,
 ) {
     // Until the conductor (or the last saved copy) has said what should run, nothing is touched.
-    let Some(desired) = shared.desired() else { return };
+    let Some(desired) = shared.desired() else {
+        return;
+    };
     let driver = &shared.driver;
 
     // Stop what is no longer assigned (or assigned as stopped).
-    let wanted: HashMap<Uuid, &Instance> =
-        desired.iter().filter(|i| i.desired_state == DesiredState::Running).map(|i| (i.id, i)).collect();
+    let wanted: HashMap<Uuid, &Instance> = desired
+        .iter()
+        .filter(|i| i.desired_state == DesiredState::Running)
+        .map(|i| (i.id, i))
+        .collect();
     // Stops run in the background: a container's grace period must not hold up starting others.
     for id in driver.instances().await {
         if !wanted.contains_key(&id) && stopping.lock().expect("stopping lock").insert(id) {
@@ -132,7 +148,10 @@ async fn tick(
         }
     }
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
-    for inst in desired.iter().filter(|i| i.desired_state == DesiredState::Stopped) {
+    for inst in desired
+        .iter()
+        .filter(|i| i.desired_state == DesiredState::Stopped)
+    {
         let t = tracked.entry(inst.id).or_insert_with(Tracked::new);
         t.state = InstanceState::Stopped;
         t.address = None;
@@ -170,9 +189,14 @@ async fn tick(
                     t.address = None;
                     t.not_before = Instant::now() + t.backoff.next_delay();
                 }
-                let volume_free = inst.spec.volume.as_deref().is_none_or(|v| crate::volumes::ready_to_start_on(shared, v));
+                let volume_free = inst
+                    .spec
+                    .volume
+                    .as_deref()
+                    .is_none_or(|v| crate::volumes::ready_to_start_on(shared, v));
                 if Instant::now() >= t.not_before && volume_free {
-                    let restarting = matches!(t.state, InstanceState::Exited | InstanceState::Failed);
+                    let restarting =
+                        matches!(t.state, InstanceState::Exited | InstanceState::Failed);
                     let spec = match prepared(shared, conductor, inst).await {
                         Ok(spec) => spec,
                         Err(why) => {
@@ -220,15 +244,23 @@ async fn tick(
             }
         }
         // A long healthy run forgives earlier crashes.
-        if t.state == InstanceState::Running && Instant::now() > t.not_before + Duration::from_secs(60) {
+        if t.state == InstanceState::Running
+            && Instant::now() > t.not_before + Duration::from_secs(60)
+        {
             t.backoff.reset();
         }
     }
 }
 
 /// Probes the health path of every instance that is up and due, all at once.
-async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut HashMap<Uuid, Tracked>) {
-    let Some(desired) = shared.desired() else { return };
+async fn probe_health(
+    shared: &Shared,
+    http: &reqwest::Client,
+    tracked: &mut HashMap<Uuid, Tracked>,
+) {
+    let Some(desired) = shared.desired() else {
+        return;
+    };
     let now = Instant::now();
     let due: Vec<(Uuid, String)> = desired
         .iter()
@@ -236,23 +268,34 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
             let t = tracked.get(&inst.id)?;
             let (path, port) = (inst.spec.health_path.as_ref()?, inst.spec.ports.first()?);
             let scheme = if inst.spec.tls { "https" } else { "http" };
-            (is_up(t.state) && now >= t.next_probe).then(|| (inst.id, format!("{scheme}://127.0.0.1:{port}{path}")))
+            (is_up(t.state) && now >= t.next_probe)
+                .then(|| (inst.id, format!("{scheme}://127.0.0.1:{port}{path}")))
         })
         .collect();
     let probes = due.into_iter().map(|(id, url)| async move {
         let outcome = match http.get(&url).send().await {
             Ok(resp) if resp.status().is_success() => Ok(()),
             Ok(resp) => Err(format!("GET {url} answered {}", resp.status().as_u16())),
-            Err(e) if e.is_timeout() => Err(format!("GET {url} did not answer within {}s", PROBE_EVERY.as_secs())),
+            Err(e) if e.is_timeout() => Err(format!(
+                "GET {url} did not answer within {}s",
+                PROBE_EVERY.as_secs()
+            )),
             Err(_) => Err(format!("GET {url} could not connect")),
         };
         (id, outcome)
     });
     let mut to_restart = vec![];
     for (id, outcome) in futures_util::future::join_all(probes).await {
-        let Some(t) = tracked.get_mut(&id) else { continue };
+        let Some(t) = tracked.get_mut(&id) else {
+            continue;
+        };
         // A starting instance is probed at every tick, so it serves as soon as it answers.
-        t.next_probe = Instant::now() + if outcome.is_err() && t.state == InstanceState::Starting { TICK } else { PROBE_EVERY };
+        t.next_probe = Instant::now()
+            + if outcome.is_err() && t.state == InstanceState::Starting {
+                TICK
+            } else {
+                PROBE_EVERY
+            };
         match outcome {
             Ok(()) => {
                 t.probe_failures = 0;
@@ -270,7 +313,10 @@ async fn probe_health(shared: &Shared, http: &reqwest::Client, tracked: &mut Has
                 }
                 if t.state == InstanceState::Unhealthy && t.probe_failures >= RESTART_AFTER {
                     to_restart.push(id);
-                    t.reason = Some(format!("restarted after {} failed health checks: {why}", t.probe_failures));
+                    t.reason = Some(format!(
+                        "restarted after {} failed health checks: {why}",
+                        t.probe_failures
+                    ));
                 } else if t.state != InstanceState::Running {
                     t.reason = Some(why);
                 }
@@ -303,19 +349,30 @@ const SERVICE_TOKEN_ENV: &str = "AEREKOS_SERVICE_TOKEN";
 /// key_manager); without one (the conductor is away) it starts anyway, and what needs the token
 /// says so. An instance naming secrets gets their values in its environment, read at each start;
 /// until they can be read it does not start (Err with the reason). Err(None): not yet, silently.
-async fn prepared(shared: &Shared, conductor: &Conductor, inst: &Instance) -> Result<aerekos_sdk::conductor::types::InstanceSpec, Option<String>> {
+async fn prepared(
+    shared: &Shared,
+    conductor: &Conductor,
+    inst: &Instance,
+) -> Result<aerekos_sdk::conductor::types::InstanceSpec, Option<String>> {
     let mut spec = inst.spec.clone();
-    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return Ok(spec) };
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else {
+        return Ok(spec);
+    };
     conductor.set_token(Some(identity.credential.clone()));
     if spec.tls {
         let Some(certs) = &shared.certs else {
             tracing::warn!(instance_id = %inst.id, "the instance is to serve TLS but this worker's conductor is not https; not starting it");
             return Err(None);
         };
-        match certs.for_instance(conductor, identity.worker_id, inst.id).await {
+        match certs
+            .for_instance(conductor, identity.worker_id, inst.id)
+            .await
+        {
             Ok((chain, key)) => {
-                spec.env.insert(aerekos_common::tls::CERT_PEM_ENV.to_owned(), chain);
-                spec.env.insert(aerekos_common::tls::KEY_PEM_ENV.to_owned(), key);
+                spec.env
+                    .insert(aerekos_common::tls::CERT_PEM_ENV.to_owned(), chain);
+                spec.env
+                    .insert(aerekos_common::tls::KEY_PEM_ENV.to_owned(), key);
             }
             Err(e) => {
                 tracing::warn!(instance_id = %inst.id, error = %e, "no certificate for the instance yet; it starts once there is one");
@@ -324,24 +381,43 @@ async fn prepared(shared: &Shared, conductor: &Conductor, inst: &Instance) -> Re
         }
     }
     if !spec.secret_env.is_empty() {
-        let values = crate::secrets::read_for_start(shared, conductor, identity.worker_id, inst.id, &spec.secret_env).await.map_err(Some)?;
+        let values = crate::secrets::read_for_start(
+            shared,
+            conductor,
+            identity.worker_id,
+            inst.id,
+            &spec.secret_env,
+        )
+        .await
+        .map_err(Some)?;
         spec.env.extend(values);
     }
     if inst.service.is_none() || spec.env.contains_key(SERVICE_TOKEN_ENV) {
         return Ok(spec);
     }
-    match conductor.issue_instance_service_token().id(identity.worker_id).instance_id(inst.id).send().await {
+    match conductor
+        .issue_instance_service_token()
+        .id(identity.worker_id)
+        .instance_id(inst.id)
+        .send()
+        .await
+    {
         Ok(token) => {
-            spec.env.insert(SERVICE_TOKEN_ENV.to_owned(), token.into_inner().token);
+            spec.env
+                .insert(SERVICE_TOKEN_ENV.to_owned(), token.into_inner().token);
         }
-        Err(e) => tracing::info!(instance_id = %inst.id, error = %SdkError::from(e), "starting the instance without a service token"),
+        Err(e) => {
+            tracing::info!(instance_id = %inst.id, error = %SdkError::from(e), "starting the instance without a service token")
+        }
     }
     Ok(spec)
 }
 
 /// What the worker API shows.
 fn publish_view(shared: &Shared, tracked: &HashMap<Uuid, Tracked>) {
-    let Some(desired) = shared.desired() else { return };
+    let Some(desired) = shared.desired() else {
+        return;
+    };
     let view = desired
         .iter()
         .filter_map(|inst| {
@@ -360,8 +436,14 @@ fn publish_view(shared: &Shared, tracked: &HashMap<Uuid, Tracked>) {
     *shared.view.lock().expect("view lock") = view;
 }
 
-async fn report_changes(shared: &Shared, conductor: &Conductor, tracked: &mut HashMap<Uuid, Tracked>) {
-    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return };
+async fn report_changes(
+    shared: &Shared,
+    conductor: &Conductor,
+    tracked: &mut HashMap<Uuid, Tracked>,
+) {
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else {
+        return;
+    };
     conductor.set_token(Some(identity.credential.clone()));
     let mut not_ours = vec![];
     for (id, t) in tracked.iter_mut() {
@@ -379,9 +461,13 @@ async fn report_changes(shared: &Shared, conductor: &Conductor, tracked: &mut Ha
             .map_err(SdkError::from)
         {
             Ok(_) => t.reported = Some(report),
-            Err(SdkError::Api { status: 404, body }) if body.code == "instance_not_found" => not_ours.push(*id),
+            Err(SdkError::Api { status: 404, body }) if body.code == "instance_not_found" => {
+                not_ours.push(*id)
+            }
             // Unreachable or refusing: reported again next tick.
-            Err(e) => tracing::debug!(instance_id = %id, error = %e, "status report not delivered yet"),
+            Err(e) => {
+                tracing::debug!(instance_id = %id, error = %e, "status report not delivered yet")
+            }
         }
     }
     for id in not_ours {

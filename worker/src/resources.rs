@@ -6,7 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aerekos_sdk::conductor::types::{NetworkInterface, RuntimeDriver, VolumeReport, WorkerResources};
+use aerekos_sdk::conductor::types::{
+    NetworkInterface, RuntimeDriver, VolumeReport, WorkerResources,
+};
 use sysinfo::{Disks, Networks, System};
 
 /// Keeps the sysinfo handles between heartbeats (CPU usage is a difference between two readings).
@@ -26,7 +28,11 @@ impl Probe {
         let mut system = System::new();
         system.refresh_cpu_usage();
         system.refresh_memory();
-        Self { system, networks: Networks::new_with_refreshed_list(), volume_sizes: HashMap::new() }
+        Self {
+            system,
+            networks: Networks::new_with_refreshed_list(),
+            volume_sizes: HashMap::new(),
+        }
     }
 
     pub fn hostname() -> String {
@@ -43,7 +49,11 @@ impl Probe {
             .iter()
             .map(|(name, data)| NetworkInterface {
                 name: name.clone(),
-                addresses: data.ip_networks().iter().map(|n| n.addr.to_string()).collect(),
+                addresses: data
+                    .ip_networks()
+                    .iter()
+                    .map(|n| n.addr.to_string())
+                    .collect(),
                 rx_bytes: data.total_received(),
                 tx_bytes: data.total_transmitted(),
             })
@@ -53,7 +63,10 @@ impl Probe {
             cpu_cores: cores,
             cpu_usage_percent: f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0),
             memory_total_bytes: self.system.total_memory(),
-            memory_available_bytes: self.system.available_memory().min(self.system.total_memory()),
+            memory_available_bytes: self
+                .system
+                .available_memory()
+                .min(self.system.total_memory()),
             disk_total_bytes: disk_total,
             disk_free_bytes: disk_free.min(disk_total),
             network,
@@ -66,23 +79,29 @@ impl Probe {
     /// The volume directories under `dir`, every one at every call (the conductor learns of a new
     /// copy at once), with sizes at most [`VOLUME_SIZE_MAX_AGE`] old.
     fn volumes(&mut self, dir: &Path) -> Vec<VolumeReport> {
-        let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
-        let mut names: Vec<String> =
-            entries
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|name| crate::volumes::is_volume_name(name))
-                .collect();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return vec![];
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| crate::volumes::is_volume_name(name))
+            .collect();
         names.sort();
         self.volume_sizes.retain(|name, _| names.contains(name));
         names
             .into_iter()
             .map(|name| {
-                let fresh = self.volume_sizes.get(&name).filter(|(_, at)| at.elapsed() < VOLUME_SIZE_MAX_AGE).map(|(size, _)| *size);
+                let fresh = self
+                    .volume_sizes
+                    .get(&name)
+                    .filter(|(_, at)| at.elapsed() < VOLUME_SIZE_MAX_AGE)
+                    .map(|(size, _)| *size);
                 let size_bytes = fresh.unwrap_or_else(|| {
                     let size = size_of_tree(&dir.join(&name));
-                    self.volume_sizes.insert(name.clone(), (size, Instant::now()));
+                    self.volume_sizes
+                        .insert(name.clone(), (size, Instant::now()));
                     size
                 });
                 VolumeReport { name, size_bytes }
@@ -96,7 +115,9 @@ fn size_of_tree(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             match entry.metadata() {
                 Ok(m) if m.is_dir() => stack.push(entry.path()),
@@ -124,4 +145,3 @@ fn disk_of(dir: &Path) -> (u64, u64) {
         .max_by_key(|d| d.mount_point().as_os_str().len())
         .map_or((0, 0), |d| (d.total_space(), d.available_space()))
 }
-

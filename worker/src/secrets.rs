@@ -51,13 +51,24 @@ pub(crate) async fn read_for_start(
                 }
             },
             Err(e) => {
-                failure = Some(format!("secret {:?} for {var} cannot be read: {}", reference.secret, SdkError::from(e)));
+                failure = Some(format!(
+                    "secret {:?} for {var} cannot be read: {}",
+                    reference.secret,
+                    SdkError::from(e)
+                ));
                 break;
             }
         }
     }
     // Used or not, the token goes now; it would expire in two minutes anyway.
-    if let Err(e) = conductor.revoke_instance_secrets_token().id(worker_id).instance_id(instance_id).token_id(&token.token_id).send().await {
+    if let Err(e) = conductor
+        .revoke_instance_secrets_token()
+        .id(worker_id)
+        .instance_id(instance_id)
+        .token_id(&token.token_id)
+        .send()
+        .await
+    {
         tracing::info!(%instance_id, error = %SdkError::from(e), "revoking the secrets token failed; it expires in two minutes");
     }
     match failure {
@@ -70,10 +81,16 @@ pub(crate) async fn read_for_start(
 fn env_value(value: &aerekos_sdk::secrets_manager::types::SecretValue) -> Result<String, String> {
     match &value.bytes {
         Some(b64) => {
-            let bytes = STANDARD.decode(b64).map_err(|_| "secrets_manager answered bytes that are not base64".to_owned())?;
-            let text = String::from_utf8(bytes).map_err(|_| "its value is not UTF-8 text, so it cannot be an environment variable".to_owned())?;
+            let bytes = STANDARD
+                .decode(b64)
+                .map_err(|_| "secrets_manager answered bytes that are not base64".to_owned())?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                "its value is not UTF-8 text, so it cannot be an environment variable".to_owned()
+            })?;
             if text.contains('\0') {
-                return Err("its value holds a NUL byte, which an environment variable cannot".into());
+                return Err(
+                    "its value holds a NUL byte, which an environment variable cannot".into(),
+                );
             }
             Ok(text)
         }

@@ -30,14 +30,19 @@ pub async fn resolve(config: &WorkerConfig) -> Result<(Trust, Option<String>), S
     let path = config.data_dir.join(CA_FILE);
     if let Some(stored) = read(&path)? {
         match &config.conductor_ca_pin {
-            Some(pin) if !aerekos_sdk::tls::fingerprint(stored.as_bytes()).is_ok_and(|f| f.eq_ignore_ascii_case(pin.trim())) => {
+            Some(pin)
+                if !aerekos_sdk::tls::fingerprint(stored.as_bytes())
+                    .is_ok_and(|f| f.eq_ignore_ascii_case(pin.trim())) =>
+            {
                 tracing::warn!(path = %path.display(), "the stored conductor CA does not match CONDUCTOR_CA_PIN; fetching it again");
             }
             _ => return Ok((bundle(&stored)?, Some(stored))),
         }
     }
     let Some(pin) = &config.conductor_ca_pin else {
-        tracing::info!("CONDUCTOR_URL is https and no CONDUCTOR_CA_PIN is set: the conductor's certificate must chain to the system's roots (or AEREKOS_CA_FILE)");
+        tracing::info!(
+            "CONDUCTOR_URL is https and no CONDUCTOR_CA_PIN is set: the conductor's certificate must chain to the system's roots (or AEREKOS_CA_FILE)"
+        );
         return Ok((Trust::from_env(), None));
     };
     let pem = fetch_until_answered(&config.conductor_url, pin).await?;
@@ -63,7 +68,8 @@ async fn fetch_until_answered(url: &str, pin: &str) -> Result<String, StartError
 }
 
 fn bundle(pem: &str) -> Result<Trust, StartError> {
-    Trust::ca_bundle(pem.as_bytes().to_vec()).map_err(|e| StartError::Trust(format!("the conductor's CA bundle: {e}")))
+    Trust::ca_bundle(pem.as_bytes().to_vec())
+        .map_err(|e| StartError::Trust(format!("the conductor's CA bundle: {e}")))
 }
 
 fn read(path: &Path) -> Result<Option<String>, StartError> {
@@ -99,7 +105,10 @@ impl Certificates {
     pub fn open(data_dir: &Path) -> Result<Self, StartError> {
         let dir = data_dir.join("certs");
         aerekos_common::secrets::create_private_dir(&dir)?;
-        let certs = Self { dir, api: Default::default() };
+        let certs = Self {
+            dir,
+            api: Default::default(),
+        };
         if let Some(kept) = certs.kept("api") {
             certs.serve_api(&kept)?;
         }
@@ -107,7 +116,9 @@ impl Certificates {
     }
 
     fn kept(&self, name: &str) -> Option<Kept> {
-        let kept: Kept = serde_json::from_slice(&std::fs::read(self.dir.join(format!("{name}.json"))).ok()?).ok()?;
+        let kept: Kept =
+            serde_json::from_slice(&std::fs::read(self.dir.join(format!("{name}.json"))).ok()?)
+                .ok()?;
         (kept.expires_at - chrono::Utc::now() > RENEW_BEFORE).then_some(kept)
     }
 
@@ -118,7 +129,10 @@ impl Certificates {
             expires_at: cert.expires_at,
         };
         let bytes = serde_json::to_vec(&kept).expect("a certificate serializes");
-        if let Err(e) = aerekos_common::secrets::write_secret_file(&self.dir.join(format!("{name}.json")), &bytes) {
+        if let Err(e) = aerekos_common::secrets::write_secret_file(
+            &self.dir.join(format!("{name}.json")),
+            &bytes,
+        ) {
             tracing::warn!(error = %e, name, "could not keep the certificate on disk; it is asked for again at the next start");
         }
         kept
@@ -126,13 +140,25 @@ impl Certificates {
 
     fn serve_api(&self, kept: &Kept) -> Result<(), StartError> {
         self.api
-            .set(kept.certificate_pem.as_bytes(), kept.private_key_pem.as_bytes())
+            .set(
+                kept.certificate_pem.as_bytes(),
+                kept.private_key_pem.as_bytes(),
+            )
             .map_err(|e| StartError::Trust(format!("the worker API's certificate: {e}")))
     }
 
     /// Asks the conductor for a new API certificate (at each join) and serves it.
-    pub async fn renew_api(&self, conductor: &aerekos_sdk::Conductor, worker_id: uuid::Uuid) -> Result<(), String> {
-        let cert = conductor.issue_worker_certificate().id(worker_id).send().await.map_err(|e| SdkError::from(e).to_string())?;
+    pub async fn renew_api(
+        &self,
+        conductor: &aerekos_sdk::Conductor,
+        worker_id: uuid::Uuid,
+    ) -> Result<(), String> {
+        let cert = conductor
+            .issue_worker_certificate()
+            .id(worker_id)
+            .send()
+            .await
+            .map_err(|e| SdkError::from(e).to_string())?;
         let kept = self.keep("api", &cert.into_inner());
         self.serve_api(&kept).map_err(|e| e.to_string())
     }
@@ -163,10 +189,15 @@ impl Certificates {
 
     /// Forgets the certificates of instances no longer assigned here.
     pub fn forget_instances_except(&self, keep: &std::collections::HashSet<uuid::Uuid>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let id = name.strip_prefix("instance-").and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok());
+            let id = name
+                .strip_prefix("instance-")
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse().ok());
             if id.is_some_and(|id| !keep.contains(&id)) {
                 let _ = std::fs::remove_file(entry.path());
             }

@@ -68,7 +68,10 @@ fn hash_entry(hasher: &mut Sha256, kind: u8, path: &Path, size: u64) {
 /// Every entry below `root`, parents before children, in name order: (relative path, metadata).
 /// Platform files at the top (`.aerekos-*`) are left out, and so is any entry `skip` names (given
 /// the directory it is in, relative, and its name).
-pub(crate) fn walk(root: &Path, skip: impl Fn(&Path, &str) -> bool) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
+pub(crate) fn walk(
+    root: &Path,
+    skip: impl Fn(&Path, &str) -> bool,
+) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
     let mut out = vec![];
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -77,7 +80,9 @@ pub(crate) fn walk(root: &Path, skip: impl Fn(&Path, &str) -> bool) -> io::Resul
         let mut dirs = vec![];
         for child in children {
             let name = child.file_name().to_string_lossy().into_owned();
-            if (rel.as_os_str().is_empty() && aerekos_common::volume_hold::is_platform_file(&name)) || skip(&rel, &name) {
+            if (rel.as_os_str().is_empty() && aerekos_common::volume_hold::is_platform_file(&name))
+                || skip(&rel, &name)
+            {
                 continue;
             }
             let path = rel.join(&name);
@@ -102,7 +107,12 @@ pub fn write_archive(dir: &Path, out: impl Write) -> io::Result<u64> {
     for (rel, meta) in walk(dir, |_, _| false)? {
         let mut header = tar::Header::new_gnu();
         header.set_mode(meta.permissions().mode() & 0o7777);
-        header.set_mtime(meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs()));
+        header.set_mtime(
+            meta.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs()),
+        );
         if meta.is_dir() {
             hash_entry(&mut hasher, b'd', &rel, 0);
             header.set_entry_type(tar::EntryType::Directory);
@@ -116,10 +126,17 @@ pub fn write_archive(dir: &Path, out: impl Write) -> io::Result<u64> {
             let file = fs::File::open(dir.join(&rel))?;
             // Read in large pieces: tar copies through a small buffer, which would cost a system
             // call per 8 KiB.
-            let mut reader = HashingReader { inner: io::BufReader::with_capacity(CHUNK, file.take(size)), hasher: &mut hasher, read: 0 };
+            let mut reader = HashingReader {
+                inner: io::BufReader::with_capacity(CHUNK, file.take(size)),
+                hasher: &mut hasher,
+                read: 0,
+            };
             builder.append_data(&mut header, &rel, &mut reader)?;
             if reader.read != size {
-                return Err(io::Error::other(format!("{} changed while it was exported", rel.display())));
+                return Err(io::Error::other(format!(
+                    "{} changed while it was exported",
+                    rel.display()
+                )));
             }
             total += size;
         } else if meta.file_type().is_symlink() {
@@ -133,7 +150,11 @@ pub fn write_archive(dir: &Path, out: impl Write) -> io::Result<u64> {
             tracing::warn!(path = %rel.display(), "a volume holds a special file (socket, fifo, device); it is not exported");
         }
     }
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(0o600);
@@ -187,8 +208,13 @@ pub fn read_archive(input: impl Read, dest: &Path, progress: &AtomicU64) -> io::
             expected = Some(digest);
             continue;
         }
-        if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(bad_data(format!("the archive names a path outside the volume: {}", rel.display())));
+        if rel.as_os_str().is_empty()
+            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(bad_data(format!(
+                "the archive names a path outside the volume: {}",
+                rel.display()
+            )));
         }
         let path = dest.join(&rel);
         let mode = entry.header().mode().unwrap_or(0o600) & 0o7777;
@@ -202,14 +228,20 @@ pub fn read_archive(input: impl Read, dest: &Path, progress: &AtomicU64) -> io::
             tar::EntryType::Regular => {
                 let size = entry.header().size()?;
                 hash_entry(&mut hasher, b'f', &rel, size);
-                let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?;
                 let mut buf = vec![0; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK)).max(1)];
                 let mut left = size;
                 while left > 0 {
                     let want = buf.len().min(usize::try_from(left).unwrap_or(buf.len()));
                     let n = entry.read(&mut buf[..want])?;
                     if n == 0 {
-                        return Err(bad_data(format!("the archive ends inside {}", rel.display())));
+                        return Err(bad_data(format!(
+                            "the archive ends inside {}",
+                            rel.display()
+                        )));
                     }
                     hasher.update(&buf[..n]);
                     file.write_all(&buf[..n])?;
@@ -221,18 +253,37 @@ pub fn read_archive(input: impl Read, dest: &Path, progress: &AtomicU64) -> io::
                 file.sync_all()?;
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name()?.ok_or_else(|| bad_data(format!("{} is a link to nothing", rel.display())))?;
+                let target = entry
+                    .link_name()?
+                    .ok_or_else(|| bad_data(format!("{} is a link to nothing", rel.display())))?;
                 hash_entry(&mut hasher, b'l', &rel, 0);
                 hasher.update(target.as_os_str().as_encoded_bytes());
                 std::os::unix::fs::symlink(&target, &path)?;
             }
-            other => return Err(bad_data(format!("{} is of a kind a volume cannot hold ({other:?})", rel.display()))),
+            other => {
+                return Err(bad_data(format!(
+                    "{} is of a kind a volume cannot hold ({other:?})",
+                    rel.display()
+                )));
+            }
         }
     }
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     match expected {
-        None => return Err(bad_data("the archive ended before its checksum: it was cut short".into())),
-        Some(e) if e != digest => return Err(bad_data(format!("checksum mismatch: the archive says {e}, its contents give {digest}"))),
+        None => {
+            return Err(bad_data(
+                "the archive ended before its checksum: it was cut short".into(),
+            ));
+        }
+        Some(e) if e != digest => {
+            return Err(bad_data(format!(
+                "checksum mismatch: the archive says {e}, its contents give {digest}"
+            )));
+        }
         Some(_) => {}
     }
     for dir in dirs.iter().rev() {
@@ -258,7 +309,9 @@ impl ChannelWriter {
             return Ok(());
         }
         if self.cancelled.load(Ordering::Relaxed) {
-            return Err(io::Error::other("the export was called off: an instance here starts on the volume again"));
+            return Err(io::Error::other(
+                "the export was called off: an instance here starts on the volume again",
+            ));
         }
         if let Some(rate) = self.rate.filter(|r| *r > 0) {
             let due = Duration::from_secs_f64(self.sent as f64 / rate as f64);
@@ -268,7 +321,9 @@ impl ChannelWriter {
         }
         self.sent += self.buf.len() as u64;
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the receiver went away"))
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the receiver went away"))
     }
 }
 
@@ -300,7 +355,12 @@ pub(crate) async fn read_blocking<T: Send + 'static>(
     consume: impl FnOnce(ChannelReader) -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
-    let reader = tokio::task::spawn_blocking(move || consume(ChannelReader { rx, current: Bytes::new() }));
+    let reader = tokio::task::spawn_blocking(move || {
+        consume(ChannelReader {
+            rx,
+            current: Bytes::new(),
+        })
+    });
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| io::Error::other(format!("the stream broke: {e}")));
         let failed = piece.is_err();
@@ -339,7 +399,10 @@ impl UsedGrants {
     fn use_once(&self, data_dir: &Path, jti: &str, exp: i64) -> io::Result<bool> {
         let mut guard = self.0.lock().expect("grants lock");
         let used = guard.get_or_insert_with(|| {
-            fs::read(data_dir.join(USED_GRANTS_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+            fs::read(data_dir.join(USED_GRANTS_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
         });
         let now = chrono::Utc::now().timestamp();
         used.retain(|_, exp| *exp + 60 > now);
@@ -347,7 +410,10 @@ impl UsedGrants {
             return Ok(false);
         }
         used.insert(jti.to_owned(), exp);
-        aerekos_common::secrets::write_secret_file(&data_dir.join(USED_GRANTS_FILE), &serde_json::to_vec(used)?)?;
+        aerekos_common::secrets::write_secret_file(
+            &data_dir.join(USED_GRANTS_FILE),
+            &serde_json::to_vec(used)?,
+        )?;
         Ok(true)
     }
 }
@@ -355,8 +421,15 @@ impl UsedGrants {
 /// Whether an instance here runs (or may still run) on `volume`.
 async fn in_use(shared: &Shared, volume: &str) -> bool {
     let desired = shared.desired().unwrap_or_default();
-    let mine: HashSet<Uuid> = desired.iter().filter(|i| i.spec.volume.as_deref() == Some(volume)).map(|i| i.id).collect();
-    if desired.iter().any(|i| mine.contains(&i.id) && i.desired_state == DesiredState::Running) {
+    let mine: HashSet<Uuid> = desired
+        .iter()
+        .filter(|i| i.spec.volume.as_deref() == Some(volume))
+        .map(|i| i.id)
+        .collect();
+    if desired
+        .iter()
+        .any(|i| mine.contains(&i.id) && i.desired_state == DesiredState::Running)
+    {
         return true;
     }
     // An instance still stopping, or one this worker no longer knows the spec of, may hold it.
@@ -372,33 +445,67 @@ async fn in_use(shared: &Shared, volume: &str) -> bool {
 
 /// The archive of `volume` for the holder of `grant`, streamed.
 pub async fn export(shared: &Arc<Shared>, grant: &Claims, volume: &str) -> ApiResult<poem::Body> {
-    let me = (*shared.registered.borrow()).ok_or_else(|| ApiError::unavailable("not_joined", "this worker has not joined yet"))?;
+    let me = (*shared.registered.borrow())
+        .ok_or_else(|| ApiError::unavailable("not_joined", "this worker has not joined yet"))?;
     let scope = aerekos_common::auth::volume_export_scope(&me.to_string(), volume);
     if grant.scope.as_deref() != Some(scope.as_str()) {
-        return Err(ApiError::forbidden("grant_mismatch", format!("this grant is not for volume {volume} on this worker")));
+        return Err(ApiError::forbidden(
+            "grant_mismatch",
+            format!("this grant is not for volume {volume} on this worker"),
+        ));
     }
     let dir = shared.config.data_dir.join("volumes").join(volume);
     if !is_volume_name(volume) || !dir.is_dir() {
-        return Err(ApiError::not_found("volume_not_found", format!("this worker holds no volume {volume:?}")));
+        return Err(ApiError::not_found(
+            "volume_not_found",
+            format!("this worker holds no volume {volume:?}"),
+        ));
     }
     if in_use(shared, volume).await {
-        return Err(ApiError::conflict("volume_in_use", format!("an instance here still runs on volume {volume}; try again once it has stopped")));
+        return Err(ApiError::conflict(
+            "volume_in_use",
+            format!(
+                "an instance here still runs on volume {volume}; try again once it has stopped"
+            ),
+        ));
     }
-    if !shared.used_grants.use_once(&shared.config.data_dir, &grant.jti, grant.exp).map_err(ApiError::internal)? {
-        return Err(ApiError::conflict("grant_used", "this grant was used already; a grant is good for one export"));
+    if !shared
+        .used_grants
+        .use_once(&shared.config.data_dir, &grant.jti, grant.exp)
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::conflict(
+            "grant_used",
+            "this grant was used already; a grant is good for one export",
+        ));
     }
     tracing::info!(volume, grant = %grant.sub, "exporting a volume");
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let rate = shared.config.transfer_rate;
     let volume_name = volume.to_owned();
     let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    shared.exports.lock().expect("exports lock").insert(volume.to_owned(), cancelled.clone());
+    shared
+        .exports
+        .lock()
+        .expect("exports lock")
+        .insert(volume.to_owned(), cancelled.clone());
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         let errors = tx.clone();
-        let writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK), rate, sent: 0, started: Instant::now(), cancelled };
+        let writer = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+            rate,
+            sent: 0,
+            started: Instant::now(),
+            cancelled,
+        };
         let result = write_archive(&dir, writer);
-        shared.exports.lock().expect("exports lock").remove(&volume_name);
+        shared
+            .exports
+            .lock()
+            .expect("exports lock")
+            .remove(&volume_name);
         match result {
             Ok(bytes) => tracing::info!(volume = %volume_name, bytes, "volume exported"),
             Err(e) => {
@@ -411,7 +518,9 @@ pub async fn export(shared: &Arc<Shared>, grant: &Claims, volume: &str) -> ApiRe
 }
 
 /// The receiving half of a channel as a stream.
-fn tokio_stream<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> + Send + 'static {
+fn tokio_stream<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -420,7 +529,10 @@ fn tokio_stream<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures_ut
 pub fn ready_to_start_on(shared: &Shared, volume: &str) -> bool {
     match shared.exports.lock().expect("exports lock").get(volume) {
         Some(cancelled) => {
-            tracing::warn!(volume, "an instance is to start on a volume being exported; calling the export off");
+            tracing::warn!(
+                volume,
+                "an instance is to start on a volume being exported; calling the export off"
+            );
             cancelled.store(true, Ordering::Relaxed);
             false
         }
@@ -470,10 +582,15 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 
 /// Removes `.incoming-*` and `.replaced-*` directories of transfers not running now.
 fn remove_leftovers(volumes: &Path, running: &HashSet<Uuid>) {
-    let Ok(entries) = fs::read_dir(volumes) else { return };
+    let Ok(entries) = fs::read_dir(volumes) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let id = name.strip_prefix(INCOMING_PREFIX).or_else(|| name.strip_prefix(REPLACED_PREFIX)).and_then(|id| Uuid::parse_str(id).ok());
+        let id = name
+            .strip_prefix(INCOMING_PREFIX)
+            .or_else(|| name.strip_prefix(REPLACED_PREFIX))
+            .and_then(|id| Uuid::parse_str(id).ok());
         if id.is_some_and(|id| !running.contains(&id)) {
             tracing::info!(dir = %name, "removing what an ended volume transfer left");
             if let Err(e) = fs::remove_dir_all(entry.path()) {
@@ -490,11 +607,18 @@ async fn release(shared: &Shared, volume: &str) {
         return;
     }
     if in_use(shared, volume).await {
-        tracing::warn!(volume, "not deleting a moved volume: an instance here still uses it");
+        tracing::warn!(
+            volume,
+            "not deleting a moved volume: an instance here still uses it"
+        );
         return;
     }
     // Renamed first, so a crash mid-delete never leaves a half volume under its own name.
-    let doomed = shared.config.data_dir.join("volumes").join(format!("{REPLACED_PREFIX}{}", Uuid::new_v4()));
+    let doomed = shared
+        .config
+        .data_dir
+        .join("volumes")
+        .join(format!("{REPLACED_PREFIX}{}", Uuid::new_v4()));
     match fs::rename(&dir, &doomed).and_then(|()| fs::remove_dir_all(&doomed)) {
         Ok(()) => tracing::info!(volume, "deleted this worker's copy of a moved volume"),
         Err(e) => tracing::warn!(volume, error = %e, "could not delete a moved volume's old copy"),
@@ -510,7 +634,9 @@ async fn import(shared: &Arc<Shared>, t: &VolumeTransfer) {
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
                 let bytes = progress.load(Ordering::Relaxed);
-                if report(&shared, move_id, TransferOutcome::Copying, bytes, None).await == Reported::Refused {
+                if report(&shared, move_id, TransferOutcome::Copying, bytes, None).await
+                    == Reported::Refused
+                {
                     return;
                 }
             }
@@ -522,10 +648,16 @@ async fn import(shared: &Arc<Shared>, t: &VolumeTransfer) {
     match outcome {
         Ok(()) => {
             tracing::info!(volume = %t.volume, move_id = %t.move_id, bytes, "volume received and in place");
-            if report(shared, t.move_id, TransferOutcome::Copied, bytes, None).await == Reported::Refused {
+            if report(shared, t.move_id, TransferOutcome::Copied, bytes, None).await
+                == Reported::Refused
+            {
                 // The move ended without making this worker the holder (it failed meanwhile):
                 // the copy is not the volume's, and may be of data that has changed since.
-                drop_copy(&shared.config.data_dir.join("volumes"), &t.volume, t.move_id);
+                drop_copy(
+                    &shared.config.data_dir.join("volumes"),
+                    &t.volume,
+                    t.move_id,
+                );
             }
         }
         Err(why) => {
@@ -535,7 +667,11 @@ async fn import(shared: &Arc<Shared>, t: &VolumeTransfer) {
     }
 }
 
-async fn fetch_and_install(shared: &Arc<Shared>, t: &VolumeTransfer, progress: &Arc<AtomicU64>) -> Result<(), String> {
+async fn fetch_and_install(
+    shared: &Arc<Shared>,
+    t: &VolumeTransfer,
+    progress: &Arc<AtomicU64>,
+) -> Result<(), String> {
     if !is_volume_name(&t.volume) || t.volume.contains('/') {
         return Err(format!("{:?} is not a volume name", t.volume));
     }
@@ -547,21 +683,39 @@ async fn fetch_and_install(shared: &Arc<Shared>, t: &VolumeTransfer, progress: &
     }
     if let Some(backup) = &t.backup {
         // A restore: from the backup's store rather than from the old worker.
-        if let Err(why) = crate::backup::restore_into(&shared.worker_agent(&backup.store_url, backup.grant.clone()), backup, &t.volume, &incoming, progress).await {
+        if let Err(why) = crate::backup::restore_into(
+            &shared.worker_agent(&backup.store_url, backup.grant.clone()),
+            backup,
+            &t.volume,
+            &incoming,
+            progress,
+        )
+        .await
+        {
             let _ = fs::remove_dir_all(&incoming);
             return Err(why);
         }
-        return install(shared, &volumes, &incoming, t).await.inspect_err(|_| {
-            let _ = fs::remove_dir_all(&incoming);
-        });
+        return install(shared, &volumes, &incoming, t)
+            .await
+            .inspect_err(|_| {
+                let _ = fs::remove_dir_all(&incoming);
+            });
     }
     let source = shared.worker_agent(&t.source_url, t.grant.clone());
     // The old instance may still be stopping: its worker refuses until it has.
     let deadline = Instant::now() + IN_USE_PATIENCE;
     let response = loop {
-        match source.export_volume().name(&t.volume).send().await.map_err(SdkError::from) {
+        match source
+            .export_volume()
+            .name(&t.volume)
+            .send()
+            .await
+            .map_err(SdkError::from)
+        {
             Ok(r) => break r,
-            Err(SdkError::Api { status: 409, body }) if body.code == "volume_in_use" && Instant::now() < deadline => {
+            Err(SdkError::Api { status: 409, body })
+                if body.code == "volume_in_use" && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(format!("fetching from {}: {e}", t.source_url)),
@@ -573,24 +727,36 @@ async fn fetch_and_install(shared: &Arc<Shared>, t: &VolumeTransfer, progress: &
         let _ = fs::remove_dir_all(&incoming);
         return Err(format!("from {}: {e}", t.source_url));
     }
-    install(shared, &volumes, &incoming, t).await.inspect_err(|_| {
-        let _ = fs::remove_dir_all(&incoming);
-    })
+    install(shared, &volumes, &incoming, t)
+        .await
+        .inspect_err(|_| {
+            let _ = fs::remove_dir_all(&incoming);
+        })
 }
 
 /// Renames the received copy to the volume's name (an old copy here, unused, is replaced).
-async fn install(shared: &Shared, volumes: &Path, incoming: &Path, t: &VolumeTransfer) -> Result<(), String> {
+async fn install(
+    shared: &Shared,
+    volumes: &Path,
+    incoming: &Path,
+    t: &VolumeTransfer,
+) -> Result<(), String> {
     let dir = volumes.join(&t.volume);
     if dir.exists() {
         if in_use(shared, &t.volume).await {
-            return Err(format!("an instance on this worker uses its own copy of {}", t.volume));
+            return Err(format!(
+                "an instance on this worker uses its own copy of {}",
+                t.volume
+            ));
         }
         let old = volumes.join(format!("{REPLACED_PREFIX}{}", t.move_id));
         fs::rename(&dir, &old).map_err(|e| e.to_string())?;
         tracing::info!(volume = %t.volume, "an old copy of the volume here is replaced by the one received");
     }
     fs::rename(incoming, &dir).map_err(|e| e.to_string())?;
-    fs::File::open(volumes).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+    fs::File::open(volumes)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all(volumes.join(format!("{REPLACED_PREFIX}{}", t.move_id)));
     Ok(())
 }
@@ -599,8 +765,12 @@ async fn install(shared: &Shared, volumes: &Path, incoming: &Path, t: &VolumeTra
 fn drop_copy(volumes: &Path, volume: &str, move_id: Uuid) {
     let doomed = volumes.join(format!("{REPLACED_PREFIX}{move_id}"));
     match fs::rename(volumes.join(volume), &doomed).and_then(|()| fs::remove_dir_all(&doomed)) {
-        Ok(()) => tracing::info!(volume, %move_id, "dropped the copy of a move that ended without it"),
-        Err(e) => tracing::warn!(volume, %move_id, error = %e, "could not drop the copy of an ended move"),
+        Ok(()) => {
+            tracing::info!(volume, %move_id, "dropped the copy of a move that ended without it")
+        }
+        Err(e) => {
+            tracing::warn!(volume, %move_id, error = %e, "could not drop the copy of an ended move")
+        }
     }
 }
 
@@ -615,15 +785,42 @@ enum Reported {
 
 /// Tells the conductor how the transfer goes; transport failures are retried for a while (a
 /// conductor restarting is back within seconds).
-async fn report(shared: &Shared, move_id: Uuid, outcome: TransferOutcome, bytes: u64, error: Option<String>) -> Reported {
-    let Some(identity) = shared.identity.read().expect("identity lock").clone() else { return Reported::Unknown };
+async fn report(
+    shared: &Shared,
+    move_id: Uuid,
+    outcome: TransferOutcome,
+    bytes: u64,
+    error: Option<String>,
+) -> Reported {
+    let Some(identity) = shared.identity.read().expect("identity lock").clone() else {
+        return Reported::Unknown;
+    };
     let conductor = shared.conductor(Some(identity.credential.clone()));
-    let body = TransferReport { outcome, bytes, error };
-    let attempts = if outcome == TransferOutcome::Copying { 1 } else { 30 };
+    let body = TransferReport {
+        outcome,
+        bytes,
+        error,
+    };
+    let attempts = if outcome == TransferOutcome::Copying {
+        1
+    } else {
+        30
+    };
     for attempt in 1..=attempts {
-        match conductor.report_transfer().id(identity.worker_id).move_id(move_id).body(body.clone()).send().await.map_err(SdkError::from) {
+        match conductor
+            .report_transfer()
+            .id(identity.worker_id)
+            .move_id(move_id)
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(SdkError::from)
+        {
             Ok(_) => return Reported::Taken,
-            Err(SdkError::Api { status: 404 | 409, body }) => {
+            Err(SdkError::Api {
+                status: 404 | 409,
+                body,
+            }) => {
                 tracing::info!(%move_id, reason = %body.message, "the conductor no longer expects this transfer");
                 return Reported::Refused;
             }
@@ -663,10 +860,19 @@ mod tests {
         let progress = AtomicU64::new(0);
         let total = read_archive(&bytes[..], &dst.path().join("v"), &progress).unwrap();
         assert_eq!(total, 14 + 300_000);
-        assert_eq!(fs::read(dst.path().join("v/db.sqlite")).unwrap(), b"database bytes");
-        assert_eq!(fs::read(dst.path().join("v/blobs/ab/abcdef")).unwrap(), vec![7u8; 300_000]);
+        assert_eq!(
+            fs::read(dst.path().join("v/db.sqlite")).unwrap(),
+            b"database bytes"
+        );
+        assert_eq!(
+            fs::read(dst.path().join("v/blobs/ab/abcdef")).unwrap(),
+            vec![7u8; 300_000]
+        );
         assert_eq!(fs::read(dst.path().join("v/empty")).unwrap(), b"");
-        assert_eq!(fs::read_link(dst.path().join("v/link")).unwrap(), Path::new("db.sqlite"));
+        assert_eq!(
+            fs::read_link(dst.path().join("v/link")).unwrap(),
+            Path::new("db.sqlite")
+        );
         assert!(!dst.path().join("v").join(CHECKSUM_ENTRY).exists());
     }
 
@@ -679,7 +885,10 @@ mod tests {
         // Cut short at every 100 KiB boundary: never accepted.
         for cut in (0..bytes.len() - 1024).step_by(100 * 1024) {
             let dst = tempfile::tempdir().unwrap();
-            assert!(read_archive(&bytes[..cut], &dst.path().join("v"), &progress).is_err(), "cut at {cut} accepted");
+            assert!(
+                read_archive(&bytes[..cut], &dst.path().join("v"), &progress).is_err(),
+                "cut at {cut} accepted"
+            );
         }
         // One content byte changed: the checksum says so.
         let at = bytes.windows(4).position(|w| w == [7, 7, 7, 7]).unwrap() + 1000;
@@ -711,4 +920,3 @@ mod tests {
         assert!(!dst.path().join("escape").exists());
     }
 }
-

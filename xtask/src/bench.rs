@@ -8,20 +8,37 @@ use anyhow::bail;
 
 use crate::repo_root;
 
-const BENCHES: &[&str] = &["conductor", "key_manager", "worker", "orchestration", "storage_manager", "volumes", "secrets_manager"];
+const BENCHES: &[&str] = &[
+    "conductor",
+    "key_manager",
+    "worker",
+    "orchestration",
+    "storage_manager",
+    "volumes",
+    "secrets_manager",
+];
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    let have_moto = Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success());
+    let have_moto = Command::new("moto_server")
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !have_moto {
         println!("==> installing moto[server] (PyPI) for the key_manager comparison");
-        let ok = Command::new("python3").args(["-m", "pip", "install", "--quiet", "moto[server]"]).status().is_ok_and(|s| s.success());
+        let ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "moto[server]"])
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             println!("moto could not be installed; the key_manager benchmark will say so");
         }
     }
     let garage = garage()?;
     // The worker benchmark measures the memory of the real binary.
-    let status = Command::new(env!("CARGO")).args(["build", "--release", "--bin", "aerekos"]).current_dir(repo_root()).status()?;
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--bin", "aerekos"])
+        .current_dir(repo_root())
+        .status()?;
     if !status.success() {
         bail!("building the release aerekos binary failed");
     }
@@ -53,8 +70,17 @@ fn garage() -> anyhow::Result<std::path::PathBuf> {
     if !bin.exists() {
         println!("==> installing Garage (cargo install garage) for the storage_manager comparison");
         // Pinned, with Garage's own lock file, so every run compares against the same server.
-        let status =
-            Command::new(env!("CARGO")).args(["install", "garage", "--version", GARAGE_VERSION, "--locked", "--root"]).arg(&root).status()?;
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "install",
+                "garage",
+                "--version",
+                GARAGE_VERSION,
+                "--locked",
+                "--root",
+            ])
+            .arg(&root)
+            .status()?;
         if !status.success() {
             bail!("cargo install garage failed");
         }

@@ -31,7 +31,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repo")
+        .to_path_buf()
 }
 
 /// The APIs whose specs live in `openapi/`, with the function producing each.
@@ -47,7 +50,12 @@ pub fn apis() -> Vec<(&'static str, fn() -> String)> {
 
 /// Compares `want` with the file at `path`; in check mode a difference is an error naming the fix,
 /// otherwise the file is (re)written.
-pub fn write_or_check(path: &Path, want: &str, check: bool, regenerate: &str) -> anyhow::Result<bool> {
+pub fn write_or_check(
+    path: &Path,
+    want: &str,
+    check: bool,
+    regenerate: &str,
+) -> anyhow::Result<bool> {
     let have = std::fs::read_to_string(path).ok();
     if have.as_deref() == Some(want) {
         return Ok(true);
@@ -64,7 +72,10 @@ pub fn write_or_check(path: &Path, want: &str, check: bool, regenerate: &str) ->
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(path, want)?;
-    println!("wrote {}", path.strip_prefix(repo_root()).unwrap_or(path).display());
+    println!(
+        "wrote {}",
+        path.strip_prefix(repo_root()).unwrap_or(path).display()
+    );
     Ok(true)
 }
 
@@ -79,7 +90,10 @@ mod tests {
         let path = dir.join("conductor.json");
         std::fs::write(&path, "{\"edited\": \"by hand\"}\n").unwrap();
         assert!(!write_or_check(&path, "{}\n", true, "cargo xtask openapi").unwrap());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"edited\": \"by hand\"}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"edited\": \"by hand\"}\n"
+        );
         assert!(write_or_check(&path, "{}\n", false, "cargo xtask openapi").unwrap());
         assert!(write_or_check(&path, "{}\n", true, "cargo xtask openapi").unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
@@ -93,10 +107,20 @@ mod tests {
             let value: serde_json::Value = serde_json::from_str(&spec()).unwrap();
             let want = serde_json::to_string_pretty(&value).unwrap() + "\n";
             let path = repo_root().join(format!("openapi/{name}.json"));
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), want, "{} drifted: run cargo xtask openapi", path.display());
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                want,
+                "{} drifted: run cargo xtask openapi",
+                path.display()
+            );
             let rust = sdk::generate_rust(name, &want).unwrap();
             let path = repo_root().join(format!("sdk-rust/src/generated/{name}.rs"));
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), rust, "{} drifted: run cargo xtask sdk", path.display());
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                rust,
+                "{} drifted: run cargo xtask sdk",
+                path.display()
+            );
         }
     }
 }

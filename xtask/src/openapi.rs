@@ -1,11 +1,12 @@
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 use crate::{apis, lint, repo_root, write_or_check};
 
 pub fn run(check: bool) -> anyhow::Result<()> {
     let mut ok = true;
     for (name, spec) in apis() {
-        let value: serde_json::Value = serde_json::from_str(&spec()).context("the spec is not JSON")?;
+        let value: serde_json::Value =
+            serde_json::from_str(&spec()).context("the spec is not JSON")?;
         let problems = lint::lint(&value);
         if !problems.is_empty() {
             for p in &problems {

@@ -31,7 +31,10 @@ const FAILURE_TAIL_LINES: usize = 60;
 
 /// Each stage's name and how long it took, printed at the end (CI has a time limit to keep to).
 #[derive(Default)]
-struct Stages(Vec<(&'static str, std::time::Duration)>, Option<(&'static str, std::time::Instant)>);
+struct Stages(
+    Vec<(&'static str, std::time::Duration)>,
+    Option<(&'static str, std::time::Instant)>,
+);
 
 impl Stages {
     fn start(&mut self, name: &'static str) {
@@ -51,7 +54,11 @@ impl Stages {
         for (name, took) in &self.0 {
             println!("  {name:<40} {:>6.0} s", took.as_secs_f64());
         }
-        println!("  {:<40} {:>6.0} s", "total", self.0.iter().map(|(_, t)| t.as_secs_f64()).sum::<f64>());
+        println!(
+            "  {:<40} {:>6.0} s",
+            "total",
+            self.0.iter().map(|(_, t)| t.as_secs_f64()).sum::<f64>()
+        );
     }
 }
 
@@ -70,9 +77,17 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     let aws_cli = ensure_aws_cli(&root)?;
     let schemathesis = ensure_schemathesis(&root)?;
     // rclone (Debian's) syncs through the S3 edge in the same test as the AWS CLI.
-    let have_rclone = || Command::new("rclone").arg("version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let have_rclone = || {
+        Command::new("rclone")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if !have_rclone() && !(apt_install(&["rclone"]) && have_rclone()) {
-        bail!("rclone (Debian's package) is needed for the S3 edge test and could not be installed");
+        bail!(
+            "rclone (Debian's package) is needed for the S3 edge test and could not be installed"
+        );
     }
     let docker = ensure_docker(&root);
     if !docker && std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -97,7 +112,9 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
         bail!("building the aerekos binary failed");
     }
     let mut cargo = cargo_command();
-    cargo.args(["test", "--workspace", "--no-fail-fast"]).current_dir(&root);
+    cargo
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .current_dir(&root);
     // The tests of `aerekos up` and the CLI run the executable built above.
     cargo.env("AEREKOS_BIN", root.join("target/debug/aerekos"));
     cargo.env("AEREKOS_AWS_CLI", &aws_cli);
@@ -107,13 +124,25 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
         println!("==> building a static aerekos for the service image");
         let mut build = cargo_command();
         build
-            .args(["build", "--release", "--target", STATIC_TARGET, "--bin", "aerekos"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                STATIC_TARGET,
+                "--bin",
+                "aerekos",
+            ])
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
             .current_dir(&root);
         if !build.status()?.success() {
             bail!("the static aerekos build failed");
         }
-        cargo.env("AEREKOS_STATIC_BIN", root.join("target").join(STATIC_TARGET).join("release/aerekos"));
+        cargo.env(
+            "AEREKOS_STATIC_BIN",
+            root.join("target")
+                .join(STATIC_TARGET)
+                .join("release/aerekos"),
+        );
         // The tests that need an engine are #[ignore]d for plain `cargo test`; here one runs.
         cargo.args(["--", "--include-ignored"]);
     } else {
@@ -127,7 +156,9 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     print_disk_free(&root);
 
     stages.start("API fuzzing: schemathesis over every spec");
-    println!("==> schemathesis over the conductor, key_manager, storage_manager, secrets_manager and worker specs against aerekos up");
+    println!(
+        "==> schemathesis over the conductor, key_manager, storage_manager, secrets_manager and worker specs against aerekos up"
+    );
     let mut fuzz = Command::new(schemathesis.join("python"));
     fuzz.arg(root.join("tests/api/fuzz_specs.py"))
         .env("AEREKOS_BIN", root.join("target/debug/aerekos"))
@@ -141,13 +172,18 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     println!("==> TypeScript: npm test in sdk-ts");
     let sdk_ts = root.join("sdk-ts");
     if needs_npm_ci(&sdk_ts) {
-        let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&sdk_ts).status()?;
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&sdk_ts)
+            .status()?;
         if !status.success() {
             bail!("npm ci in sdk-ts failed");
         }
     }
     let mut npm = Command::new("npm");
-    npm.arg("test").current_dir(&sdk_ts).env("AEREKOS_BIN", root.join("target/debug/aerekos"));
+    npm.arg("test")
+        .current_dir(&sdk_ts)
+        .env("AEREKOS_BIN", root.join("target/debug/aerekos"));
     if !stream_and_count(npm, &mut totals)? {
         failures.push("TypeScript tests");
     }
@@ -171,7 +207,10 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
         }
     }
     println!();
-    println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.skipped);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.skipped
+    );
     if !failures.is_empty() {
         bail!("failed: {}", failures.join(", "));
     }
@@ -191,14 +230,32 @@ fn cargo_command() -> Command {
 /// What target/ takes and what the disk has left, so a run that fails for lack of space says so.
 fn print_disk_free(root: &std::path::Path) {
     let target = root.join("target");
-    let used = Command::new("du").arg("-sh").arg(&target).output().ok().filter(|o| o.status.success());
-    let free = Command::new("df").args(["-h", "--output=avail"]).arg(root).output().ok().filter(|o| o.status.success());
+    let used = Command::new("du")
+        .arg("-sh")
+        .arg(&target)
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let free = Command::new("df")
+        .args(["-h", "--output=avail"])
+        .arg(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
     let first_word = |o: std::process::Output, line: usize| {
-        String::from_utf8_lossy(&o.stdout).lines().nth(line).unwrap_or("?").split_whitespace().next().unwrap_or("?").to_string()
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(line)
+            .unwrap_or("?")
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+            .to_string()
     };
     println!(
         "==> disk: target/ holds {}, {} free",
-        used.map(|o| first_word(o, 0)).unwrap_or_else(|| "nothing yet".into()),
+        used.map(|o| first_word(o, 0))
+            .unwrap_or_else(|| "nothing yet".into()),
         free.map(|o| first_word(o, 1)).unwrap_or_else(|| "?".into())
     );
 }
@@ -212,9 +269,17 @@ fn dashboard(root: &std::path::Path, totals: &mut Totals) -> anyhow::Result<()> 
         bail!("Debian's chromium is needed for the dashboard tests and could not be installed");
     }
     let npm = |dir: &std::path::Path, args: &[&str]| -> anyhow::Result<()> {
-        let status = Command::new("npm").args(args).current_dir(dir).status().with_context(|| format!("npm {args:?}"))?;
+        let status = Command::new("npm")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .with_context(|| format!("npm {args:?}"))?;
         if !status.success() {
-            bail!("npm {} in {} failed", args.join(" "), dir.strip_prefix(root).unwrap_or(dir).display());
+            bail!(
+                "npm {} in {} failed",
+                args.join(" "),
+                dir.strip_prefix(root).unwrap_or(dir).display()
+            );
         }
         Ok(())
     };
@@ -238,13 +303,25 @@ fn dashboard(root: &std::path::Path, totals: &mut Totals) -> anyhow::Result<()> 
 
 /// boto3 drives the S3 protocol tests (tests/s3/boto3_suite.py); it comes from PyPI.
 fn ensure_boto3() -> anyhow::Result<()> {
-    let have = || Command::new("python3").args(["-c", "import boto3"]).output().is_ok_and(|o| o.status.success());
+    let have = || {
+        Command::new("python3")
+            .args(["-c", "import boto3"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if have() {
         return Ok(());
     }
     println!("==> installing boto3 (PyPI) for the S3 protocol tests");
     let ok = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "boto3"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "boto3",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !ok || !have() {
@@ -264,7 +341,14 @@ fn ensure_aws_cli(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> 
 /// (tests/api/fuzz_specs.py). Returns its environment's bin directory.
 fn ensure_schemathesis(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     const VERSION: &str = "4.32.5";
-    ensure_python_tool(root, "schemathesis", &format!("schemathesis=={VERSION}"), "st", Some(VERSION), "fuzzing the APIs")
+    ensure_python_tool(
+        root,
+        "schemathesis",
+        &format!("schemathesis=={VERSION}"),
+        "st",
+        Some(VERSION),
+        "fuzzing the APIs",
+    )
 }
 
 /// A tool from PyPI in a virtual environment of its own under target/tools/`name` (a tool's
@@ -282,35 +366,70 @@ fn ensure_python_tool(
     let venv = root.join("target/tools").join(name);
     let bin = venv.join("bin");
     let works = || {
-        Command::new(bin.join(program)).arg("--version").output().is_ok_and(|o| {
-            let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-            o.status.success() && version.is_none_or(|v| said.contains(v))
-        })
+        Command::new(bin.join(program))
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| {
+                let said = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                o.status.success() && version.is_none_or(|v| said.contains(v))
+            })
     };
     if works() {
         return Ok(bin);
     }
-    println!("==> installing {requirement} (PyPI) into {} for {needed_for}", venv.display());
-    let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+    println!(
+        "==> installing {requirement} (PyPI) into {} for {needed_for}",
+        venv.display()
+    );
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
         && Command::new(bin.join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", requirement])
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                requirement,
+            ])
             .status()
             .is_ok_and(|s| s.success());
     if !ok || !works() {
-        bail!("{requirement} is needed for {needed_for} and could not be installed with pip into {}", venv.display());
+        bail!(
+            "{requirement} is needed for {needed_for} and could not be installed with pip into {}",
+            venv.display()
+        );
     }
     Ok(bin)
 }
 
 /// Node.js and npm come with this machine image; on a bare Debian they are installed.
 fn ensure_node() -> anyhow::Result<()> {
-    let have = |cmd: &str| Command::new(cmd).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let have = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if have("node") && have("npm") {
         return Ok(());
     }
     println!("==> installing Node.js and npm (apt-get)");
-    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
-        && Command::new("apt-get").args(["install", "-y", "nodejs", "npm"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("apt-get")
+        .arg("update")
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("apt-get")
+            .args(["install", "-y", "nodejs", "npm"])
+            .status()
+            .is_ok_and(|s| s.success());
     if !ok {
         bail!("Node.js and npm are needed for the TypeScript SDK tests and could not be installed");
     }
@@ -318,19 +437,34 @@ fn ensure_node() -> anyhow::Result<()> {
 }
 
 fn docker_answers() -> bool {
-    Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output().is_ok_and(|o| o.status.success())
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn apt_install(packages: &[&str]) -> bool {
     println!("==> installing {} (apt-get)", packages.join(" "));
-    let quiet = |cmd: &mut Command| cmd.env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
-    quiet(Command::new("apt-get").args(["update", "-qq"])) && quiet(Command::new("apt-get").args(["install", "-y", "-qq"]).args(packages))
+    let quiet = |cmd: &mut Command| {
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    quiet(Command::new("apt-get").args(["update", "-qq"]))
+        && quiet(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(packages),
+        )
 }
 
 /// Makes a Docker engine answer (installing docker.io and starting dockerd if needed) and puts
 /// busybox-static in place for the test image. False when no engine could be had.
 fn ensure_docker(root: &std::path::Path) -> bool {
-    let have_dockerd = Command::new("dockerd").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have_dockerd = Command::new("dockerd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let mut missing = vec![];
     if !have_dockerd {
         missing.push("docker.io");
@@ -391,7 +525,12 @@ fn stream_and_count(mut cmd: Command, totals: &mut Totals) -> anyhow::Result<boo
 fn count_line(line: &str, totals: &mut Totals) {
     let number_before = |text: &str, word: &str| -> Option<u64> {
         let at = text.find(word)?;
-        text[..at].trim_end().rsplit([' ', '.']).next()?.parse().ok()
+        text[..at]
+            .trim_end()
+            .rsplit([' ', '.'])
+            .next()?
+            .parse()
+            .ok()
     };
     if let Some(rest) = line.strip_prefix("test result: ") {
         totals.passed += number_before(rest, " passed").unwrap_or(0);
@@ -413,12 +552,23 @@ mod tests {
     #[test]
     fn counts_cargo_and_node_summaries() {
         let mut t = Totals::default();
-        count_line("test result: ok. 15 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.93s", &mut t);
+        count_line(
+            "test result: ok. 15 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.93s",
+            &mut t,
+        );
         count_line("# pass 7", &mut t);
         count_line("# fail 1", &mut t);
         count_line("# skipped 2", &mut t);
         count_line("test something ... ok", &mut t);
-        assert_eq!(t, Totals { passed: 22, failed: 3, skipped: 3, ..Totals::default() });
+        assert_eq!(
+            t,
+            Totals {
+                passed: 22,
+                failed: 3,
+                skipped: 3,
+                ..Totals::default()
+            }
+        );
     }
 }
 
@@ -426,7 +576,10 @@ mod tests {
 /// added since the last install), so `npm ci` must run.
 fn needs_npm_ci(dir: &std::path::Path) -> bool {
     let modified = |p: std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(dir.join("node_modules/.package-lock.json")), modified(dir.join("package-lock.json"))) {
+    match (
+        modified(dir.join("node_modules/.package-lock.json")),
+        modified(dir.join("package-lock.json")),
+    ) {
         (Some(installed), Some(locked)) => installed < locked,
         _ => true,
     }

@@ -93,12 +93,21 @@ pub struct AuditArgs {
 }
 
 fn role(value: &str) -> Role {
-    if value == "admin" { Role::Admin } else { Role::Viewer }
+    if value == "admin" {
+        Role::Admin
+    } else {
+        Role::Viewer
+    }
 }
 
 async fn user_id(c: &aerekos_sdk::Conductor, username: &str) -> anyhow::Result<Uuid> {
     let users = api(c.list_users().send().await)?;
-    users.users.iter().find(|u| u.username == username).map(|u| u.id).with_context(|| format!("there is no user {username:?}"))
+    users
+        .users
+        .iter()
+        .find(|u| u.username == username)
+        .map(|u| u.id)
+        .with_context(|| format!("there is no user {username:?}"))
 }
 
 fn user_rows(users: &[types::User]) -> Vec<Vec<String>> {
@@ -108,7 +117,11 @@ fn user_rows(users: &[types::User]) -> Vec<Vec<String>> {
             vec![
                 u.username.clone(),
                 u.role.to_string(),
-                if u.disabled { "disabled".into() } else { "enabled".into() },
+                if u.disabled {
+                    "disabled".into()
+                } else {
+                    "enabled".into()
+                },
                 u.created_at.format("%Y-%m-%d %H:%M").to_string(),
                 u.id.to_string(),
             ]
@@ -125,21 +138,57 @@ pub async fn users(global: Global, command: UsersCommand) -> anyhow::Result<()> 
             let list = api(c.list_users().send().await)?;
             output::print(global.output(), &list, USER_HEADERS, user_rows(&list.users))
         }
-        UsersCommand::Add { username, role: r, password_stdin } => {
-            let password = read_secret(password_stdin, "AEREKOS_NEW_PASSWORD", &format!("password for the new user {username}: "))?;
-            let body = types::CreateUserRequest { username, role: role(&r), password };
+        UsersCommand::Add {
+            username,
+            role: r,
+            password_stdin,
+        } => {
+            let password = read_secret(
+                password_stdin,
+                "AEREKOS_NEW_PASSWORD",
+                &format!("password for the new user {username}: "),
+            )?;
+            let body = types::CreateUserRequest {
+                username,
+                role: role(&r),
+                password,
+            };
             let user = api(c.create_user().body(body).send().await)?;
-            output::print(global.output(), &user, USER_HEADERS, user_rows(std::slice::from_ref(&user)))
+            output::print(
+                global.output(),
+                &user,
+                USER_HEADERS,
+                user_rows(std::slice::from_ref(&user)),
+            )
         }
-        UsersCommand::Set { username, role: r, disable, enable } => {
+        UsersCommand::Set {
+            username,
+            role: r,
+            disable,
+            enable,
+        } => {
             if r.is_none() && !disable && !enable {
                 bail!("say what to change: --role, --disable or --enable");
             }
             let id = user_id(&c, &username).await?;
-            let disabled = if disable { Some(true) } else if enable { Some(false) } else { None };
-            let body = types::UpdateUserRequest { role: r.as_deref().map(role), disabled };
+            let disabled = if disable {
+                Some(true)
+            } else if enable {
+                Some(false)
+            } else {
+                None
+            };
+            let body = types::UpdateUserRequest {
+                role: r.as_deref().map(role),
+                disabled,
+            };
             let user = api(c.update_user().id(id).body(body).send().await)?;
-            output::print(global.output(), &user, USER_HEADERS, user_rows(std::slice::from_ref(&user)))
+            output::print(
+                global.output(),
+                &user,
+                USER_HEADERS,
+                user_rows(std::slice::from_ref(&user)),
+            )
         }
         UsersCommand::Rm { username } => {
             let id = user_id(&c, &username).await?;
@@ -147,10 +196,22 @@ pub async fn users(global: Global, command: UsersCommand) -> anyhow::Result<()> 
             eprintln!("deleted {username}; its tokens are revoked");
             Ok(())
         }
-        UsersCommand::ResetPassword { username, password_stdin } => {
+        UsersCommand::ResetPassword {
+            username,
+            password_stdin,
+        } => {
             let id = user_id(&c, &username).await?;
-            let password = read_secret(password_stdin, "AEREKOS_NEW_PASSWORD", &format!("new password for {username}: "))?;
-            api(c.reset_user_password().id(id).body(types::SetPasswordRequest { password }).send().await)?;
+            let password = read_secret(
+                password_stdin,
+                "AEREKOS_NEW_PASSWORD",
+                &format!("new password for {username}: "),
+            )?;
+            api(c
+                .reset_user_password()
+                .id(id)
+                .body(types::SetPasswordRequest { password })
+                .send()
+                .await)?;
             eprintln!("password of {username} set; its tokens are revoked");
             Ok(())
         }
@@ -180,16 +241,35 @@ pub async fn tokens(global: Global, command: TokensCommand) -> anyhow::Result<()
                     ]
                 })
                 .collect();
-            output::print(global.output(), &list, &["ID", "KIND", "NAME", "SCOPES", "CREATED", "EXPIRES"], rows)
+            output::print(
+                global.output(),
+                &list,
+                &["ID", "KIND", "NAME", "SCOPES", "CREATED", "EXPIRES"],
+                rows,
+            )
         }
-        TokensCommand::CreateApiKey { name, scopes, expires } => {
-            let body = types::CreateApiKeyRequest { name, scopes, expires_in_secs: expires.map(|d| d.as_secs()) };
+        TokensCommand::CreateApiKey {
+            name,
+            scopes,
+            expires,
+        } => {
+            let body = types::CreateApiKeyRequest {
+                name,
+                scopes,
+                expires_in_secs: expires.map(|d| d.as_secs()),
+            };
             let key = api(c.create_api_key().body(body).send().await)?;
             match global.output() {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&key)?),
                 Format::Table => {
                     println!("{}", key.key);
-                    eprintln!("API key {} ({}) until {}; it is shown only now. Revoke: aerekos tokens revoke {}", key.name, key.scopes.join(" "), key.expires_at, key.id);
+                    eprintln!(
+                        "API key {} ({}) until {}; it is shown only now. Revoke: aerekos tokens revoke {}",
+                        key.name,
+                        key.scopes.join(" "),
+                        key.expires_at,
+                        key.id
+                    );
                 }
             }
             Ok(())
@@ -221,12 +301,26 @@ pub async fn password(global: Global, password_stdin: bool) -> anyhow::Result<()
     let c = connect(&global)?;
     let (current_password, new_password) = if password_stdin {
         let mut lines = std::io::stdin().lines();
-        let mut next = || -> anyhow::Result<String> { Ok(lines.next().context("stdin must give the current password, then the new one")??) };
+        let mut next = || -> anyhow::Result<String> {
+            Ok(lines
+                .next()
+                .context("stdin must give the current password, then the new one")??)
+        };
         (next()?, next()?)
     } else {
-        (rpassword::prompt_password("current password: ")?, rpassword::prompt_password("new password: ")?)
+        (
+            rpassword::prompt_password("current password: ")?,
+            rpassword::prompt_password("new password: ")?,
+        )
     };
-    let session = api(c.change_password().body(types::ChangePasswordRequest { current_password, new_password }).send().await)?;
+    let session = api(c
+        .change_password()
+        .body(types::ChangePasswordRequest {
+            current_password,
+            new_password,
+        })
+        .send()
+        .await)?;
     save_session(&global, &session)?;
     eprintln!("password changed; your other sessions are revoked");
     Ok(())
@@ -265,6 +359,19 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         .collect();
     match args.global.output() {
         Format::Json => output::print(Format::Json, &page, &[], Vec::new()),
-        Format::Table => output::print(Format::Table, &page, &["AT", "ACTOR", "ACTION", "TARGET", "STATUS", "CLIENT", "REQUEST ID"], rows),
+        Format::Table => output::print(
+            Format::Table,
+            &page,
+            &[
+                "AT",
+                "ACTOR",
+                "ACTION",
+                "TARGET",
+                "STATUS",
+                "CLIENT",
+                "REQUEST ID",
+            ],
+            rows,
+        ),
     }
 }

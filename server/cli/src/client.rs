@@ -201,7 +201,9 @@ static PINNED_CA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// What the CLI believes: the CA pinned at login (`ca_pem`) when there is one, else the system's
 /// roots (or `AEREKOS_CA_FILE`).
 fn trust(ca_pem: Option<&str>) -> anyhow::Result<aerekos_sdk::Trust> {
-    let Some(pem) = ca_pem else { return Ok(aerekos_sdk::Trust::from_env()) };
+    let Some(pem) = ca_pem else {
+        return Ok(aerekos_sdk::Trust::from_env());
+    };
     if let Ok(pin) = aerekos_sdk::tls::fingerprint(pem.as_bytes()) {
         let _ = PINNED_CA.set(pin);
     }
@@ -210,14 +212,20 @@ fn trust(ca_pem: Option<&str>) -> anyhow::Result<aerekos_sdk::Trust> {
 
 /// A client of `url` believing `ca_pem` when given (else the system's roots).
 fn client_for(url: &str, token: Option<String>, ca_pem: Option<&str>) -> anyhow::Result<Conductor> {
-    let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| aerekos_sdk::Transport::new().with_token(t));
+    let transport = token.map_or_else(aerekos_sdk::Transport::new, |t| {
+        aerekos_sdk::Transport::new().with_token(t)
+    });
     Ok(Conductor::with_trust(url, transport, &trust(ca_pem)?))
 }
 
 /// A client of a worker's API (a backup store), believing the CA pinned at login.
 pub(crate) fn worker_agent(url: &str, grant: String) -> anyhow::Result<aerekos_sdk::WorkerAgent> {
     let trust = trust(load_credentials().and_then(|c| c.ca_pem).as_deref())?;
-    Ok(aerekos_sdk::WorkerAgent::with_trust(url, aerekos_sdk::Transport::new().with_token(grant), &trust))
+    Ok(aerekos_sdk::WorkerAgent::with_trust(
+        url,
+        aerekos_sdk::Transport::new().with_token(grant),
+        &trust,
+    ))
 }
 
 /// An SDK error as the CLI reports it: a refused certificate says what it means and what to do.
@@ -252,10 +260,17 @@ fn load_credentials() -> Option<Credentials> {
 /// to log in.
 fn session(global: &Global) -> anyhow::Result<Credentials> {
     let saved = load_credentials();
-    let url = global.url.clone().or_else(|| saved.as_ref().map(|c| c.url.clone())).unwrap_or_else(|| DEFAULT_URL.into());
+    let url = global
+        .url
+        .clone()
+        .or_else(|| saved.as_ref().map(|c| c.url.clone()))
+        .unwrap_or_else(|| DEFAULT_URL.into());
     match saved {
         Some(c) if c.url == url && c.expires_at > chrono::Utc::now() => Ok(c),
-        Some(c) if c.url == url => bail!("your login to {url} expired at {}; run `aerekos login`", c.expires_at),
+        Some(c) if c.url == url => bail!(
+            "your login to {url} expired at {}; run `aerekos login`",
+            c.expires_at
+        ),
         _ => bail!("not logged in to {url}; run `aerekos login --url {url}`"),
     }
 }
@@ -270,29 +285,45 @@ pub(crate) fn connect(global: &Global) -> anyhow::Result<Conductor> {
 pub(crate) fn connect_secrets(global: &Global) -> anyhow::Result<aerekos_sdk::SecretsManager> {
     let c = session(global)?;
     let transport = aerekos_sdk::Transport::new().with_token(c.token);
-    Ok(aerekos_sdk::SecretsManager::with_trust(&c.url, transport, &trust(c.ca_pem.as_deref())?))
+    Ok(aerekos_sdk::SecretsManager::with_trust(
+        &c.url,
+        transport,
+        &trust(c.ca_pem.as_deref())?,
+    ))
 }
 
 /// Runs a client command on a small runtime of its own.
 pub fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
 }
 
-pub(crate) fn api<T>(r: Result<aerekos_sdk::ResponseValue<T>, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>) -> anyhow::Result<T> {
-    r.map(aerekos_sdk::ResponseValue::into_inner).map_err(|e| explain(SdkError::from(e)))
+pub(crate) fn api<T>(
+    r: Result<aerekos_sdk::ResponseValue<T>, aerekos_sdk::ClientError<aerekos_sdk::ErrorBody>>,
+) -> anyhow::Result<T> {
+    r.map(aerekos_sdk::ResponseValue::into_inner)
+        .map_err(|e| explain(SdkError::from(e)))
 }
 
 /// The conductor's CA bundle, accepted because its fingerprint is `pin`, or (without a pin) because
 /// the person at the terminal says so after seeing it. Scripts must give the pin.
 async fn pin_ca(url: &str, pin: Option<&str>) -> anyhow::Result<String> {
     if let Some(pin) = pin {
-        return aerekos_sdk::fetch_pinned_ca(url, pin).await.map_err(|e| anyhow::anyhow!(e));
+        return aerekos_sdk::fetch_pinned_ca(url, pin)
+            .await
+            .map_err(|e| anyhow::anyhow!(e));
     }
     let (pem, seen) = aerekos_sdk::fetch_ca(url).await?;
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        bail!("{url} presents CA {seen}; to trust it, give it with --ca-pin (compare it with `aerekos token show` on a trusted machine)");
+        bail!(
+            "{url} presents CA {seen}; to trust it, give it with --ca-pin (compare it with `aerekos token show` on a trusted machine)"
+        );
     }
-    eprint!("{url} presents CA {seen}.\nCompare it with what the conductor printed at start (or `aerekos token show`). Trust it? [y/N] ");
+    eprint!(
+        "{url} presents CA {seen}.\nCompare it with what the conductor printed at start (or `aerekos token show`). Trust it? [y/N] "
+    );
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -321,16 +352,31 @@ fn credentials_path() -> anyhow::Result<PathBuf> {
 fn save_credentials(creds: &Credentials) -> anyhow::Result<()> {
     let dir = config_dir()?;
     aerekos_common::secrets::create_private_dir(&dir)?;
-    aerekos_common::secrets::write_secret_file(&credentials_path()?, serde_json::to_string_pretty(creds)?.as_bytes())?;
+    aerekos_common::secrets::write_secret_file(
+        &credentials_path()?,
+        serde_json::to_string_pretty(creds)?.as_bytes(),
+    )?;
     Ok(())
 }
 
 /// Replaces the saved token with `session`'s (after a password change).
 pub(crate) fn save_session(global: &Global, session: &types::LoginResponse) -> anyhow::Result<()> {
-    let url = global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
+    let url = global
+        .url
+        .clone()
+        .or_else(|| load_credentials().map(|c| c.url))
+        .unwrap_or_else(|| DEFAULT_URL.into());
     let username = session.user.username.clone();
-    let ca_pem = load_credentials().filter(|c| c.url == url).and_then(|c| c.ca_pem);
-    save_credentials(&Credentials { url, username, token: session.token.clone(), expires_at: session.expires_at, ca_pem })
+    let ca_pem = load_credentials()
+        .filter(|c| c.url == url)
+        .and_then(|c| c.ca_pem);
+    save_credentials(&Credentials {
+        url,
+        username,
+        token: session.token.clone(),
+        expires_at: session.expires_at,
+        ca_pem,
+    })
 }
 
 pub(crate) fn forget_credentials() -> anyhow::Result<()> {
@@ -341,16 +387,44 @@ pub(crate) fn forget_credentials() -> anyhow::Result<()> {
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let url = args.global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
-    let password = read_secret(args.password_stdin, "AEREKOS_PASSWORD", &format!("password for {} at {url}: ", args.username))?;
-    let ca_pem = if url.starts_with("https://") { Some(pin_ca(&url, args.ca_pin.as_deref()).await?) } else { None };
+    let url = args
+        .global
+        .url
+        .clone()
+        .or_else(|| load_credentials().map(|c| c.url))
+        .unwrap_or_else(|| DEFAULT_URL.into());
+    let password = read_secret(
+        args.password_stdin,
+        "AEREKOS_PASSWORD",
+        &format!("password for {} at {url}: ", args.username),
+    )?;
+    let ca_pem = if url.starts_with("https://") {
+        Some(pin_ca(&url, args.ca_pin.as_deref()).await?)
+    } else {
+        None
+    };
     let client = client_for(&url, None, ca_pem.as_deref())?;
-    let session = client.login_as(&args.username, &password).await.map_err(explain)?;
-    let creds = Credentials { url: url.clone(), username: args.username.clone(), token: session.token, expires_at: session.expires_at, ca_pem };
+    let session = client
+        .login_as(&args.username, &password)
+        .await
+        .map_err(explain)?;
+    let creds = Credentials {
+        url: url.clone(),
+        username: args.username.clone(),
+        token: session.token,
+        expires_at: session.expires_at,
+        ca_pem,
+    };
     save_credentials(&creds)?;
     match args.global.output {
-        Format::Json => println!("{}", serde_json::json!({ "url": url, "username": args.username, "role": session.user.role, "expires_at": session.expires_at })),
-        Format::Table => println!("logged in to {url} as {} ({}) until {}", args.username, session.user.role, session.expires_at),
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({ "url": url, "username": args.username, "role": session.user.role, "expires_at": session.expires_at })
+        ),
+        Format::Table => println!(
+            "logged in to {url} as {} ({}) until {}",
+            args.username, session.user.role, session.expires_at
+        ),
     }
     Ok(())
 }
@@ -381,40 +455,107 @@ pub async fn workers(global: Global, command: WorkersCommand) -> anyhow::Result<
                         w.name.clone(),
                         w.status.to_string(),
                         w.ip_address.clone(),
-                        format!("{} ({:.0}%)", w.resources.cpu_cores, w.resources.cpu_usage_percent),
-                        format!("{} / {}", bytes(w.resources.memory_available_bytes), bytes(w.resources.memory_total_bytes)),
-                        w.resources.drivers.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(","),
+                        format!(
+                            "{} ({:.0}%)",
+                            w.resources.cpu_cores, w.resources.cpu_usage_percent
+                        ),
+                        format!(
+                            "{} / {}",
+                            bytes(w.resources.memory_available_bytes),
+                            bytes(w.resources.memory_total_bytes)
+                        ),
+                        w.resources
+                            .drivers
+                            .iter()
+                            .map(|d| d.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(","),
                         w.last_heartbeat_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                     ]
                 })
                 .collect();
-            output::print(global.output, &all, &["ID", "NAME", "STATUS", "IP", "CPUS", "MEMORY FREE", "DRIVERS", "LAST HEARTBEAT"], rows)
+            output::print(
+                global.output,
+                &all,
+                &[
+                    "ID",
+                    "NAME",
+                    "STATUS",
+                    "IP",
+                    "CPUS",
+                    "MEMORY FREE",
+                    "DRIVERS",
+                    "LAST HEARTBEAT",
+                ],
+                rows,
+            )
         }
         WorkersCommand::Show { id } => {
             let w = api(c.get_worker().id(id).send().await)?;
             let instances = api(c.list_worker_instances().id(id).send().await)?;
             if global.output == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "worker": w, "instances": instances }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "worker": w, "instances": instances })
+                    )?
+                );
                 return Ok(());
             }
             let r = &w.resources;
             let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("worker {} ({})", w.name, w.id);
-            println!("  status:     {} (last heartbeat {})", w.status, w.last_heartbeat_at);
+            println!(
+                "  status:     {} (last heartbeat {})",
+                w.status, w.last_heartbeat_at
+            );
             println!("  address:    {} (hostname {})", w.ip_address, w.hostname);
-            println!("  labels:     {}", if labels.is_empty() { "-".into() } else { labels.join(", ") });
-            println!("  cpu:        {} cores, {:.0}% used", r.cpu_cores, r.cpu_usage_percent);
-            println!("  memory:     {} free of {}", bytes(r.memory_available_bytes), bytes(r.memory_total_bytes));
-            println!("  disk:       {} free of {}", bytes(r.disk_free_bytes), bytes(r.disk_total_bytes));
-            println!("  drivers:    {}", r.drivers.iter().map(|d| format!("{} {}", d.name, d.version.clone().unwrap_or_default())).collect::<Vec<_>>().join(", "));
+            println!(
+                "  labels:     {}",
+                if labels.is_empty() {
+                    "-".into()
+                } else {
+                    labels.join(", ")
+                }
+            );
+            println!(
+                "  cpu:        {} cores, {:.0}% used",
+                r.cpu_cores, r.cpu_usage_percent
+            );
+            println!(
+                "  memory:     {} free of {}",
+                bytes(r.memory_available_bytes),
+                bytes(r.memory_total_bytes)
+            );
+            println!(
+                "  disk:       {} free of {}",
+                bytes(r.disk_free_bytes),
+                bytes(r.disk_total_bytes)
+            );
+            println!(
+                "  drivers:    {}",
+                r.drivers
+                    .iter()
+                    .map(|d| format!("{} {}", d.name, d.version.clone().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             println!("  instances:");
-            print!("{}", output::table(&INSTANCE_HEADERS, &instances.iter().map(instance_row).collect::<Vec<_>>()));
+            print!(
+                "{}",
+                output::table(
+                    &INSTANCE_HEADERS,
+                    &instances.iter().map(instance_row).collect::<Vec<_>>()
+                )
+            );
             Ok(())
         }
     }
 }
 
-const INSTANCE_HEADERS: [&str; 7] = ["INSTANCE", "SERVICE", "WORKER", "ADDRESS", "STATE", "HEALTH", "RESTARTS"];
+const INSTANCE_HEADERS: [&str; 7] = [
+    "INSTANCE", "SERVICE", "WORKER", "ADDRESS", "STATE", "HEALTH", "RESTARTS",
+];
 
 fn instance_row(i: &types::Instance) -> Vec<String> {
     vec![
@@ -424,7 +565,9 @@ fn instance_row(i: &types::Instance) -> Vec<String> {
         i.address.clone().unwrap_or_else(|| "-".into()),
         i.state.to_string(),
         match &i.reason {
-            Some(reason) if i.health != types::InstanceHealth::Healthy => format!("{} ({reason})", i.health),
+            Some(reason) if i.health != types::InstanceHealth::Healthy => {
+                format!("{} ({reason})", i.health)
+            }
             _ => i.health.to_string(),
         },
         i.restarts.to_string(),
@@ -441,15 +584,33 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                 .map(|s| {
                     vec![
                         s.name.clone(),
-                        if s.enabled { "enabled".into() } else { "disabled".into() },
-                        s.deployment.as_ref().map_or("-".into(), |d| d.replicas.to_string()),
+                        if s.enabled {
+                            "enabled".into()
+                        } else {
+                            "disabled".into()
+                        },
+                        s.deployment
+                            .as_ref()
+                            .map_or("-".into(), |d| d.replicas.to_string()),
                         s.depends_on.join(","),
                         s.load_balancing.to_string(),
                         s.description.clone(),
                     ]
                 })
                 .collect();
-            output::print(global.output, &all, &["NAME", "STATE", "REPLICAS", "DEPENDS ON", "LOAD BALANCING", "DESCRIPTION"], rows)
+            output::print(
+                global.output,
+                &all,
+                &[
+                    "NAME",
+                    "STATE",
+                    "REPLICAS",
+                    "DEPENDS ON",
+                    "LOAD BALANCING",
+                    "DESCRIPTION",
+                ],
+                rows,
+            )
         }
         ServicesCommand::Enable { name, wait } => {
             let d = api(c.enable_service().name(&name).send().await)?;
@@ -463,12 +624,30 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
             }
             Ok(())
         }
-        ServicesCommand::Restore { name, backup, to, wait } => {
-            let m = api(c.restore_service().name(&name).body(types::RestoreRequest { backup_id: backup, worker_id: to }).send().await)?;
+        ServicesCommand::Restore {
+            name,
+            backup,
+            to,
+            wait,
+        } => {
+            let m = api(c
+                .restore_service()
+                .name(&name)
+                .body(types::RestoreRequest {
+                    backup_id: backup,
+                    worker_id: to,
+                })
+                .send()
+                .await)?;
             follow_move(&c, &global, &name, m, &wait).await
         }
         ServicesCommand::Move { name, to, wait } => {
-            let m = api(c.move_service().name(&name).body(types::MoveRequest { worker_id: to }).send().await)?;
+            let m = api(c
+                .move_service()
+                .name(&name)
+                .body(types::MoveRequest { worker_id: to })
+                .send()
+                .await)?;
             follow_move(&c, &global, &name, m, &wait).await
         }
         ServicesCommand::Deploy(args) => {
@@ -476,7 +655,9 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                 (None, None, None) => None,
                 (cpu, memory, disk) => {
                     let current = api(c.get_service().name(&args.name).send().await)?;
-                    let base = current.deployment.map_or(current.default_resources, |d| d.resources);
+                    let base = current
+                        .deployment
+                        .map_or(current.default_resources, |d| d.resources);
                     Some(types::ResourceSpec {
                         cpu_millicores: cpu.unwrap_or(base.cpu_millicores),
                         memory_mb: memory.unwrap_or(base.memory_mb),
@@ -488,7 +669,9 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                 given
                     .iter()
                     .map(|pair| {
-                        let (k, v) = pair.split_once('=').with_context(|| format!("--{flag} {pair:?} is not NAME=value"))?;
+                        let (k, v) = pair
+                            .split_once('=')
+                            .with_context(|| format!("--{flag} {pair:?} is not NAME=value"))?;
                         Ok((k.to_owned(), v.to_owned()))
                     })
                     .collect()
@@ -520,16 +703,30 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
 }
 
 /// Shows a move's (or a restore's) steps until it ends; fails when it failed.
-async fn follow_move(c: &Conductor, global: &Global, name: &str, mut m: types::VolumeMove, wait: &Wait) -> anyhow::Result<()> {
-            let interactive = global.output == Format::Table;
+async fn follow_move(
+    c: &Conductor,
+    global: &Global,
+    name: &str,
+    mut m: types::VolumeMove,
+    wait: &Wait,
+) -> anyhow::Result<()> {
+    let interactive = global.output == Format::Table;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
     while !wait.no_wait && !matches!(m.state, types::MoveState::Done | types::MoveState::Failed) {
         if interactive {
-            eprint!("\r{:<80}", format!("{name}: {} ({} copied)", m.state, bytes(m.bytes_copied)));
+            eprint!(
+                "\r{:<80}",
+                format!("{name}: {} ({} copied)", m.state, bytes(m.bytes_copied))
+            );
             let _ = std::io::stderr().flush();
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("the move of {name} is still at step {} after {}s (GET /api/moves/{})", m.state, wait.timeout, m.id);
+            bail!(
+                "the move of {name} is still at step {} after {}s (GET /api/moves/{})",
+                m.state,
+                wait.timeout,
+                m.id
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         m = api(c.get_move().id(m.id).send().await)?;
@@ -542,18 +739,31 @@ async fn follow_move(c: &Conductor, global: &Global, name: &str, mut m: types::V
         Format::Table => println!("{name}: move {} {}", m.id, m.state),
     }
     if m.state == types::MoveState::Failed {
-        bail!("the move failed: {}; {name} stays on its old worker", m.error.as_deref().unwrap_or("no reason given"));
+        bail!(
+            "the move failed: {}; {name} stays on its old worker",
+            m.error.as_deref().unwrap_or("no reason given")
+        );
     }
     Ok(())
-        }
+}
 
 /// An enum of the API from its wire name (clap has already checked it is one of them).
-fn parse_choice<T: serde::de::DeserializeOwned>(value: &Option<String>) -> anyhow::Result<Option<T>> {
-    Ok(value.as_deref().map(|v| serde_json::from_value(serde_json::Value::String(v.to_owned()))).transpose()?)
+fn parse_choice<T: serde::de::DeserializeOwned>(
+    value: &Option<String>,
+) -> anyhow::Result<Option<T>> {
+    Ok(value
+        .as_deref()
+        .map(|v| serde_json::from_value(serde_json::Value::String(v.to_owned())))
+        .transpose()?)
 }
 
 /// Waits for the deployment's instances to be healthy, showing progress on stderr, then prints it.
-async fn finish_deploy(c: &Conductor, format: Format, mut d: Deployment, wait: &Wait) -> anyhow::Result<()> {
+async fn finish_deploy(
+    c: &Conductor,
+    format: Format,
+    mut d: Deployment,
+    wait: &Wait,
+) -> anyhow::Result<()> {
     let wanted = d.spec.as_ref().map_or(0, |s| s.replicas);
     let interactive = format == Format::Table;
     if !wait.no_wait {
@@ -579,7 +789,13 @@ async fn finish_deploy(c: &Conductor, format: Format, mut d: Deployment, wait: &
                     eprintln!();
                 }
                 print_deployment(format, &d)?;
-                bail!("{} has {}/{} healthy instances after {}s", d.service, d.healthy, wanted, wait.timeout);
+                bail!(
+                    "{} has {}/{} healthy instances after {}s",
+                    d.service,
+                    d.healthy,
+                    wanted,
+                    wait.timeout
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             d = api(c.get_deployment().name(&d.service).send().await)?;
@@ -630,24 +846,44 @@ pub async fn backups(global: Global, command: BackupsCommand) -> anyhow::Result<
                     ]
                 })
                 .collect();
-            output::print(global.output, &all, &["ID", "VOLUME", "STATE", "CREATED", "FILES", "SIZE", "SENT", "KEPT ON", "ERROR"], rows)
+            output::print(
+                global.output,
+                &all,
+                &[
+                    "ID", "VOLUME", "STATE", "CREATED", "FILES", "SIZE", "SENT", "KEPT ON", "ERROR",
+                ],
+                rows,
+            )
         }
         BackupsCommand::Create { volume, wait } => {
             let mut b = api(c.backup_volume().name(&volume).send().await)?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
             while !wait.no_wait && b.state == types::BackupState::Running {
                 if tokio::time::Instant::now() >= deadline {
-                    bail!("the backup of {volume} is still running after {}s (aerekos backups ls)", wait.timeout);
+                    bail!(
+                        "the backup of {volume} is still running after {}s (aerekos backups ls)",
+                        wait.timeout
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 b = api(c.get_backup().id(b.id).send().await)?;
             }
             match global.output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&b)?),
-                Format::Table => println!("backup {} of {volume}: {} ({} files, {}, {} sent)", b.id, b.state, b.files, bytes(b.bytes), bytes(b.bytes_sent)),
+                Format::Table => println!(
+                    "backup {} of {volume}: {} ({} files, {}, {} sent)",
+                    b.id,
+                    b.state,
+                    b.files,
+                    bytes(b.bytes),
+                    bytes(b.bytes_sent)
+                ),
             }
             if b.state == types::BackupState::Failed {
-                bail!("the backup failed: {}", b.error.as_deref().unwrap_or("no reason given"));
+                bail!(
+                    "the backup failed: {}",
+                    b.error.as_deref().unwrap_or("no reason given")
+                );
             }
             Ok(())
         }
@@ -665,15 +901,36 @@ pub async fn volumes(global: Global, command: VolumesCommand) -> anyhow::Result<
                     vec![
                         v.name.clone(),
                         v.service.clone(),
-                        format!("{} ({})", v.worker_name.as_deref().unwrap_or("removed"), v.worker_id),
-                        v.worker_status.map_or_else(|| "removed".into(), |s| s.to_string()),
+                        format!(
+                            "{} ({})",
+                            v.worker_name.as_deref().unwrap_or("removed"),
+                            v.worker_id
+                        ),
+                        v.worker_status
+                            .map_or_else(|| "removed".into(), |s| s.to_string()),
                         v.size_bytes.map_or_else(|| "-".into(), bytes),
-                        v.last_backup_at.map_or_else(|| "never".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                        v.last_backup_at.map_or_else(
+                            || "never".into(),
+                            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        ),
                         v.other_copies.len().to_string(),
                     ]
                 })
                 .collect();
-            output::print(global.output, &all, &["NAME", "SERVICE", "WORKER", "WORKER STATUS", "SIZE", "LAST BACKUP", "OLD COPIES"], rows)
+            output::print(
+                global.output,
+                &all,
+                &[
+                    "NAME",
+                    "SERVICE",
+                    "WORKER",
+                    "WORKER STATUS",
+                    "SIZE",
+                    "LAST BACKUP",
+                    "OLD COPIES",
+                ],
+                rows,
+            )
         }
     }
 }
@@ -688,10 +945,20 @@ pub async fn token(global: Global, command: TokenCommand) -> anyhow::Result<()> 
         Format::Json => println!("{}", serde_json::to_string_pretty(&t)?),
         Format::Table => {
             println!("{}", t.token);
-            let url = global.url.clone().or_else(|| load_credentials().map(|c| c.url)).unwrap_or_else(|| DEFAULT_URL.into());
+            let url = global
+                .url
+                .clone()
+                .or_else(|| load_credentials().map(|c| c.url))
+                .unwrap_or_else(|| DEFAULT_URL.into());
             let ca = api(c.get_tls_ca().send().await)?;
-            let pin = ca.fingerprint.map(|p| format!(" CONDUCTOR_CA_PIN={p}")).unwrap_or_default();
-            eprintln!("join a worker:  CONDUCTOR_URL={url} CONDUCTOR_TOKEN={}{pin} aerekos worker", t.token);
+            let pin = ca
+                .fingerprint
+                .map(|p| format!(" CONDUCTOR_CA_PIN={p}"))
+                .unwrap_or_default();
+            eprintln!(
+                "join a worker:  CONDUCTOR_URL={url} CONDUCTOR_TOKEN={}{pin} aerekos worker",
+                t.token
+            );
         }
     }
     Ok(())
@@ -700,11 +967,25 @@ pub async fn token(global: Global, command: TokenCommand) -> anyhow::Result<()> 
 /// `name`, `name@version` or `name#label`, as `--secret-env` takes a secret.
 fn secret_ref(reference: &str) -> anyhow::Result<types::SecretRef> {
     if let Some((secret, version)) = reference.split_once('@') {
-        let version = version.parse().with_context(|| format!("{reference:?}: the version after '@' is a number"))?;
-        return Ok(types::SecretRef { secret: secret.to_owned(), version: Some(version), label: None });
+        let version = version
+            .parse()
+            .with_context(|| format!("{reference:?}: the version after '@' is a number"))?;
+        return Ok(types::SecretRef {
+            secret: secret.to_owned(),
+            version: Some(version),
+            label: None,
+        });
     }
     if let Some((secret, label)) = reference.split_once('#') {
-        return Ok(types::SecretRef { secret: secret.to_owned(), version: None, label: Some(label.to_owned()) });
+        return Ok(types::SecretRef {
+            secret: secret.to_owned(),
+            version: None,
+            label: Some(label.to_owned()),
+        });
     }
-    Ok(types::SecretRef { secret: reference.to_owned(), version: None, label: None })
+    Ok(types::SecretRef {
+        secret: reference.to_owned(),
+        version: None,
+        label: None,
+    })
 }

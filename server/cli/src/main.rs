@@ -11,7 +11,11 @@ mod secrets;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "aerekos", version, about = "aerekos-cloud: a self-hosted cloud in one command")]
+#[command(
+    name = "aerekos",
+    version,
+    about = "aerekos-cloud: a self-hosted cloud in one command"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,7 +140,9 @@ fn main() {
         Command::Login(args) => client::run(client::login(args)),
         Command::Workers { global, command } => client::run(client::workers(global, command)),
         Command::Services { global, command } => client::run(client::services(global, command)),
-        Command::Deployments { global, service } => client::run(client::deployments(global, service)),
+        Command::Deployments { global, service } => {
+            client::run(client::deployments(global, service))
+        }
         Command::Volumes { global, command } => client::run(client::volumes(global, command)),
         Command::Backups { global, command } => client::run(client::backups(global, command)),
         Command::Backup(args) => client::run(artifact::backup(args)),
@@ -146,7 +152,10 @@ fn main() {
         Command::Tokens { global, command } => client::run(access::tokens(global, command)),
         Command::Secrets { global, command } => client::run(secrets::secrets(global, command)),
         Command::Logout { global } => client::run(access::logout(global)),
-        Command::Password { global, password_stdin } => client::run(access::password(global, password_stdin)),
+        Command::Password {
+            global,
+            password_stdin,
+        } => client::run(access::password(global, password_stdin)),
         Command::Audit(args) => client::run(access::audit(args)),
     };
     if let Err(e) = result {

@@ -9,7 +9,12 @@ pub enum Format {
 }
 
 /// Prints `value` as JSON, or `rows` under `headers` as a table.
-pub fn print<T: Serialize>(format: Format, value: &T, headers: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+pub fn print<T: Serialize>(
+    format: Format,
+    value: &T,
+    headers: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Format::Table => print!("{}", table(headers, &rows)),
@@ -25,7 +30,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut out = line(headers.to_vec());
@@ -44,14 +53,24 @@ pub fn bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn tables_align_columns() {
-        let t = super::table(&["ID", "NAME"], &[vec!["1".into(), "alpha".into()], vec!["22".into(), "b".into()]]);
+        let t = super::table(
+            &["ID", "NAME"],
+            &[
+                vec!["1".into(), "alpha".into()],
+                vec!["22".into(), "b".into()],
+            ],
+        );
         assert_eq!(t, "ID  NAME\n1   alpha\n22  b\n");
         assert_eq!(super::bytes(1536), "1.5 KiB");
     }

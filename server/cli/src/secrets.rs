@@ -4,7 +4,9 @@
 
 use std::io::{Read as _, Write as _};
 
-use aerekos_sdk::secrets_manager::types::{self, CreateSecretRequest, MoveLabelRequest, PutValueRequest, SecretValue};
+use aerekos_sdk::secrets_manager::types::{
+    self, CreateSecretRequest, MoveLabelRequest, PutValueRequest, SecretValue,
+};
 use anyhow::{Context as _, bail};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 
@@ -33,7 +35,9 @@ pub enum SecretsCommand {
         prefix: Option<String>,
     },
     /// A secret's metadata, versions and labels (never its value).
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// Create a secret; with --value-from-stdin or --from-file, with its first value.
     Create {
         name: String,
@@ -77,28 +81,53 @@ pub enum SecretsCommand {
         recovery_days: Option<u32>,
     },
     /// Cancel a scheduled deletion.
-    Restore { name: String },
+    Restore {
+        name: String,
+    },
     /// Soft-delete a version (undelete brings it back).
-    DeleteVersion { name: String, version: u64 },
-    UndeleteVersion { name: String, version: u64 },
+    DeleteVersion {
+        name: String,
+        version: u64,
+    },
+    UndeleteVersion {
+        name: String,
+        version: u64,
+    },
     /// Destroy a version's value for good.
-    DestroyVersion { name: String, version: u64 },
+    DestroyVersion {
+        name: String,
+        version: u64,
+    },
     /// Move a staging label (AWSCURRENT: a rollback) onto a version.
-    Label { name: String, label: String, version: u64 },
+    Label {
+        name: String,
+        label: String,
+        version: u64,
+    },
 }
 
 fn read_value(source: &ValueSource) -> anyhow::Result<SecretValue> {
     let mut bytes = Vec::new();
     match &source.from_file {
-        Some(path) => bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        }
         None => {
-            std::io::stdin().read_to_end(&mut bytes).context("reading the value from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading the value from stdin")?;
         }
     }
     if source.json {
-        let value: serde_json::Value = serde_json::from_slice(&bytes).context("the value is not JSON")?;
-        let Some(object) = value.as_object() else { bail!("a JSON value must be an object") };
-        return Ok(SecretValue { bytes: None, json: object.clone() });
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).context("the value is not JSON")?;
+        let Some(object) = value.as_object() else {
+            bail!("a JSON value must be an object")
+        };
+        return Ok(SecretValue {
+            bytes: None,
+            json: object.clone(),
+        });
     }
     // A value typed or piped with a final newline (`echo`, a here-string) is meant without it.
     if bytes.ends_with(b"\n") && source.from_file.is_none() {
@@ -107,7 +136,10 @@ fn read_value(source: &ValueSource) -> anyhow::Result<SecretValue> {
             bytes.pop();
         }
     }
-    Ok(SecretValue { bytes: Some(STANDARD.encode(&bytes)), json: Default::default() })
+    Ok(SecretValue {
+        bytes: Some(STANDARD.encode(&bytes)),
+        json: Default::default(),
+    })
 }
 
 fn version_rows(secret: &types::Secret) -> Vec<Vec<String>> {
@@ -120,7 +152,13 @@ fn version_rows(secret: &types::Secret) -> Vec<Vec<String>> {
                 (None, Some(_)) => "deleted",
                 _ => "live",
             };
-            vec![v.version.to_string(), v.labels.join(","), state.into(), v.created_at.format("%Y-%m-%d %H:%M").to_string(), v.created_by.clone()]
+            vec![
+                v.version.to_string(),
+                v.labels.join(","),
+                state.into(),
+                v.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                v.created_by.clone(),
+            ]
         })
         .collect()
 }
@@ -130,7 +168,9 @@ const VERSION_HEADERS: &[&str] = &["VERSION", "LABELS", "STATE", "WRITTEN", "BY"
 pub async fn secrets(global: Global, command: SecretsCommand) -> anyhow::Result<()> {
     let s = connect_secrets(&global)?;
     let format = global.output();
-    let show = |secret: types::Secret| output::print(format, &secret, VERSION_HEADERS, version_rows(&secret));
+    let show = |secret: types::Secret| {
+        output::print(format, &secret, VERSION_HEADERS, version_rows(&secret))
+    };
     match command {
         SecretsCommand::Ls { prefix } => {
             let mut all = Vec::new();
@@ -157,29 +197,69 @@ pub async fn secrets(global: Global, command: SecretsCommand) -> anyhow::Result<
                         x.name.clone(),
                         x.current_version.map_or("-".into(), |v| v.to_string()),
                         x.updated_at.format("%Y-%m-%d %H:%M").to_string(),
-                        x.deletion_date.map_or(String::new(), |d| format!("deleted at {}", d.format("%Y-%m-%d %H:%M"))),
+                        x.deletion_date.map_or(String::new(), |d| {
+                            format!("deleted at {}", d.format("%Y-%m-%d %H:%M"))
+                        }),
                         x.description.clone(),
                     ]
                 })
                 .collect();
-            output::print(format, &all, &["NAME", "CURRENT", "UPDATED", "DELETION", "DESCRIPTION"], rows)
+            output::print(
+                format,
+                &all,
+                &["NAME", "CURRENT", "UPDATED", "DELETION", "DESCRIPTION"],
+                rows,
+            )
         }
         SecretsCommand::Show { name } => show(api(s.get_secret().name(&name).send().await)?),
-        SecretsCommand::Create { name, description, key, max_versions, value_from_stdin, source } => {
-            let value = (value_from_stdin || source.from_file.is_some()).then(|| read_value(&source)).transpose()?;
-            let req = CreateSecretRequest { name, description, encryption_key: key, max_versions, tags: Default::default(), value };
+        SecretsCommand::Create {
+            name,
+            description,
+            key,
+            max_versions,
+            value_from_stdin,
+            source,
+        } => {
+            let value = (value_from_stdin || source.from_file.is_some())
+                .then(|| read_value(&source))
+                .transpose()?;
+            let req = CreateSecretRequest {
+                name,
+                description,
+                encryption_key: key,
+                max_versions,
+                tags: Default::default(),
+                value,
+            };
             show(api(s.create_secret().body(req).send().await)?)
         }
-        SecretsCommand::Put { name, source, cas, labels } => {
-            let req = PutValueRequest { value: read_value(&source)?, cas, labels };
+        SecretsCommand::Put {
+            name,
+            source,
+            cas,
+            labels,
+        } => {
+            let req = PutValueRequest {
+                value: read_value(&source)?,
+                cas,
+                labels,
+            };
             let version = api(s.put_secret_value().name(&name).body(req).send().await)?;
             match format {
                 output::Format::Json => println!("{}", serde_json::to_string_pretty(&version)?),
-                output::Format::Table => println!("{name}: version {} written ({})", version.version, version.labels.join(", ")),
+                output::Format::Table => println!(
+                    "{name}: version {} written ({})",
+                    version.version,
+                    version.labels.join(", ")
+                ),
             }
             Ok(())
         }
-        SecretsCommand::Get { name, version, label } => {
+        SecretsCommand::Get {
+            name,
+            version,
+            label,
+        } => {
             let mut req = s.get_secret_value().name(&name);
             if let Some(v) = version {
                 req = req.version(v);
@@ -189,36 +269,70 @@ pub async fn secrets(global: Global, command: SecretsCommand) -> anyhow::Result<
             }
             let answer = api(req.send().await)?;
             let out = match &answer.value.bytes {
-                Some(b64) => STANDARD.decode(b64).context("secrets_manager answered bytes that are not base64")?,
+                Some(b64) => STANDARD
+                    .decode(b64)
+                    .context("secrets_manager answered bytes that are not base64")?,
                 None => serde_json::to_vec_pretty(&answer.value.json)?,
             };
             std::io::stdout().write_all(&out)?;
             Ok(())
         }
-        SecretsCommand::Rm { name, recovery_days } => {
+        SecretsCommand::Rm {
+            name,
+            recovery_days,
+        } => {
             let mut req = s.delete_secret().name(&name);
             if let Some(days) = recovery_days {
                 req = req.recovery_days(days);
             }
             let secret = api(req.send().await)?;
-            println!("{name} will be deleted at {}; `aerekos secrets restore {name}` cancels it", secret.deletion_date.map(|d| d.to_rfc3339()).unwrap_or_default());
+            println!(
+                "{name} will be deleted at {}; `aerekos secrets restore {name}` cancels it",
+                secret
+                    .deletion_date
+                    .map(|d| d.to_rfc3339())
+                    .unwrap_or_default()
+            );
             Ok(())
         }
         SecretsCommand::Restore { name } => show(api(s.restore_secret().name(&name).send().await)?),
         SecretsCommand::DeleteVersion { name, version } => {
-            api(s.delete_secret_version().name(&name).version(version).send().await)?;
+            api(s
+                .delete_secret_version()
+                .name(&name)
+                .version(version)
+                .send()
+                .await)?;
             show(api(s.get_secret().name(&name).send().await)?)
         }
         SecretsCommand::UndeleteVersion { name, version } => {
-            api(s.undelete_secret_version().name(&name).version(version).send().await)?;
+            api(s
+                .undelete_secret_version()
+                .name(&name)
+                .version(version)
+                .send()
+                .await)?;
             show(api(s.get_secret().name(&name).send().await)?)
         }
         SecretsCommand::DestroyVersion { name, version } => {
-            api(s.destroy_secret_version().name(&name).version(version).send().await)?;
+            api(s
+                .destroy_secret_version()
+                .name(&name)
+                .version(version)
+                .send()
+                .await)?;
             show(api(s.get_secret().name(&name).send().await)?)
         }
-        SecretsCommand::Label { name, label, version } => {
-            show(api(s.move_secret_label().name(&name).label(&label).body(MoveLabelRequest { version }).send().await)?)
-        }
+        SecretsCommand::Label {
+            name,
+            label,
+            version,
+        } => show(api(s
+            .move_secret_label()
+            .name(&name)
+            .label(&label)
+            .body(MoveLabelRequest { version })
+            .send()
+            .await)?),
     }
 }

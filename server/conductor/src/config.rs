@@ -106,7 +106,9 @@ impl TlsConfig {
             )));
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither".into()));
+            return Err(ConfigError(
+                "TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither".into(),
+            ));
         }
         Ok(enabled)
     }
@@ -175,38 +177,79 @@ impl ConductorConfig {
         config.max_body_bytes = parse(&get, "MAX_BODY_BYTES", config.max_body_bytes)?;
         config.s3_edge = match get("CONDUCTOR_S3_PORT").as_deref().map(str::trim) {
             Some("off") => None,
-            None | Some("") => Some(S3EdgeConfig { bind: SocketAddr::new(bind.ip(), 9000), required: false }),
+            None | Some("") => Some(S3EdgeConfig {
+                bind: SocketAddr::new(bind.ip(), 9000),
+                required: false,
+            }),
             Some(port) => {
-                let port: u16 = port.parse().map_err(|_| ConfigError(format!("CONDUCTOR_S3_PORT={port:?}: give a port number or off")))?;
-                Some(S3EdgeConfig { bind: SocketAddr::new(bind.ip(), port), required: true })
+                let port: u16 = port.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "CONDUCTOR_S3_PORT={port:?}: give a port number or off"
+                    ))
+                })?;
+                Some(S3EdgeConfig {
+                    bind: SocketAddr::new(bind.ip(), port),
+                    required: true,
+                })
             }
         };
-        config.throttle = aerekos_common::throttle::ThrottleConfig::from_lookup(&get).map_err(ConfigError)?;
-        config.cors_allowed_origins = aerekos_common::server::cors_origins_from_env(&get).unwrap_or_default();
+        config.throttle =
+            aerekos_common::throttle::ThrottleConfig::from_lookup(&get).map_err(ConfigError)?;
+        config.cors_allowed_origins =
+            aerekos_common::server::cors_origins_from_env(&get).unwrap_or_default();
         config.tls.mode = match get("CONDUCTOR_TLS").as_deref().map(str::trim) {
             None | Some("") | Some("auto") => TlsMode::Auto,
             Some("on") => TlsMode::On,
             Some("off") => TlsMode::Off,
-            Some(other) => return Err(ConfigError(format!("CONDUCTOR_TLS={other:?}: use auto, on or off"))),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "CONDUCTOR_TLS={other:?}: use auto, on or off"
+                )));
+            }
         };
-        config.tls.cert_file = get("TLS_CERT_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
-        config.tls.key_file = get("TLS_KEY_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
-        config.tls.ca_file = get("TLS_CA_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
-        config.tls.sans = get("TLS_SANS").map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-        config.tls.allow_plain_http = aerekos_common::tls::plain_http_allowed(get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref());
+        config.tls.cert_file = get("TLS_CERT_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        config.tls.key_file = get("TLS_KEY_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        config.tls.ca_file = get("TLS_CA_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        config.tls.sans = get("TLS_SANS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        config.tls.allow_plain_http = aerekos_common::tls::plain_http_allowed(
+            get(aerekos_common::tls::ALLOW_PLAIN_HTTP_ENV).as_deref(),
+        );
         config.backup_keep = parse(&get, "BACKUP_KEEP", config.backup_keep)?;
         if config.backup_keep == 0 {
             return Err(ConfigError("BACKUP_KEEP must be at least 1".into()));
         }
         if let Some(v) = get("BACKUP_INTERVAL") {
-            config.backup_interval = if v.trim() == "0" { Duration::ZERO } else { parse_duration("BACKUP_INTERVAL", &v)? };
+            config.backup_interval = if v.trim() == "0" {
+                Duration::ZERO
+            } else {
+                parse_duration("BACKUP_INTERVAL", &v)?
+            };
         }
         if let Some(v) = get("AEREKOS_INSTANCE_PORTS") {
             let range = v
                 .split_once('-')
-                .and_then(|(a, b)| Some(a.trim().parse::<u16>().ok()?..=b.trim().parse::<u16>().ok()?))
+                .and_then(|(a, b)| {
+                    Some(a.trim().parse::<u16>().ok()?..=b.trim().parse::<u16>().ok()?)
+                })
                 .filter(|r| *r.start() > 0 && r.start() <= r.end())
-                .ok_or_else(|| ConfigError(format!("AEREKOS_INSTANCE_PORTS={v:?} is not a port range such as 20000-29999")))?;
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "AEREKOS_INSTANCE_PORTS={v:?} is not a port range such as 20000-29999"
+                    ))
+                })?;
             config.instance_ports = range;
         }
         config.validate()?;
@@ -221,25 +264,42 @@ impl ConductorConfig {
             return Err(ConfigError("HEARTBEAT_INTERVAL must be at least 1s".into()));
         }
         if self.worker_ttl <= self.heartbeat_interval {
-            return Err(ConfigError("WORKER_TTL must be longer than HEARTBEAT_INTERVAL".into()));
+            return Err(ConfigError(
+                "WORKER_TTL must be longer than HEARTBEAT_INTERVAL".into(),
+            ));
         }
         self.tls.enabled_for(self.bind.ip())?;
-        if self.registration_token.as_ref().is_some_and(|t| t.len() < 16) {
-            return Err(ConfigError("AEREKOS_REGISTRATION_TOKEN must be at least 16 characters".into()));
+        if self
+            .registration_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            return Err(ConfigError(
+                "AEREKOS_REGISTRATION_TOKEN must be at least 16 characters".into(),
+            ));
         }
         if let Some(p) = &self.admin_password {
             if p.chars().count() < 12 {
-                return Err(ConfigError("AEREKOS_ADMIN_PASSWORD must be at least 12 characters".into()));
+                return Err(ConfigError(
+                    "AEREKOS_ADMIN_PASSWORD must be at least 12 characters".into(),
+                ));
             }
         }
         Ok(())
     }
 }
 
-fn parse<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> Result<T, ConfigError> {
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
     match get(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a valid number"))),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{name}={v:?} is not a valid number"))),
     }
 }
 
@@ -249,6 +309,9 @@ pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ConfigError> 
     if let Ok(secs) = value.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(value)
-        .map_err(|e| ConfigError(format!("{name}={value:?} is not a duration ({e}); use e.g. 24h, 30m or seconds")))
+    humantime::parse_duration(value).map_err(|e| {
+        ConfigError(format!(
+            "{name}={value:?} is not a duration ({e}); use e.g. 24h, 30m or seconds"
+        ))
+    })
 }

@@ -42,7 +42,11 @@ pub struct Dashboard<E> {
 
 impl<E> Dashboard<E> {
     pub fn new(inner: E, connect_sources: ConnectSources, tls: bool) -> Self {
-        Self { inner, connect_sources, tls }
+        Self {
+            inner,
+            connect_sources,
+            tls,
+        }
     }
 }
 
@@ -53,7 +57,10 @@ pub fn content_security_policy(connect_sources: &[String]) -> String {
     for origin in connect_sources {
         // Only well-formed origins: a worker's api_url must not be able to inject directives. CSP
         // has no syntax for IPv6 literals, so those are left out (browsers ignore them anyway).
-        if origin.bytes().all(|b| b.is_ascii_alphanumeric() || b":/.-".contains(&b)) {
+        if origin
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":/.-".contains(&b))
+        {
             connect.push(' ');
             connect.push_str(origin);
         }
@@ -68,15 +75,30 @@ pub fn content_security_policy(connect_sources: &[String]) -> String {
 fn security_headers(resp: &mut Response, connect_sources: &[String], tls: bool) {
     let headers = resp.headers_mut();
     if tls {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, header::HeaderValue::from_static("max-age=31536000"));
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
     }
     if let Ok(csp) = header::HeaderValue::from_str(&content_security_policy(connect_sources)) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
-    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
-    headers.insert("cross-origin-opener-policy", header::HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        header::HeaderValue::from_static("same-origin"),
+    );
 }
 
 fn is_api(path: &str) -> bool {
@@ -93,11 +115,16 @@ async fn serve(req: Request, path: &str) -> poem::Result<Response> {
     }
     let mut resp = match EmbeddedFileEndpoint::<Bundle>::new(path).call(req).await {
         Ok(resp) => resp,
-        Err(e) if e.status() == StatusCode::NOT_MODIFIED => return Ok(StatusCode::NOT_MODIFIED.into_response()),
+        Err(e) if e.status() == StatusCode::NOT_MODIFIED => {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
         Err(e) => return Err(e),
     };
     // Fixed file names (no content hashes): browsers revalidate with the ETag every time.
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
     if head {
         resp.set_body(());
     }
@@ -126,13 +153,22 @@ impl<E: Endpoint> Endpoint for Dashboard<E> {
             return serve(req, file.to_owned()).await;
         }
         // Not a file of the bundle: the API's own paths first, then the app's client routes.
-        let fallback = Request::builder().method(req.method().clone()).uri_str("/").finish();
+        let fallback = Request::builder()
+            .method(req.method().clone())
+            .uri_str("/")
+            .finish();
         match self.inner.call(req).await {
             Ok(resp) => {
                 let resp = resp.into_response();
-                if resp.status() == StatusCode::NOT_FOUND { serve(fallback, INDEX.to_owned()).await } else { Ok(resp) }
+                if resp.status() == StatusCode::NOT_FOUND {
+                    serve(fallback, INDEX.to_owned()).await
+                } else {
+                    Ok(resp)
+                }
             }
-            Err(e) if e.status() == StatusCode::NOT_FOUND => serve(fallback, INDEX.to_owned()).await,
+            Err(e) if e.status() == StatusCode::NOT_FOUND => {
+                serve(fallback, INDEX.to_owned()).await
+            }
             Err(e) => Err(e),
         }
     }

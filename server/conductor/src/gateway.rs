@@ -37,7 +37,11 @@ pub struct Gateway<E> {
 
 impl<E> Gateway<E> {
     pub fn new(api: E, state: Arc<AppState>, forwarder: Arc<Forwarder>) -> Self {
-        Self { api, state, forwarder }
+        Self {
+            api,
+            state,
+            forwarder,
+        }
     }
 }
 
@@ -56,7 +60,8 @@ impl Forwarder {
             .pool_max_idle_per_host(256);
         // Instances serving HTTPS present certificates of the cluster CA, and nothing else is believed.
         if let Some(tls) = &state.tls {
-            let ca = reqwest::Certificate::from_pem_bundle(tls.ca.pem().as_bytes()).expect("the cluster CA parses");
+            let ca = reqwest::Certificate::from_pem_bundle(tls.ca.pem().as_bytes())
+                .expect("the cluster CA parses");
             client = client.tls_certs_only(ca);
         }
         let client = client.build().expect("an HTTP client");
@@ -68,7 +73,15 @@ impl Forwarder {
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "transfer-encoding" | "upgrade" | "host"
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
     )
 }
 
@@ -82,7 +95,15 @@ impl<E: Endpoint> Endpoint for Gateway<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let routed = service_of(req.uri().path()).and_then(|name| self.state.routes.snapshot().services.get(name).cloned().map(|r| (name.to_owned(), r)));
+        let routed = service_of(req.uri().path()).and_then(|name| {
+            self.state
+                .routes
+                .snapshot()
+                .services
+                .get(name)
+                .cloned()
+                .map(|r| (name.to_owned(), r))
+        });
         match routed {
             Some((service, route)) => Ok(self.checked_forward(req, &service, &route).await),
             None => self.api.call(req).await.map(IntoResponse::into_response),
@@ -92,12 +113,20 @@ impl<E: Endpoint> Endpoint for Gateway<E> {
 
 impl<E> Gateway<E> {
     /// Requests through the gateway carry a user's or service's token: checked here first.
-    async fn checked_forward(&self, req: Request, service: &str, route: &crate::domain::routes::ServiceRoute) -> Response {
+    async fn checked_forward(
+        &self,
+        req: Request,
+        service: &str,
+        route: &crate::domain::routes::ServiceRoute,
+    ) -> Response {
         let token = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         let Some(token) = token else {
             return gateway_error(
                 StatusCode::UNAUTHORIZED,
@@ -106,7 +135,11 @@ impl<E> Gateway<E> {
             );
         };
         if let Err(e) = self.state.auth.verify(token) {
-            return gateway_error(StatusCode::UNAUTHORIZED, &e.body().code, e.body().message.clone());
+            return gateway_error(
+                StatusCode::UNAUTHORIZED,
+                &e.body().code,
+                e.body().message.clone(),
+            );
         }
         self.forwarder.forward(req, service, route, false).await
     }
@@ -115,10 +148,20 @@ impl<E> Gateway<E> {
 impl Forwarder {
     /// Forwards `req` to an instance of `service`. With `keep_host` the client's `Host` goes on
     /// unchanged (S3 signatures cover it, and virtual-host buckets are named in it).
-    pub async fn forward(&self, mut req: Request, service: &str, route: &crate::domain::routes::ServiceRoute, keep_host: bool) -> Response {
+    pub async fn forward(
+        &self,
+        mut req: Request,
+        service: &str,
+        route: &crate::domain::routes::ServiceRoute,
+        keep_host: bool,
+    ) -> Response {
         let client_ip = aerekos_common::net::peer_address(&req);
         let method = req.method().clone();
-        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
         let mut headers = HeaderMap::new();
         for (name, value) in req.headers() {
             if !is_hop_by_hop(name) {
@@ -134,25 +177,41 @@ impl Forwarder {
         if keep_host && let Some(host) = req.headers().get(header::HOST) {
             headers.insert(header::HOST, host.clone());
         }
-        let has_body = headers.contains_key(header::CONTENT_LENGTH) && headers[header::CONTENT_LENGTH] != "0"
+        let has_body = headers.contains_key(header::CONTENT_LENGTH)
+            && headers[header::CONTENT_LENGTH] != "0"
             || req.headers().contains_key(header::TRANSFER_ENCODING);
-        let repeatable = !has_body && matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE);
+        let repeatable = !has_body
+            && matches!(
+                method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+            );
         let mut body = Some(req.take_body());
 
         let mut tried = vec![];
         loop {
             let Some(endpoint) = route.pick(client_ip, &tried) else {
                 if let (Some(why), true) = (&route.unavailable, tried.is_empty()) {
-                    let mut resp = gateway_error(StatusCode::SERVICE_UNAVAILABLE, why.code, format!("{service} is unavailable: {}", why.message));
-                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    let mut resp = gateway_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        why.code,
+                        format!("{service} is unavailable: {}", why.message),
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                     return resp;
                 }
                 let message = if tried.is_empty() {
-                    format!("no healthy instance of {service}; see GET /api/services/{service}/deployments")
+                    format!(
+                        "no healthy instance of {service}; see GET /api/services/{service}/deployments"
+                    )
                 } else {
                     format!("no healthy instance of {service} could be reached")
                 };
-                return gateway_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message);
+                return gateway_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    message,
+                );
             };
             let scheme = if endpoint.tls { "https" } else { "http" };
             let url = format!("{scheme}://{}{}", endpoint.address, path_and_query);
@@ -161,7 +220,13 @@ impl Forwarder {
                 _ => reqwest::Body::from(Vec::new()),
             };
             let in_flight = InFlight::enter(endpoint.in_flight.clone());
-            let sent = self.client.request(method.clone(), &url).headers(headers.clone()).body(outgoing).send().await;
+            let sent = self
+                .client
+                .request(method.clone(), &url)
+                .headers(headers.clone())
+                .body(outgoing)
+                .send()
+                .await;
             match sent {
                 Ok(upstream) => return relay(upstream, in_flight),
                 Err(e) if repeatable && (e.is_connect() || e.is_request()) && tried.is_empty() => {
@@ -173,7 +238,10 @@ impl Forwarder {
                     return gateway_error(
                         StatusCode::BAD_GATEWAY,
                         "bad_gateway",
-                        format!("instance {} of {service} at {} failed: {e}", endpoint.instance_id, endpoint.address),
+                        format!(
+                            "instance {} of {service} at {} failed: {e}",
+                            endpoint.instance_id, endpoint.address
+                        ),
                     );
                 }
             }
@@ -190,9 +258,12 @@ fn relay(upstream: reqwest::Response, in_flight: InFlight) -> Response {
             builder = builder.header(name.clone(), value.clone());
         }
     }
-    let stream = upstream.bytes_stream().map_err(std::io::Error::other).inspect_ok(move |_| {
-        let _ = &in_flight;
-    });
+    let stream = upstream
+        .bytes_stream()
+        .map_err(std::io::Error::other)
+        .inspect_ok(move |_| {
+            let _ = &in_flight;
+        });
     let mut resp = builder.body(Body::from_bytes_stream(stream));
     resp.set_data(OperationId("gateway"));
     resp

@@ -9,8 +9,8 @@ pub mod config;
 mod dashboard;
 mod domain;
 mod gateway;
-mod s3_edge;
 pub mod model;
+mod s3_edge;
 mod store;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -21,9 +21,10 @@ use poem::EndpointExt as _;
 pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
 use domain::{
-    auth::AuthService,
-    backups::BackupService, catalog::CatalogService, deployments::DeploymentService, instances::InstanceService,
-    moves::MoveService, registration::RegistrationTokens, routes::Routes, volumes::VolumeService, workers::WorkerService,
+    auth::AuthService, backups::BackupService, catalog::CatalogService,
+    deployments::DeploymentService, instances::InstanceService, moves::MoveService,
+    registration::RegistrationTokens, routes::Routes, volumes::VolumeService,
+    workers::WorkerService,
 };
 use store::Db;
 
@@ -68,8 +69,14 @@ pub struct ConductorHandle {
     /// The S3 edge's listener (see [`s3_edge`]), when configured and bound.
     s3_edge: Option<ServerHandle>,
     state: Arc<AppState>,
-    flusher: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
-    deployment_loop: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
+    flusher: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    deployment_loop: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
     housekeeping: tokio::task::JoinHandle<()>,
 }
 
@@ -90,7 +97,10 @@ impl ConductorHandle {
 
     /// The fingerprint workers pin (`CONDUCTOR_CA_PIN`) and the CA bundle, when serving TLS.
     pub fn tls_ca(&self) -> Option<(String, String)> {
-        self.state.tls.as_ref().map(|t| (t.fingerprint.clone(), t.bundle_pem.clone()))
+        self.state
+            .tls
+            .as_ref()
+            .map(|t| (t.fingerprint.clone(), t.bundle_pem.clone()))
     }
 
     /// The current worker registration token (for embedding a local worker).
@@ -100,11 +110,18 @@ impl ConductorHandle {
 
     /// Deploys built-in service `name` with `driver` unless it has been deployed before (then the
     /// admin's choices stand): how `aerekos up` turns the platform's services on at first start.
-    pub async fn deploy_if_never_deployed(&self, name: &str, driver: model::DriverKind) -> Result<bool, aerekos_common::ApiError> {
+    pub async fn deploy_if_never_deployed(
+        &self,
+        name: &str,
+        driver: model::DriverKind,
+    ) -> Result<bool, aerekos_common::ApiError> {
         if self.state.catalog.get(name).await?.deployment.is_some() {
             return Ok(false);
         }
-        let req = model::DeployRequest { driver: Some(driver), ..Default::default() };
+        let req = model::DeployRequest {
+            driver: Some(driver),
+            ..Default::default()
+        };
         self.state.deployments.deploy(name, req).await.map(|_| true)
     }
 
@@ -137,7 +154,11 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     config.validate()?;
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let tls = match config.tls.enabled_for(config.bind.ip())? {
-        true => Some(Arc::new(domain::tls::ConductorTls::start(&config.data_dir, &config.tls, config.bind.ip())?)),
+        true => Some(Arc::new(domain::tls::ConductorTls::start(
+            &config.data_dir,
+            &config.tls,
+            config.bind.ip(),
+        )?)),
         false if !config.bind.ip().is_loopback() => {
             tracing::warn!(
                 bind = %config.bind,
@@ -149,15 +170,28 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     };
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let auth = Arc::new(AuthService::start(db.clone(), &config).await?);
-    let tokens = RegistrationTokens::start(db.clone(), config.registration_token.as_deref()).await?;
+    let tokens =
+        RegistrationTokens::start(db.clone(), config.registration_token.as_deref()).await?;
     let catalog = Arc::new(CatalogService::start(db.clone()).await?);
-    let workers = Arc::new(WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?);
+    let workers = Arc::new(
+        WorkerService::start(db.clone(), config.heartbeat_interval, config.worker_ttl).await?,
+    );
     let instances = Arc::new(InstanceService::new(db.clone(), workers.clone()));
     let volumes = Arc::new(VolumeService::new(db.clone(), workers.clone()));
-    let moves = Arc::new(MoveService::start(db.clone(), auth.clone(), workers.clone(), instances.clone()).await?);
+    let moves = Arc::new(
+        MoveService::start(db.clone(), auth.clone(), workers.clone(), instances.clone()).await?,
+    );
     let backups = Arc::new(
-        BackupService::start(db.clone(), &config.data_dir, auth.clone(), workers.clone(), instances.clone(), config.backup_interval, config.backup_keep)
-            .await?,
+        BackupService::start(
+            db.clone(),
+            &config.data_dir,
+            auth.clone(),
+            workers.clone(),
+            instances.clone(),
+            config.backup_interval,
+            config.backup_keep,
+        )
+        .await?,
     );
     let routes = Arc::new(Routes::default());
     let deployments = DeploymentService::new(
@@ -172,8 +206,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         tls.is_some(),
     );
     let metrics = Arc::new(Metrics::new());
-    let state =
-        Arc::new(AppState {
+    let state = Arc::new(AppState {
         db,
         data_dir: config.data_dir.clone(),
         auth,
@@ -196,7 +229,13 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     }
 
     let edge = Edge::new(metrics, config.max_body_bytes)
-        .quiet(&["worker_heartbeat", "get_assignments", "health", "ready", "metrics"])
+        .quiet(&[
+            "worker_heartbeat",
+            "get_assignments",
+            "health",
+            "ready",
+            "metrics",
+        ])
         .throttle(&config.throttle)
         .body_limit_exempt(Arc::new(move |path: &str| {
             gateway::service_of(path).is_some_and(|s| routes.snapshot().services.contains_key(s))
@@ -220,18 +259,40 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     });
     let app = dashboard::Dashboard::new(app, worker_origins, tls.is_some())
         // Without an allow-list there is no CORS at all: browsers keep other origins out.
-        .with_if(!config.cors_allowed_origins.is_empty(), aerekos_common::server::cors_allow_list(config.cors_allowed_origins.clone()))
+        .with_if(
+            !config.cors_allowed_origins.is_empty(),
+            aerekos_common::server::cors_allow_list(config.cors_allowed_origins.clone()),
+        )
         .with(edge);
-    let server = aerekos_common::server::serve_tls(config.bind, app, tls.as_ref().map(|t| t.server.clone())).await?;
+    let server =
+        aerekos_common::server::serve_tls(config.bind, app, tls.as_ref().map(|t| t.server.clone()))
+            .await?;
     match &tls {
-        Some(t) => tracing::info!(url = %server.url(), database = %config.database_path.display(), ca_pin = %t.fingerprint, "conductor listening (TLS)"),
-        None => tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening"),
+        Some(t) => {
+            tracing::info!(url = %server.url(), database = %config.database_path.display(), ca_pin = %t.fingerprint, "conductor listening (TLS)")
+        }
+        None => {
+            tracing::info!(url = %server.url(), database = %config.database_path.display(), "conductor listening")
+        }
     }
-    let s3_edge = start_s3_edge(&config, &state, forwarder, tls.as_ref().map(|t| t.server.clone())).await?;
+    let s3_edge = start_s3_edge(
+        &config,
+        &state,
+        forwarder,
+        tls.as_ref().map(|t| t.server.clone()),
+    )
+    .await?;
     let flusher = spawn_heartbeat_flusher(state.clone());
     let deployment_loop = spawn_deployment_loop(state.clone());
     let housekeeping = spawn_housekeeping(state.clone());
-    Ok(ConductorHandle { server, s3_edge, state, flusher, deployment_loop, housekeeping })
+    Ok(ConductorHandle {
+        server,
+        s3_edge,
+        state,
+        flusher,
+        deployment_loop,
+        housekeeping,
+    })
 }
 
 /// The S3 edge's listener, when configured. The default port being taken is a warning (a laptop
@@ -242,7 +303,9 @@ async fn start_s3_edge(
     forwarder: Arc<gateway::Forwarder>,
     tls: Option<Arc<aerekos_common::tls::ServerConfig>>,
 ) -> Result<Option<ServerHandle>, StartError> {
-    let Some(edge_config) = &config.s3_edge else { return Ok(None) };
+    let Some(edge_config) = &config.s3_edge else {
+        return Ok(None);
+    };
     let edge = Edge::new(state.metrics.clone(), config.max_body_bytes)
         .throttle(&config.throttle)
         // Object bodies stream on; storage_manager holds them to its own limits.
@@ -257,13 +320,22 @@ async fn start_s3_edge(
             tracing::warn!(address = %edge_config.bind, error = %e, "the S3 edge could not listen on its default port; set CONDUCTOR_S3_PORT to another (or off)");
             Ok(None)
         }
-        Err(e) => Err(ConfigError(format!("the S3 edge cannot listen on {} (CONDUCTOR_S3_PORT): {e}", edge_config.bind)).into()),
+        Err(e) => Err(ConfigError(format!(
+            "the S3 edge cannot listen on {} (CONDUCTOR_S3_PORT): {e}",
+            edge_config.bind
+        ))
+        .into()),
     }
 }
 
 /// Runs [`DeploymentService::tick`] every [`domain::deployments::TICK`], and at once after an
 /// instance report, until told to stop.
-fn spawn_deployment_loop(state: Arc<AppState>) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn spawn_deployment_loop(
+    state: Arc<AppState>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         loop {
@@ -298,7 +370,12 @@ fn spawn_housekeeping(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
 }
 
 /// Writes heartbeats behind to SQLite every [`domain::workers::FLUSH_INTERVAL`] until told to stop.
-fn spawn_heartbeat_flusher(state: Arc<AppState>) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn spawn_heartbeat_flusher(
+    state: Arc<AppState>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(domain::workers::FLUSH_INTERVAL);

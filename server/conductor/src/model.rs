@@ -442,7 +442,9 @@ pub struct ResourceSpec {
 }
 
 /// How the gateway picks an instance of a service for each request.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize,
+)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancing {
@@ -456,7 +458,9 @@ pub enum LoadBalancing {
 }
 
 /// How the scheduler chooses among the workers an instance fits on.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize,
+)]
 #[oai(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum PlacementStrategy {

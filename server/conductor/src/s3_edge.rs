@@ -30,7 +30,11 @@ fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{}</RequestId></Error>",
         aerekos_common::edge::current_request_id()
     );
-    let mut resp = Response::builder().status(status).content_type("application/xml").header("retry-after", "5").body(body);
+    let mut resp = Response::builder()
+        .status(status)
+        .content_type("application/xml")
+        .header("retry-after", "5")
+        .body(body);
     resp.set_data(OperationId("s3_edge"));
     resp
 }

@@ -34,7 +34,9 @@ pub struct Claims {
 pub enum TokenError {
     #[error("the token has expired; log in again")]
     Expired,
-    #[error("the token has been revoked (logged out, its user disabled, removed or given a new password, or revoked by an admin); log in again")]
+    #[error(
+        "the token has been revoked (logged out, its user disabled, removed or given a new password, or revoked by an admin); log in again"
+    )]
     Revoked,
     #[error("the token was signed by a key this server does not trust (key id {0:?})")]
     UnknownKey(Option<String>),
@@ -99,7 +101,9 @@ impl Revocations {
 const LEEWAY_SECS: u64 = 30;
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 pub const VERIFIED_CACHE_SIZE: usize = 10_000;
@@ -113,7 +117,13 @@ impl TokenVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = LEEWAY_SECS;
-        Ok(Self { key_id: key_id.to_owned(), key, validation, verified: Default::default(), revoked: Revocations::default() })
+        Ok(Self {
+            key_id: key_id.to_owned(),
+            key,
+            validation,
+            verified: Default::default(),
+            revoked: Revocations::default(),
+        })
     }
 
     pub fn key_id(&self) -> &str {
@@ -127,7 +137,13 @@ impl TokenVerifier {
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let now = unix_now();
-        let cached = self.verified.lock().expect("token cache").get(token).filter(|c| c.exp > now).cloned();
+        let cached = self
+            .verified
+            .lock()
+            .expect("token cache")
+            .get(token)
+            .filter(|c| c.exp > now)
+            .cloned();
         let claims = match cached {
             Some(claims) => claims,
             None => self.verify_and_remember(token)?,
@@ -188,7 +204,10 @@ pub const API_KEY_ROLE: &str = "api_key";
 /// key (id or name), bucket or secret name, a prefix of names ending in `*` (`apps/shop/*`), or
 /// `*` for all of them.
 pub const API_KEY_ACTIONS: &[(&str, &[&str])] = &[
-    ("key_manager", &["encrypt", "decrypt", "generate_data_key", "read"]),
+    (
+        "key_manager",
+        &["encrypt", "decrypt", "generate_data_key", "read"],
+    ),
     ("storage_manager", &["read", "write"]),
     ("secrets_manager", &["read", "write"]),
 ];
@@ -197,26 +216,37 @@ pub const API_KEY_ACTIONS: &[(&str, &[&str])] = &[
 /// [`API_KEY_ACTIONS`]); the error says what is wrong.
 pub fn validate_scope(scope: &str) -> Result<(), String> {
     let mut parts = scope.splitn(3, ':');
-    let (Some(service), Some(action), Some(resource)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("scope {scope:?} is not <service>:<action>:<resource> (e.g. key_manager:encrypt:payments or storage_manager:read:*)"));
+    let (Some(service), Some(action), Some(resource)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!(
+            "scope {scope:?} is not <service>:<action>:<resource> (e.g. key_manager:encrypt:payments or storage_manager:read:*)"
+        ));
     };
     let Some((_, actions)) = API_KEY_ACTIONS.iter().find(|(s, _)| *s == service) else {
         let known: Vec<&str> = API_KEY_ACTIONS.iter().map(|(s, _)| *s).collect();
         return Err(format!("scope {scope:?}: the service is one of {known:?}"));
     };
     if !actions.contains(&action) {
-        return Err(format!("scope {scope:?}: {service}'s actions are {actions:?}"));
+        return Err(format!(
+            "scope {scope:?}: {service}'s actions are {actions:?}"
+        ));
     }
-    let resource_ok = (1..=255).contains(&resource.len()) && resource.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+    let resource_ok = (1..=255).contains(&resource.len())
+        && resource.bytes().all(|b| b.is_ascii_graphic() && b != b',');
     if !resource_ok {
-        return Err(format!("scope {scope:?}: the resource is a key, bucket or secret name, a prefix ending in *, or *"));
+        return Err(format!(
+            "scope {scope:?}: the resource is a key, bucket or secret name, a prefix ending in *, or *"
+        ));
     }
     Ok(())
 }
 
 /// What [`validate_scope`] accepts, as a regular expression for the specs that take scopes.
 pub fn scope_pattern() -> String {
-    let services: Vec<String> = API_KEY_ACTIONS.iter().map(|(service, actions)| format!("{service}:({})", actions.join("|"))).collect();
+    let services: Vec<String> = API_KEY_ACTIONS
+        .iter()
+        .map(|(service, actions)| format!("{service}:({})", actions.join("|")))
+        .collect();
     // The resource: 1–255 visible ASCII characters but ','.
     format!("^({}):[!-+\\--~]{{1,255}}$", services.join("|"))
 }
@@ -239,11 +269,19 @@ pub fn scope_grants(scopes: &[String], service: &str, action: &str, names: &[&st
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// A seeded user; `admin` may change things, `viewer` may only read.
-    User { id: String, username: String, admin: bool },
+    User {
+        id: String,
+        username: String,
+        admin: bool,
+    },
     /// A platform service (e.g. storage_manager), with a service token from the conductor.
     Service { name: String },
     /// An app with an API key: it may do only what its scopes grant.
-    ApiKey { id: String, name: String, scopes: Vec<String> },
+    ApiKey {
+        id: String,
+        name: String,
+        scopes: Vec<String>,
+    },
 }
 
 impl TokenVerifier {
@@ -254,7 +292,8 @@ impl TokenVerifier {
             let code = e.code();
             crate::ApiError::unauthorized(code, e.to_string())
         })?;
-        Caller::from_claims(&claims).map_err(|e| crate::ApiError::unauthorized("invalid_token", e.to_string()))
+        Caller::from_claims(&claims)
+            .map_err(|e| crate::ApiError::unauthorized("invalid_token", e.to_string()))
     }
 }
 
@@ -266,11 +305,19 @@ impl Caller {
                 username: claims.name.clone(),
                 admin: claims.role == "admin",
             }),
-            SERVICE_ROLE => Ok(Caller::Service { name: claims.name.clone() }),
+            SERVICE_ROLE => Ok(Caller::Service {
+                name: claims.name.clone(),
+            }),
             API_KEY_ROLE => Ok(Caller::ApiKey {
                 id: claims.jti.clone(),
                 name: claims.name.clone(),
-                scopes: claims.scope.as_deref().unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
+                scopes: claims
+                    .scope
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             }),
             other => Err(TokenError::Invalid(format!("unknown role {other:?}"))),
         }
@@ -289,15 +336,24 @@ impl Caller {
     /// For an API key: 403 `scope_missing` unless its scopes grant `action` on `service` for the
     /// resource known by any of `names` (a key's id and name, say). Other callers pass: their
     /// role is the service's to check.
-    pub fn require_scope(&self, service: &str, action: &str, names: &[&str]) -> Result<(), crate::ApiError> {
+    pub fn require_scope(
+        &self,
+        service: &str,
+        action: &str,
+        names: &[&str],
+    ) -> Result<(), crate::ApiError> {
         match self {
-            Caller::ApiKey { name, scopes, .. } if !scope_grants(scopes, service, action, names) => Err(crate::ApiError::forbidden(
-                "scope_missing",
-                format!(
-                    "API key {name:?} has no scope {service}:{action}:{} (nor {service}:{action}:*)",
-                    names.last().copied().unwrap_or("*")
-                ),
-            )),
+            Caller::ApiKey { name, scopes, .. }
+                if !scope_grants(scopes, service, action, names) =>
+            {
+                Err(crate::ApiError::forbidden(
+                    "scope_missing",
+                    format!(
+                        "API key {name:?} has no scope {service}:{action}:{} (nor {service}:{action}:*)",
+                        names.last().copied().unwrap_or("*")
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -314,11 +370,30 @@ mod scope_pattern_tests {
     #[test]
     fn the_scope_pattern_accepts_what_validate_scope_accepts() {
         let pattern = regex::Regex::new(&scope_pattern()).unwrap();
-        for scope in ["key_manager:encrypt:payments", "storage_manager:read:*", "key_manager:read:a/b.c-d_e", "storage_manager:write:x", "secrets_manager:read:apps/shop/*"] {
-            assert!(validate_scope(scope).is_ok() && pattern.is_match(scope), "{scope}");
+        for scope in [
+            "key_manager:encrypt:payments",
+            "storage_manager:read:*",
+            "key_manager:read:a/b.c-d_e",
+            "storage_manager:write:x",
+            "secrets_manager:read:apps/shop/*",
+        ] {
+            assert!(
+                validate_scope(scope).is_ok() && pattern.is_match(scope),
+                "{scope}"
+            );
         }
-        for scope in ["", "key_manager:encrypt:", "key_manager:delete:x", "s3:read:x", "storage_manager:read:a,b", "storage_manager:read:a b"] {
-            assert!(validate_scope(scope).is_err() && !pattern.is_match(scope), "{scope}");
+        for scope in [
+            "",
+            "key_manager:encrypt:",
+            "key_manager:delete:x",
+            "s3:read:x",
+            "storage_manager:read:a,b",
+            "storage_manager:read:a b",
+        ] {
+            assert!(
+                validate_scope(scope).is_err() && !pattern.is_match(scope),
+                "{scope}"
+            );
         }
     }
 }
@@ -334,7 +409,11 @@ pub struct TokenRenewal {
 }
 
 impl TokenRenewal {
-    pub fn new(verifier: &TokenVerifier, token: Option<&str>, renew_before: std::time::Duration) -> Self {
+    pub fn new(
+        verifier: &TokenVerifier,
+        token: Option<&str>,
+        renew_before: std::time::Duration,
+    ) -> Self {
         let due_at = token.and_then(|token| match verifier.verify(token) {
             Ok(claims) => Some(claims.exp - renew_before.as_secs() as i64),
             Err(e) => {
@@ -347,7 +426,10 @@ impl TokenRenewal {
 
     /// 503 `service_token_expiring` once the token is due for renewal.
     pub fn check(&self) -> Result<(), crate::ApiError> {
-        match self.due_at.filter(|at| chrono::Utc::now().timestamp() >= *at) {
+        match self
+            .due_at
+            .filter(|at| chrono::Utc::now().timestamp() >= *at)
+        {
             Some(at) => Err(crate::ApiError::unavailable(
                 "service_token_expiring",
                 format!(
@@ -366,11 +448,39 @@ mod scope_grant_tests {
 
     #[test]
     fn a_trailing_star_grants_a_prefix_and_nothing_else_does() {
-        let scopes = vec!["secrets_manager:read:apps/shop/*".to_owned(), "key_manager:encrypt:payments".to_owned()];
-        assert!(scope_grants(&scopes, "secrets_manager", "read", &["apps/shop/db-password"]));
-        assert!(!scope_grants(&scopes, "secrets_manager", "read", &["apps/shopping/x"]));
-        assert!(!scope_grants(&scopes, "secrets_manager", "write", &["apps/shop/db-password"]));
-        assert!(scope_grants(&scopes, "key_manager", "encrypt", &["id-1", "payments"]));
-        assert!(!scope_grants(&scopes, "key_manager", "encrypt", &["payments-2"]));
+        let scopes = vec![
+            "secrets_manager:read:apps/shop/*".to_owned(),
+            "key_manager:encrypt:payments".to_owned(),
+        ];
+        assert!(scope_grants(
+            &scopes,
+            "secrets_manager",
+            "read",
+            &["apps/shop/db-password"]
+        ));
+        assert!(!scope_grants(
+            &scopes,
+            "secrets_manager",
+            "read",
+            &["apps/shopping/x"]
+        ));
+        assert!(!scope_grants(
+            &scopes,
+            "secrets_manager",
+            "write",
+            &["apps/shop/db-password"]
+        ));
+        assert!(scope_grants(
+            &scopes,
+            "key_manager",
+            "encrypt",
+            &["id-1", "payments"]
+        ));
+        assert!(!scope_grants(
+            &scopes,
+            "key_manager",
+            "encrypt",
+            &["payments-2"]
+        ));
     }
 }

@@ -9,7 +9,9 @@ use std::{path::Path, str::FromStr, time::Duration};
 use chrono::{DateTime, TimeZone as _, Utc};
 use sqlx::{
     migrate::Migrator,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
 };
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
@@ -46,15 +48,28 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let options = if secure_delete { options.pragma("secure_delete", "ON") } else { options };
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let options = if secure_delete {
+            options.pragma("secure_delete", "ON")
+        } else {
+            options
+        };
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         migrations.run(&write).await?;
-        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
         Ok(Self { read, write })
     }
 
     pub async fn ping(&self) -> DbResult<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map(|_| ())
     }
 
     pub async fn close(&self) {

@@ -22,7 +22,7 @@ use poem::{
 use poem_openapi::OperationId;
 use tracing::Instrument;
 
-use crate::{error::code_for_status, metrics::Metrics, ErrorBody};
+use crate::{ErrorBody, error::code_for_status, metrics::Metrics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -32,7 +32,9 @@ tokio::task_local! {
 
 /// The id of the request being served on this task, or `"none"` outside a request.
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_else(|_| "none".to_owned())
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "none".to_owned())
 }
 
 /// Runs `fut` with `request_id` as the current request id (for work spawned off a request).
@@ -61,7 +63,13 @@ pub struct Edge {
 
 impl Edge {
     pub fn new(metrics: Arc<Metrics>, max_body_bytes: u64) -> Self {
-        Self { max_body_bytes, metrics, quiet_operations: Arc::default(), exempt: None, throttle: None }
+        Self {
+            max_body_bytes,
+            metrics,
+            quiet_operations: Arc::default(),
+            exempt: None,
+            throttle: None,
+        }
     }
 
     /// Requests over `config`'s limits are answered 429 here (see [`crate::throttle`]).
@@ -88,7 +96,10 @@ impl Edge {
 impl<E: Endpoint> Middleware<E> for Edge {
     type Output = EdgeEndpoint<E>;
     fn transform(&self, inner: E) -> Self::Output {
-        EdgeEndpoint { inner, edge: self.clone() }
+        EdgeEndpoint {
+            inner,
+            edge: self.clone(),
+        }
     }
 }
 
@@ -110,11 +121,20 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         let path = req.uri().path().to_owned();
         let started = Instant::now();
         let span = tracing::info_span!("request", request_id = %request_id);
-        let limited = !self.edge.exempt.as_ref().is_some_and(|exempt| exempt(&path));
+        let limited = !self
+            .edge
+            .exempt
+            .as_ref()
+            .is_some_and(|exempt| exempt(&path));
 
         let (mut resp, operation) = REQUEST_ID
             .scope(request_id.clone(), async {
-                if let Some(wait_secs) = self.edge.throttle.as_ref().and_then(|t| t.check(&req).err()) {
+                if let Some(wait_secs) = self
+                    .edge
+                    .throttle
+                    .as_ref()
+                    .and_then(|t| t.check(&req).err())
+                {
                     return (crate::throttle::too_many_requests(wait_secs), None);
                 }
                 let declared_len = req
@@ -134,7 +154,10 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                     let flag = overflowed.clone();
                     let stream = req.take_body().into_bytes_stream().map(move |chunk| {
                         let chunk = chunk?;
-                        if seen.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64 > limit {
+                        if seen.fetch_add(chunk.len() as u64, Ordering::Relaxed)
+                            + chunk.len() as u64
+                            > limit
+                        {
                             flag.store(true, Ordering::Relaxed);
                             return Err(std::io::Error::other("request body too large"));
                         }
@@ -156,7 +179,10 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                 if overflowed.load(Ordering::Relaxed) {
                     return (self.too_large(), operation);
                 }
-                (normalize_error(resp, operation.is_some(), &method, &path).await, operation)
+                (
+                    normalize_error(resp, operation.is_some(), &method, &path).await,
+                    operation,
+                )
             })
             .instrument(span.clone())
             .await;
@@ -164,7 +190,9 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         let elapsed = started.elapsed();
         let status = resp.status();
         let op_label = operation.unwrap_or("unmatched");
-        self.edge.metrics.observe_http(op_label, status.as_u16(), elapsed);
+        self.edge
+            .metrics
+            .observe_http(op_label, status.as_u16(), elapsed);
         span.in_scope(|| {
             let ms = elapsed.as_secs_f64() * 1000.0;
             if status.is_server_error() {
@@ -189,14 +217,21 @@ impl<E> EdgeEndpoint<E> {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the request body is larger than this server accepts ({} bytes)", self.edge.max_body_bytes),
+            format!(
+                "the request body is larger than this server accepts ({} bytes)",
+                self.edge.max_body_bytes
+            ),
         )
     }
 }
 
 /// An [`ErrorBody`] response for the current request.
 pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {
-    let body = ErrorBody { code: code.to_owned(), message, request_id: current_request_id() };
+    let body = ErrorBody {
+        code: code.to_owned(),
+        message,
+        request_id: current_request_id(),
+    };
     Response::builder()
         .status(status)
         .content_type("application/json; charset=utf-8")
@@ -205,12 +240,19 @@ pub fn error_response(status: StatusCode, code: &str, message: String) -> Respon
 
 /// Error responses that are not JSON yet (the framework's) become an [`ErrorBody`] with the same
 /// status. XML errors are left alone: they are a protocol's own (S3's `<Error>`), which its clients parse.
-async fn normalize_error(mut resp: Response, matched_operation: bool, method: &poem::http::Method, path: &str) -> Response {
+async fn normalize_error(
+    mut resp: Response,
+    matched_operation: bool,
+    method: &poem::http::Method,
+    path: &str,
+) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let structured = resp.content_type().is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("application/xml"));
+    let structured = resp
+        .content_type()
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("application/xml"));
     if structured {
         return resp;
     }

@@ -98,8 +98,16 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
     /// A 429 telling the caller to wait `retry_after_secs` (also sent as `Retry-After`).
-    pub fn too_many_requests(code: &str, message: impl Into<String>, retry_after_secs: u64) -> Self {
-        let body = Json(ErrorBody { code: code.into(), message: message.into(), request_id: current_request_id() });
+    pub fn too_many_requests(
+        code: &str,
+        message: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
+        let body = Json(ErrorBody {
+            code: code.into(),
+            message: message.into(),
+            request_id: current_request_id(),
+        });
         Self::TooManyRequests(body, retry_after_secs.max(1))
     }
     pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
@@ -114,7 +122,9 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            format!("internal server error; the server log has the details under request id {request_id}"),
+            format!(
+                "internal server error; the server log has the details under request id {request_id}"
+            ),
         )
     }
 
@@ -153,7 +163,13 @@ impl ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let body = self.body();
-        write!(f, "{} {}: {}", self.status().as_u16(), body.code, body.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status().as_u16(),
+            body.code,
+            body.message
+        )
     }
 }
 

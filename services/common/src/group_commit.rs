@@ -21,7 +21,9 @@ pub struct GroupCommit<R> {
 
 impl<R> Clone for GroupCommit<R> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone() }
+        Self {
+            tx: self.tx.clone(),
+        }
     }
 }
 
@@ -38,7 +40,8 @@ impl<R: Send + 'static> GroupCommit<R> {
         let task = tokio::spawn(async move {
             let mut jobs = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-                let (records, waiting): (Vec<R>, Vec<oneshot::Sender<bool>>) = jobs.drain(..).unzip();
+                let (records, waiting): (Vec<R>, Vec<oneshot::Sender<bool>>) =
+                    jobs.drain(..).unzip();
                 let count = records.len();
                 let stored = match store(records).await {
                     Ok(()) => true,
@@ -58,8 +61,16 @@ impl<R: Send + 'static> GroupCommit<R> {
     /// Stores `record`; what cannot be recorded does not happen (503 `audit_unavailable`).
     pub async fn record(&self, record: R) -> ApiResult<()> {
         let (done, stored) = oneshot::channel();
-        let unavailable = || ApiError::unavailable("audit_unavailable", "the audit log cannot be written; the operation was not performed");
-        self.tx.send((record, done)).await.map_err(|_| unavailable())?;
+        let unavailable = || {
+            ApiError::unavailable(
+                "audit_unavailable",
+                "the audit log cannot be written; the operation was not performed",
+            )
+        };
+        self.tx
+            .send((record, done))
+            .await
+            .map_err(|_| unavailable())?;
         match stored.await {
             Ok(true) => Ok(()),
             _ => Err(unavailable()),
@@ -90,6 +101,9 @@ mod tests {
         let answers = futures_util::future::join_all((100..200).map(|i| log.record(i))).await;
         assert!(answers.iter().all(Result::is_ok));
         assert_eq!(stored.lock().unwrap().len(), 100);
-        assert_eq!(log.record(13).await.unwrap_err().body().code, "audit_unavailable");
+        assert_eq!(
+            log.record(13).await.unwrap_err().body().code,
+            "audit_unavailable"
+        );
     }
 }

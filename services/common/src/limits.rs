@@ -20,9 +20,15 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub enum LimitAt {
     /// A parameter (query, path or header) of the operation with this `operation_id`.
-    Param { operation: &'static str, name: &'static str },
+    Param {
+        operation: &'static str,
+        name: &'static str,
+    },
     /// A property of a component schema (a request body's type).
-    Property { schema: &'static str, property: &'static str },
+    Property {
+        schema: &'static str,
+        property: &'static str,
+    },
 }
 
 /// JSON Schema keywords (`minimum`, `maxLength`, `pattern`, `minItems`, `items`, …) merged into
@@ -36,11 +42,17 @@ pub struct Limit {
 
 impl Limit {
     pub fn param(operation: &'static str, name: &'static str, keywords: Value) -> Self {
-        Self { at: LimitAt::Param { operation, name }, keywords }
+        Self {
+            at: LimitAt::Param { operation, name },
+            keywords,
+        }
     }
 
     pub fn property(schema: &'static str, property: &'static str, keywords: Value) -> Self {
-        Self { at: LimitAt::Property { schema, property }, keywords }
+        Self {
+            at: LimitAt::Property { schema, property },
+            keywords,
+        }
     }
 }
 
@@ -49,10 +61,16 @@ pub fn declare(doc: &mut Value, limits: &[Limit]) {
     for limit in limits {
         let target = match &limit.at {
             LimitAt::Param { operation, name } => param_schema(doc, operation, name),
-            LimitAt::Property { schema, property } => doc
-                .pointer_mut(&format!("/components/schemas/{schema}/properties/{property}")),
+            LimitAt::Property { schema, property } => doc.pointer_mut(&format!(
+                "/components/schemas/{schema}/properties/{property}"
+            )),
         };
-        let target = target.unwrap_or_else(|| panic!("a declared limit names what the spec does not have: {:?}", limit.at));
+        let target = target.unwrap_or_else(|| {
+            panic!(
+                "a declared limit names what the spec does not have: {:?}",
+                limit.at
+            )
+        });
         merge(target, &limit.keywords);
     }
 }
@@ -61,7 +79,12 @@ fn param_schema<'a>(doc: &'a mut Value, operation: &str, name: &str) -> Option<&
     doc.get_mut("paths")?
         .as_object_mut()?
         .values_mut()
-        .flat_map(|methods| methods.as_object_mut().into_iter().flat_map(|m| m.values_mut()))
+        .flat_map(|methods| {
+            methods
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|m| m.values_mut())
+        })
         .find(|op| op.get("operationId").and_then(Value::as_str) == Some(operation))?
         .get_mut("parameters")?
         .as_array_mut()?
@@ -75,7 +98,9 @@ fn merge(target: &mut Value, keywords: &Value) {
         (Value::Object(target), Value::Object(keywords)) => {
             for (key, value) in keywords {
                 match target.get_mut(key) {
-                    Some(existing) if existing.is_object() && value.is_object() => merge(existing, value),
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        merge(existing, value)
+                    }
                     _ => {
                         target.insert(key.clone(), value.clone());
                     }
@@ -88,12 +113,23 @@ fn merge(target: &mut Value, keywords: &Value) {
 
 /// A UUID's text (what `uuid::Uuid::parse_str` takes in its hyphenated form), as a pattern: a
 /// `format: uuid` would make the SDKs' parameter a `Uuid` instead of the string they pass on.
-pub const UUID_PATTERN: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+pub const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
 /// The keywords [`declare`] adds that a client generator should not turn into types of their own:
 /// `cargo xtask sdk` removes them before progenitor reads a spec.
-pub const VALIDATION_KEYWORDS: &[&str] =
-    &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "maxProperties"];
+pub const VALIDATION_KEYWORDS: &[&str] = &[
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "maxProperties",
+];
 
 #[cfg(test)]
 mod tests {
@@ -110,17 +146,37 @@ mod tests {
     #[test]
     fn limits_land_on_parameters_and_properties_and_merge_into_items() {
         let mut doc = spec();
-        declare(&mut doc, &[
-            Limit::param("list_things", "limit", json!({"minimum": 1, "maximum": 1000})),
-            Limit::property("NewThing", "tags", json!({"maxItems": 5, "items": {"pattern": "^[a-z]+$"}})),
-        ]);
-        assert_eq!(doc["paths"]["/things"]["get"]["parameters"][0]["schema"], json!({"type": "integer", "format": "uint32", "minimum": 1, "maximum": 1000}));
-        assert_eq!(doc["components"]["schemas"]["NewThing"]["properties"]["tags"], json!({"type": "array", "maxItems": 5, "items": {"type": "string", "pattern": "^[a-z]+$"}}));
+        declare(
+            &mut doc,
+            &[
+                Limit::param(
+                    "list_things",
+                    "limit",
+                    json!({"minimum": 1, "maximum": 1000}),
+                ),
+                Limit::property(
+                    "NewThing",
+                    "tags",
+                    json!({"maxItems": 5, "items": {"pattern": "^[a-z]+$"}}),
+                ),
+            ],
+        );
+        assert_eq!(
+            doc["paths"]["/things"]["get"]["parameters"][0]["schema"],
+            json!({"type": "integer", "format": "uint32", "minimum": 1, "maximum": 1000})
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["NewThing"]["properties"]["tags"],
+            json!({"type": "array", "maxItems": 5, "items": {"type": "string", "pattern": "^[a-z]+$"}})
+        );
     }
 
     #[test]
     #[should_panic(expected = "does not have")]
     fn a_limit_on_nothing_is_refused() {
-        declare(&mut spec(), &[Limit::param("list_things", "page", json!({"minimum": 1}))]);
+        declare(
+            &mut spec(),
+            &[Limit::param("list_things", "page", json!({"minimum": 1}))],
+        );
     }
 }

@@ -3,7 +3,9 @@
 
 use std::{collections::HashMap, fmt::Write as _, sync::Mutex, time::Duration};
 
-const LATENCY_BUCKETS_SECS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+const LATENCY_BUCKETS_SECS: [f64; 11] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
 
 #[derive(Default)]
 struct Series {
@@ -41,13 +43,21 @@ impl Metrics {
         let http = self.http.lock().expect("metrics lock");
         let mut keys: Vec<_> = http.keys().copied().collect();
         keys.sort();
-        out.push_str("# HELP aerekos_http_requests_total HTTP requests served, by operation and status.\n");
+        out.push_str(
+            "# HELP aerekos_http_requests_total HTTP requests served, by operation and status.\n",
+        );
         out.push_str("# TYPE aerekos_http_requests_total counter\n");
         for key in &keys {
             let s = &http[key];
-            let _ = writeln!(out, "aerekos_http_requests_total{{operation=\"{}\",status=\"{}\"}} {}", key.0, key.1, s.count);
+            let _ = writeln!(
+                out,
+                "aerekos_http_requests_total{{operation=\"{}\",status=\"{}\"}} {}",
+                key.0, key.1, s.count
+            );
         }
-        out.push_str("# HELP aerekos_http_request_duration_seconds HTTP request latency, by operation.\n");
+        out.push_str(
+            "# HELP aerekos_http_request_duration_seconds HTTP request latency, by operation.\n",
+        );
         out.push_str("# TYPE aerekos_http_request_duration_seconds histogram\n");
         let mut by_op: HashMap<&'static str, Series> = HashMap::new();
         for key in &keys {
@@ -63,11 +73,26 @@ impl Metrics {
         ops.sort_by_key(|(op, _)| *op);
         for (op, s) in ops {
             for (bound, count) in LATENCY_BUCKETS_SECS.iter().zip(s.buckets) {
-                let _ = writeln!(out, "aerekos_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{bound}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "aerekos_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{bound}\"}} {count}"
+                );
             }
-            let _ = writeln!(out, "aerekos_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "aerekos_http_request_duration_seconds_sum{{operation=\"{op}\"}} {}", s.sum_secs);
-            let _ = writeln!(out, "aerekos_http_request_duration_seconds_count{{operation=\"{op}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "aerekos_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "aerekos_http_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
+                s.sum_secs
+            );
+            let _ = writeln!(
+                out,
+                "aerekos_http_request_duration_seconds_count{{operation=\"{op}\"}} {}",
+                s.count
+            );
         }
     }
 }

@@ -8,7 +8,11 @@ pub const MAX_SECRET_NAME_CHARS: usize = 512;
 /// `.` or `..` (URL normalisation would remove it from a path), at most [`MAX_SECRET_NAME_CHARS`].
 pub fn is_secret_name(name: &str) -> bool {
     let segment_ok = |s: &str| {
-        !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     };
     !name.is_empty() && name.len() <= MAX_SECRET_NAME_CHARS && name.split('/').all(segment_ok)
 }

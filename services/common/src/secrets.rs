@@ -10,16 +10,25 @@ use std::{
 /// Writes `contents` to `path` with mode 0600: to a temporary name first, fsynced, then renamed,
 /// so a crash never leaves a half-written key behind.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
         std::process::id()
     ));
     let _ = fs::remove_file(&tmp);
     {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
     }

@@ -34,7 +34,11 @@ impl ServerHandle {
     pub fn url(&self) -> String {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
-            addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+            addr.set_ip(if addr.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
         }
         format!("{}://{addr}", if self.tls { "https" } else { "http" })
     }
@@ -60,15 +64,28 @@ pub const INSTANCE_HOST_ENV: &str = "AEREKOS_INSTANCE_HOST";
 /// A service's listening address from its environment: `<PREFIX>_HOST` else
 /// [`INSTANCE_HOST_ENV`] (which a worker sets) else every interface, and `<PREFIX>_PORT` else
 /// `PORT` (which a worker sets) else `default_port`.
-pub fn bind_from_env(get: impl Fn(&str) -> Option<String>, prefix: &str, default_port: u16) -> Result<SocketAddr, String> {
-    let host = get(&format!("{prefix}_HOST")).or_else(|| get(INSTANCE_HOST_ENV)).unwrap_or_else(|| "0.0.0.0".into());
-    let port = get(&format!("{prefix}_PORT")).or_else(|| get("PORT")).unwrap_or_else(|| default_port.to_string());
-    socket_addr(&host, &port).ok_or_else(|| format!("{prefix}_HOST/PORT {host}:{port} is not an address"))
+pub fn bind_from_env(
+    get: impl Fn(&str) -> Option<String>,
+    prefix: &str,
+    default_port: u16,
+) -> Result<SocketAddr, String> {
+    let host = get(&format!("{prefix}_HOST"))
+        .or_else(|| get(INSTANCE_HOST_ENV))
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let port = get(&format!("{prefix}_PORT"))
+        .or_else(|| get("PORT"))
+        .unwrap_or_else(|| default_port.to_string());
+    socket_addr(&host, &port)
+        .ok_or_else(|| format!("{prefix}_HOST/PORT {host}:{port} is not an address"))
 }
 
 /// `host` (an IP address, IPv6 with or without brackets) and `port` as one address.
 pub fn socket_addr(host: &str, port: &str) -> Option<SocketAddr> {
-    let joined = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let joined = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     joined.parse().ok()
 }
 
@@ -81,7 +98,11 @@ where
 }
 
 /// Like [`serve`], over TLS when `tls` is given (see [`crate::tls`]).
-pub async fn serve_tls<E>(addr: SocketAddr, ep: E, tls: Option<std::sync::Arc<crate::tls::ServerConfig>>) -> io::Result<ServerHandle>
+pub async fn serve_tls<E>(
+    addr: SocketAddr,
+    ep: E,
+    tls: Option<std::sync::Arc<crate::tls::ServerConfig>>,
+) -> io::Result<ServerHandle>
 where
     E: Endpoint + 'static,
 {
@@ -99,18 +120,39 @@ where
     let task = match tls {
         Some(config) => {
             let acceptor = crate::tls::TlsAcceptor::new(acceptor, config);
-            tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(ep, stopped, Some(GRACEFUL_SHUTDOWN)))
+            tokio::spawn(
+                Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                    ep,
+                    stopped,
+                    Some(GRACEFUL_SHUTDOWN),
+                ),
+            )
         }
-        None => tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(ep, stopped, Some(GRACEFUL_SHUTDOWN))),
+        None => tokio::spawn(
+            Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                ep,
+                stopped,
+                Some(GRACEFUL_SHUTDOWN),
+            ),
+        ),
     };
-    Ok(ServerHandle { addr: bound, tls: is_tls, shutdown: Some(tx), task })
+    Ok(ServerHandle {
+        addr: bound,
+        tls: is_tls,
+        shutdown: Some(tx),
+        task,
+    })
 }
 
 /// An API the way every aerekos server exposes it: its spec at `/openapi.json`, Swagger UI at
 /// `/docs`, the operations themselves (405s naming the methods a path has, JSON bodies held to
 /// their declared types: [`crate::strict_json`]), `state` attached for the endpoints (no
 /// middleware yet).
-pub fn api_routes<T, S>(api: OpenApiService<T, ()>, limits: &[Limit], state: S) -> impl Endpoint<Output = poem::Response> + 'static
+pub fn api_routes<T, S>(
+    api: OpenApiService<T, ()>,
+    limits: &[Limit],
+    state: S,
+) -> impl Endpoint<Output = poem::Response> + 'static
 where
     T: OpenApi + 'static,
     S: Clone + Send + Sync + 'static,
@@ -119,10 +161,22 @@ where
     let allowed = AllowedMethods::from_spec(&spec);
     let bodies = crate::strict_json::JsonBodies::from_spec(&spec);
     let spec_endpoint = poem::endpoint::make_sync(move |_| {
-        poem::Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(spec.clone())
     });
-    let routes = Route::new().at("/openapi.json", spec_endpoint).nest("/docs", api.swagger_ui()).nest("/", api).data(state);
-    WithAllow { inner: crate::strict_json::StrictJson { inner: routes, bodies }, allowed }
+    let routes = Route::new()
+        .at("/openapi.json", spec_endpoint)
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api)
+        .data(state);
+    WithAllow {
+        inner: crate::strict_json::StrictJson {
+            inner: routes,
+            bodies,
+        },
+        allowed,
+    }
 }
 
 /// An API's spec as it is served and committed: poem-openapi's, plus what poem-openapi leaves
@@ -133,8 +187,13 @@ pub fn finished_spec(spec: &str, limits: &[Limit]) -> String {
     fn walk(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
-                let range = match (map.get("type").and_then(|t| t.as_str()), map.get("format").and_then(|f| f.as_str())) {
-                    (Some("integer"), Some("uint8")) => Some((serde_json::Value::from(0), serde_json::Value::from(u8::MAX))),
+                let range = match (
+                    map.get("type").and_then(|t| t.as_str()),
+                    map.get("format").and_then(|f| f.as_str()),
+                ) {
+                    (Some("integer"), Some("uint8")) => {
+                        Some((serde_json::Value::from(0), serde_json::Value::from(u8::MAX)))
+                    }
                     (Some("integer"), Some("uint16")) => Some((0.into(), u16::MAX.into())),
                     (Some("integer"), Some("uint32")) => Some((0.into(), u32::MAX.into())),
                     (Some("integer"), Some("uint64")) => Some((0.into(), u64::MAX.into())),
@@ -168,12 +227,23 @@ pub struct PathTemplate(Vec<Option<String>>);
 
 impl PathTemplate {
     pub fn new(path: &str) -> Self {
-        Self(path.split('/').map(|segment| (!(segment.starts_with('{') && segment.ends_with('}'))).then(|| segment.to_owned())).collect())
+        Self(
+            path.split('/')
+                .map(|segment| {
+                    (!(segment.starts_with('{') && segment.ends_with('}')))
+                        .then(|| segment.to_owned())
+                })
+                .collect(),
+        )
     }
 
     pub fn fits(&self, path: &str) -> bool {
         let mut segments = path.split('/');
-        let fits = self.0.iter().all(|t| segments.next().is_some_and(|s| t.as_deref().map_or(!s.is_empty(), |t| t == s)));
+        let fits = self.0.iter().all(|t| {
+            segments
+                .next()
+                .is_some_and(|s| t.as_deref().map_or(!s.is_empty(), |t| t == s))
+        });
         fits && segments.next().is_none()
     }
 }
@@ -188,7 +258,12 @@ impl AllowedMethods {
         let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
         let mut table = Vec::new();
         for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
-            let mut methods: Vec<String> = operations.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()).collect();
+            let mut methods: Vec<String> = operations
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(m, _)| m.to_ascii_uppercase())
+                .collect();
             if methods.iter().any(|m| m == "GET") {
                 methods.push("HEAD".into());
             }
@@ -200,7 +275,9 @@ impl AllowedMethods {
 
     /// The `Allow` value for a request path, if the API has that path.
     pub fn for_path(&self, path: &str) -> Option<&str> {
-        self.0.iter().find_map(|(template, methods)| template.fits(path).then_some(methods.as_str()))
+        self.0
+            .iter()
+            .find_map(|(template, methods)| template.fits(path).then_some(methods.as_str()))
     }
 }
 
@@ -217,7 +294,11 @@ impl<E: Endpoint> Endpoint for WithAllow<E> {
         use poem::IntoResponse as _;
         let path = req.uri().path().to_owned();
         let allow = |mut resp: poem::Response| {
-            if let Some(value) = self.allowed.for_path(&path).and_then(|m| poem::http::HeaderValue::from_str(m).ok()) {
+            if let Some(value) = self
+                .allowed
+                .for_path(&path)
+                .and_then(|m| poem::http::HeaderValue::from_str(m).ok())
+            {
                 resp.headers_mut().insert(poem::http::header::ALLOW, value);
             }
             resp
@@ -225,9 +306,17 @@ impl<E: Endpoint> Endpoint for WithAllow<E> {
         match self.inner.call(req).await {
             Ok(resp) => {
                 let resp = resp.into_response();
-                Ok(if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED { allow(resp) } else { resp })
+                Ok(
+                    if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
+                        allow(resp)
+                    } else {
+                        resp
+                    },
+                )
             }
-            Err(e) if e.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED => Ok(allow(e.into_response())),
+            Err(e) if e.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED => {
+                Ok(allow(e.into_response()))
+            }
             Err(e) => Err(e),
         }
     }
@@ -261,7 +350,9 @@ impl Acceptor for NoDelay {
         self.0.local_addr()
     }
 
-    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+    async fn accept(
+        &mut self,
+    ) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
         let accepted = self.0.accept().await?;
         // Best effort: a socket that refuses the option still serves, only slower.
         let _ = accepted.0.set_nodelay(true);
@@ -273,14 +364,20 @@ impl Acceptor for NoDelay {
 /// origin is refused with 403 and no `Access-Control-Allow-Origin`, so browsers block the call.
 pub fn cors_allow_list(origins: Vec<String>) -> poem::middleware::Cors {
     poem::middleware::Cors::new()
-        .allow_origins_fn(move |origin| origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin)))
+        .allow_origins_fn(move |origin| {
+            origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+        })
         .expose_header(crate::edge::REQUEST_ID_HEADER)
 }
 
 /// The origin of `url` as a browser sends it; a loopback host in each spelling a browser may use
 /// (`127.0.0.1`, `localhost`, `[::1]`), since the dashboard of `aerekos up` is opened either way.
 pub fn origins_of(url: &str) -> Vec<String> {
-    let Some((scheme, rest)) = url.split_once("://") else { return Vec::new() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() && !h.ends_with(':') => (h, Some(p)),
@@ -289,7 +386,10 @@ pub fn origins_of(url: &str) -> Vec<String> {
     let port = port.map(|p| format!(":{p}")).unwrap_or_default();
     let loopback = ["127.0.0.1", "localhost", "[::1]"];
     if loopback.contains(&host) {
-        loopback.iter().map(|h| format!("{scheme}://{h}{port}")).collect()
+        loopback
+            .iter()
+            .map(|h| format!("{scheme}://{h}{port}"))
+            .collect()
     } else {
         vec![format!("{scheme}://{host}{port}")]
     }
@@ -297,7 +397,12 @@ pub fn origins_of(url: &str) -> Vec<String> {
 
 /// `CORS_ALLOWED_ORIGINS`: a comma-separated list of origins, or None when unset.
 pub fn cors_origins_from_env(get: impl Fn(&str) -> Option<String>) -> Option<Vec<String>> {
-    get("CORS_ALLOWED_ORIGINS").map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect())
+    get("CORS_ALLOWED_ORIGINS").map(|v| {
+        v.split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -321,8 +426,15 @@ mod tests {
     fn origins_of_loopback_and_other_hosts() {
         assert_eq!(
             super::origins_of("http://127.0.0.1:8080/"),
-            ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"]
+            [
+                "http://127.0.0.1:8080",
+                "http://localhost:8080",
+                "http://[::1]:8080"
+            ]
         );
-        assert_eq!(super::origins_of("https://cloud.example.com"), ["https://cloud.example.com"]);
+        assert_eq!(
+            super::origins_of("https://cloud.example.com"),
+            ["https://cloud.example.com"]
+        );
     }
 }

@@ -35,16 +35,24 @@ impl JsonBodies {
                     .flatten()
                     .find(|(media_type, _)| media_type.starts_with("application/json"))
                     .map(|(_, content)| content["schema"].clone());
-                if let (Some(schema), Ok(method)) = (json_schema, method.to_ascii_uppercase().parse()) {
+                if let (Some(schema), Ok(method)) =
+                    (json_schema, method.to_ascii_uppercase().parse())
+                {
                     operations.push((PathTemplate::new(path), method, schema));
                 }
             }
         }
-        Self { operations: Arc::new(operations), schemas: Arc::new(spec["components"]["schemas"].clone()) }
+        Self {
+            operations: Arc::new(operations),
+            schemas: Arc::new(spec["components"]["schemas"].clone()),
+        }
     }
 
     fn schema_for(&self, method: &poem::http::Method, path: &str) -> Option<&Value> {
-        self.operations.iter().find(|(template, m, _)| m == method && template.fits(path)).map(|(_, _, schema)| schema)
+        self.operations
+            .iter()
+            .find(|(template, m, _)| m == method && template.fits(path))
+            .map(|(_, _, schema)| schema)
     }
 
     /// Where `value` breaks what `schema` says of its JSON types: a message naming the field.
@@ -52,20 +60,32 @@ impl JsonBodies {
         self.check_at(value, schema, "the body", 0)
     }
 
-    fn check_at(&self, value: &Value, schema: &Value, at: &str, depth: usize) -> Result<(), String> {
+    fn check_at(
+        &self,
+        value: &Value,
+        schema: &Value,
+        at: &str,
+        depth: usize,
+    ) -> Result<(), String> {
         // A schema nested deeper than any request body has is not looked into further.
         if depth > 32 {
             return Ok(());
         }
         if let Some(target) = schema["$ref"].as_str() {
-            let resolved = target.strip_prefix("#/components/schemas/").map(|name| &self.schemas[name]);
+            let resolved = target
+                .strip_prefix("#/components/schemas/")
+                .map(|name| &self.schemas[name]);
             return match resolved {
-                Some(resolved) if !resolved.is_null() => self.check_at(value, resolved, at, depth + 1),
+                Some(resolved) if !resolved.is_null() => {
+                    self.check_at(value, resolved, at, depth + 1)
+                }
                 _ => Ok(()),
             };
         }
         if let Some(all) = schema["allOf"].as_array() {
-            return all.iter().try_for_each(|part| self.check_at(value, part, at, depth + 1));
+            return all
+                .iter()
+                .try_for_each(|part| self.check_at(value, part, at, depth + 1));
         }
         let Some(declared) = schema["type"].as_str() else {
             // oneOf, anyOf or an untyped schema: whatever it holds is poem-openapi's to judge.
@@ -73,9 +93,13 @@ impl JsonBodies {
         };
         match value {
             Value::Null if schema["nullable"] == Value::Bool(true) => Ok(()),
-            Value::Null => Err(format!("{at} is null; give a {declared} or leave the field out")),
+            Value::Null => Err(format!(
+                "{at} is null; give a {declared} or leave the field out"
+            )),
             Value::String(_) => Ok(()),
-            other if declared == "string" => Err(format!("{at} must be a JSON string, not {other}")),
+            other if declared == "string" => {
+                Err(format!("{at} must be a JSON string, not {other}"))
+            }
             Value::Object(fields) if declared == "object" => {
                 for (name, field) in fields {
                     let field_schema = match schema["properties"].get(name) {
@@ -88,10 +112,11 @@ impl JsonBodies {
                 }
                 Ok(())
             }
-            Value::Array(items) if declared == "array" => items
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, item)| self.check_at(item, &schema["items"], &format!("{at}[{i}]"), depth + 1)),
+            Value::Array(items) if declared == "array" => {
+                items.iter().enumerate().try_for_each(|(i, item)| {
+                    self.check_at(item, &schema["items"], &format!("{at}[{i}]"), depth + 1)
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -107,8 +132,14 @@ impl<E: Endpoint> Endpoint for StrictJson<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let is_json = req.content_type().is_some_and(|ct| ct.starts_with("application/json"));
-        let Some(schema) = self.bodies.schema_for(req.method(), req.uri().path()).filter(|_| is_json) else {
+        let is_json = req
+            .content_type()
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        let Some(schema) = self
+            .bodies
+            .schema_for(req.method(), req.uri().path())
+            .filter(|_| is_json)
+        else {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         };
         let bytes = match req.take_body().into_bytes().await {
@@ -120,13 +151,16 @@ impl<E: Endpoint> Endpoint for StrictJson<E> {
         if let Ok(value) = serde_json::from_slice::<Value>(&bytes)
             && let Err(message) = self.bodies.check(&value, schema)
         {
-            return Ok(error_response(StatusCode::BAD_REQUEST, code_for_status(StatusCode::BAD_REQUEST), message));
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                code_for_status(StatusCode::BAD_REQUEST),
+                message,
+            ));
         }
         req.set_body(bytes);
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -156,7 +190,10 @@ mod tests {
     #[test]
     fn strings_must_be_strings_and_nulls_must_be_allowed() {
         let b = bodies();
-        let schema = b.schema_for(&poem::http::Method::POST, "/api/things/7").expect("the operation is found").clone();
+        let schema = b
+            .schema_for(&poem::http::Method::POST, "/api/things/7")
+            .expect("the operation is found")
+            .clone();
         let ok = json!({"name": "a", "note": null, "count": 3, "tags": ["x"], "labels": {"k": "v"}, "inner": {"id": "i"}, "any": null});
         assert_eq!(b.check(&ok, &schema), Ok(()));
         for (bad, names) in [
@@ -170,7 +207,13 @@ mod tests {
             let message = b.check(&bad, &schema).expect_err(&bad.to_string());
             assert!(message.starts_with(names), "{message}");
         }
-        assert!(b.schema_for(&poem::http::Method::GET, "/api/things/7").is_none());
-        assert!(b.schema_for(&poem::http::Method::POST, "/api/things").is_none());
+        assert!(
+            b.schema_for(&poem::http::Method::GET, "/api/things/7")
+                .is_none()
+        );
+        assert!(
+            b.schema_for(&poem::http::Method::POST, "/api/things")
+                .is_none()
+        );
     }
 }

@@ -24,8 +24,15 @@ use std::{
     },
 };
 
-use governor::{Quota, RateLimiter, clock::{Clock as _, DefaultClock}, state::keyed::DefaultKeyedStateStore};
-use poem::{Request, Response, http::{HeaderValue, StatusCode, header}};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock as _, DefaultClock},
+    state::keyed::DefaultKeyedStateStore,
+};
+use poem::{
+    Request, Response,
+    http::{HeaderValue, StatusCode, header},
+};
 
 use crate::edge::error_response;
 
@@ -44,9 +51,23 @@ impl Limit {
         if text.eq_ignore_ascii_case("off") || text == "0" {
             return Ok(None);
         }
-        let bad = || format!("{text:?} is not a rate: write e.g. `100/s`, `600/min`, `100/s,burst=400` or `off`");
+        let bad = || {
+            format!(
+                "{text:?} is not a rate: write e.g. `100/s`, `600/min`, `100/s,burst=400` or `off`"
+            )
+        };
         let (rate, burst) = match text.split_once(',') {
-            Some((rate, burst)) => (rate.trim(), Some(burst.trim().strip_prefix("burst=").ok_or_else(bad)?.parse::<u32>().map_err(|_| bad())?)),
+            Some((rate, burst)) => (
+                rate.trim(),
+                Some(
+                    burst
+                        .trim()
+                        .strip_prefix("burst=")
+                        .ok_or_else(bad)?
+                        .parse::<u32>()
+                        .map_err(|_| bad())?,
+                ),
+            ),
             None => (text, None),
         };
         let (n, unit) = rate.split_once('/').ok_or_else(bad)?;
@@ -60,12 +81,16 @@ impl Limit {
             return Ok(None);
         }
         let burst = burst.unwrap_or(per_second.saturating_mul(2)).max(1);
-        Ok(Some(Limit { per_second: per_second.max(1), burst }))
+        Ok(Some(Limit {
+            per_second: per_second.max(1),
+            burst,
+        }))
     }
 
     fn quota(self) -> Quota {
         let rate = NonZeroU32::new(self.per_second).expect("per_second is at least 1");
-        Quota::per_second(rate).allow_burst(NonZeroU32::new(self.burst).expect("burst is at least 1"))
+        Quota::per_second(rate)
+            .allow_burst(NonZeroU32::new(self.burst).expect("burst is at least 1"))
     }
 }
 
@@ -84,15 +109,26 @@ pub struct ThrottleConfig {
 impl Default for ThrottleConfig {
     fn default() -> Self {
         // Generous: they stop floods, not a busy app (a KMS or S3 client from one host).
-        let limit = Some(Limit { per_second: 5000, burst: 10_000 });
-        Self { per_address: limit, per_caller: limit, trusted_proxies: Vec::new() }
+        let limit = Some(Limit {
+            per_second: 5000,
+            burst: 10_000,
+        });
+        Self {
+            per_address: limit,
+            per_caller: limit,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
 impl ThrottleConfig {
     /// No limits (benchmarks' references, tests that are not about throttling).
     pub fn off() -> Self {
-        Self { per_address: None, per_caller: None, trusted_proxies: Vec::new() }
+        Self {
+            per_address: None,
+            per_caller: None,
+            trusted_proxies: Vec::new(),
+        }
     }
 
     /// The defaults, overridden by `RATE_LIMIT_PER_ADDRESS` and `RATE_LIMIT_PER_CALLER`.
@@ -102,7 +138,10 @@ impl ThrottleConfig {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut config = Self::default();
-        for (var, slot) in [("RATE_LIMIT_PER_ADDRESS", &mut config.per_address), ("RATE_LIMIT_PER_CALLER", &mut config.per_caller)] {
+        for (var, slot) in [
+            ("RATE_LIMIT_PER_ADDRESS", &mut config.per_address),
+            ("RATE_LIMIT_PER_CALLER", &mut config.per_caller),
+        ] {
             if let Some(text) = get(var).filter(|t| !t.trim().is_empty()) {
                 *slot = Limit::parse(&text).map_err(|e| format!("{var}: {e}"))?;
             }
@@ -156,13 +195,21 @@ impl Throttle {
             }
         }
         let wait = |not_until: governor::NotUntil<governor::clock::QuantaInstant>| {
-            not_until.wait_time_from(DefaultClock::default().now()).as_secs_f64().ceil().max(1.0) as u64
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs_f64()
+                .ceil()
+                .max(1.0) as u64
         };
         if let Some(limiter) = &b.per_address {
-            limiter.check_key(&crate::net::client_address(req, &b.trusted_proxies)).map_err(wait)?;
+            limiter
+                .check_key(&crate::net::client_address(req, &b.trusted_proxies))
+                .map_err(wait)?;
         }
         if let (Some(limiter), Some(caller)) = (&b.per_caller, caller_of(req)) {
-            limiter.check_key(&b.hasher.hash_one(caller)).map_err(wait)?;
+            limiter
+                .check_key(&b.hasher.hash_one(caller))
+                .map_err(wait)?;
         }
         Ok(())
     }
@@ -172,7 +219,11 @@ impl Throttle {
 /// `X-Forwarded-For` names the client.
 pub fn behind_gateway(config: &ThrottleConfig, conductor_url: &str) -> ThrottleConfig {
     let mut config = config.clone();
-    config.trusted_proxies.extend(crate::net::resolve_url_host(conductor_url).into_iter().map(|a| a.ip()));
+    config.trusted_proxies.extend(
+        crate::net::resolve_url_host(conductor_url)
+            .into_iter()
+            .map(|a| a.ip()),
+    );
     config
 }
 
@@ -194,7 +245,8 @@ pub fn too_many_requests(wait_secs: u64) -> Response {
         "rate_limited",
         format!("too many requests from this address or caller; try again in {wait_secs} s"),
     );
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_secs));
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait_secs));
     resp
 }
 
@@ -204,8 +256,20 @@ mod tests {
 
     #[test]
     fn parses_rates() {
-        assert_eq!(Limit::parse("100/s").unwrap(), Some(Limit { per_second: 100, burst: 200 }));
-        assert_eq!(Limit::parse("600/min,burst=5").unwrap(), Some(Limit { per_second: 10, burst: 5 }));
+        assert_eq!(
+            Limit::parse("100/s").unwrap(),
+            Some(Limit {
+                per_second: 100,
+                burst: 200
+            })
+        );
+        assert_eq!(
+            Limit::parse("600/min,burst=5").unwrap(),
+            Some(Limit {
+                per_second: 10,
+                burst: 5
+            })
+        );
         assert_eq!(Limit::parse("off").unwrap(), None);
         assert!(Limit::parse("100").unwrap_err().contains("100/s"));
         assert!(Limit::parse("10/s,bust=3").is_err());

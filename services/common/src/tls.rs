@@ -30,7 +30,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The DER certificates of a PEM bundle, in order.
 pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| TlsError::Pem(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(e.to_string()))?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate);
     }
@@ -40,7 +42,8 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError
 /// A server configuration from a PEM chain (leaf first) and its PEM private key.
 pub fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certificates(chain_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -58,9 +61,11 @@ impl ReloadableCert {
     /// Serves `chain_pem` (leaf first) with `key_pem` from now on.
     pub fn set(&self, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
         let chain = certificates(chain_pem)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
         let signing = provider().key_provider.load_private_key(key)?;
-        *self.0.write().expect("certificate lock") = Some(Arc::new(rustls::sign::CertifiedKey::new(chain, signing)));
+        *self.0.write().expect("certificate lock") =
+            Some(Arc::new(rustls::sign::CertifiedKey::new(chain, signing)));
         Ok(())
     }
 
@@ -76,7 +81,10 @@ impl ReloadableCert {
 }
 
 impl rustls::server::ResolvesServerCert for ReloadableCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         self.0.read().expect("certificate lock").clone()
     }
 }
@@ -108,7 +116,9 @@ pub fn service_tls_from_env() -> Result<Option<Arc<ServerConfig>>, String> {
         (None, None, None, None) => return Ok(None),
         _ => return Err("give a certificate and its key together: TLS_CERT_PEM and TLS_KEY_PEM, or TLS_CERT_FILE and TLS_KEY_FILE".into()),
     };
-    server_config(&pair.0, &pair.1).map(Some).map_err(|e| e.to_string())
+    server_config(&pair.0, &pair.1)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// `sha256:<hex>` over the DER certificates of `bundle_pem`, in order.
@@ -117,7 +127,13 @@ pub fn fingerprint(bundle_pem: &[u8]) -> Result<String, TlsError> {
     for cert in certificates(bundle_pem)? {
         hash.update(cert.as_ref());
     }
-    Ok(format!("sha256:{}", hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "sha256:{}",
+        hash.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
 }
 
 /// Accepts TCP connections and completes their TLS handshakes concurrently, handing on only those
@@ -128,7 +144,11 @@ pub(crate) struct TlsAcceptor {
     task: tokio::task::JoinHandle<()>,
 }
 
-type Accepted = (tokio_rustls::server::TlsStream<tokio::net::TcpStream>, poem::web::LocalAddr, poem::web::RemoteAddr);
+type Accepted = (
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    poem::web::LocalAddr,
+    poem::web::RemoteAddr,
+);
 
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -180,8 +200,19 @@ impl poem::listener::Acceptor for TlsAcceptor {
         self.local.clone()
     }
 
-    async fn accept(&mut self) -> std::io::Result<(Self::Io, poem::web::LocalAddr, poem::web::RemoteAddr, poem::http::uri::Scheme)> {
-        let (io, local, remote) = self.ready.recv().await.ok_or_else(|| std::io::Error::other("the TLS acceptor stopped"))?;
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(
+        Self::Io,
+        poem::web::LocalAddr,
+        poem::web::RemoteAddr,
+        poem::http::uri::Scheme,
+    )> {
+        let (io, local, remote) = self
+            .ready
+            .recv()
+            .await
+            .ok_or_else(|| std::io::Error::other("the TLS acceptor stopped"))?;
         Ok((io, local, remote, poem::http::uri::Scheme::HTTPS))
     }
 }

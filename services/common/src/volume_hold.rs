@@ -21,9 +21,13 @@ pub const HOLD_STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// Whether a backup holds the volume at `data_dir`, so files must not be deleted from it now.
 pub fn held(data_dir: &Path) -> bool {
-    let Ok(meta) = std::fs::metadata(data_dir.join(HOLD_FILE)) else { return false };
+    let Ok(meta) = std::fs::metadata(data_dir.join(HOLD_FILE)) else {
+        return false;
+    };
     let touched = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    SystemTime::now().duration_since(touched).map_or(true, |age| age < HOLD_STALE_AFTER)
+    SystemTime::now()
+        .duration_since(touched)
+        .map_or(true, |age| age < HOLD_STALE_AFTER)
 }
 
 /// Whether `name` (a top-level entry of a volume) is the platform's rather than the service's.

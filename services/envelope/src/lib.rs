@@ -29,7 +29,9 @@ impl Envelope {
     /// message saying so.
     pub fn new(service: &'static str, key_manager_url: &str, token: Option<String>) -> Self {
         let client = token.map(|token| {
-            let transport = Transport::new().with_token(token).with_request_id_source(|| Some(current_request_id()));
+            let transport = Transport::new()
+                .with_token(token)
+                .with_request_id_source(|| Some(current_request_id()));
             KeyManager::with_transport(key_manager_url, transport)
         });
         Self { service, client }
@@ -47,12 +49,22 @@ impl Envelope {
     /// Checks that `key_ref` names a key_manager key this service may use, so a mistake shows
     /// when it is configured rather than at the first use.
     pub async fn check_key(&self, key_ref: &str) -> ApiResult<()> {
-        self.client()?.get_key().key(key_ref).send().await.map(|_| ()).map_err(|e| self.refused(key_ref, e.into()))
+        self.client()?
+            .get_key()
+            .key(key_ref)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.refused(key_ref, e.into()))
     }
 
     /// A new data key under `key_ref`, bound to `context` (key_manager's encryption context: the
     /// same must be given to open it): its plaintext to seal with, and its wrapped copy to store.
-    pub async fn new_data_key(&self, key_ref: &str, context: &HashMap<String, String>) -> ApiResult<(DataKeyBytes, String)> {
+    pub async fn new_data_key(
+        &self,
+        key_ref: &str,
+        context: &HashMap<String, String>,
+    ) -> ApiResult<(DataKeyBytes, String)> {
         let response = self
             .client()?
             .generate_data_key()
@@ -62,12 +74,19 @@ impl Envelope {
             .await
             .map_err(|e| self.refused(key_ref, e.into()))?
             .into_inner();
-        let plaintext = response.plaintext.ok_or_else(|| ApiError::internal("key_manager returned no plaintext data key"))?;
+        let plaintext = response
+            .plaintext
+            .ok_or_else(|| ApiError::internal("key_manager returned no plaintext data key"))?;
         Ok((decode_key(&plaintext)?, response.ciphertext))
     }
 
     /// Unwraps a data key `new_data_key` made under `key_ref` and `context`.
-    pub async fn open_data_key(&self, key_ref: &str, wrapped: &str, context: &HashMap<String, String>) -> ApiResult<DataKeyBytes> {
+    pub async fn open_data_key(
+        &self,
+        key_ref: &str,
+        wrapped: &str,
+        context: &HashMap<String, String>,
+    ) -> ApiResult<DataKeyBytes> {
         let response = self
             .client()?
             .decrypt()
@@ -83,18 +102,31 @@ impl Envelope {
     /// key_manager's refusal, said in terms of what the key protects.
     fn refused(&self, key_ref: &str, e: SdkError) -> ApiError {
         match &e {
-            SdkError::Api { status: 404, .. } => {
-                ApiError::bad_request("encryption_key_not_found", format!("key_manager has no key {key_ref:?} (or it was deleted)"))
-            }
-            SdkError::Api { status: 401 | 403, body } => ApiError::unavailable(
+            SdkError::Api { status: 404, .. } => ApiError::bad_request(
+                "encryption_key_not_found",
+                format!("key_manager has no key {key_ref:?} (or it was deleted)"),
+            ),
+            SdkError::Api {
+                status: 401 | 403,
+                body,
+            } => ApiError::unavailable(
                 "encryption_unavailable",
-                format!("key_manager refused {}'s credentials for key {key_ref:?}: {}", self.service, body.message),
+                format!(
+                    "key_manager refused {}'s credentials for key {key_ref:?}: {}",
+                    self.service, body.message
+                ),
             ),
             SdkError::Api { status, body } if *status < 500 => ApiError::conflict(
                 "encryption_key_unusable",
-                format!("key_manager key {key_ref:?} cannot be used: {} ({})", body.message, body.code),
+                format!(
+                    "key_manager key {key_ref:?} cannot be used: {} ({})",
+                    body.message, body.code
+                ),
             ),
-            _ => ApiError::unavailable("encryption_unavailable", format!("key_manager could not be reached for key {key_ref:?}: {e}")),
+            _ => ApiError::unavailable(
+                "encryption_unavailable",
+                format!("key_manager could not be reached for key {key_ref:?}: {e}"),
+            ),
         }
     }
 }
@@ -102,7 +134,9 @@ impl Envelope {
 fn decode_key(b64: &str) -> ApiResult<DataKeyBytes> {
     let bytes = Zeroizing::new(STANDARD.decode(b64).map_err(ApiError::internal)?);
     if bytes.len() != DATA_KEY_BITS as usize / 8 {
-        return Err(ApiError::internal("key_manager returned a data key that is not 32 bytes"));
+        return Err(ApiError::internal(
+            "key_manager returned a data key that is not 32 bytes",
+        ));
     }
     Ok(bytes)
 }

@@ -16,9 +16,10 @@ use crate::{
     State,
     domain::keys::require_key_scope,
     model::{
-        AuditPage, AuditRecord, BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse,
-        CreateKeyRequest, DataKeyRequest, DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
-        Health, Key, RandomRequest, RandomResponse, ScheduleDeletionRequest, UpdateKeyRequest,
+        AuditPage, AuditRecord, BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest,
+        BatchEncryptResponse, CreateKeyRequest, DataKeyRequest, DataKeyResponse, DecryptRequest,
+        DecryptResponse, EncryptRequest, EncryptResponse, Health, Key, RandomRequest,
+        RandomResponse, ScheduleDeletionRequest, UpdateKeyRequest,
     },
 };
 
@@ -56,7 +57,12 @@ pub struct KeysApi;
 impl KeysApi {
     /// Create a key (admin). Its first version is generated inside the service and never leaves it.
     #[oai(path = "/keys", method = "post", operation_id = "create_key")]
-    async fn create(&self, state: Data<&Arc<State>>, auth: CallerAuth, body: Json<CreateKeyRequest>) -> ApiResult<Json<Key>> {
+    async fn create(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        body: Json<CreateKeyRequest>,
+    ) -> ApiResult<Json<Key>> {
         state.keys.create(&auth.0, body.0).await.map(Json)
     }
 
@@ -71,7 +77,12 @@ impl KeysApi {
 
     /// One key, by id or name (an API key needs `key_manager:read` on it).
     #[oai(path = "/keys/:key", method = "get", operation_id = "get_key")]
-    async fn get(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>) -> ApiResult<Json<Key>> {
+    async fn get(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+    ) -> ApiResult<Json<Key>> {
         may_read(&auth.0)?;
         let key = state.keys.get(&key.0)?;
         require_key_scope(&auth.0, "read", &key)?;
@@ -80,31 +91,76 @@ impl KeysApi {
 
     /// Change a key's description, version floors, or whether it may be deleted (admin).
     #[oai(path = "/keys/:key", method = "patch", operation_id = "update_key")]
-    async fn update(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>, body: Json<UpdateKeyRequest>) -> ApiResult<Json<Key>> {
+    async fn update(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+        body: Json<UpdateKeyRequest>,
+    ) -> ApiResult<Json<Key>> {
         state.keys.update(&auth.0, &key.0, body.0).await.map(Json)
     }
 
     /// Add a new version; new encryptions use it, older ciphertexts still decrypt (admin).
-    #[oai(path = "/keys/:key/rotate", method = "post", operation_id = "rotate_key")]
-    async fn rotate(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>) -> ApiResult<Json<Key>> {
+    #[oai(
+        path = "/keys/:key/rotate",
+        method = "post",
+        operation_id = "rotate_key"
+    )]
+    async fn rotate(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+    ) -> ApiResult<Json<Key>> {
         state.keys.rotate(&auth.0, &key.0).await.map(Json)
     }
 
     /// Allow the key to be used again (admin).
-    #[oai(path = "/keys/:key/enable", method = "post", operation_id = "enable_key")]
-    async fn enable(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>) -> ApiResult<Json<Key>> {
-        state.keys.set_enabled(&auth.0, &key.0, true).await.map(Json)
+    #[oai(
+        path = "/keys/:key/enable",
+        method = "post",
+        operation_id = "enable_key"
+    )]
+    async fn enable(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+    ) -> ApiResult<Json<Key>> {
+        state
+            .keys
+            .set_enabled(&auth.0, &key.0, true)
+            .await
+            .map(Json)
     }
 
     /// Refuse every encrypt and decrypt with the key until it is enabled (admin).
-    #[oai(path = "/keys/:key/disable", method = "post", operation_id = "disable_key")]
-    async fn disable(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>) -> ApiResult<Json<Key>> {
-        state.keys.set_enabled(&auth.0, &key.0, false).await.map(Json)
+    #[oai(
+        path = "/keys/:key/disable",
+        method = "post",
+        operation_id = "disable_key"
+    )]
+    async fn disable(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+    ) -> ApiResult<Json<Key>> {
+        state
+            .keys
+            .set_enabled(&auth.0, &key.0, false)
+            .await
+            .map(Json)
     }
 
     /// Schedule the key's destruction after the waiting period (admin; the key must allow
     /// deletion). Until then it refuses every use and the deletion can be cancelled.
-    #[oai(path = "/keys/:key/schedule-deletion", method = "post", operation_id = "schedule_key_deletion")]
+    #[oai(
+        path = "/keys/:key/schedule-deletion",
+        method = "post",
+        operation_id = "schedule_key_deletion"
+    )]
     async fn schedule_deletion(
         &self,
         state: Data<&Arc<State>>,
@@ -112,13 +168,29 @@ impl KeysApi {
         key: Path<String>,
         body: Json<ScheduleDeletionRequest>,
     ) -> ApiResult<Json<Key>> {
-        let waiting = body.0.waiting_period_secs.map(std::time::Duration::from_secs);
-        state.keys.schedule_deletion(&auth.0, &key.0, waiting).await.map(Json)
+        let waiting = body
+            .0
+            .waiting_period_secs
+            .map(std::time::Duration::from_secs);
+        state
+            .keys
+            .schedule_deletion(&auth.0, &key.0, waiting)
+            .await
+            .map(Json)
     }
 
     /// Cancel a scheduled deletion; the key comes back disabled (admin).
-    #[oai(path = "/keys/:key/cancel-deletion", method = "post", operation_id = "cancel_key_deletion")]
-    async fn cancel_deletion(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>) -> ApiResult<Json<Key>> {
+    #[oai(
+        path = "/keys/:key/cancel-deletion",
+        method = "post",
+        operation_id = "cancel_key_deletion"
+    )]
+    async fn cancel_deletion(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+    ) -> ApiResult<Json<Key>> {
         state.keys.cancel_deletion(&auth.0, &key.0).await.map(Json)
     }
 }
@@ -129,31 +201,63 @@ pub struct CryptoApi;
 impl CryptoApi {
     /// Encrypt up to the plaintext limit (64 KiB by default) with the key's latest version.
     #[oai(path = "/keys/:key/encrypt", method = "post", operation_id = "encrypt")]
-    async fn encrypt(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>, body: Json<EncryptRequest>) -> ApiResult<Json<EncryptResponse>> {
+    async fn encrypt(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+        body: Json<EncryptRequest>,
+    ) -> ApiResult<Json<EncryptResponse>> {
         state.keys.encrypt(&auth.0, &key.0, body.0).await.map(Json)
     }
 
     /// Decrypt a ciphertext of this key (any version from `min_decryption_version` up).
     #[oai(path = "/keys/:key/decrypt", method = "post", operation_id = "decrypt")]
-    async fn decrypt(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>, body: Json<DecryptRequest>) -> ApiResult<Json<DecryptResponse>> {
+    async fn decrypt(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+        body: Json<DecryptRequest>,
+    ) -> ApiResult<Json<DecryptResponse>> {
         state.keys.decrypt(&auth.0, &key.0, body.0).await.map(Json)
     }
 
     /// Re-encrypt a ciphertext under the latest version without revealing the plaintext.
     #[oai(path = "/keys/:key/rewrap", method = "post", operation_id = "rewrap")]
-    async fn rewrap(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>, body: Json<DecryptRequest>) -> ApiResult<Json<EncryptResponse>> {
+    async fn rewrap(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+        body: Json<DecryptRequest>,
+    ) -> ApiResult<Json<EncryptResponse>> {
         state.keys.rewrap(&auth.0, &key.0, body.0).await.map(Json)
     }
 
     /// A fresh data key for envelope encryption, wrapped by this key (and in plaintext unless
     /// `include_plaintext` is false).
-    #[oai(path = "/keys/:key/datakey", method = "post", operation_id = "generate_data_key")]
-    async fn data_key(&self, state: Data<&Arc<State>>, auth: CallerAuth, key: Path<String>, body: Json<DataKeyRequest>) -> ApiResult<Json<DataKeyResponse>> {
+    #[oai(
+        path = "/keys/:key/datakey",
+        method = "post",
+        operation_id = "generate_data_key"
+    )]
+    async fn data_key(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        key: Path<String>,
+        body: Json<DataKeyRequest>,
+    ) -> ApiResult<Json<DataKeyResponse>> {
         state.keys.data_key(&auth.0, &key.0, body.0).await.map(Json)
     }
 
     /// Encrypt many items; each result is a ciphertext or that item's error.
-    #[oai(path = "/keys/:key/encrypt/batch", method = "post", operation_id = "encrypt_batch")]
+    #[oai(
+        path = "/keys/:key/encrypt/batch",
+        method = "post",
+        operation_id = "encrypt_batch"
+    )]
     async fn encrypt_batch(
         &self,
         state: Data<&Arc<State>>,
@@ -161,11 +265,19 @@ impl CryptoApi {
         key: Path<String>,
         body: Json<BatchEncryptRequest>,
     ) -> ApiResult<Json<BatchEncryptResponse>> {
-        state.keys.encrypt_batch(&auth.0, &key.0, body.0.items).await.map(Json)
+        state
+            .keys
+            .encrypt_batch(&auth.0, &key.0, body.0.items)
+            .await
+            .map(Json)
     }
 
     /// Decrypt many items; each result is a plaintext or that item's error.
-    #[oai(path = "/keys/:key/decrypt/batch", method = "post", operation_id = "decrypt_batch")]
+    #[oai(
+        path = "/keys/:key/decrypt/batch",
+        method = "post",
+        operation_id = "decrypt_batch"
+    )]
     async fn decrypt_batch(
         &self,
         state: Data<&Arc<State>>,
@@ -173,12 +285,21 @@ impl CryptoApi {
         key: Path<String>,
         body: Json<BatchDecryptRequest>,
     ) -> ApiResult<Json<BatchDecryptResponse>> {
-        state.keys.decrypt_batch(&auth.0, &key.0, body.0.items).await.map(Json)
+        state
+            .keys
+            .decrypt_batch(&auth.0, &key.0, body.0.items)
+            .await
+            .map(Json)
     }
 
     /// Random bytes from the operating system's CSPRNG.
     #[oai(path = "/random", method = "post", operation_id = "generate_random")]
-    async fn random(&self, state: Data<&Arc<State>>, auth: CallerAuth, body: Json<RandomRequest>) -> ApiResult<Json<RandomResponse>> {
+    async fn random(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        body: Json<RandomRequest>,
+    ) -> ApiResult<Json<RandomResponse>> {
         may_read(&auth.0)?;
         state.keys.random(body.bytes).map(Json)
     }
@@ -202,16 +323,29 @@ impl AuditApi {
         limit: Query<Option<u32>>,
     ) -> ApiResult<Json<AuditPage>> {
         if !auth.0.is_admin() {
-            return Err(ApiError::forbidden("forbidden", "the audit log is for admins"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "the audit log is for admins",
+            ));
         }
         let limit = limit.0.unwrap_or(100);
         if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_AUDIT_PAGE}")));
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and {MAX_AUDIT_PAGE}"),
+            ));
         }
-        let rows = crate::store::list_audit(&state.db, key_id.0.as_deref(), before_id.0, i64::from(limit))
-            .await
-            .map_err(ApiError::internal)?;
-        let next_before_id = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id)).flatten();
+        let rows = crate::store::list_audit(
+            &state.db,
+            key_id.0.as_deref(),
+            before_id.0,
+            i64::from(limit),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        let next_before_id = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
         let records = rows
             .into_iter()
             .map(|r| AuditRecord {
@@ -226,7 +360,10 @@ impl AuditApi {
                 detail: r.detail,
             })
             .collect();
-        Ok(Json(AuditPage { records, next_before_id }))
+        Ok(Json(AuditPage {
+            records,
+            next_before_id,
+        }))
     }
 }
 
@@ -237,14 +374,24 @@ impl SystemApi {
     /// Liveness.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self) -> ApiResult<Json<Health>> {
-        Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+        Ok(Json(Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
     }
 
     /// Readiness: the database answers.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&Arc<State>>) -> ApiResult<Json<Health>> {
-        state.db.ping().await.map_err(|e| ApiError::unavailable("database_unavailable", e.to_string()))?;
-        Ok(Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() }))
+        state
+            .db
+            .ping()
+            .await
+            .map_err(|e| ApiError::unavailable("database_unavailable", e.to_string()))?;
+        Ok(Json(Health {
+            status: "ready".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
     }
 
     /// Prometheus metrics.
@@ -252,7 +399,12 @@ impl SystemApi {
     async fn metrics(&self, state: Data<&Arc<State>>) -> ApiResult<PlainText<String>> {
         let mut out = String::new();
         state.metrics.render_http(&mut out);
-        write_gauge(&mut out, "aerekos_kms_keys", "Keys in the key ring.", &[(String::new(), state.keys.list().len() as f64)]);
+        write_gauge(
+            &mut out,
+            "aerekos_kms_keys",
+            "Keys in the key ring.",
+            &[(String::new(), state.keys.list().len() as f64)],
+        );
         Ok(PlainText(out))
     }
 }
@@ -264,18 +416,45 @@ pub type KeyManagerApi = (KeysApi, CryptoApi, AuditApi, SystemApi);
 /// `KEY_DELETION_WAITING_PERIOD`). Left undeclared, and named in
 /// tests/api/schemathesis.toml: what depends on the key rather than the request's shape (a
 /// ciphertext's validity, the versions a key encrypts or decrypts with).
-pub fn limits(max_batch_items: usize, deletion_waiting_period: std::time::Duration) -> Vec<aerekos_common::limits::Limit> {
+pub fn limits(
+    max_batch_items: usize,
+    deletion_waiting_period: std::time::Duration,
+) -> Vec<aerekos_common::limits::Limit> {
     use aerekos_common::limits::Limit;
     use serde_json::json;
     let batch = json!({"minItems": 1, "maxItems": max_batch_items});
     vec![
-        Limit::param("list_audit_records", "limit", json!({"minimum": 1, "maximum": MAX_AUDIT_PAGE})),
+        Limit::param(
+            "list_audit_records",
+            "limit",
+            json!({"minimum": 1, "maximum": MAX_AUDIT_PAGE}),
+        ),
         // Not a UUID either (a name must not be taken for an id): said in the field's description.
-        Limit::property("CreateKeyRequest", "name", json!({"pattern": "^[A-Za-z0-9._/-]{1,128}$"})),
-        Limit::property("CreateKeyRequest", "description", json!({"maxLength": crate::domain::keys::MAX_DESCRIPTION_CHARS})),
-        Limit::property("UpdateKeyRequest", "description", json!({"maxLength": crate::domain::keys::MAX_DESCRIPTION_CHARS})),
-        Limit::property("DataKeyRequest", "bits", json!({"enum": crate::domain::keys::DATA_KEY_BITS})),
-        Limit::property("RandomRequest", "bytes", json!({"minimum": 1, "maximum": crate::domain::keys::MAX_RANDOM_BYTES})),
+        Limit::property(
+            "CreateKeyRequest",
+            "name",
+            json!({"pattern": "^[A-Za-z0-9._/-]{1,128}$"}),
+        ),
+        Limit::property(
+            "CreateKeyRequest",
+            "description",
+            json!({"maxLength": crate::domain::keys::MAX_DESCRIPTION_CHARS}),
+        ),
+        Limit::property(
+            "UpdateKeyRequest",
+            "description",
+            json!({"maxLength": crate::domain::keys::MAX_DESCRIPTION_CHARS}),
+        ),
+        Limit::property(
+            "DataKeyRequest",
+            "bits",
+            json!({"enum": crate::domain::keys::DATA_KEY_BITS}),
+        ),
+        Limit::property(
+            "RandomRequest",
+            "bytes",
+            json!({"minimum": 1, "maximum": crate::domain::keys::MAX_RANDOM_BYTES}),
+        ),
         Limit::property(
             "ScheduleDeletionRequest",
             "waiting_period_secs",

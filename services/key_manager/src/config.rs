@@ -42,7 +42,11 @@ impl KeyManagerConfig {
     /// `KEY_DELETION_WAITING_PERIOD`'s default (a week), which the committed spec declares.
     pub const DEFAULT_DELETION_WAITING_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
 
-    pub fn new(data_dir: impl Into<PathBuf>, bind: SocketAddr, conductor_url: impl Into<String>) -> Self {
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        bind: SocketAddr,
+        conductor_url: impl Into<String>,
+    ) -> Self {
         let data_dir = data_dir.into();
         Self {
             bind,
@@ -61,7 +65,8 @@ impl KeyManagerConfig {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let bind = aerekos_common::server::bind_from_env(get, "KEY_MANAGER", 8301).map_err(ConfigError)?;
+        let bind =
+            aerekos_common::server::bind_from_env(get, "KEY_MANAGER", 8301).map_err(ConfigError)?;
         let data_dir = get("DATA_DIR").unwrap_or_else(|| "./data/key_manager".into());
         let conductor = get("CONDUCTOR_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let mut c = Self::new(data_dir, bind, conductor);
@@ -70,7 +75,10 @@ impl KeyManagerConfig {
         }
         c.master_key = get("KEY_MANAGER_MASTER_KEY");
         let num = |name: &str, default: usize| -> Result<usize, ConfigError> {
-            get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a number"))))
+            get(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| ConfigError(format!("{name}={v:?} is not a number")))
+            })
         };
         c.max_plaintext_bytes = num("MAX_PLAINTEXT_BYTES", c.max_plaintext_bytes)?;
         c.max_batch_items = num("MAX_BATCH_ITEMS", c.max_batch_items)?;

@@ -12,14 +12,17 @@ mod store;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use aerekos_common::{auth::TokenVerifier, db::Db, edge::Edge, metrics::Metrics, secrets::write_secret_file, server::ServerHandle};
+use aerekos_common::{
+    auth::TokenVerifier, db::Db, edge::Edge, metrics::Metrics, secrets::write_secret_file,
+    server::ServerHandle,
+};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use zeroize::Zeroizing;
 
 pub use config::{ConfigError, KeyManagerConfig};
 use domain::{
     audit::AuditLog,
-    crypto::{Material, MasterKey},
+    crypto::{MasterKey, Material},
     keys::{KeyService, Limits},
 };
 
@@ -81,7 +84,12 @@ impl KeyManagerHandle {
 pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
     let master = load_master_key(&config)?;
-    let verifier = aerekos_trust::conductor_verifier(&aerekos_sdk::Conductor::new(&config.conductor_url), JWKS_WAIT).await.map_err(StartError::Jwks)?;
+    let verifier = aerekos_trust::conductor_verifier(
+        &aerekos_sdk::Conductor::new(&config.conductor_url),
+        JWKS_WAIT,
+    )
+    .await
+    .map_err(StartError::Jwks)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let (audit, audit_writer) = AuditLog::start(db.clone());
     let limits = Limits {
@@ -89,14 +97,32 @@ pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartEr
         max_batch_items: config.max_batch_items,
         deletion_waiting_period: config.deletion_waiting_period,
     };
-    let keys = KeyService::start(db.clone(), MasterKey::new(&master), audit, limits).await.map_err(StartError::KeyRing)?;
+    let keys = KeyService::start(db.clone(), MasterKey::new(&master), audit, limits)
+        .await
+        .map_err(StartError::KeyRing)?;
     drop(master);
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State { db, keys, verifier, metrics: metrics.clone() });
+    let state = Arc::new(State {
+        db,
+        keys,
+        verifier,
+        metrics: metrics.clone(),
+    });
 
-    let throttle = aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url);
-    let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["health", "ready", "metrics"]).throttle(&throttle);
-    let server = aerekos_common::server::serve_api(config.bind, api::service(), &api::limits(config.max_batch_items, config.deletion_waiting_period), state.clone(), edge, config.tls.clone()).await?;
+    let throttle =
+        aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url);
+    let edge = Edge::new(metrics, config.max_body_bytes)
+        .quiet(&["health", "ready", "metrics"])
+        .throttle(&throttle);
+    let server = aerekos_common::server::serve_api(
+        config.bind,
+        api::service(),
+        &api::limits(config.max_batch_items, config.deletion_waiting_period),
+        state.clone(),
+        edge,
+        config.tls.clone(),
+    )
+    .await?;
     tracing::info!(url = %server.url(), "key_manager listening");
 
     let purger = {
@@ -111,22 +137,36 @@ pub async fn start(config: KeyManagerConfig) -> Result<KeyManagerHandle, StartEr
             }
         })
     };
-    Ok(KeyManagerHandle { server, state, background: vec![purger, audit_writer] })
+    Ok(KeyManagerHandle {
+        server,
+        state,
+        background: vec![purger, audit_writer],
+    })
 }
 
 /// The spec `cargo xtask openapi` writes to `openapi/key_manager.json`.
 pub fn openapi_spec() -> String {
-    aerekos_common::server::finished_spec(&api::service().spec(), &api::limits(KeyManagerConfig::DEFAULT_MAX_BATCH_ITEMS, KeyManagerConfig::DEFAULT_DELETION_WAITING_PERIOD))
+    aerekos_common::server::finished_spec(
+        &api::service().spec(),
+        &api::limits(
+            KeyManagerConfig::DEFAULT_MAX_BATCH_ITEMS,
+            KeyManagerConfig::DEFAULT_DELETION_WAITING_PERIOD,
+        ),
+    )
 }
 
 /// From `KEY_MANAGER_MASTER_KEY`, else `<data dir>/master.key`, generated (0600) on first start.
 fn load_master_key(config: &KeyManagerConfig) -> Result<Material, StartError> {
     let decode = |text: &str, from: &str| -> Result<Material, StartError> {
         let bytes = Zeroizing::new(
-            STANDARD.decode(text.trim()).map_err(|_| StartError::MasterKey(format!("{from} is not base64")))?,
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| StartError::MasterKey(format!("{from} is not base64")))?,
         );
-        let array: [u8; 32] =
-            bytes.as_slice().try_into().map_err(|_| StartError::MasterKey(format!("{from} must decode to 32 bytes")))?;
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| StartError::MasterKey(format!("{from} must decode to 32 bytes")))?;
         Ok(Zeroizing::new(array))
     };
     if let Some(text) = &config.master_key {
@@ -137,7 +177,10 @@ fn load_master_key(config: &KeyManagerConfig) -> Result<Material, StartError> {
         Ok(text) => decode(&Zeroizing::new(text), &path.display().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let material = domain::crypto::random_material();
-            write_secret_file(&path, Zeroizing::new(STANDARD.encode(material.as_ref()) + "\n").as_bytes())?;
+            write_secret_file(
+                &path,
+                Zeroizing::new(STANDARD.encode(material.as_ref()) + "\n").as_bytes(),
+            )?;
             tracing::info!(path = %path.display(), "generated the master key (keep a copy: without it no key can be read)");
             Ok(material)
         }

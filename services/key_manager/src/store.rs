@@ -32,10 +32,14 @@ pub struct VersionRow {
 }
 
 pub async fn load_keys(db: &Db) -> DbResult<(Vec<KeyRow>, Vec<VersionRow>)> {
-    let keys = sqlx::query_as("SELECT * FROM keys ORDER BY created_at, id").fetch_all(&db.read).await?;
-    let versions = sqlx::query_as("SELECT key_id, version, material, created_at FROM key_versions ORDER BY key_id, version")
+    let keys = sqlx::query_as("SELECT * FROM keys ORDER BY created_at, id")
         .fetch_all(&db.read)
         .await?;
+    let versions = sqlx::query_as(
+        "SELECT key_id, version, material, created_at FROM key_versions ORDER BY key_id, version",
+    )
+    .fetch_all(&db.read)
+    .await?;
     Ok((keys, versions))
 }
 
@@ -65,15 +69,20 @@ pub async fn insert_key(db: &Db, key: &KeyRow, first: &VersionRow) -> DbResult<(
     tx.commit().await
 }
 
-async fn insert_version_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, v: &VersionRow) -> DbResult<()> {
-    sqlx::query("INSERT INTO key_versions (key_id, version, material, created_at) VALUES (?, ?, ?, ?)")
-        .bind(&v.key_id)
-        .bind(v.version)
-        .bind(&v.material)
-        .bind(v.created_at)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
+async fn insert_version_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    v: &VersionRow,
+) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO key_versions (key_id, version, material, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(&v.key_id)
+    .bind(v.version)
+    .bind(&v.material)
+    .bind(v.created_at)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 /// Writes the key's settings (and a new version, for a rotation) in one transaction.
@@ -103,7 +112,11 @@ pub async fn update_key(db: &Db, key: &KeyRow, new_version: Option<&VersionRow>)
 
 /// Destroys a key and all its material.
 pub async fn delete_key(db: &Db, id: &str) -> DbResult<()> {
-    sqlx::query("DELETE FROM keys WHERE id = ?").bind(id).execute(&db.write).await.map(|_| ())
+    sqlx::query("DELETE FROM keys WHERE id = ?")
+        .bind(id)
+        .execute(&db.write)
+        .await
+        .map(|_| ())
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -157,7 +170,12 @@ pub async fn insert_audit(db: &Db, rows: &[AuditRow]) -> DbResult<()> {
 }
 
 /// Newest first; `before_id` pages back.
-pub async fn list_audit(db: &Db, key_id: Option<&str>, before_id: Option<i64>, limit: i64) -> DbResult<Vec<AuditRow>> {
+pub async fn list_audit(
+    db: &Db,
+    key_id: Option<&str>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> DbResult<Vec<AuditRow>> {
     sqlx::query_as(
         "SELECT * FROM audit WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
     )

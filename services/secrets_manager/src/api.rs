@@ -18,8 +18,8 @@ use crate::{
     State,
     domain::{names, rotation, secrets},
     model::{
-        AuditPage, CreateSecretRequest, Health, MoveLabelRequest, PutValueRequest, Secret, SecretList, SecretValueResponse, SecretVersion,
-        SetRotationRequest, UpdateSecretRequest,
+        AuditPage, CreateSecretRequest, Health, MoveLabelRequest, PutValueRequest, Secret,
+        SecretList, SecretValueResponse, SecretVersion, SetRotationRequest, UpdateSecretRequest,
     },
 };
 
@@ -58,7 +58,12 @@ impl SecretsApi {
     /// `secrets_manager:write` on the name). Without `encryption_key` it uses the service's
     /// default key_manager key, which an admin's first such secret makes.
     #[oai(path = "/secrets", method = "post", operation_id = "create_secret")]
-    async fn create(&self, state: Data<&Arc<State>>, auth: CallerAuth, body: Json<CreateSecretRequest>) -> ApiResult<Json<Secret>> {
+    async fn create(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        body: Json<CreateSecretRequest>,
+    ) -> ApiResult<Json<Secret>> {
         let (caller, token) = &auth.0;
         state.secrets.create(caller, token, body.0).await.map(Json)
     }
@@ -77,26 +82,53 @@ impl SecretsApi {
         limit: Query<Option<u32>>,
     ) -> ApiResult<Json<SecretList>> {
         let cursor = cursor.0.filter(|c| !c.is_empty());
-        state.secrets.list(&auth.0.0, prefix.0.as_deref(), cursor.as_deref(), limit.0).await.map(Json)
+        state
+            .secrets
+            .list(&auth.0.0, prefix.0.as_deref(), cursor.as_deref(), limit.0)
+            .await
+            .map(Json)
     }
 
     /// A secret's metadata, versions and labels; never its value (viewers too).
     #[oai(path = "/secrets/:name", method = "get", operation_id = "get_secret")]
-    async fn get(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>) -> ApiResult<Json<Secret>> {
+    async fn get(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+    ) -> ApiResult<Json<Secret>> {
         state.secrets.describe(&auth.0.0, &name.0).await.map(Json)
     }
 
     /// Change a secret's description, encryption key (for versions written from now on), tags or
     /// max_versions (admin).
-    #[oai(path = "/secrets/:name", method = "patch", operation_id = "update_secret")]
-    async fn update(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>, body: Json<UpdateSecretRequest>) -> ApiResult<Json<Secret>> {
+    #[oai(
+        path = "/secrets/:name",
+        method = "patch",
+        operation_id = "update_secret"
+    )]
+    async fn update(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+        body: Json<UpdateSecretRequest>,
+    ) -> ApiResult<Json<Secret>> {
         let (caller, token) = &auth.0;
-        state.secrets.update(caller, token, &name.0, body.0).await.map(Json)
+        state
+            .secrets
+            .update(caller, token, &name.0, body.0)
+            .await
+            .map(Json)
     }
 
     /// Schedule the whole secret's deletion after a recovery window (admin); until then it can be
     /// restored and nothing reads or writes it.
-    #[oai(path = "/secrets/:name", method = "delete", operation_id = "delete_secret")]
+    #[oai(
+        path = "/secrets/:name",
+        method = "delete",
+        operation_id = "delete_secret"
+    )]
     async fn delete(
         &self,
         state: Data<&Arc<State>>,
@@ -105,36 +137,95 @@ impl SecretsApi {
         /// Days until it is deleted for good (7–30, default 30).
         recovery_days: Query<Option<u32>>,
     ) -> ApiResult<Json<Secret>> {
-        state.secrets.delete(&auth.0.0, &name.0, recovery_days.0).await.map(Json)
+        state
+            .secrets
+            .delete(&auth.0.0, &name.0, recovery_days.0)
+            .await
+            .map(Json)
     }
 
     /// Cancel a scheduled deletion (admin).
-    #[oai(path = "/secrets/:name/restore", method = "post", operation_id = "restore_secret")]
-    async fn restore(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>) -> ApiResult<Json<Secret>> {
+    #[oai(
+        path = "/secrets/:name/restore",
+        method = "post",
+        operation_id = "restore_secret"
+    )]
+    async fn restore(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+    ) -> ApiResult<Json<Secret>> {
         state.secrets.restore(&auth.0.0, &name.0).await.map(Json)
     }
 
     /// Soft-delete a version: it is not served until undeleted (admin).
-    #[oai(path = "/secrets/:name/versions/:version", method = "delete", operation_id = "delete_secret_version")]
-    async fn delete_version(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>, version: Path<u64>) -> ApiResult<Json<SecretVersion>> {
-        state.secrets.set_version_deleted(&auth.0.0, &name.0, version.0, true).await.map(Json)
+    #[oai(
+        path = "/secrets/:name/versions/:version",
+        method = "delete",
+        operation_id = "delete_secret_version"
+    )]
+    async fn delete_version(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+        version: Path<u64>,
+    ) -> ApiResult<Json<SecretVersion>> {
+        state
+            .secrets
+            .set_version_deleted(&auth.0.0, &name.0, version.0, true)
+            .await
+            .map(Json)
     }
 
     /// Undelete a soft-deleted version (admin).
-    #[oai(path = "/secrets/:name/versions/:version/undelete", method = "post", operation_id = "undelete_secret_version")]
-    async fn undelete_version(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>, version: Path<u64>) -> ApiResult<Json<SecretVersion>> {
-        state.secrets.set_version_deleted(&auth.0.0, &name.0, version.0, false).await.map(Json)
+    #[oai(
+        path = "/secrets/:name/versions/:version/undelete",
+        method = "post",
+        operation_id = "undelete_secret_version"
+    )]
+    async fn undelete_version(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+        version: Path<u64>,
+    ) -> ApiResult<Json<SecretVersion>> {
+        state
+            .secrets
+            .set_version_deleted(&auth.0.0, &name.0, version.0, false)
+            .await
+            .map(Json)
     }
 
     /// Destroy a version's value for good; its record stays, marked destroyed (admin).
-    #[oai(path = "/secrets/:name/versions/:version/destroy", method = "post", operation_id = "destroy_secret_version")]
-    async fn destroy_version(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>, version: Path<u64>) -> ApiResult<Json<SecretVersion>> {
-        state.secrets.destroy_version(&auth.0.0, &name.0, version.0).await.map(Json)
+    #[oai(
+        path = "/secrets/:name/versions/:version/destroy",
+        method = "post",
+        operation_id = "destroy_secret_version"
+    )]
+    async fn destroy_version(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+        version: Path<u64>,
+    ) -> ApiResult<Json<SecretVersion>> {
+        state
+            .secrets
+            .destroy_version(&auth.0.0, &name.0, version.0)
+            .await
+            .map(Json)
     }
 
     /// Move a staging label onto a version (admin). Moving `AWSCURRENT` moves `AWSPREVIOUS` to
     /// the version it left.
-    #[oai(path = "/secrets/:name/labels/:label", method = "put", operation_id = "move_secret_label")]
+    #[oai(
+        path = "/secrets/:name/labels/:label",
+        method = "put",
+        operation_id = "move_secret_label"
+    )]
     async fn move_label(
         &self,
         state: Data<&Arc<State>>,
@@ -143,13 +234,31 @@ impl SecretsApi {
         label: Path<String>,
         body: Json<MoveLabelRequest>,
     ) -> ApiResult<Json<Secret>> {
-        state.secrets.move_label(&auth.0.0, &name.0, &label.0, body.0.version).await.map(Json)
+        state
+            .secrets
+            .move_label(&auth.0.0, &name.0, &label.0, body.0.version)
+            .await
+            .map(Json)
     }
 
     /// Remove a custom staging label (admin; `AWSCURRENT` only moves).
-    #[oai(path = "/secrets/:name/labels/:label", method = "delete", operation_id = "remove_secret_label")]
-    async fn remove_label(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>, label: Path<String>) -> ApiResult<Json<Secret>> {
-        state.secrets.remove_label(&auth.0.0, &name.0, &label.0).await.map(Json)
+    #[oai(
+        path = "/secrets/:name/labels/:label",
+        method = "delete",
+        operation_id = "remove_secret_label"
+    )]
+    async fn remove_label(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+        label: Path<String>,
+    ) -> ApiResult<Json<Secret>> {
+        state
+            .secrets
+            .remove_label(&auth.0.0, &name.0, &label.0)
+            .await
+            .map(Json)
     }
 }
 
@@ -160,14 +269,32 @@ impl ValuesApi {
     /// Write a new version (admin, or an API key with `secrets_manager:write` on it): it becomes
     /// `AWSCURRENT` and the version before it `AWSPREVIOUS`; with `cas`, only if the latest version
     /// is still that one (409 `cas_mismatch` otherwise).
-    #[oai(path = "/secrets/:name/value", method = "put", operation_id = "put_secret_value")]
-    async fn put(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>, body: Json<PutValueRequest>) -> ApiResult<Json<SecretVersion>> {
-        state.secrets.put_value(&auth.0.0, &name.0, body.0).await.map(Json)
+    #[oai(
+        path = "/secrets/:name/value",
+        method = "put",
+        operation_id = "put_secret_value"
+    )]
+    async fn put(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+        body: Json<PutValueRequest>,
+    ) -> ApiResult<Json<SecretVersion>> {
+        state
+            .secrets
+            .put_value(&auth.0.0, &name.0, body.0)
+            .await
+            .map(Json)
     }
 
     /// Read a value: `AWSCURRENT`'s, or the version or staging label asked for (admin, or an API
     /// key with `secrets_manager:read` on it; viewers never read values). Every read is audited.
-    #[oai(path = "/secrets/:name/value", method = "get", operation_id = "get_secret_value")]
+    #[oai(
+        path = "/secrets/:name/value",
+        method = "get",
+        operation_id = "get_secret_value"
+    )]
     async fn get(
         &self,
         state: Data<&Arc<State>>,
@@ -176,7 +303,11 @@ impl ValuesApi {
         version: Query<Option<u64>>,
         label: Query<Option<String>>,
     ) -> ApiResult<Json<SecretValueResponse>> {
-        state.secrets.read_value(&auth.0.0, &name.0, version.0, label.0.as_deref()).await.map(Json)
+        state
+            .secrets
+            .read_value(&auth.0.0, &name.0, version.0, label.0.as_deref())
+            .await
+            .map(Json)
     }
 }
 
@@ -188,20 +319,52 @@ impl RotationApi {
     /// (through the conductor's gateway, with secrets_manager's token) is sent
     /// `{"secret", "current_version"}` and answers `{"value": {"bytes"|"json": …}}`, which becomes
     /// `AWSCURRENT`. A failed call changes nothing and is kept as `last_error`.
-    #[oai(path = "/secrets/:name/rotation", method = "put", operation_id = "set_secret_rotation")]
-    async fn set(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>, body: Json<SetRotationRequest>) -> ApiResult<Json<Secret>> {
-        state.rotator.set(&auth.0.0, &name.0, body.0).await.map(Json)
+    #[oai(
+        path = "/secrets/:name/rotation",
+        method = "put",
+        operation_id = "set_secret_rotation"
+    )]
+    async fn set(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+        body: Json<SetRotationRequest>,
+    ) -> ApiResult<Json<Secret>> {
+        state
+            .rotator
+            .set(&auth.0.0, &name.0, body.0)
+            .await
+            .map(Json)
     }
 
     /// Stop rotating the secret (admin).
-    #[oai(path = "/secrets/:name/rotation", method = "delete", operation_id = "remove_secret_rotation")]
-    async fn remove(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>) -> ApiResult<Json<Secret>> {
+    #[oai(
+        path = "/secrets/:name/rotation",
+        method = "delete",
+        operation_id = "remove_secret_rotation"
+    )]
+    async fn remove(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+    ) -> ApiResult<Json<Secret>> {
         state.rotator.remove(&auth.0.0, &name.0).await.map(Json)
     }
 
     /// Rotate now (admin); 503 `rotation_failed`, naming the endpoint's answer, when it fails (the value stays).
-    #[oai(path = "/secrets/:name/rotate", method = "post", operation_id = "rotate_secret")]
-    async fn rotate(&self, state: Data<&Arc<State>>, auth: CallerAuth, name: Path<String>) -> ApiResult<Json<Secret>> {
+    #[oai(
+        path = "/secrets/:name/rotate",
+        method = "post",
+        operation_id = "rotate_secret"
+    )]
+    async fn rotate(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        name: Path<String>,
+    ) -> ApiResult<Json<Secret>> {
         state.rotator.rotate_now(&auth.0.0, &name.0).await.map(Json)
     }
 }
@@ -212,7 +375,11 @@ pub struct AuditApi;
 impl AuditApi {
     /// Audit records, newest first (admin): who read or changed which secret and version, and
     /// what came of it. Never a value.
-    #[oai(path = "/audit", method = "get", operation_id = "list_secret_audit_records")]
+    #[oai(
+        path = "/audit",
+        method = "get",
+        operation_id = "list_secret_audit_records"
+    )]
     async fn list(
         &self,
         state: Data<&Arc<State>>,
@@ -224,7 +391,11 @@ impl AuditApi {
         /// Page size, default 100.
         limit: Query<Option<u32>>,
     ) -> ApiResult<Json<AuditPage>> {
-        state.secrets.audit(&auth.0.0, secret.0.as_deref(), before_id.0, limit.0).await.map(Json)
+        state
+            .secrets
+            .audit(&auth.0.0, secret.0.as_deref(), before_id.0, limit.0)
+            .await
+            .map(Json)
     }
 }
 
@@ -237,14 +408,22 @@ impl SystemApi {
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&Arc<State>>) -> ApiResult<Json<Health>> {
         state.token_renewal.check()?;
-        Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+        Ok(Json(Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
     }
 
     /// Readiness: the database answers.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&Arc<State>>) -> ApiResult<Json<Health>> {
-        state.db.ping().await.map_err(|e| aerekos_common::ApiError::unavailable("database_unavailable", e.to_string()))?;
-        Ok(Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() }))
+        state.db.ping().await.map_err(|e| {
+            aerekos_common::ApiError::unavailable("database_unavailable", e.to_string())
+        })?;
+        Ok(Json(Health {
+            status: "ready".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
     }
 
     /// Prometheus metrics.
@@ -252,7 +431,12 @@ impl SystemApi {
     async fn metrics(&self, state: Data<&Arc<State>>) -> ApiResult<PlainText<String>> {
         let mut out = String::new();
         state.metrics.render_http(&mut out);
-        write_gauge(&mut out, "aerekos_secrets", "Secrets kept (scheduled deletions included).", &[(String::new(), state.secrets.count().await as f64)]);
+        write_gauge(
+            &mut out,
+            "aerekos_secrets",
+            "Secrets kept (scheduled deletions included).",
+            &[(String::new(), state.secrets.count().await as f64)],
+        );
         Ok(PlainText(out))
     }
 }
@@ -282,13 +466,33 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
         Limit::property("UpdateSecretRequest", "tags", tags),
         // An empty value is refused; a value's own size limit is after decoding (see above).
         Limit::property("SecretValue", "bytes", json!({"minLength": 1})),
-        Limit::property("PutValueRequest", "labels", json!({"maxItems": names::MAX_LABELS, "items": label.clone()})),
-        Limit::property("SetRotationRequest", "service", json!({"pattern": rotation::SERVICE_PATTERN})),
-        Limit::property("SetRotationRequest", "path", json!({"pattern": rotation::PATH_PATTERN})),
-        Limit::property("SetRotationRequest", "interval_secs", json!({"minimum": rotation::MIN_INTERVAL_SECS, "maximum": rotation::MAX_INTERVAL_SECS})),
+        Limit::property(
+            "PutValueRequest",
+            "labels",
+            json!({"maxItems": names::MAX_LABELS, "items": label.clone()}),
+        ),
+        Limit::property(
+            "SetRotationRequest",
+            "service",
+            json!({"pattern": rotation::SERVICE_PATTERN}),
+        ),
+        Limit::property(
+            "SetRotationRequest",
+            "path",
+            json!({"pattern": rotation::PATH_PATTERN}),
+        ),
+        Limit::property(
+            "SetRotationRequest",
+            "interval_secs",
+            json!({"minimum": rotation::MIN_INTERVAL_SECS, "maximum": rotation::MAX_INTERVAL_SECS}),
+        ),
         Limit::param("list_secrets", "limit", page.clone()),
         Limit::param("list_secret_audit_records", "limit", page),
-        Limit::param("delete_secret", "recovery_days", json!({"minimum": secrets::MIN_RECOVERY_DAYS, "maximum": secrets::MAX_RECOVERY_DAYS})),
+        Limit::param(
+            "delete_secret",
+            "recovery_days",
+            json!({"minimum": secrets::MIN_RECOVERY_DAYS, "maximum": secrets::MAX_RECOVERY_DAYS}),
+        ),
         Limit::param("get_secret_value", "label", label.clone()),
     ];
     for operation in [

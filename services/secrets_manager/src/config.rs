@@ -52,7 +52,11 @@ impl SecretsManagerConfig {
     /// `MAX_VALUE_BYTES`'s default, which the committed spec declares.
     pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
 
-    pub fn new(data_dir: impl Into<PathBuf>, bind: SocketAddr, conductor_url: impl Into<String>) -> Self {
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        bind: SocketAddr,
+        conductor_url: impl Into<String>,
+    ) -> Self {
         let data_dir = data_dir.into();
         let conductor_url = conductor_url.into();
         Self {
@@ -76,7 +80,8 @@ impl SecretsManagerConfig {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let bind = aerekos_common::server::bind_from_env(get, "SECRETS_MANAGER", 8303).map_err(ConfigError)?;
+        let bind = aerekos_common::server::bind_from_env(get, "SECRETS_MANAGER", 8303)
+            .map_err(ConfigError)?;
         let data_dir = get("DATA_DIR").unwrap_or_else(|| "./data/secrets_manager".into());
         let conductor = get("CONDUCTOR_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let mut c = Self::new(data_dir, bind, conductor);
@@ -91,7 +96,10 @@ impl SecretsManagerConfig {
             c.default_encryption_key = key;
         }
         let num = |name: &str, default: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a number"))))
+            get(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| ConfigError(format!("{name}={v:?} is not a number")))
+            })
         };
         let positive = |name: &str, default: u64| -> Result<u64, ConfigError> {
             match num(name, default)? {
@@ -99,12 +107,20 @@ impl SecretsManagerConfig {
                 n => Ok(n),
             }
         };
-        c.service_token_renew_before = Duration::from_secs(num("SERVICE_TOKEN_RENEW_BEFORE", c.service_token_renew_before.as_secs())?);
-        c.default_max_versions = u32::try_from(positive("DEFAULT_MAX_VERSIONS", c.default_max_versions.into())?)
-            .map_err(|_| ConfigError("DEFAULT_MAX_VERSIONS is too large".into()))?;
+        c.service_token_renew_before = Duration::from_secs(num(
+            "SERVICE_TOKEN_RENEW_BEFORE",
+            c.service_token_renew_before.as_secs(),
+        )?);
+        c.default_max_versions = u32::try_from(positive(
+            "DEFAULT_MAX_VERSIONS",
+            c.default_max_versions.into(),
+        )?)
+        .map_err(|_| ConfigError("DEFAULT_MAX_VERSIONS is too large".into()))?;
         c.max_value_bytes = positive("MAX_VALUE_BYTES", c.max_value_bytes as u64)? as usize;
-        c.deletion_day = Duration::from_secs(positive("DELETION_DAY_SECS", c.deletion_day.as_secs())?);
-        c.sweep_interval = Duration::from_secs(positive("SWEEP_INTERVAL_SECS", c.sweep_interval.as_secs())?);
+        c.deletion_day =
+            Duration::from_secs(positive("DELETION_DAY_SECS", c.deletion_day.as_secs())?);
+        c.sweep_interval =
+            Duration::from_secs(positive("SWEEP_INTERVAL_SECS", c.sweep_interval.as_secs())?);
         c.max_body_bytes = num("MAX_BODY_BYTES", c.max_body_bytes)?;
         c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
         c.tls = aerekos_common::tls::service_tls_from_env().map_err(ConfigError)?;

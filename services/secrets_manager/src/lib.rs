@@ -23,7 +23,11 @@ use aerekos_common::{
 use aerekos_envelope::Envelope;
 
 pub use config::{ConfigError, SecretsManagerConfig};
-use domain::{audit::AuditLog, rotation::Rotator, secrets::{Limits, SecretService}};
+use domain::{
+    audit::AuditLog,
+    rotation::Rotator,
+    secrets::{Limits, SecretService},
+};
 
 /// How long start waits for the conductor's public key.
 const JWKS_WAIT: Duration = Duration::from_secs(30);
@@ -77,29 +81,72 @@ impl SecretsManagerHandle {
 
 pub async fn start(config: SecretsManagerConfig) -> Result<SecretsManagerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
-    let verifier = aerekos_trust::conductor_verifier(&aerekos_sdk::Conductor::new(&config.conductor_url), JWKS_WAIT).await.map_err(StartError::Jwks)?;
+    let verifier = aerekos_trust::conductor_verifier(
+        &aerekos_sdk::Conductor::new(&config.conductor_url),
+        JWKS_WAIT,
+    )
+    .await
+    .map_err(StartError::Jwks)?;
     // Destroyed versions and deleted secrets do not linger in the file's free pages.
     let db = Db::open_secure(&config.database_path, &store::MIGRATIONS).await?;
     if config.service_token.is_none() {
-        tracing::warn!("no AEREKOS_SERVICE_TOKEN: no value can be written or read (key_manager makes and opens their data keys)");
+        tracing::warn!(
+            "no AEREKOS_SERVICE_TOKEN: no value can be written or read (key_manager makes and opens their data keys)"
+        );
     }
     let (audit, audit_writer) = AuditLog::start(db.clone());
-    let envelope = Envelope::new("secrets_manager", &config.key_manager_url, config.service_token.clone());
+    let envelope = Envelope::new(
+        "secrets_manager",
+        &config.key_manager_url,
+        config.service_token.clone(),
+    );
     let limits = Limits {
         default_key: config.default_encryption_key.clone(),
         default_max_versions: config.default_max_versions,
         max_value_bytes: config.max_value_bytes,
         deletion_day: config.deletion_day,
     };
-    let secrets = Arc::new(SecretService::new(db.clone(), envelope, audit, limits, config.key_manager_url.clone()));
-    let rotator = Rotator::new(secrets.clone(), &config.conductor_url, config.service_token.clone());
-    let token_renewal = TokenRenewal::new(&verifier, config.service_token.as_deref(), config.service_token_renew_before);
+    let secrets = Arc::new(SecretService::new(
+        db.clone(),
+        envelope,
+        audit,
+        limits,
+        config.key_manager_url.clone(),
+    ));
+    let rotator = Rotator::new(
+        secrets.clone(),
+        &config.conductor_url,
+        config.service_token.clone(),
+    );
+    let token_renewal = TokenRenewal::new(
+        &verifier,
+        config.service_token.as_deref(),
+        config.service_token_renew_before,
+    );
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State { db, secrets, rotator, verifier, metrics: metrics.clone(), token_renewal });
+    let state = Arc::new(State {
+        db,
+        secrets,
+        rotator,
+        verifier,
+        metrics: metrics.clone(),
+        token_renewal,
+    });
 
-    let throttle = aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url);
-    let edge = Edge::new(metrics, config.max_body_bytes).quiet(&["health", "ready", "metrics"]).throttle(&throttle);
-    let server = aerekos_common::server::serve_api(config.bind, api::service(), &api::limits(), state.clone(), edge, config.tls.clone()).await?;
+    let throttle =
+        aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url);
+    let edge = Edge::new(metrics, config.max_body_bytes)
+        .quiet(&["health", "ready", "metrics"])
+        .throttle(&throttle);
+    let server = aerekos_common::server::serve_api(
+        config.bind,
+        api::service(),
+        &api::limits(),
+        state.clone(),
+        edge,
+        config.tls.clone(),
+    )
+    .await?;
     tracing::info!(url = %server.url(), "secrets_manager listening");
 
     let sweeper = {
@@ -116,7 +163,11 @@ pub async fn start(config: SecretsManagerConfig) -> Result<SecretsManagerHandle,
             }
         })
     };
-    Ok(SecretsManagerHandle { server, state, background: vec![sweeper, audit_writer] })
+    Ok(SecretsManagerHandle {
+        server,
+        state,
+        background: vec![sweeper, audit_writer],
+    })
 }
 
 /// The spec `cargo xtask openapi` writes to `openapi/secrets_manager.json`.

@@ -21,7 +21,11 @@ pub struct SecretValue {
 // Values never reach a log line through a `{:?}`.
 impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.bytes.is_some() { "SecretValue(bytes, redacted)" } else { "SecretValue(json, redacted)" })
+        f.write_str(if self.bytes.is_some() {
+            "SecretValue(bytes, redacted)"
+        } else {
+            "SecretValue(json, redacted)"
+        })
     }
 }
 

@@ -81,7 +81,11 @@ pub enum PutOutcome {
 
 /// Creates a secret, with its first version (labelled `AWSCURRENT`) when one is given, in one
 /// transaction. false: the name is taken (nothing was written).
-pub async fn insert_secret(db: &Db, row: &SecretRow, first: Option<&NewVersion<'_>>) -> DbResult<bool> {
+pub async fn insert_secret(
+    db: &Db,
+    row: &SecretRow,
+    first: Option<&NewVersion<'_>>,
+) -> DbResult<bool> {
     let mut tx = db.write.begin().await?;
     let done = sqlx::query(
         "INSERT INTO secrets (name, description, key_ref, max_versions, tags, latest_version, created_at, updated_at) \
@@ -101,7 +105,11 @@ pub async fn insert_secret(db: &Db, row: &SecretRow, first: Option<&NewVersion<'
     }
     if let Some(first) = first {
         insert_version(&mut tx, &row.name, first, row.created_at).await?;
-        sqlx::query("UPDATE secrets SET latest_version = ? WHERE name = ?").bind(first.version).bind(&row.name).execute(&mut *tx).await?;
+        sqlx::query("UPDATE secrets SET latest_version = ? WHERE name = ?")
+            .bind(first.version)
+            .bind(&row.name)
+            .execute(&mut *tx)
+            .await?;
         set_label(&mut tx, &row.name, CURRENT, first.version).await?;
         for label in first.labels {
             set_label(&mut tx, &row.name, label, first.version).await?;
@@ -111,7 +119,12 @@ pub async fn insert_secret(db: &Db, row: &SecretRow, first: Option<&NewVersion<'
     Ok(true)
 }
 
-async fn insert_version(tx: &mut sqlx::SqliteConnection, name: &str, new: &NewVersion<'_>, now: i64) -> DbResult<()> {
+async fn insert_version(
+    tx: &mut sqlx::SqliteConnection,
+    name: &str,
+    new: &NewVersion<'_>,
+    now: i64,
+) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO versions (secret, version, kind, sealed, key_ref, wrapped_key, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -129,7 +142,10 @@ async fn insert_version(tx: &mut sqlx::SqliteConnection, name: &str, new: &NewVe
 }
 
 pub async fn get_secret(db: &Db, name: &str) -> DbResult<Option<SecretRow>> {
-    sqlx::query_as("SELECT * FROM secrets WHERE name = ?").bind(name).fetch_optional(&db.read).await
+    sqlx::query_as("SELECT * FROM secrets WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&db.read)
+        .await
 }
 
 /// A secret in a listing, with the version `AWSCURRENT` names.
@@ -141,7 +157,12 @@ pub struct ListedSecret {
 }
 
 /// Secrets whose name starts with `prefix`, after `after` (by name), at most `limit`.
-pub async fn list_secrets(db: &Db, prefix: &str, after: &str, limit: u32) -> DbResult<Vec<ListedSecret>> {
+pub async fn list_secrets(
+    db: &Db,
+    prefix: &str,
+    after: &str,
+    limit: u32,
+) -> DbResult<Vec<ListedSecret>> {
     sqlx::query_as(
         "SELECT s.*, l.version AS current_version FROM secrets s LEFT JOIN labels l ON l.secret = s.name AND l.label = 'AWSCURRENT' \
          WHERE s.name > ?1 AND substr(s.name, 1, length(?2)) = ?2 ORDER BY s.name LIMIT ?3",
@@ -154,36 +175,67 @@ pub async fn list_secrets(db: &Db, prefix: &str, after: &str, limit: u32) -> DbR
 }
 
 pub async fn count_secrets(db: &Db) -> DbResult<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM secrets").fetch_one(&db.read).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM secrets")
+        .fetch_one(&db.read)
+        .await
 }
 
 pub async fn versions_of(db: &Db, name: &str) -> DbResult<Vec<VersionRow>> {
-    sqlx::query_as("SELECT * FROM versions WHERE secret = ? ORDER BY version DESC").bind(name).fetch_all(&db.read).await
+    sqlx::query_as("SELECT * FROM versions WHERE secret = ? ORDER BY version DESC")
+        .bind(name)
+        .fetch_all(&db.read)
+        .await
 }
 
 pub async fn labels_of(db: &Db, name: &str) -> DbResult<Vec<LabelRow>> {
-    sqlx::query_as("SELECT label, version FROM labels WHERE secret = ? ORDER BY label").bind(name).fetch_all(&db.read).await
+    sqlx::query_as("SELECT label, version FROM labels WHERE secret = ? ORDER BY label")
+        .bind(name)
+        .fetch_all(&db.read)
+        .await
 }
 
 /// The labels naming one version.
 pub async fn labels_of_version(db: &Db, name: &str, version: i64) -> DbResult<Vec<String>> {
-    sqlx::query_scalar("SELECT label FROM labels WHERE secret = ? AND version = ? ORDER BY label").bind(name).bind(version).fetch_all(&db.read).await
+    sqlx::query_scalar("SELECT label FROM labels WHERE secret = ? AND version = ? ORDER BY label")
+        .bind(name)
+        .bind(version)
+        .fetch_all(&db.read)
+        .await
 }
 
 pub async fn get_version(db: &Db, name: &str, version: i64) -> DbResult<Option<VersionRow>> {
-    sqlx::query_as("SELECT * FROM versions WHERE secret = ? AND version = ?").bind(name).bind(version).fetch_optional(&db.read).await
+    sqlx::query_as("SELECT * FROM versions WHERE secret = ? AND version = ?")
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&db.read)
+        .await
 }
 
 pub async fn version_of_label(db: &Db, name: &str, label: &str) -> DbResult<Option<i64>> {
-    sqlx::query_scalar("SELECT version FROM labels WHERE secret = ? AND label = ?").bind(name).bind(label).fetch_optional(&db.read).await
+    sqlx::query_scalar("SELECT version FROM labels WHERE secret = ? AND label = ?")
+        .bind(name)
+        .bind(label)
+        .fetch_optional(&db.read)
+        .await
 }
 
 /// Writes the next version if check-and-set allows: `AWSCURRENT` and `labels` move to it,
 /// `AWSPREVIOUS` to the version that was current; then versions past `max_versions` are pruned.
-pub async fn put_version(db: &Db, name: &str, cas: Option<i64>, new: &NewVersion<'_>, now: i64) -> DbResult<PutOutcome> {
+pub async fn put_version(
+    db: &Db,
+    name: &str,
+    cas: Option<i64>,
+    new: &NewVersion<'_>,
+    now: i64,
+) -> DbResult<PutOutcome> {
     let mut tx = db.write.begin().await?;
-    let secret: Option<SecretRow> = sqlx::query_as("SELECT * FROM secrets WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?;
-    let Some(secret) = secret else { return Ok(PutOutcome::NoSecret) };
+    let secret: Option<SecretRow> = sqlx::query_as("SELECT * FROM secrets WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(secret) = secret else {
+        return Ok(PutOutcome::NoSecret);
+    };
     if secret.deletion_date.is_some() {
         return Ok(PutOutcome::ScheduledForDeletion);
     }
@@ -197,9 +249,18 @@ pub async fn put_version(db: &Db, name: &str, cas: Option<i64>, new: &NewVersion
         return Ok(PutOutcome::Raced);
     }
     insert_version(&mut tx, name, new, now).await?;
-    sqlx::query("UPDATE secrets SET latest_version = ?, updated_at = ? WHERE name = ?").bind(version).bind(now).bind(name).execute(&mut *tx).await?;
+    sqlx::query("UPDATE secrets SET latest_version = ?, updated_at = ? WHERE name = ?")
+        .bind(version)
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     let current: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM labels WHERE secret = ? AND label = ?").bind(name).bind(CURRENT).fetch_optional(&mut *tx).await?;
+        sqlx::query_scalar("SELECT version FROM labels WHERE secret = ? AND label = ?")
+            .bind(name)
+            .bind(CURRENT)
+            .fetch_optional(&mut *tx)
+            .await?;
     if let Some(previous) = current {
         set_label(&mut tx, name, PREVIOUS, previous).await?;
     }
@@ -212,7 +273,12 @@ pub async fn put_version(db: &Db, name: &str, cas: Option<i64>, new: &NewVersion
     Ok(PutOutcome::Written(version))
 }
 
-async fn set_label(tx: &mut sqlx::SqliteConnection, name: &str, label: &str, version: i64) -> DbResult<()> {
+async fn set_label(
+    tx: &mut sqlx::SqliteConnection,
+    name: &str,
+    label: &str,
+    version: i64,
+) -> DbResult<()> {
     sqlx::query("INSERT INTO labels (secret, label, version) VALUES (?, ?, ?) ON CONFLICT (secret, label) DO UPDATE SET version = excluded.version")
         .bind(name)
         .bind(label)
@@ -240,35 +306,62 @@ async fn prune(tx: &mut sqlx::SqliteConnection, name: &str, max_versions: i64) -
 
 /// Moves `label` to `version` (which must exist); `AWSCURRENT` moving takes `AWSPREVIOUS` to the
 /// version it left. false: no such version.
-pub async fn move_label(db: &Db, name: &str, label: &str, version: i64, now: i64) -> DbResult<bool> {
+pub async fn move_label(
+    db: &Db,
+    name: &str,
+    label: &str,
+    version: i64,
+    now: i64,
+) -> DbResult<bool> {
     let mut tx = db.write.begin().await?;
     let exists: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM versions WHERE secret = ? AND version = ?").bind(name).bind(version).fetch_optional(&mut *tx).await?;
+        sqlx::query_scalar("SELECT 1 FROM versions WHERE secret = ? AND version = ?")
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
     if exists.is_none() {
         return Ok(false);
     }
     if label == CURRENT {
         let was: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM labels WHERE secret = ? AND label = ?").bind(name).bind(CURRENT).fetch_optional(&mut *tx).await?;
+            sqlx::query_scalar("SELECT version FROM labels WHERE secret = ? AND label = ?")
+                .bind(name)
+                .bind(CURRENT)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(was) = was.filter(|was| *was != version) {
             set_label(&mut tx, name, PREVIOUS, was).await?;
         }
     }
     set_label(&mut tx, name, label, version).await?;
-    sqlx::query("UPDATE secrets SET updated_at = ? WHERE name = ?").bind(now).bind(name).execute(&mut *tx).await?;
+    sqlx::query("UPDATE secrets SET updated_at = ? WHERE name = ?")
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(true)
 }
 
 /// Removes a label. false: the secret had no such label.
 pub async fn remove_label(db: &Db, name: &str, label: &str) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM labels WHERE secret = ? AND label = ?").bind(name).bind(label).execute(&db.write).await?;
+    let done = sqlx::query("DELETE FROM labels WHERE secret = ? AND label = ?")
+        .bind(name)
+        .bind(label)
+        .execute(&db.write)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Soft-deletes (`deleted` true) or undeletes a version that is not destroyed. false: no such
 /// live version.
-pub async fn set_version_deleted(db: &Db, name: &str, version: i64, deleted: Option<i64>) -> DbResult<bool> {
+pub async fn set_version_deleted(
+    db: &Db,
+    name: &str,
+    version: i64,
+    deleted: Option<i64>,
+) -> DbResult<bool> {
     let done = sqlx::query("UPDATE versions SET deleted_at = ? WHERE secret = ? AND version = ? AND destroyed_at IS NULL")
         .bind(deleted)
         .bind(name)
@@ -300,7 +393,12 @@ pub struct MetadataChange<'a> {
     pub tags: Option<&'a str>,
 }
 
-pub async fn update_secret(db: &Db, name: &str, change: &MetadataChange<'_>, now: i64) -> DbResult<bool> {
+pub async fn update_secret(
+    db: &Db,
+    name: &str,
+    change: &MetadataChange<'_>,
+    now: i64,
+) -> DbResult<bool> {
     let mut tx = db.write.begin().await?;
     let done = sqlx::query(
         "UPDATE secrets SET description = COALESCE(?, description), key_ref = COALESCE(?, key_ref), \
@@ -337,20 +435,28 @@ pub async fn set_deletion_date(db: &Db, name: &str, date: Option<i64>, now: i64)
 
 /// Removes secrets whose deletion date has passed (their versions and labels with them); returns their names.
 pub async fn purge_due(db: &Db, now: i64) -> DbResult<Vec<String>> {
-    sqlx::query_scalar("DELETE FROM secrets WHERE deletion_date IS NOT NULL AND deletion_date <= ? RETURNING name")
-        .bind(now)
-        .fetch_all(&db.write)
-        .await
+    sqlx::query_scalar(
+        "DELETE FROM secrets WHERE deletion_date IS NOT NULL AND deletion_date <= ? RETURNING name",
+    )
+    .bind(now)
+    .fetch_all(&db.write)
+    .await
 }
 
 pub async fn set_rotation(db: &Db, name: &str, rotation: Option<&str>) -> DbResult<bool> {
-    let done = sqlx::query("UPDATE secrets SET rotation = ? WHERE name = ?").bind(rotation).bind(name).execute(&db.write).await?;
+    let done = sqlx::query("UPDATE secrets SET rotation = ? WHERE name = ?")
+        .bind(rotation)
+        .bind(name)
+        .execute(&db.write)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Secrets with a rotation schedule that are not scheduled for deletion.
 pub async fn rotating(db: &Db) -> DbResult<Vec<SecretRow>> {
-    sqlx::query_as("SELECT * FROM secrets WHERE rotation IS NOT NULL AND deletion_date IS NULL").fetch_all(&db.read).await
+    sqlx::query_as("SELECT * FROM secrets WHERE rotation IS NOT NULL AND deletion_date IS NULL")
+        .fetch_all(&db.read)
+        .await
 }
 
 pub async fn insert_audit(db: &Db, rows: &[AuditRow]) -> DbResult<()> {
@@ -371,7 +477,12 @@ pub async fn insert_audit(db: &Db, rows: &[AuditRow]) -> DbResult<()> {
 }
 
 /// Newest first; `before_id` pages back.
-pub async fn list_audit(db: &Db, secret: Option<&str>, before_id: Option<i64>, limit: u32) -> DbResult<Vec<AuditRow>> {
+pub async fn list_audit(
+    db: &Db,
+    secret: Option<&str>,
+    before_id: Option<i64>,
+    limit: u32,
+) -> DbResult<Vec<AuditRow>> {
     sqlx::query_as("SELECT * FROM audit WHERE (?1 IS NULL OR secret = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3")
         .bind(secret)
         .bind(before_id)

@@ -16,7 +16,10 @@ use poem_openapi::{
 use crate::{
     State,
     domain::objects::{ByteRange, Download, NewObject, WriteChecks},
-    model::{AccessKey, Bucket, CreateAccessKeyRequest, CreateBucketRequest, Health, ObjectInfo, ObjectList},
+    model::{
+        AccessKey, Bucket, CreateAccessKeyRequest, CreateBucketRequest, Health, ObjectInfo,
+        ObjectList,
+    },
 };
 
 #[derive(Tags)]
@@ -46,7 +49,10 @@ async fn check_caller(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
 /// the bucket.
 fn may_write(caller: &Caller, bucket: &str) -> ApiResult<()> {
     match caller {
-        Caller::User { admin: false, .. } => Err(ApiError::forbidden("forbidden", "viewers may read buckets and objects, not change them")),
+        Caller::User { admin: false, .. } => Err(ApiError::forbidden(
+            "forbidden",
+            "viewers may read buckets and objects, not change them",
+        )),
         _ => caller.require_scope("storage_manager", "write", &[bucket]),
     }
 }
@@ -60,7 +66,10 @@ fn may_read(caller: &Caller, bucket: &str) -> ApiResult<()> {
 fn admin_only(caller: &Caller) -> ApiResult<()> {
     match caller {
         Caller::User { admin: true, .. } => Ok(()),
-        _ => Err(ApiError::forbidden("forbidden", "only admins manage S3 access keys")),
+        _ => Err(ApiError::forbidden(
+            "forbidden",
+            "only admins manage S3 access keys",
+        )),
     }
 }
 
@@ -122,14 +131,27 @@ pub struct BucketsApi;
 impl BucketsApi {
     /// Create a bucket (admins and services), optionally encrypting new objects with a key_manager key.
     #[oai(path = "/buckets", method = "post", operation_id = "create_bucket")]
-    async fn create(&self, state: Data<&Arc<State>>, auth: CallerAuth, body: Json<CreateBucketRequest>) -> ApiResult<Json<Bucket>> {
+    async fn create(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        body: Json<CreateBucketRequest>,
+    ) -> ApiResult<Json<Bucket>> {
         may_write(&auth.0, &body.0.name)?;
-        state.storage.create_bucket(&body.0.name, body.0.default_encryption_key).await.map(Json)
+        state
+            .storage
+            .create_bucket(&body.0.name, body.0.default_encryption_key)
+            .await
+            .map(Json)
     }
 
     /// Every bucket, by name.
     #[oai(path = "/buckets", method = "get", operation_id = "list_buckets")]
-    async fn list(&self, state: Data<&Arc<State>>, auth: CallerAuth) -> ApiResult<Json<Vec<Bucket>>> {
+    async fn list(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+    ) -> ApiResult<Json<Vec<Bucket>>> {
         let mut buckets = state.storage.list_buckets();
         buckets.retain(|b| may_read(&auth.0, &b.name).is_ok());
         Ok(Json(buckets))
@@ -137,16 +159,34 @@ impl BucketsApi {
 
     /// One bucket.
     #[oai(path = "/buckets/:bucket", method = "get", operation_id = "get_bucket")]
-    async fn get(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>) -> ApiResult<Json<Bucket>> {
+    async fn get(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        bucket: Path<String>,
+    ) -> ApiResult<Json<Bucket>> {
         may_read(&auth.0, &bucket.0)?;
         state.storage.bucket(&bucket.0).map(Json)
     }
 
     /// Delete an empty bucket (admins and services); a bucket with objects is refused (409).
-    #[oai(path = "/buckets/:bucket", method = "delete", operation_id = "delete_bucket")]
-    async fn delete(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>) -> ApiResult<Deleted> {
+    #[oai(
+        path = "/buckets/:bucket",
+        method = "delete",
+        operation_id = "delete_bucket"
+    )]
+    async fn delete(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        bucket: Path<String>,
+    ) -> ApiResult<Deleted> {
         may_write(&auth.0, &bucket.0)?;
-        state.storage.delete_bucket(&bucket.0).await.map(|()| Deleted::NoContent)
+        state
+            .storage
+            .delete_bucket(&bucket.0)
+            .await
+            .map(|()| Deleted::NoContent)
     }
 }
 
@@ -157,7 +197,11 @@ impl ObjectsApi {
     /// Upload an object (admins and services). The body is the object's bytes, streamed; the
     /// key's previous version stays readable until this one is complete and durable, and an upload
     /// that breaks off leaves nothing behind.
-    #[oai(path = "/buckets/:bucket/objects", method = "post", operation_id = "put_object")]
+    #[oai(
+        path = "/buckets/:bucket/objects",
+        method = "post",
+        operation_id = "put_object"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn put(
         &self,
@@ -181,19 +225,42 @@ impl ObjectsApi {
         let metadata: BTreeMap<String, String> = match metadata.0.as_deref() {
             None | Some("") => BTreeMap::new(),
             Some(text) => serde_json::from_str(text).map_err(|e| {
-                ApiError::bad_request("invalid_metadata", format!("metadata must be a JSON object of strings: {e}"))
+                ApiError::bad_request(
+                    "invalid_metadata",
+                    format!("metadata must be a JSON object of strings: {e}"),
+                )
             })?,
         };
-        let generic = |ct: &&str| ct.starts_with("application/octet-stream") || ct.starts_with("application/x-www-form-urlencoded");
-        let content_type = content_type.0.or_else(|| req.content_type().filter(|ct| !generic(ct)).map(str::to_owned));
-        let new = NewObject { content_type, metadata, encryption_key: encryption_key.0, ..Default::default() };
+        let generic = |ct: &&str| {
+            ct.starts_with("application/octet-stream")
+                || ct.starts_with("application/x-www-form-urlencoded")
+        };
+        let content_type = content_type.0.or_else(|| {
+            req.content_type()
+                .filter(|ct| !generic(ct))
+                .map(str::to_owned)
+        });
+        let new = NewObject {
+            content_type,
+            metadata,
+            encryption_key: encryption_key.0,
+            ..Default::default()
+        };
         let checks = WriteChecks::default();
-        state.storage.put_object(&bucket.0, &key.0, new, checks, body.0.into_bytes_stream()).await.map(Json)
+        state
+            .storage
+            .put_object(&bucket.0, &key.0, new, checks, body.0.into_bytes_stream())
+            .await
+            .map(Json)
     }
 
     /// One page of the bucket's objects, in key order: those starting with `prefix`; with a
     /// `delimiter`, keys having it after the prefix are rolled up into `common_prefixes` ("folders").
-    #[oai(path = "/buckets/:bucket/objects", method = "get", operation_id = "list_objects")]
+    #[oai(
+        path = "/buckets/:bucket/objects",
+        method = "get",
+        operation_id = "list_objects"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
@@ -212,7 +279,13 @@ impl ObjectsApi {
         may_read(&auth.0, &bucket.0)?;
         let page_size = page_size.0.unwrap_or(crate::domain::objects::MAX_PAGE);
         if !(1..=crate::domain::objects::MAX_PAGE).contains(&page_size) {
-            return Err(ApiError::bad_request("invalid_page_size", format!("page_size must be between 1 and {}", crate::domain::objects::MAX_PAGE)));
+            return Err(ApiError::bad_request(
+                "invalid_page_size",
+                format!(
+                    "page_size must be between 1 and {}",
+                    crate::domain::objects::MAX_PAGE
+                ),
+            ));
         }
         state
             .storage
@@ -230,7 +303,11 @@ impl ObjectsApi {
 
     /// Download an object, streamed; `Range: bytes=…` gives 206 with that part. The key is one
     /// path segment: percent-encode `/` in it (the SDKs do).
-    #[oai(path = "/buckets/:bucket/objects/:key", method = "get", operation_id = "get_object")]
+    #[oai(
+        path = "/buckets/:bucket/objects/:key",
+        method = "get",
+        operation_id = "get_object"
+    )]
     async fn get(
         &self,
         state: Data<&Arc<State>>,
@@ -243,7 +320,12 @@ impl ObjectsApi {
     ) -> ApiResult<Response<ObjectBytes>> {
         may_read(&auth.0, &bucket.0)?;
         let range = range.0.as_deref().map(ByteRange::parse).transpose()?;
-        let Download { info, range, partial, body } = state.storage.get_object(&bucket.0, &key.0, range).await?;
+        let Download {
+            info,
+            range,
+            partial,
+            body,
+        } = state.storage.get_object(&bucket.0, &key.0, range).await?;
         let len = range.end - range.start;
         let body = Binary(Body::from_bytes_stream(body));
         let (etag, modified) = (quoted(&info.etag), http_date(&info.last_modified));
@@ -257,11 +339,22 @@ impl ObjectsApi {
     }
 
     /// An object's metadata, in headers.
-    #[oai(path = "/buckets/:bucket/objects/:key", method = "head", operation_id = "head_object")]
-    async fn head(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>, key: Path<String>) -> ApiResult<ObjectHead> {
+    #[oai(
+        path = "/buckets/:bucket/objects/:key",
+        method = "head",
+        operation_id = "head_object"
+    )]
+    async fn head(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        bucket: Path<String>,
+        key: Path<String>,
+    ) -> ApiResult<ObjectHead> {
         may_read(&auth.0, &bucket.0)?;
         let info = state.storage.head_object(&bucket.0, &key.0).await?;
-        let metadata = ascii_json(&serde_json::to_string(&info.metadata).map_err(ApiError::internal)?);
+        let metadata =
+            ascii_json(&serde_json::to_string(&info.metadata).map_err(ApiError::internal)?);
         Ok(ObjectHead::Found(
             info.size,
             quoted(&info.etag),
@@ -273,13 +366,31 @@ impl ObjectsApi {
     }
 
     /// Delete an object (admins and services).
-    #[oai(path = "/buckets/:bucket/objects/:key", method = "delete", operation_id = "delete_object")]
-    async fn delete(&self, state: Data<&Arc<State>>, auth: CallerAuth, bucket: Path<String>, key: Path<String>) -> ApiResult<Deleted> {
+    #[oai(
+        path = "/buckets/:bucket/objects/:key",
+        method = "delete",
+        operation_id = "delete_object"
+    )]
+    async fn delete(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        bucket: Path<String>,
+        key: Path<String>,
+    ) -> ApiResult<Deleted> {
         may_write(&auth.0, &bucket.0)?;
-        if state.storage.delete_object(&bucket.0, &key.0).await?.existed {
+        if state
+            .storage
+            .delete_object(&bucket.0, &key.0)
+            .await?
+            .existed
+        {
             Ok(Deleted::NoContent)
         } else {
-            Err(ApiError::not_found("object_not_found", format!("no object {:?} in bucket {:?}", key.0, bucket.0)))
+            Err(ApiError::not_found(
+                "object_not_found",
+                format!("no object {:?} in bucket {:?}", key.0, bucket.0),
+            ))
         }
     }
 }
@@ -289,22 +400,56 @@ pub struct AccessKeysApi;
 #[OpenApi(prefix_path = "/api/storage_manager", tag = "ApiTags::AccessKeys")]
 impl AccessKeysApi {
     /// Create an S3 access key pair (admin). The secret is in this answer only.
-    #[oai(path = "/access-keys", method = "post", operation_id = "create_access_key")]
-    async fn create(&self, state: Data<&Arc<State>>, auth: CallerAuth, body: Json<CreateAccessKeyRequest>) -> ApiResult<Json<AccessKey>> {
+    #[oai(
+        path = "/access-keys",
+        method = "post",
+        operation_id = "create_access_key"
+    )]
+    async fn create(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        body: Json<CreateAccessKeyRequest>,
+    ) -> ApiResult<Json<AccessKey>> {
         admin_only(&auth.0)?;
-        state.access_keys.create(&auth.0, &body.0.description, body.0.scopes.as_deref().unwrap_or_default()).await.map(Json)
+        state
+            .access_keys
+            .create(
+                &auth.0,
+                &body.0.description,
+                body.0.scopes.as_deref().unwrap_or_default(),
+            )
+            .await
+            .map(Json)
     }
 
     /// Every access key, revoked ones included, without secrets (admin).
-    #[oai(path = "/access-keys", method = "get", operation_id = "list_access_keys")]
-    async fn list(&self, state: Data<&Arc<State>>, auth: CallerAuth) -> ApiResult<Json<Vec<AccessKey>>> {
+    #[oai(
+        path = "/access-keys",
+        method = "get",
+        operation_id = "list_access_keys"
+    )]
+    async fn list(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+    ) -> ApiResult<Json<Vec<AccessKey>>> {
         admin_only(&auth.0)?;
         state.access_keys.list().await.map(Json)
     }
 
     /// Revoke an access key (admin): requests signed with it are refused from now on.
-    #[oai(path = "/access-keys/:id", method = "delete", operation_id = "revoke_access_key")]
-    async fn revoke(&self, state: Data<&Arc<State>>, auth: CallerAuth, id: Path<String>) -> ApiResult<Json<AccessKey>> {
+    #[oai(
+        path = "/access-keys/:id",
+        method = "delete",
+        operation_id = "revoke_access_key"
+    )]
+    async fn revoke(
+        &self,
+        state: Data<&Arc<State>>,
+        auth: CallerAuth,
+        id: Path<String>,
+    ) -> ApiResult<Json<AccessKey>> {
         admin_only(&auth.0)?;
         state.access_keys.revoke(&id.0).await.map(Json)
     }
@@ -319,14 +464,24 @@ impl SystemApi {
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&Arc<State>>) -> ApiResult<Json<Health>> {
         state.token_renewal.check()?;
-        Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+        Ok(Json(Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
     }
 
     /// Readiness: the database answers.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&Arc<State>>) -> ApiResult<Json<Health>> {
-        state.db.ping().await.map_err(|e| ApiError::unavailable("database_unavailable", e.to_string()))?;
-        Ok(Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() }))
+        state
+            .db
+            .ping()
+            .await
+            .map_err(|e| ApiError::unavailable("database_unavailable", e.to_string()))?;
+        Ok(Json(Health {
+            status: "ready".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
     }
 
     /// Prometheus metrics.
@@ -335,7 +490,12 @@ impl SystemApi {
         let mut out = String::new();
         state.metrics.render_http(&mut out);
         let buckets = state.storage.list_buckets().len();
-        write_gauge(&mut out, "aerekos_storage_buckets", "Buckets.", &[(String::new(), buckets as f64)]);
+        write_gauge(
+            &mut out,
+            "aerekos_storage_buckets",
+            "Buckets.",
+            &[(String::new(), buckets as f64)],
+        );
         Ok(PlainText(out))
     }
 }
@@ -376,7 +536,11 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
     use aerekos_common::limits::Limit;
     use serde_json::json;
     vec![
-        Limit::param("list_objects", "page_size", json!({"minimum": 1, "maximum": objects::MAX_PAGE})),
+        Limit::param(
+            "list_objects",
+            "page_size",
+            json!({"minimum": 1, "maximum": objects::MAX_PAGE}),
+        ),
         Limit::param("put_object", "key", json!({"minLength": 1})),
         Limit::property(
             "CreateAccessKeyRequest",

@@ -50,7 +50,11 @@ pub struct StorageManagerConfig {
 pub struct ConfigError(pub String);
 
 impl StorageManagerConfig {
-    pub fn new(data_dir: impl Into<PathBuf>, bind: SocketAddr, conductor_url: impl Into<String>) -> Self {
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        bind: SocketAddr,
+        conductor_url: impl Into<String>,
+    ) -> Self {
         let data_dir = data_dir.into();
         let conductor_url = conductor_url.into();
         Self {
@@ -74,7 +78,8 @@ impl StorageManagerConfig {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let bind = aerekos_common::server::bind_from_env(get, "STORAGE_MANAGER", 8302).map_err(ConfigError)?;
+        let bind = aerekos_common::server::bind_from_env(get, "STORAGE_MANAGER", 8302)
+            .map_err(ConfigError)?;
         let data_dir = get("DATA_DIR").unwrap_or_else(|| "./data/storage_manager".into());
         let conductor = get("CONDUCTOR_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let mut c = Self::new(data_dir, bind, conductor);
@@ -88,15 +93,29 @@ impl StorageManagerConfig {
         if let Some(region) = get("S3_REGION") {
             c.s3_region = region;
         }
-        c.s3_domains = get("S3_DOMAIN").map(|v| v.split(',').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect()).unwrap_or_default();
+        c.s3_domains = get("S3_DOMAIN")
+            .map(|v| {
+                v.split(',')
+                    .map(|d| d.trim().to_owned())
+                    .filter(|d| !d.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let num = |name: &str, default: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a number"))))
+            get(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| ConfigError(format!("{name}={v:?} is not a number")))
+            })
         };
         c.max_body_bytes = num("MAX_BODY_BYTES", c.max_body_bytes)?;
         c.max_object_bytes = num("MAX_OBJECT_BYTES", c.max_object_bytes)?;
-        c.service_token_renew_before =
-            std::time::Duration::from_secs(num("SERVICE_TOKEN_RENEW_BEFORE", c.service_token_renew_before.as_secs())?);
-        let positive_secs = |name: &str, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
+        c.service_token_renew_before = std::time::Duration::from_secs(num(
+            "SERVICE_TOKEN_RENEW_BEFORE",
+            c.service_token_renew_before.as_secs(),
+        )?);
+        let positive_secs = |name: &str,
+                             default: std::time::Duration|
+         -> Result<std::time::Duration, ConfigError> {
             match num(name, default.as_secs())? {
                 0 => Err(ConfigError(format!("{name} must be at least 1"))),
                 secs => Ok(std::time::Duration::from_secs(secs)),

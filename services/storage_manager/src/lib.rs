@@ -16,11 +16,17 @@ mod store;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use aerekos_common::{auth::{TokenRenewal, TokenVerifier}, db::Db, edge::Edge, metrics::Metrics, server::ServerHandle};
+use aerekos_common::{
+    auth::{TokenRenewal, TokenVerifier},
+    db::Db,
+    edge::Edge,
+    metrics::Metrics,
+    server::ServerHandle,
+};
 use poem::{Endpoint, EndpointExt as _, Request, Response};
 
-pub use config::{ConfigError, StorageManagerConfig};
 use aerekos_envelope::Envelope;
+pub use config::{ConfigError, StorageManagerConfig};
 use domain::{access_keys::AccessKeys, blobs::BlobStore, objects::Storage};
 
 /// How long start waits for the conductor's public key.
@@ -82,20 +88,41 @@ impl StorageManagerHandle {
 
 pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle, StartError> {
     aerekos_common::secrets::create_private_dir(&config.data_dir)?;
-    let verifier = aerekos_trust::conductor_verifier(&aerekos_sdk::Conductor::new(&config.conductor_url), JWKS_WAIT).await.map_err(StartError::Jwks)?;
+    let verifier = aerekos_trust::conductor_verifier(
+        &aerekos_sdk::Conductor::new(&config.conductor_url),
+        JWKS_WAIT,
+    )
+    .await
+    .map_err(StartError::Jwks)?;
     let db = Db::open(&config.database_path, &store::MIGRATIONS).await?;
     let blobs = BlobStore::open(&config.data_dir)?;
     if config.service_token.is_none() {
         tracing::warn!("no AEREKOS_SERVICE_TOKEN: encrypted buckets and uploads will be refused");
     }
-    let envelope = Envelope::new("storage_manager", &config.key_manager_url, config.service_token.clone());
-    let storage = Arc::new(Storage::load(db.clone(), blobs, envelope, config.max_object_bytes).await?);
-    storage.sweep().await.map_err(|e| StartError::Sweep(e.body().message.clone()))?;
+    let envelope = Envelope::new(
+        "storage_manager",
+        &config.key_manager_url,
+        config.service_token.clone(),
+    );
+    let storage =
+        Arc::new(Storage::load(db.clone(), blobs, envelope, config.max_object_bytes).await?);
+    storage
+        .sweep()
+        .await
+        .map_err(|e| StartError::Sweep(e.body().message.clone()))?;
     let collector = storage.spawn_collector();
-    let lifecycle = domain::lifecycle::spawn(storage.clone(), config.lifecycle_interval, config.lifecycle_day);
+    let lifecycle = domain::lifecycle::spawn(
+        storage.clone(),
+        config.lifecycle_interval,
+        config.lifecycle_day,
+    );
     let access_keys = Arc::new(AccessKeys::load(db.clone()).await?);
     let metrics = Arc::new(Metrics::new());
-    let token_renewal = TokenRenewal::new(&verifier, config.service_token.as_deref(), config.service_token_renew_before);
+    let token_renewal = TokenRenewal::new(
+        &verifier,
+        config.service_token.as_deref(),
+        config.service_token_renew_before,
+    );
     let state = Arc::new(State {
         db,
         storage: storage.clone(),
@@ -105,19 +132,40 @@ pub async fn start(config: StorageManagerConfig) -> Result<StorageManagerHandle,
         token_renewal,
     });
 
-    let own = aerekos_common::server::api_routes(api::service(), &api::limits(), state.clone()).boxed();
-    let spool = s3::Spool { dir: config.data_dir.join("tmp"), max_bytes: config.max_object_bytes };
-    let service = s3::service(storage.clone(), access_keys, &config.s3_domains).map_err(|e| StartError::Config(ConfigError(e)))?;
-    let s3 = s3::S3Endpoint { service, spool, storage, domains: config.s3_domains.clone() }.boxed();
+    let own =
+        aerekos_common::server::api_routes(api::service(), &api::limits(), state.clone()).boxed();
+    let spool = s3::Spool {
+        dir: config.data_dir.join("tmp"),
+        max_bytes: config.max_object_bytes,
+    };
+    let service = s3::service(storage.clone(), access_keys, &config.s3_domains)
+        .map_err(|e| StartError::Config(ConfigError(e)))?;
+    let s3 = s3::S3Endpoint {
+        service,
+        spool,
+        storage,
+        domains: config.s3_domains.clone(),
+    }
+    .boxed();
     // Object bodies stream past the JSON body limit: uploads through the API and everything S3.
     let edge = Edge::new(metrics, config.max_body_bytes)
         .quiet(&["health", "ready", "metrics"])
-        .throttle(&aerekos_common::throttle::behind_gateway(&config.throttle, &config.conductor_url))
-        .body_limit_exempt(Arc::new(|path: &str| !is_own_path(path) || is_upload_path(path)));
+        .throttle(&aerekos_common::throttle::behind_gateway(
+            &config.throttle,
+            &config.conductor_url,
+        ))
+        .body_limit_exempt(Arc::new(|path: &str| {
+            !is_own_path(path) || is_upload_path(path)
+        }));
     let app = FrontDoor { own, s3 }.with(edge);
     let server = aerekos_common::server::serve_tls(config.bind, app, config.tls.clone()).await?;
     tracing::info!(url = %server.url(), "storage_manager listening (own API and S3)");
-    Ok(StorageManagerHandle { server, state, collector, lifecycle })
+    Ok(StorageManagerHandle {
+        server,
+        state,
+        collector,
+        lifecycle,
+    })
 }
 
 /// Sends each request to the service's own API or to the S3 protocol, by path.
@@ -130,16 +178,25 @@ impl Endpoint for FrontDoor {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        if is_own_path(req.uri().path()) { self.own.call(req).await } else { self.s3.call(req).await }
+        if is_own_path(req.uri().path()) {
+            self.own.call(req).await
+        } else {
+            self.s3.call(req).await
+        }
     }
 }
 
 fn is_own_path(path: &str) -> bool {
-    path.starts_with(API_PREFIX) || SYSTEM_PATHS.contains(&path) || path == "/docs" || path.starts_with("/docs/")
+    path.starts_with(API_PREFIX)
+        || SYSTEM_PATHS.contains(&path)
+        || path == "/docs"
+        || path.starts_with("/docs/")
 }
 
 fn is_upload_path(path: &str) -> bool {
-    path.strip_prefix(API_PREFIX).and_then(|rest| rest.strip_prefix("buckets/")).is_some_and(|rest| rest.ends_with("/objects"))
+    path.strip_prefix(API_PREFIX)
+        .and_then(|rest| rest.strip_prefix("buckets/"))
+        .is_some_and(|rest| rest.ends_with("/objects"))
 }
 
 /// The spec `cargo xtask openapi` writes to `openapi/storage_manager.json`.

@@ -167,12 +167,13 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// false: a bucket of that name exists.
 pub async fn insert_bucket(db: &Db, row: &BucketRow) -> DbResult<bool> {
-    let result = sqlx::query("INSERT INTO buckets (name, default_key, created_at) VALUES (?, ?, ?)")
-        .bind(&row.name)
-        .bind(&row.default_key)
-        .bind(row.created_at)
-        .execute(&db.write)
-        .await;
+    let result =
+        sqlx::query("INSERT INTO buckets (name, default_key, created_at) VALUES (?, ?, ?)")
+            .bind(&row.name)
+            .bind(&row.default_key)
+            .bind(row.created_at)
+            .execute(&db.write)
+            .await;
     match result {
         Ok(_) => Ok(true),
         Err(e) if is_unique_violation(&e) => Ok(false),
@@ -182,12 +183,18 @@ pub async fn insert_bucket(db: &Db, row: &BucketRow) -> DbResult<bool> {
 
 /// Replaces a bucket's settings document. false: no such bucket.
 pub async fn set_bucket_settings(db: &Db, name: &str, settings: &str) -> DbResult<bool> {
-    let done = sqlx::query("UPDATE buckets SET settings = ? WHERE name = ?").bind(settings).bind(name).execute(&db.write).await?;
+    let done = sqlx::query("UPDATE buckets SET settings = ? WHERE name = ?")
+        .bind(settings)
+        .bind(name)
+        .execute(&db.write)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
 pub async fn list_buckets(db: &Db) -> DbResult<Vec<BucketRow>> {
-    sqlx::query_as("SELECT * FROM buckets ORDER BY name").fetch_all(&db.read).await
+    sqlx::query_as("SELECT * FROM buckets ORDER BY name")
+        .fetch_all(&db.read)
+        .await
 }
 
 pub enum BucketDeletion {
@@ -200,7 +207,12 @@ pub enum BucketDeletion {
 /// parts' blobs go to `garbage`).
 pub async fn delete_bucket(db: &Db, name: &str) -> DbResult<BucketDeletion> {
     let mut tx = db.write.begin().await?;
-    if sqlx::query("SELECT 1 FROM buckets WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?.is_none() {
+    if sqlx::query("SELECT 1 FROM buckets WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_none()
+    {
         return Ok(BucketDeletion::NotFound);
     }
     // Earlier versions and delete markers count: S3 deletes only a bucket with no version left.
@@ -213,8 +225,14 @@ pub async fn delete_bucket(db: &Db, name: &str) -> DbResult<BucketDeletion> {
     if objects > 0 {
         return Ok(BucketDeletion::NotEmpty { objects });
     }
-    sqlx::query("DELETE FROM uploads WHERE bucket = ?").bind(name).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM uploads WHERE bucket = ?")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM buckets WHERE name = ?")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(BucketDeletion::Deleted)
 }
@@ -240,7 +258,9 @@ const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, blob_id, size, et
      wrapped_key = excluded.wrapped_key, created_at = excluded.created_at, headers = excluded.headers, tags = excluded.tags, \
      checksum = excluded.checksum, version_id = excluded.version_id, acl = excluded.acl";
 
-fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+fn upsert_object(
+    row: &ObjectRow,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
     sqlx::query(UPSERT_OBJECT)
         .bind(&row.bucket)
         .bind(&row.key)
@@ -262,7 +282,12 @@ fn upsert_object(row: &ObjectRow) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::
 /// Before a key's current object is replaced or removed under versioning: keeps it as an earlier
 /// version (Enabled: always; Suspended: unless it is the null version, which is replaced), and
 /// under Suspended drops the earlier null version the new one replaces.
-async fn archive_current(tx: &mut sqlx::SqliteConnection, bucket: &str, key: &[u8], mode: VersionMode) -> DbResult<()> {
+async fn archive_current(
+    tx: &mut sqlx::SqliteConnection,
+    bucket: &str,
+    key: &[u8],
+    mode: VersionMode,
+) -> DbResult<()> {
     if mode == VersionMode::Off {
         return Ok(());
     }
@@ -294,18 +319,27 @@ async fn archive_current(tx: &mut sqlx::SqliteConnection, bucket: &str, key: &[u
 /// unless it is a delete marker (then the key stays deleted).
 async fn restore_newest(tx: &mut sqlx::SqliteConnection, bucket: &str, key: &[u8]) -> DbResult<()> {
     let current: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).fetch_optional(&mut *tx).await?;
+        sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = ? AND key = ?")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
     if current.is_some() {
         return Ok(());
     }
-    let newest: Option<VersionRow> = sqlx::query_as("SELECT * FROM object_versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1")
-        .bind(bucket)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let newest: Option<VersionRow> = sqlx::query_as(
+        "SELECT * FROM object_versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(bucket)
+    .bind(key)
+    .fetch_optional(&mut *tx)
+    .await?;
     if let Some(row) = newest.as_ref().and_then(VersionRow::object) {
         upsert_object(&row).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM object_versions WHERE seq = ?").bind(newest.map(|n| n.seq)).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM object_versions WHERE seq = ?")
+            .bind(newest.map(|n| n.seq))
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }
@@ -329,15 +363,20 @@ pub enum PutOutcome {
 }
 
 /// Whether the key's current object satisfies `precondition`, read inside the write's transaction.
-async fn precondition_holds(tx: &mut sqlx::SqliteConnection, row: &ObjectRow, precondition: &Precondition) -> DbResult<bool> {
+async fn precondition_holds(
+    tx: &mut sqlx::SqliteConnection,
+    row: &ObjectRow,
+    precondition: &Precondition,
+) -> DbResult<bool> {
     if *precondition == Precondition::None {
         return Ok(true);
     }
-    let current: Option<String> = sqlx::query_scalar("SELECT etag FROM objects WHERE bucket = ? AND key = ?")
-        .bind(&row.bucket)
-        .bind(&row.key)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT etag FROM objects WHERE bucket = ? AND key = ?")
+            .bind(&row.bucket)
+            .bind(&row.key)
+            .fetch_optional(&mut *tx)
+            .await?;
     Ok(match precondition {
         Precondition::None => true,
         Precondition::Absent => current.is_none(),
@@ -347,7 +386,12 @@ async fn precondition_holds(tx: &mut sqlx::SqliteConnection, row: &ObjectRow, pr
 
 /// Makes `row` the current version of its key if `precondition` holds (the replaced blob goes to
 /// `garbage` by trigger).
-pub async fn put_object(db: &Db, row: &ObjectRow, precondition: &Precondition, mode: VersionMode) -> DbResult<PutOutcome> {
+pub async fn put_object(
+    db: &Db,
+    row: &ObjectRow,
+    precondition: &Precondition,
+    mode: VersionMode,
+) -> DbResult<PutOutcome> {
     let mut tx = db.write.begin().await?;
     if !precondition_holds(&mut tx, row, precondition).await? {
         return Ok(PutOutcome::PreconditionFailed);
@@ -375,7 +419,13 @@ pub async fn set_object_tags(db: &Db, bucket: &str, key: &str, tags: &str) -> Db
 
 /// Replaces the canned ACL of a key's current object, or of the version named (the current one or
 /// an earlier one; never a delete marker). false: no such object or version.
-pub async fn set_object_acl(db: &Db, bucket: &str, key: &str, version: Option<&str>, acl: Option<&str>) -> DbResult<bool> {
+pub async fn set_object_acl(
+    db: &Db,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    acl: Option<&str>,
+) -> DbResult<bool> {
     let current = sqlx::query("UPDATE objects SET acl = ?1 WHERE bucket = ?2 AND key = ?3 AND (?4 IS NULL OR COALESCE(version_id, ?5) = ?4)")
         .bind(acl)
         .bind(bucket)
@@ -384,7 +434,9 @@ pub async fn set_object_acl(db: &Db, bucket: &str, key: &str, version: Option<&s
         .bind(NULL_VERSION)
         .execute(&db.write)
         .await?;
-    let Some(version) = version.filter(|_| current.rows_affected() == 0) else { return Ok(current.rows_affected() > 0) };
+    let Some(version) = version.filter(|_| current.rows_affected() == 0) else {
+        return Ok(current.rows_affected() > 0);
+    };
     let earlier = sqlx::query("UPDATE object_versions SET acl = ? WHERE bucket = ? AND key = ? AND version_id = ? AND delete_marker = 0")
         .bind(acl)
         .bind(bucket)
@@ -410,19 +462,27 @@ pub async fn delete_object(
     let key = key.as_bytes();
     let mut tx = db.write.begin().await?;
     if let Some((etag, created_at)) = only_if {
-        let same: Option<i64> = sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = ? AND key = ? AND etag = ? AND created_at = ?")
-            .bind(bucket)
-            .bind(key)
-            .bind(etag)
-            .bind(created_at)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let same: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM objects WHERE bucket = ? AND key = ? AND etag = ? AND created_at = ?",
+        )
+        .bind(bucket)
+        .bind(key)
+        .bind(etag)
+        .bind(created_at)
+        .fetch_optional(&mut *tx)
+        .await?;
         if same.is_none() {
             return Ok(false);
         }
     }
     archive_current(&mut tx, bucket, key, mode).await?;
-    let deleted = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).execute(&mut *tx).await?.rows_affected() > 0;
+    let deleted = sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?")
+        .bind(bucket)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
     if mode != VersionMode::Off {
         sqlx::query("INSERT INTO object_versions (bucket, key, version_id, delete_marker, created_at, archived_at) VALUES (?, ?, ?, 1, ?, ?)")
             .bind(bucket)
@@ -439,16 +499,23 @@ pub async fn delete_object(
 
 /// Removes one version for good (the current one, an earlier one or a delete marker); the newest
 /// remaining version becomes current if the current one went. The removed version, if any.
-pub async fn delete_version(db: &Db, bucket: &str, key: &str, version_id: &str) -> DbResult<Option<VersionRow>> {
+pub async fn delete_version(
+    db: &Db,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> DbResult<Option<VersionRow>> {
     let key = key.as_bytes();
     let mut tx = db.write.begin().await?;
-    let current: Option<ObjectRow> = sqlx::query_as("SELECT * FROM objects WHERE bucket = ? AND key = ? AND COALESCE(version_id, ?) = ?")
-        .bind(bucket)
-        .bind(key)
-        .bind(NULL_VERSION)
-        .bind(version_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let current: Option<ObjectRow> = sqlx::query_as(
+        "SELECT * FROM objects WHERE bucket = ? AND key = ? AND COALESCE(version_id, ?) = ?",
+    )
+    .bind(bucket)
+    .bind(key)
+    .bind(NULL_VERSION)
+    .bind(version_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let removed = match current {
         Some(row) => {
             sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?").bind(bucket).bind(key).execute(&mut *tx).await?;
@@ -469,14 +536,21 @@ pub async fn delete_version(db: &Db, bucket: &str, key: &str, version_id: &str) 
 }
 
 /// One version of a key: the current object, an earlier version or a delete marker.
-pub async fn get_version(db: &Db, bucket: &str, key: &str, version_id: &str) -> DbResult<Option<VersionRow>> {
-    if let Some(row) = sqlx::query_as::<_, ObjectRow>("SELECT * FROM objects WHERE bucket = ? AND key = ? AND COALESCE(version_id, ?) = ?")
-        .bind(bucket)
-        .bind(key.as_bytes())
-        .bind(NULL_VERSION)
-        .bind(version_id)
-        .fetch_optional(&db.read)
-        .await?
+pub async fn get_version(
+    db: &Db,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> DbResult<Option<VersionRow>> {
+    if let Some(row) = sqlx::query_as::<_, ObjectRow>(
+        "SELECT * FROM objects WHERE bucket = ? AND key = ? AND COALESCE(version_id, ?) = ?",
+    )
+    .bind(bucket)
+    .bind(key.as_bytes())
+    .bind(NULL_VERSION)
+    .bind(version_id)
+    .fetch_optional(&db.read)
+    .await?
     {
         return Ok(Some(VersionRow::current(row)));
     }
@@ -490,7 +564,14 @@ pub async fn get_version(db: &Db, bucket: &str, key: &str, version_id: &str) -> 
 
 /// Earlier versions (not delete markers) under `prefix` that stopped being current before `before`
 /// (ms), at most `limit`.
-pub async fn noncurrent_versions(db: &Db, bucket: &str, prefix: &[u8], to: Option<&[u8]>, before: i64, limit: u32) -> DbResult<Vec<VersionRow>> {
+pub async fn noncurrent_versions(
+    db: &Db,
+    bucket: &str,
+    prefix: &[u8],
+    to: Option<&[u8]>,
+    before: i64,
+    limit: u32,
+) -> DbResult<Vec<VersionRow>> {
     let to = to.map(<[u8]>::to_vec).unwrap_or_else(|| vec![0xFF; 1025]);
     sqlx::query_as(
         "SELECT * FROM object_versions WHERE bucket = ? AND key >= ? AND key < ? AND delete_marker = 0 AND archived_at < ? \
@@ -507,7 +588,13 @@ pub async fn noncurrent_versions(db: &Db, bucket: &str, prefix: &[u8], to: Optio
 
 /// Every version of the keys in `from <= key < to` (current ones first per key, then newest
 /// first), up to `limit` rows; `seq` is `i64::MAX` for current versions.
-pub async fn versions_in_range(db: &Db, bucket: &str, from: &[u8], to: Option<&[u8]>, limit: u32) -> DbResult<Vec<VersionRow>> {
+pub async fn versions_in_range(
+    db: &Db,
+    bucket: &str,
+    from: &[u8],
+    to: Option<&[u8]>,
+    limit: u32,
+) -> DbResult<Vec<VersionRow>> {
     let to = to.map(<[u8]>::to_vec).unwrap_or_else(|| vec![0xFF; 1025]);
     sqlx::query_as(
         "SELECT * FROM ( \
@@ -529,21 +616,33 @@ pub async fn versions_in_range(db: &Db, bucket: &str, from: &[u8], to: Option<&[
 }
 
 /// Up to `limit` objects with `from <= key < to`, in key order.
-pub async fn objects_in_range(db: &Db, bucket: &str, from: &[u8], to: Option<&[u8]>, limit: u32) -> DbResult<Vec<ObjectRow>> {
+pub async fn objects_in_range(
+    db: &Db,
+    bucket: &str,
+    from: &[u8],
+    to: Option<&[u8]>,
+    limit: u32,
+) -> DbResult<Vec<ObjectRow>> {
     match to {
-        Some(to) => sqlx::query_as("SELECT * FROM objects WHERE bucket = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?")
+        Some(to) => sqlx::query_as(
+            "SELECT * FROM objects WHERE bucket = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?",
+        )
+        .bind(bucket)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&db.read)
+        .await,
+        None => {
+            sqlx::query_as(
+                "SELECT * FROM objects WHERE bucket = ? AND key >= ? ORDER BY key LIMIT ?",
+            )
             .bind(bucket)
             .bind(from)
-            .bind(to)
             .bind(limit)
             .fetch_all(&db.read)
-            .await,
-        None => sqlx::query_as("SELECT * FROM objects WHERE bucket = ? AND key >= ? ORDER BY key LIMIT ?")
-            .bind(bucket)
-            .bind(from)
-            .bind(limit)
-            .fetch_all(&db.read)
-            .await,
+            .await
+        }
     }
 }
 
@@ -569,7 +668,10 @@ pub async fn take_garbage(db: &Db, limit: u32) -> DbResult<Vec<String>> {
 
 /// Empties the garbage list (after the start-up sweep, which removed every unreferenced file).
 pub async fn clear_garbage(db: &Db) -> DbResult<()> {
-    sqlx::query("DELETE FROM garbage").execute(&db.write).await.map(|_| ())
+    sqlx::query("DELETE FROM garbage")
+        .execute(&db.write)
+        .await
+        .map(|_| ())
 }
 
 // ---- multipart uploads
@@ -596,11 +698,17 @@ pub async fn insert_upload(db: &Db, row: &UploadRow) -> DbResult<()> {
 }
 
 pub async fn get_upload(db: &Db, id: &str) -> DbResult<Option<UploadRow>> {
-    sqlx::query_as("SELECT * FROM uploads WHERE id = ?").bind(id).fetch_optional(&db.read).await
+    sqlx::query_as("SELECT * FROM uploads WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await
 }
 
 pub async fn list_uploads(db: &Db, bucket: &str) -> DbResult<Vec<UploadRow>> {
-    sqlx::query_as("SELECT * FROM uploads WHERE bucket = ? ORDER BY key, created_at").bind(bucket).fetch_all(&db.read).await
+    sqlx::query_as("SELECT * FROM uploads WHERE bucket = ? ORDER BY key, created_at")
+        .bind(bucket)
+        .fetch_all(&db.read)
+        .await
 }
 
 /// Stores a part in one statement (a replaced part's blob goes to `garbage`). false: no such upload.
@@ -626,7 +734,10 @@ pub async fn put_part(db: &Db, row: &PartRow) -> DbResult<bool> {
 }
 
 pub async fn list_parts(db: &Db, upload_id: &str) -> DbResult<Vec<PartRow>> {
-    sqlx::query_as("SELECT * FROM parts WHERE upload_id = ? ORDER BY part_number").bind(upload_id).fetch_all(&db.read).await
+    sqlx::query_as("SELECT * FROM parts WHERE upload_id = ? ORDER BY part_number")
+        .bind(upload_id)
+        .fetch_all(&db.read)
+        .await
 }
 
 pub enum UploadFinished {
@@ -650,7 +761,13 @@ pub async fn complete_upload(
         return Ok(UploadFinished::PreconditionFailed);
     }
     archive_current(&mut tx, &object.bucket, &object.key, mode).await?;
-    if sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&mut *tx).await?.rows_affected() == 0 {
+    if sqlx::query("DELETE FROM uploads WHERE id = ?")
+        .bind(upload_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 0
+    {
         return Ok(UploadFinished::NoUpload);
     }
     match upsert_object(object).execute(&mut *tx).await {
@@ -664,7 +781,10 @@ pub async fn complete_upload(
 
 /// Deletes an upload and its parts (their blobs to `garbage`). false: there was no such upload.
 pub async fn abort_upload(db: &Db, upload_id: &str) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM uploads WHERE id = ?").bind(upload_id).execute(&db.write).await?;
+    let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
+        .bind(upload_id)
+        .execute(&db.write)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -684,19 +804,25 @@ pub async fn insert_access_key(db: &Db, row: &AccessKeyRow) -> DbResult<()> {
 }
 
 pub async fn list_access_keys(db: &Db) -> DbResult<Vec<AccessKeyRow>> {
-    sqlx::query_as("SELECT * FROM access_keys ORDER BY created_at, id").fetch_all(&db.read).await
+    sqlx::query_as("SELECT * FROM access_keys ORDER BY created_at, id")
+        .fetch_all(&db.read)
+        .await
 }
 
 pub async fn get_access_key(db: &Db, id: &str) -> DbResult<Option<AccessKeyRow>> {
-    sqlx::query_as("SELECT * FROM access_keys WHERE id = ?").bind(id).fetch_optional(&db.read).await
+    sqlx::query_as("SELECT * FROM access_keys WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await
 }
 
 /// false: no such key.
 pub async fn revoke_access_key(db: &Db, id: &str, now: i64) -> DbResult<bool> {
-    let done = sqlx::query("UPDATE access_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-        .bind(now)
-        .bind(id)
-        .execute(&db.write)
-        .await?;
+    let done =
+        sqlx::query("UPDATE access_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&db.write)
+            .await?;
     Ok(done.rows_affected() > 0)
 }

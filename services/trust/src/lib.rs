@@ -17,9 +17,15 @@ const FEED_WAIT_SECS: u64 = 25;
 /// long as the verifier (or a clone) is alive.
 /// `conductor` is a client without credentials, believing the servers its caller trusts (the
 /// cluster CA when the conductor serves TLS).
-pub async fn conductor_verifier(conductor: &aerekos_sdk::Conductor, wait: Duration) -> Result<TokenVerifier, String> {
+pub async fn conductor_verifier(
+    conductor: &aerekos_sdk::Conductor,
+    wait: Duration,
+) -> Result<TokenVerifier, String> {
     let verifier = fetch_verifier(conductor, wait).await?;
-    tokio::spawn(follow_revocations(conductor.clone(), verifier.revocations().clone()));
+    tokio::spawn(follow_revocations(
+        conductor.clone(),
+        verifier.revocations().clone(),
+    ));
     Ok(verifier)
 }
 
@@ -29,7 +35,13 @@ async fn follow_revocations(conductor: aerekos_sdk::Conductor, revocations: Revo
     let mut after = 0;
     let mut failing_since: Option<tokio::time::Instant> = None;
     while !revocations.is_abandoned() {
-        match conductor.get_revocations().after(after).wait_secs(FEED_WAIT_SECS).send().await {
+        match conductor
+            .get_revocations()
+            .after(after)
+            .wait_secs(FEED_WAIT_SECS)
+            .send()
+            .await
+        {
             Ok(feed) => {
                 let feed = feed.into_inner();
                 for r in &feed.revocations {
@@ -56,15 +68,25 @@ async fn follow_revocations(conductor: aerekos_sdk::Conductor, revocations: Revo
     }
 }
 
-async fn fetch_verifier(conductor: &aerekos_sdk::Conductor, wait: Duration) -> Result<TokenVerifier, String> {
-    let conductor_url = { use aerekos_sdk::conductor::ClientInfo as _; conductor.baseurl().to_owned() };
+async fn fetch_verifier(
+    conductor: &aerekos_sdk::Conductor,
+    wait: Duration,
+) -> Result<TokenVerifier, String> {
+    let conductor_url = {
+        use aerekos_sdk::conductor::ClientInfo as _;
+        conductor.baseurl().to_owned()
+    };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match conductor.get_jwks().send().await {
             Ok(jwks) => {
                 let jwks = jwks.into_inner();
-                let jwk = jwks.keys.first().ok_or_else(|| "the conductor published no key".to_owned())?;
-                return TokenVerifier::from_ed25519_jwk(&jwk.kid, &jwk.x).map_err(|e| e.to_string());
+                let jwk = jwks
+                    .keys
+                    .first()
+                    .ok_or_else(|| "the conductor published no key".to_owned())?;
+                return TokenVerifier::from_ed25519_jwk(&jwk.kid, &jwk.x)
+                    .map_err(|e| e.to_string());
             }
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(conductor = %conductor_url, error = %e, "waiting for the conductor's public key");

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 
 use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
 use bollard::{
-    Docker,
-    body_full,
+    Docker, body_full,
     errors::Error as DockerError,
     models::{ContainerCreateBody, HostConfig},
     query_parameters::{
-        BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-        RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+        BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+        ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        StartContainerOptions, StopContainerOptionsBuilder,
     },
 };
 use futures_util::{StreamExt as _, future::BoxFuture};
@@ -35,7 +35,13 @@ fn container_name(id: Uuid) -> String {
 }
 
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// Docker's own message, without bollard's wrapping.
@@ -54,7 +60,11 @@ impl DockerDriver {
             .await
             .map_err(|_| "the Docker engine did not answer within 3 s".to_owned())?
             .map_err(|e| e.to_string())?;
-        Ok(Self { docker, version: version.version.unwrap_or_default(), platform: None })
+        Ok(Self {
+            docker,
+            version: version.version.unwrap_or_default(),
+            platform: None,
+        })
     }
 
     /// Gives containers the platform's environment and volumes.
@@ -72,8 +82,14 @@ impl DockerDriver {
         }
         let executable = super::image::read_static_executable(exe)?;
         let context = super::image::build_context(&executable).map_err(|e| e.to_string())?;
-        let options = BuildImageOptionsBuilder::default().t(&tag).dockerfile("Dockerfile").rm(true).build();
-        let mut build = self.docker.build_image(options, None, Some(body_full(context.into())));
+        let options = BuildImageOptionsBuilder::default()
+            .t(&tag)
+            .dockerfile("Dockerfile")
+            .rm(true)
+            .build();
+        let mut build = self
+            .docker
+            .build_image(options, None, Some(body_full(context.into())));
         while let Some(step) = build.next().await {
             let step = step.map_err(|e| format!("building {tag}: {}", docker_message(&e)))?;
             if let Some(error) = step.error {
@@ -86,7 +102,11 @@ impl DockerDriver {
 
     async fn remove(&self, id: Uuid) {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        if let Err(e) = self.docker.remove_container(&container_name(id), Some(options)).await {
+        if let Err(e) = self
+            .docker
+            .remove_container(&container_name(id), Some(options))
+            .await
+        {
             if !is_not_found(&e) {
                 tracing::warn!(instance_id = %id, error = %e, "removing the container failed");
             }
@@ -96,23 +116,39 @@ impl DockerDriver {
 
 impl Driver for DockerDriver {
     fn info(&self) -> Vec<RuntimeDriver> {
-        vec![RuntimeDriver { name: "docker".into(), version: Some(self.version.clone()) }]
+        vec![RuntimeDriver {
+            name: "docker".into(),
+            version: Some(self.version.clone()),
+        }]
     }
 
-    fn start<'a>(&'a self, id: Uuid, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+    fn start<'a>(
+        &'a self,
+        id: Uuid,
+        spec: &'a InstanceSpec,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
         Box::pin(async move {
             let Some(image) = spec.image.as_deref() else {
-                return Err(DriverError::Refused("the docker driver runs images; this instance names no image".into()));
+                return Err(DriverError::Refused(
+                    "the docker driver runs images; this instance names no image".into(),
+                ));
             };
             if let Err(e) = self.docker.inspect_image(image).await {
                 return Err(DriverError::Refused(if is_not_found(&e) {
-                    format!("image {image} is not on this worker (images are not pulled: build or load it here first)")
+                    format!(
+                        "image {image} is not on this worker (images are not pulled: build or load it here first)"
+                    )
                 } else {
-                    format!("the Docker engine could not look up image {image}: {}", docker_message(&e))
+                    format!(
+                        "the Docker engine could not look up image {image}: {}",
+                        docker_message(&e)
+                    )
                 }));
             }
             if let Some(port) = port_in_use(&spec.ports) {
-                return Err(DriverError::Refused(format!("port {port} is already in use on this worker")));
+                return Err(DriverError::Refused(format!(
+                    "port {port} is already in use on this worker"
+                )));
             }
             // A container left from an earlier run of this instance (exited) is replaced.
             self.remove(id).await;
@@ -129,10 +165,18 @@ impl Driver for DockerDriver {
                 _ => None,
             };
             match &self.platform {
-                Some(platform) => env.extend(platform.env(spec, data_dir).into_iter().map(|(k, v)| format!("{k}={v}"))),
+                Some(platform) => env.extend(
+                    platform
+                        .env(spec, data_dir)
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}={v}")),
+                ),
                 None => env.extend(spec.ports.first().map(|port| format!("PORT={port}"))),
             }
-            let labels = HashMap::from([(MANAGED_LABEL.to_owned(), "true".to_owned()), (INSTANCE_LABEL.to_owned(), id.to_string())]);
+            let labels = HashMap::from([
+                (MANAGED_LABEL.to_owned(), "true".to_owned()),
+                (INSTANCE_LABEL.to_owned(), id.to_string()),
+            ]);
             let body = ContainerCreateBody {
                 image: Some(image.to_owned()),
                 cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
@@ -150,10 +194,22 @@ impl Driver for DockerDriver {
             self.docker
                 .create_container(Some(options), body)
                 .await
-                .map_err(|e| DriverError::Refused(format!("the Docker engine could not create it: {}", docker_message(&e))))?;
-            if let Err(e) = self.docker.start_container(&name, None::<StartContainerOptions>).await {
+                .map_err(|e| {
+                    DriverError::Refused(format!(
+                        "the Docker engine could not create it: {}",
+                        docker_message(&e)
+                    ))
+                })?;
+            if let Err(e) = self
+                .docker
+                .start_container(&name, None::<StartContainerOptions>)
+                .await
+            {
                 self.remove(id).await;
-                return Err(DriverError::Refused(format!("the Docker engine could not start it: {}", docker_message(&e))));
+                return Err(DriverError::Refused(format!(
+                    "the Docker engine could not start it: {}",
+                    docker_message(&e)
+                )));
             }
             tracing::info!(instance_id = %id, image, "container started");
             Ok(())
@@ -163,10 +219,16 @@ impl Driver for DockerDriver {
     fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
             let options = StopContainerOptionsBuilder::default().t(5).build();
-            match self.docker.stop_container(&container_name(id), Some(options)).await {
+            match self
+                .docker
+                .stop_container(&container_name(id), Some(options))
+                .await
+            {
                 Ok(()) => tracing::info!(instance_id = %id, "container stopped"),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => tracing::warn!(instance_id = %id, error = %e, "stopping the container failed; removing it by force"),
+                Err(e) => {
+                    tracing::warn!(instance_id = %id, error = %e, "stopping the container failed; removing it by force")
+                }
             }
             self.remove(id).await;
             Ok(())
@@ -175,13 +237,19 @@ impl Driver for DockerDriver {
 
     fn observe(&self, id: Uuid) -> BoxFuture<'_, Observed> {
         Box::pin(async move {
-            match self.docker.inspect_container(&container_name(id), None::<InspectContainerOptions>).await {
+            match self
+                .docker
+                .inspect_container(&container_name(id), None::<InspectContainerOptions>)
+                .await
+            {
                 Ok(info) => {
                     let state = info.state.unwrap_or_default();
                     if state.running == Some(true) {
                         Observed::Running
                     } else {
-                        Observed::Exited { code: state.exit_code.map(|c| c as i32) }
+                        Observed::Exited {
+                            code: state.exit_code.map(|c| c as i32),
+                        }
                     }
                 }
                 Err(_) => Observed::Missing,
@@ -192,11 +260,19 @@ impl Driver for DockerDriver {
     fn instances(&self) -> BoxFuture<'_, Vec<Uuid>> {
         Box::pin(async move {
             let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
-            let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
             match self.docker.list_containers(Some(options)).await {
                 Ok(containers) => containers
                     .iter()
-                    .filter_map(|c| c.labels.as_ref()?.get(INSTANCE_LABEL).and_then(|id| Uuid::parse_str(id).ok()))
+                    .filter_map(|c| {
+                        c.labels
+                            .as_ref()?
+                            .get(INSTANCE_LABEL)
+                            .and_then(|id| Uuid::parse_str(id).ok())
+                    })
                     .collect(),
                 Err(e) => {
                     tracing::warn!(error = %e, "listing containers failed");
@@ -208,14 +284,21 @@ impl Driver for DockerDriver {
 
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         Box::pin(async move {
-            let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail("2000").build();
+            let options = LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .tail("2000")
+                .build();
             let mut stream = self.docker.logs(&container_name(id), Some(options));
             let mut out = Vec::new();
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(chunk) => out.extend_from_slice(chunk.as_ref()),
                     Err(e) if is_not_found(&e) => {
-                        return Err(DriverError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "no such container")));
+                        return Err(DriverError::Io(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no such container",
+                        )));
                     }
                     Err(e) => return Err(DriverError::Io(std::io::Error::other(e.to_string()))),
                 }

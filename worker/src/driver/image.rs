@@ -18,11 +18,13 @@ pub fn is_static_executable(elf: &[u8]) -> bool {
         return false;
     }
     let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
-    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().expect("8 bytes")) as usize;
+    let u64_at =
+        |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().expect("8 bytes")) as usize;
     let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
     (0..phnum).all(|i| {
         let at = phoff + i * phentsize;
-        at + 4 <= elf.len() && u32::from_le_bytes(elf[at..at + 4].try_into().expect("4 bytes")) != PT_INTERP
+        at + 4 <= elf.len()
+            && u32::from_le_bytes(elf[at..at + 4].try_into().expect("4 bytes")) != PT_INTERP
     })
 }
 
@@ -30,7 +32,10 @@ pub fn is_static_executable(elf: &[u8]) -> bool {
 pub fn build_context(executable: &[u8]) -> std::io::Result<Vec<u8>> {
     let dockerfile = "FROM scratch\nCOPY aerekos /aerekos\nENTRYPOINT [\"/aerekos\"]\n";
     let mut archive = tar::Builder::new(Vec::new());
-    for (name, mode, data) in [("Dockerfile", 0o644, dockerfile.as_bytes()), ("aerekos", 0o755, executable)] {
+    for (name, mode, data) in [
+        ("Dockerfile", 0o644, dockerfile.as_bytes()),
+        ("aerekos", 0o755, executable),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(mode);
@@ -46,7 +51,9 @@ pub fn read_static_executable(path: &Path) -> Result<Vec<u8>, String> {
     let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     // The ELF and program headers sit in the first few KiB: no need to read a large binary to refuse it.
     let mut head = vec![0u8; 16 * 1024];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(cannot)?;
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(cannot)?;
     head.truncate(n);
     if is_static_executable(&head) {
         std::fs::read(path).map_err(cannot)

@@ -18,7 +18,9 @@ use uuid::Uuid;
 pub enum Observed {
     Running,
     /// Ended; the code when the driver could collect it.
-    Exited { code: Option<i32> },
+    Exited {
+        code: Option<i32>,
+    },
     /// The driver knows nothing of it.
     Missing,
 }
@@ -38,7 +40,11 @@ pub trait Driver: Send + Sync + 'static {
     fn info(&self) -> Vec<RuntimeDriver>;
 
     /// Starts instance `id` (it must not be running).
-    fn start<'a>(&'a self, id: Uuid, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), DriverError>>;
+    fn start<'a>(
+        &'a self,
+        id: Uuid,
+        spec: &'a InstanceSpec,
+    ) -> BoxFuture<'a, Result<(), DriverError>>;
 
     /// Stops instance `id` (politely, then by force) and forgets it. Stopping what is not running is fine.
     fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>>;
@@ -87,7 +93,10 @@ impl Platform {
         if let Some(port) = spec.ports.first() {
             env.push(("PORT".to_owned(), port.to_string()));
         }
-        env.push((aerekos_common::server::INSTANCE_HOST_ENV.to_owned(), self.instance_host.to_string()));
+        env.push((
+            aerekos_common::server::INSTANCE_HOST_ENV.to_owned(),
+            self.instance_host.to_string(),
+        ));
         env.push(("CONDUCTOR_URL".to_owned(), self.conductor_url.clone()));
         if let Some(pem) = &self.ca_pem {
             env.push((aerekos_sdk::tls::CA_PEM_ENV.to_owned(), pem.clone()));
@@ -102,7 +111,10 @@ impl Platform {
 
 /// The first of `ports` that something on this machine already listens on.
 pub fn port_in_use(ports: &[u16]) -> Option<u16> {
-    ports.iter().copied().find(|port| std::net::TcpListener::bind(("0.0.0.0", *port)).is_err())
+    ports
+        .iter()
+        .copied()
+        .find(|port| std::net::TcpListener::bind(("0.0.0.0", *port)).is_err())
 }
 
 /// The worker's drivers together: images go to Docker (when there is an engine), commands to processes.
@@ -126,11 +138,17 @@ impl Driver for Runtimes {
         all
     }
 
-    fn start<'a>(&'a self, id: Uuid, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+    fn start<'a>(
+        &'a self,
+        id: Uuid,
+        spec: &'a InstanceSpec,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
         match (&spec.image, &self.docker) {
             (Some(_), Some(docker)) => docker.start(id, spec),
             (Some(image), None) if spec.command.is_empty() => Box::pin(async move {
-                Err(DriverError::Refused(format!("image {image} needs the docker driver, and no Docker engine answers on this worker")))
+                Err(DriverError::Refused(format!(
+                    "image {image} needs the docker driver, and no Docker engine answers on this worker"
+                )))
             }),
             // An image without an engine but with a command: the command runs as a process.
             _ => self.process.start(id, spec),
@@ -171,7 +189,11 @@ impl Driver for Runtimes {
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         Box::pin(async move {
             match (self.process.logs(id, max_bytes).await, &self.docker) {
-                (Err(DriverError::Io(e)), Some(docker)) if e.kind() == std::io::ErrorKind::NotFound => docker.logs(id, max_bytes).await,
+                (Err(DriverError::Io(e)), Some(docker))
+                    if e.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    docker.logs(id, max_bytes).await
+                }
                 (result, _) => result,
             }
         })
@@ -180,5 +202,7 @@ impl Driver for Runtimes {
 
 /// `host:port` for an instance's first port on the worker's address.
 pub fn address(ip: IpAddr, spec: &InstanceSpec) -> Option<String> {
-    spec.ports.first().map(|port| std::net::SocketAddr::new(ip, *port).to_string())
+    spec.ports
+        .first()
+        .map(|port| std::net::SocketAddr::new(ip, *port).to_string())
 }

@@ -26,7 +26,16 @@ use super::{Driver, DriverError, INSTANCE_ENV, Observed, Platform, port_in_use};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The worker's environment variables an instance process inherits.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "RUST_LOG", "LOG_FORMAT"];
+const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
 
 pub struct ProcessDriver {
     dir: PathBuf,
@@ -39,7 +48,11 @@ impl ProcessDriver {
     pub fn new(data_dir: &std::path::Path, platform: Platform) -> std::io::Result<Self> {
         let dir = data_dir.join("instances");
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir, platform, children: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            dir,
+            platform,
+            children: Mutex::new(HashMap::new()),
+        })
     }
 
     fn instance_dir(&self, id: Uuid) -> PathBuf {
@@ -50,7 +63,11 @@ impl ProcessDriver {
         if let Some(child) = self.children.lock().expect("children lock").get(&id) {
             return child.id();
         }
-        let pid: u32 = std::fs::read_to_string(self.instance_dir(id).join("pid")).ok()?.trim().parse().ok()?;
+        let pid: u32 = std::fs::read_to_string(self.instance_dir(id).join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         is_our_process(pid, id).then_some(pid)
     }
 
@@ -62,7 +79,9 @@ impl ProcessDriver {
                 Ok(Some(status)) => {
                     children.remove(&id);
                     let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
-                    Observed::Exited { code: status.code() }
+                    Observed::Exited {
+                        code: status.code(),
+                    }
                 }
                 Err(_) => Observed::Exited { code: None },
             };
@@ -85,21 +104,32 @@ impl ProcessDriver {
 fn is_our_process(pid: u32, id: Uuid) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The state follows the parenthesised command name; a zombie has already exited.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
     if matches!(state, None | Some('Z' | 'X')) {
         return false;
     }
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     let needle = format!("{INSTANCE_ENV}={id}");
-    environ.split(|b| *b == 0).any(|var| var == needle.as_bytes())
+    environ
+        .split(|b| *b == 0)
+        .any(|var| var == needle.as_bytes())
 }
 
 impl Driver for ProcessDriver {
     fn info(&self) -> Vec<RuntimeDriver> {
-        vec![RuntimeDriver { name: "process".into(), version: None }]
+        vec![RuntimeDriver {
+            name: "process".into(),
+            version: None,
+        }]
     }
 
-    fn start<'a>(&'a self, id: Uuid, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+    fn start<'a>(
+        &'a self,
+        id: Uuid,
+        spec: &'a InstanceSpec,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
         Box::pin(async move {
             let Some(program) = spec.command.first() else {
                 return Err(DriverError::Refused(format!(
@@ -108,17 +138,26 @@ impl Driver for ProcessDriver {
                 )));
             };
             if let Some(port) = port_in_use(&spec.ports) {
-                return Err(DriverError::Refused(format!("port {port} is already in use on this worker")));
+                return Err(DriverError::Refused(format!(
+                    "port {port} is already in use on this worker"
+                )));
             }
             let dir = self.instance_dir(id);
             std::fs::create_dir_all(&dir)?;
-            let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log"))?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("output.log"))?;
             // `aerekos` is the platform's own executable (how built-in services run).
             let executable = match (program.as_str(), &self.platform.executable) {
                 ("aerekos", Some(exe)) => exe.clone(),
                 _ => PathBuf::from(program),
             };
-            let data_dir = spec.volume.as_deref().map(|v| self.platform.volume(v)).transpose()?;
+            let data_dir = spec
+                .volume
+                .as_deref()
+                .map(|v| self.platform.volume(v))
+                .transpose()?;
             let mut cmd = tokio::process::Command::new(&executable);
             // An instance gets its own environment, not the worker's (whose DATA_DIR or
             // DATABASE_PATH would otherwise become the service's): only what locates programs and
@@ -127,7 +166,10 @@ impl Driver for ProcessDriver {
                 .envs(std::env::vars().filter(|(k, _)| INHERITED_ENV.contains(&k.as_str())))
                 .args(&spec.command[1..])
                 .envs(&spec.env)
-                .envs(self.platform.env(spec, data_dir.map(|d| d.display().to_string())))
+                .envs(
+                    self.platform
+                        .env(spec, data_dir.map(|d| d.display().to_string())),
+                )
                 .env(INSTANCE_ENV, id.to_string())
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
@@ -137,13 +179,22 @@ impl Driver for ProcessDriver {
                 .process_group(0)
                 .kill_on_drop(false);
             let child = cmd.spawn().map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => DriverError::Refused(format!("command not found: {program}")),
-                std::io::ErrorKind::PermissionDenied => DriverError::Refused(format!("command not executable: {program}")),
+                std::io::ErrorKind::NotFound => {
+                    DriverError::Refused(format!("command not found: {program}"))
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    DriverError::Refused(format!("command not executable: {program}"))
+                }
                 _ => DriverError::Refused(format!("{program} could not start: {e}")),
             })?;
-            let pid = child.id().ok_or_else(|| DriverError::Refused("the process exited at once".into()))?;
+            let pid = child
+                .id()
+                .ok_or_else(|| DriverError::Refused("the process exited at once".into()))?;
             std::fs::write(dir.join("pid"), pid.to_string())?;
-            self.children.lock().expect("children lock").insert(id, child);
+            self.children
+                .lock()
+                .expect("children lock")
+                .insert(id, child);
             tracing::info!(instance_id = %id, pid, program = %program, "instance started");
             Ok(())
         })
@@ -156,7 +207,9 @@ impl Driver for ProcessDriver {
                 let group = Pid::from_raw(pid as i32);
                 let _ = killpg(group, Signal::SIGTERM);
                 let deadline = tokio::time::Instant::now() + STOP_GRACE;
-                while self.observe_now(id) == Observed::Running && tokio::time::Instant::now() < deadline {
+                while self.observe_now(id) == Observed::Running
+                    && tokio::time::Instant::now() < deadline
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 if self.observe_now(id) == Observed::Running {
@@ -179,10 +232,22 @@ impl Driver for ProcessDriver {
 
     fn instances(&self) -> BoxFuture<'_, Vec<Uuid>> {
         Box::pin(async move {
-            let mut ids: Vec<Uuid> = self.children.lock().expect("children lock").keys().copied().collect();
+            let mut ids: Vec<Uuid> = self
+                .children
+                .lock()
+                .expect("children lock")
+                .keys()
+                .copied()
+                .collect();
             if let Ok(entries) = std::fs::read_dir(&self.dir) {
                 for entry in entries.flatten() {
-                    let Some(id) = entry.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else { continue };
+                    let Some(id) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| Uuid::parse_str(n).ok())
+                    else {
+                        continue;
+                    };
                     if entry.path().join("pid").exists() && !ids.contains(&id) {
                         ids.push(id);
                     }

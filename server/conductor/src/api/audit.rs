@@ -14,7 +14,11 @@ pub struct AuditApi;
 impl AuditApi {
     /// The audit trail, newest first (admin only): every change asked of the conductor (and the
     /// reads that hand out secrets), who asked, and the status answered. Filters combine.
-    #[oai(path = "/api/audit", method = "get", operation_id = "list_audit_events")]
+    #[oai(
+        path = "/api/audit",
+        method = "get",
+        operation_id = "list_audit_events"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,

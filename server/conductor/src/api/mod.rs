@@ -40,7 +40,9 @@ pub enum ApiTags {
 pub struct UserAuth(AuthedUser);
 
 async fn check_user(req: &Request, bearer: Bearer) -> poem::Result<AuthedUser> {
-    let state = req.data::<Arc<AppState>>().expect("AppState is attached to every route");
+    let state = req
+        .data::<Arc<AppState>>()
+        .expect("AppState is attached to every route");
     state.auth.authenticate(&bearer.token).map_err(Into::into)
 }
 
@@ -50,7 +52,9 @@ async fn check_user(req: &Request, bearer: Bearer) -> poem::Result<AuthedUser> {
 pub struct CallerAuth(#[allow(dead_code)] aerekos_common::auth::Claims);
 
 async fn check_caller(req: &Request, bearer: Bearer) -> poem::Result<aerekos_common::auth::Claims> {
-    let state = req.data::<Arc<AppState>>().expect("AppState is attached to every route");
+    let state = req
+        .data::<Arc<AppState>>()
+        .expect("AppState is attached to every route");
     state.auth.verify(&bearer.token).map_err(Into::into)
 }
 
@@ -78,15 +82,43 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
     use aerekos_common::limits::Limit;
     use serde_json::json;
     vec![
-        Limit::param("list_audit_events", "limit", json!({"minimum": 1, "maximum": audit::MAX_PAGE})),
-        Limit::param("list_workers", "limit", json!({"minimum": 1, "maximum": workers::MAX_PAGE})),
+        Limit::param(
+            "list_audit_events",
+            "limit",
+            json!({"minimum": 1, "maximum": audit::MAX_PAGE}),
+        ),
+        Limit::param(
+            "list_workers",
+            "limit",
+            json!({"minimum": 1, "maximum": workers::MAX_PAGE}),
+        ),
         // A cursor is a worker's id (the last of the previous page); empty is the first page.
-        Limit::param("list_workers", "cursor", json!({"pattern": format!("^$|{}", aerekos_common::limits::UUID_PATTERN)})),
+        Limit::param(
+            "list_workers",
+            "cursor",
+            json!({"pattern": format!("^$|{}", aerekos_common::limits::UUID_PATTERN)}),
+        ),
         Limit::param("get_revocations", "after", json!({"minimum": 0})),
-        Limit::param("get_revocations", "wait_secs", json!({"maximum": auth::MAX_FEED_WAIT_SECS})),
-        Limit::property("LoginRequest", "username", json!({"minLength": 1, "maxLength": domain_auth::MAX_USERNAME_CHARS})),
-        Limit::property("LoginRequest", "password", json!({"minLength": 1, "maxLength": domain_auth::MAX_PASSWORD_CHARS})),
-        Limit::property("ServiceTokenRequest", "service", json!({"pattern": "^[a-z0-9_]{1,64}$"})),
+        Limit::param(
+            "get_revocations",
+            "wait_secs",
+            json!({"maximum": auth::MAX_FEED_WAIT_SECS}),
+        ),
+        Limit::property(
+            "LoginRequest",
+            "username",
+            json!({"minLength": 1, "maxLength": domain_auth::MAX_USERNAME_CHARS}),
+        ),
+        Limit::property(
+            "LoginRequest",
+            "password",
+            json!({"minLength": 1, "maxLength": domain_auth::MAX_PASSWORD_CHARS}),
+        ),
+        Limit::property(
+            "ServiceTokenRequest",
+            "service",
+            json!({"pattern": "^[a-z0-9_]{1,64}$"}),
+        ),
         Limit::property(
             "ServiceTokenRequest",
             "expires_in_secs",
@@ -98,7 +130,11 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
             "env",
             json!({"maxProperties": deployments::MAX_ENV_VARS, "additionalProperties": {"maxLength": deployments::MAX_ENV_VALUE_CHARS}}),
         ),
-        Limit::property("CreateApiKeyRequest", "name", json!({"pattern": "^[A-Za-z0-9._-]{1,64}$"})),
+        Limit::property(
+            "CreateApiKeyRequest",
+            "name",
+            json!({"pattern": "^[A-Za-z0-9._-]{1,64}$"}),
+        ),
         Limit::property(
             "CreateApiKeyRequest",
             "scopes",

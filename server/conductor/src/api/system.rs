@@ -20,15 +20,23 @@ impl SystemApi {
     /// Liveness: the process is up.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self) -> ApiResult<Json<Health>> {
-        Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+        Ok(Json(Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
     }
 
     /// Readiness: the database answers. 503 otherwise.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Readiness>> {
         match state.db.ping().await {
-            Ok(()) => Ok(Json(Readiness { status: "ready".into() })),
-            Err(e) => Err(ApiError::unavailable("database_unavailable", format!("the database does not answer: {e}"))),
+            Ok(()) => Ok(Json(Readiness {
+                status: "ready".into(),
+            })),
+            Err(e) => Err(ApiError::unavailable(
+                "database_unavailable",
+                format!("the database does not answer: {e}"),
+            )),
         }
     }
 
@@ -38,8 +46,16 @@ impl SystemApi {
     #[oai(path = "/api/tls/ca", method = "get", operation_id = "get_tls_ca")]
     async fn tls_ca(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<TlsCa>> {
         Ok(Json(match &state.tls {
-            Some(tls) => TlsCa { enabled: true, pem: Some(tls.bundle_pem.clone()), fingerprint: Some(tls.fingerprint.clone()) },
-            None => TlsCa { enabled: false, pem: None, fingerprint: None },
+            Some(tls) => TlsCa {
+                enabled: true,
+                pem: Some(tls.bundle_pem.clone()),
+                fingerprint: Some(tls.fingerprint.clone()),
+            },
+            None => TlsCa {
+                enabled: false,
+                pem: None,
+                fingerprint: None,
+            },
         }))
     }
 
@@ -58,7 +74,12 @@ impl SystemApi {
                 ("status=\"lost\"".into(), resources.lost_workers as f64),
             ],
         );
-        write_gauge(&mut out, "aerekos_cluster_cpu_cores", "CPU cores of live workers.", &[(String::new(), resources.cpu_cores as f64)]);
+        write_gauge(
+            &mut out,
+            "aerekos_cluster_cpu_cores",
+            "CPU cores of live workers.",
+            &[(String::new(), resources.cpu_cores as f64)],
+        );
         write_gauge(
             &mut out,
             "aerekos_cluster_memory_available_bytes",

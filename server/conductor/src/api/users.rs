@@ -19,19 +19,30 @@ impl UsersApi {
     #[oai(path = "/api/users", method = "get", operation_id = "list_users")]
     async fn list(&self, state: Data<&Arc<AppState>>, auth: UserAuth) -> ApiResult<Json<UserList>> {
         auth.0.require_admin()?;
-        Ok(Json(UserList { users: state.auth.list_users().await? }))
+        Ok(Json(UserList {
+            users: state.auth.list_users().await?,
+        }))
     }
 
     /// Create a user (admin only). 409 `user_exists` if the username is taken.
     #[oai(path = "/api/users", method = "post", operation_id = "create_user")]
-    async fn create(&self, state: Data<&Arc<AppState>>, auth: UserAuth, body: Json<CreateUserRequest>) -> ApiResult<Json<User>> {
+    async fn create(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: UserAuth,
+        body: Json<CreateUserRequest>,
+    ) -> ApiResult<Json<User>> {
         auth.0.require_admin()?;
         state.auth.create_user(&body).await.map(Json)
     }
 
     /// Change a user's role or disable/enable it (admin only). Disabling or demoting revokes its
     /// tokens; 409 `last_admin` for the only enabled admin.
-    #[oai(path = "/api/users/:id", method = "patch", operation_id = "update_user")]
+    #[oai(
+        path = "/api/users/:id",
+        method = "patch",
+        operation_id = "update_user"
+    )]
     async fn update(
         &self,
         state: Data<&Arc<AppState>>,
@@ -44,14 +55,27 @@ impl UsersApi {
     }
 
     /// Delete a user (admin only); its tokens are revoked. 409 `last_admin` for the only enabled admin.
-    #[oai(path = "/api/users/:id", method = "delete", operation_id = "delete_user")]
-    async fn delete(&self, state: Data<&Arc<AppState>>, auth: UserAuth, id: Path<Uuid>) -> ApiResult<()> {
+    #[oai(
+        path = "/api/users/:id",
+        method = "delete",
+        operation_id = "delete_user"
+    )]
+    async fn delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: UserAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<()> {
         auth.0.require_admin()?;
         state.auth.delete_user(&auth.0, id.0).await
     }
 
     /// Set a user's password (admin only); its tokens are revoked.
-    #[oai(path = "/api/users/:id/password", method = "post", operation_id = "reset_user_password")]
+    #[oai(
+        path = "/api/users/:id/password",
+        method = "post",
+        operation_id = "reset_user_password"
+    )]
     async fn reset_password(
         &self,
         state: Data<&Arc<AppState>>,
@@ -60,6 +84,10 @@ impl UsersApi {
         body: Json<SetPasswordRequest>,
     ) -> ApiResult<Json<User>> {
         auth.0.require_admin()?;
-        state.auth.reset_password(id.0, &body.password).await.map(Json)
+        state
+            .auth
+            .reset_password(id.0, &body.password)
+            .await
+            .map(Json)
     }
 }

@@ -13,8 +13,10 @@ use super::{ApiTags, UserAuth, WorkerAuth};
 use crate::{
     AppState,
     model::{
-        Assignments, ClusterResources, CreateInstanceRequest, HeartbeatRequest, HeartbeatResponse, Instance, InstanceStatusReport,
-        BackupReport, InstanceSecretsToken, IssuedCertificate, RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker, WorkerPage, WorkerStatus,
+        Assignments, BackupReport, ClusterResources, CreateInstanceRequest, HeartbeatRequest,
+        HeartbeatResponse, Instance, InstanceSecretsToken, InstanceStatusReport, IssuedCertificate,
+        RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker,
+        WorkerPage, WorkerStatus,
     },
 };
 
@@ -32,14 +34,30 @@ pub enum Removed {
 impl WorkersApi {
     /// Register a worker with the cluster's registration token. A worker that sends the id and
     /// credential it was given before is recognised and updated, never duplicated.
-    #[oai(path = "/api/workers/register", method = "post", operation_id = "register_worker")]
-    async fn register(&self, state: Data<&Arc<AppState>>, body: Json<RegisterWorkerRequest>) -> ApiResult<Json<RegisterWorkerResponse>> {
-        state.workers.register(&state.tokens, body.0).await.map(Json)
+    #[oai(
+        path = "/api/workers/register",
+        method = "post",
+        operation_id = "register_worker"
+    )]
+    async fn register(
+        &self,
+        state: Data<&Arc<AppState>>,
+        body: Json<RegisterWorkerRequest>,
+    ) -> ApiResult<Json<RegisterWorkerResponse>> {
+        state
+            .workers
+            .register(&state.tokens, body.0)
+            .await
+            .map(Json)
     }
 
     /// A worker's periodic report of its resources (worker credential). 404 means the conductor no
     /// longer knows the worker: register again.
-    #[oai(path = "/api/workers/:id/heartbeat", method = "post", operation_id = "worker_heartbeat")]
+    #[oai(
+        path = "/api/workers/:id/heartbeat",
+        method = "post",
+        operation_id = "worker_heartbeat"
+    )]
     async fn heartbeat(
         &self,
         state: Data<&Arc<AppState>>,
@@ -47,7 +65,11 @@ impl WorkersApi {
         id: Path<Uuid>,
         body: Json<HeartbeatRequest>,
     ) -> ApiResult<Json<HeartbeatResponse>> {
-        state.workers.heartbeat(id.0, &auth.0.token, body.0).await.map(Json)
+        state
+            .workers
+            .heartbeat(id.0, &auth.0.token, body.0)
+            .await
+            .map(Json)
     }
 
     /// Workers, ordered by id, a page at a time.
@@ -63,32 +85,62 @@ impl WorkersApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<WorkerPage>> {
-        state.workers.list(status.0, limit.0, cursor.0).await.map(Json)
+        state
+            .workers
+            .list(status.0, limit.0, cursor.0)
+            .await
+            .map(Json)
     }
 
     /// One worker.
     #[oai(path = "/api/workers/:id", method = "get", operation_id = "get_worker")]
-    async fn get(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, id: Path<Uuid>) -> ApiResult<Json<Worker>> {
+    async fn get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: UserAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<Worker>> {
         state.workers.get(id.0).await.map(Json)
     }
 
     /// Remove a worker from the registry (admin only). If it is still running it will register
     /// again under the same id at its next heartbeat.
-    #[oai(path = "/api/workers/:id", method = "delete", operation_id = "delete_worker")]
-    async fn delete(&self, state: Data<&Arc<AppState>>, auth: UserAuth, id: Path<Uuid>) -> ApiResult<Removed> {
+    #[oai(
+        path = "/api/workers/:id",
+        method = "delete",
+        operation_id = "delete_worker"
+    )]
+    async fn delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: UserAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Removed> {
         auth.0.require_admin()?;
         state.workers.remove(id.0).await.map(|_| Removed::NoContent)
     }
 
     /// CPU, memory and disk summed over live workers.
-    #[oai(path = "/api/resources", method = "get", operation_id = "get_resources")]
-    async fn resources(&self, state: Data<&Arc<AppState>>, _auth: UserAuth) -> ApiResult<Json<ClusterResources>> {
+    #[oai(
+        path = "/api/resources",
+        method = "get",
+        operation_id = "get_resources"
+    )]
+    async fn resources(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: UserAuth,
+    ) -> ApiResult<Json<ClusterResources>> {
         state.workers.resources().await.map(Json)
     }
 
     /// Assign an instance (an image or a command) to a worker (admin only). Its worker starts it
     /// at its next reconcile and reports its state.
-    #[oai(path = "/api/workers/:id/instances", method = "post", operation_id = "create_instance")]
+    #[oai(
+        path = "/api/workers/:id/instances",
+        method = "post",
+        operation_id = "create_instance"
+    )]
     async fn create_instance(
         &self,
         state: Data<&Arc<AppState>>,
@@ -102,8 +154,17 @@ impl WorkersApi {
     }
 
     /// The instances assigned to a worker, with their reported state.
-    #[oai(path = "/api/workers/:id/instances", method = "get", operation_id = "list_worker_instances")]
-    async fn list_instances(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, id: Path<Uuid>) -> ApiResult<Json<Vec<Instance>>> {
+    #[oai(
+        path = "/api/workers/:id/instances",
+        method = "get",
+        operation_id = "list_worker_instances"
+    )]
+    async fn list_instances(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: UserAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<Vec<Instance>>> {
         state.workers.ensure_exists(id.0)?;
         state.instances.for_worker(id.0).await.map(Json)
     }
@@ -112,7 +173,11 @@ impl WorkersApi {
     /// it runs that is not listed must be stopped. With `after_version` (the version it has) the
     /// answer waits up to `wait_secs` for a change, so workers learn of new work at once without
     /// polling.
-    #[oai(path = "/api/workers/:id/assignments", method = "get", operation_id = "get_assignments")]
+    #[oai(
+        path = "/api/workers/:id/assignments",
+        method = "get",
+        operation_id = "get_assignments"
+    )]
     async fn assignments(
         &self,
         state: Data<&Arc<AppState>>,
@@ -125,12 +190,20 @@ impl WorkersApi {
     ) -> ApiResult<Json<Assignments>> {
         state.workers.authenticate(id.0, &auth.0.token)?;
         let wait = std::time::Duration::from_secs(wait_secs.0.unwrap_or(0));
-        state.instances.assignments(id.0, after_version.0, wait).await.map(Json)
+        state
+            .instances
+            .assignments(id.0, after_version.0, wait)
+            .await
+            .map(Json)
     }
 
     /// A worker's report on one of its instances (worker credential). 404 means the instance is not
     /// assigned to it (any more): stop it.
-    #[oai(path = "/api/workers/:id/instances/:instance_id/status", method = "post", operation_id = "report_instance_status")]
+    #[oai(
+        path = "/api/workers/:id/instances/:instance_id/status",
+        method = "post",
+        operation_id = "report_instance_status"
+    )]
     async fn report_status(
         &self,
         state: Data<&Arc<AppState>>,
@@ -140,12 +213,20 @@ impl WorkersApi {
         body: Json<InstanceStatusReport>,
     ) -> ApiResult<Removed> {
         state.workers.authenticate(id.0, &auth.0.token)?;
-        state.instances.report(id.0, instance_id.0, body.0).await.map(|_| Removed::NoContent)
+        state
+            .instances
+            .report(id.0, instance_id.0, body.0)
+            .await
+            .map(|_| Removed::NoContent)
     }
 
     /// A receiving worker's report on a volume transfer (worker credential): progress, done
     /// (checked and in place), or failed. 404 or 409: the move is over; drop the copy.
-    #[oai(path = "/api/workers/:id/moves/:move_id/report", method = "post", operation_id = "report_transfer")]
+    #[oai(
+        path = "/api/workers/:id/moves/:move_id/report",
+        method = "post",
+        operation_id = "report_transfer"
+    )]
     async fn report_transfer(
         &self,
         state: Data<&Arc<AppState>>,
@@ -155,12 +236,20 @@ impl WorkersApi {
         body: Json<TransferReport>,
     ) -> ApiResult<Removed> {
         state.workers.authenticate(id.0, &auth.0.token)?;
-        state.moves.report(id.0, move_id.0, body.0).await.map(|()| Removed::NoContent)
+        state
+            .moves
+            .report(id.0, move_id.0, body.0)
+            .await
+            .map(|()| Removed::NoContent)
     }
 
     /// The holding worker's report on a backup job (worker credential). 404: the backup is over
     /// (failed meanwhile); drop it.
-    #[oai(path = "/api/workers/:id/backups/:backup_id/report", method = "post", operation_id = "report_backup")]
+    #[oai(
+        path = "/api/workers/:id/backups/:backup_id/report",
+        method = "post",
+        operation_id = "report_backup"
+    )]
     async fn report_backup(
         &self,
         state: Data<&Arc<AppState>>,
@@ -170,13 +259,21 @@ impl WorkersApi {
         body: Json<BackupReport>,
     ) -> ApiResult<Removed> {
         state.workers.authenticate(id.0, &auth.0.token)?;
-        state.backups.report(id.0, backup_id.0, body.0).await.map(|()| Removed::NoContent)
+        state
+            .backups
+            .report(id.0, backup_id.0, body.0)
+            .await
+            .map(|()| Removed::NoContent)
     }
 
     /// A service token for one of the worker's instances of a built-in service (worker
     /// credential), which the worker passes to it as `AEREKOS_SERVICE_TOKEN` when it starts it: how
     /// platform services call each other (storage_manager → key_manager). Each start gets a fresh one.
-    #[oai(path = "/api/workers/:id/instances/:instance_id/service-token", method = "post", operation_id = "issue_instance_service_token")]
+    #[oai(
+        path = "/api/workers/:id/instances/:instance_id/service-token",
+        method = "post",
+        operation_id = "issue_instance_service_token"
+    )]
     async fn instance_service_token(
         &self,
         state: Data<&Arc<AppState>>,
@@ -194,14 +291,25 @@ impl WorkersApi {
                 ));
             }
         };
-        state.auth.service_token(&service, Some(crate::domain::auth::INSTANCE_SERVICE_TOKEN_SECS)).await.map(Json)
+        state
+            .auth
+            .service_token(
+                &service,
+                Some(crate::domain::auth::INSTANCE_SERVICE_TOKEN_SECS),
+            )
+            .await
+            .map(Json)
     }
 
     /// The token the start of one of the worker's instances reads its secrets with (worker
     /// credential): an API key scoped to reading exactly the secrets its spec's `secret_env`
     /// names, living two minutes. The worker revokes it once they are read. 409 `no_secrets`
     /// when the instance names none.
-    #[oai(path = "/api/workers/:id/instances/:instance_id/secrets-token", method = "post", operation_id = "issue_instance_secrets_token")]
+    #[oai(
+        path = "/api/workers/:id/instances/:instance_id/secrets-token",
+        method = "post",
+        operation_id = "issue_instance_secrets_token"
+    )]
     async fn instance_secrets_token(
         &self,
         state: Data<&Arc<AppState>>,
@@ -210,18 +318,34 @@ impl WorkersApi {
         instance_id: Path<Uuid>,
     ) -> ApiResult<Json<InstanceSecretsToken>> {
         let instance = assigned_instance(&state, id.0, &auth.0.token, instance_id.0).await?;
-        let mut secrets: Vec<String> = instance.spec.secret_env.values().map(|r| r.secret.clone()).collect();
+        let mut secrets: Vec<String> = instance
+            .spec
+            .secret_env
+            .values()
+            .map(|r| r.secret.clone())
+            .collect();
         secrets.sort();
         secrets.dedup();
         if secrets.is_empty() {
-            return Err(aerekos_common::ApiError::conflict("no_secrets", "the instance's spec names no secrets"));
+            return Err(aerekos_common::ApiError::conflict(
+                "no_secrets",
+                "the instance's spec names no secrets",
+            ));
         }
-        state.auth.instance_secrets_token(instance.id, &secrets).await.map(Json)
+        state
+            .auth
+            .instance_secrets_token(instance.id, &secrets)
+            .await
+            .map(Json)
     }
 
     /// Revokes a secrets token issued for one of the worker's instances
     /// (worker credential), once the instance's secrets are read.
-    #[oai(path = "/api/workers/:id/instances/:instance_id/secrets-token/:token_id", method = "delete", operation_id = "revoke_instance_secrets_token")]
+    #[oai(
+        path = "/api/workers/:id/instances/:instance_id/secrets-token/:token_id",
+        method = "delete",
+        operation_id = "revoke_instance_secrets_token"
+    )]
     async fn revoke_instance_secrets_token(
         &self,
         state: Data<&Arc<AppState>>,
@@ -231,9 +355,19 @@ impl WorkersApi {
         token_id: Path<String>,
     ) -> ApiResult<Removed> {
         let instance = assigned_instance(&state, id.0, &auth.0.token, instance_id.0).await?;
-        let theirs = state.auth.token_named(&token_id.0).await?.is_some_and(|name| name == format!("instance-{}", instance.id));
+        let theirs = state
+            .auth
+            .token_named(&token_id.0)
+            .await?
+            .is_some_and(|name| name == format!("instance-{}", instance.id));
         if !theirs {
-            return Err(aerekos_common::ApiError::not_found("token_not_found", format!("no secrets token {} of instance {}", token_id.0, instance.id)));
+            return Err(aerekos_common::ApiError::not_found(
+                "token_not_found",
+                format!(
+                    "no secrets token {} of instance {}",
+                    token_id.0, instance.id
+                ),
+            ));
         }
         state.auth.revoke_token(&token_id.0).await?;
         Ok(Removed::NoContent)
@@ -242,16 +376,31 @@ impl WorkersApi {
     /// A server certificate from the cluster CA for the worker's own API (worker credential): for
     /// its address, hostname and loopback. Asked at each join, so a new address gets a new one.
     /// 409 `tls_off` when the conductor does not serve TLS.
-    #[oai(path = "/api/workers/:id/certificate", method = "post", operation_id = "issue_worker_certificate")]
-    async fn worker_certificate(&self, state: Data<&Arc<AppState>>, auth: WorkerAuth, id: Path<Uuid>) -> ApiResult<Json<IssuedCertificate>> {
+    #[oai(
+        path = "/api/workers/:id/certificate",
+        method = "post",
+        operation_id = "issue_worker_certificate"
+    )]
+    async fn worker_certificate(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<IssuedCertificate>> {
         state.workers.authenticate(id.0, &auth.0.token)?;
         let worker = state.workers.get(id.0).await?;
-        tls_of(&state)?.issue_for_worker(&worker, "worker API").map(Json)
+        tls_of(&state)?
+            .issue_for_worker(&worker, "worker API")
+            .map(Json)
     }
 
     /// A server certificate from the cluster CA for one of the worker's instances whose spec says
     /// `tls` (worker credential), which the worker passes to it as `TLS_CERT_PEM`/`TLS_KEY_PEM`.
-    #[oai(path = "/api/workers/:id/instances/:instance_id/certificate", method = "post", operation_id = "issue_instance_certificate")]
+    #[oai(
+        path = "/api/workers/:id/instances/:instance_id/certificate",
+        method = "post",
+        operation_id = "issue_instance_certificate"
+    )]
     async fn instance_certificate(
         &self,
         state: Data<&Arc<AppState>>,
@@ -261,32 +410,63 @@ impl WorkersApi {
     ) -> ApiResult<Json<IssuedCertificate>> {
         assigned_instance(&state, id.0, &auth.0.token, instance_id.0).await?;
         let worker = state.workers.get(id.0).await?;
-        tls_of(&state)?.issue_for_worker(&worker, &format!("instance {}", instance_id.0)).map(Json)
+        tls_of(&state)?
+            .issue_for_worker(&worker, &format!("instance {}", instance_id.0))
+            .map(Json)
     }
 
     /// One instance.
-    #[oai(path = "/api/instances/:instance_id", method = "get", operation_id = "get_instance")]
-    async fn get_instance(&self, state: Data<&Arc<AppState>>, _auth: UserAuth, instance_id: Path<Uuid>) -> ApiResult<Json<Instance>> {
+    #[oai(
+        path = "/api/instances/:instance_id",
+        method = "get",
+        operation_id = "get_instance"
+    )]
+    async fn get_instance(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: UserAuth,
+        instance_id: Path<Uuid>,
+    ) -> ApiResult<Json<Instance>> {
         state.instances.get(instance_id.0).await.map(Json)
     }
 
     /// Remove an instance (admin only); its worker stops it.
-    #[oai(path = "/api/instances/:instance_id", method = "delete", operation_id = "delete_instance")]
-    async fn delete_instance(&self, state: Data<&Arc<AppState>>, auth: UserAuth, instance_id: Path<Uuid>) -> ApiResult<Removed> {
+    #[oai(
+        path = "/api/instances/:instance_id",
+        method = "delete",
+        operation_id = "delete_instance"
+    )]
+    async fn delete_instance(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: UserAuth,
+        instance_id: Path<Uuid>,
+    ) -> ApiResult<Removed> {
         auth.0.require_admin()?;
-        state.instances.remove(instance_id.0).await.map(|_| Removed::NoContent)
+        state
+            .instances
+            .remove(instance_id.0)
+            .await
+            .map(|_| Removed::NoContent)
     }
 }
 
 fn tls_of(state: &AppState) -> ApiResult<&crate::domain::tls::ConductorTls> {
-    state
-        .tls
-        .as_deref()
-        .ok_or_else(|| aerekos_common::ApiError::conflict("tls_off", "the conductor does not serve TLS, so it issues no certificates"))
+    state.tls.as_deref().ok_or_else(|| {
+        aerekos_common::ApiError::conflict(
+            "tls_off",
+            "the conductor does not serve TLS, so it issues no certificates",
+        )
+    })
 }
 
 /// Instance `instance_id`, once the worker's credential is checked and the instance is its own.
-async fn assigned_instance(state: &AppState, worker_id: Uuid, credential: &str, instance_id: Uuid) -> ApiResult<Instance> {
+async fn assigned_instance(
+    state: &AppState,
+    worker_id: Uuid,
+    credential: &str,
+    instance_id: Uuid,
+) -> ApiResult<Instance> {
     state.workers.authenticate(worker_id, credential)?;
     let instance = state.instances.get(instance_id).await?;
     if instance.worker_id != worker_id {

@@ -19,11 +19,20 @@ use poem_openapi::OperationId;
 use crate::{
     AppState,
     model::{AuditEvent, AuditPage},
-    store::{Db, audit, audit::{AuditFilter, AuditRow}, now_ms},
+    store::{
+        Db, audit,
+        audit::{AuditFilter, AuditRow},
+        now_ms,
+    },
 };
 
 /// Changes that are not recorded: a worker's periodic reports.
-const UNRECORDED: &[&str] = &["worker_heartbeat", "report_instance_status", "report_transfer", "report_backup"];
+const UNRECORDED: &[&str] = &[
+    "worker_heartbeat",
+    "report_instance_status",
+    "report_transfer",
+    "report_backup",
+];
 /// Reads that are recorded because they hand out secrets or the whole state.
 const RECORDED_READS: &[&str] = &["get_registration_token", "export_platform"];
 /// How long records are kept.
@@ -82,7 +91,11 @@ impl<E: Endpoint> Endpoint for Audited<E> {
             return Ok(resp); // no operation matched: nothing was touched
         };
         let is_read = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let recorded = if is_read { RECORDED_READS.contains(&action) } else { !UNRECORDED.contains(&action) };
+        let recorded = if is_read {
+            RECORDED_READS.contains(&action)
+        } else {
+            !UNRECORDED.contains(&action)
+        };
         if recorded {
             let actor = actor.unwrap_or_else(|| self.actor(bearer.as_deref(), &target));
             let row = AuditRow {
@@ -105,7 +118,9 @@ impl<E: Endpoint> Endpoint for Audited<E> {
 
 impl<E> Audited<E> {
     fn actor(&self, bearer: Option<&str>, path: &str) -> String {
-        let Some(token) = bearer else { return "anonymous".to_owned() };
+        let Some(token) = bearer else {
+            return "anonymous".to_owned();
+        };
         if let Ok(claims) = self.state.auth.verify(token) {
             return match aerekos_common::auth::Caller::from_claims(&claims) {
                 Ok(caller) => caller.actor(),
@@ -113,7 +128,10 @@ impl<E> Audited<E> {
             };
         }
         // A worker's credential is not a token; the worker's id is in the path it may use.
-        match path.strip_prefix("/api/workers/").and_then(|rest| rest.split('/').next()) {
+        match path
+            .strip_prefix("/api/workers/")
+            .and_then(|rest| rest.split('/').next())
+        {
             Some(id) if uuid::Uuid::parse_str(id).is_ok() => format!("worker:{id}"),
             _ => "anonymous".to_owned(),
         }
@@ -126,14 +144,21 @@ pub const MAX_PAGE: i64 = 1000;
 /// `GET /api/audit`: newest first, `limit` at a time, paged by `before`.
 pub async fn list(db: &Db, mut filter: AuditFilter) -> ApiResult<AuditPage> {
     if !(1..=MAX_PAGE).contains(&filter.limit) {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
     }
     let limit = filter.limit;
     filter.limit += 1; // one more tells whether there is a next page
     let mut rows = audit::list(db, &filter).await.map_err(ApiError::internal)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_before = if more { rows.last().map(|r| r.id) } else { None };
+    let next_before = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     Ok(AuditPage {
         events: rows
             .into_iter()

@@ -32,10 +32,13 @@ use aerekos_common::secrets::write_secret_file;
 
 use super::{from_ms, passwords, random_secret};
 use crate::{
-    config::ConductorConfig,
-    model::{ApiKey, CreateApiKeyRequest, InstanceSecretsToken, IssuedToken, IssuedTokenKind, Jwk, Jwks, LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User},
-    store::{Db, issued_tokens, users, users::UserRow},
     StartError,
+    config::ConductorConfig,
+    model::{
+        ApiKey, CreateApiKeyRequest, InstanceSecretsToken, IssuedToken, IssuedTokenKind, Jwk, Jwks,
+        LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User,
+    },
+    store::{Db, issued_tokens, users, users::UserRow},
 };
 
 pub const SIGNING_KEY_FILE: &str = "jwt-signing-key.pem";
@@ -74,7 +77,10 @@ impl AuthedUser {
             Role::Admin => Ok(()),
             Role::Viewer => Err(ApiError::forbidden(
                 "forbidden",
-                format!("user {:?} has the viewer role, which may only read; this needs an admin", self.username),
+                format!(
+                    "user {:?} has the viewer role, which may only read; this needs an admin",
+                    self.username
+                ),
             )),
         }
     }
@@ -115,9 +121,12 @@ impl AuthService {
         let public = signing_key.verifying_key().to_bytes();
         let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public);
         let kid = hex(&sha2::Sha256::digest(public)[..8]);
-        let der = signing_key.to_pkcs8_der().map_err(|e| StartError::Key(e.to_string()))?;
+        let der = signing_key
+            .to_pkcs8_der()
+            .map_err(|e| StartError::Key(e.to_string()))?;
         let encoding_key = EncodingKey::from_ed_der(der.as_bytes());
-        let verifier = TokenVerifier::from_ed25519_jwk(&kid, &x).map_err(|e| StartError::Key(e.to_string()))?;
+        let verifier = TokenVerifier::from_ed25519_jwk(&kid, &x)
+            .map_err(|e| StartError::Key(e.to_string()))?;
         let jwk = Jwk {
             kty: "OKP".into(),
             crv: "Ed25519".into(),
@@ -159,14 +168,24 @@ impl AuthService {
         let admin = users::find_by_username(&self.db, &config.admin_username).await?;
         match (admin, &config.admin_password) {
             (None, Some(password)) => {
-                self.upsert_user(&config.admin_username, Role::Admin, passwords::hash(password.clone()).await).await?;
+                self.upsert_user(
+                    &config.admin_username,
+                    Role::Admin,
+                    passwords::hash(password.clone()).await,
+                )
+                .await?;
                 tracing::info!(username = %config.admin_username, "created the admin user from AEREKOS_ADMIN_PASSWORD");
             }
             (None, None) => {
                 let password = random_secret("", 18);
                 let path = config.data_dir.join(ADMIN_PASSWORD_FILE);
                 write_secret_file(&path, format!("{password}\n").as_bytes())?;
-                self.upsert_user(&config.admin_username, Role::Admin, passwords::hash(password).await).await?;
+                self.upsert_user(
+                    &config.admin_username,
+                    Role::Admin,
+                    passwords::hash(password).await,
+                )
+                .await?;
                 tracing::info!(
                     username = %config.admin_username,
                     password_file = %path.display(),
@@ -174,9 +193,12 @@ impl AuthService {
                 );
             }
             (Some(existing), Some(password)) => {
-                if !passwords::verify(existing.password_hash.clone(), password.clone()).await || existing.role != "admin" {
+                if !passwords::verify(existing.password_hash.clone(), password.clone()).await
+                    || existing.role != "admin"
+                {
                     let hash = passwords::hash(password.clone()).await;
-                    let revoked = users::update_credentials(&self.db, &existing.id, &hash, "admin").await?;
+                    let revoked =
+                        users::update_credentials(&self.db, &existing.id, &hash, "admin").await?;
                     self.revoked(&revoked).await;
                     tracing::info!(username = %config.admin_username, "admin password set from AEREKOS_ADMIN_PASSWORD; its sessions are revoked");
                 }
@@ -184,8 +206,12 @@ impl AuthService {
             (Some(_), None) => {}
         }
         if let Some(file) = &config.users_file {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| StartError::Seed(format!("cannot read AEREKOS_USERS_FILE {}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                StartError::Seed(format!(
+                    "cannot read AEREKOS_USERS_FILE {}: {e}",
+                    file.display()
+                ))
+            })?;
             let seeds: Vec<SeedUser> = serde_json::from_str(&text).map_err(|e| {
                 StartError::Seed(format!(
                     "AEREKOS_USERS_FILE {} is not a JSON list of {{username, role, password | password_hash}}: {e}",
@@ -202,16 +228,23 @@ impl AuthService {
     async fn apply_seed(&self, seed: SeedUser) -> Result<(), StartError> {
         let bad = |msg: String| StartError::Seed(format!("seeded user {:?}: {msg}", seed.username));
         validate_username(&seed.username).map_err(bad)?;
-        let role = Role::parse(&seed.role).ok_or_else(|| bad(format!("role {:?} is not admin or viewer", seed.role)))?;
+        let role = Role::parse(&seed.role)
+            .ok_or_else(|| bad(format!("role {:?} is not admin or viewer", seed.role)))?;
         let existing = users::find_by_username(&self.db, &seed.username).await?;
         let hash = match (&seed.password, &seed.password_hash) {
-            (Some(_), Some(_)) | (None, None) => return Err(bad("give exactly one of password and password_hash".into())),
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(bad("give exactly one of password and password_hash".into()));
+            }
             (None, Some(hash)) if passwords::is_phc_hash(hash) => hash.clone(),
             (None, Some(_)) => return Err(bad("password_hash is not an argon2 PHC string".into())),
             (Some(password), None) => {
                 // Re-hash only when the password changed, so restarts stay fast.
                 match &existing {
-                    Some(u) if passwords::verify(u.password_hash.clone(), password.clone()).await => u.password_hash.clone(),
+                    Some(u)
+                        if passwords::verify(u.password_hash.clone(), password.clone()).await =>
+                    {
+                        u.password_hash.clone()
+                    }
                     _ => passwords::hash(password.clone()).await,
                 }
             }
@@ -220,49 +253,86 @@ impl AuthService {
         Ok(())
     }
 
-    async fn upsert_user(&self, username: &str, role: Role, password_hash: String) -> Result<(), sqlx::Error> {
+    async fn upsert_user(
+        &self,
+        username: &str,
+        role: Role,
+        password_hash: String,
+    ) -> Result<(), sqlx::Error> {
         match users::find_by_username(&self.db, username).await? {
             Some(u) if u.password_hash == password_hash && u.role == role.as_str() => Ok(()),
             // A seed that changes a user's password or role ends its sessions, as the API does.
             Some(u) => {
-                let revoked = users::update_credentials(&self.db, &u.id, &password_hash, role.as_str()).await?;
+                let revoked =
+                    users::update_credentials(&self.db, &u.id, &password_hash, role.as_str())
+                        .await?;
                 self.revoked(&revoked).await;
                 Ok(())
             }
-            None => users::insert(&self.db, &Uuid::new_v4().to_string(), username, &password_hash, role.as_str()).await,
+            None => {
+                users::insert(
+                    &self.db,
+                    &Uuid::new_v4().to_string(),
+                    username,
+                    &password_hash,
+                    role.as_str(),
+                )
+                .await
+            }
         }
     }
 
     /// Logs `username` in from `client`. Failed attempts back off (see [`super::login_guard`]).
-    pub async fn login(&self, username: &str, password: &str, client: std::net::IpAddr) -> ApiResult<LoginResponse> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: std::net::IpAddr,
+    ) -> ApiResult<LoginResponse> {
         let (username_chars, password_chars) = (username.chars().count(), password.chars().count());
-        if !(1..=MAX_USERNAME_CHARS).contains(&username_chars) || !(1..=MAX_PASSWORD_CHARS).contains(&password_chars) {
+        if !(1..=MAX_USERNAME_CHARS).contains(&username_chars)
+            || !(1..=MAX_PASSWORD_CHARS).contains(&password_chars)
+        {
             return Err(ApiError::bad_request(
                 "invalid_login",
-                format!("username (1–{MAX_USERNAME_CHARS} characters) and password (1–{MAX_PASSWORD_CHARS} characters) are both required"),
+                format!(
+                    "username (1–{MAX_USERNAME_CHARS} characters) and password (1–{MAX_PASSWORD_CHARS} characters) are both required"
+                ),
             ));
         }
         if let Some(wait) = self.login_guard.wait(username, client) {
             let secs = wait.as_secs_f64().ceil() as u64;
             return Err(ApiError::too_many_requests(
                 "login_throttled",
-                format!("too many failed logins for this username from this address; try again in {secs} s"),
+                format!(
+                    "too many failed logins for this username from this address; try again in {secs} s"
+                ),
                 secs,
             ));
         }
-        let row = users::find_by_username(&self.db, username).await.map_err(ApiError::internal)?;
-        let hash = row.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let row = users::find_by_username(&self.db, username)
+            .await
+            .map_err(ApiError::internal)?;
+        let hash = row
+            .as_ref()
+            .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let matches = passwords::verify(hash, password.to_owned()).await;
         let row = match row {
             Some(row) if matches => row,
             _ => {
                 self.login_guard.failed(username, client);
-                return Err(ApiError::unauthorized("invalid_credentials", "wrong username or password"));
+                return Err(ApiError::unauthorized(
+                    "invalid_credentials",
+                    "wrong username or password",
+                ));
             }
         };
         self.login_guard.succeeded(username, client);
         if row.disabled {
-            return Err(ApiError::forbidden("user_disabled", format!("user {username:?} is disabled; an admin can enable it")));
+            return Err(ApiError::forbidden(
+                "user_disabled",
+                format!("user {username:?} is disabled; an admin can enable it"),
+            ));
         }
         let user = user_from_row(&row)?;
         tracing::info!(username = %user.username, "login");
@@ -271,11 +341,25 @@ impl AuthService {
 
     /// A new recorded session token for `user`.
     pub(super) async fn session(&self, user: User) -> ApiResult<LoginResponse> {
-        let (token, claims) = self.sign_scoped(user.id.to_string(), &user.username, user.role.as_str(), self.expires_in, None)?;
+        let (token, claims) = self.sign_scoped(
+            user.id.to_string(),
+            &user.username,
+            user.role.as_str(),
+            self.expires_in,
+            None,
+        )?;
         let user_id = user.id.to_string();
-        issued_tokens::insert(&self.db, &claims.jti, "session", Some(&user_id), &user.username, "", claims.exp)
-            .await
-            .map_err(ApiError::internal)?;
+        issued_tokens::insert(
+            &self.db,
+            &claims.jti,
+            "session",
+            Some(&user_id),
+            &user.username,
+            "",
+            claims.exp,
+        )
+        .await
+        .map_err(ApiError::internal)?;
         Ok(LoginResponse {
             token,
             token_type: "Bearer".into(),
@@ -293,11 +377,16 @@ impl AuthService {
     /// Revokes token `jti`; false if it was unknown, expired or already revoked.
     /// The name token `jti` was issued under (None: no such token).
     pub async fn token_named(&self, jti: &str) -> ApiResult<Option<String>> {
-        issued_tokens::name_of(&self.db, jti).await.map_err(ApiError::internal)
+        issued_tokens::name_of(&self.db, jti)
+            .await
+            .map_err(ApiError::internal)
     }
 
     pub async fn revoke_token(&self, jti: &str) -> ApiResult<bool> {
-        match issued_tokens::revoke(&self.db, jti).await.map_err(ApiError::internal)? {
+        match issued_tokens::revoke(&self.db, jti)
+            .await
+            .map_err(ApiError::internal)?
+        {
             Some(exp) => {
                 self.revoked(&[(jti.to_owned(), exp)]).await;
                 Ok(true)
@@ -321,7 +410,9 @@ impl AuthService {
                         newer
                     });
                 }
-                Err(e) => tracing::error!(error = %e, "reading the revocation feed's position failed; followers learn at their next poll"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the revocation feed's position failed; followers learn at their next poll")
+                }
             }
         }
     }
@@ -329,9 +420,10 @@ impl AuthService {
     /// The valid (unexpired, unrevoked) sessions and service tokens, optionally of one user.
     pub async fn list_tokens(&self, user_id: Option<Uuid>) -> ApiResult<Vec<IssuedToken>> {
         let user = user_id.map(|u| u.to_string());
-        let rows = issued_tokens::list_valid(&self.db, user.as_deref(), chrono::Utc::now().timestamp())
-            .await
-            .map_err(ApiError::internal)?;
+        let rows =
+            issued_tokens::list_valid(&self.db, user.as_deref(), chrono::Utc::now().timestamp())
+                .await
+                .map_err(ApiError::internal)?;
         Ok(rows
             .into_iter()
             .map(|r| IssuedToken {
@@ -360,16 +452,27 @@ impl AuthService {
             let _ = tokio::time::timeout(wait, changes.changed()).await;
             last = *changes.borrow_and_update();
         }
-        let rows = issued_tokens::revocations_after(&self.db, from, chrono::Utc::now().timestamp(), FEED_PAGE)
-            .await
-            .map_err(ApiError::internal)?;
+        let rows = issued_tokens::revocations_after(
+            &self.db,
+            from,
+            chrono::Utc::now().timestamp(),
+            FEED_PAGE,
+        )
+        .await
+        .map_err(ApiError::internal)?;
         let next_after = match rows.last() {
             Some((seq, ..)) if rows.len() as i64 == FEED_PAGE => *seq,
             Some((seq, ..)) => last.max(*seq),
             None => last,
         };
         Ok(RevocationFeed {
-            revocations: rows.into_iter().map(|(_, token_id, expires_at)| Revocation { token_id, expires_at }).collect(),
+            revocations: rows
+                .into_iter()
+                .map(|(_, token_id, expires_at)| Revocation {
+                    token_id,
+                    expires_at,
+                })
+                .collect(),
             next_after,
             restarted: from != after,
         })
@@ -381,32 +484,72 @@ impl AuthService {
     }
 
     /// A token for the platform service `service` (admin only, checked by the caller).
-    pub async fn service_token(&self, service: &str, expires_in: Option<u64>) -> ApiResult<ServiceToken> {
+    pub async fn service_token(
+        &self,
+        service: &str,
+        expires_in: Option<u64>,
+    ) -> ApiResult<ServiceToken> {
         let name_ok = (1..=64).contains(&service.len())
-            && service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && service
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !name_ok {
-            return Err(ApiError::bad_request("invalid_service", "service must be 1–64 characters of a–z, 0–9 and '_'"));
+            return Err(ApiError::bad_request(
+                "invalid_service",
+                "service must be 1–64 characters of a–z, 0–9 and '_'",
+            ));
         }
         let secs = expires_in.unwrap_or(SERVICE_TOKEN_DEFAULT_SECS);
         if !(MIN_TOKEN_SECS..=SERVICE_TOKEN_MAX_SECS).contains(&secs) {
             return Err(ApiError::bad_request(
                 "invalid_expiry",
-                format!("expires_in_secs must be between {MIN_TOKEN_SECS} and {SERVICE_TOKEN_MAX_SECS}"),
+                format!(
+                    "expires_in_secs must be between {MIN_TOKEN_SECS} and {SERVICE_TOKEN_MAX_SECS}"
+                ),
             ));
         }
-        let (token, claims) = self.sign_scoped(format!("service:{service}"), service, SERVICE_ROLE, Duration::from_secs(secs), None)?;
-        issued_tokens::insert(&self.db, &claims.jti, "service", None, service, "", claims.exp).await.map_err(ApiError::internal)?;
+        let (token, claims) = self.sign_scoped(
+            format!("service:{service}"),
+            service,
+            SERVICE_ROLE,
+            Duration::from_secs(secs),
+            None,
+        )?;
+        issued_tokens::insert(
+            &self.db,
+            &claims.jti,
+            "service",
+            None,
+            service,
+            "",
+            claims.exp,
+        )
+        .await
+        .map_err(ApiError::internal)?;
         tracing::info!(service, "service token issued");
-        Ok(ServiceToken { token, service: service.to_owned(), expires_at: from_secs(claims.exp), token_id: claims.jti })
+        Ok(ServiceToken {
+            token,
+            service: service.to_owned(),
+            expires_at: from_secs(claims.exp),
+            token_id: claims.jti,
+        })
     }
 
     /// The token an instance's start reads its secrets with (see [`InstanceSecretsToken`]): an
     /// API key named after the instance, scoped to reading exactly `secrets`, living
     /// [`INSTANCE_SECRETS_TOKEN_SECS`]; recorded, so it lists and is revoked like any token.
-    pub async fn instance_secrets_token(&self, instance_id: Uuid, secrets: &[String]) -> ApiResult<InstanceSecretsToken> {
-        let scopes: Vec<String> = secrets.iter().map(|name| format!("secrets_manager:read:{name}")).collect();
+    pub async fn instance_secrets_token(
+        &self,
+        instance_id: Uuid,
+        secrets: &[String],
+    ) -> ApiResult<InstanceSecretsToken> {
+        let scopes: Vec<String> = secrets
+            .iter()
+            .map(|name| format!("secrets_manager:read:{name}"))
+            .collect();
         for scope in &scopes {
-            aerekos_common::auth::validate_scope(scope).map_err(|m| ApiError::bad_request("invalid_scope", m))?;
+            aerekos_common::auth::validate_scope(scope)
+                .map_err(|m| ApiError::bad_request("invalid_scope", m))?;
         }
         let scopes = scopes.join(" ");
         let name = format!("instance-{instance_id}");
@@ -417,26 +560,58 @@ impl AuthService {
             Duration::from_secs(INSTANCE_SECRETS_TOKEN_SECS),
             Some(scopes.clone()),
         )?;
-        issued_tokens::insert(&self.db, &claims.jti, "api_key", None, &name, &scopes, claims.exp).await.map_err(ApiError::internal)?;
-        Ok(InstanceSecretsToken { token, token_id: claims.jti, expires_at: from_secs(claims.exp) })
+        issued_tokens::insert(
+            &self.db,
+            &claims.jti,
+            "api_key",
+            None,
+            &name,
+            &scopes,
+            claims.exp,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        Ok(InstanceSecretsToken {
+            token,
+            token_id: claims.jti,
+            expires_at: from_secs(claims.exp),
+        })
     }
 
     /// An API key for an app (admin only, checked by the caller): a token granting only `scopes`,
     /// shown in this answer and never stored (only its id, to list and revoke it).
-    pub async fn create_api_key(&self, caller: &AuthedUser, req: &CreateApiKeyRequest) -> ApiResult<ApiKey> {
-        let name_ok = (1..=64).contains(&req.name.len()) && req.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    pub async fn create_api_key(
+        &self,
+        caller: &AuthedUser,
+        req: &CreateApiKeyRequest,
+    ) -> ApiResult<ApiKey> {
+        let name_ok = (1..=64).contains(&req.name.len())
+            && req
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok {
-            return Err(ApiError::bad_request("invalid_name", "name must be 1–64 characters of a–z, A–Z, 0–9, '-', '_' or '.'"));
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "name must be 1–64 characters of a–z, A–Z, 0–9, '-', '_' or '.'",
+            ));
         }
         if req.scopes.is_empty() || req.scopes.len() > MAX_API_KEY_SCOPES {
-            return Err(ApiError::bad_request("invalid_scopes", format!("give 1–{MAX_API_KEY_SCOPES} scopes, e.g. key_manager:encrypt:payments")));
+            return Err(ApiError::bad_request(
+                "invalid_scopes",
+                format!("give 1–{MAX_API_KEY_SCOPES} scopes, e.g. key_manager:encrypt:payments"),
+            ));
         }
         for scope in &req.scopes {
-            aerekos_common::auth::validate_scope(scope).map_err(|m| ApiError::bad_request("invalid_scope", m))?;
+            aerekos_common::auth::validate_scope(scope)
+                .map_err(|m| ApiError::bad_request("invalid_scope", m))?;
         }
         let secs = req.expires_in_secs.unwrap_or(API_KEY_DEFAULT_SECS);
         if !(MIN_TOKEN_SECS..=API_KEY_MAX_SECS).contains(&secs) {
-            return Err(ApiError::bad_request("invalid_expiry", format!("expires_in_secs must be between {MIN_TOKEN_SECS} and {API_KEY_MAX_SECS}")));
+            return Err(ApiError::bad_request(
+                "invalid_expiry",
+                format!("expires_in_secs must be between {MIN_TOKEN_SECS} and {API_KEY_MAX_SECS}"),
+            ));
         }
         let scopes = req.scopes.join(" ");
         let id = Uuid::new_v4();
@@ -449,25 +624,52 @@ impl AuthService {
             id.to_string(),
         )?;
         let creator = caller.id.to_string();
-        issued_tokens::insert(&self.db, &claims.jti, "api_key", Some(&creator), &req.name, &scopes, claims.exp)
-            .await
-            .map_err(ApiError::internal)?;
+        issued_tokens::insert(
+            &self.db,
+            &claims.jti,
+            "api_key",
+            Some(&creator),
+            &req.name,
+            &scopes,
+            claims.exp,
+        )
+        .await
+        .map_err(ApiError::internal)?;
         tracing::info!(name = %req.name, scopes = %scopes, by = %caller.username, "API key created");
-        Ok(ApiKey { id: claims.jti, name: req.name.clone(), key, scopes: req.scopes.clone(), expires_at: from_secs(claims.exp) })
+        Ok(ApiKey {
+            id: claims.jti,
+            name: req.name.clone(),
+            key,
+            scopes: req.scopes.clone(),
+            expires_at: from_secs(claims.exp),
+        })
     }
 
     /// A one-time grant for `target`'s fetch of `volume` from worker `source` during move `move_id`
     /// (see [`aerekos_common::auth::VOLUME_TRANSFER_ROLE`]).
-    pub fn volume_transfer_grant(&self, move_id: Uuid, volume: &str, source: Uuid, lifetime: Duration) -> ApiResult<String> {
+    pub fn volume_transfer_grant(
+        &self,
+        move_id: Uuid,
+        volume: &str,
+        source: Uuid,
+        lifetime: Duration,
+    ) -> ApiResult<String> {
         let scope = aerekos_common::auth::volume_export_scope(&source.to_string(), volume);
         self.volume_grant(&format!("move:{move_id}"), volume, scope, lifetime)
     }
 
     /// A grant for a worker-to-worker volume operation (`sub` names the move, backup or restore;
     /// `scope` says what and where), accepted only by the worker API that `scope` names.
-    pub fn volume_grant(&self, sub: &str, volume: &str, scope: String, lifetime: Duration) -> ApiResult<String> {
+    pub fn volume_grant(
+        &self,
+        sub: &str,
+        volume: &str,
+        scope: String,
+        lifetime: Duration,
+    ) -> ApiResult<String> {
         let role = aerekos_common::auth::VOLUME_TRANSFER_ROLE;
-        self.sign_scoped(sub.to_owned(), volume, role, lifetime, Some(scope)).map(|(token, _)| token)
+        self.sign_scoped(sub.to_owned(), volume, role, lifetime, Some(scope))
+            .map(|(token, _)| token)
     }
 
     fn sign_scoped(
@@ -504,15 +706,22 @@ impl AuthService {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.jwk.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key).map_err(ApiError::internal)?;
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key)
+            .map_err(ApiError::internal)?;
         Ok((token, claims))
     }
 
     /// The claims of a valid user or service token, or 401 saying why not (the gateway's check).
     pub fn verify(&self, token: &str) -> ApiResult<aerekos_common::auth::Claims> {
-        let claims = self.verifier.verify(token).map_err(|e: TokenError| ApiError::unauthorized(e.code(), e.to_string()))?;
+        let claims = self
+            .verifier
+            .verify(token)
+            .map_err(|e: TokenError| ApiError::unauthorized(e.code(), e.to_string()))?;
         if claims.role == aerekos_common::auth::VOLUME_TRANSFER_ROLE {
-            return Err(ApiError::unauthorized("invalid_token", "a volume transfer grant is accepted only by the worker holding the volume"));
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "a volume transfer grant is accepted only by the worker holding the volume",
+            ));
         }
         Ok(claims)
     }
@@ -532,14 +741,27 @@ impl AuthService {
                 "API keys are for the services' APIs (through the gateway, /api/<service>/…); the conductor's API needs a user token",
             ));
         }
-        let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized("invalid_token", "token subject is not a user id"))?;
-        let role = Role::parse(&claims.role).ok_or_else(|| ApiError::unauthorized("invalid_token", "token carries an unknown role"))?;
-        Ok(AuthedUser { id, username: claims.name, role, token_id: claims.jti })
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| {
+            ApiError::unauthorized("invalid_token", "token subject is not a user id")
+        })?;
+        let role = Role::parse(&claims.role).ok_or_else(|| {
+            ApiError::unauthorized("invalid_token", "token carries an unknown role")
+        })?;
+        Ok(AuthedUser {
+            id,
+            username: claims.name,
+            role,
+            token_id: claims.jti,
+        })
     }
 
     pub async fn me(&self, caller: &AuthedUser) -> ApiResult<User> {
-        let row = users::find_by_id(&self.db, &caller.id.to_string()).await.map_err(ApiError::internal)?;
-        let row = row.ok_or_else(|| ApiError::unauthorized("user_removed", "the user of this token no longer exists"))?;
+        let row = users::find_by_id(&self.db, &caller.id.to_string())
+            .await
+            .map_err(ApiError::internal)?;
+        let row = row.ok_or_else(|| {
+            ApiError::unauthorized("user_removed", "the user of this token no longer exists")
+        })?;
         user_from_row(&row)
     }
 
@@ -548,21 +770,31 @@ impl AuthService {
     }
 
     pub fn jwks(&self) -> Jwks {
-        Jwks { keys: vec![self.jwk.clone()] }
+        Jwks {
+            keys: vec![self.jwk.clone()],
+        }
     }
 }
 
 pub fn validate_username(name: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if ok { Ok(()) } else { Err("usernames are 1–64 characters of a–z, 0–9, '.', '_' or '-'".into()) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err("usernames are 1–64 characters of a–z, 0–9, '.', '_' or '-'".into())
+    }
 }
 
 pub(super) fn user_from_row(row: &UserRow) -> ApiResult<User> {
     Ok(User {
         id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
         username: row.username.clone(),
-        role: Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("user {} has role {:?}", row.id, row.role)))?,
+        role: Role::parse(&row.role).ok_or_else(|| {
+            ApiError::internal(format!("user {} has role {:?}", row.id, row.role))
+        })?,
         disabled: row.disabled,
         created_at: from_ms(row.created_at),
         updated_at: from_ms(row.updated_at),
@@ -575,11 +807,17 @@ fn from_secs(secs: i64) -> chrono::DateTime<chrono::Utc> {
 
 fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, StartError> {
     match std::fs::read_to_string(path) {
-        Ok(pem) => SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| StartError::Key(format!("{} is not an Ed25519 PKCS#8 key: {e}", path.display()))),
+        Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+            StartError::Key(format!(
+                "{} is not an Ed25519 PKCS#8 key: {e}",
+                path.display()
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| StartError::Key(e.to_string()))?;
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| StartError::Key(e.to_string()))?;
             write_secret_file(path, pem.as_bytes())?;
             tracing::info!(path = %path.display(), "generated the token-signing key");
             Ok(key)

@@ -25,10 +25,13 @@ use uuid::Uuid;
 
 use super::{auth::AuthService, from_ms, instances::InstanceService, workers::WorkerService};
 use crate::{
-    model::{Backup, BackupJob, BackupReport, BackupSource, BackupState, Service, Worker, WorkerStatus},
+    model::{
+        Backup, BackupJob, BackupReport, BackupSource, BackupState, Service, Worker, WorkerStatus,
+    },
     store::{
-        Db, now_ms,
+        Db,
         backups::{self, BackupRow},
+        now_ms,
         volumes::VolumeRow,
     },
 };
@@ -139,65 +142,140 @@ impl BackupService {
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<Backup> {
-        let row = backups::get(&self.db, &id.to_string()).await.map_err(ApiError::internal)?;
-        Ok(to_model(&row.ok_or_else(|| ApiError::not_found("backup_not_found", format!("no backup with id {id}")))?))
+        let row = backups::get(&self.db, &id.to_string())
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(to_model(&row.ok_or_else(|| {
+            ApiError::not_found("backup_not_found", format!("no backup with id {id}"))
+        })?))
     }
 
     /// Newest first (at most 200); of one volume when given.
     pub async fn list(&self, volume: Option<&str>) -> ApiResult<Vec<Backup>> {
-        let rows = backups::list(&self.db, volume, 200).await.map_err(ApiError::internal)?;
+        let rows = backups::list(&self.db, volume, 200)
+            .await
+            .map_err(ApiError::internal)?;
         Ok(rows.iter().map(to_model).collect())
     }
 
     /// The latest successful backup of every volume.
     pub async fn latest(&self) -> ApiResult<Vec<Backup>> {
-        let rows = backups::latest_done(&self.db).await.map_err(ApiError::internal)?;
+        let rows = backups::latest_done(&self.db)
+            .await
+            .map_err(ApiError::internal)?;
         Ok(rows.iter().map(to_model).collect())
     }
 
     /// Where a restore of `backup` reads from (its store must be live).
-    pub async fn source_for_restore(&self, backup_id: Uuid, volume: &str) -> ApiResult<(BackupSource, Worker)> {
+    pub async fn source_for_restore(
+        &self,
+        backup_id: Uuid,
+        volume: &str,
+    ) -> ApiResult<(BackupSource, Worker)> {
         let backup = self.get(backup_id).await?;
         if backup.volume != volume {
-            return Err(ApiError::bad_request("backup_of_another_volume", format!("backup {backup_id} is of volume {}, not {volume}", backup.volume)));
+            return Err(ApiError::bad_request(
+                "backup_of_another_volume",
+                format!(
+                    "backup {backup_id} is of volume {}, not {volume}",
+                    backup.volume
+                ),
+            ));
         }
         if backup.state != BackupState::Done {
-            return Err(ApiError::conflict("backup_not_done", format!("backup {backup_id} is {:?}, not done", backup.state)));
+            return Err(ApiError::conflict(
+                "backup_not_done",
+                format!("backup {backup_id} is {:?}, not done", backup.state),
+            ));
         }
-        let store = self.workers.snapshot().into_iter().find(|w| w.id == backup.store_worker_id);
+        let store = self
+            .workers
+            .snapshot()
+            .into_iter()
+            .find(|w| w.id == backup.store_worker_id);
         let store = match store {
             Some(w) if w.status == WorkerStatus::Live => w,
             _ => {
                 return Err(ApiError::conflict(
                     "backup_store_lost",
-                    format!("backup {backup_id} is kept on worker {}, which is not live", backup.store_worker_id),
+                    format!(
+                        "backup {backup_id} is kept on worker {}, which is not live",
+                        backup.store_worker_id
+                    ),
                 ));
             }
         };
-        let url = store.api_url.clone().ok_or_else(|| ApiError::conflict("store_has_no_api", format!("worker {} serves no worker API", store.name)))?;
-        let grant = self.auth.volume_grant(&format!("restore:{backup_id}"), volume, store_scope("read", store.id, volume), GRANT_LIFETIME)?;
-        Ok((BackupSource { backup_id, store_url: url, grant, key: self.key.clone() }, store))
+        let url = store.api_url.clone().ok_or_else(|| {
+            ApiError::conflict(
+                "store_has_no_api",
+                format!("worker {} serves no worker API", store.name),
+            )
+        })?;
+        let grant = self.auth.volume_grant(
+            &format!("restore:{backup_id}"),
+            volume,
+            store_scope("read", store.id, volume),
+            GRANT_LIFETIME,
+        )?;
+        Ok((
+            BackupSource {
+                backup_id,
+                store_url: url,
+                grant,
+                key: self.key.clone(),
+            },
+            store,
+        ))
     }
 
     /// Starts a backup of `volume` (of `service`), held by the live worker `holder`, now.
-    pub async fn backup_now(&self, volume: &str, service: &str, holder: &Worker) -> ApiResult<Backup> {
+    pub async fn backup_now(
+        &self,
+        volume: &str,
+        service: &str,
+        holder: &Worker,
+    ) -> ApiResult<Backup> {
         let _step = self.step.lock().await;
         self.begin(volume, service, holder).await
     }
 
     async fn begin(&self, volume: &str, service: &str, holder: &Worker) -> ApiResult<Backup> {
-        if self.running.lock().expect("backups lock").contains_key(volume) {
-            return Err(ApiError::conflict("backup_running", format!("a backup of {volume} is under way")));
+        if self
+            .running
+            .lock()
+            .expect("backups lock")
+            .contains_key(volume)
+        {
+            return Err(ApiError::conflict(
+                "backup_running",
+                format!("a backup of {volume} is under way"),
+            ));
         }
         let workers = self.workers.snapshot();
-        let earlier = backups::list(&self.db, Some(volume), 200).await.map_err(ApiError::internal)?;
-        let last_store = earlier.iter().find(|b| b.state == "done").and_then(|b| Uuid::parse_str(&b.store_worker_id).ok());
+        let earlier = backups::list(&self.db, Some(volume), 200)
+            .await
+            .map_err(ApiError::internal)?;
+        let last_store = earlier
+            .iter()
+            .find(|b| b.state == "done")
+            .and_then(|b| Uuid::parse_str(&b.store_worker_id).ok());
         let store = choose_store(holder.id, last_store, &workers);
         let url = store.api_url.clone().ok_or_else(|| {
-            ApiError::conflict("store_has_no_api", format!("worker {} serves no worker API to keep backups in", store.name))
+            ApiError::conflict(
+                "store_has_no_api",
+                format!(
+                    "worker {} serves no worker API to keep backups in",
+                    store.name
+                ),
+            )
         })?;
         let id = Uuid::new_v4();
-        let grant = self.auth.volume_grant(&format!("backup:{id}"), volume, store_scope("write", store.id, volume), GRANT_LIFETIME)?;
+        let grant = self.auth.volume_grant(
+            &format!("backup:{id}"),
+            volume,
+            store_scope("write", store.id, volume),
+            GRANT_LIFETIME,
+        )?;
         let row = BackupRow {
             id: id.to_string(),
             volume: volume.to_owned(),
@@ -212,9 +290,14 @@ impl BackupService {
             created_at: now_ms(),
             finished_at: None,
         };
-        backups::insert(&self.db, &row).await.map_err(ApiError::internal)?;
+        backups::insert(&self.db, &row)
+            .await
+            .map_err(ApiError::internal)?;
         if store.id == holder.id {
-            tracing::warn!(volume, "no other live worker: the backup is kept on the worker holding the volume");
+            tracing::warn!(
+                volume,
+                "no other live worker: the backup is kept on the worker holding the volume"
+            );
         }
         tracing::info!(backup_id = %id, volume, holder = %holder.id, store = %store.id, "backup begun");
         // This one and the newest done ones in the same store, BACKUP_KEEP in all.
@@ -227,16 +310,36 @@ impl BackupService {
                     .take(self.keep.saturating_sub(1) as usize),
             )
             .collect();
-        let job = BackupJob { backup_id: id, volume: volume.to_owned(), store_url: url, grant, key: self.key.clone(), keep };
+        let job = BackupJob {
+            backup_id: id,
+            volume: volume.to_owned(),
+            store_url: url,
+            grant,
+            key: self.key.clone(),
+            keep,
+        };
         let model = to_model(&row);
-        self.running.lock().expect("backups lock").insert(volume.to_owned(), Running { row, job, holder: holder.id, since: Instant::now() });
+        self.running.lock().expect("backups lock").insert(
+            volume.to_owned(),
+            Running {
+                row,
+                job,
+                holder: holder.id,
+                since: Instant::now(),
+            },
+        );
         self.publish_jobs();
         Ok(model)
     }
 
     /// Starts the backups that are due: each enabled stateful service whose volume's holder is
     /// live and whose last backup is older than its interval.
-    pub async fn schedule(&self, services: &[Service], volumes: &[VolumeRow], workers: &[Worker]) -> ApiResult<()> {
+    pub async fn schedule(
+        &self,
+        services: &[Service],
+        volumes: &[VolumeRow],
+        workers: &[Worker],
+    ) -> ApiResult<()> {
         let _step = self.step.lock().await;
         for service in services.iter().filter(|s| s.stateful && s.enabled) {
             let interval = service
@@ -244,14 +347,26 @@ impl BackupService {
                 .as_ref()
                 .and_then(|d| d.backup_interval_secs)
                 .map_or(self.default_interval, Duration::from_secs);
-            let Some(record) = volumes.iter().find(|v| v.name == service.name) else { continue };
-            let holder = workers.iter().find(|w| w.id.to_string() == record.worker_id && w.status == WorkerStatus::Live);
+            let Some(record) = volumes.iter().find(|v| v.name == service.name) else {
+                continue;
+            };
+            let holder = workers
+                .iter()
+                .find(|w| w.id.to_string() == record.worker_id && w.status == WorkerStatus::Live);
             let Some(holder) = holder else { continue };
-            if interval.is_zero() || self.running.lock().expect("backups lock").contains_key(&record.name) {
+            if interval.is_zero()
+                || self
+                    .running
+                    .lock()
+                    .expect("backups lock")
+                    .contains_key(&record.name)
+            {
                 continue;
             }
             // Due from the last attempt of any outcome, so a failing backup is not retried every tick.
-            let last = backups::list(&self.db, Some(&record.name), 1).await.map_err(ApiError::internal)?;
+            let last = backups::list(&self.db, Some(&record.name), 1)
+                .await
+                .map_err(ApiError::internal)?;
             let since = last.first().map_or(record.created_at, |b| b.created_at);
             let due = now_ms() - since >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
             if due {
@@ -267,7 +382,11 @@ impl BackupService {
     pub async fn advance(&self) -> ApiResult<()> {
         let _step = self.step.lock().await;
         let workers = self.workers.snapshot();
-        let live = |id: Uuid| workers.iter().any(|w| w.id == id && w.status == WorkerStatus::Live);
+        let live = |id: Uuid| {
+            workers
+                .iter()
+                .any(|w| w.id == id && w.status == WorkerStatus::Live)
+        };
         let stalled: Vec<(String, String)> = self
             .running
             .lock()
@@ -276,41 +395,81 @@ impl BackupService {
             .filter_map(|r| {
                 let store = Uuid::parse_str(&r.row.store_worker_id).unwrap_or_default();
                 if !live(r.holder) || !live(store) {
-                    Some((r.row.volume.clone(), "the worker holding the volume or the one keeping the backup was lost".to_owned()))
+                    Some((
+                        r.row.volume.clone(),
+                        "the worker holding the volume or the one keeping the backup was lost"
+                            .to_owned(),
+                    ))
                 } else if r.since.elapsed() > STALL_TIMEOUT {
-                    Some((r.row.volume.clone(), format!("no word from the worker for {} s", STALL_TIMEOUT.as_secs())))
+                    Some((
+                        r.row.volume.clone(),
+                        format!("no word from the worker for {} s", STALL_TIMEOUT.as_secs()),
+                    ))
                 } else {
                     None
                 }
             })
             .collect();
         for (volume, why) in stalled {
-            self.finish(&volume, BackupState::Failed, None, Some(why)).await?;
+            self.finish(&volume, BackupState::Failed, None, Some(why))
+                .await?;
         }
         Ok(())
     }
 
     /// The holder's report on a backup job.
-    pub async fn report(&self, worker: Uuid, backup_id: Uuid, report: BackupReport) -> ApiResult<()> {
+    pub async fn report(
+        &self,
+        worker: Uuid,
+        backup_id: Uuid,
+        report: BackupReport,
+    ) -> ApiResult<()> {
         let _step = self.step.lock().await;
         let volume = {
             let mut running = self.running.lock().expect("backups lock");
-            let found = running.values_mut().find(|r| r.row.id == backup_id.to_string() && r.holder == worker);
+            let found = running
+                .values_mut()
+                .find(|r| r.row.id == backup_id.to_string() && r.holder == worker);
             let Some(r) = found else {
-                return Err(ApiError::not_found("backup_not_running", format!("no backup {backup_id} is under way on worker {worker}; drop it")));
+                return Err(ApiError::not_found(
+                    "backup_not_running",
+                    format!("no backup {backup_id} is under way on worker {worker}; drop it"),
+                ));
             };
             r.since = Instant::now();
             r.row.volume.clone()
         };
         match report.state {
             BackupState::Running => Ok(()),
-            state => self.finish(&volume, state, Some(&report), report.error.clone()).await,
+            state => {
+                self.finish(&volume, state, Some(&report), report.error.clone())
+                    .await
+            }
         }
     }
 
-    async fn finish(&self, volume: &str, state: BackupState, report: Option<&BackupReport>, error: Option<String>) -> ApiResult<()> {
-        let Some(mut row) = self.running.lock().expect("backups lock").get(volume).map(|r| r.row.clone()) else { return Ok(()) };
-        row.state = if state == BackupState::Done { "done" } else { "failed" }.into();
+    async fn finish(
+        &self,
+        volume: &str,
+        state: BackupState,
+        report: Option<&BackupReport>,
+        error: Option<String>,
+    ) -> ApiResult<()> {
+        let Some(mut row) = self
+            .running
+            .lock()
+            .expect("backups lock")
+            .get(volume)
+            .map(|r| r.row.clone())
+        else {
+            return Ok(());
+        };
+        row.state = if state == BackupState::Done {
+            "done"
+        } else {
+            "failed"
+        }
+        .into();
         if let Some(r) = report {
             row.files = i64::try_from(r.files).unwrap_or(i64::MAX);
             row.bytes = i64::try_from(r.bytes).unwrap_or(i64::MAX);
@@ -318,15 +477,27 @@ impl BackupService {
         }
         row.error = error;
         row.finished_at = Some(now_ms());
-        let keep = self.running.lock().expect("backups lock").get(volume).map(|r| r.job.keep.clone()).unwrap_or_default();
-        backups::finish(&self.db, &row).await.map_err(ApiError::internal)?;
+        let keep = self
+            .running
+            .lock()
+            .expect("backups lock")
+            .get(volume)
+            .map(|r| r.job.keep.clone())
+            .unwrap_or_default();
+        backups::finish(&self.db, &row)
+            .await
+            .map_err(ApiError::internal)?;
         if state == BackupState::Done {
             // The store deleted its older backups of the volume as it stored this one.
             let keep: Vec<String> = keep.iter().map(Uuid::to_string).collect();
-            backups::expire_others(&self.db, volume, &row.store_worker_id, &keep).await.map_err(ApiError::internal)?;
+            backups::expire_others(&self.db, volume, &row.store_worker_id, &keep)
+                .await
+                .map_err(ApiError::internal)?;
         }
         match state {
-            BackupState::Done => tracing::info!(backup_id = %row.id, volume, files = row.files, bytes = row.bytes, sent = row.bytes_sent, "backup done"),
+            BackupState::Done => {
+                tracing::info!(backup_id = %row.id, volume, files = row.files, bytes = row.bytes, sent = row.bytes_sent, "backup done")
+            }
             _ => tracing::warn!(backup_id = %row.id, volume, reason = ?row.error, "backup failed"),
         }
         self.running.lock().expect("backups lock").remove(volume);
@@ -348,9 +519,19 @@ impl BackupService {
 /// the most free disk, else the holder itself.
 fn choose_store(holder: Uuid, last: Option<Uuid>, workers: &[Worker]) -> Worker {
     let live = |w: &&Worker| w.status == WorkerStatus::Live && w.api_url.is_some();
-    if let Some(w) = last.filter(|l| *l != holder).and_then(|l| workers.iter().filter(live).find(|w| w.id == l)) {
+    if let Some(w) = last
+        .filter(|l| *l != holder)
+        .and_then(|l| workers.iter().filter(live).find(|w| w.id == l))
+    {
         return w.clone();
     }
-    let others = workers.iter().filter(live).filter(|w| w.id != holder).max_by_key(|w| w.resources.disk_free_bytes);
-    others.or_else(|| workers.iter().find(|w| w.id == holder)).cloned().expect("the holder is live")
+    let others = workers
+        .iter()
+        .filter(live)
+        .filter(|w| w.id != holder)
+        .max_by_key(|w| w.resources.disk_free_bytes);
+    others
+        .or_else(|| workers.iter().find(|w| w.id == holder))
+        .cloned()
+        .expect("the holder is live")
 }

@@ -32,34 +32,64 @@ const BUILTINS: &[Builtin] = &[
         name: "key_manager",
         subcommand: "key-manager",
         description: "Key management (KMS): named keys with versions and rotation, encrypt/decrypt, data keys for envelope encryption.",
-        resources: ResourceSpec { cpu_millicores: 250, memory_mb: 128, disk_mb: 256 },
+        resources: ResourceSpec {
+            cpu_millicores: 250,
+            memory_mb: 128,
+            disk_mb: 256,
+        },
         depends_on: &[],
     },
     Builtin {
         name: "storage_manager",
         subcommand: "storage-manager",
         description: "Object storage (S3): buckets and objects, streamed and durable, encrypted at rest through key_manager; its own API and the S3 protocol.",
-        resources: ResourceSpec { cpu_millicores: 500, memory_mb: 256, disk_mb: 1024 },
+        resources: ResourceSpec {
+            cpu_millicores: 500,
+            memory_mb: 256,
+            disk_mb: 1024,
+        },
         depends_on: &["key_manager"],
     },
     Builtin {
         name: "secrets_manager",
         subcommand: "secrets-manager",
         description: "Secrets: versioned values for apps and services, encrypted through key_manager, with staging labels, rotation and an audit record of every read.",
-        resources: ResourceSpec { cpu_millicores: 250, memory_mb: 128, disk_mb: 256 },
+        resources: ResourceSpec {
+            cpu_millicores: 250,
+            memory_mb: 128,
+            disk_mb: 256,
+        },
         depends_on: &["key_manager"],
     },
 ];
 
 /// Names that are the conductor's own paths under `/api/`, so no service may take them.
-const RESERVED: &[&str] = &["auth", "token", "workers", "services", "instances", "registry", "resources", "cluster", "health", "ready", "metrics", "volumes", "backups"];
+const RESERVED: &[&str] = &[
+    "auth",
+    "token",
+    "workers",
+    "services",
+    "instances",
+    "registry",
+    "resources",
+    "cluster",
+    "health",
+    "ready",
+    "metrics",
+    "volumes",
+    "backups",
+];
 
 fn builtin_service(b: &Builtin) -> Service {
     Service {
         name: b.name.to_owned(),
         description: b.description.to_owned(),
         builtin: true,
-        command: Some(vec!["aerekos".into(), "service".into(), b.subcommand.into()]),
+        command: Some(vec![
+            "aerekos".into(),
+            "service".into(),
+            b.subcommand.into(),
+        ]),
         image: Some(platform_image()),
         image_command: Some(vec!["service".into(), b.subcommand.into()]),
         // The service listens where its worker says (AEREKOS_INSTANCE_HOST, PORT): every interface, or loopback
@@ -96,15 +126,28 @@ impl CatalogService {
     }
 
     pub async fn get(&self, name: &str) -> ApiResult<Service> {
-        match services::get(&self.db, name).await.map_err(ApiError::internal)? {
+        match services::get(&self.db, name)
+            .await
+            .map_err(ApiError::internal)?
+        {
             Some(row) => with_state(&row),
             None => Err(self.not_found(name).await),
         }
     }
 
     async fn not_found(&self, name: &str) -> ApiError {
-        let known: Vec<String> = self.list().await.map(|l| l.into_iter().map(|s| s.name).collect()).unwrap_or_default();
-        ApiError::not_found("service_not_found", format!("no service {name:?} in the catalog; it has {}", known.join(", ")))
+        let known: Vec<String> = self
+            .list()
+            .await
+            .map(|l| l.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
+        ApiError::not_found(
+            "service_not_found",
+            format!(
+                "no service {name:?} in the catalog; it has {}",
+                known.join(", ")
+            ),
+        )
     }
 
     /// Adds a service of an admin's own to the catalog (disabled until enabled or deployed).
@@ -112,13 +155,22 @@ impl CatalogService {
         let service = validate_definition(def)?;
         for dep in &service.depends_on {
             self.get(dep).await.map_err(|_| {
-                ApiError::bad_request("invalid_service", format!("depends_on names {dep:?}, which is not in the catalog"))
+                ApiError::bad_request(
+                    "invalid_service",
+                    format!("depends_on names {dep:?}, which is not in the catalog"),
+                )
             })?;
         }
         let json = serde_json::to_string(&service).map_err(ApiError::internal)?;
         let lb = lb_name(service.load_balancing);
-        if !services::insert_defined(&self.db, &service.name, &json, lb).await.map_err(ApiError::internal)? {
-            return Err(ApiError::conflict("service_exists", format!("the catalog already has a service {:?}", service.name)));
+        if !services::insert_defined(&self.db, &service.name, &json, lb)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Err(ApiError::conflict(
+                "service_exists",
+                format!("the catalog already has a service {:?}", service.name),
+            ));
         }
         tracing::info!(service = %service.name, "service defined");
         self.get(&service.name).await
@@ -128,17 +180,33 @@ impl CatalogService {
     pub async fn remove(&self, name: &str) -> ApiResult<()> {
         let service = self.get(name).await?;
         if service.builtin {
-            return Err(ApiError::conflict("service_builtin", format!("{name} is part of the platform; disable it instead")));
+            return Err(ApiError::conflict(
+                "service_builtin",
+                format!("{name} is part of the platform; disable it instead"),
+            ));
         }
         if service.enabled {
-            return Err(ApiError::conflict("service_enabled", format!("{name} is enabled; disable it first")));
+            return Err(ApiError::conflict(
+                "service_enabled",
+                format!("{name} is enabled; disable it first"),
+            ));
         }
-        let dependents: Vec<String> =
-            self.list().await?.into_iter().filter(|s| s.depends_on.iter().any(|d| d == name)).map(|s| s.name).collect();
+        let dependents: Vec<String> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|s| s.depends_on.iter().any(|d| d == name))
+            .map(|s| s.name)
+            .collect();
         if !dependents.is_empty() {
-            return Err(ApiError::conflict("service_has_dependents", format!("{name} is needed by {}", dependents.join(", "))));
+            return Err(ApiError::conflict(
+                "service_has_dependents",
+                format!("{name} is needed by {}", dependents.join(", ")),
+            ));
         }
-        services::delete_defined(&self.db, name).await.map_err(ApiError::internal)?;
+        services::delete_defined(&self.db, name)
+            .await
+            .map_err(ApiError::internal)?;
         tracing::info!(service = name, "service removed from the catalog");
         Ok(())
     }
@@ -168,13 +236,23 @@ fn with_state(row: &ServiceRow) -> ApiResult<Service> {
             let b = BUILTINS
                 .iter()
                 .find(|b| b.name == row.name)
-                .ok_or_else(|| ApiError::internal(format!("service row {:?} is neither built in nor defined", row.name)))?;
+                .ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "service row {:?} is neither built in nor defined",
+                        row.name
+                    ))
+                })?;
             builtin_service(b)
         }
     };
     service.enabled = row.enabled;
     service.load_balancing = parse_lb(&row.load_balancing);
-    service.deployment = row.deployment.as_deref().map(serde_json::from_str).transpose().map_err(ApiError::internal)?;
+    service.deployment = row
+        .deployment
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(ApiError::internal)?;
     service.updated_at = from_ms(row.updated_at);
     Ok(service)
 }
@@ -184,15 +262,24 @@ fn validate_definition(def: ServiceDefinition) -> ApiResult<Service> {
     let name = def.name.trim().to_owned();
     let name_ok = (1..=48).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !name_ok {
-        return bad(format!("name {name:?} must be 1–48 of a–z, 0–9 and '_', starting with a letter"));
+        return bad(format!(
+            "name {name:?} must be 1–48 of a–z, 0–9 and '_', starting with a letter"
+        ));
     }
     if RESERVED.contains(&name.as_str()) {
-        return bad(format!("{name:?} is one of the conductor's own paths (/api/{name}); choose another name"));
+        return bad(format!(
+            "{name:?} is one of the conductor's own paths (/api/{name}); choose another name"
+        ));
     }
     let command = def.command.filter(|c| !c.is_empty());
-    let image = def.image.map(|i| i.trim().to_owned()).filter(|i| !i.is_empty());
+    let image = def
+        .image
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty());
     if command.is_none() && image.is_none() {
         return bad("give a command (process driver), an image (docker driver), or both".into());
     }
@@ -211,7 +298,11 @@ fn validate_definition(def: ServiceDefinition) -> ApiResult<Service> {
     if stateful && default_replicas > 1 {
         return bad("a stateful service runs one replica".into());
     }
-    let default_resources = def.default_resources.unwrap_or(ResourceSpec { cpu_millicores: 100, memory_mb: 64, disk_mb: 64 });
+    let default_resources = def.default_resources.unwrap_or(ResourceSpec {
+        cpu_millicores: 100,
+        memory_mb: 64,
+        disk_mb: 64,
+    });
     validate_resources(&default_resources)?;
     let env = def.env.unwrap_or_default();
     let secret_env = def.secret_env.unwrap_or_default();

@@ -36,8 +36,8 @@ use super::{
 };
 use crate::{
     model::{
-        DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth, InstanceSpec, MoveRequest, SecretRef,
-        Service, VolumeMove, Worker, WorkerStatus,
+        DeployRequest, Deployment, DeploymentSpec, DriverKind, Instance, InstanceHealth,
+        InstanceSpec, MoveRequest, SecretRef, Service, VolumeMove, Worker, WorkerStatus,
     },
     store::{now_ms, services::DeploymentUpdate, volumes::VolumeRow},
 };
@@ -87,19 +87,40 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(services: Vec<Service>, instances: Vec<Instance>, workers: Vec<Worker>, volumes: Vec<VolumeRow>) -> Self {
-        let ip_of: HashMap<Uuid, &str> = workers.iter().map(|w| (w.id, w.ip_address.as_str())).collect();
+    fn new(
+        services: Vec<Service>,
+        instances: Vec<Instance>,
+        workers: Vec<Worker>,
+        volumes: Vec<VolumeRow>,
+    ) -> Self {
+        let ip_of: HashMap<Uuid, &str> = workers
+            .iter()
+            .map(|w| (w.id, w.ip_address.as_str()))
+            .collect();
         let mut reserved: HashMap<Uuid, Amounts> = HashMap::new();
         let mut ports_by_ip: HashMap<String, HashSet<u16>> = HashMap::new();
         for inst in &instances {
             if let Some(r) = &inst.spec.resources {
-                reserved.entry(inst.worker_id).or_default().add(Amounts::of(r));
+                reserved
+                    .entry(inst.worker_id)
+                    .or_default()
+                    .add(Amounts::of(r));
             }
             if let Some(ip) = ip_of.get(&inst.worker_id) {
-                ports_by_ip.entry((*ip).to_owned()).or_default().extend(inst.spec.ports.iter().copied());
+                ports_by_ip
+                    .entry((*ip).to_owned())
+                    .or_default()
+                    .extend(inst.spec.ports.iter().copied());
             }
         }
-        Self { services, instances, workers, volumes, reserved, ports_by_ip }
+        Self {
+            services,
+            instances,
+            workers,
+            volumes,
+            reserved,
+            ports_by_ip,
+        }
     }
 
     fn volume(&self, name: &str) -> Option<&VolumeRow> {
@@ -108,11 +129,22 @@ impl Cluster {
 
     /// Where the stateful `service` may run (its volume is named after it).
     fn site(&self, service: &Service, only: &[Uuid], start_empty: bool) -> Site {
-        volumes::site(&service.name, self.volume(&service.name), &self.workers, only, start_empty)
+        volumes::site(
+            &service.name,
+            self.volume(&service.name),
+            &self.workers,
+            only,
+            start_empty,
+        )
     }
 
     fn healthy(&self, service: &str) -> usize {
-        self.instances.iter().filter(|i| i.service.as_deref() == Some(service) && i.health == InstanceHealth::Healthy).count()
+        self.instances
+            .iter()
+            .filter(|i| {
+                i.service.as_deref() == Some(service) && i.health == InstanceHealth::Healthy
+            })
+            .count()
     }
 
     fn candidates(&self, service: &str) -> Vec<Candidate> {
@@ -153,7 +185,12 @@ impl Cluster {
 
     /// A free port on the worker's address (workers sharing an address share its ports).
     fn allocate_port(&mut self, worker_id: Uuid, range: &RangeInclusive<u16>) -> ApiResult<u16> {
-        let ip = self.workers.iter().find(|w| w.id == worker_id).map(|w| w.ip_address.clone()).unwrap_or_default();
+        let ip = self
+            .workers
+            .iter()
+            .find(|w| w.id == worker_id)
+            .map(|w| w.ip_address.clone())
+            .unwrap_or_default();
         let taken = self.ports_by_ip.entry(ip.clone()).or_default();
         let span = u32::from(*range.end() - *range.start()) + 1;
         let start = rand::random::<u32>() % span;
@@ -163,7 +200,10 @@ impl Cluster {
                 return Ok(port);
             }
         }
-        Err(ApiError::conflict("no_free_port", format!("every instance port ({range:?}) on {ip} is taken")))
+        Err(ApiError::conflict(
+            "no_free_port",
+            format!("every instance port ({range:?}) on {ip} is taken"),
+        ))
     }
 }
 
@@ -180,7 +220,13 @@ fn usable_drivers(service: &Service, only: Option<DriverKind>) -> Vec<DriverKind
     drivers
 }
 
-fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, port: u16, tls: bool) -> InstanceSpec {
+fn instance_spec(
+    service: &Service,
+    spec: &DeploymentSpec,
+    driver: DriverKind,
+    port: u16,
+    tls: bool,
+) -> InstanceSpec {
     let (image, command) = match driver {
         DriverKind::Docker => (service.image.clone(), service.image_command.clone()),
         DriverKind::Process => (None, service.command.clone()),
@@ -200,8 +246,14 @@ fn instance_spec(service: &Service, spec: &DeploymentSpec, driver: DriverKind, p
 }
 
 /// `base` with `over` laid over it: how a deployment's variables override its service's.
-fn layered<V: Clone>(base: &BTreeMap<String, V>, over: &BTreeMap<String, V>) -> BTreeMap<String, V> {
-    base.iter().chain(over).map(|(k, v)| (k.clone(), v.clone())).collect()
+fn layered<V: Clone>(
+    base: &BTreeMap<String, V>,
+    over: &BTreeMap<String, V>,
+) -> BTreeMap<String, V> {
+    base.iter()
+        .chain(over)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// An instance's environment: the service's, with the deployment's over it.
@@ -216,7 +268,11 @@ fn instance_secret_env(service: &Service, spec: &DeploymentSpec) -> BTreeMap<Str
 
 /// Whether `inst` no longer matches the deployment `spec` asks for of `service`.
 fn is_outdated(inst: &Instance, service: &Service, spec: &DeploymentSpec) -> bool {
-    let driver = if inst.spec.image.is_some() { DriverKind::Docker } else { DriverKind::Process };
+    let driver = if inst.spec.image.is_some() {
+        DriverKind::Docker
+    } else {
+        DriverKind::Process
+    };
     inst.spec.resources != Some(spec.resources)
         || (!spec.worker_ids.is_empty() && !spec.worker_ids.contains(&inst.worker_id))
         || spec.driver.is_some_and(|d| d != driver)
@@ -231,32 +287,49 @@ pub const MAX_ENV_VALUE_CHARS: usize = 32 * 1024;
 
 /// Names the worker gives every instance itself (`worker::driver`): a deployment may not change
 /// where its instance listens, keeps its data or finds its conductor.
-const PLATFORM_ENV: &[&str] = &["PORT", "DATA_DIR", "CONDUCTOR_URL", "TLS_CERT_PEM", "TLS_KEY_PEM"];
+const PLATFORM_ENV: &[&str] = &[
+    "PORT",
+    "DATA_DIR",
+    "CONDUCTOR_URL",
+    "TLS_CERT_PEM",
+    "TLS_KEY_PEM",
+];
 
 fn check_env_name(field: &str, name: &str) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::bad_request("invalid_env", m));
     let mut chars = name.chars();
-    let well_formed =
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let well_formed = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !well_formed {
-        return bad(format!("{field}: {name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+        return bad(format!(
+            "{field}: {name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        ));
     }
     if PLATFORM_ENV.contains(&name) || name.starts_with("AEREKOS_") {
-        return bad(format!("{field}: {name} is set by the worker for every instance; a deployment cannot change it"));
+        return bad(format!(
+            "{field}: {name} is set by the worker for every instance; a deployment cannot change it"
+        ));
     }
     Ok(())
 }
 
 fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
     if env.len() > MAX_ENV_VARS {
-        return Err(ApiError::bad_request("invalid_env", format!("env has {} variables; at most {MAX_ENV_VARS}", env.len())));
+        return Err(ApiError::bad_request(
+            "invalid_env",
+            format!("env has {} variables; at most {MAX_ENV_VARS}", env.len()),
+        ));
     }
     for (name, value) in env {
         check_env_name("env", name)?;
         if value.chars().count() > MAX_ENV_VALUE_CHARS || value.contains('\0') {
             return Err(ApiError::bad_request(
                 "invalid_env",
-                format!("env: {name}'s value must be at most {MAX_ENV_VALUE_CHARS} characters, without NUL"),
+                format!(
+                    "env: {name}'s value must be at most {MAX_ENV_VALUE_CHARS} characters, without NUL"
+                ),
             ));
         }
     }
@@ -265,21 +338,34 @@ fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
 
 /// Secret references: variable names as for `env` and none set in `env` too, secret names in
 /// secrets_manager's grammar, a version or a label (not both).
-pub(crate) fn check_secret_env(secret_env: &BTreeMap<String, SecretRef>, env: &BTreeMap<String, String>) -> ApiResult<()> {
+pub(crate) fn check_secret_env(
+    secret_env: &BTreeMap<String, SecretRef>,
+    env: &BTreeMap<String, String>,
+) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::bad_request("invalid_env", m));
     if secret_env.len() > MAX_ENV_VARS {
-        return bad(format!("secret_env has {} variables; at most {MAX_ENV_VARS}", secret_env.len()));
+        return bad(format!(
+            "secret_env has {} variables; at most {MAX_ENV_VARS}",
+            secret_env.len()
+        ));
     }
     for (name, reference) in secret_env {
         check_env_name("secret_env", name)?;
         if env.contains_key(name) {
-            return bad(format!("{name} is in both env and secret_env; give it once"));
+            return bad(format!(
+                "{name} is in both env and secret_env; give it once"
+            ));
         }
         if !aerekos_common::names::is_secret_name(&reference.secret) {
-            return bad(format!("secret_env: {name} names {:?}, which is not a secret name (segments of letters, digits, '.', '_', '-' joined by '/')", reference.secret));
+            return bad(format!(
+                "secret_env: {name} names {:?}, which is not a secret name (segments of letters, digits, '.', '_', '-' joined by '/')",
+                reference.secret
+            ));
         }
         if reference.version.is_some() && reference.label.is_some() {
-            return bad(format!("secret_env: {name} gives a version and a label; give one"));
+            return bad(format!(
+                "secret_env: {name} gives a version and a label; give one"
+            ));
         }
     }
     Ok(())
@@ -292,13 +378,20 @@ fn dependency_order(services: &[Service]) -> Vec<&Service> {
         let before = out.len();
         for s in services {
             let done = out.iter().any(|o| o.name == s.name);
-            if !done && s.depends_on.iter().all(|d| out.iter().any(|o| &o.name == d) || !services.iter().any(|x| &x.name == d)) {
+            if !done
+                && s.depends_on.iter().all(|d| {
+                    out.iter().any(|o| &o.name == d) || !services.iter().any(|x| &x.name == d)
+                })
+            {
                 out.push(s);
             }
         }
         if out.len() == before {
             // A cycle cannot be defined (dependencies must exist first); keep the rest as they are.
-            let rest: Vec<&Service> = services.iter().filter(|s| !out.iter().any(|o| o.name == s.name)).collect();
+            let rest: Vec<&Service> = services
+                .iter()
+                .filter(|s| !out.iter().any(|o| o.name == s.name))
+                .collect();
             out.extend(rest);
         }
     }
@@ -336,12 +429,23 @@ impl DeploymentService {
         let services = self.catalog.list().await?;
         let instances = self.instances.all().await?;
         let volumes = self.volumes.records().await?;
-        Ok(Cluster::new(services, instances, self.workers.snapshot(), volumes))
+        Ok(Cluster::new(
+            services,
+            instances,
+            self.workers.snapshot(),
+            volumes,
+        ))
     }
 
     /// What `service` needs changed to match `spec`; placements are reserved in `cluster`.
     /// `start_empty` is an admin's explicit word to start a stateful service with no data.
-    fn reconcile(&self, cluster: &mut Cluster, service: &Service, spec: &DeploymentSpec, start_empty: bool) -> Result<Outcome, String> {
+    fn reconcile(
+        &self,
+        cluster: &mut Cluster,
+        service: &Service,
+        spec: &DeploymentSpec,
+        start_empty: bool,
+    ) -> Result<Outcome, String> {
         let mut out = Outcome::default();
         if self.moves.holds(&service.name) {
             // Its move is stopping or copying it: the move decides what runs.
@@ -353,17 +457,36 @@ impl DeploymentService {
             let in_use = cluster
                 .instances
                 .iter()
-                .find(|i| i.service.as_deref() == Some(&service.name) && i.health != InstanceHealth::Lost)
+                .find(|i| {
+                    i.service.as_deref() == Some(&service.name) && i.health != InstanceHealth::Lost
+                })
                 .map(|i| i.worker_id);
             match in_use {
-                Some(worker_id) if cluster.volume(&service.name).is_none() && !start_empty => Site::On { worker_id, record: true },
+                Some(worker_id) if cluster.volume(&service.name).is_none() && !start_empty => {
+                    Site::On {
+                        worker_id,
+                        record: true,
+                    }
+                }
                 _ => cluster.site(service, &spec.worker_ids, start_empty),
             }
         });
-        if let Some(Site::On { worker_id, record: true }) = &site {
-            let running_there = cluster.instances.iter().any(|i| i.service.as_deref() == Some(&service.name) && i.worker_id == *worker_id);
+        if let Some(Site::On {
+            worker_id,
+            record: true,
+        }) = &site
+        {
+            let running_there = cluster
+                .instances
+                .iter()
+                .any(|i| i.service.as_deref() == Some(&service.name) && i.worker_id == *worker_id);
             if running_there {
-                out.volumes.push(volumes::new_record(&service.name, &service.name, *worker_id, now_ms()));
+                out.volumes.push(volumes::new_record(
+                    &service.name,
+                    &service.name,
+                    *worker_id,
+                    now_ms(),
+                ));
             }
         }
         let holder = match &site {
@@ -371,30 +494,48 @@ impl DeploymentService {
             Some(Site::Wait(wait)) => Some(wait.worker_id),
             _ => None,
         };
-        let mut mine: Vec<Instance> = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(&service.name)).cloned().collect();
+        let mut mine: Vec<Instance> = cluster
+            .instances
+            .iter()
+            .filter(|i| i.service.as_deref() == Some(&service.name))
+            .cloned()
+            .collect();
         if service.stateful && start_empty {
             // The old instance works on the volume being left behind: it stops now.
             out.remove.append(&mut mine);
         }
-        let (lost, live): (Vec<Instance>, Vec<Instance>) = mine.into_iter().partition(|i| i.health == InstanceHealth::Lost);
+        let (lost, live): (Vec<Instance>, Vec<Instance>) = mine
+            .into_iter()
+            .partition(|i| i.health == InstanceHealth::Lost);
         // A stateful service's lost instance on the worker holding its volume is still its
         // instance: it serves again, with its data, when that worker returns.
-        let (kept, lost): (Vec<Instance>, Vec<Instance>) = lost.into_iter().partition(|i| holder == Some(i.worker_id));
+        let (kept, lost): (Vec<Instance>, Vec<Instance>) =
+            lost.into_iter().partition(|i| holder == Some(i.worker_id));
         // Instances placed under an earlier deployment (other resources, workers or driver) are
         // replaced like lost ones: removed once the new ones are healthy.
-        let (outdated, mut live): (Vec<Instance>, Vec<Instance>) = live.into_iter().partition(|i| is_outdated(i, service, spec));
+        let (outdated, mut live): (Vec<Instance>, Vec<Instance>) = live
+            .into_iter()
+            .partition(|i| is_outdated(i, service, spec));
         let wanted = spec.replicas as usize;
         if live.len() > wanted {
             // Keep the healthy and the oldest; remove the rest.
             live.sort_by_key(|i| (i.health != InstanceHealth::Healthy, i.created_at));
             out.remove.extend(live.drain(wanted..));
         }
-        let healthy = live.iter().filter(|i| i.health == InstanceHealth::Healthy).count();
+        let healthy = live
+            .iter()
+            .filter(|i| i.health == InstanceHealth::Healthy)
+            .count();
         if healthy >= wanted {
             out.remove.extend(lost);
             out.remove.extend(outdated);
         }
-        out.waiting_for = service.depends_on.iter().filter(|d| cluster.healthy(d) == 0).cloned().collect();
+        out.waiting_for = service
+            .depends_on
+            .iter()
+            .filter(|d| cluster.healthy(d) == 0)
+            .cloned()
+            .collect();
         let missing = wanted.saturating_sub(live.len() + kept.len()) as u32;
         if missing > 0 {
             let drivers = usable_drivers(service, spec.driver);
@@ -405,12 +546,14 @@ impl DeploymentService {
                 None => {}
                 Some(Site::On { worker_id, .. }) => {
                     candidates.retain(|c| c.id == *worker_id);
-                    why_here = format!(" (its volume is on worker {worker_id}, so it runs there only)");
+                    why_here =
+                        format!(" (its volume is on worker {worker_id}, so it runs there only)");
                 }
                 Some(Site::Fresh { exclude }) => {
                     candidates.retain(|c| !exclude.contains(&c.id));
                     if !exclude.is_empty() {
-                        why_here = " (workers holding an old copy of its volume are left out)".into();
+                        why_here =
+                            " (workers holding an old copy of its volume are left out)".into();
                     }
                 }
                 Some(Site::Wait(wait)) => {
@@ -427,15 +570,26 @@ impl DeploymentService {
                 strategy: spec.strategy,
                 drivers: &drivers,
             };
-            let placements =
-                scheduler::place(&mut candidates, &request).map_err(|s| format!("{}{why_here}: {}", service.name, s.message))?;
+            let placements = scheduler::place(&mut candidates, &request)
+                .map_err(|s| format!("{}{why_here}: {}", service.name, s.message))?;
             // Waiting for a dependency: the check above says it would fit; nothing is placed yet.
             if out.waiting_for.is_empty() {
                 for p in placements {
-                    let port = cluster.allocate_port(p.worker_id, &self.ports).map_err(|e| e.to_string())?;
-                    cluster.reserved.entry(p.worker_id).or_default().add(Amounts::of(&spec.resources));
-                    let spec = instance_spec(service, spec, p.driver, port, self.tls && service.builtin);
-                    if let (Some(volume), Some(Site::Fresh { .. } | Site::On { record: true, .. })) = (&spec.volume, &site) {
+                    let port = cluster
+                        .allocate_port(p.worker_id, &self.ports)
+                        .map_err(|e| e.to_string())?;
+                    cluster
+                        .reserved
+                        .entry(p.worker_id)
+                        .or_default()
+                        .add(Amounts::of(&spec.resources));
+                    let spec =
+                        instance_spec(service, spec, p.driver, port, self.tls && service.builtin);
+                    if let (
+                        Some(volume),
+                        Some(Site::Fresh { .. } | Site::On { record: true, .. }),
+                    ) = (&spec.volume, &site)
+                    {
                         let row = volumes::new_record(volume, &service.name, p.worker_id, now_ms());
                         tracing::info!(volume = %volume, worker_id = %p.worker_id, fresh = matches!(site, Some(Site::Fresh { .. })), "volume recorded");
                         cluster.volumes.retain(|v| v.name != row.name);
@@ -450,19 +604,27 @@ impl DeploymentService {
     }
 
     /// The deployment `req` asks of `service`, over its current one or the catalog's defaults.
-    fn merged_spec(&self, service: &Service, req: &DeployRequest, cluster: &Cluster) -> ApiResult<DeploymentSpec> {
-        let base = service.deployment.clone().unwrap_or_else(|| DeploymentSpec {
-            replicas: service.default_replicas,
-            resources: service.default_resources,
-            worker_ids: vec![],
-            labels: BTreeMap::new(),
-            strategy: Default::default(),
-            driver: None,
-            backup_interval_secs: None,
-            env: BTreeMap::new(),
-            secret_env: BTreeMap::new(),
-            generation: 0,
-        });
+    fn merged_spec(
+        &self,
+        service: &Service,
+        req: &DeployRequest,
+        cluster: &Cluster,
+    ) -> ApiResult<DeploymentSpec> {
+        let base = service
+            .deployment
+            .clone()
+            .unwrap_or_else(|| DeploymentSpec {
+                replicas: service.default_replicas,
+                resources: service.default_resources,
+                worker_ids: vec![],
+                labels: BTreeMap::new(),
+                strategy: Default::default(),
+                driver: None,
+                backup_interval_secs: None,
+                env: BTreeMap::new(),
+                secret_env: BTreeMap::new(),
+                generation: 0,
+            });
         let spec = DeploymentSpec {
             replicas: req.replicas.unwrap_or(base.replicas),
             resources: req.resources.unwrap_or(base.resources),
@@ -488,18 +650,32 @@ impl DeploymentService {
         catalog::validate_resources(&spec.resources)?;
         check_env(&spec.env)?;
         check_secret_env(&spec.secret_env, &instance_env(service, &spec))?;
-        let unknown: Vec<String> =
-            spec.worker_ids.iter().filter(|id| !cluster.workers.iter().any(|w| w.id == **id)).map(Uuid::to_string).collect();
+        let unknown: Vec<String> = spec
+            .worker_ids
+            .iter()
+            .filter(|id| !cluster.workers.iter().any(|w| w.id == **id))
+            .map(Uuid::to_string)
+            .collect();
         if !unknown.is_empty() {
             return bad(format!("worker_ids: no worker {}", unknown.join(", ")));
         }
         let start_empty = req.start_empty == Some(true);
         if start_empty && !service.stateful {
-            return bad(format!("start_empty applies to stateful services only, and {} keeps no state", service.name));
+            return bad(format!(
+                "start_empty applies to stateful services only, and {} keeps no state",
+                service.name
+            ));
         }
         // A stateful service's data lives on its worker: moving it elsewhere would leave it behind.
-        let holder = cluster.volume(&service.name).and_then(|v| Uuid::parse_str(&v.worker_id).ok());
-        if let Some(holder) = holder.filter(|h| service.stateful && !start_empty && !spec.worker_ids.is_empty() && !spec.worker_ids.contains(h)) {
+        let holder = cluster
+            .volume(&service.name)
+            .and_then(|v| Uuid::parse_str(&v.worker_id).ok());
+        if let Some(holder) = holder.filter(|h| {
+            service.stateful
+                && !start_empty
+                && !spec.worker_ids.is_empty()
+                && !spec.worker_ids.contains(h)
+        }) {
             return Err(ApiError::conflict(
                 "volume_elsewhere",
                 format!(
@@ -510,7 +686,10 @@ impl DeploymentService {
                 ),
             ));
         }
-        let moves_running = cluster.instances.iter().any(|i| i.service.as_deref() == Some(&service.name) && is_outdated(i, service, &spec));
+        let moves_running = cluster
+            .instances
+            .iter()
+            .any(|i| i.service.as_deref() == Some(&service.name) && is_outdated(i, service, &spec));
         if service.stateful && moves_running && !start_empty {
             return Err(ApiError::conflict(
                 "stateful_service_running",
@@ -522,7 +701,11 @@ impl DeploymentService {
             ));
         }
         if usable_drivers(service, spec.driver).is_empty() {
-            let what = if spec.driver == Some(DriverKind::Docker) { "an image" } else { "a command" };
+            let what = if spec.driver == Some(DriverKind::Docker) {
+                "an image"
+            } else {
+                "a command"
+            };
             return bad(format!(
                 "{} cannot run with the {} driver: it has no {what}",
                 service.name,
@@ -547,7 +730,14 @@ impl DeploymentService {
         for dep in chain.into_iter().filter(|d| d.name != service.name) {
             let dep_spec = match (&dep.deployment, dep.enabled) {
                 (Some(s), true) => s.clone(),
-                _ => self.merged_spec(&dep, &DeployRequest { driver: req.driver, ..Default::default() }, &cluster)?,
+                _ => self.merged_spec(
+                    &dep,
+                    &DeployRequest {
+                        driver: req.driver,
+                        ..Default::default()
+                    },
+                    &cluster,
+                )?,
             };
             targets.push((dep, dep_spec));
         }
@@ -563,7 +753,12 @@ impl DeploymentService {
             let start_empty = s.name == service.name && req.start_empty == Some(true);
             match self.reconcile(&mut cluster, s, spec, start_empty) {
                 Ok(outcome) => {
-                    placed.extend(outcome.place.into_iter().map(|(w, i)| (w, Some(s.name.clone()), i)));
+                    placed.extend(
+                        outcome
+                            .place
+                            .into_iter()
+                            .map(|(w, i)| (w, Some(s.name.clone()), i)),
+                    );
                     removed.extend(outcome.remove);
                     volume_rows.extend(outcome.volumes);
                     waits.extend(outcome.volume_wait.map(|w| (s.name.clone(), w)));
@@ -575,10 +770,16 @@ impl DeploymentService {
         // With no live worker at all the deployment is recorded and placed when one joins (as
         // `aerekos up` does before its local worker has registered); with workers that lack room
         // it is refused, and nothing is written.
-        let any_live = cluster.workers.iter().any(|w| w.status == WorkerStatus::Live);
+        let any_live = cluster
+            .workers
+            .iter()
+            .any(|w| w.status == WorkerStatus::Live);
         if !problems.is_empty() && any_live {
             let text: Vec<&str> = problems.iter().map(|(_, why)| why.as_str()).collect();
-            return Err(ApiError::conflict("insufficient_resources", text.join("; ")));
+            return Err(ApiError::conflict(
+                "insufficient_resources",
+                text.join("; "),
+            ));
         }
         let lb = req.load_balancing.unwrap_or(service.load_balancing);
         let updates: Vec<DeploymentUpdate<'_>> = targets
@@ -588,10 +789,16 @@ impl DeploymentService {
                 name: &s.name,
                 enabled: true,
                 deployment: Some(json),
-                load_balancing: catalog::lb_name(if s.name == service.name { lb } else { s.load_balancing }),
+                load_balancing: catalog::lb_name(if s.name == service.name {
+                    lb
+                } else {
+                    s.load_balancing
+                }),
             })
             .collect();
-        self.instances.apply(&updates, placed, &removed, &volume_rows).await?;
+        self.instances
+            .apply(&updates, placed, &removed, &volume_rows)
+            .await?;
         // The routes follow at once: the new load balancing, removed instances gone (new ones
         // join when healthy).
         if let Some(s) = cluster.services.iter_mut().find(|s| s.name == service.name) {
@@ -631,18 +838,34 @@ impl DeploymentService {
         if !dependents.is_empty() {
             return Err(ApiError::conflict(
                 "service_has_dependents",
-                format!("{name} is needed by {}; disable {} first", dependents.join(", "), dependents.join(" and ")),
+                format!(
+                    "{name} is needed by {}; disable {} first",
+                    dependents.join(", "),
+                    dependents.join(" and ")
+                ),
             ));
         }
-        let removed: Vec<Instance> = cluster.instances.iter().filter(|i| i.service.as_deref() == Some(name)).cloned().collect();
-        let json = service.deployment.as_ref().map(serde_json::to_string).transpose().map_err(ApiError::internal)?;
+        let removed: Vec<Instance> = cluster
+            .instances
+            .iter()
+            .filter(|i| i.service.as_deref() == Some(name))
+            .cloned()
+            .collect();
+        let json = service
+            .deployment
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(ApiError::internal)?;
         let update = DeploymentUpdate {
             name,
             enabled: false,
             deployment: json.as_deref(),
             load_balancing: catalog::lb_name(service.load_balancing),
         };
-        self.instances.apply(&[update], vec![], &removed, &[]).await?;
+        self.instances
+            .apply(&[update], vec![], &removed, &[])
+            .await?;
         self.publish_routes(&cluster, &removed.iter().map(|i| i.id).collect());
         tracing::info!(service = name, stopped = removed.len(), "service disabled");
         drop(_one_at_a_time);
@@ -651,10 +874,14 @@ impl DeploymentService {
 
     fn refuse_while_moving(&self, name: &str) -> ApiResult<()> {
         match self.moves.under_way(name) {
-            Some((state, target)) if state != crate::model::MoveState::Cleaning => Err(ApiError::conflict(
-                "service_moving",
-                format!("{name} is being moved to worker {target}; wait until the move is done or failed (GET /api/moves)"),
-            )),
+            Some((state, target)) if state != crate::model::MoveState::Cleaning => {
+                Err(ApiError::conflict(
+                    "service_moving",
+                    format!(
+                        "{name} is being moved to worker {target}; wait until the move is done or failed (GET /api/moves)"
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -667,26 +894,59 @@ impl DeploymentService {
         let _one_at_a_time = self.placement.lock().await;
         let cluster = self.cluster().await?;
         let refuse = |code: &str, m: String| Err(ApiError::conflict(code, m));
-        let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled && service.stateful) else {
+        let Some(spec) = service
+            .deployment
+            .as_ref()
+            .filter(|_| service.enabled && service.stateful)
+        else {
             return Err(ApiError::bad_request(
                 "not_movable",
-                format!("{name} is not an enabled stateful service: only a running service with a volume is moved with its data"),
+                format!(
+                    "{name} is not an enabled stateful service: only a running service with a volume is moved with its data"
+                ),
             ));
         };
-        let target = cluster.workers.iter().find(|w| w.id == req.worker_id).ok_or_else(|| {
-            ApiError::bad_request("worker_not_found", format!("worker_id: no worker {}", req.worker_id))
-        })?;
-        let Some(holder) = cluster.volume(name).and_then(|v| Uuid::parse_str(&v.worker_id).ok()) else {
-            return refuse("volume_not_found", format!("{name} has no volume yet: deploy it first"));
+        let target = cluster
+            .workers
+            .iter()
+            .find(|w| w.id == req.worker_id)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "worker_not_found",
+                    format!("worker_id: no worker {}", req.worker_id),
+                )
+            })?;
+        let Some(holder) = cluster
+            .volume(name)
+            .and_then(|v| Uuid::parse_str(&v.worker_id).ok())
+        else {
+            return refuse(
+                "volume_not_found",
+                format!("{name} has no volume yet: deploy it first"),
+            );
         };
         let Some(source) = cluster.workers.iter().find(|w| w.id == holder) else {
-            return refuse("holder_lost", format!("worker {holder} holding {name}'s volume was removed: restore a backup instead"));
+            return refuse(
+                "holder_lost",
+                format!(
+                    "worker {holder} holding {name}'s volume was removed: restore a backup instead"
+                ),
+            );
         };
         if source.status != WorkerStatus::Live {
-            return refuse("holder_lost", format!("worker {} holding {name}'s volume is lost: a move needs it live", source.name));
+            return refuse(
+                "holder_lost",
+                format!(
+                    "worker {} holding {name}'s volume is lost: a move needs it live",
+                    source.name
+                ),
+            );
         }
         if target.id == source.id {
-            return refuse("already_there", format!("{name}'s volume is already on worker {}", target.name));
+            return refuse(
+                "already_there",
+                format!("{name}'s volume is already on worker {}", target.name),
+            );
         }
         if target.status != WorkerStatus::Live {
             return refuse("target_lost", format!("worker {} is lost", target.name));
@@ -694,13 +954,25 @@ impl DeploymentService {
         if !spec.worker_ids.is_empty() && !spec.worker_ids.contains(&target.id) {
             return refuse(
                 "move_outside_deployment",
-                format!("{name}'s deployment allows only workers {:?}; move it to one of those", spec.worker_ids),
+                format!(
+                    "{name}'s deployment allows only workers {:?}; move it to one of those",
+                    spec.worker_ids
+                ),
             );
         }
-        let healthy_on_source =
-            cluster.instances.iter().any(|i| i.service.as_deref() == Some(name) && i.worker_id == holder && i.health == InstanceHealth::Healthy);
+        let healthy_on_source = cluster.instances.iter().any(|i| {
+            i.service.as_deref() == Some(name)
+                && i.worker_id == holder
+                && i.health == InstanceHealth::Healthy
+        });
         if !healthy_on_source {
-            return refuse("not_healthy", format!("{name} is not healthy on worker {}; a move starts from a healthy service", source.name));
+            return refuse(
+                "not_healthy",
+                format!(
+                    "{name} is not healthy on worker {}; a move starts from a healthy service",
+                    source.name
+                ),
+            );
         }
         fits_on(&cluster, &service, spec, target)?;
         let begun = self.moves.begin(name, name, source, target).await?;
@@ -713,48 +985,95 @@ impl DeploymentService {
     /// Backs up volume `name` now (admin's on-demand backup).
     pub async fn backup_volume(&self, name: &str) -> ApiResult<crate::model::Backup> {
         let cluster = self.cluster().await?;
-        let record = cluster.volume(name).ok_or_else(|| ApiError::not_found("volume_not_found", format!("no volume {name:?}")))?;
-        let holder = cluster.workers.iter().find(|w| w.id.to_string() == record.worker_id && w.status == WorkerStatus::Live);
+        let record = cluster.volume(name).ok_or_else(|| {
+            ApiError::not_found("volume_not_found", format!("no volume {name:?}"))
+        })?;
+        let holder = cluster
+            .workers
+            .iter()
+            .find(|w| w.id.to_string() == record.worker_id && w.status == WorkerStatus::Live);
         let holder = holder.ok_or_else(|| {
-            ApiError::conflict("holder_lost", format!("the worker holding volume {name} is not live; a backup is made from its copy"))
+            ApiError::conflict(
+                "holder_lost",
+                format!(
+                    "the worker holding volume {name} is not live; a backup is made from its copy"
+                ),
+            )
         })?;
         self.backups.backup_now(name, &record.service, holder).await
     }
 
     /// Restores stateful service `name` from one of its backups onto a worker (see
     /// [`super::moves`]): the admin's path when the worker holding its volume is gone.
-    pub async fn restore_service(&self, name: &str, req: crate::model::RestoreRequest) -> ApiResult<VolumeMove> {
+    pub async fn restore_service(
+        &self,
+        name: &str,
+        req: crate::model::RestoreRequest,
+    ) -> ApiResult<VolumeMove> {
         let service = self.catalog.get(name).await?;
         let _one_at_a_time = self.placement.lock().await;
         let cluster = self.cluster().await?;
         let refuse = |code: &str, m: String| Err(ApiError::conflict(code, m));
-        let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled && service.stateful) else {
-            return Err(ApiError::bad_request("not_restorable", format!("{name} is not an enabled stateful service")));
+        let Some(spec) = service
+            .deployment
+            .as_ref()
+            .filter(|_| service.enabled && service.stateful)
+        else {
+            return Err(ApiError::bad_request(
+                "not_restorable",
+                format!("{name} is not an enabled stateful service"),
+            ));
         };
         let target = cluster
             .workers
             .iter()
             .find(|w| w.id == req.worker_id)
-            .ok_or_else(|| ApiError::bad_request("worker_not_found", format!("worker_id: no worker {}", req.worker_id)))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "worker_not_found",
+                    format!("worker_id: no worker {}", req.worker_id),
+                )
+            })?;
         if target.status != WorkerStatus::Live {
             return refuse("target_lost", format!("worker {} is lost", target.name));
         }
-        let Some(holder) = cluster.volume(name).and_then(|v| Uuid::parse_str(&v.worker_id).ok()) else {
-            return refuse("volume_not_found", format!("{name} has no volume record; deploy it first"));
+        let Some(holder) = cluster
+            .volume(name)
+            .and_then(|v| Uuid::parse_str(&v.worker_id).ok())
+        else {
+            return refuse(
+                "volume_not_found",
+                format!("{name} has no volume record; deploy it first"),
+            );
         };
-        let holder_live = cluster.workers.iter().any(|w| w.id == holder && w.status == WorkerStatus::Live);
+        let holder_live = cluster
+            .workers
+            .iter()
+            .any(|w| w.id == holder && w.status == WorkerStatus::Live);
         if holder_live && target.id == holder {
             return refuse(
                 "restore_over_current_copy",
-                format!("worker {} holds {name}'s current data; restore onto another worker (the current copy is kept)", target.name),
+                format!(
+                    "worker {} holds {name}'s current data; restore onto another worker (the current copy is kept)",
+                    target.name
+                ),
             );
         }
         if !spec.worker_ids.is_empty() && !spec.worker_ids.contains(&target.id) {
-            return refuse("move_outside_deployment", format!("{name}'s deployment allows only workers {:?}", spec.worker_ids));
+            return refuse(
+                "move_outside_deployment",
+                format!(
+                    "{name}'s deployment allows only workers {:?}",
+                    spec.worker_ids
+                ),
+            );
         }
         fits_on(&cluster, &service, spec, target)?;
         let (source, store) = self.backups.source_for_restore(req.backup_id, name).await?;
-        let begun = self.moves.begin_restore(name, name, holder, holder_live, target, source, store.id).await?;
+        let begun = self
+            .moves
+            .begin_restore(name, name, holder, holder_live, target, source, store.id)
+            .await?;
         let cluster = self.cluster().await?;
         self.publish_routes(&cluster, &HashSet::new());
         Ok(begun)
@@ -766,8 +1085,17 @@ impl DeploymentService {
         let instances = self.instances.for_service(name).await?;
         let waiting_for_volume = if service.stateful && service.enabled {
             let records = self.volumes.records().await?;
-            let only = service.deployment.as_ref().map_or(&[][..], |d| &d.worker_ids[..]);
-            match volumes::site(name, records.iter().find(|v| v.name == name), &self.workers.snapshot(), only, false) {
+            let only = service
+                .deployment
+                .as_ref()
+                .map_or(&[][..], |d| &d.worker_ids[..]);
+            match volumes::site(
+                name,
+                records.iter().find(|v| v.name == name),
+                &self.workers.snapshot(),
+                only,
+                false,
+            ) {
                 Site::Wait(wait) => Some(*wait),
                 _ => None,
             }
@@ -777,7 +1105,13 @@ impl DeploymentService {
         let mut waiting_for = vec![];
         if service.enabled {
             for dep in &service.depends_on {
-                if !self.instances.for_service(dep).await?.iter().any(|i| i.health == InstanceHealth::Healthy) {
+                if !self
+                    .instances
+                    .for_service(dep)
+                    .await?
+                    .iter()
+                    .any(|i| i.health == InstanceHealth::Healthy)
+                {
                     waiting_for.push(dep.clone());
                 }
             }
@@ -787,9 +1121,17 @@ impl DeploymentService {
             enabled: service.enabled,
             spec: service.deployment,
             load_balancing: service.load_balancing,
-            healthy: instances.iter().filter(|i| i.health == InstanceHealth::Healthy).count() as u32,
+            healthy: instances
+                .iter()
+                .filter(|i| i.health == InstanceHealth::Healthy)
+                .count() as u32,
             waiting_for,
-            problem: self.problems.lock().expect("problems lock").get(name).cloned(),
+            problem: self
+                .problems
+                .lock()
+                .expect("problems lock")
+                .get(name)
+                .cloned(),
             waiting_for_volume,
             instances,
         })
@@ -802,7 +1144,9 @@ impl DeploymentService {
         self.moves.advance().await?;
         self.backups.advance().await?;
         let mut cluster = self.cluster().await?;
-        self.backups.schedule(&cluster.services, &cluster.volumes, &cluster.workers).await?;
+        self.backups
+            .schedule(&cluster.services, &cluster.volumes, &cluster.workers)
+            .await?;
         let services = cluster.services.clone();
         let mut placed = vec![];
         let mut removed = vec![];
@@ -810,10 +1154,17 @@ impl DeploymentService {
         let mut problems = HashMap::new();
         // (A disabled service's instances went in the same transaction that disabled it.)
         for service in dependency_order(&services) {
-            let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled) else { continue };
+            let Some(spec) = service.deployment.as_ref().filter(|_| service.enabled) else {
+                continue;
+            };
             match self.reconcile(&mut cluster, service, spec, false) {
                 Ok(outcome) => {
-                    placed.extend(outcome.place.into_iter().map(|(w, i)| (w, Some(service.name.clone()), i)));
+                    placed.extend(
+                        outcome
+                            .place
+                            .into_iter()
+                            .map(|(w, i)| (w, Some(service.name.clone()), i)),
+                    );
                     removed.extend(outcome.remove);
                     volume_rows.extend(outcome.volumes);
                     if let Some(wait) = outcome.volume_wait {
@@ -835,7 +1186,9 @@ impl DeploymentService {
             *known = problems;
         }
         if !placed.is_empty() || !removed.is_empty() || !volume_rows.is_empty() {
-            self.instances.apply(&[], placed, &removed, &volume_rows).await?;
+            self.instances
+                .apply(&[], placed, &removed, &volume_rows)
+                .await?;
         }
         drop(guard);
         let gone: HashSet<Uuid> = removed.iter().map(|i| i.id).collect();
@@ -874,7 +1227,12 @@ impl DeploymentService {
 
 /// Whether one instance of `service` fits on `target`, as the scheduler would place it there (a
 /// move's or a restore's destination); 409 naming what is short otherwise.
-fn fits_on(cluster: &Cluster, service: &Service, spec: &DeploymentSpec, target: &Worker) -> ApiResult<()> {
+fn fits_on(
+    cluster: &Cluster,
+    service: &Service,
+    spec: &DeploymentSpec,
+    target: &Worker,
+) -> ApiResult<()> {
     let mut candidates = cluster.candidates(&service.name);
     candidates.retain(|c| c.id == target.id);
     let drivers = usable_drivers(service, spec.driver);
@@ -886,9 +1244,17 @@ fn fits_on(cluster: &Cluster, service: &Service, spec: &DeploymentSpec, target: 
         strategy: spec.strategy,
         drivers: &drivers,
     };
-    scheduler::place(&mut candidates, &request).map(|_| ()).map_err(|short| {
-        ApiError::conflict("insufficient_resources", format!("{} does not fit on worker {}: {}", service.name, target.name, short.message))
-    })
+    scheduler::place(&mut candidates, &request)
+        .map(|_| ())
+        .map_err(|short| {
+            ApiError::conflict(
+                "insufficient_resources",
+                format!(
+                    "{} does not fit on worker {}: {}",
+                    service.name, target.name, short.message
+                ),
+            )
+        })
 }
 
 /// `service` and, depth first, everything it depends on (dependencies before dependents).

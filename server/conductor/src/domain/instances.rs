@@ -14,12 +14,13 @@ use uuid::Uuid;
 use super::{from_ms, workers::WorkerService};
 use crate::{
     model::{
-        Assignments, CreateInstanceRequest, DesiredState, Instance, InstanceHealth, InstanceSpec, InstanceState,
-        InstanceStatusReport, VolumeTransfer, BackupJob,
+        Assignments, BackupJob, CreateInstanceRequest, DesiredState, Instance, InstanceHealth,
+        InstanceSpec, InstanceState, InstanceStatusReport, VolumeTransfer,
     },
     store::{
-        Db, now_ms,
+        Db,
         instances::{self, InstanceRow},
+        now_ms,
         services::{self, DeploymentUpdate},
         volumes::{self, VolumeRow},
     },
@@ -80,8 +81,12 @@ fn parse_state(s: &str) -> InstanceState {
 pub fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::bad_request("invalid_spec", m));
     match (&spec.image, &spec.command) {
-        (None, None) => return bad("give an image (docker driver) or a command (process driver)".into()),
-        (_, Some(cmd)) if cmd[0].trim().is_empty() => return bad("command must name a program".into()),
+        (None, None) => {
+            return bad("give an image (docker driver) or a command (process driver)".into());
+        }
+        (_, Some(cmd)) if cmd[0].trim().is_empty() => {
+            return bad("command must name a program".into());
+        }
         (Some(image), _) if image.trim().is_empty() => return bad("image must not be empty".into()),
         _ => {}
     }
@@ -89,18 +94,32 @@ pub fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
         return bad("ports: at most 32, each 1–65535".into());
     }
     for key in spec.env.keys() {
-        let ok = !key.is_empty() && !key.starts_with(|c: char| c.is_ascii_digit()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let ok = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !ok {
-            return bad(format!("environment variable name {key:?} must be letters, digits and '_', not starting with a digit"));
+            return bad(format!(
+                "environment variable name {key:?} must be letters, digits and '_', not starting with a digit"
+            ));
         }
     }
-    if spec.health_path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+    if spec
+        .health_path
+        .as_ref()
+        .is_some_and(|p| !p.starts_with('/'))
+    {
         return bad("health_path must start with '/'".into());
     }
     if spec.health_path.is_some() && spec.ports.is_empty() {
         return bad("a health_path needs a port to probe".into());
     }
-    if spec.volume.as_ref().is_some_and(|v| v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))) {
+    if spec.volume.as_ref().is_some_and(|v| {
+        v.is_empty()
+            || v.len() > 64
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+    }) {
         return bad("volume must be 1–64 of letters, digits, '_' and '-'".into());
     }
     Ok(())
@@ -123,17 +142,27 @@ impl InstanceService {
 
     /// Ends every wait for assignments (the conductor is shutting down).
     pub fn close(&self) {
-        self.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.changed.send_modify(|n| *n += 1);
     }
 
     fn version(&self, worker_id: Uuid) -> u64 {
-        *self.versions.lock().expect("versions lock").get(&worker_id).unwrap_or(&self.base_version)
+        *self
+            .versions
+            .lock()
+            .expect("versions lock")
+            .get(&worker_id)
+            .unwrap_or(&self.base_version)
     }
 
     /// Replaces every worker's moves work (transfers and releases); workers whose work changed
     /// are woken.
-    pub fn set_volume_work(&self, mut transfers: HashMap<Uuid, Vec<VolumeTransfer>>, mut releases: HashMap<Uuid, Vec<String>>) {
+    pub fn set_volume_work(
+        &self,
+        mut transfers: HashMap<Uuid, Vec<VolumeTransfer>>,
+        mut releases: HashMap<Uuid, Vec<String>>,
+    ) {
         let workers: Vec<Uuid> = transfers.keys().chain(releases.keys()).copied().collect();
         self.change_work_for(&workers, |worker, work| {
             work.transfers = transfers.remove(&worker).unwrap_or_default();
@@ -144,7 +173,9 @@ impl InstanceService {
     /// Replaces every worker's backup jobs; workers whose jobs changed are woken.
     pub fn set_backup_jobs(&self, mut jobs: HashMap<Uuid, Vec<BackupJob>>) {
         let workers: Vec<Uuid> = jobs.keys().copied().collect();
-        self.change_work_for(&workers, |worker, work| work.backup_jobs = jobs.remove(&worker).unwrap_or_default());
+        self.change_work_for(&workers, |worker, work| {
+            work.backup_jobs = jobs.remove(&worker).unwrap_or_default()
+        });
     }
 
     /// Applies `set` to the work of every worker that has some, and of `also`.
@@ -178,7 +209,12 @@ impl InstanceService {
 
     /// The worker's assignments; when `after_version` is its current version, first waits up to
     /// `wait` for a change (a long poll).
-    pub async fn assignments(&self, worker_id: Uuid, after_version: Option<u64>, wait: Duration) -> ApiResult<Assignments> {
+    pub async fn assignments(
+        &self,
+        worker_id: Uuid,
+        after_version: Option<u64>,
+        wait: Duration,
+    ) -> ApiResult<Assignments> {
         if wait > MAX_ASSIGNMENT_WAIT {
             return Err(ApiError::bad_request(
                 "invalid_wait",
@@ -188,14 +224,25 @@ impl InstanceService {
         if let Some(known) = after_version {
             let mut changes = self.changed.subscribe();
             let deadline = tokio::time::Instant::now() + wait;
-            while self.version(worker_id) == known && !self.closing.load(std::sync::atomic::Ordering::SeqCst) {
-                if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            while self.version(worker_id) == known
+                && !self.closing.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                if tokio::time::timeout_at(deadline, changes.changed())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
         }
         let version = self.version(worker_id);
-        let work = self.volume_work.lock().expect("volume work lock").get(&worker_id).cloned().unwrap_or_default();
+        let work = self
+            .volume_work
+            .lock()
+            .expect("volume work lock")
+            .get(&worker_id)
+            .cloned()
+            .unwrap_or_default();
         Ok(Assignments {
             version,
             instances: self.for_worker(worker_id).await?,
@@ -206,39 +253,61 @@ impl InstanceService {
     }
 
     /// Assigns a new instance to `worker_id` (which the caller has checked exists).
-    pub async fn create(&self, worker_id: Uuid, mut req: CreateInstanceRequest) -> ApiResult<Instance> {
+    pub async fn create(
+        &self,
+        worker_id: Uuid,
+        mut req: CreateInstanceRequest,
+    ) -> ApiResult<Instance> {
         // An empty command is no command (clients may send `[]` for "use the image's").
         req.spec.command = req.spec.command.filter(|c| !c.is_empty());
         validate_spec(&req.spec)?;
         if let Some(service) = &req.service {
-            if services::get(&self.db, service).await.map_err(ApiError::internal)?.is_none() {
-                return Err(ApiError::not_found("service_not_found", format!("no service {service:?} in the catalog")));
+            if services::get(&self.db, service)
+                .await
+                .map_err(ApiError::internal)?
+                .is_none()
+            {
+                return Err(ApiError::not_found(
+                    "service_not_found",
+                    format!("no service {service:?} in the catalog"),
+                ));
             }
         }
         let row = new_row(worker_id, req.service, &req.spec, now_ms())?;
-        instances::insert(&self.db, &row).await.map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                ApiError::not_found("worker_not_found", format!("no worker with id {worker_id}"))
-            }
-            _ => ApiError::internal(e),
-        })?;
+        instances::insert(&self.db, &row)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => ApiError::not_found(
+                    "worker_not_found",
+                    format!("no worker with id {worker_id}"),
+                ),
+                _ => ApiError::internal(e),
+            })?;
         self.bump(worker_id);
         tracing::info!(instance_id = %row.id, worker_id = %worker_id, "instance assigned");
         self.to_model(row)
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<Instance> {
-        let row = instances::get(&self.db, &id.to_string()).await.map_err(ApiError::internal)?;
-        self.to_model(row.ok_or_else(|| ApiError::not_found("instance_not_found", format!("no instance with id {id}")))?)
+        let row = instances::get(&self.db, &id.to_string())
+            .await
+            .map_err(ApiError::internal)?;
+        self.to_model(row.ok_or_else(|| {
+            ApiError::not_found("instance_not_found", format!("no instance with id {id}"))
+        })?)
     }
 
     pub async fn for_worker(&self, worker_id: Uuid) -> ApiResult<Vec<Instance>> {
-        let rows = instances::for_worker(&self.db, &worker_id.to_string()).await.map_err(ApiError::internal)?;
+        let rows = instances::for_worker(&self.db, &worker_id.to_string())
+            .await
+            .map_err(ApiError::internal)?;
         rows.into_iter().map(|r| self.to_model(r)).collect()
     }
 
     pub async fn for_service(&self, service: &str) -> ApiResult<Vec<Instance>> {
-        let rows = instances::for_service(&self.db, service).await.map_err(ApiError::internal)?;
+        let rows = instances::for_service(&self.db, service)
+            .await
+            .map_err(ApiError::internal)?;
         rows.into_iter().map(|r| self.to_model(r)).collect()
     }
 
@@ -299,19 +368,33 @@ impl InstanceService {
 
     /// Removes the instance; its worker stops it when it next fetches its assignments.
     pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
-        let worker = instances::get(&self.db, &id.to_string()).await.map_err(ApiError::internal)?.map(|r| r.worker_id);
-        if instances::delete(&self.db, &id.to_string()).await.map_err(ApiError::internal)? {
+        let worker = instances::get(&self.db, &id.to_string())
+            .await
+            .map_err(ApiError::internal)?
+            .map(|r| r.worker_id);
+        if instances::delete(&self.db, &id.to_string())
+            .await
+            .map_err(ApiError::internal)?
+        {
             if let Some(worker) = worker.and_then(|w| Uuid::parse_str(&w).ok()) {
                 self.bump(worker);
             }
             tracing::info!(instance_id = %id, "instance removed");
             Ok(())
         } else {
-            Err(ApiError::not_found("instance_not_found", format!("no instance with id {id}")))
+            Err(ApiError::not_found(
+                "instance_not_found",
+                format!("no instance with id {id}"),
+            ))
         }
     }
 
-    pub async fn report(&self, worker_id: Uuid, instance_id: Uuid, report: InstanceStatusReport) -> ApiResult<()> {
+    pub async fn report(
+        &self,
+        worker_id: Uuid,
+        instance_id: Uuid,
+        report: InstanceStatusReport,
+    ) -> ApiResult<()> {
         let recorded = instances::report(
             &self.db,
             &instance_id.to_string(),
@@ -340,7 +423,11 @@ impl InstanceService {
     fn to_model(&self, row: InstanceRow) -> ApiResult<Instance> {
         let worker_id = Uuid::parse_str(&row.worker_id).map_err(ApiError::internal)?;
         let state = parse_state(&row.state);
-        let desired_state = if row.desired_state == "stopped" { DesiredState::Stopped } else { DesiredState::Running };
+        let desired_state = if row.desired_state == "stopped" {
+            DesiredState::Stopped
+        } else {
+            DesiredState::Running
+        };
         let health = if !self.workers.is_live(worker_id) {
             InstanceHealth::Lost
         } else {
@@ -351,7 +438,12 @@ impl InstanceService {
 }
 
 /// A freshly assigned instance: to run, not picked up yet.
-fn new_row(worker_id: Uuid, service: Option<String>, spec: &InstanceSpec, now: i64) -> ApiResult<InstanceRow> {
+fn new_row(
+    worker_id: Uuid,
+    service: Option<String>,
+    spec: &InstanceSpec,
+    now: i64,
+) -> ApiResult<InstanceRow> {
     Ok(InstanceRow {
         id: Uuid::new_v4().to_string(),
         worker_id: worker_id.to_string(),
@@ -373,11 +465,19 @@ fn health_of(desired: DesiredState, state: InstanceState) -> InstanceHealth {
         (DesiredState::Stopped, _) | (_, InstanceState::Stopped) => InstanceHealth::Stopped,
         (_, InstanceState::Running) => InstanceHealth::Healthy,
         (_, InstanceState::Pending | InstanceState::Starting) => InstanceHealth::Starting,
-        (_, InstanceState::Unhealthy | InstanceState::Exited | InstanceState::Failed) => InstanceHealth::Unhealthy,
+        (_, InstanceState::Unhealthy | InstanceState::Exited | InstanceState::Failed) => {
+            InstanceHealth::Unhealthy
+        }
     }
 }
 
-fn to_model(row: InstanceRow, worker_id: Uuid, state: InstanceState, desired_state: DesiredState, health: InstanceHealth) -> ApiResult<Instance> {
+fn to_model(
+    row: InstanceRow,
+    worker_id: Uuid,
+    state: InstanceState,
+    desired_state: DesiredState,
+    health: InstanceHealth,
+) -> ApiResult<Instance> {
     Ok(Instance {
         id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
         worker_id,

@@ -41,27 +41,64 @@ impl LoginGuard {
     /// How long `username` from `addr` must still wait, if at all.
     pub fn wait(&self, username: &str, addr: IpAddr) -> Option<Duration> {
         let now = Instant::now();
-        let user = self.per_user.lock().expect("login guard").get(&(username.to_owned(), addr)).map(|f| f.blocked_until);
-        let address = self.per_address.lock().expect("login guard").get(&addr).map(|f| f.blocked_until);
-        [user, address].into_iter().flatten().filter(|until| *until > now).max().map(|until| until - now)
+        let user = self
+            .per_user
+            .lock()
+            .expect("login guard")
+            .get(&(username.to_owned(), addr))
+            .map(|f| f.blocked_until);
+        let address = self
+            .per_address
+            .lock()
+            .expect("login guard")
+            .get(&addr)
+            .map(|f| f.blocked_until);
+        [user, address]
+            .into_iter()
+            .flatten()
+            .filter(|until| *until > now)
+            .max()
+            .map(|until| until - now)
     }
 
     pub fn failed(&self, username: &str, addr: IpAddr) {
         let now = Instant::now();
-        record(&mut self.per_user.lock().expect("login guard"), (username.to_owned(), addr), FREE_FAILURES_PER_USER, now);
-        record(&mut self.per_address.lock().expect("login guard"), addr, FREE_FAILURES_PER_ADDRESS, now);
+        record(
+            &mut self.per_user.lock().expect("login guard"),
+            (username.to_owned(), addr),
+            FREE_FAILURES_PER_USER,
+            now,
+        );
+        record(
+            &mut self.per_address.lock().expect("login guard"),
+            addr,
+            FREE_FAILURES_PER_ADDRESS,
+            now,
+        );
     }
 
     pub fn succeeded(&self, username: &str, addr: IpAddr) {
-        self.per_user.lock().expect("login guard").remove(&(username.to_owned(), addr));
+        self.per_user
+            .lock()
+            .expect("login guard")
+            .remove(&(username.to_owned(), addr));
     }
 }
 
-fn record<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Failures>, key: K, free: u32, now: Instant) {
+fn record<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Failures>,
+    key: K,
+    free: u32,
+    now: Instant,
+) {
     if map.len() >= MAX_ENTRIES {
         map.retain(|_, f| f.blocked_until > now || now - f.last < FORGET_AFTER);
     }
-    let entry = map.entry(key).or_insert(Failures { count: 0, blocked_until: now, last: now });
+    let entry = map.entry(key).or_insert(Failures {
+        count: 0,
+        blocked_until: now,
+        last: now,
+    });
     if now - entry.last > FORGET_AFTER {
         entry.count = 0;
     }
@@ -90,14 +127,31 @@ mod tests {
             assert_eq!(guard.wait("admin", attacker), None);
             guard.failed("admin", attacker);
         }
-        assert_eq!(guard.wait("admin", attacker), None, "the free failures do not block");
+        assert_eq!(
+            guard.wait("admin", attacker),
+            None,
+            "the free failures do not block"
+        );
         guard.failed("admin", attacker);
-        let first = guard.wait("admin", attacker).expect("blocked after the free failures");
+        let first = guard
+            .wait("admin", attacker)
+            .expect("blocked after the free failures");
         guard.failed("admin", attacker);
         let second = guard.wait("admin", attacker).expect("still blocked");
-        assert!(second > first, "each failure doubles the wait: {first:?} then {second:?}");
-        assert_eq!(guard.wait("admin", colleague), None, "the same user from elsewhere is not blocked");
-        assert_eq!(guard.wait("nobody", attacker), None, "another username from the address is not blocked yet");
+        assert!(
+            second > first,
+            "each failure doubles the wait: {first:?} then {second:?}"
+        );
+        assert_eq!(
+            guard.wait("admin", colleague),
+            None,
+            "the same user from elsewhere is not blocked"
+        );
+        assert_eq!(
+            guard.wait("nobody", attacker),
+            None,
+            "another username from the address is not blocked yet"
+        );
     }
 
     #[test]

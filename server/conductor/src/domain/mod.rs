@@ -27,5 +27,8 @@ pub fn random_secret(prefix: &str, bytes: usize) -> String {
     use rand::RngCore as _;
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    )
 }

@@ -34,13 +34,13 @@ use uuid::Uuid;
 use super::{auth::AuthService, from_ms, instances::InstanceService, workers::WorkerService};
 use crate::{
     model::{
-        BackupSource, InstanceHealth, InstanceState, MoveState, TransferOutcome, TransferReport, VolumeMove, VolumeTransfer, Worker,
-        WorkerStatus,
+        BackupSource, InstanceHealth, InstanceState, MoveState, TransferOutcome, TransferReport,
+        VolumeMove, VolumeTransfer, Worker, WorkerStatus,
     },
     store::{
-        Db, now_ms,
+        Db,
         moves::{self, MoveRow},
-        volumes,
+        now_ms, volumes,
     },
 };
 
@@ -109,12 +109,22 @@ fn to_model(row: &MoveRow) -> VolumeMove {
         error: row.error.clone(),
         created_at: from_ms(row.created_at),
         updated_at: from_ms(row.updated_at),
-        backup_id: row.backup_id.as_deref().and_then(|b| Uuid::parse_str(b).ok()),
+        backup_id: row
+            .backup_id
+            .as_deref()
+            .and_then(|b| Uuid::parse_str(b).ok()),
     }
 }
 
 /// The row of a move beginning now.
-fn new_row(service: &str, volume: &str, source: Uuid, target: Uuid, state: MoveState, backup_id: Option<Uuid>) -> MoveRow {
+fn new_row(
+    service: &str,
+    volume: &str,
+    source: Uuid,
+    target: Uuid,
+    state: MoveState,
+    backup_id: Option<Uuid>,
+) -> MoveRow {
     let now = now_ms();
     MoveRow {
         id: Uuid::new_v4().to_string(),
@@ -139,16 +149,44 @@ impl MoveService {
     /// Loads the moves under way. One interrupted in `stopping` or `copying` (the grant is gone
     /// with the old process) fails now, putting its service back on its old worker; later steps
     /// carry on.
-    pub async fn start(db: Db, auth: Arc<AuthService>, workers: Arc<WorkerService>, instances: Arc<InstanceService>) -> Result<Self, sqlx::Error> {
-        let service = Self { db: db.clone(), auth, workers, instances, active: Mutex::default(), step: tokio::sync::Mutex::new(()) };
+    pub async fn start(
+        db: Db,
+        auth: Arc<AuthService>,
+        workers: Arc<WorkerService>,
+        instances: Arc<InstanceService>,
+    ) -> Result<Self, sqlx::Error> {
+        let service = Self {
+            db: db.clone(),
+            auth,
+            workers,
+            instances,
+            active: Mutex::default(),
+            step: tokio::sync::Mutex::new(()),
+        };
         for row in moves::under_way(&db).await? {
             let source_url = String::new();
-            let active = Active { row, grant: None, source_url, restore: None, since: Instant::now() };
-            let interrupted = matches!(parse_state(&active.row.state), MoveState::Stopping | MoveState::Copying);
+            let active = Active {
+                row,
+                grant: None,
+                source_url,
+                restore: None,
+                since: Instant::now(),
+            };
+            let interrupted = matches!(
+                parse_state(&active.row.state),
+                MoveState::Stopping | MoveState::Copying
+            );
             let volume = active.row.volume.clone();
-            service.active.lock().expect("moves lock").insert(volume.clone(), active);
+            service
+                .active
+                .lock()
+                .expect("moves lock")
+                .insert(volume.clone(), active);
             if interrupted {
-                if let Err(e) = service.fail(&volume, "the conductor restarted during the move".into()).await {
+                if let Err(e) = service
+                    .fail(&volume, "the conductor restarted during the move".into())
+                    .await
+                {
                     tracing::error!(volume, error = %e.body().message, "could not end an interrupted move");
                 }
             }
@@ -160,37 +198,90 @@ impl MoveService {
     /// The state and target of `service`'s move under way, if any.
     pub fn under_way(&self, service: &str) -> Option<(MoveState, Uuid)> {
         let active = self.active.lock().expect("moves lock");
-        active.values().find(|a| a.row.service == service).map(|a| (parse_state(&a.row.state), uuid(&a.row.target_worker_id)))
+        active
+            .values()
+            .find(|a| a.row.service == service)
+            .map(|a| (parse_state(&a.row.state), uuid(&a.row.target_worker_id)))
     }
 
     /// Whether the deployment loop must leave `service` alone (its move is stopping or copying it).
     pub fn holds(&self, service: &str) -> bool {
-        matches!(self.under_way(service), Some((MoveState::Stopping | MoveState::Copying, _)))
+        matches!(
+            self.under_way(service),
+            Some((MoveState::Stopping | MoveState::Copying, _))
+        )
     }
 
     /// Begins moving `service` (whose volume `volume` is on `source`) to `target`. The caller has
     /// checked that the service may go there; this records the move and stops the old instance.
-    pub async fn begin(&self, service: &str, volume: &str, source: &Worker, target: &Worker) -> ApiResult<VolumeMove> {
+    pub async fn begin(
+        &self,
+        service: &str,
+        volume: &str,
+        source: &Worker,
+        target: &Worker,
+    ) -> ApiResult<VolumeMove> {
         let source_url = source.api_url.clone().ok_or_else(|| {
             ApiError::conflict(
                 "source_has_no_api",
                 format!("worker {} serves no worker API (WORKER_API_PORT=off), so its volume cannot be fetched from it", source.name),
             )
         })?;
-        let row = new_row(service, volume, source.id, target.id, MoveState::Stopping, None);
+        let row = new_row(
+            service,
+            volume,
+            source.id,
+            target.id,
+            MoveState::Stopping,
+            None,
+        );
         tracing::info!(move_id = %row.id, service, from = %source.id, to = %target.id, "volume move begun: stopping the instance");
-        self.record(Active { row, grant: None, source_url, restore: None, since: Instant::now() }).await
+        self.record(Active {
+            row,
+            grant: None,
+            source_url,
+            restore: None,
+            since: Instant::now(),
+        })
+        .await
     }
 
     /// Begins restoring `service`'s volume from a backup onto `target`. `holder` is the worker
     /// holding the volume now (the record's), which may be lost or gone; when it is live its
     /// instance is stopped first, and its copy is left in place.
-    pub async fn begin_restore(&self, service: &str, volume: &str, holder: Uuid, holder_live: bool, target: &Worker, source: BackupSource, store: Uuid) -> ApiResult<VolumeMove> {
-        let state = if holder_live { MoveState::Stopping } else { MoveState::Copying };
-        let row = new_row(service, volume, holder, target.id, state, Some(source.backup_id));
+    pub async fn begin_restore(
+        &self,
+        service: &str,
+        volume: &str,
+        holder: Uuid,
+        holder_live: bool,
+        target: &Worker,
+        source: BackupSource,
+        store: Uuid,
+    ) -> ApiResult<VolumeMove> {
+        let state = if holder_live {
+            MoveState::Stopping
+        } else {
+            MoveState::Copying
+        };
+        let row = new_row(
+            service,
+            volume,
+            holder,
+            target.id,
+            state,
+            Some(source.backup_id),
+        );
         tracing::info!(move_id = %row.id, service, backup_id = %source.backup_id, to = %target.id, "restore begun");
         let grant = Some(source.grant.clone());
-        self.record(Active { row, grant, source_url: source.store_url.clone(), restore: Some((source, store)), since: Instant::now() }).await
+        self.record(Active {
+            row,
+            grant,
+            source_url: source.store_url.clone(),
+            restore: Some((source, store)),
+            since: Instant::now(),
+        })
+        .await
     }
 
     /// Records a move that begins now and stops its service's old instance, in one transaction,
@@ -199,7 +290,13 @@ impl MoveService {
         let _step = self.step.lock().await;
         let service = active.row.service.clone();
         if let Some((state, _)) = self.under_way(&service) {
-            return Err(ApiError::conflict("move_under_way", format!("{service} is already being moved (step {})", state_name(state))));
+            return Err(ApiError::conflict(
+                "move_under_way",
+                format!(
+                    "{service} is already being moved (step {})",
+                    state_name(state)
+                ),
+            ));
         }
         let row = &active.row;
         let commit = async {
@@ -211,17 +308,30 @@ impl MoveService {
         commit.await.map_err(ApiError::internal)?;
         self.instances.bump(uuid(&row.source_worker_id));
         let model = to_model(row);
-        self.active.lock().expect("moves lock").insert(row.volume.clone(), active);
+        self.active
+            .lock()
+            .expect("moves lock")
+            .insert(row.volume.clone(), active);
         self.publish_work();
         Ok(model)
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<VolumeMove> {
-        let row = moves::get(&self.db, &id.to_string()).await.map_err(ApiError::internal)?;
-        let row = row.ok_or_else(|| ApiError::not_found("move_not_found", format!("no move with id {id}")))?;
+        let row = moves::get(&self.db, &id.to_string())
+            .await
+            .map_err(ApiError::internal)?;
+        let row = row.ok_or_else(|| {
+            ApiError::not_found("move_not_found", format!("no move with id {id}"))
+        })?;
         let mut model = to_model(&row);
         // Progress is kept in memory while copying.
-        if let Some(a) = self.active.lock().expect("moves lock").values().find(|a| a.row.id == row.id) {
+        if let Some(a) = self
+            .active
+            .lock()
+            .expect("moves lock")
+            .values()
+            .find(|a| a.row.id == row.id)
+        {
             model.bytes_copied = u64::try_from(a.row.bytes_copied).unwrap_or(0);
         }
         Ok(model)
@@ -229,27 +339,46 @@ impl MoveService {
 
     /// The newest moves (at most 100), under way or ended.
     pub async fn list(&self) -> ApiResult<Vec<VolumeMove>> {
-        let rows = moves::recent(&self.db, 100).await.map_err(ApiError::internal)?;
+        let rows = moves::recent(&self.db, 100)
+            .await
+            .map_err(ApiError::internal)?;
         Ok(rows.iter().map(to_model).collect())
     }
 
     /// A receiving worker's report on its copy.
-    pub async fn report(&self, worker: Uuid, move_id: Uuid, report: TransferReport) -> ApiResult<()> {
+    pub async fn report(
+        &self,
+        worker: Uuid,
+        move_id: Uuid,
+        report: TransferReport,
+    ) -> ApiResult<()> {
         let _step = self.step.lock().await;
         let volume = {
             let mut active = self.active.lock().expect("moves lock");
-            let Some(a) = active.values_mut().find(|a| a.row.id == move_id.to_string()) else {
-                return Err(ApiError::not_found("move_not_found", format!("no move {move_id} is under way; drop its copy")));
+            let Some(a) = active
+                .values_mut()
+                .find(|a| a.row.id == move_id.to_string())
+            else {
+                return Err(ApiError::not_found(
+                    "move_not_found",
+                    format!("no move {move_id} is under way; drop its copy"),
+                ));
             };
             let state = parse_state(&a.row.state);
             let to_this_worker = a.row.target_worker_id == worker.to_string();
             // A repeated "copied" (the answer to the first was lost) is answered as the first was:
             // the worker must keep the copy that is now the volume.
-            if to_this_worker && report.outcome == TransferOutcome::Copied && matches!(state, MoveState::Starting | MoveState::Cleaning) {
+            if to_this_worker
+                && report.outcome == TransferOutcome::Copied
+                && matches!(state, MoveState::Starting | MoveState::Cleaning)
+            {
                 return Ok(());
             }
             if !to_this_worker || state != MoveState::Copying {
-                return Err(ApiError::conflict("move_not_copying", format!("move {move_id} is not copying to worker {worker}; drop its copy")));
+                return Err(ApiError::conflict(
+                    "move_not_copying",
+                    format!("move {move_id} is not copying to worker {worker}; drop its copy"),
+                ));
             }
             a.row.bytes_copied = i64::try_from(report.bytes).unwrap_or(i64::MAX);
             a.since = Instant::now();
@@ -258,7 +387,9 @@ impl MoveService {
         match report.outcome {
             TransferOutcome::Copying => Ok(()),
             TransferOutcome::Failed => {
-                let why = report.error.unwrap_or_else(|| "the receiving worker gave up".into());
+                let why = report
+                    .error
+                    .unwrap_or_else(|| "the receiving worker gave up".into());
                 self.fail(&volume, format!("the copy failed: {why}")).await
             }
             TransferOutcome::Copied => self.copied(&volume).await,
@@ -268,7 +399,13 @@ impl MoveService {
     /// The copy is whole on the new worker: the volume is recorded there and the old instance goes,
     /// in one transaction; the deployment loop starts the service on the new worker.
     async fn copied(&self, volume: &str) -> ApiResult<()> {
-        let mut row = self.active.lock().expect("moves lock").get(volume).map(|a| a.row.clone()).expect("under way");
+        let mut row = self
+            .active
+            .lock()
+            .expect("moves lock")
+            .get(volume)
+            .map(|a| a.row.clone())
+            .expect("under way");
         row.state = state_name(MoveState::Starting).into();
         row.updated_at = now_ms();
         let commit = async {
@@ -294,7 +431,15 @@ impl MoveService {
 
     /// Ends the move as failed and puts the service back on its old worker with its own copy.
     async fn fail(&self, volume: &str, why: String) -> ApiResult<()> {
-        let Some(mut row) = self.active.lock().expect("moves lock").get(volume).map(|a| a.row.clone()) else { return Ok(()) };
+        let Some(mut row) = self
+            .active
+            .lock()
+            .expect("moves lock")
+            .get(volume)
+            .map(|a| a.row.clone())
+        else {
+            return Ok(());
+        };
         let was = parse_state(&row.state);
         row.state = state_name(MoveState::Failed).into();
         row.error = Some(why.clone());
@@ -304,10 +449,12 @@ impl MoveService {
             if was == MoveState::Starting {
                 // The volume goes back to the old worker, whose copy was never touched; what
                 // started on the new worker is removed (its copy stays there, unused).
-                volumes::set_holder_in(&mut tx, volume, &row.source_worker_id, row.updated_at).await?;
+                volumes::set_holder_in(&mut tx, volume, &row.source_worker_id, row.updated_at)
+                    .await?;
                 moves::delete_instances_in(&mut tx, &row.service, &row.target_worker_id).await?;
             } else {
-                moves::set_desired_in(&mut tx, &row.service, &row.source_worker_id, "running").await?;
+                moves::set_desired_in(&mut tx, &row.service, &row.source_worker_id, "running")
+                    .await?;
             }
             moves::update_in(&mut tx, &row).await?;
             tx.commit().await
@@ -322,8 +469,21 @@ impl MoveService {
     }
 
     /// Writes a step change of an active move.
-    async fn set_state(&self, volume: &str, state: MoveState, grant: Option<String>) -> ApiResult<()> {
-        let Some(mut row) = self.active.lock().expect("moves lock").get(volume).map(|a| a.row.clone()) else { return Ok(()) };
+    async fn set_state(
+        &self,
+        volume: &str,
+        state: MoveState,
+        grant: Option<String>,
+    ) -> ApiResult<()> {
+        let Some(mut row) = self
+            .active
+            .lock()
+            .expect("moves lock")
+            .get(volume)
+            .map(|a| a.row.clone())
+        else {
+            return Ok(());
+        };
         row.state = state_name(state).into();
         row.updated_at = now_ms();
         let commit = async {
@@ -351,16 +511,33 @@ impl MoveService {
     pub async fn advance(&self) -> ApiResult<()> {
         let _step = self.step.lock().await;
         // (volume, step, old worker, new worker, service, time in step, the backup store of a restore)
-        type Step = (String, MoveState, Uuid, Uuid, String, Duration, Option<Uuid>);
+        type Step = (
+            String,
+            MoveState,
+            Uuid,
+            Uuid,
+            String,
+            Duration,
+            Option<Uuid>,
+        );
         let snapshot: Vec<Step> = self
             .active
             .lock()
             .expect("moves lock")
             .values()
             .map(|a| {
-                let (source, target) = (uuid(&a.row.source_worker_id), uuid(&a.row.target_worker_id));
+                let (source, target) =
+                    (uuid(&a.row.source_worker_id), uuid(&a.row.target_worker_id));
                 let store = a.restore.as_ref().map(|(_, store)| *store);
-                (a.row.volume.clone(), parse_state(&a.row.state), source, target, a.row.service.clone(), a.since.elapsed(), store)
+                (
+                    a.row.volume.clone(),
+                    parse_state(&a.row.state),
+                    source,
+                    target,
+                    a.row.service.clone(),
+                    a.since.elapsed(),
+                    store,
+                )
             })
             .collect();
         if snapshot.is_empty() {
@@ -382,7 +559,15 @@ impl MoveService {
             match state {
                 MoveState::Stopping | MoveState::Copying if lost.is_some() => {
                     let w = lost.expect("some");
-                    self.fail(&volume, format!("worker {} was lost during the {} step", name(w), state_name(state))).await?;
+                    self.fail(
+                        &volume,
+                        format!(
+                            "worker {} was lost during the {} step",
+                            name(w),
+                            state_name(state)
+                        ),
+                    )
+                    .await?;
                 }
                 MoveState::Stopping => {
                     let instances = self.instances.for_service(&service).await?;
@@ -390,35 +575,91 @@ impl MoveService {
                     if old.iter().all(|i| i.state == InstanceState::Stopped) {
                         let grant = match store {
                             // A restore's grant (to read the backup) came with it.
-                            Some(_) => self.active.lock().expect("moves lock").get(&volume).and_then(|a| a.grant.clone()),
+                            Some(_) => self
+                                .active
+                                .lock()
+                                .expect("moves lock")
+                                .get(&volume)
+                                .and_then(|a| a.grant.clone()),
                             None => {
-                                let move_id = self.active.lock().expect("moves lock").get(&volume).map(|a| uuid(&a.row.id)).unwrap_or_default();
-                                Some(self.auth.volume_transfer_grant(move_id, &volume, source, GRANT_LIFETIME)?)
+                                let move_id = self
+                                    .active
+                                    .lock()
+                                    .expect("moves lock")
+                                    .get(&volume)
+                                    .map(|a| uuid(&a.row.id))
+                                    .unwrap_or_default();
+                                Some(self.auth.volume_transfer_grant(
+                                    move_id,
+                                    &volume,
+                                    source,
+                                    GRANT_LIFETIME,
+                                )?)
                             }
                         };
                         self.set_state(&volume, MoveState::Copying, grant).await?;
                     } else if elapsed > STOP_TIMEOUT {
-                        self.fail(&volume, format!("the instance on {} did not stop within {} s", name(source), STOP_TIMEOUT.as_secs())).await?;
+                        self.fail(
+                            &volume,
+                            format!(
+                                "the instance on {} did not stop within {} s",
+                                name(source),
+                                STOP_TIMEOUT.as_secs()
+                            ),
+                        )
+                        .await?;
                     }
                 }
                 MoveState::Copying if elapsed > COPY_STALL_TIMEOUT => {
-                    self.fail(&volume, format!("the copy made no progress for {} s", COPY_STALL_TIMEOUT.as_secs())).await?;
+                    self.fail(
+                        &volume,
+                        format!(
+                            "the copy made no progress for {} s",
+                            COPY_STALL_TIMEOUT.as_secs()
+                        ),
+                    )
+                    .await?;
                 }
                 MoveState::Copying => {}
                 MoveState::Starting => {
                     let instances = self.instances.for_service(&service).await?;
-                    if instances.iter().any(|i| i.worker_id == target && i.health == InstanceHealth::Healthy) {
+                    if instances
+                        .iter()
+                        .any(|i| i.worker_id == target && i.health == InstanceHealth::Healthy)
+                    {
                         // A restore leaves the old copy alone: it may be newer than the backup.
-                        let next = if store.is_some() { MoveState::Done } else { MoveState::Cleaning };
+                        let next = if store.is_some() {
+                            MoveState::Done
+                        } else {
+                            MoveState::Cleaning
+                        };
                         self.set_state(&volume, next, None).await?;
                     } else if !live(target) {
-                        self.fail(&volume, format!("worker {} was lost before the service started there", name(target))).await?;
+                        self.fail(
+                            &volume,
+                            format!(
+                                "worker {} was lost before the service started there",
+                                name(target)
+                            ),
+                        )
+                        .await?;
                     } else if elapsed > START_TIMEOUT {
-                        self.fail(&volume, format!("the service was not healthy on {} within {} s", name(target), START_TIMEOUT.as_secs())).await?;
+                        self.fail(
+                            &volume,
+                            format!(
+                                "the service was not healthy on {} within {} s",
+                                name(target),
+                                START_TIMEOUT.as_secs()
+                            ),
+                        )
+                        .await?;
                     }
                 }
                 MoveState::Cleaning => {
-                    let released = worker(source).is_some_and(|w| w.status == WorkerStatus::Live && !w.resources.volumes.iter().any(|v| v.name == volume));
+                    let released = worker(source).is_some_and(|w| {
+                        w.status == WorkerStatus::Live
+                            && !w.resources.volumes.iter().any(|v| v.name == volume)
+                    });
                     if released {
                         self.set_state(&volume, MoveState::Done, None).await?;
                     }
@@ -436,14 +677,20 @@ impl MoveService {
         let mut releases: HashMap<Uuid, Vec<String>> = HashMap::new();
         for a in self.active.lock().expect("moves lock").values() {
             match (parse_state(&a.row.state), &a.grant) {
-                (MoveState::Copying, Some(grant)) => transfers.entry(uuid(&a.row.target_worker_id)).or_default().push(VolumeTransfer {
-                    move_id: uuid(&a.row.id),
-                    volume: a.row.volume.clone(),
-                    source_url: a.source_url.clone(),
-                    grant: grant.clone(),
-                    backup: a.restore.as_ref().map(|(source, _)| source.clone()),
-                }),
-                (MoveState::Cleaning, _) => releases.entry(uuid(&a.row.source_worker_id)).or_default().push(a.row.volume.clone()),
+                (MoveState::Copying, Some(grant)) => transfers
+                    .entry(uuid(&a.row.target_worker_id))
+                    .or_default()
+                    .push(VolumeTransfer {
+                        move_id: uuid(&a.row.id),
+                        volume: a.row.volume.clone(),
+                        source_url: a.source_url.clone(),
+                        grant: grant.clone(),
+                        backup: a.restore.as_ref().map(|(source, _)| source.clone()),
+                    }),
+                (MoveState::Cleaning, _) => releases
+                    .entry(uuid(&a.row.source_worker_id))
+                    .or_default()
+                    .push(a.row.volume.clone()),
                 _ => {}
             }
         }

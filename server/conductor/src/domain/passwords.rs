@@ -14,14 +14,19 @@ fn argon2() -> Argon2<'static> {
 /// The PHC string (`$argon2id$…`) for `password`.
 pub fn hash_blocking(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    argon2().hash_password(password.as_bytes(), &salt).expect("argon2 hashing").to_string()
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing")
+        .to_string()
 }
 
 /// Whether `password` matches the PHC string `hash` (false for a malformed hash).
 pub fn verify_blocking(hash: &str, password: &str) -> bool {
     match PasswordHash::new(hash) {
         // The parameters come from the hash itself, so older hashes keep verifying.
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -31,9 +36,13 @@ pub fn is_phc_hash(s: &str) -> bool {
 }
 
 pub async fn hash(password: String) -> String {
-    tokio::task::spawn_blocking(move || hash_blocking(&password)).await.expect("hashing task")
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .expect("hashing task")
 }
 
 pub async fn verify(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_blocking(&hash, &password)).await.unwrap_or(false)
+    tokio::task::spawn_blocking(move || verify_blocking(&hash, &password))
+        .await
+        .unwrap_or(false)
 }

@@ -32,11 +32,18 @@ pub struct VolumeInExport {
 }
 
 /// The export tar's bytes.
-pub async fn export(db: &Db, data_dir: &Path, backups: &BackupService, volumes: &[(String, String)]) -> ApiResult<Vec<u8>> {
+pub async fn export(
+    db: &Db,
+    data_dir: &Path,
+    backups: &BackupService,
+    volumes: &[(String, String)],
+) -> ApiResult<Vec<u8>> {
     let staging = data_dir.join(format!(".export-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&staging).map_err(ApiError::internal)?;
     let result = async {
-        platform::snapshot(db, &staging.join("conductor.db")).await.map_err(ApiError::internal)?;
+        platform::snapshot(db, &staging.join("conductor.db"))
+            .await
+            .map_err(ApiError::internal)?;
         let latest = backups.latest().await?;
         let mut manifest = PlatformManifest {
             created_at: chrono::Utc::now().to_rfc3339(),
@@ -46,7 +53,9 @@ pub async fn export(db: &Db, data_dir: &Path, backups: &BackupService, volumes: 
         };
         for (volume, service) in volumes {
             let Some(b) = latest.iter().find(|b| &b.volume == volume) else {
-                manifest.missing.push(format!("{volume}: no backup yet (aerekos backups create {volume})"));
+                manifest.missing.push(format!(
+                    "{volume}: no backup yet (aerekos backups create {volume})"
+                ));
                 continue;
             };
             match backups.source_for_restore(b.id, volume).await {
@@ -57,7 +66,9 @@ pub async fn export(db: &Db, data_dir: &Path, backups: &BackupService, volumes: 
                     store_url: source.store_url,
                     grant: source.grant,
                 }),
-                Err(e) => manifest.missing.push(format!("{volume}: {}", e.body().message)),
+                Err(e) => manifest
+                    .missing
+                    .push(format!("{volume}: {}", e.body().message)),
             }
         }
         let json = serde_json::to_vec_pretty(&manifest).map_err(ApiError::internal)?;
@@ -66,7 +77,10 @@ pub async fn export(db: &Db, data_dir: &Path, backups: &BackupService, volumes: 
         tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             let mut out = tar::Builder::new(Vec::new());
             out.append_path_with_name(staging2.join("conductor.db"), "conductor.db")?;
-            for file in [crate::domain::auth::SIGNING_KEY_FILE, crate::domain::backups::KEY_FILE] {
+            for file in [
+                crate::domain::auth::SIGNING_KEY_FILE,
+                crate::domain::backups::KEY_FILE,
+            ] {
                 out.append_path_with_name(data_dir.join(file), file)?;
             }
             let mut header = tar::Header::new_gnu();

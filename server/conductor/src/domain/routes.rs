@@ -42,17 +42,27 @@ pub struct ServiceRoute {
 impl ServiceRoute {
     /// The endpoint for the next request, skipping `exclude` (instances that just failed).
     pub fn pick(&self, client: IpAddr, exclude: &[Uuid]) -> Option<&RouteEndpoint> {
-        let usable = || self.endpoints.iter().filter(|e| !exclude.contains(&e.instance_id));
+        let usable = || {
+            self.endpoints
+                .iter()
+                .filter(|e| !exclude.contains(&e.instance_id))
+        };
         let count = usable().count();
         if count == 0 {
             return None;
         }
         match self.load_balancing {
-            LoadBalancing::RoundRobin => usable().nth(self.next.fetch_add(1, Ordering::Relaxed) % count),
+            LoadBalancing::RoundRobin => {
+                usable().nth(self.next.fetch_add(1, Ordering::Relaxed) % count)
+            }
             LoadBalancing::LeastConnections => {
                 // Ties go round-robin, so an idle service still spreads its requests.
                 let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
-                usable().cycle().skip(start).take(count).min_by_key(|e| e.in_flight.load(Ordering::Relaxed))
+                usable()
+                    .cycle()
+                    .skip(start)
+                    .take(count)
+                    .min_by_key(|e| e.in_flight.load(Ordering::Relaxed))
             }
             // Rendezvous hashing: a client stays on its instance while that instance stays healthy,
             // and only the clients of an instance that goes move elsewhere.
@@ -114,13 +124,24 @@ impl Routes {
                         let in_flight = previous
                             .and_then(|p| p.endpoints.iter().find(|e| e.instance_id == instance_id))
                             .map_or_else(Arc::default, |e| e.in_flight.clone());
-                        RouteEndpoint { instance_id, worker_id, address, tls, in_flight }
+                        RouteEndpoint {
+                            instance_id,
+                            worker_id,
+                            address,
+                            tls,
+                            in_flight,
+                        }
                     })
                     .collect();
                 let next = previous.map_or_else(Arc::default, |p| p.next.clone());
                 (
                     spec.service,
-                    Arc::new(ServiceRoute { load_balancing: spec.load_balancing, endpoints, unavailable: spec.unavailable, next }),
+                    Arc::new(ServiceRoute {
+                        load_balancing: spec.load_balancing,
+                        endpoints,
+                        unavailable: spec.unavailable,
+                        next,
+                    }),
                 )
             })
             .collect();
@@ -153,7 +174,9 @@ mod tests {
     fn round_robin_visits_every_endpoint_in_turn() {
         let r = route(LoadBalancing::RoundRobin, 3);
         let ip: IpAddr = [10, 0, 0, 1].into();
-        let picks: Vec<_> = (0..6).map(|_| r.pick(ip, &[]).unwrap().instance_id).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| r.pick(ip, &[]).unwrap().instance_id)
+            .collect();
         assert_eq!(picks[0..3], picks[3..6]);
         assert_ne!(picks[0], picks[1]);
         assert_ne!(picks[1], picks[2]);
@@ -163,8 +186,14 @@ mod tests {
     fn ip_hash_is_sticky_and_moves_only_clients_of_a_removed_endpoint() {
         let r = route(LoadBalancing::IpHash, 4);
         let clients: Vec<IpAddr> = (1..=50u8).map(|i| [10, 0, 1, i].into()).collect();
-        let first: Vec<_> = clients.iter().map(|c| r.pick(*c, &[]).unwrap().instance_id).collect();
-        let again: Vec<_> = clients.iter().map(|c| r.pick(*c, &[]).unwrap().instance_id).collect();
+        let first: Vec<_> = clients
+            .iter()
+            .map(|c| r.pick(*c, &[]).unwrap().instance_id)
+            .collect();
+        let again: Vec<_> = clients
+            .iter()
+            .map(|c| r.pick(*c, &[]).unwrap().instance_id)
+            .collect();
         assert_eq!(first, again);
         let gone = Uuid::from_bytes([0; 16]);
         for (c, before) in clients.iter().zip(&first) {
@@ -180,7 +209,10 @@ mod tests {
         let r = route(LoadBalancing::LeastConnections, 2);
         r.endpoints[0].in_flight.store(5, Ordering::Relaxed);
         for _ in 0..4 {
-            assert_eq!(r.pick([127, 0, 0, 1].into(), &[]).unwrap().instance_id, r.endpoints[1].instance_id);
+            assert_eq!(
+                r.pick([127, 0, 0, 1].into(), &[]).unwrap().instance_id,
+                r.endpoints[1].instance_id
+            );
         }
     }
 }

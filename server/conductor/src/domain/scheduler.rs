@@ -36,7 +36,11 @@ pub struct Amounts {
 
 impl Amounts {
     pub fn of(r: &ResourceSpec) -> Self {
-        Self { cpu: u64::from(r.cpu_millicores), memory: u64::from(r.memory_mb), disk: u64::from(r.disk_mb) }
+        Self {
+            cpu: u64::from(r.cpu_millicores),
+            memory: u64::from(r.memory_mb),
+            disk: u64::from(r.disk_mb),
+        }
     }
 
     pub fn add(&mut self, other: Amounts) {
@@ -75,9 +79,18 @@ pub fn place(candidates: &mut [Candidate], req: &Request<'_>) -> Result<Vec<Plac
     for n in 0..req.count {
         let mut best: Option<(usize, DriverKind, (u32, i64))> = None;
         for (i, c) in candidates.iter().enumerate() {
-            let Ok(driver) = fits(c, req, need) else { continue };
+            let Ok(driver) = fits(c, req, need) else {
+                continue;
+            };
             let room = room_after(c, need);
-            let score = (c.same_service, if req.strategy == PlacementStrategy::Spread { -room } else { room });
+            let score = (
+                c.same_service,
+                if req.strategy == PlacementStrategy::Spread {
+                    -room
+                } else {
+                    room
+                },
+            );
             if best.as_ref().is_none_or(|(_, _, s)| score < *s) {
                 best = Some((i, driver, score));
             }
@@ -88,15 +101,25 @@ pub fn place(candidates: &mut [Candidate], req: &Request<'_>) -> Result<Vec<Plac
         let c = &mut candidates[i];
         c.reserved.add(need);
         c.same_service += 1;
-        placed.push(Placement { worker_id: c.id, driver });
+        placed.push(Placement {
+            worker_id: c.id,
+            driver,
+        });
     }
     Ok(placed)
 }
 
 /// The smaller of the CPU and memory fractions left after placing `need`, in millionths.
 fn room_after(c: &Candidate, need: Amounts) -> i64 {
-    let frac = |cap: u64, used: u64| if cap == 0 { 0 } else { (cap.saturating_sub(used) * 1_000_000 / cap) as i64 };
-    frac(c.capacity.cpu, c.reserved.cpu + need.cpu).min(frac(c.capacity.memory, c.reserved.memory + need.memory))
+    let frac = |cap: u64, used: u64| {
+        if cap == 0 {
+            0
+        } else {
+            (cap.saturating_sub(used) * 1_000_000 / cap) as i64
+        }
+    };
+    frac(c.capacity.cpu, c.reserved.cpu + need.cpu)
+        .min(frac(c.capacity.memory, c.reserved.memory + need.memory))
 }
 
 /// The driver to use on `c`, or why `c` does not fit.
@@ -104,7 +127,11 @@ fn fits(c: &Candidate, req: &Request<'_>, need: Amounts) -> Result<DriverKind, S
     if !req.worker_ids.is_empty() && !req.worker_ids.contains(&c.id) {
         return Err("not among the worker_ids asked for".into());
     }
-    if let Some((k, v)) = req.labels.iter().find(|(k, v)| c.labels.get(*k) != Some(*v)) {
+    if let Some((k, v)) = req
+        .labels
+        .iter()
+        .find(|(k, v)| c.labels.get(*k) != Some(*v))
+    {
         return Err(format!("lacks label {k}={v}"));
     }
     let Some(driver) = req.drivers.iter().copied().find(|d| c.drivers.contains(d)) else {
@@ -114,7 +141,12 @@ fn fits(c: &Candidate, req: &Request<'_>, need: Amounts) -> Result<DriverKind, S
     let free = |cap: u64, used: u64| cap.saturating_sub(used);
     let mut short = vec![];
     if free(c.capacity.cpu, c.reserved.cpu) < need.cpu {
-        short.push(format!("CPU {}m free of {}m, needs {}m", free(c.capacity.cpu, c.reserved.cpu), c.capacity.cpu, need.cpu));
+        short.push(format!(
+            "CPU {}m free of {}m, needs {}m",
+            free(c.capacity.cpu, c.reserved.cpu),
+            c.capacity.cpu,
+            need.cpu
+        ));
     }
     if free(c.capacity.memory, c.reserved.memory) < need.memory {
         short.push(format!(
@@ -125,9 +157,17 @@ fn fits(c: &Candidate, req: &Request<'_>, need: Amounts) -> Result<DriverKind, S
         ));
     }
     if free(c.capacity.disk, c.reserved.disk) < need.disk {
-        short.push(format!("disk {} MB free, needs {} MB", free(c.capacity.disk, c.reserved.disk), need.disk));
+        short.push(format!(
+            "disk {} MB free, needs {} MB",
+            free(c.capacity.disk, c.reserved.disk),
+            need.disk
+        ));
     }
-    if short.is_empty() { Ok(driver) } else { Err(short.join("; ")) }
+    if short.is_empty() {
+        Ok(driver)
+    } else {
+        Err(short.join("; "))
+    }
 }
 
 fn shortage(candidates: &[Candidate], req: &Request<'_>, need: Amounts, placed: u32) -> Shortage {
@@ -136,13 +176,24 @@ fn shortage(candidates: &[Candidate], req: &Request<'_>, need: Amounts, placed: 
         need.cpu, need.memory, need.disk
     );
     if candidates.is_empty() {
-        return Shortage { message: format!("no live worker to place an instance ({what}) on; start a worker or wait for one to heartbeat") };
+        return Shortage {
+            message: format!(
+                "no live worker to place an instance ({what}) on; start a worker or wait for one to heartbeat"
+            ),
+        };
     }
     const LISTED: usize = 10;
     let mut lines: Vec<String> = candidates
         .iter()
         .take(LISTED)
-        .map(|c| format!("{} ({}): {}", c.name, c.id, fits(c, req, need).err().unwrap_or_else(|| "fits".into())))
+        .map(|c| {
+            format!(
+                "{} ({}): {}",
+                c.name,
+                c.id,
+                fits(c, req, need).err().unwrap_or_else(|| "fits".into())
+            )
+        })
         .collect();
     if candidates.len() > LISTED {
         lines.push(format!("… and {} more workers", candidates.len() - LISTED));
@@ -167,7 +218,11 @@ mod tests {
             name: format!("w{n}"),
             labels: BTreeMap::new(),
             drivers: vec![DriverKind::Process],
-            capacity: Amounts { cpu: cores * 1000, memory: memory_mb, disk: 100_000 },
+            capacity: Amounts {
+                cpu: cores * 1000,
+                memory: memory_mb,
+                disk: 100_000,
+            },
             reserved: Amounts::default(),
             same_service: 0,
         }
@@ -177,7 +232,11 @@ mod tests {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
         Request {
             count,
-            resources: ResourceSpec { cpu_millicores: cpu, memory_mb: 64, disk_mb: 10 },
+            resources: ResourceSpec {
+                cpu_millicores: cpu,
+                memory_mb: 64,
+                disk_mb: 10,
+            },
             worker_ids: &[],
             labels: &EMPTY,
             strategy,
@@ -209,7 +268,12 @@ mod tests {
         let mut ws = vec![worker(1, 1, 1024)];
         ws[0].reserved.cpu = 900;
         let err = place(&mut ws, &request(1, 200, PlacementStrategy::Spread)).unwrap_err();
-        assert!(err.message.contains("w1") && err.message.contains("CPU 100m free of 1000m, needs 200m"), "{}", err.message);
+        assert!(
+            err.message.contains("w1")
+                && err.message.contains("CPU 100m free of 1000m, needs 200m"),
+            "{}",
+            err.message
+        );
         // Two fit, a third does not: nothing is half-placed (the caller writes all or nothing).
         let mut ws = vec![worker(1, 1, 1024)];
         let err = place(&mut ws, &request(3, 400, PlacementStrategy::Spread)).unwrap_err();
@@ -221,10 +285,20 @@ mod tests {
         let mut ws = vec![worker(1, 4, 4096), worker(2, 4, 4096)];
         ws[1].labels.insert("zone".into(), "a".into());
         let labels = BTreeMap::from([("zone".to_owned(), "a".to_owned())]);
-        let req = Request { labels: &labels, ..request(1, 100, PlacementStrategy::Spread) };
+        let req = Request {
+            labels: &labels,
+            ..request(1, 100, PlacementStrategy::Spread)
+        };
         assert_eq!(place(&mut ws.clone(), &req).unwrap()[0].worker_id, ws[1].id);
-        let req = Request { drivers: &[DriverKind::Docker], ..request(1, 100, PlacementStrategy::Spread) };
+        let req = Request {
+            drivers: &[DriverKind::Docker],
+            ..request(1, 100, PlacementStrategy::Spread)
+        };
         let err = place(&mut ws, &req).unwrap_err();
-        assert!(err.message.contains("has no docker driver"), "{}", err.message);
+        assert!(
+            err.message.contains("has no docker driver"),
+            "{}",
+            err.message
+        );
     }
 }

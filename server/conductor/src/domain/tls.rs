@@ -11,7 +11,10 @@ use std::{net::IpAddr, path::Path, sync::Arc};
 
 use aerekos_common::{secrets::write_secret_file, tls};
 use chrono::Datelike as _;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SanType,
+};
 
 use crate::StartError;
 
@@ -32,7 +35,8 @@ impl ClusterCa {
     pub fn load_or_create(dir: &Path) -> Result<Self, StartError> {
         aerekos_common::secrets::create_private_dir(dir)?;
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
-        let bad = |e: rcgen::Error| StartError::Tls(format!("cluster CA in {}: {e}", dir.display()));
+        let bad =
+            |e: rcgen::Error| StartError::Tls(format!("cluster CA in {}: {e}", dir.display()));
         let key = match std::fs::read_to_string(&key_path) {
             Ok(pem) => KeyPair::from_pem(&pem).map_err(bad)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -45,7 +49,11 @@ impl ClusterCa {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(CA_NAME);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         valid_for(&mut params, 3650);
         // The certificate object signs leaves; the file is what clients trust (made once).
         let cert = params.self_signed(&key).map_err(bad)?;
@@ -67,7 +75,11 @@ impl ClusterCa {
     }
 
     /// A server certificate for `names` (DNS names or IP addresses): (chain PEM, key PEM).
-    pub fn issue(&self, common_name: &str, names: &[String]) -> Result<(String, String), rcgen::Error> {
+    pub fn issue(
+        &self,
+        common_name: &str,
+        names: &[String],
+    ) -> Result<(String, String), rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
@@ -78,7 +90,10 @@ impl ClusterCa {
                 Err(_) => n.clone().try_into().map(SanType::DnsName),
             })
             .collect::<Result<_, _>>()?;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         valid_for(&mut params, LEAF_DAYS);
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
@@ -100,7 +115,9 @@ fn name(common_name: &str) -> DistinguishedName {
 
 /// Valid from yesterday (clocks differ) until `days` from now.
 fn valid_for(params: &mut CertificateParams, days: i64) {
-    let ymd = |d: chrono::DateTime<chrono::Utc>| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
+    let ymd = |d: chrono::DateTime<chrono::Utc>| {
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    };
     params.not_before = ymd(chrono::Utc::now() - chrono::Duration::days(1));
     params.not_after = ymd(chrono::Utc::now() + chrono::Duration::days(days));
 }
@@ -119,7 +136,11 @@ pub struct ConductorTls {
 /// the outside), and loopback.
 pub fn conductor_names(bind: IpAddr, extra: &[String]) -> Vec<String> {
     let mut names: Vec<String> = extra.to_vec();
-    names.extend(["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()]);
+    names.extend([
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ]);
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         names.push(host.trim().to_owned());
     }
@@ -127,7 +148,9 @@ pub fn conductor_names(bind: IpAddr, extra: &[String]) -> Vec<String> {
         names.push(bind.to_string());
     }
     // The address on the route out (to a documentation address: nothing is sent).
-    if let Some(outward) = aerekos_common::net::outward_address(std::net::SocketAddr::from(([192, 0, 2, 1], 9))) {
+    if let Some(outward) =
+        aerekos_common::net::outward_address(std::net::SocketAddr::from(([192, 0, 2, 1], 9)))
+    {
         names.push(outward.to_string());
     }
     names.retain(|n| !n.is_empty());
@@ -137,37 +160,73 @@ pub fn conductor_names(bind: IpAddr, extra: &[String]) -> Vec<String> {
 }
 
 impl ConductorTls {
-    pub fn start(data_dir: &Path, config: &crate::config::TlsConfig, bind: IpAddr) -> Result<Self, StartError> {
+    pub fn start(
+        data_dir: &Path,
+        config: &crate::config::TlsConfig,
+        bind: IpAddr,
+    ) -> Result<Self, StartError> {
         let ca = ClusterCa::load_or_create(&data_dir.join("tls"))?;
-        let read = |path: &Path| std::fs::read(path).map_err(|e| StartError::Tls(format!("{}: {e}", path.display())));
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| StartError::Tls(format!("{}: {e}", path.display())))
+        };
         let (chain, key, admin_ca) = match (&config.cert_file, &config.key_file) {
-            (Some(cert), Some(key)) => (read(cert)?, read(key)?, config.ca_file.as_deref().map(read).transpose()?),
+            (Some(cert), Some(key)) => (
+                read(cert)?,
+                read(key)?,
+                config.ca_file.as_deref().map(read).transpose()?,
+            ),
             _ => {
                 let names = conductor_names(bind, &config.sans);
-                let (chain, key) = ca.issue("aerekos conductor", &names).map_err(|e| StartError::Tls(e.to_string()))?;
+                let (chain, key) = ca
+                    .issue("aerekos conductor", &names)
+                    .map_err(|e| StartError::Tls(e.to_string()))?;
                 tracing::info!(names = ?names, "issued the conductor's certificate from the cluster CA (add names with TLS_SANS)");
                 (chain.into_bytes(), key.into_bytes(), None)
             }
         };
-        let server = tls::server_config(&chain, &key).map_err(|e| StartError::Tls(e.to_string()))?;
+        let server =
+            tls::server_config(&chain, &key).map_err(|e| StartError::Tls(e.to_string()))?;
         let mut bundle_pem = ca.pem().to_owned();
         if let Some(admin_ca) = admin_ca {
             bundle_pem.push_str(&String::from_utf8_lossy(&admin_ca));
         }
-        let fingerprint = tls::fingerprint(bundle_pem.as_bytes()).map_err(|e| StartError::Tls(e.to_string()))?;
-        Ok(Self { server, bundle_pem, fingerprint, ca })
+        let fingerprint =
+            tls::fingerprint(bundle_pem.as_bytes()).map_err(|e| StartError::Tls(e.to_string()))?;
+        Ok(Self {
+            server,
+            bundle_pem,
+            fingerprint,
+            ca,
+        })
     }
 }
 
 impl ConductorTls {
     /// A certificate for what listens on `worker`'s machine (its API, or an instance of it): its
     /// address, its hostname and loopback.
-    pub fn issue_for_worker(&self, worker: &crate::model::Worker, what: &str) -> aerekos_common::ApiResult<crate::model::IssuedCertificate> {
-        let mut names = vec![worker.ip_address.clone(), worker.hostname.clone(), "127.0.0.1".into(), "::1".into(), "localhost".into()];
+    pub fn issue_for_worker(
+        &self,
+        worker: &crate::model::Worker,
+        what: &str,
+    ) -> aerekos_common::ApiResult<crate::model::IssuedCertificate> {
+        let mut names = vec![
+            worker.ip_address.clone(),
+            worker.hostname.clone(),
+            "127.0.0.1".into(),
+            "::1".into(),
+            "localhost".into(),
+        ];
         names.retain(|n| !n.is_empty());
         names.dedup();
-        let (certificate_pem, private_key_pem) =
-            self.ca.issue(&format!("{what} on {}", worker.name), &names).map_err(aerekos_common::ApiError::internal)?;
-        Ok(crate::model::IssuedCertificate { certificate_pem, private_key_pem, names, expires_at: chrono::Utc::now() + leaf_lifetime() })
+        let (certificate_pem, private_key_pem) = self
+            .ca
+            .issue(&format!("{what} on {}", worker.name), &names)
+            .map_err(aerekos_common::ApiError::internal)?;
+        Ok(crate::model::IssuedCertificate {
+            certificate_pem,
+            private_key_pem,
+            names,
+            expires_at: chrono::Utc::now() + leaf_lifetime(),
+        })
     }
 }

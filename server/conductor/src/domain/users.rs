@@ -13,7 +13,9 @@ use super::{
     passwords,
 };
 use crate::{
-    model::{ChangePasswordRequest, CreateUserRequest, LoginResponse, Role, UpdateUserRequest, User},
+    model::{
+        ChangePasswordRequest, CreateUserRequest, LoginResponse, Role, UpdateUserRequest, User,
+    },
     store::{users, users::UserRow},
 };
 
@@ -25,7 +27,9 @@ fn check_new_password(password: &str) -> ApiResult<()> {
     if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&password.len()) {
         return Err(ApiError::bad_request(
             "weak_password",
-            format!("a password must be {MIN_PASSWORD_LEN}–{MAX_PASSWORD_LEN} bytes long (a passphrase of a few words is fine)"),
+            format!(
+                "a password must be {MIN_PASSWORD_LEN}–{MAX_PASSWORD_LEN} bytes long (a passphrase of a few words is fine)"
+            ),
         ));
     }
     Ok(())
@@ -38,37 +42,58 @@ impl AuthService {
     }
 
     pub async fn create_user(&self, req: &CreateUserRequest) -> ApiResult<User> {
-        validate_username(&req.username).map_err(|m| ApiError::bad_request("invalid_username", m))?;
+        validate_username(&req.username)
+            .map_err(|m| ApiError::bad_request("invalid_username", m))?;
         check_new_password(&req.password)?;
-        if users::find_by_username(self.db(), &req.username).await.map_err(ApiError::internal)?.is_some() {
-            return Err(ApiError::conflict("user_exists", format!("there is already a user {:?}", req.username)));
+        if users::find_by_username(self.db(), &req.username)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "user_exists",
+                format!("there is already a user {:?}", req.username),
+            ));
         }
         let id = Uuid::new_v4().to_string();
         let hash = passwords::hash(req.password.clone()).await;
-        users::insert(self.db(), &id, &req.username, &hash, req.role.as_str()).await.map_err(|e| match e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                ApiError::conflict("user_exists", format!("there is already a user {:?}", req.username))
-            }
-            e => ApiError::internal(e),
-        })?;
+        users::insert(self.db(), &id, &req.username, &hash, req.role.as_str())
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => ApiError::conflict(
+                    "user_exists",
+                    format!("there is already a user {:?}", req.username),
+                ),
+                e => ApiError::internal(e),
+            })?;
         tracing::info!(username = %req.username, role = req.role.as_str(), "user created");
         self.user(&id).await
     }
 
     /// Changes role and/or disabled. Disabling or demoting revokes the user's sessions (a token
     /// carries its role, so a demoted admin's old tokens must not keep it).
-    pub async fn update_user(&self, caller: &AuthedUser, id: Uuid, req: &UpdateUserRequest) -> ApiResult<User> {
+    pub async fn update_user(
+        &self,
+        caller: &AuthedUser,
+        id: Uuid,
+        req: &UpdateUserRequest,
+    ) -> ApiResult<User> {
         let row = self.user_row(id).await?;
-        let role = req.role.unwrap_or_else(|| Role::parse(&row.role).unwrap_or(Role::Viewer));
+        let role = req
+            .role
+            .unwrap_or_else(|| Role::parse(&row.role).unwrap_or(Role::Viewer));
         let disabled = req.disabled.unwrap_or(row.disabled);
         let loses_admin = row.role == "admin" && !row.disabled && (role != Role::Admin || disabled);
         if loses_admin {
-            self.keep_an_admin(&row, "disabled or made a viewer").await?;
+            self.keep_an_admin(&row, "disabled or made a viewer")
+                .await?;
         }
-        let takes_access = (disabled && !row.disabled) || (row.role == "admin" && role != Role::Admin);
-        let revoked = users::update_access(self.db(), &row.id, role.as_str(), disabled, takes_access)
-            .await
-            .map_err(ApiError::internal)?;
+        let takes_access =
+            (disabled && !row.disabled) || (row.role == "admin" && role != Role::Admin);
+        let revoked =
+            users::update_access(self.db(), &row.id, role.as_str(), disabled, takes_access)
+                .await
+                .map_err(ApiError::internal)?;
         self.revoked(&revoked).await;
         tracing::info!(by = %caller.username, username = %row.username, role = role.as_str(), disabled, "user changed");
         self.user(&row.id).await
@@ -79,7 +104,9 @@ impl AuthService {
         if row.role == "admin" && !row.disabled {
             self.keep_an_admin(&row, "deleted").await?;
         }
-        let revoked = users::delete(self.db(), &row.id).await.map_err(ApiError::internal)?;
+        let revoked = users::delete(self.db(), &row.id)
+            .await
+            .map_err(ApiError::internal)?;
         let revoked = revoked.ok_or_else(|| user_not_found(id))?;
         self.revoked(&revoked).await;
         tracing::info!(by = %caller.username, username = %row.username, "user deleted");
@@ -91,7 +118,9 @@ impl AuthService {
         check_new_password(password)?;
         let row = self.user_row(id).await?;
         let hash = passwords::hash(password.to_owned()).await;
-        let revoked = users::set_password(self.db(), &row.id, &hash).await.map_err(ApiError::internal)?;
+        let revoked = users::set_password(self.db(), &row.id, &hash)
+            .await
+            .map_err(ApiError::internal)?;
         self.revoked(&revoked).await;
         tracing::info!(username = %row.username, "password reset by an admin");
         self.user(&row.id).await
@@ -99,14 +128,23 @@ impl AuthService {
 
     /// The caller changes their own password, knowing the current one. Every session of theirs,
     /// this one included, is revoked; the answer is a new session.
-    pub async fn change_own_password(&self, caller: &AuthedUser, req: &ChangePasswordRequest) -> ApiResult<LoginResponse> {
+    pub async fn change_own_password(
+        &self,
+        caller: &AuthedUser,
+        req: &ChangePasswordRequest,
+    ) -> ApiResult<LoginResponse> {
         check_new_password(&req.new_password)?;
         let row = self.user_row(caller.id).await?;
         if !passwords::verify(row.password_hash.clone(), req.current_password.clone()).await {
-            return Err(ApiError::forbidden("wrong_password", "current_password is not this user's password"));
+            return Err(ApiError::forbidden(
+                "wrong_password",
+                "current_password is not this user's password",
+            ));
         }
         let hash = passwords::hash(req.new_password.clone()).await;
-        let revoked = users::set_password(self.db(), &row.id, &hash).await.map_err(ApiError::internal)?;
+        let revoked = users::set_password(self.db(), &row.id, &hash)
+            .await
+            .map_err(ApiError::internal)?;
         self.revoked(&revoked).await;
         tracing::info!(username = %row.username, "password changed");
         let user = self.user(&row.id).await?;
@@ -114,22 +152,32 @@ impl AuthService {
     }
 
     async fn keep_an_admin(&self, row: &UserRow, change: &str) -> ApiResult<()> {
-        let others = users::count_other_enabled_admins(self.db(), &row.id).await.map_err(ApiError::internal)?;
+        let others = users::count_other_enabled_admins(self.db(), &row.id)
+            .await
+            .map_err(ApiError::internal)?;
         if others == 0 {
             return Err(ApiError::conflict(
                 "last_admin",
-                format!("{:?} is the only enabled admin and cannot be {change}; make another admin first", row.username),
+                format!(
+                    "{:?} is the only enabled admin and cannot be {change}; make another admin first",
+                    row.username
+                ),
             ));
         }
         Ok(())
     }
 
     async fn user_row(&self, id: Uuid) -> ApiResult<UserRow> {
-        users::find_by_id(self.db(), &id.to_string()).await.map_err(ApiError::internal)?.ok_or_else(|| user_not_found(id))
+        users::find_by_id(self.db(), &id.to_string())
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| user_not_found(id))
     }
 
     async fn user(&self, id: &str) -> ApiResult<User> {
-        let row = users::find_by_id(self.db(), id).await.map_err(ApiError::internal)?;
+        let row = users::find_by_id(self.db(), id)
+            .await
+            .map_err(ApiError::internal)?;
         user_from_row(&row.ok_or_else(|| ApiError::internal(format!("user {id} vanished")))?)
     }
 }

@@ -51,8 +51,17 @@ pub enum Site {
 }
 
 /// The workers that report a directory named `volume`, with its size.
-fn copies<'a>(volume: &'a str, workers: &'a [Worker]) -> impl Iterator<Item = (&'a Worker, u64)> + 'a {
-    workers.iter().filter_map(move |w| w.resources.volumes.iter().find(|v| v.name == volume).map(|v| (w, v.size_bytes)))
+fn copies<'a>(
+    volume: &'a str,
+    workers: &'a [Worker],
+) -> impl Iterator<Item = (&'a Worker, u64)> + 'a {
+    workers.iter().filter_map(move |w| {
+        w.resources
+            .volumes
+            .iter()
+            .find(|v| v.name == volume)
+            .map(|v| (w, v.size_bytes))
+    })
 }
 
 /// What waiting for `holder` means: `None` when it is live.
@@ -69,7 +78,8 @@ pub fn wait_for(volume: &str, holder: Uuid, workers: &[Worker]) -> Option<Volume
                 "the data of {volume} (volume {volume}) is on worker {} ({holder}), lost since {}; it is served again when \
                  that worker returns (or an admin restores a backup elsewhere)",
                 w.name,
-                w.last_heartbeat_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                w.last_heartbeat_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
         }),
         None => Some(VolumeWait {
@@ -87,7 +97,13 @@ pub fn wait_for(volume: &str, holder: Uuid, workers: &[Worker]) -> Option<Volume
 
 /// Where the instance of the stateful service owning `volume` may be placed. `only` is the
 /// deployment's worker list (empty: any); `start_empty` is the admin's explicit word.
-pub fn site(volume: &str, record: Option<&VolumeRow>, workers: &[Worker], only: &[Uuid], start_empty: bool) -> Site {
+pub fn site(
+    volume: &str,
+    record: Option<&VolumeRow>,
+    workers: &[Worker],
+    only: &[Uuid],
+    start_empty: bool,
+) -> Site {
     if start_empty {
         let mut exclude: Vec<Uuid> = copies(volume, workers).map(|(w, _)| w.id).collect();
         exclude.extend(record.and_then(|r| Uuid::parse_str(&r.worker_id).ok()));
@@ -95,21 +111,37 @@ pub fn site(volume: &str, record: Option<&VolumeRow>, workers: &[Worker], only: 
     }
     if let Some(record) = record {
         let Ok(holder) = Uuid::parse_str(&record.worker_id) else {
-            return Site::Choose(format!("volume {volume} names no valid worker ({:?})", record.worker_id));
+            return Site::Choose(format!(
+                "volume {volume} names no valid worker ({:?})",
+                record.worker_id
+            ));
         };
         return match wait_for(volume, holder, workers) {
             Some(wait) => Site::Wait(Box::new(wait)),
-            None => Site::On { worker_id: holder, record: false },
+            None => Site::On {
+                worker_id: holder,
+                record: false,
+            },
         };
     }
     let found: Vec<(&Worker, u64)> = copies(volume, workers).collect();
-    let chosen: Vec<&(&Worker, u64)> = if only.is_empty() { found.iter().collect() } else { found.iter().filter(|(w, _)| only.contains(&w.id)).collect() };
+    let chosen: Vec<&(&Worker, u64)> = if only.is_empty() {
+        found.iter().collect()
+    } else {
+        found.iter().filter(|(w, _)| only.contains(&w.id)).collect()
+    };
     match (found.len(), chosen.as_slice()) {
         (0, _) => Site::Fresh { exclude: vec![] },
-        (_, [(w, _)]) if w.status == WorkerStatus::Live => Site::On { worker_id: w.id, record: true },
+        (_, [(w, _)]) if w.status == WorkerStatus::Live => Site::On {
+            worker_id: w.id,
+            record: true,
+        },
         (_, [(w, _)]) => Site::Wait(Box::new(wait_for(volume, w.id, workers).expect("not live"))),
         _ => {
-            let listed: Vec<String> = found.iter().map(|(w, size)| format!("{} ({}, {size} bytes)", w.name, w.id)).collect();
+            let listed: Vec<String> = found
+                .iter()
+                .map(|(w, size)| format!("{} ({}, {size} bytes)", w.name, w.id))
+                .collect();
             Site::Choose(format!(
                 "the conductor has no record of volume {volume}, and {} workers hold a copy: {}; deploy with worker_ids naming \
                  the one whose data to keep",
@@ -144,7 +176,12 @@ impl VolumeService {
 
     pub async fn list(&self) -> ApiResult<Vec<Volume>> {
         let workers = self.workers.snapshot();
-        Ok(self.records().await?.iter().map(|r| to_model(r, &workers)).collect())
+        Ok(self
+            .records()
+            .await?
+            .iter()
+            .map(|r| to_model(r, &workers))
+            .collect())
     }
 
     pub async fn get(&self, name: &str) -> ApiResult<Volume> {
@@ -154,7 +191,12 @@ impl VolumeService {
             .iter()
             .find(|r| r.name == name)
             .map(|r| to_model(r, &workers))
-            .ok_or_else(|| ApiError::not_found("volume_not_found", format!("no volume {name:?}; GET /api/volumes lists them")))
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "volume_not_found",
+                    format!("no volume {name:?}; GET /api/volumes lists them"),
+                )
+            })
     }
 }
 
@@ -167,11 +209,16 @@ fn to_model(row: &VolumeRow, workers: &[Worker]) -> Volume {
         worker_id,
         worker_name: holder.map(|w| w.name.clone()),
         worker_status: holder.map(|w| w.status),
-        size_bytes: holder.and_then(|w| w.resources.volumes.iter().find(|v| v.name == row.name)).map(|v| v.size_bytes),
+        size_bytes: holder
+            .and_then(|w| w.resources.volumes.iter().find(|v| v.name == row.name))
+            .map(|v| v.size_bytes),
         created_at: from_ms(row.created_at),
         updated_at: from_ms(row.updated_at),
         last_backup_at: row.last_backup_at.map(from_ms),
-        other_copies: copies(&row.name, workers).map(|(w, _)| w.id).filter(|id| *id != worker_id).collect(),
+        other_copies: copies(&row.name, workers)
+            .map(|(w, _)| w.id)
+            .filter(|id| *id != worker_id)
+            .collect(),
     }
 }
 
@@ -189,7 +236,11 @@ mod tests {
             hostname: "h".into(),
             ip_address: "127.0.0.1".into(),
             labels: BTreeMap::new(),
-            status: if live { WorkerStatus::Live } else { WorkerStatus::Lost },
+            status: if live {
+                WorkerStatus::Live
+            } else {
+                WorkerStatus::Lost
+            },
             resources: WorkerResources {
                 cpu_cores: 2,
                 cpu_usage_percent: 0.0,
@@ -200,7 +251,13 @@ mod tests {
                 network: vec![],
                 os: None,
                 drivers: vec![],
-                volumes: volumes.iter().map(|(n, s)| VolumeReport { name: (*n).into(), size_bytes: *s }).collect(),
+                volumes: volumes
+                    .iter()
+                    .map(|(n, s)| VolumeReport {
+                        name: (*n).into(),
+                        size_bytes: *s,
+                    })
+                    .collect(),
             },
             api_url: None,
             registered_at: from_ms(0),
@@ -215,29 +272,88 @@ mod tests {
     #[test]
     fn a_recorded_volume_pins_its_service_to_the_holder_and_waits_while_it_is_lost() {
         let (a, b) = (worker(1, true, &[("kv", 10)]), worker(2, true, &[]));
-        assert_eq!(site("kv", Some(&record(&a)), &[a.clone(), b.clone()], &[], false), Site::On { worker_id: a.id, record: false });
+        assert_eq!(
+            site("kv", Some(&record(&a)), &[a.clone(), b.clone()], &[], false),
+            Site::On {
+                worker_id: a.id,
+                record: false
+            }
+        );
         let lost_a = worker(1, false, &[("kv", 10)]);
-        let Site::Wait(wait) = site("kv", Some(&record(&a)), &[lost_a, b.clone()], &[], false) else { panic!("should wait") };
-        assert_eq!((wait.volume.as_str(), wait.worker_id, wait.worker_name.as_deref()), ("kv", a.id, Some("w1")));
-        assert!(wait.message.contains("volume kv") && wait.message.contains("w1"), "{}", wait.message);
+        let Site::Wait(wait) = site("kv", Some(&record(&a)), &[lost_a, b.clone()], &[], false)
+        else {
+            panic!("should wait")
+        };
+        assert_eq!(
+            (
+                wait.volume.as_str(),
+                wait.worker_id,
+                wait.worker_name.as_deref()
+            ),
+            ("kv", a.id, Some("w1"))
+        );
+        assert!(
+            wait.message.contains("volume kv") && wait.message.contains("w1"),
+            "{}",
+            wait.message
+        );
         // A holder removed from the registry is waited for too.
-        let Site::Wait(wait) = site("kv", Some(&record(&a)), &[b], &[], false) else { panic!("should wait") };
+        let Site::Wait(wait) = site("kv", Some(&record(&a)), &[b], &[], false) else {
+            panic!("should wait")
+        };
         assert_eq!(wait.worker_name, None);
     }
 
     #[test]
     fn fresh_volumes_only_where_no_copy_exists_and_unrecorded_copies_are_adopted() {
         let (a, b) = (worker(1, true, &[]), worker(2, true, &[("kv", 7)]));
-        assert_eq!(site("kv", None, &[a.clone()], &[], false), Site::Fresh { exclude: vec![] });
-        assert_eq!(site("kv", None, &[a.clone(), b.clone()], &[], false), Site::On { worker_id: b.id, record: true });
+        assert_eq!(
+            site("kv", None, &[a.clone()], &[], false),
+            Site::Fresh { exclude: vec![] }
+        );
+        assert_eq!(
+            site("kv", None, &[a.clone(), b.clone()], &[], false),
+            Site::On {
+                worker_id: b.id,
+                record: true
+            }
+        );
         // A lost worker's copy is waited for, not replaced by an empty one.
         let lost_b = worker(2, false, &[("kv", 7)]);
-        assert!(matches!(site("kv", None, &[a.clone(), lost_b], &[], false), Site::Wait(_)));
+        assert!(matches!(
+            site("kv", None, &[a.clone(), lost_b], &[], false),
+            Site::Wait(_)
+        ));
         // Two copies: the admin chooses, with worker_ids.
         let c = worker(3, true, &[("kv", 9)]);
-        assert!(matches!(site("kv", None, &[a.clone(), b.clone(), c.clone()], &[], false), Site::Choose(m) if m.contains("w2") && m.contains("w3")));
-        assert_eq!(site("kv", None, &[a.clone(), b.clone(), c.clone()], &[c.id], false), Site::On { worker_id: c.id, record: true });
+        assert!(
+            matches!(site("kv", None, &[a.clone(), b.clone(), c.clone()], &[], false), Site::Choose(m) if m.contains("w2") && m.contains("w3"))
+        );
+        assert_eq!(
+            site(
+                "kv",
+                None,
+                &[a.clone(), b.clone(), c.clone()],
+                &[c.id],
+                false
+            ),
+            Site::On {
+                worker_id: c.id,
+                record: true
+            }
+        );
         // start_empty avoids every copy and the holder.
-        assert_eq!(site("kv", Some(&record(&a)), &[a.clone(), b.clone(), c.clone()], &[], true), Site::Fresh { exclude: vec![b.id, c.id, a.id] });
+        assert_eq!(
+            site(
+                "kv",
+                Some(&record(&a)),
+                &[a.clone(), b.clone(), c.clone()],
+                &[],
+                true
+            ),
+            Site::Fresh {
+                exclude: vec![b.id, c.id, a.id]
+            }
+        );
     }
 }

@@ -23,8 +23,8 @@ use uuid::Uuid;
 use super::{from_ms, random_secret, registration::RegistrationTokens};
 use crate::{
     model::{
-        ClusterResources, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest, RegisterWorkerResponse, Worker,
-        WorkerPage, WorkerResources, WorkerStatus,
+        ClusterResources, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest,
+        RegisterWorkerResponse, Worker, WorkerPage, WorkerResources, WorkerStatus,
     },
     store::{
         Db, now_ms,
@@ -65,12 +65,19 @@ pub struct WorkerService {
 fn credential_hash(credential: &str) -> String {
     // Credentials are 256 random bits, so a fast hash is enough (unlike passwords) and keeps
     // heartbeats cheap.
-    sha2::Sha256::digest(credential.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(credential.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl WorkerService {
     /// Loads the registry from the database.
-    pub async fn start(db: Db, heartbeat_interval: Duration, ttl: Duration) -> Result<Self, sqlx::Error> {
+    pub async fn start(
+        db: Db,
+        heartbeat_interval: Duration,
+        ttl: Duration,
+    ) -> Result<Self, sqlx::Error> {
         let registry = Arc::new(Registry::default());
         {
             let rows = workers::load_all(&db).await?;
@@ -80,11 +87,19 @@ impl WorkerService {
                     Ok(entry) => {
                         map.insert(entry.worker.id, entry);
                     }
-                    Err(e) => tracing::error!(worker_id = %row.id, error = %e, "skipping an unreadable worker row"),
+                    Err(e) => {
+                        tracing::error!(worker_id = %row.id, error = %e, "skipping an unreadable worker row")
+                    }
                 }
             }
         }
-        Ok(Self { db, heartbeat_interval, ttl, registry, mutation: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            db,
+            heartbeat_interval,
+            ttl,
+            registry,
+            mutation: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Writes the pending heartbeats to SQLite. Called every [`FLUSH_INTERVAL`] and at shutdown.
@@ -99,23 +114,41 @@ impl WorkerService {
         workers::record_heartbeats(&self.db, &batch).await
     }
 
-
     fn live_since(&self) -> i64 {
         now_ms() - self.ttl.as_millis() as i64
     }
 
-    pub async fn register(&self, tokens: &RegistrationTokens, req: RegisterWorkerRequest) -> ApiResult<RegisterWorkerResponse> {
+    pub async fn register(
+        &self,
+        tokens: &RegistrationTokens,
+        req: RegisterWorkerRequest,
+    ) -> ApiResult<RegisterWorkerResponse> {
         tokens.check(&req.registration_token).await?;
         if req.hostname.trim().is_empty() || req.hostname.len() > 253 {
-            return Err(ApiError::bad_request("invalid_hostname", "hostname must be 1–253 bytes"));
+            return Err(ApiError::bad_request(
+                "invalid_hostname",
+                "hostname must be 1–253 bytes",
+            ));
         }
-        if req.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.len() > 128) {
-            return Err(ApiError::bad_request("invalid_name", "name must be 1–128 bytes, or left out to use the hostname"));
+        if req
+            .name
+            .as_ref()
+            .is_some_and(|n| n.trim().is_empty() || n.len() > 128)
+        {
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "name must be 1–128 bytes, or left out to use the hostname",
+            ));
         }
         let ip = validate_ip(&req.ip_address)?;
         validate_labels(&req.labels)?;
-        if req.api_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 256) {
-            return Err(ApiError::bad_request("invalid_api_url", "api_url must be an http(s) URL of at most 256 bytes"));
+        if req.api_url.as_ref().is_some_and(|u| {
+            !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 256
+        }) {
+            return Err(ApiError::bad_request(
+                "invalid_api_url",
+                "api_url must be an http(s) URL of at most 256 bytes",
+            ));
         }
         validate_resources(&req.resources)?;
         let labels_json = serde_json::to_string(&req.labels).map_err(ApiError::internal)?;
@@ -136,7 +169,13 @@ impl WorkerService {
 
         if let Some(id) = req.worker_id {
             let id_text = id.to_string();
-            let stored = self.registry.workers.read().expect("registry lock").get(&id).map(|e| e.credential_hash.clone());
+            let stored = self
+                .registry
+                .workers
+                .read()
+                .expect("registry lock")
+                .get(&id)
+                .map(|e| e.credential_hash.clone());
             match stored {
                 Some(stored) => {
                     let presented = req.worker_credential.as_deref().map(credential_hash);
@@ -148,7 +187,9 @@ impl WorkerService {
                             ),
                         ));
                     }
-                    workers::update_registration(&self.db, &id_text, &report, now).await.map_err(ApiError::internal)?;
+                    workers::update_registration(&self.db, &id_text, &report, now)
+                        .await
+                        .map_err(ApiError::internal)?;
                     self.put(id, stored, &name, &req, &ip, now, None);
                     tracing::info!(worker_id = %id, ip = %ip, "worker re-registered");
                     return Ok(RegisterWorkerResponse {
@@ -163,20 +204,34 @@ impl WorkerService {
                     // again under the id it already has, so its identity stays stable.
                     let credential = random_secret("aerekos_wkr_", 32);
                     let hash = credential_hash(&credential);
-                    workers::insert(&self.db, &id_text, &hash, &report, now).await.map_err(ApiError::internal)?;
+                    workers::insert(&self.db, &id_text, &hash, &report, now)
+                        .await
+                        .map_err(ApiError::internal)?;
                     self.put(id, hash, &name, &req, &ip, now, Some(now));
                     tracing::info!(worker_id = %id, ip = %ip, "known worker id registered anew");
-                    return Ok(RegisterWorkerResponse { worker_id: id, worker_credential: credential, heartbeat_interval_secs: interval, created: true });
+                    return Ok(RegisterWorkerResponse {
+                        worker_id: id,
+                        worker_credential: credential,
+                        heartbeat_interval_secs: interval,
+                        created: true,
+                    });
                 }
             }
         }
         let id = Uuid::new_v4();
         let credential = random_secret("aerekos_wkr_", 32);
         let hash = credential_hash(&credential);
-        workers::insert(&self.db, &id.to_string(), &hash, &report, now).await.map_err(ApiError::internal)?;
+        workers::insert(&self.db, &id.to_string(), &hash, &report, now)
+            .await
+            .map_err(ApiError::internal)?;
         self.put(id, hash, &name, &req, &ip, now, Some(now));
         tracing::info!(worker_id = %id, hostname = %req.hostname, ip = %ip, "worker registered");
-        Ok(RegisterWorkerResponse { worker_id: id, worker_credential: credential, heartbeat_interval_secs: interval, created: true })
+        Ok(RegisterWorkerResponse {
+            worker_id: id,
+            worker_credential: credential,
+            heartbeat_interval_secs: interval,
+            created: true,
+        })
     }
 
     /// 401 unless `credential` is worker `id`'s; 404 if the conductor does not know the worker.
@@ -188,29 +243,52 @@ impl WorkerService {
     }
 
     fn unknown(id: Uuid) -> ApiError {
-        ApiError::not_found("worker_not_found", format!("worker {id} is not registered with this conductor; register again"))
+        ApiError::not_found(
+            "worker_not_found",
+            format!("worker {id} is not registered with this conductor; register again"),
+        )
     }
 
     fn check_credential(entry: &Entry, id: Uuid, presented_hash: &str) -> ApiResult<()> {
-        if bool::from(subtle::ConstantTimeEq::ct_eq(entry.credential_hash.as_bytes(), presented_hash.as_bytes())) {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            entry.credential_hash.as_bytes(),
+            presented_hash.as_bytes(),
+        )) {
             Ok(())
         } else {
-            Err(ApiError::unauthorized("invalid_worker_credential", format!("the credential is not worker {id}'s")))
+            Err(ApiError::unauthorized(
+                "invalid_worker_credential",
+                format!("the credential is not worker {id}'s"),
+            ))
         }
     }
 
     /// 404 unless worker `id` is registered.
     pub fn ensure_exists(&self, id: Uuid) -> ApiResult<()> {
-        if self.registry.workers.read().expect("registry lock").contains_key(&id) {
+        if self
+            .registry
+            .workers
+            .read()
+            .expect("registry lock")
+            .contains_key(&id)
+        {
             Ok(())
         } else {
-            Err(ApiError::not_found("worker_not_found", format!("no worker with id {id}")))
+            Err(ApiError::not_found(
+                "worker_not_found",
+                format!("no worker with id {id}"),
+            ))
         }
     }
 
     /// Applies `req` to `id` in memory after checking its credential; the database follows within
     /// [`FLUSH_INTERVAL`].
-    pub async fn heartbeat(&self, id: Uuid, credential: &str, req: HeartbeatRequest) -> ApiResult<HeartbeatResponse> {
+    pub async fn heartbeat(
+        &self,
+        id: Uuid,
+        credential: &str,
+        req: HeartbeatRequest,
+    ) -> ApiResult<HeartbeatResponse> {
         validate_resources(&req.resources)?;
         let ip = req.ip_address.as_deref().map(validate_ip).transpose()?;
         let resources_json = serde_json::to_string(&req.resources).map_err(ApiError::internal)?;
@@ -230,15 +308,36 @@ impl WorkerService {
             entry.last_heartbeat_ms = now;
             entry.worker.ip_address.clone()
         };
-        let record = HeartbeatRecord { id: id.to_string(), ip_address, resources: figures(&req.resources), resources_json, at: now };
-        self.registry.pending.lock().expect("pending lock").insert(id, record);
-        Ok(HeartbeatResponse { heartbeat_interval_secs: self.heartbeat_interval.as_secs(), server_time: chrono::Utc::now() })
+        let record = HeartbeatRecord {
+            id: id.to_string(),
+            ip_address,
+            resources: figures(&req.resources),
+            resources_json,
+            at: now,
+        };
+        self.registry
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(id, record);
+        Ok(HeartbeatResponse {
+            heartbeat_interval_secs: self.heartbeat_interval.as_secs(),
+            server_time: chrono::Utc::now(),
+        })
     }
 
-    pub async fn list(&self, status: Option<WorkerStatus>, limit: Option<u32>, cursor: Option<String>) -> ApiResult<WorkerPage> {
+    pub async fn list(
+        &self,
+        status: Option<WorkerStatus>,
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> ApiResult<WorkerPage> {
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
         }
         // An empty cursor (`?cursor=`) is the first page, as no cursor is.
         let after = cursor
@@ -246,11 +345,18 @@ impl WorkerService {
             .filter(|c| !c.is_empty())
             .map(Uuid::parse_str)
             .transpose()
-            .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page"))?;
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "cursor must be a next_cursor from a previous page",
+                )
+            })?;
         let since = self.live_since();
         let map = self.registry.workers.read().expect("registry lock");
         let range = match after {
-            Some(after) => map.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            Some(after) => {
+                map.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            }
             None => map.range(..),
         };
         let mut workers = Vec::with_capacity(limit.min(64) as usize);
@@ -267,34 +373,64 @@ impl WorkerService {
             }
             workers.push(with_status(entry, state));
         }
-        Ok(WorkerPage { workers, next_cursor })
+        Ok(WorkerPage {
+            workers,
+            next_cursor,
+        })
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<Worker> {
         let map = self.registry.workers.read().expect("registry lock");
-        let entry = map.get(&id).ok_or_else(|| ApiError::not_found("worker_not_found", format!("no worker with id {id}")))?;
+        let entry = map.get(&id).ok_or_else(|| {
+            ApiError::not_found("worker_not_found", format!("no worker with id {id}"))
+        })?;
         Ok(with_status(entry, status_of(entry, self.live_since())))
     }
 
     /// Whether worker `id` is registered and heard from within the TTL.
     pub fn is_live(&self, id: Uuid) -> bool {
         let since = self.live_since();
-        self.registry.workers.read().expect("registry lock").get(&id).is_some_and(|e| status_of(e, since) == WorkerStatus::Live)
+        self.registry
+            .workers
+            .read()
+            .expect("registry lock")
+            .get(&id)
+            .is_some_and(|e| status_of(e, since) == WorkerStatus::Live)
     }
 
     /// Every registered worker with its current status (what the scheduler places on).
     pub fn snapshot(&self) -> Vec<Worker> {
         let since = self.live_since();
-        self.registry.workers.read().expect("registry lock").values().map(|e| with_status(e, status_of(e, since))).collect()
+        self.registry
+            .workers
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|e| with_status(e, status_of(e, since)))
+            .collect()
     }
 
     pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
         let _one_at_a_time = self.mutation.lock().await;
-        if !workers::delete(&self.db, &id.to_string()).await.map_err(ApiError::internal)? {
-            return Err(ApiError::not_found("worker_not_found", format!("no worker with id {id}")));
+        if !workers::delete(&self.db, &id.to_string())
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Err(ApiError::not_found(
+                "worker_not_found",
+                format!("no worker with id {id}"),
+            ));
         }
-        self.registry.workers.write().expect("registry lock").remove(&id);
-        self.registry.pending.lock().expect("pending lock").remove(&id);
+        self.registry
+            .workers
+            .write()
+            .expect("registry lock")
+            .remove(&id);
+        self.registry
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&id);
         tracing::info!(worker_id = %id, "worker removed");
         Ok(())
     }
@@ -335,9 +471,23 @@ impl WorkerService {
 
     /// Applies a committed registration in memory.
     #[allow(clippy::too_many_arguments)]
-    fn put(&self, id: Uuid, credential_hash: String, name: &str, req: &RegisterWorkerRequest, ip: &str, now: i64, registered_at: Option<i64>) {
+    fn put(
+        &self,
+        id: Uuid,
+        credential_hash: String,
+        name: &str,
+        req: &RegisterWorkerRequest,
+        ip: &str,
+        now: i64,
+        registered_at: Option<i64>,
+    ) {
         let mut map = self.registry.workers.write().expect("registry lock");
-        let registered_at = registered_at.or_else(|| map.get(&id).map(|e| e.worker.registered_at.timestamp_millis())).unwrap_or(now);
+        let registered_at = registered_at
+            .or_else(|| {
+                map.get(&id)
+                    .map(|e| e.worker.registered_at.timestamp_millis())
+            })
+            .unwrap_or(now);
         let worker = Worker {
             id,
             name: name.to_owned(),
@@ -350,14 +500,29 @@ impl WorkerService {
             registered_at: from_ms(registered_at),
             last_heartbeat_at: from_ms(now),
         };
-        map.insert(id, Entry { worker, credential_hash, last_heartbeat_ms: now });
+        map.insert(
+            id,
+            Entry {
+                worker,
+                credential_hash,
+                last_heartbeat_ms: now,
+            },
+        );
         // A registration carries the newest report; an older pending heartbeat must not overwrite it.
-        self.registry.pending.lock().expect("pending lock").remove(&id);
+        self.registry
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&id);
     }
 }
 
 fn status_of(entry: &Entry, live_since: i64) -> WorkerStatus {
-    if entry.last_heartbeat_ms >= live_since { WorkerStatus::Live } else { WorkerStatus::Lost }
+    if entry.last_heartbeat_ms >= live_since {
+        WorkerStatus::Live
+    } else {
+        WorkerStatus::Lost
+    }
 }
 
 fn with_status(entry: &Entry, status: WorkerStatus) -> Worker {
@@ -402,23 +567,38 @@ fn validate_ip(ip: &str) -> ApiResult<String> {
     ip.trim()
         .parse::<IpAddr>()
         .map(|ip| ip.to_string())
-        .map_err(|_| ApiError::bad_request("invalid_ip_address", format!("ip_address {ip:?} is not an IPv4 or IPv6 address")))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_ip_address",
+                format!("ip_address {ip:?} is not an IPv4 or IPv6 address"),
+            )
+        })
 }
 
 fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
     if labels.len() > MAX_LABELS {
-        return Err(ApiError::bad_request("invalid_labels", format!("at most {MAX_LABELS} labels")));
+        return Err(ApiError::bad_request(
+            "invalid_labels",
+            format!("at most {MAX_LABELS} labels"),
+        ));
     }
     for (k, v) in labels {
-        let key_ok = (1..=63).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        let key_ok = (1..=63).contains(&k.len())
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
         if !key_ok {
             return Err(ApiError::bad_request(
                 "invalid_labels",
-                format!("label key {k:?} must be 1–63 characters of letters, digits, '.', '_', '-' or '/'"),
+                format!(
+                    "label key {k:?} must be 1–63 characters of letters, digits, '.', '_', '-' or '/'"
+                ),
             ));
         }
         if v.len() > 256 {
-            return Err(ApiError::bad_request("invalid_labels", format!("label {k:?}: values are at most 256 bytes")));
+            return Err(ApiError::bad_request(
+                "invalid_labels",
+                format!("label {k:?}: values are at most 256 bytes"),
+            ));
         }
     }
     Ok(())

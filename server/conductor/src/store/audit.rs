@@ -72,5 +72,9 @@ pub async fn list(db: &Db, f: &AuditFilter) -> DbResult<Vec<AuditRow>> {
 }
 
 pub async fn delete_before(db: &Db, before_ms: i64) -> DbResult<()> {
-    sqlx::query("DELETE FROM audit_events WHERE at < ?").bind(before_ms).execute(&db.write).await.map(|_| ())
+    sqlx::query("DELETE FROM audit_events WHERE at < ?")
+        .bind(before_ms)
+        .execute(&db.write)
+        .await
+        .map(|_| ())
 }

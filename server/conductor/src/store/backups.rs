@@ -21,22 +21,24 @@ pub struct BackupRow {
 const COLUMNS: &str = "id, volume, service, source_worker_id, store_worker_id, state, files, bytes, bytes_sent, error, created_at, finished_at";
 
 pub async fn insert(db: &Db, row: &BackupRow) -> DbResult<()> {
-    sqlx::query(&format!("INSERT INTO backups ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
-        .bind(&row.id)
-        .bind(&row.volume)
-        .bind(&row.service)
-        .bind(&row.source_worker_id)
-        .bind(&row.store_worker_id)
-        .bind(&row.state)
-        .bind(row.files)
-        .bind(row.bytes)
-        .bind(row.bytes_sent)
-        .bind(&row.error)
-        .bind(row.created_at)
-        .bind(row.finished_at)
-        .execute(&db.write)
-        .await
-        .map(|_| ())
+    sqlx::query(&format!(
+        "INSERT INTO backups ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(&row.id)
+    .bind(&row.volume)
+    .bind(&row.service)
+    .bind(&row.source_worker_id)
+    .bind(&row.store_worker_id)
+    .bind(&row.state)
+    .bind(row.files)
+    .bind(row.bytes)
+    .bind(row.bytes_sent)
+    .bind(&row.error)
+    .bind(row.created_at)
+    .bind(row.finished_at)
+    .execute(&db.write)
+    .await
+    .map(|_| ())
 }
 
 /// Ends a backup: its state, figures and error; a successful one also becomes its volume's last
@@ -81,7 +83,10 @@ pub async fn expire_others(db: &Db, volume: &str, store: &str, keep: &[String]) 
 }
 
 pub async fn get(db: &Db, id: &str) -> DbResult<Option<BackupRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM backups WHERE id = ?")).bind(id).fetch_optional(&db.read).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM backups WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await
 }
 
 /// Newest first; of one volume when given.
@@ -94,7 +99,11 @@ pub async fn list(db: &Db, volume: Option<&str>, limit: u32) -> DbResult<Vec<Bac
 }
 
 pub async fn running(db: &Db) -> DbResult<Vec<BackupRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM backups WHERE state = 'running'")).fetch_all(&db.read).await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM backups WHERE state = 'running'"
+    ))
+    .fetch_all(&db.read)
+    .await
 }
 
 /// The latest successful backup of each volume.

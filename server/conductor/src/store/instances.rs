@@ -26,50 +26,69 @@ pub async fn insert(db: &Db, row: &InstanceRow) -> DbResult<()> {
     tx.commit().await
 }
 
-pub async fn insert_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &InstanceRow) -> DbResult<()> {
-    sqlx::query(&format!("INSERT INTO instances ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
-        .bind(&row.id)
-        .bind(&row.worker_id)
-        .bind(&row.service)
-        .bind(&row.spec)
-        .bind(&row.desired_state)
-        .bind(&row.state)
-        .bind(&row.address)
-        .bind(row.exit_code)
-        .bind(&row.reason)
-        .bind(row.restarts)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
+pub async fn insert_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    row: &InstanceRow,
+) -> DbResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO instances ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(&row.id)
+    .bind(&row.worker_id)
+    .bind(&row.service)
+    .bind(&row.spec)
+    .bind(&row.desired_state)
+    .bind(&row.state)
+    .bind(&row.address)
+    .bind(row.exit_code)
+    .bind(&row.reason)
+    .bind(row.restarts)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 pub async fn all(db: &Db) -> DbResult<Vec<InstanceRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances ORDER BY created_at, id")).fetch_all(&db.read).await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances ORDER BY created_at, id"
+    ))
+    .fetch_all(&db.read)
+    .await
 }
 
 pub async fn delete_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM instances WHERE id = ?").bind(id).execute(&mut **tx).await?;
+    let done = sqlx::query("DELETE FROM instances WHERE id = ?")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn get(db: &Db, id: &str) -> DbResult<Option<InstanceRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = ?")).bind(id).fetch_optional(&db.read).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await
 }
 
 pub async fn for_worker(db: &Db, worker_id: &str) -> DbResult<Vec<InstanceRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE worker_id = ? ORDER BY created_at, id"))
-        .bind(worker_id)
-        .fetch_all(&db.read)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances WHERE worker_id = ? ORDER BY created_at, id"
+    ))
+    .bind(worker_id)
+    .fetch_all(&db.read)
+    .await
 }
 
 pub async fn for_service(db: &Db, service: &str) -> DbResult<Vec<InstanceRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE service = ? ORDER BY created_at, id"))
-        .bind(service)
-        .fetch_all(&db.read)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances WHERE service = ? ORDER BY created_at, id"
+    ))
+    .bind(service)
+    .fetch_all(&db.read)
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -102,6 +121,9 @@ pub async fn report(
 }
 
 pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM instances WHERE id = ?").bind(id).execute(&db.write).await?;
+    let done = sqlx::query("DELETE FROM instances WHERE id = ?")
+        .bind(id)
+        .execute(&db.write)
+        .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -18,7 +18,15 @@ pub struct IssuedTokenRow {
 const COLUMNS: &str = "jti, kind, user_id, name, scopes, created_at, expires_at";
 
 /// `expires_at` in Unix seconds (the token's `exp`); `scopes` space-separated (API keys).
-pub async fn insert(db: &Db, jti: &str, kind: &str, user_id: Option<&str>, name: &str, scopes: &str, expires_at: i64) -> DbResult<()> {
+pub async fn insert(
+    db: &Db,
+    jti: &str,
+    kind: &str,
+    user_id: Option<&str>,
+    name: &str,
+    scopes: &str,
+    expires_at: i64,
+) -> DbResult<()> {
     sqlx::query("INSERT INTO issued_tokens (jti, kind, user_id, name, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .bind(jti)
         .bind(kind)
@@ -34,11 +42,18 @@ pub async fn insert(db: &Db, jti: &str, kind: &str, user_id: Option<&str>, name:
 
 /// The name a token was issued under, if it was.
 pub async fn name_of(db: &Db, jti: &str) -> DbResult<Option<String>> {
-    sqlx::query_scalar("SELECT name FROM issued_tokens WHERE jti = ?").bind(jti).fetch_optional(&db.read).await
+    sqlx::query_scalar("SELECT name FROM issued_tokens WHERE jti = ?")
+        .bind(jti)
+        .fetch_optional(&db.read)
+        .await
 }
 
 /// The tokens still valid (neither expired nor revoked), newest first, optionally of one user.
-pub async fn list_valid(db: &Db, user_id: Option<&str>, now_secs: i64) -> DbResult<Vec<IssuedTokenRow>> {
+pub async fn list_valid(
+    db: &Db,
+    user_id: Option<&str>,
+    now_secs: i64,
+) -> DbResult<Vec<IssuedTokenRow>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM issued_tokens WHERE revoked_at IS NULL AND expires_at > ? AND (? IS NULL OR user_id = ?)
          ORDER BY created_at DESC LIMIT 1000"
@@ -68,7 +83,10 @@ pub async fn revoke(db: &Db, jti: &str) -> DbResult<Option<i64>> {
 }
 
 /// Revokes every unexpired session of `user_id` inside `tx`; returns their ids and expiries.
-pub async fn revoke_user_sessions(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> DbResult<Vec<(String, i64)>> {
+pub async fn revoke_user_sessions(
+    tx: &mut Transaction<'_, Sqlite>,
+    user_id: &str,
+) -> DbResult<Vec<(String, i64)>> {
     let now = now_ms();
     let revoked: Vec<(String, i64)> = sqlx::query_as(
         "UPDATE issued_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
@@ -85,7 +103,11 @@ pub async fn revoke_user_sessions(tx: &mut Transaction<'_, Sqlite>, user_id: &st
     Ok(revoked)
 }
 
-async fn append_to_feed(tx: &mut Transaction<'_, Sqlite>, jti: &str, expires_at: i64) -> DbResult<()> {
+async fn append_to_feed(
+    tx: &mut Transaction<'_, Sqlite>,
+    jti: &str,
+    expires_at: i64,
+) -> DbResult<()> {
     sqlx::query("INSERT INTO revocations (jti, expires_at) VALUES (?, ?)")
         .bind(jti)
         .bind(expires_at)
@@ -95,7 +117,12 @@ async fn append_to_feed(tx: &mut Transaction<'_, Sqlite>, jti: &str, expires_at:
 }
 
 /// Revocations after `after` that have not expired, oldest first, at most `limit`.
-pub async fn revocations_after(db: &Db, after: i64, now_secs: i64, limit: i64) -> DbResult<Vec<(i64, String, i64)>> {
+pub async fn revocations_after(
+    db: &Db,
+    after: i64,
+    now_secs: i64,
+    limit: i64,
+) -> DbResult<Vec<(i64, String, i64)>> {
     sqlx::query_as("SELECT seq, jti, expires_at FROM revocations WHERE seq > ? AND expires_at > ? ORDER BY seq LIMIT ?")
         .bind(after)
         .bind(now_secs)
@@ -106,14 +133,19 @@ pub async fn revocations_after(db: &Db, after: i64, now_secs: i64, limit: i64) -
 
 /// The newest revocation's number (0 before the first).
 pub async fn last_revocation(db: &Db) -> DbResult<i64> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations").fetch_one(&db.read).await
+    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+        .fetch_one(&db.read)
+        .await
 }
 
 /// Forgets tokens and revocations that expired more than `grace_secs` ago (they are refused by
 /// their expiry alone). The feed's numbers still never go back: AUTOINCREMENT does not reuse them.
 pub async fn prune_expired(db: &Db, now_secs: i64, grace_secs: i64) -> DbResult<()> {
     let before = now_secs - grace_secs;
-    sqlx::query("DELETE FROM issued_tokens WHERE expires_at < ?").bind(before).execute(&db.write).await?;
+    sqlx::query("DELETE FROM issued_tokens WHERE expires_at < ?")
+        .bind(before)
+        .execute(&db.write)
+        .await?;
     sqlx::query("DELETE FROM revocations WHERE expires_at < ?")
         .bind(before)
         .execute(&db.write)

@@ -4,7 +4,11 @@ use super::{Db, DbResult};
 
 /// Copies the database to `to` online: one read transaction, writers carry on.
 pub async fn snapshot(db: &Db, to: &std::path::Path) -> DbResult<()> {
-    sqlx::query("VACUUM INTO ?").bind(to.display().to_string()).execute(&db.write).await.map(|_| ())
+    sqlx::query("VACUUM INTO ?")
+        .bind(to.display().to_string())
+        .execute(&db.write)
+        .await
+        .map(|_| ())
 }
 
 /// Makes a restored database fit a cluster of new machines: the old workers (and what was

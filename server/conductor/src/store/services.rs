@@ -31,15 +31,25 @@ pub async fn ensure(db: &Db, names: &[&str]) -> DbResult<()> {
 }
 
 pub async fn all(db: &Db) -> DbResult<Vec<ServiceRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM services ORDER BY name")).fetch_all(&db.read).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM services ORDER BY name"))
+        .fetch_all(&db.read)
+        .await
 }
 
 pub async fn get(db: &Db, name: &str) -> DbResult<Option<ServiceRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM services WHERE name = ?")).bind(name).fetch_optional(&db.read).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM services WHERE name = ?"))
+        .bind(name)
+        .fetch_optional(&db.read)
+        .await
 }
 
 /// Inserts a service an admin defined; false if the name is taken.
-pub async fn insert_defined(db: &Db, name: &str, definition: &str, load_balancing: &str) -> DbResult<bool> {
+pub async fn insert_defined(
+    db: &Db,
+    name: &str,
+    definition: &str,
+    load_balancing: &str,
+) -> DbResult<bool> {
     let done = sqlx::query(
         "INSERT OR IGNORE INTO services (name, enabled, definition, load_balancing, updated_at) VALUES (?, 0, ?, ?, ?)",
     )
@@ -55,8 +65,14 @@ pub async fn insert_defined(db: &Db, name: &str, definition: &str, load_balancin
 /// Removes a service an admin defined, with its instances, in one transaction.
 pub async fn delete_defined(db: &Db, name: &str) -> DbResult<bool> {
     let mut tx = db.write.begin().await?;
-    sqlx::query("DELETE FROM instances WHERE service = ?").bind(name).execute(&mut *tx).await?;
-    let done = sqlx::query("DELETE FROM services WHERE name = ? AND definition IS NOT NULL").bind(name).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM instances WHERE service = ?")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM services WHERE name = ? AND definition IS NOT NULL")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }

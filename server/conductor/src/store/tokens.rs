@@ -23,7 +23,10 @@ pub async fn put(db: &Db, token: &str) -> DbResult<RegistrationTokenRow> {
     .bind(created_at)
     .execute(&db.write)
     .await?;
-    Ok(RegistrationTokenRow { token: token.to_owned(), created_at })
+    Ok(RegistrationTokenRow {
+        token: token.to_owned(),
+        created_at,
+    })
 }
 
 /// Creates the token only if there is none (first start).

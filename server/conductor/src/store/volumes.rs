@@ -15,12 +15,17 @@ pub struct VolumeRow {
 const COLUMNS: &str = "name, service, worker_id, created_at, updated_at, last_backup_at";
 
 pub async fn all(db: &Db) -> DbResult<Vec<VolumeRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM volumes ORDER BY name")).fetch_all(&db.read).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM volumes ORDER BY name"))
+        .fetch_all(&db.read)
+        .await
 }
 
 /// Records `row` as the volume's holder (a new volume, or one now held elsewhere); a new holder
 /// keeps no backup time, since backups of the old copy are not of this one.
-pub async fn upsert_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &VolumeRow) -> DbResult<()> {
+pub async fn upsert_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    row: &VolumeRow,
+) -> DbResult<()> {
     sqlx::query(&format!(
         "INSERT INTO volumes ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET service = excluded.service, worker_id = excluded.worker_id,
@@ -39,7 +44,12 @@ pub async fn upsert_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &Volum
 
 /// Records `worker_id` as the holder of `name` (a move's new worker, or its old one again). A
 /// changed holder has no backup yet.
-pub async fn set_holder_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, name: &str, worker_id: &str, now: i64) -> DbResult<()> {
+pub async fn set_holder_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &str,
+    worker_id: &str,
+    now: i64,
+) -> DbResult<()> {
     sqlx::query("UPDATE volumes SET worker_id = ?, updated_at = ?, last_backup_at = CASE WHEN worker_id = ? THEN last_backup_at END WHERE name = ?")
         .bind(worker_id)
         .bind(now)

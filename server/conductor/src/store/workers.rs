@@ -46,13 +46,45 @@ pub async fn load_all(db: &Db) -> DbResult<Vec<(WorkerRow, String)>> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, hostname, ip_address, labels, resources, api_url, registered_at, last_heartbeat_at, hash)| {
-            (WorkerRow { id, name, hostname, ip_address, labels, resources, api_url, registered_at, last_heartbeat_at }, hash)
-        })
+        .map(
+            |(
+                id,
+                name,
+                hostname,
+                ip_address,
+                labels,
+                resources,
+                api_url,
+                registered_at,
+                last_heartbeat_at,
+                hash,
+            )| {
+                (
+                    WorkerRow {
+                        id,
+                        name,
+                        hostname,
+                        ip_address,
+                        labels,
+                        resources,
+                        api_url,
+                        registered_at,
+                        last_heartbeat_at,
+                    },
+                    hash,
+                )
+            },
+        )
         .collect())
 }
 
-pub async fn insert(db: &Db, id: &str, credential_hash: &str, report: &WorkerReport<'_>, now: i64) -> DbResult<()> {
+pub async fn insert(
+    db: &Db,
+    id: &str,
+    credential_hash: &str,
+    report: &WorkerReport<'_>,
+    now: i64,
+) -> DbResult<()> {
     let r = report.resources;
     sqlx::query(
         "INSERT INTO workers (id, name, hostname, ip_address, labels, credential_hash,
@@ -82,7 +114,12 @@ pub async fn insert(db: &Db, id: &str, credential_hash: &str, report: &WorkerRep
 }
 
 /// Re-registration of a known worker: everything it reports is taken as the new truth.
-pub async fn update_registration(db: &Db, id: &str, report: &WorkerReport<'_>, now: i64) -> DbResult<()> {
+pub async fn update_registration(
+    db: &Db,
+    id: &str,
+    report: &WorkerReport<'_>,
+    now: i64,
+) -> DbResult<()> {
     let r = report.resources;
     sqlx::query(
         "UPDATE workers SET name = ?, hostname = ?, ip_address = ?, labels = ?,
@@ -148,6 +185,9 @@ pub async fn record_heartbeats(db: &Db, batch: &[HeartbeatRecord]) -> DbResult<(
 }
 
 pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM workers WHERE id = ?").bind(id).execute(&db.write).await?;
+    let done = sqlx::query("DELETE FROM workers WHERE id = ?")
+        .bind(id)
+        .execute(&db.write)
+        .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -33,7 +33,10 @@ impl AuditLog {
             let db = db.clone();
             async move {
                 let now = aerekos_common::db::now_ms();
-                let rows: Vec<AuditRow> = entries.iter().map(|e| AuditRow::from_entry(e, now)).collect();
+                let rows: Vec<AuditRow> = entries
+                    .iter()
+                    .map(|e| AuditRow::from_entry(e, now))
+                    .collect();
                 store::insert_audit(&db, &rows).await
             }
         });

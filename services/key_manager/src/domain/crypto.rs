@@ -52,8 +52,13 @@ impl SealingKey {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = self
             .0
-            
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("AES-GCM encryption of a bounded message");
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
@@ -68,7 +73,10 @@ impl SealingKey {
         }
         let (nonce, sealed) = data.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        self.0.decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad }).ok().map(Zeroizing::new)
+        self.0
+            .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad })
+            .ok()
+            .map(Zeroizing::new)
     }
 }
 
@@ -100,7 +108,11 @@ impl MasterKey {
 
 /// The encryption context in the one byte form both sides agree on (sorted keys, JSON).
 pub fn canonical_context(context: &BTreeMap<String, String>) -> Vec<u8> {
-    if context.is_empty() { Vec::new() } else { serde_json::to_vec(context).expect("string map serializes") }
+    if context.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(context).expect("string map serializes")
+    }
 }
 
 fn message_aad(key_id: Uuid, version: u32, context: &[u8]) -> Vec<u8> {
@@ -111,7 +123,13 @@ fn message_aad(key_id: Uuid, version: u32, context: &[u8]) -> Vec<u8> {
     aad
 }
 
-pub fn encrypt(key: &SealingKey, key_id: Uuid, version: u32, plaintext: &[u8], context: &[u8]) -> String {
+pub fn encrypt(
+    key: &SealingKey,
+    key_id: Uuid,
+    version: u32,
+    plaintext: &[u8],
+    context: &[u8],
+) -> String {
     let sealed = key.seal(plaintext, &message_aad(key_id, version, context));
     let mut blob = Vec::with_capacity(KEY_ID_LEN + sealed.len());
     blob.extend_from_slice(key_id.as_bytes());
@@ -132,23 +150,45 @@ pub enum CiphertextError {
 }
 
 pub fn parse(ciphertext: &str) -> Result<ParsedCiphertext, CiphertextError> {
-    let rest = ciphertext.trim().strip_prefix(PREFIX).ok_or(CiphertextError::Malformed("it does not start with aerekos:v"))?;
-    let (version, data) = rest.split_once(':').ok_or(CiphertextError::Malformed("no ':' after the version"))?;
-    let version: u32 = version.parse().map_err(|_| CiphertextError::Malformed("the version is not a number"))?;
+    let rest = ciphertext
+        .trim()
+        .strip_prefix(PREFIX)
+        .ok_or(CiphertextError::Malformed(
+            "it does not start with aerekos:v",
+        ))?;
+    let (version, data) = rest
+        .split_once(':')
+        .ok_or(CiphertextError::Malformed("no ':' after the version"))?;
+    let version: u32 = version
+        .parse()
+        .map_err(|_| CiphertextError::Malformed("the version is not a number"))?;
     if version == 0 {
         return Err(CiphertextError::Malformed("versions start at 1"));
     }
-    let blob = STANDARD.decode(data).map_err(|_| CiphertextError::Malformed("the data is not valid base64"))?;
+    let blob = STANDARD
+        .decode(data)
+        .map_err(|_| CiphertextError::Malformed("the data is not valid base64"))?;
     if blob.len() < KEY_ID_LEN + NONCE_LEN + 16 {
         return Err(CiphertextError::Malformed("it is too short"));
     }
     let key_id = Uuid::from_slice(&blob[..KEY_ID_LEN]).expect("16 bytes");
-    Ok(ParsedCiphertext { key_id, version, sealed: blob[KEY_ID_LEN..].to_vec() })
+    Ok(ParsedCiphertext {
+        key_id,
+        version,
+        sealed: blob[KEY_ID_LEN..].to_vec(),
+    })
 }
 
 /// Opens a parsed ciphertext; None if it fails authentication (altered, or another context).
-pub fn decrypt(key: &SealingKey, parsed: &ParsedCiphertext, context: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    key.open(&parsed.sealed, &message_aad(parsed.key_id, parsed.version, context))
+pub fn decrypt(
+    key: &SealingKey,
+    parsed: &ParsedCiphertext,
+    context: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    key.open(
+        &parsed.sealed,
+        &message_aad(parsed.key_id, parsed.version, context),
+    )
 }
 
 #[cfg(test)]

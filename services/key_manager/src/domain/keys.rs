@@ -10,7 +10,12 @@ use std::{
     time::Duration,
 };
 
-use aerekos_common::{ApiError, ApiResult, auth::Caller, db::{Db, from_ms, now_ms}, edge::current_request_id};
+use aerekos_common::{
+    ApiError, ApiResult,
+    auth::Caller,
+    db::{Db, from_ms, now_ms},
+    edge::current_request_id,
+};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use uuid::Uuid;
 
@@ -20,9 +25,10 @@ use super::{
 };
 use crate::{
     model::{
-        BatchDecryptResponse, BatchDecryptResult, BatchEncryptResponse, BatchEncryptResult, CreateKeyRequest, DataKeyRequest,
-        DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, Key, KeyState, KeyUsage,
-        KeyVersion, RandomResponse, UpdateKeyRequest,
+        BatchDecryptResponse, BatchDecryptResult, BatchEncryptResponse, BatchEncryptResult,
+        CreateKeyRequest, DataKeyRequest, DataKeyResponse, DecryptRequest, DecryptResponse,
+        EncryptRequest, EncryptResponse, Key, KeyState, KeyUsage, KeyVersion, RandomResponse,
+        UpdateKeyRequest,
     },
     store::{self, KeyRow, VersionRow},
 };
@@ -99,7 +105,12 @@ struct Outcome<T> {
 
 impl<T> Outcome<T> {
     fn err(key_id: Option<Uuid>, e: ApiError) -> Self {
-        Self { key_id, version: None, detail: None, result: Err(e) }
+        Self {
+            key_id,
+            version: None,
+            detail: None,
+            result: Err(e),
+        }
     }
 }
 
@@ -107,14 +118,25 @@ fn b64_decode(field: &str, value: &str) -> ApiResult<zeroize::Zeroizing<Vec<u8>>
     STANDARD
         .decode(value.trim())
         .map(zeroize::Zeroizing::new)
-        .map_err(|_| ApiError::bad_request("invalid_base64", format!("{field} is not valid base64 (standard alphabet, with padding)")))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_base64",
+                format!("{field} is not valid base64 (standard alphabet, with padding)"),
+            )
+        })
 }
 
 fn require_admin(caller: &Caller) -> ApiResult<()> {
     if caller.is_admin() {
         Ok(())
     } else {
-        Err(ApiError::forbidden("forbidden", format!("{} may not manage keys; this needs an admin", caller.actor())))
+        Err(ApiError::forbidden(
+            "forbidden",
+            format!(
+                "{} may not manage keys; this needs an admin",
+                caller.actor()
+            ),
+        ))
     }
 }
 
@@ -126,7 +148,10 @@ fn require_crypto(caller: &Caller) -> ApiResult<()> {
         Caller::User { admin: true, .. } => Ok(()),
         Caller::User { .. } => Err(ApiError::forbidden(
             "forbidden",
-            format!("{} has the viewer role, which may list keys but not use them", caller.actor()),
+            format!(
+                "{} has the viewer role, which may list keys but not use them",
+                caller.actor()
+            ),
         )),
     }
 }
@@ -138,7 +163,9 @@ pub fn require_key_scope(caller: &Caller, action: &str, key: &Key) -> ApiResult<
 
 fn validate_name(name: &str) -> ApiResult<()> {
     let ok = (1..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
         && Uuid::parse_str(name).is_err();
     if ok {
         Ok(())
@@ -152,7 +179,12 @@ fn validate_name(name: &str) -> ApiResult<()> {
 
 impl KeyService {
     /// Loads every key, unwrapping its material with the master key.
-    pub async fn start(db: Db, master: MasterKey, audit: AuditLog, limits: Limits) -> Result<Self, String> {
+    pub async fn start(
+        db: Db,
+        master: MasterKey,
+        audit: AuditLog,
+        limits: Limits,
+    ) -> Result<Self, String> {
         let (keys, versions) = store::load_keys(&db).await.map_err(|e| e.to_string())?;
         let mut ring = Ring::default();
         let mut by_key: HashMap<String, BTreeMap<u32, Arc<VersionEntry>>> = HashMap::new();
@@ -161,8 +193,14 @@ impl KeyService {
             let material = master.unwrap(id, v.version as u32, &v.material).ok_or_else(|| {
                 format!("key {} version {} does not open with this master key (wrong KEY_MANAGER_MASTER_KEY?)", v.key_id, v.version)
             })?;
-            let entry = VersionEntry { key: SealingKey::new(&material), created_at: v.created_at };
-            by_key.entry(v.key_id).or_default().insert(v.version as u32, Arc::new(entry));
+            let entry = VersionEntry {
+                key: SealingKey::new(&material),
+                created_at: v.created_at,
+            };
+            by_key
+                .entry(v.key_id)
+                .or_default()
+                .insert(v.version as u32, Arc::new(entry));
         }
         for row in keys {
             let id = Uuid::parse_str(&row.id).map_err(|e| e.to_string())?;
@@ -171,32 +209,55 @@ impl KeyService {
             ring.by_id.insert(id, Arc::new(KeyEntry { row, versions }));
         }
         tracing::info!(keys = ring.by_id.len(), "key ring loaded");
-        Ok(Self { db, master, audit, limits, ring: RwLock::new(ring), mutation: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            db,
+            master,
+            audit,
+            limits,
+            ring: RwLock::new(ring),
+            mutation: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The key named by `key_ref` (its id or its name). Keys past their deletion date are gone.
     fn resolve(&self, key_ref: &str) -> ApiResult<Arc<KeyEntry>> {
         let ring = self.ring.read().expect("ring lock");
-        let id = Uuid::parse_str(key_ref).ok().or_else(|| ring.by_name.get(key_ref).copied());
+        let id = Uuid::parse_str(key_ref)
+            .ok()
+            .or_else(|| ring.by_name.get(key_ref).copied());
         let entry = id.and_then(|id| ring.by_id.get(&id)).cloned();
         match entry {
             Some(e) if !e.row.deletion_at.is_some_and(|at| at <= now_ms()) => Ok(e),
-            _ => Err(ApiError::not_found("key_not_found", format!("no key {key_ref:?} (by id or name)"))),
+            _ => Err(ApiError::not_found(
+                "key_not_found",
+                format!("no key {key_ref:?} (by id or name)"),
+            )),
         }
     }
 
     fn usable(entry: &KeyEntry) -> ApiResult<()> {
         match entry.state() {
             KeyState::Enabled => Ok(()),
-            KeyState::Disabled => Err(ApiError::conflict("key_disabled", format!("key {} is disabled; enable it to use it", entry.row.name))),
+            KeyState::Disabled => Err(ApiError::conflict(
+                "key_disabled",
+                format!("key {} is disabled; enable it to use it", entry.row.name),
+            )),
             KeyState::PendingDeletion => Err(ApiError::conflict(
                 "key_pending_deletion",
-                format!("key {} is scheduled for deletion; cancel the deletion to use it again", entry.row.name),
+                format!(
+                    "key {} is scheduled for deletion; cancel the deletion to use it again",
+                    entry.row.name
+                ),
             )),
         }
     }
 
-    async fn audited<T>(&self, caller: &Caller, operation: &'static str, outcome: Outcome<T>) -> ApiResult<T> {
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        operation: &'static str,
+        outcome: Outcome<T>,
+    ) -> ApiResult<T> {
         let entry = AuditEntry {
             actor: caller.actor(),
             key_id: outcome.key_id.map(|id| id.to_string()),
@@ -243,11 +304,29 @@ impl KeyService {
         }
         let description = req.description.unwrap_or_default();
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Outcome::err(None, ApiError::bad_request("invalid_description", format!("description is at most {MAX_DESCRIPTION_CHARS} characters")));
+            return Outcome::err(
+                None,
+                ApiError::bad_request(
+                    "invalid_description",
+                    format!("description is at most {MAX_DESCRIPTION_CHARS} characters"),
+                ),
+            );
         }
         let _one_at_a_time = self.mutation.lock().await;
-        if self.ring.read().expect("ring lock").by_name.contains_key(&req.name) {
-            return Outcome::err(None, ApiError::conflict("key_exists", format!("a key named {:?} exists already", req.name)));
+        if self
+            .ring
+            .read()
+            .expect("ring lock")
+            .by_name
+            .contains_key(&req.name)
+        {
+            return Outcome::err(
+                None,
+                ApiError::conflict(
+                    "key_exists",
+                    format!("a key named {:?} exists already", req.name),
+                ),
+            );
         }
         let id = Uuid::new_v4();
         let now = now_ms();
@@ -266,13 +345,25 @@ impl KeyService {
             created_at: now,
             updated_at: now,
         };
-        let version = VersionRow { key_id: row.id.clone(), version: 1, material: self.master.wrap(id, 1, &material), created_at: now };
+        let version = VersionRow {
+            key_id: row.id.clone(),
+            version: 1,
+            material: self.master.wrap(id, 1, &material),
+            created_at: now,
+        };
         if let Err(e) = store::insert_key(&self.db, &row, &version).await {
             return Outcome::err(Some(id), ApiError::internal(e));
         }
         let entry = KeyEntry {
             row,
-            versions: [(1, Arc::new(VersionEntry { key: SealingKey::new(&material), created_at: now }))].into(),
+            versions: [(
+                1,
+                Arc::new(VersionEntry {
+                    key: SealingKey::new(&material),
+                    created_at: now,
+                }),
+            )]
+            .into(),
         };
         let model = to_model(&entry);
         {
@@ -281,7 +372,12 @@ impl KeyService {
             ring.by_id.insert(id, Arc::new(entry));
         }
         tracing::info!(key_id = %id, name = %model.name, "key created");
-        Outcome { key_id: Some(id), version: Some(1), detail: None, result: Ok(model) }
+        Outcome {
+            key_id: Some(id),
+            version: Some(1),
+            detail: None,
+            result: Ok(model),
+        }
     }
 
     /// Applies `change` to a copy of the key's row (and maybe adds a version), commits, swaps it in.
@@ -314,8 +410,19 @@ impl KeyService {
             if rotate {
                 let v = entry.latest() + 1;
                 let material = crypto::random_material();
-                new_version = Some(VersionRow { key_id: row.id.clone(), version: i64::from(v), material: self.master.wrap(id, v, &material), created_at: now });
-                versions.insert(v, Arc::new(VersionEntry { key: SealingKey::new(&material), created_at: now }));
+                new_version = Some(VersionRow {
+                    key_id: row.id.clone(),
+                    version: i64::from(v),
+                    material: self.master.wrap(id, v, &material),
+                    created_at: now,
+                });
+                versions.insert(
+                    v,
+                    Arc::new(VersionEntry {
+                        key: SealingKey::new(&material),
+                        created_at: now,
+                    }),
+                );
                 row.latest_version = i64::from(v);
             }
             if let Err(e) = store::update_key(&self.db, &row, new_version.as_ref()).await {
@@ -323,9 +430,18 @@ impl KeyService {
             }
             let updated = KeyEntry { row, versions };
             let model = to_model(&updated);
-            self.ring.write().expect("ring lock").by_id.insert(id, Arc::new(updated));
+            self.ring
+                .write()
+                .expect("ring lock")
+                .by_id
+                .insert(id, Arc::new(updated));
             tracing::info!(key_id = %id, operation, "key changed");
-            Outcome { key_id: Some(id), version: Some(model.latest_version), detail: None, result: Ok(model) }
+            Outcome {
+                key_id: Some(id),
+                version: Some(model.latest_version),
+                detail: None,
+                result: Ok(model),
+            }
         }
         .await;
         self.audited(caller, operation, outcome).await
@@ -334,14 +450,22 @@ impl KeyService {
     pub async fn rotate(&self, caller: &Caller, key_ref: &str) -> ApiResult<Key> {
         self.modify(caller, "rotate", key_ref, |entry, _| {
             if entry.state() == KeyState::PendingDeletion {
-                return Err(ApiError::conflict("key_pending_deletion", "a key scheduled for deletion cannot be rotated"));
+                return Err(ApiError::conflict(
+                    "key_pending_deletion",
+                    "a key scheduled for deletion cannot be rotated",
+                ));
             }
             Ok(true)
         })
         .await
     }
 
-    pub async fn update(&self, caller: &Caller, key_ref: &str, req: UpdateKeyRequest) -> ApiResult<Key> {
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        req: UpdateKeyRequest,
+    ) -> ApiResult<Key> {
         self.modify(caller, "update", key_ref, |entry, row| {
             let latest = entry.latest();
             if let Some(d) = req.description {
@@ -382,11 +506,19 @@ impl KeyService {
         .await
     }
 
-    pub async fn set_enabled(&self, caller: &Caller, key_ref: &str, enabled: bool) -> ApiResult<Key> {
+    pub async fn set_enabled(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        enabled: bool,
+    ) -> ApiResult<Key> {
         let operation = if enabled { "enable" } else { "disable" };
         self.modify(caller, operation, key_ref, |entry, row| {
             if entry.state() == KeyState::PendingDeletion {
-                return Err(ApiError::conflict("key_pending_deletion", "cancel the scheduled deletion first"));
+                return Err(ApiError::conflict(
+                    "key_pending_deletion",
+                    "cancel the scheduled deletion first",
+                ));
             }
             row.enabled = enabled;
             Ok(false)
@@ -394,20 +526,32 @@ impl KeyService {
         .await
     }
 
-    pub async fn schedule_deletion(&self, caller: &Caller, key_ref: &str, waiting: Option<Duration>) -> ApiResult<Key> {
+    pub async fn schedule_deletion(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        waiting: Option<Duration>,
+    ) -> ApiResult<Key> {
         let minimum = self.limits.deletion_waiting_period;
         self.modify(caller, "schedule_deletion", key_ref, |entry, row| {
             if !entry.row.deletion_allowed {
                 return Err(ApiError::conflict(
                     "deletion_not_allowed",
-                    format!("key {} does not allow deletion; set deletion_allowed first", entry.row.name),
+                    format!(
+                        "key {} does not allow deletion; set deletion_allowed first",
+                        entry.row.name
+                    ),
                 ));
             }
             let waiting = waiting.unwrap_or(minimum);
             if waiting < minimum || waiting > MAX_DELETION_WAITING_PERIOD {
                 return Err(ApiError::bad_request(
                     "invalid_waiting_period",
-                    format!("the waiting period must be between {}s and {}s", minimum.as_secs(), MAX_DELETION_WAITING_PERIOD.as_secs()),
+                    format!(
+                        "the waiting period must be between {}s and {}s",
+                        minimum.as_secs(),
+                        MAX_DELETION_WAITING_PERIOD.as_secs()
+                    ),
                 ));
             }
             // Within the bound above, milliseconds from now fit an i64 by far.
@@ -420,7 +564,10 @@ impl KeyService {
     pub async fn cancel_deletion(&self, caller: &Caller, key_ref: &str) -> ApiResult<Key> {
         self.modify(caller, "cancel_deletion", key_ref, |entry, row| {
             if entry.row.deletion_at.is_none() {
-                return Err(ApiError::conflict("not_pending_deletion", "the key is not scheduled for deletion"));
+                return Err(ApiError::conflict(
+                    "not_pending_deletion",
+                    "the key is not scheduled for deletion",
+                ));
             }
             // A key coming back from pending deletion comes back disabled, as in AWS KMS.
             row.deletion_at = None;
@@ -436,7 +583,11 @@ impl KeyService {
         let now = now_ms();
         let due: Vec<Arc<KeyEntry>> = {
             let ring = self.ring.read().expect("ring lock");
-            ring.by_id.values().filter(|e| e.row.deletion_at.is_some_and(|at| at <= now)).cloned().collect()
+            ring.by_id
+                .values()
+                .filter(|e| e.row.deletion_at.is_some_and(|at| at <= now))
+                .cloned()
+                .collect()
         };
         for entry in &due {
             store::delete_key(&self.db, &entry.row.id).await?;
@@ -450,7 +601,13 @@ impl KeyService {
 
     // ----- cryptography -----
 
-    fn encrypt_one(&self, entry: &KeyEntry, plaintext_b64: &str, context: Option<&BTreeMap<String, String>>, version: Option<u32>) -> (Option<u32>, ApiResult<EncryptResponse>) {
+    fn encrypt_one(
+        &self,
+        entry: &KeyEntry,
+        plaintext_b64: &str,
+        context: Option<&BTreeMap<String, String>>,
+        version: Option<u32>,
+    ) -> (Option<u32>, ApiResult<EncryptResponse>) {
         let plaintext = match b64_decode("plaintext", plaintext_b64) {
             Ok(p) => p,
             Err(e) => return (None, Err(e)),
@@ -458,138 +615,256 @@ impl KeyService {
         self.encrypt_bytes(entry, &plaintext, context, version)
     }
 
-    fn encrypt_bytes(&self, entry: &KeyEntry, plaintext: &[u8], context: Option<&BTreeMap<String, String>>, version: Option<u32>) -> (Option<u32>, ApiResult<EncryptResponse>) {
+    fn encrypt_bytes(
+        &self,
+        entry: &KeyEntry,
+        plaintext: &[u8],
+        context: Option<&BTreeMap<String, String>>,
+        version: Option<u32>,
+    ) -> (Option<u32>, ApiResult<EncryptResponse>) {
         if plaintext.len() > self.limits.max_plaintext_bytes {
-            return (None, Err(ApiError::bad_request(
-                "plaintext_too_large",
-                format!(
-                    "the plaintext is {} bytes; the limit is {}. Encrypt larger data locally under a data key (POST …/datakey)",
-                    plaintext.len(),
-                    self.limits.max_plaintext_bytes
-                ),
-            )));
+            return (
+                None,
+                Err(ApiError::bad_request(
+                    "plaintext_too_large",
+                    format!(
+                        "the plaintext is {} bytes; the limit is {}. Encrypt larger data locally under a data key (POST …/datakey)",
+                        plaintext.len(),
+                        self.limits.max_plaintext_bytes
+                    ),
+                )),
+            );
         }
         let latest = entry.latest();
         let floor = entry.row.min_encryption_version as u32;
         let v = version.unwrap_or(latest);
         if v > latest || v < floor.max(1) {
-            return (Some(v), Err(ApiError::bad_request(
-                "version_not_allowed",
-                format!("key {} encrypts with versions {}–{latest}", entry.row.name, floor.max(1)),
-            )));
+            return (
+                Some(v),
+                Err(ApiError::bad_request(
+                    "version_not_allowed",
+                    format!(
+                        "key {} encrypts with versions {}–{latest}",
+                        entry.row.name,
+                        floor.max(1)
+                    ),
+                )),
+            );
         }
         if floor != 0 && version.is_none() && latest < floor {
-            return (Some(v), Err(ApiError::internal("min_encryption_version above latest")));
+            return (
+                Some(v),
+                Err(ApiError::internal("min_encryption_version above latest")),
+            );
         }
         let key = &entry.versions[&v].key;
         let ctx = crypto::canonical_context(context.unwrap_or(&BTreeMap::new()));
-        (Some(v), Ok(EncryptResponse { ciphertext: crypto::encrypt(key, entry.id(), v, plaintext, &ctx), key_version: v }))
+        (
+            Some(v),
+            Ok(EncryptResponse {
+                ciphertext: crypto::encrypt(key, entry.id(), v, plaintext, &ctx),
+                key_version: v,
+            }),
+        )
     }
 
-    fn decrypt_bytes(&self, entry: &KeyEntry, ciphertext: &str, context: Option<&BTreeMap<String, String>>) -> (Option<u32>, ApiResult<zeroize::Zeroizing<Vec<u8>>>) {
+    fn decrypt_bytes(
+        &self,
+        entry: &KeyEntry,
+        ciphertext: &str,
+        context: Option<&BTreeMap<String, String>>,
+    ) -> (Option<u32>, ApiResult<zeroize::Zeroizing<Vec<u8>>>) {
         let parsed = match crypto::parse(ciphertext) {
             Ok(p) => p,
             Err(crypto::CiphertextError::Malformed(why)) => {
-                return (None, Err(ApiError::bad_request("invalid_ciphertext", format!("this is not an aerekos ciphertext: {why}"))));
+                return (
+                    None,
+                    Err(ApiError::bad_request(
+                        "invalid_ciphertext",
+                        format!("this is not an aerekos ciphertext: {why}"),
+                    )),
+                );
             }
         };
         let v = parsed.version;
         if parsed.key_id != entry.id() {
-            return (Some(v), Err(ApiError::bad_request(
-                "wrong_key",
-                format!("the ciphertext was made with key {}, not with {} ({})", parsed.key_id, entry.row.name, entry.row.id),
-            )));
+            return (
+                Some(v),
+                Err(ApiError::bad_request(
+                    "wrong_key",
+                    format!(
+                        "the ciphertext was made with key {}, not with {} ({})",
+                        parsed.key_id, entry.row.name, entry.row.id
+                    ),
+                )),
+            );
         }
         if v < entry.row.min_decryption_version as u32 {
-            return (Some(v), Err(ApiError::bad_request(
-                "version_not_allowed",
-                format!(
-                    "the ciphertext is of version {v}; key {} only decrypts versions {} and above (min_decryption_version)",
-                    entry.row.name, entry.row.min_decryption_version
-                ),
-            )));
+            return (
+                Some(v),
+                Err(ApiError::bad_request(
+                    "version_not_allowed",
+                    format!(
+                        "the ciphertext is of version {v}; key {} only decrypts versions {} and above (min_decryption_version)",
+                        entry.row.name, entry.row.min_decryption_version
+                    ),
+                )),
+            );
         }
         let Some(version) = entry.versions.get(&v) else {
-            return (Some(v), Err(ApiError::bad_request("invalid_ciphertext", format!("key {} has no version {v}", entry.row.name))));
+            return (
+                Some(v),
+                Err(ApiError::bad_request(
+                    "invalid_ciphertext",
+                    format!("key {} has no version {v}", entry.row.name),
+                )),
+            );
         };
         let ctx = crypto::canonical_context(context.unwrap_or(&BTreeMap::new()));
         match crypto::decrypt(&version.key, &parsed, &ctx) {
             Some(plaintext) => (Some(v), Ok(plaintext)),
-            None => (Some(v), Err(ApiError::bad_request(
-                "decryption_failed",
-                "the ciphertext does not authenticate: it was altered, or the encryption context differs from the one used to encrypt",
-            ))),
+            None => (
+                Some(v),
+                Err(ApiError::bad_request(
+                    "decryption_failed",
+                    "the ciphertext does not authenticate: it was altered, or the encryption context differs from the one used to encrypt",
+                )),
+            ),
         }
     }
 
     /// Resolves the key and checks the caller may use it and that it is usable.
     /// `actions` are what an API key's scopes must grant on this key (a rewrap decrypts and encrypts).
-    fn usable_key(&self, caller: &Caller, key_ref: &str, actions: &[&str]) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
+    fn usable_key(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        actions: &[&str],
+    ) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
         require_crypto(caller).map_err(|e| (None, e))?;
         let entry = self.resolve(key_ref).map_err(|e| (None, e))?;
         for action in actions {
-            caller.require_scope("key_manager", action, &[&entry.row.id, &entry.row.name]).map_err(|e| (Some(entry.id()), e))?;
+            caller
+                .require_scope("key_manager", action, &[&entry.row.id, &entry.row.name])
+                .map_err(|e| (Some(entry.id()), e))?;
         }
         Self::usable(&entry).map_err(|e| (Some(entry.id()), e))?;
         Ok(entry)
     }
 
-    fn usable_batch_key(&self, caller: &Caller, key_ref: &str, action: &str, items: usize) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
+    fn usable_batch_key(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        action: &str,
+        items: usize,
+    ) -> Result<Arc<KeyEntry>, (Option<Uuid>, ApiError)> {
         let entry = self.usable_key(caller, key_ref, &[action])?;
         self.check_batch(items).map_err(|e| (Some(entry.id()), e))?;
         Ok(entry)
     }
 
-    pub async fn encrypt(&self, caller: &Caller, key_ref: &str, req: EncryptRequest) -> ApiResult<EncryptResponse> {
+    pub async fn encrypt(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        req: EncryptRequest,
+    ) -> ApiResult<EncryptResponse> {
         let outcome = match self.usable_key(caller, key_ref, &["encrypt"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
-                let (version, result) = self.encrypt_one(&entry, &req.plaintext, req.context.as_ref(), req.key_version);
-                Outcome { key_id: Some(entry.id()), version, detail: None, result }
+                let (version, result) = self.encrypt_one(
+                    &entry,
+                    &req.plaintext,
+                    req.context.as_ref(),
+                    req.key_version,
+                );
+                Outcome {
+                    key_id: Some(entry.id()),
+                    version,
+                    detail: None,
+                    result,
+                }
             }
         };
         self.audited(caller, "encrypt", outcome).await
     }
 
-    pub async fn decrypt(&self, caller: &Caller, key_ref: &str, req: DecryptRequest) -> ApiResult<DecryptResponse> {
+    pub async fn decrypt(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        req: DecryptRequest,
+    ) -> ApiResult<DecryptResponse> {
         let outcome = match self.usable_key(caller, key_ref, &["decrypt"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
-                let (version, result) = self.decrypt_bytes(&entry, &req.ciphertext, req.context.as_ref());
-                let result = result.map(|p| DecryptResponse { plaintext: STANDARD.encode(&*p), key_version: version.unwrap_or(0) });
-                Outcome { key_id: Some(entry.id()), version, detail: None, result }
+                let (version, result) =
+                    self.decrypt_bytes(&entry, &req.ciphertext, req.context.as_ref());
+                let result = result.map(|p| DecryptResponse {
+                    plaintext: STANDARD.encode(&*p),
+                    key_version: version.unwrap_or(0),
+                });
+                Outcome {
+                    key_id: Some(entry.id()),
+                    version,
+                    detail: None,
+                    result,
+                }
             }
         };
         self.audited(caller, "decrypt", outcome).await
     }
 
     /// Decrypts and re-encrypts under the newest allowed version; the plaintext never leaves.
-    pub async fn rewrap(&self, caller: &Caller, key_ref: &str, req: DecryptRequest) -> ApiResult<EncryptResponse> {
+    pub async fn rewrap(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        req: DecryptRequest,
+    ) -> ApiResult<EncryptResponse> {
         let outcome = match self.usable_key(caller, key_ref, &["decrypt", "encrypt"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
-                let (old, opened) = self.decrypt_bytes(&entry, &req.ciphertext, req.context.as_ref());
+                let (old, opened) =
+                    self.decrypt_bytes(&entry, &req.ciphertext, req.context.as_ref());
                 let (version, result) = match opened {
-                    Ok(plaintext) => self.encrypt_bytes(&entry, &plaintext, req.context.as_ref(), None),
+                    Ok(plaintext) => {
+                        self.encrypt_bytes(&entry, &plaintext, req.context.as_ref(), None)
+                    }
                     Err(e) => (old, Err(e)),
                 };
                 let detail = old.map(|v| format!("from version {v}"));
-                Outcome { key_id: Some(entry.id()), version, detail, result }
+                Outcome {
+                    key_id: Some(entry.id()),
+                    version,
+                    detail,
+                    result,
+                }
             }
         };
         self.audited(caller, "rewrap", outcome).await
     }
 
-    pub async fn data_key(&self, caller: &Caller, key_ref: &str, req: DataKeyRequest) -> ApiResult<DataKeyResponse> {
+    pub async fn data_key(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        req: DataKeyRequest,
+    ) -> ApiResult<DataKeyResponse> {
         let outcome = match self.usable_key(caller, key_ref, &["generate_data_key"]) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let id = Some(entry.id());
                 if !DATA_KEY_BITS.contains(&req.bits) {
-                    Outcome::err(id, ApiError::bad_request("invalid_bits", "bits must be 128, 256 or 512"))
+                    Outcome::err(
+                        id,
+                        ApiError::bad_request("invalid_bits", "bits must be 128, 256 or 512"),
+                    )
                 } else {
                     let data_key = crypto::random_bytes(req.bits as usize / 8);
-                    let (version, wrapped) = self.encrypt_bytes(&entry, &data_key, req.context.as_ref(), None);
+                    let (version, wrapped) =
+                        self.encrypt_bytes(&entry, &data_key, req.context.as_ref(), None);
                     let include = req.include_plaintext.unwrap_or(true);
                     let result = wrapped.map(|w| DataKeyResponse {
                         ciphertext: w.ciphertext,
@@ -597,8 +872,17 @@ impl KeyService {
                         key_version: w.key_version,
                         bits: req.bits,
                     });
-                    let detail = Some(format!("{} bits, plaintext {}", req.bits, if include { "returned" } else { "withheld" }));
-                    Outcome { key_id: id, version, detail, result }
+                    let detail = Some(format!(
+                        "{} bits, plaintext {}",
+                        req.bits,
+                        if include { "returned" } else { "withheld" }
+                    ));
+                    Outcome {
+                        key_id: id,
+                        version,
+                        detail,
+                        result,
+                    }
                 }
             }
         };
@@ -609,51 +893,102 @@ impl KeyService {
         if n == 0 || n > self.limits.max_batch_items {
             return Err(ApiError::bad_request(
                 "invalid_batch",
-                format!("a batch has 1–{} items; this one has {n}", self.limits.max_batch_items),
+                format!(
+                    "a batch has 1–{} items; this one has {n}",
+                    self.limits.max_batch_items
+                ),
             ));
         }
         Ok(())
     }
 
-    pub async fn encrypt_batch(&self, caller: &Caller, key_ref: &str, items: Vec<EncryptRequest>) -> ApiResult<BatchEncryptResponse> {
+    pub async fn encrypt_batch(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        items: Vec<EncryptRequest>,
+    ) -> ApiResult<BatchEncryptResponse> {
         let outcome = match self.usable_batch_key(caller, key_ref, "encrypt", items.len()) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let mut failed = 0;
                 let results: Vec<_> = items
                     .iter()
-                    .map(|item| match self.encrypt_one(&entry, &item.plaintext, item.context.as_ref(), item.key_version).1 {
-                        Ok(r) => BatchEncryptResult { ciphertext: Some(r.ciphertext), key_version: Some(r.key_version), error: None },
-                        Err(e) => {
-                            failed += 1;
-                            BatchEncryptResult { ciphertext: None, key_version: None, error: Some(e.body().clone()) }
+                    .map(|item| {
+                        match self
+                            .encrypt_one(
+                                &entry,
+                                &item.plaintext,
+                                item.context.as_ref(),
+                                item.key_version,
+                            )
+                            .1
+                        {
+                            Ok(r) => BatchEncryptResult {
+                                ciphertext: Some(r.ciphertext),
+                                key_version: Some(r.key_version),
+                                error: None,
+                            },
+                            Err(e) => {
+                                failed += 1;
+                                BatchEncryptResult {
+                                    ciphertext: None,
+                                    key_version: None,
+                                    error: Some(e.body().clone()),
+                                }
+                            }
                         }
                     })
                     .collect();
                 let detail = Some(format!("{} items, {failed} refused", items.len()));
-                Outcome { key_id: Some(entry.id()), version: Some(entry.latest()), detail, result: Ok(BatchEncryptResponse { results }) }
+                Outcome {
+                    key_id: Some(entry.id()),
+                    version: Some(entry.latest()),
+                    detail,
+                    result: Ok(BatchEncryptResponse { results }),
+                }
             }
         };
         self.audited(caller, "encrypt_batch", outcome).await
     }
 
-    pub async fn decrypt_batch(&self, caller: &Caller, key_ref: &str, items: Vec<DecryptRequest>) -> ApiResult<BatchDecryptResponse> {
+    pub async fn decrypt_batch(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        items: Vec<DecryptRequest>,
+    ) -> ApiResult<BatchDecryptResponse> {
         let outcome = match self.usable_batch_key(caller, key_ref, "decrypt", items.len()) {
             Err((id, e)) => Outcome::err(id, e),
             Ok(entry) => {
                 let mut failed = 0;
                 let results: Vec<_> = items
                     .iter()
-                    .map(|item| match self.decrypt_bytes(&entry, &item.ciphertext, item.context.as_ref()) {
-                        (v, Ok(p)) => BatchDecryptResult { plaintext: Some(STANDARD.encode(&*p)), key_version: v, error: None },
-                        (_, Err(e)) => {
-                            failed += 1;
-                            BatchDecryptResult { plaintext: None, key_version: None, error: Some(e.body().clone()) }
+                    .map(|item| {
+                        match self.decrypt_bytes(&entry, &item.ciphertext, item.context.as_ref()) {
+                            (v, Ok(p)) => BatchDecryptResult {
+                                plaintext: Some(STANDARD.encode(&*p)),
+                                key_version: v,
+                                error: None,
+                            },
+                            (_, Err(e)) => {
+                                failed += 1;
+                                BatchDecryptResult {
+                                    plaintext: None,
+                                    key_version: None,
+                                    error: Some(e.body().clone()),
+                                }
+                            }
                         }
                     })
                     .collect();
                 let detail = Some(format!("{} items, {failed} refused", items.len()));
-                Outcome { key_id: Some(entry.id()), version: None, detail, result: Ok(BatchDecryptResponse { results }) }
+                Outcome {
+                    key_id: Some(entry.id()),
+                    version: None,
+                    detail,
+                    result: Ok(BatchDecryptResponse { results }),
+                }
             }
         };
         self.audited(caller, "decrypt_batch", outcome).await
@@ -661,9 +996,14 @@ impl KeyService {
 
     pub fn random(&self, bytes: u32) -> ApiResult<RandomResponse> {
         if !(1..=MAX_RANDOM_BYTES).contains(&bytes) {
-            return Err(ApiError::bad_request("invalid_bytes", format!("bytes must be between 1 and {MAX_RANDOM_BYTES}")));
+            return Err(ApiError::bad_request(
+                "invalid_bytes",
+                format!("bytes must be between 1 and {MAX_RANDOM_BYTES}"),
+            ));
         }
-        Ok(RandomResponse { random: STANDARD.encode(&*crypto::random_bytes(bytes as usize)) })
+        Ok(RandomResponse {
+            random: STANDARD.encode(&*crypto::random_bytes(bytes as usize)),
+        })
     }
 }
 
@@ -679,7 +1019,14 @@ fn to_model(e: &KeyEntry) -> Key {
         min_encryption_version: e.row.min_encryption_version as u32,
         deletion_allowed: e.row.deletion_allowed,
         deletion_at: e.row.deletion_at.map(from_ms),
-        versions: e.versions.iter().map(|(v, entry)| KeyVersion { version: *v, created_at: from_ms(entry.created_at) }).collect(),
+        versions: e
+            .versions
+            .iter()
+            .map(|(v, entry)| KeyVersion {
+                version: *v,
+                created_at: from_ms(entry.created_at),
+            })
+            .collect(),
         created_at: from_ms(e.row.created_at),
         updated_at: from_ms(e.row.updated_at),
     }

@@ -28,19 +28,48 @@ fn cipher(key: &[u8]) -> Option<Aes256Gcm> {
 }
 
 /// Seals `plaintext` (version `version` of `secret`, of `kind`) under `key` (32 bytes).
-pub fn seal(key: &[u8], secret: &str, version: u64, kind: &str, plaintext: &[u8]) -> Option<Vec<u8>> {
+pub fn seal(
+    key: &[u8],
+    secret: &str,
+    version: u64,
+    kind: &str,
+    plaintext: &[u8],
+) -> Option<Vec<u8>> {
     let mut nonce = [0u8; NONCE];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let sealed = cipher(key)?.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &additional_data(secret, version, kind) }).ok()?;
+    let sealed = cipher(key)?
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &additional_data(secret, version, kind),
+            },
+        )
+        .ok()?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
     Some(out)
 }
 
 /// Opens what [`seal`] made; None if it does not authenticate.
-pub fn open(key: &[u8], secret: &str, version: u64, kind: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+pub fn open(
+    key: &[u8],
+    secret: &str,
+    version: u64,
+    kind: &str,
+    sealed: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
     let (nonce, body) = sealed.split_at_checked(NONCE)?;
-    cipher(key)?.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: &additional_data(secret, version, kind) }).ok().map(Zeroizing::new)
+    cipher(key)?
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: body,
+                aad: &additional_data(secret, version, kind),
+            },
+        )
+        .ok()
+        .map(Zeroizing::new)
 }
 
 #[cfg(test)]
@@ -51,12 +80,32 @@ mod tests {
     fn a_sealed_value_opens_only_as_itself() {
         let key = [7u8; 32];
         let sealed = seal(&key, "apps/shop/db", 3, "bytes", b"hunter2").unwrap();
-        assert_eq!(open(&key, "apps/shop/db", 3, "bytes", &sealed).unwrap().as_slice(), b"hunter2");
+        assert_eq!(
+            open(&key, "apps/shop/db", 3, "bytes", &sealed)
+                .unwrap()
+                .as_slice(),
+            b"hunter2"
+        );
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
-        assert!(open(&key, "apps/shop/db", 4, "bytes", &sealed).is_none(), "another version");
-        assert!(open(&key, "apps/shop/other", 3, "bytes", &sealed).is_none(), "another secret");
-        assert!(open(&key, "apps/shop/db", 3, "json", &sealed).is_none(), "another kind");
-        assert!(open(&[8u8; 32], "apps/shop/db", 3, "bytes", &sealed).is_none(), "another key");
-        assert!(open(&key, "apps/shop/db", 3, "bytes", &sealed[..5]).is_none(), "cut short");
+        assert!(
+            open(&key, "apps/shop/db", 4, "bytes", &sealed).is_none(),
+            "another version"
+        );
+        assert!(
+            open(&key, "apps/shop/other", 3, "bytes", &sealed).is_none(),
+            "another secret"
+        );
+        assert!(
+            open(&key, "apps/shop/db", 3, "json", &sealed).is_none(),
+            "another kind"
+        );
+        assert!(
+            open(&[8u8; 32], "apps/shop/db", 3, "bytes", &sealed).is_none(),
+            "another key"
+        );
+        assert!(
+            open(&key, "apps/shop/db", 3, "bytes", &sealed[..5]).is_none(),
+            "cut short"
+        );
     }
 }

@@ -20,9 +20,11 @@ pub const NAME_PATTERN: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-
 pub const LABEL_PATTERN: &str = r"^[A-Za-z0-9._-]{1,64}$";
 
 fn segment_ok(segment: &str) -> bool {
-    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !segment.is_empty()
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
-
 
 /// `apps/shop/db-password`: segments of letters, digits, `.`, `_`, `-` joined by `/`.
 pub fn check_name(name: &str) -> ApiResult<()> {
@@ -50,20 +52,31 @@ pub fn check_label(label: &str) -> ApiResult<()> {
 
 pub fn check_description(description: &str) -> ApiResult<()> {
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ApiError::bad_request("invalid_description", format!("a description is at most {MAX_DESCRIPTION_CHARS} characters")));
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            format!("a description is at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
     }
     Ok(())
 }
 
 pub fn check_tags(tags: &BTreeMap<String, String>) -> ApiResult<()> {
     if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request("invalid_tags", format!("{} tags; a secret carries at most {MAX_TAGS}", tags.len())));
+        return Err(ApiError::bad_request(
+            "invalid_tags",
+            format!("{} tags; a secret carries at most {MAX_TAGS}", tags.len()),
+        ));
     }
     for (key, value) in tags {
-        if key.is_empty() || key.chars().count() > MAX_TAG_CHARS || value.chars().count() > MAX_TAG_CHARS {
+        if key.is_empty()
+            || key.chars().count() > MAX_TAG_CHARS
+            || value.chars().count() > MAX_TAG_CHARS
+        {
             return Err(ApiError::bad_request(
                 "invalid_tags",
-                format!("tag {key:?}: keys are 1–{MAX_TAG_CHARS} characters, values at most {MAX_TAG_CHARS}"),
+                format!(
+                    "tag {key:?}: keys are 1–{MAX_TAG_CHARS} characters, values at most {MAX_TAG_CHARS}"
+                ),
             ));
         }
     }
@@ -72,7 +85,10 @@ pub fn check_tags(tags: &BTreeMap<String, String>) -> ApiResult<()> {
 
 pub fn check_max_versions(max: u32) -> ApiResult<()> {
     if !(1..=MAX_VERSIONS_LIMIT).contains(&max) {
-        return Err(ApiError::bad_request("invalid_max_versions", format!("max_versions must be between 1 and {MAX_VERSIONS_LIMIT}")));
+        return Err(ApiError::bad_request(
+            "invalid_max_versions",
+            format!("max_versions must be between 1 and {MAX_VERSIONS_LIMIT}"),
+        ));
     }
     Ok(())
 }
@@ -86,12 +102,41 @@ mod tests {
         for ok in ["db", "apps/shop/db-password", "a.b_c-d/e", "x/y/z/0"] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/a", "a/", "a//b", "a b", "apps/shop/ü", "a\\b", ".", "..", "a/../b", "a/./b", &"x".repeat(513)] {
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a b",
+            "apps/shop/ü",
+            "a\\b",
+            ".",
+            "..",
+            "a/../b",
+            "a/./b",
+            &"x".repeat(513),
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         // The spec's pattern accepts and refuses the same names (its length is maxLength's).
         let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
-        for name in ["db", "apps/shop/db-password", "", "/a", "a/", "a//b", "a b", "apps/shop/ü", ".", "..", "a/../b", ".env", "..x", "...", "a."] {
+        for name in [
+            "db",
+            "apps/shop/db-password",
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a b",
+            "apps/shop/ü",
+            ".",
+            "..",
+            "a/../b",
+            ".env",
+            "..x",
+            "...",
+            "a.",
+        ] {
             assert_eq!(pattern.is_match(name), check_name(name).is_ok(), "{name}");
         }
         let label = regex::Regex::new(LABEL_PATTERN).unwrap();
@@ -103,9 +148,17 @@ mod tests {
     #[test]
     fn labels_and_tags() {
         assert!(check_label("AWSCURRENT").is_ok() && check_label("blue-green.2").is_ok());
-        assert!(check_label("").is_err() && check_label("a/b").is_err() && check_label(&"l".repeat(65)).is_err());
+        assert!(
+            check_label("").is_err()
+                && check_label("a/b").is_err()
+                && check_label(&"l".repeat(65)).is_err()
+        );
         assert!(check_tags(&BTreeMap::from([("team".into(), "shop".into())])).is_ok());
         assert!(check_tags(&BTreeMap::from([(String::new(), "x".into())])).is_err());
-        assert!(check_max_versions(0).is_err() && check_max_versions(1001).is_err() && check_max_versions(10).is_ok());
+        assert!(
+            check_max_versions(0).is_err()
+                && check_max_versions(1001).is_err()
+                && check_max_versions(10).is_ok()
+        );
     }
 }

@@ -9,7 +9,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use aerekos_common::{ApiError, ApiResult, auth::Caller, db::{from_ms as ts, now_ms}};
+use aerekos_common::{
+    ApiError, ApiResult,
+    auth::Caller,
+    db::{from_ms as ts, now_ms},
+};
 use serde::{Deserialize, Serialize};
 
 use super::secrets::SecretService;
@@ -26,7 +30,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const SERVICE_PATTERN: &str = "^[a-z0-9_]{1,64}$";
 /// The spec's pattern for a rotation path: `/` and then URL path characters (RFC 3986's pchar and
 /// `/`), never `..` (a dot is followed by something else, or ends the path). [`path_ok`] says the same.
-pub const PATH_PATTERN: &str = r"^/(?:[A-Za-z0-9_~!$&'()*+,;=:@%/-]|\.[A-Za-z0-9_~!$&'()*+,;=:@%/-])*\.?$";
+pub const PATH_PATTERN: &str =
+    r"^/(?:[A-Za-z0-9_~!$&'()*+,;=:@%/-]|\.[A-Za-z0-9_~!$&'()*+,;=:@%/-])*\.?$";
 
 fn path_ok(path: &str) -> bool {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "_~!$&'()*+,;=:@%/-.".contains(c);
@@ -85,15 +90,27 @@ pub struct Rotator {
 
 fn check(req: &SetRotationRequest) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::bad_request("invalid_rotation", m));
-    let service_ok = (1..=64).contains(&req.service.len()) && req.service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let service_ok = (1..=64).contains(&req.service.len())
+        && req
+            .service
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !service_ok {
-        return bad(format!("service {:?} is not a catalog service name (lowercase letters, digits, '_')", req.service));
+        return bad(format!(
+            "service {:?} is not a catalog service name (lowercase letters, digits, '_')",
+            req.service
+        ));
     }
     if !path_ok(&req.path) {
-        return bad(format!("path {:?} must start with '/' and hold only URL path characters, never '..'", req.path));
+        return bad(format!(
+            "path {:?} must start with '/' and hold only URL path characters, never '..'",
+            req.path
+        ));
     }
     if !(MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS).contains(&req.interval_secs) {
-        return bad(format!("interval_secs must be between {MIN_INTERVAL_SECS} and {MAX_INTERVAL_SECS} (a year)"));
+        return bad(format!(
+            "interval_secs must be between {MIN_INTERVAL_SECS} and {MAX_INTERVAL_SECS} (a year)"
+        ));
     }
     Ok(())
 }
@@ -104,11 +121,21 @@ impl Rotator {
             .apply(reqwest::Client::builder().timeout(CALL_TIMEOUT))
             .build()
             .expect("an HTTP client with the platform's trust builds");
-        Self { secrets, http, gateway: gateway.trim_end_matches('/').to_owned(), token }
+        Self {
+            secrets,
+            http,
+            gateway: gateway.trim_end_matches('/').to_owned(),
+            token,
+        }
     }
 
     /// Sets a secret's rotation schedule (admins); the first rotation is due one interval from now.
-    pub async fn set(&self, caller: &Caller, name: &str, req: SetRotationRequest) -> ApiResult<Secret> {
+    pub async fn set(
+        &self,
+        caller: &Caller,
+        name: &str,
+        req: SetRotationRequest,
+    ) -> ApiResult<Secret> {
         self.secrets
             .audited_change(caller, "set_rotation", name, async {
                 check(&req)?;
@@ -139,12 +166,15 @@ impl Rotator {
     pub async fn rotate_now(&self, caller: &Caller, name: &str) -> ApiResult<Secret> {
         self.secrets
             .audited_change(caller, "rotate_now", name, async {
-                let schedule = self
-                    .secrets
-                    .rotation_of(name)
-                    .await?
-                    .ok_or_else(|| ApiError::conflict("no_rotation", format!("secret {name:?} has no rotation schedule; set one first")))?;
-                self.rotate(name, schedule).await.map_err(|why| ApiError::unavailable("rotation_failed", why))?;
+                let schedule = self.secrets.rotation_of(name).await?.ok_or_else(|| {
+                    ApiError::conflict(
+                        "no_rotation",
+                        format!("secret {name:?} has no rotation schedule; set one first"),
+                    )
+                })?;
+                self.rotate(name, schedule)
+                    .await
+                    .map_err(|why| ApiError::unavailable("rotation_failed", why))?;
                 self.secrets.describe_name(name).await
             })
             .await
@@ -153,7 +183,10 @@ impl Rotator {
     /// Rotates every secret whose rotation is due (the background task's work).
     pub async fn run_due(&self) {
         let due = match self.secrets.rotating().await {
-            Ok(all) => all.into_iter().filter(|(_, s)| s.next_at <= now_ms()).collect::<Vec<_>>(),
+            Ok(all) => all
+                .into_iter()
+                .filter(|(_, s)| s.next_at <= now_ms())
+                .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::error!(error = %e.body().message, "listing rotation schedules failed");
                 return;
@@ -168,10 +201,16 @@ impl Rotator {
 
     /// Asks the endpoint for the next value and writes it; the schedule records what came of it.
     async fn rotate(&self, name: &str, mut schedule: Schedule) -> Result<u64, String> {
-        let rotator = Caller::Service { name: "secrets_manager".into() };
+        let rotator = Caller::Service {
+            name: "secrets_manager".into(),
+        };
         let attempt = self.call_endpoint(name, &schedule).await;
         let written = match attempt {
-            Ok(value) => self.secrets.write_version(&rotator, name, &value, None, &[]).await.map_err(|e| e.body().message.clone()),
+            Ok(value) => self
+                .secrets
+                .write_version(&rotator, name, &value, None, &[])
+                .await
+                .map_err(|e| e.body().message.clone()),
             Err(why) => Err(why),
         };
         let now = now_ms();
@@ -183,33 +222,65 @@ impl Rotator {
             }
             Err(why) => {
                 schedule.last_error = Some(why.clone());
-                schedule.next_at = now + RETRY_AFTER.min(Duration::from_secs(schedule.interval_secs)).as_millis() as i64;
+                schedule.next_at = now
+                    + RETRY_AFTER
+                        .min(Duration::from_secs(schedule.interval_secs))
+                        .as_millis() as i64;
             }
         }
         if let Err(e) = self.secrets.set_rotation_row(name, Some(&schedule)).await {
             tracing::error!(secret = %name, error = %e.body().message, "storing the rotation's outcome failed");
         }
-        let result = written.as_ref().map(|_| ()).map_err(|why| ApiError::unavailable("rotation_failed", why.clone()));
-        let _ = self.secrets.record(&rotator, "rotate", name, written.as_ref().ok().copied(), result).await;
+        let result = written
+            .as_ref()
+            .map(|_| ())
+            .map_err(|why| ApiError::unavailable("rotation_failed", why.clone()));
+        let _ = self
+            .secrets
+            .record(
+                &rotator,
+                "rotate",
+                name,
+                written.as_ref().ok().copied(),
+                result,
+            )
+            .await;
         written
     }
 
     async fn call_endpoint(&self, name: &str, schedule: &Schedule) -> Result<SecretValue, String> {
-        let current_version = self.secrets.current_version(name).await.map_err(|e| e.body().message.clone())?;
+        let current_version = self
+            .secrets
+            .current_version(name)
+            .await
+            .map_err(|e| e.body().message.clone())?;
         let url = format!("{}/api/{}{}", self.gateway, schedule.service, schedule.path);
-        let mut request = self.http.post(&url).json(&RotationCall { secret: name, current_version });
+        let mut request = self.http.post(&url).json(&RotationCall {
+            secret: name,
+            current_version,
+        });
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| format!("calling {url}: {e}"))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("calling {url}: {e}"))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(format!("{url} answered {status}: {}", body.chars().take(300).collect::<String>()));
+            return Err(format!(
+                "{url} answered {status}: {}",
+                body.chars().take(300).collect::<String>()
+            ));
         }
-        let answer: RotationAnswer =
-            response.json().await.map_err(|e| format!("{url} did not answer {{\"value\": {{\"bytes\"|\"json\": …}}}}: {e}"))?;
-        Ok(SecretValue { bytes: answer.value.bytes, json: answer.value.json })
+        let answer: RotationAnswer = response.json().await.map_err(|e| {
+            format!("{url} did not answer {{\"value\": {{\"bytes\"|\"json\": …}}}}: {e}")
+        })?;
+        Ok(SecretValue {
+            bytes: answer.value.bytes,
+            json: answer.value.json,
+        })
     }
 }
 
@@ -220,7 +291,10 @@ mod tests {
     #[test]
     fn the_path_pattern_says_what_path_ok_checks() {
         let pattern = regex::Regex::new(PATH_PATTERN).unwrap();
-        for path in ["/rotate", "/a/b.c", "/.", "/x.", "/", "/a..b", "/../x", "rotate", "/a b", "/é", "/a\u{85}", "/%2e%2e", "/a.b/c.d"] {
+        for path in [
+            "/rotate", "/a/b.c", "/.", "/x.", "/", "/a..b", "/../x", "rotate", "/a b", "/é",
+            "/a\u{85}", "/%2e%2e", "/a.b/c.d",
+        ] {
             assert_eq!(pattern.is_match(path), path_ok(path), "{path:?}");
         }
     }

@@ -2,7 +2,10 @@
 //! and destruction of versions, deletion of whole secrets with a recovery window, and who may do
 //! what. Every read of a value and every change is audited before it is answered.
 
-use std::{collections::{BTreeMap, HashMap}, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use aerekos_common::{
     ApiError, ApiResult,
@@ -21,10 +24,12 @@ use super::{
 };
 use crate::{
     model::{
-        AuditPage, AuditRecord, CreateSecretRequest, PutValueRequest, Secret, SecretList, SecretSummary,
-        SecretValue, SecretValueResponse, SecretVersion, UpdateSecretRequest,
+        AuditPage, AuditRecord, CreateSecretRequest, PutValueRequest, Secret, SecretList,
+        SecretSummary, SecretValue, SecretValueResponse, SecretVersion, UpdateSecretRequest,
     },
-    store::{self, CURRENT, MetadataChange, NewVersion, PREVIOUS, PutOutcome, SecretRow, VersionRow},
+    store::{
+        self, CURRENT, MetadataChange, NewVersion, PREVIOUS, PutOutcome, SecretRow, VersionRow,
+    },
 };
 
 /// This service's name in API key scopes.
@@ -78,16 +83,25 @@ fn allow(caller: &Caller, need: Need, name: &str) -> ApiResult<()> {
     match caller {
         Caller::User { admin: true, .. } => Ok(()),
         Caller::User { .. } if need == Need::See => Ok(()),
-        Caller::User { .. } => refuse(format!("{} has the viewer role: it may list secrets and read their metadata, never values or changes", caller.actor())),
+        Caller::User { .. } => refuse(format!(
+            "{} has the viewer role: it may list secrets and read their metadata, never values or changes",
+            caller.actor()
+        )),
         Caller::ApiKey { .. } => match need {
             Need::See => caller
                 .require_scope(SCOPE_SERVICE, "read", &[name])
                 .or_else(|_| caller.require_scope(SCOPE_SERVICE, "write", &[name])),
             Need::ReadValue => caller.require_scope(SCOPE_SERVICE, "read", &[name]),
             Need::Write => caller.require_scope(SCOPE_SERVICE, "write", &[name]),
-            Need::Manage => refuse(format!("{} is an API key; changing a secret's metadata, labels or life needs an admin", caller.actor())),
+            Need::Manage => refuse(format!(
+                "{} is an API key; changing a secret's metadata, labels or life needs an admin",
+                caller.actor()
+            )),
         },
-        Caller::Service { .. } => refuse(format!("{} is a platform service token; secrets are read with an admin's token or an API key", caller.actor())),
+        Caller::Service { .. } => refuse(format!(
+            "{} is a platform service token; secrets are read with an admin's token or an API key",
+            caller.actor()
+        )),
     }
 }
 
@@ -99,17 +113,26 @@ struct Outcome<T> {
 
 impl<T> Outcome<T> {
     fn ok(version: Option<u64>, value: T) -> Self {
-        Self { version, result: Ok(value) }
+        Self {
+            version,
+            result: Ok(value),
+        }
     }
 
     fn err(version: Option<u64>, e: ApiError) -> Self {
-        Self { version, result: Err(e) }
+        Self {
+            version,
+            result: Err(e),
+        }
     }
 }
 
 impl<T> From<ApiResult<T>> for Outcome<T> {
     fn from(result: ApiResult<T>) -> Self {
-        Self { version: None, result }
+        Self {
+            version: None,
+            result,
+        }
     }
 }
 
@@ -122,38 +145,70 @@ fn no_secret(name: &str) -> ApiError {
 }
 
 fn scheduled(name: &str, row: &SecretRow) -> ApiError {
-    let when = row.deletion_date.map(ts).map(|d| d.to_rfc3339()).unwrap_or_default();
+    let when = row
+        .deletion_date
+        .map(ts)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_default();
     ApiError::conflict(
         "secret_scheduled_for_deletion",
-        format!("secret {name:?} is scheduled for deletion at {when}; restore it (POST …/restore) to use it again"),
+        format!(
+            "secret {name:?} is scheduled for deletion at {when}; restore it (POST …/restore) to use it again"
+        ),
     )
 }
 
 /// A value as stored: its kind and plaintext bytes.
-fn encode_value(value: &SecretValue, max_bytes: usize) -> ApiResult<(&'static str, Zeroizing<Vec<u8>>)> {
+fn encode_value(
+    value: &SecretValue,
+    max_bytes: usize,
+) -> ApiResult<(&'static str, Zeroizing<Vec<u8>>)> {
     let (kind, bytes) = match (&value.bytes, &value.json) {
         (Some(b64), None) => {
             let bytes = STANDARD.decode(b64.trim()).map_err(|_| {
-                ApiError::bad_request("invalid_value", "value.bytes is not valid base64 (standard alphabet, with padding)")
+                ApiError::bad_request(
+                    "invalid_value",
+                    "value.bytes is not valid base64 (standard alphabet, with padding)",
+                )
             })?;
             (KIND_BYTES, Zeroizing::new(bytes))
         }
-        (None, Some(json)) => (KIND_JSON, Zeroizing::new(serde_json::to_vec(json).map_err(ApiError::internal)?)),
-        _ => return Err(ApiError::bad_request("invalid_value", "a value is exactly one of bytes (base64) and json (an object)")),
+        (None, Some(json)) => (
+            KIND_JSON,
+            Zeroizing::new(serde_json::to_vec(json).map_err(ApiError::internal)?),
+        ),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "a value is exactly one of bytes (base64) and json (an object)",
+            ));
+        }
     };
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "a value may not be empty"));
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "a value may not be empty",
+        ));
     }
     if bytes.len() > max_bytes {
-        return Err(ApiError::bad_request("value_too_large", format!("the value is {} bytes; at most {max_bytes}", bytes.len())));
+        return Err(ApiError::bad_request(
+            "value_too_large",
+            format!("the value is {} bytes; at most {max_bytes}", bytes.len()),
+        ));
     }
     Ok((kind, bytes))
 }
 
 fn decode_value(kind: &str, plaintext: &[u8]) -> ApiResult<SecretValue> {
     match kind {
-        KIND_JSON => Ok(SecretValue { json: Some(serde_json::from_slice(plaintext).map_err(ApiError::internal)?), bytes: None }),
-        _ => Ok(SecretValue { bytes: Some(STANDARD.encode(plaintext)), json: None }),
+        KIND_JSON => Ok(SecretValue {
+            json: Some(serde_json::from_slice(plaintext).map_err(ApiError::internal)?),
+            bytes: None,
+        }),
+        _ => Ok(SecretValue {
+            bytes: Some(STANDARD.encode(plaintext)),
+            json: None,
+        }),
     }
 }
 
@@ -168,11 +223,32 @@ struct Sealer {
 
 impl Sealer {
     fn seal(&self, name: &str, version: i64) -> ApiResult<Vec<u8>> {
-        crypto::seal(&self.data_key, name, version as u64, self.kind, &self.plaintext).ok_or_else(|| ApiError::internal("sealing a value failed"))
+        crypto::seal(
+            &self.data_key,
+            name,
+            version as u64,
+            self.kind,
+            &self.plaintext,
+        )
+        .ok_or_else(|| ApiError::internal("sealing a value failed"))
     }
 
-    fn version<'a>(&'a self, version: i64, sealed: &'a [u8], created_by: &'a str, labels: &'a [String]) -> NewVersion<'a> {
-        NewVersion { version, kind: self.kind, sealed, key_ref: &self.key_ref, wrapped_key: &self.wrapped, created_by, labels }
+    fn version<'a>(
+        &'a self,
+        version: i64,
+        sealed: &'a [u8],
+        created_by: &'a str,
+        labels: &'a [String],
+    ) -> NewVersion<'a> {
+        NewVersion {
+            version,
+            kind: self.kind,
+            sealed,
+            key_ref: &self.key_ref,
+            wrapped_key: &self.wrapped,
+            created_by,
+            labels,
+        }
     }
 }
 
@@ -182,12 +258,31 @@ fn context(name: &str) -> HashMap<String, String> {
 }
 
 impl SecretService {
-    pub fn new(db: Db, envelope: Envelope, audit: AuditLog, limits: Limits, key_manager_url: String) -> Self {
-        Self { db, envelope, audit, limits, key_manager_url, writes: tokio::sync::Mutex::new(()) }
+    pub fn new(
+        db: Db,
+        envelope: Envelope,
+        audit: AuditLog,
+        limits: Limits,
+        key_manager_url: String,
+    ) -> Self {
+        Self {
+            db,
+            envelope,
+            audit,
+            limits,
+            key_manager_url,
+            writes: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Records what `outcome` came to, then answers it; an unrecordable one is 503.
-    async fn audited<T>(&self, caller: &Caller, action: &'static str, secret: &str, outcome: Outcome<T>) -> ApiResult<T> {
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        secret: &str,
+        outcome: Outcome<T>,
+    ) -> ApiResult<T> {
         let entry = AuditEntry {
             actor: caller.actor(),
             action,
@@ -204,19 +299,32 @@ impl SecretService {
     }
 
     async fn row(&self, name: &str) -> ApiResult<SecretRow> {
-        store::get_secret(&self.db, name).await.map_err(db_err)?.ok_or_else(|| no_secret(name))
+        store::get_secret(&self.db, name)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| no_secret(name))
     }
 
     /// A secret as the API shows it (metadata, versions, labels; never a value).
     async fn describe_row(&self, row: SecretRow) -> ApiResult<Secret> {
-        let versions = store::versions_of(&self.db, &row.name).await.map_err(db_err)?;
-        let labels = store::labels_of(&self.db, &row.name).await.map_err(db_err)?;
+        let versions = store::versions_of(&self.db, &row.name)
+            .await
+            .map_err(db_err)?;
+        let labels = store::labels_of(&self.db, &row.name)
+            .await
+            .map_err(db_err)?;
         let mut by_version: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for l in labels {
             by_version.entry(l.version).or_default().push(l.label);
         }
-        let current_version = by_version.iter().find(|(_, ls)| ls.iter().any(|l| l == CURRENT)).map(|(v, _)| *v as u64);
-        let versions = versions.into_iter().map(|v| version_model(&v, by_version.get(&v.version).cloned().unwrap_or_default())).collect();
+        let current_version = by_version
+            .iter()
+            .find(|(_, ls)| ls.iter().any(|l| l == CURRENT))
+            .map(|(v, _)| *v as u64);
+        let versions = versions
+            .into_iter()
+            .map(|v| version_model(&v, by_version.get(&v.version).cloned().unwrap_or_default()))
+            .collect();
         Ok(Secret {
             description: row.description,
             encryption_key: row.key_ref,
@@ -227,7 +335,11 @@ impl SecretService {
             current_version,
             latest_version: row.latest_version as u64,
             deletion_date: row.deletion_date.map(ts),
-            rotation: row.rotation.as_deref().and_then(|r| serde_json::from_str::<super::rotation::Schedule>(r).ok()).map(|s| s.model()),
+            rotation: row
+                .rotation
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<super::rotation::Schedule>(r).ok())
+                .map(|s| s.model()),
             versions,
             name: row.name,
         })
@@ -242,13 +354,23 @@ impl SecretService {
     /// Creates a secret (admin, or an API key with `secrets_manager:write` on its name), with its
     /// first version when a value is given. `token` is the caller's own, as sent: an admin's makes
     /// the default key_manager key if it does not exist yet.
-    pub async fn create(&self, caller: &Caller, token: &str, req: CreateSecretRequest) -> ApiResult<Secret> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        token: &str,
+        req: CreateSecretRequest,
+    ) -> ApiResult<Secret> {
         let name = req.name.clone();
         let outcome = self.create_inner(caller, token, req).await;
         self.audited(caller, "create", &name, outcome).await
     }
 
-    async fn create_inner(&self, caller: &Caller, token: &str, req: CreateSecretRequest) -> Outcome<Secret> {
+    async fn create_inner(
+        &self,
+        caller: &Caller,
+        token: &str,
+        req: CreateSecretRequest,
+    ) -> Outcome<Secret> {
         let checked = (|| {
             allow(caller, Need::Write, &req.name)?;
             check_name(&req.name)?;
@@ -264,7 +386,11 @@ impl SecretService {
             Ok(checked) => checked,
             Err(e) => return Outcome::err(None, e),
         };
-        let key_ref = req.encryption_key.clone().filter(|k| !k.trim().is_empty()).unwrap_or_else(|| self.limits.default_key.clone());
+        let key_ref = req
+            .encryption_key
+            .clone()
+            .filter(|k| !k.trim().is_empty())
+            .unwrap_or_else(|| self.limits.default_key.clone());
         if let Err(e) = self.usable_key(caller, token, &key_ref).await {
             return Outcome::err(None, e);
         }
@@ -295,22 +421,40 @@ impl SecretService {
             Ok(sealed) => sealed,
             Err(e) => return Outcome::err(None, e),
         };
-        let first = sealer.as_ref().zip(sealed.as_deref()).map(|(s, sealed)| s.version(1, sealed, &created_by, &[]));
+        let first = sealer
+            .as_ref()
+            .zip(sealed.as_deref())
+            .map(|(s, sealed)| s.version(1, sealed, &created_by, &[]));
         match store::insert_secret(&self.db, &row, first.as_ref()).await {
             Ok(true) => {}
             Ok(false) => {
-                return Outcome::err(None, ApiError::conflict("secret_exists", format!("a secret named {:?} exists already", req.name)));
+                return Outcome::err(
+                    None,
+                    ApiError::conflict(
+                        "secret_exists",
+                        format!("a secret named {:?} exists already", req.name),
+                    ),
+                );
             }
             Err(e) => return Outcome::err(None, db_err(e)),
         }
-        Outcome { version: first.map(|_| 1), result: self.describe_name(&row.name).await }
+        Outcome {
+            version: first.map(|_| 1),
+            result: self.describe_name(&row.name).await,
+        }
     }
 
     /// Checks `value` and gets a fresh data key for it under `key_ref`.
     async fn sealer(&self, name: &str, key_ref: &str, value: &SecretValue) -> ApiResult<Sealer> {
         let (kind, plaintext) = encode_value(value, self.limits.max_value_bytes)?;
         let (data_key, wrapped) = self.envelope.new_data_key(key_ref, &context(name)).await?;
-        Ok(Sealer { kind, plaintext, data_key, wrapped, key_ref: key_ref.to_owned() })
+        Ok(Sealer {
+            kind,
+            plaintext,
+            data_key,
+            wrapped,
+            key_ref: key_ref.to_owned(),
+        })
     }
 
     /// Checks that key_manager has `key_ref`. The default key is made when missing, with the
@@ -327,12 +471,19 @@ impl SecretService {
         if !caller.is_admin() {
             return Err(ApiError::conflict(
                 "default_key_missing",
-                format!("key_manager has no key {key_ref:?} (secrets_manager's default) yet; an admin's first secret makes it, or name another encryption_key"),
+                format!(
+                    "key_manager has no key {key_ref:?} (secrets_manager's default) yet; an admin's first secret makes it, or name another encryption_key"
+                ),
             ));
         }
         let made = aerekos_sdk::KeyManager::with_token(&self.key_manager_url, token)
             .create_key()
-            .body_map(|b| b.name(key_ref).description(Some("secrets_manager's default key: the data keys of secrets that name no other".to_owned())))
+            .body_map(|b| {
+                b.name(key_ref).description(Some(
+                    "secrets_manager's default key: the data keys of secrets that name no other"
+                        .to_owned(),
+                ))
+            })
             .send()
             .await;
         match made {
@@ -342,35 +493,59 @@ impl SecretService {
             }
             // Made at the same moment by another request.
             Err(aerekos_sdk::ClientError::ErrorResponse(r)) if r.status().as_u16() == 409 => Ok(()),
-            Err(e) => Err(ApiError::unavailable("encryption_unavailable", format!("making the default key {key_ref:?} in key_manager failed: {e}"))),
+            Err(e) => Err(ApiError::unavailable(
+                "encryption_unavailable",
+                format!("making the default key {key_ref:?} in key_manager failed: {e}"),
+            )),
         }
     }
 
     /// Secrets whose names start with `prefix` (those an API key's scopes reach), by name.
-    pub async fn list(&self, caller: &Caller, prefix: Option<&str>, cursor: Option<&str>, limit: Option<u32>) -> ApiResult<SecretList> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        prefix: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> ApiResult<SecretList> {
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_page_size", format!("limit must be between 1 and {MAX_PAGE}")));
+            return Err(ApiError::bad_request(
+                "invalid_page_size",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
         }
         if matches!(caller, Caller::Service { .. }) {
             allow(caller, Need::See, "")?;
         }
-        let rows = store::list_secrets(&self.db, prefix.unwrap_or(""), cursor.unwrap_or(""), limit).await.map_err(db_err)?;
-        let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.row.name.clone())).flatten();
+        let rows = store::list_secrets(&self.db, prefix.unwrap_or(""), cursor.unwrap_or(""), limit)
+            .await
+            .map_err(db_err)?;
+        let next_cursor = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| r.row.name.clone()))
+            .flatten();
         let secrets = rows
             .into_iter()
             .filter(|listed| allow(caller, Need::See, &listed.row.name).is_ok())
-            .map(|store::ListedSecret { row, current_version }| SecretSummary {
-                current_version: current_version.map(|v| v as u64),
-                description: row.description,
-                tags: serde_json::from_str(&row.tags).unwrap_or_default(),
-                latest_version: row.latest_version as u64,
-                updated_at: ts(row.updated_at),
-                deletion_date: row.deletion_date.map(ts),
-                name: row.name,
-            })
+            .map(
+                |store::ListedSecret {
+                     row,
+                     current_version,
+                 }| SecretSummary {
+                    current_version: current_version.map(|v| v as u64),
+                    description: row.description,
+                    tags: serde_json::from_str(&row.tags).unwrap_or_default(),
+                    latest_version: row.latest_version as u64,
+                    updated_at: ts(row.updated_at),
+                    deletion_date: row.deletion_date.map(ts),
+                    name: row.name,
+                },
+            )
             .collect();
-        Ok(SecretList { secrets, next_cursor })
+        Ok(SecretList {
+            secrets,
+            next_cursor,
+        })
     }
 
     /// A secret's metadata, versions and labels (everyone who may see its name).
@@ -379,7 +554,13 @@ impl SecretService {
         self.describe_name(name).await
     }
 
-    pub async fn update(&self, caller: &Caller, token: &str, name: &str, req: UpdateSecretRequest) -> ApiResult<Secret> {
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        token: &str,
+        name: &str,
+        req: UpdateSecretRequest,
+    ) -> ApiResult<Secret> {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             if let Some(d) = &req.description {
@@ -392,18 +573,28 @@ impl SecretService {
                 check_max_versions(m)?;
             }
             self.live_secret(name).await?;
-            let key_ref = req.encryption_key.as_deref().map(str::trim).filter(|k| !k.is_empty());
+            let key_ref = req
+                .encryption_key
+                .as_deref()
+                .map(str::trim)
+                .filter(|k| !k.is_empty());
             if let Some(key) = key_ref {
                 self.usable_key(caller, token, key).await?;
             }
-            let tags = req.tags.as_ref().map(|t| serde_json::to_string(t).unwrap_or_else(|_| "{}".into()));
+            let tags = req
+                .tags
+                .as_ref()
+                .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "{}".into()));
             let change = MetadataChange {
                 description: req.description.as_deref(),
                 key_ref,
                 max_versions: req.max_versions.map(i64::from),
                 tags: tags.as_deref(),
             };
-            if !store::update_secret(&self.db, name, &change, now_ms()).await.map_err(db_err)? {
+            if !store::update_secret(&self.db, name, &change, now_ms())
+                .await
+                .map_err(db_err)?
+            {
                 return Err(no_secret(name));
             }
             self.describe_name(name).await
@@ -414,14 +605,21 @@ impl SecretService {
 
     /// Schedules the whole secret's deletion `recovery_days` from now (default 30); until then it
     /// can be restored, and nothing reads or writes it.
-    pub async fn delete(&self, caller: &Caller, name: &str, recovery_days: Option<u32>) -> ApiResult<Secret> {
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        name: &str,
+        recovery_days: Option<u32>,
+    ) -> ApiResult<Secret> {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             let days = recovery_days.unwrap_or(MAX_RECOVERY_DAYS);
             if !(MIN_RECOVERY_DAYS..=MAX_RECOVERY_DAYS).contains(&days) {
                 return Err(ApiError::bad_request(
                     "invalid_recovery_window",
-                    format!("recovery_days must be between {MIN_RECOVERY_DAYS} and {MAX_RECOVERY_DAYS}"),
+                    format!(
+                        "recovery_days must be between {MIN_RECOVERY_DAYS} and {MAX_RECOVERY_DAYS}"
+                    ),
                 ));
             }
             let row = self.row(name).await?;
@@ -429,7 +627,9 @@ impl SecretService {
                 return Err(scheduled(name, &row));
             }
             let when = now_ms() + (self.limits.deletion_day.as_millis() as i64) * i64::from(days);
-            store::set_deletion_date(&self.db, name, Some(when), now_ms()).await.map_err(db_err)?;
+            store::set_deletion_date(&self.db, name, Some(when), now_ms())
+                .await
+                .map_err(db_err)?;
             self.describe_name(name).await
         }
         .await;
@@ -441,9 +641,14 @@ impl SecretService {
             allow(caller, Need::Manage, name)?;
             let row = self.row(name).await?;
             if row.deletion_date.is_none() {
-                return Err(ApiError::conflict("not_scheduled_for_deletion", format!("secret {name:?} is not scheduled for deletion")));
+                return Err(ApiError::conflict(
+                    "not_scheduled_for_deletion",
+                    format!("secret {name:?} is not scheduled for deletion"),
+                ));
             }
-            store::set_deletion_date(&self.db, name, None, now_ms()).await.map_err(db_err)?;
+            store::set_deletion_date(&self.db, name, None, now_ms())
+                .await
+                .map_err(db_err)?;
             self.describe_name(name).await
         }
         .await;
@@ -453,10 +658,13 @@ impl SecretService {
     /// Removes secrets past their deletion date, with every version. Returns how many went.
     pub async fn purge_due(&self) -> ApiResult<usize> {
         let gone = store::purge_due(&self.db, now_ms()).await.map_err(db_err)?;
-        let platform = Caller::Service { name: "secrets_manager".into() };
+        let platform = Caller::Service {
+            name: "secrets_manager".into(),
+        };
         for name in &gone {
             tracing::info!(secret = %name, "secret deleted at the end of its recovery window");
-            self.audited(&platform, "purge", name, Outcome::ok(None, ())).await?;
+            self.audited(&platform, "purge", name, Outcome::ok(None, ()))
+                .await?;
         }
         Ok(gone.len())
     }
@@ -464,12 +672,20 @@ impl SecretService {
     // ---- values
 
     /// Writes a new version (admin, or an API key with `secrets_manager:write` on it).
-    pub async fn put_value(&self, caller: &Caller, name: &str, req: PutValueRequest) -> ApiResult<SecretVersion> {
+    pub async fn put_value(
+        &self,
+        caller: &Caller,
+        name: &str,
+        req: PutValueRequest,
+    ) -> ApiResult<SecretVersion> {
         let outcome = match allow(caller, Need::Write, name) {
             Err(e) => Outcome::err(None, e),
             Ok(()) => {
                 let labels = req.labels.clone().unwrap_or_default();
-                match self.write_version(caller, name, &req.value, req.cas, &labels).await {
+                match self
+                    .write_version(caller, name, &req.value, req.cas, &labels)
+                    .await
+                {
                     Ok(version) => match self.version_info(name, version).await {
                         Ok(info) => Outcome::ok(Some(version), info),
                         Err(e) => Outcome::err(Some(version), e),
@@ -482,21 +698,39 @@ impl SecretService {
     }
 
     async fn version_info(&self, name: &str, version: u64) -> ApiResult<SecretVersion> {
-        let row = store::get_version(&self.db, name, version as i64).await.map_err(db_err)?.ok_or_else(|| no_version(name, version))?;
-        let labels = store::labels_of_version(&self.db, name, row.version).await.map_err(db_err)?;
+        let row = store::get_version(&self.db, name, version as i64)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| no_version(name, version))?;
+        let labels = store::labels_of_version(&self.db, name, row.version)
+            .await
+            .map_err(db_err)?;
         Ok(version_model(&row, labels))
     }
 
     /// Seals `value` under a fresh data key and writes it as the next version; returns its number.
-    pub(super) async fn write_version(&self, caller: &Caller, name: &str, value: &SecretValue, cas: Option<u64>, labels: &[String]) -> ApiResult<u64> {
+    pub(super) async fn write_version(
+        &self,
+        caller: &Caller,
+        name: &str,
+        value: &SecretValue,
+        cas: Option<u64>,
+        labels: &[String],
+    ) -> ApiResult<u64> {
         encode_value(value, self.limits.max_value_bytes)?;
         if labels.len() > super::names::MAX_LABELS {
-            return Err(ApiError::bad_request("invalid_label", format!("at most {} labels per write", super::names::MAX_LABELS)));
+            return Err(ApiError::bad_request(
+                "invalid_label",
+                format!("at most {} labels per write", super::names::MAX_LABELS),
+            ));
         }
         for label in labels {
             check_label(label)?;
             if label == PREVIOUS {
-                return Err(ApiError::conflict("label_managed", "AWSPREVIOUS is moved by the service itself"));
+                return Err(ApiError::conflict(
+                    "label_managed",
+                    "AWSPREVIOUS is moved by the service itself",
+                ));
             }
         }
         let row = self.row(name).await?;
@@ -509,27 +743,48 @@ impl SecretService {
         let version = self.row(name).await?.latest_version + 1;
         let sealed = sealer.seal(name, version)?;
         let new = sealer.version(version, &sealed, &created_by, labels);
-        match store::put_version(&self.db, name, cas.map(|c| c as i64), &new, now_ms()).await.map_err(db_err)? {
+        match store::put_version(&self.db, name, cas.map(|c| c as i64), &new, now_ms())
+            .await
+            .map_err(db_err)?
+        {
             PutOutcome::Written(v) => Ok(v as u64),
             PutOutcome::NoSecret => Err(no_secret(name)),
             PutOutcome::ScheduledForDeletion => Err(scheduled(name, &self.row(name).await?)),
             PutOutcome::CasMismatch(actual) => Err(ApiError::conflict(
                 "cas_mismatch",
-                format!("check-and-set expected version {} but the latest is {actual}; nothing was written", cas.unwrap_or_default()),
+                format!(
+                    "check-and-set expected version {} but the latest is {actual}; nothing was written",
+                    cas.unwrap_or_default()
+                ),
             )),
             // Only another process writing the same database (never the platform's own set-up).
-            PutOutcome::Raced => Err(ApiError::conflict("write_raced", "another writer took this version number at the same moment; try again")),
+            PutOutcome::Raced => Err(ApiError::conflict(
+                "write_raced",
+                "another writer took this version number at the same moment; try again",
+            )),
         }
     }
 
     /// A version's value: the one `version` or `label` names, else `AWSCURRENT`'s (admin, or an
     /// API key with `secrets_manager:read` on it; never a viewer).
-    pub async fn read_value(&self, caller: &Caller, name: &str, version: Option<u64>, label: Option<&str>) -> ApiResult<SecretValueResponse> {
+    pub async fn read_value(
+        &self,
+        caller: &Caller,
+        name: &str,
+        version: Option<u64>,
+        label: Option<&str>,
+    ) -> ApiResult<SecretValueResponse> {
         let outcome = self.read_inner(caller, name, version, label).await;
         self.audited(caller, "read_value", name, outcome).await
     }
 
-    async fn read_inner(&self, caller: &Caller, name: &str, version: Option<u64>, label: Option<&str>) -> Outcome<SecretValueResponse> {
+    async fn read_inner(
+        &self,
+        caller: &Caller,
+        name: &str,
+        version: Option<u64>,
+        label: Option<&str>,
+    ) -> Outcome<SecretValueResponse> {
         if let Err(e) = allow(caller, Need::ReadValue, name) {
             return Outcome::err(version, e);
         }
@@ -539,17 +794,33 @@ impl SecretService {
                 return Err(scheduled(name, &row));
             }
             let version = match (version, label) {
-                (Some(_), Some(_)) => return Err(ApiError::bad_request("invalid_request", "give version or label, not both")),
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        "give version or label, not both",
+                    ));
+                }
                 (Some(v), None) => v,
                 (None, label) => {
                     let label = label.unwrap_or(CURRENT);
                     check_label(label)?;
-                    match store::version_of_label(&self.db, name, label).await.map_err(db_err)? {
+                    match store::version_of_label(&self.db, name, label)
+                        .await
+                        .map_err(db_err)?
+                    {
                         Some(v) => v as u64,
                         None if label == CURRENT => {
-                            return Err(ApiError::not_found("no_value", format!("secret {name:?} has no value yet")));
+                            return Err(ApiError::not_found(
+                                "no_value",
+                                format!("secret {name:?} has no value yet"),
+                            ));
                         }
-                        None => return Err(ApiError::not_found("label_not_found", format!("secret {name:?} has no label {label:?}"))),
+                        None => {
+                            return Err(ApiError::not_found(
+                                "label_not_found",
+                                format!("secret {name:?} has no label {label:?}"),
+                            ));
+                        }
                     }
                 }
             };
@@ -560,30 +831,50 @@ impl SecretService {
             Ok(v) => v,
             Err(e) => return Outcome::err(version, e),
         };
-        Outcome { version: Some(version), result: self.open_version(name, version).await }
+        Outcome {
+            version: Some(version),
+            result: self.open_version(name, version).await,
+        }
     }
 
     async fn open_version(&self, name: &str, version: u64) -> ApiResult<SecretValueResponse> {
-        let row = store::get_version(&self.db, name, version as i64).await.map_err(db_err)?.ok_or_else(|| no_version(name, version))?;
+        let row = store::get_version(&self.db, name, version as i64)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| no_version(name, version))?;
         if row.destroyed_at.is_some() {
-            return Err(ApiError::not_found("version_destroyed", format!("version {version} of {name:?} was destroyed; its value is gone")));
+            return Err(ApiError::not_found(
+                "version_destroyed",
+                format!("version {version} of {name:?} was destroyed; its value is gone"),
+            ));
         }
         if row.deleted_at.is_some() {
             return Err(ApiError::not_found(
                 "version_deleted",
-                format!("version {version} of {name:?} is deleted; undelete it (POST …/versions/{version}/undelete) to read it"),
+                format!(
+                    "version {version} of {name:?} is deleted; undelete it (POST …/versions/{version}/undelete) to read it"
+                ),
             ));
         }
         let (Some(sealed), Some(wrapped)) = (&row.sealed, &row.wrapped_key) else {
             return Err(ApiError::internal("a live version has no sealed value"));
         };
-        let data_key = self.envelope.open_data_key(&row.key_ref, wrapped, &context(name)).await?;
-        let plaintext = crypto::open(&data_key, name, version, &row.kind, sealed)
-            .ok_or_else(|| ApiError::internal(format!("version {version} of {name:?} does not authenticate under its data key")))?;
+        let data_key = self
+            .envelope
+            .open_data_key(&row.key_ref, wrapped, &context(name))
+            .await?;
+        let plaintext =
+            crypto::open(&data_key, name, version, &row.kind, sealed).ok_or_else(|| {
+                ApiError::internal(format!(
+                    "version {version} of {name:?} does not authenticate under its data key"
+                ))
+            })?;
         Ok(SecretValueResponse {
             name: name.to_owned(),
             version,
-            labels: store::labels_of_version(&self.db, name, row.version).await.map_err(db_err)?,
+            labels: store::labels_of_version(&self.db, name, row.version)
+                .await
+                .map_err(db_err)?,
             created_at: ts(row.created_at),
             value: decode_value(&row.kind, &plaintext)?,
         })
@@ -592,8 +883,18 @@ impl SecretService {
     // ---- versions and labels
 
     /// Soft-deletes a version (`deleted`), or undeletes it.
-    pub async fn set_version_deleted(&self, caller: &Caller, name: &str, version: u64, deleted: bool) -> ApiResult<SecretVersion> {
-        let action = if deleted { "delete_version" } else { "undelete_version" };
+    pub async fn set_version_deleted(
+        &self,
+        caller: &Caller,
+        name: &str,
+        version: u64,
+        deleted: bool,
+    ) -> ApiResult<SecretVersion> {
+        let action = if deleted {
+            "delete_version"
+        } else {
+            "undelete_version"
+        };
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             self.live_secret(name).await?;
@@ -601,62 +902,127 @@ impl SecretService {
                 self.not_current(name, version, "deleted").await?;
             }
             let at = deleted.then(now_ms);
-            if !store::set_version_deleted(&self.db, name, version as i64, at).await.map_err(db_err)? {
+            if !store::set_version_deleted(&self.db, name, version as i64, at)
+                .await
+                .map_err(db_err)?
+            {
                 return Err(self.why_no_version(name, version).await);
             }
             self.version_info(name, version).await
         }
         .await;
-        self.audited(caller, action, name, Outcome { version: Some(version), result: outcome }).await
+        self.audited(
+            caller,
+            action,
+            name,
+            Outcome {
+                version: Some(version),
+                result: outcome,
+            },
+        )
+        .await
     }
 
     /// Destroys a version's value for good (its record stays, marked destroyed).
-    pub async fn destroy_version(&self, caller: &Caller, name: &str, version: u64) -> ApiResult<SecretVersion> {
+    pub async fn destroy_version(
+        &self,
+        caller: &Caller,
+        name: &str,
+        version: u64,
+    ) -> ApiResult<SecretVersion> {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             self.live_secret(name).await?;
             self.not_current(name, version, "destroyed").await?;
-            if !store::destroy_version(&self.db, name, version as i64, now_ms()).await.map_err(db_err)? {
+            if !store::destroy_version(&self.db, name, version as i64, now_ms())
+                .await
+                .map_err(db_err)?
+            {
                 return Err(no_version(name, version));
             }
             self.version_info(name, version).await
         }
         .await;
-        self.audited(caller, "destroy_version", name, Outcome { version: Some(version), result: outcome }).await
+        self.audited(
+            caller,
+            "destroy_version",
+            name,
+            Outcome {
+                version: Some(version),
+                result: outcome,
+            },
+        )
+        .await
     }
 
     /// Moves a staging label onto `version` (`AWSCURRENT` takes `AWSPREVIOUS` to the version it left).
-    pub async fn move_label(&self, caller: &Caller, name: &str, label: &str, version: u64) -> ApiResult<Secret> {
+    pub async fn move_label(
+        &self,
+        caller: &Caller,
+        name: &str,
+        label: &str,
+        version: u64,
+    ) -> ApiResult<Secret> {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             check_label(label)?;
             if label == PREVIOUS {
-                return Err(ApiError::conflict("label_managed", "AWSPREVIOUS is moved by the service itself (when AWSCURRENT moves)"));
+                return Err(ApiError::conflict(
+                    "label_managed",
+                    "AWSPREVIOUS is moved by the service itself (when AWSCURRENT moves)",
+                ));
             }
             self.live_secret(name).await?;
-            if !store::move_label(&self.db, name, label, version as i64, now_ms()).await.map_err(db_err)? {
+            if !store::move_label(&self.db, name, label, version as i64, now_ms())
+                .await
+                .map_err(db_err)?
+            {
                 return Err(no_version(name, version));
             }
             self.describe_name(name).await
         }
         .await;
-        self.audited(caller, "move_label", name, Outcome { version: Some(version), result: outcome }).await
+        self.audited(
+            caller,
+            "move_label",
+            name,
+            Outcome {
+                version: Some(version),
+                result: outcome,
+            },
+        )
+        .await
     }
 
-    pub async fn remove_label(&self, caller: &Caller, name: &str, label: &str) -> ApiResult<Secret> {
+    pub async fn remove_label(
+        &self,
+        caller: &Caller,
+        name: &str,
+        label: &str,
+    ) -> ApiResult<Secret> {
         let outcome = async {
             allow(caller, Need::Manage, name)?;
             if label == CURRENT {
-                return Err(ApiError::conflict("label_managed", "AWSCURRENT cannot be removed, only moved to another version"));
+                return Err(ApiError::conflict(
+                    "label_managed",
+                    "AWSCURRENT cannot be removed, only moved to another version",
+                ));
             }
             self.live_secret(name).await?;
-            if !store::remove_label(&self.db, name, label).await.map_err(db_err)? {
-                return Err(ApiError::not_found("label_not_found", format!("secret {name:?} has no label {label:?}")));
+            if !store::remove_label(&self.db, name, label)
+                .await
+                .map_err(db_err)?
+            {
+                return Err(ApiError::not_found(
+                    "label_not_found",
+                    format!("secret {name:?} has no label {label:?}"),
+                ));
             }
             self.describe_name(name).await
         }
         .await;
-        self.audited(caller, "remove_label", name, outcome.into()).await
+        self.audited(caller, "remove_label", name, outcome.into())
+            .await
     }
 
     async fn live_secret(&self, name: &str) -> ApiResult<SecretRow> {
@@ -669,10 +1035,16 @@ impl SecretService {
 
     /// The version `AWSCURRENT` names stays readable: it is not deleted or destroyed while it is current.
     async fn not_current(&self, name: &str, version: u64, what: &str) -> ApiResult<()> {
-        if store::version_of_label(&self.db, name, CURRENT).await.map_err(db_err)? == Some(version as i64) {
+        if store::version_of_label(&self.db, name, CURRENT)
+            .await
+            .map_err(db_err)?
+            == Some(version as i64)
+        {
             return Err(ApiError::conflict(
                 "version_is_current",
-                format!("version {version} of {name:?} is AWSCURRENT and cannot be {what}; write a new value or move AWSCURRENT first"),
+                format!(
+                    "version {version} of {name:?} is AWSCURRENT and cannot be {what}; write a new value or move AWSCURRENT first"
+                ),
             ));
         }
         Ok(())
@@ -680,39 +1052,69 @@ impl SecretService {
 
     async fn why_no_version(&self, name: &str, version: u64) -> ApiError {
         match store::get_version(&self.db, name, version as i64).await {
-            Ok(Some(v)) if v.destroyed_at.is_some() => {
-                ApiError::conflict("version_destroyed", format!("version {version} of {name:?} was destroyed; there is nothing to undelete"))
-            }
+            Ok(Some(v)) if v.destroyed_at.is_some() => ApiError::conflict(
+                "version_destroyed",
+                format!(
+                    "version {version} of {name:?} was destroyed; there is nothing to undelete"
+                ),
+            ),
             _ => no_version(name, version),
         }
     }
 
     // ---- rotation and audit
 
-    pub(super) async fn set_rotation_row(&self, name: &str, schedule: Option<&super::rotation::Schedule>) -> ApiResult<()> {
+    pub(super) async fn set_rotation_row(
+        &self,
+        name: &str,
+        schedule: Option<&super::rotation::Schedule>,
+    ) -> ApiResult<()> {
         let json = schedule.map(|s| serde_json::to_string(s).expect("a schedule serializes"));
-        if !store::set_rotation(&self.db, name, json.as_deref()).await.map_err(db_err)? {
+        if !store::set_rotation(&self.db, name, json.as_deref())
+            .await
+            .map_err(db_err)?
+        {
             return Err(no_secret(name));
         }
         Ok(())
     }
 
     /// One secret's rotation schedule, if it has one.
-    pub(super) async fn rotation_of(&self, name: &str) -> ApiResult<Option<super::rotation::Schedule>> {
-        Ok(self.row(name).await?.rotation.as_deref().and_then(|r| serde_json::from_str(r).ok()))
+    pub(super) async fn rotation_of(
+        &self,
+        name: &str,
+    ) -> ApiResult<Option<super::rotation::Schedule>> {
+        Ok(self
+            .row(name)
+            .await?
+            .rotation
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok()))
     }
 
     pub(super) async fn rotating(&self) -> ApiResult<Vec<(String, super::rotation::Schedule)>> {
         let rows = store::rotating(&self.db).await.map_err(db_err)?;
-        Ok(rows.into_iter().filter_map(|r| Some((r.name, serde_json::from_str(r.rotation.as_deref()?).ok()?))).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.name, serde_json::from_str(r.rotation.as_deref()?).ok()?)))
+            .collect())
     }
 
     pub(super) async fn current_version(&self, name: &str) -> ApiResult<u64> {
-        Ok(store::version_of_label(&self.db, name, CURRENT).await.map_err(db_err)?.unwrap_or(0) as u64)
+        Ok(store::version_of_label(&self.db, name, CURRENT)
+            .await
+            .map_err(db_err)?
+            .unwrap_or(0) as u64)
     }
 
     /// Checks what `caller` may do before a rotation change, and records it.
-    pub(super) async fn audited_change<T>(&self, caller: &Caller, action: &'static str, name: &str, work: impl std::future::Future<Output = ApiResult<T>>) -> ApiResult<T> {
+    pub(super) async fn audited_change<T>(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        name: &str,
+        work: impl std::future::Future<Output = ApiResult<T>>,
+    ) -> ApiResult<T> {
         let outcome = match allow(caller, Need::Manage, name) {
             Err(e) => Err(e),
             Ok(()) => match self.live_secret(name).await {
@@ -723,21 +1125,48 @@ impl SecretService {
         self.audited(caller, action, name, outcome.into()).await
     }
 
-    pub(super) async fn record(&self, caller: &Caller, action: &'static str, name: &str, version: Option<u64>, result: ApiResult<()>) -> ApiResult<()> {
-        self.audited(caller, action, name, Outcome { version, result }).await
+    pub(super) async fn record(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        name: &str,
+        version: Option<u64>,
+        result: ApiResult<()>,
+    ) -> ApiResult<()> {
+        self.audited(caller, action, name, Outcome { version, result })
+            .await
     }
 
     /// The audit log, newest first (admins).
-    pub async fn audit(&self, caller: &Caller, secret: Option<&str>, before_id: Option<i64>, limit: Option<u32>) -> ApiResult<AuditPage> {
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        secret: Option<&str>,
+        before_id: Option<i64>,
+        limit: Option<u32>,
+    ) -> ApiResult<AuditPage> {
         if !caller.is_admin() {
-            return Err(ApiError::forbidden("forbidden", format!("{} may not read the audit log; this needs an admin", caller.actor())));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                format!(
+                    "{} may not read the audit log; this needs an admin",
+                    caller.actor()
+                ),
+            ));
         }
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_page_size", format!("limit must be between 1 and {MAX_PAGE}")));
+            return Err(ApiError::bad_request(
+                "invalid_page_size",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
         }
-        let rows = store::list_audit(&self.db, secret, before_id, limit).await.map_err(db_err)?;
-        let next_before_id = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id)).flatten();
+        let rows = store::list_audit(&self.db, secret, before_id, limit)
+            .await
+            .map_err(db_err)?;
+        let next_before_id = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
         let records = rows
             .into_iter()
             .map(|r| AuditRecord {
@@ -751,7 +1180,10 @@ impl SecretService {
                 outcome: r.outcome,
             })
             .collect();
-        Ok(AuditPage { records, next_before_id })
+        Ok(AuditPage {
+            records,
+            next_before_id,
+        })
     }
 
     pub async fn count(&self) -> i64 {
@@ -760,7 +1192,10 @@ impl SecretService {
 }
 
 fn no_version(name: &str, version: u64) -> ApiError {
-    ApiError::not_found("version_not_found", format!("secret {name:?} has no version {version} (it may have been pruned)"))
+    ApiError::not_found(
+        "version_not_found",
+        format!("secret {name:?} has no version {version} (it may have been pruned)"),
+    )
 }
 
 fn version_model(row: &VersionRow, labels: Vec<String>) -> SecretVersion {

@@ -40,7 +40,11 @@ impl ActiveKey {
                 Some(Arc::new(KeyScopes::default()))
             }
         };
-        Self { secret: row.secret.clone(), owner: row.created_by.clone(), scopes }
+        Self {
+            secret: row.secret.clone(),
+            owner: row.created_by.clone(),
+            scopes,
+        }
     }
 }
 
@@ -60,11 +64,23 @@ pub const MAX_DESCRIPTION_CHARS: usize = 256;
 impl AccessKeys {
     pub async fn load(db: Db) -> Result<Self, sqlx::Error> {
         let rows = store::list_access_keys(&db).await?;
-        let active = rows.iter().filter(|r| r.revoked_at.is_none()).map(|r| (r.id.clone(), ActiveKey::of(r))).collect();
-        Ok(Self { db, active: std::sync::RwLock::new(active) })
+        let active = rows
+            .iter()
+            .filter(|r| r.revoked_at.is_none())
+            .map(|r| (r.id.clone(), ActiveKey::of(r)))
+            .collect();
+        Ok(Self {
+            db,
+            active: std::sync::RwLock::new(active),
+        })
     }
 
-    pub async fn create(&self, caller: &Caller, description: &str, scopes: &[String]) -> ApiResult<AccessKey> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        description: &str,
+        scopes: &[String],
+    ) -> ApiResult<AccessKey> {
         let description = description.trim();
         if description.is_empty() || description.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err(ApiError::bad_request(
@@ -76,7 +92,10 @@ impl AccessKeys {
         // AWS's shapes: a 20-character upper-case id, a 40-character secret.
         let (id, secret) = {
             let mut rng = rand::thread_rng();
-            let id: String = "AK".chars().chain((0..18).map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char)).collect();
+            let id: String = "AK"
+                .chars()
+                .chain((0..18).map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char))
+                .collect();
             let secret: String = (0..40).map(|_| rng.sample(Alphanumeric) as char).collect();
             (id, secret)
         };
@@ -93,34 +112,64 @@ impl AccessKeys {
             revoked_at: None,
             scopes: serde_json::to_string(scopes).map_err(ApiError::internal)?,
         };
-        store::insert_access_key(&self.db, &row).await.map_err(db_err)?;
-        self.active.write().expect("access keys lock").insert(row.id.clone(), ActiveKey::of(&row));
-        Ok(AccessKey { secret: Some(secret), ..model(row) })
+        store::insert_access_key(&self.db, &row)
+            .await
+            .map_err(db_err)?;
+        self.active
+            .write()
+            .expect("access keys lock")
+            .insert(row.id.clone(), ActiveKey::of(&row));
+        Ok(AccessKey {
+            secret: Some(secret),
+            ..model(row)
+        })
     }
 
     pub async fn list(&self) -> ApiResult<Vec<AccessKey>> {
-        Ok(store::list_access_keys(&self.db).await.map_err(db_err)?.into_iter().map(model).collect())
+        Ok(store::list_access_keys(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(model)
+            .collect())
     }
 
     pub async fn revoke(&self, id: &str) -> ApiResult<AccessKey> {
-        if !store::revoke_access_key(&self.db, id, now_ms()).await.map_err(db_err)? {
-            return Err(ApiError::not_found("access_key_not_found", format!("no access key {id:?}")));
+        if !store::revoke_access_key(&self.db, id, now_ms())
+            .await
+            .map_err(db_err)?
+        {
+            return Err(ApiError::not_found(
+                "access_key_not_found",
+                format!("no access key {id:?}"),
+            ));
         }
         self.active.write().expect("access keys lock").remove(id);
-        let row = store::get_access_key(&self.db, id).await.map_err(db_err)?.ok_or_else(|| ApiError::internal("revoked key vanished"))?;
+        let row = store::get_access_key(&self.db, id)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::internal("revoked key vanished"))?;
         Ok(model(row))
     }
 
     /// The secret of an active (not revoked) key.
     pub fn active_secret(&self, id: &str) -> Option<String> {
-        self.active.read().expect("access keys lock").get(id).map(|k| k.secret.clone())
+        self.active
+            .read()
+            .expect("access keys lock")
+            .get(id)
+            .map(|k| k.secret.clone())
     }
 
     /// The principal an active key signs as: the key, its owner and its scopes.
     pub fn principal(&self, id: &str) -> Option<Principal> {
         let active = self.active.read().expect("access keys lock");
         let key = active.get(id)?;
-        Some(Principal { access_key: Some(id.to_owned()), owner: Some(key.owner.clone()), scopes: key.scopes.clone() })
+        Some(Principal {
+            access_key: Some(id.to_owned()),
+            owner: Some(key.owner.clone()),
+            scopes: key.scopes.clone(),
+        })
     }
 }
 

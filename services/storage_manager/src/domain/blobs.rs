@@ -59,7 +59,11 @@ pub struct WrittenBlob {
 
 impl BlobStore {
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let store = Self { root: data_dir.to_path_buf(), blobs: data_dir.join("blobs"), tmp: data_dir.join("tmp") };
+        let store = Self {
+            root: data_dir.to_path_buf(),
+            blobs: data_dir.join("blobs"),
+            tmp: data_dir.join("tmp"),
+        };
         std::fs::create_dir_all(&store.blobs)?;
         std::fs::create_dir_all(&store.tmp)?;
         Ok(store)
@@ -97,47 +101,78 @@ impl BlobStore {
         match tokio::fs::remove_file(self.path(id)).await {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(blob = id, error = %e, "could not remove a blob; the next start's sweep will"),
+            Err(e) => {
+                tracing::warn!(blob = id, error = %e, "could not remove a blob; the next start's sweep will")
+            }
         }
     }
 
     /// The plaintext bytes `range` of a blob holding `size` plaintext bytes, as a stream.
-    pub async fn read(&self, id: &str, size: u64, range: Range<u64>, seal: Option<Seal>) -> io::Result<ByteStream> {
+    pub async fn read(
+        &self,
+        id: &str,
+        size: u64,
+        range: Range<u64>,
+        seal: Option<Seal>,
+    ) -> io::Result<ByteStream> {
         let mut file = File::open(self.path(id)).await?;
         match seal {
             None => {
                 file.seek(SeekFrom::Start(range.start)).await?;
                 let state = (file, range.end - range.start);
-                Ok(Box::pin(futures_util::stream::try_unfold(state, |(mut file, left)| async move {
-                    if left == 0 {
-                        return Ok(None);
-                    }
-                    let want = left.min(READ_PIECE as u64) as usize;
-                    let mut buf = BytesMut::zeroed(want);
-                    file.read_exact(&mut buf).await.map_err(|e| truncated(e, "object file"))?;
-                    Ok(Some((buf.freeze(), (file, left - want as u64))))
-                })))
+                Ok(Box::pin(futures_util::stream::try_unfold(
+                    state,
+                    |(mut file, left)| async move {
+                        if left == 0 {
+                            return Ok(None);
+                        }
+                        let want = left.min(READ_PIECE as u64) as usize;
+                        let mut buf = BytesMut::zeroed(want);
+                        file.read_exact(&mut buf)
+                            .await
+                            .map_err(|e| truncated(e, "object file"))?;
+                        Ok(Some((buf.freeze(), (file, left - want as u64))))
+                    },
+                )))
             }
             Some(seal) => {
                 let chunks = chunk_count(size);
                 let first = range.start / CHUNK as u64;
-                file.seek(SeekFrom::Start(first * (CHUNK + TAG) as u64)).await?;
-                let state = SealedRead { file, seal, chunks, index: first, size, range };
-                Ok(Box::pin(futures_util::stream::try_unfold(state, |mut s| async move {
-                    let chunk_start = s.index * CHUNK as u64;
-                    if s.range.start >= s.range.end || chunk_start >= s.range.end {
-                        return Ok(None);
-                    }
-                    let plain_len = (s.size - chunk_start).min(CHUNK as u64) as usize;
-                    let mut buf = vec![0u8; plain_len + TAG];
-                    s.file.read_exact(&mut buf).await.map_err(|e| truncated(e, "encrypted object file"))?;
-                    let last = s.index + 1 == s.chunks;
-                    s.seal.key.open(s.seal.domain, s.index, last, &mut buf).map_err(io::Error::other)?;
-                    let from = (s.range.start.max(chunk_start) - chunk_start) as usize;
-                    let to = (s.range.end.min(chunk_start + plain_len as u64) - chunk_start) as usize;
-                    s.index += 1;
-                    Ok(Some((Bytes::from(buf).slice(from..to), s)))
-                })))
+                file.seek(SeekFrom::Start(first * (CHUNK + TAG) as u64))
+                    .await?;
+                let state = SealedRead {
+                    file,
+                    seal,
+                    chunks,
+                    index: first,
+                    size,
+                    range,
+                };
+                Ok(Box::pin(futures_util::stream::try_unfold(
+                    state,
+                    |mut s| async move {
+                        let chunk_start = s.index * CHUNK as u64;
+                        if s.range.start >= s.range.end || chunk_start >= s.range.end {
+                            return Ok(None);
+                        }
+                        let plain_len = (s.size - chunk_start).min(CHUNK as u64) as usize;
+                        let mut buf = vec![0u8; plain_len + TAG];
+                        s.file
+                            .read_exact(&mut buf)
+                            .await
+                            .map_err(|e| truncated(e, "encrypted object file"))?;
+                        let last = s.index + 1 == s.chunks;
+                        s.seal
+                            .key
+                            .open(s.seal.domain, s.index, last, &mut buf)
+                            .map_err(io::Error::other)?;
+                        let from = (s.range.start.max(chunk_start) - chunk_start) as usize;
+                        let to = (s.range.end.min(chunk_start + plain_len as u64) - chunk_start)
+                            as usize;
+                        s.index += 1;
+                        Ok(Some((Bytes::from(buf).slice(from..to), s)))
+                    },
+                )))
             }
         }
     }
@@ -179,7 +214,11 @@ impl BlobStore {
 }
 
 fn truncated(e: io::Error, what: &str) -> io::Error {
-    if e.kind() == io::ErrorKind::UnexpectedEof { io::Error::other(format!("the {what} is shorter than its recorded size")) } else { e }
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::other(format!("the {what} is shorter than its recorded size"))
+    } else {
+        e
+    }
 }
 
 struct SealedRead {
@@ -244,7 +283,8 @@ impl BlobWriter {
     /// Seals and writes a full chunk that is not the object's last.
     async fn flush_chunk(&mut self) -> io::Result<()> {
         let seal = self.seal.as_ref().expect("sealed writer");
-        seal.key.seal(seal.domain, self.index, false, &mut self.pending);
+        seal.key
+            .seal(seal.domain, self.index, false, &mut self.pending);
         self.index += 1;
         self.write_pending().await
     }
@@ -263,7 +303,8 @@ impl BlobWriter {
     pub async fn finish(mut self) -> io::Result<WrittenBlob> {
         if let Some(seal) = &self.seal {
             // The last chunk is sealed here and written below with the rest.
-            seal.key.seal(seal.domain, self.index, true, &mut self.pending);
+            seal.key
+                .seal(seal.domain, self.index, true, &mut self.pending);
         }
         let open = match self.file.take() {
             Some(mut file) => {
@@ -297,7 +338,11 @@ impl BlobWriter {
             return Err(e);
         }
         let md5 = std::mem::take(&mut self.md5).finalize();
-        Ok(WrittenBlob { id: std::mem::take(&mut self.id), size: self.size, md5_hex: hex(&md5) })
+        Ok(WrittenBlob {
+            id: std::mem::take(&mut self.id),
+            size: self.size,
+            md5_hex: hex(&md5),
+        })
     }
 }
 

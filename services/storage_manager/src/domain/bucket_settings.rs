@@ -91,7 +91,11 @@ impl BucketSettings {
     /// against S3's rules) and works out the access decisions they make.
     pub fn access(&self, bucket: &str) -> ApiResult<BucketAccess> {
         let block = self.public_access_block.unwrap_or_default();
-        let policy = self.policy.as_deref().map(|text| Policy::parse(text, bucket)).transpose()?;
+        let policy = self
+            .policy
+            .as_deref()
+            .map(|text| Policy::parse(text, bucket))
+            .transpose()?;
         let public_grants = match (&self.canned_acl, block.ignore_public_acls) {
             (Some(acl), false) => canned_acl_grants(bucket, acl)?,
             _ => Policy::default(),
@@ -133,12 +137,25 @@ pub fn check_cors(rules: &[CorsRule]) -> ApiResult<()> {
     }
     for rule in rules {
         if rule.allowed_origins.is_empty() || rule.allowed_methods.is_empty() {
-            return bad("each CORS rule needs at least one AllowedOrigin and one AllowedMethod".into());
+            return bad(
+                "each CORS rule needs at least one AllowedOrigin and one AllowedMethod".into(),
+            );
         }
-        if let Some(m) = rule.allowed_methods.iter().find(|m| !CORS_METHODS.contains(&m.as_str())) {
-            return bad(format!("AllowedMethod {m:?} is not one of {CORS_METHODS:?}"));
+        if let Some(m) = rule
+            .allowed_methods
+            .iter()
+            .find(|m| !CORS_METHODS.contains(&m.as_str()))
+        {
+            return bad(format!(
+                "AllowedMethod {m:?} is not one of {CORS_METHODS:?}"
+            ));
         }
-        if let Some(o) = rule.allowed_origins.iter().chain(&rule.allowed_headers).find(|o| o.matches('*').count() > 1) {
+        if let Some(o) = rule
+            .allowed_origins
+            .iter()
+            .chain(&rule.allowed_headers)
+            .find(|o| o.matches('*').count() > 1)
+        {
             return bad(format!("{o:?} has more than one '*'"));
         }
     }
@@ -169,7 +186,10 @@ pub fn check_lifecycle(rules: &[LifecycleRule]) -> ApiResult<()> {
         if rule.expiration_days.is_some() && rule.expiration_date.is_some() {
             return bad("an Expiration gives Days or Date, not both".into());
         }
-        if rule.expiration_days == Some(0) || rule.abort_incomplete_days == Some(0) || rule.noncurrent_days == Some(0) {
+        if rule.expiration_days == Some(0)
+            || rule.abort_incomplete_days == Some(0)
+            || rule.noncurrent_days == Some(0)
+        {
             return bad("Days must be a positive number".into());
         }
     }
@@ -178,18 +198,30 @@ pub fn check_lifecycle(rules: &[LifecycleRule]) -> ApiResult<()> {
 
 /// The first rule letting `origin` make a `method` request with `headers` (a preflight's
 /// Access-Control-Request-Headers; none for an actual request).
-pub fn cors_rule_for<'a>(rules: &'a [CorsRule], origin: &str, method: &str, headers: &[String]) -> Option<&'a CorsRule> {
+pub fn cors_rule_for<'a>(
+    rules: &'a [CorsRule],
+    origin: &str,
+    method: &str,
+    headers: &[String],
+) -> Option<&'a CorsRule> {
     let fits = |pattern: &str, value: &str| match pattern.split_once('*') {
         None => pattern.eq_ignore_ascii_case(value),
         Some((head, tail)) => {
             let value = value.to_ascii_lowercase();
-            value.len() >= head.len() + tail.len() && value.starts_with(&head.to_ascii_lowercase()) && value.ends_with(&tail.to_ascii_lowercase())
+            value.len() >= head.len() + tail.len()
+                && value.starts_with(&head.to_ascii_lowercase())
+                && value.ends_with(&tail.to_ascii_lowercase())
         }
     };
     rules.iter().find(|rule| {
         rule.allowed_origins.iter().any(|o| fits(o, origin))
-            && rule.allowed_methods.iter().any(|m| m.eq_ignore_ascii_case(method))
-            && headers.iter().all(|h| rule.allowed_headers.iter().any(|allowed| fits(allowed, h)))
+            && rule
+                .allowed_methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+            && headers
+                .iter()
+                .all(|h| rule.allowed_headers.iter().any(|allowed| fits(allowed, h)))
     })
 }
 
@@ -199,17 +231,50 @@ mod tests {
 
     fn rule(origins: &[&str], methods: &[&str], headers: &[&str]) -> CorsRule {
         let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
-        CorsRule { allowed_origins: list(origins), allowed_methods: list(methods), allowed_headers: list(headers), ..Default::default() }
+        CorsRule {
+            allowed_origins: list(origins),
+            allowed_methods: list(methods),
+            allowed_headers: list(headers),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn cors_rules_match_origin_method_and_headers() {
-        let rules = vec![rule(&["https://*.example.com"], &["PUT"], &["content-type", "x-amz-*"]), rule(&["*"], &["GET"], &[])];
+        let rules = vec![
+            rule(
+                &["https://*.example.com"],
+                &["PUT"],
+                &["content-type", "x-amz-*"],
+            ),
+            rule(&["*"], &["GET"], &[]),
+        ];
         let h = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(cors_rule_for(&rules, "https://app.example.com", "PUT", &h(&["Content-Type", "x-amz-date"])).is_some());
-        assert!(cors_rule_for(&rules, "https://app.example.com", "PUT", &h(&["authorization"])).is_none());
+        assert!(
+            cors_rule_for(
+                &rules,
+                "https://app.example.com",
+                "PUT",
+                &h(&["Content-Type", "x-amz-date"])
+            )
+            .is_some()
+        );
+        assert!(
+            cors_rule_for(
+                &rules,
+                "https://app.example.com",
+                "PUT",
+                &h(&["authorization"])
+            )
+            .is_none()
+        );
         assert!(cors_rule_for(&rules, "https://evil.com", "PUT", &[]).is_none());
-        assert_eq!(cors_rule_for(&rules, "https://evil.com", "GET", &[]).unwrap().allowed_origins, vec!["*"]);
+        assert_eq!(
+            cors_rule_for(&rules, "https://evil.com", "GET", &[])
+                .unwrap()
+                .allowed_origins,
+            vec!["*"]
+        );
         assert!(check_cors(&[rule(&["*"], &["PATCH"], &[])]).is_err());
         assert!(check_cors(&rules).is_ok());
     }
@@ -217,9 +282,18 @@ mod tests {
     #[test]
     fn a_public_policy_under_a_block_is_refused() {
         let policy = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
-        let mut settings = BucketSettings { policy: Some(policy.into()), ..Default::default() };
+        let mut settings = BucketSettings {
+            policy: Some(policy.into()),
+            ..Default::default()
+        };
         assert!(settings.check_against_block("b").is_ok());
-        settings.public_access_block = Some(PublicAccessBlock { block_public_policy: true, ..Default::default() });
-        assert_eq!(settings.check_against_block("b").unwrap_err().body().code, "public_access_blocked");
+        settings.public_access_block = Some(PublicAccessBlock {
+            block_public_policy: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            settings.check_against_block("b").unwrap_err().body().code,
+            "public_access_blocked"
+        );
     }
 }

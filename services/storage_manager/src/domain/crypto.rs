@@ -24,22 +24,36 @@ pub struct DataKey {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the object's bytes do not authenticate under its data key (chunk {0}): they were changed or cut short")]
+#[error(
+    "the object's bytes do not authenticate under its data key (chunk {0}): they were changed or cut short"
+)]
 pub struct Tampered(pub u64);
 
 impl DataKey {
     pub fn new(key: &[u8]) -> Option<Self> {
-        (key.len() == 32).then(|| Self { cipher: Aes256Gcm::new(GenericArray::from_slice(key)) })
+        (key.len() == 32).then(|| Self {
+            cipher: Aes256Gcm::new(GenericArray::from_slice(key)),
+        })
     }
 
     /// Encrypts `buf` (one chunk of plaintext) in place and appends its tag.
     pub fn seal(&self, domain: u32, index: u64, last: bool, buf: &mut Vec<u8>) {
-        self.cipher.encrypt_in_place(&nonce(domain, index, last), b"", buf).expect("a 64 KiB chunk is within GCM's limits");
+        self.cipher
+            .encrypt_in_place(&nonce(domain, index, last), b"", buf)
+            .expect("a 64 KiB chunk is within GCM's limits");
     }
 
     /// Decrypts one sealed chunk (ciphertext + tag) in place.
-    pub fn open(&self, domain: u32, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), Tampered> {
-        self.cipher.decrypt_in_place(&nonce(domain, index, last), b"", buf).map_err(|_| Tampered(index))
+    pub fn open(
+        &self,
+        domain: u32,
+        index: u64,
+        last: bool,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Tampered> {
+        self.cipher
+            .decrypt_in_place(&nonce(domain, index, last), b"", buf)
+            .map_err(|_| Tampered(index))
     }
 }
 
@@ -72,9 +86,18 @@ mod tests {
         let mut buf = b"hello".to_vec();
         key.seal(0, 3, true, &mut buf);
         assert_eq!(buf.len(), 5 + TAG);
-        assert!(key.open(0, 2, true, &mut buf.clone()).is_err(), "another index");
-        assert!(key.open(0, 3, false, &mut buf.clone()).is_err(), "not flagged last");
-        assert!(key.open(1, 3, true, &mut buf.clone()).is_err(), "another domain");
+        assert!(
+            key.open(0, 2, true, &mut buf.clone()).is_err(),
+            "another index"
+        );
+        assert!(
+            key.open(0, 3, false, &mut buf.clone()).is_err(),
+            "not flagged last"
+        );
+        assert!(
+            key.open(1, 3, true, &mut buf.clone()).is_err(),
+            "another domain"
+        );
         key.open(0, 3, true, &mut buf).unwrap();
         assert_eq!(buf, b"hello");
     }

@@ -10,21 +10,38 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// S3 limits user metadata to 2 KiB (names and values together).
 pub const MAX_METADATA_BYTES: usize = 2048;
 /// The HTTP headers an upload may set and reads serve back (S3's list), lowercase.
-pub const STORED_HEADERS: [&str; 5] = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+pub const STORED_HEADERS: [&str; 5] = [
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
 /// S3's limits on an object's tags.
 pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_KEY_CHARS: usize = 128;
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
 pub fn check_bucket_name(name: &str) -> ApiResult<()> {
-    let bad = |why: &str| Err(ApiError::bad_request("invalid_bucket_name", format!("bucket name {name:?} {why}")));
+    let bad = |why: &str| {
+        Err(ApiError::bad_request(
+            "invalid_bucket_name",
+            format!("bucket name {name:?} {why}"),
+        ))
+    };
     if name.len() < 3 || name.len() > 63 {
         return bad("must be 3 to 63 characters long");
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.')) {
-        return bad(&format!("has {c:?}: use only lowercase letters, digits, '-' and '.'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return bad(&format!(
+            "has {c:?}: use only lowercase letters, digits, '-' and '.'"
+        ));
     }
-    let first_last_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let first_last_ok =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !first_last_ok(name.chars().next()) || !first_last_ok(name.chars().last()) {
         return bad("must begin and end with a letter or a digit");
     }
@@ -49,12 +66,18 @@ pub fn check_bucket_name(name: &str) -> ApiResult<()> {
 
 pub fn check_key(key: &str) -> ApiResult<()> {
     if key.is_empty() {
-        return Err(ApiError::bad_request("invalid_object_key", "the object key is empty; give at least one character"));
+        return Err(ApiError::bad_request(
+            "invalid_object_key",
+            "the object key is empty; give at least one character",
+        ));
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::bad_request(
             "invalid_object_key",
-            format!("the object key is {} bytes of UTF-8; at most {MAX_KEY_BYTES} are allowed", key.len()),
+            format!(
+                "the object key is {} bytes of UTF-8; at most {MAX_KEY_BYTES} are allowed",
+                key.len()
+            ),
         ));
     }
     Ok(())
@@ -72,7 +95,10 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>) -> ApiResult<()> {
             ));
         }
         if value.chars().any(|c| c.is_control()) {
-            return Err(ApiError::bad_request("invalid_metadata", format!("metadata {name:?} has a control character")));
+            return Err(ApiError::bad_request(
+                "invalid_metadata",
+                format!("metadata {name:?} has a control character"),
+            ));
         }
         total += name.len() + value.len();
     }
@@ -89,10 +115,16 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>) -> ApiResult<()> {
 pub fn check_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
     for (name, value) in headers {
         if !STORED_HEADERS.contains(&name.as_str()) {
-            return Err(ApiError::bad_request("invalid_header", format!("{name:?} is not a header objects keep: {STORED_HEADERS:?}")));
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                format!("{name:?} is not a header objects keep: {STORED_HEADERS:?}"),
+            ));
         }
         if http::HeaderValue::from_str(value).is_err() {
-            return Err(ApiError::bad_request("invalid_header", format!("{name} has a character HTTP headers cannot carry")));
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                format!("{name} has a character HTTP headers cannot carry"),
+            ));
         }
     }
     Ok(())
@@ -103,22 +135,33 @@ pub fn check_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
 pub fn check_tags(tags: &BTreeMap<String, String>) -> ApiResult<()> {
     let bad = |why: String| Err(ApiError::bad_request("invalid_tag", why));
     if tags.len() > MAX_TAGS {
-        return bad(format!("{} tags given; an object may have at most {MAX_TAGS}", tags.len()));
+        return bad(format!(
+            "{} tags given; an object may have at most {MAX_TAGS}",
+            tags.len()
+        ));
     }
     let allowed = |c: char| c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c);
     for (key, value) in tags {
         let key_chars = key.chars().count();
         if key_chars == 0 || key_chars > MAX_TAG_KEY_CHARS {
-            return bad(format!("tag key {key:?} is {key_chars} characters; give 1 to {MAX_TAG_KEY_CHARS}"));
+            return bad(format!(
+                "tag key {key:?} is {key_chars} characters; give 1 to {MAX_TAG_KEY_CHARS}"
+            ));
         }
         if value.chars().count() > MAX_TAG_VALUE_CHARS {
-            return bad(format!("the value of tag {key:?} is longer than {MAX_TAG_VALUE_CHARS} characters"));
+            return bad(format!(
+                "the value of tag {key:?} is longer than {MAX_TAG_VALUE_CHARS} characters"
+            ));
         }
         if key.starts_with("aws:") {
-            return bad(format!("tag key {key:?} begins with \"aws:\", which is reserved"));
+            return bad(format!(
+                "tag key {key:?} begins with \"aws:\", which is reserved"
+            ));
         }
         if let Some(c) = key.chars().chain(value.chars()).find(|c| !allowed(*c)) {
-            return bad(format!("tag {key:?} has {c:?}: use letters, digits, spaces and + - = . _ : / @"));
+            return bad(format!(
+                "tag {key:?} has {c:?}: use letters, digits, spaces and + - = . _ : / @"
+            ));
         }
     }
     Ok(())
@@ -145,18 +188,40 @@ mod tests {
             ("under_score", "'_'"),
         ] {
             let err = check_bucket_name(bad).unwrap_err();
-            assert!(err.body().message.contains(why), "{bad}: {}", err.body().message);
+            assert!(
+                err.body().message.contains(why),
+                "{bad}: {}",
+                err.body().message
+            );
         }
     }
 
     #[test]
     fn tags_follow_s3_rules() {
-        let tags = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        assert!(check_tags(&tags(&[("team", "storage"), ("cost-centre", "a/b:c@d"), ("ünï", "")])).is_ok());
-        for bad in [tags(&[("", "v")]), tags(&[("aws:x", "v")]), tags(&[("k", "semi;colon")]), tags(&[(&"k".repeat(129), "v")])] {
+        let tags = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(
+            check_tags(&tags(&[
+                ("team", "storage"),
+                ("cost-centre", "a/b:c@d"),
+                ("ünï", "")
+            ]))
+            .is_ok()
+        );
+        for bad in [
+            tags(&[("", "v")]),
+            tags(&[("aws:x", "v")]),
+            tags(&[("k", "semi;colon")]),
+            tags(&[(&"k".repeat(129), "v")]),
+        ] {
             assert!(check_tags(&bad).is_err(), "{bad:?}");
         }
-        let eleven: BTreeMap<String, String> = (0..11).map(|i| (format!("k{i}"), "v".into())).collect();
+        let eleven: BTreeMap<String, String> =
+            (0..11).map(|i| (format!("k{i}"), "v".into())).collect();
         assert!(check_tags(&eleven).is_err());
     }
 

@@ -17,15 +17,18 @@ use aerekos_envelope::Envelope;
 
 use super::{
     blobs::{BlobStore, BlobWriter, ByteStream, Seal, WrittenBlob, hex},
-    crypto::DataKey,
     bucket_settings::BucketSettings,
-    policy::{self, BucketAccess},
+    crypto::DataKey,
     names::{check_bucket_name, check_headers, check_key, check_metadata, check_tags},
+    policy::{self, BucketAccess},
 };
 pub use crate::store::Precondition;
 use crate::{
     model::{Bucket, ObjectInfo, ObjectList},
-    store::{self, BucketDeletion, BucketRow, ObjectRow, PartRow, PutOutcome, UploadFinished, UploadRow, VersionMode, VersionRow},
+    store::{
+        self, BucketDeletion, BucketRow, ObjectRow, PartRow, PutOutcome, UploadFinished, UploadRow,
+        VersionMode, VersionRow,
+    },
 };
 
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -117,7 +120,11 @@ impl KnownBucket {
             tracing::error!(bucket = %row.name, error = %e.body().message, "a stored bucket policy does not parse; it grants nothing");
             BucketAccess::default()
         });
-        Self { row, settings, access }
+        Self {
+            row,
+            settings,
+            access,
+        }
     }
 }
 
@@ -157,7 +164,9 @@ pub trait BodyCheck: Send + Sync {
 impl WriteChecks {
     /// The MD5 the bytes must have, or a refusal of a malformed header (before any byte is read).
     fn expected_md5(&self) -> ApiResult<Option<String>> {
-        let Some(given) = &self.content_md5 else { return Ok(None) };
+        let Some(given) = &self.content_md5 else {
+            return Ok(None);
+        };
         match base64::engine::general_purpose::STANDARD.decode(given.trim()) {
             Ok(digest) if digest.len() == 16 => Ok(Some(hex(&digest))),
             _ => Err(ApiError::bad_request(
@@ -183,26 +192,39 @@ impl ReadConditions {
     /// in whole seconds, as HTTP dates carry them.
     pub fn check(&self, info: &ObjectInfo) -> ApiResult<()> {
         let matches = |condition: &str| {
-            condition.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == info.etag)
+            condition.split(',').map(str::trim).any(|tag| {
+                tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == info.etag
+            })
         };
         let modified = info.last_modified.timestamp();
         let failed = match &self.if_match {
             Some(condition) => !matches(condition),
-            None => self.if_unmodified_since.is_some_and(|since| modified > since.timestamp()),
+            None => self
+                .if_unmodified_since
+                .is_some_and(|since| modified > since.timestamp()),
         };
         if failed {
             return Err(ApiError::new(
                 http::StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
-                format!("the object's ETag is \"{}\" and it was last modified at {}: the request's condition does not hold", info.etag, info.last_modified),
+                format!(
+                    "the object's ETag is \"{}\" and it was last modified at {}: the request's condition does not hold",
+                    info.etag, info.last_modified
+                ),
             ));
         }
         let not_modified = match &self.if_none_match {
             Some(condition) => matches(condition),
-            None => self.if_modified_since.is_some_and(|since| modified <= since.timestamp()),
+            None => self
+                .if_modified_since
+                .is_some_and(|since| modified <= since.timestamp()),
         };
         if not_modified {
-            return Err(ApiError::new(http::StatusCode::NOT_MODIFIED, "not_modified", "the object has not changed"));
+            return Err(ApiError::new(
+                http::StatusCode::NOT_MODIFIED,
+                "not_modified",
+                "the object has not changed",
+            ));
         }
         Ok(())
     }
@@ -223,7 +245,9 @@ impl ByteRange {
         let bad = || {
             ApiError::bad_request(
                 "invalid_range",
-                format!("Range {header:?} is not one of bytes=<first>-<last>, bytes=<first>- or bytes=-<length>"),
+                format!(
+                    "Range {header:?} is not one of bytes=<first>-<last>, bytes=<first>- or bytes=-<length>"
+                ),
             )
         };
         let spec = header.trim().strip_prefix("bytes=").ok_or_else(bad)?;
@@ -231,13 +255,19 @@ impl ByteRange {
         let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
         match (a.trim().is_empty(), b.trim().is_empty()) {
             (true, false) => Ok(Self::Suffix { length: num(b)? }),
-            (false, true) => Ok(Self::From { first: num(a)?, last: None }),
+            (false, true) => Ok(Self::From {
+                first: num(a)?,
+                last: None,
+            }),
             (false, false) => {
                 let (first, last) = (num(a)?, num(b)?);
                 if last < first {
                     return Err(bad());
                 }
-                Ok(Self::From { first, last: Some(last) })
+                Ok(Self::From {
+                    first,
+                    last: Some(last),
+                })
             }
             (true, true) => Err(bad()),
         }
@@ -246,7 +276,9 @@ impl ByteRange {
     /// The bytes this range selects from an object of `size` bytes.
     pub fn resolve(self, size: u64) -> ApiResult<Range<u64>> {
         let range = match self {
-            Self::From { first, last } => first..last.map_or(size, |l| l.saturating_add(1).min(size)),
+            Self::From { first, last } => {
+                first..last.map_or(size, |l| l.saturating_add(1).min(size))
+            }
             Self::Suffix { length } => size.saturating_sub(length)..size,
         };
         if range.start >= range.end {
@@ -312,30 +344,59 @@ fn no_bucket(name: &str) -> ApiError {
 }
 
 fn no_object(bucket: &str, key: &str) -> ApiError {
-    ApiError::not_found("object_not_found", format!("no object {key:?} in bucket {bucket:?}"))
+    ApiError::not_found(
+        "object_not_found",
+        format!("no object {key:?} in bucket {bucket:?}"),
+    )
 }
 
 fn precondition_failed(bucket: &str, key: &str) -> ApiError {
     ApiError::new(
         http::StatusCode::PRECONDITION_FAILED,
         "precondition_failed",
-        format!("the write's condition (If-Match or If-None-Match) does not hold for {key:?} in bucket {bucket:?}; nothing was stored"),
+        format!(
+            "the write's condition (If-Match or If-None-Match) does not hold for {key:?} in bucket {bucket:?}; nothing was stored"
+        ),
     )
 }
 
 /// A copy's conditions name its source; S3 answers 412 whichever way they fail (no 304).
 fn source_condition_failed(e: ApiError, source: &CopySource) -> ApiError {
-    if e.body().code == "not_modified" { precondition_failed(&source.bucket, &source.key) } else { e }
+    if e.body().code == "not_modified" {
+        precondition_failed(&source.bucket, &source.key)
+    } else {
+        e
+    }
 }
 
 fn no_upload(id: &str) -> ApiError {
-    ApiError::not_found("upload_not_found", format!("no multipart upload {id:?} in progress (completed, aborted or never begun)"))
+    ApiError::not_found(
+        "upload_not_found",
+        format!("no multipart upload {id:?} in progress (completed, aborted or never begun)"),
+    )
 }
 
 impl Storage {
-    pub async fn load(db: Db, blobs: BlobStore, envelope: Envelope, max_object_bytes: u64) -> Result<Self, sqlx::Error> {
-        let buckets = store::list_buckets(&db).await?.into_iter().map(|b| (b.name.clone(), Arc::new(KnownBucket::new(b)))).collect();
-        Ok(Self { db, blobs, envelope, max_object_bytes, garbage: Arc::default(), buckets: std::sync::RwLock::new(buckets), bucket_changes: Default::default() })
+    pub async fn load(
+        db: Db,
+        blobs: BlobStore,
+        envelope: Envelope,
+        max_object_bytes: u64,
+    ) -> Result<Self, sqlx::Error> {
+        let buckets = store::list_buckets(&db)
+            .await?
+            .into_iter()
+            .map(|b| (b.name.clone(), Arc::new(KnownBucket::new(b))))
+            .collect();
+        Ok(Self {
+            db,
+            blobs,
+            envelope,
+            max_object_bytes,
+            garbage: Arc::default(),
+            buckets: std::sync::RwLock::new(buckets),
+            bucket_changes: Default::default(),
+        })
     }
 
     /// Removes the files of replaced and deleted objects and parts, in batches, after the changes
@@ -376,14 +437,22 @@ impl Storage {
         let (temporary, orphans) = self.blobs.sweep(referenced).await.map_err(io_err)?;
         store::clear_garbage(&self.db).await.map_err(db_err)?;
         if temporary + orphans > 0 {
-            tracing::info!(temporary, orphans, "removed the files of uploads that did not finish");
+            tracing::info!(
+                temporary,
+                orphans,
+                "removed the files of uploads that did not finish"
+            );
         }
         Ok(())
     }
 
     // ---- buckets
 
-    pub async fn create_bucket(&self, name: &str, default_key: Option<String>) -> ApiResult<Bucket> {
+    pub async fn create_bucket(
+        &self,
+        name: &str,
+        default_key: Option<String>,
+    ) -> ApiResult<Bucket> {
         check_bucket_name(name)?;
         if name == "api" {
             return Err(ApiError::bad_request(
@@ -395,17 +464,33 @@ impl Storage {
         if let Some(key) = &default_key {
             self.envelope.check_key(key).await?;
         }
-        let row = BucketRow { name: name.to_owned(), default_key, created_at: now_ms(), settings: "{}".to_owned() };
+        let row = BucketRow {
+            name: name.to_owned(),
+            default_key,
+            created_at: now_ms(),
+            settings: "{}".to_owned(),
+        };
         let _one_at_a_time = self.bucket_changes.lock().await;
         if !store::insert_bucket(&self.db, &row).await.map_err(db_err)? {
-            return Err(ApiError::conflict("bucket_exists", format!("a bucket named {name:?} exists already")));
+            return Err(ApiError::conflict(
+                "bucket_exists",
+                format!("a bucket named {name:?} exists already"),
+            ));
         }
-        self.buckets.write().expect("buckets lock").insert(row.name.clone(), Arc::new(KnownBucket::new(row.clone())));
+        self.buckets
+            .write()
+            .expect("buckets lock")
+            .insert(row.name.clone(), Arc::new(KnownBucket::new(row.clone())));
         Ok(bucket_model(row))
     }
 
     pub fn list_buckets(&self) -> Vec<Bucket> {
-        self.buckets.read().expect("buckets lock").values().map(|b| bucket_model(b.row.clone())).collect()
+        self.buckets
+            .read()
+            .expect("buckets lock")
+            .values()
+            .map(|b| bucket_model(b.row.clone()))
+            .collect()
     }
 
     pub fn bucket(&self, name: &str) -> ApiResult<Bucket> {
@@ -418,7 +503,12 @@ impl Storage {
 
     /// Every bucket with its settings.
     pub fn known_buckets(&self) -> Vec<Arc<KnownBucket>> {
-        self.buckets.read().expect("buckets lock").values().cloned().collect()
+        self.buckets
+            .read()
+            .expect("buckets lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Deletes an object if it is still the version `seen` (a lifecycle rule decided on that one;
@@ -428,7 +518,10 @@ impl Storage {
         let mode = self.version_mode(&seen.bucket)?;
         let marker = new_version_id(mode).unwrap_or_else(|| store::NULL_VERSION.to_owned());
         let only_if = Some((seen.etag.as_str(), seen.last_modified.timestamp_millis()));
-        let deleted = store::delete_object(&self.db, &seen.bucket, &seen.key, mode, &marker, only_if).await.map_err(db_err)?;
+        let deleted =
+            store::delete_object(&self.db, &seen.bucket, &seen.key, mode, &marker, only_if)
+                .await
+                .map_err(db_err)?;
         if deleted {
             self.garbage.notify_one();
         }
@@ -437,23 +530,41 @@ impl Storage {
 
     /// A bucket with its settings and access decisions.
     pub fn known_bucket(&self, name: &str) -> ApiResult<Arc<KnownBucket>> {
-        self.buckets.read().expect("buckets lock").get(name).cloned().ok_or_else(|| no_bucket(name))
+        self.buckets
+            .read()
+            .expect("buckets lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| no_bucket(name))
     }
 
     /// Changes a bucket's settings: `change` edits a copy, which is checked as a whole (a policy
     /// parses and names the bucket), stored, then served.
-    pub async fn update_bucket_settings(&self, name: &str, change: impl FnOnce(&mut BucketSettings) -> ApiResult<()>) -> ApiResult<()> {
+    pub async fn update_bucket_settings(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BucketSettings) -> ApiResult<()>,
+    ) -> ApiResult<()> {
         let _one_at_a_time = self.bucket_changes.lock().await;
         let current = self.known_bucket(name)?;
         let mut settings = current.settings.clone();
         change(&mut settings)?;
         settings.access(name)?;
         let json = settings.to_json();
-        if !store::set_bucket_settings(&self.db, name, &json).await.map_err(db_err)? {
+        if !store::set_bucket_settings(&self.db, name, &json)
+            .await
+            .map_err(db_err)?
+        {
             return Err(no_bucket(name));
         }
-        let row = BucketRow { settings: json, ..current.row.clone() };
-        self.buckets.write().expect("buckets lock").insert(name.to_owned(), Arc::new(KnownBucket::new(row)));
+        let row = BucketRow {
+            settings: json,
+            ..current.row.clone()
+        };
+        self.buckets
+            .write()
+            .expect("buckets lock")
+            .insert(name.to_owned(), Arc::new(KnownBucket::new(row)));
         Ok(())
     }
 
@@ -477,7 +588,14 @@ impl Storage {
 
     /// Stores `body` as `bucket/key`. The previous version stays readable until the new one is
     /// complete and durable; an upload that fails or is cut off changes nothing.
-    pub async fn put_object<S, E>(&self, bucket: &str, key: &str, new: NewObject, mut checks: WriteChecks, body: S) -> ApiResult<ObjectInfo>
+    pub async fn put_object<S, E>(
+        &self,
+        bucket: &str,
+        key: &str,
+        new: NewObject,
+        mut checks: WriteChecks,
+        body: S,
+    ) -> ApiResult<ObjectInfo>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -488,7 +606,11 @@ impl Storage {
             let expected_md5 = checks.expected_md5()?;
             let bucket_row = self.bucket_row(bucket)?;
             self.check_acl_allowed(bucket, new.acl.as_deref())?;
-            let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
+            let key_ref = new
+                .encryption_key
+                .clone()
+                .filter(|k| !k.trim().is_empty())
+                .or(bucket_row.default_key);
             let (seal, wrapped) = self.new_seal(key_ref.as_deref(), OBJECT_DOMAIN).await?;
             Ok((key_ref, seal, wrapped, expected_md5))
         };
@@ -497,7 +619,8 @@ impl Storage {
             Err(e) => return Err(refuse_upload(e, body).await),
         };
         let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
-        self.copy_body(&mut writer, body, checks.body_check.as_deref_mut()).await?;
+        self.copy_body(&mut writer, body, checks.body_check.as_deref_mut())
+            .await?;
         let blob = writer.finish().await.map_err(io_err)?;
         let checksum = match checks.body_check.take().map(BodyCheck::verdict).transpose() {
             Ok(checksum) => checksum.flatten(),
@@ -512,7 +635,10 @@ impl Storage {
             self.blobs.remove(&blob.id).await;
             return Err(ApiError::bad_request(
                 "bad_digest",
-                format!("the bytes received have MD5 {} but Content-MD5 says {expected}; nothing was stored", blob.md5_hex),
+                format!(
+                    "the bytes received have MD5 {} but Content-MD5 says {expected}; nothing was stored",
+                    blob.md5_hex
+                ),
             ));
         }
         let mode = match self.version_mode(bucket) {
@@ -522,13 +648,26 @@ impl Storage {
                 return Err(e);
             }
         };
-        let mut row = object_row(bucket, key, &blob, blob.md5_hex.clone(), &new, key_ref, wrapped)?;
+        let mut row = object_row(
+            bucket,
+            key,
+            &blob,
+            blob.md5_hex.clone(),
+            &new,
+            key_ref,
+            wrapped,
+        )?;
         row.checksum = checksum;
         row.version_id = new_version_id(mode);
         self.commit_object(row, &checks.precondition, mode).await
     }
 
-    async fn commit_object(&self, row: ObjectRow, precondition: &Precondition, mode: VersionMode) -> ApiResult<ObjectInfo> {
+    async fn commit_object(
+        &self,
+        row: ObjectRow,
+        precondition: &Precondition,
+        mode: VersionMode,
+    ) -> ApiResult<ObjectInfo> {
         let outcome = store::put_object(&self.db, &row, precondition, mode).await;
         if !matches!(outcome, Ok(PutOutcome::Done)) {
             self.blobs.remove(&row.blob_id).await;
@@ -539,22 +678,43 @@ impl Storage {
                 object_model(row)
             }
             PutOutcome::NoBucket => Err(no_bucket(&row.bucket)),
-            PutOutcome::PreconditionFailed => Err(precondition_failed(&row.bucket, &String::from_utf8_lossy(&row.key))),
+            PutOutcome::PreconditionFailed => Err(precondition_failed(
+                &row.bucket,
+                &String::from_utf8_lossy(&row.key),
+            )),
         }
     }
 
     /// A new data key for an object under key_manager key `key_ref`, and its wrapped copy.
     async fn new_data_key(&self, key_ref: &str) -> ApiResult<(Arc<DataKey>, String)> {
-        let (bytes, wrapped) = self.envelope.new_data_key(key_ref, &Default::default()).await?;
-        Ok((Arc::new(DataKey::new(&bytes).ok_or_else(|| ApiError::internal("a data key is not 32 bytes"))?), wrapped))
+        let (bytes, wrapped) = self
+            .envelope
+            .new_data_key(key_ref, &Default::default())
+            .await?;
+        Ok((
+            Arc::new(
+                DataKey::new(&bytes)
+                    .ok_or_else(|| ApiError::internal("a data key is not 32 bytes"))?,
+            ),
+            wrapped,
+        ))
     }
 
     async fn open_data_key(&self, key_ref: &str, wrapped: &str) -> ApiResult<Arc<DataKey>> {
-        let bytes = self.envelope.open_data_key(key_ref, wrapped, &Default::default()).await?;
-        Ok(Arc::new(DataKey::new(&bytes).ok_or_else(|| ApiError::internal("a data key is not 32 bytes"))?))
+        let bytes = self
+            .envelope
+            .open_data_key(key_ref, wrapped, &Default::default())
+            .await?;
+        Ok(Arc::new(DataKey::new(&bytes).ok_or_else(|| {
+            ApiError::internal("a data key is not 32 bytes")
+        })?))
     }
 
-    async fn new_seal(&self, key_ref: Option<&str>, domain: u32) -> ApiResult<(Option<Seal>, Option<String>)> {
+    async fn new_seal(
+        &self,
+        key_ref: Option<&str>,
+        domain: u32,
+    ) -> ApiResult<(Option<Seal>, Option<String>)> {
         match key_ref {
             None => Ok((None, None)),
             Some(key_ref) => {
@@ -564,7 +724,12 @@ impl Storage {
         }
     }
 
-    async fn copy_body<S, E>(&self, writer: &mut BlobWriter, body: S, mut check: Option<&mut (dyn BodyCheck + 'static)>) -> ApiResult<()>
+    async fn copy_body<S, E>(
+        &self,
+        writer: &mut BlobWriter,
+        body: S,
+        mut check: Option<&mut (dyn BodyCheck + 'static)>,
+    ) -> ApiResult<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -572,7 +737,10 @@ impl Storage {
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
-                ApiError::bad_request("upload_incomplete", format!("the upload broke off before its end: {e}; nothing was stored"))
+                ApiError::bad_request(
+                    "upload_incomplete",
+                    format!("the upload broke off before its end: {e}; nothing was stored"),
+                )
             })?;
             if writer.size() + chunk.len() as u64 > self.max_object_bytes {
                 return Err(ApiError::new(
@@ -594,17 +762,33 @@ impl Storage {
     }
 
     /// The key's current object, or the version asked for.
-    async fn object_row(&self, bucket: &str, key: &str, version: Option<&str>) -> ApiResult<ObjectRow> {
+    async fn object_row(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> ApiResult<ObjectRow> {
         let found = match version {
-            None => store::get_object(&self.db, bucket, key).await.map_err(db_err)?,
-            Some(version) => match store::get_version(&self.db, bucket, key, version).await.map_err(db_err)? {
+            None => store::get_object(&self.db, bucket, key)
+                .await
+                .map_err(db_err)?,
+            Some(version) => match store::get_version(&self.db, bucket, key, version)
+                .await
+                .map_err(db_err)?
+            {
                 Some(v) if v.delete_marker => {
-                    return Err(ApiError::bad_request("delete_marker", format!("version {version:?} of {key:?} is a delete marker")));
+                    return Err(ApiError::bad_request(
+                        "delete_marker",
+                        format!("version {version:?} of {key:?} is a delete marker"),
+                    ));
                 }
                 Some(v) => v.object(),
                 None => {
                     self.bucket_row(bucket)?;
-                    return Err(ApiError::not_found("version_not_found", format!("{key:?} has no version {version:?}")));
+                    return Err(ApiError::not_found(
+                        "version_not_found",
+                        format!("{key:?} has no version {version:?}"),
+                    ));
                 }
             },
         };
@@ -618,14 +802,26 @@ impl Storage {
     }
 
     /// An object's metadata (the current version or the one asked for), if `conditions` hold for it.
-    pub async fn head_object_if(&self, bucket: &str, key: &str, version: Option<&str>, conditions: &ReadConditions) -> ApiResult<ObjectInfo> {
+    pub async fn head_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        conditions: &ReadConditions,
+    ) -> ApiResult<ObjectInfo> {
         let info = object_model(self.object_row(bucket, key, version).await?)?;
         conditions.check(&info)?;
         Ok(info)
     }
 
-    pub async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> ApiResult<Download> {
-        self.get_object_if(bucket, key, None, range, &ReadConditions::default()).await
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> ApiResult<Download> {
+        self.get_object_if(bucket, key, None, range, &ReadConditions::default())
+            .await
     }
 
     /// An object's bytes (or a range of them) — the current version or the one asked for — if
@@ -648,9 +844,22 @@ impl Storage {
                 Some(r) => r.resolve(size)?,
                 None => 0..size,
             };
-            let seal = self.seal_of(&row.key_ref, &row.wrapped_key, OBJECT_DOMAIN).await?;
-            match self.blobs.read(&row.blob_id, size, byte_range.clone(), seal).await {
-                Ok(body) => return Ok(Download { info: object_model(row)?, range: byte_range, partial: range.is_some(), body }),
+            let seal = self
+                .seal_of(&row.key_ref, &row.wrapped_key, OBJECT_DOMAIN)
+                .await?;
+            match self
+                .blobs
+                .read(&row.blob_id, size, byte_range.clone(), seal)
+                .await
+            {
+                Ok(body) => {
+                    return Ok(Download {
+                        info: object_model(row)?,
+                        range: byte_range,
+                        partial: range.is_some(),
+                        body,
+                    });
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => continue,
                 Err(e) => return Err(io_err(e)),
             }
@@ -658,11 +867,17 @@ impl Storage {
         unreachable!("the loop returns")
     }
 
-    async fn seal_of(&self, key_ref: &Option<String>, wrapped: &Option<String>, domain: u32) -> ApiResult<Option<Seal>> {
+    async fn seal_of(
+        &self,
+        key_ref: &Option<String>,
+        wrapped: &Option<String>,
+        domain: u32,
+    ) -> ApiResult<Option<Seal>> {
         match (key_ref, wrapped) {
-            (Some(key_ref), Some(wrapped)) => {
-                Ok(Some(Seal { key: self.open_data_key(key_ref, wrapped).await?, domain }))
-            }
+            (Some(key_ref), Some(wrapped)) => Ok(Some(Seal {
+                key: self.open_data_key(key_ref, wrapped).await?,
+                domain,
+            })),
             _ => Ok(None),
         }
     }
@@ -672,48 +887,80 @@ impl Storage {
     pub async fn delete_object(&self, bucket: &str, key: &str) -> ApiResult<Deleted> {
         let mode = self.version_mode(bucket)?;
         let marker = new_version_id(mode).unwrap_or_else(|| store::NULL_VERSION.to_owned());
-        let existed = store::delete_object(&self.db, bucket, key, mode, &marker, None).await.map_err(db_err)?;
+        let existed = store::delete_object(&self.db, bucket, key, mode, &marker, None)
+            .await
+            .map_err(db_err)?;
         if existed {
             self.garbage.notify_one();
         }
-        Ok(Deleted { existed, delete_marker: (mode != VersionMode::Off).then_some(marker) })
+        Ok(Deleted {
+            existed,
+            delete_marker: (mode != VersionMode::Off).then_some(marker),
+        })
     }
 
     /// Removes one version for good; the newest remaining one becomes current. None: there was no
     /// such version.
-    pub async fn delete_version(&self, bucket: &str, key: &str, version: &str) -> ApiResult<Option<VersionEntry>> {
+    pub async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &str,
+    ) -> ApiResult<Option<VersionEntry>> {
         self.bucket_row(bucket)?;
-        let removed = store::delete_version(&self.db, bucket, key, version).await.map_err(db_err)?;
+        let removed = store::delete_version(&self.db, bucket, key, version)
+            .await
+            .map_err(db_err)?;
         self.garbage.notify_one();
         removed.map(|v| version_entry(&v, false)).transpose()
     }
 
     /// How the bucket's writes treat versions.
     fn version_mode(&self, bucket: &str) -> ApiResult<VersionMode> {
-        Ok(match self.known_bucket(bucket)?.settings.versioning.as_deref() {
-            Some("Enabled") => VersionMode::Enabled,
-            Some("Suspended") => VersionMode::Suspended,
-            _ => VersionMode::Off,
-        })
+        Ok(
+            match self.known_bucket(bucket)?.settings.versioning.as_deref() {
+                Some("Enabled") => VersionMode::Enabled,
+                Some("Suspended") => VersionMode::Suspended,
+                _ => VersionMode::Off,
+            },
+        )
     }
 
     /// Deletes earlier versions under `prefix` (and carrying `tags`) that stopped being current
     /// before `before`; how many.
-    pub async fn expire_noncurrent(&self, bucket: &str, prefix: &str, tags: &BTreeMap<String, String>, before: chrono::DateTime<chrono::Utc>) -> ApiResult<usize> {
+    pub async fn expire_noncurrent(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        tags: &BTreeMap<String, String>,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<usize> {
         let upper = prefix_upper_bound(prefix.as_bytes());
         let mut expired = 0;
         loop {
-            let rows = store::noncurrent_versions(&self.db, bucket, prefix.as_bytes(), upper.as_deref(), before.timestamp_millis(), GARBAGE_BATCH)
-                .await
-                .map_err(db_err)?;
+            let rows = store::noncurrent_versions(
+                &self.db,
+                bucket,
+                prefix.as_bytes(),
+                upper.as_deref(),
+                before.timestamp_millis(),
+                GARBAGE_BATCH,
+            )
+            .await
+            .map_err(db_err)?;
             let mut removed_any = false;
             for row in &rows {
-                let row_tags: BTreeMap<String, String> = serde_json::from_str(&row.tags).unwrap_or_default();
+                let row_tags: BTreeMap<String, String> =
+                    serde_json::from_str(&row.tags).unwrap_or_default();
                 if !tags.iter().all(|(k, v)| row_tags.get(k) == Some(v)) {
                     continue;
                 }
                 let key = String::from_utf8(row.key.clone()).map_err(ApiError::internal)?;
-                if store::delete_version(&self.db, bucket, &key, &row.version_id).await.map_err(db_err)?.is_some() {
+                if store::delete_version(&self.db, bucket, &key, &row.version_id)
+                    .await
+                    .map_err(db_err)?
+                    .is_some()
+                {
                     expired += 1;
                     removed_any = true;
                 }
@@ -751,8 +998,19 @@ impl Storage {
             if let Some(version) = version_marker.filter(|v| !v.is_empty()) {
                 // The rest of the marker's key, after its marker version.
                 let key_end = successor_of_key(marker.as_bytes());
-                let rows = store::versions_in_range(&self.db, bucket, marker.as_bytes(), Some(&key_end), u32::MAX).await.map_err(db_err)?;
-                let after = rows.iter().position(|r| r.version_id == version).map_or(rows.len(), |at| at + 1);
+                let rows = store::versions_in_range(
+                    &self.db,
+                    bucket,
+                    marker.as_bytes(),
+                    Some(&key_end),
+                    u32::MAX,
+                )
+                .await
+                .map_err(db_err)?;
+                let after = rows
+                    .iter()
+                    .position(|r| r.version_id == version)
+                    .map_or(rows.len(), |at| at + 1);
                 for (i, row) in rows.iter().enumerate().skip(after) {
                     if row.key.starts_with(prefix.as_bytes()) {
                         items.push(VersionItem::Version(version_entry(row, i == 0)?));
@@ -764,7 +1022,10 @@ impl Storage {
         // Rows come key by key; a roll-up jumps past its prefix and reads on from there.
         'pages: while items.len() <= page_size {
             let left = page_size + 1 - items.len();
-            let rows = store::versions_in_range(&self.db, bucket, &from, upper.as_deref(), left as u32).await.map_err(db_err)?;
+            let rows =
+                store::versions_in_range(&self.db, bucket, &from, upper.as_deref(), left as u32)
+                    .await
+                    .map_err(db_err)?;
             let mut previous_key: Option<Vec<u8>> = None;
             for row in &rows {
                 let key = String::from_utf8(row.key.clone()).map_err(ApiError::internal)?;
@@ -805,7 +1066,11 @@ impl Storage {
                 VersionItem::Prefix(p) => common_prefixes.push(p),
             }
         }
-        Ok(VersionPage { entries, common_prefixes, next })
+        Ok(VersionPage {
+            entries,
+            common_prefixes,
+            next,
+        })
     }
 
     /// A page of `bucket`'s keys starting with `prefix`, in byte order. With a delimiter, keys that
@@ -830,7 +1095,10 @@ impl Storage {
         }
         if let Some(token) = continuation_token {
             let decoded = URL_SAFE_NO_PAD.decode(token).map_err(|_| {
-                ApiError::bad_request("invalid_continuation_token", "the continuation token is not one this service gave out")
+                ApiError::bad_request(
+                    "invalid_continuation_token",
+                    "the continuation token is not one this service gave out",
+                )
             })?;
             from = from.max(decoded);
         }
@@ -841,9 +1109,10 @@ impl Storage {
         let mut more = false;
         'pages: loop {
             let left = page_size as usize - objects.len() - common_prefixes.len();
-            let rows = store::objects_in_range(&self.db, bucket, &from, upper.as_deref(), left as u32 + 1)
-                .await
-                .map_err(db_err)?;
+            let rows =
+                store::objects_in_range(&self.db, bucket, &from, upper.as_deref(), left as u32 + 1)
+                    .await
+                    .map_err(db_err)?;
             if rows.is_empty() {
                 break;
             }
@@ -883,14 +1152,29 @@ impl Storage {
     }
 
     /// Copies an object (re-encrypting under the destination's key when it has one).
-    pub async fn copy_object(&self, source: CopySource, bucket: &str, key: &str) -> ApiResult<ObjectInfo> {
+    pub async fn copy_object(
+        &self,
+        source: CopySource,
+        bucket: &str,
+        key: &str,
+    ) -> ApiResult<ObjectInfo> {
         check_key(key)?;
         let download = self
-            .get_object_if(&source.bucket, &source.key, source.version.as_deref(), None, &source.conditions)
+            .get_object_if(
+                &source.bucket,
+                &source.key,
+                source.version.as_deref(),
+                None,
+                &source.conditions,
+            )
             .await
             .map_err(|e| source_condition_failed(e, &source))?;
         let onto_itself = source.bucket == bucket && source.key == key && source.version.is_none();
-        if onto_itself && source.replace_metadata.is_none() && source.replace_tags.is_none() && source.encryption_key.is_none() {
+        if onto_itself
+            && source.replace_metadata.is_none()
+            && source.replace_tags.is_none()
+            && source.encryption_key.is_none()
+        {
             return Err(ApiError::bad_request(
                 "copy_onto_itself",
                 "copying an object onto itself must change something: replace its metadata (MetadataDirective REPLACE), its tags or its encryption key",
@@ -910,20 +1194,33 @@ impl Storage {
         new.acl = source.acl;
         // As in S3: unless the copy names a key, the destination bucket's default applies.
         new.encryption_key = source.encryption_key;
-        self.put_object(bucket, key, new, WriteChecks::default(), download.body).await
+        self.put_object(bucket, key, new, WriteChecks::default(), download.body)
+            .await
     }
 
     // ---- tags
 
-    pub async fn object_tags(&self, bucket: &str, key: &str) -> ApiResult<BTreeMap<String, String>> {
+    pub async fn object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> ApiResult<BTreeMap<String, String>> {
         Ok(self.head_object(bucket, key).await?.tags)
     }
 
     /// Replaces an object's tags (an empty set deletes them).
-    pub async fn set_object_tags(&self, bucket: &str, key: &str, tags: BTreeMap<String, String>) -> ApiResult<()> {
+    pub async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: BTreeMap<String, String>,
+    ) -> ApiResult<()> {
         check_tags(&tags)?;
         let json = serde_json::to_string(&tags).map_err(ApiError::internal)?;
-        if !store::set_object_tags(&self.db, bucket, key, &json).await.map_err(db_err)? {
+        if !store::set_object_tags(&self.db, bucket, key, &json)
+            .await
+            .map_err(db_err)?
+        {
             self.bucket_row(bucket)?;
             return Err(no_object(bucket, key));
         }
@@ -933,16 +1230,30 @@ impl Storage {
     // ---- object ACLs
 
     /// The canned ACL of the key's current object or of the version asked for (None: private).
-    pub async fn object_acl(&self, bucket: &str, key: &str, version: Option<&str>) -> ApiResult<Option<String>> {
+    pub async fn object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> ApiResult<Option<String>> {
         Ok(self.object_row(bucket, key, version).await?.acl)
     }
 
     /// Replaces the canned ACL of the key's current object or of a version ("private": None).
-    pub async fn set_object_acl(&self, bucket: &str, key: &str, version: Option<&str>, acl: &str) -> ApiResult<()> {
+    pub async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        acl: &str,
+    ) -> ApiResult<()> {
         policy::check_object_acl(acl)?;
         self.check_acl_allowed(bucket, Some(acl))?;
         let acl = (acl != "private").then_some(acl);
-        if !store::set_object_acl(&self.db, bucket, key, version, acl).await.map_err(db_err)? {
+        if !store::set_object_acl(&self.db, bucket, key, version, acl)
+            .await
+            .map_err(db_err)?
+        {
             // The precise refusal: no bucket, no object, no such version or a delete marker.
             self.object_row(bucket, key, version).await?;
             return Err(no_object(bucket, key));
@@ -952,7 +1263,11 @@ impl Storage {
 
     /// A bucket whose public access block has BlockPublicAcls refuses public ACLs on its objects.
     fn check_acl_allowed(&self, bucket: &str, acl: Option<&str>) -> ApiResult<()> {
-        let blocked = self.known_bucket(bucket)?.settings.public_access_block.is_some_and(|b| b.block_public_acls);
+        let blocked = self
+            .known_bucket(bucket)?
+            .settings
+            .public_access_block
+            .is_some_and(|b| b.block_public_acls);
         if blocked && acl.is_some_and(policy::is_public_acl) {
             return Err(ApiError::forbidden(
                 "public_access_blocked",
@@ -964,12 +1279,21 @@ impl Storage {
 
     // ---- multipart uploads
 
-    pub async fn create_upload(&self, bucket: &str, key: &str, new: NewObject) -> ApiResult<UploadInfo> {
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        new: NewObject,
+    ) -> ApiResult<UploadInfo> {
         check_key(key)?;
         check_new_object(&new)?;
         let bucket_row = self.bucket_row(bucket)?;
         self.check_acl_allowed(bucket, new.acl.as_deref())?;
-        let key_ref = new.encryption_key.clone().filter(|k| !k.trim().is_empty()).or(bucket_row.default_key);
+        let key_ref = new
+            .encryption_key
+            .clone()
+            .filter(|k| !k.trim().is_empty())
+            .or(bucket_row.default_key);
         let wrapped = match &key_ref {
             Some(k) => Some(self.new_data_key(k).await?.1),
             None => None,
@@ -978,7 +1302,9 @@ impl Storage {
             id: uuid::Uuid::new_v4().simple().to_string(),
             bucket: bucket.to_owned(),
             key: key.as_bytes().to_vec(),
-            content_type: new.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+            content_type: new
+                .content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
             metadata: serde_json::to_string(&new.metadata).map_err(ApiError::internal)?,
             key_ref,
             wrapped_key: wrapped,
@@ -988,11 +1314,19 @@ impl Storage {
             acl: new.acl,
         };
         store::insert_upload(&self.db, &row).await.map_err(db_err)?;
-        Ok(UploadInfo { upload_id: row.id, bucket: bucket.to_owned(), key: key.to_owned(), created_at: ts(row.created_at) })
+        Ok(UploadInfo {
+            upload_id: row.id,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            created_at: ts(row.created_at),
+        })
     }
 
     async fn upload_row(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<UploadRow> {
-        match store::get_upload(&self.db, upload_id).await.map_err(db_err)? {
+        match store::get_upload(&self.db, upload_id)
+            .await
+            .map_err(db_err)?
+        {
             Some(row) if row.bucket == bucket && row.key == key.as_bytes() => Ok(row),
             _ => Err(no_upload(upload_id)),
         }
@@ -1014,17 +1348,22 @@ impl Storage {
     {
         let checked = async {
             if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-                return Err(ApiError::bad_request("invalid_part_number", format!("part numbers are 1 to {MAX_PART_NUMBER}")));
+                return Err(ApiError::bad_request(
+                    "invalid_part_number",
+                    format!("part numbers are 1 to {MAX_PART_NUMBER}"),
+                ));
             }
             let upload = self.upload_row(bucket, key, upload_id).await?;
-            self.seal_of(&upload.key_ref, &upload.wrapped_key, part_number).await
+            self.seal_of(&upload.key_ref, &upload.wrapped_key, part_number)
+                .await
         };
         let seal = match checked.await {
             Ok(seal) => seal,
             Err(e) => return Err(refuse_upload(e, body).await),
         };
         let mut writer = self.blobs.create(seal).await.map_err(io_err)?;
-        self.copy_body(&mut writer, body, check.as_deref_mut()).await?;
+        self.copy_body(&mut writer, body, check.as_deref_mut())
+            .await?;
         let blob = writer.finish().await.map_err(io_err)?;
         if let Some(Err(refusal)) = check.map(BodyCheck::verdict) {
             self.blobs.remove(&blob.id).await;
@@ -1066,30 +1405,62 @@ impl Storage {
     ) -> ApiResult<PartInfo> {
         self.upload_row(bucket, key, upload_id).await?;
         let download = self
-            .get_object_if(&source.bucket, &source.key, source.version.as_deref(), range, &source.conditions)
+            .get_object_if(
+                &source.bucket,
+                &source.key,
+                source.version.as_deref(),
+                range,
+                &source.conditions,
+            )
             .await
             .map_err(|e| source_condition_failed(e, source))?;
         let size = download.range.end - download.range.start;
-        let etag = self.upload_part(bucket, key, upload_id, part_number, None, download.body).await?;
-        Ok(PartInfo { part_number, size, etag, last_modified: chrono::Utc::now() })
+        let etag = self
+            .upload_part(bucket, key, upload_id, part_number, None, download.body)
+            .await?;
+        Ok(PartInfo {
+            part_number,
+            size,
+            etag,
+            last_modified: chrono::Utc::now(),
+        })
     }
 
-    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<Vec<PartInfo>> {
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> ApiResult<Vec<PartInfo>> {
         self.upload_row(bucket, key, upload_id).await?;
-        let parts = store::list_parts(&self.db, upload_id).await.map_err(db_err)?;
+        let parts = store::list_parts(&self.db, upload_id)
+            .await
+            .map_err(db_err)?;
         Ok(parts
             .into_iter()
-            .map(|p| PartInfo { part_number: p.part_number as u32, size: p.size as u64, etag: p.md5, last_modified: ts(p.created_at) })
+            .map(|p| PartInfo {
+                part_number: p.part_number as u32,
+                size: p.size as u64,
+                etag: p.md5,
+                last_modified: ts(p.created_at),
+            })
             .collect())
     }
 
     pub async fn list_uploads(&self, bucket: &str) -> ApiResult<Vec<UploadInfo>> {
         self.bucket_row(bucket)?;
-        let rows = store::list_uploads(&self.db, bucket).await.map_err(db_err)?;
+        let rows = store::list_uploads(&self.db, bucket)
+            .await
+            .map_err(db_err)?;
         rows.into_iter()
             .map(|r| {
                 let key = String::from_utf8(r.key).map_err(ApiError::internal)?;
-                Ok(UploadInfo { upload_id: r.id, bucket: r.bucket, key, created_at: ts(r.created_at) })
+                Ok(UploadInfo {
+                    upload_id: r.id,
+                    bucket: r.bucket,
+                    key,
+                    created_at: ts(r.created_at),
+                })
             })
             .collect()
     }
@@ -1106,10 +1477,16 @@ impl Storage {
     ) -> ApiResult<ObjectInfo> {
         let upload = self.upload_row(bucket, key, upload_id).await?;
         if parts.is_empty() {
-            return Err(ApiError::bad_request("invalid_part_list", "name at least one part to complete an upload"));
+            return Err(ApiError::bad_request(
+                "invalid_part_list",
+                "name at least one part to complete an upload",
+            ));
         }
         if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(ApiError::bad_request("invalid_part_order", "list the parts in ascending part-number order, each once"));
+            return Err(ApiError::bad_request(
+                "invalid_part_order",
+                "list the parts in ascending part-number order, each once",
+            ));
         }
         let stored: BTreeMap<u32, PartRow> = store::list_parts(&self.db, upload_id)
             .await
@@ -1120,18 +1497,27 @@ impl Storage {
         let mut chosen = Vec::with_capacity(parts.len());
         for (number, etag) in parts {
             let part = stored.get(number).ok_or_else(|| {
-                ApiError::bad_request("invalid_part", format!("part {number} was not uploaded (or was replaced)"))
+                ApiError::bad_request(
+                    "invalid_part",
+                    format!("part {number} was not uploaded (or was replaced)"),
+                )
             })?;
             if etag.trim_matches('"') != part.md5 {
                 return Err(ApiError::bad_request(
                     "invalid_part",
-                    format!("part {number}'s ETag is {:?}, not {etag:?}: upload it again or name its current ETag", part.md5),
+                    format!(
+                        "part {number}'s ETag is {:?}, not {etag:?}: upload it again or name its current ETag",
+                        part.md5
+                    ),
                 ));
             }
             chosen.push(part.clone());
         }
         let all_but_last = &chosen[..chosen.len() - 1];
-        if let Some(small) = all_but_last.iter().find(|p| (p.size as u64) < MIN_PART_BYTES) {
+        if let Some(small) = all_but_last
+            .iter()
+            .find(|p| (p.size as u64) < MIN_PART_BYTES)
+        {
             return Err(ApiError::bad_request(
                 "part_too_small",
                 format!(
@@ -1146,11 +1532,24 @@ impl Storage {
             _ => None,
         };
         let seal_for = |domain| data_key.clone().map(|key| Seal { key, domain });
-        let mut writer = self.blobs.create(seal_for(OBJECT_DOMAIN)).await.map_err(io_err)?;
+        let mut writer = self
+            .blobs
+            .create(seal_for(OBJECT_DOMAIN))
+            .await
+            .map_err(io_err)?;
         let mut md5s = Md5::new();
         for part in &chosen {
             let size = part.size as u64;
-            let body = self.blobs.read(&part.blob_id, size, 0..size, seal_for(part.part_number as u32)).await.map_err(io_err)?;
+            let body = self
+                .blobs
+                .read(
+                    &part.blob_id,
+                    size,
+                    0..size,
+                    seal_for(part.part_number as u32),
+                )
+                .await
+                .map_err(io_err)?;
             self.copy_body(&mut writer, body, None).await?;
             md5s.update(decode_hex(&part.md5)?);
         }
@@ -1165,7 +1564,15 @@ impl Storage {
             acl: upload.acl.clone(),
         };
         let mode = self.version_mode(bucket)?;
-        let mut row = object_row(bucket, key, &blob, etag, &new, upload.key_ref.clone(), upload.wrapped_key.clone())?;
+        let mut row = object_row(
+            bucket,
+            key,
+            &blob,
+            etag,
+            &new,
+            upload.key_ref.clone(),
+            upload.wrapped_key.clone(),
+        )?;
         row.version_id = new_version_id(mode);
         match store::complete_upload(&self.db, upload_id, &row, precondition, mode).await {
             Ok(UploadFinished::Done) => {
@@ -1193,7 +1600,10 @@ impl Storage {
 
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> ApiResult<()> {
         self.upload_row(bucket, key, upload_id).await?;
-        if !store::abort_upload(&self.db, upload_id).await.map_err(db_err)? {
+        if !store::abort_upload(&self.db, upload_id)
+            .await
+            .map_err(db_err)?
+        {
             return Err(no_upload(upload_id));
         }
         self.garbage.notify_one();
@@ -1226,7 +1636,9 @@ where
 fn decode_hex(s: &str) -> ApiResult<Vec<u8>> {
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16).map_err(ApiError::internal))
+        .map(|i| {
+            u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16).map_err(ApiError::internal)
+        })
         .collect()
 }
 
@@ -1265,7 +1677,11 @@ fn object_row(
         blob_id: blob.id.clone(),
         size: blob.size as i64,
         etag,
-        content_type: new.content_type.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+        content_type: new
+            .content_type
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
         metadata: serde_json::to_string(&new.metadata).map_err(ApiError::internal)?,
         key_ref,
         wrapped_key,
@@ -1286,7 +1702,11 @@ fn check_new_object(new: &NewObject) -> ApiResult<()> {
 }
 
 fn bucket_model(row: BucketRow) -> Bucket {
-    Bucket { name: row.name, default_encryption_key: row.default_key, created_at: ts(row.created_at) }
+    Bucket {
+        name: row.name,
+        default_encryption_key: row.default_key,
+        created_at: ts(row.created_at),
+    }
 }
 
 fn object_model(row: ObjectRow) -> ApiResult<ObjectInfo> {
@@ -1313,12 +1733,38 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(ByteRange::parse("bytes=0-9").unwrap().resolve(100).unwrap(), 0..10);
-        assert_eq!(ByteRange::parse("bytes=90-").unwrap().resolve(100).unwrap(), 90..100);
-        assert_eq!(ByteRange::parse("bytes=-10").unwrap().resolve(100).unwrap(), 90..100);
-        assert_eq!(ByteRange::parse("bytes=-1000").unwrap().resolve(100).unwrap(), 0..100);
-        assert_eq!(ByteRange::parse("bytes=95-1000").unwrap().resolve(100).unwrap(), 95..100);
-        assert!(ByteRange::parse("bytes=100-").unwrap().resolve(100).is_err());
+        assert_eq!(
+            ByteRange::parse("bytes=0-9").unwrap().resolve(100).unwrap(),
+            0..10
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=90-").unwrap().resolve(100).unwrap(),
+            90..100
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-10").unwrap().resolve(100).unwrap(),
+            90..100
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-1000")
+                .unwrap()
+                .resolve(100)
+                .unwrap(),
+            0..100
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=95-1000")
+                .unwrap()
+                .resolve(100)
+                .unwrap(),
+            95..100
+        );
+        assert!(
+            ByteRange::parse("bytes=100-")
+                .unwrap()
+                .resolve(100)
+                .is_err()
+        );
         assert!(ByteRange::parse("bytes=0-0").unwrap().resolve(0).is_err());
         for bad in ["0-9", "bytes=9-0", "bytes=-", "bytes=a-b", "items=0-1"] {
             assert!(ByteRange::parse(bad).is_err(), "{bad}");

@@ -14,7 +14,12 @@ pub(super) struct ListEncoding {
 
 /// What S3 leaves unencoded in a url-encoded listing: RFC 3986's unreserved characters and `/`.
 pub(super) const LISTING_UNENCODED: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+    &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
 
 impl ListEncoding {
     pub(super) fn of(encoding_type: Option<&dto::EncodingType>) -> S3Result<Self> {
@@ -29,7 +34,11 @@ impl ListEncoding {
     }
 
     pub(super) fn apply(self, text: String) -> String {
-        if self.url { percent_encoding::utf8_percent_encode(&text, LISTING_UNENCODED).to_string() } else { text }
+        if self.url {
+            percent_encoding::utf8_percent_encode(&text, LISTING_UNENCODED).to_string()
+        } else {
+            text
+        }
     }
 
     pub(super) fn apply_opt(self, text: Option<String>) -> Option<String> {
@@ -37,25 +46,40 @@ impl ListEncoding {
     }
 
     pub(super) fn echo(self) -> Option<dto::EncodingType> {
-        self.url.then(|| dto::EncodingType::from_static(dto::EncodingType::URL))
+        self.url
+            .then(|| dto::EncodingType::from_static(dto::EncodingType::URL))
     }
 }
 
-pub(super) fn list_entry(info: &ObjectInfo, owner: Option<&dto::Owner>, encoding: ListEncoding) -> dto::Object {
+pub(super) fn list_entry(
+    info: &ObjectInfo,
+    owner: Option<&dto::Owner>,
+    encoding: ListEncoding,
+) -> dto::Object {
     dto::Object {
         key: Some(encoding.apply(info.key.clone())),
         size: Some(info.size as i64),
         e_tag: Some(etag(info)),
         last_modified: Some(timestamp(&info.last_modified)),
-        storage_class: Some(dto::ObjectStorageClass::from_static(dto::ObjectStorageClass::STANDARD)),
+        storage_class: Some(dto::ObjectStorageClass::from_static(
+            dto::ObjectStorageClass::STANDARD,
+        )),
         owner: owner.cloned(),
         ..Default::default()
     }
 }
 
-pub(super) fn common_prefix_entries(page: &ObjectList, encoding: ListEncoding) -> Option<Vec<dto::CommonPrefix>> {
-    let prefixes: Vec<_> =
-        page.common_prefixes.iter().map(|p| dto::CommonPrefix { prefix: Some(encoding.apply(p.clone())) }).collect();
+pub(super) fn common_prefix_entries(
+    page: &ObjectList,
+    encoding: ListEncoding,
+) -> Option<Vec<dto::CommonPrefix>> {
+    let prefixes: Vec<_> = page
+        .common_prefixes
+        .iter()
+        .map(|p| dto::CommonPrefix {
+            prefix: Some(encoding.apply(p.clone())),
+        })
+        .collect();
     (!prefixes.is_empty()).then_some(prefixes)
 }
 
@@ -87,7 +111,10 @@ pub(super) fn chrono_time(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// What a PUT (or a multipart completion) with `If-Match`/`If-None-Match` requires of the key.
-pub(super) fn write_precondition(if_match: Option<ETagCondition>, if_none_match: Option<ETagCondition>) -> S3Result<Precondition> {
+pub(super) fn write_precondition(
+    if_match: Option<ETagCondition>,
+    if_none_match: Option<ETagCondition>,
+) -> S3Result<Precondition> {
     match (if_match, if_none_match) {
         (None, None) => Ok(Precondition::None),
         (None, Some(ETagCondition::Any)) => Ok(Precondition::Absent),
@@ -117,7 +144,13 @@ pub(super) fn stored_headers(
     expires: Option<Timestamp>,
 ) -> BTreeMap<String, String> {
     let content_encoding = content_encoding
-        .map(|e| e.split(',').map(str::trim).filter(|c| !c.eq_ignore_ascii_case("aws-chunked")).collect::<Vec<_>>().join(", "))
+        .map(|e| {
+            e.split(',')
+                .map(str::trim)
+                .filter(|c| !c.eq_ignore_ascii_case("aws-chunked"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .filter(|e| !e.is_empty());
     let expires = expires.and_then(|t| {
         let mut text = Vec::new();
@@ -141,16 +174,25 @@ pub(super) fn header_of(info: &ObjectInfo, name: &str) -> Option<String> {
 }
 
 pub(super) fn expires_of(info: &ObjectInfo) -> Option<Timestamp> {
-    info.headers.get("expires").and_then(|t| Timestamp::parse(TimestampFormat::HttpDate, t).ok())
+    info.headers
+        .get("expires")
+        .and_then(|t| Timestamp::parse(TimestampFormat::HttpDate, t).ok())
 }
 
 /// The `x-amz-tagging` header (`k1=v1&k2=v2`, URL-encoded).
 pub(super) fn tagging_header(header: Option<&str>) -> BTreeMap<String, String> {
-    header.map(|h| form_urlencoded::parse(h.as_bytes()).into_owned().collect()).unwrap_or_default()
+    header
+        .map(|h| form_urlencoded::parse(h.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 pub(super) fn tag_set(tags: BTreeMap<String, String>) -> Vec<dto::Tag> {
-    tags.into_iter().map(|(key, value)| dto::Tag { key: Some(key), value: Some(value) }).collect()
+    tags.into_iter()
+        .map(|(key, value)| dto::Tag {
+            key: Some(key),
+            value: Some(value),
+        })
+        .collect()
 }
 
 /// A TagSet as a map; a key given twice is S3's InvalidTag.
@@ -158,15 +200,25 @@ pub(super) fn tag_map(tag_set: Vec<dto::Tag>) -> S3Result<BTreeMap<String, Strin
     let mut tags = BTreeMap::new();
     for tag in tag_set {
         let key = tag.key.unwrap_or_default();
-        if tags.insert(key.clone(), tag.value.unwrap_or_default()).is_some() {
-            return Err(S3Error::with_message(S3ErrorCode::InvalidTag, format!("tag key {key:?} is given twice")));
+        if tags
+            .insert(key.clone(), tag.value.unwrap_or_default())
+            .is_some()
+        {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidTag,
+                format!("tag key {key:?} is given twice"),
+            ));
         }
     }
     Ok(tags)
 }
 
 /// A canned bucket ACL kept as a setting; `private` is the absence of one.
-pub(super) fn set_canned_acl(settings: &mut BucketSettings, bucket: &str, acl: &str) -> Result<(), ApiError> {
+pub(super) fn set_canned_acl(
+    settings: &mut BucketSettings,
+    bucket: &str,
+    acl: &str,
+) -> Result<(), ApiError> {
     check_canned_acl(bucket, acl)?;
     settings.canned_acl = (acl != "private").then(|| acl.to_owned());
     settings.check_against_block(bucket)
@@ -180,15 +232,28 @@ pub(super) fn check_canned_acl(bucket: &str, acl: &str) -> Result<(), ApiError> 
 /// expiration and aborting uploads; the transitions of tiered storage are refused).
 pub(super) fn lifecycle_rule(rule: dto::LifecycleRule) -> S3Result<LifecycleRule> {
     let unsupported = |what: &str| {
-        Err(S3Error::with_message(S3ErrorCode::NotImplemented, format!("lifecycle {what} is not offered: only Expiration and AbortIncompleteMultipartUpload")))
+        Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            format!(
+                "lifecycle {what} is not offered: only Expiration and AbortIncompleteMultipartUpload"
+            ),
+        ))
     };
     if rule.transitions.as_ref().is_some_and(|t| !t.is_empty()) {
         return unsupported("transitions");
     }
-    if rule.noncurrent_version_transitions.as_ref().is_some_and(|t| !t.is_empty()) {
+    if rule
+        .noncurrent_version_transitions
+        .as_ref()
+        .is_some_and(|t| !t.is_empty())
+    {
         return unsupported("noncurrent-version transitions");
     }
-    if rule.noncurrent_version_expiration.as_ref().is_some_and(|n| n.newer_noncurrent_versions.is_some()) {
+    if rule
+        .noncurrent_version_expiration
+        .as_ref()
+        .is_some_and(|n| n.newer_noncurrent_versions.is_some())
+    {
         return unsupported("NewerNoncurrentVersions");
     }
     let (mut prefix, mut tags) = (rule.prefix.unwrap_or_default(), BTreeMap::new());
@@ -211,8 +276,15 @@ pub(super) fn lifecycle_rule(rule: dto::LifecycleRule) -> S3Result<LifecycleRule
         }
     }
     let days = |d: Option<i32>| -> S3Result<Option<u32>> {
-        d.map(|d| u32::try_from(d).map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "Days must be a positive number")))
-            .transpose()
+        d.map(|d| {
+            u32::try_from(d).map_err(|_| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    "Days must be a positive number",
+                )
+            })
+        })
+        .transpose()
     };
     let expiration = rule.expiration.unwrap_or_default();
     if expiration.expired_object_delete_marker.is_some() {
@@ -225,37 +297,68 @@ pub(super) fn lifecycle_rule(rule: dto::LifecycleRule) -> S3Result<LifecycleRule
         tags,
         expiration_days: days(expiration.days)?,
         expiration_date: expiration.date.map(|d| chrono_time(d).timestamp()),
-        abort_incomplete_days: days(rule.abort_incomplete_multipart_upload.and_then(|a| a.days_after_initiation))?,
-        noncurrent_days: days(rule.noncurrent_version_expiration.and_then(|n| n.noncurrent_days))?,
+        abort_incomplete_days: days(
+            rule.abort_incomplete_multipart_upload
+                .and_then(|a| a.days_after_initiation),
+        )?,
+        noncurrent_days: days(
+            rule.noncurrent_version_expiration
+                .and_then(|n| n.noncurrent_days),
+        )?,
     })
 }
 
 pub(super) fn lifecycle_rule_dto(rule: &LifecycleRule) -> dto::LifecycleRule {
     let tags = tag_set(rule.tags.clone());
     let filter = match tags.len() {
-        0 => dto::LifecycleRuleFilter { prefix: Some(rule.prefix.clone()), ..Default::default() },
-        1 if rule.prefix.is_empty() => dto::LifecycleRuleFilter { tag: tags.into_iter().next(), ..Default::default() },
+        0 => dto::LifecycleRuleFilter {
+            prefix: Some(rule.prefix.clone()),
+            ..Default::default()
+        },
+        1 if rule.prefix.is_empty() => dto::LifecycleRuleFilter {
+            tag: tags.into_iter().next(),
+            ..Default::default()
+        },
         _ => dto::LifecycleRuleFilter {
-            and: Some(dto::LifecycleRuleAndOperator { prefix: Some(rule.prefix.clone()), tags: Some(tags), ..Default::default() }),
+            and: Some(dto::LifecycleRuleAndOperator {
+                prefix: Some(rule.prefix.clone()),
+                tags: Some(tags),
+                ..Default::default()
+            }),
             ..Default::default()
         },
     };
-    let expiration = (rule.expiration_days.is_some() || rule.expiration_date.is_some()).then(|| dto::LifecycleExpiration {
-        days: rule.expiration_days.map(|d| d as i32),
-        date: rule.expiration_date.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| timestamp(&t)),
-        ..Default::default()
-    });
+    let expiration =
+        (rule.expiration_days.is_some() || rule.expiration_date.is_some()).then(|| {
+            dto::LifecycleExpiration {
+                days: rule.expiration_days.map(|d| d as i32),
+                date: rule
+                    .expiration_date
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| timestamp(&t)),
+                ..Default::default()
+            }
+        });
     dto::LifecycleRule {
         id: rule.id.clone(),
-        status: dto::ExpirationStatus::from_static(if rule.enabled { dto::ExpirationStatus::ENABLED } else { dto::ExpirationStatus::DISABLED }),
+        status: dto::ExpirationStatus::from_static(if rule.enabled {
+            dto::ExpirationStatus::ENABLED
+        } else {
+            dto::ExpirationStatus::DISABLED
+        }),
         filter: Some(filter),
         expiration,
-        abort_incomplete_multipart_upload: rule
-            .abort_incomplete_days
-            .map(|d| dto::AbortIncompleteMultipartUpload { days_after_initiation: Some(d as i32) }),
-        noncurrent_version_expiration: rule
-            .noncurrent_days
-            .map(|d| dto::NoncurrentVersionExpiration { noncurrent_days: Some(d as i32), newer_noncurrent_versions: None }),
+        abort_incomplete_multipart_upload: rule.abort_incomplete_days.map(|d| {
+            dto::AbortIncompleteMultipartUpload {
+                days_after_initiation: Some(d as i32),
+            }
+        }),
+        noncurrent_version_expiration: rule.noncurrent_days.map(|d| {
+            dto::NoncurrentVersionExpiration {
+                noncurrent_days: Some(d as i32),
+                newer_noncurrent_versions: None,
+            }
+        }),
         noncurrent_version_transitions: None,
         prefix: None,
         transitions: None,
@@ -269,20 +372,28 @@ pub(super) fn tag_count(info: &ObjectInfo) -> Option<i32> {
 /// An object's canned ACL as a request gives it (`x-amz-acl`; None: private). ACL grants
 /// (`x-amz-grant-*`) are refused rather than ignored: a grant not kept would be a lie about who
 /// can read the object.
-pub(super) fn requested_object_acl(acl: Option<&dto::ObjectCannedACL>, grants: bool) -> S3Result<Option<String>> {
+pub(super) fn requested_object_acl(
+    acl: Option<&dto::ObjectCannedACL>,
+    grants: bool,
+) -> S3Result<Option<String>> {
     if grants {
         return Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
             "ACL grants (x-amz-grant-*, an AccessControlPolicy) are not offered: use a canned ACL (x-amz-acl) or a bucket policy",
         ));
     }
-    let Some(acl) = acl.map(|a| a.as_str()) else { return Ok(None) };
+    let Some(acl) = acl.map(|a| a.as_str()) else {
+        return Ok(None);
+    };
     crate::domain::policy::check_object_acl(acl).map_err(to_s3)?;
     Ok((acl != "private").then(|| acl.to_owned()))
 }
 
 /// An ACL as S3 lists it: the owner's FULL_CONTROL, and what a canned ACL grants S3's groups.
-pub(super) fn canned_acl_listing(owner: dto::Owner, acl: Option<&str>) -> (Option<Vec<dto::Grant>>, Option<dto::Owner>) {
+pub(super) fn canned_acl_listing(
+    owner: dto::Owner,
+    acl: Option<&str>,
+) -> (Option<Vec<dto::Grant>>, Option<dto::Owner>) {
     let grant = |grantee: dto::Grantee, permission: &'static str| dto::Grant {
         grantee: Some(grantee),
         permission: Some(dto::Permission::from_static(permission)),
@@ -307,9 +418,14 @@ pub(super) fn canned_acl_listing(owner: dto::Owner, acl: Option<&str>) -> (Optio
     match acl {
         Some("public-read") => grants.push(grant(group(ALL_USERS), dto::Permission::READ)),
         Some("public-read-write") => {
-            grants.extend([grant(group(ALL_USERS), dto::Permission::READ), grant(group(ALL_USERS), dto::Permission::WRITE)]);
+            grants.extend([
+                grant(group(ALL_USERS), dto::Permission::READ),
+                grant(group(ALL_USERS), dto::Permission::WRITE),
+            ]);
         }
-        Some("authenticated-read") => grants.push(grant(group(AUTHENTICATED_USERS), dto::Permission::READ)),
+        Some("authenticated-read") => {
+            grants.push(grant(group(AUTHENTICATED_USERS), dto::Permission::READ))
+        }
         _ => {}
     }
     (Some(grants), Some(owner))
@@ -377,30 +493,47 @@ pub(super) enum ExpectedChecksum {
     Trailer(s3s::TrailingHeaders),
 }
 
-pub(super) const CHECKSUM_ALGORITHMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
+pub(super) const CHECKSUM_ALGORITHMS: [&str; 5] =
+    ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
 
 impl S3Checksum {
     /// The check an S3 upload asks for, from its headers: a value in `x-amz-checksum-<algorithm>`,
     /// or one promised in `x-amz-trailer`.
     pub(super) fn of<T>(req: &S3Request<T>) -> S3Result<Option<Box<dyn BodyCheck>>> {
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let mut given = CHECKSUM_ALGORITHMS.iter().filter_map(|a| Some((*a, header(&format!("x-amz-checksum-{a}"))?)));
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let mut given = CHECKSUM_ALGORITHMS
+            .iter()
+            .filter_map(|a| Some((*a, header(&format!("x-amz-checksum-{a}"))?)));
         let first = given.next();
         if given.next().is_some() {
-            return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "send one x-amz-checksum-* header, not several"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "send one x-amz-checksum-* header, not several",
+            ));
         }
         let (algorithm, expected) = match (first, header("x-amz-trailer")) {
             (Some((algorithm, value)), _) => (algorithm, ExpectedChecksum::Header(value)),
             (None, Some(trailer)) => {
                 let trailer = trailer.trim().to_ascii_lowercase();
-                let Some(algorithm) = CHECKSUM_ALGORITHMS.iter().find(|a| trailer == format!("x-amz-checksum-{a}")) else {
+                let Some(algorithm) = CHECKSUM_ALGORITHMS
+                    .iter()
+                    .find(|a| trailer == format!("x-amz-checksum-{a}"))
+                else {
                     return Err(S3Error::with_message(
                         S3ErrorCode::InvalidRequest,
                         format!("x-amz-trailer {trailer:?} is not an x-amz-checksum-* header"),
                     ));
                 };
                 let Some(trailers) = req.trailing_headers.clone() else {
-                    return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "x-amz-trailer needs an aws-chunked body"));
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::InvalidRequest,
+                        "x-amz-trailer needs an aws-chunked body",
+                    ));
                 };
                 (*algorithm, ExpectedChecksum::Trailer(trailers))
             }
@@ -415,7 +548,11 @@ impl S3Checksum {
             "sha1" => hasher.sha1 = Some(s3s::crypto::Sha1::new()),
             _ => hasher.sha256 = Some(s3s::crypto::Sha256::new()),
         }
-        Ok(Some(Box::new(Self { algorithm, hasher, expected })))
+        Ok(Some(Box::new(Self {
+            algorithm,
+            hasher,
+            expected,
+        })))
     }
 }
 
@@ -427,22 +564,42 @@ impl BodyCheck for S3Checksum {
     fn verdict(self: Box<Self>) -> Result<Option<String>, ApiError> {
         let name = format!("x-amz-checksum-{}", self.algorithm);
         let sums = self.hasher.finalize();
-        let computed = [sums.checksum_crc32, sums.checksum_crc32c, sums.checksum_crc64nvme, sums.checksum_sha1, sums.checksum_sha256]
-            .into_iter()
-            .flatten()
-            .next()
-            .unwrap_or_default();
+        let computed = [
+            sums.checksum_crc32,
+            sums.checksum_crc32c,
+            sums.checksum_crc64nvme,
+            sums.checksum_sha1,
+            sums.checksum_sha256,
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or_default();
         let expected = match self.expected {
             ExpectedChecksum::Header(value) => Some(value),
-            ExpectedChecksum::Trailer(trailers) => trailers.read(|h| h.get(&name).and_then(|v| v.to_str().ok()).map(str::to_owned)).flatten(),
+            ExpectedChecksum::Trailer(trailers) => trailers
+                .read(|h| {
+                    h.get(&name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                })
+                .flatten(),
         };
         match expected {
-            Some(expected) if expected.trim() == computed => Ok(Some(format!("{}:{computed}", self.algorithm.to_ascii_uppercase()))),
+            Some(expected) if expected.trim() == computed => Ok(Some(format!(
+                "{}:{computed}",
+                self.algorithm.to_ascii_uppercase()
+            ))),
             Some(expected) => Err(ApiError::bad_request(
                 "bad_digest",
-                format!("{name} is {expected} but the bytes received have {computed}; nothing was stored"),
+                format!(
+                    "{name} is {expected} but the bytes received have {computed}; nothing was stored"
+                ),
             )),
-            None => Err(ApiError::bad_request("invalid_request", format!("the trailer promised {name} and did not send it; nothing was stored"))),
+            None => Err(ApiError::bad_request(
+                "invalid_request",
+                format!("the trailer promised {name} and did not send it; nothing was stored"),
+            )),
         }
     }
 }
@@ -471,7 +628,10 @@ pub(super) fn body_refusal(e: ApiError) -> S3Error {
     let message = e.body().message.clone();
     if e.body().code == "upload_incomplete" {
         if message.contains("SignatureMismatch") {
-            return S3Error::with_message(S3ErrorCode::SignatureDoesNotMatch, "a chunk's signature does not match its bytes; nothing was stored");
+            return S3Error::with_message(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "a chunk's signature does not match its bytes; nothing was stored",
+            );
         }
         if message.contains("Sha256Mismatch") {
             let mut err = S3Error::with_message(
@@ -494,24 +654,36 @@ pub(super) fn etag(info: &ObjectInfo) -> ETag {
 }
 
 pub(super) fn user_metadata(metadata: Option<dto::Metadata>) -> BTreeMap<String, String> {
-    metadata.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+    metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
 }
 
 /// The key_manager key an S3 request asks for with SSE-KMS headers (None: the bucket's default).
-pub(super) fn requested_key(sse: Option<&dto::ServerSideEncryption>, key_id: Option<String>) -> S3Result<Option<String>> {
+pub(super) fn requested_key(
+    sse: Option<&dto::ServerSideEncryption>,
+    key_id: Option<String>,
+) -> S3Result<Option<String>> {
     match sse.map(|s| s.as_str()) {
         None => Ok(key_id),
         Some(SSE_KMS) => Ok(key_id),
         Some(other) => Err(S3Error::with_message(
             S3ErrorCode::InvalidArgument,
-            format!("server-side encryption {other:?} is not offered: use aws:kms with a key_manager key name"),
+            format!(
+                "server-side encryption {other:?} is not offered: use aws:kms with a key_manager key name"
+            ),
         )),
     }
 }
 
 pub(super) fn sse_of(info: &ObjectInfo) -> (Option<dto::ServerSideEncryption>, Option<String>) {
     match &info.encryption_key {
-        Some(key) => (Some(dto::ServerSideEncryption::from(SSE_KMS.to_owned())), Some(key.clone())),
+        Some(key) => (
+            Some(dto::ServerSideEncryption::from(SSE_KMS.to_owned())),
+            Some(key.clone()),
+        ),
         None => (None, None),
     }
 }
@@ -521,14 +693,27 @@ pub(super) fn checksum_mode_enabled(mode: Option<&dto::ChecksumMode>) -> bool {
 }
 
 pub(super) fn part_number(n: i32) -> S3Result<u32> {
-    u32::try_from(n).map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "part numbers are 1 to 10000"))
+    u32::try_from(n).map_err(|_| {
+        S3Error::with_message(S3ErrorCode::InvalidArgument, "part numbers are 1 to 10000")
+    })
 }
 
 /// The object a copy reads, with the conditions it must meet; what the copy writes is filled in by
 /// the caller.
-pub(super) fn copy_source(source: &dto::CopySource, conditions: ReadConditions) -> S3Result<CopySource> {
-    let dto::CopySource::Bucket { bucket, key, version_id } = source else {
-        return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "copy from access points is not offered"));
+pub(super) fn copy_source(
+    source: &dto::CopySource,
+    conditions: ReadConditions,
+) -> S3Result<CopySource> {
+    let dto::CopySource::Bucket {
+        bucket,
+        key,
+        version_id,
+    } = source
+    else {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "copy from access points is not offered",
+        ));
     };
     Ok(CopySource {
         bucket: bucket.to_string(),

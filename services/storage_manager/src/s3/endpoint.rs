@@ -21,13 +21,23 @@ impl s3s::host::S3Host for VirtualHostDomains {
 
 /// A Host header's name, without its port.
 pub(super) fn host_name(host: &str) -> &str {
-    host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(name, _)| name)
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(name, _)| name)
 }
 
 /// The domain and bucket a Host header names (`<bucket>.<domain>[:port]`), if it names one.
-pub(super) fn bucket_in_host<'d, 'h>(domains: &'d [String], host: &'h str) -> Option<(&'d str, &'h str)> {
+pub(super) fn bucket_in_host<'d, 'h>(
+    domains: &'d [String],
+    host: &'h str,
+) -> Option<(&'d str, &'h str)> {
     let name = host_name(host);
-    domains.iter().find_map(|d| Some((d.as_str(), name.strip_suffix(d.as_str())?.strip_suffix('.')?)))
+    domains.iter().find_map(|d| {
+        Some((
+            d.as_str(),
+            name.strip_suffix(d.as_str())?.strip_suffix('.')?,
+        ))
+    })
 }
 
 /// Serves S3 requests inside the poem app: converts the request, runs s3s, converts the answer.
@@ -52,24 +62,48 @@ pub struct Spool {
 
 impl Spool {
     pub(super) fn needed(req: &Request) -> bool {
-        let header = |name: http::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+        let header = |name: http::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_ascii_lowercase)
+        };
         header(http::header::CONTENT_LENGTH).is_none()
             && header(http::header::TRANSFER_ENCODING).is_some_and(|te| te.contains("chunked"))
-            && !header(http::HeaderName::from_static("x-amz-content-sha256")).is_some_and(|sha| sha.starts_with("streaming-"))
+            && !header(http::HeaderName::from_static("x-amz-content-sha256"))
+                .is_some_and(|sha| sha.starts_with("streaming-"))
     }
 
     /// The body's length and a stream of it read back from disk.
     pub(super) async fn measure(&self, body: poem::Body) -> Result<(u64, poem::Body), S3Error> {
         use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
-        let path = self.dir.join(format!("spool-{}", uuid::Uuid::new_v4().simple()));
-        let failed = |e: std::io::Error| S3Error::with_message(S3ErrorCode::InternalError, format!("spooling the upload: {e}"));
-        let mut file = tokio::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).await.map_err(failed)?;
+        let path = self
+            .dir
+            .join(format!("spool-{}", uuid::Uuid::new_v4().simple()));
+        let failed = |e: std::io::Error| {
+            S3Error::with_message(
+                S3ErrorCode::InternalError,
+                format!("spooling the upload: {e}"),
+            )
+        };
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(failed)?;
         // Unlinked at once: the open file is all there is, and it goes when the request does.
         let _ = tokio::fs::remove_file(&path).await;
         let mut body = std::pin::pin!(body.into_bytes_stream());
         let mut length = 0u64;
         while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
-            let chunk = chunk.map_err(|e| S3Error::with_message(S3ErrorCode::IncompleteBody, format!("the upload broke off: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                S3Error::with_message(
+                    S3ErrorCode::IncompleteBody,
+                    format!("the upload broke off: {e}"),
+                )
+            })?;
             length += chunk.len() as u64;
             if length > self.max_bytes {
                 return Err(S3Error::with_message(
@@ -130,7 +164,9 @@ fn file_part_name(form: &[u8]) -> Option<String> {
     text.split("\r\n").find_map(|line| {
         // Lower-casing ASCII keeps every byte where it was, so positions carry over to `line`.
         let lower = line.to_ascii_lowercase();
-        if !(lower.starts_with("content-disposition:") && lower.contains("form-data; name=\"file\"")) {
+        if !(lower.starts_with("content-disposition:")
+            && lower.contains("form-data; name=\"file\""))
+        {
             return None;
         }
         let start = lower.find("filename=\"")? + "filename=\"".len();
@@ -140,8 +176,16 @@ fn file_part_name(form: &[u8]) -> Option<String> {
 }
 
 /// The answer to a form upload names the key as stored: s3s wrote it as the form gave it.
-fn with_file_name(status: http::StatusCode, body: bytes::Bytes, headers: &mut http::HeaderMap, name: &str) -> bytes::Bytes {
-    if let Some(location) = headers.get(http::header::LOCATION).and_then(|l| l.to_str().ok()) {
+fn with_file_name(
+    status: http::StatusCode,
+    body: bytes::Bytes,
+    headers: &mut http::HeaderMap,
+    name: &str,
+) -> bytes::Bytes {
+    if let Some(location) = headers
+        .get(http::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+    {
         let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
         let location = location.replace("%24%7Bfilename%7D", &encoded);
         if let Ok(value) = http::HeaderValue::from_str(&location) {
@@ -151,16 +195,28 @@ fn with_file_name(status: http::StatusCode, body: bytes::Bytes, headers: &mut ht
     if status != http::StatusCode::CREATED {
         return body;
     }
-    let escaped = name.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-    String::from_utf8_lossy(&body).replace(FormFileName::PLACEHOLDER, &escaped).into_bytes().into()
+    let escaped = name
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    String::from_utf8_lossy(&body)
+        .replace(FormFileName::PLACEHOLDER, &escaped)
+        .into_bytes()
+        .into()
 }
 
 impl S3Endpoint {
-    pub(super) async fn s3_request(&self, mut req: Request, file_name: Option<&FormFileName>) -> Result<http::Request<s3s::Body>, S3Error> {
+    pub(super) async fn s3_request(
+        &self,
+        mut req: Request,
+        file_name: Option<&FormFileName>,
+    ) -> Result<http::Request<s3s::Body>, S3Error> {
         if Spool::needed(&req) {
             let (length, body) = self.spool.measure(req.take_body()).await?;
             req.headers_mut().remove(http::header::TRANSFER_ENCODING);
-            req.headers_mut().insert(http::header::CONTENT_LENGTH, length.into());
+            req.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, length.into());
             req.set_body(body);
         }
         if let Some(file_name) = file_name {
@@ -178,7 +234,11 @@ impl S3Endpoint {
 /// Whether `req` is a form upload (POST object).
 fn is_form_upload(req: &Request) -> bool {
     req.method() == http::Method::POST
-        && req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
+        && req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
 /// A bucket's CORS rules applied to browser requests: preflights (`OPTIONS`) are answered here,
@@ -187,24 +247,45 @@ impl S3Endpoint {
     /// The bucket a request is for: the host's first label under an `S3_DOMAIN`, else the first
     /// path segment.
     pub(super) fn bucket_of<'a>(&self, req: &'a Request) -> Option<&'a str> {
-        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
         let virtual_host = bucket_in_host(&self.domains, host).map(|(_, bucket)| bucket);
-        virtual_host.or_else(|| req.uri().path().trim_start_matches('/').split('/').next()).filter(|b| !b.is_empty())
+        virtual_host
+            .or_else(|| req.uri().path().trim_start_matches('/').split('/').next())
+            .filter(|b| !b.is_empty())
     }
 
     pub(super) fn cors_rules(&self, req: &Request) -> Option<Vec<CorsRule>> {
-        self.storage.known_bucket(self.bucket_of(req)?).ok()?.settings.cors.clone()
+        self.storage
+            .known_bucket(self.bucket_of(req)?)
+            .ok()?
+            .settings
+            .cors
+            .clone()
     }
 
     pub(super) fn preflight(&self, req: &Request) -> Response {
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let refuse = |status: http::StatusCode, code: &str, message: &str| {
             let body = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
             );
-            Response::builder().status(status).content_type("application/xml").body(body)
+            Response::builder()
+                .status(status)
+                .content_type("application/xml")
+                .body(body)
         };
-        let (Some(origin), Some(method)) = (header("origin"), header("access-control-request-method")) else {
+        let (Some(origin), Some(method)) =
+            (header("origin"), header("access-control-request-method"))
+        else {
             return refuse(
                 http::StatusCode::BAD_REQUEST,
                 "BadRequest",
@@ -212,12 +293,22 @@ impl S3Endpoint {
             );
         };
         let Some(rules) = self.cors_rules(req) else {
-            return refuse(http::StatusCode::FORBIDDEN, "AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.");
+            return refuse(
+                http::StatusCode::FORBIDDEN,
+                "AccessForbidden",
+                "CORSResponse: CORS is not enabled for this bucket.",
+            );
         };
         let requested: Vec<String> = header("access-control-request-headers")
-            .map(|h| h.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
+            .map(|h| {
+                h.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
-        let Some(rule) = bucket_settings::cors_rule_for(&rules, &origin, &method, &requested) else {
+        let Some(rule) = bucket_settings::cors_rule_for(&rules, &origin, &method, &requested)
+        else {
             return refuse(
                 http::StatusCode::FORBIDDEN,
                 "AccessForbidden",
@@ -232,12 +323,20 @@ impl S3Endpoint {
             }
         };
         if !requested.is_empty() {
-            set(&mut resp, "access-control-allow-headers", requested.join(", "));
+            set(
+                &mut resp,
+                "access-control-allow-headers",
+                requested.join(", "),
+            );
         }
         if let Some(age) = rule.max_age_seconds {
             set(&mut resp, "access-control-max-age", age.to_string());
         }
-        set(&mut resp, "vary", "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".into());
+        set(
+            &mut resp,
+            "vary",
+            "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".into(),
+        );
         resp
     }
 }
@@ -249,7 +348,9 @@ pub(super) fn post_policy_refusal(status: http::StatusCode, body: &[u8]) -> Opti
         return None;
     }
     let text = std::str::from_utf8(body).ok()?;
-    let message = text.split_once("<Code>InvalidPolicyDocument</Code><Message>Policy condition")?.1;
+    let message = text
+        .split_once("<Code>InvalidPolicyDocument</Code><Message>Policy condition")?
+        .1;
     let message = message.split_once("</Message>")?.0;
     Some(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Invalid according to Policy: Policy condition{message}</Message></Error>"
@@ -264,13 +365,22 @@ pub(super) fn cors_headers(resp: &mut Response, rule: &CorsRule, origin: &str) {
             resp.headers_mut().insert(name, v);
         }
     };
-    set("access-control-allow-origin", if any { "*".into() } else { origin.to_owned() });
+    set(
+        "access-control-allow-origin",
+        if any { "*".into() } else { origin.to_owned() },
+    );
     if !any {
         set("access-control-allow-credentials", "true".into());
     }
-    set("access-control-allow-methods", rule.allowed_methods.join(", "));
+    set(
+        "access-control-allow-methods",
+        rule.allowed_methods.join(", "),
+    );
     if !rule.expose_headers.is_empty() {
-        set("access-control-expose-headers", rule.expose_headers.join(", "));
+        set(
+            "access-control-expose-headers",
+            rule.expose_headers.join(", "),
+        );
     }
     set("vary", "Origin".into());
 }
@@ -282,14 +392,23 @@ impl Endpoint for S3Endpoint {
         if req.method() == http::Method::OPTIONS {
             return Ok(self.preflight(&req));
         }
-        let cors = req.headers().get("origin").and_then(|v| v.to_str().ok()).and_then(|origin| {
-            let rules = self.cors_rules(&req)?;
-            let rule = bucket_settings::cors_rule_for(&rules, origin, req.method().as_str(), &[])?.clone();
-            Some((rule, origin.to_owned()))
-        });
+        let cors = req
+            .headers()
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|origin| {
+                let rules = self.cors_rules(&req)?;
+                let rule =
+                    bucket_settings::cors_rule_for(&rules, origin, req.method().as_str(), &[])?
+                        .clone();
+                Some((rule, origin.to_owned()))
+            });
         // An operation this service does not offer, on a bucket that does not exist, is S3's
         // NoSuchBucket (clients probe settings that way), not NotImplemented.
-        let missing_bucket = self.bucket_of(&req).filter(|b| self.storage.known_bucket(b).is_err()).map(str::to_owned);
+        let missing_bucket = self
+            .bucket_of(&req)
+            .filter(|b| self.storage.known_bucket(b).is_err())
+            .map(str::to_owned);
         let file_name = is_form_upload(&req).then(FormFileName::default);
         let answer = match self.s3_request(req, file_name.as_ref()).await {
             Ok(req) => self.service.call(req).await.map_err(|e| format!("{e:?}")),
@@ -297,7 +416,12 @@ impl Endpoint for S3Endpoint {
         };
         let answer = match (answer, missing_bucket) {
             (Ok(resp), Some(bucket)) if resp.status() == http::StatusCode::NOT_IMPLEMENTED => {
-                S3Error::with_message(S3ErrorCode::NoSuchBucket, format!("no bucket named {bucket:?}")).to_http_response().map_err(|e| format!("{e:?}"))
+                S3Error::with_message(
+                    S3ErrorCode::NoSuchBucket,
+                    format!("no bucket named {bucket:?}"),
+                )
+                .to_http_response()
+                .map_err(|e| format!("{e:?}"))
             }
             (answer, _) => answer,
         };
@@ -321,7 +445,9 @@ impl Endpoint for S3Endpoint {
                     poem::Body::from(refusal)
                 }
                 None => match &file_name {
-                    Some(name) => poem::Body::from(with_file_name(status, bytes, &mut parts.headers, name)),
+                    Some(name) => {
+                        poem::Body::from(with_file_name(status, bytes, &mut parts.headers, name))
+                    }
                     None => poem::Body::from(bytes),
                 },
             },

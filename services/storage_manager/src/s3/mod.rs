@@ -25,10 +25,16 @@ use s3s::{
 use crate::{
     domain::{
         access_keys::AccessKeys,
-        bucket_settings::{self, BucketSettings, CorsRule, LifecycleRule, PublicAccessBlock, check_cors, check_lifecycle},
-        policy::{self, Principal},
+        bucket_settings::{
+            self, BucketSettings, CorsRule, LifecycleRule, PublicAccessBlock, check_cors,
+            check_lifecycle,
+        },
         names::check_tags,
-        objects::{BodyCheck, ByteRange, CopySource, NewObject, Precondition, ReadConditions, Storage, WriteChecks, refuse_upload},
+        objects::{
+            BodyCheck, ByteRange, CopySource, NewObject, Precondition, ReadConditions, Storage,
+            WriteChecks, refuse_upload,
+        },
+        policy::{self, Principal},
     },
     model::{ObjectInfo, ObjectList},
 };
@@ -40,21 +46,38 @@ mod operations;
 
 use access::*;
 use convert::*;
-pub use endpoint::{S3Endpoint, Spool};
 use endpoint::*;
+pub use endpoint::{S3Endpoint, Spool};
 use operations::*;
 
 /// Builds the S3 service over `storage`, signed requests checked against `access_keys`; buckets
 /// are also virtual hosts under `domains`.
-pub fn service(storage: Arc<Storage>, access_keys: Arc<AccessKeys>, domains: &[String]) -> Result<S3Service, String> {
-    let mut builder = S3ServiceBuilder::new(S3Front { storage: storage.clone(), access_keys: access_keys.clone() });
+pub fn service(
+    storage: Arc<Storage>,
+    access_keys: Arc<AccessKeys>,
+    domains: &[String],
+) -> Result<S3Service, String> {
+    let mut builder = S3ServiceBuilder::new(S3Front {
+        storage: storage.clone(),
+        access_keys: access_keys.clone(),
+    });
     if !domains.is_empty() {
-        if let Some(bad) = domains.iter().find(|d| d.contains(':') || d.split('.').any(|label| label.is_empty())) {
-            return Err(format!("S3_DOMAIN {bad:?} is not a domain name (give names such as s3.example.com, without ports)"));
+        if let Some(bad) = domains
+            .iter()
+            .find(|d| d.contains(':') || d.split('.').any(|label| label.is_empty()))
+        {
+            return Err(format!(
+                "S3_DOMAIN {bad:?} is not a domain name (give names such as s3.example.com, without ports)"
+            ));
         }
         builder.set_host(VirtualHostDomains(domains.to_vec()));
     }
-    builder.set_auth(AccessKeyAuth { access_keys: access_keys.clone() });
-    builder.set_access(PolicyAccess { storage, access_keys });
+    builder.set_auth(AccessKeyAuth {
+        access_keys: access_keys.clone(),
+    });
+    builder.set_access(PolicyAccess {
+        storage,
+        access_keys,
+    });
     Ok(builder.build())
 }
