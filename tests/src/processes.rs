@@ -49,8 +49,12 @@ impl Process {
         self.child = Some(child);
     }
 
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     fn signal(&self, signal: Signal) {
-        let pid = self.child.as_ref().expect("running").id();
+        let pid = self.pid();
         nix::sys::signal::kill(Pid::from_raw(pid as i32), signal).expect("signal");
     }
 
@@ -172,6 +176,11 @@ impl ConductorProcess {
         .await;
     }
 
+    /// The process id (for CPU accounting in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     pub fn kill(&mut self) {
         self.process.kill();
     }
@@ -282,6 +291,11 @@ impl WorkerProcess {
     }
 
     /// SIGKILL of the agent alone: its instances keep running, to be adopted at the next start.
+    /// The process id (for CPU accounting in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     pub fn kill(&mut self) {
         self.process.kill();
     }

@@ -20,15 +20,15 @@ struct Env {
 async fn env() -> Env {
     let conductor = TestConductor::start().await;
     let key_manager = TestKeyManager::start(&conductor).await;
-    // A day of a recovery window is a second here, and the sweep runs every second.
-    let service = TestService::start_with(
-        &SECRETS_MANAGER,
-        &conductor,
-        &key_manager.url,
-        None,
-        &[("DELETION_DAY_SECS", "1"), ("SWEEP_INTERVAL_SECS", "1")],
-    )
-    .await;
+    // A day of a recovery window is a second here, the sweep runs every second, and an unwrapped
+    // data key is kept for DATA_KEY_CACHE_SECS.
+    let env = [
+        ("DELETION_DAY_SECS", "1"),
+        ("SWEEP_INTERVAL_SECS", "1"),
+        ("DATA_KEY_CACHE_SECS", "2"),
+    ];
+    let service =
+        TestService::start_with(&SECRETS_MANAGER, &conductor, &key_manager.url, None, &env).await;
     let admin = conductor.admin().await;
     let secrets = service.secrets_client(admin.token().unwrap());
     Env {
@@ -850,6 +850,20 @@ async fn a_disabled_key_refuses_reads_and_values_never_reach_disk_logs_or_metada
         "encryption_key_unusable",
     );
     assert!(refused.message.contains("team-key"), "{refused:?}");
+    // Version 1 was read before the key was disabled: its data key may be served from the cache
+    // for DATA_KEY_CACHE_SECS (2 s here), and no longer.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    expect_api_error(
+        failure(
+            s.get_secret_value()
+                .name("team/marker")
+                .version(1)
+                .send()
+                .await,
+        ),
+        409,
+        "encryption_key_unusable",
+    );
     expect_api_error(
         failure(
             s.put_secret_value()

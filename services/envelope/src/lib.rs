@@ -1,10 +1,19 @@
 //! Envelope encryption through key_manager, called only through `aerekos-sdk`: a fresh data key
 //! per thing sealed (key_manager returns it in plaintext and wrapped), the wrapped copy stored
-//! beside it, unwrapped again by key_manager for every read. So a disabled or deleted key makes
-//! what it protects unreadable at once, and a rotated key still unwraps what older versions
-//! wrapped. storage_manager seals objects with it, secrets_manager secret versions.
+//! beside it, unwrapped again by key_manager for reads. A rotated key still unwraps what older
+//! versions wrapped. storage_manager seals objects with it, secrets_manager secret versions.
+//!
+//! Without a cache every read asks key_manager, so a disabled or deleted key makes what it
+//! protects unreadable at once (storage_manager). With [`Envelope::with_cache`] an unwrapped key
+//! is kept for at most the cache's lifetime, so a disabled key takes effect within it
+//! (secrets_manager, whose reads of one secret are frequent and each would otherwise cost a
+//! second trip through the gateway).
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use aerekos_common::{ApiError, ApiResult, edge::current_request_id};
 use aerekos_sdk::{KeyManager, SdkError, Transport};
@@ -22,6 +31,64 @@ pub struct Envelope {
     /// The service sealing (named in refusals).
     service: &'static str,
     client: Option<KeyManager>,
+    cache: Option<std::sync::Arc<DataKeyCache>>,
+}
+
+/// Unwrapped data keys by what unwrapped them (key, wrapped copy, context), each kept for
+/// `lifetime` from its unwrapping, at most `capacity` of them; wiped when dropped.
+struct DataKeyCache {
+    lifetime: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<String, (Instant, DataKeyBytes)>>,
+}
+
+impl DataKeyCache {
+    fn entry_key(key_ref: &str, wrapped: &str, context: &HashMap<String, String>) -> String {
+        let mut context: Vec<_> = context.iter().collect();
+        context.sort();
+        let mut out = format!("{key_ref}\0{wrapped}");
+        for (k, v) in context {
+            out.push('\0');
+            out.push_str(k);
+            out.push('\0');
+            out.push_str(v);
+        }
+        out
+    }
+
+    fn get(&self, entry: &str) -> Option<DataKeyBytes> {
+        let entries = self.entries.lock().expect("data key cache lock");
+        let (at, key) = entries.get(entry)?;
+        (at.elapsed() < self.lifetime).then(|| key.clone())
+    }
+
+    fn put(&self, entry: String, key: &DataKeyBytes) {
+        let mut entries = self.entries.lock().expect("data key cache lock");
+        if entries.len() >= self.capacity {
+            let lifetime = self.lifetime;
+            entries.retain(|_, (at, _)| at.elapsed() < lifetime);
+        }
+        if entries.len() >= self.capacity {
+            // Still full of live keys: the oldest goes.
+            if let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(entry, (Instant::now(), key.clone()));
+    }
+
+    /// Forgets every key unwrapped under `key_ref` (key_manager refused it).
+    fn forget(&self, key_ref: &str) {
+        let prefix = format!("{key_ref}\0");
+        self.entries
+            .lock()
+            .expect("data key cache lock")
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
 }
 
 impl Envelope {
@@ -34,7 +101,25 @@ impl Envelope {
                 .with_request_id_source(|| Some(current_request_id()));
             KeyManager::with_transport(key_manager_url, transport)
         });
-        Self { service, client }
+        Self {
+            service,
+            client,
+            cache: None,
+        }
+    }
+
+    /// Keeps unwrapped data keys for `lifetime` (at most `capacity` of them), so reading the same
+    /// thing again within it does not ask key_manager; a disabled or deleted key then takes
+    /// effect within `lifetime` rather than at once. A zero lifetime keeps none.
+    pub fn with_cache(mut self, lifetime: Duration, capacity: usize) -> Self {
+        self.cache = (!lifetime.is_zero() && capacity > 0).then(|| {
+            std::sync::Arc::new(DataKeyCache {
+                lifetime,
+                capacity,
+                entries: Mutex::new(HashMap::new()),
+            })
+        });
+        self
     }
 
     fn client(&self) -> ApiResult<&KeyManager> {
@@ -80,23 +165,44 @@ impl Envelope {
         Ok((decode_key(&plaintext)?, response.ciphertext))
     }
 
-    /// Unwraps a data key `new_data_key` made under `key_ref` and `context`.
+    /// Unwraps a data key `new_data_key` made under `key_ref` and `context` (from the cache when
+    /// there is one and it holds the key).
     pub async fn open_data_key(
         &self,
         key_ref: &str,
         wrapped: &str,
         context: &HashMap<String, String>,
     ) -> ApiResult<DataKeyBytes> {
+        let entry = self
+            .cache
+            .as_ref()
+            .map(|_| DataKeyCache::entry_key(key_ref, wrapped, context));
+        if let (Some(cache), Some(entry)) = (&self.cache, &entry)
+            && let Some(key) = cache.get(entry)
+        {
+            return Ok(key);
+        }
         let response = self
             .client()?
             .decrypt()
             .key(key_ref)
             .body_map(|b| b.ciphertext(wrapped).context(context.clone()))
             .send()
-            .await
-            .map_err(|e| self.refused(key_ref, e.into()))?
-            .into_inner();
-        decode_key(&response.plaintext)
+            .await;
+        let response = match response {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                if let Some(cache) = &self.cache {
+                    cache.forget(key_ref);
+                }
+                return Err(self.refused(key_ref, e.into()));
+            }
+        };
+        let key = decode_key(&response.plaintext)?;
+        if let (Some(cache), Some(entry)) = (&self.cache, entry) {
+            cache.put(entry, &key);
+        }
+        Ok(key)
     }
 
     /// key_manager's refusal, said in terms of what the key protects.
@@ -139,4 +245,63 @@ fn decode_key(b64: &str) -> ApiResult<DataKeyBytes> {
         ));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(lifetime_ms: u64, capacity: usize) -> DataKeyCache {
+        DataKeyCache {
+            lifetime: Duration::from_millis(lifetime_ms),
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[test]
+    fn a_cached_key_is_served_within_its_lifetime_only() {
+        let c = cache(50, 10);
+        let entry = DataKeyCache::entry_key(
+            "k",
+            "wrapped",
+            &HashMap::from([("secret".into(), "a".into())]),
+        );
+        c.put(entry.clone(), &Zeroizing::new(vec![1; 32]));
+        assert_eq!(c.get(&entry).unwrap().as_slice(), &[1; 32]);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(c.get(&entry).is_none(), "expired");
+    }
+
+    #[test]
+    fn entries_differ_by_key_wrapped_copy_and_context_and_the_oldest_goes_when_full() {
+        let ctx = |v: &str| HashMap::from([("secret".to_owned(), v.to_owned())]);
+        let a = DataKeyCache::entry_key("k", "w", &ctx("a"));
+        assert_ne!(a, DataKeyCache::entry_key("k", "w", &ctx("b")));
+        assert_ne!(a, DataKeyCache::entry_key("k2", "w", &ctx("a")));
+        assert_ne!(a, DataKeyCache::entry_key("k", "w2", &ctx("a")));
+        let c = cache(60_000, 2);
+        for (i, e) in ["one", "two", "three"].iter().enumerate() {
+            c.put(
+                DataKeyCache::entry_key("k", e, &ctx("a")),
+                &Zeroizing::new(vec![i as u8; 32]),
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            c.get(&DataKeyCache::entry_key("k", "one", &ctx("a")))
+                .is_none(),
+            "the oldest went"
+        );
+        assert!(
+            c.get(&DataKeyCache::entry_key("k", "three", &ctx("a")))
+                .is_some()
+        );
+        c.forget("k");
+        assert!(
+            c.get(&DataKeyCache::entry_key("k", "three", &ctx("a")))
+                .is_none(),
+            "forgotten with its key"
+        );
+    }
 }

@@ -149,24 +149,28 @@ impl AuditRow {
 }
 
 pub async fn insert_audit(db: &Db, rows: &[AuditRow]) -> DbResult<()> {
-    let mut tx = db.write.begin().await?;
-    for r in rows {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, key_id, key_version, operation, request_id, outcome, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.at)
-        .bind(&r.actor)
-        .bind(&r.key_id)
-        .bind(r.key_version)
-        .bind(&r.operation)
-        .bind(&r.request_id)
-        .bind(&r.outcome)
-        .bind(&r.detail)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+    let columns = [
+        "at",
+        "actor",
+        "key_id",
+        "key_version",
+        "operation",
+        "request_id",
+        "outcome",
+        "detail",
+    ];
+    aerekos_common::db::insert_rows(db, "audit", &columns, rows, |values, r| {
+        values
+            .push_bind(r.at)
+            .push_bind(&r.actor)
+            .push_bind(&r.key_id)
+            .push_bind(r.key_version)
+            .push_bind(&r.operation)
+            .push_bind(&r.request_id)
+            .push_bind(&r.outcome)
+            .push_bind(&r.detail);
+    })
+    .await
 }
 
 /// Newest first; `before_id` pages back.

@@ -35,6 +35,11 @@ pub struct SecretsManagerConfig {
     /// `SWEEP_INTERVAL_SECS`, default 60: how often secrets past their deletion date are removed
     /// and rotations falling due are started.
     pub sweep_interval: Duration,
+    /// `DATA_KEY_CACHE_SECS`, default 30, at most 300, 0 for none: how long a version's data key,
+    /// once key_manager unwrapped it, is kept to read that version again without asking
+    /// key_manager (the read benchmark's aim needs it). A disabled or deleted key_manager key
+    /// refuses reads within this time, not at once.
+    pub data_key_cache: Duration,
     /// `MAX_BODY_BYTES`, default 1 MiB.
     pub max_body_bytes: u64,
     /// `RATE_LIMIT_PER_ADDRESS`, `RATE_LIMIT_PER_CALLER`: see `aerekos_common::throttle`.
@@ -51,6 +56,10 @@ pub struct ConfigError(pub String);
 impl SecretsManagerConfig {
     /// `MAX_VALUE_BYTES`'s default, which the committed spec declares.
     pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+    /// The longest a disabled key may go on unwrapping through the cache.
+    pub const MAX_DATA_KEY_CACHE_SECS: u64 = 300;
+    /// How many unwrapped data keys the cache holds at most (about 300 bytes each).
+    pub const DATA_KEY_CACHE_ENTRIES: usize = 4096;
 
     pub fn new(
         data_dir: impl Into<PathBuf>,
@@ -72,6 +81,7 @@ impl SecretsManagerConfig {
             max_value_bytes: Self::DEFAULT_MAX_VALUE_BYTES,
             deletion_day: Duration::from_secs(86_400),
             sweep_interval: Duration::from_secs(60),
+            data_key_cache: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
             throttle: Default::default(),
             tls: None,
@@ -121,6 +131,15 @@ impl SecretsManagerConfig {
             Duration::from_secs(positive("DELETION_DAY_SECS", c.deletion_day.as_secs())?);
         c.sweep_interval =
             Duration::from_secs(positive("SWEEP_INTERVAL_SECS", c.sweep_interval.as_secs())?);
+        c.data_key_cache = match num("DATA_KEY_CACHE_SECS", c.data_key_cache.as_secs())? {
+            secs @ 0..=Self::MAX_DATA_KEY_CACHE_SECS => Duration::from_secs(secs),
+            _ => {
+                return Err(ConfigError(format!(
+                    "DATA_KEY_CACHE_SECS must be 0–{} (seconds)",
+                    Self::MAX_DATA_KEY_CACHE_SECS
+                )));
+            }
+        };
         c.max_body_bytes = num("MAX_BODY_BYTES", c.max_body_bytes)?;
         c.throttle = aerekos_common::throttle::ThrottleConfig::from_env().map_err(ConfigError)?;
         c.tls = aerekos_common::tls::service_tls_from_env().map_err(ConfigError)?;

@@ -99,6 +99,10 @@ pub async fn start(config: SecretsManagerConfig) -> Result<SecretsManagerHandle,
         "secrets_manager",
         &config.key_manager_url,
         config.service_token.clone(),
+    )
+    .with_cache(
+        config.data_key_cache,
+        SecretsManagerConfig::DATA_KEY_CACHE_ENTRIES,
     );
     let limits = Limits {
         default_key: config.default_encryption_key.clone(),

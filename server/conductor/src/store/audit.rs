@@ -18,22 +18,26 @@ pub struct AuditRow {
 
 /// Appends `rows` in one transaction (the audit log writes in batches).
 pub async fn insert_many(db: &Db, rows: &[AuditRow]) -> DbResult<()> {
-    let mut tx = db.write.begin().await?;
-    for r in rows {
-        sqlx::query(
-            "INSERT INTO audit_events (at, actor, action, target, status, request_id, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.at)
-        .bind(&r.actor)
-        .bind(&r.action)
-        .bind(&r.target)
-        .bind(r.status)
-        .bind(&r.request_id)
-        .bind(&r.client_ip)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+    let columns = [
+        "at",
+        "actor",
+        "action",
+        "target",
+        "status",
+        "request_id",
+        "client_ip",
+    ];
+    aerekos_common::db::insert_rows(db, "audit_events", &columns, rows, |values, r| {
+        values
+            .push_bind(r.at)
+            .push_bind(&r.actor)
+            .push_bind(&r.action)
+            .push_bind(&r.target)
+            .push_bind(r.status)
+            .push_bind(&r.request_id)
+            .push_bind(&r.client_ip);
+    })
+    .await
 }
 
 /// What a listing is narrowed to; `before` pages backwards from an id.

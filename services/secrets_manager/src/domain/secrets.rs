@@ -21,6 +21,7 @@ use super::{
     audit::{AuditEntry, AuditLog},
     crypto,
     names::{check_description, check_label, check_max_versions, check_name, check_tags},
+    read_cache::{ReadCache, Writing},
 };
 use crate::{
     model::{
@@ -64,6 +65,8 @@ pub struct SecretService {
     /// (the data key is fetched before, so the turn is a seal and a commit): a value is sealed for
     /// its version number, so two writers must not both seal for the same one.
     writes: tokio::sync::Mutex<()>,
+    /// Rows of recent value reads; every write goes through [`Self::writing`], which empties it.
+    reads: ReadCache,
 }
 
 /// What a caller may ask.
@@ -145,11 +148,11 @@ fn no_secret(name: &str) -> ApiError {
 }
 
 fn scheduled(name: &str, row: &SecretRow) -> ApiError {
-    let when = row
-        .deletion_date
-        .map(ts)
-        .map(|d| d.to_rfc3339())
-        .unwrap_or_default();
+    scheduled_at(name, row.deletion_date.unwrap_or_default())
+}
+
+fn scheduled_at(name: &str, deletion_date: i64) -> ApiError {
+    let when = ts(deletion_date).to_rfc3339();
     ApiError::conflict(
         "secret_scheduled_for_deletion",
         format!(
@@ -272,7 +275,14 @@ impl SecretService {
             limits,
             key_manager_url,
             writes: tokio::sync::Mutex::new(()),
+            reads: ReadCache::default(),
         }
+    }
+
+    /// The database for a write: every write goes through here, so the read cache never serves
+    /// a row the write changed (see [`ReadCache`]).
+    fn writing(&self) -> Writing<'_> {
+        self.reads.writing(&self.db)
     }
 
     /// Records what `outcome` came to, then answers it; an unrecordable one is 503.
@@ -425,7 +435,7 @@ impl SecretService {
             .as_ref()
             .zip(sealed.as_deref())
             .map(|(s, sealed)| s.version(1, sealed, &created_by, &[]));
-        match store::insert_secret(&self.db, &row, first.as_ref()).await {
+        match store::insert_secret(&self.writing(), &row, first.as_ref()).await {
             Ok(true) => {}
             Ok(false) => {
                 return Outcome::err(
@@ -591,7 +601,7 @@ impl SecretService {
                 max_versions: req.max_versions.map(i64::from),
                 tags: tags.as_deref(),
             };
-            if !store::update_secret(&self.db, name, &change, now_ms())
+            if !store::update_secret(&self.writing(), name, &change, now_ms())
                 .await
                 .map_err(db_err)?
             {
@@ -627,7 +637,7 @@ impl SecretService {
                 return Err(scheduled(name, &row));
             }
             let when = now_ms() + (self.limits.deletion_day.as_millis() as i64) * i64::from(days);
-            store::set_deletion_date(&self.db, name, Some(when), now_ms())
+            store::set_deletion_date(&self.writing(), name, Some(when), now_ms())
                 .await
                 .map_err(db_err)?;
             self.describe_name(name).await
@@ -646,7 +656,7 @@ impl SecretService {
                     format!("secret {name:?} is not scheduled for deletion"),
                 ));
             }
-            store::set_deletion_date(&self.db, name, None, now_ms())
+            store::set_deletion_date(&self.writing(), name, None, now_ms())
                 .await
                 .map_err(db_err)?;
             self.describe_name(name).await
@@ -657,7 +667,9 @@ impl SecretService {
 
     /// Removes secrets past their deletion date, with every version. Returns how many went.
     pub async fn purge_due(&self) -> ApiResult<usize> {
-        let gone = store::purge_due(&self.db, now_ms()).await.map_err(db_err)?;
+        let gone = store::purge_due(&self.writing(), now_ms())
+            .await
+            .map_err(db_err)?;
         let platform = Caller::Service {
             name: "secrets_manager".into(),
         };
@@ -743,7 +755,7 @@ impl SecretService {
         let version = self.row(name).await?.latest_version + 1;
         let sealed = sealer.seal(name, version)?;
         let new = sealer.version(version, &sealed, &created_by, labels);
-        match store::put_version(&self.db, name, cas.map(|c| c as i64), &new, now_ms())
+        match store::put_version(&self.writing(), name, cas.map(|c| c as i64), &new, now_ms())
             .await
             .map_err(db_err)?
         {
@@ -788,67 +800,75 @@ impl SecretService {
         if let Err(e) = allow(caller, Need::ReadValue, name) {
             return Outcome::err(version, e);
         }
-        let resolved = async {
-            let row = self.row(name).await?;
-            if row.deletion_date.is_some() {
-                return Err(scheduled(name, &row));
+        let label = match (version, label) {
+            (Some(_), Some(_)) => {
+                return Outcome::err(
+                    version,
+                    ApiError::bad_request("invalid_request", "give version or label, not both"),
+                );
             }
-            let version = match (version, label) {
-                (Some(_), Some(_)) => {
-                    return Err(ApiError::bad_request(
-                        "invalid_request",
-                        "give version or label, not both",
-                    ));
-                }
-                (Some(v), None) => v,
-                (None, label) => {
-                    let label = label.unwrap_or(CURRENT);
-                    check_label(label)?;
-                    match store::version_of_label(&self.db, name, label)
-                        .await
-                        .map_err(db_err)?
-                    {
-                        Some(v) => v as u64,
-                        None if label == CURRENT => {
-                            return Err(ApiError::not_found(
-                                "no_value",
-                                format!("secret {name:?} has no value yet"),
-                            ));
-                        }
-                        None => {
-                            return Err(ApiError::not_found(
-                                "label_not_found",
-                                format!("secret {name:?} has no label {label:?}"),
-                            ));
-                        }
-                    }
-                }
-            };
-            Ok(version)
-        }
-        .await;
-        let version = match resolved {
-            Ok(v) => v,
-            Err(e) => return Outcome::err(version, e),
+            (_, label) => label.unwrap_or(CURRENT),
         };
+        if let Err(e) = check_label(label) {
+            return Outcome::err(version, e);
+        }
+        let asked = version.map(|v| v as i64);
+        let row = match self.reads.get(name, asked, label) {
+            Some(row) => row,
+            None => {
+                let start = self.reads.start_read();
+                match store::read_target(&self.db, name, asked, label)
+                    .await
+                    .map_err(db_err)
+                {
+                    Ok(Some(row)) => {
+                        self.reads.keep(start, name, asked, label, &row);
+                        row
+                    }
+                    Ok(None) => return Outcome::err(version, no_secret(name)),
+                    Err(e) => return Outcome::err(version, e),
+                }
+            }
+        };
+        if let Some(when) = row.deletion_date {
+            return Outcome::err(version, scheduled_at(name, when));
+        }
+        let Some(wanted) = row.wanted else {
+            let e = if label == CURRENT {
+                ApiError::not_found("no_value", format!("secret {name:?} has no value yet"))
+            } else {
+                ApiError::not_found(
+                    "label_not_found",
+                    format!("secret {name:?} has no label {label:?}"),
+                )
+            };
+            return Outcome::err(None, e);
+        };
+        let version = wanted as u64;
         Outcome {
             version: Some(version),
-            result: self.open_version(name, version).await,
+            result: self.open_version(name, version, row).await,
         }
     }
 
-    async fn open_version(&self, name: &str, version: u64) -> ApiResult<SecretValueResponse> {
-        let row = store::get_version(&self.db, name, version as i64)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| no_version(name, version))?;
-        if row.destroyed_at.is_some() {
+    async fn open_version(
+        &self,
+        name: &str,
+        version: u64,
+        row: store::ReadRow,
+    ) -> ApiResult<SecretValueResponse> {
+        let v = row.version;
+        let (Some(kind), Some(key_ref), Some(created_at)) = (v.kind, v.key_ref, v.created_at)
+        else {
+            return Err(no_version(name, version));
+        };
+        if v.destroyed_at.is_some() {
             return Err(ApiError::not_found(
                 "version_destroyed",
                 format!("version {version} of {name:?} was destroyed; its value is gone"),
             ));
         }
-        if row.deleted_at.is_some() {
+        if v.deleted_at.is_some() {
             return Err(ApiError::not_found(
                 "version_deleted",
                 format!(
@@ -856,27 +876,27 @@ impl SecretService {
                 ),
             ));
         }
-        let (Some(sealed), Some(wrapped)) = (&row.sealed, &row.wrapped_key) else {
+        let (Some(sealed), Some(wrapped)) = (&v.sealed, &v.wrapped_key) else {
             return Err(ApiError::internal("a live version has no sealed value"));
         };
         let data_key = self
             .envelope
-            .open_data_key(&row.key_ref, wrapped, &context(name))
+            .open_data_key(&key_ref, wrapped, &context(name))
             .await?;
-        let plaintext =
-            crypto::open(&data_key, name, version, &row.kind, sealed).ok_or_else(|| {
-                ApiError::internal(format!(
-                    "version {version} of {name:?} does not authenticate under its data key"
-                ))
-            })?;
+        let plaintext = crypto::open(&data_key, name, version, &kind, sealed).ok_or_else(|| {
+            ApiError::internal(format!(
+                "version {version} of {name:?} does not authenticate under its data key"
+            ))
+        })?;
         Ok(SecretValueResponse {
             name: name.to_owned(),
             version,
-            labels: store::labels_of_version(&self.db, name, row.version)
-                .await
-                .map_err(db_err)?,
-            created_at: ts(row.created_at),
-            value: decode_value(&row.kind, &plaintext)?,
+            labels: row
+                .labels
+                .map(|l| l.split(' ').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            created_at: ts(created_at),
+            value: decode_value(&kind, &plaintext)?,
         })
     }
 
@@ -902,7 +922,7 @@ impl SecretService {
                 self.not_current(name, version, "deleted").await?;
             }
             let at = deleted.then(now_ms);
-            if !store::set_version_deleted(&self.db, name, version as i64, at)
+            if !store::set_version_deleted(&self.writing(), name, version as i64, at)
                 .await
                 .map_err(db_err)?
             {
@@ -934,7 +954,7 @@ impl SecretService {
             allow(caller, Need::Manage, name)?;
             self.live_secret(name).await?;
             self.not_current(name, version, "destroyed").await?;
-            if !store::destroy_version(&self.db, name, version as i64, now_ms())
+            if !store::destroy_version(&self.writing(), name, version as i64, now_ms())
                 .await
                 .map_err(db_err)?
             {
@@ -973,7 +993,7 @@ impl SecretService {
                 ));
             }
             self.live_secret(name).await?;
-            if !store::move_label(&self.db, name, label, version as i64, now_ms())
+            if !store::move_label(&self.writing(), name, label, version as i64, now_ms())
                 .await
                 .map_err(db_err)?
             {
@@ -1009,7 +1029,7 @@ impl SecretService {
                 ));
             }
             self.live_secret(name).await?;
-            if !store::remove_label(&self.db, name, label)
+            if !store::remove_label(&self.writing(), name, label)
                 .await
                 .map_err(db_err)?
             {
@@ -1070,7 +1090,7 @@ impl SecretService {
         schedule: Option<&super::rotation::Schedule>,
     ) -> ApiResult<()> {
         let json = schedule.map(|s| serde_json::to_string(s).expect("a schedule serializes"));
-        if !store::set_rotation(&self.db, name, json.as_deref())
+        if !store::set_rotation(&self.writing(), name, json.as_deref())
             .await
             .map_err(db_err)?
         {
