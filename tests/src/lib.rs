@@ -727,3 +727,55 @@ pub fn new_secret(
         value,
     }
 }
+
+/// A Python app that answers its `DB_PASSWORD` at `/api/<name>/secret` and serves a rotation
+/// endpoint at `/api/<name>/rotate` (`/api/<name>/fail` fails), for secret injection tests.
+pub const SECRET_APP: &str = r#"
+import base64, json, os, sys, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+NAME = sys.argv[1]
+class H(BaseHTTPRequestHandler):
+    def answer(self, code, body, kind="text/plain"):
+        self.send_response(code); self.send_header("content-type", kind); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/health": return self.answer(200, b"ok")
+        if self.path == "/api/%s/secret" % NAME: return self.answer(200, os.environ.get("DB_PASSWORD", "<unset>").encode())
+        self.answer(404, b"")
+    def do_POST(self):
+        length = int(self.headers.get("content-length", 0)); call = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/api/%s/rotate" % NAME:
+            value = "rotated-%s-after-%d" % (uuid.uuid4().hex[:8], call.get("current_version", -1))
+            return self.answer(200, json.dumps({"value": {"bytes": base64.b64encode(value.encode()).decode()}}).encode(), "application/json")
+        self.answer(500, b"the rotation endpoint is down")
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// Defines `name` as a process service running [`SECRET_APP`] (its script written into `dir`).
+pub async fn secret_app(
+    admin: &aerekos_sdk::Conductor,
+    name: &str,
+    dir: &std::path::Path,
+    extra: impl FnOnce(&mut aerekos_sdk::conductor::types::ServiceDefinition),
+) {
+    let script = dir.join(format!("{name}.py"));
+    std::fs::write(&script, SECRET_APP).unwrap();
+    let mut def: aerekos_sdk::conductor::types::ServiceDefinition =
+        aerekos_sdk::conductor::types::ServiceDefinition::builder()
+            .name(name)
+            .try_into()
+            .unwrap();
+    def.command = vec![
+        "python3".into(),
+        "-u".into(),
+        script.display().to_string(),
+        name.into(),
+    ];
+    def.default_resources = Some(aerekos_sdk::conductor::types::ResourceSpec {
+        cpu_millicores: 50,
+        memory_mb: 32,
+        disk_mb: 0,
+    });
+    extra(&mut def);
+    admin.define_service().body(def).send().await.unwrap();
+}

@@ -290,12 +290,12 @@ impl WorkerProcess {
         self.process.signal(Signal::SIGCONT);
     }
 
-    /// SIGKILL of the agent alone: its instances keep running, to be adopted at the next start.
     /// The process id (for CPU accounting in benchmarks).
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
 
+    /// SIGKILL of the agent alone: its instances keep running, to be adopted at the next start.
     pub fn kill(&mut self) {
         self.process.kill();
     }

@@ -993,3 +993,215 @@ async fn everything_survives_a_kill_and_a_restart() {
     );
     e.conductor.stop().await;
 }
+
+/// `restart_on_change` on a cluster: a conductor and two workers as their own processes, key_manager
+/// and secrets_manager deployed onto them, and an app with two replicas (one per worker) reading a
+/// secret. One worker is killed (SIGKILL) and started again, adopting its instance; then a new
+/// value is written. Both workers see the change within their watch interval, the conductor
+/// replaces every instance (a rolling restart), the new ones serve the new value, and nothing
+/// restarts again while the secret stays as it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_secret_restarts_the_instances_that_ask_for_it_across_a_worker_restart() {
+    use aerekos_sdk::conductor::types::{
+        DeployRequest, InstanceState, PlacementStrategy, SecretRef, ServiceDefinition,
+    };
+    use aerekos_tests::processes::{ConductorProcess, WorkerProcess};
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let watch = [("SECRET_WATCH_INTERVAL", "1")];
+    let a = WorkerProcess::start_with(&conductor, "worker-a", &watch);
+    let mut b = WorkerProcess::start_with(&conductor, "worker-b", &watch);
+    let (a_id, b_id) = (a.id().await, b.id().await);
+    for service in ["key_manager", "secrets_manager"] {
+        eventually(60, "the service deploys", || async {
+            admin
+                .deploy_service()
+                .name(service)
+                .body(DeployRequest::default())
+                .send()
+                .await
+                .ok()
+        })
+        .await;
+    }
+    let token = admin.token().unwrap();
+    let secrets = SecretsManager::with_token(&conductor.url, &token);
+    let first = format!("first-{}", uuid::Uuid::new_v4().simple());
+    eventually(
+        120,
+        "secrets_manager answers through the gateway",
+        || async {
+            secrets
+                .create_secret()
+                .body(new_secret(
+                    "apps/shop/db-password",
+                    Some(bytes(first.as_bytes())),
+                ))
+                .send()
+                .await
+                .ok()
+        },
+    )
+    .await;
+
+    // Refused: restart_on_change with a pinned version, and for a stateful service.
+    let watched = |version: Option<u64>| SecretRef {
+        secret: "apps/shop/db-password".into(),
+        version,
+        label: None,
+        restart_on_change: true,
+    };
+    let pinned = DeployRequest {
+        secret_env: [("DB_PASSWORD".to_owned(), watched(Some(1)))].into(),
+        ..Default::default()
+    };
+    let refused = expect_api_error(
+        failure(
+            admin
+                .deploy_service()
+                .name("key_manager")
+                .body(pinned)
+                .send()
+                .await,
+        ),
+        400,
+        "invalid_env",
+    );
+    assert!(refused.message.contains("pins version 1"), "{refused:?}");
+    let mut stateful: ServiceDefinition = ServiceDefinition::builder()
+        .name("stateful_app")
+        .try_into()
+        .unwrap();
+    stateful.command = vec!["sleep".into(), "60".into()];
+    stateful.stateful = Some(true);
+    stateful.secret_env = [("DB_PASSWORD".to_owned(), watched(None))].into();
+    let refused = expect_api_error(
+        failure(admin.define_service().body(stateful).send().await),
+        400,
+        "invalid_env",
+    );
+    assert!(refused.message.contains("restart_on_change"), "{refused:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    secret_app(&admin, "shop", dir.path(), |_| {}).await;
+    let req = DeployRequest {
+        replicas: Some(2),
+        strategy: Some(PlacementStrategy::Spread),
+        secret_env: [("DB_PASSWORD".to_owned(), watched(None))].into(),
+        ..Default::default()
+    };
+    admin
+        .deploy_service()
+        .name("shop")
+        .body(req)
+        .send()
+        .await
+        .unwrap();
+    let running = || async {
+        let d = admin
+            .get_deployment()
+            .name("shop")
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        let mut ids: Vec<_> = d
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .map(|i| (i.id, i.worker_id))
+            .collect();
+        ids.sort();
+        (ids.len() == 2 && d.instances.len() == 2).then_some(ids)
+    };
+    let before = eventually(60, "two instances run", running).await;
+    let workers: std::collections::HashSet<_> = before.iter().map(|(_, w)| *w).collect();
+    assert_eq!(workers, [a_id, b_id].into(), "one replica on each worker");
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/shop/secret", conductor.url);
+    let answers = |expected: String| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        async move {
+            for _ in 0..6 {
+                let text = http
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                if text != expected {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    eventually(60, "both replicas answer the first value", || {
+        answers(first.clone())
+    })
+    .await;
+
+    // Worker b dies and comes back, adopting its instance: it still knows which version that
+    // instance started with.
+    b.kill();
+    b.start_again();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        running().await.as_deref(),
+        Some(before.as_slice()),
+        "the same instances run after b's restart, nothing changed"
+    );
+
+    let second = format!("second-{}", uuid::Uuid::new_v4().simple());
+    secrets
+        .put_secret_value()
+        .name("apps/shop/db-password")
+        .body(put(bytes(second.as_bytes()), Some(1)))
+        .send()
+        .await
+        .unwrap();
+    let after = eventually(
+        90,
+        "every instance is replaced and the new ones run",
+        || async {
+            let now = running().await?;
+            now.iter()
+                .all(|(id, _)| !before.iter().any(|(old, _)| old == id))
+                .then_some(now)
+        },
+    )
+    .await;
+    eventually(60, "both replicas answer the new value", || {
+        answers(second.clone())
+    })
+    .await;
+    // Each worker saw the change itself, b from the version it recorded before its restart (the
+    // old instances run until the new ones are healthy, so both are checked meanwhile).
+    for worker in [&a, &b] {
+        assert!(
+            worker
+                .log()
+                .contains("secrets changed since the instance started"),
+            "{} did not see the change",
+            worker.name
+        );
+    }
+    let workers: std::collections::HashSet<_> = after.iter().map(|(_, w)| *w).collect();
+    assert_eq!(
+        workers,
+        [a_id, b_id].into(),
+        "still one replica on each worker"
+    );
+
+    // No change, no restart: the new instances started with the new version.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        running().await.as_deref(),
+        Some(after.as_slice()),
+        "no further restart while the secret stays as it is"
+    );
+    drop(a);
+}

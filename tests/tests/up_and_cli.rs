@@ -539,55 +539,6 @@ async fn the_aws_cli_works_against_the_s3_edge() {
 /// A Python app for the process driver: `GET /api/<name>/secret` answers its `DB_PASSWORD`;
 /// `POST /api/<name>/rotate` answers a rotation (`{"value": {"bytes": …}}` of a fresh value),
 /// `POST /api/<name>/fail` a failed one.
-const SECRET_APP: &str = r#"
-import base64, json, os, sys, uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-NAME = sys.argv[1]
-class H(BaseHTTPRequestHandler):
-    def answer(self, code, body, kind="text/plain"):
-        self.send_response(code); self.send_header("content-type", kind); self.end_headers(); self.wfile.write(body)
-    def do_GET(self):
-        if self.path == "/health": return self.answer(200, b"ok")
-        if self.path == "/api/%s/secret" % NAME: return self.answer(200, os.environ.get("DB_PASSWORD", "<unset>").encode())
-        self.answer(404, b"")
-    def do_POST(self):
-        length = int(self.headers.get("content-length", 0)); call = json.loads(self.rfile.read(length) or b"{}")
-        if self.path == "/api/%s/rotate" % NAME:
-            value = "rotated-%s-after-%d" % (uuid.uuid4().hex[:8], call.get("current_version", -1))
-            return self.answer(200, json.dumps({"value": {"bytes": base64.b64encode(value.encode()).decode()}}).encode(), "application/json")
-        self.answer(500, b"the rotation endpoint is down")
-    def log_message(self, *a): pass
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
-
-async fn secret_app(
-    admin: &Conductor,
-    name: &str,
-    dir: &Path,
-    extra: impl FnOnce(&mut aerekos_sdk::conductor::types::ServiceDefinition),
-) {
-    let script = dir.join(format!("{name}.py"));
-    std::fs::write(&script, SECRET_APP).unwrap();
-    let mut def: aerekos_sdk::conductor::types::ServiceDefinition =
-        aerekos_sdk::conductor::types::ServiceDefinition::builder()
-            .name(name)
-            .try_into()
-            .unwrap();
-    def.command = vec![
-        "python3".into(),
-        "-u".into(),
-        script.display().to_string(),
-        name.into(),
-    ];
-    def.default_resources = Some(aerekos_sdk::conductor::types::ResourceSpec {
-        cpu_millicores: 50,
-        memory_mb: 32,
-        disk_mb: 0,
-    });
-    extra(&mut def);
-    admin.define_service().body(def).send().await.unwrap();
-}
-
 async fn get_text(http: &reqwest::Client, url: &str, token: &str) -> Option<String> {
     let answer = http.get(url).bearer_auth(token).send().await.ok()?;
     answer.status().is_success().then_some(())?;
@@ -633,6 +584,7 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
             secret: "apps/shop/db-password".into(),
             version: None,
             label: None,
+            restart_on_change: false,
         },
     )]);
     let deploy = |restart: bool| {
@@ -760,6 +712,7 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
                 secret: "apps/missing".into(),
                 version: None,
                 label: None,
+                restart_on_change: false,
             },
         )]);
     })
@@ -978,6 +931,7 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
             secret: "apps/box/db-password".into(),
             version: None,
             label: None,
+            restart_on_change: false,
         },
     )]);
     admin.define_service().body(def).send().await.unwrap();

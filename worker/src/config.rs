@@ -39,6 +39,9 @@ pub struct WorkerConfig {
     pub registration_token: String,
     /// `HEARTBEAT_INTERVAL` (seconds), default 10; the conductor's answer takes precedence.
     pub heartbeat_interval: Duration,
+    /// `SECRET_WATCH_INTERVAL` (seconds, or a duration such as `30s`), default 30: how often the
+    /// secrets of instances whose `secret_env` says `restart_on_change` are checked for a new version.
+    pub secret_watch_interval: Duration,
     /// `DATA_DIR`, default `./data/worker`: identity, instance logs, last known assignments.
     pub data_dir: PathBuf,
     /// `WORKER_NAME`, default the hostname.
@@ -95,6 +98,7 @@ impl WorkerConfig {
             conductor_url,
             registration_token: registration_token.into(),
             heartbeat_interval: Duration::from_secs(10),
+            secret_watch_interval: Duration::from_secs(30),
             data_dir: data_dir.into(),
             name: None,
             labels: BTreeMap::new(),
@@ -133,6 +137,13 @@ impl WorkerConfig {
                 .or_else(|_| humantime::parse_duration(&v).map(|d| d.as_secs()))
                 .map_err(|_| ConfigError(format!("HEARTBEAT_INTERVAL={v:?} is not a number of seconds or a duration such as 10s")))?;
             c.heartbeat_interval = Duration::from_secs(secs.max(1));
+        }
+        if let Some(v) = get("SECRET_WATCH_INTERVAL") {
+            let secs: u64 = v
+                .parse()
+                .or_else(|_| humantime::parse_duration(&v).map(|d| d.as_secs()))
+                .map_err(|_| ConfigError(format!("SECRET_WATCH_INTERVAL={v:?} is not a number of seconds or a duration such as 30s")))?;
+            c.secret_watch_interval = Duration::from_secs(secs.max(1));
         }
         c.name = get("WORKER_NAME");
         c.conductor_ca_pin = get("CONDUCTOR_CA_PIN");

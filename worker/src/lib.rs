@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     used_grants: volumes::UsedGrants,
     /// Volumes being exported, each with the flag that calls its export off.
     exports: Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
+    /// The secret versions each instance started with (see [`secrets::StartedSecrets`]).
+    started_secrets: secrets::StartedSecrets,
 }
 
 impl Shared {
@@ -338,6 +340,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         .transpose()?
         .map(|a| a.port());
     let metrics = Arc::new(Metrics::new());
+    let config_data_dir = config.data_dir.clone();
     let shared = Arc::new(Shared {
         interval: Mutex::new(config.heartbeat_interval),
         config,
@@ -357,6 +360,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         volume_work_changed: tokio::sync::Notify::new(),
         used_grants: volumes::UsedGrants::default(),
         exports: Mutex::default(),
+        started_secrets: secrets::StartedSecrets::load(&config_data_dir),
     });
     let api = match listener {
         Some(listener) => {
@@ -398,6 +402,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         tokio::spawn(agent::run(shared.clone(), stopped.clone())),
         tokio::spawn(agent::watch_assignments(shared.clone(), stopped.clone())),
         tokio::spawn(volumes::run(shared.clone(), stopped.clone())),
+        tokio::spawn(secrets::watch(shared.clone(), stopped.clone())),
         tokio::spawn(reconcile::run(shared.clone(), stopped)),
     ];
     Ok(WorkerHandle {

@@ -6,7 +6,7 @@
 //! instance's state is reported to the conductor, and reported again until the conductor has it.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -148,6 +148,9 @@ async fn tick(
         }
     }
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
+    shared
+        .started_secrets
+        .keep_only(&desired.iter().map(|i| i.id).collect());
     for inst in desired
         .iter()
         .filter(|i| i.desired_state == DesiredState::Stopped)
@@ -197,8 +200,8 @@ async fn tick(
                 if Instant::now() >= t.not_before && volume_free {
                     let restarting =
                         matches!(t.state, InstanceState::Exited | InstanceState::Failed);
-                    let spec = match prepared(shared, conductor, inst).await {
-                        Ok(spec) => spec,
+                    let (spec, secret_versions) = match prepared(shared, conductor, inst).await {
+                        Ok(prepared) => prepared,
                         Err(why) => {
                             // Not yet (no certificate), or not at all until it changes (a secret
                             // it names cannot be read): tried again after the backoff.
@@ -216,6 +219,7 @@ async fn tick(
                     };
                     match driver.start(*id, &spec).await {
                         Ok(()) => {
+                            shared.started_secrets.record(*id, secret_versions);
                             if restarting {
                                 t.restarts += 1;
                             }
@@ -353,10 +357,17 @@ async fn prepared(
     shared: &Shared,
     conductor: &Conductor,
     inst: &Instance,
-) -> Result<aerekos_sdk::conductor::types::InstanceSpec, Option<String>> {
+) -> Result<
+    (
+        aerekos_sdk::conductor::types::InstanceSpec,
+        BTreeMap<String, u64>,
+    ),
+    Option<String>,
+> {
     let mut spec = inst.spec.clone();
+    let mut secret_versions = BTreeMap::new();
     let Some(identity) = shared.identity.read().expect("identity lock").clone() else {
-        return Ok(spec);
+        return Ok((spec, secret_versions));
     };
     conductor.set_token(Some(identity.credential.clone()));
     if spec.tls {
@@ -381,7 +392,7 @@ async fn prepared(
         }
     }
     if !spec.secret_env.is_empty() {
-        let values = crate::secrets::read_for_start(
+        let read = crate::secrets::read_for_start(
             shared,
             conductor,
             identity.worker_id,
@@ -390,10 +401,11 @@ async fn prepared(
         )
         .await
         .map_err(Some)?;
-        spec.env.extend(values);
+        spec.env.extend(read.values);
+        secret_versions = read.versions;
     }
     if inst.service.is_none() || spec.env.contains_key(SERVICE_TOKEN_ENV) {
-        return Ok(spec);
+        return Ok((spec, secret_versions));
     }
     match conductor
         .issue_instance_service_token()
@@ -410,7 +422,7 @@ async fn prepared(
             tracing::info!(instance_id = %inst.id, error = %SdkError::from(e), "starting the instance without a service token")
         }
     }
-    Ok(spec)
+    Ok((spec, secret_versions))
 }
 
 /// What the worker API shows.

@@ -1451,6 +1451,12 @@ the reference is stored: the value never appears in a spec, a listing or a log.*
     pub struct SecretRef {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub label: ::std::option::Option<::std::string::String>,
+        /**`true`: when the version the label names changes (a new value, a rotation), the service's
+instances are replaced by themselves, as a rolling restart, so they read the new one. The
+worker running an instance checks every `SECRET_WATCH_INTERVAL` (default 30 s). Not with a
+pinned `version`, nor for a stateful service.*/
+        #[serde(default)]
+        pub restart_on_change: bool,
         ///The secret's name, e.g. `apps/shop/db-password`.
         pub secret: ::std::string::String,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -1458,6 +1464,18 @@ the reference is stored: the value never appears in a spec, a listing or a log.*
     }
     impl SecretRef {
         pub fn builder() -> builder::SecretRef {
+            Default::default()
+        }
+    }
+    ///A worker's report that secrets an instance started with now name other versions.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct SecretsChangedReport {
+        /**The instance's `secret_env` variables (each with `restart_on_change`) whose secret's
+version changed since the instance started.*/
+        pub variables: ::std::vec::Vec<::std::string::String>,
+    }
+    impl SecretsChangedReport {
+        pub fn builder() -> builder::SecretsChangedReport {
             Default::default()
         }
     }
@@ -6645,6 +6663,7 @@ instance uses them now.*/
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
+            restart_on_change: ::std::result::Result<bool, ::std::string::String>,
             secret: ::std::result::Result<::std::string::String, ::std::string::String>,
             version: ::std::result::Result<
                 ::std::option::Option<u64>,
@@ -6655,6 +6674,7 @@ instance uses them now.*/
             fn default() -> Self {
                 Self {
                     label: Ok(Default::default()),
+                    restart_on_change: Ok(Default::default()),
                     secret: Err("no value supplied for secret".to_string()),
                     version: Ok(Default::default()),
                 }
@@ -6670,6 +6690,20 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for label: {e}")
+                    });
+                self
+            }
+            pub fn restart_on_change<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.restart_on_change = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for restart_on_change: {e}"
+                        )
                     });
                 self
             }
@@ -6705,6 +6739,7 @@ instance uses them now.*/
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     label: value.label?,
+                    restart_on_change: value.restart_on_change?,
                     secret: value.secret?,
                     version: value.version?,
                 })
@@ -6714,8 +6749,55 @@ instance uses them now.*/
             fn from(value: super::SecretRef) -> Self {
                 Self {
                     label: Ok(value.label),
+                    restart_on_change: Ok(value.restart_on_change),
                     secret: Ok(value.secret),
                     version: Ok(value.version),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SecretsChangedReport {
+            variables: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for SecretsChangedReport {
+            fn default() -> Self {
+                Self {
+                    variables: Err("no value supplied for variables".to_string()),
+                }
+            }
+        }
+        impl SecretsChangedReport {
+            pub fn variables<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.variables = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for variables: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SecretsChangedReport>
+        for super::SecretsChangedReport {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SecretsChangedReport,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    variables: value.variables?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::SecretsChangedReport> for SecretsChangedReport {
+            fn from(value: super::SecretsChangedReport) -> Self {
+                Self {
+                    variables: Ok(value.variables),
                 }
             }
         }
@@ -10102,6 +10184,26 @@ let response = client.issue_instance_certificate()
 ```*/
     pub fn issue_instance_certificate(&self) -> builder::IssueInstanceCertificate<'_> {
         builder::IssueInstanceCertificate::new(self)
+    }
+    /**A worker's report that secrets an instance started with changed (worker credential), for
+`secret_env` references with `restart_on_change`: the service's instances are replaced, as
+a rolling restart, unless a newer generation is placed already. 400: a variable that does
+not say `restart_on_change`; 404: not an instance of a service assigned to this worker
+
+Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/secrets-changed`
+
+```ignore
+let response = client.report_instance_secrets_changed()
+    .id(id)
+    .instance_id(instance_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn report_instance_secrets_changed(
+        &self,
+    ) -> builder::ReportInstanceSecretsChanged<'_> {
+        builder::ReportInstanceSecretsChanged::new(self)
     }
     /**The token the start of one of the worker's instances reads its secrets with (worker
 credential): an API key scoped to reading exactly the secrets its spec's `secret_env`
@@ -17630,6 +17732,189 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::report_instance_secrets_changed`]
+
+[`Client::report_instance_secrets_changed`]: super::Client::report_instance_secrets_changed*/
+    #[derive(Debug, Clone)]
+    pub struct ReportInstanceSecretsChanged<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        instance_id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::SecretsChangedReport, String>,
+    }
+    impl<'a> ReportInstanceSecretsChanged<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                instance_id: Err("instance_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn instance_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.instance_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for instance_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::SecretsChangedReport>,
+            <V as std::convert::TryInto<
+                types::SecretsChangedReport,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!(
+                        "conversion to `SecretsChangedReport` for body failed: {}", s
+                    )
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::SecretsChangedReport,
+            ) -> types::builder::SecretsChangedReport,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/instances/{instance_id}/secrets-changed`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, id, instance_id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let instance_id = instance_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::SecretsChangedReport::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/instances/{}/secrets-changed", client.baseurl,
+                encode_path(& id.to_string()), encode_path(& instance_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "report_instance_secrets_changed",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

@@ -873,6 +873,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workers/{id}/instances/{instance_id}/secrets-changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A worker's report that secrets an instance started with changed (worker credential), for
+         *     `secret_env` references with `restart_on_change`: the service's instances are replaced, as
+         *     a rolling restart, unless a newer generation is placed already. 400: a variable that does
+         *     not say `restart_on_change`; 404: not an instance of a service assigned to this worker.
+         */
+        post: operations["report_instance_secrets_changed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workers/{id}/instances/{instance_id}/secrets-token": {
         parameters: {
             query?: never;
@@ -1893,10 +1915,29 @@ export interface components {
          */
         SecretRef: {
             label?: string;
+            /**
+             * @description `true`: when the version the label names changes (a new value, a rotation), the service's
+             *     instances are replaced by themselves, as a rolling restart, so they read the new one. The
+             *     worker running an instance checks every `SECRET_WATCH_INTERVAL` (default 30 s). Not with a
+             *     pinned `version`, nor for a stateful service.
+             * @default false
+             */
+            restart_on_change?: boolean;
             /** @description The secret's name, e.g. `apps/shop/db-password`. */
             secret: string;
             /** Format: uint64 */
             version?: number;
+        };
+        /**
+         * SecretsChangedReport
+         * @description A worker's report that secrets an instance started with now name other versions.
+         */
+        SecretsChangedReport: {
+            /**
+             * @description The instance's `secret_env` variables (each with `restart_on_change`) whose secret's
+             *     version changed since the instance started.
+             */
+            variables: string[];
         };
         /**
          * Service
@@ -8215,6 +8256,125 @@ export interface operations {
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["IssuedCertificate"];
                 };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Too many requests (from this address or this caller), or too many failed logins: try again
+             *     after `Retry-After` seconds.
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report_instance_secrets_changed: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                instance_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["SecretsChangedReport"];
+            };
+        };
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request is malformed or a value is invalid; the message says which. */
             400: {

@@ -132,6 +132,10 @@ pub struct DeployArgs {
     /// (repeatable; given at all, the set replaces the deployment's).
     #[arg(long = "secret-env")]
     secret_env: Vec<String>,
+    /// With --secret-env: when a secret's version changes (a new value, a rotation), the
+    /// instances restart by themselves, rolling, to read it (not for a pinned secret@version).
+    #[arg(long, requires = "secret_env")]
+    restart_on_secret_change: bool,
     /// Replace every instance even if nothing else changed (a rolling restart: secrets are read anew).
     #[arg(long)]
     restart: bool,
@@ -680,7 +684,11 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
             let env = pairs("env", &args.env)?;
             let secret_env = pairs("secret-env", &args.secret_env)?
                 .into_iter()
-                .map(|(var, reference)| Ok((var, secret_ref(&reference)?)))
+                .map(|(var, reference)| {
+                    let mut reference = secret_ref(&reference)?;
+                    reference.restart_on_change = args.restart_on_secret_change;
+                    Ok((var, reference))
+                })
                 .collect::<anyhow::Result<HashMap<_, _>>>()?;
             let req = DeployRequest {
                 replicas: args.replicas,
@@ -974,6 +982,7 @@ fn secret_ref(reference: &str) -> anyhow::Result<types::SecretRef> {
             secret: secret.to_owned(),
             version: Some(version),
             label: None,
+            restart_on_change: false,
         });
     }
     if let Some((secret, label)) = reference.split_once('#') {
@@ -981,11 +990,13 @@ fn secret_ref(reference: &str) -> anyhow::Result<types::SecretRef> {
             secret: secret.to_owned(),
             version: None,
             label: Some(label.to_owned()),
+            restart_on_change: false,
         });
     }
     Ok(types::SecretRef {
         secret: reference.to_owned(),
         version: None,
         label: None,
+        restart_on_change: false,
     })
 }

@@ -732,6 +732,13 @@ pub struct SecretRef {
     pub version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// `true`: when the version the label names changes (a new value, a rotation), the service's
+    /// instances are replaced by themselves, as a rolling restart, so they read the new one. The
+    /// worker running an instance checks every `SECRET_WATCH_INTERVAL` (default 30 s). Not with a
+    /// pinned `version`, nor for a stateful service.
+    #[oai(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_on_change: bool,
 }
 
 /// A token an instance's start reads its secrets with: an API key scoped to reading exactly the
@@ -1046,6 +1053,14 @@ pub struct InstanceStatusReport {
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
     pub restarts: u32,
+}
+
+/// A worker's report that secrets an instance started with now name other versions.
+#[derive(Object, Debug, Clone)]
+pub struct SecretsChangedReport {
+    /// The instance's `secret_env` variables (each with `restart_on_change`) whose secret's
+    /// version changed since the instance started.
+    pub variables: Vec<String>,
 }
 
 /// Liveness.

@@ -15,8 +15,8 @@ use crate::{
     model::{
         Assignments, BackupReport, ClusterResources, CreateInstanceRequest, HeartbeatRequest,
         HeartbeatResponse, Instance, InstanceSecretsToken, InstanceStatusReport, IssuedCertificate,
-        RegisterWorkerRequest, RegisterWorkerResponse, ServiceToken, TransferReport, Worker,
-        WorkerPage, WorkerStatus,
+        RegisterWorkerRequest, RegisterWorkerResponse, SecretsChangedReport, ServiceToken,
+        TransferReport, Worker, WorkerPage, WorkerStatus,
     },
 };
 
@@ -218,6 +218,31 @@ impl WorkersApi {
             .report(id.0, instance_id.0, body.0)
             .await
             .map(|_| Removed::NoContent)
+    }
+
+    /// A worker's report that secrets an instance started with changed (worker credential), for
+    /// `secret_env` references with `restart_on_change`: the service's instances are replaced, as
+    /// a rolling restart, unless a newer generation is placed already. 400: a variable that does
+    /// not say `restart_on_change`; 404: not an instance of a service assigned to this worker.
+    #[oai(
+        path = "/api/workers/:id/instances/:instance_id/secrets-changed",
+        method = "post",
+        operation_id = "report_instance_secrets_changed"
+    )]
+    async fn report_secrets_changed(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        instance_id: Path<Uuid>,
+        body: Json<SecretsChangedReport>,
+    ) -> ApiResult<Removed> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        state
+            .deployments
+            .restart_for_changed_secrets(id.0, instance_id.0, &body.0.variables)
+            .await
+            .map(|()| Removed::NoContent)
     }
 
     /// A receiving worker's report on a volume transfer (worker credential): progress, done

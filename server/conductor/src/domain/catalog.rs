@@ -306,7 +306,7 @@ fn validate_definition(def: ServiceDefinition) -> ApiResult<Service> {
     validate_resources(&default_resources)?;
     let env = def.env.unwrap_or_default();
     let secret_env = def.secret_env.unwrap_or_default();
-    super::deployments::check_secret_env(&secret_env, &env)?;
+    super::deployments::check_secret_env(&secret_env, &env, stateful)?;
     let mut depends_on = def.depends_on.unwrap_or_default();
     depends_on.sort();
     depends_on.dedup();

@@ -337,10 +337,12 @@ fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
 }
 
 /// Secret references: variable names as for `env` and none set in `env` too, secret names in
-/// secrets_manager's grammar, a version or a label (not both).
+/// secrets_manager's grammar, a version or a label (not both); `restart_on_change` only where a
+/// change can come (no pinned version) and a rolling restart can follow (not `stateful`).
 pub(crate) fn check_secret_env(
     secret_env: &BTreeMap<String, SecretRef>,
     env: &BTreeMap<String, String>,
+    stateful: bool,
 ) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::bad_request("invalid_env", m));
     if secret_env.len() > MAX_ENV_VARS {
@@ -365,6 +367,18 @@ pub(crate) fn check_secret_env(
         if reference.version.is_some() && reference.label.is_some() {
             return bad(format!(
                 "secret_env: {name} gives a version and a label; give one"
+            ));
+        }
+        if reference.restart_on_change && reference.version.is_some() {
+            return bad(format!(
+                "secret_env: {name} pins version {}, which never changes; drop restart_on_change or the version",
+                reference.version.unwrap_or_default()
+            ));
+        }
+        if reference.restart_on_change && stateful {
+            return bad(format!(
+                "secret_env: {name} asks for restart_on_change, but the service keeps its state on one worker and \
+                 restarts only while disabled; redeploy it with restart after disabling it instead"
             ));
         }
     }
@@ -649,7 +663,11 @@ impl DeploymentService {
         }
         catalog::validate_resources(&spec.resources)?;
         check_env(&spec.env)?;
-        check_secret_env(&spec.secret_env, &instance_env(service, &spec))?;
+        check_secret_env(
+            &spec.secret_env,
+            &instance_env(service, &spec),
+            service.stateful,
+        )?;
         let unknown: Vec<String> = spec
             .worker_ids
             .iter()
@@ -717,8 +735,78 @@ impl DeploymentService {
 
     /// Deploys `name` (and, with their defaults, whatever it depends on that is not deployed yet).
     pub async fn deploy(&self, name: &str, req: DeployRequest) -> ApiResult<Deployment> {
+        let one_at_a_time = self.placement.lock().await;
+        self.deploy_placing(name, req, one_at_a_time).await
+    }
+
+    /// A worker's report that secrets `instance` started with changed, for references that say
+    /// `restart_on_change`: its service restarts, rolling (as `deploy` with `restart`), unless the
+    /// deployment is past the instance's generation already (another instance's report, or a
+    /// deploy, came first) or the service is disabled.
+    pub async fn restart_for_changed_secrets(
+        &self,
+        worker_id: Uuid,
+        instance_id: Uuid,
+        variables: &[String],
+    ) -> ApiResult<()> {
+        let instance = self.instances.get(instance_id).await?;
+        let Some(name) = instance
+            .service
+            .clone()
+            .filter(|_| instance.worker_id == worker_id)
+        else {
+            return Err(ApiError::not_found(
+                "instance_not_found",
+                format!(
+                    "instance {instance_id} is not a service instance assigned to worker {worker_id}"
+                ),
+            ));
+        };
+        let watched: Vec<&String> = variables
+            .iter()
+            .filter(|v| {
+                instance
+                    .spec
+                    .secret_env
+                    .get(*v)
+                    .is_some_and(|r| r.restart_on_change)
+            })
+            .collect();
+        if watched.is_empty() || watched.len() != variables.len() {
+            return Err(ApiError::bad_request(
+                "invalid_report",
+                format!(
+                    "give 1 or more of the instance's secret_env variables that say restart_on_change (got {variables:?})"
+                ),
+            ));
+        }
+        let one_at_a_time = self.placement.lock().await;
+        let service = self.catalog.get(&name).await?;
+        let current = service.deployment.as_ref().map(|d| d.generation);
+        if !service.enabled || current != Some(instance.spec.generation) {
+            return Ok(());
+        }
+        tracing::info!(service = %name, ?variables, %instance_id, "secrets changed; restarting the service's instances");
+        self.deploy_placing(
+            &name,
+            DeployRequest {
+                restart: Some(true),
+                ..Default::default()
+            },
+            one_at_a_time,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// [`Self::deploy`], holding the placement turn.
+    async fn deploy_placing(
+        &self,
+        name: &str,
+        req: DeployRequest,
+        _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+    ) -> ApiResult<Deployment> {
         let service = self.catalog.get(name).await?;
-        let _one_at_a_time = self.placement.lock().await;
         self.refuse_while_moving(name)?;
         let mut cluster = self.cluster().await?;
         let spec = self.merged_spec(&service, &req, &cluster)?;
