@@ -728,7 +728,8 @@ pub fn new_secret(
     }
 }
 
-/// A Python app that answers its `DB_PASSWORD` at `/api/<name>/secret` and serves a rotation
+/// A Python app that answers its `DB_PASSWORD` at `/api/<name>/secret`, the file `DB_FILE` names
+/// at `/api/<name>/file` (its path at `/api/<name>/file-path`), and serves a rotation
 /// endpoint at `/api/<name>/rotate` (`/api/<name>/fail` fails), for secret injection tests.
 pub const SECRET_APP: &str = r#"
 import base64, json, os, sys, uuid
@@ -740,6 +741,8 @@ class H(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health": return self.answer(200, b"ok")
         if self.path == "/api/%s/secret" % NAME: return self.answer(200, os.environ.get("DB_PASSWORD", "<unset>").encode())
+        if self.path == "/api/%s/file" % NAME: return self.answer(200, open(os.environ["DB_FILE"], "rb").read())
+        if self.path == "/api/%s/file-path" % NAME: return self.answer(200, os.environ.get("DB_FILE", "<unset>").encode())
         self.answer(404, b"")
     def do_POST(self):
         length = int(self.headers.get("content-length", 0)); call = json.loads(self.rfile.read(length) or b"{}")

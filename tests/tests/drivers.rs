@@ -188,6 +188,7 @@ async fn the_process_driver_passes_the_driver_suite() {
             executable: None,
             volumes_dir: path.join("volumes"),
             instance_host: [127, 0, 0, 1].into(),
+            secret_files_dir: path.join("secret-files"),
         };
         let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(&path, platform).unwrap());
         driver

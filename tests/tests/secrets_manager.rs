@@ -1050,6 +1050,7 @@ async fn a_changed_secret_restarts_the_instances_that_ask_for_it_across_a_worker
         version,
         label: None,
         restart_on_change: true,
+        as_file: false,
     };
     let pinned = DeployRequest {
         secret_env: [("DB_PASSWORD".to_owned(), watched(Some(1)))].into(),
@@ -1082,12 +1083,40 @@ async fn a_changed_secret_restarts_the_instances_that_ask_for_it_across_a_worker
     );
     assert!(refused.message.contains("restart_on_change"), "{refused:?}");
 
+    // A binary value (NUL and all), which only a file can carry.
+    let certificate = [
+        b"\0\x01binary-".as_slice(),
+        uuid::Uuid::new_v4().simple().to_string().as_bytes(),
+        b"\xff",
+    ]
+    .concat();
+    secrets
+        .create_secret()
+        .body(new_secret(
+            "apps/shop/certificate",
+            Some(bytes(&certificate)),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let as_file = SecretRef {
+        secret: "apps/shop/certificate".into(),
+        version: None,
+        label: None,
+        restart_on_change: false,
+        as_file: true,
+    };
+
     let dir = tempfile::tempdir().unwrap();
     secret_app(&admin, "shop", dir.path(), |_| {}).await;
     let req = DeployRequest {
         replicas: Some(2),
         strategy: Some(PlacementStrategy::Spread),
-        secret_env: [("DB_PASSWORD".to_owned(), watched(None))].into(),
+        secret_env: [
+            ("DB_PASSWORD".to_owned(), watched(None)),
+            ("DB_FILE".to_owned(), as_file),
+        ]
+        .into(),
         ..Default::default()
     };
     admin
@@ -1143,6 +1172,52 @@ async fn a_changed_secret_restarts_the_instances_that_ask_for_it_across_a_worker
         answers(first.clone())
     })
     .await;
+    // The file: the exact bytes, readable by the worker's user only, in memory rather than in any
+    // data directory, and the variable holds its path.
+    let file_url = format!("{}/api/shop/file", conductor.url);
+    let got = http
+        .get(&file_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), certificate.as_slice());
+    let path_url = format!("{}/api/shop/file-path", conductor.url);
+    let mut old_paths = std::collections::HashSet::new();
+    for _ in 0..8 {
+        old_paths.insert(
+            http.get(&path_url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    for path in &old_paths {
+        assert!(
+            path.starts_with("/dev/shm/aerekos-secrets-") && path.ends_with("/DB_FILE"),
+            "{path}"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{path}"
+        );
+    }
+    for worker in [&a, &b] {
+        assert!(
+            !any_file_holds(worker.dir.path(), &certificate),
+            "{}'s data directory holds the file's value",
+            worker.name
+        );
+    }
 
     // Worker b dies and comes back, adopting its instance: it still knows which version that
     // instance started with.
@@ -1196,6 +1271,29 @@ async fn a_changed_secret_restarts_the_instances_that_ask_for_it_across_a_worker
         "still one replica on each worker"
     );
 
+    // The replaced instances' files went with them; the new ones have theirs.
+    eventually(
+        30,
+        "the old instances' secret files are removed",
+        || async {
+            old_paths
+                .iter()
+                .all(|p| !std::path::Path::new(p).exists())
+                .then_some(())
+        },
+    )
+    .await;
+    let got = http
+        .get(&file_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), certificate.as_slice());
+
     // No change, no restart: the new instances started with the new version.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     assert_eq!(
@@ -1204,4 +1302,11 @@ async fn a_changed_secret_restarts_the_instances_that_ask_for_it_across_a_worker
         "no further restart while the secret stays as it is"
     );
     drop(a);
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    files_under(dir)
+        .into_iter()
+        .any(|f| std::fs::read(&f).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle)))
 }

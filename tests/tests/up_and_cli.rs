@@ -585,6 +585,7 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
             version: None,
             label: None,
             restart_on_change: false,
+            as_file: false,
         },
     )]);
     let deploy = |restart: bool| {
@@ -713,6 +714,7 @@ async fn secrets_reach_instances_only_at_their_start_and_rotation_moves_the_labe
                 version: None,
                 label: None,
                 restart_on_change: false,
+                as_file: false,
             },
         )]);
     })
@@ -913,6 +915,7 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
             .unwrap();
     def.image = Some(docker_image::TEST_IMAGE.into());
     let script = "/bin/busybox mkdir -p /tmp/www/api/boxapp && printf %s \"$DB_PASSWORD\" > /tmp/www/api/boxapp/secret \
+                  && cat \"$DB_FILE\" > /tmp/www/api/boxapp/file && printf %s \"$DB_FILE\" > /tmp/www/api/boxapp/file-path \
                   && echo ok > /tmp/www/health && exec /bin/busybox httpd -f -p $PORT -h /tmp/www";
     def.image_command = vec![
         "/bin/busybox".into(),
@@ -925,15 +928,18 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
         memory_mb: 32,
         disk_mb: 0,
     });
-    def.secret_env = std::collections::HashMap::from([(
-        "DB_PASSWORD".to_owned(),
-        aerekos_sdk::conductor::types::SecretRef {
-            secret: "apps/box/db-password".into(),
-            version: None,
-            label: None,
-            restart_on_change: false,
-        },
-    )]);
+    let reference = |as_file: bool| aerekos_sdk::conductor::types::SecretRef {
+        secret: "apps/box/db-password".into(),
+        version: None,
+        label: None,
+        restart_on_change: false,
+        as_file,
+    };
+    // The same secret in the environment and as a file, which the container finds in /run/secrets.
+    def.secret_env = std::collections::HashMap::from([
+        ("DB_PASSWORD".to_owned(), reference(false)),
+        ("DB_FILE".to_owned(), reference(true)),
+    ]);
     admin.define_service().body(def).send().await.unwrap();
     let req = aerekos_sdk::conductor::types::DeployRequest {
         worker_ids: vec![docker_worker],
@@ -954,6 +960,16 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
     })
     .await;
     assert_eq!(seen, value);
+    let file_url = url.replace("/secret", "/file");
+    assert_eq!(
+        get_text(&http, &file_url, &token).await.as_deref(),
+        Some(value.as_str())
+    );
+    let path_url = url.replace("/secret", "/file-path");
+    assert_eq!(
+        get_text(&http, &path_url, &token).await.as_deref(),
+        Some("/run/secrets/DB_FILE")
+    );
     let deployment = admin
         .get_deployment()
         .name("boxapp")
@@ -961,7 +977,8 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
         .await
         .unwrap()
         .into_inner();
-    let container = format!("aerekos-{}", deployment.instances[0].id);
+    let instance_id = deployment.instances[0].id.to_string();
+    let container = format!("aerekos-{instance_id}");
     assert!(!serde_json::to_string(&deployment).unwrap().contains(&value));
     // The container's environment has it; its stored spec (what users see) does not.
     let inspect = Command::new("docker")
@@ -977,6 +994,20 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
             .output()
             .ok()?;
         (!out.status.success()).then_some(())
+    })
+    .await;
+    // And its secret files with it: no worker's secrets directory keeps the instance's.
+    eventually(30, "the instance's secret files are removed", || async {
+        let left = std::fs::read_dir("/dev/shm")
+            .ok()?
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("aerekos-secrets-")
+            })
+            .any(|e| e.path().join(&instance_id).exists());
+        (!left).then_some(())
     })
     .await;
     let _ = second.kill();

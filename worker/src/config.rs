@@ -42,6 +42,10 @@ pub struct WorkerConfig {
     /// `SECRET_WATCH_INTERVAL` (seconds, or a duration such as `30s`), default 30: how often the
     /// secrets of instances whose `secret_env` says `restart_on_change` are checked for a new version.
     pub secret_watch_interval: Duration,
+    /// `SECRET_FILES_DIR`, default `/dev/shm/aerekos-secrets-<a hash of DATA_DIR>` (memory, so
+    /// values never rest on a disk): where secrets an instance takes as files are written,
+    /// `<dir>/<instance id>/<VARIABLE>`, readable by the worker's user only, removed with the instance.
+    pub secret_files_dir: PathBuf,
     /// `DATA_DIR`, default `./data/worker`: identity, instance logs, last known assignments.
     pub data_dir: PathBuf,
     /// `WORKER_NAME`, default the hostname.
@@ -87,6 +91,7 @@ impl WorkerConfig {
         data_dir: impl Into<PathBuf>,
     ) -> Self {
         let conductor_url: String = conductor_url.into();
+        let data_dir: PathBuf = data_dir.into();
         // Loopback for a plain-HTTP conductor (see `check_plain_http`).
         let api_host = if plain_conductor(&conductor_url) {
             [127, 0, 0, 1]
@@ -99,7 +104,8 @@ impl WorkerConfig {
             registration_token: registration_token.into(),
             heartbeat_interval: Duration::from_secs(10),
             secret_watch_interval: Duration::from_secs(30),
-            data_dir: data_dir.into(),
+            secret_files_dir: default_secret_files_dir(&data_dir),
+            data_dir,
             name: None,
             labels: BTreeMap::new(),
             advertise_ip: AdvertiseIp::Auto,
@@ -144,6 +150,9 @@ impl WorkerConfig {
                 .or_else(|_| humantime::parse_duration(&v).map(|d| d.as_secs()))
                 .map_err(|_| ConfigError(format!("SECRET_WATCH_INTERVAL={v:?} is not a number of seconds or a duration such as 30s")))?;
             c.secret_watch_interval = Duration::from_secs(secs.max(1));
+        }
+        if let Some(v) = get("SECRET_FILES_DIR") {
+            c.secret_files_dir = v.into();
         }
         c.name = get("WORKER_NAME");
         c.conductor_ca_pin = get("CONDUCTOR_CA_PIN");
@@ -381,4 +390,15 @@ mod tests {
         );
         assert!(api_bind_from(get(&[("WORKER_API_HOST", "not an address")]), true, false).is_err());
     }
+}
+
+/// `/dev/shm/aerekos-secrets-<SHA-256 of the absolute data directory, 16 hex digits>`: one
+/// directory per worker, the same across its restarts, so workers sharing a machine never clear
+/// each other's files.
+fn default_secret_files_dir(data_dir: &std::path::Path) -> PathBuf {
+    use sha2::Digest as _;
+    let absolute = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/dev/shm/aerekos-secrets-{hex}"))
 }

@@ -288,6 +288,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         executable: config.platform_executable.clone(),
         instance_host: config.instance_host(),
         volumes_dir: config.data_dir.join("volumes"),
+        secret_files_dir: config.secret_files_dir.clone(),
     };
     let docker = if config.docker {
         match DockerDriver::connect().await {

@@ -148,9 +148,9 @@ async fn tick(
         }
     }
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
-    shared
-        .started_secrets
-        .keep_only(&desired.iter().map(|i| i.id).collect());
+    let live: HashSet<Uuid> = desired.iter().map(|i| i.id).collect();
+    shared.started_secrets.keep_only(&live);
+    crate::secrets::remove_files_except(&shared.config.secret_files_dir, &live);
     for inst in desired
         .iter()
         .filter(|i| i.desired_state == DesiredState::Stopped)
@@ -398,6 +398,7 @@ async fn prepared(
             identity.worker_id,
             inst.id,
             &spec.secret_env,
+            spec.image.is_some(),
         )
         .await
         .map_err(Some)?;

@@ -95,15 +95,20 @@ pub(crate) struct ReadForStart {
     pub versions: BTreeMap<String, u64>,
 }
 
-/// The environment variables `secret_env` names, with their values; Err: why they cannot be read
-/// (the instance is not started, and says so).
+/// The environment variables `secret_env` names, with their values (for a reference `as_file`,
+/// the path of the file its value was written to: `/run/secrets/<VAR>` when the instance runs
+/// `in_container`); Err: why they cannot be read (the instance is not started, and says so).
 pub(crate) async fn read_for_start(
     shared: &Shared,
     conductor: &Conductor,
     worker_id: Uuid,
     instance_id: Uuid,
     secret_env: &HashMap<String, SecretRef>,
+    in_container: bool,
 ) -> Result<ReadForStart, String> {
+    // Each start writes the files anew, so a variable no longer taken as a file leaves none.
+    let files = shared.config.secret_files_dir.join(instance_id.to_string());
+    remove_files(&files);
     let token = conductor
         .issue_instance_secrets_token()
         .id(worker_id)
@@ -125,16 +130,18 @@ pub(crate) async fn read_for_start(
             read = read.label(label);
         }
         match read.send().await {
-            Ok(answer) => match env_value(&answer.value) {
-                Ok(value) => {
-                    values.insert(var.clone(), value);
-                    versions.insert(var.clone(), answer.version);
+            Ok(answer) => {
+                match deliver(&answer.value, var, reference.as_file, &files, in_container) {
+                    Ok(value) => {
+                        values.insert(var.clone(), value);
+                        versions.insert(var.clone(), answer.version);
+                    }
+                    Err(why) => {
+                        failure = Some(format!("secret {:?} for {var}: {why}", reference.secret));
+                        break;
+                    }
                 }
-                Err(why) => {
-                    failure = Some(format!("secret {:?} for {var}: {why}", reference.secret));
-                    break;
-                }
-            },
+            }
             Err(e) => {
                 failure = Some(format!(
                     "secret {:?} for {var} cannot be read: {}",
@@ -157,8 +164,67 @@ pub(crate) async fn read_for_start(
         tracing::info!(%instance_id, error = %SdkError::from(e), "revoking the secrets token failed; it expires in two minutes");
     }
     match failure {
-        Some(why) => Err(why),
+        Some(why) => {
+            remove_files(&files);
+            Err(why)
+        }
         None => Ok(ReadForStart { values, versions }),
+    }
+}
+
+/// What the variable `var` holds: the value itself, or, `as_file`, the path of a file (0600, in a
+/// 0700 directory) the value was written to.
+fn deliver(
+    value: &aerekos_sdk::secrets_manager::types::SecretValue,
+    var: &str,
+    as_file: bool,
+    files: &Path,
+    in_container: bool,
+) -> Result<String, String> {
+    if !as_file {
+        return env_value(value);
+    }
+    let bytes = match &value.bytes {
+        Some(b64) => STANDARD
+            .decode(b64)
+            .map_err(|_| "secrets_manager answered bytes that are not base64".to_owned())?,
+        None => serde_json::to_vec(&value.json).map_err(|e| e.to_string())?,
+    };
+    let path = files.join(var);
+    files
+        .parent()
+        .map_or(Ok(()), aerekos_common::secrets::create_private_dir)
+        .and_then(|()| aerekos_common::secrets::create_private_dir(files))
+        .and_then(|()| aerekos_common::secrets::write_secret_file(&path, &bytes))
+        .map_err(|e| format!("its file could not be written in {}: {e}", files.display()))?;
+    Ok(if in_container {
+        format!("{}/{var}", crate::driver::CONTAINER_SECRETS_DIR)
+    } else {
+        path.display().to_string()
+    })
+}
+
+fn remove_files(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove an instance's secret files");
+    }
+}
+
+/// Removes the secret files of instances that are no longer assigned here.
+pub(crate) fn remove_files_except(root: &Path, live: &HashSet<Uuid>) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let id = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Uuid>().ok());
+        if id.is_some_and(|id| !live.contains(&id)) {
+            remove_files(&entry.path());
+        }
     }
 }
 

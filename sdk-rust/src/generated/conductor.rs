@@ -1449,6 +1449,12 @@ value just before starting it (the version or staging label named, else `AWSCURR
 the reference is stored: the value never appears in a spec, a listing or a log.*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SecretRef {
+        /**`true`: the value goes into a file rather than the variable, which holds the file's path
+(`/run/secrets/<VARIABLE>` in a container). Any bytes, NUL included, and values too large
+for an environment. The file is on the worker's memory filesystem, readable by the
+worker's user only, written at each start and removed with the instance.*/
+        #[serde(default)]
+        pub as_file: bool,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub label: ::std::option::Option<::std::string::String>,
         /**`true`: when the version the label names changes (a new value, a rotation), the service's
@@ -6659,6 +6665,7 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct SecretRef {
+            as_file: ::std::result::Result<bool, ::std::string::String>,
             label: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
@@ -6673,6 +6680,7 @@ instance uses them now.*/
         impl ::std::default::Default for SecretRef {
             fn default() -> Self {
                 Self {
+                    as_file: Ok(Default::default()),
                     label: Ok(Default::default()),
                     restart_on_change: Ok(Default::default()),
                     secret: Err("no value supplied for secret".to_string()),
@@ -6681,6 +6689,18 @@ instance uses them now.*/
             }
         }
         impl SecretRef {
+            pub fn as_file<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.as_file = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for as_file: {e}")
+                    });
+                self
+            }
             pub fn label<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
@@ -6738,6 +6758,7 @@ instance uses them now.*/
                 value: SecretRef,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    as_file: value.as_file?,
                     label: value.label?,
                     restart_on_change: value.restart_on_change?,
                     secret: value.secret?,
@@ -6748,6 +6769,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::SecretRef> for SecretRef {
             fn from(value: super::SecretRef) -> Self {
                 Self {
+                    as_file: Ok(value.as_file),
                     label: Ok(value.label),
                     restart_on_change: Ok(value.restart_on_change),
                     secret: Ok(value.secret),

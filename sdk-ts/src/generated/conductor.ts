@@ -1914,6 +1914,14 @@ export interface components {
          *     the reference is stored: the value never appears in a spec, a listing or a log.
          */
         SecretRef: {
+            /**
+             * @description `true`: the value goes into a file rather than the variable, which holds the file's path
+             *     (`/run/secrets/<VARIABLE>` in a container). Any bytes, NUL included, and values too large
+             *     for an environment. The file is on the worker's memory filesystem, readable by the
+             *     worker's user only, written at each start and removed with the instance.
+             * @default false
+             */
+            as_file?: boolean;
             label?: string;
             /**
              * @description `true`: when the version the label names changes (a new value, a rotation), the service's

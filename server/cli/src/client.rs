@@ -132,9 +132,14 @@ pub struct DeployArgs {
     /// (repeatable; given at all, the set replaces the deployment's).
     #[arg(long = "secret-env")]
     secret_env: Vec<String>,
+    /// A secret from secrets_manager given to the instances as a file (0600, on the worker's
+    /// memory filesystem; /run/secrets/NAME in a container): NAME=secret[@version|#label], the
+    /// variable NAME holding the file's path (repeatable; counts as --secret-env).
+    #[arg(long = "secret-file")]
+    secret_file: Vec<String>,
     /// With --secret-env: when a secret's version changes (a new value, a rotation), the
     /// instances restart by themselves, rolling, to read it (not for a pinned secret@version).
-    #[arg(long, requires = "secret_env")]
+    #[arg(long)]
     restart_on_secret_change: bool,
     /// Replace every instance even if nothing else changed (a rolling restart: secrets are read anew).
     #[arg(long)]
@@ -682,14 +687,20 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
             };
             let labels = pairs("label", &args.labels)?;
             let env = pairs("env", &args.env)?;
-            let secret_env = pairs("secret-env", &args.secret_env)?
-                .into_iter()
-                .map(|(var, reference)| {
+            let mut secret_env = HashMap::new();
+            for (flag, given, as_file) in [
+                ("secret-env", &args.secret_env, false),
+                ("secret-file", &args.secret_file, true),
+            ] {
+                for (var, reference) in pairs(flag, given)? {
                     let mut reference = secret_ref(&reference)?;
                     reference.restart_on_change = args.restart_on_secret_change;
-                    Ok((var, reference))
-                })
-                .collect::<anyhow::Result<HashMap<_, _>>>()?;
+                    reference.as_file = as_file;
+                    if secret_env.insert(var.clone(), reference).is_some() {
+                        anyhow::bail!("{var} is given twice in --secret-env and --secret-file");
+                    }
+                }
+            }
             let req = DeployRequest {
                 replicas: args.replicas,
                 resources,
@@ -983,6 +994,7 @@ fn secret_ref(reference: &str) -> anyhow::Result<types::SecretRef> {
             version: Some(version),
             label: None,
             restart_on_change: false,
+            as_file: false,
         });
     }
     if let Some((secret, label)) = reference.split_once('#') {
@@ -991,6 +1003,7 @@ fn secret_ref(reference: &str) -> anyhow::Result<types::SecretRef> {
             version: None,
             label: Some(label.to_owned()),
             restart_on_change: false,
+            as_file: false,
         });
     }
     Ok(types::SecretRef {
@@ -998,5 +1011,6 @@ fn secret_ref(reference: &str) -> anyhow::Result<types::SecretRef> {
         version: None,
         label: None,
         restart_on_change: false,
+        as_file: false,
     })
 }

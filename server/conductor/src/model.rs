@@ -739,6 +739,13 @@ pub struct SecretRef {
     #[oai(default)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_on_change: bool,
+    /// `true`: the value goes into a file rather than the variable, which holds the file's path
+    /// (`/run/secrets/<VARIABLE>` in a container). Any bytes, NUL included, and values too large
+    /// for an environment. The file is on the worker's memory filesystem, readable by the
+    /// worker's user only, written at each start and removed with the instance.
+    #[oai(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub as_file: bool,
 }
 
 /// A token an instance's start reads its secrets with: an API key scoped to reading exactly the

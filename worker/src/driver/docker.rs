@@ -157,6 +157,19 @@ impl Driver for DockerDriver {
             let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
             env.push(format!("{INSTANCE_ENV}={id}"));
             let mut binds = vec![];
+            // Secrets taken as files: their directory, read-only where containers look for them.
+            if let Some(files) = self
+                .platform
+                .as_ref()
+                .map(|p| p.secret_files(id))
+                .filter(|d| d.is_dir())
+            {
+                binds.push(format!(
+                    "{}:{}:ro",
+                    files.display(),
+                    super::CONTAINER_SECRETS_DIR
+                ));
+            }
             let data_dir = match (&spec.volume, &self.platform) {
                 (Some(volume), Some(platform)) => {
                     binds.push(format!("{}:/data", platform.volume(volume)?.display()));

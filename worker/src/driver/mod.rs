@@ -75,9 +75,19 @@ pub struct Platform {
     /// Where instances listen (`AEREKOS_INSTANCE_HOST`): loopback on a worker that serves plain HTTP without the
     /// opt-out (see `WorkerConfig::instance_host`).
     pub instance_host: std::net::IpAddr,
+    /// Where secrets taken as files are written (`WorkerConfig::secret_files_dir`).
+    pub secret_files_dir: std::path::PathBuf,
 }
 
+/// Where a container finds the secrets its instance takes as files (Docker's own convention).
+pub const CONTAINER_SECRETS_DIR: &str = "/run/secrets";
+
 impl Platform {
+    /// The directory of instance `id`'s secret files (it exists only while it has some).
+    pub fn secret_files(&self, id: uuid::Uuid) -> std::path::PathBuf {
+        self.secret_files_dir.join(id.to_string())
+    }
+
     /// The directory of volume `name`, created if need be.
     pub fn volume(&self, name: &str) -> std::io::Result<std::path::PathBuf> {
         let dir = std::path::absolute(self.volumes_dir.join(name))?;
