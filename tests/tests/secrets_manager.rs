@@ -1310,3 +1310,144 @@ fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
         .into_iter()
         .any(|f| std::fs::read(&f).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle)))
 }
+
+/// A secrets_manager that stops answering (SIGSTOP, as a hang or a cut link looks from outside)
+/// holds up only the starts that need a secret: such an instance says why it waits, another
+/// instance on the same worker starts meanwhile, and once secrets_manager answers again (resumed,
+/// or restarted by its worker's health checks) the waiting instance starts with its value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_secrets_manager_holds_up_only_the_starts_that_need_it() {
+    use aerekos_sdk::conductor::types::{DeployRequest, InstanceState, SecretRef};
+    use aerekos_tests::processes::{ConductorProcess, WorkerProcess};
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let worker = WorkerProcess::start(&conductor, "worker");
+    worker.id().await;
+    for service in ["key_manager", "secrets_manager"] {
+        eventually(60, "the service deploys", || async {
+            admin
+                .deploy_service()
+                .name(service)
+                .body(DeployRequest::default())
+                .send()
+                .await
+                .ok()
+        })
+        .await;
+    }
+    let token = admin.token().unwrap();
+    let secrets = SecretsManager::with_token(&conductor.url, &token);
+    let value = format!("value-{}", uuid::Uuid::new_v4().simple());
+    eventually(
+        120,
+        "secrets_manager answers through the gateway",
+        || async {
+            secrets
+                .create_secret()
+                .body(new_secret(
+                    "apps/shop/db-password",
+                    Some(bytes(value.as_bytes())),
+                ))
+                .send()
+                .await
+                .ok()
+        },
+    )
+    .await;
+
+    // secrets_manager's process, from its instance's pid file in the worker's data directory.
+    let instance = admin
+        .get_deployment()
+        .name("secrets_manager")
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .instances[0]
+        .id;
+    let pid: i32 = std::fs::read_to_string(
+        worker
+            .dir
+            .path()
+            .join("instances")
+            .join(instance.to_string())
+            .join("pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let reference = SecretRef {
+        secret: "apps/shop/db-password".into(),
+        version: None,
+        label: None,
+        restart_on_change: false,
+        as_file: false,
+    };
+    secret_app(&admin, "shop", dir.path(), |def| {
+        def.secret_env = [("DB_PASSWORD".to_owned(), reference)].into()
+    })
+    .await;
+    secret_app(&admin, "plain", dir.path(), |_| {}).await;
+    for app in ["shop", "plain"] {
+        admin
+            .deploy_service()
+            .name(app)
+            .body(DeployRequest::default())
+            .send()
+            .await
+            .unwrap();
+    }
+    let instance_of = |app: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .get_deployment()
+                .name(app)
+                .send()
+                .await
+                .ok()?
+                .into_inner()
+                .instances
+                .into_iter()
+                .next()
+        }
+    };
+    let reason = eventually(40, "the shop's instance says why it waits", || async {
+        instance_of("shop")
+            .await?
+            .reason
+            .filter(|r| r.contains("could not be read within"))
+    })
+    .await;
+    assert!(reason.contains("secrets_manager"), "{reason}");
+    eventually(
+        25,
+        "the plain app starts on the same worker meanwhile",
+        || async { (instance_of("plain").await?.state == InstanceState::Running).then_some(()) },
+    )
+    .await;
+
+    // The process may have been restarted by its worker's health checks meanwhile; either way it
+    // answers again and the shop starts with its value.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGCONT,
+    );
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/shop/secret", conductor.url);
+    let seen = eventually(90, "the shop starts with its secret", || async {
+        let answer = http.get(&url).bearer_auth(&token).send().await.ok()?;
+        answer.status().is_success().then_some(())?;
+        answer.text().await.ok()
+    })
+    .await;
+    assert_eq!(seen, value);
+}

@@ -109,6 +109,44 @@ pub(crate) async fn read_for_start(
     // Each start writes the files anew, so a variable no longer taken as a file leaves none.
     let files = shared.config.secret_files_dir.join(instance_id.to_string());
     remove_files(&files);
+    let read = read_all(
+        shared,
+        conductor,
+        worker_id,
+        instance_id,
+        secret_env,
+        &files,
+        in_container,
+    );
+    match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(read)) => Ok(read),
+        Ok(Err(why)) => {
+            remove_files(&files);
+            Err(why)
+        }
+        Err(_) => {
+            remove_files(&files);
+            Err(format!(
+                "its secrets could not be read within {} s (the conductor or secrets_manager did not answer); trying again",
+                READ_TIMEOUT.as_secs()
+            ))
+        }
+    }
+}
+
+/// The longest a start waits for its secrets. The reconcile loop waits with it, so a stalled
+/// secrets_manager (paused, cut off) holds up this worker's other instances for no longer.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn read_all(
+    shared: &Shared,
+    conductor: &Conductor,
+    worker_id: Uuid,
+    instance_id: Uuid,
+    secret_env: &HashMap<String, SecretRef>,
+    files: &Path,
+    in_container: bool,
+) -> Result<ReadForStart, String> {
     let token = conductor
         .issue_instance_secrets_token()
         .id(worker_id)
@@ -131,7 +169,7 @@ pub(crate) async fn read_for_start(
         }
         match read.send().await {
             Ok(answer) => {
-                match deliver(&answer.value, var, reference.as_file, &files, in_container) {
+                match deliver(&answer.value, var, reference.as_file, files, in_container) {
                     Ok(value) => {
                         values.insert(var.clone(), value);
                         versions.insert(var.clone(), answer.version);
@@ -164,10 +202,7 @@ pub(crate) async fn read_for_start(
         tracing::info!(%instance_id, error = %SdkError::from(e), "revoking the secrets token failed; it expires in two minutes");
     }
     match failure {
-        Some(why) => {
-            remove_files(&files);
-            Err(why)
-        }
+        Some(why) => Err(why),
         None => Ok(ReadForStart { values, versions }),
     }
 }
@@ -262,16 +297,18 @@ pub(crate) async fn watch(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
             else {
                 continue;
             };
-            match changed_variables(
+            let check = changed_variables(
                 &shared,
                 &conductor,
                 identity.worker_id,
                 inst.id,
                 &watched,
                 &started,
-            )
-            .await
-            {
+            );
+            let checked = tokio::time::timeout(READ_TIMEOUT, check)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} s", READ_TIMEOUT.as_secs())));
+            match checked {
                 Ok(changed) if changed.is_empty() => {}
                 Ok(variables) => {
                     let report = aerekos_sdk::conductor::types::SecretsChangedReport {
