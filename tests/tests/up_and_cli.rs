@@ -986,6 +986,21 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&inspect.stdout).contains(&format!("DB_PASSWORD={value}")));
+    // The file the container reads is on the host's memory filesystem, in the instance's directory.
+    let host_file = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("aerekos-secrets-")
+        })
+        .map(|e| e.path().join(&instance_id).join("DB_FILE"))
+        .find(|p| p.exists());
+    assert!(
+        host_file.is_some(),
+        "no /dev/shm/aerekos-secrets-*/{instance_id}/DB_FILE"
+    );
     // Disabled, its worker stops and removes the container before the worker goes.
     admin.disable_service().name("boxapp").send().await.unwrap();
     eventually(60, "the container is removed", || async {

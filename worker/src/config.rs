@@ -152,7 +152,9 @@ impl WorkerConfig {
             c.secret_watch_interval = Duration::from_secs(secs.max(1));
         }
         if let Some(v) = get("SECRET_FILES_DIR") {
-            c.secret_files_dir = v.into();
+            // Absolute: processes start elsewhere, and Docker reads a relative bind as a volume name.
+            c.secret_files_dir = std::path::absolute(&v)
+                .map_err(|e| ConfigError(format!("SECRET_FILES_DIR={v:?}: {e}")))?;
         }
         c.name = get("WORKER_NAME");
         c.conductor_ca_pin = get("CONDUCTOR_CA_PIN");

@@ -217,9 +217,11 @@ async fn tick(
                             continue;
                         }
                     };
+                    // Recorded before the start: a worker killed right after it still knows what the
+                    // adopted instance read (a failed start records again at the next attempt).
+                    shared.started_secrets.record(*id, secret_versions);
                     match driver.start(*id, &spec).await {
                         Ok(()) => {
-                            shared.started_secrets.record(*id, secret_versions);
                             if restarting {
                                 t.restarts += 1;
                             }

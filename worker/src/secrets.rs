@@ -1,8 +1,9 @@
 //! Secrets an instance names in its spec's `secret_env`, read just before each start: the
 //! conductor gives a token scoped to reading exactly those secrets (two minutes), the values are
 //! read from secrets_manager through the conductor's gateway, and the token is revoked at once.
-//! The values go only into the instance's environment: never into a stored spec, a report, the
-//! worker API or a log line.
+//! The values go only into the instance's environment, or for a reference `as_file` into a file
+//! on the worker's memory filesystem: never into a stored spec, a report, the worker API, a log
+//! line or a data directory.
 //!
 //! The versions read are kept ([`StartedSecrets`], on disk, so they outlive a worker restart that
 //! adopts the instance), and [`watch`] compares them with what the references name now, for
@@ -66,15 +67,11 @@ impl StartedSecrets {
         }
     }
 
-    /// Versions, not values: a plain file, replaced whole.
+    /// Versions, not values; replaced whole and fsynced, so a power cut leaves the old or the new.
     fn save(&self, by_instance: &HashMap<Uuid, BTreeMap<String, u64>>) {
         let saved = serde_json::to_vec(by_instance)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let tmp = self.path.with_extension("json.tmp");
-                std::fs::write(&tmp, bytes)?;
-                std::fs::rename(&tmp, &self.path)
-            });
+            .and_then(|bytes| aerekos_common::secrets::write_secret_file(&self.path, &bytes));
         if let Err(e) = saved {
             tracing::warn!(error = %e, "could not save the versions instances started with");
         }
@@ -109,102 +106,117 @@ pub(crate) async fn read_for_start(
     // Each start writes the files anew, so a variable no longer taken as a file leaves none.
     let files = shared.config.secret_files_dir.join(instance_id.to_string());
     remove_files(&files);
-    let read = read_all(
+    let files_dir = files.as_path();
+    let read = with_secrets_token(
         shared,
         conductor,
         worker_id,
         instance_id,
-        secret_env,
-        &files,
-        in_container,
-    );
-    match tokio::time::timeout(READ_TIMEOUT, read).await {
-        Ok(Ok(read)) => Ok(read),
-        Ok(Err(why)) => {
-            remove_files(&files);
-            Err(why)
-        }
-        Err(_) => {
-            remove_files(&files);
-            Err(format!(
-                "its secrets could not be read within {} s (the conductor or secrets_manager did not answer); trying again",
-                READ_TIMEOUT.as_secs()
-            ))
-        }
+        |secrets| async move {
+            let mut read = ReadForStart {
+                values: BTreeMap::new(),
+                versions: BTreeMap::new(),
+            };
+            for (var, reference) in secret_env {
+                let mut get = secrets.get_secret_value().name(&reference.secret);
+                if let Some(version) = reference.version {
+                    get = get.version(version);
+                }
+                if let Some(label) = &reference.label {
+                    get = get.label(label);
+                }
+                let answer = get.send().await.map_err(|e| {
+                    format!(
+                        "secret {:?} for {var} cannot be read: {}",
+                        reference.secret,
+                        SdkError::from(e)
+                    )
+                })?;
+                let value = deliver(
+                    &answer.value,
+                    var,
+                    reference.as_file,
+                    files_dir,
+                    in_container,
+                )
+                .map_err(|why| format!("secret {:?} for {var}: {why}", reference.secret))?;
+                read.values.insert(var.clone(), value);
+                read.versions.insert(var.clone(), answer.version);
+            }
+            Ok(read)
+        },
+    )
+    .await;
+    if read.is_err() {
+        remove_files(&files);
     }
+    read
 }
 
-/// The longest a start waits for its secrets. The reconcile loop waits with it, so a stalled
-/// secrets_manager (paused, cut off) holds up this worker's other instances for no longer.
+/// The longest the reads of one start or one check may take. The reconcile loop waits for a
+/// start's, so a stalled secrets_manager (paused, cut off) holds up this worker's other instances
+/// for no longer.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn read_all(
+/// The longest the token's issue or revocation may take (the conductor is away: it expires anyway).
+const TOKEN_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `reads` with a secrets_manager client carrying a fresh token scoped to the instance's
+/// secrets, within [`READ_TIMEOUT`], and revokes the token afterwards whatever came of them (it
+/// would expire in two minutes anyway).
+async fn with_secrets_token<T, F, Fut>(
     shared: &Shared,
     conductor: &Conductor,
     worker_id: Uuid,
     instance_id: Uuid,
-    secret_env: &HashMap<String, SecretRef>,
-    files: &Path,
-    in_container: bool,
-) -> Result<ReadForStart, String> {
-    let token = conductor
+    reads: F,
+) -> Result<T, String>
+where
+    F: FnOnce(aerekos_sdk::SecretsManager) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let issue = conductor
         .issue_instance_secrets_token()
         .id(worker_id)
         .instance_id(instance_id)
-        .send()
-        .await
-        .map_err(|e| format!("no token to read its secrets with: {}", SdkError::from(e)))?
-        .into_inner();
-    let secrets = shared.secrets_manager(token.token);
-    let mut values = BTreeMap::new();
-    let mut versions = BTreeMap::new();
-    let mut failure = None;
-    for (var, reference) in secret_env {
-        let mut read = secrets.get_secret_value().name(&reference.secret);
-        if let Some(version) = reference.version {
-            read = read.version(version);
+        .send();
+    let token = match tokio::time::timeout(TOKEN_CALL_TIMEOUT, issue).await {
+        Ok(Ok(token)) => token.into_inner(),
+        Ok(Err(e)) => {
+            return Err(format!(
+                "no token to read its secrets with: {}",
+                SdkError::from(e)
+            ));
         }
-        if let Some(label) = &reference.label {
-            read = read.label(label);
+        Err(_) => {
+            return Err(format!(
+                "no token to read its secrets with: the conductor did not answer within {} s",
+                TOKEN_CALL_TIMEOUT.as_secs()
+            ));
         }
-        match read.send().await {
-            Ok(answer) => {
-                match deliver(&answer.value, var, reference.as_file, files, in_container) {
-                    Ok(value) => {
-                        values.insert(var.clone(), value);
-                        versions.insert(var.clone(), answer.version);
-                    }
-                    Err(why) => {
-                        failure = Some(format!("secret {:?} for {var}: {why}", reference.secret));
-                        break;
-                    }
-                }
-            }
-            Err(e) => {
-                failure = Some(format!(
-                    "secret {:?} for {var} cannot be read: {}",
-                    reference.secret,
-                    SdkError::from(e)
-                ));
-                break;
-            }
-        }
-    }
-    // Used or not, the token goes now; it would expire in two minutes anyway.
-    if let Err(e) = conductor
+    };
+    let outcome = tokio::time::timeout(READ_TIMEOUT, reads(shared.secrets_manager(token.token))).await.unwrap_or_else(|_| {
+        Err(format!(
+            "its secrets could not be read within {} s (the conductor or secrets_manager did not answer); trying again",
+            READ_TIMEOUT.as_secs()
+        ))
+    });
+    let revoke = conductor
         .revoke_instance_secrets_token()
         .id(worker_id)
         .instance_id(instance_id)
         .token_id(&token.token_id)
-        .send()
-        .await
-    {
-        tracing::info!(%instance_id, error = %SdkError::from(e), "revoking the secrets token failed; it expires in two minutes");
+        .send();
+    match tokio::time::timeout(TOKEN_CALL_TIMEOUT, revoke).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::info!(%instance_id, error = %SdkError::from(e), "revoking the secrets token failed; it expires in two minutes")
+        }
+        Err(_) => {
+            tracing::info!(%instance_id, "revoking the secrets token took too long; it expires in two minutes")
+        }
     }
-    match failure {
-        Some(why) => Err(why),
-        None => Ok(ReadForStart { values, versions }),
-    }
+    outcome
 }
 
 /// What the variable `var` holds: the value itself, or, `as_file`, the path of a file (0600, in a
@@ -216,20 +228,19 @@ fn deliver(
     files: &Path,
     in_container: bool,
 ) -> Result<String, String> {
+    let bytes = value_bytes(value)?;
     if !as_file {
-        return env_value(value);
+        return env_text(bytes, value.bytes.is_some());
     }
-    let bytes = match &value.bytes {
-        Some(b64) => STANDARD
-            .decode(b64)
-            .map_err(|_| "secrets_manager answered bytes that are not base64".to_owned())?,
-        None => serde_json::to_vec(&value.json).map_err(|e| e.to_string())?,
-    };
+    // The conductor checked the name; a file name must not become a path of its own either way.
+    if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("{var:?} cannot name a file"));
+    }
     let path = files.join(var);
     files
         .parent()
-        .map_or(Ok(()), aerekos_common::secrets::create_private_dir)
-        .and_then(|()| aerekos_common::secrets::create_private_dir(files))
+        .map_or(Ok(()), aerekos_common::secrets::ensure_owned_private_dir)
+        .and_then(|()| aerekos_common::secrets::ensure_owned_private_dir(files))
         .and_then(|()| aerekos_common::secrets::write_secret_file(&path, &bytes))
         .map_err(|e| format!("its file could not be written in {}: {e}", files.display()))?;
     Ok(if in_container {
@@ -297,17 +308,15 @@ pub(crate) async fn watch(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
             else {
                 continue;
             };
-            let check = changed_variables(
+            let checked = changed_variables(
                 &shared,
                 &conductor,
                 identity.worker_id,
                 inst.id,
                 &watched,
                 &started,
-            );
-            let checked = tokio::time::timeout(READ_TIMEOUT, check)
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {} s", READ_TIMEOUT.as_secs())));
+            )
+            .await;
             match checked {
                 Ok(changed) if changed.is_empty() => {}
                 Ok(variables) => {
@@ -348,21 +357,21 @@ async fn changed_variables(
     watched: &[(&String, &SecretRef)],
     started: &BTreeMap<String, u64>,
 ) -> Result<Vec<String>, String> {
-    let token = conductor
-        .issue_instance_secrets_token()
-        .id(worker_id)
-        .instance_id(instance_id)
-        .send()
-        .await
-        .map_err(|e| format!("no token to check its secrets with: {}", SdkError::from(e)))?
-        .into_inner();
-    let secrets = shared.secrets_manager(token.token);
-    let mut changed = vec![];
-    let mut failure = None;
-    for (var, reference) in watched {
-        // Metadata only: which version the label names now.
-        match secrets.get_secret().name(&reference.secret).send().await {
-            Ok(secret) => {
+    with_secrets_token(
+        shared,
+        conductor,
+        worker_id,
+        instance_id,
+        |secrets| async move {
+            let mut changed = vec![];
+            for (var, reference) in watched {
+                // Metadata only: which version the label names now.
+                let secret = secrets
+                    .get_secret()
+                    .name(&reference.secret)
+                    .send()
+                    .await
+                    .map_err(|e| format!("secret {:?}: {}", reference.secret, SdkError::from(e)))?;
                 let label = reference.label.as_deref().unwrap_or("AWSCURRENT");
                 let now = secret
                     .versions
@@ -373,51 +382,37 @@ async fn changed_variables(
                     changed.push((*var).clone());
                 }
             }
-            Err(e) => {
-                failure = Some(format!(
-                    "secret {:?}: {}",
-                    reference.secret,
-                    SdkError::from(e)
-                ));
-                break;
-            }
-        }
-    }
-    if let Err(e) = conductor
-        .revoke_instance_secrets_token()
-        .id(worker_id)
-        .instance_id(instance_id)
-        .token_id(&token.token_id)
-        .send()
-        .await
-    {
-        tracing::debug!(%instance_id, error = %SdkError::from(e), "revoking the secrets token failed; it expires in two minutes");
-    }
-    match failure {
-        Some(why) => Err(why),
-        None => Ok(changed),
+            Ok(changed)
+        },
+    )
+    .await
+}
+
+/// A value's bytes: a bytes value's own, a JSON value's JSON text.
+fn value_bytes(
+    value: &aerekos_sdk::secrets_manager::types::SecretValue,
+) -> Result<Vec<u8>, String> {
+    match &value.bytes {
+        Some(b64) => STANDARD
+            .decode(b64)
+            .map_err(|_| "secrets_manager answered bytes that are not base64".to_owned()),
+        None => serde_json::to_vec(&value.json).map_err(|e| e.to_string()),
     }
 }
 
-/// A value as an environment variable: a bytes value's UTF-8 text, a JSON value's JSON text.
-fn env_value(value: &aerekos_sdk::secrets_manager::types::SecretValue) -> Result<String, String> {
-    match &value.bytes {
-        Some(b64) => {
-            let bytes = STANDARD
-                .decode(b64)
-                .map_err(|_| "secrets_manager answered bytes that are not base64".to_owned())?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                "its value is not UTF-8 text, so it cannot be an environment variable".to_owned()
-            })?;
-            if text.contains('\0') {
-                return Err(
-                    "its value holds a NUL byte, which an environment variable cannot".into(),
-                );
-            }
-            Ok(text)
-        }
-        None => serde_json::to_string(&value.json).map_err(|e| e.to_string()),
+/// A value as an environment variable: UTF-8 text without NUL.
+fn env_text(bytes: Vec<u8>, is_bytes: bool) -> Result<String, String> {
+    let text = String::from_utf8(bytes).map_err(|_| {
+        "its value is not UTF-8 text, so it cannot be an environment variable (take it as_file)"
+            .to_owned()
+    })?;
+    if is_bytes && text.contains('\0') {
+        return Err(
+            "its value holds a NUL byte, which an environment variable cannot (take it as_file)"
+                .into(),
+        );
     }
+    Ok(text)
 }
 
 #[cfg(test)]

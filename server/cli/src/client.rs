@@ -694,7 +694,9 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
             ] {
                 for (var, reference) in pairs(flag, given)? {
                     let mut reference = secret_ref(&reference)?;
-                    reference.restart_on_change = args.restart_on_secret_change;
+                    // A pinned version never changes, so it is not watched.
+                    reference.restart_on_change =
+                        args.restart_on_secret_change && reference.version.is_none();
                     reference.as_file = as_file;
                     if secret_env.insert(var.clone(), reference).is_some() {
                         anyhow::bail!("{var} is given twice in --secret-env and --secret-file");

@@ -82,7 +82,6 @@ impl Db {
     }
 }
 
-/// Now, as the Unix milliseconds every timestamp column holds.
 /// Rows per `INSERT` statement in [`insert_rows`]: well under SQLite's limit of 32,766 bound
 /// parameters for the widest table that uses it.
 const ROWS_PER_INSERT: usize = 256;
@@ -103,11 +102,14 @@ pub async fn insert_rows<'r, T>(
         let mut insert =
             sqlx::QueryBuilder::new(format!("INSERT INTO {table} ({}) ", columns.join(", ")));
         insert.push_values(chunk, |mut values, row| bind(&mut values, row));
-        insert.build().execute(&mut *tx).await?;
+        // Not cached: a batch's statement text differs with its size, and would crowd out the
+        // connection's prepared statements that are used again.
+        insert.build().persistent(false).execute(&mut *tx).await?;
     }
     tx.commit().await
 }
 
+/// Now, as the Unix milliseconds every timestamp column holds.
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }

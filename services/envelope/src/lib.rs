@@ -57,17 +57,22 @@ impl DataKeyCache {
     }
 
     fn get(&self, entry: &str) -> Option<DataKeyBytes> {
-        let entries = self.entries.lock().expect("data key cache lock");
+        let mut entries = self.entries.lock().expect("data key cache lock");
         let (at, key) = entries.get(entry)?;
-        (at.elapsed() < self.lifetime).then(|| key.clone())
+        if at.elapsed() < self.lifetime {
+            return Some(key.clone());
+        }
+        // Expired: wiped now, not when the cache fills.
+        entries.remove(entry);
+        None
     }
 
     fn put(&self, entry: String, key: &DataKeyBytes) {
         let mut entries = self.entries.lock().expect("data key cache lock");
-        if entries.len() >= self.capacity {
-            let lifetime = self.lifetime;
-            entries.retain(|_, (at, _)| at.elapsed() < lifetime);
-        }
+        // Expired keys are wiped at each unwrapping (a miss), so none outlives its lifetime by
+        // more than the time to the next one.
+        let lifetime = self.lifetime;
+        entries.retain(|_, (at, _)| at.elapsed() < lifetime);
         if entries.len() >= self.capacity {
             // Still full of live keys: the oldest goes.
             if let Some(oldest) = entries

@@ -782,8 +782,11 @@ impl DeploymentService {
         }
         let one_at_a_time = self.placement.lock().await;
         let service = self.catalog.get(&name).await?;
-        let current = service.deployment.as_ref().map(|d| d.generation);
-        if !service.enabled || current != Some(instance.spec.generation) {
+        // Past this instance already (another report, or a deploy that replaces it anyway).
+        let outdated = service.deployment.as_ref().is_none_or(|spec| {
+            spec.generation != instance.spec.generation || is_outdated(&instance, &service, spec)
+        });
+        if !service.enabled || outdated {
             return Ok(());
         }
         tracing::info!(service = %name, ?variables, %instance_id, "secrets changed; restarting the service's instances");

@@ -5,11 +5,16 @@
 //! instance), and every write goes through [`ReadCache::writing`], whose guard empties the cache
 //! once the write is over (committed or not). A read keeps what it found only if no write ended
 //! since it began, so a row read before a commit is never kept after it.
+//!
+//! A write whose request was dropped (its client went away) drops its guard early, while SQLite's
+//! thread may still run the statement or `COMMIT` it was sent. So every guard also settles: until
+//! a `SELECT 1` on the (one) writer connection has run behind whatever the write sent, the cache
+//! takes no new rows, and when it has, the cache empties again.
 
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -26,10 +31,15 @@ const MAX_SEALED_BYTES: usize = 16 * 1024 * 1024;
 /// What a read asked for: the secret, and a version or else a label.
 type ReadKey = (String, Option<i64>, String);
 
+#[derive(Default, Clone)]
+pub struct ReadCache(Arc<Inner>);
+
 #[derive(Default)]
-pub struct ReadCache {
-    /// Counts writes that ended.
+struct Inner {
+    /// Counts writes that ended (each guard ends its write twice: when dropped, and when settled).
     writes_ended: AtomicU64,
+    /// Guards dropped whose writes have not settled yet: no row is kept meanwhile.
+    unsettled: AtomicU64,
     rows: Mutex<Rows>,
 }
 
@@ -37,6 +47,21 @@ pub struct ReadCache {
 struct Rows {
     by_key: HashMap<ReadKey, ReadRow>,
     sealed_bytes: usize,
+}
+
+impl Inner {
+    fn end_write(&self) {
+        self.writes_ended.fetch_add(1, Ordering::SeqCst);
+        let mut rows = self.rows.lock().expect("read cache lock");
+        rows.clear();
+    }
+}
+
+impl Rows {
+    fn clear(&mut self) {
+        self.by_key.clear();
+        self.sealed_bytes = 0;
+    }
 }
 
 /// Marks a write in progress: when dropped, the write is over and the cache empties.
@@ -54,10 +79,18 @@ impl std::ops::Deref for Writing<'_> {
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
-        self.cache.writes_ended.fetch_add(1, Ordering::SeqCst);
-        let mut rows = self.cache.rows.lock().expect("read cache lock");
-        rows.by_key.clear();
-        rows.sealed_bytes = 0;
+        let inner = self.cache.0.clone();
+        inner.unsettled.fetch_add(1, Ordering::SeqCst);
+        inner.end_write();
+        let writer = self.db.write.clone();
+        tokio::spawn(async move {
+            // Runs after anything the write sent on the writer connection (there is one).
+            if let Err(e) = sqlx::query("SELECT 1").execute(&writer).await {
+                tracing::debug!(error = %e, "settling a write for the read cache");
+            }
+            inner.end_write();
+            inner.unsettled.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 }
 
@@ -72,17 +105,17 @@ impl ReadCache {
     }
 
     pub fn get(&self, name: &str, version: Option<i64>, label: &str) -> Option<ReadRow> {
-        let rows = self.rows.lock().expect("read cache lock");
+        let rows = self.0.rows.lock().expect("read cache lock");
         rows.by_key
             .get(&(name.to_owned(), version, label.to_owned()))
             .cloned()
     }
 
     pub fn start_read(&self) -> ReadStart {
-        ReadStart(self.writes_ended.load(Ordering::SeqCst))
+        ReadStart(self.0.writes_ended.load(Ordering::SeqCst))
     }
 
-    /// Keeps `row`, read since `start`, unless a write ended meanwhile.
+    /// Keeps `row`, read since `start`, unless a write ended meanwhile or one is settling.
     pub fn keep(
         &self,
         start: ReadStart,
@@ -91,15 +124,16 @@ impl ReadCache {
         label: &str,
         row: &ReadRow,
     ) {
-        let mut rows = self.rows.lock().expect("read cache lock");
-        // Checked under the lock a finished write empties the cache under: no write ends between.
-        if self.writes_ended.load(Ordering::SeqCst) != start.0 {
+        let mut rows = self.0.rows.lock().expect("read cache lock");
+        // Checked under the lock a write's end empties the cache under: no write ends between.
+        if self.0.writes_ended.load(Ordering::SeqCst) != start.0
+            || self.0.unsettled.load(Ordering::SeqCst) > 0
+        {
             return;
         }
         let size = row.version.sealed.as_ref().map_or(0, Vec::len);
         if rows.by_key.len() >= MAX_ROWS || rows.sealed_bytes + size > MAX_SEALED_BYTES {
-            rows.by_key.clear();
-            rows.sealed_bytes = 0;
+            rows.clear();
         }
         rows.sealed_bytes += size;
         if let Some(old) = rows
@@ -135,7 +169,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_write_empties_it_and_a_read_that_overlapped_a_write_is_not_kept() {
+    async fn a_write_empties_it_and_rows_read_across_or_during_its_settling_are_not_kept() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db"), &crate::store::MIGRATIONS)
             .await
@@ -150,6 +184,9 @@ mod tests {
         );
 
         let overlapping = cache.start_read();
+        // Held by the writer connection, so the write cannot settle yet (as a write still running
+        // on SQLite's thread after its request was dropped).
+        let busy = db.write.acquire().await.unwrap();
         drop(cache.writing(&db));
         assert!(
             cache.get("a", None, "AWSCURRENT").is_none(),
@@ -160,6 +197,23 @@ mod tests {
             cache.get("a", None, "AWSCURRENT").is_none(),
             "read before the write ended: not kept"
         );
+        let during = cache.start_read();
+        cache.keep(during, "a", None, "AWSCURRENT", &row(b"maybe-old"));
+        assert!(
+            cache.get("a", None, "AWSCURRENT").is_none(),
+            "read while the write settles: not kept"
+        );
+
+        drop(busy);
+        for _ in 0..100 {
+            let after = cache.start_read();
+            cache.keep(after, "a", None, "AWSCURRENT", &row(b"new"));
+            if cache.get("a", None, "AWSCURRENT").is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the write never settled");
     }
 
     /// Tidy check: every store function that writes (but the audit log's, which no read shows)
