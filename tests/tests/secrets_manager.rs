@@ -1018,44 +1018,22 @@ async fn a_changed_secret_restarts_the_instances_that_ask_for_it_across_a_worker
     use aerekos_sdk::conductor::types::{
         DeployRequest, InstanceState, PlacementStrategy, SecretRef, ServiceDefinition,
     };
-    use aerekos_tests::processes::{ConductorProcess, WorkerProcess};
-    let conductor = ConductorProcess::start().await;
-    let admin = conductor.admin().await;
-    let watch = [("SECRET_WATCH_INTERVAL", "1")];
-    let a = WorkerProcess::start_with(&conductor, "worker-a", &watch);
-    let mut b = WorkerProcess::start_with(&conductor, "worker-b", &watch);
-    let (a_id, b_id) = (a.id().await, b.id().await);
-    for service in ["key_manager", "secrets_manager"] {
-        eventually(60, "the service deploys", || async {
-            admin
-                .deploy_service()
-                .name(service)
-                .body(DeployRequest::default())
-                .send()
-                .await
-                .ok()
-        })
-        .await;
-    }
-    let token = admin.token().unwrap();
-    let secrets = SecretsManager::with_token(&conductor.url, &token);
     let first = format!("first-{}", uuid::Uuid::new_v4().simple());
-    eventually(
-        120,
-        "secrets_manager answers through the gateway",
-        || async {
-            secrets
-                .create_secret()
-                .body(new_secret(
-                    "apps/shop/db-password",
-                    Some(bytes(first.as_bytes())),
-                ))
-                .send()
-                .await
-                .ok()
-        },
+    let SecretsCluster {
+        conductor,
+        admin,
+        token,
+        secrets,
+        mut workers,
+    } = SecretsCluster::start(
+        &["worker-a", "worker-b"],
+        &[("SECRET_WATCH_INTERVAL", "1")],
+        first.as_bytes(),
     )
     .await;
+    let mut b = workers.pop().unwrap();
+    let a = workers.pop().unwrap();
+    let (a_id, b_id) = (a.id().await, b.id().await);
 
     // Refused: restart_on_change with a pinned version, and for a stateful service.
     let watched = |version: Option<u64>| SecretRef {
@@ -1331,42 +1309,15 @@ fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_secrets_manager_holds_up_only_the_starts_that_need_it() {
     use aerekos_sdk::conductor::types::{DeployRequest, InstanceState, SecretRef};
-    use aerekos_tests::processes::{ConductorProcess, WorkerProcess};
-    let conductor = ConductorProcess::start().await;
-    let admin = conductor.admin().await;
-    let worker = WorkerProcess::start(&conductor, "worker");
-    worker.id().await;
-    for service in ["key_manager", "secrets_manager"] {
-        eventually(60, "the service deploys", || async {
-            admin
-                .deploy_service()
-                .name(service)
-                .body(DeployRequest::default())
-                .send()
-                .await
-                .ok()
-        })
-        .await;
-    }
-    let token = admin.token().unwrap();
-    let secrets = SecretsManager::with_token(&conductor.url, &token);
     let value = format!("value-{}", uuid::Uuid::new_v4().simple());
-    eventually(
-        120,
-        "secrets_manager answers through the gateway",
-        || async {
-            secrets
-                .create_secret()
-                .body(new_secret(
-                    "apps/shop/db-password",
-                    Some(bytes(value.as_bytes())),
-                ))
-                .send()
-                .await
-                .ok()
-        },
-    )
-    .await;
+    let SecretsCluster {
+        conductor,
+        admin,
+        token,
+        mut workers,
+        ..
+    } = SecretsCluster::start(&["worker"], &[], value.as_bytes()).await;
+    let worker = workers.pop().unwrap();
 
     // secrets_manager's process, from its instance's pid file in the worker's data directory.
     let instance = admin
@@ -1469,4 +1420,67 @@ async fn a_paused_secrets_manager_holds_up_only_the_starts_that_need_it() {
         (!tokens.iter().any(|t| t.name.starts_with("instance-"))).then_some(())
     })
     .await;
+}
+
+/// A conductor process and worker processes (each with `worker_env`), key_manager and
+/// secrets_manager deployed onto them, and the secret `apps/shop/db-password` made with
+/// `first_value` through the gateway.
+struct SecretsCluster {
+    conductor: aerekos_tests::processes::ConductorProcess,
+    admin: Conductor,
+    token: String,
+    secrets: SecretsManager,
+    workers: Vec<aerekos_tests::processes::WorkerProcess>,
+}
+
+impl SecretsCluster {
+    async fn start(names: &[&str], worker_env: &[(&str, &str)], first_value: &[u8]) -> Self {
+        use aerekos_tests::processes::{ConductorProcess, WorkerProcess};
+        let conductor = ConductorProcess::start().await;
+        let admin = conductor.admin().await;
+        let workers: Vec<_> = names
+            .iter()
+            .map(|name| WorkerProcess::start_with(&conductor, name, worker_env))
+            .collect();
+        for worker in &workers {
+            worker.id().await;
+        }
+        for service in ["key_manager", "secrets_manager"] {
+            let deploy = || async {
+                admin
+                    .deploy_service()
+                    .name(service)
+                    .body(aerekos_sdk::conductor::types::DeployRequest::default())
+                    .send()
+                    .await
+                    .ok()
+            };
+            eventually(60, "the service deploys", deploy).await;
+        }
+        let token = admin.token().unwrap();
+        let secrets = SecretsManager::with_token(&conductor.url, &token);
+        eventually(
+            120,
+            "secrets_manager answers through the gateway",
+            || async {
+                secrets
+                    .create_secret()
+                    .body(new_secret(
+                        "apps/shop/db-password",
+                        Some(bytes(first_value)),
+                    ))
+                    .send()
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        Self {
+            conductor,
+            admin,
+            token,
+            secrets,
+            workers,
+        }
+    }
 }

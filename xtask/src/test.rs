@@ -98,6 +98,15 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     println!("==> contract: specs and SDKs match the code");
     crate::openapi::run(true)?;
     crate::sdk::run(true)?;
+    // Tidy: the tree stays in rustfmt's default style (run `cargo fmt --all` to fix).
+    let formatted = Command::new(env!("CARGO"))
+        .args(["fmt", "--all", "--", "--check"])
+        .current_dir(&root)
+        .status()
+        .context("running cargo fmt (rustup component add rustfmt)")?;
+    if !formatted.success() {
+        bail!("the Rust sources are not formatted: run `cargo fmt --all` (the diff is above)");
+    }
 
     let mut totals = Totals::default();
     let mut failures = vec![];
