@@ -104,7 +104,7 @@ pub(crate) async fn read_for_start(
     in_container: bool,
 ) -> Result<ReadForStart, String> {
     // Each start writes the files anew, so a variable no longer taken as a file leaves none.
-    let files = shared.config.secret_files_dir.join(instance_id.to_string());
+    let files = files_dir(&shared.config.secret_files_dir, instance_id);
     remove_files(&files);
     let files_dir = files.as_path();
     let read = with_secrets_token(
@@ -256,6 +256,12 @@ fn remove_files(dir: &Path) {
     {
         tracing::warn!(dir = %dir.display(), error = %e, "could not remove an instance's secret files");
     }
+}
+
+/// The directory of instance `id`'s secret files under `root` (`SECRET_FILES_DIR`); it exists
+/// only while the instance has some.
+pub(crate) fn files_dir(root: &Path, id: Uuid) -> PathBuf {
+    root.join(id.to_string())
 }
 
 /// Removes the secret files of instances that are no longer assigned here.

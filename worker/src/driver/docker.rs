@@ -161,7 +161,7 @@ impl Driver for DockerDriver {
             if let Some(files) = self
                 .platform
                 .as_ref()
-                .map(|p| p.secret_files(id))
+                .map(|p| crate::secrets::files_dir(&p.secret_files_dir, id))
                 .filter(|d| d.is_dir())
             {
                 binds.push(format!(

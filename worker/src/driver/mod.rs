@@ -83,11 +83,6 @@ pub struct Platform {
 pub const CONTAINER_SECRETS_DIR: &str = "/run/secrets";
 
 impl Platform {
-    /// The directory of instance `id`'s secret files (it exists only while it has some).
-    pub fn secret_files(&self, id: uuid::Uuid) -> std::path::PathBuf {
-        self.secret_files_dir.join(id.to_string())
-    }
-
     /// The directory of volume `name`, created if need be.
     pub fn volume(&self, name: &str) -> std::io::Result<std::path::PathBuf> {
         let dir = std::path::absolute(self.volumes_dir.join(name))?;

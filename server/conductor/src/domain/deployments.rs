@@ -762,17 +762,14 @@ impl DeploymentService {
                 ),
             ));
         };
-        let watched: Vec<&String> = variables
-            .iter()
-            .filter(|v| {
-                instance
-                    .spec
-                    .secret_env
-                    .get(*v)
-                    .is_some_and(|r| r.restart_on_change)
-            })
-            .collect();
-        if watched.is_empty() || watched.len() != variables.len() {
+        let watched = |v: &String| {
+            instance
+                .spec
+                .secret_env
+                .get(v)
+                .is_some_and(|r| r.restart_on_change)
+        };
+        if variables.is_empty() || !variables.iter().all(watched) {
             return Err(ApiError::bad_request(
                 "invalid_report",
                 format!(
