@@ -50,6 +50,8 @@ fn busybox(port: u16) -> InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     }

@@ -813,6 +813,8 @@ fn command_spec(cmd: &[&str]) -> types::InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     }

@@ -146,6 +146,8 @@ fn python_http(port: u16) -> InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     }
@@ -172,6 +174,8 @@ fn busybox_http(port: u16) -> InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     }
@@ -341,6 +345,8 @@ async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs
         health_path: Some("/health".into()),
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     };

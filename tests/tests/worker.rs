@@ -64,6 +64,8 @@ fn http_server_spec(port: u16) -> types::InstanceSpec {
         health_path: None,
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     }
@@ -547,6 +549,8 @@ async fn a_docker_instance_runs_and_is_adopted_after_a_worker_restart() {
         health_path: None,
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     };
@@ -603,6 +607,8 @@ http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()
         health_path: Some("/health".into()),
         volume: None,
         tls: false,
+        run_once: false,
+        timeout_secs: None,
         secret_env: Default::default(),
         generation: 0,
     }

@@ -369,6 +369,86 @@ impl InstancesApi {
             Err(e) => Err(ApiError::internal(e)),
         }
     }
+
+    /// One output stream of a `run_once` instance (a job's attempt), from a byte offset: how a
+    /// client follows a running job's output, or reads all of it while this worker keeps it.
+    #[oai(
+        path = "/instances/:id/output",
+        method = "get",
+        operation_id = "get_instance_output"
+    )]
+    async fn output(
+        &self,
+        shared: Data<&Arc<Shared>>,
+        auth: UserToken,
+        id: Path<Uuid>,
+        stream: Query<StreamName>,
+        /// From this byte (default: the last `max_bytes`).
+        offset: Query<Option<u64>>,
+        /// At most this many bytes (default 64 KiB, at most 1 MiB).
+        max_bytes: Query<Option<u32>>,
+    ) -> ApiResult<Json<InstanceOutput>> {
+        tracing::debug!(caller = %auth.0.actor(), instance_id = %id.0, "instance output read");
+        let max = max_bytes.0.unwrap_or(64 * 1024);
+        if !(1..=MAX_LOG_BYTES).contains(&max) {
+            return Err(ApiError::bad_request(
+                "invalid_max_bytes",
+                format!("max_bytes must be between 1 and {MAX_LOG_BYTES}"),
+            ));
+        }
+        let which = match stream.0 {
+            StreamName::Stdout => crate::driver::OutputStream::Stdout,
+            StreamName::Stderr => crate::driver::OutputStream::Stderr,
+        };
+        match shared
+            .driver
+            .output(id.0, which, offset.0, max as usize)
+            .await
+        {
+            Ok(chunk) => {
+                // A character cut by the end of the read is left whole for the next one (unless
+                // it is all there is, so a reader always moves on).
+                let whole = match std::str::from_utf8(&chunk.bytes) {
+                    Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+                    _ => chunk.bytes.len(),
+                };
+                Ok(Json(InstanceOutput {
+                    offset: chunk.offset,
+                    next_offset: chunk.offset + whole as u64,
+                    total: chunk.total,
+                    text: String::from_utf8_lossy(&chunk.bytes[..whole]).into_owned(),
+                }))
+            }
+            Err(crate::driver::DriverError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ApiError::not_found(
+                    "instance_not_found",
+                    format!("this worker has no output of instance {}", id.0),
+                ))
+            }
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+}
+
+/// Part of one output stream of a `run_once` instance (a job's attempt).
+#[derive(Object, Debug, Clone)]
+pub struct InstanceOutput {
+    /// Where `text` starts, in bytes from the stream's beginning.
+    pub offset: u64,
+    /// Pass as `offset` to read on.
+    pub next_offset: u64,
+    /// The stream's length so far.
+    pub total: u64,
+    /// UTF-8, invalid bytes replaced.
+    pub text: String,
+}
+
+/// `stdout` or `stderr`.
+#[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum StreamName {
+    Stdout,
+    Stderr,
 }
 
 pub struct SystemApi;
@@ -421,11 +501,16 @@ impl SystemApi {
 
 /// The limits the worker API enforces, declared in its spec (see `aerekos_common::limits`).
 pub fn limits() -> Vec<aerekos_common::limits::Limit> {
-    vec![aerekos_common::limits::Limit::param(
-        "get_instance_logs",
-        "max_bytes",
-        serde_json::json!({"minimum": 1, "maximum": MAX_LOG_BYTES}),
-    )]
+    ["get_instance_logs", "get_instance_output"]
+        .into_iter()
+        .map(|operation| {
+            aerekos_common::limits::Limit::param(
+                operation,
+                "max_bytes",
+                serde_json::json!({"minimum": 1, "maximum": MAX_LOG_BYTES}),
+            )
+        })
+        .collect()
 }
 
 /// The most output one `get_instance_logs` answer carries.

@@ -14,6 +14,7 @@ pub mod driver;
 mod identity;
 mod reconcile;
 mod resources;
+mod runs;
 mod secrets;
 mod trust;
 mod volumes;

@@ -13,7 +13,7 @@ use std::{
 
 use aerekos_sdk::{
     Conductor, SdkError,
-    conductor::types::{DesiredState, Instance, InstanceState, InstanceStatusReport},
+    conductor::types::{DesiredState, Instance, InstanceState, InstanceStatusReport, RunEnding},
 };
 use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
@@ -47,6 +47,34 @@ struct Tracked {
     reported: Option<InstanceStatusReport>,
     probe_failures: u32,
     next_probe: Instant,
+    /// A `run_once` instance's timeout, once it has started.
+    run: Option<RunClock>,
+    /// A `run_once` instance's end, once seen: reported until the conductor has it.
+    ending: Option<RunEnding>,
+}
+
+/// When a `run_once` instance is due to be stopped, and how far that has gone.
+struct RunClock {
+    deadline: Option<Instant>,
+    terminated_at: Option<Instant>,
+    killed: bool,
+}
+
+/// After a timeout's SIGTERM, how long before SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(5);
+
+impl RunClock {
+    /// Counting from `started` (the marker's time, for an instance adopted after a restart).
+    fn new(timeout_secs: Option<u32>, started: std::time::SystemTime) -> Self {
+        let elapsed = started.elapsed().unwrap_or_default();
+        Self {
+            deadline: timeout_secs.map(|secs| {
+                Instant::now() + Duration::from_secs(u64::from(secs)).saturating_sub(elapsed)
+            }),
+            terminated_at: None,
+            killed: false,
+        }
+    }
 }
 
 /// Whether the instance's process or container is up (whatever its health).
@@ -79,6 +107,8 @@ impl Tracked {
             reported: None,
             probe_failures: 0,
             next_probe: Instant::now(),
+            run: None,
+            ending: None,
         }
     }
 
@@ -89,6 +119,7 @@ impl Tracked {
             exit_code: self.exit_code,
             reason: self.reason.clone(),
             restarts: self.restarts,
+            ending: self.ending.clone(),
         }
     }
 }
@@ -150,6 +181,7 @@ async fn tick(
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
     let live: HashSet<Uuid> = desired.iter().map(|i| i.id).collect();
     shared.started_secrets.keep_only(&live);
+    crate::runs::forget_except(&shared.config.data_dir, &live);
     crate::secrets::remove_files_except(&shared.config.secret_files_dir, &live);
     for inst in desired
         .iter()
@@ -169,6 +201,10 @@ async fn tick(
             t.restarts = inst.restarts;
             t
         });
+        if t.ending.is_some() {
+            // A run_once instance that ended: nothing more to do until the conductor has its end.
+            continue;
+        }
         match driver.observe(*id).await {
             Observed::Running => {
                 if !is_up(t.state) {
@@ -178,12 +214,32 @@ async fn tick(
                     t.exit_code = None;
                     t.reason = None;
                 }
+                if inst.spec.run_once {
+                    enforce_timeout(shared, *id, inst, t).await;
+                }
+            }
+            observed if inst.spec.run_once && has_run(shared, *id, t) => {
+                let (code, signal) = match observed {
+                    Observed::Exited { code, signal } => (code, signal),
+                    Observed::Missing | Observed::Running => (None, None),
+                };
+                let timed_out = t.run.as_ref().is_some_and(|r| r.terminated_at.is_some());
+                let detail = (code.is_none() && signal.is_none() && !timed_out).then(|| {
+                    "its exit status is unknown: it ended while its worker was restarting"
+                        .to_owned()
+                });
+                tracing::info!(instance_id = %id, exit_code = ?code, ?signal, timed_out, "run-once instance ended");
+                t.state = InstanceState::Exited;
+                t.exit_code = code;
+                t.address = None;
+                t.ending =
+                    Some(crate::runs::ending(&**driver, *id, signal, timed_out, detail).await);
             }
             observed => {
                 if is_up(t.state) {
                     // It was running and is not: a crash (or a kill from outside).
                     let code = match observed {
-                        Observed::Exited { code } => code,
+                        Observed::Exited { code, .. } => code,
                         _ => None,
                     };
                     tracing::warn!(instance_id = %id, exit_code = ?code, "instance exited; restarting it after a backoff");
@@ -220,6 +276,17 @@ async fn tick(
                     // Recorded before the start: a worker killed right after it still knows what the
                     // adopted instance read (a failed start records again at the next attempt).
                     shared.started_secrets.record(*id, secret_versions);
+                    if inst.spec.run_once {
+                        if let Err(e) = crate::runs::mark_started(&shared.config.data_dir, *id) {
+                            tracing::warn!(instance_id = %id, error = %e, "cannot record a run-once start; not starting it yet");
+                            t.not_before = Instant::now() + t.backoff.next_delay();
+                            continue;
+                        }
+                        t.run = Some(RunClock::new(
+                            inst.spec.timeout_secs,
+                            std::time::SystemTime::now(),
+                        ));
+                    }
                     match driver.start(*id, &spec).await {
                         Ok(()) => {
                             if restarting {
@@ -241,9 +308,22 @@ async fn tick(
                                 tracing::warn!(instance_id = %id, %reason, "instance failed to start");
                             }
                             t.state = InstanceState::Failed;
-                            t.reason = Some(reason);
                             t.address = None;
                             t.not_before = Instant::now() + t.backoff.next_delay();
+                            if inst.spec.run_once {
+                                // Not tried again here: whether to is the job's retry policy.
+                                t.ending = Some(
+                                    crate::runs::ending(
+                                        &**driver,
+                                        *id,
+                                        None,
+                                        false,
+                                        Some(reason.clone()),
+                                    )
+                                    .await,
+                                );
+                            }
+                            t.reason = Some(reason);
                         }
                     }
                 }
@@ -255,6 +335,40 @@ async fn tick(
         {
             t.backoff.reset();
         }
+    }
+}
+
+/// Whether a `run_once` instance that is not running now has run: this worker saw it up, or a
+/// marker says an earlier worker process started it.
+fn has_run(shared: &Shared, id: Uuid, t: &Tracked) -> bool {
+    is_up(t.state) || crate::runs::started_at(&shared.config.data_dir, id).is_some()
+}
+
+/// Stops a `run_once` instance at its timeout: SIGTERM to its process group or container, then
+/// SIGKILL [`KILL_AFTER`] later. Its end is then observed (and reported) like any other.
+async fn enforce_timeout(shared: &Shared, id: Uuid, inst: &Instance, t: &mut Tracked) {
+    let clock = t.run.get_or_insert_with(|| {
+        // Adopted after a worker restart: the timeout counts from the recorded start.
+        let started = crate::runs::started_at(&shared.config.data_dir, id)
+            .unwrap_or_else(std::time::SystemTime::now);
+        RunClock::new(inst.spec.timeout_secs, started)
+    });
+    let now = Instant::now();
+    match clock.terminated_at {
+        None if clock.deadline.is_some_and(|d| now >= d) => {
+            tracing::warn!(instance_id = %id, timeout_secs = ?inst.spec.timeout_secs, "run-once instance reached its timeout; stopping it");
+            clock.terminated_at = Some(now);
+            if let Err(e) = shared.driver.terminate(id, false).await {
+                tracing::error!(instance_id = %id, error = %e, "signalling the instance failed");
+            }
+        }
+        Some(at) if !clock.killed && now >= at + KILL_AFTER => {
+            clock.killed = true;
+            if let Err(e) = shared.driver.terminate(id, true).await {
+                tracing::error!(instance_id = %id, error = %e, "killing the instance failed");
+            }
+        }
+        _ => {}
     }
 }
 

@@ -46,6 +46,83 @@ for the next change.*/
             Default::default()
         }
     }
+    /**How an attempt ended: `running` (not yet), `exited` (on its own, with its code), `timed_out`
+(stopped at the job's timeout), `killed` (by a signal from outside, e.g. out of memory),
+`worker_lost` (its worker stopped heartbeating), `cancelled`, `failed_to_start`.*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum AttemptOutcome {
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "exited")]
+        Exited,
+        #[serde(rename = "timed_out")]
+        TimedOut,
+        #[serde(rename = "killed")]
+        Killed,
+        #[serde(rename = "worker_lost")]
+        WorkerLost,
+        #[serde(rename = "cancelled")]
+        Cancelled,
+        #[serde(rename = "failed_to_start")]
+        FailedToStart,
+    }
+    impl ::std::fmt::Display for AttemptOutcome {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Running => f.write_str("running"),
+                Self::Exited => f.write_str("exited"),
+                Self::TimedOut => f.write_str("timed_out"),
+                Self::Killed => f.write_str("killed"),
+                Self::WorkerLost => f.write_str("worker_lost"),
+                Self::Cancelled => f.write_str("cancelled"),
+                Self::FailedToStart => f.write_str("failed_to_start"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for AttemptOutcome {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "running" => Ok(Self::Running),
+                "exited" => Ok(Self::Exited),
+                "timed_out" => Ok(Self::TimedOut),
+                "killed" => Ok(Self::Killed),
+                "worker_lost" => Ok(Self::WorkerLost),
+                "cancelled" => Ok(Self::Cancelled),
+                "failed_to_start" => Ok(Self::FailedToStart),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for AttemptOutcome {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for AttemptOutcome {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///One record of the audit trail.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct AuditEvent {
@@ -745,12 +822,20 @@ secrets its spec names, living two minutes; the worker revokes it once they are 
         pub ports: ::std::vec::Vec<u16>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<ResourceSpec>,
+        /**Runs once, to its end, and is not restarted (a job's attempt). Its stdout and stderr are
+kept apart, and its end is reported with their tails (`InstanceStatusReport.ending`).*/
+        #[serde(default)]
+        pub run_once: bool,
         ///Environment variables whose values are secrets, read by the worker at each start.
         #[serde(
             default,
             skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
         )]
         pub secret_env: ::std::collections::HashMap<::std::string::String, SecretRef>,
+        /**With `run_once`: its worker stops it this many seconds after it started (SIGTERM to its
+process group or container, SIGKILL 5 s later).*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub timeout_secs: ::std::option::Option<u32>,
         /**The instance serves HTTPS with a certificate its worker gets for it from the cluster CA
 (`TLS_CERT_PEM`, `TLS_KEY_PEM`): instances of the built-in services, when the conductor
 serves TLS. The gateway and the worker's health checks then speak HTTPS to it.*/
@@ -848,6 +933,8 @@ reason), `stopped` (on purpose).*/
     pub struct InstanceStatusReport {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub address: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ending: ::std::option::Option<RunEnding>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub exit_code: ::std::option::Option<i32>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -964,6 +1051,240 @@ reason), `stopped` (on purpose).*/
     impl IssuedTokenList {
         pub fn builder() -> builder::IssuedTokenList {
             Default::default()
+        }
+    }
+    ///A job and where it stands.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Job {
+        ///Attempts made so far.
+        pub attempts: u32,
+        ///The exit code of the attempt that ended it, when it exited.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub exit_code: ::std::option::Option<i32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub finished_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        pub id: ::uuid::Uuid,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub idempotency_key: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_attempt: ::std::option::Option<JobAttempt>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub name: ::std::option::Option<::std::string::String>,
+        ///A queued retry waits until then.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub not_before: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        pub priority: u8,
+        pub queue: ::std::string::String,
+        ///Why it is still queued (no room, its queue is full, a retry's backoff), or why it failed.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub reason: ::std::option::Option<::std::string::String>,
+        pub request: JobRequest,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub started_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        pub state: JobState,
+        pub submitted_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///Who submitted it.
+        pub submitted_by: ::std::string::String,
+    }
+    impl Job {
+        pub fn builder() -> builder::Job {
+            Default::default()
+        }
+    }
+    ///One attempt at a job.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct JobAttempt {
+        pub driver: DriverKind,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ended_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub exit_code: ::std::option::Option<i32>,
+        /**The instance that ran it on the worker (its output is at the worker's
+`/instances/{id}/output` while the worker keeps it).*/
+        pub instance_id: ::uuid::Uuid,
+        ///1 for the first attempt.
+        pub number: u32,
+        pub outcome: AttemptOutcome,
+        ///The outcome in words.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub reason: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub signal: ::std::option::Option<i32>,
+        ///When it was placed on its worker.
+        pub started_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stderr_bytes: ::std::option::Option<u64>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stderr_tail: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stdout_bytes: ::std::option::Option<u64>,
+        ///The last 16 KiB of its stdout and stderr, once it ended.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stdout_tail: ::std::option::Option<::std::string::String>,
+        pub worker_id: ::uuid::Uuid,
+    }
+    impl JobAttempt {
+        pub fn builder() -> builder::JobAttempt {
+            Default::default()
+        }
+    }
+    ///A page of jobs, newest first.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct JobPage {
+        pub jobs: ::std::vec::Vec<Job>,
+        ///Pass as `cursor` for the next page; absent on the last.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_cursor: ::std::option::Option<::std::string::String>,
+    }
+    impl JobPage {
+        pub fn builder() -> builder::JobPage {
+            Default::default()
+        }
+    }
+    ///A job queue: a name and how many of its jobs may run at once.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct JobQueue {
+        ///At most this many of its jobs run at once; absent: no limit.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub concurrency_limit: ::std::option::Option<u32>,
+        pub name: ::std::string::String,
+        pub queued: u32,
+        ///Its jobs running and queued now.
+        pub running: u32,
+    }
+    impl JobQueue {
+        pub fn builder() -> builder::JobQueue {
+            Default::default()
+        }
+    }
+    ///A queue's settings.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct JobQueueSettings {
+        ///At most this many of its jobs run at once (1–10000); absent: no limit.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub concurrency_limit: ::std::option::Option<u32>,
+    }
+    impl JobQueueSettings {
+        pub fn builder() -> builder::JobQueueSettings {
+            Default::default()
+        }
+    }
+    /**A job to run: a command (process driver) or an image (docker driver), run to its end, retried
+as its policy says.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct JobRequest {
+        ///The program and its arguments; with an image, replaces the image's command.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub command: ::std::vec::Vec<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub driver: ::std::option::Option<DriverKind>,
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        /**Submitting again with the same key (1–128 characters) gives the job the first submit made,
+not a new one; with a different request, 409 `idempotency_key_reused`.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub idempotency_key: ::std::option::Option<::std::string::String>,
+        ///A Docker image present on the worker (docker driver).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub image: ::std::option::Option<::std::string::String>,
+        ///A name for people (1–128 characters); need not be unique.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub name: ::std::option::Option<::std::string::String>,
+        /**0 (lowest) to 100 (highest); default 50. Higher starts first; a waiting job gains a level
+every `JOB_PRIORITY_AGING` (default 10 s), so none waits for ever.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub priority: ::std::option::Option<u8>,
+        /**The queue it runs in, whose concurrency limit it counts against (see `PUT
+/api/job-queues/{name}`); default `default`, which has no limit unless one is set.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub queue: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub resources: ::std::option::Option<ResourceSpec>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub retry: ::std::option::Option<RetryPolicy>,
+        ///How long an attempt may run before its worker stops it (1–604800 s; default 3600).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub timeout_secs: ::std::option::Option<u32>,
+    }
+    impl JobRequest {
+        pub fn builder() -> builder::JobRequest {
+            Default::default()
+        }
+    }
+    /**`queued` (waiting for its turn, room, or a retry's backoff), `running`, then one of
+`succeeded` (exit 0), `failed` (its last attempt failed and no retry remains) or `cancelled`.*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum JobState {
+        #[serde(rename = "queued")]
+        Queued,
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "succeeded")]
+        Succeeded,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "cancelled")]
+        Cancelled,
+    }
+    impl ::std::fmt::Display for JobState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Queued => f.write_str("queued"),
+                Self::Running => f.write_str("running"),
+                Self::Succeeded => f.write_str("succeeded"),
+                Self::Failed => f.write_str("failed"),
+                Self::Cancelled => f.write_str("cancelled"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for JobState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "queued" => Ok(Self::Queued),
+                "running" => Ok(Self::Running),
+                "succeeded" => Ok(Self::Succeeded),
+                "failed" => Ok(Self::Failed),
+                "cancelled" => Ok(Self::Cancelled),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for JobState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for JobState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///One Ed25519 public key (RFC 8037).
@@ -1345,6 +1666,28 @@ is left where it is (as an unused old copy).*/
             Default::default()
         }
     }
+    /**When a failed attempt is tried again: after an exponential backoff with jitter (each delay is
+drawn between half and all of `initial_backoff_ms × 2^(retry − 1)`, at most `max_backoff_ms`).*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct RetryPolicy {
+        ///Default 1000 (at least 10).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub initial_backoff_ms: ::std::option::Option<u32>,
+        ///Default 60000.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub max_backoff_ms: ::std::option::Option<u32>,
+        ///How many more attempts after the first (0–100).
+        pub max_retries: u32,
+        /**The exit codes that are retried; absent: every non-zero exit. A timeout, a lost worker, a
+signal and a failure to start are retried whatever this says.*/
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub retry_on_exit_codes: ::std::vec::Vec<i32>,
+    }
+    impl RetryPolicy {
+        pub fn builder() -> builder::RetryPolicy {
+            Default::default()
+        }
+    }
     ///A revoked token, refused until it expires.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Revocation {
@@ -1427,6 +1770,32 @@ conductor's database was replaced): the follower should drop what it knew.*/
             value: ::std::string::String,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
+        }
+    }
+    ///How a `run_once` instance ended, as its worker saw it.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct RunEnding {
+        ///Why its exit status is unknown or it never started, in words.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub detail: ::std::option::Option<::std::string::String>,
+        ///The signal that ended it, when one did (a process's; containers give only codes).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub signal: ::std::option::Option<i32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stderr_bytes: ::std::option::Option<u64>,
+        pub stderr_tail: ::std::string::String,
+        ///How many bytes each stream had in all, when the driver knows.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stdout_bytes: ::std::option::Option<u64>,
+        /**The last bytes of its stdout and stderr (at most 16 KiB each), UTF-8 with invalid bytes
+replaced.*/
+        pub stdout_tail: ::std::string::String,
+        ///Its worker stopped it at `timeout_secs`.
+        pub timed_out: bool,
+    }
+    impl RunEnding {
+        pub fn builder() -> builder::RunEnding {
+            Default::default()
         }
     }
     ///A runtime a worker can run instances with.
@@ -4832,8 +5201,13 @@ instance uses them now.*/
                 ::std::option::Option<super::ResourceSpec>,
                 ::std::string::String,
             >,
+            run_once: ::std::result::Result<bool, ::std::string::String>,
             secret_env: ::std::result::Result<
                 ::std::collections::HashMap<::std::string::String, super::SecretRef>,
+                ::std::string::String,
+            >,
+            timeout_secs: ::std::result::Result<
+                ::std::option::Option<u32>,
                 ::std::string::String,
             >,
             tls: ::std::result::Result<bool, ::std::string::String>,
@@ -4852,7 +5226,9 @@ instance uses them now.*/
                     image: Ok(Default::default()),
                     ports: Ok(Default::default()),
                     resources: Ok(Default::default()),
+                    run_once: Ok(Default::default()),
                     secret_env: Ok(Default::default()),
+                    timeout_secs: Ok(Default::default()),
                     tls: Ok(Default::default()),
                     volume: Ok(Default::default()),
                 }
@@ -4948,6 +5324,18 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn run_once<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.run_once = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for run_once: {e}")
+                    });
+                self
+            }
             pub fn secret_env<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
@@ -4959,6 +5347,18 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for secret_env: {e}")
+                    });
+                self
+            }
+            pub fn timeout_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timeout_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timeout_secs: {e}")
                     });
                 self
             }
@@ -5000,7 +5400,9 @@ instance uses them now.*/
                     image: value.image?,
                     ports: value.ports?,
                     resources: value.resources?,
+                    run_once: value.run_once?,
                     secret_env: value.secret_env?,
+                    timeout_secs: value.timeout_secs?,
                     tls: value.tls?,
                     volume: value.volume?,
                 })
@@ -5016,7 +5418,9 @@ instance uses them now.*/
                     image: Ok(value.image),
                     ports: Ok(value.ports),
                     resources: Ok(value.resources),
+                    run_once: Ok(value.run_once),
                     secret_env: Ok(value.secret_env),
+                    timeout_secs: Ok(value.timeout_secs),
                     tls: Ok(value.tls),
                     volume: Ok(value.volume),
                 }
@@ -5026,6 +5430,10 @@ instance uses them now.*/
         pub struct InstanceStatusReport {
             address: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            ending: ::std::result::Result<
+                ::std::option::Option<super::RunEnding>,
                 ::std::string::String,
             >,
             exit_code: ::std::result::Result<
@@ -5043,6 +5451,7 @@ instance uses them now.*/
             fn default() -> Self {
                 Self {
                     address: Ok(Default::default()),
+                    ending: Ok(Default::default()),
                     exit_code: Ok(Default::default()),
                     reason: Ok(Default::default()),
                     restarts: Err("no value supplied for restarts".to_string()),
@@ -5060,6 +5469,18 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for address: {e}")
+                    });
+                self
+            }
+            pub fn ending<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::RunEnding>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ending = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ending: {e}")
                     });
                 self
             }
@@ -5120,6 +5541,7 @@ instance uses them now.*/
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     address: value.address?,
+                    ending: value.ending?,
                     exit_code: value.exit_code?,
                     reason: value.reason?,
                     restarts: value.restarts?,
@@ -5131,6 +5553,7 @@ instance uses them now.*/
             fn from(value: super::InstanceStatusReport) -> Self {
                 Self {
                     address: Ok(value.address),
+                    ending: Ok(value.ending),
                     exit_code: Ok(value.exit_code),
                     reason: Ok(value.reason),
                     restarts: Ok(value.restarts),
@@ -5435,6 +5858,1054 @@ instance uses them now.*/
         impl ::std::convert::From<super::IssuedTokenList> for IssuedTokenList {
             fn from(value: super::IssuedTokenList) -> Self {
                 Self { tokens: Ok(value.tokens) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Job {
+            attempts: ::std::result::Result<u32, ::std::string::String>,
+            exit_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            finished_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            idempotency_key: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            last_attempt: ::std::result::Result<
+                ::std::option::Option<super::JobAttempt>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            not_before: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            priority: ::std::result::Result<u8, ::std::string::String>,
+            queue: ::std::result::Result<::std::string::String, ::std::string::String>,
+            reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            request: ::std::result::Result<super::JobRequest, ::std::string::String>,
+            started_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            state: ::std::result::Result<super::JobState, ::std::string::String>,
+            submitted_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            submitted_by: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for Job {
+            fn default() -> Self {
+                Self {
+                    attempts: Err("no value supplied for attempts".to_string()),
+                    exit_code: Ok(Default::default()),
+                    finished_at: Ok(Default::default()),
+                    id: Err("no value supplied for id".to_string()),
+                    idempotency_key: Ok(Default::default()),
+                    last_attempt: Ok(Default::default()),
+                    name: Ok(Default::default()),
+                    not_before: Ok(Default::default()),
+                    priority: Err("no value supplied for priority".to_string()),
+                    queue: Err("no value supplied for queue".to_string()),
+                    reason: Ok(Default::default()),
+                    request: Err("no value supplied for request".to_string()),
+                    started_at: Ok(Default::default()),
+                    state: Err("no value supplied for state".to_string()),
+                    submitted_at: Err("no value supplied for submitted_at".to_string()),
+                    submitted_by: Err("no value supplied for submitted_by".to_string()),
+                }
+            }
+        }
+        impl Job {
+            pub fn attempts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempts = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for attempts: {e}")
+                    });
+                self
+            }
+            pub fn exit_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exit_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn finished_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.finished_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for finished_at: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn idempotency_key<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.idempotency_key = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for idempotency_key: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn last_attempt<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::JobAttempt>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_attempt = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for last_attempt: {e}")
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn not_before<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.not_before = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for not_before: {e}")
+                    });
+                self
+            }
+            pub fn priority<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u8>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.priority = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for priority: {e}")
+                    });
+                self
+            }
+            pub fn queue<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.queue = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for queue: {e}")
+                    });
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+            pub fn request<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::JobRequest>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.request = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for request: {e}")
+                    });
+                self
+            }
+            pub fn started_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.started_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for started_at: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::JobState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+            pub fn submitted_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.submitted_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for submitted_at: {e}")
+                    });
+                self
+            }
+            pub fn submitted_by<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.submitted_by = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for submitted_by: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Job> for super::Job {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Job,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    attempts: value.attempts?,
+                    exit_code: value.exit_code?,
+                    finished_at: value.finished_at?,
+                    id: value.id?,
+                    idempotency_key: value.idempotency_key?,
+                    last_attempt: value.last_attempt?,
+                    name: value.name?,
+                    not_before: value.not_before?,
+                    priority: value.priority?,
+                    queue: value.queue?,
+                    reason: value.reason?,
+                    request: value.request?,
+                    started_at: value.started_at?,
+                    state: value.state?,
+                    submitted_at: value.submitted_at?,
+                    submitted_by: value.submitted_by?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Job> for Job {
+            fn from(value: super::Job) -> Self {
+                Self {
+                    attempts: Ok(value.attempts),
+                    exit_code: Ok(value.exit_code),
+                    finished_at: Ok(value.finished_at),
+                    id: Ok(value.id),
+                    idempotency_key: Ok(value.idempotency_key),
+                    last_attempt: Ok(value.last_attempt),
+                    name: Ok(value.name),
+                    not_before: Ok(value.not_before),
+                    priority: Ok(value.priority),
+                    queue: Ok(value.queue),
+                    reason: Ok(value.reason),
+                    request: Ok(value.request),
+                    started_at: Ok(value.started_at),
+                    state: Ok(value.state),
+                    submitted_at: Ok(value.submitted_at),
+                    submitted_by: Ok(value.submitted_by),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct JobAttempt {
+            driver: ::std::result::Result<super::DriverKind, ::std::string::String>,
+            ended_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            exit_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            instance_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            number: ::std::result::Result<u32, ::std::string::String>,
+            outcome: ::std::result::Result<super::AttemptOutcome, ::std::string::String>,
+            reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            signal: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            started_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            stderr_bytes: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+            stderr_tail: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            stdout_bytes: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+            stdout_tail: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for JobAttempt {
+            fn default() -> Self {
+                Self {
+                    driver: Err("no value supplied for driver".to_string()),
+                    ended_at: Ok(Default::default()),
+                    exit_code: Ok(Default::default()),
+                    instance_id: Err("no value supplied for instance_id".to_string()),
+                    number: Err("no value supplied for number".to_string()),
+                    outcome: Err("no value supplied for outcome".to_string()),
+                    reason: Ok(Default::default()),
+                    signal: Ok(Default::default()),
+                    started_at: Err("no value supplied for started_at".to_string()),
+                    stderr_bytes: Ok(Default::default()),
+                    stderr_tail: Ok(Default::default()),
+                    stdout_bytes: Ok(Default::default()),
+                    stdout_tail: Ok(Default::default()),
+                    worker_id: Err("no value supplied for worker_id".to_string()),
+                }
+            }
+        }
+        impl JobAttempt {
+            pub fn driver<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::DriverKind>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.driver = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for driver: {e}")
+                    });
+                self
+            }
+            pub fn ended_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ended_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ended_at: {e}")
+                    });
+                self
+            }
+            pub fn exit_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exit_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn instance_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.instance_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for instance_id: {e}")
+                    });
+                self
+            }
+            pub fn number<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.number = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for number: {e}")
+                    });
+                self
+            }
+            pub fn outcome<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::AttemptOutcome>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.outcome = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for outcome: {e}")
+                    });
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+            pub fn signal<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.signal = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for signal: {e}")
+                    });
+                self
+            }
+            pub fn started_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.started_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for started_at: {e}")
+                    });
+                self
+            }
+            pub fn stderr_bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stderr_bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stderr_bytes: {e}")
+                    });
+                self
+            }
+            pub fn stderr_tail<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stderr_tail = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stderr_tail: {e}")
+                    });
+                self
+            }
+            pub fn stdout_bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stdout_bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stdout_bytes: {e}")
+                    });
+                self
+            }
+            pub fn stdout_tail<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stdout_tail = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stdout_tail: {e}")
+                    });
+                self
+            }
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<JobAttempt> for super::JobAttempt {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: JobAttempt,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    driver: value.driver?,
+                    ended_at: value.ended_at?,
+                    exit_code: value.exit_code?,
+                    instance_id: value.instance_id?,
+                    number: value.number?,
+                    outcome: value.outcome?,
+                    reason: value.reason?,
+                    signal: value.signal?,
+                    started_at: value.started_at?,
+                    stderr_bytes: value.stderr_bytes?,
+                    stderr_tail: value.stderr_tail?,
+                    stdout_bytes: value.stdout_bytes?,
+                    stdout_tail: value.stdout_tail?,
+                    worker_id: value.worker_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::JobAttempt> for JobAttempt {
+            fn from(value: super::JobAttempt) -> Self {
+                Self {
+                    driver: Ok(value.driver),
+                    ended_at: Ok(value.ended_at),
+                    exit_code: Ok(value.exit_code),
+                    instance_id: Ok(value.instance_id),
+                    number: Ok(value.number),
+                    outcome: Ok(value.outcome),
+                    reason: Ok(value.reason),
+                    signal: Ok(value.signal),
+                    started_at: Ok(value.started_at),
+                    stderr_bytes: Ok(value.stderr_bytes),
+                    stderr_tail: Ok(value.stderr_tail),
+                    stdout_bytes: Ok(value.stdout_bytes),
+                    stdout_tail: Ok(value.stdout_tail),
+                    worker_id: Ok(value.worker_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct JobPage {
+            jobs: ::std::result::Result<
+                ::std::vec::Vec<super::Job>,
+                ::std::string::String,
+            >,
+            next_cursor: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for JobPage {
+            fn default() -> Self {
+                Self {
+                    jobs: Err("no value supplied for jobs".to_string()),
+                    next_cursor: Ok(Default::default()),
+                }
+            }
+        }
+        impl JobPage {
+            pub fn jobs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Job>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.jobs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for jobs: {e}")
+                    });
+                self
+            }
+            pub fn next_cursor<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_cursor = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for next_cursor: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<JobPage> for super::JobPage {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: JobPage,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    jobs: value.jobs?,
+                    next_cursor: value.next_cursor?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::JobPage> for JobPage {
+            fn from(value: super::JobPage) -> Self {
+                Self {
+                    jobs: Ok(value.jobs),
+                    next_cursor: Ok(value.next_cursor),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct JobQueue {
+            concurrency_limit: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            queued: ::std::result::Result<u32, ::std::string::String>,
+            running: ::std::result::Result<u32, ::std::string::String>,
+        }
+        impl ::std::default::Default for JobQueue {
+            fn default() -> Self {
+                Self {
+                    concurrency_limit: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    queued: Err("no value supplied for queued".to_string()),
+                    running: Err("no value supplied for running".to_string()),
+                }
+            }
+        }
+        impl JobQueue {
+            pub fn concurrency_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.concurrency_limit = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for concurrency_limit: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn queued<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.queued = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for queued: {e}")
+                    });
+                self
+            }
+            pub fn running<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.running = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for running: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<JobQueue> for super::JobQueue {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: JobQueue,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    concurrency_limit: value.concurrency_limit?,
+                    name: value.name?,
+                    queued: value.queued?,
+                    running: value.running?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::JobQueue> for JobQueue {
+            fn from(value: super::JobQueue) -> Self {
+                Self {
+                    concurrency_limit: Ok(value.concurrency_limit),
+                    name: Ok(value.name),
+                    queued: Ok(value.queued),
+                    running: Ok(value.running),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct JobQueueSettings {
+            concurrency_limit: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for JobQueueSettings {
+            fn default() -> Self {
+                Self {
+                    concurrency_limit: Ok(Default::default()),
+                }
+            }
+        }
+        impl JobQueueSettings {
+            pub fn concurrency_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.concurrency_limit = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for concurrency_limit: {e}"
+                        )
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<JobQueueSettings> for super::JobQueueSettings {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: JobQueueSettings,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    concurrency_limit: value.concurrency_limit?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::JobQueueSettings> for JobQueueSettings {
+            fn from(value: super::JobQueueSettings) -> Self {
+                Self {
+                    concurrency_limit: Ok(value.concurrency_limit),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct JobRequest {
+            command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            driver: ::std::result::Result<
+                ::std::option::Option<super::DriverKind>,
+                ::std::string::String,
+            >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            idempotency_key: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            image: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            priority: ::std::result::Result<
+                ::std::option::Option<u8>,
+                ::std::string::String,
+            >,
+            queue: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            resources: ::std::result::Result<
+                ::std::option::Option<super::ResourceSpec>,
+                ::std::string::String,
+            >,
+            retry: ::std::result::Result<
+                ::std::option::Option<super::RetryPolicy>,
+                ::std::string::String,
+            >,
+            timeout_secs: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for JobRequest {
+            fn default() -> Self {
+                Self {
+                    command: Ok(Default::default()),
+                    driver: Ok(Default::default()),
+                    env: Ok(Default::default()),
+                    idempotency_key: Ok(Default::default()),
+                    image: Ok(Default::default()),
+                    name: Ok(Default::default()),
+                    priority: Ok(Default::default()),
+                    queue: Ok(Default::default()),
+                    resources: Ok(Default::default()),
+                    retry: Ok(Default::default()),
+                    timeout_secs: Ok(Default::default()),
+                }
+            }
+        }
+        impl JobRequest {
+            pub fn command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn driver<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::DriverKind>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.driver = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for driver: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
+            pub fn idempotency_key<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.idempotency_key = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for idempotency_key: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn image<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.image = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for image: {e}")
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn priority<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u8>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.priority = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for priority: {e}")
+                    });
+                self
+            }
+            pub fn queue<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.queue = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for queue: {e}")
+                    });
+                self
+            }
+            pub fn resources<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::ResourceSpec>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.resources = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for resources: {e}")
+                    });
+                self
+            }
+            pub fn retry<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::RetryPolicy>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.retry = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for retry: {e}")
+                    });
+                self
+            }
+            pub fn timeout_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timeout_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timeout_secs: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<JobRequest> for super::JobRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: JobRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    command: value.command?,
+                    driver: value.driver?,
+                    env: value.env?,
+                    idempotency_key: value.idempotency_key?,
+                    image: value.image?,
+                    name: value.name?,
+                    priority: value.priority?,
+                    queue: value.queue?,
+                    resources: value.resources?,
+                    retry: value.retry?,
+                    timeout_secs: value.timeout_secs?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::JobRequest> for JobRequest {
+            fn from(value: super::JobRequest) -> Self {
+                Self {
+                    command: Ok(value.command),
+                    driver: Ok(value.driver),
+                    env: Ok(value.env),
+                    idempotency_key: Ok(value.idempotency_key),
+                    image: Ok(value.image),
+                    name: Ok(value.name),
+                    priority: Ok(value.priority),
+                    queue: Ok(value.queue),
+                    resources: Ok(value.resources),
+                    retry: Ok(value.retry),
+                    timeout_secs: Ok(value.timeout_secs),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -6465,6 +7936,111 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct RetryPolicy {
+            initial_backoff_ms: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+            max_backoff_ms: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+            max_retries: ::std::result::Result<u32, ::std::string::String>,
+            retry_on_exit_codes: ::std::result::Result<
+                ::std::vec::Vec<i32>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for RetryPolicy {
+            fn default() -> Self {
+                Self {
+                    initial_backoff_ms: Ok(Default::default()),
+                    max_backoff_ms: Ok(Default::default()),
+                    max_retries: Err("no value supplied for max_retries".to_string()),
+                    retry_on_exit_codes: Ok(Default::default()),
+                }
+            }
+        }
+        impl RetryPolicy {
+            pub fn initial_backoff_ms<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.initial_backoff_ms = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for initial_backoff_ms: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn max_backoff_ms<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.max_backoff_ms = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for max_backoff_ms: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn max_retries<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.max_retries = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for max_retries: {e}")
+                    });
+                self
+            }
+            pub fn retry_on_exit_codes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.retry_on_exit_codes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for retry_on_exit_codes: {e}"
+                        )
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<RetryPolicy> for super::RetryPolicy {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: RetryPolicy,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    initial_backoff_ms: value.initial_backoff_ms?,
+                    max_backoff_ms: value.max_backoff_ms?,
+                    max_retries: value.max_retries?,
+                    retry_on_exit_codes: value.retry_on_exit_codes?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::RetryPolicy> for RetryPolicy {
+            fn from(value: super::RetryPolicy) -> Self {
+                Self {
+                    initial_backoff_ms: Ok(value.initial_backoff_ms),
+                    max_backoff_ms: Ok(value.max_backoff_ms),
+                    max_retries: Ok(value.max_retries),
+                    retry_on_exit_codes: Ok(value.retry_on_exit_codes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Revocation {
             expires_at: ::std::result::Result<i64, ::std::string::String>,
             token_id: ::std::result::Result<
@@ -6599,6 +8175,162 @@ instance uses them now.*/
                     next_after: Ok(value.next_after),
                     restarted: Ok(value.restarted),
                     revocations: Ok(value.revocations),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct RunEnding {
+            detail: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            signal: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            stderr_bytes: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+            stderr_tail: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            stdout_bytes: ::std::result::Result<
+                ::std::option::Option<u64>,
+                ::std::string::String,
+            >,
+            stdout_tail: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            timed_out: ::std::result::Result<bool, ::std::string::String>,
+        }
+        impl ::std::default::Default for RunEnding {
+            fn default() -> Self {
+                Self {
+                    detail: Ok(Default::default()),
+                    signal: Ok(Default::default()),
+                    stderr_bytes: Ok(Default::default()),
+                    stderr_tail: Err("no value supplied for stderr_tail".to_string()),
+                    stdout_bytes: Ok(Default::default()),
+                    stdout_tail: Err("no value supplied for stdout_tail".to_string()),
+                    timed_out: Err("no value supplied for timed_out".to_string()),
+                }
+            }
+        }
+        impl RunEnding {
+            pub fn detail<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.detail = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for detail: {e}")
+                    });
+                self
+            }
+            pub fn signal<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.signal = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for signal: {e}")
+                    });
+                self
+            }
+            pub fn stderr_bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stderr_bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stderr_bytes: {e}")
+                    });
+                self
+            }
+            pub fn stderr_tail<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stderr_tail = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stderr_tail: {e}")
+                    });
+                self
+            }
+            pub fn stdout_bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stdout_bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stdout_bytes: {e}")
+                    });
+                self
+            }
+            pub fn stdout_tail<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stdout_tail = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stdout_tail: {e}")
+                    });
+                self
+            }
+            pub fn timed_out<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timed_out = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timed_out: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<RunEnding> for super::RunEnding {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: RunEnding,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    detail: value.detail?,
+                    signal: value.signal?,
+                    stderr_bytes: value.stderr_bytes?,
+                    stderr_tail: value.stderr_tail?,
+                    stdout_bytes: value.stdout_bytes?,
+                    stdout_tail: value.stdout_tail?,
+                    timed_out: value.timed_out?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::RunEnding> for RunEnding {
+            fn from(value: super::RunEnding) -> Self {
+                Self {
+                    detail: Ok(value.detail),
+                    signal: Ok(value.signal),
+                    stderr_bytes: Ok(value.stderr_bytes),
+                    stderr_tail: Ok(value.stderr_tail),
+                    stdout_bytes: Ok(value.stdout_bytes),
+                    stdout_tail: Ok(value.stdout_tail),
+                    timed_out: Ok(value.timed_out),
                 }
             }
         }
@@ -9681,6 +11413,126 @@ let response = client.delete_instance()
     pub fn delete_instance(&self) -> builder::DeleteInstance<'_> {
         builder::DeleteInstance::new(self)
     }
+    /**Job queues: the ones with settings and the ones jobs wait or run in
+
+Sends a `GET` request to `/api/job-queues`
+
+```ignore
+let response = client.list_job_queues()
+    .send()
+    .await;
+```*/
+    pub fn list_job_queues(&self) -> builder::ListJobQueues<'_> {
+        builder::ListJobQueues::new(self)
+    }
+    /**Set a queue's concurrency limit (admin only); it holds from the queue's next pass
+
+Sends a `PUT` request to `/api/job-queues/{name}`
+
+```ignore
+let response = client.set_job_queue()
+    .name(name)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn set_job_queue(&self) -> builder::SetJobQueue<'_> {
+        builder::SetJobQueue::new(self)
+    }
+    /**Remove a queue's settings (admin only): its jobs run with no limit
+
+Sends a `DELETE` request to `/api/job-queues/{name}`
+
+```ignore
+let response = client.delete_job_queue()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn delete_job_queue(&self) -> builder::DeleteJobQueue<'_> {
+        builder::DeleteJobQueue::new(self)
+    }
+    /**Jobs, newest first, filtered by state, queue and submission time
+
+Sends a `GET` request to `/api/jobs`
+
+Arguments:
+- `cursor`: The `next_cursor` of the previous page.
+- `limit`: At most this many (1–500, default 100).
+- `queue`
+- `since`: Submitted at or after this time.
+- `state`
+- `until`: Submitted before this time.
+```ignore
+let response = client.list_jobs()
+    .cursor(cursor)
+    .limit(limit)
+    .queue(queue)
+    .since(since)
+    .state(state)
+    .until(until)
+    .send()
+    .await;
+```*/
+    pub fn list_jobs(&self) -> builder::ListJobs<'_> {
+        builder::ListJobs::new(self)
+    }
+    /**Submit a job (admin only): queued durably, then run on a worker with room, in priority
+order. 201 with the new job; 200 with the earlier job when its `idempotency_key` was used
+before for the same request (409 `idempotency_key_reused` for another request)
+
+Sends a `POST` request to `/api/jobs`
+
+```ignore
+let response = client.submit_job()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn submit_job(&self) -> builder::SubmitJob<'_> {
+        builder::SubmitJob::new(self)
+    }
+    /**One job, with its last attempt
+
+Sends a `GET` request to `/api/jobs/{id}`
+
+```ignore
+let response = client.get_job()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn get_job(&self) -> builder::GetJob<'_> {
+        builder::GetJob::new(self)
+    }
+    /**Every attempt at a job, first first, with the tails of their output
+
+Sends a `GET` request to `/api/jobs/{id}/attempts`
+
+```ignore
+let response = client.list_job_attempts()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn list_job_attempts(&self) -> builder::ListJobAttempts<'_> {
+        builder::ListJobAttempts::new(self)
+    }
+    /**Cancel a queued or running job (admin only): a running attempt is stopped at once (SIGTERM
+to its process group or container, SIGKILL 5 s later). 409 `job_finished` when it has
+finished
+
+Sends a `POST` request to `/api/jobs/{id}/cancel`
+
+```ignore
+let response = client.cancel_job()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn cancel_job(&self) -> builder::CancelJob<'_> {
+        builder::CancelJob::new(self)
+    }
     /**The newest moves (at most 100), under way or ended
 
 Sends a `GET` request to `/api/moves`
@@ -12470,6 +14322,1207 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_job_queues`]
+
+[`Client::list_job_queues`]: super::Client::list_job_queues*/
+    #[derive(Debug, Clone)]
+    pub struct ListJobQueues<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> ListJobQueues<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/api/job-queues`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::JobQueue>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client } = self;
+            let url = format!("{}/api/job-queues", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_job_queues",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::set_job_queue`]
+
+[`Client::set_job_queue`]: super::Client::set_job_queue*/
+    #[derive(Debug, Clone)]
+    pub struct SetJobQueue<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+        body: Result<types::builder::JobQueueSettings, String>,
+    }
+    impl<'a> SetJobQueue<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::JobQueueSettings>,
+            <V as std::convert::TryInto<
+                types::JobQueueSettings,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `JobQueueSettings` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::JobQueueSettings,
+            ) -> types::builder::JobQueueSettings,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `PUT` request to `/api/job-queues/{name}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::JobQueue>, Error<crate::ErrorBody>> {
+            let Self { client, name, body } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::JobQueueSettings::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/job-queues/{}", client.baseurl, encode_path(& name.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .put(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "set_job_queue",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::delete_job_queue`]
+
+[`Client::delete_job_queue`]: super::Client::delete_job_queue*/
+    #[derive(Debug, Clone)]
+    pub struct DeleteJobQueue<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> DeleteJobQueue<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `DELETE` request to `/api/job-queues/{name}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/job-queues/{}", client.baseurl, encode_path(& name.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "delete_job_queue",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_jobs`]
+
+[`Client::list_jobs`]: super::Client::list_jobs*/
+    #[derive(Debug, Clone)]
+    pub struct ListJobs<'a> {
+        client: &'a super::Client,
+        cursor: Result<Option<::std::string::String>, String>,
+        limit: Result<Option<u32>, String>,
+        queue: Result<Option<::std::string::String>, String>,
+        since: Result<Option<::chrono::DateTime<::chrono::offset::Utc>>, String>,
+        state: Result<Option<types::JobState>, String>,
+        until: Result<Option<::chrono::DateTime<::chrono::offset::Utc>>, String>,
+    }
+    impl<'a> ListJobs<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                cursor: Ok(None),
+                limit: Ok(None),
+                queue: Ok(None),
+                since: Ok(None),
+                state: Ok(None),
+                until: Ok(None),
+            }
+        }
+        pub fn cursor<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.cursor = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for cursor failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<u32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `u32` for limit failed".to_string());
+            self
+        }
+        pub fn queue<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.queue = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for queue failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn since<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+        {
+            self.since = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: chrono :: DateTime < :: chrono :: offset :: Utc >` for since failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn state<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::JobState>,
+        {
+            self.state = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `JobState` for state failed".to_string());
+            self
+        }
+        pub fn until<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+        {
+            self.until = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: chrono :: DateTime < :: chrono :: offset :: Utc >` for until failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/jobs`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::JobPage>, Error<crate::ErrorBody>> {
+            let Self { client, cursor, limit, queue, since, state, until } = self;
+            let cursor = cursor.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let queue = queue.map_err(Error::InvalidRequest)?;
+            let since = since.map_err(Error::InvalidRequest)?;
+            let state = state.map_err(Error::InvalidRequest)?;
+            let until = until.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/jobs", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("cursor", &cursor))
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .query(&progenitor_client::QueryParam::new("queue", &queue))
+                .query(&progenitor_client::QueryParam::new("since", &since))
+                .query(&progenitor_client::QueryParam::new("state", &state))
+                .query(&progenitor_client::QueryParam::new("until", &until))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_jobs",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::submit_job`]
+
+[`Client::submit_job`]: super::Client::submit_job*/
+    #[derive(Debug, Clone)]
+    pub struct SubmitJob<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::JobRequest, String>,
+    }
+    impl<'a> SubmitJob<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::JobRequest>,
+            <V as std::convert::TryInto<types::JobRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `JobRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::JobRequest,
+            ) -> types::builder::JobRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/jobs`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Job>, Error<crate::ErrorBody>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| types::JobRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/jobs", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "submit_job",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                201u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_job`]
+
+[`Client::get_job`]: super::Client::get_job*/
+    #[derive(Debug, Clone)]
+    pub struct GetJob<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetJob<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/jobs/{id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Job>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/jobs/{}", client.baseurl, encode_path(& id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_job",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_job_attempts`]
+
+[`Client::list_job_attempts`]: super::Client::list_job_attempts*/
+    #[derive(Debug, Clone)]
+    pub struct ListJobAttempts<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> ListJobAttempts<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/jobs/{id}/attempts`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::JobAttempt>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/jobs/{}/attempts", client.baseurl, encode_path(& id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_job_attempts",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::cancel_job`]
+
+[`Client::cancel_job`]: super::Client::cancel_job*/
+    #[derive(Debug, Clone)]
+    pub struct CancelJob<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> CancelJob<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/jobs/{id}/cancel`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Job>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/jobs/{}/cancel", client.baseurl, encode_path(& id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "cancel_job",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

@@ -27,6 +27,23 @@ pub mod types {
             Default::default()
         }
     }
+    ///Part of one output stream of a `run_once` instance (a job's attempt).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct InstanceOutput {
+        ///Pass as `offset` to read on.
+        pub next_offset: u64,
+        ///Where `text` starts, in bytes from the stream's beginning.
+        pub offset: u64,
+        ///UTF-8, invalid bytes replaced.
+        pub text: ::std::string::String,
+        ///The stream's length so far.
+        pub total: u64,
+    }
+    impl InstanceOutput {
+        pub fn builder() -> builder::InstanceOutput {
+            Default::default()
+        }
+    }
     ///What a prune deleted from a backup store.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Pruned {
@@ -37,6 +54,61 @@ pub mod types {
     impl Pruned {
         pub fn builder() -> builder::Pruned {
             Default::default()
+        }
+    }
+    ///`stdout` or `stderr`.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum StreamName {
+        #[serde(rename = "stdout")]
+        Stdout,
+        #[serde(rename = "stderr")]
+        Stderr,
+    }
+    impl ::std::fmt::Display for StreamName {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Stdout => f.write_str("stdout"),
+                Self::Stderr => f.write_str("stderr"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for StreamName {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "stdout" => Ok(Self::Stdout),
+                "stderr" => Ok(Self::Stderr),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for StreamName {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for StreamName {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///`WorkerHealth`
@@ -160,6 +232,96 @@ pub mod types {
         impl ::std::convert::From<super::ChunkList> for ChunkList {
             fn from(value: super::ChunkList) -> Self {
                 Self { chunks: Ok(value.chunks) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct InstanceOutput {
+            next_offset: ::std::result::Result<u64, ::std::string::String>,
+            offset: ::std::result::Result<u64, ::std::string::String>,
+            text: ::std::result::Result<::std::string::String, ::std::string::String>,
+            total: ::std::result::Result<u64, ::std::string::String>,
+        }
+        impl ::std::default::Default for InstanceOutput {
+            fn default() -> Self {
+                Self {
+                    next_offset: Err("no value supplied for next_offset".to_string()),
+                    offset: Err("no value supplied for offset".to_string()),
+                    text: Err("no value supplied for text".to_string()),
+                    total: Err("no value supplied for total".to_string()),
+                }
+            }
+        }
+        impl InstanceOutput {
+            pub fn next_offset<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_offset = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for next_offset: {e}")
+                    });
+                self
+            }
+            pub fn offset<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.offset = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for offset: {e}")
+                    });
+                self
+            }
+            pub fn text<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.text = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for text: {e}")
+                    });
+                self
+            }
+            pub fn total<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.total = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for total: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<InstanceOutput> for super::InstanceOutput {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: InstanceOutput,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    next_offset: value.next_offset?,
+                    offset: value.offset?,
+                    text: value.text?,
+                    total: value.total?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::InstanceOutput> for InstanceOutput {
+            fn from(value: super::InstanceOutput) -> Self {
+                Self {
+                    next_offset: Ok(value.next_offset),
+                    offset: Ok(value.offset),
+                    text: Ok(value.text),
+                    total: Ok(value.total),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -712,6 +874,28 @@ let response = client.get_instance_logs()
 ```*/
     pub fn get_instance_logs(&self) -> builder::GetInstanceLogs<'_> {
         builder::GetInstanceLogs::new(self)
+    }
+    /**One output stream of a `run_once` instance (a job's attempt), from a byte offset: how a
+client follows a running job's output, or reads all of it while this worker keeps it
+
+Sends a `GET` request to `/api/worker/instances/{id}/output`
+
+Arguments:
+- `id`
+- `max_bytes`: At most this many bytes (default 64 KiB, at most 1 MiB).
+- `offset`: From this byte (default: the last `max_bytes`).
+- `stream`
+```ignore
+let response = client.get_instance_output()
+    .id(id)
+    .max_bytes(max_bytes)
+    .offset(offset)
+    .stream(stream)
+    .send()
+    .await;
+```*/
+    pub fn get_instance_output(&self) -> builder::GetInstanceOutput<'_> {
+        builder::GetInstanceOutput::new(self)
     }
     /**Stream a volume to the worker it is moving to (volume transfer grant, good once). Refused
 with 409 `volume_in_use` while an instance here still runs on it
@@ -2091,6 +2275,184 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => Ok(ResponseValue::stream(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_instance_output`]
+
+[`Client::get_instance_output`]: super::Client::get_instance_output*/
+    #[derive(Debug, Clone)]
+    pub struct GetInstanceOutput<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        max_bytes: Result<Option<u32>, String>,
+        offset: Result<Option<u64>, String>,
+        stream: Result<types::StreamName, String>,
+    }
+    impl<'a> GetInstanceOutput<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                max_bytes: Ok(None),
+                offset: Ok(None),
+                stream: Err("stream was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn max_bytes<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<u32>,
+        {
+            self.max_bytes = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `u32` for max_bytes failed".to_string());
+            self
+        }
+        pub fn offset<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<u64>,
+        {
+            self.offset = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `u64` for offset failed".to_string());
+            self
+        }
+        pub fn stream<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::StreamName>,
+        {
+            self.stream = value
+                .try_into()
+                .map_err(|_| "conversion to `StreamName` for stream failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/api/worker/instances/{id}/output`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::InstanceOutput>, Error<crate::ErrorBody>> {
+            let Self { client, id, max_bytes, offset, stream } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let max_bytes = max_bytes.map_err(Error::InvalidRequest)?;
+            let offset = offset.map_err(Error::InvalidRequest)?;
+            let stream = stream.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/worker/instances/{}/output", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("max_bytes", &max_bytes))
+                .query(&progenitor_client::QueryParam::new("offset", &offset))
+                .query(&progenitor_client::QueryParam::new("stream", &stream))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_instance_output",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

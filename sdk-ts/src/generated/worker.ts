@@ -133,6 +133,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/worker/instances/{id}/output": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One output stream of a `run_once` instance (a job's attempt), from a byte offset: how a
+         *     client follows a running job's output, or reads all of it while this worker keeps it.
+         */
+        get: operations["get_instance_output"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/worker/volumes/{name}/export": {
         parameters: {
             query?: never;
@@ -218,6 +238,29 @@ export interface components {
             request_id: string;
         };
         /**
+         * InstanceOutput
+         * @description Part of one output stream of a `run_once` instance (a job's attempt).
+         */
+        InstanceOutput: {
+            /**
+             * Format: uint64
+             * @description Pass as `offset` to read on.
+             */
+            next_offset: number;
+            /**
+             * Format: uint64
+             * @description Where `text` starts, in bytes from the stream's beginning.
+             */
+            offset: number;
+            /** @description UTF-8, invalid bytes replaced. */
+            text: string;
+            /**
+             * Format: uint64
+             * @description The stream's length so far.
+             */
+            total: number;
+        };
+        /**
          * Pruned
          * @description What a prune deleted from a backup store.
          */
@@ -229,6 +272,11 @@ export interface components {
             /** Format: uint64 */
             contents: number;
         };
+        /**
+         * @description `stdout` or `stderr`.
+         * @enum {string}
+         */
+        StreamName: "stdout" | "stderr";
         /** WorkerHealth */
         WorkerHealth: {
             /** @description The runtime drivers it has: `process`, and `docker` where an engine answers. */
@@ -1229,6 +1277,127 @@ export interface operations {
                 };
                 content: {
                     "text/plain; charset=utf-8": string;
+                };
+            };
+            /** @description The request is malformed or a value is invalid; the message says which. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid credentials were given, or they have expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials are valid but do not allow this operation. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The named resource does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request conflicts with the current state of the resource. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body's `Content-Type` is missing or not one the operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Too many requests (from this address or this caller), or too many failed logins: try again
+             *     after `Retry-After` seconds.
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; the request id finds the details in its log. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot serve the request right now (starting, shutting down, or a dependency is down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_instance_output: {
+        parameters: {
+            query: {
+                stream: components["schemas"]["StreamName"];
+                /** @description From this byte (default: the last `max_bytes`). */
+                offset?: number;
+                /** @description At most this many bytes (default 64 KiB, at most 1 MiB). */
+                max_bytes?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["InstanceOutput"];
                 };
             };
             /** @description The request is malformed or a value is invalid; the message says which. */

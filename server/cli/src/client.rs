@@ -301,6 +301,34 @@ pub(crate) fn connect_secrets(global: &Global) -> anyhow::Result<aerekos_sdk::Se
     ))
 }
 
+/// A worker's own API (a job's output while the worker keeps it), with the user's token,
+/// believing the CA pinned at login.
+pub(crate) fn connect_worker(
+    global: &Global,
+    api_url: &str,
+) -> anyhow::Result<aerekos_sdk::WorkerAgent> {
+    let c = session(global)?;
+    let transport = aerekos_sdk::Transport::new().with_token(c.token);
+    Ok(aerekos_sdk::WorkerAgent::with_trust(
+        api_url,
+        transport,
+        &trust(c.ca_pem.as_deref())?,
+    ))
+}
+
+/// `NAME=value` flags (`--env`, `--label`) as a map.
+pub(crate) fn pairs(flag: &str, given: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    given
+        .iter()
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("--{flag} {pair:?} is not NAME=value"))?;
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
 /// Runs a client command on a small runtime of its own.
 pub fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
@@ -673,17 +701,6 @@ pub async fn services(global: Global, command: ServicesCommand) -> anyhow::Resul
                         disk_mb: disk.unwrap_or(base.disk_mb),
                     })
                 }
-            };
-            let pairs = |flag: &str, given: &[String]| -> anyhow::Result<HashMap<String, String>> {
-                given
-                    .iter()
-                    .map(|pair| {
-                        let (k, v) = pair
-                            .split_once('=')
-                            .with_context(|| format!("--{flag} {pair:?} is not NAME=value"))?;
-                        Ok((k.to_owned(), v.to_owned()))
-                    })
-                    .collect()
             };
             let labels = pairs("label", &args.labels)?;
             let env = pairs("env", &args.env)?;

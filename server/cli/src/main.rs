@@ -4,6 +4,7 @@
 mod access;
 mod artifact;
 mod client;
+mod jobs;
 mod output;
 mod platform;
 mod secrets;
@@ -118,6 +119,13 @@ enum Command {
         #[command(subcommand)]
         command: secrets::SecretsCommand,
     },
+    /// Jobs: run-to-completion work, queued by priority, with retries and timeouts.
+    Jobs {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
     /// The worker registration token.
     Token {
         #[command(flatten)]
@@ -151,6 +159,7 @@ fn main() {
         Command::Users { global, command } => client::run(access::users(global, command)),
         Command::Tokens { global, command } => client::run(access::tokens(global, command)),
         Command::Secrets { global, command } => client::run(secrets::secrets(global, command)),
+        Command::Jobs { global, command } => client::run(jobs::jobs(global, command)),
         Command::Logout { global } => client::run(access::logout(global)),
         Command::Password {
             global,

@@ -47,6 +47,11 @@ pub struct ConductorConfig {
     pub cors_allowed_origins: Vec<String>,
     /// TLS on the conductor's listener: see [`TlsConfig`].
     pub tls: TlsConfig,
+    /// `JOB_PRIORITY_AGING` (default 10 s): a queued job gains a priority level per this long
+    /// waiting, so a job of priority p is overtaken only by jobs submitted within
+    /// (100 − p) × this of it. `JOB_HISTORY` (default 7d) and `JOB_HISTORY_MAX` (default 10000):
+    /// finished jobs are kept this long, and at most this many.
+    pub jobs: crate::domain::jobs::JobSettings,
     /// `CONDUCTOR_S3_PORT`: the S3 edge's listener on `CONDUCTOR_HOST` (default 9000; `off`: none).
     /// [`ConductorConfig::new`] leaves it off.
     pub s3_edge: Option<S3EdgeConfig>,
@@ -138,6 +143,11 @@ impl ConductorConfig {
             cors_allowed_origins: Vec::new(),
             tls: TlsConfig::default(),
             s3_edge: None,
+            jobs: crate::domain::jobs::JobSettings {
+                priority_aging: Duration::from_secs(10),
+                history: Duration::from_secs(7 * 24 * 3600),
+                history_max: 10_000,
+            },
         }
     }
 
@@ -252,6 +262,13 @@ impl ConductorConfig {
                 })?;
             config.instance_ports = range;
         }
+        if let Some(v) = get("JOB_PRIORITY_AGING") {
+            config.jobs.priority_aging = parse_duration("JOB_PRIORITY_AGING", &v)?;
+        }
+        if let Some(v) = get("JOB_HISTORY") {
+            config.jobs.history = parse_duration("JOB_HISTORY", &v)?;
+        }
+        config.jobs.history_max = parse(&get, "JOB_HISTORY_MAX", config.jobs.history_max)?;
         config.validate()?;
         Ok(config)
     }
@@ -269,6 +286,16 @@ impl ConductorConfig {
             ));
         }
         self.tls.enabled_for(self.bind.ip())?;
+        if self.jobs.priority_aging < Duration::from_millis(1)
+            || self.jobs.priority_aging > Duration::from_secs(24 * 3600)
+        {
+            return Err(ConfigError(
+                "JOB_PRIORITY_AGING must be between 1ms and 24h".into(),
+            ));
+        }
+        if self.jobs.history_max == 0 {
+            return Err(ConfigError("JOB_HISTORY_MAX must be at least 1".into()));
+        }
         if self
             .registration_token
             .as_ref()

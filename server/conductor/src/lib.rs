@@ -22,8 +22,8 @@ pub use config::{ConductorConfig, ConfigError};
 pub use domain::auth::ADMIN_PASSWORD_FILE;
 use domain::{
     auth::AuthService, backups::BackupService, catalog::CatalogService,
-    deployments::DeploymentService, instances::InstanceService, moves::MoveService,
-    registration::RegistrationTokens, routes::Routes, volumes::VolumeService,
+    deployments::DeploymentService, instances::InstanceService, jobs::JobService,
+    moves::MoveService, registration::RegistrationTokens, routes::Routes, volumes::VolumeService,
     workers::WorkerService,
 };
 use store::Db;
@@ -41,6 +41,7 @@ pub(crate) struct AppState {
     moves: Arc<MoveService>,
     backups: Arc<BackupService>,
     deployments: DeploymentService,
+    jobs: Arc<JobService>,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     /// The conductor's TLS, when it serves TLS.
@@ -74,6 +75,10 @@ pub struct ConductorHandle {
         tokio::task::JoinHandle<()>,
     ),
     deployment_loop: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    job_loop: (
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ),
@@ -130,9 +135,10 @@ impl ConductorHandle {
         // Workers waiting on their assignments are answered now, not at the end of their wait.
         self.state.instances.close();
         self.housekeeping.abort();
-        let (stop, task) = self.deployment_loop;
-        let _ = stop.send(());
-        let _ = task.await;
+        for (stop, task) in [self.deployment_loop, self.job_loop] {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         if let Some(edge) = self.s3_edge {
             let _ = edge.shutdown().await;
         }
@@ -194,6 +200,14 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         .await?,
     );
     let routes = Arc::new(Routes::default());
+    let placement = domain::scheduler::PlacementLock::default();
+    let jobs = Arc::new(JobService::new(
+        db.clone(),
+        workers.clone(),
+        instances.clone(),
+        placement.clone(),
+        config.jobs.clone(),
+    ));
     let deployments = DeploymentService::new(
         catalog.clone(),
         workers.clone(),
@@ -204,6 +218,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         routes.clone(),
         config.instance_ports.clone(),
         tls.is_some(),
+        placement,
     );
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(AppState {
@@ -218,6 +233,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         moves,
         backups,
         deployments,
+        jobs,
         routes: routes.clone(),
         metrics: metrics.clone(),
         tls: tls.clone(),
@@ -284,6 +300,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     .await?;
     let flusher = spawn_heartbeat_flusher(state.clone());
     let deployment_loop = spawn_deployment_loop(state.clone());
+    let job_loop = spawn_job_loop(state.clone());
     let housekeeping = spawn_housekeeping(state.clone());
     Ok(ConductorHandle {
         server,
@@ -291,6 +308,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         state,
         flusher,
         deployment_loop,
+        job_loop,
         housekeeping,
     })
 }
@@ -346,6 +364,30 @@ fn spawn_deployment_loop(
             }
             if let Err(e) = state.deployments.tick().await {
                 tracing::error!(error = %e.body().message, "deployment pass failed; retrying next tick");
+            }
+        }
+    });
+    (stop, task)
+}
+
+/// Runs [`JobService::tick`] every [`domain::jobs::TICK`], and at once when a job is submitted,
+/// an attempt ends or a job is cancelled, until told to stop.
+fn spawn_job_loop(
+    state: Arc<AppState>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tokio::time::sleep(domain::jobs::TICK) => {}
+                _ = state.jobs.wake.notified() => {}
+            }
+            if let Err(e) = state.jobs.tick().await {
+                tracing::error!(error = %e.body().message, "job queue pass failed; retrying next tick");
             }
         }
     });

@@ -796,6 +796,15 @@ pub struct InstanceSpec {
     /// serves TLS. The gateway and the worker's health checks then speak HTTPS to it.
     #[oai(default)]
     pub tls: bool,
+    /// Runs once, to its end, and is not restarted (a job's attempt). Its stdout and stderr are
+    /// kept apart, and its end is reported with their tails (`InstanceStatusReport.ending`).
+    #[oai(default)]
+    #[serde(default)]
+    pub run_once: bool,
+    /// With `run_once`: its worker stops it this many seconds after it started (SIGTERM to its
+    /// process group or container, SIGKILL 5 s later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
 }
 
 /// What the conductor wants of an instance.
@@ -1060,6 +1069,26 @@ pub struct InstanceStatusReport {
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
     pub restarts: u32,
+    /// The final report of a `run_once` instance: how it ended, and the end of its output.
+    pub ending: Option<RunEnding>,
+}
+
+/// How a `run_once` instance ended, as its worker saw it.
+#[derive(Object, Debug, Clone, PartialEq, Eq)]
+pub struct RunEnding {
+    /// The signal that ended it, when one did (a process's; containers give only codes).
+    pub signal: Option<i32>,
+    /// Its worker stopped it at `timeout_secs`.
+    pub timed_out: bool,
+    /// Why its exit status is unknown or it never started, in words.
+    pub detail: Option<String>,
+    /// The last bytes of its stdout and stderr (at most 16 KiB each), UTF-8 with invalid bytes
+    /// replaced.
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+    /// How many bytes each stream had in all, when the driver knows.
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
 }
 
 /// A worker's report that secrets an instance started with now name other versions.
@@ -1109,4 +1138,229 @@ pub struct IssuedCertificate {
     /// The names it is valid for (IP addresses and DNS names).
     pub names: Vec<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+// ---- Jobs: run-to-completion work, queued by priority ----
+
+/// A job to run: a command (process driver) or an image (docker driver), run to its end, retried
+/// as its policy says.
+#[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct JobRequest {
+    /// A name for people (1–128 characters); need not be unique.
+    pub name: Option<String>,
+    /// A Docker image present on the worker (docker driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The program and its arguments; with an image, replaces the image's command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[oai(default)]
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// What each attempt reserves on its worker; default 100 millicores, 64 MB, 0 MB disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceSpec>,
+    /// The driver to run it with; default `docker` for an image, `process` for a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverKind>,
+    /// How long an attempt may run before its worker stops it (1–604800 s; default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+    /// When a failed attempt is tried again; default: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// 0 (lowest) to 100 (highest); default 50. Higher starts first; a waiting job gains a level
+    /// every `JOB_PRIORITY_AGING` (default 10 s), so none waits for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// The queue it runs in, whose concurrency limit it counts against (see `PUT
+    /// /api/job-queues/{name}`); default `default`, which has no limit unless one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Submitting again with the same key (1–128 characters) gives the job the first submit made,
+    /// not a new one; with a different request, 409 `idempotency_key_reused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// When a failed attempt is tried again: after an exponential backoff with jitter (each delay is
+/// drawn between half and all of `initial_backoff_ms × 2^(retry − 1)`, at most `max_backoff_ms`).
+#[derive(Object, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RetryPolicy {
+    /// How many more attempts after the first (0–100).
+    pub max_retries: u32,
+    /// Default 1000 (at least 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_backoff_ms: Option<u32>,
+    /// Default 60000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff_ms: Option<u32>,
+    /// The exit codes that are retried; absent: every non-zero exit. A timeout, a lost worker, a
+    /// signal and a failure to start are retried whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on_exit_codes: Option<Vec<i32>>,
+}
+
+/// `queued` (waiting for its turn, room, or a retry's backoff), `running`, then one of
+/// `succeeded` (exit 0), `failed` (its last attempt failed and no retry remains) or `cancelled`.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[oai(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// How an attempt ended: `running` (not yet), `exited` (on its own, with its code), `timed_out`
+/// (stopped at the job's timeout), `killed` (by a signal from outside, e.g. out of memory),
+/// `worker_lost` (its worker stopped heartbeating), `cancelled`, `failed_to_start`.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Running,
+    Exited,
+    TimedOut,
+    Killed,
+    WorkerLost,
+    Cancelled,
+    FailedToStart,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Running => "running",
+            AttemptOutcome::Exited => "exited",
+            AttemptOutcome::TimedOut => "timed_out",
+            AttemptOutcome::Killed => "killed",
+            AttemptOutcome::WorkerLost => "worker_lost",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::FailedToStart => "failed_to_start",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AttemptOutcome::Running,
+            AttemptOutcome::Exited,
+            AttemptOutcome::TimedOut,
+            AttemptOutcome::Killed,
+            AttemptOutcome::WorkerLost,
+            AttemptOutcome::Cancelled,
+            AttemptOutcome::FailedToStart,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// A job and where it stands.
+#[derive(Object, Debug, Clone)]
+pub struct Job {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub state: JobState,
+    pub priority: u8,
+    pub queue: String,
+    pub idempotency_key: Option<String>,
+    /// What was submitted (its defaults filled in).
+    pub request: JobRequest,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last attempt, when there is one.
+    pub last_attempt: Option<JobAttempt>,
+    /// The exit code of the attempt that ended it, when it exited.
+    pub exit_code: Option<i32>,
+    /// Why it is still queued (no room, its queue is full, a retry's backoff), or why it failed.
+    pub reason: Option<String>,
+    /// Who submitted it.
+    pub submitted_by: String,
+    pub submitted_at: DateTime<Utc>,
+    /// A queued retry waits until then.
+    pub not_before: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One attempt at a job.
+#[derive(Object, Debug, Clone)]
+pub struct JobAttempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    pub worker_id: Uuid,
+    /// The instance that ran it on the worker (its output is at the worker's
+    /// `/instances/{id}/output` while the worker keeps it).
+    pub instance_id: Uuid,
+    pub driver: DriverKind,
+    pub outcome: AttemptOutcome,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The outcome in words.
+    pub reason: Option<String>,
+    /// The last 16 KiB of its stdout and stderr, once it ended.
+    pub stdout_tail: Option<String>,
+    pub stderr_tail: Option<String>,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    /// When it was placed on its worker.
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Object, Debug, Clone)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A job queue: a name and how many of its jobs may run at once.
+#[derive(Object, Debug, Clone)]
+pub struct JobQueue {
+    pub name: String,
+    /// At most this many of its jobs run at once; absent: no limit.
+    pub concurrency_limit: Option<u32>,
+    /// Its jobs running and queued now.
+    pub running: u32,
+    pub queued: u32,
+}
+
+/// A queue's settings.
+#[derive(Object, Debug, Clone)]
+pub struct JobQueueSettings {
+    /// At most this many of its jobs run at once (1–10000); absent: no limit.
+    pub concurrency_limit: Option<u32>,
 }

@@ -12,14 +12,16 @@ use bollard::{
     models::{ContainerCreateBody, HostConfig},
     query_parameters::{
         BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
-        ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-        StartContainerOptions, StopContainerOptionsBuilder,
+        KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
     },
 };
 use futures_util::{StreamExt as _, future::BoxFuture};
 use uuid::Uuid;
 
-use super::{Driver, DriverError, INSTANCE_ENV, Observed, Platform, port_in_use};
+use super::{
+    Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream, Platform, port_in_use,
+};
 
 const MANAGED_LABEL: &str = "aerekos.managed";
 const INSTANCE_LABEL: &str = "aerekos.instance";
@@ -262,6 +264,7 @@ impl Driver for DockerDriver {
                     } else {
                         Observed::Exited {
                             code: state.exit_code.map(|c| c as i32),
+                            signal: None,
                         }
                     }
                 }
@@ -318,6 +321,60 @@ impl Driver for DockerDriver {
             }
             let start = out.len().saturating_sub(max_bytes);
             Ok(String::from_utf8_lossy(&out[start..]).into_owned())
+        })
+    }
+
+    fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move {
+            let signal = if force { "SIGKILL" } else { "SIGTERM" };
+            let options = KillContainerOptionsBuilder::new().signal(signal).build();
+            match self
+                .docker
+                .kill_container(&container_name(id), Some(options))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(instance_id = %id, signal, "container signalled");
+                    Ok(())
+                }
+                // Not there, or not running any more: nothing to signal.
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => Ok(()),
+                Err(e) => Err(DriverError::Io(std::io::Error::other(e.to_string()))),
+            }
+        })
+    }
+
+    fn output(
+        &self,
+        id: Uuid,
+        stream: OutputStream,
+        offset: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<OutputChunk, DriverError>> {
+        Box::pin(async move {
+            // The engine keeps the streams apart; it serves them whole, so a chunk is cut here.
+            let options = LogsOptionsBuilder::default()
+                .stdout(stream == OutputStream::Stdout)
+                .stderr(stream == OutputStream::Stderr)
+                .build();
+            let mut logs = self.docker.logs(&container_name(id), Some(options));
+            let mut all = Vec::new();
+            while let Some(item) = logs.next().await {
+                match item {
+                    Ok(chunk) => all.extend_from_slice(chunk.as_ref()),
+                    Err(e) if is_not_found(&e) => {
+                        return Err(DriverError::Io(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no such container",
+                        )));
+                    }
+                    Err(e) => return Err(DriverError::Io(std::io::Error::other(e.to_string()))),
+                }
+            }
+            Ok(OutputChunk::of(&all, offset, max_bytes))
         })
     }
 }

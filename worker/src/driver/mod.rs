@@ -17,9 +17,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     Running,
-    /// Ended; the code when the driver could collect it.
+    /// Ended; the code, or the signal that ended it, when the driver could collect them.
     Exited {
         code: Option<i32>,
+        signal: Option<i32>,
     },
     /// The driver knows nothing of it.
     Missing,
@@ -56,6 +57,52 @@ pub trait Driver: Send + Sync + 'static {
 
     /// The last `max_bytes` of the instance's output.
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>>;
+
+    /// Signals the instance's whole process group or container (SIGTERM, or SIGKILL when
+    /// `force`) and leaves it known, so its end is observed as usual (a `run_once` instance's
+    /// timeout).
+    fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>>;
+
+    /// Up to `max_bytes` of one of a `run_once` instance's output streams from byte `offset`
+    /// (`None`: its last `max_bytes`).
+    fn output(
+        &self,
+        id: Uuid,
+        stream: OutputStream,
+        offset: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<OutputChunk, DriverError>>;
+}
+
+/// One of a `run_once` instance's output streams, which are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Part of an output stream: `bytes` start at `offset`; `total` is the stream's length so far.
+#[derive(Debug, Clone, Default)]
+pub struct OutputChunk {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    pub total: u64,
+}
+
+impl OutputChunk {
+    /// The chunk of `all` that `offset` and `max_bytes` ask for.
+    pub fn of(all: &[u8], offset: Option<u64>, max_bytes: usize) -> Self {
+        let total = all.len() as u64;
+        let start = offset
+            .unwrap_or_else(|| total.saturating_sub(max_bytes as u64))
+            .min(total);
+        let end = (start + max_bytes as u64).min(total);
+        Self {
+            offset: start,
+            bytes: all[start as usize..end as usize].to_vec(),
+            total,
+        }
+    }
 }
 
 /// The environment variable naming the instance inside it (how a restarted worker recognises it).
@@ -198,6 +245,38 @@ impl Driver for Runtimes {
                     if e.kind() == std::io::ErrorKind::NotFound =>
                 {
                     docker.logs(id, max_bytes).await
+                }
+                (result, _) => result,
+            }
+        })
+    }
+
+    fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move {
+            self.process.terminate(id, force).await?;
+            if let Some(docker) = &self.docker {
+                docker.terminate(id, force).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn output(
+        &self,
+        id: Uuid,
+        stream: OutputStream,
+        offset: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<OutputChunk, DriverError>> {
+        Box::pin(async move {
+            match (
+                self.process.output(id, stream, offset, max_bytes).await,
+                &self.docker,
+            ) {
+                (Err(DriverError::Io(e)), Some(docker))
+                    if e.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    docker.output(id, stream, offset, max_bytes).await
                 }
                 (result, _) => result,
             }

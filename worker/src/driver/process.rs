@@ -21,9 +21,16 @@ use nix::{
 };
 use uuid::Uuid;
 
-use super::{Driver, DriverError, INSTANCE_ENV, Observed, Platform, port_in_use};
+use super::{
+    Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream, Platform, port_in_use,
+};
 
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// A service's output, both streams together.
+const OUTPUT_FILE: &str = "output.log";
+/// A `run_once` instance's streams, apart.
+const STDOUT_FILE: &str = "stdout.log";
+const STDERR_FILE: &str = "stderr.log";
 
 /// The worker's environment variables an instance process inherits.
 const INHERITED_ENV: &[&str] = &[
@@ -81,9 +88,13 @@ impl ProcessDriver {
                     let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
                     Observed::Exited {
                         code: status.code(),
+                        signal: std::os::unix::process::ExitStatusExt::signal(&status),
                     }
                 }
-                Err(_) => Observed::Exited { code: None },
+                Err(_) => Observed::Exited {
+                    code: None,
+                    signal: None,
+                },
             };
         }
         drop(children);
@@ -92,7 +103,10 @@ impl ProcessDriver {
                 Ok(pid) if is_our_process(pid, id) => Observed::Running,
                 _ => {
                     let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
-                    Observed::Exited { code: None }
+                    Observed::Exited {
+                        code: None,
+                        signal: None,
+                    }
                 }
             },
             Err(_) => Observed::Missing,
@@ -144,10 +158,20 @@ impl Driver for ProcessDriver {
             }
             let dir = self.instance_dir(id);
             std::fs::create_dir_all(&dir)?;
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("output.log"))?;
+            let open = |name: &str| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(name))
+            };
+            // A run_once instance's streams are kept apart (a job's attempt records both); a
+            // service's are one log, in the order they were written.
+            let (stdout, stderr) = if spec.run_once {
+                (open(STDOUT_FILE)?, open(STDERR_FILE)?)
+            } else {
+                let log = open(OUTPUT_FILE)?;
+                (log.try_clone()?, log)
+            };
             // `aerekos` is the platform's own executable (how built-in services run).
             let executable = match (program.as_str(), &self.platform.executable) {
                 ("aerekos", Some(exe)) => exe.clone(),
@@ -172,8 +196,8 @@ impl Driver for ProcessDriver {
                 )
                 .env(INSTANCE_ENV, id.to_string())
                 .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
+                .stdout(stdout)
+                .stderr(stderr)
                 .current_dir(&dir)
                 // Its own process group: it survives the worker's Ctrl-C and restart.
                 .process_group(0)
@@ -259,12 +283,71 @@ impl Driver for ProcessDriver {
 
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         Box::pin(async move {
-            let mut file = std::fs::File::open(self.instance_dir(id).join("output.log"))?;
-            let len = file.metadata()?.len();
-            file.seek(SeekFrom::Start(len.saturating_sub(max_bytes as u64)))?;
-            let mut buf = Vec::new();
-            file.read_to_end(&mut buf)?;
-            Ok(String::from_utf8_lossy(&buf).into_owned())
+            let dir = self.instance_dir(id);
+            if !dir.join(OUTPUT_FILE).exists() && dir.join(STDOUT_FILE).exists() {
+                // A run_once instance: its stdout, then its stderr.
+                let half = max_bytes / 2;
+                let out = read_file_chunk(&dir.join(STDOUT_FILE), None, half)?;
+                let err = read_file_chunk(&dir.join(STDERR_FILE), None, max_bytes - half)?;
+                let mut text = String::from_utf8_lossy(&out.bytes).into_owned();
+                text.push_str(&String::from_utf8_lossy(&err.bytes));
+                return Ok(text);
+            }
+            let chunk = read_file_chunk(&dir.join(OUTPUT_FILE), None, max_bytes)?;
+            Ok(String::from_utf8_lossy(&chunk.bytes).into_owned())
         })
     }
+
+    fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move {
+            if let Some(pid) = self.pid_of(id).filter(|pid| *pid > 1) {
+                let signal = if force {
+                    Signal::SIGKILL
+                } else {
+                    Signal::SIGTERM
+                };
+                let _ = killpg(Pid::from_raw(pid as i32), signal);
+                tracing::info!(instance_id = %id, pid, ?signal, "instance signalled");
+            }
+            Ok(())
+        })
+    }
+
+    fn output(
+        &self,
+        id: Uuid,
+        stream: OutputStream,
+        offset: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<OutputChunk, DriverError>> {
+        Box::pin(async move {
+            let dir = self.instance_dir(id);
+            let name = match stream {
+                OutputStream::Stdout => STDOUT_FILE,
+                OutputStream::Stderr => STDERR_FILE,
+            };
+            Ok(read_file_chunk(&dir.join(name), offset, max_bytes)?)
+        })
+    }
+}
+
+/// Up to `max_bytes` of the file from `offset` (`None`: its end).
+fn read_file_chunk(
+    path: &std::path::Path,
+    offset: Option<u64>,
+    max_bytes: usize,
+) -> std::io::Result<OutputChunk> {
+    let mut file = std::fs::File::open(path)?;
+    let total = file.metadata()?.len();
+    let start = offset
+        .unwrap_or_else(|| total.saturating_sub(max_bytes as u64))
+        .min(total);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes as u64).read_to_end(&mut bytes)?;
+    Ok(OutputChunk {
+        offset: start,
+        bytes,
+        total,
+    })
 }

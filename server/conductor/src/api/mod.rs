@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod jobs;
 mod services;
 mod system;
 mod token;
@@ -30,6 +31,8 @@ pub enum ApiTags {
     Workers,
     /// The service catalog and its deployments.
     Services,
+    /// Jobs: run-to-completion work, queued by priority, with retries and timeouts.
+    Jobs,
     /// Health, readiness, metrics.
     System,
 }
@@ -69,6 +72,7 @@ pub type ConductorApi = (
     token::TokenApi,
     workers::WorkersApi,
     services::ServicesApi,
+    jobs::JobsApi,
     audit::AuditApi,
     system::SystemApi,
 );
@@ -78,7 +82,8 @@ pub type ConductorApi = (
 /// cannot say without making the SDK's types unions (a service definition's "a command or an
 /// image", an instance spec's likewise, a worker's address being IPv4 or IPv6).
 pub fn limits() -> Vec<aerekos_common::limits::Limit> {
-    use crate::domain::{audit, auth as domain_auth, deployments, workers};
+    use crate::domain::{audit, auth as domain_auth, deployments, jobs, workers};
+    const JOB_QUEUE_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
     use aerekos_common::limits::Limit;
     use serde_json::json;
     vec![
@@ -99,6 +104,70 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
             json!({"pattern": format!("^$|{}", aerekos_common::limits::UUID_PATTERN)}),
         ),
         Limit::param("get_revocations", "after", json!({"minimum": 0})),
+        Limit::param(
+            "list_jobs",
+            "limit",
+            json!({"minimum": 1, "maximum": jobs::MAX_PAGE}),
+        ),
+        Limit::param("list_jobs", "queue", json!({"pattern": JOB_QUEUE_PATTERN})),
+        // A cursor is a `next_cursor`: `<submitted_at ms>_<job id>`; empty is the first page.
+        Limit::param(
+            "list_jobs",
+            "cursor",
+            json!({"pattern": format!("^$|^[0-9]{{1,18}}_{}", aerekos_common::limits::UUID_PATTERN.trim_start_matches('^'))}),
+        ),
+        Limit::param(
+            "set_job_queue",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::param(
+            "delete_job_queue",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::property(
+            "JobQueueSettings",
+            "concurrency_limit",
+            json!({"minimum": 1, "maximum": 10_000}),
+        ),
+        Limit::property(
+            "JobRequest",
+            "priority",
+            json!({"minimum": 0, "maximum": jobs::MAX_PRIORITY}),
+        ),
+        Limit::property(
+            "JobRequest",
+            "timeout_secs",
+            json!({"minimum": 1, "maximum": jobs::MAX_TIMEOUT_SECS}),
+        ),
+        Limit::property("JobRequest", "queue", json!({"pattern": JOB_QUEUE_PATTERN})),
+        Limit::property(
+            "JobRequest",
+            "name",
+            json!({"minLength": 1, "maxLength": 128}),
+        ),
+        Limit::property(
+            "JobRequest",
+            "idempotency_key",
+            json!({"minLength": 1, "maxLength": 128}),
+        ),
+        Limit::property(
+            "JobRequest",
+            "env",
+            json!({"maxProperties": deployments::MAX_ENV_VARS, "additionalProperties": {"maxLength": deployments::MAX_ENV_VALUE_CHARS}}),
+        ),
+        Limit::property(
+            "RetryPolicy",
+            "max_retries",
+            json!({"minimum": 0, "maximum": jobs::MAX_RETRIES}),
+        ),
+        Limit::property("RetryPolicy", "initial_backoff_ms", json!({"minimum": 10})),
+        Limit::property(
+            "RetryPolicy",
+            "retry_on_exit_codes",
+            json!({"maxItems": 64}),
+        ),
         Limit::param(
             "get_revocations",
             "wait_secs",
@@ -152,7 +221,7 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
 /// starting a server.
 pub fn service() -> OpenApiService<ConductorApi, ()> {
     OpenApiService::new(
-        (auth::AuthApi, users::UsersApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, audit::AuditApi, system::SystemApi),
+        (auth::AuthApi, users::UsersApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, jobs::JobsApi, audit::AuditApi, system::SystemApi),
         "aerekos conductor",
         env!("CARGO_PKG_VERSION"),
     )

@@ -213,6 +213,10 @@ impl WorkersApi {
         body: Json<InstanceStatusReport>,
     ) -> ApiResult<Removed> {
         state.workers.authenticate(id.0, &auth.0.token)?;
+        // The end of a job's attempt is the job's to record; anything else is the instance's.
+        if state.jobs.report(id.0, instance_id.0, &body.0).await? {
+            return Ok(Removed::NoContent);
+        }
         state
             .instances
             .report(id.0, instance_id.0, body.0)

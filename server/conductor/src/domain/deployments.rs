@@ -30,7 +30,7 @@ use super::{
     instances::InstanceService,
     moves::MoveService,
     routes::{RouteSpec, Routes, Unavailable},
-    scheduler::{self, Amounts, Candidate},
+    scheduler::{self, Amounts, Candidate, PlacementLock},
     volumes::{self, Site, VolumeService},
     workers::WorkerService,
 };
@@ -58,8 +58,9 @@ pub struct DeploymentService {
     ports: RangeInclusive<u16>,
     /// Whether the conductor serves TLS: then the built-in services' new instances serve HTTPS.
     tls: bool,
-    /// One placement at a time: reservations are read and written together.
-    placement: tokio::sync::Mutex<()>,
+    /// One placement at a time, shared with the job queue: reservations are read and written
+    /// together.
+    placement: PlacementLock,
     /// Per service, why the last tick could not place what was missing.
     problems: Mutex<HashMap<String, String>>,
 }
@@ -97,15 +98,9 @@ impl Cluster {
             .iter()
             .map(|w| (w.id, w.ip_address.as_str()))
             .collect();
-        let mut reserved: HashMap<Uuid, Amounts> = HashMap::new();
+        let reserved = scheduler::reservations(&instances);
         let mut ports_by_ip: HashMap<String, HashSet<u16>> = HashMap::new();
         for inst in &instances {
-            if let Some(r) = &inst.spec.resources {
-                reserved
-                    .entry(inst.worker_id)
-                    .or_default()
-                    .add(Amounts::of(r));
-            }
             if let Some(ip) = ip_of.get(&inst.worker_id) {
                 ports_by_ip
                     .entry((*ip).to_owned())
@@ -158,27 +153,12 @@ impl Cluster {
         self.workers
             .iter()
             .filter(|w| w.status == WorkerStatus::Live)
-            .map(|w| Candidate {
-                id: w.id,
-                name: w.name.clone(),
-                labels: w.labels.clone(),
-                drivers: w
-                    .resources
-                    .drivers
-                    .iter()
-                    .filter_map(|d| match d.name.as_str() {
-                        "process" => Some(DriverKind::Process),
-                        "docker" => Some(DriverKind::Docker),
-                        _ => None,
-                    })
-                    .collect(),
-                capacity: Amounts {
-                    cpu: u64::from(w.resources.cpu_cores) * 1000,
-                    memory: w.resources.memory_total_bytes >> 20,
-                    disk: w.resources.disk_free_bytes >> 20,
-                },
-                reserved: self.reserved.get(&w.id).copied().unwrap_or_default(),
-                same_service: same_service.get(&w.id).copied().unwrap_or(0),
+            .map(|w| {
+                scheduler::candidate(
+                    w,
+                    self.reserved.get(&w.id).copied().unwrap_or_default(),
+                    same_service.get(&w.id).copied().unwrap_or(0),
+                )
             })
             .collect()
     }
@@ -242,6 +222,8 @@ fn instance_spec(
         health_path: Some(service.health_path.clone()),
         volume: service.stateful.then(|| service.name.clone()),
         tls,
+        run_once: false,
+        timeout_secs: None,
     }
 }
 
@@ -315,7 +297,7 @@ fn check_env_name(field: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
+pub(crate) fn check_env(env: &BTreeMap<String, String>) -> ApiResult<()> {
     if env.len() > MAX_ENV_VARS {
         return Err(ApiError::bad_request(
             "invalid_env",
@@ -423,6 +405,7 @@ impl DeploymentService {
         routes: Arc<Routes>,
         ports: RangeInclusive<u16>,
         tls: bool,
+        placement: PlacementLock,
     ) -> Self {
         Self {
             catalog,
@@ -434,7 +417,7 @@ impl DeploymentService {
             routes,
             ports,
             tls,
-            placement: tokio::sync::Mutex::new(()),
+            placement,
             problems: Mutex::default(),
         }
     }

@@ -438,7 +438,7 @@ impl InstanceService {
 }
 
 /// A freshly assigned instance: to run, not picked up yet.
-fn new_row(
+pub(crate) fn new_row(
     worker_id: Uuid,
     service: Option<String>,
     spec: &InstanceSpec,

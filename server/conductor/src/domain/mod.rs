@@ -7,6 +7,7 @@ pub mod backups;
 pub mod catalog;
 pub mod deployments;
 pub mod instances;
+pub mod jobs;
 pub mod login_guard;
 pub mod moves;
 pub mod passwords;

@@ -7,11 +7,56 @@
 //! of them first (spread over machines when possible), then by the strategy: `spread` takes the
 //! worker with the most room left, `binpack` the one with the least.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
 
 use uuid::Uuid;
 
-use crate::model::{DriverKind, PlacementStrategy, ResourceSpec};
+use crate::model::{DriverKind, Instance, PlacementStrategy, ResourceSpec, Worker};
+
+/// Held by whoever places instances (the deployment loop, the job queue): reservations are read
+/// and written together, so two placers never give the same room twice.
+pub type PlacementLock = Arc<tokio::sync::Mutex<()>>;
+
+/// What the instances reserve, per worker.
+pub fn reservations(instances: &[Instance]) -> HashMap<Uuid, Amounts> {
+    let mut reserved: HashMap<Uuid, Amounts> = HashMap::new();
+    for inst in instances {
+        if let Some(r) = &inst.spec.resources {
+            reserved
+                .entry(inst.worker_id)
+                .or_default()
+                .add(Amounts::of(r));
+        }
+    }
+    reserved
+}
+
+/// Worker `w` as the scheduler sees it, with what is reserved on it and how many instances of the
+/// service being placed it has.
+pub fn candidate(w: &Worker, reserved: Amounts, same_service: u32) -> Candidate {
+    Candidate {
+        id: w.id,
+        name: w.name.clone(),
+        labels: w.labels.clone(),
+        drivers: w
+            .resources
+            .drivers
+            .iter()
+            .filter_map(|d| match d.name.as_str() {
+                "process" => Some(DriverKind::Process),
+                "docker" => Some(DriverKind::Docker),
+                _ => None,
+            })
+            .collect(),
+        capacity: Amounts {
+            cpu: u64::from(w.resources.cpu_cores) * 1000,
+            memory: w.resources.memory_total_bytes >> 20,
+            disk: w.resources.disk_free_bytes >> 20,
+        },
+        reserved,
+        same_service,
+    }
+}
 
 /// A live worker as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -123,7 +168,7 @@ fn room_after(c: &Candidate, need: Amounts) -> i64 {
 }
 
 /// The driver to use on `c`, or why `c` does not fit.
-fn fits(c: &Candidate, req: &Request<'_>, need: Amounts) -> Result<DriverKind, String> {
+pub fn fits(c: &Candidate, req: &Request<'_>, need: Amounts) -> Result<DriverKind, String> {
     if !req.worker_ids.is_empty() && !req.worker_ids.contains(&c.id) {
         return Err("not among the worker_ids asked for".into());
     }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backups;
 pub mod instances;
 pub mod issued_tokens;
+pub mod jobs;
 pub mod moves;
 pub mod platform;
 pub mod services;

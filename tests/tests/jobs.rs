@@ -1,0 +1,599 @@
+//! Jobs end to end, through the SDK: a conductor process and worker processes, each with its own
+//! data directory, as on separate machines. Retries with backoff, timeouts that kill the whole
+//! process group, a worker lost under a running job, idempotency keys, cancels, the priority
+//! order and its aging bound, and queue concurrency limits.
+
+use std::{collections::HashMap, time::Duration};
+
+use aerekos_sdk::{
+    Conductor,
+    conductor::types::{
+        AttemptOutcome, Job, JobAttempt, JobQueueSettings, JobRequest, JobState, ResourceSpec,
+        RetryPolicy, WorkerStatus,
+    },
+};
+use aerekos_tests::{
+    eventually, expect_api_error, failure,
+    processes::{ConductorProcess, WorkerProcess, wait_for_worker},
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A conductor and `n` workers, all live.
+struct JobsCluster {
+    conductor: ConductorProcess,
+    workers: Vec<WorkerProcess>,
+    ids: Vec<Uuid>,
+    admin: Conductor,
+}
+
+impl JobsCluster {
+    async fn start(n: usize, conductor_env: &[(&str, &str)]) -> Self {
+        let conductor = ConductorProcess::start_with(conductor_env).await;
+        let admin = conductor.admin().await;
+        let mut cluster = Self {
+            conductor,
+            workers: vec![],
+            ids: vec![],
+            admin,
+        };
+        for i in 0..n {
+            cluster.add_worker(&format!("jobs-{i}")).await;
+        }
+        cluster
+    }
+
+    async fn add_worker(&mut self, name: &str) {
+        let worker = WorkerProcess::start(&self.conductor, name);
+        let id = worker.id().await;
+        wait_for_worker(&self.admin, id, WorkerStatus::Live, 30).await;
+        self.workers.push(worker);
+        self.ids.push(id);
+    }
+
+    /// The cores worker `i` reports (what the scheduler gives room by).
+    async fn cores(&self, i: usize) -> u64 {
+        let w = self
+            .admin
+            .get_worker()
+            .id(self.ids[i])
+            .send()
+            .await
+            .unwrap();
+        u64::from(w.resources.cpu_cores)
+    }
+
+    fn worker_index(&self, id: Uuid) -> usize {
+        self.ids
+            .iter()
+            .position(|w| *w == id)
+            .expect("a worker of this cluster")
+    }
+
+    async fn submit(&self, req: JobRequest) -> Job {
+        self.admin
+            .submit_job()
+            .body(req)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("submit: {e}"))
+            .into_inner()
+    }
+
+    async fn job(&self, id: Uuid) -> Job {
+        self.admin
+            .get_job()
+            .id(id)
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn attempts(&self, id: Uuid) -> Vec<JobAttempt> {
+        self.admin
+            .list_job_attempts()
+            .id(id)
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits for the job to reach `state`; the logs are in the failure message.
+    async fn until(&self, id: Uuid, state: JobState, secs: u64) -> Job {
+        let what = format!("job {id} {state}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.job(id).await;
+            if job.state == state {
+                return job;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; it is {:?} ({:?})\nconductor:\n{}\nworkers:\n{}",
+                    job.state,
+                    job.reason,
+                    self.conductor.log_tail(40),
+                    self.workers
+                        .iter()
+                        .map(|w| aerekos_tests::processes::tail_of(
+                            &w.dir.path().join("agent.log"),
+                            30
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("\n---\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn shell(script: &str) -> JobRequest {
+    JobRequest {
+        name: None,
+        image: None,
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        env: HashMap::new(),
+        resources: None,
+        driver: None,
+        timeout_secs: None,
+        retry: None,
+        priority: None,
+        queue: None,
+        idempotency_key: None,
+    }
+}
+
+fn retry(max_retries: u32, initial_backoff_ms: u32) -> Option<RetryPolicy> {
+    Some(RetryPolicy {
+        max_retries,
+        initial_backoff_ms: Some(initial_backoff_ms),
+        max_backoff_ms: None,
+        retry_on_exit_codes: vec![],
+    })
+}
+
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
+}
+
+/// The pids a job's script printed as `pid <n>` lines.
+fn printed_pids(text: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("pid ")?.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_backoff_and_a_timeout_kills_the_whole_group() {
+    let cluster = JobsCluster::start(2, &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let counter = scratch.path().join("tries");
+
+    // Fails twice, then succeeds: three attempts, with the backoff between them.
+    let mut flaky = shell(&format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo try $n; echo oops $n >&2; [ $n -ge 3 ]",
+        c = counter.display()
+    ));
+    flaky.retry = retry(3, 400);
+    let job = cluster.submit(flaky).await;
+    let done = cluster.until(job.id, JobState::Succeeded, 60).await;
+    assert_eq!(done.attempts, 3);
+    assert_eq!(done.exit_code, Some(0));
+    let attempts = cluster.attempts(job.id).await;
+    let outcomes: Vec<_> = attempts.iter().map(|a| (a.outcome, a.exit_code)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (AttemptOutcome::Exited, Some(1)),
+            (AttemptOutcome::Exited, Some(1)),
+            (AttemptOutcome::Exited, Some(0))
+        ]
+    );
+    for (n, a) in attempts.iter().enumerate() {
+        assert_eq!(
+            a.stdout_tail.as_deref(),
+            Some(format!("try {}\n", n + 1).as_str())
+        );
+        assert_eq!(
+            a.stderr_tail.as_deref(),
+            Some(format!("oops {}\n", n + 1).as_str())
+        );
+    }
+    // Retry k waits at least half of 400 ms × 2^(k−1) after attempt k ended.
+    for (k, pair) in attempts.windows(2).enumerate() {
+        let gap = pair[1].started_at - pair[0].ended_at.expect("ended");
+        let least = 200 * (1 << k);
+        assert!(
+            gap.num_milliseconds() >= least,
+            "retry {} started {} ms after attempt {} ended; its backoff is at least {least} ms",
+            k + 1,
+            gap.num_milliseconds(),
+            k + 1
+        );
+    }
+
+    // Sleeps past its 1 s timeout, with a child in its process group: both are killed, and it is
+    // retried once, then fails.
+    let mut slow = shell("sleep 300 & echo pid $!; echo pid $$; wait");
+    slow.timeout_secs = Some(1);
+    slow.retry = retry(1, 100);
+    let job = cluster.submit(slow).await;
+    let failed = cluster.until(job.id, JobState::Failed, 60).await;
+    assert_eq!(failed.attempts, 2);
+    let attempts = cluster.attempts(job.id).await;
+    for a in &attempts {
+        assert_eq!(a.outcome, AttemptOutcome::TimedOut, "{a:?}");
+        let pids = printed_pids(a.stdout_tail.as_deref().unwrap_or(""));
+        assert_eq!(pids.len(), 2, "the script printed its pids: {a:?}");
+        for pid in pids {
+            assert!(
+                !alive(pid),
+                "process {pid} of a timed-out attempt is still running"
+            );
+        }
+        let ran = a.ended_at.unwrap() - a.started_at;
+        assert!(
+            ran >= chrono::Duration::seconds(1),
+            "stopped after {ran}, before its timeout"
+        );
+    }
+    assert!(failed.reason.unwrap().contains("timeout"));
+}
+
+#[tokio::test]
+async fn a_job_on_a_lost_worker_is_retried_on_another_and_the_lost_attempt_is_kept() {
+    let mut cluster = JobsCluster::start(2, &[]).await;
+    let mut job = shell("echo pid $$; echo attempt $AEREKOS_JOB_ATTEMPT; sleep 4; echo finished");
+    job.retry = retry(2, 100);
+    let job = cluster.submit(job).await;
+    let first = cluster.until(job.id, JobState::Running, 30).await;
+    let first = first.last_attempt.expect("an attempt");
+    let (lost, other) = {
+        let i = cluster.worker_index(first.worker_id);
+        (i, 1 - i)
+    };
+    // Let it start for real, then the machine goes: agent and instances killed, data gone.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cluster.workers[lost].lose_for_good();
+
+    let done = cluster.until(job.id, JobState::Succeeded, 60).await;
+    let attempts = cluster.attempts(job.id).await;
+    assert_eq!(done.attempts, 2, "{attempts:?}");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::WorkerLost);
+    assert_eq!(attempts[0].worker_id, cluster.ids[lost]);
+    assert!(
+        attempts[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("stopped heartbeating")
+    );
+    assert_eq!(attempts[1].outcome, AttemptOutcome::Exited);
+    assert_eq!(attempts[1].worker_id, cluster.ids[other]);
+    assert_eq!(
+        attempts[1]
+            .stdout_tail
+            .as_deref()
+            .map(|t| t.contains("attempt 2") && t.contains("finished")),
+        Some(true),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_gives_one_job_and_a_cancel_stops_the_process_at_once() {
+    let cluster = JobsCluster::start(1, &[]).await;
+    let mut keyed = shell("echo pid $$; exec sleep 300");
+    keyed.idempotency_key = Some("nightly-report-2026-12-07".into());
+    let first = cluster
+        .admin
+        .submit_job()
+        .body(keyed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let again = cluster
+        .admin
+        .submit_job()
+        .body(keyed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status().as_u16(),
+        200,
+        "the same key again is the same job"
+    );
+    assert_eq!(first.id, again.id);
+    let page = cluster.admin.list_jobs().send().await.unwrap().into_inner();
+    assert_eq!(page.jobs.len(), 1, "one job for two submits");
+    let mut other = keyed.clone();
+    other.command = vec!["true".into()];
+    expect_api_error(
+        failure(cluster.admin.submit_job().body(other).send().await),
+        409,
+        "idempotency_key_reused",
+    );
+
+    // Running: wait until its process is up, then cancel.
+    let id = first.id;
+    let pid = eventually(30, "the job's process is up", || async {
+        let job = cluster.job(id).await;
+        let attempt = job.last_attempt?;
+        let worker = &cluster.workers[cluster.worker_index(attempt.worker_id)];
+        let out = std::fs::read_to_string(
+            worker
+                .dir
+                .path()
+                .join("instances")
+                .join(attempt.instance_id.to_string())
+                .join("stdout.log"),
+        )
+        .ok()?;
+        printed_pids(&out)
+            .first()
+            .copied()
+            .filter(|pid| alive(*pid))
+    })
+    .await;
+    let cancelled = cluster
+        .admin
+        .cancel_job()
+        .id(id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let asked = std::time::Instant::now();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    while alive(pid) {
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "the cancelled job's process {pid} still runs a second after the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let attempts = cluster.attempts(id).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Cancelled);
+    assert_eq!(attempts[0].reason.as_deref(), Some("cancelled by admin"));
+    expect_api_error(
+        failure(cluster.admin.cancel_job().id(id).send().await),
+        409,
+        "job_finished",
+    );
+
+    // Queued (its queue runs one job at a time, and one runs): cancelled before it ever starts.
+    cluster
+        .admin
+        .set_job_queue()
+        .name("one-at-a-time")
+        .body(JobQueueSettings {
+            concurrency_limit: Some(1),
+        })
+        .send()
+        .await
+        .unwrap();
+    let mut running = shell("exec sleep 300");
+    running.queue = Some("one-at-a-time".into());
+    let running = cluster.submit(running.clone()).await;
+    cluster.until(running.id, JobState::Running, 30).await;
+    let mut waiting = shell("true");
+    waiting.queue = Some("one-at-a-time".into());
+    let waiting = cluster.submit(waiting).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = cluster.job(waiting.id).await;
+    assert_eq!(still.state, JobState::Queued);
+    assert!(
+        still.reason.as_deref().unwrap_or("").contains("limit of 1"),
+        "{:?}",
+        still.reason
+    );
+    let gone = cluster
+        .admin
+        .cancel_job()
+        .id(waiting.id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(gone.state, JobState::Cancelled);
+    assert_eq!(gone.attempts, 0);
+    cluster
+        .admin
+        .cancel_job()
+        .id(running.id)
+        .send()
+        .await
+        .unwrap();
+
+    // Bad requests say what to fix.
+    let mut bad = shell("true");
+    bad.priority = Some(101);
+    expect_api_error(
+        failure(cluster.admin.submit_job().body(bad).send().await),
+        400,
+        "invalid_job",
+    );
+    let mut bad = shell("true");
+    bad.queue = Some("No Spaces".into());
+    expect_api_error(
+        failure(cluster.admin.submit_job().body(bad).send().await),
+        400,
+        "invalid_queue",
+    );
+}
+
+/// The order attempts started in, by job.
+fn start_times(
+    jobs: &[(Job, u8)],
+    attempts: &HashMap<Uuid, JobAttempt>,
+) -> Vec<(DateTime<Utc>, u8, Uuid)> {
+    let mut starts: Vec<_> = jobs
+        .iter()
+        .map(|(j, p)| (attempts[&j.id].started_at, *p, j.id))
+        .collect();
+    starts.sort();
+    starts
+}
+
+#[tokio::test]
+async fn two_hundred_jobs_start_in_priority_order_and_a_queue_limit_holds() {
+    // An aging of a minute: over the seconds these are submitted in, the order is the priority's.
+    let mut cluster = JobsCluster::start(0, &[("JOB_PRIORITY_AGING", "60s")]).await;
+    cluster
+        .admin
+        .set_job_queue()
+        .name("limited")
+        .body(JobQueueSettings {
+            concurrency_limit: Some(2),
+        })
+        .send()
+        .await
+        .unwrap();
+    // Submitted while no worker is live, so they all wait in the queue together.
+    let priorities = [0u8, 25, 50, 75, 100];
+    let mut jobs = vec![];
+    for n in 0..200usize {
+        let p = priorities[(n * 7) % priorities.len()];
+        let mut req = shell("sleep 0.2");
+        req.priority = Some(p);
+        // Room for 4 at once on each worker (2 cores each, as this machine has).
+        req.resources = Some(ResourceSpec {
+            cpu_millicores: 500,
+            memory_mb: 16,
+            disk_mb: 0,
+        });
+        if n % 5 == 0 {
+            req.queue = Some("limited".into());
+        }
+        jobs.push((cluster.submit(req).await, p));
+    }
+    cluster.add_worker("room-a").await;
+    cluster.add_worker("room-b").await;
+    let cores = cluster.cores(0).await;
+    for (job, _) in &jobs {
+        cluster.until(job.id, JobState::Succeeded, 300).await;
+    }
+    let mut attempts = HashMap::new();
+    for (job, _) in &jobs {
+        let a = cluster.attempts(job.id).await;
+        assert_eq!(a.len(), 1);
+        attempts.insert(job.id, a[0].clone());
+    }
+    // The unlimited jobs start in priority order: none starts after a job of lower priority did.
+    let free: Vec<_> = jobs
+        .iter()
+        .filter(|(j, _)| j.queue == "default")
+        .cloned()
+        .collect();
+    let starts = start_times(&free, &attempts);
+    for pair in starts.windows(2) {
+        assert!(
+            pair[0].1 >= pair[1].1 || pair[0].0 == pair[1].0,
+            "a priority {} job started at {} after a priority {} one at {}",
+            pair[1].1,
+            pair[1].0,
+            pair[0].1,
+            pair[0].0
+        );
+    }
+    // Room held: never more than 4 × 500 m per worker (each worker has `cores` cores).
+    let per_worker = (cores * 1000 / 500) as usize;
+    let most = |filter: &dyn Fn(&Uuid, &JobAttempt) -> bool| {
+        let mut events = vec![];
+        for (_, a) in attempts.iter().filter(|(j, a)| filter(j, a)) {
+            events.push((a.started_at, 1i32));
+            events.push((a.ended_at.unwrap(), -1));
+        }
+        events.sort_by_key(|(t, d)| (*t, *d));
+        let (mut now, mut peak) = (0, 0);
+        for (_, d) in events {
+            now += d;
+            peak = peak.max(now);
+        }
+        peak
+    };
+    for id in &cluster.ids {
+        let peak = most(&|_, a| a.worker_id == *id);
+        assert!(
+            peak as usize <= per_worker,
+            "{peak} jobs at once on a worker with room for {per_worker}"
+        );
+    }
+    // The limited queue never ran more than 2 at once; it did run 2 at once.
+    let limited: std::collections::HashSet<Uuid> = jobs
+        .iter()
+        .filter(|(j, _)| j.queue == "limited")
+        .map(|(j, _)| j.id)
+        .collect();
+    let peak = most(&|job, _| limited.contains(job));
+    assert_eq!(peak, 2, "the limited queue's peak of jobs at once");
+}
+
+#[tokio::test]
+async fn the_lowest_priority_is_overtaken_only_within_its_aging_bound() {
+    // A level per 20 ms: a priority-0 job is overtaken only by jobs submitted less than
+    // 100 × 20 ms = 2 s after it.
+    let cluster = JobsCluster::start(1, &[("JOB_PRIORITY_AGING", "20ms")]).await;
+    let cores = cluster.cores(0).await;
+    let high = || {
+        let mut req = shell("sleep 0.3");
+        req.priority = Some(100);
+        // The worker takes one at a time.
+        req.resources = Some(ResourceSpec {
+            cpu_millicores: (cores * 1000) as u32,
+            memory_mb: 16,
+            disk_mb: 0,
+        });
+        req
+    };
+    // A backlog of high-priority jobs that grows faster than the worker drains it.
+    let mut submitted = vec![];
+    for _ in 0..10 {
+        submitted.push(cluster.submit(high()).await);
+    }
+    let mut low = high();
+    low.priority = Some(0);
+    let low = cluster.submit(low).await;
+    let feeding_until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < feeding_until {
+        submitted.push(cluster.submit(high()).await);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let low_done = cluster.until(low.id, JobState::Succeeded, 120).await;
+    let low_start = low_done.started_at.unwrap();
+    let bound = low.submitted_at + chrono::Duration::seconds(2);
+    let mut overtook = 0;
+    let mut waited_behind_it = 0;
+    for job in &submitted {
+        let job = cluster.until(job.id, JobState::Succeeded, 120).await;
+        if job.started_at.unwrap() < low_start {
+            overtook += usize::from(job.submitted_at > low.submitted_at);
+            assert!(
+                job.submitted_at < bound,
+                "a job submitted at {} started before the priority-0 job submitted at {}, past its bound",
+                job.submitted_at,
+                low.submitted_at
+            );
+        } else {
+            waited_behind_it += 1;
+        }
+    }
+    assert!(
+        overtook > 0,
+        "higher priority went first while it was within the bound"
+    );
+    assert!(
+        waited_behind_it > 0,
+        "the priority-0 job started while higher-priority jobs still waited"
+    );
+}

@@ -1,0 +1,92 @@
+//! `run_once` instances (jobs' attempts): what the worker remembers of them across its own
+//! restarts, and how their end is told to the conductor.
+//!
+//! A marker `<data dir>/runs/<instance id>` holding the start time (Unix ms) is written, and
+//! synced, before such an instance starts. So a restarted worker knows an instance it finds
+//! stopped has run already (it reports its end instead of running it twice), and its timeout still
+//! counts from the real start.
+
+use std::{
+    collections::HashSet,
+    io::Write as _,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use aerekos_sdk::conductor::types::RunEnding;
+use uuid::Uuid;
+
+use crate::driver::{Driver, OutputStream};
+
+/// The most of each stream an ending carries (the conductor keeps the same).
+pub const TAIL_BYTES: usize = 16 * 1024;
+
+fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("runs")
+}
+
+/// Records that instance `id` starts now.
+pub fn mark_started(data_dir: &Path, id: Uuid) -> std::io::Result<()> {
+    let dir = dir(data_dir);
+    std::fs::create_dir_all(&dir)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut file = std::fs::File::create(dir.join(id.to_string()))?;
+    file.write_all(now.to_string().as_bytes())?;
+    file.sync_all()
+}
+
+/// When instance `id` started, if it did.
+pub fn started_at(data_dir: &Path, id: Uuid) -> Option<SystemTime> {
+    let text = std::fs::read_to_string(dir(data_dir).join(id.to_string())).ok()?;
+    let ms: u64 = text.trim().parse().ok()?;
+    Some(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// Forgets the markers of instances no longer assigned here.
+pub fn forget_except(data_dir: &Path, live: &HashSet<Uuid>) {
+    let Ok(entries) = std::fs::read_dir(dir(data_dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let id = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| Uuid::parse_str(n).ok());
+        if id.is_none_or(|id| !live.contains(&id)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// How instance `id` ended, with the tails of its output.
+pub async fn ending(
+    driver: &dyn Driver,
+    id: Uuid,
+    signal: Option<i32>,
+    timed_out: bool,
+    detail: Option<String>,
+) -> RunEnding {
+    let tail = |stream| async move {
+        match driver.output(id, stream, None, TAIL_BYTES).await {
+            Ok(chunk) => (
+                String::from_utf8_lossy(&chunk.bytes).into_owned(),
+                Some(chunk.total),
+            ),
+            Err(_) => (String::new(), None),
+        }
+    };
+    let (stdout_tail, stdout_bytes) = tail(OutputStream::Stdout).await;
+    let (stderr_tail, stderr_bytes) = tail(OutputStream::Stderr).await;
+    RunEnding {
+        signal,
+        timed_out,
+        detail,
+        stdout_tail,
+        stderr_tail,
+        stdout_bytes,
+        stderr_bytes,
+    }
+}
