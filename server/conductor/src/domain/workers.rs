@@ -92,6 +92,19 @@ impl WorkerService {
                     }
                 }
             }
+            // The conductor's own downtime is not the workers' silence: each worker that was live
+            // when it last heard from any gets one TTL from this start to check in before it is
+            // judged lost (its instances replaced, its jobs' attempts retried elsewhere).
+            let last_heard = map.values().map(|e| e.last_heartbeat_ms).max();
+            if let Some(last_heard) = last_heard {
+                let live_then = last_heard - ttl.as_millis() as i64;
+                let now = now_ms();
+                for entry in map.values_mut() {
+                    if entry.last_heartbeat_ms >= live_then {
+                        entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(now);
+                    }
+                }
+            }
         }
         Ok(Self {
             db,
