@@ -361,6 +361,16 @@ pub fn aerekos_bin() -> std::path::PathBuf {
 
 /// Runs the `aerekos` CLI with its credentials in `config`; (success, stdout, stderr).
 pub fn cli(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let (code, out, err) = cli_exit(config, args, stdin);
+    (code == Some(0), out, err)
+}
+
+/// [`cli`] with the exit code (None: ended by a signal).
+pub fn cli_exit(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (Option<i32>, String, String) {
     use std::io::Write as _;
     let mut child = std::process::Command::new(aerekos_bin())
         .args(args)
@@ -381,7 +391,7 @@ pub fn cli(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (boo
     }
     let out = child.wait_with_output().unwrap();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )

@@ -1,20 +1,23 @@
 //! Jobs end to end, through the SDK: a conductor process and worker processes, each with its own
 //! data directory, as on separate machines. Retries with backoff, timeouts that kill the whole
 //! process group, a worker lost under a running job, idempotency keys, cancels, the priority
-//! order and its aging bound, and queue concurrency limits.
+//! order and its aging bound, and queue concurrency limits; schedules across a conductor restart,
+//! their overlap and misfire policies, pauses and calls to a service.
 
 use std::{collections::HashMap, time::Duration};
 
 use aerekos_sdk::{
     Conductor,
     conductor::types::{
-        AttemptOutcome, Job, JobAttempt, JobQueueSettings, JobRequest, JobState, ResourceSpec,
-        RetryPolicy, WorkerStatus,
+        AttemptOutcome, DeployRequest, FireOutcome, Job, JobAttempt, JobQueueSettings, JobRequest,
+        JobState, MisfirePolicy, OverlapPolicy, ResourceSpec, RetryPolicy, ScheduleFire,
+        ScheduleRequest, ServiceCall, WorkerStatus,
     },
 };
 use aerekos_tests::{
-    eventually, expect_api_error, failure,
+    ADMIN_PASSWORD, cli, cli_exit, eventually, expect_api_error, failure,
     processes::{ConductorProcess, WorkerProcess, wait_for_worker},
+    secret_app,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -596,4 +599,462 @@ async fn the_lowest_priority_is_overtaken_only_within_its_aging_bound() {
         waited_behind_it > 0,
         "the priority-0 job started while higher-priority jobs still waited"
     );
+}
+
+fn every_second(name: &str, script: &str) -> ScheduleRequest {
+    ScheduleRequest {
+        name: name.into(),
+        cron: None,
+        every_secs: Some(1),
+        timezone: None,
+        job: Some(shell(script)),
+        call: None,
+        overlap: None,
+        misfire: None,
+    }
+}
+
+impl JobsCluster {
+    /// The schedule's fires, oldest first.
+    async fn fires(&self, name: &str) -> Vec<ScheduleFire> {
+        let mut fires = self
+            .admin
+            .list_schedule_fires()
+            .name(name)
+            .limit(1000)
+            .send()
+            .await
+            .unwrap()
+            .into_inner();
+        fires.reverse();
+        fires
+    }
+
+    async fn at_least_fires(&self, name: &str, n: usize, secs: u64) -> Vec<ScheduleFire> {
+        eventually(secs, &format!("{n} fires of {name}"), || async {
+            let fires = self.fires(name).await;
+            (fires.len() >= n).then_some(fires)
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_one_second_schedule_fires_on_time_across_a_conductor_restart() {
+    let mut cluster = JobsCluster::start(1, &[]).await;
+    let mut run_once = every_second("every-second", "true");
+    run_once.misfire = Some(MisfirePolicy::RunOnce);
+    cluster
+        .admin
+        .create_schedule()
+        .body(run_once)
+        .send()
+        .await
+        .unwrap();
+    let mut skip = every_second("every-second-skip", "true");
+    skip.misfire = Some(MisfirePolicy::Skip);
+    cluster
+        .admin
+        .create_schedule()
+        .body(skip)
+        .send()
+        .await
+        .unwrap();
+    cluster.at_least_fires("every-second", 3, 30).await;
+
+    // The conductor is down for 8 s (longer than the 5 s misfire grace), then back on its state.
+    cluster.conductor.kill();
+    let down_at = Utc::now();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    cluster.conductor.start_again().await;
+    let up_at = Utc::now();
+    cluster.admin = cluster.conductor.admin().await;
+    cluster.at_least_fires("every-second", 3 + 1 + 3, 60).await;
+    cluster
+        .at_least_fires("every-second-skip", 3 + 1 + 3, 60)
+        .await;
+
+    for (name, policy) in [
+        ("every-second", MisfirePolicy::RunOnce),
+        ("every-second-skip", MisfirePolicy::Skip),
+    ] {
+        let fires = cluster.fires(name).await;
+        let (missed, on_time): (Vec<_>, Vec<_>) = fires.iter().partition(|f| f.missed > 0);
+        assert_eq!(missed.len(), 1, "one record for the downtime: {fires:#?}");
+        let gap = &missed[0];
+        assert!(
+            gap.missed >= 6,
+            "the 8 s down held at least 6 due times: {gap:?}"
+        );
+        assert!(gap.fired_at >= up_at - chrono::Duration::seconds(1));
+        assert!(
+            gap.detail
+                .as_deref()
+                .unwrap()
+                .contains("missed while the conductor was away")
+        );
+        match policy {
+            MisfirePolicy::RunOnce => {
+                assert_eq!(gap.outcome, FireOutcome::Submitted, "{gap:?}");
+                assert!(gap.job_id.is_some());
+            }
+            MisfirePolicy::Skip => {
+                assert_eq!(gap.outcome, FireOutcome::SkippedMisfire, "{gap:?}");
+                assert!(gap.job_id.is_none());
+            }
+        }
+        // The clock: every other fire is due exactly a second after the one before it (across
+        // the restart, a whole number of seconds), and fired on time.
+        for pair in on_time.windows(2) {
+            let step = (pair[1].scheduled_for - pair[0].scheduled_for).num_milliseconds();
+            assert!(
+                step >= 1000 && step % 1000 == 0,
+                "due times {step} ms apart: {pair:#?}"
+            );
+        }
+        let mut late: Vec<i64> = on_time
+            .iter()
+            .map(|f| (f.fired_at - f.scheduled_for).num_milliseconds())
+            .collect();
+        late.sort_unstable();
+        assert!(late[0] >= 0, "fired before it was due: {late:?}");
+        assert!(
+            late[late.len() / 2] < 500,
+            "median lateness {} ms: {late:?}",
+            late[late.len() / 2]
+        );
+        assert!(
+            *late.last().unwrap() < 5000,
+            "a fire later than the misfire grace: {late:?}"
+        );
+        // Nothing fired while the conductor was down.
+        assert!(
+            fires.iter().all(|f| f.fired_at < down_at || f.fired_at >= up_at - chrono::Duration::seconds(1)),
+            "{fires:#?}"
+        );
+        // Each submitted fire's job is the schedule's, and runs.
+        for fire in fires
+            .iter()
+            .filter(|f| f.outcome == FireOutcome::Submitted)
+            .take(3)
+        {
+            let job = cluster
+                .until(fire.job_id.unwrap(), JobState::Succeeded, 60)
+                .await;
+            assert_eq!(job.submitted_by, format!("schedule:{name}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn overlap_policies_pause_and_calls_to_a_service() {
+    let cluster = JobsCluster::start(1, &[]).await;
+    // Jobs longer than the period: skip while the previous runs, or cancel it.
+    let mut skip = every_second("slow-skip", "sleep 2.5");
+    skip.overlap = Some(OverlapPolicy::Skip);
+    cluster
+        .admin
+        .create_schedule()
+        .body(skip)
+        .send()
+        .await
+        .unwrap();
+    let mut cancel = every_second("slow-cancel", "sleep 30");
+    cancel.overlap = Some(OverlapPolicy::CancelPrevious);
+    cluster
+        .admin
+        .create_schedule()
+        .body(cancel)
+        .send()
+        .await
+        .unwrap();
+    let mut queue = every_second("slow-queue", "sleep 2");
+    queue.overlap = Some(OverlapPolicy::Queue);
+    cluster
+        .admin
+        .create_schedule()
+        .body(queue)
+        .send()
+        .await
+        .unwrap();
+
+    let fires = cluster.at_least_fires("slow-skip", 6, 30).await;
+    assert!(
+        fires
+            .iter()
+            .any(|f| f.outcome == FireOutcome::SkippedOverlap),
+        "{fires:#?}"
+    );
+    let jobs: Vec<Uuid> = fires.iter().filter_map(|f| f.job_id).collect();
+    assert!(jobs.len() >= 2, "{fires:#?}");
+    let mut runs = vec![];
+    for id in &jobs {
+        let job = cluster.until(*id, JobState::Succeeded, 60).await;
+        runs.push((job.started_at.unwrap(), job.finished_at.unwrap()));
+    }
+    runs.sort();
+    for pair in runs.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two runs of a skip schedule overlapped: {runs:?}"
+        );
+    }
+
+    let fires = cluster.at_least_fires("slow-cancel", 3, 30).await;
+    let submitted: Vec<Uuid> = fires.iter().filter_map(|f| f.job_id).collect();
+    assert!(submitted.len() >= 3, "{fires:#?}");
+    let earlier = cluster.job(submitted[0]).await;
+    assert_eq!(earlier.state, JobState::Cancelled, "{earlier:?}");
+    assert_eq!(
+        earlier.reason.as_deref(),
+        Some("cancelled by schedule slow-cancel")
+    );
+    assert!(
+        fires[1]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("cancelled job")
+    );
+
+    let fires = cluster.at_least_fires("slow-queue", 5, 30).await;
+    assert!(
+        fires.iter().any(|f| f.outcome == FireOutcome::Queued),
+        "{fires:#?}"
+    );
+    // A queued fire is submitted once the job before it ends, with its own due time.
+    let waited = fires
+        .iter()
+        .find(|f| f.outcome == FireOutcome::Queued)
+        .unwrap();
+    let went = eventually(30, "the queued fire is submitted", || async {
+        cluster.fires("slow-queue").await.into_iter().find(|f| {
+            f.outcome == FireOutcome::Submitted && f.scheduled_for == waited.scheduled_for
+        })
+    })
+    .await;
+    let job = cluster
+        .until(went.job_id.unwrap(), JobState::Succeeded, 60)
+        .await;
+    assert!(job.started_at.unwrap() >= waited.fired_at);
+
+    // Paused: no fires; resumed: fires again.
+    for name in ["slow-skip", "slow-cancel", "slow-queue"] {
+        let paused = cluster
+            .admin
+            .pause_schedule()
+            .name(name)
+            .send()
+            .await
+            .unwrap();
+        assert!(paused.paused && paused.next_fire_at.is_none());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cluster.fires("slow-skip").await.len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        cluster.fires("slow-skip").await.len(),
+        before,
+        "a paused schedule fired"
+    );
+    cluster
+        .admin
+        .resume_schedule()
+        .name("slow-skip")
+        .send()
+        .await
+        .unwrap();
+    cluster.at_least_fires("slow-skip", before + 1, 30).await;
+    cluster
+        .admin
+        .delete_schedule()
+        .name("slow-skip")
+        .send()
+        .await
+        .unwrap();
+
+    // Calls through the gateway to a service's endpoint, with the scheduler's service token.
+    let dir = tempfile::tempdir().unwrap();
+    secret_app(&cluster.admin, "clock_app", dir.path(), |_| {}).await;
+    cluster
+        .admin
+        .deploy_service()
+        .name("clock_app")
+        .body(DeployRequest::default())
+        .send()
+        .await
+        .unwrap();
+    for (name, path) in [("call-ok", "/rotate"), ("call-fails", "/fail")] {
+        let req = ScheduleRequest {
+            name: name.into(),
+            cron: Some("* * * * * *".into()),
+            every_secs: None,
+            timezone: Some("Europe/Paris".into()),
+            job: None,
+            call: Some(ServiceCall {
+                service: "clock_app".into(),
+                method: None,
+                path: path.into(),
+                body: Some(r#"{"current_version": 7}"#.into()),
+            }),
+            overlap: None,
+            misfire: None,
+        };
+        cluster
+            .admin
+            .create_schedule()
+            .body(req)
+            .send()
+            .await
+            .unwrap();
+    }
+    let ok = eventually(60, "a call answered 200", || async {
+        cluster
+            .fires("call-ok")
+            .await
+            .into_iter()
+            .find(|f| f.outcome == FireOutcome::Called)
+    })
+    .await;
+    assert_eq!(ok.http_status, Some(200));
+    let failed = eventually(60, "a call answered 500", || async {
+        cluster
+            .fires("call-fails")
+            .await
+            .into_iter()
+            .find(|f| f.http_status == Some(500))
+    })
+    .await;
+    assert_eq!(failed.outcome, FireOutcome::CallFailed);
+
+    // Bad schedules say what to fix.
+    let mut both = every_second("both", "true");
+    both.cron = Some("* * * * *".into());
+    let body = expect_api_error(
+        failure(cluster.admin.create_schedule().body(both).send().await),
+        400,
+        "invalid_schedule",
+    );
+    assert!(
+        body.message
+            .contains("exactly one of `cron` and `every_secs`")
+    );
+    let mut zone = every_second("zone", "true");
+    zone.every_secs = None;
+    zone.cron = Some("0 9 * * *".into());
+    zone.timezone = Some("Mars/Olympus".into());
+    expect_api_error(
+        failure(cluster.admin.create_schedule().body(zone).send().await),
+        400,
+        "invalid_schedule",
+    );
+    expect_api_error(
+        failure(
+            cluster
+                .admin
+                .create_schedule()
+                .body(every_second("call-ok", "true"))
+                .send()
+                .await,
+        ),
+        409,
+        "schedule_exists",
+    );
+}
+
+#[tokio::test]
+async fn the_cli_runs_a_job_to_its_end_with_its_output_and_exit_code_and_makes_schedules() {
+    let cluster = JobsCluster::start(1, &[]).await;
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("cli");
+    let url = cluster.conductor.url.clone();
+    let (ok, _, err) = cli(
+        &config,
+        &["login", "--url", &url, "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    );
+    assert!(ok, "{err}");
+    // Blocking calls: the CLI is its own process.
+    let run = |args: Vec<String>| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli_exit(&config, &args, None)
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+    // --wait streams both streams and exits with the job's code; a retry's output follows.
+    let (code, out, err) = run(args(&[
+        "jobs",
+        "run",
+        "--wait",
+        "--retries",
+        "1",
+        "--backoff-ms",
+        "100",
+        "--",
+        "sh",
+        "-c",
+        "echo out-$AEREKOS_JOB_ATTEMPT; sleep 0.5; echo err-$AEREKOS_JOB_ATTEMPT >&2; exit 3",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert_eq!(out, "out-1\nout-2\n", "{err}");
+    assert!(err.contains("err-1\n") && err.contains("err-2\n"), "{err}");
+    assert!(
+        err.contains("attempt 2 exited") && err.contains("failed"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(args(&["jobs", "run", "--wait", "--", "echo", "fine"]))
+        .await
+        .unwrap();
+    assert_eq!((code, out.as_str()), (Some(0), "fine\n"), "{err}");
+
+    // Listing and reading back.
+    let (code, out, _) = run(args(&["jobs", "ls", "-o", "json"])).await.unwrap();
+    assert_eq!(code, Some(0));
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(jobs.len(), 2);
+    let failed_id = jobs.iter().find(|j| j["state"] == "failed").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, out, _) = run(args(&["jobs", "logs", &failed_id])).await.unwrap();
+    assert_eq!((code, out.as_str()), (Some(0), "out-1\nout-2\n"));
+    let (code, out, _) = run(args(&["jobs", "show", &failed_id])).await.unwrap();
+    assert_eq!(code, Some(0));
+    assert!(out.contains("exited with code 3"), "{out}");
+
+    // A schedule from the CLI, and its fires.
+    let (code, _, err) = run(args(&[
+        "schedules",
+        "create",
+        "cli-tick",
+        "--every",
+        "1",
+        "--",
+        "true",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    cluster.at_least_fires("cli-tick", 2, 30).await;
+    let (code, out, _) = run(args(&["schedules", "show", "cli-tick"])).await.unwrap();
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("every 1s") && out.contains("submitted"),
+        "{out}"
+    );
+    let (code, out, _) = run(args(&["schedules", "pause", "cli-tick"]))
+        .await
+        .unwrap();
+    assert!(code == Some(0) && out.contains("paused"), "{out}");
+    let (code, _, err) = run(args(&["schedules", "create", "bad", "--every", "1"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1));
+    assert!(err.contains("after `--`"), "{err}");
 }

@@ -647,6 +647,82 @@ storage_manager, an app's settings).*/
             Default::default()
         }
     }
+    /**What one fire did: `submitted` a job, `called` the endpoint (2xx), `call_failed`, or skipped
+(`skipped_overlap`, `skipped_misfire`), or `failed` (the job could not be submitted).*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum FireOutcome {
+        #[serde(rename = "submitted")]
+        Submitted,
+        #[serde(rename = "called")]
+        Called,
+        #[serde(rename = "call_failed")]
+        CallFailed,
+        #[serde(rename = "skipped_overlap")]
+        SkippedOverlap,
+        #[serde(rename = "skipped_misfire")]
+        SkippedMisfire,
+        #[serde(rename = "queued")]
+        Queued,
+        #[serde(rename = "failed")]
+        Failed,
+    }
+    impl ::std::fmt::Display for FireOutcome {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Submitted => f.write_str("submitted"),
+                Self::Called => f.write_str("called"),
+                Self::CallFailed => f.write_str("call_failed"),
+                Self::SkippedOverlap => f.write_str("skipped_overlap"),
+                Self::SkippedMisfire => f.write_str("skipped_misfire"),
+                Self::Queued => f.write_str("queued"),
+                Self::Failed => f.write_str("failed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for FireOutcome {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "submitted" => Ok(Self::Submitted),
+                "called" => Ok(Self::Called),
+                "call_failed" => Ok(Self::CallFailed),
+                "skipped_overlap" => Ok(Self::SkippedOverlap),
+                "skipped_misfire" => Ok(Self::SkippedMisfire),
+                "queued" => Ok(Self::Queued),
+                "failed" => Ok(Self::Failed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for FireOutcome {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for FireOutcome {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///Liveness.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Health {
@@ -1406,6 +1482,61 @@ workers verify user tokens with these; no secret is shared.*/
             Default::default()
         }
     }
+    ///After downtime: `run_once` for all the fires missed, or `skip` them.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum MisfirePolicy {
+        #[serde(rename = "run_once")]
+        RunOnce,
+        #[serde(rename = "skip")]
+        Skip,
+    }
+    impl ::std::fmt::Display for MisfirePolicy {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::RunOnce => f.write_str("run_once"),
+                Self::Skip => f.write_str("skip"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for MisfirePolicy {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "run_once" => Ok(Self::RunOnce),
+                "skip" => Ok(Self::Skip),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for MisfirePolicy {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for MisfirePolicy {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///Move a stateful service, with its data, to another worker.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct MoveRequest {
@@ -1507,6 +1638,66 @@ interrupted ends in `failed`, with the service on its old worker and its data th
     impl NetworkInterface {
         pub fn builder() -> builder::NetworkInterface {
             Default::default()
+        }
+    }
+    /**`skip` the fire; `queue` it until the previous job ends (at most one waits); or
+`cancel_previous` and submit.*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum OverlapPolicy {
+        #[serde(rename = "skip")]
+        Skip,
+        #[serde(rename = "queue")]
+        Queue,
+        #[serde(rename = "cancel_previous")]
+        CancelPrevious,
+    }
+    impl ::std::fmt::Display for OverlapPolicy {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Skip => f.write_str("skip"),
+                Self::Queue => f.write_str("queue"),
+                Self::CancelPrevious => f.write_str("cancel_previous"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for OverlapPolicy {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "skip" => Ok(Self::Skip),
+                "queue" => Ok(Self::Queue),
+                "cancel_previous" => Ok(Self::CancelPrevious),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for OverlapPolicy {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for OverlapPolicy {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///How the scheduler chooses among the workers an instance fits on.
@@ -1812,6 +2003,88 @@ replaced.*/
             Default::default()
         }
     }
+    ///A schedule and its clock.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Schedule {
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub created_by: ::std::string::String,
+        pub id: ::uuid::Uuid,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_fire_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        ///The job of the last fire that submitted one.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last_job_id: ::std::option::Option<::uuid::Uuid>,
+        pub name: ::std::string::String,
+        ///When it fires next (absent while paused).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_fire_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        pub paused: bool,
+        pub request: ScheduleRequest,
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl Schedule {
+        pub fn builder() -> builder::Schedule {
+            Default::default()
+        }
+    }
+    ///One fire of a schedule.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ScheduleFire {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub detail: ::std::option::Option<::std::string::String>,
+        pub fired_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The endpoint's answer, for a call.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub http_status: ::std::option::Option<u16>,
+        ///The job it submitted.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub job_id: ::std::option::Option<::uuid::Uuid>,
+        ///Fires missed while the conductor was down that this one stands for (or skipped).
+        pub missed: u32,
+        pub outcome: FireOutcome,
+        ///The time the clock said it was due.
+        pub scheduled_for: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///Increasing with each fire.
+        pub seq: u64,
+    }
+    impl ScheduleFire {
+        pub fn builder() -> builder::ScheduleFire {
+            Default::default()
+        }
+    }
+    ///A schedule: when (`cron` or `every_secs`) and what (`job` or `call`, one of them).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ScheduleRequest {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub call: ::std::option::Option<ServiceCall>,
+        /**A cron expression: five fields (minute hour day-of-month month day-of-week) or six (with
+seconds first), read in `timezone`; `@hourly`-style aliases too.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub cron: ::std::option::Option<::std::string::String>,
+        ///Or a fixed interval in seconds (1–2678400), counted from the schedule's creation.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub every_secs: ::std::option::Option<u32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub job: ::std::option::Option<JobRequest>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub misfire: ::std::option::Option<MisfirePolicy>,
+        ///1–64 of a-z, 0-9, `_` and `-`; unique.
+        pub name: ::std::string::String,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub overlap: ::std::option::Option<OverlapPolicy>,
+        ///The IANA time zone a cron expression is read in, e.g. `Europe/Paris`; default `UTC`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub timezone: ::std::option::Option<::std::string::String>,
+    }
+    impl ScheduleRequest {
+        pub fn builder() -> builder::ScheduleRequest {
+            Default::default()
+        }
+    }
     /**How an instance runs. Give an image (docker driver) or a command (process driver), or both.
 A secrets_manager secret an instance gets in an environment variable: its worker reads the
 value just before starting it (the version or staging label named, else `AWSCURRENT`'s). Only
@@ -1902,6 +2175,93 @@ at each start.*/
     impl Service {
         pub fn builder() -> builder::Service {
             Default::default()
+        }
+    }
+    /**An HTTP call a schedule makes: `<method> /api/<service><path>` through the gateway, with a
+service token of its own (`service:scheduler`), so the service decides what it may do.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ServiceCall {
+        ///A JSON body (as text), sent with `Content-Type: application/json`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub body: ::std::option::Option<::std::string::String>,
+        ///GET, POST, PUT, PATCH or DELETE; default POST.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub method: ::std::option::Option<ServiceCallMethod>,
+        ///The path under the service's API, starting with `/`, e.g. `/secrets/db/rotate`.
+        pub path: ::std::string::String,
+        ///A service of the catalog, e.g. `secrets_manager`.
+        pub service: ::std::string::String,
+    }
+    impl ServiceCall {
+        pub fn builder() -> builder::ServiceCall {
+            Default::default()
+        }
+    }
+    ///GET, POST, PUT, PATCH or DELETE; default POST.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum ServiceCallMethod {
+        #[serde(rename = "GET")]
+        Get,
+        #[serde(rename = "POST")]
+        Post,
+        #[serde(rename = "PUT")]
+        Put,
+        #[serde(rename = "PATCH")]
+        Patch,
+        #[serde(rename = "DELETE")]
+        Delete,
+    }
+    impl ::std::fmt::Display for ServiceCallMethod {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Get => f.write_str("GET"),
+                Self::Post => f.write_str("POST"),
+                Self::Put => f.write_str("PUT"),
+                Self::Patch => f.write_str("PATCH"),
+                Self::Delete => f.write_str("DELETE"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for ServiceCallMethod {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "GET" => Ok(Self::Get),
+                "POST" => Ok(Self::Post),
+                "PUT" => Ok(Self::Put),
+                "PATCH" => Ok(Self::Patch),
+                "DELETE" => Ok(Self::Delete),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ServiceCallMethod {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ServiceCallMethod {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     /**Define a service of your own; the gateway routes `/api/<name>/…` to its instances, which
@@ -8396,6 +8756,561 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct Schedule {
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            created_by: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            last_fire_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            last_job_id: ::std::result::Result<
+                ::std::option::Option<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            next_fire_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            paused: ::std::result::Result<bool, ::std::string::String>,
+            request: ::std::result::Result<
+                super::ScheduleRequest,
+                ::std::string::String,
+            >,
+            updated_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for Schedule {
+            fn default() -> Self {
+                Self {
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    created_by: Err("no value supplied for created_by".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    last_fire_at: Ok(Default::default()),
+                    last_job_id: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    next_fire_at: Ok(Default::default()),
+                    paused: Err("no value supplied for paused".to_string()),
+                    request: Err("no value supplied for request".to_string()),
+                    updated_at: Err("no value supplied for updated_at".to_string()),
+                }
+            }
+        }
+        impl Schedule {
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn created_by<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_by = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_by: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn last_fire_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_fire_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for last_fire_at: {e}")
+                    });
+                self
+            }
+            pub fn last_job_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_job_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for last_job_id: {e}")
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn next_fire_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_fire_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for next_fire_at: {e}")
+                    });
+                self
+            }
+            pub fn paused<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.paused = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for paused: {e}")
+                    });
+                self
+            }
+            pub fn request<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ScheduleRequest>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.request = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for request: {e}")
+                    });
+                self
+            }
+            pub fn updated_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.updated_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for updated_at: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Schedule> for super::Schedule {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Schedule,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    created_at: value.created_at?,
+                    created_by: value.created_by?,
+                    id: value.id?,
+                    last_fire_at: value.last_fire_at?,
+                    last_job_id: value.last_job_id?,
+                    name: value.name?,
+                    next_fire_at: value.next_fire_at?,
+                    paused: value.paused?,
+                    request: value.request?,
+                    updated_at: value.updated_at?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Schedule> for Schedule {
+            fn from(value: super::Schedule) -> Self {
+                Self {
+                    created_at: Ok(value.created_at),
+                    created_by: Ok(value.created_by),
+                    id: Ok(value.id),
+                    last_fire_at: Ok(value.last_fire_at),
+                    last_job_id: Ok(value.last_job_id),
+                    name: Ok(value.name),
+                    next_fire_at: Ok(value.next_fire_at),
+                    paused: Ok(value.paused),
+                    request: Ok(value.request),
+                    updated_at: Ok(value.updated_at),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ScheduleFire {
+            detail: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            fired_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            http_status: ::std::result::Result<
+                ::std::option::Option<u16>,
+                ::std::string::String,
+            >,
+            job_id: ::std::result::Result<
+                ::std::option::Option<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+            missed: ::std::result::Result<u32, ::std::string::String>,
+            outcome: ::std::result::Result<super::FireOutcome, ::std::string::String>,
+            scheduled_for: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            seq: ::std::result::Result<u64, ::std::string::String>,
+        }
+        impl ::std::default::Default for ScheduleFire {
+            fn default() -> Self {
+                Self {
+                    detail: Ok(Default::default()),
+                    fired_at: Err("no value supplied for fired_at".to_string()),
+                    http_status: Ok(Default::default()),
+                    job_id: Ok(Default::default()),
+                    missed: Err("no value supplied for missed".to_string()),
+                    outcome: Err("no value supplied for outcome".to_string()),
+                    scheduled_for: Err(
+                        "no value supplied for scheduled_for".to_string(),
+                    ),
+                    seq: Err("no value supplied for seq".to_string()),
+                }
+            }
+        }
+        impl ScheduleFire {
+            pub fn detail<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.detail = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for detail: {e}")
+                    });
+                self
+            }
+            pub fn fired_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.fired_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for fired_at: {e}")
+                    });
+                self
+            }
+            pub fn http_status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u16>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.http_status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for http_status: {e}")
+                    });
+                self
+            }
+            pub fn job_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.job_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for job_id: {e}")
+                    });
+                self
+            }
+            pub fn missed<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.missed = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for missed: {e}")
+                    });
+                self
+            }
+            pub fn outcome<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::FireOutcome>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.outcome = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for outcome: {e}")
+                    });
+                self
+            }
+            pub fn scheduled_for<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.scheduled_for = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for scheduled_for: {e}")
+                    });
+                self
+            }
+            pub fn seq<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.seq = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for seq: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ScheduleFire> for super::ScheduleFire {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ScheduleFire,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    detail: value.detail?,
+                    fired_at: value.fired_at?,
+                    http_status: value.http_status?,
+                    job_id: value.job_id?,
+                    missed: value.missed?,
+                    outcome: value.outcome?,
+                    scheduled_for: value.scheduled_for?,
+                    seq: value.seq?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ScheduleFire> for ScheduleFire {
+            fn from(value: super::ScheduleFire) -> Self {
+                Self {
+                    detail: Ok(value.detail),
+                    fired_at: Ok(value.fired_at),
+                    http_status: Ok(value.http_status),
+                    job_id: Ok(value.job_id),
+                    missed: Ok(value.missed),
+                    outcome: Ok(value.outcome),
+                    scheduled_for: Ok(value.scheduled_for),
+                    seq: Ok(value.seq),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ScheduleRequest {
+            call: ::std::result::Result<
+                ::std::option::Option<super::ServiceCall>,
+                ::std::string::String,
+            >,
+            cron: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            every_secs: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+            job: ::std::result::Result<
+                ::std::option::Option<super::JobRequest>,
+                ::std::string::String,
+            >,
+            misfire: ::std::result::Result<
+                ::std::option::Option<super::MisfirePolicy>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            overlap: ::std::result::Result<
+                ::std::option::Option<super::OverlapPolicy>,
+                ::std::string::String,
+            >,
+            timezone: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for ScheduleRequest {
+            fn default() -> Self {
+                Self {
+                    call: Ok(Default::default()),
+                    cron: Ok(Default::default()),
+                    every_secs: Ok(Default::default()),
+                    job: Ok(Default::default()),
+                    misfire: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    overlap: Ok(Default::default()),
+                    timezone: Ok(Default::default()),
+                }
+            }
+        }
+        impl ScheduleRequest {
+            pub fn call<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::ServiceCall>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.call = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for call: {e}")
+                    });
+                self
+            }
+            pub fn cron<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.cron = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for cron: {e}")
+                    });
+                self
+            }
+            pub fn every_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.every_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for every_secs: {e}")
+                    });
+                self
+            }
+            pub fn job<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::JobRequest>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.job = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for job: {e}")
+                    });
+                self
+            }
+            pub fn misfire<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::MisfirePolicy>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.misfire = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for misfire: {e}")
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn overlap<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::OverlapPolicy>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.overlap = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for overlap: {e}")
+                    });
+                self
+            }
+            pub fn timezone<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timezone = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timezone: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ScheduleRequest> for super::ScheduleRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ScheduleRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    call: value.call?,
+                    cron: value.cron?,
+                    every_secs: value.every_secs?,
+                    job: value.job?,
+                    misfire: value.misfire?,
+                    name: value.name?,
+                    overlap: value.overlap?,
+                    timezone: value.timezone?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ScheduleRequest> for ScheduleRequest {
+            fn from(value: super::ScheduleRequest) -> Self {
+                Self {
+                    call: Ok(value.call),
+                    cron: Ok(value.cron),
+                    every_secs: Ok(value.every_secs),
+                    job: Ok(value.job),
+                    misfire: Ok(value.misfire),
+                    name: Ok(value.name),
+                    overlap: Ok(value.overlap),
+                    timezone: Ok(value.timezone),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct SecretRef {
             as_file: ::std::result::Result<bool, ::std::string::String>,
             label: ::std::result::Result<
@@ -8908,6 +9823,104 @@ instance uses them now.*/
                     secret_env: Ok(value.secret_env),
                     stateful: Ok(value.stateful),
                     updated_at: Ok(value.updated_at),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ServiceCall {
+            body: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            method: ::std::result::Result<
+                ::std::option::Option<super::ServiceCallMethod>,
+                ::std::string::String,
+            >,
+            path: ::std::result::Result<::std::string::String, ::std::string::String>,
+            service: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for ServiceCall {
+            fn default() -> Self {
+                Self {
+                    body: Ok(Default::default()),
+                    method: Ok(Default::default()),
+                    path: Err("no value supplied for path".to_string()),
+                    service: Err("no value supplied for service".to_string()),
+                }
+            }
+        }
+        impl ServiceCall {
+            pub fn body<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.body = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for body: {e}")
+                    });
+                self
+            }
+            pub fn method<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::ServiceCallMethod>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.method = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for method: {e}")
+                    });
+                self
+            }
+            pub fn path<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.path = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for path: {e}")
+                    });
+                self
+            }
+            pub fn service<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.service = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ServiceCall> for super::ServiceCall {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ServiceCall,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    body: value.body?,
+                    method: value.method?,
+                    path: value.path?,
+                    service: value.service?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ServiceCall> for ServiceCall {
+            fn from(value: super::ServiceCall) -> Self {
+                Self {
+                    body: Ok(value.body),
+                    method: Ok(value.method),
+                    path: Ok(value.path),
+                    service: Ok(value.service),
                 }
             }
         }
@@ -11597,6 +12610,117 @@ let response = client.get_resources()
 ```*/
     pub fn get_resources(&self) -> builder::GetResources<'_> {
         builder::GetResources::new(self)
+    }
+    /**Every schedule, by name
+
+Sends a `GET` request to `/api/schedules`
+
+```ignore
+let response = client.list_schedules()
+    .send()
+    .await;
+```*/
+    pub fn list_schedules(&self) -> builder::ListSchedules<'_> {
+        builder::ListSchedules::new(self)
+    }
+    /**Make a schedule (admin only): a cron expression in a time zone, or a fixed interval, that
+submits a job or calls a platform service's endpoint. 409 `schedule_exists` when the name
+is taken
+
+Sends a `POST` request to `/api/schedules`
+
+```ignore
+let response = client.create_schedule()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn create_schedule(&self) -> builder::CreateSchedule<'_> {
+        builder::CreateSchedule::new(self)
+    }
+    /**One schedule
+
+Sends a `GET` request to `/api/schedules/{name}`
+
+```ignore
+let response = client.get_schedule()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn get_schedule(&self) -> builder::GetSchedule<'_> {
+        builder::GetSchedule::new(self)
+    }
+    /**Replace what a schedule does and when (admin only); its clock starts again from now
+
+Sends a `PUT` request to `/api/schedules/{name}`
+
+```ignore
+let response = client.replace_schedule()
+    .name(name)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn replace_schedule(&self) -> builder::ReplaceSchedule<'_> {
+        builder::ReplaceSchedule::new(self)
+    }
+    /**Delete a schedule and its history (admin only); jobs it submitted are left as they are
+
+Sends a `DELETE` request to `/api/schedules/{name}`
+
+```ignore
+let response = client.delete_schedule()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn delete_schedule(&self) -> builder::DeleteSchedule<'_> {
+        builder::DeleteSchedule::new(self)
+    }
+    /**A schedule's fires, newest first (the last 1000 are kept), each with the job it submitted
+or the status its call got
+
+Sends a `GET` request to `/api/schedules/{name}/fires`
+
+Arguments:
+- `name`
+- `limit`: At most this many (1–1000, default 100).
+```ignore
+let response = client.list_schedule_fires()
+    .name(name)
+    .limit(limit)
+    .send()
+    .await;
+```*/
+    pub fn list_schedule_fires(&self) -> builder::ListScheduleFires<'_> {
+        builder::ListScheduleFires::new(self)
+    }
+    /**Pause a schedule (admin only): it does not fire, and nothing counts as missed
+
+Sends a `POST` request to `/api/schedules/{name}/pause`
+
+```ignore
+let response = client.pause_schedule()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn pause_schedule(&self) -> builder::PauseSchedule<'_> {
+        builder::PauseSchedule::new(self)
+    }
+    /**Resume a paused schedule (admin only): it fires at its next due time from now
+
+Sends a `POST` request to `/api/schedules/{name}/resume`
+
+```ignore
+let response = client.resume_schedule()
+    .name(name)
+    .send()
+    .await;
+```*/
+    pub fn resume_schedule(&self) -> builder::ResumeSchedule<'_> {
+        builder::ResumeSchedule::new(self)
     }
     /**The service catalog with each service's state
 
@@ -16138,6 +17262,1151 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "get_resources",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_schedules`]
+
+[`Client::list_schedules`]: super::Client::list_schedules*/
+    #[derive(Debug, Clone)]
+    pub struct ListSchedules<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> ListSchedules<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/api/schedules`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::Schedule>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client } = self;
+            let url = format!("{}/api/schedules", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_schedules",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::create_schedule`]
+
+[`Client::create_schedule`]: super::Client::create_schedule*/
+    #[derive(Debug, Clone)]
+    pub struct CreateSchedule<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::ScheduleRequest, String>,
+    }
+    impl<'a> CreateSchedule<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ScheduleRequest>,
+            <V as std::convert::TryInto<
+                types::ScheduleRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ScheduleRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::ScheduleRequest,
+            ) -> types::builder::ScheduleRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/schedules`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Schedule>, Error<crate::ErrorBody>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| {
+                    types::ScheduleRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/schedules", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_schedule",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                201u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_schedule`]
+
+[`Client::get_schedule`]: super::Client::get_schedule*/
+    #[derive(Debug, Clone)]
+    pub struct GetSchedule<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> GetSchedule<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/schedules/{name}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Schedule>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/schedules/{}", client.baseurl, encode_path(& name.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_schedule",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::replace_schedule`]
+
+[`Client::replace_schedule`]: super::Client::replace_schedule*/
+    #[derive(Debug, Clone)]
+    pub struct ReplaceSchedule<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+        body: Result<types::builder::ScheduleRequest, String>,
+    }
+    impl<'a> ReplaceSchedule<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ScheduleRequest>,
+            <V as std::convert::TryInto<
+                types::ScheduleRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ScheduleRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::ScheduleRequest,
+            ) -> types::builder::ScheduleRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `PUT` request to `/api/schedules/{name}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Schedule>, Error<crate::ErrorBody>> {
+            let Self { client, name, body } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::ScheduleRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/schedules/{}", client.baseurl, encode_path(& name.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .put(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "replace_schedule",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::delete_schedule`]
+
+[`Client::delete_schedule`]: super::Client::delete_schedule*/
+    #[derive(Debug, Clone)]
+    pub struct DeleteSchedule<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> DeleteSchedule<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `DELETE` request to `/api/schedules/{name}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/schedules/{}", client.baseurl, encode_path(& name.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "delete_schedule",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_schedule_fires`]
+
+[`Client::list_schedule_fires`]: super::Client::list_schedule_fires*/
+    #[derive(Debug, Clone)]
+    pub struct ListScheduleFires<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+        limit: Result<Option<u32>, String>,
+    }
+    impl<'a> ListScheduleFires<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+                limit: Ok(None),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<u32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `u32` for limit failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/api/schedules/{name}/fires`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::ScheduleFire>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client, name, limit } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/schedules/{}/fires", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_schedule_fires",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::pause_schedule`]
+
+[`Client::pause_schedule`]: super::Client::pause_schedule*/
+    #[derive(Debug, Clone)]
+    pub struct PauseSchedule<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> PauseSchedule<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/schedules/{name}/pause`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Schedule>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/schedules/{}/pause", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "pause_schedule",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::resume_schedule`]
+
+[`Client::resume_schedule`]: super::Client::resume_schedule*/
+    #[derive(Debug, Clone)]
+    pub struct ResumeSchedule<'a> {
+        client: &'a super::Client,
+        name: Result<::std::string::String, String>,
+    }
+    impl<'a> ResumeSchedule<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                name: Err("name was not initialized".to_string()),
+            }
+        }
+        pub fn name<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.name = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/schedules/{name}/resume`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Schedule>, Error<crate::ErrorBody>> {
+            let Self { client, name } = self;
+            let name = name.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/schedules/{}/resume", client.baseurl, encode_path(& name
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "resume_schedule",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -20,8 +20,9 @@ use crate::{
 /// How often a followed job is looked at.
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
+/// What a job runs and how: `jobs run` and `schedules create` take the same flags.
 #[derive(clap::Args)]
-pub struct RunArgs {
+pub struct JobArgs {
     /// A name for people.
     #[arg(long)]
     name: Option<String>,
@@ -59,15 +60,28 @@ pub struct RunArgs {
     priority: Option<u8>,
     #[arg(long)]
     queue: Option<String>,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+impl JobArgs {
+    /// No command and no image: no job was described.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.command.is_empty() && self.image.is_none()
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    job: JobArgs,
     /// Submitting twice with the same key gives one job.
     #[arg(long)]
     idempotency_key: Option<String>,
     /// Wait for the job, printing its output, and exit with its exit code.
     #[arg(long)]
     wait: bool,
-    /// The program and its arguments (after `--`).
-    #[arg(last = true)]
-    command: Vec<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -115,7 +129,8 @@ pub async fn jobs(global: Global, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::Run(args) => {
             let wait = args.wait;
-            let request = job_request(args)?;
+            let mut request = job_request(args.job)?;
+            request.idempotency_key = args.idempotency_key;
             let job = api(conductor.submit_job().body(request).send().await)?;
             if !wait {
                 return print_jobs(global.output(), &[job]);
@@ -251,7 +266,8 @@ pub async fn jobs(global: Global, command: JobsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn job_request(args: RunArgs) -> anyhow::Result<types::JobRequest> {
+/// The job the flags describe.
+pub(crate) fn job_request(args: JobArgs) -> anyhow::Result<types::JobRequest> {
     if args.command.is_empty() && args.image.is_none() {
         bail!("give the command after `--` (e.g. `aerekos jobs run -- echo hi`), or --image");
     }
@@ -282,7 +298,7 @@ fn job_request(args: RunArgs) -> anyhow::Result<types::JobRequest> {
         retry,
         priority: args.priority,
         queue: args.queue,
-        idempotency_key: args.idempotency_key,
+        idempotency_key: None,
     })
 }
 

@@ -7,6 +7,7 @@ mod client;
 mod jobs;
 mod output;
 mod platform;
+mod schedules;
 mod secrets;
 
 use clap::{Parser, Subcommand};
@@ -126,6 +127,13 @@ enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
+    /// Schedules: jobs submitted, or service endpoints called, on a clock.
+    Schedules {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: schedules::SchedulesCommand,
+    },
     /// The worker registration token.
     Token {
         #[command(flatten)]
@@ -160,6 +168,9 @@ fn main() {
         Command::Tokens { global, command } => client::run(access::tokens(global, command)),
         Command::Secrets { global, command } => client::run(secrets::secrets(global, command)),
         Command::Jobs { global, command } => client::run(jobs::jobs(global, command)),
+        Command::Schedules { global, command } => {
+            client::run(schedules::schedules(global, command))
+        }
         Command::Logout { global } => client::run(access::logout(global)),
         Command::Password {
             global,

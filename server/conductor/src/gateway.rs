@@ -69,6 +69,54 @@ impl Forwarder {
     }
 }
 
+/// Schedules' calls to platform services, through the same forwarder as the gateway's requests.
+pub struct ServiceCalls {
+    state: Arc<AppState>,
+    forwarder: Arc<Forwarder>,
+}
+
+impl ServiceCalls {
+    pub fn new(state: Arc<AppState>, forwarder: Arc<Forwarder>) -> Self {
+        Self { state, forwarder }
+    }
+}
+
+impl crate::domain::schedules::ServiceCaller for ServiceCalls {
+    fn call<'a>(
+        &'a self,
+        call: &'a crate::model::ServiceCall,
+        token: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<u16, String>> {
+        Box::pin(async move {
+            let Some(route) = self
+                .state
+                .routes
+                .snapshot()
+                .services
+                .get(&call.service)
+                .cloned()
+            else {
+                return Err(format!("no service {} in the catalog", call.service));
+            };
+            let method = Method::from_bytes(call.method.as_deref().unwrap_or("POST").as_bytes())
+                .map_err(|e| e.to_string())?;
+            let body = call.body.clone().unwrap_or_default();
+            let req = Request::builder()
+                .method(method)
+                .uri_str(&format!("/api/{}{}", call.service, call.path))
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, body.len().to_string())
+                .body(body);
+            let resp = self
+                .forwarder
+                .forward(req, &call.service, &route, false)
+                .await;
+            Ok(resp.status().as_u16())
+        })
+    }
+}
+
 /// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(

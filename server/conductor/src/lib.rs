@@ -23,8 +23,8 @@ pub use domain::auth::ADMIN_PASSWORD_FILE;
 use domain::{
     auth::AuthService, backups::BackupService, catalog::CatalogService,
     deployments::DeploymentService, instances::InstanceService, jobs::JobService,
-    moves::MoveService, registration::RegistrationTokens, routes::Routes, volumes::VolumeService,
-    workers::WorkerService,
+    moves::MoveService, registration::RegistrationTokens, routes::Routes,
+    schedules::ScheduleService, volumes::VolumeService, workers::WorkerService,
 };
 use store::Db;
 
@@ -42,6 +42,7 @@ pub(crate) struct AppState {
     backups: Arc<BackupService>,
     deployments: DeploymentService,
     jobs: Arc<JobService>,
+    schedules: ScheduleService,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     /// The conductor's TLS, when it serves TLS.
@@ -79,6 +80,10 @@ pub struct ConductorHandle {
         tokio::task::JoinHandle<()>,
     ),
     job_loop: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    schedule_loop: (
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ),
@@ -135,7 +140,7 @@ impl ConductorHandle {
         // Workers waiting on their assignments are answered now, not at the end of their wait.
         self.state.instances.close();
         self.housekeeping.abort();
-        for (stop, task) in [self.deployment_loop, self.job_loop] {
+        for (stop, task) in [self.schedule_loop, self.deployment_loop, self.job_loop] {
             let _ = stop.send(());
             let _ = task.await;
         }
@@ -208,6 +213,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         placement.clone(),
         config.jobs.clone(),
     ));
+    let schedules = ScheduleService::new(db.clone(), jobs.clone(), auth.clone());
     let deployments = DeploymentService::new(
         catalog.clone(),
         workers.clone(),
@@ -234,6 +240,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         backups,
         deployments,
         jobs,
+        schedules,
         routes: routes.clone(),
         metrics: metrics.clone(),
         tls: tls.clone(),
@@ -259,6 +266,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let app = aerekos_common::server::api_routes(api::service(), &api::limits(), state.clone());
     let app = domain::audit::Audited::new(app, state.clone());
     let forwarder = Arc::new(gateway::Forwarder::new(&state));
+    let forwarder_for_calls = forwarder.clone();
     let app = gateway::Gateway::new(app, state.clone(), forwarder.clone());
     // The web dashboard at `/` (and its client routes); `/api/…` passes through untouched.
     let workers_for_csp = state.workers.clone();
@@ -301,6 +309,10 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let flusher = spawn_heartbeat_flusher(state.clone());
     let deployment_loop = spawn_deployment_loop(state.clone());
     let job_loop = spawn_job_loop(state.clone());
+    let schedule_loop = spawn_schedule_loop(
+        state.clone(),
+        gateway::ServiceCalls::new(state.clone(), forwarder_for_calls),
+    );
     let housekeeping = spawn_housekeeping(state.clone());
     Ok(ConductorHandle {
         server,
@@ -309,6 +321,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         flusher,
         deployment_loop,
         job_loop,
+        schedule_loop,
         housekeeping,
     })
 }
@@ -388,6 +401,31 @@ fn spawn_job_loop(
             }
             if let Err(e) = state.jobs.tick().await {
                 tracing::error!(error = %e.body().message, "job queue pass failed; retrying next tick");
+            }
+        }
+    });
+    (stop, task)
+}
+
+/// Runs [`ScheduleService::tick`] every [`domain::schedules::TICK`], and at once after a schedule
+/// changes, until told to stop; calls go through the gateway's forwarder.
+fn spawn_schedule_loop(
+    state: Arc<AppState>,
+    calls: gateway::ServiceCalls,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tokio::time::sleep(domain::schedules::TICK) => {}
+                _ = state.schedules.wake.notified() => {}
+            }
+            if let Err(e) = state.schedules.tick(&calls).await {
+                tracing::error!(error = %e.body().message, "schedule pass failed; retrying next tick");
             }
         }
     });

@@ -1364,3 +1364,155 @@ pub struct JobQueueSettings {
     /// At most this many of its jobs run at once (1–10000); absent: no limit.
     pub concurrency_limit: Option<u32>,
 }
+
+// ---- Schedules: jobs submitted, or platform endpoints called, on a clock ----
+
+/// A schedule: when (`cron` or `every_secs`) and what (`job` or `call`, one of them).
+#[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ScheduleRequest {
+    /// 1–64 of a-z, 0-9, `_` and `-`; unique.
+    pub name: String,
+    /// A cron expression: five fields (minute hour day-of-month month day-of-week) or six (with
+    /// seconds first), read in `timezone`; `@hourly`-style aliases too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// Or a fixed interval in seconds (1–2678400), counted from the schedule's creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_secs: Option<u32>,
+    /// The IANA time zone a cron expression is read in, e.g. `Europe/Paris`; default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Submit this job at each fire (its idempotency key is set by the schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRequest>,
+    /// Or call this endpoint of a platform service through the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<ServiceCall>,
+    /// What a fire does while the job of the previous one still runs; default `skip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapPolicy>,
+    /// What happens to fires missed while the conductor was down (more than 5 s late); default
+    /// `run_once`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misfire: Option<MisfirePolicy>,
+}
+
+/// An HTTP call a schedule makes: `<method> /api/<service><path>` through the gateway, with a
+/// service token of its own (`service:scheduler`), so the service decides what it may do.
+#[derive(Object, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ServiceCall {
+    /// A service of the catalog, e.g. `secrets_manager`.
+    pub service: String,
+    /// GET, POST, PUT, PATCH or DELETE; default POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The path under the service's API, starting with `/`, e.g. `/secrets/db/rotate`.
+    pub path: String,
+    /// A JSON body (as text), sent with `Content-Type: application/json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// `skip` the fire; `queue` it until the previous job ends (at most one waits); or
+/// `cancel_previous` and submit.
+#[derive(
+    Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize,
+)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    #[default]
+    Skip,
+    Queue,
+    CancelPrevious,
+}
+
+/// After downtime: `run_once` for all the fires missed, or `skip` them.
+#[derive(
+    Enum, Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize,
+)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum MisfirePolicy {
+    #[default]
+    RunOnce,
+    Skip,
+}
+
+/// A schedule and its clock.
+#[derive(Object, Debug, Clone)]
+pub struct Schedule {
+    pub id: Uuid,
+    pub name: String,
+    pub request: ScheduleRequest,
+    pub paused: bool,
+    /// When it fires next (absent while paused).
+    pub next_fire_at: Option<DateTime<Utc>>,
+    pub last_fire_at: Option<DateTime<Utc>>,
+    /// The job of the last fire that submitted one.
+    pub last_job_id: Option<Uuid>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What one fire did: `submitted` a job, `called` the endpoint (2xx), `call_failed`, or skipped
+/// (`skipped_overlap`, `skipped_misfire`), or `failed` (the job could not be submitted).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum FireOutcome {
+    Submitted,
+    Called,
+    CallFailed,
+    SkippedOverlap,
+    SkippedMisfire,
+    Queued,
+    Failed,
+}
+
+impl FireOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FireOutcome::Submitted => "submitted",
+            FireOutcome::Called => "called",
+            FireOutcome::CallFailed => "call_failed",
+            FireOutcome::SkippedOverlap => "skipped_overlap",
+            FireOutcome::SkippedMisfire => "skipped_misfire",
+            FireOutcome::Queued => "queued",
+            FireOutcome::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            FireOutcome::Submitted,
+            FireOutcome::Called,
+            FireOutcome::CallFailed,
+            FireOutcome::SkippedOverlap,
+            FireOutcome::SkippedMisfire,
+            FireOutcome::Queued,
+            FireOutcome::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// One fire of a schedule.
+#[derive(Object, Debug, Clone)]
+pub struct ScheduleFire {
+    /// Increasing with each fire.
+    pub seq: u64,
+    /// The time the clock said it was due.
+    pub scheduled_for: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+    pub outcome: FireOutcome,
+    /// The job it submitted.
+    pub job_id: Option<Uuid>,
+    /// The endpoint's answer, for a call.
+    pub http_status: Option<u16>,
+    /// Fires missed while the conductor was down that this one stands for (or skipped).
+    pub missed: u32,
+    pub detail: Option<String>,
+}

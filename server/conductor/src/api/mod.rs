@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod jobs;
+mod schedules;
 mod services;
 mod system;
 mod token;
@@ -33,6 +34,8 @@ pub enum ApiTags {
     Services,
     /// Jobs: run-to-completion work, queued by priority, with retries and timeouts.
     Jobs,
+    /// Schedules: jobs submitted, or platform endpoints called, on a clock.
+    Schedules,
     /// Health, readiness, metrics.
     System,
 }
@@ -73,6 +76,7 @@ pub type ConductorApi = (
     workers::WorkersApi,
     services::ServicesApi,
     jobs::JobsApi,
+    schedules::SchedulesApi,
     audit::AuditApi,
     system::SystemApi,
 );
@@ -82,7 +86,8 @@ pub type ConductorApi = (
 /// cannot say without making the SDK's types unions (a service definition's "a command or an
 /// image", an instance spec's likewise, a worker's address being IPv4 or IPv6).
 pub fn limits() -> Vec<aerekos_common::limits::Limit> {
-    use crate::domain::{audit, auth as domain_auth, deployments, jobs, workers};
+    use crate::domain::{audit, auth as domain_auth, deployments, jobs, schedules, workers};
+    // Job queues and schedules are named alike.
     const JOB_QUEUE_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
     use aerekos_common::limits::Limit;
     use serde_json::json;
@@ -126,6 +131,36 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
             "name",
             json!({"pattern": JOB_QUEUE_PATTERN}),
         ),
+        Limit::param(
+            "get_schedule",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::param(
+            "replace_schedule",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::param(
+            "delete_schedule",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::param(
+            "pause_schedule",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::param(
+            "resume_schedule",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::param(
+            "list_schedule_fires",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
         Limit::property(
             "JobQueueSettings",
             "concurrency_limit",
@@ -157,6 +192,32 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
             "env",
             json!({"maxProperties": deployments::MAX_ENV_VARS, "additionalProperties": {"maxLength": deployments::MAX_ENV_VALUE_CHARS}}),
         ),
+        Limit::param(
+            "list_schedule_fires",
+            "limit",
+            json!({"minimum": 1, "maximum": schedules::MAX_FIRES_PAGE}),
+        ),
+        Limit::property(
+            "ScheduleRequest",
+            "name",
+            json!({"pattern": JOB_QUEUE_PATTERN}),
+        ),
+        Limit::property(
+            "ScheduleRequest",
+            "every_secs",
+            json!({"minimum": 1, "maximum": schedules::MAX_EVERY_SECS}),
+        ),
+        Limit::property(
+            "ServiceCall",
+            "service",
+            json!({"pattern": "^[a-z0-9_]{1,64}$"}),
+        ),
+        Limit::property(
+            "ServiceCall",
+            "method",
+            json!({"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]}),
+        ),
+        Limit::property("ServiceCall", "path", json!({"pattern": "^/"})),
         Limit::property(
             "RetryPolicy",
             "max_retries",
@@ -221,7 +282,7 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
 /// starting a server.
 pub fn service() -> OpenApiService<ConductorApi, ()> {
     OpenApiService::new(
-        (auth::AuthApi, users::UsersApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, jobs::JobsApi, audit::AuditApi, system::SystemApi),
+        (auth::AuthApi, users::UsersApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, jobs::JobsApi, schedules::SchedulesApi, audit::AuditApi, system::SystemApi),
         "aerekos conductor",
         env!("CARGO_PKG_VERSION"),
     )

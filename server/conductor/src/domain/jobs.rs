@@ -121,8 +121,8 @@ pub fn check_queue_name(name: &str) -> ApiResult<()> {
     }
 }
 
-/// The request checked, with its defaults filled in.
-fn normalized(mut req: JobRequest) -> ApiResult<JobRequest> {
+/// The request checked, with its defaults filled in (a schedule checks its job with it too).
+pub(crate) fn normalized(mut req: JobRequest) -> ApiResult<JobRequest> {
     if let Some(name) = &req.name {
         if !(1..=128).contains(&name.chars().count()) {
             return Err(bad("invalid_job", "name must be 1–128 characters".into()));

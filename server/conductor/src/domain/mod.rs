@@ -15,6 +15,7 @@ pub mod platform;
 pub mod registration;
 pub mod routes;
 pub mod scheduler;
+pub mod schedules;
 pub mod tls;
 pub mod users;
 pub mod volumes;
