@@ -4,6 +4,7 @@ import { SessionProvider, useSession } from './hooks/useSession';
 import { RouterProvider, useRouter } from './router';
 import { Shell } from './Shell';
 import { AuditScreen } from './screens/AuditScreen';
+import { JobsScreen } from './screens/JobsScreen';
 import { KeysScreen } from './screens/KeysScreen';
 import { LoginScreen } from './screens/LoginScreen';
 import { NotFoundScreen } from './screens/NotFoundScreen';
@@ -57,6 +58,9 @@ function Root() {
       break;
     case 'secrets':
       screen = <SecretsScreen selected={route.secret} />;
+      break;
+    case 'jobs':
+      screen = <JobsScreen selected={route.job} state={route.state} />;
       break;
     case 'users':
       screen = <UsersScreen selected={route.user} />;

@@ -17,6 +17,7 @@ const NAV: { label: string; route: Route; matches: Route['name'][] }[] = [
   { label: 'Overview', route: { name: 'overview' }, matches: ['overview'] },
   { label: 'Workers', route: { name: 'workers' }, matches: ['workers', 'worker'] },
   { label: 'Services', route: { name: 'services' }, matches: ['services', 'service'] },
+  { label: 'Jobs', route: { name: 'jobs' }, matches: ['jobs'] },
   { label: 'Volumes', route: { name: 'volumes' }, matches: ['volumes'] },
   { label: 'Keys', route: { name: 'keys' }, matches: ['keys'] },
   { label: 'Storage', route: { name: 'storage' }, matches: ['storage'] },

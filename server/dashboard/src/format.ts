@@ -34,6 +34,26 @@ export function ago(iso: string | undefined, now = Date.now()): string {
   return `${Math.round(h / 24)} d ago`;
 }
 
+/** A length of time for people: "850 ms", "12.3 s", "4 min 5 s", "1 min", "2 h 10 min", "1 h". */
+export function duration(ms: number | undefined): string {
+  if (ms === undefined || !Number.isFinite(ms) || ms < 0) return '—';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  const whole = Math.round(s);
+  const m = Math.floor(whole / 60);
+  if (m < 60) return whole % 60 ? `${m} min ${whole % 60} s` : `${m} min`;
+  return m % 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${Math.floor(m / 60)} h`;
+}
+
+/** The time from `from` to `to` (or to now), as `duration` shows it. */
+export function between(from: string | undefined, to?: string, now = Date.now()): string {
+  if (!from) return '—';
+  const start = Date.parse(from);
+  const end = to ? Date.parse(to) : now;
+  return Number.isNaN(start) || Number.isNaN(end) ? '—' : duration(end - start);
+}
+
 export function dateTime(iso: string | undefined): string {
   if (!iso) return '—';
   const d = new Date(iso);

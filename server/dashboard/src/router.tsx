@@ -13,6 +13,7 @@ export type Route =
   | { name: 'keys' }
   | { name: 'storage'; bucket?: string; prefix?: string }
   | { name: 'secrets'; secret?: string }
+  | { name: 'jobs'; job?: string; state?: string }
   | { name: 'users'; user?: string }
   | { name: 'audit'; actor?: string; action?: string; failed?: boolean }
   | { name: 'settings' }
@@ -43,6 +44,11 @@ export function parse(pathname: string, search = ''): Route {
       // A secret's name has `/`s: one encoded segment (as href makes it), or typed out as segments.
       const secret = parts.slice(1).join('/');
       return secret ? { name: 'secrets', secret } : { name: 'secrets' };
+    }
+    case 'jobs': {
+      // The list's state filter is kept in the address (`?state=failed`), the selected job too.
+      const state = new URLSearchParams(search).get('state') || undefined;
+      return { name: 'jobs', ...(second ? { job: second } : {}), ...(state ? { state } : {}) };
     }
     case 'users':
       return second ? { name: 'users', user: second } : { name: 'users' };
@@ -76,6 +82,10 @@ export function href(route: Route): string {
     case 'secrets':
       // One segment (`/` as %2F), so that no `.` or `..` segment of a name is taken for a path step.
       return route.secret ? `/secrets/${encodeURIComponent(route.secret)}` : '/secrets';
+    case 'jobs': {
+      const path = route.job ? `/jobs/${encodeURIComponent(route.job)}` : '/jobs';
+      return route.state ? `${path}?state=${encodeURIComponent(route.state)}` : path;
+    }
     case 'users':
       return route.user ? `/users/${encodeURIComponent(route.user)}` : '/users';
     case 'audit': {

@@ -224,6 +224,7 @@ describe('content security policy', { concurrency: false }, () => {
     for (const [nav, screen] of [
       ['nav-workers', 'workers-screen'],
       ['nav-services', 'services-screen'],
+      ['nav-jobs', 'jobs-screen'],
       ['nav-volumes', 'volumes-screen'],
       ['nav-keys', 'keys-screen'],
       ['nav-storage', 'storage-screen'],

@@ -6,6 +6,7 @@ import type { ConductorComponents } from '@aerekos/sdk';
 
 import { useClients } from './useSession';
 import { useAsync } from './useAsync';
+import { workerApi } from './useWorkers';
 
 export type Deployment = ConductorComponents['schemas']['Deployment'];
 /** A stateful service waiting for the worker that holds its volume to come back. */
@@ -71,8 +72,7 @@ export function useInstanceLogs(worker: Worker | undefined, instanceId: string |
   return useAsync<string | undefined>(
     async () => {
       if (!worker || !instanceId) return undefined;
-      if (!worker.api_url) throw new Error(`Worker ${worker.name} serves no API, so its instances' output cannot be read.`);
-      const api = clients.worker(worker.api_url);
+      const api = workerApi(clients, worker);
       return unwrap(
         api.GET('/api/worker/instances/{id}/logs', { params: { path: { id: instanceId }, query: { max_bytes: 16384 } }, parseAs: 'text' }),
       ) as Promise<string>;

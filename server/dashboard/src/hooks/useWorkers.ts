@@ -1,9 +1,17 @@
-// The worker registry: every worker (all pages), one worker, the instances assigned to it.
+// The worker registry: every worker (all pages), one worker, the instances assigned to it; a
+// worker's own API (at its `api_url`), where its instances' output is read.
 
-import { unwrap, type Instance, type Worker } from '@aerekos/sdk';
+import { unwrap, type Instance, type Worker, type WorkerClient } from '@aerekos/sdk';
 
+import type { Clients } from '../api/clients';
 import { useClients } from './useSession';
 import { useAsync } from './useAsync';
+
+/** The client of `worker`'s own API; throws, saying so, when the worker serves none. */
+export function workerApi(clients: Clients, worker: Worker): WorkerClient {
+  if (!worker.api_url) throw new Error(`Worker ${worker.name} serves no API, so its instances' output cannot be read.`);
+  return clients.worker(worker.api_url);
+}
 
 export function useWorkers(intervalMs = 5000) {
   const { conductor } = useClients();
