@@ -240,7 +240,9 @@ pub async fn watch_assignments(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                     Ok(assigned) => {
                         shared.take_assignments(assigned.into_inner());
                         backoff.reset();
-                        Duration::ZERO
+                        // Changes that follow within this are fetched together (a job queue
+                        // places and ends attempts in bursts), not one whole listing each.
+                        ASSIGNMENT_BATCHING
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "waiting for assignments failed; retrying");
@@ -258,3 +260,5 @@ pub async fn watch_assignments(shared: Arc<Shared>, mut stop: watch::Receiver<bo
 
 /// How long one wait for new assignments is held open.
 const LONG_POLL_SECS: u64 = 25;
+/// The pause after taking new assignments before waiting for the next.
+const ASSIGNMENT_BATCHING: Duration = Duration::from_millis(20);

@@ -16,6 +16,7 @@ const BENCHES: &[&str] = &[
     "storage_manager",
     "volumes",
     "secrets_manager",
+    "jobs",
 ];
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {

@@ -23,6 +23,8 @@ CREATE TABLE jobs (
     finished_at     INTEGER
 );
 CREATE INDEX jobs_queued ON jobs (queue_key) WHERE state = 'queued';
+-- The queue's counts (running per queue, at every pass) read only the jobs not finished.
+CREATE INDEX jobs_active ON jobs (queue, state) WHERE state IN ('queued', 'running');
 CREATE INDEX jobs_by_submitted ON jobs (submitted_at);
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 

@@ -402,6 +402,9 @@ fn spawn_job_loop(
             if let Err(e) = state.jobs.tick().await {
                 tracing::error!(error = %e.body().message, "job queue pass failed; retrying next tick");
             }
+            // Wakes that come meanwhile are kept (one permit): a burst of submits or ends makes
+            // one pass, not one each.
+            tokio::time::sleep(domain::jobs::MIN_PASS_GAP).await;
         }
     });
     (stop, task)

@@ -49,16 +49,31 @@ pub struct ProcessDriver {
     platform: Platform,
     /// Children this worker process started (their exit codes can be collected).
     children: Mutex<HashMap<Uuid, tokio::process::Child>>,
+    /// Instances an earlier worker process started, found by their pid files at start: with
+    /// `children`, every instance this driver may be running, so a tick need not read the
+    /// directory of every instance that ever ran here (jobs leave one each).
+    adopted: Mutex<std::collections::HashSet<Uuid>>,
 }
 
 impl ProcessDriver {
     pub fn new(data_dir: &std::path::Path, platform: Platform) -> std::io::Result<Self> {
         let dir = data_dir.join("instances");
         std::fs::create_dir_all(&dir)?;
+        let mut adopted = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Uuid::parse_str(n).ok());
+            if let Some(id) = id.filter(|_| entry.path().join("pid").exists()) {
+                adopted.insert(id);
+            }
+        }
         Ok(Self {
             dir,
             platform,
             children: Mutex::new(HashMap::new()),
+            adopted: Mutex::new(adopted),
         })
     }
 
@@ -263,20 +278,16 @@ impl Driver for ProcessDriver {
                 .keys()
                 .copied()
                 .collect();
-            if let Ok(entries) = std::fs::read_dir(&self.dir) {
-                for entry in entries.flatten() {
-                    let Some(id) = entry
-                        .file_name()
-                        .to_str()
-                        .and_then(|n| Uuid::parse_str(n).ok())
-                    else {
-                        continue;
-                    };
-                    if entry.path().join("pid").exists() && !ids.contains(&id) {
-                        ids.push(id);
-                    }
-                }
-            }
+            let mut adopted = self.adopted.lock().expect("adopted lock");
+            // An adopted instance that ended (its pid file gone) is no longer this driver's.
+            adopted.retain(|id| self.instance_dir(*id).join("pid").exists());
+            ids.extend(
+                adopted
+                    .iter()
+                    .filter(|id| !ids.contains(id))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
             ids
         })
     }

@@ -37,7 +37,7 @@ pub struct InstanceService {
     changed: watch::Sender<u64>,
     /// Set at shutdown: waits end at once, so a graceful shutdown is not held up by them.
     closing: std::sync::atomic::AtomicBool,
-    /// Woken by every status report, so the deployment loop reacts at once.
+    /// Woken by every status report on a service's instance, so the deployment loop reacts at once.
     pub reported: tokio::sync::Notify,
     /// Per worker, the volume work of moves under way (set by the move service).
     volume_work: Mutex<HashMap<Uuid, VolumeWork>>,
@@ -407,8 +407,11 @@ impl InstanceService {
         )
         .await
         .map_err(ApiError::internal)?;
-        if recorded {
-            self.reported.notify_one();
+        if let Some(service) = recorded {
+            // The deployment loop keeps services; a job's attempt is the job queue's.
+            if service.is_some() {
+                self.reported.notify_one();
+            }
             Ok(())
         } else {
             Err(ApiError::not_found(

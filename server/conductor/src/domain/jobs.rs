@@ -49,8 +49,12 @@ use crate::{
 
 /// How often the queue is looked at when nothing wakes it (a submit, an attempt's end, a cancel).
 pub const TICK: Duration = Duration::from_secs(1);
-/// The most queued jobs one pass considers.
-const PASS_LIMIT: u32 = 1000;
+/// The least time between two passes, so a burst of wakes makes one pass.
+pub const MIN_PASS_GAP: Duration = Duration::from_millis(20);
+/// The most queued jobs one pass considers (the rest wait for the next pass).
+const PASS_LIMIT: u32 = 256;
+/// How often running attempts are checked for a lost worker or an overdue end.
+const FAULT_SCAN_EVERY: Duration = Duration::from_secs(1);
 /// The most bytes of each output stream an attempt's record keeps.
 pub const TAIL_BYTES: usize = 16 * 1024;
 pub const DEFAULT_TIMEOUT_SECS: u32 = 3600;
@@ -89,6 +93,7 @@ pub struct JobService {
     /// Why each job the last pass looked at is still queued.
     waiting: Mutex<HashMap<String, String>>,
     last_prune: Mutex<Option<tokio::time::Instant>>,
+    last_fault_scan: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A listing's filters, as the API takes them.
@@ -325,6 +330,7 @@ impl JobService {
             wake: tokio::sync::Notify::new(),
             waiting: Mutex::default(),
             last_prune: Mutex::default(),
+            last_fault_scan: Mutex::default(),
         }
     }
 
@@ -410,8 +416,10 @@ impl JobService {
         if created {
             tracing::info!(job_id = %row.id, priority, queue = %row.queue, "job queued");
             self.wake.notify_one();
+            // Just queued: no attempt to look up.
+            return Ok((self.to_model(row, None)?, true));
         }
-        Ok((self.model(row).await?, created))
+        Ok((self.model(row).await?, false))
     }
 
     async fn row(&self, id: Uuid) -> ApiResult<JobRow> {
@@ -679,11 +687,29 @@ impl JobService {
     }
 
     /// One pass of the queue: ends attempts whose worker is lost (or silent past their timeout),
-    /// then starts queued jobs, in order, while there is room.
+    /// at most every [`FAULT_SCAN_EVERY`], then starts queued jobs, in order, while there is room.
     pub async fn tick(&self) -> ApiResult<()> {
         let _placing = self.placement.lock().await;
+        if due(&self.last_fault_scan, FAULT_SCAN_EVERY) {
+            self.end_lost_attempts().await?;
+        }
+        let running_in = store::running_per_queue(&self.db)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|(queue, n)| (queue, n as u32))
+            .collect();
+        self.start_queued(running_in).await?;
+        if due(&self.last_prune, PRUNE_EVERY) {
+            self.prune().await;
+        }
+        Ok(())
+    }
+
+    /// Ends the running attempts whose worker is lost, or that their worker has not reported
+    /// long past their timeout. The caller holds the placement lock.
+    async fn end_lost_attempts(&self) -> ApiResult<()> {
         let now = now_ms();
-        let mut running_in: HashMap<String, u32> = HashMap::new();
         for (a, job) in store::running(&self.db).await.map_err(ApiError::internal)? {
             let worker = Uuid::parse_str(&a.worker_id).map_err(ApiError::internal)?;
             let timeout_ms = i64::from(parse_request(&job)?.timeout_secs.unwrap_or(0)) * 1000;
@@ -703,26 +729,21 @@ impl JobService {
             } else {
                 None
             };
-            match ending {
-                Some((outcome, reason)) => {
-                    let ended = AttemptRow {
-                        outcome: outcome.as_str().into(),
-                        reason: Some(reason),
-                        ended_at: Some(now),
-                        ..a
-                    };
-                    self.end_attempt(&job, ended).await?;
-                }
-                None => *running_in.entry(job.queue).or_default() += 1,
+            if let Some((outcome, reason)) = ending {
+                let ended = AttemptRow {
+                    outcome: outcome.as_str().into(),
+                    reason: Some(reason),
+                    ended_at: Some(now),
+                    ..a
+                };
+                self.end_attempt(&job, ended).await?;
             }
         }
-        self.start_queued(now, running_in).await?;
-        self.prune_if_due().await;
         Ok(())
     }
 
-    async fn start_queued(&self, now: i64, mut running_in: HashMap<String, u32>) -> ApiResult<()> {
-        let queued = store::queued_due(&self.db, now, PASS_LIMIT)
+    async fn start_queued(&self, mut running_in: HashMap<String, u32>) -> ApiResult<()> {
+        let queued = store::queued_due(&self.db, now_ms(), PASS_LIMIT)
             .await
             .map_err(ApiError::internal)?;
         if queued.is_empty() {
@@ -735,8 +756,21 @@ impl JobService {
             .into_iter()
             .filter_map(|(name, limit)| Some((name, limit? as u32)))
             .collect();
-        let instances = self.instances.all().await?;
-        let reserved = scheduler::reservations(&instances);
+        let reserved: HashMap<Uuid, Amounts> = crate::store::instances::reservations(&self.db)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter_map(|(worker, cpu, memory, disk)| {
+                let amounts = Amounts {
+                    cpu: cpu.max(0) as u64,
+                    memory: memory.max(0) as u64,
+                    disk: disk.max(0) as u64,
+                };
+                Some((Uuid::parse_str(&worker).ok()?, amounts))
+            })
+            .collect();
+        // Attempts are placed as of now (after the queue was read, so never before a submit).
+        let now = now_ms();
         let live: Vec<_> = self
             .workers
             .snapshot()
@@ -852,14 +886,7 @@ impl JobService {
         Ok(())
     }
 
-    async fn prune_if_due(&self) {
-        {
-            let mut last = self.last_prune.lock().expect("prune lock");
-            if last.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
-                return;
-            }
-            *last = Some(tokio::time::Instant::now());
-        }
+    async fn prune(&self) {
         let before = now_ms() - self.settings.history.as_millis() as i64;
         match store::prune(&self.db, before, self.settings.history_max).await {
             Ok(0) => {}
@@ -943,6 +970,16 @@ impl JobService {
             ))
         }
     }
+}
+
+/// Whether `every` has passed since `last` (and if so, restarts it).
+fn due(last: &Mutex<Option<tokio::time::Instant>>, every: Duration) -> bool {
+    let mut last = last.lock().expect("timer lock");
+    if last.is_some_and(|at| at.elapsed() < every) {
+        return false;
+    }
+    *last = Some(tokio::time::Instant::now());
+    true
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {

@@ -92,7 +92,8 @@ pub async fn for_service(db: &Db, service: &str) -> DbResult<Vec<InstanceRow>> {
 }
 
 #[allow(clippy::too_many_arguments)]
-/// Records a worker's report; false when the instance is not (or no longer) that worker's.
+/// Records a worker's report: None when the instance is not (or no longer) that worker's, else
+/// the service it is an instance of (None within: a job's attempt or an admin's own instance).
 pub async fn report(
     db: &Db,
     id: &str,
@@ -102,10 +103,10 @@ pub async fn report(
     exit_code: Option<i64>,
     reason: Option<&str>,
     restarts: i64,
-) -> DbResult<bool> {
-    let done = sqlx::query(
+) -> DbResult<Option<Option<String>>> {
+    sqlx::query_scalar(
         "UPDATE instances SET state = ?, address = ?, exit_code = ?, reason = ?, restarts = ?, updated_at = ?
-         WHERE id = ? AND worker_id = ?",
+         WHERE id = ? AND worker_id = ? RETURNING service",
     )
     .bind(state)
     .bind(address)
@@ -115,9 +116,8 @@ pub async fn report(
     .bind(now_ms())
     .bind(id)
     .bind(worker_id)
-    .execute(&db.write)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(&db.write)
+    .await
 }
 
 pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
@@ -126,4 +126,18 @@ pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
         .execute(&db.write)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// What every worker's instances reserve: (worker id, CPU millicores, memory MB, disk MB), summed
+/// in SQLite rather than by reading every instance (the job queue asks at each pass).
+pub async fn reservations(db: &Db) -> DbResult<Vec<(String, i64, i64, i64)>> {
+    sqlx::query_as(
+        "SELECT worker_id,
+                COALESCE(SUM(json_extract(spec, '$.resources.cpu_millicores')), 0),
+                COALESCE(SUM(json_extract(spec, '$.resources.memory_mb')), 0),
+                COALESCE(SUM(json_extract(spec, '$.resources.disk_mb')), 0)
+         FROM instances GROUP BY worker_id",
+    )
+    .fetch_all(&db.write)
+    .await
 }

@@ -141,24 +141,35 @@ pub async fn queued_due(db: &Db, now: i64, limit: u32) -> DbResult<Vec<JobRow>> 
     .await
 }
 
-/// The running attempts with their jobs.
+/// The running attempts with their jobs, in one query.
 pub async fn running(db: &Db) -> DbResult<Vec<(AttemptRow, JobRow)>> {
     let attempts: Vec<AttemptRow> = sqlx::query_as(&format!(
-        "SELECT {ATTEMPT_COLUMNS} FROM job_attempts WHERE outcome = 'running'"
+        "SELECT {ATTEMPT_COLUMNS} FROM job_attempts WHERE outcome = 'running' ORDER BY job_id"
     ))
     .fetch_all(&db.write)
     .await?;
-    let mut out = Vec::with_capacity(attempts.len());
-    for a in attempts {
-        if let Some(job) = sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-            .bind(&a.job_id)
-            .fetch_optional(&db.write)
-            .await?
-        {
-            out.push((a, job));
-        }
-    }
-    Ok(out)
+    let jobs: Vec<JobRow> = sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN
+             (SELECT job_id FROM job_attempts WHERE outcome = 'running') ORDER BY id"
+    ))
+    .fetch_all(&db.write)
+    .await?;
+    let by_id: std::collections::HashMap<&str, &JobRow> =
+        jobs.iter().map(|j| (j.id.as_str(), j)).collect();
+    Ok(attempts
+        .into_iter()
+        .filter_map(|a| {
+            let job = (*by_id.get(a.job_id.as_str())?).clone();
+            Some((a, job))
+        })
+        .collect())
+}
+
+/// How many attempts of each queue run now.
+pub async fn running_per_queue(db: &Db) -> DbResult<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT queue, COUNT(*) FROM jobs WHERE state = 'running' GROUP BY queue")
+        .fetch_all(&db.write)
+        .await
 }
 
 /// The attempt that runs as instance `instance_id`, with its job.
