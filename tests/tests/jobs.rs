@@ -1071,3 +1071,81 @@ async fn the_cli_runs_a_job_to_its_end_with_its_output_and_exit_code_and_makes_s
     assert_eq!(code, Some(1));
     assert!(err.contains("after `--`"), "{err}");
 }
+
+#[tokio::test]
+#[ignore = "needs a Docker engine; `cargo xtask test` starts one and runs this"]
+async fn a_docker_job_keeps_its_streams_apart_and_its_timeout_leaves_no_container() {
+    aerekos_tests::docker_image::ensure_test_image();
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let worker = WorkerProcess::start_with(&conductor, "docker-jobs", &[("WORKER_DOCKER", "on")]);
+    let id = worker.id().await;
+    wait_for_worker(&admin, id, WorkerStatus::Live, 30).await;
+    let cluster = JobsCluster {
+        conductor,
+        workers: vec![worker],
+        ids: vec![id],
+        admin,
+    };
+    let image = |script: &str| JobRequest {
+        image: Some(aerekos_tests::docker_image::TEST_IMAGE.into()),
+        command: vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ],
+        ..shell("")
+    };
+    let containers = || {
+        let out = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "label=aerekos.managed=true",
+                "--format",
+                "{{.Names}}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let ok = cluster
+        .submit(image("echo to-stdout; echo to-stderr >&2; exit 4"))
+        .await;
+    let failed = cluster.until(ok.id, JobState::Failed, 120).await;
+    let attempt = failed.last_attempt.unwrap();
+    assert_eq!(
+        attempt.driver,
+        aerekos_sdk::conductor::types::DriverKind::Docker
+    );
+    assert_eq!(
+        (attempt.outcome, attempt.exit_code),
+        (AttemptOutcome::Exited, Some(4))
+    );
+    assert_eq!(attempt.stdout_tail.as_deref(), Some("to-stdout\n"));
+    assert_eq!(attempt.stderr_tail.as_deref(), Some("to-stderr\n"));
+
+    let mut slow = image("sleep 300");
+    slow.timeout_secs = Some(2);
+    let slow = cluster.submit(slow).await;
+    let running = cluster.until(slow.id, JobState::Running, 60).await;
+    let name = format!("aerekos-{}", running.last_attempt.unwrap().instance_id);
+    eventually(30, "the attempt's container runs", || async {
+        containers().contains(&name).then_some(())
+    })
+    .await;
+    let timed_out = cluster.until(slow.id, JobState::Failed, 120).await;
+    assert_eq!(
+        timed_out.last_attempt.unwrap().outcome,
+        AttemptOutcome::TimedOut
+    );
+    eventually(
+        30,
+        "no container of the timed-out attempt is left",
+        || async { (!containers().contains(&name)).then_some(()) },
+    )
+    .await;
+}
