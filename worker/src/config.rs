@@ -42,6 +42,10 @@ pub struct WorkerConfig {
     /// `SECRET_WATCH_INTERVAL` (seconds, or a duration such as `30s`), default 30: how often the
     /// secrets of instances whose `secret_env` says `restart_on_change` are checked for a new version.
     pub secret_watch_interval: Duration,
+    /// `RUN_OUTPUT_KEEP` (seconds, or a duration such as `24h`), default 24 h: how long the output
+    /// files of a job's attempt (`instances/<id>/stdout.log`, `stderr.log`) stay after it ended and
+    /// left the assignments; the conductor keeps their tails.
+    pub run_output_keep: Duration,
     /// `SECRET_FILES_DIR`, default `/dev/shm/aerekos-secrets-<a hash of DATA_DIR>` (memory, so
     /// values never rest on a disk): where secrets an instance takes as files are written,
     /// `<dir>/<instance id>/<VARIABLE>`, readable by the worker's user only, removed with the instance.
@@ -104,6 +108,7 @@ impl WorkerConfig {
             registration_token: registration_token.into(),
             heartbeat_interval: Duration::from_secs(10),
             secret_watch_interval: Duration::from_secs(30),
+            run_output_keep: Duration::from_secs(24 * 3600),
             secret_files_dir: default_secret_files_dir(&data_dir),
             data_dir,
             name: None,
@@ -138,18 +143,14 @@ impl WorkerConfig {
         if let Some(v) = get("HEARTBEAT_INTERVAL") {
             // Seconds, or a duration as the conductor reads it (`aerekos up` reads both from one
             // environment): `10`, `10s`, `1m`.
-            let secs: u64 = v
-                .parse()
-                .or_else(|_| humantime::parse_duration(&v).map(|d| d.as_secs()))
-                .map_err(|_| ConfigError(format!("HEARTBEAT_INTERVAL={v:?} is not a number of seconds or a duration such as 10s")))?;
-            c.heartbeat_interval = Duration::from_secs(secs.max(1));
+            c.heartbeat_interval = Duration::from_secs(seconds("HEARTBEAT_INTERVAL", &v)?.max(1));
         }
         if let Some(v) = get("SECRET_WATCH_INTERVAL") {
-            let secs: u64 = v
-                .parse()
-                .or_else(|_| humantime::parse_duration(&v).map(|d| d.as_secs()))
-                .map_err(|_| ConfigError(format!("SECRET_WATCH_INTERVAL={v:?} is not a number of seconds or a duration such as 30s")))?;
-            c.secret_watch_interval = Duration::from_secs(secs.max(1));
+            c.secret_watch_interval =
+                Duration::from_secs(seconds("SECRET_WATCH_INTERVAL", &v)?.max(1));
+        }
+        if let Some(v) = get("RUN_OUTPUT_KEEP") {
+            c.run_output_keep = Duration::from_secs(seconds("RUN_OUTPUT_KEEP", &v)?);
         }
         if let Some(v) = get("SECRET_FILES_DIR") {
             // Absolute: processes start elsewhere, and Docker reads a relative bind as a volume name.
@@ -403,4 +404,16 @@ fn default_secret_files_dir(data_dir: &std::path::Path) -> PathBuf {
     let digest = sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     PathBuf::from(format!("/dev/shm/aerekos-secrets-{hex}"))
+}
+
+/// A number of seconds, or a duration such as `30s` or `24h`.
+fn seconds(name: &str, v: &str) -> Result<u64, ConfigError> {
+    v.trim()
+        .parse()
+        .or_else(|_| humantime::parse_duration(v.trim()).map(|d| d.as_secs()))
+        .map_err(|_| {
+            ConfigError(format!(
+                "{name}={v:?} is not a number of seconds or a duration such as 30s"
+            ))
+        })
 }

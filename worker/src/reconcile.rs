@@ -60,6 +60,9 @@ struct RunClock {
     killed: bool,
 }
 
+/// How often ended job attempts' output past `RUN_OUTPUT_KEEP` is looked for.
+const OUTPUT_SWEEP_EVERY: Duration = Duration::from_secs(600);
+
 /// After a timeout's SIGTERM, how long before SIGKILL.
 const KILL_AFTER: Duration = Duration::from_secs(5);
 
@@ -134,8 +137,18 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         .expect("an HTTP client");
     let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
     let stopping: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let mut next_sweep = Instant::now();
     loop {
         tick(&shared, &conductor, &mut tracked, &stopping).await;
+        if Instant::now() >= next_sweep {
+            next_sweep = Instant::now() + OUTPUT_SWEEP_EVERY;
+            if let Some(desired) = shared.desired() {
+                let live: HashSet<Uuid> = desired.iter().map(|i| i.id).collect();
+                shared
+                    .driver
+                    .sweep_outputs(shared.config.run_output_keep, &live);
+            }
+        }
         probe_health(&shared, &http, &mut tracked).await;
         report_changes(&shared, &conductor, &mut tracked).await;
         publish_view(&shared, &tracked);

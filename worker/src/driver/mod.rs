@@ -63,6 +63,10 @@ pub trait Driver: Send + Sync + 'static {
     /// timeout).
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>>;
 
+    /// Deletes what ended `run_once` instances not in `live` left behind (their output files)
+    /// once it is older than `keep`.
+    fn sweep_outputs(&self, _keep: std::time::Duration, _live: &std::collections::HashSet<Uuid>) {}
+
     /// Up to `max_bytes` of one of a `run_once` instance's output streams from byte `offset`
     /// (`None`: its last `max_bytes`).
     fn output(
@@ -249,6 +253,10 @@ impl Driver for Runtimes {
                 (result, _) => result,
             }
         })
+    }
+
+    fn sweep_outputs(&self, keep: std::time::Duration, live: &std::collections::HashSet<Uuid>) {
+        self.process.sweep_outputs(keep, live);
     }
 
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {

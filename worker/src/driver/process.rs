@@ -324,6 +324,40 @@ impl Driver for ProcessDriver {
         })
     }
 
+    fn sweep_outputs(&self, keep: Duration, live: &std::collections::HashSet<Uuid>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            // A run_once instance's directory (a service's keeps its one output.log), ended (no
+            // pid file), not assigned, and untouched for `keep`.
+            let stdout = path.join(STDOUT_FILE);
+            let old = std::fs::metadata(&stdout)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= keep));
+            if old && !live.contains(&id) && !path.join("pid").exists() {
+                if std::fs::remove_dir_all(&path).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "output of ended job attempts past RUN_OUTPUT_KEEP deleted"
+            );
+        }
+    }
+
     fn output(
         &self,
         id: Uuid,
@@ -361,4 +395,47 @@ fn read_file_chunk(
         bytes,
         total,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn only_ended_unassigned_job_output_past_its_keep_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = Platform {
+            conductor_url: "http://127.0.0.1:9".into(),
+            ca_pem: None,
+            executable: None,
+            volumes_dir: dir.path().join("volumes"),
+            instance_host: [127, 0, 0, 1].into(),
+            secret_files_dir: dir.path().join("secret-files"),
+        };
+        let driver = ProcessDriver::new(dir.path(), platform).unwrap();
+        let make = |files: &[&str]| {
+            let id = Uuid::new_v4();
+            let d = driver.instance_dir(id);
+            std::fs::create_dir_all(&d).unwrap();
+            for f in files {
+                std::fs::write(d.join(f), "x").unwrap();
+            }
+            id
+        };
+        let ended = make(&[STDOUT_FILE, STDERR_FILE]);
+        let assigned = make(&[STDOUT_FILE, STDERR_FILE]);
+        let running = make(&[STDOUT_FILE, "pid"]);
+        let service = make(&[OUTPUT_FILE]);
+        let live = HashSet::from([assigned]);
+        // Kept for a day: nothing is old enough yet.
+        driver.sweep_outputs(Duration::from_secs(24 * 3600), &live);
+        assert!(driver.instance_dir(ended).exists());
+        driver.sweep_outputs(Duration::ZERO, &live);
+        assert!(!driver.instance_dir(ended).exists());
+        for kept in [assigned, running, service] {
+            assert!(driver.instance_dir(kept).exists(), "{kept} was swept");
+        }
+    }
 }
