@@ -9,9 +9,10 @@ use std::{collections::HashMap, time::Duration};
 use aerekos_sdk::{
     Conductor,
     conductor::types::{
-        AttemptOutcome, DeployRequest, FireOutcome, Job, JobAttempt, JobQueueSettings, JobRequest,
-        JobState, MisfirePolicy, OverlapPolicy, ResourceSpec, RetryPolicy, ScheduleFire,
-        ScheduleRequest, ServiceCall, WorkerStatus,
+        AttemptOutcome, DeployRequest, ExecRequest, ExecState, FireOutcome, Job, JobAttempt,
+        JobQueueSettings, JobRequest, JobState, MisfirePolicy, OverlapPolicy, ResourceSpec,
+        RetryPolicy, SandboxRequest, SandboxState, ScheduleFire, ScheduleRequest, ServiceCall,
+        WorkerStatus,
     },
 };
 use aerekos_tests::{
@@ -1148,4 +1149,148 @@ async fn a_docker_job_keeps_its_streams_apart_and_its_timeout_leaves_no_containe
         || async { (!containers().contains(&name)).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker engine; `cargo xtask test` starts one and runs this"]
+async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and_leaves_nothing() {
+    aerekos_tests::docker_image::ensure_test_image();
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let mut worker = WorkerProcess::start_with(&conductor, "sandboxes", &[("WORKER_DOCKER", "on")]);
+    let id = worker.id().await;
+    wait_for_worker(&admin, id, WorkerStatus::Live, 30).await;
+    let busybox = |args: &[&str]| {
+        let mut command = vec!["/bin/busybox".to_owned()];
+        command.extend(args.iter().map(|a| (*a).to_owned()));
+        command
+    };
+    let made = admin
+        .create_sandbox()
+        .body(SandboxRequest {
+            name: Some("scratch".into()),
+            image: aerekos_tests::docker_image::TEST_IMAGE.into(),
+            command: busybox(&["sleep", "2147483647"]),
+            env: HashMap::from([("GREETING".to_owned(), "hello".to_owned())]),
+            resources: None,
+            ready_timeout_secs: None,
+        })
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let ready = eventually(60, "the sandbox is ready", || async {
+        let s = admin
+            .get_sandbox()
+            .id(made.id)
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        (s.state == SandboxState::Ready).then_some(s)
+    })
+    .await;
+    let container = format!("aerekos-{}", ready.instance_id.unwrap());
+
+    let run = |command: Vec<String>, timeout: Option<u32>| {
+        let admin = admin.clone();
+        async move {
+            let exec = admin
+                .exec_in_sandbox()
+                .id(made.id)
+                .body(ExecRequest {
+                    command,
+                    env: HashMap::new(),
+                    timeout_secs: timeout,
+                })
+                .send()
+                .await
+                .unwrap()
+                .into_inner();
+            eventually(60, "the exec ends", || async {
+                let e = admin
+                    .get_sandbox_exec()
+                    .id(made.id)
+                    .exec_id(exec.id)
+                    .send()
+                    .await
+                    .ok()?
+                    .into_inner();
+                (e.state != ExecState::Queued).then_some(e)
+            })
+            .await
+        }
+    };
+    let echo = run(busybox(&["sh", "-c", "echo $GREETING"]), None).await;
+    assert_eq!((echo.state, echo.exit_code), (ExecState::Exited, Some(0)));
+    assert_eq!(echo.stdout.as_deref(), Some("hello\n"));
+    let failing = run(busybox(&["sh", "-c", "echo bad >&2; exit 7"]), None).await;
+    assert_eq!(
+        (failing.state, failing.exit_code),
+        (ExecState::Exited, Some(7))
+    );
+    assert_eq!(failing.stderr.as_deref(), Some("bad\n"));
+    // A long-lived environment: what one command leaves, the next finds.
+    let wrote = run(busybox(&["sh", "-c", "echo kept > /state"]), None).await;
+    assert_eq!(wrote.exit_code, Some(0), "{wrote:?}");
+    // Concurrent: four commands of a second each overlap.
+    let spans = futures_util::future::join_all((0..4).map(|_| {
+        run(
+            busybox(&[
+                "sh",
+                "-c",
+                "/bin/busybox cut -d' ' -f1 /proc/uptime; /bin/busybox sleep 1; /bin/busybox cut -d' ' -f1 /proc/uptime",
+            ]),
+            None,
+        )
+    }))
+    .await;
+    let times: Vec<(f64, f64)> = spans
+        .iter()
+        .map(|e| {
+            let out = e.stdout.as_deref().unwrap();
+            let mut lines = out.lines().map(|l| l.parse::<f64>().unwrap());
+            (lines.next().unwrap(), lines.next().unwrap())
+        })
+        .collect();
+    let last_start = times.iter().map(|t| t.0).fold(f64::MIN, f64::max);
+    let first_end = times.iter().map(|t| t.1).fold(f64::MAX, f64::min);
+    assert!(
+        last_start < first_end,
+        "the four commands ran one after another: {times:?}"
+    );
+    let slow = run(busybox(&["sleep", "30"]), Some(1)).await;
+    assert_eq!(slow.state, ExecState::TimedOut, "{slow:?}");
+
+    // The worker is killed and started again: the container, and what it holds, carry on.
+    worker.kill();
+    worker.start_again();
+    let kept = run(busybox(&["cat", "/state"]), None).await;
+    assert_eq!(kept.stdout.as_deref(), Some("kept\n"), "{kept:?}");
+
+    let history = admin
+        .list_sandbox_execs()
+        .id(made.id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.len(), 9);
+    assert_eq!(history[0].id, kept.id, "newest first");
+    assert_eq!(history.last().unwrap().id, echo.id);
+
+    admin.delete_sandbox().id(made.id).send().await.unwrap();
+    eventually(30, "the sandbox's container is gone", || async {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .unwrap();
+        (!String::from_utf8_lossy(&out.stdout).contains(&container)).then_some(())
+    })
+    .await;
+    expect_api_error(
+        failure(admin.get_sandbox().id(made.id).send().await),
+        404,
+        "sandbox_not_found",
+    );
 }

@@ -15,6 +15,7 @@ mod identity;
 mod reconcile;
 mod resources;
 mod runs;
+mod sandbox;
 mod secrets;
 mod trust;
 mod volumes;
@@ -69,6 +70,9 @@ pub(crate) struct Shared {
     exports: Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
     /// The secret versions each instance started with (see [`secrets::StartedSecrets`]).
     started_secrets: secrets::StartedSecrets,
+    /// Commands to run in sandboxes, from the assignments (see [`sandbox`]).
+    sandbox_execs: Mutex<Vec<aerekos_sdk::conductor::types::ExecAssignment>>,
+    sandbox_execs_changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -173,6 +177,12 @@ impl Shared {
             self.volume_work_changed.notify_one();
         }
         drop(current);
+        let mut execs = self.sandbox_execs.lock().expect("execs lock");
+        if *execs != assigned.sandbox_execs {
+            *execs = assigned.sandbox_execs;
+            self.sandbox_execs_changed.notify_one();
+        }
+        drop(execs);
         self.set_desired(assigned.version, assigned.instances);
     }
 
@@ -363,6 +373,8 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         used_grants: volumes::UsedGrants::default(),
         exports: Mutex::default(),
         started_secrets: secrets::StartedSecrets::load(&config_data_dir),
+        sandbox_execs: Mutex::default(),
+        sandbox_execs_changed: tokio::sync::Notify::new(),
     });
     let api = match listener {
         Some(listener) => {
@@ -405,6 +417,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         tokio::spawn(agent::watch_assignments(shared.clone(), stopped.clone())),
         tokio::spawn(volumes::run(shared.clone(), stopped.clone())),
         tokio::spawn(secrets::watch(shared.clone(), stopped.clone())),
+        tokio::spawn(sandbox::run(shared.clone(), stopped.clone())),
         tokio::spawn(reconcile::run(shared.clone(), stopped)),
     ];
     Ok(WorkerHandle {

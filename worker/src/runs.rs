@@ -21,13 +21,24 @@ use crate::driver::{Driver, OutputStream};
 /// The most of each stream an ending carries (the conductor keeps the same).
 pub const TAIL_BYTES: usize = 16 * 1024;
 
-fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("runs")
+/// What a marker records the start of: a `run_once` instance, or a sandbox exec (the same rule:
+/// run once, and after a restart report what ran rather than run it again).
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Instance,
+    Exec,
 }
 
-/// Records that instance `id` starts now.
-pub fn mark_started(data_dir: &Path, id: Uuid) -> std::io::Result<()> {
-    let dir = dir(data_dir);
+fn dir(data_dir: &Path, kind: Kind) -> PathBuf {
+    data_dir.join(match kind {
+        Kind::Instance => "runs",
+        Kind::Exec => "exec-runs",
+    })
+}
+
+/// Records that instance (or exec) `id` starts now.
+pub fn mark_started(data_dir: &Path, kind: Kind, id: Uuid) -> std::io::Result<()> {
+    let dir = dir(data_dir, kind);
     std::fs::create_dir_all(&dir)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -35,19 +46,21 @@ pub fn mark_started(data_dir: &Path, id: Uuid) -> std::io::Result<()> {
         .as_millis();
     let mut file = std::fs::File::create(dir.join(id.to_string()))?;
     file.write_all(now.to_string().as_bytes())?;
-    file.sync_all()
+    file.sync_all()?;
+    // The new name must survive a power cut too.
+    std::fs::File::open(&dir)?.sync_all()
 }
 
-/// When instance `id` started, if it did.
-pub fn started_at(data_dir: &Path, id: Uuid) -> Option<SystemTime> {
-    let text = std::fs::read_to_string(dir(data_dir).join(id.to_string())).ok()?;
+/// When instance (or exec) `id` started, if it did.
+pub fn started_at(data_dir: &Path, kind: Kind, id: Uuid) -> Option<SystemTime> {
+    let text = std::fs::read_to_string(dir(data_dir, kind).join(id.to_string())).ok()?;
     let ms: u64 = text.trim().parse().ok()?;
     Some(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-/// Forgets the markers of instances no longer assigned here.
-pub fn forget_except(data_dir: &Path, live: &HashSet<Uuid>) {
-    let Ok(entries) = std::fs::read_dir(dir(data_dir)) else {
+/// Forgets the markers of instances (or execs) no longer assigned here.
+pub fn forget_except(data_dir: &Path, kind: Kind, live: &HashSet<Uuid>) {
+    let Ok(entries) = std::fs::read_dir(dir(data_dir, kind)) else {
         return;
     };
     for entry in entries.flatten() {

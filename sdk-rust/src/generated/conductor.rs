@@ -34,6 +34,10 @@ pub mod types {
 instance is healthy. Delete only while no instance here uses it.*/
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub release_volumes: ::std::vec::Vec<::std::string::String>,
+        /**Commands to run in sandboxes on this worker (each once; report with
+`POST /api/workers/{id}/sandbox-execs/{exec_id}`).*/
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub sandbox_execs: ::std::vec::Vec<ExecAssignment>,
         /**Changes whenever the worker's assignments change; pass it back as `after_version` to wait
 for the next change.*/
         pub version: u64,
@@ -645,6 +649,132 @@ storage_manager, an app's settings).*/
     impl Endpoint {
         pub fn builder() -> builder::Endpoint {
             Default::default()
+        }
+    }
+    ///A command a worker is to run in a sandbox's container (in its assignments).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ExecAssignment {
+        pub command: ::std::vec::Vec<::std::string::String>,
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        pub id: ::uuid::Uuid,
+        ///The sandbox's instance.
+        pub instance_id: ::uuid::Uuid,
+        pub timeout_secs: u32,
+    }
+    impl ExecAssignment {
+        pub fn builder() -> builder::ExecAssignment {
+            Default::default()
+        }
+    }
+    ///A worker's report of how an exec ended.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ExecReport {
+        ///It could not run, or ran while the worker restarted: why.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub detail: ::std::option::Option<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub exit_code: ::std::option::Option<i32>,
+        pub lost: bool,
+        pub stderr: ::std::string::String,
+        pub stdout: ::std::string::String,
+        pub timed_out: bool,
+    }
+    impl ExecReport {
+        pub fn builder() -> builder::ExecReport {
+            Default::default()
+        }
+    }
+    ///A command to run in a sandbox.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ExecRequest {
+        ///The program and its arguments.
+        pub command: ::std::vec::Vec<::std::string::String>,
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        ///How long it may run (1–86400 s, default 60); then it is killed.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub timeout_secs: ::std::option::Option<u32>,
+    }
+    impl ExecRequest {
+        pub fn builder() -> builder::ExecRequest {
+            Default::default()
+        }
+    }
+    /**`queued` (waiting for the sandbox, or running), `exited` (with its code), `timed_out`,
+`failed` (could not run), `lost` (its worker restarted while it ran).*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum ExecState {
+        #[serde(rename = "queued")]
+        Queued,
+        #[serde(rename = "exited")]
+        Exited,
+        #[serde(rename = "timed_out")]
+        TimedOut,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "lost")]
+        Lost,
+    }
+    impl ::std::fmt::Display for ExecState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Queued => f.write_str("queued"),
+                Self::Exited => f.write_str("exited"),
+                Self::TimedOut => f.write_str("timed_out"),
+                Self::Failed => f.write_str("failed"),
+                Self::Lost => f.write_str("lost"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for ExecState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "queued" => Ok(Self::Queued),
+                "exited" => Ok(Self::Exited),
+                "timed_out" => Ok(Self::TimedOut),
+                "failed" => Ok(Self::Failed),
+                "lost" => Ok(Self::Lost),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ExecState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ExecState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     /**What one fire did: `submitted` a job, `called` the endpoint (2xx), `call_failed`, or skipped
@@ -2003,6 +2133,146 @@ replaced.*/
             Default::default()
         }
     }
+    ///`Sandbox`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Sandbox {
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub created_by: ::std::string::String,
+        pub id: ::uuid::Uuid,
+        ///The instance (container `aerekos-<id>`) it runs as.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub instance_id: ::std::option::Option<::uuid::Uuid>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ready_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///Why it is still creating, or failed.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub reason: ::std::option::Option<::std::string::String>,
+        pub request: SandboxRequest,
+        pub state: SandboxState,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub worker_id: ::std::option::Option<::uuid::Uuid>,
+    }
+    impl Sandbox {
+        pub fn builder() -> builder::Sandbox {
+            Default::default()
+        }
+    }
+    ///One command run in a sandbox, kept in its history.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct SandboxExec {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ended_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub exit_code: ::std::option::Option<i32>,
+        pub id: ::uuid::Uuid,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub reason: ::std::option::Option<::std::string::String>,
+        pub request: ExecRequest,
+        pub sandbox_id: ::uuid::Uuid,
+        pub state: ExecState,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stderr: ::std::option::Option<::std::string::String>,
+        ///The last 64 KiB of each stream.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub stdout: ::std::option::Option<::std::string::String>,
+        pub submitted_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    impl SandboxExec {
+        pub fn builder() -> builder::SandboxExec {
+            Default::default()
+        }
+    }
+    /**A sandbox to make: a container from `image` on a worker with the docker driver, kept running
+by `command`, in which commands then run (`POST /api/sandboxes/{id}/execs`).*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct SandboxRequest {
+        /**What keeps the container running; default `["sleep", "infinity"]` (give another for
+images without `sleep`).*/
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub command: ::std::vec::Vec<::std::string::String>,
+        #[serde(
+            default,
+            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
+        )]
+        pub env: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        ///A Docker image present on the workers.
+        pub image: ::std::string::String,
+        ///A name for people (1–128 characters).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub name: ::std::option::Option<::std::string::String>,
+        ///How long it may take to be placed and running (1–3600 s, default 300) before it is failed.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub ready_timeout_secs: ::std::option::Option<u32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub resources: ::std::option::Option<ResourceSpec>,
+    }
+    impl SandboxRequest {
+        pub fn builder() -> builder::SandboxRequest {
+            Default::default()
+        }
+    }
+    ///`creating` (waiting for room, or its container starting), `ready`, or `failed` (with why).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum SandboxState {
+        #[serde(rename = "creating")]
+        Creating,
+        #[serde(rename = "ready")]
+        Ready,
+        #[serde(rename = "failed")]
+        Failed,
+    }
+    impl ::std::fmt::Display for SandboxState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Creating => f.write_str("creating"),
+                Self::Ready => f.write_str("ready"),
+                Self::Failed => f.write_str("failed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for SandboxState {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "creating" => Ok(Self::Creating),
+                "ready" => Ok(Self::Ready),
+                "failed" => Ok(Self::Failed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for SandboxState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for SandboxState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///A schedule and its clock.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Schedule {
@@ -2856,6 +3126,10 @@ instance uses them now.*/
                 ::std::vec::Vec<::std::string::String>,
                 ::std::string::String,
             >,
+            sandbox_execs: ::std::result::Result<
+                ::std::vec::Vec<super::ExecAssignment>,
+                ::std::string::String,
+            >,
             version: ::std::result::Result<u64, ::std::string::String>,
             volume_transfers: ::std::result::Result<
                 ::std::vec::Vec<super::VolumeTransfer>,
@@ -2868,6 +3142,7 @@ instance uses them now.*/
                     backup_jobs: Ok(Default::default()),
                     instances: Err("no value supplied for instances".to_string()),
                     release_volumes: Ok(Default::default()),
+                    sandbox_execs: Ok(Default::default()),
                     version: Err("no value supplied for version".to_string()),
                     volume_transfers: Ok(Default::default()),
                 }
@@ -2912,6 +3187,18 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn sandbox_execs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ExecAssignment>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.sandbox_execs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for sandbox_execs: {e}")
+                    });
+                self
+            }
             pub fn version<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<u64>,
@@ -2948,6 +3235,7 @@ instance uses them now.*/
                     backup_jobs: value.backup_jobs?,
                     instances: value.instances?,
                     release_volumes: value.release_volumes?,
+                    sandbox_execs: value.sandbox_execs?,
                     version: value.version?,
                     volume_transfers: value.volume_transfers?,
                 })
@@ -2959,6 +3247,7 @@ instance uses them now.*/
                     backup_jobs: Ok(value.backup_jobs),
                     instances: Ok(value.instances),
                     release_volumes: Ok(value.release_volumes),
+                    sandbox_execs: Ok(value.sandbox_execs),
                     version: Ok(value.version),
                     volume_transfers: Ok(value.volume_transfers),
                 }
@@ -5008,6 +5297,343 @@ instance uses them now.*/
                     instance_id: Ok(value.instance_id),
                     url: Ok(value.url),
                     worker_id: Ok(value.worker_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ExecAssignment {
+            command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            instance_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            timeout_secs: ::std::result::Result<u32, ::std::string::String>,
+        }
+        impl ::std::default::Default for ExecAssignment {
+            fn default() -> Self {
+                Self {
+                    command: Err("no value supplied for command".to_string()),
+                    env: Err("no value supplied for env".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    instance_id: Err("no value supplied for instance_id".to_string()),
+                    timeout_secs: Err("no value supplied for timeout_secs".to_string()),
+                }
+            }
+        }
+        impl ExecAssignment {
+            pub fn command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn instance_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.instance_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for instance_id: {e}")
+                    });
+                self
+            }
+            pub fn timeout_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timeout_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timeout_secs: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ExecAssignment> for super::ExecAssignment {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ExecAssignment,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    command: value.command?,
+                    env: value.env?,
+                    id: value.id?,
+                    instance_id: value.instance_id?,
+                    timeout_secs: value.timeout_secs?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ExecAssignment> for ExecAssignment {
+            fn from(value: super::ExecAssignment) -> Self {
+                Self {
+                    command: Ok(value.command),
+                    env: Ok(value.env),
+                    id: Ok(value.id),
+                    instance_id: Ok(value.instance_id),
+                    timeout_secs: Ok(value.timeout_secs),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ExecReport {
+            detail: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            exit_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            lost: ::std::result::Result<bool, ::std::string::String>,
+            stderr: ::std::result::Result<::std::string::String, ::std::string::String>,
+            stdout: ::std::result::Result<::std::string::String, ::std::string::String>,
+            timed_out: ::std::result::Result<bool, ::std::string::String>,
+        }
+        impl ::std::default::Default for ExecReport {
+            fn default() -> Self {
+                Self {
+                    detail: Ok(Default::default()),
+                    exit_code: Ok(Default::default()),
+                    lost: Err("no value supplied for lost".to_string()),
+                    stderr: Err("no value supplied for stderr".to_string()),
+                    stdout: Err("no value supplied for stdout".to_string()),
+                    timed_out: Err("no value supplied for timed_out".to_string()),
+                }
+            }
+        }
+        impl ExecReport {
+            pub fn detail<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.detail = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for detail: {e}")
+                    });
+                self
+            }
+            pub fn exit_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exit_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn lost<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.lost = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for lost: {e}")
+                    });
+                self
+            }
+            pub fn stderr<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stderr = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stderr: {e}")
+                    });
+                self
+            }
+            pub fn stdout<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stdout = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stdout: {e}")
+                    });
+                self
+            }
+            pub fn timed_out<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timed_out = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timed_out: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ExecReport> for super::ExecReport {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ExecReport,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    detail: value.detail?,
+                    exit_code: value.exit_code?,
+                    lost: value.lost?,
+                    stderr: value.stderr?,
+                    stdout: value.stdout?,
+                    timed_out: value.timed_out?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ExecReport> for ExecReport {
+            fn from(value: super::ExecReport) -> Self {
+                Self {
+                    detail: Ok(value.detail),
+                    exit_code: Ok(value.exit_code),
+                    lost: Ok(value.lost),
+                    stderr: Ok(value.stderr),
+                    stdout: Ok(value.stdout),
+                    timed_out: Ok(value.timed_out),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ExecRequest {
+            command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            timeout_secs: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for ExecRequest {
+            fn default() -> Self {
+                Self {
+                    command: Err("no value supplied for command".to_string()),
+                    env: Ok(Default::default()),
+                    timeout_secs: Ok(Default::default()),
+                }
+            }
+        }
+        impl ExecRequest {
+            pub fn command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
+            pub fn timeout_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.timeout_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for timeout_secs: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ExecRequest> for super::ExecRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ExecRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    command: value.command?,
+                    env: value.env?,
+                    timeout_secs: value.timeout_secs?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ExecRequest> for ExecRequest {
+            fn from(value: super::ExecRequest) -> Self {
+                Self {
+                    command: Ok(value.command),
+                    env: Ok(value.env),
+                    timeout_secs: Ok(value.timeout_secs),
                 }
             }
         }
@@ -8752,6 +9378,545 @@ instance uses them now.*/
                 Self {
                     name: Ok(value.name),
                     version: Ok(value.version),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct Sandbox {
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            created_by: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            instance_id: ::std::result::Result<
+                ::std::option::Option<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+            ready_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            request: ::std::result::Result<super::SandboxRequest, ::std::string::String>,
+            state: ::std::result::Result<super::SandboxState, ::std::string::String>,
+            worker_id: ::std::result::Result<
+                ::std::option::Option<::uuid::Uuid>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for Sandbox {
+            fn default() -> Self {
+                Self {
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    created_by: Err("no value supplied for created_by".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    instance_id: Ok(Default::default()),
+                    ready_at: Ok(Default::default()),
+                    reason: Ok(Default::default()),
+                    request: Err("no value supplied for request".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                    worker_id: Ok(Default::default()),
+                }
+            }
+        }
+        impl Sandbox {
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn created_by<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_by = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_by: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn instance_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.instance_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for instance_id: {e}")
+                    });
+                self
+            }
+            pub fn ready_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ready_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ready_at: {e}")
+                    });
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+            pub fn request<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::SandboxRequest>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.request = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for request: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::SandboxState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+            pub fn worker_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.worker_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for worker_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Sandbox> for super::Sandbox {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Sandbox,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    created_at: value.created_at?,
+                    created_by: value.created_by?,
+                    id: value.id?,
+                    instance_id: value.instance_id?,
+                    ready_at: value.ready_at?,
+                    reason: value.reason?,
+                    request: value.request?,
+                    state: value.state?,
+                    worker_id: value.worker_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Sandbox> for Sandbox {
+            fn from(value: super::Sandbox) -> Self {
+                Self {
+                    created_at: Ok(value.created_at),
+                    created_by: Ok(value.created_by),
+                    id: Ok(value.id),
+                    instance_id: Ok(value.instance_id),
+                    ready_at: Ok(value.ready_at),
+                    reason: Ok(value.reason),
+                    request: Ok(value.request),
+                    state: Ok(value.state),
+                    worker_id: Ok(value.worker_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SandboxExec {
+            ended_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            exit_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            request: ::std::result::Result<super::ExecRequest, ::std::string::String>,
+            sandbox_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            state: ::std::result::Result<super::ExecState, ::std::string::String>,
+            stderr: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            stdout: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            submitted_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for SandboxExec {
+            fn default() -> Self {
+                Self {
+                    ended_at: Ok(Default::default()),
+                    exit_code: Ok(Default::default()),
+                    id: Err("no value supplied for id".to_string()),
+                    reason: Ok(Default::default()),
+                    request: Err("no value supplied for request".to_string()),
+                    sandbox_id: Err("no value supplied for sandbox_id".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                    stderr: Ok(Default::default()),
+                    stdout: Ok(Default::default()),
+                    submitted_at: Err("no value supplied for submitted_at".to_string()),
+                }
+            }
+        }
+        impl SandboxExec {
+            pub fn ended_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ended_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ended_at: {e}")
+                    });
+                self
+            }
+            pub fn exit_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exit_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+            pub fn request<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ExecRequest>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.request = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for request: {e}")
+                    });
+                self
+            }
+            pub fn sandbox_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.sandbox_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for sandbox_id: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ExecState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+            pub fn stderr<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stderr = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stderr: {e}")
+                    });
+                self
+            }
+            pub fn stdout<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.stdout = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for stdout: {e}")
+                    });
+                self
+            }
+            pub fn submitted_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.submitted_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for submitted_at: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SandboxExec> for super::SandboxExec {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SandboxExec,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    ended_at: value.ended_at?,
+                    exit_code: value.exit_code?,
+                    id: value.id?,
+                    reason: value.reason?,
+                    request: value.request?,
+                    sandbox_id: value.sandbox_id?,
+                    state: value.state?,
+                    stderr: value.stderr?,
+                    stdout: value.stdout?,
+                    submitted_at: value.submitted_at?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::SandboxExec> for SandboxExec {
+            fn from(value: super::SandboxExec) -> Self {
+                Self {
+                    ended_at: Ok(value.ended_at),
+                    exit_code: Ok(value.exit_code),
+                    id: Ok(value.id),
+                    reason: Ok(value.reason),
+                    request: Ok(value.request),
+                    sandbox_id: Ok(value.sandbox_id),
+                    state: Ok(value.state),
+                    stderr: Ok(value.stderr),
+                    stdout: Ok(value.stdout),
+                    submitted_at: Ok(value.submitted_at),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SandboxRequest {
+            command: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            env: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            image: ::std::result::Result<::std::string::String, ::std::string::String>,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            ready_timeout_secs: ::std::result::Result<
+                ::std::option::Option<u32>,
+                ::std::string::String,
+            >,
+            resources: ::std::result::Result<
+                ::std::option::Option<super::ResourceSpec>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for SandboxRequest {
+            fn default() -> Self {
+                Self {
+                    command: Ok(Default::default()),
+                    env: Ok(Default::default()),
+                    image: Err("no value supplied for image".to_string()),
+                    name: Ok(Default::default()),
+                    ready_timeout_secs: Ok(Default::default()),
+                    resources: Ok(Default::default()),
+                }
+            }
+        }
+        impl SandboxRequest {
+            pub fn command<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.command = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn env<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.env = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for env: {e}")
+                    });
+                self
+            }
+            pub fn image<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.image = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for image: {e}")
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn ready_timeout_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ready_timeout_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for ready_timeout_secs: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn resources<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::ResourceSpec>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.resources = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for resources: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SandboxRequest> for super::SandboxRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SandboxRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    command: value.command?,
+                    env: value.env?,
+                    image: value.image?,
+                    name: value.name?,
+                    ready_timeout_secs: value.ready_timeout_secs?,
+                    resources: value.resources?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::SandboxRequest> for SandboxRequest {
+            fn from(value: super::SandboxRequest) -> Self {
+                Self {
+                    command: Ok(value.command),
+                    env: Ok(value.env),
+                    image: Ok(value.image),
+                    name: Ok(value.name),
+                    ready_timeout_secs: Ok(value.ready_timeout_secs),
+                    resources: Ok(value.resources),
                 }
             }
         }
@@ -12611,6 +13776,105 @@ let response = client.get_resources()
     pub fn get_resources(&self) -> builder::GetResources<'_> {
         builder::GetResources::new(self)
     }
+    /**Every sandbox, newest first
+
+Sends a `GET` request to `/api/sandboxes`
+
+```ignore
+let response = client.list_sandboxes()
+    .send()
+    .await;
+```*/
+    pub fn list_sandboxes(&self) -> builder::ListSandboxes<'_> {
+        builder::ListSandboxes::new(self)
+    }
+    /**Make a sandbox (admin only): a container from an image on a worker with the docker
+driver, placed when there is room, `ready` once it runs
+
+Sends a `POST` request to `/api/sandboxes`
+
+```ignore
+let response = client.create_sandbox()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn create_sandbox(&self) -> builder::CreateSandbox<'_> {
+        builder::CreateSandbox::new(self)
+    }
+    /**One sandbox
+
+Sends a `GET` request to `/api/sandboxes/{id}`
+
+```ignore
+let response = client.get_sandbox()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn get_sandbox(&self) -> builder::GetSandbox<'_> {
+        builder::GetSandbox::new(self)
+    }
+    /**Delete a sandbox (admin only): its history goes, and its worker stops and removes the
+container
+
+Sends a `DELETE` request to `/api/sandboxes/{id}`
+
+```ignore
+let response = client.delete_sandbox()
+    .id(id)
+    .send()
+    .await;
+```*/
+    pub fn delete_sandbox(&self) -> builder::DeleteSandbox<'_> {
+        builder::DeleteSandbox::new(self)
+    }
+    /**A sandbox's execs, newest first, with their exit codes and output
+
+Sends a `GET` request to `/api/sandboxes/{id}/execs`
+
+Arguments:
+- `id`
+- `limit`: At most this many (1–1000, default 100).
+```ignore
+let response = client.list_sandbox_execs()
+    .id(id)
+    .limit(limit)
+    .send()
+    .await;
+```*/
+    pub fn list_sandbox_execs(&self) -> builder::ListSandboxExecs<'_> {
+        builder::ListSandboxExecs::new(self)
+    }
+    /**Run a command in a sandbox (admin only): queued until the sandbox is ready, run once,
+killed at its timeout; several run at once. 409 `sandbox_failed` for a failed sandbox
+
+Sends a `POST` request to `/api/sandboxes/{id}/execs`
+
+```ignore
+let response = client.exec_in_sandbox()
+    .id(id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn exec_in_sandbox(&self) -> builder::ExecInSandbox<'_> {
+        builder::ExecInSandbox::new(self)
+    }
+    /**One exec of a sandbox
+
+Sends a `GET` request to `/api/sandboxes/{id}/execs/{exec_id}`
+
+```ignore
+let response = client.get_sandbox_exec()
+    .id(id)
+    .exec_id(exec_id)
+    .send()
+    .await;
+```*/
+    pub fn get_sandbox_exec(&self) -> builder::GetSandboxExec<'_> {
+        builder::GetSandboxExec::new(self)
+    }
     /**Every schedule, by name
 
 Sends a `GET` request to `/api/schedules`
@@ -13289,6 +14553,22 @@ let response = client.report_transfer()
 ```*/
     pub fn report_transfer(&self) -> builder::ReportTransfer<'_> {
         builder::ReportTransfer::new(self)
+    }
+    /**A worker's report of how a sandbox exec it was given ended (worker credential). 404: it is
+not waiting for this worker's report (ended already, or its sandbox was deleted): forget it
+
+Sends a `POST` request to `/api/workers/{id}/sandbox-execs/{exec_id}`
+
+```ignore
+let response = client.report_sandbox_exec()
+    .id(id)
+    .exec_id(exec_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn report_sandbox_exec(&self) -> builder::ReportSandboxExec<'_> {
+        builder::ReportSandboxExec::new(self)
     }
     /**Liveness: the process is up
 
@@ -17262,6 +18542,1019 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "get_resources",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_sandboxes`]
+
+[`Client::list_sandboxes`]: super::Client::list_sandboxes*/
+    #[derive(Debug, Clone)]
+    pub struct ListSandboxes<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> ListSandboxes<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/api/sandboxes`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::Sandbox>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client } = self;
+            let url = format!("{}/api/sandboxes", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_sandboxes",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::create_sandbox`]
+
+[`Client::create_sandbox`]: super::Client::create_sandbox*/
+    #[derive(Debug, Clone)]
+    pub struct CreateSandbox<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::SandboxRequest, String>,
+    }
+    impl<'a> CreateSandbox<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::SandboxRequest>,
+            <V as std::convert::TryInto<
+                types::SandboxRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `SandboxRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::SandboxRequest,
+            ) -> types::builder::SandboxRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/sandboxes`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Sandbox>, Error<crate::ErrorBody>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| {
+                    types::SandboxRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/api/sandboxes", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_sandbox",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                201u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_sandbox`]
+
+[`Client::get_sandbox`]: super::Client::get_sandbox*/
+    #[derive(Debug, Clone)]
+    pub struct GetSandbox<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetSandbox<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/sandboxes/{id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Sandbox>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/sandboxes/{}", client.baseurl, encode_path(& id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_sandbox",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::delete_sandbox`]
+
+[`Client::delete_sandbox`]: super::Client::delete_sandbox*/
+    #[derive(Debug, Clone)]
+    pub struct DeleteSandbox<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> DeleteSandbox<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `DELETE` request to `/api/sandboxes/{id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/sandboxes/{}", client.baseurl, encode_path(& id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "delete_sandbox",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_sandbox_execs`]
+
+[`Client::list_sandbox_execs`]: super::Client::list_sandbox_execs*/
+    #[derive(Debug, Clone)]
+    pub struct ListSandboxExecs<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        limit: Result<Option<u32>, String>,
+    }
+    impl<'a> ListSandboxExecs<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                limit: Ok(None),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<u32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `u32` for limit failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/api/sandboxes/{id}/execs`
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<::std::vec::Vec<types::SandboxExec>>,
+            Error<crate::ErrorBody>,
+        > {
+            let Self { client, id, limit } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/sandboxes/{}/execs", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_sandbox_execs",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::exec_in_sandbox`]
+
+[`Client::exec_in_sandbox`]: super::Client::exec_in_sandbox*/
+    #[derive(Debug, Clone)]
+    pub struct ExecInSandbox<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::ExecRequest, String>,
+    }
+    impl<'a> ExecInSandbox<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ExecRequest>,
+            <V as std::convert::TryInto<types::ExecRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ExecRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::ExecRequest,
+            ) -> types::builder::ExecRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/sandboxes/{id}/execs`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::SandboxExec>, Error<crate::ErrorBody>> {
+            let Self { client, id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::ExecRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/sandboxes/{}/execs", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "exec_in_sandbox",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                201u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_sandbox_exec`]
+
+[`Client::get_sandbox_exec`]: super::Client::get_sandbox_exec*/
+    #[derive(Debug, Clone)]
+    pub struct GetSandboxExec<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        exec_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetSandboxExec<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                exec_id: Err("exec_id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn exec_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.exec_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for exec_id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/api/sandboxes/{id}/execs/{exec_id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::SandboxExec>, Error<crate::ErrorBody>> {
+            let Self { client, id, exec_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let exec_id = exec_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/sandboxes/{}/execs/{}", client.baseurl, encode_path(& id
+                .to_string()), encode_path(& exec_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_sandbox_exec",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -24086,6 +26379,183 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "report_transfer",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::report_sandbox_exec`]
+
+[`Client::report_sandbox_exec`]: super::Client::report_sandbox_exec*/
+    #[derive(Debug, Clone)]
+    pub struct ReportSandboxExec<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        exec_id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::ExecReport, String>,
+    }
+    impl<'a> ReportSandboxExec<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                exec_id: Err("exec_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        pub fn exec_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.exec_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for exec_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ExecReport>,
+            <V as std::convert::TryInto<types::ExecReport>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `ExecReport` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::ExecReport,
+            ) -> types::builder::ExecReport,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/sandbox-execs/{exec_id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<crate::ErrorBody>> {
+            let Self { client, id, exec_id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let exec_id = exec_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::ExecReport::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/sandbox-execs/{}", client.baseurl, encode_path(& id
+                .to_string()), encode_path(& exec_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "report_sandbox_exec",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -24,7 +24,8 @@ use domain::{
     auth::AuthService, backups::BackupService, catalog::CatalogService,
     deployments::DeploymentService, instances::InstanceService, jobs::JobService,
     moves::MoveService, registration::RegistrationTokens, routes::Routes,
-    schedules::ScheduleService, volumes::VolumeService, workers::WorkerService,
+    sandboxes::SandboxService, schedules::ScheduleService, volumes::VolumeService,
+    workers::WorkerService,
 };
 use store::Db;
 
@@ -43,6 +44,7 @@ pub(crate) struct AppState {
     deployments: DeploymentService,
     jobs: Arc<JobService>,
     schedules: ScheduleService,
+    sandboxes: SandboxService,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     /// The conductor's TLS, when it serves TLS.
@@ -214,6 +216,12 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         config.jobs.clone(),
     ));
     let schedules = ScheduleService::new(db.clone(), jobs.clone(), auth.clone());
+    let sandboxes = SandboxService::new(
+        db.clone(),
+        workers.clone(),
+        instances.clone(),
+        placement.clone(),
+    );
     let deployments = DeploymentService::new(
         catalog.clone(),
         workers.clone(),
@@ -241,6 +249,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         deployments,
         jobs,
         schedules,
+        sandboxes,
         routes: routes.clone(),
         metrics: metrics.clone(),
         tls: tls.clone(),
@@ -383,8 +392,9 @@ fn spawn_deployment_loop(
     (stop, task)
 }
 
-/// Runs [`JobService::tick`] every [`domain::jobs::TICK`], and at once when a job is submitted,
-/// an attempt ends or a job is cancelled, until told to stop.
+/// Runs [`JobService::tick`] and the sandboxes' pass every [`domain::jobs::TICK`], and at once
+/// when a job is submitted, an attempt ends, a job is cancelled, or a sandbox or exec is queued or
+/// reported, until told to stop.
 fn spawn_job_loop(
     state: Arc<AppState>,
 ) -> (
@@ -398,9 +408,13 @@ fn spawn_job_loop(
                 _ = &mut stopped => return,
                 _ = tokio::time::sleep(domain::jobs::TICK) => {}
                 _ = state.jobs.wake.notified() => {}
+                _ = state.sandboxes.wake.notified() => {}
             }
             if let Err(e) = state.jobs.tick().await {
                 tracing::error!(error = %e.body().message, "job queue pass failed; retrying next tick");
+            }
+            if let Err(e) = state.sandboxes.tick().await {
+                tracing::error!(error = %e.body().message, "sandbox pass failed; retrying next tick");
             }
             // Wakes that come meanwhile are kept (one permit): a burst of submits or ends makes
             // one pass, not one each.

@@ -883,6 +883,10 @@ pub struct Assignments {
     /// Backups to make of volumes this worker holds.
     #[oai(default)]
     pub backup_jobs: Vec<BackupJob>,
+    /// Commands to run in sandboxes on this worker (each once; report with
+    /// `POST /api/workers/{id}/sandbox-execs/{exec_id}`).
+    #[oai(default)]
+    pub sandbox_execs: Vec<ExecAssignment>,
 }
 
 /// Back up a volume this worker holds into the backup store of the worker at `store_url`: hold
@@ -1515,4 +1519,157 @@ pub struct ScheduleFire {
     /// Fires missed while the conductor was down that this one stands for (or skipped).
     pub missed: u32,
     pub detail: Option<String>,
+}
+
+// ---- Sandboxes: long-lived isolated environments that run commands ----
+
+/// A sandbox to make: a container from `image` on a worker with the docker driver, kept running
+/// by `command`, in which commands then run (`POST /api/sandboxes/{id}/execs`).
+#[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SandboxRequest {
+    /// A name for people (1–128 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A Docker image present on the workers.
+    pub image: String,
+    /// What keeps the container running; default `["sleep", "infinity"]` (give another for
+    /// images without `sleep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[oai(default)]
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// What it reserves; default 100 millicores, 64 MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceSpec>,
+    /// How long it may take to be placed and running (1–3600 s, default 300) before it is failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_timeout_secs: Option<u32>,
+}
+
+/// `creating` (waiting for room, or its container starting), `ready`, or `failed` (with why).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum SandboxState {
+    Creating,
+    Ready,
+    Failed,
+}
+
+impl SandboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxState::Creating => "creating",
+            SandboxState::Ready => "ready",
+            SandboxState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ready" => SandboxState::Ready,
+            "failed" => SandboxState::Failed,
+            _ => SandboxState::Creating,
+        }
+    }
+}
+
+#[derive(Object, Debug, Clone)]
+pub struct Sandbox {
+    pub id: Uuid,
+    pub request: SandboxRequest,
+    pub state: SandboxState,
+    pub worker_id: Option<Uuid>,
+    /// The instance (container `aerekos-<id>`) it runs as.
+    pub instance_id: Option<Uuid>,
+    /// Why it is still creating, or failed.
+    pub reason: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub ready_at: Option<DateTime<Utc>>,
+}
+
+/// A command to run in a sandbox.
+#[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExecRequest {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    #[oai(default)]
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// How long it may run (1–86400 s, default 60); then it is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+}
+
+/// `queued` (waiting for the sandbox, or running), `exited` (with its code), `timed_out`,
+/// `failed` (could not run), `lost` (its worker restarted while it ran).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum ExecState {
+    Queued,
+    Exited,
+    TimedOut,
+    Failed,
+    Lost,
+}
+
+impl ExecState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecState::Queued => "queued",
+            ExecState::Exited => "exited",
+            ExecState::TimedOut => "timed_out",
+            ExecState::Failed => "failed",
+            ExecState::Lost => "lost",
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "exited" => ExecState::Exited,
+            "timed_out" => ExecState::TimedOut,
+            "failed" => ExecState::Failed,
+            "lost" => ExecState::Lost,
+            _ => ExecState::Queued,
+        }
+    }
+}
+
+/// One command run in a sandbox, kept in its history.
+#[derive(Object, Debug, Clone)]
+pub struct SandboxExec {
+    pub id: Uuid,
+    pub sandbox_id: Uuid,
+    pub request: ExecRequest,
+    pub state: ExecState,
+    pub exit_code: Option<i32>,
+    /// The last 64 KiB of each stream.
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub reason: Option<String>,
+    pub submitted_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A command a worker is to run in a sandbox's container (in its assignments).
+#[derive(Object, Debug, Clone, PartialEq, Eq)]
+pub struct ExecAssignment {
+    pub id: Uuid,
+    /// The sandbox's instance.
+    pub instance_id: Uuid,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout_secs: u32,
+}
+
+/// A worker's report of how an exec ended.
+#[derive(Object, Debug, Clone)]
+pub struct ExecReport {
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// It could not run, or ran while the worker restarted: why.
+    pub detail: Option<String>,
+    pub lost: bool,
+    pub stdout: String,
+    pub stderr: String,
 }

@@ -20,7 +20,8 @@ use futures_util::{StreamExt as _, future::BoxFuture};
 use uuid::Uuid;
 
 use super::{
-    Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream, Platform, port_in_use,
+    Driver, DriverError, ExecOutput, INSTANCE_ENV, Observed, OutputChunk, OutputStream, Platform,
+    port_in_use,
 };
 
 const MANAGED_LABEL: &str = "aerekos.managed";
@@ -344,6 +345,98 @@ impl Driver for DockerDriver {
                 }) => Ok(()),
                 Err(e) => Err(DriverError::Io(std::io::Error::other(e.to_string()))),
             }
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: Uuid,
+        command: &'a [String],
+        env: &'a [(String, String)],
+        timeout: std::time::Duration,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        Box::pin(async move {
+            let failed = |e: DockerError| {
+                if is_not_found(&e) {
+                    DriverError::Refused(format!(
+                        "the sandbox's container is not on this worker: {}",
+                        docker_message(&e)
+                    ))
+                } else {
+                    DriverError::Refused(docker_message(&e))
+                }
+            };
+            let config = bollard::models::ExecConfig {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(command.to_vec()),
+                env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                ..Default::default()
+            };
+            let created = self
+                .docker
+                .create_exec(&container_name(id), config)
+                .await
+                .map_err(failed)?;
+            let started = self
+                .docker
+                .start_exec(&created.id, None)
+                .await
+                .map_err(failed)?;
+            let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+                return Err(DriverError::Refused(
+                    "the engine did not attach to the command".into(),
+                ));
+            };
+            let mut out = ExecOutput::default();
+            // Only the last `max_bytes` of each stream are kept (a bounded tail).
+            let keep = |buf: &mut Vec<u8>, bytes: &[u8]| {
+                buf.extend_from_slice(bytes);
+                if buf.len() > 2 * max_bytes {
+                    buf.drain(..buf.len() - max_bytes);
+                }
+            };
+            let read = async {
+                while let Some(item) = output.next().await {
+                    match item {
+                        Ok(bollard::container::LogOutput::StdErr { message }) => {
+                            keep(&mut out.stderr, &message)
+                        }
+                        Ok(other) => keep(&mut out.stdout, other.as_ref()),
+                        Err(_) => break,
+                    }
+                }
+            };
+            if tokio::time::timeout(timeout, read).await.is_err() {
+                out.timed_out = true;
+                // The command's own process, by its host pid (the engine has no call to stop an exec).
+                if let Ok(info) = self.docker.inspect_exec(&created.id).await {
+                    if let Some(pid) = info.pid.filter(|p| *p > 1) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            for buf in [&mut out.stdout, &mut out.stderr] {
+                if buf.len() > max_bytes {
+                    buf.drain(..buf.len() - max_bytes);
+                }
+            }
+            // The exit code is set once the engine has seen the process end.
+            for _ in 0..50 {
+                match self.docker.inspect_exec(&created.id).await {
+                    Ok(info) if info.running != Some(true) => {
+                        out.exit_code = info.exit_code.map(|c| c as i32);
+                        break;
+                    }
+                    Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                    Err(_) => break,
+                }
+            }
+            Ok(out)
         })
     }
 

@@ -63,6 +63,23 @@ pub trait Driver: Send + Sync + 'static {
     /// timeout).
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>>;
 
+    /// Runs `command` once inside instance `id` (a sandbox's container), killing it at `timeout`;
+    /// keeps the last `max_bytes` of each stream.
+    fn exec<'a>(
+        &'a self,
+        _id: Uuid,
+        _command: &'a [String],
+        _env: &'a [(String, String)],
+        _timeout: std::time::Duration,
+        _max_bytes: usize,
+    ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        Box::pin(async {
+            Err(DriverError::Refused(
+                "running commands in an instance needs the docker driver".into(),
+            ))
+        })
+    }
+
     /// Deletes what ended `run_once` instances not in `live` left behind (their output files)
     /// once it is older than `keep`.
     fn sweep_outputs(&self, _keep: std::time::Duration, _live: &std::collections::HashSet<Uuid>) {}
@@ -76,6 +93,15 @@ pub trait Driver: Send + Sync + 'static {
         offset: Option<u64>,
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<OutputChunk, DriverError>>;
+}
+
+/// How a command run in an instance ended.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 /// One of a `run_once` instance's output streams, which are kept apart.
@@ -257,6 +283,20 @@ impl Driver for Runtimes {
 
     fn sweep_outputs(&self, keep: std::time::Duration, live: &std::collections::HashSet<Uuid>) {
         self.process.sweep_outputs(keep, live);
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: Uuid,
+        command: &'a [String],
+        env: &'a [(String, String)],
+        timeout: std::time::Duration,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        match &self.docker {
+            Some(docker) => docker.exec(id, command, env, timeout, max_bytes),
+            None => self.process.exec(id, command, env, timeout, max_bytes),
+        }
     }
 
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod jobs;
+mod sandboxes;
 mod schedules;
 mod services;
 mod system;
@@ -36,6 +37,8 @@ pub enum ApiTags {
     Jobs,
     /// Schedules: jobs submitted, or platform endpoints called, on a clock.
     Schedules,
+    /// Sandboxes: long-lived containers that run commands, with their history.
+    Sandboxes,
     /// Health, readiness, metrics.
     System,
 }
@@ -77,6 +80,7 @@ pub type ConductorApi = (
     services::ServicesApi,
     jobs::JobsApi,
     schedules::SchedulesApi,
+    sandboxes::SandboxesApi,
     audit::AuditApi,
     system::SystemApi,
 );
@@ -86,7 +90,9 @@ pub type ConductorApi = (
 /// cannot say without making the SDK's types unions (a service definition's "a command or an
 /// image", an instance spec's likewise, a worker's address being IPv4 or IPv6).
 pub fn limits() -> Vec<aerekos_common::limits::Limit> {
-    use crate::domain::{audit, auth as domain_auth, deployments, jobs, schedules, workers};
+    use crate::domain::{
+        audit, auth as domain_auth, deployments, jobs, sandboxes, schedules, workers,
+    };
     // Job queues and schedules are named alike.
     const JOB_QUEUE_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
     use aerekos_common::limits::Limit;
@@ -197,6 +203,41 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
             "limit",
             json!({"minimum": 1, "maximum": schedules::MAX_FIRES_PAGE}),
         ),
+        Limit::param(
+            "list_sandbox_execs",
+            "limit",
+            json!({"minimum": 1, "maximum": sandboxes::MAX_EXECS_PAGE}),
+        ),
+        Limit::property(
+            "SandboxRequest",
+            "ready_timeout_secs",
+            json!({"minimum": 1, "maximum": sandboxes::MAX_READY_TIMEOUT_SECS}),
+        ),
+        Limit::property(
+            "SandboxRequest",
+            "name",
+            json!({"minLength": 1, "maxLength": 128}),
+        ),
+        Limit::property(
+            "SandboxRequest",
+            "env",
+            json!({"maxProperties": deployments::MAX_ENV_VARS, "additionalProperties": {"maxLength": deployments::MAX_ENV_VALUE_CHARS}}),
+        ),
+        Limit::property(
+            "ExecRequest",
+            "timeout_secs",
+            json!({"minimum": 1, "maximum": sandboxes::MAX_EXEC_TIMEOUT_SECS}),
+        ),
+        Limit::property(
+            "ExecRequest",
+            "command",
+            json!({"minItems": 1, "maxItems": 1000}),
+        ),
+        Limit::property(
+            "ExecRequest",
+            "env",
+            json!({"maxProperties": deployments::MAX_ENV_VARS, "additionalProperties": {"maxLength": deployments::MAX_ENV_VALUE_CHARS}}),
+        ),
         Limit::property(
             "ScheduleRequest",
             "name",
@@ -282,7 +323,7 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
 /// starting a server.
 pub fn service() -> OpenApiService<ConductorApi, ()> {
     OpenApiService::new(
-        (auth::AuthApi, users::UsersApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, jobs::JobsApi, schedules::SchedulesApi, audit::AuditApi, system::SystemApi),
+        (auth::AuthApi, users::UsersApi, token::TokenApi, workers::WorkersApi, services::ServicesApi, jobs::JobsApi, schedules::SchedulesApi, sandboxes::SandboxesApi, audit::AuditApi, system::SystemApi),
         "aerekos conductor",
         env!("CARGO_PKG_VERSION"),
     )

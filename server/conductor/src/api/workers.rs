@@ -224,6 +224,29 @@ impl WorkersApi {
             .map(|_| Removed::NoContent)
     }
 
+    /// A worker's report of how a sandbox exec it was given ended (worker credential). 404: it is
+    /// not waiting for this worker's report (ended already, or its sandbox was deleted): forget it.
+    #[oai(
+        path = "/api/workers/:id/sandbox-execs/:exec_id",
+        method = "post",
+        operation_id = "report_sandbox_exec"
+    )]
+    async fn report_sandbox_exec(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+        exec_id: Path<Uuid>,
+        body: Json<crate::model::ExecReport>,
+    ) -> ApiResult<Removed> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        state
+            .sandboxes
+            .report(id.0, exec_id.0, body.0)
+            .await
+            .map(|()| Removed::NoContent)
+    }
+
     /// A worker's report that secrets an instance started with changed (worker credential), for
     /// `secret_env` references with `restart_on_change`: the service's instances are replaced, as
     /// a rolling restart, unless a newer generation is placed already. 400: a variable that does

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::{from_ms, workers::WorkerService};
 use crate::{
     model::{
-        Assignments, BackupJob, CreateInstanceRequest, DesiredState, Instance, InstanceHealth,
-        InstanceSpec, InstanceState, InstanceStatusReport, VolumeTransfer,
+        Assignments, BackupJob, CreateInstanceRequest, DesiredState, ExecAssignment, Instance,
+        InstanceHealth, InstanceSpec, InstanceState, InstanceStatusReport, VolumeTransfer,
     },
     store::{
         Db,
@@ -43,12 +43,14 @@ pub struct InstanceService {
     volume_work: Mutex<HashMap<Uuid, VolumeWork>>,
 }
 
-/// What a worker is told to do with volumes: fetch some, delete others.
+/// What a worker is told to do beside running its instances: fetch volumes, delete others, back
+/// some up, run commands in sandboxes.
 #[derive(Default, Clone, PartialEq, Eq)]
 struct VolumeWork {
     transfers: Vec<VolumeTransfer>,
     releases: Vec<String>,
     backup_jobs: Vec<BackupJob>,
+    sandbox_execs: Vec<ExecAssignment>,
 }
 
 /// The longest a worker's wait for new assignments is held open.
@@ -178,6 +180,14 @@ impl InstanceService {
         });
     }
 
+    /// Replaces every worker's sandbox execs; workers whose execs changed are woken.
+    pub fn set_sandbox_execs(&self, mut execs: HashMap<Uuid, Vec<ExecAssignment>>) {
+        let workers: Vec<Uuid> = execs.keys().copied().collect();
+        self.change_work_for(&workers, |worker, work| {
+            work.sandbox_execs = execs.remove(&worker).unwrap_or_default()
+        });
+    }
+
     /// Applies `set` to the work of every worker that has some, and of `also`.
     fn change_work_for(&self, also: &[Uuid], mut set: impl FnMut(Uuid, &mut VolumeWork)) {
         let mut work = self.volume_work.lock().expect("volume work lock");
@@ -249,6 +259,7 @@ impl InstanceService {
             volume_transfers: work.transfers,
             release_volumes: work.releases,
             backup_jobs: work.backup_jobs,
+            sandbox_execs: work.sandbox_execs,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod passwords;
 pub mod platform;
 pub mod registration;
 pub mod routes;
+pub mod sandboxes;
 pub mod scheduler;
 pub mod schedules;
 pub mod tls;

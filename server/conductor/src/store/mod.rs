@@ -8,6 +8,7 @@ pub mod issued_tokens;
 pub mod jobs;
 pub mod moves;
 pub mod platform;
+pub mod sandboxes;
 pub mod schedules;
 pub mod services;
 pub mod tokens;
