@@ -340,8 +340,12 @@ fn print_jobs(format: Format, jobs: &[Job]) -> anyhow::Result<()> {
 struct Printed {
     stdout: u64,
     stderr: u64,
+    announced: bool,
     done: bool,
 }
+
+/// How long `follow` keeps trying through failed calls to the conductor before it gives up.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Prints the job's output, attempt by attempt; with `keep`, until the job ends. Returns the exit
 /// code `run --wait` ends with: the job's, or 1 when it failed without one or was cancelled.
@@ -352,24 +356,46 @@ async fn follow(
     keep: bool,
 ) -> anyhow::Result<i32> {
     let mut printed: HashMap<u32, Printed> = HashMap::new();
-    let mut workers: HashMap<Uuid, Option<WorkerAgent>> = HashMap::new();
+    let mut workers: HashMap<Uuid, WorkerAgent> = HashMap::new();
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         // The job first: an attempt that ended before this look is then fully in the list below.
-        let job = api(conductor.get_job().id(id).send().await)?;
-        let attempts = api(conductor.list_job_attempts().id(id).send().await)?;
+        let looked = async {
+            let job = api(conductor.get_job().id(id).send().await)?;
+            let attempts = api(conductor.list_job_attempts().id(id).send().await)?;
+            anyhow::Ok((job, attempts))
+        };
+        let (job, attempts) = match looked.await {
+            Ok(both) => {
+                failing_since = None;
+                both
+            }
+            // A conductor restarting or a network blip is waited out, for a while.
+            Err(e) if failing_since.is_none_or(|t| t.elapsed() < FOLLOW_PATIENCE) => {
+                failing_since.get_or_insert_with(std::time::Instant::now);
+                eprintln!("(still following job {id}: {e:#})");
+                tokio::time::sleep(FOLLOW_EVERY * 4).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         for a in &attempts {
             let p = printed.entry(a.number).or_default();
             if p.done {
                 continue;
             }
-            if p.stdout == 0 && p.stderr == 0 {
+            if !p.announced {
+                p.announced = true;
                 eprintln!("--- attempt {} on worker {} ---", a.number, a.worker_id);
             }
+            // Looked up until found (a worker's address can come later).
             let agent = match workers.get(&a.worker_id) {
-                Some(agent) => agent.clone(),
+                Some(agent) => Some(agent.clone()),
                 None => {
                     let agent = worker_agent(global, conductor, a.worker_id).await;
-                    workers.insert(a.worker_id, agent.clone());
+                    if let Some(agent) = &agent {
+                        workers.insert(a.worker_id, agent.clone());
+                    }
                     agent
                 }
             };

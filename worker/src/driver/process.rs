@@ -96,9 +96,16 @@ impl ProcessDriver {
     fn observe_now(&self, id: Uuid) -> Observed {
         let mut children = self.children.lock().expect("children lock");
         if let Some(child) = children.get_mut(&id) {
+            let pid = child.id();
             return match child.try_wait() {
                 Ok(None) => Observed::Running,
                 Ok(Some(status)) => {
+                    // What the leader leaves in its group (a background child, one that outlived
+                    // a SIGTERM) goes with it. Safe: a pid stays reserved while its group has
+                    // members, so this group can only be the instance's.
+                    if let Some(pid) = pid.filter(|p| *p > 1) {
+                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    }
                     children.remove(&id);
                     let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
                     Observed::Exited {

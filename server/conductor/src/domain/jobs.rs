@@ -92,6 +92,9 @@ pub struct JobService {
     pub wake: tokio::sync::Notify,
     /// Why each job the last pass looked at is still queued.
     waiting: Mutex<HashMap<String, String>>,
+    /// The queues at their concurrency limit in the last pass (their jobs are not looked at),
+    /// with the limit.
+    full_queues: Mutex<HashMap<String, u32>>,
     last_prune: Mutex<Option<tokio::time::Instant>>,
     last_fault_scan: Mutex<Option<tokio::time::Instant>>,
 }
@@ -329,6 +332,7 @@ impl JobService {
             settings,
             wake: tokio::sync::Notify::new(),
             waiting: Mutex::default(),
+            full_queues: Mutex::default(),
             last_prune: Mutex::default(),
             last_fault_scan: Mutex::default(),
         }
@@ -338,11 +342,18 @@ impl JobService {
         let request = parse_request(&row)?;
         let state = JobState::parse(&row.state).unwrap_or(JobState::Queued);
         let reason = if state == JobState::Queued {
+            let full = self
+                .full_queues
+                .lock()
+                .expect("full queues lock")
+                .get(&row.queue)
+                .map(|limit| format!("queue {} runs its limit of {limit} jobs at once", row.queue));
             self.waiting
                 .lock()
                 .expect("waiting lock")
                 .get(&row.id)
                 .cloned()
+                .or(full)
                 .or(row.reason)
         } else {
             row.reason
@@ -706,26 +717,62 @@ impl JobService {
         Ok(())
     }
 
-    /// Ends the running attempts whose worker is lost, or that their worker has not reported
-    /// long past their timeout. The caller holds the placement lock.
+    /// Ends the running attempts whose worker is lost, whose instance was removed from under
+    /// them, or that their worker has not reported long past their timeout. An attempt its lost
+    /// worker never started is undone instead: the job is queued again, the attempt not counted.
+    /// The caller holds the placement lock.
     async fn end_lost_attempts(&self) -> ApiResult<()> {
         let now = now_ms();
+        let instances = store::running_instances(&self.db)
+            .await
+            .map_err(ApiError::internal)?;
+        // Right after this conductor started, workers are still reporting what ended while it
+        // was away: no attempt is judged overdue until they have had the time.
+        let settled = now - self.workers.started_at() > TIMEOUT_SLACK_MS;
         for (a, job) in store::running(&self.db).await.map_err(ApiError::internal)? {
             let worker = Uuid::parse_str(&a.worker_id).map_err(ApiError::internal)?;
             let timeout_ms = i64::from(parse_request(&job)?.timeout_secs.unwrap_or(0)) * 1000;
-            let ending = if !self.workers.is_live(worker) {
+            let instance = instances.get(&a.instance_id);
+            let never_started = instance.is_some_and(|(state, _)| state == "pending");
+            let ending = if instance.is_none() {
+                Some((
+                    AttemptOutcome::Killed,
+                    "its instance was removed from under it".to_owned(),
+                ))
+            } else if !self.workers.is_live(worker) && never_started {
+                let reason = format!(
+                    "placed on worker {worker}, which was lost before it started the attempt; queued again"
+                );
+                let undo = async {
+                    let mut tx = self.db.write.begin().await?;
+                    let undone = store::unplace(&mut tx, &a, &reason).await?;
+                    tx.commit().await.map(|()| undone)
+                };
+                if undo.await.map_err(ApiError::internal)? {
+                    tracing::info!(job_id = %a.job_id, worker_id = %worker, "attempt on a lost worker never started; job queued again");
+                }
+                continue;
+            } else if !self.workers.is_live(worker) {
                 Some((
                     AttemptOutcome::WorkerLost,
                     format!("its worker {worker} stopped heartbeating while it ran"),
                 ))
-            } else if now > a.started_at + timeout_ms + TIMEOUT_SLACK_MS {
-                Some((
-                    AttemptOutcome::TimedOut,
-                    format!(
-                        "its worker did not report its end within {} s of its timeout",
-                        TIMEOUT_SLACK_MS / 1000
-                    ),
-                ))
+            } else if let Some((_, running_since)) =
+                instance.filter(|(state, _)| settled && state != "pending")
+            {
+                // Counted from the worker's report that it runs, not from the placement (a
+                // worker starting a burst takes a while to reach each).
+                (now > (*running_since).max(a.started_at) + timeout_ms + TIMEOUT_SLACK_MS).then(
+                    || {
+                        (
+                            AttemptOutcome::TimedOut,
+                            format!(
+                                "its worker did not report its end within {} s of its timeout",
+                                TIMEOUT_SLACK_MS / 1000
+                            ),
+                        )
+                    },
+                )
             } else {
                 None
             };
@@ -743,19 +790,26 @@ impl JobService {
     }
 
     async fn start_queued(&self, mut running_in: HashMap<String, u32>) -> ApiResult<()> {
-        let queued = store::queued_due(&self.db, now_ms(), PASS_LIMIT)
-            .await
-            .map_err(ApiError::internal)?;
-        if queued.is_empty() {
-            self.waiting.lock().expect("waiting lock").clear();
-            return Ok(());
-        }
         let limits: HashMap<String, u32> = store::queue_limits(&self.db)
             .await
             .map_err(ApiError::internal)?
             .into_iter()
             .filter_map(|(name, limit)| Some((name, limit? as u32)))
             .collect();
+        let full_queues: HashMap<String, u32> = limits
+            .iter()
+            .filter(|(queue, limit)| running_in.get(*queue).copied().unwrap_or(0) >= **limit)
+            .map(|(queue, limit)| (queue.clone(), *limit))
+            .collect();
+        let full: Vec<String> = full_queues.keys().cloned().collect();
+        *self.full_queues.lock().expect("full queues lock") = full_queues;
+        let queued = store::queued_due(&self.db, now_ms(), &full, PASS_LIMIT)
+            .await
+            .map_err(ApiError::internal)?;
+        if queued.is_empty() {
+            self.waiting.lock().expect("waiting lock").clear();
+            return Ok(());
+        }
         let reserved: HashMap<Uuid, Amounts> = crate::store::instances::reservations(&self.db)
             .await
             .map_err(ApiError::internal)?
@@ -771,11 +825,13 @@ impl JobService {
             .collect();
         // Attempts are placed as of now (after the queue was read, so never before a submit).
         let now = now_ms();
+        // A worker in its grace after this conductor's start, not heard from yet, may be gone:
+        // attempts wait for those that have checked in.
         let live: Vec<_> = self
             .workers
             .snapshot()
             .into_iter()
-            .filter(|w| w.status == crate::model::WorkerStatus::Live)
+            .filter(|w| w.status == crate::model::WorkerStatus::Live && self.workers.checked_in(w))
             .collect();
         let mut candidates: Vec<_> = live
             .iter()

@@ -474,7 +474,7 @@ impl SandboxService {
             .workers
             .snapshot()
             .iter()
-            .filter(|w| w.status == WorkerStatus::Live)
+            .filter(|w| w.status == WorkerStatus::Live && self.workers.checked_in(w))
             .map(|w| scheduler::candidate(w, reserved.get(&w.id).copied().unwrap_or_default(), 0))
             .collect();
         let no_labels = BTreeMap::new();

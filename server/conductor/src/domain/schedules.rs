@@ -46,6 +46,10 @@ pub const TICK: Duration = Duration::from_millis(200);
 pub const MISFIRE_GRACE_MS: i64 = 5_000;
 pub const MAX_EVERY_SECS: u32 = 31 * 24 * 3600;
 const CALL_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// The longest a schedule's call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Missed due times counted one by one at most (a per-second cron after a long downtime).
+const MAX_MISSED_COUNTED: i64 = 100_000;
 /// The most fires a listing gives.
 pub const MAX_FIRES_PAGE: u32 = 1000;
 
@@ -126,9 +130,20 @@ impl Clock {
             }
             Clock::Cron { cron, tz } => {
                 let at = tz.timestamp_millis_opt(t).single()?;
-                cron.find_next_occurrence(&at, false)
+                let next = cron
+                    .find_next_occurrence(&at, false)
+                    .ok()?
+                    .timestamp_millis();
+                if next > t {
+                    return Some(next);
+                }
+                // In the hour a clock is set back, local times repeat and the search can land on
+                // the first pass of one already gone: look again from after the repeat.
+                let later = tz.timestamp_millis_opt(t + 3_600_000).single()?;
+                cron.find_next_occurrence(&later, false)
                     .ok()
-                    .map(|next| next.timestamp_millis())
+                    .map(|n| n.timestamp_millis())
+                    .filter(|n| *n > t)
             }
         }
     }
@@ -473,6 +488,9 @@ impl ScheduleService {
                 while let Some(n) = clock.after(last).filter(|n| *n <= now) {
                     last = n;
                     missed += 1;
+                    if missed >= MAX_MISSED_COUNTED {
+                        break;
+                    }
                 }
                 next = clock.after(now);
                 match req.misfire.unwrap_or_default() {
@@ -653,7 +671,11 @@ impl ScheduleService {
             Ok(t) => t,
             Err(e) => return Fired::just(FireOutcome::CallFailed, e.body().message.clone()),
         };
-        match caller.call(call, &token).await {
+        // Bounded: the schedule loop fires one schedule after another.
+        let answer = tokio::time::timeout(CALL_TIMEOUT, caller.call(call, &token))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs())));
+        match answer {
             Ok(status) => Fired {
                 outcome: if (200..300).contains(&status) {
                     FireOutcome::Called

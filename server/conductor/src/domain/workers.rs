@@ -60,6 +60,8 @@ pub struct WorkerService {
     registry: Arc<Registry>,
     /// Registrations and removals go one at a time: database first, then memory.
     mutation: tokio::sync::Mutex<()>,
+    /// When this conductor process started (Unix ms).
+    started_at: i64,
 }
 
 fn credential_hash(credential: &str) -> String {
@@ -112,7 +114,19 @@ impl WorkerService {
             ttl,
             registry,
             mutation: tokio::sync::Mutex::new(()),
+            started_at: now_ms(),
         })
+    }
+
+    /// When this conductor process started (Unix ms).
+    pub fn started_at(&self) -> i64 {
+        self.started_at
+    }
+
+    /// Whether `worker` has heartbeated to this conductor process (not only been given the grace
+    /// after its start): work placed on it is picked up.
+    pub fn checked_in(&self, worker: &crate::model::Worker) -> bool {
+        worker.last_heartbeat_at.timestamp_millis() >= self.started_at
     }
 
     /// Writes the pending heartbeats to SQLite. Called every [`FLUSH_INTERVAL`] and at shutdown.

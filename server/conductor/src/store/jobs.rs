@@ -128,14 +128,17 @@ pub async fn list(db: &Db, f: &ListFilter<'_>) -> DbResult<Vec<JobRow>> {
     .await
 }
 
-/// Queued jobs whose backoff (if any) is over at `now`, in queue order.
-pub async fn queued_due(db: &Db, now: i64, limit: u32) -> DbResult<Vec<JobRow>> {
+/// Queued jobs whose backoff (if any) is over at `now`, in queue order, leaving out the `full`
+/// queues (at their concurrency limit), so they never fill a pass.
+pub async fn queued_due(db: &Db, now: i64, full: &[String], limit: u32) -> DbResult<Vec<JobRow>> {
     sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs
          WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)
+           AND queue NOT IN (SELECT value FROM json_each(?))
          ORDER BY queue_key, id LIMIT ?"
     ))
     .bind(now)
+    .bind(serde_json::to_string(full).unwrap_or_else(|_| "[]".into()))
     .bind(i64::from(limit))
     .fetch_all(&db.write)
     .await
@@ -163,6 +166,52 @@ pub async fn running(db: &Db) -> DbResult<Vec<(AttemptRow, JobRow)>> {
             Some((a, job))
         })
         .collect())
+}
+
+/// The state and last report time of each running attempt's instance, by instance id (an
+/// attempt whose instance is missing had it removed from under it).
+pub async fn running_instances(
+    db: &Db,
+) -> DbResult<std::collections::HashMap<String, (String, i64)>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, state, updated_at FROM instances WHERE id IN
+             (SELECT instance_id FROM job_attempts WHERE outcome = 'running')",
+    )
+    .fetch_all(&db.write)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, state, at)| (id, (state, at)))
+        .collect())
+}
+
+/// Undoes the placement of an attempt its worker never started (the worker was lost first): the
+/// attempt and its instance go, and the job is queued again without the attempt counted.
+pub async fn unplace(
+    tx: &mut Transaction<'_, Sqlite>,
+    a: &AttemptRow,
+    reason: &str,
+) -> DbResult<bool> {
+    let done = sqlx::query(
+        "DELETE FROM job_attempts WHERE job_id = ? AND number = ? AND outcome = 'running'",
+    )
+    .bind(&a.job_id)
+    .bind(a.number)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    super::instances::delete_in(tx, &a.instance_id).await?;
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', attempts = attempts - 1, reason = ?
+         WHERE id = ? AND state = 'running'",
+    )
+    .bind(reason)
+    .bind(&a.job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
 }
 
 /// How many attempts of each queue run now.
