@@ -32,15 +32,16 @@ CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemathesis.
 
 # Operations left out: they end the fuzzer's own session or take apart the platform it runs
 # against (its services, its users, its worker), or they are long polls that hold each request
-# for up to wait_secs (the revocation feed, a worker's assignments), or submitting a job, which
-# would run a generated program on this machine. The API tests cover each.
+# for up to wait_secs (the revocation feed, a worker's assignments), or run a generated program on
+# this machine (submitting a job, a schedule that submits one, a sandbox and its commands). The
+# API tests cover each.
 EXCLUDED_OPERATIONS = [
     "get_revocations", "get_assignments",
     "logout", "change_password", "revoke_token", "regenerate_registration_token",
     "create_user", "update_user", "delete_user", "reset_user_password",
     "deploy_service", "remove_service", "disable_service", "move_service", "restore_service",
     "delete_instance", "delete_worker",
-    "submit_job",
+    "submit_job", "create_schedule", "replace_schedule", "create_sandbox", "exec_in_sandbox",
 ]
 
 # Each spec is fuzzed where it is served: the services at their instance's own address (their

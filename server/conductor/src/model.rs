@@ -1079,6 +1079,7 @@ pub struct InstanceStatusReport {
 
 /// How a `run_once` instance ended, as its worker saw it.
 #[derive(Object, Debug, Clone, PartialEq, Eq)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RunEnding {
     /// The signal that ended it, when one did (a process's; containers give only codes).
     pub signal: Option<i32>,
@@ -1292,6 +1293,7 @@ impl AttemptOutcome {
 
 /// A job and where it stands.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Job {
     pub id: Uuid,
     pub name: Option<String>,
@@ -1320,6 +1322,7 @@ pub struct Job {
 
 /// One attempt at a job.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobAttempt {
     /// 1 for the first attempt.
     pub number: u32,
@@ -1345,6 +1348,7 @@ pub struct JobAttempt {
 
 /// A page of jobs, newest first.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobPage {
     pub jobs: Vec<Job>,
     /// Pass as `cursor` for the next page; absent on the last.
@@ -1353,6 +1357,7 @@ pub struct JobPage {
 
 /// A job queue: a name and how many of its jobs may run at once.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobQueue {
     pub name: String,
     /// At most this many of its jobs run at once; absent: no limit.
@@ -1364,6 +1369,7 @@ pub struct JobQueue {
 
 /// A queue's settings.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobQueueSettings {
     /// At most this many of its jobs run at once (1–10000); absent: no limit.
     pub concurrency_limit: Option<u32>,
@@ -1447,6 +1453,7 @@ pub enum MisfirePolicy {
 
 /// A schedule and its clock.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Schedule {
     pub id: Uuid,
     pub name: String,
@@ -1505,6 +1512,7 @@ impl FireOutcome {
 
 /// One fire of a schedule.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ScheduleFire {
     /// Increasing with each fire.
     pub seq: u64,
@@ -1575,6 +1583,7 @@ impl SandboxState {
 }
 
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Sandbox {
     pub id: Uuid,
     pub request: SandboxRequest,
@@ -1591,6 +1600,7 @@ pub struct Sandbox {
 
 /// A command to run in a sandbox.
 #[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecRequest {
     /// The program and its arguments.
     pub command: Vec<String>,
@@ -1637,6 +1647,7 @@ impl ExecState {
 
 /// One command run in a sandbox, kept in its history.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SandboxExec {
     pub id: Uuid,
     pub sandbox_id: Uuid,
@@ -1653,6 +1664,7 @@ pub struct SandboxExec {
 
 /// A command a worker is to run in a sandbox's container (in its assignments).
 #[derive(Object, Debug, Clone, PartialEq, Eq)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecAssignment {
     pub id: Uuid,
     /// The sandbox's instance.
@@ -1664,6 +1676,7 @@ pub struct ExecAssignment {
 
 /// A worker's report of how an exec ended.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecReport {
     pub exit_code: Option<i32>,
     pub timed_out: bool,
