@@ -99,10 +99,6 @@ async fn page_of_ten(
     (c, token)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() {
     // Throttling off here; row 4 measures what the limiter costs.
@@ -385,11 +381,11 @@ async fn main() {
     writeln!(
         md,
         "| login latency p50 / p95 (argon2id m=19 MiB t=2 p=1, then EdDSA JWT) | {:.1} / {:.1} ms | argon2id verify alone, in-process: {:.1} / {:.1} ms | {:.2} (p50) | dominated by the hash |",
-        percentile(&login_ms, 0.5),
-        percentile(&login_ms, 0.95),
-        percentile(&verify_ms, 0.5),
-        percentile(&verify_ms, 0.95),
-        percentile(&login_ms, 0.5) / percentile(&verify_ms, 0.5)
+        bench::percentile(&login_ms, 0.5),
+        bench::percentile(&login_ms, 0.95),
+        bench::percentile(&verify_ms, 0.5),
+        bench::percentile(&verify_ms, 0.95),
+        bench::percentile(&login_ms, 0.5) / bench::percentile(&verify_ms, 0.5)
     )
     .unwrap();
     writeln!(

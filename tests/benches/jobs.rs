@@ -24,10 +24,6 @@ const RUNS: usize = 3;
 /// Clients submitting at once.
 const SUBMITTERS: usize = 8;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// The reference: `true` spawned and waited for, one after another, `n` times; per second.
 fn bare_spawns(n: usize) -> f64 {
     let started = Instant::now();
@@ -211,8 +207,8 @@ async fn main() {
     let ratio = rate / reference;
     println!(
         "jobs: {rate:.0}/s against {reference:.0} bare spawns/s = {ratio:.2}x; placed after p50 {:.0} ms, p99 {:.0} ms; CPU per job: {cpu}",
-        percentile(&placed, 0.5),
-        percentile(&placed, 0.99)
+        bench::percentile(&placed, 0.5),
+        bench::percentile(&placed, 0.99)
     );
     let markdown = format!(
         "## Jobs\n\n\
@@ -228,11 +224,11 @@ async fn main() {
          | submit → the job's process running, one job at a time ({u} jobs of `date +%s%N`) | — | p50 {u50:.0} ms, p99 {u99:.0} ms | — |\n\n\
          CPU per job in the last run, by process (the worker's includes the jobs it spawned): {cpu}.\n",
         n = placed.len(),
-        p50 = percentile(&placed, 0.5),
-        p99 = percentile(&placed, 0.99),
+        p50 = bench::percentile(&placed, 0.5),
+        p99 = bench::percentile(&placed, 0.99),
         u = unloaded.len(),
-        u50 = percentile(&unloaded, 0.5),
-        u99 = percentile(&unloaded, 0.99),
+        u50 = bench::percentile(&unloaded, 0.5),
+        u99 = bench::percentile(&unloaded, 0.99),
         met = if ratio >= 0.3 { "met" } else { "not met" },
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );

@@ -28,10 +28,6 @@ const HEARTBEAT_WORKERS: usize = 5000;
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 const HEARTBEAT_ROUNDS: u32 = 3;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// `n` operations from 8 tasks; operations per second.
 async fn timed<F, Fut>(n: usize, op: F) -> f64
 where
@@ -355,8 +351,8 @@ async fn main() {
     let (hb, hb_ref, lost) = heartbeats().await;
     println!(
         "heartbeats: p99 {:.2} ms (bare {:.2} ms), lost {lost}",
-        percentile(&hb, 0.99),
-        percentile(&hb_ref, 0.99)
+        bench::percentile(&hb, 0.99),
+        bench::percentile(&hb_ref, 0.99)
     );
     let (through, direct) = gateway(aerekos).await;
     println!("gateway: {through:.0}/s vs {direct:.0}/s");
@@ -373,12 +369,12 @@ async fn main() {
         HEARTBEAT_INTERVAL.as_secs(),
         HEARTBEAT_WORKERS as u64 / HEARTBEAT_INTERVAL.as_secs(),
         HEARTBEAT_ROUNDS,
-        percentile(&hb, 0.5),
-        percentile(&hb, 0.99),
+        bench::percentile(&hb, 0.5),
+        bench::percentile(&hb, 0.99),
         hb.last().unwrap(),
-        percentile(&hb_ref, 0.99),
-        percentile(&hb, 0.99) / percentile(&hb_ref, 0.99),
-        if percentile(&hb, 0.99) < 100.0 && lost == 0 { "met" } else { "**not met**" },
+        bench::percentile(&hb_ref, 0.99),
+        bench::percentile(&hb, 0.99) / bench::percentile(&hb_ref, 0.99),
+        if bench::percentile(&hb, 0.99) < 100.0 && lost == 0 { "met" } else { "**not met**" },
     ));
     md.push_str(&format!(
         "| gateway: `GET /api/key_manager/keys` on a key_manager instance, 32 clients | {through:.0} req/s through the conductor | {direct:.0} req/s straight to the instance | {:.2}× | ≥ 0.7× — {} |\n",

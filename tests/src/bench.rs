@@ -52,6 +52,11 @@ where
     count as f64 / elapsed.as_secs_f64()
 }
 
+/// The `p` quantile (0–1) of `sorted`, the nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
 pub fn median(mut runs: Vec<f64>) -> f64 {
     runs.sort_by(f64::total_cmp);
     runs[runs.len() / 2]

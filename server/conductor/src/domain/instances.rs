@@ -11,7 +11,7 @@ use aerekos_common::{ApiError, ApiResult};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{from_ms, workers::WorkerService};
+use super::{from_ms, scheduler, workers::WorkerService};
 use crate::{
     model::{
         Assignments, BackupJob, CreateInstanceRequest, DesiredState, ExecAssignment, Instance,
@@ -320,6 +320,33 @@ impl InstanceService {
             .await
             .map_err(ApiError::internal)?;
         rows.into_iter().map(|r| self.to_model(r)).collect()
+    }
+
+    /// The live workers that have checked in since this conductor started (one in its grace
+    /// after the start, not heard from yet, may be gone), as the scheduler sees them, with what
+    /// their instances reserve (summed in SQLite, not read back instance by instance): where the
+    /// job queue and sandboxes place.
+    pub async fn checked_in_candidates(&self) -> ApiResult<Vec<scheduler::Candidate>> {
+        let reserved: HashMap<Uuid, scheduler::Amounts> = instances::reservations(&self.db)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter_map(|(worker, cpu, memory, disk)| {
+                let amounts = scheduler::Amounts {
+                    cpu: cpu.max(0) as u64,
+                    memory: memory.max(0) as u64,
+                    disk: disk.max(0) as u64,
+                };
+                Some((Uuid::parse_str(&worker).ok()?, amounts))
+            })
+            .collect();
+        Ok(self
+            .workers
+            .snapshot()
+            .iter()
+            .filter(|w| w.status == crate::model::WorkerStatus::Live && self.workers.checked_in(w))
+            .map(|w| scheduler::candidate(w, reserved.get(&w.id).copied().unwrap_or_default(), 0))
+            .collect())
     }
 
     /// Every instance of the cluster.

@@ -25,13 +25,13 @@ use std::{
 use aerekos_common::{ApiError, ApiResult};
 use chrono::{DateTime, Utc};
 use rand::Rng as _;
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::{
     from_ms,
     instances::{self, InstanceService},
     scheduler::{self, Amounts, PlacementLock},
+    tail,
     workers::WorkerService,
 };
 use crate::{
@@ -64,7 +64,8 @@ pub const DEFAULT_PRIORITY: u8 = 50;
 pub const MAX_RETRIES: u32 = 100;
 pub const MAX_PAGE: u32 = 500;
 pub const DEFAULT_QUEUE: &str = "default";
-const DEFAULT_RESOURCES: ResourceSpec = ResourceSpec {
+/// What a job's attempt (or a sandbox) reserves when its request does not say.
+pub const DEFAULT_RESOURCES: ResourceSpec = ResourceSpec {
     cpu_millicores: 100,
     memory_mb: 64,
     disk_mb: 0,
@@ -307,15 +308,6 @@ fn attempt_model(a: AttemptRow) -> ApiResult<JobAttempt> {
     })
 }
 
-/// The last `max` bytes of `text`, cut at a character boundary.
-fn tail(text: &str, max: usize) -> String {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_owned()
-}
-
 impl JobService {
     pub fn new(
         db: Db,
@@ -387,7 +379,7 @@ impl JobService {
 
     /// Queues a job; with an idempotency key already used, the job it made (false: not new).
     pub async fn submit(&self, by: &str, req: JobRequest) -> ApiResult<(Job, bool)> {
-        let hash = hex_sha256(&serde_json::to_vec(&req).map_err(ApiError::internal)?);
+        let hash = super::sha256_hex(&serde_json::to_vec(&req).map_err(ApiError::internal)?);
         let req = normalized(req)?;
         let now = now_ms();
         let priority = req.priority.unwrap_or(DEFAULT_PRIORITY);
@@ -810,37 +802,17 @@ impl JobService {
             self.waiting.lock().expect("waiting lock").clear();
             return Ok(());
         }
-        let reserved: HashMap<Uuid, Amounts> = crate::store::instances::reservations(&self.db)
-            .await
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .filter_map(|(worker, cpu, memory, disk)| {
-                let amounts = Amounts {
-                    cpu: cpu.max(0) as u64,
-                    memory: memory.max(0) as u64,
-                    disk: disk.max(0) as u64,
-                };
-                Some((Uuid::parse_str(&worker).ok()?, amounts))
+        let mut candidates = self.instances.checked_in_candidates().await?;
+        // The same workers idle: whether a job could ever run on one.
+        let empty: Vec<_> = candidates
+            .iter()
+            .map(|c| scheduler::Candidate {
+                reserved: Amounts::default(),
+                ..c.clone()
             })
             .collect();
         // Attempts are placed as of now (after the queue was read, so never before a submit).
         let now = now_ms();
-        // A worker in its grace after this conductor's start, not heard from yet, may be gone:
-        // attempts wait for those that have checked in.
-        let live: Vec<_> = self
-            .workers
-            .snapshot()
-            .into_iter()
-            .filter(|w| w.status == crate::model::WorkerStatus::Live && self.workers.checked_in(w))
-            .collect();
-        let mut candidates: Vec<_> = live
-            .iter()
-            .map(|w| scheduler::candidate(w, reserved.get(&w.id).copied().unwrap_or_default(), 0))
-            .collect();
-        let empty: Vec<_> = live
-            .iter()
-            .map(|w| scheduler::candidate(w, Amounts::default(), 0))
-            .collect();
         let no_labels = BTreeMap::new();
         let mut waiting = HashMap::new();
         let mut started = vec![];
@@ -1036,13 +1008,6 @@ fn due(last: &Mutex<Option<tokio::time::Instant>>, every: Duration) -> bool {
     }
     *last = Some(tokio::time::Instant::now());
     true
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

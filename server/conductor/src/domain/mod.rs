@@ -24,6 +24,24 @@ pub mod workers;
 
 pub use aerekos_common::db::from_ms;
 
+/// SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary (the tails of output kept).
+pub fn tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
 /// A fresh random secret: `bytes` random bytes, base64url without padding, behind `prefix`.
 pub fn random_secret(prefix: &str, bytes: usize) -> String {
     use base64::Engine as _;

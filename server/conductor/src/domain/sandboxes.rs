@@ -25,14 +25,15 @@ use uuid::Uuid;
 use super::{
     from_ms,
     instances::{self, InstanceService},
-    scheduler::{self, Amounts, PlacementLock},
+    jobs::DEFAULT_RESOURCES,
+    scheduler::{self, PlacementLock},
+    tail,
     workers::WorkerService,
 };
 use crate::{
     model::{
         DriverKind, ExecAssignment, ExecReport, ExecRequest, ExecState, InstanceSpec,
-        PlacementStrategy, ResourceSpec, Sandbox, SandboxExec, SandboxRequest, SandboxState,
-        WorkerStatus,
+        PlacementStrategy, Sandbox, SandboxExec, SandboxRequest, SandboxState,
     },
     store::{
         Db, now_ms,
@@ -49,11 +50,6 @@ pub const EXEC_OUTPUT_BYTES: usize = 64 * 1024;
 pub const MAX_EXECS_PAGE: u32 = 1000;
 /// Past an exec's timeout by this much with no report from its (live) worker, the pass fails it.
 const EXEC_SLACK_MS: i64 = 120_000;
-const DEFAULT_RESOURCES: ResourceSpec = ResourceSpec {
-    cpu_millicores: 100,
-    memory_mb: 64,
-    disk_mb: 0,
-};
 
 pub struct SandboxService {
     db: Db,
@@ -99,15 +95,6 @@ fn exec_model(row: ExecRow) -> ApiResult<SandboxExec> {
         submitted_at: from_ms(row.submitted_at),
         ended_at: row.ended_at.map(from_ms),
     })
-}
-
-/// The last `max` bytes of `text`, cut at a character boundary.
-fn tail(text: &str, max: usize) -> String {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_owned()
 }
 
 /// The request checked, with its defaults.
@@ -457,26 +444,7 @@ impl SandboxService {
     /// Places a sandbox's instance on a worker with the docker driver and room, or records why
     /// it waits.
     async fn place(&self, row: &SandboxRow, req: &SandboxRequest) -> ApiResult<()> {
-        let reserved: HashMap<Uuid, Amounts> = crate::store::instances::reservations(&self.db)
-            .await
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .filter_map(|(worker, cpu, memory, disk)| {
-                let amounts = Amounts {
-                    cpu: cpu.max(0) as u64,
-                    memory: memory.max(0) as u64,
-                    disk: disk.max(0) as u64,
-                };
-                Some((Uuid::parse_str(&worker).ok()?, amounts))
-            })
-            .collect();
-        let mut candidates: Vec<_> = self
-            .workers
-            .snapshot()
-            .iter()
-            .filter(|w| w.status == WorkerStatus::Live && self.workers.checked_in(w))
-            .map(|w| scheduler::candidate(w, reserved.get(&w.id).copied().unwrap_or_default(), 0))
-            .collect();
+        let mut candidates = self.instances.checked_in_candidates().await?;
         let no_labels = BTreeMap::new();
         let request = scheduler::Request {
             count: 1,

@@ -17,7 +17,6 @@ use std::{
 };
 
 use aerekos_common::{ApiError, ApiResult};
-use sha2::Digest as _;
 use uuid::Uuid;
 
 use super::{from_ms, random_secret, registration::RegistrationTokens};
@@ -67,10 +66,7 @@ pub struct WorkerService {
 fn credential_hash(credential: &str) -> String {
     // Credentials are 256 random bits, so a fast hash is enough (unlike passwords) and keeps
     // heartbeats cheap.
-    sha2::Sha256::digest(credential.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::sha256_hex(credential.as_bytes())
 }
 
 impl WorkerService {
