@@ -11,8 +11,8 @@ use aerekos_sdk::{
     conductor::types::{
         AttemptOutcome, DeployRequest, ExecRequest, ExecState, FireOutcome, Job, JobAttempt,
         JobQueueSettings, JobRequest, JobState, MisfirePolicy, OverlapPolicy, ResourceSpec,
-        RetryPolicy, SandboxRequest, SandboxState, ScheduleFire, ScheduleRequest, ServiceCall,
-        WorkerStatus,
+        RetryPolicy, SandboxExec, SandboxRequest, SandboxState, ScheduleFire, ScheduleRequest,
+        ServiceCall, WorkerStatus,
     },
 };
 use aerekos_tests::{
@@ -1174,6 +1174,7 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
             env: HashMap::from([("GREETING".to_owned(), "hello".to_owned())]),
             resources: None,
             ready_timeout_secs: None,
+            create_retries: None,
         })
         .send()
         .await
@@ -1192,21 +1193,27 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
     .await;
     let container = format!("aerekos-{}", ready.instance_id.unwrap());
 
-    let run = |command: Vec<String>, timeout: Option<u32>| {
+    let submit = |command: Vec<String>, timeout: Option<u32>, retry: Option<RetryPolicy>| {
         let admin = admin.clone();
         async move {
-            let exec = admin
+            admin
                 .exec_in_sandbox()
                 .id(made.id)
                 .body(ExecRequest {
                     command,
                     env: HashMap::new(),
                     timeout_secs: timeout,
+                    retry,
                 })
                 .send()
                 .await
                 .unwrap()
-                .into_inner();
+                .into_inner()
+        }
+    };
+    let ended = |exec: SandboxExec| {
+        let admin = admin.clone();
+        async move {
             eventually(60, "the exec ends", || async {
                 let e = admin
                     .get_sandbox_exec()
@@ -1220,6 +1227,9 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
             })
             .await
         }
+    };
+    let run = |command: Vec<String>, timeout: Option<u32>| async move {
+        ended(submit(command, timeout, None).await).await
     };
     let echo = run(busybox(&["sh", "-c", "echo $GREETING"]), None).await;
     assert_eq!((echo.state, echo.exit_code), (ExecState::Exited, Some(0)));
@@ -1262,9 +1272,102 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
     let slow = run(busybox(&["sleep", "30"]), Some(1)).await;
     assert_eq!(slow.state, ExecState::TimedOut, "{slow:?}");
 
-    // The worker is killed and started again: the container, and what it holds, carry on.
+    // Retries: a command that fails twice (exit 3, which the policy retries) then succeeds.
+    let retry = |max_retries: u32| RetryPolicy {
+        max_retries,
+        initial_backoff_ms: Some(200),
+        max_backoff_ms: Some(1000),
+        retry_on_exit_codes: vec![3],
+    };
+    let third_time = submit(
+        busybox(&[
+            "sh",
+            "-c",
+            "n=$(cat /tries 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tries; echo try $n; [ $n -ge 3 ] || exit 3",
+        ]),
+        None,
+        Some(retry(3)),
+    )
+    .await;
+    let third_time = ended(third_time).await;
+    assert_eq!(
+        (third_time.state, third_time.exit_code, third_time.attempt),
+        (ExecState::Exited, Some(0), 3),
+        "{third_time:?}"
+    );
+    assert_eq!(third_time.stdout.as_deref(), Some("try 3\n"));
+    let codes: Vec<_> = third_time
+        .attempts
+        .iter()
+        .map(|a| (a.number, a.state, a.exit_code))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (1, ExecState::Exited, Some(3)),
+            (2, ExecState::Exited, Some(3)),
+            (3, ExecState::Exited, Some(0))
+        ]
+    );
+    for pair in third_time.attempts.windows(2) {
+        let gap = pair[1].ended_at - pair[0].ended_at;
+        assert!(
+            gap.num_milliseconds() >= 100,
+            "a retry waits at least half its backoff: {gap}"
+        );
+    }
+    // An exit code the policy does not name ends the exec at once.
+    let not_retried =
+        ended(submit(busybox(&["sh", "-c", "exit 4"]), None, Some(retry(3))).await).await;
+    assert_eq!(
+        (not_retried.exit_code, not_retried.attempts.len()),
+        (Some(4), 1)
+    );
+
+    // The worker is killed (SIGKILL) while an exec with a retry runs, and started again: the
+    // interrupted attempt is recorded `lost` and a second attempt runs; the container, and what
+    // it holds, carry on.
+    let interrupted = submit(
+        busybox(&["sh", "-c", "sleep 3; echo done"]),
+        None,
+        Some(retry(1)),
+    )
+    .await;
+    eventually(
+        30,
+        "the exec's first attempt is handed to the worker",
+        || async {
+            let e = admin
+                .get_sandbox_exec()
+                .id(made.id)
+                .exec_id(interrupted.id)
+                .send()
+                .await
+                .ok()?
+                .into_inner();
+            e.dispatched_at.map(|_| assert_eq!(e.attempt, 1))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     worker.kill();
     worker.start_again();
+    let interrupted = ended(interrupted).await;
+    assert_eq!(
+        (
+            interrupted.state,
+            interrupted.exit_code,
+            interrupted.attempt
+        ),
+        (ExecState::Exited, Some(0), 2),
+        "{interrupted:?}"
+    );
+    assert_eq!(
+        interrupted.attempts[0].state,
+        ExecState::Lost,
+        "{interrupted:?}"
+    );
+    assert_eq!(interrupted.stdout.as_deref(), Some("done\n"));
     let kept = run(busybox(&["cat", "/state"]), None).await;
     assert_eq!(kept.stdout.as_deref(), Some("kept\n"), "{kept:?}");
 
@@ -1275,7 +1378,7 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(history.len(), 9);
+    assert_eq!(history.len(), 12);
     assert_eq!(history[0].id, kept.id, "newest first");
     assert_eq!(history.last().unwrap().id, echo.id);
 
@@ -1292,5 +1395,40 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
         failure(admin.get_sandbox().id(made.id).send().await),
         404,
         "sandbox_not_found",
+    );
+
+    // A placement that fails (here: an image no worker has) is undone and made again while
+    // `create_retries` remain; then the sandbox fails, saying why.
+    let doomed = admin
+        .create_sandbox()
+        .body(SandboxRequest {
+            name: None,
+            image: "aerekos-no-such-image:1".into(),
+            command: vec![],
+            env: HashMap::new(),
+            resources: None,
+            ready_timeout_secs: None,
+            create_retries: Some(1),
+        })
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let failed = eventually(60, "the sandbox fails", || async {
+        let s = admin
+            .get_sandbox()
+            .id(doomed.id)
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        (s.state == SandboxState::Failed).then_some(s)
+    })
+    .await;
+    assert_eq!(failed.create_attempts, 2, "{failed:?}");
+    let reason = failed.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("placement 2 ") && reason.contains("is not on this worker"),
+        "{reason}"
     );
 }

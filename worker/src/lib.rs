@@ -70,8 +70,9 @@ pub(crate) struct Shared {
     exports: Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
     /// The secret versions each instance started with (see [`secrets::StartedSecrets`]).
     started_secrets: secrets::StartedSecrets,
-    /// Commands to run in sandboxes, from the assignments (see [`sandbox`]).
-    sandbox_execs: Mutex<Vec<aerekos_sdk::conductor::types::ExecAssignment>>,
+    /// Commands to run in sandboxes, from the assignments (see [`sandbox`]); `None` until the
+    /// conductor's first answer to this process (so no marker is forgotten before it).
+    sandbox_execs: Mutex<Option<Vec<aerekos_sdk::conductor::types::ExecAssignment>>>,
     sandbox_execs_changed: tokio::sync::Notify,
 }
 
@@ -178,8 +179,8 @@ impl Shared {
         }
         drop(current);
         let mut execs = self.sandbox_execs.lock().expect("execs lock");
-        if *execs != assigned.sandbox_execs {
-            *execs = assigned.sandbox_execs;
+        if execs.as_ref() != Some(&assigned.sandbox_execs) {
+            *execs = Some(assigned.sandbox_execs);
             self.sandbox_execs_changed.notify_one();
         }
         drop(execs);

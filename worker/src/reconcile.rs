@@ -194,7 +194,12 @@ async fn tick(
     tracked.retain(|id, _| desired.iter().any(|i| i.id == *id));
     let live: HashSet<Uuid> = desired.iter().map(|i| i.id).collect();
     shared.started_secrets.keep_only(&live);
-    crate::runs::forget_except(&shared.config.data_dir, crate::runs::Kind::Instance, &live);
+    let run_keys: HashSet<String> = live.iter().map(|id| crate::runs::key(*id, None)).collect();
+    crate::runs::forget_except(
+        &shared.config.data_dir,
+        crate::runs::Kind::Instance,
+        &run_keys,
+    );
     crate::secrets::remove_files_except(&shared.config.secret_files_dir, &live);
     for inst in desired
         .iter()
@@ -293,7 +298,7 @@ async fn tick(
                         if let Err(e) = crate::runs::mark_started(
                             &shared.config.data_dir,
                             crate::runs::Kind::Instance,
-                            *id,
+                            &crate::runs::key(*id, None),
                         ) {
                             tracing::warn!(instance_id = %id, error = %e, "cannot record a run-once start; not starting it yet");
                             t.not_before = Instant::now() + t.backoff.next_delay();
@@ -359,8 +364,12 @@ async fn tick(
 /// marker says an earlier worker process started it.
 fn has_run(shared: &Shared, id: Uuid, t: &Tracked) -> bool {
     is_up(t.state)
-        || crate::runs::started_at(&shared.config.data_dir, crate::runs::Kind::Instance, id)
-            .is_some()
+        || crate::runs::started_at(
+            &shared.config.data_dir,
+            crate::runs::Kind::Instance,
+            &crate::runs::key(id, None),
+        )
+        .is_some()
 }
 
 /// Stops a `run_once` instance at its timeout: SIGTERM to its process group or container, then
@@ -368,9 +377,12 @@ fn has_run(shared: &Shared, id: Uuid, t: &Tracked) -> bool {
 async fn enforce_timeout(shared: &Shared, id: Uuid, inst: &Instance, t: &mut Tracked) {
     let clock = t.run.get_or_insert_with(|| {
         // Adopted after a worker restart: the timeout counts from the recorded start.
-        let started =
-            crate::runs::started_at(&shared.config.data_dir, crate::runs::Kind::Instance, id)
-                .unwrap_or_else(std::time::SystemTime::now);
+        let started = crate::runs::started_at(
+            &shared.config.data_dir,
+            crate::runs::Kind::Instance,
+            &crate::runs::key(id, None),
+        )
+        .unwrap_or_else(std::time::SystemTime::now);
         RunClock::new(inst.spec.timeout_secs, started)
     });
     let now = Instant::now();

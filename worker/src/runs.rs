@@ -2,7 +2,8 @@
 //! restarts, and how their end is told to the conductor.
 //!
 //! A marker `<data dir>/runs/<instance id>` holding the start time (Unix ms) is written, and
-//! synced, before such an instance starts. So a restarted worker knows an instance it finds
+//! synced, before such an instance starts (`<data dir>/exec-runs/<exec id>.<attempt>` before a
+//! sandbox exec's attempt). So a restarted worker knows an instance it finds
 //! stopped has run already (it reports its end instead of running it twice), and its timeout still
 //! counts from the real start.
 
@@ -36,39 +37,44 @@ fn dir(data_dir: &Path, kind: Kind) -> PathBuf {
     })
 }
 
-/// Records that instance (or exec) `id` starts now.
-pub fn mark_started(data_dir: &Path, kind: Kind, id: Uuid) -> std::io::Result<()> {
+/// The marker's name: an instance's id, or an exec's id and attempt (`<id>.<attempt>`), since
+/// each attempt of an exec runs once.
+pub fn key(id: Uuid, attempt: Option<u32>) -> String {
+    match attempt {
+        Some(n) => format!("{id}.{n}"),
+        None => id.to_string(),
+    }
+}
+
+/// Records that the run named `key` (see [`key`]) starts now.
+pub fn mark_started(data_dir: &Path, kind: Kind, key: &str) -> std::io::Result<()> {
     let dir = dir(data_dir, kind);
     std::fs::create_dir_all(&dir)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let mut file = std::fs::File::create(dir.join(id.to_string()))?;
+    let mut file = std::fs::File::create(dir.join(key))?;
     file.write_all(now.to_string().as_bytes())?;
     file.sync_all()?;
     // The new name must survive a power cut too.
     std::fs::File::open(&dir)?.sync_all()
 }
 
-/// When instance (or exec) `id` started, if it did.
-pub fn started_at(data_dir: &Path, kind: Kind, id: Uuid) -> Option<SystemTime> {
-    let text = std::fs::read_to_string(dir(data_dir, kind).join(id.to_string())).ok()?;
+/// When the run named `key` started, if it did.
+pub fn started_at(data_dir: &Path, kind: Kind, key: &str) -> Option<SystemTime> {
+    let text = std::fs::read_to_string(dir(data_dir, kind).join(key)).ok()?;
     let ms: u64 = text.trim().parse().ok()?;
     Some(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-/// Forgets the markers of instances (or execs) no longer assigned here.
-pub fn forget_except(data_dir: &Path, kind: Kind, live: &HashSet<Uuid>) {
+/// Forgets the markers of runs no longer assigned here (`live`: their keys).
+pub fn forget_except(data_dir: &Path, kind: Kind, live: &HashSet<String>) {
     let Ok(entries) = std::fs::read_dir(dir(data_dir, kind)) else {
         return;
     };
     for entry in entries.flatten() {
-        let id = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| Uuid::parse_str(n).ok());
-        if id.is_none_or(|id| !live.contains(&id)) {
+        if entry.file_name().to_str().is_none_or(|n| !live.contains(n)) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -1,7 +1,8 @@
 //! Commands the conductor asks this worker to run in its sandboxes' containers (`sandbox_execs` in
-//! the assignments): each once, at the same time as the others, killed at its timeout, and
-//! reported until the conductor has the report. A marker (`<data>/exec-runs/<id>`, synced before
-//! the start) means an exec a restart interrupted is reported `lost`, never run twice.
+//! the assignments): each attempt once, at the same time as the others, killed at its timeout,
+//! and reported until the conductor has the report. A marker (`<data>/exec-runs/<id>.<attempt>`,
+//! synced before the start) means an attempt a restart interrupted is reported `lost`, never run
+//! twice; whether it runs again, as a new attempt, is the conductor's call (the exec's retries).
 
 use std::{
     collections::HashSet,
@@ -25,18 +26,31 @@ use crate::{
 const OUTPUT_BYTES: usize = 64 * 1024;
 
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    // Execs this process has taken on (running, or reported and not yet out of the assignments).
-    let taken: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    // Attempts this process has taken on (running, or reported and not yet out of the
+    // assignments), by their marker keys.
+    let taken: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
+        // Nothing is known (or forgotten) before the conductor's first answer.
         let assigned = shared.sandbox_execs.lock().expect("execs lock").clone();
-        let ids: HashSet<Uuid> = assigned.iter().map(|e| e.id).collect();
+        let heard = assigned.is_some();
+        let assigned = assigned.unwrap_or_default();
+        let keys: HashSet<String> = assigned
+            .iter()
+            .map(|e| runs::key(e.id, Some(e.attempt)))
+            .collect();
         taken
             .lock()
             .expect("taken lock")
-            .retain(|id| ids.contains(id));
-        runs::forget_except(&shared.config.data_dir, Kind::Exec, &ids);
+            .retain(|key| keys.contains(key));
+        if heard {
+            runs::forget_except(&shared.config.data_dir, Kind::Exec, &keys);
+        }
         for exec in assigned {
-            if !taken.lock().expect("taken lock").insert(exec.id) {
+            if !taken
+                .lock()
+                .expect("taken lock")
+                .insert(runs::key(exec.id, Some(exec.attempt)))
+            {
                 continue;
             }
             let shared = shared.clone();
@@ -55,7 +69,9 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 
 async fn run_one(shared: &Shared, exec: &ExecAssignment) -> ExecReport {
     let data = &shared.config.data_dir;
+    let key = runs::key(exec.id, Some(exec.attempt));
     let report = |detail: String, lost: bool| ExecReport {
+        attempt: exec.attempt,
         exit_code: None,
         timed_out: false,
         detail: Some(detail),
@@ -63,13 +79,13 @@ async fn run_one(shared: &Shared, exec: &ExecAssignment) -> ExecReport {
         stdout: String::new(),
         stderr: String::new(),
     };
-    if runs::started_at(data, Kind::Exec, exec.id).is_some() {
+    if runs::started_at(data, Kind::Exec, &key).is_some() {
         return report(
             "its worker restarted while it ran; it was not run again".into(),
             true,
         );
     }
-    if let Err(e) = runs::mark_started(data, Kind::Exec, exec.id) {
+    if let Err(e) = runs::mark_started(data, Kind::Exec, &key) {
         return report(format!("the worker could not record its start: {e}"), false);
     }
     let env: Vec<(String, String)> = exec.env.clone().into_iter().collect();
@@ -85,6 +101,7 @@ async fn run_one(shared: &Shared, exec: &ExecAssignment) -> ExecReport {
         .await
     {
         Ok(out) => ExecReport {
+            attempt: exec.attempt,
             exit_code: out.exit_code,
             timed_out: out.timed_out,
             detail: None,

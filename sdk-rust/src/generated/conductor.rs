@@ -654,6 +654,8 @@ storage_manager, an app's settings).*/
     ///A command a worker is to run in a sandbox's container (in its assignments).
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ExecAssignment {
+        ///Which attempt this is: the worker runs each (id, attempt) at most once.
+        pub attempt: u32,
         pub command: ::std::vec::Vec<::std::string::String>,
         pub env: ::std::collections::HashMap<
             ::std::string::String,
@@ -669,9 +671,27 @@ storage_manager, an app's settings).*/
             Default::default()
         }
     }
-    ///A worker's report of how an exec ended.
+    ///How one attempt of an exec ended.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ExecAttempt {
+        pub ended_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub exit_code: ::std::option::Option<i32>,
+        pub number: u32,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub reason: ::std::option::Option<::std::string::String>,
+        pub state: ExecState,
+    }
+    impl ExecAttempt {
+        pub fn builder() -> builder::ExecAttempt {
+            Default::default()
+        }
+    }
+    ///A worker's report of how an exec's attempt ended.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ExecReport {
+        ///The attempt reported (from its assignment).
+        pub attempt: u32,
         ///It could not run, or ran while the worker restarted: why.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub detail: ::std::option::Option<::std::string::String>,
@@ -700,7 +720,9 @@ storage_manager, an app's settings).*/
             ::std::string::String,
             ::std::string::String,
         >,
-        ///How long it may run (1–86400 s, default 60); then it is killed.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub retry: ::std::option::Option<RetryPolicy>,
+        ///How long each attempt may run (1–86400 s, default 60); then it is killed.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub timeout_secs: ::std::option::Option<u32>,
     }
@@ -709,8 +731,9 @@ storage_manager, an app's settings).*/
             Default::default()
         }
     }
-    /**`queued` (waiting for the sandbox, or running), `exited` (with its code), `timed_out`,
-`failed` (could not run), `lost` (its worker restarted while it ran).*/
+    /**`queued` (waiting for the sandbox, for a retry's backoff, or running), then how its last
+attempt ended: `exited` (with its code), `timed_out`, `failed` (could not run, or its worker
+never reported it), `lost` (its worker restarted, or was lost, while it ran).*/
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -2136,6 +2159,8 @@ replaced.*/
     ///`Sandbox`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Sandbox {
+        ///How many placements were made (1 + the retries used).
+        pub create_attempts: u32,
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub created_by: ::std::string::String,
         pub id: ::uuid::Uuid,
@@ -2144,7 +2169,7 @@ replaced.*/
         pub instance_id: ::std::option::Option<::uuid::Uuid>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub ready_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        ///Why it is still creating, or failed.
+        ///Why it is still creating, or failed (with what each failed placement said).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub reason: ::std::option::Option<::std::string::String>,
         pub request: SandboxRequest,
@@ -2160,11 +2185,23 @@ replaced.*/
     ///One command run in a sandbox, kept in its history.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SandboxExec {
+        ///The attempt running or last run (1 for the first).
+        pub attempt: u32,
+        ///The attempts that ended, oldest first (the last one's output is in `stdout`/`stderr`).
+        pub attempts: ::std::vec::Vec<ExecAttempt>,
+        ///When the current attempt was handed to the sandbox's worker: it runs, or is about to.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub dispatched_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub ended_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub exit_code: ::std::option::Option<i32>,
         pub id: ::uuid::Uuid,
+        ///A retry waits until then.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub not_before: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub reason: ::std::option::Option<::std::string::String>,
         pub request: ExecRequest,
@@ -2190,6 +2227,12 @@ by `command`, in which commands then run (`POST /api/sandboxes/{id}/execs`).*/
 images without `sleep`).*/
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub command: ::std::vec::Vec<::std::string::String>,
+        /**How many more placements to try when one fails (its container fails to start, is not
+running within the ready timeout, or its worker is lost first): 0–10, default 2. Each
+retry waits a backoff (1 s doubling, at most 30 s, with jitter) and may land on another
+worker.*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub create_retries: ::std::option::Option<u32>,
         #[serde(
             default,
             skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
@@ -2203,7 +2246,8 @@ images without `sleep`).*/
         ///A name for people (1–128 characters).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
-        ///How long it may take to be placed and running (1–3600 s, default 300) before it is failed.
+        /**How long each attempt may take, from its placement, to be running (1–3600 s, default
+300). Waiting for room is not bounded: the sandbox waits in the queue, as a job does.*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub ready_timeout_secs: ::std::option::Option<u32>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -5302,6 +5346,7 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct ExecAssignment {
+            attempt: ::std::result::Result<u32, ::std::string::String>,
             command: ::std::result::Result<
                 ::std::vec::Vec<::std::string::String>,
                 ::std::string::String,
@@ -5320,6 +5365,7 @@ instance uses them now.*/
         impl ::std::default::Default for ExecAssignment {
             fn default() -> Self {
                 Self {
+                    attempt: Err("no value supplied for attempt".to_string()),
                     command: Err("no value supplied for command".to_string()),
                     env: Err("no value supplied for env".to_string()),
                     id: Err("no value supplied for id".to_string()),
@@ -5329,6 +5375,18 @@ instance uses them now.*/
             }
         }
         impl ExecAssignment {
+            pub fn attempt<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempt = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for attempt: {e}")
+                    });
+                self
+            }
             pub fn command<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
@@ -5399,6 +5457,7 @@ instance uses them now.*/
                 value: ExecAssignment,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    attempt: value.attempt?,
                     command: value.command?,
                     env: value.env?,
                     id: value.id?,
@@ -5410,6 +5469,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::ExecAssignment> for ExecAssignment {
             fn from(value: super::ExecAssignment) -> Self {
                 Self {
+                    attempt: Ok(value.attempt),
                     command: Ok(value.command),
                     env: Ok(value.env),
                     id: Ok(value.id),
@@ -5419,7 +5479,123 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct ExecAttempt {
+            ended_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            exit_code: ::std::result::Result<
+                ::std::option::Option<i32>,
+                ::std::string::String,
+            >,
+            number: ::std::result::Result<u32, ::std::string::String>,
+            reason: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            state: ::std::result::Result<super::ExecState, ::std::string::String>,
+        }
+        impl ::std::default::Default for ExecAttempt {
+            fn default() -> Self {
+                Self {
+                    ended_at: Err("no value supplied for ended_at".to_string()),
+                    exit_code: Ok(Default::default()),
+                    number: Err("no value supplied for number".to_string()),
+                    reason: Ok(Default::default()),
+                    state: Err("no value supplied for state".to_string()),
+                }
+            }
+        }
+        impl ExecAttempt {
+            pub fn ended_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ended_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for ended_at: {e}")
+                    });
+                self
+            }
+            pub fn exit_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exit_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exit_code: {e}")
+                    });
+                self
+            }
+            pub fn number<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.number = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for number: {e}")
+                    });
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::ExecState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for state: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ExecAttempt> for super::ExecAttempt {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ExecAttempt,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    ended_at: value.ended_at?,
+                    exit_code: value.exit_code?,
+                    number: value.number?,
+                    reason: value.reason?,
+                    state: value.state?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ExecAttempt> for ExecAttempt {
+            fn from(value: super::ExecAttempt) -> Self {
+                Self {
+                    ended_at: Ok(value.ended_at),
+                    exit_code: Ok(value.exit_code),
+                    number: Ok(value.number),
+                    reason: Ok(value.reason),
+                    state: Ok(value.state),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct ExecReport {
+            attempt: ::std::result::Result<u32, ::std::string::String>,
             detail: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
@@ -5436,6 +5612,7 @@ instance uses them now.*/
         impl ::std::default::Default for ExecReport {
             fn default() -> Self {
                 Self {
+                    attempt: Err("no value supplied for attempt".to_string()),
                     detail: Ok(Default::default()),
                     exit_code: Ok(Default::default()),
                     lost: Err("no value supplied for lost".to_string()),
@@ -5446,6 +5623,18 @@ instance uses them now.*/
             }
         }
         impl ExecReport {
+            pub fn attempt<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempt = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for attempt: {e}")
+                    });
+                self
+            }
             pub fn detail<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
@@ -5525,6 +5714,7 @@ instance uses them now.*/
                 value: ExecReport,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    attempt: value.attempt?,
                     detail: value.detail?,
                     exit_code: value.exit_code?,
                     lost: value.lost?,
@@ -5537,6 +5727,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::ExecReport> for ExecReport {
             fn from(value: super::ExecReport) -> Self {
                 Self {
+                    attempt: Ok(value.attempt),
                     detail: Ok(value.detail),
                     exit_code: Ok(value.exit_code),
                     lost: Ok(value.lost),
@@ -5559,6 +5750,10 @@ instance uses them now.*/
                 >,
                 ::std::string::String,
             >,
+            retry: ::std::result::Result<
+                ::std::option::Option<super::RetryPolicy>,
+                ::std::string::String,
+            >,
             timeout_secs: ::std::result::Result<
                 ::std::option::Option<u32>,
                 ::std::string::String,
@@ -5569,6 +5764,7 @@ instance uses them now.*/
                 Self {
                     command: Err("no value supplied for command".to_string()),
                     env: Ok(Default::default()),
+                    retry: Ok(Default::default()),
                     timeout_secs: Ok(Default::default()),
                 }
             }
@@ -5603,6 +5799,18 @@ instance uses them now.*/
                     });
                 self
             }
+            pub fn retry<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::RetryPolicy>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.retry = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for retry: {e}")
+                    });
+                self
+            }
             pub fn timeout_secs<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<u32>>,
@@ -5624,6 +5832,7 @@ instance uses them now.*/
                 Ok(Self {
                     command: value.command?,
                     env: value.env?,
+                    retry: value.retry?,
                     timeout_secs: value.timeout_secs?,
                 })
             }
@@ -5633,6 +5842,7 @@ instance uses them now.*/
                 Self {
                     command: Ok(value.command),
                     env: Ok(value.env),
+                    retry: Ok(value.retry),
                     timeout_secs: Ok(value.timeout_secs),
                 }
             }
@@ -9383,6 +9593,7 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct Sandbox {
+            create_attempts: ::std::result::Result<u32, ::std::string::String>,
             created_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
@@ -9414,6 +9625,9 @@ instance uses them now.*/
         impl ::std::default::Default for Sandbox {
             fn default() -> Self {
                 Self {
+                    create_attempts: Err(
+                        "no value supplied for create_attempts".to_string(),
+                    ),
                     created_at: Err("no value supplied for created_at".to_string()),
                     created_by: Err("no value supplied for created_by".to_string()),
                     id: Err("no value supplied for id".to_string()),
@@ -9427,6 +9641,20 @@ instance uses them now.*/
             }
         }
         impl Sandbox {
+            pub fn create_attempts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.create_attempts = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for create_attempts: {e}"
+                        )
+                    });
+                self
+            }
             pub fn created_at<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -9542,6 +9770,7 @@ instance uses them now.*/
                 value: Sandbox,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    create_attempts: value.create_attempts?,
                     created_at: value.created_at?,
                     created_by: value.created_by?,
                     id: value.id?,
@@ -9557,6 +9786,7 @@ instance uses them now.*/
         impl ::std::convert::From<super::Sandbox> for Sandbox {
             fn from(value: super::Sandbox) -> Self {
                 Self {
+                    create_attempts: Ok(value.create_attempts),
                     created_at: Ok(value.created_at),
                     created_by: Ok(value.created_by),
                     id: Ok(value.id),
@@ -9571,6 +9801,15 @@ instance uses them now.*/
         }
         #[derive(Clone, Debug)]
         pub struct SandboxExec {
+            attempt: ::std::result::Result<u32, ::std::string::String>,
+            attempts: ::std::result::Result<
+                ::std::vec::Vec<super::ExecAttempt>,
+                ::std::string::String,
+            >,
+            dispatched_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
             ended_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
@@ -9580,6 +9819,10 @@ instance uses them now.*/
                 ::std::string::String,
             >,
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            not_before: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
             reason: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
@@ -9603,9 +9846,13 @@ instance uses them now.*/
         impl ::std::default::Default for SandboxExec {
             fn default() -> Self {
                 Self {
+                    attempt: Err("no value supplied for attempt".to_string()),
+                    attempts: Err("no value supplied for attempts".to_string()),
+                    dispatched_at: Ok(Default::default()),
                     ended_at: Ok(Default::default()),
                     exit_code: Ok(Default::default()),
                     id: Err("no value supplied for id".to_string()),
+                    not_before: Ok(Default::default()),
                     reason: Ok(Default::default()),
                     request: Err("no value supplied for request".to_string()),
                     sandbox_id: Err("no value supplied for sandbox_id".to_string()),
@@ -9617,6 +9864,44 @@ instance uses them now.*/
             }
         }
         impl SandboxExec {
+            pub fn attempt<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempt = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for attempt: {e}")
+                    });
+                self
+            }
+            pub fn attempts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ExecAttempt>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempts = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for attempts: {e}")
+                    });
+                self
+            }
+            pub fn dispatched_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.dispatched_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dispatched_at: {e}")
+                    });
+                self
+            }
             pub fn ended_at<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
@@ -9651,6 +9936,20 @@ instance uses them now.*/
                 self.id = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn not_before<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.not_before = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for not_before: {e}")
+                    });
                 self
             }
             pub fn reason<T>(mut self, value: T) -> Self
@@ -9744,9 +10043,13 @@ instance uses them now.*/
                 value: SandboxExec,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    attempt: value.attempt?,
+                    attempts: value.attempts?,
+                    dispatched_at: value.dispatched_at?,
                     ended_at: value.ended_at?,
                     exit_code: value.exit_code?,
                     id: value.id?,
+                    not_before: value.not_before?,
                     reason: value.reason?,
                     request: value.request?,
                     sandbox_id: value.sandbox_id?,
@@ -9760,9 +10063,13 @@ instance uses them now.*/
         impl ::std::convert::From<super::SandboxExec> for SandboxExec {
             fn from(value: super::SandboxExec) -> Self {
                 Self {
+                    attempt: Ok(value.attempt),
+                    attempts: Ok(value.attempts),
+                    dispatched_at: Ok(value.dispatched_at),
                     ended_at: Ok(value.ended_at),
                     exit_code: Ok(value.exit_code),
                     id: Ok(value.id),
+                    not_before: Ok(value.not_before),
                     reason: Ok(value.reason),
                     request: Ok(value.request),
                     sandbox_id: Ok(value.sandbox_id),
@@ -9777,6 +10084,10 @@ instance uses them now.*/
         pub struct SandboxRequest {
             command: ::std::result::Result<
                 ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            create_retries: ::std::result::Result<
+                ::std::option::Option<u32>,
                 ::std::string::String,
             >,
             env: ::std::result::Result<
@@ -9804,6 +10115,7 @@ instance uses them now.*/
             fn default() -> Self {
                 Self {
                     command: Ok(Default::default()),
+                    create_retries: Ok(Default::default()),
                     env: Ok(Default::default()),
                     image: Err("no value supplied for image".to_string()),
                     name: Ok(Default::default()),
@@ -9822,6 +10134,20 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn create_retries<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.create_retries = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for create_retries: {e}"
+                        )
                     });
                 self
             }
@@ -9900,6 +10226,7 @@ instance uses them now.*/
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     command: value.command?,
+                    create_retries: value.create_retries?,
                     env: value.env?,
                     image: value.image?,
                     name: value.name?,
@@ -9912,6 +10239,7 @@ instance uses them now.*/
             fn from(value: super::SandboxRequest) -> Self {
                 Self {
                     command: Ok(value.command),
+                    create_retries: Ok(value.create_retries),
                     env: Ok(value.env),
                     image: Ok(value.image),
                     name: Ok(value.name),

@@ -1799,6 +1799,11 @@ export interface components {
          * @description A command a worker is to run in a sandbox's container (in its assignments).
          */
         ExecAssignment: {
+            /**
+             * Format: uint32
+             * @description Which attempt this is: the worker runs each (id, attempt) at most once.
+             */
+            attempt: number;
             command: string[];
             env: {
                 [key: string]: string;
@@ -1814,10 +1819,29 @@ export interface components {
             timeout_secs: number;
         };
         /**
+         * ExecAttempt
+         * @description How one attempt of an exec ended.
+         */
+        ExecAttempt: {
+            /** Format: date-time */
+            ended_at: string;
+            /** Format: int32 */
+            exit_code?: number;
+            /** Format: uint32 */
+            number: number;
+            reason?: string;
+            state: components["schemas"]["ExecState"];
+        };
+        /**
          * ExecReport
-         * @description A worker's report of how an exec ended.
+         * @description A worker's report of how an exec's attempt ended.
          */
         ExecReport: {
+            /**
+             * Format: uint32
+             * @description The attempt reported (from its assignment).
+             */
+            attempt: number;
             /** @description It could not run, or ran while the worker restarted: why. */
             detail?: string;
             /** Format: int32 */
@@ -1839,14 +1863,22 @@ export interface components {
                 [key: string]: string;
             };
             /**
+             * @description When a failed attempt runs again, as for jobs. Absent: never. A timeout, a failure to run,
+             *     and an attempt lost to a worker restart or loss are retried whatever
+             *     `retry_on_exit_codes` says. A retry is a new run of the command, so a command with
+             *     retries should be safe to run twice.
+             */
+            retry?: components["schemas"]["RetryPolicy"] & unknown;
+            /**
              * Format: uint32
-             * @description How long it may run (1–86400 s, default 60); then it is killed.
+             * @description How long each attempt may run (1–86400 s, default 60); then it is killed.
              */
             timeout_secs?: number;
         };
         /**
-         * @description `queued` (waiting for the sandbox, or running), `exited` (with its code), `timed_out`,
-         *     `failed` (could not run), `lost` (its worker restarted while it ran).
+         * @description `queued` (waiting for the sandbox, for a retry's backoff, or running), then how its last
+         *     attempt ended: `exited` (with its code), `timed_out`, `failed` (could not run, or its worker
+         *     never reported it), `lost` (its worker restarted, or was lost, while it ran).
          * @enum {string}
          */
         ExecState: "queued" | "exited" | "timed_out" | "failed" | "lost";
@@ -2543,6 +2575,11 @@ export interface components {
         };
         /** Sandbox */
         Sandbox: {
+            /**
+             * Format: uint32
+             * @description How many placements were made (1 + the retries used).
+             */
+            create_attempts: number;
             /** Format: date-time */
             created_at: string;
             created_by: string;
@@ -2555,7 +2592,7 @@ export interface components {
             instance_id?: string;
             /** Format: date-time */
             ready_at?: string;
-            /** @description Why it is still creating, or failed. */
+            /** @description Why it is still creating, or failed (with what each failed placement said). */
             reason?: string;
             request: components["schemas"]["SandboxRequest"];
             state: components["schemas"]["SandboxState"];
@@ -2567,12 +2604,29 @@ export interface components {
          * @description One command run in a sandbox, kept in its history.
          */
         SandboxExec: {
+            /**
+             * Format: uint32
+             * @description The attempt running or last run (1 for the first).
+             */
+            attempt: number;
+            /** @description The attempts that ended, oldest first (the last one's output is in `stdout`/`stderr`). */
+            attempts: components["schemas"]["ExecAttempt"][];
+            /**
+             * Format: date-time
+             * @description When the current attempt was handed to the sandbox's worker: it runs, or is about to.
+             */
+            dispatched_at?: string;
             /** Format: date-time */
             ended_at?: string;
             /** Format: int32 */
             exit_code?: number;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: date-time
+             * @description A retry waits until then.
+             */
+            not_before?: string;
             reason?: string;
             request: components["schemas"]["ExecRequest"];
             /** Format: uuid */
@@ -2595,6 +2649,14 @@ export interface components {
              *     images without `sleep`).
              */
             command?: string[];
+            /**
+             * Format: uint32
+             * @description How many more placements to try when one fails (its container fails to start, is not
+             *     running within the ready timeout, or its worker is lost first): 0–10, default 2. Each
+             *     retry waits a backoff (1 s doubling, at most 30 s, with jitter) and may land on another
+             *     worker.
+             */
+            create_retries?: number;
             /** @default {} */
             env?: {
                 [key: string]: string;
@@ -2605,7 +2667,8 @@ export interface components {
             name?: string;
             /**
              * Format: uint32
-             * @description How long it may take to be placed and running (1–3600 s, default 300) before it is failed.
+             * @description How long each attempt may take, from its placement, to be running (1–3600 s, default
+             *     300). Waiting for room is not bounded: the sandbox waits in the queue, as a job does.
              */
             ready_timeout_secs?: number;
             /** @description What it reserves; default 100 millicores, 64 MB. */

@@ -1551,9 +1551,16 @@ pub struct SandboxRequest {
     /// What it reserves; default 100 millicores, 64 MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceSpec>,
-    /// How long it may take to be placed and running (1–3600 s, default 300) before it is failed.
+    /// How long each attempt may take, from its placement, to be running (1–3600 s, default
+    /// 300). Waiting for room is not bounded: the sandbox waits in the queue, as a job does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_timeout_secs: Option<u32>,
+    /// How many more placements to try when one fails (its container fails to start, is not
+    /// running within the ready timeout, or its worker is lost first): 0–10, default 2. Each
+    /// retry waits a backoff (1 s doubling, at most 30 s, with jitter) and may land on another
+    /// worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_retries: Option<u32>,
 }
 
 /// `creating` (waiting for room, or its container starting), `ready`, or `failed` (with why).
@@ -1591,8 +1598,10 @@ pub struct Sandbox {
     pub worker_id: Option<Uuid>,
     /// The instance (container `aerekos-<id>`) it runs as.
     pub instance_id: Option<Uuid>,
-    /// Why it is still creating, or failed.
+    /// Why it is still creating, or failed (with what each failed placement said).
     pub reason: Option<String>,
+    /// How many placements were made (1 + the retries used).
+    pub create_attempts: u32,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub ready_at: Option<DateTime<Utc>>,
@@ -1607,15 +1616,23 @@ pub struct ExecRequest {
     #[oai(default)]
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// How long it may run (1–86400 s, default 60); then it is killed.
+    /// How long each attempt may run (1–86400 s, default 60); then it is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
+    /// When a failed attempt runs again, as for jobs. Absent: never. A timeout, a failure to run,
+    /// and an attempt lost to a worker restart or loss are retried whatever
+    /// `retry_on_exit_codes` says. A retry is a new run of the command, so a command with
+    /// retries should be safe to run twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
-/// `queued` (waiting for the sandbox, or running), `exited` (with its code), `timed_out`,
-/// `failed` (could not run), `lost` (its worker restarted while it ran).
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+/// `queued` (waiting for the sandbox, for a retry's backoff, or running), then how its last
+/// attempt ended: `exited` (with its code), `timed_out`, `failed` (could not run, or its worker
+/// never reported it), `lost` (its worker restarted, or was lost, while it ran).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ExecState {
     Queued,
     Exited,
@@ -1658,8 +1675,29 @@ pub struct SandboxExec {
     pub stdout: Option<String>,
     pub stderr: Option<String>,
     pub reason: Option<String>,
+    /// The attempt running or last run (1 for the first).
+    pub attempt: u32,
+    /// The attempts that ended, oldest first (the last one's output is in `stdout`/`stderr`).
+    pub attempts: Vec<ExecAttempt>,
+    /// A retry waits until then.
+    pub not_before: Option<DateTime<Utc>>,
+    /// When the current attempt was handed to the sandbox's worker: it runs, or is about to.
+    pub dispatched_at: Option<DateTime<Utc>>,
     pub submitted_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// How one attempt of an exec ended.
+#[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ExecAttempt {
+    pub number: u32,
+    pub state: ExecState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub ended_at: DateTime<Utc>,
 }
 
 /// A command a worker is to run in a sandbox's container (in its assignments).
@@ -1667,6 +1705,8 @@ pub struct SandboxExec {
 #[oai(skip_serializing_if_is_none)]
 pub struct ExecAssignment {
     pub id: Uuid,
+    /// Which attempt this is: the worker runs each (id, attempt) at most once.
+    pub attempt: u32,
     /// The sandbox's instance.
     pub instance_id: Uuid,
     pub command: Vec<String>,
@@ -1674,10 +1714,12 @@ pub struct ExecAssignment {
     pub timeout_secs: u32,
 }
 
-/// A worker's report of how an exec ended.
+/// A worker's report of how an exec's attempt ended.
 #[derive(Object, Debug, Clone)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ExecReport {
+    /// The attempt reported (from its assignment).
+    pub attempt: u32,
     pub exit_code: Option<i32>,
     pub timed_out: bool,
     /// It could not run, or ran while the worker restarted: why.

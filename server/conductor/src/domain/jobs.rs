@@ -191,15 +191,32 @@ pub(crate) fn normalized(mut req: JobRequest) -> ApiResult<JobRequest> {
             ));
         }
     }
-    let retry = req.retry.take().unwrap_or(RetryPolicy {
+    req.retry = Some(normalized_retry(req.retry.take(), "invalid_job")?);
+    req.resources = Some(req.resources.unwrap_or(DEFAULT_RESOURCES));
+    instances::validate_spec(&attempt_spec(&req, Uuid::nil(), 1))
+        .map_err(|e| bad("invalid_job", e.body().message.clone()))?;
+    Ok(req)
+}
+
+/// No retry: the policy of a request that gives none.
+pub(super) fn no_retries() -> RetryPolicy {
+    RetryPolicy {
         max_retries: 0,
         initial_backoff_ms: None,
         max_backoff_ms: None,
         retry_on_exit_codes: None,
-    });
+    }
+}
+
+/// A retry policy (of a job or a sandbox exec) checked, with its defaults; errors carry `code`.
+pub(super) fn normalized_retry(
+    retry: Option<RetryPolicy>,
+    code: &'static str,
+) -> ApiResult<RetryPolicy> {
+    let retry = retry.unwrap_or_else(no_retries);
     if retry.max_retries > MAX_RETRIES {
         return Err(bad(
-            "invalid_job",
+            code,
             format!("retry.max_retries must be 0–{MAX_RETRIES}"),
         ));
     }
@@ -207,7 +224,7 @@ pub(crate) fn normalized(mut req: JobRequest) -> ApiResult<JobRequest> {
     let max = retry.max_backoff_ms.unwrap_or(60_000);
     if initial < 10 || max < initial || max > 24 * 3600 * 1000 {
         return Err(bad(
-            "invalid_job",
+            code,
             "retry: initial_backoff_ms must be at least 10, and max_backoff_ms at least it and at most a day"
                 .into(),
         ));
@@ -217,20 +234,13 @@ pub(crate) fn normalized(mut req: JobRequest) -> ApiResult<JobRequest> {
         .as_ref()
         .is_some_and(|c| c.len() > 64)
     {
-        return Err(bad(
-            "invalid_job",
-            "retry.retry_on_exit_codes: at most 64".into(),
-        ));
+        return Err(bad(code, "retry.retry_on_exit_codes: at most 64".into()));
     }
-    req.retry = Some(RetryPolicy {
+    Ok(RetryPolicy {
         initial_backoff_ms: Some(initial),
         max_backoff_ms: Some(max),
         ..retry
-    });
-    req.resources = Some(req.resources.unwrap_or(DEFAULT_RESOURCES));
-    instances::validate_spec(&attempt_spec(&req, Uuid::nil(), 1))
-        .map_err(|e| bad("invalid_job", e.body().message.clone()))?;
-    Ok(req)
+    })
 }
 
 /// The instance an attempt runs as.
@@ -256,7 +266,7 @@ fn attempt_spec(req: &JobRequest, job_id: Uuid, number: u32) -> InstanceSpec {
 
 /// The delay before retry `n` (1 for the first): drawn between half and all of
 /// `initial × 2^(n−1)`, at most `max`.
-fn backoff_ms(policy: &RetryPolicy, n: u32) -> i64 {
+pub(super) fn backoff_ms(policy: &RetryPolicy, n: u32) -> i64 {
     let initial = u64::from(policy.initial_backoff_ms.unwrap_or(1000));
     let max = u64::from(policy.max_backoff_ms.unwrap_or(60_000));
     let full = initial
@@ -268,16 +278,22 @@ fn backoff_ms(policy: &RetryPolicy, n: u32) -> i64 {
 /// Whether an attempt that ended so may be tried again (retries aside).
 fn retryable(outcome: AttemptOutcome, exit_code: Option<i64>, policy: &RetryPolicy) -> bool {
     match outcome {
-        AttemptOutcome::Exited => match exit_code {
-            Some(0) => false,
-            Some(code) => policy
-                .retry_on_exit_codes
-                .as_ref()
-                .is_none_or(|codes| codes.iter().any(|c| i64::from(*c) == code)),
-            None => true,
-        },
+        AttemptOutcome::Exited => exit_retryable(exit_code, policy),
         AttemptOutcome::Cancelled | AttemptOutcome::Running => false,
         _ => true,
+    }
+}
+
+/// Whether an attempt that exited (of a job or a sandbox exec) may be tried again: a non-zero
+/// code the policy names (every one when it names none), or no code at all (a signal).
+pub(super) fn exit_retryable(exit_code: Option<i64>, policy: &RetryPolicy) -> bool {
+    match exit_code {
+        Some(0) => false,
+        Some(code) => policy
+            .retry_on_exit_codes
+            .as_ref()
+            .is_none_or(|codes| codes.iter().any(|c| i64::from(*c) == code)),
+        None => true,
     }
 }
 
@@ -630,12 +646,7 @@ impl JobService {
     /// the job's end. The caller holds the placement lock.
     async fn end_attempt(&self, job: &JobRow, ended: AttemptRow) -> ApiResult<()> {
         let req = parse_request(job)?;
-        let policy = req.retry.clone().unwrap_or(RetryPolicy {
-            max_retries: 0,
-            initial_backoff_ms: None,
-            max_backoff_ms: None,
-            retry_on_exit_codes: None,
-        });
+        let policy = req.retry.clone().unwrap_or_else(no_retries);
         let outcome = AttemptOutcome::parse(&ended.outcome).unwrap_or(AttemptOutcome::Exited);
         let number = ended.number as u32;
         let succeeded = outcome == AttemptOutcome::Exited && ended.exit_code == Some(0);

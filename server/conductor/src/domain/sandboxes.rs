@@ -3,16 +3,22 @@
 //!
 //! - **Create** is queued: the pass (in the job loop, under the same [`PlacementLock`]) places
 //!   the sandbox's instance with the services' scheduler when there is room, and the sandbox is
-//!   `ready` once its worker reports the container running; past `ready_timeout_secs` it fails.
-//!   Its worker restarts a crashed container like any instance's, and keeps it across its own
-//!   restarts (the docker driver adopts it).
-//! - **Execs** are queued rows; each pass hands a ready sandbox's queued execs to its worker in
-//!   its assignments (`sandbox_execs`). The worker runs each once (a marker on disk, so a restart
-//!   mid-run reports it `lost` rather than running it again), kills it at its timeout, and reports
-//!   its exit code and the tails of its streams; the first report ends it. An exec whose worker
-//!   says nothing long past its timeout is failed by the pass.
+//!   `ready` once its worker reports the container running. A placement fails when the container
+//!   fails to start, is not running within `ready_timeout_secs`, or its worker is lost first; it
+//!   is then undone (instance removed) and, while `create_retries` remain, made again after a
+//!   backoff, on another worker when one has room. Its worker restarts a crashed container like
+//!   any instance's, and keeps it across its own restarts (the docker driver adopts it).
+//! - **Execs** are queued rows, each run in attempts. Each pass hands a ready sandbox's queued
+//!   execs to its worker (when live) in its assignments (`sandbox_execs`), recording when an
+//!   attempt was first handed out. The worker runs each (exec, attempt) once (a marker on disk,
+//!   so a restart mid-run reports the attempt `lost` rather than running it again), kills it at
+//!   its timeout, and reports its exit code and the tails of its streams. The pass ends an
+//!   attempt whose worker is lost (`lost`) or says nothing long past its timeout (`failed`). An
+//!   ended attempt is retried after a backoff under the exec's `retry` policy (the jobs' rules),
+//!   or ends the exec; a report for an attempt that is not the current one is refused (404), so
+//!   the worker forgets it.
 //! - **Delete** removes the sandbox, its history and its instance in one transaction; its worker
-//!   stops and removes the container at its next assignments.
+//!   stops and removes the container at its next assignments (a lost worker, when it is back).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -25,15 +31,16 @@ use uuid::Uuid;
 use super::{
     from_ms,
     instances::{self, InstanceService},
-    jobs::DEFAULT_RESOURCES,
+    jobs::{self, DEFAULT_RESOURCES},
     scheduler::{self, PlacementLock},
     tail,
     workers::WorkerService,
 };
 use crate::{
     model::{
-        DriverKind, ExecAssignment, ExecReport, ExecRequest, ExecState, InstanceSpec,
-        PlacementStrategy, Sandbox, SandboxExec, SandboxRequest, SandboxState,
+        DriverKind, ExecAssignment, ExecAttempt, ExecReport, ExecRequest, ExecState, InstanceSpec,
+        InstanceState, PlacementStrategy, RetryPolicy, Sandbox, SandboxExec, SandboxRequest,
+        SandboxState,
     },
     store::{
         Db, now_ms,
@@ -43,6 +50,15 @@ use crate::{
 
 pub const DEFAULT_READY_TIMEOUT_SECS: u32 = 300;
 pub const MAX_READY_TIMEOUT_SECS: u32 = 3600;
+pub const DEFAULT_CREATE_RETRIES: u32 = 2;
+pub const MAX_CREATE_RETRIES: u32 = 10;
+/// The backoff between placements of a sandbox (its retries count is `create_retries`).
+const CREATE_BACKOFF: RetryPolicy = RetryPolicy {
+    max_retries: 0,
+    initial_backoff_ms: Some(1000),
+    max_backoff_ms: Some(30_000),
+    retry_on_exit_codes: None,
+};
 pub const DEFAULT_EXEC_TIMEOUT_SECS: u32 = 60;
 pub const MAX_EXEC_TIMEOUT_SECS: u32 = 86_400;
 /// The most of each stream an exec's record keeps.
@@ -73,9 +89,14 @@ fn to_model(row: SandboxRow) -> ApiResult<Sandbox> {
         id: Uuid::parse_str(&row.id).map_err(ApiError::internal)?,
         request: parse(&row.request)?,
         state: SandboxState::parse(&row.state),
-        worker_id: row.worker_id.and_then(|w| Uuid::parse_str(&w).ok()),
+        // Between placements `worker_id` keeps the worker last tried; it is shown only while placed.
+        worker_id: row
+            .worker_id
+            .filter(|_| row.instance_id.is_some())
+            .and_then(|w| Uuid::parse_str(&w).ok()),
         instance_id: row.instance_id.and_then(|i| Uuid::parse_str(&i).ok()),
         reason: row.reason,
+        create_attempts: row.create_attempts as u32,
         created_by: row.created_by,
         created_at: from_ms(row.created_at),
         ready_at: row.ready_at.map(from_ms),
@@ -92,6 +113,10 @@ fn exec_model(row: ExecRow) -> ApiResult<SandboxExec> {
         stdout: row.stdout,
         stderr: row.stderr,
         reason: row.reason,
+        attempt: row.attempt as u32,
+        attempts: parse(&row.attempts)?,
+        not_before: row.not_before.map(from_ms),
+        dispatched_at: row.dispatched_at.map(from_ms),
         submitted_at: from_ms(row.submitted_at),
         ended_at: row.ended_at.map(from_ms),
     })
@@ -126,6 +151,13 @@ fn normalized(mut req: SandboxRequest) -> ApiResult<SandboxRequest> {
         )));
     }
     req.ready_timeout_secs = Some(timeout);
+    let retries = req.create_retries.unwrap_or(DEFAULT_CREATE_RETRIES);
+    if retries > MAX_CREATE_RETRIES {
+        return Err(bad(format!(
+            "create_retries must be 0–{MAX_CREATE_RETRIES}"
+        )));
+    }
+    req.create_retries = Some(retries);
     req.resources = Some(req.resources.unwrap_or(DEFAULT_RESOURCES));
     Ok(req)
 }
@@ -184,6 +216,9 @@ impl SandboxService {
             created_by: by.to_owned(),
             created_at: now_ms(),
             ready_at: None,
+            create_attempts: 0,
+            placed_at: None,
+            not_before: None,
         };
         store::insert(&self.db, &row)
             .await
@@ -253,8 +288,10 @@ impl SandboxService {
                 "timeout_secs must be 1–{MAX_EXEC_TIMEOUT_SECS}"
             )));
         }
+        let retry = jobs::normalized_retry(req.retry.clone(), "invalid_exec")?;
         let req = ExecRequest {
             timeout_secs: Some(timeout),
+            retry: Some(retry),
             ..req
         };
         let exec = ExecRow {
@@ -268,6 +305,10 @@ impl SandboxService {
             reason: None,
             submitted_at: now_ms(),
             ended_at: None,
+            attempt: 1,
+            dispatched_at: None,
+            not_before: None,
+            attempts: "[]".into(),
         };
         store::insert_exec(&self.db, &exec)
             .await
@@ -313,63 +354,137 @@ impl SandboxService {
         exec_model(row)
     }
 
-    /// A worker's report of how an exec ended; 404 when it is not a queued exec of a sandbox on
-    /// that worker (ended already, or deleted): the worker forgets it.
+    /// A worker's report of how an attempt of an exec ended; 404 when it is not the current
+    /// attempt of a queued exec of a sandbox on that worker (ended already, retried, or deleted):
+    /// the worker forgets it.
     pub async fn report(&self, worker: Uuid, exec_id: Uuid, report: ExecReport) -> ApiResult<()> {
         let not_found = || {
             ApiError::not_found(
                 "exec_not_found",
-                format!("exec {exec_id} is not waiting for a report from worker {worker}"),
+                format!(
+                    "attempt {} of exec {exec_id} is not waiting for a report from worker {worker}",
+                    report.attempt
+                ),
             )
         };
         let exec = store::exec(&self.db, &exec_id.to_string())
             .await
             .map_err(ApiError::internal)?
-            .filter(|e| e.state == ExecState::Queued.as_str())
+            .filter(|e| {
+                e.state == ExecState::Queued.as_str() && e.attempt == i64::from(report.attempt)
+            })
             .ok_or_else(not_found)?;
         let sandbox = store::get(&self.db, &exec.sandbox_id)
             .await
             .map_err(ApiError::internal)?
-            .filter(|s| s.worker_id.as_deref() == Some(worker.to_string().as_str()))
+            .filter(|s| {
+                s.instance_id.is_some()
+                    && s.worker_id.as_deref() == Some(worker.to_string().as_str())
+            })
             .ok_or_else(not_found)?;
         let timeout = parse::<ExecRequest>(&exec.request)?
             .timeout_secs
             .unwrap_or(DEFAULT_EXEC_TIMEOUT_SECS);
         let (state, reason) = if report.lost {
-            (ExecState::Lost, report.detail.clone())
+            (
+                ExecState::Lost,
+                report
+                    .detail
+                    .clone()
+                    .unwrap_or_else(|| "its worker restarted while it ran".into()),
+            )
         } else if report.timed_out {
             (
                 ExecState::TimedOut,
-                Some(format!("killed at its timeout of {timeout} s")),
+                format!("killed at its timeout of {timeout} s"),
             )
         } else if let Some(code) = report.exit_code {
-            (ExecState::Exited, Some(format!("exited with code {code}")))
+            (ExecState::Exited, format!("exited with code {code}"))
         } else {
             (
                 ExecState::Failed,
-                Some(
-                    report
-                        .detail
-                        .clone()
-                        .unwrap_or_else(|| "it could not run".into()),
-                ),
+                report
+                    .detail
+                    .clone()
+                    .unwrap_or_else(|| "it could not run".into()),
             )
         };
-        let ended = ExecRow {
-            state: state.as_str().into(),
-            exit_code: report.exit_code.map(i64::from),
-            stdout: Some(tail(&report.stdout, EXEC_OUTPUT_BYTES)),
-            stderr: Some(tail(&report.stderr, EXEC_OUTPUT_BYTES)),
-            reason,
-            ended_at: Some(now_ms()),
-            ..exec
+        let output = Output {
+            stdout: tail(&report.stdout, EXEC_OUTPUT_BYTES),
+            stderr: tail(&report.stderr, EXEC_OUTPUT_BYTES),
         };
-        store::end_exec(&self.db, &ended)
-            .await
-            .map_err(ApiError::internal)?;
-        tracing::info!(sandbox_id = %sandbox.id, exec_id = %exec_id, state = state.as_str(), "sandbox exec ended");
+        if !self
+            .end_attempt(
+                exec,
+                state,
+                report.exit_code,
+                reason,
+                Some(output),
+                now_ms(),
+            )
+            .await?
+        {
+            return Err(not_found());
+        }
+        tracing::info!(sandbox_id = %sandbox.id, exec_id = %exec_id, attempt = report.attempt, state = state.as_str(), "sandbox exec attempt ended");
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Records how the current attempt of `exec` ended and what follows: a retry after its
+    /// backoff when the exec's policy allows one, or the exec's end. `output`: the attempt's
+    /// tails (absent when its worker did not send them; the last ones are kept). False when the
+    /// attempt had ended already.
+    async fn end_attempt(
+        &self,
+        exec: ExecRow,
+        state: ExecState,
+        exit_code: Option<i32>,
+        reason: String,
+        output: Option<Output>,
+        now: i64,
+    ) -> ApiResult<bool> {
+        let policy = parse::<ExecRequest>(&exec.request)?
+            .retry
+            .unwrap_or_else(jobs::no_retries);
+        let number = exec.attempt as u32;
+        let retryable = match state {
+            ExecState::Exited => jobs::exit_retryable(exit_code.map(i64::from), &policy),
+            ExecState::Queued => false,
+            _ => true,
+        };
+        let retry_at = (retryable && number <= policy.max_retries)
+            .then(|| now + jobs::backoff_ms(&policy, number));
+        let mut attempts: Vec<ExecAttempt> = parse(&exec.attempts)?;
+        attempts.push(ExecAttempt {
+            number,
+            state,
+            exit_code,
+            reason: Some(reason.clone()),
+            ended_at: from_ms(now),
+        });
+        let reason = match (retry_at, number) {
+            (Some(_), _) => format!("attempt {number} {reason}; retrying"),
+            (None, 1) => reason,
+            (None, _) => format!("attempt {number} {reason}"),
+        };
+        let (stdout, stderr) = match output {
+            Some(o) => (Some(o.stdout), Some(o.stderr)),
+            None => (exec.stdout.clone(), exec.stderr.clone()),
+        };
+        let row = ExecRow {
+            state: state.as_str().into(),
+            exit_code: exit_code.map(i64::from),
+            stdout,
+            stderr,
+            reason: Some(reason),
+            ended_at: Some(now),
+            attempts: serde_json::to_string(&attempts).map_err(ApiError::internal)?,
+            ..exec
+        };
+        store::end_attempt(&self.db, &row, retry_at)
+            .await
+            .map_err(ApiError::internal)
     }
 
     /// One pass: places sandboxes that wait, marks them ready (or failed), fails execs nobody
@@ -390,7 +505,9 @@ impl SandboxService {
                 _ => None,
             };
             let Some((instance_id, worker_id)) = placed else {
-                self.place(&row, &req).await?;
+                if row.not_before.is_none_or(|at| at <= now) {
+                    self.place(&row, &req).await?;
+                }
                 continue;
             };
             if state == SandboxState::Ready {
@@ -400,8 +517,14 @@ impl SandboxService {
             let instance = self.instances.get(instance_id).await.ok();
             let timeout_ms =
                 i64::from(req.ready_timeout_secs.unwrap_or(DEFAULT_READY_TIMEOUT_SECS)) * 1000;
-            match instance.as_ref().map(|i| i.state) {
-                Some(crate::model::InstanceState::Running) => {
+            let said = |i: &Option<crate::model::Instance>| {
+                i.as_ref()
+                    .and_then(|i| i.reason.clone())
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            };
+            let failure = match instance.as_ref().map(|i| i.state) {
+                Some(InstanceState::Running) => {
                     store::set_state(
                         &self.db,
                         &row,
@@ -413,38 +536,75 @@ impl SandboxService {
                     .map_err(ApiError::internal)?;
                     tracing::info!(sandbox_id = %row.id, worker_id = %worker_id, "sandbox ready");
                     ready.insert(row.id.clone(), (instance_id, worker_id));
+                    continue;
                 }
-                _ if now > row.created_at + timeout_ms => {
-                    let why = format!(
-                        "not running within its ready timeout of {} s{}",
-                        timeout_ms / 1000,
-                        instance
-                            .and_then(|i| i.reason)
-                            .map(|r| format!(": {r}"))
-                            .unwrap_or_default()
-                    );
-                    store::set_state(
-                        &self.db,
-                        &row,
-                        SandboxState::Failed.as_str(),
-                        Some(&why),
-                        None,
-                    )
-                    .await
-                    .map_err(ApiError::internal)?;
-                    tracing::warn!(sandbox_id = %row.id, reason = %why, "sandbox failed");
-                    self.instances.bump(worker_id);
+                None => "its instance is gone".to_owned(),
+                Some(InstanceState::Failed) => {
+                    format!("its container failed to start{}", said(&instance))
                 }
-                _ => {}
-            }
+                _ if !self.workers.is_live(worker_id) => "its worker was lost".to_owned(),
+                _ if now > row.placed_at.unwrap_or(row.created_at) + timeout_ms => format!(
+                    "not running within its ready timeout of {} s{}",
+                    timeout_ms / 1000,
+                    said(&instance)
+                ),
+                _ => continue,
+            };
+            self.placement_failed(&row, &req, worker_id, &failure, now)
+                .await?;
         }
         self.hand_out_execs(&ready, now).await
     }
 
-    /// Places a sandbox's instance on a worker with the docker driver and room, or records why
-    /// it waits.
+    /// Undoes a placement that failed, to be made again after a backoff while `create_retries`
+    /// remain; fails the sandbox when none do.
+    async fn placement_failed(
+        &self,
+        row: &SandboxRow,
+        req: &SandboxRequest,
+        worker_id: Uuid,
+        why: &str,
+        now: i64,
+    ) -> ApiResult<()> {
+        let number = row.create_attempts.max(1) as u32;
+        let what = format!("placement {number} (on worker {worker_id}) failed: {why}");
+        if number <= req.create_retries.unwrap_or(DEFAULT_CREATE_RETRIES) {
+            let at = now + jobs::backoff_ms(&CREATE_BACKOFF, number);
+            let reason = format!("{what}; placing it again");
+            store::unplace(&self.db, row, &reason, at)
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::warn!(sandbox_id = %row.id, reason = %reason, "sandbox placement failed");
+        } else {
+            store::set_state(
+                &self.db,
+                row,
+                SandboxState::Failed.as_str(),
+                Some(&what),
+                None,
+            )
+            .await
+            .map_err(ApiError::internal)?;
+            tracing::warn!(sandbox_id = %row.id, reason = %what, "sandbox failed");
+        }
+        self.instances.bump(worker_id);
+        Ok(())
+    }
+
+    /// Places a sandbox's instance on a worker with the docker driver and room (another than
+    /// the one a failed placement used, when another has room), or records why it waits.
     async fn place(&self, row: &SandboxRow, req: &SandboxRequest) -> ApiResult<()> {
-        let mut candidates = self.instances.checked_in_candidates().await?;
+        let all = self.instances.checked_in_candidates().await?;
+        let tried_before = row
+            .worker_id
+            .as_deref()
+            .and_then(|w| Uuid::parse_str(w).ok());
+        let mut all = all;
+        let mut others: Vec<_> = all
+            .iter()
+            .filter(|c| Some(c.id) != tried_before)
+            .cloned()
+            .collect();
         let no_labels = BTreeMap::new();
         let request = scheduler::Request {
             count: 1,
@@ -454,11 +614,14 @@ impl SandboxService {
             strategy: PlacementStrategy::Spread,
             drivers: &[DriverKind::Docker],
         };
-        match scheduler::place(&mut candidates, &request) {
+        let placed = scheduler::place(&mut others, &request)
+            .or_else(|_| scheduler::place(&mut all, &request));
+        match placed {
             Ok(placed) => {
                 let worker = placed[0].worker_id;
-                let instance = instances::new_row(worker, None, &instance_spec(req), now_ms())?;
-                store::place(&self.db, &row.id, &instance)
+                let now = now_ms();
+                let instance = instances::new_row(worker, None, &instance_spec(req), now)?;
+                store::place(&self.db, &row.id, &instance, now)
                     .await
                     .map_err(ApiError::internal)?;
                 self.instances.bump(worker);
@@ -476,14 +639,15 @@ impl SandboxService {
         Ok(())
     }
 
-    /// Fails execs whose live worker never reported them, and gives every worker the queued
-    /// execs of its ready sandboxes.
+    /// Ends the attempts whose worker is lost or never reported them, and gives every live
+    /// worker the queued execs of its ready sandboxes.
     async fn hand_out_execs(
         &self,
         ready: &HashMap<String, (Uuid, Uuid)>,
         now: i64,
     ) -> ApiResult<()> {
         let mut by_worker: HashMap<Uuid, Vec<ExecAssignment>> = HashMap::new();
+        let mut first_handed_out = Vec::new();
         for exec in store::queued_execs(&self.db)
             .await
             .map_err(ApiError::internal)?
@@ -491,37 +655,55 @@ impl SandboxService {
             let Some((instance_id, worker_id)) = ready.get(&exec.sandbox_id).copied() else {
                 continue;
             };
+            if exec.not_before.is_some_and(|at| at > now) {
+                continue;
+            }
             let req: ExecRequest = parse(&exec.request)?;
             let timeout = req.timeout_secs.unwrap_or(DEFAULT_EXEC_TIMEOUT_SECS);
-            if self.workers.is_live(worker_id)
-                && now > exec.submitted_at + i64::from(timeout) * 1000 + EXEC_SLACK_MS
-            {
-                let failed = ExecRow {
-                    state: ExecState::Failed.as_str().into(),
-                    reason: Some(format!(
+            let live = self.workers.is_live(worker_id);
+            match exec.dispatched_at {
+                Some(_) if !live => {
+                    let why = "its worker was lost while it ran".to_owned();
+                    self.end_attempt(exec, ExecState::Lost, None, why, None, now)
+                        .await?;
+                    continue;
+                }
+                Some(at) if now > at + i64::from(timeout) * 1000 + EXEC_SLACK_MS => {
+                    let why = format!(
                         "its worker did not report it within {} s of its timeout",
                         EXEC_SLACK_MS / 1000
-                    )),
-                    ended_at: Some(now),
-                    ..exec
-                };
-                store::end_exec(&self.db, &failed)
-                    .await
-                    .map_err(ApiError::internal)?;
-                continue;
+                    );
+                    self.end_attempt(exec, ExecState::Failed, None, why, None, now)
+                        .await?;
+                    continue;
+                }
+                Some(_) => {}
+                // It waits for its worker to be back.
+                None if !live => continue,
+                None => first_handed_out.push(exec.id.clone()),
             }
             by_worker
                 .entry(worker_id)
                 .or_default()
                 .push(ExecAssignment {
                     id: Uuid::parse_str(&exec.id).map_err(ApiError::internal)?,
+                    attempt: exec.attempt as u32,
                     instance_id,
                     command: req.command,
                     env: req.env,
                     timeout_secs: timeout,
                 });
         }
+        store::dispatched(&self.db, &first_handed_out, now)
+            .await
+            .map_err(ApiError::internal)?;
         self.instances.set_sandbox_execs(by_worker);
         Ok(())
     }
+}
+
+/// The tails of an attempt's streams.
+struct Output {
+    stdout: String,
+    stderr: String,
 }

@@ -15,10 +15,13 @@ pub struct SandboxRow {
     pub created_by: String,
     pub created_at: i64,
     pub ready_at: Option<i64>,
+    pub create_attempts: i64,
+    pub placed_at: Option<i64>,
+    pub not_before: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, request, state, instance_id, worker_id, reason, created_by, created_at, ready_at";
+const COLUMNS: &str = "id, request, state, instance_id, worker_id, reason, created_by, created_at,
+     ready_at, create_attempts, placed_at, not_before";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ExecRow {
@@ -32,14 +35,19 @@ pub struct ExecRow {
     pub reason: Option<String>,
     pub submitted_at: i64,
     pub ended_at: Option<i64>,
+    pub attempt: i64,
+    pub dispatched_at: Option<i64>,
+    pub not_before: Option<i64>,
+    /// The ended attempts (JSON list of `ExecAttempt`).
+    pub attempts: String,
 }
 
-const EXEC_COLUMNS: &str =
-    "id, sandbox_id, request, state, exit_code, stdout, stderr, reason, submitted_at, ended_at";
+const EXEC_COLUMNS: &str = "id, sandbox_id, request, state, exit_code, stdout, stderr, reason,
+     submitted_at, ended_at, attempt, dispatched_at, not_before, attempts";
 
 pub async fn insert(db: &Db, row: &SandboxRow) -> DbResult<()> {
     sqlx::query(&format!(
-        "INSERT INTO sandboxes ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO sandboxes ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(&row.id)
     .bind(&row.request)
@@ -50,6 +58,9 @@ pub async fn insert(db: &Db, row: &SandboxRow) -> DbResult<()> {
     .bind(&row.created_by)
     .bind(row.created_at)
     .bind(row.ready_at)
+    .bind(row.create_attempts)
+    .bind(row.placed_at)
+    .bind(row.not_before)
     .execute(&db.write)
     .await
     .map(|_| ())
@@ -70,16 +81,41 @@ pub async fn all(db: &Db) -> DbResult<Vec<SandboxRow>> {
     .await
 }
 
-/// A sandbox placed: its instance and the sandbox's worker, together.
-pub async fn place(db: &Db, id: &str, instance: &InstanceRow) -> DbResult<()> {
+/// A sandbox placed: its instance and the sandbox's worker, together, counted as an attempt.
+pub async fn place(db: &Db, id: &str, instance: &InstanceRow, at: i64) -> DbResult<()> {
     let mut tx = db.write.begin().await?;
     super::instances::insert_in(&mut tx, instance).await?;
-    sqlx::query("UPDATE sandboxes SET instance_id = ?, worker_id = ?, reason = NULL WHERE id = ?")
-        .bind(&instance.id)
-        .bind(&instance.worker_id)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE sandboxes SET instance_id = ?, worker_id = ?, placed_at = ?, not_before = NULL,
+             create_attempts = create_attempts + 1
+         WHERE id = ?",
+    )
+    .bind(&instance.id)
+    .bind(&instance.worker_id)
+    .bind(at)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// A placement that failed undone, to be tried again from `not_before`: its instance removed with
+/// it, and why in `reason`. `worker_id` stays, naming the worker last tried.
+pub async fn unplace(db: &Db, row: &SandboxRow, reason: &str, not_before: i64) -> DbResult<()> {
+    let mut tx = db.write.begin().await?;
+    if let Some(instance) = &row.instance_id {
+        super::instances::delete_in(&mut tx, instance).await?;
+    }
+    sqlx::query(
+        "UPDATE sandboxes SET instance_id = NULL, placed_at = NULL,
+             not_before = ?, reason = ?
+         WHERE id = ?",
+    )
+    .bind(not_before)
+    .bind(reason)
+    .bind(&row.id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await
 }
 
@@ -142,7 +178,8 @@ pub async fn delete(db: &Db, row: &SandboxRow) -> DbResult<bool> {
 
 pub async fn insert_exec(db: &Db, row: &ExecRow) -> DbResult<()> {
     sqlx::query(&format!(
-        "INSERT INTO sandbox_execs ({EXEC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO sandbox_execs ({EXEC_COLUMNS})
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(&row.id)
     .bind(&row.sandbox_id)
@@ -154,6 +191,10 @@ pub async fn insert_exec(db: &Db, row: &ExecRow) -> DbResult<()> {
     .bind(&row.reason)
     .bind(row.submitted_at)
     .bind(row.ended_at)
+    .bind(row.attempt)
+    .bind(row.dispatched_at)
+    .bind(row.not_before)
+    .bind(&row.attempts)
     .execute(&db.write)
     .await
     .map(|_| ())
@@ -189,19 +230,55 @@ pub async fn queued_execs(db: &Db) -> DbResult<Vec<ExecRow>> {
     .await
 }
 
-/// Ends a queued exec; false when it had ended already.
-pub async fn end_exec(db: &Db, row: &ExecRow) -> DbResult<bool> {
+/// Records that the current attempts of these execs were handed to their workers now (the
+/// first time; their report is awaited from then).
+pub async fn dispatched(db: &Db, ids: &[String], at: i64) -> DbResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.write.begin().await?;
+    for id in ids {
+        sqlx::query(
+            "UPDATE sandbox_execs SET dispatched_at = ?
+             WHERE id = ? AND state = 'queued' AND dispatched_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// Records the end of a queued exec's current attempt (`row.attempt`, with `row.attempts`
+/// already holding it): the exec ends in `row.state`, or, when `retry_at` is given, waits for
+/// its next attempt from then. False when that attempt had ended already.
+pub async fn end_attempt(db: &Db, row: &ExecRow, retry_at: Option<i64>) -> DbResult<bool> {
     let done = sqlx::query(
         "UPDATE sandbox_execs SET state = ?, exit_code = ?, stdout = ?, stderr = ?, reason = ?,
-             ended_at = ? WHERE id = ? AND state = 'queued'",
+             ended_at = ?, attempts = ?, attempt = attempt + ?, not_before = ?,
+             dispatched_at = NULL
+         WHERE id = ? AND state = 'queued' AND attempt = ?",
     )
-    .bind(&row.state)
+    .bind(if retry_at.is_some() {
+        "queued"
+    } else {
+        row.state.as_str()
+    })
     .bind(row.exit_code)
     .bind(&row.stdout)
     .bind(&row.stderr)
     .bind(&row.reason)
-    .bind(row.ended_at)
+    .bind(if retry_at.is_some() {
+        None
+    } else {
+        row.ended_at
+    })
+    .bind(&row.attempts)
+    .bind(i64::from(retry_at.is_some()))
+    .bind(retry_at)
     .bind(&row.id)
+    .bind(row.attempt)
     .execute(&db.write)
     .await?;
     Ok(done.rows_affected() == 1)
