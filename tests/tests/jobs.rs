@@ -1382,6 +1382,47 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
     assert_eq!(history[0].id, kept.id, "newest first");
     assert_eq!(history.last().unwrap().id, echo.id);
 
+    // The CLI: `exec` prints the command's streams and exits with its code; `show` lists it.
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("cli");
+    let (ok, _, err) = cli(
+        &config,
+        &["login", "--url", &conductor.url, "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    );
+    assert!(ok, "{err}");
+    let sandbox_id = made.id.to_string();
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let (config, sandbox_id) = (config.clone(), sandbox_id.clone());
+        move || {
+            cli_exit(
+                &config,
+                &[
+                    "sandboxes",
+                    "exec",
+                    &sandbox_id,
+                    "--",
+                    "/bin/busybox",
+                    "sh",
+                    "-c",
+                    "echo out; echo err >&2; exit 5",
+                ],
+                None,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (Some(5), "out\n", "err\n")
+    );
+    let (ok, out, err) = cli(&config, &["sandboxes", "show", &sandbox_id], None);
+    assert!(
+        ok && out.contains("scratch") && out.contains("echo out"),
+        "{out}{err}"
+    );
+
     admin.delete_sandbox().id(made.id).send().await.unwrap();
     eventually(30, "the sandbox's container is gone", || async {
         let out = std::process::Command::new("docker")

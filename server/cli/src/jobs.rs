@@ -44,6 +44,21 @@ pub struct JobArgs {
     /// Seconds an attempt may run (default 3600).
     #[arg(long)]
     timeout: Option<u32>,
+    #[command(flatten)]
+    retry: RetryArgs,
+    /// 0 (lowest) to 100 (highest), default 50.
+    #[arg(long)]
+    priority: Option<u8>,
+    #[arg(long)]
+    queue: Option<String>,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// When a failed attempt runs again (jobs and sandbox execs alike).
+#[derive(clap::Args)]
+pub struct RetryArgs {
     /// Attempts after the first when one fails.
     #[arg(long, default_value_t = 0)]
     retries: u32,
@@ -55,14 +70,18 @@ pub struct JobArgs {
     /// Retry only these exit codes (repeatable; default: every non-zero one).
     #[arg(long = "retry-on-exit")]
     retry_on_exit: Vec<i32>,
-    /// 0 (lowest) to 100 (highest), default 50.
-    #[arg(long)]
-    priority: Option<u8>,
-    #[arg(long)]
-    queue: Option<String>,
-    /// The program and its arguments (after `--`).
-    #[arg(last = true)]
-    command: Vec<String>,
+}
+
+impl RetryArgs {
+    /// The policy the flags describe; none without `--retries`.
+    pub(crate) fn policy(&self) -> Option<types::RetryPolicy> {
+        (self.retries > 0).then(|| types::RetryPolicy {
+            max_retries: self.retries,
+            initial_backoff_ms: self.backoff_ms,
+            max_backoff_ms: self.max_backoff_ms,
+            retry_on_exit_codes: self.retry_on_exit.clone(),
+        })
+    }
 }
 
 impl JobArgs {
@@ -281,12 +300,7 @@ pub(crate) fn job_request(args: JobArgs) -> anyhow::Result<types::JobRequest> {
         memory_mb: args.memory.unwrap_or(64),
         disk_mb: 0,
     });
-    let retry = (args.retries > 0).then(|| types::RetryPolicy {
-        max_retries: args.retries,
-        initial_backoff_ms: args.backoff_ms,
-        max_backoff_ms: args.max_backoff_ms,
-        retry_on_exit_codes: args.retry_on_exit.clone(),
-    });
+    let retry = args.retry.policy();
     Ok(types::JobRequest {
         name: args.name,
         image: args.image,

@@ -7,6 +7,7 @@ mod client;
 mod jobs;
 mod output;
 mod platform;
+mod sandboxes;
 mod schedules;
 mod secrets;
 
@@ -134,6 +135,13 @@ enum Command {
         #[command(subcommand)]
         command: schedules::SchedulesCommand,
     },
+    /// Sandboxes: long-lived containers that run commands, each kept in their history.
+    Sandboxes {
+        #[command(flatten)]
+        global: client::Global,
+        #[command(subcommand)]
+        command: sandboxes::SandboxesCommand,
+    },
     /// The worker registration token.
     Token {
         #[command(flatten)]
@@ -168,6 +176,9 @@ fn main() {
         Command::Tokens { global, command } => client::run(access::tokens(global, command)),
         Command::Secrets { global, command } => client::run(secrets::secrets(global, command)),
         Command::Jobs { global, command } => client::run(jobs::jobs(global, command)),
+        Command::Sandboxes { global, command } => {
+            client::run(sandboxes::sandboxes(global, command))
+        }
         Command::Schedules { global, command } => {
             client::run(schedules::schedules(global, command))
         }
