@@ -358,7 +358,8 @@ impl ScheduleService {
         row.anchor_at = now;
         row.next_fire_at = Clock::of(&req, now)?.after(now);
         row.waiting_fire_at = None;
-        row.updated_at = now;
+        // Strictly later, so a fire in progress sees the change (`store::advance`).
+        row.updated_at = now.max(row.updated_at + 1);
         store::update(&self.db, &row)
             .await
             .map_err(ApiError::internal)?;
@@ -407,7 +408,8 @@ impl ScheduleService {
                 Clock::of(&req, row.anchor_at)?.after(now)
             };
             row.waiting_fire_at = None;
-            row.updated_at = now;
+            // Strictly later, so a fire in progress sees the change (`store::advance`).
+            row.updated_at = now.max(row.updated_at + 1);
             store::update(&self.db, &row)
                 .await
                 .map_err(ApiError::internal)?;
@@ -535,6 +537,7 @@ impl ScheduleService {
             &self.db,
             &Advance {
                 id: &row.id,
+                seen_updated_at: row.updated_at,
                 next_fire_at: next,
                 last_fire_at,
                 last_job_id: last_job.as_deref(),

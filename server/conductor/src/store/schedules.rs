@@ -115,6 +115,8 @@ pub async fn delete(db: &Db, name: &str) -> DbResult<bool> {
 /// What one pass decided for a schedule: its clock moves on, and fires are recorded, together.
 pub struct Advance<'a> {
     pub id: &'a str,
+    /// The schedule's `updated_at` when the pass read it.
+    pub seen_updated_at: i64,
     pub next_fire_at: Option<i64>,
     pub last_fire_at: Option<i64>,
     pub last_job_id: Option<&'a str>,
@@ -125,14 +127,23 @@ pub struct Advance<'a> {
 pub async fn advance(db: &Db, a: &Advance<'_>) -> DbResult<()> {
     let mut tx = db.write.begin().await?;
     sqlx::query(
-        "UPDATE schedules SET next_fire_at = ?, last_fire_at = COALESCE(?, last_fire_at),
-             last_job_id = COALESCE(?, last_job_id), waiting_fire_at = ? WHERE id = ?",
+        "UPDATE schedules SET last_fire_at = COALESCE(?, last_fire_at),
+             last_job_id = COALESCE(?, last_job_id) WHERE id = ?",
     )
-    .bind(a.next_fire_at)
     .bind(a.last_fire_at)
     .bind(a.last_job_id)
+    .bind(a.id)
+    .execute(&mut *tx)
+    .await?;
+    // The clock moves on only if nobody replaced, paused or resumed the schedule while it fired:
+    // such a change set the clock itself, from what the schedule now asks.
+    sqlx::query(
+        "UPDATE schedules SET next_fire_at = ?, waiting_fire_at = ? WHERE id = ? AND updated_at = ?",
+    )
+    .bind(a.next_fire_at)
     .bind(a.waiting_fire_at)
     .bind(a.id)
+    .bind(a.seen_updated_at)
     .execute(&mut *tx)
     .await?;
     for f in &a.fires {
@@ -175,4 +186,76 @@ pub async fn fires(db: &Db, schedule_id: &str, limit: u32) -> DbResult<Vec<FireR
     .bind(i64::from(limit))
     .fetch_all(&db.read)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fire(schedule_id: &str, at: i64) -> FireRow {
+        FireRow {
+            seq: 0,
+            schedule_id: schedule_id.into(),
+            scheduled_for: at,
+            fired_at: at,
+            outcome: "submitted".into(),
+            job_id: None,
+            http_status: None,
+            missed: 0,
+            detail: None,
+        }
+    }
+
+    /// A fire that took a while (a slow service call) must not undo an edit made meanwhile: the
+    /// fire is recorded, but the clock the edit set stays.
+    #[tokio::test]
+    async fn a_fire_does_not_move_the_clock_of_a_schedule_edited_while_it_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("c.db"), &super::super::MIGRATIONS)
+            .await
+            .unwrap();
+        let mut row = ScheduleRow {
+            id: "s1".into(),
+            name: "nightly".into(),
+            request: "{}".into(),
+            paused: false,
+            anchor_at: 0,
+            next_fire_at: Some(1_000),
+            last_fire_at: None,
+            last_job_id: None,
+            waiting_fire_at: None,
+            created_by: "admin".into(),
+            created_at: 0,
+            updated_at: 10,
+        };
+        assert!(insert(&db, &row).await.unwrap());
+        // Edited (a new clock) after the pass read it at updated_at 10.
+        row.next_fire_at = Some(50_000);
+        row.updated_at = 11;
+        assert!(update(&db, &row).await.unwrap());
+        let stale = Advance {
+            id: "s1",
+            seen_updated_at: 10,
+            next_fire_at: Some(2_000),
+            last_fire_at: Some(1_000),
+            last_job_id: None,
+            waiting_fire_at: None,
+            fires: vec![fire("s1", 1_000)],
+        };
+        advance(&db, &stale).await.unwrap();
+        let now = by_name(&db, "nightly").await.unwrap().unwrap();
+        assert_eq!(now.next_fire_at, Some(50_000), "the edit's clock stays");
+        assert_eq!(now.last_fire_at, Some(1_000), "the fire is still recorded");
+        assert_eq!(fires(&db, "s1", 10).await.unwrap().len(), 1);
+        // A pass that saw the current row moves the clock on.
+        let current = Advance {
+            seen_updated_at: 11,
+            fires: vec![fire("s1", 50_000)],
+            next_fire_at: Some(60_000),
+            ..stale
+        };
+        advance(&db, &current).await.unwrap();
+        let now = by_name(&db, "nightly").await.unwrap().unwrap();
+        assert_eq!(now.next_fire_at, Some(60_000));
+    }
 }
