@@ -236,7 +236,19 @@ impl Driver for ProcessDriver {
             let pid = child
                 .id()
                 .ok_or_else(|| DriverError::Refused("the process exited at once".into()))?;
-            std::fs::write(dir.join("pid"), pid.to_string())?;
+            // The pid file is how a restarted worker adopts the process: written whole (a temp
+            // file renamed) or the process is not left running, untracked.
+            let recorded = (|| {
+                let temp = dir.join("pid.tmp");
+                std::fs::write(&temp, pid.to_string())?;
+                std::fs::rename(&temp, dir.join("pid"))
+            })();
+            if let Err(e) = recorded {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                let mut child = child;
+                let _ = child.wait().await;
+                return Err(DriverError::Io(e));
+            }
             self.children
                 .lock()
                 .expect("children lock")
