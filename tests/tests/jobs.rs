@@ -291,6 +291,46 @@ async fn a_job_on_a_lost_worker_is_retried_on_another_and_the_lost_attempt_is_ke
     );
 }
 
+/// A restarted worker starts no `run_once` instance that only its saved assignments name before
+/// the conductor has answered: the conductor may have undone that attempt and given it to another
+/// worker while this one was away.
+#[tokio::test]
+async fn a_restarted_worker_starts_no_saved_job_attempt_before_the_conductor_answers() {
+    let mut cluster = JobsCluster::start(1, &[]).await;
+    let job = cluster.submit(shell("sleep 30")).await;
+    cluster.until(job.id, JobState::Running, 30).await;
+    let file = cluster.workers[0].dir.path().join("assignments.json");
+    let mut attempt = eventually(30, "the worker saved the job's attempt", || async {
+        let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
+        saved
+            .as_array()?
+            .iter()
+            .find(|i| i["spec"]["run_once"] == serde_json::json!(true))
+            .cloned()
+    })
+    .await;
+    cluster.admin.cancel_job().id(job.id).send().await.unwrap();
+    cluster.workers[0].kill();
+
+    // What a worker killed between saving an assignment and starting it would find: an attempt
+    // never started (no marker for its id), which the conductor no longer assigns.
+    let work = tempfile::tempdir().unwrap();
+    let mark = work.path().join("it-ran");
+    attempt["id"] = serde_json::json!(Uuid::new_v4());
+    attempt["spec"]["command"] =
+        serde_json::json!(["sh", "-c", format!("touch {}", mark.display())]);
+    std::fs::write(&file, serde_json::to_vec(&[attempt]).unwrap()).unwrap();
+
+    cluster.workers[0].start_again();
+    wait_for_worker(&cluster.admin, cluster.ids[0], WorkerStatus::Live, 30).await;
+    // Several heartbeats and reconcile passes after the conductor's answer.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !mark.exists(),
+        "the worker ran an attempt only its saved assignments named"
+    );
+}
+
 #[tokio::test]
 async fn an_idempotency_key_gives_one_job_and_a_cancel_stops_the_process_at_once() {
     let cluster = JobsCluster::start(1, &[]).await;

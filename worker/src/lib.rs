@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     desired: Mutex<Option<Vec<Instance>>>,
     /// The conductor's version of those assignments (0: none known).
     assignments_version: Mutex<u64>,
+    /// Whether this process has had assignments from the conductor (not only the saved ones).
+    assignments_heard: std::sync::atomic::AtomicBool,
     /// Wakes the reconcile loop when the assignments change.
     reconcile_now: tokio::sync::Notify,
     interval: Mutex<Duration>,
@@ -137,6 +139,8 @@ impl Shared {
     /// Takes new assignments, saving them when they changed, and wakes the reconcile loop.
     fn set_desired(&self, version: u64, instances: Vec<Instance>) {
         *self.assignments_version.lock().expect("version lock") = version;
+        self.assignments_heard
+            .store(true, std::sync::atomic::Ordering::Release);
         let mut desired = self.desired.lock().expect("desired lock");
         let changed = desired.as_ref().is_none_or(|d| {
             serde_json::to_string(d).ok() != serde_json::to_string(&instances).ok()
@@ -364,6 +368,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         registered,
         desired: Mutex::new(saved),
         assignments_version: Mutex::new(0),
+        assignments_heard: std::sync::atomic::AtomicBool::new(false),
         reconcile_now: tokio::sync::Notify::new(),
         verifier: RwLock::new(None),
         view: Mutex::new(Vec::new()),

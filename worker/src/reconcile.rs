@@ -266,6 +266,15 @@ async fn tick(
                     t.address = None;
                     t.not_before = Instant::now() + t.backoff.next_delay();
                 }
+                if inst.spec.run_once
+                    && !shared
+                        .assignments_heard
+                        .load(std::sync::atomic::Ordering::Acquire)
+                {
+                    // A first start waits for the conductor's word: the saved assignments may
+                    // name an attempt it has since undone and given to another worker.
+                    continue;
+                }
                 let volume_free = inst
                     .spec
                     .volume
