@@ -291,6 +291,33 @@ async fn a_job_on_a_lost_worker_is_retried_on_another_and_the_lost_attempt_is_ke
     );
 }
 
+/// A job that ends while its worker is down keeps its exit status: the restarted worker reports
+/// the code the command exited with, not "unknown" (which would count as a failure and retry it).
+#[tokio::test]
+async fn a_job_that_ends_while_its_worker_is_down_keeps_its_exit_code() {
+    let mut cluster = JobsCluster::start(1, &[]).await;
+    let mut job = shell("sleep 2; echo done; exit 3");
+    job.retry = retry(2, 100);
+    job.retry.as_mut().unwrap().retry_on_exit_codes = vec![75];
+    let job = cluster.submit(job).await;
+    cluster.until(job.id, JobState::Running, 30).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Only the agent goes (SIGKILL); the job's process group carries on and ends meanwhile.
+    cluster.workers[0].kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.workers[0].start_again();
+    let done = cluster.until(job.id, JobState::Failed, 60).await;
+    let attempts = cluster.attempts(job.id).await;
+    assert_eq!(
+        (done.attempts, done.exit_code),
+        (1, Some(3)),
+        "exit 3 is not retried (the policy retries 75 only): {attempts:?}"
+    );
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Exited);
+    assert_eq!(attempts[0].exit_code, Some(3));
+    assert_eq!(attempts[0].stdout_tail.as_deref(), Some("done\n"));
+}
+
 /// A restarted worker starts no `run_once` instance that only its saved assignments name before
 /// the conductor has answered: the conductor may have undone that attempt and given it to another
 /// worker while this one was away.

@@ -44,6 +44,14 @@ enum Command {
     },
     /// Read a password on stdin, print its argon2id hash (for AEREKOS_USERS_FILE).
     HashPassword,
+    /// (Used by the worker.) Run a command and keep how it ended in a file: how a job's exit
+    /// status outlives a worker restart.
+    #[command(name = "record-exit", hide = true)]
+    RecordExit {
+        record: std::path::PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Log in to a conductor and keep the token for the other commands.
     Login(client::LoginArgs),
     /// Workers of the cluster.
@@ -161,6 +169,11 @@ fn main() {
         Command::Service { name } if name.starts_with("secrets") => platform::secrets_manager(),
         Command::Service { .. } => platform::key_manager(),
         Command::HashPassword => platform::hash_password(),
+        Command::RecordExit { record, command } => {
+            let mut command = command.into_iter();
+            let program = command.next().expect("clap requires a command");
+            aerekos_worker::driver::exit_record::run(record, program, command.collect())
+        }
         Command::Login(args) => client::run(client::login(args)),
         Command::Workers { global, command } => client::run(client::workers(global, command)),
         Command::Services { global, command } => client::run(client::services(global, command)),

@@ -4,6 +4,7 @@
 //! image runs in Docker, one that names only a command runs as a process.
 
 pub mod docker;
+pub mod exit_record;
 pub mod image;
 pub mod process;
 

@@ -107,11 +107,14 @@ impl ProcessDriver {
                         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
                     }
                     children.remove(&id);
-                    let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
-                    Observed::Exited {
-                        code: status.code(),
-                        signal: std::os::unix::process::ExitStatusExt::signal(&status),
-                    }
+                    let dir = self.instance_dir(id);
+                    let _ = std::fs::remove_file(dir.join("pid"));
+                    // Under the exit recorder, its record is the command's own status.
+                    let (code, signal) = super::exit_record::read(&dir).unwrap_or((
+                        status.code(),
+                        std::os::unix::process::ExitStatusExt::signal(&status),
+                    ));
+                    Observed::Exited { code, signal }
                 }
                 Err(_) => Observed::Exited {
                     code: None,
@@ -120,20 +123,50 @@ impl ProcessDriver {
             };
         }
         drop(children);
-        match std::fs::read_to_string(self.instance_dir(id).join("pid")) {
+        let dir = self.instance_dir(id);
+        match std::fs::read_to_string(dir.join("pid")) {
             Ok(text) => match text.trim().parse::<u32>() {
                 Ok(pid) if is_our_process(pid, id) => Observed::Running,
                 _ => {
-                    let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
-                    Observed::Exited {
-                        code: None,
-                        signal: None,
-                    }
+                    let _ = std::fs::remove_file(dir.join("pid"));
+                    // Ended while no worker was its parent: what its recorder wrote, if any.
+                    let (code, signal) = super::exit_record::read(&dir).unwrap_or((None, None));
+                    Observed::Exited { code, signal }
                 }
             },
             Err(_) => Observed::Missing,
         }
     }
+}
+
+/// The file `program` names: itself when it has a slash, else the first executable of that name
+/// on `path_var`. NotFound or PermissionDenied otherwise.
+fn find_program(program: &std::path::Path, path_var: Option<&str>) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 || program.is_absolute() {
+        return match executable(program)? {
+            true => Ok(program.to_owned()),
+            false => Err(std::io::ErrorKind::PermissionDenied.into()),
+        };
+    }
+    let mut denied = false;
+    for dir in std::env::split_paths(path_var.unwrap_or_default()) {
+        let candidate = dir.join(program);
+        match executable(&candidate) {
+            Ok(true) => return Ok(candidate),
+            Ok(false) => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(if denied {
+        std::io::ErrorKind::PermissionDenied
+    } else {
+        std::io::ErrorKind::NotFound
+    }
+    .into())
 }
 
 /// Whether `pid` is alive and is instance `id` (its environment names it).
@@ -204,7 +237,37 @@ impl Driver for ProcessDriver {
                 .as_deref()
                 .map(|v| self.platform.volume(v))
                 .transpose()?;
-            let mut cmd = tokio::process::Command::new(&executable);
+            let not_startable = |e: std::io::Error| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    DriverError::Refused(format!("command not found: {program}"))
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    DriverError::Refused(format!("command not executable: {program}"))
+                }
+                _ => DriverError::Refused(format!("{program} could not start: {e}")),
+            };
+            // A run_once command runs under the exit recorder (see `exit_record`), so its status
+            // outlives the worker. The recorder would start anything, so what it cannot run is
+            // refused here, as a direct start would be.
+            let mut cmd = match (&self.platform.executable, spec.run_once) {
+                (Some(recorder), true) => {
+                    let path_var = spec
+                        .env
+                        .get("PATH")
+                        .cloned()
+                        .or_else(|| std::env::var("PATH").ok());
+                    find_program(&executable, path_var.as_deref()).map_err(not_startable)?;
+                    let record = dir.join(super::exit_record::FILE);
+                    let _ = std::fs::remove_file(&record);
+                    let mut cmd = tokio::process::Command::new(recorder);
+                    cmd.arg(super::exit_record::COMMAND)
+                        .arg(record)
+                        .arg("--")
+                        .arg(&executable);
+                    cmd
+                }
+                _ => tokio::process::Command::new(&executable),
+            };
             // An instance gets its own environment, not the worker's (whose DATA_DIR or
             // DATABASE_PATH would otherwise become the service's): only what locates programs and
             // shapes logs passes through.
@@ -224,15 +287,7 @@ impl Driver for ProcessDriver {
                 // Its own process group: it survives the worker's Ctrl-C and restart.
                 .process_group(0)
                 .kill_on_drop(false);
-            let child = cmd.spawn().map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    DriverError::Refused(format!("command not found: {program}"))
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    DriverError::Refused(format!("command not executable: {program}"))
-                }
-                _ => DriverError::Refused(format!("{program} could not start: {e}")),
-            })?;
+            let child = cmd.spawn().map_err(not_startable)?;
             let pid = child
                 .id()
                 .ok_or_else(|| DriverError::Refused("the process exited at once".into()))?;
