@@ -1008,6 +1008,49 @@ async fn overlap_policies_pause_and_calls_to_a_service() {
     .await;
     assert_eq!(failed.outcome, FireOutcome::CallFailed);
 
+    // The service stops answering (SIGSTOP): its schedules' calls hang until their timeout, and
+    // no other schedule is held up meanwhile (each schedule fires on a task of its own).
+    let instance = cluster
+        .admin
+        .get_deployment()
+        .name("clock_app")
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .instances[0]
+        .clone();
+    let pid: i32 = std::fs::read_to_string(
+        cluster.workers[cluster.worker_index(instance.worker_id)]
+            .dir
+            .path()
+            .join("instances")
+            .join(instance.id.to_string())
+            .join("pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let app = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(app, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    cluster
+        .admin
+        .create_schedule()
+        .body(every_second("ticker", "true"))
+        .send()
+        .await
+        .unwrap();
+    let ticks = cluster.at_least_fires("ticker", 5, 30).await;
+    nix::sys::signal::kill(app, nix::sys::signal::Signal::SIGCONT).unwrap();
+    for fire in &ticks {
+        let late = fire.fired_at - fire.scheduled_for;
+        assert!(
+            late < chrono::Duration::seconds(2) && fire.missed == 0,
+            "a schedule fired {late} late while another's call hung: {ticks:#?}"
+        );
+    }
+
     // Bad schedules say what to fix.
     let mut both = every_second("both", "true");
     both.cron = Some("* * * * *".into());

@@ -43,7 +43,7 @@ pub(crate) struct AppState {
     backups: Arc<BackupService>,
     deployments: DeploymentService,
     jobs: Arc<JobService>,
-    schedules: ScheduleService,
+    schedules: Arc<ScheduleService>,
     sandboxes: SandboxService,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
@@ -215,7 +215,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         placement.clone(),
         config.jobs.clone(),
     ));
-    let schedules = ScheduleService::new(db.clone(), jobs.clone(), auth.clone());
+    let schedules = Arc::new(ScheduleService::new(db.clone(), jobs.clone(), auth.clone()));
     let sandboxes = SandboxService::new(
         db.clone(),
         workers.clone(),
@@ -320,7 +320,10 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
     let job_loop = spawn_job_loop(state.clone());
     let schedule_loop = spawn_schedule_loop(
         state.clone(),
-        gateway::ServiceCalls::new(state.clone(), forwarder_for_calls),
+        Arc::new(gateway::ServiceCalls::new(
+            state.clone(),
+            forwarder_for_calls,
+        )),
     );
     let housekeeping = spawn_housekeeping(state.clone());
     Ok(ConductorHandle {
@@ -428,7 +431,7 @@ fn spawn_job_loop(
 /// changes, until told to stop; calls go through the gateway's forwarder.
 fn spawn_schedule_loop(
     state: Arc<AppState>,
-    calls: gateway::ServiceCalls,
+    calls: Arc<dyn domain::schedules::ServiceCaller>,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,

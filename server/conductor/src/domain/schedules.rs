@@ -157,6 +157,9 @@ pub struct ScheduleService {
     pub wake: tokio::sync::Notify,
     /// The scheduler's service token for calls, reused until near its end.
     token: tokio::sync::Mutex<Option<(String, i64)>>,
+    /// Schedules whose fire is in progress: each fires on its own task, one at a time, so a slow
+    /// call (up to its timeout) delays no other schedule.
+    firing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
@@ -292,6 +295,7 @@ impl ScheduleService {
             auth,
             wake: tokio::sync::Notify::new(),
             token: tokio::sync::Mutex::new(None),
+            firing: std::sync::Mutex::default(),
         }
     }
 
@@ -436,18 +440,47 @@ impl ScheduleService {
             .collect())
     }
 
-    /// One pass: every due schedule fires (or records why not) and its clock moves on.
-    pub async fn tick(&self, caller: &dyn ServiceCaller) -> ApiResult<()> {
-        let now = now_ms();
-        for row in store::due(&self.db, now)
+    /// One pass: every due schedule not already firing starts its fire (or records why not) on a
+    /// task of its own, where its clock then moves on.
+    pub async fn tick(self: &Arc<Self>, caller: &Arc<dyn ServiceCaller>) -> ApiResult<()> {
+        for row in store::due(&self.db, now_ms())
             .await
             .map_err(ApiError::internal)?
         {
-            if let Err(e) = self.advance(&row, now, caller).await {
-                tracing::error!(schedule = %row.name, error = %e.body().message, "a schedule's fire failed; trying again");
+            if !self
+                .firing
+                .lock()
+                .expect("firing lock")
+                .insert(row.id.clone())
+            {
+                continue;
             }
+            let (this, caller) = (self.clone(), caller.clone());
+            tokio::spawn(async move {
+                if let Err(e) = this.fire_due(&row.name, &*caller).await {
+                    tracing::error!(schedule = %row.name, error = %e.body().message, "a schedule's fire failed; trying again");
+                }
+                this.firing.lock().expect("firing lock").remove(&row.id);
+            });
         }
         Ok(())
+    }
+
+    /// Fires schedule `name` if it is still due: read again here, since the row the pass saw may
+    /// predate a fire that has just finished (which would otherwise fire the same time twice).
+    async fn fire_due(&self, name: &str, caller: &dyn ServiceCaller) -> ApiResult<()> {
+        let now = now_ms();
+        let Some(row) = store::by_name(&self.db, name)
+            .await
+            .map_err(ApiError::internal)?
+        else {
+            return Ok(());
+        };
+        let due = row.next_fire_at.is_some_and(|at| at <= now) || row.waiting_fire_at.is_some();
+        if row.paused || !due {
+            return Ok(());
+        }
+        self.advance(&row, now, caller).await
     }
 
     async fn advance(
