@@ -52,6 +52,7 @@ fn busybox(port: u16) -> InstanceSpec {
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     }

@@ -243,6 +243,7 @@ impl WorkerProcess {
             ("WORKER_API_HOST", "127.0.0.1".to_owned()),
             ("WORKER_API_PORT", free_port().to_string()),
             ("WORKER_DOCKER", "off".to_owned()),
+            ("WORKER_MICROVM", "off".to_owned()),
             ("HEARTBEAT_INTERVAL", "1".to_owned()),
             ("AEREKOS_EXECUTABLE", aerekos_bin().display().to_string()),
             ("RUST_LOG", "info".to_owned()),

@@ -815,6 +815,7 @@ fn command_spec(cmd: &[&str]) -> types::InstanceSpec {
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     }

@@ -148,6 +148,7 @@ fn python_http(port: u16) -> InstanceSpec {
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     }
@@ -176,6 +177,7 @@ fn busybox_http(port: u16) -> InstanceSpec {
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     }
@@ -347,6 +349,7 @@ async fn the_worker_builds_the_service_image_from_its_static_executable_and_runs
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     };

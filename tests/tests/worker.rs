@@ -66,6 +66,7 @@ fn http_server_spec(port: u16) -> types::InstanceSpec {
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     }
@@ -551,6 +552,7 @@ async fn a_docker_instance_runs_and_is_adopted_after_a_worker_restart() {
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     };
@@ -609,6 +611,7 @@ http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
         secret_env: Default::default(),
         generation: 0,
     }

@@ -66,6 +66,8 @@ pub struct WorkerConfig {
     pub allow_plain_http: bool,
     /// `WORKER_DOCKER`, default on: use the local Docker engine when one answers (`off`: processes only).
     pub docker: bool,
+    /// `WORKER_MICROVM` and `MICROVM_*`: the microvm driver (see `driver::microvm`).
+    pub microvm: crate::driver::microvm::MicrovmConfig,
     /// `AEREKOS_EXECUTABLE`, default this program: the aerekos executable that built-in services
     /// run from (`aerekos service <name>`), and that the service image is built from.
     pub platform_executable: Option<PathBuf>,
@@ -117,6 +119,7 @@ impl WorkerConfig {
             api_bind: Some(SocketAddr::from((api_host, 8201))),
             allow_plain_http: false,
             docker: true,
+            microvm: Default::default(),
             platform_executable: std::env::current_exe().ok(),
             transfer_rate: None,
             throttle: Default::default(),
@@ -169,6 +172,16 @@ impl WorkerConfig {
             );
         }
         c.docker = get("WORKER_DOCKER").is_none_or(|v| v != "off");
+        c.microvm.enabled = get("WORKER_MICROVM").is_none_or(|v| v != "off");
+        if let Some(v) = get("MICROVM_QEMU") {
+            c.microvm.qemu = v.into();
+        }
+        c.microvm.kernel = get("MICROVM_KERNEL").map(Into::into);
+        c.microvm.modules = get("MICROVM_MODULES").map(Into::into);
+        c.microvm.guest_agent = get("MICROVM_GUEST_AGENT").map(Into::into);
+        if let Some(v) = get("MICROVM_BUSYBOX") {
+            c.microvm.busybox = v.into();
+        }
         if let Some(v) = get("AEREKOS_EXECUTABLE") {
             c.platform_executable = Some(v.into());
         }

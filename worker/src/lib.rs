@@ -333,9 +333,28 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
     } else {
         None
     };
+    let microvm = match driver::microvm::Setup::detect(
+        &config.microvm,
+        config.platform_executable.as_deref(),
+    ) {
+        Ok(setup) => {
+            tracing::info!(accel = setup.accel().as_str(), "microVMs can run here");
+            Some(driver::microvm::MicrovmDriver::new(
+                &config.data_dir,
+                setup,
+                platform.clone(),
+                docker.as_ref().map(DockerDriver::client),
+            )?)
+        }
+        Err(why) => {
+            tracing::info!(%why, "no microvm driver on this worker");
+            None
+        }
+    };
     let driver: Arc<dyn Driver> = Arc::new(Runtimes::new(
         ProcessDriver::new(&config.data_dir, platform)?,
         docker,
+        microvm,
     ));
     let identity = identity::load(&config.data_dir)?;
     if let Some(id) = &identity {

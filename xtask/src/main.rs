@@ -23,8 +23,16 @@ fn main() -> anyhow::Result<()> {
         Some("sdk") => sdk::run(check),
         Some("test") => test::run(),
         Some("bench") => bench::run(&args[1..]),
+        Some("guest") => test::build_static(&["aerekos-guest"]).map(|paths| {
+            println!(
+                "the microVM guest agent: {} (MICROVM_GUEST_AGENT)",
+                paths[0].display()
+            )
+        }),
         _ => {
-            eprintln!("usage: cargo xtask openapi [--check] | sdk [--check] | test | bench");
+            eprintln!(
+                "usage: cargo xtask openapi [--check] | sdk [--check] | test | bench | guest"
+            );
             std::process::exit(2);
         }
     }

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` runs. It installs what the
-//! suite needs (Node.js packages; boto3, the AWS CLI, rclone and schemathesis; Chromium for the dashboard; the Docker engine and busybox for the Docker driver's tests) and
+//! suite needs (Node.js packages; boto3, the AWS CLI, rclone and schemathesis; Chromium for the dashboard; the Docker engine and busybox for the Docker driver's tests; QEMU and Debian's kernel for the microvm driver's) and
 //! starts dockerd where none runs, checks the committed specs and SDKs, runs every Rust test and
 //! the TypeScript SDK's tests, and ends with one line of totals. Where no Docker engine can be had,
 //! the Docker tests are reported as skipped — except in CI (`CI=true`), where that is a failure.
@@ -90,8 +90,15 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
         );
     }
     let docker = ensure_docker(&root);
-    if !docker && std::env::var("CI").is_ok_and(|v| v == "true") {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !docker && in_ci {
         bail!("no Docker engine could be started, and in CI the Docker driver's tests must run");
+    }
+    let microvm = ensure_microvm();
+    if !microvm && in_ci {
+        bail!(
+            "QEMU and a kernel could not be installed, and in CI the microvm driver's tests must run"
+        );
     }
 
     stages.start("contract: specs and SDKs match the code");
@@ -127,35 +134,21 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     // The tests of `aerekos up` and the CLI run the executable built above.
     cargo.env("AEREKOS_BIN", root.join("target/debug/aerekos"));
     cargo.env("AEREKOS_AWS_CLI", &aws_cli);
-    if docker {
-        // The service image is built from a statically linked aerekos (it runs FROM scratch).
-        stages.start("Rust: static build for the service image");
-        println!("==> building a static aerekos for the service image");
-        let mut build = cargo_command();
-        build
-            .args([
-                "build",
-                "--release",
-                "--target",
-                STATIC_TARGET,
-                "--bin",
-                "aerekos",
-            ])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .current_dir(&root);
-        if !build.status()?.success() {
-            bail!("the static aerekos build failed");
-        }
-        cargo.env(
-            "AEREKOS_STATIC_BIN",
-            root.join("target")
-                .join(STATIC_TARGET)
-                .join("release/aerekos"),
-        );
-        // The tests that need an engine are #[ignore]d for plain `cargo test`; here one runs.
+    if docker || microvm {
+        // The service image is built from a statically linked aerekos (it runs FROM scratch),
+        // and the microVM guest agent runs where there is no libc.
+        stages.start("Rust: static builds (service image, guest agent)");
+        println!("==> building a static aerekos and aerekos-guest");
+        let built = build_static(&["aerekos", "aerekos-guest"])?;
+        cargo.env("AEREKOS_STATIC_BIN", &built[0]);
+        cargo.env("AEREKOS_GUEST_AGENT", &built[1]);
+        // The tests that need an engine or QEMU are #[ignore]d for plain `cargo test`; here
+        // they run.
         cargo.args(["--", "--include-ignored"]);
     } else {
-        println!("==> no Docker engine: the tests that need one are reported as ignored (skipped)");
+        println!(
+            "==> no Docker engine and no QEMU: the tests that need one are reported as ignored (skipped)"
+        );
     }
     stages.start("Rust: tests (builds the tests first)");
     if !stream_and_count(cargo, &mut totals)? {
@@ -228,6 +221,62 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
 
 /// A cargo command for the stages. In CI (a clean checkout, built once) incremental caches would
 /// only take disk: they roughly double what the workspace's own crates leave in target/.
+/// Builds `bins` statically linked (release, in their own target directory, so the flags touch
+/// no other build); their paths, in order.
+pub fn build_static(bins: &[&str]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let root = repo_root();
+    let mut build = cargo_command();
+    build
+        .args(["build", "--release", "--target", STATIC_TARGET])
+        .args(bins.iter().flat_map(|b| ["--bin", b]))
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(&root);
+    if !build.status()?.success() {
+        bail!("the static build of {} failed", bins.join(", "));
+    }
+    Ok(bins
+        .iter()
+        .map(|b| {
+            root.join("target")
+                .join(STATIC_TARGET)
+                .join("release")
+                .join(b)
+        })
+        .collect())
+}
+
+/// Makes QEMU and a kernel usable for the microvm driver (Debian's qemu-system-x86 and
+/// linux-image-amd64; busybox-static is the root filesystem of a guest that names no image).
+fn ensure_microvm() -> bool {
+    let have_qemu = || {
+        Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let have_kernel = || {
+        std::fs::read_dir("/boot").is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+        })
+    };
+    let mut missing = vec![];
+    if !have_qemu() {
+        missing.push("qemu-system-x86");
+    }
+    if !have_kernel() {
+        missing.push("linux-image-amd64");
+    }
+    if !std::path::Path::new("/bin/busybox").exists() {
+        missing.push("busybox-static");
+    }
+    // Without recommends: no firmware, GUI or UEFI packages a microVM never uses.
+    if !missing.is_empty() && !apt_install_with(&missing, &["--no-install-recommends"]) {
+        println!("could not install {}", missing.join(" "));
+    }
+    have_qemu() && have_kernel()
+}
+
 fn cargo_command() -> Command {
     let mut cargo = Command::new(env!("CARGO"));
     if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -453,6 +502,10 @@ fn docker_answers() -> bool {
 }
 
 fn apt_install(packages: &[&str]) -> bool {
+    apt_install_with(packages, &[])
+}
+
+fn apt_install_with(packages: &[&str], flags: &[&str]) -> bool {
     println!("==> installing {} (apt-get)", packages.join(" "));
     let quiet = |cmd: &mut Command| {
         cmd.env("DEBIAN_FRONTEND", "noninteractive")
@@ -463,6 +516,7 @@ fn apt_install(packages: &[&str]) -> bool {
         && quiet(
             Command::new("apt-get")
                 .args(["install", "-y", "-qq"])
+                .args(flags)
                 .args(packages),
         )
 }

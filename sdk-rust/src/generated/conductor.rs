@@ -581,7 +581,8 @@ storage_manager, an app's settings).*/
             value.parse()
         }
     }
-    ///A runtime driver: `process` runs a service's command, `docker` its image.
+    /**A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
+guest of its own (jobs only, for now; an image is then the guest's root filesystem).*/
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -599,12 +600,15 @@ storage_manager, an app's settings).*/
         Process,
         #[serde(rename = "docker")]
         Docker,
+        #[serde(rename = "microvm")]
+        Microvm,
     }
     impl ::std::fmt::Display for DriverKind {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
             match *self {
                 Self::Process => f.write_str("process"),
                 Self::Docker => f.write_str("docker"),
+                Self::Microvm => f.write_str("microvm"),
             }
         }
     }
@@ -616,6 +620,7 @@ storage_manager, an app's settings).*/
             match value {
                 "process" => Ok(Self::Process),
                 "docker" => Ok(Self::Docker),
+                "microvm" => Ok(Self::Microvm),
                 _ => Err("invalid value".into()),
             }
         }
@@ -1029,6 +1034,8 @@ secrets its spec names, living two minutes; the worker revokes it once they are 
         ///The program and its arguments; with an image, replaces the image's command.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub command: ::std::vec::Vec<::std::string::String>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub driver: ::std::option::Option<DriverKind>,
         #[serde(
             default,
             skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
@@ -6376,6 +6383,10 @@ instance uses them now.*/
                 ::std::vec::Vec<::std::string::String>,
                 ::std::string::String,
             >,
+            driver: ::std::result::Result<
+                ::std::option::Option<super::DriverKind>,
+                ::std::string::String,
+            >,
             env: ::std::result::Result<
                 ::std::collections::HashMap<
                     ::std::string::String,
@@ -6416,6 +6427,7 @@ instance uses them now.*/
             fn default() -> Self {
                 Self {
                     command: Ok(Default::default()),
+                    driver: Ok(Default::default()),
                     env: Ok(Default::default()),
                     generation: Ok(Default::default()),
                     health_path: Ok(Default::default()),
@@ -6440,6 +6452,18 @@ instance uses them now.*/
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for command: {e}")
+                    });
+                self
+            }
+            pub fn driver<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::DriverKind>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.driver = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for driver: {e}")
                     });
                 self
             }
@@ -6590,6 +6614,7 @@ instance uses them now.*/
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     command: value.command?,
+                    driver: value.driver?,
                     env: value.env?,
                     generation: value.generation?,
                     health_path: value.health_path?,
@@ -6608,6 +6633,7 @@ instance uses them now.*/
             fn from(value: super::InstanceSpec) -> Self {
                 Self {
                     command: Ok(value.command),
+                    driver: Ok(value.driver),
                     env: Ok(value.env),
                     generation: Ok(value.generation),
                     health_path: Ok(value.health_path),

@@ -1764,10 +1764,11 @@ export interface components {
          */
         DesiredState: "running" | "stopped";
         /**
-         * @description A runtime driver: `process` runs a service's command, `docker` its image.
+         * @description A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
+         *     guest of its own (jobs only, for now; an image is then the guest's root filesystem).
          * @enum {string}
          */
-        DriverKind: "process" | "docker";
+        DriverKind: "process" | "docker" | "microvm";
         /**
          * Endpoint
          * @description A healthy instance of a service, where it answers.
@@ -1969,6 +1970,11 @@ export interface components {
         InstanceSpec: {
             /** @description The program and its arguments; with an image, replaces the image's command. */
             command?: string[];
+            /**
+             * @description The driver that runs it. Absent: docker when it names an image, else process; `microvm`
+             *     is always named (the image, if any, is then the guest's root filesystem).
+             */
+            driver?: components["schemas"]["DriverKind"] & unknown;
             /** @default {} */
             env?: {
                 [key: string]: string;

@@ -29,8 +29,8 @@ pub struct JobArgs {
     /// A Docker image on the workers (docker driver); the command, if given, replaces its own.
     #[arg(long)]
     image: Option<String>,
-    /// `process` or `docker` (default: docker with --image, else process).
-    #[arg(long, value_parser = ["process", "docker"])]
+    /// `process`, `docker` or `microvm` (default: docker with --image, else process).
+    #[arg(long, value_parser = ["process", "docker", "microvm"])]
     driver: Option<String>,
     /// An environment variable, NAME=value (repeatable).
     #[arg(long = "env")]

@@ -471,13 +471,15 @@ pub enum PlacementStrategy {
     Binpack,
 }
 
-/// A runtime driver: `process` runs a service's command, `docker` its image.
+/// A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
+/// guest of its own (jobs only, for now; an image is then the guest's root filesystem).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum DriverKind {
     Process,
     Docker,
+    Microvm,
 }
 
 impl DriverKind {
@@ -485,7 +487,14 @@ impl DriverKind {
         match self {
             DriverKind::Process => "process",
             DriverKind::Docker => "docker",
+            DriverKind::Microvm => "microvm",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [DriverKind::Process, DriverKind::Docker, DriverKind::Microvm]
+            .into_iter()
+            .find(|d| d.as_str() == name)
     }
 }
 
@@ -805,6 +814,10 @@ pub struct InstanceSpec {
     /// process group or container, SIGKILL 5 s later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
+    /// The driver that runs it. Absent: docker when it names an image, else process; `microvm`
+    /// is always named (the image, if any, is then the guest's root filesystem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverKind>,
 }
 
 /// What the conductor wants of an instance.

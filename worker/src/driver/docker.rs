@@ -70,6 +70,11 @@ impl DockerDriver {
         })
     }
 
+    /// The engine's client (the microvm driver exports images through it).
+    pub fn client(&self) -> Docker {
+        self.docker.clone()
+    }
+
     /// Gives containers the platform's environment and volumes.
     pub fn with_platform(mut self, platform: Platform) -> Self {
         self.platform = Some(platform);

@@ -1,16 +1,19 @@
-//! Runtime drivers: how a worker runs an instance. One trait, two implementations that pass the same
-//! tests: `process` (child processes; always there) and `docker` (containers of the local engine,
-//! through bollard, when one answers). [`Runtimes`] puts them together: an instance that names an
-//! image runs in Docker, one that names only a command runs as a process.
+//! Runtime drivers: how a worker runs an instance. One trait, three implementations: `process`
+//! (child processes; always there), `docker` (containers of the local engine, through bollard,
+//! when one answers) and `microvm` (QEMU guests, when QEMU, a kernel and the guest agent are
+//! found). [`Runtimes`] puts them together: an instance whose spec names `microvm` runs in a
+//! guest; otherwise one that names an image runs in Docker, one that names only a command runs as
+//! a process.
 
 pub mod docker;
 pub mod exit_record;
 pub mod image;
+pub mod microvm;
 pub mod process;
 
 use std::net::IpAddr;
 
-use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
+use aerekos_sdk::conductor::types::{DriverKind, InstanceSpec, RuntimeDriver};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -204,11 +207,25 @@ pub fn port_in_use(ports: &[u16]) -> Option<u16> {
 pub struct Runtimes {
     process: process::ProcessDriver,
     docker: Option<docker::DockerDriver>,
+    microvm: Option<microvm::MicrovmDriver>,
 }
 
 impl Runtimes {
-    pub fn new(process: process::ProcessDriver, docker: Option<docker::DockerDriver>) -> Self {
-        Self { process, docker }
+    pub fn new(
+        process: process::ProcessDriver,
+        docker: Option<docker::DockerDriver>,
+        microvm: Option<microvm::MicrovmDriver>,
+    ) -> Self {
+        Self {
+            process,
+            docker,
+            microvm,
+        }
+    }
+
+    /// The microvm driver when instance `id` is one of its guests.
+    fn guest(&self, id: Uuid) -> Option<&microvm::MicrovmDriver> {
+        self.microvm.as_ref().filter(|m| m.knows(id))
     }
 }
 
@@ -218,6 +235,9 @@ impl Driver for Runtimes {
         if let Some(d) = &self.docker {
             all.extend(d.info());
         }
+        if let Some(m) = &self.microvm {
+            all.extend(m.info());
+        }
         all
     }
 
@@ -226,6 +246,17 @@ impl Driver for Runtimes {
         id: Uuid,
         spec: &'a InstanceSpec,
     ) -> BoxFuture<'a, Result<(), DriverError>> {
+        if spec.driver == Some(DriverKind::Microvm) {
+            return match &self.microvm {
+                Some(microvm) => microvm.start(id, spec),
+                None => Box::pin(async {
+                    Err(DriverError::Refused(
+                        "the microvm driver is not usable on this worker (see its log for why)"
+                            .into(),
+                    ))
+                }),
+            };
+        }
         match (&spec.image, &self.docker) {
             (Some(_), Some(docker)) => docker.start(id, spec),
             (Some(image), None) if spec.command.is_empty() => Box::pin(async move {
@@ -240,6 +271,9 @@ impl Driver for Runtimes {
 
     fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
+            if let Some(microvm) = self.guest(id) {
+                return microvm.stop(id).await;
+            }
             self.process.stop(id).await?;
             if let Some(docker) = &self.docker {
                 docker.stop(id).await?;
@@ -250,6 +284,9 @@ impl Driver for Runtimes {
 
     fn observe(&self, id: Uuid) -> BoxFuture<'_, Observed> {
         Box::pin(async move {
+            if let Some(microvm) = self.guest(id) {
+                return microvm.observe(id).await;
+            }
             match (self.process.observe(id).await, &self.docker) {
                 (Observed::Missing, Some(docker)) => docker.observe(id).await,
                 (seen, _) => seen,
@@ -263,6 +300,9 @@ impl Driver for Runtimes {
             if let Some(docker) = &self.docker {
                 ids.extend(docker.instances().await);
             }
+            if let Some(microvm) = &self.microvm {
+                ids.extend(microvm.instances().await);
+            }
             ids.sort();
             ids.dedup();
             ids
@@ -271,6 +311,9 @@ impl Driver for Runtimes {
 
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         Box::pin(async move {
+            if let Some(microvm) = self.guest(id) {
+                return microvm.logs(id, max_bytes).await;
+            }
             match (self.process.logs(id, max_bytes).await, &self.docker) {
                 (Err(DriverError::Io(e)), Some(docker))
                     if e.kind() == std::io::ErrorKind::NotFound =>
@@ -284,6 +327,9 @@ impl Driver for Runtimes {
 
     fn sweep_outputs(&self, keep: std::time::Duration, live: &std::collections::HashSet<Uuid>) {
         self.process.sweep_outputs(keep, live);
+        if let Some(microvm) = &self.microvm {
+            microvm.sweep_outputs(keep, live);
+        }
     }
 
     fn exec<'a>(
@@ -302,6 +348,9 @@ impl Driver for Runtimes {
 
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
+            if let Some(microvm) = self.guest(id) {
+                return microvm.terminate(id, force).await;
+            }
             self.process.terminate(id, force).await?;
             if let Some(docker) = &self.docker {
                 docker.terminate(id, force).await?;
@@ -318,6 +367,9 @@ impl Driver for Runtimes {
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<OutputChunk, DriverError>> {
         Box::pin(async move {
+            if let Some(microvm) = self.guest(id) {
+                return microvm.output(id, stream, offset, max_bytes).await;
+            }
             match (
                 self.process.output(id, stream, offset, max_bytes).await,
                 &self.docker,

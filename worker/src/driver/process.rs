@@ -170,7 +170,7 @@ fn find_program(program: &std::path::Path, path_var: Option<&str>) -> std::io::R
 }
 
 /// Whether `pid` is alive and is instance `id` (its environment names it).
-fn is_our_process(pid: u32, id: Uuid) -> bool {
+pub(super) fn is_our_process(pid: u32, id: Uuid) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The state follows the parenthesised command name; a zombie has already exited.
     let state = stat
@@ -451,7 +451,7 @@ impl Driver for ProcessDriver {
 }
 
 /// Up to `max_bytes` of the file from `offset` (`None`: its end).
-fn read_file_chunk(
+pub(super) fn read_file_chunk(
     path: &std::path::Path,
     offset: Option<u64>,
     max_bytes: usize,

@@ -209,7 +209,7 @@ fn instance_spec(
 ) -> InstanceSpec {
     let (image, command) = match driver {
         DriverKind::Docker => (service.image.clone(), service.image_command.clone()),
-        DriverKind::Process => (None, service.command.clone()),
+        DriverKind::Process | DriverKind::Microvm => (None, service.command.clone()),
     };
     InstanceSpec {
         image,
@@ -224,6 +224,7 @@ fn instance_spec(
         tls,
         run_once: false,
         timeout_secs: None,
+        driver: None,
     }
 }
 

@@ -158,6 +158,13 @@ pub(crate) fn normalized(mut req: JobRequest) -> ApiResult<JobRequest> {
                     .into(),
             ));
         }
+        (Some(DriverKind::Microvm), _, None) => {
+            return Err(bad(
+                "invalid_job",
+                "the microvm driver runs a command in its guest: give `command` (an `image`, if given, is the guest's root filesystem)"
+                    .into(),
+            ));
+        }
         (Some(d), _, _) => d,
         (None, Some(_), _) => DriverKind::Docker,
         (None, None, _) => DriverKind::Process,
@@ -261,6 +268,7 @@ fn attempt_spec(req: &JobRequest, job_id: Uuid, number: u32) -> InstanceSpec {
         tls: false,
         run_once: true,
         timeout_secs: req.timeout_secs,
+        driver: req.driver,
     }
 }
 
@@ -306,11 +314,7 @@ fn attempt_model(a: AttemptRow) -> ApiResult<JobAttempt> {
         number: a.number as u32,
         worker_id: Uuid::parse_str(&a.worker_id).map_err(ApiError::internal)?,
         instance_id: Uuid::parse_str(&a.instance_id).map_err(ApiError::internal)?,
-        driver: if a.driver == "docker" {
-            DriverKind::Docker
-        } else {
-            DriverKind::Process
-        },
+        driver: DriverKind::parse(&a.driver).unwrap_or(DriverKind::Process),
         outcome: AttemptOutcome::parse(&a.outcome).unwrap_or(AttemptOutcome::Running),
         exit_code: a.exit_code.map(|c| c as i32),
         signal: a.signal.map(|s| s as i32),

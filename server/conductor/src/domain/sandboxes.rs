@@ -176,6 +176,7 @@ fn instance_spec(req: &SandboxRequest) -> InstanceSpec {
         tls: false,
         run_once: false,
         timeout_secs: None,
+        driver: None,
     }
 }
 

@@ -42,11 +42,7 @@ pub fn candidate(w: &Worker, reserved: Amounts, same_service: u32) -> Candidate 
             .resources
             .drivers
             .iter()
-            .filter_map(|d| match d.name.as_str() {
-                "process" => Some(DriverKind::Process),
-                "docker" => Some(DriverKind::Docker),
-                _ => None,
-            })
+            .filter_map(|d| DriverKind::parse(&d.name))
             .collect(),
         capacity: Amounts {
             cpu: u64::from(w.resources.cpu_cores) * 1000,

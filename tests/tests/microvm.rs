@@ -1,0 +1,223 @@
+//! The microvm driver with real QEMU guests (TCG on machines without hardware virtualization, as
+//! here; KVM where the CPU has it), through the SDK: a conductor process and a worker process,
+//! each with its own data directory. A job's command runs in a guest of its own: its exit code
+//! and both streams come back, the guest sees nothing of the host, a timeout kills the VM, and a
+//! worker killed under a running guest adopts it when it starts again, with no second VM.
+//!
+//! Boots take seconds under emulation, so the waits are generous.
+
+use std::{collections::HashMap, time::Duration};
+
+use aerekos_sdk::{
+    Conductor,
+    conductor::types::{
+        AttemptOutcome, DriverKind, Job, JobAttempt, JobRequest, JobState, WorkerStatus,
+    },
+};
+use aerekos_tests::{
+    eventually,
+    processes::{ConductorProcess, WorkerProcess, wait_for_worker},
+};
+use uuid::Uuid;
+
+/// A worker process with the microvm driver on (the static guest agent that `cargo xtask test`
+/// builds is in `AEREKOS_GUEST_AGENT`).
+async fn cluster() -> (ConductorProcess, Conductor, WorkerProcess, Uuid) {
+    let agent = std::env::var("AEREKOS_GUEST_AGENT")
+        .expect("AEREKOS_GUEST_AGENT: the static guest agent (cargo xtask guest)");
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let worker = WorkerProcess::start_with(
+        &conductor,
+        "vm-host",
+        &[("WORKER_MICROVM", "on"), ("MICROVM_GUEST_AGENT", &agent)],
+    );
+    let id = worker.id().await;
+    wait_for_worker(&admin, id, WorkerStatus::Live, 30).await;
+    (conductor, admin, worker, id)
+}
+
+fn vm_job(script: &str, timeout_secs: u32) -> JobRequest {
+    JobRequest {
+        name: None,
+        image: None,
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        env: HashMap::new(),
+        resources: None,
+        driver: Some(DriverKind::Microvm),
+        timeout_secs: Some(timeout_secs),
+        retry: None,
+        priority: None,
+        queue: None,
+        idempotency_key: None,
+    }
+}
+
+async fn until_done(admin: &Conductor, id: Uuid, secs: u64) -> (Job, Vec<JobAttempt>) {
+    let job = eventually(secs, "the job ends", || async {
+        let job = admin.get_job().id(id).send().await.ok()?.into_inner();
+        matches!(
+            job.state,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+        .then_some(job)
+    })
+    .await;
+    let attempts = admin
+        .list_job_attempts()
+        .id(id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    (job, attempts)
+}
+
+/// The QEMU processes running instance `id` (found by the id in their environment).
+fn vms_of(id: Uuid) -> usize {
+    let needle = format!("AEREKOS_INSTANCE_ID={id}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            comm.starts_with("qemu-system")
+                && std::fs::read(e.path().join("environ"))
+                    .unwrap_or_default()
+                    .split(|b| *b == 0)
+                    .any(|v| v == needle.as_bytes())
+        })
+        .count()
+}
+
+#[tokio::test]
+#[ignore = "needs QEMU, a kernel and the static guest agent; `cargo xtask test` provides them"]
+async fn a_job_runs_in_a_guest_of_its_own_and_its_timeout_kills_the_vm() {
+    let (_conductor, admin, _worker, worker_id) = cluster().await;
+    let worker = admin
+        .get_worker()
+        .id(worker_id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let microvm = worker
+        .resources
+        .drivers
+        .iter()
+        .find(|d| d.name == "microvm")
+        .expect("the worker offers the microvm driver");
+    let version = microvm.version.clone().unwrap_or_default();
+    assert!(
+        version.ends_with("(tcg)") || version.ends_with("(kvm)"),
+        "the driver says its accelerator: {version}"
+    );
+
+    // A file on the host, outside any volume: the guest must not see it.
+    let host = tempfile::tempdir().unwrap();
+    let marker = host.path().join("marker");
+    std::fs::write(&marker, "host-secret").unwrap();
+    let script = format!(
+        "echo attempt $AEREKOS_JOB_ATTEMPT; echo to-stderr >&2; \
+         echo pid1 $(cat /proc/1/cmdline); cat {} || echo no-marker; ls /; exit 7",
+        marker.display()
+    );
+    let job = admin
+        .submit_job()
+        .body(vm_job(&script, 300))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let (job, attempts) = until_done(&admin, job.id, 300).await;
+    assert_eq!(
+        (job.state, job.exit_code),
+        (JobState::Failed, Some(7)),
+        "{attempts:?}"
+    );
+    let attempt = &attempts[0];
+    assert_eq!(attempt.driver, DriverKind::Microvm);
+    assert_eq!(attempt.outcome, AttemptOutcome::Exited);
+    let stdout = attempt.stdout_tail.clone().unwrap_or_default();
+    let stderr = attempt.stderr_tail.clone().unwrap_or_default();
+    assert!(stdout.starts_with("attempt 1\n"), "{stdout:?}");
+    // Its PID 1 is the guest agent: it ran in the guest, not on the host.
+    assert!(stdout.contains("pid1 /.aerekos/init"), "{stdout:?}");
+    assert!(
+        stdout.contains("no-marker") && !stdout.contains("host-secret"),
+        "{stdout:?}"
+    );
+    assert!(
+        stderr.contains("to-stderr") && stderr.contains("No such file"),
+        "{stderr:?}"
+    );
+    // The guest's root is its own: the agent's directory and the image, not the host's.
+    assert!(
+        stdout.contains(".aerekos") || stdout.contains("bin"),
+        "{stdout:?}"
+    );
+    assert!(
+        !stdout.contains("home\n") && !stdout.contains("work\n"),
+        "{stdout:?}"
+    );
+    assert_eq!(
+        vms_of(attempt.instance_id),
+        0,
+        "the VM ended with its command"
+    );
+
+    // A command past its timeout: the VM is killed, and the attempt says so.
+    let slow = admin
+        .submit_job()
+        .body(vm_job("sleep 600", 20))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let (slow, attempts) = until_done(&admin, slow.id, 180).await;
+    assert_eq!(slow.state, JobState::Failed, "{attempts:?}");
+    assert_eq!(
+        attempts[0].outcome,
+        AttemptOutcome::TimedOut,
+        "{attempts:?}"
+    );
+    eventually(30, "no QEMU process is left", || async {
+        (vms_of(attempts[0].instance_id) == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs QEMU, a kernel and the static guest agent; `cargo xtask test` provides them"]
+async fn a_worker_killed_under_a_running_guest_adopts_it_and_starts_no_second_vm() {
+    let (_conductor, admin, mut worker, _) = cluster().await;
+    let job = admin
+        .submit_job()
+        .body(vm_job("sleep 12; echo survived", 300))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let instance = eventually(120, "the job's VM runs", || async {
+        let job = admin.get_job().id(job.id).send().await.ok()?.into_inner();
+        let instance = job.last_attempt?.instance_id;
+        (vms_of(instance) == 1).then_some(instance)
+    })
+    .await;
+    worker.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(vms_of(instance), 1, "the guest outlives its worker");
+    worker.start_again();
+    let done = tokio::spawn({
+        let admin = admin.clone();
+        async move { until_done(&admin, job.id, 300).await }
+    });
+    while !done.is_finished() {
+        assert!(vms_of(instance) <= 1, "a second VM started for {instance}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (job, attempts) = done.await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{attempts:?}");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].stdout_tail.as_deref(), Some("survived\n"));
+}

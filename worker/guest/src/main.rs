@@ -1,0 +1,145 @@
+//! The microVM guest agent: the `init` (PID 1) of a guest the worker's microvm driver boots.
+//!
+//! The worker puts this executable at `/.aerekos/init` in the guest's initramfs, with the
+//! instance's root filesystem and the guest's plan ([`Plan`], `/.aerekos/plan.json`). The agent:
+//! 1. mounts `/proc`, `/sys` and `/dev`;
+//! 2. loads the kernel modules the plan lists (a stock distribution kernel has virtio as modules);
+//! 3. finds the virtio-serial ports by name (`aerekos.stdout`, `aerekos.stderr`,
+//!    `aerekos.status`): QEMU writes each to a file in the instance's directory on the host, so
+//!    what the guest says is kept whether or not a worker is listening;
+//! 4. runs the command with the plan's environment, its stdout and stderr on their ports;
+//! 5. writes how it ended (`code N` or `signal N`, or `failed: why`) to the status port and
+//!    powers the guest off, so QEMU exits: a guest lives as long as its command.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::Write as _,
+    os::unix::process::ExitStatusExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    kmod::{ModuleInitFlags, finit_module},
+    mount::{MsFlags, mount},
+    sys::reboot::{RebootMode, reboot},
+};
+
+const PLAN: &str = "/.aerekos/plan.json";
+/// How long the virtio-serial ports may take to appear once their modules are loaded.
+const PORTS_WAIT: Duration = Duration::from_secs(10);
+
+/// What the worker asks of the guest (written by the worker's microvm driver).
+#[derive(serde::Deserialize)]
+struct Plan {
+    /// Kernel modules to load, in order (paths inside the guest).
+    #[serde(default)]
+    modules: Vec<PathBuf>,
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default = "root")]
+    workdir: PathBuf,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from("/")
+}
+
+fn main() {
+    let outcome = run();
+    let line = match &outcome {
+        Ok(line) => line.clone(),
+        Err(why) => format!("failed: {why}"),
+    };
+    if let Some(mut status) = port("aerekos.status") {
+        let _ = status.write_all(line.as_bytes());
+        let _ = status.sync_all();
+    } else {
+        eprintln!("aerekos-guest: {line}");
+    }
+    nix::unistd::sync();
+    let _ = reboot(RebootMode::RB_POWER_OFF);
+    // Not PID 1 (run by hand): nothing to power off.
+    std::process::exit(if outcome.is_ok() { 0 } else { 1 });
+}
+
+fn run() -> Result<String, String> {
+    for (source, target, kind) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ] {
+        let _ = std::fs::create_dir_all(target);
+        mount(
+            Some(source),
+            target,
+            Some(kind),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| format!("mounting {target}: {e}"))?;
+    }
+    let plan: Plan =
+        serde_json::from_slice(&std::fs::read(PLAN).map_err(|e| format!("reading {PLAN}: {e}"))?)
+            .map_err(|e| format!("{PLAN}: {e}"))?;
+    for module in &plan.modules {
+        let file = File::open(module).map_err(|e| format!("{}: {e}", module.display()))?;
+        match finit_module(&file, c"", ModuleInitFlags::empty()) {
+            // Built into this kernel, or loaded already.
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(format!("loading {}: {e}", module.display())),
+        }
+    }
+    let deadline = Instant::now() + PORTS_WAIT;
+    let (stdout, stderr) = loop {
+        if let (Some(out), Some(err)) = (port("aerekos.stdout"), port("aerekos.stderr")) {
+            break (out, err);
+        }
+        if Instant::now() > deadline {
+            return Err("the virtio-serial ports did not appear".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (program, args) = plan
+        .command
+        .split_first()
+        .ok_or("the plan names no command")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .envs(&plan.env)
+        .current_dir(&plan.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .map_err(|e| format!("starting {program}: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => format!("code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "failed: no exit status".into(),
+    })
+}
+
+/// The virtio-serial port QEMU named `name`, opened for writing.
+fn port(name: &str) -> Option<File> {
+    let ports = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
+    for entry in ports.flatten() {
+        let named = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+        if named.trim() == name {
+            let device = Path::new("/dev").join(entry.file_name());
+            return std::fs::OpenOptions::new().write(true).open(device).ok();
+        }
+    }
+    None
+}

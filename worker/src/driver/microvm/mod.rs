@@ -1,0 +1,757 @@
+//! The microvm driver: each instance is a QEMU guest on `-M microvm`, booted from a kernel and an
+//! initramfs the worker makes for it ([`initramfs`]): the instance's root filesystem with the
+//! guest agent (`aerekos-guest`, in `worker/guest`) as its init. KVM where the CPU offers
+//! hardware virtualization (`vmx`/`svm`) and `/dev/kvm` is there, QEMU's own emulation (TCG)
+//! otherwise.
+//!
+//! - **What the guest says.** The agent runs the command with stdout and stderr on two
+//!   virtio-serial ports and writes its end (`code N`, `signal N`) to a third. QEMU writes each
+//!   port to a file in `<data dir>/vms/<id>/` (`stdout.log`, `stderr.log`, `exit`), so nothing
+//!   depends on a worker listening: a worker that restarts finds it all there. When the command
+//!   ends the agent powers the guest off and QEMU exits: a guest lives as long as its command,
+//!   and a crash is a QEMU exit the worker restarts like a process's.
+//! - **Adoption.** QEMU runs in its own process group with `AEREKOS_INSTANCE_ID` in its
+//!   environment and its pid in `vms/<id>/pid`, as the process driver's children do, so it
+//!   outlives the worker and the next one recognises it (never a second VM).
+//! - **Isolation.** Nothing of the host is shared with the guest: its filesystem is a copy, in
+//!   guest RAM, and it has no network device. Instances with ports or a volume are refused for
+//!   now (see docs/architecture.md).
+
+pub mod initramfs;
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::Duration,
+};
+
+use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
+use futures_util::{StreamExt as _, future::BoxFuture};
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+use uuid::Uuid;
+
+use super::{Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream};
+
+/// The modules a stock distribution kernel needs for the guest's devices (virtio over MMIO, and
+/// virtio-serial).
+const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_console"];
+/// The least guest RAM: the kernel and the initramfs (which holds the whole root filesystem).
+const MIN_GUEST_MB: u32 = 256;
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const STDOUT_FILE: &str = "stdout.log";
+const STDERR_FILE: &str = "stderr.log";
+const INITRAMFS_FILE: &str = "initramfs.cpio";
+
+/// What the operator sets (`WORKER_MICROVM`, `MICROVM_*`; see worker/.env_example).
+#[derive(Debug, Clone)]
+pub struct MicrovmConfig {
+    /// `WORKER_MICROVM`, default on: offer the driver when QEMU, a kernel and the guest agent are
+    /// found (`off`: never).
+    pub enabled: bool,
+    /// `MICROVM_QEMU`, default `qemu-system-x86_64` on `PATH`.
+    pub qemu: PathBuf,
+    /// `MICROVM_KERNEL`, default the newest `/boot/vmlinuz-*` (Debian's `linux-image-amd64`).
+    pub kernel: Option<PathBuf>,
+    /// `MICROVM_MODULES`, default `/lib/modules/<the kernel's version>`.
+    pub modules: Option<PathBuf>,
+    /// `MICROVM_GUEST_AGENT`, default `aerekos-guest` beside the worker's executable.
+    pub guest_agent: Option<PathBuf>,
+    /// `MICROVM_BUSYBOX`, default `/bin/busybox`: a static busybox, the root filesystem of an
+    /// instance that names no image (its shell and tools).
+    pub busybox: PathBuf,
+}
+
+impl Default for MicrovmConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            qemu: "qemu-system-x86_64".into(),
+            kernel: None,
+            modules: None,
+            guest_agent: None,
+            busybox: "/bin/busybox".into(),
+        }
+    }
+}
+
+/// Hardware virtualization, or emulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// KVM when `/dev/kvm` is there and the CPU offers `vmx` or `svm` (a KVM without them, such
+    /// as a software one, does not boot a stock kernel).
+    fn detect() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let hardware = cpu
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+        if hardware && Path::new("/dev/kvm").exists() {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+}
+
+/// What was found usable on this worker.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    qemu: PathBuf,
+    qemu_version: String,
+    kernel: PathBuf,
+    /// The modules the guest loads, in order (host paths); empty when the kernel has them built in.
+    modules: Vec<PathBuf>,
+    guest_agent: PathBuf,
+    busybox: PathBuf,
+    accel: Accel,
+    /// The host's TSC rate in kHz: under TCG the guest's TSC ticks at it, and a guest told so
+    /// skips a calibration that hangs without a PIT or HPET to calibrate against.
+    tsc_khz: Option<u64>,
+}
+
+impl Setup {
+    /// Finds QEMU, a kernel, its modules and the guest agent; why not when one is missing.
+    pub fn detect(config: &MicrovmConfig, executable: Option<&Path>) -> Result<Self, String> {
+        if !config.enabled {
+            return Err("WORKER_MICROVM=off".into());
+        }
+        let version = std::process::Command::new(&config.qemu)
+            .arg("--version")
+            .output()
+            .map_err(|e| {
+                format!(
+                    "{} cannot run ({e}); install Debian's qemu-system-x86 or set MICROVM_QEMU",
+                    config.qemu.display()
+                )
+            })?;
+        let qemu_version = String::from_utf8_lossy(&version.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.split("version ").nth(1))
+            .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = match &config.kernel {
+            Some(k) => k.clone(),
+            None => newest_kernel().ok_or(
+                "no kernel in /boot; install Debian's linux-image-amd64 or set MICROVM_KERNEL",
+            )?,
+        };
+        if !kernel.is_file() {
+            return Err(format!("the kernel {} is not a file", kernel.display()));
+        }
+        let modules_dir = config.modules.clone().or_else(|| {
+            let name = kernel.file_name()?.to_str()?;
+            let version = name.strip_prefix("vmlinuz-")?;
+            Some(PathBuf::from("/lib/modules").join(version))
+        });
+        let modules = match modules_dir {
+            Some(dir) if dir.join("modules.dep").exists() => {
+                initramfs::modules_in_order(&dir, GUEST_MODULES).map_err(|e| e.to_string())?
+            }
+            // A kernel of the operator's own, with virtio built in.
+            _ => vec![],
+        };
+        let guest_agent = config
+            .guest_agent
+            .clone()
+            .or_else(|| {
+                executable
+                    .and_then(Path::parent)
+                    .map(|d| d.join("aerekos-guest"))
+            })
+            .filter(|p| p.is_file())
+            .ok_or(
+                "no guest agent: build it with `cargo xtask guest` and set MICROVM_GUEST_AGENT",
+            )?;
+        if !is_static_elf(&guest_agent).unwrap_or(false) {
+            return Err(format!(
+                "the guest agent {} is not a statically linked executable (a guest has no libc): build it with `cargo xtask guest`",
+                guest_agent.display()
+            ));
+        }
+        Ok(Self {
+            qemu: config.qemu.clone(),
+            qemu_version,
+            kernel,
+            modules,
+            guest_agent,
+            busybox: config.busybox.clone(),
+            accel: Accel::detect(),
+            tsc_khz: host_tsc_khz(),
+        })
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+}
+
+/// Whether `path` is a 64-bit ELF executable with no program interpreter (`PT_INTERP`), i.e.
+/// one that runs without a dynamic loader and libraries.
+fn is_static_elf(path: &Path) -> std::io::Result<bool> {
+    const PT_INTERP: u32 = 3;
+    let bytes = std::fs::read(path)?;
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    if !bytes.starts_with(b"\x7fELF\x02") {
+        return Ok(false);
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return Ok(false);
+    };
+    let interp = (0..usize::from(phnum)).any(|i| {
+        let at = phoff as usize + i * usize::from(phentsize);
+        bytes
+            .get(at..at + 4)
+            .is_some_and(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) == PT_INTERP)
+    });
+    Ok(!interp)
+}
+
+fn newest_kernel() -> Option<PathBuf> {
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .collect();
+    kernels.sort();
+    kernels.pop()
+}
+
+fn host_tsc_khz() -> Option<u64> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = cpu
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+/// What the guest agent reads at `/.aerekos/plan.json`.
+#[derive(serde::Serialize)]
+struct Plan<'a> {
+    modules: Vec<String>,
+    command: &'a [String],
+    env: std::collections::BTreeMap<String, String>,
+}
+
+pub struct MicrovmDriver {
+    dir: PathBuf,
+    setup: Setup,
+    platform: super::Platform,
+    /// For an instance whose root filesystem is a local Docker image (exported).
+    docker: Option<bollard::Docker>,
+    /// QEMU processes this worker process started (their exit can be collected).
+    children: Mutex<HashMap<Uuid, tokio::process::Child>>,
+    /// Guests an earlier worker process started, found by their pid files.
+    adopted: Mutex<HashSet<Uuid>>,
+}
+
+impl MicrovmDriver {
+    pub fn new(
+        data_dir: &Path,
+        setup: Setup,
+        platform: super::Platform,
+        docker: Option<bollard::Docker>,
+    ) -> std::io::Result<Self> {
+        let dir = data_dir.join("vms");
+        std::fs::create_dir_all(&dir)?;
+        let adopted = std::fs::read_dir(&dir)?
+            .flatten()
+            .filter(|e| e.path().join("pid").exists())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()))
+            .collect();
+        Ok(Self {
+            dir,
+            setup,
+            platform,
+            docker,
+            children: Mutex::default(),
+            adopted: Mutex::new(adopted),
+        })
+    }
+
+    fn vm_dir(&self, id: Uuid) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+
+    /// Whether instance `id` is (or was) a guest of this driver.
+    pub fn knows(&self, id: Uuid) -> bool {
+        self.vm_dir(id).is_dir()
+    }
+
+    fn pid_of(&self, id: Uuid) -> Option<u32> {
+        if let Some(child) = self.children.lock().expect("children lock").get(&id) {
+            return child.id();
+        }
+        std::fs::read_to_string(self.vm_dir(id).join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The guest's initramfs: the instance's root filesystem, then the agent, its plan and the
+    /// modules under `/.aerekos`.
+    async fn build_initramfs(
+        &self,
+        id: Uuid,
+        spec: &InstanceSpec,
+        path: &Path,
+    ) -> Result<(), DriverError> {
+        let refused = |what: String| DriverError::Refused(what);
+        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let mut cpio = initramfs::Cpio::new(file);
+        match spec.image.as_deref() {
+            None => {
+                // The host's static busybox, with a link for each of its tools.
+                let mut busybox = std::fs::File::open(&self.setup.busybox).map_err(|e| {
+                    refused(format!(
+                        "no image, and no busybox for a root filesystem at {}: {e}",
+                        self.setup.busybox.display()
+                    ))
+                })?;
+                let size = busybox.metadata()?.len();
+                cpio.file("bin/busybox", 0o755, size, &mut busybox)?;
+                let listed = std::process::Command::new(&self.setup.busybox)
+                    .arg("--list")
+                    .output()?;
+                for tool in String::from_utf8_lossy(&listed.stdout).lines() {
+                    if !tool.is_empty() && tool != "busybox" {
+                        cpio.symlink(Path::new("bin").join(tool), Path::new("busybox"))?;
+                    }
+                }
+            }
+            Some(image) if image.starts_with('/') && Path::new(image).is_dir() => {
+                cpio.tree(Path::new(image))?
+            }
+            Some(image) if image.starts_with('/') && image.ends_with(".tar") => {
+                cpio.tar(std::fs::File::open(image)?)?
+            }
+            Some(image) => {
+                let tar = self.export_image(image, path).await?;
+                cpio.tar(std::fs::File::open(&tar)?)?;
+                let _ = std::fs::remove_file(tar);
+            }
+        }
+        for d in ["proc", "sys", "dev", "root", "etc"] {
+            cpio.dir(d, 0o755)?;
+        }
+        cpio.dir("tmp", 0o1777)?;
+        let mut agent = std::fs::File::open(&self.setup.guest_agent)?;
+        let size = agent.metadata()?.len();
+        cpio.file(".aerekos/init", 0o755, size, &mut agent)?;
+        let mut modules = vec![];
+        for module in &self.setup.modules {
+            let name = module
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("module.ko");
+            let inside = format!(".aerekos/modules/{name}");
+            let mut file = std::fs::File::open(module)?;
+            let size = file.metadata()?.len();
+            cpio.file(&inside, 0o644, size, &mut file)?;
+            modules.push(format!("/{inside}"));
+        }
+        // As a process gets it: the instance's variables, then the platform's.
+        let mut env: std::collections::BTreeMap<String, String> =
+            spec.env.clone().into_iter().collect();
+        env.extend(self.platform.env(spec, None));
+        env.insert(INSTANCE_ENV.into(), id.to_string());
+        let plan = Plan {
+            modules,
+            command: &spec.command,
+            env,
+        };
+        cpio.bytes(
+            ".aerekos/plan.json",
+            0o644,
+            &serde_json::to_vec(&plan).map_err(std::io::Error::other)?,
+        )?;
+        cpio.finish()?;
+        Ok(())
+    }
+
+    /// A local Docker image's filesystem, exported (a container is made, never started, for it).
+    async fn export_image(&self, image: &str, next_to: &Path) -> Result<PathBuf, DriverError> {
+        let Some(docker) = &self.docker else {
+            return Err(DriverError::Refused(format!(
+                "image {image} is neither a directory nor a .tar here, and no Docker engine answers to export it"
+            )));
+        };
+        let made = docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                bollard::models::ContainerCreateBody {
+                    image: Some(image.to_owned()),
+                    cmd: Some(vec!["true".into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                DriverError::Refused(format!(
+                    "image {image} is not on this worker (images are not pulled): {e}"
+                ))
+            })?;
+        let tar = next_to.with_extension("tar");
+        let written = async {
+            let mut out = tokio::fs::File::create(&tar).await?;
+            let mut stream = docker.export_container(&made.id);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await?;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut out).await
+        }
+        .await;
+        let _ = docker
+            .remove_container(
+                &made.id,
+                None::<bollard::query_parameters::RemoveContainerOptions>,
+            )
+            .await;
+        written?;
+        Ok(tar)
+    }
+
+    /// QEMU's arguments for instance `id`.
+    fn qemu_args(&self, dir: &Path, spec: &InstanceSpec) -> Vec<String> {
+        let resources = spec.resources.as_ref();
+        let memory = resources
+            .map_or(0, |r| r.memory_mb as u32)
+            .max(MIN_GUEST_MB);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let vcpus = resources
+            .map_or(1, |r| (r.cpu_millicores as u32).div_ceil(1000))
+            .clamp(1, cores);
+        let mut append = vec![
+            "console=ttyS0",
+            "rdinit=/.aerekos/init",
+            "panic=-1",
+            "quiet",
+            "edd=off",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        if let (Accel::Tcg, Some(khz)) = (self.setup.accel, self.setup.tsc_khz) {
+            append.push(format!("tsc_early_khz={khz}"));
+            append.push(format!("lpj={}", khz * 1000 / 250));
+            append.push("no_timer_check".into());
+        }
+        let path = |name: &str| dir.join(name).display().to_string();
+        let mut args: Vec<String> = vec![
+            "-M".into(),
+            "microvm".into(),
+            "-accel".into(),
+            self.setup.accel.as_str().into(),
+        ];
+        if self.setup.accel == Accel::Kvm {
+            args.extend(["-cpu".into(), "host".into()]);
+        }
+        args.extend([
+            "-m".into(),
+            format!("{memory}M"),
+            "-smp".into(),
+            vcpus.to_string(),
+            "-kernel".into(),
+            self.setup.kernel.display().to_string(),
+            "-initrd".into(),
+            path(INITRAMFS_FILE),
+            "-append".into(),
+            append.join(" "),
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-serial".into(),
+            format!("file:{}", path("console.log")),
+            "-device".into(),
+            "virtio-serial-device".into(),
+        ]);
+        for (id, file, name) in [
+            ("out", STDOUT_FILE, "aerekos.stdout"),
+            ("err", STDERR_FILE, "aerekos.stderr"),
+            ("exit", super::exit_record::FILE, "aerekos.status"),
+        ] {
+            args.extend([
+                "-chardev".into(),
+                format!("file,id={id},path={}", path(file)),
+                "-device".into(),
+                format!("virtserialport,chardev={id},name={name}"),
+            ]);
+        }
+        args
+    }
+
+    fn observe_now(&self, id: Uuid) -> Observed {
+        let dir = self.vm_dir(id);
+        let ended = |status: Option<std::process::ExitStatus>| {
+            let _ = std::fs::remove_file(dir.join("pid"));
+            let _ = std::fs::remove_file(dir.join(INITRAMFS_FILE));
+            // The guest's own record of its command; without one (QEMU killed, or the guest
+            // failed before its command ended), how QEMU itself ended.
+            let (code, signal) = super::exit_record::read(&dir).unwrap_or_else(|| {
+                status.map_or((None, None), |s| {
+                    (None, std::os::unix::process::ExitStatusExt::signal(&s))
+                })
+            });
+            Observed::Exited { code, signal }
+        };
+        let mut children = self.children.lock().expect("children lock");
+        if let Some(child) = children.get_mut(&id) {
+            return match child.try_wait() {
+                Ok(None) => Observed::Running,
+                Ok(Some(status)) => {
+                    children.remove(&id);
+                    ended(Some(status))
+                }
+                Err(_) => {
+                    children.remove(&id);
+                    ended(None)
+                }
+            };
+        }
+        drop(children);
+        match std::fs::read_to_string(dir.join("pid")) {
+            Ok(text) => match text.trim().parse::<u32>() {
+                Ok(pid) if super::process::is_our_process(pid, id) => Observed::Running,
+                _ => ended(None),
+            },
+            Err(_) if dir.join(super::exit_record::FILE).exists() => ended(None),
+            Err(_) => Observed::Missing,
+        }
+    }
+}
+
+impl Driver for MicrovmDriver {
+    fn info(&self) -> Vec<RuntimeDriver> {
+        vec![RuntimeDriver {
+            name: "microvm".into(),
+            version: Some(format!(
+                "qemu {} ({})",
+                self.setup.qemu_version,
+                self.setup.accel.as_str()
+            )),
+        }]
+    }
+
+    fn start<'a>(
+        &'a self,
+        id: Uuid,
+        spec: &'a InstanceSpec,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move {
+            if spec.command.is_empty() {
+                return Err(DriverError::Refused(
+                    "the microvm driver runs a command: give one (the image is its root filesystem)"
+                        .into(),
+                ));
+            }
+            if !spec.ports.is_empty() || spec.volume.is_some() {
+                return Err(DriverError::Refused(
+                    "the microvm driver gives its guests no network and no volume yet: it runs jobs, not services"
+                        .into(),
+                ));
+            }
+            let dir = self.vm_dir(id);
+            // A guest starts afresh: what an earlier start left is gone.
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            self.build_initramfs(id, spec, &dir.join(INITRAMFS_FILE))
+                .await?;
+            let log = std::fs::File::create(dir.join("qemu.log"))?;
+            let mut cmd = tokio::process::Command::new(&self.setup.qemu);
+            cmd.args(self.qemu_args(&dir, spec))
+                .env_clear()
+                .env(INSTANCE_ENV, id.to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .current_dir(&dir)
+                // Its own process group: it outlives the worker's restart.
+                .process_group(0)
+                .kill_on_drop(false);
+            let child = cmd.spawn().map_err(|e| {
+                DriverError::Refused(format!(
+                    "{} could not start: {e}",
+                    self.setup.qemu.display()
+                ))
+            })?;
+            let pid = child
+                .id()
+                .ok_or_else(|| DriverError::Refused("QEMU exited at once".into()))?;
+            let temp = dir.join("pid.tmp");
+            let recorded = std::fs::write(&temp, pid.to_string())
+                .and_then(|()| std::fs::rename(&temp, dir.join("pid")));
+            if let Err(e) = recorded {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                return Err(DriverError::Io(e));
+            }
+            self.children
+                .lock()
+                .expect("children lock")
+                .insert(id, child);
+            tracing::info!(instance_id = %id, pid, accel = self.setup.accel.as_str(), "microVM started");
+            Ok(())
+        })
+    }
+
+    fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move {
+            if let Some(pid) = self.pid_of(id).filter(|p| *p > 1) {
+                let group = Pid::from_raw(pid as i32);
+                let _ = killpg(group, Signal::SIGTERM);
+                let deadline = tokio::time::Instant::now() + STOP_GRACE;
+                while self.observe_now(id) == Observed::Running
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if self.observe_now(id) == Observed::Running {
+                    let _ = killpg(group, Signal::SIGKILL);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tracing::info!(instance_id = %id, pid, "microVM stopped");
+            }
+            if let Some(mut child) = self.children.lock().expect("children lock").remove(&id) {
+                let _ = child.try_wait();
+            }
+            self.adopted.lock().expect("adopted lock").remove(&id);
+            let _ = std::fs::remove_file(self.vm_dir(id).join("pid"));
+            Ok(())
+        })
+    }
+
+    fn observe(&self, id: Uuid) -> BoxFuture<'_, Observed> {
+        Box::pin(async move { self.observe_now(id) })
+    }
+
+    fn instances(&self) -> BoxFuture<'_, Vec<Uuid>> {
+        Box::pin(async move {
+            let mut ids: Vec<Uuid> = self
+                .children
+                .lock()
+                .expect("children lock")
+                .keys()
+                .copied()
+                .collect();
+            let mut adopted = self.adopted.lock().expect("adopted lock");
+            adopted.retain(|id| self.vm_dir(*id).join("pid").exists());
+            ids.extend(
+                adopted
+                    .iter()
+                    .filter(|id| !ids.contains(id))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+            ids
+        })
+    }
+
+    fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
+        Box::pin(async move {
+            let dir = self.vm_dir(id);
+            let half = max_bytes / 2;
+            let out = super::process::read_file_chunk(&dir.join(STDOUT_FILE), None, half)?;
+            let err =
+                super::process::read_file_chunk(&dir.join(STDERR_FILE), None, max_bytes - half)?;
+            let mut text = String::from_utf8_lossy(&out.bytes).into_owned();
+            text.push_str(&String::from_utf8_lossy(&err.bytes));
+            Ok(text)
+        })
+    }
+
+    fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move {
+            if let Some(pid) = self.pid_of(id).filter(|p| *p > 1) {
+                let signal = if force {
+                    Signal::SIGKILL
+                } else {
+                    Signal::SIGTERM
+                };
+                let _ = killpg(Pid::from_raw(pid as i32), signal);
+                tracing::info!(instance_id = %id, pid, ?signal, "microVM signalled");
+            }
+            Ok(())
+        })
+    }
+
+    fn sweep_outputs(&self, keep: Duration, live: &HashSet<Uuid>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let old = std::fs::metadata(path.join("qemu.log"))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= keep));
+            if old && !live.contains(&id) && !path.join("pid").exists() {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+
+    fn output(
+        &self,
+        id: Uuid,
+        stream: OutputStream,
+        offset: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<OutputChunk, DriverError>> {
+        Box::pin(async move {
+            let name = match stream {
+                OutputStream::Stdout => STDOUT_FILE,
+                OutputStream::Stderr => STDERR_FILE,
+            };
+            Ok(super::process::read_file_chunk(
+                &self.vm_dir(id).join(name),
+                offset,
+                max_bytes,
+            )?)
+        })
+    }
+}
