@@ -484,11 +484,13 @@ impl WorkerDir {
     }
 }
 
-/// Kills every instance process group recorded in the worker data directory `dir`.
+/// Kills every instance process group recorded in the worker data directory `dir`: processes,
+/// and the QEMU processes of microVMs.
 pub fn kill_instances_of(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir.join("instances")) else {
-        return;
-    };
+    let entries = ["instances", "vms"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(dir.join(kind)).ok())
+        .flatten();
     for entry in entries.flatten() {
         // Only a real process group: `kill` with a pid of 1 or a stray sign would reach far more.
         let pid = std::fs::read_to_string(entry.path().join("pid"))

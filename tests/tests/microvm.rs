@@ -11,7 +11,8 @@ use std::{collections::HashMap, time::Duration};
 use aerekos_sdk::{
     Conductor,
     conductor::types::{
-        AttemptOutcome, DriverKind, Job, JobAttempt, JobRequest, JobState, WorkerStatus,
+        AttemptOutcome, DeployRequest, DriverKind, Instance, InstanceHealth, Job, JobAttempt,
+        JobRequest, JobState, ResourceSpec, ServiceDefinition, WorkerStatus,
     },
 };
 use aerekos_tests::{
@@ -22,16 +23,20 @@ use uuid::Uuid;
 
 /// A worker process with the microvm driver on (the static guest agent that `cargo xtask test`
 /// builds is in `AEREKOS_GUEST_AGENT`).
-async fn cluster() -> (ConductorProcess, Conductor, WorkerProcess, Uuid) {
+fn vm_worker(conductor: &ConductorProcess, name: &str) -> WorkerProcess {
     let agent = std::env::var("AEREKOS_GUEST_AGENT")
         .expect("AEREKOS_GUEST_AGENT: the static guest agent (cargo xtask guest)");
+    WorkerProcess::start_with(
+        conductor,
+        name,
+        &[("WORKER_MICROVM", "on"), ("MICROVM_GUEST_AGENT", &agent)],
+    )
+}
+
+async fn cluster() -> (ConductorProcess, Conductor, WorkerProcess, Uuid) {
     let conductor = ConductorProcess::start().await;
     let admin = conductor.admin().await;
-    let worker = WorkerProcess::start_with(
-        &conductor,
-        "vm-host",
-        &[("WORKER_MICROVM", "on"), ("MICROVM_GUEST_AGENT", &agent)],
-    );
+    let worker = vm_worker(&conductor, "vm-host");
     let id = worker.id().await;
     wait_for_worker(&admin, id, WorkerStatus::Live, 30).await;
     (conductor, admin, worker, id)
@@ -220,4 +225,128 @@ async fn a_worker_killed_under_a_running_guest_adopts_it_and_starts_no_second_vm
     assert_eq!(job.state, JobState::Succeeded, "{attempts:?}");
     assert_eq!(attempts.len(), 1, "{attempts:?}");
     assert_eq!(attempts[0].stdout_tail.as_deref(), Some("survived\n"));
+}
+
+/// The deployment of `name` once it has one instance, healthy, other than `not`.
+async fn healthy_instance(admin: &Conductor, name: &str, not: Option<Uuid>, secs: u64) -> Instance {
+    eventually(secs, &format!("{name} healthy"), || async {
+        let d = admin
+            .get_deployment()
+            .name(name)
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        d.instances
+            .into_iter()
+            .find(|i| i.health == InstanceHealth::Healthy && Some(i.id) != not)
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs QEMU, a kernel and the static guest agent; `cargo xtask test` provides them"]
+async fn a_service_in_a_guest_answers_through_the_gateway_restarts_after_a_crash_and_moves_off_a_lost_worker()
+ {
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    let mut workers = vec![vm_worker(&conductor, "vm-a"), vm_worker(&conductor, "vm-b")];
+    let mut ids = vec![];
+    for w in &workers {
+        let id = w.id().await;
+        wait_for_worker(&admin, id, WorkerStatus::Live, 30).await;
+        ids.push(id);
+    }
+    // busybox's httpd, with a health file (for its worker, and under the gateway's path) and a
+    // CGI script that kills every process but the guest's init: the service's command ends, as
+    // a crash would end it.
+    let mut def: ServiceDefinition = ServiceDefinition::builder()
+        .name("vm_web")
+        .try_into()
+        .unwrap();
+    def.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "mkdir -p /www/cgi-bin /www/api/vm_web && echo ok > /www/health \
+         && echo ok > /www/api/vm_web/health \
+         && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho bye\\nkill -9 -1\\n' > /www/cgi-bin/crash \
+         && chmod +x /www/cgi-bin/crash && exec httpd -f -p $PORT -h /www"
+            .into(),
+    ];
+    def.health_path = Some("/health".into());
+    def.default_resources = Some(ResourceSpec {
+        cpu_millicores: 100,
+        memory_mb: 64,
+        disk_mb: 0,
+    });
+    admin.define_service().body(def).send().await.unwrap();
+    admin
+        .deploy_service()
+        .name("vm_web")
+        .body(DeployRequest {
+            driver: Some(DriverKind::Microvm),
+            ..Default::default()
+        })
+        .send()
+        .await
+        .unwrap();
+    let first = healthy_instance(&admin, "vm_web", None, 180).await;
+    assert_eq!(vms_of(first.id), 1, "the instance is a VM");
+
+    let http = reqwest::Client::new();
+    let token = admin.token().unwrap();
+    let get = |path: &'static str| {
+        let (http, token, url) = (http.clone(), token.clone(), conductor.url.clone());
+        async move {
+            http.get(format!("{url}/api/vm_web{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    assert_eq!(get("/health").await.unwrap(), "ok\n");
+
+    // A crash inside the guest: the VM ends with its command, and its worker starts it again.
+    let address = first.address.clone().expect("the instance's address");
+    let _ = http
+        .get(format!("http://{address}/cgi-bin/crash"))
+        .send()
+        .await;
+    let restarted = eventually(180, "the crashed instance runs again", || async {
+        let d = admin
+            .get_deployment()
+            .name("vm_web")
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        d.instances
+            .into_iter()
+            .find(|i| i.id == first.id && i.restarts >= 1 && i.health == InstanceHealth::Healthy)
+    })
+    .await;
+    assert_eq!(vms_of(restarted.id), 1);
+    assert_eq!(get("/health").await.unwrap(), "ok\n");
+
+    // Its worker is lost for good (agent and VMs killed, data gone): the instance is replaced on
+    // the other worker.
+    let lost = ids
+        .iter()
+        .position(|id| *id == restarted.worker_id)
+        .unwrap();
+    workers[lost].lose_for_good();
+    let moved = healthy_instance(&admin, "vm_web", Some(first.id), 240).await;
+    assert_eq!(moved.worker_id, ids[1 - lost]);
+    assert_eq!(vms_of(moved.id), 1);
+    assert_eq!(
+        eventually(30, "the gateway reaches the new instance", || async {
+            get("/health").await.ok()
+        })
+        .await,
+        "ok\n"
+    );
 }

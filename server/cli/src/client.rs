@@ -146,7 +146,7 @@ pub struct DeployArgs {
     restart: bool,
     #[arg(long, value_parser = ["spread", "binpack"])]
     strategy: Option<String>,
-    #[arg(long, value_parser = ["process", "docker"])]
+    #[arg(long, value_parser = ["process", "docker", "microvm"])]
     driver: Option<String>,
     #[arg(long, value_parser = ["round_robin", "least_connections", "ip_hash"])]
     load_balancing: Option<String>,

@@ -4,11 +4,12 @@
 //! instance's root filesystem and the guest's plan ([`Plan`], `/.aerekos/plan.json`). The agent:
 //! 1. mounts `/proc`, `/sys` and `/dev`;
 //! 2. loads the kernel modules the plan lists (a stock distribution kernel has virtio as modules);
-//! 3. finds the virtio-serial ports by name (`aerekos.stdout`, `aerekos.stderr`,
+//! 3. brings the network up when the plan has one ([`net`]);
+//! 4. finds the virtio-serial ports by name (`aerekos.stdout`, `aerekos.stderr`,
 //!    `aerekos.status`): QEMU writes each to a file in the instance's directory on the host, so
 //!    what the guest says is kept whether or not a worker is listening;
-//! 4. runs the command with the plan's environment, its stdout and stderr on their ports;
-//! 5. writes how it ended (`code N` or `signal N`, or `failed: why`) to the status port and
+//! 5. runs the command with the plan's environment, its stdout and stderr on their ports;
+//! 6. writes how it ended (`code N` or `signal N`, or `failed: why`) to the status port and
 //!    powers the guest off, so QEMU exits: a guest lives as long as its command.
 
 use std::{
@@ -20,6 +21,8 @@ use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+mod net;
 
 use nix::{
     kmod::{ModuleInitFlags, finit_module},
@@ -42,6 +45,9 @@ struct Plan {
     env: BTreeMap<String, String>,
     #[serde(default = "root")]
     workdir: PathBuf,
+    /// The NIC's configuration; absent: no network.
+    #[serde(default)]
+    network: Option<net::Network>,
 }
 
 fn root() -> PathBuf {
@@ -92,6 +98,9 @@ fn run() -> Result<String, String> {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
             Err(e) => return Err(format!("loading {}: {e}", module.display())),
         }
+    }
+    if let Some(network) = &plan.network {
+        net::configure(network).map_err(|e| format!("the network: {e}"))?;
     }
     let deadline = Instant::now() + PORTS_WAIT;
     let (stdout, stderr) = loop {

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::{
     backups::BackupService,
     catalog::{self, CatalogService},
-    instances::InstanceService,
+    instances::{self, InstanceService},
     moves::MoveService,
     routes::{RouteSpec, Routes, Unavailable},
     scheduler::{self, Amounts, Candidate, PlacementLock},
@@ -196,6 +196,11 @@ fn usable_drivers(service: &Service, only: Option<DriverKind>) -> Vec<DriverKind
     if service.command.is_some() {
         drivers.push(DriverKind::Process);
     }
+    // Only when asked for: a guest runs the command (with the image, if any, as its root
+    // filesystem).
+    if only == Some(DriverKind::Microvm) && service.command.is_some() {
+        drivers.push(DriverKind::Microvm);
+    }
     drivers.retain(|d| only.is_none_or(|o| o == *d));
     drivers
 }
@@ -209,7 +214,8 @@ fn instance_spec(
 ) -> InstanceSpec {
     let (image, command) = match driver {
         DriverKind::Docker => (service.image.clone(), service.image_command.clone()),
-        DriverKind::Process | DriverKind::Microvm => (None, service.command.clone()),
+        DriverKind::Process => (None, service.command.clone()),
+        DriverKind::Microvm => (service.image.clone(), service.command.clone()),
     };
     InstanceSpec {
         image,
@@ -224,7 +230,8 @@ fn instance_spec(
         tls,
         run_once: false,
         timeout_secs: None,
-        driver: None,
+        // Named only for a guest (the others follow from the image, as they always have).
+        driver: (driver == DriverKind::Microvm).then_some(driver),
     }
 }
 
@@ -251,11 +258,7 @@ fn instance_secret_env(service: &Service, spec: &DeploymentSpec) -> BTreeMap<Str
 
 /// Whether `inst` no longer matches the deployment `spec` asks for of `service`.
 fn is_outdated(inst: &Instance, service: &Service, spec: &DeploymentSpec) -> bool {
-    let driver = if inst.spec.image.is_some() {
-        DriverKind::Docker
-    } else {
-        DriverKind::Process
-    };
+    let driver = instances::driver_of(&inst.spec);
     inst.spec.resources != Some(spec.resources)
         || (!spec.worker_ids.is_empty() && !spec.worker_ids.contains(&inst.worker_id))
         || spec.driver.is_some_and(|d| d != driver)

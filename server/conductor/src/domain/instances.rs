@@ -26,6 +26,17 @@ use crate::{
     },
 };
 
+/// The driver that runs an instance: the one its spec names, else docker for an image and
+/// process for a command.
+pub fn driver_of(spec: &crate::model::InstanceSpec) -> crate::model::DriverKind {
+    use crate::model::DriverKind;
+    spec.driver.unwrap_or(if spec.image.is_some() {
+        DriverKind::Docker
+    } else {
+        DriverKind::Process
+    })
+}
+
 pub struct InstanceService {
     db: Db,
     workers: Arc<WorkerService>,

@@ -13,8 +13,13 @@
 //! - **Adoption.** QEMU runs in its own process group with `AEREKOS_INSTANCE_ID` in its
 //!   environment and its pid in `vms/<id>/pid`, as the process driver's children do, so it
 //!   outlives the worker and the next one recognises it (never a second VM).
-//! - **Isolation.** Nothing of the host is shared with the guest: its filesystem is a copy, in
-//!   guest RAM, and it has no network device. Instances with ports or a volume are refused for
+//! - **Network.** QEMU's user-mode network (slirp): the guest is 10.0.2.15 behind 10.0.2.2, and
+//!   each of the instance's ports is forwarded from the worker's instance address to the same
+//!   port in the guest, so a guest's service is reached as a process's is. The host's loopback
+//!   is 10.0.2.2 from inside, so a loopback `CONDUCTOR_URL` is rewritten to it. Every packet goes
+//!   through QEMU's process (no vhost, no tap here): simple and unprivileged, not fast.
+//! - **Isolation.** Nothing of the host's filesystem is shared with the guest (its filesystem is
+//!   a copy, in guest RAM), nor the worker's credentials. Instances with a volume are refused for
 //!   now (see docs/architecture.md).
 
 pub mod initramfs;
@@ -36,9 +41,14 @@ use uuid::Uuid;
 
 use super::{Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream};
 
-/// The modules a stock distribution kernel needs for the guest's devices (virtio over MMIO, and
-/// virtio-serial).
-const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_console"];
+/// The modules a stock distribution kernel needs for the guest's devices (virtio over MMIO,
+/// virtio-serial and the virtio NIC).
+const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtio_net"];
+/// QEMU's user-mode network: the guest's address, its gateway (which is also how the guest
+/// reaches the host's loopback) and its resolver.
+const GUEST_ADDRESS: [u8; 4] = [10, 0, 2, 15];
+const GUEST_GATEWAY: [u8; 4] = [10, 0, 2, 2];
+const GUEST_DNS: [u8; 4] = [10, 0, 2, 3];
 /// The least guest RAM: the kernel and the initramfs (which holds the whole root filesystem).
 const MIN_GUEST_MB: u32 = 256;
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -267,6 +277,15 @@ struct Plan<'a> {
     modules: Vec<String>,
     command: &'a [String],
     env: std::collections::BTreeMap<String, String>,
+    network: PlanNetwork,
+}
+
+#[derive(serde::Serialize)]
+struct PlanNetwork {
+    address: std::net::Ipv4Addr,
+    prefix_len: u8,
+    gateway: std::net::Ipv4Addr,
+    dns: std::net::Ipv4Addr,
 }
 
 pub struct MicrovmDriver {
@@ -392,10 +411,28 @@ impl MicrovmDriver {
             spec.env.clone().into_iter().collect();
         env.extend(self.platform.env(spec, None));
         env.insert(INSTANCE_ENV.into(), id.to_string());
+        // Inside, the service listens on every address of the guest (its ports are forwarded to
+        // them), and the host's loopback is the gateway.
+        env.insert(
+            aerekos_common::server::INSTANCE_HOST_ENV.into(),
+            "0.0.0.0".into(),
+        );
+        if let Some(url) = env.get_mut("CONDUCTOR_URL") {
+            let gateway = std::net::Ipv4Addr::from(GUEST_GATEWAY).to_string();
+            for loopback in ["127.0.0.1", "localhost", "[::1]"] {
+                *url = url.replacen(&format!("//{loopback}"), &format!("//{gateway}"), 1);
+            }
+        }
         let plan = Plan {
             modules,
             command: &spec.command,
             env,
+            network: PlanNetwork {
+                address: GUEST_ADDRESS.into(),
+                prefix_len: 24,
+                gateway: GUEST_GATEWAY.into(),
+                dns: GUEST_DNS.into(),
+            },
         };
         cpio.bytes(
             ".aerekos/plan.json",
@@ -505,6 +542,22 @@ impl MicrovmDriver {
             "-device".into(),
             "virtio-serial-device".into(),
         ]);
+        // The instance's ports, forwarded from the worker's instance address (all addresses when
+        // that is unspecified).
+        let host = match self.platform.instance_host {
+            ip if ip.is_unspecified() => String::new(),
+            ip => ip.to_string(),
+        };
+        let mut netdev = "user,id=net0".to_owned();
+        for port in &spec.ports {
+            netdev.push_str(&format!(",hostfwd=tcp:{host}:{port}-:{port}"));
+        }
+        args.extend([
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-device,netdev=net0".into(),
+        ]);
         for (id, file, name) in [
             ("out", STDOUT_FILE, "aerekos.stdout"),
             ("err", STDERR_FILE, "aerekos.stderr"),
@@ -584,11 +637,16 @@ impl Driver for MicrovmDriver {
                         .into(),
                 ));
             }
-            if !spec.ports.is_empty() || spec.volume.is_some() {
+            if spec.volume.is_some() {
                 return Err(DriverError::Refused(
-                    "the microvm driver gives its guests no network and no volume yet: it runs jobs, not services"
+                    "the microvm driver gives its guests no volume yet: stateful services run as processes or containers"
                         .into(),
                 ));
+            }
+            if let Some(port) = super::port_in_use(&spec.ports) {
+                return Err(DriverError::Refused(format!(
+                    "port {port} is already in use on this worker"
+                )));
             }
             let dir = self.vm_dir(id);
             // A guest starts afresh: what an earlier start left is gone.
