@@ -1285,6 +1285,7 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
             resources: None,
             ready_timeout_secs: None,
             create_retries: None,
+            driver: None,
         })
         .send()
         .await
@@ -1560,6 +1561,7 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
             resources: None,
             ready_timeout_secs: None,
             create_retries: Some(1),
+            driver: None,
         })
         .send()
         .await

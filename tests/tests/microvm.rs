@@ -2,7 +2,9 @@
 //! here; KVM where the CPU has it), through the SDK: a conductor process and a worker process,
 //! each with its own data directory. A job's command runs in a guest of its own: its exit code
 //! and both streams come back, the guest sees nothing of the host, a timeout kills the VM, and a
-//! worker killed under a running guest adopts it when it starts again, with no second VM.
+//! worker killed under a running guest adopts it when it starts again, with no second VM. A
+//! service in a guest answers through the gateway, is restarted after a crash inside and
+//! replaced off a lost worker; a sandbox in a guest runs commands at once.
 //!
 //! Boots take seconds under emulation, so the waits are generous.
 
@@ -11,8 +13,9 @@ use std::{collections::HashMap, time::Duration};
 use aerekos_sdk::{
     Conductor,
     conductor::types::{
-        AttemptOutcome, DeployRequest, DriverKind, Instance, InstanceHealth, Job, JobAttempt,
-        JobRequest, JobState, ResourceSpec, ServiceDefinition, WorkerStatus,
+        AttemptOutcome, DeployRequest, DriverKind, ExecRequest, ExecState, Instance,
+        InstanceHealth, Job, JobAttempt, JobRequest, JobState, ResourceSpec, SandboxRequest,
+        SandboxState, ServiceDefinition, WorkerStatus,
     },
 };
 use aerekos_tests::{
@@ -349,4 +352,137 @@ async fn a_service_in_a_guest_answers_through_the_gateway_restarts_after_a_crash
         .await,
         "ok\n"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs QEMU, a kernel, the static guest agent and a Docker engine (the image is exported from it); `cargo xtask test` provides them"]
+async fn a_sandbox_in_a_guest_runs_commands_at_once_and_its_delete_leaves_no_vm() {
+    aerekos_tests::docker_image::ensure_test_image();
+    let agent = std::env::var("AEREKOS_GUEST_AGENT").expect("AEREKOS_GUEST_AGENT");
+    let conductor = ConductorProcess::start().await;
+    let admin = conductor.admin().await;
+    // Docker on too: the sandbox's root filesystem is the local busybox image, exported.
+    let worker = WorkerProcess::start_with(
+        &conductor,
+        "vm-sandboxes",
+        &[
+            ("WORKER_MICROVM", "on"),
+            ("MICROVM_GUEST_AGENT", &agent),
+            ("WORKER_DOCKER", "on"),
+        ],
+    );
+    let id = worker.id().await;
+    wait_for_worker(&admin, id, WorkerStatus::Live, 30).await;
+    let made = admin
+        .create_sandbox()
+        .body(SandboxRequest {
+            name: Some("vm-scratch".into()),
+            image: aerekos_tests::docker_image::TEST_IMAGE.into(),
+            command: vec!["/bin/busybox".into(), "sleep".into(), "2147483647".into()],
+            env: HashMap::from([("GREETING".to_owned(), "hello".to_owned())]),
+            resources: None,
+            ready_timeout_secs: None,
+            create_retries: None,
+            driver: Some(DriverKind::Microvm),
+        })
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let ready = eventually(180, "the sandbox's guest is ready", || async {
+        let s = admin
+            .get_sandbox()
+            .id(made.id)
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        (s.state == SandboxState::Ready).then_some(s)
+    })
+    .await;
+    let instance = ready.instance_id.unwrap();
+    assert_eq!(vms_of(instance), 1, "the sandbox is a VM");
+
+    let run = |command: &str, timeout: Option<u32>| {
+        let admin = admin.clone();
+        let command = vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            command.to_owned(),
+        ];
+        async move {
+            let exec = admin
+                .exec_in_sandbox()
+                .id(made.id)
+                .body(ExecRequest {
+                    command,
+                    env: HashMap::new(),
+                    timeout_secs: timeout,
+                    retry: None,
+                })
+                .send()
+                .await
+                .unwrap()
+                .into_inner();
+            eventually(120, "the exec ends", || async {
+                let e = admin
+                    .get_sandbox_exec()
+                    .id(made.id)
+                    .exec_id(exec.id)
+                    .send()
+                    .await
+                    .ok()?
+                    .into_inner();
+                (e.state != ExecState::Queued).then_some(e)
+            })
+            .await
+        }
+    };
+    let echo = run("echo $GREETING from $(cat /proc/1/cmdline)", None).await;
+    assert_eq!(
+        (echo.state, echo.exit_code),
+        (ExecState::Exited, Some(0)),
+        "{echo:?}"
+    );
+    assert_eq!(echo.stdout.as_deref(), Some("hello from /.aerekos/init\n"));
+    let failing = run("echo bad >&2; exit 7", None).await;
+    assert_eq!(
+        (failing.exit_code, failing.stderr.as_deref()),
+        (Some(7), Some("bad\n"))
+    );
+    let wrote = run("echo kept > /state", None).await;
+    assert_eq!(wrote.exit_code, Some(0), "{wrote:?}");
+    let kept = run("cat /state", None).await;
+    assert_eq!(kept.stdout.as_deref(), Some("kept\n"), "{kept:?}");
+    // Concurrent: three commands of a second each overlap in the guest.
+    let spans = futures_util::future::join_all((0..3).map(|_| {
+        run(
+            "cut -d' ' -f1 /proc/uptime; sleep 1; cut -d' ' -f1 /proc/uptime",
+            None,
+        )
+    }))
+    .await;
+    let times: Vec<(f64, f64)> = spans
+        .iter()
+        .map(|e| {
+            let out = e.stdout.as_deref().unwrap();
+            let mut lines = out.lines().map(|l| l.parse::<f64>().unwrap());
+            (lines.next().unwrap(), lines.next().unwrap())
+        })
+        .collect();
+    let last_start = times.iter().map(|t| t.0).fold(f64::MIN, f64::max);
+    let first_end = times.iter().map(|t| t.1).fold(f64::MAX, f64::min);
+    assert!(
+        last_start < first_end,
+        "the commands ran one after another: {times:?}"
+    );
+    let slow = run("sleep 30", Some(2)).await;
+    assert_eq!(slow.state, ExecState::TimedOut, "{slow:?}");
+
+    admin.delete_sandbox().id(made.id).send().await.unwrap();
+    eventually(60, "the sandbox's VM is gone", || async {
+        (vms_of(instance) == 0).then_some(())
+    })
+    .await;
 }

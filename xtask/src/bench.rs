@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: installs what the benchmarks compare against (moto's KMS server, from PyPI;
 //! Garage, the S3 server, with `cargo install garage` into `target/tools`), builds the release binary, and runs every benchmark (release builds); each writes its section of
-//! docs/benchmarks.md. The worker benchmark needs a Docker engine (`cargo xtask test` starts one).
+//! docs/benchmarks.md. The worker benchmark needs a Docker engine (`cargo xtask test` starts one),
+//! the microvm benchmark QEMU and a kernel (`cargo xtask test` installs them) and the static guest
+//! agent (built here).
 
 use std::process::Command;
 
@@ -17,6 +19,7 @@ const BENCHES: &[&str] = &[
     "volumes",
     "secrets_manager",
     "jobs",
+    "microvm",
 ];
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
@@ -43,9 +46,12 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("building the release aerekos binary failed");
     }
+    // The microvm benchmark boots guests with the static guest agent.
+    let guest = crate::test::build_static(&["aerekos-guest"])?.remove(0);
     for bench in BENCHES {
         let status = Command::new(env!("CARGO"))
             .args(["bench", "-p", "aerekos-tests", "--bench", bench])
+            .env("AEREKOS_GUEST_AGENT", &guest)
             .env("AEREKOS_BIN", repo_root().join("target/release/aerekos"))
             .env("GARAGE_BIN", &garage)
             .current_dir(repo_root())

@@ -2226,8 +2226,9 @@ replaced.*/
             Default::default()
         }
     }
-    /**A sandbox to make: a container from `image` on a worker with the docker driver, kept running
-by `command`, in which commands then run (`POST /api/sandboxes/{id}/execs`).*/
+    /**A sandbox to make: a container from `image` on a worker with the docker driver (or a QEMU guest
+with `image` as its root filesystem, with `driver: microvm`), kept running by `command`, in
+which commands then run (`POST /api/sandboxes/{id}/execs`).*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SandboxRequest {
         /**What keeps the container running; default `["sleep", "infinity"]` (give another for
@@ -2240,6 +2241,8 @@ retry waits a backoff (1 s doubling, at most 30 s, with jitter) and may land on 
 worker.*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub create_retries: ::std::option::Option<u32>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub driver: ::std::option::Option<DriverKind>,
         #[serde(
             default,
             skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
@@ -2248,7 +2251,8 @@ worker.*/
             ::std::string::String,
             ::std::string::String,
         >,
-        ///A Docker image present on the workers.
+        /**A Docker image present on the workers (with `microvm`: also a directory or a `.tar` on
+them).*/
         pub image: ::std::string::String,
         ///A name for people (1–128 characters).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -10116,6 +10120,10 @@ instance uses them now.*/
                 ::std::option::Option<u32>,
                 ::std::string::String,
             >,
+            driver: ::std::result::Result<
+                ::std::option::Option<super::DriverKind>,
+                ::std::string::String,
+            >,
             env: ::std::result::Result<
                 ::std::collections::HashMap<
                     ::std::string::String,
@@ -10142,6 +10150,7 @@ instance uses them now.*/
                 Self {
                     command: Ok(Default::default()),
                     create_retries: Ok(Default::default()),
+                    driver: Ok(Default::default()),
                     env: Ok(Default::default()),
                     image: Err("no value supplied for image".to_string()),
                     name: Ok(Default::default()),
@@ -10174,6 +10183,18 @@ instance uses them now.*/
                         format!(
                             "error converting supplied value for create_retries: {e}"
                         )
+                    });
+                self
+            }
+            pub fn driver<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::DriverKind>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.driver = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for driver: {e}")
                     });
                 self
             }
@@ -10253,6 +10274,7 @@ instance uses them now.*/
                 Ok(Self {
                     command: value.command?,
                     create_retries: value.create_retries?,
+                    driver: value.driver?,
                     env: value.env?,
                     image: value.image?,
                     name: value.name?,
@@ -10266,6 +10288,7 @@ instance uses them now.*/
                 Self {
                     command: Ok(value.command),
                     create_retries: Ok(value.create_retries),
+                    driver: Ok(value.driver),
                     env: Ok(value.env),
                     image: Ok(value.image),
                     name: Ok(value.name),

@@ -2646,8 +2646,9 @@ export interface components {
         };
         /**
          * SandboxRequest
-         * @description A sandbox to make: a container from `image` on a worker with the docker driver, kept running
-         *     by `command`, in which commands then run (`POST /api/sandboxes/{id}/execs`).
+         * @description A sandbox to make: a container from `image` on a worker with the docker driver (or a QEMU guest
+         *     with `image` as its root filesystem, with `driver: microvm`), kept running by `command`, in
+         *     which commands then run (`POST /api/sandboxes/{id}/execs`).
          */
         SandboxRequest: {
             /**
@@ -2663,11 +2664,16 @@ export interface components {
              *     worker.
              */
             create_retries?: number;
+            /** @description `docker` (default) or `microvm`: a guest of its own, a VM boundary for code not trusted. */
+            driver?: components["schemas"]["DriverKind"] & unknown;
             /** @default {} */
             env?: {
                 [key: string]: string;
             };
-            /** @description A Docker image present on the workers. */
+            /**
+             * @description A Docker image present on the workers (with `microvm`: also a directory or a `.tar` on
+             *     them).
+             */
             image: string;
             /** @description A name for people (1–128 characters). */
             name?: string;

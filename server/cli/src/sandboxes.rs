@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use aerekos_sdk::conductor::types::{
-    ExecRequest, ExecState, ResourceSpec, Sandbox, SandboxExec, SandboxRequest, SandboxState,
+    DriverKind, ExecRequest, ExecState, ResourceSpec, Sandbox, SandboxExec, SandboxRequest,
+    SandboxState,
 };
 use anyhow::bail;
 use uuid::Uuid;
@@ -43,6 +44,9 @@ pub struct CreateArgs {
     /// Placements to try again when one fails (default 2).
     #[arg(long)]
     create_retries: Option<u32>,
+    /// `docker` (a container, default) or `microvm` (a VM of its own).
+    #[arg(long, value_parser = ["docker", "microvm"])]
+    driver: Option<String>,
     /// Wait until it is ready (exit 1 if it fails).
     #[arg(long)]
     wait: bool,
@@ -110,6 +114,11 @@ pub async fn sandboxes(global: Global, command: SandboxesCommand) -> anyhow::Res
                 resources,
                 ready_timeout_secs: args.ready_timeout,
                 create_retries: args.create_retries,
+                driver: args
+                    .driver
+                    .map(|d| d.parse::<DriverKind>())
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--driver: {e}"))?,
             };
             let mut sandbox = api(conductor.create_sandbox().body(request).send().await)?;
             while wait && sandbox.state == SandboxState::Creating {

@@ -1544,15 +1544,17 @@ pub struct ScheduleFire {
 
 // ---- Sandboxes: long-lived isolated environments that run commands ----
 
-/// A sandbox to make: a container from `image` on a worker with the docker driver, kept running
-/// by `command`, in which commands then run (`POST /api/sandboxes/{id}/execs`).
+/// A sandbox to make: a container from `image` on a worker with the docker driver (or a QEMU guest
+/// with `image` as its root filesystem, with `driver: microvm`), kept running by `command`, in
+/// which commands then run (`POST /api/sandboxes/{id}/execs`).
 #[derive(Object, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[oai(skip_serializing_if_is_none)]
 pub struct SandboxRequest {
     /// A name for people (1–128 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// A Docker image present on the workers.
+    /// A Docker image present on the workers (with `microvm`: also a directory or a `.tar` on
+    /// them).
     pub image: String,
     /// What keeps the container running; default `["sleep", "infinity"]` (give another for
     /// images without `sleep`).
@@ -1574,6 +1576,9 @@ pub struct SandboxRequest {
     /// worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_retries: Option<u32>,
+    /// `docker` (default) or `microvm`: a guest of its own, a VM boundary for code not trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverKind>,
 }
 
 /// `creating` (waiting for room, or its container starting), `ready`, or `failed` (with why).

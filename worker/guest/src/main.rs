@@ -8,7 +8,8 @@
 //! 4. finds the virtio-serial ports by name (`aerekos.stdout`, `aerekos.stderr`,
 //!    `aerekos.status`): QEMU writes each to a file in the instance's directory on the host, so
 //!    what the guest says is kept whether or not a worker is listening;
-//! 5. runs the command with the plan's environment, its stdout and stderr on their ports;
+//! 5. runs the command with the plan's environment, its stdout and stderr on their ports, and
+//!    serves the worker's exec requests on the control port meanwhile ([`exec`]);
 //! 6. writes how it ended (`code N` or `signal N`, or `failed: why`) to the status port and
 //!    powers the guest off, so QEMU exits: a guest lives as long as its command.
 
@@ -22,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod exec;
 mod net;
 
 use nix::{
@@ -31,6 +33,7 @@ use nix::{
 };
 
 const PLAN: &str = "/.aerekos/plan.json";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long the virtio-serial ports may take to appear once their modules are loaded.
 const PORTS_WAIT: Duration = Duration::from_secs(10);
 
@@ -130,6 +133,13 @@ fn run() -> Result<String, String> {
         .stderr(Stdio::from(stderr))
         .spawn()
         .map_err(|e| format!("starting {program}: {e}"))?;
+    if let Some(control) = port_path("aerekos.ctl") {
+        let mut base_env = plan.env.clone();
+        base_env
+            .entry("PATH".into())
+            .or_insert_with(|| DEFAULT_PATH.into());
+        std::thread::spawn(move || exec::serve(control, base_env));
+    }
     let status = child
         .wait()
         .map_err(|e| format!("waiting for {program}: {e}"))?;
@@ -140,15 +150,19 @@ fn run() -> Result<String, String> {
     })
 }
 
+/// The device of the virtio-serial port QEMU named `name`.
+fn port_path(name: &str) -> Option<PathBuf> {
+    let ports = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
+    ports.flatten().find_map(|entry| {
+        let named = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+        (named.trim() == name).then(|| Path::new("/dev").join(entry.file_name()))
+    })
+}
+
 /// The virtio-serial port QEMU named `name`, opened for writing.
 fn port(name: &str) -> Option<File> {
-    let ports = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
-    for entry in ports.flatten() {
-        let named = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
-        if named.trim() == name {
-            let device = Path::new("/dev").join(entry.file_name());
-            return std::fs::OpenOptions::new().write(true).open(device).ok();
-        }
-    }
-    None
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(port_path(name)?)
+        .ok()
 }

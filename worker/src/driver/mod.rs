@@ -79,7 +79,7 @@ pub trait Driver: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
         Box::pin(async {
             Err(DriverError::Refused(
-                "running commands in an instance needs the docker driver".into(),
+                "running commands in an instance needs the docker or microvm driver".into(),
             ))
         })
     }
@@ -340,6 +340,9 @@ impl Driver for Runtimes {
         timeout: std::time::Duration,
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        if let Some(microvm) = self.guest(id) {
+            return microvm.exec(id, command, env, timeout, max_bytes);
+        }
         match &self.docker {
             Some(docker) => docker.exec(id, command, env, timeout, max_bytes),
             None => self.process.exec(id, command, env, timeout, max_bytes),

@@ -1,5 +1,6 @@
-//! Sandboxes: long-lived isolated environments (a container on a worker with the docker driver)
-//! in which commands run one after another or at once, each kept in the sandbox's history.
+//! Sandboxes: long-lived isolated environments (a container on a worker with the docker driver,
+//! or a QEMU guest with the microvm driver) in which commands run one after another or at once,
+//! each kept in the sandbox's history.
 //!
 //! - **Create** is queued: the pass (in the job loop, under the same [`PlacementLock`]) places
 //!   the sandbox's instance with the services' scheduler when there is room, and the sandbox is
@@ -158,6 +159,15 @@ fn normalized(mut req: SandboxRequest) -> ApiResult<SandboxRequest> {
         )));
     }
     req.create_retries = Some(retries);
+    match req.driver.unwrap_or(DriverKind::Docker) {
+        DriverKind::Process => {
+            return Err(bad(
+                "a sandbox is a container (driver docker) or a VM (driver microvm), not a process"
+                    .into(),
+            ));
+        }
+        driver => req.driver = Some(driver),
+    }
     req.resources = Some(req.resources.unwrap_or(DEFAULT_RESOURCES));
     Ok(req)
 }
@@ -176,7 +186,8 @@ fn instance_spec(req: &SandboxRequest) -> InstanceSpec {
         tls: false,
         run_once: false,
         timeout_secs: None,
-        driver: None,
+        // Named only for a guest (docker follows from the image).
+        driver: req.driver.filter(|d| *d == DriverKind::Microvm),
     }
 }
 
@@ -613,7 +624,7 @@ impl SandboxService {
             worker_ids: &[],
             labels: &no_labels,
             strategy: PlacementStrategy::Spread,
-            drivers: &[DriverKind::Docker],
+            drivers: &[req.driver.unwrap_or(DriverKind::Docker)],
         };
         let placed = scheduler::place(&mut others, &request)
             .or_else(|_| scheduler::place(&mut all, &request));

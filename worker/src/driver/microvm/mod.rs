@@ -18,6 +18,9 @@
 //!   port in the guest, so a guest's service is reached as a process's is. The host's loopback
 //!   is 10.0.2.2 from inside, so a loopback `CONDUCTOR_URL` is rewritten to it. Every packet goes
 //!   through QEMU's process (no vhost, no tap here): simple and unprivileged, not fast.
+//! - **Exec.** A fourth port, `aerekos.ctl`, is a socket QEMU listens on (`vms/<id>/ctl.sock`):
+//!   the worker sends a sandbox's commands there, one JSON line each, and the agent runs them at
+//!   once, killed at their timeout, answering with their exit code and output tails.
 //! - **Isolation.** Nothing of the host's filesystem is shared with the guest (its filesystem is
 //!   a copy, in guest RAM), nor the worker's credentials. Instances with a volume are refused for
 //!   now (see docs/architecture.md).
@@ -27,7 +30,7 @@ pub mod initramfs;
 use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -39,7 +42,7 @@ use nix::{
 };
 use uuid::Uuid;
 
-use super::{Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream};
+use super::{Driver, DriverError, ExecOutput, INSTANCE_ENV, Observed, OutputChunk, OutputStream};
 
 /// The modules a stock distribution kernel needs for the guest's devices (virtio over MMIO,
 /// virtio-serial and the virtio NIC).
@@ -55,6 +58,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDOUT_FILE: &str = "stdout.log";
 const STDERR_FILE: &str = "stderr.log";
 const INITRAMFS_FILE: &str = "initramfs.cpio";
+/// The control port's socket (QEMU listens; the worker connects for execs).
+const CONTROL_SOCKET: &str = "ctl.sock";
+/// How much longer than an exec's own timeout the worker waits for the guest's answer.
+const EXEC_ANSWER_GRACE: Duration = Duration::from_secs(30);
 
 /// What the operator sets (`WORKER_MICROVM`, `MICROVM_*`; see worker/.env_example).
 #[derive(Debug, Clone)]
@@ -210,6 +217,25 @@ impl Setup {
     pub fn accel(&self) -> Accel {
         self.accel
     }
+
+    pub fn kernel(&self) -> &Path {
+        &self.kernel
+    }
+
+    /// The kernel's command line for a guest whose init is `init`.
+    pub fn kernel_append(&self, init: &str) -> Vec<String> {
+        let mut append: Vec<String> = ["console=ttyS0", "panic=-1", "quiet", "edd=off"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        append.push(format!("rdinit={init}"));
+        if let (Accel::Tcg, Some(khz)) = (self.accel, self.tsc_khz) {
+            append.push(format!("tsc_early_khz={khz}"));
+            append.push(format!("lpj={}", khz * 1000 / 250));
+            append.push("no_timer_check".into());
+        }
+        append
+    }
 }
 
 /// Whether `path` is a 64-bit ELF executable with no program interpreter (`PT_INTERP`), i.e.
@@ -298,6 +324,34 @@ pub struct MicrovmDriver {
     children: Mutex<HashMap<Uuid, tokio::process::Child>>,
     /// Guests an earlier worker process started, found by their pid files.
     adopted: Mutex<HashSet<Uuid>>,
+    /// Connections to the guests' control ports (QEMU takes one client per socket), each shared
+    /// by every exec in that guest.
+    controls: Mutex<HashMap<Uuid, Arc<Control>>>,
+}
+
+/// What the guest agent answers on the control port (see worker/guest/src/exec.rs).
+#[derive(serde::Deserialize)]
+struct ExecAnswer {
+    id: String,
+    exit_code: Option<i32>,
+    timed_out: bool,
+    error: Option<String>,
+    stdout: String,
+    stderr: String,
+}
+
+/// One connection to a guest's control port: requests written in turn, answers sent to whoever
+/// waits for their id.
+struct Control {
+    writer: tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>,
+    waiting: Arc<Mutex<HashMap<String, tokio::sync::oneshot::Sender<ExecAnswer>>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl MicrovmDriver {
@@ -321,6 +375,7 @@ impl MicrovmDriver {
             docker,
             children: Mutex::default(),
             adopted: Mutex::new(adopted),
+            controls: Mutex::default(),
         })
     }
 
@@ -496,21 +551,7 @@ impl MicrovmDriver {
         let vcpus = resources
             .map_or(1, |r| (r.cpu_millicores as u32).div_ceil(1000))
             .clamp(1, cores);
-        let mut append = vec![
-            "console=ttyS0",
-            "rdinit=/.aerekos/init",
-            "panic=-1",
-            "quiet",
-            "edd=off",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-        if let (Accel::Tcg, Some(khz)) = (self.setup.accel, self.setup.tsc_khz) {
-            append.push(format!("tsc_early_khz={khz}"));
-            append.push(format!("lpj={}", khz * 1000 / 250));
-            append.push("no_timer_check".into());
-        }
+        let append = self.setup.kernel_append("/.aerekos/init");
         let path = |name: &str| dir.join(name).display().to_string();
         let mut args: Vec<String> = vec![
             "-M".into(),
@@ -558,6 +599,15 @@ impl MicrovmDriver {
             "-device".into(),
             "virtio-net-device,netdev=net0".into(),
         ]);
+        args.extend([
+            "-chardev".into(),
+            format!(
+                "socket,id=ctl,path={},server=on,wait=off",
+                path(CONTROL_SOCKET)
+            ),
+            "-device".into(),
+            "virtserialport,chardev=ctl,name=aerekos.ctl".into(),
+        ]);
         for (id, file, name) in [
             ("out", STDOUT_FILE, "aerekos.stdout"),
             ("err", STDERR_FILE, "aerekos.stderr"),
@@ -571,6 +621,45 @@ impl MicrovmDriver {
             ]);
         }
         args
+    }
+
+    /// The connection to guest `id`'s control port, made if there is none.
+    async fn control(&self, id: Uuid) -> std::io::Result<Arc<Control>> {
+        if let Some(c) = self.controls.lock().expect("controls lock").get(&id) {
+            if !c.reader.is_finished() {
+                return Ok(c.clone());
+            }
+        }
+        let stream = tokio::net::UnixStream::connect(self.vm_dir(id).join(CONTROL_SOCKET)).await?;
+        let (read, write) = stream.into_split();
+        let waiting: Arc<Mutex<HashMap<String, tokio::sync::oneshot::Sender<ExecAnswer>>>> =
+            Arc::default();
+        let reader = tokio::spawn({
+            let waiting = waiting.clone();
+            async move {
+                let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(read));
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(answer) = serde_json::from_str::<ExecAnswer>(&line) {
+                        let to = waiting.lock().expect("waiting lock").remove(&answer.id);
+                        if let Some(to) = to {
+                            let _ = to.send(answer);
+                        }
+                    }
+                }
+                // Gone: whoever still waits learns it (their senders drop).
+                waiting.lock().expect("waiting lock").clear();
+            }
+        });
+        let control = Arc::new(Control {
+            writer: tokio::sync::Mutex::new(write),
+            waiting,
+            reader,
+        });
+        self.controls
+            .lock()
+            .expect("controls lock")
+            .insert(id, control.clone());
+        Ok(control)
     }
 
     fn observe_now(&self, id: Uuid) -> Observed {
@@ -712,6 +801,7 @@ impl Driver for MicrovmDriver {
                 let _ = child.try_wait();
             }
             self.adopted.lock().expect("adopted lock").remove(&id);
+            self.controls.lock().expect("controls lock").remove(&id);
             let _ = std::fs::remove_file(self.vm_dir(id).join("pid"));
             Ok(())
         })
@@ -768,6 +858,60 @@ impl Driver for MicrovmDriver {
                 tracing::info!(instance_id = %id, pid, ?signal, "microVM signalled");
             }
             Ok(())
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: Uuid,
+        command: &'a [String],
+        env: &'a [(String, String)],
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        Box::pin(async move {
+            let gone = |e: String| {
+                DriverError::Refused(format!("the guest's control port did not answer: {e}"))
+            };
+            if self.observe_now(id) != Observed::Running {
+                return Err(DriverError::Refused("the guest is not running".into()));
+            }
+            let control = self.control(id).await.map_err(|e| gone(e.to_string()))?;
+            let request_id = Uuid::new_v4().to_string();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            control
+                .waiting
+                .lock()
+                .expect("waiting lock")
+                .insert(request_id.clone(), tx);
+            let mut line = serde_json::to_vec(&serde_json::json!({
+                "id": request_id,
+                "command": command,
+                "env": env.iter().cloned().collect::<HashMap<_, _>>(),
+                "timeout_ms": timeout.as_millis() as u64,
+                "max_bytes": max_bytes,
+            }))
+            .map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            {
+                let mut writer = control.writer.lock().await;
+                tokio::io::AsyncWriteExt::write_all(&mut *writer, &line)
+                    .await
+                    .map_err(|e| gone(e.to_string()))?;
+            }
+            let answer = tokio::time::timeout(timeout + EXEC_ANSWER_GRACE, rx)
+                .await
+                .map_err(|_| gone("no answer".into()))?
+                .map_err(|_| gone("the connection closed".into()))?;
+            if let Some(error) = answer.error {
+                return Err(DriverError::Refused(error));
+            }
+            Ok(ExecOutput {
+                exit_code: answer.exit_code,
+                timed_out: answer.timed_out,
+                stdout: answer.stdout.into_bytes(),
+                stderr: answer.stderr.into_bytes(),
+            })
         })
     }
 
