@@ -101,7 +101,8 @@ fn vms_of(id: Uuid) -> usize {
 #[tokio::test]
 #[ignore = "needs QEMU, a kernel and the static guest agent; `cargo xtask test` provides them"]
 async fn a_job_runs_in_a_guest_of_its_own_and_its_timeout_kills_the_vm() {
-    let (_conductor, admin, _worker, worker_id) = cluster().await;
+    let (conductor, admin, _worker, worker_id) = cluster().await;
+    let conductor_port = conductor.url.rsplit(':').next().unwrap().to_owned();
     let worker = admin
         .get_worker()
         .id(worker_id)
@@ -125,9 +126,13 @@ async fn a_job_runs_in_a_guest_of_its_own_and_its_timeout_kills_the_vm() {
     let host = tempfile::tempdir().unwrap();
     let marker = host.path().join("marker");
     std::fs::write(&marker, "host-secret").unwrap();
+    // Nor its network: the host's loopback (10.0.2.2 from inside), where the conductor listens,
+    // is out of reach.
     let script = format!(
         "echo attempt $AEREKOS_JOB_ATTEMPT; echo to-stderr >&2; \
-         echo pid1 $(cat /proc/1/cmdline); cat {} || echo no-marker; ls /; exit 7",
+         echo pid1 $(cat /proc/1/cmdline); cat {} || echo no-marker; \
+         wget -T 3 -q -O /dev/null http://10.0.2.2:{conductor_port}/health \
+           && echo host-reached || echo host-unreachable; ls /; exit 7",
         marker.display()
     );
     let job = admin
@@ -152,7 +157,9 @@ async fn a_job_runs_in_a_guest_of_its_own_and_its_timeout_kills_the_vm() {
     // Its PID 1 is the guest agent: it ran in the guest, not on the host.
     assert!(stdout.contains("pid1 /.aerekos/init"), "{stdout:?}");
     assert!(
-        stdout.contains("no-marker") && !stdout.contains("host-secret"),
+        stdout.contains("no-marker")
+            && !stdout.contains("host-secret")
+            && stdout.contains("host-unreachable"),
         "{stdout:?}"
     );
     assert!(

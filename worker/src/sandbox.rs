@@ -34,10 +34,17 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let assigned = shared.sandbox_execs.lock().expect("execs lock").clone();
         let heard = assigned.is_some();
         let assigned = assigned.unwrap_or_default();
-        let keys: HashSet<String> = assigned
+        let mut keys: HashSet<String> = assigned
             .iter()
             .map(|e| runs::key(e.id, Some(e.attempt)))
             .collect();
+        // A marker of a worker from before attempts were numbered (`<id>`) stands for attempt 1.
+        keys.extend(
+            assigned
+                .iter()
+                .filter(|e| e.attempt == 1)
+                .map(|e| runs::key(e.id, None)),
+        );
         taken
             .lock()
             .expect("taken lock")
@@ -79,7 +86,13 @@ async fn run_one(shared: &Shared, exec: &ExecAssignment) -> ExecReport {
         stdout: String::new(),
         stderr: String::new(),
     };
-    if runs::started_at(data, Kind::Exec, &key).is_some() {
+    let legacy = (exec.attempt == 1)
+        .then(|| runs::started_at(data, Kind::Exec, &runs::key(exec.id, None)))
+        .flatten();
+    if runs::started_at(data, Kind::Exec, &key)
+        .or(legacy)
+        .is_some()
+    {
         return report(
             "its worker restarted while it ran; it was not run again".into(),
             true,

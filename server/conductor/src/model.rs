@@ -472,7 +472,8 @@ pub enum PlacementStrategy {
 }
 
 /// A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
-/// guest of its own (jobs only, for now; an image is then the guest's root filesystem).
+/// guest of its own (an image is then the guest's root filesystem; no volumes yet, so not for
+/// stateful services).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
@@ -1616,7 +1617,7 @@ pub struct Sandbox {
     pub worker_id: Option<Uuid>,
     /// The instance (container `aerekos-<id>`) it runs as.
     pub instance_id: Option<Uuid>,
-    /// Why it is still creating, or failed (with what each failed placement said).
+    /// Why it is still creating, or failed (what the last failed placement met).
     pub reason: Option<String>,
     /// How many placements were made (1 + the retries used).
     pub create_attempts: u32,

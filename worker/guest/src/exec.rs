@@ -33,39 +33,49 @@ struct Answer {
     stderr: String,
 }
 
-/// Serves requests on the control port until the guest powers off. While no worker is connected
-/// a read finds nothing; it is tried again.
+/// Serves requests on the control port until the guest powers off. The port is opened once, for
+/// the guest's life (a virtio-serial port opens once at a time, and a command still answering
+/// holds it): while no worker is connected a read finds nothing, and is tried again.
 pub fn serve(path: std::path::PathBuf, base_env: BTreeMap<String, String>) {
-    loop {
-        // A virtio-serial port opens once at a time: one descriptor, cloned for the writer.
-        let opened = std::fs::OpenOptions::new()
+    let port = loop {
+        match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
-            .and_then(|f| Ok((f.try_clone()?, f)));
-        let Ok((reader, writer)) = opened else {
-            std::thread::sleep(Duration::from_millis(200));
+        {
+            Ok(port) => break port,
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let Ok(writer) = port.try_clone() else {
+        return;
+    };
+    let writer = Arc::new(Mutex::new(writer));
+    let mut reader = BufReader::new(port);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            // No worker connected, or it went away: read again shortly.
+            _ => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        }
+        let Ok(request) = serde_json::from_str::<Request>(&line) else {
             continue;
         };
-        let writer = Arc::new(Mutex::new(writer));
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            let Ok(request) = serde_json::from_str::<Request>(&line) else {
-                continue;
-            };
-            let (writer, base_env) = (writer.clone(), base_env.clone());
-            std::thread::spawn(move || {
-                let answer = run(request, &base_env);
-                if let Ok(mut line) = serde_json::to_vec(&answer) {
-                    line.push(b'\n');
-                    let mut writer = writer.lock().expect("control port lock");
-                    let _ = writer.write_all(&line);
-                    let _ = writer.flush();
-                }
-            });
-        }
-        // The worker went away (or nothing was connected): read again shortly.
-        std::thread::sleep(Duration::from_millis(200));
+        let (writer, base_env) = (writer.clone(), base_env.clone());
+        std::thread::spawn(move || {
+            let answer = run(request, &base_env);
+            if let Ok(mut line) = serde_json::to_vec(&answer) {
+                line.push(b'\n');
+                let mut writer = writer.lock().expect("control port lock");
+                let _ = writer.write_all(&line);
+                let _ = writer.flush();
+            }
+        });
     }
 }
 

@@ -63,6 +63,12 @@ fn main() {
         Ok(line) => line.clone(),
         Err(why) => format!("failed: {why}"),
     };
+    if let Err(why) = &outcome {
+        // Said where the instance's stderr is read, too.
+        if let Some(mut stderr) = port("aerekos.stderr") {
+            let _ = writeln!(stderr, "aerekos-guest: {why}");
+        }
+    }
     if let Some(mut status) = port("aerekos.status") {
         let _ = status.write_all(line.as_bytes());
         let _ = status.sync_all();

@@ -705,6 +705,12 @@ impl DeploymentService {
                 ),
             ));
         }
+        if spec.driver == Some(DriverKind::Microvm) && service.stateful {
+            return bad(format!(
+                "{} keeps state in a volume, and the microvm driver gives guests no volumes yet: deploy it with the process or docker driver",
+                service.name
+            ));
+        }
         if usable_drivers(service, spec.driver).is_empty() {
             let what = if spec.driver == Some(DriverKind::Docker) {
                 "an image"

@@ -199,10 +199,29 @@ pub(crate) fn normalized(mut req: JobRequest) -> ApiResult<JobRequest> {
         }
     }
     req.retry = Some(normalized_retry(req.retry.take(), "invalid_job")?);
-    req.resources = Some(req.resources.unwrap_or(DEFAULT_RESOURCES));
+    req.resources = Some(reservation(
+        req.resources.unwrap_or(DEFAULT_RESOURCES),
+        req.driver,
+    ));
     instances::validate_spec(&attempt_spec(&req, Uuid::nil(), 1))
         .map_err(|e| bad("invalid_job", e.body().message.clone()))?;
     Ok(req)
+}
+
+/// The least memory a microVM is reserved (its worker gives a guest at least this much RAM for
+/// its kernel and root filesystem, and QEMU's own memory comes on top).
+pub const MICROVM_MIN_MEMORY_MB: u32 = 256;
+
+/// What work run by `driver` reserves when it asks for `asked`: a microVM at least
+/// [`MICROVM_MIN_MEMORY_MB`], so the scheduler does not place more guests than the memory holds.
+pub(super) fn reservation(asked: ResourceSpec, driver: Option<DriverKind>) -> ResourceSpec {
+    match driver {
+        Some(DriverKind::Microvm) => ResourceSpec {
+            memory_mb: asked.memory_mb.max(MICROVM_MIN_MEMORY_MB),
+            ..asked
+        },
+        _ => asked,
+    }
 }
 
 /// No retry: the policy of a request that gives none.

@@ -168,7 +168,10 @@ fn normalized(mut req: SandboxRequest) -> ApiResult<SandboxRequest> {
         }
         driver => req.driver = Some(driver),
     }
-    req.resources = Some(req.resources.unwrap_or(DEFAULT_RESOURCES));
+    req.resources = Some(jobs::reservation(
+        req.resources.unwrap_or(DEFAULT_RESOURCES),
+        req.driver,
+    ));
     Ok(req)
 }
 
@@ -526,7 +529,12 @@ impl SandboxService {
                 ready.insert(row.id.clone(), (instance_id, worker_id));
                 continue;
             }
-            let instance = self.instances.get(instance_id).await.ok();
+            // Only a real "not found" means the instance is gone; a database error waits.
+            let instance = match self.instances.get(instance_id).await {
+                Ok(instance) => Some(instance),
+                Err(e) if e.status() == poem::http::StatusCode::NOT_FOUND => None,
+                Err(e) => return Err(e),
+            };
             let timeout_ms =
                 i64::from(req.ready_timeout_secs.unwrap_or(DEFAULT_READY_TIMEOUT_SECS)) * 1000;
             let said = |i: &Option<crate::model::Instance>| {
@@ -660,6 +668,7 @@ impl SandboxService {
     ) -> ApiResult<()> {
         let mut by_worker: HashMap<Uuid, Vec<ExecAssignment>> = HashMap::new();
         let mut first_handed_out = Vec::new();
+        let settled = now - self.workers.started_at() > EXEC_SLACK_MS;
         for exec in store::queued_execs(&self.db)
             .await
             .map_err(ApiError::internal)?
@@ -680,7 +689,9 @@ impl SandboxService {
                         .await?;
                     continue;
                 }
-                Some(at) if now > at + i64::from(timeout) * 1000 + EXEC_SLACK_MS => {
+                // Not in the conductor's first minutes: a report may be on its way from a worker
+                // that ran the exec while the conductor was down.
+                Some(at) if settled && now > at + i64::from(timeout) * 1000 + EXEC_SLACK_MS => {
                     let why = format!(
                         "its worker did not report it within {} s of its timeout",
                         EXEC_SLACK_MS / 1000

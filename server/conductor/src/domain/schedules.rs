@@ -162,6 +162,15 @@ pub struct ScheduleService {
     firing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
+/// Marks a schedule's fire over when dropped.
+struct NotFiring(Arc<ScheduleService>, String);
+
+impl Drop for NotFiring {
+    fn drop(&mut self) {
+        self.0.firing.lock().expect("firing lock").remove(&self.1);
+    }
+}
+
 fn check_name(name: &str) -> ApiResult<()> {
     let ok = (1..=64).contains(&name.len())
         && name
@@ -457,20 +466,21 @@ impl ScheduleService {
             }
             let (this, caller) = (self.clone(), caller.clone());
             tokio::spawn(async move {
-                if let Err(e) = this.fire_due(&row.name, &*caller).await {
+                // Whatever happens to the fire (a panic included), the schedule may fire again.
+                let _done = NotFiring(this.clone(), row.id.clone());
+                if let Err(e) = this.fire_due(&row.id, &*caller).await {
                     tracing::error!(schedule = %row.name, error = %e.body().message, "a schedule's fire failed; trying again");
                 }
-                this.firing.lock().expect("firing lock").remove(&row.id);
             });
         }
         Ok(())
     }
 
-    /// Fires schedule `name` if it is still due: read again here, since the row the pass saw may
+    /// Fires schedule `id` if it is still due: read again here, since the row the pass saw may
     /// predate a fire that has just finished (which would otherwise fire the same time twice).
-    async fn fire_due(&self, name: &str, caller: &dyn ServiceCaller) -> ApiResult<()> {
+    async fn fire_due(&self, id: &str, caller: &dyn ServiceCaller) -> ApiResult<()> {
         let now = now_ms();
-        let Some(row) = store::by_name(&self.db, name)
+        let Some(row) = store::by_id(&self.db, id)
             .await
             .map_err(ApiError::internal)?
         else {

@@ -79,6 +79,13 @@ pub async fn update(db: &Db, row: &ScheduleRow) -> DbResult<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+pub async fn by_id(db: &Db, id: &str) -> DbResult<Option<ScheduleRow>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM schedules WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&db.write)
+        .await
+}
+
 pub async fn by_name(db: &Db, name: &str) -> DbResult<Option<ScheduleRow>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM schedules WHERE name = ?"))
         .bind(name)

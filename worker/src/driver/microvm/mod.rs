@@ -13,10 +13,10 @@
 //! - **Adoption.** QEMU runs in its own process group with `AEREKOS_INSTANCE_ID` in its
 //!   environment and its pid in `vms/<id>/pid`, as the process driver's children do, so it
 //!   outlives the worker and the next one recognises it (never a second VM).
-//! - **Network.** QEMU's user-mode network (slirp): the guest is 10.0.2.15 behind 10.0.2.2, and
+//! - **Network.** QEMU's user-mode network (slirp) with `restrict=on`: the guest is 10.0.2.15 and
+//!   can open no connection out (not to the host's loopback, the LAN or a metadata service), and
 //!   each of the instance's ports is forwarded from the worker's instance address to the same
-//!   port in the guest, so a guest's service is reached as a process's is. The host's loopback
-//!   is 10.0.2.2 from inside, so a loopback `CONDUCTOR_URL` is rewritten to it. Every packet goes
+//!   port in the guest, so a guest's service is reached as a process's is. Every packet goes
 //!   through QEMU's process (no vhost, no tap here): simple and unprivileged, not fast.
 //! - **Exec.** A fourth port, `aerekos.ctl`, is a socket QEMU listens on (`vms/<id>/ctl.sock`):
 //!   the worker sends a sandbox's commands there, one JSON line each, and the agent runs them at
@@ -29,6 +29,7 @@ pub mod initramfs;
 
 use std::{
     collections::{HashMap, HashSet},
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -58,6 +59,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDOUT_FILE: &str = "stdout.log";
 const STDERR_FILE: &str = "stderr.log";
 const INITRAMFS_FILE: &str = "initramfs.cpio";
+/// The exit code of a guest whose agent could not run the command.
+const COULD_NOT_RUN: i32 = 127;
+/// The most of each stream an exec's answer keeps, whatever the guest sends.
+const MAX_ANSWER_LINE: usize = 4 << 20;
 /// The control port's socket (QEMU listens; the worker connects for execs).
 const CONTROL_SOCKET: &str = "ctl.sock";
 /// How much longer than an exec's own timeout the worker waits for the guest's answer.
@@ -284,6 +289,12 @@ fn newest_kernel() -> Option<PathBuf> {
     kernels.pop()
 }
 
+/// Whether the guest agent recorded that it could not run the command (`failed: why`).
+fn guest_failed(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(super::exit_record::FILE))
+        .is_ok_and(|t| t.starts_with("failed:"))
+}
+
 fn host_tsc_khz() -> Option<u64> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 = cpu
@@ -327,6 +338,9 @@ pub struct MicrovmDriver {
     /// Connections to the guests' control ports (QEMU takes one client per socket), each shared
     /// by every exec in that guest.
     controls: Mutex<HashMap<Uuid, Arc<Control>>>,
+    /// Held while connecting, so execs starting together share one connection (QEMU serves one
+    /// client per socket).
+    connecting: tokio::sync::Mutex<()>,
 }
 
 /// What the guest agent answers on the control port (see worker/guest/src/exec.rs).
@@ -376,6 +390,7 @@ impl MicrovmDriver {
             children: Mutex::default(),
             adopted: Mutex::new(adopted),
             controls: Mutex::default(),
+            connecting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -392,11 +407,14 @@ impl MicrovmDriver {
         if let Some(child) = self.children.lock().expect("children lock").get(&id) {
             return child.id();
         }
+        // Only while it is still our QEMU: a pid file outliving its process (a host reboot)
+        // may name someone else's group by now.
         std::fs::read_to_string(self.vm_dir(id).join("pid"))
             .ok()?
             .trim()
             .parse()
             .ok()
+            .filter(|pid| super::process::is_our_process(*pid, id))
     }
 
     /// The guest's initramfs: the instance's root filesystem, then the agent, its plan and the
@@ -408,8 +426,16 @@ impl MicrovmDriver {
         path: &Path,
     ) -> Result<(), DriverError> {
         let refused = |what: String| DriverError::Refused(what);
-        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        let mut cpio = initramfs::Cpio::new(file);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        let mut cpio = initramfs::Cpio::new(std::io::BufWriter::new(file));
+        // The agent's files first: the first entry of a path wins, so an image cannot replace
+        // the guest's init or its plan.
+        self.add_agent(id, spec, &mut cpio)?;
         match spec.image.as_deref() {
             None => {
                 // The host's static busybox, with a link for each of its tools.
@@ -446,6 +472,17 @@ impl MicrovmDriver {
             cpio.dir(d, 0o755)?;
         }
         cpio.dir("tmp", 0o1777)?;
+        cpio.finish()?;
+        Ok(())
+    }
+
+    /// The guest agent, the modules it loads and its plan, under `/.aerekos`.
+    fn add_agent(
+        &self,
+        id: Uuid,
+        spec: &InstanceSpec,
+        cpio: &mut initramfs::Cpio<std::io::BufWriter<std::fs::File>>,
+    ) -> std::io::Result<()> {
         let mut agent = std::fs::File::open(&self.setup.guest_agent)?;
         let size = agent.metadata()?.len();
         cpio.file(".aerekos/init", 0o755, size, &mut agent)?;
@@ -467,17 +504,11 @@ impl MicrovmDriver {
         env.extend(self.platform.env(spec, None));
         env.insert(INSTANCE_ENV.into(), id.to_string());
         // Inside, the service listens on every address of the guest (its ports are forwarded to
-        // them), and the host's loopback is the gateway.
+        // them).
         env.insert(
             aerekos_common::server::INSTANCE_HOST_ENV.into(),
             "0.0.0.0".into(),
         );
-        if let Some(url) = env.get_mut("CONDUCTOR_URL") {
-            let gateway = std::net::Ipv4Addr::from(GUEST_GATEWAY).to_string();
-            for loopback in ["127.0.0.1", "localhost", "[::1]"] {
-                *url = url.replacen(&format!("//{loopback}"), &format!("//{gateway}"), 1);
-            }
-        }
         let plan = Plan {
             modules,
             command: &spec.command,
@@ -494,7 +525,6 @@ impl MicrovmDriver {
             0o644,
             &serde_json::to_vec(&plan).map_err(std::io::Error::other)?,
         )?;
-        cpio.finish()?;
         Ok(())
     }
 
@@ -589,7 +619,9 @@ impl MicrovmDriver {
             ip if ip.is_unspecified() => String::new(),
             ip => ip.to_string(),
         };
-        let mut netdev = "user,id=net0".to_owned();
+        // restrict=on: the guest reaches nothing (not the host's loopback, the LAN, nor a cloud's
+        // metadata service); only its forwarded ports are reached from outside.
+        let mut netdev = "user,id=net0,restrict=on".to_owned();
         for port in &spec.ports {
             netdev.push_str(&format!(",hostfwd=tcp:{host}:{port}-:{port}"));
         }
@@ -625,6 +657,7 @@ impl MicrovmDriver {
 
     /// The connection to guest `id`'s control port, made if there is none.
     async fn control(&self, id: Uuid) -> std::io::Result<Arc<Control>> {
+        let _connecting = self.connecting.lock().await;
         if let Some(c) = self.controls.lock().expect("controls lock").get(&id) {
             if !c.reader.is_finished() {
                 return Ok(c.clone());
@@ -637,8 +670,18 @@ impl MicrovmDriver {
         let reader = tokio::spawn({
             let waiting = waiting.clone();
             async move {
-                let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(read));
-                while let Ok(Some(line)) = lines.next_line().await {
+                // A line longer than any answer could be ends the connection (the guest is not
+                // trusted to bound what it sends).
+                let bounded = tokio::io::AsyncReadExt::take(read, u64::MAX);
+                let mut reader = tokio::io::BufReader::new(bounded);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    reader.get_mut().set_limit(MAX_ANSWER_LINE as u64);
+                    match tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line).await {
+                        Ok(n) if n > 0 && line.ends_with('\n') => {}
+                        _ => break,
+                    }
                     if let Ok(answer) = serde_json::from_str::<ExecAnswer>(&line) {
                         let to = waiting.lock().expect("waiting lock").remove(&answer.id);
                         if let Some(to) = to {
@@ -670,6 +713,11 @@ impl MicrovmDriver {
             // The guest's own record of its command; without one (QEMU killed, or the guest
             // failed before its command ended), how QEMU itself ended.
             let (code, signal) = super::exit_record::read(&dir).unwrap_or_else(|| {
+                if guest_failed(&dir) {
+                    // The agent could not run the command (it said why on stderr): as a shell
+                    // reports a command it cannot run.
+                    return (Some(COULD_NOT_RUN), None);
+                }
                 status.map_or((None, None), |s| {
                     (None, std::os::unix::process::ExitStatusExt::signal(&s))
                 })
@@ -738,11 +786,21 @@ impl Driver for MicrovmDriver {
                 )));
             }
             let dir = self.vm_dir(id);
-            // A guest starts afresh: what an earlier start left is gone.
+            // A guest starts afresh: what an earlier start left is gone. Private: the initramfs
+            // holds the instance's environment (its secrets among it).
             let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            self.build_initramfs(id, spec, &dir.join(INITRAMFS_FILE))
-                .await?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            if let Err(e) = self
+                .build_initramfs(id, spec, &dir.join(INITRAMFS_FILE))
+                .await
+            {
+                // Nothing half-made stays (an exported image can be large).
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
             let log = std::fs::File::create(dir.join("qemu.log"))?;
             let mut cmd = tokio::process::Command::new(&self.setup.qemu);
             cmd.args(self.qemu_args(&dir, spec))
@@ -893,24 +951,42 @@ impl Driver for MicrovmDriver {
             }))
             .map_err(std::io::Error::other)?;
             line.push(b'\n');
-            {
-                let mut writer = control.writer.lock().await;
-                tokio::io::AsyncWriteExt::write_all(&mut *writer, &line)
+            let asked = async {
+                {
+                    let mut writer = control.writer.lock().await;
+                    tokio::io::AsyncWriteExt::write_all(&mut *writer, &line)
+                        .await
+                        .map_err(|e| gone(e.to_string()))?;
+                }
+                tokio::time::timeout(timeout + EXEC_ANSWER_GRACE, rx)
                     .await
-                    .map_err(|e| gone(e.to_string()))?;
+                    .map_err(|_| gone("no answer".into()))?
+                    .map_err(|_| gone("the connection closed".into()))
             }
-            let answer = tokio::time::timeout(timeout + EXEC_ANSWER_GRACE, rx)
-                .await
-                .map_err(|_| gone("no answer".into()))?
-                .map_err(|_| gone("the connection closed".into()))?;
+            .await;
+            // Answered or not, nobody waits for it any more.
+            control
+                .waiting
+                .lock()
+                .expect("waiting lock")
+                .remove(&request_id);
+            let answer = asked?;
             if let Some(error) = answer.error {
                 return Err(DriverError::Refused(error));
             }
+            // The guest is not trusted to keep to `max_bytes`.
+            let tail = |text: String| {
+                let mut bytes = text.into_bytes();
+                if bytes.len() > max_bytes {
+                    bytes.drain(..bytes.len() - max_bytes);
+                }
+                bytes
+            };
             Ok(ExecOutput {
                 exit_code: answer.exit_code,
                 timed_out: answer.timed_out,
-                stdout: answer.stdout.into_bytes(),
-                stderr: answer.stderr.into_bytes(),
+                stdout: tail(answer.stdout),
+                stderr: tail(answer.stderr),
             })
         })
     }
