@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod exit_record;
+pub mod groups;
 pub mod image;
 pub mod microvm;
 pub mod process;

@@ -6,26 +6,21 @@
 //! process's environment, so a recycled pid is never mistaken for it.
 
 use std::{
-    collections::HashMap,
     io::{Read as _, Seek as _, SeekFrom},
     path::PathBuf,
-    sync::Mutex,
     time::Duration,
 };
 
 use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
 use futures_util::future::BoxFuture;
-use nix::{
-    sys::signal::{Signal, killpg},
-    unistd::Pid,
-};
 use uuid::Uuid;
 
 use super::{
-    Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream, Platform, port_in_use,
+    Driver, DriverError, INSTANCE_ENV, Observed, OutputChunk, OutputStream, Platform,
+    groups::{Groups, Poll},
+    port_in_use,
 };
 
-const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A service's output, both streams together.
 const OUTPUT_FILE: &str = "output.log";
 /// A `run_once` instance's streams, apart.
@@ -45,97 +40,38 @@ const INHERITED_ENV: &[&str] = &[
 ];
 
 pub struct ProcessDriver {
-    dir: PathBuf,
     platform: Platform,
-    /// Children this worker process started (their exit codes can be collected).
-    children: Mutex<HashMap<Uuid, tokio::process::Child>>,
-    /// Instances an earlier worker process started, found by their pid files at start: with
-    /// `children`, every instance this driver may be running, so a tick need not read the
-    /// directory of every instance that ever ran here (jobs leave one each).
-    adopted: Mutex<std::collections::HashSet<Uuid>>,
+    /// The instances' process groups, under `<data dir>/instances/<id>/`.
+    groups: Groups,
 }
 
 impl ProcessDriver {
     pub fn new(data_dir: &std::path::Path, platform: Platform) -> std::io::Result<Self> {
-        let dir = data_dir.join("instances");
-        std::fs::create_dir_all(&dir)?;
-        let mut adopted = std::collections::HashSet::new();
-        for entry in std::fs::read_dir(&dir)?.flatten() {
-            let id = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Uuid::parse_str(n).ok());
-            if let Some(id) = id.filter(|_| entry.path().join("pid").exists()) {
-                adopted.insert(id);
-            }
-        }
         Ok(Self {
-            dir,
             platform,
-            children: Mutex::new(HashMap::new()),
-            adopted: Mutex::new(adopted),
+            groups: Groups::new(data_dir.join("instances"))?,
         })
     }
 
     fn instance_dir(&self, id: Uuid) -> PathBuf {
-        self.dir.join(id.to_string())
-    }
-
-    fn pid_of(&self, id: Uuid) -> Option<u32> {
-        if let Some(child) = self.children.lock().expect("children lock").get(&id) {
-            return child.id();
-        }
-        let pid: u32 = std::fs::read_to_string(self.instance_dir(id).join("pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        is_our_process(pid, id).then_some(pid)
+        self.groups.dir(id)
     }
 
     fn observe_now(&self, id: Uuid) -> Observed {
-        let mut children = self.children.lock().expect("children lock");
-        if let Some(child) = children.get_mut(&id) {
-            let pid = child.id();
-            return match child.try_wait() {
-                Ok(None) => Observed::Running,
-                Ok(Some(status)) => {
-                    // What the leader leaves in its group (a background child, one that outlived
-                    // a SIGTERM) goes with it. Safe: a pid stays reserved while its group has
-                    // members, so this group can only be the instance's.
-                    if let Some(pid) = pid.filter(|p| *p > 1) {
-                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                    }
-                    children.remove(&id);
-                    let dir = self.instance_dir(id);
-                    let _ = std::fs::remove_file(dir.join("pid"));
-                    // Under the exit recorder, its record is the command's own status.
-                    let (code, signal) = super::exit_record::read(&dir).unwrap_or((
-                        status.code(),
-                        std::os::unix::process::ExitStatusExt::signal(&status),
-                    ));
-                    Observed::Exited { code, signal }
-                }
-                Err(_) => Observed::Exited {
-                    code: None,
-                    signal: None,
-                },
-            };
-        }
-        drop(children);
-        let dir = self.instance_dir(id);
-        match std::fs::read_to_string(dir.join("pid")) {
-            Ok(text) => match text.trim().parse::<u32>() {
-                Ok(pid) if is_our_process(pid, id) => Observed::Running,
-                _ => {
-                    let _ = std::fs::remove_file(dir.join("pid"));
-                    // Ended while no worker was its parent: what its recorder wrote, if any.
-                    let (code, signal) = super::exit_record::read(&dir).unwrap_or((None, None));
-                    Observed::Exited { code, signal }
-                }
-            },
-            Err(_) => Observed::Missing,
-        }
+        let status = match self.groups.poll(id) {
+            Poll::Running => return Observed::Running,
+            Poll::Unknown => return Observed::Missing,
+            Poll::Ended(status) => status,
+        };
+        // Under the exit recorder, its record is the command's own status (and the only one when
+        // it ended while no worker was its parent).
+        let (code, signal) =
+            super::exit_record::read(&self.instance_dir(id)).unwrap_or_else(|| {
+                status.map_or((None, None), |s| {
+                    (s.code(), std::os::unix::process::ExitStatusExt::signal(&s))
+                })
+            });
+        Observed::Exited { code, signal }
     }
 }
 
@@ -167,23 +103,6 @@ fn find_program(program: &std::path::Path, path_var: Option<&str>) -> std::io::R
         std::io::ErrorKind::NotFound
     }
     .into())
-}
-
-/// Whether `pid` is alive and is instance `id` (its environment names it).
-pub(super) fn is_our_process(pid: u32, id: Uuid) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state follows the parenthesised command name; a zombie has already exited.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    if matches!(state, None | Some('Z' | 'X')) {
-        return false;
-    }
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let needle = format!("{INSTANCE_ENV}={id}");
-    environ
-        .split(|b| *b == 0)
-        .any(|var| var == needle.as_bytes())
 }
 
 impl Driver for ProcessDriver {
@@ -288,26 +207,11 @@ impl Driver for ProcessDriver {
                 .process_group(0)
                 .kill_on_drop(false);
             let child = cmd.spawn().map_err(not_startable)?;
-            let pid = child
-                .id()
-                .ok_or_else(|| DriverError::Refused("the process exited at once".into()))?;
-            // The pid file is how a restarted worker adopts the process: written whole (a temp
-            // file renamed) or the process is not left running, untracked.
-            let recorded = (|| {
-                let temp = dir.join("pid.tmp");
-                std::fs::write(&temp, pid.to_string())?;
-                std::fs::rename(&temp, dir.join("pid"))
-            })();
-            if let Err(e) = recorded {
-                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                let mut child = child;
-                let _ = child.wait().await;
-                return Err(DriverError::Io(e));
-            }
-            self.children
-                .lock()
-                .expect("children lock")
-                .insert(id, child);
+            let pid = self
+                .groups
+                .track(id, child)
+                .await
+                .map_err(|e| DriverError::Refused(format!("{program}: {e}")))?;
             tracing::info!(instance_id = %id, pid, program = %program, "instance started");
             Ok(())
         })
@@ -315,26 +219,7 @@ impl Driver for ProcessDriver {
 
     fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
-            // Never signal group 0 or 1 (the caller's own group, or every process).
-            if let Some(pid) = self.pid_of(id).filter(|pid| *pid > 1) {
-                let group = Pid::from_raw(pid as i32);
-                let _ = killpg(group, Signal::SIGTERM);
-                let deadline = tokio::time::Instant::now() + STOP_GRACE;
-                while self.observe_now(id) == Observed::Running
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                if self.observe_now(id) == Observed::Running {
-                    let _ = killpg(group, Signal::SIGKILL);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                tracing::info!(instance_id = %id, pid, "instance stopped");
-            }
-            if let Some(mut child) = self.children.lock().expect("children lock").remove(&id) {
-                let _ = child.try_wait();
-            }
-            let _ = std::fs::remove_file(self.instance_dir(id).join("pid"));
+            self.groups.stop(id).await;
             Ok(())
         })
     }
@@ -344,26 +229,7 @@ impl Driver for ProcessDriver {
     }
 
     fn instances(&self) -> BoxFuture<'_, Vec<Uuid>> {
-        Box::pin(async move {
-            let mut ids: Vec<Uuid> = self
-                .children
-                .lock()
-                .expect("children lock")
-                .keys()
-                .copied()
-                .collect();
-            let mut adopted = self.adopted.lock().expect("adopted lock");
-            // An adopted instance that ended (its pid file gone) is no longer this driver's.
-            adopted.retain(|id| self.instance_dir(*id).join("pid").exists());
-            ids.extend(
-                adopted
-                    .iter()
-                    .filter(|id| !ids.contains(id))
-                    .copied()
-                    .collect::<Vec<_>>(),
-            );
-            ids
-        })
+        Box::pin(async move { self.groups.ids() })
     }
 
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
@@ -385,21 +251,13 @@ impl Driver for ProcessDriver {
 
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
-            if let Some(pid) = self.pid_of(id).filter(|pid| *pid > 1) {
-                let signal = if force {
-                    Signal::SIGKILL
-                } else {
-                    Signal::SIGTERM
-                };
-                let _ = killpg(Pid::from_raw(pid as i32), signal);
-                tracing::info!(instance_id = %id, pid, ?signal, "instance signalled");
-            }
+            self.groups.signal(id, force);
             Ok(())
         })
     }
 
     fn sweep_outputs(&self, keep: Duration, live: &std::collections::HashSet<Uuid>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(entries) = std::fs::read_dir(self.groups.root()) else {
             return;
         };
         let mut removed = 0;
@@ -418,7 +276,7 @@ impl Driver for ProcessDriver {
             let old = std::fs::metadata(&stdout)
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= keep));
-            if old && !live.contains(&id) && !path.join("pid").exists() {
+            if old && !live.contains(&id) && !self.groups.has_pid_file(id) {
                 if std::fs::remove_dir_all(&path).is_ok() {
                     removed += 1;
                 }

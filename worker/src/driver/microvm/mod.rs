@@ -37,13 +37,12 @@ use std::{
 
 use aerekos_sdk::conductor::types::{InstanceSpec, RuntimeDriver};
 use futures_util::{StreamExt as _, future::BoxFuture};
-use nix::{
-    sys::signal::{Signal, killpg},
-    unistd::Pid,
-};
 use uuid::Uuid;
 
-use super::{Driver, DriverError, ExecOutput, INSTANCE_ENV, Observed, OutputChunk, OutputStream};
+use super::{
+    Driver, DriverError, ExecOutput, INSTANCE_ENV, Observed, OutputChunk, OutputStream,
+    groups::{Groups, Poll},
+};
 
 /// The modules a stock distribution kernel needs for the guest's devices (virtio over MMIO,
 /// virtio-serial and the virtio NIC).
@@ -55,7 +54,6 @@ const GUEST_GATEWAY: [u8; 4] = [10, 0, 2, 2];
 const GUEST_DNS: [u8; 4] = [10, 0, 2, 3];
 /// The least guest RAM: the kernel and the initramfs (which holds the whole root filesystem).
 const MIN_GUEST_MB: u32 = 256;
-const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDOUT_FILE: &str = "stdout.log";
 const STDERR_FILE: &str = "stderr.log";
 const INITRAMFS_FILE: &str = "initramfs.cpio";
@@ -326,15 +324,12 @@ struct PlanNetwork {
 }
 
 pub struct MicrovmDriver {
-    dir: PathBuf,
     setup: Setup,
     platform: super::Platform,
     /// For an instance whose root filesystem is a local Docker image (exported).
     docker: Option<bollard::Docker>,
-    /// QEMU processes this worker process started (their exit can be collected).
-    children: Mutex<HashMap<Uuid, tokio::process::Child>>,
-    /// Guests an earlier worker process started, found by their pid files.
-    adopted: Mutex<HashSet<Uuid>>,
+    /// The guests' QEMU processes, under `<data dir>/vms/<id>/`.
+    groups: Groups,
     /// Connections to the guests' control ports (QEMU takes one client per socket), each shared
     /// by every exec in that guest.
     controls: Mutex<HashMap<Uuid, Arc<Control>>>,
@@ -375,46 +370,23 @@ impl MicrovmDriver {
         platform: super::Platform,
         docker: Option<bollard::Docker>,
     ) -> std::io::Result<Self> {
-        let dir = data_dir.join("vms");
-        std::fs::create_dir_all(&dir)?;
-        let adopted = std::fs::read_dir(&dir)?
-            .flatten()
-            .filter(|e| e.path().join("pid").exists())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()))
-            .collect();
         Ok(Self {
-            dir,
             setup,
             platform,
             docker,
-            children: Mutex::default(),
-            adopted: Mutex::new(adopted),
+            groups: Groups::new(data_dir.join("vms"))?,
             controls: Mutex::default(),
             connecting: tokio::sync::Mutex::new(()),
         })
     }
 
     fn vm_dir(&self, id: Uuid) -> PathBuf {
-        self.dir.join(id.to_string())
+        self.groups.dir(id)
     }
 
     /// Whether instance `id` is (or was) a guest of this driver.
     pub fn knows(&self, id: Uuid) -> bool {
         self.vm_dir(id).is_dir()
-    }
-
-    fn pid_of(&self, id: Uuid) -> Option<u32> {
-        if let Some(child) = self.children.lock().expect("children lock").get(&id) {
-            return child.id();
-        }
-        // Only while it is still our QEMU: a pid file outliving its process (a host reboot)
-        // may name someone else's group by now.
-        std::fs::read_to_string(self.vm_dir(id).join("pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .filter(|pid| super::process::is_our_process(*pid, id))
     }
 
     /// The guest's initramfs: the instance's root filesystem, then the agent, its plan and the
@@ -707,46 +679,27 @@ impl MicrovmDriver {
 
     fn observe_now(&self, id: Uuid) -> Observed {
         let dir = self.vm_dir(id);
-        let ended = |status: Option<std::process::ExitStatus>| {
-            let _ = std::fs::remove_file(dir.join("pid"));
-            let _ = std::fs::remove_file(dir.join(INITRAMFS_FILE));
-            // The guest's own record of its command; without one (QEMU killed, or the guest
-            // failed before its command ended), how QEMU itself ended.
-            let (code, signal) = super::exit_record::read(&dir).unwrap_or_else(|| {
-                if guest_failed(&dir) {
-                    // The agent could not run the command (it said why on stderr): as a shell
-                    // reports a command it cannot run.
-                    return (Some(COULD_NOT_RUN), None);
-                }
-                status.map_or((None, None), |s| {
-                    (None, std::os::unix::process::ExitStatusExt::signal(&s))
-                })
-            });
-            Observed::Exited { code, signal }
+        let status = match self.groups.poll(id) {
+            Poll::Running => return Observed::Running,
+            Poll::Ended(status) => status,
+            // Ended and seen before (its record stays with its output).
+            Poll::Unknown if dir.join(super::exit_record::FILE).exists() => None,
+            Poll::Unknown => return Observed::Missing,
         };
-        let mut children = self.children.lock().expect("children lock");
-        if let Some(child) = children.get_mut(&id) {
-            return match child.try_wait() {
-                Ok(None) => Observed::Running,
-                Ok(Some(status)) => {
-                    children.remove(&id);
-                    ended(Some(status))
-                }
-                Err(_) => {
-                    children.remove(&id);
-                    ended(None)
-                }
-            };
-        }
-        drop(children);
-        match std::fs::read_to_string(dir.join("pid")) {
-            Ok(text) => match text.trim().parse::<u32>() {
-                Ok(pid) if super::process::is_our_process(pid, id) => Observed::Running,
-                _ => ended(None),
-            },
-            Err(_) if dir.join(super::exit_record::FILE).exists() => ended(None),
-            Err(_) => Observed::Missing,
-        }
+        let _ = std::fs::remove_file(dir.join(INITRAMFS_FILE));
+        // The guest's own record of its command; without one (QEMU killed, or the guest failed
+        // before its command ended), how QEMU itself ended.
+        let (code, signal) = super::exit_record::read(&dir).unwrap_or_else(|| {
+            if guest_failed(&dir) {
+                // The agent could not run the command (it said why on stderr): as a shell reports
+                // a command it cannot run.
+                return (Some(COULD_NOT_RUN), None);
+            }
+            status.map_or((None, None), |s| {
+                (None, std::os::unix::process::ExitStatusExt::signal(&s))
+            })
+        });
+        Observed::Exited { code, signal }
     }
 }
 
@@ -819,20 +772,11 @@ impl Driver for MicrovmDriver {
                     self.setup.qemu.display()
                 ))
             })?;
-            let pid = child
-                .id()
-                .ok_or_else(|| DriverError::Refused("QEMU exited at once".into()))?;
-            let temp = dir.join("pid.tmp");
-            let recorded = std::fs::write(&temp, pid.to_string())
-                .and_then(|()| std::fs::rename(&temp, dir.join("pid")));
-            if let Err(e) = recorded {
-                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                return Err(DriverError::Io(e));
-            }
-            self.children
-                .lock()
-                .expect("children lock")
-                .insert(id, child);
+            let pid = self
+                .groups
+                .track(id, child)
+                .await
+                .map_err(|e| DriverError::Refused(format!("QEMU: {e}")))?;
             tracing::info!(instance_id = %id, pid, accel = self.setup.accel.as_str(), "microVM started");
             Ok(())
         })
@@ -840,27 +784,8 @@ impl Driver for MicrovmDriver {
 
     fn stop(&self, id: Uuid) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
-            if let Some(pid) = self.pid_of(id).filter(|p| *p > 1) {
-                let group = Pid::from_raw(pid as i32);
-                let _ = killpg(group, Signal::SIGTERM);
-                let deadline = tokio::time::Instant::now() + STOP_GRACE;
-                while self.observe_now(id) == Observed::Running
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                if self.observe_now(id) == Observed::Running {
-                    let _ = killpg(group, Signal::SIGKILL);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                tracing::info!(instance_id = %id, pid, "microVM stopped");
-            }
-            if let Some(mut child) = self.children.lock().expect("children lock").remove(&id) {
-                let _ = child.try_wait();
-            }
-            self.adopted.lock().expect("adopted lock").remove(&id);
+            self.groups.stop(id).await;
             self.controls.lock().expect("controls lock").remove(&id);
-            let _ = std::fs::remove_file(self.vm_dir(id).join("pid"));
             Ok(())
         })
     }
@@ -870,25 +795,7 @@ impl Driver for MicrovmDriver {
     }
 
     fn instances(&self) -> BoxFuture<'_, Vec<Uuid>> {
-        Box::pin(async move {
-            let mut ids: Vec<Uuid> = self
-                .children
-                .lock()
-                .expect("children lock")
-                .keys()
-                .copied()
-                .collect();
-            let mut adopted = self.adopted.lock().expect("adopted lock");
-            adopted.retain(|id| self.vm_dir(*id).join("pid").exists());
-            ids.extend(
-                adopted
-                    .iter()
-                    .filter(|id| !ids.contains(id))
-                    .copied()
-                    .collect::<Vec<_>>(),
-            );
-            ids
-        })
+        Box::pin(async move { self.groups.ids() })
     }
 
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
@@ -906,15 +813,7 @@ impl Driver for MicrovmDriver {
 
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move {
-            if let Some(pid) = self.pid_of(id).filter(|p| *p > 1) {
-                let signal = if force {
-                    Signal::SIGKILL
-                } else {
-                    Signal::SIGTERM
-                };
-                let _ = killpg(Pid::from_raw(pid as i32), signal);
-                tracing::info!(instance_id = %id, pid, ?signal, "microVM signalled");
-            }
+            self.groups.signal(id, force);
             Ok(())
         })
     }
@@ -992,7 +891,7 @@ impl Driver for MicrovmDriver {
     }
 
     fn sweep_outputs(&self, keep: Duration, live: &HashSet<Uuid>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(entries) = std::fs::read_dir(self.groups.root()) else {
             return;
         };
         for entry in entries.flatten() {
@@ -1007,7 +906,7 @@ impl Driver for MicrovmDriver {
             let old = std::fs::metadata(path.join("qemu.log"))
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= keep));
-            if old && !live.contains(&id) && !path.join("pid").exists() {
+            if old && !live.contains(&id) && !self.groups.has_pid_file(id) {
                 let _ = std::fs::remove_dir_all(&path);
             }
         }
