@@ -582,7 +582,8 @@ storage_manager, an app's settings).*/
         }
     }
     /**A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
-guest of its own (jobs only, for now; an image is then the guest's root filesystem).*/
+guest of its own (an image is then the guest's root filesystem; no volumes yet, so not for
+stateful services).*/
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -2176,7 +2177,7 @@ replaced.*/
         pub instance_id: ::std::option::Option<::uuid::Uuid>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub ready_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        ///Why it is still creating, or failed (with what each failed placement said).
+        ///Why it is still creating, or failed (what the last failed placement met).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub reason: ::std::option::Option<::std::string::String>,
         pub request: SandboxRequest,

@@ -1765,7 +1765,8 @@ export interface components {
         DesiredState: "running" | "stopped";
         /**
          * @description A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
-         *     guest of its own (jobs only, for now; an image is then the guest's root filesystem).
+         *     guest of its own (an image is then the guest's root filesystem; no volumes yet, so not for
+         *     stateful services).
          * @enum {string}
          */
         DriverKind: "process" | "docker" | "microvm";
@@ -2598,7 +2599,7 @@ export interface components {
             instance_id?: string;
             /** Format: date-time */
             ready_at?: string;
-            /** @description Why it is still creating, or failed (with what each failed placement said). */
+            /** @description Why it is still creating, or failed (what the last failed placement met). */
             reason?: string;
             request: components["schemas"]["SandboxRequest"];
             state: components["schemas"]["SandboxState"];
