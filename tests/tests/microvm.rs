@@ -493,3 +493,46 @@ async fn a_sandbox_in_a_guest_runs_commands_at_once_and_its_delete_leaves_no_vm(
     })
     .await;
 }
+
+/// The other two root filesystems an image can name: a directory and a `.tar` on the worker.
+#[tokio::test]
+#[ignore = "needs QEMU, a kernel and the static guest agent; `cargo xtask test` provides them"]
+async fn a_guest_boots_from_a_directory_or_a_tarball_as_its_root() {
+    let (_conductor, admin, _worker, _) = cluster().await;
+    // A root filesystem of a static busybox and a file of its own.
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    std::fs::write(root.join("data/hello"), "from the image\n").unwrap();
+    let tarball = work.path().join("root.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for image in [root.display().to_string(), tarball.display().to_string()] {
+        let mut job = vm_job("/bin/busybox cat /data/hello", 300);
+        job.image = Some(image.clone());
+        let job = admin
+            .submit_job()
+            .body(job)
+            .send()
+            .await
+            .unwrap()
+            .into_inner();
+        let (job, attempts) = until_done(&admin, job.id, 300).await;
+        assert_eq!(job.state, JobState::Succeeded, "{image}: {attempts:?}");
+        assert_eq!(
+            attempts[0].stdout_tail.as_deref(),
+            Some("from the image\n"),
+            "{image}"
+        );
+    }
+}

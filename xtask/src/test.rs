@@ -137,7 +137,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
     if docker || microvm {
         // The service image is built from a statically linked aerekos (it runs FROM scratch),
         // and the microVM guest agent runs where there is no libc.
-        stages.start("Rust: static builds (service image, guest agent)");
+        stages.start("Rust: static builds (image, guest agent)");
         println!("==> building a static aerekos and aerekos-guest");
         let built = build_static(&["aerekos", "aerekos-guest"])?;
         cargo.env("AEREKOS_STATIC_BIN", &built[0]);
