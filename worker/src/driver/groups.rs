@@ -196,6 +196,36 @@ impl Groups {
         ids
     }
 
+    /// Deletes what ended groups not in `live` left in their directories, once their `by` file
+    /// has been untouched for `keep`; how many it deleted.
+    pub fn sweep(&self, keep: Duration, live: &HashSet<Uuid>, by: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let old = std::fs::metadata(path.join(by))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= keep));
+            if old
+                && !live.contains(&id)
+                && !self.has_pid_file(id)
+                && std::fs::remove_dir_all(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Whether `id` is running (or ended unseen): its pid file is there.
     pub fn has_pid_file(&self, id: Uuid) -> bool {
         self.dir(id).join(PID_FILE).exists()

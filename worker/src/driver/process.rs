@@ -24,8 +24,8 @@ use super::{
 /// A service's output, both streams together.
 const OUTPUT_FILE: &str = "output.log";
 /// A `run_once` instance's streams, apart.
-const STDOUT_FILE: &str = "stdout.log";
-const STDERR_FILE: &str = "stderr.log";
+pub(super) const STDOUT_FILE: &str = "stdout.log";
+pub(super) const STDERR_FILE: &str = "stderr.log";
 
 /// The worker's environment variables an instance process inherits.
 const INHERITED_ENV: &[&str] = &[
@@ -236,13 +236,7 @@ impl Driver for ProcessDriver {
         Box::pin(async move {
             let dir = self.instance_dir(id);
             if !dir.join(OUTPUT_FILE).exists() && dir.join(STDOUT_FILE).exists() {
-                // A run_once instance: its stdout, then its stderr.
-                let half = max_bytes / 2;
-                let out = read_file_chunk(&dir.join(STDOUT_FILE), None, half)?;
-                let err = read_file_chunk(&dir.join(STDERR_FILE), None, max_bytes - half)?;
-                let mut text = String::from_utf8_lossy(&out.bytes).into_owned();
-                text.push_str(&String::from_utf8_lossy(&err.bytes));
-                return Ok(text);
+                return Ok(streams_tail(&dir, max_bytes)?);
             }
             let chunk = read_file_chunk(&dir.join(OUTPUT_FILE), None, max_bytes)?;
             Ok(String::from_utf8_lossy(&chunk.bytes).into_owned())
@@ -257,31 +251,8 @@ impl Driver for ProcessDriver {
     }
 
     fn sweep_outputs(&self, keep: Duration, live: &std::collections::HashSet<Uuid>) {
-        let Ok(entries) = std::fs::read_dir(self.groups.root()) else {
-            return;
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Uuid::parse_str(n).ok())
-            else {
-                continue;
-            };
-            let path = entry.path();
-            // A run_once instance's directory (a service's keeps its one output.log), ended (no
-            // pid file), not assigned, and untouched for `keep`.
-            let stdout = path.join(STDOUT_FILE);
-            let old = std::fs::metadata(&stdout)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= keep));
-            if old && !live.contains(&id) && !self.groups.has_pid_file(id) {
-                if std::fs::remove_dir_all(&path).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
+        // A run_once instance's directory (a service's keeps its one output.log instead).
+        let removed = self.groups.sweep(keep, live, STDOUT_FILE);
         if removed > 0 {
             tracing::info!(
                 removed,
@@ -298,14 +269,33 @@ impl Driver for ProcessDriver {
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<OutputChunk, DriverError>> {
         Box::pin(async move {
-            let dir = self.instance_dir(id);
-            let name = match stream {
-                OutputStream::Stdout => STDOUT_FILE,
-                OutputStream::Stderr => STDERR_FILE,
-            };
-            Ok(read_file_chunk(&dir.join(name), offset, max_bytes)?)
+            let file = stream_file(&self.instance_dir(id), stream);
+            Ok(read_file_chunk(&file, offset, max_bytes)?)
         })
     }
+}
+
+/// The file of one of a run_once instance's streams, kept apart in its directory (the process
+/// driver writes them; the microvm driver's QEMU writes its guest's).
+pub(super) fn stream_file(dir: &std::path::Path, stream: OutputStream) -> PathBuf {
+    dir.join(match stream {
+        OutputStream::Stdout => STDOUT_FILE,
+        OutputStream::Stderr => STDERR_FILE,
+    })
+}
+
+/// A run_once instance's stdout, then its stderr: the last `max_bytes` in all.
+pub(super) fn streams_tail(dir: &std::path::Path, max_bytes: usize) -> std::io::Result<String> {
+    let half = max_bytes / 2;
+    let out = read_file_chunk(&stream_file(dir, OutputStream::Stdout), None, half)?;
+    let err = read_file_chunk(
+        &stream_file(dir, OutputStream::Stderr),
+        None,
+        max_bytes - half,
+    )?;
+    let mut text = String::from_utf8_lossy(&out.bytes).into_owned();
+    text.push_str(&String::from_utf8_lossy(&err.bytes));
+    Ok(text)
 }
 
 /// Up to `max_bytes` of the file from `offset` (`None`: its end).

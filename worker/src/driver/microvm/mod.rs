@@ -54,8 +54,6 @@ const GUEST_GATEWAY: [u8; 4] = [10, 0, 2, 2];
 const GUEST_DNS: [u8; 4] = [10, 0, 2, 3];
 /// The least guest RAM: the kernel and the initramfs (which holds the whole root filesystem).
 const MIN_GUEST_MB: u32 = 256;
-const STDOUT_FILE: &str = "stdout.log";
-const STDERR_FILE: &str = "stderr.log";
 const INITRAMFS_FILE: &str = "initramfs.cpio";
 /// The exit code of a guest whose agent could not run the command.
 const COULD_NOT_RUN: i32 = 127;
@@ -613,8 +611,8 @@ impl MicrovmDriver {
             "virtserialport,chardev=ctl,name=aerekos.ctl".into(),
         ]);
         for (id, file, name) in [
-            ("out", STDOUT_FILE, "aerekos.stdout"),
-            ("err", STDERR_FILE, "aerekos.stderr"),
+            ("out", super::process::STDOUT_FILE, "aerekos.stdout"),
+            ("err", super::process::STDERR_FILE, "aerekos.stderr"),
             ("exit", super::exit_record::FILE, "aerekos.status"),
         ] {
             args.extend([
@@ -799,16 +797,7 @@ impl Driver for MicrovmDriver {
     }
 
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {
-        Box::pin(async move {
-            let dir = self.vm_dir(id);
-            let half = max_bytes / 2;
-            let out = super::process::read_file_chunk(&dir.join(STDOUT_FILE), None, half)?;
-            let err =
-                super::process::read_file_chunk(&dir.join(STDERR_FILE), None, max_bytes - half)?;
-            let mut text = String::from_utf8_lossy(&out.bytes).into_owned();
-            text.push_str(&String::from_utf8_lossy(&err.bytes));
-            Ok(text)
-        })
+        Box::pin(async move { Ok(super::process::streams_tail(&self.vm_dir(id), max_bytes)?) })
     }
 
     fn terminate(&self, id: Uuid, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
@@ -891,25 +880,7 @@ impl Driver for MicrovmDriver {
     }
 
     fn sweep_outputs(&self, keep: Duration, live: &HashSet<Uuid>) {
-        let Ok(entries) = std::fs::read_dir(self.groups.root()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Uuid::parse_str(n).ok())
-            else {
-                continue;
-            };
-            let path = entry.path();
-            let old = std::fs::metadata(path.join("qemu.log"))
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= keep));
-            if old && !live.contains(&id) && !self.groups.has_pid_file(id) {
-                let _ = std::fs::remove_dir_all(&path);
-            }
-        }
+        self.groups.sweep(keep, live, "qemu.log");
     }
 
     fn output(
@@ -920,15 +891,8 @@ impl Driver for MicrovmDriver {
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<OutputChunk, DriverError>> {
         Box::pin(async move {
-            let name = match stream {
-                OutputStream::Stdout => STDOUT_FILE,
-                OutputStream::Stderr => STDERR_FILE,
-            };
-            Ok(super::process::read_file_chunk(
-                &self.vm_dir(id).join(name),
-                offset,
-                max_bytes,
-            )?)
+            let file = super::process::stream_file(&self.vm_dir(id), stream);
+            Ok(super::process::read_file_chunk(&file, offset, max_bytes)?)
         })
     }
 }
