@@ -408,9 +408,14 @@ async fn snapshot_and_send(
             let snapshot = is_sqlite(&path);
             let from = if snapshot {
                 let copy = staging.join(format!("{}.db", files.len()));
-                snapshot_database(&path, &copy)
-                    .await
-                    .map_err(|e| format!("snapshot of {}: {e}", rel.display()))?;
+                // From inside the instance when its locks are not the worker's to see (a guest).
+                let made = match shared.driver.snapshot_database(&job.volume, &rel, &copy) {
+                    Some(inside) => inside.await.map_err(|e| e.to_string()),
+                    None => snapshot_database(&path, &copy)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                made.map_err(|e| format!("snapshot of {}: {e}", rel.display()))?;
                 copy
             } else {
                 path

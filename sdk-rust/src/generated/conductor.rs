@@ -582,8 +582,8 @@ storage_manager, an app's settings).*/
         }
     }
     /**A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
-guest of its own (an image is then the guest's root filesystem; no volumes yet, so not for
-stateful services).*/
+guest of its own (an image is then the guest's root filesystem, a stateful service's volume is
+shared with it at `/data`).*/
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,

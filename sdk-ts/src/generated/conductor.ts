@@ -1765,8 +1765,8 @@ export interface components {
         DesiredState: "running" | "stopped";
         /**
          * @description A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
-         *     guest of its own (an image is then the guest's root filesystem; no volumes yet, so not for
-         *     stateful services).
+         *     guest of its own (an image is then the guest's root filesystem, a stateful service's volume is
+         *     shared with it at `/data`).
          * @enum {string}
          */
         DriverKind: "process" | "docker" | "microvm";

@@ -52,6 +52,10 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
+    /// (Used by the worker's microVM guests.) Carry standard input and output to `to`
+    /// (`host:port`): a guest's connection to the conductor.
+    #[command(name = "relay", hide = true)]
+    Relay { to: String },
     /// Log in to a conductor and keep the token for the other commands.
     Login(client::LoginArgs),
     /// Workers of the cluster.
@@ -174,6 +178,8 @@ fn main() {
             let program = command.next().expect("clap requires a command");
             aerekos_worker::driver::exit_record::run(record, program, command.collect())
         }
+        Command::Relay { to } => aerekos_worker::driver::microvm::relay::run(&to)
+            .map_err(|e| anyhow::anyhow!("relay to {to}: {e}")),
         Command::Login(args) => client::run(client::login(args)),
         Command::Workers { global, command } => client::run(client::workers(global, command)),
         Command::Services { global, command } => client::run(client::services(global, command)),

@@ -472,8 +472,8 @@ pub enum PlacementStrategy {
 }
 
 /// A runtime driver: `process` runs a command, `docker` an image, `microvm` a command in a QEMU
-/// guest of its own (an image is then the guest's root filesystem; no volumes yet, so not for
-/// stateful services).
+/// guest of its own (an image is then the guest's root filesystem, a stateful service's volume is
+/// shared with it at `/data`).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]

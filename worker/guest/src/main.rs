@@ -5,13 +5,18 @@
 //! 1. mounts `/proc`, `/sys` and `/dev`;
 //! 2. loads the kernel modules the plan lists (a stock distribution kernel has virtio as modules);
 //! 3. brings the network up when the plan has one ([`net`]);
-//! 4. finds the virtio-serial ports by name (`aerekos.stdout`, `aerekos.stderr`,
+//!    and, when the plan has relays, listens on their addresses inside the guest ([`relay`]);
+//! 4. mounts the instance's volume, shared by the worker over 9p, where the plan says;
+//! 5. finds the virtio-serial ports by name (`aerekos.stdout`, `aerekos.stderr`,
 //!    `aerekos.status`): QEMU writes each to a file in the instance's directory on the host, so
 //!    what the guest says is kept whether or not a worker is listening;
-//! 5. runs the command with the plan's environment, its stdout and stderr on their ports, and
+//! 6. runs the command with the plan's environment, its stdout and stderr on their ports, and
 //!    serves the worker's exec requests on the control port meanwhile ([`exec`]);
-//! 6. writes how it ended (`code N` or `signal N`, or `failed: why`) to the status port and
+//! 7. writes how it ended (`code N` or `signal N`, or `failed: why`) to the status port and
 //!    powers the guest off, so QEMU exits: a guest lives as long as its command.
+//!
+//! Run as `init snapshot-sqlite <database> <copy>` (by the worker, through the control port), it
+//! copies a database online instead ([`snapshot`]).
 
 use std::{
     collections::BTreeMap,
@@ -25,6 +30,8 @@ use std::{
 
 mod exec;
 mod net;
+mod relay;
+mod snapshot;
 
 use nix::{
     kmod::{ModuleInitFlags, finit_module},
@@ -51,13 +58,41 @@ struct Plan {
     /// The NIC's configuration; absent: no network.
     #[serde(default)]
     network: Option<net::Network>,
+    /// Addresses inside the guest carried to forwarded ones (the conductor's).
+    #[serde(default)]
+    relays: Vec<relay::Relay>,
+    /// 9p shares to mount (the instance's volume).
+    #[serde(default)]
+    mounts: Vec<Mount>,
 }
+
+/// A 9p share QEMU exports under `tag`, mounted at `target`.
+#[derive(serde::Deserialize)]
+struct Mount {
+    tag: String,
+    target: PathBuf,
+}
+
+/// The 9p mount's options: the virtio transport, Linux's dialect, and `cache=mmap`, which caches
+/// nothing but what a shared writable mapping needs (SQLite maps a WAL database's `-shm`), so
+/// what the host changes in the volume (a backup's hold file) is seen at once.
+const NINE_P_OPTIONS: &str = "trans=virtio,version=9p2000.L,cache=mmap,msize=262144";
 
 fn root() -> PathBuf {
     PathBuf::from("/")
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, command, database, copy] = args.as_slice() {
+        if command == "snapshot-sqlite" {
+            if let Err(why) = snapshot::run(database, copy) {
+                eprintln!("{why}");
+                std::process::exit(1);
+            }
+            return;
+        }
+    }
     let outcome = run();
     let line = match &outcome {
         Ok(line) => line.clone(),
@@ -110,6 +145,27 @@ fn run() -> Result<String, String> {
     }
     if let Some(network) = &plan.network {
         net::configure(network).map_err(|e| format!("the network: {e}"))?;
+    }
+    for relay in &plan.relays {
+        if let std::net::IpAddr::V4(ip) = relay.listen.ip() {
+            if !ip.is_loopback() {
+                net::add_loopback_address(ip)
+                    .map_err(|e| format!("the relay's address {ip}: {e}"))?;
+            }
+        }
+    }
+    relay::start(&plan.relays)?;
+    for share in &plan.mounts {
+        std::fs::create_dir_all(&share.target)
+            .map_err(|e| format!("{}: {e}", share.target.display()))?;
+        mount(
+            Some(share.tag.as_str()),
+            &share.target,
+            Some("9p"),
+            MsFlags::empty(),
+            Some(NINE_P_OPTIONS),
+        )
+        .map_err(|e| format!("mounting the volume at {}: {e}", share.target.display()))?;
     }
     let deadline = Instant::now() + PORTS_WAIT;
     let (stdout, stderr) = loop {

@@ -61,6 +61,18 @@ pub fn configure(net: &Network) -> Result<(), String> {
         .map_err(|e| format!("/etc/resolv.conf: {e}"))
 }
 
+/// Gives the loopback interface `address` too (a /32), so the guest's programs reach it inside
+/// (where a relay listens for it).
+pub fn add_loopback_address(address: Ipv4Addr) -> Result<(), String> {
+    let lo = std::fs::read_to_string("/sys/class/net/lo/ifindex")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or("no index for interface lo")?;
+    Rtnetlink::open()
+        .map_err(|e| format!("rtnetlink: {e}"))?
+        .add_address(lo, address, 32)
+}
+
 /// The first network interface that is not loopback, once its driver has made it.
 fn wait_for_nic(patience: Duration) -> Result<String, String> {
     let deadline = Instant::now() + patience;

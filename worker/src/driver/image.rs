@@ -45,17 +45,20 @@ pub fn build_context(executable: &[u8]) -> std::io::Result<Vec<u8>> {
     archive.into_inner()
 }
 
-/// Reads `path` once its headers show it can be the image's entrypoint.
-pub fn read_static_executable(path: &Path) -> Result<Vec<u8>, String> {
+/// Whether the file at `path` is a static executable ([`is_static_executable`]).
+pub fn is_static_file(path: &Path) -> std::io::Result<bool> {
     use std::io::Read as _;
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     // The ELF and program headers sit in the first few KiB: no need to read a large binary to refuse it.
     let mut head = vec![0u8; 16 * 1024];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(cannot)?;
+    let n = std::fs::File::open(path)?.read(&mut head)?;
     head.truncate(n);
-    if is_static_executable(&head) {
+    Ok(is_static_executable(&head))
+}
+
+/// Reads `path` once its headers show it can be the image's entrypoint.
+pub fn read_static_executable(path: &Path) -> Result<Vec<u8>, String> {
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    if is_static_file(path).map_err(cannot)? {
         std::fs::read(path).map_err(cannot)
     } else {
         Err(format!(

@@ -85,6 +85,19 @@ pub trait Driver: Send + Sync + 'static {
         })
     }
 
+    /// Copies the SQLite database at `database` (relative to volume `volume`) online to `copy`
+    /// from inside the instance running on the volume, when that instance is one whose locks the
+    /// worker's own SQLite cannot see (a guest's, over 9p). `None`: no such instance, the worker
+    /// copies it itself.
+    fn snapshot_database<'a>(
+        &'a self,
+        _volume: &'a str,
+        _database: &'a std::path::Path,
+        _copy: &'a std::path::Path,
+    ) -> Option<BoxFuture<'a, Result<(), DriverError>>> {
+        None
+    }
+
     /// Deletes what ended `run_once` instances not in `live` left behind (their output files)
     /// once it is older than `keep`.
     fn sweep_outputs(&self, _keep: std::time::Duration, _live: &std::collections::HashSet<Uuid>) {}
@@ -324,6 +337,17 @@ impl Driver for Runtimes {
                 (result, _) => result,
             }
         })
+    }
+
+    fn snapshot_database<'a>(
+        &'a self,
+        volume: &'a str,
+        database: &'a std::path::Path,
+        copy: &'a std::path::Path,
+    ) -> Option<BoxFuture<'a, Result<(), DriverError>>> {
+        self.microvm
+            .as_ref()?
+            .snapshot_database(volume, database, copy)
     }
 
     fn sweep_outputs(&self, keep: std::time::Duration, live: &std::collections::HashSet<Uuid>) {

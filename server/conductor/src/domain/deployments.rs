@@ -215,6 +215,9 @@ fn instance_spec(
     let (image, command) = match driver {
         DriverKind::Docker => (service.image.clone(), service.image_command.clone()),
         DriverKind::Process => (None, service.command.clone()),
+        // A built-in service's image is only the aerekos executable, which a guest is given
+        // anyway: its root filesystem is the worker's default.
+        DriverKind::Microvm if service.builtin => (None, service.command.clone()),
         DriverKind::Microvm => (service.image.clone(), service.command.clone()),
     };
     InstanceSpec {
@@ -628,7 +631,11 @@ impl DeploymentService {
             });
         let spec = DeploymentSpec {
             replicas: req.replicas.unwrap_or(base.replicas),
-            resources: req.resources.unwrap_or(base.resources),
+            // A guest is given at least the memory its kernel needs; it is reserved so.
+            resources: super::jobs::reservation(
+                req.resources.unwrap_or(base.resources),
+                req.driver.or(base.driver),
+            ),
             worker_ids: req.worker_ids.clone().unwrap_or(base.worker_ids),
             labels: req.labels.clone().unwrap_or(base.labels),
             strategy: req.strategy.unwrap_or(base.strategy),
@@ -703,12 +710,6 @@ impl DeploymentService {
                      disable it and deploy again (it starts again on the worker holding its volume)",
                     service.name
                 ),
-            ));
-        }
-        if spec.driver == Some(DriverKind::Microvm) && service.stateful {
-            return bad(format!(
-                "{} keeps state in a volume, and the microvm driver gives guests no volumes yet: deploy it with the process or docker driver",
-                service.name
             ));
         }
         if usable_drivers(service, spec.driver).is_empty() {

@@ -21,11 +21,21 @@
 //! - **Exec.** A fourth port, `aerekos.ctl`, is a socket QEMU listens on (`vms/<id>/ctl.sock`):
 //!   the worker sends a sandbox's commands there, one JSON line each, and the agent runs them at
 //!   once, killed at their timeout, answering with their exit code and output tails.
-//! - **Isolation.** Nothing of the host's filesystem is shared with the guest (its filesystem is
-//!   a copy, in guest RAM), nor the worker's credentials. Instances with a volume are refused for
-//!   now (see docs/architecture.md).
+//! - **The conductor.** The one address outside that a guest reaches: QEMU runs `aerekos relay`
+//!   for each connection the guest opens to it, and the agent listens on the conductor's own
+//!   address inside the guest, so `CONDUCTOR_URL` is the worker's, unchanged ([`relay`]).
+//! - **Volume.** An instance's volume is its directory on the worker (`volumes/<name>`), shared
+//!   with the guest over virtio-9p and mounted at `/data` (its `DATA_DIR`): it stays the one
+//!   format that moves, backups and restores handle. QEMU's 9p server does not pass the guest's
+//!   file locks on to the host, so a backup copies the guest's databases from inside the guest
+//!   ([`MicrovmDriver::snapshot_database`]).
+//! - **Built-in services.** A command `aerekos …` runs the platform's executable, copied into the
+//!   guest: it must be statically linked (the guest has no libc), as for the service image.
+//! - **Isolation.** Nothing else of the host's filesystem is shared with the guest (its root
+//!   filesystem is a copy, in guest RAM), nor the worker's credentials.
 
 pub mod initramfs;
+pub mod relay;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -45,8 +55,23 @@ use super::{
 };
 
 /// The modules a stock distribution kernel needs for the guest's devices (virtio over MMIO,
-/// virtio-serial and the virtio NIC).
-const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtio_net"];
+/// the entropy source, virtio-serial and the virtio NIC).
+const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_rng", "virtio_console", "virtio_net"];
+/// And for a guest with a volume (9p over virtio).
+const VOLUME_MODULES: &[&str] = &["9pnet_virtio", "9p"];
+/// The volume's 9p tag, and where the guest mounts it (its `DATA_DIR`).
+const VOLUME_TAG: &str = "aerekos.volume";
+const GUEST_DATA_DIR: &str = "/data";
+/// Where a guest finds the platform's executable (for commands `aerekos …`).
+const GUEST_AEREKOS: &str = ".aerekos/bin/aerekos";
+/// The guest agent, inside the guest.
+const GUEST_INIT: &str = "/.aerekos/init";
+/// `vms/<id>/volume`: the name of the volume a guest runs on (how a backup finds the guest).
+const VOLUME_FILE: &str = "volume";
+/// Debian's bundle of the system's CA certificates (also where the guest looks for it).
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// How long a database copy inside a guest may take.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
 /// QEMU's user-mode network: the guest's address, its gateway (which is also how the guest
 /// reaches the host's loopback) and its resolver.
 const GUEST_ADDRESS: [u8; 4] = [10, 0, 2, 15];
@@ -135,7 +160,12 @@ pub struct Setup {
     kernel: PathBuf,
     /// The modules the guest loads, in order (host paths); empty when the kernel has them built in.
     modules: Vec<PathBuf>,
+    /// The further modules of a guest with a volume.
+    volume_modules: Vec<PathBuf>,
     guest_agent: PathBuf,
+    /// The platform's executable when it is statically linked (it runs in guests); why not
+    /// otherwise.
+    guest_aerekos: Result<PathBuf, String>,
     busybox: PathBuf,
     accel: Accel,
     /// The host's TSC rate in kHz: under TCG the guest's TSC ticks at it, and a guest told so
@@ -178,12 +208,25 @@ impl Setup {
             let version = name.strip_prefix("vmlinuz-")?;
             Some(PathBuf::from("/lib/modules").join(version))
         });
-        let modules = match modules_dir {
+        let (modules, volume_modules) = match modules_dir {
             Some(dir) if dir.join("modules.dep").exists() => {
-                initramfs::modules_in_order(&dir, GUEST_MODULES).map_err(|e| e.to_string())?
+                let modules =
+                    initramfs::modules_in_order(&dir, GUEST_MODULES).map_err(|e| e.to_string())?;
+                let mut volume_modules =
+                    initramfs::modules_in_order(&dir, VOLUME_MODULES).map_err(|e| e.to_string())?;
+                volume_modules.retain(|m| !modules.contains(m));
+                (modules, volume_modules)
             }
-            // A kernel of the operator's own, with virtio built in.
-            _ => vec![],
+            // A kernel of the operator's own, with virtio and 9p built in.
+            _ => (vec![], vec![]),
+        };
+        let guest_aerekos = match executable {
+            Some(exe) if super::image::is_static_file(exe).unwrap_or(false) => Ok(exe.to_owned()),
+            Some(exe) => Err(format!(
+                "the aerekos executable {} is not statically linked (a guest has no libc): set AEREKOS_EXECUTABLE to a static build",
+                exe.display()
+            )),
+            None => Err("the aerekos executable was not found: set AEREKOS_EXECUTABLE".into()),
         };
         let guest_agent = config
             .guest_agent
@@ -197,7 +240,7 @@ impl Setup {
             .ok_or(
                 "no guest agent: build it with `cargo xtask guest` and set MICROVM_GUEST_AGENT",
             )?;
-        if !is_static_elf(&guest_agent).unwrap_or(false) {
+        if !super::image::is_static_file(&guest_agent).unwrap_or(false) {
             return Err(format!(
                 "the guest agent {} is not a statically linked executable (a guest has no libc): build it with `cargo xtask guest`",
                 guest_agent.display()
@@ -208,7 +251,9 @@ impl Setup {
             qemu_version,
             kernel,
             modules,
+            volume_modules,
             guest_agent,
+            guest_aerekos,
             busybox: config.busybox.clone(),
             accel: Accel::detect(),
             tsc_khz: host_tsc_khz(),
@@ -239,35 +284,15 @@ impl Setup {
     }
 }
 
-/// Whether `path` is a 64-bit ELF executable with no program interpreter (`PT_INTERP`), i.e.
-/// one that runs without a dynamic loader and libraries.
-fn is_static_elf(path: &Path) -> std::io::Result<bool> {
-    const PT_INTERP: u32 = 3;
-    let bytes = std::fs::read(path)?;
-    let u16_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    };
-    if !bytes.starts_with(b"\x7fELF\x02") {
-        return Ok(false);
+/// `value` as part of one QEMU option (a comma is written twice there); a quote is refused, as
+/// the relay's command line is split as a shell would.
+fn qemu_option_value(value: &str) -> Result<String, DriverError> {
+    if value.contains(['\'', '\n']) {
+        return Err(DriverError::Refused(format!(
+            "{value:?}: a path or address with a quote or a newline cannot be given to QEMU"
+        )));
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
-        return Ok(false);
-    };
-    let interp = (0..usize::from(phnum)).any(|i| {
-        let at = phoff as usize + i * usize::from(phentsize);
-        bytes
-            .get(at..at + 4)
-            .is_some_and(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) == PT_INTERP)
-    });
-    Ok(!interp)
+    Ok(value.replace(',', ",,"))
 }
 
 fn newest_kernel() -> Option<PathBuf> {
@@ -304,13 +329,29 @@ fn host_tsc_khz() -> Option<u64> {
     Some((mhz * 1000.0) as u64)
 }
 
-/// What the guest agent reads at `/.aerekos/plan.json`.
+/// What the guest agent reads at `/.aerekos/plan.json` (worker/guest/src/main.rs).
 #[derive(serde::Serialize)]
-struct Plan<'a> {
+struct Plan {
     modules: Vec<String>,
-    command: &'a [String],
+    command: Vec<String>,
     env: std::collections::BTreeMap<String, String>,
     network: PlanNetwork,
+    relays: Vec<PlanRelay>,
+    mounts: Vec<PlanMount>,
+}
+
+#[derive(serde::Serialize)]
+struct PlanRelay {
+    listen: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+    /// The host name the guest resolves to `listen` (in its `/etc/hosts`).
+    name: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct PlanMount {
+    tag: &'static str,
+    target: &'static str,
 }
 
 #[derive(serde::Serialize)]
@@ -438,6 +479,12 @@ impl MicrovmDriver {
                 let _ = std::fs::remove_file(tar);
             }
         }
+        // The host's CA bundle where the root filesystem has none (a static program's TLS
+        // client refuses to start without roots).
+        if let Ok(mut bundle) = std::fs::File::open(HOST_CA_BUNDLE) {
+            let size = bundle.metadata()?.len();
+            cpio.file(&HOST_CA_BUNDLE[1..], 0o644, size, &mut bundle)?;
+        }
         for d in ["proc", "sys", "dev", "root", "etc"] {
             cpio.dir(d, 0o755)?;
         }
@@ -455,9 +502,26 @@ impl MicrovmDriver {
     ) -> std::io::Result<()> {
         let mut agent = std::fs::File::open(&self.setup.guest_agent)?;
         let size = agent.metadata()?.len();
-        cpio.file(".aerekos/init", 0o755, size, &mut agent)?;
+        cpio.file(&GUEST_INIT[1..], 0o755, size, &mut agent)?;
+        let mut command = spec.command.clone();
+        if command.first().is_some_and(|p| p == "aerekos") {
+            // Checked in `start`.
+            if let Ok(exe) = &self.setup.guest_aerekos {
+                let mut file = std::fs::File::open(exe)?;
+                let size = file.metadata()?.len();
+                cpio.file(GUEST_AEREKOS, 0o755, size, &mut file)?;
+                command[0] = format!("/{GUEST_AEREKOS}");
+            }
+        }
+        let volume = spec.volume.is_some();
         let mut modules = vec![];
-        for module in &self.setup.modules {
+        let wanted = self.setup.modules.iter().chain(
+            volume
+                .then_some(&self.setup.volume_modules)
+                .into_iter()
+                .flatten(),
+        );
+        for module in wanted {
             let name = module
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -471,7 +535,10 @@ impl MicrovmDriver {
         // As a process gets it: the instance's variables, then the platform's.
         let mut env: std::collections::BTreeMap<String, String> =
             spec.env.clone().into_iter().collect();
-        env.extend(self.platform.env(spec, None));
+        env.extend(
+            self.platform
+                .env(spec, volume.then(|| GUEST_DATA_DIR.to_owned())),
+        );
         env.insert(INSTANCE_ENV.into(), id.to_string());
         // Inside, the service listens on every address of the guest (its ports are forwarded to
         // them).
@@ -481,7 +548,7 @@ impl MicrovmDriver {
         );
         let plan = Plan {
             modules,
-            command: &spec.command,
+            command,
             env,
             network: PlanNetwork {
                 address: GUEST_ADDRESS.into(),
@@ -489,6 +556,14 @@ impl MicrovmDriver {
                 gateway: GUEST_GATEWAY.into(),
                 dns: GUEST_DNS.into(),
             },
+            relays: self.conductor_relay().map(|(r, _)| r).into_iter().collect(),
+            mounts: volume
+                .then_some(PlanMount {
+                    tag: VOLUME_TAG,
+                    target: GUEST_DATA_DIR,
+                })
+                .into_iter()
+                .collect(),
         };
         cpio.bytes(
             ".aerekos/plan.json",
@@ -496,6 +571,30 @@ impl MicrovmDriver {
             &serde_json::to_vec(&plan).map_err(std::io::Error::other)?,
         )?;
         Ok(())
+    }
+
+    /// The guest's way to the conductor: what the agent listens on inside, and the host's end
+    /// (`host:port`). None when the conductor's URL has no usable host or no executable can relay.
+    fn conductor_relay(&self) -> Option<(PlanRelay, String)> {
+        self.platform.executable.as_ref()?;
+        let (host, port) = relay::authority(&self.platform.conductor_url)?;
+        let to = std::net::SocketAddr::from((relay::GUEST_ADDRESS, port));
+        let (listen, name) = match host.parse::<std::net::IpAddr>() {
+            Ok(ip @ std::net::IpAddr::V4(_)) => (std::net::SocketAddr::new(ip, port), None),
+            Ok(ip) if ip.is_loopback() => (std::net::SocketAddr::new(ip, port), None),
+            // A guest has no IPv6 address of its own to stand in for another.
+            Ok(_) => return None,
+            Err(_) => (
+                std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Some(host.clone()),
+            ),
+        };
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Some((PlanRelay { listen, to, name }, target))
     }
 
     /// A local Docker image's filesystem, exported (a container is made, never started, for it).
@@ -541,8 +640,13 @@ impl MicrovmDriver {
         Ok(tar)
     }
 
-    /// QEMU's arguments for instance `id`.
-    fn qemu_args(&self, dir: &Path, spec: &InstanceSpec) -> Vec<String> {
+    /// QEMU's arguments for instance `id`, whose volume (if any) is the directory `volume`.
+    fn qemu_args(
+        &self,
+        dir: &Path,
+        spec: &InstanceSpec,
+        volume: Option<&Path>,
+    ) -> Result<Vec<String>, DriverError> {
         let resources = spec.resources.as_ref();
         let memory = resources
             .map_or(0, |r| r.memory_mb as u32)
@@ -582,6 +686,13 @@ impl MicrovmDriver {
             format!("file:{}", path("console.log")),
             "-device".into(),
             "virtio-serial-device".into(),
+            // Entropy from the host: an emulated guest has no other early source, and a program
+            // waiting on /dev/random for the pool to be ready (as some TLS stacks do) would wait
+            // for as long as the guest has no interrupts to gather it from.
+            "-object".into(),
+            "rng-random,id=rng,filename=/dev/urandom".into(),
+            "-device".into(),
+            "virtio-rng-device,rng=rng".into(),
         ]);
         // The instance's ports, forwarded from the worker's instance address (all addresses when
         // that is unspecified).
@@ -594,6 +705,18 @@ impl MicrovmDriver {
         let mut netdev = "user,id=net0,restrict=on".to_owned();
         for port in &spec.ports {
             netdev.push_str(&format!(",hostfwd=tcp:{host}:{port}-:{port}"));
+        }
+        // Connections to the conductor's stand-in address: each is given to `aerekos relay`.
+        if let (Some((relay, target)), Some(exe)) =
+            (self.conductor_relay(), &self.platform.executable)
+        {
+            let exe = qemu_option_value(&exe.display().to_string())?;
+            netdev.push_str(&format!(
+                ",guestfwd=tcp:{}-cmd:'{exe}' {} {}",
+                relay.to,
+                relay::COMMAND,
+                qemu_option_value(&target)?
+            ));
         }
         args.extend([
             "-netdev".into(),
@@ -610,6 +733,19 @@ impl MicrovmDriver {
             "-device".into(),
             "virtserialport,chardev=ctl,name=aerekos.ctl".into(),
         ]);
+        if let Some(volume) = volume {
+            // security_model=none: files are the host's as the guest made them, so backups and
+            // moves read them as any volume's.
+            args.extend([
+                "-fsdev".into(),
+                format!(
+                    "local,id=volume,path={},security_model=none",
+                    qemu_option_value(&volume.display().to_string())?
+                ),
+                "-device".into(),
+                format!("virtio-9p-device,fsdev=volume,mount_tag={VOLUME_TAG}"),
+            ]);
+        }
         for (id, file, name) in [
             ("out", super::process::STDOUT_FILE, "aerekos.stdout"),
             ("err", super::process::STDERR_FILE, "aerekos.stderr"),
@@ -622,7 +758,7 @@ impl MicrovmDriver {
                 format!("virtserialport,chardev={id},name={name}"),
             ]);
         }
-        args
+        Ok(args)
     }
 
     /// The connection to guest `id`'s control port, made if there is none.
@@ -725,12 +861,18 @@ impl Driver for MicrovmDriver {
                         .into(),
                 ));
             }
-            if spec.volume.is_some() {
-                return Err(DriverError::Refused(
-                    "the microvm driver gives its guests no volume yet: stateful services run as processes or containers"
-                        .into(),
-                ));
+            if spec.command.first().is_some_and(|p| p == "aerekos") {
+                if let Err(why) = &self.setup.guest_aerekos {
+                    return Err(DriverError::Refused(format!(
+                        "`aerekos` cannot run in a guest here: {why}"
+                    )));
+                }
             }
+            let volume = spec
+                .volume
+                .as_deref()
+                .map(|name| self.platform.volume(name))
+                .transpose()?;
             if let Some(port) = super::port_in_use(&spec.ports) {
                 return Err(DriverError::Refused(format!(
                     "port {port} is already in use on this worker"
@@ -752,9 +894,19 @@ impl Driver for MicrovmDriver {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
+            if let Some(name) = &spec.volume {
+                std::fs::write(dir.join(VOLUME_FILE), name)?;
+            }
+            let args = match self.qemu_args(&dir, spec, volume.as_deref()) {
+                Ok(args) => args,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            };
             let log = std::fs::File::create(dir.join("qemu.log"))?;
             let mut cmd = tokio::process::Command::new(&self.setup.qemu);
-            cmd.args(self.qemu_args(&dir, spec))
+            cmd.args(args)
                 .env_clear()
                 .env(INSTANCE_ENV, id.to_string())
                 .stdin(std::process::Stdio::null())
@@ -877,6 +1029,54 @@ impl Driver for MicrovmDriver {
                 stderr: tail(answer.stderr),
             })
         })
+    }
+
+    fn snapshot_database<'a>(
+        &'a self,
+        volume: &'a str,
+        database: &'a Path,
+        copy: &'a Path,
+    ) -> Option<BoxFuture<'a, Result<(), DriverError>>> {
+        let guest = self.groups.ids().into_iter().find(|id| {
+            std::fs::read_to_string(self.vm_dir(*id).join(VOLUME_FILE)).is_ok_and(|v| v == volume)
+                && self.observe_now(*id) == Observed::Running
+        })?;
+        Some(Box::pin(async move {
+            // Made in the volume (a platform file, which backups leave out), then moved out.
+            let name = format!(".aerekos-snapshot-{}.db", Uuid::new_v4());
+            let made = self.platform.volume(volume)?.join(&name);
+            let inside = |p: &Path| format!("{GUEST_DATA_DIR}/{}", p.display());
+            let ran = self
+                .exec(
+                    guest,
+                    &[
+                        GUEST_INIT.to_owned(),
+                        "snapshot-sqlite".to_owned(),
+                        inside(database),
+                        inside(Path::new(&name)),
+                    ],
+                    &[],
+                    SNAPSHOT_TIMEOUT,
+                    64 * 1024,
+                )
+                .await;
+            let moved = match ran {
+                Ok(out) if out.exit_code == Some(0) => tokio::fs::copy(&made, copy)
+                    .await
+                    .map(|_| ())
+                    .map_err(DriverError::from),
+                Ok(out) => Err(DriverError::Refused(format!(
+                    "the copy in the guest failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))),
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_file(&made);
+            if moved.is_ok() {
+                tracing::info!(instance_id = %guest, volume, database = %database.display(), "database copied inside the guest");
+            }
+            moved
+        }))
     }
 
     fn sweep_outputs(&self, keep: Duration, live: &HashSet<Uuid>) {

@@ -1,0 +1,73 @@
+//! The host's end of a guest's way to the conductor. A guest's network is `restrict=on`: it
+//! reaches only the addresses QEMU forwards for it. For the conductor the driver asks QEMU to run
+//! `aerekos relay <conductor host:port>` for each connection the guest opens to
+//! [`GUEST_ADDRESS`] (a `guestfwd … cmd:`), with the connection as the command's standard input
+//! and output; the guest agent listens on the conductor's own address inside the guest and
+//! carries connections there (worker/guest/src/relay.rs), so programs in the guest use the
+//! conductor's URL unchanged and its certificate still names its host.
+
+use std::{
+    io,
+    net::{Shutdown, TcpStream},
+    os::fd::AsFd as _,
+};
+
+/// The address in the guest's network that QEMU forwards to the conductor.
+pub const GUEST_ADDRESS: [u8; 4] = [10, 0, 2, 100];
+/// The executable's hidden command (`aerekos relay <host:port>`).
+pub const COMMAND: &str = "relay";
+
+/// Connects to `to` and copies standard input to it and it to standard output, each until its
+/// sender finishes.
+pub fn run(to: &str) -> io::Result<()> {
+    let server = TcpStream::connect(to)?;
+    let mut upstream = server.try_clone()?;
+    let sending = std::thread::spawn(move || {
+        let _ = io::copy(&mut io::stdin().lock(), &mut upstream);
+        let _ = upstream.shutdown(Shutdown::Write);
+    });
+    // Standard output unbuffered (a duplicate of its descriptor as a file): Rust's `Stdout`
+    // holds bytes back until a newline, and an HTTP body need not end in one.
+    let mut stdout: std::fs::File = io::stdout().as_fd().try_clone_to_owned()?.into();
+    io::copy(&mut &server, &mut stdout)?;
+    // The guest's side may still be sending (a request body): let it finish.
+    let _ = sending.join();
+    Ok(())
+}
+
+/// `host:port` of `url` (the port from the scheme when it names none).
+pub fn authority(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let default = match scheme {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    // `[v6]:port`, `host:port`, `host`.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
+        _ => (authority, default),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authority;
+
+    #[test]
+    fn the_conductors_host_and_port_come_from_its_url() {
+        assert_eq!(
+            authority("http://127.0.0.1:8080"),
+            Some(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            authority("https://conductor.lan/api"),
+            Some(("conductor.lan".into(), 443))
+        );
+        assert_eq!(authority("http://[::1]:9/"), Some(("::1".into(), 9)));
+        assert_eq!(authority("conductor:8080"), None);
+    }
+}
