@@ -4,18 +4,21 @@
 //! and both streams come back, the guest sees nothing of the host, a timeout kills the VM, and a
 //! worker killed under a running guest adopts it when it starts again, with no second VM. A
 //! service in a guest answers through the gateway, is restarted after a crash inside and
-//! replaced off a lost worker; a sandbox in a guest runs commands at once.
+//! replaced off a lost worker; a sandbox in a guest runs commands at once. The built-in services
+//! run in guests from the static aerekos: key_manager keeps its keys in its volume (shared over
+//! 9p) through a VM kill, a backup made inside the guest and a restore onto another worker, and
+//! secrets_manager, in another guest, hands an app in a third its secret as a variable and a file.
 //!
 //! Boots take seconds under emulation, so the waits are generous.
 
 use std::{collections::HashMap, time::Duration};
 
 use aerekos_sdk::{
-    Conductor, KeyManager, SdkError,
+    Conductor, KeyManager, SdkError, SecretsManager,
     conductor::types::{
         AttemptOutcome, BackupState, DeployRequest, DriverKind, ExecRequest, ExecState, Instance,
         InstanceHealth, Job, JobAttempt, JobRequest, JobState, MoveState, ResourceSpec,
-        RestoreRequest, SandboxRequest, SandboxState, ServiceDefinition, WorkerStatus,
+        RestoreRequest, SandboxRequest, SandboxState, SecretRef, ServiceDefinition, WorkerStatus,
     },
 };
 use aerekos_tests::{
@@ -292,6 +295,89 @@ async fn healthy_instance(admin: &Conductor, name: &str, not: Option<Uuid>, secs
             .find(|i| i.health == InstanceHealth::Healthy && Some(i.id) != not)
     })
     .await
+}
+
+/// secrets_manager deployed in a guest on `worker`, a secret created through it, and an app in a
+/// guest that reads the secret from its environment and from the file it is given.
+async fn secrets_in_guests(admin: &Conductor, conductor: &ConductorProcess, worker: Uuid) {
+    admin
+        .deploy_service()
+        .name("secrets_manager")
+        .body(DeployRequest {
+            driver: Some(DriverKind::Microvm),
+            worker_ids: vec![worker],
+            ..Default::default()
+        })
+        .send()
+        .await
+        .unwrap();
+    let sm = healthy_instance(admin, "secrets_manager", None, 240).await;
+    assert_eq!(vms_of(sm.id), 1, "secrets_manager runs in a VM");
+    let value = format!("pw-{}", Uuid::new_v4().simple());
+    let secrets = SecretsManager::with_token(&conductor.url, admin.token().unwrap());
+    eventually(120, "secrets_manager stores a secret", || async {
+        secrets
+            .create_secret()
+            .body(aerekos_tests::new_secret(
+                "apps/vm/db",
+                Some(aerekos_tests::secret_bytes(value.as_bytes())),
+            ))
+            .send()
+            .await
+            .ok()
+    })
+    .await;
+
+    // busybox httpd with a CGI script that prints the variable, the file's path and its content.
+    let mut def: ServiceDefinition = ServiceDefinition::builder()
+        .name("vm_secret")
+        .try_into()
+        .unwrap();
+    def.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "mkdir -p /www/cgi-bin && echo ok > /www/health \
+         && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho env=$DB_PASSWORD\necho path=$DB_FILE\necho file=$(cat $DB_FILE)\n' > /www/cgi-bin/secret \
+         && chmod +x /www/cgi-bin/secret && exec httpd -f -p $PORT -h /www"
+            .into(),
+    ];
+    def.health_path = Some("/health".into());
+    admin.define_service().body(def).send().await.unwrap();
+    let reference = |as_file| SecretRef {
+        secret: "apps/vm/db".into(),
+        version: None,
+        label: None,
+        restart_on_change: false,
+        as_file,
+    };
+    admin
+        .deploy_service()
+        .name("vm_secret")
+        .body(DeployRequest {
+            driver: Some(DriverKind::Microvm),
+            secret_env: [
+                ("DB_PASSWORD".to_owned(), reference(false)),
+                ("DB_FILE".to_owned(), reference(true)),
+            ]
+            .into(),
+            ..Default::default()
+        })
+        .send()
+        .await
+        .unwrap();
+    let app = healthy_instance(admin, "vm_secret", None, 240).await;
+    assert_eq!(vms_of(app.id), 1);
+    let address = app.address.expect("the app's address");
+    let seen = reqwest::get(format!("http://{address}/cgi-bin/secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        format!("env={value}\npath=/run/secrets/DB_FILE\nfile={value}\n")
+    );
 }
 
 /// Instance `id` of `name` once its worker has restarted it and it is healthy again.
@@ -642,7 +728,12 @@ async fn a_stateful_built_in_service_in_a_guest_keeps_its_keys_through_a_crash_a
             .plaintext;
         STANDARD.decode(plain).ok()
     };
-    // Its database is in its volume on the worker, not in the guest's memory.
+    // secrets_manager in a guest too (on b), keeping its values under key_manager's keys: one
+    // guest calls the other through the gateway. An app in a guest takes a secret as a variable
+    // and as a file.
+    secrets_in_guests(&admin, &conductor, b_id).await;
+
+    // key_manager's database is in its volume on the worker, not in the guest's memory.
     let volume = a.volume_dir("key_manager");
     let on_host = aerekos_tests::files_under(&volume);
     assert!(

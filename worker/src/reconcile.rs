@@ -555,7 +555,9 @@ async fn prepared(
             identity.worker_id,
             inst.id,
             &spec.secret_env,
-            spec.image.is_some(),
+            // Where the files are: a container's or a guest's /run/secrets, or on the worker.
+            spec.image.is_some()
+                || spec.driver == Some(aerekos_sdk::conductor::types::DriverKind::Microvm),
         )
         .await
         .map_err(Some)?;

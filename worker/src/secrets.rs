@@ -94,7 +94,7 @@ pub(crate) struct ReadForStart {
 
 /// The environment variables `secret_env` names, with their values (for a reference `as_file`,
 /// the path of the file its value was written to: `/run/secrets/<VAR>` when the instance runs
-/// `in_container`); Err: why they cannot be read (the instance is not started, and says so).
+/// `in_container`, or in a microVM guest, whose driver copies the files there); Err: why they cannot be read (the instance is not started, and says so).
 pub(crate) async fn read_for_start(
     shared: &Shared,
     conductor: &Conductor,

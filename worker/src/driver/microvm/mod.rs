@@ -32,7 +32,8 @@
 //! - **Built-in services.** A command `aerekos …` runs the platform's executable, copied into the
 //!   guest: it must be statically linked (the guest has no libc), as for the service image.
 //! - **Isolation.** Nothing else of the host's filesystem is shared with the guest (its root
-//!   filesystem is a copy, in guest RAM), nor the worker's credentials.
+//!   filesystem is a copy, in guest RAM; secrets taken as files are copied into it, at
+//!   `/run/secrets` as for containers), nor the worker's credentials.
 
 pub mod initramfs;
 pub mod relay;
@@ -565,6 +566,15 @@ impl MicrovmDriver {
                 .into_iter()
                 .collect(),
         };
+        // Secrets taken as files, where containers find them too (the worker wrote them for
+        // this start; nothing of the host is shared to read them from).
+        let secrets = crate::secrets::files_dir(&self.platform.secret_files_dir, id);
+        for entry in std::fs::read_dir(&secrets).into_iter().flatten().flatten() {
+            let mut file = std::fs::File::open(entry.path())?;
+            let size = file.metadata()?.len();
+            let inside = Path::new(&super::CONTAINER_SECRETS_DIR[1..]).join(entry.file_name());
+            cpio.file(inside, 0o400, size, &mut file)?;
+        }
         cpio.bytes(
             ".aerekos/plan.json",
             0o644,
