@@ -621,6 +621,33 @@ async fn a_sandbox_in_a_guest_runs_commands_at_once_and_its_delete_leaves_no_vm(
     );
     let slow = run("sleep 30", Some(2)).await;
     assert_eq!(slow.state, ExecState::TimedOut, "{slow:?}");
+    // Commands that leave processes behind: once those end, PID 1 (the agent) collects them, so
+    // no zombie stays. The shell forks a subshell that starts each sleep and ends at once.
+    let left = run(
+        "for i in 1 2 3 4 5; do (sleep 0.3 > /dev/null 2>&1 &); done",
+        None,
+    )
+    .await;
+    assert_eq!(left.exit_code, Some(0), "{left:?}");
+    let zombies = |e: &aerekos_sdk::conductor::types::SandboxExec| {
+        e.stdout
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    let first = run("cat /proc/[0-9]*/stat | grep -c ') Z ' || true", None).await;
+    eventually(30, "the orphans are collected", || async {
+        let seen = run(
+            "sleep 1; cat /proc/[0-9]*/stat | grep -c ') Z ' || true",
+            None,
+        )
+        .await;
+        (zombies(&seen) == Some(0)).then_some(())
+    })
+    .await;
+    assert!(zombies(&first).is_some(), "{first:?}");
 
     admin.delete_sandbox().id(made.id).send().await.unwrap();
     eventually(60, "the sandbox's VM is gone", || async {

@@ -114,16 +114,17 @@ fn run(request: Request, base_env: &BTreeMap<String, String>) -> Answer {
         answer.error = Some("no command".into());
         return answer;
     };
-    let child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .envs(base_env)
-        .envs(&request.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn();
+    let child = crate::reaper::spawn(
+        Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(base_env)
+            .envs(&request.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0),
+    );
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -150,6 +151,7 @@ fn run(request: Request, base_env: &BTreeMap<String, String>) -> Answer {
             Err(_) => break None,
         }
     };
+    crate::reaper::forget(child.id());
     if let Some(status) = status {
         answer.exit_code = status.code();
         answer.signal = status.signal();

@@ -30,6 +30,7 @@ use std::{
 
 mod exec;
 mod net;
+mod reaper;
 mod relay;
 mod snapshot;
 
@@ -181,20 +182,21 @@ fn run() -> Result<String, String> {
         .command
         .split_first()
         .ok_or("the plan names no command")?;
-    let mut child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .envs(&plan.env)
-        .current_dir(&plan.workdir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .map_err(|e| format!("starting {program}: {e}"))?;
+    let mut child = reaper::spawn(
+        Command::new(program)
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .envs(&plan.env)
+            .current_dir(&plan.workdir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr)),
+    )
+    .map_err(|e| format!("starting {program}: {e}"))?;
     if let Some(control) = port_path("aerekos.ctl") {
         let mut base_env = plan.env.clone();
         base_env
@@ -202,9 +204,11 @@ fn run() -> Result<String, String> {
             .or_insert_with(|| DEFAULT_PATH.into());
         std::thread::spawn(move || exec::serve(control, base_env));
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    // PID 1: orphans are the agent's to collect.
+    std::thread::spawn(reaper::run);
+    let status = child.wait();
+    reaper::forget(child.id());
+    let status = status.map_err(|e| format!("waiting for {program}: {e}"))?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => format!("code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
