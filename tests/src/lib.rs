@@ -196,6 +196,7 @@ pub fn resources(cpu_usage_percent: f64, memory_available_bytes: u64) -> types::
             name: "process".into(),
             version: None,
         }],
+        unavailable_drivers: vec![],
         volumes: vec![],
     }
 }

@@ -122,7 +122,11 @@ async fn join(shared: &Shared, conductor: &Conductor, probe: &mut Probe) -> Join
         hostname,
         ip_address: shared.advertise_ip().to_string(),
         labels: shared.config.labels.clone().into_iter().collect(),
-        resources: probe.sample(&shared.config.data_dir, &shared.driver.info()),
+        resources: probe.sample(
+            &shared.config.data_dir,
+            &shared.driver.info(),
+            &shared.driver.unavailable(),
+        ),
         api_url: shared.api_url(),
     };
     match conductor
@@ -192,7 +196,11 @@ async fn heartbeat(
     };
     conductor.set_token(Some(identity.credential.clone()));
     let request = HeartbeatRequest {
-        resources: probe.sample(&shared.config.data_dir, &shared.driver.info()),
+        resources: probe.sample(
+            &shared.config.data_dir,
+            &shared.driver.info(),
+            &shared.driver.unavailable(),
+        ),
         ip_address: Some(shared.advertise_ip().to_string()),
     };
     let answer = conductor

@@ -27,7 +27,9 @@ use std::{
 };
 
 use aerekos_common::{auth::TokenVerifier, edge::Edge, metrics::Metrics, server::ServerHandle};
-use aerekos_sdk::conductor::types::{Assignments, BackupJob, Instance, VolumeTransfer};
+use aerekos_sdk::conductor::types::{
+    Assignments, BackupJob, Instance, UnavailableDriver, VolumeTransfer,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -306,6 +308,8 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         volumes_dir: config.data_dir.join("volumes"),
         secret_files_dir: config.secret_files_dir.clone(),
     };
+    // The drivers this worker cannot offer, and why (reported with its resources).
+    let mut unavailable: Vec<UnavailableDriver> = vec![];
     let docker = if config.docker {
         match DockerDriver::connect().await {
             Ok(d) => {
@@ -327,10 +331,18 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
             }
             Err(why) => {
                 tracing::info!(%why, "no Docker engine; instances run as processes only");
+                unavailable.push(UnavailableDriver {
+                    name: "docker".into(),
+                    reason: format!("no Docker engine answers: {why}"),
+                });
                 None
             }
         }
     } else {
+        unavailable.push(UnavailableDriver {
+            name: "docker".into(),
+            reason: "WORKER_DOCKER=off".into(),
+        });
         None
     };
     let microvm = match driver::microvm::Setup::detect(
@@ -348,6 +360,10 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         }
         Err(why) => {
             tracing::info!(%why, "no microvm driver on this worker");
+            unavailable.push(UnavailableDriver {
+                name: "microvm".into(),
+                reason: why,
+            });
             None
         }
     };
@@ -355,6 +371,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         ProcessDriver::new(&config.data_dir, platform)?,
         docker,
         microvm,
+        unavailable,
     ));
     let identity = identity::load(&config.data_dir)?;
     if let Some(id) = &identity {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use aerekos_sdk::conductor::types::{
-    NetworkInterface, RuntimeDriver, VolumeReport, WorkerResources,
+    NetworkInterface, RuntimeDriver, UnavailableDriver, VolumeReport, WorkerResources,
 };
 use sysinfo::{Disks, Networks, System};
 
@@ -39,7 +39,12 @@ impl Probe {
         System::host_name().unwrap_or_else(|| "unknown".into())
     }
 
-    pub fn sample(&mut self, data_dir: &Path, drivers: &[RuntimeDriver]) -> WorkerResources {
+    pub fn sample(
+        &mut self,
+        data_dir: &Path,
+        drivers: &[RuntimeDriver],
+        unavailable_drivers: &[UnavailableDriver],
+    ) -> WorkerResources {
         self.system.refresh_cpu_usage();
         self.system.refresh_memory();
         self.networks.refresh(true);
@@ -72,6 +77,7 @@ impl Probe {
             network,
             os: System::long_os_version(),
             drivers: drivers.to_vec(),
+            unavailable_drivers: unavailable_drivers.to_vec(),
             volumes: self.volumes(&data_dir.join("volumes")),
         }
     }

@@ -2785,6 +2785,20 @@ never take this field's word for it.*/
             Default::default()
         }
     }
+    ///A runtime driver a worker cannot offer, and why.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct UnavailableDriver {
+        ///`docker` or `microvm`.
+        pub name: ::std::string::String,
+        /**What is missing, e.g. `no kernel in /boot; install Debian's linux-image-amd64 or set
+MICROVM_KERNEL`.*/
+        pub reason: ::std::string::String,
+    }
+    impl UnavailableDriver {
+        pub fn builder() -> builder::UnavailableDriver {
+            Default::default()
+        }
+    }
     /**Changes to a user (admin only); what is left out stays. Disabling or demoting an admin revokes
 the user's tokens; the last enabled admin can be neither.*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -2991,6 +3005,9 @@ and report.*/
         ///Operating system name and version.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub os: ::std::option::Option<::std::string::String>,
+        ///Runtime drivers this worker does not offer, each with why (what to install or set).
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub unavailable_drivers: ::std::vec::Vec<UnavailableDriver>,
         /**The volume directories this worker holds (`<data dir>/volumes/<name>`), whether or not an
 instance uses them now.*/
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
@@ -12201,6 +12218,64 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct UnavailableDriver {
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            reason: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for UnavailableDriver {
+            fn default() -> Self {
+                Self {
+                    name: Err("no value supplied for name".to_string()),
+                    reason: Err("no value supplied for reason".to_string()),
+                }
+            }
+        }
+        impl UnavailableDriver {
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for reason: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UnavailableDriver> for super::UnavailableDriver {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UnavailableDriver,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    name: value.name?,
+                    reason: value.reason?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::UnavailableDriver> for UnavailableDriver {
+            fn from(value: super::UnavailableDriver) -> Self {
+                Self {
+                    name: Ok(value.name),
+                    reason: Ok(value.reason),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct UpdateUserRequest {
             disabled: ::std::result::Result<
                 ::std::option::Option<bool>,
@@ -13452,6 +13527,10 @@ instance uses them now.*/
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
+            unavailable_drivers: ::std::result::Result<
+                ::std::vec::Vec<super::UnavailableDriver>,
+                ::std::string::String,
+            >,
             volumes: ::std::result::Result<
                 ::std::vec::Vec<super::VolumeReport>,
                 ::std::string::String,
@@ -13479,6 +13558,7 @@ instance uses them now.*/
                     ),
                     network: Ok(Default::default()),
                     os: Ok(Default::default()),
+                    unavailable_drivers: Ok(Default::default()),
                     volumes: Ok(Default::default()),
                 }
             }
@@ -13600,6 +13680,20 @@ instance uses them now.*/
                     .map_err(|e| format!("error converting supplied value for os: {e}"));
                 self
             }
+            pub fn unavailable_drivers<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::UnavailableDriver>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.unavailable_drivers = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for unavailable_drivers: {e}"
+                        )
+                    });
+                self
+            }
             pub fn volumes<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::vec::Vec<super::VolumeReport>>,
@@ -13628,6 +13722,7 @@ instance uses them now.*/
                     memory_total_bytes: value.memory_total_bytes?,
                     network: value.network?,
                     os: value.os?,
+                    unavailable_drivers: value.unavailable_drivers?,
                     volumes: value.volumes?,
                 })
             }
@@ -13644,6 +13739,7 @@ instance uses them now.*/
                     memory_total_bytes: Ok(value.memory_total_bytes),
                     network: Ok(value.network),
                     os: Ok(value.os),
+                    unavailable_drivers: Ok(value.unavailable_drivers),
                     volumes: Ok(value.volumes),
                 }
             }

@@ -3006,6 +3006,19 @@ export interface components {
             outcome: components["schemas"]["TransferOutcome"];
         };
         /**
+         * UnavailableDriver
+         * @description A runtime driver a worker cannot offer, and why.
+         */
+        UnavailableDriver: {
+            /** @description `docker` or `microvm`. */
+            name: string;
+            /**
+             * @description What is missing, e.g. `no kernel in /boot; install Debian's linux-image-amd64 or set
+             *     MICROVM_KERNEL`.
+             */
+            reason: string;
+        };
+        /**
          * UpdateUserRequest
          * @description Changes to a user (admin only); what is left out stays. Disabling or demoting an admin revokes
          *     the user's tokens; the last enabled admin can be neither.
@@ -3220,6 +3233,11 @@ export interface components {
             network?: components["schemas"]["NetworkInterface"][];
             /** @description Operating system name and version. */
             os?: string;
+            /**
+             * @description Runtime drivers this worker does not offer, each with why (what to install or set).
+             * @default []
+             */
+            unavailable_drivers?: components["schemas"]["UnavailableDriver"][];
             /**
              * @description The volume directories this worker holds (`<data dir>/volumes/<name>`), whether or not an
              *     instance uses them now.

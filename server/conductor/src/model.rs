@@ -293,6 +293,16 @@ pub struct RuntimeDriver {
     pub version: Option<String>,
 }
 
+/// A runtime driver a worker cannot offer, and why.
+#[derive(Object, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnavailableDriver {
+    /// `docker` or `microvm`.
+    pub name: String,
+    /// What is missing, e.g. `no kernel in /boot; install Debian's linux-image-amd64 or set
+    /// MICROVM_KERNEL`.
+    pub reason: String,
+}
+
 /// What a worker reports about its machine.
 #[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[oai(skip_serializing_if_is_none)]
@@ -317,6 +327,10 @@ pub struct WorkerResources {
     #[oai(default)]
     #[serde(default)]
     pub drivers: Vec<RuntimeDriver>,
+    /// Runtime drivers this worker does not offer, each with why (what to install or set).
+    #[oai(default)]
+    #[serde(default)]
+    pub unavailable_drivers: Vec<UnavailableDriver>,
     /// The volume directories this worker holds (`<data dir>/volumes/<name>`), whether or not an
     /// instance uses them now.
     #[oai(default)]

@@ -129,6 +129,9 @@ describe('dashboard', { concurrency: false }, () => {
     await byTestId('worker-detail-screen').waitFor();
     assert.match(await byTestId('worker-status').innerText(), /live/i);
     assert.match(await byTestId('worker-drivers').innerText(), /process/);
+    // A driver the worker cannot offer is named with why (here the microvm driver: no static
+    // guest agent beside the test build).
+    assert.match(await byTestId('worker-drivers-unavailable').innerText(), /microvm: not offered \(.+\)/);
     await eventually('key_manager among the worker\'s instances', 20_000, async () => /key_manager/.test(await byTestId('worker-instances').innerText()));
     await screenshot(page, 'worker-detail');
   });

@@ -14,7 +14,7 @@ pub mod process;
 
 use std::net::IpAddr;
 
-use aerekos_sdk::conductor::types::{DriverKind, InstanceSpec, RuntimeDriver};
+use aerekos_sdk::conductor::types::{DriverKind, InstanceSpec, RuntimeDriver, UnavailableDriver};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -44,6 +44,11 @@ pub enum DriverError {
 pub trait Driver: Send + Sync + 'static {
     /// Names and versions, as reported in heartbeats.
     fn info(&self) -> Vec<RuntimeDriver>;
+
+    /// The drivers that are not there, and why (as reported in heartbeats).
+    fn unavailable(&self) -> Vec<UnavailableDriver> {
+        vec![]
+    }
 
     /// Starts instance `id` (it must not be running).
     fn start<'a>(
@@ -222,6 +227,8 @@ pub struct Runtimes {
     process: process::ProcessDriver,
     docker: Option<docker::DockerDriver>,
     microvm: Option<microvm::MicrovmDriver>,
+    /// Why the missing ones are missing.
+    unavailable: Vec<UnavailableDriver>,
 }
 
 impl Runtimes {
@@ -229,11 +236,13 @@ impl Runtimes {
         process: process::ProcessDriver,
         docker: Option<docker::DockerDriver>,
         microvm: Option<microvm::MicrovmDriver>,
+        unavailable: Vec<UnavailableDriver>,
     ) -> Self {
         Self {
             process,
             docker,
             microvm,
+            unavailable,
         }
     }
 
@@ -253,6 +262,10 @@ impl Driver for Runtimes {
             all.extend(m.info());
         }
         all
+    }
+
+    fn unavailable(&self) -> Vec<UnavailableDriver> {
+        self.unavailable.clone()
     }
 
     fn start<'a>(

@@ -251,6 +251,7 @@ mod tests {
                 network: vec![],
                 os: None,
                 drivers: vec![],
+                unavailable_drivers: vec![],
                 volumes: volumes
                     .iter()
                     .map(|(n, s)| VolumeReport {

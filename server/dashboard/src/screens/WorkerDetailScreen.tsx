@@ -72,6 +72,15 @@ export function WorkerDetailScreen({ id }: { id: string }) {
                   </View>
                 ))}
               </View>
+              {(r.unavailable_drivers ?? []).length > 0 ? (
+                <View testID="worker-drivers-unavailable">
+                  {(r.unavailable_drivers ?? []).map((d) => (
+                    <Text key={d.name} style={s.none}>
+                      {`${d.name}: not offered (${d.reason})`}
+                    </Text>
+                  ))}
+                </View>
+              ) : null}
             </Card>
             <Card title="Labels" style={s.column}>
               <View style={s.chips} testID="worker-labels">
