@@ -148,12 +148,65 @@ async fn a_job_runs_in_a_guest_of_its_own_and_its_timeout_kills_the_vm() {
         "the driver says its accelerator: {version}"
     );
 
+    assert!(
+        !worker
+            .resources
+            .unavailable_drivers
+            .iter()
+            .any(|d| d.name == "microvm"),
+        "{:?}",
+        worker.resources.unavailable_drivers
+    );
+    // A worker whose QEMU cannot run says why it offers no microvm driver (and why no docker).
+    let agent = std::env::var("AEREKOS_GUEST_AGENT").unwrap();
+    let without = WorkerProcess::start_with(
+        &conductor,
+        "no-qemu",
+        &[
+            ("WORKER_MICROVM", "on"),
+            ("MICROVM_GUEST_AGENT", &agent),
+            ("MICROVM_QEMU", "/nonexistent/qemu-system-x86_64"),
+        ],
+    );
+    let without_id = without.id().await;
+    let reasons = eventually(
+        30,
+        "the worker says why it has no microvm driver",
+        || async {
+            let w = admin
+                .get_worker()
+                .id(without_id)
+                .send()
+                .await
+                .ok()?
+                .into_inner();
+            let reasons: HashMap<String, String> = w
+                .resources
+                .unavailable_drivers
+                .into_iter()
+                .map(|d| (d.name, d.reason))
+                .collect();
+            reasons.contains_key("microvm").then_some(reasons)
+        },
+    )
+    .await;
+    assert!(
+        reasons["microvm"].contains("/nonexistent/qemu-system-x86_64")
+            && reasons["microvm"].contains("qemu-system-x86"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("docker").map(String::as_str),
+        Some("WORKER_DOCKER=off")
+    );
+    drop(without);
+
     // A file on the host, outside any volume: the guest must not see it.
     let host = tempfile::tempdir().unwrap();
     let marker = host.path().join("marker");
     std::fs::write(&marker, "host-secret").unwrap();
-    // Nor its network: the host's loopback (10.0.2.2 from inside) is out of reach, and so is
-    // every host port but the conductor's, which the guest reaches at its own URL (relayed).
+    // Nor its network: a job reaches nothing, not a port on the host's loopback (10.0.2.2 from
+    // inside), nor the conductor at its URL (only services' guests are relayed to it).
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let other_port = other.local_addr().unwrap().port();
     // It answers whoever reaches it.
@@ -162,16 +215,20 @@ async fn a_job_runs_in_a_guest_of_its_own_and_its_timeout_kills_the_vm() {
             let _ = std::io::Write::write_all(&mut client, b"reached\n");
         }
     });
-    // (busybox's nc: its static wget crashes in glibc's resolver. The conductor's answer is the
-    // control that shows the probe works.)
+    // (busybox's nc: its static wget crashes in glibc's resolver. A server inside the guest is
+    // the control that shows the probe works.)
     let script = format!(
-        "echo attempt $AEREKOS_JOB_ATTEMPT; echo to-stderr >&2; \
-         echo pid1 $(cat /proc/1/cmdline); cat {} || echo no-marker; \
-         probe() {{ printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $1 $2; }}; \
-         probe 10.0.2.2 {conductor_port} | grep -q ' 200 ' && echo host-reached || echo host-unreachable; \
-         probe 10.0.2.100 {other_port} | grep -q . && echo other-reached || echo other-unreachable; \
-         url=${{CONDUCTOR_URL#http://}}; probe ${{url%:*}} ${{url##*:}} | tail -1; echo; ls /; exit 7",
-        marker.display()
+        r#"echo attempt $AEREKOS_JOB_ATTEMPT; echo to-stderr >&2
+echo pid1 $(cat /proc/1/cmdline); cat {marker} || echo no-marker
+probe() {{ printf 'GET /health HTTP/1.0\r\n\r\n' | nc -w 5 $1 $2; }}
+mkdir /www && echo ok > /www/health && httpd -p 127.0.0.1:8088 -h /www
+probe 127.0.0.1 8088 | grep -q ' 200 ' && echo probe-works
+probe 10.0.2.2 {conductor_port} | grep -q ' 200 ' && echo host-reached || echo host-unreachable
+probe 10.0.2.2 {other_port} | grep -q . && echo other-reached || echo other-unreachable
+url=${{CONDUCTOR_URL#http://}}
+probe ${{url%:*}} ${{url##*:}} | grep -q ' 200 ' && echo conductor-reached || echo conductor-unreachable
+ls /; exit 7"#,
+        marker = marker.display()
     );
     let job = admin
         .submit_job()
@@ -195,15 +252,13 @@ async fn a_job_runs_in_a_guest_of_its_own_and_its_timeout_kills_the_vm() {
     // Its PID 1 is the guest agent: it ran in the guest, not on the host.
     assert!(stdout.contains("pid1 /.aerekos/init"), "{stdout:?}");
     assert!(
-        stdout.contains("no-marker")
+        stdout.contains("probe-works")
+            && stdout.contains("no-marker")
             && !stdout.contains("host-secret")
             && stdout.contains("host-unreachable")
-            && stdout.contains("other-unreachable"),
-        "{stdout:?}"
-    );
-    assert!(
-        stdout.contains("\"status\":\"ok\""),
-        "the conductor answers at its URL inside the guest: {stdout:?}\n{stderr}"
+            && stdout.contains("other-unreachable")
+            && stdout.contains("conductor-unreachable"),
+        "{stdout:?}\n{stderr}"
     );
     assert!(
         stderr.contains("to-stderr") && stderr.contains("No such file"),
@@ -328,7 +383,10 @@ async fn secrets_in_guests(admin: &Conductor, conductor: &ConductorProcess, work
     })
     .await;
 
-    // busybox httpd with a CGI script that prints the variable, the file's path and its content.
+    // busybox httpd with two CGI scripts: one prints the variable, the file's path and its
+    // content; the other asks the conductor (relayed: a service's guest reaches it at its own URL)
+    // for its health and says how many seconds that took (the relay passes the conductor's close
+    // on, so `nc` ends with the answer, not at its 10 s timeout).
     let mut def: ServiceDefinition = ServiceDefinition::builder()
         .name("vm_secret")
         .try_into()
@@ -336,9 +394,24 @@ async fn secrets_in_guests(admin: &Conductor, conductor: &ConductorProcess, work
     def.command = vec![
         "sh".into(),
         "-c".into(),
-        "mkdir -p /www/cgi-bin && echo ok > /www/health \
-         && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho env=$DB_PASSWORD\necho path=$DB_FILE\necho file=$(cat $DB_FILE)\n' > /www/cgi-bin/secret \
-         && chmod +x /www/cgi-bin/secret && exec httpd -f -p $PORT -h /www"
+        r#"mkdir -p /www/cgi-bin && echo ok > /www/health
+cat > /www/cgi-bin/secret <<'EOF'
+#!/bin/sh
+printf 'Content-Type: text/plain\n\n'
+echo env=$DB_PASSWORD
+echo path=$DB_FILE
+echo file=$(cat $DB_FILE)
+EOF
+cat > /www/cgi-bin/conductor <<'EOF'
+#!/bin/sh
+printf 'Content-Type: text/plain\n\n'
+url=${CONDUCTOR_URL#http://}
+started=$(date +%s)
+printf 'GET /health HTTP/1.0\r\n\r\n' | nc -w 10 ${url%:*} ${url##*:} | tail -1
+echo
+echo secs=$(( $(date +%s) - started ))
+EOF
+chmod +x /www/cgi-bin/* && exec httpd -f -p $PORT -h /www"#
             .into(),
     ];
     def.health_path = Some("/health".into());
@@ -377,6 +450,21 @@ async fn secrets_in_guests(admin: &Conductor, conductor: &ConductorProcess, work
     assert_eq!(
         seen,
         format!("env={value}\npath=/run/secrets/DB_FILE\nfile={value}\n")
+    );
+    let conductor_seen = reqwest::get(format!("http://{address}/cgi-bin/conductor"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let secs: u64 = conductor_seen
+        .split("secs=")
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        conductor_seen.contains("\"status\":\"ok\"") && secs <= 3,
+        "the conductor answers a service's guest at its URL, at once: {conductor_seen:?}"
     );
 }
 

@@ -178,8 +178,11 @@ fn main() {
             let program = command.next().expect("clap requires a command");
             aerekos_worker::driver::exit_record::run(record, program, command.collect())
         }
-        Command::Relay { to } => aerekos_worker::driver::microvm::relay::run(&to)
-            .map_err(|e| anyhow::anyhow!("relay to {to}: {e}")),
+        // Its standard error is the guest's connection too: a failure only ends it.
+        Command::Relay { to } => {
+            let _ = aerekos_worker::driver::microvm::relay::run(&to);
+            std::process::exit(0)
+        }
         Command::Login(args) => client::run(client::login(args)),
         Command::Workers { global, command } => client::run(client::workers(global, command)),
         Command::Services { global, command } => client::run(client::services(global, command)),

@@ -14,19 +14,25 @@
 //!   environment and its pid in `vms/<id>/pid`, as the process driver's children do, so it
 //!   outlives the worker and the next one recognises it (never a second VM).
 //! - **Network.** QEMU's user-mode network (slirp) with `restrict=on`: the guest is 10.0.2.15 and
-//!   can open no connection out (not to the host's loopback, the LAN or a metadata service), and
+//!   can open no connection out (not to the host's loopback, the LAN or a metadata service; a
+//!   service's one exception is the conductor, below), and
 //!   each of the instance's ports is forwarded from the worker's instance address to the same
 //!   port in the guest, so a guest's service is reached as a process's is. Every packet goes
 //!   through QEMU's process (no vhost, no tap here): simple and unprivileged, not fast.
 //! - **Exec.** A fourth port, `aerekos.ctl`, is a socket QEMU listens on (`vms/<id>/ctl.sock`):
 //!   the worker sends a sandbox's commands there, one JSON line each, and the agent runs them at
 //!   once, killed at their timeout, answering with their exit code and output tails.
-//! - **The conductor.** The one address outside that a guest reaches: QEMU runs `aerekos relay`
-//!   for each connection the guest opens to it, and the agent listens on the conductor's own
-//!   address inside the guest, so `CONDUCTOR_URL` is the worker's, unchanged ([`relay`]).
+//! - **The conductor.** The one address outside that a service's guest reaches (jobs and
+//!   sandboxes, which run code the operator may not trust, reach nothing): QEMU runs
+//!   `aerekos relay` for each connection the guest opens to it, and the agent listens on the
+//!   conductor's own address inside the guest, so `CONDUCTOR_URL` is the worker's, unchanged
+//!   ([`relay`]).
 //! - **Volume.** An instance's volume is its directory on the worker (`volumes/<name>`), shared
 //!   with the guest over virtio-9p and mounted at `/data` (its `DATA_DIR`): it stays the one
-//!   format that moves, backups and restores handle. QEMU's 9p server does not pass the guest's
+//!   format that moves, backups and restores handle. `security_model=mapped-xattr`: what the
+//!   guest makes are plain files and directories on the host (its owners, modes, symlinks and
+//!   device nodes are kept in extended attributes), so a guest cannot leave a symlink out of the
+//!   volume, a setuid program or a device node for the host (QEMU may run as root). QEMU's 9p server does not pass the guest's
 //!   file locks on to the host, so a backup copies the guest's databases from inside the guest
 //!   ([`MicrovmDriver::snapshot_database`]).
 //! - **Built-in services.** A command `aerekos …` runs the platform's executable, copied into the
@@ -73,8 +79,8 @@ const VOLUME_FILE: &str = "volume";
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// How long a database copy inside a guest may take.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
-/// QEMU's user-mode network: the guest's address, its gateway (which is also how the guest
-/// reaches the host's loopback) and its resolver.
+/// QEMU's user-mode network: the guest's address, its gateway and its resolver (with
+/// `restrict=on` neither leads anywhere).
 const GUEST_ADDRESS: [u8; 4] = [10, 0, 2, 15];
 const GUEST_GATEWAY: [u8; 4] = [10, 0, 2, 2];
 const GUEST_DNS: [u8; 4] = [10, 0, 2, 3];
@@ -161,8 +167,9 @@ pub struct Setup {
     kernel: PathBuf,
     /// The modules the guest loads, in order (host paths); empty when the kernel has them built in.
     modules: Vec<PathBuf>,
-    /// The further modules of a guest with a volume.
-    volume_modules: Vec<PathBuf>,
+    /// The further modules of a guest with a volume; why there are none (a kernel without 9p
+    /// leaves the driver usable, for instances with no volume).
+    volume_modules: Result<Vec<PathBuf>, String>,
     guest_agent: PathBuf,
     /// The platform's executable when it is statically linked (it runs in guests); why not
     /// otherwise.
@@ -213,13 +220,16 @@ impl Setup {
             Some(dir) if dir.join("modules.dep").exists() => {
                 let modules =
                     initramfs::modules_in_order(&dir, GUEST_MODULES).map_err(|e| e.to_string())?;
-                let mut volume_modules =
-                    initramfs::modules_in_order(&dir, VOLUME_MODULES).map_err(|e| e.to_string())?;
-                volume_modules.retain(|m| !modules.contains(m));
+                let volume_modules = initramfs::modules_in_order(&dir, VOLUME_MODULES)
+                    .map(|mut more| {
+                        more.retain(|m| !modules.contains(m));
+                        more
+                    })
+                    .map_err(|e| format!("volumes need 9p over virtio in the guest's kernel: {e}"));
                 (modules, volume_modules)
             }
             // A kernel of the operator's own, with virtio and 9p built in.
-            _ => (vec![], vec![]),
+            _ => (vec![], Ok(vec![])),
         };
         let guest_aerekos = match executable {
             Some(exe) if super::image::is_static_file(exe).unwrap_or(false) => Ok(exe.to_owned()),
@@ -283,6 +293,24 @@ impl Setup {
         }
         append
     }
+}
+
+/// Copies `from`, which a guest made, to `to`, only if it is a regular file: not through a
+/// symlink (out of the volume, to a file of the host's), nor from a FIFO or a device.
+fn copy_regular_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut source = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(from)?;
+    if !source.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            from.display()
+        )));
+    }
+    let mut target = std::fs::File::create(to)?;
+    std::io::copy(&mut source, &mut target)?;
+    Ok(())
 }
 
 /// `value` as part of one QEMU option (a comma is written twice there); a quote is refused, as
@@ -517,9 +545,10 @@ impl MicrovmDriver {
         let volume = spec.volume.is_some();
         let mut modules = vec![];
         let wanted = self.setup.modules.iter().chain(
-            volume
-                .then_some(&self.setup.volume_modules)
-                .into_iter()
+            self.setup
+                .volume_modules
+                .iter()
+                .filter(|_| volume)
                 .flatten(),
         );
         for module in wanted {
@@ -557,7 +586,11 @@ impl MicrovmDriver {
                 gateway: GUEST_GATEWAY.into(),
                 dns: GUEST_DNS.into(),
             },
-            relays: self.conductor_relay().map(|(r, _)| r).into_iter().collect(),
+            relays: self
+                .conductor_relay(spec)
+                .map(|(relay, _, _)| relay)
+                .into_iter()
+                .collect(),
             mounts: volume
                 .then_some(PlanMount {
                     tag: VOLUME_TAG,
@@ -569,7 +602,12 @@ impl MicrovmDriver {
         // Secrets taken as files, where containers find them too (the worker wrote them for
         // this start; nothing of the host is shared to read them from).
         let secrets = crate::secrets::files_dir(&self.platform.secret_files_dir, id);
-        for entry in std::fs::read_dir(&secrets).into_iter().flatten().flatten() {
+        let entries = match std::fs::read_dir(&secrets) {
+            Ok(entries) => entries.collect::<Result<Vec<_>, _>>()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
             let mut file = std::fs::File::open(entry.path())?;
             let size = file.metadata()?.len();
             let inside = Path::new(&super::CONTAINER_SECRETS_DIR[1..]).join(entry.file_name());
@@ -583,17 +621,30 @@ impl MicrovmDriver {
         Ok(())
     }
 
-    /// The guest's way to the conductor: what the agent listens on inside, and the host's end
-    /// (`host:port`). None when the conductor's URL has no usable host or no executable can relay.
-    fn conductor_relay(&self) -> Option<(PlanRelay, String)> {
-        self.platform.executable.as_ref()?;
+    /// A service's guest's way to the conductor: what the agent listens on inside, the host's
+    /// end (`host:port`) and the executable that relays. None for a job or a sandbox (they reach
+    /// nothing), and when the conductor's address cannot be stood in for inside the guest (said
+    /// in the log).
+    fn conductor_relay(&self, spec: &InstanceSpec) -> Option<(PlanRelay, String, PathBuf)> {
+        if spec.run_once || spec.health_path.is_none() {
+            return None;
+        }
+        // QEMU runs it from the guest's directory, with no PATH.
+        let exe = std::path::absolute(self.platform.executable.as_ref()?).ok()?;
         let (host, port) = relay::authority(&self.platform.conductor_url)?;
         let to = std::net::SocketAddr::from((relay::GUEST_ADDRESS, port));
+        let in_guest_network = |ip: std::net::Ipv4Addr| ip.octets()[..3] == GUEST_ADDRESS[..3];
         let (listen, name) = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) if ip.is_unspecified() || in_guest_network(ip) => {
+                tracing::warn!(conductor = %self.platform.conductor_url, "the conductor's address is unspecified or inside the guests' own network (10.0.2.0/24): guests cannot reach it");
+                return None;
+            }
             Ok(ip @ std::net::IpAddr::V4(_)) => (std::net::SocketAddr::new(ip, port), None),
             Ok(ip) if ip.is_loopback() => (std::net::SocketAddr::new(ip, port), None),
-            // A guest has no IPv6 address of its own to stand in for another.
-            Ok(_) => return None,
+            Ok(_) => {
+                tracing::warn!(conductor = %self.platform.conductor_url, "guests have no IPv6 address to stand in for the conductor's: they cannot reach it (give the conductor an IPv4 address or a name)");
+                return None;
+            }
             Err(_) => (
                 std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 Some(host.clone()),
@@ -604,7 +655,7 @@ impl MicrovmDriver {
         } else {
             format!("{host}:{port}")
         };
-        Some((PlanRelay { listen, to, name }, target))
+        Some((PlanRelay { listen, to, name }, target, exe))
     }
 
     /// A local Docker image's filesystem, exported (a container is made, never started, for it).
@@ -717,9 +768,7 @@ impl MicrovmDriver {
             netdev.push_str(&format!(",hostfwd=tcp:{host}:{port}-:{port}"));
         }
         // Connections to the conductor's stand-in address: each is given to `aerekos relay`.
-        if let (Some((relay, target)), Some(exe)) =
-            (self.conductor_relay(), &self.platform.executable)
-        {
+        if let Some((relay, target, exe)) = self.conductor_relay(spec) {
             let exe = qemu_option_value(&exe.display().to_string())?;
             netdev.push_str(&format!(
                 ",guestfwd=tcp:{}-cmd:'{exe}' {} {}",
@@ -744,12 +793,13 @@ impl MicrovmDriver {
             "virtserialport,chardev=ctl,name=aerekos.ctl".into(),
         ]);
         if let Some(volume) = volume {
-            // security_model=none: files are the host's as the guest made them, so backups and
-            // moves read them as any volume's.
+            // mapped-xattr: the guest's owners, modes, symlinks and device nodes stay metadata
+            // (extended attributes) on plain files, which backups and moves read as any
+            // volume's; nothing the guest makes acts on the host.
             args.extend([
                 "-fsdev".into(),
                 format!(
-                    "local,id=volume,path={},security_model=none",
+                    "local,id=volume,path={},security_model=mapped-xattr",
                     qemu_option_value(&volume.display().to_string())?
                 ),
                 "-device".into(),
@@ -769,6 +819,44 @@ impl MicrovmDriver {
             ]);
         }
         Ok(args)
+    }
+
+    /// Writes the guest's initramfs into `dir` and starts its QEMU; the QEMU's pid.
+    async fn launch(
+        &self,
+        id: Uuid,
+        spec: &InstanceSpec,
+        dir: &Path,
+        volume: Option<&Path>,
+    ) -> Result<u32, DriverError> {
+        self.build_initramfs(id, spec, &dir.join(INITRAMFS_FILE))
+            .await?;
+        if let Some(name) = &spec.volume {
+            std::fs::write(dir.join(VOLUME_FILE), name)?;
+        }
+        let args = self.qemu_args(dir, spec, volume)?;
+        let log = std::fs::File::create(dir.join("qemu.log"))?;
+        let mut cmd = tokio::process::Command::new(&self.setup.qemu);
+        cmd.args(args)
+            .env_clear()
+            .env(INSTANCE_ENV, id.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .current_dir(&dir)
+            // Its own process group: it outlives the worker's restart.
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = cmd.spawn().map_err(|e| {
+            DriverError::Refused(format!(
+                "{} could not start: {e}",
+                self.setup.qemu.display()
+            ))
+        })?;
+        self.groups
+            .track(id, child)
+            .await
+            .map_err(|e| DriverError::Refused(format!("QEMU: {e}")))
     }
 
     /// The connection to guest `id`'s control port, made if there is none.
@@ -878,6 +966,11 @@ impl Driver for MicrovmDriver {
                     )));
                 }
             }
+            if let (Some(_), Err(why)) = (&spec.volume, &self.setup.volume_modules) {
+                return Err(DriverError::Refused(format!(
+                    "a guest cannot have a volume here: {why}"
+                )));
+            }
             let volume = spec
                 .volume
                 .as_deref()
@@ -896,49 +989,18 @@ impl Driver for MicrovmDriver {
                 .recursive(true)
                 .mode(0o700)
                 .create(&dir)?;
-            if let Err(e) = self
-                .build_initramfs(id, spec, &dir.join(INITRAMFS_FILE))
-                .await
-            {
-                // Nothing half-made stays (an exported image can be large).
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
-            }
-            if let Some(name) = &spec.volume {
-                std::fs::write(dir.join(VOLUME_FILE), name)?;
-            }
-            let args = match self.qemu_args(&dir, spec, volume.as_deref()) {
-                Ok(args) => args,
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e);
+            match self.launch(id, spec, &dir, volume.as_deref()).await {
+                Ok(pid) => {
+                    tracing::info!(instance_id = %id, pid, accel = self.setup.accel.as_str(), "microVM started");
+                    Ok(())
                 }
-            };
-            let log = std::fs::File::create(dir.join("qemu.log"))?;
-            let mut cmd = tokio::process::Command::new(&self.setup.qemu);
-            cmd.args(args)
-                .env_clear()
-                .env(INSTANCE_ENV, id.to_string())
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .current_dir(&dir)
-                // Its own process group: it outlives the worker's restart.
-                .process_group(0)
-                .kill_on_drop(false);
-            let child = cmd.spawn().map_err(|e| {
-                DriverError::Refused(format!(
-                    "{} could not start: {e}",
-                    self.setup.qemu.display()
-                ))
-            })?;
-            let pid = self
-                .groups
-                .track(id, child)
-                .await
-                .map_err(|e| DriverError::Refused(format!("QEMU: {e}")))?;
-            tracing::info!(instance_id = %id, pid, accel = self.setup.accel.as_str(), "microVM started");
-            Ok(())
+                Err(e) => {
+                    // Nothing half-made stays: not an exported image (it can be large), nor an
+                    // initramfs holding the instance's secrets.
+                    let _ = std::fs::remove_dir_all(&dir);
+                    Err(e)
+                }
+            }
         })
     }
 
@@ -1071,10 +1133,9 @@ impl Driver for MicrovmDriver {
                 )
                 .await;
             let moved = match ran {
-                Ok(out) if out.exit_code == Some(0) => tokio::fs::copy(&made, copy)
-                    .await
-                    .map(|_| ())
-                    .map_err(DriverError::from),
+                Ok(out) if out.exit_code == Some(0) => {
+                    copy_regular_file(&made, copy).map_err(DriverError::from)
+                }
                 Ok(out) => Err(DriverError::Refused(format!(
                     "the copy in the guest failed: {}",
                     String::from_utf8_lossy(&out.stderr).trim()

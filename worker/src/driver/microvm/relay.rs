@@ -9,7 +9,7 @@
 use std::{
     io,
     net::{Shutdown, TcpStream},
-    os::fd::AsFd as _,
+    os::{fd::AsFd as _, unix::net::UnixStream},
 };
 
 /// The address in the guest's network that QEMU forwards to the conductor.
@@ -17,21 +17,21 @@ pub const GUEST_ADDRESS: [u8; 4] = [10, 0, 2, 100];
 /// The executable's hidden command (`aerekos relay <host:port>`).
 pub const COMMAND: &str = "relay";
 
-/// Connects to `to` and copies standard input to it and it to standard output, each until its
-/// sender finishes.
+/// Connects to `to` and carries the connection on standard input and output (one socket, as
+/// QEMU gives it) to it and back. When the server has finished sending, the guest's side is told
+/// (its write half shut) and the relay ends, whatever the guest still sends.
 pub fn run(to: &str) -> io::Result<()> {
+    // The guest's connection, from its descriptor (standard output is line-buffered in Rust,
+    // and an HTTP body need not end in a newline).
+    let guest = UnixStream::from(io::stdout().as_fd().try_clone_to_owned()?);
     let server = TcpStream::connect(to)?;
-    let mut upstream = server.try_clone()?;
-    let sending = std::thread::spawn(move || {
-        let _ = io::copy(&mut io::stdin().lock(), &mut upstream);
-        let _ = upstream.shutdown(Shutdown::Write);
+    let (mut from_guest, mut to_server) = (guest.try_clone()?, server.try_clone()?);
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut from_guest, &mut to_server);
+        let _ = to_server.shutdown(Shutdown::Write);
     });
-    // Standard output unbuffered (a duplicate of its descriptor as a file): Rust's `Stdout`
-    // holds bytes back until a newline, and an HTTP body need not end in one.
-    let mut stdout: std::fs::File = io::stdout().as_fd().try_clone_to_owned()?.into();
-    io::copy(&mut &server, &mut stdout)?;
-    // The guest's side may still be sending (a request body): let it finish.
-    let _ = sending.join();
+    let _ = io::copy(&mut &server, &mut &guest);
+    let _ = guest.shutdown(Shutdown::Write);
     Ok(())
 }
 
