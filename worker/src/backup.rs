@@ -6,6 +6,10 @@
 //! transaction: the service keeps writing), then the other files. Every file a database snapshot
 //! refers to is still there, because nothing was deleted since the hold.
 //!
+//! **Only the volume.** A file is read only if it is a regular one, never through a symlink
+//! ([`crate::volumes::open_regular`]): what runs on the volume (in a container or a guest) could
+//! otherwise put any file of the host's into its backup.
+//!
 //! **Incremental, content-addressed.** Each file's content is named by a keyed SHA-256 (the
 //! cluster's backup key is mixed in, so names reveal nothing about content). The store is asked
 //! which names it lacks, and only those are sent. A local cache (path, size, mtime, inode → name)
@@ -251,7 +255,7 @@ fn seen_of(meta: &fs::Metadata) -> (u64, i128, u64) {
 
 fn is_sqlite(path: &Path) -> bool {
     let mut head = [0u8; 16];
-    fs::File::open(path)
+    crate::volumes::open_regular(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
         && &head == SQLITE_MAGIC
@@ -589,7 +593,7 @@ fn name_contents(
         .unwrap_or_default();
     let mut new = HashMap::new();
     for f in files.iter_mut().filter(|f| f.entry.kind == 'f') {
-        let meta = fs::metadata(&f.from)?;
+        let meta = fs::symlink_metadata(&f.from)?;
         let (size, mtime_ns, ino) = seen_of(&meta);
         f.entry.size = size;
         // Database snapshots are new files every time; only the volume's own files are cached.
@@ -601,7 +605,7 @@ fn name_contents(
             Some(s) => s.chunk.clone(),
             None => {
                 let mut h = key.hasher();
-                let mut file = fs::File::open(&f.from)?;
+                let mut file = crate::volumes::open_regular(&f.from)?;
                 let mut buf = vec![0u8; SEGMENT];
                 loop {
                     let n = file.read(&mut buf)?;
@@ -639,7 +643,7 @@ fn sealed_stream(
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let errors = tx.clone();
-        let result = fs::File::open(&from).and_then(|file| {
+        let result = crate::volumes::open_regular(&from).and_then(|file| {
             seal(
                 &key,
                 &chunk,

@@ -48,6 +48,24 @@ const CHUNK: usize = 256 * 1024;
 const IN_USE_PATIENCE: Duration = Duration::from_secs(60);
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
+/// Opens a file in a volume for reading, only if it is a regular file: never through a symlink
+/// (what runs on a volume, in a container or a guest, can make one that points at any file of
+/// the host's), nor a FIFO (which would hold the reader up) or a device.
+pub fn open_regular(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Whether `name` is a volume's directory (not a transfer's working directory).
 pub fn is_volume_name(name: &str) -> bool {
     !name.starts_with('.')
@@ -123,7 +141,7 @@ pub fn write_archive(dir: &Path, out: impl Write) -> io::Result<u64> {
             hash_entry(&mut hasher, b'f', &rel, size);
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(size);
-            let file = fs::File::open(dir.join(&rel))?;
+            let file = open_regular(&dir.join(&rel))?;
             // Read in large pieces: tar copies through a small buffer, which would cost a system
             // call per 8 KiB.
             let mut reader = HashingReader {
@@ -837,6 +855,27 @@ async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_regular_files_are_read_from_a_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("host-secret");
+        fs::write(&outside, b"secret").unwrap();
+        let volume = dir.path().join("volume");
+        fs::create_dir(&volume).unwrap();
+        fs::write(volume.join("data"), b"data").unwrap();
+        std::os::unix::fs::symlink(&outside, volume.join("link")).unwrap();
+        nix::unistd::mkfifo(&volume.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut read = String::new();
+        open_regular(&volume.join("data"))
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "data");
+        // A symlink out of the volume is not followed; a FIFO does not hold the reader up.
+        assert!(open_regular(&volume.join("link")).is_err());
+        assert!(open_regular(&volume.join("fifo")).is_err());
+    }
 
     fn sample(dir: &Path) {
         fs::create_dir_all(dir.join("blobs/ab")).unwrap();

@@ -295,24 +295,6 @@ impl Setup {
     }
 }
 
-/// Copies `from`, which a guest made, to `to`, only if it is a regular file: not through a
-/// symlink (out of the volume, to a file of the host's), nor from a FIFO or a device.
-fn copy_regular_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut source = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(from)?;
-    if !source.metadata()?.is_file() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a regular file",
-            from.display()
-        )));
-    }
-    let mut target = std::fs::File::create(to)?;
-    std::io::copy(&mut source, &mut target)?;
-    Ok(())
-}
-
 /// `value` as part of one QEMU option (a comma is written twice there); a quote is refused, as
 /// the relay's command line is split as a shell would.
 fn qemu_option_value(value: &str) -> Result<String, DriverError> {
@@ -1133,9 +1115,13 @@ impl Driver for MicrovmDriver {
                 )
                 .await;
             let moved = match ran {
-                Ok(out) if out.exit_code == Some(0) => {
-                    copy_regular_file(&made, copy).map_err(DriverError::from)
-                }
+                // Only a regular file: the guest could have left a symlink to a host file there.
+                Ok(out) if out.exit_code == Some(0) => crate::volumes::open_regular(&made)
+                    .and_then(|mut source| {
+                        std::io::copy(&mut source, &mut std::fs::File::create(copy)?)
+                    })
+                    .map(|_| ())
+                    .map_err(DriverError::from),
                 Ok(out) => Err(DriverError::Refused(format!(
                     "the copy in the guest failed: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
