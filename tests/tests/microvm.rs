@@ -42,7 +42,12 @@ fn vm_worker(conductor: &ConductorProcess, name: &str) -> WorkerProcess {
 
 /// The same, running built-in services from the statically linked aerekos (`AEREKOS_STATIC_BIN`,
 /// also built by `cargo xtask test`): a guest has no libc for the test build's.
-fn static_vm_worker(conductor: &ConductorProcess, name: &str) -> WorkerProcess {
+/// `conductor_url`: how this worker names the conductor (its guests are given the same URL).
+fn static_vm_worker(
+    conductor: &ConductorProcess,
+    name: &str,
+    conductor_url: &str,
+) -> WorkerProcess {
     let agent = std::env::var("AEREKOS_GUEST_AGENT").expect("AEREKOS_GUEST_AGENT");
     let aerekos = std::env::var("AEREKOS_STATIC_BIN")
         .expect("AEREKOS_STATIC_BIN: a statically linked aerekos (cargo xtask test builds it)");
@@ -53,6 +58,7 @@ fn static_vm_worker(conductor: &ConductorProcess, name: &str) -> WorkerProcess {
             ("WORKER_MICROVM", "on"),
             ("MICROVM_GUEST_AGENT", &agent),
             ("AEREKOS_EXECUTABLE", &aerekos),
+            ("CONDUCTOR_URL", conductor_url),
         ],
     )
 }
@@ -353,8 +359,13 @@ async fn healthy_instance(admin: &Conductor, name: &str, not: Option<Uuid>, secs
 }
 
 /// secrets_manager deployed in a guest on `worker`, a secret created through it, and an app in a
-/// guest that reads the secret from its environment and from the file it is given.
-async fn secrets_in_guests(admin: &Conductor, conductor: &ConductorProcess, worker: Uuid) {
+/// guest on `app_worker` that reads the secret from its environment and from the file it is given.
+async fn secrets_in_guests(
+    admin: &Conductor,
+    conductor: &ConductorProcess,
+    worker: Uuid,
+    app_worker: Uuid,
+) {
     admin
         .deploy_service()
         .name("secrets_manager")
@@ -428,6 +439,8 @@ chmod +x /www/cgi-bin/* && exec httpd -f -p $PORT -h /www"#
         .name("vm_secret")
         .body(DeployRequest {
             driver: Some(DriverKind::Microvm),
+            // Where the conductor is named by address (the probe is busybox's nc).
+            worker_ids: vec![app_worker],
             secret_env: [
                 ("DB_PASSWORD".to_owned(), reference(false)),
                 ("DB_FILE".to_owned(), reference(true)),
@@ -794,7 +807,7 @@ async fn a_stateful_built_in_service_in_a_guest_keeps_its_keys_through_a_crash_a
     let conductor = ConductorProcess::start().await;
     let admin = conductor.admin().await;
     // key_manager, from the static aerekos, in a guest on a (the only worker when it is deployed).
-    let mut a = static_vm_worker(&conductor, "vm-km-a");
+    let mut a = static_vm_worker(&conductor, "vm-km-a", &conductor.url);
     let a_id = a.id().await;
     wait_for_worker(&admin, a_id, WorkerStatus::Live, 30).await;
     admin
@@ -807,7 +820,11 @@ async fn a_stateful_built_in_service_in_a_guest_keeps_its_keys_through_a_crash_a
         .send()
         .await
         .unwrap();
-    let b = static_vm_worker(&conductor, "vm-km-b");
+    // b names the conductor by a host name rather than an address: its guests resolve it to the
+    // relay inside (their /etc/hosts).
+    let by_name = conductor.url.replace("127.0.0.1", "localhost");
+    assert_ne!(by_name, conductor.url);
+    let b = static_vm_worker(&conductor, "vm-km-b", &by_name);
     let b_id = b.id().await;
     wait_for_worker(&admin, b_id, WorkerStatus::Live, 30).await;
     let first = healthy_instance(&admin, "key_manager", None, 240).await;
@@ -846,7 +863,7 @@ async fn a_stateful_built_in_service_in_a_guest_keeps_its_keys_through_a_crash_a
     // secrets_manager in a guest too (on b), keeping its values under key_manager's keys: one
     // guest calls the other through the gateway. An app in a guest takes a secret as a variable
     // and as a file.
-    secrets_in_guests(&admin, &conductor, b_id).await;
+    secrets_in_guests(&admin, &conductor, b_id, a_id).await;
 
     // key_manager's database is in its volume on the worker, not in the guest's memory.
     let volume = a.volume_dir("key_manager");
