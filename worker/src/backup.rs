@@ -253,9 +253,9 @@ fn seen_of(meta: &fs::Metadata) -> (u64, i128, u64) {
     )
 }
 
-fn is_sqlite(path: &Path) -> bool {
+fn is_sqlite(root: &Path, path: &Path) -> bool {
     let mut head = [0u8; 16];
-    crate::volumes::open_regular(path)
+    crate::volumes::open_regular(root, path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
         && &head == SQLITE_MAGIC
@@ -265,6 +265,8 @@ fn is_sqlite(path: &Path) -> bool {
 struct FileToSend {
     entry: Entry,
     from: PathBuf,
+    /// The directory `from` is read beneath (the volume, or the staging directory).
+    root: PathBuf,
     /// Read from a database snapshot (new at every backup, so never taken from the cache).
     snapshot: bool,
 }
@@ -392,6 +394,7 @@ async fn snapshot_and_send(
                     link: None,
                 },
                 from: path,
+                root: volume_dir.to_path_buf(),
                 snapshot: false,
             });
         } else if meta.file_type().is_symlink() {
@@ -406,10 +409,11 @@ async fn snapshot_and_send(
                     link: Some(link),
                 },
                 from: path,
+                root: volume_dir.to_path_buf(),
                 snapshot: false,
             });
         } else if meta.is_file() {
-            let snapshot = is_sqlite(&path);
+            let snapshot = is_sqlite(volume_dir, &path);
             let from = if snapshot {
                 let copy = staging.join(format!("{}.db", files.len()));
                 // From inside the instance when its locks are not the worker's to see (a guest).
@@ -432,6 +436,11 @@ async fn snapshot_and_send(
                     size: 0,
                     chunk: None,
                     link: None,
+                },
+                root: if snapshot {
+                    staging.clone()
+                } else {
+                    volume_dir.to_path_buf()
                 },
                 from,
                 snapshot,
@@ -476,7 +485,13 @@ async fn snapshot_and_send(
         let Some(chunk) = f.entry.chunk.as_ref().filter(|c| missing.remove(*c)) else {
             continue;
         };
-        let body = sealed_stream(key.clone(), chunk.clone(), f.entry.size, f.from.clone());
+        let body = sealed_stream(
+            key.clone(),
+            chunk.clone(),
+            f.entry.size,
+            f.root.clone(),
+            f.from.clone(),
+        );
         store
             .put_backup_chunk()
             .volume(&job.volume)
@@ -560,7 +575,7 @@ fn list(dir: &Path) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
         let side = ["-wal", "-shm", "-journal"]
             .iter()
             .find_map(|s| name.strip_suffix(s));
-        side.is_some_and(|base| is_sqlite(&dir.join(rel).join(base)))
+        side.is_some_and(|base| is_sqlite(dir, &dir.join(rel).join(base)))
     })
 }
 
@@ -605,7 +620,7 @@ fn name_contents(
             Some(s) => s.chunk.clone(),
             None => {
                 let mut h = key.hasher();
-                let mut file = crate::volumes::open_regular(&f.from)?;
+                let mut file = crate::volumes::open_regular(&f.root, &f.from)?;
                 let mut buf = vec![0u8; SEGMENT];
                 loop {
                     let n = file.read(&mut buf)?;
@@ -638,12 +653,13 @@ fn sealed_stream(
     key: BackupKey,
     chunk: String,
     size: u64,
+    root: PathBuf,
     from: PathBuf,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let errors = tx.clone();
-        let result = crate::volumes::open_regular(&from).and_then(|file| {
+        let result = crate::volumes::open_regular(&root, &from).and_then(|file| {
             seal(
                 &key,
                 &chunk,

@@ -48,15 +48,40 @@ const CHUNK: usize = 256 * 1024;
 const IN_USE_PATIENCE: Duration = Duration::from_secs(60);
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Opens a file in a volume for reading, only if it is a regular file: never through a symlink
-/// (what runs on a volume, in a container or a guest, can make one that points at any file of
-/// the host's), nor a FIFO (which would hold the reader up) or a device.
-pub fn open_regular(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)?;
+/// Opens `path`, a file below the directory `root` (a volume), for reading, only if it is a
+/// regular file reached without a symlink on the way: what runs on a volume, in a container or a
+/// guest, can make one (in place of a file, or of a directory on its path, even between a listing
+/// and this open) that points at any file of the host's. Nor a FIFO (it would hold the reader
+/// up) or a device.
+pub fn open_regular(root: &Path, path: &Path) -> io::Result<fs::File> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let rel = path.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!(
+            "{} is not below {}",
+            path.display(),
+            root.display()
+        ))
+    })?;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let opened = openat2(
+        fs::File::open(root)?,
+        rel,
+        OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
+    );
+    let file = match opened {
+        Ok(fd) => fs::File::from(fd),
+        // A kernel before 5.6 (or a sandbox that forbids the call): the last component at least.
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM) => {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+                .open(path)?
+        }
+        Err(e) => return Err(io::Error::from(e)),
+    };
     if !file.metadata()?.is_file() {
         return Err(io::Error::other(format!(
             "{} is not a regular file",
@@ -141,7 +166,7 @@ pub fn write_archive(dir: &Path, out: impl Write) -> io::Result<u64> {
             hash_entry(&mut hasher, b'f', &rel, size);
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(size);
-            let file = open_regular(&dir.join(&rel))?;
+            let file = open_regular(dir, &dir.join(&rel))?;
             // Read in large pieces: tar copies through a small buffer, which would cost a system
             // call per 8 KiB.
             let mut reader = HashingReader {
@@ -866,15 +891,22 @@ mod tests {
         fs::write(volume.join("data"), b"data").unwrap();
         std::os::unix::fs::symlink(&outside, volume.join("link")).unwrap();
         nix::unistd::mkfifo(&volume.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // A directory on the way that is a symlink out of the volume.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("data"), b"secret").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, volume.join("dir")).unwrap();
         let mut read = String::new();
-        open_regular(&volume.join("data"))
+        open_regular(&volume, &volume.join("data"))
             .unwrap()
             .read_to_string(&mut read)
             .unwrap();
         assert_eq!(read, "data");
-        // A symlink out of the volume is not followed; a FIFO does not hold the reader up.
-        assert!(open_regular(&volume.join("link")).is_err());
-        assert!(open_regular(&volume.join("fifo")).is_err());
+        // Symlinks out of the volume are not followed; a FIFO does not hold the reader up.
+        assert!(open_regular(&volume, &volume.join("link")).is_err());
+        assert!(open_regular(&volume, &volume.join("dir/data")).is_err());
+        assert!(open_regular(&volume, &volume.join("fifo")).is_err());
+        assert!(open_regular(&volume, &outside).is_err());
     }
 
     fn sample(dir: &Path) {

@@ -1098,7 +1098,8 @@ impl Driver for MicrovmDriver {
         Some(Box::pin(async move {
             // Made in the volume (a platform file, which backups leave out), then moved out.
             let name = format!(".aerekos-snapshot-{}.db", Uuid::new_v4());
-            let made = self.platform.volume(volume)?.join(&name);
+            let volume_dir = self.platform.volume(volume)?;
+            let made = volume_dir.join(&name);
             let inside = |p: &Path| format!("{GUEST_DATA_DIR}/{}", p.display());
             let ran = self
                 .exec(
@@ -1116,12 +1117,14 @@ impl Driver for MicrovmDriver {
                 .await;
             let moved = match ran {
                 // Only a regular file: the guest could have left a symlink to a host file there.
-                Ok(out) if out.exit_code == Some(0) => crate::volumes::open_regular(&made)
-                    .and_then(|mut source| {
-                        std::io::copy(&mut source, &mut std::fs::File::create(copy)?)
-                    })
-                    .map(|_| ())
-                    .map_err(DriverError::from),
+                Ok(out) if out.exit_code == Some(0) => {
+                    crate::volumes::open_regular(&volume_dir, &made)
+                        .and_then(|mut source| {
+                            std::io::copy(&mut source, &mut std::fs::File::create(copy)?)
+                        })
+                        .map(|_| ())
+                        .map_err(DriverError::from)
+                }
                 Ok(out) => Err(DriverError::Refused(format!(
                     "the copy in the guest failed: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
