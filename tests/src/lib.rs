@@ -795,3 +795,60 @@ pub async fn secret_app(
     extra(&mut def);
     admin.define_service().body(def).send().await.unwrap();
 }
+
+/// The key the state-safety tests (volumes, microVM guests) keep data under, and what they
+/// encrypt with it.
+pub const PRECIOUS_KEY: &str = "precious";
+pub const CROWN_JEWELS: &[u8] = b"the crown jewels";
+
+/// Creates [`PRECIOUS_KEY`] and encrypts [`CROWN_JEWELS`] under it: the ciphertext.
+pub async fn encrypt_crown_jewels(km: &KeyManager) -> String {
+    use base64::Engine as _;
+    km.create_key()
+        .body_map(|b| b.name(PRECIOUS_KEY))
+        .send()
+        .await
+        .expect("create key");
+    km.encrypt()
+        .key(PRECIOUS_KEY)
+        .body_map(|b| b.plaintext(base64::engine::general_purpose::STANDARD.encode(CROWN_JEWELS)))
+        .send()
+        .await
+        .expect("encrypt")
+        .into_inner()
+        .ciphertext
+}
+
+/// The plaintext of `ciphertext` under [`PRECIOUS_KEY`].
+pub async fn decrypt_precious(
+    km: &KeyManager,
+    ciphertext: &str,
+) -> Result<Vec<u8>, aerekos_sdk::SdkError> {
+    use base64::Engine as _;
+    let r = km
+        .decrypt()
+        .key(PRECIOUS_KEY)
+        .body_map(|b| b.ciphertext(ciphertext))
+        .send()
+        .await
+        .map_err(aerekos_sdk::SdkError::from)?;
+    Ok(base64::engine::general_purpose::STANDARD
+        .decode(r.into_inner().plaintext)
+        .expect("base64 plaintext"))
+}
+
+/// Checks that commands run side by side overlapped: each printed the guest's or host's uptime
+/// (the first field of `/proc/uptime`) when it started and when it ended, and the last to start
+/// started before the first to end ended.
+pub fn assert_ran_together(outputs: &[Option<&str>], what: &str) {
+    let times: Vec<(f64, f64)> = outputs
+        .iter()
+        .map(|out| {
+            let mut lines = out.unwrap().lines().map(|l| l.parse::<f64>().unwrap());
+            (lines.next().unwrap(), lines.next().unwrap())
+        })
+        .collect();
+    let last_start = times.iter().map(|t| t.0).fold(f64::MIN, f64::max);
+    let first_end = times.iter().map(|t| t.1).fold(f64::MAX, f64::min);
+    assert!(last_start < first_end, "{what}: {times:?}");
+}

@@ -1366,19 +1366,12 @@ async fn a_sandbox_runs_commands_keeps_its_history_survives_a_worker_restart_and
         )
     }))
     .await;
-    let times: Vec<(f64, f64)> = spans
-        .iter()
-        .map(|e| {
-            let out = e.stdout.as_deref().unwrap();
-            let mut lines = out.lines().map(|l| l.parse::<f64>().unwrap());
-            (lines.next().unwrap(), lines.next().unwrap())
-        })
-        .collect();
-    let last_start = times.iter().map(|t| t.0).fold(f64::MIN, f64::max);
-    let first_end = times.iter().map(|t| t.1).fold(f64::MAX, f64::min);
-    assert!(
-        last_start < first_end,
-        "the four commands ran one after another: {times:?}"
+    aerekos_tests::assert_ran_together(
+        &spans
+            .iter()
+            .map(|e| e.stdout.as_deref())
+            .collect::<Vec<_>>(),
+        "the four commands ran one after another",
     );
     let slow = run(busybox(&["sleep", "30"]), Some(1)).await;
     assert_eq!(slow.state, ExecState::TimedOut, "{slow:?}");

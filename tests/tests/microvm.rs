@@ -14,7 +14,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use aerekos_sdk::{
-    Conductor, KeyManager, SdkError, SecretsManager,
+    Conductor, KeyManager, SecretsManager,
     conductor::types::{
         AttemptOutcome, BackupState, DeployRequest, DriverKind, ExecRequest, ExecState, Instance,
         InstanceHealth, Job, JobAttempt, JobRequest, JobState, MoveState, ResourceSpec,
@@ -25,7 +25,6 @@ use aerekos_tests::{
     eventually,
     processes::{ConductorProcess, WorkerProcess, wait_for_worker},
 };
-use base64::{Engine as _, engine::general_purpose::STANDARD};
 use uuid::Uuid;
 
 /// A worker process with the microvm driver on (the static guest agent that `cargo xtask test`
@@ -706,19 +705,12 @@ async fn a_sandbox_in_a_guest_runs_commands_at_once_and_its_delete_leaves_no_vm(
         )
     }))
     .await;
-    let times: Vec<(f64, f64)> = spans
-        .iter()
-        .map(|e| {
-            let out = e.stdout.as_deref().unwrap();
-            let mut lines = out.lines().map(|l| l.parse::<f64>().unwrap());
-            (lines.next().unwrap(), lines.next().unwrap())
-        })
-        .collect();
-    let last_start = times.iter().map(|t| t.0).fold(f64::MIN, f64::max);
-    let first_end = times.iter().map(|t| t.1).fold(f64::MAX, f64::min);
-    assert!(
-        last_start < first_end,
-        "the commands ran one after another: {times:?}"
+    aerekos_tests::assert_ran_together(
+        &spans
+            .iter()
+            .map(|e| e.stdout.as_deref())
+            .collect::<Vec<_>>(),
+        "the commands ran one after another",
     );
     let slow = run("sleep 30", Some(2)).await;
     assert_eq!(slow.state, ExecState::TimedOut, "{slow:?}");
@@ -833,33 +825,7 @@ async fn a_stateful_built_in_service_in_a_guest_keeps_its_keys_through_a_crash_a
 
     // Healthy means it fetched the conductor's keys at start: through the guest's relay.
     let km = KeyManager::with_token(&conductor.url, admin.token().unwrap());
-    km.create_key()
-        .body_map(|b| b.name("precious"))
-        .send()
-        .await
-        .expect("create key");
-    let ciphertext = km
-        .encrypt()
-        .key("precious")
-        .body_map(|b| b.plaintext(STANDARD.encode(b"the crown jewels")))
-        .send()
-        .await
-        .expect("encrypt")
-        .into_inner()
-        .ciphertext;
-    let decrypts = |km: KeyManager, ciphertext: String| async move {
-        let plain = km
-            .decrypt()
-            .key("precious")
-            .body_map(|b| b.ciphertext(ciphertext))
-            .send()
-            .await
-            .map_err(SdkError::from)
-            .ok()?
-            .into_inner()
-            .plaintext;
-        STANDARD.decode(plain).ok()
-    };
+    let ciphertext = aerekos_tests::encrypt_crown_jewels(&km).await;
     // secrets_manager in a guest too (on b), keeping its values under key_manager's keys: one
     // guest calls the other through the gateway. An app in a guest takes a secret as a variable
     // and as a file.
@@ -885,11 +851,11 @@ async fn a_stateful_built_in_service_in_a_guest_keeps_its_keys_through_a_crash_a
     }
     restarted_instance(&admin, "key_manager", first.id, 240).await;
     assert_eq!(vms_of(first.id), 1);
-    let plain = eventually(60, "the ciphertext decrypts after the restart", || {
-        decrypts(km.clone(), ciphertext.clone())
+    let plain = eventually(60, "the ciphertext decrypts after the restart", || async {
+        aerekos_tests::decrypt_precious(&km, &ciphertext).await.ok()
     })
     .await;
-    assert_eq!(plain, b"the crown jewels");
+    assert_eq!(plain, aerekos_tests::CROWN_JEWELS);
 
     // A backup, its database copied inside the guest (where the service's locks are), stored on b.
     let backup = admin
@@ -956,10 +922,10 @@ async fn a_stateful_built_in_service_in_a_guest_keeps_its_keys_through_a_crash_a
     let moved = healthy_instance(&admin, "key_manager", Some(first.id), 240).await;
     assert_eq!(moved.worker_id, b_id);
     assert_eq!(vms_of(moved.id), 1, "restored, it runs in a VM again");
-    let plain = eventually(60, "the ciphertext decrypts after the restore", || {
-        decrypts(km.clone(), ciphertext.clone())
+    let plain = eventually(60, "the ciphertext decrypts after the restore", || async {
+        aerekos_tests::decrypt_precious(&km, &ciphertext).await.ok()
     })
     .await;
-    assert_eq!(plain, b"the crown jewels");
+    assert_eq!(plain, aerekos_tests::CROWN_JEWELS);
     drop(b);
 }

@@ -191,17 +191,6 @@ impl Cluster {
     }
 }
 
-async fn decrypt(km: &KeyManager, ciphertext: &str) -> Result<Vec<u8>, SdkError> {
-    let r = km
-        .decrypt()
-        .key("precious")
-        .body_map(|b| b.ciphertext(ciphertext))
-        .send()
-        .await
-        .map_err(SdkError::from)?;
-    Ok(STANDARD.decode(r.into_inner().plaintext).unwrap())
-}
-
 async fn get_object(
     storage: &StorageManager,
     bucket: &str,
@@ -232,21 +221,7 @@ struct Written {
 }
 
 async fn write_data(c: &Cluster) -> Written {
-    let km = c.key_manager();
-    km.create_key()
-        .body_map(|b| b.name("precious"))
-        .send()
-        .await
-        .expect("create key");
-    let ciphertext = km
-        .encrypt()
-        .key("precious")
-        .body_map(|b| b.plaintext(STANDARD.encode(b"the crown jewels")))
-        .send()
-        .await
-        .expect("encrypt")
-        .into_inner()
-        .ciphertext;
+    let ciphertext = encrypt_crown_jewels(&c.key_manager()).await;
     let storage = c.storage();
     storage
         .create_bucket()
@@ -286,10 +261,10 @@ async fn data_intact(c: &Cluster, w: &Written) {
 async fn data_intact_at(url: &str, token: &str, w: &Written) {
     let km = KeyManager::with_token(url, token);
     let plain = eventually(30, "the earlier ciphertext decrypts", || async {
-        decrypt(&km, &w.ciphertext).await.ok()
+        decrypt_precious(&km, &w.ciphertext).await.ok()
     })
     .await;
-    assert_eq!(plain, b"the crown jewels");
+    assert_eq!(plain, CROWN_JEWELS);
     let storage = StorageManager::with_token(url, token);
     for (key, data) in &w.objects {
         let got = eventually(30, &format!("{key} reads back"), || async {
@@ -755,9 +730,9 @@ async fn moves_carry_the_data_to_the_new_worker_while_clients_see_only_503s_in_b
             };
             for (ciphertext, expected) in [
                 (sealed.as_str(), plain.as_bytes()),
-                (old.as_str(), b"the crown jewels".as_slice()),
+                (old.as_str(), CROWN_JEWELS),
             ] {
-                match decrypt(&km, ciphertext).await {
+                match decrypt_precious(&km, ciphertext).await {
                     Ok(got) if got == expected => {}
                     Ok(_) => return Err("decrypted to other bytes".into()),
                     Err(e) => return classify(e),

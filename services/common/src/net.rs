@@ -27,26 +27,32 @@ pub fn client_address(req: &Request, trusted_proxies: &[IpAddr]) -> IpAddr {
         .unwrap_or(peer)
 }
 
-/// The socket addresses the host of `url` resolves to (port 80 when the URL names none); empty
-/// when it does not resolve.
-pub fn resolve_url_host(url: &str) -> Vec<SocketAddr> {
-    let authority = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let with_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
+/// The host and port `url` (`scheme://host[:port]/…`) names: the port from the scheme when it
+/// names none (443 for https, else 80); an IPv6 host without its brackets. None without a scheme
+/// or a host.
+pub fn url_host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let default = if scheme == "https" { 443 } else { 80 };
+    // `[v6]:port`, `host:port`, `host`.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
+        _ => (authority, default),
     };
-    with_port
-        .to_socket_addrs()
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_owned(), port))
+}
+
+/// The socket addresses the host of `url` resolves to (a URL without a scheme is taken as
+/// `http://`); empty when it does not resolve.
+pub fn resolve_url_host(url: &str) -> Vec<SocketAddr> {
+    let with_scheme = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    url_host_port(&with_scheme)
+        .and_then(|(host, port)| (host.as_str(), port).to_socket_addrs().ok())
         .map(Iterator::collect)
         .unwrap_or_default()
 }
@@ -58,4 +64,27 @@ pub fn outward_address(to: SocketAddr) -> Option<IpAddr> {
         std::net::UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
     socket.connect(to).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_urls_host_and_port_come_from_it() {
+        assert_eq!(
+            url_host_port("http://127.0.0.1:8080"),
+            Some(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            url_host_port("https://conductor.lan/api"),
+            Some(("conductor.lan".into(), 443))
+        );
+        assert_eq!(url_host_port("http://[::1]:9/"), Some(("::1".into(), 9)));
+        assert_eq!(url_host_port("conductor:8080"), None);
+        assert_eq!(
+            resolve_url_host("127.0.0.1:8080"),
+            vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+        );
+    }
 }

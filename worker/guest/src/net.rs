@@ -44,12 +44,6 @@ pub struct Network {
 /// Brings the network up as `net` says.
 pub fn configure(net: &Network) -> Result<(), String> {
     let nic = wait_for_nic(Duration::from_secs(10))?;
-    let index = |name: &str| -> Result<u32, String> {
-        std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .ok_or_else(|| format!("no index for interface {name}"))
-    };
     let (lo, nic_index) = (index("lo")?, index(&nic)?);
     let socket = Rtnetlink::open().map_err(|e| format!("rtnetlink: {e}"))?;
     socket.link_up(lo)?;
@@ -64,13 +58,18 @@ pub fn configure(net: &Network) -> Result<(), String> {
 /// Gives the loopback interface `address` too (a /32), so the guest's programs reach it inside
 /// (where a relay listens for it).
 pub fn add_loopback_address(address: Ipv4Addr) -> Result<(), String> {
-    let lo = std::fs::read_to_string("/sys/class/net/lo/ifindex")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .ok_or("no index for interface lo")?;
+    let lo = index("lo")?;
     Rtnetlink::open()
         .map_err(|e| format!("rtnetlink: {e}"))?
         .add_address(lo, address, 32)
+}
+
+/// The kernel's index of interface `name`.
+fn index(name: &str) -> Result<u32, String> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| format!("no index for interface {name}"))
 }
 
 /// The first network interface that is not loopback, once its driver has made it.

@@ -351,12 +351,22 @@ struct Plan {
     mounts: Vec<PlanMount>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, Clone)]
 struct PlanRelay {
     listen: std::net::SocketAddr,
     to: std::net::SocketAddr,
     /// The host name the guest resolves to `listen` (in its `/etc/hosts`).
     name: Option<String>,
+}
+
+/// A service's guest's way to the conductor ([`MicrovmDriver::conductor_relay`]).
+struct ConductorRelay {
+    /// What the agent listens on inside the guest, and where it carries connections.
+    inside: PlanRelay,
+    /// The conductor as the host reaches it (`host:port`).
+    target: String,
+    /// The executable QEMU runs (`<exe> relay <target>`) for each connection.
+    exe: PathBuf,
 }
 
 #[derive(serde::Serialize)]
@@ -445,6 +455,7 @@ impl MicrovmDriver {
         &self,
         id: Uuid,
         spec: &InstanceSpec,
+        relay: Option<&ConductorRelay>,
         path: &Path,
     ) -> Result<(), DriverError> {
         let refused = |what: String| DriverError::Refused(what);
@@ -457,7 +468,7 @@ impl MicrovmDriver {
         let mut cpio = initramfs::Cpio::new(std::io::BufWriter::new(file));
         // The agent's files first: the first entry of a path wins, so an image cannot replace
         // the guest's init or its plan.
-        self.add_agent(id, spec, &mut cpio)?;
+        self.add_agent(id, spec, relay, &mut cpio)?;
         match spec.image.as_deref() {
             None => {
                 // The host's static busybox, with a link for each of its tools.
@@ -509,6 +520,7 @@ impl MicrovmDriver {
         &self,
         id: Uuid,
         spec: &InstanceSpec,
+        relay: Option<&ConductorRelay>,
         cpio: &mut initramfs::Cpio<std::io::BufWriter<std::fs::File>>,
     ) -> std::io::Result<()> {
         let mut agent = std::fs::File::open(&self.setup.guest_agent)?;
@@ -568,11 +580,7 @@ impl MicrovmDriver {
                 gateway: GUEST_GATEWAY.into(),
                 dns: GUEST_DNS.into(),
             },
-            relays: self
-                .conductor_relay(spec)
-                .map(|(relay, _, _)| relay)
-                .into_iter()
-                .collect(),
+            relays: relay.map(|r| r.inside.clone()).into_iter().collect(),
             mounts: volume
                 .then_some(PlanMount {
                     tag: VOLUME_TAG,
@@ -607,13 +615,13 @@ impl MicrovmDriver {
     /// end (`host:port`) and the executable that relays. None for a job or a sandbox (they reach
     /// nothing), and when the conductor's address cannot be stood in for inside the guest (said
     /// in the log).
-    fn conductor_relay(&self, spec: &InstanceSpec) -> Option<(PlanRelay, String, PathBuf)> {
+    fn conductor_relay(&self, spec: &InstanceSpec) -> Option<ConductorRelay> {
         if spec.run_once || spec.health_path.is_none() {
             return None;
         }
         // QEMU runs it from the guest's directory, with no PATH.
         let exe = std::path::absolute(self.platform.executable.as_ref()?).ok()?;
-        let (host, port) = relay::authority(&self.platform.conductor_url)?;
+        let (host, port) = aerekos_common::net::url_host_port(&self.platform.conductor_url)?;
         let to = std::net::SocketAddr::from((relay::GUEST_ADDRESS, port));
         let in_guest_network = |ip: std::net::Ipv4Addr| ip.octets()[..3] == GUEST_ADDRESS[..3];
         let (listen, name) = match host.parse::<std::net::IpAddr>() {
@@ -637,7 +645,11 @@ impl MicrovmDriver {
         } else {
             format!("{host}:{port}")
         };
-        Some((PlanRelay { listen, to, name }, target, exe))
+        Some(ConductorRelay {
+            inside: PlanRelay { listen, to, name },
+            target,
+            exe,
+        })
     }
 
     /// A local Docker image's filesystem, exported (a container is made, never started, for it).
@@ -688,6 +700,7 @@ impl MicrovmDriver {
         &self,
         dir: &Path,
         spec: &InstanceSpec,
+        relay: Option<&ConductorRelay>,
         volume: Option<&Path>,
     ) -> Result<Vec<String>, DriverError> {
         let resources = spec.resources.as_ref();
@@ -750,13 +763,13 @@ impl MicrovmDriver {
             netdev.push_str(&format!(",hostfwd=tcp:{host}:{port}-:{port}"));
         }
         // Connections to the conductor's stand-in address: each is given to `aerekos relay`.
-        if let Some((relay, target, exe)) = self.conductor_relay(spec) {
-            let exe = qemu_option_value(&exe.display().to_string())?;
+        if let Some(conductor) = relay {
+            let exe = qemu_option_value(&conductor.exe.display().to_string())?;
             netdev.push_str(&format!(
                 ",guestfwd=tcp:{}-cmd:'{exe}' {} {}",
-                relay.to,
+                conductor.inside.to,
                 relay::COMMAND,
-                qemu_option_value(&target)?
+                qemu_option_value(&conductor.target)?
             ));
         }
         args.extend([
@@ -811,12 +824,13 @@ impl MicrovmDriver {
         dir: &Path,
         volume: Option<&Path>,
     ) -> Result<u32, DriverError> {
-        self.build_initramfs(id, spec, &dir.join(INITRAMFS_FILE))
+        let relay = self.conductor_relay(spec);
+        self.build_initramfs(id, spec, relay.as_ref(), &dir.join(INITRAMFS_FILE))
             .await?;
         if let Some(name) = &spec.volume {
             std::fs::write(dir.join(VOLUME_FILE), name)?;
         }
-        let args = self.qemu_args(dir, spec, volume)?;
+        let args = self.qemu_args(dir, spec, relay.as_ref(), volume)?;
         let log = std::fs::File::create(dir.join("qemu.log"))?;
         let mut cmd = tokio::process::Command::new(&self.setup.qemu);
         cmd.args(args)
