@@ -19,6 +19,7 @@
 mod generated {
     pub mod conductor;
     pub mod key_manager;
+    pub mod logs_manager;
     pub mod secrets_manager;
     pub mod storage_manager;
     pub mod worker;
@@ -28,7 +29,9 @@ mod transport;
 
 use std::{ops::Deref, time::Duration};
 
-pub use generated::{conductor, key_manager, secrets_manager, storage_manager, worker};
+pub use generated::{
+    conductor, key_manager, logs_manager, secrets_manager, storage_manager, worker,
+};
 pub use progenitor_client::{Error as ClientError, ResponseValue};
 pub use tls::{Trust, fetch_ca, fetch_pinned_ca};
 pub use transport::{REQUEST_ID_HEADER, RetryPolicy, Transport};
@@ -218,6 +221,15 @@ api_client!(
     /// works against the service or the conductor's gateway. Give it a user token or an API key.
     SecretsManager,
     secrets_manager
+);
+
+api_client!(
+    /// A logs_manager client (ship, query and tail log records); the same client works against
+    /// the service or the conductor's gateway. Give it a user token or an API key. A tail streams
+    /// for as long as it is read, so its HTTP client has no whole-request timeout.
+    LogsManager,
+    logs_manager,
+    streaming_http_client
 );
 
 api_client!(

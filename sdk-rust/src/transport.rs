@@ -49,6 +49,7 @@ pub struct Transport {
     token: Arc<RwLock<Option<String>>>,
     request_id: Option<RequestIdSource>,
     retry: RetryPolicy,
+    compress: bool,
 }
 
 impl std::fmt::Debug for Transport {
@@ -79,6 +80,13 @@ impl Transport {
         source: impl Fn() -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.request_id = Some(Arc::new(source));
+        self
+    }
+
+    /// Sends request bodies larger than [`COMPRESS_FROM_BYTES`] gzip-compressed
+    /// (`Content-Encoding: gzip`). Only for servers that take them (logs_manager's ingest).
+    pub fn with_gzip_requests(mut self) -> Self {
+        self.compress = true;
         self
     }
 
@@ -123,8 +131,43 @@ fn rand_u64() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0
 }
 
+/// Bodies smaller than this go as they are: gzip's header and the work would outweigh the saving.
+pub const COMPRESS_FROM_BYTES: usize = 1024;
+
+fn gzip_body(request: &mut reqwest::Request) {
+    use std::io::Write as _;
+    let Some(bytes) = request.body().and_then(|b| b.as_bytes()) else {
+        return;
+    };
+    if bytes.len() < COMPRESS_FROM_BYTES {
+        return;
+    }
+    // Level 1: a log batch shrinks about as much as at the default, for a fraction of the CPU.
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    if encoder.write_all(bytes).is_err() {
+        return;
+    }
+    let Ok(packed) = encoder.finish() else {
+        return;
+    };
+    request.headers_mut().insert(
+        reqwest::header::CONTENT_ENCODING,
+        HeaderValue::from_static("gzip"),
+    );
+    request
+        .headers_mut()
+        .remove(reqwest::header::CONTENT_LENGTH);
+    *request.body_mut() = Some(packed.into());
+}
+
 /// The hooks, for any generated client whose inner type is [`Transport`].
 pub(crate) async fn prepare(transport: &Transport, request: &mut reqwest::Request) {
+    if transport.compress {
+        gzip_body(request);
+    }
     if !request.headers().contains_key(AUTHORIZATION) {
         if let Some(token) = transport.token() {
             if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) {
@@ -202,4 +245,5 @@ transport_hooks!(crate::conductor::Client);
 transport_hooks!(crate::key_manager::Client);
 transport_hooks!(crate::storage_manager::Client);
 transport_hooks!(crate::secrets_manager::Client);
+transport_hooks!(crate::logs_manager::Client);
 transport_hooks!(crate::worker::Client);

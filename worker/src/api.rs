@@ -495,6 +495,32 @@ impl SystemApi {
                 view.iter().map(|i| f64::from(i.restarts)).sum(),
             )],
         );
+        if let Some(ship) = &shared.logship {
+            use std::sync::atomic::Ordering::Relaxed;
+            let counters = [
+                (
+                    "aerekos_worker_log_lines_shipped_total",
+                    "Log lines logs_manager stored from this worker (since it started).",
+                    ship.shipped.load(Relaxed),
+                ),
+                (
+                    "aerekos_worker_log_lines_dropped_total",
+                    "Log lines dropped unshipped: the spool was full while logs_manager was away.",
+                    ship.dropped.load(Relaxed) + aerekos_common::telemetry::captured_dropped(),
+                ),
+            ];
+            for (name, help, value) in counters {
+                out.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+                ));
+            }
+            write_gauge(
+                &mut out,
+                "aerekos_worker_log_spool_bytes",
+                "Bytes of log lines waiting on disk to be shipped.",
+                &[(String::new(), ship.spool_bytes.load(Relaxed) as f64)],
+            );
+        }
         Ok(PlainText(out))
     }
 }

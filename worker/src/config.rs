@@ -84,6 +84,12 @@ pub struct WorkerConfig {
     pub conductor_ca_pin: Option<String>,
     /// The conductor's CA bundle given outright (`aerekos up`, which runs both in one process).
     pub conductor_ca_pem: Option<String>,
+    /// `LOG_SHIPPING` (`on`, the default, or `off`): ship every instance's output and this
+    /// process's own lines to logs_manager (see `logship`).
+    pub log_shipping: bool,
+    /// `LOG_SPOOL_BYTES`, default 64 MiB: the disk buffer of lines not yet shipped; past it the
+    /// oldest are dropped and counted.
+    pub log_spool_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +97,31 @@ pub struct WorkerConfig {
 pub struct ConfigError(pub String);
 
 impl WorkerConfig {
+    /// `LOG_SHIPPING` and `LOG_SPOOL_BYTES` (also what `aerekos up` reads for its worker).
+    pub fn log_shipping_from(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = get("LOG_SHIPPING") {
+            self.log_shipping = match v.trim().to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => return Err(ConfigError(format!("LOG_SHIPPING={v:?}: on or off"))),
+            };
+        }
+        if let Some(v) = get("LOG_SPOOL_BYTES") {
+            self.log_spool_bytes = match v.trim().parse::<u64>() {
+                Ok(n) if n >= 1 << 20 => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "LOG_SPOOL_BYTES={v:?}: a number of bytes, at least 1048576"
+                    )));
+                }
+            };
+        }
+        Ok(())
+    }
+
     pub fn new(
         conductor_url: impl Into<String>,
         registration_token: impl Into<String>,
@@ -111,6 +142,8 @@ impl WorkerConfig {
             heartbeat_interval: Duration::from_secs(10),
             secret_watch_interval: Duration::from_secs(30),
             run_output_keep: Duration::from_secs(24 * 3600),
+            log_shipping: true,
+            log_spool_bytes: 64 << 20,
             secret_files_dir: default_secret_files_dir(&data_dir),
             data_dir,
             name: None,
@@ -152,6 +185,7 @@ impl WorkerConfig {
             c.secret_watch_interval =
                 Duration::from_secs(seconds("SECRET_WATCH_INTERVAL", &v)?.max(1));
         }
+        c.log_shipping_from(&get)?;
         if let Some(v) = get("RUN_OUTPUT_KEEP") {
             c.run_output_keep = Duration::from_secs(seconds("RUN_OUTPUT_KEEP", &v)?);
         }

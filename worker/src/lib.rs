@@ -12,6 +12,7 @@ pub mod backup;
 pub mod config;
 pub mod driver;
 mod identity;
+mod logship;
 mod reconcile;
 mod resources;
 mod runs;
@@ -78,6 +79,8 @@ pub(crate) struct Shared {
     /// conductor's first answer to this process (so no marker is forgotten before it).
     sandbox_execs: Mutex<Option<Vec<aerekos_sdk::conductor::types::ExecAssignment>>>,
     sandbox_execs_changed: tokio::sync::Notify,
+    /// Log shipping's spool and counters; `None` with `LOG_SHIPPING=off`.
+    logship: Option<Arc<logship::LogShip>>,
 }
 
 impl Shared {
@@ -394,6 +397,14 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         .map(|a| a.port());
     let metrics = Arc::new(Metrics::new());
     let config_data_dir = config.data_dir.clone();
+    let logship = if config.log_shipping {
+        Some(logship::LogShip::open(
+            &config.data_dir,
+            config.log_spool_bytes,
+        )?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         interval: Mutex::new(config.heartbeat_interval),
         config,
@@ -417,6 +428,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         started_secrets: secrets::StartedSecrets::load(&config_data_dir),
         sandbox_execs: Mutex::default(),
         sandbox_execs_changed: tokio::sync::Notify::new(),
+        logship: logship.as_ref().map(|(ship, _)| ship.clone()),
     });
     let api = match listener {
         Some(listener) => {
@@ -454,14 +466,22 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         None => None,
     };
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(agent::run(shared.clone(), stopped.clone())),
         tokio::spawn(agent::watch_assignments(shared.clone(), stopped.clone())),
         tokio::spawn(volumes::run(shared.clone(), stopped.clone())),
         tokio::spawn(secrets::watch(shared.clone(), stopped.clone())),
         tokio::spawn(sandbox::run(shared.clone(), stopped.clone())),
-        tokio::spawn(reconcile::run(shared.clone(), stopped)),
+        tokio::spawn(reconcile::run(shared.clone(), stopped.clone())),
     ];
+    if let Some((ship, cursors)) = logship {
+        tasks.push(tokio::spawn(logship::run(
+            shared.clone(),
+            ship,
+            cursors,
+            stopped,
+        )));
+    }
     Ok(WorkerHandle {
         shared,
         stop,

@@ -52,6 +52,7 @@ pub fn apis() -> Vec<(&'static str, fn() -> String)> {
         ("key_manager", aerekos_key_manager::openapi_spec),
         ("storage_manager", aerekos_storage_manager::openapi_spec),
         ("secrets_manager", aerekos_secrets_manager::openapi_spec),
+        ("logs_manager", aerekos_logs_manager::openapi_spec),
         ("worker", aerekos_worker::openapi_spec),
     ]
 }

@@ -1616,6 +1616,21 @@ workers verify user tokens with these; no secret is shared.*/
             value.parse()
         }
     }
+    /**The token a worker ships its logs with: an API key scoped to `logs_manager:write` on the
+sources under `source_prefix`.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct LogShippingToken {
+        pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///`worker/<worker id>/`: the sources this token may write.
+        pub source_prefix: ::std::string::String,
+        pub token: ::std::string::String,
+        pub token_id: ::std::string::String,
+    }
+    impl LogShippingToken {
+        pub fn builder() -> builder::LogShippingToken {
+            Default::default()
+        }
+    }
     ///Credentials of a seeded user.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct LoginRequest {
@@ -8311,6 +8326,107 @@ instance uses them now.*/
         impl ::std::convert::From<super::Jwks> for Jwks {
             fn from(value: super::Jwks) -> Self {
                 Self { keys: Ok(value.keys) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct LogShippingToken {
+            expires_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            source_prefix: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            token: ::std::result::Result<::std::string::String, ::std::string::String>,
+            token_id: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for LogShippingToken {
+            fn default() -> Self {
+                Self {
+                    expires_at: Err("no value supplied for expires_at".to_string()),
+                    source_prefix: Err(
+                        "no value supplied for source_prefix".to_string(),
+                    ),
+                    token: Err("no value supplied for token".to_string()),
+                    token_id: Err("no value supplied for token_id".to_string()),
+                }
+            }
+        }
+        impl LogShippingToken {
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_at: {e}")
+                    });
+                self
+            }
+            pub fn source_prefix<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.source_prefix = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for source_prefix: {e}")
+                    });
+                self
+            }
+            pub fn token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for token: {e}")
+                    });
+                self
+            }
+            pub fn token_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for token_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LogShippingToken> for super::LogShippingToken {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: LogShippingToken,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    expires_at: value.expires_at?,
+                    source_prefix: value.source_prefix?,
+                    token: value.token?,
+                    token_id: value.token_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::LogShippingToken> for LogShippingToken {
+            fn from(value: super::LogShippingToken) -> Self {
+                Self {
+                    expires_at: Ok(value.expires_at),
+                    source_prefix: Ok(value.source_prefix),
+                    token: Ok(value.token),
+                    token_id: Ok(value.token_id),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -15011,6 +15127,10 @@ let response = client.report_instance_status()
 ```*/
     pub fn report_instance_status(&self) -> builder::ReportInstanceStatus<'_> {
         builder::ReportInstanceStatus::new(self)
+    }
+    #[doc = "The token the worker ships its instances' output and its own lines to logs_manager with\n(worker credential): an API key scoped to `logs_manager:write:worker/<id>/*`, living a\nday. The worker asks again before it expires\n\nSends a `POST` request to `/api/workers/{id}/logs-token`\n\n```ignore\nlet response = client.issue_worker_logs_token()\n    .id(id)\n    .send()\n    .await;\n```"]
+    pub fn issue_worker_logs_token(&self) -> builder::IssueWorkerLogsToken<'_> {
+        builder::IssueWorkerLogsToken::new(self)
     }
     /**A receiving worker's report on a volume transfer (worker credential): progress, done
 (checked and in place), or failed. 404 or 409: the move is over; drop the copy
@@ -26679,6 +26799,143 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::issue_worker_logs_token`]
+
+[`Client::issue_worker_logs_token`]: super::Client::issue_worker_logs_token*/
+    #[derive(Debug, Clone)]
+    pub struct IssueWorkerLogsToken<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> IssueWorkerLogsToken<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for id failed".to_string()
+                });
+            self
+        }
+        ///Sends a `POST` request to `/api/workers/{id}/logs-token`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::LogShippingToken>, Error<crate::ErrorBody>> {
+            let Self { client, id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/api/workers/{}/logs-token", client.baseurl, encode_path(& id
+                .to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "issue_worker_logs_token",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
                 400u16 => {
                     Err(
                         Error::ErrorResponse(

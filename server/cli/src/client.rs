@@ -301,6 +301,17 @@ pub(crate) fn connect_secrets(global: &Global) -> anyhow::Result<aerekos_sdk::Se
     ))
 }
 
+/// An authenticated logs_manager client, through the chosen conductor's gateway.
+pub(crate) fn connect_logs(global: &Global) -> anyhow::Result<aerekos_sdk::LogsManager> {
+    let c = session(global)?;
+    let transport = aerekos_sdk::Transport::new().with_token(c.token);
+    Ok(aerekos_sdk::LogsManager::with_trust(
+        &c.url,
+        transport,
+        &trust(c.ca_pem.as_deref())?,
+    ))
+}
+
 /// A worker's own API (a job's output while the worker keeps it), with the user's token,
 /// believing the CA pinned at login.
 pub(crate) fn connect_worker(

@@ -5,6 +5,7 @@ mod access;
 mod artifact;
 mod client;
 mod jobs;
+mod logs;
 mod output;
 mod platform;
 mod sandboxes;
@@ -39,7 +40,7 @@ enum Command {
     Worker,
     /// Run one service alone (CONDUCTOR_URL names the conductor whose tokens it trusts).
     Service {
-        #[arg(value_parser = ["key-manager", "key_manager", "storage-manager", "storage_manager", "secrets-manager", "secrets_manager"])]
+        #[arg(value_parser = ["key-manager", "key_manager", "storage-manager", "storage_manager", "secrets-manager", "secrets_manager", "logs-manager", "logs_manager"])]
         name: String,
     },
     /// Read a password on stdin, print its argon2id hash (for AEREKOS_USERS_FILE).
@@ -126,6 +127,9 @@ enum Command {
     },
     /// The audit trail: who changed what, newest first.
     Audit(access::AuditArgs),
+    /// Log lines (logs_manager): every instance's output and the platform's own lines, by
+    /// service, time, level, request id and text; `-f` follows new ones.
+    Logs(logs::LogsArgs),
     /// Secrets (secrets_manager): values from stdin or a file, never from an argument.
     Secrets {
         #[command(flatten)]
@@ -171,6 +175,7 @@ fn main() {
         Command::Worker => platform::worker(),
         Command::Service { name } if name.starts_with("storage") => platform::storage_manager(),
         Command::Service { name } if name.starts_with("secrets") => platform::secrets_manager(),
+        Command::Service { name } if name.starts_with("logs") => platform::logs_manager(),
         Command::Service { .. } => platform::key_manager(),
         Command::HashPassword => platform::hash_password(),
         Command::RecordExit { record, command } => {
@@ -210,6 +215,7 @@ fn main() {
             password_stdin,
         } => client::run(access::password(global, password_stdin)),
         Command::Audit(args) => client::run(access::audit(args)),
+        Command::Logs(args) => client::run(logs::logs(args)),
     };
     if let Err(e) = result {
         // One readable line (the SDK's errors carry the status, code, message and request id).

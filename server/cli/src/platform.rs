@@ -5,17 +5,24 @@ use std::io::Read as _;
 
 use aerekos_conductor::{ADMIN_PASSWORD_FILE, ConductorConfig, model::DriverKind};
 use aerekos_key_manager::KeyManagerConfig;
+use aerekos_logs_manager::LogsManagerConfig;
 use aerekos_secrets_manager::SecretsManagerConfig;
 use aerekos_storage_manager::StorageManagerConfig;
 use aerekos_worker::WorkerConfig;
 use anyhow::Context as _;
 
 /// The built-in services `aerekos up` turns on at first start.
-const PLATFORM_SERVICES: &[&str] = &["key_manager", "storage_manager", "secrets_manager"];
+const PLATFORM_SERVICES: &[&str] = &[
+    "key_manager",
+    "storage_manager",
+    "secrets_manager",
+    "logs_manager",
+];
 
 #[tokio::main]
 pub async fn up(driver: &str) -> anyhow::Result<()> {
-    aerekos_common::telemetry::init_from_env();
+    // The process's own lines (the conductor's and the local worker's) are shipped by the worker.
+    aerekos_common::telemetry::init_capturing("conductor");
     let driver = if driver == "docker" {
         DriverKind::Docker
     } else {
@@ -48,6 +55,7 @@ pub async fn up(driver: &str) -> anyhow::Result<()> {
     // WORKER_API_HOST/PORT and AEREKOS_ALLOW_PLAIN_HTTP apply to the local worker too
     // (WORKER_API_PORT=off serves none); on a plain-HTTP laptop its API and instances stay on loopback.
     wc.listen_from(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))?;
+    wc.log_shipping_from(&|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))?;
     let worker = aerekos_worker::start(wc)
         .await
         .context("starting the local worker")?;
@@ -130,7 +138,7 @@ pub async fn conductor() -> anyhow::Result<()> {
 
 #[tokio::main]
 pub async fn worker() -> anyhow::Result<()> {
-    aerekos_common::telemetry::init_from_env();
+    aerekos_common::telemetry::init_capturing("worker");
     let config = WorkerConfig::from_env()?;
     anyhow::ensure!(
         !config.registration_token.is_empty() || config.data_dir.join("identity.json").exists(),
@@ -189,6 +197,20 @@ pub async fn secrets_manager() -> anyhow::Result<()> {
         .await
         .context("starting secrets_manager")?;
     println!("secrets_manager listening on {}", handle.url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main]
+pub async fn logs_manager() -> anyhow::Result<()> {
+    aerekos_common::telemetry::init_from_env();
+    let config = LogsManagerConfig::from_env()?;
+    let handle = aerekos_logs_manager::start(config)
+        .await
+        .context("starting logs_manager")?;
+    println!("logs_manager listening on {}", handle.url());
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;

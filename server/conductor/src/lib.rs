@@ -264,6 +264,7 @@ pub async fn start(config: ConductorConfig) -> Result<ConductorHandle, StartErro
         .quiet(&[
             "worker_heartbeat",
             "get_assignments",
+            gateway::LOG_INGEST_OPERATION,
             "health",
             "ready",
             "metrics",

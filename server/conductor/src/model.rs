@@ -772,6 +772,17 @@ pub struct SecretRef {
     pub as_file: bool,
 }
 
+/// The token a worker ships its logs with: an API key scoped to `logs_manager:write` on the
+/// sources under `source_prefix`.
+#[derive(Object, Debug, Clone)]
+pub struct LogShippingToken {
+    pub token: String,
+    pub token_id: String,
+    pub expires_at: DateTime<Utc>,
+    /// `worker/<worker id>/`: the sources this token may write.
+    pub source_prefix: String,
+}
+
 /// A token an instance's start reads its secrets with: an API key scoped to reading exactly the
 /// secrets its spec names, living two minutes; the worker revokes it once they are read.
 #[derive(Object, Debug, Clone)]

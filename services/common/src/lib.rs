@@ -23,6 +23,7 @@ pub mod db;
 pub mod edge;
 pub mod error;
 pub mod group_commit;
+pub mod gzip;
 pub mod limits;
 pub mod metrics;
 pub mod names;

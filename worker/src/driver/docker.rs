@@ -33,6 +33,47 @@ pub struct DockerDriver {
     platform: Option<Platform>,
 }
 
+/// A container's followed log as lines with their engine timestamps; ends with the container
+/// (or the engine's error, logged at debug: the shipper follows again while the instance runs).
+fn async_stream_of(
+    docker: Docker,
+    name: String,
+    options: bollard::query_parameters::LogsOptions,
+) -> futures_util::stream::BoxStream<'static, super::FollowedLine> {
+    use bollard::container::LogOutput;
+    docker
+        .logs(&name, Some(options))
+        .take_while(|item| {
+            if let Err(e) = item {
+                tracing::debug!(error = %e, "following a container's output ended");
+            }
+            std::future::ready(item.is_ok())
+        })
+        .filter_map(|item| async move {
+            let (stream, bytes) = match item.ok()? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    (OutputStream::Stdout, message)
+                }
+                LogOutput::StdErr { message } => (OutputStream::Stderr, message),
+                LogOutput::StdIn { .. } => return None,
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.trim_end_matches(['\n', '\r']);
+            // `timestamps`: each line starts with the engine's RFC 3339 time and a space.
+            let (stamp, line) = text.split_once(' ').unwrap_or((text, ""));
+            let time_ns = chrono::DateTime::parse_from_rfc3339(stamp)
+                .ok()
+                .and_then(|t| t.timestamp_nanos_opt())
+                .map_or(0, |n| n.max(0) as u64);
+            Some(super::FollowedLine {
+                stream,
+                time_ns,
+                text: line.to_owned(),
+            })
+        })
+        .boxed()
+}
+
 fn container_name(id: Uuid) -> String {
     format!("aerekos-{id}")
 }
@@ -302,6 +343,24 @@ impl Driver for DockerDriver {
                 }
             }
         })
+    }
+
+    fn follow_output(
+        &self,
+        id: Uuid,
+        since_ns: u64,
+    ) -> Option<futures_util::stream::BoxStream<'static, super::FollowedLine>> {
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since_ns / 1_000_000_000).unwrap_or(i32::MAX))
+            .build();
+        let docker = self.docker.clone();
+        let name = container_name(id);
+        let stream = async_stream_of(docker, name, options);
+        Some(stream)
     }
 
     fn logs(&self, id: Uuid, max_bytes: usize) -> BoxFuture<'_, Result<String, DriverError>> {

@@ -107,6 +107,24 @@ pub trait Driver: Send + Sync + 'static {
     /// once it is older than `keep`.
     fn sweep_outputs(&self, _keep: std::time::Duration, _live: &std::collections::HashSet<Uuid>) {}
 
+    /// The files the instance's output accumulates in, for log shipping, each with its stream
+    /// (`None`: stdout and stderr written to one file). Empty for a container (see
+    /// [`Driver::follow_output`]).
+    fn output_files(&self, _id: Uuid) -> Vec<(Option<OutputStream>, std::path::PathBuf)> {
+        Vec::new()
+    }
+
+    /// A container's output from `since_ns` (nanoseconds since the epoch; whole seconds are
+    /// what the engine honours) and then as it is written, until the container goes. `None`:
+    /// not a container.
+    fn follow_output(
+        &self,
+        _id: Uuid,
+        _since_ns: u64,
+    ) -> Option<futures_util::stream::BoxStream<'static, FollowedLine>> {
+        None
+    }
+
     /// Up to `max_bytes` of one of a `run_once` instance's output streams from byte `offset`
     /// (`None`: its last `max_bytes`).
     fn output(
@@ -116,6 +134,15 @@ pub trait Driver: Send + Sync + 'static {
         offset: Option<u64>,
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<OutputChunk, DriverError>>;
+}
+
+/// A line of a container's output, with the engine's timestamp.
+#[derive(Debug, Clone)]
+pub struct FollowedLine {
+    pub stream: OutputStream,
+    /// Nanoseconds since the epoch, as the engine stamped it.
+    pub time_ns: u64,
+    pub text: String,
 }
 
 /// How a command run in an instance ended.
@@ -350,6 +377,24 @@ impl Driver for Runtimes {
                 (result, _) => result,
             }
         })
+    }
+
+    fn output_files(&self, id: Uuid) -> Vec<(Option<OutputStream>, std::path::PathBuf)> {
+        match self.guest(id) {
+            Some(microvm) => microvm.output_files(id),
+            None => self.process.output_files(id),
+        }
+    }
+
+    fn follow_output(
+        &self,
+        id: Uuid,
+        since_ns: u64,
+    ) -> Option<futures_util::stream::BoxStream<'static, FollowedLine>> {
+        if self.guest(id).is_some() || !self.process.output_files(id).is_empty() {
+            return None;
+        }
+        self.docker.as_ref()?.follow_output(id, since_ns)
     }
 
     fn snapshot_database<'a>(

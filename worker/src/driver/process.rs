@@ -261,6 +261,15 @@ impl Driver for ProcessDriver {
         }
     }
 
+    fn output_files(&self, id: Uuid) -> Vec<(Option<OutputStream>, PathBuf)> {
+        let dir = self.instance_dir(id);
+        let combined = dir.join(OUTPUT_FILE);
+        if combined.exists() {
+            return vec![(None, combined)];
+        }
+        stream_files(&dir)
+    }
+
     fn output(
         &self,
         id: Uuid,
@@ -282,6 +291,15 @@ pub(super) fn stream_file(dir: &std::path::Path, stream: OutputStream) -> PathBu
         OutputStream::Stdout => STDOUT_FILE,
         OutputStream::Stderr => STDERR_FILE,
     })
+}
+
+/// The stream files of a directory that has them (a run_once instance's, a guest's).
+pub(super) fn stream_files(dir: &std::path::Path) -> Vec<(Option<OutputStream>, PathBuf)> {
+    [OutputStream::Stdout, OutputStream::Stderr]
+        .into_iter()
+        .map(|stream| (Some(stream), stream_file(dir, stream)))
+        .filter(|(_, path)| path.exists())
+        .collect()
 }
 
 /// A run_once instance's stdout, then its stderr: the last `max_bytes` in all.

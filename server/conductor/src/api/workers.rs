@@ -353,6 +353,24 @@ impl WorkersApi {
             .map(Json)
     }
 
+    /// The token the worker ships its instances' output and its own lines to logs_manager with
+    /// (worker credential): an API key scoped to `logs_manager:write:worker/<id>/*`, living a
+    /// day. The worker asks again before it expires.
+    #[oai(
+        path = "/api/workers/:id/logs-token",
+        method = "post",
+        operation_id = "issue_worker_logs_token"
+    )]
+    async fn logs_token(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: WorkerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<crate::model::LogShippingToken>> {
+        state.workers.authenticate(id.0, &auth.0.token)?;
+        state.auth.log_shipping_token(id.0).await.map(Json)
+    }
+
     /// The token the start of one of the worker's instances reads its secrets with (worker
     /// credential): an API key scoped to reading exactly the secrets its spec's `secret_env`
     /// names, living two minutes. The worker revokes it once they are read. 409 `no_secrets`

@@ -36,7 +36,7 @@ use crate::{
     config::ConductorConfig,
     model::{
         ApiKey, CreateApiKeyRequest, InstanceSecretsToken, IssuedToken, IssuedTokenKind, Jwk, Jwks,
-        LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User,
+        LogShippingToken, LoginResponse, Revocation, RevocationFeed, Role, ServiceToken, User,
     },
     store::{Db, issued_tokens, users, users::UserRow},
 };
@@ -59,6 +59,14 @@ pub const INSTANCE_SERVICE_TOKEN_SECS: u64 = SERVICE_TOKEN_MAX_SECS;
 /// How long the token an instance's start reads its secrets with lives (the worker revokes it
 /// as soon as they are read).
 pub const INSTANCE_SECRETS_TOKEN_SECS: u64 = 120;
+/// How long a worker's log-shipping token lives; the worker asks for a new one halfway.
+pub const LOG_SHIPPING_TOKEN_SECS: u64 = 24 * 3600;
+
+/// The logs_manager sources a worker ships as (`worker/<id>/<spool id>`): what its token's scope
+/// names.
+pub fn log_source_prefix(worker_id: Uuid) -> String {
+    format!("worker/{worker_id}/")
+}
 
 /// The caller of a request, as its token says.
 #[derive(Debug, Clone)]
@@ -532,6 +540,39 @@ impl AuthService {
             service: service.to_owned(),
             expires_at: from_secs(claims.exp),
             token_id: claims.jti,
+        })
+    }
+
+    /// The token a worker ships its logs to logs_manager with: an API key named after the worker,
+    /// scoped to writing its own sources only ([`log_source_prefix`]), living
+    /// [`LOG_SHIPPING_TOKEN_SECS`]; recorded, so it lists and is revoked like any token.
+    pub async fn log_shipping_token(&self, worker_id: Uuid) -> ApiResult<LogShippingToken> {
+        let source_prefix = log_source_prefix(worker_id);
+        let scope = format!("logs_manager:write:{source_prefix}*");
+        let name = format!("worker-{worker_id}-logs");
+        let (token, claims) = self.sign_scoped(
+            format!("worker:{worker_id}"),
+            &name,
+            aerekos_common::auth::API_KEY_ROLE,
+            Duration::from_secs(LOG_SHIPPING_TOKEN_SECS),
+            Some(scope.clone()),
+        )?;
+        issued_tokens::insert(
+            &self.db,
+            &claims.jti,
+            "api_key",
+            None,
+            &name,
+            &scope,
+            claims.exp,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        Ok(LogShippingToken {
+            token,
+            token_id: claims.jti,
+            expires_at: from_secs(claims.exp),
+            source_prefix,
         })
     }
 

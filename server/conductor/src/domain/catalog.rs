@@ -61,6 +61,17 @@ const BUILTINS: &[Builtin] = &[
         },
         depends_on: &["key_manager"],
     },
+    Builtin {
+        name: "logs_manager",
+        subcommand: "logs-manager",
+        description: "Logs: every instance's output and every worker's own lines, shipped by the workers, kept with retention by age and size, queried by time, service, instance, level, request id and text, and tailed live.",
+        resources: ResourceSpec {
+            cpu_millicores: 250,
+            memory_mb: 128,
+            disk_mb: 2048,
+        },
+        depends_on: &[],
+    },
 ];
 
 /// Names that are the conductor's own paths under `/api/`, so no service may take them.

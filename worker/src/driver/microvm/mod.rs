@@ -1157,6 +1157,10 @@ impl Driver for MicrovmDriver {
         self.groups.sweep(keep, live, "qemu.log");
     }
 
+    fn output_files(&self, id: Uuid) -> Vec<(Option<OutputStream>, PathBuf)> {
+        super::process::stream_files(&self.vm_dir(id))
+    }
+
     fn output(
         &self,
         id: Uuid,
