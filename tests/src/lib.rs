@@ -526,6 +526,11 @@ pub const STORAGE_MANAGER: ServiceKind = ServiceKind {
     subcommand: "storage-manager",
     env_prefix: "STORAGE_MANAGER",
 };
+pub const LOGS_MANAGER: ServiceKind = ServiceKind {
+    name: "logs_manager",
+    subcommand: "logs-manager",
+    env_prefix: "LOGS_MANAGER",
+};
 pub const SECRETS_MANAGER: ServiceKind = ServiceKind {
     name: "secrets_manager",
     subcommand: "secrets-manager",
@@ -851,4 +856,111 @@ pub fn assert_ran_together(outputs: &[Option<&str>], what: &str) {
     let last_start = times.iter().map(|t| t.0).fold(f64::MIN, f64::max);
     let first_end = times.iter().map(|t| t.1).fold(f64::MAX, f64::min);
     assert!(last_start < first_end, "{what}: {times:?}");
+}
+
+/// The admin password of the platforms [`up`] starts.
+pub const PASSWORD: &str = "up-test-admin-password";
+
+/// `aerekos up` as a user runs it: the real executable in a fresh directory, its own process.
+pub struct Up {
+    pub child: std::process::Child,
+    /// Where its worker keeps instances (killed with it if a test fails half-way).
+    pub worker_dir: std::path::PathBuf,
+    pub url: String,
+    /// The conductor's S3 edge (on a free port here; 9000 by default).
+    pub s3: Option<String>,
+    pub lines: Vec<String>,
+}
+
+pub fn up(dir: &std::path::Path, ports: &std::ops::RangeInclusive<u16>) -> Up {
+    up_with(dir, ports, &[])
+}
+
+/// [`up`] with more environment (it wins over the defaults here).
+pub fn up_with(
+    dir: &std::path::Path,
+    ports: &std::ops::RangeInclusive<u16>,
+    env: &[(&str, &str)],
+) -> Up {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(aerekos_bin())
+        .arg("up")
+        .current_dir(dir)
+        .env("CONDUCTOR_PORT", "0")
+        .env("CONDUCTOR_HOST", "127.0.0.1")
+        .env("CONDUCTOR_S3_PORT", "0")
+        .env("WORKER_API_PORT", "off")
+        .env("HEARTBEAT_INTERVAL", "1")
+        .env("AEREKOS_ADMIN_PASSWORD", PASSWORD)
+        .env(
+            "AEREKOS_INSTANCE_PORTS",
+            format!("{}-{}", ports.start(), ports.end()),
+        )
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = vec![];
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut url, mut s3) = (None, None);
+    // Everything up prints before it waits for Ctrl-C ends with the Ctrl-C line.
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "aerekos up ended early: {lines:?}"
+        );
+        if let Some(u) = line.trim().strip_prefix("aerekos conductor listening on ") {
+            url = Some(u.to_owned());
+        }
+        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
+            s3 = rest.split_whitespace().next().map(str::to_owned);
+        }
+        lines.push(line.trim_end().to_owned());
+        if line.contains("Ctrl-C stops") {
+            break;
+        }
+    }
+    Up {
+        child,
+        worker_dir: dir.join("data/worker"),
+        url: url.expect("the listening line"),
+        s3,
+        lines,
+    }
+}
+
+/// A test that fails half-way leaves neither `aerekos up` nor its instances running: they would
+/// hold instance ports the next test binary's platforms are given.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        kill_instances_of(&self.worker_dir);
+    }
+}
+
+impl Up {
+    /// Ctrl-C, and the exit status.
+    pub fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        assert!(pid > 1);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("aerekos up did not stop within 30 s of Ctrl-C");
+    }
 }

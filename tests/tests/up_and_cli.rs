@@ -2,108 +2,12 @@
 //! `cargo xtask test` builds; else `target/debug/aerekos`) in a fresh directory.
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::{Command, Stdio},
 };
 
 use aerekos_sdk::{Conductor, KeyManager};
 use aerekos_tests::*;
-
-const PASSWORD: &str = "up-test-admin-password";
-
-struct Up {
-    child: Child,
-    /// Where its worker keeps instances (killed with it if a test fails half-way).
-    worker_dir: std::path::PathBuf,
-    url: String,
-    /// The conductor's S3 edge (on a free port here; 9000 by default).
-    s3: Option<String>,
-    lines: Vec<String>,
-}
-
-fn up(dir: &Path, ports: &std::ops::RangeInclusive<u16>) -> Up {
-    let mut child = Command::new(aerekos_bin())
-        .arg("up")
-        .current_dir(dir)
-        .env("CONDUCTOR_PORT", "0")
-        .env("CONDUCTOR_HOST", "127.0.0.1")
-        .env("CONDUCTOR_S3_PORT", "0")
-        .env("WORKER_API_PORT", "off")
-        .env("HEARTBEAT_INTERVAL", "1")
-        .env("AEREKOS_ADMIN_PASSWORD", PASSWORD)
-        .env(
-            "AEREKOS_INSTANCE_PORTS",
-            format!("{}-{}", ports.start(), ports.end()),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = vec![];
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let (mut url, mut s3) = (None, None);
-    // Everything up prints before it waits for Ctrl-C ends with the Ctrl-C line.
-    loop {
-        let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "aerekos up ended early: {lines:?}"
-        );
-        if let Some(u) = line.trim().strip_prefix("aerekos conductor listening on ") {
-            url = Some(u.to_owned());
-        }
-        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
-            s3 = rest.split_whitespace().next().map(str::to_owned);
-        }
-        lines.push(line.trim_end().to_owned());
-        if line.contains("Ctrl-C stops") {
-            break;
-        }
-    }
-    Up {
-        child,
-        worker_dir: dir.join("data/worker"),
-        url: url.expect("the listening line"),
-        s3,
-        lines,
-    }
-}
-
-/// A test that fails half-way leaves neither `aerekos up` nor its instances running: they would
-/// hold instance ports the next test binary's platforms are given.
-impl Drop for Up {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        kill_instances_of(&self.worker_dir);
-    }
-}
-
-impl Up {
-    /// Ctrl-C, and the exit status.
-    fn interrupt(mut self) -> std::process::ExitStatus {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        assert!(pid > 1);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        panic!("aerekos up did not stop within 30 s of Ctrl-C");
-    }
-}
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

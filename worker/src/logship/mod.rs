@@ -46,6 +46,9 @@ const BATCH_RECORDS: usize = 2000;
 const BATCH_BYTES: usize = 1 << 20;
 /// Waits between failed sends grow to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A batch not answered within this is sent again (logs_manager may have stored it: the repeat's
+/// records are skipped there).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new token is asked for this long before the current one expires.
 const TOKEN_RENEW_BEFORE: chrono::Duration = chrono::Duration::hours(12);
 /// A container whose log could not be followed is tried again after this.
@@ -426,15 +429,24 @@ async fn send(shared: Arc<Shared>, ship: Arc<LogShip>, mut stop: watch::Receiver
         let count = batch.len() as u64;
         let dropped_total =
             ship.dropped.load(Ordering::Relaxed) + aerekos_common::telemetry::captured_dropped();
-        let sent = client
-            .ingest_logs()
-            .body(IngestRequest {
-                source: current.source.clone(),
-                records: batch,
-                dropped_total: Some(dropped_total),
-            })
-            .send()
-            .await;
+        let sent = tokio::time::timeout(
+            SEND_TIMEOUT,
+            client
+                .ingest_logs()
+                .body(IngestRequest {
+                    source: current.source.clone(),
+                    records: batch,
+                    dropped_total: Some(dropped_total),
+                })
+                .send(),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(aerekos_sdk::ClientError::InvalidRequest(format!(
+                "logs_manager did not answer within {} s",
+                SEND_TIMEOUT.as_secs()
+            )))
+        });
         match sent {
             Ok(_) => {
                 if failures > 0 {
