@@ -171,7 +171,7 @@ export interface Platform extends Server {
 /**
  * `aerekos up` in a fresh data directory, as a user runs it: the conductor on 127.0.0.1 and a free
  * port (plain HTTP, no S3 edge), a local worker (processes only) running the built-in services
- * (key_manager, storage_manager, secrets_manager, reached through the conductor's gateway at
+ * (key_manager, storage_manager, secrets_manager, logs_manager, reached through the conductor's gateway at
  * `baseUrl/api/<service>/…`), the `admin` user with `adminPassword` and a `viewer`-role user.
  * Resolves once the platform printed its summary; the services may still be starting (see
  * `waitForService`). `stopServer` stops it (SIGTERM stops its instances too).

@@ -32,11 +32,11 @@ CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemathesis.
 
 # Operations left out: they end the fuzzer's own session or take apart the platform it runs
 # against (its services, its users, its worker), or they are long polls that hold each request
-# for up to wait_secs (the revocation feed, a worker's assignments), or run a generated program on
-# this machine (submitting a job, a schedule that submits one, a sandbox and its commands). The
-# API tests cover each.
+# for up to wait_secs (the revocation feed, a worker's assignments) or for as long as the client
+# stays (logs_manager's live tail), or run a generated program on this machine (submitting a job,
+# a schedule that submits one, a sandbox and its commands). The API tests cover each.
 EXCLUDED_OPERATIONS = [
-    "get_revocations", "get_assignments",
+    "get_revocations", "get_assignments", "tail_logs",
     "logout", "change_password", "revoke_token", "regenerate_registration_token",
     "create_user", "update_user", "delete_user", "reset_user_password",
     "deploy_service", "remove_service", "disable_service", "move_service", "restore_service",
@@ -46,7 +46,9 @@ EXCLUDED_OPERATIONS = [
 
 # Each spec is fuzzed where it is served: the services at their instance's own address (their
 # /health, /ready and /metrics are not behind the gateway), the worker's API on its listener.
-SPECS = ["conductor", "key_manager", "storage_manager", "secrets_manager", "worker"]
+# FUZZ_SPECS=logs_manager,worker narrows a run by hand to those.
+SPECS = [s for s in os.environ.get("FUZZ_SPECS", "").split(",") if s] or [
+    "conductor", "key_manager", "storage_manager", "secrets_manager", "logs_manager", "worker"]
 
 
 def free_port():
@@ -107,11 +109,12 @@ def main():
         with urllib.request.urlopen(login) as r:
             token = json.load(r)["token"]
         for service, probe in [("key_manager", "/api/key_manager/keys"), ("storage_manager", "/api/storage_manager/buckets"),
-                               ("secrets_manager", "/api/secrets_manager/secrets")]:
+                               ("secrets_manager", "/api/secrets_manager/secrets"),
+                               ("logs_manager", "/api/logs_manager/records")]:
             wait_for(service, lambda: get(base + probe, token)[0] == 200)
         wait_for("the worker's API", lambda: get(worker + "/health")[0] == 200)
         urls = {"conductor": base, "worker": worker}
-        for service in ["key_manager", "storage_manager", "secrets_manager"]:
+        for service in ["key_manager", "storage_manager", "secrets_manager", "logs_manager"]:
             code, body = get("%s/api/registry/%s" % (base, service), token)
             urls[service] = json.loads(body)["endpoints"][0]["url"]
         for spec in SPECS:

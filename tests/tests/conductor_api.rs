@@ -488,12 +488,23 @@ async fn service_catalog_enable_disable_and_deployments() {
     let admin = c.admin().await;
     let services = admin.list_services().send().await.unwrap().into_inner();
     let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["key_manager", "secrets_manager", "storage_manager"]);
+    assert_eq!(
+        names,
+        [
+            "key_manager",
+            "logs_manager",
+            "secrets_manager",
+            "storage_manager"
+        ]
+    );
     assert!(services.iter().all(|s| !s.enabled
         && s.builtin
         && s.default_resources.memory_mb > 0
         && s.health_path == "/health"));
-    for sealing in &services[1..] {
+    for sealing in services
+        .iter()
+        .filter(|s| ["secrets_manager", "storage_manager"].contains(&s.name.as_str()))
+    {
         assert_eq!(
             sealing.depends_on,
             ["key_manager"],
@@ -501,6 +512,12 @@ async fn service_catalog_enable_disable_and_deployments() {
             sealing.name
         );
     }
+    // logs_manager keeps its lines as they came: it needs no other service.
+    assert!(
+        services
+            .iter()
+            .any(|s| s.name == "logs_manager" && s.depends_on.is_empty())
+    );
 
     // A service of one's own that needs key_manager: enabling it brings key_manager along; with no
     // worker yet, both wait for one.

@@ -95,8 +95,7 @@ async fn logs_client(platform: &Up) -> (Conductor, LogsManager) {
 }
 
 #[tokio::test]
-async fn output_of_process_and_docker_instances_and_a_request_id_across_the_platform() {
-    docker_image::ensure_test_image();
+async fn output_of_process_instances_and_a_request_id_across_the_platform() {
     let dir = WorkerDir::new();
     let ports = instance_port_block();
     // Request lines are logged at info.
@@ -117,55 +116,6 @@ async fn output_of_process_and_docker_instances_and_a_request_id_across_the_plat
         .name("chatty")
         .body(DeployRequest {
             driver: Some(DriverKind::Process),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap();
-
-    // A container on a second worker, its own process and data directory.
-    let registration = admin
-        .get_registration_token()
-        .send()
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let second_dir = WorkerDir::new();
-    let mut second = Command::new(aerekos_bin())
-        .arg("worker")
-        .env("CONDUCTOR_URL", &platform.url)
-        .env("CONDUCTOR_TOKEN", registration)
-        .env("DATA_DIR", second_dir.path())
-        .env("WORKER_NAME", "docker-worker")
-        .env("WORKER_API_PORT", "off")
-        .env("HEARTBEAT_INTERVAL", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let docker_worker = eventually(60, "the second worker joins", || async {
-        let workers = admin.list_workers().send().await.ok()?.into_inner().workers;
-        workers
-            .into_iter()
-            .find(|w| w.name == "docker-worker")
-            .map(|w| w.id)
-    })
-    .await;
-    let boxed = format!("box-{}", uuid::Uuid::new_v4().simple());
-    admin
-        .define_service()
-        .body(chatty("boxchatty", &boxed, 20, "0.1"))
-        .send()
-        .await
-        .unwrap();
-    admin
-        .deploy_service()
-        .name("boxchatty")
-        .body(DeployRequest {
-            worker_ids: vec![docker_worker],
-            driver: Some(DriverKind::Docker),
             ..Default::default()
         })
         .send()
@@ -195,24 +145,6 @@ async fn output_of_process_and_docker_instances_and_a_request_id_across_the_plat
         process_lines
             .iter()
             .all(|r| r.time >= started - chrono::Duration::seconds(1))
-    );
-    let docker_lines = eventually(90, "the container's 40 lines", || async {
-        let records =
-            try_records(&logs, |q| q.service("boxchatty").contains(boxed.clone())).await?;
-        (records.len() == 40).then_some(records)
-    })
-    .await;
-    // The engine keeps the streams apart.
-    let stderr: Vec<&LogRecord> = docker_lines
-        .iter()
-        .filter(|r| r.stream == LogStream::Stderr)
-        .collect();
-    assert_eq!(stderr.len(), 20);
-    assert!(stderr.iter().all(|r| r.message.contains(" err ")));
-    assert!(
-        docker_lines
-            .iter()
-            .all(|r| r.worker.as_deref() == Some(docker_worker.to_string().as_str()))
     );
     // A time range that ends before the test began holds none of them.
     let before = all_records(&logs, |q| {
@@ -317,7 +249,83 @@ async fn output_of_process_and_docker_instances_and_a_request_id_across_the_plat
     let _ = follower.wait();
     assert_eq!(seen.len(), 10, "followed lines: {seen:?}");
     assert!(seen.iter().all(|l| l.contains("late/")), "{seen:?}");
+}
 
+#[tokio::test]
+#[ignore = "needs a Docker engine; `cargo xtask test` starts one and runs this"]
+async fn a_container_on_a_second_worker_ships_its_two_streams() {
+    docker_image::ensure_test_image();
+    let dir = WorkerDir::new();
+    let ports = instance_port_block();
+    let platform = up(dir.path(), &ports);
+    let (admin, logs) = logs_client(&platform).await;
+    // A container on a second worker, its own process and data directory.
+    let registration = admin
+        .get_registration_token()
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let second_dir = WorkerDir::new();
+    let mut second = Command::new(aerekos_bin())
+        .arg("worker")
+        .env("CONDUCTOR_URL", &platform.url)
+        .env("CONDUCTOR_TOKEN", registration)
+        .env("DATA_DIR", second_dir.path())
+        .env("WORKER_NAME", "docker-worker")
+        .env("WORKER_API_PORT", "off")
+        .env("HEARTBEAT_INTERVAL", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let docker_worker = eventually(60, "the second worker joins", || async {
+        let workers = admin.list_workers().send().await.ok()?.into_inner().workers;
+        workers
+            .into_iter()
+            .find(|w| w.name == "docker-worker")
+            .map(|w| w.id)
+    })
+    .await;
+    let boxed = format!("box-{}", uuid::Uuid::new_v4().simple());
+    admin
+        .define_service()
+        .body(chatty("boxchatty", &boxed, 20, "0.1"))
+        .send()
+        .await
+        .unwrap();
+    admin
+        .deploy_service()
+        .name("boxchatty")
+        .body(DeployRequest {
+            worker_ids: vec![docker_worker],
+            driver: Some(DriverKind::Docker),
+            ..Default::default()
+        })
+        .send()
+        .await
+        .unwrap();
+
+    let docker_lines = eventually(90, "the container's 40 lines", || async {
+        let records =
+            try_records(&logs, |q| q.service("boxchatty").contains(boxed.clone())).await?;
+        (records.len() == 40).then_some(records)
+    })
+    .await;
+    // The engine keeps the streams apart.
+    let stderr: Vec<&LogRecord> = docker_lines
+        .iter()
+        .filter(|r| r.stream == LogStream::Stderr)
+        .collect();
+    assert_eq!(stderr.len(), 20);
+    assert!(stderr.iter().all(|r| r.message.contains(" err ")));
+    assert!(
+        docker_lines
+            .iter()
+            .all(|r| r.worker.as_deref() == Some(docker_worker.to_string().as_str()))
+    );
     let _ = second.kill();
     let _ = second.wait();
 }

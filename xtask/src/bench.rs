@@ -18,6 +18,7 @@ const BENCHES: &[&str] = &[
     "storage_manager",
     "volumes",
     "secrets_manager",
+    "logs_manager",
     "jobs",
     "microvm",
 ];

@@ -7,6 +7,7 @@ import { AuditScreen } from './screens/AuditScreen';
 import { JobsScreen } from './screens/JobsScreen';
 import { KeysScreen } from './screens/KeysScreen';
 import { LoginScreen } from './screens/LoginScreen';
+import { LogsScreen } from './screens/LogsScreen';
 import { NotFoundScreen } from './screens/NotFoundScreen';
 import { OverviewScreen } from './screens/OverviewScreen';
 import { SecretsScreen } from './screens/SecretsScreen';
@@ -61,6 +62,18 @@ function Root() {
       break;
     case 'jobs':
       screen = <JobsScreen selected={route.job} state={route.state} />;
+      break;
+    case 'logs':
+      screen = (
+        <LogsScreen
+          service={route.service}
+          instance={route.instance}
+          worker={route.worker}
+          level={route.level}
+          contains={route.contains}
+          request_id={route.request_id}
+        />
+      );
       break;
     case 'users':
       screen = <UsersScreen selected={route.user} />;

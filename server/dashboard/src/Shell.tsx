@@ -18,6 +18,7 @@ const NAV: { label: string; route: Route; matches: Route['name'][] }[] = [
   { label: 'Workers', route: { name: 'workers' }, matches: ['workers', 'worker'] },
   { label: 'Services', route: { name: 'services' }, matches: ['services', 'service'] },
   { label: 'Jobs', route: { name: 'jobs' }, matches: ['jobs'] },
+  { label: 'Logs', route: { name: 'logs' }, matches: ['logs'] },
   { label: 'Volumes', route: { name: 'volumes' }, matches: ['volumes'] },
   { label: 'Keys', route: { name: 'keys' }, matches: ['keys'] },
   { label: 'Storage', route: { name: 'storage' }, matches: ['storage'] },

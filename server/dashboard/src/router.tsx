@@ -14,11 +14,17 @@ export type Route =
   | { name: 'storage'; bucket?: string; prefix?: string }
   | { name: 'secrets'; secret?: string }
   | { name: 'jobs'; job?: string; state?: string }
+  | { name: 'logs'; service?: string; instance?: string; worker?: string; level?: string; contains?: string; request_id?: string }
   | { name: 'users'; user?: string }
   | { name: 'audit'; actor?: string; action?: string; failed?: boolean }
   | { name: 'settings' }
   | { name: 'login' }
   | { name: 'not_found'; path: string };
+
+export type LogsRoute = Extract<Route, { name: 'logs' }>;
+
+/** The Logs screen's filters, in the order its address gives them. */
+const LOG_FILTERS = ['service', 'instance', 'worker', 'level', 'contains', 'request_id'] as const;
 
 export function parse(pathname: string, search = ''): Route {
   const parts = pathname.split('/').filter(Boolean).map(decodeURIComponent);
@@ -49,6 +55,16 @@ export function parse(pathname: string, search = ''): Route {
       // The list's state filter is kept in the address (`?state=failed`), the selected job too.
       const state = new URLSearchParams(search).get('state') || undefined;
       return { name: 'jobs', ...(second ? { job: second } : {}), ...(state ? { state } : {}) };
+    }
+    case 'logs': {
+      // The filters are kept in the address (`/logs?service=key_manager&level=warn`).
+      const q = new URLSearchParams(search);
+      const route: LogsRoute = { name: 'logs' };
+      for (const key of LOG_FILTERS) {
+        const value = q.get(key);
+        if (value) route[key] = value;
+      }
+      return route;
     }
     case 'users':
       return second ? { name: 'users', user: second } : { name: 'users' };
@@ -85,6 +101,15 @@ export function href(route: Route): string {
     case 'jobs': {
       const path = route.job ? `/jobs/${encodeURIComponent(route.job)}` : '/jobs';
       return route.state ? `${path}?state=${encodeURIComponent(route.state)}` : path;
+    }
+    case 'logs': {
+      const q = new URLSearchParams();
+      for (const key of LOG_FILTERS) {
+        const value = route[key];
+        if (value) q.set(key, value);
+      }
+      const query = q.toString();
+      return query ? `/logs?${query}` : '/logs';
     }
     case 'users':
       return route.user ? `/users/${encodeURIComponent(route.user)}` : '/users';

@@ -161,6 +161,12 @@ describe('content security policy', { concurrency: false }, () => {
       await byTestId('service-instances').getByRole('button', { name: 'Logs' }).first().click();
       await eventually('the instance output', 20_000, async () => (await byTestId('instance-logs-text').innerText()).trim().length > 0);
     });
+    // The kept lines of a service, and following them (a server-sent-event stream from this origin).
+    await visit('/logs?service=key_manager', async () => {
+      await byTestId('logs-table').waitFor({ timeout: 30_000 });
+      await byTestId('logs-follow').click();
+      await eventually('the tail live', 10_000, async () => /live/i.test(await byTestId('logs-tail-state').innerText()));
+    });
     await visit('/volumes', async () => {
       await byTestId('volume-worker-key_manager').waitFor();
     });
@@ -225,6 +231,7 @@ describe('content security policy', { concurrency: false }, () => {
       ['nav-workers', 'workers-screen'],
       ['nav-services', 'services-screen'],
       ['nav-jobs', 'jobs-screen'],
+      ['nav-logs', 'logs-screen'],
       ['nav-volumes', 'volumes-screen'],
       ['nav-keys', 'keys-screen'],
       ['nav-storage', 'storage-screen'],

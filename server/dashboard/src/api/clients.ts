@@ -1,15 +1,18 @@
 // The SDK clients the screens use, all made from one session. The platform is reached only
-// through @aerekos/sdk: the conductor's API, key_manager, storage_manager and secrets_manager
-// through the conductor's gateway at the same origin, and a worker's own API at its `api_url`.
+// through @aerekos/sdk: the conductor's API, key_manager, storage_manager, secrets_manager and
+// logs_manager through the conductor's gateway at the same origin, and a worker's own API at its
+// `api_url`.
 
 import {
   createConductorClient,
   createKeyManagerClient,
+  createLogsManagerClient,
   createSecretsManagerClient,
   createStorageManagerClient,
   createWorkerClient,
   type ConductorClient,
   type KeyManagerClient,
+  type LogsManagerClient,
   type SecretsManagerClient,
   type StorageManagerClient,
   type WorkerClient,
@@ -21,6 +24,7 @@ export interface Clients {
   keyManager: KeyManagerClient;
   storage: StorageManagerClient;
   secrets: SecretsManagerClient;
+  logs: LogsManagerClient;
   worker(apiUrl: string): WorkerClient;
   token: string;
 }
@@ -50,6 +54,7 @@ export function createClients(token: string, onUnauthorized: () => void): Client
     keyManager: createKeyManagerClient(options),
     storage: createStorageManagerClient(options),
     secrets: createSecretsManagerClient(options),
+    logs: createLogsManagerClient(options),
     worker(apiUrl: string) {
       let c = workers.get(apiUrl);
       if (!c) {

@@ -1,5 +1,6 @@
 // The service catalog, each service's deployment and instances, and what admins do with them:
-// enable, disable, deploy with a number of replicas; the recent output of an instance.
+// enable, disable, deploy with a number of replicas; the recent output of an instance, and links
+// to the Logs screen for the service's or an instance's kept lines.
 
 import type { Instance, Worker } from '@aerekos/sdk';
 import { useState } from 'react';
@@ -71,6 +72,7 @@ export function ServicesScreen({ selected }: { selected?: string }) {
 
 function ServiceDetail({ name }: { name: string }) {
   const { isAdmin } = useSession();
+  const { navigate } = useRouter();
   const deployment = useDeployment(name);
   const workers = useWorkers(10000);
   const actions = useServiceActions();
@@ -96,7 +98,17 @@ function ServiceDetail({ name }: { name: string }) {
   const workerOf = (id: string): Worker | undefined => workers.data?.find((w) => w.id === id);
 
   return (
-    <Card title={name} subtitle="Deployment and instances" testID="service-detail" actions={d ? <StatusBadge status={d.enabled ? 'enabled' : 'disabled'} testID="service-enabled" /> : null}>
+    <Card
+      title={name}
+      subtitle="Deployment and instances"
+      testID="service-detail"
+      actions={
+        <>
+          <Button label="Logs" size="small" variant="ghost" onPress={() => navigate({ name: 'logs', service: name })} testID="service-logs" accessibilityLabel={`Logs of ${name}`} />
+          {d ? <StatusBadge status={d.enabled ? 'enabled' : 'disabled'} testID="service-enabled" /> : null}
+        </>
+      }
+    >
       <ErrorBanner error={deployment.error} onRetry={() => void deployment.reload()} />
       <ErrorBanner error={act.error} testID="service-action-error" />
       {!d && !deployment.error ? <Spinner label="Loading the deployment…" /> : null}
@@ -202,13 +214,24 @@ function Spec({ label, value, testID }: { label: string; value: string; testID?:
 
 function InstanceLogs({ instance, worker }: { instance: Instance; worker: Worker | undefined }) {
   const logs = useInstanceLogs(worker, instance.id);
+  const { navigate } = useRouter();
   return (
     <View testID="instance-logs">
       <View style={s.logsHeader}>
         <Text style={s.logsTitle}>
           Recent output of {shortId(instance.id)} on {worker?.name ?? shortId(instance.worker_id)}
         </Text>
-        <Button label="Refresh" size="small" variant="ghost" onPress={() => void logs.reload()} />
+        <View style={s.logsButtons}>
+          <Button
+            label="All its lines"
+            size="small"
+            variant="ghost"
+            onPress={() => navigate({ name: 'logs', instance: instance.id })}
+            testID="instance-logs-open"
+            accessibilityLabel={`All the lines of instance ${shortId(instance.id)} in Logs`}
+          />
+          <Button label="Refresh" size="small" variant="ghost" onPress={() => void logs.reload()} />
+        </View>
       </View>
       <ErrorBanner error={logs.error} />
       {logs.data === undefined && !logs.error ? <Spinner label="Reading the output…" /> : null}

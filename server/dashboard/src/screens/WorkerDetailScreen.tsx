@@ -33,8 +33,9 @@ export function WorkerDetailScreen({ id }: { id: string }) {
 
   return (
     <Screen kicker="Worker" title={w?.name ?? 'Worker'} subtitle={w ? `${w.hostname} · ${w.ip_address}` : undefined} actions={w ? <StatusBadge status={w.status} testID="worker-status" /> : null} testID="worker-detail-screen">
-      <View style={s.back}>
+      <View style={s.top}>
         <Button label="← All workers" size="small" variant="ghost" onPress={() => navigate({ name: 'workers' })} />
+        <Button label="Logs" size="small" variant="ghost" onPress={() => navigate({ name: 'logs', worker: id })} testID="worker-logs" accessibilityLabel="This worker's lines in Logs" />
       </View>
       <ErrorBanner error={worker.error} onRetry={() => void worker.reload()} />
       {!w && !worker.error ? <Spinner label="Loading the worker…" /> : null}
@@ -113,6 +114,21 @@ export function WorkerDetailScreen({ id }: { id: string }) {
               { key: 'health', title: 'Health', render: (i) => <StatusBadge status={i.health} /> },
               { key: 'restarts', title: 'Restarts', render: (i) => String(i.restarts) },
               { key: 'address', title: 'Address', render: (i) => i.address ?? '—' },
+              {
+                key: 'logs',
+                title: '',
+                flex: 0.6,
+                render: (i) => (
+                  <Button
+                    label="Logs"
+                    size="small"
+                    variant="ghost"
+                    onPress={() => navigate({ name: 'logs', instance: i.id })}
+                    testID={`worker-instance-logs-${i.id}`}
+                    accessibilityLabel={`Logs of instance ${shortId(i.id)}`}
+                  />
+                ),
+              },
             ]}
           />
         ) : null}

@@ -14,4 +14,5 @@ export const servicesStyles = StyleSheet.create({
   reason: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.danger, marginTop: 2 },
   logsHeader: { flexDirection: 'row', alignItems: 'center', justifyContent: 'space-between', marginBottom: space.sm },
   logsTitle: { fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.textMuted },
+  logsButtons: { flexDirection: 'row', alignItems: 'center', gap: space.xs },
 });

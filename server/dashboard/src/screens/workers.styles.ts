@@ -7,7 +7,7 @@ export const workersStyles = StyleSheet.create({
   sub: { fontFamily: fonts.mono, fontSize: fontSize.xs, color: colors.textFaint, marginTop: 2 },
   columns: { flexDirection: 'row', flexWrap: 'wrap', gap: space.lg },
   column: { flexGrow: 1, flexBasis: 340 },
-  back: { alignSelf: 'flex-start', marginBottom: space.lg },
+  top: { flexDirection: 'row', alignItems: 'center', justifyContent: 'space-between', marginBottom: space.lg },
   facts: { gap: space.sm },
   fact: { flexDirection: 'row', paddingVertical: 6, borderBottomWidth: 1, borderBottomColor: colors.border },
   factLabel: { width: 150, fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.textMuted },
