@@ -27,7 +27,8 @@ const run = randomBytes(4).toString('hex');
 const FOLLOWED = `dashboard-logs-${run}`;
 
 before(async () => {
-  platform = await startPlatform();
+  // Request lines are logged at info: the request-id steps need them.
+  platform = await startPlatform({ RUST_LOG: 'info' });
   try {
     browser = await startBrowser();
   } catch (e) {

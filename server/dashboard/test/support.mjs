@@ -56,9 +56,10 @@ export async function eventually(what, timeoutMs, check) {
 /**
  * `aerekos up` in a fresh temporary directory: the conductor on a free port, the local worker's
  * API on another, an admin password and a viewer user of our choosing. Resolves once the
- * platform printed its summary (the "Ctrl-C stops" line) and /health answers.
+ * platform printed its summary (the "Ctrl-C stops" line) and /health answers. `extraEnv` is laid
+ * over the environment it runs with (`{ RUST_LOG: 'info' }`).
  */
-export async function startPlatform() {
+export async function startPlatform(extraEnv = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build -p aerekos\` (or set AEREKOS_BIN)`);
   const dir = await mkdtemp(join(tmpdir(), 'aerekos-dashboard-'));
   const usersFile = join(dir, 'users.json');
@@ -79,6 +80,7 @@ export async function startPlatform() {
     AEREKOS_INSTANCE_PORTS: instancePorts,
     HEARTBEAT_INTERVAL: '1',
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
+    ...extraEnv,
   };
   delete env.DATABASE_PATH;
   // The tests count on the default allow-lists (the conductor: none; the worker: the conductor's origin).
