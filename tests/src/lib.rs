@@ -964,3 +964,54 @@ impl Up {
         panic!("aerekos up did not stop within 30 s of Ctrl-C");
     }
 }
+
+/// A worker of its own: `aerekos worker` as a process with its own data directory, joined to the
+/// conductor at `url` as `name` (the Docker engine is used when one answers). Killed with the
+/// returned [`JoinedWorker`].
+pub async fn join_worker(admin: &aerekos_sdk::Conductor, url: &str, name: &str) -> JoinedWorker {
+    let registration = admin
+        .get_registration_token()
+        .send()
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let dir = WorkerDir::new();
+    let mut command = std::process::Command::new(aerekos_bin());
+    command
+        .arg("worker")
+        .env("CONDUCTOR_URL", url)
+        .env("CONDUCTOR_TOKEN", registration)
+        .env("DATA_DIR", dir.path())
+        .env("WORKER_NAME", name)
+        .env("WORKER_API_PORT", "off")
+        .env("HEARTBEAT_INTERVAL", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = command.spawn().unwrap();
+    let id = eventually(60, &format!("worker {name} joins"), || async {
+        let workers = admin.list_workers().send().await.ok()?.into_inner().workers;
+        workers.into_iter().find(|w| w.name == name).map(|w| w.id)
+    })
+    .await;
+    JoinedWorker {
+        child,
+        _dir: dir,
+        id,
+    }
+}
+
+pub struct JoinedWorker {
+    child: std::process::Child,
+    /// Dropped after the process: its instances are killed with it.
+    _dir: WorkerDir,
+    pub id: uuid::Uuid,
+}
+
+impl Drop for JoinedWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -74,6 +74,28 @@ fn chatty(name: &str, marker: &str, count: u32, gap: &str) -> ServiceDefinition 
     def
 }
 
+/// Defines `def` and deploys it with `driver` (onto `workers`, when named).
+async fn deploy_chatty(
+    admin: &Conductor,
+    def: ServiceDefinition,
+    driver: DriverKind,
+    workers: Vec<uuid::Uuid>,
+) {
+    let name = def.name.clone();
+    admin.define_service().body(def).send().await.unwrap();
+    admin
+        .deploy_service()
+        .name(name)
+        .body(DeployRequest {
+            worker_ids: workers,
+            driver: Some(driver),
+            ..Default::default()
+        })
+        .send()
+        .await
+        .unwrap();
+}
+
 fn numbers(records: &[LogRecord], marker: &str, what: &str) -> Vec<u32> {
     let prefix = format!("{marker} {what} ");
     records
@@ -105,22 +127,13 @@ async fn output_of_process_instances_and_a_request_id_across_the_platform() {
 
     // A process instance on the all-in-one worker.
     let marker = format!("proc-{}", uuid::Uuid::new_v4().simple());
-    admin
-        .define_service()
-        .body(chatty("chatty", &marker, 20, "0.1"))
-        .send()
-        .await
-        .unwrap();
-    admin
-        .deploy_service()
-        .name("chatty")
-        .body(DeployRequest {
-            driver: Some(DriverKind::Process),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap();
+    deploy_chatty(
+        &admin,
+        chatty("chatty", &marker, 20, "0.1"),
+        DriverKind::Process,
+        vec![],
+    )
+    .await;
 
     // Queryable by service, text and time within seconds of being written.
     let process_lines = eventually(60, "the process instance's 40 lines", || async {
@@ -220,22 +233,13 @@ async fn output_of_process_instances_and_a_request_id_across_the_platform() {
     });
     // The service starts only now, after the follower: its lines can only come from the tail.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    admin
-        .define_service()
-        .body(chatty("late", &followed, 5, "0.2"))
-        .send()
-        .await
-        .unwrap();
-    admin
-        .deploy_service()
-        .name("late")
-        .body(DeployRequest {
-            driver: Some(DriverKind::Process),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap();
+    deploy_chatty(
+        &admin,
+        chatty("late", &followed, 5, "0.2"),
+        DriverKind::Process,
+        vec![],
+    )
+    .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     while seen.len() < 10 && std::time::Instant::now() < deadline {
@@ -260,54 +264,16 @@ async fn a_container_on_a_second_worker_ships_its_two_streams() {
     let platform = up(dir.path(), &ports);
     let (admin, logs) = logs_client(&platform).await;
     // A container on a second worker, its own process and data directory.
-    let registration = admin
-        .get_registration_token()
-        .send()
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let second_dir = WorkerDir::new();
-    let mut second = Command::new(aerekos_bin())
-        .arg("worker")
-        .env("CONDUCTOR_URL", &platform.url)
-        .env("CONDUCTOR_TOKEN", registration)
-        .env("DATA_DIR", second_dir.path())
-        .env("WORKER_NAME", "docker-worker")
-        .env("WORKER_API_PORT", "off")
-        .env("HEARTBEAT_INTERVAL", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let docker_worker = eventually(60, "the second worker joins", || async {
-        let workers = admin.list_workers().send().await.ok()?.into_inner().workers;
-        workers
-            .into_iter()
-            .find(|w| w.name == "docker-worker")
-            .map(|w| w.id)
-    })
-    .await;
+    let second = join_worker(&admin, &platform.url, "docker-worker").await;
+    let docker_worker = second.id;
     let boxed = format!("box-{}", uuid::Uuid::new_v4().simple());
-    admin
-        .define_service()
-        .body(chatty("boxchatty", &boxed, 20, "0.1"))
-        .send()
-        .await
-        .unwrap();
-    admin
-        .deploy_service()
-        .name("boxchatty")
-        .body(DeployRequest {
-            worker_ids: vec![docker_worker],
-            driver: Some(DriverKind::Docker),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap();
-
+    deploy_chatty(
+        &admin,
+        chatty("boxchatty", &boxed, 20, "0.1"),
+        DriverKind::Docker,
+        vec![docker_worker],
+    )
+    .await;
     let docker_lines = eventually(90, "the container's 40 lines", || async {
         let records =
             try_records(&logs, |q| q.service("boxchatty").contains(boxed.clone())).await?;
@@ -326,8 +292,8 @@ async fn a_container_on_a_second_worker_ships_its_two_streams() {
             .iter()
             .all(|r| r.worker.as_deref() == Some(docker_worker.to_string().as_str()))
     );
-    let _ = second.kill();
-    let _ = second.wait();
+
+    drop(second);
 }
 
 /// The pid of a service's instance on the all-in-one worker (its process group's leader).
@@ -359,22 +325,13 @@ async fn a_worker_cut_off_from_logs_manager_delivers_its_buffered_lines_once() {
     let (admin, logs) = logs_client(&platform).await;
     let marker = format!("cut-{}", uuid::Uuid::new_v4().simple());
     // 400 lines over about 20 s.
-    admin
-        .define_service()
-        .body(chatty("steady", &marker, 200, "0.1"))
-        .send()
-        .await
-        .unwrap();
-    admin
-        .deploy_service()
-        .name("steady")
-        .body(DeployRequest {
-            driver: Some(DriverKind::Process),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap();
+    deploy_chatty(
+        &admin,
+        chatty("steady", &marker, 200, "0.1"),
+        DriverKind::Process,
+        vec![],
+    )
+    .await;
     eventually(60, "the first lines arrive", || async {
         let records = try_records(&logs, |q| q.contains(marker.clone())).await?;
         (records.len() >= 10).then_some(())

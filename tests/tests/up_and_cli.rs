@@ -782,35 +782,8 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
     .await;
 
     // A second worker, as its own process with its own data directory, with the Docker engine.
-    let registration = admin
-        .get_registration_token()
-        .send()
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let second_dir = WorkerDir::new();
-    let mut second = Command::new(aerekos_bin())
-        .arg("worker")
-        .env("CONDUCTOR_URL", &platform.url)
-        .env("CONDUCTOR_TOKEN", registration)
-        .env("DATA_DIR", second_dir.path())
-        .env("WORKER_NAME", "docker-worker")
-        .env("WORKER_API_PORT", "off")
-        .env("HEARTBEAT_INTERVAL", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let docker_worker = eventually(60, "the second worker joins", || async {
-        let workers = admin.list_workers().send().await.ok()?.into_inner().workers;
-        workers
-            .into_iter()
-            .find(|w| w.name == "docker-worker")
-            .map(|w| w.id)
-    })
-    .await;
+    let second = join_worker(&admin, &platform.url, "docker-worker").await;
+    let docker_worker = second.id;
 
     let mut def: aerekos_sdk::conductor::types::ServiceDefinition =
         aerekos_sdk::conductor::types::ServiceDefinition::builder()
@@ -929,7 +902,6 @@ async fn a_docker_instance_on_a_second_worker_gets_its_secret_in_its_environment
         (!left).then_some(())
     })
     .await;
-    let _ = second.kill();
-    let _ = second.wait();
+    drop(second);
     assert!(platform.interrupt().success());
 }

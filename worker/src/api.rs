@@ -506,7 +506,9 @@ impl SystemApi {
                 (
                     "aerekos_worker_log_lines_dropped_total",
                     "Log lines dropped unshipped: the spool was full while logs_manager was away.",
-                    ship.dropped.load(Relaxed) + aerekos_common::telemetry::captured_dropped(),
+                    ship.dropped.load(Relaxed)
+                        + ship.lost.load(Relaxed)
+                        + aerekos_common::telemetry::captured_dropped(),
                 ),
             ];
             for (name, help, value) in counters {

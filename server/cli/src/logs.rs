@@ -52,6 +52,37 @@ pub struct LogsArgs {
     limit: u32,
 }
 
+/// The filters a query and a tail share, applied to either's builder (two generated types with
+/// the same setters).
+macro_rules! with_filters {
+    ($builder:expr, $args:expr) => {{
+        let mut b = $builder;
+        let args = &$args;
+        if let Some(s) = &args.service {
+            b = b.service(s.clone());
+        }
+        if let Some(i) = &args.instance {
+            b = b.instance(i.clone());
+        }
+        if let Some(w) = &args.worker {
+            b = b.worker(w.clone());
+        }
+        if let Some(l) = &args.level {
+            b = b.level(level(l));
+        }
+        if let Some(r) = &args.request_id {
+            b = b.request_id(r.clone());
+        }
+        if let Some(g) = &args.grep {
+            b = b.contains(g.clone());
+        }
+        if let Some(r) = &args.regex {
+            b = b.regex(r.clone());
+        }
+        b
+    }};
+}
+
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&chrono::Utc));
@@ -101,33 +132,12 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     }
     let client = connect_logs(&args.global)?;
     let format = args.global.output();
-    let mut query = client.query_logs().limit(args.limit);
-    if let Some(s) = &args.service {
-        query = query.service(s.clone());
-    }
+    let mut query = with_filters!(client.query_logs().limit(args.limit), args);
     if let Some(t) = args.since {
         query = query.since(t);
     }
     if let Some(t) = args.until {
         query = query.until(t);
-    }
-    if let Some(i) = &args.instance {
-        query = query.instance(i.clone());
-    }
-    if let Some(w) = &args.worker {
-        query = query.worker(w.clone());
-    }
-    if let Some(l) = &args.level {
-        query = query.level(level(l));
-    }
-    if let Some(r) = &args.request_id {
-        query = query.request_id(r.clone());
-    }
-    if let Some(g) = &args.grep {
-        query = query.contains(g.clone());
-    }
-    if let Some(r) = &args.regex {
-        query = query.regex(r.clone());
     }
     // The newest page, printed oldest first. A page can come back short when the query read its
     // share of the store; go on until it is full or the store ends.
@@ -156,30 +166,9 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     if !args.follow {
         return Ok(());
     }
-    let mut tail = client.tail_logs();
+    let mut tail = with_filters!(client.tail_logs(), args);
     if let Some(id) = newest_id {
         tail = tail.after(id);
-    }
-    if let Some(s) = &args.service {
-        tail = tail.service(s.clone());
-    }
-    if let Some(i) = &args.instance {
-        tail = tail.instance(i.clone());
-    }
-    if let Some(w) = &args.worker {
-        tail = tail.worker(w.clone());
-    }
-    if let Some(l) = &args.level {
-        tail = tail.level(level(l));
-    }
-    if let Some(r) = &args.request_id {
-        tail = tail.request_id(r.clone());
-    }
-    if let Some(g) = &args.grep {
-        tail = tail.contains(g.clone());
-    }
-    if let Some(r) = &args.regex {
-        tail = tail.regex(r.clone());
     }
     let mut stream = api(tail.send().await)?.into_inner();
     // Server-sent events: `data: <LogRecord JSON>` lines, a blank line after each event, and

@@ -54,6 +54,35 @@ fn may_write(caller: &Caller, source: &str) -> ApiResult<()> {
     }
 }
 
+/// A worker's key writes `worker/<id>/…` sources: their records are that worker's, whatever they
+/// say (a record naming another worker is refused), so a key cannot pass lines off as another
+/// machine's.
+fn stamp_worker(batch: &mut IngestRequest) -> ApiResult<()> {
+    let Some(worker) = batch
+        .source
+        .strip_prefix("worker/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    for (i, record) in batch.records.iter_mut().enumerate() {
+        match &record.worker {
+            Some(named) if *named != worker => {
+                return Err(ApiError::bad_request(
+                    "worker_mismatch",
+                    format!(
+                        "records[{i}].worker is {named:?}, but the source is worker {worker}'s"
+                    ),
+                ));
+            }
+            _ => record.worker = Some(worker.clone()),
+        }
+    }
+    Ok(())
+}
+
 fn may_read(caller: &Caller, service: Option<&str>) -> ApiResult<()> {
     match caller {
         Caller::User { .. } => Ok(()),
@@ -170,6 +199,46 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
+/// The stored records `filter` matches after id `after` (at most `most`), oldest first, and the
+/// id they reach (`after` when none).
+async fn catch_up(
+    logs: Arc<LogStore>,
+    filter: Filter,
+    after: u64,
+    most: u32,
+) -> ApiResult<(Vec<LogRecord>, u64)> {
+    blocking(move || {
+        let mut out = Vec::new();
+        let mut cursor = after;
+        loop {
+            let want = (most as usize)
+                .saturating_sub(out.len())
+                .min(MAX_PAGE as usize);
+            if want == 0 {
+                break;
+            }
+            let page = logs
+                .query(&filter, Order::Oldest, Some(cursor), want as u32)
+                .map_err(ApiError::internal)?;
+            if let Some(last) = page.records.last() {
+                cursor = cursor.max(last.id);
+            }
+            out.extend(page.records);
+            match page.next_cursor.and_then(|c| c.parse::<u64>().ok()) {
+                Some(next) => cursor = cursor.max(next),
+                None => break,
+            }
+        }
+        // Live batches (subscribed to before this ran) bring what comes after `cursor`.
+        Ok((out, cursor))
+    })
+    .await
+}
+
+async fn blocking_last_id(logs: Arc<LogStore>) -> ApiResult<Option<u64>> {
+    blocking(move || Ok(logs.last_id())).await
+}
+
 /// How often a quiet tail sends a comment line, so proxies and clients see it is alive.
 const TAIL_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Records a tail sends from before it began (from `after`), at most.
@@ -192,6 +261,10 @@ impl LogsApi {
     ) -> ApiResult<Json<IngestResult>> {
         may_write(&auth.0, &body.source)?;
         LogStore::validate(&body)?;
+        let mut body = body;
+        if matches!(auth.0, Caller::ApiKey { .. }) {
+            stamp_worker(&mut body.0)?;
+        }
         let logs = state.logs.clone();
         blocking(move || logs.ingest(body.0)).await.map(Json)
     }
@@ -303,47 +376,60 @@ impl LogsApi {
         let mut backlog = Vec::new();
         let mut last_sent = after.0;
         if let Some(after) = after.0 {
-            let logs = state.logs.clone();
-            let f = filter.clone();
-            let page = blocking(move || {
-                logs.query(&f, Order::Oldest, Some(after), TAIL_BACKLOG)
-                    .map_err(ApiError::internal)
-            })
-            .await?;
-            if let Some(last) = page.records.last() {
-                last_sent = Some(last.id);
-            }
-            backlog = page.records;
-        } else if let Some(last) = state.logs.last_id() {
+            // Every stored record after `after`, up to TAIL_BACKLOG, through as many pages as
+            // the scan budget makes of it.
+            let (records, last) =
+                catch_up(state.logs.clone(), filter.clone(), after, TAIL_BACKLOG).await?;
+            backlog = records;
+            last_sent = Some(last);
+        } else if let Some(last) = blocking_last_id(state.logs.clone()).await? {
             last_sent = Some(last);
         }
+        let logs = state.logs.clone();
         let live = futures_util::stream::unfold(
             (live, filter, last_sent),
-            |(mut live, filter, mut last_sent)| async move {
-                loop {
-                    match live.recv().await {
-                        Ok(batch) => {
-                            let fresh: Vec<LogRecord> = batch
-                                .iter()
-                                .filter(|r| last_sent.is_none_or(|l| r.id > l))
-                                .filter(|r| filter.matches(r))
-                                .cloned()
-                                .map(records::from_stored)
-                                .collect();
-                            if let Some(last) = batch.last() {
-                                last_sent = Some(last.id);
+            move |(mut live, filter, mut last_sent)| {
+                let logs = logs.clone();
+                async move {
+                    loop {
+                        match live.recv().await {
+                            Ok(batch) => {
+                                let fresh: Vec<LogRecord> = batch
+                                    .iter()
+                                    .filter(|r| last_sent.is_none_or(|l| r.id > l))
+                                    .filter(|r| filter.matches(r))
+                                    .cloned()
+                                    .map(records::from_stored)
+                                    .collect();
+                                if let Some(last) = batch.last() {
+                                    last_sent = Some(last_sent.map_or(last.id, |l| l.max(last.id)));
+                                }
+                                if !fresh.is_empty() {
+                                    return Some((
+                                        futures_util::stream::iter(fresh),
+                                        (live, filter, last_sent),
+                                    ));
+                                }
                             }
-                            if !fresh.is_empty() {
-                                return Some((
-                                    futures_util::stream::iter(fresh),
-                                    (live, filter, last_sent),
-                                ));
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                // Fell behind the live batches: what it missed is in the store.
+                                let from = last_sent.unwrap_or(0);
+                                let Ok((missed, last)) =
+                                    catch_up(logs.clone(), filter.clone(), from, TAIL_BACKLOG)
+                                        .await
+                                else {
+                                    return None;
+                                };
+                                last_sent = Some(last);
+                                if !missed.is_empty() {
+                                    return Some((
+                                        futures_util::stream::iter(missed),
+                                        (live, filter, last_sent),
+                                    ));
+                                }
                             }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!(batches = n, "a log tail fell behind; batches skipped");
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
                 }
             },
@@ -358,7 +444,10 @@ impl LogsApi {
     #[oai(path = "/stats", method = "get", operation_id = "log_stats")]
     async fn stats(&self, state: Data<&Arc<State>>, auth: CallerAuth) -> ApiResult<Json<LogStats>> {
         match auth.0 {
-            Caller::User { .. } => Ok(Json(state.logs.stats())),
+            Caller::User { .. } => {
+                let logs = state.logs.clone();
+                blocking(move || Ok(logs.stats())).await.map(Json)
+            }
             _ => Err(ApiError::forbidden(
                 "forbidden",
                 "the store's statistics are for users",
@@ -396,7 +485,8 @@ impl SystemApi {
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = String::new();
         state.metrics.render_http(&mut out);
-        let stats = state.logs.stats();
+        let logs = state.logs.clone();
+        let stats = blocking(move || Ok(logs.stats())).await?;
         let counters = [
             (
                 "aerekos_logs_ingested_total",
@@ -434,7 +524,7 @@ impl SystemApi {
                 .iter()
                 .map(|s| {
                     (
-                        format!("source=\"{}\"", s.source.replace('"', "")),
+                        format!("source=\"{}\"", label_value(&s.source)),
                         s.dropped_total as f64,
                     )
                 })
@@ -442,6 +532,13 @@ impl SystemApi {
         );
         Ok(PlainText(out))
     }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped as the exposition format says.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub type LogsManagerApi = (LogsApi, SystemApi);

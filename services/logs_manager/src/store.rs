@@ -181,9 +181,43 @@ impl Active {
     }
 }
 
+/// What must outlive every segment: the next id and each source's position. Written at each
+/// seal, so retention may remove every sealed segment and a restart still skips repeats.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Positions {
+    next_id: u64,
+    sources: BTreeMap<String, SourcePosition>,
+}
+
+const POSITIONS_FILE: &str = "positions.json";
+
+fn write_positions(dir: &Path, meta: &SegmentMeta) -> io::Result<()> {
+    let positions = Positions {
+        next_id: meta.end_id,
+        sources: meta.sources.clone(),
+    };
+    let tmp = dir.join("positions.json.tmp");
+    let mut file = File::create(&tmp)?;
+    serde_json::to_writer(&mut file, &positions).map_err(io::Error::other)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(POSITIONS_FILE))
+}
+
+fn merge_positions(
+    into: &mut BTreeMap<String, SourcePosition>,
+    from: &BTreeMap<String, SourcePosition>,
+) {
+    for (source, p) in from {
+        let known = into.entry(source.clone()).or_default();
+        known.seq = known.seq.max(p.seq);
+        known.dropped_total = known.dropped_total.max(p.dropped_total);
+    }
+}
+
 /// Seals `active` (its summary written whole, then a new segment begun after it).
 pub fn seal(dir: &Path, active: &mut Active, now_t: i64) -> io::Result<SegmentMeta> {
     write_idx(dir, &active.meta)?;
+    write_positions(dir, &active.meta)?;
     let mut sealed = active.meta.clone();
     sealed.sealed = true;
     *active = create(dir, sealed.end_id, sealed.sources.clone(), now_t)?;
@@ -230,15 +264,20 @@ pub fn open(dir: &Path, now_t: i64) -> io::Result<(Vec<SegmentMeta>, Active)> {
         })
         .collect();
     firsts.sort_unstable();
+    let positions: Positions = fs::read(dir.join(POSITIONS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut sealed: Vec<SegmentMeta> = Vec::new();
-    let mut sources = BTreeMap::new();
+    let mut sources = positions.sources.clone();
     let mut active = None;
     for (i, &first) in firsts.iter().enumerate() {
         let last = i + 1 == firsts.len();
         let summary = read_idx(dir, first);
         if let Some(mut meta) = summary {
             meta.sealed = true;
-            sources = meta.sources.clone();
+            merge_positions(&mut sources, &meta.sources);
+            meta.sources = sources.clone();
             sealed.push(meta);
             continue;
         }
@@ -260,7 +299,9 @@ pub fn open(dir: &Path, now_t: i64) -> io::Result<(Vec<SegmentMeta>, Active)> {
     let active = match active {
         Some(active) => active,
         None => {
-            let next = sealed.last().map_or(0, |m| m.end_id);
+            // After the last sealed segment, or where the positions say ids had reached (every
+            // segment removed by retention).
+            let next = sealed.last().map_or(0, |m| m.end_id).max(positions.next_id);
             create(dir, next, sources, now_t)?
         }
     };

@@ -51,12 +51,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new token is asked for this long before the current one expires.
 const TOKEN_RENEW_BEFORE: chrono::Duration = chrono::Duration::hours(12);
+/// Lines read but refused by the spool (a full disk) are kept to this many, then dropped.
+const PENDING_AT_MOST: usize = 200_000;
 /// A container whose log could not be followed is tried again after this.
 const FOLLOW_RETRY: Duration = Duration::from_secs(5);
 
 /// The spool and what the worker's metrics report of shipping.
 pub(crate) struct LogShip {
     spool: Mutex<Spool>,
+    /// Part of the source name (see `spool`).
+    spool_id: String,
+    /// Lines dropped before they reached the spool (it refused them for too long).
+    pub lost: AtomicU64,
     wake: tokio::sync::Notify,
     pub shipped: AtomicU64,
     pub spool_bytes: AtomicU64,
@@ -68,6 +74,8 @@ impl LogShip {
     pub fn open(data_dir: &Path, max_bytes: u64) -> std::io::Result<(Arc<Self>, Cursors)> {
         let (spool, cursors) = Spool::open(&data_dir.join("logship"), max_bytes)?;
         let ship = Arc::new(Self {
+            spool_id: spool.id().to_owned(),
+            lost: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(spool.bytes()),
             dropped: AtomicU64::new(spool.dropped_total()),
             spool: Mutex::new(spool),
@@ -184,6 +192,9 @@ async fn collect(
     let mut captured = aerekos_common::telemetry::take_captured();
     let (lines_tx, mut lines_rx) = mpsc::channel::<(Uuid, FollowedLine)>(8192);
     let mut followers: HashMap<Uuid, (tokio::task::JoinHandle<()>, Instant)> = HashMap::new();
+    // Records read but not yet in the spool (an append failed): kept for the next round, since
+    // the positions they were read up to have moved on.
+    let mut batch: Vec<(IngestRecord, Option<(String, u64)>)> = Vec::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(COLLECT_EVERY) => {}
@@ -200,7 +211,14 @@ async fn collect(
         };
         let worker = Some(worker_id);
         let now = Utc::now();
-        let mut batch: Vec<(IngestRecord, Option<(String, u64)>)> = Vec::new();
+        if batch.len() > PENDING_AT_MOST {
+            ship.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                lines = batch.len(),
+                "the log spool has refused lines for a while; they are dropped"
+            );
+            batch.clear();
+        }
 
         if let Some(rx) = captured.as_mut() {
             while let Ok(line) = rx.try_recv() {
@@ -237,12 +255,23 @@ async fn collect(
                     .is_some_and(|(task, at)| !task.is_finished() || at.elapsed() < FOLLOW_RETRY);
                 if !running {
                     let since = cursors.get(&key).copied().unwrap_or(0);
+                    tracing::debug!(instance = %id, since, "following a container's output");
                     if let Some(mut stream) = shared.driver.follow_output(*id, since) {
                         let tx = lines_tx.clone();
                         let id = *id;
                         let task = tokio::spawn(async move {
                             use futures_util::StreamExt as _;
+                            // The engine starts at a whole second: lines up to the position
+                            // reached are passed over until the first one after it. From then on
+                            // nothing is, as the engine's streams may be out of time order.
+                            let mut caught_up = since == 0;
                             while let Some(line) = stream.next().await {
+                                if !caught_up {
+                                    if line.time_ns <= since {
+                                        continue;
+                                    }
+                                    caught_up = true;
+                                }
                                 if tx.send((id, line)).await.is_err() {
                                     return;
                                 }
@@ -289,10 +318,8 @@ async fn collect(
         }
         while let Ok((id, line)) = lines_rx.try_recv() {
             let key = format!("docker:{id}");
-            if cursors.get(&key).is_some_and(|at| line.time_ns <= *at) {
-                continue;
-            }
-            cursors.insert(key.clone(), line.time_ns);
+            let reached = cursors.get(&key).copied().unwrap_or(0).max(line.time_ns);
+            cursors.insert(key.clone(), reached);
             let time = chrono::DateTime::from_timestamp_nanos(line.time_ns as i64);
             let service = services.get(&id).cloned().flatten();
             batch.push((
@@ -304,17 +331,24 @@ async fn collect(
                     &line.text,
                     time,
                 ),
-                Some((key, line.time_ns)),
+                Some((key, reached)),
             ));
         }
         followers.retain(|id, (task, _)| services.contains_key(id) || !task.is_finished());
-        // Positions of instances gone (their files removed, their containers too).
+        // Positions of instances gone: their files removed, their containers unknown to the
+        // driver (not merely absent from a view the reconcile loop has not filled yet).
+        let existing: HashSet<Uuid> = shared.driver.instances().await.into_iter().collect();
         let gone: Vec<String> = cursors
             .keys()
             .filter(|k| !live_keys.contains(*k))
-            .filter(|k| match k.strip_prefix("file:") {
-                Some(path) => !Path::new(path).exists(),
-                None => true,
+            .filter(|k| {
+                if let Some(path) = k.strip_prefix("file:") {
+                    !Path::new(path).exists()
+                } else {
+                    k.strip_prefix("docker:")
+                        .and_then(|id| id.parse::<Uuid>().ok())
+                        .is_none_or(|id| !existing.contains(&id))
+                }
             })
             .cloned()
             .collect();
@@ -324,20 +358,26 @@ async fn collect(
         if batch.is_empty() && gone.is_empty() {
             continue;
         }
+        let records = std::mem::take(&mut batch);
         let appended = ship
             .blocking(move |spool| {
-                spool.append(batch)?;
+                // Handed back when the append fails, to be tried again next round.
+                if let Err(e) = spool.append(records.clone()) {
+                    return Ok(Err((e, records)));
+                }
                 for key in &gone {
                     spool.forget_cursor(key)?;
                 }
-                Ok(())
+                Ok(Ok(()))
             })
             .await;
         match appended {
-            Ok(()) => ship.wake.notify_one(),
-            Err(e) => {
-                tracing::warn!(error = %e, "appending to the log spool failed; lines of this round are read again")
+            Ok(Ok(())) => ship.wake.notify_one(),
+            Ok(Err((e, records))) => {
+                tracing::warn!(error = %e, "appending to the log spool failed; its lines are kept to try again");
+                batch = records;
             }
+            Err(e) => tracing::warn!(error = %e, "the log spool could not be written"),
         }
     }
     for (task, _) in followers.into_values() {
@@ -401,9 +441,8 @@ async fn send(shared: Arc<Shared>, ship: Arc<LogShip>, mut stop: watch::Receiver
                 .await
             {
                 Ok(t) => {
-                    let spool_id = ship.lock().id().to_owned();
                     token = Some(ShippingToken {
-                        source: format!("{}{spool_id}", t.source_prefix),
+                        source: format!("{}{}", t.source_prefix, ship.spool_id),
                         renew_at: t.expires_at - TOKEN_RENEW_BEFORE,
                         token: t.into_inner().token,
                     });
@@ -427,8 +466,9 @@ async fn send(shared: Arc<Shared>, ship: Arc<LogShip>, mut stop: watch::Receiver
         );
         let last = batch.last().map(|r| r.seq).unwrap_or_default();
         let count = batch.len() as u64;
-        let dropped_total =
-            ship.dropped.load(Ordering::Relaxed) + aerekos_common::telemetry::captured_dropped();
+        let dropped_total = ship.dropped.load(Ordering::Relaxed)
+            + ship.lost.load(Ordering::Relaxed)
+            + aerekos_common::telemetry::captured_dropped();
         let sent = tokio::time::timeout(
             SEND_TIMEOUT,
             client
@@ -460,6 +500,15 @@ async fn send(shared: Arc<Shared>, ship: Arc<LogShip>, mut stop: watch::Receiver
             }
             Err(e) => {
                 let e = aerekos_sdk::SdkError::from(e);
+                if matches!(e.status(), Some(400 | 413 | 422)) {
+                    // Refused for what the batch holds: sending it again cannot help, and would
+                    // hold up every line behind it. Counted as dropped, and shipping goes on.
+                    tracing::warn!(error = %e, lines = count, "logs_manager refused a batch of log lines; they are dropped");
+                    if let Err(e) = ship.blocking(move |spool| spool.refused(last, count)).await {
+                        tracing::warn!(error = %e, "recording refused lines failed");
+                    }
+                    continue;
+                }
                 if matches!(e.status(), Some(401 | 403)) {
                     token = None;
                 }

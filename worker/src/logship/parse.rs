@@ -16,6 +16,9 @@ pub struct Parsed {
 
 /// The longest line shipped, in characters (logs_manager's limit); longer ones are cut.
 pub const MAX_LINE_CHARS: usize = 65_536;
+/// A request id is kept to this many characters (`X-Request-Id`'s own limit; logs_manager takes
+/// 256), so no line an app prints can make a batch one logs_manager refuses.
+const MAX_REQUEST_ID_CHARS: usize = 128;
 
 pub fn parse(raw: &str) -> Parsed {
     let clean = strip_ansi(raw.trim_end_matches(['\n', '\r']));
@@ -66,7 +69,9 @@ fn json_line(line: &str) -> Parsed {
                 .iter()
                 .rev()
                 .find_map(|s| text(s.get("request_id")))
-        });
+        })
+        .map(|id| id.chars().take(MAX_REQUEST_ID_CHARS).collect::<String>())
+        .filter(|id| !id.is_empty());
     Parsed {
         message: String::new(),
         time: ["timestamp", "time", "ts"]
@@ -111,7 +116,7 @@ fn request_id_in(line: &str) -> Option<String> {
     let id: String = rest
         .chars()
         .take_while(|c| !matches!(c, '"' | '}' | ',' | ' ' | ']' | ';'))
-        .take(128)
+        .take(MAX_REQUEST_ID_CHARS)
         .collect();
     (!id.is_empty()).then_some(id)
 }
@@ -171,6 +176,15 @@ mod tests {
         assert_eq!(p.level, Some(LogLevel::Warn));
         assert_eq!(p.request_id.as_deref(), Some("r-9"));
         assert!(p.time.is_some());
+    }
+
+    #[test]
+    fn an_over_long_request_id_is_cut_to_what_logs_manager_takes() {
+        let long = "r".repeat(1000);
+        let p = parse(&format!("{{\"level\":\"info\",\"request_id\":\"{long}\"}}"));
+        assert_eq!(p.request_id.map(|r| r.len()), Some(MAX_REQUEST_ID_CHARS));
+        let p = parse(&format!("INFO request{{request_id={long}}}: x"));
+        assert_eq!(p.request_id.map(|r| r.len()), Some(MAX_REQUEST_ID_CHARS));
     }
 
     #[test]

@@ -40,6 +40,9 @@ struct Entry {
 struct State {
     id: String,
     acked: u64,
+    /// The next seq to give: never handed out twice, even if a file's records are lost.
+    #[serde(default)]
+    next_seq: u64,
     dropped_total: u64,
     #[serde(default)]
     cursors: Cursors,
@@ -98,7 +101,8 @@ impl Spool {
         let next_seq = files
             .back()
             .map_or(state.acked + 1, |f| f.last_seq + 1)
-            .max(state.acked + 1);
+            .max(state.acked + 1)
+            .max(state.next_seq);
         let mut spool = Self {
             dir: dir.to_owned(),
             max_bytes,
@@ -152,9 +156,14 @@ impl Spool {
             buf.push(b'\n');
         }
         let writer = self.writer.as_mut().expect("a file was begun");
-        writer.write_all(&buf)?;
-        writer.sync_data()?;
         let file = self.files.back_mut().expect("a file was begun");
+        if let Err(e) = writer.write_all(&buf).and_then(|()| writer.sync_data()) {
+            // No half batch stays to be glued to the next one; its seqs are not reused (the
+            // file's end is cut back, the counter is not).
+            let _ = writer.set_len(file.bytes);
+            self.state.next_seq = self.next_seq;
+            return Err(e);
+        }
         file.bytes += buf.len() as u64;
         file.last_seq = self.next_seq - 1;
         for (key, at) in last_cursors {
@@ -246,7 +255,16 @@ impl Spool {
         Ok(())
     }
 
-    fn save_state(&self) -> io::Result<()> {
+    /// logs_manager refused the records up to `seq` for good (a 4xx that sending again cannot
+    /// change): they count as dropped, and sending goes on after them.
+    pub fn refused(&mut self, seq: u64, count: u64) -> io::Result<()> {
+        self.state.dropped_total += count;
+        self.ack(seq)?;
+        self.save_state()
+    }
+
+    fn save_state(&mut self) -> io::Result<()> {
+        self.state.next_seq = self.next_seq;
         let path = self.dir.join(STATE_FILE);
         let tmp = self.dir.join("state.json.tmp");
         let mut file = File::create(&tmp)?;
@@ -271,20 +289,19 @@ fn scan(path: &Path, first: u64) -> io::Result<(SpoolFile, Cursors)> {
     let mut last_seq = first - 1;
     let mut good = 0usize;
     let mut offset = 0usize;
+    // Whole lines that do not parse are passed over (the reader skips them too); only a last
+    // line without its newline (a torn append) is cut off.
     while let Some(n) = memchr_newline(&data[offset..]) {
         let line = &data[offset..offset + n];
-        match serde_json::from_slice::<Entry>(line) {
-            Ok(entry) => {
-                last_seq = last_seq.max(entry.record.seq);
-                if let Some((key, at)) = entry.cursor {
-                    let known = cursors.entry(key).or_insert(0);
-                    *known = (*known).max(at);
-                }
-                good = offset + n + 1;
+        if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
+            last_seq = last_seq.max(entry.record.seq);
+            if let Some((key, at)) = entry.cursor {
+                let known = cursors.entry(key).or_insert(0);
+                *known = (*known).max(at);
             }
-            Err(_) => break,
         }
         offset += n + 1;
+        good = offset;
     }
     if good < data.len() {
         let file = OpenOptions::new().write(true).open(path)?;

@@ -548,32 +548,50 @@ impl AuthService {
     /// [`LOG_SHIPPING_TOKEN_SECS`]; recorded, so it lists and is revoked like any token.
     pub async fn log_shipping_token(&self, worker_id: Uuid) -> ApiResult<LogShippingToken> {
         let source_prefix = log_source_prefix(worker_id);
-        let scope = format!("logs_manager:write:{source_prefix}*");
-        let name = format!("worker-{worker_id}-logs");
-        let (token, claims) = self.sign_scoped(
-            format!("worker:{worker_id}"),
-            &name,
-            aerekos_common::auth::API_KEY_ROLE,
-            Duration::from_secs(LOG_SHIPPING_TOKEN_SECS),
-            Some(scope.clone()),
-        )?;
-        issued_tokens::insert(
-            &self.db,
-            &claims.jti,
-            "api_key",
-            None,
-            &name,
-            &scope,
-            claims.exp,
-        )
-        .await
-        .map_err(ApiError::internal)?;
+        let (token, claims) = self
+            .platform_api_key(
+                format!("worker:{worker_id}"),
+                &format!("worker-{worker_id}-logs"),
+                &format!("logs_manager:write:{source_prefix}*"),
+                LOG_SHIPPING_TOKEN_SECS,
+            )
+            .await?;
         Ok(LogShippingToken {
             token,
             token_id: claims.jti,
             expires_at: from_secs(claims.exp),
             source_prefix,
         })
+    }
+
+    /// An API key the platform gives one of its own parts (a worker, an instance's start):
+    /// signed with `scopes` (space-separated) for `secs`, and recorded like an admin's.
+    async fn platform_api_key(
+        &self,
+        sub: String,
+        name: &str,
+        scopes: &str,
+        secs: u64,
+    ) -> ApiResult<(String, Claims)> {
+        let (token, claims) = self.sign_scoped(
+            sub,
+            name,
+            aerekos_common::auth::API_KEY_ROLE,
+            Duration::from_secs(secs),
+            Some(scopes.to_owned()),
+        )?;
+        issued_tokens::insert(
+            &self.db,
+            &claims.jti,
+            "api_key",
+            None,
+            name,
+            scopes,
+            claims.exp,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        Ok((token, claims))
     }
 
     /// The token an instance's start reads its secrets with (see [`InstanceSecretsToken`]): an
@@ -592,26 +610,14 @@ impl AuthService {
             aerekos_common::auth::validate_scope(scope)
                 .map_err(|m| ApiError::bad_request("invalid_scope", m))?;
         }
-        let scopes = scopes.join(" ");
-        let name = format!("instance-{instance_id}");
-        let (token, claims) = self.sign_scoped(
-            format!("instance:{instance_id}"),
-            &name,
-            aerekos_common::auth::API_KEY_ROLE,
-            Duration::from_secs(INSTANCE_SECRETS_TOKEN_SECS),
-            Some(scopes.clone()),
-        )?;
-        issued_tokens::insert(
-            &self.db,
-            &claims.jti,
-            "api_key",
-            None,
-            &name,
-            &scopes,
-            claims.exp,
-        )
-        .await
-        .map_err(ApiError::internal)?;
+        let (token, claims) = self
+            .platform_api_key(
+                format!("instance:{instance_id}"),
+                &format!("instance-{instance_id}"),
+                &scopes.join(" "),
+                INSTANCE_SECRETS_TOKEN_SECS,
+            )
+            .await?;
         Ok(InstanceSecretsToken {
             token,
             token_id: claims.jti,

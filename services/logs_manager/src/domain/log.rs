@@ -171,18 +171,22 @@ impl LogStore {
             active.record_dropped(&batch.source, dropped);
         }
         let last_seq = active.meta.sources.get(&batch.source).map(|p| p.seq);
-        if active.meta.bytes >= self.retention.segment_bytes {
-            self.seal_locked(&mut state)?;
+        if active.meta.bytes >= self.retention.segment_bytes
+            && let Err(e) = self.seal_locked(&mut state)
+        {
+            // The batch is stored; the segment is sealed at the next ingest or retention pass.
+            tracing::error!(error = %e.body().message, "sealing a log segment failed");
         }
-        drop(state);
         self.ingested
             .fetch_add(fresh.len() as u64, Ordering::Relaxed);
         self.duplicates
             .fetch_add(u64::from(duplicates), Ordering::Relaxed);
         let stored = fresh.len() as u32;
         if stored > 0 {
+            // Under the lock, so tails see batches in id order (a tail skips ids it has passed).
             let _ = self.live.send(Arc::new(fresh));
         }
+        drop(state);
         Ok(IngestResult {
             stored,
             duplicates,
@@ -213,7 +217,13 @@ impl LogStore {
             let mut total: u64 =
                 state.sealed.iter().map(|m| m.bytes).sum::<u64>() + state.active.meta.bytes;
             while let Some(first) = state.sealed.first() {
-                if first.max_t < oldest_kept || total > self.retention.max_bytes {
+                // Age counts from when the segment stopped taking lines (the next one began),
+                // not from its lines' own times, which a source may set anywhere.
+                let sealed_at = state
+                    .sealed
+                    .get(1)
+                    .map_or(state.active.meta.created_t, |next| next.created_t);
+                if sealed_at < oldest_kept || total > self.retention.max_bytes {
                     total -= first.bytes;
                     doomed.push(state.sealed.remove(0));
                 } else {
@@ -271,7 +281,7 @@ impl LogStore {
             let wanted = |first: u64, end: u64| match (order, cursor) {
                 (_, None) => true,
                 (Order::Newest, Some(c)) => first < c,
-                (Order::Oldest, Some(c)) => end > c + 1,
+                (Order::Oldest, Some(c)) => end > c.saturating_add(1),
             };
             if !wanted(meta.first_id, meta.end_id) {
                 continue;
@@ -289,8 +299,9 @@ impl LogStore {
                 // A page reads at least one block, however big, so it always moves on.
                 if budget < end - start && budget < SCAN_BUDGET {
                     // Read enough for one request: the next page starts at this block.
+                    // The cursor is exclusive: resume so that this unread block comes next.
                     let resume = match order {
-                        Order::Newest => block.first_id,
+                        Order::Newest => block.end_id,
                         Order::Oldest => block.first_id.saturating_sub(1),
                     };
                     return Ok(LogPage {
@@ -559,5 +570,32 @@ mod tests {
                 .stored,
             0
         );
+    }
+
+    #[test]
+    fn positions_outlive_every_segment_retention_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Retention {
+            max_bytes: 1,
+            ..retention()
+        };
+        let store = LogStore::open(dir.path(), tiny.clone()).unwrap();
+        for i in 0..3 {
+            store
+                .ingest(batch("a", i * 50..(i + 1) * 50, "gone"))
+                .unwrap();
+        }
+        store.enforce_retention().unwrap();
+        assert_eq!(store.stats().records, 0, "every sealed segment removed");
+        drop(store);
+        let store = LogStore::open(dir.path(), tiny).unwrap();
+        let again = store.ingest(batch("a", 0..160, "gone")).unwrap();
+        assert_eq!((again.stored, again.duplicates), (10, 150));
+        // Ids go on after the removed ones: a cursor from before still means what it meant.
+        let ids: Vec<u64> = all(&store, &Filter::default(), Order::Oldest, 100)
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, (150..160).collect::<Vec<_>>());
     }
 }

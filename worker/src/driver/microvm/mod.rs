@@ -801,14 +801,17 @@ impl MicrovmDriver {
                 format!("virtio-9p-device,fsdev=volume,mount_tag={VOLUME_TAG}"),
             ]);
         }
-        for (id, file, name) in [
-            ("out", super::process::STDOUT_FILE, "aerekos.stdout"),
-            ("err", super::process::STDERR_FILE, "aerekos.stderr"),
-            ("exit", super::exit_record::FILE, "aerekos.status"),
+        // The output files grow across restarts of the instance (as the process driver's do), so
+        // log shipping's byte offsets into them stay valid; the exit record is each run's own.
+        for (id, file, name, append) in [
+            ("out", super::process::STDOUT_FILE, "aerekos.stdout", true),
+            ("err", super::process::STDERR_FILE, "aerekos.stderr", true),
+            ("exit", super::exit_record::FILE, "aerekos.status", false),
         ] {
+            let append = if append { ",append=on" } else { "" };
             args.extend([
                 "-chardev".into(),
-                format!("file,id={id},path={}", path(file)),
+                format!("file,id={id},path={}{append}", path(file)),
                 "-device".into(),
                 format!("virtserialport,chardev={id},name={name}"),
             ]);
