@@ -997,6 +997,7 @@ pub async fn join_worker(admin: &aerekos_sdk::Conductor, url: &str, name: &str) 
     .await;
     JoinedWorker {
         child,
+        command,
         _dir: dir,
         id,
     }
@@ -1004,9 +1005,19 @@ pub async fn join_worker(admin: &aerekos_sdk::Conductor, url: &str, name: &str) 
 
 pub struct JoinedWorker {
     child: std::process::Child,
+    command: std::process::Command,
     /// Dropped after the process: its instances are killed with it.
     _dir: WorkerDir,
     pub id: uuid::Uuid,
+}
+
+impl JoinedWorker {
+    /// SIGKILL, then the same worker started again on its data directory (its instances run on).
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = self.command.spawn().unwrap();
+    }
 }
 
 impl Drop for JoinedWorker {

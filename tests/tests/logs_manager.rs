@@ -264,8 +264,10 @@ async fn a_container_on_a_second_worker_ships_its_two_streams() {
     let platform = up(dir.path(), &ports);
     let (admin, logs) = logs_client(&platform).await;
     // A container on a second worker, its own process and data directory.
-    let second = join_worker(&admin, &platform.url, "docker-worker").await;
+    let mut second = join_worker(&admin, &platform.url, "docker-worker").await;
     let docker_worker = second.id;
+    // A third worker on the same engine, which must leave the other's containers alone.
+    let _bystander = join_worker(&admin, &platform.url, "bystander").await;
     let boxed = format!("box-{}", uuid::Uuid::new_v4().simple());
     deploy_chatty(
         &admin,
@@ -293,6 +295,38 @@ async fn a_container_on_a_second_worker_ships_its_two_streams() {
             .all(|r| r.worker.as_deref() == Some(docker_worker.to_string().as_str()))
     );
 
+    // The worker SIGKILLed and started again adopts its container and follows it on from where
+    // it was: the 40 lines are not shipped again (its first look, before its instances are known
+    // again, must not take the container's position for gone), and the container ran once
+    // throughout (the bystander stopped nothing of it).
+    second.kill_and_restart();
+    eventually(60, "the restarted worker reports in", || async {
+        let w = admin
+            .get_worker()
+            .id(docker_worker)
+            .send()
+            .await
+            .ok()?
+            .into_inner();
+        (w.status == aerekos_sdk::conductor::types::WorkerStatus::Live).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = all_records(&logs, |q| q.service("boxchatty").contains(boxed.clone())).await;
+    assert_eq!(
+        after.len(),
+        40,
+        "{:?}",
+        after.iter().map(|r| &r.message).collect::<Vec<_>>()
+    );
+    let deployment = admin
+        .get_deployment()
+        .name("boxchatty")
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deployment.instances[0].restarts, 0);
     drop(second);
 }
 

@@ -1,10 +1,7 @@
 //! `aerekos up` and the CLI, as a user runs them: the real executable (`AEREKOS_BIN`, which
 //! `cargo xtask test` builds; else `target/debug/aerekos`) in a fresh directory.
 
-use std::{
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::{path::Path, process::Command};
 
 use aerekos_sdk::{Conductor, KeyManager};
 use aerekos_tests::*;

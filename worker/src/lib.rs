@@ -330,7 +330,12 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
                         "cannot find the aerekos executable to build the service image"
                     ),
                 }
-                Some(d.with_platform(platform.clone()))
+                // The data directory names this worker to the engine (stable across restarts).
+                let owner = std::path::absolute(&config.data_dir)
+                    .unwrap_or_else(|_| config.data_dir.clone())
+                    .display()
+                    .to_string();
+                Some(d.with_platform(platform.clone()).owned_by(owner))
             }
             Err(why) => {
                 tracing::info!(%why, "no Docker engine; instances run as processes only");

@@ -26,11 +26,16 @@ use super::{
 
 const MANAGED_LABEL: &str = "aerekos.managed";
 const INSTANCE_LABEL: &str = "aerekos.instance";
+/// Which worker a container is (its data directory): several workers may share one engine, and
+/// each must adopt, and stop as unassigned, only its own containers.
+const OWNER_LABEL: &str = "aerekos.worker";
 
 pub struct DockerDriver {
     docker: Docker,
     version: String,
     platform: Option<Platform>,
+    /// This worker's [`OWNER_LABEL`] value.
+    owner: String,
 }
 
 /// A container's followed log as lines with their engine timestamps; ends with the container
@@ -108,7 +113,15 @@ impl DockerDriver {
             docker,
             version: version.version.unwrap_or_default(),
             platform: None,
+            owner: String::new(),
         })
+    }
+
+    /// Labels the containers it makes as `owner`'s and knows only those (and unlabelled ones,
+    /// made before containers were labelled with their worker).
+    pub fn owned_by(mut self, owner: String) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// The engine's client (the microvm driver exports images through it).
@@ -238,6 +251,7 @@ impl Driver for DockerDriver {
             let labels = HashMap::from([
                 (MANAGED_LABEL.to_owned(), "true".to_owned()),
                 (INSTANCE_LABEL.to_owned(), id.to_string()),
+                (OWNER_LABEL.to_owned(), self.owner.clone()),
             ]);
             let body = ContainerCreateBody {
                 image: Some(image.to_owned()),
@@ -331,8 +345,11 @@ impl Driver for DockerDriver {
                 Ok(containers) => containers
                     .iter()
                     .filter_map(|c| {
-                        c.labels
-                            .as_ref()?
+                        let labels = c.labels.as_ref()?;
+                        if labels.get(OWNER_LABEL).is_some_and(|o| *o != self.owner) {
+                            return None;
+                        }
+                        labels
                             .get(INSTANCE_LABEL)
                             .and_then(|id| Uuid::parse_str(id).ok())
                     })

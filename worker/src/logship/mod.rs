@@ -385,8 +385,10 @@ async fn collect(
     }
 }
 
+/// The token and the client that carries it (one HTTP client and its connections for as long
+/// as the token lasts).
 struct ShippingToken {
-    token: String,
+    client: aerekos_sdk::LogsManager,
     source: String,
     renew_at: chrono::DateTime<Utc>,
 }
@@ -442,9 +444,15 @@ async fn send(shared: Arc<Shared>, ship: Arc<LogShip>, mut stop: watch::Receiver
             {
                 Ok(t) => {
                     token = Some(ShippingToken {
+                        client: aerekos_sdk::LogsManager::with_trust(
+                            &shared.config.conductor_url,
+                            aerekos_sdk::Transport::new()
+                                .with_token(t.token.clone())
+                                .with_gzip_requests(),
+                            &shared.trust,
+                        ),
                         source: format!("{}{}", t.source_prefix, ship.spool_id),
                         renew_at: t.expires_at - TOKEN_RENEW_BEFORE,
-                        token: t.into_inner().token,
                     });
                 }
                 Err(e) => {
@@ -457,13 +465,7 @@ async fn send(shared: Arc<Shared>, ship: Arc<LogShip>, mut stop: watch::Receiver
             }
         }
         let current = token.as_ref().expect("set above");
-        let client = aerekos_sdk::LogsManager::with_trust(
-            &shared.config.conductor_url,
-            aerekos_sdk::Transport::new()
-                .with_token(current.token.clone())
-                .with_gzip_requests(),
-            &shared.trust,
-        );
+        let client = &current.client;
         let last = batch.last().map(|r| r.seq).unwrap_or_default();
         let count = batch.len() as u64;
         let dropped_total = ship.dropped.load(Ordering::Relaxed)
