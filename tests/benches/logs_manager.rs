@@ -225,7 +225,14 @@ async fn main() {
          | a text query over {records} lines ({gib:.2} GiB of segments): every line containing a needle, all pages | {query_secs:.2} s ({pages} pages, {hits} lines) | `grep -c -F` over the same segment files: {grep_secs:.2} s | {qratio:.2}× grep's time | — |\n\
          | bytes per stored line on disk | {bytes_per_line:.0} (JSON line with its fields) | — | — | — |\n\n\
          Filling the query set ({fill} lines) took {fill_secs:.0} s. A query reads at most 64 MiB of segments per request \
-         and answers with a cursor to go on from, so the {pages} pages are that many requests.\n",
+         and answers with a cursor to go on from, so the {pages} pages are that many requests.\n\n\
+         **Why ingest is far from its aim** (`perf record -g -p <logs_manager pid>` during the ingest runs, 2026-12-07): \
+         about 30% of logs_manager's samples are `malloc`/`free`, and most of the rest is JSON: poem-openapi reads a body \
+         into a `serde_json::Value` (a `BTreeMap` per record) before the typed `IngestRequest`, and `StrictJson` walks \
+         that body against the schema once more; each record is then written out again as its segment line. gzip's \
+         inflate is 2%, the fsync negligible (this disk syncs in about 0.1 ms, which is what lets the reference write \
+         5 million lines a second). The sender's JSON and gzip run on the same 2 cores. Reaching 0.3× would take a batch \
+         parsed straight into borrowed records (no `Value`), and a compact body format rather than JSON; not done yet.\n",
         records = stats.records,
         qratio = query_secs / grep_secs,
         fill = filled - stored_before,
