@@ -704,9 +704,15 @@ impl MicrovmDriver {
         volume: Option<&Path>,
     ) -> Result<Vec<String>, DriverError> {
         let resources = spec.resources.as_ref();
+        // The root filesystem lives in guest RAM for the guest's whole life, on top of what the
+        // kernel and the workload need: a 60 MB platform executable in it left a 256 MB guest
+        // unable even to unpack its initramfs.
+        let rootfs_mb = std::fs::metadata(dir.join(INITRAMFS_FILE))
+            .map_or(0, |m| m.len().div_ceil(1 << 20) as u32);
         let memory = resources
             .map_or(0, |r| r.memory_mb as u32)
-            .max(MIN_GUEST_MB);
+            .max(MIN_GUEST_MB)
+            + rootfs_mb;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let vcpus = resources
             .map_or(1, |r| (r.cpu_millicores as u32).div_ceil(1000))
