@@ -337,7 +337,16 @@ async fn collect(
         followers.retain(|id, (task, _)| services.contains_key(id) || !task.is_finished());
         // Positions of instances gone: their files removed, their containers unknown to the
         // driver (not merely absent from a view the reconcile loop has not filled yet).
-        let existing: HashSet<Uuid> = shared.driver.instances().await.into_iter().collect();
+        // Asked of the driver (an engine call for containers) only when some container's
+        // position is not among this round's instances, not every round.
+        let unseen_container = cursors
+            .keys()
+            .any(|k| k.starts_with("docker:") && !live_keys.contains(k));
+        let existing: HashSet<Uuid> = if unseen_container {
+            shared.driver.instances().await.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
         let gone: Vec<String> = cursors
             .keys()
             .filter(|k| !live_keys.contains(*k))
