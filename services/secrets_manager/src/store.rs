@@ -473,14 +473,32 @@ pub async fn set_deletion_date(db: &Db, name: &str, date: Option<i64>, now: i64)
     Ok(done.rows_affected() == 1)
 }
 
-/// Removes secrets whose deletion date has passed (their versions and labels with them); returns their names.
-pub async fn purge_due(db: &Db, now: i64) -> DbResult<Vec<String>> {
-    sqlx::query_scalar(
+/// Removes secrets whose deletion date has passed (their versions and labels with them), and
+/// records each removal in the audit log as `actor`, in the same transaction: a crash never leaves a
+/// secret gone without its `purge` record, and no reader sees one before the other. Returns their
+/// names.
+pub async fn purge_due(db: &Db, now: i64, actor: &str, request_id: &str) -> DbResult<Vec<String>> {
+    let mut tx = db.write.begin().await?;
+    let gone: Vec<String> = sqlx::query_scalar(
         "DELETE FROM secrets WHERE deletion_date IS NOT NULL AND deletion_date <= ? RETURNING name",
     )
     .bind(now)
-    .fetch_all(&db.write)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    for name in &gone {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, secret, version, request_id, outcome) \
+             VALUES (?, ?, 'purge', ?, NULL, ?, 'ok')",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(name)
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(gone)
 }
 
 pub async fn set_rotation(db: &Db, name: &str, rotation: Option<&str>) -> DbResult<bool> {

@@ -667,16 +667,19 @@ impl SecretService {
 
     /// Removes secrets past their deletion date, with every version. Returns how many went.
     pub async fn purge_due(&self) -> ApiResult<usize> {
-        let gone = store::purge_due(&self.writing(), now_ms())
-            .await
-            .map_err(db_err)?;
         let platform = Caller::Service {
             name: "secrets_manager".into(),
         };
+        let gone = store::purge_due(
+            &self.writing(),
+            now_ms(),
+            &platform.actor(),
+            &current_request_id(),
+        )
+        .await
+        .map_err(db_err)?;
         for name in &gone {
             tracing::info!(secret = %name, "secret deleted at the end of its recovery window");
-            self.audited(&platform, "purge", name, Outcome::ok(None, ()))
-                .await?;
         }
         Ok(gone.len())
     }
