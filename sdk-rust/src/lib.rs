@@ -20,6 +20,7 @@ mod generated {
     pub mod conductor;
     pub mod key_manager;
     pub mod logs_manager;
+    pub mod metrics_manager;
     pub mod secrets_manager;
     pub mod storage_manager;
     pub mod worker;
@@ -30,7 +31,7 @@ mod transport;
 use std::{ops::Deref, time::Duration};
 
 pub use generated::{
-    conductor, key_manager, logs_manager, secrets_manager, storage_manager, worker,
+    conductor, key_manager, logs_manager, metrics_manager, secrets_manager, storage_manager, worker,
 };
 pub use progenitor_client::{Error as ClientError, ResponseValue};
 pub use tls::{Trust, fetch_ca, fetch_pinned_ca};
@@ -100,7 +101,7 @@ impl From<ClientError<ErrorBody>> for SdkError {
 
 /// An error and its causes on one line (reqwest's own message leaves out why: a refused
 /// certificate, a refused connection).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -230,6 +231,14 @@ api_client!(
     LogsManager,
     logs_manager,
     streaming_http_client
+);
+
+api_client!(
+    /// A metrics_manager client (range queries, pushed samples, federation, alert rules); the
+    /// same client works against the service or the conductor's gateway. Give it a user token or
+    /// an API key.
+    MetricsManager,
+    metrics_manager
 );
 
 api_client!(

@@ -246,4 +246,5 @@ transport_hooks!(crate::key_manager::Client);
 transport_hooks!(crate::storage_manager::Client);
 transport_hooks!(crate::secrets_manager::Client);
 transport_hooks!(crate::logs_manager::Client);
+transport_hooks!(crate::metrics_manager::Client);
 transport_hooks!(crate::worker::Client);

@@ -531,6 +531,11 @@ pub const LOGS_MANAGER: ServiceKind = ServiceKind {
     subcommand: "logs-manager",
     env_prefix: "LOGS_MANAGER",
 };
+pub const METRICS_MANAGER: ServiceKind = ServiceKind {
+    name: "metrics_manager",
+    subcommand: "metrics-manager",
+    env_prefix: "METRICS_MANAGER",
+};
 pub const SECRETS_MANAGER: ServiceKind = ServiceKind {
     name: "secrets_manager",
     subcommand: "secrets-manager",
@@ -932,6 +937,27 @@ pub fn up_with(
     }
 }
 
+/// The pid of a service's instance on the all-in-one worker (its process group's leader).
+pub async fn instance_pid(admin: &aerekos_sdk::Conductor, platform: &Up, service: &str) -> i32 {
+    let deployment = admin
+        .get_deployment()
+        .name(service)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let id = deployment.instances[0].id;
+    let pid = std::fs::read_to_string(
+        platform
+            .worker_dir
+            .join("instances")
+            .join(id.to_string())
+            .join("pid"),
+    )
+    .unwrap();
+    pid.trim().parse().unwrap()
+}
+
 /// A test that fails half-way leaves neither `aerekos up` nor its instances running: they would
 /// hold instance ports the next test binary's platforms are given.
 impl Drop for Up {
@@ -969,6 +995,16 @@ impl Up {
 /// conductor at `url` as `name` (the Docker engine is used when one answers). Killed with the
 /// returned [`JoinedWorker`].
 pub async fn join_worker(admin: &aerekos_sdk::Conductor, url: &str, name: &str) -> JoinedWorker {
+    join_worker_with(admin, url, name, &[]).await
+}
+
+/// [`join_worker`] with more environment (it wins over the defaults here).
+pub async fn join_worker_with(
+    admin: &aerekos_sdk::Conductor,
+    url: &str,
+    name: &str,
+    env: &[(&str, &str)],
+) -> JoinedWorker {
     let registration = admin
         .get_registration_token()
         .send()
@@ -987,6 +1023,7 @@ pub async fn join_worker(admin: &aerekos_sdk::Conductor, url: &str, name: &str) 
         .env("WORKER_API_PORT", "off")
         .env("HEARTBEAT_INTERVAL", "1")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let child = command.spawn().unwrap();

@@ -330,27 +330,6 @@ async fn a_container_on_a_second_worker_ships_its_two_streams() {
     drop(second);
 }
 
-/// The pid of a service's instance on the all-in-one worker (its process group's leader).
-async fn instance_pid(admin: &Conductor, platform: &Up, service: &str) -> i32 {
-    let deployment = admin
-        .get_deployment()
-        .name(service)
-        .send()
-        .await
-        .unwrap()
-        .into_inner();
-    let id = deployment.instances[0].id;
-    let pid = std::fs::read_to_string(
-        platform
-            .worker_dir
-            .join("instances")
-            .join(id.to_string())
-            .join("pid"),
-    )
-    .unwrap();
-    pid.trim().parse().unwrap()
-}
-
 #[tokio::test]
 async fn a_worker_cut_off_from_logs_manager_delivers_its_buffered_lines_once() {
     let dir = WorkerDir::new();

@@ -195,12 +195,14 @@ async fn heartbeat(
         });
     };
     conductor.set_token(Some(identity.credential.clone()));
+    let resources = probe.sample(
+        &shared.config.data_dir,
+        &shared.driver.info(),
+        &shared.driver.unavailable(),
+    );
+    *shared.last_resources.lock().expect("resources lock") = Some(resources.clone());
     let request = HeartbeatRequest {
-        resources: probe.sample(
-            &shared.config.data_dir,
-            &shared.driver.info(),
-            &shared.driver.unavailable(),
-        ),
+        resources,
         ip_address: Some(shared.advertise_ip().to_string()),
     };
     let answer = conductor

@@ -495,6 +495,57 @@ impl SystemApi {
                 view.iter().map(|i| f64::from(i.restarts)).sum(),
             )],
         );
+        let resources = shared
+            .last_resources
+            .lock()
+            .expect("resources lock")
+            .clone();
+        if let Some(r) = resources {
+            let gauges = [
+                (
+                    "aerekos_worker_cpu_usage_percent",
+                    "CPU use over all cores, 0-100, at the last heartbeat.",
+                    r.cpu_usage_percent,
+                ),
+                (
+                    "aerekos_worker_cpu_cores",
+                    "CPU cores.",
+                    f64::from(r.cpu_cores),
+                ),
+                (
+                    "aerekos_worker_memory_total_bytes",
+                    "Memory of the machine.",
+                    r.memory_total_bytes as f64,
+                ),
+                (
+                    "aerekos_worker_memory_available_bytes",
+                    "Memory available, at the last heartbeat.",
+                    r.memory_available_bytes as f64,
+                ),
+                (
+                    "aerekos_worker_disk_total_bytes",
+                    "Size of the disk holding the worker's data directory.",
+                    r.disk_total_bytes as f64,
+                ),
+                (
+                    "aerekos_worker_disk_free_bytes",
+                    "Free space on that disk, at the last heartbeat.",
+                    r.disk_free_bytes as f64,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                write_gauge(&mut out, name, help, &[(String::new(), value)]);
+            }
+            if r.disk_total_bytes > 0 {
+                let used = r.disk_total_bytes.saturating_sub(r.disk_free_bytes) as f64;
+                write_gauge(
+                    &mut out,
+                    "aerekos_worker_disk_used_percent",
+                    "Share of that disk in use, 0-100 (what the disk_almost_full alert watches).",
+                    &[(String::new(), 100.0 * used / r.disk_total_bytes as f64)],
+                );
+            }
+        }
         if let Some(ship) = &shared.logship {
             use std::sync::atomic::Ordering::Relaxed;
             let counters = [

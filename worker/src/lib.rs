@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     verifier: RwLock<Option<TokenVerifier>>,
     /// The instances as the reconcile loop last saw them, for the worker API.
     view: Mutex<Vec<api::WorkerInstance>>,
+    /// The machine's resources as last sampled for a heartbeat (the gauges `/metrics` shows).
+    last_resources: Mutex<Option<aerekos_sdk::conductor::types::WorkerResources>>,
     metrics: Arc<Metrics>,
     /// `http://<advertised ip>:<port>` of the worker API, when it serves one.
     api_port: Option<u16>,
@@ -424,6 +426,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         reconcile_now: tokio::sync::Notify::new(),
         verifier: RwLock::new(None),
         view: Mutex::new(Vec::new()),
+        last_resources: Mutex::new(None),
         metrics: metrics.clone(),
         api_port,
         volume_work: Mutex::default(),

@@ -53,6 +53,7 @@ pub fn apis() -> Vec<(&'static str, fn() -> String)> {
         ("storage_manager", aerekos_storage_manager::openapi_spec),
         ("secrets_manager", aerekos_secrets_manager::openapi_spec),
         ("logs_manager", aerekos_logs_manager::openapi_spec),
+        ("metrics_manager", aerekos_metrics_manager::openapi_spec),
         ("worker", aerekos_worker::openapi_spec),
     ]
 }

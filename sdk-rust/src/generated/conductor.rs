@@ -1658,6 +1658,31 @@ sources under `source_prefix`.*/
             Default::default()
         }
     }
+    ///A `/metrics` endpoint for metrics_manager to scrape.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct MetricsTarget {
+        ///The labels its samples get.
+        pub labels: ::std::collections::HashMap<
+            ::std::string::String,
+            ::std::string::String,
+        >,
+        pub url: ::std::string::String,
+    }
+    impl MetricsTarget {
+        pub fn builder() -> builder::MetricsTarget {
+            Default::default()
+        }
+    }
+    ///Every `/metrics` endpoint the registry knows (see `list_metrics_targets`).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct MetricsTargets {
+        pub targets: ::std::vec::Vec<MetricsTarget>,
+    }
+    impl MetricsTargets {
+        pub fn builder() -> builder::MetricsTargets {
+            Default::default()
+        }
+    }
     ///After downtime: `run_once` for all the fires missed, or `skip` them.
     #[derive(
         ::serde::Deserialize,
@@ -8610,6 +8635,116 @@ instance uses them now.*/
             }
         }
         #[derive(Clone, Debug)]
+        pub struct MetricsTarget {
+            labels: ::std::result::Result<
+                ::std::collections::HashMap<
+                    ::std::string::String,
+                    ::std::string::String,
+                >,
+                ::std::string::String,
+            >,
+            url: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for MetricsTarget {
+            fn default() -> Self {
+                Self {
+                    labels: Err("no value supplied for labels".to_string()),
+                    url: Err("no value supplied for url".to_string()),
+                }
+            }
+        }
+        impl MetricsTarget {
+            pub fn labels<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::collections::HashMap<
+                        ::std::string::String,
+                        ::std::string::String,
+                    >,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.labels = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for labels: {e}")
+                    });
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for url: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<MetricsTarget> for super::MetricsTarget {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: MetricsTarget,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    labels: value.labels?,
+                    url: value.url?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::MetricsTarget> for MetricsTarget {
+            fn from(value: super::MetricsTarget) -> Self {
+                Self {
+                    labels: Ok(value.labels),
+                    url: Ok(value.url),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct MetricsTargets {
+            targets: ::std::result::Result<
+                ::std::vec::Vec<super::MetricsTarget>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for MetricsTargets {
+            fn default() -> Self {
+                Self {
+                    targets: Err("no value supplied for targets".to_string()),
+                }
+            }
+        }
+        impl MetricsTargets {
+            pub fn targets<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::MetricsTarget>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.targets = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for targets: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<MetricsTargets> for super::MetricsTargets {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: MetricsTargets,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { targets: value.targets? })
+            }
+        }
+        impl ::std::convert::From<super::MetricsTargets> for MetricsTargets {
+            fn from(value: super::MetricsTargets) -> Self {
+                Self { targets: Ok(value.targets) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct MoveRequest {
             worker_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
         }
@@ -14301,6 +14436,21 @@ let response = client.cancel_job()
     pub fn cancel_job(&self) -> builder::CancelJob<'_> {
         builder::CancelJob::new(self)
     }
+    /**What metrics_manager scrapes, from the registry: every worker's `/metrics`, and every
+running catalog service instance's (user or service token). Each comes with the labels its
+samples get: `job` (`worker` or `service`), `worker`, and for instances `service` and
+`instance_id`. The conductor's own `/metrics` is at the address the caller already uses
+
+Sends a `GET` request to `/api/metrics/targets`
+
+```ignore
+let response = client.list_metrics_targets()
+    .send()
+    .await;
+```*/
+    pub fn list_metrics_targets(&self) -> builder::ListMetricsTargets<'_> {
+        builder::ListMetricsTargets::new(self)
+    }
     /**The newest moves (at most 100), under way or ended
 
 Sends a `GET` request to `/api/moves`
@@ -18514,6 +18664,124 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "cancel_job",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                415u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_metrics_targets`]
+
+[`Client::list_metrics_targets`]: super::Client::list_metrics_targets*/
+    #[derive(Debug, Clone)]
+    pub struct ListMetricsTargets<'a> {
+        client: &'a super::Client,
+    }
+    impl<'a> ListMetricsTargets<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client }
+        }
+        ///Sends a `GET` request to `/api/metrics/targets`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::MetricsTargets>, Error<crate::ErrorBody>> {
+            let Self { client } = self;
+            let url = format!("{}/api/metrics/targets", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_metrics_targets",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -40,7 +40,7 @@ enum Command {
     Worker,
     /// Run one service alone (CONDUCTOR_URL names the conductor whose tokens it trusts).
     Service {
-        #[arg(value_parser = ["key-manager", "key_manager", "storage-manager", "storage_manager", "secrets-manager", "secrets_manager", "logs-manager", "logs_manager"])]
+        #[arg(value_parser = ["key-manager", "key_manager", "storage-manager", "storage_manager", "secrets-manager", "secrets_manager", "logs-manager", "logs_manager", "metrics-manager", "metrics_manager"])]
         name: String,
     },
     /// Read a password on stdin, print its argon2id hash (for AEREKOS_USERS_FILE).
@@ -176,6 +176,7 @@ fn main() {
         Command::Service { name } if name.starts_with("storage") => platform::storage_manager(),
         Command::Service { name } if name.starts_with("secrets") => platform::secrets_manager(),
         Command::Service { name } if name.starts_with("logs") => platform::logs_manager(),
+        Command::Service { name } if name.starts_with("metrics") => platform::metrics_manager(),
         Command::Service { .. } => platform::key_manager(),
         Command::HashPassword => platform::hash_password(),
         Command::RecordExit { record, command } => {

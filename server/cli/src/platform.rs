@@ -6,6 +6,7 @@ use std::io::Read as _;
 use aerekos_conductor::{ADMIN_PASSWORD_FILE, ConductorConfig, model::DriverKind};
 use aerekos_key_manager::KeyManagerConfig;
 use aerekos_logs_manager::LogsManagerConfig;
+use aerekos_metrics_manager::MetricsManagerConfig;
 use aerekos_secrets_manager::SecretsManagerConfig;
 use aerekos_storage_manager::StorageManagerConfig;
 use aerekos_worker::WorkerConfig;
@@ -17,6 +18,7 @@ const PLATFORM_SERVICES: &[&str] = &[
     "storage_manager",
     "secrets_manager",
     "logs_manager",
+    "metrics_manager",
 ];
 
 #[tokio::main]
@@ -211,6 +213,20 @@ pub async fn logs_manager() -> anyhow::Result<()> {
         .await
         .context("starting logs_manager")?;
     println!("logs_manager listening on {}", handle.url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main]
+pub async fn metrics_manager() -> anyhow::Result<()> {
+    aerekos_common::telemetry::init_from_env();
+    let config = MetricsManagerConfig::from_env()?;
+    let handle = aerekos_metrics_manager::start(config)
+        .await
+        .context("starting metrics_manager")?;
+    println!("metrics_manager listening on {}", handle.url());
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;

@@ -1772,3 +1772,17 @@ pub struct ExecReport {
     pub stdout: String,
     pub stderr: String,
 }
+
+/// A `/metrics` endpoint for metrics_manager to scrape.
+#[derive(Object, Debug, Clone)]
+pub struct MetricsTarget {
+    pub url: String,
+    /// The labels its samples get.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Every `/metrics` endpoint the registry knows (see `list_metrics_targets`).
+#[derive(Object, Debug, Clone)]
+pub struct MetricsTargets {
+    pub targets: Vec<MetricsTarget>,
+}

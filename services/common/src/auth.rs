@@ -211,6 +211,7 @@ pub const API_KEY_ACTIONS: &[(&str, &[&str])] = &[
     ("storage_manager", &["read", "write"]),
     ("secrets_manager", &["read", "write"]),
     ("logs_manager", &["read", "write"]),
+    ("metrics_manager", &["read", "write"]),
 ];
 
 /// Checks a scope's form (`<service>:<action>:<resource>`, service and action among

@@ -7,10 +7,10 @@ use poem_openapi::{
     payload::{Json, PlainText},
 };
 
-use super::ApiTags;
+use super::{ApiTags, CallerAuth};
 use crate::{
     AppState,
-    model::{Health, Readiness, TlsCa},
+    model::{Health, InstanceState, MetricsTarget, MetricsTargets, Readiness, TlsCa},
 };
 
 pub struct SystemApi;
@@ -87,5 +87,63 @@ impl SystemApi {
             &[(String::new(), resources.memory_available_bytes as f64)],
         );
         Ok(PlainText(out))
+    }
+
+    /// What metrics_manager scrapes, from the registry: every worker's `/metrics`, and every
+    /// running catalog service instance's (user or service token). Each comes with the labels its
+    /// samples get: `job` (`worker` or `service`), `worker`, and for instances `service` and
+    /// `instance_id`. The conductor's own `/metrics` is at the address the caller already uses.
+    #[oai(
+        path = "/api/metrics/targets",
+        method = "get",
+        operation_id = "list_metrics_targets"
+    )]
+    async fn metrics_targets(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: CallerAuth,
+    ) -> ApiResult<Json<MetricsTargets>> {
+        let mut targets = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = state.workers.list(None, Some(1000), cursor).await?;
+            for w in page.workers {
+                let Some(api) = w.api_url else { continue };
+                targets.push(MetricsTarget {
+                    url: format!("{}/metrics", api.trim_end_matches('/')),
+                    labels: [
+                        ("job".to_owned(), "worker".to_owned()),
+                        ("worker".to_owned(), w.id.to_string()),
+                        ("worker_name".to_owned(), w.name),
+                    ]
+                    .into(),
+                });
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        // Instances serve HTTPS when the conductor does (their workers give them certificates).
+        let scheme = if state.tls.is_some() { "https" } else { "http" };
+        for i in state.instances.all().await? {
+            let (Some(service), Some(address)) = (i.service, i.address) else {
+                continue;
+            };
+            if !matches!(i.state, InstanceState::Running | InstanceState::Unhealthy) {
+                continue;
+            }
+            targets.push(MetricsTarget {
+                url: format!("{scheme}://{address}/metrics"),
+                labels: [
+                    ("job".to_owned(), "service".to_owned()),
+                    ("service".to_owned(), service),
+                    ("instance_id".to_owned(), i.id.to_string()),
+                    ("worker".to_owned(), i.worker_id.to_string()),
+                ]
+                .into(),
+            });
+        }
+        Ok(Json(MetricsTargets { targets }))
     }
 }

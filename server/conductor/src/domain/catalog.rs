@@ -72,6 +72,17 @@ const BUILTINS: &[Builtin] = &[
         },
         depends_on: &[],
     },
+    Builtin {
+        name: "metrics_manager",
+        subcommand: "metrics-manager",
+        description: "Metrics: every /metrics the registry knows scraped into a time-series store (raw for a day, 1-minute rollups for 30 days), queried with rate, aggregation by label and histogram quantiles, federated to Prometheus, and watched by alert rules that post to webhooks.",
+        resources: ResourceSpec {
+            cpu_millicores: 250,
+            memory_mb: 256,
+            disk_mb: 4096,
+        },
+        depends_on: &[],
+    },
 ];
 
 /// Names that are the conductor's own paths under `/api/`, so no service may take them.
