@@ -48,7 +48,7 @@ EXCLUDED_OPERATIONS = [
 # /health, /ready and /metrics are not behind the gateway), the worker's API on its listener.
 # FUZZ_SPECS=logs_manager,worker narrows a run by hand to those.
 SPECS = [s for s in os.environ.get("FUZZ_SPECS", "").split(",") if s] or [
-    "conductor", "key_manager", "storage_manager", "secrets_manager", "logs_manager", "worker"]
+    "conductor", "key_manager", "storage_manager", "secrets_manager", "logs_manager", "metrics_manager", "worker"]
 
 
 def free_port():
@@ -110,11 +110,12 @@ def main():
             token = json.load(r)["token"]
         for service, probe in [("key_manager", "/api/key_manager/keys"), ("storage_manager", "/api/storage_manager/buckets"),
                                ("secrets_manager", "/api/secrets_manager/secrets"),
-                               ("logs_manager", "/api/logs_manager/records")]:
+                               ("logs_manager", "/api/logs_manager/records"),
+                               ("metrics_manager", "/api/metrics_manager/names")]:
             wait_for(service, lambda: get(base + probe, token)[0] == 200)
         wait_for("the worker's API", lambda: get(worker + "/health")[0] == 200)
         urls = {"conductor": base, "worker": worker}
-        for service in ["key_manager", "storage_manager", "secrets_manager", "logs_manager"]:
+        for service in ["key_manager", "storage_manager", "secrets_manager", "logs_manager", "metrics_manager"]:
             code, body = get("%s/api/registry/%s" % (base, service), token)
             urls[service] = json.loads(body)["endpoints"][0]["url"]
         for spec in SPECS:

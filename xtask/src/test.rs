@@ -165,7 +165,7 @@ fn run_stages(stages: &mut Stages) -> anyhow::Result<()> {
 
     stages.start("API fuzzing: schemathesis over every spec");
     println!(
-        "==> schemathesis over the conductor, key_manager, storage_manager, secrets_manager, logs_manager and worker specs against aerekos up"
+        "==> schemathesis over the conductor, key_manager, storage_manager, secrets_manager, logs_manager, metrics_manager and worker specs against aerekos up"
     );
     let mut fuzz = Command::new(schemathesis.join("python"));
     fuzz.arg(root.join("tests/api/fuzz_specs.py"))

@@ -159,7 +159,7 @@ impl MetricsApi {
         quantile: Query<Option<f64>>,
     ) -> ApiResult<Json<QueryResult>> {
         may_read(&auth.0, &name.0)?;
-        if series::parse_key(&name.0).is_none() || name.0.contains('{') {
+        if !series::valid_metric_name(&name.0) {
             return Err(ApiError::bad_request(
                 "invalid_name",
                 format!("{:?} is not a metric name", name.0),
@@ -272,6 +272,15 @@ impl MetricsApi {
         let mut samples = Vec::with_capacity(total);
         for (i, s) in body.0.series.into_iter().enumerate() {
             may_write(&auth.0, &s.name)?;
+            if !series::valid_metric_name(&s.name) {
+                return Err(ApiError::bad_request(
+                    "invalid_series",
+                    format!(
+                        "series[{i}].name {:?} is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, at most 200)",
+                        s.name
+                    ),
+                ));
+            }
             let mut labels = s.labels;
             if labels.contains_key(series::NAME) {
                 return Err(ApiError::bad_request(
@@ -593,7 +602,12 @@ pub fn service() -> OpenApiService<MetricsManagerApi, ()> {
 pub fn limits() -> Vec<aerekos_common::limits::Limit> {
     use aerekos_common::limits::Limit;
     use serde_json::json;
+    let name =
+        json!({"pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": series::MAX_METRIC_NAME});
     vec![
+        Limit::param("query_metrics", "name", name.clone()),
+        Limit::property("PushSeries", "name", name.clone()),
+        Limit::property("AlertRule", "metric", name),
         Limit::param("query_metrics", "match", json!({"maxItems": MAX_MATCHERS})),
         Limit::param("query_metrics", "step_secs", json!({"minimum": 1})),
         Limit::param(

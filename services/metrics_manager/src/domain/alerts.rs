@@ -137,7 +137,7 @@ pub fn validate(rule: &AlertRule) -> ApiResult<()> {
             ),
         );
     }
-    if series::parse_key(&rule.metric).is_none() || rule.metric.contains('{') {
+    if !series::valid_metric_name(&rule.metric) {
         return bad(
             "invalid_metric",
             format!("metric {:?} is not a metric name", rule.metric),

@@ -42,6 +42,14 @@ pub fn parse_key(key: &str) -> Option<Labels> {
     rest.trim().is_empty().then_some(labels)
 }
 
+/// The longest metric name taken.
+pub const MAX_METRIC_NAME: usize = 200;
+
+/// A metric's name as queries, pushes and rules take it.
+pub fn valid_metric_name(name: &str) -> bool {
+    name.len() <= MAX_METRIC_NAME && valid_name(name)
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
