@@ -19,6 +19,7 @@ const BENCHES: &[&str] = &[
     "volumes",
     "secrets_manager",
     "logs_manager",
+    "metrics_manager",
     "jobs",
     "microvm",
 ];

@@ -251,6 +251,7 @@ Firing and resolving are POSTed to `webhook_url` (else `ALERT_WEBHOOK_URL`).*/
     ///`MetricsStats`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct MetricsStats {
+        ///The WAL's, the raw sections' and the rollups' bytes.
         pub disk_bytes: u64,
         pub head_samples: u64,
         pub head_series: u64,
@@ -260,6 +261,10 @@ Firing and resolving are POSTed to `webhook_url` (else `ALERT_WEBHOOK_URL`).*/
         pub oldest_rollup: ::std::option::Option<
             ::chrono::DateTime<::chrono::offset::Utc>,
         >,
+        pub raw_bytes: u64,
+        /**Samples in the raw sections, and their files' bytes: `raw_bytes / raw_samples` is what a
+sample costs on disk (Gorilla chunks and the series directories).*/
+        pub raw_samples: u64,
         pub raw_sections: u64,
         pub rollup_sections: u64,
         pub samples_stored_total: u64,
@@ -1255,6 +1260,8 @@ aggregation) and its points, one per step where it has a value.*/
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
+            raw_bytes: ::std::result::Result<u64, ::std::string::String>,
+            raw_samples: ::std::result::Result<u64, ::std::string::String>,
             raw_sections: ::std::result::Result<u64, ::std::string::String>,
             rollup_sections: ::std::result::Result<u64, ::std::string::String>,
             samples_stored_total: ::std::result::Result<u64, ::std::string::String>,
@@ -1267,6 +1274,8 @@ aggregation) and its points, one per step where it has a value.*/
                     head_series: Err("no value supplied for head_series".to_string()),
                     oldest_raw: Ok(Default::default()),
                     oldest_rollup: Ok(Default::default()),
+                    raw_bytes: Err("no value supplied for raw_bytes".to_string()),
+                    raw_samples: Err("no value supplied for raw_samples".to_string()),
                     raw_sections: Err("no value supplied for raw_sections".to_string()),
                     rollup_sections: Err(
                         "no value supplied for rollup_sections".to_string(),
@@ -1342,6 +1351,30 @@ aggregation) and its points, one per step where it has a value.*/
                     });
                 self
             }
+            pub fn raw_bytes<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.raw_bytes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for raw_bytes: {e}")
+                    });
+                self
+            }
+            pub fn raw_samples<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.raw_samples = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for raw_samples: {e}")
+                    });
+                self
+            }
             pub fn raw_sections<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<u64>,
@@ -1394,6 +1427,8 @@ aggregation) and its points, one per step where it has a value.*/
                     head_series: value.head_series?,
                     oldest_raw: value.oldest_raw?,
                     oldest_rollup: value.oldest_rollup?,
+                    raw_bytes: value.raw_bytes?,
+                    raw_samples: value.raw_samples?,
                     raw_sections: value.raw_sections?,
                     rollup_sections: value.rollup_sections?,
                     samples_stored_total: value.samples_stored_total?,
@@ -1408,6 +1443,8 @@ aggregation) and its points, one per step where it has a value.*/
                     head_series: Ok(value.head_series),
                     oldest_raw: Ok(value.oldest_raw),
                     oldest_rollup: Ok(value.oldest_rollup),
+                    raw_bytes: Ok(value.raw_bytes),
+                    raw_samples: Ok(value.raw_samples),
                     raw_sections: Ok(value.raw_sections),
                     rollup_sections: Ok(value.rollup_sections),
                     samples_stored_total: Ok(value.samples_stored_total),

@@ -354,7 +354,10 @@ export interface components {
         };
         /** MetricsStats */
         MetricsStats: {
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The WAL's, the raw sections' and the rollups' bytes.
+             */
             disk_bytes: number;
             /** Format: uint64 */
             head_samples: number;
@@ -364,6 +367,14 @@ export interface components {
             oldest_raw?: string;
             /** Format: date-time */
             oldest_rollup?: string;
+            /** Format: uint64 */
+            raw_bytes: number;
+            /**
+             * Format: uint64
+             * @description Samples in the raw sections, and their files' bytes: `raw_bytes / raw_samples` is what a
+             *     sample costs on disk (Gorilla chunks and the series directories).
+             */
+            raw_samples: number;
             /** Format: uint64 */
             raw_sections: number;
             /** Format: uint64 */

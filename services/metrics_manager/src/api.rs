@@ -350,6 +350,8 @@ impl MetricsApi {
             head_series: s.head_series,
             head_samples: s.head_samples,
             raw_sections: s.raw_sections,
+            raw_samples: s.raw_samples,
+            raw_bytes: s.raw_bytes,
             rollup_sections: s.rollup_sections,
             disk_bytes: s.disk_bytes,
             samples_stored_total: state

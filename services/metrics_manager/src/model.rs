@@ -144,7 +144,12 @@ pub struct MetricsStats {
     pub head_series: u64,
     pub head_samples: u64,
     pub raw_sections: u64,
+    /// Samples in the raw sections, and their files' bytes: `raw_bytes / raw_samples` is what a
+    /// sample costs on disk (Gorilla chunks and the series directories).
+    pub raw_samples: u64,
+    pub raw_bytes: u64,
     pub rollup_sections: u64,
+    /// The WAL's, the raw sections' and the rollups' bytes.
     pub disk_bytes: u64,
     pub samples_stored_total: u64,
     pub oldest_raw: Option<DateTime<Utc>>,

@@ -91,6 +91,9 @@ pub struct Stats {
     pub head_series: u64,
     pub head_samples: u64,
     pub raw_sections: u64,
+    /// Samples in the raw sections, and those sections' bytes (what a sample costs on disk).
+    pub raw_samples: u64,
+    pub raw_bytes: u64,
     pub rollup_sections: u64,
     pub disk_bytes: u64,
     pub oldest_raw_ms: Option<i64>,
@@ -709,6 +712,13 @@ impl Tsdb {
             head_series: inner.head.len() as u64,
             head_samples: inner.head.values().map(|s| s.samples.len() as u64).sum(),
             raw_sections: inner.raw.len() as u64,
+            raw_samples: inner
+                .raw
+                .iter()
+                .flat_map(|s| s.series.iter())
+                .map(|e| u64::from(e.count))
+                .sum(),
+            raw_bytes: inner.raw.iter().map(|s| store::file_bytes(&s.path)).sum(),
             rollup_sections: inner.rollup.len() as u64,
             disk_bytes: disk,
             oldest_raw_ms: inner.raw.iter().map(|s| s.min_t).min(),
