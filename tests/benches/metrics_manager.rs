@@ -218,11 +218,12 @@ async fn main() {
          bytes), which over 60 samples is about 2 bytes a sample: at the default 10 minutes that share is a tenth. \
          The rest is Gorilla: scrape times jitter by milliseconds (a delta-of-delta of 7–12 bits where a regular \
          interval costs 1), and counters that grow by varying amounts XOR to a dozen meaningful bits. Prometheus's \
-         1.3 comes from 2-hour blocks of mostly idle series. The one late round is a cut: it holds the store's lock \
-         while it writes the section and rolls it up (reading each series' chunk back from the file). The peak \
-         memory is far above what the head needs (about 3 million samples at 16 bytes, so ~50 MB, and a label map \
-         per series): not profiled yet; the per-scrape `spawn_blocking` (one thread's malloc arena each) and the \
-         parsed label maps of every scrape are the first suspects.\n",
+         1.3 comes from 2-hour blocks of mostly idle series. Scraped samples are stored by one appender thread, so \
+         a cut (which holds the store's lock while it writes and rolls up a section) delays no scrape; with a \
+         blocking-pool task per scrape instead, a round ran late at each cut and the peak memory was 460 MiB (a \
+         malloc arena per pool thread). What is left above the head's own needs (about 3 million samples at 16 \
+         bytes, ~50 MB, and a label map per series) is not profiled yet; every scrape's parsed label maps are the \
+         next suspect.\n",
         raw_samples = stats.raw_samples,
         raw_bytes = stats.raw_bytes,
     );

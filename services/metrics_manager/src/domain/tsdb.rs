@@ -437,8 +437,14 @@ impl Tsdb {
             .collect();
         for section in pending {
             let mut by_day: HashMap<i64, Vec<SeriesChunk>> = HashMap::new();
+            // The whole file at once (it is one section), not a read per series.
+            let file = std::fs::read(&section.path)?;
             for entry in &section.series {
-                let samples = read_entry(&section, entry)?;
+                let chunk = file
+                    .get(entry.data.start as usize..entry.data.end as usize)
+                    .ok_or_else(|| damaged(&section))?;
+                let samples = gorilla::decode(chunk, entry.count as usize)
+                    .ok_or_else(|| damaged(&section))?;
                 let minutes = roll_up(samples.iter().map(|&(t, v)| Bucket::sample(t, v)));
                 let mut start = 0;
                 while start < minutes.len() {
