@@ -493,6 +493,7 @@ async fn service_catalog_enable_disable_and_deployments() {
         [
             "key_manager",
             "logs_manager",
+            "metrics_manager",
             "secrets_manager",
             "storage_manager"
         ]
@@ -512,12 +513,15 @@ async fn service_catalog_enable_disable_and_deployments() {
             sealing.name
         );
     }
-    // logs_manager keeps its lines as they came: it needs no other service.
-    assert!(
-        services
-            .iter()
-            .any(|s| s.name == "logs_manager" && s.depends_on.is_empty())
-    );
+    // logs_manager keeps its lines as they came, metrics_manager its samples: they need no
+    // other service.
+    for name in ["logs_manager", "metrics_manager"] {
+        assert!(
+            services
+                .iter()
+                .any(|s| s.name == name && s.depends_on.is_empty())
+        );
+    }
 
     // A service of one's own that needs key_manager: enabling it brings key_manager along; with no
     // worker yet, both wait for one.
