@@ -3,6 +3,7 @@ import { useEffect } from 'react';
 import { SessionProvider, useSession } from './hooks/useSession';
 import { RouterProvider, useRouter } from './router';
 import { Shell } from './Shell';
+import { AlertsScreen } from './screens/AlertsScreen';
 import { AuditScreen } from './screens/AuditScreen';
 import { JobsScreen } from './screens/JobsScreen';
 import { KeysScreen } from './screens/KeysScreen';
@@ -34,19 +35,19 @@ function Root() {
   let screen;
   switch (route.name) {
     case 'overview':
-      screen = <OverviewScreen />;
+      screen = <OverviewScreen range={route.range} />;
       break;
     case 'workers':
       screen = <WorkersScreen />;
       break;
     case 'worker':
-      screen = <WorkerDetailScreen id={route.id} />;
+      screen = <WorkerDetailScreen id={route.id} range={route.range} />;
       break;
     case 'services':
       screen = <ServicesScreen />;
       break;
     case 'service':
-      screen = <ServicesScreen selected={route.service} />;
+      screen = <ServicesScreen selected={route.service} range={route.range} />;
       break;
     case 'volumes':
       screen = <VolumesScreen selected={route.volume} />;
@@ -74,6 +75,9 @@ function Root() {
           request_id={route.request_id}
         />
       );
+      break;
+    case 'alerts':
+      screen = <AlertsScreen />;
       break;
     case 'users':
       screen = <UsersScreen selected={route.user} />;

@@ -8,7 +8,6 @@ import { Button } from './components/Button';
 import { StatusBadge } from './components/StatusBadge';
 import { useAction } from './hooks/useAsync';
 import { useSession } from './hooks/useSession';
-import { useResourceSampler } from './hooks/useResources';
 import { useRouter, type Route } from './router';
 import { ChangePasswordDialog } from './screens/ChangePasswordDialog';
 import { shellStyles as s } from './styles/shell.styles';
@@ -19,6 +18,7 @@ const NAV: { label: string; route: Route; matches: Route['name'][] }[] = [
   { label: 'Services', route: { name: 'services' }, matches: ['services', 'service'] },
   { label: 'Jobs', route: { name: 'jobs' }, matches: ['jobs'] },
   { label: 'Logs', route: { name: 'logs' }, matches: ['logs'] },
+  { label: 'Alerts', route: { name: 'alerts' }, matches: ['alerts'] },
   { label: 'Volumes', route: { name: 'volumes' }, matches: ['volumes'] },
   { label: 'Keys', route: { name: 'keys' }, matches: ['keys'] },
   { label: 'Storage', route: { name: 'storage' }, matches: ['storage'] },
@@ -34,7 +34,6 @@ export function Shell({ children }: { children: ReactNode }) {
   const [changingPassword, setChangingPassword] = useState(false);
   // Signing out asks the conductor to revoke the token first (a moment; the button says so).
   const leave = useAction(() => signOut());
-  useResourceSampler();
   return (
     <View style={s.root}>
       <View style={s.sidebar} role="navigation">

@@ -20,6 +20,25 @@ export function pct(n: number | undefined): string {
   return n === undefined || !Number.isFinite(n) ? '—' : `${n.toFixed(n < 10 ? 1 : 0)}%`;
 }
 
+/** A rate: "0.42/s", "3.5/s", "120/s". */
+export function perSecond(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '—';
+  return `${n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2)}/s`;
+}
+
+/** A latency given in seconds: "0.42 ms", "4.2 ms", "1.25 s" (no µ: the heading font would show it as M). */
+export function latency(secs: number | undefined): string {
+  if (secs === undefined || !Number.isFinite(secs)) return '—';
+  if (secs < 1) return `${(secs * 1000).toFixed(secs < 0.01 ? 2 : secs < 0.1 ? 1 : 0)} ms`;
+  return `${secs.toFixed(2)} s`;
+}
+
+/** A count that an average may have made fractional: "3", "2.5". */
+export function count(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '—';
+  return String(Math.round(n * 10) / 10);
+}
+
 /** "12 s ago", "3 min ago", … relative to now. */
 export function ago(iso: string | undefined, now = Date.now()): string {
   if (!iso) return '—';

@@ -3,18 +3,21 @@
 
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 
+// `range` (the overview, a worker's page, a service's page): the charts' range, `1h` (the default,
+// left out of the address), `24h` or `7d`.
 export type Route =
-  | { name: 'overview' }
+  | { name: 'overview'; range?: string }
   | { name: 'workers' }
-  | { name: 'worker'; id: string }
+  | { name: 'worker'; id: string; range?: string }
   | { name: 'services' }
-  | { name: 'service'; service: string }
+  | { name: 'service'; service: string; range?: string }
   | { name: 'volumes'; volume?: string }
   | { name: 'keys' }
   | { name: 'storage'; bucket?: string; prefix?: string }
   | { name: 'secrets'; secret?: string }
   | { name: 'jobs'; job?: string; state?: string }
   | { name: 'logs'; service?: string; instance?: string; worker?: string; level?: string; contains?: string; request_id?: string }
+  | { name: 'alerts' }
   | { name: 'users'; user?: string }
   | { name: 'audit'; actor?: string; action?: string; failed?: boolean }
   | { name: 'settings' }
@@ -26,18 +29,29 @@ export type LogsRoute = Extract<Route, { name: 'logs' }>;
 /** The Logs screen's filters, in the order its address gives them. */
 const LOG_FILTERS = ['service', 'instance', 'worker', 'level', 'contains', 'request_id'] as const;
 
+/** The charts' range in an address (`?range=24h`), as given. */
+function rangeParam(search: string): { range?: string } {
+  const range = new URLSearchParams(search).get('range');
+  return range ? { range } : {};
+}
+
+/** `path` with the charts' range, unless it is the default. */
+function withRange(path: string, range: string | undefined): string {
+  return range && range !== '1h' ? `${path}?range=${encodeURIComponent(range)}` : path;
+}
+
 export function parse(pathname: string, search = ''): Route {
   const parts = pathname.split('/').filter(Boolean).map(decodeURIComponent);
   const [first, second] = parts;
   switch (first) {
     case undefined:
-      return { name: 'overview' };
+      return { name: 'overview', ...rangeParam(search) };
     case 'login':
       return { name: 'login' };
     case 'workers':
-      return second ? { name: 'worker', id: second } : { name: 'workers' };
+      return second ? { name: 'worker', id: second, ...rangeParam(search) } : { name: 'workers' };
     case 'services':
-      return second ? { name: 'service', service: second } : { name: 'services' };
+      return second ? { name: 'service', service: second, ...rangeParam(search) } : { name: 'services' };
     case 'volumes':
       return second ? { name: 'volumes', volume: second } : { name: 'volumes' };
     case 'keys':
@@ -66,6 +80,8 @@ export function parse(pathname: string, search = ''): Route {
       }
       return route;
     }
+    case 'alerts':
+      return { name: 'alerts' };
     case 'users':
       return second ? { name: 'users', user: second } : { name: 'users' };
     case 'audit': {
@@ -85,11 +101,11 @@ export function parse(pathname: string, search = ''): Route {
 export function href(route: Route): string {
   switch (route.name) {
     case 'overview':
-      return '/';
+      return withRange('/', route.range);
     case 'worker':
-      return `/workers/${encodeURIComponent(route.id)}`;
+      return withRange(`/workers/${encodeURIComponent(route.id)}`, route.range);
     case 'service':
-      return `/services/${encodeURIComponent(route.service)}`;
+      return withRange(`/services/${encodeURIComponent(route.service)}`, route.range);
     case 'volumes':
       return route.volume ? `/volumes/${encodeURIComponent(route.volume)}` : '/volumes';
     case 'storage':

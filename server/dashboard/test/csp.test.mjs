@@ -167,6 +167,19 @@ describe('content security policy', { concurrency: false }, () => {
       await byTestId('logs-follow').click();
       await eventually('the tail live', 10_000, async () => /live/i.test(await byTestId('logs-tail-state').innerText()));
     });
+    // Metrics_manager's alerts, rules and scrape targets; a worker's and a service's charts over a day.
+    await visit('/alerts', async () => {
+      await byTestId('alerts-table').waitFor({ timeout: 90_000 });
+      await byTestId('scrape-targets-table').waitFor();
+    });
+    await visit(`/workers/${workers[0].id}?range=24h`, async () => {
+      await byTestId('worker-history').waitFor();
+      await byTestId('range-7d').click();
+      await eventually('the range in the address', 5_000, async () => new URL(page.url()).searchParams.get('range') === '7d');
+    });
+    await visit('/services/key_manager?range=24h', async () => {
+      await byTestId('service-history').waitFor();
+    });
     await visit('/volumes', async () => {
       await byTestId('volume-worker-key_manager').waitFor();
     });
@@ -232,6 +245,7 @@ describe('content security policy', { concurrency: false }, () => {
       ['nav-services', 'services-screen'],
       ['nav-jobs', 'jobs-screen'],
       ['nav-logs', 'logs-screen'],
+      ['nav-alerts', 'alerts-screen'],
       ['nav-volumes', 'volumes-screen'],
       ['nav-keys', 'keys-screen'],
       ['nav-storage', 'storage-screen'],

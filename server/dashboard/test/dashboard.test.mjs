@@ -112,9 +112,9 @@ describe('dashboard', { concurrency: false }, () => {
     // key_manager, deployed by `up`, turns healthy.
     await eventually('key_manager healthy on the overview', 60_000, async () => /healthy/i.test(await serviceRow('overview-services', 'key_manager').innerText()));
     assert.match(await byTestId('stat-services').innerText(), /[1-9]\d* healthy/);
-    // The charts fill as samples arrive (every 3 s); the overview is screenshotted at the end of
-    // the admin's session, when they have most of their bars.
-    await eventually('a few samples in the CPU chart', 15_000, async () => /\d%/.test(await byTestId('chart-cpu').innerText()));
+    // The charts are metrics_manager's history (it scrapes every 10 s, once it is up); the overview
+    // is screenshotted at the end of the admin's session, when they have more of their bars.
+    await eventually('a point in the CPU chart', 60_000, async () => /\d%/.test(await byTestId('chart-cpu').innerText()));
   });
 
   test('workers: the local worker is listed, and its detail shows resources, drivers, instances', async () => {
@@ -613,7 +613,7 @@ describe('dashboard', { concurrency: false }, () => {
     await byTestId('nav-overview').click();
     await byTestId('overview-screen').waitFor();
     await eventually('both services healthy again', 60_000, async () => !/[1-9]\d* unhealthy/.test(await byTestId('stat-services').innerText()));
-    // (In-app navigation since sign-in: the samples of the whole session are in the charts.)
+    // (The charts hold the platform's history so far, as metrics_manager scraped it.)
     await page.waitForTimeout(6000);
     await screenshot(page, 'overview');
   });

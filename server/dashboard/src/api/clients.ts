@@ -1,18 +1,20 @@
 // The SDK clients the screens use, all made from one session. The platform is reached only
-// through @aerekos/sdk: the conductor's API, key_manager, storage_manager, secrets_manager and
-// logs_manager through the conductor's gateway at the same origin, and a worker's own API at its
-// `api_url`.
+// through @aerekos/sdk: the conductor's API, key_manager, storage_manager, secrets_manager,
+// logs_manager and metrics_manager through the conductor's gateway at the same origin, and a
+// worker's own API at its `api_url`.
 
 import {
   createConductorClient,
   createKeyManagerClient,
   createLogsManagerClient,
+  createMetricsManagerClient,
   createSecretsManagerClient,
   createStorageManagerClient,
   createWorkerClient,
   type ConductorClient,
   type KeyManagerClient,
   type LogsManagerClient,
+  type MetricsManagerClient,
   type SecretsManagerClient,
   type StorageManagerClient,
   type WorkerClient,
@@ -25,6 +27,7 @@ export interface Clients {
   storage: StorageManagerClient;
   secrets: SecretsManagerClient;
   logs: LogsManagerClient;
+  metrics: MetricsManagerClient;
   worker(apiUrl: string): WorkerClient;
   token: string;
 }
@@ -55,6 +58,7 @@ export function createClients(token: string, onUnauthorized: () => void): Client
     storage: createStorageManagerClient(options),
     secrets: createSecretsManagerClient(options),
     logs: createLogsManagerClient(options),
+    metrics: createMetricsManagerClient(options),
     worker(apiUrl: string) {
       let c = workers.get(apiUrl);
       if (!c) {

@@ -168,6 +168,8 @@ export const chartStyles = StyleSheet.create({
   header: { flexDirection: 'row', justifyContent: 'space-between', alignItems: 'baseline', marginBottom: space.sm },
   title: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textMuted, textTransform: 'uppercase', letterSpacing: 1.2 },
   value: { fontFamily: fonts.heading, fontSize: fontSize.xl, color: colors.goldBright },
+  values: { flexDirection: 'row', alignItems: 'baseline', gap: space.sm },
+  note: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textFaint },
   plot: {
     flexDirection: 'row',
     alignItems: 'flex-end',
@@ -182,7 +184,13 @@ export const chartStyles = StyleSheet.create({
   gridLine: { position: 'absolute', left: 0, right: 0, height: 1, backgroundColor: colors.border, opacity: 0.6 },
   axis: { flexDirection: 'row', justifyContent: 'space-between', marginTop: 4 },
   axisText: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textFaint },
-  empty: { fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.textFaint, fontStyle: 'italic' },
+  empty: { fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.textFaint, fontStyle: 'italic', textAlign: 'center' },
+  message: { position: 'absolute', top: 0, left: 0, right: 0, bottom: 0, alignItems: 'center', justifyContent: 'center', paddingHorizontal: space.md },
+});
+
+export const historyStyles = StyleSheet.create({
+  picker: { flexDirection: 'row', flexWrap: 'wrap', alignItems: 'center', gap: space.xs },
+  label: { fontFamily: fonts.body, fontSize: fontSize.xs, color: colors.textMuted, textTransform: 'uppercase', letterSpacing: 1.2, marginRight: space.xs },
 });
 
 export const meterStyles = StyleSheet.create({

@@ -1,6 +1,7 @@
 // The service catalog, each service's deployment and instances, and what admins do with them:
 // enable, disable, deploy with a number of replicas; the recent output of an instance, and links
-// to the Logs screen for the service's or an instance's kept lines.
+// to the Logs screen for the service's or an instance's kept lines; its requests, 5xx answers and
+// latency over the last hour, day or week (metrics_manager's history of its instances' /metrics).
 
 import type { Instance, Worker } from '@aerekos/sdk';
 import { useState } from 'react';
@@ -8,23 +9,27 @@ import { Text, View } from 'react-native';
 
 import { Button } from '../components/Button';
 import { Card } from '../components/Card';
+import { HistoryChart } from '../components/Chart';
 import { CodeBlock } from '../components/Code';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { ErrorBanner, InfoBanner, WarnBanner } from '../components/ErrorBanner';
 import { Field } from '../components/Field';
+import { HistoryBanner, RangePicker } from '../components/History';
 import { Screen } from '../components/Screen';
 import { Spinner } from '../components/Spinner';
 import { StatusBadge } from '../components/StatusBadge';
 import { Table } from '../components/Table';
-import { ago, shortId } from '../format';
+import { ago, latency, perSecond, shortId } from '../format';
 import { useAction } from '../hooks/useAsync';
+import { METRICS_RANGES, counter, historyMessage, pointsOf, rangeOf, useMetricHistory, type MetricsRange } from '../hooks/useMetrics';
 import { serviceHealth, useDeployment, useInstanceLogs, useServiceActions, useServices, type VolumeWait } from '../hooks/useServices';
 import { useSession } from '../hooks/useSession';
 import { useWorkers } from '../hooks/useWorkers';
 import { useRouter } from '../router';
+import { colors } from '../theme';
 import { servicesStyles as s } from './services.styles';
 
-export function ServicesScreen({ selected }: { selected?: string }) {
+export function ServicesScreen({ selected, range }: { selected?: string; range?: string }) {
   const services = useServices();
   const { navigate } = useRouter();
   return (
@@ -66,6 +71,14 @@ export function ServicesScreen({ selected }: { selected?: string }) {
         ) : null}
       </Card>
       {selected ? <ServiceDetail key={selected} name={selected} /> : null}
+      {selected ? (
+        <ServiceHistory
+          key={`history-${selected}`}
+          name={selected}
+          range={rangeOf(range)}
+          onRange={(r) => navigate({ name: 'service', service: selected, range: r }, { replace: true })}
+        />
+      ) : null}
     </Screen>
   );
 }
@@ -190,6 +203,51 @@ function ServiceDetail({ name }: { name: string }) {
           void act.run('disable').then(() => setConfirmDisable(false));
         }}
       />
+    </Card>
+  );
+}
+
+/**
+ * The service's requests a second, 5xx answers a second and latency (p50, p99) over `range`,
+ * across its instances: metrics_manager's history of their `aerekos_http_requests_total` and
+ * `aerekos_http_request_duration_seconds` (health checks and scrapes included).
+ */
+function ServiceHistory({ name, range, onRange }: { name: string; range: MetricsRange; onRange(range: MetricsRange): void }) {
+  const mine = ['job=service', `service=${name}`];
+  const history = useMetricHistory(
+    {
+      requests: counter('aerekos_http_requests_total', mine, { aggregation: 'sum' }),
+      errors: counter('aerekos_http_requests_total', [...mine, 'status=~5..'], { aggregation: 'sum' }),
+      p50: counter('aerekos_http_request_duration_seconds_bucket', mine, { quantile: 0.5 }),
+      p99: counter('aerekos_http_request_duration_seconds_bucket', mine, { quantile: 0.99 }),
+    },
+    range,
+  );
+  const h = history.data?.series;
+  const chart = {
+    start: history.data?.start ?? 0,
+    end: history.data?.end ?? 0,
+    since: METRICS_RANGES[range].since,
+    message: history.data ? undefined : historyMessage(history.error),
+  };
+  const noRequests = 'No request in this range (or no instance scraped yet).';
+  return (
+    <Card title="Requests" subtitle={`${name}'s instances as metrics_manager scraped their /metrics`} actions={<RangePicker range={range} onChange={onRange} />} testID="service-history">
+      <HistoryBanner error={history.error} onRetry={() => void history.reload()} />
+      <View style={s.charts}>
+        <View style={s.chart}>
+          <HistoryChart title="Requests" points={pointsOf(h?.requests)} format={perSecond} {...chart} empty={noRequests} testID="service-chart-requests" />
+        </View>
+        <View style={s.chart}>
+          <HistoryChart title="5xx answers" points={pointsOf(h?.errors)} format={perSecond} color={colors.danger} {...chart} empty="No 5xx answer in this range." testID="service-chart-errors" />
+        </View>
+        <View style={s.chart}>
+          <HistoryChart title="Latency p50" points={pointsOf(h?.p50)} format={latency} color={colors.goldBright} {...chart} empty={noRequests} testID="service-chart-p50" />
+        </View>
+        <View style={s.chart}>
+          <HistoryChart title="Latency p99" points={pointsOf(h?.p99)} format={latency} color={colors.goldDim} {...chart} empty={noRequests} testID="service-chart-p99" />
+        </View>
+      </View>
     </Card>
   );
 }

@@ -1,16 +1,23 @@
+// A worker: its resources now and over the last hour, day or week (metrics_manager's history of
+// what the worker's /metrics says), who it is, its drivers and labels, the instances it runs.
+
 import { Text, View } from 'react-native';
 
 import { Button } from '../components/Button';
 import { Card } from '../components/Card';
+import { HistoryChart } from '../components/Chart';
 import { ErrorBanner } from '../components/ErrorBanner';
+import { HistoryBanner, RangePicker } from '../components/History';
 import { Meter } from '../components/Meter';
 import { Screen } from '../components/Screen';
 import { Spinner } from '../components/Spinner';
 import { StatusBadge } from '../components/StatusBadge';
 import { Table } from '../components/Table';
 import { ago, bytes, dateTime, pct, shortId } from '../format';
+import { METRICS_RANGES, combineBy, gauge, historyMessage, pointsOf, rangeOf, useMetricHistory, type MetricsRange } from '../hooks/useMetrics';
 import { useWorker, useWorkerInstances } from '../hooks/useWorkers';
 import { useRouter } from '../router';
+import { colors } from '../theme';
 import { workersStyles as s } from './workers.styles';
 
 function Fact({ label, value, testID }: { label: string; value: string; testID?: string }) {
@@ -24,12 +31,13 @@ function Fact({ label, value, testID }: { label: string; value: string; testID?:
   );
 }
 
-export function WorkerDetailScreen({ id }: { id: string }) {
+export function WorkerDetailScreen({ id, range }: { id: string; range?: string }) {
   const worker = useWorker(id);
   const instances = useWorkerInstances(id);
   const { navigate } = useRouter();
   const w = worker.data;
   const r = w?.resources;
+  const shown = rangeOf(range);
 
   return (
     <Screen kicker="Worker" title={w?.name ?? 'Worker'} subtitle={w ? `${w.hostname} · ${w.ip_address}` : undefined} actions={w ? <StatusBadge status={w.status} testID="worker-status" /> : null} testID="worker-detail-screen">
@@ -62,6 +70,12 @@ export function WorkerDetailScreen({ id }: { id: string }) {
               </View>
             </Card>
           </View>
+          <WorkerHistory
+            id={id}
+            range={shown}
+            memoryTotal={r.memory_total_bytes}
+            onRange={(to) => navigate({ name: 'worker', id, range: to }, { replace: true })}
+          />
           <View style={s.columns}>
             <Card title="Drivers" style={s.column}>
               <View style={s.chips} testID="worker-drivers">
@@ -148,5 +162,44 @@ export function WorkerDetailScreen({ id }: { id: string }) {
         </Card>
       ) : null}
     </Screen>
+  );
+}
+
+/** The worker's CPU, memory and disk over `range`, from what metrics_manager scraped of its /metrics. */
+function WorkerHistory({ id, range, memoryTotal, onRange }: { id: string; range: MetricsRange; memoryTotal: number; onRange(range: MetricsRange): void }) {
+  const mine = ['job=worker', `worker=${id}`];
+  const history = useMetricHistory(
+    {
+      cpu: gauge('aerekos_worker_cpu_usage_percent', mine),
+      memoryTotal: gauge('aerekos_worker_memory_total_bytes', mine),
+      memoryAvailable: gauge('aerekos_worker_memory_available_bytes', mine),
+      disk: gauge('aerekos_worker_disk_used_percent', mine),
+    },
+    range,
+  );
+  const h = history.data?.series;
+  const memory = combineBy({ total: h?.memoryTotal, free: h?.memoryAvailable }, 'worker', ([m]) => (m ? m.total - m.free : undefined));
+  const chart = {
+    start: history.data?.start ?? 0,
+    end: history.data?.end ?? 0,
+    since: METRICS_RANGES[range].since,
+    message: history.data ? undefined : historyMessage(history.error),
+    empty: 'No sample in this range: the worker serves no API for metrics_manager to scrape, or it has not been scraped yet.',
+  };
+  return (
+    <Card title="History" subtitle="As metrics_manager scraped the worker's /metrics" actions={<RangePicker range={range} onChange={onRange} />} testID="worker-history">
+      <HistoryBanner error={history.error} onRetry={() => void history.reload()} />
+      <View style={s.charts}>
+        <View style={s.chart}>
+          <HistoryChart title="CPU in use" points={pointsOf(h?.cpu)} max={100} format={pct} {...chart} testID="worker-chart-cpu" />
+        </View>
+        <View style={s.chart}>
+          <HistoryChart title="Memory used" points={memory} max={memoryTotal > 0 ? memoryTotal : undefined} format={bytes} color={colors.goldBright} {...chart} testID="worker-chart-memory" />
+        </View>
+        <View style={s.chart}>
+          <HistoryChart title="Disk used" points={pointsOf(h?.disk)} max={100} format={pct} color={colors.goldDim} {...chart} testID="worker-chart-disk" />
+        </View>
+      </View>
+    </Card>
   );
 }

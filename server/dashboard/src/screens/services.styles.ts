@@ -15,4 +15,7 @@ export const servicesStyles = StyleSheet.create({
   logsHeader: { flexDirection: 'row', alignItems: 'center', justifyContent: 'space-between', marginBottom: space.sm },
   logsTitle: { fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.textMuted },
   logsButtons: { flexDirection: 'row', alignItems: 'center', gap: space.xs },
+  // The history card's charts, side by side while they fit.
+  charts: { flexDirection: 'row', flexWrap: 'wrap', gap: space.xl },
+  chart: { flexGrow: 1, flexBasis: 220 },
 });

@@ -23,4 +23,7 @@ export const workersStyles = StyleSheet.create({
   chipKey: { fontFamily: fonts.mono, fontSize: fontSize.xs, color: colors.background, backgroundColor: colors.goldDim, paddingHorizontal: 6, paddingVertical: 3 },
   chipValue: { fontFamily: fonts.mono, fontSize: fontSize.xs, color: colors.goldBright, paddingHorizontal: 6, paddingVertical: 3 },
   none: { fontFamily: fonts.body, fontSize: fontSize.sm, color: colors.textFaint, fontStyle: 'italic' },
+  // The history card's charts, side by side while they fit.
+  charts: { flexDirection: 'row', flexWrap: 'wrap', gap: space.xl },
+  chart: { flexGrow: 1, flexBasis: 260 },
 });
