@@ -495,6 +495,12 @@ impl SystemApi {
                 view.iter().map(|i| f64::from(i.restarts)).sum(),
             )],
         );
+        let restarts = shared
+            .restarts_total
+            .load(std::sync::atomic::Ordering::Relaxed);
+        out.push_str(&format!(
+            "# HELP aerekos_worker_instance_restarts_total Instance restarts this worker made since it started.\n# TYPE aerekos_worker_instance_restarts_total counter\naerekos_worker_instance_restarts_total {restarts}\n"
+        ));
         let resources = shared
             .last_resources
             .lock()

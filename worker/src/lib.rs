@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     view: Mutex<Vec<api::WorkerInstance>>,
     /// The machine's resources as last sampled for a heartbeat (the gauges `/metrics` shows).
     last_resources: Mutex<Option<aerekos_sdk::conductor::types::WorkerResources>>,
+    /// Instance restarts this worker made since it started (a counter: the per-instance counts
+    /// go with their instances).
+    restarts_total: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
     /// `http://<advertised ip>:<port>` of the worker API, when it serves one.
     api_port: Option<u16>,
@@ -427,6 +430,7 @@ pub async fn start(config: WorkerConfig) -> Result<WorkerHandle, StartError> {
         verifier: RwLock::new(None),
         view: Mutex::new(Vec::new()),
         last_resources: Mutex::new(None),
+        restarts_total: std::sync::atomic::AtomicU64::new(0),
         metrics: metrics.clone(),
         api_port,
         volume_work: Mutex::default(),

@@ -322,6 +322,9 @@ async fn tick(
                         Ok(()) => {
                             if restarting {
                                 t.restarts += 1;
+                                shared
+                                    .restarts_total
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
                             t.state = up_state(&inst.spec);
                             t.address = driver::address(ip, &inst.spec);

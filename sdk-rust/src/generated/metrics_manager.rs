@@ -2238,7 +2238,8 @@ const _: () = {
 };
 impl Client {
     /**Every alert rule. A new store starts with four: `worker_lost`, `instance_restarting`,
-`disk_almost_full` and `http_5xx_rate`
+`disk_almost_full` and `http_5xx_rate`. Only admins see a rule's `webhook_url` (it may
+carry a credential); others see that there is one
 
 Sends a `GET` request to `/api/metrics_manager/alert-rules`
 

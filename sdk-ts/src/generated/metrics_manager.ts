@@ -15,7 +15,8 @@ export interface paths {
         };
         /**
          * Every alert rule. A new store starts with four: `worker_lost`, `instance_restarting`,
-         *     `disk_almost_full` and `http_5xx_rate`.
+         *     `disk_almost_full` and `http_5xx_rate`. Only admins see a rule's `webhook_url` (it may
+         *     carry a credential); others see that there is one.
          */
         get: operations["list_alert_rules"];
         put?: never;

@@ -112,6 +112,10 @@ fn parse_matchers(texts: &[String]) -> ApiResult<Vec<Matcher>> {
 }
 
 const MAX_MATCHERS: usize = 20;
+const MAX_STEP_SECS: u64 = 31 * 86_400;
+/// A pushed series' labels: how many, and how long a value.
+const MAX_LABELS: usize = 30;
+const MAX_LABEL_VALUE: usize = 1024;
 const MAX_PUSH_SERIES: usize = 1000;
 const MAX_PUSH_SAMPLES: usize = 100_000;
 /// Points a query answers by default, when it gives no step.
@@ -178,7 +182,13 @@ impl MetricsApi {
                     "step_secs must be at least 1",
                 ));
             }
-            Some(s) => (s as i64).saturating_mul(1000),
+            Some(s) if s > MAX_STEP_SECS => {
+                return Err(ApiError::bad_request(
+                    "invalid_step",
+                    format!("step_secs must be at most {MAX_STEP_SECS}"),
+                ));
+            }
+            Some(s) => s as i64 * 1000,
             None => ((end - start) / DEFAULT_POINTS).max(1000) / 1000 * 1000,
         };
         if window_secs.0.is_some_and(|w| w == 0 || w > 31 * 86_400) {
@@ -286,6 +296,16 @@ impl MetricsApi {
                 return Err(ApiError::bad_request(
                     "invalid_label",
                     format!("series[{i}].labels: the name goes in `name`, not in __name__"),
+                ));
+            }
+            if labels.len() > MAX_LABELS
+                || labels.values().any(|v| v.chars().count() > MAX_LABEL_VALUE)
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_labels",
+                    format!(
+                        "series[{i}].labels: at most {MAX_LABELS}, each value at most {MAX_LABEL_VALUE} characters"
+                    ),
                 ));
             }
             labels.insert(series::NAME.into(), s.name.clone());
@@ -426,7 +446,8 @@ impl AlertsApi {
     }
 
     /// Every alert rule. A new store starts with four: `worker_lost`, `instance_restarting`,
-    /// `disk_almost_full` and `http_5xx_rate`.
+    /// `disk_almost_full` and `http_5xx_rate`. Only admins see a rule's `webhook_url` (it may
+    /// carry a credential); others see that there is one.
     #[oai(
         path = "/alert-rules",
         method = "get",
@@ -438,9 +459,16 @@ impl AlertsApi {
         auth: CallerAuth,
     ) -> ApiResult<Json<AlertRules>> {
         may_read(&auth.0, "*")?;
-        Ok(Json(AlertRules {
-            rules: state.alerting.rules(),
-        }))
+        let mut rules = state.alerting.rules();
+        // A webhook URL often carries a credential (a chat hook's token): admins' only.
+        if !matches!(auth.0, Caller::User { admin: true, .. }) {
+            for rule in &mut rules {
+                if rule.webhook_url.is_some() {
+                    rule.webhook_url = Some("(hidden: admins see it)".into());
+                }
+            }
+        }
+        Ok(Json(AlertRules { rules }))
     }
 
     /// Creates or replaces a rule (admins). Its alerts start over.
@@ -611,7 +639,16 @@ pub fn limits() -> Vec<aerekos_common::limits::Limit> {
         Limit::property("PushSeries", "name", name.clone()),
         Limit::property("AlertRule", "metric", name),
         Limit::param("query_metrics", "match", json!({"maxItems": MAX_MATCHERS})),
-        Limit::param("query_metrics", "step_secs", json!({"minimum": 1})),
+        Limit::param(
+            "query_metrics",
+            "step_secs",
+            json!({"minimum": 1, "maximum": MAX_STEP_SECS}),
+        ),
+        Limit::property(
+            "PushSeries",
+            "labels",
+            json!({"maxProperties": MAX_LABELS, "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE}}),
+        ),
         Limit::param(
             "query_metrics",
             "window_secs",

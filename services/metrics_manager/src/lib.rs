@@ -99,6 +99,9 @@ pub async fn start(config: MetricsManagerConfig) -> Result<MetricsManagerHandle,
         rollup_retention_ms: ms(config.rollup_retention),
         max_series: config.max_series,
         max_bytes: config.max_disk_bytes,
+        // Two scrape intervals (a scrape's timeout is one): scrapes stamped inside a block land
+        // before it is cut.
+        cut_grace_ms: ms(config.scrape_interval) * 2 + 1000,
     };
     let data_dir = config.data_dir.clone();
     let db = Arc::new(

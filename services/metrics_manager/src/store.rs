@@ -2,12 +2,16 @@
 //! - `wal/<n>.wal`: the write-ahead log of the head (the samples not yet in a section), as framed
 //!   records: a series' key once per segment, then samples naming it by number. A cut starts a new
 //!   segment that begins with the head's remaining samples, so older segments can go.
-//! - `raw/<window end ms>.sec`: a cut's samples, one frame: a directory of series (key, count,
-//!   time range, where its Gorilla chunk is) and the chunks. Written whole, then renamed.
+//! - `raw/<wal_upto>.sec`: a cut's samples, one frame: a directory of series (key, count,
+//!   time range, where its Gorilla chunk is) and the chunks. Written whole, then renamed; named by
+//!   the last WAL segment it holds, which no other cut shares. A damaged one is set aside
+//!   (`.damaged`), never cut short.
 //! - `rollup/<day>.sec`: the 1-minute aggregates (min, max, sum, count, last) of each raw section,
 //!   appended as frames to the day file their minutes fall in.
 //!
-//! Every frame is `magic, length, crc32, payload`; a torn or damaged tail is cut on open.
+//! Every frame is `magic, length, crc32, payload`; a torn tail of an appended file (the WAL, a
+//! rollup day) is cut on open, and a failed append is cut back at once, so later appends never
+//! follow a torn frame.
 
 pub mod gorilla;
 
@@ -51,6 +55,19 @@ fn frames(bytes: &[u8]) -> (Vec<Range<usize>>, usize) {
         at = start + len;
     }
     (out, at)
+}
+
+/// Appends `bytes`; when that fails part way (a full disk), cuts the file back to where it was, so
+/// no later append follows a torn frame.
+fn append_or_cut_back(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    if let Err(e) = file.write_all(bytes) {
+        if let Err(cut) = file.set_len(before) {
+            tracing::error!(error = %cut, "cutting back a failed append failed");
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -201,8 +218,10 @@ impl Wal {
         key_of: impl Fn(u32) -> &'k str,
     ) -> io::Result<()> {
         let mut out = Vec::new();
+        let mut declared = Vec::new();
         for &(series, _, _) in samples {
-            if self.written.insert(series) {
+            if !self.written.contains(&series) && !declared.contains(&series) {
+                declared.push(series);
                 let key = key_of(series);
                 let mut payload = vec![WAL_SERIES];
                 payload.extend_from_slice(&series.to_le_bytes());
@@ -219,7 +238,10 @@ impl Wal {
             payload.extend_from_slice(&v.to_bits().to_le_bytes());
         }
         out.extend(frame(&payload));
-        self.file.write_all(&out)
+        append_or_cut_back(&mut self.file, &out)?;
+        // Declared only once written: a failed append declares nothing.
+        self.written.extend(declared);
+        Ok(())
     }
 
     pub fn sync(&self) -> io::Result<()> {
@@ -387,8 +409,8 @@ pub fn write_raw_section(
     intern: &mut dyn FnMut(&str) -> Arc<str>,
 ) -> io::Result<Section> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{}.sec", meta.window_end));
-    let tmp = dir.join(format!("{}.sec.tmp", meta.window_end));
+    let path = dir.join(format!("{}.sec", meta.wal_upto));
+    let tmp = dir.join(format!("{}.sec.tmp", meta.wal_upto));
     let payload = encode_section(meta, series);
     let mut file = File::create(&tmp)?;
     file.write_all(&frame(&payload))?;
@@ -412,7 +434,7 @@ pub fn append_rollup_section(
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
     let at = file.metadata()?.len();
     let payload = encode_section(meta, series);
-    file.write_all(&frame(&payload))?;
+    append_or_cut_back(&mut file, &frame(&payload))?;
     file.sync_data()?;
     if !existed && let Some(dir) = path.parent() {
         sync_dir(dir)?;
@@ -421,8 +443,11 @@ pub fn append_rollup_section(
 }
 
 /// Every section in `dir`'s files (temporary files of an interrupted write are removed).
+/// `appended`: files that grow by appends (rollup days), whose torn tail is cut; otherwise each
+/// file is one section written whole, and a damaged one is renamed `.damaged` and skipped.
 pub fn read_sections(
     dir: &Path,
+    appended: bool,
     intern: &mut dyn FnMut(&str) -> Arc<str>,
 ) -> io::Result<Vec<Section>> {
     std::fs::create_dir_all(dir)?;
@@ -434,6 +459,23 @@ pub fn read_sections(
     }
     let mut out = Vec::new();
     for (_, path) in numbered_files(dir, "sec")? {
+        if !appended {
+            let bytes = std::fs::read(&path)?;
+            let (ranges, valid) = frames(&bytes);
+            if ranges.len() != 1 || valid != bytes.len() {
+                tracing::error!(file = %path.display(), "a damaged raw section: set aside");
+                std::fs::rename(&path, path.with_extension("damaged"))?;
+                continue;
+            }
+            let range = ranges[0].clone();
+            out.push(decode_section(
+                &path,
+                &bytes[range.clone()],
+                range.start as u64,
+                intern,
+            )?);
+            continue;
+        }
         let (bytes, ranges) = read_frames_cutting_tail(&path)?;
         for range in ranges {
             let at = range.start as u64;
@@ -515,7 +557,7 @@ mod tests {
         let day = dir.path().join("0.sec");
         append_rollup_section(&day, meta, &series, &mut intern).unwrap();
         append_rollup_section(&day, meta, &series, &mut intern).unwrap();
-        let sections = read_sections(dir.path(), &mut intern).unwrap();
+        let sections = read_sections(dir.path(), true, &mut intern).unwrap();
         assert_eq!(sections.len(), 3);
         for s in &sections {
             assert_eq!(read_chunk(&s.path, &s.series[0].data).unwrap(), chunk);

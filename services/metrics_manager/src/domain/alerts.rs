@@ -73,7 +73,7 @@ fn default_rules() -> Vec<AlertRule> {
             ..rule(
                 "instance_restarting",
                 "A worker restarted its instances more than 3 times in 10 minutes.",
-                "aerekos_worker_instance_restarts",
+                "aerekos_worker_instance_restarts_total",
             )
         },
         AlertRule {
@@ -227,7 +227,9 @@ impl Alerting {
                 rules
             }
         };
-        let alerts: Vec<Alert> = read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
+        let mut alerts: Vec<Alert> = read_json(&dir.join(STATE_FILE))?.unwrap_or_default();
+        // Alerts of a rule deleted just before a crash go with it.
+        alerts.retain(|a| rules.iter().any(|r| r.name == a.rule));
         let http = aerekos_sdk::tls::Trust::from_env()
             .apply(
                 reqwest::Client::builder()
@@ -367,8 +369,18 @@ impl Alerting {
         let Ok(evaluated) = evaluated else { return };
         let mut notices: Vec<(Option<String>, AlertNotice, Option<(String, String)>)> = Vec::new();
         {
+            // Rules, then alerts: the order put_rule and delete_rule take them in.
+            let current = self.rules.lock().expect("rules lock");
             let mut alerts = self.alerts.lock().expect("alerts lock");
             for (rule, values) in evaluated {
+                // Deleted or replaced while its query ran: its alerts are not brought back.
+                if current
+                    .get(&rule.name)
+                    .map(|r| serde_json::to_value(r).ok())
+                    != Some(serde_json::to_value(&rule).ok())
+                {
+                    continue;
+                }
                 let values = match values {
                     Ok(v) => v,
                     Err(e) => {
@@ -430,16 +442,23 @@ impl Alerting {
                 }
             }
         }
-        for (webhook, notice, id) in notices {
-            let Some(url) = webhook else { continue };
-            let sent = self.http.post(&url).json(&notice).send().await;
-            let ok = matches!(&sent, Ok(r) if r.status().is_success());
-            if !ok {
-                // A firing notice is sent again next time; a resolved one is given up on.
-                tracing::warn!(rule = %notice.rule, url = %url, status = %notice.status, "an alert webhook did not take its notice");
-                continue;
-            }
-            if let Some(id) = id
+        // All at once: one dead webhook does not hold up the others' notices.
+        let sends = notices.into_iter().filter_map(|(webhook, notice, id)| {
+            let url = webhook?;
+            let http = self.http.clone();
+            Some(async move {
+                let sent = http.post(&url).json(&notice).send().await;
+                let ok = matches!(&sent, Ok(r) if r.status().is_success());
+                if !ok {
+                    // A firing notice is sent again next time; a resolved one is given up on.
+                    tracing::warn!(rule = %notice.rule, url = %url, status = %notice.status, "an alert webhook did not take its notice");
+                }
+                (ok, id)
+            })
+        });
+        for (ok, id) in futures_util::future::join_all(sends).await {
+            if ok
+                && let Some(id) = id
                 && let Some(alert) = self.alerts.lock().expect("alerts lock").get_mut(&id)
             {
                 alert.notified = true;

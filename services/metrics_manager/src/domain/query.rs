@@ -60,6 +60,8 @@ type Grouped = Vec<(Labels, Steps)>;
 const LOOKBACK_MS: i64 = 5 * MINUTE_MS;
 pub const MAX_POINTS: i64 = 11_000;
 pub const MAX_SERIES: usize = 10_000;
+/// Series × points a query may compute.
+pub const MAX_CELLS: i64 = 2_000_000;
 
 #[derive(Debug)]
 pub enum QueryError {
@@ -95,12 +97,17 @@ pub fn evaluate(db: &Tsdb, q: &Query, raw_horizon: i64) -> Result<Evaluated, Que
             format!("(end - start) / step gives over {MAX_POINTS} points: take a larger step"),
         ));
     }
-    let resolution = if q.step < MINUTE_MS && q.start >= raw_horizon {
+    let mut window = q.window.unwrap_or(q.step.max(MINUTE_MS));
+    let lookback = match q.function {
+        Function::Value => LOOKBACK_MS,
+        _ => window,
+    };
+    // Raw only when everything the first step looks back over is still raw.
+    let resolution = if q.step < MINUTE_MS && q.start.saturating_sub(lookback) >= raw_horizon {
         Resolution::Raw
     } else {
         Resolution::Minute
     };
-    let mut window = q.window.unwrap_or(q.step.max(MINUTE_MS));
     if resolution == Resolution::Minute && matches!(q.function, Function::Rate | Function::Increase)
     {
         // Two minutes at least, or a window could hold only one.
@@ -110,16 +117,29 @@ pub fn evaluate(db: &Tsdb, q: &Query, raw_horizon: i64) -> Result<Evaluated, Que
         Function::Value => LOOKBACK_MS,
         _ => window,
     };
-    let selected = db.select(&q.matchers, q.start - reach, q.end, resolution)?;
-    if selected.len() > MAX_SERIES {
+    // Counted before any chunk is read: an answer's size is bounded before it is built.
+    let matching = db.matching(&q.matchers);
+    if matching > MAX_SERIES {
         return Err(QueryError::Invalid(
             "too_many_series",
+            format!("the matchers select {matching} series (at most {MAX_SERIES}): add matchers"),
+        ));
+    }
+    let points = (q.end - q.start) / q.step + 1;
+    if matching as i64 * points > MAX_CELLS {
+        return Err(QueryError::Invalid(
+            "too_many_points",
             format!(
-                "the matchers select {} series (at most {MAX_SERIES}): add matchers",
-                selected.len()
+                "{matching} series × {points} points is over {MAX_CELLS}: add matchers or take a larger step"
             ),
         ));
     }
+    let selected = db.select(
+        &q.matchers,
+        q.start.saturating_sub(reach),
+        q.end,
+        resolution,
+    )?;
     let span = match resolution {
         Resolution::Raw => 0,
         Resolution::Minute => MINUTE_MS,
@@ -176,7 +196,7 @@ fn at_step(buckets: &[Bucket], t: i64, window: i64, function: Function, span: i6
     } else {
         window
     };
-    let start = buckets.partition_point(|b| b.t + span <= t - reach);
+    let start = buckets.partition_point(|b| b.t + span <= t.saturating_sub(reach));
     let inside = &buckets[start..end];
     match function {
         Function::Value => inside.last().map(|b| b.last),
@@ -234,8 +254,8 @@ fn aggregate(aggregation: Aggregation, series: Grouped, by: &[String], steps: us
                     Some(match aggregation {
                         Aggregation::Sum => vs.iter().sum(),
                         Aggregation::Avg => vs.iter().sum::<f64>() / vs.len() as f64,
-                        Aggregation::Max => vs.iter().copied().fold(f64::MIN, f64::max),
-                        Aggregation::Min => vs.iter().copied().fold(f64::MAX, f64::min),
+                        Aggregation::Max => vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        Aggregation::Min => vs.iter().copied().fold(f64::INFINITY, f64::min),
                         Aggregation::Count => vs.len() as f64,
                     })
                 })

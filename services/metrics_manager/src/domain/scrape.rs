@@ -24,6 +24,9 @@ use crate::model::{TargetStatus, Targets};
 
 /// A scrape's body past this is refused (a target gone wrong, not metrics).
 const MAX_SCRAPE_BYTES: usize = 32 << 20;
+/// How far a scraped sample's own timestamp may be from the scrape's.
+const OWN_TIMESTAMP_PAST_MS: i64 = 3_600_000;
+const OWN_TIMESTAMP_AHEAD_MS: i64 = 600_000;
 /// How long a target without `/metrics` (404) is left alone.
 const NO_METRICS_PAUSE: Duration = Duration::from_secs(600);
 
@@ -243,11 +246,21 @@ impl Scraper {
                 if bad > 0 {
                     status.last_error = Some(format!("{bad} lines were not in the text format"));
                 }
-                samples.extend(
-                    parsed
-                        .into_iter()
-                        .map(|(labels, v, ts)| (series::key(&labels), ts.unwrap_or(t), v)),
-                );
+                // A sample's own timestamp is taken only near the scrape's: one far ahead would
+                // make its series refuse every later sample, one far back has no place.
+                let taken = t - OWN_TIMESTAMP_PAST_MS..=t + OWN_TIMESTAMP_AHEAD_MS;
+                let mut skewed = 0;
+                for (labels, v, ts) in parsed {
+                    match ts {
+                        Some(ts) if !taken.contains(&ts) => skewed += 1,
+                        ts => samples.push((series::key(&labels), ts.unwrap_or(t), v)),
+                    }
+                }
+                if skewed > 0 {
+                    status.last_error = Some(format!(
+                        "{skewed} samples had timestamps over an hour before or 10 minutes after the scrape: skipped"
+                    ));
+                }
                 true
             }
             Ok(None) => {

@@ -9,7 +9,11 @@
 //!   stores nothing twice.
 //! - Every sample is in exactly one of: the head, one raw section (per series, sections do not
 //!   overlap in time), or, once its raw section is gone, a rollup.
-//! - A raw section is removed only once it is rolled up (`window_end <= rollup_end`).
+//! - A section is known by the last WAL segment it holds (`wal_upto`, strictly increasing from
+//!   cut to cut, and its file's name), so a second cut in one block (late samples, a backfill)
+//!   is a section of its own. A raw section is removed only once it is rolled up
+//!   (`wal_upto <= rolled_upto`, recorded in `rolled_upto` after every day's frame is written;
+//!   a frame written twice by a crash in between is read once).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -35,6 +39,8 @@ pub struct TsdbConfig {
     pub rollup_retention_ms: i64,
     /// New series past this many in the head are refused (counted).
     pub max_series: usize,
+    /// How long after a block ends it is cut (late scrapes land first).
+    pub cut_grace_ms: i64,
     /// Files past this many bytes: the oldest sections go.
     pub max_bytes: u64,
 }
@@ -103,8 +109,9 @@ pub struct Stats {
 struct HeadSeries {
     key: Arc<str>,
     samples: Vec<(i64, f64)>,
-    /// The newest sample's time, kept across cuts (the order check).
+    /// The newest sample, kept across cuts (the order check, federation).
     last_t: i64,
+    last_v: f64,
     /// Cuts since its last sample: idle series leave the head.
     idle_cuts: u32,
 }
@@ -116,8 +123,8 @@ struct Inner {
     wal: Wal,
     raw: Vec<Arc<Section>>,
     rollup: Vec<Arc<Section>>,
-    /// The window end of the newest raw section rolled up.
-    rollup_end: i64,
+    /// The newest raw section (by `wal_upto`) whose rollup frames are all written.
+    rolled_upto: u64,
     /// Every key the store knows, with its labels (shared by the sections' directories).
     keys: HashMap<Arc<str>, Arc<Labels>>,
 }
@@ -161,20 +168,17 @@ impl Tsdb {
             );
             key
         };
-        let raw: Vec<Arc<Section>> = store::read_sections(&dir.join("raw"), &mut intern)?
+        let raw: Vec<Arc<Section>> = store::read_sections(&dir.join("raw"), false, &mut intern)?
             .into_iter()
             .map(Arc::new)
             .collect();
-        let rollup: Vec<Arc<Section>> = store::read_sections(&dir.join("rollup"), &mut intern)?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        let rollup: Vec<Arc<Section>> =
+            store::read_sections(&dir.join("rollup"), true, &mut intern)?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
         let covered = raw.iter().map(|s| s.meta.wal_upto).max().unwrap_or(0);
-        let rollup_end = rollup
-            .iter()
-            .map(|s| s.meta.window_end)
-            .max()
-            .unwrap_or(i64::MIN);
+        let rolled_upto = read_rolled_upto(dir)?;
         let (wal, records) = Wal::open(&dir.join("wal"), covered)?;
         // Each series' newest time in the sections: the head continues after it.
         let mut section_last: HashMap<Arc<str>, i64> = HashMap::new();
@@ -194,7 +198,7 @@ impl Tsdb {
                 wal,
                 raw,
                 rollup,
-                rollup_end,
+                rolled_upto,
                 keys,
             }),
             counters: Counters::default(),
@@ -227,6 +231,7 @@ impl Tsdb {
                     if t > s.last_t {
                         s.samples.push((t, v));
                         s.last_t = t;
+                        s.last_v = v;
                     }
                 }
             }
@@ -270,6 +275,7 @@ impl Tsdb {
                 key: key.clone(),
                 samples: Vec::new(),
                 last_t: floor,
+                last_v: f64::NAN,
                 idle_cuts: 0,
             },
         );
@@ -291,6 +297,8 @@ impl Tsdb {
         for (key, t, v) in samples {
             let r = match inner.refs.get(key.as_str()) {
                 Some(r) => Some(*r),
+                // Refused before its key is kept: a refused series costs nothing.
+                None if inner.head.len() >= self.config.max_series => None,
                 None => {
                     let key = inner.intern(&key);
                     let floor = self.newest_in_sections(&inner, &key);
@@ -322,6 +330,7 @@ impl Tsdb {
                 let s = head.get_mut(&r).expect("head series");
                 s.samples.push((t, v));
                 s.last_t = t;
+                s.last_v = v;
                 s.idle_cuts = 0;
             }
         }
@@ -358,7 +367,10 @@ impl Tsdb {
     /// Cuts the head's samples older than the last whole block before `now_ms` into a raw section,
     /// and rolls it up. Returns whether there was anything to cut.
     pub fn cut(&self, now_ms: i64) -> io::Result<bool> {
-        let window_end = now_ms.div_euclid(self.config.block_ms) * self.config.block_ms;
+        // A block is cut once it ended `cut_grace_ms` ago, so scrapes stamped inside it have
+        // landed; later ones (and backfills) make a section of their own at the next check.
+        let window_end = (now_ms - self.config.cut_grace_ms).div_euclid(self.config.block_ms)
+            * self.config.block_ms;
         let mut inner = self.inner.lock().expect("tsdb lock");
         let mut chunks = Vec::new();
         let mut keep: Vec<WalSample> = Vec::new();
@@ -427,12 +439,13 @@ impl Tsdb {
         Ok(true)
     }
 
-    /// Rolls up every raw section newer than `rollup_end`, in order.
+    /// Rolls up every raw section after `rolled_upto`, in order; each one's frames (one per day
+    /// its minutes fall in) are all written before `rolled_upto` moves past it.
     fn roll_up_pending(&self, inner: &mut Inner) -> io::Result<()> {
         let pending: Vec<Arc<Section>> = inner
             .raw
             .iter()
-            .filter(|s| s.meta.window_end > inner.rollup_end)
+            .filter(|s| s.meta.wal_upto > inner.rolled_upto)
             .cloned()
             .collect();
         for section in pending {
@@ -470,7 +483,8 @@ impl Tsdb {
                     store::append_rollup_section(&path, section.meta, &chunks, &mut intern)?;
                 inner.rollup.push(Arc::new(rolled));
             }
-            inner.rollup_end = section.meta.window_end;
+            write_rolled_upto(&self.dir, section.meta.wal_upto)?;
+            inner.rolled_upto = section.meta.wal_upto;
         }
         Ok(())
     }
@@ -481,11 +495,11 @@ impl Tsdb {
         let mut inner = self.inner.lock().expect("tsdb lock");
         let raw_horizon = now_ms - self.config.raw_retention_ms;
         let rollup_horizon = now_ms - self.config.rollup_retention_ms;
-        let rollup_end = inner.rollup_end;
+        let rolled_upto = inner.rolled_upto;
         let mut removed = 0u64;
         let mut doomed: HashSet<PathBuf> = HashSet::new();
         for s in &inner.raw {
-            if s.max_t < raw_horizon && s.meta.window_end <= rollup_end {
+            if s.max_t < raw_horizon && s.meta.wal_upto <= rolled_upto {
                 doomed.insert(s.path.clone());
             }
         }
@@ -527,7 +541,7 @@ impl Tsdb {
                 || inner
                     .raw
                     .iter()
-                    .any(|s| &s.path == path && s.meta.window_end <= rollup_end);
+                    .any(|s| &s.path == path && s.meta.wal_upto <= rolled_upto);
             if rolled {
                 doomed.insert(path.clone());
                 total -= bytes;
@@ -589,20 +603,25 @@ impl Tsdb {
                     .filter(overlaps)
                     .map(|s| (s.clone(), false))
                     .collect(),
-                Resolution::Minute => inner
-                    .rollup
-                    .iter()
-                    .filter(overlaps)
-                    .map(|s| (s.clone(), true))
-                    .chain(
-                        inner
-                            .raw
-                            .iter()
-                            .filter(|s| s.meta.window_end > inner.rollup_end)
-                            .filter(overlaps)
-                            .map(|s| (s.clone(), false)),
-                    )
-                    .collect(),
+                Resolution::Minute => {
+                    // A frame written twice (a crash before `rolled_upto` moved) is read once.
+                    let mut seen = HashSet::new();
+                    inner
+                        .rollup
+                        .iter()
+                        .filter(overlaps)
+                        .filter(|s| seen.insert((s.path.clone(), s.meta.wal_upto)))
+                        .map(|s| (s.clone(), true))
+                        .chain(
+                            inner
+                                .raw
+                                .iter()
+                                .filter(|s| s.meta.wal_upto > inner.rolled_upto)
+                                .filter(overlaps)
+                                .map(|s| (s.clone(), false)),
+                        )
+                        .collect()
+                }
             };
             (wanted, head, sections)
         };
@@ -637,19 +656,23 @@ impl Tsdb {
                 .extend(samples.into_iter().map(|(t, v)| Bucket::sample(t, v)));
         }
         let mut result = Vec::with_capacity(out.len());
-        for (key, (rollups, mut raw)) in out {
+        for (key, (mut rollups, mut raw)) in out {
             raw.sort_by_key(|b| b.t);
             raw.dedup_by_key(|b| b.t);
             let buckets = match resolution {
                 Resolution::Raw => raw,
                 Resolution::Minute => {
-                    // Raw samples (the head, sections not rolled up yet) become minutes here; a
-                    // minute rolled up twice (a crash mid-rollup) counts once.
-                    let mut minutes = rollups;
-                    minutes.sort_by_key(|b| b.t);
-                    minutes.dedup_by_key(|b| b.t);
-                    let rolled_to = minutes.last().map_or(i64::MIN, |b| b.t);
-                    minutes.extend(roll_up(raw).into_iter().filter(|b| b.t > rolled_to));
+                    // Every sample is in one place, so a minute's parts (rolled up from two
+                    // sections, or rolled and still raw) merge; `last` is the newest part's.
+                    rollups.extend(roll_up(raw));
+                    rollups.sort_by_key(|b| b.t);
+                    let mut minutes: Vec<Bucket> = Vec::with_capacity(rollups.len());
+                    for b in rollups {
+                        match minutes.last_mut() {
+                            Some(m) if m.t == b.t => merge_into(m, &b),
+                            _ => minutes.push(b),
+                        }
+                    }
                     minutes.retain(|b| b.t >= start.div_euclid(MINUTE_MS) * MINUTE_MS);
                     minutes
                 }
@@ -666,6 +689,16 @@ impl Tsdb {
         Ok(result)
     }
 
+    /// How many series the matchers select (checked before a query reads any chunk).
+    pub fn matching(&self, matchers: &[Matcher]) -> usize {
+        let inner = self.inner.lock().expect("tsdb lock");
+        inner
+            .keys
+            .values()
+            .filter(|labels| matchers.iter().all(|m| m.matches(labels)))
+            .count()
+    }
+
     /// The newest sample of every series matching, not older than `since`.
     pub fn latest(&self, matchers: &[Matcher], since: i64) -> Vec<(Arc<Labels>, i64, f64)> {
         let inner = self.inner.lock().expect("tsdb lock");
@@ -673,9 +706,10 @@ impl Tsdb {
             .head
             .values()
             .filter_map(|s| {
-                let &(t, v) = s.samples.last()?;
+                // The newest sample, whether or not a cut has taken it from the head since.
+                let (t, v) = (s.last_t, s.last_v);
                 let labels = inner.keys.get(&s.key)?;
-                (t >= since && matchers.iter().all(|m| m.matches(labels)))
+                (t >= since && !v.is_nan() && matchers.iter().all(|m| m.matches(labels)))
                     .then(|| (labels.clone(), t, v))
             })
             .collect();
@@ -731,6 +765,29 @@ impl Tsdb {
             oldest_rollup_ms: inner.rollup.iter().map(|s| s.min_t).min(),
         }
     }
+}
+
+const ROLLED_UPTO_FILE: &str = "rolled_upto";
+
+/// The newest raw section whose rollup is whole (0: none yet).
+fn read_rolled_upto(dir: &Path) -> io::Result<u64> {
+    match std::fs::read_to_string(dir.join(ROLLED_UPTO_FILE)) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{ROLLED_UPTO_FILE} holds {text:?}, not a number"),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_rolled_upto(dir: &Path, upto: u64) -> io::Result<()> {
+    aerekos_common::secrets::write_secret_file(
+        &dir.join(ROLLED_UPTO_FILE),
+        upto.to_string().as_bytes(),
+    )
 }
 
 fn inner_intern(keys: &mut HashMap<Arc<str>, Arc<Labels>>, key: &str) -> Arc<str> {
@@ -802,19 +859,22 @@ fn read_rollup_entry(section: &Section, entry: &store::SeriesEntry) -> io::Resul
         .collect())
 }
 
+/// Adds bucket `b` (the later part of the same minute) to `m`.
+fn merge_into(m: &mut Bucket, b: &Bucket) {
+    m.min = m.min.min(b.min);
+    m.max = m.max.max(b.max);
+    m.sum += b.sum;
+    m.count += b.count;
+    m.last = b.last;
+}
+
 /// Buckets (in time order) merged by the minute they fall in.
 pub fn roll_up(buckets: impl IntoIterator<Item = Bucket>) -> Vec<Bucket> {
     let mut out: Vec<Bucket> = Vec::new();
     for b in buckets {
         let minute = b.t.div_euclid(MINUTE_MS) * MINUTE_MS;
         match out.last_mut() {
-            Some(m) if m.t == minute => {
-                m.min = m.min.min(b.min);
-                m.max = m.max.max(b.max);
-                m.sum += b.sum;
-                m.count += b.count;
-                m.last = b.last;
-            }
+            Some(m) if m.t == minute => merge_into(m, &b),
             _ => out.push(Bucket { t: minute, ..b }),
         }
     }
@@ -832,6 +892,7 @@ mod tests {
             rollup_retention_ms: 30 * DAY_MS,
             max_series: 1000,
             max_bytes: 1 << 30,
+            cut_grace_ms: 0,
         }
     }
 
@@ -892,6 +953,40 @@ mod tests {
         assert_eq!(all(&db, Resolution::Minute).len(), 20);
         assert!(db.enforce_retention(base + 40 * DAY_MS).unwrap() >= 1);
         assert!(all(&db, Resolution::Minute).is_empty());
+    }
+
+    #[test]
+    fn a_second_cut_in_one_block_is_a_section_of_its_own_and_its_minute_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = 1_700_000_000_000 / DAY_MS * DAY_MS;
+        {
+            let db = Tsdb::open(dir.path(), config()).unwrap();
+            db.append(
+                (0..60).map(|i| ("m".to_owned(), base + i * 1000, 1.0)),
+                false,
+            )
+            .unwrap();
+            assert!(db.cut(base + 10 * MINUTE_MS).unwrap());
+            // A late sample of the same block (a scrape stamped before the cut, stored after).
+            db.append([("m".to_owned(), base + 59_500, 5.0)], false)
+                .unwrap();
+            assert!(db.cut(base + 10 * MINUTE_MS + 5000).unwrap());
+            assert_eq!(all(&db, Resolution::Raw).len(), 61);
+            let minute = all(&db, Resolution::Minute);
+            assert_eq!(
+                (minute.len(), minute[0].count, minute[0].last),
+                (1, 61.0, 5.0)
+            );
+        }
+        let db = Tsdb::open(dir.path(), config()).unwrap();
+        assert_eq!(all(&db, Resolution::Raw).len(), 61);
+        // Both rolled up: past raw retention the minute is whole.
+        assert_eq!(db.enforce_retention(base + 2 * DAY_MS).unwrap(), 2);
+        let minute = all(&db, Resolution::Minute);
+        assert_eq!(
+            (minute.len(), minute[0].count, minute[0].sum),
+            (1, 61.0, 65.0)
+        );
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     let (mut prev_t, mut prev_delta) = (t0, 0i64);
     let (mut prev_v, mut lead, mut trail) = (v0.to_bits(), u8::MAX, 0u8);
     for &(t, v) in &samples[1..] {
-        let delta = t - prev_t;
+        // Wrapping, as the decoder adds: any two times encode, however far apart.
+        let delta = t.wrapping_sub(prev_t);
         let dod = delta.wrapping_sub(prev_delta);
         if dod == 0 {
             w.bit(false);

@@ -670,14 +670,10 @@ impl SecretService {
         let platform = Caller::Service {
             name: "secrets_manager".into(),
         };
-        let gone = store::purge_due(
-            &self.writing(),
-            now_ms(),
-            &platform.actor(),
-            &current_request_id(),
-        )
-        .await
-        .map_err(db_err)?;
+        let (actor, request_id) = (platform.actor(), current_request_id());
+        let gone = store::purge_due(&self.writing(), now_ms(), &actor, &request_id)
+            .await
+            .map_err(db_err)?;
         for name in &gone {
             tracing::info!(secret = %name, "secret deleted at the end of its recovery window");
         }
