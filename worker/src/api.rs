@@ -5,7 +5,11 @@
 
 use std::sync::Arc;
 
-use aerekos_common::{ApiError, ApiResult, auth::Caller, metrics::write_gauge};
+use aerekos_common::{
+    ApiError, ApiResult,
+    auth::Caller,
+    metrics::{write_counter, write_gauge},
+};
 use poem::{Body, Request, web::Data};
 use poem_openapi::{
     ApiResponse, Object, OpenApi, OpenApiService, SecurityScheme, Tags,
@@ -495,12 +499,14 @@ impl SystemApi {
                 view.iter().map(|i| f64::from(i.restarts)).sum(),
             )],
         );
-        let restarts = shared
-            .restarts_total
-            .load(std::sync::atomic::Ordering::Relaxed);
-        out.push_str(&format!(
-            "# HELP aerekos_worker_instance_restarts_total Instance restarts this worker made since it started.\n# TYPE aerekos_worker_instance_restarts_total counter\naerekos_worker_instance_restarts_total {restarts}\n"
-        ));
+        write_counter(
+            &mut out,
+            "aerekos_worker_instance_restarts_total",
+            "Instance restarts this worker made since it started.",
+            shared
+                .restarts_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         let resources = shared
             .last_resources
             .lock()
@@ -569,9 +575,7 @@ impl SystemApi {
                 ),
             ];
             for (name, help, value) in counters {
-                out.push_str(&format!(
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-                ));
+                write_counter(&mut out, name, help, value);
             }
             write_gauge(
                 &mut out,

@@ -97,6 +97,13 @@ impl Metrics {
     }
 }
 
+/// Appends one counter without labels (`name` ends in `_total`).
+pub fn write_counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Appends one gauge family with its samples (`labels` is the inside of `{…}`, may be empty).
 pub fn write_gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");

@@ -64,6 +64,16 @@ pub const INSTANCE_HOST_ENV: &str = "AEREKOS_INSTANCE_HOST";
 /// A service's listening address from its environment: `<PREFIX>_HOST` else
 /// [`INSTANCE_HOST_ENV`] (which a worker sets) else every interface, and `<PREFIX>_PORT` else
 /// `PORT` (which a worker sets) else `default_port`.
+/// Runs `work` (file I/O, a store's lock) on the blocking pool, for an API handler; a panic in it
+/// answers 500.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::ApiResult<T> + Send + 'static,
+) -> crate::ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(crate::ApiError::internal)?
+}
+
 pub fn bind_from_env(
     get: impl Fn(&str) -> Option<String>,
     prefix: &str,

@@ -3,7 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use aerekos_common::{ApiError, ApiResult, auth::Caller, metrics::write_gauge};
+use aerekos_common::{
+    ApiError, ApiResult,
+    auth::Caller,
+    metrics::{write_counter, write_gauge},
+    server::blocking,
+};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream::BoxStream};
 use poem::{Request, web::Data};
@@ -189,14 +194,6 @@ fn parse_cursor(cursor: Option<String>) -> ApiResult<Option<u64>> {
             )
         }),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
 }
 
 /// The stored records `filter` matches after id `after` (at most `most`), oldest first, and the
@@ -505,9 +502,7 @@ impl SystemApi {
             ),
         ];
         for (name, help, value) in counters {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            write_counter(&mut out, name, help, value);
         }
         write_gauge(
             &mut out,

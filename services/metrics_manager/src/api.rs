@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use aerekos_common::{ApiError, ApiResult, auth::Caller, metrics::write_gauge};
+use aerekos_common::{
+    ApiError, ApiResult,
+    auth::Caller,
+    metrics::{write_counter, write_gauge},
+    server::blocking,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use poem::{Request, web::Data};
 use poem_openapi::{
@@ -16,15 +21,14 @@ use poem_openapi::{
 use crate::{
     State,
     domain::{
-        alerts::{self, MAX_RULES},
+        alerts::MAX_RULES,
         query::{self, QueryError},
         series::{self, Matcher},
-        tsdb,
     },
     model::{
         AlertRule, AlertRules, Alerts, Health, MetricName, MetricNames, MetricsStats, Point,
-        PushRequest, PushResult, QueryAggregation, QueryFunction, QueryResult, Resolution,
-        SeriesPoints, Targets,
+        PushRequest, PushResult, QueryAggregation, QueryFunction, QueryResult, SeriesPoints,
+        Targets,
     },
 };
 
@@ -81,14 +85,6 @@ fn admin(caller: &Caller) -> ApiResult<()> {
             "alert rules are changed by admins",
         )),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
 }
 
 fn query_error(e: QueryError) -> ApiError {
@@ -209,8 +205,8 @@ impl MetricsApi {
             end,
             step,
             window: window_secs.0.map(|w| w as i64 * 1000),
-            function: alerts::function(function.0.unwrap_or_default()),
-            aggregation: aggregation.0.map(alerts::aggregation),
+            function: function.0.unwrap_or_default(),
+            aggregation: aggregation.0,
             by,
             quantile: quantile.0,
         };
@@ -219,10 +215,7 @@ impl MetricsApi {
         let answer =
             blocking(move || query::evaluate(&db, &q, raw_horizon).map_err(query_error)).await?;
         Ok(Json(QueryResult {
-            resolution: match answer.resolution {
-                tsdb::Resolution::Raw => Resolution::Raw,
-                tsdb::Resolution::Minute => Resolution::Minute,
-            },
+            resolution: answer.resolution,
             step_secs: (step / 1000) as u64,
             series: answer
                 .series
@@ -590,9 +583,7 @@ impl SystemApi {
             ),
         ];
         for (name, help, value) in counters {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            write_counter(&mut out, name, help, value);
         }
         let db = state.db.clone();
         let s = blocking(move || Ok(db.stats())).await?;

@@ -16,7 +16,7 @@ use aerekos_common::{ApiError, ApiResult};
 use chrono::{DateTime, Utc};
 
 use super::{
-    query::{self, Aggregation, Function, Query, QueryError},
+    query::{self, Query, QueryError},
     series::{self, Matcher},
     tsdb::Tsdb,
 };
@@ -180,27 +180,6 @@ pub fn validate(rule: &AlertRule) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn function(f: QueryFunction) -> Function {
-    match f {
-        QueryFunction::Value => Function::Value,
-        QueryFunction::Rate => Function::Rate,
-        QueryFunction::Increase => Function::Increase,
-        QueryFunction::AvgOverTime => Function::AvgOverTime,
-        QueryFunction::MaxOverTime => Function::MaxOverTime,
-        QueryFunction::MinOverTime => Function::MinOverTime,
-    }
-}
-
-pub fn aggregation(a: QueryAggregation) -> Aggregation {
-    match a {
-        QueryAggregation::Sum => Aggregation::Sum,
-        QueryAggregation::Avg => Aggregation::Avg,
-        QueryAggregation::Max => Aggregation::Max,
-        QueryAggregation::Min => Aggregation::Min,
-        QueryAggregation::Count => Aggregation::Count,
-    }
-}
-
 fn holds(op: Comparison, value: f64, threshold: f64) -> bool {
     match op {
         Comparison::Gt => value > threshold,
@@ -284,17 +263,8 @@ impl Alerting {
         }
         let mut next = rules.clone();
         next.insert(rule.name.clone(), rule.clone());
-        write_json(
-            &self.dir.join(RULES_FILE),
-            &next.values().collect::<Vec<_>>(),
-        )
-        .map_err(ApiError::internal)?;
-        *rules = next;
         // The rule's alerts start over under its new terms.
-        self.alerts
-            .lock()
-            .expect("alerts lock")
-            .retain(|(r, _), _| *r != rule.name);
+        self.replace_rules(&mut rules, next, &rule.name)?;
         Ok(rule)
     }
 
@@ -308,6 +278,17 @@ impl Alerting {
         }
         let mut next = rules.clone();
         next.remove(name);
+        self.replace_rules(&mut rules, next, name)
+    }
+
+    /// Writes `next` to disk, then makes it the rules (held in `rules`, the rules' lock) and
+    /// drops the alerts of rule `changed`.
+    fn replace_rules(
+        &self,
+        rules: &mut BTreeMap<String, AlertRule>,
+        next: BTreeMap<String, AlertRule>,
+        changed: &str,
+    ) -> ApiResult<()> {
         write_json(
             &self.dir.join(RULES_FILE),
             &next.values().collect::<Vec<_>>(),
@@ -317,7 +298,7 @@ impl Alerting {
         self.alerts
             .lock()
             .expect("alerts lock")
-            .retain(|(r, _), _| r != name);
+            .retain(|(r, _), _| r != changed);
         Ok(())
     }
 
@@ -338,8 +319,8 @@ impl Alerting {
                     .map_or(DEFAULT_WINDOW, Duration::from_secs)
                     .as_millis() as i64,
             ),
-            function: function(rule.function),
-            aggregation: rule.aggregation.map(aggregation),
+            function: rule.function,
+            aggregation: rule.aggregation,
             by: rule.by.clone(),
             quantile: rule.quantile,
         };

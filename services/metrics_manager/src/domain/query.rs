@@ -9,28 +9,7 @@ use super::{
     series::{Labels, Matcher, NAME},
     tsdb::{Bucket, MINUTE_MS, Resolution, Tsdb},
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Function {
-    /// The newest sample at or before each step (within 5 minutes).
-    Value,
-    /// Per-second increase of a counter over the window (resets counted as restarts from 0).
-    Rate,
-    /// A counter's increase over the window (not extrapolated to the window's edges).
-    Increase,
-    AvgOverTime,
-    MaxOverTime,
-    MinOverTime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Aggregation {
-    Sum,
-    Avg,
-    Max,
-    Min,
-    Count,
-}
+use crate::model::{QueryAggregation as Aggregation, QueryFunction as Function};
 
 #[derive(Debug, Clone)]
 pub struct Query {

@@ -169,23 +169,24 @@ impl Scraper {
                 .into(),
             }
         }));
-        let ok = match self.conductor.list_metrics_targets().send().await {
+        match self.conductor.list_metrics_targets().send().await {
             Ok(answer) => {
                 targets.extend(answer.into_inner().targets.into_iter().map(|t| Target {
                     url: t.url,
                     labels: t.labels.into_iter().collect(),
                 }));
-                true
             }
             Err(e) => {
                 tracing::warn!(error = %aerekos_sdk::SdkError::from(e), "the conductor did not list the scrape targets");
-                // The previous list stays; at the start there is the conductor alone.
-                if !self.targets.lock().expect("targets lock").is_empty() {
-                    return false;
+                // The previous list stays; at the start there is the conductor (and the static
+                // targets) alone.
+                let mut known = self.targets.lock().expect("targets lock");
+                if known.is_empty() {
+                    *known = targets;
                 }
-                false
+                return false;
             }
-        };
+        }
         let urls: std::collections::HashSet<&str> =
             targets.iter().map(|t| t.url.as_str()).collect();
         self.status
@@ -193,7 +194,7 @@ impl Scraper {
             .expect("status lock")
             .retain(|url, _| urls.contains(url.as_str()));
         *self.targets.lock().expect("targets lock") = targets;
-        ok
+        true
     }
 
     /// Scrapes every target once.

@@ -25,6 +25,8 @@ use std::{
     },
 };
 
+pub use crate::model::Resolution;
+
 use super::series::{self, Labels, Matcher};
 use crate::store::{self, Section, SectionMeta, SeriesChunk, Wal, WalRecord, WalSample, gorilla};
 
@@ -68,13 +70,6 @@ impl Bucket {
             last: v,
         }
     }
-}
-
-/// Which samples a query reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
-    Raw,
-    Minute,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -131,13 +126,7 @@ struct Inner {
 
 impl Inner {
     fn intern(&mut self, key: &str) -> Arc<str> {
-        if let Some((k, _)) = self.keys.get_key_value(key) {
-            return k.clone();
-        }
-        let k: Arc<str> = key.into();
-        let labels = series::parse_key(key).unwrap_or_default();
-        self.keys.insert(k.clone(), Arc::new(labels));
-        k
+        intern_key(&mut self.keys, key)
     }
 }
 
@@ -157,17 +146,7 @@ impl Tsdb {
     /// up any raw section a crash left without its rollup.
     pub fn open(dir: &Path, config: TsdbConfig) -> io::Result<Tsdb> {
         let mut keys: HashMap<Arc<str>, Arc<Labels>> = HashMap::new();
-        let mut intern = |k: &str| -> Arc<str> {
-            if let Some((key, _)) = keys.get_key_value(k) {
-                return key.clone();
-            }
-            let key: Arc<str> = k.into();
-            keys.insert(
-                key.clone(),
-                Arc::new(series::parse_key(k).unwrap_or_default()),
-            );
-            key
-        };
+        let mut intern = |k: &str| intern_key(&mut keys, k);
         let raw: Vec<Arc<Section>> = store::read_sections(&dir.join("raw"), false, &mut intern)?
             .into_iter()
             .map(Arc::new)
@@ -409,7 +388,7 @@ impl Tsdb {
         };
         let section = {
             let inner = &mut *inner;
-            let mut intern = |k: &str| inner_intern(&mut inner.keys, k);
+            let mut intern = |k: &str| intern_key(&mut inner.keys, k);
             store::write_raw_section(&self.dir.join("raw"), meta, &chunks, &mut intern)?
         };
         inner.raw.push(Arc::new(section));
@@ -478,7 +457,7 @@ impl Tsdb {
             days.sort_by_key(|(d, _)| *d);
             for (day, chunks) in days {
                 let path = rollup_day_path(&self.dir, day);
-                let mut intern = |k: &str| inner_intern(&mut inner.keys, k);
+                let mut intern = |k: &str| intern_key(&mut inner.keys, k);
                 let rolled =
                     store::append_rollup_section(&path, section.meta, &chunks, &mut intern)?;
                 inner.rollup.push(Arc::new(rolled));
@@ -790,7 +769,8 @@ fn write_rolled_upto(dir: &Path, upto: u64) -> io::Result<()> {
     )
 }
 
-fn inner_intern(keys: &mut HashMap<Arc<str>, Arc<Labels>>, key: &str) -> Arc<str> {
+/// The shared copy of `key` in `keys`, added with its labels when new.
+fn intern_key(keys: &mut HashMap<Arc<str>, Arc<Labels>>, key: &str) -> Arc<str> {
     if let Some((k, _)) = keys.get_key_value(key) {
         return k.clone();
     }
