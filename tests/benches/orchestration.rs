@@ -346,6 +346,26 @@ async fn main() {
         aerekos.display()
     );
 
+    // `-- placements` (or `heartbeats`, `gateway`) runs that part alone and writes nothing: for
+    // profiling one of them.
+    if let Some(only) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        match only.as_str() {
+            "placements" => {
+                let (deploys, reads) = placements().await;
+                println!("placements: {deploys:.0}/s (reads {reads:.0}/s)");
+            }
+            "heartbeats" => println!(
+                "heartbeats: p99 {:.2} ms",
+                bench::percentile(&heartbeats().await.0, 0.99)
+            ),
+            "gateway" => {
+                let (through, direct) = gateway(aerekos).await;
+                println!("gateway: {through:.0}/s vs {direct:.0}/s");
+            }
+            other => panic!("no part {other:?}: placements, heartbeats or gateway"),
+        }
+        return;
+    }
     let (deploys, reads) = placements().await;
     println!("placements: {deploys:.0}/s (reads {reads:.0}/s)");
     let (hb, hb_ref, lost) = heartbeats().await;

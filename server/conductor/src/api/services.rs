@@ -75,11 +75,10 @@ impl ServicesApi {
         name: Path<String>,
     ) -> ApiResult<Removed> {
         auth.0.require_admin()?;
-        state
-            .catalog
-            .remove(&name.0)
-            .await
-            .map(|()| Removed::NoContent)
+        state.catalog.remove(&name.0).await?;
+        // The service's instances went with it, in the catalog's transaction.
+        state.instances.invalidate();
+        Ok(Removed::NoContent)
     }
 
     /// Deploy a service (admin only): place instances on live workers with room for them, its

@@ -336,7 +336,7 @@ impl BackupService {
     /// live and whose last backup is older than its interval.
     pub async fn schedule(
         &self,
-        services: &[Service],
+        services: &[std::sync::Arc<Service>],
         volumes: &[VolumeRow],
         workers: &[Worker],
     ) -> ApiResult<()> {

@@ -2,14 +2,19 @@
 //! admins define (kept in the database), each with its state: enabled, its deployment, its load
 //! balancing. Placing and keeping instances is [`super::deployments`]'s work.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use aerekos_common::{ApiError, ApiResult};
 
-use super::from_ms;
+use tokio::sync::MappedMutexGuard;
+
+use super::{from_ms, memory_table::MemoryTable};
 use crate::{
     model::{LoadBalancing, ResourceSpec, Service, ServiceDefinition},
-    store::{Db, services, services::ServiceRow},
+    store::{
+        Db, services,
+        services::{DeploymentUpdate, ServiceRow},
+    },
 };
 
 /// The image the docker driver runs built-in services from: the aerekos executable itself, which
@@ -133,26 +138,84 @@ fn builtin_service(b: &Builtin) -> Service {
 
 pub struct CatalogService {
     db: Db,
+    /// Every service by name, with its state; SQLite is the durable copy.
+    table: MemoryTable<Vec<Arc<Service>>>,
 }
 
 impl CatalogService {
     pub async fn start(db: Db) -> Result<Self, sqlx::Error> {
         let names: Vec<_> = BUILTINS.iter().map(|b| b.name).collect();
         services::ensure(&db, &names).await?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            table: MemoryTable::default(),
+        })
+    }
+
+    /// The catalog, read from SQLite first if it is not in memory or changed. Placement holds it
+    /// across the commit of a deployment ([`super::instances::InstanceService::apply`]).
+    pub(crate) async fn table(&self) -> ApiResult<MappedMutexGuard<'_, Vec<Arc<Service>>>> {
+        self.table
+            .lock(|| async {
+                let rows = services::all(&self.db).await.map_err(ApiError::internal)?;
+                Ok(rows
+                    .iter()
+                    .filter_map(|row| with_state(row).ok().map(Arc::new))
+                    .collect())
+            })
+            .await
+    }
+
+    /// Every service, shared rather than copied (placement reads them all at each deploy).
+    pub async fn snapshot(&self) -> ApiResult<Vec<Arc<Service>>> {
+        Ok(self.table().await?.clone())
+    }
+
+    /// Brings `table` up to deployment `updates` just committed.
+    pub(crate) fn updated(
+        &self,
+        table: &mut [Arc<Service>],
+        updates: &[DeploymentUpdate<'_>],
+        at: i64,
+    ) {
+        let now = from_ms(at);
+        for u in updates {
+            let Some(service) = table.iter_mut().find(|s| s.name == u.name) else {
+                continue;
+            };
+            let service = Arc::make_mut(service);
+            match u.deployment.map(serde_json::from_str).transpose() {
+                Ok(deployment) => service.deployment = deployment,
+                Err(_) => {
+                    // Written by serde_json a moment ago, so not expected: read the file again.
+                    self.table.invalidate();
+                    return;
+                }
+            }
+            service.enabled = u.enabled;
+            service.load_balancing = parse_lb(u.load_balancing);
+            service.updated_at = now;
+        }
     }
 
     pub async fn list(&self) -> ApiResult<Vec<Service>> {
-        let rows = services::all(&self.db).await.map_err(ApiError::internal)?;
-        Ok(rows.iter().filter_map(|row| with_state(row).ok()).collect())
+        Ok(self
+            .table()
+            .await?
+            .iter()
+            .map(|s| Service::clone(s))
+            .collect())
     }
 
     pub async fn get(&self, name: &str) -> ApiResult<Service> {
-        match services::get(&self.db, name)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            Some(row) => with_state(&row),
+        let found = self
+            .table()
+            .await?
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| Service::clone(s));
+        match found {
+            Some(service) => Ok(service),
             None => Err(self.not_found(name).await),
         }
     }
@@ -185,10 +248,11 @@ impl CatalogService {
         }
         let json = serde_json::to_string(&service).map_err(ApiError::internal)?;
         let lb = lb_name(service.load_balancing);
-        if !services::insert_defined(&self.db, &service.name, &json, lb)
+        let inserted = services::insert_defined(&self.db, &service.name, &json, lb)
             .await
-            .map_err(ApiError::internal)?
-        {
+            .map_err(ApiError::internal)?;
+        self.table.invalidate();
+        if !inserted {
             return Err(ApiError::conflict(
                 "service_exists",
                 format!("the catalog already has a service {:?}", service.name),
@@ -229,6 +293,7 @@ impl CatalogService {
         services::delete_defined(&self.db, name)
             .await
             .map_err(ApiError::internal)?;
+        self.table.invalidate();
         tracing::info!(service = name, "service removed from the catalog");
         Ok(())
     }

@@ -79,8 +79,8 @@ struct Outcome {
 
 /// The cluster as a plan sees it: reservations and ports taken, updated as instances are placed.
 struct Cluster {
-    services: Vec<Service>,
-    instances: Vec<Instance>,
+    services: Vec<Arc<Service>>,
+    instances: Vec<Arc<Instance>>,
     workers: Vec<Worker>,
     volumes: Vec<VolumeRow>,
     reserved: HashMap<Uuid, Amounts>,
@@ -89,8 +89,8 @@ struct Cluster {
 
 impl Cluster {
     fn new(
-        services: Vec<Service>,
-        instances: Vec<Instance>,
+        services: Vec<Arc<Service>>,
+        instances: Vec<Arc<Instance>>,
         workers: Vec<Worker>,
         volumes: Vec<VolumeRow>,
     ) -> Self {
@@ -100,7 +100,7 @@ impl Cluster {
             .collect();
         let reserved = scheduler::reservations(&instances);
         let mut ports_by_ip: HashMap<String, HashSet<u16>> = HashMap::new();
-        for inst in &instances {
+        for inst in instances.iter().filter(|i| !i.spec.ports.is_empty()) {
             if let Some(ip) = ip_of.get(&inst.worker_id) {
                 ports_by_ip
                     .entry((*ip).to_owned())
@@ -375,11 +375,11 @@ pub(crate) fn check_secret_env(
 }
 
 /// Services in an order where each comes after what it depends on.
-fn dependency_order(services: &[Service]) -> Vec<&Service> {
+fn dependency_order(services: &[Arc<Service>]) -> Vec<&Service> {
     let mut out: Vec<&Service> = Vec::with_capacity(services.len());
     while out.len() < services.len() {
         let before = out.len();
-        for s in services {
+        for s in services.iter().map(|s| &**s) {
             let done = out.iter().any(|o| o.name == s.name);
             if !done
                 && s.depends_on.iter().all(|d| {
@@ -393,6 +393,7 @@ fn dependency_order(services: &[Service]) -> Vec<&Service> {
             // A cycle cannot be defined (dependencies must exist first); keep the rest as they are.
             let rest: Vec<&Service> = services
                 .iter()
+                .map(|s| &**s)
                 .filter(|s| !out.iter().any(|o| o.name == s.name))
                 .collect();
             out.extend(rest);
@@ -430,8 +431,8 @@ impl DeploymentService {
     }
 
     async fn cluster(&self) -> ApiResult<Cluster> {
-        let services = self.catalog.list().await?;
-        let instances = self.instances.all().await?;
+        let services = self.catalog.snapshot().await?;
+        let instances = self.instances.snapshot().await?;
         let volumes = self.volumes.records().await?;
         Ok(Cluster::new(
             services,
@@ -502,7 +503,7 @@ impl DeploymentService {
             .instances
             .iter()
             .filter(|i| i.service.as_deref() == Some(&service.name))
-            .cloned()
+            .map(|i| Instance::clone(i))
             .collect();
         if service.stateful && start_empty {
             // The old instance works on the volume being left behind: it stops now.
@@ -879,14 +880,15 @@ impl DeploymentService {
             })
             .collect();
         self.instances
-            .apply(&updates, placed, &removed, &volume_rows)
+            .apply(&self.catalog, &updates, placed, &removed, &volume_rows)
             .await?;
         // The routes follow at once: the new load balancing, removed instances gone (new ones
         // join when healthy).
         if let Some(s) = cluster.services.iter_mut().find(|s| s.name == service.name) {
-            s.load_balancing = lb;
+            Arc::make_mut(s).load_balancing = lb;
         }
-        self.publish_routes(&cluster, &removed.iter().map(|i| i.id).collect());
+        let changed: Vec<&str> = targets.iter().map(|(s, _)| s.name.as_str()).collect();
+        self.publish_routes_of(&cluster, &removed.iter().map(|i| i.id).collect(), &changed);
         {
             let mut known = self.problems.lock().expect("problems lock");
             for (s, _) in &targets {
@@ -931,7 +933,7 @@ impl DeploymentService {
             .instances
             .iter()
             .filter(|i| i.service.as_deref() == Some(name))
-            .cloned()
+            .map(|i| Instance::clone(i))
             .collect();
         let json = service
             .deployment
@@ -946,9 +948,9 @@ impl DeploymentService {
             load_balancing: catalog::lb_name(service.load_balancing),
         };
         self.instances
-            .apply(&[update], vec![], &removed, &[])
+            .apply(&self.catalog, &[update], vec![], &removed, &[])
             .await?;
-        self.publish_routes(&cluster, &removed.iter().map(|i| i.id).collect());
+        self.publish_routes_of(&cluster, &removed.iter().map(|i| i.id).collect(), &[name]);
         tracing::info!(service = name, stopped = removed.len(), "service disabled");
         drop(_one_at_a_time);
         self.deployment(name).await
@@ -1269,7 +1271,7 @@ impl DeploymentService {
         }
         if !placed.is_empty() || !removed.is_empty() || !volume_rows.is_empty() {
             self.instances
-                .apply(&[], placed, &removed, &volume_rows)
+                .apply(&self.catalog, &[], placed, &removed, &volume_rows)
                 .await?;
         }
         drop(guard);
@@ -1278,10 +1280,40 @@ impl DeploymentService {
         Ok(())
     }
 
+    /// Rebuilds every service's route.
     fn publish_routes(&self, cluster: &Cluster, gone: &HashSet<Uuid>) {
-        let specs = cluster
+        let specs = self.route_specs(cluster, gone, |_| true);
+        self.routes.replace(specs);
+    }
+
+    /// Rebuilds the routes of the services in `changed` only (what a deploy touched).
+    fn publish_routes_of(&self, cluster: &Cluster, gone: &HashSet<Uuid>, changed: &[&str]) {
+        let specs = self.route_specs(cluster, gone, |s| changed.contains(&s));
+        self.routes.update(specs);
+    }
+
+    fn route_specs(
+        &self,
+        cluster: &Cluster,
+        gone: &HashSet<Uuid>,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<RouteSpec> {
+        // Grouped once: matching every service against every instance was most of a deploy's
+        // CPU with a thousand of each.
+        let mut healthy: HashMap<&str, Vec<&Instance>> = HashMap::new();
+        for i in &cluster.instances {
+            if let Some(service) = i.service.as_deref()
+                && wanted(service)
+                && i.health == InstanceHealth::Healthy
+                && !gone.contains(&i.id)
+            {
+                healthy.entry(service).or_default().push(i);
+            }
+        }
+        cluster
             .services
             .iter()
+            .filter(|s| wanted(&s.name))
             .map(|s| RouteSpec {
                 service: s.name.clone(),
                 load_balancing: s.load_balancing,
@@ -1295,15 +1327,14 @@ impl DeploymentService {
                     (None, Some(Site::Wait(wait))) => Some(Unavailable { code: "volume_unavailable", message: wait.message }),
                     _ => None,
                 },
-                endpoints: cluster
-                    .instances
-                    .iter()
-                    .filter(|i| i.service.as_deref() == Some(&s.name) && i.health == InstanceHealth::Healthy && !gone.contains(&i.id))
+                endpoints: healthy
+                    .get(s.name.as_str())
+                    .into_iter()
+                    .flatten()
                     .filter_map(|i| Some((i.id, i.worker_id, i.address.clone()?, i.spec.tls)))
                     .collect(),
             })
-            .collect();
-        self.routes.replace(specs);
+            .collect()
     }
 }
 
@@ -1340,7 +1371,7 @@ fn fits_on(
 }
 
 /// `service` and, depth first, everything it depends on (dependencies before dependents).
-fn collect_dependencies(all: &[Service], service: &Service, out: &mut Vec<Service>) {
+fn collect_dependencies(all: &[Arc<Service>], service: &Service, out: &mut Vec<Service>) {
     if out.iter().any(|s| s.name == service.name) {
         return;
     }

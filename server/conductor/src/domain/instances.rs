@@ -2,16 +2,18 @@
 //! each worker fetches its assignments, runs them, and reports their state back.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use aerekos_common::{ApiError, ApiResult};
-use tokio::sync::watch;
+use tokio::sync::{MappedMutexGuard, watch};
 use uuid::Uuid;
 
-use super::{from_ms, scheduler, workers::WorkerService};
+use super::{
+    catalog::CatalogService, from_ms, memory_table::MemoryTable, scheduler, workers::WorkerService,
+};
 use crate::{
     model::{
         Assignments, BackupJob, CreateInstanceRequest, DesiredState, ExecAssignment, Instance,
@@ -52,6 +54,9 @@ pub struct InstanceService {
     pub reported: tokio::sync::Notify,
     /// Per worker, the volume work of moves under way (set by the move service).
     volume_work: Mutex<HashMap<Uuid, VolumeWork>>,
+    /// Every instance, in the order they were created; SQLite is the durable copy. Health is
+    /// worked out at each read, from the worker's liveness then.
+    table: MemoryTable<Vec<Arc<Instance>>>,
 }
 
 /// What a worker is told to do beside running its instances: fetch volumes, delete others, back
@@ -150,6 +155,7 @@ impl InstanceService {
             closing: std::sync::atomic::AtomicBool::new(false),
             reported: tokio::sync::Notify::new(),
             volume_work: Mutex::default(),
+            table: MemoryTable::default(),
         }
     }
 
@@ -215,12 +221,25 @@ impl InstanceService {
         work.retain(|_, v| *v != VolumeWork::default());
         drop(work);
         for w in changed {
-            self.bump(w);
+            self.wake(w);
         }
     }
 
-    /// Wakes `worker_id`'s wait for assignments: they changed.
+    /// Says that `worker_id`'s instances changed in a transaction committed elsewhere (the job
+    /// queue, sandboxes, moves): the table is read again, and the worker's wait for assignments
+    /// woken.
     pub fn bump(&self, worker_id: Uuid) {
+        self.table.invalidate();
+        self.wake(worker_id);
+    }
+
+    /// Instances changed elsewhere, on no worker in particular: the table is read again.
+    pub fn invalidate(&self) {
+        self.table.invalidate();
+    }
+
+    /// Wakes `worker_id`'s wait for assignments: they changed.
+    fn wake(&self, worker_id: Uuid) {
         let mut versions = self.versions.lock().expect("versions lock");
         let v = versions.entry(worker_id).or_insert(self.base_version);
         *v += 1;
@@ -296,6 +315,7 @@ impl InstanceService {
             }
         }
         let row = new_row(worker_id, req.service, &req.spec, now_ms())?;
+        let mut table = self.table().await?;
         instances::insert(&self.db, &row)
             .await
             .map_err(|e| match &e {
@@ -305,52 +325,75 @@ impl InstanceService {
                 ),
                 _ => ApiError::internal(e),
             })?;
-        self.bump(worker_id);
-        tracing::info!(instance_id = %row.id, worker_id = %worker_id, "instance assigned");
-        self.to_model(row)
+        let instance = self.to_model(row)?;
+        table.push(Arc::new(instance.clone()));
+        in_creation_order(&mut table);
+        drop(table);
+        self.wake(worker_id);
+        tracing::info!(instance_id = %instance.id, worker_id = %worker_id, "instance assigned");
+        Ok(instance)
+    }
+
+    /// The instance table, read from SQLite first if it is not in memory or changed elsewhere.
+    async fn table(&self) -> ApiResult<MappedMutexGuard<'_, Vec<Arc<Instance>>>> {
+        self.table
+            .lock(|| async {
+                let rows = instances::all(&self.db).await.map_err(ApiError::internal)?;
+                rows.into_iter()
+                    .map(|r| self.to_model(r).map(Arc::new))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Every instance, shared rather than copied (placement reads them all at each deploy), with
+    /// its health as of now.
+    pub async fn snapshot(&self) -> ApiResult<Vec<Arc<Instance>>> {
+        Ok(self
+            .table()
+            .await?
+            .iter()
+            .map(|i| {
+                let health = self.health(i.worker_id, i.desired_state, i.state);
+                if health == i.health {
+                    i.clone()
+                } else {
+                    Arc::new(self.with_health(Instance::clone(i)))
+                }
+            })
+            .collect())
+    }
+
+    /// The instances `keep` selects, with their health as of now.
+    async fn select(&self, keep: impl Fn(&Instance) -> bool) -> ApiResult<Vec<Instance>> {
+        Ok(self
+            .table()
+            .await?
+            .iter()
+            .filter(|i| keep(i))
+            .map(|i| self.with_health(Instance::clone(i)))
+            .collect())
     }
 
     pub async fn get(&self, id: Uuid) -> ApiResult<Instance> {
-        let row = instances::get(&self.db, &id.to_string())
-            .await
-            .map_err(ApiError::internal)?;
-        self.to_model(row.ok_or_else(|| {
+        self.select(|i| i.id == id).await?.pop().ok_or_else(|| {
             ApiError::not_found("instance_not_found", format!("no instance with id {id}"))
-        })?)
+        })
     }
 
     pub async fn for_worker(&self, worker_id: Uuid) -> ApiResult<Vec<Instance>> {
-        let rows = instances::for_worker(&self.db, &worker_id.to_string())
-            .await
-            .map_err(ApiError::internal)?;
-        rows.into_iter().map(|r| self.to_model(r)).collect()
+        self.select(|i| i.worker_id == worker_id).await
     }
 
     pub async fn for_service(&self, service: &str) -> ApiResult<Vec<Instance>> {
-        let rows = instances::for_service(&self.db, service)
-            .await
-            .map_err(ApiError::internal)?;
-        rows.into_iter().map(|r| self.to_model(r)).collect()
+        self.select(|i| i.service.as_deref() == Some(service)).await
     }
 
     /// The live workers that have checked in since this conductor started (one in its grace
     /// after the start, not heard from yet, may be gone), as the scheduler sees them, with what
-    /// their instances reserve (summed in SQLite, not read back instance by instance): where the
-    /// job queue and sandboxes place.
+    /// their instances reserve: where the job queue and sandboxes place.
     pub async fn checked_in_candidates(&self) -> ApiResult<Vec<scheduler::Candidate>> {
-        let reserved: HashMap<Uuid, scheduler::Amounts> = instances::reservations(&self.db)
-            .await
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .filter_map(|(worker, cpu, memory, disk)| {
-                let amounts = scheduler::Amounts {
-                    cpu: cpu.max(0) as u64,
-                    memory: memory.max(0) as u64,
-                    disk: disk.max(0) as u64,
-                };
-                Some((Uuid::parse_str(&worker).ok()?, amounts))
-            })
-            .collect();
+        let reserved = scheduler::reservations(&self.table().await?);
         Ok(self
             .workers
             .snapshot()
@@ -362,8 +405,7 @@ impl InstanceService {
 
     /// Every instance of the cluster.
     pub async fn all(&self) -> ApiResult<Vec<Instance>> {
-        let rows = instances::all(&self.db).await.map_err(ApiError::internal)?;
-        rows.into_iter().map(|r| self.to_model(r)).collect()
+        self.select(|_| true).await
     }
 
     /// Commits a deployment change in one transaction: services' new deployment state, instances
@@ -372,6 +414,7 @@ impl InstanceService {
     /// transaction as the placement that uses them.
     pub async fn apply(
         &self,
+        catalog: &CatalogService,
         updates: &[DeploymentUpdate<'_>],
         placed: Vec<(Uuid, Option<String>, InstanceSpec)>,
         removed: &[Instance],
@@ -383,9 +426,13 @@ impl InstanceService {
             validate_spec(&spec)?;
             rows.push(new_row(worker_id, service, &spec, now)?);
         }
+        // Both tables are held across the commit, so neither can be read between the file and
+        // memory (the catalog's lock is always taken after this one).
+        let mut table = self.table().await?;
+        let mut services_table = catalog.table().await?;
         let commit = async {
             let mut tx = self.db.write.begin().await?;
-            services::update_deployments(&mut tx, updates).await?;
+            services::update_deployments(&mut tx, updates, now).await?;
             for row in &rows {
                 instances::insert_in(&mut tx, row).await?;
             }
@@ -398,35 +445,46 @@ impl InstanceService {
             tx.commit().await
         };
         commit.await.map_err(ApiError::internal)?;
-        let touched: BTreeSet<Uuid> = rows
+        catalog.updated(&mut services_table, updates, now);
+        drop(services_table);
+        let gone: HashSet<Uuid> = removed.iter().map(|i| i.id).collect();
+        table.retain(|i| !gone.contains(&i.id));
+        let placed: Vec<Instance> = rows
+            .into_iter()
+            .map(|r| self.to_model(r))
+            .collect::<ApiResult<_>>()?;
+        table.extend(placed.iter().cloned().map(Arc::new));
+        in_creation_order(&mut table);
+        drop(table);
+        let touched: BTreeSet<Uuid> = placed
             .iter()
-            .filter_map(|r| Uuid::parse_str(&r.worker_id).ok())
+            .map(|i| i.worker_id)
             .chain(removed.iter().map(|i| i.worker_id))
             .collect();
         for worker in touched {
-            self.bump(worker);
+            self.wake(worker);
         }
-        for row in &rows {
-            tracing::info!(instance_id = %row.id, worker_id = %row.worker_id, service = ?row.service, "instance placed");
+        for inst in &placed {
+            tracing::info!(instance_id = %inst.id, worker_id = %inst.worker_id, service = ?inst.service, "instance placed");
         }
         for inst in removed {
             tracing::info!(instance_id = %inst.id, worker_id = %inst.worker_id, service = ?inst.service, "instance removed");
         }
-        rows.into_iter().map(|r| self.to_model(r)).collect()
+        Ok(placed)
     }
 
     /// Removes the instance; its worker stops it when it next fetches its assignments.
     pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
-        let worker = instances::get(&self.db, &id.to_string())
-            .await
-            .map_err(ApiError::internal)?
-            .map(|r| r.worker_id);
+        let mut table = self.table().await?;
+        let worker = table.iter().find(|i| i.id == id).map(|i| i.worker_id);
         if instances::delete(&self.db, &id.to_string())
             .await
             .map_err(ApiError::internal)?
         {
-            if let Some(worker) = worker.and_then(|w| Uuid::parse_str(&w).ok()) {
-                self.bump(worker);
+            table.retain(|i| i.id != id);
+            drop(table);
+            if let Some(worker) = worker {
+                self.wake(worker);
             }
             tracing::info!(instance_id = %id, "instance removed");
             Ok(())
@@ -444,6 +502,7 @@ impl InstanceService {
         instance_id: Uuid,
         report: InstanceStatusReport,
     ) -> ApiResult<()> {
+        let mut table = self.table().await?;
         let recorded = instances::report(
             &self.db,
             &instance_id.to_string(),
@@ -457,6 +516,19 @@ impl InstanceService {
         .await
         .map_err(ApiError::internal)?;
         if let Some(service) = recorded {
+            if let Some(inst) = table
+                .iter_mut()
+                .find(|i| i.id == instance_id && i.worker_id == worker_id)
+            {
+                let inst = Arc::make_mut(inst);
+                inst.state = report.state;
+                inst.address = report.address;
+                inst.exit_code = report.exit_code;
+                inst.reason = report.reason;
+                inst.restarts = report.restarts;
+                inst.updated_at = chrono::Utc::now();
+            }
+            drop(table);
             // The deployment loop keeps services; a job's attempt is the job queue's.
             if service.is_some() {
                 self.reported.notify_one();
@@ -480,13 +552,34 @@ impl InstanceService {
         } else {
             DesiredState::Running
         };
-        let health = if !self.workers.is_live(worker_id) {
-            InstanceHealth::Lost
-        } else {
-            health_of(desired_state, state)
-        };
+        let health = self.health(worker_id, desired_state, state);
         to_model(row, worker_id, state, desired_state, health)
     }
+
+    /// `instance` with its health as of now (its worker may have been lost since it was read).
+    fn with_health(&self, mut instance: Instance) -> Instance {
+        instance.health = self.health(instance.worker_id, instance.desired_state, instance.state);
+        instance
+    }
+
+    fn health(
+        &self,
+        worker_id: Uuid,
+        desired: DesiredState,
+        state: InstanceState,
+    ) -> InstanceHealth {
+        if self.workers.is_live(worker_id) {
+            health_of(desired, state)
+        } else {
+            InstanceHealth::Lost
+        }
+    }
+}
+
+/// Sorts the table as SQLite lists it (`ORDER BY created_at, id`), so what the cluster reads does
+/// not depend on whether the table was just loaded.
+fn in_creation_order(table: &mut [Arc<Instance>]) {
+    table.sort_by_key(|i| (i.created_at, i.id));
 }
 
 /// A freshly assigned instance: to run, not picked up yet.

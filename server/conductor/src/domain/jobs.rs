@@ -775,6 +775,7 @@ impl JobService {
                     tx.commit().await.map(|()| undone)
                 };
                 if undo.await.map_err(ApiError::internal)? {
+                    self.instances.bump(worker);
                     tracing::info!(job_id = %a.job_id, worker_id = %worker, "attempt on a lost worker never started; job queued again");
                 }
                 continue;

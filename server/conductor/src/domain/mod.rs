@@ -9,6 +9,7 @@ pub mod deployments;
 pub mod instances;
 pub mod jobs;
 pub mod login_guard;
+pub mod memory_table;
 pub mod moves;
 pub mod passwords;
 pub mod platform;

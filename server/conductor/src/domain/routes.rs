@@ -115,38 +115,54 @@ impl Routes {
         let old = self.snapshot();
         let services = specs
             .into_iter()
-            .map(|spec| {
-                let previous = old.services.get(&spec.service);
-                let endpoints = spec
-                    .endpoints
-                    .into_iter()
-                    .map(|(instance_id, worker_id, address, tls)| {
-                        let in_flight = previous
-                            .and_then(|p| p.endpoints.iter().find(|e| e.instance_id == instance_id))
-                            .map_or_else(Arc::default, |e| e.in_flight.clone());
-                        RouteEndpoint {
-                            instance_id,
-                            worker_id,
-                            address,
-                            tls,
-                            in_flight,
-                        }
-                    })
-                    .collect();
-                let next = previous.map_or_else(Arc::default, |p| p.next.clone());
-                (
-                    spec.service,
-                    Arc::new(ServiceRoute {
-                        load_balancing: spec.load_balancing,
-                        endpoints,
-                        unavailable: spec.unavailable,
-                        next,
-                    }),
-                )
-            })
+            .map(|spec| build_route(&old, spec))
             .collect();
         *self.table.write().expect("routes lock") = Arc::new(RouteTable { services });
     }
+
+    /// Replaces the routes of the services `specs` name, and no other's (a deploy changes one
+    /// service and what it depends on; rebuilding every route at each was a large part of it).
+    pub fn update(&self, specs: Vec<RouteSpec>) {
+        let mut table = self.table.write().expect("routes lock");
+        let mut services = table.services.clone();
+        for spec in specs {
+            let (name, route) = build_route(&table, spec);
+            services.insert(name, route);
+        }
+        *table = Arc::new(RouteTable { services });
+    }
+}
+
+/// A service's route from its spec, keeping the in-flight counts and the round-robin position of
+/// its route in `old`.
+fn build_route(old: &RouteTable, spec: RouteSpec) -> (String, Arc<ServiceRoute>) {
+    let previous = old.services.get(&spec.service);
+    let endpoints = spec
+        .endpoints
+        .into_iter()
+        .map(|(instance_id, worker_id, address, tls)| {
+            let in_flight = previous
+                .and_then(|p| p.endpoints.iter().find(|e| e.instance_id == instance_id))
+                .map_or_else(Arc::default, |e| e.in_flight.clone());
+            RouteEndpoint {
+                instance_id,
+                worker_id,
+                address,
+                tls,
+                in_flight,
+            }
+        })
+        .collect();
+    let next = previous.map_or_else(Arc::default, |p| p.next.clone());
+    (
+        spec.service,
+        Arc::new(ServiceRoute {
+            load_balancing: spec.load_balancing,
+            endpoints,
+            unavailable: spec.unavailable,
+            next,
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use crate::model::{DriverKind, Instance, PlacementStrategy, ResourceSpec, Worker
 pub type PlacementLock = Arc<tokio::sync::Mutex<()>>;
 
 /// What the instances reserve, per worker.
-pub fn reservations(instances: &[Instance]) -> HashMap<Uuid, Amounts> {
+pub fn reservations<I: std::borrow::Borrow<Instance>>(instances: &[I]) -> HashMap<Uuid, Amounts> {
     let mut reserved: HashMap<Uuid, Amounts> = HashMap::new();
     for inst in instances {
+        let inst = inst.borrow();
         if let Some(r) = &inst.spec.resources {
             reserved
                 .entry(inst.worker_id)

@@ -66,31 +66,6 @@ pub async fn delete_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn get(db: &Db, id: &str) -> DbResult<Option<InstanceRow>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(&db.read)
-        .await
-}
-
-pub async fn for_worker(db: &Db, worker_id: &str) -> DbResult<Vec<InstanceRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM instances WHERE worker_id = ? ORDER BY created_at, id"
-    ))
-    .bind(worker_id)
-    .fetch_all(&db.read)
-    .await
-}
-
-pub async fn for_service(db: &Db, service: &str) -> DbResult<Vec<InstanceRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM instances WHERE service = ? ORDER BY created_at, id"
-    ))
-    .bind(service)
-    .fetch_all(&db.read)
-    .await
-}
-
 #[allow(clippy::too_many_arguments)]
 /// Records a worker's report: None when the instance is not (or no longer) that worker's, else
 /// the service it is an instance of (None within: a job's attempt or an admin's own instance).
@@ -126,18 +101,4 @@ pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
         .execute(&db.write)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// What every worker's instances reserve: (worker id, CPU millicores, memory MB, disk MB), summed
-/// in SQLite rather than by reading every instance (the job queue asks at each pass).
-pub async fn reservations(db: &Db) -> DbResult<Vec<(String, i64, i64, i64)>> {
-    sqlx::query_as(
-        "SELECT worker_id,
-                COALESCE(SUM(json_extract(spec, '$.resources.cpu_millicores')), 0),
-                COALESCE(SUM(json_extract(spec, '$.resources.memory_mb')), 0),
-                COALESCE(SUM(json_extract(spec, '$.resources.disk_mb')), 0)
-         FROM instances GROUP BY worker_id",
-    )
-    .fetch_all(&db.write)
-    .await
 }

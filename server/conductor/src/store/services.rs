@@ -88,8 +88,8 @@ pub struct DeploymentUpdate<'a> {
 pub async fn update_deployments(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     updates: &[DeploymentUpdate<'_>],
+    now: i64,
 ) -> DbResult<()> {
-    let now = now_ms();
     for u in updates {
         sqlx::query("UPDATE services SET enabled = ?, deployment = ?, load_balancing = ?, updated_at = ? WHERE name = ?")
             .bind(u.enabled)
