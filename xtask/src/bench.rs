@@ -15,6 +15,7 @@ const BENCHES: &[&str] = &[
     "key_manager",
     "worker",
     "orchestration",
+    "memory",
     "storage_manager",
     "volumes",
     "secrets_manager",

@@ -169,6 +169,12 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Up { .. } | Command::Conductor | Command::Worker | Command::Service { .. }
+    ) {
+        run_with_fixed_mmap_threshold();
+    }
     let result = match cli.command {
         Command::Up { driver } => platform::up(&driver),
         Command::Conductor => platform::conductor(),
@@ -222,5 +228,40 @@ fn main() {
         // One readable line (the SDK's errors carry the status, code, message and request id).
         eprintln!("aerekos: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// glibc's malloc raises its mmap threshold to the largest block freed so far: once argon2's
+/// 19 MiB working memory (a login, the admin's creation) has been freed, blocks that size come
+/// from a thread's arena and stay resident after they are freed, ~19 MiB of an idle conductor
+/// (docs/benchmarks.md, "Memory"). A threshold set by the `glibc.malloc.mmap_threshold` tunable
+/// stays where it is, so such blocks are mapped and given back. Tunables are read when a program
+/// starts, so a server re-executes itself once with it set (the same process: `exec` keeps the
+/// pid and open files); without unsafe code this is the only way to set it.
+fn run_with_fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        const TUNABLE: &str = "glibc.malloc.mmap_threshold";
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if tunables.contains(TUNABLE) {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let ours = format!("{TUNABLE}={}", 128 * 1024);
+        let tunables = if tunables.is_empty() {
+            ours
+        } else {
+            format!("{tunables}:{ours}")
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(name) = args.next() {
+            command.arg0(name);
+        }
+        // Returns only if the exec failed: the server runs on with glibc's defaults.
+        let _ = command.args(args).env("GLIBC_TUNABLES", tunables).exec();
     }
 }
