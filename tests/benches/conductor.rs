@@ -142,6 +142,14 @@ async fn main() {
         bare_runs.push(load(move |client, _| client.get(&url)).await);
     }
     let (conductor_list, bare_list) = (median(conductor_runs), median(bare_runs));
+    // `-- list` measures this row alone and writes nothing: for profiling it.
+    if std::env::args().skip(1).any(|a| a == "list") {
+        println!(
+            "GET /api/workers: {conductor_list:.0}/s, bare {bare_list:.0}/s, {:.2}",
+            conductor_list / bare_list
+        );
+        return;
+    }
 
     // 4. The rate limiter's cost on a request it lets through: the same authenticated page (10
     //    workers) from two fresh conductors alike but for the limiter: one checks its buckets (per

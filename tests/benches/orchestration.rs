@@ -299,7 +299,11 @@ fn process_tree(root: u32) -> Vec<u32> {
         let parent = tree[i];
         let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
             .unwrap_or_default();
-        tree.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        tree.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
         i += 1;
     }
     tree

@@ -13,10 +13,17 @@ use std::{
 };
 
 use aerekos_common::edge::{REQUEST_ID_HEADER, current_request_id, error_response};
-use futures_util::TryStreamExt as _;
+use http_body_util::BodyExt as _;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{
+        HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header,
+        uri::{PathAndQuery, Scheme},
+    },
 };
 use poem_openapi::OperationId;
 
@@ -45,26 +52,41 @@ impl<E> Gateway<E> {
     }
 }
 
+/// The body of a request forwarded to an instance: the client's, streamed (poem's body is this
+/// type inside, so no copy is made).
+type ForwardedBody = http_body_util::combinators::BoxBody<hyper::body::Bytes, std::io::Error>;
+
 /// Sends requests on to service instances and their answers back: what the gateway and the S3
 /// edge ([`crate::s3_edge`]) share.
+///
+/// hyper's pooled client rather than reqwest: a proxy has the request's parts already parsed, and
+/// reqwest parsed every URL again (IDNA included) and copied every header into a request of its
+/// own; with keep-alive connections to each instance, those were most of the gateway's own
+/// user-space work (docs/benchmarks.md, "Orchestration").
 pub struct Forwarder {
-    client: reqwest::Client,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, ForwardedBody>,
 }
 
 impl Forwarder {
     pub fn new(state: &AppState) -> Self {
-        let mut client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_max_idle_per_host(256);
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(3)));
         // Instances serving HTTPS present certificates of the cluster CA, and nothing else is believed.
-        if let Some(tls) = &state.tls {
-            let ca = reqwest::Certificate::from_pem_bundle(tls.ca.pem().as_bytes())
-                .expect("the cluster CA parses");
-            client = client.tls_certs_only(ca);
-        }
-        let client = client.build().expect("an HTTP client");
+        let ca = state
+            .tls
+            .as_ref()
+            .map(|tls| tls.ca.pem().as_bytes().to_vec());
+        let tls = aerekos_common::tls::client_config(ca.as_deref()).expect("the cluster CA parses");
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
         Self { client }
     }
 }
@@ -117,21 +139,19 @@ impl crate::domain::schedules::ServiceCaller for ServiceCalls {
     }
 }
 
-/// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-    )
-}
+/// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), and `Host`
+/// (the instance's, unless the caller keeps the client's).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+];
 
 /// Workers' log batches to logs_manager.
 const LOG_INGEST_PATH: &str = "/api/logs_manager/ingest";
@@ -222,13 +242,26 @@ impl Forwarder {
         let path_and_query = req
             .uri()
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let mut headers = HeaderMap::new();
-        for (name, value) in req.headers() {
-            if !is_hop_by_hop(name) {
-                headers.append(name.clone(), value.clone());
-            }
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let has_body = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|l| l != "0")
+            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        let repeatable = !has_body
+            && matches!(
+                method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+            );
+        // The client's headers go on, edited in place, less those of its connection.
+        let mut headers = std::mem::take(req.headers_mut());
+        let host = keep_host
+            .then(|| headers.get(header::HOST).cloned())
+            .flatten();
+        strip_hop_by_hop(&mut headers);
+        if let Some(host) = host {
+            headers.insert(header::HOST, host);
         }
         if let Ok(id) = HeaderValue::from_str(&current_request_id()) {
             headers.insert(REQUEST_ID_HEADER, id);
@@ -236,17 +269,6 @@ impl Forwarder {
         if let Ok(ip) = HeaderValue::from_str(&client_ip.to_string()) {
             headers.insert("x-forwarded-for", ip);
         }
-        if keep_host && let Some(host) = req.headers().get(header::HOST) {
-            headers.insert(header::HOST, host.clone());
-        }
-        let has_body = headers.contains_key(header::CONTENT_LENGTH)
-            && headers[header::CONTENT_LENGTH] != "0"
-            || req.headers().contains_key(header::TRANSFER_ENCODING);
-        let repeatable = !has_body
-            && matches!(
-                method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
-            );
         let mut body = Some(req.take_body());
 
         let mut tried = vec![];
@@ -275,34 +297,59 @@ impl Forwarder {
                     message,
                 );
             };
-            let scheme = if endpoint.tls { "https" } else { "http" };
-            let url = format!("{scheme}://{}{}", endpoint.address, path_and_query);
-            let outgoing = match body.take() {
-                Some(b) if has_body => reqwest::Body::wrap_stream(b.into_bytes_stream()),
-                _ => reqwest::Body::from(Vec::new()),
-            };
-            let in_flight = InFlight::enter(endpoint.in_flight.clone());
-            let sent = self
-                .client
-                .request(method.clone(), &url)
-                .headers(headers.clone())
-                .body(outgoing)
-                .send()
-                .await;
-            match sent {
-                Ok(upstream) => return relay(upstream, in_flight),
-                Err(e) if repeatable && (e.is_connect() || e.is_request()) && tried.is_empty() => {
-                    tracing::warn!(service, instance_id = %endpoint.instance_id, error = %e, "instance unreachable; trying another");
-                    tried.push(endpoint.instance_id);
-                }
+            let uri = Uri::builder()
+                .scheme(if endpoint.tls {
+                    Scheme::HTTPS
+                } else {
+                    Scheme::HTTP
+                })
+                .authority(endpoint.address.as_str())
+                .path_and_query(path_and_query.clone())
+                .build();
+            let uri = match uri {
+                Ok(uri) => uri,
                 Err(e) => {
-                    tracing::warn!(service, instance_id = %endpoint.instance_id, error = %e, "forwarding failed");
                     return gateway_error(
                         StatusCode::BAD_GATEWAY,
                         "bad_gateway",
                         format!(
-                            "instance {} of {service} at {} failed: {e}",
+                            "instance {} of {service} has an unusable address {:?}: {e}",
                             endpoint.instance_id, endpoint.address
+                        ),
+                    );
+                }
+            };
+            let outgoing: ForwardedBody = match body.take() {
+                Some(b) if has_body => b.into(),
+                _ => Body::empty().into(),
+            };
+            let mut forwarded = hyper::Request::new(outgoing);
+            *forwarded.method_mut() = method.clone();
+            *forwarded.uri_mut() = uri;
+            // Kept for a second try only when there can be one.
+            *forwarded.headers_mut() = if repeatable && tried.is_empty() {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
+            let in_flight = InFlight::enter(endpoint.in_flight.clone());
+            match self.client.request(forwarded).await {
+                Ok(upstream) => return relay(upstream, in_flight),
+                // Nothing came back: a request that is safe to repeat goes to another instance.
+                Err(e) if repeatable && tried.is_empty() => {
+                    tracing::warn!(service, instance_id = %endpoint.instance_id, error = ?e, "instance unreachable; trying another");
+                    tried.push(endpoint.instance_id);
+                }
+                Err(e) => {
+                    tracing::warn!(service, instance_id = %endpoint.instance_id, error = ?e, "forwarding failed");
+                    return gateway_error(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        format!(
+                            "instance {} of {service} at {} failed: {}",
+                            endpoint.instance_id,
+                            endpoint.address,
+                            causes(&e)
                         ),
                     );
                 }
@@ -311,24 +358,39 @@ impl Forwarder {
     }
 }
 
+/// An error and its causes, on one line (hyper's own message is only "client error (Connect)").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// The instance's answer, its body streamed back; the request counts as in flight until the
 /// body has been sent.
-fn relay(upstream: reqwest::Response, in_flight: InFlight) -> Response {
-    let mut builder = Response::builder().status(upstream.status());
-    for (name, value) in upstream.headers() {
-        if !is_hop_by_hop(name) {
-            builder = builder.header(name.clone(), value.clone());
-        }
-    }
-    let stream = upstream
-        .bytes_stream()
-        .map_err(std::io::Error::other)
-        .inspect_ok(move |_| {
-            let _ = &in_flight;
-        });
-    let mut resp = builder.body(Body::from_bytes_stream(stream));
+fn relay(upstream: hyper::Response<hyper::body::Incoming>, in_flight: InFlight) -> Response {
+    let mut resp: Response = upstream
+        .map(|body| {
+            body.map_err(std::io::Error::other).map_frame(move |frame| {
+                let _ = &in_flight;
+                frame
+            })
+        })
+        .into();
+    strip_hop_by_hop(resp.headers_mut());
     resp.set_data(OperationId("gateway"));
     resp
+}
+
+/// Removes the headers of one connection (see [`HOP_BY_HOP`]).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
 }
 
 /// Counts a request in flight on an endpoint until dropped.

@@ -39,6 +39,21 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError
     Ok(certs)
 }
 
+/// A client configuration that believes only the certificates of `ca_pem` (the cluster CA), or no
+/// server at all without one.
+pub fn client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = ca_pem {
+        for cert in certificates(pem)? {
+            roots.add(cert)?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A server configuration from a PEM chain (leaf first) and its PEM private key.
 pub fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certificates(chain_pem)?;
