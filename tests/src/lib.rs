@@ -937,25 +937,34 @@ pub fn up_with(
     }
 }
 
-/// The pid of a service's instance on the all-in-one worker (its process group's leader).
+/// The pid of a service's instance on the all-in-one worker (its process group's leader). Waits
+/// for the instance's pid file: the worker writes it once the process is started, so an instance
+/// the worker is (re)starting has none for a moment.
 pub async fn instance_pid(admin: &aerekos_sdk::Conductor, platform: &Up, service: &str) -> i32 {
-    let deployment = admin
-        .get_deployment()
-        .name(service)
-        .send()
-        .await
-        .unwrap()
-        .into_inner();
-    let id = deployment.instances[0].id;
-    let pid = std::fs::read_to_string(
-        platform
-            .worker_dir
-            .join("instances")
-            .join(id.to_string())
-            .join("pid"),
-    )
-    .unwrap();
-    pid.trim().parse().unwrap()
+    let mut last = String::new();
+    for _ in 0..60 {
+        let deployment = admin
+            .get_deployment()
+            .name(service)
+            .send()
+            .await
+            .unwrap()
+            .into_inner();
+        // The all-in-one worker's instance: another worker's files are not under its directory.
+        for instance in &deployment.instances {
+            let pid_file = platform
+                .worker_dir
+                .join("instances")
+                .join(instance.id.to_string())
+                .join("pid");
+            if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+                return pid.trim().parse().unwrap();
+            }
+        }
+        last = format!("{:?}", deployment.instances);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("no instance of {service} with a pid file under the all-in-one worker in 30 s: {last}");
 }
 
 /// A test that fails half-way leaves neither `aerekos up` nor its instances running: they would
