@@ -225,9 +225,10 @@ impl InstanceService {
         }
     }
 
-    /// Says that `worker_id`'s instances changed in a transaction committed elsewhere (the job
-    /// queue, sandboxes, moves): the table is read again, and the worker's wait for assignments
-    /// woken.
+    /// Says that `worker_id`'s instances changed in a transaction committed elsewhere (a volume
+    /// move's, which stops and deletes a service's instances by worker): the table is read again,
+    /// and the worker's wait for assignments woken. Frequent writers (the job queue, sandboxes)
+    /// use [`InstanceService::begin`] instead, which keeps the table in memory.
     pub fn bump(&self, worker_id: Uuid) {
         self.table.invalidate();
         self.wake(worker_id);
@@ -315,8 +316,9 @@ impl InstanceService {
             }
         }
         let row = new_row(worker_id, req.service, &req.spec, now_ms())?;
-        let mut table = self.table().await?;
-        instances::insert(&self.db, &row)
+        let instance = self.to_model(row.clone())?;
+        let mut changes = self.begin().await?;
+        instances::insert_in(&mut changes.tx, &row)
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(d) if d.is_foreign_key_violation() => ApiError::not_found(
@@ -325,13 +327,22 @@ impl InstanceService {
                 ),
                 _ => ApiError::internal(e),
             })?;
-        let instance = self.to_model(row)?;
-        table.push(Arc::new(instance.clone()));
-        in_creation_order(&mut table);
-        drop(table);
-        self.wake(worker_id);
+        changes.inserted(&row)?;
+        changes.commit().await?;
         tracing::info!(instance_id = %instance.id, worker_id = %worker_id, "instance assigned");
         Ok(instance)
+    }
+
+    /// Begins a transaction that inserts or deletes instances (see [`InstanceChanges`]). SQLite's
+    /// write connection is always taken before the instance table, never the other way round.
+    pub async fn begin(&self) -> ApiResult<InstanceChanges<'_>> {
+        Ok(InstanceChanges {
+            service: self,
+            tx: self.db.write.begin().await.map_err(ApiError::internal)?,
+            inserted: vec![],
+            deleted: HashSet::new(),
+            touched: BTreeSet::new(),
+        })
     }
 
     /// The instance table, read from SQLite first if it is not in memory or changed elsewhere.
@@ -426,11 +437,11 @@ impl InstanceService {
             validate_spec(&spec)?;
             rows.push(new_row(worker_id, service, &spec, now)?);
         }
-        // Both tables are held across the commit, so neither can be read between the file and
-        // memory (the catalog's lock is always taken after this one).
-        let mut table = self.table().await?;
-        let mut services_table = catalog.table().await?;
-        let commit = async {
+        let placed: Vec<Instance> = rows
+            .iter()
+            .map(|r| self.to_model(r.clone()))
+            .collect::<ApiResult<_>>()?;
+        let write = async {
             let mut tx = self.db.write.begin().await?;
             services::update_deployments(&mut tx, updates, now).await?;
             for row in &rows {
@@ -442,17 +453,18 @@ impl InstanceService {
             for record in volume_records {
                 volumes::upsert_in(&mut tx, record).await?;
             }
-            tx.commit().await
+            Ok::<_, sqlx::Error>(tx)
         };
-        commit.await.map_err(ApiError::internal)?;
+        let tx = write.await.map_err(ApiError::internal)?;
+        // Both tables are held across the commit, so neither can be read between the file and
+        // memory (the catalog's lock is always taken after this one).
+        let mut table = self.table().await?;
+        let mut services_table = catalog.table().await?;
+        tx.commit().await.map_err(ApiError::internal)?;
         catalog.updated(&mut services_table, updates, now);
         drop(services_table);
         let gone: HashSet<Uuid> = removed.iter().map(|i| i.id).collect();
         table.retain(|i| !gone.contains(&i.id));
-        let placed: Vec<Instance> = rows
-            .into_iter()
-            .map(|r| self.to_model(r))
-            .collect::<ApiResult<_>>()?;
         table.extend(placed.iter().cloned().map(Arc::new));
         in_creation_order(&mut table);
         drop(table);
@@ -475,25 +487,21 @@ impl InstanceService {
 
     /// Removes the instance; its worker stops it when it next fetches its assignments.
     pub async fn remove(&self, id: Uuid) -> ApiResult<()> {
-        let mut table = self.table().await?;
-        let worker = table.iter().find(|i| i.id == id).map(|i| i.worker_id);
-        if instances::delete(&self.db, &id.to_string())
+        let instance = self.get(id).await?;
+        let mut changes = self.begin().await?;
+        if !instances::delete_in(&mut changes.tx, &id.to_string())
             .await
             .map_err(ApiError::internal)?
         {
-            table.retain(|i| i.id != id);
-            drop(table);
-            if let Some(worker) = worker {
-                self.wake(worker);
-            }
-            tracing::info!(instance_id = %id, "instance removed");
-            Ok(())
-        } else {
-            Err(ApiError::not_found(
+            return Err(ApiError::not_found(
                 "instance_not_found",
                 format!("no instance with id {id}"),
-            ))
+            ));
         }
+        changes.deleted(&id.to_string(), &instance.worker_id.to_string())?;
+        changes.commit().await?;
+        tracing::info!(instance_id = %id, "instance removed");
+        Ok(())
     }
 
     pub async fn report(
@@ -502,9 +510,10 @@ impl InstanceService {
         instance_id: Uuid,
         report: InstanceStatusReport,
     ) -> ApiResult<()> {
-        let mut table = self.table().await?;
+        let at = now_ms();
+        let mut tx = self.db.write.begin().await.map_err(ApiError::internal)?;
         let recorded = instances::report(
-            &self.db,
+            &mut tx,
             &instance_id.to_string(),
             &worker_id.to_string(),
             state_name(report.state),
@@ -512,34 +521,38 @@ impl InstanceService {
             report.exit_code.map(i64::from),
             report.reason.as_deref(),
             i64::from(report.restarts),
+            at,
         )
         .await
         .map_err(ApiError::internal)?;
-        if let Some(service) = recorded {
-            if let Some(inst) = table
-                .iter_mut()
-                .find(|i| i.id == instance_id && i.worker_id == worker_id)
-            {
-                let inst = Arc::make_mut(inst);
-                inst.state = report.state;
-                inst.address = report.address;
-                inst.exit_code = report.exit_code;
-                inst.reason = report.reason;
-                inst.restarts = report.restarts;
-                inst.updated_at = chrono::Utc::now();
-            }
-            drop(table);
-            // The deployment loop keeps services; a job's attempt is the job queue's.
-            if service.is_some() {
-                self.reported.notify_one();
-            }
-            Ok(())
-        } else {
-            Err(ApiError::not_found(
+        let Some(service) = recorded else {
+            return Err(ApiError::not_found(
                 "instance_not_found",
                 format!("instance {instance_id} is not assigned to worker {worker_id}; stop it"),
-            ))
+            ));
+        };
+        // Held from before the commit until memory matches it, and only for that, so a report
+        // never keeps readers waiting for the write connection.
+        let mut table = self.table().await?;
+        tx.commit().await.map_err(ApiError::internal)?;
+        if let Some(inst) = table
+            .iter_mut()
+            .find(|i| i.id == instance_id && i.worker_id == worker_id)
+        {
+            let inst = Arc::make_mut(inst);
+            inst.state = report.state;
+            inst.address = report.address;
+            inst.exit_code = report.exit_code;
+            inst.reason = report.reason;
+            inst.restarts = report.restarts;
+            inst.updated_at = from_ms(at);
         }
+        drop(table);
+        // The deployment loop keeps services; a job's attempt is the job queue's.
+        if service.is_some() {
+            self.reported.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -573,6 +586,64 @@ impl InstanceService {
         } else {
             InstanceHealth::Lost
         }
+    }
+}
+
+/// A transaction of another domain service's (the job queue's, a sandbox's) that inserts or
+/// deletes instance rows, begun with [`InstanceService::begin`]. Its writer records each row it
+/// inserts or deletes; [`InstanceChanges::commit`] commits with the instance table held and makes
+/// the same changes in memory, so the table is not read again and no reader sees one without the
+/// other. Dropped without a commit, it rolls back and memory is untouched.
+pub struct InstanceChanges<'a> {
+    service: &'a InstanceService,
+    pub tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    inserted: Vec<Arc<Instance>>,
+    deleted: HashSet<Uuid>,
+    /// The workers whose assignments change: woken after the commit.
+    touched: BTreeSet<Uuid>,
+}
+
+impl InstanceChanges<'_> {
+    /// `row` is inserted in this transaction.
+    pub fn inserted(&mut self, row: &InstanceRow) -> ApiResult<()> {
+        let instance = self.service.to_model(row.clone())?;
+        self.touched.insert(instance.worker_id);
+        self.inserted.push(Arc::new(instance));
+        Ok(())
+    }
+
+    /// Instance `id` (on `worker_id`) is deleted in this transaction, if it was there.
+    pub fn deleted(&mut self, id: &str, worker_id: &str) -> ApiResult<()> {
+        self.deleted
+            .insert(Uuid::parse_str(id).map_err(ApiError::internal)?);
+        self.touched
+            .insert(Uuid::parse_str(worker_id).map_err(ApiError::internal)?);
+        Ok(())
+    }
+
+    /// Commits, brings the table in memory up to it, and wakes the workers concerned.
+    pub async fn commit(self) -> ApiResult<()> {
+        let Self {
+            service,
+            tx,
+            inserted,
+            deleted,
+            touched,
+        } = self;
+        let mut table = service.table().await?;
+        tx.commit().await.map_err(ApiError::internal)?;
+        if !deleted.is_empty() {
+            table.retain(|i| !deleted.contains(&i.id));
+        }
+        if !inserted.is_empty() {
+            table.extend(inserted);
+            in_creation_order(&mut table);
+        }
+        drop(table);
+        for worker in touched {
+            service.wake(worker);
+        }
+        Ok(())
     }
 }
 

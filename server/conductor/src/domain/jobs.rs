@@ -551,35 +551,33 @@ impl JobService {
             .await
             .map_err(ApiError::internal)?
             .filter(|a| a.outcome == AttemptOutcome::Running.as_str());
-        let commit = async {
-            let mut tx = self.db.write.begin().await?;
-            if let Some(a) = &running {
-                let ended = AttemptRow {
-                    outcome: AttemptOutcome::Cancelled.as_str().into(),
-                    reason: Some(reason.clone()),
-                    ended_at: Some(now),
-                    ..a.clone()
-                };
-                store::end_attempt(&mut tx, &ended).await?;
-            }
-            store::update_job(
-                &mut tx,
-                &JobUpdate {
-                    id: &row.id,
-                    state: JobState::Cancelled.as_str(),
-                    not_before: None,
-                    exit_code: None,
-                    reason: Some(&reason),
-                    finished_at: Some(now),
-                },
-            )
-            .await?;
-            tx.commit().await
-        };
-        commit.await.map_err(ApiError::internal)?;
-        if let Some(worker) = running.and_then(|a| Uuid::parse_str(&a.worker_id).ok()) {
-            self.instances.bump(worker);
+        let mut changes = self.instances.begin().await?;
+        if let Some(a) = &running {
+            let ended = AttemptRow {
+                outcome: AttemptOutcome::Cancelled.as_str().into(),
+                reason: Some(reason.clone()),
+                ended_at: Some(now),
+                ..a.clone()
+            };
+            store::end_attempt(&mut changes.tx, &ended)
+                .await
+                .map_err(ApiError::internal)?;
+            changes.deleted(&a.instance_id, &a.worker_id)?;
         }
+        store::update_job(
+            &mut changes.tx,
+            &JobUpdate {
+                id: &row.id,
+                state: JobState::Cancelled.as_str(),
+                not_before: None,
+                exit_code: None,
+                reason: Some(&reason),
+                finished_at: Some(now),
+            },
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        changes.commit().await?;
         tracing::info!(job_id = %id, by, "job cancelled");
         self.wake.notify_one();
         self.get(id).await
@@ -694,32 +692,31 @@ impl JobService {
                 Some(format!("attempt {number} {what}")),
             )
         };
-        let commit = async {
-            let mut tx = self.db.write.begin().await?;
-            if !store::end_attempt(&mut tx, &ended).await? {
-                return Ok(false);
-            }
-            store::update_job(
-                &mut tx,
-                &JobUpdate {
-                    id: &job.id,
-                    state: state.as_str(),
-                    not_before,
-                    exit_code: ended.exit_code,
-                    reason: reason.as_deref(),
-                    finished_at: state.is_final().then_some(now),
-                },
-            )
-            .await?;
-            tx.commit().await.map(|()| true)
-        };
-        if commit.await.map_err(ApiError::internal)? {
-            tracing::info!(job_id = %job.id, attempt = number, outcome = outcome.as_str(), exit_code = ?ended.exit_code, job_state = state.as_str(), "job attempt ended");
-            if let Ok(worker) = Uuid::parse_str(&ended.worker_id) {
-                self.instances.bump(worker);
-            }
-            self.wake.notify_one();
+        let mut changes = self.instances.begin().await?;
+        if !store::end_attempt(&mut changes.tx, &ended)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            // Ended already: the transaction rolls back as it drops.
+            return Ok(());
         }
+        changes.deleted(&ended.instance_id, &ended.worker_id)?;
+        store::update_job(
+            &mut changes.tx,
+            &JobUpdate {
+                id: &job.id,
+                state: state.as_str(),
+                not_before,
+                exit_code: ended.exit_code,
+                reason: reason.as_deref(),
+                finished_at: state.is_final().then_some(now),
+            },
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        changes.commit().await?;
+        tracing::info!(job_id = %job.id, attempt = number, outcome = outcome.as_str(), exit_code = ?ended.exit_code, job_state = state.as_str(), "job attempt ended");
+        self.wake.notify_one();
         Ok(())
     }
 
@@ -769,13 +766,13 @@ impl JobService {
                 let reason = format!(
                     "placed on worker {worker}, which was lost before it started the attempt; queued again"
                 );
-                let undo = async {
-                    let mut tx = self.db.write.begin().await?;
-                    let undone = store::unplace(&mut tx, &a, &reason).await?;
-                    tx.commit().await.map(|()| undone)
-                };
-                if undo.await.map_err(ApiError::internal)? {
-                    self.instances.bump(worker);
+                let mut changes = self.instances.begin().await?;
+                if store::unplace(&mut changes.tx, &a, &reason)
+                    .await
+                    .map_err(ApiError::internal)?
+                {
+                    changes.deleted(&a.instance_id, &a.worker_id)?;
+                    changes.commit().await?;
                     tracing::info!(job_id = %a.job_id, worker_id = %worker, "attempt on a lost worker never started; job queued again");
                 }
                 continue;
@@ -929,20 +926,14 @@ impl JobService {
         if started.is_empty() {
             return Ok(());
         }
-        let commit = async {
-            let mut tx = self.db.write.begin().await?;
-            store::start_attempts(&mut tx, &started).await?;
-            tx.commit().await
-        };
-        commit.await.map_err(ApiError::internal)?;
-        let mut workers: Vec<&str> = started.iter().map(|(a, _)| a.worker_id.as_str()).collect();
-        workers.sort_unstable();
-        workers.dedup();
-        for w in workers {
-            if let Ok(w) = Uuid::parse_str(w) {
-                self.instances.bump(w);
-            }
+        let mut changes = self.instances.begin().await?;
+        store::start_attempts(&mut changes.tx, &started)
+            .await
+            .map_err(ApiError::internal)?;
+        for (_, instance) in &started {
+            changes.inserted(instance)?;
         }
+        changes.commit().await?;
         for (a, _) in &started {
             tracing::debug!(job_id = %a.job_id, attempt = a.number, worker_id = %a.worker_id, "job attempt placed");
         }

@@ -3,12 +3,13 @@
 //! was most of a deploy's time (docs/benchmarks.md, "Orchestration").
 //!
 //! Invariants:
-//! - The owner's writes go to SQLite first and then, still under the table's lock, into memory: a
-//!   reader never sees memory ahead of the file, and a load cannot overwrite a newer change.
-//! - Writes made elsewhere (the job queue's and the sandboxes' instances, a move's, a reset)
-//!   commit in their own transactions and then call [`MemoryTable::invalidate`]: the next reader
-//!   loads the table again. A load is tagged with the invalidation count read before it, so a load
-//!   that raced such a write is never taken as current.
+//! - A write begins its SQLite transaction first, then takes the table's lock, commits and changes
+//!   memory before letting go: a reader never sees memory and the file apart, a load cannot
+//!   overwrite a newer change, and the lock is never held while waiting for the write connection.
+//! - Bulk writes made elsewhere (a volume move's, a catalog removal) commit in their own
+//!   transactions and then call [`MemoryTable::invalidate`]: the next reader loads the table
+//!   again. A load is tagged with the invalidation count read before it, so a load that raced such
+//!   a write is never taken as current.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,7 +37,8 @@ impl<T> MemoryTable<T> {
     }
 
     /// The table, held until the guard drops, loaded by `load` first if it is not in memory or
-    /// was invalidated since. The owner writes SQLite while holding it, then the guarded table.
+    /// was invalidated since. A writer takes it after its transaction's statements, commits while
+    /// holding it, then changes the guarded table.
     pub async fn lock<E, Fut>(
         &self,
         load: impl FnOnce() -> Fut,

@@ -260,16 +260,14 @@ impl SandboxService {
     pub async fn delete(&self, id: Uuid) -> ApiResult<()> {
         let _placing = self.placement.lock().await;
         let row = self.row(id).await?;
-        store::delete(&self.db, &row)
+        let mut changes = self.instances.begin().await?;
+        store::delete(&mut changes.tx, &row)
             .await
             .map_err(ApiError::internal)?;
-        if let Some(worker) = row
-            .worker_id
-            .as_deref()
-            .and_then(|w| Uuid::parse_str(w).ok())
-        {
-            self.instances.bump(worker);
+        if let (Some(instance), Some(worker)) = (&row.instance_id, &row.worker_id) {
+            changes.deleted(instance, worker)?;
         }
+        changes.commit().await?;
         tracing::info!(sandbox_id = %id, "sandbox deleted");
         self.wake.notify_one();
         Ok(())
@@ -545,15 +543,13 @@ impl SandboxService {
             };
             let failure = match instance.as_ref().map(|i| i.state) {
                 Some(InstanceState::Running) => {
-                    store::set_state(
-                        &self.db,
-                        &row,
-                        SandboxState::Ready.as_str(),
-                        None,
-                        Some(now),
-                    )
-                    .await
-                    .map_err(ApiError::internal)?;
+                    let ready_now = async {
+                        let mut tx = self.db.write.begin().await?;
+                        let state = SandboxState::Ready.as_str();
+                        store::set_state(&mut tx, &row, state, None, Some(now)).await?;
+                        tx.commit().await
+                    };
+                    ready_now.await.map_err(ApiError::internal)?;
                     tracing::info!(sandbox_id = %row.id, worker_id = %worker_id, "sandbox ready");
                     ready.insert(row.id.clone(), (instance_id, worker_id));
                     continue;
@@ -588,26 +584,27 @@ impl SandboxService {
     ) -> ApiResult<()> {
         let number = row.create_attempts.max(1) as u32;
         let what = format!("placement {number} (on worker {worker_id}) failed: {why}");
+        // Either way its instance goes with it, in the same transaction.
+        let mut changes = self.instances.begin().await?;
+        if let Some(instance) = &row.instance_id {
+            changes.deleted(instance, &worker_id.to_string())?;
+        }
         if number <= req.create_retries.unwrap_or(DEFAULT_CREATE_RETRIES) {
             let at = now + jobs::backoff_ms(&CREATE_BACKOFF, number);
             let reason = format!("{what}; placing it again");
-            store::unplace(&self.db, row, &reason, at)
+            store::unplace(&mut changes.tx, row, &reason, at)
                 .await
                 .map_err(ApiError::internal)?;
+            changes.commit().await?;
             tracing::warn!(sandbox_id = %row.id, reason = %reason, "sandbox placement failed");
         } else {
-            store::set_state(
-                &self.db,
-                row,
-                SandboxState::Failed.as_str(),
-                Some(&what),
-                None,
-            )
-            .await
-            .map_err(ApiError::internal)?;
+            let failed = SandboxState::Failed.as_str();
+            store::set_state(&mut changes.tx, row, failed, Some(&what), None)
+                .await
+                .map_err(ApiError::internal)?;
+            changes.commit().await?;
             tracing::warn!(sandbox_id = %row.id, reason = %what, "sandbox failed");
         }
-        self.instances.bump(worker_id);
         Ok(())
     }
 
@@ -641,10 +638,12 @@ impl SandboxService {
                 let worker = placed[0].worker_id;
                 let now = now_ms();
                 let instance = instances::new_row(worker, None, &instance_spec(req), now)?;
-                store::place(&self.db, &row.id, &instance, now)
+                let mut changes = self.instances.begin().await?;
+                store::place(&mut changes.tx, &row.id, &instance, now)
                     .await
                     .map_err(ApiError::internal)?;
-                self.instances.bump(worker);
+                changes.inserted(&instance)?;
+                changes.commit().await?;
                 tracing::info!(sandbox_id = %row.id, worker_id = %worker, "sandbox placed");
             }
             Err(short) => {

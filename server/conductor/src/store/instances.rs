@@ -1,6 +1,6 @@
 use sqlx::FromRow;
 
-use super::{Db, DbResult, now_ms};
+use super::{Db, DbResult};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct InstanceRow {
@@ -19,12 +19,6 @@ pub struct InstanceRow {
 }
 
 const COLUMNS: &str = "id, worker_id, service, spec, desired_state, state, address, exit_code, reason, restarts, created_at, updated_at";
-
-pub async fn insert(db: &Db, row: &InstanceRow) -> DbResult<()> {
-    let mut tx = db.write.begin().await?;
-    insert_in(&mut tx, row).await?;
-    tx.commit().await
-}
 
 pub async fn insert_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -70,7 +64,7 @@ pub async fn delete_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -
 /// Records a worker's report: None when the instance is not (or no longer) that worker's, else
 /// the service it is an instance of (None within: a job's attempt or an admin's own instance).
 pub async fn report(
-    db: &Db,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     id: &str,
     worker_id: &str,
     state: &str,
@@ -78,6 +72,7 @@ pub async fn report(
     exit_code: Option<i64>,
     reason: Option<&str>,
     restarts: i64,
+    at: i64,
 ) -> DbResult<Option<Option<String>>> {
     sqlx::query_scalar(
         "UPDATE instances SET state = ?, address = ?, exit_code = ?, reason = ?, restarts = ?, updated_at = ?
@@ -88,17 +83,9 @@ pub async fn report(
     .bind(exit_code)
     .bind(reason)
     .bind(restarts)
-    .bind(now_ms())
+    .bind(at)
     .bind(id)
     .bind(worker_id)
-    .fetch_optional(&db.write)
+    .fetch_optional(&mut **tx)
     .await
-}
-
-pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
-    let done = sqlx::query("DELETE FROM instances WHERE id = ?")
-        .bind(id)
-        .execute(&db.write)
-        .await?;
-    Ok(done.rows_affected() == 1)
 }

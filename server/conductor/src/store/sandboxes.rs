@@ -1,6 +1,6 @@
 //! Sandboxes and their execs (see `domain::sandboxes`).
 
-use sqlx::FromRow;
+use sqlx::{FromRow, Sqlite, Transaction};
 
 use super::{Db, DbResult, instances::InstanceRow};
 
@@ -82,9 +82,13 @@ pub async fn all(db: &Db) -> DbResult<Vec<SandboxRow>> {
 }
 
 /// A sandbox placed: its instance and the sandbox's worker, together, counted as an attempt.
-pub async fn place(db: &Db, id: &str, instance: &InstanceRow, at: i64) -> DbResult<()> {
-    let mut tx = db.write.begin().await?;
-    super::instances::insert_in(&mut tx, instance).await?;
+pub async fn place(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: &str,
+    instance: &InstanceRow,
+    at: i64,
+) -> DbResult<()> {
+    super::instances::insert_in(tx, instance).await?;
     sqlx::query(
         "UPDATE sandboxes SET instance_id = ?, worker_id = ?, placed_at = ?, not_before = NULL,
              create_attempts = create_attempts + 1
@@ -94,17 +98,21 @@ pub async fn place(db: &Db, id: &str, instance: &InstanceRow, at: i64) -> DbResu
     .bind(&instance.worker_id)
     .bind(at)
     .bind(id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// A placement that failed undone, to be tried again from `not_before`: its instance removed with
 /// it, and why in `reason`. `worker_id` stays, naming the worker last tried.
-pub async fn unplace(db: &Db, row: &SandboxRow, reason: &str, not_before: i64) -> DbResult<()> {
-    let mut tx = db.write.begin().await?;
+pub async fn unplace(
+    tx: &mut Transaction<'_, Sqlite>,
+    row: &SandboxRow,
+    reason: &str,
+    not_before: i64,
+) -> DbResult<()> {
     if let Some(instance) = &row.instance_id {
-        super::instances::delete_in(&mut tx, instance).await?;
+        super::instances::delete_in(tx, instance).await?;
     }
     sqlx::query(
         "UPDATE sandboxes SET instance_id = NULL, placed_at = NULL,
@@ -114,20 +122,19 @@ pub async fn unplace(db: &Db, row: &SandboxRow, reason: &str, not_before: i64) -
     .bind(not_before)
     .bind(reason)
     .bind(&row.id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Sets a sandbox's state; a failed one's instance is removed with it.
 pub async fn set_state(
-    db: &Db,
+    tx: &mut Transaction<'_, Sqlite>,
     row: &SandboxRow,
     state: &str,
     reason: Option<&str>,
     ready_at: Option<i64>,
 ) -> DbResult<()> {
-    let mut tx = db.write.begin().await?;
     sqlx::query(
         "UPDATE sandboxes SET state = ?, reason = ?, ready_at = COALESCE(?, ready_at) WHERE id = ?",
     )
@@ -135,11 +142,11 @@ pub async fn set_state(
     .bind(reason)
     .bind(ready_at)
     .bind(&row.id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if state == "failed" {
         if let Some(instance) = &row.instance_id {
-            super::instances::delete_in(&mut tx, instance).await?;
+            super::instances::delete_in(tx, instance).await?;
         }
         sqlx::query(
             "UPDATE sandbox_execs SET state = 'failed', reason = 'its sandbox failed', ended_at = ?
@@ -147,10 +154,10 @@ pub async fn set_state(
         )
         .bind(super::now_ms())
         .bind(&row.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 pub async fn set_reason(db: &Db, id: &str, reason: &str) -> DbResult<()> {
@@ -163,16 +170,14 @@ pub async fn set_reason(db: &Db, id: &str, reason: &str) -> DbResult<()> {
 }
 
 /// Deletes the sandbox, its execs and its instance, together; false when there was none.
-pub async fn delete(db: &Db, row: &SandboxRow) -> DbResult<bool> {
-    let mut tx = db.write.begin().await?;
+pub async fn delete(tx: &mut Transaction<'_, Sqlite>, row: &SandboxRow) -> DbResult<bool> {
     if let Some(instance) = &row.instance_id {
-        super::instances::delete_in(&mut tx, instance).await?;
+        super::instances::delete_in(tx, instance).await?;
     }
     let done = sqlx::query("DELETE FROM sandboxes WHERE id = ?")
         .bind(&row.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
 
