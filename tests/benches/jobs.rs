@@ -58,6 +58,8 @@ fn job() -> JobRequest {
 struct Run {
     per_sec: f64,
     placed_ms: Vec<f64>,
+    /// Placed → its attempt recorded as ended: the workers' part.
+    ran_ms: Vec<f64>,
     cpu: String,
 }
 
@@ -96,7 +98,7 @@ async fn one_run(admin: &aerekos_sdk::Conductor, roots: &[u32]) -> Run {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = meter.per_operation(JOBS as f64);
-    let mut placed_ms = vec![];
+    let (mut placed_ms, mut ran_ms) = (vec![], vec![]);
     for id in &ids {
         let job = admin
             .get_job()
@@ -107,6 +109,8 @@ async fn one_run(admin: &aerekos_sdk::Conductor, roots: &[u32]) -> Run {
             .into_inner();
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         let attempt = job.last_attempt.expect("an attempt");
+        let ended = attempt.ended_at.expect("a succeeded job's attempt ended");
+        ran_ms.push((ended - attempt.started_at).num_milliseconds() as f64);
         placed_ms.push(
             (attempt.started_at - job.submitted_at)
                 .num_microseconds()
@@ -115,9 +119,11 @@ async fn one_run(admin: &aerekos_sdk::Conductor, roots: &[u32]) -> Run {
         );
     }
     placed_ms.sort_by(f64::total_cmp);
+    ran_ms.sort_by(f64::total_cmp);
     Run {
         per_sec: JOBS as f64 / elapsed,
         placed_ms,
+        ran_ms,
         cpu,
     }
 }
@@ -188,15 +194,18 @@ async fn main() {
     // Warm up: the first spawns and queries pay for caches.
     bare_spawns(100);
 
-    let (mut refs, mut rates, mut placed, mut cpu) = (vec![], vec![], vec![], String::new());
+    let (mut refs, mut rates, mut placed, mut ran, mut cpu) =
+        (vec![], vec![], vec![], vec![], String::new());
     for _ in 0..RUNS {
         refs.push(bare_spawns(JOBS));
         let run = one_run(&admin, &roots).await;
         rates.push(run.per_sec);
         placed.extend(run.placed_ms);
+        ran.extend(run.ran_ms);
         cpu = run.cpu;
     }
     placed.sort_by(f64::total_cmp);
+    ran.sort_by(f64::total_cmp);
     let unloaded = unloaded_starts(&admin, 200).await;
     let all = format!(
         "bare spawns/s {:?}, jobs/s {:?}",
@@ -206,9 +215,11 @@ async fn main() {
     let (reference, rate) = (bench::median(refs), bench::median(rates));
     let ratio = rate / reference;
     println!(
-        "jobs: {rate:.0}/s against {reference:.0} bare spawns/s = {ratio:.2}x; placed after p50 {:.0} ms, p99 {:.0} ms; CPU per job: {cpu}",
+        "jobs: {rate:.0}/s against {reference:.0} bare spawns/s = {ratio:.2}x; placed after p50 {:.0} ms, p99 {:.0} ms; placed → ended p50 {:.0} ms, p99 {:.0} ms; CPU per job: {cpu}",
         bench::percentile(&placed, 0.5),
-        bench::percentile(&placed, 0.99)
+        bench::percentile(&placed, 0.99),
+        bench::percentile(&ran, 0.5),
+        bench::percentile(&ran, 0.99)
     );
     let markdown = format!(
         "## Jobs\n\n\
@@ -221,11 +232,14 @@ async fn main() {
          | measurement | reference | result | aim |\n|---|---|---|---|\n\
          | jobs submitted, placed, run and recorded per second | {reference:.0} bare spawns/s | {rate:.0} jobs/s = **{ratio:.2}×** | ≥ 0.3×: {met} |\n\
          | submit → placed on a worker, during the runs above ({n} jobs) | — | p50 {p50:.0} ms, p99 {p99:.0} ms | — |\n\
+         | placed → its attempt recorded as ended, during the runs above | — | p50 {r50:.0} ms, p99 {r99:.0} ms | — |\n\
          | submit → the job's process running, one job at a time ({u} jobs of `date +%s%N`) | — | p50 {u50:.0} ms, p99 {u99:.0} ms | — |\n\n\
          CPU per job in the last run, by process (the worker's includes the jobs it spawned): {cpu}.\n",
         n = placed.len(),
         p50 = bench::percentile(&placed, 0.5),
         p99 = bench::percentile(&placed, 0.99),
+        r50 = bench::percentile(&ran, 0.5),
+        r99 = bench::percentile(&ran, 0.99),
         u = unloaded.len(),
         u50 = bench::percentile(&unloaded, 0.5),
         u99 = bench::percentile(&unloaded, 0.99),

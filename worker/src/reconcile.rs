@@ -15,6 +15,7 @@ use aerekos_sdk::{
     Conductor, SdkError,
     conductor::types::{DesiredState, Instance, InstanceState, InstanceStatusReport, RunEnding},
 };
+use futures_util::StreamExt as _;
 use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
 
@@ -25,6 +26,8 @@ use crate::{
 };
 
 pub const TICK: Duration = Duration::from_millis(500);
+/// Status reports in flight at once.
+const REPORTS_AT_ONCE: usize = 8;
 /// How often an instance's health path is probed, and how long a probe may take.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Failed probes in a row that make a running instance unhealthy.
@@ -620,24 +623,35 @@ async fn report_changes(
         return;
     };
     conductor.set_token(Some(identity.credential.clone()));
-    let mut not_ours = vec![];
-    for (id, t) in tracked.iter_mut() {
-        let report = t.report();
-        if t.reported.as_ref() == Some(&report) {
-            continue;
-        }
-        match conductor
+    let changed: Vec<(Uuid, InstanceStatusReport)> = tracked
+        .iter()
+        .map(|(id, t)| (*id, t.report()))
+        .filter(|(id, report)| tracked[id].reported.as_ref() != Some(report))
+        .collect();
+    // Sent a few at a time: one after another, a burst of job ends waited on every round trip
+    // (and the conductor's write of each) in turn.
+    let sends = changed.into_iter().map(|(id, report)| async move {
+        let sent = conductor
             .report_instance_status()
             .id(identity.worker_id)
-            .instance_id(*id)
+            .instance_id(id)
             .body(report.clone())
             .send()
             .await
-            .map_err(SdkError::from)
-        {
-            Ok(_) => t.reported = Some(report),
+            .map_err(SdkError::from);
+        (id, report, sent)
+    });
+    let mut sent = futures_util::stream::iter(sends).buffer_unordered(REPORTS_AT_ONCE);
+    let mut not_ours = vec![];
+    while let Some((id, report, sent)) = sent.next().await {
+        match sent {
+            Ok(_) => {
+                if let Some(t) = tracked.get_mut(&id) {
+                    t.reported = Some(report);
+                }
+            }
             Err(SdkError::Api { status: 404, body }) if body.code == "instance_not_found" => {
-                not_ours.push(*id)
+                not_ours.push(id)
             }
             // Unreachable or refusing: reported again next tick.
             Err(e) => {
@@ -645,6 +659,7 @@ async fn report_changes(
             }
         }
     }
+    drop(sent);
     for id in not_ours {
         tracing::info!(instance_id = %id, "the conductor says this instance is not assigned here; stopping it");
         shared.forget_desired(id);
