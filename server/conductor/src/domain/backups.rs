@@ -171,7 +171,7 @@ impl BackupService {
         &self,
         backup_id: Uuid,
         volume: &str,
-    ) -> ApiResult<(BackupSource, Worker)> {
+    ) -> ApiResult<(BackupSource, Arc<Worker>)> {
         let backup = self.get(backup_id).await?;
         if backup.volume != volume {
             return Err(ApiError::bad_request(
@@ -338,7 +338,7 @@ impl BackupService {
         &self,
         services: &[std::sync::Arc<Service>],
         volumes: &[VolumeRow],
-        workers: &[Worker],
+        workers: &[Arc<Worker>],
     ) -> ApiResult<()> {
         let _step = self.step.lock().await;
         for service in services.iter().filter(|s| s.stateful && s.enabled) {
@@ -517,8 +517,8 @@ impl BackupService {
 /// Where a backup of a volume held by `holder` goes: the store of its last backup while that is
 /// live (so unchanged files are not sent again), else the live worker other than the holder with
 /// the most free disk, else the holder itself.
-fn choose_store(holder: Uuid, last: Option<Uuid>, workers: &[Worker]) -> Worker {
-    let live = |w: &&Worker| w.status == WorkerStatus::Live && w.api_url.is_some();
+fn choose_store(holder: Uuid, last: Option<Uuid>, workers: &[Arc<Worker>]) -> Arc<Worker> {
+    let live = |w: &&Arc<Worker>| w.status == WorkerStatus::Live && w.api_url.is_some();
     if let Some(w) = last
         .filter(|l| *l != holder)
         .and_then(|l| workers.iter().filter(live).find(|w| w.id == l))

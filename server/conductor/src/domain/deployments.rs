@@ -81,7 +81,7 @@ struct Outcome {
 struct Cluster {
     services: Vec<Arc<Service>>,
     instances: Vec<Arc<Instance>>,
-    workers: Vec<Worker>,
+    workers: Vec<Arc<Worker>>,
     volumes: Vec<VolumeRow>,
     reserved: HashMap<Uuid, Amounts>,
     ports_by_ip: HashMap<String, HashSet<u16>>,
@@ -91,7 +91,7 @@ impl Cluster {
     fn new(
         services: Vec<Arc<Service>>,
         instances: Vec<Arc<Instance>>,
-        workers: Vec<Worker>,
+        workers: Vec<Arc<Worker>>,
         volumes: Vec<VolumeRow>,
     ) -> Self {
         let ip_of: HashMap<Uuid, &str> = workers

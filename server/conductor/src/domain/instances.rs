@@ -360,12 +360,17 @@ impl InstanceService {
     /// Every instance, shared rather than copied (placement reads them all at each deploy), with
     /// its health as of now.
     pub async fn snapshot(&self) -> ApiResult<Vec<Arc<Instance>>> {
+        let live = self.workers.live_ids();
         Ok(self
             .table()
             .await?
             .iter()
             .map(|i| {
-                let health = self.health(i.worker_id, i.desired_state, i.state);
+                let health = if live.contains(&i.worker_id) {
+                    health_of(i.desired_state, i.state)
+                } else {
+                    InstanceHealth::Lost
+                };
                 if health == i.health {
                     i.clone()
                 } else {

@@ -77,7 +77,7 @@ impl ServiceRoute {
 }
 
 /// Every gateway-routed service, healthy endpoints or not (a known service with none gets 503).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RouteTable {
     pub services: HashMap<String, Arc<ServiceRoute>>,
 }
@@ -124,12 +124,11 @@ impl Routes {
     /// service and what it depends on; rebuilding every route at each was a large part of it).
     pub fn update(&self, specs: Vec<RouteSpec>) {
         let mut table = self.table.write().expect("routes lock");
-        let mut services = table.services.clone();
-        for spec in specs {
-            let (name, route) = build_route(&table, spec);
-            services.insert(name, route);
-        }
-        *table = Arc::new(RouteTable { services });
+        let routes: Vec<_> = specs.into_iter().map(|s| build_route(&table, s)).collect();
+        // Changed in place unless a gateway request holds the table now (then copied once, and
+        // that request keeps the table it started with).
+        let services = &mut Arc::make_mut(&mut table).services;
+        services.extend(routes);
     }
 }
 

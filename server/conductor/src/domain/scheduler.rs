@@ -34,11 +34,10 @@ pub fn reservations<I: std::borrow::Borrow<Instance>>(instances: &[I]) -> HashMa
 
 /// Worker `w` as the scheduler sees it, with what is reserved on it and how many instances of the
 /// service being placed it has.
-pub fn candidate(w: &Worker, reserved: Amounts, same_service: u32) -> Candidate {
+pub fn candidate(w: &Arc<Worker>, reserved: Amounts, same_service: u32) -> Candidate {
     Candidate {
         id: w.id,
-        name: w.name.clone(),
-        labels: w.labels.clone(),
+        worker: w.clone(),
         drivers: w
             .resources
             .drivers
@@ -59,8 +58,9 @@ pub fn candidate(w: &Worker, reserved: Amounts, same_service: u32) -> Candidate 
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub id: Uuid,
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// The worker as the registry holds it (its name, its labels): shared, not copied, since
+    /// placement makes a candidate of every worker at each deploy.
+    pub worker: Arc<Worker>,
     pub drivers: Vec<DriverKind>,
     pub capacity: Amounts,
     pub reserved: Amounts,
@@ -172,7 +172,7 @@ pub fn fits(c: &Candidate, req: &Request<'_>, need: Amounts) -> Result<DriverKin
     if let Some((k, v)) = req
         .labels
         .iter()
-        .find(|(k, v)| c.labels.get(*k) != Some(*v))
+        .find(|(k, v)| c.worker.labels.get(*k) != Some(*v))
     {
         return Err(format!("lacks label {k}={v}"));
     }
@@ -231,7 +231,7 @@ fn shortage(candidates: &[Candidate], req: &Request<'_>, need: Amounts, placed: 
         .map(|c| {
             format!(
                 "{} ({}): {}",
-                c.name,
+                c.worker.name,
                 c.id,
                 fits(c, req, need).err().unwrap_or_else(|| "fits".into())
             )
@@ -255,10 +255,28 @@ mod tests {
     use super::*;
 
     fn worker(n: u8, cores: u64, memory_mb: u64) -> Candidate {
+        let id = Uuid::from_bytes([n; 16]);
+        let now = chrono::Utc::now();
+        let resources = serde_json::from_value(serde_json::json!({
+            "cpu_cores": cores, "cpu_usage_percent": 0.0,
+            "memory_total_bytes": memory_mb << 20, "memory_available_bytes": memory_mb << 20,
+            "disk_total_bytes": 100_000u64 << 20, "disk_free_bytes": 100_000u64 << 20,
+        }))
+        .unwrap();
         Candidate {
-            id: Uuid::from_bytes([n; 16]),
-            name: format!("w{n}"),
-            labels: BTreeMap::new(),
+            id,
+            worker: Arc::new(Worker {
+                id,
+                name: format!("w{n}"),
+                hostname: format!("w{n}"),
+                ip_address: "10.0.0.1".into(),
+                labels: BTreeMap::new(),
+                status: crate::model::WorkerStatus::Live,
+                resources,
+                api_url: None,
+                registered_at: now,
+                last_heartbeat_at: now,
+            }),
             drivers: vec![DriverKind::Process],
             capacity: Amounts {
                 cpu: cores * 1000,
@@ -325,7 +343,9 @@ mod tests {
     #[test]
     fn constraints_exclude_workers_with_reasons() {
         let mut ws = vec![worker(1, 4, 4096), worker(2, 4, 4096)];
-        ws[1].labels.insert("zone".into(), "a".into());
+        Arc::make_mut(&mut ws[1].worker)
+            .labels
+            .insert("zone".into(), "a".into());
         let labels = BTreeMap::from([("zone".to_owned(), "a".to_owned())]);
         let req = Request {
             labels: &labels,

@@ -53,19 +53,19 @@ pub enum Site {
 /// The workers that report a directory named `volume`, with its size.
 fn copies<'a>(
     volume: &'a str,
-    workers: &'a [Worker],
+    workers: &'a [Arc<Worker>],
 ) -> impl Iterator<Item = (&'a Worker, u64)> + 'a {
     workers.iter().filter_map(move |w| {
         w.resources
             .volumes
             .iter()
             .find(|v| v.name == volume)
-            .map(|v| (w, v.size_bytes))
+            .map(|v| (&**w, v.size_bytes))
     })
 }
 
 /// What waiting for `holder` means: `None` when it is live.
-pub fn wait_for(volume: &str, holder: Uuid, workers: &[Worker]) -> Option<VolumeWait> {
+pub fn wait_for(volume: &str, holder: Uuid, workers: &[Arc<Worker>]) -> Option<VolumeWait> {
     let worker = workers.iter().find(|w| w.id == holder);
     match worker {
         Some(w) if w.status == WorkerStatus::Live => None,
@@ -100,7 +100,7 @@ pub fn wait_for(volume: &str, holder: Uuid, workers: &[Worker]) -> Option<Volume
 pub fn site(
     volume: &str,
     record: Option<&VolumeRow>,
-    workers: &[Worker],
+    workers: &[Arc<Worker>],
     only: &[Uuid],
     start_empty: bool,
 ) -> Site {
@@ -200,7 +200,7 @@ impl VolumeService {
     }
 }
 
-fn to_model(row: &VolumeRow, workers: &[Worker]) -> Volume {
+fn to_model(row: &VolumeRow, workers: &[Arc<Worker>]) -> Volume {
     let worker_id = Uuid::parse_str(&row.worker_id).unwrap_or_default();
     let holder = workers.iter().find(|w| w.id == worker_id);
     Volume {
@@ -229,8 +229,8 @@ mod tests {
     use super::*;
     use crate::model::{VolumeReport, WorkerResources};
 
-    fn worker(n: u8, live: bool, volumes: &[(&str, u64)]) -> Worker {
-        Worker {
+    fn worker(n: u8, live: bool, volumes: &[(&str, u64)]) -> Arc<Worker> {
+        Arc::new(Worker {
             id: Uuid::from_bytes([n; 16]),
             name: format!("w{n}"),
             hostname: "h".into(),
@@ -263,7 +263,7 @@ mod tests {
             api_url: None,
             registered_at: from_ms(0),
             last_heartbeat_at: from_ms(1_000),
-        }
+        })
     }
 
     fn record(w: &Worker) -> VolumeRow {

@@ -36,7 +36,8 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One worker as the registry holds it.
 struct Entry {
-    worker: Worker,
+    /// Shared with the snapshots placement takes (a heartbeat copies it only while one is held).
+    worker: Arc<Worker>,
     credential_hash: String,
     last_heartbeat_ms: i64,
 }
@@ -323,13 +324,15 @@ impl WorkerService {
                 return Err(Self::unknown(id));
             };
             Self::check_credential(entry, id, &presented)?;
+            let worker = Arc::make_mut(&mut entry.worker);
             if let Some(ip) = ip {
-                entry.worker.ip_address = ip;
+                worker.ip_address = ip;
             }
-            entry.worker.resources = req.resources.clone();
-            entry.worker.last_heartbeat_at = from_ms(now);
+            worker.resources = req.resources.clone();
+            worker.last_heartbeat_at = from_ms(now);
+            let ip_address = worker.ip_address.clone();
             entry.last_heartbeat_ms = now;
-            entry.worker.ip_address.clone()
+            ip_address
         };
         let record = HeartbeatRecord {
             id: id.to_string(),
@@ -394,7 +397,7 @@ impl WorkerService {
                 next_cursor = workers.last().map(|w: &Worker| w.id.to_string());
                 break;
             }
-            workers.push(with_status(entry, state));
+            workers.push(Worker::clone(&with_status(entry, state)));
         }
         Ok(WorkerPage {
             workers,
@@ -407,7 +410,10 @@ impl WorkerService {
         let entry = map.get(&id).ok_or_else(|| {
             ApiError::not_found("worker_not_found", format!("no worker with id {id}"))
         })?;
-        Ok(with_status(entry, status_of(entry, self.live_since())))
+        Ok(Worker::clone(&with_status(
+            entry,
+            status_of(entry, self.live_since()),
+        )))
     }
 
     /// Whether worker `id` is registered and heard from within the TTL.
@@ -421,8 +427,23 @@ impl WorkerService {
             .is_some_and(|e| status_of(e, since) == WorkerStatus::Live)
     }
 
-    /// Every registered worker with its current status (what the scheduler places on).
-    pub fn snapshot(&self) -> Vec<Worker> {
+    /// The workers live now: for judging many instances at one moment with one clock read and
+    /// one look at the registry (placement's snapshot judges every instance).
+    pub fn live_ids(&self) -> std::collections::HashSet<Uuid> {
+        let since = self.live_since();
+        self.registry
+            .workers
+            .read()
+            .expect("registry lock")
+            .iter()
+            .filter(|(_, e)| status_of(e, since) == WorkerStatus::Live)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every registered worker with its current status (what the scheduler places on), shared
+    /// rather than copied: placement takes one at every deploy.
+    pub fn snapshot(&self) -> Vec<Arc<Worker>> {
         let since = self.live_since();
         self.registry
             .workers
@@ -526,7 +547,7 @@ impl WorkerService {
         map.insert(
             id,
             Entry {
-                worker,
+                worker: Arc::new(worker),
                 credential_hash,
                 last_heartbeat_ms: now,
             },
@@ -548,15 +569,20 @@ fn status_of(entry: &Entry, live_since: i64) -> WorkerStatus {
     }
 }
 
-fn with_status(entry: &Entry, status: WorkerStatus) -> Worker {
-    let mut worker = entry.worker.clone();
-    worker.status = status;
-    worker
+/// The worker with `status`: the registry's own copy when that is its status already.
+fn with_status(entry: &Entry, status: WorkerStatus) -> Arc<Worker> {
+    if entry.worker.status == status {
+        entry.worker.clone()
+    } else {
+        let mut worker = Worker::clone(&entry.worker);
+        worker.status = status;
+        Arc::new(worker)
+    }
 }
 
 fn entry_from_row(row: &WorkerRow, credential_hash: String) -> Result<Entry, String> {
     Ok(Entry {
-        worker: Worker {
+        worker: Arc::new(Worker {
             id: Uuid::parse_str(&row.id).map_err(|e| e.to_string())?,
             name: row.name.clone(),
             hostname: row.hostname.clone(),
@@ -567,7 +593,7 @@ fn entry_from_row(row: &WorkerRow, credential_hash: String) -> Result<Entry, Str
             api_url: row.api_url.clone(),
             registered_at: from_ms(row.registered_at),
             last_heartbeat_at: from_ms(row.last_heartbeat_at),
-        },
+        }),
         credential_hash,
         last_heartbeat_ms: row.last_heartbeat_at,
     })
