@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use aerekos_common::direct_json::rfc3339;
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
@@ -399,15 +400,17 @@ pub struct HeartbeatResponse {
 }
 
 /// `live`: heard from within the worker TTL; `lost`: silent for longer.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum WorkerStatus {
     Live,
     Lost,
 }
 
+// Answered as `DirectJson`: its serde form must stay poem-openapi's (`aerekos_common::direct_json`).
 /// A machine of the cluster.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Debug, Clone, serde::Serialize)]
 #[oai(skip_serializing_if_is_none)]
 pub struct Worker {
     pub id: Uuid,
@@ -418,17 +421,21 @@ pub struct Worker {
     pub status: WorkerStatus,
     pub resources: WorkerResources,
     /// Where the worker's own API answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
+    #[serde(serialize_with = "rfc3339")]
     pub registered_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
     pub last_heartbeat_at: DateTime<Utc>,
 }
 
 /// One page of workers, ordered by id.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Debug, Clone, serde::Serialize)]
 #[oai(skip_serializing_if_is_none)]
 pub struct WorkerPage {
     pub workers: Vec<Worker>,
     /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -1785,4 +1792,69 @@ pub struct MetricsTarget {
 #[derive(Object, Debug, Clone)]
 pub struct MetricsTargets {
     pub targets: Vec<MetricsTarget>,
+}
+
+#[cfg(test)]
+mod tests {
+    use aerekos_common::direct_json::assert_same_json;
+
+    use super::*;
+
+    /// A worker with every optional field set (`full`) or absent.
+    fn worker(full: bool) -> Worker {
+        let some = |s: &str| full.then(|| s.to_owned());
+        Worker {
+            id: Uuid::from_u128(7),
+            name: "w7".into(),
+            hostname: "h7".into(),
+            ip_address: "10.0.0.7".into(),
+            labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
+            status: if full {
+                WorkerStatus::Live
+            } else {
+                WorkerStatus::Lost
+            },
+            resources: WorkerResources {
+                cpu_cores: 2,
+                cpu_usage_percent: 12.5,
+                memory_total_bytes: 8 << 30,
+                memory_available_bytes: 3 << 30,
+                disk_total_bytes: 100 << 30,
+                disk_free_bytes: 42 << 30,
+                network: vec![NetworkInterface {
+                    name: "eth0".into(),
+                    addresses: vec!["10.0.0.7".into()],
+                    rx_bytes: 1,
+                    tx_bytes: 2,
+                }],
+                os: some("Debian 13"),
+                drivers: vec![RuntimeDriver {
+                    name: "docker".into(),
+                    version: some("28.2"),
+                }],
+                unavailable_drivers: vec![UnavailableDriver {
+                    name: "microvm".into(),
+                    reason: "no kernel".into(),
+                }],
+                volumes: vec![VolumeReport {
+                    name: "kv".into(),
+                    size_bytes: 10,
+                }],
+            },
+            api_url: some("http://10.0.0.7:8081"),
+            registered_at: chrono::DateTime::from_timestamp_millis(1_765_000_000_123).unwrap(),
+            last_heartbeat_at: chrono::DateTime::from_timestamp_millis(1_765_000_001_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn workers_answered_directly_are_the_json_poem_openapi_would_answer() {
+        for full in [true, false] {
+            assert_same_json(&worker(full));
+            assert_same_json(&WorkerPage {
+                workers: vec![worker(full), worker(!full)],
+                next_cursor: full.then(|| "cursor".to_owned()),
+            });
+        }
+    }
 }

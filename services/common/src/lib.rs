@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod db;
+pub mod direct_json;
 pub mod edge;
 pub mod error;
 pub mod group_commit;

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use aerekos_common::ApiResult;
+use aerekos_common::{ApiResult, direct_json::DirectJson};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, OpenApi,
@@ -84,12 +84,12 @@ impl WorkersApi {
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> ApiResult<Json<WorkerPage>> {
+    ) -> ApiResult<DirectJson<WorkerPage>> {
         state
             .workers
             .list(status.0, limit.0, cursor.0)
             .await
-            .map(Json)
+            .map(DirectJson)
     }
 
     /// One worker.
@@ -99,8 +99,8 @@ impl WorkersApi {
         state: Data<&Arc<AppState>>,
         _auth: UserAuth,
         id: Path<Uuid>,
-    ) -> ApiResult<Json<Worker>> {
-        state.workers.get(id.0).await.map(Json)
+    ) -> ApiResult<DirectJson<Worker>> {
+        state.workers.get(id.0).await.map(DirectJson)
     }
 
     /// Remove a worker from the registry (admin only). If it is still running it will register
