@@ -234,7 +234,7 @@ async fn main() {
          | submit → placed on a worker, during the runs above ({n} jobs) | — | p50 {p50:.0} ms, p99 {p99:.0} ms | — |\n\
          | placed → its attempt recorded as ended, during the runs above | — | p50 {r50:.0} ms, p99 {r99:.0} ms | — |\n\
          | submit → the job's process running, one job at a time ({u} jobs of `date +%s%N`) | — | p50 {u50:.0} ms, p99 {u99:.0} ms | — |\n\n\
-         CPU per job in the last run, by process (the worker's includes the jobs it spawned): {cpu}.\n",
+         CPU per job in the last run, by process (each with the children it has waited for: the worker's includes the jobs it ran and their exit recorders): {cpu}.\n",
         n = placed.len(),
         p50 = bench::percentile(&placed, 0.5),
         p99 = bench::percentile(&placed, 0.99),

@@ -62,7 +62,8 @@ pub fn median(mut runs: Vec<f64>) -> f64 {
     runs[runs.len() / 2]
 }
 
-/// CPU time (user + system, from `/proc/<pid>/stat`) of a process tree, grouped by what each
+/// CPU time (user + system, from `/proc/<pid>/stat`, with the children each process has waited
+/// for) of a process tree, grouped by what each
 /// process runs (its command line without the program: `conductor`, `worker`, `service
 /// key_manager`), and of this benchmark process: where a run's CPU went, per operation.
 pub struct CpuMeter {
@@ -127,10 +128,19 @@ fn cpu_by_command(roots: &[u32]) -> std::collections::BTreeMap<String, CpuTime> 
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(ppid), Some(utime), Some(stime)) =
-            (fields.get(1), fields.get(11), fields.get(12))
-        else {
+        // utime and stime, then cutime and cstime: the children it has waited for (a worker's
+        // job processes and their exit recorders) count as its own.
+        let (Some(ppid), Some(utime), Some(stime), Some(cutime), Some(cstime)) = (
+            fields.get(1),
+            fields.get(11),
+            fields.get(12),
+            fields.get(13),
+            fields.get(14),
+        ) else {
             continue;
+        };
+        let ticks = |a: &str, b: &str| {
+            (a.parse::<f64>().unwrap_or(0.0) + b.parse::<f64>().unwrap_or(0.0)) / TICKS
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let words: Vec<String> = cmdline
@@ -140,8 +150,8 @@ fn cpu_by_command(roots: &[u32]) -> std::collections::BTreeMap<String, CpuTime> 
             .map(|w| String::from_utf8_lossy(w).into_owned())
             .collect();
         let secs = CpuTime {
-            user: utime.parse::<f64>().unwrap_or(0.0) / TICKS,
-            system: stime.parse::<f64>().unwrap_or(0.0) / TICKS,
+            user: ticks(utime, cutime),
+            system: ticks(stime, cstime),
         };
         parents.insert(pid, ppid.parse().unwrap_or(0));
         stats.insert(pid, (words.join(" "), secs));
