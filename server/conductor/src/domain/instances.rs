@@ -715,3 +715,126 @@ fn to_model(
         updated_at: from_ms(row.updated_at),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::workers::{WorkerReport, insert as insert_worker};
+
+    /// An instance service over a fresh database with one worker in it.
+    async fn service(dir: &std::path::Path) -> (InstanceService, Uuid) {
+        let db = Db::open(&dir.join("c.db"), &crate::store::MIGRATIONS)
+            .await
+            .unwrap();
+        let worker = Uuid::new_v4();
+        let report = WorkerReport {
+            name: "w1",
+            hostname: "h1",
+            ip_address: "10.0.0.1",
+            labels_json: "{}",
+            resources: Default::default(),
+            resources_json: r#"{"cpu_cores":2,"cpu_usage_percent":0,"memory_total_bytes":1,"memory_available_bytes":1,"disk_total_bytes":1,"disk_free_bytes":1}"#,
+            api_url: None,
+        };
+        insert_worker(&db, &worker.to_string(), "hash", &report, now_ms())
+            .await
+            .unwrap();
+        let workers =
+            WorkerService::start(db.clone(), Duration::from_secs(5), Duration::from_secs(60))
+                .await
+                .unwrap();
+        (InstanceService::new(db, Arc::new(workers)), worker)
+    }
+
+    fn status(json: serde_json::Value) -> InstanceStatusReport {
+        poem_openapi::types::ParseFromJSON::parse_from_json(Some(json)).unwrap()
+    }
+
+    fn job_spec() -> InstanceSpec {
+        let json = serde_json::json!({"command": ["true"], "run_once": true});
+        poem_openapi::types::ParseFromJSON::parse_from_json(Some(json)).unwrap()
+    }
+
+    /// The ids in memory and, read again from the file, in SQLite.
+    async fn ids(s: &InstanceService) -> (Vec<Uuid>, Vec<Uuid>) {
+        let memory = s.all().await.unwrap().iter().map(|i| i.id).collect();
+        s.invalidate();
+        let file = s.all().await.unwrap().iter().map(|i| i.id).collect();
+        (memory, file)
+    }
+
+    #[tokio::test]
+    async fn changes_made_elsewhere_reach_memory_at_their_commit_and_not_when_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, worker) = service(dir.path()).await;
+        assert_eq!(ids(&s).await, (vec![], vec![]));
+
+        // Inserted and committed: in memory without the table being read again.
+        let row = new_row(worker, None, &job_spec(), now_ms()).unwrap();
+        let id = Uuid::parse_str(&row.id).unwrap();
+        let mut changes = s.begin().await.unwrap();
+        instances::insert_in(&mut changes.tx, &row).await.unwrap();
+        changes.inserted(&row).unwrap();
+        changes.commit().await.unwrap();
+        assert_eq!(s.for_worker(worker).await.unwrap()[0].id, id);
+        assert_eq!(ids(&s).await, (vec![id], vec![id]));
+
+        // Deleted, then dropped without a commit: neither memory nor the file changes.
+        let mut changes = s.begin().await.unwrap();
+        assert!(
+            instances::delete_in(&mut changes.tx, &row.id)
+                .await
+                .unwrap()
+        );
+        changes.deleted(&row.id, &row.worker_id).unwrap();
+        drop(changes);
+        assert_eq!(s.for_worker(worker).await.unwrap().len(), 1);
+        assert_eq!(ids(&s).await, (vec![id], vec![id]));
+
+        // Deleted and committed: gone from both.
+        let mut changes = s.begin().await.unwrap();
+        instances::delete_in(&mut changes.tx, &row.id)
+            .await
+            .unwrap();
+        changes.deleted(&row.id, &row.worker_id).unwrap();
+        changes.commit().await.unwrap();
+        assert!(s.for_worker(worker).await.unwrap().is_empty());
+        assert_eq!(ids(&s).await, (vec![], vec![]));
+    }
+
+    #[tokio::test]
+    async fn a_report_changes_memory_and_the_file_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, worker) = service(dir.path()).await;
+        let created = s
+            .create(
+                worker,
+                CreateInstanceRequest {
+                    service: None,
+                    spec: job_spec(),
+                },
+            )
+            .await
+            .unwrap();
+        let report = status(serde_json::json!({"state": "running", "restarts": 2}));
+        s.report(worker, created.id, report).await.unwrap();
+        let in_memory = s.get(created.id).await.unwrap();
+        s.invalidate();
+        let from_file = s.get(created.id).await.unwrap();
+        for i in [&in_memory, &from_file] {
+            assert_eq!((i.state, i.restarts), (InstanceState::Running, 2));
+        }
+        assert_eq!(in_memory.updated_at, from_file.updated_at);
+        // Another worker's report on it is refused and changes nothing.
+        let other = status(serde_json::json!({"state": "exited", "restarts": 0}));
+        let refused = s
+            .report(Uuid::new_v4(), created.id, other)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), poem::http::StatusCode::NOT_FOUND);
+        assert_eq!(
+            s.get(created.id).await.unwrap().state,
+            InstanceState::Running
+        );
+    }
+}
