@@ -937,10 +937,16 @@ pub fn up_with(
     }
 }
 
-/// The pid of a service's instance on the all-in-one worker (its process group's leader). Waits
-/// for the instance's pid file: the worker writes it once the process is started, so an instance
-/// the worker is (re)starting has none for a moment.
-pub async fn instance_pid(admin: &aerekos_sdk::Conductor, platform: &Up, service: &str) -> i32 {
+/// The pid of a service's instance (its process group's leader) on one of the workers whose data
+/// directories are `worker_dirs` (the all-in-one worker's is `Up::worker_dir`; a joined worker
+/// may hold the instance as well, placement spreads). Waits for the instance's pid file: the
+/// worker writes it once the process is started, so an instance the worker is (re)starting has
+/// none for a moment.
+pub async fn instance_pid(
+    admin: &aerekos_sdk::Conductor,
+    worker_dirs: &[&std::path::Path],
+    service: &str,
+) -> i32 {
     let mut last = String::new();
     for _ in 0..60 {
         let deployment = admin
@@ -950,21 +956,21 @@ pub async fn instance_pid(admin: &aerekos_sdk::Conductor, platform: &Up, service
             .await
             .unwrap()
             .into_inner();
-        // The all-in-one worker's instance: another worker's files are not under its directory.
         for instance in &deployment.instances {
-            let pid_file = platform
-                .worker_dir
-                .join("instances")
-                .join(instance.id.to_string())
-                .join("pid");
-            if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-                return pid.trim().parse().unwrap();
+            for dir in worker_dirs {
+                let pid_file = dir
+                    .join("instances")
+                    .join(instance.id.to_string())
+                    .join("pid");
+                if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+                    return pid.trim().parse().unwrap();
+                }
             }
         }
         last = format!("{:?}", deployment.instances);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    panic!("no instance of {service} with a pid file under the all-in-one worker in 30 s: {last}");
+    panic!("no instance of {service} with a pid file under {worker_dirs:?} in 30 s: {last}");
 }
 
 /// A test that fails half-way leaves neither `aerekos up` nor its instances running: they would
@@ -1044,7 +1050,7 @@ pub async fn join_worker_with(
     JoinedWorker {
         child,
         command,
-        _dir: dir,
+        dir,
         id,
     }
 }
@@ -1053,11 +1059,16 @@ pub struct JoinedWorker {
     child: std::process::Child,
     command: std::process::Command,
     /// Dropped after the process: its instances are killed with it.
-    _dir: WorkerDir,
+    dir: WorkerDir,
     pub id: uuid::Uuid,
 }
 
 impl JoinedWorker {
+    /// Its data directory (`instances/<id>/` holds each of its instances' files).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// SIGKILL, then the same worker started again on its data directory (its instances run on).
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();

@@ -354,7 +354,7 @@ async fn a_worker_cut_off_from_logs_manager_delivers_its_buffered_lines_once() {
     // logs_manager stops answering (its process paused) while the lines keep coming, for longer
     // than the worker waits for an answer: the batch it sent is stored at the resume, and sent
     // again, so its repeat must be skipped.
-    let pid = instance_pid(&admin, &platform, "logs_manager").await;
+    let pid = instance_pid(&admin, &[platform.worker_dir.as_path()], "logs_manager").await;
     let group = nix::unistd::Pid::from_raw(pid);
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let paused_at = Utc::now();

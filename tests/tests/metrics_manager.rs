@@ -213,7 +213,9 @@ async fn the_registry_is_scraped_and_a_counters_rate_and_increase_match_the_load
     );
 
     // metrics_manager killed outright: its worker starts it again, and the history is whole.
-    let pid = instance_pid(&admin, &platform, "metrics_manager").await;
+    // Placement may have put it on either worker.
+    let workers = [platform.worker_dir.as_path(), second.data_dir()];
+    let pid = instance_pid(&admin, &workers, "metrics_manager").await;
     nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
