@@ -17,33 +17,21 @@ use poem::{IntoResponse, Response};
 use poem_openapi::{
     ApiResponse,
     payload::{Json, Payload},
-    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
-    types::{ToJSON, Type},
+    registry::{MetaResponses, Registry},
+    types::ToJSON,
 };
 use serde::Serialize;
 
 /// A JSON answer written from `T`'s serde form (see the module's contract).
 pub struct DirectJson<T>(pub T);
 
-impl<T: Type> Payload for DirectJson<T> {
-    const CONTENT_TYPE: &'static str = <Json<T> as Payload>::CONTENT_TYPE;
-
-    fn schema_ref() -> MetaSchemaRef {
-        T::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-}
-
-impl<T: Type + Serialize + Send> IntoResponse for DirectJson<T> {
+impl<T: ToJSON + Serialize + Send> IntoResponse for DirectJson<T> {
     fn into_response(self) -> Response {
         // Grown from a few kilobytes rather than serde_json's 128 bytes: a page of models.
         let mut body = Vec::with_capacity(4096);
         match serde_json::to_writer(&mut body, &self.0) {
             Ok(()) => Response::builder()
-                .content_type(Self::CONTENT_TYPE)
+                .content_type(<Json<T> as Payload>::CONTENT_TYPE)
                 .body(body),
             // Only a map with keys that are not strings fails; no model has one.
             Err(e) => crate::ApiError::internal(e).into_response(),
@@ -51,25 +39,14 @@ impl<T: Type + Serialize + Send> IntoResponse for DirectJson<T> {
     }
 }
 
-/// Described exactly as poem-openapi describes `Json<T>`, so the spec does not change.
-impl<T: Type + Serialize + Send> ApiResponse for DirectJson<T> {
+/// Described as poem-openapi's `Json<T>` is (its own description), so the spec does not change.
+impl<T: ToJSON + Serialize + Send> ApiResponse for DirectJson<T> {
     fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "",
-                status: Some(200),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: Self::CONTENT_TYPE,
-                    schema: Self::schema_ref(),
-                }],
-                headers: vec![],
-            }],
-        }
+        <Json<T> as ApiResponse>::meta()
     }
 
     fn register(registry: &mut Registry) {
-        T::register(registry);
+        <Json<T> as ApiResponse>::register(registry);
     }
 }
 
